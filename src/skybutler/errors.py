@@ -1,0 +1,135 @@
+"""The exceptions skybutler raises, as one documented hierarchy.
+
+Every error a user can cause derives from :class:`SkybutlerError`, so a script
+can catch them all at once; each subclass names one kind of problem so a caller
+can react to it specifically.  Messages always name the offending value.
+"""
+
+from __future__ import annotations
+
+
+class SkybutlerError(Exception):
+    """Base class of every error skybutler raises on purpose."""
+
+
+# -- data model ---------------------------------------------------------------
+
+
+class DimensionError(SkybutlerError):
+    """A dimension name, data ID or dimension record is invalid."""
+
+
+class UnknownDimensionError(DimensionError, KeyError):
+    """A name is not a dimension or element of the universe."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DataIdError(DimensionError, ValueError):
+    """A data ID has a wrong value type, a missing key or inconsistent values."""
+
+
+class DimensionRecordError(DimensionError, ValueError):
+    """A dimension record is malformed or conflicts with the stored one."""
+
+
+class UniverseMismatchError(DimensionError):
+    """A repository was created with a different dimension universe."""
+
+
+# -- registry -----------------------------------------------------------------
+
+
+class RegistryError(SkybutlerError):
+    """A registry operation failed."""
+
+
+class DatasetTypeError(RegistryError):
+    """A dataset type is unknown or conflicts with the registered definition."""
+
+
+class MissingDatasetTypeError(DatasetTypeError, LookupError):
+    """A dataset type name is not registered."""
+
+
+class ConflictingDefinitionError(RegistryError):
+    """Something is being registered again with a different definition."""
+
+
+class DatasetConflictError(RegistryError):
+    """A dataset with the same type and data ID already exists in a RUN or TAGGED collection."""
+
+
+class DatasetNotFoundError(RegistryError, LookupError):
+    """No dataset matches a dataset type, data ID and collections."""
+
+
+class CollectionError(RegistryError):
+    """A collection is missing, of the wrong type, or used wrongly."""
+
+
+class MissingCollectionError(CollectionError, LookupError):
+    """A collection name is not registered."""
+
+
+class CollectionCycleError(CollectionError):
+    """A CHAINED collection would (directly or indirectly) contain itself."""
+
+
+class CalibrationConflictError(CollectionError):
+    """Certifying would make two validity ranges overlap for the same data ID."""
+
+
+class SchemaVersionError(RegistryError):
+    """The repository's schema version is not the one this code can use."""
+
+
+class BackendError(RegistryError):
+    """The database backend refused or lost an operation (names the backend and operation)."""
+
+
+# -- datastore and formats ----------------------------------------------------
+
+
+class DatastoreError(SkybutlerError):
+    """A datastore operation failed."""
+
+
+class FileNotStoredError(DatastoreError, LookupError):
+    """A dataset's artifact is missing from the datastore."""
+
+
+class ChecksumMismatchError(DatastoreError):
+    """An artifact's content no longer matches its recorded checksum."""
+
+
+class TransferError(DatastoreError):
+    """An ingest transfer mode is unknown or failed for a file."""
+
+
+class StorageClassError(SkybutlerError, TypeError):
+    """An object does not match a storage class, or a storage class is unknown."""
+
+
+class FormatterError(SkybutlerError):
+    """A formatter could not write or read an artifact, or got bad read parameters."""
+
+
+# -- queries ------------------------------------------------------------------
+
+
+class QueryError(SkybutlerError, ValueError):
+    """A query expression is invalid; the message points at the offending column."""
+
+    def __init__(self, message: str, expression: str | None = None, column: int | None = None):
+        self.message = message
+        self.expression = expression
+        self.column = column
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        if self.expression is None or self.column is None:
+            return self.message
+        caret = " " * max(self.column - 1, 0) + "^"
+        return f"{self.message} (column {self.column})\n  {self.expression}\n  {caret}"

@@ -1,0 +1,111 @@
+"""Half-open time intervals, the unit of observation times and calibration validity.
+
+A :class:`Timespan` is ``[begin, end)`` with astropy ``Time`` bounds; either bound
+may be ``None`` for an unbounded side.  The registry stores bounds as integer
+nanoseconds on the TAI scale since 1970-01-01 TAI, so comparisons in SQL are exact
+integer comparisons and need no time-zone or leap-second logic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from astropy.time import Time
+from pydantic import BaseModel, ConfigDict, field_serializer, field_validator, model_validator
+
+#: TAI nanoseconds bounds used for unbounded sides in the database.
+NS_MIN = -(2**62)
+NS_MAX = 2**62
+
+_EPOCH = Time("1970-01-01T00:00:00", scale="tai", format="isot")
+
+
+def time_to_ns(t: Time) -> int:
+    """Convert an astropy ``Time`` to integer TAI nanoseconds since 1970-01-01 TAI."""
+    tai = t.tai
+    days = (tai.jd1 - _EPOCH.jd1) + (tai.jd2 - _EPOCH.jd2)
+    # Split integer days from the fraction to keep nanosecond precision.
+    whole = np.floor(days)
+    return int(whole) * 86_400_000_000_000 + int(round((days - whole) * 86_400e9))
+
+
+def ns_to_time(ns: int) -> Time:
+    """Convert integer TAI nanoseconds since 1970-01-01 TAI back to a ``Time``."""
+    days, rem = divmod(int(ns), 86_400_000_000_000)
+    return Time(_EPOCH.jd1 + days, _EPOCH.jd2 + rem / 86_400e9, format="jd", scale="tai")
+
+
+def to_time(value: Any) -> Time:
+    """Interpret ``value`` (``Time``, ISO string, datetime, or MJD float) as a ``Time``."""
+    if isinstance(value, Time):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return Time(value, format="mjd", scale="tai")
+    return Time(value, scale="tai")
+
+
+class Timespan(BaseModel):
+    """A half-open interval ``[begin, end)``; ``None`` means unbounded on that side."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    begin: Time | None = None
+    end: Time | None = None
+
+    def __init__(self, begin: Any = None, end: Any = None, **kwargs: Any):
+        super().__init__(begin=begin, end=end, **kwargs)
+
+    @field_validator("begin", "end", mode="before")
+    @classmethod
+    def _coerce(cls, value: Any) -> Time | None:
+        return None if value is None else to_time(value)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Timespan:
+        if self.begin is not None and self.end is not None and self.end < self.begin:
+            raise ValueError(f"timespan end {self.end.isot} is before its begin {self.begin.isot}")
+        return self
+
+    @field_serializer("begin", "end")
+    def _serialize(self, value: Time | None) -> str | None:
+        return None if value is None else value.tai.isot
+
+    @classmethod
+    def from_ns(cls, begin_ns: int | None, end_ns: int | None) -> Timespan:
+        """Build from stored integer bounds (the ``NS_MIN``/``NS_MAX`` sentinels mean unbounded)."""
+        begin = None if begin_ns is None or begin_ns <= NS_MIN else ns_to_time(begin_ns)
+        end = None if end_ns is None or end_ns >= NS_MAX else ns_to_time(end_ns)
+        return cls(begin, end)
+
+    def to_ns(self) -> tuple[int, int]:
+        """The bounds as integer TAI nanoseconds, with sentinels for unbounded sides."""
+        return (
+            NS_MIN if self.begin is None else time_to_ns(self.begin),
+            NS_MAX if self.end is None else time_to_ns(self.end),
+        )
+
+    def overlaps(self, other: Timespan) -> bool:
+        """Whether the two half-open intervals share any instant."""
+        b1, e1 = self.to_ns()
+        b2, e2 = other.to_ns()
+        return b1 < e2 and b2 < e1 and b1 < e1 and b2 < e2
+
+    def contains(self, t: Time) -> bool:
+        """Whether the instant ``t`` lies in ``[begin, end)``."""
+        b, e = self.to_ns()
+        ns = time_to_ns(to_time(t))
+        return b <= ns < e
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Timespan) and self.to_ns() == other.to_ns()
+
+    def __hash__(self) -> int:
+        return hash(self.to_ns())
+
+    def __repr__(self) -> str:
+        b = "-inf" if self.begin is None else self.begin.tai.isot
+        e = "+inf" if self.end is None else self.end.tai.isot
+        return f"Timespan({b}, {e})"
+
+    __str__ = __repr__
