@@ -1,0 +1,32 @@
+"""Storage classes, formatters and metadata extractors.
+
+A storage class names an in-memory type (``Dict``, ``Table``, ``Image``), the
+formatters that may write it, its components and read parameters, and the facts
+extracted from it when it is stored.  A formatter writes an object to an open
+binary stream and reads it (or a component, or a column/pixel subset) back.
+"""
+
+from __future__ import annotations
+
+from .formatter import Formatter
+from .registry import (
+    formatter_names,
+    get_formatter,
+    get_storage_class,
+    register_formatter,
+    register_storage_class,
+    storage_class_names,
+)
+from .storage_class import MetadataValue, StorageClass
+
+__all__ = [
+    "Formatter",
+    "MetadataValue",
+    "StorageClass",
+    "formatter_names",
+    "get_formatter",
+    "get_storage_class",
+    "register_formatter",
+    "register_storage_class",
+    "storage_class_names",
+]

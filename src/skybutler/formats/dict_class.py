@@ -1,0 +1,55 @@
+"""The ``Dict`` storage class: a JSON-compatible Python dict (configs, metrics, small summaries)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .storage_class import StorageClass
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def check_dict(obj: Any) -> dict[str, Any]:
+    """Accept a mapping whose keys are strings and whose values are JSON-compatible.
+
+    Non-string keys are refused rather than silently turned into strings, so what is
+    read back equals what was written.  A non-dict Mapping is copied into a dict.
+    """
+    if not isinstance(obj, Mapping):
+        raise TypeError("expected a dict")
+    _check_value(obj, "")
+    return obj if isinstance(obj, dict) else dict(obj)
+
+
+def _check_value(value: Any, path: str) -> None:
+    """Recursively check ``value``, naming the first offending location."""
+    if isinstance(value, _SCALARS):
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"key {key!r} at {path or 'top level'} is not a string")
+            _check_value(item, f"{path}.{key}" if path else key)
+        return
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_value(item, f"{path}[{index}]")
+        return
+    raise TypeError(f"value at {path or 'top level'} has type {type(value).__name__}, which is not JSON-compatible")
+
+
+def extract_dict_metadata(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Number of top-level keys."""
+    return {"n_keys": len(obj)}
+
+
+DICT = StorageClass(
+    name="Dict",
+    default_formatter="json",
+    formatters=("json", "yaml"),
+    accepts="dict with string keys and JSON-compatible values",
+    checker=check_dict,
+    extractor=extract_dict_metadata,
+    metadata_fields={"n_keys": int},
+)

@@ -1,0 +1,93 @@
+"""The formatter interface: writes an object to, and reads it from, an open binary stream.
+
+Formatters never open files: the datastore hands them a stream (local or remote),
+so the same code serves POSIX and S3.  The base class validates the requested
+component and read parameters and turns library failures into FormatterError, so
+every formatter reports problems the same way.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, BinaryIO, ClassVar
+
+from ..errors import FormatterError, SkybutlerError
+
+
+class Formatter(ABC):
+    """Base class of file formats; subclasses set the class attributes and the ``_read``/``_write`` hooks."""
+
+    name: ClassVar[str]
+    """Short name used in configuration and the registry, e.g. ``"json"``."""
+    extension: ClassVar[str]
+    """File-name extension including the dot, e.g. ``".json"``."""
+    components: ClassVar[frozenset[str]] = frozenset()
+    """Components ``read`` can return instead of the whole object."""
+    parameters: ClassVar[frozenset[str]] = frozenset()
+    """Read parameters ``read`` accepts."""
+
+    def write(self, obj: Any, stream: BinaryIO) -> None:
+        """Serialise ``obj`` to the already-open binary ``stream``."""
+        try:
+            self._write(obj, stream)
+        except SkybutlerError:
+            raise
+        except Exception as exc:
+            raise FormatterError(
+                f"Formatter {self.name!r} could not write an object of type "
+                f"{type(obj).__module__}.{type(obj).__qualname__}: {exc}"
+            ) from exc
+
+    def read(
+        self,
+        stream: BinaryIO,
+        component: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Read the object (or one ``component`` of it) from a seekable binary ``stream``.
+
+        ``parameters`` select a subset (columns, a pixel box); a parameter given as
+        None counts as absent.  Unknown components or parameters raise FormatterError.
+        """
+        self._check_component(component)
+        params = self._check_parameters(parameters)
+        try:
+            return self._read(stream, component, params)
+        except SkybutlerError:
+            raise
+        except Exception as exc:
+            raise FormatterError(f"Formatter {self.name!r} could not read its artifact: {exc}") from exc
+
+    def _check_component(self, component: str | None) -> None:
+        if component is not None and component not in self.components:
+            allowed = sorted(self.components) or "none"
+            raise FormatterError(
+                f"Formatter {self.name!r} has no component {component!r}; components: {allowed}."
+            )
+
+    def _check_parameters(self, parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+        if parameters is None:
+            return {}
+        if not isinstance(parameters, Mapping):
+            raise FormatterError(
+                f"Formatter {self.name!r}: read parameters must be a mapping, not {type(parameters).__name__}."
+            )
+        unknown = sorted(set(parameters) - self.parameters, key=str)
+        if unknown:
+            allowed = sorted(self.parameters) or "none"
+            raise FormatterError(
+                f"Formatter {self.name!r} does not accept read parameter(s) {unknown}; allowed: {allowed}."
+            )
+        return {key: value for key, value in parameters.items() if value is not None}
+
+    @abstractmethod
+    def _write(self, obj: Any, stream: BinaryIO) -> None:
+        """Format-specific writing; exceptions are wrapped by ``write``."""
+
+    @abstractmethod
+    def _read(self, stream: BinaryIO, component: str | None, parameters: dict[str, Any]) -> Any:
+        """Format-specific reading with already-validated component and parameters."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"

@@ -1,0 +1,73 @@
+"""Parquet formatter for tables: column subsets are read without touching other columns.
+
+Parquet keeps each column in its own chunks with offsets in the footer, so
+``pyarrow.parquet.ParquetFile`` on a seekable stream reads the footer and then only
+the requested columns' bytes — the same on a local file and an S3 object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import FormatterError
+from .formatter import Formatter
+from .tables import TABLE_KINDS, from_arrow, to_arrow
+
+
+class ParquetFormatter(Formatter):
+    """Writes any accepted table type; reads back as Arrow (default), astropy or pandas."""
+
+    name = "parquet"
+    extension = ".parquet"
+    components = frozenset({"schema"})
+    parameters = frozenset({"columns", "as"})
+
+    def _write(self, obj: Any, stream: BinaryIO) -> None:
+        try:
+            table = to_arrow(obj)
+        except TypeError as exc:
+            raise FormatterError(f"Formatter {self.name!r} cannot write this object: {exc}") from exc
+        pq.write_table(table, stream)
+
+    def _read(self, stream: BinaryIO, component: str | None, parameters: dict[str, Any]) -> Any:
+        kind = parameters.get("as", "arrow")
+        if kind not in TABLE_KINDS:
+            raise FormatterError(
+                f"Formatter {self.name!r}: read parameter 'as' is {kind!r}; allowed: {list(TABLE_KINDS)}."
+            )
+        parquet_file = pq.ParquetFile(stream)
+        schema = parquet_file.schema_arrow
+        columns = self._columns(parameters.get("columns"), schema.names)
+        if component == "schema":
+            return schema if columns is None else _select(schema, columns)
+        table = parquet_file.read(columns=columns, use_pandas_metadata=True)
+        return from_arrow(table, kind)
+
+    def _columns(self, requested: Any, available: list[str]) -> list[str] | None:
+        """Validate the ``columns`` parameter against the file's columns."""
+        if requested is None:
+            return None
+        if isinstance(requested, (str, bytes)) or not isinstance(requested, Iterable):
+            raise FormatterError(
+                f"Formatter {self.name!r}: read parameter 'columns' must be a list of column names, "
+                f"not {requested!r}."
+            )
+        columns = list(requested)
+        bad = [name for name in columns if not isinstance(name, str)]
+        if bad:
+            raise FormatterError(f"Formatter {self.name!r}: column names must be strings, got {bad}.")
+        unknown = [name for name in columns if name not in available]
+        if unknown:
+            raise FormatterError(
+                f"Formatter {self.name!r}: unknown column(s) {unknown}; the table has {available}."
+            )
+        return columns
+
+
+def _select(schema: pa.Schema, columns: list[str]) -> pa.Schema:
+    """The sub-schema holding ``columns`` in the requested order (metadata kept)."""
+    return pa.schema([schema.field(name) for name in columns], metadata=schema.metadata)
