@@ -1,0 +1,352 @@
+"""The Butler: one facade over the registry, the datastore and the formats.
+
+A thin composition with no SQL and no file I/O of its own.  Its job is the order
+of operations that keeps a repository consistent: a put formats and stages the
+file, inserts the registry rows, publishes the file and commits, and undoes every
+step that happened if a later one fails.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from .collections_manager import CollectionsManager
+from .config import CONFIG_NAME, RepoConfig
+from .datastore import FileDatastore
+from .datastore.transfer import TRANSFER_MODES, ingest_file
+from .dimensions import DataCoordinate, DimensionRecord, DimensionUniverse
+from .errors import DatasetNotFoundError, DataIdError, SkybutlerError, StorageClassError
+from .formats import get_formatter, get_storage_class
+from .models import CollectionType, DatasetRef, DatasetType, deterministic_dataset_id, uuid7
+from .registry import Registry
+from .timespan import Timespan
+
+IdMode = Literal["random", "deterministic"]
+
+
+def _load_universe(name: str) -> DimensionUniverse:
+    return DimensionUniverse.default() if name == "default" else DimensionUniverse.from_yaml(name)
+
+
+class Butler:
+    """Read and write datasets of one repository.
+
+    ``collections`` is the default search path for reads, ``run`` the default RUN
+    for writes, ``data_id`` default data-ID values (e.g. ``{"instrument": "SimCam"}``).
+    """
+
+    def __init__(self, root: str | Path, collections: str | Sequence[str] | None = None, run: str | None = None,
+                 data_id: Mapping[str, Any] | None = None, *, _registry: Registry | None = None):
+        self.root = Path(root).absolute()
+        self.config = RepoConfig.load(self.root)
+        self.universe = _load_universe(self.config.universe)
+        self.registry = _registry or Registry.open(self.config.registry_url(self.root), self.universe)
+        self.datastore = FileDatastore(self.config.datastore_uri(self.root), self.config.templates,
+                                       self.config.checksum)
+        self.collections = CollectionsManager(self.registry)
+        self.default_collections = [collections] if isinstance(collections, str) else list(collections or [])
+        self.run = run
+        self.default_data_id = dict(data_id or {})
+        self._known_runs: set[str] = set()
+
+    @classmethod
+    def create(cls, root: str | Path, registry: str | None = None, datastore: str | None = None, *,
+               universe: str = "default", templates: Mapping[str, str] | None = None,
+               checksum: str | None = "xxh3", **kwargs: Any) -> Butler:
+        """Create a new, empty repository at ``root`` and open it (extra kwargs go to ``Butler``)."""
+        root = Path(root).absolute()
+        if (root / CONFIG_NAME).exists():
+            raise SkybutlerError(f"a repository already exists at {root}")
+        root.mkdir(parents=True, exist_ok=True)
+        config = RepoConfig(registry=registry, datastore=datastore, templates=dict(templates or {}),
+                            checksum=checksum, universe=universe)
+        reg = Registry.create(config.registry_url(root), _load_universe(universe))
+        config.save(root)
+        return cls(root, _registry=reg, **kwargs)
+
+    def close(self) -> None:
+        self.registry.close()
+
+    def __enter__(self) -> Butler:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Butler({str(self.root)!r}, collections={self.default_collections}, run={self.run!r})"
+
+    # -- dimension records ----------------------------------------------------
+
+    def insert_records(self, element: str, records: Iterable[Mapping[str, Any]], *,
+                       skip_existing: bool = False) -> int:
+        """Insert dimension records of one element in one transaction; returns how many were new."""
+        return self.registry.dimensions.insert(element, records, skip_existing=skip_existing)
+
+    def sync_record(self, element: str, record: Mapping[str, Any], *, update: bool = False) -> bool:
+        """Insert a record unless an identical one exists; a different one raises (or is replaced)."""
+        return self.registry.dimensions.sync(element, record, update=update)
+
+    def get_record(self, element: str, **identity: Any) -> DimensionRecord | None:
+        """One dimension record by its identifying values (e.g. ``instrument=..., visit=42``)."""
+        el = self.universe[element]
+        if el.key is not None and el.key.name in identity:
+            identity[element] = identity.pop(el.key.name)
+        values = {**{k: v for k, v in self.default_data_id.items() if k in el.identity}, **identity}
+        missing = [d for d in el.identity if d not in values]
+        if missing:
+            raise DataIdError(f"{element} record lookup needs {', '.join(missing)}")
+        return self.registry.dimensions.fetch_one(element, tuple(values[d] for d in el.identity))
+
+    def expand_data_id(self, dimensions: Iterable[str], data_id: Mapping[str, Any] | None = None,
+                       **kwargs: Any) -> DataCoordinate:
+        """Validate a data ID for ``dimensions`` and fill in its implied values from the records."""
+        group = self.universe.group(dimensions)
+        return self.registry.dimensions.expand(self._standardize(group, data_id, kwargs))
+
+    def _standardize(self, group, data_id: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> DataCoordinate:
+        defaults = {k: v for k, v in self.default_data_id.items() if k in group.names}
+        try:
+            return DataCoordinate.standardize(group, defaults, data_id, kwargs)
+        except DataIdError:
+            filled = self._fill_governors(group, {**defaults, **(data_id or {}), **kwargs})
+            if filled is None:
+                raise
+            return DataCoordinate.standardize(group, filled)
+
+    def _fill_governors(self, group, given: dict[str, Any]) -> dict[str, Any] | None:
+        """Fill a missing instrument/skymap when the repository has exactly one of them."""
+        out = dict(given)
+        for dim in group.required:
+            element = self.universe[dim]
+            if dim in out or element.requires:
+                continue
+            records = self.registry.dimensions.fetch_all(dim)
+            if len(records) != 1:
+                return None
+            out[dim] = records[0][dim]
+        return out
+
+    # -- dataset types --------------------------------------------------------
+
+    def register_dataset_type(self, name: str, dimensions: Iterable[str], storage_class: str, *,
+                              is_calibration: bool = False) -> bool:
+        """Register a dataset type; False if it already exists identically, an error if differently."""
+        get_storage_class(storage_class)
+        return self.registry.dataset_types.register(DatasetType(
+            name=name, dimensions=tuple(dimensions), storage_class=storage_class, is_calibration=is_calibration))
+
+    def get_dataset_type(self, name: str) -> DatasetType:
+        return self.registry.dataset_types.get(name)[1]
+
+    def query_dataset_types(self, pattern: str = "*") -> list[DatasetType]:
+        import fnmatch
+
+        return [d for d in self.registry.dataset_types.all() if fnmatch.fnmatchcase(d.name, pattern)]
+
+    # -- writing --------------------------------------------------------------
+
+    def _ensure_run(self, run: str | None) -> str:
+        run = run or self.run
+        if not run:
+            raise SkybutlerError("no RUN collection given: pass run= here or when opening the Butler")
+        if run not in self._known_runs:
+            self.registry.collections.register(run, CollectionType.RUN)
+            self._known_runs.add(run)
+        return run
+
+    def _new_id(self, dtype: DatasetType, data_id: DataCoordinate, id_mode: IdMode) -> uuid.UUID:
+        if id_mode == "deterministic":
+            return deterministic_dataset_id(dtype.name, data_id)
+        if id_mode != "random":
+            raise SkybutlerError(f"unknown id_mode {id_mode!r}; use 'random' or 'deterministic'")
+        return uuid7()
+
+    def put(self, obj: Any, dataset_type: str, data_id: Mapping[str, Any] | None = None, *, run: str | None = None,
+            id_mode: IdMode = "random", **kwargs: Any) -> DatasetRef:
+        """Store one dataset; the file and the registry rows appear together or not at all."""
+        return self.put_many(dataset_type, [(obj, {**(data_id or {}), **kwargs})], run=run, id_mode=id_mode)[0]
+
+    def put_many(self, dataset_type: str, items: Iterable[tuple[Any, Mapping[str, Any]]], *,
+                 run: str | None = None, id_mode: IdMode = "random") -> list[DatasetRef]:
+        """Store many datasets of one type in one transaction (the fast path for pipelines and ingest)."""
+        dtype = self.get_dataset_type(dataset_type)
+        storage_class = get_storage_class(dtype.storage_class)
+        group = dtype.group(self.universe)
+        run = self._ensure_run(run)
+        refs: list[DatasetRef] = []
+        objects: list[Any] = []
+        for obj, data_id in items:
+            objects.append(storage_class.check(obj))
+            full = self.registry.dimensions.expand(self._standardize(group, data_id, {}))
+            refs.append(DatasetRef.make(self._new_id(dtype, full, id_mode), dtype, full, run))
+        if not refs:
+            return []
+        pending = []
+        try:
+            for ref, obj in zip(refs, objects):
+                pending.append(self.datastore.prepare(ref, obj, storage_class.default_formatter))
+            return self._commit(dtype, run, refs, pending)
+        except BaseException:
+            for p in pending:
+                p.abort()
+            raise
+
+    def _commit(self, dtype: DatasetType, run: str, refs: list[DatasetRef], pending: list) -> list[DatasetRef]:
+        published = []
+        try:
+            with self.registry.transaction():
+                stored = self.registry.datasets.insert(dtype, run, [r.data_id for r in refs], [r.id for r in refs],
+                                                       [p.artifact for p in pending])
+                for p in pending:
+                    p.commit()
+                    published.append(p.artifact)
+            return stored
+        except BaseException:
+            self.datastore.remove(published)
+            raise
+
+    def ingest(self, dataset_type: str, files: Iterable[tuple[str | Path, Mapping[str, Any]]], *,
+               run: str | None = None, transfer: str = "copy", formatter: str | None = None,
+               id_mode: IdMode = "random", skip_existing: bool = False) -> list[DatasetRef]:
+        """Register existing files as datasets, moving them in by ``transfer`` (copy, move,
+        hardlink, symlink, direct); all or nothing."""
+        if transfer not in TRANSFER_MODES:
+            raise SkybutlerError(f"unknown transfer mode {transfer!r}; use one of {', '.join(TRANSFER_MODES)}")
+        dtype = self.get_dataset_type(dataset_type)
+        storage_class = get_storage_class(dtype.storage_class)
+        fmt = get_formatter(formatter or storage_class.default_formatter)
+        group = dtype.group(self.universe)
+        run = self._ensure_run(run)
+        entries = []
+        for path, data_id in files:
+            full = self.registry.dimensions.expand(self._standardize(group, data_id, {}))
+            entries.append((Path(path), DatasetRef.make(self._new_id(dtype, full, id_mode), dtype, full, run)))
+        if skip_existing:
+            found = self.registry.datasets.find_many(dtype, [r.data_id for _, r in entries], [run])
+            entries = [(p, r) for p, r in entries if r.data_id not in found]
+        if not entries:
+            return []
+        done = []
+        try:
+            for path, ref in entries:
+                rel = self.datastore.relative_path(ref, path.suffix or fmt.extension)
+                done.append(ingest_file(self.datastore, path, rel, transfer, fmt.name))
+            with self.registry.transaction():
+                return self.registry.datasets.insert(dtype, run, [r.data_id for _, r in entries],
+                                                     [r.id for _, r in entries], [d.artifact for d in done])
+        except BaseException:
+            for d in reversed(done):
+                d.undo()
+            raise
+
+    # -- reading --------------------------------------------------------------
+
+    def _search_path(self, collections: str | Sequence[str] | None) -> list[str]:
+        if collections is None:
+            if not self.default_collections:
+                raise SkybutlerError("no collections to search: pass collections= here or when opening the Butler")
+            return self.default_collections
+        return [collections] if isinstance(collections, str) else list(collections)
+
+    def find_dataset(self, dataset_type: str, data_id: Mapping[str, Any] | None = None, *,
+                     collections: str | Sequence[str] | None = None, timespan: Timespan | None = None,
+                     **kwargs: Any) -> DatasetRef | None:
+        """The first matching dataset in the search path (None if there is none); calibrations
+        in CALIBRATION collections are matched by ``timespan``."""
+        dtype = self.get_dataset_type(dataset_type)
+        group = dtype.group(self.universe)
+        coordinate = self._standardize(group, data_id, kwargs)
+        if any(name in coordinate for name in group.implied):
+            coordinate = self.registry.dimensions.expand(coordinate)
+        return self.registry.find_dataset(dtype, coordinate, self._search_path(collections), timespan)
+
+    def _resolve(self, target: str | DatasetRef, data_id: Mapping[str, Any] | None,
+                 collections: str | Sequence[str] | None, timespan: Timespan | None,
+                 kwargs: Mapping[str, Any]) -> DatasetRef:
+        if isinstance(target, DatasetRef):
+            if target.artifact is not None:
+                return target
+            artifact = self.registry.datasets.artifacts([target.id]).get(target.id)
+            if artifact is None:
+                raise DatasetNotFoundError(f"dataset {target} has no stored artifact in this repository")
+            return target.with_artifact(artifact)
+        ref = self.find_dataset(target, data_id, collections=collections, timespan=timespan, **kwargs)
+        if ref is None:
+            shown = {**(data_id or {}), **kwargs}
+            raise DatasetNotFoundError(
+                f"no {target} dataset with data ID {shown} in collections {self._search_path(collections)}")
+        if ref.artifact is None:
+            raise DatasetNotFoundError(f"dataset {ref} is registered but has no stored artifact")
+        return ref
+
+    def get(self, dataset_type: str | DatasetRef, data_id: Mapping[str, Any] | None = None, *,
+            collections: str | Sequence[str] | None = None, timespan: Timespan | None = None,
+            parameters: Mapping[str, Any] | None = None, component: str | None = None, **kwargs: Any) -> Any:
+        """Read a dataset by type + data ID (searched in ``collections``) or by reference.
+
+        ``parameters`` read a subset where the format allows (``columns``, ``bbox``);
+        ``component`` reads a part (``header``, ``wcs``).
+        """
+        ref = self._resolve(dataset_type, data_id, collections, timespan, kwargs)
+        sc = get_storage_class(ref.dataset_type.storage_class)
+        if component is not None and component not in sc.components:
+            raise StorageClassError(f"{sc.name} has no component {component!r}; components: "
+                                    f"{', '.join(sc.components) or 'none'}")
+        if parameters:
+            unknown = set(parameters) - set(sc.parameters)
+            if unknown:
+                raise StorageClassError(f"{sc.name} does not accept parameter(s) {', '.join(sorted(unknown))}; "
+                                        f"accepted: {', '.join(sorted(sc.parameters)) or 'none'}")
+        return self.datastore.read(ref.artifact, component=component, parameters=parameters)
+
+    def exists(self, dataset_type: str | DatasetRef, data_id: Mapping[str, Any] | None = None, *,
+               collections: str | Sequence[str] | None = None, **kwargs: Any) -> bool:
+        """Whether a dataset is registered and its artifact is present."""
+        try:
+            ref = self._resolve(dataset_type, data_id, collections, None, kwargs)
+        except DatasetNotFoundError:
+            return False
+        return self.datastore.exists(ref.artifact)
+
+    def get_uri(self, dataset_type: str | DatasetRef, data_id: Mapping[str, Any] | None = None, *,
+                collections: str | Sequence[str] | None = None, **kwargs: Any) -> str:
+        """The URI of a dataset's artifact."""
+        return self.datastore.uri(self._resolve(dataset_type, data_id, collections, None, kwargs).artifact)
+
+    # -- removal --------------------------------------------------------------
+
+    def remove(self, refs: Iterable[DatasetRef]) -> int:
+        """Delete datasets: registry rows first (one transaction), then their files."""
+        ids = list({r.id for r in refs})
+        artifacts = self.registry.datasets.artifacts(ids)
+        with self.registry.transaction():
+            self.registry.datasets.delete(ids)
+        self.datastore.remove(artifacts.values())
+        return len(ids)
+
+    def remove_runs(self, names: Iterable[str]) -> int:
+        """Delete RUN collections with all their datasets and files; returns datasets removed."""
+        total = 0
+        for name in names:
+            _, kind = self.registry.collections.lookup(name)
+            if kind is not CollectionType.RUN:
+                raise SkybutlerError(f"{name!r} is a {kind.value} collection, not a RUN")
+            ids = self.registry.datasets.ids_in_collection(name)
+            artifacts = self.registry.datasets.artifacts(ids)
+            with self.registry.transaction():
+                self.registry.datasets.delete(ids)
+                self.registry.collections.remove(name)
+            self.datastore.remove(artifacts.values())
+            self._known_runs.discard(name)
+            total += len(ids)
+        return total
+
+    def destroy(self) -> None:
+        """Delete the whole repository directory (tests and demos)."""
+        self.close()
+        shutil.rmtree(self.root)

@@ -1,0 +1,84 @@
+"""``butler.collections``: register, chain, tag and certify collections."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .errors import CollectionError
+from .models import CollectionInfo, CollectionType, DatasetRef
+from .registry import Registry
+from .timespan import Timespan
+
+
+class CollectionsManager:
+    """The collection operations of a butler, over its registry."""
+
+    def __init__(self, registry: Registry):
+        self._registry = registry
+
+    def register(self, name: str, type: CollectionType | str = CollectionType.RUN, doc: str = "") -> bool:
+        """Create a collection (``run``, ``tagged``, ``chained``, ``calibration``); False if it exists."""
+        return self._registry.collections.register(name, type, doc)
+
+    def info(self, name: str) -> CollectionInfo:
+        _, kind = self._registry.collections.lookup(name)
+        children = self._registry.collections.children(name) if kind is CollectionType.CHAINED else ()
+        return CollectionInfo(name=name, type=kind, children=children)
+
+    def exists(self, name: str) -> bool:
+        return self._registry.collections.exists(name)
+
+    def set_chain(self, name: str, children: Sequence[str]) -> None:
+        """Define (or redefine) a CHAINED collection's ordered search path; cycles are refused."""
+        self._registry.collections.set_chain(name, list(children))
+
+    def get_chain(self, name: str) -> tuple[str, ...]:
+        return self._registry.collections.children(name)
+
+    def extend_chain(self, name: str, children: Sequence[str], *, prepend: bool = True) -> None:
+        """Add children to a chain, in front (the new "current best") or at the end."""
+        current = list(self.get_chain(name)) if self.exists(name) else []
+        current = [c for c in current if c not in children]
+        self.set_chain(name, list(children) + current if prepend else current + list(children))
+
+    def flatten(self, names: str | Iterable[str]) -> list[str]:
+        """The ordered search path of non-chained collections."""
+        return self._registry.collections.flatten([names] if isinstance(names, str) else names)
+
+    def query(self, pattern: str = "*", types: Iterable[CollectionType | str] | None = None,
+              flatten_chains: bool = False) -> list[CollectionInfo]:
+        """Collections whose names match a glob pattern."""
+        return self._registry.collections.query(pattern, types, flatten_chains)
+
+    def associate(self, name: str, refs: Iterable[DatasetRef]) -> None:
+        """Add datasets to a TAGGED collection (created if missing)."""
+        self.register(name, CollectionType.TAGGED)
+        self._registry.datasets.associate(name, list(refs))
+
+    def disassociate(self, name: str, refs: Iterable[DatasetRef]) -> None:
+        self._registry.datasets.disassociate(name, list(refs))
+
+    def certify(self, name: str, refs: Iterable[DatasetRef], begin: Any = None, end: Any = None, *,
+                timespan: Timespan | None = None) -> None:
+        """Make calibrations valid over ``[begin, end)`` in a CALIBRATION collection (created if
+        missing); an overlap with an existing range for the same data ID is refused."""
+        self.register(name, CollectionType.CALIBRATION)
+        span = timespan if timespan is not None else Timespan(begin, end)
+        self._registry.calibrations.certify(name, list(refs), span)
+
+    def decertify(self, name: str, dataset_type: str, begin: Any = None, end: Any = None, *,
+                  timespan: Timespan | None = None) -> int:
+        span = timespan if timespan is not None else Timespan(begin, end)
+        return self._registry.calibrations.decertify(name, dataset_type, span)
+
+    def validity(self, name: str, dataset_type: str) -> list[tuple[DatasetRef, Timespan]]:
+        return self._registry.calibrations.validity(name, dataset_type)
+
+    def remove(self, name: str) -> None:
+        """Remove a TAGGED, CHAINED or CALIBRATION collection (not its datasets); RUNs go with
+        ``butler.remove_runs``."""
+        _, kind = self._registry.collections.lookup(name)
+        if kind is CollectionType.RUN:
+            raise CollectionError(f"{name!r} is a RUN: remove it (and its datasets) with remove_runs")
+        self._registry.collections.remove(name)

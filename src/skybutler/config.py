@@ -1,0 +1,60 @@
+"""Repository configuration: ``butler.yaml`` at the repository root.
+
+It says where the registry database and the datastore live and how files are
+laid out.  It never holds a password: PostgreSQL credentials come from the
+environment (``PGPASSWORD``, ``~/.pgpass`` or ``SKYBUTLER_DB_PASSWORD``), and a
+registry URL may name an environment variable as ``${VAR}``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, Field, field_validator
+
+from .errors import SkybutlerError
+
+CONFIG_NAME = "butler.yaml"
+
+
+class RepoConfig(BaseModel):
+    """The settings of one repository."""
+
+    #: Database URL; None means a SQLite file ``registry.sqlite3`` in the repository root.
+    registry: str | None = None
+    #: Datastore root URI; None means the repository root itself.
+    datastore: str | None = None
+    #: Path templates by dataset type name (``default`` for all others).
+    templates: dict[str, str] = Field(default_factory=dict)
+    #: Artifact checksum algorithm (``xxh3``, ``blake2b``) or None to skip checksums.
+    checksum: str | None = "xxh3"
+    #: Dimension universe: ``default`` or a path to a universe YAML file.
+    universe: str = "default"
+
+    @field_validator("registry")
+    @classmethod
+    def _no_password(cls, url: str | None) -> str | None:
+        if url and re.match(r"^[a-z+]+://[^/@:]+:[^/@]+@", url):
+            raise ValueError("the registry URL holds a password; use PGPASSWORD, ~/.pgpass or SKYBUTLER_DB_PASSWORD")
+        return url
+
+    def registry_url(self, root: Path) -> str:
+        url = self.registry or f"sqlite:///{root / 'registry.sqlite3'}"
+        return re.sub(r"\$\{(\w+)\}", lambda m: os.environ.get(m.group(1), ""), url)
+
+    def datastore_uri(self, root: Path) -> str:
+        return self.datastore or str(root)
+
+    def save(self, root: Path) -> None:
+        (root / CONFIG_NAME).write_text(yaml.safe_dump(self.model_dump(exclude_defaults=True) or {}, sort_keys=False))
+
+    @classmethod
+    def load(cls, root: Path) -> RepoConfig:
+        path = root / CONFIG_NAME
+        if not path.exists():
+            raise SkybutlerError(f"{root} is not a skybutler repository (no {CONFIG_NAME}); create one with "
+                                 "'skybutler create'")
+        return cls.model_validate(yaml.safe_load(path.read_text()) or {})

@@ -1,0 +1,196 @@
+"""The file datastore: artifacts of datasets on local disk or any fsspec store (S3, ...).
+
+Writes never leave half-written files visible: on a local disk the bytes go to a
+temporary name and are linked into place without clobbering anything; on an
+object store a single PUT (or a completed multipart upload) is atomic by itself.
+The datastore knows nothing of the registry: the butler gives it refs and gets
+back :class:`StoredArtifact` records to save.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from ..errors import ChecksumMismatchError, DatastoreError, FileNotStoredError
+from ..formats import get_formatter
+from ..models import DatasetRef, StoredArtifact
+from .checksums import checksum, verify
+from .templates import DEFAULT_TEMPLATE, PathTemplate, template_fields
+
+
+class PendingArtifact:
+    """Bytes formatted and staged for one dataset, not yet visible at their final path."""
+
+    def __init__(self, datastore: FileDatastore, artifact: StoredArtifact, staged: str | None, data: bytes | None):
+        self.datastore = datastore
+        self.artifact = artifact
+        self._staged = staged
+        self._data = data
+
+    def commit(self) -> None:
+        """Make the artifact visible at its final path; refuses to overwrite an existing one."""
+        self.datastore._publish(self.artifact.path, self._staged, self._data)
+        self._staged = self._data = None
+
+    def abort(self) -> None:
+        """Discard the staged bytes."""
+        if self._staged is not None:
+            self.datastore._discard(self._staged)
+        self._staged = self._data = None
+
+
+class FileDatastore:
+    """Stores dataset artifacts under a root URI through fsspec."""
+
+    def __init__(self, root: str, templates: Mapping[str, str] | None = None, checksum: str | None = "xxh3"):
+        self.fs, root_path = fsspec.core.url_to_fs(root)
+        self.local = isinstance(self.fs, LocalFileSystem)
+        self.root = os.path.abspath(root_path) if self.local else root_path.rstrip("/")
+        self.root_uri = root
+        self.checksum_algorithm = checksum
+        self._templates = {name: PathTemplate(t) for name, t in (templates or {}).items()}
+        self._default_template = self._templates.pop("default", PathTemplate(DEFAULT_TEMPLATE))
+        self._made_dirs: set[str] = set()
+
+    # -- paths ----------------------------------------------------------------
+
+    def relative_path(self, ref: DatasetRef, extension: str) -> str:
+        template = self._templates.get(ref.dataset_type.name, self._default_template)
+        fields = template_fields(ref.run, ref.dataset_type.name, ref.data_id, ref.data_id.group.required,
+                                 ref.component)
+        return template.format(fields) + extension
+
+    def full_path(self, path: str) -> str:
+        """The file-system path of a stored path (relative to the root, or absolute for direct ingest)."""
+        if "://" in path:
+            return fsspec.core.url_to_fs(path)[1]
+        if path.startswith("/"):
+            return path
+        return posixpath.join(self.root, path)
+
+    def uri(self, artifact: StoredArtifact) -> str:
+        """A URI for the artifact that a user or another program can open."""
+        if "://" in artifact.path:
+            return artifact.path
+        full = self.full_path(artifact.path)
+        return f"file://{full}" if self.local else self.fs.unstrip_protocol(full)
+
+    # -- writing --------------------------------------------------------------
+
+    def prepare(self, ref: DatasetRef, obj: Any, formatter_name: str) -> PendingArtifact:
+        """Format ``obj`` and stage its bytes; nothing is visible until ``commit``."""
+        formatter = get_formatter(formatter_name)
+        buffer = io.BytesIO()
+        formatter.write(obj, buffer)
+        data = buffer.getvalue()
+        path = self.relative_path(ref, formatter.extension)
+        artifact = StoredArtifact(path=path, formatter=formatter_name, size=len(data),
+                                  checksum=checksum(data, self.checksum_algorithm))
+        if not self.local:
+            return PendingArtifact(self, artifact, None, data)
+        final = self.full_path(path)
+        staged = f"{final}.tmp-{uuid.uuid4().hex}"
+        self._ensure_dir(os.path.dirname(final))
+        with open(staged, "wb") as stream:
+            stream.write(data)
+        return PendingArtifact(self, artifact, staged, None)
+
+    def _ensure_dir(self, directory: str) -> None:
+        if directory not in self._made_dirs:
+            os.makedirs(directory, exist_ok=True)
+            self._made_dirs.add(directory)
+
+    def _publish(self, path: str, staged: str | None, data: bytes | None) -> None:
+        final = self.full_path(path)
+        if staged is not None:
+            try:
+                os.link(staged, final)  # atomic, and fails rather than overwrite
+            except FileExistsError:
+                raise DatastoreError(f"refusing to overwrite existing file {final}") from None
+            finally:
+                os.unlink(staged)
+            return
+        if self.fs.exists(final):
+            raise DatastoreError(f"refusing to overwrite existing object {self.fs.unstrip_protocol(final)}")
+        try:
+            self.fs.pipe_file(final, data)
+        except Exception as err:  # the store's own errors vary by backend
+            raise DatastoreError(f"writing {self.fs.unstrip_protocol(final)} failed: {err}") from err
+
+    def _discard(self, staged: str) -> None:
+        try:
+            os.unlink(staged)
+        except FileNotFoundError:
+            pass
+
+    # -- reading --------------------------------------------------------------
+
+    def read(self, artifact: StoredArtifact, component: str | None = None,
+             parameters: Mapping[str, Any] | None = None, check: bool = False) -> Any:
+        """Read a dataset (or a component, or a subset by read parameters)."""
+        formatter = get_formatter(artifact.formatter)
+        full = self.full_path(artifact.path)
+        try:
+            if check:
+                data = self._read_bytes(full)
+                if not verify(data, artifact.checksum):
+                    raise ChecksumMismatchError(f"{full} does not match its recorded checksum {artifact.checksum}")
+                return formatter.read(io.BytesIO(data), component=component, parameters=parameters)
+            if self.local and "://" not in artifact.path:
+                with open(full, "rb") as stream:
+                    return formatter.read(stream, component=component, parameters=parameters)
+            fs = fsspec.core.url_to_fs(artifact.path)[0] if "://" in artifact.path else self.fs
+            with fs.open(full, "rb") as stream:
+                return formatter.read(stream, component=component, parameters=parameters)
+        except FileNotFoundError:
+            raise FileNotStoredError(f"artifact {full} is missing from the datastore") from None
+
+    def _read_bytes(self, full: str) -> bytes:
+        if self.local:
+            with open(full, "rb") as stream:
+                return stream.read()
+        return self.fs.cat_file(full)
+
+    def exists(self, artifact: StoredArtifact) -> bool:
+        full = self.full_path(artifact.path)
+        return os.path.exists(full) if self.local else self.fs.exists(full)
+
+    # -- removal and listing --------------------------------------------------
+
+    def remove(self, artifacts: Iterable[StoredArtifact]) -> list[str]:
+        """Delete the files of artifacts stored inside the datastore (direct-ingested
+        files outside it are left alone); returns paths that could not be removed."""
+        failed = []
+        for artifact in artifacts:
+            if "://" in artifact.path or artifact.path.startswith("/"):
+                continue
+            full = self.full_path(artifact.path)
+            try:
+                if self.local:
+                    os.unlink(full)
+                else:
+                    self.fs.rm_file(full)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                failed.append(full)
+        return failed
+
+    def walk(self) -> Iterator[str]:
+        """Relative paths of every file under the root (for consistency checks)."""
+        if self.local:
+            for directory, _, files in os.walk(self.root):
+                for name in files:
+                    rel = os.path.relpath(os.path.join(directory, name), self.root)
+                    yield rel.replace(os.sep, "/")
+            return
+        for full in self.fs.find(self.root):
+            yield full[len(self.root):].lstrip("/")

@@ -1,0 +1,68 @@
+"""File path templates: where a dataset's artifact goes inside the datastore.
+
+A template is a ``/``-separated string of literal text and fields.  ``{name}`` is a
+required field, ``{name?}`` an optional one: when its value is missing the whole
+path segment holding it is dropped.  Fields are ``run``, ``dataset_type``,
+``component``, any dimension of the (expanded) data ID, and ``data_id`` (all
+required data-ID values joined by ``_``).  The default keeps a run's files together
+and groups them by band and night, as observers browse them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import DatastoreError
+
+DEFAULT_TEMPLATE = "{run}/{dataset_type}/{band?}/{day_obs?}/{dataset_type}_{data_id}"
+
+_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\?)?\}")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+=@,-]")
+
+
+def _safe(value: Any) -> str:
+    """A value as a path-safe string (slashes in RUN names become directories)."""
+    return "/".join(_UNSAFE.sub("_", part) for part in str(value).split("/"))
+
+
+class PathTemplate:
+    """A compiled template; ``format`` turns a dataset's fields into a relative path."""
+
+    def __init__(self, template: str = DEFAULT_TEMPLATE):
+        if not _FIELD.search(template):
+            raise DatastoreError(f"path template {template!r} has no fields")
+        self.template = template
+        self.segments = template.split("/")
+
+    def format(self, fields: Mapping[str, Any]) -> str:
+        out = []
+        for segment in self.segments:
+            missing = False
+
+            def sub(match: re.Match) -> str:
+                nonlocal missing
+                name, optional = match.group(1), match.group(2)
+                value = fields.get(name)
+                if value is None:
+                    if not optional:
+                        raise DatastoreError(f"path template {self.template!r} needs {name!r}, which this dataset "
+                                             f"does not have (fields: {', '.join(k for k, v in fields.items() if v is not None)})")
+                    missing = True
+                    return ""
+                return _safe(value)
+
+            text = _FIELD.sub(sub, segment)
+            if not missing and text:
+                out.append(text)
+        return "/".join(out)
+
+
+def template_fields(run: str, dataset_type: str, data_id: Mapping[str, Any], required: tuple[str, ...],
+                    component: str | None = None) -> dict[str, Any]:
+    """The values a template may use for one dataset."""
+    fields: dict[str, Any] = dict(data_id)
+    fields.update(run=run, dataset_type=dataset_type, component=component,
+                  data_id="_".join(str(data_id[d]) for d in required))
+    return fields

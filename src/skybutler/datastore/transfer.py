@@ -1,0 +1,95 @@
+"""Bringing existing files into the datastore: copy, move, hardlink, symlink, or direct.
+
+``direct`` leaves the file where it is and records its absolute URI; the other
+modes place it at the dataset's template path.  Each ingested file can be undone
+(the butler undoes them all if registering the batch fails), so a failed ingest
+leaves the repository as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from ..errors import DatastoreError, TransferError
+from ..models import StoredArtifact
+from .checksums import checksum
+
+TRANSFER_MODES = ("copy", "move", "hardlink", "symlink", "direct", "auto")
+
+
+class IngestedFile:
+    """One file brought in, with what is needed to take it back out."""
+
+    def __init__(self, artifact: StoredArtifact, placed: str | None, moved_from: str | None):
+        self.artifact = artifact
+        self._placed = placed
+        self._moved_from = moved_from
+
+    def undo(self) -> None:
+        if self._placed is None:
+            return
+        if self._moved_from is not None:
+            os.replace(self._placed, self._moved_from)
+        else:
+            try:
+                os.unlink(self._placed)
+            except FileNotFoundError:
+                pass
+
+
+def ingest_file(datastore, source: Path, relative_path: str, transfer: str, formatter: str) -> IngestedFile:
+    """Bring ``source`` in under ``relative_path`` with ``transfer``; ``auto`` means direct for
+    files already inside the datastore root and copy otherwise."""
+    source = source.absolute()
+    try:
+        size = source.stat().st_size
+    except FileNotFoundError:
+        raise TransferError(f"cannot ingest {source}: no such file") from None
+    digest = None
+    if datastore.checksum_algorithm is not None:
+        digest = checksum(source.read_bytes(), datastore.checksum_algorithm)
+    if transfer == "auto":
+        inside = datastore.local and str(source).startswith(datastore.root.rstrip("/") + "/")
+        transfer = "direct" if inside else "copy"
+    if transfer == "direct":
+        inside = datastore.local and str(source).startswith(datastore.root.rstrip("/") + "/")
+        path = os.path.relpath(source, datastore.root) if inside else f"file://{source}"
+        return IngestedFile(StoredArtifact(path=path, formatter=formatter, size=size, checksum=digest), None, None)
+    artifact = StoredArtifact(path=relative_path, formatter=formatter, size=size, checksum=digest)
+    final = datastore.full_path(relative_path)
+    if not datastore.local:
+        if transfer not in ("copy", "move"):
+            raise TransferError(f"transfer {transfer!r} needs a local datastore; use copy or move")
+        if datastore.fs.exists(final):
+            raise DatastoreError(f"refusing to overwrite existing object {final}")
+        datastore.fs.put_file(str(source), final)
+        if transfer == "move":
+            source.unlink()
+        return IngestedFile(artifact, None, None)
+    datastore._ensure_dir(os.path.dirname(final))
+    if os.path.lexists(final):
+        raise DatastoreError(f"refusing to overwrite existing file {final}")
+    try:
+        if transfer == "copy":
+            staged = f"{final}.tmp-{uuid.uuid4().hex}"
+            shutil.copyfile(source, staged)
+            os.replace(staged, final)
+        elif transfer == "move":
+            os.replace(source, final) if _same_device(source, final) else shutil.move(source, final)
+            return IngestedFile(artifact, final, str(source))
+        elif transfer == "hardlink":
+            os.link(source, final)
+        elif transfer == "symlink":
+            os.symlink(source, final)
+        else:
+            raise TransferError(f"unknown transfer mode {transfer!r}; use one of {', '.join(TRANSFER_MODES)}")
+    except OSError as err:
+        raise TransferError(f"{transfer} of {source} to {final} failed: {err}") from err
+    return IngestedFile(artifact, final, None)
+
+
+def _same_device(source: Path, final: str) -> bool:
+    return os.stat(source).st_dev == os.stat(os.path.dirname(final)).st_dev

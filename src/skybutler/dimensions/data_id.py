@@ -1,0 +1,159 @@
+"""Data IDs: validated, normalised dimension values that identify something.
+
+A :class:`DataCoordinate` holds the values of a :class:`DimensionGroup`'s required
+dimensions (its identity) and, once expanded, its implied ones too.  Validation is
+strict on types (an ``int`` dimension rejects ``'abc'`` and ``True``) and on keys
+(unknown names and dimensions outside the group are refused, except implied ones,
+which are kept and checked against the records when the data ID is expanded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+from pydantic_core import core_schema
+
+from ..errors import DataIdError, UnknownDimensionError
+from .universe import DimensionGroup, DimensionUniverse
+
+DataIdValue = int | str
+
+
+def normalize_value(universe: DimensionUniverse, dimension: str, value: Any) -> DataIdValue:
+    """Check one data-ID value against its dimension's key type and return it normalised."""
+    key = universe[dimension].key
+    assert key is not None
+    if key.type == "int":
+        if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+            return int(value)
+        raise DataIdError(f"{dimension} must be an integer, got {value!r} ({type(value).__name__})")
+    if isinstance(value, str):
+        if len(value) > key.length:
+            raise DataIdError(f"{dimension} value {value!r} is longer than {key.length} characters")
+        return value
+    raise DataIdError(f"{dimension} must be a string, got {value!r} ({type(value).__name__})")
+
+
+class DataCoordinate(Mapping[str, DataIdValue]):
+    """An immutable mapping from dimension name to value, for one dimension group.
+
+    ``required`` values identify the data ID; ``implied`` ones are filled in by
+    expansion (or given by the caller, in which case expansion checks them).
+    """
+
+    __slots__ = ("group", "_values", "_hash")
+
+    def __init__(self, group: DimensionGroup, values: dict[str, DataIdValue]):
+        self.group = group
+        self._values = values
+        self._hash: int | None = None
+
+    @classmethod
+    def standardize(cls, group: DimensionGroup, *mappings: Mapping[str, Any] | None,
+                    **kwargs: Any) -> DataCoordinate:
+        """Validate and normalise user-given values for ``group``.
+
+        Raises :class:`DataIdError` for a missing required key or a bad value type and
+        :class:`UnknownDimensionError` for a name outside the group.
+        """
+        given: dict[str, Any] = {}
+        for mapping in mappings:
+            if mapping:
+                given.update(mapping)
+        given.update(kwargs)
+        universe = group.universe
+        values: dict[str, DataIdValue] = {}
+        for name, value in given.items():
+            if name not in group.names:
+                if name not in universe.elements:
+                    raise UnknownDimensionError(f"{name!r} is not a dimension (data ID {given})")
+                raise UnknownDimensionError(
+                    f"{name!r} is not a dimension of {group} (data ID {given})")
+            values[name] = normalize_value(universe, name, value)
+        missing = [name for name in group.required if name not in values]
+        if missing:
+            raise DataIdError(f"data ID {given} is missing required dimension(s) {', '.join(missing)} of {group}")
+        ordered = {name: values[name] for name in group.names if name in values}
+        return cls(group, ordered)
+
+    @classmethod
+    def from_required(cls, group: DimensionGroup, values: tuple[DataIdValue, ...]) -> DataCoordinate:
+        """Build from already-validated required values in canonical order (no checks)."""
+        return cls(group, dict(zip(group.required, values)))
+
+    @property
+    def universe(self) -> DimensionUniverse:
+        return self.group.universe
+
+    @property
+    def required(self) -> dict[str, DataIdValue]:
+        """The identifying values, in canonical order."""
+        return {name: self._values[name] for name in self.group.required}
+
+    @property
+    def required_values(self) -> tuple[DataIdValue, ...]:
+        return tuple(self._values[name] for name in self.group.required)
+
+    @property
+    def has_full(self) -> bool:
+        """Whether every implied value is known."""
+        return all(name in self._values for name in self.group.implied)
+
+    def with_values(self, extra: Mapping[str, DataIdValue]) -> DataCoordinate:
+        """A copy with more (implied) values; a value that contradicts one given raises."""
+        merged = dict(self._values)
+        for name, value in extra.items():
+            old = merged.get(name)
+            if old is not None and old != value:
+                raise DataIdError(
+                    f"data ID {self.required} has {name}={value!r} in the registry, but {old!r} was given")
+            merged[name] = value
+        return DataCoordinate(self.group, {n: merged[n] for n in self.group.names if n in merged})
+
+    def subset(self, group: DimensionGroup) -> DataCoordinate:
+        """The values of a smaller group (all of whose required dimensions are known here)."""
+        return DataCoordinate(group, {n: self._values[n] for n in group.names if n in self._values})
+
+    # -- Mapping --------------------------------------------------------------
+
+    def __getitem__(self, name: str) -> DataIdValue:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, DataCoordinate):
+            return self.required_values == other.required_values and self.group == other.group
+        if isinstance(other, Mapping):
+            return self.required == dict(other) or self._values == dict(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash((self.group.required, self.required_values))
+        return self._hash
+
+    def __repr__(self) -> str:
+        return "{" + ", ".join(f"{k}: {v!r}" for k, v in self._values.items()) + "}"
+
+    # -- pydantic: serialise as a plain mapping -------------------------------
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
+        def validate(value: Any) -> DataCoordinate:
+            if isinstance(value, DataCoordinate):
+                return value
+            if isinstance(value, Mapping):
+                universe = DimensionUniverse.default()
+                group = universe.group(k for k in value if k in universe.elements)
+                return cls.standardize(group, value)
+            raise DataIdError(f"not a data ID: {value!r}")
+
+        return core_schema.no_info_plain_validator_function(
+            validate, serialization=core_schema.plain_serializer_function_ser_schema(lambda v: dict(v._values)))

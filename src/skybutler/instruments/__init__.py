@@ -1,0 +1,66 @@
+"""Instruments: camera descriptions, raw-header translation, and the simulated SimCam.
+
+- :class:`Instrument` / :class:`Detector` describe a camera (one module or one YAML
+  file per camera) and give its ``instrument``/``band``/``physical_filter``/``detector``
+  dimension records; :func:`get_instrument` looks a camera up by name.
+- :func:`read_observation_metadata` turns a raw file's header into
+  :class:`ObservationMetadata` (via astro-metadata-translator), and
+  :func:`exposure_record` / :func:`day_obs_record` / :func:`group_record` turn that
+  into dimension records.
+- :class:`SimCam` and :mod:`.simulate` write realistic raw FITS files for demos and tests.
+"""
+
+from .errors import InstrumentError, RawHeaderError, UnknownInstrumentError, UnknownRawInstrumentError
+from .instrument import (
+    Detector,
+    Instrument,
+    get_instrument,
+    known_instruments,
+    register_instrument,
+    register_instrument_class,
+)
+from .metadata import (
+    ObservationMetadata,
+    compute_day_obs,
+    metadata_from_header,
+    read_all_observation_metadata,
+    read_observation_metadata,
+)
+from .records import day_obs_record, day_obs_timespan, exposure_record, group_record
+from .simcam import SimCam, simcam_exposure_id, simcam_obs_id
+from .simulate import ExposureSpec, glint_detectors, glint_trail, plan_night, simulate_night, write_exposure
+from .sky import star_catalog
+from .translator import SimCamTranslator
+
+__all__ = [
+    "Detector",
+    "ExposureSpec",
+    "Instrument",
+    "InstrumentError",
+    "ObservationMetadata",
+    "RawHeaderError",
+    "SimCam",
+    "SimCamTranslator",
+    "UnknownInstrumentError",
+    "UnknownRawInstrumentError",
+    "compute_day_obs",
+    "day_obs_record",
+    "day_obs_timespan",
+    "exposure_record",
+    "get_instrument",
+    "glint_detectors",
+    "glint_trail",
+    "group_record",
+    "known_instruments",
+    "metadata_from_header",
+    "plan_night",
+    "read_all_observation_metadata",
+    "read_observation_metadata",
+    "register_instrument",
+    "register_instrument_class",
+    "simcam_exposure_id",
+    "simcam_obs_id",
+    "simulate_night",
+    "star_catalog",
+    "write_exposure",
+]

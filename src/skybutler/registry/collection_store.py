@@ -1,0 +1,169 @@
+"""Collections: RUN, TAGGED, CHAINED and CALIBRATION, and chain flattening.
+
+Collection names and IDs are cached per registry (they are few and change rarely);
+a chain is flattened into the ordered list of non-chained collections a search
+visits, with cycles refused when a chain is defined.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+
+import sqlalchemy as sa
+
+from ..errors import CollectionCycleError, CollectionError, MissingCollectionError
+from ..models import CollectionInfo, CollectionType
+from .database import Database
+from .schema import RegistrySchema
+
+
+class CollectionStore:
+    """Reads and writes the collection and collection_chain tables."""
+
+    def __init__(self, db: Database, schema: RegistrySchema):
+        self.db = db
+        self.schema = schema
+        self._by_name: dict[str, tuple[int, CollectionType]] | None = None
+
+    def _cache(self) -> dict[str, tuple[int, CollectionType]]:
+        if self._by_name is None:
+            t = self.schema.collection
+            with self.db.reading() as conn:
+                rows = conn.execute(sa.select(t.c.name, t.c.collection_id, t.c.type)).all()
+            self._by_name = {name: (cid, CollectionType(kind)) for name, cid, kind in rows}
+        return self._by_name
+
+    def refresh(self) -> None:
+        self._by_name = None
+
+    def lookup(self, name: str) -> tuple[int, CollectionType]:
+        """(id, type) of a collection; re-reads once in case another client added it."""
+        found = self._cache().get(name)
+        if found is None:
+            self.refresh()
+            found = self._cache().get(name)
+            if found is None:
+                raise MissingCollectionError(f"no collection named {name!r}")
+        return found
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.lookup(name)
+            return True
+        except MissingCollectionError:
+            return False
+
+    def name_of(self, collection_id: int) -> str:
+        for name, (cid, _) in self._cache().items():
+            if cid == collection_id:
+                return name
+        self.refresh()
+        for name, (cid, _) in self._cache().items():
+            if cid == collection_id:
+                return name
+        raise MissingCollectionError(f"no collection with id {collection_id}")
+
+    def register(self, name: str, kind: CollectionType | str, doc: str = "") -> bool:
+        """Create a collection; returns False if it exists with the same type (idempotent)."""
+        kind = CollectionType.parse(kind)
+        if not name or name.strip() != name:
+            raise CollectionError(f"invalid collection name {name!r}")
+        found = self._cache().get(name)
+        if found is not None:
+            if found[1] is not kind:
+                raise CollectionError(f"collection {name!r} exists with type {found[1].value}, not {kind.value}")
+            return False
+        with self.db.transaction() as conn:
+            try:
+                with conn.begin_nested():
+                    conn.execute(self.schema.collection.insert().values(name=name, type=kind.value, doc=doc))
+            except sa.exc.IntegrityError:
+                self.refresh()
+                return self.register(name, kind, doc)
+        self.refresh()
+        return True
+
+    def children(self, name: str) -> tuple[str, ...]:
+        cid, kind = self.lookup(name)
+        if kind is not CollectionType.CHAINED:
+            raise CollectionError(f"collection {name!r} is {kind.value}, not CHAINED")
+        c = self.schema.collection_chain
+        with self.db.reading() as conn:
+            ids = conn.execute(sa.select(c.c.child_id).where(c.c.parent_id == cid).order_by(c.c.position)).scalars().all()
+        return tuple(self.name_of(i) for i in ids)
+
+    def set_chain(self, parent: str, children: Sequence[str]) -> None:
+        """Define a CHAINED collection's ordered children (creating it if needed); refuses cycles."""
+        children = list(dict.fromkeys(children))
+        self.register(parent, CollectionType.CHAINED)
+        for child in children:
+            self.lookup(child)
+            if child == parent or parent in self.flatten([child], keep_chains=True):
+                raise CollectionCycleError(f"chain {parent!r} -> {child!r} would contain itself")
+        cid, _ = self.lookup(parent)
+        c = self.schema.collection_chain
+        with self.db.transaction() as conn:
+            conn.execute(c.delete().where(c.c.parent_id == cid))
+            if children:
+                conn.execute(c.insert(), [{"parent_id": cid, "position": i, "child_id": self.lookup(ch)[0]}
+                                          for i, ch in enumerate(children)])
+
+    def flatten(self, names: Iterable[str], keep_chains: bool = False) -> list[str]:
+        """The ordered, de-duplicated search path: chains replaced by their children, depth-first."""
+        out: list[str] = []
+
+        def visit(name: str, seen: tuple[str, ...]) -> None:
+            if name in seen:
+                raise CollectionCycleError(f"collection chain cycle: {' -> '.join(seen + (name,))}")
+            _, kind = self.lookup(name)
+            if kind is CollectionType.CHAINED:
+                if keep_chains and name not in out:
+                    out.append(name)
+                for child in self.children(name):
+                    visit(child, seen + (name,))
+            elif name not in out:
+                out.append(name)
+
+        for name in names:
+            visit(name, ())
+        return out
+
+    def parents(self, name: str) -> list[str]:
+        cid, _ = self.lookup(name)
+        c = self.schema.collection_chain
+        with self.db.reading() as conn:
+            ids = conn.execute(sa.select(c.c.parent_id).where(c.c.child_id == cid)).scalars().all()
+        return [self.name_of(i) for i in ids]
+
+    def remove(self, name: str) -> None:
+        """Delete a collection row (datasets are removed by the caller first); refuses if chained into others."""
+        cid, _ = self.lookup(name)
+        parents = self.parents(name)
+        if parents:
+            raise CollectionError(f"collection {name!r} is in chain(s) {', '.join(parents)}; remove it from them first")
+        with self.db.transaction() as conn:
+            conn.execute(self.schema.collection.delete().where(self.schema.collection.c.collection_id == cid))
+        self.refresh()
+
+    def query(self, pattern: str = "*", types: Iterable[CollectionType | str] | None = None,
+              flatten_chains: bool = False) -> list[CollectionInfo]:
+        """Collections whose names match a glob ``pattern``, optionally of given types."""
+        wanted = None if types is None else {CollectionType.parse(t) for t in types}
+        self.refresh()
+        t = self.schema.collection
+        with self.db.reading() as conn:
+            rows = conn.execute(sa.select(t.c.name, t.c.type, t.c.doc).order_by(t.c.name)).all()
+        out = []
+        for name, kind, doc in rows:
+            kind = CollectionType(kind)
+            if not fnmatch.fnmatchcase(name, pattern) or (wanted is not None and kind not in wanted):
+                continue
+            children = self.children(name) if kind is CollectionType.CHAINED else ()
+            out.append(CollectionInfo(name=name, type=kind, doc=doc or "", children=children))
+            if flatten_chains and children:
+                names = {c.name for c in out}
+                for child in self.flatten(children):
+                    if child not in names:
+                        out.append(CollectionInfo(name=child, type=self.lookup(child)[1]))
+        return out

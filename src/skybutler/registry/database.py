@@ -1,0 +1,138 @@
+"""Connecting to the registry database: SQLite by default, PostgreSQL when configured.
+
+One code path for both.  SQLite gets WAL mode, a busy timeout and foreign keys so
+a few concurrent writers work; PostgreSQL gets a connection pool and a schema (a
+namespace) per repository so many repositories can share one database.  Passwords
+never live in the repository config: PostgreSQL reads them from ``PGPASSWORD`` or
+``~/.pgpass`` (libpq's own mechanisms) or from ``SKYBUTLER_DB_PASSWORD``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from ..errors import BackendError
+
+#: Seconds a SQLite writer waits for a lock before failing with a clear error.
+SQLITE_BUSY_TIMEOUT_S = 30
+
+
+def split_schema(url: str) -> tuple[str, str | None]:
+    """Separate a ``?schema=NAME`` option from a database URL."""
+    if "?" not in url:
+        return url, None
+    base, _, query_text = url.partition("?")
+    query = parse_qs(query_text)
+    schema = query.pop("schema", [None])[0]
+    rest = "&".join(f"{k}={v}" for k, values in query.items() for v in values)
+    return (f"{base}?{rest}" if rest else base), schema
+
+
+def make_engine(url: str) -> tuple[Engine, str | None]:
+    """Create the SQLAlchemy engine for a registry URL; returns (engine, schema)."""
+    url, schema = split_schema(url)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False})
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        sa.event.listen(engine, "begin", _sqlite_on_begin)
+        return engine, None
+    if url.startswith("postgresql"):
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        connect_args = {}
+        password = os.environ.get("SKYBUTLER_DB_PASSWORD")
+        if password and "@" in url and ":" not in urlsplit(url).netloc.split("@")[0]:
+            connect_args["password"] = password
+        engine = sa.create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True,
+                                  connect_args=connect_args)
+        if schema:
+            sa.event.listen(engine, "connect", _pg_search_path(schema))
+        return engine, schema
+    raise BackendError(f"unsupported registry URL {url!r}: use sqlite:///PATH or postgresql://HOST/DB?schema=NAME")
+
+
+def _sqlite_on_connect(dbapi_connection, _record) -> None:
+    # Let SQLAlchemy (not the driver) emit BEGIN so transactions are explicit.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    # BEGIN IMMEDIATE takes the write lock up front, so two writers queue on the busy
+    # timeout instead of deadlocking when both try to upgrade a read lock.
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
+
+
+def _pg_search_path(schema: str):
+    def on_connect(dbapi_connection, _record) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f'SET search_path TO "{schema}", public')
+        dbapi_connection.commit()
+
+    return on_connect
+
+
+class Database:
+    """An engine plus the current thread's open transaction, so calls can nest."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine, self.schema = make_engine(url)
+        self.dialect = self.engine.dialect.name
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction; nested calls join the outer one (all or nothing)."""
+        current = getattr(self._local, "conn", None)
+        if current is not None:
+            yield current
+            return
+        with self._errors("write"), self.engine.connect() as conn:
+            conn.info["write"] = True
+            try:
+                with conn.begin():
+                    self._local.conn = conn
+                    yield conn
+            finally:
+                self._local.conn = None
+                conn.info["write"] = False
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reads (the open transaction's, if there is one)."""
+        current = getattr(self._local, "conn", None)
+        if current is not None:
+            yield current
+            return
+        with self._errors("read"), self.engine.connect() as conn:
+            yield conn
+            conn.rollback()
+
+    @property
+    def in_transaction(self) -> bool:
+        return getattr(self._local, "conn", None) is not None
+
+    @contextlib.contextmanager
+    def _errors(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except sa.exc.OperationalError as err:
+            raise BackendError(f"{self.dialect} registry {operation} failed: {err.orig}") from err
+        except sa.exc.InterfaceError as err:
+            raise BackendError(f"{self.dialect} registry connection lost during {operation}: {err.orig}") from err
+
+    def close(self) -> None:
+        self.engine.dispose()

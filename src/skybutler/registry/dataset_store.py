@@ -1,0 +1,260 @@
+"""Datasets: insertion into RUNs, lookup through collection search paths, removal,
+and TAGGED membership.
+
+Lookups are written for the hot path of ``butler.get``: one statement finds the
+dataset in every RUN/TAGGED collection of the search path at once, joined to its
+artifact record, and the first collection in search order wins.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..dimensions import DataCoordinate, DimensionGroup
+from ..errors import (CollectionError, DatasetConflictError, MissingDatasetTypeError, RegistryError)
+from ..models import CollectionType, DatasetRef, DatasetType, StoredArtifact
+from .collection_store import CollectionStore
+from .database import Database
+from .dataset_type_store import DatasetTypeStore
+from .schema import RegistrySchema
+
+
+class DatasetStore:
+    """Reads and writes the dataset, dataset_location and dataset_tags_* tables."""
+
+    def __init__(self, db: Database, schema: RegistrySchema, types: DatasetTypeStore, collections: CollectionStore):
+        self.db = db
+        self.schema = schema
+        self.types = types
+        self.collections = collections
+        self._find_statements: dict[DimensionGroup, sa.Select] = {}
+
+    # -- insertion ------------------------------------------------------------
+
+    def insert(self, dtype: DatasetType, run: str, data_ids: Sequence[DataCoordinate], ids: Sequence[uuid.UUID],
+               artifacts: Sequence[StoredArtifact | None] | None = None) -> list[DatasetRef]:
+        """Insert datasets of one type into a RUN, with their artifact records, in one transaction."""
+        type_id, dtype = self.types.get(dtype.name)
+        run_id, kind = self.collections.lookup(run)
+        if kind is not CollectionType.RUN:
+            raise CollectionError(f"datasets can only be put into a RUN collection; {run!r} is {kind.value}")
+        group = self.types.group(dtype)
+        tags = self.schema.tags_table(group)
+        now = time.time_ns()
+        dataset_rows = [{"id": i, "dataset_type_id": type_id, "run_id": run_id, "ingest_time": now} for i in ids]
+        tag_rows = [{"dataset_type_id": type_id, "collection_id": run_id, "dataset_id": i, **d.required}
+                    for i, d in zip(ids, data_ids)]
+        with self.db.transaction() as conn:
+            try:
+                with conn.begin_nested():
+                    conn.execute(self.schema.dataset.insert(), dataset_rows)
+                    conn.execute(tags.insert(), tag_rows)
+            except sa.exc.IntegrityError as err:
+                raise self._explain_conflict(dtype, run, data_ids, ids) from err
+            if artifacts:
+                self.add_artifacts([(i, a) for i, a in zip(ids, artifacts) if a is not None])
+        return [DatasetRef.make(i, dtype, d, run, a) for i, d, a in
+                zip(ids, data_ids, artifacts or [None] * len(ids))]
+
+    def add_artifacts(self, pairs: Sequence[tuple[uuid.UUID, StoredArtifact]]) -> None:
+        if not pairs:
+            return
+        with self.db.transaction() as conn:
+            conn.execute(self.schema.location.insert(), [
+                {"dataset_id": i, "path": a.path, "formatter": a.formatter, "size": a.size, "checksum": a.checksum}
+                for i, a in pairs])
+
+    def _explain_conflict(self, dtype: DatasetType, run: str, data_ids: Sequence[DataCoordinate],
+                          ids: Sequence[uuid.UUID]) -> Exception:
+        existing = self.find_many(dtype, data_ids, [run])
+        if existing:
+            d = next(iter(existing))
+            return DatasetConflictError(
+                f"a {dtype.name} dataset with data ID {d.required} already exists in RUN {run!r}")
+        t = self.schema.dataset
+        with self.db.reading() as conn:
+            dupes = conn.execute(sa.select(t.c.id).where(t.c.id.in_(list(ids)[:1000]))).scalars().all()
+        if dupes:
+            return DatasetConflictError(f"dataset ID {dupes[0]} already exists (in another RUN or with another type)")
+        return RegistryError(f"could not insert {dtype.name} datasets into {run!r}: a referenced record is missing")
+
+    # -- lookup ---------------------------------------------------------------
+
+    def _find_statement(self, group: DimensionGroup) -> sa.Select:
+        stmt = self._find_statements.get(group)
+        if stmt is None:
+            tags = self.schema.tags_table(group)
+            ds, loc = self.schema.dataset, self.schema.location
+            stmt = (sa.select(tags.c.collection_id, tags.c.dataset_id, ds.c.run_id, loc.c.path, loc.c.formatter,
+                              loc.c.size, loc.c.checksum)
+                    .select_from(tags.join(ds, ds.c.id == tags.c.dataset_id)
+                                 .outerjoin(loc, loc.c.dataset_id == tags.c.dataset_id))
+                    .where(tags.c.dataset_type_id == sa.bindparam("type_id"),
+                           tags.c.collection_id.in_(sa.bindparam("cids", expanding=True)),
+                           *[tags.c[d] == sa.bindparam(f"d_{d}") for d in group.required]))
+            self._find_statements[group] = stmt
+        return stmt
+
+    def find(self, dtype: DatasetType, data_id: DataCoordinate, collection_ids: Sequence[int]
+             ) -> tuple[int, DatasetRef] | None:
+        """The dataset in the earliest of ``collection_ids`` (RUN/TAGGED), with its artifact, and that rank."""
+        if not collection_ids:
+            return None
+        type_id, dtype = self.types.get(dtype.name)
+        group = self.types.group(dtype)
+        params: dict[str, Any] = {"type_id": type_id, "cids": list(collection_ids)}
+        for d in group.required:
+            params[f"d_{d}"] = data_id[d]
+        with self.db.reading() as conn:
+            rows = conn.execute(self._find_statement(group), params).all()
+        if not rows:
+            return None
+        rank = {cid: i for i, cid in enumerate(collection_ids)}
+        row = min(rows, key=lambda r: rank[r[0]])
+        artifact = None if row[3] is None else StoredArtifact(path=row[3], formatter=row[4], size=row[5],
+                                                               checksum=row[6])
+        return rank[row[0]], DatasetRef.make(row[1], dtype, data_id.subset(group), self.collections.name_of(row[2]),
+                                             artifact)
+
+    def find_many(self, dtype: DatasetType, data_ids: Sequence[DataCoordinate], collections: Sequence[str]
+                  ) -> dict[DataCoordinate, DatasetRef]:
+        """Find-first lookup of many data IDs at once (one statement per chunk)."""
+        type_id, dtype = self.types.get(dtype.name)
+        group = self.types.group(dtype)
+        tags = self.schema.tags_table(group)
+        cids = [self.collections.lookup(c)[0] for c in collections]
+        rank = {cid: i for i, cid in enumerate(cids)}
+        wanted = {d.required_values: d for d in data_ids}
+        cols = [tags.c[d] for d in group.required]
+        best: dict[tuple, tuple[int, Any]] = {}
+        keys = list(wanted)
+        with self.db.reading() as conn:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                stmt = (sa.select(tags.c.collection_id, tags.c.dataset_id, self.schema.dataset.c.run_id, *cols)
+                        .join(self.schema.dataset, self.schema.dataset.c.id == tags.c.dataset_id)
+                        .where(tags.c.dataset_type_id == type_id, tags.c.collection_id.in_(cids),
+                               sa.tuple_(*cols).in_(chunk) if len(cols) > 1 else cols[0].in_([k[0] for k in chunk])))
+                for row in conn.execute(stmt):
+                    key = tuple(row[3:])
+                    if key not in best or rank[row[0]] < best[key][0]:
+                        best[key] = (rank[row[0]], row)
+        return {wanted[k]: DatasetRef.make(row[1], dtype, wanted[k], self.collections.name_of(row[2]))
+                for k, (_, row) in best.items()}
+
+    def artifacts(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, StoredArtifact]:
+        loc = self.schema.location
+        ids = list(ids)
+        out = {}
+        with self.db.reading() as conn:
+            for start in range(0, len(ids), 500):
+                stmt = sa.select(loc).where(loc.c.dataset_id.in_(ids[start:start + 500]))
+                for row in conn.execute(stmt).mappings():
+                    out[row["dataset_id"]] = StoredArtifact(path=row["path"], formatter=row["formatter"],
+                                                            size=row["size"], checksum=row["checksum"])
+        return out
+
+    def refs_by_id(self, ids: Iterable[uuid.UUID]) -> list[DatasetRef]:
+        """Resolve dataset IDs to refs (with artifacts); unknown IDs are left out."""
+        ids = list(ids)
+        ds = self.schema.dataset
+        with self.db.reading() as conn:
+            rows = []
+            for start in range(0, len(ids), 500):
+                rows += conn.execute(sa.select(ds.c.id, ds.c.dataset_type_id, ds.c.run_id)
+                                     .where(ds.c.id.in_(ids[start:start + 500]))).all()
+            refs = []
+            for dataset_id, type_id, run_id in rows:
+                dtype = self.types.name_of(type_id)
+                group = self.types.group(dtype)
+                tags = self.schema.tags_table(group)
+                values = conn.execute(sa.select(*[tags.c[d] for d in group.required]).where(
+                    tags.c.dataset_id == dataset_id, tags.c.collection_id == run_id)).one()
+                refs.append(DatasetRef.make(dataset_id, dtype, DataCoordinate.from_required(group, tuple(values)),
+                                            self.collections.name_of(run_id)))
+        found = self.artifacts(r.id for r in refs)
+        return [r.with_artifact(found.get(r.id)) for r in refs]
+
+    def ids_in_collection(self, collection: str, dataset_type: str | None = None) -> list[uuid.UUID]:
+        """IDs of every dataset a RUN owns or a TAGGED/CALIBRATION collection holds."""
+        cid, kind = self.collections.lookup(collection)
+        dtypes = [self.types.get(dataset_type)[1]] if dataset_type else self.types.all()
+        out: list[uuid.UUID] = []
+        with self.db.reading() as conn:
+            if kind is CollectionType.RUN and dataset_type is None:
+                ds = self.schema.dataset
+                return list(conn.execute(sa.select(ds.c.id).where(ds.c.run_id == cid)).scalars())
+            for dtype in dtypes:
+                type_id, _ = self.types.get(dtype.name)
+                group = self.types.group(dtype)
+                table = (self.schema.calibs_table(group) if kind is CollectionType.CALIBRATION
+                         else self.schema.tags_table(group))
+                if kind is CollectionType.CALIBRATION and not dtype.is_calibration:
+                    continue
+                out += conn.execute(sa.select(table.c.dataset_id).distinct().where(
+                    table.c.collection_id == cid, table.c.dataset_type_id == type_id)).scalars().all()
+        return out
+
+    # -- removal and tagging --------------------------------------------------
+
+    def delete(self, ids: Iterable[uuid.UUID]) -> None:
+        """Delete datasets (membership and artifact rows go with them, by cascade)."""
+        ids = list(ids)
+        ds = self.schema.dataset
+        with self.db.transaction() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                conn.execute(self.schema.location.delete().where(self.schema.location.c.dataset_id.in_(chunk)))
+                for table in list(self.schema._tags.values()) + list(self.schema._calibs.values()):
+                    conn.execute(table.delete().where(table.c.dataset_id.in_(chunk)))
+                conn.execute(ds.delete().where(ds.c.id.in_(chunk)))
+
+    def associate(self, collection: str, refs: Sequence[DatasetRef]) -> None:
+        """Add refs to a TAGGED collection; a different dataset with the same type+data ID there conflicts."""
+        cid, kind = self.collections.lookup(collection)
+        if kind is not CollectionType.TAGGED:
+            raise CollectionError(f"can only associate into a TAGGED collection; {collection!r} is {kind.value}")
+        with self.db.transaction() as conn:
+            for dtype_name, group_refs in _by_type(refs).items():
+                type_id, dtype = self.types.get(dtype_name)
+                tags = self.schema.tags_table(self.types.group(dtype))
+                existing = self.find_many(dtype, [r.data_id for r in group_refs], [collection])
+                rows = []
+                for ref in group_refs:
+                    other = existing.get(ref.data_id)
+                    if other is not None:
+                        if other.id != ref.id:
+                            raise DatasetConflictError(
+                                f"TAGGED collection {collection!r} already holds a different {dtype_name} "
+                                f"for data ID {ref.data_id.required}")
+                        continue
+                    rows.append({"dataset_type_id": type_id, "collection_id": cid, "dataset_id": ref.id,
+                                 **ref.data_id.required})
+                if rows:
+                    conn.execute(tags.insert(), rows)
+
+    def disassociate(self, collection: str, refs: Sequence[DatasetRef]) -> None:
+        cid, kind = self.collections.lookup(collection)
+        if kind is not CollectionType.TAGGED:
+            raise CollectionError(f"can only disassociate from a TAGGED collection; {collection!r} is {kind.value}")
+        with self.db.transaction() as conn:
+            for dtype_name, group_refs in _by_type(refs).items():
+                _, dtype = self.types.get(dtype_name)
+                tags = self.schema.tags_table(self.types.group(dtype))
+                conn.execute(tags.delete().where(tags.c.collection_id == cid,
+                                                 tags.c.dataset_id.in_([r.id for r in group_refs])))
+
+
+def _by_type(refs: Iterable[DatasetRef]) -> dict[str, list[DatasetRef]]:
+    out: dict[str, list[DatasetRef]] = {}
+    for ref in refs:
+        out.setdefault(ref.dataset_type.name, []).append(ref)
+    return out
+
+
+__all__ = ["DatasetStore", "MissingDatasetTypeError"]

@@ -1,0 +1,235 @@
+"""Storing and reading dimension records, and expanding data IDs from them.
+
+Records are written in bulk (one executemany per element); spatial records also
+get their sky-pixel overlap rows.  Lookups that every put needs (does this visit
+exist, what filter does it imply) are cached, so a long run of puts asks the
+database once per new visit, not once per dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..dimensions import DataCoordinate, DimensionRecord, DimensionUniverse
+from ..dimensions import regions as sky
+from ..errors import DataIdError, DimensionRecordError
+from ..timespan import Timespan
+from .database import Database
+from .schema import RegistrySchema
+
+
+class DimensionRecordStore:
+    """Reads and writes the element tables of one registry."""
+
+    def __init__(self, db: Database, schema: RegistrySchema):
+        self.db = db
+        self.schema = schema
+        self.universe: DimensionUniverse = schema.universe
+        #: element -> identity tuple -> implied values (a dict), for known records.
+        self._implied_cache: dict[str, dict[tuple, dict[str, Any]]] = {}
+
+    # -- conversion between records and rows ----------------------------------
+
+    def _to_row(self, record: DimensionRecord) -> dict[str, Any]:
+        element = record.element
+        row: dict[str, Any] = {}
+        for name, value in record.items():
+            if name == "region":
+                row["region"] = sky.encode(value)
+            elif name == "timespan":
+                row["timespan_begin"], row["timespan_end"] = (None, None) if value is None else value.to_ns()
+            else:
+                row[element.column_of(name)] = value
+        return row
+
+    def _from_row(self, element_name: str, row: Mapping[str, Any]) -> DimensionRecord:
+        element = self.universe[element_name]
+        values: dict[str, Any] = {}
+        for dim in element.identity + element.implies:
+            values[dim] = row[element.column_of(dim)]
+        for name in element.fields:
+            values[name] = row[name]
+        if element.region:
+            values["region"] = sky.decode(row["region"])
+        if element.timespan:
+            b, e = row["timespan_begin"], row["timespan_end"]
+            values["timespan"] = None if b is None and e is None else Timespan.from_ns(b, e)
+        return DimensionRecord(element, values)
+
+    def _overlap_rows(self, record: DimensionRecord) -> list[dict[str, Any]]:
+        region = record.get("region")
+        index = self.universe.spatial_index
+        if region is None or index is None:
+            return []
+        system, level = self.universe[index].skypix
+        element = record.element
+        ident = {element.column_of(d): record[d] for d in element.identity}
+        return [{**ident, "skypix_system": system, "skypix_level": level, "skypix_index": pix}
+                for pix in sky.envelope(region, system, level)]
+
+    # -- writes ---------------------------------------------------------------
+
+    def insert(self, element_name: str, rows: Iterable[Mapping[str, Any] | DimensionRecord],
+               skip_existing: bool = False) -> int:
+        """Insert records in one statement; a duplicate raises unless ``skip_existing``."""
+        records = [r if isinstance(r, DimensionRecord) else DimensionRecord.validate(self.universe, element_name, r)
+                   for r in rows]
+        if not records:
+            return 0
+        table = self.schema.elements[element_name]
+        if skip_existing:
+            existing = self._existing_identities(element_name, [r.identity for r in records])
+            records = [r for r in records if r.identity not in existing]
+            if not records:
+                return 0
+        with self.db.transaction() as conn:
+            try:
+                conn.execute(table.insert(), [self._to_row(r) for r in records])
+            except sa.exc.IntegrityError as err:
+                raise self._explain_integrity(element_name, records, err) from err
+            overlap = self.schema.skypix_overlaps.get(element_name)
+            if overlap is not None:
+                rows = [o for r in records for o in self._overlap_rows(r)]
+                if rows:
+                    conn.execute(overlap.insert(), rows)
+        return len(records)
+
+    def sync(self, element_name: str, row: Mapping[str, Any], update: bool = False) -> bool:
+        """Insert a record unless an identical one exists; returns whether it was inserted.
+
+        A stored record that differs raises :class:`DimensionRecordError` naming the
+        differing fields (or is replaced when ``update`` is true).
+        """
+        record = DimensionRecord.validate(self.universe, element_name, row)
+        with self.db.transaction():
+            existing = self.fetch_one(element_name, record.identity)
+            if existing is None:
+                self.insert(element_name, [record])
+                return True
+            if existing == record:
+                return False
+            diffs = [k for k in record if _differs(record[k], existing.get(k))]
+            if not update:
+                raise DimensionRecordError(
+                    f"{element_name} record {dict(zip(record.element.identity, record.identity))} exists with "
+                    f"different {', '.join(diffs)}: stored {[existing.get(k) for k in diffs]}, "
+                    f"given {[record[k] for k in diffs]}")
+            self.delete(element_name, [record.identity])
+            self.insert(element_name, [record])
+            return True
+
+    def delete(self, element_name: str, identities: Iterable[tuple]) -> None:
+        element = self.universe[element_name]
+        table = self.schema.elements[element_name]
+        cols = [table.c[element.column_of(d)] for d in element.identity]
+        with self.db.transaction() as conn:
+            for ident in identities:
+                conn.execute(table.delete().where(*[c == v for c, v in zip(cols, ident)]))
+        self._implied_cache.pop(element_name, None)
+
+    def _explain_integrity(self, element_name: str, records: list[DimensionRecord], err: Exception) -> Exception:
+        element = self.universe[element_name]
+        existing = self._existing_identities(element_name, [r.identity for r in records])
+        if existing:
+            shown = ", ".join(str(dict(zip(element.identity, i))) for i in sorted(existing)[:5])
+            return DimensionRecordError(f"{element_name} record(s) already exist: {shown}")
+        missing = []
+        for dep in element.requires + element.implies:
+            dep_ident = self.universe[dep].identity
+            keys = {tuple(r[d] for d in dep_ident) for r in records}
+            found = self._existing_identities(dep, list(keys))
+            missing += [f"{dep} {dict(zip(dep_ident, k))}" for k in sorted(keys - found)]
+        if missing:
+            return DimensionRecordError(
+                f"cannot insert {element_name} records: no record for {', '.join(missing[:5])}")
+        return DimensionRecordError(f"cannot insert {element_name} records: {getattr(err, 'orig', err)}")
+
+    # -- reads ----------------------------------------------------------------
+
+    def _existing_identities(self, element_name: str, identities: list[tuple]) -> set[tuple]:
+        element = self.universe[element_name]
+        table = self.schema.elements[element_name]
+        cols = [table.c[element.column_of(d)] for d in element.identity]
+        found: set[tuple] = set()
+        with self.db.reading() as conn:
+            for start in range(0, len(identities), 500):
+                chunk = identities[start:start + 500]
+                if len(cols) == 1:
+                    cond = cols[0].in_([i[0] for i in chunk])
+                else:
+                    cond = sa.tuple_(*cols).in_(chunk)
+                found.update(tuple(r) for r in conn.execute(sa.select(*cols).where(cond)))
+        return found
+
+    def fetch_one(self, element_name: str, identity: tuple) -> DimensionRecord | None:
+        element = self.universe[element_name]
+        table = self.schema.elements[element_name]
+        cond = [table.c[element.column_of(d)] == v for d, v in zip(element.identity, identity)]
+        with self.db.reading() as conn:
+            row = conn.execute(sa.select(table).where(*cond)).mappings().first()
+        return None if row is None else self._from_row(element_name, row)
+
+    def fetch_all(self, element_name: str) -> list[DimensionRecord]:
+        table = self.schema.elements[element_name]
+        with self.db.reading() as conn:
+            return [self._from_row(element_name, r) for r in conn.execute(sa.select(table)).mappings()]
+
+    def implied_values(self, element_name: str, identity: tuple) -> dict[str, Any] | None:
+        """The implied dimension values of one record (cached), or None if it does not exist."""
+        cache = self._implied_cache.setdefault(element_name, {})
+        found = cache.get(identity)
+        if found is None:
+            element = self.universe[element_name]
+            table = self.schema.elements[element_name]
+            cond = [table.c[element.column_of(d)] == v for d, v in zip(element.identity, identity)]
+            cols = [table.c[d] for d in element.implies] or [table.c[element.column_of(element.name)]]
+            with self.db.reading() as conn:
+                row = conn.execute(sa.select(*cols).where(*cond)).first()
+            if row is None:
+                return None
+            found = cache[identity] = {d: row[i] for i, d in enumerate(element.implies)}
+        return found
+
+    def expand(self, data_id: DataCoordinate) -> DataCoordinate:
+        """Check every dimension's record exists and fill in (or check) implied values."""
+        values = dict(data_id)
+        group = data_id.group
+        for name in group.names:
+            element = self.universe[name]
+            if element.skypix is not None:
+                continue
+            if name not in values:
+                continue  # filled in below, once the implying element is processed
+            identity = tuple(values[d] for d in element.identity)
+            implied = self.implied_values(name, identity)
+            if implied is None:
+                raise DataIdError(f"no {name} record for {dict(zip(element.identity, identity))} "
+                                  f"(data ID {data_id.required})")
+            for dim, value in implied.items():
+                given = values.get(dim)
+                if given is not None and given != value:
+                    raise DataIdError(f"data ID {data_id.required}: {name} {identity[-1]!r} implies "
+                                      f"{dim}={value!r}, but {dim}={given!r} was given")
+                values[dim] = value
+        # Implied dimensions filled late (e.g. band from physical_filter) are checked in order.
+        for name in group.implied:
+            element = self.universe[name]
+            if element.implies and all(d in values for d in element.identity):
+                implied = self.implied_values(name, tuple(values[d] for d in element.identity)) or {}
+                for dim, value in implied.items():
+                    if values.get(dim, value) != value:
+                        raise DataIdError(f"data ID {data_id.required}: {name} implies {dim}={value!r}, "
+                                          f"but {dim}={values[dim]!r} was given")
+                    values[dim] = value
+        return DataCoordinate(group, {n: values[n] for n in group.names if n in values})
+
+
+def _differs(a: Any, b: Any) -> bool:
+    if isinstance(a, sky.Region) and isinstance(b, sky.Region):
+        return bytes(a.encode()) != bytes(b.encode())
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) > 1e-12 * max(1.0, abs(a))
+    return a != b

@@ -1,0 +1,140 @@
+"""The registry: the SQL record of every dimension, dataset type, dataset and collection.
+
+It composes the stores of this package over one :class:`Database`; the butler
+facade talks to this class only.  Creating a registry writes the schema and the
+universe it was made with; opening one checks both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator, Sequence
+
+import sqlalchemy as sa
+
+from ..dimensions import DataCoordinate, DimensionUniverse
+from ..errors import (DatasetTypeError, SchemaVersionError, UniverseMismatchError)
+from ..models import CollectionType, DatasetRef, DatasetType
+from ..timespan import Timespan
+from .calibration_store import CalibrationStore
+from .collection_store import CollectionStore
+from .database import Database
+from .dataset_store import DatasetStore
+from .dataset_type_store import DatasetTypeStore
+from .dimension_store import DimensionRecordStore
+from .schema import SCHEMA_VERSION, RegistrySchema
+
+
+class Registry:
+    """Transactional access to one repository's registry database."""
+
+    def __init__(self, db: Database, universe: DimensionUniverse):
+        self.db = db
+        self.universe = universe
+        self.schema = RegistrySchema(universe, db.schema)
+        self.dimensions = DimensionRecordStore(db, self.schema)
+        self.collections = CollectionStore(db, self.schema)
+        self.dataset_types = DatasetTypeStore(db, self.schema)
+        self.datasets = DatasetStore(db, self.schema, self.dataset_types, self.collections)
+        self.calibrations = CalibrationStore(db, self.schema, self.dataset_types, self.collections)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    @classmethod
+    def create(cls, url: str, universe: DimensionUniverse) -> Registry:
+        """Create the schema in an empty database (or PostgreSQL schema) and open it."""
+        db = Database(url)
+        with db.transaction() as conn:
+            if db.schema:
+                conn.execute(sa.schema.CreateSchema(db.schema, if_not_exists=True))
+            schema = RegistrySchema(universe, db.schema)
+            if sa.inspect(conn).has_table("skybutler_meta", schema=db.schema):
+                raise SchemaVersionError(f"a registry already exists at {url}")
+            schema.metadata.create_all(conn)
+            conn.execute(schema.meta.insert(), [
+                {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+                {"key": "universe_name", "value": universe.name},
+                {"key": "universe_version", "value": str(universe.version)},
+            ])
+        return cls(db, universe)
+
+    @classmethod
+    def open(cls, url: str, universe: DimensionUniverse) -> Registry:
+        """Open an existing registry, refusing a different universe or schema version."""
+        db = Database(url)
+        meta = read_meta(db)
+        if not meta:
+            raise SchemaVersionError(f"no skybutler registry at {url}")
+        if (meta.get("universe_name"), meta.get("universe_version")) != (universe.name, str(universe.version)):
+            raise UniverseMismatchError(
+                f"repository was created with dimension universe {meta.get('universe_name')!r} version "
+                f"{meta.get('universe_version')}; this code has {universe.name!r} version {universe.version}")
+        version = int(meta.get("schema_version", 0))
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"repository schema version {version} is newer than this skybutler supports ({SCHEMA_VERSION}); "
+                "upgrade skybutler")
+        if version < SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"repository schema version {version} is older than {SCHEMA_VERSION}; run 'skybutler migrate'")
+        return cls(db, universe)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All registry writes inside happen or none do; caches are reset on failure."""
+        try:
+            with self.db.transaction():
+                yield
+        except BaseException:
+            self.collections.refresh()
+            self.dataset_types.refresh()
+            self.dimensions._implied_cache.clear()
+            raise
+
+    # -- dataset lookup through a search path ---------------------------------
+
+    def find_dataset(self, dtype: DatasetType, data_id: DataCoordinate, collections: Sequence[str],
+                     timespan: Timespan | None = None) -> DatasetRef | None:
+        """The first dataset matching in ``collections`` (chains flattened), searching
+        CALIBRATION collections by ``timespan``; None when there is none."""
+        path = self.collections.flatten(collections)
+        plain_ids: list[int] = []
+        calib_ids: list[int] = []
+        ranks: dict[int, int] = {}
+        for rank, name in enumerate(path):
+            cid, kind = self.collections.lookup(name)
+            ranks[cid] = rank
+            (calib_ids if kind is CollectionType.CALIBRATION else plain_ids).append(cid)
+        found = self.datasets.find(dtype, data_id, plain_ids)
+        best = None if found is None else (ranks[plain_ids[found[0]]], found[1])
+        if calib_ids and dtype.is_calibration:
+            if timespan is None:
+                if best is None:
+                    raise DatasetTypeError(
+                        f"{dtype.name} is a calibration searched in CALIBRATION collection(s) "
+                        f"{', '.join(self.collections.name_of(c) for c in calib_ids)}: give a timespan")
+            else:
+                calib = self.calibrations.find(dtype, data_id, calib_ids, timespan)
+                if calib is not None:
+                    rank = ranks[calib_ids[calib[0]]]
+                    if best is None or rank < best[0]:
+                        ref = calib[1]
+                        artifact = self.datasets.artifacts([ref.id]).get(ref.id)
+                        best = (rank, ref.with_artifact(artifact))
+        return None if best is None else best[1]
+
+    def refs_by_id(self, ids: Sequence[uuid.UUID]) -> list[DatasetRef]:
+        return self.datasets.refs_by_id(ids)
+
+
+def read_meta(db: Database) -> dict[str, str]:
+    """The skybutler_meta key/values, or {} if the database holds no registry."""
+    with db.reading() as conn:
+        if not sa.inspect(conn).has_table("skybutler_meta", schema=db.schema):
+            return {}
+        t = RegistrySchema.meta_table(db.schema)
+        return {k: v for k, v in conn.execute(sa.select(t.c.key, t.c.value))}

@@ -1,0 +1,190 @@
+"""The registry's SQL schema, built from the dimension universe.
+
+Static tables hold collections, dataset types, datasets and their artifacts; one
+table per dimension element holds its records; spatial elements get a sky-pixel
+overlap table for coarse spatial joins.  Dataset membership lives in one "tags"
+table (RUN and TAGGED membership) and one "calibs" table (CALIBRATION membership
+with validity ranges) per dimension group, with a real column per dimension, so
+queries join datasets to dimension tables directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import sqlalchemy as sa
+
+from ..dimensions import DimensionElement, DimensionGroup, DimensionUniverse
+
+#: Bumped whenever the static schema changes; see registry/migrations.py.
+SCHEMA_VERSION = 1
+
+NAME_LENGTH = 255
+
+
+def key_type(element: DimensionElement) -> sa.types.TypeEngine:
+    assert element.key is not None
+    return sa.BigInteger() if element.key.type == "int" else sa.String(element.key.length)
+
+
+_FIELD_TYPES = {"int": sa.BigInteger, "float": sa.Float, "str": lambda: sa.String(NAME_LENGTH), "bool": sa.Boolean}
+
+
+def element_columns(universe: DimensionUniverse, element: DimensionElement) -> list[sa.Column]:
+    """Identity columns (named by dimension, the element's own key by its key name),
+    implied-dimension columns, typed field columns, region and timespan columns."""
+    columns: list[sa.Column] = []
+    for dim in element.identity:
+        columns.append(sa.Column(element.column_of(dim), key_type(universe[dim]), primary_key=True,
+                                 autoincrement=False))
+    for dim in element.implies:
+        columns.append(sa.Column(dim, key_type(universe[dim]), nullable=False))
+    for name, kind in element.fields.items():
+        columns.append(sa.Column(name, _FIELD_TYPES[kind](), nullable=True))
+    if element.region:
+        columns.append(sa.Column("region", sa.LargeBinary, nullable=True))
+    if element.timespan:
+        columns.append(sa.Column("timespan_begin", sa.BigInteger, nullable=True))
+        columns.append(sa.Column("timespan_end", sa.BigInteger, nullable=True))
+    return columns
+
+
+def foreign_keys_to(universe: DimensionUniverse, dims: tuple[str, ...], column_of=lambda d: d) -> list[sa.ForeignKeyConstraint]:
+    """Foreign keys from columns holding ``dims`` to each dimension's own table."""
+    out = []
+    for dim in dims:
+        target = universe[dim]
+        if target.skypix is not None:
+            continue
+        local = [column_of(d) for d in target.identity]
+        remote = [f"{dim}.{target.column_of(d)}" for d in target.identity]
+        out.append(sa.ForeignKeyConstraint(local, remote))
+    return out
+
+
+def group_table_name(prefix: str, group: DimensionGroup) -> str:
+    """A readable, length-safe table name for a dimension group's tags/calibs table."""
+    name = f"{prefix}_{'_'.join(group.required)}" if group.required else f"{prefix}_empty"
+    if len(name) > 55:
+        name = f"{prefix}_{hashlib.sha1(name.encode()).hexdigest()[:12]}"
+    return name
+
+
+class RegistrySchema:
+    """All table objects of one registry, including the dynamic per-group ones."""
+
+    def __init__(self, universe: DimensionUniverse, schema: str | None = None):
+        self.universe = universe
+        self.metadata = sa.MetaData(schema=schema)
+        md = self.metadata
+        self.meta = self.meta_table(schema, md)
+        self.elements: dict[str, sa.Table] = {}
+        self.skypix_overlaps: dict[str, sa.Table] = {}
+        for element in universe.elements.values():
+            if element.skypix is not None:
+                continue
+            fks = foreign_keys_to(universe, element.requires + element.implies, element.column_of)
+            self.elements[element.name] = sa.Table(element.name, md, *element_columns(universe, element), *fks)
+            if element.region and universe.spatial_index:
+                self.skypix_overlaps[element.name] = self._overlap_table(element)
+        self.collection = sa.Table(
+            "collection", md,
+            sa.Column("collection_id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("name", sa.String(NAME_LENGTH), nullable=False, unique=True),
+            sa.Column("type", sa.String(16), nullable=False),
+            sa.Column("doc", sa.Text, nullable=False, default=""))
+        self.collection_chain = sa.Table(
+            "collection_chain", md,
+            sa.Column("parent_id", sa.Integer, sa.ForeignKey("collection.collection_id", ondelete="CASCADE"),
+                      primary_key=True),
+            sa.Column("position", sa.Integer, primary_key=True, autoincrement=False),
+            sa.Column("child_id", sa.Integer, sa.ForeignKey("collection.collection_id"), nullable=False, index=True))
+        self.dataset_type = sa.Table(
+            "dataset_type", md,
+            sa.Column("dataset_type_id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("name", sa.String(NAME_LENGTH), nullable=False, unique=True),
+            sa.Column("dimensions", sa.Text, nullable=False),
+            sa.Column("storage_class", sa.String(64), nullable=False),
+            sa.Column("is_calibration", sa.Boolean, nullable=False))
+        self.dataset = sa.Table(
+            "dataset", md,
+            sa.Column("id", sa.Uuid, primary_key=True),
+            sa.Column("dataset_type_id", sa.Integer, sa.ForeignKey("dataset_type.dataset_type_id"), nullable=False),
+            sa.Column("run_id", sa.Integer, sa.ForeignKey("collection.collection_id"), nullable=False, index=True),
+            sa.Column("ingest_time", sa.BigInteger, nullable=False))
+        self.location = sa.Table(
+            "dataset_location", md,
+            sa.Column("dataset_id", sa.Uuid, sa.ForeignKey("dataset.id", ondelete="CASCADE"), primary_key=True),
+            sa.Column("path", sa.Text, nullable=False),
+            sa.Column("formatter", sa.String(32), nullable=False),
+            sa.Column("size", sa.BigInteger, nullable=False),
+            sa.Column("checksum", sa.String(64), nullable=True))
+        self._tags: dict[DimensionGroup, sa.Table] = {}
+        self._calibs: dict[DimensionGroup, sa.Table] = {}
+
+    @staticmethod
+    def meta_table(schema: str | None, metadata: sa.MetaData | None = None) -> sa.Table:
+        """Key/value facts about the repository: schema version, universe name and version."""
+        return sa.Table("skybutler_meta", metadata or sa.MetaData(schema=schema),
+                        sa.Column("key", sa.String(64), primary_key=True),
+                        sa.Column("value", sa.Text, nullable=False))
+
+    def _overlap_table(self, element: DimensionElement) -> sa.Table:
+        cols = [sa.Column(element.column_of(d), key_type(self.universe[d]), primary_key=True, autoincrement=False)
+                for d in element.identity]
+        return sa.Table(
+            f"{element.name}_skypix_overlap", self.metadata, *cols,
+            sa.Column("skypix_system", sa.String(16), primary_key=True),
+            sa.Column("skypix_level", sa.Integer, primary_key=True, autoincrement=False),
+            sa.Column("skypix_index", sa.BigInteger, primary_key=True, autoincrement=False),
+            sa.ForeignKeyConstraint([element.column_of(d) for d in element.identity],
+                                    [f"{element.name}.{element.column_of(d)}" for d in element.identity],
+                                    ondelete="CASCADE"),
+            sa.Index(f"{element.name}_skypix_lookup", "skypix_system", "skypix_level", "skypix_index"))
+
+    def _group_columns(self, group: DimensionGroup) -> list[sa.Column]:
+        return [sa.Column(d, key_type(self.universe[d]), nullable=False) for d in group.required]
+
+    def tags_table(self, group: DimensionGroup) -> sa.Table:
+        """RUN/TAGGED membership of datasets whose type has these dimensions."""
+        table = self._tags.get(group)
+        if table is None:
+            name = group_table_name("dataset_tags", group)
+            dims = list(group.required)
+            table = sa.Table(
+                name, self.metadata,
+                sa.Column("dataset_type_id", sa.Integer, sa.ForeignKey("dataset_type.dataset_type_id"), nullable=False),
+                sa.Column("collection_id", sa.Integer, sa.ForeignKey("collection.collection_id", ondelete="CASCADE"),
+                          nullable=False),
+                sa.Column("dataset_id", sa.Uuid, sa.ForeignKey("dataset.id", ondelete="CASCADE"), nullable=False),
+                *self._group_columns(group),
+                *foreign_keys_to(self.universe, group.required),
+                sa.PrimaryKeyConstraint("collection_id", "dataset_type_id", *dims, name=f"{name}_pkey"),
+                sa.UniqueConstraint("collection_id", "dataset_id", name=f"{name}_member"),
+                sa.Index(f"{name}_dataset", "dataset_id"),
+                sa.Index(f"{name}_type_dims", "dataset_type_id", *dims),
+                extend_existing=True)
+            self._tags[group] = table
+        return table
+
+    def calibs_table(self, group: DimensionGroup) -> sa.Table:
+        """CALIBRATION membership, with a validity range per (dataset, collection)."""
+        table = self._calibs.get(group)
+        if table is None:
+            name = group_table_name("dataset_calibs", group)
+            table = sa.Table(
+                name, self.metadata,
+                sa.Column("calib_id", sa.Integer, primary_key=True, autoincrement=True),
+                sa.Column("dataset_type_id", sa.Integer, sa.ForeignKey("dataset_type.dataset_type_id"), nullable=False),
+                sa.Column("collection_id", sa.Integer, sa.ForeignKey("collection.collection_id", ondelete="CASCADE"),
+                          nullable=False),
+                sa.Column("dataset_id", sa.Uuid, sa.ForeignKey("dataset.id", ondelete="CASCADE"), nullable=False,
+                          index=True),
+                *self._group_columns(group),
+                sa.Column("validity_begin", sa.BigInteger, nullable=False),
+                sa.Column("validity_end", sa.BigInteger, nullable=False),
+                *foreign_keys_to(self.universe, group.required),
+                sa.Index(f"{name}_lookup", "collection_id", "dataset_type_id", *group.required),
+                extend_existing=True)
+            self._calibs[group] = table
+        return table
