@@ -1,0 +1,98 @@
+"""Shared fixtures: small real repositories on every configured stack.
+
+The default stack is SQLite + local files.  Setting ``SKYBUTLER_TEST_POSTGRES_URL``
+(a PostgreSQL server URL; each test gets its own schema) adds the PostgreSQL stack,
+and ``SKYBUTLER_TEST_S3_ENDPOINT`` (an S3-compatible endpoint with credentials in
+the usual AWS_* variables) puts that stack's datastore on S3.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from skybutler import Butler, Timespan
+from skybutler.dimensions import regions
+
+POSTGRES_URL = os.environ.get("SKYBUTLER_TEST_POSTGRES_URL")
+S3_ENDPOINT = os.environ.get("SKYBUTLER_TEST_S3_ENDPOINT")
+S3_BUCKET = os.environ.get("SKYBUTLER_TEST_S3_BUCKET", "skybutler-test")
+
+STACKS = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
+
+
+def stack_locations(stack: str, tmp_path: Path) -> dict[str, str | None]:
+    """Registry URL and datastore URI for a new repository on ``stack``."""
+    if stack == "sqlite":
+        return {"registry": None, "datastore": None}
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    datastore = f"s3://{S3_BUCKET}/{name}" if S3_ENDPOINT else None
+    return {"registry": f"{POSTGRES_URL}?schema={name}", "datastore": datastore}
+
+
+@pytest.fixture(params=STACKS)
+def stack(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def make_butler(stack: str, tmp_path: Path) -> Callable[..., Butler]:
+    """A factory of new, empty repositories on the current stack."""
+    made: list[Butler] = []
+
+    def make(name: str = "repo", **kwargs) -> Butler:
+        butler = Butler.create(tmp_path / name, **stack_locations(stack, tmp_path), **kwargs)
+        made.append(butler)
+        return butler
+
+    yield make
+    for butler in made:
+        butler.close()
+
+
+def _day(begin: str) -> Timespan:
+    from astropy.time import Time, TimeDelta
+
+    start = Time(begin, scale="tai")
+    return Timespan(start, start + TimeDelta(1, format="jd"))
+
+
+def visit_pointing(visit: int) -> tuple[float, float]:
+    """The benchmark workload's pointing formula."""
+    return (7.3 * visit) % 360, -75 + (11 * visit) % 70
+
+
+def populate(butler: Butler, n_visits: int = 6, n_detectors: int = 4) -> None:
+    """Dimension records of a small camera 'Cam': 3 filters, one night, visits with regions and timespans."""
+    from astropy.time import TimeDelta
+
+    butler.insert_records("instrument", [{"name": "Cam", "detector_max": n_detectors, "visit_max": 1000}])
+    butler.insert_records("band", [{"name": b} for b in "gri"])
+    butler.insert_records("physical_filter", [{"instrument": "Cam", "name": f"Cam-{b}", "band": b} for b in "gri"])
+    butler.insert_records("detector", [{"instrument": "Cam", "id": d, "full_name": f"R00_S{d:02d}",
+                                        "purpose": "SCIENCE"} for d in range(n_detectors)])
+    night = _day("2025-01-01T12:00:00")
+    butler.insert_records("day_obs", [{"instrument": "Cam", "id": 20250101, "timespan": night}])
+    visits = []
+    for v in range(1, n_visits + 1):
+        ra, dec = visit_pointing(v)
+        begin = night.begin + TimeDelta(43200 + (v - 1) * 120, format="sec")
+        exptime = 15.0 if v % 10 == 0 else 30.0
+        visits.append({"instrument": "Cam", "id": v, "physical_filter": f"Cam-{'gri'[(v - 1) % 3]}",
+                       "day_obs": 20250101, "exposure_time": exptime, "observation_type": "science",
+                       "region": regions.rectangle(ra, dec, 3.5, 3.5),
+                       "timespan": Timespan(begin, begin + TimeDelta(exptime, format="sec"))})
+    butler.insert_records("visit", visits)
+
+
+@pytest.fixture
+def butler(make_butler) -> Butler:
+    """A repository with the small camera's records and a ``metrics`` Dict dataset type."""
+    b = make_butler(run="run/a", collections=["run/a"])
+    populate(b)
+    b.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+    return b
