@@ -322,10 +322,10 @@ class UnaryOp(_NodeBase):
 
 
 class BinaryOp(_NodeBase):
-    """A comparison, arithmetic operation, AND or OR (``<>`` is stored as ``!=``)."""
+    """A comparison or arithmetic operation (``<>`` is stored as ``!=``)."""
 
     kind: Literal["binary"] = "binary"
-    op: Literal["=", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "AND", "OR"]
+    op: Literal["=", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%"]
     lhs: Node
     rhs: Node
 
@@ -338,6 +338,27 @@ class BinaryOp(_NodeBase):
         p = self.precedence
         left_need = self.lhs.precedence <= p if p == P_CMP else self.lhs.precedence < p
         return f"{_wrap(self.lhs, left_need)} {self.op} {_wrap(self.rhs, self.rhs.precedence <= p)}"
+
+
+class LogicalOp(_NodeBase):
+    """``a AND b AND ...`` or ``a OR b OR ...``: one flat node per unparenthesized chain.
+
+    A chain is n-ary rather than nested binary so that long generated clauses
+    (hundreds of ORed data IDs) stay shallow for Python and for JSON.
+    """
+
+    kind: Literal["logical"] = "logical"
+    op: Literal["AND", "OR"]
+    operands: tuple[Node, ...] = Field(min_length=2)
+
+    @property
+    def precedence(self) -> int:
+        """Binding strength of this operator."""
+        return _OP_PRECEDENCE[self.op]
+
+    def to_text(self) -> str:
+        p = self.precedence
+        return f" {self.op} ".join(_wrap(x, x.precedence <= p) for x in self.operands)
 
 
 class Not(_NodeBase):
@@ -418,26 +439,12 @@ class Glob(_NodeBase):
         return f"GLOB({self.operand.to_text()}, {self.pattern.to_text()})"
 
 
+#: Any expression node; pydantic picks the class from ``kind``.
 Node = Annotated[
-    Union[
-        IntLiteral,
-        FloatLiteral,
-        StringLiteral,
-        BoolLiteral,
-        NullLiteral,
-        TimeLiteral,
-        TimespanLiteral,
-        UuidLiteral,
-        RangeLiteral,
-        Identifier,
-        UnaryOp,
-        BinaryOp,
-        Not,
-        InList,
-        Overlaps,
-        TimespanExpr,
-        RegionFunction,
-        Glob,
+    Union[  # noqa: UP007
+        IntLiteral, FloatLiteral, StringLiteral, BoolLiteral, NullLiteral, TimeLiteral,
+        TimespanLiteral, UuidLiteral, RangeLiteral, Identifier, UnaryOp, BinaryOp, LogicalOp, Not,
+        InList, Overlaps, TimespanExpr, RegionFunction, Glob
     ],
     Field(discriminator="kind"),
 ]
@@ -448,9 +455,6 @@ for _cls in list(globals().values()):
 
 NODE_ADAPTER: TypeAdapter[Node] = TypeAdapter(Node)
 
-LITERAL_TYPES = (
-    IntLiteral, FloatLiteral, StringLiteral, BoolLiteral, NullLiteral, TimeLiteral, TimespanLiteral, UuidLiteral,
-)
 
 
 def node_to_json(node: Node) -> str:

@@ -17,41 +17,22 @@ from functools import lru_cache
 from typing import Any
 
 from astropy.time import Time
-
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from ..errors import QueryError
 from ..timespan import Timespan
 from .expression import (
-    REGION_ARITY,
-    BinaryOp,
-    BoolLiteral,
-    FloatLiteral,
-    Glob,
-    Identifier,
-    InList,
-    IntLiteral,
-    Node,
-    Not,
-    NullLiteral,
-    Overlaps,
-    RangeLiteral,
-    RegionFunction,
-    StringLiteral,
-    TimeLiteral,
-    TimespanExpr,
-    TimespanLiteral,
-    UnaryOp,
-    UuidLiteral,
-    parse_time_literal,
+    REGION_ARITY, BinaryOp, BoolLiteral, FloatLiteral, Glob, Identifier, InList, IntLiteral, LogicalOp, Node,
+    Not, NullLiteral, Overlaps, RangeLiteral, RegionFunction, StringLiteral, TimeLiteral, TimespanExpr,
+    TimespanLiteral, UnaryOp, UuidLiteral, parse_time_literal,
 )
 
 GRAMMAR = r"""
 ?start: or_expr
 
-?or_expr: and_expr | or_expr OR and_expr -> logical
-?and_expr: not_expr | and_expr AND not_expr -> logical
+?or_expr: and_expr | and_expr (OR and_expr)+ -> logical
+?and_expr: not_expr | not_expr (AND not_expr)+ -> logical
 ?not_expr: comparison | NOT not_expr -> not_
 
 ?comparison: sum
@@ -69,7 +50,7 @@ GRAMMAR = r"""
 ?atom: literal
     | IDENT -> ident
     | IDENT "(" [or_expr ("," or_expr)*] ")" -> call
-    | "(" or_expr ")"
+    | "(" or_expr ")" -> paren
     | "(" or_expr "," or_expr ("," or_expr)* ")" -> tuple
 
 ?literal: NUMBER -> number | STRING -> string | TIME -> time
@@ -142,6 +123,8 @@ def parse_expression(text: str | None) -> Node | None:
         return _Builder(text).build(tree)
     except QueryError as err:
         raise QueryError(err.message, shown, err.column) from None
+    except RecursionError:
+        raise QueryError("the expression is nested too deeply", shown, 1) from None
 
 
 def _column(err: UnexpectedInput, text: str) -> int:
@@ -285,9 +268,12 @@ class _Builder:
     # -- operators --------------------------------------------------------------
 
     def _logical(self, tree: Tree) -> Node:
-        lhs, rhs = self._kids(tree)
         op = _tokens(tree)[0]
-        return BinaryOp(op=op.type, lhs=lhs, rhs=rhs, column=_col(op))
+        return LogicalOp(op=op.type, operands=tuple(self._kids(tree)), column=_col(op))
+
+    def _paren(self, tree: Tree) -> Node:
+        (inner,) = self._kids(tree)
+        return inner
 
     def _binary(self, tree: Tree) -> Node:
         lhs, rhs = self._kids(tree)
