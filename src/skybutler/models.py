@@ -98,7 +98,7 @@ class DatasetRef(BaseModel):
     data_id: DataCoordinate
     run: str
     component: str | None = None
-    artifact: StoredArtifact | None = Field(default=None, exclude=True, repr=False, compare=False)
+    artifact: StoredArtifact | None = Field(default=None, exclude=True, repr=False)
 
     @classmethod
     def make(cls, id: uuid.UUID, dataset_type: DatasetType, data_id: DataCoordinate, run: str,

@@ -24,6 +24,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._+=@,-]")
 
 def _safe(value: Any) -> str:
     """A value as a path-safe string (slashes in RUN names become directories)."""
+    if type(value) is int:
+        return str(value)
     return "/".join(_UNSAFE.sub("_", part) for part in str(value).split("/"))
 
 
@@ -34,28 +36,37 @@ class PathTemplate:
         if not _FIELD.search(template):
             raise DatastoreError(f"path template {template!r} has no fields")
         self.template = template
-        self.segments = template.split("/")
+        # Each segment: a list of (literal text, field name or None, optional?) pieces.
+        self._segments: list[list[tuple[str, str | None, bool]]] = []
+        for segment in template.split("/"):
+            pieces, pos = [], 0
+            for match in _FIELD.finditer(segment):
+                pieces.append((segment[pos:match.start()], match.group(1), bool(match.group(2))))
+                pos = match.end()
+            pieces.append((segment[pos:], None, False))
+            self._segments.append(pieces)
 
     def format(self, fields: Mapping[str, Any]) -> str:
         out = []
-        for segment in self.segments:
-            missing = False
-
-            def sub(match: re.Match) -> str:
-                nonlocal missing
-                name, optional = match.group(1), match.group(2)
+        for pieces in self._segments:
+            parts = []
+            for literal, name, optional in pieces:
+                parts.append(literal)
+                if name is None:
+                    continue
                 value = fields.get(name)
                 if value is None:
                     if not optional:
-                        raise DatastoreError(f"path template {self.template!r} needs {name!r}, which this dataset "
-                                             f"does not have (fields: {', '.join(k for k, v in fields.items() if v is not None)})")
-                    missing = True
-                    return ""
-                return _safe(value)
-
-            text = _FIELD.sub(sub, segment)
-            if not missing and text:
-                out.append(text)
+                        raise DatastoreError(
+                            f"path template {self.template!r} needs {name!r}, which this dataset does not have "
+                            f"(fields: {', '.join(k for k, v in fields.items() if v is not None)})")
+                    parts = None
+                    break
+                parts.append(_safe(value))
+            if parts:
+                text = "".join(parts)
+                if text:
+                    out.append(text)
         return "/".join(out)
 
 

@@ -8,6 +8,7 @@ artifact record, and the first collection in search order wins.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -50,12 +51,17 @@ class DatasetStore:
         tag_rows = [{"dataset_type_id": type_id, "collection_id": run_id, "dataset_id": i, **d.required}
                     for i, d in zip(ids, data_ids)]
         with self.db.transaction() as conn:
+            # PostgreSQL aborts the whole transaction on an error, so the explanation
+            # below needs a savepoint there; SQLite only undoes the failed statement.
+            guard = conn.begin_nested() if self.db.dialect != "sqlite" else contextlib.nullcontext()
+            step = "dataset"
             try:
-                with conn.begin_nested():
+                with guard:
                     conn.execute(self.schema.dataset.insert(), dataset_rows)
+                    step = "tags"
                     conn.execute(tags.insert(), tag_rows)
             except sa.exc.IntegrityError as err:
-                raise self._explain_conflict(dtype, run, data_ids, ids) from err
+                raise self._explain_conflict(dtype, run, data_ids, ids, step) from err
             if artifacts:
                 self.add_artifacts([(i, a) for i, a in zip(ids, artifacts) if a is not None])
         return [DatasetRef.make(i, dtype, d, run, a) for i, d, a in
@@ -70,8 +76,10 @@ class DatasetStore:
                 for i, a in pairs])
 
     def _explain_conflict(self, dtype: DatasetType, run: str, data_ids: Sequence[DataCoordinate],
-                          ids: Sequence[uuid.UUID]) -> Exception:
-        existing = self.find_many(dtype, data_ids, [run])
+                          ids: Sequence[uuid.UUID], step: str) -> Exception:
+        existing = self.find_many(dtype, data_ids, [run]) if step == "tags" else {}
+        if step == "tags" and len({d.required_values for d in data_ids}) < len(data_ids):
+            return DatasetConflictError(f"the same {dtype.name} data ID is given twice for RUN {run!r}")
         if existing:
             d = next(iter(existing))
             return DatasetConflictError(
@@ -79,7 +87,7 @@ class DatasetStore:
         t = self.schema.dataset
         with self.db.reading() as conn:
             dupes = conn.execute(sa.select(t.c.id).where(t.c.id.in_(list(ids)[:1000]))).scalars().all()
-        if dupes:
+        if dupes and step == "dataset":
             return DatasetConflictError(f"dataset ID {dupes[0]} already exists (in another RUN or with another type)")
         return RegistryError(f"could not insert {dtype.name} datasets into {run!r}: a referenced record is missing")
 

@@ -30,6 +30,8 @@ class DimensionRecordStore:
         self.universe: DimensionUniverse = schema.universe
         #: element -> identity tuple -> implied values (a dict), for known records.
         self._implied_cache: dict[str, dict[tuple, dict[str, Any]]] = {}
+        #: (group's required names, required values) -> expanded values, for put and ingest.
+        self._expanded_cache: dict[tuple, dict[str, Any]] = {}
 
     # -- conversion between records and rows ----------------------------------
 
@@ -128,7 +130,12 @@ class DimensionRecordStore:
         with self.db.transaction() as conn:
             for ident in identities:
                 conn.execute(table.delete().where(*[c == v for c, v in zip(cols, ident)]))
-        self._implied_cache.pop(element_name, None)
+        self.clear_caches()
+
+    def clear_caches(self) -> None:
+        """Forget cached lookups (after a delete, or a rolled-back transaction)."""
+        self._implied_cache.clear()
+        self._expanded_cache.clear()
 
     def _explain_integrity(self, element_name: str, records: list[DimensionRecord], err: Exception) -> Exception:
         element = self.universe[element_name]
@@ -195,6 +202,19 @@ class DimensionRecordStore:
 
     def expand(self, data_id: DataCoordinate) -> DataCoordinate:
         """Check every dimension's record exists and fill in (or check) implied values."""
+        group = data_id.group
+        if len(data_id) == len(group.required):  # only identity given: the common, cacheable case
+            key = (group.required, data_id.required_values)
+            values = self._expanded_cache.get(key)
+            if values is None:
+                values = self._expand(data_id)._values
+                if len(self._expanded_cache) > 200_000:
+                    self._expanded_cache.clear()
+                self._expanded_cache[key] = values
+            return DataCoordinate(group, values)
+        return self._expand(data_id)
+
+    def _expand(self, data_id: DataCoordinate) -> DataCoordinate:
         values = dict(data_id)
         group = data_id.group
         for name in group.names:

@@ -92,7 +92,7 @@ class Registry:
         except BaseException:
             self.collections.refresh()
             self.dataset_types.refresh()
-            self.dimensions._implied_cache.clear()
+            self.dimensions.clear_caches()
             raise
 
     # -- dataset lookup through a search path ---------------------------------
