@@ -47,6 +47,8 @@ _REQUIRED = {
     "observation_type",
     "observation_id",
 }
+#: Science exposures must also say where the telescope pointed.
+_SCIENCE_REQUIRED = {"tracking_radec", "altaz_begin", "boresight_rotation_angle", "boresight_airmass"}
 _OPTIONAL = {
     "dark_time",
     "exposure_group",
@@ -117,17 +119,24 @@ def metadata_from_header(header: Any, filename: str | Path = "<header>") -> Obse
     header = dict(header)
     try:
         translator_class = MetadataTranslator.determine_translator(header, filename=filename)
-    except ValueError:
+    except Exception as exc:  # ValueError if none matches; some translators' probes raise KeyError
         instrument = header.get("INSTRUME", "<no INSTRUME keyword>")
+        detail = "" if isinstance(exc, ValueError) else f" ({type(exc).__name__}: {exc})"
         raise UnknownRawInstrumentError(
-            filename, f"no header translator understands instrument {instrument!r}"
-        ) from None
+            filename, f"no header translator understands instrument {instrument!r}{detail}"
+        ) from exc
+    try:
+        required = set(_REQUIRED)
+        if translator_class(header, filename=filename).to_observation_type() == "science":
+            required |= _SCIENCE_REQUIRED
+    except Exception:
+        pass  # a bad observation type is reported, with its reason, by ObservationInfo below
     try:
         info = ObservationInfo(
             header,
             filename=filename,
             translator_class=translator_class,
-            required=_REQUIRED,
+            required=required,
             subset=_REQUIRED | _OPTIONAL,
             quiet=True,
         )
@@ -148,7 +157,7 @@ def read_all_observation_metadata(path: str | Path) -> list[ObservationMetadata]
     primary = _read_header(path)
     try:
         translator_class = MetadataTranslator.determine_translator(primary, filename=str(path))
-    except ValueError:
+    except Exception:
         return [metadata_from_header(primary, path)]  # raises the usual error
     try:
         headers = list(translator_class.determine_translatable_headers(str(path), primary))

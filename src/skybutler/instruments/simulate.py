@@ -16,6 +16,13 @@ pixel QE); sky background; stars from :func:`~.sky.star_catalog` rendered with a
 Gaussian PSF of per-exposure seeing through the header's TAN WCS; saturation at
 65535 ADU (the brightest stars); cosmic rays; and, on every third science
 exposure, a glint/satellite trail across some detectors (:func:`glint_detectors`).
+
+Header keywords: INSTRUME, TELESCOP, TIMESYS (TAI), DATE-OBS, DATE-END, MJD-OBS,
+MJD-END, EXPTIME, DARKTIME, FILTER, OBSTYPE, OBJECT, PROGRAM, REASON, EXPID, SEQNUM,
+DAYOBS, GROUPID, OBSID, CCDNUM, DETECTOR, RAFTNAME, BINNING, GAIN, RDNOISE,
+SATURATE, DATASEC, BIASSEC; for science exposures also RA, DEC, RADESYS, ROTPA,
+AZIMUTH, ALTITUDE, ZD, AIRMASS, SEEING and the TAN WCS (CTYPEi, CUNITi, CRVALi,
+CRPIXi, CDi_j, EQUINOX).  Biases and flats carry no pointing or WCS.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from astropy.table import Table
 from astropy.time import Time, TimeDelta
 from astropy.wcs import WCS
 
@@ -186,7 +194,7 @@ def _header(spec: ExposureSpec, instrument: Instrument, detector_id: int, size: 
 
 
 def _electrons(spec: ExposureSpec, instrument: Instrument, detector_id: int, size: int, ny: int,
-               header: fits.Header, seed: int, stars) -> np.ndarray:
+               header: fits.Header, seed: int, stars: Table | None) -> np.ndarray:
     """Expected electrons per pixel of the data section (before noise)."""
     det = instrument.detector(detector_id)
     binning = det.nx / size

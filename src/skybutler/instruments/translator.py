@@ -19,7 +19,6 @@ import astropy.units as u
 from astro_metadata_translator import FitsTranslator, cache_translation
 from astro_metadata_translator.translators.helpers import (
     altaz_from_degree_headers,
-    is_non_science,
     tracking_from_degree_headers,
 )
 from astropy.coordinates import AltAz, Angle, EarthLocation, SkyCoord
@@ -65,7 +64,6 @@ class SimCamTranslator(FitsTranslator):
         "exposure_time": ("EXPTIME", {"unit": u.s}),
         "exposure_time_requested": ("EXPTIME", {"unit": u.s}),
         "dark_time": ("DARKTIME", {"unit": u.s}),
-        "boresight_airmass": ("AIRMASS", {"checker": is_non_science}),
     }
 
     @classmethod
@@ -184,11 +182,15 @@ class SimCamTranslator(FitsTranslator):
     @cache_translation
     def to_tracking_radec(self) -> SkyCoord | None:
         """RA/DEC in degrees; required for science, None for calibrations without them."""
+        self._require_for_science("RA", "DEC")
         return tracking_from_degree_headers(self, ("RADESYS",), (("RA", "DEC"),))
 
     @cache_translation
     def to_altaz_begin(self) -> AltAz | None:
         """AZIMUTH with ALTITUDE (or ZD); if both are given they must agree."""
+        self._require_for_science("AZIMUTH")
+        if not self.is_key_ok("ZD"):
+            self._require_for_science("ALTITUDE")
         if self.are_keys_ok(["ALTITUDE", "ZD"]):
             alt, zd = float(self._header["ALTITUDE"]), float(self._header["ZD"])
             if abs(alt + zd - 90.0) > 0.01:
@@ -198,12 +200,21 @@ class SimCamTranslator(FitsTranslator):
         )
 
     @cache_translation
+    def to_boresight_airmass(self) -> float | None:
+        """AIRMASS; required for science, None for calibrations without it."""
+        if self.is_key_ok("AIRMASS"):
+            self._used_these_cards("AIRMASS")
+            return float(self._header["AIRMASS"])
+        self._require_for_science("AIRMASS")
+        return None
+
+    @cache_translation
     def to_boresight_rotation_angle(self) -> Angle | None:
         """ROTPA (position angle of detector +y, east of north); None for calibrations."""
         if self.is_key_ok("ROTPA"):
             self._used_these_cards("ROTPA")
             return Angle(float(self._header["ROTPA"]) * u.deg)
-        is_non_science(self)
+        self._require_for_science("ROTPA")
         return None
 
     # -- helpers -------------------------------------------------------------------
@@ -212,3 +223,9 @@ class SimCamTranslator(FitsTranslator):
         """Raise a KeyError that names the missing keyword."""
         if not self.is_key_ok(key):
             raise KeyError(f"missing header keyword {key}")
+
+    def _require_for_science(self, *keys: str) -> None:
+        """Raise a KeyError naming pointing keywords a science exposure lacks."""
+        missing = [k for k in keys if not self.is_key_ok(k)]
+        if missing and self.to_observation_type() == "science":
+            raise KeyError(f"missing header keyword {'/'.join(missing)} (required for science exposures)")
