@@ -194,6 +194,10 @@ class DimensionGroup:
 
         for name in names:
             add(name, True)
+        # A named dimension that another one implies stays implied ({visit, band} is
+        # identified by the visit alone), unless something also requires it.
+        required_by_others = {dep for r in required for dep in universe[r].requires}
+        required -= {n for n in implied if n not in required_by_others}
         self.required: tuple[str, ...] = universe.sorted(required)
         self.implied: tuple[str, ...] = universe.sorted(implied - required)
         self.names: tuple[str, ...] = universe.sorted(required | implied)
