@@ -20,6 +20,8 @@ from .universe import DimensionGroup, DimensionUniverse
 
 DataIdValue = int | str
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
 
 def normalize_value(universe: DimensionUniverse, dimension: str, value: Any) -> DataIdValue:
     """Check one data-ID value against its dimension's key type and return it normalised."""
@@ -27,6 +29,8 @@ def normalize_value(universe: DimensionUniverse, dimension: str, value: Any) -> 
     assert key is not None
     if key.type == "int":
         if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+            if not _INT64_MIN <= value <= _INT64_MAX:  # keys are 64-bit integer columns
+                raise DataIdError(f"{dimension} value {value} does not fit in a 64-bit integer")
             return int(value)
         raise DataIdError(f"{dimension} must be an integer, got {value!r} ({type(value).__name__})")
     if isinstance(value, str):
