@@ -23,13 +23,23 @@ TRANSFER_MODES = ("copy", "move", "hardlink", "symlink", "direct", "auto")
 class IngestedFile:
     """One file brought in, with what is needed to take it back out."""
 
-    def __init__(self, artifact: StoredArtifact, placed: str | None, moved_from: str | None):
+    def __init__(self, artifact: StoredArtifact, placed: str | None, moved_from: str | None, fs=None):
         self.artifact = artifact
         self._placed = placed
         self._moved_from = moved_from
+        self._fs = fs  # the object store holding ``placed``; None on local disk
 
     def undo(self) -> None:
         if self._placed is None:
+            return
+        if self._fs is not None:
+            # Fetch a moved file back before deleting the object, so a failed ingest loses nothing.
+            if self._moved_from is not None and not os.path.exists(self._moved_from):
+                self._fs.get_file(self._placed, self._moved_from)
+            try:
+                self._fs.rm_file(self._placed)
+            except FileNotFoundError:
+                pass
             return
         if self._moved_from is not None:
             os.replace(self._placed, self._moved_from)
@@ -65,10 +75,14 @@ def ingest_file(datastore, source: Path, relative_path: str, transfer: str, form
             raise TransferError(f"transfer {transfer!r} needs a local datastore; use copy or move")
         if datastore.fs.exists(final):
             raise DatastoreError(f"refusing to overwrite existing object {final}")
-        datastore.fs.put_file(str(source), final)
+        try:
+            datastore.fs.put_file(str(source), final)
+        except Exception as err:  # the store's own errors vary by backend
+            raise TransferError(f"{transfer} of {source} to {datastore.fs.unstrip_protocol(final)} failed: "
+                                f"{err}") from err
         if transfer == "move":
             source.unlink()
-        return IngestedFile(artifact, None, None)
+        return IngestedFile(artifact, final, str(source) if transfer == "move" else None, datastore.fs)
     datastore._ensure_dir(os.path.dirname(final))
     if os.path.lexists(final):
         raise DatastoreError(f"refusing to overwrite existing file {final}")
