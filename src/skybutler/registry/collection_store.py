@@ -96,11 +96,10 @@ class CollectionStore:
     def set_chain(self, parent: str, children: Sequence[str]) -> None:
         """Define a CHAINED collection's ordered children (creating it if needed); refuses cycles."""
         children = list(dict.fromkeys(children))
-        self.register(parent, CollectionType.CHAINED)
-        for child in children:
-            self.lookup(child)
-            if child == parent or parent in self.flatten([child], keep_chains=True):
+        for child in children:  # validate before creating the parent, so a refusal changes nothing
+            if child == parent or parent in self.flatten([child], keep_chains=True):  # flatten checks it exists
                 raise CollectionCycleError(f"chain {parent!r} -> {child!r} would contain itself")
+        self.register(parent, CollectionType.CHAINED)
         cid, _ = self.lookup(parent)
         c = self.schema.collection_chain
         with self.db.transaction() as conn:
