@@ -233,6 +233,7 @@ class DatasetStore:
                 tags = self.schema.tags_table(self.types.group(dtype))
                 existing = self.find_many(dtype, [r.data_id for r in group_refs], [collection])
                 rows = []
+                batch: dict[tuple, uuid.UUID] = {}
                 for ref in group_refs:
                     other = existing.get(ref.data_id)
                     if other is not None:
@@ -240,6 +241,13 @@ class DatasetStore:
                             raise DatasetConflictError(
                                 f"TAGGED collection {collection!r} already holds a different {dtype_name} "
                                 f"for data ID {ref.data_id.required}")
+                        continue
+                    seen = batch.setdefault(ref.data_id.required_values, ref.id)
+                    if seen != ref.id:
+                        raise DatasetConflictError(
+                            f"two different {dtype_name} datasets for data ID {ref.data_id.required} "
+                            f"cannot both be in TAGGED collection {collection!r}")
+                    if len(rows) == len(batch):  # the same dataset given twice
                         continue
                     rows.append({"dataset_type_id": type_id, "collection_id": cid, "dataset_id": ref.id,
                                  **ref.data_id.required})
