@@ -53,8 +53,9 @@ class CollectionsManager:
 
     def associate(self, name: str, refs: Iterable[DatasetRef]) -> None:
         """Add datasets to a TAGGED collection (created if missing)."""
-        self.register(name, CollectionType.TAGGED)
-        self._registry.datasets.associate(name, list(refs))
+        with self._registry.transaction():  # a refused association does not create the collection
+            self.register(name, CollectionType.TAGGED)
+            self._registry.datasets.associate(name, list(refs))
 
     def disassociate(self, name: str, refs: Iterable[DatasetRef]) -> None:
         self._registry.datasets.disassociate(name, list(refs))
@@ -63,9 +64,10 @@ class CollectionsManager:
                 timespan: Timespan | None = None) -> None:
         """Make calibrations valid over ``[begin, end)`` in a CALIBRATION collection (created if
         missing); an overlap with an existing range for the same data ID is refused."""
-        self.register(name, CollectionType.CALIBRATION)
         span = timespan if timespan is not None else Timespan(begin, end)
-        self._registry.calibrations.certify(name, list(refs), span)
+        with self._registry.transaction():  # a refused certification does not create the collection
+            self.register(name, CollectionType.CALIBRATION)
+            self._registry.calibrations.certify(name, list(refs), span)
 
     def decertify(self, name: str, dataset_type: str, begin: Any = None, end: Any = None, *,
                   timespan: Timespan | None = None) -> int:
