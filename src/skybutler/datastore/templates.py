@@ -23,10 +23,15 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._+=@,-]")
 
 
 def _safe(value: Any) -> str:
-    """A value as a path-safe string (slashes in RUN names become directories)."""
+    """A value as a path-safe string (slashes in RUN names become directories).
+
+    Empty, ``.`` and ``..`` segments are neutralised so that no value (a RUN named
+    ``../x`` or ``/abs``) can place a file outside the datastore root.
+    """
     if type(value) is int:
         return str(value)
-    return "/".join(_UNSAFE.sub("_", part) for part in str(value).split("/"))
+    parts = (_UNSAFE.sub("_", part) for part in str(value).split("/") if part)
+    return "/".join("_" * len(part) if part in (".", "..") else part for part in parts)
 
 
 class PathTemplate:
