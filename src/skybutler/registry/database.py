@@ -121,6 +121,12 @@ class Database:
             yield conn
             conn.rollback()
 
+    def savepoint(self, conn: Connection) -> contextlib.AbstractContextManager:
+        """Guard statements whose failure is caught and explained: PostgreSQL aborts the whole
+        transaction on an error unless it happened inside a savepoint; SQLite undoes only the
+        failed statement, so it needs none (and skipping it keeps bulk inserts fast)."""
+        return contextlib.nullcontext() if self.dialect == "sqlite" else conn.begin_nested()
+
     @property
     def in_transaction(self) -> bool:
         return getattr(self._local, "conn", None) is not None

@@ -47,7 +47,7 @@ class DimensionRecordStore:
                 row[element.column_of(name)] = value
         return row
 
-    def _from_row(self, element_name: str, row: Mapping[str, Any]) -> DimensionRecord:
+    def from_row(self, element_name: str, row: Mapping[str, Any]) -> DimensionRecord:
         element = self.universe[element_name]
         values: dict[str, Any] = {}
         for dim in element.identity + element.implies:
@@ -89,7 +89,8 @@ class DimensionRecordStore:
                 return 0
         with self.db.transaction() as conn:
             try:
-                conn.execute(table.insert(), [self._to_row(r) for r in records])
+                with self.db.savepoint(conn):
+                    conn.execute(table.insert(), [self._to_row(r) for r in records])
             except sa.exc.IntegrityError as err:
                 raise self._explain_integrity(element_name, records, err) from err
             overlap = self.schema.skypix_overlaps.get(element_name)
@@ -177,12 +178,12 @@ class DimensionRecordStore:
         cond = [table.c[element.column_of(d)] == v for d, v in zip(element.identity, identity)]
         with self.db.reading() as conn:
             row = conn.execute(sa.select(table).where(*cond)).mappings().first()
-        return None if row is None else self._from_row(element_name, row)
+        return None if row is None else self.from_row(element_name, row)
 
     def fetch_all(self, element_name: str) -> list[DimensionRecord]:
         table = self.schema.elements[element_name]
         with self.db.reading() as conn:
-            return [self._from_row(element_name, r) for r in conn.execute(sa.select(table)).mappings()]
+            return [self.from_row(element_name, r) for r in conn.execute(sa.select(table)).mappings()]
 
     def implied_values(self, element_name: str, identity: tuple) -> dict[str, Any] | None:
         """The implied dimension values of one record (cached), or None if it does not exist."""
