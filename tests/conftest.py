@@ -24,14 +24,49 @@ S3_BUCKET = os.environ.get("SKYBUTLER_TEST_S3_BUCKET", "skybutler-test")
 
 STACKS = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
 
+if S3_ENDPOINT:  # botocore (and so s3fs) reads the endpoint of S3 from this standard variable
+    os.environ.setdefault("AWS_ENDPOINT_URL_S3", S3_ENDPOINT)
+
+#: PostgreSQL schemas (and S3 prefixes of the same name) made by stack_locations, dropped at session end.
+_MADE_NAMES: list[str] = []
+
 
 def stack_locations(stack: str, tmp_path: Path) -> dict[str, str | None]:
     """Registry URL and datastore URI for a new repository on ``stack``."""
     if stack == "sqlite":
         return {"registry": None, "datastore": None}
     name = f"t_{uuid.uuid4().hex[:12]}"
+    _MADE_NAMES.append(name)
     datastore = f"s3://{S3_BUCKET}/{name}" if S3_ENDPOINT else None
     return {"registry": f"{POSTGRES_URL}?schema={name}", "datastore": datastore}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_schemas():
+    """Leave the shared PostgreSQL database and S3 bucket as the session found them."""
+    yield
+    if not _MADE_NAMES:
+        return
+    import sqlalchemy as sa
+
+    from skybutler.registry.database import make_engine
+
+    engine, _ = make_engine(POSTGRES_URL)
+    try:
+        with engine.connect() as conn:
+            for name in _MADE_NAMES:
+                with conn.begin():
+                    conn.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
+                    conn.execute(sa.schema.DropSchema(name, cascade=True, if_exists=True))
+    finally:
+        engine.dispose()
+    if S3_ENDPOINT:
+        import fsspec
+
+        fs = fsspec.filesystem("s3")
+        for name in _MADE_NAMES:
+            if fs.exists(f"{S3_BUCKET}/{name}"):
+                fs.rm(f"{S3_BUCKET}/{name}", recursive=True)
 
 
 @pytest.fixture(params=STACKS)
