@@ -21,6 +21,9 @@ from .datastore.transfer import TRANSFER_MODES, ingest_file
 from .dimensions import DataCoordinate, DimensionRecord, DimensionUniverse
 from .errors import DatasetNotFoundError, DataIdError, SkybutlerError, StorageClassError
 from .formats import get_formatter, get_storage_class
+from .query.builder import QuerySpec
+from .query.builder import build as build_query
+from .query.results import DataIdQueryResults, DatasetQueryResults, DimensionRecordQueryResults
 from .models import CollectionType, DatasetRef, DatasetType, deterministic_dataset_id, uuid7
 from .registry import Registry
 from .timespan import Timespan
@@ -190,18 +193,22 @@ class Butler:
         try:
             for ref, obj in zip(refs, objects):
                 pending.append(self.datastore.prepare(ref, obj, storage_class.default_formatter))
-            return self._commit(dtype, run, refs, pending)
+            facts = [(ref.id, storage_class.extract_metadata(obj)) for ref, obj in zip(refs, objects)]
+            return self._commit(dtype, run, refs, pending, facts)
         except BaseException:
             for p in pending:
                 p.abort()
             raise
 
-    def _commit(self, dtype: DatasetType, run: str, refs: list[DatasetRef], pending: list) -> list[DatasetRef]:
+    def _commit(self, dtype: DatasetType, run: str, refs: list[DatasetRef], pending: list,
+                facts: list[tuple[uuid.UUID, dict[str, Any]]]) -> list[DatasetRef]:
         published = []
+        storage_class = get_storage_class(dtype.storage_class)
         try:
             with self.registry.transaction():
                 stored = self.registry.datasets.insert(dtype, run, [r.data_id for r in refs], [r.id for r in refs],
                                                        [p.artifact for p in pending])
+                self.registry.metadata.insert(storage_class.name, storage_class.metadata_fields, facts)
                 for p in pending:
                     p.commit()
                     published.append(p.artifact)
@@ -317,6 +324,60 @@ class Butler:
                 collections: str | Sequence[str] | None = None, **kwargs: Any) -> str:
         """The URI of a dataset's artifact."""
         return self.datastore.uri(self._resolve(dataset_type, data_id, collections, None, kwargs).artifact)
+
+    # -- dataset facts --------------------------------------------------------
+
+    def set_metrics(self, ref: DatasetRef, **metrics: float | None) -> None:
+        """Attach named float metrics to a stored dataset; queryable as ``<type>.<name>``."""
+        if not metrics:
+            raise SkybutlerError("set_metrics needs at least one name=value")
+        if not self.registry.datasets.refs_by_id([ref.id]):
+            raise DatasetNotFoundError(f"dataset {ref} is not in this repository")
+        self.registry.metadata.set_metrics(ref.id, metrics)
+
+    def get_metadata(self, ref: DatasetRef) -> dict[str, Any]:
+        """The facts extracted from a dataset when it was stored, and its metrics."""
+        return self.registry.metadata.get(ref.id, ref.dataset_type.storage_class)
+
+    # -- queries --------------------------------------------------------------
+
+    def _query_spec(self, **fields: Any) -> QuerySpec:
+        collections = fields.pop("collections", None)
+        if collections is not None or fields.get("kind") == "datasets" or fields.get("datasets"):
+            collections = self._search_path(collections)
+        data_id = {**self.default_data_id, **(fields.pop("data_id", None) or {})}
+        return QuerySpec(collections=tuple(collections or ()), data_id=data_id,
+                         **{k: v for k, v in fields.items() if v is not None})
+
+    def query_data_ids(self, dimensions: Iterable[str] | str, where: str = "", *, bind: Mapping[str, Any] | None = None,
+                       datasets: Iterable[str] | str | None = None, collections: str | Sequence[str] | None = None,
+                       data_id: Mapping[str, Any] | None = None, with_implied: bool = False,
+                       **kwargs: Any) -> DataIdQueryResults:
+        """Data IDs of ``dimensions`` matching a where-clause (and having ``datasets`` in ``collections``)."""
+        dims = (dimensions,) if isinstance(dimensions, str) else tuple(dimensions)
+        spec = self._query_spec(kind="data_ids", dimensions=dims, where=where, bind=dict(bind or {}),
+                                datasets=(datasets,) if isinstance(datasets, str) else tuple(datasets or ()),
+                                collections=collections, data_id={**(data_id or {}), **kwargs},
+                                with_implied=with_implied)
+        return DataIdQueryResults(self.registry, build_query(self.registry, spec))
+
+    def query_datasets(self, dataset_type: str, where: str = "", *, collections: str | Sequence[str] | None = None,
+                       find_first: bool = True, bind: Mapping[str, Any] | None = None,
+                       data_id: Mapping[str, Any] | None = None, **kwargs: Any) -> DatasetQueryResults:
+        """References to datasets of one type in ``collections`` matching a where-clause;
+        with ``find_first`` only the first collection's dataset per data ID."""
+        spec = self._query_spec(kind="datasets", dataset_type=dataset_type, where=where, bind=dict(bind or {}),
+                                collections=collections, find_first=find_first,
+                                data_id={**(data_id or {}), **kwargs})
+        return DatasetQueryResults(self.registry, build_query(self.registry, spec))
+
+    def query_dimension_records(self, element: str, where: str = "", *, bind: Mapping[str, Any] | None = None,
+                                data_id: Mapping[str, Any] | None = None,
+                                **kwargs: Any) -> DimensionRecordQueryResults:
+        """Records of one dimension element matching a where-clause."""
+        spec = self._query_spec(kind="records", element=element, where=where, bind=dict(bind or {}),
+                                data_id={**(data_id or {}), **kwargs})
+        return DimensionRecordQueryResults(self.registry, build_query(self.registry, spec), element=element)
 
     # -- removal --------------------------------------------------------------
 

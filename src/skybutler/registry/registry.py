@@ -23,6 +23,7 @@ from .database import Database
 from .dataset_store import DatasetStore
 from .dataset_type_store import DatasetTypeStore
 from .dimension_store import DimensionRecordStore
+from .metadata_store import MetadataStore
 from .schema import SCHEMA_VERSION, RegistrySchema
 
 
@@ -38,6 +39,7 @@ class Registry:
         self.dataset_types = DatasetTypeStore(db, self.schema)
         self.datasets = DatasetStore(db, self.schema, self.dataset_types, self.collections)
         self.calibrations = CalibrationStore(db, self.schema, self.dataset_types, self.collections)
+        self.metadata = MetadataStore(db, self.schema)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -49,6 +51,7 @@ class Registry:
             if db.schema:
                 conn.execute(sa.schema.CreateSchema(db.schema, if_not_exists=True))
             schema = RegistrySchema(universe, db.schema)
+            MetadataStore(db, schema)  # declares dataset_metric in the schema
             if sa.inspect(conn).has_table("skybutler_meta", schema=db.schema):
                 raise SchemaVersionError(f"a registry already exists at {url}")
             schema.metadata.create_all(conn)

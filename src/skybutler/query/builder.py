@@ -1,0 +1,250 @@
+"""Building one SQL statement for a query: data IDs, datasets, or dimension records.
+
+A :class:`QuerySpec` (pydantic, so it can travel to a server) says what is wanted;
+:func:`build` turns it into a SELECT with the joins it needs, the compiled
+where-clause, collection membership and (for find-first over several collections)
+a window function that keeps the first collection's dataset per data ID.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import lsst.sphgeom as sphgeom
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..dimensions import DimensionGroup, normalize_value
+from ..errors import DimensionError, QueryError
+from ..models import CollectionType, DatasetType
+from ..registry import Registry
+from . import expression as ex
+from .joins import JoinBuilder
+from .metadata import dataset_field_operand
+from .parser import parse_expression, resolve_binds
+from .where import Operand, RegionFilter, WhereCompiler
+
+
+class QuerySpec(BaseModel):
+    """What a query asks for; the same model is what a remote client would send."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    kind: str = "data_ids"  # data_ids | datasets | records
+    dimensions: tuple[str, ...] = ()
+    dataset_type: str | None = None
+    element: str | None = None
+    where: str = ""
+    bind: dict[str, Any] = Field(default_factory=dict)
+    data_id: dict[str, Any] = Field(default_factory=dict)
+    datasets: tuple[str, ...] = ()
+    collections: tuple[str, ...] = ()
+    find_first: bool = True
+    with_implied: bool = False
+
+
+@dataclass
+class BuiltQuery:
+    """A SELECT plus what is needed to turn its rows into results."""
+
+    statement: sa.Select
+    group: DimensionGroup
+    columns: list[str]
+    region_filters: list[RegionFilter] = field(default_factory=list)
+    dataset_type: DatasetType | None = None
+    #: Sentences explaining why the result is certainly empty, found before running SQL.
+    doomed: list[str] = field(default_factory=list)
+    tree: ex.Node | None = None
+    where_terms: list[tuple[str, sa.ColumnElement]] = field(default_factory=list)
+    base: sa.Select | None = None
+
+
+def _parse(spec: QuerySpec) -> tuple[ex.Node | None, dict[str, sphgeom.Region]]:
+    region_binds = {k: v for k, v in spec.bind.items() if isinstance(v, sphgeom.Region)}
+    plain = {k: v for k, v in spec.bind.items() if k not in region_binds}
+    tree = parse_expression(spec.where)
+    if tree is not None:
+        tree = resolve_binds(tree, plain)
+    return tree, region_binds
+
+
+def _referenced_dimensions(registry: Registry, tree: ex.Node | None) -> set[str]:
+    universe = registry.universe
+    out: set[str] = set()
+    for name in ex.identifiers(tree):
+        head = name.split(".", 1)[0]
+        if head in universe.elements:
+            element = universe[head]
+            out.update(element.identity if element.skypix is None else ())
+    return out
+
+
+class _Context:
+    """Collection and dataset-type lookups shared by the parts of one build."""
+
+    def __init__(self, registry: Registry, spec: QuerySpec):
+        self.registry = registry
+        self.spec = spec
+        self.doomed: list[str] = []
+        self.path = registry.collections.flatten(spec.collections) if spec.collections else []
+        self.ids = [registry.collections.lookup(c) for c in self.path]
+
+    def member_ids(self, dtype: DatasetType) -> list[int]:
+        """IDs of the RUN/TAGGED collections in the path that hold any dataset of ``dtype``."""
+        type_id, _ = self.registry.dataset_types.get(dtype.name)
+        tags = self.registry.schema.tags_table(self.registry.dataset_types.group(dtype))
+        candidates = [cid for cid, kind in self.ids if kind in (CollectionType.RUN, CollectionType.TAGGED)]
+        if not candidates:
+            return []
+        with self.registry.db.reading() as conn:
+            present = set(conn.execute(sa.select(tags.c.collection_id).distinct().where(
+                tags.c.dataset_type_id == type_id, tags.c.collection_id.in_(candidates))).scalars())
+        return [cid for cid in candidates if cid in present]
+
+    def dataset_field(self, joins: JoinBuilder) -> Any:
+        def resolve(type_name: str, field_name: str, column: int | None) -> Operand | None:
+            found = self.registry.dataset_types.get_optional(type_name)
+            if found is None:
+                return None
+            return dataset_field_operand(self.registry, joins, found[1], field_name, self.member_ids(found[1]),
+                                         self.spec.where, column)
+
+        return resolve
+
+
+def build(registry: Registry, spec: QuerySpec) -> BuiltQuery:
+    """Compile a query spec into one SELECT statement."""
+    universe = registry.universe
+    tree, region_binds = _parse(spec)
+    ctx = _Context(registry, spec)
+    joins = JoinBuilder(registry.schema)
+    dtype = registry.dataset_types.get(spec.dataset_type)[1] if spec.dataset_type else None
+    if spec.kind == "records":
+        element = universe[spec.element]
+        wanted = set(element.identity)
+    elif dtype is not None:
+        wanted = set(dtype.dimensions)
+    else:
+        wanted = set(spec.dimensions)
+    extra_datasets = [registry.dataset_types.get(n)[1] for n in spec.datasets]
+    needed = wanted | _referenced_dimensions(registry, tree) | set(spec.data_id)
+    for d in extra_datasets:
+        needed |= set(d.dimensions)
+    try:
+        group = universe.group(needed)
+        output_group = universe.group(wanted)
+    except DimensionError as err:
+        raise QueryError(str(err)) from None
+    available = set(group.names)
+
+    select_cols: list[tuple[str, sa.ColumnElement]] = []
+    window_rank = None
+    if dtype is not None:
+        window_rank = _join_dataset(registry, ctx, joins, dtype, spec, select_cols)
+    if spec.kind == "records":
+        table = joins.join_element(spec.element)
+        select_cols += [(c.name, c) for c in table.c]
+    for d in output_group.required:
+        joins.ensure(d, available)
+    for d in extra_datasets:
+        _require_dataset(registry, ctx, joins, d)
+    where_sql = WhereCompiler(joins, spec.where, region_binds, ctx.dataset_field(joins))
+    compiled = where_sql.compile(tree)
+    for name, value in spec.data_id.items():
+        try:
+            joins.where.append(joins.ensure(name, available) == normalize_value(universe, name, value))
+        except DimensionError as err:
+            raise QueryError(str(err)) from None
+    if spec.with_implied:
+        for d in output_group.implied:
+            joins.ensure(d, available)
+    _spatial_join(joins, where_sql, output_group)
+    conditions = [compiled.condition, *joins.where]
+    dim_cols = list(output_group.required) + (list(output_group.implied) if spec.with_implied else [])
+    if spec.kind != "records":
+        select_cols += [(d, joins.sources[d]) for d in dim_cols]
+    select_cols += list(compiled.region_columns.items())
+    seen: set[str] = set()
+    select_cols = [(k, c) for k, c in select_cols if not (k in seen or seen.add(k))]
+    stmt = sa.select(*[c.label(k) for k, c in select_cols]).select_from(joins.select_from()).where(*conditions)
+    multiplies = set(joins.sources) - set(universe.group(wanted).names)
+    if window_rank is not None:
+        stmt = _first_per_data_id(stmt, window_rank, list(output_group.required), [k for k, _ in select_cols])
+    elif multiplies and spec.kind != "datasets":
+        stmt = stmt.distinct()
+    base = sa.select(sa.literal(1)).select_from(joins.select_from()).where(*joins.where)
+    return BuiltQuery(stmt, output_group, [k for k, _ in select_cols], compiled.region_filters, dtype, ctx.doomed,
+                      tree, compiled.terms, base)
+
+
+def _join_dataset(registry: Registry, ctx: _Context, joins: JoinBuilder, dtype: DatasetType, spec: QuerySpec,
+                  select_cols: list[tuple[str, sa.ColumnElement]]) -> sa.ColumnElement | None:
+    """Join the dataset type's membership table for the searched collections; returns a
+    collection-rank expression when find-first needs a window over several collections."""
+    type_id, _ = registry.dataset_types.get(dtype.name)
+    group = registry.dataset_types.group(dtype)
+    if not ctx.path:
+        raise QueryError(f"query_datasets({dtype.name!r}) needs collections to search")
+    cids = ctx.member_ids(dtype)
+    if not cids:
+        ctx.doomed.append(f"no {dtype.name} datasets in collections {ctx.path}")
+    calibs = [cid for cid, kind in ctx.ids if kind is CollectionType.CALIBRATION]
+    if calibs and dtype.is_calibration:
+        ctx.doomed.append("CALIBRATION collections are searched by find_dataset with a timespan, "
+                          "not by query_datasets; they were skipped")
+    tags = registry.schema.tags_table(group).alias("ds_tags")
+    joins.add(tags, {d: tags.c[d] for d in group.required})
+    joins.where += [tags.c.dataset_type_id == type_id,
+                    tags.c.collection_id.in_(cids) if len(cids) != 1 else tags.c.collection_id == cids[0]]
+    kinds = {cid: kind for cid, kind in ctx.ids}
+    if all(kinds[c] is CollectionType.RUN for c in cids):
+        run_col = tags.c.collection_id
+    else:
+        ds = registry.schema.dataset.alias("ds")
+        joins.from_clause = joins.from_clause.join(ds, ds.c.id == tags.c.dataset_id)
+        run_col = ds.c.run_id
+    select_cols += [("dataset_id", tags.c.dataset_id), ("run_id", run_col)]
+    if spec.find_first and len(cids) > 1:
+        rank = sa.case({cid: i for i, cid in enumerate(cids)}, value=tags.c.collection_id)
+        select_cols.append(("collection_rank", rank))
+        return rank
+    return None
+
+
+def _first_per_data_id(stmt: sa.Select, rank: sa.ColumnElement, dims: list[str], labels: list[str]) -> sa.Select:
+    inner = stmt.add_columns(sa.func.row_number().over(
+        partition_by=[stmt.selected_columns[d] for d in dims], order_by=stmt.selected_columns["collection_rank"])
+        .label("first_rank")).subquery("found")
+    return sa.select(*[inner.c[k] for k in labels]).where(inner.c.first_rank == 1)
+
+
+def _require_dataset(registry: Registry, ctx: _Context, joins: JoinBuilder, dtype: DatasetType) -> None:
+    """Constrain the data IDs to those with a ``dtype`` dataset in the collections (an EXISTS)."""
+    if not ctx.path:
+        raise QueryError(f"datasets=[{dtype.name!r}] needs collections to search")
+    type_id, _ = registry.dataset_types.get(dtype.name)
+    group = registry.dataset_types.group(dtype)
+    cids = ctx.member_ids(dtype)
+    if not cids:
+        ctx.doomed.append(f"no {dtype.name} datasets in collections {ctx.path}")
+    tags = registry.schema.tags_table(group).alias(f"req_{dtype.name}")
+    cond = [tags.c.dataset_type_id == type_id, tags.c.collection_id.in_(cids)]
+    cond += [tags.c[d] == joins.ensure(d) for d in group.required]
+    joins.where.append(sa.exists(sa.select(sa.literal(1)).select_from(tags).where(*cond)))
+
+
+def _spatial_join(joins: JoinBuilder, where: WhereCompiler, group: DimensionGroup) -> None:
+    """Relate an observation family (visit/detector) to a sky-map family (tract/patch)
+    by region overlap when both are in the result but no expression relates them."""
+    names = set(group.names)
+    obs = "visit_detector_region" if {"visit", "detector"} <= names else ("visit" if "visit" in names else None)
+    sky_map = "patch" if "patch" in names else ("tract" if "tract" in names else None)
+    if obs is None or sky_map is None:
+        return
+    if any(f.left == f"region_{obs}" and f.right == f"region_{sky_map}" for f in where.result.region_filters):
+        return
+    lhs = Operand("region", sql=joins.join_element(obs).c.region, element=obs)
+    rhs = Operand("region", sql=joins.join_element(sky_map).c.region, element=sky_map)
+    joins.where.append(where.region_overlap(lhs, rhs))
+

@@ -1,0 +1,55 @@
+"""Dataset facts in where-clauses: ``<dataset_type>.<field>`` as a correlated value.
+
+``src.n_rows > 5000`` compares, for each row of the query, the ``n_rows`` of the
+``src`` dataset with that row's data ID, found first in the searched collections.
+A correlated scalar subquery keeps one value per row, so a dataset present in
+several collections never multiplies the result.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from ..errors import QueryError
+from ..models import DatasetType
+from ..registry import Registry
+from .joins import JoinBuilder
+from .where import Operand
+
+_KINDS = {sa.BigInteger: "int", sa.Integer: "int", sa.Float: "float", sa.Text: "str", sa.String: "str",
+          sa.Boolean: "bool"}
+
+
+def _kind(column: sa.Column) -> str:
+    for sql_type, kind in _KINDS.items():
+        if isinstance(column.type, sql_type):
+            return kind
+    return "float" if "FLOAT" in str(column.type).upper() or "REAL" in str(column.type).upper() else "str"
+
+
+def dataset_field_operand(registry: Registry, joins: JoinBuilder, dtype: DatasetType, field: str,
+                          collection_ids: list[int], expression: str, column: int | None) -> Operand:
+    """The value of ``dtype.field`` for the query's current data ID."""
+    group = registry.dataset_types.group(dtype)
+    type_id, _ = registry.dataset_types.get(dtype.name)
+    table = registry.metadata.table(dtype.storage_class)
+    if table is not None and field in table.c and field != "dataset_id":
+        source, value, kind = table, table.c[field], _kind(table.c[field])
+        link = [table.c.dataset_id]
+        extra: list[sa.ColumnElement] = []
+    elif registry.metadata.metric_exists(field):
+        source, value, kind = registry.metadata.metric, registry.metadata.metric.c.value, "float"
+        link = [registry.metadata.metric.c.dataset_id]
+        extra = [registry.metadata.metric.c.name == field]
+    else:
+        known = [c.name for c in table.c if c.name != "dataset_id"] if table is not None else []
+        raise QueryError(f"{dtype.name} has no metadata field or metric {field!r}"
+                         f"{'; fields: ' + ', '.join(known) if known else ''}", expression, column)
+    tags = registry.schema.tags_table(group).alias(f"meta_{dtype.name}_{field}")
+    rank = sa.case({cid: i for i, cid in enumerate(collection_ids)}, value=tags.c.collection_id) \
+        if len(collection_ids) > 1 else sa.literal(0)
+    sub = (sa.select(value).select_from(tags.join(source, link[0] == tags.c.dataset_id))
+           .where(tags.c.dataset_type_id == type_id, tags.c.collection_id.in_(collection_ids), *extra,
+                  *[tags.c[d] == joins.ensure(d) for d in group.required])
+           .order_by(rank).limit(1).scalar_subquery())
+    return Operand(kind, sub)

@@ -1,0 +1,218 @@
+"""Query results: lazy iteration, counts, ordering, limits, tables, and explanations.
+
+A result object holds a compiled query and runs it only when asked: iterating
+streams rows from the database; ``to_arrow`` builds columns straight from the rows
+with no per-row Python objects; ``count`` and ``any`` run cheap SQL forms of the
+query.  ``limit`` goes into the SQL unless an exact region test has to see the
+rows first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from ..dimensions import DataCoordinate, DimensionRecord
+from ..errors import QueryError
+from ..models import DatasetRef
+from ..registry import Registry
+from ..dimensions import regions as sky
+from ..timespan import NS_MAX, NS_MIN, ns_to_time
+from .builder import BuiltQuery
+
+
+class QueryResults:
+    """Rows of one query; subclasses turn rows into data IDs, refs or records."""
+
+    def __init__(self, registry: Registry, built: BuiltQuery, order: tuple[str, ...] = (),
+                 limit: int | None = None, offset: int = 0):
+        self._registry = registry
+        self._built = built
+        self._order = order
+        self._limit = limit
+        self._offset = offset
+
+    def _copy(self, **changes: Any) -> QueryResults:
+        args = {"order": self._order, "limit": self._limit, "offset": self._offset, **changes}
+        return type(self)(self._registry, self._built, **args)
+
+    def order_by(self, *names: str) -> QueryResults:
+        """Sort by result columns (dimension names); a leading ``-`` sorts descending."""
+        for name in names:
+            if name.lstrip("-") not in self._built.columns:
+                raise QueryError(f"cannot order by {name.lstrip('-')!r}; columns: {', '.join(self._built.columns)}")
+        return self._copy(order=tuple(names))
+
+    def limit(self, limit: int, offset: int = 0) -> QueryResults:
+        """At most ``limit`` results, after skipping ``offset``."""
+        return self._copy(limit=limit, offset=offset)
+
+    # -- SQL ------------------------------------------------------------------
+
+    def _statement(self, with_limit: bool = True) -> sa.Select:
+        stmt = self._built.statement
+        if self._order:
+            sub = stmt.subquery("q")
+            keys = [sub.c[n.lstrip("-")].desc() if n.startswith("-") else sub.c[n] for n in self._order]
+            stmt = sa.select(*sub.c).order_by(*keys)
+        if with_limit and not self._built.region_filters and self._limit is not None:
+            stmt = stmt.limit(self._limit).offset(self._offset or None)
+        return stmt
+
+    def _rows(self) -> Iterator[sa.Row]:
+        if self._built.doomed and not self._has_rows_anyway():
+            return
+        filters = self._built.region_filters
+        with self._registry.db.reading() as conn:
+            result = conn.execute(self._statement())
+            if not filters:
+                yield from result
+                return
+            skipped = taken = 0
+            for row in result:
+                mapping = row._mapping
+                if all(f(mapping) for f in filters):
+                    if skipped < self._offset:
+                        skipped += 1
+                        continue
+                    yield row
+                    taken += 1
+                    if self._limit is not None and taken >= self._limit:
+                        return
+
+    def _has_rows_anyway(self) -> bool:
+        return not any(d.startswith("no ") for d in self._built.doomed)
+
+    # -- public ---------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Any]:
+        convert = self._converter()
+        for row in self._rows():
+            yield convert(row)
+
+    def count(self) -> int:
+        """How many results (SQL count unless an exact region test must see the rows)."""
+        if self._built.region_filters or self._limit is not None:
+            return sum(1 for _ in self._rows())
+        if self._built.doomed and not self._has_rows_anyway():
+            return 0
+        with self._registry.db.reading() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(self._statement().subquery())).scalar_one()
+
+    def any(self) -> bool:
+        """Whether there is at least one result."""
+        return next(iter(self.limit(1)._rows()), None) is not None
+
+    def to_arrow(self) -> pa.Table:
+        """The results as an Arrow table (one column per result column), built without per-row objects."""
+        columns = [c for c in self._built.columns if not c.startswith("region_") and c != "collection_rank"]
+        index = [self._built.columns.index(c) for c in columns]
+        rows = list(self._rows())
+        data = {name: [row[i] for row in rows] for name, i in zip(columns, index)}
+        table = pa.table(data) if rows else pa.table({c: pa.array([], pa.null()) for c in columns})
+        return self._decorate_arrow(table)
+
+    def _decorate_arrow(self, table: pa.Table) -> pa.Table:
+        return table
+
+    def to_astropy(self):
+        from astropy.table import Table
+
+        return Table(self.to_arrow().to_pydict())
+
+    def to_pandas(self):
+        return self.to_arrow().to_pandas()
+
+    def explain(self) -> list[str]:
+        """Reasons the query returns nothing (empty if it returns rows)."""
+        if self.any():
+            return []
+        reasons = list(self._built.doomed)
+        base = self._built.base
+        with self._registry.db.reading() as conn:
+            if base is not None and conn.execute(base.limit(1)).first() is None:
+                reasons.append("the joined dimension tables and datasets have no rows before the where-clause")
+                return reasons
+            for text, sql in self._built.where_terms:
+                if conn.execute(base.where(sql).limit(1)).first() is None:
+                    reasons.append(f"the where-clause term {text!r} excludes every row")
+        if not reasons and self._built.region_filters:
+            reasons.append("the sky-pixel index matched rows, but none overlaps the region exactly")
+        if not reasons:
+            reasons.append("the where-clause terms together exclude every row (each alone matches some)")
+        return reasons
+
+    def _converter(self):
+        raise NotImplementedError
+
+
+class DataIdQueryResults(QueryResults):
+    """Data IDs of a dimension group."""
+
+    def _converter(self):
+        group = self._built.group
+        n = len(group.required)
+        names = list(group.required) + [c for c in self._built.columns if c in group.implied]
+        index = [self._built.columns.index(c) for c in names]
+        if len(names) == n:
+            return lambda row: DataCoordinate.from_required(group, tuple(row[i] for i in index))
+        return lambda row: DataCoordinate(group, {name: row[i] for name, i in zip(names, index)})
+
+
+class DatasetQueryResults(QueryResults):
+    """Resolved dataset references of one dataset type."""
+
+    def _converter(self):
+        dtype = self._built.dataset_type
+        group = self._built.group
+        cols = self._built.columns
+        dims = [cols.index(d) for d in group.required]
+        i_id, i_run = cols.index("dataset_id"), cols.index("run_id")
+        name_of = self._registry.collections.name_of
+        return lambda row: DatasetRef.make(row[i_id], dtype, DataCoordinate.from_required(
+            group, tuple(row[i] for i in dims)), name_of(row[i_run]))
+
+    def _decorate_arrow(self, table: pa.Table) -> pa.Table:
+        if table.num_rows == 0:
+            return table
+        name_of = self._registry.collections.name_of
+        runs = {cid: name_of(cid) for cid in set(table.column("run_id").to_pylist())}
+        ids = pa.array([str(u) for u in table.column("dataset_id").to_pylist()])
+        table = table.set_column(table.schema.get_field_index("dataset_id"), "dataset_id", ids)
+        run = pa.array([runs[c] for c in table.column("run_id").to_pylist()])
+        return table.set_column(table.schema.get_field_index("run_id"), "run", run)
+
+
+class DimensionRecordQueryResults(QueryResults):
+    """Records of one dimension element."""
+
+    def _converter(self):
+        store, element, cols = self._registry.dimensions, self._element, self._built.columns
+        return lambda row: store.from_row(element, dict(zip(cols, row)))
+
+    def __init__(self, registry: Registry, built: BuiltQuery, element: str = "", **kwargs: Any):
+        super().__init__(registry, built, **kwargs)
+        self._element = element
+
+    def _copy(self, **changes: Any) -> QueryResults:
+        args = {"order": self._order, "limit": self._limit, "offset": self._offset, **changes}
+        return DimensionRecordQueryResults(self._registry, self._built, element=self._element, **args)
+
+    def _decorate_arrow(self, table: pa.Table) -> pa.Table:
+        names = table.column_names
+        if "region" in names:
+            regions = [None if r is None else [list(v) for v in sky.vertices_of(sky.decode(r))]
+                       for r in table.column("region").to_pylist()]
+            table = table.set_column(names.index("region"), "region", pa.array(regions))
+        for bound in ("timespan_begin", "timespan_end"):
+            if bound in names:
+                values = [None if v is None or not NS_MIN < v < NS_MAX else ns_to_time(v).isot
+                          for v in table.column(bound).to_pylist()]
+                table = table.set_column(table.column_names.index(bound), bound, pa.array(values, pa.string()))
+        return table
+
+
+__all__ = ["DataIdQueryResults", "DatasetQueryResults", "DimensionRecordQueryResults", "DimensionRecord"]

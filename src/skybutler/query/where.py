@@ -1,0 +1,338 @@
+"""Compiling a where-expression tree into a SQL condition (plus exact region filters).
+
+Names resolve against the dimension universe (``visit``, ``band``,
+``visit.exposure_time``, ``visit.region``, ``exposure.timespan``) and, through a
+callback, against dataset metadata (``src.n_rows``).  Type mismatches and unknown
+names raise :class:`QueryError` pointing at the column.  A sky-region OVERLAPS
+compiles to a coarse sky-pixel condition in SQL plus an exact test applied to the
+rows afterwards, so it may only be AND-ed with the rest of the expression.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import lsst.sphgeom as sphgeom
+import sqlalchemy as sa
+
+from ..dimensions import regions as sky
+from ..errors import QueryError
+from . import expression as ex
+from .joins import JoinBuilder
+
+NUMERIC = ("int", "float")
+
+
+@dataclass
+class Operand:
+    """A compiled operand: its type, and its SQL expression or constant value."""
+
+    kind: str  # int float str bool null time timespan region uuid
+    sql: Any = None
+    #: For a timespan column or literal: (begin, end) SQL expressions or ints.
+    span: tuple[Any, Any] | None = None
+    #: For a region: the constant region, or the element whose region column it is.
+    region: sphgeom.Region | None = None
+    element: str | None = None
+
+
+@dataclass
+class RegionFilter:
+    """An exact overlap test run on result rows: region columns by label, or a constant."""
+
+    left: str
+    right: str | sphgeom.Region
+
+    def __call__(self, row: Mapping[str, Any]) -> bool:
+        a = sky.decode(row[self.left])
+        b = self.right if isinstance(self.right, sphgeom.Region) else sky.decode(row[self.right])
+        if a is None or b is None:
+            return False
+        return sky.overlaps(a, b)
+
+
+@dataclass
+class CompiledWhere:
+    condition: sa.ColumnElement
+    region_filters: list[RegionFilter] = field(default_factory=list)
+    #: Region columns the exact filters need in the SELECT list, by label.
+    region_columns: dict[str, sa.ColumnElement] = field(default_factory=dict)
+    #: The top-level AND terms, as (text, SQL), for explaining an empty result.
+    terms: list[tuple[str, sa.ColumnElement]] = field(default_factory=list)
+
+
+DatasetFieldResolver = Callable[[str, str, int | None], Operand | None]
+
+
+class WhereCompiler:
+    """Turns one expression tree into SQL against a :class:`JoinBuilder`."""
+
+    def __init__(self, joins: JoinBuilder, expression: str, region_binds: Mapping[str, sphgeom.Region] | None = None,
+                 dataset_field: DatasetFieldResolver | None = None):
+        self.joins = joins
+        self.universe = joins.universe
+        self.expression = expression
+        self.region_binds = dict(region_binds or {})
+        self.dataset_field = dataset_field
+        self.result = CompiledWhere(sa.true())
+
+    def error(self, message: str, node: ex.Node | None) -> QueryError:
+        return QueryError(message, self.expression, getattr(node, "column", None))
+
+    # -- entry ----------------------------------------------------------------
+
+    def compile(self, tree: ex.Node | None) -> CompiledWhere:
+        if tree is None:
+            return self.result
+        operands = tree.operands if isinstance(tree, ex.LogicalOp) and tree.op == "AND" else (tree,)
+        for operand in operands:
+            self.result.terms.append((operand.to_text(), self._condition(operand, top=True)))
+        parts = [sql for _, sql in self.result.terms]
+        self.result.condition = parts[0] if len(parts) == 1 else sa.and_(*parts)
+        return self.result
+
+    def _condition(self, node: ex.Node, top: bool) -> sa.ColumnElement:
+        if isinstance(node, ex.LogicalOp):
+            parts = [self._condition(o, top and node.op == "AND") for o in node.operands]
+            return sa.and_(*parts) if node.op == "AND" else sa.or_(*parts)
+        if isinstance(node, ex.Not):
+            return sa.not_(self._condition(node.operand, False))
+        if isinstance(node, ex.BoolLiteral):
+            return sa.true() if node.value else sa.false()
+        if isinstance(node, ex.BinaryOp) and node.op in ("=", "!=", "<", "<=", ">", ">="):
+            return self._comparison(node)
+        if isinstance(node, ex.InList):
+            return self._in_list(node)
+        if isinstance(node, ex.Overlaps):
+            return self._overlaps(node, top)
+        if isinstance(node, ex.Glob):
+            return self._glob(node)
+        if isinstance(node, ex.Identifier):
+            operand = self._operand(node)
+            if operand.kind == "bool":
+                return operand.sql == sa.true()
+        raise self.error(f"{node.to_text()!r} is not a condition (expected a comparison, IN, OVERLAPS or GLOB)",
+                         node)
+
+    # -- operands -------------------------------------------------------------
+
+    def _operand(self, node: ex.Node) -> Operand:
+        if isinstance(node, ex.IntLiteral):
+            return Operand("int", sa.literal(node.value))
+        if isinstance(node, ex.FloatLiteral):
+            return Operand("float", sa.literal(node.value))
+        if isinstance(node, ex.StringLiteral):
+            return Operand("str", sa.literal(node.value))
+        if isinstance(node, ex.BoolLiteral):
+            return Operand("bool", sa.true() if node.value else sa.false())
+        if isinstance(node, ex.NullLiteral):
+            return Operand("null", sa.null())
+        if isinstance(node, ex.TimeLiteral):
+            return Operand("time", sa.literal(node.ns))
+        if isinstance(node, ex.TimespanLiteral):
+            begin, end = node.timespan.to_ns()
+            return Operand("timespan", span=(sa.literal(begin), sa.literal(end)))
+        if isinstance(node, ex.UuidLiteral):
+            import uuid
+
+            return Operand("uuid", sa.literal(uuid.UUID(node.value), sa.Uuid))
+        if isinstance(node, ex.RegionFunction):
+            return Operand("region", region=self._region_literal(node))
+        if isinstance(node, ex.UnaryOp):
+            inner = self._operand(node.operand)
+            self._need(inner, NUMERIC, node)
+            return Operand(inner.kind, -inner.sql)
+        if isinstance(node, ex.BinaryOp) and node.op in ("+", "-", "*", "/", "%"):
+            lhs, rhs = self._operand(node.lhs), self._operand(node.rhs)
+            self._need(lhs, NUMERIC, node.lhs)
+            self._need(rhs, NUMERIC, node.rhs)
+            ops = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
+                   "/": lambda a, b: a / b, "%": lambda a, b: a % b}
+            kind = "float" if "float" in (lhs.kind, rhs.kind) or node.op == "/" else "int"
+            return Operand(kind, ops[node.op](lhs.sql, rhs.sql))
+        if isinstance(node, ex.Identifier):
+            return self._name(node)
+        if isinstance(node, ex.RangeLiteral):
+            raise self.error("a range a..b may only appear inside IN (...)", node)
+        raise self.error(f"{node.to_text()!r} cannot be used as a value here", node)
+
+    def _need(self, operand: Operand, kinds: tuple[str, ...], node: ex.Node) -> None:
+        if operand.kind not in kinds:
+            raise self.error(f"{node.to_text()!r} is {operand.kind}; expected {' or '.join(kinds)}", node)
+
+    def _region_literal(self, node: ex.RegionFunction) -> sphgeom.Region:
+        values = node.numbers()
+        if values is None:
+            raise self.error(f"{node.name} arguments must be numbers", node)
+        if node.name == "POINT":
+            return sky.tiny_circle(*values)
+        if node.name == "CIRCLE":
+            return sky.circle(*values)
+        if node.name == "BOX":
+            return sky.rectangle(*values)
+        return sky.polygon(list(zip(values[0::2], values[1::2])))
+
+    def _name(self, node: ex.Identifier) -> Operand:
+        name = node.name
+        if name in self.region_binds:
+            return Operand("region", region=self.region_binds[name])
+        head, _, tail = name.partition(".")
+        if not tail:
+            if name in self.universe.elements and self.universe[name].is_dimension:
+                if self.universe[name].skypix is not None:
+                    raise self.error(f"sky-pixel dimension {name} cannot be constrained in a where-clause yet", node)
+                return Operand(self.universe[name].key.type, self.joins.ensure(name))
+            raise self.error(f"unknown name {name!r}: not a dimension, an element field or a bind parameter", node)
+        if head in self.universe.elements:
+            return self._element_field(head, tail, node)
+        if self.dataset_field is not None:
+            found = self.dataset_field(head, tail, node.column)
+            if found is not None:
+                return found
+        raise self.error(f"unknown name {name!r}: {head!r} is neither a dimension element nor a dataset type", node)
+
+    def _element_field(self, element_name: str, field_name: str, node: ex.Node) -> Operand:
+        element = self.universe[element_name]
+        if element.key is not None and field_name in (element.key.name, element.name):
+            return Operand(element.key.type, self.joins.ensure(element_name))
+        if field_name in element.requires + element.implies:
+            self.joins.join_element(element_name)
+            return Operand(self.universe[field_name].key.type, self.joins.ensure(field_name))
+        if element.skypix is not None:
+            raise self.error(f"sky-pixel dimension {element_name} has no fields", node)
+        if field_name == "region" and element.region:
+            table = self.joins.join_element(element_name)
+            return Operand("region", sql=table.c.region, element=element_name)
+        if field_name == "timespan" and element.timespan:
+            table = self.joins.join_element(element_name)
+            return Operand("timespan", span=(table.c.timespan_begin, table.c.timespan_end))
+        if field_name in element.fields:
+            table = self.joins.join_element(element_name)
+            return Operand(element.fields[field_name], table.c[field_name])
+        known = list(element.fields) + (["region"] if element.region else []) + (
+            ["timespan"] if element.timespan else [])
+        raise self.error(f"{element_name} has no field {field_name!r}; fields: {', '.join(known) or 'none'}", node)
+
+    # -- predicates -----------------------------------------------------------
+
+    def _comparable(self, a: Operand, b: Operand, node: ex.Node) -> None:
+        if a.kind == "null" or b.kind == "null":
+            return
+        if a.kind in NUMERIC and b.kind in NUMERIC:
+            return
+        if a.kind == b.kind and a.kind in ("str", "bool", "time", "uuid"):
+            return
+        culprit = node.rhs if isinstance(node, ex.BinaryOp) else node
+        raise self.error(f"cannot compare {a.kind} with {b.kind} in {node.to_text()!r}", culprit)
+
+    def _comparison(self, node: ex.BinaryOp) -> sa.ColumnElement:
+        lhs, rhs = self._operand(node.lhs), self._operand(node.rhs)
+        self._comparable(lhs, rhs, node)
+        if "null" in (lhs.kind, rhs.kind):
+            if node.op not in ("=", "!="):
+                raise self.error("NULL can only be compared with = or !=", node)
+            value = lhs.sql if rhs.kind == "null" else rhs.sql
+            return value.is_(None) if node.op == "=" else value.is_not(None)
+        ops = {"=": "__eq__", "!=": "__ne__", "<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__"}
+        return getattr(lhs.sql, ops[node.op])(rhs.sql)
+
+    def _in_list(self, node: ex.InList) -> sa.ColumnElement:
+        lhs = self._operand(node.lhs)
+        scalars: list[Any] = []
+        parts: list[sa.ColumnElement] = []
+        for item in node.items:
+            if isinstance(item, ex.RangeLiteral):
+                self._need(lhs, ("int",), node.lhs)
+                cond = lhs.sql.between(item.start, item.stop)
+                if item.stride != 1:
+                    cond = sa.and_(cond, (lhs.sql - item.start) % item.stride == 0)
+                parts.append(cond)
+                continue
+            value = self._operand(item)
+            self._comparable(lhs, value, item)
+            if isinstance(item, (ex.IntLiteral, ex.FloatLiteral, ex.StringLiteral, ex.BoolLiteral, ex.TimeLiteral)):
+                scalars.append(item.ns if isinstance(item, ex.TimeLiteral) else item.value)
+            else:
+                parts.append(lhs.sql == value.sql)
+        if scalars:
+            parts.insert(0, lhs.sql.in_(scalars) if len(scalars) > 1 else lhs.sql == scalars[0])
+        cond = sa.or_(*parts) if len(parts) > 1 else parts[0]
+        return sa.not_(cond) if node.negated else cond
+
+    def _glob(self, node: ex.Glob) -> sa.ColumnElement:
+        operand = self._operand(node.operand)
+        self._need(operand, ("str",), node.operand)
+        if not isinstance(node.pattern, ex.StringLiteral):
+            raise self.error("GLOB needs a string pattern", node.pattern)
+        escaped = node.pattern.value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return operand.sql.like(escaped.replace("*", "%").replace("?", "_"), escape="\\")
+
+    def _overlaps(self, node: ex.Overlaps, top: bool) -> sa.ColumnElement:
+        lhs, rhs = self._operand(node.lhs), self._operand(node.rhs)
+        if lhs.kind in ("timespan", "time") and rhs.kind in ("timespan", "time"):
+            return _timespan_overlap(lhs, rhs)
+        if lhs.kind == "region" and rhs.kind == "region":
+            if not top:
+                raise self.error("a sky-region OVERLAPS may only be combined with the rest of the "
+                                 "expression by AND", node)
+            return self.region_overlap(lhs, rhs, node)
+        raise self.error(f"OVERLAPS needs two regions or two times/timespans, got {lhs.kind} and {rhs.kind}", node)
+
+    def region_overlap(self, lhs: Operand, rhs: Operand, node: ex.Node | None = None) -> sa.ColumnElement:
+        """Coarse sky-pixel condition in SQL, exact test registered as a row filter."""
+        if lhs.element is None:
+            lhs, rhs = rhs, lhs
+        if lhs.element is None:
+            return sa.true() if sky.overlaps(lhs.region, rhs.region) else sa.false()
+        index = self.universe.spatial_index
+        if index is None:
+            raise self.error("this universe has no spatial index; region queries are unavailable", node)
+        system, level = self.universe[index].skypix
+        left_label = self._region_column(lhs)
+        if rhs.element is None:
+            pixels = sky.envelope(rhs.region, system, level)
+            self.result.region_filters.append(RegionFilter(left_label, rhs.region))
+            return self._in_pixels(lhs.element, system, level, pixels)
+        right_label = self._region_column(rhs)
+        self.result.region_filters.append(RegionFilter(left_label, right_label))
+        return self._pixels_meet(lhs.element, rhs.element, system, level)
+
+    def _region_column(self, operand: Operand) -> str:
+        label = f"region_{operand.element}"
+        self.result.region_columns[label] = operand.sql
+        return label
+
+    def _identity_columns(self, element_name: str) -> list[sa.ColumnElement]:
+        element = self.universe[element_name]
+        table = self.joins.join_element(element_name)
+        return [table.c[element.column_of(d)] for d in element.identity]
+
+    def _in_pixels(self, element_name: str, system: str, level: int, pixels: list[int]) -> sa.ColumnElement:
+        element = self.universe[element_name]
+        overlap = self.joins.schema.skypix_overlaps[element_name]
+        ident = [overlap.c[element.column_of(d)] for d in element.identity]
+        sub = sa.select(*ident).where(overlap.c.skypix_system == system, overlap.c.skypix_level == level,
+                                      overlap.c.skypix_index.in_(pixels))
+        return sa.tuple_(*self._identity_columns(element_name)).in_(sub)
+
+    def _pixels_meet(self, a: str, b: str, system: str, level: int) -> sa.ColumnElement:
+        oa = self.joins.schema.skypix_overlaps[a].alias(f"ov_{a}")
+        ob = self.joins.schema.skypix_overlaps[b].alias(f"ov_{b}")
+        ea, eb = self.universe[a], self.universe[b]
+        cond = [oa.c.skypix_system == system, oa.c.skypix_level == level, ob.c.skypix_system == system,
+                ob.c.skypix_level == level, oa.c.skypix_index == ob.c.skypix_index]
+        cond += [oa.c[ea.column_of(d)] == c for d, c in zip(ea.identity, self._identity_columns(a))]
+        cond += [ob.c[eb.column_of(d)] == c for d, c in zip(eb.identity, self._identity_columns(b))]
+        return sa.exists(sa.select(sa.literal(1)).select_from(oa.join(ob, sa.true())).where(*cond))
+
+
+def _timespan_overlap(a: Operand, b: Operand) -> sa.ColumnElement:
+    def bounds(op: Operand) -> tuple[Any, Any]:
+        if op.kind == "time":
+            return op.sql, op.sql + 1
+        return op.span
+
+    (b1, e1), (b2, e2) = bounds(a), bounds(b)
+    return sa.and_(b1 < e2, b2 < e1)
