@@ -1,0 +1,159 @@
+"""Collection commands: query-collections, register-collection, collection-chain,
+remove-runs, remove-collections, certify-calibrations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from astropy.time import Time
+
+from .. import Butler, Timespan
+from ..models import CollectionType
+from .helpers import (COLLECTION_TYPES, TimeParam, confirm_or_refuse, fail, info, json_option, open_butler,
+                      print_rows, refs_in_collection, repo_argument)
+
+collection_type_choice = click.Choice(COLLECTION_TYPES, case_sensitive=False)
+
+
+@click.command("query-collections")
+@repo_argument
+@click.argument("pattern", default="*")
+@click.option("--type", "types", type=collection_type_choice, multiple=True,
+              help="Only collections of this type (repeatable).")
+@click.option("--flatten", is_flag=True, help="Also list the collections each matching chain searches, in order.")
+@json_option
+def query_collections(repo: Path, pattern: str, types: tuple[str, ...], flatten: bool, as_json: bool) -> None:
+    """List collections whose names match the glob PATTERN (default: all)."""
+    with open_butler(repo) as butler:
+        found = butler.collections.query(pattern, types or None, flatten_chains=flatten)
+    rows = [{"name": c.name, "type": c.type, "children": list(c.children), "doc": c.doc} for c in found]
+    print_rows(rows, as_json=as_json, columns=["name", "type", "children", "doc"],
+               empty=f"no collections match {pattern!r}")
+
+
+@click.command("register-collection")
+@repo_argument
+@click.argument("name")
+@click.option("--type", "kind", type=collection_type_choice, required=True, help="Collection type.")
+@click.option("--doc", default="", help="A line of documentation for the collection.")
+def register_collection(repo: Path, name: str, kind: str, doc: str) -> None:
+    """Create collection NAME of the given type."""
+    with open_butler(repo) as butler:
+        new = butler.collections.register(name, kind, doc)
+    verb = "registered" if new else "already exists:"
+    info(f"{verb} {kind.upper()} collection [bold]{name}[/bold]")
+
+
+@click.command("collection-chain")
+@repo_argument
+@click.argument("parent")
+@click.argument("children", nargs=-1, required=True)
+@click.option("--mode", type=click.Choice(["redefine", "prepend", "extend"]), default="redefine", show_default=True,
+              help="redefine: CHILDREN become the whole chain; prepend: put them first; extend: append them at "
+                   "the end (children already in the chain move).")
+def collection_chain(repo: Path, parent: str, children: tuple[str, ...], mode: str) -> None:
+    """Define or change the CHAINED collection PARENT (created if missing)."""
+    with open_butler(repo) as butler:
+        if mode == "redefine":
+            butler.collections.set_chain(parent, children)
+        else:
+            butler.collections.extend_chain(parent, children, prepend=mode == "prepend")
+        chain = butler.collections.get_chain(parent)
+    info(f"[bold]{parent}[/bold] = {', '.join(chain)}")
+
+
+def _removal_rows(butler: Butler, names: list[str], want_runs: bool) -> list[dict[str, Any]]:
+    """What removing ``names`` would remove; refuses wrong types and collections still in
+    chains that are not removed with them."""
+    registry = butler.registry
+    rows = []
+    for name in names:
+        kind = butler.collections.info(name).type
+        if want_runs and kind is not CollectionType.RUN:
+            fail(f"{name!r} is a {kind.value} collection, not a RUN; use remove-collections")
+        if not want_runs and kind is CollectionType.RUN:
+            fail(f"{name!r} is a RUN collection; use remove-runs (it deletes its datasets too)")
+        parents = [p for p in registry.collections.parents(name) if p not in names]
+        if parents:
+            fail(f"{name!r} is in chain(s) {', '.join(parents)}; remove it from them first")
+        row: dict[str, Any] = {"name": name, "type": kind}
+        if kind is CollectionType.CHAINED:
+            row["contents"] = f"{len(registry.collections.children(name))} child collection(s)"
+        else:
+            row["contents"] = f"{len(registry.datasets.ids_in_collection(name))} dataset(s)"
+        rows.append(row)
+    return rows
+
+
+@click.command("remove-runs")
+@repo_argument
+@click.argument("names", nargs=-1, required=True)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def remove_runs(repo: Path, names: tuple[str, ...], yes: bool) -> None:
+    """Delete RUN collections NAMES with all their datasets and files."""
+    unique = list(dict.fromkeys(names))
+    with open_butler(repo) as butler:
+        rows = _removal_rows(butler, unique, want_runs=True)
+        print_rows(rows, as_json=False, title="RUN collections to remove, with their datasets and files")
+        confirm_or_refuse(f"Remove these {len(unique)} RUN(s) and every dataset in them?", yes)
+        removed = butler.remove_runs(unique)
+    info(f"removed {len(unique)} RUN collection(s) and {removed} dataset(s)")
+
+
+def _parents_first(butler: Butler, names: list[str]) -> list[str]:
+    """``names`` ordered so that a chain comes before the collections it holds."""
+    pending = list(names)
+    ordered: list[str] = []
+    while pending:
+        name = next(n for n in pending
+                    if not set(butler.registry.collections.parents(n)) & (set(pending) - {n}))
+        ordered.append(name)
+        pending.remove(name)
+    return ordered
+
+
+@click.command("remove-collections")
+@repo_argument
+@click.argument("names", nargs=-1, required=True)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def remove_collections(repo: Path, names: tuple[str, ...], yes: bool) -> None:
+    """Remove TAGGED, CHAINED or CALIBRATION collections NAMES (their datasets stay in their RUNs)."""
+    unique = list(dict.fromkeys(names))
+    with open_butler(repo) as butler:
+        rows = _removal_rows(butler, unique, want_runs=False)
+        print_rows(rows, as_json=False, title="collections to remove (datasets stay in their RUNs)")
+        confirm_or_refuse(f"Remove these {len(unique)} collection(s)?", yes)
+        for name in _parents_first(butler, unique):
+            butler.collections.remove(name)
+    info(f"removed {len(unique)} collection(s)")
+
+
+@click.command("certify-calibrations")
+@repo_argument
+@click.argument("from_run")
+@click.argument("to_calib_collection")
+@click.argument("dataset_type")
+@click.option("--begin", type=TimeParam(), help="Start of validity, ISO time (TAI); omit for unbounded.")
+@click.option("--end", type=TimeParam(), help="End of validity (exclusive), ISO time (TAI); omit for unbounded.")
+def certify_calibrations(repo: Path, from_run: str, to_calib_collection: str, dataset_type: str,
+                         begin: Time | None, end: Time | None) -> None:
+    """Certify every DATASET_TYPE dataset of FROM_RUN into TO_CALIB_COLLECTION over [begin, end)."""
+    try:
+        span = Timespan(begin, end)
+    except ValueError:
+        raise click.BadParameter("--end is before --begin", param_hint="--end") from None
+    with open_butler(repo) as butler:
+        kind = butler.collections.info(from_run).type
+        if kind not in (CollectionType.RUN, CollectionType.TAGGED):
+            fail(f"{from_run!r} is a {kind.value} collection; certify from a RUN (or TAGGED) collection")
+        refs = refs_in_collection(butler, from_run, dataset_type)
+        if not refs:
+            fail(f"no {dataset_type} datasets in {from_run!r}: nothing to certify")
+        butler.collections.certify(to_calib_collection, refs, timespan=span)
+    info(f"certified {len(refs)} {dataset_type} dataset(s) into [bold]{to_calib_collection}[/bold], valid {span}")
+
+
+COMMANDS = (query_collections, register_collection, collection_chain, remove_runs, remove_collections,
+            certify_calibrations)

@@ -1,0 +1,114 @@
+"""Dataset commands: ingest-files, put, get."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..datastore.transfer import TRANSFER_MODES
+from ..dimensions import DimensionUniverse
+from .helpers import (DataIdTextError, coerce_value, fail, info, json_option, open_butler, parse_data_id,
+                      print_json, print_rows, ref_rows, repo_argument, split_csv_option)
+
+data_id_argument = click.argument("data_id", nargs=-1, metavar="KEY=VALUE...")
+
+
+def read_file_table(path: Path, universe: DimensionUniverse, prefix: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The (file, data ID) pairs of an ingest table: a CSV with a ``file`` column and one
+    column per data-ID key; relative file paths are taken from ``prefix``."""
+    with path.open(newline="") as stream:
+        reader = csv.DictReader(stream)
+        columns = [c.strip() for c in reader.fieldnames or []]
+        if "file" not in columns:
+            fail(f"{path} has no 'file' column (columns: {', '.join(columns) or 'none'})")
+        entries = []
+        for line, row in enumerate(reader, start=2):
+            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+            empty = [k for k, v in row.items() if not v]
+            if empty:
+                fail(f"{path} line {line}: empty value for {', '.join(empty)}")
+            file = Path(row.pop("file"))
+            try:
+                data_id = {key: coerce_value(universe, key, text) for key, text in row.items()}
+            except DataIdTextError as err:
+                fail(f"{path} line {line}: {err}")
+            entries.append((file if file.is_absolute() else prefix / file, data_id))
+    if not entries:
+        fail(f"{path} lists no files")
+    return entries
+
+
+@click.command("ingest-files")
+@repo_argument
+@click.argument("dataset_type")
+@click.argument("run")
+@click.argument("table_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--transfer", "-t", type=click.Choice(TRANSFER_MODES), default="auto", show_default=True,
+              help="How files enter the datastore (auto: direct if already inside it, else copy).")
+@click.option("--formatter", metavar="NAME", help="Formatter that reads the files (default: the storage class's).")
+@click.option("--id-mode", type=click.Choice(["random", "deterministic"]), default="random", show_default=True,
+              help="Dataset IDs: random, or derived from dataset type and data ID (same in every repository).")
+@click.option("--prefix", type=click.Path(file_okay=False, path_type=Path),
+              help="Directory of relative paths in TABLE_FILE (default: the directory of TABLE_FILE).")
+@json_option
+def ingest_files(repo: Path, dataset_type: str, run: str, table_file: Path, transfer: str, formatter: str | None,
+                 id_mode: str, prefix: Path | None, as_json: bool) -> None:
+    """Ingest the files listed in TABLE_FILE as DATASET_TYPE datasets into RUN.
+
+    TABLE_FILE is a CSV with a 'file' column and one column per data-ID key, e.g.
+    'file,instrument,visit,detector'.  All files go in, or none do.
+    """
+    with open_butler(repo) as butler:
+        entries = read_file_table(table_file, butler.universe, prefix or table_file.absolute().parent)
+        refs = butler.ingest(dataset_type, entries, run=run, transfer=transfer, formatter=formatter,
+                             id_mode=id_mode)
+    if not as_json:
+        info(f"ingested {len(refs)} {dataset_type} dataset(s) into [bold]{run}[/bold]")
+    print_rows(ref_rows(refs), as_json=as_json)
+
+
+@click.command("put")
+@repo_argument
+@click.argument("dataset_type")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="FILE.json")
+@data_id_argument
+@click.option("--run", required=True, help="RUN collection to write into (created if missing).")
+@click.option("--id-mode", type=click.Choice(["random", "deterministic"]), default="random", show_default=True)
+@json_option
+def put(repo: Path, dataset_type: str, file: Path, data_id: tuple[str, ...], run: str, id_mode: str,
+        as_json: bool) -> None:
+    """Store the JSON object in FILE.json as a DATASET_TYPE (Dict) dataset with data ID KEY=VALUE..."""
+    try:
+        obj = json.loads(file.read_text())
+    except json.JSONDecodeError as err:
+        fail(f"{file} is not valid JSON: {err}")
+    with open_butler(repo) as butler:
+        ref = butler.put(obj, dataset_type, parse_data_id(butler.universe, data_id), run=run, id_mode=id_mode)
+    if as_json:
+        print_json(ref.summary())
+    else:
+        info(f"stored {ref}")
+
+
+@click.command("get")
+@repo_argument
+@click.argument("dataset_type")
+@data_id_argument
+@click.option("--collections", "-c", multiple=True, required=True,
+              help="Collections to search, in order (repeatable or comma-separated).")
+def get(repo: Path, dataset_type: str, data_id: tuple[str, ...], collections: tuple[str, ...]) -> None:
+    """Print a Dict dataset found by DATASET_TYPE and data ID KEY=VALUE... as JSON."""
+    with open_butler(repo) as butler:
+        storage_class = butler.get_dataset_type(dataset_type).storage_class
+        if storage_class != "Dict":
+            fail(f"get prints Dict datasets only; {dataset_type} is {storage_class}")
+        obj = butler.get(dataset_type, parse_data_id(butler.universe, data_id),
+                         collections=split_csv_option(collections))
+    print_json(obj)
+
+
+COMMANDS = (ingest_files, put, get)

@@ -1,0 +1,43 @@
+"""Dataset type commands: register-dataset-type, query-dataset-types."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .helpers import info, json_option, open_butler, print_rows, repo_argument
+
+
+@click.command("register-dataset-type")
+@repo_argument
+@click.argument("name")
+@click.argument("dimensions", nargs=-1)
+@click.option("--storage-class", "-s", required=True, help="Storage class name (Dict, Table, Image, ...).")
+@click.option("--calibration", is_flag=True,
+              help="Datasets of this type are calibrations (certified with validity ranges).")
+def register_dataset_type(repo: Path, name: str, dimensions: tuple[str, ...], storage_class: str,
+                          calibration: bool) -> None:
+    """Register dataset type NAME over DIMENSIONS with a storage class."""
+    with open_butler(repo) as butler:
+        new = butler.register_dataset_type(name, dimensions, storage_class, is_calibration=calibration)
+    if new:
+        info(f"registered dataset type [bold]{name}[/bold]")
+    else:
+        info(f"dataset type [bold]{name}[/bold] already exists with the same definition")
+
+
+@click.command("query-dataset-types")
+@repo_argument
+@click.argument("pattern", default="*")
+@json_option
+def query_dataset_types(repo: Path, pattern: str, as_json: bool) -> None:
+    """List dataset types whose names match the glob PATTERN (default: all)."""
+    with open_butler(repo) as butler:
+        types = butler.query_dataset_types(pattern)
+    rows = [{"name": t.name, "dimensions": list(t.dimensions), "storage_class": t.storage_class,
+             "is_calibration": t.is_calibration} for t in sorted(types, key=lambda t: t.name)]
+    print_rows(rows, as_json=as_json, empty=f"no dataset types match {pattern!r}")
+
+
+COMMANDS = (register_dataset_type, query_dataset_types)

@@ -1,0 +1,216 @@
+"""Helpers shared by every CLI command: opening a repository, printing tables or
+JSON, reporting errors, confirming destructive actions and parsing data IDs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .. import Butler
+from ..dimensions import DimensionUniverse
+from ..errors import UnknownDimensionError
+from ..models import CollectionType, DatasetRef
+from ..timespan import to_time
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Collection type names as typed on the command line.
+COLLECTION_TYPES = tuple(t.value.lower() for t in CollectionType)
+
+
+# -- repositories -------------------------------------------------------------
+
+
+repo_argument = click.argument("repo", type=click.Path(file_okay=False, path_type=Path))
+
+
+@contextlib.contextmanager
+def open_butler(repo: str | Path, **kwargs: Any) -> Iterator[Butler]:
+    """Open the repository at ``repo`` for one command and close it afterwards."""
+    butler = Butler(repo, **kwargs)
+    try:
+        yield butler
+    finally:
+        butler.close()
+
+
+def refs_in_collection(butler: Butler, collection: str, dataset_type: str | None = None) -> list[DatasetRef]:
+    """The datasets a RUN owns or a TAGGED/CALIBRATION collection holds (optionally of one type).
+
+    Goes through the registry until the facade offers a query for it.
+    """
+    registry = butler.registry
+    if dataset_type is not None:
+        butler.get_dataset_type(dataset_type)  # a clear error for an unknown name
+    return registry.refs_by_id(registry.datasets.ids_in_collection(collection, dataset_type))
+
+
+# -- output -------------------------------------------------------------------
+
+
+def stdout_console() -> Console:
+    """A console on the current stdout (looked up at call time, so test runners can capture it)."""
+    return Console(file=sys.stdout, highlight=False)
+
+
+def stderr_console() -> Console:
+    return Console(file=sys.stderr, highlight=False)
+
+
+def json_option(func: F) -> F:
+    """The ``--json`` flag of every listing command."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print a JSON list of objects (only JSON on stdout) instead of a table.")(func)
+
+
+def to_jsonable(value: Any) -> Any:
+    """A value as plain JSON types (tuples become lists, enums their lower-case value)."""
+    if isinstance(value, CollectionType):
+        return value.value.lower()
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(to_jsonable(value), indent=2))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, CollectionType):
+        return value.value.lower()
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_cell(v) for v in value)
+    return str(value)
+
+
+def print_rows(rows: Sequence[Mapping[str, Any]], *, as_json: bool, columns: Sequence[str] | None = None,
+               title: str | None = None, empty: str = "nothing found") -> None:
+    """Print rows as a rich table, or as a JSON list of objects with ``as_json``.
+
+    ``columns`` fixes the table's columns and their order; by default they are the
+    union of the rows' keys in first-seen order.
+    """
+    if as_json:
+        print_json([dict(r) for r in rows])
+        return
+    if not rows:
+        stdout_console().print(f"[dim]{escape(empty)}[/dim]")
+        return
+    if columns is None:
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+    if title:
+        info(f"[bold]{escape(title)}[/bold]")
+    table = Table()
+    for name in columns:
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(_cell(row.get(name))) for name in columns))
+    stdout_console().print(table)
+
+
+def ref_rows(refs: Iterable[DatasetRef]) -> list[dict[str, Any]]:
+    """One flat row per dataset: type, run, id and data-ID values."""
+    return [ref.summary() for ref in refs]
+
+
+def info(message: str) -> None:
+    """A human-readable status line on stdout (rich markup allowed), never wrapped."""
+    stdout_console().print(message, soft_wrap=True)
+
+
+def report_error(message: str) -> None:
+    """Print ``error: <message>`` in red on stderr."""
+    stderr_console().print(f"[red]error: {escape(message)}[/red]", soft_wrap=True)
+
+
+def fail(message: str) -> NoReturn:
+    """Report an error found by the CLI itself and exit with status 1."""
+    report_error(message)
+    raise click.exceptions.Exit(1)
+
+
+def confirm_or_refuse(question: str, yes: bool) -> None:
+    """Go on if ``yes``; otherwise ask on a terminal, and refuse when nobody can answer."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail("not an interactive terminal: nothing was changed; pass --yes to confirm")
+    if not click.confirm(question, default=False):
+        fail("cancelled: nothing was changed")
+
+
+# -- parsing ------------------------------------------------------------------
+
+
+class DataIdTextError(ValueError):
+    """A data-ID value typed as text does not fit its dimension."""
+
+
+def coerce_value(universe: DimensionUniverse, key: str, text: str) -> int | str:
+    """A data-ID value typed as text, as an int where the dimension's key is an int.
+
+    Names that are not dimensions are left as text for the API to reject with its
+    own message; :class:`DataIdTextError` if an int key gets something else.
+    """
+    try:
+        element = universe[key]
+    except UnknownDimensionError:
+        return text
+    if element.key is not None and element.key.type == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise DataIdTextError(f"{key} must be an integer, got {text!r}") from None
+    return text
+
+
+def parse_data_id(universe: DimensionUniverse, pairs: Iterable[str]) -> dict[str, int | str]:
+    """``KEY=VALUE`` arguments as a data ID, typed by the universe."""
+    data_id: dict[str, int | str] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="KEY=VALUE")
+        if key in data_id:
+            raise click.BadParameter(f"{key} is given twice", param_hint="KEY=VALUE")
+        try:
+            data_id[key] = coerce_value(universe, key, text.strip())
+        except DataIdTextError as err:
+            raise click.BadParameter(str(err), param_hint="KEY=VALUE") from None
+    return data_id
+
+
+class TimeParam(click.ParamType):
+    """A time given as an ISO string (TAI), checked by astropy."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return to_time(value)
+        except ValueError as err:
+            self.fail(f"{value!r} is not an ISO time ({err})", param, ctx)
+
+
+def split_csv_option(values: Iterable[str]) -> list[str]:
+    """Values of a repeatable option where each may also be comma-separated."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]

@@ -1,0 +1,111 @@
+"""Repository commands: create, config-dump, insert-records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import click
+import yaml
+
+from .. import Butler
+from ..config import RepoConfig
+from ..datastore.templates import DEFAULT_TEMPLATE
+from ..dimensions import DimensionUniverse
+from ..timespan import Timespan
+from .helpers import fail, info, open_butler, print_json, repo_argument
+
+
+@click.command()
+@repo_argument
+@click.option("--registry", metavar="URL", help="Registry database URL (default: SQLite file in REPO). "
+              "Never put a password here: use PGPASSWORD, ~/.pgpass or SKYBUTLER_DB_PASSWORD.")
+@click.option("--datastore", metavar="URI", help="Datastore root (default: REPO itself), e.g. s3://bucket/path.")
+@click.option("--checksum", type=click.Choice(["xxh3", "blake2b", "none"]), default="xxh3", show_default=True,
+              help="Checksum recorded for every stored file.")
+def create(repo: Path, registry: str | None, datastore: str | None, checksum: str) -> None:
+    """Create a new, empty repository at REPO."""
+    with Butler.create(repo, registry=registry, datastore=datastore,
+                       checksum=None if checksum == "none" else checksum) as butler:
+        info(f"created repository at [bold]{butler.root}[/bold]")
+
+
+def strip_password(url: str) -> str:
+    """A database URL without any password in it."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}" if user else host))
+
+
+def resolved_config(root: Path) -> dict[str, Any]:
+    """The repository config with defaults filled in, safe to show (no password)."""
+    root = root.absolute()
+    config = RepoConfig.load(root)
+    universe = (DimensionUniverse.default() if config.universe == "default"
+                else DimensionUniverse.from_yaml(config.universe))
+    return {
+        "root": str(root),
+        "registry": strip_password(config.registry_url(root)),
+        "datastore": config.datastore_uri(root),
+        "templates": {"default": DEFAULT_TEMPLATE, **config.templates},
+        "checksum": config.checksum,
+        "universe": {"source": config.universe, "name": universe.name, "version": universe.version},
+    }
+
+
+@click.command("config-dump")
+@repo_argument
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
+def config_dump(repo: Path, as_json: bool) -> None:
+    """Print REPO's butler.yaml resolved with defaults (registry URL without password, universe)."""
+    config = resolved_config(repo)
+    if as_json:
+        print_json(config)
+    else:
+        click.echo(yaml.safe_dump(config, sort_keys=False).rstrip())
+
+
+def load_records(path: Path) -> list[dict[str, Any]]:
+    """A YAML or JSON file holding a list of record mappings."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        fail(f"{path} is not valid YAML or JSON: {err}")
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        fail(f"{path} must hold a list of records (mappings of field to value)")
+    for number, record in enumerate(data, 1):
+        span = record.get("timespan")
+        if isinstance(span, dict):
+            span = (span.get("begin"), span.get("end"))
+        if isinstance(span, (list, tuple)) and len(span) == 2:
+            try:
+                record["timespan"] = Timespan(*span)
+            except ValueError as err:
+                fail(f"record {number} of {path}: bad timespan {list(span)}: {err}")
+    return data
+
+
+@click.command("insert-records")
+@repo_argument
+@click.argument("element")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--skip-existing", is_flag=True, help="Skip records whose identity already exists.")
+def insert_records(repo: Path, element: str, file: Path, skip_existing: bool) -> None:
+    """Insert dimension records of ELEMENT from FILE (a YAML or JSON list of mappings).
+
+    A timespan is given as [begin, end] or {begin: ..., end: ...} with ISO times
+    (null for an unbounded side).
+    """
+    records = load_records(file)
+    with open_butler(repo) as butler:
+        count = butler.insert_records(element, records, skip_existing=skip_existing)
+    info(f"inserted {count} new {element} record(s)")
+
+
+COMMANDS = (create, config_dump, insert_records)
