@@ -1,0 +1,365 @@
+"""The file datastore through the Butler: path templates, checksums, atomic writes,
+ingest in every transfer mode, removal, and no stray files after any failure."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from skybutler.datastore.templates import DEFAULT_TEMPLATE, PathTemplate
+from skybutler.errors import (ChecksumMismatchError, DatasetConflictError, DatastoreError, FileNotStoredError,
+                              FormatterError, SkybutlerError, TransferError)
+from skybutler.formats import get_formatter
+
+DATA_ID = {"instrument": "Cam", "visit": 1, "detector": 2}
+REGISTRY_FILES = ("butler.yaml", "registry.sqlite3")
+
+
+def stored_files(butler) -> set[str]:
+    """Every file under the datastore root except the repository's own config and database."""
+    return {p for p in butler.datastore.walk() if not p.startswith(REGISTRY_FILES)}
+
+
+def assert_no_temporaries(butler) -> None:
+    stray = [p for p in butler.datastore.walk() if ".tmp-" in p]
+    assert stray == []
+
+
+def local_only(butler) -> None:
+    if not butler.datastore.local:
+        pytest.skip("needs a datastore on local disk")
+
+
+def n_datasets(butler, run: str = "run/a") -> int:
+    if not butler.collections.exists(run):
+        return 0
+    return len(butler.registry.datasets.ids_in_collection(run))
+
+
+# -- path templates -----------------------------------------------------------------
+
+
+def test_default_template_groups_by_run_type_band_and_night(butler):
+    ref = butler.put({"a": 1}, "metrics", DATA_ID)
+    assert ref.artifact.path == "run/a/metrics/g/20250101/metrics_Cam_1_2.json"
+    assert butler.get_uri(ref) == f"file://{butler.root}/run/a/metrics/g/20250101/metrics_Cam_1_2.json"
+    assert stored_files(butler) == {ref.artifact.path}
+    assert_no_temporaries(butler)
+
+
+def test_default_template_drops_missing_optional_fields(butler):
+    butler.register_dataset_type("detector_config", ["detector"], "Dict")
+    ref = butler.put({"gain": 1.2}, "detector_config", instrument="Cam", detector=3)
+    assert ref.artifact.path == "run/a/detector_config/detector_config_Cam_3.json"
+
+
+def test_path_template_formatting():
+    t = PathTemplate(DEFAULT_TEMPLATE)
+    fields = {"run": "u/ana/run 1", "dataset_type": "calexp", "band": "r", "day_obs": 20250101,
+              "data_id": "Cam_1_2"}
+    assert t.format(fields) == "u/ana/run_1/calexp/r/20250101/calexp_Cam_1_2"
+    assert t.format({**fields, "band": None}) == "u/ana/run_1/calexp/20250101/calexp_Cam_1_2"
+    # an optional field drops its whole segment, literal text included
+    assert PathTemplate("{run}/v{visit?}x/{data_id}").format({"run": "r", "data_id": "d"}) == "r/d"
+    assert PathTemplate("{run}/v{visit?}x/{data_id}").format({"run": "r", "visit": 5, "data_id": "d"}) == "r/v5x/d"
+    # unsafe characters are replaced, never interpreted
+    assert PathTemplate("{run}/{name}").format({"run": "r", "name": "a b*?"}) == "r/a_b__"
+    # no value can climb out of the datastore root or make the path absolute
+    assert PathTemplate("{run}/{name}").format({"run": "/abs//r", "name": "../../etc"}) == "abs/r/__/__/etc"
+    assert PathTemplate("{run}/{name}").format({"run": "./r", "name": "..."}) == "_/r/..."
+    with pytest.raises(DatastoreError, match="needs 'visit'"):
+        PathTemplate("{run}/{visit}").format({"run": "r", "visit": None})
+    with pytest.raises(DatastoreError, match="has no fields"):
+        PathTemplate("fixed/path")
+
+
+def test_run_names_cannot_place_files_outside_the_root(butler, tmp_path):
+    outside = tmp_path / "outside"
+    for run in ("../escape", f"/{outside}", "a/../../../escape"):
+        ref = butler.put({"run": run}, "metrics", DATA_ID, run=run)
+        full = Path(butler.datastore.full_path(ref.artifact.path)).resolve()
+        assert full.is_relative_to(butler.root) and full.exists()
+        assert butler.get(ref) == {"run": run}
+    assert not outside.exists() and not (tmp_path / "escape").exists()
+
+
+def test_custom_templates_per_dataset_type(make_butler):
+    from conftest import populate
+
+    b = make_butler(run="run/a", templates={"metrics": "by_visit/{visit}/{detector}/{band?}/{run}",
+                                            "default": "{dataset_type}/{run}/{data_id}"})
+    populate(b)
+    b.register_dataset_type("metrics", ["visit", "detector"], "Dict")
+    b.register_dataset_type("detector_config", ["detector"], "Dict")
+    m = b.put({"a": 1}, "metrics", DATA_ID)
+    d = b.put({"a": 2}, "detector_config", instrument="Cam", detector=2)
+    assert m.artifact.path == "by_visit/1/2/g/run/a.json"
+    assert d.artifact.path == "detector_config/run/a/Cam_2.json"
+    assert b.get(m) == {"a": 1} and b.get(d) == {"a": 2}
+    # the templates are part of the repository: a new client uses them too
+    from skybutler import Butler
+
+    with Butler(b.root, collections="run/a") as again:
+        assert again.find_dataset("metrics", DATA_ID).artifact.path == m.artifact.path
+
+
+def test_a_template_field_the_dataset_lacks_fails_cleanly(make_butler):
+    from conftest import populate
+
+    b = make_butler(run="run/a", templates={"metrics": "{run}/{exposure}/{data_id}"})
+    populate(b)
+    b.register_dataset_type("metrics", ["visit", "detector"], "Dict")
+    with pytest.raises(DatastoreError, match="needs 'exposure'"):
+        b.put({"a": 1}, "metrics", DATA_ID)
+    assert stored_files(b) == set()
+    assert n_datasets(b) == 0
+
+
+# -- checksums -----------------------------------------------------------------------
+
+
+def test_checksums_are_recorded_and_verified(butler):
+    local_only(butler)
+    ref = butler.put({"a": 1}, "metrics", DATA_ID)
+    art = butler.find_dataset("metrics", DATA_ID).artifact
+    assert art.checksum.startswith("xxh3:") and art.checksum == ref.artifact.checksum
+    path = Path(butler.datastore.full_path(art.path))
+    assert art.size == path.stat().st_size
+    assert butler.datastore.read(art, check=True) == {"a": 1}
+    # tamper with the file, keeping its size
+    path.write_text(path.read_text().replace("1", "2"))
+    assert path.stat().st_size == art.size
+    with pytest.raises(ChecksumMismatchError, match="does not match its recorded checksum"):
+        butler.datastore.read(art, check=True)
+    assert butler.get(ref) == {"a": 2}  # an unchecked read trusts the file
+
+
+@pytest.mark.parametrize("algorithm, prefix", [("blake2b", "blake2b:"), (None, None)])
+def test_checksum_algorithm_is_configurable(make_butler, algorithm, prefix):
+    from conftest import populate
+
+    b = make_butler(run="run/a", checksum=algorithm)
+    populate(b)
+    b.register_dataset_type("metrics", ["visit", "detector"], "Dict")
+    ref = b.put({"a": 1}, "metrics", DATA_ID)
+    if prefix is None:
+        assert ref.artifact.checksum is None
+    else:
+        assert ref.artifact.checksum.startswith(prefix)
+    assert b.datastore.read(ref.artifact, check=True) == {"a": 1}
+
+
+def test_an_unknown_checksum_algorithm_stores_nothing(make_butler):
+    from conftest import populate
+
+    b = make_butler(run="run/a", checksum="md5")
+    populate(b)
+    b.register_dataset_type("metrics", ["visit", "detector"], "Dict")
+    with pytest.raises(DatastoreError, match="unknown checksum algorithm 'md5'"):
+        b.put({"a": 1}, "metrics", DATA_ID)
+    assert stored_files(b) == set()
+    assert n_datasets(b) == 0
+
+
+# -- atomic writes --------------------------------------------------------------------
+
+
+def test_a_formatter_failing_midway_leaves_no_file(butler, monkeypatch):
+    json_formatter = get_formatter("json")
+
+    def half_write(obj, stream):
+        stream.write(b'{"a": ')
+        raise RuntimeError("disk on fire")
+
+    butler.put({"ok": 1}, "metrics", {**DATA_ID, "detector": 1})
+    before = stored_files(butler)
+    monkeypatch.setattr(json_formatter, "_write", half_write)
+    with pytest.raises(FormatterError, match="disk on fire"):
+        butler.put({"a": 1}, "metrics", DATA_ID)
+    with pytest.raises(FormatterError):
+        butler.put_many("metrics", [({"a": d}, {**DATA_ID, "detector": d}) for d in (2, 3)])
+    assert stored_files(butler) == before
+    assert n_datasets(butler) == 1
+    assert butler.find_dataset("metrics", DATA_ID) is None
+
+
+def test_a_clash_at_publish_rolls_back_the_registry(make_butler):
+    """Two data IDs mapped to one path: the second put's file cannot be published, so its
+    registry rows are rolled back and the first file stays intact."""
+    from conftest import populate
+
+    b = make_butler(run="run/a", collections="run/a", templates={"metrics": "{run}/{dataset_type}"})
+    populate(b)
+    b.register_dataset_type("metrics", ["visit", "detector"], "Dict")
+    first = b.put({"first": 1}, "metrics", DATA_ID)
+    with pytest.raises(DatastoreError, match="refusing to overwrite"):
+        b.put({"second": 2}, "metrics", {**DATA_ID, "detector": 3})
+    assert b.find_dataset("metrics", {**DATA_ID, "detector": 3}) is None
+    assert n_datasets(b) == 1
+    assert b.get(first) == {"first": 1}
+    assert b.datastore.read(first.artifact, check=True) == {"first": 1}
+    assert stored_files(b) == {"run/a/metrics.json"}
+
+
+def test_a_batch_fails_as_a_whole(butler):
+    """put_many: the third item's data ID is bad, so nothing of the batch is stored."""
+    items = [({"a": d}, {**DATA_ID, "detector": d}) for d in (0, 1)] + [({"a": 9}, {**DATA_ID, "detector": 99})]
+    with pytest.raises(SkybutlerError, match="no detector record"):
+        butler.put_many("metrics", items)
+    # and one whose registry insert fails after every file is staged
+    butler.put({"a": 1}, "metrics", {**DATA_ID, "detector": 1})
+    before = stored_files(butler)
+    with pytest.raises(DatasetConflictError):
+        butler.put_many("metrics", [({"a": d}, {**DATA_ID, "detector": d}) for d in (0, 1, 2)])
+    assert stored_files(butler) == before
+    assert n_datasets(butler) == 1
+    assert_no_temporaries(butler)
+
+
+# -- ingest ---------------------------------------------------------------------------
+
+
+def write_json(path: Path, value) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value))
+    return path
+
+
+@pytest.fixture
+def raws(butler, tmp_path):
+    butler.register_dataset_type("raw", ["visit", "detector"], "Dict")
+    return [write_json(tmp_path / "incoming" / f"raw_{d}.json", {"det": d}) for d in range(3)]
+
+
+def ingest_one(butler, source, transfer, detector=0):
+    (ref,) = butler.ingest("raw", [(source, {**DATA_ID, "detector": detector})], transfer=transfer)
+    return ref
+
+
+def test_ingest_copy(butler, raws):
+    ref = ingest_one(butler, raws[0], "copy")
+    assert ref.artifact.path == "run/a/raw/g/20250101/raw_Cam_1_0.json"
+    stored = Path(butler.datastore.full_path(ref.artifact.path))
+    assert raws[0].exists() and stored.exists() and not stored.is_symlink()
+    assert os.stat(stored).st_ino != os.stat(raws[0]).st_ino
+    assert butler.get(ref) == {"det": 0}
+    assert ref.artifact.checksum.startswith("xxh3:") and ref.artifact.size == raws[0].stat().st_size
+    assert butler.datastore.read(ref.artifact, check=True) == {"det": 0}
+    assert_no_temporaries(butler)
+
+
+def test_ingest_move(butler, raws):
+    ref = ingest_one(butler, raws[0], "move")
+    assert not raws[0].exists()
+    assert butler.get(ref) == {"det": 0}
+
+
+def test_ingest_hardlink(butler, raws):
+    local_only(butler)
+    ref = ingest_one(butler, raws[0], "hardlink")
+    stored = Path(butler.datastore.full_path(ref.artifact.path))
+    assert os.stat(stored).st_ino == os.stat(raws[0]).st_ino
+    assert butler.get(ref) == {"det": 0}
+
+
+def test_ingest_symlink(butler, raws):
+    local_only(butler)
+    ref = ingest_one(butler, raws[0], "symlink")
+    stored = Path(butler.datastore.full_path(ref.artifact.path))
+    assert stored.is_symlink() and stored.resolve() == raws[0].resolve()
+    assert butler.get(ref) == {"det": 0}
+
+
+def test_ingest_direct_leaves_the_file_in_place(butler, raws):
+    ref = ingest_one(butler, raws[0], "direct")
+    assert ref.artifact.path == f"file://{raws[0]}"
+    assert butler.get_uri(ref) == f"file://{raws[0]}"
+    assert stored_files(butler) == set()
+    assert butler.get(ref) == {"det": 0}
+    assert butler.datastore.read(ref.artifact, check=True) == {"det": 0}
+    # removing the dataset does not delete a file the repository does not own
+    butler.remove([ref])
+    assert raws[0].exists()
+    assert butler.find_dataset("raw", {**DATA_ID, "detector": 0}) is None
+
+
+def test_ingest_auto(butler, raws):
+    local_only(butler)
+    outside = ingest_one(butler, raws[0], "auto")  # outside the root: copied
+    assert raws[0].exists() and outside.artifact.path.startswith("run/a/raw/")
+    inside_file = write_json(butler.root / "curated" / "raw_1.json", {"det": 1})
+    inside = ingest_one(butler, inside_file, "auto", detector=1)  # already inside: used in place
+    assert inside.artifact.path == "curated/raw_1.json"
+    assert butler.get(inside) == {"det": 1}
+    assert stored_files(butler) == {outside.artifact.path, "curated/raw_1.json"}
+
+
+def test_ingest_many_and_skip_existing(butler, raws):
+    refs = butler.ingest("raw", [(p, {**DATA_ID, "detector": d}) for d, p in enumerate(raws[:2])],
+                         transfer="copy", id_mode="deterministic")
+    assert [r.id.version for r in refs] == [5, 5]
+    again = butler.ingest("raw", [(p, {**DATA_ID, "detector": d}) for d, p in enumerate(raws)],
+                          transfer="copy", id_mode="deterministic", skip_existing=True)
+    assert [r.data_id["detector"] for r in again] == [2]
+    assert n_datasets(butler) == 3
+
+
+def test_failed_ingest_undoes_every_file(butler, raws):
+    local_only(butler)
+    butler.ingest("raw", [(raws[2], {**DATA_ID, "detector": 2})], transfer="copy", id_mode="deterministic")
+    before = stored_files(butler)
+    batch = [(raws[0], {**DATA_ID, "detector": 0}), (raws[2], {**DATA_ID, "detector": 2})]
+    for transfer in ("move", "copy", "hardlink", "symlink"):
+        # every file is placed, then the registry refuses the batch (the raw of detector 2 is
+        # already in the repository): moved files go back, copies and links go away
+        with pytest.raises(DatasetConflictError):
+            butler.ingest("raw", batch, transfer=transfer, run="run/b", id_mode="deterministic")
+        assert raws[0].exists() and raws[2].exists()
+        assert stored_files(butler) == before
+        # the datastore refuses the second file (its path is taken): the first is taken back out
+        with pytest.raises(DatastoreError, match="refusing to overwrite"):
+            butler.ingest("raw", batch, transfer=transfer)
+        assert raws[0].exists() and raws[2].exists()
+        assert stored_files(butler) == before
+    # a missing source file: the first file of the batch is taken back out
+    with pytest.raises(TransferError, match="no such file"):
+        butler.ingest("raw", [(raws[0], {**DATA_ID, "detector": 0}),
+                              (raws[0].with_name("absent.json"), {**DATA_ID, "detector": 1})], transfer="move")
+    assert raws[0].exists()
+    assert stored_files(butler) == before
+    with pytest.raises(SkybutlerError, match="unknown transfer mode 'teleport'"):
+        butler.ingest("raw", [(raws[0], {**DATA_ID, "detector": 0})], transfer="teleport")
+    assert n_datasets(butler) == 1
+    assert_no_temporaries(butler)
+
+
+# -- removal --------------------------------------------------------------------------
+
+
+def test_remove_deletes_rows_and_files(butler):
+    keep = butler.put({"k": 1}, "metrics", {**DATA_ID, "detector": 1})
+    gone = butler.put({"g": 1}, "metrics", DATA_ID)
+    assert butler.exists(gone)
+    assert butler.remove([gone, gone]) == 1
+    assert not butler.exists(gone)
+    assert butler.find_dataset("metrics", DATA_ID) is None
+    assert stored_files(butler) == {keep.artifact.path}
+    assert butler.get(keep) == {"k": 1}
+    # the data ID can be used again
+    again = butler.put({"g": 2}, "metrics", DATA_ID)
+    assert butler.get("metrics", DATA_ID) == {"g": 2} and again.id != gone.id
+
+
+def test_a_file_deleted_behind_the_butlers_back(butler):
+    ref = butler.put({"a": 1}, "metrics", DATA_ID)
+    butler.datastore.remove([ref.artifact])
+    assert not butler.exists(ref)
+    assert not butler.exists("metrics", DATA_ID)
+    with pytest.raises(FileNotStoredError, match="missing from the datastore"):
+        butler.get(ref)
+    # removing the dataset still works and cleans the registry
+    assert butler.remove([ref]) == 1
+    assert butler.find_dataset("metrics", DATA_ID) is None
