@@ -50,7 +50,9 @@ class MetadataStore:
             exists = sa.inspect(conn).has_table(name, schema=self.db.schema)
         if exists:
             with self.db.reading() as conn:
-                table = sa.Table(name, self.schema.metadata, autoload_with=conn, extend_existing=True)
+                # Reflection cannot tell a UUID stored as CHAR(32) from text: declare it.
+                table = sa.Table(name, self.schema.metadata, sa.Column("dataset_id", sa.Uuid, primary_key=True),
+                                 autoload_with=conn, extend_existing=True)
         elif fields:
             table = sa.Table(name, self.schema.metadata,
                              sa.Column("dataset_id", sa.Uuid, sa.ForeignKey("dataset.id", ondelete="CASCADE"),
