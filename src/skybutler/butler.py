@@ -64,11 +64,17 @@ class Butler:
         root = Path(root).absolute()
         if (root / CONFIG_NAME).exists():
             raise SkybutlerError(f"a repository already exists at {root}")
+        made_root = not root.exists()
         root.mkdir(parents=True, exist_ok=True)
-        config = RepoConfig(registry=registry, datastore=datastore, templates=dict(templates or {}),
-                            checksum=checksum, universe=universe)
-        reg = Registry.create(config.registry_url(root), _load_universe(universe))
-        config.save(root)
+        try:
+            config = RepoConfig(registry=registry, datastore=datastore, templates=dict(templates or {}),
+                                checksum=checksum, universe=universe)
+            reg = Registry.create(config.registry_url(root), _load_universe(universe))
+            config.save(root)
+        except BaseException:
+            if made_root:
+                shutil.rmtree(root, ignore_errors=True)
+            raise
         return cls(root, _registry=reg, **kwargs)
 
     def close(self) -> None:
@@ -391,21 +397,22 @@ class Butler:
         return len(ids)
 
     def remove_runs(self, names: Iterable[str]) -> int:
-        """Delete RUN collections with all their datasets and files; returns datasets removed."""
-        total = 0
+        """Delete RUN collections with all their datasets and files, all in one transaction;
+        returns the number of datasets removed."""
+        names = list(names)
         for name in names:
             _, kind = self.registry.collections.lookup(name)
             if kind is not CollectionType.RUN:
                 raise SkybutlerError(f"{name!r} is a {kind.value} collection, not a RUN")
-            ids = self.registry.datasets.ids_in_collection(name)
-            artifacts = self.registry.datasets.artifacts(ids)
-            with self.registry.transaction():
-                self.registry.datasets.delete(ids)
+        ids = [i for name in names for i in self.registry.datasets.ids_in_collection(name)]
+        artifacts = self.registry.datasets.artifacts(ids)
+        with self.registry.transaction():
+            self.registry.datasets.delete(ids)
+            for name in names:
                 self.registry.collections.remove(name)
-            self.datastore.remove(artifacts.values())
-            self._known_runs.discard(name)
-            total += len(ids)
-        return total
+        self.datastore.remove(artifacts.values())
+        self._known_runs.difference_update(names)
+        return len(ids)
 
     def destroy(self) -> None:
         """Delete the whole repository directory (tests and demos)."""

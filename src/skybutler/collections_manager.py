@@ -42,6 +42,10 @@ class CollectionsManager:
         current = [c for c in current if c not in children]
         self.set_chain(name, list(children) + current if prepend else current + list(children))
 
+    def parents(self, name: str) -> list[str]:
+        """The CHAINED collections that list ``name`` as a child."""
+        return self._registry.collections.parents(name)
+
     def flatten(self, names: str | Iterable[str]) -> list[str]:
         """The ordered search path of non-chained collections."""
         return self._registry.collections.flatten([names] if isinstance(names, str) else names)

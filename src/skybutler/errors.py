@@ -38,6 +38,10 @@ class UniverseMismatchError(DimensionError):
     """A repository was created with a different dimension universe."""
 
 
+class TimespanError(SkybutlerError, ValueError):
+    """A time or timespan cannot be parsed, or ends before it begins."""
+
+
 # -- registry -----------------------------------------------------------------
 
 

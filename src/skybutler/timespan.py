@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 from astropy.time import Time
-from pydantic import BaseModel, ConfigDict, field_serializer, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_serializer, field_validator, model_validator
+
+from .errors import TimespanError
 
 #: TAI nanoseconds bounds used for unbounded sides in the database.
 NS_MIN = -(2**62)
@@ -42,7 +44,11 @@ def to_time(value: Any) -> Time:
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return Time(value, format="mjd", scale="tai")
-    return Time(value, scale="tai")
+    try:
+        return Time(value, scale="tai")
+    except (ValueError, TypeError):
+        raise ValueError(f"cannot read {value!r} as a time; use ISO (2026-03-01T00:00:00), a datetime, "
+                         "an astropy Time or an MJD number") from None
 
 
 class Timespan(BaseModel):
@@ -54,7 +60,11 @@ class Timespan(BaseModel):
     end: Time | None = None
 
     def __init__(self, begin: Any = None, end: Any = None, **kwargs: Any):
-        super().__init__(begin=begin, end=end, **kwargs)
+        try:
+            super().__init__(begin=begin, end=end, **kwargs)
+        except ValidationError as err:
+            problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in err.errors())
+            raise TimespanError(f"invalid timespan ({begin!r}, {end!r}): {problems}") from None
 
     @field_validator("begin", "end", mode="before")
     @classmethod
