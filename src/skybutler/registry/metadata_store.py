@@ -35,6 +35,10 @@ class MetadataStore:
             extend_existing=True)
         self._tables: dict[str, sa.Table] = {}
 
+    def refresh(self) -> None:
+        """Forget known tables: one created in a transaction that rolled back is gone again."""
+        self._tables.clear()
+
     @staticmethod
     def table_name(storage_class: str) -> str:
         return f"dataset_metadata_{storage_class.lower()}"

@@ -96,6 +96,7 @@ class Registry:
             self.collections.refresh()
             self.dataset_types.refresh()
             self.dimensions.clear_caches()
+            self.metadata.refresh()
             raise
 
     # -- dataset lookup through a search path ---------------------------------
