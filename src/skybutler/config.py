@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import SkybutlerError
 
@@ -22,6 +22,9 @@ CONFIG_NAME = "butler.yaml"
 
 class RepoConfig(BaseModel):
     """The settings of one repository."""
+
+    # Validation errors must not echo a refused registry URL: it may hold a password.
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     #: Database URL; None means a SQLite file ``registry.sqlite3`` in the repository root.
     registry: str | None = None
@@ -37,7 +40,7 @@ class RepoConfig(BaseModel):
     @field_validator("registry")
     @classmethod
     def _no_password(cls, url: str | None) -> str | None:
-        if url and re.match(r"^[a-z+]+://[^/@:]+:[^/@]+@", url):
+        if url and _holds_password(url):
             raise ValueError("the registry URL holds a password; use PGPASSWORD, ~/.pgpass or SKYBUTLER_DB_PASSWORD")
         return url
 
@@ -58,3 +61,16 @@ class RepoConfig(BaseModel):
             raise SkybutlerError(f"{root} is not a skybutler repository (no {CONFIG_NAME}); create one with "
                                  "'skybutler create'")
         return cls.model_validate(yaml.safe_load(path.read_text()) or {})
+
+
+def _holds_password(url: str) -> bool:
+    """Whether a database URL carries a password (``user:secret@`` or ``?password=``), parsed
+    as SQLAlchemy will parse it (a password may contain ``/``)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # not a URL the registry could open either
+        return False
+    return parsed.password is not None or any(key.lower() == "password" for key in parsed.query)
