@@ -22,6 +22,8 @@ from ..errors import BackendError
 
 #: Seconds a SQLite writer waits for a lock before failing with a clear error.
 SQLITE_BUSY_TIMEOUT_S = 30
+#: Seconds to wait for a PostgreSQL server to answer before failing (``?connect_timeout=N`` overrides).
+PG_CONNECT_TIMEOUT_S = 10
 
 
 def split_schema(url: str) -> tuple[str, str | None]:
@@ -46,7 +48,9 @@ def make_engine(url: str) -> tuple[Engine, str | None]:
     if url.startswith("postgresql"):
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url[len("postgresql://"):]
-        connect_args = {}
+        connect_args: dict = {}
+        if "connect_timeout" not in url:  # libpq waits forever for a host that drops packets
+            connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
         password = os.environ.get("SKYBUTLER_DB_PASSWORD")
         if password and "@" in url and ":" not in urlsplit(url).netloc.split("@")[0]:
             connect_args["password"] = password
