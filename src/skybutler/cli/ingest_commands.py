@@ -1,0 +1,104 @@
+"""Ingest commands: ingest-raws, define-visits, register-skymap, write-curated-calibrations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from ..ingest import define_visits, ingest_raws, register_skymap, write_curated_calibrations
+from ..ingest.raws import IngestFailure
+from .helpers import fail, info, open_butler, print_rows, repo_argument
+
+TRANSFERS = ("auto", "copy", "move", "symlink", "hardlink", "direct")
+
+
+def _report_failures(failures: list[IngestFailure], what: str) -> None:
+    """List the files that failed, then exit with status 1 (after the rest went in)."""
+    if not failures:
+        return
+    print_rows([{"file": f.path, "reason": f.reason} for f in failures], as_json=False,
+               columns=["file", "reason"], title=f"{len(failures)} {what} failed")
+    fail(f"{len(failures)} {what} could not be ingested (listed above); the others were")
+
+
+@click.command("ingest-raws")
+@repo_argument
+@click.argument("files_or_dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--transfer", "-t", type=click.Choice(TRANSFERS), default="auto", show_default=True,
+              help="How files come in: auto is direct for files already inside the repository, copy otherwise.")
+@click.option("--run", default=None, help="RUN collection (default: <instrument>/raw/all).")
+@click.option("--processes", "-j", type=click.IntRange(min=1), default=None,
+              help="Processes reading headers (default: one per CPU for big batches, 1 for small ones).")
+def ingest_raws_command(repo: Path, files_or_dirs: tuple[Path, ...], transfer: str, run: str | None,
+                        processes: int | None) -> None:
+    """Ingest raw files (and the *.fits files under directories) into REPO as `raw` datasets."""
+    with open_butler(repo) as butler:
+        result = ingest_raws(butler, files_or_dirs, transfer=transfer, run=run, processes=processes,
+                             progress=lambda msg: info(f"[dim]{msg}[/dim]"))
+    for path, ref in result.already_ingested:
+        info(f"already ingested: {path} ({ref.run})")
+    rate = len(result.refs) / result.seconds if result.seconds else 0.0
+    info(f"{result.summary()} in {result.seconds:.2f} s ({rate:.0f} files/s) into {', '.join(result.runs) or '-'}")
+    _report_failures(result.failures, "raw file(s)")
+
+
+@click.command("define-visits")
+@repo_argument
+@click.option("--instrument", default=None, help="Only exposures of this instrument.")
+@click.option("--exposure", "exposures", type=int, multiple=True, help="Only this exposure (repeatable).")
+def define_visits_command(repo: Path, instrument: str | None, exposures: tuple[int, ...]) -> None:
+    """Define one visit per science exposure not yet in one, with sky regions per visit and detector."""
+    with open_butler(repo) as butler:
+        result = define_visits(butler, instrument=instrument, exposures=exposures or None)
+    for inst, exposure, reason in result.skipped:
+        info(f"[yellow]skipped {inst} exposure {exposure}: {reason}[/yellow]")
+    info(result.summary())
+
+
+@click.command("register-skymap")
+@repo_argument
+@click.argument("name")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="YAML mapping of sky-map settings (kind, rings, patches, tract_overlap, patch_overlap).")
+@click.option("--rings", type=click.IntRange(min=1), help="Declination bands between the polar caps.")
+@click.option("--patches", type=click.IntRange(min=1, max=1000), help="Patches per tract side.")
+@click.option("--tract-overlap", type=float, help="Degrees added on each side of a tract.")
+@click.option("--patch-overlap", type=float, help="Degrees added on each side of a patch.")
+def register_skymap_command(repo: Path, name: str, config_file: Path | None, **options: Any) -> None:
+    """Register sky map NAME: tract and patch records with regions tiling the whole sky."""
+    config: dict[str, Any] = {}
+    if config_file is not None:
+        loaded = yaml.safe_load(config_file.read_text()) or {}
+        if not isinstance(loaded, dict):
+            fail(f"{config_file} must hold a YAML mapping")
+        config.update(loaded)
+    config.update({k: v for k, v in options.items() if v is not None})
+    kind = config.pop("kind", "rings")
+    with open_butler(repo) as butler:
+        skymap, new = register_skymap(butler, name, kind, **config)
+    verb = "registered" if new else "already registered:"
+    info(f"{verb} sky map [bold]{name}[/bold] ({skymap.kind}, {skymap.n_tracts} tracts of "
+         f"{skymap.patches}x{skymap.patches} patches)")
+
+
+@click.command("write-curated-calibrations")
+@repo_argument
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--collection", default=None, help="CALIBRATION collection (default: <instrument>/calib).")
+@click.option("--instrument", default=None, help="Instrument (default: the repository's only one).")
+def write_curated_calibrations_command(repo: Path, directory: Path, collection: str | None,
+                                       instrument: str | None) -> None:
+    """Ingest the curated calibration files of DIRECTORY (<type>/[<detector>/]<valid_start>.yaml) and
+    certify each from its valid_start to the next file's."""
+    with open_butler(repo) as butler:
+        result = write_curated_calibrations(butler, directory, instrument=instrument, collection=collection)
+    for path, ref, span in result.certified:
+        info(f"certified {path} as {ref.dataset_type.name} {dict(ref.data_id.required)}, valid {span}")
+    info(result.summary())
+    _report_failures(result.failures, "calibration file(s)")
+
+
+COMMANDS = (ingest_raws_command, define_visits_command, register_skymap_command, write_curated_calibrations_command)

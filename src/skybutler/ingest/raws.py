@@ -1,0 +1,260 @@
+"""Ingest raw exposure files: read their headers, register their records, store them.
+
+:func:`ingest_raws` is the whole job.  For every raw file it reads the header
+(in a process pool for big batches, because header parsing is bound to one CPU by
+the GIL; in this process for small ones), translates it into
+:class:`~skybutler.instruments.ObservationMetadata`, and then:
+
+1. syncs the records of every instrument found (instrument, bands, physical
+   filters, detectors: idempotent, a changed camera description is an error);
+2. inserts the ``exposure``, ``day_obs`` and ``group`` records that are new;
+3. registers the ``raw`` dataset type (instrument, exposure, detector; ``Image``)
+   if it is missing;
+4. stores the files with ``butler.ingest`` in batches, one call per batch, with
+   deterministic dataset IDs: the same raw has the same ID in every repository.
+
+A file that cannot be ingested (unreadable, unknown instrument, missing keys, a
+filter or detector the camera does not have, a data ID given by another file of
+the same batch) is reported in :attr:`IngestResult.failures` with its reason
+and skipped; the others go in.  A file already ingested is reported in
+:attr:`IngestResult.already_ingested` and left alone, so running the same
+command twice, or over a directory that grows every night, just works.  Each
+``butler.ingest`` batch is all or nothing; if one fails as a whole, its files are
+retried one by one so a single bad file does not hold the rest back.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import SkybutlerError
+from ..instruments import (
+    ObservationMetadata,
+    RawHeaderError,
+    UnknownInstrumentError,
+    day_obs_record,
+    exposure_record,
+    get_instrument,
+    group_record,
+    read_observation_metadata,
+)
+from ..models import DatasetRef
+
+__all__ = ["RAW_DIMENSIONS", "IngestFailure", "IngestResult", "find_raw_files", "ingest_raws", "raw_run",
+           "read_raw_metadata"]
+
+#: The dimensions of the ``raw`` dataset type.
+RAW_DIMENSIONS = ("instrument", "exposure", "detector")
+#: File name patterns a directory is searched for.
+RAW_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fits.fz")
+#: Below this many files headers are read in this process (a pool costs ~0.5 s to start).
+POOL_THRESHOLD = 200
+#: Files per ``butler.ingest`` call.
+BATCH_SIZE = 2000
+
+
+@dataclass(frozen=True)
+class IngestFailure:
+    """A file that was not ingested, and why."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass
+class IngestResult:
+    """What :func:`ingest_raws` did, file by file."""
+
+    refs: list[DatasetRef] = field(default_factory=list)
+    already_ingested: list[tuple[str, DatasetRef]] = field(default_factory=list)
+    failures: list[IngestFailure] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def summary(self) -> str:
+        return (f"{len(self.refs)} raw(s) ingested, {len(self.already_ingested)} already ingested, "
+                f"{len(self.failures)} failed")
+
+
+def raw_run(instrument: str) -> str:
+    """The default RUN of an instrument's raws."""
+    return f"{instrument}/raw/all"
+
+
+def find_raw_files(paths_or_dirs: Iterable[str | Path]) -> list[Path]:
+    """Files given explicitly, plus raw-looking files (``*.fits`` ...) under given directories,
+    in a stable order, without duplicates."""
+    found: dict[Path, None] = {}
+    for item in paths_or_dirs:
+        path = Path(item)
+        if path.is_dir():
+            for directory, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    if name.lower().endswith(RAW_SUFFIXES) and not name.startswith("."):
+                        found.setdefault(Path(directory, name).absolute())
+        else:
+            found.setdefault(path.absolute())
+    return list(found)
+
+
+def read_raw_metadata(path: str | Path) -> ObservationMetadata | IngestFailure:
+    """The metadata of one raw file, or an :class:`IngestFailure` saying why there is none.
+
+    Never raises for a bad file, so it can run in a worker process over thousands.
+    """
+    try:
+        meta = read_observation_metadata(path)
+    except RawHeaderError as err:
+        return IngestFailure(str(path), err.reason)
+    except Exception as err:  # a translator bug must not stop the whole batch
+        return IngestFailure(str(path), f"cannot read header ({type(err).__name__}: {err})")
+    try:
+        get_instrument(meta.instrument)
+    except UnknownInstrumentError:
+        return IngestFailure(str(path), f"instrument {meta.instrument!r} has a header translator but no "
+                                        "skybutler description (register it with skybutler.instruments)")
+    return meta
+
+
+def _read_all(paths: Sequence[Path], processes: int | None) -> list[ObservationMetadata | IngestFailure]:
+    if processes is None:
+        processes = 1 if len(paths) < POOL_THRESHOLD else min(os.cpu_count() or 1, 8)
+    if processes <= 1 or len(paths) < 2:
+        return [read_raw_metadata(p) for p in paths]
+    chunk = max(1, min(64, len(paths) // (processes * 4)))
+    with ProcessPoolExecutor(max_workers=processes) as pool:
+        return list(pool.map(read_raw_metadata, paths, chunksize=chunk))
+
+
+def _register_instruments(butler, names: Iterable[str]) -> None:
+    """Sync each instrument's own records (a no-op when they are there and unchanged;
+    a changed camera description is an error naming the difference)."""
+    for name in sorted(set(names)):
+        records = get_instrument(name).dimension_records()
+        for element in ("instrument", "band", "physical_filter", "detector"):
+            for record in records[element]:
+                butler.sync_record(element, record)
+
+
+def _register_observations(butler, metas: Sequence[ObservationMetadata]) -> None:
+    """Insert the day_obs, group and exposure records that are new."""
+    per_exposure = {(m.instrument, m.exposure_id): m for m in metas}.values()
+    day_obs = {(m.instrument, m.day_obs): day_obs_record(m) for m in per_exposure}
+    groups = {(m.instrument, m.group): group_record(m) for m in per_exposure}
+    butler.insert_records("day_obs", day_obs.values(), skip_existing=True)
+    butler.insert_records("group", groups.values(), skip_existing=True)
+    butler.insert_records("exposure", [exposure_record(m) for m in per_exposure], skip_existing=True)
+
+
+def _ensure_raw_type(butler) -> None:
+    names = {d.name for d in butler.query_dataset_types("raw")}
+    if "raw" not in names:
+        butler.register_dataset_type("raw", RAW_DIMENSIONS, "Image")
+
+
+def _data_id(meta: ObservationMetadata) -> dict[str, Any]:
+    return {"instrument": meta.instrument, "exposure": meta.exposure_id, "detector": meta.detector}
+
+
+def ingest_raws(butler, paths_or_dirs: Iterable[str | Path] | str | Path, *, transfer: str = "auto",
+                run: str | None = None, processes: int | None = None, batch_size: int = BATCH_SIZE,
+                progress: Callable[[str], None] | None = None) -> IngestResult:
+    """Ingest raw files (and raw files under directories) into ``butler``; see the module doc.
+
+    ``transfer`` is one of auto (direct for files already inside the datastore, else
+    copy), copy, move, symlink, hardlink, direct.  ``run`` defaults to
+    ``<instrument>/raw/all`` per instrument.  ``processes`` sets the header-reading
+    pool (None: sequential for small batches, one per CPU for big ones; 1: never a pool).
+    ``progress`` receives one line per step, for a CLI.
+    """
+    start = time.perf_counter()
+    say = progress or (lambda _msg: None)
+    if isinstance(paths_or_dirs, (str, Path)):
+        paths_or_dirs = [paths_or_dirs]
+    result = IngestResult()
+    paths = find_raw_files(paths_or_dirs)
+    say(f"reading the headers of {len(paths)} file(s)")
+    good: list[tuple[Path, ObservationMetadata]] = []
+    seen: dict[tuple, Path] = {}
+    for path, meta in zip(paths, _read_all(paths, processes)):
+        if isinstance(meta, IngestFailure):
+            result.failures.append(meta)
+            continue
+        key = (meta.instrument, meta.exposure_id, meta.detector)
+        if key in seen:
+            result.failures.append(IngestFailure(str(path), f"same data ID {dict(zip(RAW_DIMENSIONS, key))} as "
+                                                            f"{seen[key]}"))
+            continue
+        seen[key] = path
+        good.append((path, meta))
+    if good:
+        _register_instruments(butler, {m.instrument for _, m in good})
+        _register_observations(butler, [m for _, m in good])
+        _ensure_raw_type(butler)
+    by_run: dict[str, list[tuple[Path, ObservationMetadata]]] = {}
+    for path, meta in good:
+        by_run.setdefault(run or raw_run(meta.instrument), []).append((path, meta))
+    for run_name, items in by_run.items():
+        result.runs.append(run_name)
+        for begin in range(0, len(items), batch_size):
+            batch = items[begin:begin + batch_size]
+            _ingest_batch(butler, run_name, batch, transfer, result)
+            say(f"{run_name}: {min(begin + batch_size, len(items))}/{len(items)} file(s) processed")
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _ingest_batch(butler, run: str, batch: list[tuple[Path, ObservationMetadata]], transfer: str,
+                  result: IngestResult) -> None:
+    """Skip what is already there, then one ``butler.ingest`` call (file by file if it fails)."""
+    todo = _skip_existing(butler, run, batch, result)
+    if not todo:
+        return
+    try:
+        result.refs += butler.ingest("raw", [(p, _data_id(m)) for p, m in todo], run=run, transfer=transfer,
+                                     id_mode="deterministic")
+        return
+    except SkybutlerError as err:
+        if len(todo) == 1:
+            result.failures.append(IngestFailure(str(todo[0][0]), str(err)))
+            return
+    for path, meta in todo:  # isolate the file(s) that broke the batch; the others go in
+        try:
+            result.refs += butler.ingest("raw", [(path, _data_id(meta))], run=run, transfer=transfer,
+                                         id_mode="deterministic")
+        except SkybutlerError as err:
+            result.failures.append(IngestFailure(str(path), str(err)))
+
+
+def _skip_existing(butler, run: str, batch: list[tuple[Path, ObservationMetadata]],
+                   result: IngestResult) -> list[tuple[Path, ObservationMetadata]]:
+    """Files whose raw is already in ``run`` go to ``already_ingested``; a raw with the
+    same (deterministic) ID in another RUN is a failure; the rest are returned."""
+    if not butler.collections.exists(run):
+        return batch
+    dtype = butler.get_dataset_type("raw")
+    group = dtype.group(butler.universe)
+    coords = [butler.registry.dimensions.expand(butler._standardize(group, _data_id(m), {})) for _, m in batch]
+    found = butler.registry.datasets.find_many(dtype, coords, [run])
+    todo = []
+    for (path, meta), coord in zip(batch, coords):
+        ref = found.get(coord)
+        if ref is not None:
+            result.already_ingested.append((str(path), ref))
+        else:
+            todo.append((path, meta))
+    return todo
