@@ -22,6 +22,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dataset_type_commands",
     "collection_commands",
     "dataset_commands",
+    "ingest_commands",
+    "maintenance_commands",
 )
 
 
