@@ -12,8 +12,10 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+import shutil
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -163,6 +165,27 @@ class FileDatastore:
         full = self.full_path(artifact.path)
         return os.path.exists(full) if self.local else self.fs.exists(full)
 
+    def export_artifact(self, artifact: StoredArtifact, directory: Path, transfer: str = "copy") -> str:
+        """Place a copy (or link) of an artifact under ``directory``; returns its path there."""
+        if "://" in artifact.path or artifact.path.startswith("/"):
+            name = posixpath.basename(self.full_path(artifact.path))
+            relative = f"external/{uuid.uuid5(uuid.NAMESPACE_URL, artifact.path).hex[:12]}/{name}"
+        else:
+            relative = artifact.path
+        destination = directory / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        source = self.full_path(artifact.path)
+        if transfer == "symlink" and self.local:
+            os.symlink(source, destination)
+        elif transfer == "hardlink" and self.local:
+            os.link(source, destination)
+        elif self.local and "://" not in artifact.path:
+            shutil.copyfile(source, destination)
+        else:
+            fs = fsspec.core.url_to_fs(artifact.path)[0] if "://" in artifact.path else self.fs
+            fs.get_file(source, str(destination))
+        return relative
+
     # -- removal and listing --------------------------------------------------
 
     def remove(self, artifacts: Iterable[StoredArtifact]) -> list[str]:
@@ -183,6 +206,26 @@ class FileDatastore:
             except OSError:
                 failed.append(full)
         return failed
+
+    def size(self, artifact: StoredArtifact) -> int:
+        full = self.full_path(artifact.path)
+        return os.path.getsize(full) if self.local else self.fs.size(full)
+
+    def root_is(self, path: Path) -> bool:
+        """Whether the datastore root is the given local directory."""
+        return self.local and os.path.abspath(path) == self.root
+
+    def remove_paths(self, relative_paths: Iterable[str]) -> int:
+        """Delete files by path relative to the root (orphans found by a consistency check)."""
+        removed = 0
+        for rel in relative_paths:
+            full = self.full_path(rel)
+            try:
+                os.unlink(full) if self.local else self.fs.rm_file(full)
+                removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
 
     def walk(self) -> Iterator[str]:
         """Relative paths of every file under the root (for consistency checks)."""

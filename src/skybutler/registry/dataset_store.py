@@ -167,6 +167,14 @@ class DatasetStore:
                                                             size=row["size"], checksum=row["checksum"])
         return out
 
+    def all_artifacts(self) -> dict[uuid.UUID, StoredArtifact]:
+        """Every artifact record of the repository (for consistency checks)."""
+        loc = self.schema.location
+        with self.db.reading() as conn:
+            return {row["dataset_id"]: StoredArtifact(path=row["path"], formatter=row["formatter"], size=row["size"],
+                                                      checksum=row["checksum"])
+                    for row in conn.execute(sa.select(loc)).mappings()}
+
     def refs_by_id(self, ids: Iterable[uuid.UUID]) -> list[DatasetRef]:
         """Resolve dataset IDs to refs (with artifacts); unknown IDs are left out."""
         ids = list(ids)

@@ -180,6 +180,19 @@ class DimensionRecordStore:
             row = conn.execute(sa.select(table).where(*cond)).mappings().first()
         return None if row is None else self.from_row(element_name, row)
 
+    def fetch_many(self, element_name: str, identities: list[tuple]) -> list[DimensionRecord]:
+        """Records of one element by identity (in chunks; missing ones are left out)."""
+        element = self.universe[element_name]
+        table = self.schema.elements[element_name]
+        cols = [table.c[element.column_of(d)] for d in element.identity]
+        out: list[DimensionRecord] = []
+        with self.db.reading() as conn:
+            for start in range(0, len(identities), 500):
+                chunk = identities[start:start + 500]
+                cond = cols[0].in_([i[0] for i in chunk]) if len(cols) == 1 else sa.tuple_(*cols).in_(chunk)
+                out += [self.from_row(element_name, r) for r in conn.execute(sa.select(table).where(cond)).mappings()]
+        return out
+
     def fetch_all(self, element_name: str) -> list[DimensionRecord]:
         table = self.schema.elements[element_name]
         with self.db.reading() as conn:

@@ -1,0 +1,105 @@
+"""Repository maintenance from the shell: export, import, transfer, verify, migrate."""
+
+from __future__ import annotations
+
+import click
+
+from ..butler import Butler
+from ..config import RepoConfig
+from ..registry.migrations import migrate as migrate_registry
+from ..repository_transfer import export_datasets, import_datasets, transfer_datasets
+from ..verify import remove_orphans, verify
+from .helpers import info, json_option, open_butler, print_json, print_rows, split_csv_option
+
+TRANSFERS = click.Choice(["copy", "move", "hardlink", "symlink", "direct", "auto"])
+
+
+def _refs(butler: Butler, dataset_types: tuple[str, ...], collections: tuple[str, ...], where: str) -> list:
+    types = list(dataset_types) or [d.name for d in butler.query_dataset_types()]
+    cols = split_csv_option(collections) or [c.name for c in butler.collections.query(types=["run", "tagged"])]
+    refs = []
+    for name in types:
+        refs += list(butler.query_datasets(name, where, collections=cols, find_first=False))
+    return refs
+
+
+@click.command("export")
+@click.argument("repo")
+@click.argument("directory")
+@click.option("--dataset-type", "-d", "dataset_types", multiple=True, help="Types to export (default: all).")
+@click.option("--collections", "-c", multiple=True, help="Collections to export from (default: all RUN/TAGGED).")
+@click.option("--where", default="", help="A where-clause selecting the datasets.")
+@click.option("--transfer", type=click.Choice(["copy", "symlink", "hardlink"]), default="copy")
+def export_command(repo: str, directory: str, dataset_types: tuple[str, ...], collections: tuple[str, ...],
+                   where: str, transfer: str) -> None:
+    """Export datasets, their files and dimension records to DIRECTORY."""
+    with open_butler(repo) as butler:
+        n = export_datasets(butler, _refs(butler, dataset_types, collections, where), directory, transfer)
+    info(f"exported {n} datasets to {directory}")
+
+
+@click.command("import")
+@click.argument("repo")
+@click.argument("directory")
+@click.option("--transfer", type=TRANSFERS, default="copy")
+def import_command(repo: str, directory: str, transfer: str) -> None:
+    """Import an export DIRECTORY (dataset IDs preserved; existing ones skipped)."""
+    with open_butler(repo) as butler:
+        n = import_datasets(butler, directory, transfer)
+    info(f"imported {n} datasets from {directory}")
+
+
+@click.command("transfer")
+@click.argument("source")
+@click.argument("target")
+@click.option("--dataset-type", "-d", "dataset_types", multiple=True, help="Types to copy (default: all).")
+@click.option("--collections", "-c", multiple=True, help="Collections to copy from (default: all RUN/TAGGED).")
+@click.option("--where", default="", help="A where-clause selecting the datasets.")
+def transfer_command(source: str, target: str, dataset_types: tuple[str, ...], collections: tuple[str, ...],
+                     where: str) -> None:
+    """Copy datasets from repository SOURCE to TARGET (any stacks), IDs preserved."""
+    with open_butler(source) as src, open_butler(target) as dst:
+        n = transfer_datasets(src, dst, _refs(src, dataset_types, collections, where))
+    info(f"transferred {n} datasets from {source} to {target}")
+
+
+@click.command("verify")
+@click.argument("repo")
+@click.option("--sizes", is_flag=True, help="Also compare file sizes with the recorded ones.")
+@click.option("--fix", is_flag=True, help="Delete files that no registry row points to.")
+@json_option
+def verify_command(repo: str, sizes: bool, fix: bool, as_json: bool) -> None:
+    """Report registry rows without files and files without rows; exit 1 if any."""
+    with open_butler(repo) as butler:
+        report = verify(butler, check_sizes=sizes)
+        removed = remove_orphans(butler, report) if fix else 0
+    if as_json:
+        print_json({**report.summary(), "removed": removed})
+    else:
+        rows = [{"problem": "row without file", "path": p} for p in report.missing_files]
+        rows += [{"problem": "file without row", "path": p} for p in report.orphan_files]
+        rows += [{"problem": "size differs", "path": p} for p in report.size_mismatches]
+        if rows:
+            print_rows(rows, as_json=False)
+        info(f"{report.datasets} datasets, {report.files} files: "
+             f"{'consistent' if report.consistent else 'INCONSISTENT'}"
+             + (f"; removed {removed} orphan files" if fix else ""))
+    if not report.consistent and not (fix and not report.missing_files and not report.size_mismatches):
+        raise SystemExit(1)
+
+
+@click.command("migrate")
+@click.argument("repo")
+def migrate_command(repo: str) -> None:
+    """Upgrade an older repository's registry schema to this skybutler's version."""
+    from pathlib import Path
+
+    from ..butler import _load_universe
+
+    root = Path(repo).absolute()
+    config = RepoConfig.load(root)
+    old, new = migrate_registry(config.registry_url(root), _load_universe(config.universe))
+    info(f"schema version {old} -> {new}" if old != new else f"already at schema version {new}")
+
+
+COMMANDS = (export_command, import_command, transfer_command, verify_command, migrate_command)

@@ -1,0 +1,62 @@
+"""Consistency check of a repository: registry rows against datastore files.
+
+A put publishes its file just before the registry commits, so a process killed
+in between can leave a file no row points to; a file deleted behind the
+butler's back leaves a row without its file.  ``verify`` reports both (and
+staged temporary files), and ``fix`` deletes the orphan files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .butler import Butler
+from .config import CONFIG_NAME
+
+#: Files at the repository root that belong to the repository itself, not to datasets.
+_REPOSITORY_FILES = (CONFIG_NAME, "registry.sqlite3", "registry.sqlite3-wal", "registry.sqlite3-shm",
+                     "registry.sqlite3-journal")
+
+
+@dataclass
+class VerifyReport:
+    """What ``verify`` found."""
+
+    datasets: int = 0
+    files: int = 0
+    missing_files: list[str] = field(default_factory=list)
+    orphan_files: list[str] = field(default_factory=list)
+    size_mismatches: list[str] = field(default_factory=list)
+
+    @property
+    def consistent(self) -> bool:
+        return not (self.missing_files or self.orphan_files or self.size_mismatches)
+
+    def summary(self) -> dict:
+        return {"datasets": self.datasets, "files": self.files, "consistent": self.consistent,
+                "missing_files": self.missing_files, "orphan_files": self.orphan_files,
+                "size_mismatches": self.size_mismatches}
+
+
+def verify(butler: Butler, check_sizes: bool = False) -> VerifyReport:
+    """Compare every artifact record with the files in the datastore."""
+    report = VerifyReport()
+    artifacts = butler.registry.datasets.all_artifacts()
+    report.datasets = len(artifacts)
+    inside = {a.path for a in artifacts.values() if "://" not in a.path and not a.path.startswith("/")}
+    for dataset_id, artifact in artifacts.items():
+        if not butler.datastore.exists(artifact):
+            report.missing_files.append(f"{artifact.path} (dataset {dataset_id})")
+        elif check_sizes and butler.datastore.size(artifact) != artifact.size:
+            report.size_mismatches.append(artifact.path)
+    for path in butler.datastore.walk():
+        report.files += 1
+        if path in inside or (path in _REPOSITORY_FILES and butler.datastore.root_is(butler.root)):
+            continue
+        report.orphan_files.append(path)
+    return report
+
+
+def remove_orphans(butler: Butler, report: VerifyReport) -> int:
+    """Delete the orphan files a report found; returns how many were removed."""
+    return butler.datastore.remove_paths(report.orphan_files)
