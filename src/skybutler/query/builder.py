@@ -58,6 +58,9 @@ class BuiltQuery:
     tree: ex.Node | None = None
     where_terms: list[tuple[str, sa.ColumnElement]] = field(default_factory=list)
     base: sa.Select | None = None
+    #: Labels identifying one result, when rows must be de-duplicated after the exact
+    #: region filters (the joins multiply rows and region columns keep them apart in SQL).
+    unique_by: list[str] | None = None
 
 
 def _parse(spec: QuerySpec) -> tuple[ex.Node | None, dict[str, sphgeom.Region]]:
@@ -89,6 +92,8 @@ class _Context:
         self.doomed: list[str] = []
         self.path = registry.collections.flatten(spec.collections) if spec.collections else []
         self.ids = [registry.collections.lookup(c) for c in self.path]
+        #: The dataset_id column of the queried dataset type's rows (query_datasets only).
+        self.row_dataset_id: sa.ColumnElement | None = None
 
     def member_ids(self, dtype: DatasetType) -> list[int]:
         """IDs of the RUN/TAGGED collections in the path that hold any dataset of ``dtype``."""
@@ -107,8 +112,11 @@ class _Context:
             found = self.registry.dataset_types.get_optional(type_name)
             if found is None:
                 return None
+            # The queried type's own facts are those of each row's dataset, not of the first
+            # one found for its data ID (they differ with find_first=False).
+            row_id = self.row_dataset_id if type_name == self.spec.dataset_type else None
             return dataset_field_operand(self.registry, joins, found[1], field_name, self.member_ids(found[1]),
-                                         self.spec.where, column)
+                                         self.spec.where, column, row_id)
 
         return resolve
 
@@ -159,7 +167,7 @@ def build(registry: Registry, spec: QuerySpec) -> BuiltQuery:
     if spec.with_implied:
         for d in output_group.implied:
             joins.ensure(d, available)
-    _spatial_join(joins, where_sql, output_group)
+    _spatial_join(joins, where_sql, group)
     conditions = [compiled.condition, *joins.where]
     dim_cols = list(output_group.required) + (list(output_group.implied) if spec.with_implied else [])
     if spec.kind != "records":
@@ -169,13 +177,23 @@ def build(registry: Registry, spec: QuerySpec) -> BuiltQuery:
     select_cols = [(k, c) for k, c in select_cols if not (k in seen or seen.add(k))]
     stmt = sa.select(*[c.label(k) for k, c in select_cols]).select_from(joins.select_from()).where(*conditions)
     multiplies = set(joins.sources) - set(universe.group(wanted).names)
+    labels = [k for k, _ in select_cols]
+    # Region columns tell apart rows that the exact region filters judge differently, so
+    # find-first ranks within them and the survivors are de-duplicated afterwards.
+    region_labels = [k for k in labels if k.startswith("region_")]
     if window_rank is not None:
-        stmt = _first_per_data_id(stmt, window_rank, list(output_group.required), [k for k, _ in select_cols])
-    elif multiplies and spec.kind != "datasets":
+        stmt = _first_per_data_id(stmt, window_rank, list(output_group.required) + region_labels, labels)
+    elif multiplies:
         stmt = stmt.distinct()
+    unique_by = None
+    if compiled.region_filters and (multiplies or window_rank is not None):
+        unique_by = [k for k in labels if k not in region_labels and k not in ("collection_rank", "dataset_id",
+                                                                                "run_id")]
+        if window_rank is None and dtype is not None:
+            unique_by.append("dataset_id")
     base = sa.select(sa.literal(1)).select_from(joins.select_from()).where(*joins.where)
-    return BuiltQuery(stmt, output_group, [k for k, _ in select_cols], compiled.region_filters, dtype, ctx.doomed,
-                      tree, compiled.terms, base)
+    return BuiltQuery(stmt, output_group, labels, compiled.region_filters, dtype, ctx.doomed,
+                      tree, compiled.terms, base, unique_by)
 
 
 def _join_dataset(registry: Registry, ctx: _Context, joins: JoinBuilder, dtype: DatasetType, spec: QuerySpec,
@@ -209,6 +227,9 @@ def _join_dataset(registry: Registry, ctx: _Context, joins: JoinBuilder, dtype: 
         rank = sa.case({cid: i for i, cid in enumerate(cids)}, value=tags.c.collection_id)
         select_cols.append(("collection_rank", rank))
         return rank
+    # Without a find-first window each row is its own dataset: its facts are its own.  With
+    # the window, a where-term must judge the first-found dataset (not let a later one win).
+    ctx.row_dataset_id = tags.c.dataset_id
     return None
 
 

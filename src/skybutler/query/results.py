@@ -72,9 +72,17 @@ class QueryResults:
                 yield from result
                 return
             skipped = taken = 0
+            unique = self._built.unique_by
+            key_index = [self._built.columns.index(k) for k in unique] if unique else None
+            seen: set[tuple] = set()
             for row in result:
                 mapping = row._mapping
                 if all(f(mapping) for f in filters):
+                    if key_index is not None:
+                        key = tuple(row[i] for i in key_index)
+                        if key in seen:
+                            continue
+                        seen.add(key)
                     if skipped < self._offset:
                         skipped += 1
                         continue
