@@ -28,8 +28,10 @@ def _kind(column: sa.Column) -> str:
 
 
 def dataset_field_operand(registry: Registry, joins: JoinBuilder, dtype: DatasetType, field: str,
-                          collection_ids: list[int], expression: str, column: int | None) -> Operand:
-    """The value of ``dtype.field`` for the query's current data ID."""
+                          collection_ids: list[int], expression: str, column: int | None,
+                          row_dataset_id: sa.ColumnElement | None = None) -> Operand:
+    """The value of ``dtype.field`` for the query's current data ID (or, given
+    ``row_dataset_id``, for the dataset of the current row)."""
     group = registry.dataset_types.group(dtype)
     type_id, _ = registry.dataset_types.get(dtype.name)
     table = registry.metadata.table(dtype.storage_class)
@@ -45,6 +47,9 @@ def dataset_field_operand(registry: Registry, joins: JoinBuilder, dtype: Dataset
         known = [c.name for c in table.c if c.name != "dataset_id"] if table is not None else []
         raise QueryError(f"{dtype.name} has no metadata field or metric {field!r}"
                          f"{'; fields: ' + ', '.join(known) if known else ''}", expression, column)
+    if row_dataset_id is not None:
+        sub = sa.select(value).where(link[0] == row_dataset_id, *extra).scalar_subquery()
+        return Operand(kind, sub)
     tags = registry.schema.tags_table(group).alias(f"meta_{dtype.name}_{field}")
     rank = sa.case({cid: i for i, cid in enumerate(collection_ids)}, value=tags.c.collection_id) \
         if len(collection_ids) > 1 else sa.literal(0)
