@@ -229,6 +229,8 @@ class WhereCompiler:
 
     def _comparison(self, node: ex.BinaryOp) -> sa.ColumnElement:
         lhs, rhs = self._operand(node.lhs), self._operand(node.rhs)
+        if "timespan" in (lhs.kind, rhs.kind) and {lhs.kind, rhs.kind} <= {"timespan", "time"}:
+            return self._timespan_order(lhs, rhs, node)
         self._comparable(lhs, rhs, node)
         if "null" in (lhs.kind, rhs.kind):
             if node.op not in ("=", "!="):
@@ -237,6 +239,15 @@ class WhereCompiler:
             return value.is_(None) if node.op == "=" else value.is_not(None)
         ops = {"=": "__eq__", "!=": "__ne__", "<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__"}
         return getattr(lhs.sql, ops[node.op])(rhs.sql)
+
+    def _timespan_order(self, lhs: Operand, rhs: Operand, node: ex.BinaryOp) -> sa.ColumnElement:
+        """``a < b``: a ends before b begins; ``a > b``: a begins after b ends (half-open
+        timespans, a time being the instant [t, t+1ns))."""
+        if node.op not in ("<", ">"):
+            raise self.error(f"a timespan can only be compared with < or > (or tested with OVERLAPS), "
+                             f"not {node.op}", node)
+        (b1, e1), (b2, e2) = _bounds(lhs), _bounds(rhs)
+        return e1 <= b2 if node.op == "<" else b1 >= e2
 
     def _in_list(self, node: ex.InList) -> sa.ColumnElement:
         lhs = self._operand(node.lhs)
@@ -328,11 +339,12 @@ class WhereCompiler:
         return sa.exists(sa.select(sa.literal(1)).select_from(oa.join(ob, sa.true())).where(*cond))
 
 
-def _timespan_overlap(a: Operand, b: Operand) -> sa.ColumnElement:
-    def bounds(op: Operand) -> tuple[Any, Any]:
-        if op.kind == "time":
-            return op.sql, op.sql + 1
-        return op.span
+def _bounds(op: Operand) -> tuple[Any, Any]:
+    if op.kind == "time":
+        return op.sql, op.sql + 1
+    return op.span
 
-    (b1, e1), (b2, e2) = bounds(a), bounds(b)
+
+def _timespan_overlap(a: Operand, b: Operand) -> sa.ColumnElement:
+    (b1, e1), (b2, e2) = _bounds(a), _bounds(b)
     return sa.and_(b1 < e2, b2 < e1)
