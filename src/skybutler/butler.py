@@ -159,14 +159,16 @@ class Butler:
 
     # -- writing --------------------------------------------------------------
 
-    def _ensure_run(self, run: str | None) -> str:
+    def _run_name(self, run: str | None) -> str:
         run = run or self.run
         if not run:
             raise SkybutlerError("no RUN collection given: pass run= here or when opening the Butler")
+        return run
+
+    def _ensure_run(self, run: str) -> None:
+        """Register the RUN inside the caller's transaction, so a failed write does not leave it behind."""
         if run not in self._known_runs:
             self.registry.collections.register(run, CollectionType.RUN)
-            self._known_runs.add(run)
-        return run
 
     def _new_id(self, dtype: DatasetType, data_id: DataCoordinate, id_mode: IdMode) -> uuid.UUID:
         if id_mode == "deterministic":
@@ -186,7 +188,7 @@ class Butler:
         dtype = self.get_dataset_type(dataset_type)
         storage_class = get_storage_class(dtype.storage_class)
         group = dtype.group(self.universe)
-        run = self._ensure_run(run)
+        run = self._run_name(run)
         refs: list[DatasetRef] = []
         objects: list[Any] = []
         for obj, data_id in items:
@@ -212,12 +214,14 @@ class Butler:
         storage_class = get_storage_class(dtype.storage_class)
         try:
             with self.registry.transaction():
+                self._ensure_run(run)
                 stored = self.registry.datasets.insert(dtype, run, [r.data_id for r in refs], [r.id for r in refs],
                                                        [p.artifact for p in pending])
                 self.registry.metadata.insert(storage_class.name, storage_class.metadata_fields, facts)
                 for p in pending:
                     p.commit()
                     published.append(p.artifact)
+            self._known_runs.add(run)
             return stored
         except BaseException:
             self.datastore.remove(published)
@@ -234,12 +238,12 @@ class Butler:
         storage_class = get_storage_class(dtype.storage_class)
         fmt = get_formatter(formatter or storage_class.default_formatter)
         group = dtype.group(self.universe)
-        run = self._ensure_run(run)
+        run = self._run_name(run)
         entries = []
         for path, data_id in files:
             full = self.registry.dimensions.expand(self._standardize(group, data_id, {}))
             entries.append((Path(path), DatasetRef.make(self._new_id(dtype, full, id_mode), dtype, full, run)))
-        if skip_existing:
+        if skip_existing and self.registry.collections.exists(run):
             found = self.registry.datasets.find_many(dtype, [r.data_id for _, r in entries], [run])
             entries = [(p, r) for p, r in entries if r.data_id not in found]
         if not entries:
@@ -250,8 +254,11 @@ class Butler:
                 rel = self.datastore.relative_path(ref, path.suffix or fmt.extension)
                 done.append(ingest_file(self.datastore, path, rel, transfer, fmt.name))
             with self.registry.transaction():
-                return self.registry.datasets.insert(dtype, run, [r.data_id for _, r in entries],
-                                                     [r.id for _, r in entries], [d.artifact for d in done])
+                self._ensure_run(run)
+                stored = self.registry.datasets.insert(dtype, run, [r.data_id for _, r in entries],
+                                                       [r.id for _, r in entries], [d.artifact for d in done])
+            self._known_runs.add(run)
+            return stored
         except BaseException:
             for d in reversed(done):
                 d.undo()
