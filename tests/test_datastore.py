@@ -305,6 +305,9 @@ def test_ingest_many_and_skip_existing(butler, raws):
                           transfer="copy", id_mode="deterministic", skip_existing=True)
     assert [r.data_id["detector"] for r in again] == [2]
     assert n_datasets(butler) == 3
+    # skip_existing into a RUN that does not exist yet
+    assert len(butler.ingest("raw", [(raws[0], {**DATA_ID, "detector": 0})], run="run/new",
+                             skip_existing=True)) == 1
 
 
 def test_failed_ingest_undoes_every_file(butler, raws):
@@ -319,6 +322,7 @@ def test_failed_ingest_undoes_every_file(butler, raws):
             butler.ingest("raw", batch, transfer=transfer, run="run/b", id_mode="deterministic")
         assert raws[0].exists() and raws[2].exists()
         assert stored_files(butler) == before
+        assert not butler.collections.exists("run/b")
         # the datastore refuses the second file (its path is taken): the first is taken back out
         with pytest.raises(DatastoreError, match="refusing to overwrite"):
             butler.ingest("raw", batch, transfer=transfer)

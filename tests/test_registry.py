@@ -140,7 +140,7 @@ def test_deterministic_ids_are_the_same_across_runs_and_repositories(make_butler
     # in one repository, the same raw cannot be registered again in another RUN
     with pytest.raises(DatasetConflictError, match=str(ids[1])):
         b.put({"x": 1}, "raw", instrument="Cam", visit=3, detector=1, run="raw/c", id_mode="deterministic")
-    assert b.find_dataset("raw", instrument="Cam", visit=3, detector=1, collections="raw/c") is None
+    assert not b.collections.exists("raw/c")
 
 
 def test_unknown_id_mode_is_refused(butler):
@@ -148,7 +148,7 @@ def test_unknown_id_mode_is_refused(butler):
 
     with pytest.raises(SkybutlerError, match="unknown id_mode 'sequential'"):
         butler.put({}, "metrics", instrument="Cam", visit=1, detector=1, id_mode="sequential")
-    assert butler.find_dataset("metrics", instrument="Cam", visit=1, detector=1, collections="run/a") is None
+    assert butler.collections.query() == []
 
 
 # -- finding through a search path -------------------------------------------------
