@@ -65,6 +65,25 @@ def test_group_required_implied_and_elements():
     assert U.group([]).required == ()
 
 
+def test_a_named_dimension_implied_by_another_stays_implied():
+    g = U.group(["visit", "band"])
+    assert g.required == ("instrument", "visit") and "band" in g.implied
+    assert U.group(["physical_filter", "band"]).required == ("instrument", "physical_filter")
+
+
+def test_timespans_are_half_open():
+    from skybutler.errors import SkybutlerError
+
+    a = Timespan("2025-01-01T00:00:00", "2025-01-02T00:00:00")
+    b = Timespan("2025-01-02T00:00:00", None)
+    assert not a.overlaps(b) and not b.overlaps(a)
+    assert a.contains(a.begin) and not a.contains(a.end)
+    assert Timespan(None, None).overlaps(a) and b.contains("2100-01-01T00:00:00")
+    assert Timespan.from_ns(*a.to_ns()) == a and Timespan.from_ns(*b.to_ns()) == b
+    with pytest.raises(SkybutlerError, match="before its begin"):
+        Timespan(a.end, a.begin)
+
+
 def test_group_refuses_join_elements_and_unknown_names():
     with pytest.raises(UnknownDimensionError, match="join element"):
         U.group(["visit_definition"])
