@@ -17,7 +17,7 @@ from typing import Any, Literal
 from .collections_manager import CollectionsManager
 from .config import CONFIG_NAME, RepoConfig
 from .datastore import FileDatastore
-from .datastore.transfer import TRANSFER_MODES, ingest_file
+from .datastore.transfer import TRANSFER_MODES, ingest_files
 from .dimensions import DataCoordinate, DimensionRecord, DimensionUniverse
 from .errors import DatasetNotFoundError, DataIdError, SkybutlerError, StorageClassError
 from .formats import get_formatter, get_storage_class
@@ -250,9 +250,7 @@ class Butler:
             return []
         done = []
         try:
-            for path, ref in entries:
-                rel = self.datastore.relative_path(ref, path.suffix or fmt.extension)
-                done.append(ingest_file(self.datastore, path, rel, transfer, fmt.name))
+            done = ingest_files(self.datastore, entries, transfer, fmt.name, fmt.extension)  # undoes itself on failure
             with self.registry.transaction():
                 self._ensure_run(run)
                 stored = self.registry.datasets.insert(dtype, run, [r.data_id for _, r in entries],

@@ -30,8 +30,19 @@ def _safe(value: Any) -> str:
     """
     if type(value) is int:
         return str(value)
-    parts = (_UNSAFE.sub("_", part) for part in str(value).split("/") if part)
-    return "/".join("_" * len(part) if part in (".", "..") else part for part in parts)
+    text = str(value)
+    done = _SAFE_CACHE.get(text)
+    if done is None:
+        parts = (_UNSAFE.sub("_", part) for part in text.split("/") if part)
+        done = "/".join("_" * len(part) if part in (".", "..") else part for part in parts)
+        if len(_SAFE_CACHE) > 100_000:
+            _SAFE_CACHE.clear()
+        _SAFE_CACHE[text] = done
+    return done
+
+
+#: Safe forms of the strings seen so far (RUN names, dataset types, bands repeat for every file).
+_SAFE_CACHE: dict[str, str] = {}
 
 
 class PathTemplate:

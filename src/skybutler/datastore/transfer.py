@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import DatastoreError, TransferError
@@ -18,6 +20,10 @@ from ..models import StoredArtifact
 from .checksums import checksum
 
 TRANSFER_MODES = ("copy", "move", "hardlink", "symlink", "direct", "auto")
+#: Batches at least this big place their files from a thread pool: creating a file is
+#: mostly waiting on the file system, which overlaps well across threads.
+PARALLEL_MIN_FILES = 32
+PARALLEL_THREADS = 8
 
 
 class IngestedFile:
@@ -50,17 +56,58 @@ class IngestedFile:
                 pass
 
 
-def ingest_file(datastore, source: Path, relative_path: str, transfer: str, formatter: str) -> IngestedFile:
-    """Bring ``source`` in under ``relative_path`` with ``transfer``; ``auto`` means direct for
-    files already inside the datastore root and copy otherwise."""
+def ingest_files(datastore, entries: Sequence[tuple[Path, object]], transfer: str, formatter: str,
+                 extension: str) -> list[IngestedFile]:
+    """Bring many files in (see :func:`ingest_file`): ``entries`` are (source, dataset ref) pairs,
+    a file's path in the datastore comes from its ref and suffix (``extension`` if it has none).
+
+    All or nothing: if one file fails, those already placed are undone and the error is raised.
+    Big batches are placed from a thread pool; ``direct`` needs no path and places nothing.
+    """
+    def one(entry: tuple[Path, object]) -> IngestedFile:
+        source, ref = entry
+        return ingest_file(datastore, source, lambda: datastore.relative_path(ref, source.suffix or extension),
+                           transfer, formatter)
+
+    if transfer == "direct" or len(entries) < PARALLEL_MIN_FILES:
+        done: list[IngestedFile] = []
+        try:
+            for entry in entries:
+                done.append(one(entry))
+        except BaseException:
+            for d in reversed(done):
+                d.undo()
+            raise
+        return done
+    with ThreadPoolExecutor(PARALLEL_THREADS) as pool:
+        futures = [pool.submit(one, entry) for entry in entries]
+    placed, error = [], None
+    for future in futures:
+        try:
+            placed.append(future.result())
+        except BaseException as err:  # keep the first error, undo everything that succeeded
+            error = error or err
+    if error is not None:
+        for d in reversed(placed):
+            d.undo()
+        raise error
+    return placed
+
+
+def ingest_file(datastore, source: Path, relative_path: str | Callable[[], str], transfer: str,
+                formatter: str) -> IngestedFile:
+    """Bring ``source`` in under ``relative_path`` (or what calling it returns, computed only when
+    needed) with ``transfer``; ``auto`` means direct for files already inside the datastore root
+    and copy otherwise."""
     source = source.absolute()
     try:
         size = source.stat().st_size
     except FileNotFoundError:
         raise TransferError(f"cannot ingest {source}: no such file") from None
-    digest = None
+    digest = data = None
     if datastore.checksum_algorithm is not None:
-        digest = checksum(source.read_bytes(), datastore.checksum_algorithm)
+        data = source.read_bytes()
+        digest = checksum(data, datastore.checksum_algorithm)
     if transfer == "auto":
         inside = datastore.local and str(source).startswith(datastore.root.rstrip("/") + "/")
         transfer = "direct" if inside else "copy"
@@ -68,6 +115,8 @@ def ingest_file(datastore, source: Path, relative_path: str, transfer: str, form
         inside = datastore.local and str(source).startswith(datastore.root.rstrip("/") + "/")
         path = os.path.relpath(source, datastore.root) if inside else f"file://{source}"
         return IngestedFile(StoredArtifact(path=path, formatter=formatter, size=size, checksum=digest), None, None)
+    if callable(relative_path):
+        relative_path = relative_path()
     artifact = StoredArtifact(path=relative_path, formatter=formatter, size=size, checksum=digest)
     final = datastore.full_path(relative_path)
     if not datastore.local:
@@ -89,7 +138,11 @@ def ingest_file(datastore, source: Path, relative_path: str, transfer: str, form
     try:
         if transfer == "copy":
             staged = f"{final}.tmp-{uuid.uuid4().hex}"
-            shutil.copyfile(source, staged)
+            if data is not None and len(data) == size:  # already read for the checksum
+                with open(staged, "wb") as stream:
+                    stream.write(data)
+            else:
+                shutil.copyfile(source, staged)
             os.replace(staged, final)
         elif transfer == "move":
             os.replace(source, final) if _same_device(source, final) else shutil.move(source, final)
