@@ -350,6 +350,20 @@ class Butler:
         """The facts extracted from a dataset when it was stored, and its metrics."""
         return self.registry.metadata.get(ref.id, ref.dataset_type.storage_class)
 
+    # -- user tables ----------------------------------------------------------
+
+    def register_user_table(self, name: str, dimensions: Iterable[str], columns: Mapping[str, Any]) -> bool:
+        """Add a table of your own keyed by ``dimensions``, with typed ``columns``
+        (``{"seeing": float}``; int, float, str or bool); where-clauses then use
+        ``<name>.<column>``.  False if it exists identically, an error if differently."""
+        taken = [d.name for d in self.registry.dataset_types.all()]
+        return self.registry.user_tables.register(name, dimensions, columns, taken=taken)
+
+    def insert_user_rows(self, name: str, rows: Iterable[Mapping[str, Any]], *, replace: bool = False) -> int:
+        """Insert rows (key dimension values + column values) into a user table, all or none;
+        ``replace`` overwrites rows whose key exists.  Returns how many rows were written."""
+        return self.registry.user_tables.insert(name, rows, replace=replace)
+
     # -- queries --------------------------------------------------------------
 
     def _query_spec(self, **fields: Any) -> QuerySpec:

@@ -21,7 +21,7 @@ from ..models import CollectionType, DatasetType
 from ..registry import Registry
 from . import expression as ex
 from .joins import JoinBuilder
-from .metadata import dataset_field_operand
+from .metadata import dataset_field_operand, user_field_operand
 from .parser import parse_expression, resolve_binds
 from .where import Operand, RegionFilter, WhereCompiler
 
@@ -80,6 +80,8 @@ def _referenced_dimensions(registry: Registry, tree: ex.Node | None) -> set[str]
         if head in universe.elements:
             element = universe[head]
             out.update(element.identity if element.skypix is None else ())
+        elif "." in name and (user := registry.user_tables.get(head)) is not None:
+            out.update(user.dimensions)
     return out
 
 
@@ -109,6 +111,9 @@ class _Context:
 
     def dataset_field(self, joins: JoinBuilder) -> Any:
         def resolve(type_name: str, field_name: str, column: int | None) -> Operand | None:
+            user = self.registry.user_tables.get(type_name)
+            if user is not None:
+                return user_field_operand(user, joins, field_name, self.spec.where, column)
             found = self.registry.dataset_types.get_optional(type_name)
             if found is None:
                 return None

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from ..errors import QueryError
 from ..models import DatasetType
 from ..registry import Registry
+from ..registry.user_tables import UserTable
 from .joins import JoinBuilder
 from .where import Operand
 
@@ -58,3 +59,15 @@ def dataset_field_operand(registry: Registry, joins: JoinBuilder, dtype: Dataset
                   *[tags.c[d] == joins.ensure(d) for d in group.required])
            .order_by(rank).limit(1).scalar_subquery())
     return Operand(kind, sub)
+
+
+def user_field_operand(user: UserTable, joins: JoinBuilder, field: str, expression: str,
+                       column: int | None) -> Operand:
+    """The value of ``<user table>.<column>`` in the row keyed by the query's current data ID
+    (NULL when the table has no such row), as a correlated lookup on its primary key."""
+    if field not in user.columns:
+        raise QueryError(f"user table {user.name} has no column {field!r}; columns: {', '.join(user.columns)}",
+                         expression, column)
+    table = user.table.alias(f"u_{user.name}_{field}")
+    sub = sa.select(table.c[field]).where(*[table.c[d] == joins.ensure(d) for d in user.dimensions])
+    return Operand(user.columns[field], sub.scalar_subquery())

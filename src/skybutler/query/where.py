@@ -2,7 +2,7 @@
 
 Names resolve against the dimension universe (``visit``, ``band``,
 ``visit.exposure_time``, ``visit.region``, ``exposure.timespan``) and, through a
-callback, against dataset metadata (``src.n_rows``).  Type mismatches and unknown
+callback, against dataset metadata (``src.n_rows``) and user tables (``quality.seeing``).  Type mismatches and unknown
 names raise :class:`QueryError` pointing at the column.  A sky-region OVERLAPS
 compiles to a coarse sky-pixel condition in SQL plus an exact test applied to the
 rows afterwards, so it may only be AND-ed with the rest of the expression.
@@ -191,7 +191,7 @@ class WhereCompiler:
             found = self.dataset_field(head, tail, node.column)
             if found is not None:
                 return found
-        raise self.error(f"unknown name {name!r}: {head!r} is neither a dimension element nor a dataset type", node)
+        raise self.error(f"unknown name {name!r}: {head!r} is neither a dimension element, a user table nor a dataset type", node)
 
     def _element_field(self, element_name: str, field_name: str, node: ex.Node) -> Operand:
         element = self.universe[element_name]

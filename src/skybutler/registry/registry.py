@@ -25,6 +25,7 @@ from .dataset_type_store import DatasetTypeStore
 from .dimension_store import DimensionRecordStore
 from .metadata_store import MetadataStore
 from .schema import SCHEMA_VERSION, RegistrySchema
+from .user_tables import UserTableStore
 
 
 class Registry:
@@ -40,6 +41,7 @@ class Registry:
         self.datasets = DatasetStore(db, self.schema, self.dataset_types, self.collections)
         self.calibrations = CalibrationStore(db, self.schema, self.dataset_types, self.collections)
         self.metadata = MetadataStore(db, self.schema)
+        self.user_tables = UserTableStore(db, self.schema)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -97,6 +99,7 @@ class Registry:
             self.dataset_types.refresh()
             self.dimensions.clear_caches()
             self.metadata.refresh()
+            self.user_tables.refresh()
             raise
 
     # -- dataset lookup through a search path ---------------------------------
