@@ -1,0 +1,156 @@
+"""Benchmark of ingest: W1 step 7 (butler.ingest of 2,000 small JSON raws) and SimCam FITS raws.
+
+W1 step 7 (see ../shared/benchmarks/WORKLOAD.md): 2,000 small JSON files
+(exposures 1..40 x detectors 0..49, a 10-float dict each, written beforehand and
+not timed) are ingested as ``raw`` (instrument, exposure, detector; storage
+class ``Dict``) with transfer modes copy, direct and symlink, each repetition
+into a new RUN ``w1/raw_{mode}_{rep}``, one ``butler.ingest`` call for all files.
+The timed section includes building the per-file (path, data ID) list.  Median of
+3 per mode, reported as files/s.
+
+Extra (not in W1): SimCam raw FITS files through :func:`skybutler.ingest.ingest_raws`,
+which also reads every header and registers the exposure records; one run
+each with headers read in this process and in a process pool.
+
+Usage: ``python benchmarks/bench_ingest.py [--json FILE] [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import workload as w  # noqa: E402
+
+from skybutler import Butler  # noqa: E402
+
+MODES = ("copy", "direct", "symlink")
+N_EXPOSURES = 40
+N_DETECTORS = 50
+RAW_ELEMENTS = ("instrument", "band", "physical_filter", "detector", "day_obs", "group", "exposure")
+TARGETS = {"ingest_copy_files_per_s": 5000.0, "ingest_direct_files_per_s": 20000.0}
+
+
+def write_raw_files(directory: Path, n_exposures: int = N_EXPOSURES, n_detectors: int = N_DETECTORS) -> list[Path]:
+    """The pre-written JSON raws: one 10-float dict per (exposure, detector)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for exposure in range(1, n_exposures + 1):
+        for detector in range(n_detectors):
+            path = directory / f"raw_{exposure:03d}_{detector:02d}.json"
+            path.write_text(json.dumps(w.metrics_payload(exposure, detector)))
+            paths.append(path)
+    return paths
+
+
+def prepare_repo(root: Path) -> Butler:
+    """A repository with the W1 records that raws need, and the ``raw`` dataset type (Dict)."""
+    butler = Butler.create(root)
+    records = w.build_records(w.Scale())
+    for element in RAW_ELEMENTS:
+        butler.insert_records(element, records[element])
+    butler.register_dataset_type("raw", ["instrument", "exposure", "detector"], "Dict")
+    return butler
+
+
+def time_w1_ingest(butler: Butler, source: Path, reps: int, n_exposures: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    n_files = n_exposures * N_DETECTORS
+    for mode in MODES:
+        seconds = []
+        for rep in range(reps):
+            start = time.perf_counter()
+            items = [(source / f"raw_{e:03d}_{d:02d}.json", {"instrument": w.INSTRUMENT, "exposure": e, "detector": d})
+                     for e in range(1, n_exposures + 1) for d in range(N_DETECTORS)]
+            refs = butler.ingest("raw", items, run=f"w1/raw_{mode}_{rep}", transfer=mode)
+            seconds.append(time.perf_counter() - start)
+            assert len(refs) == n_files
+        entry = w.summarize(seconds)
+        entry["files"] = n_files
+        entry["rate_per_s"] = w.rate(n_files, entry["seconds"])
+        out[mode] = entry
+    # A check that what went in reads back.
+    ref = butler.find_dataset("raw", instrument=w.INSTRUMENT, exposure=7, detector=3, collections="w1/raw_copy_0")
+    assert butler.get(ref) == w.metrics_payload(7, 3)
+    return out
+
+
+def time_simcam_ingest(work: Path, n_science: int) -> dict[str, Any]:
+    """ingest_raws of a simulated SimCam night (headers read, records registered), one run per variant."""
+    from skybutler.ingest import ingest_raws
+    from skybutler.instruments import simulate_night
+
+    raws = work / "simcam"
+    paths = simulate_night(raws, n_science=n_science, n_bias=2, n_flat=2, bands=("g", "r"), size=64)
+    out: dict[str, Any] = {"files": len(paths)}
+    for label, processes in (("sequential", 1), ("process_pool", None)):
+        root = work / f"simcam_repo_{label}"
+        with Butler.create(root) as butler:
+            start = time.perf_counter()
+            result = ingest_raws(butler, [raws], transfer="copy", processes=processes if processes else 2)
+            seconds = time.perf_counter() - start
+        assert not result.failures and len(result.refs) == len(paths), result.summary()
+        out[label] = {**w.summarize([seconds]), "rate_per_s": w.rate(len(paths), seconds)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, help="Write the results to this JSON file.")
+    parser.add_argument("--quick", action="store_true", help="Smaller and faster (for CI): 10 exposures, 1 rep.")
+    args = parser.parse_args(argv)
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    wall = time.perf_counter()
+    reps = 1 if args.quick else 3
+    n_exposures = 10 if args.quick else N_EXPOSURES
+    work = Path(tempfile.mkdtemp(prefix="bench_ingest_"))
+    try:
+        source = work / "source"
+        write_raw_files(source, n_exposures)
+        with prepare_repo(work / "repo") as butler:
+            w1 = time_w1_ingest(butler, source, reps, n_exposures)
+        simcam = time_simcam_ingest(work, 4 if args.quick else 30)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    figures = {f"ingest_{mode}_files_per_s": w1[mode]["rate_per_s"] for mode in MODES}
+    figures["simcam_fits_ingest_files_per_s"] = simcam["sequential"]["rate_per_s"]
+    figures["simcam_fits_ingest_pool_files_per_s"] = simcam["process_pool"]["rate_per_s"]
+    doc = {
+        "benchmark": "bench_ingest",
+        "workload": "W1 step 7" + (" (quick)" if args.quick else ""),
+        "quick": args.quick,
+        "started_at": started,
+        "wall_seconds": time.perf_counter() - wall,
+        **w.environment(),
+        **figures,
+        "targets": TARGETS,
+        "targets_met": {k: figures[k] >= v for k, v in TARGETS.items()},
+        "timings": {"w1_ingest": w1, "simcam_ingest_raws": simcam},
+        "peak_rss_bytes": w.peak_rss_bytes(),
+    }
+    print(f"W1 step 7: ingest of {w1['copy']['files']} JSON raws "
+          f"({'one run' if reps == 1 else f'median of {reps}'} per mode)")
+    for mode in MODES:
+        target = TARGETS.get(f"ingest_{mode}_files_per_s")
+        note = "" if target is None else f"   target >= {target:,.0f}: {'met' if w1[mode]['rate_per_s'] >= target else 'MISSED'}"
+        print(f"  {mode:8s} {w1[mode]['rate_per_s']:>10,.0f} files/s  ({w1[mode]['seconds']:.3f} s){note}")
+    print(f"SimCam FITS ingest_raws of {simcam['files']} files, copy, headers read (one run each):")
+    for label in ("sequential", "process_pool"):
+        print(f"  {label:12s} {simcam[label]['rate_per_s']:>8,.0f} files/s  ({simcam[label]['seconds']:.2f} s)")
+    print(f"peak RSS {doc['peak_rss_bytes'] / 2**20:.0f} MiB")
+    if args.json:
+        args.json.write_text(json.dumps(doc, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
