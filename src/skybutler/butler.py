@@ -8,11 +8,12 @@ step that happened if a later one fails.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .collections_manager import CollectionsManager
 from .config import CONFIG_NAME, RepoConfig
@@ -27,6 +28,9 @@ from .query.results import DataIdQueryResults, DatasetQueryResults, DimensionRec
 from .models import CollectionType, DatasetRef, DatasetType, deterministic_dataset_id, uuid7
 from .registry import Registry
 from .timespan import Timespan
+
+if TYPE_CHECKING:
+    from .provenance import Provenance
 
 IdMode = Literal["random", "deterministic"]
 
@@ -88,6 +92,13 @@ class Butler:
 
     def __repr__(self) -> str:
         return f"Butler({str(self.root)!r}, collections={self.default_collections}, run={self.run!r})"
+
+    @functools.cached_property
+    def provenance(self) -> Provenance:
+        """Lineage of pipeline outputs: ``producer(ref)``, ``consumers(ref)``, ``tree(ref)`` (made on first use)."""
+        from .provenance import Provenance
+
+        return Provenance(self)
 
     # -- dimension records ----------------------------------------------------
 

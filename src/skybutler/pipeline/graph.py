@@ -1,0 +1,189 @@
+"""The quantum graph: one node per quantum (a task run on one data ID), with the
+datasets it reads and writes; edges run from a dataset's producing quantum to its
+consumers.  Saved as compact JSON: data IDs as value lists in the dimension order
+declared once per dataset type and task.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..dimensions import DataCoordinate, DimensionUniverse
+from ..models import DatasetType
+from .errors import QuantumGraphError
+from .pipeline import Pipeline
+
+FORMAT = "skybutler-quantum-graph"
+VERSION = 1
+
+
+@dataclass(slots=True)
+class DatasetNode:
+    """One dataset of a quantum: known by ID if it exists, else by its producing quantum."""
+
+    dataset_type: str
+    data_id: DataCoordinate
+    id: uuid.UUID | None = None
+    producer: int | None = None
+
+
+@dataclass(slots=True)
+class QuantumNode:
+    """One execution of one task on one data ID."""
+
+    index: int
+    task: str
+    data_id: DataCoordinate
+    inputs: dict[str, list[DatasetNode]] = field(default_factory=dict)
+    prerequisites: dict[str, list[DatasetNode]] = field(default_factory=dict)
+    outputs: dict[str, list[DatasetNode]] = field(default_factory=dict)
+    #: IDs of outputs already in the output RUN, removed before the quantum writes (clobber).
+    clobber: list[uuid.UUID] = field(default_factory=list)
+
+    def dependencies(self) -> set[int]:
+        """Indices of the quanta whose outputs this one reads."""
+        return {n.producer for nodes in self.inputs.values() for n in nodes if n.producer is not None}
+
+    def describe(self) -> str:
+        return f"{self.task}@{dict(self.data_id.required)}"
+
+
+@dataclass
+class QuantumGraph:
+    """Quanta in dependency order, the pipeline that made them and where they write."""
+
+    pipeline: Pipeline
+    dataset_types: dict[str, DatasetType]
+    quanta: list[QuantumNode]
+    input_collections: list[str]
+    output_run: str
+    output: str | None = None
+    where: str = ""
+    #: Quanta left out while building, with the reason (e.g. a missing calibration).
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+    #: Quanta left out because their outputs exist, per task label.
+    skipped: dict[str, int] = field(default_factory=dict)
+    created: str = field(default_factory=lambda: datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
+
+    def __len__(self) -> int:
+        return len(self.quanta)
+
+    def __iter__(self) -> Iterator[QuantumNode]:
+        return iter(self.quanta)
+
+    def counts(self) -> dict[str, int]:
+        """Quanta per task label, in pipeline order."""
+        c = Counter(q.task for q in self.quanta)
+        return {label: c.get(label, 0) for label in self.pipeline.labels}
+
+    def dependents(self) -> list[list[int]]:
+        """For each quantum, the indices of the quanta that read its outputs."""
+        out: list[list[int]] = [[] for _ in self.quanta]
+        for q in self.quanta:
+            for dep in q.dependencies():
+                out[dep].append(q.index)
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        n_in = sum(len(v) for q in self.quanta for v in q.inputs.values())
+        n_out = sum(len(v) for q in self.quanta for v in q.outputs.values())
+        return {"quanta": len(self.quanta), "per_task": self.counts(), "inputs": n_in, "outputs": n_out,
+                "input_collections": self.input_collections, "output": self.output, "output_run": self.output_run,
+                "where": self.where, "skipped_existing": dict(self.skipped), "dropped": len(self.dropped)}
+
+    # -- files ----------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        tasks = {t.label: list(t.task_class.dimensions) for t in self.pipeline.sorted_tasks()}
+        return {
+            "format": FORMAT, "version": VERSION, "created": self.created,
+            "pipeline": self.pipeline.to_dict(),
+            "dataset_types": {n: d.model_dump() for n, d in self.dataset_types.items()},
+            "task_dimensions": tasks,
+            "input_collections": self.input_collections, "output": self.output, "output_run": self.output_run,
+            "where": self.where, "dropped": self.dropped, "skipped": self.skipped,
+            "quanta": [_encode_quantum(q) for q in self.quanta],
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write the graph as JSON (atomically: a temporary file renamed into place)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w") as stream:
+            json.dump(self.to_json(), stream, separators=(",", ":"))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path, universe: DimensionUniverse | None = None) -> QuantumGraph:
+        """Read a graph written by :meth:`save`."""
+        try:
+            with open(path) as stream:
+                data = json.load(stream)
+        except (OSError, ValueError) as err:
+            raise QuantumGraphError(f"cannot read quantum graph {path}: {err}") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise QuantumGraphError(f"{path} is not a skybutler quantum graph")
+        if data.get("version") != VERSION:
+            raise QuantumGraphError(f"{path} has quantum graph format version {data.get('version')}; "
+                                    f"this skybutler reads version {VERSION}")
+        return cls.from_json(data, universe or DimensionUniverse.default())
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], universe: DimensionUniverse) -> QuantumGraph:
+        dtypes = {n: DatasetType(**d) for n, d in data["dataset_types"].items()}
+        groups = {n: universe.group(d.dimensions) for n, d in dtypes.items()}
+        task_groups = {label: universe.group(dims) for label, dims in data["task_dimensions"].items()}
+        quanta = [_decode_quantum(i, q, groups, task_groups) for i, q in enumerate(data["quanta"])]
+        return cls(Pipeline.from_dict(data["pipeline"]), dtypes, quanta, list(data["input_collections"]),
+                   data["output_run"], data.get("output"), data.get("where", ""), list(data.get("dropped", [])),
+                   dict(data.get("skipped", {})), data.get("created", ""))
+
+
+def _encode_nodes(nodes: dict[str, list[DatasetNode]]) -> dict[str, list[list[Any]]]:
+    return {k: [[list(n.data_id.required_values), None if n.id is None else str(n.id), n.producer] for n in v]
+            for k, v in nodes.items()}
+
+
+def _encode_types(nodes: dict[str, list[DatasetNode]]) -> dict[str, str]:
+    return {k: v[0].dataset_type if v else "" for k, v in nodes.items()}
+
+
+def _encode_quantum(q: QuantumNode) -> dict[str, Any]:
+    out: dict[str, Any] = {"task": q.task, "data_id": list(q.data_id.required_values)}
+    for key, nodes in (("inputs", q.inputs), ("prerequisites", q.prerequisites)):
+        out[key + "_types"] = _encode_types(nodes)
+        out[key + "_nodes"] = _encode_nodes(nodes)
+    out["outputs_types"] = _encode_types(q.outputs)
+    out["outputs_nodes"] = {k: [list(n.data_id.required_values) for n in v] for k, v in q.outputs.items()}
+    if q.clobber:
+        out["clobber"] = [str(i) for i in q.clobber]
+    return out
+
+
+def _decode_quantum(index: int, q: dict[str, Any], groups: dict, task_groups: dict) -> QuantumNode:
+    def nodes(key: str) -> dict[str, list[DatasetNode]]:
+        types = q[key + "_types"]
+        out: dict[str, list[DatasetNode]] = {}
+        for name, entries in q[key + "_nodes"].items():
+            dtype = types[name]
+            group = groups.get(dtype)
+            if key == "outputs":
+                out[name] = [DatasetNode(dtype, DataCoordinate.from_required(group, tuple(e))) for e in entries]
+            else:
+                out[name] = [DatasetNode(dtype, DataCoordinate.from_required(group, tuple(e[0])),
+                                         None if e[1] is None else uuid.UUID(e[1]), e[2]) for e in entries]
+        return out
+
+    try:
+        return QuantumNode(index, q["task"], DataCoordinate.from_required(task_groups[q["task"]], tuple(q["data_id"])),
+                           nodes("inputs"), nodes("prerequisites"), nodes("outputs"),
+                           [uuid.UUID(i) for i in q.get("clobber", [])])
+    except (KeyError, TypeError, ValueError) as err:
+        raise QuantumGraphError(f"quantum {index} of the graph is malformed: {err!r}") from None

@@ -1,0 +1,111 @@
+"""Questions about lineage: what made a dataset, what used it, and the whole tree above it.
+
+``butler.provenance`` (created on first use) answers them from the quantum rows the
+executors record::
+
+    q = butler.provenance.producer(ref)        # QuantumRecord or None
+    users = butler.provenance.consumers(ref)   # every quantum that read it
+    tree = butler.provenance.tree(ref)         # ProvenanceNode, recursively up to raw inputs
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..models import DatasetRef
+from ..registry.quantum_store import DatasetLink, QuantumRecord, QuantumStore
+
+if TYPE_CHECKING:
+    from ..butler import Butler
+
+
+@dataclass
+class ProvenanceNode:
+    """A dataset and, if a recorded quantum made it, that quantum and the trees of its inputs."""
+
+    dataset_id: uuid.UUID | None
+    dataset_type: str
+    data_id: dict[str, Any]
+    quantum: QuantumRecord | None = None
+    inputs: list[ProvenanceNode] = field(default_factory=list)
+    #: The dataset is still registered in the repository (False once purged).
+    exists: bool = True
+
+    def walk(self) -> Iterator[ProvenanceNode]:
+        yield self
+        for child in self.inputs:
+            yield from child.walk()
+
+
+def _dataset_id(target: DatasetRef | uuid.UUID | str) -> uuid.UUID:
+    if isinstance(target, DatasetRef):
+        return target.id
+    return target if isinstance(target, uuid.UUID) else uuid.UUID(str(target))
+
+
+class Provenance:
+    """Lineage queries over one repository's recorded quanta."""
+
+    def __init__(self, butler: Butler):
+        self.butler = butler
+        registry = butler.registry
+        self.store = QuantumStore(registry.db, registry.schema, registry.collections)
+
+    def producer(self, ref: DatasetRef | uuid.UUID | str) -> QuantumRecord | None:
+        """The quantum that wrote a dataset, or None (ingested, or put by hand)."""
+        dataset_id = _dataset_id(ref)
+        return self.store.producers([dataset_id]).get(dataset_id)
+
+    def consumers(self, ref: DatasetRef | uuid.UUID | str) -> list[QuantumRecord]:
+        """Every recorded quantum that read a dataset, failed attempts included."""
+        return self.store.consumers(_dataset_id(ref))
+
+    def quanta(self, run: str | None = None, task: str | None = None, status: str | None = None
+               ) -> list[QuantumRecord]:
+        """Recorded quanta, filtered by RUN, task label and status."""
+        return self.store.query(run=run, task=task, status=status)
+
+    def environment(self, record: QuantumRecord) -> dict[str, Any] | None:
+        """The software versions a quantum ran with."""
+        return None if record.env_id is None else self.store.environment_of(record.env_id)
+
+    def tree(self, ref: DatasetRef | uuid.UUID | str, max_depth: int = 50) -> ProvenanceNode:
+        """The dataset with its producing quantum and, recursively, the trees of that quantum's
+        inputs; one producer query per level of the tree."""
+        dataset_id = _dataset_id(ref)
+        found = self.butler.registry.refs_by_id([dataset_id])
+        if found:
+            root = ProvenanceNode(dataset_id, found[0].dataset_type.name, dict(found[0].data_id.required))
+        else:
+            made = self.producer(dataset_id)
+            link = next((o for o in made.outputs if o.dataset_id == dataset_id), None) if made else None
+            root = ProvenanceNode(dataset_id, link.dataset_type if link else "?", link.data_id if link else {},
+                                  exists=False)
+        level = [root]
+        seen: set[uuid.UUID] = {dataset_id}
+        for _ in range(max_depth):
+            ids = [n.dataset_id for n in level if n.dataset_id is not None]
+            producers = self.store.producers(ids)
+            present = {r.id for r in self.butler.registry.refs_by_id(
+                [i.dataset_id for q in producers.values() for i in q.inputs if i.dataset_id is not None])}
+            next_level = []
+            for node in level:
+                quantum = producers.get(node.dataset_id) if node.dataset_id is not None else None
+                node.quantum = quantum
+                for link in quantum.inputs if quantum else ():
+                    child = _node(link, link.dataset_id in present)
+                    node.inputs.append(child)
+                    if link.dataset_id is not None and link.dataset_id not in seen:
+                        seen.add(link.dataset_id)
+                        next_level.append(child)
+            if not next_level:
+                break
+            level = next_level
+        return root
+
+
+def _node(link: DatasetLink, exists: bool) -> ProvenanceNode:
+    return ProvenanceNode(link.dataset_id, link.dataset_type, link.data_id, exists=exists)
