@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dataset_commands",
     "ingest_commands",
     "maintenance_commands",
+    "pipeline_commands",
 )
 
 
