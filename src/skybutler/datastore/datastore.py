@@ -142,7 +142,7 @@ class FileDatastore:
         full = self.full_path(artifact.path)
         try:
             if check:
-                data = self._read_bytes(full)
+                data = self._read_bytes(artifact.path)
                 if not verify(data, artifact.checksum):
                     raise ChecksumMismatchError(f"{full} does not match its recorded checksum {artifact.checksum}")
                 return formatter.read(io.BytesIO(data), component=component, parameters=parameters)
@@ -155,15 +155,25 @@ class FileDatastore:
         except FileNotFoundError:
             raise FileNotStoredError(f"artifact {full} is missing from the datastore") from None
 
-    def _read_bytes(self, full: str) -> bytes:
-        if self.local:
-            with open(full, "rb") as stream:
+    def _locate(self, path: str) -> tuple[Any, str]:
+        """The file system holding a stored path, and the path on it: a direct-ingested URI
+        (``file://`` in an S3 datastore, say) lives outside the datastore's own file system."""
+        if "://" in path:
+            return fsspec.core.url_to_fs(path)
+        return self.fs, self.full_path(path)
+
+    def _read_bytes(self, path: str) -> bytes:
+        if self.local and "://" not in path:
+            with open(self.full_path(path), "rb") as stream:
                 return stream.read()
-        return self.fs.cat_file(full)
+        fs, full = self._locate(path)
+        return fs.cat_file(full)
 
     def exists(self, artifact: StoredArtifact) -> bool:
-        full = self.full_path(artifact.path)
-        return os.path.exists(full) if self.local else self.fs.exists(full)
+        if self.local and "://" not in artifact.path:
+            return os.path.exists(self.full_path(artifact.path))
+        fs, full = self._locate(artifact.path)
+        return fs.exists(full)
 
     def export_artifact(self, artifact: StoredArtifact, directory: Path, transfer: str = "copy") -> str:
         """Place a copy (or link) of an artifact under ``directory``; returns its path there."""
