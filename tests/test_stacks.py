@@ -138,6 +138,7 @@ def s3_butler(tmp_path: Path):
                            datastore=f"s3://{S3_BUCKET}/{name}", run="run/a", collections=["run/a"])
     populate(butler)
     butler.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+    butler.collections.register("run/a", "run")
     yield butler
     butler.close()
 
