@@ -5,6 +5,13 @@ temporary name and are linked into place without clobbering anything; on an
 object store a single PUT (or a completed multipart upload) is atomic by itself.
 The datastore knows nothing of the registry: the butler gives it refs and gets
 back :class:`StoredArtifact` records to save.
+
+An ``s3://bucket/prefix`` root goes through s3fs, which takes everything from the
+standard AWS configuration, never from the repository config: credentials from
+``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE`` or ``~/.aws``; the
+region from ``AWS_DEFAULT_REGION``; and, for a store other than AWS (MinIO, Ceph,
+moto...), the endpoint from ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` (e.g.
+``https://s3.example.org``).  Other s3fs options can be set as ``FSSPEC_S3_<OPTION>``.
 """
 
 from __future__ import annotations
