@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ingest_commands",
     "maintenance_commands",
     "pipeline_commands",
+    "query_commands",
 )
 
 

@@ -1,0 +1,162 @@
+"""Query commands: query-data-ids, query-datasets, query-dimension-records.
+
+Each runs one butler query and prints its results as a table (default), as JSON
+(``--json``) or CSV (``--csv``) on stdout, or writes them to a Parquet file
+(``--parquet FILE``).  All four outputs come from the results' ``to_arrow()``, so
+they hold the same columns.  ``--bind NAME=VALUE`` gives a where-clause bind
+parameter: an int or float when the text is one, a list (for ``x IN (NAME)``) when
+it has commas, text otherwise.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import pyarrow as pa
+
+from .helpers import fail, info, open_butler, print_json, print_rows, repo_argument, split_csv_option
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# -- options ------------------------------------------------------------------
+
+
+def _where_options(func: F) -> F:
+    func = click.option("--bind", "binds", multiple=True, metavar="NAME=VALUE",
+                        help="A bind parameter of the where-clause (repeatable); commas make a list.")(func)
+    return click.option("--where", "-w", default="", help="A where-clause, e.g. \"visit > 100 AND band = 'r'\".")(func)
+
+
+def _output_options(func: F) -> F:
+    func = click.option("--limit", type=click.IntRange(min=0), help="At most this many results.")(func)
+    func = click.option("--order-by", "order_by", multiple=True, metavar="COLUMN",
+                        help="Sort by a result column (repeatable; a leading '-' sorts descending).")(func)
+    func = click.option("--parquet", type=click.Path(dir_okay=False, path_type=Path),
+                        help="Write the results to this Parquet file instead of printing them.")(func)
+    func = click.option("--csv", "as_csv", is_flag=True, help="Print CSV (a header line, then one row each).")(func)
+    return click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects.")(func)
+
+
+def _scalar(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_binds(pairs: Iterable[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` texts as bind values: numbers typed, comma-separated values as lists."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--bind")
+        if name in out:
+            raise click.BadParameter(f"bind {name!r} is given twice", param_hint="--bind")
+        out[name] = [_scalar(p.strip()) for p in text.split(",") if p.strip()] if "," in text else _scalar(text)
+    return out
+
+
+# -- output -------------------------------------------------------------------
+
+
+def _cell_text(value: Any) -> Any:
+    """A value for a table cell, CSV field or JSON: lists (region vertices) as JSON text."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return value
+
+
+def emit(results: Any, *, as_json: bool, as_csv: bool, parquet: Path | None, order_by: tuple[str, ...],
+         limit: int | None, empty: str) -> None:
+    """Print (or write) a query's results in the chosen format."""
+    if sum((as_json, as_csv, parquet is not None)) > 1:
+        fail("choose one of --json, --csv and --parquet")
+    if order_by:
+        results = results.order_by(*order_by)
+    if limit is not None:
+        results = results.limit(limit)
+    table: pa.Table = results.to_arrow()
+    if parquet is not None:
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, parquet)
+        info(f"wrote {table.num_rows} row(s) to {parquet}")
+        return
+    rows = table.to_pylist()
+    if as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(table.column_names)
+        for row in rows:
+            writer.writerow(["" if v is None else _cell_text(v) for v in row.values()])
+        return
+    if as_json:
+        print_json(rows)
+        return
+    rows = [{k: (f"region ({len(v)} vertices)" if isinstance(v, list) else v) for k, v in row.items()} for row in rows]
+    print_rows(rows, as_json=False, columns=table.column_names, empty=empty)
+
+
+# -- commands -----------------------------------------------------------------
+
+
+@click.command("query-data-ids")
+@repo_argument
+@click.argument("dimensions", nargs=-1, required=True)
+@_where_options
+@click.option("--collections", "-c", multiple=True,
+              help="Collections to search for --datasets (repeatable or comma-separated).")
+@click.option("--datasets", "-d", multiple=True,
+              help="Only data IDs with a dataset of this type in the collections (repeatable).")
+@_output_options
+def query_data_ids(repo: Path, dimensions: tuple[str, ...], where: str, binds: tuple[str, ...],
+                   collections: tuple[str, ...], datasets: tuple[str, ...], **output: Any) -> None:
+    """List the data IDs of DIMENSIONS (e.g. visit detector) that match a where-clause."""
+    with open_butler(repo) as butler:
+        found = butler.query_data_ids(list(dimensions), where, bind=parse_binds(binds),
+                                      datasets=split_csv_option(datasets) or None,
+                                      collections=split_csv_option(collections) or None)
+        emit(found, empty="no data IDs match", **output)
+
+
+@click.command("query-datasets")
+@repo_argument
+@click.argument("dataset_type")
+@_where_options
+@click.option("--collections", "-c", multiple=True, required=True,
+              help="Collections to search, in order (repeatable or comma-separated).")
+@click.option("--find-first/--no-find-first", default=True, show_default=True,
+              help="Only the first collection's dataset per data ID, or every match.")
+@_output_options
+def query_datasets(repo: Path, dataset_type: str, where: str, binds: tuple[str, ...], collections: tuple[str, ...],
+                   find_first: bool, **output: Any) -> None:
+    """List the datasets of DATASET_TYPE in the collections that match a where-clause."""
+    with open_butler(repo) as butler:
+        found = butler.query_datasets(dataset_type, where, bind=parse_binds(binds), find_first=find_first,
+                                      collections=split_csv_option(collections))
+        emit(found, empty=f"no {dataset_type} datasets match", **output)
+
+
+@click.command("query-dimension-records")
+@repo_argument
+@click.argument("element")
+@_where_options
+@_output_options
+def query_dimension_records(repo: Path, element: str, where: str, binds: tuple[str, ...], **output: Any) -> None:
+    """List the records of a dimension ELEMENT (e.g. visit) that match a where-clause."""
+    with open_butler(repo) as butler:
+        found = butler.query_dimension_records(element, where, bind=parse_binds(binds))
+        emit(found, empty=f"no {element} records match", **output)
+
+
+COMMANDS = (query_data_ids, query_datasets, query_dimension_records)
