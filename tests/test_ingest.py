@@ -88,9 +88,9 @@ def test_bad_files_are_reported_and_the_rest_ingested(night1, tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
     # Each bad file replaces a good one, so its data ID is not ingested from elsewhere.
-    unknown_instrument = _edited(files[0], bad / "a.fits", INSTRUME="NoSuchCam")
-    unknown_filter = _edited(files[1], bad / "b.fits", FILTER="SimCam-q")
-    bad_detector = _edited(files[2], bad / "c.fits", CCDNUM=42)
+    _edited(files[0], bad / "a.fits", INSTRUME="NoSuchCam")
+    _edited(files[1], bad / "b.fits", FILTER="SimCam-q")
+    _edited(files[2], bad / "c.fits", CCDNUM=42)
     missing_key = _edited(files[3], bad / "d.fits")
     with fits.open(missing_key, mode="update") as hdus:
         del hdus[0].header["EXPID"]
