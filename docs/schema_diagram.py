@@ -5,9 +5,10 @@
 The tables come from the code, not from a hand-kept list: a throwaway repository
 is created, a sample calibration dataset type is registered so that one
 per-dimension-group ``dataset_tags_*`` / ``dataset_calibs_*`` pair exists, the
-metadata table of every storage class is declared, and every table of the
-registry's :class:`skybutler.registry.schema.RegistrySchema` metadata is drawn
-with its columns, keys and foreign keys.  Re-run it whenever the schema changes.
+metadata table of every storage class, the provenance tables and a sample user
+table are created, and every table of the registry's
+:class:`skybutler.registry.schema.RegistrySchema` metadata is drawn with its
+columns, keys and foreign keys.  Re-run it whenever the schema changes.
 """
 
 from __future__ import annotations
@@ -20,13 +21,18 @@ import sqlalchemy as sa
 
 from skybutler import Butler
 from skybutler.formats import get_storage_class, storage_class_names
+from skybutler.registry.quantum_store import QuantumStore
 from skybutler.registry.schema import SCHEMA_VERSION
 
 SAMPLE_TYPE = ("bias", ("instrument", "detector"), "Image")
 """The dataset type registered so that its dimension group's tags and calibs tables appear."""
 
+SAMPLE_USER_TABLE = ("quality", ("instrument", "visit"), {"seeing": float})
+"""A user table, so that one ``user_*`` table appears."""
+
 STATIC = ("skybutler_meta", "collection", "collection_chain", "dataset_type", "dataset", "dataset_location",
           "dataset_metric")
+PROVENANCE = ("quantum", "quantum_input", "quantum_output", "quantum_environment")
 
 
 def registry_tables() -> tuple[list[sa.Table], dict[str, str]]:
@@ -37,6 +43,9 @@ def registry_tables() -> tuple[list[sa.Table], dict[str, str]]:
         for sc_name in storage_class_names():
             sc = get_storage_class(sc_name)
             butler.registry.metadata.table(sc.name, sc.metadata_fields)
+        QuantumStore(butler.registry.db, butler.registry.schema, butler.registry.collections).ensure()
+        user_name, user_dims, user_columns = SAMPLE_USER_TABLE
+        butler.register_user_table(user_name, user_dims, user_columns)
         schema = butler.registry.schema
         facts = {"universe": f"`{butler.universe.name}` version {butler.universe.version}",
                  "schema_version": str(SCHEMA_VERSION)}
@@ -98,9 +107,15 @@ def render(tables: list[sa.Table], facts: dict[str, str]) -> str:
     group = [t for t in tables if t.name.startswith(("dataset_tags_", "dataset_calibs_"))]
     metadata = [t for t in tables if t.name.startswith("dataset_metadata_")]
     dataset_side = [by_name[n] for n in STATIC if n in by_name] + group + metadata
-    dimension_side = [t for t in tables if t not in dataset_side]
-    referenced = {fk.referred_table.name for t in group for fk in t.foreign_key_constraints}
-    stubs = [t for t in dimension_side if t.name in referenced]
+    provenance = [by_name[n] for n in PROVENANCE if n in by_name]
+    user = [t for t in tables if t.name.startswith("user_")]
+    dimension_side = [t for t in tables if t not in dataset_side + provenance + user]
+
+    def stubs_for(drawn: list[sa.Table]) -> list[sa.Table]:
+        referenced = {fk.referred_table.name for t in drawn for fk in t.foreign_key_constraints}
+        return [t for t in tables if t.name in referenced and t not in drawn]
+
+    user_name, user_dims, user_columns = SAMPLE_USER_TABLE
     name, dims, storage_class = SAMPLE_TYPE
     out = [
         "# Registry schema",
@@ -122,7 +137,7 @@ def render(tables: list[sa.Table], facts: dict[str, str]) -> str:
         "is stored. Dimension tables the membership tables point at are drawn empty here; their columns are "
         "in the next diagram.",
         "",
-        *diagram(dataset_side, stubs),
+        *diagram(dataset_side, [t for t in stubs_for(dataset_side) if t in dimension_side]),
         "",
         "## Dimension records",
         "",
@@ -134,12 +149,21 @@ def render(tables: list[sa.Table], facts: dict[str, str]) -> str:
         "",
         *diagram(dimension_side, []),
         "",
+        "## Provenance and user tables",
+        "",
+        "The provenance tables are created the first time a pipeline records a quantum: one `quantum` row per "
+        "attempt, with the datasets it read and wrote and the software it ran with. A user table (here a sample "
+        f"`{user_name}` over ({', '.join(user_dims)}) with a column {', '.join(user_columns)}) is created by "
+        "`register_user_table` as `user_<name>`, keyed by the required dimensions of its dimension group.",
+        "",
+        *diagram(provenance + user, stubs_for(provenance + user)),
+        "",
         "## Tables",
         "",
         "| table | columns |",
         "|---|---|",
     ]
-    for table in dataset_side + dimension_side:
+    for table in dataset_side + provenance + user + dimension_side:
         out.append(f"| `{table.name}` | {', '.join(c.name for c in table.columns)} |")
     return "\n".join(out) + "\n"
 
