@@ -220,17 +220,14 @@ def _check_outputs(state: WorkerState, payload: dict[str, Any], data_id: DataCoo
 
 def _write(state: WorkerState, payload: dict[str, Any], items: dict[str, list[tuple[Any, DataCoordinate, str]]],
            record: QuantumRecord, capture: _LogCapture) -> None:
-    """Replace clobbered outputs, put each output type with one put_many, and record the
+    """Remove clobbered outputs, then put each output type with one put_many and record the
     quantum, all in one transaction; files of a rolled-back write are removed."""
     butler = state.butler
     written: list[DatasetRef] = []
-    removed_files = []
+    if payload["clobber"]:  # first, as the new files take the old ones' paths
+        butler.remove(butler.registry.refs_by_id([uuid.UUID(i) for i in payload["clobber"]]))
     try:
         with butler.registry.transaction():
-            if payload["clobber"]:
-                ids = [uuid.UUID(i) for i in payload["clobber"]]
-                removed_files = list(butler.registry.datasets.artifacts(ids).values())
-                butler.registry.datasets.delete(ids)
             for dtype, entries in items.items():
                 try:
                     refs = butler.put_many(dtype, [(obj, coord) for obj, coord, _ in entries], run=state.job.run)
@@ -246,5 +243,3 @@ def _write(state: WorkerState, payload: dict[str, Any], items: dict[str, list[tu
     except BaseException:
         butler.datastore.remove([r.artifact for r in written if r.artifact is not None])
         raise
-    if removed_files:
-        butler.datastore.remove(removed_files)
