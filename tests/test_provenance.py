@@ -1,0 +1,115 @@
+"""Provenance rows of executed quanta and the lineage queries over them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from skybutler.cli.main import cli
+from skybutler.execution import run_pipeline
+from skybutler.pipeline import Pipeline
+from skybutler.pipeline.testing import CalibratedScaleTask, ScaleTask, VisitSummaryTask
+
+from pipeline_helpers import DETECTORS, add_bias, put_metrics
+
+
+@pytest.fixture
+def done(butler):
+    """A repository after one run of scale -> visit summary over visits 1 and 2 (one quantum failing)."""
+    put_metrics(butler)
+    p = Pipeline()
+    p.add_task("a", ScaleTask, {"fail_on": [{"visit": 2, "detector": 3}]})
+    p.add_task("b", VisitSummaryTask)
+    report = run_pipeline(butler, p, ["run/a"], "out", where="visit <= 2")
+    return butler, report
+
+
+def summary_ref(butler, visit: int = 1):
+    return butler.find_dataset("visitSummary", instrument="Cam", visit=visit, collections="out")
+
+
+def test_every_quantum_is_a_row_with_its_inputs_outputs_config_and_software(done):
+    butler, report = done
+    rows = butler.provenance.quanta(run=report.run)
+    assert sorted((q.task_label, q.status) for q in rows).count(("a", "succeeded")) == 2 * len(DETECTORS) - 1
+    q = butler.provenance.producer(summary_ref(butler))
+    assert q.task_label == "b" and q.task_class == "skybutler.pipeline.testing.VisitSummaryTask"
+    assert q.status == "succeeded" and q.run == report.run and q.data_id == {"instrument": "Cam", "visit": 1}
+    assert q.config_dataset_id == butler.find_dataset("b_config", {}, collections=report.run).id
+    assert {i.dataset_id for i in q.inputs} == {r.id for r in butler.query_datasets(
+        "metricsA", collections=report.run, where="visit = 1")}
+    assert [o.dataset_id for o in q.outputs] == [summary_ref(butler).id]
+    assert q.host and q.pid and q.start_ns <= q.end_ns
+    env = butler.provenance.environment(q)
+    assert env["packages"]["skybutler"] and env["python"]
+
+
+def test_failed_and_blocked_quanta_are_recorded_with_error_and_log(done):
+    butler, report = done
+    [failed] = butler.provenance.quanta(status="failed")
+    assert failed.data_id == {"instrument": "Cam", "visit": 2, "detector": 3} and failed.outputs == []
+    assert "RuntimeError: injected failure" in failed.error and "Traceback" in failed.log
+    assert [i.dataset_type for i in failed.inputs] == ["metrics"]
+    [blocked] = butler.provenance.quanta(status="blocked")
+    assert blocked.task_label == "b" and blocked.data_id["visit"] == 2
+    assert "upstream quantum a@{'instrument': 'Cam', 'visit': 2, 'detector': 3} failed" in blocked.error
+    ok = butler.provenance.quanta(task="a", status="succeeded")[0]
+    assert "INFO skybutler.task.a: scaling 3 values by 2.0" in ok.log
+
+
+def test_consumers_and_the_recursive_tree(done):
+    butler, _ = done
+    metric = butler.find_dataset("metrics", instrument="Cam", visit=1, detector=0, collections="run/a")
+    assert [q.task_label for q in butler.provenance.consumers(metric)] == ["a"]
+    assert butler.provenance.producer(metric) is None
+    tree = butler.provenance.tree(summary_ref(butler))
+    assert tree.quantum.task_label == "b" and len(tree.inputs) == len(DETECTORS)
+    assert {n.dataset_type for n in tree.walk()} == {"visitSummary", "metricsA", "metrics"}
+    leaf = tree.inputs[0].inputs[0]
+    assert leaf.dataset_type == "metrics" and leaf.quantum is None and leaf.exists
+
+
+def test_provenance_outlives_a_purged_dataset(done):
+    butler, report = done
+    scaled = butler.find_dataset("metricsA", instrument="Cam", visit=1, detector=1, collections=report.run)
+    butler.remove([scaled])
+    assert butler.provenance.producer(scaled.id).task_label == "a"
+    gone = [n for n in butler.provenance.tree(summary_ref(butler)).inputs if n.dataset_id == scaled.id]
+    assert len(gone) == 1 and not gone[0].exists and gone[0].quantum.task_label == "a"
+
+
+def test_prerequisites_are_recorded_as_such(butler):
+    put_metrics(butler, visits=[1])
+    add_bias(butler)
+    p = Pipeline()
+    p.add_task("a", CalibratedScaleTask)
+    report = run_pipeline(butler, p, ["run/a", "calib"], "out")
+    assert report.ok
+    q = butler.provenance.quanta(task="a")[0]
+    bias = [i for i in q.inputs if i.prerequisite]
+    assert [b.dataset_type for b in bias] == ["bias"] and bias[0].data_id["detector"] == q.data_id["detector"]
+    assert butler.get("metricsA", instrument="Cam", visit=1, detector=0, collections="out")["bias"] == 1
+
+
+def test_quanta_go_with_their_run(done):
+    butler, report = done
+    butler.collections.set_chain("out", ["run/a"])
+    butler.remove_runs([report.run])
+    assert butler.provenance.quanta() == []
+
+
+def test_cli_provenance_tree_and_users(done):
+    butler, report = done
+    result = CliRunner().invoke(cli, ["provenance", str(butler.root), "visitSummary", "visit=1", "instrument=Cam",
+                                      "-c", "out"])
+    assert result.exit_code == 0, result.output
+    assert "visitSummary" in result.stdout and "metricsA" in result.stdout and "succeeded" in result.stdout
+    assert "not used by any recorded quantum" in result.stdout
+    metric = butler.find_dataset("metrics", instrument="Cam", visit=1, detector=0, collections="run/a")
+    result = CliRunner().invoke(cli, ["provenance", str(butler.root), str(metric.id), "--json"])
+    data = json.loads(result.stdout)
+    assert data["tree"]["quantum"] is None and [u["task"] for u in data["used_by"]] == ["a"]
+    result = CliRunner().invoke(cli, ["provenance", str(butler.root), "visitSummary", "visit=99", "-c", "out"])
+    assert result.exit_code == 1 and "no visitSummary dataset" in result.stderr
