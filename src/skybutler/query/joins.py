@@ -49,9 +49,8 @@ class JoinBuilder:
             raise QueryError(f"{name} is a sky-pixel dimension; it has no table to join")
         table = self.schema.elements[name].alias(f"e_{name}")
         self.element_tables[name] = table
-        # Identity first: the element's requirements must be sourced before joining it.
-        for dep in element.requires:
-            self.ensure(dep)
+        # The table's own columns source its requirements (their records exist: foreign
+        # keys), so {visit, detector} needs no join of the instrument table.
         cols = {d: table.c[element.column_of(d)] for d in element.identity + element.implies}
         self.add(table, cols)
         return table
@@ -84,6 +83,14 @@ class JoinBuilder:
                     return self.sources[dimension]
         self.join_element(dimension)
         return self.sources[dimension]
+
+    def join_relationships(self) -> None:
+        """Join every pure relationship element (no key, no region: visit_definition) whose
+        dimensions are all in the query, so exposures pair only with their own visits."""
+        for name, element in self.universe.elements.items():
+            if (element.key is None and not element.region and not element.timespan and not element.fields
+                    and name not in self.element_tables and all(d in self.sources for d in element.identity)):
+                self.join_element(name)
 
     def select_from(self) -> sa.FromClause:
         if self.from_clause is None:
