@@ -162,7 +162,9 @@ class RegistrySchema:
                 sa.PrimaryKeyConstraint("collection_id", "dataset_type_id", *dims, name=f"{name}_pkey"),
                 sa.UniqueConstraint("collection_id", "dataset_id", name=f"{name}_member"),
                 sa.Index(f"{name}_dataset", "dataset_id"),
-                sa.Index(f"{name}_type_dims", "dataset_type_id", *dims),
+                # Covers a query's dataset lookup (type, collections, data-ID ranges -> dataset
+                # IDs) without reading the table rows.
+                sa.Index(f"{name}_find", "dataset_type_id", "collection_id", *dims, "dataset_id"),
                 extend_existing=True)
             self._tags[group] = table
         return table
