@@ -322,8 +322,8 @@ def test_ingest_files_failures(repo, tmp_path):
     fails("ingest-files", repo, "nosuch", "ingested", table, message="'nosuch' is not registered")
     (tmp_path / "in" / "m2.json").unlink()
     fails("ingest-files", repo, "metrics", "ingested", table, message="no such file")
-    with fresh(repo) as b:  # all or nothing: m1 was not left behind
-        assert not b.exists("metrics", instrument="Cam", visit=1, detector=2, collections="ingested")
+    with fresh(repo) as b:  # all or nothing: m1 was not left behind, nor the new RUN
+        assert not b.collections.exists("ingested")
     bad = tmp_path / "bad.csv"
     bad.write_text("path,visit\nx.json,1\n")
     fails("ingest-files", repo, "metrics", "ingested", bad, message="has no 'file' column")

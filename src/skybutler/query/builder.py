@@ -165,6 +165,7 @@ def build(registry: Registry, spec: QuerySpec) -> BuiltQuery:
         select_cols += [(c.name, c) for c in table.c]
     for d in output_group.required:
         joins.ensure(d, available)
+    joins.join_relationships()
     for d in extra_datasets:
         _require_dataset(registry, ctx, joins, d)
     where_sql = WhereCompiler(joins, spec.where, region_binds, ctx.dataset_field(joins))
