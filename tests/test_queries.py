@@ -1,0 +1,518 @@
+"""Queries against small real repositories: data IDs, datasets and records under where-clauses,
+find-first through chains, calibrations by time, spatial overlaps checked against a
+brute-force lsst.sphgeom test, dataset metadata and metrics, user tables, result forms,
+explanations, errors with their column, and the query CLI.
+
+Most tests read one module-scoped repository (``repo``), built once per stack; the last
+test checks that none of the queries changed a row of it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import lsst.sphgeom as sphgeom
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+from astropy.time import Time, TimeDelta
+from click.testing import CliRunner
+from conftest import STACKS, populate, stack_locations, visit_pointing
+
+from skybutler import Butler, Timespan
+from skybutler.cli.main import cli
+from skybutler.dimensions import regions
+from skybutler.errors import MissingCollectionError, QueryError, RegistryError
+from skybutler.models import DatasetRef
+
+N_VISITS, N_DETECTORS = 12, 4
+T0 = Time("2025-01-01T00:00:00", scale="tai")
+T1 = Time("2025-01-02T00:05:00", scale="tai")
+T2 = Time("2025-01-03T00:00:00", scale="tai")
+
+
+def detector_region(visit: int, detector: int) -> sphgeom.Region:
+    """Detectors tile the 3.5 deg field of a visit on a 2x2 grid of 1.75 deg squares."""
+    ra, dec = visit_pointing(visit)
+    dx, dy = (detector % 2 - 0.5) * 1.75, (detector // 2 - 0.5) * 1.75
+    return regions.rectangle(ra + dx / math.cos(math.radians(dec + dy)), dec + dy, 1.75, 1.75)
+
+
+def patch_region(patch: int) -> sphgeom.Region:
+    """Patches tile tract 0 (centred on visit 3) on a 3x3 grid of 3.3 deg squares."""
+    ra, dec = visit_pointing(3)
+    px, py = (patch % 3 - 1) * 3.3, (patch // 3 - 1) * 3.3
+    return regions.rectangle(ra + px / math.cos(math.radians(dec + py)), dec + py, 3.3, 3.3)
+
+
+def snapshot(butler: Butler) -> dict[str, list[tuple]]:
+    """Every row of every table of the registry, for checking that nothing changed."""
+    db = butler.registry.db
+    out = {}
+    with db.reading() as conn:
+        for name in sa.inspect(conn).get_table_names(schema=db.schema):
+            table = sa.Table(name, sa.MetaData(schema=db.schema), autoload_with=conn)
+            out[name] = sorted(tuple(map(repr, row)) for row in conn.execute(sa.select(table)))
+    return out
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def repo(request, tmp_path_factory):
+    """Cam with 12 visits x 4 detectors (visit and visit-detector regions), a sky map whose
+    tract 0 surrounds visit 3, ``metrics`` (Dict) in run/a and run/b, ``src`` (Table), a
+    ``bias`` calibration certified by time, and the chain ``chain`` = [run/b, run/a]."""
+    tmp = tmp_path_factory.mktemp(f"queries_{request.param}")
+    butler = Butler.create(tmp / "repo", **stack_locations(request.param, tmp))
+    populate(butler, N_VISITS, N_DETECTORS)
+    butler.insert_records("visit_detector_region", [
+        {"instrument": "Cam", "visit": v, "detector": d, "region": detector_region(v, d)}
+        for v in range(1, N_VISITS + 1) for d in range(N_DETECTORS)])
+    butler.insert_records("skymap", [{"name": "sm"}])
+    ra, dec = visit_pointing(3)
+    butler.insert_records("tract", [{"skymap": "sm", "id": 0, "region": regions.rectangle(ra, dec, 10, 10)},
+                                    {"skymap": "sm", "id": 1, "region": regions.rectangle(ra + 180, -dec, 10, 10)}])
+    butler.insert_records("patch", [{"skymap": "sm", "tract": 0, "id": p, "region": patch_region(p)}
+                                    for p in range(9)])
+    butler.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+    butler.register_dataset_type("src", ["instrument", "visit", "detector"], "Table")
+    butler.register_dataset_type("empty", ["instrument", "visit", "detector"], "Dict")
+    butler.register_dataset_type("bias", ["instrument", "detector"], "Dict", is_calibration=True)
+    butler.put_many("metrics", [({f"k{i}": i for i in range(v + d)}, {"instrument": "Cam", "visit": v, "detector": d})
+                                for v in (1, 2, 3) for d in range(N_DETECTORS)], run="run/a")
+    butler.put_many("metrics", [({"only": 1}, {"instrument": "Cam", "visit": v, "detector": 0}) for v in (2, 3)],
+                    run="run/b")
+    butler.put(pa.table({"x": list(range(200))}), "src", instrument="Cam", visit=1, detector=2, run="run/a")
+    for v in (2, 3):
+        butler.put(pa.table({"x": list(range(500 * v))}), "src", instrument="Cam", visit=v, detector=1, run="run/b")
+    butler.collections.register("chain", "chained")
+    butler.collections.set_chain("chain", ["run/b", "run/a"])
+    first = [butler.put({"d": d}, "bias", instrument="Cam", detector=d, run="calib/run") for d in (0, 1)]
+    second = butler.put({"d": 0, "v": 2}, "bias", instrument="Cam", detector=0, run="calib/run2")
+    butler.collections.register("calib", "calibration")
+    butler.collections.certify("calib", first, begin=T0, end=T1)
+    butler.collections.certify("calib", [second], begin=T1, end=T2)
+    yield butler
+    butler.close()
+
+
+@pytest.fixture(scope="module")
+def before(repo):
+    return snapshot(repo)
+
+
+def visits(results) -> list[int]:
+    return sorted(d["visit"] for d in results)
+
+
+def pairs(results) -> list[tuple[int, int]]:
+    return sorted((d["visit"], d["detector"]) for d in results)
+
+
+def refs_of(results) -> list[tuple[int, int, str]]:
+    return sorted((r.data_id["visit"], r.data_id["detector"], r.run) for r in results)
+
+
+# -- data IDs under where-clauses ------------------------------------------------------
+
+
+def test_where_on_dimensions_and_implied_dimensions(repo, before):
+    assert visits(repo.query_data_ids(["visit"], where="visit > 3 AND visit <= 6")) == [4, 5, 6]
+    # band comes through visit -> physical_filter; visits 2, 5, 8, 11 are r
+    assert visits(repo.query_data_ids(["visit"], where="band = 'r'")) == [2, 5, 8, 11]
+    assert repo.query_data_ids(["visit", "detector"], where="band = 'r'").count() == 4 * N_DETECTORS
+    assert visits(repo.query_data_ids(["visit"], where="physical_filter = 'Cam-g' AND instrument = 'Cam'")) == [
+        1, 4, 7, 10]
+    with_band = list(repo.query_data_ids(["visit"], where="visit = 2", with_implied=True))
+    assert with_band[0]["band"] == "r" and with_band[0]["physical_filter"] == "Cam-r"
+
+
+def test_element_fields_ranges_in_not_null_glob(repo):
+    assert visits(repo.query_data_ids(["visit"], where="visit.exposure_time < 20")) == [10]
+    assert visits(repo.query_data_ids(["visit"], where="visit IN (1..12:5)")) == [1, 6, 11]
+    assert visits(repo.query_data_ids(["visit"], where="visit IN (2, 4, 9..10)")) == [2, 4, 9, 10]
+    assert visits(repo.query_data_ids(["visit"], where="visit NOT IN (1..10)")) == [11, 12]
+    detectors = sorted(d["detector"] for d in repo.query_data_ids(["detector"], where="NOT (detector = 1 OR detector = 2)"))
+    assert detectors == [0, 3]
+    assert repo.query_data_ids(["visit"], where="visit.target_name = NULL").count() == N_VISITS
+    assert repo.query_data_ids(["visit"], where="visit.target_name != NULL").count() == 0
+    names = sorted(d["detector"] for d in repo.query_data_ids(["detector"], where="GLOB(detector.full_name, '*S01')"))
+    assert names == [1]
+    assert sorted(d["detector"] for d in repo.query_data_ids(["detector"], where="GLOB(detector.full_name, 'R00_S0?')")) \
+        == [0, 1, 2, 3]
+
+
+def test_bind_parameters(repo):
+    assert visits(repo.query_data_ids(["visit"], where="visit = v", bind={"v": 5})) == [5]
+    assert visits(repo.query_data_ids(["visit"], where="visit IN (vs)", bind={"vs": [1, 3, 5]})) == [1, 3, 5]
+    assert visits(repo.query_data_ids(["visit"], where="visit IN (vs)", bind={"vs": range(2, 12, 4)})) == [2, 6, 10]
+    assert visits(repo.query_data_ids(["visit"], where="visit IN (vs)", bind={"vs": []})) == []
+    ra, dec = visit_pointing(7)
+    found = repo.query_data_ids(["visit"], where="visit.region OVERLAPS r", bind={"r": regions.circle(ra, dec, 0.2)})
+    assert visits(found) == [7]
+    assert visits(repo.query_data_ids(["visit"], where="band = b AND visit < n", bind={"b": "i", "n": 7})) == [3, 6]
+
+
+def test_time_comparisons_and_timespan_overlaps(repo):
+    # visit v is [2025-01-02T00:00 + (v-1)*120 s, + 30 s) (15 s for visit 10)
+    instant = "visit.timespan OVERLAPS T'2025-01-02T00:02:10'"
+    assert visits(repo.query_data_ids(["visit"], where=instant)) == [2]
+    interval = "visit.timespan OVERLAPS T'2025-01-02T00:02:10/2025-01-02T00:06:10'"
+    assert visits(repo.query_data_ids(["visit"], where=interval)) == [2, 3, 4]
+    # half-open: a visit ending exactly at the interval's start does not overlap it
+    assert visits(repo.query_data_ids(["visit"], where="visit.timespan OVERLAPS (T'2025-01-02T00:00:30', "
+                                                         "T'2025-01-02T00:02:00')")) == []
+    assert visits(repo.query_data_ids(["visit"], where="visit.timespan < T'2025-01-02T00:04:30'")) == [1, 2, 3]
+    assert visits(repo.query_data_ids(["visit"], where="visit.timespan > T'2025-01-02T00:18:00'")) == [11, 12]
+    span = Timespan(Time("2025-01-02T00:21:00", scale="tai"), Time("2025-01-02T01:00:00", scale="tai"))
+    assert visits(repo.query_data_ids(["visit"], where="visit.timespan OVERLAPS s", bind={"s": span})) == [12]
+    assert visits(repo.query_data_ids(["visit"], where="day_obs.timespan OVERLAPS T'2025-01-01T13:00:00' "
+                                                         "AND visit < 3")) == [1, 2]
+
+
+# -- datasets, chains, calibrations ------------------------------------------------------
+
+
+def test_find_first_through_a_chain(repo):
+    first = refs_of(repo.query_datasets("metrics", collections="chain"))
+    assert len(first) == 3 * N_DETECTORS
+    assert (2, 0, "run/b") in first and (2, 0, "run/a") not in first
+    assert (1, 0, "run/a") in first
+    every = refs_of(repo.query_datasets("metrics", collections="chain", find_first=False))
+    assert len(every) == 3 * N_DETECTORS + 2
+    assert (2, 0, "run/a") in every and (2, 0, "run/b") in every
+    # the order of the search path decides
+    reversed_chain = refs_of(repo.query_datasets("metrics", collections=["run/a", "run/b"]))
+    assert all(run == "run/a" for _, _, run in reversed_chain)
+    assert refs_of(repo.query_datasets("metrics", collections="chain", where="visit = 3 AND detector = 0")) == [
+        (3, 0, "run/b")]
+
+
+def test_data_ids_constrained_by_datasets(repo):
+    assert pairs(repo.query_data_ids(["visit", "detector"], datasets="src", collections="chain")) == [
+        (1, 2), (2, 1), (3, 1)]
+    assert pairs(repo.query_data_ids(["visit", "detector"], datasets=["src", "metrics"], collections="run/b")) == []
+
+
+def test_calibration_lookup_by_time_at_range_boundaries(repo):
+    def bias(detector, begin, end):
+        ref = repo.find_dataset("bias", instrument="Cam", detector=detector, collections="calib",
+                                timespan=Timespan(begin, end))
+        return None if ref is None else repo.get(ref)
+
+    second = TimeDelta(1, format="sec")
+    assert bias(0, T0, T0 + second) == {"d": 0}
+    assert bias(0, T1 - second, T1) == {"d": 0}           # ends exactly where the first range ends
+    assert bias(0, T1, T1 + second) == {"d": 0, "v": 2}   # begins where the second begins
+    assert bias(0, T0 - second, T0) is None               # ends where validity begins: half-open
+    assert bias(0, T2, T2 + second) is None
+    assert bias(1, T1, T1 + second) is None               # detector 1 has no second range
+    assert "CALIBRATION" in " ".join(repo.query_datasets("bias", collections="calib").explain())
+
+
+# -- spatial ---------------------------------------------------------------------------------
+
+
+def random_points(n: int, seed: int) -> list[tuple[float, float]]:
+    """Points scattered around the visits' pointings (most fall in one or two regions)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        ra, dec = visit_pointing(rng.randint(1, N_VISITS))
+        out.append((ra + rng.uniform(-3, 3) / math.cos(math.radians(dec)), dec + rng.uniform(-2.5, 2.5)))
+    return out
+
+
+def contains(region: sphgeom.Region, ra: float, dec: float) -> bool:
+    return region.contains(sphgeom.UnitVector3d(sphgeom.LonLat.fromDegrees(ra, dec)))
+
+
+def test_point_overlaps_match_a_brute_force_test(repo):
+    visit_regions = {v: regions.rectangle(*visit_pointing(v), 3.5, 3.5) for v in range(1, N_VISITS + 1)}
+    hits = 0
+    for ra, dec in random_points(25, seed=7):
+        want = sorted(v for v, r in visit_regions.items() if contains(r, ra, dec))
+        assert visits(repo.query_data_ids(["visit"], where=f"visit.region OVERLAPS POINT({ra!r}, {dec!r})")) == want
+        want_vd = sorted((v, d) for v in visit_regions for d in range(N_DETECTORS)
+                         if contains(detector_region(v, d), ra, dec))
+        where = f"visit_detector_region.region OVERLAPS POINT({ra!r}, {dec!r})"
+        assert pairs(repo.query_data_ids(["visit", "detector"], where=where)) == want_vd
+        hits += len(want_vd)
+    assert hits > 10  # the points did land on detectors
+
+
+def test_circle_overlaps_visit_detector_regions(repo):
+    for ra, dec in random_points(10, seed=3):
+        circle = regions.circle(ra, dec, 0.4)
+        want = sorted((v, d) for v in range(1, N_VISITS + 1) for d in range(N_DETECTORS)
+                      if not detector_region(v, d).relate(circle) & sphgeom.DISJOINT)
+        where = f"visit_detector_region.region OVERLAPS CIRCLE({ra!r}, {dec!r}, 0.4)"
+        assert pairs(repo.query_data_ids(["visit", "detector"], where=where)) == want
+
+
+def test_patches_overlapping_a_visit(repo):
+    for visit in (3, 4):
+        visit_region = regions.rectangle(*visit_pointing(visit), 3.5, 3.5)
+        want = sorted(p for p in range(9) if not patch_region(p).relate(visit_region) & sphgeom.DISJOINT)
+        for dims in (["patch"], ["visit", "patch"]):
+            found = sorted(d["patch"] for d in repo.query_data_ids(dims, where=f"visit = {visit}"))
+            assert found == want, (visit, dims)
+    assert sorted(d["patch"] for d in repo.query_data_ids(["patch"], where="visit = 4")) == []
+    # the visit/detector x tract join: only visit 3's detectors are in tract 0
+    vd = repo.query_data_ids(["visit", "detector", "tract"], where="visit IN (3, 4)")
+    assert sorted((d["visit"], d["detector"], d["tract"]) for d in vd) == [(3, d, 0) for d in range(N_DETECTORS)]
+    # a multiplied spatial join still yields each patch once
+    assert repo.query_data_ids(["patch"], where="visit IN (2, 3, 4)").count() == 9
+    assert [d["visit"] for d in repo.query_data_ids(["visit"], where="visit_detector_region.region OVERLAPS "
+                                                    f"CIRCLE({visit_pointing(3)[0]}, {visit_pointing(3)[1]}, 0.3)")] == [3]
+
+
+# -- dataset metadata, metrics, user tables ----------------------------------------------------
+
+
+def test_metadata_queries(repo):
+    # metrics has v + d keys in run/a and 1 key in run/b (which comes first in the chain)
+    found = refs_of(repo.query_datasets("metrics", where="metrics.n_keys > 3", collections="chain"))
+    assert found == [(1, 3, "run/a"), (2, 2, "run/a"), (2, 3, "run/a"), (3, 1, "run/a"), (3, 2, "run/a"),
+                     (3, 3, "run/a")]
+    # without find-first, each dataset is judged by its own facts
+    every = refs_of(repo.query_datasets("metrics", where="metrics.n_keys > 1 AND detector = 0", collections="chain",
+                                        find_first=False))
+    assert every == [(2, 0, "run/a"), (3, 0, "run/a")]
+    # with find-first, the first-found dataset is judged (a later one never wins instead)
+    assert refs_of(repo.query_datasets("metrics", where="metrics.n_keys > 1 AND detector = 0",
+                                       collections="chain")) == []
+    assert pairs(repo.query_data_ids(["visit", "detector"], where="src.n_rows > 100", collections="chain")) == [
+        (1, 2), (2, 1), (3, 1)]
+    # the walkthrough's "detectors of visits with many detections"
+    assert pairs(repo.query_data_ids(["visit", "detector"], where="src.n_rows > 1000", collections="chain")) == [
+        (3, 1)]
+    assert repo.get_metadata(next(iter(repo.query_datasets("src", collections="chain", where="visit = 3"))))[
+        "n_rows"] == 1500
+
+
+def test_metrics_attached_later(make_butler):
+    butler = make_butler()
+    populate(butler)
+    butler.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+    refs = butler.put_many("metrics", [({"a": d}, {"instrument": "Cam", "visit": 1, "detector": d})
+                                       for d in range(4)], run="run")
+    with pytest.raises(QueryError, match="no metadata field or metric 'scatter'"):
+        butler.query_datasets("metrics", where="metrics.scatter > 1", collections="run")
+    for ref, scatter in zip(refs, (0.5, 2.5, 1.5, None)):
+        butler.set_metrics(ref, scatter=scatter)
+    butler.set_metrics(refs[0], scatter=3.0)  # replaces
+    high = sorted(r.data_id["detector"] for r in butler.query_datasets("metrics", where="metrics.scatter > 1",
+                                                                        collections="run"))
+    assert high == [0, 1, 2]
+    # detector 3's metric is NULL; data IDs without a dataset have none either
+    assert [d["detector"] for d in butler.query_data_ids(["visit", "detector"], collections="run",
+                                                         where="visit = 1 AND metrics.scatter = NULL")] == [3]
+    assert butler.query_data_ids(["visit", "detector"], where="metrics.scatter = NULL", collections="run").count() \
+        == 6 * 4 - 3
+    assert butler.get_metadata(refs[1]) == {"n_keys": 1, "scatter": 2.5}
+
+
+def test_user_tables(make_butler):
+    butler = make_butler()
+    populate(butler)
+    assert butler.register_user_table("quality", ["instrument", "visit"], {"seeing": float, "good": bool,
+                                                                            "note": "str"})
+    assert not butler.register_user_table("quality", ["visit"], {"seeing": float, "good": bool, "note": str})
+    assert butler.insert_user_rows("quality", [{"instrument": "Cam", "visit": v, "seeing": 0.5 + 0.1 * v,
+                                                "good": v % 2 == 0} for v in range(1, 6)]) == 5
+    assert visits(butler.query_data_ids(["visit"], where="quality.seeing < 0.85")) == [1, 2, 3]
+    assert pairs(butler.query_data_ids(["visit", "detector"], where="quality.good AND detector = 1")) == [
+        (2, 1), (4, 1)]
+    # a data ID without a row matches no comparison (visit 6 has none)
+    assert visits(butler.query_data_ids(["visit"], where="NOT (quality.seeing < 0.85)")) == [4, 5]
+    assert sorted(d["detector"] for d in butler.query_data_ids(["detector"], where="quality.seeing > 0.95")) == [
+        0, 1, 2, 3]
+    assert butler.query_dimension_records("visit", where="quality.seeing >= 1.0").count() == 1
+    with pytest.raises(QueryError, match="no column 'sky'") as err:
+        butler.query_data_ids(["visit"], where="visit > 1 AND quality.sky < 1")
+    assert err.value.column == 15
+    with pytest.raises(QueryError, match="cannot compare float with str"):
+        butler.query_data_ids(["visit"], where="quality.seeing = 'x'")
+    with pytest.raises(RegistryError, match="already exists"):
+        butler.insert_user_rows("quality", [{"instrument": "Cam", "visit": 1, "seeing": 2.0}])
+    with pytest.raises(RegistryError):
+        butler.insert_user_rows("quality", [{"instrument": "Cam", "visit": 99, "seeing": 2.0}])
+    with pytest.raises(RegistryError, match="no column"):
+        butler.insert_user_rows("quality", [{"instrument": "Cam", "visit": 1, "sky": 2.0}])
+    assert butler.insert_user_rows("quality", [{"instrument": "Cam", "visit": 1, "seeing": 2.0}], replace=True) == 1
+    for name, dims, cols in [("quality", ["visit"], {"seeing": int}), ("visit", ["visit"], {"a": int}),
+                             ("q2", ["visit"], {"visit": int}), ("bad name", ["visit"], {"a": int}),
+                             ("q3", ["visit"], {"a": list}), ("q4", ["nope"], {"a": int})]:
+        with pytest.raises(RegistryError):
+            butler.register_user_table(name, dims, cols)
+    # the table list survives reopening the repository
+    root = butler.root
+    butler.close()
+    with Butler(root) as reopened:
+        assert visits(reopened.query_data_ids(["visit"], where="quality.seeing >= 1.0")) == [1, 5]
+        assert [t.name for t in reopened.registry.user_tables.all()] == ["quality"]
+
+
+# -- result forms -------------------------------------------------------------------------------
+
+
+def test_order_limit_offset_count_any(repo):
+    ordered = repo.query_data_ids(["visit", "detector"]).order_by("-visit", "detector")
+    assert [(d["visit"], d["detector"]) for d in ordered.limit(3, 2)] == [(12, 2), (12, 3), (11, 0)]
+    assert ordered.count() == N_VISITS * N_DETECTORS
+    assert ordered.limit(5).count() == 5
+    assert repo.query_data_ids(["visit"], where="visit > 100").any() is False
+    assert repo.query_data_ids(["visit"], where="visit > 10").any() is True
+    refs = repo.query_datasets("metrics", collections="chain").order_by("-visit", "detector").limit(3, 1)
+    assert [(r.data_id["visit"], r.data_id["detector"]) for r in refs] == [(3, 1), (3, 2), (3, 3)]
+    assert repo.query_datasets("metrics", collections="chain").count() == 12
+    assert repo.query_datasets("metrics", collections="chain", find_first=False).count() == 14
+    # limit and offset also apply after an exact region test
+    spatial = repo.query_data_ids(["visit", "patch"], where="visit = 3").order_by("patch")
+    assert [d["patch"] for d in spatial.limit(2, 1)] == [1, 2]
+    with pytest.raises(QueryError, match="cannot order by"):
+        repo.query_data_ids(["visit"]).order_by("band")
+
+
+def test_tables(repo):
+    table = repo.query_datasets("metrics", collections="chain").to_arrow()
+    assert table.column_names == ["dataset_id", "run", "instrument", "visit", "detector"]
+    refs = {str(r.id): r for r in repo.query_datasets("metrics", collections="chain")}
+    for row in table.to_pylist():
+        ref = refs[row["dataset_id"]]
+        assert (row["run"], row["visit"], row["detector"]) == (ref.run, ref.data_id["visit"], ref.data_id["detector"])
+    ids = repo.query_data_ids(["visit", "detector"], where="visit < 3").to_arrow()
+    assert ids.column_names == ["instrument", "visit", "detector"] and ids.num_rows == 2 * N_DETECTORS
+    records = repo.query_dimension_records("visit", where="visit < 3").to_arrow()
+    assert records.num_rows == 2 and records.column("timespan_begin")[0].as_py().startswith("2025-01-02T00:0")
+    assert len(records.column("region")[0].as_py()) == 4
+    astropy_table = repo.query_datasets("metrics", collections="chain").to_astropy()
+    assert len(astropy_table) == 12 and "dataset_id" in astropy_table.colnames
+    frame = repo.query_data_ids(["visit"], where="band = 'g'").to_pandas()
+    assert sorted(frame["visit"]) == [1, 4, 7, 10]
+    empty = repo.query_datasets("metrics", collections="chain", where="visit > 100").to_arrow()
+    assert empty.num_rows == 0 and "dataset_id" in empty.column_names
+
+
+def test_refs_from_queries_are_ordinary_refs(repo):
+    ref = next(iter(repo.query_datasets("metrics", collections="chain", where="visit = 1 AND detector = 2")))
+    made = DatasetRef.make(ref.id, ref.dataset_type, ref.data_id, ref.run)
+    assert ref == made and hash(ref) == hash(made) and ref.model_dump() == made.model_dump()
+    assert repo.get(ref) == {f"k{i}": i for i in range(3)}
+    assert ref.with_artifact(None).run == "run/a"
+    records = list(repo.query_dimension_records("visit", where="visit = 2"))
+    assert records[0]["physical_filter"] == "Cam-r" and isinstance(records[0]["timespan"], Timespan)
+
+
+def test_explain_names_the_reason(repo):
+    with pytest.raises(MissingCollectionError):
+        repo.query_datasets("metrics", collections="nope")
+    assert repo.query_datasets("metrics", collections="chain").explain() == []
+    reasons = repo.query_datasets("empty", collections="chain").explain()
+    assert any("no empty datasets" in r for r in reasons)
+    reasons = repo.query_datasets("metrics", collections="chain", where="visit = 1 AND detector = 9").explain()
+    assert reasons == ["the where-clause term 'detector = 9' excludes every row"]
+    reasons = repo.query_data_ids(["visit"], where="visit > 2 AND visit < 2").explain()
+    assert reasons == ["the where-clause terms together exclude every row (each alone matches some)"]
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where, bind, message, column", [
+    ("vist = 3", {}, "unknown name 'vist'", 1),
+    ("visit > 1 AND visit = 'abc'", {}, "cannot compare int with str", 23),
+    ("visit = my_visit", {"other": 1}, "unknown name 'my_visit'", 9),
+    ("visit = vs", {"vs": [1, 2]}, "holds several values", 9),
+    ("visit.exposure_time OVERLAPS POINT(1, 2)", {}, "OVERLAPS needs two regions", None),
+    ("visit.region OVERLAPS T'2025-01-01'", {}, "OVERLAPS needs two regions", None),
+    ("visit.nope > 1", {}, "visit has no field 'nope'", 1),
+    ("visit > ", {}, "ends too early", 8),
+    ("visit.timespan = T'2025-01-01'", {}, "compared with < or >", None),
+])
+def test_errors_point_at_their_column(repo, where, bind, message, column):
+    with pytest.raises(QueryError, match=message) as caught:
+        repo.query_data_ids(["visit"], where=where, bind=bind)
+    err = caught.value
+    assert err.column is not None and err.expression == where
+    if column is not None:
+        assert err.column == column
+    caret_line = str(err).splitlines()[-1]
+    assert caret_line.index("^") - 2 == err.column - 1
+
+
+# -- the query CLI ----------------------------------------------------------------------------------
+
+
+def cli_run(*args: object, code: int = 0):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == code, f"{result.stdout}\n{result.stderr}"
+    assert "Traceback" not in result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def cli_repo(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cli") / "repo"
+    with Butler.create(root) as butler:
+        populate(butler)
+        butler.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+        butler.put_many("metrics", [({"a": 1}, {"instrument": "Cam", "visit": v, "detector": 0}) for v in (1, 2)],
+                        run="a")
+        butler.put_many("metrics", [({"a": 2}, {"instrument": "Cam", "visit": 2, "detector": 0})], run="b")
+    return root
+
+
+def test_cli_query_data_ids(cli_repo):
+    rows = json.loads(cli_run("query-data-ids", cli_repo, "visit", "--where", "visit IN (vs)", "--bind", "vs=1,3",
+                              "--json").stdout)
+    assert rows == [{"instrument": "Cam", "visit": 1}, {"instrument": "Cam", "visit": 3}]
+    table = cli_run("query-data-ids", cli_repo, "visit", "detector", "--where", "visit = v AND detector < 2",
+                    "--bind", "v=2").stdout
+    assert "instrument" in table and "│ 2 " in table
+    csv_text = cli_run("query-data-ids", cli_repo, "visit", "detector", "--where", "visit = 2",
+                       "--order-by", "-detector", "--limit", "2", "--csv").stdout
+    assert csv_text.splitlines() == ["instrument,visit,detector", "Cam,2,3", "Cam,2,2"]
+    with_data = json.loads(cli_run("query-data-ids", cli_repo, "visit", "detector", "--datasets", "metrics",
+                                   "--collections", "b", "--json").stdout)
+    assert with_data == [{"instrument": "Cam", "visit": 2, "detector": 0}]
+    assert "no data IDs match" in cli_run("query-data-ids", cli_repo, "visit", "--where", "visit > 99").stdout
+
+
+def test_cli_query_datasets_and_records(cli_repo, tmp_path):
+    first = json.loads(cli_run("query-datasets", cli_repo, "metrics", "-c", "b,a", "--json").stdout)
+    assert sorted((r["visit"], r["run"]) for r in first) == [(1, "a"), (2, "b")]
+    every = json.loads(cli_run("query-datasets", cli_repo, "metrics", "-c", "b", "-c", "a", "--no-find-first",
+                               "--json").stdout)
+    assert sorted((r["visit"], r["run"]) for r in every) == [(1, "a"), (2, "a"), (2, "b")]
+    out = tmp_path / "refs.parquet"
+    assert "wrote 2 row(s)" in cli_run("query-datasets", cli_repo, "metrics", "-c", "b,a", "--parquet", out).stdout
+    assert sorted(pq.read_table(out).column("visit").to_pylist()) == [1, 2]
+    records = json.loads(cli_run("query-dimension-records", cli_repo, "visit", "--where", "band = 'r'",
+                                 "--json").stdout)
+    assert [r["id"] for r in records] == [2, 5] and len(records[0]["region"]) == 4
+    assert "[[" not in cli_run("query-dimension-records", cli_repo, "visit", "-w", "visit = 2").stdout  # summarised
+    assert cli_run("query-dimension-records", cli_repo, "detector", "--csv").stdout.count("\n") == 5
+
+
+def test_cli_query_errors(cli_repo):
+    failed = cli_run("query-data-ids", cli_repo, "visit", "--where", "visit = 'abc'", code=1)
+    assert failed.stderr.startswith("error: cannot compare int with str") and "          ^" in failed.stderr
+    assert "no collection named 'nope'" in cli_run("query-datasets", cli_repo, "metrics", "-c", "nope",
+                                                   code=1).stderr
+    assert "choose one of" in cli_run("query-data-ids", cli_repo, "visit", "--json", "--csv", code=1).stderr
+    cli_run("query-data-ids", cli_repo, "visit", "--bind", "novalue", code=2)
+
+
+# -- last: nothing above changed the shared repository --------------------------------------------
+
+
+def test_queries_never_mutate_the_repository(repo, before):
+    list(repo.query_datasets("metrics", collections="chain", where="metrics.n_keys > 1"))
+    repo.query_data_ids(["visit", "patch"], where="visit = 3").count()
+    repo.query_datasets("empty", collections="chain").explain()
+    assert snapshot(repo) == before
