@@ -357,6 +357,22 @@ def test_user_tables(make_butler):
         assert [t.name for t in reopened.registry.user_tables.all()] == ["quality"]
 
 
+def test_bulk_registered_datasets_are_queryable(make_butler):
+    butler = make_butler()
+    populate(butler)
+    butler.register_dataset_type("m", ["instrument", "visit", "detector"], "Dict")
+    butler.collections.register("bulk", "run")
+    dtype = butler.get_dataset_type("m")
+    values = [("Cam", v, d) for v in range(1, 7) for d in range(4)]
+    assert butler.registry.datasets.insert_bulk(dtype, "bulk", iter(values), batch_size=7) == 24
+    refs = list(butler.query_datasets("m", collections="bulk", where="visit < 3"))
+    assert len(refs) == 8 and len({r.id for r in refs}) == 8 and all(r.id.version == 7 for r in refs)
+    assert butler.registry.datasets.artifacts(r.id for r in refs) == {}
+    with pytest.raises(sa.exc.IntegrityError):  # one dataset per type and data ID in a RUN: the database checks
+        butler.registry.datasets.insert_bulk(dtype, "bulk", [("Cam", 1, 0)])
+    assert butler.query_datasets("m", collections="bulk").count() == 24
+
+
 # -- result forms -------------------------------------------------------------------------------
 
 
