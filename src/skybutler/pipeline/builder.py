@@ -13,8 +13,9 @@ tract and patch joins by region) all follow from the same grouping.
 
 from __future__ import annotations
 
+import operator
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..dimensions import DataCoordinate, DimensionGroup
@@ -100,10 +101,13 @@ class QuantumGraphBuilder:
     def _load_existing(self, name: str) -> None:
         """Every dataset of an overall input type matching the query, by data ID (one query)."""
         self.query_count += 1
-        refs = self.butler.query_datasets(name, self.where, collections=self.inputs, bind=self.bind,
-                                          data_id=self.data_id)
-        self.available[name] = {ref.data_id.required_values: DatasetNode(name, ref.data_id, ref.id)
-                                for ref in refs}
+        table = self.butler.query_datasets(name, self.where, collections=self.inputs, bind=self.bind,
+                                           data_id=self.data_id).to_arrow()
+        group = self.groups[name]
+        ids = table.column("dataset_id").to_pylist() if table.num_rows else []
+        keys = _tuples(table, group.required)
+        self.available[name] = {key: DatasetNode(name, DataCoordinate.from_required(group, key), uuid.UUID(i))
+                                for key, i in zip(keys, ids)}
 
     # -- one task -------------------------------------------------------------
 
@@ -121,60 +125,64 @@ class QuantumGraphBuilder:
         needs_implied = any(d in union.implied for g in [qgroup, *cgroups.values()] for d in g.required)
         existing = [c.name for c in tdef.inputs.values() if c.name not in producers]
         self.query_count += 1
-        rows = self.butler.query_data_ids(
+        table = self.butler.query_data_ids(
             sorted(union.required), self.where, bind=self.bind, datasets=existing or None,
-            collections=self.inputs if existing else None, data_id=self.data_id, with_implied=needs_implied)
-        qdims = qgroup.required
-        cdims = {k: g.required for k, g in cgroups.items()}
-        in_names = {k: c.name for k, c in tdef.inputs.items()}
+            collections=self.inputs if existing else None, data_id=self.data_id,
+            with_implied=needs_implied).to_arrow()
+        columns = [c for c in table.column_names if c in union.names]
+        rows = list(zip(*[table.column(c).to_pylist() for c in columns])) if table.num_rows else []
+        index = {c: i for i, c in enumerate(columns)}
+        qget = _getter([index[d] for d in qgroup.required])
+        getters = [(k, _getter([index[d] for d in g.required])) for k, g in cgroups.items()]
+        checks = [(k, self.available.get(c.name, {})) for k, c in tdef.inputs.items()]
         grouped: dict[Key, dict[str, dict[Key, None]]] = {}
-        first_row: dict[Key, DataCoordinate] = {}
+        first_row: dict[Key, dict[str, Any]] = {}
         for row in rows:
-            keys = {k: tuple([row[d] for d in dims]) for k, dims in cdims.items()}
-            if any(keys[k] not in self.available.get(name, ()) for k, name in in_names.items()):
+            keys = {k: get(row) for k, get in getters}
+            if any(keys[k] not in avail for k, avail in checks):
                 continue  # an input that neither exists nor is produced by an earlier quantum
-            qkey = tuple([row[d] for d in qdims])
+            qkey = qget(row)
             acc = grouped.get(qkey)
             if acc is None:
-                acc = grouped[qkey] = {k: {} for k in cdims}
-                first_row[qkey] = row
+                acc = grouped[qkey] = {k: {} for k, _ in getters}
+                first_row[qkey] = dict(zip(columns, row))
             for k, key in keys.items():
                 acc[k][key] = None
         self._make_quanta(tdef, qgroup, grouped, first_row)
 
     def _make_quanta(self, tdef: TaskDef, qgroup: DimensionGroup, grouped: dict[Key, dict[str, dict[Key, None]]],
-                     first_row: dict[Key, DataCoordinate]) -> None:
+                     first_row: dict[Key, dict[str, Any]]) -> None:
         existing_out = self._existing_outputs(tdef)
         skipped = 0
         for qkey in sorted(grouped):
             acc = grouped[qkey]
-            data_id = DataCoordinate.from_required(qgroup, qkey)
             prereqs = self._find_prerequisites(tdef, acc, first_row[qkey])
             if isinstance(prereqs, str):
-                self.dropped.append({"task": tdef.label, "data_id": dict(data_id.required), "reason": prereqs})
+                self.dropped.append({"task": tdef.label, "data_id": dict(zip(qgroup.required, qkey)),
+                                     "reason": prereqs})
                 continue
-            outputs = {k: [DatasetNode(c.name, DataCoordinate.from_required(self.groups[c.name], key))
-                           for key in sorted(acc[k])] for k, c in tdef.outputs.items()}
-            found = [(n, existing_out.get((n.dataset_type, n.data_id.required_values)))
-                     for nodes in outputs.values() for n in nodes]
-            if found and all(hit is not None and hit[1] for _, hit in found):
+            outputs = {k: [(c.name, key) for key in sorted(acc[k])] for k, c in tdef.outputs.items()}
+            found = [(name, key, existing_out.get((name, key))) for nodes in outputs.values() for name, key in nodes]
+            if found and all(hit is not None and hit[1] for _, _, hit in found):
                 skipped += 1  # every output exists where existing ones are skipped
-                for n, hit in found:
-                    self.available.setdefault(n.dataset_type, {})[n.data_id.required_values] = \
-                        DatasetNode(n.dataset_type, n.data_id, hit[0])
+                for name, key, hit in found:
+                    self.available.setdefault(name, {})[key] = DatasetNode(
+                        name, DataCoordinate.from_required(self.groups[name], key), hit[0])
                 continue
-            clobber = [hit[0] for _, hit in found if hit is not None and not hit[1]]
+            clobber = [hit[0] for _, _, hit in found if hit is not None and not hit[1]]
+            data_id = DataCoordinate.from_required(qgroup, qkey)
             if clobber and not self.clobber:
                 self.conflicts.append(f"{tdef.label}@{dict(data_id.required)}")
             index = len(self.quanta)
             inputs = {k: [self.available[c.name][key] for key in sorted(acc[k])] for k, c in tdef.inputs.items()}
-            inputs = {k: [DatasetNode(n.dataset_type, n.data_id, n.id, n.producer) for n in v]
-                      for k, v in inputs.items()}
-            for nodes in outputs.values():
-                for n in nodes:
-                    self.available.setdefault(n.dataset_type, {})[n.data_id.required_values] = \
-                        DatasetNode(n.dataset_type, n.data_id, None, index)
-            self.quanta.append(QuantumNode(index, tdef.label, data_id, inputs, prereqs, outputs, clobber))
+            out_nodes: dict[str, list[DatasetNode]] = {}
+            for k, nodes in outputs.items():
+                made = out_nodes[k] = []
+                for name, key in nodes:
+                    node = DatasetNode(name, DataCoordinate.from_required(self.groups[name], key), None, index)
+                    made.append(node)
+                    self.available.setdefault(name, {})[key] = node
+            self.quanta.append(QuantumNode(index, tdef.label, data_id, inputs, prereqs, out_nodes, clobber))
         if skipped:
             self.skipped[tdef.label] = skipped
 
@@ -191,12 +199,16 @@ class QuantumGraphBuilder:
             if conn.name not in registered:
                 continue
             self.query_count += 1
-            for ref in self.butler.query_datasets(conn.name, collections=search, data_id=self.data_id):
-                out[(conn.name, ref.data_id.required_values)] = (ref.id, ref.run in skip_runs)
+            table = self.butler.query_datasets(conn.name, collections=search, data_id=self.data_id).to_arrow()
+            if not table.num_rows:
+                continue
+            keys = _tuples(table, self.groups[conn.name].required)
+            for key, i, run in zip(keys, table.column("dataset_id").to_pylist(), table.column("run").to_pylist()):
+                out[(conn.name, key)] = (uuid.UUID(i), run in skip_runs)
         return out
 
     def _find_prerequisites(self, tdef: TaskDef, acc: dict[str, dict[Key, None]],
-                            row: DataCoordinate) -> dict[str, list[DatasetNode]] | str:
+                            row: dict[str, Any]) -> dict[str, list[DatasetNode]] | str:
         """The prerequisite datasets of one quantum, or why one is missing."""
         out: dict[str, list[DatasetNode]] = {}
         for k, conn in tdef.prerequisites.items():
@@ -215,7 +227,7 @@ class QuantumGraphBuilder:
             out[k] = nodes
         return out
 
-    def _span(self, row: DataCoordinate) -> tuple[int, int] | None:
+    def _span(self, row: dict[str, Any]) -> tuple[int, int] | None:
         """The observation timespan (TAI ns) of a row's visit or exposure."""
         element = "visit" if "visit" in row else "exposure"
         spans = self._spans.get(element)
@@ -227,3 +239,18 @@ class QuantumGraphBuilder:
                 if record["timespan"] is not None:
                     spans[record.identity] = record["timespan"].to_ns()
         return spans.get(tuple(row[d] for d in self.universe[element].identity))
+
+
+def _getter(positions: list[int]) -> Callable[[tuple], Key]:
+    """A fast function picking values at ``positions`` of a row as a tuple."""
+    if len(positions) == 1:
+        pos = positions[0]
+        return lambda row: (row[pos],)
+    return operator.itemgetter(*positions)
+
+
+def _tuples(table: Any, dims: Sequence[str]) -> list[Key]:
+    """Rows of an Arrow table's dimension columns as tuples."""
+    if not table.num_rows:
+        return []
+    return list(zip(*[table.column(d).to_pylist() for d in dims]))

@@ -116,8 +116,9 @@ class QuantumGraph:
         """Write the graph as JSON (atomically: a temporary file renamed into place)."""
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
+        text = json.dumps(self.to_json(), separators=(",", ":"))  # one shot: the C encoder
         with open(tmp, "w") as stream:
-            json.dump(self.to_json(), stream, separators=(",", ":"))
+            stream.write(text)
         tmp.replace(path)
 
     @classmethod
@@ -140,7 +141,8 @@ class QuantumGraph:
         dtypes = {n: DatasetType(**d) for n, d in data["dataset_types"].items()}
         groups = {n: universe.group(d.dimensions) for n, d in dtypes.items()}
         task_groups = {label: universe.group(dims) for label, dims in data["task_dimensions"].items()}
-        quanta = [_decode_quantum(i, q, groups, task_groups) for i, q in enumerate(data["quanta"])]
+        decoder = _Decoder(groups, task_groups)
+        quanta = [decoder.quantum(i, q) for i, q in enumerate(data["quanta"])]
         return cls(Pipeline.from_dict(data["pipeline"]), dtypes, quanta, list(data["input_collections"]),
                    data["output_run"], data.get("output"), data.get("where", ""), list(data.get("dropped", [])),
                    dict(data.get("skipped", {})), data.get("created", ""))
@@ -167,23 +169,47 @@ def _encode_quantum(q: QuantumNode) -> dict[str, Any]:
     return out
 
 
-def _decode_quantum(index: int, q: dict[str, Any], groups: dict, task_groups: dict) -> QuantumNode:
-    def nodes(key: str) -> dict[str, list[DatasetNode]]:
-        types = q[key + "_types"]
-        out: dict[str, list[DatasetNode]] = {}
-        for name, entries in q[key + "_nodes"].items():
-            dtype = types[name]
-            group = groups.get(dtype)
-            if key == "outputs":
-                out[name] = [DatasetNode(dtype, DataCoordinate.from_required(group, tuple(e))) for e in entries]
-            else:
-                out[name] = [DatasetNode(dtype, DataCoordinate.from_required(group, tuple(e[0])),
-                                         None if e[1] is None else uuid.UUID(e[1]), e[2]) for e in entries]
-        return out
+class _Decoder:
+    """Turns saved quanta back into nodes, sharing one node per dataset (an output and
+    the inputs that read it are the same object, as when the graph was built)."""
 
-    try:
-        return QuantumNode(index, q["task"], DataCoordinate.from_required(task_groups[q["task"]], tuple(q["data_id"])),
-                           nodes("inputs"), nodes("prerequisites"), nodes("outputs"),
-                           [uuid.UUID(i) for i in q.get("clobber", [])])
-    except (KeyError, TypeError, ValueError) as err:
-        raise QuantumGraphError(f"quantum {index} of the graph is malformed: {err!r}") from None
+    def __init__(self, groups: dict, task_groups: dict):
+        self.groups = groups
+        self.task_groups = task_groups
+        self.made: dict[tuple[str, tuple], DatasetNode] = {}
+        self.existing: dict[str, DatasetNode] = {}
+
+    def _node(self, dtype: str, entry: list[Any]) -> DatasetNode:
+        values, ident, producer = tuple(entry[0]), entry[1], entry[2]
+        if producer is not None:
+            node = self.made.get((dtype, values))
+            if node is not None:
+                return node
+        elif ident is not None:
+            node = self.existing.get(ident)
+            if node is None:
+                node = self.existing[ident] = DatasetNode(
+                    dtype, DataCoordinate.from_required(self.groups[dtype], values), uuid.UUID(ident))
+            return node
+        return DatasetNode(dtype, DataCoordinate.from_required(self.groups[dtype], values),
+                           None if ident is None else uuid.UUID(ident), producer)
+
+    def quantum(self, index: int, q: dict[str, Any]) -> QuantumNode:
+        try:
+            ins = {k: [self._node(q["inputs_types"][k], e) for e in v] for k, v in q["inputs_nodes"].items()}
+            pre = {k: [self._node(q["prerequisites_types"][k], e) for e in v]
+                   for k, v in q["prerequisites_nodes"].items()}
+            outs: dict[str, list[DatasetNode]] = {}
+            for k, entries in q["outputs_nodes"].items():
+                dtype = q["outputs_types"][k]
+                group = self.groups[dtype]
+                made = outs[k] = []
+                for e in entries:
+                    values = tuple(e)
+                    node = self.made[(dtype, values)] = DatasetNode(
+                        dtype, DataCoordinate.from_required(group, values), None, index)
+                    made.append(node)
+            data_id = DataCoordinate.from_required(self.task_groups[q["task"]], tuple(q["data_id"]))
+            return QuantumNode(index, q["task"], data_id, ins, pre, outs, [uuid.UUID(i) for i in q.get("clobber", [])])
+        except (KeyError, TypeError, ValueError) as err:
+            raise QuantumGraphError(f"quantum {index} of the graph is malformed: {err!r}") from None

@@ -19,6 +19,7 @@ The YAML form::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,15 +90,15 @@ class TaskDef:
     def dimensions(self) -> tuple[str, ...]:
         return self.task_class.dimensions
 
-    @property
+    @functools.cached_property
     def inputs(self) -> dict[str, Connection]:
         return self._resolve(self.task_class.inputs)
 
-    @property
+    @functools.cached_property
     def prerequisites(self) -> dict[str, PrerequisiteInput]:
         return self._resolve(self.task_class.prerequisites)  # type: ignore[return-value]
 
-    @property
+    @functools.cached_property
     def outputs(self) -> dict[str, Connection]:
         return self._resolve(self.task_class.outputs)
 

@@ -1,0 +1,150 @@
+"""Quantum-graph and executor benchmark: WORKLOAD.md step 9, and executor overhead.
+
+    python benchmarks/bench_qgraph.py [--json FILE] [--quick] [--keep]
+
+Step 9: a repository with the W1 records and 20,000 ``metrics`` datasets (registry
+rows bulk-inserted, no files), a two-task pipeline -- TaskA maps metrics to metricsA
+per (visit, detector), TaskB gathers metricsA per visit into visitSummary -- and the
+time to build its quantum graph (expect 20,400 quanta), plus the time to save and load
+it.  Executor overhead: trivial tasks over real (tiny) files run on the process pool
+with 2 workers; milliseconds per quantum including pool start-up, and in steady state
+(the marginal cost between a smaller and a larger run).  ``--quick`` runs the 10x
+smaller workload.  Exit status 1 if the quanta count is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import workload as w
+from rich.console import Console
+
+from skybutler import Butler
+from skybutler.dimensions import DataCoordinate
+from skybutler.execution import execute_graph
+from skybutler.models import CollectionType, uuid7
+from skybutler.pipeline import Pipeline, QuantumGraph, QuantumGraphBuilder
+from skybutler.pipeline.testing import ScaleTask, VisitSummaryTask
+
+TARGETS = {"qgraph_seconds": 3.0, "pool_ms_per_quantum": 20.0}
+console = Console(stderr=True, highlight=False)
+
+
+def pipeline() -> Pipeline:
+    p = Pipeline("W1 step 9: TaskA per (visit, detector), TaskB gathers per visit")
+    p.add_task("taskA", ScaleTask)
+    p.add_task("taskB", VisitSummaryTask)
+    return p
+
+
+def prepared_repo(root: Path, scale: w.Scale) -> Butler:
+    """W1 records and the metrics registry rows (no files: the graph needs only the registry)."""
+    butler = Butler.create(root)
+    w.register_dimensions(butler, scale)
+    w.register_metrics(butler)
+    dtype = butler.get_dataset_type(w.METRICS_TYPE)
+    group = dtype.group(butler.universe)
+    data_ids = [DataCoordinate.standardize(group, d) for d in w.metrics_data_ids(scale)]
+    with butler.registry.transaction():
+        butler.registry.collections.register(w.METRICS_RUN, CollectionType.RUN)
+        butler.registry.datasets.insert(dtype, w.METRICS_RUN, data_ids, [uuid7() for _ in data_ids], artifacts=None)
+    return butler
+
+
+def bench_graph(workdir: Path, scale: w.Scale) -> dict[str, Any]:
+    butler = prepared_repo(workdir / "graph", scale)
+    start = time.perf_counter()
+    builder = QuantumGraphBuilder(butler, pipeline(), [w.METRICS_RUN], "bench/run", output="bench")
+    graph = builder.build()
+    seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    graph.save(workdir / "g.qg")
+    save = time.perf_counter() - start
+    start = time.perf_counter()
+    again = QuantumGraph.load(workdir / "g.qg")
+    load = time.perf_counter() - start
+    butler.close()
+    expected = scale.n_datasets + scale.n_visits
+    return {"qgraph": {**w.summarize([seconds]), "quanta": len(graph), "expected_quanta": expected,
+                       "per_task": graph.counts(), "sql_queries": builder.query_count},
+            "qgraph_save": {**w.summarize([save]), "bytes": (workdir / "g.qg").stat().st_size},
+            "qgraph_load": {**w.summarize([load]), "quanta": len(again)},
+            "ok": len(graph) == expected == len(again)}
+
+
+def bench_pool(workdir: Path, n_visits: int, n_detectors: int = 10, jobs: int = 2) -> dict[str, Any]:
+    scale = w.Scale(n_visits=n_visits, n_detectors=n_detectors)
+    butler = Butler.create(workdir / "pool")
+    w.register_dimensions(butler, scale)
+    w.register_metrics(butler)
+    w.put_metrics(butler, scale)
+
+    def timed(where: str, output: str) -> tuple[float, int, bool]:
+        graph = QuantumGraphBuilder(butler, pipeline(), [w.METRICS_RUN], f"{output}/run", output=output,
+                                    where=where).build()
+        start = time.perf_counter()
+        report = execute_graph(butler, graph, "pool", jobs)
+        return time.perf_counter() - start, len(graph), report.ok
+
+    _, _, ok0 = timed("visit = 1 AND detector = 0", "warm")  # starts the fork server: not counted
+    small, n_small, ok1 = timed(f"visit <= {n_visits // 4}", "small")
+    total, n, ok2 = timed(f"visit > {n_visits // 4}", "bench")
+    butler.close()
+    steady = (total - small) / (n - n_small) if n > n_small else total / n
+    return {"pool": {**w.summarize([total]), "quanta": n, "jobs": jobs, "small_run_seconds": small,
+                     "small_run_quanta": n_small, "ms_per_quantum_total": 1000 * total / n,
+                     "ms_per_quantum_steady": 1000 * steady,
+                     "note": "total: wall time / quanta, pool start-up included; steady: marginal cost per quantum "
+                             "between a run of 1/4 and one of 3/4 of the visits"},
+            "ok": ok0 and ok1 and ok2}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", type=Path, help="Write the results here as JSON.")
+    parser.add_argument("--quick", action="store_true", help="The 10x smaller workload (40 visits).")
+    parser.add_argument("--keep", action="store_true", help="Keep the repositories.")
+    args = parser.parse_args()
+    scale = w.Scale.quick() if args.quick else w.Scale()
+    workdir = Path(tempfile.mkdtemp(prefix="skybutler-bench-qgraph-"))
+    try:
+        console.print(f"building the step 9 graph over {scale.n_datasets} metrics ...")
+        graph = bench_graph(workdir, scale)
+        console.print(f"qgraph: {graph['qgraph']['quanta']} quanta in {graph['qgraph']['seconds']:.2f} s")
+        console.print("running trivial quanta on the process pool ...")
+        pool = bench_pool(workdir, 10 if args.quick else 40)
+        console.print(f"pool: {pool['pool']['quanta']} quanta, {pool['pool']['ms_per_quantum_total']:.1f} ms/quantum "
+                      f"({pool['pool']['ms_per_quantum_steady']:.1f} ms in steady state)")
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    result = {
+        "benchmark": "qgraph", "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "scale": scale.as_dict(), "quick": args.quick, **w.environment(),
+        "timings": {k: v for k, v in {**graph, **pool}.items() if k != "ok"},
+        "qgraph_seconds": graph["qgraph"]["seconds"], "quanta": graph["qgraph"]["quanta"],
+        "pool_ms_per_quantum": pool["pool"]["ms_per_quantum_total"],
+        "pool_ms_per_quantum_steady": pool["pool"]["ms_per_quantum_steady"],
+        "targets": TARGETS, "peak_rss_bytes": w.peak_rss_bytes(),
+    }
+    text = json.dumps(result, indent=2)
+    if args.json:
+        args.json.write_text(text)
+    else:
+        print(text)
+    ok = graph["ok"] and pool["ok"]
+    if not ok:
+        console.print("[red]wrong quanta count or failed quanta[/red]")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
