@@ -223,6 +223,10 @@ class Butler:
                 facts: list[tuple[uuid.UUID, dict[str, Any]]]) -> list[DatasetRef]:
         published = []
         storage_class = get_storage_class(dtype.storage_class)
+        if storage_class.metadata_fields:
+            # Create the metadata table before writing rows: on PostgreSQL, two puts each
+            # creating it after inserting datasets (which its foreign key locks) deadlock.
+            self.registry.metadata.table(storage_class.name, storage_class.metadata_fields)
         try:
             with self.registry.transaction():
                 self._ensure_run(run)

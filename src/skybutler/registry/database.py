@@ -131,6 +131,21 @@ class Database:
         failed statement, so it needs none (and skipping it keeps bulk inserts fast)."""
         return contextlib.nullcontext() if self.dialect == "sqlite" else conn.begin_nested()
 
+    def create_tables(self, conn: Connection, tables) -> None:
+        """Create the tables that do not exist yet, even while another client creates them.
+
+        On PostgreSQL two clients creating the same table both pass the ``checkfirst``
+        test; the second then fails (a catalog unique index, or "already exists") once
+        the first commits.  A savepoint keeps that failure from aborting the caller's
+        transaction, and the table is there to use.  SQLite writers are serialised."""
+        for table in tables:
+            try:
+                with self.savepoint(conn):
+                    table.create(conn, checkfirst=True)
+            except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
+                if self.dialect == "sqlite" or not sa.inspect(conn).has_table(table.name, schema=table.schema):
+                    raise
+
     @property
     def in_transaction(self) -> bool:
         return getattr(self._local, "conn", None) is not None

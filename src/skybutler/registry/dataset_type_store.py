@@ -54,8 +54,7 @@ class DatasetTypeStore:
                     f"cannot register it again as {_describe(dtype)}")
             return False
         with self.db.transaction() as conn:
-            for table in self._tables_for(dtype):
-                table.create(conn, checkfirst=True)
+            self.db.create_tables(conn, self._tables_for(dtype))
             try:
                 with conn.begin_nested():
                     conn.execute(self.schema.dataset_type.insert().values(

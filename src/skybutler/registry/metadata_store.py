@@ -64,7 +64,7 @@ class MetadataStore:
                              *[sa.Column(k, _SQL_TYPES[t](), nullable=True) for k, t in fields.items()],
                              extend_existing=True)
             with self.db.transaction() as conn:
-                table.create(conn, checkfirst=True)
+                self.db.create_tables(conn, [table])
         else:
             return None
         self._tables[storage_class] = table

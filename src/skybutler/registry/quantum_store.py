@@ -125,8 +125,7 @@ class QuantumStore:
         if self.exists():
             return
         with self.db.transaction() as conn:
-            for table in self._tables:
-                table.create(conn, checkfirst=True)
+            self.db.create_tables(conn, self._tables)
         self._exists = True
 
     # -- writing --------------------------------------------------------------
