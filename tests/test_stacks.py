@@ -224,3 +224,42 @@ def test_s3_put_refuses_to_overwrite_an_object(s3_butler: Butler):
     with pytest.raises(DatastoreError, match="refusing to overwrite"):
         b.put({"a": 2}, "metrics", instrument="Cam", visit=1, detector=0)
     assert b.find_dataset("metrics", instrument="Cam", visit=1, detector=0) is None
+
+
+# -- PostgreSQL: concurrent clients -------------------------------------------
+
+@needs_postgres
+def test_concurrent_clients_create_the_same_tables(tmp_path: Path):
+    """Clients registering dataset types (new tables) and putting at the same time all
+    succeed: no failure on a table another client is creating, and no deadlock."""
+    import threading
+
+    name = _schema_name()
+    with Butler.create(tmp_path / "repo", registry=f"{POSTGRES_URL}?schema={name}") as b:
+        populate(b)
+    n = 6
+    butlers = [Butler(tmp_path / "repo", run=f"run/{i}") for i in range(n)]
+    errors: list[BaseException] = []
+    for round_ in range(3):
+        barrier = threading.Barrier(n)
+
+        def work(i: int, round_: int = round_) -> None:
+            try:
+                b = butlers[i]
+                barrier.wait()
+                dims = [["instrument", "visit"], ["instrument", "detector", "band"], ["band"]][round_]
+                b.register_dataset_type(f"shared_{round_}", dims, "Dict")
+                b.register_dataset_type(f"own_{round_}_{i}", dims, "Dict")
+                data_id = {"instrument": "Cam", "visit": 1, "detector": 0, "band": "g"}
+                b.put({"i": i}, f"shared_{round_}", {d: data_id[d] for d in dims})
+            except BaseException as err:  # reported below
+                errors.append(err)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    for b in butlers:
+        b.close()
+    assert errors == []
