@@ -163,7 +163,9 @@ def build(registry: Registry, spec: QuerySpec) -> BuiltQuery:
     if spec.kind == "records":
         table = joins.join_element(spec.element)
         select_cols += [(c.name, c) for c in table.c]
-    for d in output_group.required:
+    # Most specific first: detector's and visit's tables source the instrument themselves,
+    # so it needs no table of its own.
+    for d in reversed(output_group.required):
         joins.ensure(d, available)
     joins.join_relationships()
     for d in extra_datasets:
