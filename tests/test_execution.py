@@ -94,6 +94,15 @@ def test_an_input_missing_at_run_time_fails_its_quantum_precisely(repo):
     assert len(report.blocked) == 1
 
 
+def test_running_a_graph_again_is_idempotent(repo):
+    graph = build_graph(repo, two_tasks(), ["run/a"], "out", where="visit = 1")
+    assert execute_graph(repo, graph).ok
+    again = execute_graph(repo, graph)  # e.g. a worker died after committing: its retry finds the outputs
+    assert again.ok and again.succeeded == len(graph)
+    assert len(repo.provenance.quanta(status="succeeded")) == len(graph)
+    assert len(list(repo.query_datasets("metricsA", collections="out"))) == len(DETECTORS)
+
+
 def test_resume_reruns_only_what_failed(repo, monkeypatch):
     original = ScaleTask.run
 

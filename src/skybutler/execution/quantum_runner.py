@@ -21,6 +21,7 @@ from typing import Any
 
 from ..butler import Butler
 from ..dimensions import DataCoordinate
+from ..errors import DatasetConflictError
 from ..models import DatasetRef
 from ..pipeline.pipeline import Pipeline
 from ..provenance import Provenance, environment, environment_id
@@ -103,6 +104,9 @@ def run_quantum(job: JobSpec, payload: dict[str, Any]) -> dict[str, Any]:
         return {"index": payload["index"], "status": "succeeded", "quantum_id": str(record.quantum_id),
                 "error": None, "seconds": record.seconds}
     except Exception as err:  # noqa: BLE001 - every failure of a quantum is recorded, not raised
+        if _written_before(state, payload, err):
+            return {"index": payload["index"], "status": "succeeded", "quantum_id": None, "error": None,
+                    "seconds": None}
         where = f"task {label!r} quantum {dict(data_id.required)}"
         record.error = f"{where}: {err}" if isinstance(err, QuantumFailure) else \
             f"{where}: {type(err).__name__}: {err}"
@@ -117,6 +121,24 @@ def run_quantum(job: JobSpec, payload: dict[str, Any]) -> dict[str, Any]:
                 "error": record.error, "seconds": record.seconds}
     finally:
         task.log.removeHandler(capture)
+
+
+def _written_before(state: WorkerState, payload: dict[str, Any], err: Exception) -> bool:
+    """Whether a write conflicted because an earlier attempt of this quantum (whose worker
+    died or lost contact after committing) already wrote every output: outputs and their
+    provenance are committed together, so they being there means that attempt succeeded."""
+    if not isinstance(err.__cause__ or err, DatasetConflictError) or payload["clobber"]:
+        return False
+    registry = state.butler.registry
+    for entries in payload["outputs"].values():
+        by_type: dict[str, list[DataCoordinate]] = {}
+        for dtype, values, _ in entries:
+            by_type.setdefault(dtype, []).append(DataCoordinate.from_required(state.groups[dtype], tuple(values)))
+        for dtype, data_ids in by_type.items():
+            found = registry.datasets.find_many(state.butler.get_dataset_type(dtype), data_ids, [state.job.run])
+            if len(found) != len(data_ids):
+                return False
+    return True
 
 
 def _config_id(job: JobSpec, label: str) -> uuid.UUID | None:
