@@ -8,10 +8,11 @@ step that happened if a later one fails.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -59,6 +60,7 @@ class Butler:
         self.run = run
         self.default_data_id = dict(data_id or {})
         self._known_runs: set[str] = set()
+        self._undo: list[Callable[[], Any]] | None = None
 
     @classmethod
     def create(cls, root: str | Path, registry: str | None = None, datastore: str | None = None, *,
@@ -170,6 +172,33 @@ class Butler:
 
     # -- writing --------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes: every put, ingest and record inside happens, files included, or none does.
+
+        Files are published as each write goes; if the block fails they are removed again
+        together with the rolled-back rows.
+        """
+        if self._undo is not None:  # nested: the outer block decides
+            yield
+            return
+        self._undo = []
+        try:
+            with self.registry.transaction():
+                yield
+        except BaseException:
+            for undo in reversed(self._undo):
+                undo()
+            self._known_runs.clear()
+            raise
+        finally:
+            self._undo = None
+
+    def _on_rollback(self, undo: Callable[[], Any]) -> None:
+        """Remember how to undo a write that an enclosing ``transaction()`` may still roll back."""
+        if self._undo is not None:
+            self._undo.append(undo)
+
     def _run_name(self, run: str | None) -> str:
         run = run or self.run
         if not run:
@@ -237,6 +266,7 @@ class Butler:
                     p.commit()
                     published.append(p.artifact)
             self._known_runs.add(run)
+            self._on_rollback(lambda: self.datastore.remove(published))
             return stored
         except BaseException:
             self.datastore.remove(published)
@@ -271,6 +301,7 @@ class Butler:
                 stored = self.registry.datasets.insert(dtype, run, [r.data_id for _, r in entries],
                                                        [r.id for _, r in entries], [d.artifact for d in done])
             self._known_runs.add(run)
+            self._on_rollback(lambda: [d.undo() for d in reversed(done)])
             return stored
         except BaseException:
             for d in reversed(done):
