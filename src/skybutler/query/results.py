@@ -73,36 +73,46 @@ class QueryResults:
         return stmt
 
     def _rows(self) -> Iterator[sa.Row]:
+        return itertools.chain.from_iterable(self._batches())
+
+    def _batches(self) -> Iterator[list[sa.Row]]:
+        """The result rows, in lists of up to ``_BATCH``."""
         if self._built.doomed and not self._has_rows_anyway():
             return
         filters = self._built.region_filters
         with self._registry.db.reading() as conn:
             result = conn.execute(self._statement())
-            # Rows in batches: one driver call and one C-level conversion per batch.
+            # One driver call and one C-level conversion per batch.
             batches = iter(lambda: _paused_gc(result.fetchmany, _BATCH), [])
             if not filters:
-                for batch in batches:
-                    yield from batch
+                yield from batches
                 return
-            skipped = taken = 0
-            unique = self._built.unique_by
-            key_index = [self._built.columns.index(k) for k in unique] if unique else None
-            seen: set[tuple] = set()
-            for row in itertools.chain.from_iterable(batches):
-                mapping = row._mapping
-                if all(f(mapping) for f in filters):
-                    if key_index is not None:
-                        key = tuple(row[i] for i in key_index)
-                        if key in seen:
-                            continue
-                        seen.add(key)
-                    if skipped < self._offset:
-                        skipped += 1
+            passed = self._filtered(batches)
+            while chunk := list(itertools.islice(passed, _BATCH)):
+                yield chunk
+
+    def _filtered(self, batches: Iterator[list[sa.Row]]) -> Iterator[sa.Row]:
+        """Rows passing the exact region tests, de-duplicated, after the offset, up to the limit."""
+        filters = self._built.region_filters
+        skipped = taken = 0
+        unique = self._built.unique_by
+        key_index = [self._built.columns.index(k) for k in unique] if unique else None
+        seen: set[tuple] = set()
+        for row in itertools.chain.from_iterable(batches):
+            mapping = row._mapping
+            if all(f(mapping) for f in filters):
+                if key_index is not None:
+                    key = tuple(row[i] for i in key_index)
+                    if key in seen:
                         continue
-                    yield row
-                    taken += 1
-                    if self._limit is not None and taken >= self._limit:
-                        return
+                    seen.add(key)
+                if skipped < self._offset:
+                    skipped += 1
+                    continue
+                yield row
+                taken += 1
+                if self._limit is not None and taken >= self._limit:
+                    return
 
     def _has_rows_anyway(self) -> bool:
         return not any(d.startswith("no ") for d in self._built.doomed)
@@ -111,12 +121,8 @@ class QueryResults:
 
     def __iter__(self) -> Iterator[Any]:
         convert = self._converter()
-        rows = self._rows()
-        while True:
-            batch = list(itertools.islice(rows, _BATCH))
-            if not batch:
-                return
-            yield from _paused_gc(lambda: [convert(row) for row in batch])
+        for batch in self._batches():
+            yield from _paused_gc(lambda: [convert(row) for row in batch])  # noqa: B023 (called at once)
 
     def count(self) -> int:
         """How many results (SQL count unless an exact region test must see the rows)."""
@@ -143,7 +149,8 @@ class QueryResults:
 
     def _plain_rows(self) -> list[Any]:
         """All result rows, with dataset IDs as the database returns them (no UUID objects)."""
-        return list(self._rows())
+        batches = list(self._batches())
+        return batches[0] if len(batches) == 1 else [row for batch in batches for row in batch]
 
     def _decorate_arrow(self, table: pa.Table) -> pa.Table:
         return table
