@@ -188,6 +188,24 @@ def test_dask_local_cluster(repo, dask_client):
     assert resumed.total == 2 and len(resumed.failed) == 1
 
 
+@pytest.mark.slow
+def test_a_killed_dask_worker_fails_only_its_quantum(repo, dask_client):
+    report = run_pipeline(repo, two_tasks(crash_on=[{"visit": 2, "detector": 0}]), ["run/a"], "out",
+                          executor="dask", client=dask_client)
+    [failed] = report.failed
+    assert failed["data_id"] == {"instrument": "Cam", "visit": 2, "detector": 0}
+    assert "died" in failed["error"] and report.succeeded == N_A - 1 + len(VISITS) - 1
+
+
+@pytest.mark.slow
+def test_cli_run_on_a_dask_scheduler(repo, tmp_path, dask_client):
+    path = write_pipeline(tmp_path / "p.yaml", {"a": f"{TASKS}.ScaleTask", "b": f"{TASKS}.VisitSummaryTask"})
+    out = json.loads(cli_run("run", path, "-b", repo.root, "-i", "run/a", "-o", "out", "--executor", "dask",
+                             "--dask-scheduler", dask_client.scheduler.address, "--json").stdout)
+    assert out["succeeded"] == N_A + len(VISITS)
+    check_outputs(repo, "out")
+
+
 # -- the command line -----------------------------------------------------------------
 
 

@@ -18,7 +18,14 @@ from .quantum_runner import close_states, run_quantum, state_for
 
 
 class WorkerDied(Exception):
-    """The process running a quantum died without reporting (killed, out of memory, os._exit)."""
+    """The process running a quantum died without reporting (killed, out of memory, os._exit).
+
+    ``final``: the backend already retried it (Dask does), so the scheduler should not.
+    """
+
+    def __init__(self, message: str, final: bool = False):
+        super().__init__(message)
+        self.final = final
 
 
 Finished = list[tuple[int, Any]]
@@ -158,12 +165,11 @@ class DaskBackend(Backend):
                 self._own.append(cluster)
                 self.client = d.Client(cluster)
             self._own.insert(0, self.client)
-        self.job = job
-        self.job_future = self.client.scatter(job, broadcast=True)
+        self.job = job  # sent with every task: scattered data would be lost with a dying worker
         self.completed = d.as_completed()
 
     def submit(self, index: int, payload: dict[str, Any]) -> None:
-        future = self.client.submit(run_quantum, self.job_future, payload, pure=False,
+        future = self.client.submit(run_quantum, self.job, payload, pure=False,
                                     key=f"quantum-{payload['task']}-{index}-{id(self)}")
         self.futures[future] = index
         self.completed.add(future)
@@ -176,9 +182,9 @@ class DaskBackend(Backend):
             index = self.futures.pop(future)
             try:
                 out.append((index, future.result()))
-            except self._distributed.KilledWorker as err:
-                out.append((index, WorkerDied(f"its worker processes died {err.args[-1] if err.args else ''}"
-                                              .strip())))
+            except self._distributed.KilledWorker:
+                out.append((index, WorkerDied("its worker process died on every attempt Dask allowed "
+                                              "(distributed.scheduler.allowed-failures)", final=True)))
             except Exception as err:  # noqa: BLE001 - lost connections etc. fail the quantum
                 out.append((index, WorkerDied(f"{type(err).__name__}: {err}")))
         return out

@@ -82,10 +82,11 @@ class Scheduler:
                         in_flight -= 1
                         if isinstance(result, WorkerDied):
                             deaths[index] = deaths.get(index, 0) + 1
-                            if deaths[index] < 2:
+                            if deaths[index] < 2 and not result.final:
                                 suspects.append(index)
                                 continue
-                            result = self._record_crash(index, str(result))
+                            retried = " (also when retried alone)" if deaths[index] > 1 else ""
+                            result = self._record_crash(index, f"{result}{retried}")
                         if result["status"] == "succeeded":
                             report.succeeded += 1
                             self.progress.advance("succeeded")
@@ -106,7 +107,7 @@ class Scheduler:
 
     def _record_crash(self, index: int, why: str) -> dict[str, Any]:
         q = self.graph.quanta[index]
-        error = f"task {q.task!r} quantum {dict(q.data_id.required)}: {why} (twice; not retried again)"
+        error = f"task {q.task!r} quantum {dict(q.data_id.required)}: {why}"
         record = QuantumRecord(uuid.uuid4(), self.job.run, q.task, self.graph.pipeline[q.task].class_path,
                                dict(q.data_id.required), "failed", _uuid(self.job.config_ids.get(q.task)),
                                hostname(), 0, time.time_ns(), time.time_ns(), error=error)
