@@ -122,6 +122,12 @@ def test_resume_reruns_only_what_failed(repo, monkeypatch):
     check_outputs(repo, "out")
     with pytest.raises(ExecutionError, match="task 'a': config differs from the one stored in RUN .*factor"):
         run_pipeline(repo, two_tasks(factor=7), ["run/a"], "out", resume=True)
+    p = Pipeline()  # a new task checked (and its config written) before the changed one
+    p.add_task("c", ScaleTask, connections={"scaled": "metricsC"})
+    p.add_task("a", ScaleTask, {"factor": 7})
+    with pytest.raises(ExecutionError, match="task 'a': config differs"):
+        run_pipeline(repo, p, ["run/a"], "out", resume=True)
+    assert run_pipeline(repo, p.subset(["c"]), ["run/a"], "out", resume=True).ok  # no orphan c_config file
 
 
 def test_skip_existing_processes_only_new_data(repo):
@@ -246,3 +252,9 @@ def test_cli_reports_failures_and_bad_input(repo, tmp_path):
     assert result.stderr.startswith("error: task 'a' config: field 'factor'")
     result = cli_run("qgraph", path, "-b", repo.root, "-o", "out2", code=1)
     assert "give the input collections with -i" in result.stderr
+    result = cli_run("qgraph", path, "-b", repo.root, "-i", "run/a", "-o", "out2", "--save",
+                     tmp_path / "no" / "g.qg", code=1)
+    assert "cannot write quantum graph" in result.stderr
+    (tmp_path / "g.qg").write_text("{}")
+    result = cli_run("run", "-b", repo.root, "-g", tmp_path / "g.qg", "-i", "run/a", code=1)
+    assert "a saved graph (--graph) already has them" in result.stderr

@@ -44,6 +44,9 @@ def _graph(repo: Path, pipeline: str | None, graph_file: Path | None, inputs: tu
     if graph_file is not None:
         if pipeline is not None:
             fail("give a PIPELINE or --graph, not both")
+        if inputs or output or output_run or where or skip_existing or resume or clobber:
+            fail("-i, -o, --output-run, --where, --skip-existing, --resume and --clobber build a graph; "
+                 "a saved graph (--graph) already has them")
         return QuantumGraph.load(graph_file, butler.universe)
     if pipeline is None:
         fail("give a PIPELINE file (or --graph FILE)")

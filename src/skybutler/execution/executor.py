@@ -101,19 +101,22 @@ def prepare_run(butler: Butler, graph: QuantumGraph) -> dict[str, uuid.UUID]:
                                                                if c not in known and c not in old]
             butler.collections.set_chain(graph.output, list(dict.fromkeys(children)))
         ids: dict[str, uuid.UUID] = {}
-        for tdef in tdefs:
+        missing = []
+        for tdef in tdefs:  # compare every stored config before writing any file
             wanted = tdef.config.model_dump(mode="json")
             ref = butler.find_dataset(tdef.config_dataset_type, {}, collections=[run])
             if ref is None:
-                ref = butler.put(wanted, tdef.config_dataset_type, {}, run=run)
-            else:
-                stored = butler.get(ref)
-                if stored != wanted:
-                    diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
-                    raise ExecutionError(
-                        f"task {tdef.label!r}: config differs from the one stored in RUN {run!r} (field(s) "
-                        f"{', '.join(diff)}); start a new run instead of resuming")
+                missing.append((tdef, wanted))
+                continue
+            stored = butler.get(ref)
+            if stored != wanted:
+                diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+                raise ExecutionError(
+                    f"task {tdef.label!r}: config differs from the one stored in RUN {run!r} (field(s) "
+                    f"{', '.join(diff)}); start a new run instead of resuming")
             ids[tdef.label] = ref.id
+        for tdef, wanted in missing:
+            ids[tdef.label] = butler.put(wanted, tdef.config_dataset_type, {}, run=run).id
     return ids
 
 

@@ -117,9 +117,13 @@ class QuantumGraph:
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         text = json.dumps(self.to_json(), separators=(",", ":"))  # one shot: the C encoder
-        with open(tmp, "w") as stream:
-            stream.write(text)
-        tmp.replace(path)
+        try:
+            with open(tmp, "w") as stream:
+                stream.write(text)
+            tmp.replace(path)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise QuantumGraphError(f"cannot write quantum graph {path}: {err.strerror}") from None
 
     @classmethod
     def load(cls, path: str | Path, universe: DimensionUniverse | None = None) -> QuantumGraph:
