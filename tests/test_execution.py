@@ -131,6 +131,8 @@ def test_resume_reruns_only_what_failed(repo, monkeypatch):
 
 
 def test_skip_existing_processes_only_new_data(repo):
+    repo.register_dataset_type("metricsA", VD, "Dict")  # an input collection's own metricsA do not count
+    repo.put_many("metricsA", [({"x": 0}, {"instrument": "Cam", "visit": 6, "detector": d}) for d in DETECTORS])
     first = run_pipeline(repo, two_tasks(), ["run/a"], "out", where="visit <= 3")
     later = run_pipeline(repo, two_tasks(), ["run/a"], "out", skip_existing=True)
     assert later.run != first.run

@@ -71,7 +71,8 @@ def build_graph(butler: Butler, pipeline: Pipeline, inputs: Sequence[str], outpu
     run = plan_output_run(butler, output, output_run, resume)
     skip_in = []
     if skip_existing and output is not None and butler.collections.exists(output):
-        skip_in.append(output)
+        inputs_flat = set(butler.collections.flatten(list(inputs)))  # outputs of OUTPUT's runs only
+        skip_in += [c for c in butler.collections.flatten(output) if c not in inputs_flat]
     if resume or skip_existing:
         skip_in.append(run)
     return QuantumGraphBuilder(butler, pipeline, inputs, run, output=output, where=where, bind=bind,
