@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from importlib.metadata import entry_points
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -228,11 +227,12 @@ def test_remove_runs_refuses_without_yes_when_not_interactive(repo):
 def test_remove_runs_with_yes(repo):
     put_metrics(repo, "run/b", 1, 2)
     with fresh(repo) as b:
-        path = Path(urlsplit(b.get_uri("metrics", instrument="Cam", visit=1, detector=1, collections="run/b")).path)
-    assert path.exists()
+        artifact = b.find_dataset("metrics", instrument="Cam", visit=1, detector=1, collections="run/b").artifact
+        assert b.datastore.exists(artifact)
     out = run("remove-runs", repo, "run/b", "--yes").stdout
     assert "removed 1 RUN collection(s) and 2 dataset(s)" in out
-    assert not path.exists()
+    with fresh(repo) as b:
+        assert not b.datastore.exists(artifact)
     assert [c["name"] for c in run_json("query-collections", repo)] == ["run/a"]
 
 

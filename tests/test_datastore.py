@@ -45,7 +45,9 @@ def n_datasets(butler, run: str = "run/a") -> int:
 def test_default_template_groups_by_run_type_band_and_night(butler):
     ref = butler.put({"a": 1}, "metrics", DATA_ID)
     assert ref.artifact.path == "run/a/metrics/g/20250101/metrics_Cam_1_2.json"
-    assert butler.get_uri(ref) == f"file://{butler.root}/run/a/metrics/g/20250101/metrics_Cam_1_2.json"
+    assert butler.get_uri(ref).endswith("run/a/metrics/g/20250101/metrics_Cam_1_2.json")
+    if butler.datastore.local:
+        assert butler.get_uri(ref) == f"file://{butler.root}/run/a/metrics/g/20250101/metrics_Cam_1_2.json"
     assert stored_files(butler) == {ref.artifact.path}
     assert_no_temporaries(butler)
 
@@ -77,6 +79,7 @@ def test_path_template_formatting():
 
 
 def test_run_names_cannot_place_files_outside_the_root(butler, tmp_path):
+    local_only(butler)
     outside = tmp_path / "outside"
     for run in ("../escape", f"/{outside}", "a/../../../escape"):
         ref = butler.put({"run": run}, "metrics", DATA_ID, run=run)
@@ -240,6 +243,7 @@ def ingest_one(butler, source, transfer, detector=0):
 
 
 def test_ingest_copy(butler, raws):
+    local_only(butler)
     ref = ingest_one(butler, raws[0], "copy")
     assert ref.artifact.path == "run/a/raw/g/20250101/raw_Cam_1_0.json"
     stored = Path(butler.datastore.full_path(ref.artifact.path))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -73,21 +72,20 @@ def test_transfer_between_repositories_preserves_ids(butler, make_butler):
 def test_verify_reports_missing_and_orphan_files_and_fix_removes_orphans(butler):
     refs = _fill(butler)
     assert verify(butler).consistent
-    missing = butler.datastore.full_path(refs[0].artifact.path)
-    os.remove(missing)
-    orphan = Path(butler.datastore.root) / "run" / "a" / "stray.json"
-    orphan.write_text("{}")
+    butler.datastore.remove([refs[0].artifact])  # behind the registry's back
+    orphan = butler.datastore.full_path("run/a/stray.json")
+    butler.datastore.fs.pipe_file(orphan, b"{}")
     report = verify(butler)
     assert len(report.missing_files) == 1 and str(refs[0].id) in report.missing_files[0]
     assert report.orphan_files == ["run/a/stray.json"]
-    assert remove_orphans(butler, report) == 1 and not orphan.exists()
+    assert remove_orphans(butler, report) == 1 and not butler.datastore.fs.exists(orphan)
 
 
 def test_verify_cli_exit_status(butler):
     _fill(butler)
     runner = CliRunner()
     assert runner.invoke(cli, ["verify", str(butler.root)]).exit_code == 0
-    (Path(butler.datastore.root) / "stray.txt").write_text("x")
+    butler.datastore.fs.pipe_file(butler.datastore.full_path("stray.txt"), b"x")
     result = runner.invoke(cli, ["verify", str(butler.root), "--json"])
     assert result.exit_code == 1 and '"stray.txt"' in result.stdout
 
