@@ -174,7 +174,8 @@ def _quantum_label(q: QuantumRecord) -> str:
 
 def _add_node(tree: Tree, node: ProvenanceNode) -> None:
     gone = "" if node.exists else " [red](purged)[/red]"
-    label = f"[cyan]{escape(node.dataset_type)}[/cyan] {escape(_data_id_text(node.data_id))} [dim]{node.dataset_id}[/dim]{gone}"
+    label = (f"[cyan]{escape(node.dataset_type)}[/cyan] {escape(_data_id_text(node.data_id))} "
+             f"[dim]{node.dataset_id}[/dim]{gone}")
     branch = tree.add(label)
     if node.quantum is not None:
         made = branch.add(_quantum_label(node.quantum))

@@ -123,7 +123,9 @@ class PoolBackend(Backend):
                 out.append((index, WorkerDied("the worker process died while running it")))
         if broken:
             for future, index in list(self.futures.items()):
-                out.append((index, WorkerDied("the worker process died while running it")))
+                finished = future.done() and not future.cancelled() and future.exception() is None
+                out.append((index, future.result() if finished else
+                            WorkerDied("a worker process died while it was queued or running")))
             self.futures.clear()
             assert self.pool is not None
             self.pool.shutdown(wait=False, cancel_futures=True)

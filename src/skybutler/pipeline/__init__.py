@@ -11,6 +11,6 @@ from .task import PipelineTask, TaskConfig, import_task
 
 __all__ = [
     "Connection", "DatasetNode", "ExecutionError", "Input", "Output", "Pipeline", "PipelineError", "PipelineTask",
-    "PrerequisiteInput", "QuantumGraph", "QuantumGraphBuilder", "QuantumNode", "TaskConfig", "TaskDef",
-    "import_task",
+    "PrerequisiteInput", "QuantumGraph", "QuantumGraphBuilder", "QuantumGraphError", "QuantumNode", "TaskConfig",
+    "TaskDef", "import_task",
 ]

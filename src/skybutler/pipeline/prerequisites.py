@@ -65,9 +65,10 @@ class PrerequisiteFinder:
                 begin, end = span if span[1] > span[0] else (span[0], span[0] + 1)
                 hits = [i for b, e, i in table.get(key, ()) if b < end and begin < e]
                 if len(hits) > 1:
+                    where = dict(zip(dtype.group(self.butler.universe).required, key))
                     raise QuantumGraphError(
-                        f"{dtype.name} for {dict(zip(dtype.group(self.butler.universe).required, key))}: {len(hits)} calibrations in "
-                        f"{name!r} are valid at the same observation time; fix their validity ranges")
+                        f"{dtype.name} for {where}: {len(hits)} calibrations in {name!r} are valid at the same "
+                        "observation time; fix their validity ranges")
                 if hits:
                     found = hits[0]
                     break
