@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from skybutler.cli.main import cli
+from skybutler.errors import SkybutlerError
 from skybutler.execution import run_pipeline
 from skybutler.pipeline import Pipeline
 from skybutler.pipeline.testing import CalibratedScaleTask, ScaleTask, VisitSummaryTask
@@ -113,3 +114,42 @@ def test_cli_provenance_tree_and_users(done):
     assert data["tree"]["quantum"] is None and [u["task"] for u in data["used_by"]] == ["a"]
     result = CliRunner().invoke(cli, ["provenance", str(butler.root), "visitSummary", "visit=99", "-c", "out"])
     assert result.exit_code == 1 and "no visitSummary dataset" in result.stderr
+
+
+def test_a_purged_dataset_is_recomputed_from_its_provenance(done):
+    butler, report = done
+    summary = summary_ref(butler)
+    scaled = butler.find_dataset("metricsA", instrument="Cam", visit=1, detector=1, collections=report.run)
+    original = butler.get(summary)
+    butler.remove([summary, scaled])
+    plan = butler.provenance.plan_recompute(summary)
+    assert [q.task_label for q in plan.quanta] == ["a", "b"] and plan.expected_seconds > 0
+    assert butler.provenance.recompute(summary) == original
+    again = butler.find_dataset("visitSummary", instrument="Cam", visit=1, collections="out")
+    assert again.id == summary.id and butler.get(again) == original
+    assert butler.find_dataset("metricsA", instrument="Cam", visit=1, detector=1, collections="out").id == scaled.id
+    assert all(n.exists for n in butler.provenance.tree(summary).walk())
+    assert butler.provenance.plan_recompute(summary).quanta == []
+
+
+def test_what_cannot_be_recomputed_is_said(done):
+    butler, report = done
+    raw = butler.find_dataset("metrics", instrument="Cam", visit=1, detector=0, collections="run/a")
+    scaled = butler.find_dataset("metricsA", instrument="Cam", visit=1, detector=0, collections=report.run)
+    butler.remove([raw, scaled])
+    with pytest.raises(SkybutlerError, match=f"dataset {raw.id} is gone and no recorded quantum made it"):
+        butler.provenance.plan_recompute(scaled)
+    result = CliRunner().invoke(cli, ["recompute", str(butler.root), str(scaled.id)])
+    assert result.exit_code == 1 and "cannot be recomputed" in result.stderr
+
+
+def test_cli_recompute(done):
+    butler, _ = done
+    summary = summary_ref(butler)
+    butler.remove([summary])
+    result = CliRunner().invoke(cli, ["recompute", str(butler.root), str(summary.id), "--dry-run"])
+    assert result.exit_code == 0 and "1 quanta to replay (b); expected wait about" in result.stdout
+    assert not butler.exists(summary)
+    result = CliRunner().invoke(cli, ["recompute", str(butler.root), str(summary.id)])
+    assert result.exit_code == 0 and f"re-created dataset {summary.id}" in result.stdout
+    assert butler.get(summary)["n"] == len(DETECTORS)

@@ -223,8 +223,10 @@ class Butler:
         return self.put_many(dataset_type, [(obj, {**(data_id or {}), **kwargs})], run=run, id_mode=id_mode)[0]
 
     def put_many(self, dataset_type: str, items: Iterable[tuple[Any, Mapping[str, Any]]], *,
-                 run: str | None = None, id_mode: IdMode = "random") -> list[DatasetRef]:
-        """Store many datasets of one type in one transaction (the fast path for pipelines and ingest)."""
+                 run: str | None = None, id_mode: IdMode = "random",
+                 ids: Sequence[uuid.UUID] | None = None) -> list[DatasetRef]:
+        """Store many datasets of one type in one transaction (the fast path for pipelines and ingest);
+        ``ids`` gives the dataset IDs explicitly (re-creating purged datasets under their recorded IDs)."""
         dtype = self.get_dataset_type(dataset_type)
         storage_class = get_storage_class(dtype.storage_class)
         group = dtype.group(self.universe)
@@ -234,7 +236,10 @@ class Butler:
         for obj, data_id in items:
             objects.append(storage_class.check(obj))
             full = self.registry.dimensions.expand(self._standardize(group, data_id, {}))
-            refs.append(DatasetRef.make(self._new_id(dtype, full, id_mode), dtype, full, run))
+            new_id = ids[len(refs)] if ids is not None and len(refs) < len(ids) else self._new_id(dtype, full, id_mode)
+            refs.append(DatasetRef.make(new_id, dtype, full, run))
+        if ids is not None and len(ids) != len(refs):
+            raise SkybutlerError(f"put_many got {len(ids)} dataset IDs for {len(refs)} datasets")
         if not refs:
             return []
         pending = []

@@ -6,6 +6,8 @@ executors record::
     q = butler.provenance.producer(ref)        # QuantumRecord or None
     users = butler.provenance.consumers(ref)   # every quantum that read it
     tree = butler.provenance.tree(ref)         # ProvenanceNode, recursively up to raw inputs
+    plan = butler.provenance.plan_recompute(ref)  # a purged dataset: quanta to replay, expected wait
+    obj = butler.provenance.recompute(ref)     # ... replayed and stored back under its recorded ID
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..models import DatasetRef
 from ..registry.quantum_store import DatasetLink, QuantumRecord, QuantumStore
+from .recompute import RecomputePlan, plan_recompute, recompute
 
 if TYPE_CHECKING:
     from ..butler import Butler
@@ -71,6 +74,15 @@ class Provenance:
     def environment(self, record: QuantumRecord) -> dict[str, Any] | None:
         """The software versions a quantum ran with."""
         return None if record.env_id is None else self.store.environment_of(record.env_id)
+
+    def plan_recompute(self, ref: DatasetRef | uuid.UUID | str) -> RecomputePlan:
+        """What replaying would take to re-create a purged dataset: quanta and expected wait."""
+        return plan_recompute(self, _dataset_id(ref))
+
+    def recompute(self, ref: DatasetRef | uuid.UUID | str, store: bool = True) -> Any:
+        """Re-create a purged dataset from its recorded quantum (recursively for purged inputs),
+        stored back under its recorded ID unless ``store`` is False; returns the object."""
+        return recompute(self, _dataset_id(ref), store)
 
     def tree(self, ref: DatasetRef | uuid.UUID | str, max_depth: int = 50) -> ProvenanceNode:
         """The dataset with its producing quantum and, recursively, the trees of that quantum's

@@ -228,7 +228,8 @@ class DatasetStore:
                 group = self.types.group(dtype)
                 tags = self.schema.tags_table(group)
                 values = conn.execute(sa.select(*[tags.c[d] for d in group.required]).where(
-                    tags.c.dataset_id == dataset_id, tags.c.collection_id == run_id)).one()
+                    tags.c.dataset_id == dataset_id, tags.c.collection_id == run_id)).one() \
+                    if group.required else ()  # a dimensionless type (e.g. a task config) has no columns
                 refs.append(DatasetRef.make(dataset_id, dtype, DataCoordinate.from_required(group, tuple(values)),
                                             self.collections.name_of(run_id)))
         found = self.artifacts(r.id for r in refs)
