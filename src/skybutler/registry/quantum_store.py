@@ -134,9 +134,13 @@ class QuantumStore:
         """Record a software environment once (a second call with the same ID does nothing)."""
         self.ensure()
         t = self.environment
-        with self.db.transaction() as conn:
-            if conn.execute(sa.select(t.c.env_id).where(t.c.env_id == env_id)).first() is None:
-                conn.execute(t.insert(), [{"env_id": env_id, "description": json.dumps(description, sort_keys=True)}])
+        try:
+            with self.db.transaction() as conn:
+                if conn.execute(sa.select(t.c.env_id).where(t.c.env_id == env_id)).first() is None:
+                    conn.execute(t.insert(), [{"env_id": env_id,
+                                               "description": json.dumps(description, sort_keys=True)}])
+        except sa.exc.IntegrityError:
+            pass  # another worker recorded the same environment between our check and insert
 
     def insert(self, records: Sequence[QuantumRecord]) -> None:
         """Insert quanta with their links (inside the caller's transaction, if there is one)."""
