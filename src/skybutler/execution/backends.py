@@ -140,7 +140,12 @@ class PoolBackend(Backend):
 
 class DaskBackend(Backend):
     """A Dask ``distributed`` cluster: a given ``Client``, a scheduler address, or a new
-    ``LocalCluster`` of ``jobs`` single-threaded worker processes."""
+    ``LocalCluster`` of ``jobs`` single-threaded worker processes.
+
+    Each worker opens the repository by its path, as the client sees it: on a real cluster
+    the repository directory (its config) must be on a file system the workers share, and
+    its registry and datastore reachable from them (PostgreSQL and S3 are, by design).
+    """
 
     def __init__(self, jobs: int = 2, scheduler: str | None = None, client: Any = None):
         try:
