@@ -244,8 +244,7 @@ class Butler:
             return []
         pending = []
         try:
-            for ref, obj in zip(refs, objects):
-                pending.append(self.datastore.prepare(ref, obj, storage_class.default_formatter))
+            pending = self.datastore.prepare_many(refs, objects, storage_class.default_formatter)
             facts = [(ref.id, storage_class.extract_metadata(obj)) for ref, obj in zip(refs, objects)]
             return self._commit(dtype, run, refs, pending, facts)
         except BaseException:
@@ -267,9 +266,7 @@ class Butler:
                 stored = self.registry.datasets.insert(dtype, run, [r.data_id for r in refs], [r.id for r in refs],
                                                        [p.artifact for p in pending])
                 self.registry.metadata.insert(storage_class.name, storage_class.metadata_fields, facts)
-                for p in pending:
-                    p.commit()
-                    published.append(p.artifact)
+                published = self.datastore.publish_many(pending)
             self._known_runs.add(run)
             self._on_rollback(lambda: self.datastore.remove(published))
             return stored

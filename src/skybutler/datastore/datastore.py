@@ -21,7 +21,8 @@ import os
 import posixpath
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,40 @@ from ..formats import get_formatter
 from ..models import DatasetRef, StoredArtifact
 from .checksums import checksum, verify
 from .templates import DEFAULT_TEMPLATE, PathTemplate, template_fields
+
+
+#: Threads that publish the objects of one batch at once to an object store, where each
+#: write waits on the network.  Local files are written in order: creating many files in
+#: one directory from several threads is slower on a local file system, not faster.
+OBJECT_STORE_THREADS = 8
+
+
+def _all_or_nothing(action, items: list, undo, threads: int = 1) -> list:
+    """``action`` on every item (in threads if asked); if any fails, ``undo`` the results that
+    succeeded and raise the first error."""
+    if threads <= 1 or len(items) < 4:
+        done = []
+        try:
+            for item in items:
+                done.append(action(item))
+        except BaseException:
+            for result in done:
+                undo(result)
+            raise
+        return done
+    with ThreadPoolExecutor(threads) as pool:
+        futures = [pool.submit(action, item) for item in items]
+        results, error = [], None
+        for future in futures:
+            try:
+                results.append(future.result())
+            except BaseException as err:  # keep the first, collect the rest
+                error = error or err
+    if error is not None:
+        for result in results:
+            undo(result)
+        raise error
+    return results
 
 
 class PendingArtifact:
@@ -96,21 +131,49 @@ class FileDatastore:
 
     def prepare(self, ref: DatasetRef, obj: Any, formatter_name: str) -> PendingArtifact:
         """Format ``obj`` and stage its bytes; nothing is visible until ``commit``."""
+        return self.prepare_many([ref], [obj], formatter_name)[0]
+
+    def prepare_many(self, refs: Sequence[DatasetRef], objects: Sequence[Any],
+                     formatter_name: str) -> list[PendingArtifact]:
+        """Format every object and stage the bytes; on any failure nothing stays staged."""
         formatter = get_formatter(formatter_name)
-        buffer = io.BytesIO()
-        formatter.write(obj, buffer)
-        data = buffer.getvalue()
-        path = self.relative_path(ref, formatter.extension)
-        artifact = StoredArtifact(path=path, formatter=formatter_name, size=len(data),
-                                  checksum=checksum(data, self.checksum_algorithm))
+        formatted = []
+        for ref, obj in zip(refs, objects):
+            buffer = io.BytesIO()
+            formatter.write(obj, buffer)
+            data = buffer.getvalue()
+            artifact = StoredArtifact(path=self.relative_path(ref, formatter.extension), formatter=formatter_name,
+                                      size=len(data), checksum=checksum(data, self.checksum_algorithm))
+            formatted.append((artifact, data))
         if not self.local:
-            return PendingArtifact(self, artifact, None, data)
-        final = self.full_path(path)
-        staged = f"{final}.tmp-{uuid.uuid4().hex}"
-        self._ensure_dir(os.path.dirname(final))
-        with open(staged, "wb") as stream:
-            stream.write(data)
-        return PendingArtifact(self, artifact, staged, None)
+            return [PendingArtifact(self, artifact, None, data) for artifact, data in formatted]
+
+        def stage(item: tuple[StoredArtifact, bytes]) -> PendingArtifact:
+            artifact, data = item
+            final = self.full_path(artifact.path)
+            staged = f"{final}.tmp-{uuid.uuid4().hex}"
+            self._ensure_dir(os.path.dirname(final))
+            with open(staged, "wb") as stream:
+                stream.write(data)
+            return PendingArtifact(self, artifact, staged, None)
+
+        return _all_or_nothing(stage, formatted, PendingArtifact.abort)
+
+    def publish_many(self, pending: Sequence[PendingArtifact]) -> list[StoredArtifact]:
+        """Make staged artifacts visible; if one fails, the others are taken back."""
+        def publish(p: PendingArtifact) -> StoredArtifact:
+            p.commit()
+            return p.artifact
+
+        def unpublish(artifact: StoredArtifact) -> None:
+            self.remove([artifact])
+
+        try:
+            return _all_or_nothing(publish, list(pending), unpublish,
+                                   threads=1 if self.local else OBJECT_STORE_THREADS)
+        finally:
+            for p in pending:
+                p.abort()
 
     def _ensure_dir(self, directory: str) -> None:
         if directory not in self._made_dirs:
@@ -120,12 +183,13 @@ class FileDatastore:
     def _publish(self, path: str, staged: str | None, data: bytes | None) -> None:
         final = self.full_path(path)
         if staged is not None:
-            try:
-                os.link(staged, final)  # atomic, and fails rather than overwrite
-            except FileExistsError:
-                raise DatastoreError(f"refusing to overwrite existing file {final}") from None
-            finally:
+            # The registry rows are already inserted in this transaction, so no other writer
+            # can be publishing this path; an existing file here means a path template maps
+            # two datasets to one file.  The rename itself is atomic.
+            if os.path.lexists(final):
                 os.unlink(staged)
+                raise DatastoreError(f"refusing to overwrite existing file {final}")
+            os.rename(staged, final)
             return
         if self.fs.exists(final):
             raise DatastoreError(f"refusing to overwrite existing object {self.fs.unstrip_protocol(final)}")
