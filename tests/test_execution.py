@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -82,6 +83,8 @@ def test_outputs_of_a_quantum_are_written_all_or_nothing(repo):
     assert len(report.failed) == len(DETECTORS) and report.succeeded == len(DETECTORS)
     assert "writing output 'bad' (badOut) failed" in report.failed[0]["error"]
     assert {r.data_id["visit"] for r in repo.query_datasets("goodOut", collections="out")} == {2}
+    assert not list(repo.root.rglob("goodOut_Cam_1_*")) and list(repo.root.rglob("goodOut_Cam_2_*")) \
+        or not list(repo.root.rglob("goodOut_Cam_*"))  # (no local files at all on an object store)
 
 
 def test_an_input_missing_at_run_time_fails_its_quantum_precisely(repo):
@@ -158,8 +161,8 @@ def test_process_pool(repo):
     report = run_pipeline(repo, two_tasks(fail_on=[{"visit": 5, "detector": 0}]), ["run/a"], "out",
                           executor="pool", jobs=2)
     assert report.succeeded == N_A - 1 + len(VISITS) - 1 and len(report.failed) == 1 and len(report.blocked) == 1
-    hosts = {q.pid for q in repo.provenance.quanta(status="succeeded")}
-    assert len(hosts) == 2  # two worker processes, each with its own Butler
+    pids = {q.pid for q in repo.provenance.quanta(status="succeeded")}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2  # worker processes, each with its own Butler
 
 
 @pytest.mark.slow
@@ -190,7 +193,8 @@ def test_dask_local_cluster(repo, dask_client):
                           executor="dask", client=dask_client)
     assert report.succeeded == N_A - 1 + len(VISITS) - 1 and len(report.failed) == 1 and len(report.blocked) == 1
     check_outputs(repo, "out", visits=[1, 2, 3, 4, 5])
-    assert len({q.pid for q in repo.provenance.quanta(status="succeeded")}) == 2
+    pids = {q.pid for q in repo.provenance.quanta(status="succeeded")}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2
     resumed = run_pipeline(repo, two_tasks(fail_on=[{"visit": 6, "detector": 3}]), ["run/a"], "out",
                            executor="dask", client=dask_client, resume=True)
     assert resumed.total == 2 and len(resumed.failed) == 1

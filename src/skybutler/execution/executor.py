@@ -86,7 +86,7 @@ def prepare_run(butler: Butler, graph: QuantumGraph) -> dict[str, uuid.UUID]:
     store.ensure()
     run = graph.output_run
     tdefs = graph.pipeline.sorted_tasks()
-    with butler.registry.transaction():
+    with butler.transaction():  # a refused resume leaves no config file behind
         for tdef in tdefs:
             for conn in tdef.outputs.values():
                 dtype = graph.dataset_types[conn.name]

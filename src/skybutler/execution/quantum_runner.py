@@ -243,25 +243,19 @@ def _check_outputs(state: WorkerState, payload: dict[str, Any], data_id: DataCoo
 def _write(state: WorkerState, payload: dict[str, Any], items: dict[str, list[tuple[Any, DataCoordinate, str]]],
            record: QuantumRecord, capture: _LogCapture) -> None:
     """Remove clobbered outputs, then put each output type with one put_many and record the
-    quantum, all in one transaction; files of a rolled-back write are removed."""
+    quantum, all in one butler transaction: rows and files appear together or not at all."""
     butler = state.butler
-    written: list[DatasetRef] = []
     if payload["clobber"]:  # first, as the new files take the old ones' paths
         butler.remove(butler.registry.refs_by_id([uuid.UUID(i) for i in payload["clobber"]]))
-    try:
-        with butler.registry.transaction():
-            for dtype, entries in items.items():
-                try:
-                    refs = butler.put_many(dtype, [(obj, coord) for obj, coord, _ in entries], run=state.job.run)
-                except Exception as err:
-                    raise QuantumFailure(f"writing output {entries[0][2]!r} ({dtype}) failed: "
-                                         f"{type(err).__name__}: {err}") from err
-                written += refs
-                record.outputs += [DatasetLink(r.id, dtype, conn, dict(coord.required))
-                                   for r, (_, coord, conn) in zip(refs, entries)]
-            record.status, record.end_ns = "succeeded", time.time_ns()
-            record.log = _log_text(capture)
-            state.provenance.store.insert([record])
-    except BaseException:
-        butler.datastore.remove([r.artifact for r in written if r.artifact is not None])
-        raise
+    with butler.transaction():
+        for dtype, entries in items.items():
+            try:
+                refs = butler.put_many(dtype, [(obj, coord) for obj, coord, _ in entries], run=state.job.run)
+            except Exception as err:
+                raise QuantumFailure(f"writing output {entries[0][2]!r} ({dtype}) failed: "
+                                     f"{type(err).__name__}: {err}") from err
+            record.outputs += [DatasetLink(r.id, dtype, conn, dict(coord.required))
+                               for r, (_, coord, conn) in zip(refs, entries)]
+        record.status, record.end_ns = "succeeded", time.time_ns()
+        record.log = _log_text(capture)
+        state.provenance.store.insert([record])
