@@ -152,7 +152,8 @@ class CollectionStore:
         self.refresh()
         t = self.schema.collection
         with self.db.reading() as conn:
-            rows = conn.execute(sa.select(t.c.name, t.c.type, t.c.doc).order_by(t.c.name)).all()
+            # Sorted here, not in SQL: PostgreSQL would sort by the database's collation.
+            rows = sorted(conn.execute(sa.select(t.c.name, t.c.type, t.c.doc)).all())
         out = []
         for name, kind, doc in rows:
             kind = CollectionType(kind)
