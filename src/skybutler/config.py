@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import SkybutlerError
+from .registry.database import url_holds_password
 
 CONFIG_NAME = "butler.yaml"
 
@@ -40,7 +41,7 @@ class RepoConfig(BaseModel):
     @field_validator("registry")
     @classmethod
     def _no_password(cls, url: str | None) -> str | None:
-        if url and _holds_password(url):
+        if url and url_holds_password(url):
             raise ValueError("the registry URL holds a password; use PGPASSWORD, ~/.pgpass or SKYBUTLER_DB_PASSWORD")
         return url
 
@@ -62,15 +63,3 @@ class RepoConfig(BaseModel):
                                  "'skybutler create'")
         return cls.model_validate(yaml.safe_load(path.read_text()) or {})
 
-
-def _holds_password(url: str) -> bool:
-    """Whether a database URL carries a password (``user:secret@`` or ``?password=``), parsed
-    as SQLAlchemy will parse it (a password may contain ``/``)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError:  # not a URL the registry could open either
-        return False
-    return parsed.password is not None or any(key.lower() == "password" for key in parsed.query)

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.engine import Connection, Engine
 
 from ..errors import BackendError
@@ -161,3 +163,13 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def url_holds_password(url: str) -> bool:
+    """Whether a database URL carries a password (``user:secret@`` or ``?password=``), parsed
+    as SQLAlchemy will parse it (a password may contain ``/``)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # not a URL the registry could open either
+        return False
+    return parsed.password is not None or any(key.lower() == "password" for key in parsed.query)
