@@ -106,6 +106,18 @@ def test_running_a_graph_again_is_idempotent(repo):
     assert len(list(repo.query_datasets("metricsA", collections="out"))) == len(DETECTORS)
 
 
+def test_a_file_left_by_a_killed_writer_does_not_block_the_retry(repo):
+    graph = build_graph(repo, two_tasks(), ["run/a"], "out", where="visit = 1 AND detector = 0")
+    assert execute_graph(repo, graph).ok
+    ref = repo.find_dataset("metricsA", instrument="Cam", visit=1, detector=0, collections="out")
+    artifact = repo.registry.datasets.artifacts([ref.id])[ref.id]
+    with repo.registry.transaction():  # the rows vanish, the file stays: as if killed before commit
+        repo.registry.datasets.delete([ref.id])
+    assert repo.datastore.exists(artifact)
+    report = execute_graph(repo, graph)
+    assert report.ok and repo.find_dataset("metricsA", instrument="Cam", visit=1, detector=0, collections="out")
+
+
 def test_resume_reruns_only_what_failed(repo, monkeypatch):
     original = ScaleTask.run
 

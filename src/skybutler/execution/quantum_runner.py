@@ -21,7 +21,8 @@ from typing import Any
 
 from ..butler import Butler
 from ..dimensions import DataCoordinate
-from ..errors import DatasetConflictError
+from ..errors import DatasetConflictError, DatastoreError
+from ..formats import get_formatter, get_storage_class
 from ..models import DatasetRef
 from ..pipeline.pipeline import Pipeline
 from ..provenance import Provenance, environment, environment_id
@@ -100,7 +101,13 @@ def run_quantum(job: JobSpec, payload: dict[str, Any]) -> dict[str, Any]:
         inputs = _read_inputs(state, payload, refs, record)
         outputs = task.run(**inputs)
         items = _check_outputs(state, payload, data_id, outputs)
-        _write(state, payload, items, record, capture)
+        try:
+            _write(state, payload, items, record, capture)
+        except QuantumFailure as err:
+            if not (isinstance(err.__cause__, DatastoreError) and _remove_orphans(state, items)):
+                raise
+            record.outputs = []
+            _write(state, payload, items, record, capture)
         return {"index": payload["index"], "status": "succeeded", "quantum_id": str(record.quantum_id),
                 "error": None, "seconds": record.seconds}
     except Exception as err:  # noqa: BLE001 - every failure of a quantum is recorded, not raised
@@ -139,6 +146,22 @@ def _written_before(state: WorkerState, payload: dict[str, Any], err: Exception)
             if len(found) != len(data_ids):
                 return False
     return True
+
+
+def _remove_orphans(state: WorkerState, items: dict[str, list[tuple[Any, DataCoordinate, str]]]) -> int:
+    """Delete files at the paths of this quantum's unregistered outputs: left by an earlier
+    attempt whose process was killed after publishing them but before committing its rows."""
+    butler = state.butler
+    paths = []
+    for dtype_name, entries in items.items():
+        dtype = butler.get_dataset_type(dtype_name)
+        extension = get_formatter(get_storage_class(dtype.storage_class).default_formatter).extension
+        found = butler.registry.datasets.find_many(dtype, [coord for _, coord, _ in entries], [state.job.run])
+        for _, coord, _ in entries:
+            if coord not in found:
+                ref = DatasetRef.make(uuid.uuid4(), dtype, butler.registry.dimensions.expand(coord), state.job.run)
+                paths.append(butler.datastore.relative_path(ref, extension))
+    return butler.datastore.remove_paths(paths)
 
 
 def _config_id(job: JobSpec, label: str) -> uuid.UUID | None:
