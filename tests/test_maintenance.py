@@ -156,7 +156,7 @@ def test_migrate_upgrades_an_older_schema_and_newer_is_refused(stack, make_butle
         Butler(root)
     result = CliRunner().invoke(cli, ["migrate", str(root)])
     assert result.exit_code == 0, result.output
-    assert "1 -> 2" in result.output
+    assert "1 -> 3" in result.output
     reopened = Butler(root)
     assert reopened.registry.metadata.metric_exists("anything") is False
     reopened.close()

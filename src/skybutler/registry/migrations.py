@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from ..dimensions import DimensionUniverse
 from ..errors import SchemaVersionError
 from .database import Database
+from .dataset_state_store import DatasetStateStore
 from .metadata_store import MetadataStore
 from .schema import SCHEMA_VERSION, RegistrySchema
 
@@ -24,9 +25,15 @@ def _add_metric_table(conn: sa.Connection, schema: RegistrySchema, db: Database)
     MetadataStore(db, schema).metric.create(conn, checkfirst=True)
 
 
+def _add_dataset_state_table(conn: sa.Connection, schema: RegistrySchema, db: Database) -> None:
+    """Version 3: retention states of datasets (stored, cold, purged) in ``dataset_state``."""
+    DatasetStateStore(db, schema).create(conn)
+
+
 #: from-version -> the step that upgrades it to from-version + 1.
 STEPS: dict[int, Callable[[sa.Connection, RegistrySchema, Database], None]] = {
     1: _add_metric_table,
+    2: _add_dataset_state_table,
 }
 
 

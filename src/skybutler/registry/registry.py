@@ -20,6 +20,7 @@ from ..timespan import Timespan
 from .calibration_store import CalibrationStore
 from .collection_store import CollectionStore
 from .database import Database
+from .dataset_state_store import DatasetStateStore
 from .dataset_store import DatasetStore
 from .dataset_type_store import DatasetTypeStore
 from .dimension_store import DimensionRecordStore
@@ -41,6 +42,7 @@ class Registry:
         self.datasets = DatasetStore(db, self.schema, self.dataset_types, self.collections)
         self.calibrations = CalibrationStore(db, self.schema, self.dataset_types, self.collections)
         self.metadata = MetadataStore(db, self.schema)
+        self.states = DatasetStateStore(db, self.schema)
         self.user_tables = UserTableStore(db, self.schema)
 
     # -- lifecycle ------------------------------------------------------------
@@ -54,6 +56,7 @@ class Registry:
                 conn.execute(sa.schema.CreateSchema(db.schema, if_not_exists=True))
             schema = RegistrySchema(universe, db.schema)
             MetadataStore(db, schema)  # declares dataset_metric in the schema
+            DatasetStateStore(db, schema)  # declares dataset_state
             if sa.inspect(conn).has_table("skybutler_meta", schema=db.schema):
                 raise SchemaVersionError(f"a registry already exists at {url}")
             schema.metadata.create_all(conn)
