@@ -11,6 +11,7 @@ their recorded dataset IDs, so every existing provenance link stays valid.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -78,28 +79,39 @@ def plan_recompute(provenance: Provenance, dataset_id: uuid.UUID) -> RecomputePl
     return plan
 
 
-def _inputs(butler: Butler, quantum: QuantumRecord, task_class: Any) -> dict[str, Any]:
+def _inputs(butler: Butler, quantum: QuantumRecord, task_class: Any,
+            objects: Mapping[uuid.UUID, Any] | None = None) -> dict[str, Any]:
+    """The task's inputs by connection, read from the repository or taken from ``objects``
+    (already in hand, by dataset ID); a multiple connection's are sorted by data ID, as when run."""
+    objects = objects or {}
     refs = {r.id: r for r in butler.registry.refs_by_id([i.dataset_id for i in quantum.inputs if i.dataset_id])}
     connections = task_class.connections()
     out: dict[str, Any] = {}
     for link in quantum.inputs:
         ref = refs.get(link.dataset_id) if link.dataset_id is not None else None
-        if ref is None or ref.artifact is None:
+        if link.dataset_id in objects:
+            obj = objects[link.dataset_id]
+            key = ref.data_id if ref is not None else DataCoordinate.standardize(
+                butler.get_dataset_type(link.dataset_type).group(butler.universe), link.data_id)
+        elif ref is None or ref.artifact is None:
             raise DatasetNotFoundError(f"input {link.connection!r} ({link.dataset_type}@{link.data_id}) of "
                                        f"task {quantum.task_label!r} is missing")
-        obj = butler.get(ref)
+        else:
+            obj, key = butler.get(ref), ref.data_id
         if connections[link.connection].multiple:
-            out.setdefault(link.connection, {})[ref.data_id] = obj
+            out.setdefault(link.connection, {})[key] = obj
         else:
             out[link.connection] = obj
     for name, conn in connections.items():
         if conn.multiple and name in {**task_class.inputs, **task_class.prerequisites}:
-            out.setdefault(name, {})
+            out[name] = dict(sorted(out.get(name, {}).items(), key=lambda item: item[0].required_values))
     return out
 
 
-def replay(butler: Butler, quantum: QuantumRecord) -> dict[uuid.UUID, Any]:
-    """Run a recorded quantum again; its outputs by their recorded dataset IDs."""
+def replay(butler: Butler, quantum: QuantumRecord, objects: Mapping[uuid.UUID, Any] | None = None
+           ) -> dict[uuid.UUID, Any]:
+    """Run a recorded quantum again; its outputs by their recorded dataset IDs.  Inputs found in
+    ``objects`` (by dataset ID: products of earlier replays, not stored yet) are not read."""
     task_class = import_task(quantum.task_class, quantum.task_label)
     config_refs = butler.registry.refs_by_id([quantum.config_dataset_id] if quantum.config_dataset_id else [])
     if not config_refs:
@@ -107,7 +119,7 @@ def replay(butler: Butler, quantum: QuantumRecord) -> dict[uuid.UUID, Any]:
                              "is gone from the repository")
     config = make_config(quantum.task_label, task_class, butler.get(config_refs[0]))
     task = task_class(config=config, label=quantum.task_label)
-    results = task.run(**_inputs(butler, quantum, task_class))
+    results = task.run(**_inputs(butler, quantum, task_class, objects))
     out: dict[uuid.UUID, Any] = {}
     for link in quantum.outputs:
         value = results.get(link.connection)
