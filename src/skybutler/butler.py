@@ -21,7 +21,7 @@ from .config import CONFIG_NAME, RepoConfig
 from .datastore import FileDatastore
 from .datastore.transfer import TRANSFER_MODES, ingest_files
 from .dimensions import DataCoordinate, DimensionRecord, DimensionUniverse
-from .errors import DatasetNotFoundError, DataIdError, SkybutlerError, StorageClassError
+from .errors import DatasetNotFoundError, DataIdError, FileNotStoredError, SkybutlerError, StorageClassError
 from .formats import get_formatter, get_storage_class
 from .query.builder import QuerySpec
 from .query.builder import build as build_query
@@ -32,6 +32,7 @@ from .timespan import Timespan
 
 if TYPE_CHECKING:
     from .provenance import Provenance
+    from .retention import RecomputeOptions, Retention
 
 IdMode = Literal["random", "deterministic"]
 
@@ -45,10 +46,14 @@ class Butler:
 
     ``collections`` is the default search path for reads, ``run`` the default RUN
     for writes, ``data_id`` default data-ID values (e.g. ``{"instrument": "SimCam"}``).
+    ``recompute`` (True or a :class:`~skybutler.retention.RecomputeOptions`) lets ``get``
+    re-create purged datasets from their provenance; ``on_wait(message, seconds)`` is told
+    the expected wait of a recompute or of staging from the cold tier (default: a log warning).
     """
 
     def __init__(self, root: str | Path, collections: str | Sequence[str] | None = None, run: str | None = None,
-                 data_id: Mapping[str, Any] | None = None, *, _registry: Registry | None = None):
+                 data_id: Mapping[str, Any] | None = None, *, recompute: bool | RecomputeOptions = False,
+                 on_wait: Callable[[str, float], None] | None = None, _registry: Registry | None = None):
         self.root = Path(root).absolute()
         self.config = RepoConfig.load(self.root)
         self.universe = _load_universe(self.config.universe)
@@ -61,6 +66,9 @@ class Butler:
         self.default_data_id = dict(data_id or {})
         self._known_runs: set[str] = set()
         self._undo: list[Callable[[], Any]] | None = None
+        self.recompute = recompute
+        self.on_wait = on_wait
+        self._tracks_access = self.config.retention.tracks_access
 
     @classmethod
     def create(cls, root: str | Path, registry: str | None = None, datastore: str | None = None, *,
@@ -101,6 +109,13 @@ class Butler:
         from .provenance import Provenance
 
         return Provenance(self)
+
+    @functools.cached_property
+    def retention(self) -> Retention:
+        """Dataset states, retention policies, the cold tier and recompute on demand (made on first use)."""
+        from .retention.facade import Retention
+
+        return Retention(self)
 
     # -- dimension records ----------------------------------------------------
 
@@ -333,12 +348,12 @@ class Butler:
 
     def _resolve(self, target: str | DatasetRef, data_id: Mapping[str, Any] | None,
                  collections: str | Sequence[str] | None, timespan: Timespan | None,
-                 kwargs: Mapping[str, Any]) -> DatasetRef:
+                 kwargs: Mapping[str, Any], need_artifact: bool = True) -> DatasetRef:
         if isinstance(target, DatasetRef):
             if target.artifact is not None:
                 return target
             artifact = self.registry.datasets.artifacts([target.id]).get(target.id)
-            if artifact is None:
+            if artifact is None and need_artifact:
                 raise DatasetNotFoundError(f"dataset {target} has no stored artifact in this repository")
             return target.with_artifact(artifact)
         ref = self.find_dataset(target, data_id, collections=collections, timespan=timespan, **kwargs)
@@ -346,19 +361,22 @@ class Butler:
             shown = {**(data_id or {}), **kwargs}
             raise DatasetNotFoundError(
                 f"no {target} dataset with data ID {shown} in collections {self._search_path(collections)}")
-        if ref.artifact is None:
+        if ref.artifact is None and need_artifact:
             raise DatasetNotFoundError(f"dataset {ref} is registered but has no stored artifact")
         return ref
 
     def get(self, dataset_type: str | DatasetRef, data_id: Mapping[str, Any] | None = None, *,
             collections: str | Sequence[str] | None = None, timespan: Timespan | None = None,
-            parameters: Mapping[str, Any] | None = None, component: str | None = None, **kwargs: Any) -> Any:
+            parameters: Mapping[str, Any] | None = None, component: str | None = None,
+            recompute: bool | RecomputeOptions | None = None, **kwargs: Any) -> Any:
         """Read a dataset by type + data ID (searched in ``collections``) or by reference.
 
         ``parameters`` read a subset where the format allows (``columns``, ``bbox``);
-        ``component`` reads a part (``header``, ``wcs``).
+        ``component`` reads a part (``header``, ``wcs``).  A cold dataset is staged back
+        first; a purged one is recomputed from its provenance if ``recompute`` (default:
+        the butler's) says so, else :class:`DatasetNotFoundError` says it was purged.
         """
-        ref = self._resolve(dataset_type, data_id, collections, timespan, kwargs)
+        ref = self._resolve(dataset_type, data_id, collections, timespan, kwargs, need_artifact=False)
         sc = get_storage_class(ref.dataset_type.storage_class)
         if component is not None and component not in sc.components:
             raise StorageClassError(f"{sc.name} has no component {component!r}; components: "
@@ -368,7 +386,22 @@ class Butler:
             if unknown:
                 raise StorageClassError(f"{sc.name} does not accept parameter(s) {', '.join(sorted(unknown))}; "
                                         f"accepted: {', '.join(sorted(sc.parameters)) or 'none'}")
-        return self.datastore.read(ref.artifact, component=component, parameters=parameters)
+        if self._tracks_access:
+            self.retention.record_access(ref.id)
+        if ref.artifact is not None:
+            try:
+                return self.datastore.read(ref.artifact, component=component, parameters=parameters)
+            except FileNotStoredError:
+                # The ref may predate a move to the cold tier or a purge: ask the registry again.
+                current = self.registry.datasets.artifacts([ref.id]).get(ref.id)
+                if current == ref.artifact:
+                    raise
+                if current is not None:
+                    return self.datastore.read(current, component=component, parameters=parameters)
+        from .retention.ondemand import RecomputeOptions
+
+        options = RecomputeOptions.of(self.recompute if recompute is None else recompute)
+        return self.retention.read_missing(ref, options, component, parameters)
 
     def exists(self, dataset_type: str | DatasetRef, data_id: Mapping[str, Any] | None = None, *,
                collections: str | Sequence[str] | None = None, **kwargs: Any) -> bool:
@@ -436,13 +469,19 @@ class Butler:
 
     def query_datasets(self, dataset_type: str, where: str = "", *, collections: str | Sequence[str] | None = None,
                        find_first: bool = True, bind: Mapping[str, Any] | None = None,
-                       data_id: Mapping[str, Any] | None = None, **kwargs: Any) -> DatasetQueryResults:
+                       data_id: Mapping[str, Any] | None = None, states: str | Iterable[str] | None = None,
+                       **kwargs: Any) -> DatasetQueryResults:
         """References to datasets of one type in ``collections`` matching a where-clause;
-        with ``find_first`` only the first collection's dataset per data ID."""
+        with ``find_first`` only the first collection's dataset per data ID.  ``states``
+        keeps only datasets in these retention states (stored, cold, purged-recomputable,
+        purged-lost); by default every registered dataset is returned."""
         spec = self._query_spec(kind="datasets", dataset_type=dataset_type, where=where, bind=dict(bind or {}),
                                 collections=collections, find_first=find_first,
                                 data_id={**(data_id or {}), **kwargs})
-        return DatasetQueryResults(self.registry, build_query(self.registry, spec))
+        built = build_query(self.registry, spec)
+        if states is not None:
+            built = self.registry.states.filter_query(built, [states] if isinstance(states, str) else states)
+        return DatasetQueryResults(self.registry, built)
 
     def query_dimension_records(self, element: str, where: str = "", *, bind: Mapping[str, Any] | None = None,
                                 data_id: Mapping[str, Any] | None = None,

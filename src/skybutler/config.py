@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import SkybutlerError
+from .retention.policy import RetentionConfig
 from .registry.database import url_holds_password
 
 CONFIG_NAME = "butler.yaml"
@@ -37,6 +38,8 @@ class RepoConfig(BaseModel):
     checksum: str | None = "xxh3"
     #: Dimension universe: ``default`` or a path to a universe YAML file.
     universe: str = "default"
+    #: Retention policies and the cold tier (see skybutler.retention.policy).
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @field_validator("registry")
     @classmethod

@@ -1,0 +1,185 @@
+"""The cold tier: a second place for dataset files, slow to read back (a tape stand-in).
+
+Moving a dataset there copies its file (checksum verified) to the same relative path
+under the cold root, records the copy in ``dataset_state`` and drops the hot record in
+one registry transaction, then deletes the hot file.  Reading a cold dataset stages it
+back: the caller is told the expected wait, the configured ``staging_latency`` passes
+(a sleep: one per stage request, however many datasets it holds -- a tape recall of
+the batch), the bytes are copied into the hot datastore at their old path, verified,
+recorded, and the cold copy is removed: the dataset is ``stored`` again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from ..datastore.checksums import verify
+from ..datastore.datastore import PendingArtifact
+from ..errors import ChecksumMismatchError, DatastoreError, SkybutlerError
+from ..models import StoredArtifact
+from ..registry.dataset_state_store import COLD
+from .policy import ColdTierConfig
+
+if TYPE_CHECKING:
+    from ..butler import Butler
+
+log = logging.getLogger("skybutler.retention")
+
+#: Called with a message for the user and the expected wait in seconds.
+WaitCallback = Callable[[str, float], None]
+
+
+def log_wait(message: str, seconds: float) -> None:
+    """The default wait notice: a warning on the ``skybutler.retention`` logger."""
+    log.warning(message)
+
+
+def is_external(artifact: StoredArtifact) -> bool:
+    """A direct-ingested file outside the datastore: retention leaves it alone."""
+    return "://" in artifact.path or artifact.path.startswith("/")
+
+
+class ColdTier:
+    """Files under a cold root (a directory or any fsspec URL) at the hot datastore's relative paths."""
+
+    def __init__(self, config: ColdTierConfig, repo_root: Path):
+        uri = config.uri
+        if "://" not in uri and not os.path.isabs(uri):
+            uri = str(repo_root / uri)
+        self.uri = uri
+        self.latency = config.staging_latency
+        self.fs, root = fsspec.core.url_to_fs(uri)
+        self.local = isinstance(self.fs, LocalFileSystem)
+        self.root = os.path.abspath(root) if self.local else root.rstrip("/")
+
+    def full_path(self, path: str) -> str:
+        return f"{self.root}/{path}"
+
+    def write(self, path: str, data: bytes) -> None:
+        """Write a file atomically (temporary name, then rename; one PUT on an object store)."""
+        full = self.full_path(path)
+        if self.local:
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            staged = f"{full}.tmp-{uuid.uuid4().hex}"
+            with open(staged, "wb") as stream:
+                stream.write(data)
+            os.replace(staged, full)
+        else:
+            self.fs.pipe_file(full, data)
+
+    def read(self, path: str) -> bytes:
+        try:
+            return self.fs.cat_file(self.full_path(path))
+        except FileNotFoundError:
+            raise DatastoreError(f"cold copy {self.full_path(path)} is missing") from None
+
+    def remove(self, paths: Iterable[str]) -> None:
+        for path in paths:
+            try:
+                self.fs.rm_file(self.full_path(path))
+            except FileNotFoundError:
+                pass
+
+
+def cold_tier(butler: Butler) -> ColdTier:
+    config = butler.config.retention.cold_tier
+    if config is None:
+        raise SkybutlerError("this repository has no cold tier: add retention.cold_tier.uri to butler.yaml")
+    return ColdTier(config, butler.root)
+
+
+def read_hot(butler: Butler, artifact: StoredArtifact) -> bytes:
+    """The bytes of a hot artifact, checked against its recorded checksum."""
+    datastore = butler.datastore
+    try:
+        data = datastore.fs.cat_file(datastore.full_path(artifact.path))
+    except FileNotFoundError:
+        raise DatastoreError(f"artifact {datastore.full_path(artifact.path)} is missing from the datastore") from None
+    if not verify(data, artifact.checksum):
+        raise ChecksumMismatchError(f"{artifact.path} does not match its recorded checksum {artifact.checksum}")
+    return data
+
+
+def write_hot(butler: Butler, artifact: StoredArtifact, data: bytes) -> None:
+    """Publish bytes at an artifact's path in the hot datastore (atomic, never overwriting)."""
+    datastore = butler.datastore
+    if datastore.local:
+        final = datastore.full_path(artifact.path)
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        staged = f"{final}.tmp-{uuid.uuid4().hex}"
+        with open(staged, "wb") as stream:
+            stream.write(data)
+        pending = PendingArtifact(datastore, artifact, staged, None)
+    else:
+        pending = PendingArtifact(datastore, artifact, None, data)
+    try:
+        pending.commit()
+    finally:
+        pending.abort()
+
+
+def move_to_cold(butler: Butler, ids: Sequence[uuid.UUID]) -> tuple[list[uuid.UUID], int]:
+    """Move the hot files of datasets to the cold tier; returns (moved IDs, bytes freed in the hot
+    datastore).  Datasets without a hot file, or whose file lives outside the datastore, are skipped."""
+    tier = cold_tier(butler)
+    artifacts = butler.registry.datasets.artifacts(ids)
+    copied: list[tuple[uuid.UUID, StoredArtifact]] = []
+    try:
+        for dataset_id in ids:
+            artifact = artifacts.get(dataset_id)
+            if artifact is None or is_external(artifact):
+                continue
+            tier.write(artifact.path, read_hot(butler, artifact))
+            copied.append((dataset_id, artifact))
+        butler.registry.states.set_cold(copied)
+    except BaseException:
+        tier.remove(a.path for _, a in copied)
+        raise
+    failed = butler.datastore.remove(a for _, a in copied)
+    if failed:
+        log.warning("moved to the cold tier but could not delete the hot file(s): %s", ", ".join(failed))
+    return [i for i, _ in copied], sum(a.size for _, a in copied)
+
+
+def stage(butler: Butler, ids: Sequence[uuid.UUID], on_wait: WaitCallback | None = None
+          ) -> dict[uuid.UUID, StoredArtifact]:
+    """Bring cold datasets back into the hot datastore (state ``stored`` again); returns their hot
+    artifacts.  The caller is told the expected wait first; IDs that are not cold are ignored."""
+    states = butler.registry.states.get(ids)
+    cold = [(i, s.artifact) for i, s in states.items() if s.state == COLD and s.artifact is not None]
+    if not cold:
+        return {}
+    tier = cold_tier(butler)
+    size = sum(a.size for _, a in cold)
+    (on_wait or log_wait)(f"staging {len(cold)} dataset(s) ({size / 1e6:.1f} MB) from the cold tier {tier.uri}: "
+                          f"expected wait about {tier.latency:.1f} s", tier.latency)
+    time.sleep(tier.latency)
+    written: list[StoredArtifact] = []
+    try:
+        for _, artifact in cold:
+            data = tier.read(artifact.path)
+            if not verify(data, artifact.checksum):
+                raise ChecksumMismatchError(f"cold copy of {artifact.path} does not match its recorded checksum")
+            write_hot(butler, artifact, data)
+            written.append(artifact)
+        butler.registry.states.set_stored(cold)
+    except BaseException:
+        butler.datastore.remove(written)
+        raise
+    tier.remove(a.path for _, a in cold)
+    return dict(cold)
+
+
+def staging_seconds(butler: Butler, n_cold: int) -> float:
+    """The expected wait of one stage request (0 with nothing to stage)."""
+    config = butler.config.retention.cold_tier
+    return config.staging_latency if n_cold and config is not None else 0.0

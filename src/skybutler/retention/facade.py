@@ -1,0 +1,123 @@
+"""``butler.retention``: dataset states, retention passes, the cold tier and recompute on demand.
+
+::
+
+    report = butler.retention.apply(now="2026-04-01", dry_run=True)   # what the policies would do
+    butler.retention.state(ref)                  # 'stored', 'cold', 'purged-recomputable', 'purged-lost'
+    butler.retention.purge([ref])                # refuses an unrecomputable one unless force=True
+    butler.retention.move_to_cold([ref]); butler.retention.stage([ref])
+    est = butler.retention.estimate([ref])       # quanta to replay, staging, expected wait, drift
+    report = butler.retention.recompute(refs, executor="pool", jobs=4)
+    obj = butler.get(ref, recompute=True)        # a purged dataset, replayed from its provenance
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+import uuid
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DatasetNotFoundError
+from ..models import DatasetRef
+from ..registry.dataset_state_store import COLD, PURGED, DatasetState
+from . import apply as _apply
+from .cold_tier import WaitCallback, move_to_cold, stage
+from .executor import RecomputeReport, recompute_many
+from .ondemand import RecomputeEstimate, RecomputeOptions, estimate, read_recomputed, recompute
+from .policy import DAY_NS
+
+if TYPE_CHECKING:
+    from ..butler import Butler
+
+Target = DatasetRef | uuid.UUID | str
+
+
+def _id(target: Target) -> uuid.UUID:
+    if isinstance(target, DatasetRef):
+        return target.id
+    return target if isinstance(target, uuid.UUID) else uuid.UUID(str(target))
+
+
+class Retention:
+    """Retention and recompute for one butler (made on first use of ``butler.retention``)."""
+
+    def __init__(self, butler: Butler):
+        self.butler = butler
+        self._touched: dict[uuid.UUID, int] = {}
+
+    # -- states ---------------------------------------------------------------
+
+    def state(self, target: Target) -> DatasetState:
+        dataset_id = _id(target)
+        found = self.butler.registry.states.get([dataset_id]).get(dataset_id)
+        if found is None:
+            raise DatasetNotFoundError(f"dataset {dataset_id} is not registered in this repository")
+        return found
+
+    def states(self, targets: Iterable[Target]) -> dict[uuid.UUID, str]:
+        return {i: s.state for i, s in self.butler.registry.states.get([_id(t) for t in targets]).items()}
+
+    def record_access(self, dataset_id: uuid.UUID) -> None:
+        """Note a read for ``after: last_access`` policies: at most one write per dataset a day."""
+        now = time.time_ns()
+        if now - self._touched.get(dataset_id, 0) < DAY_NS:
+            return
+        self._touched[dataset_id] = now
+        self.butler.registry.states.touch([dataset_id], now, DAY_NS)
+
+    # -- retention ------------------------------------------------------------
+
+    def apply(self, now: str | datetime.datetime | None = None, dry_run: bool = False,
+              force: bool = False) -> _apply.RetentionReport:
+        """Apply the repository's retention policies at ``now`` (default: the current time)."""
+        return _apply.run(self.butler, now, dry_run=dry_run, force=force)
+
+    def purge(self, targets: Iterable[Target], force: bool = False, dry_run: bool = False
+              ) -> _apply.RetentionReport:
+        """Purge these datasets' files, keeping everything else; one that could not be recomputed
+        is refused (listed in ``report.refused``) unless ``force``."""
+        report = _apply.plan(self.butler, force=force, only=[_id(t) for t in targets], action="purge")
+        return report if dry_run else _apply.apply(self.butler, report)
+
+    def move_to_cold(self, targets: Iterable[Target]) -> tuple[list[uuid.UUID], int]:
+        """Move these datasets' files to the cold tier; returns (moved IDs, bytes moved)."""
+        return move_to_cold(self.butler, [_id(t) for t in targets])
+
+    def stage(self, targets: Iterable[Target], on_wait: WaitCallback | None = None) -> list[uuid.UUID]:
+        """Bring cold datasets back to the hot datastore (telling ``on_wait`` the expected wait)."""
+        return list(stage(self.butler, [_id(t) for t in targets], on_wait or self.butler.on_wait))
+
+    # -- recompute ------------------------------------------------------------
+
+    def estimate(self, targets: Iterable[Target]) -> RecomputeEstimate:
+        """What recomputing these datasets would take: quanta, staging, expected wait, drift."""
+        return estimate(self.butler, [_id(t) for t in targets])
+
+    def recompute(self, targets: Iterable[Target], options: RecomputeOptions | None = None, *,
+                  executor: str = "inline", jobs: int = 2, on_wait: WaitCallback | None = None,
+                  dask_scheduler: str | None = None) -> RecomputeReport:
+        """Recompute purged datasets (and purged inputs they need) as a graph of recorded quanta."""
+        return recompute_many(self.butler, [_id(t) for t in targets], options, executor, jobs,
+                              on_wait or self.butler.on_wait, dask_scheduler)
+
+    def read_missing(self, ref: DatasetRef, options: RecomputeOptions | None, component: str | None,
+                     parameters: Any) -> Any:
+        """``butler.get`` of a dataset without a hot file: stage it if cold, recompute it if purged
+        (and allowed), else say why it cannot be read."""
+        butler = self.butler
+        state = butler.registry.states.get([ref.id]).get(ref.id)
+        if state is not None and state.state == COLD:
+            artifact = stage(butler, [ref.id], butler.on_wait)[ref.id]
+            return butler.datastore.read(artifact, component=component, parameters=parameters)
+        what = f"was purged ({state.state})" if state is not None and state.state in PURGED else \
+            "has no stored file"
+        if options is None:
+            raise DatasetNotFoundError(f"dataset {ref} {what}; pass recompute=True (or open the Butler with "
+                                       "recompute=True) to re-create it from its provenance")
+        result = recompute(butler, [ref.id], options, butler.on_wait)
+        if result.stored:
+            artifact = butler.registry.datasets.artifacts([ref.id])[ref.id]
+            return butler.datastore.read(artifact, component=component, parameters=parameters)
+        return read_recomputed(result, ref.id, component, parameters)
