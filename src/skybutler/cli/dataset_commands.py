@@ -100,14 +100,31 @@ def put(repo: Path, dataset_type: str, file: Path, data_id: tuple[str, ...], run
 @data_id_argument
 @click.option("--collections", "-c", multiple=True, required=True,
               help="Collections to search, in order (repeatable or comma-separated).")
-def get(repo: Path, dataset_type: str, data_id: tuple[str, ...], collections: tuple[str, ...]) -> None:
-    """Print a Dict dataset found by DATASET_TYPE and data ID KEY=VALUE... as JSON."""
-    with open_butler(repo) as butler:
+@click.option("--yes", "-y", is_flag=True, help="Recompute a purged dataset without asking.")
+@click.option("--no-recompute", is_flag=True, help="Fail on a purged dataset instead of recomputing it.")
+@click.option("--on-drift", type=click.Choice(["refuse", "note"]), default="refuse", show_default=True,
+              help="If the installed task code differs from the recorded version: refuse, or go on and record it.")
+def get(repo: Path, dataset_type: str, data_id: tuple[str, ...], collections: tuple[str, ...], yes: bool,
+        no_recompute: bool, on_drift: str) -> None:
+    """Print a Dict dataset found by DATASET_TYPE and data ID KEY=VALUE... as JSON.
+
+    A cold dataset is staged back; a purged one is recomputed from its provenance after
+    the expected wait is shown and confirmed (--yes).  Messages go to stderr.
+    """
+    from ..retention.ondemand import RecomputeOptions
+    from .retention_commands import confirm_recompute, tell_wait_stderr
+
+    with open_butler(repo, on_wait=tell_wait_stderr) as butler:
         storage_class = butler.get_dataset_type(dataset_type).storage_class
         if storage_class != "Dict":
             fail(f"get prints Dict datasets only; {dataset_type} is {storage_class}")
-        obj = butler.get(dataset_type, parse_data_id(butler.universe, data_id),
-                         collections=split_csv_option(collections))
+        options = None if no_recompute else RecomputeOptions(on_drift=on_drift)  # type: ignore[arg-type]
+        ref = butler.find_dataset(dataset_type, parse_data_id(butler.universe, data_id),
+                                  collections=split_csv_option(collections))
+        if ref is not None and options is not None:
+            confirm_recompute(butler, ref, yes)
+        obj = butler.get(ref if ref is not None else dataset_type, parse_data_id(butler.universe, data_id),
+                         collections=split_csv_option(collections), recompute=options)
     print_json(obj)
 
 

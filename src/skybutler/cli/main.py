@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "maintenance_commands",
     "pipeline_commands",
     "query_commands",
+    "retention_commands",
 )
 
 

@@ -1,4 +1,4 @@
-"""Pipeline commands: qgraph (build, save, show a quantum graph), run, provenance, recompute, quanta."""
+"""Pipeline commands: qgraph (build, save, show a quantum graph), run, provenance, quanta."""
 
 from __future__ import annotations
 
@@ -224,27 +224,6 @@ def provenance(repo: Path, target: str, pairs: tuple[str, ...], collections: tup
     print_rows(used, as_json=False, title="used by", empty="not used by any recorded quantum")
 
 
-@click.command("recompute")
-@repo_argument
-@click.argument("target", metavar="DATASET_ID_OR_TYPE")
-@click.argument("pairs", nargs=-1, metavar="[KEY=VALUE...]")
-@click.option("--collections", "-c", multiple=True, help="Collections to find DATASET_TYPE in.")
-@click.option("--dry-run", is_flag=True, help="Only say which quanta would run and the expected wait.")
-def recompute(repo: Path, target: str, pairs: tuple[str, ...], collections: tuple[str, ...], dry_run: bool) -> None:
-    """Re-create a purged dataset from its recorded provenance (and any purged inputs it needs)."""
-    with open_butler(repo) as butler:
-        ref = _resolve(butler, target, pairs, collections)
-        dataset_id = ref if isinstance(ref, uuid.UUID) else ref.id
-        plan = butler.provenance.plan_recompute(dataset_id)
-        if not plan.quanta:
-            info(f"dataset {dataset_id} is present; nothing to do")
-            return
-        info(plan.describe())
-        if not dry_run:
-            butler.provenance.recompute(dataset_id)
-            info(f"re-created dataset {dataset_id}")
-
-
 @click.command("quanta")
 @repo_argument
 @click.option("--run", "run_name", help="Only quanta of this RUN.")
@@ -263,4 +242,4 @@ def quanta(repo: Path, run_name: str | None, task: str | None, status: str | Non
     print_rows(rows, as_json=as_json, empty="no recorded quanta")
 
 
-COMMANDS = (qgraph, run, provenance, recompute, quanta)
+COMMANDS = (qgraph, run, provenance, quanta)  # recompute: retention_commands

@@ -20,7 +20,9 @@ _LAZY = {
     "RecomputeReport": "executor",
 }
 
-__all__ = ["ColdTierConfig", "RetentionConfig", "RetentionPolicy", *_LAZY]
+__all__ = ["ColdTierConfig", "RecomputeError", "RecomputeEstimate", "RecomputeOptions", "RecomputeReport",
+           "RecomputeResult", "RecomputeVerificationError", "Retention", "RetentionAction", "RetentionConfig",
+           "RetentionPolicy", "RetentionReport", "SoftwareDriftError"]
 
 
 def __getattr__(name: str) -> Any:

@@ -285,7 +285,7 @@ def _format(obj: Any, formatter_name: str) -> bytes:
 
 def _close(a: Any, b: Any, rtol: float, atol: float) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return math.isclose(float(a), float(b), rel_tol=rtol, abs_tol=atol) or (a != a and b != b)
+        return math.isclose(float(a), float(b), rel_tol=rtol, abs_tol=atol) or (math.isnan(a) and math.isnan(b))
     return a == b
 
 
