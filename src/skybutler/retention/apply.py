@@ -118,6 +118,8 @@ class Recomputability:
         self.purging = purging
         self._memo: dict[uuid.UUID, str | None] = {}
         self._producers: dict[uuid.UUID, QuantumRecord | None] = {}
+        #: Datasets that cannot be recomputed for a reason of their own (not because of an input).
+        self.intrinsic: set[uuid.UUID] = set()
 
     def prefetch(self, ids: Iterable[uuid.UUID]) -> None:
         ids = [i for i in ids if i not in self._producers]
@@ -146,8 +148,11 @@ class Recomputability:
         elif quantum.config_dataset_id is None:
             reason = f"task {quantum.task_label!r} that made {dataset_id} has no recorded config"
         else:
-            self.prefetch([i.dataset_id for i in quantum.inputs if i.dataset_id is not None])
             reason = None
+        if reason is not None:
+            self.intrinsic.add(dataset_id)
+        else:
+            self.prefetch([i.dataset_id for i in quantum.inputs if i.dataset_id is not None])
             for link in quantum.inputs:
                 sub = ("an input was recorded without an ID" if link.dataset_id is None
                        else self.why_not(link.dataset_id))
@@ -202,8 +207,20 @@ def plan(butler: Butler, now: str | datetime.datetime | None = None, force: bool
     hot = butler.registry.datasets.artifacts(ids)
     has_cold = butler.config.retention.cold_tier is not None
     purging = {info.dataset_id for info, act, *_ in chosen if act == "purge"}
-    check = Recomputability(butler, infos, purging)
-    check.prefetch(purging)
+    refusals: dict[uuid.UUID, str] = {}
+    active = set(purging)
+    while True:
+        # A dataset refused for itself (no provenance) stays, so one that needs it may be purged
+        # after all: drop those and look again, until only datasets that can be purged are left.
+        check = Recomputability(butler, infos, active)
+        check.prefetch(active)
+        found = {i: why for i in active if (why := check.why_not(i)) is not None}
+        own = {i for i in found if i in check.intrinsic}
+        if force or not found or not own:
+            refusals.update(found)
+            break
+        refusals.update({i: found[i] for i in own})
+        active -= own
     for info, act, policy, age in chosen:
         ref = refs.get(info.dataset_id)
         item = RetentionAction(info.dataset_id, info.dataset_type, info.run,
@@ -216,7 +233,7 @@ def plan(butler: Butler, now: str | datetime.datetime | None = None, force: bool
             if not has_cold:
                 item.reason = "no cold tier is configured (retention.cold_tier in butler.yaml)"
         else:
-            why = check.why_not(info.dataset_id)
+            why = refusals.get(info.dataset_id)
             item.new_state = PURGED_RECOMPUTABLE if why is None else PURGED_LOST
             if why is not None and not force:
                 item.reason = f"cannot be recomputed ({why}); purge it anyway with --force"
