@@ -31,18 +31,20 @@ class IsrConfig(_Config):
 class CalibrateConfig(_Config):
     """Background, detection, measurement and PSF-width estimation (:func:`~.calibrate.calibrate`).
 
-    The defaults separate SimCam exposures crossed by a glint trail from clean ones
-    by their number of detections (see the package docstring for the numbers).
+    The defaults are ordinary Source Extractor settings (5 sigma on a 3x3 matched
+    filter, 5 pixels, moderate deblending); with them every flare of a simulated
+    glint is one detection, so detectors a glint crosses stand out by their number
+    of sources (see the package docstring for the numbers).
     """
 
-    detection_threshold: float = Field(20.0, gt=0)  # sigma above the background RMS
-    min_area: int = Field(1, ge=1)  # pixels above threshold for a detection
+    detection_threshold: float = Field(5.0, gt=0)  # sigma above the background RMS
+    min_area: int = Field(5, ge=1)  # pixels above threshold for a detection
     background_box: int = Field(64, ge=8)  # background mesh size, pixels
     background_filter: int = Field(3, ge=1)  # median filter over background meshes
-    deblend_nthresh: int = Field(64, ge=1)  # thresholds between detection level and peak
-    deblend_cont: float = Field(1e-6, gt=0, le=1)  # flux fraction a branch needs to be split off
-    filter_kernel: Literal["gauss", "none"] = "none"  # "gauss": 3x3 matched filter before thresholding
-    clean: bool = False  # drop detections explained by a bright neighbour's wings
+    deblend_nthresh: int = Field(32, ge=1)  # thresholds between detection level and peak
+    deblend_cont: float = Field(0.005, gt=0, le=1)  # flux fraction a branch needs to be split off
+    filter_kernel: Literal["gauss", "none"] = "gauss"  # "gauss": 3x3 matched filter before thresholding
+    clean: bool = True  # drop detections explained by a bright neighbour's wings
     aperture_radius: float = Field(4.0, gt=0)  # circular aperture for flux, pixels
     fwhm_radius_max: float = Field(8.0, gt=0)  # largest radius searched for the half-light radius
     psf_min_snr: float = Field(30.0, gt=0)  # S/N of sources used for the PSF width

@@ -1,7 +1,7 @@
 """Per-visit summaries of calibrated detectors, shaped to be stored as metrics.
 
 :func:`visit_summary` gives one row per detector (what a query over detectors
-needs: ``n_sources > 70`` finds the glint-crossed ones); :func:`visit_metrics`
+needs: a cut on ``n_sources`` finds the glint-crossed ones); :func:`visit_metrics`
 folds a summary into a flat, JSON-safe dict of per-visit numbers.
 """
 

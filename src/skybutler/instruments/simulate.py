@@ -15,7 +15,8 @@ region; read noise; Poisson noise; a flat-field pattern (vignetting, gradient,
 pixel QE); sky background; stars from :func:`~.sky.star_catalog` rendered with a
 Gaussian PSF of per-exposure seeing through the header's TAN WCS; saturation at
 65535 ADU (the brightest stars); cosmic rays; and, on every third science
-exposure, a glint/satellite trail across some detectors (:func:`glint_detectors`).
+exposure, a glint: a tumbling satellite's string of flares along a straight line
+across some detectors (:func:`glint_detectors`).
 
 Header keywords: INSTRUME, TELESCOP, TIMESYS (TAI), DATE-OBS, DATE-END, MJD-OBS,
 MJD-END, EXPTIME, DARKTIME, FILTER, OBSTYPE, OBJECT, PROGRAM, REASON, EXPID, SEQNUM,
@@ -38,7 +39,7 @@ from astropy.time import Time, TimeDelta
 from astropy.wcs import WCS
 
 from .instrument import Instrument
-from .render import add_cosmic_rays, add_stars, add_trail, bias_pattern, flat_pattern
+from .render import add_cosmic_rays, add_stars, bias_pattern, flat_pattern
 from .simcam import SITE_LATITUDE, SITE_LONGITUDE, SimCam, simcam_exposure_id, simcam_obs_id
 from .sky import airmass_from_zenith, altaz_of, local_sidereal_time, star_catalog
 
@@ -94,6 +95,17 @@ class ExposureSpec:
 
 # -- glints ---------------------------------------------------------------------------
 
+GLINT_SPACING = 4.0 / 3600.0
+"""Degrees between consecutive flares of a glint: 5 pixels of a 256-pixel SimCam
+image, far enough apart for ordinary detection settings to find each flare."""
+GLINT_PEAK = 12000.0
+"""Mean peak of a flare, electrons per pixel (each flare is 0.6-1.4 times this)."""
+GLINT_MIN_CROSSING = 0.5
+"""A glint is drawn on a detector only if it crosses at least this fraction of the
+detector's side (shorter clips of a corner are left out), so every detector
+:func:`glint_detectors` names carries a string of at least ~25 flares: enough to
+stand out from the spread of star counts between clean detectors."""
+
 
 def glint_trail(exposure_id: int) -> tuple[float, float, float] | None:
     """The trail of a science exposure as (x, y, angle): a point on the focal plane in
@@ -108,10 +120,25 @@ def glint_trail(exposure_id: int) -> tuple[float, float, float] | None:
     return float(x), float(y), float(rng.uniform(0.0, math.pi))
 
 
+def _crossing(x0: float, y0: float, angle: float, cx: float, cy: float, hx: float, hy: float) -> float:
+    """Length of the line through (x0, y0) at ``angle`` inside the box centred on (cx, cy)
+    with half-sizes (hx, hy) (clipping the line's parameter to each slab)."""
+    lo, hi = -math.inf, math.inf
+    for start, step, centre, half in ((x0, math.cos(angle), cx, hx), (y0, math.sin(angle), cy, hy)):
+        if abs(step) < 1e-12:
+            if abs(start - centre) > half:
+                return 0.0
+            continue
+        a, b = (centre - half - start) / step, (centre + half - start) / step
+        lo, hi = max(lo, min(a, b)), min(hi, max(a, b))
+    return max(0.0, hi - lo)
+
+
 def glint_detectors(
     exposure_id: int, observation_type: str = "science", instrument: Instrument | None = None
 ) -> set[int]:
-    """The detectors a glint/satellite trail crosses in this exposure (empty for calibrations)."""
+    """The detectors a glint crosses in this exposure (empty for calibrations): those where
+    its line runs over at least :data:`GLINT_MIN_CROSSING` of the detector's side."""
     trail = glint_trail(exposure_id)
     if trail is None or observation_type != "science":
         return set()
@@ -121,14 +148,35 @@ def glint_detectors(
     for det in instrument.detectors:
         hx = det.nx * instrument.pixel_scale / 3600.0 / 2.0
         hy = det.ny * instrument.pixel_scale / 3600.0 / 2.0
-        distances = [
-            (det.offset_x + sx * hx - x0) * math.sin(angle) - (det.offset_y + sy * hy - y0) * math.cos(angle)
-            for sx in (-1, 1)
-            for sy in (-1, 1)
-        ]
-        if min(distances) < 0.0 < max(distances):
+        if _crossing(x0, y0, angle, det.offset_x, det.offset_y, hx, hy) >= GLINT_MIN_CROSSING * 2 * min(hx, hy):
             hit.add(det.id)
     return hit
+
+
+def _add_glint(image: np.ndarray, exposure_id: int, x0: float, y0: float, scale: float, width: float) -> None:
+    """Add the exposure's string of flares, in place: round Gaussian flares of ``width``
+    pixels every :data:`GLINT_SPACING` along the trail through pixel (x0, y0), where
+    ``scale`` is degrees per pixel.  Flare ``k`` sits at the same place on the focal
+    plane, with the same brightness, on every detector and at every binning."""
+    trail = glint_trail(exposure_id)
+    assert trail is not None
+    angle = trail[2]
+    rng = np.random.default_rng([exposure_id, 0xF1A4E])
+    n_half = 1000  # flares either side of the anchor: 1.1 degrees, beyond the focal plane
+    brightness = GLINT_PEAK * rng.uniform(0.6, 1.4, 2 * n_half + 1)
+    phase = float(rng.uniform(0.0, 1.0))
+    spacing = GLINT_SPACING / scale  # pixels
+    ny, nx = image.shape
+    yy = np.arange(ny, dtype=float)[:, None] - y0
+    xx = np.arange(nx, dtype=float)[None, :] - x0
+    across = xx * math.sin(angle) - yy * math.cos(angle)
+    along = (xx * math.cos(angle) + yy * math.sin(angle)) / spacing - phase
+    nearest = np.rint(along)
+    profile = np.exp(-0.5 * (across / width) ** 2)
+    for shift in (-1.0, 0.0, 1.0):
+        k = nearest + shift
+        index = np.clip(k.astype(int) + n_half, 0, 2 * n_half)
+        image += brightness[index] * profile * np.exp(-0.5 * ((along - k) * spacing / width) ** 2)
 
 
 # -- one exposure -----------------------------------------------------------------------
@@ -219,7 +267,7 @@ def _electrons(spec: ExposureSpec, instrument: Instrument, detector_id: int, siz
             scale = pixel_arcsec / 3600.0
             x0 = float(header["CRPIX1"]) - 1.0 + trail[0] / scale
             y0 = float(header["CRPIX2"]) - 1.0 + trail[1] / scale
-            add_trail(image, x0, y0, trail[2], max(sigma, 0.8), 3000.0)
+            _add_glint(image, spec.exposure_id, x0, y0, scale, max(sigma, 0.8))
     if kind in ("flat", "science"):
         image *= flat_pattern(det, instrument.pixel_scale, size, seed)
     if kind != "bias":
