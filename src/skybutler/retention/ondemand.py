@@ -39,7 +39,7 @@ from ..pipeline.pipeline import make_config
 from ..pipeline.task import import_task
 from ..provenance.recompute import replay
 from ..provenance.software import environment
-from ..registry.dataset_state_store import COLD, PURGED, PURGED_LOST, DatasetState
+from ..registry.dataset_state_store import COLD, PURGED, DatasetState
 from ..registry.quantum_store import DatasetLink, QuantumRecord
 from .cold_tier import WaitCallback, log_wait, stage, staging_seconds, write_hot
 
@@ -176,13 +176,10 @@ class _Planner:
             self.estimate.labels[dataset_id] = label
             self._resolved.add(dataset_id)
             return
-        if state is not None and state.state == PURGED_LOST:
-            why = f": {state.note}" if state.note else ""
-            raise RecomputeError(f"cannot recompute {where}: it was purged as purged-lost (not recomputable){why}")
         quantum = self.store.producers([dataset_id]).get(dataset_id)
         if quantum is None:
             what = ("is gone from the repository" if state is None else
-                    "was purged" if state.state in PURGED else "has no stored file")
+                    f"was purged ({state.state})" if state.state in PURGED else "has no stored file")
             raise RecomputeError(f"cannot recompute {where}: it {what} and no recorded quantum made it "
                                  "(ingested or put directly), so it cannot be recomputed")
         if quantum.status != "succeeded":

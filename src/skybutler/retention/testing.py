@@ -12,11 +12,35 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ConfigDict
 
 from ..butler import Butler
+from ..demo_tasks.calibrate import calibrate
+from ..demo_tasks.config import CalibrateConfig
+from ..pipeline import Input, Output, PipelineTask, TaskConfig
 from ..timespan import Timespan
 
 EXPOSURE_DETECTOR = ("instrument", "exposure", "detector")
+
+
+class CalibrateImageConfig(TaskConfig, CalibrateConfig):
+    """The demo calibration settings as a task config."""
+
+    model_config = ConfigDict(frozen=False)
+
+
+class CalibrateImageTask(PipelineTask):
+    """postISRCCD -> calexp (background-subtracted image) and src (source table), per exposure and detector."""
+
+    dimensions = EXPOSURE_DETECTOR
+    inputs = {"exposure": Input(name="postISRCCD", storage_class="Image", dimensions=EXPOSURE_DETECTOR)}
+    outputs = {"calexp": Output(name="calexp", storage_class="Image", dimensions=EXPOSURE_DETECTOR),
+               "src": Output(name="src", storage_class="Table", dimensions=EXPOSURE_DETECTOR)}
+    Config = CalibrateImageConfig
+
+    def run(self, exposure: Any) -> dict[str, Any]:
+        calexp, sources = calibrate(exposure, self.config)
+        return {"calexp": calexp, "src": sources}
 
 
 def synthetic_exposure(size: int, seed: int, n_stars: int = 60) -> Any:
@@ -66,6 +90,6 @@ def calibrated_image_repo(root: str | Path, size: int = 512, detectors: int = 2,
                                                                        "detector": d}) for d in range(detectors)],
                     run="isr")
     pipeline = Pipeline()
-    pipeline.add_task("calibrate", "skybutler.demo_tasks.tasks.CalibrateTask")
+    pipeline.add_task("calibrate", CalibrateImageTask)
     report = run_pipeline(butler, pipeline, ["isr"], "out")
     return butler, report

@@ -1,0 +1,275 @@
+"""Recompute on demand: purged datasets replayed from their recorded quanta (walkthrough step 8)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from skybutler import Butler
+from skybutler.cli.main import cli
+from skybutler.execution import run_pipeline
+from skybutler.pipeline import Pipeline
+from skybutler.pipeline.testing import ScaleTask, VisitSummaryTask
+from skybutler.retention import (ColdTierConfig, RecomputeError, RecomputeOptions, RecomputeVerificationError,
+                                 SoftwareDriftError)
+from skybutler.retention.testing import calibrated_image_repo
+
+from pipeline_helpers import DETECTORS, add_bias, put_metrics
+
+
+class NoisyScaleTask(ScaleTask):
+    """ScaleTask declared non-deterministic: verified by its metadata within a tolerance."""
+
+    deterministic = False
+    recompute_tolerance = {"rtol": 1e-3}
+
+
+@pytest.fixture
+def done(butler):
+    """scale (a, reading a bias calibration) -> visit summary (b) over visits 1 and 2, into 'out'."""
+    put_metrics(butler, visits=[1, 2])
+    add_bias(butler)
+    from skybutler.pipeline.testing import CalibratedScaleTask
+
+    p = Pipeline()
+    p.add_task("a", CalibratedScaleTask)
+    p.add_task("b", VisitSummaryTask)
+    assert run_pipeline(butler, p, ["run/a", "calib"], "out").ok
+    return butler
+
+
+def find(butler, dataset_type, **data_id):
+    return butler.find_dataset(dataset_type, instrument="Cam", collections=["out", "run/a"], **data_id)
+
+
+def files_under(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and "registry" not in p.name}
+
+
+def test_get_recomputes_a_purged_dataset_bit_identically(done):
+    summary = find(done, "visitSummary", visit=1)
+    original = done.get(summary)
+    done.retention.purge([summary])
+    told = []
+    done.on_wait = lambda message, seconds: told.append(message)
+    assert done.get(summary, recompute=True) == original
+    assert told and "1 quanta to replay (b); expected wait about" in told[0]
+    state = done.retention.state(summary)
+    assert state.state == "stored" and "recomputed" in state.note
+    assert done.registry.datasets.artifacts([summary.id])[summary.id].checksum == summary.artifact.checksum
+    # per butler, and without storing back
+    done.retention.purge([summary])
+    with Butler(done.root, collections=["out"], recompute=RecomputeOptions(store=False)) as b:
+        assert b.get("visitSummary", instrument="Cam", visit=1) == original
+        assert b.retention.state(summary).state == "purged-recomputable"
+        assert b.get("visitSummary", instrument="Cam", visit=1, recompute=True) == original
+        assert b.retention.state(summary).state == "stored"
+
+
+def test_recursive_recompute_through_a_purged_input_with_the_same_calibration(done):
+    summary = find(done, "visitSummary", visit=2)
+    scaled = [find(done, "metricsA", visit=2, detector=d) for d in DETECTORS]
+    originals = [done.get(r) for r in scaled]
+    original = done.get(summary)
+    done.retention.purge([summary, *scaled])
+    est = done.retention.estimate([summary])
+    assert [q.task_label for q in est.quanta] == ["a"] * len(DETECTORS) + ["b"]
+    assert est.expected_seconds == pytest.approx(sum(q.seconds for q in est.quanta))
+    assert set(est.needed) == {summary.id, *(r.id for r in scaled)}
+    assert done.get(summary, recompute=True) == original
+    assert [done.get(r) for r in scaled] == originals  # bias level 1 of the recorded calibration
+    assert all(o["bias"] == 1 for o in originals)
+    assert set(done.retention.states([summary, *scaled]).values()) == {"stored"}
+
+
+def test_removed_datasets_are_recomputed_and_registered_again(done):
+    summary = find(done, "visitSummary", visit=1)
+    original = done.get(summary)
+    done.remove([summary])
+    result = done.retention.recompute([summary.id])
+    assert result.ok and find(done, "visitSummary", visit=1).id == summary.id
+    assert done.get(summary) == original
+    assert done.provenance.recompute(summary) == original  # present: read back
+
+
+def test_cold_inputs_are_staged_before_the_replay(done, tmp_path):
+    config = done.config
+    config.retention.cold_tier = ColdTierConfig(uri=str(tmp_path / "tape"), staging_latency=0.1)
+    config.save(done.root)
+    butler = Butler(done.root, collections=["out", "run/a"])
+    raw = find(butler, "metrics", visit=1, detector=0)
+    scaled = find(butler, "metricsA", visit=1, detector=0)
+    original = butler.get(scaled)
+    butler.retention.move_to_cold([raw])
+    butler.retention.purge([scaled])
+    est = butler.retention.estimate([scaled])
+    assert list(est.stage) == [raw.id] and est.staging_seconds == 0.1
+    assert "including 0.1 s to stage 1 dataset(s) from the cold tier" in est.describe()
+    assert butler.get(scaled, recompute=True) == original
+    assert butler.retention.states([raw, scaled]) == {raw.id: "stored", scaled.id: "stored"}
+    butler.close()
+
+
+def test_unrecomputable_inputs_name_the_missing_link_and_nothing_is_written(done):
+    summary = find(done, "visitSummary", visit=1)
+    scaled = find(done, "metricsA", visit=1, detector=2)
+    raw = find(done, "metrics", visit=1, detector=2)
+    done.retention.purge([summary, scaled])
+    done.retention.purge([raw], force=True)
+    before = files_under(done.root)
+    with pytest.raises(RecomputeError) as err:
+        done.get(summary, recompute=True)
+    message = str(err.value)
+    assert message.startswith("cannot recompute visitSummary@") and "<- metricsA@" in message
+    assert f"<- metrics@{{'instrument': 'Cam', 'visit': 1, 'detector': 2}} ({raw.id})" in message
+    assert "purged-lost" in message
+    assert files_under(done.root) == before
+    assert done.retention.states([summary, scaled]) == {summary.id: "purged-lost", scaled.id: "purged-lost"}
+
+
+def test_a_task_that_no_longer_imports(done):
+    summary = find(done, "visitSummary", visit=1)
+    done.retention.purge([summary])
+    store = done.provenance.store
+    with done.registry.db.transaction() as conn:
+        conn.execute(store.quantum.update().where(store.quantum.c.task_label == "b")
+                     .values(task_class="skybutler.pipeline.testing.RetiredSummaryTask"))
+    before = files_under(done.root)
+    with pytest.raises(RecomputeError, match=r"visitSummary@.*the task that made it, 'b' \(skybutler.pipeline."
+                                             r"testing.RetiredSummaryTask\), can no longer be imported"):
+        done.get(summary, recompute=True)
+    assert files_under(done.root) == before and done.retention.state(summary).state == "purged-recomputable"
+
+
+def test_a_recorded_config_that_no_longer_validates(done):
+    summary = find(done, "visitSummary", visit=1)
+    scaled = find(done, "metricsA", visit=1, detector=0)
+    done.retention.purge([summary, scaled])
+    config_id = done.provenance.producer(scaled).config_dataset_id
+    config = done.registry.refs_by_id([config_id])[0]
+    Path(done.datastore.full_path(config.artifact.path)).write_text(json.dumps({"factor": "twice"}))
+    before = files_under(done.root)
+    with pytest.raises(RecomputeError, match=rf"task 'a' .*recorded config \({config_id}\) no longer validates.*"
+                                             "factor"):
+        done.get(summary, recompute=True)
+    assert files_under(done.root) == before
+    assert done.retention.states([summary, scaled]) == {summary.id: "purged-recomputable",
+                                                        scaled.id: "purged-recomputable"}
+
+
+def _record_old_version(butler):
+    store = butler.provenance.store
+    with butler.registry.db.transaction() as conn:
+        for env_id, text in conn.execute(sa.select(store.environment.c.env_id, store.environment.c.description)).all():
+            env = json.loads(text)
+            env["packages"]["skybutler"] = "0.0.1-old"
+            conn.execute(store.environment.update().where(store.environment.c.env_id == env_id)
+                         .values(description=json.dumps(env)))
+
+
+def test_software_drift_is_refused_or_noted(done):
+    summary = find(done, "visitSummary", visit=1)
+    original = done.get(summary)
+    done.retention.purge([summary])
+    _record_old_version(done)
+    assert "ran with skybutler 0.0.1-old" in done.retention.estimate([summary]).drift[0]
+    with pytest.raises(SoftwareDriftError, match="installed task code differs .*0.0.1-old"):
+        done.get(summary, recompute=True)
+    assert done.retention.state(summary).state == "purged-recomputable"
+    assert done.get(summary, recompute=RecomputeOptions(on_drift="note")) == original
+    note = done.retention.state(summary).note
+    assert "software drift: task 'b'" in note and "0.0.1-old" in note
+
+
+def test_verification_catches_a_changed_result(done, monkeypatch):
+    summary = find(done, "visitSummary", visit=1)
+    done.retention.purge([summary])
+    real = VisitSummaryTask.run
+    monkeypatch.setattr(VisitSummaryTask, "run", lambda self, scaled: {"summary": {**real(self, scaled)["summary"],
+                                                                                   "extra": 1}})
+    with pytest.raises(RecomputeVerificationError, match="differs from the original: checksum"):
+        done.get(summary, recompute=True)
+    assert done.retention.state(summary).state == "purged-recomputable"
+
+
+def test_a_nondeterministic_task_is_checked_within_its_tolerance(butler):
+    put_metrics(butler, visits=[1])
+    p = Pipeline()
+    p.add_task("a", NoisyScaleTask)
+    assert run_pipeline(butler, p, ["run/a"], "out").ok
+    scaled = find(butler, "metricsA", visit=1, detector=0)
+    original = butler.get(scaled)
+    butler.retention.purge([scaled])
+    report = butler.retention.recompute([scaled])
+    assert report.verified[scaled.id].startswith("within tolerance (rtol 0.001")
+    assert butler.get(scaled) == original
+
+
+def test_cli_get_asks_before_recomputing(done):
+    summary = find(done, "visitSummary", visit=1)
+    original = done.get(summary)
+    done.retention.purge([summary])
+    args = ["get", str(done.root), "visitSummary", "instrument=Cam", "visit=1", "-c", "out"]
+    result = CliRunner().invoke(cli, args)  # not a terminal: refused
+    assert result.exit_code == 1 and "pass --yes" in result.stderr and "expected wait about" in result.stderr
+    assert done.retention.state(summary).state == "purged-recomputable"
+    result = CliRunner().invoke(cli, [*args, "--no-recompute"])
+    assert result.exit_code == 1 and "was purged" in result.stderr
+    result = CliRunner().invoke(cli, [*args, "--yes"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == original
+    assert "1 quanta to replay (b)" in result.stderr
+
+
+@pytest.mark.parametrize("executor", ["inline", "pool"])
+def test_cli_recompute_in_bulk(done, executor):
+    summaries = [find(done, "visitSummary", visit=v) for v in (1, 2)]
+    scaled = [find(done, "metricsA", visit=v, detector=d) for v in (1, 2) for d in DETECTORS]
+    originals = {r.id: done.get(r) for r in summaries + scaled}
+    done.retention.purge(summaries + scaled)
+    result = CliRunner().invoke(cli, ["recompute", str(done.root), "visitSummary", "-c", "out", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "10 quanta to replay" in result.stdout
+    result = CliRunner().invoke(cli, ["recompute", str(done.root), "visitSummary", "-c", "out", "--executor", executor,
+                                      "-j", "2"])
+    assert result.exit_code == 0, result.output
+    assert "10 quanta replayed" in result.stdout and "(bit-identical)" in result.stdout
+    assert {r.id: done.get(r) for r in summaries + scaled} == originals
+    assert set(done.retention.states(summaries + scaled).values()) == {"stored"}
+
+
+def test_cli_recompute_reports_drift_and_bad_targets(done):
+    summary = find(done, "visitSummary", visit=1)
+    done.retention.purge([summary])
+    _record_old_version(done)
+    result = CliRunner().invoke(cli, ["recompute", str(done.root), str(summary.id)])
+    assert result.exit_code == 1 and "installed task code differs" in result.stderr
+    result = CliRunner().invoke(cli, ["recompute", str(done.root), str(summary.id), "--on-drift", "note", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["notes"][0].startswith("software drift") and len(data["succeeded"]) == 1
+    result = CliRunner().invoke(cli, ["recompute", str(done.root), "visit=1"])
+    assert result.exit_code == 1 and "must follow a dataset type" in result.stderr
+
+
+def test_calibrated_images_are_recomputed_bit_identically(tmp_path):
+    butler, report = calibrated_image_repo(tmp_path / "repo", size=256, detectors=2)
+    assert report.ok
+    calexps = [butler.find_dataset("calexp", instrument="Cam", exposure=1, detector=d, collections="out")
+               for d in range(2)]
+    src = butler.find_dataset("src", instrument="Cam", exposure=1, detector=0, collections="out")
+    pixels = [butler.get(r).data for r in calexps]
+    table = butler.get(src)
+    purged = butler.retention.purge([*calexps, src])
+    assert purged.bytes_freed > 256 * 256 * 4 and not purged.refused
+    result = butler.retention.recompute([*calexps, src])
+    assert set(result.verified.values()) == {"bit-identical"}
+    assert all(np.array_equal(butler.get(r).data, p) for r, p in zip(calexps, pixels))
+    assert butler.get(src).equals(table)
+    assert butler.get(calexps[0], parameters={"bbox": (0, 0, 10, 10)}).data.shape == (10, 10)
+    butler.close()
