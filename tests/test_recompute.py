@@ -226,8 +226,10 @@ def test_cli_get_asks_before_recomputing(done):
     assert "1 quanta to replay (b)" in result.stderr
 
 
-@pytest.mark.parametrize("executor", ["inline", "pool"])
+@pytest.mark.parametrize("executor", ["inline", "pool", "dask"])
 def test_cli_recompute_in_bulk(done, executor):
+    if executor == "dask":
+        pytest.importorskip("distributed")
     summaries = [find(done, "visitSummary", visit=v) for v in (1, 2)]
     scaled = [find(done, "metricsA", visit=v, detector=d) for v in (1, 2) for d in DETECTORS]
     originals = {r.id: done.get(r) for r in summaries + scaled}
