@@ -95,6 +95,9 @@ def test_removed_datasets_are_recomputed_and_registered_again(done):
     assert result.ok and find(done, "visitSummary", visit=1).id == summary.id
     assert done.get(summary) == original
     assert done.provenance.recompute(summary) == original  # present: read back
+    done.retention.purge([summary])  # still registered: provenance.recompute restores it in place
+    assert done.provenance.recompute(summary) == original
+    assert done.retention.state(summary).state == "stored"
 
 
 def test_cold_inputs_are_staged_before_the_replay(done, tmp_path):

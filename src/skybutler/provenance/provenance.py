@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..models import DatasetRef
 from ..registry.quantum_store import DatasetLink, QuantumRecord, QuantumStore
-from .recompute import RecomputePlan, plan_recompute, recompute
+from .recompute import RecomputePlan, plan_recompute
 
 if TYPE_CHECKING:
     from ..butler import Butler
@@ -81,8 +81,18 @@ class Provenance:
 
     def recompute(self, ref: DatasetRef | uuid.UUID | str, store: bool = True) -> Any:
         """Re-create a purged dataset from its recorded quantum (recursively for purged inputs),
-        stored back under its recorded ID unless ``store`` is False; returns the object."""
-        return recompute(self, _dataset_id(ref), store)
+        stored back under its recorded ID unless ``store`` is False; returns the object.
+        The work is :func:`skybutler.retention.ondemand.recompute`'s: it also handles datasets a
+        retention policy purged (still registered) and cold inputs, checks software drift
+        (refused) and verifies the result."""
+        from ..retention.ondemand import RecomputeOptions
+        from ..retention.ondemand import recompute as recompute_on_demand
+
+        dataset_id = _dataset_id(ref)
+        result = recompute_on_demand(self.butler, [dataset_id], RecomputeOptions(store=store), self.butler.on_wait)
+        if dataset_id in result.objects:
+            return result.objects[dataset_id]
+        return self.butler.get(self.butler.registry.refs_by_id([dataset_id])[0])
 
     def tree(self, ref: DatasetRef | uuid.UUID | str, max_depth: int = 50) -> ProvenanceNode:
         """The dataset with its producing quantum and, recursively, the trees of that quantum's
