@@ -94,7 +94,13 @@ def cold_tier(butler: Butler) -> ColdTier:
     config = butler.config.retention.cold_tier
     if config is None:
         raise SkybutlerError("this repository has no cold tier: add retention.cold_tier.uri to butler.yaml")
-    return ColdTier(config, butler.root)
+    tier = ColdTier(config, butler.root)
+    hot = butler.datastore
+    if tier.local == hot.local and (tier.root == hot.root or tier.root.startswith(hot.root.rstrip("/") + "/")):
+        # 'skybutler verify --fix' would take the cold copies for orphan files and delete them.
+        raise SkybutlerError(f"the cold tier {tier.uri} is inside the datastore root {hot.root_uri}: "
+                             "put it elsewhere (retention.cold_tier.uri in butler.yaml)")
+    return tier
 
 
 def read_hot(butler: Butler, artifact: StoredArtifact) -> bytes:
