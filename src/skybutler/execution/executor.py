@@ -90,7 +90,8 @@ def prepare_run(butler: Butler, graph: QuantumGraph) -> dict[str, uuid.UUID]:
         for tdef in tdefs:
             for conn in tdef.outputs.values():
                 dtype = graph.dataset_types[conn.name]
-                butler.register_dataset_type(dtype.name, dtype.dimensions, dtype.storage_class)
+                butler.register_dataset_type(dtype.name, dtype.dimensions, dtype.storage_class,
+                                             is_calibration=dtype.is_calibration)
             butler.register_dataset_type(tdef.config_dataset_type, [], "Dict")
         butler.collections.register(run, CollectionType.RUN)
         if graph.output is not None:

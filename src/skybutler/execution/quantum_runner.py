@@ -99,6 +99,8 @@ def run_quantum(job: JobSpec, payload: dict[str, Any]) -> dict[str, Any]:
     try:
         refs = _resolve_inputs(state, payload, record)
         inputs = _read_inputs(state, payload, refs, record)
+        if task.takes_data_id():
+            inputs["data_id"] = data_id
         outputs = task.run(**inputs)
         items = _check_outputs(state, payload, data_id, outputs)
         try:

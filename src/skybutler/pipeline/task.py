@@ -33,7 +33,9 @@ Example -- a per-detector task and a per-visit gather::
 ``run`` gets one keyword argument per input and prerequisite connection (a ``multiple``
 one as a ``dict`` from data ID to object, sorted by data ID) and returns a ``dict`` from
 output connection name to the object (a ``multiple`` output: a ``dict`` from data ID --
-any mapping of dimension values -- to object).  ``self.log`` is a logger whose records
+any mapping of dimension values -- to object).  A task whose work depends on where it
+runs (a coadd needs its patch's geometry) also declares a ``data_id`` parameter: it
+gets the quantum's data ID.  ``self.log`` is a logger whose records
 are kept in the quantum's provenance.  The config is plain data (a pydantic model with
 ``extra='forbid'``): pipelines override its fields in YAML, never with Python code.
 """
@@ -82,6 +84,11 @@ class PipelineTask:
         raise NotImplementedError(f"{type(self).__name__} does not define run()")
 
     @classmethod
+    def takes_data_id(cls) -> bool:
+        """Whether ``run`` takes the quantum's data ID (a parameter named ``data_id``)."""
+        return "data_id" in inspect.signature(cls.run).parameters
+
+    @classmethod
     def connections(cls) -> dict[str, Connection]:
         """Every connection by name: inputs, prerequisites, then outputs."""
         return {**cls.inputs, **cls.prerequisites, **cls.outputs}
@@ -103,7 +110,7 @@ def check_task_class(cls: type[PipelineTask]) -> None:
         for name, conn in mapping.items():
             if not isinstance(conn, want):
                 raise PipelineError(f"{where}: {kind}[{name!r}] must be a {want.__name__}, got {type(conn).__name__}")
-            if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_"):
+            if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_") or name == "data_id":
                 raise PipelineError(f"{where}: connection name {name!r} is not a usable keyword argument name")
             if name in seen:
                 raise PipelineError(f"{where}: connection name {name!r} is used by both {seen[name]} and {kind}")

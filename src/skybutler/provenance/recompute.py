@@ -119,7 +119,10 @@ def replay(butler: Butler, quantum: QuantumRecord, objects: Mapping[uuid.UUID, A
                              "is gone from the repository")
     config = make_config(quantum.task_label, task_class, butler.get(config_refs[0]))
     task = task_class(config=config, label=quantum.task_label)
-    results = task.run(**_inputs(butler, quantum, task_class, objects))
+    inputs = _inputs(butler, quantum, task_class, objects)
+    if task.takes_data_id():
+        inputs["data_id"] = DataCoordinate.standardize(butler.universe.group(task_class.dimensions), quantum.data_id)
+    results = task.run(**inputs)
     out: dict[uuid.UUID, Any] = {}
     for link in quantum.outputs:
         value = results.get(link.connection)
