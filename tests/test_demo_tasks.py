@@ -199,7 +199,7 @@ def test_glint_detectors_have_suspiciously_many_sources(night):
             for i, config in enumerate(configs):
                 (glint if detector in glints else clean)[i].append(calibrate(exposure, config)[1].num_rows)
     assert len(glint[0]) >= 3 and len(clean[0]) >= 40
-    for config, on_glint, on_clean in zip(configs, glint, clean):
+    for config, on_glint, on_clean in zip(configs, glint, clean, strict=True):
         assert min(on_glint) > max(on_clean) + 5, (config.detection_threshold, sorted(on_glint), sorted(on_clean))
         assert min(on_glint) > 2 * float(np.median(on_clean))
 
@@ -304,7 +304,7 @@ def test_task_wrappers_and_pipelines(night):
     from skybutler.pipeline import Pipeline
 
     for name, labels in (("demo_calibs.yaml", ["bias", "flat"]),
-                         ("demo_pipeline.yaml", ["isr", "calibrate", "visitSummary"])):
+                         ("demo_pipeline.yaml", ["isr", "calibrate", "visitSummary", "coadd"])):
         pipeline = Pipeline.from_yaml(str(files("skybutler.demo_tasks") / name))
         assert [t.label for t in pipeline.validate(DimensionUniverse.default())] == labels
     raws = {("bias", s): night.raw(s, 2) for s in night.of_type("bias")}
@@ -315,9 +315,10 @@ def test_task_wrappers_and_pipelines(night):
     assert np.array_equal(flat.data, night.flat("SimCam-r", 2).data)
     exposure = IsrTask().run(raw=night.raw(15, 2), bias=bias, flat=flat)["exposure"]
     config = CalibrateTask.Config(detection_threshold=10.0)
-    outputs = CalibrateTask(config).run(exposure=exposure)
+    exposure_id = {"instrument": "SimCam", "exposure": night.specs[15].exposure_id, "detector": 2}
+    outputs = CalibrateTask(config).run(exposures={_Id(exposure_id): exposure})  # a visit of one exposure
+    data_id = {"instrument": "SimCam", "visit": night.specs[15].exposure_id, "detector": 2}
     assert outputs["src"].equals(calibrate(exposure, CalibrateConfig(detection_threshold=10.0))[1])
-    data_id = {"instrument": "SimCam", "exposure": night.specs[15].exposure_id, "detector": 2}
     summary = VisitSummaryTask().run(calexps={_Id(data_id): outputs["calexp"]},
                                      sources={_Id(data_id): outputs["src"]})
     assert summary["summary"]["detector"].to_pylist() == [2]
