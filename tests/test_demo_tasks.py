@@ -259,6 +259,37 @@ def test_coadd_coverage_and_mean():
     assert np.nanmedian(coarse.data) == pytest.approx(40.0, rel=1e-3)
 
 
+def test_coadd_crop_is_the_covered_box_of_the_full_grid():
+    first = fits.ImageHDU(np.full((50, 60), 10.0, np.float32), _tan_wcs(150.0, 2.0, (30.0, 25.0), 1.0).to_header())
+    second = fits.ImageHDU(np.full((50, 60), 20.0, np.float32), _tan_wcs(150.0, 2.0, (0.0, 25.0), 1.0).to_header())
+    grid = _tan_wcs(150.0, 2.0, (150.0, 100.0), 1.0)
+    full, full_cov = coadd([first, second], grid, (200, 300))
+    cut, cut_cov = coadd([first, second], grid, (200, 300), crop=True)
+    x0, y0 = cut.header["GRID_X0"], cut.header["GRID_Y0"]
+    ny, nx = cut.data.shape
+    assert (cut.header["GRID_NX"], cut.header["GRID_NY"]) == (300, 200) and nx < 150 and ny < 80
+    assert np.array_equal(cut_cov.data, full_cov.data[y0:y0 + ny, x0:x0 + nx])
+    assert full_cov.data.sum() == cut_cov.data.sum()  # nothing covered lies outside the box
+    assert np.allclose(cut.data, full.data[y0:y0 + ny, x0:x0 + nx], equal_nan=True)
+    assert np.allclose(WCS(cut.header).all_pix2world(0, 0, 0), grid.all_pix2world(x0, y0, 0))
+
+
+def test_patch_grid_covers_the_patch():
+    from skybutler.demo_tasks.tasks import patch_grid
+    from skybutler.ingest.skymaps import RingsSkyMap
+
+    sky_map = RingsSkyMap("rings")
+    tract = sky_map.find_tracts(150.0, -20.0)[0]
+    patch = sky_map.find_patches(tract, 150.0, -20.0)[0]
+    wcs, (ny, nx) = patch_grid(sky_map, tract, patch, 1.6)
+    ra_min, ra_max, dec_min, dec_max = sky_map.patch_bounds(tract, *reversed(divmod(patch, sky_map.patches)))
+    m = sky_map.patch_overlap
+    ras = [ra_min - m / math.cos(math.radians(dec_max)), ra_max + m / math.cos(math.radians(dec_max))]
+    x, y = wcs.all_world2pix(np.repeat(ras, 2), np.tile([dec_min - m, dec_max + m], 2), 0)
+    assert (x >= -0.5).all() and (x <= nx - 0.5).all() and (y >= -0.5).all() and (y <= ny - 0.5).all()
+    assert min(x.min() + 0.5, nx - 0.5 - x.max(), y.min() + 0.5, ny - 0.5 - y.max()) < 200  # not much bigger
+
+
 def test_coadd_recovers_star_fluxes(night):
     # Detector 1 of two dithered, rotated exposures of the field overlaps over ~30,000 pixels.
     calexps = [calibrate(night.exposure(seq, 1))[0] for seq in (14, 15)]

@@ -177,17 +177,22 @@ def patch_grid(sky_map: Any, tract: int, patch: int, pixel_scale: float) -> tupl
 
     cell_y, cell_x = divmod(patch, sky_map.patches)
     ra_min, ra_max, dec_min, dec_max = sky_map.patch_bounds(tract, cell_x, cell_y)
-    margin = sky_map.patch_overlap
-    ra0, dec0 = (ra_min + ra_max) / 2.0, (dec_min + dec_max) / 2.0
     wcs = WCS(naxis=2)
     wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    wcs.wcs.crval = [ra0, dec0]
+    wcs.wcs.crval = [(ra_min + ra_max) / 2.0, (dec_min + dec_max) / 2.0]
     wcs.wcs.cd = np.diag([-pixel_scale / 3600.0, pixel_scale / 3600.0])
-    # The farthest the dilated box reaches from the centre along x (at its widest) and y.
+    wcs.wcs.crpix = [0.0, 0.0]
+    # The border of the patch's region (its box dilated by the overlap), sampled densely:
+    # parallels project as curves, so the corners alone would not bound it.
+    margin = sky_map.patch_overlap
     low, high = dec_min - margin, dec_max + margin
-    widest = 1.0 if low < 0.0 < high else max(math.cos(math.radians(low)), math.cos(math.radians(high)))
-    half_x = ((ra_max - ra_min) / 2.0 * widest + margin) * 3600.0 / pixel_scale
-    half_y = ((dec_max - dec_min) / 2.0 + margin) * 3600.0 / pixel_scale
+    pad = margin / max(1e-6, min(math.cos(math.radians(low)), math.cos(math.radians(high))))
+    t = np.linspace(0.0, 1.0, 65)
+    ras, decs = ra_min - pad + t * (ra_max - ra_min + 2 * pad), low + t * (high - low)
+    border_ra = np.concatenate([ras, ras, np.full(65, ras[0]), np.full(65, ras[-1])])
+    border_dec = np.concatenate([np.full(65, low), np.full(65, high), decs, decs])
+    x, y = wcs.all_world2pix(border_ra, border_dec, 1)
+    half_x, half_y = float(np.abs(x).max()), float(np.abs(y).max())
     nx, ny = 2 * math.ceil(half_x) + 2, 2 * math.ceil(half_y) + 2
     wcs.wcs.crpix = [(nx + 1) / 2.0, (ny + 1) / 2.0]
     return wcs, (ny, nx)
