@@ -1,46 +1,62 @@
-"""A short tour of skybutler, run as ``python -m skybutler.demo [--dir DIR] [--keep]``.
+"""The skybutler demo, run as ``python -m skybutler.demo [--dir DIR] [--keep] [--science N] [--jobs N]``.
 
-It creates a repository (in a temporary directory unless ``--dir`` is given),
-describes the simulated camera SimCam, stores and reads back a dataset of every
-storage class, organises them in collections of all four kinds and looks up a
-calibration by observation time, printing what each step did.
+It plays the commissioning scientist's night of the walkthrough on the simulated
+camera SimCam, in a new repository (a temporary one unless ``--dir`` is given):
 
-The tour is a list of small step functions (:data:`STEPS`), each taking the shared
-:class:`Demo` state; a longer demo adds its own steps to the list.
+1. simulate a night: biases, flats and science exposures in two bands, some of
+   them crossed by a satellite glint;
+2. ingest the raws, define visits and register a sky map;
+3. make master biases and flats with a pipeline and certify them into ``SimCam/calib``;
+4. process the science exposures (ISR, calibration, visit summaries, coadds per
+   patch and band) on a local process pool into ``demo/run1``, again with another
+   detection threshold into ``demo/run2``, and chain them as ``demo/best``;
+5. find the detectors a glint crossed with one query, and ask a spatial and a
+   metrics question;
+6. show the provenance of a coadd and where the outputs are.
+
+Every step is a small function of the shared :class:`Demo` state (:data:`STEPS`);
+``tests/test_demo.py`` runs the same steps.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
+import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.tree import Tree
 
-from . import Butler, Timespan
-from .dimensions import regions
+from . import Butler
 from .errors import SkybutlerError
-from .instruments import SimCam, simcam_exposure_id
-from .instruments.records import day_obs_timespan
 
 DAY_OBS = 20260301
-RUN = "demo/run1"
-RERUN = "demo/run2"
-TAGGED = "demo/best"
-CHAIN = "demo/current"
-CALIB = "demo/calib"
-BIAS_CHANGE = "2026-03-02T01:00:00"
-"""When the demo's second bias becomes valid: between the night's two visits."""
-IMAGE_SIZE = 256
-"""Pixels on a side of the demo images: SimCam's 2048-pixel sensors binned 8x8."""
+INSTRUMENT = "SimCam"
+BANDS = ("g", "r")
+RAW_RUN = "SimCam/raw/all"
+CALIB = "SimCam/calib"
+CALIB_RUN = f"SimCam/calib/{DAY_OBS}"
+DEFAULTS = "SimCam/defaults"
+SKYMAP = "rings"
+RUN1, RUN2, BEST = "demo/run1", "demo/run2", "demo/best"
+RUN2_THRESHOLD = 15.0
+"""Detection threshold (sigma) of the second run; the first uses the pipeline's 10."""
+GLINT_CUT = 25
+"""``src.n_rows > GLINT_CUT``: at 15 sigma a clean 256-pixel SimCam detector has at most
+~20 sources, one a glint crosses 33 or more (see :mod:`skybutler.demo_tasks`)."""
+SEEING_CUT = 1.4
+"""Arcsec: the metrics query asks for detectors with a PSF wider than this."""
 
 
 @dataclass
@@ -49,12 +65,19 @@ class Demo:
 
     root: Path
     console: Console
+    science: int = 6
+    """Science exposures in the simulated night (split between the two bands)."""
+    jobs: int = 2
+    """Worker processes of the local pool that runs the pipelines."""
     butler: Butler | None = None
-    camera: SimCam = field(default_factory=SimCam)
-    visits: dict[int, dict[str, Any]] = field(default_factory=dict)
-    """Visit id -> its record, as inserted."""
-    refs: dict[str, Any] = field(default_factory=dict)
-    """Refs of stored datasets, by a short label, for later steps."""
+    raw_dir: Path | None = None
+    glints: dict[int, set[int]] = field(default_factory=dict)
+    """Exposure (= visit) ID -> the detectors its glint crosses: the ground truth."""
+    reports: dict[str, Any] = field(default_factory=dict)
+    """Execution report of each pipeline run, by RUN name."""
+    found: set[tuple[int, int]] = field(default_factory=set)
+    """(visit, detector) pairs the glint query returned."""
+    coadd_ref: Any = None
 
     @property
     def b(self) -> Butler:
@@ -62,7 +85,7 @@ class Demo:
         return self.butler
 
     def say(self, text: str) -> None:
-        self.console.print(text)
+        self.console.print(text, highlight=False)
 
     def code(self, text: str) -> None:
         """Show the call a step makes (what a user would type)."""
@@ -73,8 +96,45 @@ class Demo:
         for column in columns:
             table.add_column(column, overflow="fold")
         for row in rows:
-            table.add_row(*[str(v) for v in row])
+            table.add_row(*[escape(str(v)) for v in row])
         self.console.print(table)
+
+
+def _pipeline(name: str, config: dict[str, dict[str, Any]] | None = None) -> Any:
+    """A pipeline shipped in :mod:`skybutler.demo_tasks`, with config overrides per task label."""
+    from .pipeline import Pipeline
+
+    pipeline = Pipeline.from_yaml(str(files("skybutler.demo_tasks") / name))
+    if not config:
+        return pipeline
+    data = pipeline.to_dict()
+    for label, overrides in config.items():
+        data["tasks"][label]["config"].update(overrides)
+    return Pipeline.from_dict(data, source=name)
+
+
+def _run_pipeline(demo: Demo, pipeline: Any, inputs: list[str], run: str, where: str) -> Any:
+    """Build the quantum graph, show it, execute it on the process pool and show the result."""
+    from .execution import build_graph, execute_graph
+
+    b = demo.b
+    start = time.perf_counter()
+    graph = build_graph(b, pipeline, inputs, output_run=run, where=where)
+    built = time.perf_counter() - start
+    per_task = Counter(q.task for q in graph.quanta)
+    demo.say(f"  quantum graph: {len(graph)} quanta ({', '.join(f'{n} {t}' for t, n in per_task.items())}), "
+             f"built in {built:.2f} s")
+    demo.code(f"execute_graph(butler, graph, 'pool', jobs={demo.jobs})")
+    report = execute_graph(b, graph, "pool", jobs=demo.jobs, progress=demo.console.is_terminal)
+    demo.reports[run] = report
+    status = "[green]all succeeded[/green]" if report.ok else \
+        f"[red]{len(report.failed)} failed, {len(report.blocked)} blocked[/red]"
+    demo.say(f"  RUN [bold]{run}[/bold]: {report.succeeded}/{report.total} quanta in {report.seconds:.1f} s, {status}")
+    for failure in report.failed[:3]:
+        demo.say(f"  [red]{escape(str(failure.get('error')))}[/red]")
+    if not report.ok:
+        raise SkybutlerError(f"pipeline run {run} had failures")
+    return report
 
 
 # -- steps ------------------------------------------------------------------------
@@ -82,213 +142,234 @@ class Demo:
 
 def create_repository(demo: Demo) -> None:
     """A SQLite registry and a local-file datastore in one directory."""
-    demo.code(f"butler = Butler.create({str(demo.root)!r}, run={RUN!r})")
-    demo.butler = Butler.create(demo.root, run=RUN)
-    files = sorted(p.name for p in demo.root.iterdir())
-    demo.say(f"created a repository at [bold]{demo.root}[/bold] holding {', '.join(files)}")
+    demo.code(f"butler = Butler.create({str(demo.root)!r})")
+    demo.butler = Butler.create(demo.root)
+    demo.say(f"created a repository at [bold]{escape(str(demo.root))}[/bold]")
 
 
-def register_camera(demo: Demo) -> None:
-    """SimCam's instrument, filter and detector records, a night, and two visits with regions."""
-    b, cam = demo.b, demo.camera
-    demo.code("for element, records in SimCam().dimension_records().items(): butler.insert_records(element, records)")
-    counts = {}
-    for element, records in cam.dimension_records().items():
-        counts[element] = b.insert_records(element, records)
-    night = day_obs_timespan(DAY_OBS)
-    b.insert_records("day_obs", [{"instrument": cam.name, "id": DAY_OBS, "timespan": night}])
-    counts["day_obs"] = 1
-    from astropy.time import TimeDelta
+def simulate_night(demo: Demo) -> None:
+    """SimCam's raw files of one night: biases, flats per band, science exposures, some with a glint."""
+    from .instruments import glint_detectors, plan_night
+    from .instruments import simulate_night as simulate
 
-    for seq, (band, ra, dec, hour) in enumerate([("r", 150.1, 2.2, 12), ("i", 150.4, 2.2, 14)], start=1):
-        visit = simcam_exposure_id(DAY_OBS, seq)
-        begin = night.begin + TimeDelta(hour * 3600, format="sec")
-        demo.visits[visit] = {
-            "instrument": cam.name, "id": visit, "physical_filter": cam.filter_for_band(band), "day_obs": DAY_OBS,
-            "exposure_time": 30.0, "observation_type": "science", "target_name": "COSMOS",
-            "region": regions.rectangle(ra, dec, 0.2, 0.2),
-            "timespan": Timespan(begin, begin + TimeDelta(30, format="sec")),
-        }
-    demo.code("butler.insert_records('visit', [{'instrument': 'SimCam', 'id': ..., 'region': ..., ...}])")
-    counts["visit"] = b.insert_records("visit", list(demo.visits.values()))
-    demo.table("dimension records inserted", ["element", "records"], sorted(counts.items()))
-
-
-def register_dataset_types(demo: Demo) -> None:
-    """One dataset type per storage class, plus a calibration type."""
-    types = [("summary", ["instrument", "visit", "detector"], "Dict", False),
-             ("src", ["instrument", "visit", "detector"], "Table", False),
-             ("calexp", ["instrument", "visit", "detector"], "Image", False),
-             ("bias", ["instrument", "detector"], "Image", True)]
-    demo.code("butler.register_dataset_type('calexp', ['instrument', 'visit', 'detector'], 'Image')")
-    for name, dims, storage_class, is_calib in types:
-        demo.b.register_dataset_type(name, dims, storage_class, is_calibration=is_calib)
-    demo.table("dataset types", ["name", "dimensions", "storage class", "calibration"],
-               [(t.name, ", ".join(t.dimensions), t.storage_class, t.is_calibration)
-                for t in sorted(demo.b.query_dataset_types(), key=lambda t: t.name)])
-
-
-def _visit(demo: Demo, index: int) -> int:
-    return sorted(demo.visits)[index]
-
-
-def store_dicts(demo: Demo) -> None:
-    """A Dict is written as JSON and read back equal."""
-    b = demo.b
-    visit = _visit(demo, 0)
+    demo.raw_dir = Path(tempfile.mkdtemp(prefix="skybutler-raws-"))
+    demo.code(f"simulate_night(raw_dir, day_obs={DAY_OBS}, n_science={demo.science}, bands={BANDS}, size=256)")
+    paths = simulate(demo.raw_dir, day_obs=DAY_OBS, n_science=demo.science, bands=BANDS, size=256)
+    specs = plan_night(DAY_OBS, demo.science, BANDS)
     rows = []
-    for detector in (0, 4):
-        summary = {"n_sources": 120 + detector, "seeing_arcsec": 0.7 + 0.01 * detector, "ok": True}
-        ref = b.put(summary, "summary", instrument="SimCam", visit=visit, detector=detector)
-        demo.refs[f"summary-{detector}"] = ref
-        back = b.get("summary", instrument="SimCam", visit=visit, detector=detector, collections=RUN)
-        assert back == summary, (back, summary)
-        rows.append((detector, back["n_sources"], Path(b.get_uri(ref).removeprefix("file://")).relative_to(demo.root)))
-    demo.code(f"butler.put({{'n_sources': 120, ...}}, 'summary', instrument='SimCam', visit={visit}, detector=0)")
-    demo.code(f"butler.get('summary', instrument='SimCam', visit={visit}, detector=0, collections={RUN!r})")
-    demo.table("Dict datasets, stored as JSON and read back equal", ["detector", "n_sources read back", "file in the datastore"], rows)
+    for spec in specs:
+        crossed = glint_detectors(spec.exposure_id, spec.observation_type)
+        if spec.observation_type == "science":
+            demo.glints[spec.exposure_id] = crossed
+        rows.append((spec.seq_num, spec.exposure_id, spec.observation_type, spec.physical_filter,
+                     spec.begin.isot[:16].replace("T", " "),
+                     f"{spec.seeing:.2f}" if spec.observation_type == "science" else "",
+                     ", ".join(map(str, sorted(crossed))) or ""))
+    demo.table(f"{len(specs)} exposures x 9 detectors = {len(paths)} raw files of 256x256 pixels",
+               ["seq", "exposure", "type", "filter", "start (TAI)", "seeing", "glint on detectors"], rows)
 
 
-def _catalog(n: int, seed: int) -> Any:
-    import pandas as pd
+def ingest(demo: Demo) -> None:
+    """Ingest the raws (deterministic dataset IDs), define one visit per science exposure, register a sky map."""
+    from .ingest import define_visits, ingest_raws, register_skymap
 
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame({"id": np.arange(n), "ra": 150.1 + rng.normal(0, 0.05, n),
-                         "dec": 2.2 + rng.normal(0, 0.05, n), "flux": rng.lognormal(5, 1, n),
-                         "flag": rng.random(n) < 0.05})
-
-
-def store_tables(demo: Demo) -> None:
-    """A pandas catalog stored as Parquet, read back as astropy and as a column subset."""
     b = demo.b
-    visit = _visit(demo, 0)
-    frame = _catalog(500, seed=1)
-    demo.code(f"butler.put(pandas_frame, 'src', instrument='SimCam', visit={visit}, detector=4)")
-    ref = b.put(frame, "src", instrument="SimCam", visit=visit, detector=4)
-    demo.refs["src"] = ref
-    demo.code("butler.get('src', ..., parameters={'as': 'astropy'})")
-    table = b.get("src", instrument="SimCam", visit=visit, detector=4, collections=RUN, parameters={"as": "astropy"})
-    assert len(table) == len(frame) and list(table.colnames) == list(frame.columns)
-    demo.say(f"  read back as an astropy {type(table).__name__}: {len(table)} rows, "
-             f"columns {', '.join(table.colnames)}")
-    demo.code("butler.get('src', ..., parameters={'columns': ['ra', 'dec']})")
-    subset = b.get(ref, parameters={"columns": ["ra", "dec"]})
-    assert subset.column_names == ["ra", "dec"]
-    assert np.allclose(subset.column("ra").to_numpy(), frame["ra"].to_numpy())
-    demo.say(f"  column subset read as a pyarrow {type(subset).__name__} (the default) with columns "
-             f"{', '.join(subset.column_names)} only")
-    facts = b.get_metadata(ref)
-    demo.say(f"  facts recorded when it was stored (queryable): n_rows={facts['n_rows']}, "
-             f"n_columns={facts['n_columns']}")
+    demo.code("ingest_raws(butler, raw_dir, transfer='move')")
+    result = ingest_raws(b, demo.raw_dir, transfer="move")
+    demo.say(f"  {result.summary()} into RUN {', '.join(result.runs)} in {result.seconds:.1f} s")
+    shutil.rmtree(demo.raw_dir, ignore_errors=True)
+    demo.code("define_visits(butler)")
+    visits = define_visits(b)
+    demo.say(f"  {visits.summary()}, each with a sky region per detector")
+    demo.code(f"register_skymap(butler, {SKYMAP!r})")
+    start = time.perf_counter()
+    skymap, _ = register_skymap(b, SKYMAP)
+    demo.say(f"  sky map {SKYMAP!r}: {skymap.n_tracts} tracts of {skymap.patches}x{skymap.patches} patches "
+             f"(~{skymap.ring_height / skymap.patches:.2f} degrees), registered in {time.perf_counter() - start:.1f} s")
+    counts = Counter(r["observation_type"] for r in b.query_dimension_records("exposure"))
+    demo.table("what the registry now knows", ["element", "records"], [
+        ("exposure", ", ".join(f"{n} {t}" for t, n in sorted(counts.items()))),
+        ("visit", len(list(b.query_dimension_records("visit")))),
+        ("detector", len(list(b.query_dimension_records("detector")))),
+        ("patch", skymap.n_tracts * skymap.patches**2)])
 
 
-def _image(demo: Demo, visit: int, detector: int, seed: int, with_wcs: bool = True) -> Any:
-    """A small SimCam-like image: noise plus a few stars, with the detector's TAN WCS."""
-    from astropy.io import fits
+def make_calibrations(demo: Demo) -> None:
+    """Master biases and flats by a pipeline, certified into a CALIBRATION collection."""
+    from .demo_tasks.tasks import register_calibration_types
+    from .ingest.skymaps import SKYMAP_RUN
+    from .instruments import day_obs_timespan
 
-    rng = np.random.default_rng(seed)
-    pixels = rng.normal(1000.0, 10.0, (IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
-    yy, xx = np.mgrid[:IMAGE_SIZE, :IMAGE_SIZE]
-    for x, y in rng.uniform(20, IMAGE_SIZE - 20, (8, 2)):
-        pixels += (5000 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 8.0)).astype(np.float32)
-    header = fits.Header()
-    if with_wcs:
-        record = demo.visits[visit]
-        ra, dec = regions.vertices_of(record["region"])[0]  # any point of the field will do
-        header.update(demo.camera.wcs_header(detector, ra + 0.1, dec + 0.1, 0.0, binning=2048 / IMAGE_SIZE))
-    header["EXPTIME"] = 30.0
-    header["FILTER"] = demo.visits[visit]["physical_filter"] if visit else "none"
-    return fits.ImageHDU(data=pixels, header=header)
-
-
-def store_images(demo: Demo) -> None:
-    """A FITS image with a WCS, read back whole, as a pixel box, and as header/wcs components."""
     b = demo.b
-    visit = _visit(demo, 0)
-    hdu = _image(demo, visit, 4, seed=2)
-    demo.code(f"butler.put(image_hdu, 'calexp', instrument='SimCam', visit={visit}, detector=4)")
-    ref = b.put(hdu, "calexp", instrument="SimCam", visit=visit, detector=4)
-    demo.refs["calexp"] = ref
-    whole = b.get(ref)
-    assert np.array_equal(whole.data, hdu.data)
-    box = (100, 60, 164, 124)
-    demo.code(f"butler.get('calexp', ..., parameters={{'bbox': {box}}})")
-    cut = b.get(ref, parameters={"bbox": box})
-    assert np.array_equal(cut.data, hdu.data[box[1]:box[3], box[0]:box[2]])
-    demo.code("butler.get('calexp', ..., component='wcs')")
-    wcs = b.get(ref, component="wcs")
-    header = b.get(ref, component="header")
+    demo.code("register_calibration_types(butler)   # bias, flat: calibration dataset types")
+    register_calibration_types(b)
+    where = "exposure.observation_type IN ('bias', 'flat')"
+    demo.code(f"build_graph(butler, demo_calibs.yaml, [{RAW_RUN!r}], output_run={CALIB_RUN!r}, where={where!r})")
+    _run_pipeline(demo, _pipeline("demo_calibs.yaml"), [RAW_RUN], CALIB_RUN, where)
+    refs = [*b.query_datasets("bias", collections=CALIB_RUN), *b.query_datasets("flat", collections=CALIB_RUN)]
+    begin = day_obs_timespan(DAY_OBS).begin
+    demo.code(f"butler.collections.certify({CALIB!r}, refs, begin={begin.isot[:19]!r}, end=None)")
+    b.collections.certify(CALIB, refs, begin=begin, end=None)
+    rows = []
+    for name in ("bias", "flat"):
+        validity = b.collections.validity(CALIB, name)
+        spans = {(span.begin.isot[:19] if span.begin else "-inf", span.end.isot[:19] if span.end else "+inf")
+                 for _, span in validity}
+        rows.append((name, len(validity), "; ".join(f"{a} .. {e}" for a, e in sorted(spans))))
+    demo.table(f"certified into CALIBRATION collection {CALIB}", ["dataset type", "datasets", "valid"], rows)
+    demo.code(f"butler.collections.set_chain({DEFAULTS!r}, [{RAW_RUN!r}, {CALIB!r}, {SKYMAP_RUN!r}])")
+    b.collections.set_chain(DEFAULTS, [RAW_RUN, CALIB, SKYMAP_RUN])
+
+
+def process(demo: Demo) -> None:
+    """ISR, calibration, visit summaries and coadds, twice with different configs, chained as the current best."""
+    b = demo.b
+    where = "exposure.observation_type = 'science'"
+    demo.code(f"build_graph(butler, demo_pipeline.yaml, [{DEFAULTS!r}], output_run={RUN1!r}, where={where!r})")
+    _run_pipeline(demo, _pipeline("demo_pipeline.yaml"), [DEFAULTS], RUN1, where)
+    demo.say(f"again with a more conservative detection threshold ({RUN2_THRESHOLD:g} sigma):")
+    demo.code(f"build_graph(butler, demo_pipeline.yaml + {{'calibrate': {{'detection_threshold': "
+              f"{RUN2_THRESHOLD}}}}}, [{DEFAULTS!r}], output_run={RUN2!r}, where=...)")
+    pipeline = _pipeline("demo_pipeline.yaml", {"calibrate": {"detection_threshold": RUN2_THRESHOLD}})
+    _run_pipeline(demo, pipeline, [DEFAULTS], RUN2, where)
+    demo.code(f"butler.collections.set_chain({BEST!r}, [{RUN2!r}, {RUN1!r}])")
+    b.collections.set_chain(BEST, [RUN2, RUN1])
+    configs = {run: b.get("calibrate_config", {}, collections=run) for run in (RUN1, RUN2)}
+    changed = [(k, configs[RUN1][k], configs[RUN2][k]) for k in configs[RUN1] if configs[RUN1][k] != configs[RUN2][k]]
+    demo.table("each run's config is stored as a dataset (calibrate_config): what differs",
+               ["field", RUN1, RUN2], changed)
+    rows = []
+    for name in ("postISRCCD", "calexp", "src", "visitSummary", "visitMetrics", "deepCoadd", "deepCoadd_nImage"):
+        rows.append((name, *[len(list(b.query_datasets(name, collections=run))) for run in (RUN1, RUN2)]))
+    demo.table("datasets written by each run", ["dataset type", RUN1, RUN2], rows)
+
+
+def find_glints(demo: Demo) -> None:
+    """The detectors of visits with a suspiciously large number of detections: one query."""
+    b = demo.b
+    where = f"src.n_rows > {GLINT_CUT}"
+    demo.code(f"butler.query_data_ids(['visit', 'detector'], where={where!r}, collections={BEST!r})")
+    found = {(int(d["visit"]), int(d["detector"]))
+             for d in b.query_data_ids(["visit", "detector"], where=where, collections=BEST)}
+    demo.found = found
+    truth = {(visit, det) for visit, dets in demo.glints.items() for det in dets}
+    rows = []
+    for visit, det in sorted(found | truth):
+        n_rows = {run: b.get_metadata(b.find_dataset("src", instrument=INSTRUMENT, visit=visit, detector=det,
+                                                     collections=run))["n_rows"] for run in (RUN1, RUN2)}
+        verdict = ("[green]found, glint[/green]" if (visit, det) in found and (visit, det) in truth else
+                   "[red]missed[/red]" if (visit, det) in truth else "[red]false alarm[/red]")
+        rows.append((visit, det, n_rows[RUN1], n_rows[RUN2], verdict))
+    table = Table(title="the query's answer against the simulation's ground truth (glint_detectors())",
+                  title_justify="left", show_edge=False)
+    for column in ("visit", "detector", f"src rows {RUN1}", f"src rows {RUN2}", "verdict"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*[str(v) for v in row])
+    demo.console.print(table)
+    clean = sorted(b.get_metadata(ref)["n_rows"] for ref in b.query_datasets("src", collections=BEST)
+                   if (int(ref.data_id["visit"]), int(ref.data_id["detector"])) not in truth)
+    exact = "[green]exactly the glint detectors[/green]" if found == truth else "[red]not the glint detectors[/red]"
+    demo.say(f"  {len(found)} detector(s) found, {len(truth)} crossed by a glint: {exact}; "
+             f"clean detectors have {clean[0]}..{clean[-1]} sources (median {clean[len(clean) // 2]})")
+
+
+def spatial_and_metrics(demo: Demo) -> None:
+    """A spatial question (which patches a visit overlaps) and a metrics question (which detectors had bad seeing)."""
+    from .instruments import plan_night
+
+    b = demo.b
+    visit = min(demo.glints)
+    demo.code(f"butler.query_data_ids(['tract', 'patch'], where='visit = {visit}', instrument='SimCam', "
+              f"skymap={SKYMAP!r})")
+    patches = sorted({(int(d["tract"]), int(d["patch"]))
+                      for d in b.query_data_ids(["tract", "patch"], where=f"visit = {visit}", instrument=INSTRUMENT,
+                                                skymap=SKYMAP)})
+    rows = []
+    for tract, patch in patches:
+        coadds = b.query_datasets("deepCoadd", collections=BEST, skymap=SKYMAP, tract=tract, patch=patch)
+        rows.append((tract, patch, ", ".join(sorted(str(r.data_id["band"]) for r in coadds))))
+    demo.table(f"patches visit {visit} overlaps (region join through the sky-pixel index)",
+               ["tract", "patch", "coadds in bands"], rows)
+    # Metrics are facts attached to a dataset after it is stored, queryable like the
+    # facts extracted at put time: here each calexp's PSF width from its visit summary.
+    demo.code("butler.set_metrics(calexp_ref, psf_fwhm_arcsec=...)   # for each calexp, from visitSummary")
+    calexps = {(int(r.data_id["visit"]), int(r.data_id["detector"])): r
+               for r in b.query_datasets("calexp", collections=BEST)}
+    for ref in b.query_datasets("visitSummary", collections=BEST):
+        summary = b.get(ref)
+        for det, fwhm in zip(summary["detector"].to_pylist(), summary["psf_fwhm_arcsec"].to_pylist(), strict=True):
+            b.set_metrics(calexps[int(ref.data_id["visit"]), det], psf_fwhm_arcsec=fwhm)
+    where = f"calexp.psf_fwhm_arcsec > {SEEING_CUT}"
+    demo.code(f"butler.query_data_ids(['visit', 'detector'], where={where!r}, collections={BEST!r})")
+    bad = Counter(int(d["visit"]) for d in b.query_data_ids(["visit", "detector"], where=where, collections=BEST))
+    seeing = {spec.exposure_id: spec.seeing for spec in plan_night(DAY_OBS, demo.science, BANDS)}
+    demo.table(f"visits with detectors whose PSF is wider than {SEEING_CUT} arcsec",
+               ["visit", "detectors", "simulated seeing (arcsec)"],
+               [(v, n, f"{seeing[v]:.2f}") for v, n in sorted(bad.items())])
+    good = sorted(seeing[v] for v in seeing if v not in bad)
+    if good:
+        demo.say(f"  the other {len(good)} visit(s) were simulated with seeing {good[0]:.2f}..{good[-1]:.2f} arcsec "
+                 "(the measured PSF is wider: 0.8-arcsec pixels)")
+
+
+def show_provenance(demo: Demo) -> None:
+    """How one coadd was made, down to the raw files and calibrations, and where the outputs are."""
+    b = demo.b
+    refs = sorted(b.query_datasets("deepCoadd", collections=BEST), key=lambda r: r.data_id.required_values)
+    ref = max(refs, key=lambda r: b.get_metadata(r)["n_x"] * b.get_metadata(r)["n_y"])
+    demo.coadd_ref = ref
+    data_id = {k: ref.data_id[k] for k in ("skymap", "tract", "patch", "band")}
+    demo.code(f"butler.provenance.tree(butler.find_dataset('deepCoadd', {data_id}, collections={BEST!r}))")
+    node = b.provenance.tree(ref)
+    tree = Tree(f"[bold]provenance of deepCoadd {escape(_data_id_text(node.data_id))}[/bold] "
+                "[dim](one input of each kind expanded)[/dim]")
+    _add_node(tree, node)
+    demo.console.print(tree)
     from astropy.wcs import WCS
 
-    cut_wcs = WCS(cut.header)
-    full_sky = wcs.pixel_to_world(box[0], box[1])
-    cut_sky = cut_wcs.pixel_to_world(0, 0)
-    demo.table("Image dataset read four ways", ["read", "what came back"], [
-        ("whole", f"ImageHDU {whole.data.shape[1]}x{whole.data.shape[0]} {whole.data.dtype}"),
-        (f"bbox {box}", f"ImageHDU {cut.data.shape[1]}x{cut.data.shape[0]}, pixels equal to the slice"),
-        ("component='header'", f"Header of {len(header)} cards, EXPTIME={header['EXPTIME']}"),
-        ("component='wcs'", f"{wcs.wcs.ctype[0]}/{wcs.wcs.ctype[1]} WCS"),
-    ])
-    separation = full_sky.separation(cut_sky).arcsec
-    demo.say(f"  the cut-out's WCS puts its pixel (0, 0) at the sky position of full-image pixel "
-             f"{box[:2]}: {full_sky.ra.deg:.5f}, {full_sky.dec.deg:.5f} (difference {separation:.2g} arcsec)")
-    facts = b.get_metadata(ref)
-    demo.say(f"  facts recorded: n_x={facts['n_x']}, n_y={facts['n_y']}, "
-             f"centre RA/Dec={facts['ra_center']:.4f}, {facts['dec_center']:.4f}")
+    image = b.get(ref)
+    scale = float(WCS(image.header).proj_plane_pixel_scales()[1].to_value("arcsec"))
+    demo.say(f"  the coadd: {image.data.shape[1]}x{image.data.shape[0]} pixels of {scale:.1f} arcsec "
+             f"(the part of the patch's grid its {image.header['NINPUTS']} calexps cover)")
+    rows = [(name, b.get_uri(name, data, collections=BEST)) for name, data in (
+        ("deepCoadd", data_id),
+        ("calexp", {"instrument": INSTRUMENT, "visit": min(demo.glints), "detector": 4}),
+        ("src", {"instrument": INSTRUMENT, "visit": min(demo.glints), "detector": 4}),
+        ("visitSummary", {"instrument": INSTRUMENT, "visit": min(demo.glints)}))]
+    demo.table("where the outputs are (butler.get_uri)", ["dataset type", "URI"], rows)
 
 
-def show_collections(demo: Demo) -> None:
-    """RUNs own datasets, a TAGGED collection picks some, a CHAINED one searches in order."""
-    b = demo.b
-    visit = _visit(demo, 0)
-    redo = {"n_sources": 999, "seeing_arcsec": 0.65, "ok": True}
-    demo.code(f"butler.put({{...}}, 'summary', instrument='SimCam', visit={visit}, detector=0, run={RERUN!r})")
-    b.put(redo, "summary", instrument="SimCam", visit=visit, detector=0, run=RERUN)
-    demo.code(f"butler.collections.associate({TAGGED!r}, [ref])")
-    b.collections.associate(TAGGED, [demo.refs["summary-4"]])
-    demo.code(f"butler.collections.set_chain({CHAIN!r}, [{RERUN!r}, {RUN!r}])")
-    b.collections.set_chain(CHAIN, [RERUN, RUN])
-    rows = []
-    for detector in (0, 4):
-        ref = b.find_dataset("summary", instrument="SimCam", visit=visit, detector=detector, collections=CHAIN)
-        rows.append((detector, ref.run, b.get(ref)["n_sources"]))
-    assert rows[0][1] == RERUN and rows[1][1] == RUN
-    demo.table(f"'summary' found through the chain {CHAIN}", ["detector", "found in RUN", "n_sources"], rows)
-    in_tag = b.find_dataset("summary", instrument="SimCam", visit=visit, detector=4, collections=TAGGED)
-    demo.say(f"  the TAGGED collection holds the dataset of RUN {in_tag.run} (same ID: "
-             f"{in_tag.id == demo.refs['summary-4'].id})")
+def _data_id_text(data_id: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in data_id.items() if k != "instrument")
 
 
-def certify_calibrations(demo: Demo) -> None:
-    """Two biases certified over consecutive validity ranges; the observation time picks one."""
-    b = demo.b
-    detector = 4
-    for label, run, begin, end in (("old", "demo/calib/bias-2026-02", "2026-02-01T00:00:00", BIAS_CHANGE),
-                                   ("new", "demo/calib/bias-2026-03", BIAS_CHANGE, None)):
-        bias = np.full((IMAGE_SIZE, IMAGE_SIZE), 100.0 if label == "old" else 110.0, dtype=np.float32)
-        ref = b.put(bias, "bias", instrument="SimCam", detector=detector, run=run)
-        b.collections.certify(CALIB, [ref], begin=begin, end=end)
-    demo.code(f"butler.collections.certify({CALIB!r}, [ref], begin={BIAS_CHANGE!r}, end=None)")
-    validity = b.collections.validity(CALIB, "bias")
-    demo.table(f"validity ranges in CALIBRATION collection {CALIB}", ["RUN", "valid from", "until"],
-               [(ref.run, span.begin.isot if span.begin else "-inf", span.end.isot if span.end else "+inf")
-                for ref, span in sorted(validity, key=lambda item: item[1].to_ns())])
-    rows = []
-    for visit, record in sorted(demo.visits.items()):
-        span = record["timespan"]
-        ref = b.find_dataset("bias", instrument="SimCam", detector=detector, collections=CALIB, timespan=span)
-        level = float(b.get(ref).data.mean())
-        rows.append((visit, span.begin.isot, ref.run, level))
-    demo.code(f"butler.find_dataset('bias', detector={detector}, collections={CALIB!r}, timespan=visit_timespan)")
-    demo.table("the bias valid at each visit's time", ["visit", "observed", "bias from RUN", "bias level"], rows)
+def _add_node(tree: Tree, node: Any) -> None:
+    """Add a provenance node; of a quantum's many inputs of one type, expand only the first."""
+    branch = tree.add(f"[cyan]{escape(node.dataset_type)}[/cyan] {escape(_data_id_text(node.data_id))}")
+    q = node.quantum
+    if q is None:
+        return
+    took = f" in {q.seconds:.2f} s" if q.seconds is not None else ""
+    made = branch.add(f"made by [bold]{escape(q.task_label)}[/bold] [green]{q.status}[/green]{took}, "
+                      f"RUN {escape(q.run)}")
+    by_type: dict[str, list[Any]] = {}
+    for child in node.inputs:
+        by_type.setdefault(child.dataset_type, []).append(child)
+    for children in by_type.values():
+        _add_node(made, children[0])
+        if len(children) > 1:
+            visits = sorted({c.data_id.get("visit") for c in children if "visit" in c.data_id})
+            also = f" of visits {', '.join(map(str, visits))}" if visits else ""
+            made.add(f"[dim]... and {len(children) - 1} more {escape(children[0].dataset_type)}{also}[/dim]")
 
 
 def summarize(demo: Demo) -> None:
-    """Every collection and how many datasets it holds."""
+    """Every collection and what it holds."""
     b = demo.b
     rows = []
     for info in sorted(b.collections.query(), key=lambda c: c.name):
-        contents = (", ".join(info.children) if info.children
+        contents = (" -> ".join(info.children) if info.children
                     else f"{len(b.registry.datasets.ids_in_collection(info.name))} dataset(s)")
         rows.append((info.name, info.type.value, contents))
     demo.table("collections in the repository", ["name", "type", "holds"], rows)
@@ -296,45 +377,57 @@ def summarize(demo: Demo) -> None:
 
 Step = Callable[[Demo], None]
 
-STEPS: list[Step] = [create_repository, register_camera, register_dataset_types, store_dicts, store_tables,
-                     store_images, show_collections, certify_calibrations, summarize]
-"""The tour, in order; each step may use what the earlier ones left in :class:`Demo`."""
+STEPS: list[Step] = [create_repository, simulate_night, ingest, make_calibrations, process, find_glints,
+                     spatial_and_metrics, show_provenance, summarize]
+"""The demo, in order; each step may use what the earlier ones left in :class:`Demo`."""
 
 
-def run(root: Path, console: Console | None = None, steps: Sequence[Step] = STEPS) -> Demo:
+def run(root: Path, console: Console | None = None, steps: Sequence[Step] = STEPS, *, science: int = 6,
+        jobs: int = 2) -> Demo:
     """Run ``steps`` on a new repository at ``root`` and return the final state."""
-    demo = Demo(root=root, console=console or Console())
+    demo = Demo(root=root, console=console or Console(), science=science, jobs=jobs)
     try:
         for number, step in enumerate(steps, 1):
             title = (step.__doc__ or step.__name__).strip().splitlines()[0]
             demo.console.rule(f"[bold]{number}. {step.__name__.replace('_', ' ')}[/bold]", align="left")
-            demo.say(f"[dim]{title}[/dim]")
+            demo.say(f"[dim]{escape(title)}[/dim]")
+            start = time.perf_counter()
             step(demo)
+            demo.say(f"[dim]({time.perf_counter() - start:.1f} s)[/dim]")
     finally:
         if demo.butler is not None:
             demo.butler.close()
+        if demo.raw_dir is not None:
+            shutil.rmtree(demo.raw_dir, ignore_errors=True)
     return demo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m skybutler.demo", description="A short tour of skybutler.")
+    parser = argparse.ArgumentParser(prog="python -m skybutler.demo", description="The skybutler demo: a simulated "
+                                     "night ingested, calibrated, processed twice, queried and traced.")
     parser.add_argument("--dir", type=Path, help="create the repository here (default: a new temporary directory, "
                                                  "deleted at the end unless --keep)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary repository")
+    parser.add_argument("--science", type=int, default=6, help="science exposures to simulate (default 6)")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="worker processes for the pipelines (default 2)")
     args = parser.parse_args(argv)
     console = Console()
     temporary = args.dir is None
     root = Path(tempfile.mkdtemp(prefix="skybutler-demo-")) / "repo" if temporary else args.dir
+    start, cpu = time.perf_counter(), time.process_time()
     try:
-        run(root, console)
+        run(root, console, science=args.science, jobs=args.jobs)
     except SkybutlerError as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {escape(str(err))}")
         return 1
     finally:
         if temporary and not args.keep:
             shutil.rmtree(root.parent, ignore_errors=True)
     where = "deleted" if temporary and not args.keep else f"kept at {root}"
-    console.print(f"\n[green]demo finished[/green]: every dataset read back as stored; the repository was {where}.")
+    console.print(f"\n[green]demo finished[/green] in {time.perf_counter() - start:.0f} s "
+                  f"({time.process_time() - cpu:.0f} s of CPU in this process, workers not counted); "
+                  f"the repository was {escape(where)}.")
     return 0
 
 
