@@ -236,7 +236,7 @@ def process(demo: Demo) -> None:
     b.collections.set_chain(BEST, [RUN2, RUN1])
     configs = {run: b.get("calibrate_config", {}, collections=run) for run in (RUN1, RUN2)}
     changed = [(k, configs[RUN1][k], configs[RUN2][k]) for k in configs[RUN1] if configs[RUN1][k] != configs[RUN2][k]]
-    demo.table("each run's config is stored as a dataset (calibrate_config): what differs",
+    demo.table("stored configs (calibrate_config) that differ",
                ["field", RUN1, RUN2], changed)
     rows = []
     for name in ("postISRCCD", "calexp", "src", "visitSummary", "visitMetrics", "deepCoadd", "deepCoadd_nImage"):
@@ -289,7 +289,7 @@ def spatial_and_metrics(demo: Demo) -> None:
     for tract, patch in patches:
         coadds = b.query_datasets("deepCoadd", collections=BEST, skymap=SKYMAP, tract=tract, patch=patch)
         rows.append((tract, patch, ", ".join(sorted(str(r.data_id["band"]) for r in coadds))))
-    demo.table(f"patches visit {visit} overlaps (region join through the sky-pixel index)",
+    demo.table(f"visit {visit}'s patches",
                ["tract", "patch", "coadds in bands"], rows)
     # Metrics are facts attached to a dataset after it is stored, queryable like the
     # facts extracted at put time: here each calexp's PSF width from its visit summary.
@@ -303,8 +303,9 @@ def spatial_and_metrics(demo: Demo) -> None:
     where = f"calexp.psf_fwhm_arcsec > {SEEING_CUT}"
     demo.code(f"butler.query_data_ids(['visit', 'detector'], where={where!r}, collections={BEST!r})")
     bad = Counter(int(d["visit"]) for d in b.query_data_ids(["visit", "detector"], where=where, collections=BEST))
-    seeing = {spec.exposure_id: spec.seeing for spec in plan_night(DAY_OBS, demo.science, BANDS)}
-    demo.table(f"visits with detectors whose PSF is wider than {SEEING_CUT} arcsec",
+    seeing = {spec.exposure_id: spec.seeing for spec in plan_night(DAY_OBS, demo.science, BANDS)
+              if spec.exposure_id in demo.glints}
+    demo.table(f"visits with a PSF wider than {SEEING_CUT}\"",
                ["visit", "detectors", "simulated seeing (arcsec)"],
                [(v, n, f"{seeing[v]:.2f}") for v, n in sorted(bad.items())])
     good = sorted(seeing[v] for v in seeing if v not in bad)
