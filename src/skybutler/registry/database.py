@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
+import sqlite3
+import time
 import threading
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
@@ -76,9 +79,36 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
-    # BEGIN IMMEDIATE takes the write lock up front, so two writers queue on the busy
-    # timeout instead of deadlocking when both try to upgrade a read lock.
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
+    # BEGIN IMMEDIATE takes the write lock up front, so two writers queue instead of
+    # deadlocking when both try to upgrade a read lock.
+    if not conn.info.get("write"):
+        conn.exec_driver_sql("BEGIN")
+        return
+    _begin_immediate(conn.connection.dbapi_connection)
+
+
+def _begin_immediate(dbapi_connection) -> None:
+    """Take SQLite's write lock, retrying every millisecond or so until the busy timeout.
+
+    SQLite's own busy handler backs off to 100 ms sleeps, which leaves the lock idle most
+    of the time when several processes put one dataset per transaction; short jittered
+    retries hand it over as soon as it is free.
+    """
+    cursor = dbapi_connection.cursor()
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    cursor.execute("PRAGMA busy_timeout=0")
+    try:
+        while True:
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) and "busy" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.0005 + random.random() * 0.002)
+    finally:
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cursor.close()
 
 
 def _pg_search_path(schema: str):
