@@ -376,16 +376,17 @@ def test_a_failure_after_some_files_are_published_takes_them_back(butler, monkey
     publish = butler.datastore._publish
     published = []
 
-    def publish_twice_then_fail(path, staged, data):
-        if len(published) == 2:
+    def fail_for_detector_2(path, staged, data):
+        # By path, not by call order: an object store publishes a batch from several threads.
+        if path.endswith("_2.json"):
             raise DatastoreError("store went away")
         publish(path, staged, data)
         published.append(path)
 
-    monkeypatch.setattr(butler.datastore, "_publish", publish_twice_then_fail)
+    monkeypatch.setattr(butler.datastore, "_publish", fail_for_detector_2)
     with pytest.raises(DatastoreError, match="store went away"):
         butler.put_many("metrics", [({"d": d}, {**DATA_ID, "detector": d}) for d in range(4)])
-    assert len(published) == 2
+    assert len(published) == (2 if butler.datastore.local else 3)  # in order locally, all others in threads
     monkeypatch.undo()
     assert stored_files(butler) == set()
     assert butler.collections.query() == []

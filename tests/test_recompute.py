@@ -155,7 +155,7 @@ def test_a_recorded_config_that_no_longer_validates(done):
     done.retention.purge([summary, scaled])
     config_id = done.provenance.producer(scaled).config_dataset_id
     config = done.registry.refs_by_id([config_id])[0]
-    Path(done.datastore.full_path(config.artifact.path)).write_text(json.dumps({"factor": "twice"}))
+    done.datastore.fs.pipe_file(done.datastore.full_path(config.artifact.path), json.dumps({"factor": "twice"}).encode())
     before = files_under(done.root)
     with pytest.raises(RecomputeError, match=rf"task 'a' .*recorded config \({config_id}\) no longer validates.*"
                                              "factor"):
