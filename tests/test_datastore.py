@@ -371,3 +371,16 @@ def test_a_file_deleted_behind_the_butlers_back(butler):
     # removing the dataset still works and cleans the registry
     assert butler.remove([ref]) == 1
     assert butler.find_dataset("metrics", DATA_ID) is None
+
+
+def test_a_write_the_file_system_refuses_is_a_datastore_error_and_leaves_nothing(butler):
+    local_only(butler)
+    # A regular file where the RUN's directory should be: the file system refuses the
+    # write (as a full or read-only disk would), even for root.
+    blocker = Path(butler.datastore.root) / "blocked"
+    blocker.write_text("not a directory")
+    with pytest.raises(DatastoreError, match="local datastore write of .* failed"):
+        butler.put({"a": 1}, "metrics", DATA_ID, run="blocked")
+    assert not butler.collections.exists("blocked")
+    assert blocker.read_text() == "not a directory"
+    assert_no_temporaries(butler)

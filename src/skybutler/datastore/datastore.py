@@ -152,9 +152,14 @@ class FileDatastore:
             artifact, data = item
             final = self.full_path(artifact.path)
             staged = f"{final}.tmp-{uuid.uuid4().hex}"
-            self._ensure_dir(os.path.dirname(final))
-            with open(staged, "wb") as stream:
-                stream.write(data)
+            try:
+                self._ensure_dir(os.path.dirname(final))
+                with open(staged, "wb") as stream:
+                    stream.write(data)
+            except OSError as err:  # a full disk, a read-only or missing mount, permissions
+                if os.path.exists(staged):
+                    os.unlink(staged)
+                raise DatastoreError(f"local datastore write of {final} failed: {err.strerror or err}") from err
             return PendingArtifact(self, artifact, staged, None)
 
         return _all_or_nothing(stage, formatted, PendingArtifact.abort)
