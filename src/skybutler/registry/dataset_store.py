@@ -214,24 +214,31 @@ class DatasetStore:
                     for row in conn.execute(sa.select(loc)).mappings()}
 
     def refs_by_id(self, ids: Iterable[uuid.UUID]) -> list[DatasetRef]:
-        """Resolve dataset IDs to refs (with artifacts); unknown IDs are left out."""
+        """Resolve dataset IDs to refs (with artifacts); unknown IDs are left out.
+
+        One statement per dataset type and chunk of IDs: the data ID comes from the
+        type's tags row in the dataset's own RUN.
+        """
         ids = list(ids)
         ds = self.schema.dataset
+        by_type: dict[int, list[uuid.UUID]] = {}
         with self.db.reading() as conn:
-            rows = []
             for start in range(0, len(ids), 500):
-                rows += conn.execute(sa.select(ds.c.id, ds.c.dataset_type_id, ds.c.run_id)
-                                     .where(ds.c.id.in_(ids[start:start + 500]))).all()
+                for dataset_id, type_id in conn.execute(sa.select(ds.c.id, ds.c.dataset_type_id)
+                                                        .where(ds.c.id.in_(ids[start:start + 500]))):
+                    by_type.setdefault(type_id, []).append(dataset_id)
             refs = []
-            for dataset_id, type_id, run_id in rows:
+            for type_id, type_ids in by_type.items():
                 dtype = self.types.name_of(type_id)
                 group = self.types.group(dtype)
                 tags = self.schema.tags_table(group)
-                values = conn.execute(sa.select(*[tags.c[d] for d in group.required]).where(
-                    tags.c.dataset_id == dataset_id, tags.c.collection_id == run_id)).one() \
-                    if group.required else ()  # a dimensionless type (e.g. a task config) has no columns
-                refs.append(DatasetRef.make(dataset_id, dtype, DataCoordinate.from_required(group, tuple(values)),
-                                            self.collections.name_of(run_id)))
+                for start in range(0, len(type_ids), 500):
+                    stmt = (sa.select(tags.c.dataset_id, ds.c.run_id, *[tags.c[d] for d in group.required])
+                            .join(ds, sa.and_(ds.c.id == tags.c.dataset_id, ds.c.run_id == tags.c.collection_id))
+                            .where(tags.c.dataset_id.in_(type_ids[start:start + 500])))
+                    for row in conn.execute(stmt):
+                        refs.append(DatasetRef.make(row[0], dtype, DataCoordinate.from_required(group, tuple(row[2:])),
+                                                    self.collections.name_of(row[1])))
         found = self.artifacts(r.id for r in refs)
         return [r.with_artifact(found.get(r.id)) for r in refs]
 
