@@ -7,6 +7,8 @@ from astropy.time import Time
 
 from skybutler import Butler
 from skybutler.dimensions import regions
+from skybutler.pipeline import Pipeline
+from skybutler.pipeline.testing import ScaleTask, VisitSummaryTask
 
 from conftest import visit_pointing
 
@@ -57,3 +59,15 @@ def write_pipeline(path, tasks: dict, subsets: dict | None = None) -> str:
         data["subsets"] = subsets
     path.write_text(yaml.safe_dump(data))
     return str(path)
+
+
+#: The dimensions of the per-detector metrics datasets the test pipelines read and write.
+VD = ("instrument", "visit", "detector")
+
+
+def two_tasks(**config) -> Pipeline:
+    """The usual test pipeline: ``a`` scales metrics per detector, ``b`` gathers them per visit."""
+    p = Pipeline()
+    p.add_task("a", ScaleTask, config or None)
+    p.add_task("b", VisitSummaryTask)
+    return p

@@ -11,11 +11,10 @@ from click.testing import CliRunner
 from skybutler.cli.main import cli
 from skybutler.execution import build_graph, execute_graph, run_pipeline
 from skybutler.pipeline import ExecutionError, Input, Output, Pipeline, PipelineTask, QuantumGraphError
-from skybutler.pipeline.testing import ScaleTask, VisitSummaryTask
+from skybutler.pipeline.testing import ScaleTask
 
-from pipeline_helpers import DETECTORS, TASKS, VISITS, put_metrics, write_pipeline
+from pipeline_helpers import DETECTORS, TASKS, VD, VISITS, two_tasks, put_metrics, write_pipeline
 
-VD = ("instrument", "visit", "detector")
 N_A = len(VISITS) * len(DETECTORS)
 
 
@@ -23,13 +22,6 @@ N_A = len(VISITS) * len(DETECTORS)
 def repo(butler):
     put_metrics(butler)
     return butler
-
-
-def two_tasks(**config) -> Pipeline:
-    p = Pipeline()
-    p.add_task("a", ScaleTask, config or None)
-    p.add_task("b", VisitSummaryTask)
-    return p
 
 
 def check_outputs(butler, collection: str, visits=VISITS, factor: float = 2.0) -> None:

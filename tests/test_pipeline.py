@@ -10,22 +10,14 @@ from skybutler.pipeline import (Input, Output, Pipeline, PipelineError, Pipeline
                                 QuantumGraphBuilder, QuantumGraphError, TaskConfig)
 from skybutler.pipeline.testing import (CalibratedScaleTask, PatchCountTask, ScaleTask, SplitTask, VisitSummaryTask)
 
-from pipeline_helpers import DETECTORS, TASKS, VISITS, add_bias, add_skymap, put_metrics, write_pipeline
+from pipeline_helpers import DETECTORS, TASKS, VD, VISITS, two_tasks, add_bias, add_skymap, put_metrics, write_pipeline
 
-VD = ("instrument", "visit", "detector")
 
 
 @pytest.fixture
 def repo(butler):
     put_metrics(butler)
     return butler
-
-
-def two_tasks(**config) -> Pipeline:
-    p = Pipeline()
-    p.add_task("a", ScaleTask, config or None)
-    p.add_task("b", VisitSummaryTask)
-    return p
 
 
 # -- the task API ----------------------------------------------------------------
