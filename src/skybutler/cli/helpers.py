@@ -185,18 +185,27 @@ def coerce_value(universe: DimensionUniverse, key: str, text: str) -> int | str:
 def parse_data_id(universe: DimensionUniverse, pairs: Iterable[str]) -> dict[str, int | str]:
     """``KEY=VALUE`` arguments as a data ID, typed by the universe."""
     data_id: dict[str, int | str] = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="KEY=VALUE")
-        if key in data_id:
-            raise click.BadParameter(f"{key} is given twice", param_hint="KEY=VALUE")
+    for key, text in split_pairs(pairs, "KEY=VALUE", "KEY=VALUE"):
         try:
             data_id[key] = coerce_value(universe, key, text.strip())
         except DataIdTextError as err:
             raise click.BadParameter(str(err), param_hint="KEY=VALUE") from None
     return data_id
+
+
+def split_pairs(pairs: Iterable[str], form: str, hint: str) -> list[tuple[str, str]]:
+    """``NAME=VALUE`` texts as (name, value text) pairs; a malformed or repeated name is a usage
+    error (``form`` names the expected shape, ``hint`` the option)."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise click.BadParameter(f"{pair!r} is not {form}", param_hint=hint)
+        if name in out:
+            raise click.BadParameter(f"{name} is given twice", param_hint=hint)
+        out[name] = text
+    return list(out.items())
 
 
 class TimeParam(click.ParamType):

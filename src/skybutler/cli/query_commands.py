@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import click
 import pyarrow as pa
 
-from .helpers import fail, info, open_butler, print_json, print_rows, repo_argument, split_csv_option
+from .helpers import fail, info, open_butler, print_json, print_rows, repo_argument, split_csv_option, split_pairs
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,13 +56,7 @@ def _scalar(text: str) -> int | float | str:
 def parse_binds(pairs: Iterable[str]) -> dict[str, Any]:
     """``NAME=VALUE`` texts as bind values: numbers typed, comma-separated values as lists."""
     out: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--bind")
-        if name in out:
-            raise click.BadParameter(f"bind {name!r} is given twice", param_hint="--bind")
+    for name, text in split_pairs(pairs, "NAME=VALUE", "--bind"):
         out[name] = [_scalar(p.strip()) for p in text.split(",") if p.strip()] if "," in text else _scalar(text)
     return out
 
