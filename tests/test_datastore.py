@@ -314,6 +314,20 @@ def test_ingest_many_and_skip_existing(butler, raws):
                              skip_existing=True)) == 1
 
 
+def test_ingest_of_an_empty_file_and_of_a_directory(butler, raws, tmp_path):
+    empty = tmp_path / "incoming" / "empty.json"
+    empty.write_bytes(b"")
+    ref = ingest_one(butler, empty, "copy")
+    assert ref.artifact.size == 0 and ref.artifact.checksum.startswith("xxh3:")
+    assert butler.datastore.size(ref.artifact) == 0
+    before = stored_files(butler)
+    with pytest.raises(TransferError, match="cannot ingest .*incoming"):
+        butler.ingest("raw", [(raws[1], {**DATA_ID, "detector": 1}),
+                              (tmp_path / "incoming", {**DATA_ID, "detector": 2})], transfer="copy")
+    assert stored_files(butler) == before
+    assert butler.find_dataset("raw", {**DATA_ID, "detector": 1}) is None
+
+
 def test_failed_ingest_undoes_every_file(butler, raws):
     local_only(butler)
     butler.ingest("raw", [(raws[2], {**DATA_ID, "detector": 2})], transfer="copy", id_mode="deterministic")

@@ -231,6 +231,30 @@ def test_expansion_refuses_values_without_records(butler):
         butler.expand_data_id(["detector"], instrument="Other", detector=1)
 
 
+def test_batch_expansion_matches_one_at_a_time(butler):
+    store = butler.registry.dimensions
+    group = butler.universe.group(["visit", "detector"])
+    given = [DataCoordinate.standardize(group, instrument="Cam", visit=v, detector=d)
+             for v in range(1, 7) for d in range(4)]
+    given.append(DataCoordinate.standardize(group, instrument="Cam", visit=4, detector=0, band="g"))
+    store.clear_caches()
+    batch = store.expand_many(given)
+    store.clear_caches()
+    assert [dict(b) for b in batch] == [dict(store.expand(d)) for d in given]
+    assert all(b.has_full for b in batch)
+
+
+def test_batch_expansion_explains_the_first_bad_data_id(butler):
+    store = butler.registry.dimensions
+    group = butler.universe.group(["visit", "detector"])
+    good = DataCoordinate.standardize(group, instrument="Cam", visit=1, detector=0)
+    with pytest.raises(DataIdError, match="no visit record"):
+        store.expand_many([good, DataCoordinate.standardize(group, instrument="Cam", visit=99, detector=0)])
+    with pytest.raises(DataIdError, match="band='g'"):  # visit 2 was taken through Cam-r
+        store.expand_many([good, DataCoordinate.standardize(group, instrument="Cam", visit=2, detector=0, band="g")])
+    assert store.expand_many([]) == []
+
+
 def test_a_single_instrument_is_filled_in(butler):
     assert butler.expand_data_id(["detector"], detector=1)["instrument"] == "Cam"
 

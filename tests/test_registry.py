@@ -11,7 +11,7 @@ import pytest
 from skybutler.errors import (ConflictingDefinitionError, DatasetConflictError, DimensionRecordError,
                               MissingCollectionError, MissingDatasetTypeError, StorageClassError,
                               UnknownDimensionError)
-from skybutler.models import deterministic_dataset_id
+from skybutler.models import DatasetRef, deterministic_dataset_id, uuid7, uuid7_batch
 
 
 # -- dimension records ------------------------------------------------------------
@@ -119,6 +119,26 @@ def test_random_ids_are_uuid7(butler):
 
     now_ms = time.time_ns() // 1_000_000
     assert all(abs((r.id.int >> 80) - now_ms) < 60_000 for r in refs)
+
+
+def test_uuid7_batches_are_distinct_and_never_older_than_earlier_ones():
+    batch = uuid7_batch(2000)
+    assert len(set(batch)) == 2000
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in batch)
+    later = uuid7()
+    assert all(later.int >> 80 >= u.int >> 80 for u in batch)
+
+
+def test_fast_built_refs_behave_as_validated_ones(butler):
+    ref = butler.put({"a": 1}, "metrics", instrument="Cam", visit=1, detector=0)
+    assert ref.artifact is not None
+    again = DatasetRef.model_validate_json(ref.model_dump_json())
+    assert again == ref and hash(again) == hash(ref)
+    assert again.model_dump() == ref.model_dump()
+    moved = ref.with_artifact(None)
+    assert moved.artifact is None and moved.model_dump() == ref.model_dump() and ref.artifact is not None
+    with pytest.raises(Exception, match="frozen"):
+        ref.run = "elsewhere"
 
 
 def test_deterministic_ids_are_the_same_across_runs_and_repositories(make_butler):

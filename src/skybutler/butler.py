@@ -26,7 +26,7 @@ from .formats import get_formatter, get_storage_class
 from .query.builder import QuerySpec
 from .query.builder import build as build_query
 from .query.results import DataIdQueryResults, DatasetQueryResults, DimensionRecordQueryResults
-from .models import CollectionType, DatasetRef, DatasetType, deterministic_dataset_id, uuid7
+from .models import CollectionType, DatasetRef, DatasetType, deterministic_dataset_id, uuid7_batch
 from .registry import Registry
 from .timespan import Timespan
 
@@ -226,11 +226,14 @@ class Butler:
             self.registry.collections.register(run, CollectionType.RUN)
 
     def _new_id(self, dtype: DatasetType, data_id: DataCoordinate, id_mode: IdMode) -> uuid.UUID:
+        return self._new_ids(dtype, [data_id], id_mode)[0]
+
+    def _new_ids(self, dtype: DatasetType, data_ids: Sequence[DataCoordinate], id_mode: IdMode) -> list[uuid.UUID]:
         if id_mode == "deterministic":
-            return deterministic_dataset_id(dtype.name, data_id)
+            return [deterministic_dataset_id(dtype.name, d) for d in data_ids]
         if id_mode != "random":
             raise SkybutlerError(f"unknown id_mode {id_mode!r}; use 'random' or 'deterministic'")
-        return uuid7()
+        return uuid7_batch(len(data_ids))
 
     def put(self, obj: Any, dataset_type: str, data_id: Mapping[str, Any] | None = None, *, run: str | None = None,
             id_mode: IdMode = "random", **kwargs: Any) -> DatasetRef:
@@ -246,17 +249,18 @@ class Butler:
         storage_class = get_storage_class(dtype.storage_class)
         group = dtype.group(self.universe)
         run = self._run_name(run)
-        refs: list[DatasetRef] = []
         objects: list[Any] = []
+        coordinates: list[DataCoordinate] = []
         for obj, data_id in items:
             objects.append(storage_class.check(obj))
-            full = self.registry.dimensions.expand(self._standardize(group, data_id, {}))
-            new_id = ids[len(refs)] if ids is not None and len(refs) < len(ids) else self._new_id(dtype, full, id_mode)
-            refs.append(DatasetRef.make(new_id, dtype, full, run))
-        if ids is not None and len(ids) != len(refs):
-            raise SkybutlerError(f"put_many got {len(ids)} dataset IDs for {len(refs)} datasets")
-        if not refs:
+            coordinates.append(self._standardize(group, data_id, {}))
+        if ids is not None and len(ids) != len(objects):
+            raise SkybutlerError(f"put_many got {len(ids)} dataset IDs for {len(objects)} datasets")
+        if not objects:
             return []
+        full = self.registry.dimensions.expand_many(coordinates)
+        new_ids = list(ids) if ids is not None else self._new_ids(dtype, full, id_mode)
+        refs = [DatasetRef.make(i, dtype, d, run) for i, d in zip(new_ids, full)]
         pending = []
         try:
             pending = self.datastore.prepare_many(refs, objects, storage_class.default_formatter)
@@ -301,10 +305,14 @@ class Butler:
         fmt = get_formatter(formatter or storage_class.default_formatter)
         group = dtype.group(self.universe)
         run = self._run_name(run)
-        entries = []
+        paths: list[str | Path] = []
+        coordinates: list[DataCoordinate] = []
         for path, data_id in files:
-            full = self.registry.dimensions.expand(self._standardize(group, data_id, {}))
-            entries.append((Path(path), DatasetRef.make(self._new_id(dtype, full, id_mode), dtype, full, run)))
+            paths.append(path)
+            coordinates.append(self._standardize(group, data_id, {}))
+        full = self.registry.dimensions.expand_many(coordinates)
+        entries = [(p, DatasetRef.make(i, dtype, d, run))
+                   for p, i, d in zip(paths, self._new_ids(dtype, full, id_mode), full)]
         if skip_existing and self.registry.collections.exists(run):
             found = self.registry.datasets.find_many(dtype, [r.data_id for _, r in entries], [run])
             entries = [(p, r) for p, r in entries if r.data_id not in found]

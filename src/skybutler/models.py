@@ -22,11 +22,15 @@ DATASET_ID_NAMESPACE = uuid.UUID("2f7c1f5e-5a2c-4a8e-9d43-8f1d1c0c9b6e")
 
 def uuid7() -> uuid.UUID:
     """A random, time-ordered UUID (RFC 9562 version 7): index-friendly primary keys."""
-    ms = time.time_ns() // 1_000_000
-    value = (ms & ((1 << 48) - 1)) << 80 | int.from_bytes(os.urandom(10), "big")
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
-    return uuid.UUID(int=value)
+    return uuid7_batch(1)[0]
+
+
+def uuid7_batch(n: int) -> list[uuid.UUID]:
+    """``n`` distinct version-7 UUIDs of the current millisecond: one call to the OS for the randomness."""
+    high = ((time.time_ns() // 1_000_000) & ((1 << 48) - 1)) << 80 | 0x7 << 76 | 0x2 << 62
+    keep = ((1 << 76) - 1) & ~(0x3 << 62)  # 74 random bits around the version and variant
+    random = os.urandom(10 * n)
+    return [uuid.UUID(int=high | (int.from_bytes(random[10 * k:10 * k + 10], "big") & keep)) for k in range(n)]
 
 
 def deterministic_dataset_id(dataset_type: str, data_id: DataCoordinate) -> uuid.UUID:
@@ -103,9 +107,19 @@ class DatasetRef(BaseModel):
     @classmethod
     def make(cls, id: uuid.UUID, dataset_type: DatasetType, data_id: DataCoordinate, run: str,
              artifact: StoredArtifact | None = None) -> DatasetRef:
-        """Build without re-validation (the fast path for values the registry produced)."""
-        return cls.model_construct(id=id, dataset_type=dataset_type, data_id=data_id, run=run,
-                                   component=None, artifact=artifact)
+        """Build without re-validation: the fast path for values the registry produced or checked.
+
+        The same as ``model_construct`` with every field given, minus its per-call
+        bookkeeping (a put_many or a query builds tens of thousands of refs).
+        """
+        ref = cls.__new__(cls)
+        _set = object.__setattr__
+        _set(ref, "__dict__", {"id": id, "dataset_type": dataset_type, "data_id": data_id, "run": run,
+                               "component": None, "artifact": artifact})
+        _set(ref, "__pydantic_fields_set__", set(_REF_FIELDS))
+        _set(ref, "__pydantic_extra__", None)
+        _set(ref, "__pydantic_private__", None)
+        return ref
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -122,3 +136,6 @@ class DatasetRef(BaseModel):
     def summary(self) -> dict[str, Any]:
         """A flat, JSON-friendly description for tables and ``--json`` output."""
         return {"dataset_type": self.dataset_type.name, "run": self.run, "id": str(self.id), **dict(self.data_id)}
+
+
+_REF_FIELDS = frozenset(DatasetRef.model_fields)

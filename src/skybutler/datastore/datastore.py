@@ -33,6 +33,7 @@ from ..errors import ChecksumMismatchError, DatastoreError, FileNotStoredError
 from ..formats import get_formatter
 from ..models import DatasetRef, StoredArtifact
 from .checksums import checksum, verify
+from .local_files import write_new_file
 from .templates import DEFAULT_TEMPLATE, PathTemplate, template_fields
 
 
@@ -148,21 +149,21 @@ class FileDatastore:
         if not self.local:
             return [PendingArtifact(self, artifact, None, data) for artifact, data in formatted]
 
-        def stage(item: tuple[StoredArtifact, bytes]) -> PendingArtifact:
-            artifact, data = item
+        token = uuid.uuid4().hex  # staged names: this batch's token and the item's number
+        numbered = list(enumerate(formatted))
+
+        def stage(item: tuple[int, tuple[StoredArtifact, bytes]]) -> PendingArtifact:
+            number, (artifact, data) = item
             final = self.full_path(artifact.path)
-            staged = f"{final}.tmp-{uuid.uuid4().hex}"
+            staged = f"{final}.tmp-{token}-{number}"
             try:
                 self._ensure_dir(os.path.dirname(final))
-                with open(staged, "wb") as stream:
-                    stream.write(data)
+                write_new_file(staged, data)
             except OSError as err:  # a full disk, a read-only or missing mount, permissions
-                if os.path.exists(staged):
-                    os.unlink(staged)
                 raise DatastoreError(f"local datastore write of {final} failed: {err.strerror or err}") from err
             return PendingArtifact(self, artifact, staged, None)
 
-        return _all_or_nothing(stage, formatted, PendingArtifact.abort)
+        return _all_or_nothing(stage, numbered, PendingArtifact.abort)
 
     def publish_many(self, pending: Sequence[PendingArtifact]) -> list[StoredArtifact]:
         """Make staged artifacts visible; if one fails, the others are taken back."""

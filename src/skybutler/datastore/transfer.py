@@ -18,12 +18,13 @@ from pathlib import Path
 from ..errors import DatastoreError, TransferError
 from ..models import StoredArtifact
 from .checksums import checksum
+from .local_files import read_all, write_new_file
 
 TRANSFER_MODES = ("copy", "move", "hardlink", "symlink", "direct", "auto")
-#: Batches at least this big place their files from a thread pool: creating a file is
-#: mostly waiting on the file system, which overlaps well across threads.
-PARALLEL_MIN_FILES = 32
-PARALLEL_THREADS = 8
+#: Threads that place the files of one batch at once into an object store, where each
+#: transfer waits on the network.  On a local disk files are placed in order: creating
+#: many files from several threads is slower there, not faster.
+OBJECT_STORE_THREADS = 8
 
 
 class IngestedFile:
@@ -56,20 +57,21 @@ class IngestedFile:
                 pass
 
 
-def ingest_files(datastore, entries: Sequence[tuple[Path, object]], transfer: str, formatter: str,
+def ingest_files(datastore, entries: Sequence[tuple[str | Path, object]], transfer: str, formatter: str,
                  extension: str) -> list[IngestedFile]:
     """Bring many files in (see :func:`ingest_file`): ``entries`` are (source, dataset ref) pairs,
     a file's path in the datastore comes from its ref and suffix (``extension`` if it has none).
 
     All or nothing: if one file fails, those already placed are undone and the error is raised.
-    Big batches are placed from a thread pool; ``direct`` needs no path and places nothing.
     """
-    def one(entry: tuple[Path, object]) -> IngestedFile:
+    def one(entry: tuple[str | Path, object]) -> IngestedFile:
         source, ref = entry
-        return ingest_file(datastore, source, lambda: datastore.relative_path(ref, source.suffix or extension),
+        source = os.path.abspath(source)
+        return ingest_file(datastore, source,
+                           lambda: datastore.relative_path(ref, os.path.splitext(source)[1] or extension),
                            transfer, formatter)
 
-    if transfer == "direct" or len(entries) < PARALLEL_MIN_FILES:
+    if datastore.local or transfer == "direct" or len(entries) < 2:
         done: list[IngestedFile] = []
         try:
             for entry in entries:
@@ -79,7 +81,7 @@ def ingest_files(datastore, entries: Sequence[tuple[Path, object]], transfer: st
                 d.undo()
             raise
         return done
-    with ThreadPoolExecutor(PARALLEL_THREADS) as pool:
+    with ThreadPoolExecutor(OBJECT_STORE_THREADS) as pool:
         futures = [pool.submit(one, entry) for entry in entries]
     placed, error = [], None
     for future in futures:
@@ -94,27 +96,20 @@ def ingest_files(datastore, entries: Sequence[tuple[Path, object]], transfer: st
     return placed
 
 
-def ingest_file(datastore, source: Path, relative_path: str | Callable[[], str], transfer: str,
+def ingest_file(datastore, source: str | Path, relative_path: str | Callable[[], str], transfer: str,
                 formatter: str) -> IngestedFile:
     """Bring ``source`` in under ``relative_path`` (or what calling it returns, computed only when
     needed) with ``transfer``; ``auto`` means direct for files already inside the datastore root
     and copy otherwise."""
-    source = source.absolute()
-    try:
-        size = source.stat().st_size
-    except FileNotFoundError:
-        raise TransferError(f"cannot ingest {source}: no such file") from None
-    digest = data = None
-    if datastore.checksum_algorithm is not None:
-        data = source.read_bytes()
-        digest = checksum(data, datastore.checksum_algorithm)
-    if transfer == "auto":
-        inside = datastore.local and str(source).startswith(datastore.root.rstrip("/") + "/")
-        transfer = "direct" if inside else "copy"
-    if transfer == "direct":
-        inside = datastore.local and str(source).startswith(datastore.root.rstrip("/") + "/")
-        path = os.path.relpath(source, datastore.root) if inside else f"file://{source}"
-        return IngestedFile(StoredArtifact(path=path, formatter=formatter, size=size, checksum=digest), None, None)
+    source = os.path.abspath(source)
+    size, data = _read_for_checksum(source, datastore.checksum_algorithm is not None)
+    digest = checksum(data, datastore.checksum_algorithm) if data is not None else None
+    if transfer in ("auto", "direct"):
+        inside = datastore.local and source.startswith(datastore.root.rstrip("/") + "/")
+        if transfer == "direct" or inside:
+            path = os.path.relpath(source, datastore.root) if inside else f"file://{source}"
+            return IngestedFile(StoredArtifact(path=path, formatter=formatter, size=size, checksum=digest), None, None)
+        transfer = "copy"
     if callable(relative_path):
         relative_path = relative_path()
     artifact = StoredArtifact(path=relative_path, formatter=formatter, size=size, checksum=digest)
@@ -125,13 +120,13 @@ def ingest_file(datastore, source: Path, relative_path: str | Callable[[], str],
         if datastore.fs.exists(final):
             raise DatastoreError(f"refusing to overwrite existing object {final}")
         try:
-            datastore.fs.put_file(str(source), final)
+            datastore.fs.put_file(source, final)
         except Exception as err:  # the store's own errors vary by backend
             raise TransferError(f"{transfer} of {source} to {datastore.fs.unstrip_protocol(final)} failed: "
                                 f"{err}") from err
         if transfer == "move":
-            source.unlink()
-        return IngestedFile(artifact, final, str(source) if transfer == "move" else None, datastore.fs)
+            os.unlink(source)
+        return IngestedFile(artifact, final, source if transfer == "move" else None, datastore.fs)
     datastore._ensure_dir(os.path.dirname(final))
     if os.path.lexists(final):
         raise DatastoreError(f"refusing to overwrite existing file {final}")
@@ -139,14 +134,13 @@ def ingest_file(datastore, source: Path, relative_path: str | Callable[[], str],
         if transfer == "copy":
             staged = f"{final}.tmp-{uuid.uuid4().hex}"
             if data is not None and len(data) == size:  # already read for the checksum
-                with open(staged, "wb") as stream:
-                    stream.write(data)
+                write_new_file(staged, data)
             else:
                 shutil.copyfile(source, staged)
-            os.replace(staged, final)
+            os.rename(staged, final)
         elif transfer == "move":
             os.replace(source, final) if _same_device(source, final) else shutil.move(source, final)
-            return IngestedFile(artifact, final, str(source))
+            return IngestedFile(artifact, final, source)
         elif transfer == "hardlink":
             os.link(source, final)
         elif transfer == "symlink":
@@ -156,6 +150,23 @@ def ingest_file(datastore, source: Path, relative_path: str | Callable[[], str],
     except OSError as err:
         raise TransferError(f"{transfer} of {source} to {final} failed: {err}") from err
     return IngestedFile(artifact, final, None)
+
+
+def _read_for_checksum(source: str, read: bool) -> tuple[int, bytes | None]:
+    """The size of ``source`` and, if ``read``, its bytes (one open, one stat)."""
+    try:
+        fd = os.open(source, os.O_RDONLY)
+    except FileNotFoundError:
+        raise TransferError(f"cannot ingest {source}: no such file") from None
+    except OSError as err:
+        raise TransferError(f"cannot ingest {source}: {err.strerror or err}") from err
+    try:
+        size = os.fstat(fd).st_size
+        return size, read_all(fd, size) if read else None
+    except OSError as err:  # a directory, an unreadable device
+        raise TransferError(f"cannot ingest {source}: {err.strerror or err}") from err
+    finally:
+        os.close(fd)
 
 
 def _same_device(source: Path, final: str) -> bool:

@@ -9,7 +9,6 @@ artifact record, and the first collection in search order wins.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,11 +18,17 @@ import sqlalchemy as sa
 
 from ..dimensions import DataCoordinate, DimensionGroup
 from ..errors import (CollectionError, DatasetConflictError, MissingDatasetTypeError, RegistryError)
-from ..models import CollectionType, DatasetRef, DatasetType, StoredArtifact
+from ..models import CollectionType, DatasetRef, DatasetType, StoredArtifact, uuid7_batch
+from .bulk import insert_rows, insert_statement, uuid_to_db
 from .collection_store import CollectionStore
 from .database import Database
 from .dataset_type_store import DatasetTypeStore
 from .schema import RegistrySchema
+
+
+_DATASET_COLUMNS = ("id", "dataset_type_id", "run_id", "ingest_time")
+_TAG_COLUMNS = ("dataset_type_id", "collection_id", "dataset_id")
+_LOCATION_COLUMNS = ("dataset_id", "path", "formatter", "size", "checksum")
 
 
 class DatasetStore:
@@ -48,23 +53,25 @@ class DatasetStore:
         group = self.types.group(dtype)
         tags = self.schema.tags_table(group)
         now = time.time_ns()
-        dataset_rows = [{"id": i, "dataset_type_id": type_id, "run_id": run_id, "ingest_time": now} for i in ids]
-        tag_rows = [{"dataset_type_id": type_id, "collection_id": run_id, "dataset_id": i, **d.required}
-                    for i, d in zip(ids, data_ids)]
         with self.db.transaction() as conn:
+            to_db = uuid_to_db(conn)
+            db_ids = [to_db(i) for i in ids]
             # PostgreSQL aborts the whole transaction on an error, so the explanation
             # below needs a savepoint there; SQLite only undoes the failed statement.
-            guard = conn.begin_nested() if self.db.dialect != "sqlite" else contextlib.nullcontext()
             step = "dataset"
             try:
-                with guard:
-                    conn.execute(self.schema.dataset.insert(), dataset_rows)
+                with self.db.savepoint(conn):
+                    insert_rows(conn, self.schema.dataset, _DATASET_COLUMNS,
+                                [(i, type_id, run_id, now) for i in db_ids])
                     step = "tags"
-                    conn.execute(tags.insert(), tag_rows)
+                    insert_rows(conn, tags, [*_TAG_COLUMNS, *group.required],
+                                [(type_id, run_id, i, *d.required_values) for i, d in zip(db_ids, data_ids)])
             except sa.exc.IntegrityError as err:
                 raise self._explain_conflict(dtype, run, data_ids, ids, step) from err
             if artifacts:
-                self.add_artifacts([(i, a) for i, a in zip(ids, artifacts) if a is not None])
+                insert_rows(conn, self.schema.location, _LOCATION_COLUMNS,
+                            [(i, a.path, a.formatter, a.size, a.checksum)
+                             for i, a in zip(db_ids, artifacts) if a is not None])
         return [DatasetRef.make(i, dtype, d, run, a) for i, d, a in
                 zip(ids, data_ids, artifacts or [None] * len(ids))]
 
@@ -91,15 +98,14 @@ class DatasetStore:
         with self.db.transaction() as conn, _large_sqlite_cache(conn):
             # Plain DBAPI executemany with positional rows: SQLAlchemy's per-row parameter
             # processing would cost more than the database's own work here.
-            to_db = sa.Uuid().bind_processor(conn.dialect) or (lambda u: u)
-            insert_dataset = _positional_insert(conn, self.schema.dataset, ["id", "dataset_type_id", "run_id",
-                                                                            "ingest_time"])
-            insert_tags = _positional_insert(conn, tags, ["dataset_type_id", "collection_id", "dataset_id", *dims])
+            to_db = uuid_to_db(conn)
+            insert_dataset = insert_statement(conn, self.schema.dataset, _DATASET_COLUMNS)
+            insert_tags = insert_statement(conn, tags, [*_TAG_COLUMNS, *dims])
             while True:
                 chunk = [tuple(v) for _, v in zip(range(batch_size), iterator)]
                 if not chunk:
                     break
-                ids = [to_db(i) for i in _uuid7_batch(len(chunk))]
+                ids = [to_db(i) for i in uuid7_batch(len(chunk))]
                 conn.exec_driver_sql(insert_dataset, [(i, type_id, run_id, now) for i in ids])
                 conn.exec_driver_sql(insert_tags, [(type_id, run_id, i, *v) for i, v in zip(ids, chunk)])
                 total += len(chunk)
@@ -109,9 +115,9 @@ class DatasetStore:
         if not pairs:
             return
         with self.db.transaction() as conn:
-            conn.execute(self.schema.location.insert(), [
-                {"dataset_id": i, "path": a.path, "formatter": a.formatter, "size": a.size, "checksum": a.checksum}
-                for i, a in pairs])
+            to_db = uuid_to_db(conn)
+            insert_rows(conn, self.schema.location, _LOCATION_COLUMNS,
+                        [(to_db(i), a.path, a.formatter, a.size, a.checksum) for i, a in pairs])
 
     def _explain_conflict(self, dtype: DatasetType, run: str, data_ids: Sequence[DataCoordinate],
                           ids: Sequence[uuid.UUID], step: str) -> Exception:
@@ -333,24 +339,6 @@ def _large_sqlite_cache(conn: sa.Connection, kib: int = 262_144) -> Iterator[Non
         yield
     finally:
         conn.exec_driver_sql(f"PRAGMA cache_size = {before}")
-
-
-def _positional_insert(conn: sa.Connection, table: sa.Table, columns: Sequence[str]) -> str:
-    """An INSERT of ``columns`` into ``table`` taking positional parameters, in the driver's style."""
-    quote = conn.dialect.identifier_preparer
-    marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    return (f"INSERT INTO {quote.format_table(table)} ({', '.join(quote.quote(c) for c in columns)}) "
-            f"VALUES ({', '.join([marker] * len(columns))})")
-
-
-def _uuid7_batch(n: int) -> list[uuid.UUID]:
-    """``n`` distinct, time-ordered version-7 UUIDs (as :func:`skybutler.models.uuid7`, in bulk)."""
-    ms = (time.time_ns() // 1_000_000) & ((1 << 48) - 1)
-    high = ms << 80 | 0x7 << 76
-    random = os.urandom(10 * n)
-    keep = ~(0xF << 76) & ~(0x3 << 62) & ((1 << 80) - 1)
-    return [uuid.UUID(int=high | (int.from_bytes(random[10 * k:10 * k + 10], "big") & keep) | 0x2 << 62)
-            for k in range(n)]
 
 
 def _by_type(refs: Iterable[DatasetRef]) -> dict[str, list[DatasetRef]]:

@@ -8,12 +8,12 @@ database once per new visit, not once per dataset.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-from ..dimensions import DataCoordinate, DimensionRecord, DimensionUniverse
+from ..dimensions import DataCoordinate, DimensionGroup, DimensionRecord, DimensionUniverse
 from ..dimensions import regions as sky
 from ..errors import DataIdError, DimensionRecordError
 from ..timespan import Timespan
@@ -227,6 +227,69 @@ class DimensionRecordStore:
                 self._expanded_cache[key] = values
             return DataCoordinate(group, values)
         return self._expand(data_id)
+
+    def expand_many(self, data_ids: Sequence[DataCoordinate]) -> list[DataCoordinate]:
+        """:meth:`expand` for a batch of one group (a put_many or an ingest).
+
+        The records the batch names are fetched with one query per element first; each
+        data ID is then a few dictionary look-ups.  Anything unusual (a record not found,
+        a value contradicting a record) goes through :meth:`expand`, which explains it.
+        """
+        if not data_ids:
+            return []
+        group = data_ids[0].group
+        plan = self._expansion_plan(group)
+        for name, dims, _ in plan:
+            if all(d in group.required for d in dims):
+                self._prefetch_implied(name, {tuple(d[x] for x in dims) for d in data_ids})
+        out = []
+        for data_id in data_ids:
+            values = dict(data_id._values)
+            for _, dims, cache in plan:
+                implied = cache.get(tuple(values.get(x) for x in dims))
+                if implied is None or any(values.setdefault(dim, v) != v for dim, v in implied.items()):
+                    out.append(self.expand(data_id))
+                    break
+            else:
+                out.append(DataCoordinate(group, {n: values[n] for n in group.names if n in values}))
+        return out
+
+    def _expansion_plan(self, group: DimensionGroup) -> list[tuple[str, tuple[str, ...], dict]]:
+        """(element, identity dimensions, its implied-values cache) for each record an expansion
+        of ``group`` looks up, each after the elements that imply its identity: the required
+        ones, and the implied ones that imply more (an implied record's existence is already
+        guaranteed by the record implying it)."""
+        pending = [n for n in group.names if self.universe[n].skypix is None
+                   and (n in group.required or self.universe[n].implies)]
+        known, plan = set(group.required), []
+        while pending:
+            ready = [n for n in pending if set(self.universe[n].identity) <= known]
+            if not ready:  # cannot happen in a consistent universe; expand() handles the rest
+                break
+            for name in ready:
+                element = self.universe[name]
+                plan.append((name, tuple(element.identity), self._implied_cache.setdefault(name, {})))
+                known.update(element.implies)
+                pending.remove(name)
+        return plan
+
+    def _prefetch_implied(self, element_name: str, identities: set[tuple]) -> None:
+        """Fill the implied-values cache for ``identities`` of one element (missing records stay out)."""
+        cache = self._implied_cache.setdefault(element_name, {})
+        missing = [i for i in identities if i not in cache]
+        if not missing:
+            return
+        element = self.universe[element_name]
+        table = self.schema.elements[element_name]
+        keys = [table.c[element.column_of(d)] for d in element.identity]
+        implied = [table.c[d] for d in element.implies]
+        width = len(keys)
+        with self.db.reading() as conn:
+            for start in range(0, len(missing), 500):
+                chunk = missing[start:start + 500]
+                cond = keys[0].in_([i[0] for i in chunk]) if width == 1 else sa.tuple_(*keys).in_(chunk)
+                for row in conn.execute(sa.select(*keys, *implied).where(cond)):
+                    cache[tuple(row[:width])] = dict(zip(element.implies, row[width:]))
 
     def _expand(self, data_id: DataCoordinate) -> DataCoordinate:
         values = dict(data_id)
