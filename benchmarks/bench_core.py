@@ -248,6 +248,7 @@ class Bench:
     # -- everything ---------------------------------------------------------------
 
     def run(self) -> None:
+        self.timings["fs_create_probe_us"] = w.file_creation_probe(self.workdir)
         _progress("building the workload in memory")
         self.prepare()
         _progress("step 1: create_repo")
@@ -392,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     doc = result_document(bench, args.quick, started, time.perf_counter() - start)
     print_report(doc)
+    w.print_file_creation_probe(bench.timings["fs_create_probe_us"])
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(doc, indent=2) + "\n")

@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     n_exposures = 10 if args.quick else N_EXPOSURES
     work = Path(tempfile.mkdtemp(prefix="bench_ingest_"))
     try:
+        probe_us = w.file_creation_probe(work)
         source = work / "source"
         write_raw_files(source, n_exposures)
         with prepare_repo(work / "repo") as butler:
@@ -141,9 +142,11 @@ def main(argv: list[str] | None = None) -> int:
         "targets": TARGETS,
         "targets_met": {k: figures[k] >= v for k, v in TARGETS.items()},
         "timings": {"w1_ingest": w1, "simcam_ingest_raws": simcam},
+        "fs_create_probe_us": probe_us,
         "peak_rss_bytes": w.peak_rss_bytes(),
         "load_avg_1m_after": os.getloadavg()[0],
     }
+    w.print_file_creation_probe(probe_us)
     print(f"W1 step 7: ingest of {w1['copy']['files']} JSON raws "
           f"({'one run' if reps == 1 else f'median of {reps}'} per mode)")
     for mode in MODES:

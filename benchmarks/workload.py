@@ -35,6 +35,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from skybutler import Butler, Timespan
@@ -359,3 +360,27 @@ def environment() -> dict[str, Any]:
     host = {"hostname": socket.gethostname(), "platform": platform.platform(), "machine": platform.machine(),
             "cpu_count": os.cpu_count(), "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
     return {"versions": versions, "host": host}
+
+
+def file_creation_probe(directory: Path, n: int = 500) -> float:
+    """Microseconds to create (and write 100 bytes to) one new file in ``directory``: the file
+    system's floor for every figure that writes files.
+
+    On a local ext4 without a journal this floor rises from ~20 us to several hundred for a
+    few minutes after many files were deleted (new inodes skip the recently freed ones), so a
+    benchmark run soon after another one's clean-up measures the disk, not the butler.  The
+    files are left for the caller's clean-up.
+    """
+    probe = directory / "fs_probe"
+    probe.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    for i in range(n):
+        (probe / f"p{i}").write_bytes(b"x" * 100)
+    return (time.perf_counter() - start) / n * 1e6
+
+
+def print_file_creation_probe(us_per_file: float) -> None:
+    note = ("" if us_per_file < 100 else
+            "  <- slow: the file system is still reclaiming recently deleted files; file-writing figures "
+            "of this run are low (wait a few minutes after large deletions)")
+    print(f"file-creation probe: {us_per_file:.0f} us per new file{note}")

@@ -421,3 +421,22 @@ def test_transaction_groups_puts_and_a_failure_undoes_rows_and_files(butler):
     assert sorted(p for p in butler.datastore.walk() if p.endswith(".json")) == files_before
     # The butler is still usable afterwards, including for the rolled-back RUN's name.
     butler.put({"d": 1}, "metrics", instrument="Cam", visit=2, detector=0, run="rolled-back")
+
+
+def test_put_many_pauses_the_cyclic_collector_and_restores_it(butler):
+    import gc
+
+    seen = []
+    original = butler.datastore.prepare_many
+
+    def spy(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return original(*args, **kwargs)
+
+    butler.datastore.prepare_many = spy
+    assert gc.isenabled()
+    butler.put_many("metrics", [({"i": 1}, {"instrument": "Cam", "visit": 1, "detector": 0})])
+    assert seen == [False] and gc.isenabled()
+    with pytest.raises(DatasetConflictError):  # the same data ID again: refused, collector back on
+        butler.put_many("metrics", [({"i": 1}, {"instrument": "Cam", "visit": 1, "detector": 0})])
+    assert gc.isenabled()

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from .batching import gc_paused
 from .collections_manager import CollectionsManager
 from .config import CONFIG_NAME, RepoConfig
 from .datastore import FileDatastore
@@ -240,6 +241,7 @@ class Butler:
         """Store one dataset; the file and the registry rows appear together or not at all."""
         return self.put_many(dataset_type, [(obj, {**(data_id or {}), **kwargs})], run=run, id_mode=id_mode)[0]
 
+    @gc_paused()
     def put_many(self, dataset_type: str, items: Iterable[tuple[Any, Mapping[str, Any]]], *,
                  run: str | None = None, id_mode: IdMode = "random",
                  ids: Sequence[uuid.UUID] | None = None) -> list[DatasetRef]:
@@ -293,6 +295,7 @@ class Butler:
             self.datastore.remove(published)
             raise
 
+    @gc_paused()
     def ingest(self, dataset_type: str, files: Iterable[tuple[str | Path, Mapping[str, Any]]], *,
                run: str | None = None, transfer: str = "copy", formatter: str | None = None,
                id_mode: IdMode = "random", skip_existing: bool = False) -> list[DatasetRef]:

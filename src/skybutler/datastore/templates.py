@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ..dimensions import DataCoordinate
 from ..errors import DatastoreError
 
 DEFAULT_TEMPLATE = "{run}/{dataset_type}/{band?}/{day_obs?}/{dataset_type}_{data_id}"
@@ -89,7 +90,9 @@ class PathTemplate:
 def template_fields(run: str, dataset_type: str, data_id: Mapping[str, Any], required: tuple[str, ...],
                     component: str | None = None) -> dict[str, Any]:
     """The values a template may use for one dataset."""
-    fields: dict[str, Any] = dict(data_id)
-    fields.update(run=run, dataset_type=dataset_type, component=component,
-                  data_id="_".join(str(data_id[d]) for d in required))
+    fields: dict[str, Any] = data_id.as_dict() if isinstance(data_id, DataCoordinate) else dict(data_id)
+    fields["run"] = run
+    fields["dataset_type"] = dataset_type
+    fields["component"] = component
+    fields["data_id"] = "_".join([str(data_id[d]) for d in required])
     return fields

@@ -66,7 +66,6 @@ def ingest_files(datastore, entries: Sequence[tuple[str | Path, object]], transf
     """
     def one(entry: tuple[str | Path, object]) -> IngestedFile:
         source, ref = entry
-        source = os.path.abspath(source)
         return ingest_file(datastore, source,
                            lambda: datastore.relative_path(ref, os.path.splitext(source)[1] or extension),
                            transfer, formatter)

@@ -100,6 +100,10 @@ class DataCoordinate(Mapping[str, DataIdValue]):
     def required_values(self) -> tuple[DataIdValue, ...]:
         return tuple(self._values[name] for name in self.group.required)
 
+    def as_dict(self) -> dict[str, DataIdValue]:
+        """Every known value (required and implied) as a new plain dict."""
+        return dict(self._values)
+
     @property
     def has_full(self) -> bool:
         """Whether every implied value is known."""

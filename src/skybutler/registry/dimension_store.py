@@ -8,7 +8,8 @@ database once per new visit, not once per dataset.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import operator
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -241,17 +242,22 @@ class DimensionRecordStore:
         plan = self._expansion_plan(group)
         for name, dims, _ in plan:
             if all(d in group.required for d in dims):
-                self._prefetch_implied(name, {tuple(d[x] for x in dims) for d in data_ids})
+                key_of = _key_function(dims)
+                self._prefetch_implied(name, {key_of(d) for d in data_ids})
+        steps = [(_key_function(dims), cache) for _, dims, cache in plan]
+        names = group.names
         out = []
         for data_id in data_ids:
-            values = dict(data_id._values)
-            for _, dims, cache in plan:
-                implied = cache.get(tuple(values.get(x) for x in dims))
-                if implied is None or any(values.setdefault(dim, v) != v for dim, v in implied.items()):
-                    out.append(self.expand(data_id))
-                    break
-            else:
-                out.append(DataCoordinate(group, {n: values[n] for n in group.names if n in values}))
+            values = data_id.as_dict()
+            try:
+                for key_of, cache in steps:
+                    for dim, value in cache[key_of(values)].items():
+                        if values.setdefault(dim, value) != value:
+                            raise KeyError(dim)
+            except KeyError:  # a record not fetched or not there, a contradiction: explained there
+                out.append(self.expand(data_id))
+                continue
+            out.append(DataCoordinate(group, {n: values[n] for n in names if n in values}))
         return out
 
     def _expansion_plan(self, group: DimensionGroup) -> list[tuple[str, tuple[str, ...], dict]]:
@@ -322,6 +328,14 @@ class DimensionRecordStore:
                                           f"but {dim}={values[dim]!r} was given")
                     values[dim] = value
         return DataCoordinate(group, {n: values[n] for n in group.names if n in values})
+
+
+def _key_function(dims: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple]:
+    """A function taking a data ID's values to the identity tuple of ``dims`` (KeyError if one is missing)."""
+    if len(dims) == 1:
+        (only,) = dims
+        return lambda values: (values[only],)
+    return operator.itemgetter(*dims)
 
 
 def _differs(a: Any, b: Any) -> bool:

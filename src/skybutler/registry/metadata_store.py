@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .bulk import insert_rows, uuid_to_db
 from .database import Database
 from .schema import NAME_LENGTH, RegistrySchema
 
@@ -76,8 +77,11 @@ class MetadataStore:
         if not fields or not rows:
             return
         table = self.table(storage_class, fields)
+        names = list(fields)
         with self.db.transaction() as conn:
-            conn.execute(table.insert(), [{"dataset_id": i, **values} for i, values in rows])
+            to_db = uuid_to_db(conn)
+            insert_rows(conn, table, ["dataset_id", *names],
+                        [(to_db(i), *[values.get(k) for k in names]) for i, values in rows])
 
     def set_metrics(self, dataset_id: uuid.UUID, values: Mapping[str, float | None]) -> None:
         """Attach (or replace) named float metrics of one dataset."""
