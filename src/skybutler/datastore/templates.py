@@ -65,25 +65,24 @@ class PathTemplate:
 
     def format(self, fields: Mapping[str, Any]) -> str:
         out = []
+        get = fields.get
         for pieces in self._segments:
-            parts = []
+            text: str | None = ""
             for literal, name, optional in pieces:
-                parts.append(literal)
                 if name is None:
+                    text += literal
                     continue
-                value = fields.get(name)
+                value = get(name)
                 if value is None:
                     if not optional:
                         raise DatastoreError(
                             f"path template {self.template!r} needs {name!r}, which this dataset does not have "
                             f"(fields: {', '.join(k for k, v in fields.items() if v is not None)})")
-                    parts = None
+                    text = None
                     break
-                parts.append(_safe(value))
-            if parts:
-                text = "".join(parts)
-                if text:
-                    out.append(text)
+                text += literal + _safe(value)
+            if text:
+                out.append(text)
         return "/".join(out)
 
 

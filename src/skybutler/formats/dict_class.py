@@ -8,6 +8,8 @@ from typing import Any
 from .storage_class import StorageClass
 
 _SCALARS = (str, int, float, bool, type(None))
+#: Exact types that are certainly JSON scalars (subclasses go through the isinstance check).
+_SCALAR_TYPES = frozenset(_SCALARS)
 
 
 def check_dict(obj: Any) -> dict[str, Any]:
@@ -30,11 +32,13 @@ def _check_value(value: Any, path: str) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise TypeError(f"key {key!r} at {path or 'top level'} is not a string")
-            _check_value(item, f"{path}.{key}" if path else key)
+            if type(item) not in _SCALAR_TYPES:  # scalars, the common case, need no recursion
+                _check_value(item, f"{path}.{key}" if path else key)
         return
     if isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            _check_value(item, f"{path}[{index}]")
+            if type(item) not in _SCALAR_TYPES:
+                _check_value(item, f"{path}[{index}]")
         return
     raise TypeError(f"value at {path or 'top level'} has type {type(value).__name__}, which is not JSON-compatible")
 
