@@ -398,3 +398,17 @@ def test_a_write_the_file_system_refuses_is_a_datastore_error_and_leaves_nothing
     assert not butler.collections.exists("blocked")
     assert blocker.read_text() == "not a directory"
     assert_no_temporaries(butler)
+
+
+def test_rename_no_replace_refuses_an_existing_destination(tmp_path):
+    from skybutler.datastore.local_files import rename_no_replace
+
+    (tmp_path / "a").write_text("new")
+    (tmp_path / "b").write_text("old")
+    with pytest.raises(FileExistsError):
+        rename_no_replace(str(tmp_path / "a"), str(tmp_path / "b"))
+    assert (tmp_path / "b").read_text() == "old" and (tmp_path / "a").exists()
+    rename_no_replace(str(tmp_path / "a"), str(tmp_path / "c"))
+    assert (tmp_path / "c").read_text() == "new" and not (tmp_path / "a").exists()
+    with pytest.raises(FileNotFoundError):
+        rename_no_replace(str(tmp_path / "a"), str(tmp_path / "d"))

@@ -33,7 +33,7 @@ from ..errors import ChecksumMismatchError, DatastoreError, FileNotStoredError
 from ..formats import get_formatter
 from ..models import DatasetRef, StoredArtifact
 from .checksums import checksum, verify
-from .local_files import write_new_file
+from .local_files import rename_no_replace, write_new_file
 from .templates import DEFAULT_TEMPLATE, PathTemplate, template_fields
 
 
@@ -192,10 +192,11 @@ class FileDatastore:
             # The registry rows are already inserted in this transaction, so no other writer
             # can be publishing this path; an existing file here means a path template maps
             # two datasets to one file.  The rename itself is atomic.
-            if os.path.lexists(final):
+            try:
+                rename_no_replace(staged, final)
+            except FileExistsError:
                 os.unlink(staged)
-                raise DatastoreError(f"refusing to overwrite existing file {final}")
-            os.rename(staged, final)
+                raise DatastoreError(f"refusing to overwrite existing file {final}") from None
             return
         if self.fs.exists(final):
             raise DatastoreError(f"refusing to overwrite existing object {self.fs.unstrip_protocol(final)}")

@@ -8,6 +8,9 @@ close.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import errno
 import os
 
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -33,3 +36,38 @@ def write_new_file(path: str, data: bytes) -> None:
         os.unlink(path)
         raise
     os.close(fd)
+
+
+def rename_no_replace(source: str, destination: str) -> None:
+    """Rename ``source`` to ``destination`` unless ``destination`` exists (FileExistsError).
+
+    One atomic ``renameat2(RENAME_NOREPLACE)`` call where the C library and the file
+    system offer it (Linux: ext4, xfs, btrfs, tmpfs...), which also closes the window
+    between checking and renaming; elsewhere a check, then a plain rename.
+    """
+    if _renameat2 is not None:
+        if _renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(destination), _RENAME_NOREPLACE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):  # unsupported here: fall through
+            raise OSError(code, os.strerror(code), source, None, destination)  # EEXIST: a FileExistsError
+    if os.path.lexists(destination):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), destination)
+    os.rename(source, destination)
+
+
+def _load_renameat2():
+    """The C library's ``renameat2``, or None where there is none."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        function = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+_renameat2 = _load_renameat2()
