@@ -340,7 +340,8 @@ def test_put_and_get(repo, tmp_path):
     ref = json.loads(run("put", repo, "metrics", source, "--run", "u/ana", "instrument=Cam", "visit=4",
                          "detector=3", "--json").stdout)
     assert ref["run"] == "u/ana" and ref["visit"] == 4 and ref["detector"] == 3
-    assert "stored metrics" in run("put", repo, "metrics", source, "--run", "u/ana", "visit=5", "detector=3").stdout
+    shown = run("put", repo, "metrics", source, "--run", "u/ana", "visit=5", "detector=3").stdout
+    assert "stored metrics" in shown and "[u/ana]" in shown  # the RUN in brackets is text, not markup
     got = run("get", repo, "metrics", "--collections", "run/a,u/ana", "instrument=Cam", "visit=4", "detector=3")
     assert json.loads(got.stdout) == {"scatter": 0.02, "n": [1, 2]}
 

@@ -43,7 +43,7 @@ def register_collection(repo: Path, name: str, kind: str, doc: str) -> None:
     with open_butler(repo) as butler:
         new = butler.collections.register(name, kind, doc)
     verb = "registered" if new else "already exists:"
-    info(f"{verb} {kind.upper()} collection [bold]{name}[/bold]")
+    info(f"{verb} {kind.upper()} collection {name}")
 
 
 @click.command("collection-chain")
@@ -61,7 +61,7 @@ def collection_chain(repo: Path, parent: str, children: tuple[str, ...], mode: s
         else:
             butler.collections.extend_chain(parent, children, prepend=mode == "prepend")
         chain = butler.collections.get_chain(parent)
-    info(f"[bold]{parent}[/bold] = {', '.join(chain)}")
+    info(f"{parent} = {', '.join(chain)}")
 
 
 def _removal_rows(butler: Butler, names: list[str], want_runs: bool) -> list[dict[str, Any]]:
@@ -152,7 +152,7 @@ def certify_calibrations(repo: Path, from_run: str, to_calib_collection: str, da
         if not refs:
             fail(f"no {dataset_type} datasets in {from_run!r}: nothing to certify")
         butler.collections.certify(to_calib_collection, refs, timespan=span)
-    info(f"certified {len(refs)} {dataset_type} dataset(s) into [bold]{to_calib_collection}[/bold], valid {span}")
+    info(f"certified {len(refs)} {dataset_type} dataset(s) into {to_calib_collection}, valid {span}")
 
 
 COMMANDS = (query_collections, register_collection, collection_chain, remove_runs, remove_collections,

@@ -67,7 +67,7 @@ def ingest_files(repo: Path, dataset_type: str, run: str, table_file: Path, tran
         refs = butler.ingest(dataset_type, entries, run=run, transfer=transfer, formatter=formatter,
                              id_mode=id_mode)
     if not as_json:
-        info(f"ingested {len(refs)} {dataset_type} dataset(s) into [bold]{run}[/bold]")
+        info(f"ingested {len(refs)} {dataset_type} dataset(s) into {run}")
     print_rows(ref_rows(refs), as_json=as_json)
 
 

@@ -22,9 +22,9 @@ def register_dataset_type(repo: Path, name: str, dimensions: tuple[str, ...], st
     with open_butler(repo) as butler:
         new = butler.register_dataset_type(name, dimensions, storage_class, is_calibration=calibration)
     if new:
-        info(f"registered dataset type [bold]{name}[/bold]")
+        info(f"registered dataset type {name}")
     else:
-        info(f"dataset type [bold]{name}[/bold] already exists with the same definition")
+        info(f"dataset type {name} already exists with the same definition")
 
 
 @click.command("query-dataset-types")

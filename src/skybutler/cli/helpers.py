@@ -117,7 +117,7 @@ def print_rows(rows: Sequence[Mapping[str, Any]], *, as_json: bool, columns: Seq
     if columns is None:
         columns = list(dict.fromkeys(k for r in rows for k in r))
     if title:
-        info(f"[bold]{escape(title)}[/bold]")
+        info(title, style="bold")
     table = Table()
     for name in columns:
         table.add_column(name, overflow="fold")
@@ -131,9 +131,14 @@ def ref_rows(refs: Iterable[DatasetRef]) -> list[dict[str, Any]]:
     return [ref.summary() for ref in refs]
 
 
-def info(message: str) -> None:
-    """A human-readable status line on stdout (rich markup allowed), never wrapped."""
-    stdout_console().print(message, soft_wrap=True)
+def info(message: str, *, style: str | None = None, markup: bool = False) -> None:
+    """A human-readable status line on stdout, never wrapped, in one ``style`` if given.
+
+    The text is printed as it is: names, paths and refs often hold square brackets,
+    which rich would take for markup.  ``markup=True`` is for messages whose values the
+    caller escaped itself (``rich.markup.escape``).
+    """
+    stdout_console().print(message, soft_wrap=True, style=style, markup=markup, highlight=False)
 
 
 def report_error(message: str) -> None:

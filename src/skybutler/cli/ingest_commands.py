@@ -37,7 +37,7 @@ def ingest_raws_command(repo: Path, files_or_dirs: tuple[Path, ...], transfer: s
     """Ingest raw files (and the *.fits files under directories) into REPO as `raw` datasets."""
     with open_butler(repo) as butler:
         result = ingest_raws(butler, files_or_dirs, transfer=transfer, run=run, processes=processes,
-                             progress=lambda msg: info(f"[dim]{msg}[/dim]"))
+                             progress=lambda msg: info(msg, style="dim"))
     for path, ref in result.already_ingested:
         info(f"already ingested: {path} ({ref.run})")
     rate = len(result.refs) / result.seconds if result.seconds else 0.0
@@ -54,7 +54,7 @@ def define_visits_command(repo: Path, instrument: str | None, exposures: tuple[i
     with open_butler(repo) as butler:
         result = define_visits(butler, instrument=instrument, exposures=exposures or None)
     for inst, exposure, reason in result.skipped:
-        info(f"[yellow]skipped {inst} exposure {exposure}: {reason}[/yellow]")
+        info(f"skipped {inst} exposure {exposure}: {reason}", style="yellow")
     info(result.summary())
 
 
@@ -80,7 +80,7 @@ def register_skymap_command(repo: Path, name: str, config_file: Path | None, **o
     with open_butler(repo) as butler:
         skymap, new = register_skymap(butler, name, kind, **config)
     verb = "registered" if new else "already registered:"
-    info(f"{verb} sky map [bold]{name}[/bold] ({skymap.kind}, {skymap.n_tracts} tracts of "
+    info(f"{verb} sky map {name} ({skymap.kind}, {skymap.n_tracts} tracts of "
          f"{skymap.patches}x{skymap.patches} patches)")
 
 

@@ -61,7 +61,8 @@ def show_graph(graph: QuantumGraph) -> None:
     """Per-task counts, the first quanta of each task, and quanta left out while building."""
     summary = graph.summary()
     info(f"[bold]{summary['quanta']}[/bold] quanta into RUN [cyan]{escape(graph.output_run)}[/cyan] from "
-         f"{escape(', '.join(graph.input_collections))}" + (f" where {escape(graph.where)}" if graph.where else ""))
+         f"{escape(', '.join(graph.input_collections))}" + (f" where {escape(graph.where)}" if graph.where else ""),
+         markup=True)
     print_rows([{"task": label, "class": graph.pipeline[label].class_path, "quanta": n,
                  "skipped (outputs exist)": graph.skipped.get(label, 0)} for label, n in graph.counts().items()],
                as_json=False)
@@ -108,7 +109,7 @@ def qgraph(pipeline: str, repo: Path, inputs: tuple[str, ...], output: str | Non
     else:
         info(f"{len(graph)} quanta: " + ", ".join(f"{k} {v}" for k, v in graph.counts().items()))
     if save_to is not None:
-        info(f"saved to {escape(str(save_to))}")
+        info(f"saved to {save_to}")
 
 
 @click.command("run")
@@ -139,7 +140,7 @@ def run(pipeline: str | None, repo: Path, inputs: tuple[str, ...], output: str |
         s = report.summary()
         info(f"RUN [cyan]{escape(report.run)}[/cyan]: {s['succeeded']} succeeded, {s['failed']} failed, "
              f"{s['blocked']} blocked of {s['quanta']} quanta in {s['seconds']:.1f} s"
-             + (f"; skipped (outputs exist): {s['skipped_existing']}" if s["skipped_existing"] else ""))
+             + (f"; skipped (outputs exist): {s['skipped_existing']}" if s["skipped_existing"] else ""), markup=True)
         if report.failed:
             print_rows([{"task": f["task"], "data ID": _data_id_text(f["data_id"]), "error": f["error"]}
                         for f in report.failed[:50]], as_json=False, title="failed quanta")
@@ -217,10 +218,10 @@ def provenance(repo: Path, target: str, pairs: tuple[str, ...], collections: tup
     _add_node(root, tree)
     stdout_console().print(root)
     if tree.quantum is None:
-        info("[dim]no recorded quantum made it (ingested or put directly)[/dim]")
+        info("no recorded quantum made it (ingested or put directly)", style="dim")
     if env:
-        info("software: " + escape(", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
-                                   + "".join(f"; {k} git {v}" for k, v in env.get("git", {}).items())))
+        info("software: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
+             + "".join(f"; {k} git {v}" for k, v in env.get("git", {}).items()))
     print_rows(used, as_json=False, title="used by", empty="not used by any recorded quantum")
 
 

@@ -28,7 +28,7 @@ def create(repo: Path, registry: str | None, datastore: str | None, checksum: st
     """Create a new, empty repository at REPO."""
     with Butler.create(repo, registry=registry, datastore=datastore,
                        checksum=None if checksum == "none" else checksum) as butler:
-        info(f"created repository at [bold]{butler.root}[/bold]")
+        info(f"created repository at {butler.root}")
 
 
 def strip_password(url: str) -> str:

@@ -27,7 +27,7 @@ def _bytes(n: int) -> str:
 
 def tell_wait(message: str, seconds: float) -> None:
     """The CLI's wait notice: a status line on stdout."""
-    info(f"[yellow]{escape(message)}[/yellow]")
+    info(message, style="yellow")
 
 
 @click.group("retention")
@@ -159,9 +159,9 @@ def recompute(repo: Path, datasets: tuple[str, ...], collections: tuple[str, ...
             for dataset_id in est.present:
                 info(f"dataset {dataset_id} is present; nothing to do")
             if est.quanta or est.stage:
-                info(escape(est.describe()))
+                info(est.describe())
             for line in est.drift:
-                info(f"[yellow]software drift: {escape(line)}[/yellow]")
+                info(f"software drift: {line}", style="yellow")
             return
         report = butler.retention.recompute(ids, RecomputeOptions(store=not no_store, on_drift=on_drift),  # type: ignore[arg-type]
                                             executor=executor, jobs=jobs, dask_scheduler=dask_scheduler)
@@ -169,14 +169,14 @@ def recompute(repo: Path, datasets: tuple[str, ...], collections: tuple[str, ...
         print_json(report.to_dict())
     else:
         for note in report.notes:
-            info(f"[yellow]{escape(note)}[/yellow]")
+            info(note, style="yellow")
         for dataset_id, how in report.verified.items():
             if dataset_id in ids:
                 info(f"re-created dataset {dataset_id} ({how})")
         for f in report.failed:
-            info(f"[red]failed: task {f['task']!r} {f['data_id']}: {escape(f['error'])}[/red]")
+            info(f"failed: task {f['task']!r} {f['data_id']}: {f['error']}", style="red")
         if report.blocked:
-            info(f"[red]{len(report.blocked)} quanta blocked by the failures[/red]")
+            info(f"{len(report.blocked)} quanta blocked by the failures", style="red")
         info(f"{len(report.succeeded)} quanta replayed in {report.seconds:.1f} s "
              f"(expected {report.estimate.expected_seconds:.1f} s)")
     if not report.ok:
