@@ -85,6 +85,10 @@ def test_chains_are_flattened_depth_first_without_duplicates(butler):
     assert butler.collections.flatten("outer") == []
     q = butler.collections.query("inner", flatten_chains=True)
     assert [c.name for c in q] == ["inner", "tag", "r2"]
+    # a chain's members that also match the pattern are listed once, under the chain
+    q = butler.collections.query("*", flatten_chains=True)
+    names = [c.name for c in q]
+    assert len(names) == len(set(names)) and names.index("tag") == names.index("inner") + 1
 
 
 def test_chain_cycles_are_refused_and_leave_chains_unchanged(butler):

@@ -154,16 +154,18 @@ class CollectionStore:
         with self.db.reading() as conn:
             # Sorted here, not in SQL: PostgreSQL would sort by the database's collation.
             rows = sorted(conn.execute(sa.select(t.c.name, t.c.type, t.c.doc)).all())
-        out = []
+        out: list[CollectionInfo] = []
+        listed: set[str] = set()  # each collection once, also when a flattened chain listed it already
         for name, kind, doc in rows:
             kind = CollectionType(kind)
-            if not fnmatch.fnmatchcase(name, pattern) or (wanted is not None and kind not in wanted):
+            if name in listed or not fnmatch.fnmatchcase(name, pattern) or (wanted is not None and kind not in wanted):
                 continue
             children = self.children(name) if kind is CollectionType.CHAINED else ()
             out.append(CollectionInfo(name=name, type=kind, doc=doc or "", children=children))
+            listed.add(name)
             if flatten_chains and children:
-                names = {c.name for c in out}
                 for child in self.flatten(children):
-                    if child not in names:
+                    if child not in listed:
                         out.append(CollectionInfo(name=child, type=self.lookup(child)[1]))
+                        listed.add(child)
         return out
