@@ -16,12 +16,16 @@ import os
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
-def read_all(fd: int, size_hint: int) -> bytes:
-    """Every byte left in an open file (``size_hint``: its size, if known, to read it in one call)."""
-    chunks = []
-    while chunk := os.read(fd, max(size_hint, 1 << 16)):
+def read_all(fd: int, size: int) -> bytes:
+    """The bytes of an open file of ``size`` bytes (from ``fstat``): one read call when that many
+    come at once, as they do from a regular local file; otherwise read until the end."""
+    first = os.read(fd, size)
+    if len(first) == size:
+        return first
+    chunks = [first]
+    while chunk := os.read(fd, max(size, 1 << 16)):
         chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return b"".join(chunks)
 
 
 def write_new_file(path: str, data: bytes) -> None:
