@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from skybutler import Butler
 from skybutler.datastore.templates import DEFAULT_TEMPLATE, PathTemplate
-from skybutler.errors import (ChecksumMismatchError, DatasetConflictError, DatastoreError, FileNotStoredError,
+from skybutler.errors import (ChecksumMismatchError, CollectionError, DatasetConflictError, DatastoreError, FileNotStoredError,
                               FormatterError, SkybutlerError, TransferError)
 from skybutler.formats import get_formatter
 
@@ -412,3 +413,20 @@ def test_rename_no_replace_refuses_an_existing_destination(tmp_path):
     assert (tmp_path / "c").read_text() == "new" and not (tmp_path / "a").exists()
     with pytest.raises(FileNotFoundError):
         rename_no_replace(str(tmp_path / "a"), str(tmp_path / "d"))
+
+
+def test_removals_prune_empty_directories_and_writers_make_them_again(butler):
+    local_only(butler)
+    other = Butler(butler.root, run="run/a", collections=["run/a"])  # a second client of the repository
+    other.put({"x": 1}, "metrics", {**DATA_ID, "detector": 1})  # it now knows the RUN's directories
+    kept = butler.put({"k": 1}, "metrics", DATA_ID, run="run/kept")
+    butler.remove_runs(["run/a"])
+    assert not os.path.exists(os.path.join(butler.datastore.root, "run", "a"))
+    assert os.path.exists(os.path.join(butler.datastore.root, "run", "kept"))
+    assert os.path.isdir(butler.datastore.root)
+    with pytest.raises(CollectionError, match="removed by another client"):  # the RUN it knew is gone
+        other.put({"x": 2}, "metrics", {**DATA_ID, "detector": 1})
+    assert_no_temporaries(butler)
+    ref = other.put({"x": 2}, "metrics", {**DATA_ID, "detector": 1})  # made anew, in pruned directories
+    assert other.get(ref) == {"x": 2} and butler.get(kept) == {"k": 1}
+    other.close()

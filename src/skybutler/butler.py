@@ -22,7 +22,8 @@ from .config import CONFIG_NAME, RepoConfig
 from .datastore import FileDatastore
 from .datastore.transfer import TRANSFER_MODES, ingest_files
 from .dimensions import DataCoordinate, DimensionRecord, DimensionUniverse
-from .errors import DatasetNotFoundError, DataIdError, FileNotStoredError, SkybutlerError, StorageClassError
+from .errors import (CollectionError, DatasetNotFoundError, DataIdError, FileNotStoredError, RegistryError,
+                     SkybutlerError, StorageClassError)
 from .formats import get_formatter, get_storage_class
 from .query.builder import QuerySpec
 from .query.builder import build as build_query
@@ -226,6 +227,14 @@ class Butler:
         if run not in self._known_runs:
             self.registry.collections.register(run, CollectionType.RUN)
 
+    def _raise_if_run_vanished(self, run: str, err: BaseException) -> None:
+        """After a failed write: if ``run`` was known here but another client has removed it since,
+        forget it and say so (the next write creates it anew)."""
+        if isinstance(err, RegistryError) and run in self._known_runs and not self.registry.collections.exists(run):
+            self._known_runs.discard(run)
+            raise CollectionError(f"RUN {run!r} was removed by another client after this butler last wrote to "
+                                  f"it; nothing was written (write again to create the RUN anew)") from err
+
     def _new_id(self, dtype: DatasetType, data_id: DataCoordinate, id_mode: IdMode) -> uuid.UUID:
         return self._new_ids(dtype, [data_id], id_mode)[0]
 
@@ -291,8 +300,9 @@ class Butler:
             self._known_runs.add(run)
             self._on_rollback(lambda: self.datastore.remove(published))
             return stored
-        except BaseException:
+        except BaseException as err:
             self.datastore.remove(published)
+            self._raise_if_run_vanished(run, err)
             raise
 
     @gc_paused()
@@ -331,9 +341,10 @@ class Butler:
             self._known_runs.add(run)
             self._on_rollback(lambda: [d.undo() for d in reversed(done)])
             return stored
-        except BaseException:
+        except BaseException as err:
             for d in reversed(done):
                 d.undo()
+            self._raise_if_run_vanished(run, err)
             raise
 
     # -- reading --------------------------------------------------------------

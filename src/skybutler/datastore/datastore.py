@@ -21,10 +21,10 @@ import os
 import posixpath
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -36,6 +36,8 @@ from .checksums import checksum, verify
 from .local_files import rename_no_replace, write_new_file
 from .templates import DEFAULT_TEMPLATE, PathTemplate, template_fields
 
+
+T = TypeVar("T")
 
 #: Threads that publish the objects of one batch at once to an object store, where each
 #: write waits on the network.  Local files are written in order: creating many files in
@@ -157,8 +159,7 @@ class FileDatastore:
             final = self.full_path(artifact.path)
             staged = f"{final}.tmp-{token}-{number}"
             try:
-                self._ensure_dir(os.path.dirname(final))
-                write_new_file(staged, data)
+                self.in_directory_of(final, lambda: write_new_file(staged, data))
             except OSError as err:  # a full disk, a read-only or missing mount, permissions
                 raise DatastoreError(f"local datastore write of {final} failed: {err.strerror or err}") from err
             return PendingArtifact(self, artifact, staged, None)
@@ -185,6 +186,20 @@ class FileDatastore:
         if directory not in self._made_dirs:
             os.makedirs(directory, exist_ok=True)
             self._made_dirs.add(directory)
+
+    def in_directory_of(self, path: str, action: Callable[[], T]) -> T:
+        """Make the local directory of ``path`` (once per datastore) and run ``action``; if the
+        directory has gone since (pruned by another client's removal), make it again and retry."""
+        directory = os.path.dirname(path)
+        self._ensure_dir(directory)
+        try:
+            return action()
+        except FileNotFoundError:
+            if os.path.isdir(directory):
+                raise  # something else is missing (an ingest's source file)
+            self._made_dirs.discard(directory)
+            self._ensure_dir(directory)
+            return action()
 
     def _publish(self, path: str, staged: str | None, data: bytes | None) -> None:
         final = self.full_path(path)
@@ -280,6 +295,7 @@ class FileDatastore:
         """Delete the files of artifacts stored inside the datastore (direct-ingested
         files outside it are left alone); returns paths that could not be removed."""
         failed = []
+        emptied: set[str] = set()
         for artifact in artifacts:
             if "://" in artifact.path or artifact.path.startswith("/"):
                 continue
@@ -287,13 +303,31 @@ class FileDatastore:
             try:
                 if self.local:
                     os.unlink(full)
+                    emptied.add(os.path.dirname(full))
                 else:
                     self.fs.rm_file(full)
             except FileNotFoundError:
                 pass
             except OSError:
                 failed.append(full)
+        self._prune_empty_dirs(emptied)
         return failed
+
+    def _prune_empty_dirs(self, directories: Iterable[str]) -> None:
+        """Remove local directories left empty by removals, up to (not including) the root.
+
+        Object stores have no directories.  A directory another client fills meanwhile is
+        not empty and stays; one removed under a writer's feet is made again by the writer.
+        """
+        root = self.root.rstrip("/") + "/"
+        for directory in sorted(set(directories), key=len, reverse=True):
+            while directory.startswith(root):
+                try:
+                    os.rmdir(directory)
+                except OSError:  # not empty, or already gone
+                    break
+                self._made_dirs.discard(directory)
+                directory = os.path.dirname(directory)
 
     def size(self, artifact: StoredArtifact) -> int:
         full = self.full_path(artifact.path)
@@ -306,13 +340,17 @@ class FileDatastore:
     def remove_paths(self, relative_paths: Iterable[str]) -> int:
         """Delete files by path relative to the root (orphans found by a consistency check)."""
         removed = 0
+        emptied: set[str] = set()
         for rel in relative_paths:
             full = self.full_path(rel)
             try:
                 os.unlink(full) if self.local else self.fs.rm_file(full)
                 removed += 1
+                emptied.add(os.path.dirname(full))
             except FileNotFoundError:
                 pass
+        if self.local:
+            self._prune_empty_dirs(emptied)
         return removed
 
     def walk(self) -> Iterator[str]:

@@ -126,29 +126,34 @@ def ingest_file(datastore, source: str | Path, relative_path: str | Callable[[],
         if transfer == "move":
             os.unlink(source)
         return IngestedFile(artifact, final, source if transfer == "move" else None, datastore.fs)
-    datastore._ensure_dir(os.path.dirname(final))
-    if os.path.lexists(final):
-        raise DatastoreError(f"refusing to overwrite existing file {final}")
     try:
-        if transfer == "copy":
-            staged = f"{final}.tmp-{uuid.uuid4().hex}"
-            if data is not None and len(data) == size:  # already read for the checksum
-                write_new_file(staged, data)
-            else:
-                shutil.copyfile(source, staged)
-            os.rename(staged, final)
-        elif transfer == "move":
-            os.replace(source, final) if _same_device(source, final) else shutil.move(source, final)
-            return IngestedFile(artifact, final, source)
-        elif transfer == "hardlink":
-            os.link(source, final)
-        elif transfer == "symlink":
-            os.symlink(source, final)
-        else:
-            raise TransferError(f"unknown transfer mode {transfer!r}; use one of {', '.join(TRANSFER_MODES)}")
+        moved = datastore.in_directory_of(final, lambda: _place(source, final, transfer, data, size))
     except OSError as err:
         raise TransferError(f"{transfer} of {source} to {final} failed: {err}") from err
-    return IngestedFile(artifact, final, None)
+    return IngestedFile(artifact, final, source if moved else None)
+
+
+def _place(source: str, final: str, transfer: str, data: bytes | None, size: int) -> bool:
+    """Put ``source`` at the local path ``final`` by ``transfer``; True if it was moved there."""
+    if os.path.lexists(final):
+        raise DatastoreError(f"refusing to overwrite existing file {final}")
+    if transfer == "copy":
+        staged = f"{final}.tmp-{uuid.uuid4().hex}"
+        if data is not None and len(data) == size:  # already read for the checksum
+            write_new_file(staged, data)
+        else:
+            shutil.copyfile(source, staged)
+        os.rename(staged, final)
+    elif transfer == "move":
+        os.replace(source, final) if _same_device(source, final) else shutil.move(source, final)
+        return True
+    elif transfer == "hardlink":
+        os.link(source, final)
+    elif transfer == "symlink":
+        os.symlink(source, final)
+    else:
+        raise TransferError(f"unknown transfer mode {transfer!r}; use one of {', '.join(TRANSFER_MODES)}")
+    return False
 
 
 def _read_for_checksum(source: str, read: bool) -> tuple[int, bytes | None]:
