@@ -362,7 +362,7 @@ def environment() -> dict[str, Any]:
     return {"versions": versions, "host": host}
 
 
-def file_creation_probe(directory: Path, n: int = 500) -> float:
+def file_creation_probe(directory: Path, n: int = 2000) -> float:
     """Microseconds to create (and write 100 bytes to) one new file in ``directory``: the file
     system's floor for every figure that writes files.
 
