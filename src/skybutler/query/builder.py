@@ -224,7 +224,7 @@ def _join_dataset(registry: Registry, ctx: _Context, joins: JoinBuilder, dtype: 
     if calibs and dtype.is_calibration:
         ctx.doomed.append("CALIBRATION collections are searched by find_dataset with a timespan, "
                           "not by query_datasets; they were skipped")
-    tags = registry.schema.tags_table(group).alias("ds_tags")
+    tags = registry.schema.alias(registry.schema.tags_table(group), "ds_tags")
     joins.add(tags, {d: tags.c[d] for d in group.required})
     joins.where += [tags.c.dataset_type_id == type_id,
                     tags.c.collection_id.in_(cids) if len(cids) != 1 else tags.c.collection_id == cids[0],
@@ -233,7 +233,7 @@ def _join_dataset(registry: Registry, ctx: _Context, joins: JoinBuilder, dtype: 
     if all(kinds[c] is CollectionType.RUN for c in cids):
         run_col = tags.c.collection_id
     else:
-        ds = registry.schema.dataset.alias("ds")
+        ds = registry.schema.alias(registry.schema.dataset, "ds")
         joins.from_clause = joins.from_clause.join(ds, ds.c.id == tags.c.dataset_id)
         run_col = ds.c.run_id
     select_cols += [("dataset_id", tags.c.dataset_id), ("run_id", run_col)]
@@ -278,7 +278,7 @@ def _require_dataset(registry: Registry, ctx: _Context, joins: JoinBuilder, dtyp
     cids = ctx.member_ids(dtype)
     if not cids:
         ctx.doomed.append(f"no {dtype.name} datasets in collections {ctx.path}")
-    tags = registry.schema.tags_table(group).alias(f"req_{dtype.name}")
+    tags = registry.schema.alias(registry.schema.tags_table(group), f"req_{dtype.name}")
     cond = [tags.c.dataset_type_id == type_id, tags.c.collection_id.in_(cids)]
     cond += [tags.c[d] == joins.ensure(d) for d in group.required]
     joins.where.append(sa.exists(sa.select(sa.literal(1)).select_from(tags).where(*cond)))

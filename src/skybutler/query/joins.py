@@ -47,7 +47,7 @@ class JoinBuilder:
         element = self.universe[name]
         if element.skypix is not None:
             raise QueryError(f"{name} is a sky-pixel dimension; it has no table to join")
-        table = self.schema.elements[name].alias(f"e_{name}")
+        table = self.schema.alias(self.schema.elements[name], f"e_{name}")
         self.element_tables[name] = table
         # The table's own columns source its requirements (their records exist: foreign
         # keys), so {visit, detector} needs no join of the instrument table.

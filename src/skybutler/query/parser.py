@@ -110,9 +110,17 @@ def parse_expression(text: str | None) -> Node | None:
     """Parse a where-clause; None for empty or blank text (no constraint).
 
     Raises `QueryError` with the expression and the 1-based column of the problem.
+    Trees are immutable, so the last few hundred expressions' trees are kept: a program
+    asking the same question repeatedly parses it once (parsing takes longer than the SQL
+    of a small query).
     """
     if text is None or not text.strip():
         return None
+    return _parse_cached(text)
+
+
+@lru_cache(maxsize=512)
+def _parse_cached(text: str) -> Node:
     shown = re.sub(r"[\r\n\t]", " ", text)
     try:
         tree = _parser().parse(text)

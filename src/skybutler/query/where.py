@@ -329,8 +329,9 @@ class WhereCompiler:
         return sa.tuple_(*self._identity_columns(element_name)).in_(sub)
 
     def _pixels_meet(self, a: str, b: str, system: str, level: int) -> sa.ColumnElement:
-        oa = self.joins.schema.skypix_overlaps[a].alias(f"ov_{a}")
-        ob = self.joins.schema.skypix_overlaps[b].alias(f"ov_{b}")
+        schema = self.joins.schema
+        oa = schema.alias(schema.skypix_overlaps[a], f"ov_{a}")
+        ob = schema.alias(schema.skypix_overlaps[b], f"ov_{b}")
         ea, eb = self.universe[a], self.universe[b]
         cond = [oa.c.skypix_system == system, oa.c.skypix_level == level, ob.c.skypix_system == system,
                 ob.c.skypix_level == level, oa.c.skypix_index == ob.c.skypix_index]

@@ -121,6 +121,16 @@ class RegistrySchema:
             sa.Column("checksum", sa.String(64), nullable=True))
         self._tags: dict[DimensionGroup, sa.Table] = {}
         self._calibs: dict[DimensionGroup, sa.Table] = {}
+        self._aliases: dict[tuple[sa.Table, str], sa.Alias] = {}
+
+    def alias(self, table: sa.Table, name: str) -> sa.Alias:
+        """The alias ``name`` of ``table``, made once and shared by every query that uses it:
+        an alias builds its column collection on first use, which costs about as much as
+        compiling the query."""
+        found = self._aliases.get((table, name))
+        if found is None:
+            found = self._aliases[(table, name)] = table.alias(name)
+        return found
 
     @staticmethod
     def meta_table(schema: str | None, metadata: sa.MetaData | None = None) -> sa.Table:
