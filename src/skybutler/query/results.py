@@ -1,27 +1,31 @@
 """Query results: lazy iteration, counts, ordering, limits, tables, and explanations.
 
-A result object holds a compiled query and runs it only when asked: iterating
-streams rows from the database; ``to_arrow`` builds columns straight from the rows
-with no per-row Python objects; ``count`` and ``any`` run cheap SQL forms of the
-query.  ``limit`` goes into the SQL unless an exact region test has to see the
-rows first.
+A result object holds a compiled query and runs it only when asked.  On SQLite,
+data-ID and dataset results come back as whole columns (see
+``QueryResults._columns_sqlite``): ``to_arrow`` is made of them without per-row
+objects, and iterating builds data IDs and refs from them.  Otherwise rows are read
+in batches and turned into the same columns.  ``count`` and ``any`` run cheap SQL
+forms of the query.  ``limit`` goes into the SQL unless an exact region test has to
+see the rows first (such queries, and records queries, always read rows).
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
-import operator
 import uuid
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from ..dimensions import DataCoordinate, DimensionRecord
-from ..errors import QueryError
+from ..errors import BackendError, QueryError
 from ..models import DatasetRef
 from ..registry import Registry
 from ..dimensions import regions as sky
@@ -57,7 +61,11 @@ class QueryResults:
 
     # -- SQL ------------------------------------------------------------------
 
-    def _statement(self, with_limit: bool = True) -> sa.Select:
+    #: Whether results may be read as whole columns (records need SQLAlchemy's own
+    #: conversions of booleans, regions and timespans).
+    _column_reads = True
+
+    def _statement(self, with_limit: bool = True, plain_ids: bool = True) -> sa.Select:
         stmt = self._built.statement
         if self._order:
             sub = stmt.subquery("q")
@@ -65,19 +73,99 @@ class QueryResults:
             stmt = sa.select(*sub.c).order_by(*keys)
         if with_limit and not self._built.region_filters and self._limit is not None:
             stmt = stmt.limit(self._limit).offset(self._offset or None)
-        if "dataset_id" in self._built.columns:
+        if plain_ids and "dataset_id" in self._built.columns:
             # Dataset IDs as the driver returns them (hex text on SQLite): SQLAlchemy's UUID
             # conversion costs more than the query; the converters make UUIDs where needed.
             sub = stmt.subquery("r")
             stmt = sa.select(*[sa.type_coerce(c, sa.String) if c.key == "dataset_id" else c for c in sub.c])
         return stmt
 
+    def _empty(self) -> bool:
+        """Whether the result is known to be empty without running SQL."""
+        return bool(self._built.doomed) and not self._has_rows_anyway()
+
+    def _output_columns(self) -> list[str]:
+        """The result columns callers see (not the region and collection-rank helpers)."""
+        return [c for c in self._built.columns if not c.startswith("region_") and c != "collection_rank"]
+
+    def _columns_sqlite(self) -> tuple[dict[str, pa.Array], int] | None:
+        """The whole result as Arrow columns, transferred by SQLite one column at a time; or
+        None where this does not apply (another database, an exact region test, an order,
+        columns of unknown type) or the values are not as expected.
+
+        Python's sqlite3 driver makes a tuple and an object per value of every row, which
+        costs several times what SQLite spends answering the query.  Here SQLite
+        concatenates each column into one value (``group_concat``: integers as decimal
+        text, strings as one blob plus their byte lengths, dataset IDs as a blob of 32
+        hex digits each), and numpy cuts those into Arrow arrays: a handful of Python
+        objects per result, whatever its size.  Every aggregate of one SELECT sees the
+        same rows in the same order; the row count is checked against every column, so a
+        NULL (which ``group_concat`` skips) or a malformed value falls back to rows.
+        """
+        if (not self._column_reads or self._built.region_filters or self._order
+                or self._registry.db.dialect != "sqlite"):
+            return None
+        columns = self._output_columns()
+        types = self._arrow_types(columns)
+        if types is None:
+            return None
+        inner = self._statement(plain_ids=False).subquery("r")
+        parts: list[sa.ColumnElement] = [sa.func.count()]
+        for name in columns:
+            col = inner.c[name]
+            if name == "dataset_id":
+                parts.append(sa.cast(sa.func.group_concat(col, ""), sa.LargeBinary))
+            elif pa.types.is_integer(types[name]):
+                parts.append(sa.func.group_concat(col))
+            else:
+                parts += [sa.cast(sa.func.group_concat(col, ""), sa.LargeBinary),
+                          sa.func.group_concat(sa.func.length(sa.cast(col, sa.LargeBinary)))]
+        try:
+            with self._registry.db.reading() as conn:
+                row = conn.execute(sa.select(*parts).select_from(inner)).one()
+        except BackendError:  # e.g. a result too large for one SQLite value: read rows instead
+            return None
+        n, values = row[0], list(row[1:])
+        out: dict[str, pa.Array] = {}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # numpy warns of text it cannot parse
+                for name in columns:
+                    if name == "dataset_id":
+                        out[name] = _fixed_width_strings(values.pop(0), n, 32)
+                    elif pa.types.is_integer(types[name]):
+                        out[name] = _int_column(values.pop(0), n)
+                    else:
+                        out[name] = _string_column(values.pop(0), values.pop(0), n)
+        except (ValueError, DeprecationWarning):
+            return None
+        return out, n
+
+    def _column_batches(self) -> Iterator[tuple[list[Sequence[Any]], int]]:
+        """The result as batches of columns (one sequence per result column) and their row
+        counts, from SQLite's concatenated columns or from SQLAlchemy's rows."""
+        if self._empty():
+            return
+        found = self._columns_sqlite()
+        if found is not None:
+            arrays, n = found
+            index = {c: i for i, c in enumerate(self._built.columns)}
+            for start in range(0, n, _BATCH):
+                columns: list[Sequence[Any]] = [()] * len(self._built.columns)
+                for name, array in arrays.items():
+                    columns[index[name]] = _paused_gc(_pylist, array.slice(start, _BATCH))
+                yield columns, min(_BATCH, n - start)
+            return
+        width = len(self._built.columns)
+        for rows in self._batches():
+            yield (list(zip(*rows)) if rows else [()] * width), len(rows)
+
     def _rows(self) -> Iterator[sa.Row]:
         return itertools.chain.from_iterable(self._batches())
 
     def _batches(self) -> Iterator[list[sa.Row]]:
-        """The result rows, in lists of up to ``_BATCH``."""
-        if self._built.doomed and not self._has_rows_anyway():
+        """The result rows through SQLAlchemy, in lists of up to ``_BATCH``."""
+        if self._empty():
             return
         filters = self._built.region_filters
         with self._registry.db.reading() as conn:
@@ -120,15 +208,20 @@ class QueryResults:
     # -- public ---------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Any]:
+        # Chained lists: no Python frame per result (a generator's yield costs as much as
+        # building a data ID).
+        return itertools.chain.from_iterable(self._converted_batches())
+
+    def _converted_batches(self) -> Iterator[list[Any]]:
         convert = self._converter()
-        for batch in self._batches():
-            yield from _paused_gc(lambda: [convert(row) for row in batch])  # noqa: B023 (called at once)
+        for columns, n in self._column_batches():
+            yield _paused_gc(convert, columns, n)
 
     def count(self) -> int:
         """How many results (SQL count unless an exact region test must see the rows)."""
         if self._built.region_filters or self._limit is not None:
             return sum(1 for _ in self._rows())
-        if self._built.doomed and not self._has_rows_anyway():
+        if self._empty():
             return 0
         with self._registry.db.reading() as conn:
             return conn.execute(sa.select(sa.func.count()).select_from(self._statement().subquery())).scalar_one()
@@ -139,13 +232,35 @@ class QueryResults:
 
     def to_arrow(self) -> pa.Table:
         """The results as an Arrow table (one column per result column), built without per-row objects."""
-        columns = [c for c in self._built.columns if not c.startswith("region_") and c != "collection_rank"]
-        index = [self._built.columns.index(c) for c in columns]
-        rows = self._plain_rows()
-        values = list(zip(*rows)) if rows else []
-        data = {name: values[i] for name, i in zip(columns, index)} if rows else {}
-        table = pa.table(data) if rows else pa.table({c: pa.array([], pa.null()) for c in columns})
+        columns = self._output_columns()
+        types = self._arrow_types(columns)
+        found = None if self._empty() else self._columns_sqlite()
+        if found is not None:
+            table = pa.table(found[0]) if columns else pa.table({})
+        else:
+            rows = [] if self._empty() else self._plain_rows()
+            index = [self._built.columns.index(c) for c in columns]
+            values = list(zip(*rows)) if rows else [()] * len(self._built.columns)
+            data = {c: _paused_gc(_arrow_array, values[i], None if types is None else types[c])
+                    for c, i in zip(columns, index)}
+            table = pa.table(data) if columns else pa.table({})
         return self._decorate_arrow(table)
+
+    def _arrow_types(self, columns: list[str]) -> dict[str, pa.DataType] | None:
+        """The Arrow type of each result column (the same whichever way the rows were read), or
+        None to take the types of the values."""
+        universe = self._registry.universe
+        out = {}
+        for c in columns:
+            if c in ("dataset_id",):
+                out[c] = pa.string()
+            elif c in ("run_id", "collection_rank"):
+                out[c] = pa.int64()
+            elif c in universe.elements and universe[c].key is not None:
+                out[c] = pa.int64() if universe[c].key.type == "int" else pa.string()
+            else:
+                return None
+        return out
 
     def _plain_rows(self) -> list[Any]:
         """All result rows, with dataset IDs as the database returns them (no UUID objects)."""
@@ -182,7 +297,8 @@ class QueryResults:
             reasons.append("the where-clause terms together exclude every row (each alone matches some)")
         return reasons
 
-    def _converter(self):
+    def _converter(self) -> Callable[[list[Sequence[Any]], int], list[Any]]:
+        """A function of (columns, row count) returning the results of those rows."""
         raise NotImplementedError
 
 
@@ -206,37 +322,179 @@ def _paused_gc(function: Any, *args: Any) -> Any:
             gc.enable()
 
 
-def _ref_maker():
+def _uuid_text(ids: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Dataset IDs as 32 hex digits (how SQLite stores them) turned into standard UUID text
+    (8-4-4-4-12), by copying the digits as a fixed-width numpy array of bytes: a tenth of
+    the time of Arrow's string kernels (slices and a join: 2 ms for 5,000 IDs)."""
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    if ids.null_count or not pa.types.is_string(ids.type):
+        return _uuid_text_slow(ids)
+    n = len(ids)
+    offsets = np.frombuffer(ids.buffers()[1], dtype=np.int32, count=n + 1, offset=ids.offset * 4)
+    if n == 0 or not np.all(np.diff(offsets) == 32):
+        return _uuid_text_slow(ids)
+    digits = np.frombuffer(ids.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]].reshape(n, 32)
+    text = np.full((n, 36), ord("-"), dtype=np.uint8)
+    for a, b, at in ((0, 8, 0), (8, 12, 9), (12, 16, 14), (16, 20, 19), (20, 32, 24)):
+        text[:, at:at + b - a] = digits[:, a:b]
+    new_offsets = np.arange(0, 36 * (n + 1), 36, dtype=np.int32)
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(new_offsets), pa.py_buffer(text)])
+
+
+def _uuid_text_slow(ids: pa.Array) -> pa.Array:
+    parts = [pc.utf8_slice_codeunits(ids, a, b) for a, b in ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))]
+    return pc.binary_join_element_wise(*parts, "-")
+
+
+def _int_column(text: str | None, n: int) -> pa.Array:
+    """Integers from SQLite's comma-separated decimal text (``group_concat``)."""
+    values = np.fromstring(text or "", dtype=np.int64, sep=",")  # noqa: NPY201 - text mode is not deprecated
+    if len(values) != n:
+        raise ValueError(f"{len(values)} integers for {n} rows")
+    return pa.array(values, pa.int64())
+
+
+def _string_column(data: bytes | None, lengths: str | None, n: int) -> pa.Array:
+    """Strings from one blob of their UTF-8 bytes and the text of their byte lengths."""
+    sizes = np.fromstring(lengths or "", dtype=np.int64, sep=",")  # noqa: NPY201
+    data = data or b""
+    if len(sizes) != n or int(sizes.sum()) != len(data) or len(data) >= 2**31:
+        raise ValueError("string lengths do not match the data")
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(sizes, out=offsets[1:])
+    array = pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    array.validate(full=True)  # the bytes must be UTF-8 cut at character boundaries
+    return array
+
+
+def _fixed_width_strings(data: bytes | None, n: int, width: int) -> pa.Array:
+    """``n`` strings of ``width`` ASCII characters each, from one blob."""
+    data = data or b""
+    if len(data) != n * width:
+        raise ValueError(f"{len(data)} bytes for {n} values of {width}")
+    offsets = np.arange(0, width * (n + 1), width, dtype=np.int32)
+    array = pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    array.validate(full=True)
+    return array
+
+
+def _pylist(array: pa.Array | pa.ChunkedArray) -> list[Any]:
+    """An Arrow column's values as a Python list (integers through numpy, much faster)."""
+    if pa.types.is_integer(array.type) and array.null_count == 0:
+        return array.to_numpy().tolist()
+    return array.to_pylist()
+
+
+def _arrow_array(values: Sequence[Any], kind: pa.DataType | None) -> pa.Array:
+    if kind is not None and pa.types.is_string(kind) and values and not isinstance(values[0], str):
+        values = [None if v is None else str(v) for v in values]  # UUIDs from PostgreSQL's driver
+    return pa.array(values, kind)
+
+
+# -- building objects from columns ----------------------------------------------------
+
+
+def _checked(fast: Callable[..., Any], slow: Callable[..., Any], args: tuple, same: Callable[[Any, Any], bool]
+             ) -> Callable[..., Any]:
+    """``fast`` if it builds what ``slow`` (the public constructor) builds from ``args``, else ``slow``."""
+    try:
+        return fast if same(fast(*args), slow(*args)) else slow
+    except Exception:  # noqa: BLE001 - any difference means the fast path is not safe here
+        return slow
+
+
+def _uuid_maker() -> Callable[[str], uuid.UUID]:
+    """A constructor of :class:`uuid.UUID` from 32 hex digits (how SQLite stores dataset IDs).
+
+    ``uuid.UUID(hex)`` validates and normalises its text in Python (1 us a call); text the
+    registry wrote needs only the integer, set into the two slots the way ``__setstate__``
+    sets them.  A self-check falls back to the public constructor if the slots differ.
+    """
+    new, cls, unknown = object.__new__, uuid.UUID, uuid.SafeUUID.unknown
+    set_int, set_safe = cls.__dict__["int"].__set__, cls.__dict__["is_safe"].__set__
+
+    def make(text: str) -> uuid.UUID:
+        if len(text) != 32:
+            return cls(text)
+        u = new(cls)
+        set_int(u, int(text, 16))
+        set_safe(u, unknown)
+        return u
+
+    probe = uuid.uuid4()
+    return _checked(make, cls, (probe.hex,), lambda a, b: (a == b and hash(a) == hash(b) and str(a) == str(b)
+                                                           and a.is_safe == b.is_safe and type(a) is type(b)))
+
+
+def _ref_maker() -> Callable[..., DatasetRef]:
     """A constructor of :class:`DatasetRef` from values the registry produced.
 
-    It fills the model's instance state the way ``model_construct`` does, without its
-    per-call field bookkeeping (a third of the time of turning a row into a ref); a
-    self-check against ``DatasetRef.make`` falls back to that if pydantic ever differs.
+    It fills the model's instance state the way ``model_construct`` does, through the
+    slots' own descriptors, without its per-call field bookkeeping (most of the time of
+    turning a row into a ref); a self-check against ``DatasetRef.make`` falls back to
+    that if pydantic ever differs.
     """
-    new, set_attr = object.__new__, object.__setattr__
+    from pydantic import BaseModel
+
+    new, cls = object.__new__, DatasetRef
+    slots = {name: getattr(BaseModel.__dict__.get(name), "__set__", None) for name in (
+        "__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")}
+    if not all(slots.values()):
+        return DatasetRef.make
+    set_dict, set_fields, set_extra, set_private = slots.values()
     fields = frozenset(DatasetRef.model_fields)
 
     def make(id: Any, dtype: Any, data_id: DataCoordinate, run: str) -> DatasetRef:
-        ref = new(DatasetRef)
-        set_attr(ref, "__dict__", {"id": id, "dataset_type": dtype, "data_id": data_id, "run": run,
-                                   "component": None, "artifact": None})
-        set_attr(ref, "__pydantic_fields_set__", set(fields))
-        set_attr(ref, "__pydantic_extra__", None)
-        set_attr(ref, "__pydantic_private__", None)
+        ref = new(cls)
+        set_dict(ref, {"id": id, "dataset_type": dtype, "data_id": data_id, "run": run, "component": None,
+                       "artifact": None})
+        set_fields(ref, set(fields))
+        set_extra(ref, None)
+        set_private(ref, None)
         return ref
 
-    global _REF_MAKER_OK
-    if _REF_MAKER_OK is None:
-        from ..models import DatasetType
+    from ..models import DatasetType
 
-        args = (uuid.uuid4(), DatasetType(name="probe", dimensions=(), storage_class="Dict"), None, "run")
-        a, b = make(*args), DatasetRef.make(*args)
-        _REF_MAKER_OK = all(getattr(a, k, None) == getattr(b, k, None) for k in (
-            "__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__"))
-    return make if _REF_MAKER_OK else DatasetRef.make
+    args = (uuid.uuid4(), DatasetType(name="probe", dimensions=(), storage_class="Dict"), None, "run")
+    state = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+    return _checked(make, DatasetRef.make, args, lambda a, b: type(a) is type(b) and all(
+        getattr(a, k, None) == getattr(b, k, None) for k in state))
 
 
-_REF_MAKER_OK: bool | None = None
+@functools.lru_cache(maxsize=None)
+def _makers() -> tuple[Callable[[str], uuid.UUID], Callable[..., DatasetRef]]:
+    return _uuid_maker(), _ref_maker()
+
+
+@functools.lru_cache(maxsize=256)
+def _rows_builder(names: tuple[str, ...], refs: bool) -> Callable[..., list[Any]]:
+    """A function turning columns into one data ID (or ref) per row.
+
+    ``build(DC, group, n, *columns)`` returns ``[DC(group, {names[0]: v0, ...}) ...]``;
+    with ``refs``, ``build(DC, group, n, make, dtype, ids, runs, *columns)`` returns
+    ``[make(id, dtype, DC(group, {...}), run) ...]``.  The source is generated for the
+    names, as ``collections.namedtuple`` does, so each row's values are a dict display
+    with constant keys in one comprehension: a third less time than ``dict(zip(names,
+    row))`` and a call per row (30,000 data IDs are built in a few milliseconds).
+    """
+    values = [f"v{i}" for i in range(len(names))]
+    columns = [f"c{i}" for i in range(len(names))]
+    display = "{" + ", ".join(f"{name!r}: {v}" for name, v in zip(names, values)) + "}"
+    coordinate = f"DC(group, {display})"
+    head = "DC, group, n" + ("".join(f", {c}" for c in columns) if not refs else
+                             ", make, dtype, ids, runs" + "".join(f", {c}" for c in columns))
+    if refs:
+        loop = f"for id, run{''.join(', ' + v for v in values)} in zip(ids, runs{''.join(', ' + c for c in columns)})"
+        body = f"[make(id, dtype, {coordinate}, run) {loop}]"
+    elif names:
+        target = ", ".join(values) + ("," if len(values) == 1 else "")
+        body = f"[{coordinate} for {target} in zip({', '.join(columns)})]"
+    else:
+        body = "[DC(group, {}) for _ in range(n)]"
+    namespace: dict[str, Any] = {}
+    exec(f"def build({head}):\n    return {body}\n", namespace)  # noqa: S102 - names are repr()-quoted
+    return namespace["build"]
 
 
 class DataIdQueryResults(QueryResults):
@@ -244,15 +502,15 @@ class DataIdQueryResults(QueryResults):
 
     def _converter(self):
         group = self._built.group
-        n = len(group.required)
-        names = list(group.required) + [c for c in self._built.columns if c in group.implied]
-        index = [self._built.columns.index(c) for c in names]
-        if n == 0:
-            return lambda row: DataCoordinate(group, {})
-        values = operator.itemgetter(*index)
-        if len(names) == 1:
-            return lambda row: DataCoordinate(group, {names[0]: values(row)})
-        return lambda row: DataCoordinate(group, dict(zip(names, values(row))))
+        cols = self._built.columns
+        names = tuple(group.required) + tuple(c for c in cols if c in group.implied)
+        index = [cols.index(c) for c in names]
+        build = _rows_builder(names, False)
+
+        def convert(columns: list[Sequence[Any]], n: int) -> list[DataCoordinate]:
+            return build(DataCoordinate, group, n, *[columns[i] for i in index])
+
+        return convert
 
 
 class DatasetQueryResults(QueryResults):
@@ -261,38 +519,33 @@ class DatasetQueryResults(QueryResults):
     def _converter(self):
         dtype = self._built.dataset_type
         group = self._built.group
-        required = group.required
         cols = self._built.columns
-        dims = operator.itemgetter(*[cols.index(d) for d in required])
-        if len(required) == 1:
-            single = dims
-            dims = lambda row: (single(row),)  # noqa: E731
+        index = [cols.index(d) for d in group.required]
         i_id, i_run = cols.index("dataset_id"), cols.index("run_id")
         name_of = self._registry.collections.name_of
         runs: dict[int, str] = {}
-        make = _ref_maker()
+        make_uuid, make_ref = _makers()
+        build = _rows_builder(tuple(group.required), True)
 
-        def convert(row: Any) -> DatasetRef:
-            run = runs.get(row[i_run])
-            if run is None:
-                run = runs[row[i_run]] = name_of(row[i_run])
-            dataset_id = row[i_id]
-            if dataset_id.__class__ is str:
-                dataset_id = uuid.UUID(dataset_id)
-            return make(dataset_id, dtype, DataCoordinate(group, dict(zip(required, dims(row)))), run)
+        def convert(columns: list[Sequence[Any]], n: int) -> list[DatasetRef]:
+            ids = columns[i_id]
+            if n and ids[0].__class__ is str:
+                ids = list(map(make_uuid, ids))
+            run_ids = columns[i_run]
+            for rid in set(run_ids).difference(runs):
+                runs[rid] = name_of(rid)
+            names = list(map(runs.__getitem__, run_ids))
+            return build(DataCoordinate, group, n, make_ref, dtype, ids, names, *[columns[i] for i in index])
 
         return convert
 
     def _decorate_arrow(self, table: pa.Table) -> pa.Table:
-        if table.num_rows == 0:
-            return table
         name_of = self._registry.collections.name_of
         ids = table.column("dataset_id")
-        first = ids[0].as_py()
+        first = ids[0].as_py() if table.num_rows else None
         if isinstance(first, str) and len(first) == 32:  # hex digits, as SQLite stores them
-            parts = [pc.utf8_slice_codeunits(ids, a, b) for a, b in ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))]
-            ids = pc.binary_join_element_wise(*parts, "-")
-        elif not isinstance(first, str):
+            ids = _uuid_text(ids)
+        elif first is not None and not isinstance(first, str):
             ids = pa.array([str(u) for u in ids.to_pylist()], pa.string())
         table = table.set_column(table.schema.get_field_index("dataset_id"), "dataset_id", ids)
         run_ids = table.column("run_id")
@@ -305,9 +558,11 @@ class DatasetQueryResults(QueryResults):
 class DimensionRecordQueryResults(QueryResults):
     """Records of one dimension element."""
 
+    _column_reads = False
+
     def _converter(self):
         store, element, cols = self._registry.dimensions, self._element, self._built.columns
-        return lambda row: store.from_row(element, dict(zip(cols, row)))
+        return lambda columns, n: [store.from_row(element, dict(zip(cols, row))) for row in zip(*columns)]
 
     def __init__(self, registry: Registry, built: BuiltQuery, element: str = "", **kwargs: Any):
         super().__init__(registry, built, **kwargs)
