@@ -12,7 +12,6 @@ see the rows first (such queries, and records queries, always read rows).
 from __future__ import annotations
 
 import functools
-import gc
 import itertools
 import uuid
 import warnings
@@ -24,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
+from ..batching import gc_paused
 from ..dimensions import DataCoordinate, DimensionRecord
 from ..errors import BackendError, QueryError
 from ..models import DatasetRef
@@ -306,20 +306,10 @@ _BATCH = 10_000
 
 
 def _paused_gc(function: Any, *args: Any) -> Any:
-    """Call ``function`` with the cyclic garbage collector paused.
-
-    Fetching and converting rows makes only acyclic objects (rows, refs, data IDs,
-    dicts), but so many that the collector would run full passes over the whole heap
-    several times per batch (a 16,700-row fetch took 30 ms paused, 100-300 ms not).  It
-    is paused only around such work, never while a caller's code runs between yields.
-    """
-    paused = gc.isenabled()
-    gc.disable()
-    try:
+    """Call ``function`` with the cyclic garbage collector paused (see :mod:`skybutler.batching`):
+    only around fetching and converting, never while a caller's code runs between yields."""
+    with gc_paused():
         return function(*args)
-    finally:
-        if paused:
-            gc.enable()
 
 
 def _uuid_text(ids: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -427,44 +417,9 @@ def _uuid_maker() -> Callable[[str], uuid.UUID]:
                                                            and a.is_safe == b.is_safe and type(a) is type(b)))
 
 
-def _ref_maker() -> Callable[..., DatasetRef]:
-    """A constructor of :class:`DatasetRef` from values the registry produced.
-
-    It fills the model's instance state the way ``model_construct`` does, through the
-    slots' own descriptors, without its per-call field bookkeeping (most of the time of
-    turning a row into a ref); a self-check against ``DatasetRef.make`` falls back to
-    that if pydantic ever differs.
-    """
-    from pydantic import BaseModel
-
-    new, cls = object.__new__, DatasetRef
-    slots = {name: getattr(BaseModel.__dict__.get(name), "__set__", None) for name in (
-        "__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")}
-    if not all(slots.values()):
-        return DatasetRef.make
-    set_dict, set_fields, set_extra, set_private = slots.values()
-    fields = frozenset(DatasetRef.model_fields)
-
-    def make(id: Any, dtype: Any, data_id: DataCoordinate, run: str) -> DatasetRef:
-        ref = new(cls)
-        set_dict(ref, {"id": id, "dataset_type": dtype, "data_id": data_id, "run": run, "component": None,
-                       "artifact": None})
-        set_fields(ref, set(fields))
-        set_extra(ref, None)
-        set_private(ref, None)
-        return ref
-
-    from ..models import DatasetType
-
-    args = (uuid.uuid4(), DatasetType(name="probe", dimensions=(), storage_class="Dict"), None, "run")
-    state = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
-    return _checked(make, DatasetRef.make, args, lambda a, b: type(a) is type(b) and all(
-        getattr(a, k, None) == getattr(b, k, None) for k in state))
-
-
 @functools.lru_cache(maxsize=None)
 def _makers() -> tuple[Callable[[str], uuid.UUID], Callable[..., DatasetRef]]:
-    return _uuid_maker(), _ref_maker()
+    return _uuid_maker(), DatasetRef.make
 
 
 @functools.lru_cache(maxsize=256)
