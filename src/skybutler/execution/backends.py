@@ -20,12 +20,9 @@ from .quantum_runner import close_states, run_quantum, state_for
 class WorkerDied(Exception):
     """The process running a quantum died without reporting (killed, out of memory, os._exit).
 
-    ``final``: the backend already retried it (Dask does), so the scheduler should not.
+    The scheduler retries such a quantum once, alone, so that only a quantum that kills
+    its worker by itself is failed, not the others that shared the worker with it.
     """
-
-    def __init__(self, message: str, final: bool = False):
-        super().__init__(message)
-        self.final = final
 
 
 Finished = list[tuple[int, Any]]
@@ -190,8 +187,11 @@ class DaskBackend(Backend):
             try:
                 out.append((index, future.result()))
             except self._distributed.KilledWorker:
+                # Dask also counts the deaths of a worker against the other quanta queued on it,
+                # so one quantum that kills its worker can take others with it: the scheduler
+                # retries each alone, and only the culprit dies again.
                 out.append((index, WorkerDied("its worker process died on every attempt Dask allowed "
-                                              "(distributed.scheduler.allowed-failures)", final=True)))
+                                              "(distributed.scheduler.allowed-failures)")))
             except Exception as err:  # noqa: BLE001 - lost connections etc. fail the quantum
                 out.append((index, WorkerDied(f"{type(err).__name__}: {err}")))
         return out

@@ -82,7 +82,7 @@ class Scheduler:
                         in_flight -= 1
                         if isinstance(result, WorkerDied):
                             deaths[index] = deaths.get(index, 0) + 1
-                            if deaths[index] < 2 and not result.final:
+                            if deaths[index] < 2:
                                 suspects.append(index)
                                 continue
                             retried = " (also when retried alone)" if deaths[index] > 1 else ""
