@@ -235,9 +235,6 @@ class Butler:
             raise CollectionError(f"RUN {run!r} was removed by another client after this butler last wrote to "
                                   f"it; nothing was written (write again to create the RUN anew)") from err
 
-    def _new_id(self, dtype: DatasetType, data_id: DataCoordinate, id_mode: IdMode) -> uuid.UUID:
-        return self._new_ids(dtype, [data_id], id_mode)[0]
-
     def _new_ids(self, dtype: DatasetType, data_ids: Sequence[DataCoordinate], id_mode: IdMode) -> list[uuid.UUID]:
         if id_mode == "deterministic":
             return [deterministic_dataset_id(dtype.name, d) for d in data_ids]
