@@ -61,6 +61,9 @@ class BuiltQuery:
     #: Labels identifying one result, when rows must be de-duplicated after the exact
     #: region filters (the joins multiply rows and region columns keep them apart in SQL).
     unique_by: list[str] | None = None
+    #: Result columns whose value the query fixes (the RUN, when one RUN is searched):
+    #: reading results as columns need not transfer them.
+    constants: dict[str, Any] = field(default_factory=dict)
 
 
 def _parse(spec: QuerySpec) -> tuple[ex.Node | None, dict[str, sphgeom.Region]]:
@@ -101,6 +104,8 @@ class _Context:
         self.ids = [registry.collections.lookup(c) for c in self.path]
         #: The dataset_id column of the queried dataset type's rows (query_datasets only).
         self.row_dataset_id: sa.ColumnElement | None = None
+        #: Result columns with one value in every row (see ``BuiltQuery.constants``).
+        self.constants: dict[str, Any] = {}
 
     def member_ids(self, dtype: DatasetType) -> list[int]:
         """IDs of the RUN/TAGGED collections in the path that hold any dataset of ``dtype``."""
@@ -206,7 +211,7 @@ def build(registry: Registry, spec: QuerySpec) -> BuiltQuery:
             unique_by.append("dataset_id")
     base = sa.select(sa.literal(1)).select_from(joins.select_from()).where(*joins.where)
     return BuiltQuery(stmt, output_group, labels, compiled.region_filters, dtype, ctx.doomed,
-                      tree, compiled.terms, base, unique_by)
+                      tree, compiled.terms, base, unique_by, ctx.constants)
 
 
 def _join_dataset(registry: Registry, ctx: _Context, joins: JoinBuilder, dtype: DatasetType, spec: QuerySpec,
@@ -232,6 +237,8 @@ def _join_dataset(registry: Registry, ctx: _Context, joins: JoinBuilder, dtype: 
     kinds = {cid: kind for cid, kind in ctx.ids}
     if all(kinds[c] is CollectionType.RUN for c in cids):
         run_col = tags.c.collection_id
+        if len(cids) == 1:
+            ctx.constants["run_id"] = cids[0]
     else:
         ds = registry.schema.alias(registry.schema.dataset, "ds")
         joins.from_clause = joins.from_clause.join(ds, ds.c.id == tags.c.dataset_id)

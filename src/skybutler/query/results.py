@@ -77,7 +77,7 @@ class QueryResults:
             # Dataset IDs as the driver returns them (hex text on SQLite): SQLAlchemy's UUID
             # conversion costs more than the query; the converters make UUIDs where needed.
             sub = stmt.subquery("r")
-            stmt = sa.select(*[sa.type_coerce(c, sa.String) if c.key == "dataset_id" else c for c in sub.c])
+            stmt = sa.select(*[sa.type_coerce(c, _TEXT) if c.key == "dataset_id" else c for c in sub.c])
         return stmt
 
     def _empty(self) -> bool:
@@ -96,11 +96,15 @@ class QueryResults:
         Python's sqlite3 driver makes a tuple and an object per value of every row, which
         costs several times what SQLite spends answering the query.  Here SQLite
         concatenates each column into one value (``group_concat``: integers as decimal
-        text, strings as one blob plus their byte lengths, dataset IDs as a blob of 32
-        hex digits each), and numpy cuts those into Arrow arrays: a handful of Python
-        objects per result, whatever its size.  Every aggregate of one SELECT sees the
-        same rows in the same order; the row count is checked against every column, so a
-        NULL (which ``group_concat`` skips) or a malformed value falls back to rows.
+        text, strings joined by an ASCII unit separator, dataset IDs as a blob of 32 hex
+        digits each), and numpy cuts those into Arrow arrays: a handful of Python objects
+        per result, whatever its size.  Every aggregate of one SELECT sees the same rows in
+        the same order.  Each aggregate costs SQLite about 40 ns a row, so there is one per
+        column, and none for a column the query fixes (``BuiltQuery.constants``).  The
+        columns are dimension keys (NOT NULL in their tables, inner-joined), dataset IDs
+        and RUNs; the row count is checked against every column all the same, so a NULL
+        (which ``group_concat`` skips), a string holding the separator or a malformed
+        value falls back to rows.
         """
         if (not self._column_reads or self._built.region_filters or self._order
                 or self._registry.db.dialect != "sqlite"):
@@ -109,34 +113,44 @@ class QueryResults:
         types = self._arrow_types(columns)
         if types is None:
             return None
-        inner = self._statement(plain_ids=False).subquery("r")
+        constants = self._built.constants
+        stmt = self._statement(plain_ids=False)
+        # Aggregates over the statement's own FROM and WHERE where nothing applies after them;
+        # else over the statement as a subquery.
+        flat = not (stmt._distinct or stmt._group_by_clauses or stmt._order_by_clauses
+                    or stmt._limit_clause is not None or stmt._offset_clause is not None)
+        inner = None if flat else stmt.subquery("r")
+        source = stmt.selected_columns if inner is None else inner.c
         parts: list[sa.ColumnElement] = [sa.func.count()]
-        for name in columns:
-            col = inner.c[name]
+        for name in (c for c in columns if c not in constants):
+            col = source[name]
             if name == "dataset_id":
-                parts.append(sa.cast(sa.func.group_concat(col, ""), sa.LargeBinary))
+                parts.append(sa.cast(sa.func.group_concat(col, ""), _BLOB))
             elif pa.types.is_integer(types[name]):
                 parts.append(sa.func.group_concat(col))
             else:
-                parts += [sa.cast(sa.func.group_concat(col, ""), sa.LargeBinary),
-                          sa.func.group_concat(sa.func.length(sa.cast(col, sa.LargeBinary)))]
+                parts.append(sa.cast(sa.func.group_concat(col, _SEPARATOR), _BLOB))
         try:
             with self._registry.db.reading() as conn:
-                row = conn.execute(sa.select(*parts).select_from(inner)).one()
+                aggregate = (stmt.with_only_columns(*parts, maintain_column_froms=True) if inner is None
+                             else sa.select(*parts).select_from(inner))
+                row = conn.execute(aggregate).one()
         except BackendError:  # e.g. a result too large for one SQLite value: read rows instead
             return None
-        n, values = row[0], list(row[1:])
+        n, values = row[0], iter(row[1:])
         out: dict[str, pa.Array] = {}
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error")  # numpy warns of text it cannot parse
                 for name in columns:
-                    if name == "dataset_id":
-                        out[name] = _fixed_width_strings(values.pop(0), n, 32)
+                    if name in constants:
+                        out[name] = pa.repeat(pa.scalar(constants[name], types[name]), n)
+                    elif name == "dataset_id":
+                        out[name] = _fixed_width_strings(next(values), n, 32)
                     elif pa.types.is_integer(types[name]):
-                        out[name] = _int_column(values.pop(0), n)
+                        out[name] = _int_column(next(values), n)
                     else:
-                        out[name] = _string_column(values.pop(0), values.pop(0), n)
+                        out[name] = _string_column(next(values), n)
         except (ValueError, DeprecationWarning):
             return None
         return out, n
@@ -304,6 +318,15 @@ class QueryResults:
 
 _BATCH = 10_000
 
+#: Shared type instances: SQLAlchemy memoizes a type's part of the statement cache key
+#: on the instance, and works it out afresh (0.4 ms) for every new one.
+_BLOB = sa.LargeBinary()
+_TEXT = sa.String()
+#: Joins a string column's values in ``group_concat``: the ASCII unit separator, which names
+#: do not hold (a value holding it sends the query down the row path).
+_SEPARATOR = "\x1f"
+
+
 
 def _paused_gc(function: Any, *args: Any) -> Any:
     """Call ``function`` with the cyclic garbage collector paused (see :mod:`skybutler.batching`):
@@ -345,15 +368,23 @@ def _int_column(text: str | None, n: int) -> pa.Array:
     return pa.array(values, pa.int64())
 
 
-def _string_column(data: bytes | None, lengths: str | None, n: int) -> pa.Array:
-    """Strings from one blob of their UTF-8 bytes and the text of their byte lengths."""
-    sizes = np.fromstring(lengths or "", dtype=np.int64, sep=",")  # noqa: NPY201
-    data = data or b""
-    if len(sizes) != n or int(sizes.sum()) != len(data) or len(data) >= 2**31:
-        raise ValueError("string lengths do not match the data")
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(sizes, out=offsets[1:])
-    array = pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+def _string_column(data: bytes | None, n: int) -> pa.Array:
+    """Strings from one blob of their UTF-8 bytes joined by ``_SEPARATOR``: numpy finds the
+    separators, drops them, and the string offsets follow."""
+    raw = np.frombuffer(data or b"", dtype=np.uint8)
+    if n == 0:
+        if len(raw):
+            raise ValueError("text for no rows")
+        return pa.array([], pa.string())
+    cuts = np.flatnonzero(raw == ord(_SEPARATOR))
+    if len(cuts) != n - 1 or len(raw) - (n - 1) >= 2**31:
+        raise ValueError(f"{len(cuts) + 1} strings for {n} rows")
+    offsets = np.empty(n + 1, dtype=np.int32)
+    offsets[0] = 0
+    offsets[1:-1] = cuts - np.arange(n - 1)  # each value's start, less the separators before it
+    offsets[-1] = len(raw) - (n - 1)
+    kept = np.delete(raw, cuts) if n > 1 else raw
+    array = pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(kept)])
     array.validate(full=True)  # the bytes must be UTF-8 cut at character boundaries
     return array
 
