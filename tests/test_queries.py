@@ -416,8 +416,8 @@ def test_tables(repo):
 
 def test_refs_from_queries_are_ordinary_refs(repo):
     ref = next(iter(repo.query_datasets("metrics", collections="chain", where="visit = 1 AND detector = 2")))
-    made = DatasetRef.make(ref.id, ref.dataset_type, ref.data_id, ref.run)
-    assert ref == made and hash(ref) == hash(made) and ref.model_dump() == made.model_dump()
+    made = DatasetRef(ref.id, ref.dataset_type, ref.data_id, ref.run)
+    assert ref == made and hash(ref) == hash(made) and repr(ref) == repr(made) and str(ref) == str(made)
     assert repo.get(ref) == {f"k{i}": i for i in range(3)}
     assert ref.with_artifact(None).run == "run/a"
     records = list(repo.query_dimension_records("visit", where="visit = 2"))

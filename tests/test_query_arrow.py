@@ -174,11 +174,14 @@ def test_uuid_text_from_hex_digits():
     assert results_module._uuid_text(sliced).to_pylist() == [str(u) for u in ids[3:7]]
 
 
-def test_fast_constructors_build_what_the_public_ones_build():
-    make_uuid, make_ref = results_module._makers()
-    u = uuid.uuid4()
-    made = make_uuid(u.hex)
-    assert made == u and hash(made) == hash(u) and str(made) == str(u) and made.is_safe == u.is_safe
-    assert make_uuid(str(u)) == u  # other spellings go through uuid.UUID
+def test_fast_uuids_are_the_public_constructors_uuids():
+    ids = [uuid.uuid4() for _ in range(5)]
+    made = results_module._uuids([u.hex for u in ids])
+    assert made == ids and [hash(m) for m in made] == [hash(u) for u in ids]
+    assert all(type(m) is uuid.UUID and str(m) == str(u) and m.is_safe == u.is_safe for m, u in zip(made, ids))
+    assert results_module._uuids([str(u) for u in ids]) == ids  # other spellings go through uuid.UUID
+    assert results_module._uuids(ids) == ids and results_module._uuids([]) == []
     with pytest.raises(ValueError):
-        make_uuid("not a uuid")
+        results_module._uuids(["not a uuid"])
+    with pytest.raises(ValueError):
+        results_module._uuids(["z" * 32])

@@ -268,7 +268,7 @@ class Butler:
             return []
         full = self.registry.dimensions.expand_many(coordinates)
         new_ids = list(ids) if ids is not None else self._new_ids(dtype, full, id_mode)
-        refs = [DatasetRef.make(i, dtype, d, run) for i, d in zip(new_ids, full)]
+        refs = [DatasetRef(i, dtype, d, run) for i, d in zip(new_ids, full)]
         pending = []
         try:
             pending = self.datastore.prepare_many(refs, objects, storage_class.default_formatter)
@@ -321,7 +321,7 @@ class Butler:
             paths.append(path)
             coordinates.append(self._standardize(group, data_id, {}))
         full = self.registry.dimensions.expand_many(coordinates)
-        entries = [(p, DatasetRef.make(i, dtype, d, run))
+        entries = [(p, DatasetRef(i, dtype, d, run))
                    for p, i, d in zip(paths, self._new_ids(dtype, full, id_mode), full)]
         if skip_existing and self.registry.collections.exists(run):
             found = self.registry.datasets.find_many(dtype, [r.data_id for _, r in entries], [run])

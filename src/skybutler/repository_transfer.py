@@ -134,7 +134,7 @@ def ingest_with_ids(butler: Butler, entries: list[tuple[Path, dict[str, Any]]], 
         dtype = butler.get_dataset_type(d["type"])
         data_id = butler.registry.dimensions.expand(DataCoordinate.standardize(dtype.group(butler.universe),
                                                                                d["data_id"]))
-        groups[(d["type"], d["run"])].append((path, DatasetRef.make(dataset_id, dtype, data_id, d["run"]),
+        groups[(d["type"], d["run"])].append((path, DatasetRef(dataset_id, dtype, data_id, d["run"]),
                                               d["formatter"]))
     done = []
     try:

@@ -111,8 +111,7 @@ class FileDatastore:
 
     def relative_path(self, ref: DatasetRef, extension: str) -> str:
         template = self._templates.get(ref.dataset_type.name, self._default_template)
-        fields = template_fields(ref.run, ref.dataset_type.name, ref.data_id, ref.data_id.group.required,
-                                 ref.component)
+        fields = template_fields(ref.run, ref.dataset_type.name, ref.data_id, ref.data_id.group.required)
         return template.format(fields) + extension
 
     def full_path(self, path: str) -> str:

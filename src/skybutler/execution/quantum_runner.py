@@ -161,7 +161,7 @@ def _remove_orphans(state: WorkerState, items: dict[str, list[tuple[Any, DataCoo
         found = butler.registry.datasets.find_many(dtype, [coord for _, coord, _ in entries], [state.job.run])
         for _, coord, _ in entries:
             if coord not in found:
-                ref = DatasetRef.make(uuid.uuid4(), dtype, butler.registry.dimensions.expand(coord), state.job.run)
+                ref = DatasetRef(uuid.uuid4(), dtype, butler.registry.dimensions.expand(coord), state.job.run)
                 paths.append(butler.datastore.relative_path(ref, extension))
     return butler.datastore.remove_paths(paths)
 
@@ -207,7 +207,7 @@ def _resolve_inputs(state: WorkerState, payload: dict[str, Any], record: Quantum
             if artifact is None:
                 missing.append(f"{conn!r} ({dtype}@{dict(data_id.required)})")
                 continue
-            refs.append(DatasetRef.make(ident, state.butler.get_dataset_type(dtype), data_id, state.job.run,
+            refs.append(DatasetRef(ident, state.butler.get_dataset_type(dtype), data_id, state.job.run,
                                         artifact))
     if missing:
         raise QuantumFailure(f"input {', '.join(missing[:5])}{' and more' if len(missing) > 5 else ''} "

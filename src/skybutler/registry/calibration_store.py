@@ -127,7 +127,7 @@ class CalibrationStore:
                 f"{dtype.name} for {data_id.required}: {len(best)} calibrations are valid over {timespan} in "
                 f"{self.collections.name_of(best[0][0])!r}; give a narrower timespan")
         row = best[0]
-        return best_rank, DatasetRef.make(row[1], dtype, data_id.subset(group), self.collections.name_of(row[2]))
+        return best_rank, DatasetRef(row[1], dtype, data_id.subset(group), self.collections.name_of(row[2]))
 
     def validity(self, collection: str, dataset_type: str) -> list[tuple[DatasetRef, Timespan]]:
         """Every certified (ref, validity) of a type in a CALIBRATION collection."""
@@ -140,7 +140,7 @@ class CalibrationStore:
             rows = conn.execute(sa.select(table, ds.c.run_id).join(ds, ds.c.id == table.c.dataset_id).where(
                 table.c.collection_id == cid, table.c.dataset_type_id == type_id)
                 .order_by(table.c.validity_begin)).mappings().all()
-        return [(DatasetRef.make(r["dataset_id"], dtype,
+        return [(DatasetRef(r["dataset_id"], dtype,
                                  DataCoordinate.from_required(group, tuple(r[d] for d in group.required)),
                                  self.collections.name_of(r["run_id"])),
                  Timespan.from_ns(r["validity_begin"], r["validity_end"])) for r in rows]

@@ -72,7 +72,7 @@ class DatasetStore:
                 insert_rows(conn, self.schema.location, _LOCATION_COLUMNS,
                             [(i, a.path, a.formatter, a.size, a.checksum)
                              for i, a in zip(db_ids, artifacts) if a is not None])
-        return [DatasetRef.make(i, dtype, d, run, a) for i, d, a in
+        return [DatasetRef(i, dtype, d, run, a) for i, d, a in
                 zip(ids, data_ids, artifacts or [None] * len(ids))]
 
     def insert_bulk(self, dtype: DatasetType, run: str, values: Iterable[Sequence[Any]], *,
@@ -170,7 +170,7 @@ class DatasetStore:
         row = min(rows, key=lambda r: rank[r[0]])
         artifact = None if row[3] is None else StoredArtifact(path=row[3], formatter=row[4], size=row[5],
                                                                checksum=row[6])
-        return rank[row[0]], DatasetRef.make(row[1], dtype, data_id.subset(group), self.collections.name_of(row[2]),
+        return rank[row[0]], DatasetRef(row[1], dtype, data_id.subset(group), self.collections.name_of(row[2]),
                                              artifact)
 
     def find_many(self, dtype: DatasetType, data_ids: Sequence[DataCoordinate], collections: Sequence[str]
@@ -196,7 +196,7 @@ class DatasetStore:
                     key = tuple(row[3:])
                     if key not in best or rank[row[0]] < best[key][0]:
                         best[key] = (rank[row[0]], row)
-        return {wanted[k]: DatasetRef.make(row[1], dtype, wanted[k], self.collections.name_of(row[2]))
+        return {wanted[k]: DatasetRef(row[1], dtype, wanted[k], self.collections.name_of(row[2]))
                 for k, (_, row) in best.items()}
 
     def artifacts(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, StoredArtifact]:
@@ -243,7 +243,7 @@ class DatasetStore:
                             .join(ds, sa.and_(ds.c.id == tags.c.dataset_id, ds.c.run_id == tags.c.collection_id))
                             .where(tags.c.dataset_id.in_(type_ids[start:start + 500])))
                     for row in conn.execute(stmt):
-                        refs.append(DatasetRef.make(row[0], dtype, DataCoordinate.from_required(group, tuple(row[2:])),
+                        refs.append(DatasetRef(row[0], dtype, DataCoordinate.from_required(group, tuple(row[2:])),
                                                     self.collections.name_of(row[1])))
         found = self.artifacts(r.id for r in refs)
         return [r.with_artifact(found.get(r.id)) for r in refs]
