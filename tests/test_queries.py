@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from pathlib import Path
 
 import lsst.sphgeom as sphgeom
@@ -189,6 +190,35 @@ def test_find_first_through_a_chain(repo):
     assert all(run == "run/a" for _, _, run in reversed_chain)
     assert refs_of(repo.query_datasets("metrics", collections="chain", where="visit = 3 AND detector = 0")) == [
         (3, 0, "run/b")]
+
+
+@pytest.mark.parametrize("where, hinted, expected", [
+    ("visit > 1 AND visit <= 3 AND detector IN (1..2)", True, [(2, 1), (2, 2), (3, 1), (3, 2)]),
+    ("3 >= visit AND 1 < visit AND detector = 0", True, [(2, 0), (3, 0)]),
+    ("visit > 2 AND detector > 2", True, [(3, 3)]),
+    ("visit.id >= 2 AND visit < 3 AND detector != 3", False, [(2, 0), (2, 1), (2, 2)]),
+    ("visit > 1 AND (detector = 0 OR detector = 1)", False, [(2, 0), (2, 1), (3, 0), (3, 1)]),
+    ("visit > 1 AND visit < 3 OR detector = 9", False, [(2, d) for d in range(N_DETECTORS)]),
+])
+def test_bounded_keys_seek_their_dimension_table_with_the_same_answer(repo, where, hinted, expected, monkeypatch):
+    """A bound on visit, with detector constrained by = , IN or a bound, adds ``visit IN
+    (SELECT id FROM visit WHERE <the bounds>)`` so that SQLite seeks each visit (anything
+    else, a bound alone included, keeps the range scan): the answer must not change."""
+    from skybutler.query import builder
+
+    results = repo.query_datasets("metrics", collections="run/a", where=where)
+    assert seeks_visits(results) == hinted
+    assert sorted((r.data_id["visit"], r.data_id["detector"]) for r in results) == expected
+    monkeypatch.setattr(builder, "_seek_hints", lambda *args: [])
+    plain = repo.query_datasets("metrics", collections="run/a", where=where)
+    assert not seeks_visits(plain)
+    assert sorted((r.data_id["visit"], r.data_id["detector"]) for r in plain) == expected
+
+
+def seeks_visits(results) -> bool:
+    """Whether the statement selects from the visit table itself (the seek hint; the query's
+    own joins use aliases)."""
+    return re.search(r"FROM (\w+\.)?visit\s", str(results._built.statement)) is not None
 
 
 def test_data_ids_constrained_by_datasets(repo):
