@@ -8,6 +8,8 @@ import uuid
 
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 import sqlalchemy as sa
 from conftest import STACKS, populate, stack_locations
 
@@ -164,6 +166,19 @@ def test_string_columns_keep_any_text(tmp_path, names, as_columns):
     assert sorted(zip(table.column("instrument").to_pylist(), table.column("detector").to_pylist())) == expected
     assert sorted((d["instrument"], d["detector"]) for d in results) == expected
     butler.close()
+
+
+@given(st.lists(st.text(st.characters(blacklist_characters="\x1f", blacklist_categories=("Cs",))), min_size=1))
+def test_string_columns_decode_what_sqlite_joined(values):
+    """Whatever the strings (one width or many, empty, non-ASCII), cutting SQLite's joined
+    text gives them back; a blob with a separator too many or too few is refused."""
+    data = "\x1f".join(values).encode()
+    column = results_module._string_column(data, len(values))
+    assert column.type == pa.string() and column.to_pylist() == values
+    for wrong in (len(values) + 1, len(values) - 1):
+        if wrong > 0:
+            with pytest.raises(ValueError):
+                results_module._string_column(data, wrong)
 
 
 def test_uuid_text_from_hex_digits():

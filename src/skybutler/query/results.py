@@ -370,23 +370,37 @@ def _int_column(text: str | None, n: int) -> pa.Array:
 
 
 def _string_column(data: bytes | None, n: int) -> pa.Array:
-    """Strings from one blob of their UTF-8 bytes joined by ``_SEPARATOR``: numpy finds the
-    separators, drops them, and the string offsets follow."""
-    raw = np.frombuffer(data or b"", dtype=np.uint8)
+    """Strings from one blob of their UTF-8 bytes joined by ``_SEPARATOR``.
+
+    Dimension names are mostly of one width in a result (one instrument, bands of one
+    letter): then the blob is an ``n x (width + 1)`` matrix whose last column is the
+    separators, dropped by one strided copy.  Otherwise numpy finds the separators and
+    compacts the bytes around them (several times slower).
+    """
     if n == 0:
-        if len(raw):
+        if data:
             raise ValueError("text for no rows")
         return pa.array([], pa.string())
-    cuts = np.flatnonzero(raw == ord(_SEPARATOR))
-    if len(cuts) != n - 1 or len(raw) - (n - 1) >= 2**31:
-        raise ValueError(f"{len(cuts) + 1} strings for {n} rows")
-    offsets = np.empty(n + 1, dtype=np.int32)
-    offsets[0] = 0
-    offsets[1:-1] = cuts - np.arange(n - 1)  # each value's start, less the separators before it
-    offsets[-1] = len(raw) - (n - 1)
-    kept = np.delete(raw, cuts) if n > 1 else raw
+    data = data or b""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    separators = raw == ord(_SEPARATOR)
+    if np.count_nonzero(separators) != n - 1 or len(raw) - (n - 1) >= 2**31:
+        raise ValueError(f"{np.count_nonzero(separators) + 1} strings for {n} rows")
+    step, rest = divmod(len(raw) + 1, n)
+    rows = np.frombuffer(data + _SEPARATOR.encode(), dtype=np.uint8).reshape(n, step) if rest == 0 else None
+    if rows is not None and np.all(rows[:, -1] == ord(_SEPARATOR)):  # n - 1 separators, all at row ends
+        kept = np.ascontiguousarray(rows[:, :-1])
+        offsets = np.arange(n + 1, dtype=np.int32) * (step - 1)
+    else:
+        cuts = np.flatnonzero(separators)
+        offsets = np.empty(n + 1, dtype=np.int32)
+        offsets[0] = 0
+        offsets[1:-1] = cuts - np.arange(n - 1)  # each value's start, less the separators before it
+        offsets[-1] = len(raw) - (n - 1)
+        kept = np.delete(raw, cuts)
     array = pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(kept)])
-    array.validate(full=True)  # the bytes must be UTF-8 cut at character boundaries
+    if kept.size and kept.max() >= 0x80:  # ASCII is UTF-8; anything else must be cut at character boundaries
+        array.validate(full=True)
     return array
 
 
@@ -447,7 +461,7 @@ def _uuids(ids: Sequence[Any]) -> list[uuid.UUID]:
     """
     if not ids or ids[0].__class__ is uuid.UUID:
         return list(ids)
-    if _UUID_SLOTS is None or not all(len(text) == 32 for text in ids):
+    if _UUID_SLOTS is None or set(map(len, ids)) != {32}:
         return list(map(uuid.UUID, ids))
     set_int, set_safe = _UUID_SLOTS
     out = list(map(object.__new__, itertools.repeat(uuid.UUID, len(ids))))
