@@ -543,10 +543,13 @@ class DatasetQueryResults(QueryResults):
         elif first is not None and not isinstance(first, str):
             ids = pa.array([str(u) for u in ids.to_pylist()], pa.string())
         table = table.set_column(table.schema.get_field_index("dataset_id"), "dataset_id", ids)
-        run_ids = table.column("run_id")
-        unique = pc.unique(run_ids)
-        names = pa.array([name_of(c) for c in unique.to_pylist()], pa.string())
-        run = names.take(pc.index_in(run_ids, value_set=unique))
+        fixed = self._built.constants.get("run_id")
+        if fixed is not None:  # one RUN searched: no need to look at the column
+            run = pa.repeat(pa.scalar(name_of(fixed), pa.string()), table.num_rows)
+        else:
+            encoded = pc.dictionary_encode(table.column("run_id")).combine_chunks()
+            names = pa.array([name_of(c) for c in encoded.dictionary.to_pylist()], pa.string())
+            run = names.take(encoded.indices)
         return table.set_column(table.schema.get_field_index("run_id"), "run", run)
 
 
