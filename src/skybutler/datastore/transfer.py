@@ -18,7 +18,7 @@ from pathlib import Path
 from ..errors import DatastoreError, TransferError
 from ..models import StoredArtifact
 from .checksums import checksum
-from .local_files import read_all, write_new_file
+from .local_files import read_all, rename_no_replace, write_new_file
 
 TRANSFER_MODES = ("copy", "move", "hardlink", "symlink", "direct", "auto")
 #: Threads that place the files of one batch at once into an object store, where each
@@ -134,23 +134,39 @@ def ingest_file(datastore, source: str | Path, relative_path: str | Callable[[],
 
 
 def _place(source: str, final: str, transfer: str, data: bytes | None, size: int) -> bool:
-    """Put ``source`` at the local path ``final`` by ``transfer``; True if it was moved there."""
-    if os.path.lexists(final):
-        raise DatastoreError(f"refusing to overwrite existing file {final}")
+    """Put ``source`` at the local path ``final`` by ``transfer``; True if it was moved there.
+
+    An existing file at ``final`` is never replaced: copies and same-device moves end in
+    one no-clobber rename (no window between a check and the rename), links fail on
+    their own, and a cross-device move checks first."""
+    refusal = DatastoreError(f"refusing to overwrite existing file {final}")
     if transfer == "copy":
         staged = f"{final}.tmp-{uuid.uuid4().hex}"
         if data is not None and len(data) == size:  # already read for the checksum
             write_new_file(staged, data)
         else:
             shutil.copyfile(source, staged)
-        os.rename(staged, final)
+        try:
+            rename_no_replace(staged, final)
+        except FileExistsError:
+            os.unlink(staged)
+            raise refusal from None
     elif transfer == "move":
-        os.replace(source, final) if _same_device(source, final) else shutil.move(source, final)
+        if not _same_device(source, final):
+            if os.path.lexists(final):
+                raise refusal
+            shutil.move(source, final)
+            return True
+        try:
+            rename_no_replace(source, final)
+        except FileExistsError:
+            raise refusal from None
         return True
-    elif transfer == "hardlink":
-        os.link(source, final)
-    elif transfer == "symlink":
-        os.symlink(source, final)
+    elif transfer in ("hardlink", "symlink"):
+        try:
+            (os.link if transfer == "hardlink" else os.symlink)(source, final)
+        except FileExistsError:
+            raise refusal from None
     else:
         raise TransferError(f"unknown transfer mode {transfer!r}; use one of {', '.join(TRANSFER_MODES)}")
     return False
