@@ -221,6 +221,50 @@ def seeks_visits(results) -> bool:
     return re.search(r"FROM (\w+\.)?visit\s", str(results._built.statement)) is not None
 
 
+def typed_refs(results) -> list[tuple[str, str, int, int, str]]:
+    return sorted((r.dataset_type.name, str(r.id), r.data_id["visit"], r.data_id["detector"], r.run) for r in results)
+
+
+@pytest.mark.parametrize("where, find_first", [
+    ("", True), ("", False), ("visit > 1 AND detector IN (0..1)", True), ("metrics.n_keys > 3 OR visit = 3", True),
+])
+def test_several_dataset_types_in_one_query(repo, where, find_first):
+    """One statement for several types: each type searched as if queried alone."""
+    both = repo.query_datasets(["metrics", "src", "empty"], where, collections="chain", find_first=find_first)
+    alone = [r for name in ("metrics", "src", "empty")
+             for r in repo.query_datasets(name, where, collections="chain", find_first=find_first)]
+    assert typed_refs(both) == typed_refs(alone) and both.count() == len(alone) > 0
+    table = both.to_arrow()
+    assert table.column_names == ["dataset_type", "dataset_id", "run", "instrument", "visit", "detector"]
+    assert sorted(zip(table.column("dataset_type").to_pylist(), table.column("dataset_id").to_pylist())) == sorted(
+        (r.dataset_type.name, str(r.id)) for r in alone)
+    ordered = [(r.data_id["visit"], r.data_id["detector"]) for r in both.order_by("-visit", "detector").limit(3)]
+    assert ordered == sorted(((r.data_id["visit"], r.data_id["detector"]) for r in alone),
+                             key=lambda vd: (-vd[0], vd[1]))[:3]
+
+
+def test_several_dataset_types_with_a_region_and_nothing_found(repo):
+    ra, dec = visit_pointing(2)
+    where = f"visit_detector_region.region OVERLAPS POINT({ra!r}, {dec!r})"
+    both = repo.query_datasets(["src", "metrics", "src"], where, collections="chain")
+    alone = [r for name in ("src", "metrics") for r in repo.query_datasets(name, where, collections="chain")]
+    assert typed_refs(both) == typed_refs(alone) and alone
+    nothing = repo.query_datasets(["empty", "metrics"], collections="run/b", where="visit > 100")
+    assert list(nothing) == [] and nothing.to_arrow().num_rows == 0
+    assert any("visit > 100" in reason for reason in nothing.explain())
+    none_at_all = repo.query_datasets(["empty", "metrics"], collections="calib/run")
+    assert list(none_at_all) == [] and none_at_all.count() == 0
+    assert none_at_all.explain()[:2] == ["no empty datasets in collections ['calib/run']",
+                                         "no metrics datasets in collections ['calib/run']"]
+
+
+def test_several_dataset_types_must_share_dimensions(repo):
+    with pytest.raises(QueryError, match=r"same dimensions; metrics: .*bias: .*one at a time"):
+        repo.query_datasets(["metrics", "bias"], collections="chain")
+    with pytest.raises(QueryError, match="at least one dataset type"):
+        repo.query_datasets([], collections="chain")
+
+
 def test_data_ids_constrained_by_datasets(repo):
     assert pairs(repo.query_data_ids(["visit", "detector"], datasets="src", collections="chain")) == [
         (1, 2), (2, 1), (3, 1)]
@@ -510,6 +554,8 @@ def cli_repo(tmp_path_factory) -> Path:
         butler.put_many("metrics", [({"a": 1}, {"instrument": "Cam", "visit": v, "detector": 0}) for v in (1, 2)],
                         run="a")
         butler.put_many("metrics", [({"a": 2}, {"instrument": "Cam", "visit": 2, "detector": 0})], run="b")
+        butler.register_dataset_type("summary", ["instrument", "visit", "detector"], "Dict")
+        butler.put({"s": 1}, "summary", instrument="Cam", visit=1, detector=0, run="a")
     return root
 
 
@@ -543,6 +589,9 @@ def test_cli_query_datasets_and_records(cli_repo, tmp_path):
     assert [r["id"] for r in records] == [2, 5] and len(records[0]["region"]) == 4
     assert "[[" not in cli_run("query-dimension-records", cli_repo, "visit", "-w", "visit = 2").stdout  # summarised
     assert cli_run("query-dimension-records", cli_repo, "detector", "--csv").stdout.count("\n") == 5
+    several = json.loads(cli_run("query-datasets", cli_repo, "metrics,summary", "-c", "b,a", "--json").stdout)
+    assert sorted((r["dataset_type"], r["visit"], r["run"]) for r in several) == [
+        ("metrics", 1, "a"), ("metrics", 2, "b"), ("summary", 1, "a")]
 
 
 def test_cli_query_errors(cli_repo):

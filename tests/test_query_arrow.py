@@ -45,6 +45,7 @@ QUERIES = {
                                                         collections="chain"),
     "every dataset in a chain": lambda b: b.query_datasets("metrics", collections="chain", find_first=False),
     "one RUN": lambda b: b.query_datasets("other", "band = 'r'", collections="chain"),
+    "several dataset types": lambda b: b.query_datasets(["metrics", "other"], "visit > 2", collections="chain"),
     "ordered and limited": lambda b: b.query_datasets("metrics", collections="chain").order_by("-visit", "detector")
     .limit(5, 2),
     "empty": lambda b: b.query_datasets("metrics", "visit > 100", collections="chain"),

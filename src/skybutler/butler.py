@@ -22,8 +22,8 @@ from .config import CONFIG_NAME, RepoConfig
 from .datastore import FileDatastore
 from .datastore.transfer import TRANSFER_MODES, ingest_files
 from .dimensions import DataCoordinate, DimensionRecord, DimensionUniverse
-from .errors import (CollectionError, DatasetNotFoundError, DataIdError, FileNotStoredError, RegistryError,
-                     SkybutlerError, StorageClassError)
+from .errors import (CollectionError, DatasetNotFoundError, DataIdError, FileNotStoredError, QueryError,
+                     RegistryError, SkybutlerError, StorageClassError)
 from .formats import get_formatter, get_storage_class
 from .query.builder import QuerySpec
 from .query.builder import build as build_query
@@ -486,15 +486,19 @@ class Butler:
                                 with_implied=with_implied)
         return DataIdQueryResults(self.registry, build_query(self.registry, spec))
 
-    def query_datasets(self, dataset_type: str, where: str = "", *, collections: str | Sequence[str] | None = None,
-                       find_first: bool = True, bind: Mapping[str, Any] | None = None,
-                       data_id: Mapping[str, Any] | None = None, states: str | Iterable[str] | None = None,
-                       **kwargs: Any) -> DatasetQueryResults:
-        """References to datasets of one type in ``collections`` matching a where-clause;
-        with ``find_first`` only the first collection's dataset per data ID.  ``states``
-        keeps only datasets in these retention states (stored, cold, purged-recomputable,
-        purged-lost); by default every registered dataset is returned."""
-        spec = self._query_spec(kind="datasets", dataset_type=dataset_type, where=where, bind=dict(bind or {}),
+    def query_datasets(self, dataset_type: str | Sequence[str], where: str = "", *,
+                       collections: str | Sequence[str] | None = None, find_first: bool = True,
+                       bind: Mapping[str, Any] | None = None, data_id: Mapping[str, Any] | None = None,
+                       states: str | Iterable[str] | None = None, **kwargs: Any) -> DatasetQueryResults:
+        """References to datasets of one type, or of several types with the same dimensions,
+        in ``collections`` matching a where-clause; with ``find_first`` only the first
+        collection's dataset per data ID (for each type).  ``states`` keeps only datasets in
+        these retention states (stored, cold, purged-recomputable, purged-lost); by default
+        every registered dataset is returned."""
+        types = (dataset_type,) if isinstance(dataset_type, str) else tuple(dataset_type)
+        if not types:
+            raise QueryError("query_datasets needs at least one dataset type")
+        spec = self._query_spec(kind="datasets", dataset_types=types, where=where, bind=dict(bind or {}),
                                 collections=collections, find_first=find_first,
                                 data_id={**(data_id or {}), **kwargs})
         built = build_query(self.registry, spec)

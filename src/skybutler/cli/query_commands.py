@@ -125,20 +125,22 @@ def query_data_ids(repo: Path, dimensions: tuple[str, ...], where: str, binds: t
 
 @click.command("query-datasets")
 @repo_argument
-@click.argument("dataset_type")
+@click.argument("dataset_types")
 @_where_options
 @click.option("--collections", "-c", multiple=True, required=True,
               help="Collections to search, in order (repeatable or comma-separated).")
 @click.option("--find-first/--no-find-first", default=True, show_default=True,
               help="Only the first collection's dataset per data ID, or every match.")
 @_output_options
-def query_datasets(repo: Path, dataset_type: str, where: str, binds: tuple[str, ...], collections: tuple[str, ...],
+def query_datasets(repo: Path, dataset_types: str, where: str, binds: tuple[str, ...], collections: tuple[str, ...],
                    find_first: bool, **output: Any) -> None:
-    """List the datasets of DATASET_TYPE in the collections that match a where-clause."""
+    """List the datasets of DATASET_TYPES (one type, or several with the same dimensions,
+    comma-separated) in the collections that match a where-clause."""
+    types = split_csv_option((dataset_types,))
     with open_butler(repo) as butler:
-        found = butler.query_datasets(dataset_type, where, bind=parse_binds(binds), find_first=find_first,
+        found = butler.query_datasets(types, where, bind=parse_binds(binds), find_first=find_first,
                                       collections=split_csv_option(collections))
-        emit(found, empty=f"no {dataset_type} datasets match", **output)
+        emit(found, empty=f"no {' or '.join(types)} datasets match", **output)
 
 
 @click.command("query-dimension-records")

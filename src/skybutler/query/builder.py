@@ -33,7 +33,8 @@ class QuerySpec(BaseModel):
 
     kind: str = "data_ids"  # data_ids | datasets | records
     dimensions: tuple[str, ...] = ()
-    dataset_type: str | None = None
+    #: The dataset types of a datasets query: one, or several of the same dimensions.
+    dataset_types: tuple[str, ...] = ()
     element: str | None = None
     where: str = ""
     bind: dict[str, Any] = Field(default_factory=dict)
@@ -52,7 +53,9 @@ class BuiltQuery:
     group: DimensionGroup
     columns: list[str]
     region_filters: list[RegionFilter] = field(default_factory=list)
-    dataset_type: DatasetType | None = None
+    #: The dataset types of a datasets query; with several, the ``dataset_type_index``
+    #: column says which one each row is.
+    dataset_types: list[DatasetType] = field(default_factory=list)
     #: Sentences explaining why the result is certainly empty, found before running SQL.
     doomed: list[str] = field(default_factory=list)
     tree: ex.Node | None = None
@@ -64,6 +67,11 @@ class BuiltQuery:
     #: Result columns whose value the query fixes (the RUN, when one RUN is searched):
     #: reading results as columns need not transfer them.
     constants: dict[str, Any] = field(default_factory=dict)
+
+    def certainly_empty(self) -> bool:
+        """Whether something found before running SQL rules out every row (no datasets of
+        the type in the collections); other ``doomed`` sentences only explain."""
+        return any(d.startswith("no ") for d in self.doomed)
 
 
 def _parse(spec: QuerySpec) -> tuple[ex.Node | None, dict[str, sphgeom.Region]]:
@@ -93,31 +101,57 @@ def _referenced_dimensions(registry: Registry, tree: ex.Node | None) -> set[str]
     return out
 
 
-class _Context:
-    """Collection and dataset-type lookups shared by the parts of one build."""
+class _Search:
+    """The searched collections of one query, and which of them hold each dataset type:
+    looked up once however many dataset types the query has."""
 
     def __init__(self, registry: Registry, spec: QuerySpec):
         self.registry = registry
-        self.spec = spec
-        self.doomed: list[str] = []
         self.path = registry.collections.flatten(spec.collections) if spec.collections else []
         self.ids = [registry.collections.lookup(c) for c in self.path]
+        self._members: dict[str, list[int]] = {}
+
+    def member_ids(self, dtype: DatasetType, *more: DatasetType) -> list[int]:
+        """IDs of the RUN/TAGGED collections in the path that hold any dataset of ``dtype``
+        (in path order); ``more`` types with the same tags table are looked up in the same
+        statement, for later calls."""
+        if dtype.name in self._members:
+            return self._members[dtype.name]
+        registry = self.registry
+        tags = registry.schema.tags_table(registry.dataset_types.group(dtype))
+        batch = [dtype] + [d for d in more if d.name not in self._members
+                           and registry.schema.tags_table(registry.dataset_types.group(d)) is tags]
+        type_ids = {registry.dataset_types.get(d.name)[0]: d.name for d in batch}
+        candidates = [cid for cid, kind in self.ids if kind in (CollectionType.RUN, CollectionType.TAGGED)]
+        present: set[tuple[int, int]] = set()
+        if candidates:
+            with registry.db.reading() as conn:
+                rows = conn.execute(sa.select(tags.c.dataset_type_id, tags.c.collection_id).distinct().where(
+                    tags.c.dataset_type_id.in_(list(type_ids)), tags.c.collection_id.in_(candidates)))
+                present = {(type_id, cid) for type_id, cid in rows}
+        for type_id, name in type_ids.items():
+            self._members[name] = [cid for cid in candidates if (type_id, cid) in present]
+        return self._members[dtype.name]
+
+
+class _Context:
+    """What the parts of one statement's build share: the search, and what they find out."""
+
+    def __init__(self, registry: Registry, spec: QuerySpec, search: _Search, dataset_type: str | None):
+        self.registry = registry
+        self.spec = spec
+        self.search = search
+        self.path, self.ids = search.path, search.ids
+        #: The dataset type whose datasets this statement selects (query_datasets only).
+        self.queried = dataset_type
+        self.doomed: list[str] = []
         #: The dataset_id column of the queried dataset type's rows (query_datasets only).
         self.row_dataset_id: sa.ColumnElement | None = None
         #: Result columns with one value in every row (see ``BuiltQuery.constants``).
         self.constants: dict[str, Any] = {}
 
     def member_ids(self, dtype: DatasetType) -> list[int]:
-        """IDs of the RUN/TAGGED collections in the path that hold any dataset of ``dtype``."""
-        type_id, _ = self.registry.dataset_types.get(dtype.name)
-        tags = self.registry.schema.tags_table(self.registry.dataset_types.group(dtype))
-        candidates = [cid for cid, kind in self.ids if kind in (CollectionType.RUN, CollectionType.TAGGED)]
-        if not candidates:
-            return []
-        with self.registry.db.reading() as conn:
-            present = set(conn.execute(sa.select(tags.c.collection_id).distinct().where(
-                tags.c.dataset_type_id == type_id, tags.c.collection_id.in_(candidates))).scalars())
-        return [cid for cid in candidates if cid in present]
+        return self.search.member_ids(dtype)
 
     def dataset_field(self, joins: JoinBuilder) -> Any:
         def resolve(type_name: str, field_name: str, column: int | None) -> Operand | None:
@@ -129,7 +163,7 @@ class _Context:
                 return None
             # The queried type's own facts are those of each row's dataset, not of the first
             # one found for its data ID (they differ with find_first=False).
-            row_id = self.row_dataset_id if type_name == self.spec.dataset_type else None
+            row_id = self.row_dataset_id if type_name == self.queried else None
             return dataset_field_operand(self.registry, joins, found[1], field_name, self.member_ids(found[1]),
                                          self.spec.where, column, row_id)
 
@@ -138,11 +172,19 @@ class _Context:
 
 def build(registry: Registry, spec: QuerySpec) -> BuiltQuery:
     """Compile a query spec into one SELECT statement."""
+    search = _Search(registry, spec)
+    if spec.kind == "datasets" and len(set(spec.dataset_types)) > 1:
+        return _union_of_types(registry, spec, search)
+    return _build_one(registry, spec, search, spec.dataset_types[0] if spec.dataset_types else None)
+
+
+def _build_one(registry: Registry, spec: QuerySpec, search: _Search, dataset_type: str | None) -> BuiltQuery:
+    """The statement of a data-ID or records query, or of one dataset type's datasets."""
     universe = registry.universe
     tree, region_binds = _parse(spec)
-    ctx = _Context(registry, spec)
+    ctx = _Context(registry, spec, search, dataset_type)
     joins = JoinBuilder(registry.schema)
-    dtype = registry.dataset_types.get(spec.dataset_type)[1] if spec.dataset_type else None
+    dtype = registry.dataset_types.get(dataset_type)[1] if dataset_type else None
     if spec.kind == "records":
         element = universe[spec.element]
         wanted = set(element.identity)
@@ -210,8 +252,37 @@ def build(registry: Registry, spec: QuerySpec) -> BuiltQuery:
         if window_rank is None and dtype is not None:
             unique_by.append("dataset_id")
     base = sa.select(sa.literal(1)).select_from(joins.select_from()).where(*joins.where)
-    return BuiltQuery(stmt, output_group, labels, compiled.region_filters, dtype, ctx.doomed,
+    return BuiltQuery(stmt, output_group, labels, compiled.region_filters, [dtype] if dtype else [], ctx.doomed,
                       tree, compiled.terms, base, unique_by, ctx.constants)
+
+
+def _union_of_types(registry: Registry, spec: QuerySpec, search: _Search) -> BuiltQuery:
+    """One statement for the datasets of several types with the same dimensions: each
+    type's own statement (its collections, find-first, where-clause) with its index in
+    a ``dataset_type_index`` column, combined by UNION ALL."""
+    names = list(dict.fromkeys(spec.dataset_types))
+    dtypes = [registry.dataset_types.get(n)[1] for n in names]
+    search.member_ids(*dtypes)  # one lookup for all of them
+    parts = [_build_one(registry, spec, search, name) for name in names]
+    groups = {str(p.group) for p in parts}
+    if len(groups) > 1:
+        raise QueryError("the dataset types of one query must have the same dimensions; "
+                         + "; ".join(f"{d.name}: {p.group}" for d, p in zip(dtypes, parts))
+                         + ". Query them one at a time")
+    live = [(i, p) for i, p in enumerate(parts) if not p.certainly_empty()]
+    first = parts[0]
+    labels = [c for c in first.columns if c != "collection_rank"]
+    selects = [p.statement.with_only_columns(sa.literal(i).label("dataset_type_index"),
+                                             *[p.statement.selected_columns[c] for c in labels],
+                                             maintain_column_froms=True)
+               for i, p in (live or [(0, first)])]
+    union = sa.union_all(*selects).subquery("by_type") if len(selects) > 1 else selects[0].subquery("by_type")
+    doomed = [d for p in parts for d in p.doomed] if not live else [d for _, p in live for d in p.doomed]
+    unique_by = None if first.unique_by is None else ["dataset_type_index", *first.unique_by]
+    base = live[0][1] if live else first
+    return BuiltQuery(sa.select(*union.c), first.group, ["dataset_type_index", *labels], first.region_filters,
+                      dtypes, doomed, first.tree, base.where_terms, base.base, unique_by)
+
 
 
 def _join_dataset(registry: Registry, ctx: _Context, joins: JoinBuilder, dtype: DatasetType, spec: QuerySpec,

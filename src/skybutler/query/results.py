@@ -83,7 +83,7 @@ class QueryResults:
 
     def _empty(self) -> bool:
         """Whether the result is known to be empty without running SQL."""
-        return bool(self._built.doomed) and not self._has_rows_anyway()
+        return self._built.certainly_empty()
 
     def _output_columns(self) -> list[str]:
         """The result columns callers see (not the region and collection-rank helpers)."""
@@ -217,9 +217,6 @@ class QueryResults:
                 if self._limit is not None and taken >= self._limit:
                     return
 
-    def _has_rows_anyway(self) -> bool:
-        return not any(d.startswith("no ") for d in self._built.doomed)
-
     # -- public ---------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Any]:
@@ -269,7 +266,7 @@ class QueryResults:
         for c in columns:
             if c in ("dataset_id",):
                 out[c] = pa.string()
-            elif c in ("run_id", "collection_rank"):
+            elif c in ("run_id", "collection_rank", "dataset_type_index"):
                 out[c] = pa.int64()
             elif c in universe.elements and universe[c].key is not None:
                 out[c] = pa.int64() if universe[c].key.type == "int" else pa.string()
@@ -514,11 +511,12 @@ class DatasetQueryResults(QueryResults):
     """Resolved dataset references of one dataset type."""
 
     def _converter(self):
-        dtype = self._built.dataset_type
+        dtypes = self._built.dataset_types
         group = self._built.group
         cols = self._built.columns
         index = [cols.index(d) for d in group.required]
         i_id, i_run = cols.index("dataset_id"), cols.index("run_id")
+        i_type = cols.index("dataset_type_index") if "dataset_type_index" in cols else None
         name_of = self._registry.collections.name_of
         runs: dict[int, str] = {}
         build = _data_id_builder(tuple(group.required))
@@ -528,9 +526,9 @@ class DatasetQueryResults(QueryResults):
             for rid in set(run_ids).difference(runs):
                 runs[rid] = name_of(rid)
             data_ids = build(group, n, *[columns[i] for i in index])
+            types = itertools.repeat(dtypes[0]) if i_type is None else map(dtypes.__getitem__, columns[i_type])
             # Column by column through C-level map loops: no Python frame per ref.
-            return list(map(DatasetRef, _uuids(columns[i_id]), itertools.repeat(dtype), data_ids,
-                            map(runs.__getitem__, run_ids)))
+            return list(map(DatasetRef, _uuids(columns[i_id]), types, data_ids, map(runs.__getitem__, run_ids)))
 
         return convert
 
@@ -547,10 +545,21 @@ class DatasetQueryResults(QueryResults):
         if fixed is not None:  # one RUN searched: no need to look at the column
             run = pa.repeat(pa.scalar(name_of(fixed), pa.string()), table.num_rows)
         else:
-            encoded = pc.dictionary_encode(table.column("run_id")).combine_chunks()
-            names = pa.array([name_of(c) for c in encoded.dictionary.to_pylist()], pa.string())
-            run = names.take(encoded.indices)
-        return table.set_column(table.schema.get_field_index("run_id"), "run", run)
+            run = _names_of(table.column("run_id"), name_of)
+        table = table.set_column(table.schema.get_field_index("run_id"), "run", run)
+        if "dataset_type_index" in table.column_names:
+            names = _names_of(table.column("dataset_type_index"), lambda i: self._built.dataset_types[i].name)
+            table = table.set_column(table.schema.get_field_index("dataset_type_index"), "dataset_type", names)
+        return table
+
+
+def _names_of(codes: pa.ChunkedArray | pa.Array, name: Callable[[int], str]) -> pa.Array:
+    """A string column naming each integer code (a RUN's collection ID, a dataset type's index)."""
+    encoded = pc.dictionary_encode(codes)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    names = pa.array([name(c) for c in encoded.dictionary.to_pylist()], pa.string())
+    return names.take(encoded.indices)
 
 
 class DimensionRecordQueryResults(QueryResults):
