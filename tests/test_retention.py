@@ -110,6 +110,10 @@ def test_apply_purges_keeping_the_dataset_its_metadata_and_provenance(done, tmp_
     assert butler.query_datasets("metricsA", collections="out", states="stored").count() == 0
     assert butler.query_datasets("metricsA", collections="out", states=["purged-recomputable"]).count() == 8
     assert butler.query_datasets("metrics", collections="run/a", states=["stored", "cold"]).count() == 8
+    for states, expected in (("stored", {"metrics"}), ("purged-recomputable", {"metricsA"})):
+        both = butler.query_datasets(["metricsA", "metrics"], collections=["out", "run/a"], states=states)
+        assert {r.dataset_type.name for r in both} == expected and len(list(both)) == both.count() == 8
+        assert set(both.to_arrow().column("dataset_type").to_pylist()) == expected
     with pytest.raises(SkybutlerError, match="unknown dataset state"):
         butler.query_datasets("metrics", collections="run/a", states="gone")
     # a second pass finds nothing more to do

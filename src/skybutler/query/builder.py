@@ -67,6 +67,9 @@ class BuiltQuery:
     #: Result columns whose value the query fixes (the RUN, when one RUN is searched):
     #: reading results as columns need not transfer them.
     constants: dict[str, Any] = field(default_factory=dict)
+    #: For several dataset types: each type's own statement, by its dataset_type_index
+    #: (the types with no datasets in the collections left out); ``statement`` is their union.
+    parts: list[tuple[int, BuiltQuery]] = field(default_factory=list)
 
     def certainly_empty(self) -> bool:
         """Whether something found before running SQL rules out every row (no datasets of
@@ -281,7 +284,7 @@ def _union_of_types(registry: Registry, spec: QuerySpec, search: _Search) -> Bui
     unique_by = None if first.unique_by is None else ["dataset_type_index", *first.unique_by]
     base = live[0][1] if live else first
     return BuiltQuery(sa.select(*union.c), first.group, ["dataset_type_index", *labels], first.region_filters,
-                      dtypes, doomed, first.tree, base.where_terms, base.base, unique_by)
+                      dtypes, doomed, first.tree, base.where_terms, base.base, unique_by, parts=live)
 
 
 

@@ -101,11 +101,14 @@ class QueryResults:
         digits each), and numpy cuts those into Arrow arrays: a handful of Python objects
         per result, whatever its size.  Every aggregate of one SELECT sees the same rows in
         the same order.  Each aggregate costs SQLite about 40 ns a row, so there is one per
-        column, and none for a column the query fixes (``BuiltQuery.constants``).  The
-        columns are dimension keys (NOT NULL in their tables, inner-joined), dataset IDs
-        and RUNs; the row count is checked against every column all the same, so a NULL
-        (which ``group_concat`` skips), a string holding the separator or a malformed
-        value falls back to rows.
+        column, and none for a column the query fixes (``BuiltQuery.constants``).  A query
+        of several dataset types aggregates each type's statement on its own (a row per
+        type, joined by UNION ALL: one statement still), which keeps each type's fixed
+        columns fixed and spares SQLite carrying every row through the union.  The columns
+        are dimension keys (NOT NULL in their tables, inner-joined), dataset IDs and RUNs;
+        the row count is checked against every column all the same, so a NULL (which
+        ``group_concat`` skips), a string holding the separator or a malformed value falls
+        back to rows.
         """
         if (not self._column_reads or self._built.region_filters or self._order
                 or self._registry.db.dialect != "sqlite"):
@@ -114,47 +117,37 @@ class QueryResults:
         types = self._arrow_types(columns)
         if types is None:
             return None
-        constants = self._built.constants
-        stmt = self._statement(plain_ids=False)
-        # Aggregates over the statement's own FROM and WHERE where nothing applies after them;
-        # else over the statement as a subquery.
-        flat = not (stmt._distinct or stmt._group_by_clauses or stmt._order_by_clauses
-                    or stmt._limit_clause is not None or stmt._offset_clause is not None)
-        inner = None if flat else stmt.subquery("r")
-        source = stmt.selected_columns if inner is None else inner.c
-        parts: list[sa.ColumnElement] = [sa.func.count()]
-        for name in (c for c in columns if c not in constants):
-            col = source[name]
-            if name == "dataset_id":
-                parts.append(sa.cast(sa.func.group_concat(col, ""), _BLOB))
-            elif pa.types.is_integer(types[name]):
-                parts.append(sa.func.group_concat(col))
-            else:
-                parts.append(sa.cast(sa.func.group_concat(col, _SEPARATOR), _BLOB))
+        built = self._built
+        if built.parts and self._limit is None and not self._offset:
+            sources = [(part.statement, {**part.constants, "dataset_type_index": i}) for i, part in built.parts]
+        else:
+            sources = [(self._statement(plain_ids=False), built.constants)]
+        selects = [_aggregates(stmt, columns, types, constants) for stmt, constants in sources]
         try:
             with self._registry.db.reading() as conn:
-                aggregate = (stmt.with_only_columns(*parts, maintain_column_froms=True) if inner is None
-                             else sa.select(*parts).select_from(inner))
-                row = conn.execute(aggregate).one()
+                rows = conn.execute(selects[0] if len(selects) == 1 else sa.union_all(*selects)).all()
         except BackendError:  # e.g. a result too large for one SQLite value: read rows instead
             return None
-        n, values = row[0], iter(row[1:])
-        out: dict[str, pa.Array] = {}
+        pieces: dict[str, list[pa.Array]] = {name: [] for name in columns}
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error")  # numpy warns of text it cannot parse
-                for name in columns:
-                    if name in constants:
-                        out[name] = pa.repeat(pa.scalar(constants[name], types[name]), n)
-                    elif name == "dataset_id":
-                        out[name] = _fixed_width_strings(next(values), n, 32)
-                    elif pa.types.is_integer(types[name]):
-                        out[name] = _int_column(next(values), n)
-                    else:
-                        out[name] = _string_column(next(values), n)
+                for row, (_, constants) in zip(rows, sources):
+                    n, values = row[0], iter(row[1:])
+                    for name in columns:
+                        value = next(values)
+                        if name in constants:
+                            pieces[name].append(pa.repeat(pa.scalar(value, types[name]), n))
+                        elif name == "dataset_id":
+                            pieces[name].append(_fixed_width_strings(value, n, 32))
+                        elif pa.types.is_integer(types[name]):
+                            pieces[name].append(_int_column(value, n))
+                        else:
+                            pieces[name].append(_string_column(value, n))
         except (ValueError, DeprecationWarning):
             return None
-        return out, n
+        out = {name: arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays) for name, arrays in pieces.items()}
+        return out, sum(row[0] for row in rows)
 
     def _column_batches(self) -> Iterator[tuple[list[Sequence[Any]], int]]:
         """The result as batches of columns (one sequence per result column) and their row
@@ -331,6 +324,31 @@ def _paused_gc(function: Any, *args: Any) -> Any:
     only around fetching and converting, never while a caller's code runs between yields."""
     with gc_paused():
         return function(*args)
+
+
+def _aggregates(stmt: sa.Select, columns: list[str], types: dict[str, pa.DataType], constants: dict[str, Any]
+                ) -> sa.Select:
+    """``SELECT count(*), <one value per column>`` over the rows of ``stmt``: a column's
+    ``group_concat``, or its fixed value as a literal.  Over the statement's own FROM and
+    WHERE where nothing applies after them (no DISTINCT, grouping, order or limit), else
+    over the statement as a subquery."""
+    flat = not (stmt._distinct or stmt._group_by_clauses or stmt._order_by_clauses
+                or stmt._limit_clause is not None or stmt._offset_clause is not None)
+    inner = None if flat else stmt.subquery("r")
+    source = stmt.selected_columns if inner is None else inner.c
+    parts: list[sa.ColumnElement] = [sa.func.count()]
+    for name in columns:
+        if name in constants:
+            parts.append(sa.literal(constants[name]))
+        elif name == "dataset_id":
+            parts.append(sa.cast(sa.func.group_concat(source[name], ""), _BLOB))
+        elif pa.types.is_integer(types[name]):
+            parts.append(sa.func.group_concat(source[name]))
+        else:
+            parts.append(sa.cast(sa.func.group_concat(source[name], _SEPARATOR), _BLOB))
+    if inner is None:
+        return stmt.with_only_columns(*parts, maintain_column_froms=True)
+    return sa.select(*parts).select_from(inner)
 
 
 def _uuid_text(ids: pa.Array | pa.ChunkedArray) -> pa.Array:

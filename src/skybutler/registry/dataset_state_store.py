@@ -146,7 +146,9 @@ class DatasetStateStore:
                 else sa.true()
         else:
             cond = sub.c.dataset_id.in_(sa.select(t.c.dataset_id).where(t.c.state.in_(wanted)))
-        return dataclasses.replace(built, statement=sa.select(*sub.c).where(cond))
+        # A query of several dataset types also keeps each type's own statement: filter those too.
+        return dataclasses.replace(built, statement=sa.select(*sub.c).where(cond),
+                                   parts=[(i, self.filter_query(part, states)) for i, part in built.parts])
 
     # -- writing --------------------------------------------------------------
 
