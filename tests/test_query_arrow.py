@@ -180,6 +180,8 @@ def test_string_columns_decode_what_sqlite_joined(values):
         if wrong > 0:
             with pytest.raises(ValueError):
                 results_module._string_column(data, wrong)
+    with pytest.raises(ValueError):  # every value NULL: group_concat gives NULL
+        results_module._string_column(None, len(values))
 
 
 def test_uuid_text_from_hex_digits():

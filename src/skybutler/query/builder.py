@@ -280,12 +280,13 @@ def _union_of_types(registry: Registry, spec: QuerySpec, search: _Search) -> Bui
                                              maintain_column_froms=True)
                for i, p in (live or [(0, first)])]
     union = sa.union_all(*selects).subquery("by_type") if len(selects) > 1 else selects[0].subquery("by_type")
+    # A type with no datasets in the collections is left out of the union (and its reason
+    # too, which would mark the whole query empty) unless every type is in that case.
     doomed = [d for p in parts for d in p.doomed] if not live else [d for _, p in live for d in p.doomed]
     unique_by = None if first.unique_by is None else ["dataset_type_index", *first.unique_by]
     base = live[0][1] if live else first
     return BuiltQuery(sa.select(*union.c), first.group, ["dataset_type_index", *labels], first.region_filters,
                       dtypes, doomed, first.tree, base.where_terms, base.base, unique_by, parts=live)
-
 
 
 def _join_dataset(registry: Registry, ctx: _Context, joins: JoinBuilder, dtype: DatasetType, spec: QuerySpec,

@@ -396,7 +396,8 @@ def _string_column(data: bytes | None, n: int) -> pa.Array:
         if data:
             raise ValueError("text for no rows")
         return pa.array([], pa.string())
-    data = data or b""
+    if data is None:  # group_concat skips NULLs: every value was NULL
+        raise ValueError(f"no text for {n} rows")
     raw = np.frombuffer(data, dtype=np.uint8)
     separators = raw == ord(_SEPARATOR)
     if np.count_nonzero(separators) != n - 1 or len(raw) - (n - 1) >= 2**31:
