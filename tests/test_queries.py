@@ -19,6 +19,8 @@ import lsst.sphgeom as sphgeom
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import sqlalchemy as sa
 from astropy.time import Time, TimeDelta
 from click.testing import CliRunner
@@ -213,6 +215,25 @@ def test_bounded_keys_seek_their_dimension_table_with_the_same_answer(repo, wher
     plain = repo.query_datasets("metrics", collections="run/a", where=where)
     assert not seeks_visits(plain)
     assert sorted((r.data_id["visit"], r.data_id["detector"]) for r in plain) == expected
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(visits=st.tuples(st.integers(-1, 14), st.integers(-1, 14)), ops=st.tuples(st.sampled_from([">", ">="]),
+                                                                               st.sampled_from(["<", "<="])),
+       detectors=st.lists(st.integers(0, 4), min_size=1, max_size=3))
+def test_the_seek_hint_never_changes_an_answer(repo, visits, ops, detectors):
+    """Any bounds on visit, with detector constrained: the hinted statement and a brute-force
+    filter of every dataset agree."""
+    lo, hi = visits
+    where = f"visit {ops[0]} {lo} AND visit {ops[1]} {hi} AND detector IN ({', '.join(map(str, detectors))})"
+    results = repo.query_datasets("metrics", collections="run/a", where=where)
+    assert seeks_visits(results)
+    keep = {">": lambda v: v > lo, ">=": lambda v: v >= lo}[ops[0]]
+    below = {"<": lambda v: v < hi, "<=": lambda v: v <= hi}[ops[1]]
+    everything = repo.query_datasets("metrics", collections="run/a")
+    expected = sorted((r.data_id["visit"], r.data_id["detector"]) for r in everything
+                      if keep(r.data_id["visit"]) and below(r.data_id["visit"]) and r.data_id["detector"] in detectors)
+    assert sorted((r.data_id["visit"], r.data_id["detector"]) for r in results) == expected
 
 
 def seeks_visits(results) -> bool:
