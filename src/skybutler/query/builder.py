@@ -126,12 +126,15 @@ class _Search:
                            and registry.schema.tags_table(registry.dataset_types.group(d)) is tags]
         type_ids = {registry.dataset_types.get(d.name)[0]: d.name for d in batch}
         candidates = [cid for cid, kind in self.ids if kind in (CollectionType.RUN, CollectionType.TAGGED)]
-        present: set[tuple[int, int]] = set()
-        if candidates:
+
+        def lookup() -> frozenset[tuple[int, int]]:
             with registry.db.reading() as conn:
                 rows = conn.execute(sa.select(tags.c.dataset_type_id, tags.c.collection_id).distinct().where(
                     tags.c.dataset_type_id.in_(list(type_ids)), tags.c.collection_id.in_(candidates)))
-                present = {(type_id, cid) for type_id, cid in rows}
+                return frozenset((type_id, cid) for type_id, cid in rows)
+
+        key = ("members", tags.name, tuple(sorted(type_ids)), tuple(candidates))
+        present = registry.db.read_cache.get(key, lookup) if candidates else frozenset()
         for type_id, name in type_ids.items():
             self._members[name] = [cid for cid in candidates if (type_id, cid) in present]
         return self._members[dtype.name]

@@ -88,10 +88,13 @@ class CollectionStore:
         cid, kind = self.lookup(name)
         if kind is not CollectionType.CHAINED:
             raise CollectionError(f"collection {name!r} is {kind.value}, not CHAINED")
+        return tuple(self.name_of(i) for i in self.db.read_cache.get(("chain", cid), lambda: self._child_ids(cid)))
+
+    def _child_ids(self, parent_id: int) -> tuple[int, ...]:
         c = self.schema.collection_chain
         with self.db.reading() as conn:
-            ids = conn.execute(sa.select(c.c.child_id).where(c.c.parent_id == cid).order_by(c.c.position)).scalars().all()
-        return tuple(self.name_of(i) for i in ids)
+            return tuple(conn.execute(sa.select(c.c.child_id).where(c.c.parent_id == parent_id)
+                                      .order_by(c.c.position)).scalars())
 
     def set_chain(self, parent: str, children: Sequence[str]) -> None:
         """Define a CHAINED collection's ordered children (creating it if needed); refuses cycles."""

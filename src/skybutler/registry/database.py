@@ -24,6 +24,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.engine import Connection, Engine
 
 from ..errors import BackendError
+from .read_cache import ReadCache
 
 #: Seconds a SQLite writer waits for a lock before failing with a clear error.
 SQLITE_BUSY_TIMEOUT_S = 30
@@ -128,6 +129,9 @@ class Database:
         self.engine, self.schema = make_engine(url)
         self.dialect = self.engine.dialect.name
         self._local = threading.local()
+        path = self.engine.url.database if self.dialect == "sqlite" else None
+        #: Small lookups' answers, reused while nothing is committed (SQLite files only).
+        self.read_cache = ReadCache(path if path and path != ":memory:" else None, lambda: self.in_transaction)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -192,6 +196,7 @@ class Database:
             raise BackendError(f"{self.dialect} registry connection lost during {operation}: {err.orig}") from err
 
     def close(self) -> None:
+        self.read_cache.close()
         self.engine.dispose()
 
 

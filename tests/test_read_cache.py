@@ -1,0 +1,68 @@
+"""Small registry lookups remembered while nothing is committed: a change by another
+client, another process, or this thread's own transaction is always seen."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import populate
+
+from skybutler import Butler
+from skybutler.registry.collection_store import CollectionStore
+
+
+@pytest.fixture
+def two_clients(tmp_path):
+    """Two butlers on one SQLite repository: metrics in run/a, chain -> [run/a]."""
+    root = tmp_path / "repo"
+    first = Butler.create(root)
+    populate(first, 2, 2)
+    first.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+    first.put({"v": 1}, "metrics", instrument="Cam", visit=1, detector=0, run="run/a")
+    first.collections.register("chain", "chained")
+    first.collections.set_chain("chain", ["run/a"])
+    second = Butler(root)
+    yield first, second
+    first.close()
+    second.close()
+
+
+def runs_found(butler: Butler) -> list[str]:
+    return sorted(r.run for r in butler.query_datasets("metrics", collections="chain", find_first=False))
+
+
+def test_answers_are_reused_until_something_is_committed(two_clients, monkeypatch):
+    first, second = two_clients
+    calls = []
+    real = CollectionStore._child_ids
+    monkeypatch.setattr(CollectionStore, "_child_ids", lambda self, cid: calls.append(cid) or real(self, cid))
+    assert runs_found(first) == runs_found(first) == ["run/a"]
+    assert len(calls) == 1  # the chain was read once
+    second.put({"v": 2}, "metrics", instrument="Cam", visit=1, detector=0, run="run/b")
+    second.collections.set_chain("chain", ["run/b", "run/a"])  # another client's commits
+    assert runs_found(first) == ["run/a", "run/b"] and len(calls) == 2
+
+
+def test_another_process_is_seen(two_clients):
+    first, _ = two_clients
+    assert runs_found(first) == ["run/a"]
+    script = ("import sys; from skybutler import Butler\n"
+              "with Butler(sys.argv[1]) as b:\n"
+              "    b.put({'v': 3}, 'metrics', instrument='Cam', visit=2, detector=1, run='run/c')\n"
+              "    b.collections.set_chain('chain', ['run/c', 'run/a'])\n")
+    subprocess.run([sys.executable, "-c", script, str(first.root)], check=True)
+    assert runs_found(first) == ["run/a", "run/c"]
+
+
+def test_a_transaction_sees_its_own_changes_and_a_rollback_leaves_nothing_behind(two_clients):
+    first, _ = two_clients
+    assert runs_found(first) == ["run/a"]
+    with pytest.raises(RuntimeError, match="roll it back"):
+        with first.registry.transaction():
+            first.put({"v": 4}, "metrics", instrument="Cam", visit=2, detector=0, run="run/d")
+            first.collections.set_chain("chain", ["run/d", "run/a"])
+            assert runs_found(first) == ["run/a", "run/d"]
+            raise RuntimeError("roll it back")
+    assert runs_found(first) == ["run/a"]
