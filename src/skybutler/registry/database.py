@@ -28,6 +28,8 @@ from .read_cache import ReadCache
 
 #: Seconds a SQLite writer waits for a lock before failing with a clear error.
 SQLITE_BUSY_TIMEOUT_S = 30
+#: Most KiB of database pages a SQLite connection keeps in memory.
+SQLITE_CACHE_KIB = 16 * 1024
 #: Seconds to wait for a PostgreSQL server to answer before failing (``?connect_timeout=N`` overrides).
 PG_CONNECT_TIMEOUT_S = 10
 
@@ -76,6 +78,10 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+    # SQLite's default page cache (2 MiB) holds less than the index pages that two queries
+    # of a few thousand datasets each read, so alternating queries re-read pages from the
+    # OS.  The cache is filled as pages are read: a connection that reads little stays small.
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
 
 
