@@ -66,3 +66,19 @@ def test_a_transaction_sees_its_own_changes_and_a_rollback_leaves_nothing_behind
             assert runs_found(first) == ["run/a", "run/d"]
             raise RuntimeError("roll it back")
     assert runs_found(first) == ["run/a"]
+
+
+def test_a_sole_instrument_is_a_constant_until_another_is_added(two_clients):
+    first, second = two_clients
+    built_before = first.query_data_ids(["detector"])
+    assert built_before._built.constants == {"instrument": "Cam"}
+    second.insert_records("instrument", [{"name": "Other", "detector_max": 2, "visit_max": 10}])
+    second.insert_records("detector", [{"instrument": "Other", "id": 1}])
+    # built before the new instrument, run after: its rows are left out, never mislabelled
+    assert sorted((d["instrument"], d["detector"]) for d in built_before) == [("Cam", 0), ("Cam", 1)]
+    again = first.query_data_ids(["detector"])
+    assert "instrument" not in again._built.constants
+    expected = [("Cam", 0), ("Cam", 1), ("Other", 1)]
+    assert sorted((d["instrument"], d["detector"]) for d in again) == expected
+    table = again.to_arrow()
+    assert sorted(zip(table.column("instrument").to_pylist(), table.column("detector").to_pylist())) == expected

@@ -234,6 +234,8 @@ def _build_one(registry: Registry, spec: QuerySpec, search: _Search, dataset_typ
         for d in output_group.implied:
             joins.ensure(d, available)
     _spatial_join(joins, where_sql, group)
+    if spec.kind != "records":
+        _fix_sole_values(registry, ctx, joins, output_group)
     conditions = [compiled.condition, *joins.where]
     dim_cols = list(output_group.required) + (list(output_group.implied) if spec.with_implied else [])
     if spec.kind != "records":
@@ -345,6 +347,19 @@ def _governor_hints(registry: Registry, tags: sa.FromClause, group: DimensionGro
         table = registry.schema.elements[d]
         out.append(tags.c[d].in_(sa.select(table.c[element.column_of(d)])))
     return out
+
+
+def _fix_sole_values(registry: Registry, ctx: _Context, joins: JoinBuilder, group: DimensionGroup) -> None:
+    """Make a result dimension whose table holds one record (the repository's one
+    instrument) a constant of the query: its column need not be read back per row (an
+    aggregate fewer per row on SQLite), and ``instrument = 'Cam'`` lets SQLite seek on it.
+    The condition is true of every row (foreign keys) when the query is built; a record
+    added between building and running is left out rather than mislabelled."""
+    for d in group.required:
+        value = registry.dimensions.sole_key(d)
+        if value is not None:
+            joins.where.append(joins.sources[d] == value)
+            ctx.constants[d] = value
 
 
 _FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "="}

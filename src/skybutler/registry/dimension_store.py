@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..dimensions import DataCoordinate, DimensionGroup, DimensionRecord, DimensionUniverse
+from ..dimensions import DataCoordinate, DataIdValue, DimensionGroup, DimensionRecord, DimensionUniverse
 from ..dimensions import regions as sky
 from ..errors import DataIdError, DimensionRecordError
 from ..timespan import Timespan
@@ -193,6 +193,24 @@ class DimensionRecordStore:
                 cond = cols[0].in_([i[0] for i in chunk]) if len(cols) == 1 else sa.tuple_(*cols).in_(chunk)
                 out += [self.from_row(element_name, r) for r in conn.execute(sa.select(table).where(cond)).mappings()]
         return out
+
+    def sole_key(self, element_name: str) -> DataIdValue | None:
+        """The key of the only record of a dimension that requires no other (the repository's
+        one instrument), or None: several records or none, or no cheap way to know (the
+        read cache is inactive: PostgreSQL, a transaction).  Queries make such a dimension a
+        constant of their results."""
+        element = self.universe[element_name]
+        if (element.requires or element.key is None or element.skypix is not None
+                or element_name not in self.schema.elements or not self.db.read_cache.active()):
+            return None
+        column = self.schema.elements[element_name].c[element.column_of(element_name)]
+
+        def lookup() -> tuple[DataIdValue, ...]:
+            with self.db.reading() as conn:
+                return tuple(conn.execute(sa.select(column).limit(2)).scalars())
+
+        found = self.db.read_cache.get(("keys", element_name), lookup)
+        return found[0] if len(found) == 1 else None
 
     def fetch_all(self, element_name: str) -> list[DimensionRecord]:
         table = self.schema.elements[element_name]

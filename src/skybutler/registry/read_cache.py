@@ -34,6 +34,10 @@ class ReadCache:
         self._version: int | None = None
         self._answers: dict[Hashable, Any] = {}
 
+    def active(self) -> bool:
+        """Whether answers can be remembered here and now (a SQLite file, no open transaction)."""
+        return self._path is not None and not self._in_transaction()
+
     def get(self, key: Hashable, compute: Callable[[], T]) -> T:
         """The remembered answer for ``key``, or ``compute()``'s (remembered if that is safe)."""
         version = self._data_version()
@@ -59,7 +63,7 @@ class ReadCache:
             self._answers.clear()
 
     def _data_version(self) -> int | None:
-        if self._path is None or self._in_transaction():
+        if not self.active():
             return None
         with self._lock:
             if self._watcher is None:
