@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from conftest import STACKS, populate, stack_locations
 
 from skybutler import Butler
-from skybutler.query import results as results_module
+from skybutler.query import columnar
 from skybutler.query.results import QueryResults
 
 N_VISITS, N_DETECTORS = 9, 4
@@ -174,32 +174,32 @@ def test_string_columns_decode_what_sqlite_joined(values):
     """Whatever the strings (one width or many, empty, non-ASCII), cutting SQLite's joined
     text gives them back; a blob with a separator too many or too few is refused."""
     data = "\x1f".join(values).encode()
-    column = results_module._string_column(data, len(values))
+    column = columnar.string_column(data, len(values))
     assert column.type == pa.string() and column.to_pylist() == values
     for wrong in (len(values) + 1, len(values) - 1):
         if wrong > 0:
             with pytest.raises(ValueError):
-                results_module._string_column(data, wrong)
+                columnar.string_column(data, wrong)
     with pytest.raises(ValueError):  # every value NULL: group_concat gives NULL
-        results_module._string_column(None, len(values))
+        columnar.string_column(None, len(values))
 
 
 def test_uuid_text_from_hex_digits():
     ids = [uuid.uuid4() for _ in range(9)]
     chunked = pa.chunked_array([pa.array([u.hex for u in ids[:4]]), pa.array([u.hex for u in ids[4:]])])
-    assert results_module._uuid_text(chunked).to_pylist() == [str(u) for u in ids]
+    assert columnar.uuid_text(chunked).to_pylist() == [str(u) for u in ids]
     sliced = pa.array([u.hex for u in ids]).slice(3, 4)
-    assert results_module._uuid_text(sliced).to_pylist() == [str(u) for u in ids[3:7]]
+    assert columnar.uuid_text(sliced).to_pylist() == [str(u) for u in ids[3:7]]
 
 
 def test_fast_uuids_are_the_public_constructors_uuids():
     ids = [uuid.uuid4() for _ in range(5)]
-    made = results_module._uuids([u.hex for u in ids])
+    made = columnar.uuids([u.hex for u in ids])
     assert made == ids and [hash(m) for m in made] == [hash(u) for u in ids]
     assert all(type(m) is uuid.UUID and str(m) == str(u) and m.is_safe == u.is_safe for m, u in zip(made, ids))
-    assert results_module._uuids([str(u) for u in ids]) == ids  # other spellings go through uuid.UUID
-    assert results_module._uuids(ids) == ids and results_module._uuids([]) == []
+    assert columnar.uuids([str(u) for u in ids]) == ids  # other spellings go through uuid.UUID
+    assert columnar.uuids(ids) == ids and columnar.uuids([]) == []
     with pytest.raises(ValueError):
-        results_module._uuids(["not a uuid"])
+        columnar.uuids(["not a uuid"])
     with pytest.raises(ValueError):
-        results_module._uuids(["z" * 32])
+        columnar.uuids(["z" * 32])

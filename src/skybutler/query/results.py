@@ -11,17 +11,12 @@ see the rows first (such queries, and records queries, always read rows).
 
 from __future__ import annotations
 
-import collections
-import functools
 import itertools
-import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from ..batching import gc_paused
@@ -31,6 +26,7 @@ from ..models import DatasetRef
 from ..registry import Registry
 from ..dimensions import regions as sky
 from ..timespan import NS_MAX, NS_MIN, ns_to_time
+from . import columnar
 from .builder import BuiltQuery
 
 
@@ -122,7 +118,7 @@ class QueryResults:
             sources = [(part.statement, {**part.constants, "dataset_type_index": i}) for i, part in built.parts]
         else:
             sources = [(self._statement(plain_ids=False), built.constants)]
-        selects = [_aggregates(stmt, columns, types, constants) for stmt, constants in sources]
+        selects = [columnar.aggregates(stmt, columns, types, constants) for stmt, constants in sources]
         try:
             with self._registry.db.reading() as conn:
                 rows = conn.execute(selects[0] if len(selects) == 1 else sa.union_all(*selects)).all()
@@ -139,11 +135,11 @@ class QueryResults:
                         if name in constants:
                             pieces[name].append(pa.repeat(pa.scalar(value, types[name]), n))
                         elif name == "dataset_id":
-                            pieces[name].append(_fixed_width_strings(value, n, 32))
+                            pieces[name].append(columnar.fixed_width_strings(value, n, 32))
                         elif pa.types.is_integer(types[name]):
-                            pieces[name].append(_int_column(value, n))
+                            pieces[name].append(columnar.int_column(value, n))
                         else:
-                            pieces[name].append(_string_column(value, n))
+                            pieces[name].append(columnar.string_column(value, n))
         except (ValueError, DeprecationWarning):
             return None
         out = {name: arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays) for name, arrays in pieces.items()}
@@ -161,7 +157,7 @@ class QueryResults:
             for start in range(0, n, _BATCH):
                 columns: list[Sequence[Any]] = [()] * len(self._built.columns)
                 for name, array in arrays.items():
-                    columns[index[name]] = _paused_gc(_pylist, array.slice(start, _BATCH))
+                    columns[index[name]] = _paused_gc(columnar.pylist, array.slice(start, _BATCH))
                 yield columns, min(_BATCH, n - start)
             return
         width = len(self._built.columns)
@@ -308,16 +304,8 @@ class QueryResults:
 
 
 _BATCH = 10_000
-
-#: Shared type instances: SQLAlchemy memoizes a type's part of the statement cache key
-#: on the instance, and works it out afresh (0.4 ms) for every new one.
-_BLOB = sa.LargeBinary()
+#: A shared type instance: SQLAlchemy works out the cache key of every new one afresh.
 _TEXT = sa.String()
-#: Joins a string column's values in ``group_concat``: the ASCII unit separator, which names
-#: do not hold (a value holding it sends the query down the row path).
-_SEPARATOR = "\x1f"
-
-
 
 def _paused_gc(function: Any, *args: Any) -> Any:
     """Call ``function`` with the cyclic garbage collector paused (see :mod:`skybutler.batching`):
@@ -326,199 +314,10 @@ def _paused_gc(function: Any, *args: Any) -> Any:
         return function(*args)
 
 
-def _aggregates(stmt: sa.Select, columns: list[str], types: dict[str, pa.DataType], constants: dict[str, Any]
-                ) -> sa.Select:
-    """``SELECT count(*), <one value per column>`` over the rows of ``stmt``: a column's
-    ``group_concat``, or its fixed value as a literal.  Over the statement's own FROM and
-    WHERE where nothing applies after them (no DISTINCT, grouping, order or limit), else
-    over the statement as a subquery."""
-    flat = not (stmt._distinct or stmt._group_by_clauses or stmt._order_by_clauses
-                or stmt._limit_clause is not None or stmt._offset_clause is not None)
-    inner = None if flat else stmt.subquery("r")
-    source = stmt.selected_columns if inner is None else inner.c
-    parts: list[sa.ColumnElement] = [sa.func.count()]
-    for name in columns:
-        if name in constants:
-            parts.append(sa.literal(constants[name]))
-        elif name == "dataset_id":
-            parts.append(sa.cast(sa.func.group_concat(source[name], ""), _BLOB))
-        elif pa.types.is_integer(types[name]):
-            parts.append(sa.func.group_concat(source[name]))
-        else:
-            parts.append(sa.cast(sa.func.group_concat(source[name], _SEPARATOR), _BLOB))
-    if inner is None:
-        return stmt.with_only_columns(*parts, maintain_column_froms=True)
-    return sa.select(*parts).select_from(inner)
-
-
-#: 32 hex digits as the five groups of a UUID, and the 36 characters of its text with
-#: the groups at their places between four dashes: numpy copies a field per row at once.
-_HEX_GROUPS = np.dtype({"names": ["g1", "g2", "g3", "g4", "g5"], "formats": ["V8", "V4", "V4", "V4", "V12"],
-                        "offsets": [0, 8, 12, 16, 20], "itemsize": 32})
-_UUID_TEXT = np.dtype({"names": ["g1", "g2", "g3", "g4", "g5", "d1", "d2", "d3", "d4"],
-                       "formats": ["V8", "V4", "V4", "V4", "V12", "u1", "u1", "u1", "u1"],
-                       "offsets": [0, 9, 14, 19, 24, 8, 13, 18, 23], "itemsize": 36})
-
-
-def _uuid_text(ids: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Dataset IDs as 32 hex digits (how SQLite stores them) turned into standard UUID text
-    (8-4-4-4-12), by copying the digits as a fixed-width numpy array of bytes: a tenth of
-    the time of Arrow's string kernels (slices and a join: 2 ms for 5,000 IDs)."""
-    if isinstance(ids, pa.ChunkedArray):
-        ids = ids.combine_chunks()
-    if ids.null_count or not pa.types.is_string(ids.type):
-        return _uuid_text_slow(ids)
-    n = len(ids)
-    offsets = np.frombuffer(ids.buffers()[1], dtype=np.int32, count=n + 1, offset=ids.offset * 4)
-    if n == 0 or not np.all(np.diff(offsets) == 32):
-        return _uuid_text_slow(ids)
-    digits = np.frombuffer(ids.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]].view(_HEX_GROUPS)
-    text = np.empty(n, _UUID_TEXT)
-    for group in _HEX_GROUPS.names:  # one copy per group of digits, each a whole field
-        text[group] = digits[group]
-    for dash in ("d1", "d2", "d3", "d4"):
-        text[dash] = ord("-")
-    new_offsets = np.arange(0, 36 * (n + 1), 36, dtype=np.int32)
-    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(new_offsets), pa.py_buffer(text)])
-
-
-def _uuid_text_slow(ids: pa.Array) -> pa.Array:
-    parts = [pc.utf8_slice_codeunits(ids, a, b) for a, b in ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))]
-    return pc.binary_join_element_wise(*parts, "-")
-
-
-def _int_column(text: str | None, n: int) -> pa.Array:
-    """Integers from SQLite's comma-separated decimal text (``group_concat``)."""
-    values = np.fromstring(text or "", dtype=np.int64, sep=",")  # noqa: NPY201 - text mode is not deprecated
-    if len(values) != n:
-        raise ValueError(f"{len(values)} integers for {n} rows")
-    return pa.array(values, pa.int64())
-
-
-def _string_column(data: bytes | None, n: int) -> pa.Array:
-    """Strings from one blob of their UTF-8 bytes joined by ``_SEPARATOR``.
-
-    Dimension names are mostly of one width in a result (one instrument, bands of one
-    letter): then the blob is an ``n x (width + 1)`` matrix whose last column is the
-    separators, dropped by one strided copy.  Otherwise numpy finds the separators and
-    compacts the bytes around them (several times slower).
-    """
-    if n == 0:
-        if data:
-            raise ValueError("text for no rows")
-        return pa.array([], pa.string())
-    if data is None:  # group_concat skips NULLs: every value was NULL
-        raise ValueError(f"no text for {n} rows")
-    raw = np.frombuffer(data, dtype=np.uint8)
-    separators = raw == ord(_SEPARATOR)
-    if np.count_nonzero(separators) != n - 1 or len(raw) - (n - 1) >= 2**31:
-        raise ValueError(f"{np.count_nonzero(separators) + 1} strings for {n} rows")
-    step, rest = divmod(len(raw) + 1, n)
-    rows = np.frombuffer(data + _SEPARATOR.encode(), dtype=np.uint8).reshape(n, step) if rest == 0 else None
-    if rows is not None and np.all(rows[:, -1] == ord(_SEPARATOR)):  # n - 1 separators, all at row ends
-        kept = np.ascontiguousarray(rows[:, :-1])
-        offsets = np.arange(n + 1, dtype=np.int32) * (step - 1)
-    else:
-        cuts = np.flatnonzero(separators)
-        offsets = np.empty(n + 1, dtype=np.int32)
-        offsets[0] = 0
-        offsets[1:-1] = cuts - np.arange(n - 1)  # each value's start, less the separators before it
-        offsets[-1] = len(raw) - (n - 1)
-        kept = np.delete(raw, cuts)
-    array = pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(kept)])
-    if kept.size and kept.max() >= 0x80:  # ASCII is UTF-8; anything else must be cut at character boundaries
-        array.validate(full=True)
-    return array
-
-
-def _fixed_width_strings(data: bytes | None, n: int, width: int) -> pa.Array:
-    """``n`` strings of ``width`` ASCII characters each, from one blob."""
-    data = data or b""
-    if len(data) != n * width:
-        raise ValueError(f"{len(data)} bytes for {n} values of {width}")
-    offsets = np.arange(0, width * (n + 1), width, dtype=np.int32)
-    array = pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
-    array.validate(full=True)
-    return array
-
-
-def _pylist(array: pa.Array | pa.ChunkedArray) -> list[Any]:
-    """An Arrow column's values as a Python list (integers through numpy, much faster)."""
-    if pa.types.is_integer(array.type) and array.null_count == 0:
-        return array.to_numpy().tolist()
-    return array.to_pylist()
-
-
 def _arrow_array(values: Sequence[Any], kind: pa.DataType | None) -> pa.Array:
     if kind is not None and pa.types.is_string(kind) and values and not isinstance(values[0], str):
         values = [None if v is None else str(v) for v in values]  # UUIDs from PostgreSQL's driver
     return pa.array(values, kind)
-
-
-# -- building objects from columns ----------------------------------------------------
-
-
-def _uuid_slots() -> tuple[Callable[..., None], Callable[..., None]] | None:
-    """The setters of :class:`uuid.UUID`'s two slots (``int`` and ``is_safe``), if filling
-    them on a bare instance makes the same UUID as the public constructor; else None."""
-    cls = uuid.UUID
-    try:
-        set_int, set_safe = cls.__dict__["int"].__set__, cls.__dict__["is_safe"].__set__
-        probe = uuid.uuid4()
-        made = object.__new__(cls)
-        set_int(made, probe.int)
-        set_safe(made, uuid.SafeUUID.unknown)
-        same = (made == probe and hash(made) == hash(probe) and str(made) == str(probe)
-                and made.is_safe == probe.is_safe and repr(made) == repr(probe))
-    except Exception:  # noqa: BLE001 - any difference means the fast path is not safe here
-        return None
-    return (set_int, set_safe) if same else None
-
-
-_UUID_SLOTS = _uuid_slots()
-
-
-def _uuids(ids: Sequence[Any]) -> list[uuid.UUID]:
-    """Dataset IDs as :class:`uuid.UUID`, from the database's values (32 hex digits on SQLite).
-
-    ``uuid.UUID(hex)`` checks and normalises its text in Python (1 us an ID).  Text the
-    registry wrote needs only its integer, set into the two slots as ``__setstate__``
-    does, and a column of them is made by C-level ``map`` loops with no Python frame per
-    ID (0.25 us an ID).
-    """
-    if not ids or ids[0].__class__ is uuid.UUID:
-        return list(ids)
-    if _UUID_SLOTS is None or set(map(len, ids)) != {32}:
-        return list(map(uuid.UUID, ids))
-    set_int, set_safe = _UUID_SLOTS
-    out = list(map(object.__new__, itertools.repeat(uuid.UUID, len(ids))))
-    collections.deque(map(set_int, out, map(int, ids, itertools.repeat(16))), maxlen=0)
-    collections.deque(map(set_safe, out, itertools.repeat(uuid.SafeUUID.unknown)), maxlen=0)
-    return out
-
-
-@functools.lru_cache(maxsize=256)
-def _data_id_builder(names: tuple[str, ...]) -> Callable[..., list[DataCoordinate]]:
-    """A function turning columns into one data ID per row.
-
-    ``build(group, n, *columns)`` returns ``[DataCoordinate(group, {names[0]: v0, ...}) ...]``.
-    The source is generated for the names, as ``collections.namedtuple`` does, so each
-    row's values are a dict display with constant keys in one comprehension: a third less
-    time than ``dict(zip(names, row))`` and a call per row (30,000 data IDs are built in a
-    few milliseconds).
-    """
-    values = [f"v{i}" for i in range(len(names))]
-    columns = [f"c{i}" for i in range(len(names))]
-    display = "{" + ", ".join(f"{name!r}: {v}" for name, v in zip(names, values)) + "}"
-    if names:
-        target = ", ".join(values) + ("," if len(values) == 1 else "")
-        body = f"[DC(group, {display}) for {target} in zip({', '.join(columns)})]"
-    else:
-        body = "[DC(group, {}) for _ in range(n)]"
-    namespace: dict[str, Any] = {"DC": DataCoordinate}
-    source = f"def build(group, n{''.join(', ' + c for c in columns)}):\n    return {body}\n"
-    exec(source, namespace)  # noqa: S102 - names are repr()-quoted
-    return namespace["build"]
 
 
 class DataIdQueryResults(QueryResults):
@@ -529,7 +328,7 @@ class DataIdQueryResults(QueryResults):
         cols = self._built.columns
         names = tuple(group.required) + tuple(c for c in cols if c in group.implied)
         index = [cols.index(c) for c in names]
-        build = _data_id_builder(names)
+        build = columnar.data_id_builder(names)
 
         def convert(columns: list[Sequence[Any]], n: int) -> list[DataCoordinate]:
             return build(group, n, *[columns[i] for i in index])
@@ -549,7 +348,7 @@ class DatasetQueryResults(QueryResults):
         i_type = cols.index("dataset_type_index") if "dataset_type_index" in cols else None
         name_of = self._registry.collections.name_of
         runs: dict[int, str] = {}
-        build = _data_id_builder(tuple(group.required))
+        build = columnar.data_id_builder(tuple(group.required))
 
         def convert(columns: list[Sequence[Any]], n: int) -> list[DatasetRef]:
             run_ids = columns[i_run]
@@ -558,7 +357,7 @@ class DatasetQueryResults(QueryResults):
             data_ids = build(group, n, *[columns[i] for i in index])
             types = itertools.repeat(dtypes[0]) if i_type is None else map(dtypes.__getitem__, columns[i_type])
             # Column by column through C-level map loops: no Python frame per ref.
-            return list(map(DatasetRef, _uuids(columns[i_id]), types, data_ids, map(runs.__getitem__, run_ids)))
+            return list(map(DatasetRef, columnar.uuids(columns[i_id]), types, data_ids, map(runs.__getitem__, run_ids)))
 
         return convert
 
@@ -567,7 +366,7 @@ class DatasetQueryResults(QueryResults):
         ids = table.column("dataset_id")
         first = ids[0].as_py() if table.num_rows else None
         if isinstance(first, str) and len(first) == 32:  # hex digits, as SQLite stores them
-            ids = _uuid_text(ids)
+            ids = columnar.uuid_text(ids)
         elif first is not None and not isinstance(first, str):
             ids = pa.array([str(u) for u in ids.to_pylist()], pa.string())
         table = table.set_column(table.schema.get_field_index("dataset_id"), "dataset_id", ids)
@@ -575,21 +374,12 @@ class DatasetQueryResults(QueryResults):
         if fixed is not None:  # one RUN searched: no need to look at the column
             run = pa.repeat(pa.scalar(name_of(fixed), pa.string()), table.num_rows)
         else:
-            run = _names_of(table.column("run_id"), name_of)
+            run = columnar.names_of(table.column("run_id"), name_of)
         table = table.set_column(table.schema.get_field_index("run_id"), "run", run)
         if "dataset_type_index" in table.column_names:
-            names = _names_of(table.column("dataset_type_index"), lambda i: self._built.dataset_types[i].name)
+            names = columnar.names_of(table.column("dataset_type_index"), lambda i: self._built.dataset_types[i].name)
             table = table.set_column(table.schema.get_field_index("dataset_type_index"), "dataset_type", names)
         return table
-
-
-def _names_of(codes: pa.ChunkedArray | pa.Array, name: Callable[[int], str]) -> pa.Array:
-    """A string column naming each integer code (a RUN's collection ID, a dataset type's index)."""
-    encoded = pc.dictionary_encode(codes)
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.combine_chunks()
-    names = pa.array([name(c) for c in encoded.dictionary.to_pylist()], pa.string())
-    return names.take(encoded.indices)
 
 
 class DimensionRecordQueryResults(QueryResults):
