@@ -124,6 +124,10 @@ class QueryResults:
                 rows = conn.execute(selects[0] if len(selects) == 1 else sa.union_all(*selects)).all()
         except BackendError:  # e.g. a result too large for one SQLite value: read rows instead
             return None
+        if len(sources) > 1:  # SQL promises no order of UNION ALL rows: each says whose it is
+            position = 1 + columns.index("dataset_type_index")
+            by_index = {constants["dataset_type_index"]: (stmt, constants) for stmt, constants in sources}
+            sources = [by_index[row[position]] for row in rows]
         pieces: dict[str, list[pa.Array]] = {name: [] for name in columns}
         try:
             with warnings.catch_warnings():
