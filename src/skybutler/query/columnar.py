@@ -31,12 +31,14 @@ _BLOB = sa.LargeBinary()
 SEPARATOR = "\x1f"
 
 
-def aggregates(stmt: sa.Select, columns: list[str], types: dict[str, pa.DataType], constants: dict[str, Any]
-                ) -> sa.Select:
-    """``SELECT count(*), <one value per column>`` over the rows of ``stmt``: a column's
-    ``group_concat``, or its fixed value as a literal.  Over the statement's own FROM and
-    WHERE where nothing applies after them (no DISTINCT, grouping, order or limit), else
-    over the statement as a subquery."""
+def aggregates(stmt: sa.Select, columns: list[str], types: dict[str, pa.DataType], constants: dict[str, Any],
+               sole_keys: dict[str, sa.ColumnElement]) -> sa.Select:
+    """``SELECT count(*), <one value per column>, <one count per sole key>`` over the rows
+    of ``stmt``: a column's ``group_concat``, or its fixed value as a literal; then, for
+    each constant that holds while a table has one key, how many other keys that table
+    has (0, or the constant is wrong), read in the same snapshot as the rows.  Over the
+    statement's own FROM and WHERE where nothing applies after them (no DISTINCT,
+    grouping, order or limit), else over the statement as a subquery."""
     flat = not (stmt._distinct or stmt._group_by_clauses or stmt._order_by_clauses
                 or stmt._limit_clause is not None or stmt._offset_clause is not None)
     inner = None if flat else stmt.subquery("r")
@@ -51,6 +53,8 @@ def aggregates(stmt: sa.Select, columns: list[str], types: dict[str, pa.DataType
             parts.append(sa.func.group_concat(source[name]))
         else:
             parts.append(sa.cast(sa.func.group_concat(source[name], SEPARATOR), _BLOB))
+    for name, key in sole_keys.items():
+        parts.append(sa.select(sa.func.count()).where(key != constants[name]).scalar_subquery())
     if inner is None:
         return stmt.with_only_columns(*parts, maintain_column_froms=True)
     return sa.select(*parts).select_from(inner)

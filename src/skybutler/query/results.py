@@ -115,10 +115,12 @@ class QueryResults:
             return None
         built = self._built
         if built.parts and self._limit is None and not self._offset:
-            sources = [(part.statement, {**part.constants, "dataset_type_index": i}) for i, part in built.parts]
+            sources = [(part.statement, {**part.constants, "dataset_type_index": i}, part.sole_keys)
+                       for i, part in built.parts]
         else:
-            sources = [(self._statement(plain_ids=False), built.constants)]
-        selects = [columnar.aggregates(stmt, columns, types, constants) for stmt, constants in sources]
+            sources = [(self._statement(plain_ids=False), built.constants, built.sole_keys)]
+        selects = [columnar.aggregates(stmt, columns, types, constants, sole_keys)
+                   for stmt, constants, sole_keys in sources]
         try:
             with self._registry.db.reading() as conn:
                 rows = conn.execute(selects[0] if len(selects) == 1 else sa.union_all(*selects)).all()
@@ -126,14 +128,16 @@ class QueryResults:
             return None
         if len(sources) > 1:  # SQL promises no order of UNION ALL rows: each says whose it is
             position = 1 + columns.index("dataset_type_index")
-            by_index = {constants["dataset_type_index"]: (stmt, constants) for stmt, constants in sources}
+            by_index = {source[1]["dataset_type_index"]: source for source in sources}
             sources = [by_index[row[position]] for row in rows]
         pieces: dict[str, list[pa.Array]] = {name: [] for name in columns}
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error")  # numpy warns of text it cannot parse
-                for row, (_, constants) in zip(rows, sources):
+                for row, (_, constants, _) in zip(rows, sources):
                     n, values = row[0], iter(row[1:])
+                    if any(other_keys for other_keys in row[1 + len(columns):]):
+                        return None  # a sole key has company now: the rows say which row has which
                     for name in columns:
                         value = next(values)
                         if name in constants:
