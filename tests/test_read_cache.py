@@ -86,3 +86,26 @@ def test_a_sole_instrument_is_a_constant_until_another_is_added(two_clients):
     assert sorted((d["instrument"], d["detector"]) for d in again) == expected
     table = again.to_arrow()
     assert sorted(zip(table.column("instrument").to_pylist(), table.column("detector").to_pylist())) == expected
+
+
+def test_a_forked_child_opens_its_own_watcher_and_forgets_the_parents_answers(two_clients):
+    import multiprocessing
+
+    first, second = two_clients
+    assert runs_found(first) == ["run/a"]  # remembered in the parent
+    second.put({"v": 5}, "metrics", instrument="Cam", visit=2, detector=1, run="run/e")
+    second.collections.set_chain("chain", ["run/e", "run/a"])
+
+    def child(queue):
+        cache = first.registry.db.read_cache
+        inherited = cache._watcher  # the parent's SQLite connection: not to be used here
+        answer = runs_found(first)
+        queue.put((answer, inherited is not None and cache._watcher is not None and cache._watcher is not inherited))
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    process = context.Process(target=child, args=(queue,))
+    process.start()
+    found, own_watcher = queue.get(timeout=60)
+    process.join(60)
+    assert found == ["run/a", "run/e"] and own_watcher and process.exitcode == 0

@@ -15,6 +15,7 @@ inside this thread's transaction, whose uncommitted rows a remembered answer wou
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Hashable
@@ -31,6 +32,7 @@ class ReadCache:
         self._in_transaction = in_transaction
         self._lock = threading.Lock()
         self._watcher: sqlite3.Connection | None = None
+        self._pid = os.getpid()
         self._version: int | None = None
         self._answers: dict[Hashable, Any] = {}
 
@@ -66,6 +68,11 @@ class ReadCache:
         if not self.active():
             return None
         with self._lock:
+            if self._pid != os.getpid():
+                # A forked child: the parent's connection is not ours to use (SQLite forbids it),
+                # and data_version numbers of different connections do not compare.
+                self._watcher, self._version, self._pid = None, None, os.getpid()
+                self._answers.clear()
             if self._watcher is None:
                 self._watcher = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
             return self._watcher.execute("PRAGMA data_version").fetchone()[0]
