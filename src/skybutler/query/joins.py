@@ -5,11 +5,21 @@ adds dimension element tables until every dimension the query needs has a source
 column, joining each new table on the dimensions it shares with those already
 there.  Implied dimensions come from the table that implies them (a visit's band
 from its physical_filter), so a query joins only the tables it needs.
+
+The join rule: every dimension of a query (requested, named in the where-clause, a
+bind, the data ID or a dataset type) is related to the others through the universe's
+relationship tables (``visit_definition`` pairs an exposure only with its own visits),
+through the elements that require or imply it, or through a spatial or temporal
+relation the query states; :meth:`JoinBuilder.check_related` refuses a query whose
+dimensions fall apart into unrelated families (an exposure and a tract), which a
+bare cross product would answer with a different question.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
+
+from collections.abc import Iterable
 
 from ..dimensions import DimensionUniverse
 from ..errors import QueryError
@@ -86,11 +96,57 @@ class JoinBuilder:
 
     def join_relationships(self) -> None:
         """Join every pure relationship element (no key, no region: visit_definition) whose
-        dimensions are all in the query, so exposures pair only with their own visits."""
+        dimensions are all in the query, so exposures pair only with their own visits.
+        Called once every dimension of the query has its source, wherever it was named."""
         for name, element in self.universe.elements.items():
             if (element.key is None and not element.region and not element.timespan and not element.fields
                     and name not in self.element_tables and all(d in self.sources for d in element.identity)):
                 self.join_element(name)
+
+    def check_related(self, relations: Iterable[Iterable[str]] = ()) -> None:
+        """Refuse a query whose dimensions fall into families that nothing relates.
+
+        Dimensions are related by the elements that require or imply them (a detector
+        and an exposure of one instrument), by the relationship tables joined here, and by
+        ``relations``: groups of dimensions a spatial or temporal condition of the query
+        ties together.  A family made only of dimensions that require nothing (a band, a
+        sky map) may go with any other (every band of each patch); two families that each
+        hold a dependent dimension (an exposure, a tract) may not: their cross product
+        answers no question a user asks."""
+        names = [d for d in self.sources if self.universe[d].skypix is None]
+        parent = {d: d for d in names}
+
+        def find(d: str) -> str:
+            while parent[d] != d:
+                parent[d] = parent[parent[d]]
+                d = parent[d]
+            return d
+
+        def union(group: Iterable[str]) -> None:
+            roots = [find(d) for d in group if d in parent]
+            for r in roots[1:]:
+                parent[r] = roots[0]
+
+        for d in names:
+            element = self.universe[d]
+            union((d, *element.requires, *element.implies))
+        for name in self.element_tables:
+            element = self.universe[name]
+            union((*element.identity, *element.implies))
+        for group in relations:
+            union(group)
+        families: dict[str, list[str]] = {}
+        for d in self.universe.sorted(names):
+            families.setdefault(find(d), []).append(d)
+        dependent = [f for f in families.values() if any(self.universe[d].requires for d in f)]
+        if len(dependent) > 1:
+            # Name each family by its most specific dimensions (exposure, not its instrument).
+            shown = " and ".join(", ".join(d for d in f if not any(
+                d in self.universe[o].requires + self.universe[o].implies for o in f)) for f in dependent)
+            raise QueryError(
+                f"the query's dimensions {shown} are unrelated: no relationship table of the universe joins "
+                "them and the query states no spatial or temporal relation between them; relate them in the "
+                "where-clause (e.g. visit.region OVERLAPS tract.region) or query them separately")
 
     def select_from(self) -> sa.FromClause:
         if self.from_clause is None:
