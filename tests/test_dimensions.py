@@ -24,9 +24,10 @@ INT64_MAX = 2**63 - 1
 
 
 def test_default_universe_loads_with_every_documented_element():
-    assert (U.name, U.version) == ("default", 1)
+    assert (U.name, U.version) == ("default", 2)
     for name in ("instrument", "band", "physical_filter", "detector", "day_obs", "group", "exposure", "visit",
-                 "visit_definition", "visit_detector_region", "skymap", "tract", "patch", "htm7", "healpix8"):
+                 "visit_definition", "visit_detector_region", "skymap", "tract", "patch", "htm7", "healpix8",
+                 "visit_system", "visit_system_membership", "subfilter", "htm24", "healpix0"):
         assert name in U
     assert U["visit"].key.name == "id" and U["visit"].key.type == "int"
     assert U["instrument"].key.type == "str"

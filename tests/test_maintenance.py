@@ -156,7 +156,7 @@ def test_migrate_upgrades_an_older_schema_and_newer_is_refused(stack, make_butle
         Butler(root)
     result = CliRunner().invoke(cli, ["migrate", str(root)])
     assert result.exit_code == 0, result.output
-    assert "1 -> 3" in result.output
+    assert "1 -> 4" in result.output
     reopened = Butler(root)
     assert reopened.registry.metadata.metric_exists("anything") is False
     reopened.close()
@@ -166,3 +166,35 @@ def test_migrate_upgrades_an_older_schema_and_newer_is_refused(stack, make_butle
         Butler(root)
     with pytest.raises(SchemaVersionError, match="newer"):
         migrate(url, reopened.universe)
+
+
+def test_migrate_grows_a_release_repository_to_the_new_default_universe(tmp_path):
+    """A repository written by skybutler 0.1.0 (schema 3, default universe 1; made by
+    tests/data/make_schema3_repo.py) opens after `skybutler migrate` with every record,
+    dataset and file it had, and takes the fields and elements of the grown universe."""
+    import tarfile
+
+    with tarfile.open(Path(__file__).parent / "data" / "schema3_repo.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    root = tmp_path / "repo"
+    with pytest.raises(SchemaVersionError, match="run 'skybutler migrate'"):
+        Butler(root)
+    result = CliRunner().invoke(cli, ["migrate", str(root)])
+    assert result.exit_code == 0, result.output
+    assert "3 -> 4" in result.output
+    with Butler(root, collections=["r"], run="r") as b:
+        assert b.universe.version == 2
+        exposure = b.get_record("exposure", instrument="Cam", exposure=7)
+        assert (exposure["obs_id"], exposure["seq_num"], exposure["azimuth"]) == ("CAM_7", 7, 12.5)
+        assert exposure["can_see_sky"] is None and exposure["seq_start"] is None
+        assert b.get_record("detector", instrument="Cam", detector=1)["full_name"] == "S1"
+        assert {r.data_id["detector"]: b.get(r)["n"] for r in b.query_datasets("summary")} == {0: 10, 1: 11}
+        assert b.query_data_ids(["visit"], "visit.region OVERLAPS POINT(10.5, 0.2)").count() == 1
+        # The grown universe's elements and fields take records.
+        b.insert_records("visit_system", [{"instrument": "Cam", "id": 0, "name": "one-to-one"}])
+        b.insert_records("visit_system_membership", [{"instrument": "Cam", "visit": 7, "visit_system": 0}])
+        b.insert_records("exposure", [{**exposure, "exposure": 8, "obs_id": "CAM_8", "can_see_sky": True, "seq_start": 7}])
+        assert b.query_data_ids(["exposure"], "exposure.can_see_sky = TRUE AND exposure.seq_start = 7").count() == 1
+        assert b.query_data_ids(["visit", "visit_system"], "visit_system = 0").count() == 1
+    again = CliRunner().invoke(cli, ["migrate", str(root)])
+    assert again.exit_code == 0 and "already at schema version 4" in again.output

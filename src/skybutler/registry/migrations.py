@@ -30,10 +30,53 @@ def _add_dataset_state_table(conn: sa.Connection, schema: RegistrySchema, db: Da
     DatasetStateStore(db, schema).create(conn)
 
 
+#: Default-universe versions each upgrade step of ``_grow_universe`` may start from.
+_GROWABLE_UNIVERSES = {("default", "1")}
+
+
+def _grow_universe(conn: sa.Connection, schema: RegistrySchema, db: Database) -> None:
+    """Version 4: the default universe grows to version 2 (everything the Rubin universe holds).
+
+    The change is additive: tables of new elements (``visit_system``,
+    ``visit_system_membership``, ``subfilter``, ...) are created, and new fields
+    become nullable columns of existing element tables, so every record keeps its
+    values and gains NULLs.  A repository of another universe is left as it is.
+    """
+    meta = {k: v for k, v in conn.execute(sa.select(schema.meta.c.key, schema.meta.c.value))}
+    old = (meta.get("universe_name"), meta.get("universe_version"))
+    universe = schema.universe
+    if old == (universe.name, str(universe.version)) or old not in _GROWABLE_UNIVERSES:
+        return
+    if universe.name != "default":
+        raise SchemaVersionError(f"repository has universe {old[0]!r} version {old[1]}, which only the "
+                                 f"default universe can grow from; this code has {universe.name!r}")
+    inspector = sa.inspect(conn)
+    preparer = conn.dialect.identifier_preparer
+    for name, table in schema.elements.items():
+        if not inspector.has_table(name, schema=db.schema):
+            table.create(conn)
+            overlap = schema.skypix_overlaps.get(name)
+            if overlap is not None:
+                overlap.create(conn, checkfirst=True)
+            continue
+        have = {c["name"] for c in inspector.get_columns(name, schema=db.schema)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            if not column.nullable:
+                raise SchemaVersionError(f"cannot add non-null column {name}.{column.name} to existing records")
+            kind = column.type.compile(dialect=conn.dialect)
+            target = preparer.format_table(table)
+            conn.execute(sa.text(f"ALTER TABLE {target} ADD COLUMN {preparer.quote(column.name)} {kind}"))
+    conn.execute(schema.meta.update().where(schema.meta.c.key == "universe_version")
+                 .values(value=str(universe.version)))
+
+
 #: from-version -> the step that upgrades it to from-version + 1.
 STEPS: dict[int, Callable[[sa.Connection, RegistrySchema, Database], None]] = {
     1: _add_metric_table,
     2: _add_dataset_state_table,
+    3: _grow_universe,
 }
 
 

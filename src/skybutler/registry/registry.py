@@ -74,18 +74,19 @@ class Registry:
         meta = read_meta(db)
         if not meta:
             raise SchemaVersionError(f"no skybutler registry at {url}")
-        if (meta.get("universe_name"), meta.get("universe_version")) != (universe.name, str(universe.version)):
-            raise UniverseMismatchError(
-                f"repository was created with dimension universe {meta.get('universe_name')!r} version "
-                f"{meta.get('universe_version')}; this code has {universe.name!r} version {universe.version}")
         version = int(meta.get("schema_version", 0))
         if version > SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"repository schema version {version} is newer than this skybutler supports ({SCHEMA_VERSION}); "
                 "upgrade skybutler")
+        # Checked before the universe: an older default universe is upgraded by a migration step.
         if version < SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"repository schema version {version} is older than {SCHEMA_VERSION}; run 'skybutler migrate'")
+        if (meta.get("universe_name"), meta.get("universe_version")) != (universe.name, str(universe.version)):
+            raise UniverseMismatchError(
+                f"repository was created with dimension universe {meta.get('universe_name')!r} version "
+                f"{meta.get('universe_version')}; this code has {universe.name!r} version {universe.version}")
         return cls(db, universe)
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from ..dimensions import DimensionElement, DimensionGroup, DimensionUniverse
 
 #: Bumped whenever the static schema changes; see registry/migrations.py.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 NAME_LENGTH = 255
 
