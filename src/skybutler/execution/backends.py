@@ -13,6 +13,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from ..pipeline.errors import ExecutionError
+from ..process_pools import process_pool
 from .job import JobSpec
 from .quantum_runner import close_states, run_quantum, state_for
 
@@ -97,11 +98,9 @@ class PoolBackend(Backend):
         self._new_pool()
 
     def _new_pool(self) -> None:
-        ctx = multiprocessing.get_context(self.start_method)
         if self.start_method == "forkserver":
-            ctx.set_forkserver_preload(["skybutler.execution.quantum_runner"])
-        self.pool = cf.ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=_init_worker,
-                                           initargs=(self.job,))
+            multiprocessing.get_context("forkserver").set_forkserver_preload(["skybutler.execution.quantum_runner"])
+        self.pool = process_pool(self.jobs, self.start_method, _init_worker, (self.job,))
 
     def submit(self, index: int, payload: dict[str, Any]) -> None:
         assert self.pool is not None

@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from ..instruments import (
     read_observation_metadata,
 )
 from ..models import DatasetRef
+from ..process_pools import process_pool
 
 __all__ = ["RAW_DIMENSIONS", "IngestFailure", "IngestResult", "find_raw_files", "ingest_raws", "raw_run",
            "read_raw_metadata"]
@@ -136,7 +136,7 @@ def _read_all(paths: Sequence[Path], processes: int | None) -> list[ObservationM
     if processes <= 1 or len(paths) < 2:
         return [read_raw_metadata(p) for p in paths]
     chunk = max(1, min(64, len(paths) // (processes * 4)))
-    with ProcessPoolExecutor(max_workers=processes) as pool:
+    with process_pool(processes) as pool:  # its workers end if this process is killed
         return list(pool.map(read_raw_metadata, paths, chunksize=chunk))
 
 

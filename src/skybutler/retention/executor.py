@@ -13,7 +13,6 @@ any quantum runs (see :mod:`.ondemand`).
 from __future__ import annotations
 
 import concurrent.futures as cf
-import multiprocessing
 import time
 import uuid
 from collections.abc import Iterable
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import SkybutlerError
 from ..pipeline.task import import_task
+from ..process_pools import process_pool
 from .cold_tier import WaitCallback
 from .ondemand import (RecomputeEstimate, RecomputeOptions, RecomputeResult, prepare, recompute, recompute_note,
                        replay_and_verify, store_back)
@@ -84,8 +84,7 @@ def replay_one(payload: dict[str, Any]) -> dict[str, Any]:
 
 class _Pool:
     def __init__(self, jobs: int):
-        ctx = multiprocessing.get_context("forkserver")
-        self.pool = cf.ProcessPoolExecutor(max(1, jobs), mp_context=ctx)
+        self.pool = process_pool(max(1, jobs), "forkserver")
 
     def submit(self, payload: dict[str, Any]) -> Any:
         return self.pool.submit(replay_one, payload)
