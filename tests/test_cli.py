@@ -82,7 +82,7 @@ def test_create_then_config_dump(tmp_path):
     config = yaml.safe_load(run("config-dump", root).stdout)
     assert config["checksum"] is None
     assert config["registry"] == f"sqlite:///{root / 'registry.sqlite3'}"
-    assert config["datastore"] == str(root)
+    assert config["datastore"] == str(root / "datastore")
     assert "default" in config["templates"]
     assert config["universe"]["name"] == "default" and isinstance(config["universe"]["version"], int)
     assert json.loads(run("config-dump", root, "--json").stdout) == config

@@ -48,7 +48,8 @@ def test_default_template_groups_by_run_type_band_and_night(butler):
     assert ref.artifact.path == "run/a/metrics/g/20250101/metrics_Cam_1_2.json"
     assert butler.get_uri(ref).endswith("run/a/metrics/g/20250101/metrics_Cam_1_2.json")
     if butler.datastore.local:
-        assert butler.get_uri(ref) == f"file://{butler.root}/run/a/metrics/g/20250101/metrics_Cam_1_2.json"
+        # a new repository keeps its dataset files in a tree of their own, apart from butler.yaml
+        assert butler.get_uri(ref) == f"file://{butler.root}/datastore/run/a/metrics/g/20250101/metrics_Cam_1_2.json"
     assert stored_files(butler) == {ref.artifact.path}
     assert_no_temporaries(butler)
 
@@ -295,7 +296,7 @@ def test_ingest_auto(butler, raws):
     local_only(butler)
     outside = ingest_one(butler, raws[0], "auto")  # outside the root: copied
     assert raws[0].exists() and outside.artifact.path.startswith("run/a/raw/")
-    inside_file = write_json(butler.root / "curated" / "raw_1.json", {"det": 1})
+    inside_file = write_json(Path(butler.datastore.root) / "curated" / "raw_1.json", {"det": 1})
     inside = ingest_one(butler, inside_file, "auto", detector=1)  # already inside: used in place
     assert inside.artifact.path == "curated/raw_1.json"
     assert butler.get(inside) == {"det": 1}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .batching import gc_paused
 from .collections_manager import CollectionsManager
-from .config import CONFIG_NAME, RepoConfig
+from .config import BOOKKEEPING_DIR, CONFIG_NAME, DEFAULT_DATASTORE, RepoConfig
 from .datastore import FileDatastore
 from .datastore.transfer import TRANSFER_MODES, ingest_files
 from .dimensions import DataCoordinate, DimensionRecord, DimensionUniverse
@@ -75,21 +76,59 @@ class Butler:
     @classmethod
     def create(cls, root: str | Path, registry: str | None = None, datastore: str | None = None, *,
                universe: str = "default", templates: Mapping[str, str] | None = None,
-               checksum: str | None = "xxh3", **kwargs: Any) -> Butler:
-        """Create a new, empty repository at ``root`` and open it (extra kwargs go to ``Butler``)."""
+               checksum: str | None = "xxh3", existing_ok: bool = False, **kwargs: Any) -> Butler:
+        """Create a new, empty repository at ``root`` and open it (extra kwargs go to ``Butler``).
+
+        ``root`` must be missing or empty, unless ``existing_ok``: then the repository is made
+        beside the files already there, which skybutler never lists, moves or deletes (its own
+        names -- ``butler.yaml``, the SQLite registry, ``datastore/``, ``.skybutler/`` -- must be
+        free).  By default dataset files go to ``datastore/`` in the repository, a tree of their own.
+        """
         root = Path(root).absolute()
         if (root / CONFIG_NAME).exists():
             raise SkybutlerError(f"a repository already exists at {root}")
+        if root.exists() and not root.is_dir():
+            raise SkybutlerError(f"cannot create a repository at {root}: it is a file, not a directory")
+        present = sorted(os.listdir(root)) if root.exists() else []
+        if present and not existing_ok:
+            raise SkybutlerError(f"{root} is not empty ({len(present)} entries, e.g. {present[0]!r}): create the "
+                                 "repository in a new or empty directory, or pass existing_ok=True (CLI: "
+                                 "--existing-ok) to make it beside those files, which skybutler then never touches")
+        if datastore is None:
+            datastore_setting = DEFAULT_DATASTORE
+        elif "://" in datastore or os.path.isabs(datastore):
+            datastore_setting = datastore
+        else:  # a relative path typed by the user means relative to where they typed it
+            datastore_setting = os.path.abspath(datastore)
+        ours = [BOOKKEEPING_DIR] + ([DEFAULT_DATASTORE] if datastore is None else [])
+        ours += [] if registry else [f"registry.sqlite3{suffix}" for suffix in ("", "-wal", "-shm", "-journal")]
+        taken = [name for name in ours if os.path.lexists(root / name)]
+        if taken:
+            raise SkybutlerError(f"{root} already holds {', '.join(taken)}, which a new repository would make: "
+                                 "choose another directory")
+        store = None if "://" in datastore_setting else root / datastore_setting  # a local datastore directory
+        if store is not None and store.exists() and any(store.iterdir()):
+            raise SkybutlerError(f"the datastore directory {store} is not empty: give a new or empty directory")
         made_root = not root.exists()
         root.mkdir(parents=True, exist_ok=True)
+        made = [root / name for name in ours] + ([store] if store is not None and not store.exists() else [])
         try:
-            config = RepoConfig(registry=registry, datastore=datastore, templates=dict(templates or {}),
+            config = RepoConfig(registry=registry, datastore=datastore_setting, templates=dict(templates or {}),
                                 checksum=checksum, universe=universe)
             reg = Registry.create(config.registry_url(root), _load_universe(universe))
+            (root / BOOKKEEPING_DIR).mkdir()
+            if store is not None:
+                store.mkdir(parents=True, exist_ok=True)
             config.save(root)
         except BaseException:
             if made_root:
                 shutil.rmtree(root, ignore_errors=True)
+            else:  # only what this call made: the user's files stay as they were
+                for path in [root / CONFIG_NAME, *made]:
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path, ignore_errors=True)
+                    elif path.exists():
+                        path.unlink()
             raise
         return cls(root, _registry=reg, **kwargs)
 

@@ -20,6 +20,11 @@ from .retention.policy import RetentionConfig
 from .registry.database import url_holds_password
 
 CONFIG_NAME = "butler.yaml"
+#: Where a new repository keeps its dataset files, relative to its root: a tree of their own,
+#: never mixed with ``butler.yaml`` and the registry's files.
+DEFAULT_DATASTORE = "datastore"
+#: Where the repository keeps its own bookkeeping (write journal, quarantine), relative to its root.
+BOOKKEEPING_DIR = ".skybutler"
 
 
 class RepoConfig(BaseModel):
@@ -30,7 +35,9 @@ class RepoConfig(BaseModel):
 
     #: Database URL; None means a SQLite file ``registry.sqlite3`` in the repository root.
     registry: str | None = None
-    #: Datastore root URI; None means the repository root itself.
+    #: Datastore root URI; a relative local path is taken inside the repository root.  None
+    #: means the repository root itself (repositories made before datastore files got a
+    #: directory of their own); new repositories record ``datastore`` (``DEFAULT_DATASTORE``).
     datastore: str | None = None
     #: Path templates by dataset type name (``default`` for all others).
     templates: dict[str, str] = Field(default_factory=dict)
@@ -53,7 +60,11 @@ class RepoConfig(BaseModel):
         return re.sub(r"\$\{(\w+)\}", lambda m: os.environ.get(m.group(1), ""), url)
 
     def datastore_uri(self, root: Path) -> str:
-        return self.datastore or str(root)
+        if self.datastore is None:
+            return str(root)
+        if "://" in self.datastore or os.path.isabs(self.datastore):
+            return self.datastore
+        return str(root / self.datastore)
 
     def save(self, root: Path) -> None:
         (root / CONFIG_NAME).write_text(yaml.safe_dump(self.model_dump(exclude_defaults=True) or {}, sort_keys=False))

@@ -49,9 +49,12 @@ def verify(butler: Butler, check_sizes: bool = False) -> VerifyReport:
             report.missing_files.append(f"{artifact.path} (dataset {dataset_id})")
         elif check_sizes and butler.datastore.size(artifact) != artifact.size:
             report.size_mismatches.append(artifact.path)
+    legacy_layout = butler.datastore.root_is(butler.root)  # files at the repository root, beside butler.yaml
     for path in butler.datastore.walk():
+        if legacy_layout and path in _REPOSITORY_FILES:
+            continue
         report.files += 1
-        if path in inside or (path in _REPOSITORY_FILES and butler.datastore.root_is(butler.root)):
+        if path in inside:
             continue
         report.orphan_files.append(path)
     return report
