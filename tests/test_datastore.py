@@ -12,7 +12,7 @@ import pytest
 from skybutler import Butler
 from skybutler.datastore.templates import DEFAULT_TEMPLATE, PathTemplate
 from skybutler.errors import (ChecksumMismatchError, CollectionError, DatasetConflictError, DatastoreError, FileNotStoredError,
-                              FormatterError, SkybutlerError, TransferError)
+                              FormatterError, InvalidFileError, SkybutlerError, TransferError)
 from skybutler.formats import get_formatter
 
 DATA_ID = {"instrument": "Cam", "visit": 1, "detector": 2}
@@ -319,15 +319,16 @@ def test_ingest_many_and_skip_existing(butler, raws):
 def test_ingest_of_an_empty_file_and_of_a_directory(butler, raws, tmp_path):
     empty = tmp_path / "incoming" / "empty.json"
     empty.write_bytes(b"")
-    ref = ingest_one(butler, empty, "copy")
-    assert ref.artifact.size == 0 and ref.artifact.checksum.startswith("xxh3:")
-    assert butler.datastore.size(ref.artifact) == 0
     before = stored_files(butler)
+    # an empty file is no JSON document: refused before anything is placed, named with its reason
+    with pytest.raises(InvalidFileError, match=r"empty\.json: not a readable json file: Expecting value"):
+        ingest_one(butler, empty, "copy")
+    assert stored_files(butler) == before and empty.exists()
     with pytest.raises(TransferError, match="cannot ingest .*incoming"):
         butler.ingest("raw", [(raws[1], {**DATA_ID, "detector": 1}),
                               (tmp_path / "incoming", {**DATA_ID, "detector": 2})], transfer="copy")
     assert stored_files(butler) == before
-    assert butler.find_dataset("raw", {**DATA_ID, "detector": 1}) is None
+    assert not butler.collections.exists("run/a")
 
 
 def test_failed_ingest_undoes_every_file(butler, raws):

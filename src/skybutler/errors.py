@@ -120,6 +120,20 @@ class FormatterError(SkybutlerError):
     """A formatter could not write or read an artifact, or got bad read parameters."""
 
 
+class InvalidFileError(FormatterError):
+    """Files given to an ingest or import cannot be read by their formatter; nothing was ingested.
+
+    ``failures`` holds one (file, reason) pair per refused file.
+    """
+
+    def __init__(self, failures: list[tuple[str, str]]):
+        self.failures = list(failures)
+        shown = "; ".join(f"{path}: {reason}" for path, reason in self.failures[:5])
+        more = f"; and {len(self.failures) - 5} more" if len(self.failures) > 5 else ""
+        super().__init__(f"{len(self.failures)} file(s) cannot be read by their formatter, nothing was "
+                         f"ingested: {shown}{more}")
+
+
 # -- queries ------------------------------------------------------------------
 
 

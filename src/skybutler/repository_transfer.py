@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .butler import Butler
-from .datastore.transfer import ingest_file
+from .datastore.transfer import check_sources, ingest_file
 from .dimensions import DataCoordinate, DimensionRecord
 from .dimensions import regions as sky
 from .errors import DatasetConflictError, SkybutlerError
@@ -109,6 +109,7 @@ def import_datasets(butler: Butler, directory: str | Path, transfer: str = "copy
         raise SkybutlerError(f"export was made with universe {manifest['universe']}, this repository has "
                              f"{[butler.universe.name, butler.universe.version]}")
     entries = [(directory / d["path"], d) for d in manifest["datasets"]]
+    check_sources([(path, d["formatter"]) for path, d in entries])  # before anything is registered
     with butler.registry.transaction():
         for element, rows in manifest["records"].items():
             butler.registry.dimensions.insert(element, [_record_from_json(r) for r in rows], skip_existing=True)

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ..errors import DatastoreError, TransferError
+from ..errors import DatastoreError, FormatterError, InvalidFileError, TransferError
+from ..formats import get_formatter
 from ..models import StoredArtifact
 from .checksums import checksum
 from .local_files import read_all, rename_no_replace, write_new_file
@@ -57,13 +58,37 @@ class IngestedFile:
                 pass
 
 
+def check_sources(sources: Sequence[tuple[str | Path, str]]) -> None:
+    """Ask each (file, formatter name)'s formatter whether it can read the file, before any is placed.
+
+    Cheap by design (a FITS header walk, a Parquet footer, a JSON/YAML parse); raises
+    :class:`InvalidFileError` naming every refused file and its reason.
+    """
+    failures: list[tuple[str, str]] = []
+    for source, formatter_name in sources:
+        formatter = get_formatter(formatter_name)
+        try:
+            with open(source, "rb") as stream:
+                formatter.validate(stream)
+        except FormatterError as err:
+            failures.append((str(source), str(err)))
+        except FileNotFoundError:
+            raise TransferError(f"cannot ingest {source}: no such file") from None
+        except OSError as err:  # a directory, no permission
+            raise TransferError(f"cannot ingest {source}: {err.strerror or err}") from err
+    if failures:
+        raise InvalidFileError(failures)
+
+
 def ingest_files(datastore, entries: Sequence[tuple[str | Path, object]], transfer: str, formatter: str,
                  extension: str) -> list[IngestedFile]:
     """Bring many files in (see :func:`ingest_file`): ``entries`` are (source, dataset ref) pairs,
     a file's path in the datastore comes from its ref and suffix (``extension`` if it has none).
 
-    All or nothing: if one file fails, those already placed are undone and the error is raised.
+    All or nothing: every file is checked by its formatter first (:func:`check_sources`),
+    and if one fails to be placed, those already placed are undone and the error is raised.
     """
+    check_sources([(source, formatter) for source, _ in entries])
     def one(entry: tuple[str | Path, object]) -> IngestedFile:
         source, ref = entry
         return ingest_file(datastore, source,

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from .storage_class import StorageClass
 
 _SCALARS = (str, int, float, bool, type(None))
-#: Exact types that are certainly JSON scalars (subclasses go through the isinstance check).
-_SCALAR_TYPES = frozenset(_SCALARS)
+#: Exact types that are certainly JSON scalars (subclasses, and floats, which may be NaN or
+#: infinite, go through the full check).
+_SCALAR_TYPES = frozenset((str, int, bool, type(None)))
 
 
 def check_dict(obj: Any) -> dict[str, Any]:
     """Accept a mapping whose keys are strings and whose values are JSON-compatible.
 
     Non-string keys are refused rather than silently turned into strings, so what is
-    read back equals what was written.  A non-dict Mapping is copied into a dict.
+    read back equals what was written; NaN and infinities are refused because JSON has
+    no such numbers (store None, or a string, instead).  A non-dict Mapping is copied into a dict.
     """
     if not isinstance(obj, Mapping):
         raise TypeError("expected a dict")
@@ -27,6 +30,9 @@ def check_dict(obj: Any) -> dict[str, Any]:
 def _check_value(value: Any, path: str) -> None:
     """Recursively check ``value``, naming the first offending location."""
     if isinstance(value, _SCALARS):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"value at {path or 'top level'} is {value}, which JSON cannot hold "
+                             "(use None for a missing number)")
         return
     if isinstance(value, Mapping):
         for key, item in value.items():

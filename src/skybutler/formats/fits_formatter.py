@@ -8,6 +8,8 @@ because the stream may be a remote (fsspec) file rather than a real one.
 
 from __future__ import annotations
 
+import gzip
+import io
 import re
 import warnings
 from typing import Any, BinaryIO
@@ -24,6 +26,11 @@ _STRUCTURAL = re.compile(
     r"^(SIMPLE|XTENSION|BITPIX|NAXIS\d*|EXTEND|PCOUNT|GCOUNT|BSCALE|BZERO|BLANK|CHECKSUM|DATASUM)$"
 )
 """Keywords astropy derives from the data; copying them from another HDU would be wrong."""
+
+_BLOCK = 2880
+"""FITS headers and data come in blocks of this many bytes."""
+
+_GZIP_MAGIC = b"\x1f\x8b"
 
 _ALT_KEYS = " ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 """Primary WCS (blank) and the 26 alternate WCS letters, all shifted by a cut-out."""
@@ -74,6 +81,46 @@ class FitsFormatter(Formatter):
         return fits.ImageHDU(data=data, header=_without_structural(header))
 
 
+    def _validate(self, stream: BinaryIO) -> None:
+        """Walk the file's HDUs by their headers alone: every header parses, the file holds all
+        the data each header declares, and one HDU is a 2-D image (plain or tile-compressed).
+
+        No pixel is read: each header's declared data size (and padding) is skipped over.
+        A gzip-compressed file is decompressed first, since only then are sizes known.
+        """
+        from astropy.io import fits
+
+        stream.seek(0)
+        if stream.read(2) == _GZIP_MAGIC:
+            stream.seek(0)
+            stream = io.BytesIO(gzip.decompress(stream.read()))
+        length = stream.seek(0, 2)
+        if not length:
+            raise FormatterError("Formatter 'fits': the file is empty.")
+        offset, number, has_image = 0, 0, False
+        while offset < length:
+            stream.seek(offset)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # astropy's note of blank padding, handled below
+                    header = fits.Header.fromfile(stream, padding=True)
+            except (ValueError, OSError, EOFError) as err:
+                stream.seek(offset)
+                if number and not stream.read().strip(b"\0 "):
+                    break  # blank padding after the last HDU
+                where = "the primary header" if not number else f"the header of HDU {number}"
+                raise FormatterError(f"Formatter 'fits': {where} does not parse: {err}") from None
+            has_image = has_image or _is_2d_image(header)
+            data_end = stream.tell() + _data_bytes(header)
+            if data_end > length:
+                raise FormatterError(f"Formatter 'fits': truncated: HDU {number} declares data up to byte "
+                                     f"{data_end}, but the file has {length} bytes")
+            offset = -(-data_end // _BLOCK) * _BLOCK
+            number += 1
+        if not has_image:
+            raise FormatterError("Formatter 'fits': the file holds no 2-D image HDU.")
+
+
 class _Borrowed:
     """A read-only view of the caller's stream whose ``close`` does nothing.
 
@@ -115,6 +162,26 @@ def _image_hdu(hdus: Any) -> Any:
         if hdu.header.get("NAXIS") == 2 and hdu.is_image:
             return hdu
     raise FormatterError("Formatter 'fits': the file holds no 2-D image HDU.")
+
+
+def _data_bytes(header: Any) -> int:
+    """The size in bytes of the data an HDU's header declares (FITS standard, section 4.4.1),
+    without the padding to 2880-byte blocks."""
+    naxis = int(header.get("NAXIS", 0))
+    if naxis == 0:
+        return 0
+    pixels = 1
+    for axis in range(1, naxis + 1):
+        pixels *= int(header.get(f"NAXIS{axis}", 0))
+    bits = abs(int(header.get("BITPIX", 8)))
+    return bits // 8 * int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + pixels)
+
+
+def _is_2d_image(header: Any) -> bool:
+    """Whether a raw header is a 2-D image: a primary or IMAGE extension, or a tile-compressed one."""
+    if header.get("ZIMAGE") is True:
+        return header.get("ZNAXIS") == 2
+    return ("SIMPLE" in header or header.get("XTENSION") == "IMAGE") and header.get("NAXIS") == 2
 
 
 def _check_bbox(bbox: Any, n_x: int, n_y: int) -> BBox:

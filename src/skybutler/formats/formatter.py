@@ -59,6 +59,29 @@ class Formatter(ABC):
         except Exception as exc:
             raise FormatterError(f"Formatter {self.name!r} could not read its artifact: {exc}") from exc
 
+    def validate(self, stream: BinaryIO) -> None:
+        """Check cheaply that a seekable binary ``stream`` holds an artifact this formatter can read.
+
+        Ingest calls this on every file before it places any, so a broken file is refused
+        with its reason instead of failing later at ``get``.  Raises FormatterError saying
+        what is wrong; the caller adds the file's name.
+        """
+        try:
+            self._validate(stream)
+        except SkybutlerError:
+            raise
+        except Exception as exc:
+            reason = " ".join(str(exc).split())  # one line: library messages often span several
+            raise FormatterError(f"not a readable {self.name} file: {reason}") from exc
+
+    def _validate(self, stream: BinaryIO) -> None:
+        """Format-specific check; exceptions are wrapped by ``validate``.
+
+        The default reads the whole object, which is always right but not cheap: a
+        formatter overrides it with what its format can check quickly (a header, a footer).
+        """
+        self._read(stream, None, {})
+
     def _check_component(self, component: str | None) -> None:
         if component is not None and component not in self.components:
             allowed = sorted(self.components) or "none"

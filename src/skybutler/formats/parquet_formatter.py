@@ -47,6 +47,10 @@ class ParquetFormatter(Formatter):
         table = parquet_file.read(columns=columns, use_pandas_metadata=True)
         return from_arrow(table, kind)
 
+    def _validate(self, stream: BinaryIO) -> None:
+        """The footer parses and its schema converts to Arrow (the data pages are not read)."""
+        pq.ParquetFile(stream).schema_arrow
+
     def _columns(self, requested: Any, available: list[str]) -> list[str] | None:
         """Validate the ``columns`` parameter against the file's columns."""
         if requested is None:

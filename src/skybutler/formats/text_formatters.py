@@ -1,13 +1,28 @@
-"""JSON and YAML formatters for plain, JSON-compatible Python data (the ``Dict`` storage class)."""
+"""JSON and YAML formatters for plain, JSON-compatible Python data (the ``Dict`` storage class).
+
+Both write strict data only: NaN and infinities are refused (by the ``Dict`` storage
+class, and again by the JSON writer), because ``NaN`` is not JSON and other readers of
+the file would choke on it.  Reading stays lenient, so a file written before that rule
+still reads.  ``validate`` parses a file strictly and wants a mapping at the top level.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 import yaml
 
 from .formatter import Formatter
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _want_mapping(value: Any, what: str) -> None:
+    if not isinstance(value, dict):
+        raise ValueError(f"the {what} document holds a {type(value).__name__}, not a mapping")
 
 
 class JsonFormatter(Formatter):
@@ -17,10 +32,13 @@ class JsonFormatter(Formatter):
     extension = ".json"
 
     def _write(self, obj: Any, stream: BinaryIO) -> None:
-        stream.write(json.dumps(obj, ensure_ascii=False, allow_nan=True).encode("utf-8"))
+        stream.write(json.dumps(obj, ensure_ascii=False, allow_nan=False).encode("utf-8"))
 
     def _read(self, stream: BinaryIO, component: str | None, parameters: dict[str, Any]) -> Any:
         return json.loads(stream.read())
+
+    def _validate(self, stream: BinaryIO) -> None:
+        _want_mapping(json.loads(stream.read(), parse_constant=_no_constant), "JSON")
 
 
 class YamlFormatter(Formatter):
@@ -35,3 +53,6 @@ class YamlFormatter(Formatter):
 
     def _read(self, stream: BinaryIO, component: str | None, parameters: dict[str, Any]) -> Any:
         return yaml.safe_load(stream.read())
+
+    def _validate(self, stream: BinaryIO) -> None:
+        _want_mapping(yaml.safe_load(stream.read()), "YAML")

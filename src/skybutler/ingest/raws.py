@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import SkybutlerError
+from ..errors import InvalidFileError, SkybutlerError
 from ..instruments import (
     ObservationMetadata,
     RawHeaderError,
@@ -220,18 +220,24 @@ def ingest_raws(butler, paths_or_dirs: Iterable[str | Path] | str | Path, *, tra
 
 def _ingest_batch(butler, run: str, batch: list[tuple[Path, ObservationMetadata]], transfer: str,
                   result: IngestResult) -> None:
-    """Skip what is already there, then one ``butler.ingest`` call (file by file if it fails)."""
+    """Skip what is already there, then one ``butler.ingest`` call; files their formatter cannot
+    read (a truncated raw) are failures and the call is repeated without them; any other error
+    has the files tried one by one."""
     todo = _skip_existing(butler, run, batch, result)
-    if not todo:
-        return
-    try:
-        result.refs += butler.ingest("raw", [(p, _data_id(m)) for p, m in todo], run=run, transfer=transfer,
-                                     id_mode="deterministic")
-        return
-    except SkybutlerError as err:
-        if len(todo) == 1:
-            result.failures.append(IngestFailure(str(todo[0][0]), str(err)))
+    while todo:
+        try:
+            result.refs += butler.ingest("raw", [(p, _data_id(m)) for p, m in todo], run=run,
+                                         transfer=transfer, id_mode="deterministic")
             return
+        except InvalidFileError as err:
+            refused = {path for path, _ in err.failures}
+            result.failures += [IngestFailure(path, reason) for path, reason in err.failures]
+            todo = [(p, m) for p, m in todo if str(p) not in refused]
+        except SkybutlerError as err:
+            if len(todo) == 1:
+                result.failures.append(IngestFailure(str(todo[0][0]), str(err)))
+                return
+            break
     for path, meta in todo:  # isolate the file(s) that broke the batch; the others go in
         try:
             result.refs += butler.ingest("raw", [(path, _data_id(meta))], run=run, transfer=transfer,

@@ -1,0 +1,191 @@
+"""Data integrity at the repository's edges: contents checked on the way in, checksums on the
+way out, names that cannot collide or escape, strict JSON."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from astropy.io import fits
+from click.testing import CliRunner
+
+from skybutler import Butler
+from skybutler.cli.main import cli
+from skybutler.errors import InvalidFileError, StorageClassError
+from skybutler.ingest import ingest_raws
+from skybutler.instruments import simulate_night
+from skybutler.repository_transfer import export_datasets, import_datasets
+from skybutler.verify import verify
+
+DATA_ID = {"instrument": "Cam", "visit": 1, "detector": 0}
+
+
+def cli_fails(*args: object, message: str) -> str:
+    """Run a command expected to fail with one ``error:`` line (no traceback) holding ``message``."""
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    assert result.stderr.startswith("error: "), result.stderr
+    assert message in " ".join(result.stderr.split()), result.stderr
+    return result.stderr
+
+
+def stored(butler: Butler) -> set[str]:
+    return {p for p in butler.datastore.walk() if not p.startswith("registry.sqlite3") and p != "butler.yaml"}
+
+
+def image_bytes(shape: tuple[int, int] = (64, 64), extension: bool = False) -> bytes:
+    data = np.arange(shape[0] * shape[1], dtype=np.float32).reshape(shape)
+    hdus = [fits.PrimaryHDU(), fits.ImageHDU(data)] if extension else [fits.PrimaryHDU(data)]
+    buffer = io.BytesIO()
+    fits.HDUList(hdus).writeto(buffer)
+    return buffer.getvalue()
+
+
+# -- contents checked on the way in (issue 13, items 3 and 4) -----------------
+
+
+@pytest.fixture
+def typed(butler: Butler) -> Butler:
+    butler.register_dataset_type("calexp", ["instrument", "visit", "detector"], "Image")
+    butler.register_dataset_type("src", ["instrument", "visit", "detector"], "Table")
+    return butler
+
+
+BROKEN = {
+    # (dataset type, file name, content, a part of the reason)
+    "garbage fits": ("calexp", "a.fits", b"this is not a FITS file at all" * 200, "primary header does not parse"),
+    "truncated fits": ("calexp", "b.fits", image_bytes()[:-5000], "truncated: HDU 0 declares data up to byte"),
+    "fits without image": ("calexp", "c.fits", image_bytes()[:2880].replace(b"NAXIS   =                    2",
+                                                                            b"NAXIS   =                    0"),
+                           "holds no 2-D image HDU"),
+    "invalid json": ("metrics", "d.json", b'{"a": 1,', "not a readable json file"),
+    "json NaN": ("metrics", "e.json", b'{"a": NaN}', "NaN is not a JSON value"),
+    "json not a mapping": ("metrics", "f.json", b"[1, 2]", "holds a list, not a mapping"),
+    "json not utf-8": ("metrics", "g.json", '{"a": "café"}'.encode("latin-1"), "not a readable json file"),
+    "garbage parquet": ("src", "h.parquet", b"PAR1" + b"\0" * 100, "not a readable parquet file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_a_broken_file_is_refused_by_name_and_reason(typed: Butler, tmp_path: Path, case: str) -> None:
+    dataset_type, name, content, reason = BROKEN[case]
+    good = tmp_path / "good.fits"
+    good.write_bytes(image_bytes())
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    before = stored(typed)
+    for transfer in ("copy", "move", "direct"):
+        with pytest.raises(InvalidFileError) as caught:
+            typed.ingest(dataset_type, [(bad, DATA_ID)], transfer=transfer)
+        assert caught.value.failures[0][0] == str(bad) and reason in caught.value.failures[0][1]
+        assert str(bad) in str(caught.value) and reason in str(caught.value)
+        assert bad.exists() and stored(typed) == before
+    assert not typed.collections.exists("run/a") or not list(typed.query_datasets(dataset_type, collections="run/a"))
+
+
+def test_every_refused_file_of_a_batch_is_named_and_nothing_goes_in(typed: Butler, tmp_path: Path) -> None:
+    files = []
+    for number in range(4):
+        path = tmp_path / f"m{number}.json"
+        path.write_text('{"ok": 1}' if number % 2 == 0 else "{oops")
+        files.append((path, {**DATA_ID, "detector": number}))
+    with pytest.raises(InvalidFileError) as caught:
+        typed.ingest("metrics", files, transfer="move")
+    assert [f for f, _ in caught.value.failures] == [str(files[1][0]), str(files[3][0])]
+    assert all(path.exists() for path, _ in files) and stored(typed) == set()
+
+
+def test_good_files_of_every_format_still_go_in(typed: Butler, tmp_path: Path) -> None:
+    (tmp_path / "i.fits").write_bytes(image_bytes(extension=True))
+    (tmp_path / "m.json").write_text('{"a": [1, 2.5, null]}')
+    (tmp_path / "m.yaml").write_text("a: 1\nb: [x, y]\n")
+    pq.write_table(pa.table({"x": [1, 2]}), tmp_path / "t.parquet")
+    typed.ingest("calexp", [(tmp_path / "i.fits", DATA_ID)])
+    typed.ingest("metrics", [(tmp_path / "m.json", DATA_ID)])
+    typed.ingest("metrics", [(tmp_path / "m.yaml", {**DATA_ID, "detector": 1})], formatter="yaml")
+    typed.ingest("src", [(tmp_path / "t.parquet", DATA_ID)])
+    assert typed.get("calexp", DATA_ID).data.shape == (64, 64)
+    assert typed.get("metrics", DATA_ID) == {"a": [1, 2.5, None]}
+    assert typed.get("src", DATA_ID).num_rows == 2
+
+
+def test_cli_ingest_files_names_the_broken_file(typed: Butler, tmp_path: Path) -> None:
+    (tmp_path / "bad.fits").write_bytes(b"SIMPLE  = garbage")
+    (tmp_path / "table.csv").write_text("file,instrument,visit,detector\nbad.fits,Cam,1,0\n")
+    cli_fails("ingest-files", typed.root, "calexp", "run/b", tmp_path / "table.csv",
+              message=f"{tmp_path / 'bad.fits'}: Formatter 'fits': the primary header does not parse")
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("night")
+    simulate_night(out, day_obs=20260301, n_science=1, n_bias=0, n_flat=0, bands=("g",), size=32)
+    return out
+
+
+@pytest.mark.parametrize("transfer", ["copy", "move", "direct"])
+def test_a_truncated_raw_is_refused_and_the_others_go_in(night: Path, tmp_path: Path, transfer: str) -> None:
+    raws = sorted(night.glob("*.fits"))
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    for raw in raws:
+        (incoming / raw.name).write_bytes(raw.read_bytes())
+    victim = incoming / raws[3].name
+    with fits.open(victim) as hdus:  # keep the headers whole and 100 bytes of the last HDU's pixels
+        keep = hdus[-1].fileinfo()["datLoc"] + 100
+    victim.write_bytes(victim.read_bytes()[:keep])
+    with Butler.create(tmp_path / "repo") as butler:
+        result = ingest_raws(butler, incoming, transfer=transfer)
+        assert [f.path for f in result.failures] == [str(victim)]
+        assert "truncated" in result.failures[0].reason
+        assert len(result.refs) == len(raws) - 1
+        assert victim.exists()  # a refused file stays where it was, even with --transfer move
+        report = verify(butler, check_sizes=True)
+        assert report.consistent and report.datasets == len(raws) - 1
+        originals = {}
+        for raw in raws:
+            with fits.open(raw) as hdus:
+                image = next(h for h in hdus if h.header.get("NAXIS") == 2)
+                originals[(image.header["EXPID"], image.header["CCDNUM"])] = np.asarray(image.data)
+        for ref in result.refs:  # every ingested raw reads back whole
+            expected = originals[(ref.data_id["exposure"], ref.data_id["detector"])]
+            assert np.array_equal(butler.get(ref).data, expected)
+
+
+def test_import_refuses_a_broken_export_and_registers_nothing(butler: Butler, make_butler, tmp_path: Path) -> None:
+    butler.put({"a": 1}, "metrics", DATA_ID)
+    butler.put({"a": 2}, "metrics", {**DATA_ID, "detector": 1})
+    refs = list(butler.query_datasets("metrics", collections="run/a"))
+    export_datasets(butler, refs, tmp_path / "export")
+    victim = next(p for p in (tmp_path / "export").rglob("metrics_*.json"))
+    victim.write_text("{truncated")
+    target = make_butler("target")
+    with pytest.raises(InvalidFileError, match=str(victim.name)):
+        import_datasets(target, tmp_path / "export")
+    assert not target.collections.exists("run/a")
+    assert stored(target) == set()
+
+
+# -- strict JSON (issue 13, item 11) --------------------------------------------
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_a_dict_holding_nan_or_infinity_is_refused(butler: Butler, value: float) -> None:
+    with pytest.raises(StorageClassError, match=r"value at b\[1\] is .*, which JSON cannot hold"):
+        butler.put({"a": 1, "b": [0.5, value]}, "metrics", DATA_ID)
+    assert stored(butler) == set()
+
+
+def test_every_json_file_written_is_strict_json(butler: Butler) -> None:
+    ref = butler.put({"a": 1.5, "b": None, "c": "ü"}, "metrics", DATA_ID)
+    text = Path(butler.datastore.full_path(ref.artifact.path)).read_bytes() if butler.datastore.local else None
+    if text is not None:
+        json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} written"))
