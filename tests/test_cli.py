@@ -316,6 +316,18 @@ def test_ingest_files(repo, tmp_path):
     assert "ingested 1 metrics dataset(s) into more" in out
 
 
+def test_ingest_files_keeps_the_ids_of_an_id_column(repo, tmp_path):
+    table = write_ingest_table(tmp_path, (1, 2))
+    ids = ["0b5c1f2e-38c9-4d0e-9b8a-5f0c2d4e6a71", "6f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"]
+    lines = table.read_text().splitlines()
+    table.write_text("\n".join([lines[0] + ",id"] + [f"{line},{i}" for line, i in zip(lines[1:], ids)]) + "\n")
+    refs = run_json("ingest-files", repo, "metrics", "kept", table)
+    assert sorted(r["id"] for r in refs) == sorted(ids)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,instrument,visit,detector,id\nin/m1.json,Cam,1,2,not-an-id\n")
+    fails("ingest-files", repo, "metrics", "kept2", bad, message="line 2: the id column does not hold a dataset ID")
+
+
 def test_ingest_files_failures(repo, tmp_path):
     table = write_ingest_table(tmp_path, (1, 2))
     run("ingest-files", repo, "metrics", "ingested", table, "--transfer", "teleport", code=2)

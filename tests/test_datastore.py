@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -314,6 +315,20 @@ def test_ingest_many_and_skip_existing(butler, raws):
     # skip_existing into a RUN that does not exist yet
     assert len(butler.ingest("raw", [(raws[0], {**DATA_ID, "detector": 0})], run="run/new",
                              skip_existing=True)) == 1
+
+
+def test_ingest_keeps_given_ids(butler, raws):
+    given = [uuid.uuid4(), str(uuid.uuid4())]
+    refs = butler.ingest("raw", [(p, {**DATA_ID, "detector": d}) for d, p in enumerate(raws[:2])],
+                         transfer="copy", ids=given)
+    assert [r.id for r in refs] == [given[0], uuid.UUID(given[1])]
+    assert {r.id for r in butler.query_datasets("raw")} == {given[0], uuid.UUID(given[1])}
+    assert butler.get(butler.registry.refs_by_id([given[0]])[0]) == {"det": 0}
+    with pytest.raises(SkybutlerError, match="2 dataset IDs for 1 files"):
+        butler.ingest("raw", [(raws[2], {**DATA_ID, "detector": 2})], ids=given)
+    with pytest.raises(DatasetConflictError):  # an ID already in the repository is refused, nothing lands
+        butler.ingest("raw", [(raws[2], {**DATA_ID, "detector": 2})], run="run/other", ids=given[:1])
+    assert n_datasets(butler) == 2
 
 
 def test_ingest_of_an_empty_file_and_of_a_directory(butler, raws, tmp_path):

@@ -344,9 +344,15 @@ class Butler:
     @gc_paused()
     def ingest(self, dataset_type: str, files: Iterable[tuple[str | Path, Mapping[str, Any]]], *,
                run: str | None = None, transfer: str = "copy", formatter: str | None = None,
-               id_mode: IdMode = "random", skip_existing: bool = False) -> list[DatasetRef]:
+               id_mode: IdMode = "random", ids: Sequence[uuid.UUID | str] | None = None,
+               skip_existing: bool = False) -> list[DatasetRef]:
         """Register existing files as datasets, moving them in by ``transfer`` (copy, move,
-        hardlink, symlink, direct); all or nothing."""
+        hardlink, symlink, direct); all or nothing.
+
+        ``ids`` keeps given dataset IDs, one per file in order (e.g. the IDs another
+        repository gave them, so the same dataset is never duplicated); otherwise IDs
+        are made by ``id_mode``.  With ``skip_existing`` a file whose data ID is
+        already in the RUN is skipped."""
         if transfer not in TRANSFER_MODES:
             raise SkybutlerError(f"unknown transfer mode {transfer!r}; use one of {', '.join(TRANSFER_MODES)}")
         dtype = self.get_dataset_type(dataset_type)
@@ -359,9 +365,13 @@ class Butler:
         for path, data_id in files:
             paths.append(path)
             coordinates.append(self._standardize(group, data_id, {}))
+        if ids is not None:
+            ids = [i if isinstance(i, uuid.UUID) else uuid.UUID(str(i)) for i in ids]
+            if len(ids) != len(paths):
+                raise SkybutlerError(f"ingest got {len(ids)} dataset IDs for {len(paths)} files")
         full = self.registry.dimensions.expand_many(coordinates)
         entries = [(p, DatasetRef(i, dtype, d, run))
-                   for p, i, d in zip(paths, self._new_ids(dtype, full, id_mode), full)]
+                   for p, i, d in zip(paths, ids if ids is not None else self._new_ids(dtype, full, id_mode), full)]
         if skip_existing and self.registry.collections.exists(run):
             found = self.registry.datasets.find_many(dtype, [r.data_id for _, r in entries], [run])
             entries = [(p, r) for p, r in entries if r.data_id not in found]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +18,29 @@ from .helpers import (DataIdTextError, coerce_value, fail, info, json_option, op
 data_id_argument = click.argument("data_id", nargs=-1, metavar="KEY=VALUE...")
 
 
-def read_file_table(path: Path, universe: DimensionUniverse, prefix: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """The (file, data ID) pairs of an ingest table: a CSV with a ``file`` column and one
-    column per data-ID key; relative file paths are taken from ``prefix``."""
+def read_file_table(path: Path, universe: DimensionUniverse,
+                    prefix: Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[uuid.UUID] | None]:
+    """The (file, data ID) pairs of an ingest table: a CSV with a ``file`` column, one column
+    per data-ID key and optionally an ``id`` column of dataset IDs to keep; relative file
+    paths are taken from ``prefix``.  Returns the pairs and the IDs (None without the column)."""
     with path.open(newline="") as stream:
         reader = csv.DictReader(stream)
         columns = [c.strip() for c in reader.fieldnames or []]
         if "file" not in columns:
             fail(f"{path} has no 'file' column (columns: {', '.join(columns) or 'none'})")
         entries = []
+        ids: list[uuid.UUID] | None = [] if "id" in columns else None
         for line, row in enumerate(reader, start=2):
             row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
             empty = [k for k, v in row.items() if not v]
             if empty:
                 fail(f"{path} line {line}: empty value for {', '.join(empty)}")
             file = Path(row.pop("file"))
+            if ids is not None:
+                try:
+                    ids.append(uuid.UUID(row.pop("id")))
+                except ValueError:
+                    fail(f"{path} line {line}: the id column does not hold a dataset ID (a UUID)")
             try:
                 data_id = {key: coerce_value(universe, key, text) for key, text in row.items()}
             except DataIdTextError as err:
@@ -39,7 +48,7 @@ def read_file_table(path: Path, universe: DimensionUniverse, prefix: Path) -> li
             entries.append((file if file.is_absolute() else prefix / file, data_id))
     if not entries:
         fail(f"{path} lists no files")
-    return entries
+    return entries, ids
 
 
 @click.command("ingest-files")
@@ -60,12 +69,13 @@ def ingest_files(repo: Path, dataset_type: str, run: str, table_file: Path, tran
     """Ingest the files listed in TABLE_FILE as DATASET_TYPE datasets into RUN.
 
     TABLE_FILE is a CSV with a 'file' column and one column per data-ID key, e.g.
-    'file,instrument,visit,detector'.  All files go in, or none do.
+    'file,instrument,visit,detector', and optionally an 'id' column: dataset IDs to
+    keep (instead of making new ones).  All files go in, or none do.
     """
     with open_butler(repo) as butler:
-        entries = read_file_table(table_file, butler.universe, prefix or table_file.absolute().parent)
+        entries, ids = read_file_table(table_file, butler.universe, prefix or table_file.absolute().parent)
         refs = butler.ingest(dataset_type, entries, run=run, transfer=transfer, formatter=formatter,
-                             id_mode=id_mode)
+                             id_mode=id_mode, ids=ids)
     if not as_json:
         info(f"ingested {len(refs)} {dataset_type} dataset(s) into {run}")
     print_rows(ref_rows(refs), as_json=as_json)
