@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from skybutler import Butler
 from skybutler.cli.main import cli
-from skybutler.errors import InvalidFileError, StorageClassError
+from skybutler.errors import ChecksumMismatchError, InvalidFileError, StorageClassError
 from skybutler.ingest import ingest_raws
 from skybutler.instruments import simulate_night
 from skybutler.repository_transfer import export_datasets, import_datasets
@@ -189,3 +189,90 @@ def test_every_json_file_written_is_strict_json(butler: Butler) -> None:
     text = Path(butler.datastore.full_path(ref.artifact.path)).read_bytes() if butler.datastore.local else None
     if text is not None:
         json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} written"))
+
+
+# -- checksums on the way out (issue 13, item 8) ------------------------------
+
+
+def tamper(butler: Butler, ref) -> Path:
+    """Change one byte of a dataset's file, keeping its size (what a size check cannot see)."""
+    path = Path(butler.datastore.full_path(ref.artifact.path))
+    data = bytearray(path.read_bytes())
+    data[-2] = ord("7") if data[-2] != ord("7") else ord("8")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_recorded_checksum_is_the_files_hash(make_butler) -> None:
+    import hashlib
+
+    import xxhash
+
+    for algorithm in ("xxh3", "blake2b"):
+        butler = make_butler(f"repo_{algorithm}", run="run/a", checksum=algorithm)
+        butler.insert_records("instrument", [{"name": "Cam"}])
+        butler.register_dataset_type("config", ["instrument"], "Dict")
+        ref = butler.put({"a": 123}, "config", instrument="Cam")
+        data = butler.datastore._read_bytes(ref.artifact.path)
+        expected = (xxhash.xxh3_64_hexdigest(data) if algorithm == "xxh3"
+                    else hashlib.blake2b(data, digest_size=16).hexdigest())
+        assert ref.artifact.checksum == f"{algorithm}:{expected}"
+        assert butler.datastore.checksum_matches(ref.artifact)
+
+
+def test_get_checks_the_checksum_when_asked(butler: Butler) -> None:
+    if not butler.datastore.local:
+        pytest.skip("tampers with a local file")
+    ref = butler.put({"a": 12345}, "metrics", DATA_ID)
+    path = tamper(butler, ref)
+    assert butler.get("metrics", DATA_ID) == {"a": 12347}  # silently different: the reported failure
+    with pytest.raises(ChecksumMismatchError, match=f"{path} does not match its recorded checksum xxh3:"):
+        butler.get("metrics", DATA_ID, verify_checksums=True)
+    with pytest.raises(ChecksumMismatchError):
+        butler.get(ref, verify_checksums=True)
+    untouched = butler.put({"b": 1}, "metrics", {**DATA_ID, "detector": 1})
+    assert butler.get(untouched, verify_checksums=True) == {"b": 1}
+
+
+def test_repository_default_checks_every_get(make_butler, tmp_path: Path) -> None:
+    butler = make_butler("checked", run="run/a", collections="run/a", verify_checksums=True)
+    if not butler.datastore.local:
+        pytest.skip("tampers with a local file")
+    butler.insert_records("instrument", [{"name": "Cam"}])
+    butler.register_dataset_type("image", ["instrument"], "Image")
+    ref = butler.put(np.ones((20, 30), dtype=np.float32), "image", instrument="Cam")
+    assert butler.get("image", instrument="Cam", parameters={"bbox": (0, 0, 5, 5)}).data.shape == (5, 5)
+    tamper(butler, ref)
+    again = Butler(butler.root, collections="run/a")
+    assert again.config.verify_checksums is True
+    for kwargs in ({}, {"component": "header"}, {"parameters": {"bbox": (0, 0, 5, 5)}}):
+        with pytest.raises(ChecksumMismatchError):
+            again.get("image", instrument="Cam", **kwargs)
+    assert again.get("image", instrument="Cam", verify_checksums=False).data.shape == (20, 30)
+    again.close()
+
+
+def test_verify_checksums_names_each_mismatch(butler: Butler, tmp_path: Path) -> None:
+    if not butler.datastore.local:
+        pytest.skip("tampers with a local file")
+    refs = [butler.put({"value": 1000 + d}, "metrics", {**DATA_ID, "detector": d}) for d in range(4)]
+    source = tmp_path / "direct.json"
+    source.write_text('{"value": 5555}')
+    (direct,) = butler.ingest("metrics", [(source, {**DATA_ID, "visit": 2})], transfer="direct")
+    assert verify(butler, check_checksums=True).consistent
+    tamper(butler, refs[1])
+    tamper(butler, refs[3])
+    source.write_text('{"value": 5556}')
+    seen: list[tuple[int, int]] = []
+    report = verify(butler, check_checksums=True, progress=lambda done, total: seen.append((done, total)))
+    assert not report.consistent and report.size_mismatches == []
+    assert sorted(report.checksum_mismatches) == sorted(
+        f"{r.artifact.path} (dataset {r.id})" for r in (refs[1], refs[3], direct))
+    assert seen[-1] == (5, 5) and len(seen) == 5
+    assert verify(butler, check_sizes=True).consistent  # same sizes: only the checksums tell
+    result = CliRunner().invoke(cli, ["verify", str(butler.root), "--checksums", "--json"])
+    assert result.exit_code == 1
+    assert sorted(json.loads(result.stdout)["checksum_mismatches"]) == sorted(report.checksum_mismatches)
+    result = CliRunner().invoke(cli, ["verify", str(butler.root), "--checksums"])
+    assert result.exit_code == 1 and result.stdout.count("checksum differs") == 3
+    assert "INCONSISTENT" in result.stdout

@@ -76,13 +76,15 @@ class Butler:
     @classmethod
     def create(cls, root: str | Path, registry: str | None = None, datastore: str | None = None, *,
                universe: str = "default", templates: Mapping[str, str] | None = None,
-               checksum: str | None = "xxh3", existing_ok: bool = False, **kwargs: Any) -> Butler:
+               checksum: str | None = "xxh3", verify_checksums: bool = False, existing_ok: bool = False,
+               **kwargs: Any) -> Butler:
         """Create a new, empty repository at ``root`` and open it (extra kwargs go to ``Butler``).
 
         ``root`` must be missing or empty, unless ``existing_ok``: then the repository is made
         beside the files already there, which skybutler never lists, moves or deletes (its own
         names -- ``butler.yaml``, the SQLite registry, ``datastore/``, ``.skybutler/`` -- must be
         free).  By default dataset files go to ``datastore/`` in the repository, a tree of their own.
+        ``verify_checksums`` makes every ``get`` check its file's checksum by default.
         """
         root = Path(root).absolute()
         if (root / CONFIG_NAME).exists():
@@ -114,7 +116,7 @@ class Butler:
         made = [root / name for name in ours] + ([store] if store is not None and not store.exists() else [])
         try:
             config = RepoConfig(registry=registry, datastore=datastore_setting, templates=dict(templates or {}),
-                                checksum=checksum, universe=universe)
+                                checksum=checksum, verify_checksums=verify_checksums, universe=universe)
             reg = Registry.create(config.registry_url(root), _load_universe(universe))
             (root / BOOKKEEPING_DIR).mkdir()
             if store is not None:
@@ -436,13 +438,17 @@ class Butler:
     def get(self, dataset_type: str | DatasetRef, data_id: Mapping[str, Any] | None = None, *,
             collections: str | Sequence[str] | None = None, timespan: Timespan | None = None,
             parameters: Mapping[str, Any] | None = None, component: str | None = None,
-            recompute: bool | RecomputeOptions | None = None, **kwargs: Any) -> Any:
+            recompute: bool | RecomputeOptions | None = None, verify_checksums: bool | None = None,
+            **kwargs: Any) -> Any:
         """Read a dataset by type + data ID (searched in ``collections``) or by reference.
 
         ``parameters`` read a subset where the format allows (``columns``, ``bbox``);
         ``component`` reads a part (``header``, ``wcs``).  A cold dataset is staged back
         first; a purged one is recomputed from its provenance if ``recompute`` (default:
         the butler's) says so, else :class:`DatasetNotFoundError` says it was purged.
+        ``verify_checksums`` (default: ``verify_checksums`` of ``butler.yaml``, off) reads the
+        whole file and checks it against its recorded checksum first:
+        :class:`ChecksumMismatchError` if it was changed since it was stored.
         """
         ref = self._resolve(dataset_type, data_id, collections, timespan, kwargs, need_artifact=False)
         sc = get_storage_class(ref.dataset_type.storage_class)
@@ -456,16 +462,17 @@ class Butler:
                                         f"accepted: {', '.join(sorted(sc.parameters)) or 'none'}")
         if self._tracks_access:
             self.retention.record_access(ref.id)
+        check = self.config.verify_checksums if verify_checksums is None else verify_checksums
         if ref.artifact is not None:
             try:
-                return self.datastore.read(ref.artifact, component=component, parameters=parameters)
+                return self.datastore.read(ref.artifact, component=component, parameters=parameters, check=check)
             except FileNotStoredError:
                 # The ref may predate a move to the cold tier or a purge: ask the registry again.
                 current = self.registry.datasets.artifacts([ref.id]).get(ref.id)
                 if current == ref.artifact:
                     raise
                 if current is not None:
-                    return self.datastore.read(current, component=component, parameters=parameters)
+                    return self.datastore.read(current, component=component, parameters=parameters, check=check)
         from .retention.ondemand import RecomputeOptions
 
         options = RecomputeOptions.of(self.recompute if recompute is None else recompute)

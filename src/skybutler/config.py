@@ -43,6 +43,9 @@ class RepoConfig(BaseModel):
     templates: dict[str, str] = Field(default_factory=dict)
     #: Artifact checksum algorithm (``xxh3``, ``blake2b``) or None to skip checksums.
     checksum: str | None = "xxh3"
+    #: Whether ``get`` checks every file against its recorded checksum by default (it reads
+    #: the whole file then, even for a cut-out or a column subset).
+    verify_checksums: bool = False
     #: Dimension universe: ``default`` or a path to a universe YAML file.
     universe: str = "default"
     #: Retention policies and the cold tier (see skybutler.retention.policy).

@@ -8,6 +8,7 @@ staged temporary files), and ``fix`` deletes the orphan files.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .butler import Butler
@@ -27,28 +28,38 @@ class VerifyReport:
     missing_files: list[str] = field(default_factory=list)
     orphan_files: list[str] = field(default_factory=list)
     size_mismatches: list[str] = field(default_factory=list)
+    checksum_mismatches: list[str] = field(default_factory=list)
 
     @property
     def consistent(self) -> bool:
-        return not (self.missing_files or self.orphan_files or self.size_mismatches)
+        return not (self.missing_files or self.orphan_files or self.size_mismatches or self.checksum_mismatches)
 
     def summary(self) -> dict:
         return {"datasets": self.datasets, "files": self.files, "consistent": self.consistent,
                 "missing_files": self.missing_files, "orphan_files": self.orphan_files,
-                "size_mismatches": self.size_mismatches}
+                "size_mismatches": self.size_mismatches, "checksum_mismatches": self.checksum_mismatches}
 
 
-def verify(butler: Butler, check_sizes: bool = False) -> VerifyReport:
-    """Compare every artifact record with the files in the datastore."""
+def verify(butler: Butler, check_sizes: bool = False, check_checksums: bool = False,
+           progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+    """Compare every artifact record with the files in the datastore.
+
+    ``check_checksums`` re-hashes every file (reading it all) and names each whose content
+    no longer matches its recorded checksum; ``progress(done, total)`` is told after each
+    artifact, for a progress bar."""
     report = VerifyReport()
     artifacts = butler.registry.datasets.all_artifacts()
     report.datasets = len(artifacts)
     inside = {a.path for a in artifacts.values() if "://" not in a.path and not a.path.startswith("/")}
-    for dataset_id, artifact in artifacts.items():
+    for done, (dataset_id, artifact) in enumerate(artifacts.items(), 1):
         if not butler.datastore.exists(artifact):
             report.missing_files.append(f"{artifact.path} (dataset {dataset_id})")
         elif check_sizes and butler.datastore.size(artifact) != artifact.size:
             report.size_mismatches.append(artifact.path)
+        elif check_checksums and not butler.datastore.checksum_matches(artifact):
+            report.checksum_mismatches.append(f"{artifact.path} (dataset {dataset_id})")
+        if progress is not None:
+            progress(done, len(artifacts))
     legacy_layout = butler.datastore.root_is(butler.root)  # files at the repository root, beside butler.yaml
     for path in butler.datastore.walk():
         if legacy_layout and path in _REPOSITORY_FILES:

@@ -114,8 +114,10 @@ def put(repo: Path, dataset_type: str, file: Path, data_id: tuple[str, ...], run
 @click.option("--no-recompute", is_flag=True, help="Fail on a purged dataset instead of recomputing it.")
 @click.option("--on-drift", type=click.Choice(["refuse", "note"]), default="refuse", show_default=True,
               help="If the installed task code differs from the recorded version: refuse, or go on and record it.")
+@click.option("--verify-checksums/--no-verify-checksums", default=None,
+              help="Check the file against its recorded checksum first (default: the repository's setting).")
 def get(repo: Path, dataset_type: str, data_id: tuple[str, ...], collections: tuple[str, ...], yes: bool,
-        no_recompute: bool, on_drift: str) -> None:
+        no_recompute: bool, on_drift: str, verify_checksums: bool | None) -> None:
     """Print a Dict dataset found by DATASET_TYPE and data ID KEY=VALUE... as JSON.
 
     A cold dataset is staged back; a purged one is recomputed from its provenance after
@@ -134,7 +136,8 @@ def get(repo: Path, dataset_type: str, data_id: tuple[str, ...], collections: tu
         if ref is not None and options is not None:
             confirm_recompute(butler, ref, yes)
         obj = butler.get(ref if ref is not None else dataset_type, parse_data_id(butler.universe, data_id),
-                         collections=split_csv_option(collections), recompute=options)
+                         collections=split_csv_option(collections), recompute=options,
+                         verify_checksums=verify_checksums)
     print_json(obj)
 
 

@@ -141,6 +141,21 @@ def info(message: str, *, style: str | None = None, markup: bool = False) -> Non
     stdout_console().print(message, soft_wrap=True, style=style, markup=markup, highlight=False)
 
 
+@contextlib.contextmanager
+def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on stderr (stdout stays clean for ``--json``); yields the
+    ``progress(done, total)`` callback that moves it.  Disabled: a callback that does nothing."""
+    if not enabled:
+        yield lambda done, total: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("ETA"), TimeRemainingColumn(), console=stderr_console()) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
 def report_error(message: str) -> None:
     """Print ``error: <message>`` in red on stderr."""
     stderr_console().print(f"[red]error: {escape(message)}[/red]", soft_wrap=True)

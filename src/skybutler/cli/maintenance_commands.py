@@ -9,7 +9,7 @@ from ..config import RepoConfig
 from ..registry.migrations import migrate as migrate_registry
 from ..repository_transfer import export_datasets, import_datasets, transfer_datasets
 from ..verify import remove_orphans, verify
-from .helpers import info, json_option, open_butler, print_json, print_rows, split_csv_option
+from .helpers import info, json_option, open_butler, print_json, print_rows, progress_bar, split_csv_option
 
 TRANSFERS = click.Choice(["copy", "move", "hardlink", "symlink", "direct", "auto"])
 
@@ -66,12 +66,15 @@ def transfer_command(source: str, target: str, dataset_types: tuple[str, ...], c
 @click.command("verify")
 @click.argument("repo")
 @click.option("--sizes", is_flag=True, help="Also compare file sizes with the recorded ones.")
+@click.option("--checksums", is_flag=True, help="Also re-hash every file and compare it with its recorded "
+              "checksum (reads every byte; shows a progress bar on stderr).")
 @click.option("--fix", is_flag=True, help="Delete files that no registry row points to.")
 @json_option
-def verify_command(repo: str, sizes: bool, fix: bool, as_json: bool) -> None:
-    """Report registry rows without files and files without rows; exit 1 if any."""
-    with open_butler(repo) as butler:
-        report = verify(butler, check_sizes=sizes)
+def verify_command(repo: str, sizes: bool, checksums: bool, fix: bool, as_json: bool) -> None:
+    """Report registry rows without files and files without rows (and, with --checksums, files
+    whose content changed); exit 1 if any."""
+    with open_butler(repo) as butler, progress_bar("re-hashing", enabled=checksums) as progress:
+        report = verify(butler, check_sizes=sizes, check_checksums=checksums, progress=progress)
         removed = remove_orphans(butler, report) if fix else 0
     if as_json:
         print_json({**report.summary(), "removed": removed})
@@ -79,12 +82,14 @@ def verify_command(repo: str, sizes: bool, fix: bool, as_json: bool) -> None:
         rows = [{"problem": "row without file", "path": p} for p in report.missing_files]
         rows += [{"problem": "file without row", "path": p} for p in report.orphan_files]
         rows += [{"problem": "size differs", "path": p} for p in report.size_mismatches]
+        rows += [{"problem": "checksum differs", "path": p} for p in report.checksum_mismatches]
         if rows:
             print_rows(rows, as_json=False)
         info(f"{report.datasets} datasets, {report.files} files: "
              f"{'consistent' if report.consistent else 'INCONSISTENT'}"
              + (f"; removed {removed} orphan files" if fix else ""))
-    if not report.consistent and not (fix and not report.missing_files and not report.size_mismatches):
+    if not report.consistent and not (fix and not report.missing_files and not report.size_mismatches
+                                      and not report.checksum_mismatches):
         raise SystemExit(1)
 
 

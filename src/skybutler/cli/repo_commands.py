@@ -24,12 +24,16 @@ from .helpers import fail, info, open_butler, print_json, repo_argument
 @click.option("--datastore", metavar="URI", help="Datastore root (default: REPO/datastore), e.g. s3://bucket/path.")
 @click.option("--checksum", type=click.Choice(["xxh3", "blake2b", "none"]), default="xxh3", show_default=True,
               help="Checksum recorded for every stored file.")
+@click.option("--verify-checksums", is_flag=True, help="Have every get check its file against the recorded "
+              "checksum by default (butler.yaml: verify_checksums: true).")
 @click.option("--existing-ok", is_flag=True, help="Create the repository in a directory that already holds other "
               "files; skybutler never touches them.")
-def create(repo: Path, registry: str | None, datastore: str | None, checksum: str, existing_ok: bool) -> None:
+def create(repo: Path, registry: str | None, datastore: str | None, checksum: str, verify_checksums: bool,
+           existing_ok: bool) -> None:
     """Create a new, empty repository at REPO (a new or empty directory unless --existing-ok)."""
     with Butler.create(repo, registry=registry, datastore=datastore, existing_ok=existing_ok,
-                       checksum=None if checksum == "none" else checksum) as butler:
+                       checksum=None if checksum == "none" else checksum,
+                       verify_checksums=verify_checksums) as butler:
         info(f"created repository at {butler.root}")
 
 

@@ -32,7 +32,7 @@ from fsspec.implementations.local import LocalFileSystem
 from ..errors import ChecksumMismatchError, DatastoreError, FileNotStoredError
 from ..formats import get_formatter
 from ..models import DatasetRef, StoredArtifact
-from .checksums import checksum, verify
+from .checksums import algorithm_of, checksum, stream_checksum, verify
 from .local_files import rename_no_replace, write_new_file
 from .templates import DEFAULT_TEMPLATE, PathTemplate, template_fields
 
@@ -260,6 +260,19 @@ class FileDatastore:
                 return stream.read()
         fs, full = self._locate(path)
         return fs.cat_file(full)
+
+    def checksum_matches(self, artifact: StoredArtifact) -> bool:
+        """Whether the artifact's file still hashes to its recorded checksum (read as a stream;
+        true when none was recorded).  FileNotStoredError if the file is gone."""
+        if artifact.checksum is None:
+            return True
+        fs, full = self._locate(artifact.path)
+        try:
+            opened = open(full, "rb") if self.local and "://" not in artifact.path else fs.open(full, "rb")
+            with opened as stream:
+                return stream_checksum(stream, algorithm_of(artifact.checksum)) == artifact.checksum
+        except FileNotFoundError:
+            raise FileNotStoredError(f"artifact {full} is missing from the datastore") from None
 
     def exists(self, artifact: StoredArtifact) -> bool:
         if self.local and "://" not in artifact.path:
