@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from skybutler import Butler, Timespan
 from skybutler.cli.main import cli
-from skybutler.errors import RegistryError
+from skybutler.errors import CalibrationLookupError, DataIdError, QueryError, RegistryError
 from skybutler.ingest import ingest_raws, write_curated_calibrations
 from skybutler.ingest.calibrations import parse_valid_start
 from skybutler.instruments import SimCam, simulate_night
@@ -171,3 +171,176 @@ def test_pipeline_made_calibration_found_by_exposure_time(tmp_path):
         image = butler.get("bias", instrument="SimCam", detector=4, collections="SimCam/defaults",
                            timespan=second["timespan"])
         assert float(np.asarray(getattr(image, "data", image)).mean()) == 1010.0
+
+
+# -- calibration collections in queries ----------------------------------------------------------
+
+NIGHT = Time("2026-03-01T00:00:00", scale="tai")
+
+
+def hour(h: float) -> Time:
+    return NIGHT + TimeDelta(3600 * h, format="sec", scale="tai")
+
+
+@pytest.fixture
+def calib_repo(make_butler):
+    """Cam, detectors 0 and 1, exposures 1-3 at hours 1-3 of a night (30 s each; visit 1 is
+    exposure 1) and exposure 4 without a timespan; a raw per exposure and detector.
+    Cam/calib/a: bias d0 'a1' [-inf, 2h), 'a2' [2h, +inf); bias d1 'a3' [0h, 3h); flat d0 and d1 [0h, 10h).
+    Cam/calib/b: bias d0 'b1' [0h, 10h), d1 'b2' [3h, +inf).  Cam/calib = [a, b]."""
+    from skybutler.dimensions import regions
+
+    b = make_butler()
+    b.insert_records("instrument", [{"name": "Cam", "detector_max": 2, "visit_max": 100}])
+    b.insert_records("band", [{"name": "r"}])
+    b.insert_records("physical_filter", [{"instrument": "Cam", "name": "Cam-r", "band": "r"}])
+    b.insert_records("detector", [{"instrument": "Cam", "id": d} for d in (0, 1)])
+    b.insert_records("day_obs", [{"instrument": "Cam", "id": 20260301, "timespan": Timespan(NIGHT, hour(24))}])
+    b.insert_records("group", [{"instrument": "Cam", "name": "g"}])
+    b.insert_records("exposure", [
+        {"instrument": "Cam", "id": e, "physical_filter": "Cam-r", "day_obs": 20260301, "group": "g",
+         "timespan": Timespan(hour(e), hour(e) + 30 * SECOND) if e < 4 else None} for e in (1, 2, 3, 4)])
+    b.insert_records("visit", [{"instrument": "Cam", "id": 1, "physical_filter": "Cam-r", "day_obs": 20260301,
+                                "region": regions.rectangle(10, 10, 1, 1),
+                                "timespan": Timespan(hour(1), hour(1) + 30 * SECOND)}])
+    b.insert_records("visit_definition", [{"instrument": "Cam", "exposure": 1, "visit": 1}])
+    b.register_dataset_type("raw", ["instrument", "exposure", "detector"], "Dict")
+    b.register_dataset_type("bias", ["instrument", "detector"], "Dict", is_calibration=True)
+    b.register_dataset_type("flat", ["instrument", "detector", "physical_filter"], "Dict", is_calibration=True)
+    b.put_many("raw", [({"e": e}, {"instrument": "Cam", "exposure": e, "detector": d})
+                       for e in (1, 2, 3, 4) for d in (0, 1)], run="Cam/raw")
+    b.collections.register("Cam/calib/a", "calibration")
+    b.collections.register("Cam/calib/b", "calibration")
+    refs = {}
+    for name, d, coll, begin, end in (("a1", 0, "a", None, hour(2)), ("a2", 0, "a", hour(2), None),
+                                      ("a3", 1, "a", hour(0), hour(3)), ("b1", 0, "b", hour(0), hour(10)),
+                                      ("b2", 1, "b", hour(3), None)):
+        refs[name] = b.put({"name": name}, "bias", instrument="Cam", detector=d, run=f"Cam/calib/run/{name}")
+        b.collections.certify(f"Cam/calib/{coll}", [refs[name]], begin=begin, end=end)
+    flats = [b.put({"name": f"f{d}"}, "flat", instrument="Cam", detector=d, physical_filter="Cam-r",
+                   run="Cam/calib/run/flats") for d in (0, 1)]
+    b.collections.certify("Cam/calib/a", flats, begin=hour(0), end=hour(10))
+    b.collections.register("Cam/calib", "chained")
+    b.collections.set_chain("Cam/calib", ["Cam/calib/a", "Cam/calib/b"])
+    b.collections.register("Cam/defaults", "chained")
+    b.collections.set_chain("Cam/defaults", ["Cam/raw", "Cam/calib"])
+    return b
+
+
+def names(refs) -> list[str]:
+    return sorted(r.run.rsplit("/", 1)[-1] for r in refs)
+
+
+def test_query_datasets_lists_each_certification_with_its_validity(calib_repo):
+    listed = calib_repo.query_datasets("bias", collections="Cam/calib/a", find_first=False)
+    assert listed.explain() == [] and listed.count() == 3
+    spans = {r.run.rsplit("/", 1)[-1]: s for r, s in listed.with_validity()}
+    assert spans == {"a1": Timespan(None, hour(2)), "a2": Timespan(hour(2), None), "a3": Timespan(hour(0), hour(3))}
+    table = listed.to_arrow()
+    assert {"validity_begin", "validity_end"} <= set(table.column_names)
+    by_run = {row["run"].rsplit("/", 1)[-1]: row for row in table.to_pylist()}
+    assert by_run["a1"]["validity_begin"] is None and by_run["a1"]["validity_end"] == hour(2).isot
+    # overlapping ranges in two collections of a chain: every certification, both collections
+    assert names(calib_repo.query_datasets("bias", collections="Cam/calib", find_first=False)) == [
+        "a1", "a2", "a3", "b1", "b2"]
+    assert names(calib_repo.query_datasets("bias", collections="Cam/calib", find_first=False,
+                                           where="detector = 1")) == ["a3", "b2"]
+    # ... and in query_data_ids: the detectors with a bias certified at all
+    assert calib_repo.query_data_ids(["detector"], datasets="bias", collections="Cam/calib/b").count() == 2
+
+
+@pytest.mark.parametrize("at, expected", [
+    (hour(1), ["a1", "a3"]),
+    (hour(2) - SECOND / 1000, ["a1", "a3"]),     # just before a1 ends
+    (hour(2), ["a2", "a3"]),                      # half-open: at 2h a2 begins and a1 is over
+    (hour(3), ["a2", "b2"]),                      # a3 is over at 3h: detector 1 falls through to b
+    (hour(-5), ["a1"]),                           # open-ended on the left; detector 1 has nothing
+    (hour(50), ["a2", "b2"]),                     # open-ended on the right
+])
+def test_find_first_gives_the_one_valid_at_a_time_through_a_chain(calib_repo, at, expected):
+    found = calib_repo.query_datasets("bias", collections="Cam/calib", timespan=at)
+    assert names(found) == expected
+    for ref in found:  # the same answer as a lookup of one data ID
+        assert calib_repo.find_dataset("bias", ref.data_id, collections="Cam/calib",
+                                       timespan=Timespan(at, at + SECOND / 1000)) == ref
+
+
+def test_find_first_needs_a_time(calib_repo):
+    with pytest.raises(QueryError, match="give a timespan"):
+        calib_repo.query_datasets("bias", collections="Cam/calib")
+
+
+def test_calibrations_valid_during_an_exposure_or_visit(calib_repo):
+    b = calib_repo
+    assert names(b.query_datasets("bias", collections="Cam/calib", where="exposure = 2")) == ["a2", "a3"]
+    assert names(b.query_datasets("bias", collections="Cam/calib", where="exposure IN (1, 3)")) == [
+        "a1", "a2", "a3", "b2"]
+    assert names(b.query_datasets("bias", collections="Cam/calib", where="visit = 1")) == ["a1", "a3"]
+    assert names(b.query_datasets("bias", collections="Cam/calib", exposure=4)) == []  # no timespan
+    # data IDs: the raws that have a bias and a flat valid during their exposure
+    ids = b.query_data_ids(["exposure", "detector"], datasets=["raw", "bias", "flat"], collections="Cam/defaults")
+    assert sorted((d["exposure"], d["detector"]) for d in ids) == [(e, d) for e in (1, 2, 3) for d in (0, 1)]
+    # each raw with its bias and flat
+    matches = {(m.data_id["exposure"], m.data_id["detector"]): m
+               for m in b.query_calibrations(["bias", "flat"], ["exposure", "detector"], datasets="raw",
+                                             collections="Cam/defaults")}
+    assert len(matches) == 8
+    bias = {k: m.refs["bias"] and m.refs["bias"].run.rsplit("/", 1)[-1] for k, m in matches.items()}
+    assert bias == {(1, 0): "a1", (2, 0): "a2", (3, 0): "a2", (4, 0): None,
+                    (1, 1): "a3", (2, 1): "a3", (3, 1): "b2", (4, 1): None}
+    assert all(m.refs["flat"] is not None for k, m in matches.items() if k[0] != 4)
+    assert matches[(3, 1)].validity["bias"] == Timespan(hour(3), None)
+    table = b.query_calibrations("bias", ["exposure", "detector"], where="exposure = 3",
+                                 collections="Cam/calib").to_arrow()
+    assert table.num_rows == 2 and table.column("bias_valid_from").to_pylist() == [hour(2).isot, hour(3).isot]
+
+
+def test_find_dataset_and_get_take_the_time_of_the_data_ids_exposure_or_visit(calib_repo):
+    b = calib_repo
+    assert b.get("bias", instrument="Cam", detector=0, exposure=1, collections="Cam/defaults") == {"name": "a1"}
+    assert b.get("bias", {"instrument": "Cam", "detector": 0, "exposure": 2}, collections="Cam/calib") == {
+        "name": "a2"}
+    assert b.get("bias", instrument="Cam", detector=1, visit=1, collections="Cam/calib") == {"name": "a3"}
+    assert b.find_dataset("bias", instrument="Cam", detector=1, exposure=3, collections="Cam/calib").run.endswith("b2")
+    assert b.get("flat", instrument="Cam", detector=1, physical_filter="Cam-r", exposure=2,
+                 collections="Cam/calib") == {"name": "f1"}
+    with pytest.raises(DataIdError, match="no timespan"):
+        b.find_dataset("bias", instrument="Cam", detector=0, exposure=4, collections="Cam/calib")
+    with pytest.raises(DataIdError, match="no exposure 99"):
+        b.find_dataset("bias", instrument="Cam", detector=0, exposure=99, collections="Cam/calib")
+
+
+def test_an_ambiguous_lookup_names_its_candidates(calib_repo):
+    b = calib_repo
+    a1, a2 = (next(r for r in b.query_datasets("bias", collections="Cam/calib/a", find_first=False)
+                   if r.run.endswith(n)) for n in ("a1", "a2"))
+    with pytest.raises(CalibrationLookupError, match="2 calibrations") as caught:
+        b.find_dataset("bias", instrument="Cam", detector=0, collections="Cam/calib",
+                       timespan=Timespan(hour(1), hour(3)))
+    assert str(a1.id) in str(caught.value) and str(a2.id) in str(caught.value)
+    with pytest.raises(CalibrationLookupError, match="2 calibrations") as caught:
+        list(b.query_datasets("bias", collections="Cam/calib", timespan=Timespan(hour(1), hour(3))))
+    assert str(a1.id) in str(caught.value) and str(a2.id) in str(caught.value)
+    assert isinstance(caught.value, RegistryError)
+
+
+def test_cli_calibration_queries(calib_repo):
+    import json
+
+    runner = CliRunner()
+    root = str(calib_repo.root)
+    listed = runner.invoke(cli, ["query-datasets", root, "bias", "-c", "Cam/calib/a", "--no-find-first", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.stdout)
+    assert len(rows) == 3 and {r["validity_end"] for r in rows} == {hour(2).isot, None, hour(3).isot}
+    at = runner.invoke(cli, ["query-datasets", root, "bias", "-c", "Cam/calib", "--valid-at", hour(3).isot,
+                             "--json"])
+    assert at.exit_code == 0, at.output
+    assert sorted(r["run"].rsplit("/", 1)[-1] for r in json.loads(at.stdout)) == ["a2", "b2"]
+    joined = runner.invoke(cli, ["query-calibrations", root, "bias,flat", "exposure", "detector", "-d", "raw",
+                                 "-c", "Cam/defaults", "--where", "exposure < 3", "--json"])
+    assert joined.exit_code == 0, joined.output
+    rows = json.loads(joined.stdout)
+    assert len(rows) == 4 and all(r["bias_id"] and r["flat_id"] for r in rows)
+    refused = runner.invoke(cli, ["query-datasets", root, "bias", "-c", "Cam/calib"])
+    assert refused.exit_code == 1 and "give a timespan" in refused.stderr and "Traceback" not in refused.output

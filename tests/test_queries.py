@@ -305,7 +305,12 @@ def test_calibration_lookup_by_time_at_range_boundaries(repo):
     assert bias(0, T0 - second, T0) is None               # ends where validity begins: half-open
     assert bias(0, T2, T2 + second) is None
     assert bias(1, T1, T1 + second) is None               # detector 1 has no second range
-    assert "CALIBRATION" in " ".join(repo.query_datasets("bias", collections="calib").explain())
+    listed = repo.query_datasets("bias", collections="calib", find_first=False)
+    assert listed.explain() == [] and listed.count() == 3
+    assert sorted((r.data_id["detector"], s.begin.isot) for r, s in listed.with_validity()) == [
+        (0, T0.isot), (0, T1.isot), (1, T0.isot)]
+    with pytest.raises(QueryError, match="give a timespan"):
+        repo.query_datasets("bias", collections="calib")
 
 
 # -- spatial ---------------------------------------------------------------------------------

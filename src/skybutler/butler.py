@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from astropy.time import Time
+
 from .batching import gc_paused
 from .collections_manager import CollectionsManager
 from .config import BOOKKEEPING_DIR, CONFIG_NAME, DEFAULT_DATASTORE, RepoConfig
@@ -28,16 +30,29 @@ from .errors import (CollectionError, DatasetNotFoundError, DataIdError, FileNot
 from .formats import get_formatter, get_storage_class
 from .query.builder import QuerySpec
 from .query.builder import build as build_query
+from .query.calibrations import CalibrationQueryResults
 from .query.results import DataIdQueryResults, DatasetQueryResults, DimensionRecordQueryResults
 from .models import CollectionType, DatasetRef, DatasetType, deterministic_dataset_id, uuid7_batch
 from .registry import Registry
-from .timespan import Timespan
+from .timespan import Timespan, time_to_ns
 
 if TYPE_CHECKING:
     from .provenance import Provenance
     from .retention import RecomputeOptions, Retention
 
 IdMode = Literal["random", "deterministic"]
+
+
+def _span_ns(timespan: Timespan | Time | None) -> tuple[int, int] | None:
+    """A query's time as integer TAI nanoseconds [begin, end); a time is an instant (begin == end)."""
+    if timespan is None:
+        return None
+    if isinstance(timespan, Timespan):
+        return timespan.to_ns()
+    if not isinstance(timespan, Time):
+        raise QueryError(f"timespan must be a skybutler Timespan or an astropy Time, not {type(timespan).__name__}")
+    ns = time_to_ns(timespan)
+    return ns, ns
 
 
 def _load_universe(name: str) -> DimensionUniverse:
@@ -408,13 +423,42 @@ class Butler:
                      collections: str | Sequence[str] | None = None, timespan: Timespan | None = None,
                      **kwargs: Any) -> DatasetRef | None:
         """The first matching dataset in the search path (None if there is none); calibrations
-        in CALIBRATION collections are matched by ``timespan``."""
+        in CALIBRATION collections are matched by ``timespan``, or else by the timespan of the
+        exposure or visit the data ID names (``exposure=...`` for a bias of a detector)."""
         dtype = self.get_dataset_type(dataset_type)
         group = dtype.group(self.universe)
+        if timespan is None and dtype.is_calibration:
+            data_id, kwargs, timespan = self._observation_time(group, data_id, kwargs)
         coordinate = self._standardize(group, data_id, kwargs)
         if any(name in coordinate for name in group.implied):
             coordinate = self.registry.dimensions.expand(coordinate)
         return self.registry.find_dataset(dtype, coordinate, self._search_path(collections), timespan)
+
+    def _observation_time(self, group: Any, data_id: Mapping[str, Any] | None, kwargs: Mapping[str, Any]
+                          ) -> tuple[dict[str, Any], dict[str, Any], Timespan | None]:
+        """The timespan of the exposure or visit a calibration's data ID names (outside the
+        calibration's own dimensions), and the data ID without it."""
+        data_id, kwargs = dict(data_id or {}), dict(kwargs)
+        given = {**self.default_data_id, **data_id, **kwargs}
+        for element in ("exposure", "visit"):
+            if element in group.names or element not in given:
+                continue
+            el = self.universe[element]
+            identity = {d: given.get(d) for d in el.requires}
+            if any(v is None for v in identity.values()):
+                identity = dict(self._fill_governors(self.universe.group(el.requires), identity) or identity)
+            record = self.get_record(element, **{**identity, element: given[element]})
+            if record is None:
+                raise DataIdError(f"no {element} {given[element]!r} of {identity}: cannot tell which calibration "
+                                  "was valid during it")
+            if record["timespan"] is None:
+                raise DataIdError(f"{element} {given[element]!r} has no timespan: cannot tell which calibration "
+                                  "was valid during it; give timespan=")
+            for mapping in (data_id, kwargs):
+                for name in (element, *[d for d in ("visit", "exposure") if d not in group.names]):
+                    mapping.pop(name, None)
+            return data_id, kwargs, record["timespan"]
+        return data_id, kwargs, None
 
     def _resolve(self, target: str | DatasetRef, data_id: Mapping[str, Any] | None,
                  collections: str | Sequence[str] | None, timespan: Timespan | None,
@@ -545,22 +589,47 @@ class Butler:
     def query_datasets(self, dataset_type: str | Sequence[str], where: str = "", *,
                        collections: str | Sequence[str] | None = None, find_first: bool = True,
                        bind: Mapping[str, Any] | None = None, data_id: Mapping[str, Any] | None = None,
-                       states: str | Iterable[str] | None = None, **kwargs: Any) -> DatasetQueryResults:
+                       states: str | Iterable[str] | None = None, timespan: Timespan | Time | None = None,
+                       **kwargs: Any) -> DatasetQueryResults:
         """References to datasets of one type, or of several types with the same dimensions,
         in ``collections`` matching a where-clause; with ``find_first`` only the first
         collection's dataset per data ID (for each type).  ``states`` keeps only datasets in
         these retention states (stored, cold, purged-recomputable, purged-lost); by default
-        every registered dataset is returned."""
+        every registered dataset is returned.
+
+        A calibration type in CALIBRATION collections: without ``find_first`` every
+        certification is listed (``with_validity()`` gives each one's range); with it, the
+        one valid at ``timespan``, or during the exposure or visit the query names."""
         types = (dataset_type,) if isinstance(dataset_type, str) else tuple(dataset_type)
         if not types:
             raise QueryError("query_datasets needs at least one dataset type")
         spec = self._query_spec(kind="datasets", dataset_types=types, where=where, bind=dict(bind or {}),
-                                collections=collections, find_first=find_first,
+                                collections=collections, find_first=find_first, timespan=_span_ns(timespan),
                                 data_id={**(data_id or {}), **kwargs})
         built = build_query(self.registry, spec)
         if states is not None:
             built = self.registry.states.filter_query(built, [states] if isinstance(states, str) else states)
         return DatasetQueryResults(self.registry, built)
+
+    def query_calibrations(self, dataset_types: str | Sequence[str], dimensions: Iterable[str], where: str = "", *,
+                           datasets: Iterable[str] | str | None = None,
+                           collections: str | Sequence[str] | None = None, bind: Mapping[str, Any] | None = None,
+                           data_id: Mapping[str, Any] | None = None, **kwargs: Any) -> CalibrationQueryResults:
+        """For each data ID of ``dimensions`` (e.g. ``["exposure", "detector"]``, with
+        ``datasets="raw"`` to keep those with a raw), the calibration of each of
+        ``dataset_types`` valid during its exposure or visit, found first in ``collections``.
+        An ambiguous lookup raises :class:`~skybutler.errors.CalibrationLookupError`."""
+        names = (dataset_types,) if isinstance(dataset_types, str) else tuple(dataset_types)
+        dims = tuple(dimensions)
+        data_ids = self.query_data_ids(dims, where, bind=bind, datasets=datasets, collections=collections,
+                                       data_id=data_id, **kwargs)
+        per_type = {}
+        for name in names:
+            spec = self._query_spec(kind="datasets", dataset_types=(name,), dimensions=dims, where=where,
+                                    bind=dict(bind or {}), collections=collections, find_first=True,
+                                    data_id={**(data_id or {}), **kwargs})
+            per_type[name] = DatasetQueryResults(self.registry, build_query(self.registry, spec))
+        return CalibrationQueryResults(self.registry, data_ids._built.group, data_ids, per_type)
 
     def query_dimension_records(self, element: str, where: str = "", *, bind: Mapping[str, Any] | None = None,
                                 data_id: Mapping[str, Any] | None = None,

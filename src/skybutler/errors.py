@@ -85,6 +85,11 @@ class CalibrationConflictError(CollectionError):
     """Certifying would make two validity ranges overlap for the same data ID."""
 
 
+class CalibrationLookupError(RegistryError, LookupError):
+    """More than one calibration is valid for one data ID at the asked time in the same
+    collection; the message names the candidates and their validity ranges."""
+
+
 class SchemaVersionError(RegistryError):
     """The repository's schema version is not the one this code can use."""
 

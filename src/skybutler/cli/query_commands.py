@@ -1,4 +1,4 @@
-"""Query commands: query-data-ids, query-datasets, query-dimension-records.
+"""Query commands: query-data-ids, query-datasets, query-dimension-records, query-calibrations.
 
 Each runs one butler query and prints its results as a table (default), as JSON
 (``--json``) or CSV (``--csv``) on stdout, or writes them to a Parquet file
@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 import click
 import pyarrow as pa
 
-from .helpers import fail, info, open_butler, print_json, print_rows, repo_argument, split_csv_option, split_pairs
+from .helpers import (TimeParam, fail, info, open_butler, print_json, print_rows, repo_argument, split_csv_option,
+                      split_pairs)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -131,15 +132,18 @@ def query_data_ids(repo: Path, dimensions: tuple[str, ...], where: str, binds: t
               help="Collections to search, in order (repeatable or comma-separated).")
 @click.option("--find-first/--no-find-first", default=True, show_default=True,
               help="Only the first collection's dataset per data ID, or every match.")
+@click.option("--valid-at", type=TimeParam(), metavar="TIME",
+              help="A calibration in CALIBRATION collections: the one valid at this ISO time (TAI).")
 @_output_options
 def query_datasets(repo: Path, dataset_types: str, where: str, binds: tuple[str, ...], collections: tuple[str, ...],
-                   find_first: bool, **output: Any) -> None:
+                   find_first: bool, valid_at: Any, **output: Any) -> None:
     """List the datasets of DATASET_TYPES (one type, or several with the same dimensions,
-    comma-separated) in the collections that match a where-clause."""
+    comma-separated) in the collections that match a where-clause.  Calibrations found
+    in CALIBRATION collections come with their validity range."""
     types = split_csv_option((dataset_types,))
     with open_butler(repo) as butler:
         found = butler.query_datasets(types, where, bind=parse_binds(binds), find_first=find_first,
-                                      collections=split_csv_option(collections))
+                                      collections=split_csv_option(collections), timespan=valid_at)
         emit(found, empty=f"no {' or '.join(types)} datasets match", **output)
 
 
@@ -155,4 +159,29 @@ def query_dimension_records(repo: Path, element: str, where: str, binds: tuple[s
         emit(found, empty=f"no {element} records match", **output)
 
 
-COMMANDS = (query_data_ids, query_datasets, query_dimension_records)
+@click.command("query-calibrations")
+@repo_argument
+@click.argument("dataset_types")
+@click.argument("dimensions", nargs=-1, required=True)
+@_where_options
+@click.option("--collections", "-c", multiple=True, required=True,
+              help="Collections to search, in order (repeatable or comma-separated).")
+@click.option("--datasets", "-d", multiple=True,
+              help="Only data IDs with a dataset of this type in the collections (repeatable), e.g. raw.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (a header line, then one row each).")
+@click.option("--parquet", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the results to this Parquet file instead of printing them.")
+def query_calibrations(repo: Path, dataset_types: str, dimensions: tuple[str, ...], where: str,
+                       binds: tuple[str, ...], collections: tuple[str, ...], datasets: tuple[str, ...],
+                       **output: Any) -> None:
+    """For each data ID of DIMENSIONS (e.g. exposure detector), the calibrations of
+    DATASET_TYPES (comma-separated, e.g. bias,flat) valid during its exposure or visit."""
+    with open_butler(repo) as butler:
+        found = butler.query_calibrations(split_csv_option((dataset_types,)), list(dimensions), where,
+                                          bind=parse_binds(binds), datasets=split_csv_option(datasets) or None,
+                                          collections=split_csv_option(collections))
+        emit(found, empty="no data IDs match", order_by=(), limit=None, **output)
+
+
+COMMANDS = (query_data_ids, query_datasets, query_dimension_records, query_calibrations)

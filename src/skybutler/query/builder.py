@@ -19,6 +19,7 @@ from ..dimensions import DimensionGroup, normalize_value
 from ..errors import DimensionError, QueryError
 from ..models import CollectionType, DatasetType
 from ..registry import Registry
+from . import calibrations
 from . import expression as ex
 from .joins import JoinBuilder
 from .metadata import dataset_field_operand, user_field_operand
@@ -43,6 +44,9 @@ class QuerySpec(BaseModel):
     collections: tuple[str, ...] = ()
     find_first: bool = True
     with_implied: bool = False
+    #: The time a calibration searched in CALIBRATION collections must be valid at, as
+    #: integer TAI nanoseconds [begin, end) (begin == end: an instant).
+    timespan: tuple[int, int] | None = None
 
 
 @dataclass
@@ -74,6 +78,9 @@ class BuiltQuery:
     #: For several dataset types: each type's own statement, by its dataset_type_index
     #: (the types with no datasets in the collections left out); ``statement`` is their union.
     parts: list[tuple[int, BuiltQuery]] = field(default_factory=list)
+    #: For a find-first search of CALIBRATION collections: (dataset type, a statement finding
+    #: data IDs with two valid calibrations in their first collection, its partition labels).
+    ambiguity: tuple[DatasetType, sa.Select, list[str]] | None = None
 
     def certainly_empty(self) -> bool:
         """Whether something found before running SQL rules out every row (no datasets of
@@ -161,6 +168,9 @@ class _Context:
         self.constants: dict[str, Any] = {}
         #: Of those, the ones that hold while a dimension table has one key (``BuiltQuery.sole_keys``).
         self.sole_keys: dict[str, sa.ColumnElement] = {}
+        #: Dimensions outside the result that a find-first search ranks within (the exposure
+        #: whose timespan chose a calibration), as (label, column).
+        self.partition: list[tuple[str, sa.ColumnElement]] = []
 
     def member_ids(self, dtype: DatasetType) -> list[int]:
         return self.search.member_ids(dtype)
@@ -201,7 +211,7 @@ def _build_one(registry: Registry, spec: QuerySpec, search: _Search, dataset_typ
         element = universe[spec.element]
         wanted = set(element.identity)
     elif dtype is not None:
-        wanted = set(dtype.dimensions)
+        wanted = set(dtype.dimensions) | set(spec.dimensions)
     else:
         wanted = set(spec.dimensions)
     extra_datasets = [registry.dataset_types.get(n)[1] for n in spec.datasets]
@@ -218,7 +228,7 @@ def _build_one(registry: Registry, spec: QuerySpec, search: _Search, dataset_typ
     select_cols: list[tuple[str, sa.ColumnElement]] = []
     window_rank = None
     if dtype is not None:
-        window_rank = _join_dataset(registry, ctx, joins, dtype, spec, select_cols, tree)
+        window_rank = _join_dataset(registry, ctx, joins, dtype, spec, select_cols, tree, group)
     if spec.kind == "records":
         table = joins.join_element(spec.element)
         select_cols += [(c.name, c) for c in table.c]
@@ -227,7 +237,7 @@ def _build_one(registry: Registry, spec: QuerySpec, search: _Search, dataset_typ
     for d in reversed(output_group.required):
         joins.ensure(d, available)
     for d in extra_datasets:
-        _require_dataset(registry, ctx, joins, d)
+        _require_dataset(registry, ctx, joins, d, group)
     where_sql = WhereCompiler(joins, spec.where, region_binds, ctx.dataset_field(joins))
     compiled = where_sql.compile(tree)
     for name, value in spec.data_id.items():
@@ -259,8 +269,15 @@ def _build_one(registry: Registry, spec: QuerySpec, search: _Search, dataset_typ
     # Region columns tell apart rows that the exact region filters judge differently, so
     # find-first ranks within them and the survivors are de-duplicated afterwards.
     region_labels = [k for k in labels if k.startswith("region_")]
+    ambiguity = None
     if window_rank is not None:
-        stmt = _first_per_data_id(stmt, window_rank, list(output_group.required) + region_labels, labels)
+        partition = list(output_group.required) + [k for k, _ in ctx.partition] + region_labels
+        stmt = stmt.add_columns(*[c.label(k) for k, c in ctx.partition])
+        if dtype is not None and calibrations.calibration_ids(dtype, ctx.ids):
+            ambiguity = (dtype, calibrations.ambiguity_check(stmt, window_rank, partition), partition)
+        stmt = _first_per_data_id(stmt, window_rank, partition, labels)
+        if ctx.partition:  # one row per exposure found the same calibration
+            stmt = stmt.distinct()
     elif multiplies:
         stmt = stmt.distinct()
     unique_by = None
@@ -271,7 +288,8 @@ def _build_one(registry: Registry, spec: QuerySpec, search: _Search, dataset_typ
             unique_by.append("dataset_id")
     base = sa.select(sa.literal(1)).select_from(joins.select_from()).where(*joins.where)
     return BuiltQuery(stmt, output_group, labels, compiled.region_filters, [dtype] if dtype else [], ctx.doomed,
-                      tree, compiled.terms, base, unique_by, ctx.constants, sole_keys=ctx.sole_keys)
+                      tree, compiled.terms, base, unique_by, ctx.constants, sole_keys=ctx.sole_keys,
+                      ambiguity=ambiguity)
 
 
 def _union_of_types(registry: Registry, spec: QuerySpec, search: _Search) -> BuiltQuery:
@@ -305,7 +323,8 @@ def _union_of_types(registry: Registry, spec: QuerySpec, search: _Search) -> Bui
 
 
 def _join_dataset(registry: Registry, ctx: _Context, joins: JoinBuilder, dtype: DatasetType, spec: QuerySpec,
-                  select_cols: list[tuple[str, sa.ColumnElement]], tree: ex.Node | None) -> sa.ColumnElement | None:
+                  select_cols: list[tuple[str, sa.ColumnElement]], tree: ex.Node | None,
+                  query_group: DimensionGroup) -> sa.ColumnElement | None:
     """Join the dataset type's membership table for the searched collections; returns a
     collection-rank expression when find-first needs a window over several collections."""
     type_id, _ = registry.dataset_types.get(dtype.name)
@@ -313,12 +332,11 @@ def _join_dataset(registry: Registry, ctx: _Context, joins: JoinBuilder, dtype: 
     if not ctx.path:
         raise QueryError(f"query_datasets({dtype.name!r}) needs collections to search")
     cids = ctx.member_ids(dtype)
+    calib_ids = calibrations.calibration_ids(dtype, ctx.ids)
+    if calib_ids:
+        return _join_calibrations(registry, ctx, joins, dtype, spec, select_cols, query_group, cids, calib_ids)
     if not cids:
         ctx.doomed.append(f"no {dtype.name} datasets in collections {ctx.path}")
-    calibs = [cid for cid, kind in ctx.ids if kind is CollectionType.CALIBRATION]
-    if calibs and dtype.is_calibration:
-        ctx.doomed.append("CALIBRATION collections are searched by find_dataset with a timespan, "
-                          "not by query_datasets; they were skipped")
     tags = registry.schema.alias(registry.schema.tags_table(group), "ds_tags")
     joins.add(tags, {d: tags.c[d] for d in group.required})
     joins.where += [tags.c.dataset_type_id == type_id,
@@ -342,6 +360,36 @@ def _join_dataset(registry: Registry, ctx: _Context, joins: JoinBuilder, dtype: 
     # the window, a where-term must judge the first-found dataset (not let a later one win).
     ctx.row_dataset_id = tags.c.dataset_id
     return None
+
+
+def _join_calibrations(registry: Registry, ctx: _Context, joins: JoinBuilder, dtype: DatasetType, spec: QuerySpec,
+                       select_cols: list[tuple[str, sa.ColumnElement]], query_group: DimensionGroup,
+                       run_ids: list[int], calib_ids: list[int]) -> sa.ColumnElement | None:
+    """A calibration type searched in CALIBRATION collections: its memberships and
+    certifications with their validity (see :mod:`.calibrations`), valid at the query's time."""
+    type_id, _ = registry.dataset_types.get(dtype.name)
+    group = registry.dataset_types.group(dtype)
+    member = calibrations.membership(registry, dtype, type_id, run_ids, calib_ids)
+    joins.add(member, {d: member.c[d] for d in group.required})
+    conditions, element = calibrations.validity_conditions(joins, member, query_group.names, spec.timespan)
+    joins.where += conditions
+    ds = registry.schema.alias(registry.schema.dataset, "ds")
+    joins.from_clause = joins.from_clause.join(ds, ds.c.id == member.c.dataset_id)
+    select_cols += [("dataset_id", member.c.dataset_id), ("run_id", ds.c.run_id),
+                    ("validity_begin", member.c.validity_begin), ("validity_end", member.c.validity_end)]
+    if not spec.find_first:
+        ctx.row_dataset_id = member.c.dataset_id
+        return None
+    calibrations.require_time(dtype, [registry.collections.name_of(c) for c in calib_ids], element, spec.timespan)
+    searched = set(run_ids) | set(calib_ids)
+    order = [cid for cid, _ in ctx.ids if cid in searched]
+    rank = sa.case({cid: i for i, cid in enumerate(order)}, value=member.c.collection_id)
+    select_cols.append(("collection_rank", rank))
+    if element is not None:
+        outside = [d for d in registry.universe[element].identity if d not in dtype.dimensions
+                   and d not in spec.dimensions]
+        ctx.partition = [(f"partition_{d}", joins.ensure(d)) for d in outside]
+    return rank
 
 
 def _governor_hints(registry: Registry, tags: sa.FromClause, group: DimensionGroup) -> list[sa.ColumnElement]:
@@ -441,13 +489,20 @@ def _first_per_data_id(stmt: sa.Select, rank: sa.ColumnElement, dims: list[str],
     return sa.select(*[inner.c[k] for k in labels]).where(inner.c.first_rank == 1)
 
 
-def _require_dataset(registry: Registry, ctx: _Context, joins: JoinBuilder, dtype: DatasetType) -> None:
-    """Constrain the data IDs to those with a ``dtype`` dataset in the collections (an EXISTS)."""
+def _require_dataset(registry: Registry, ctx: _Context, joins: JoinBuilder, dtype: DatasetType,
+                     query_group: DimensionGroup) -> None:
+    """Constrain the data IDs to those with a ``dtype`` dataset in the collections (an EXISTS);
+    a calibration in a CALIBRATION collection counts when it is valid at the query's time."""
     if not ctx.path:
         raise QueryError(f"datasets=[{dtype.name!r}] needs collections to search")
     type_id, _ = registry.dataset_types.get(dtype.name)
     group = registry.dataset_types.group(dtype)
     cids = ctx.member_ids(dtype)
+    calib_ids = calibrations.calibration_ids(dtype, ctx.ids)
+    if calib_ids:
+        joins.where.append(calibrations.exists_valid(registry, joins, dtype, type_id, cids, calib_ids,
+                                                     query_group.names, ctx.spec.timespan))
+        return
     if not cids:
         ctx.doomed.append(f"no {dtype.name} datasets in collections {ctx.path}")
     tags = registry.schema.alias(registry.schema.tags_table(group), f"req_{dtype.name}")

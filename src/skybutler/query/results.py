@@ -25,8 +25,8 @@ from ..errors import BackendError, QueryError
 from ..models import DatasetRef
 from ..registry import Registry
 from ..dimensions import regions as sky
-from ..timespan import NS_MAX, NS_MIN, ns_to_time
-from . import columnar
+from ..timespan import NS_MAX, NS_MIN, Timespan, ns_to_time
+from . import calibrations, columnar
 from .builder import BuiltQuery
 
 
@@ -78,7 +78,11 @@ class QueryResults:
         return stmt
 
     def _empty(self) -> bool:
-        """Whether the result is known to be empty without running SQL."""
+        """Whether the result is known to be empty without running SQL (and, for a find-first
+        search of CALIBRATION collections, the check that no lookup is ambiguous: every
+        way of reading results passes here first)."""
+        if self._built.ambiguity is not None:
+            calibrations.raise_if_ambiguous(self._registry, *self._built.ambiguity)
         return self._built.certainly_empty()
 
     def _output_columns(self) -> list[str]:
@@ -369,6 +373,32 @@ class DatasetQueryResults(QueryResults):
 
         return convert
 
+    def with_validity(self) -> list[tuple[DatasetRef, Timespan | None]]:
+        """Each result with the validity range it was found with in a CALIBRATION collection
+        (None when found in a RUN or TAGGED one, or the query searched no CALIBRATION collection)."""
+        return [(ref, span) for _, ref, span in self.rows_with_validity()]
+
+    def rows_with_validity(self, group: Any = None) -> list[tuple[DataCoordinate, DatasetRef, Timespan | None]]:
+        """(the row's data ID, ref, validity) for every result; the data ID holds the query's
+        result dimensions, which may be more than the dataset type's (the exposure a
+        calibration was found for)."""
+        cols = self._built.columns
+        group = group or self._built.group
+        dtypes = self._built.dataset_types
+        name_of = self._registry.collections.name_of
+        out = []
+        for row in self._rows():
+            m = row._mapping
+            dtype = dtypes[m["dataset_type_index"]] if "dataset_type_index" in cols else dtypes[0]
+            data_id = DataCoordinate.from_required(group, tuple(m[d] for d in group.required))
+            ref = DatasetRef(columnar.uuids([m["dataset_id"]])[0], dtype,
+                             data_id.subset(self._registry.dataset_types.group(dtype)), name_of(m["run_id"]))
+            span = None
+            if "validity_begin" in cols and (m["validity_begin"] > NS_MIN or m["validity_end"] < NS_MAX):
+                span = Timespan.from_ns(m["validity_begin"], m["validity_end"])
+            out.append((data_id, ref, span))
+        return out
+
     def _decorate_arrow(self, table: pa.Table) -> pa.Table:
         name_of = self._registry.collections.name_of
         ids = table.column("dataset_id")
@@ -384,6 +414,11 @@ class DatasetQueryResults(QueryResults):
         else:
             run = columnar.names_of(table.column("run_id"), name_of)
         table = table.set_column(table.schema.get_field_index("run_id"), "run", run)
+        for bound in ("validity_begin", "validity_end"):
+            if bound in table.column_names:
+                values = [None if v is None or not NS_MIN < v < NS_MAX else ns_to_time(v).isot
+                          for v in table.column(bound).to_pylist()]
+                table = table.set_column(table.column_names.index(bound), bound, pa.array(values, pa.string()))
         if "dataset_type_index" in table.column_names:
             names = columnar.names_of(table.column("dataset_type_index"), lambda i: self._built.dataset_types[i].name)
             table = table.set_column(table.schema.get_field_index("dataset_type_index"), "dataset_type", names)

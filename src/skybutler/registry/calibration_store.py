@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from ..dimensions import DataCoordinate
-from ..errors import CalibrationConflictError, CollectionError, DatasetTypeError, RegistryError
+from ..errors import CalibrationConflictError, CalibrationLookupError, CollectionError, DatasetTypeError
 from ..models import CollectionType, DatasetRef, DatasetType
 from ..timespan import Timespan
 from .collection_store import CollectionStore
@@ -123,9 +123,11 @@ class CalibrationStore:
         best_rank = min(rank[r[0]] for r in rows)
         best = [r for r in rows if rank[r[0]] == best_rank]
         if len(best) > 1:
-            raise RegistryError(
+            candidates = "; ".join(f"{r[1]} (run {self.collections.name_of(r[2])!r}, valid "
+                                   f"{Timespan.from_ns(r[3], r[4])})" for r in best)
+            raise CalibrationLookupError(
                 f"{dtype.name} for {data_id.required}: {len(best)} calibrations are valid over {timespan} in "
-                f"{self.collections.name_of(best[0][0])!r}; give a narrower timespan")
+                f"{self.collections.name_of(best[0][0])!r}: {candidates}; give a narrower timespan")
         row = best[0]
         return best_rank, DatasetRef(row[1], dtype, data_id.subset(group), self.collections.name_of(row[2]))
 
