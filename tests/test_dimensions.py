@@ -85,6 +85,31 @@ def test_timespans_are_half_open():
         Timespan(a.end, a.begin)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.integers(-(2**61), 2**61))
+def test_time_nanoseconds_round_trip_exactly(ns):
+    from skybutler.timespan import ns_to_time, time_to_ns
+
+    assert time_to_ns(ns_to_time(ns)) == ns
+
+
+def test_time_nanoseconds_agree_with_calendar_arithmetic():
+    """TAI has no leap seconds: ISO text -> ns since 1970-01-01 TAI is plain calendar arithmetic,
+    an oracle independent of astropy's two-double representation."""
+    import datetime
+
+    from astropy.time import Time
+
+    from skybutler.timespan import time_to_ns
+
+    for text in ("2024-01-02T03:00:30.000000000", "2024-01-02T03:00:30.123456789", "1999-12-31T23:59:59.999999999",
+                 "2060-06-30T12:00:00.000000001"):
+        whole, frac = text.split(".")
+        delta = datetime.datetime.fromisoformat(whole) - datetime.datetime(1970, 1, 1)
+        expected = (delta.days * 86400 + delta.seconds) * 10**9 + int(frac)
+        assert time_to_ns(Time(text, scale="tai", precision=9)) == expected, text
+
+
 def test_group_refuses_join_elements_and_unknown_names():
     with pytest.raises(UnknownDimensionError, match="join element"):
         U.group(["visit_definition"])
