@@ -160,19 +160,22 @@ def test_bind_parameters(repo):
 
 
 def test_time_comparisons_and_timespan_overlaps(repo):
-    # visit v is [2025-01-02T00:00 + (v-1)*120 s, + 30 s) (15 s for visit 10)
-    instant = "visit.timespan OVERLAPS T'2025-01-02T00:02:10'"
+    # visit v is [2025-01-02T00:00 + (v-1)*120 s, + 30 s) TAI (15 s for visit 10)
+    instant = "visit.timespan OVERLAPS T'2025-01-02T00:02:10/tai'"
     assert visits(repo.query_data_ids(["visit"], where=instant)) == [2]
-    interval = "visit.timespan OVERLAPS T'2025-01-02T00:02:10/2025-01-02T00:06:10'"
+    # an ISO time without a scale is UTC: 00:01:33 UTC is 00:02:10 TAI (TAI - UTC = 37 s)
+    assert visits(repo.query_data_ids(["visit"], where="visit.timespan OVERLAPS T'2025-01-02T00:01:33'")) == [2]
+    assert visits(repo.query_data_ids(["visit"], where="visit.timespan OVERLAPS T'2025-01-02T00:02:10'")) == []
+    interval = "visit.timespan OVERLAPS (T'2025-01-02T00:02:10/tai', T'2025-01-02T00:06:10/tai')"
     assert visits(repo.query_data_ids(["visit"], where=interval)) == [2, 3, 4]
     # half-open: a visit ending exactly at the interval's start does not overlap it
-    assert visits(repo.query_data_ids(["visit"], where="visit.timespan OVERLAPS (T'2025-01-02T00:00:30', "
-                                                         "T'2025-01-02T00:02:00')")) == []
-    assert visits(repo.query_data_ids(["visit"], where="visit.timespan < T'2025-01-02T00:04:30'")) == [1, 2, 3]
-    assert visits(repo.query_data_ids(["visit"], where="visit.timespan > T'2025-01-02T00:18:00'")) == [11, 12]
+    assert visits(repo.query_data_ids(["visit"], where="visit.timespan OVERLAPS (T'2025-01-02T00:00:30/tai', "
+                                                         "T'2025-01-02T00:02:00/tai')")) == []
+    assert visits(repo.query_data_ids(["visit"], where="visit.timespan < T'2025-01-02T00:04:30/tai'")) == [1, 2, 3]
+    assert visits(repo.query_data_ids(["visit"], where="visit.timespan > T'2025-01-02T00:18:00/tai'")) == [11, 12]
     span = Timespan(Time("2025-01-02T00:21:00", scale="tai"), Time("2025-01-02T01:00:00", scale="tai"))
     assert visits(repo.query_data_ids(["visit"], where="visit.timespan OVERLAPS s", bind={"s": span})) == [12]
-    assert visits(repo.query_data_ids(["visit"], where="day_obs.timespan OVERLAPS T'2025-01-01T13:00:00' "
+    assert visits(repo.query_data_ids(["visit"], where="day_obs.timespan OVERLAPS T'2025-01-01T13:00:00/tai' "
                                                          "AND visit < 3")) == [1, 2]
 
 
@@ -615,6 +618,10 @@ def test_unrelated_dimensions_are_refused_by_name(night):
     ("visit.nope > 1", {}, "visit has no field 'nope'", 1),
     ("visit > ", {}, "ends too early", 8),
     ("visit.timespan = T'2025-01-01'", {}, "compared with < or >", None),
+    ("visit = 1..3", {}, "only appear inside IN", 9),
+    ("visit = 1 AND frobnicate(visit)", {}, "unknown function 'frobnicate'", 15),
+    ("1 < visit < 3", {}, "chained comparison '1 < visit < 3'", 11),
+    ("visit = :v", {}, r"bind parameter :v is not given", 9),
 ])
 def test_errors_point_at_their_column(repo, where, bind, message, column):
     with pytest.raises(QueryError, match=message) as caught:
@@ -625,6 +632,17 @@ def test_errors_point_at_their_column(repo, where, bind, message, column):
         assert err.column == column
     caret_line = str(err).splitlines()[-1]
     assert caret_line.index("^") - 2 == err.column - 1
+
+
+def test_binds_given_but_not_used_are_named(repo):
+    with pytest.raises(QueryError, match=r"bind parameters 'v', 'w' given but not named in the expression 'visit = 1'"):
+        repo.query_data_ids(["visit"], where="visit = 1", bind={"v": 1, "w": 2})
+    with pytest.raises(QueryError, match=r"bind parameter 'v' given but not named in the expression ''"):
+        repo.query_datasets("metrics", collections="chain", bind={"v": 1})
+    # an unknown name is reported first, at its column: it is likely the misspelled bind
+    with pytest.raises(QueryError, match="unknown name 'vv'") as caught:
+        repo.query_data_ids(["visit"], where="visit = vv", bind={"v": 1})
+    assert caught.value.column == 9
 
 
 # -- the query CLI ----------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from skybutler.query import (
     BinaryOp,
     BoolLiteral,
     FloatLiteral,
+    Bind,
+    FunctionCall,
     Glob,
     Identifier,
     InList,
@@ -72,11 +74,22 @@ def R(start: int, stop: int, stride: int = 1) -> RangeLiteral:
 
 
 def T(value: str) -> TimeLiteral:
+    """A time given on the TAI scale."""
     return TimeLiteral(value=value)
 
 
+def utc(value: str) -> Time:
+    return Time(value, scale="utc")
+
+
+def TU(value: str) -> TimeLiteral:
+    """A time given on the UTC scale (what an ISO literal without a scale means)."""
+    return TimeLiteral(value=utc(value))
+
+
 def TS(begin: str | None, end: str | None) -> TimespanLiteral:
-    return TimespanLiteral(begin=begin, end=end)
+    """A timespan whose bounds are given on the UTC scale."""
+    return TimespanLiteral(begin=begin and utc(begin), end=end and utc(end))
 
 
 def REG(name: str, *args: float) -> RegionFunction:
@@ -140,32 +153,40 @@ VALID = [
     ("a OR (b OR c)", OR(I("a"), OR(I("b"), I("c")))),
     # keywords are case-insensitive; identifiers that merely start with one are names
     ("visit in (1, 2) and not band = 'g' or x", OR(AND(IN(I("visit"), L(1), L(2)), Not(operand=B("=", I("band"), L("g")))), I("x"))),
-    ("index = 1 AND android <> 2 AND nothing != 3", AND(B("=", I("index"), L(1)), B("!=", I("android"), L(2)), B("!=", I("nothing"), L(3)))),
+    ("index = 1 AND android != 2 AND nothing != 3", AND(B("=", I("index"), L(1)), B("!=", I("android"), L(2)), B("!=", I("nothing"), L(3)))),
     ("orbit = TRUE AND inside = false AND nullable = NULL", AND(B("=", I("orbit"), L(True)), B("=", I("inside"), L(False)), B("=", I("nullable"), L(None)))),
+    ("trueish = Null AND falsey = nuLL", AND(B("=", I("trueish"), L(None)), B("=", I("falsey"), L(None)))),
     # IN lists
     ("detector NOT IN (1, 3..5, -2, -7..-4:2)", IN(I("detector"), L(1), R(3, 5), L(-2), R(-7, -4, 2), negated=True)),
     ("detector IN ( 1 .. 9 : 3 )", IN(I("detector"), R(1, 9, 3))),
     ("visit IN (my_visits)", IN(I("visit"), I("my_visits"))),
-    ("visit IN my_visits", IN(I("visit"), I("my_visits"))),
-    ("x IN (1.5, 'a', TRUE, NULL, T'60000.5')", IN(I("x"), L(1.5), L("a"), L(True), L(None), T("2023-02-25T12:00:00"))),
+    ("visit IN (:my_visits, 3)", IN(I("visit"), Bind(name="my_visits"), L(3))),
+    ("x IN (1.5, 'a', TRUE, NULL, T'60000.5', +3, - 4, y.z)", IN(I("x"), L(1.5), L("a"), L(True), L(None), T("2023-02-25T12:00:00"), L(3), L(-4), I("y.z"))),
     (f"dataset_id IN (UUID('{UID}'), uuid('{UID.upper()}'))", IN(I("dataset_id"), UuidLiteral(value=UID), UuidLiteral(value=UID))),
-    ("name = 'it''s'", B("=", I("name"), L("it's"))),
-    # times and timespans
-    ("t < T'2026-03-01T00:00:00'", B("<", I("t"), T("2026-03-01T00:00:00"))),
-    ("t < T'2026-03-01 00:00:00'", B("<", I("t"), T("2026-03-01T00:00:00"))),
-    ("t < T'2026-03-01'", B("<", I("t"), T("2026-03-01T00:00:00"))),
+    ("name = 'say \"hi\"'", B("=", I("name"), L('say "hi"'))),
+    # times and timespans: ISO without a scale is UTC, MJD is TAI
+    ("t < T'2026-03-01T00:00:00'", B("<", I("t"), T("2026-03-01T00:00:37"))),
+    ("t < T'2026-03-01 00:00:00'", B("<", I("t"), TU("2026-03-01T00:00:00"))),
+    ("t < T'2026-03-01 00:00'", B("<", I("t"), TU("2026-03-01T00:00:00"))),
+    ("t < T'2026-03-01'", B("<", I("t"), TU("2026-03-01T00:00:00"))),
+    ("t < t'2026-03-01+00:00'", B("<", I("t"), TU("2026-03-01T00:00:00"))),
     ("t < T'60000.5'", B("<", I("t"), T("2023-02-25T12:00:00"))),
     ("t < T'2020-01-01T00:00:00/utc'", B("<", I("t"), T("2020-01-01T00:00:37"))),
     ("t < T'2020-01-01T00:00:00/tai'", B("<", I("t"), T("2020-01-01T00:00:00"))),
     ("t < T'mjd/58849.0/tai'", B("<", I("t"), T("2020-01-01T00:00:00"))),
-    ("t < T'2026-03-01T00:00:00.5'", B("<", I("t"), T("2026-03-01T00:00:00.5"))),
+    ("t < T'mjd/58849.0'", B("<", I("t"), T("2020-01-01T00:00:00"))),
+    ("t < T'58849.0/utc'", B("<", I("t"), TU("2020-01-01T00:00:00"))),
+    ("t < T'isot/2020-01-01T00:00:00/tai'", B("<", I("t"), T("2020-01-01T00:00:00"))),
+    ("t < T'2020:001:00:00:00'", B("<", I("t"), TU("2020-01-01T00:00:00"))),
+    ("t < T'unix/1577836800.0'", B("<", I("t"), TU("2020-01-01T00:00:00"))),
+    ("t < T'2026-03-01T00:00:00.5'", B("<", I("t"), TU("2026-03-01T00:00:00.5"))),
     (
         "visit.timespan OVERLAPS (T'2026-03-01', T'2026-03-02')",
         Overlaps(lhs=I("visit.timespan"), rhs=TS("2026-03-01T00:00:00", "2026-03-02T00:00:00")),
     ),
     ("visit.timespan OVERLAPS (NULL, T'2026-03-02')", Overlaps(lhs=I("visit.timespan"), rhs=TS(None, "2026-03-02T00:00:00"))),
     ("visit.timespan OVERLAPS (t0, t1)", Overlaps(lhs=I("visit.timespan"), rhs=TimespanExpr(begin=I("t0"), end=I("t1")))),
-    ("visit.timespan OVERLAPS T'60000'", Overlaps(lhs=I("visit.timespan"), rhs=T("2023-02-25T00:00:00"))),
+    ("visit.timespan OVERLAPS T'60000.0'", Overlaps(lhs=I("visit.timespan"), rhs=T("2023-02-25T00:00:00"))),
     ("visit.timespan OVERLAPS my_time", Overlaps(lhs=I("visit.timespan"), rhs=I("my_time"))),
     # functions
     ("visit.region OVERLAPS circle(150, -2.5, 0.1)", Overlaps(lhs=I("visit.region"), rhs=REG("CIRCLE", 150, -2.5, 0.1))),
@@ -174,6 +195,31 @@ VALID = [
     ("r OVERLAPS POINT(ra, dec)", Overlaps(lhs=I("r"), rhs=RegionFunction(name="POINT", args=(I("ra"), I("dec"))))),
     ("GLOB(collection, 'u/ana/*')", Glob(operand=I("collection"), pattern=L("u/ana/*"))),
     ("src.n_rows > 1000 AND glob(physical_filter, pattern)", AND(B(">", I("src.n_rows"), L(1000)), Glob(operand=I("physical_filter"), pattern=I("pattern")))),
+    ("GLOB(detector.full_name, :p)", Glob(operand=I("detector.full_name"), pattern=Bind(name="p"))),
+    ("visit.region OVERLAPS REGION('CIRCLE 150 2 0.5')", Overlaps(lhs=I("visit.region"), rhs=RegionFunction(name="REGION", args=(L("CIRCLE 150 2 0.5"),)))),
+    ("visit.region OVERLAPS region(:pos)", Overlaps(lhs=I("visit.region"), rhs=RegionFunction(name="REGION", args=(Bind(name="pos"),)))),
+    ("r OVERLAPS CIRCLE(ra, dec - 1, 2 * 0.5)", Overlaps(lhs=I("r"), rhs=RegionFunction(name="CIRCLE", args=(I("ra"), B("-", I("dec"), L(1)), B("*", L(2), L(0.5)))))),
+    # what the Rubin grammar parses and the compiler then judges
+    ("f(x)", FunctionCall(name="f", args=(I("x"),))),
+    ("nothing() OR y", OR(FunctionCall(name="nothing"), I("y"))),
+    ("a < b < c", B("<", B("<", I("a"), I("b")), I("c"))),
+    ("a = 1 = 2", B("=", B("=", I("a"), L(1)), L(2))),
+    ("a OVERLAPS b OVERLAPS c", Overlaps(lhs=Overlaps(lhs=I("a"), rhs=I("b")), rhs=I("c"))),
+    ("visit = 1..5", B("=", I("visit"), R(1, 5))),
+    ("x = -(1..5)", B("=", I("x"), UnaryOp(operand=R(1, 5)))),
+    ("x OVERLAPS 3", Overlaps(lhs=I("x"), rhs=L(3))),
+    ("t OVERLAPS (1, 2)", Overlaps(lhs=I("t"), rhs=TimespanExpr(begin=L(1), end=L(2)))),
+    ("r OVERLAPS POINT(1, 'a')", Overlaps(lhs=I("r"), rhs=RegionFunction(name="POINT", args=(L(1), L("a"))))),
+    ("r OVERLAPS POINT(1, 91)", Overlaps(lhs=I("r"), rhs=REG("POINT", 1, 91))),
+    ("detector IN (5..1)", IN(I("detector"), R(5, 1))),
+    ("'just a string'", L("just a string")),
+    ("x = 1 -- 2", B("=", I("x"), B("-", L(1), L(-2)))),
+    # bind parameters with a colon, three-part names
+    ("instrument = :inst AND visit IN (:visits)", AND(B("=", I("instrument"), Bind(name="inst")), IN(I("visit"), Bind(name="visits")))),
+    ("visit.timespan.begin > T'2020-03-30 12:20:33'", B(">", I("visit.timespan.begin"), TU("2020-03-30T12:20:33"))),
+    ("exposure.timespan.end < T'mjd/58938.515/tai'", B("<", I("exposure.timespan.end"), TimeLiteral(value=Time(58938.515, format="mjd", scale="tai")))),
+    ("ingest_date < T'2020-11-06 21:10:00'", B("<", I("ingest_date"), TU("2020-11-06T21:10:00"))),
+    ("(visit = 100 OR visit = 101) AND exposure % 2 = 1", AND(OR(B("=", I("visit"), L(100)), B("=", I("visit"), L(101))), B("=", B("%", I("exposure"), L(2)), L(1)))),
     ("  visit = 1  ", B("=", I("visit"), L(1))),
     ("visit = 1\n  AND detector = 2", AND(B("=", I("visit"), L(1)), B("=", I("detector"), L(2)))),
 ]
@@ -209,35 +255,41 @@ INVALID = [
     ("visit = 3)", 10),
     ("a AND OR b", 7),
     ("visit 3", 7),
-    ("a = 1 = 2", 7),
     ('band = "r"', 8),
     ("band = 'r", 8),
     ("visit ! 3", 7),
-    ("visit == 3", 8),
-    ("FOO(1) = 2", 1),
-    ("x = 1 AND frobnicate(x)", 11),
+    ("visit == 3", 7),
+    ("visit <> 3", 7),
+    ("name = 'it''s'", 11),
+    ("visit IN my_visits", 10),
+    ("visit IN :my_visits", 10),
     ("detector IN ()", 14),
-    ("detector IN (1..5:0)", 14),
+    ("detector IN (1..5:0)", 18),
     ("detector IN (a + 1)", 16),
-    ("visit = 1..5", 9),
-    ("x OVERLAPS 3", 12),
+    ("detector IN ((1))", 14),
+    ("detector IN (POINT(1, 2))", 14),
+    ("x IN (1) IN (2)", 10),
+    ("f.g(1) = 2", 1),
     ("r OVERLAPS POINT(1)", 12),
-    ("r OVERLAPS POINT(1, 'a')", 21),
-    ("r OVERLAPS POINT(1, 91)", 12),
-    ("r OVERLAPS CIRCLE(1, 2, -1)", 12),
     ("r OVERLAPS POLYGON(1, 2, 3, 4)", 12),
     ("r OVERLAPS POLYGON(1, 2, 3, 4, 5, 6, 7)", 12),
+    ("r OVERLAPS REGION(1)", 12),
+    ("r OVERLAPS REGION('CIRCLE 1 2 3', 'x')", 12),
     ("id = UUID('not-a-uuid')", 11),
     ("id = UUID(3)", 6),
     ("GLOB(x)", 1),
     ("t > T'yesterday'", 5),
+    ("t > T'60000'", 5),
+    ("t > T'2026-01-01T00:00:00Z'", 5),
     ("t > T'2026-01-01/mars'", 5),
+    ("t > T'2026-01-01 00'", 5),
+    ("t > T'mjd/2026-01-01'", 5),
     ("t > T'2026-03-02/2026-03-01'", 5),
-    ("t OVERLAPS (T'2026-03-02', T'2026-03-01')", 12),
-    ("t OVERLAPS (1, 2)", 13),
     ("t OVERLAPS (T'2026-03-02', T'2026-03-03', T'2026-03-04')", 12),
-    ("a.b.c = 1", 4),
+    ("a.b.c.d = 1", 6),
+    ("x = 1e", 6),
     ("x = 1 AND", 10),
+    ("x IN (1, 2,)", 12),
     (")", 1),
     ("NOT", 4),
 ]
@@ -257,12 +309,18 @@ def test_error_messages_are_plain_words() -> None:
         parse_expression("visit >")
     with pytest.raises(QueryError, match="found 'OR'"):
         parse_expression("a AND OR b")
-    with pytest.raises(QueryError, match="unknown function 'FOO'"):
-        parse_expression("FOO(1)")
     with pytest.raises(QueryError, match="single quotes"):
         parse_expression('band = "r"')
-    with pytest.raises(QueryError, match="only allowed in an IN list"):
-        parse_expression("visit = 1..5")
+    with pytest.raises(QueryError, match="write != for 'not equal'"):
+        parse_expression("visit <> 3")
+    with pytest.raises(QueryError, match="'' is not an escape"):
+        parse_expression("name = 'it''s'")
+    with pytest.raises(QueryError, match=r"needs parentheses: IN \(v\)"):
+        parse_expression("visit IN v")
+    with pytest.raises(QueryError, match="no time zone; drop the 'Z'"):
+        parse_expression("t > T'2026-01-01T00:00:00Z'")
+    with pytest.raises(QueryError, match=r"an MJD needs a decimal point: T'60320.0'"):
+        parse_expression("t > T'60320'")
 
 
 def test_long_chains_stay_shallow() -> None:
@@ -286,7 +344,9 @@ def test_time_helpers() -> None:
     assert isinstance(lit, TimeLiteral) and lit.time.scale == "tai"
     assert abs((lit.time - Time("2026-03-01T00:00:00", scale="utc")).sec) < 1e-6
     span = parse_expression("T'2026-03-01/2026-03-02'")
-    assert span.timespan == Timespan(Time("2026-03-01", scale="tai"), Time("2026-03-02", scale="tai"))
+    assert span.timespan == Timespan(Time("2026-03-01", scale="utc"), Time("2026-03-02", scale="utc"))
+    tai_span = parse_expression("T'mjd/61100.0/tai'")
+    assert tai_span.time == Time(61100.0, format="mjd", scale="tai")
 
 
 # -- bind resolution -------------------------------------------------------------------
@@ -299,15 +359,18 @@ def test_resolve_scalar_binds() -> None:
     tree = parse_expression("visit = v AND band = b AND f = x AND ok = flag AND n = nothing AND t < when AND d = u")
     out = resolve_binds(tree, {"v": 42, "b": "r", "x": 1.5, "flag": True, "nothing": None, "when": t, "u": uid})
     assert out == parse_expression(
-        f"visit = 42 AND band = 'r' AND f = 1.5 AND ok = TRUE AND n = NULL AND t < T'2026-03-01' AND d = UUID('{UID}')"
+        f"visit = 42 AND band = 'r' AND f = 1.5 AND ok = TRUE AND n = NULL AND t < T'2026-03-01/tai' "
+        f"AND d = UUID('{UID}')"
     )
     ts = resolve_binds(parse_expression("visit.timespan OVERLAPS span"), {"span": span})
-    assert ts.rhs == TS("2026-03-01T00:00:00", None)
+    assert ts.rhs == TimespanLiteral(begin=t, end=None)
+    colon = resolve_binds(parse_expression("visit = :v AND band = :b"), {"v": 42, "b": "r"})
+    assert colon == parse_expression("visit = 42 AND band = 'r'")
     assert identifiers(out) == {"visit", "band", "f", "ok", "n", "t", "d"}
 
 
 def test_resolve_list_binds() -> None:
-    tree = parse_expression("visit IN (visits, 7) AND detector NOT IN dets AND band IN bands")
+    tree = parse_expression("visit IN (visits, 7) AND detector NOT IN (:dets) AND band IN (bands)")
     out = resolve_binds(tree, {"visits": [1, 2], "dets": range(0, 10, 3), "bands": {"r", "g"}})
     assert out == parse_expression("visit IN (1, 2, 7) AND detector NOT IN (0..9:3) AND band IN ('g', 'r')")
     assert resolve_binds(parse_expression("visit IN (v)"), {"v": []}) == BoolLiteral(value=False)
@@ -318,7 +381,7 @@ def test_resolve_binds_in_functions_and_tuples() -> None:
     tree = parse_expression("r OVERLAPS POINT(ra, dec) AND t OVERLAPS (t0, t1)")
     t0, t1 = Time("2026-03-01", scale="tai"), Time("2026-03-02", scale="tai")
     out = resolve_binds(tree, {"ra": 150.1, "dec": 2, "t0": t0, "t1": t1})
-    assert out == parse_expression("r OVERLAPS POINT(150.1, 2) AND t OVERLAPS T'2026-03-01/2026-03-02'")
+    assert out == parse_expression("r OVERLAPS POINT(150.1, 2) AND t OVERLAPS (T'2026-03-01/tai', T'2026-03-02/tai')")
     untouched = parse_expression("visit = v")
     assert resolve_binds(untouched, {}) is untouched and resolve_binds(None, {"v": 1}) is None
 
@@ -331,9 +394,7 @@ def test_resolve_binds_in_functions_and_tuples() -> None:
         ("visit IN (v)", {"v": [[1], [2]]}, "nested list"),
         ("visit IN (v)", {"v": [1, b"x"]}, "bind 'v' has unsupported type bytes"),
         ("x = v", {"v": float("nan")}, "finite"),
-        ("r OVERLAPS POINT(ra, 0)", {"ra": "far"}, "numbers in degrees"),
-        ("r OVERLAPS region", {"region": 3}, "OVERLAPS needs a region"),
-        ("t OVERLAPS (a, b)", {"a": 1, "b": 2}, "needs times or NULL"),
+        ("visit = :v", {"v": [1, 2]}, r"use it as an IN list: x IN \(:v\)"),
     ],
 )
 def test_resolve_binds_errors(text: str, bind: dict, match: str) -> None:
@@ -345,10 +406,13 @@ def test_resolve_binds_errors(text: str, bind: dict, match: str) -> None:
 
 _KEYWORDS = {"or", "and", "not", "in", "overlaps", "true", "false", "null"}
 _NAME = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,6}", fullmatch=True).filter(lambda s: s.lower() not in _KEYWORDS)
-names = st.one_of(_NAME, st.builds(lambda a, b: f"{a}.{b}", _NAME, _NAME)).map(I)
+names = st.one_of(_NAME, st.builds(lambda a, b: f"{a}.{b}", _NAME, _NAME),
+                  st.builds(lambda a, b: f"{a}.timespan.{b}", _NAME, st.sampled_from(["begin", "end"]))).map(I)
+binds = _NAME.map(lambda n: Bind(name=n))
 ints = st.integers(-(10**12), 10**12).map(lambda v: IntLiteral(value=v))
 floats = st.floats(allow_nan=False, allow_infinity=False).map(lambda v: FloatLiteral(value=v))
-strings = st.text(string.printable, max_size=8).map(lambda v: StringLiteral(value=v))
+# the language has no escape for a quote inside a string
+strings = st.text(string.printable.replace("'", ""), max_size=8).map(lambda v: StringLiteral(value=v))
 instants = st.integers(40000 * 86400, 70000 * 86400).map(lambda s: Time(s / 86400, format="mjd", scale="tai"))
 times = instants.map(lambda t: TimeLiteral(value=t))
 spans = st.tuples(st.one_of(st.none(), instants), st.one_of(st.none(), instants)).map(
@@ -357,7 +421,7 @@ spans = st.tuples(st.one_of(st.none(), instants), st.one_of(st.none(), instants)
 )
 uuids = st.uuids().map(lambda u: UuidLiteral(value=str(u)))
 simple = st.one_of(
-    names, ints, floats, strings, times, uuids,
+    names, binds, ints, floats, strings, times, uuids,
     st.booleans().map(lambda v: BoolLiteral(value=v)), st.just(NullLiteral()),
 )
 ranges = st.builds(
@@ -372,7 +436,8 @@ regions = st.one_of(
         lambda xs: RegionFunction(name="POLYGON", args=tuple(xs))
     ),
 )
-overlap_operands = st.one_of(names, regions, times, spans, st.builds(lambda a, b: TimespanExpr(begin=a, end=b), names, names))
+overlap_operands = st.one_of(names, binds, regions, times, spans,
+                             st.builds(lambda a, b: TimespanExpr(begin=a, end=b), names, names))
 
 
 def _extend(children):
@@ -395,7 +460,12 @@ def _extend(children):
             children, st.lists(st.one_of(simple, ranges), min_size=1, max_size=4), st.booleans(),
         ),
         st.builds(lambda a, b: Overlaps(lhs=a, rhs=b), overlap_operands, overlap_operands),
-        st.builds(lambda a, p: Glob(operand=a, pattern=p), children, strings),
+        st.builds(lambda a, p: Glob(operand=a, pattern=p), children, st.one_of(strings, binds)),
+        st.builds(lambda n, xs: FunctionCall(name=n, args=tuple(xs)), _NAME.filter(
+            lambda n: n.upper() not in ("POINT", "CIRCLE", "BOX", "POLYGON", "REGION", "GLOB", "UUID")),
+            st.lists(children, max_size=3)),
+        st.builds(lambda a, b: TimespanExpr(begin=a, end=b), names, children),
+        ranges,
     )
 
 

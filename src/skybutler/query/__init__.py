@@ -1,9 +1,12 @@
 """The where-expression language: parse text into a serialisable tree, substitute binds."""
 
+from .binds import resolve_binds, split_binds
 from .expression import (
     BinaryOp,
+    Bind,
     BoolLiteral,
     FloatLiteral,
+    FunctionCall,
     Glob,
     Identifier,
     InList,
@@ -21,17 +24,20 @@ from .expression import (
     TimespanLiteral,
     UnaryOp,
     UuidLiteral,
+    bind_names,
     identifiers,
     node_from_json,
     node_to_json,
     walk,
 )
-from .parser import parse_expression, resolve_binds
+from .parser import parse_expression
 
 __all__ = [
     "BinaryOp",
+    "Bind",
     "BoolLiteral",
     "FloatLiteral",
+    "FunctionCall",
     "Glob",
     "Identifier",
     "InList",
@@ -49,10 +55,12 @@ __all__ = [
     "TimespanLiteral",
     "UnaryOp",
     "UuidLiteral",
+    "bind_names",
     "identifiers",
     "node_from_json",
     "node_to_json",
     "parse_expression",
     "resolve_binds",
+    "split_binds",
     "walk",
 ]

@@ -23,7 +23,7 @@ from . import calibrations
 from . import expression as ex
 from .joins import JoinBuilder
 from .metadata import dataset_field_operand, user_field_operand
-from .parser import parse_expression, resolve_binds
+from .binds import check_all_used, parse_with_binds
 from .where import Operand, RegionFilter, WhereCompiler
 
 
@@ -89,17 +89,7 @@ class BuiltQuery:
 
 
 def _parse(spec: QuerySpec) -> tuple[ex.Node | None, dict[str, sphgeom.Region]]:
-    region_binds = {k: v for k, v in spec.bind.items() if isinstance(v, sphgeom.Region)}
-    plain = {k: v for k, v in spec.bind.items() if k not in region_binds}
-    tree = parse_expression(spec.where)
-    if tree is not None:
-        try:
-            tree = resolve_binds(tree, plain)
-        except QueryError as err:  # point at the bind in the expression, like every other error
-            if err.expression is not None:
-                raise
-            raise QueryError(err.message, spec.where, err.column) from None
-    return tree, region_binds
+    return parse_with_binds(spec.where, spec.bind)
 
 
 def _referenced_dimensions(registry: Registry, tree: ex.Node | None) -> set[str]:
@@ -240,6 +230,7 @@ def _build_one(registry: Registry, spec: QuerySpec, search: _Search, dataset_typ
         _require_dataset(registry, ctx, joins, d, group)
     where_sql = WhereCompiler(joins, spec.where, region_binds, ctx.dataset_field(joins))
     compiled = where_sql.compile(tree)
+    check_all_used(spec.where, spec.bind)
     for name, value in spec.data_id.items():
         try:
             joins.where.append(joins.ensure(name, available) == normalize_value(universe, name, value))

@@ -9,7 +9,6 @@ canonical ISO strings on the TAI scale.
 from __future__ import annotations
 
 import math
-import re
 import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any, ClassVar, Literal, Union
@@ -18,6 +17,7 @@ from astropy.time import Time
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, TypeAdapter, field_validator
 
 from ..timespan import Timespan, time_to_ns
+from .times import canonical_time
 
 # Precedence levels used to decide where to_text() needs parentheses.
 P_OR, P_AND, P_NOT, P_CMP, P_ADD, P_MUL, P_UNARY, P_ATOM = range(1, 9)
@@ -29,62 +29,7 @@ _OP_PRECEDENCE = {"OR": P_OR, "AND": P_AND, "+": P_ADD, "-": P_ADD, "*": P_MUL, 
 _OP_PRECEDENCE.update({op: P_CMP for op in COMPARISON_OPS})
 
 #: Number of arguments each region function takes (POLYGON: an even count >= 6).
-REGION_ARITY = {"POINT": 2, "CIRCLE": 3, "BOX": 4, "POLYGON": None}
-
-
-def canonical_time(t: Time) -> str:
-    """``t`` as a canonical ISO string on the TAI scale (nanoseconds, trailing zeros dropped)."""
-    tai = t.tai
-    tai.precision = 9
-    text = tai.to_value("isot")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
-
-
-_SCALES = ("tai", "utc", "tt", "tdb", "tcg", "tcb")
-_NUMERIC_FORMATS = ("mjd", "jd", "unix", "unix_tai", "gps", "cxcsec", "decimalyear", "jyear", "byear")
-_STRING_FORMATS = ("iso", "isot", "fits", "yday")
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-
-
-def _parse_one_time(text: str, fmt: str | None = None, scale: str = "tai") -> str:
-    text = text.strip()
-    if fmt is None and text.endswith(("+00:00", "Z")):
-        text, scale = text.removesuffix("+00:00").removesuffix("Z"), "utc"
-    try:
-        if fmt in _NUMERIC_FORMATS or (fmt is None and _NUMBER.fullmatch(text)):
-            t = Time(float(text), format=fmt or "mjd", scale=scale)
-        else:
-            t = Time(text, format=fmt, scale=scale)
-        return canonical_time(t)
-    except (ValueError, TypeError):
-        raise ValueError(f"{text!r} is not a time: use ISO (2026-03-01T00:00:00) or an MJD number") from None
-
-
-def parse_time_literal(content: str) -> str | tuple[str, str]:
-    """Interpret the text inside ``T'...'``: ``[format/]value[/scale]`` or ``begin/end``.
-
-    Returns a canonical TAI ISO string, or a (begin, end) pair for a timespan.
-    Raises ValueError with a readable message.
-    """
-    parts = [p.strip() for p in content.split("/")]
-    lowered = [p.lower() for p in parts]
-    formats = _NUMERIC_FORMATS + _STRING_FORMATS
-    if len(parts) == 1:
-        return _parse_one_time(parts[0])
-    if len(parts) == 2 and lowered[1] in _SCALES:
-        return _parse_one_time(parts[0], scale=lowered[1])
-    if len(parts) == 2 and lowered[0] in formats:
-        return _parse_one_time(parts[1], fmt=lowered[0])
-    if len(parts) == 3 and lowered[0] in formats and lowered[2] in _SCALES:
-        return _parse_one_time(parts[1], fmt=lowered[0], scale=lowered[2])
-    if len(parts) == 2:
-        begin, end = _parse_one_time(parts[0]), _parse_one_time(parts[1])
-        if Time(begin, scale="tai") > Time(end, scale="tai"):
-            raise ValueError(f"timespan ends ({end}) before it begins ({begin})")
-        return begin, end
-    raise ValueError(f"cannot read time {content!r}: expected [format/]value[/scale] or begin/end")
+REGION_ARITY = {"POINT": 2, "CIRCLE": 3, "BOX": 4, "POLYGON": None, "REGION": 1}
 
 
 def _time_value(value: Any) -> str:
@@ -181,7 +126,9 @@ class FloatLiteral(_NodeBase):
 
 
 class StringLiteral(_NodeBase):
-    """A single-quoted string; a quote inside is written twice."""
+    """A single-quoted string.  The language has no escape for a quote inside a string
+    (as in the Rubin butler's); such a value comes from a bind, and prints with the quote
+    doubled for reading only."""
 
     kind: Literal["string"] = "string"
     value: str
@@ -231,7 +178,7 @@ class TimeLiteral(_NodeBase):
         return time_to_ns(self.time)
 
     def to_text(self) -> str:
-        return f"T'{self.value}'"
+        return f"T'{self.value}/tai'"
 
 
 class TimespanLiteral(_NodeBase):
@@ -254,10 +201,8 @@ class TimespanLiteral(_NodeBase):
         return Timespan(begin, end)
 
     def to_text(self) -> str:
-        if self.begin is not None and self.end is not None:
-            return f"T'{self.begin}/{self.end}'"
-        begin = "NULL" if self.begin is None else f"T'{self.begin}'"
-        end = "NULL" if self.end is None else f"T'{self.end}'"
+        begin = "NULL" if self.begin is None else f"T'{self.begin}/tai'"
+        end = "NULL" if self.end is None else f"T'{self.end}/tai'"
         return f"({begin}, {end})"
 
 
@@ -277,7 +222,7 @@ class UuidLiteral(_NodeBase):
 
 
 class RangeLiteral(_NodeBase):
-    """``start..stop[:stride]`` inside an IN list; both ends inclusive."""
+    """``start..stop[:stride]``, both ends inclusive: parsed anywhere, meaningful only in an IN list."""
 
     kind: Literal["range"] = "range"
     start: StrictInt
@@ -297,13 +242,24 @@ class RangeLiteral(_NodeBase):
 
 
 class Identifier(_NodeBase):
-    """A dimension, ``element.field``, dataset metadata field or bind name (resolved later)."""
+    """A dimension, ``element.field``, ``element.timespan.begin``, dataset field or bare bind
+    name (resolved later)."""
 
     kind: Literal["identifier"] = "identifier"
     name: str
 
     def to_text(self) -> str:
         return self.name
+
+
+class Bind(_NodeBase):
+    """``:name``, a bind parameter that must be given in ``bind``."""
+
+    kind: Literal["bind"] = "bind"
+    name: str
+
+    def to_text(self) -> str:
+        return f":{self.name}"
 
 
 class UnaryOp(_NodeBase):
@@ -316,7 +272,7 @@ class UnaryOp(_NodeBase):
 
     def to_text(self) -> str:
         text = self.operand.to_text()
-        if self.operand.precedence < P_UNARY or text.startswith("-"):
+        if self.operand.precedence < P_UNARY or text.startswith("-") or isinstance(self.operand, RangeLiteral):
             text = f"({text})"
         return f"-{text}"
 
@@ -401,7 +357,8 @@ class Overlaps(_NodeBase):
 
 
 class TimespanExpr(_NodeBase):
-    """A ``(begin, end)`` tuple that is not all literals (e.g. holds bind names)."""
+    """A ``(begin, end)`` tuple that is not two time literals (bind names, or anything the
+    parser accepts and the compiler then judges)."""
 
     kind: Literal["timespan_expr"] = "timespan_expr"
     begin: Node
@@ -412,10 +369,11 @@ class TimespanExpr(_NodeBase):
 
 
 class RegionFunction(_NodeBase):
-    """``POINT(ra, dec)``, ``CIRCLE(ra, dec, r)``, ``BOX(ra, dec, w, h)``, ``POLYGON(ra1, dec1, ...)``; degrees."""
+    """``POINT(ra, dec)``, ``CIRCLE(ra, dec, r)``, ``BOX(ra, dec, w, h)``, ``POLYGON(ra1, dec1, ...)``
+    in degrees, or ``REGION('CIRCLE ra dec r')`` with an IVOA (SIAv2 POS) region string."""
 
     kind: Literal["region"] = "region"
-    name: Literal["POINT", "CIRCLE", "BOX", "POLYGON"]
+    name: Literal["POINT", "CIRCLE", "BOX", "POLYGON", "REGION"]
     args: tuple[Node, ...]
 
     def numbers(self) -> list[float] | None:
@@ -423,6 +381,17 @@ class RegionFunction(_NodeBase):
         if all(isinstance(a, (IntLiteral, FloatLiteral)) for a in self.args):
             return [float(a.value) for a in self.args]  # type: ignore[attr-defined]
         return None
+
+    def to_text(self) -> str:
+        return f"{self.name}({', '.join(a.to_text() for a in self.args)})"
+
+
+class FunctionCall(_NodeBase):
+    """``name(args)`` of a function the language does not know: parsed, refused when compiled."""
+
+    kind: Literal["call"] = "call"
+    name: str
+    args: tuple[Node, ...] = ()
 
     def to_text(self) -> str:
         return f"{self.name}({', '.join(a.to_text() for a in self.args)})"
@@ -443,8 +412,8 @@ class Glob(_NodeBase):
 Node = Annotated[
     Union[  # noqa: UP007
         IntLiteral, FloatLiteral, StringLiteral, BoolLiteral, NullLiteral, TimeLiteral,
-        TimespanLiteral, UuidLiteral, RangeLiteral, Identifier, UnaryOp, BinaryOp, LogicalOp, Not,
-        InList, Overlaps, TimespanExpr, RegionFunction, Glob
+        TimespanLiteral, UuidLiteral, RangeLiteral, Identifier, Bind, UnaryOp, BinaryOp, LogicalOp, Not,
+        InList, Overlaps, TimespanExpr, RegionFunction, FunctionCall, Glob
     ],
     Field(discriminator="kind"),
 ]
@@ -479,5 +448,10 @@ def walk(node: Node | None) -> Iterator[Node]:
 
 
 def identifiers(node: Node | None) -> set[str]:
-    """The names of all identifiers in the tree."""
+    """The names of all identifiers in the tree (not ``:name`` binds)."""
     return {n.name for n in walk(node) if isinstance(n, Identifier)}
+
+
+def bind_names(node: Node | None) -> set[str]:
+    """The names of all ``:name`` binds in the tree."""
+    return {n.name for n in walk(node) if isinstance(n, Bind)}

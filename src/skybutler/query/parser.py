@@ -1,32 +1,31 @@
 """Parse where-clause text into the expression tree of :mod:`skybutler.query.expression`.
 
-The grammar (LALR, lark) accepts the expressions Rubin butler users write:
-``visit > 100 AND detector IN (1..50:5)``, ``visit.region OVERLAPS POINT(150.1, 2.2)``,
-``visit.timespan OVERLAPS T'2026-03-01/2026-03-02'``.  Every error is a
+The grammar (LALR, lark) is the Rubin butler's documented where-language, so that
+expressions users already write parse unchanged: ``visit > 100 AND detector IN
+(1..50:5)``, ``visit.region OVERLAPS POINT(150.1, 2.2)``, ``instrument = :inst``,
+``visit.timespan.begin > T'2024-01-11T00:59:40'``, ``REGION('CIRCLE 150 2 0.1')``.
+
+The parser judges only the form of an expression; what it means (an unknown name or
+function, a range outside IN, ``a < b < c``, comparing a string with a number) is
+judged when the expression is compiled against a repository.  Every error is a
 :class:`~skybutler.errors.QueryError` pointing at a 1-based column.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
 import re
-import uuid
-from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
 
-from astropy.time import Time
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from ..errors import QueryError
-from ..timespan import Timespan
 from .expression import (
-    REGION_ARITY, BinaryOp, BoolLiteral, FloatLiteral, Glob, Identifier, InList, IntLiteral, LogicalOp, Node,
-    Not, NullLiteral, Overlaps, RangeLiteral, RegionFunction, StringLiteral, TimeLiteral, TimespanExpr,
-    TimespanLiteral, UnaryOp, UuidLiteral, parse_time_literal,
+    REGION_ARITY, BinaryOp, Bind, BoolLiteral, FloatLiteral, FunctionCall, Glob, Identifier, InList, IntLiteral,
+    LogicalOp, Node, Not, NullLiteral, Overlaps, RangeLiteral, RegionFunction, StringLiteral, TimeLiteral,
+    TimespanExpr, TimespanLiteral, UnaryOp, UuidLiteral,
 )
+from .times import parse_time_literal
 
 GRAMMAR = r"""
 ?start: or_expr
@@ -35,48 +34,46 @@ GRAMMAR = r"""
 ?and_expr: not_expr | not_expr (AND not_expr)+ -> logical
 ?not_expr: comparison | NOT not_expr -> not_
 
-?comparison: sum
-    | sum COMP_OP sum -> binary
-    | sum OVERLAPS sum -> overlaps
+?comparison: predicate
+    | comparison COMP_OP predicate -> binary
+    | comparison OVERLAPS predicate -> overlaps
+
+?predicate: sum
     | sum IN "(" item ("," item)* ")" -> in_list
     | sum NOT IN "(" item ("," item)* ")" -> in_list
-    | sum IN IDENT -> in_bind
-    | sum NOT IN IDENT -> in_bind
 
 ?sum: product | sum PLUS product -> binary | sum MINUS product -> binary
 ?product: unary | product (STAR | SLASH | PERCENT) unary -> binary
 ?unary: atom | MINUS unary -> neg | PLUS unary -> pos
 
 ?atom: literal
-    | IDENT -> ident
-    | IDENT "(" [or_expr ("," or_expr)*] ")" -> call
+    | NAME -> ident
+    | BIND -> bind
+    | NAME "(" [or_expr ("," or_expr)*] ")" -> call
     | "(" or_expr ")" -> paren
     | "(" or_expr "," or_expr ("," or_expr)* ")" -> tuple
 
-?literal: NUMBER -> number | STRING -> string | TIME -> time
-    | TRUE -> true | FALSE -> false | NULL -> null
+?literal: NUMBER -> number | STRING -> string | TIME -> time | RANGE -> range
 
 ?item: literal
-    | RANGE -> range
     | MINUS NUMBER -> neg_number
     | PLUS NUMBER -> pos_number
-    | IDENT -> ident
-    | IDENT "(" [or_expr ("," or_expr)*] ")" -> call
+    | NAME -> ident
+    | BIND -> bind
+    | NAME "(" [or_expr ("," or_expr)*] ")" -> item_call
 
 OR.2: /OR(?![\w.])/i
 AND.2: /AND(?![\w.])/i
 NOT.2: /NOT(?![\w.])/i
 IN.2: /IN(?![\w.])/i
 OVERLAPS.2: /OVERLAPS(?![\w.])/i
-TRUE.2: /TRUE(?![\w.])/i
-FALSE.2: /FALSE(?![\w.])/i
-NULL.2: /NULL(?![\w.])/i
 TIME.3: /[Tt]'[^']*'/
-RANGE.2: /-?\d+\s*\.\.\s*-?\d+(\s*:\s*\d+)?/
-IDENT: /(?!(?i:OR|AND|NOT|IN|OVERLAPS|TRUE|FALSE|NULL)(?![\w.]))[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?/
+RANGE.2: /-?\d+\s*\.\.\s*-?\d+(\s*:\s*[1-9]\d*)?/
+NAME: /(?!(?i:OR|AND|NOT|IN|OVERLAPS)(?![\w.]))[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}/
+BIND: /:[A-Za-z_][A-Za-z0-9_]*/
 NUMBER: /(\d+\.\d*|\.\d+)([eE][+-]?\d+)?|\d+([eE][+-]?\d+)?/
-STRING: /'([^']|'')*'/
-COMP_OP: /<=|>=|<>|!=|=|<|>/
+STRING: /'[^']*'/
+COMP_OP: /<=|>=|!=|=|<|>/
 PLUS: "+"
 MINUS: "-"
 STAR: "*"
@@ -87,18 +84,17 @@ PERCENT: "%"
 """
 
 _WORDS = {
-    "OR": "OR", "AND": "AND", "NOT": "NOT", "IN": "IN", "OVERLAPS": "OVERLAPS",
-    "TRUE": "TRUE", "FALSE": "FALSE", "NULL": "NULL", "IDENT": "a name", "NUMBER": "a number",
-    "STRING": "a 'string'", "TIME": "a time T'...'", "RANGE": "a range a..b",
-    "COMP_OP": "a comparison (=, !=, <, <=, >, >=)", "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'",
-    "SLASH": "'/'", "PERCENT": "'%'", "LPAR": "'('", "RPAR": "')'", "COMMA": "','",
+    "OR": "OR", "AND": "AND", "NOT": "NOT", "IN": "IN", "OVERLAPS": "OVERLAPS", "NAME": "a name",
+    "BIND": "a :bind", "NUMBER": "a number", "STRING": "a 'string'", "TIME": "a time T'...'",
+    "RANGE": "a range a..b", "COMP_OP": "a comparison (=, !=, <, <=, >, >=)", "PLUS": "'+'", "MINUS": "'-'",
+    "STAR": "'*'", "SLASH": "'/'", "PERCENT": "'%'", "LPAR": "'('", "RPAR": "')'", "COMMA": "','",
     "$END": "the end of the expression",
 }
-_VALUE_STARTS = {"IDENT", "NUMBER", "STRING", "TIME", "TRUE", "FALSE", "NULL", "LPAR", "MINUS", "PLUS", "NOT", "RANGE"}
+_VALUE_STARTS = {"NAME", "BIND", "NUMBER", "STRING", "TIME", "LPAR", "MINUS", "PLUS", "NOT", "RANGE"}
 _OPERATORS = {"OR", "AND", "COMP_OP", "OVERLAPS", "IN", "NOT", "PLUS", "MINUS", "STAR", "SLASH", "PERCENT"}
-_FUNCTIONS = ("POINT", "CIRCLE", "BOX", "POLYGON", "GLOB", "UUID")
-_OVERLAPS_OPERANDS = (Identifier, RegionFunction, TimeLiteral, TimespanLiteral, TimespanExpr)
-_NOT_NUMBERS = (StringLiteral, BoolLiteral, NullLiteral, TimeLiteral, TimespanLiteral, UuidLiteral, RegionFunction)
+#: Functions with a meaning; any other name(...) parses and is refused when compiled.
+KNOWN_FUNCTIONS = ("POINT", "CIRCLE", "BOX", "POLYGON", "REGION", "GLOB", "UUID")
+_CONSTANTS = {"NULL": NullLiteral, "TRUE": BoolLiteral, "FALSE": BoolLiteral}
 
 
 @lru_cache(maxsize=1)
@@ -146,7 +142,7 @@ def _column(err: UnexpectedInput, text: str) -> int:
 def _expected_words(expected: set[str]) -> str:
     words: list[str] = []
     rest = set(expected)
-    if {"IDENT", "NUMBER"} <= rest:
+    if {"NAME", "NUMBER"} <= rest:
         words.append("a value, a name or '('")
         rest -= _VALUE_STARTS
     if {"COMP_OP", "AND"} <= rest or {"COMP_OP", "PLUS"} <= rest:
@@ -167,14 +163,21 @@ def _paren_depth(text: str) -> int:
 
 
 def _describe(err: UnexpectedInput, text: str) -> tuple[str, int]:
-    """A plain-words message for a lark error, and its 1-based column."""
+    """A plain-words message for a lark error, and its 1-based column; the usual slips
+    of users coming from SQL or Python get a hint."""
     column = _column(err, text)
-    if isinstance(err, UnexpectedToken) and err.token.type == "NUMBER" and err.token.startswith("."):
-        start = err.token.start_pos - 1
-        if text[start : start + 1] == ".":
-            while start > 0 and text[start - 1].isdigit():
-                start -= 1
-            return "a range a..b is only allowed in an IN list: x IN (a..b)", start + 1
+    if isinstance(err, UnexpectedToken) and err.token.type != "$END":
+        start = err.token.start_pos
+        before = text[:start].rstrip()
+        if err.token.type == "STRING" and text[start - 1 : start] == "'":
+            return ("a string cannot hold a single quote ('' is not an escape in this language); "
+                    "pass such a value as a bind parameter", start)
+        if err.token == ">" and text[start - 1 : start] == "<":
+            return "'<>' is not an operator; write != for 'not equal'", start
+        if err.token == "=" and text[start - 1 : start] == "=":
+            return "'==' is not an operator; write a single = for equality", start
+        if err.token.type in ("NAME", "BIND") and re.search(r"\bIN$", before, re.IGNORECASE):
+            return f"the list after IN needs parentheses: IN ({err.token})", column
     return _message(err, text), column
 
 
@@ -209,7 +212,8 @@ def _tokens(tree: Tree) -> list[Token]:
 
 
 class _Builder:
-    """Turns a lark parse tree into expression nodes, checking what the grammar cannot."""
+    """Turns a lark parse tree into expression nodes, checking the forms the grammar cannot
+    (function arities, UUID text, time literals)."""
 
     def __init__(self, text: str):
         self.text = text
@@ -229,7 +233,10 @@ class _Builder:
         col = _col(tree.children[0])
         if re.fullmatch(r"\d+", token):
             return IntLiteral(value=sign * int(token), column=col)
-        return FloatLiteral(value=sign * float(token), column=col)
+        value = float(token)
+        if value == float("inf"):
+            raise QueryError(f"the number {token} is too large", column=col)
+        return FloatLiteral(value=sign * value, column=col)
 
     def _neg_number(self, tree: Tree) -> Node:
         return self._number(tree, -1)
@@ -239,7 +246,7 @@ class _Builder:
 
     def _string(self, tree: Tree) -> Node:
         token = tree.children[0]
-        return StringLiteral(value=token[1:-1].replace("''", "'"), column=_col(token))
+        return StringLiteral(value=token[1:-1], column=_col(token))
 
     def _time(self, tree: Tree) -> Node:
         token = tree.children[0]
@@ -251,27 +258,25 @@ class _Builder:
             return TimespanLiteral(begin=value[0], end=value[1], column=_col(token))
         return TimeLiteral(value=value, column=_col(token))
 
-    def _true(self, tree: Tree) -> Node:
-        return BoolLiteral(value=True, column=_col(tree))
-
-    def _false(self, tree: Tree) -> Node:
-        return BoolLiteral(value=False, column=_col(tree))
-
-    def _null(self, tree: Tree) -> Node:
-        return NullLiteral(column=_col(tree))
-
     def _range(self, tree: Tree) -> Node:
         token = tree.children[0]
         match = re.fullmatch(r"(-?\d+)\s*\.\.\s*(-?\d+)(?:\s*:\s*(\d+))?", token)
         assert match is not None
         start, stop, stride = int(match[1]), int(match[2]), int(match[3] or 1)
-        if stride <= 0:
-            raise QueryError(f"the stride of range {token} must be a positive integer", column=_col(token))
         return RangeLiteral(start=start, stop=stop, stride=stride, column=_col(token))
 
     def _ident(self, tree: Tree) -> Node:
         token = tree.children[0]
+        constant = _CONSTANTS.get(str(token).upper())
+        if constant is NullLiteral:
+            return NullLiteral(column=_col(token))
+        if constant is BoolLiteral:
+            return BoolLiteral(value=str(token).upper() == "TRUE", column=_col(token))
         return Identifier(name=str(token), column=_col(token))
+
+    def _bind(self, tree: Tree) -> Node:
+        token = tree.children[0]
+        return Bind(name=str(token)[1:], column=_col(token))
 
     # -- operators --------------------------------------------------------------
 
@@ -286,7 +291,7 @@ class _Builder:
     def _binary(self, tree: Tree) -> Node:
         lhs, rhs = self._kids(tree)
         op = _tokens(tree)[0]
-        return BinaryOp(op="!=" if op == "<>" else str(op), lhs=lhs, rhs=rhs, column=_col(op))
+        return BinaryOp(op=str(op), lhs=lhs, rhs=rhs, column=_col(op))
 
     def _not_(self, tree: Tree) -> Node:
         (operand,) = self._kids(tree)
@@ -309,22 +314,8 @@ class _Builder:
         negated = any(t.type == "NOT" for t in _tokens(tree))
         return InList(lhs=lhs, items=tuple(items), negated=negated, column=_col(keyword))
 
-    def _in_bind(self, tree: Tree) -> Node:
-        (lhs,) = self._kids(tree)
-        tokens = _tokens(tree)
-        name, keyword = tokens[-1], [t for t in tokens if t.type == "IN"][0]
-        negated = any(t.type == "NOT" for t in tokens)
-        item = Identifier(name=str(name), column=_col(name))
-        return InList(lhs=lhs, items=(item,), negated=negated, column=_col(keyword))
-
     def _overlaps(self, tree: Tree) -> Node:
         lhs, rhs = self._kids(tree)
-        for side in (lhs, rhs):
-            if not isinstance(side, _OVERLAPS_OPERANDS):
-                raise QueryError(
-                    f"OVERLAPS needs a region or a time/timespan on each side, found {side.to_text()!r}",
-                    column=side.column,
-                )
         return Overlaps(lhs=lhs, rhs=rhs, column=_col(_tokens(tree)[0]))
 
     def _tuple(self, tree: Tree) -> Node:
@@ -336,13 +327,19 @@ class _Builder:
             )
         return make_timespan(items[0], items[1], col)
 
+    def _item_call(self, tree: Tree) -> Node:
+        node = self._call(tree)
+        if not isinstance(node, UuidLiteral):
+            raise QueryError("an IN list holds literals, ranges, UUID('...') and bind names, not "
+                             f"{node.to_text()!r}", column=node.column)
+        return node
+
     def _call(self, tree: Tree) -> Node:
         name_token = tree.children[0]
-        args = self._kids(tree)
+        args = tuple(self._kids(tree))
         name, col = str(name_token).upper(), _col(name_token)
-        if name not in _FUNCTIONS:
-            known = ", ".join(_FUNCTIONS)
-            raise QueryError(f"unknown function {str(name_token)!r}; known functions are {known}", column=col)
+        if "." in name:
+            raise QueryError(f"found '(' after {str(name_token)!r}; a function name has no dots", column=col)
         if name == "UUID":
             if len(args) != 1 or not isinstance(args[0], StringLiteral):
                 raise QueryError("UUID() takes one 'string' argument", column=col)
@@ -351,150 +348,36 @@ class _Builder:
             except ValueError:
                 raise QueryError(f"{args[0].value!r} is not a valid UUID", column=args[0].column) from None
         if name == "GLOB":
-            if len(args) != 2 or not isinstance(args[1], (StringLiteral, Identifier)):
+            if len(args) != 2 or not isinstance(args[1], (StringLiteral, Identifier, Bind)):
                 raise QueryError("GLOB() takes an expression and a 'pattern' string", column=col)
             return Glob(operand=args[0], pattern=args[1], column=col)
-        check_region_args(name, args, col)
-        return RegionFunction(name=name, args=tuple(args), column=col)  # type: ignore[arg-type]
+        if name in REGION_ARITY:
+            check_region_arity(name, args, col)
+            return RegionFunction(name=name, args=args, column=col)  # type: ignore[arg-type]
+        return FunctionCall(name=str(name_token), args=args, column=col)
 
 
 def make_timespan(begin: Node, end: Node, column: int | None) -> Node:
-    """A TimespanLiteral when both bounds are times/NULL, else a TimespanExpr."""
+    """A TimespanLiteral when both bounds are times or NULL (in order), else a
+    TimespanExpr for the compiler (or bind resolution) to judge."""
     bounds = (begin, end)
-    for bound in bounds:
-        if not isinstance(bound, (TimeLiteral, NullLiteral, Identifier)):
-            raise QueryError(
-                f"a timespan (begin, end) needs times or NULL, found {bound.to_text()!r}", column=bound.column
-            )
     if all(isinstance(b, (TimeLiteral, NullLiteral)) for b in bounds):
         values = [b.value if isinstance(b, TimeLiteral) else None for b in bounds]
-        if values[0] is not None and values[1] is not None and begin.time > end.time:  # type: ignore[union-attr]
-            raise QueryError(f"timespan ends ({values[1]}) before it begins ({values[0]})", column=column)
-        return TimespanLiteral(begin=values[0], end=values[1], column=column)
+        if values[0] is None or values[1] is None or begin.time <= end.time:  # type: ignore[union-attr]
+            return TimespanLiteral(begin=values[0], end=values[1], column=column)
     return TimespanExpr(begin=begin, end=end, column=column)
 
 
-def check_region_args(name: str, args: list[Node] | tuple[Node, ...], column: int | None) -> None:
-    """Raise QueryError unless ``args`` suit region function ``name`` (degrees)."""
+def check_region_arity(name: str, args: tuple[Node, ...], column: int | None) -> None:
+    """Raise QueryError unless region function ``name`` has the right number of arguments."""
     arity = REGION_ARITY[name]
-    if arity is not None and len(args) != arity:
+    if name == "REGION":
+        if len(args) != 1 or not isinstance(args[0], (StringLiteral, Identifier, Bind)):
+            raise QueryError("REGION() takes one IVOA region string, e.g. REGION('CIRCLE 150 2.2 0.5')",
+                             column=column)
+    elif arity is not None and len(args) != arity:
         raise QueryError(f"{name}() takes {arity} arguments, found {len(args)}", column=column)
-    if arity is None and (len(args) < 6 or len(args) % 2):
+    elif arity is None and (len(args) < 6 or len(args) % 2):
         raise QueryError(
             f"POLYGON() takes ra, dec pairs of at least 3 vertices, found {len(args)} numbers", column=column
         )
-    for arg in args:
-        if isinstance(arg, _NOT_NUMBERS):
-            raise QueryError(f"{name}() takes numbers in degrees, found {arg.to_text()!r}", column=arg.column)
-    values: list[Any] = [a.value if isinstance(a, (IntLiteral, FloatLiteral)) else None for a in args]
-    decs = values[1::2] if name == "POLYGON" else values[1:2]
-    for dec in decs:
-        if dec is not None and not -90 <= dec <= 90:
-            raise QueryError(f"{name}() declination {dec} is outside [-90, 90]", column=column)
-    sizes = values[2:] if name in ("CIRCLE", "BOX") else []
-    for size in sizes:
-        if size is not None and size < 0:
-            raise QueryError(f"{name}() size {size} must not be negative", column=column)
-
-
-# -- bind parameters ------------------------------------------------------------------
-
-
-def resolve_binds(tree: Node | None, bind: Mapping[str, Any]) -> Node | None:
-    """Replace identifiers named in ``bind`` by literal nodes.
-
-    Supported values: int, float, str, bool, None, astropy ``Time``, ``Timespan``,
-    ``uuid.UUID``; a list/tuple/set/range expands into the items of ``x IN (name)``.
-    Raises `QueryError` naming the bind when a value cannot be used.
-    """
-    if tree is None or not bind:
-        return tree
-    return _resolve(tree, bind)
-
-
-def _is_collection(value: Any) -> bool:
-    return isinstance(value, (list, tuple, set, frozenset, range))
-
-
-def _resolve(node: Node, bind: Mapping[str, Any]) -> Node:
-    if isinstance(node, Identifier):
-        if node.name not in bind:
-            return node
-        value = bind[node.name]
-        if _is_collection(value):
-            raise QueryError(
-                f"bind {node.name!r} holds several values; use it as an IN list: x IN ({node.name})",
-                column=node.column,
-            )
-        return literal_from_value(value, node.name, node.column)
-    if isinstance(node, InList):
-        items: list[Node] = []
-        for item in node.items:
-            if isinstance(item, Identifier) and item.name in bind and _is_collection(bind[item.name]):
-                items.extend(_collection_items(bind[item.name], item.name, item.column))
-            else:
-                items.append(_resolve(item, bind))
-        if not items:  # x IN () matches nothing; x NOT IN () everything
-            return BoolLiteral(value=node.negated, column=node.column)
-        return InList(lhs=_resolve(node.lhs, bind), items=tuple(items), negated=node.negated, column=node.column)
-    node = node.map_children(lambda child: _resolve(child, bind))
-    if isinstance(node, TimespanExpr):
-        return make_timespan(node.begin, node.end, node.column)
-    if isinstance(node, RegionFunction):
-        check_region_args(node.name, node.args, node.column)
-    if isinstance(node, Overlaps):
-        for side in (node.lhs, node.rhs):
-            if not isinstance(side, _OVERLAPS_OPERANDS):
-                raise QueryError(
-                    f"OVERLAPS needs a region or a time/timespan, but a bind gives {side.to_text()!r}",
-                    column=side.column,
-                )
-    if isinstance(node, Glob) and not isinstance(node.pattern, (StringLiteral, Identifier)):
-        raise QueryError("a GLOB pattern bind must be a string", column=node.pattern.column)
-    return node
-
-
-def _collection_items(value: Any, name: str, column: int | None) -> list[Node]:
-    if isinstance(value, range):
-        if value.step > 0 and len(value):
-            return [RangeLiteral(start=value.start, stop=value[-1], stride=value.step, column=column)]
-        return [IntLiteral(value=v, column=column) for v in value]
-    values = list(value)
-    if isinstance(value, (set, frozenset)):
-        try:
-            values = sorted(values)
-        except TypeError:
-            pass
-    for v in values:
-        if _is_collection(v):
-            raise QueryError(f"bind {name!r} holds a nested list, which is not supported", column=column)
-    return [literal_from_value(v, name, column) for v in values]
-
-
-def literal_from_value(value: Any, name: str, column: int | None = None) -> Node:
-    """The literal node for one bind value; QueryError naming the bind if unsupported."""
-    if value is None:
-        return NullLiteral(column=column)
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
-        return BoolLiteral(value=bool(value), column=column)
-    if isinstance(value, numbers.Integral):
-        return IntLiteral(value=int(value), column=column)
-    if isinstance(value, numbers.Real):
-        if not math.isfinite(float(value)):
-            raise QueryError(f"bind {name!r} is {value}, but only finite numbers are supported", column=column)
-        return FloatLiteral(value=float(value), column=column)
-    if isinstance(value, str):
-        return StringLiteral(value=value, column=column)
-    if isinstance(value, Time):
-        if not value.isscalar:
-            raise QueryError(f"bind {name!r} is an array of times; use one time", column=column)
-        return TimeLiteral(value=value, column=column)
-    if isinstance(value, Timespan):
-        return TimespanLiteral(begin=value.begin, end=value.end, column=column)
-    if isinstance(value, uuid.UUID):
-        return UuidLiteral(value=str(value), column=column)
-    raise QueryError(
-        f"bind {name!r} has unsupported type {type(value).__name__}; use int, float, str, bool, None, "
-        "astropy Time, Timespan, uuid.UUID or a list of those",
-        column=column,
-    )

@@ -19,10 +19,16 @@ import sqlalchemy as sa
 
 from ..dimensions import regions as sky
 from ..errors import QueryError
+from ..timespan import NS_MAX, NS_MIN
 from . import expression as ex
 from .joins import JoinBuilder
+from .parser import KNOWN_FUNCTIONS
 
 NUMERIC = ("int", "float")
+#: Nodes that are conditions (true/false), never values to compare.
+_CONDITIONS = (ex.LogicalOp, ex.Not, ex.InList, ex.Overlaps, ex.Glob)
+_ARITHMETIC = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
+               "/": lambda a, b: a / b, "%": lambda a, b: a % b}
 
 
 @dataclass
@@ -109,7 +115,7 @@ class WhereCompiler:
             return self._overlaps(node, top)
         if isinstance(node, ex.Glob):
             return self._glob(node)
-        if isinstance(node, ex.Identifier):
+        if isinstance(node, (ex.Identifier, ex.FunctionCall, ex.Bind)):
             operand = self._operand(node)
             if operand.kind == "bool":
                 return operand.sql == sa.true()
@@ -140,6 +146,16 @@ class WhereCompiler:
             return Operand("uuid", sa.literal(uuid.UUID(node.value), sa.Uuid))
         if isinstance(node, ex.RegionFunction):
             return Operand("region", region=self._region_literal(node))
+        if isinstance(node, ex.TimespanExpr):
+            return self._timespan_expr(node)
+        if isinstance(node, ex.FunctionCall):
+            raise self.error(f"unknown function {node.name!r}; the functions of the language are "
+                             f"{', '.join(KNOWN_FUNCTIONS)}", node)
+        if isinstance(node, ex.Bind):
+            raise self.error(f"bind parameter :{node.name} is not given", node)
+        if isinstance(node, _CONDITIONS) or (isinstance(node, ex.BinaryOp) and node.op in ex.COMPARISON_OPS):
+            raise self.error(f"{node.to_text()!r} is a condition (true or false), not a value to compute with",
+                             node)
         if isinstance(node, ex.UnaryOp):
             inner = self._operand(node.operand)
             self._need(inner, NUMERIC, node)
@@ -148,10 +164,8 @@ class WhereCompiler:
             lhs, rhs = self._operand(node.lhs), self._operand(node.rhs)
             self._need(lhs, NUMERIC, node.lhs)
             self._need(rhs, NUMERIC, node.rhs)
-            ops = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
-                   "/": lambda a, b: a / b, "%": lambda a, b: a % b}
             kind = "float" if "float" in (lhs.kind, rhs.kind) or node.op == "/" else "int"
-            return Operand(kind, ops[node.op](lhs.sql, rhs.sql))
+            return Operand(kind, _ARITHMETIC[node.op](lhs.sql, rhs.sql))
         if isinstance(node, ex.Identifier):
             return self._name(node)
         if isinstance(node, ex.RangeLiteral):
@@ -162,10 +176,38 @@ class WhereCompiler:
         if operand.kind not in kinds:
             raise self.error(f"{node.to_text()!r} is {operand.kind}; expected {' or '.join(kinds)}", node)
 
+    def _constant(self, node: ex.Node, function: str) -> float:
+        """A region argument's value in degrees: a number, or arithmetic on numbers."""
+        if isinstance(node, (ex.IntLiteral, ex.FloatLiteral)):
+            return float(node.value)
+        if isinstance(node, ex.UnaryOp):
+            return -self._constant(node.operand, function)
+        if isinstance(node, ex.BinaryOp) and node.op in _ARITHMETIC:
+            try:
+                return float(_ARITHMETIC[node.op](self._constant(node.lhs, function),
+                                                  self._constant(node.rhs, function)))
+            except ZeroDivisionError:
+                raise self.error(f"{node.to_text()!r} divides by zero", node) from None
+        raise self.error(f"{function}() takes numbers in degrees, found {node.to_text()!r}", node)
+
     def _region_literal(self, node: ex.RegionFunction) -> sphgeom.Region:
-        values = node.numbers()
-        if values is None:
-            raise self.error(f"{node.name} arguments must be numbers", node)
+        if node.name == "REGION":
+            (arg,) = node.args
+            if not isinstance(arg, ex.StringLiteral):
+                raise self.error(f"REGION() takes an IVOA region string, found {arg.to_text()!r}", arg)
+            try:
+                return sphgeom.Region.from_ivoa_pos(arg.value)
+            except (ValueError, RuntimeError, TypeError, IndexError) as err:
+                raise self.error(f"{arg.value!r} is not an IVOA region (CIRCLE ra dec r, RANGE ra1 ra2 dec1 "
+                                 f"dec2 or POLYGON ra1 dec1 ra2 dec2 ...): {err}", arg) from None
+        values = [self._constant(a, node.name) for a in node.args]
+        decs = values[1::2] if node.name == "POLYGON" else values[1:2]
+        for value, dec in zip(node.args[1::2] if node.name == "POLYGON" else node.args[1:2], decs):
+            if not -90 <= dec <= 90:
+                raise self.error(f"{node.name}() declination {dec} is outside [-90, 90]", value)
+        for arg, size in zip(node.args[2:], values[2:] if node.name in ("CIRCLE", "BOX") else []):
+            if size < 0:
+                raise self.error(f"{node.name}() size {size} must not be negative", arg)
         if node.name == "POINT":
             return sky.tiny_circle(*values)
         if node.name == "CIRCLE":
@@ -174,10 +216,28 @@ class WhereCompiler:
             return sky.rectangle(*values)
         return sky.polygon(list(zip(values[0::2], values[1::2])))
 
+    def _timespan_expr(self, node: ex.TimespanExpr) -> Operand:
+        """``(begin, end)`` of time expressions or NULL (unbounded)."""
+        bounds = []
+        for bound, unbounded in ((node.begin, NS_MIN), (node.end, NS_MAX)):
+            operand = self._operand(bound)
+            if operand.kind == "null":
+                bounds.append(sa.literal(unbounded))
+            elif operand.kind == "time":
+                bounds.append(operand.sql)
+            else:
+                raise self.error(f"a timespan (begin, end) needs times or NULL, found {bound.to_text()!r} "
+                                 "(a time is written T'2024-01-11T00:59:40')", bound)
+        if all(isinstance(b, (ex.TimeLiteral, ex.NullLiteral)) for b in (node.begin, node.end)):
+            raise self.error("this timespan ends before it begins", node)
+        return Operand("timespan", span=(bounds[0], bounds[1]))
+
     def _name(self, node: ex.Identifier) -> Operand:
         name = node.name
         if name in self.region_binds:
             return Operand("region", region=self.region_binds[name])
+        if name.count(".") == 2:
+            return self._timespan_bound(node)
         head, _, tail = name.partition(".")
         if not tail:
             if name in self.universe.elements and self.universe[name].is_dimension:
@@ -192,6 +252,24 @@ class WhereCompiler:
             if found is not None:
                 return found
         raise self.error(f"unknown name {name!r}: {head!r} is neither a dimension element, a user table nor a dataset type", node)
+
+    def _timespan_bound(self, node: ex.Identifier) -> Operand:
+        """``visit.timespan.begin`` / ``exposure.timespan.end``: one bound, as a time."""
+        head, middle, bound = node.name.split(".")
+        if bound not in ("begin", "end"):
+            raise self.error(f"{node.name!r}: a three-part name ends in .begin or .end of a timespan", node)
+        if head in self.universe.elements:
+            if middle != "timespan":
+                raise self.error(f"{node.name!r}: only the timespan of {head} has a .{bound}", node)
+            whole = self._element_field(head, middle, node)
+        elif self.dataset_field is not None and (found := self.dataset_field(head, middle, node.column)):
+            whole = found
+        else:
+            raise self.error(f"unknown name {node.name!r}: {head!r} is neither a dimension element nor a "
+                             "dataset type", node)
+        if whole.kind != "timespan" or whole.span is None:
+            raise self.error(f"{head}.{middle} is not a timespan, so it has no .{bound}", node)
+        return Operand("time", whole.span[0] if bound == "begin" else whole.span[1])
 
     def _element_field(self, element_name: str, field_name: str, node: ex.Node) -> Operand:
         element = self.universe[element_name]
@@ -227,7 +305,19 @@ class WhereCompiler:
         culprit = node.rhs if isinstance(node, ex.BinaryOp) else node
         raise self.error(f"cannot compare {a.kind} with {b.kind} in {node.to_text()!r}", culprit)
 
+    def _refuse_chain(self, node: ex.BinaryOp | ex.Overlaps) -> None:
+        """``a < b < c`` parses as ``(a < b) < c``: comparing a truth value means nothing."""
+        inner = node.lhs
+        if (isinstance(inner, ex.BinaryOp) and inner.op in ex.COMPARISON_OPS) or isinstance(inner, ex.Overlaps):
+            op = node.op if isinstance(node, ex.BinaryOp) else "OVERLAPS"
+            inner_op = inner.op if isinstance(inner, ex.BinaryOp) else "OVERLAPS"
+            middle, rhs = inner.rhs.to_text(), node.rhs.to_text()
+            raise self.error(f"a chained comparison '{inner.lhs.to_text()} {inner_op} {middle} {op} {rhs}' compares "
+                             f"the result of {inner.to_text()!r} (true or false) with {rhs}, which means "
+                             f"nothing; write '{inner.to_text()} AND {middle} {op} {rhs}'", node)
+
     def _comparison(self, node: ex.BinaryOp) -> sa.ColumnElement:
+        self._refuse_chain(node)
         lhs, rhs = self._operand(node.lhs), self._operand(node.rhs)
         if "timespan" in (lhs.kind, rhs.kind) and {lhs.kind, rhs.kind} <= {"timespan", "time"}:
             return self._timespan_order(lhs, rhs, node)
@@ -281,6 +371,7 @@ class WhereCompiler:
         return operand.sql.like(escaped.replace("*", "%").replace("?", "_"), escape="\\")
 
     def _overlaps(self, node: ex.Overlaps, top: bool) -> sa.ColumnElement:
+        self._refuse_chain(node)
         lhs, rhs = self._operand(node.lhs), self._operand(node.rhs)
         if lhs.kind in ("timespan", "time") and rhs.kind in ("timespan", "time"):
             return _timespan_overlap(lhs, rhs)
