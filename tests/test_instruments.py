@@ -23,7 +23,6 @@ from skybutler.instruments import (
     SimCam,
     UnknownInstrumentError,
     UnknownRawInstrumentError,
-    compute_day_obs,
     day_obs_record,
     exposure_record,
     get_instrument,
@@ -155,11 +154,6 @@ def test_records_from_metadata(night: dict) -> None:
     assert day["timespan"] == Timespan(Time("2026-03-01T12:00:00", scale="tai"), Time("2026-03-02T12:00:00", scale="tai"))
     assert day["timespan"].contains(meta.datetime_begin)
     assert group_record(meta) == {"instrument": "SimCam", "name": meta.group}
-
-
-def test_day_obs_rule() -> None:
-    assert compute_day_obs(Time("2026-03-02T11:59:59", scale="tai")) == 20260301
-    assert compute_day_obs(Time("2026-03-02T12:00:00", scale="tai")) == 20260302
 
 
 # -- WCS, stars, glints -----------------------------------------------------------------
@@ -343,5 +337,5 @@ def test_real_camera_header_translates_through_the_same_path() -> None:
     meta = metadata_from_header(header, "hsc-raw.fits")
     assert meta.instrument == "HSC" and meta.detector == 50 and meta.physical_filter == "HSC-I"
     assert meta.observation_type == "science" and meta.exposure_time == 30.0
-    assert meta.day_obs == 20131101  # 06:16 TAI on Nov 2 is the night of Nov 1
+    assert meta.day_obs == 20131102 and meta.day_obs_offset == 0.0  # Subaru's rule: the TAI date, no offset
     assert meta.tracking_dec == pytest.approx(0.5, abs=1e-3)

@@ -197,6 +197,14 @@ class Butler:
             raise DataIdError(f"{element} record lookup needs {', '.join(missing)}")
         return self.registry.dimensions.fetch_one(element, tuple(values[d] for d in el.identity))
 
+    def register_instrument(self, camera: Any) -> bool:
+        """Register a camera (an ``Instrument``, a YAML file, or a known camera's name): its
+        instrument, band, physical-filter and detector records and its description; False if
+        it was registered already with the same description (a different one raises)."""
+        from .ingest.instruments import register_instrument
+
+        return register_instrument(self, camera)[1]
+
     def expand_data_id(self, dimensions: Iterable[str], data_id: Mapping[str, Any] | None = None,
                        **kwargs: Any) -> DataCoordinate:
         """Validate a data ID for ``dimensions`` and fill in its implied values from the records."""

@@ -156,3 +156,10 @@ class QueryError(SkybutlerError, ValueError):
             return self.message
         caret = " " * max(self.column - 1, 0) + "^"
         return f"{self.message} (column {self.column})\n  {self.expression}\n  {caret}"
+
+
+# -- installation ---------------------------------------------------------------
+
+
+class MissingExtraError(SkybutlerError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message names the extra."""

@@ -1,4 +1,5 @@
-"""Ingest commands: ingest-raws, define-visits, register-skymap, write-curated-calibrations."""
+"""Ingest commands: ingest-raws, register-instrument, define-visits, register-skymap,
+write-curated-calibrations."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import click
 import yaml
 
-from ..ingest import define_visits, ingest_raws, register_skymap, write_curated_calibrations
+from ..ingest import define_visits, ingest_raws, register_instrument, register_skymap, write_curated_calibrations
 from ..ingest.raws import IngestFailure
 from .helpers import fail, info, open_butler, print_rows, repo_argument
 
@@ -38,11 +39,26 @@ def ingest_raws_command(repo: Path, files_or_dirs: tuple[Path, ...], transfer: s
     with open_butler(repo) as butler:
         result = ingest_raws(butler, files_or_dirs, transfer=transfer, run=run, processes=processes,
                              progress=lambda msg: info(msg, style="dim"))
+    for line in result.registered:
+        info(line, style="green")
     for path, ref in result.already_ingested:
         info(f"already ingested: {path} ({ref.run})")
     rate = len(result.refs) / result.seconds if result.seconds else 0.0
     info(f"{result.summary()} in {result.seconds:.2f} s ({rate:.0f} files/s) into {', '.join(result.runs) or '-'}")
     _report_failures(result.failures, "raw file(s)")
+
+
+@click.command("register-instrument")
+@repo_argument
+@click.argument("camera")
+def register_instrument_command(repo: Path, camera: str) -> None:
+    """Register CAMERA in REPO: a YAML file describing a camera, or the name of one skybutler
+    ships (HSC, SuprimeCam, DECam, MegaPrime, LSSTCam, LSSTComCam, LATISS, ...)."""
+    with open_butler(repo) as butler:
+        instrument, new = register_instrument(butler, camera)
+    verb = "registered" if new else "already registered:"
+    info(f"{verb} camera {instrument.name} ({len(instrument.detectors)} detectors, "
+         f"{len(instrument.filters)} physical filters, bands {', '.join(sorted(set(instrument.filters.values())))})")
 
 
 @click.command("define-visits")
@@ -101,4 +117,4 @@ def write_curated_calibrations_command(repo: Path, directory: Path, collection: 
     _report_failures(result.failures, "calibration file(s)")
 
 
-COMMANDS = (ingest_raws_command, define_visits_command, register_skymap_command, write_curated_calibrations_command)
+COMMANDS = (ingest_raws_command, register_instrument_command, define_visits_command, register_skymap_command, write_curated_calibrations_command)

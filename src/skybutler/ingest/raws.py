@@ -5,8 +5,10 @@
 the GIL; in this process for small ones), translates it into
 :class:`~skybutler.instruments.ObservationMetadata`, and then:
 
-1. syncs the records of every instrument found (instrument, bands, physical
-   filters, detectors: idempotent, a changed camera description is an error);
+1. recognises each file's camera from its header and, the first time the
+   repository meets a camera, registers it (its records and description, see
+   :mod:`.instruments`) and says so; a camera registered earlier is described by
+   the repository's own copy of its description;
 2. inserts the ``exposure``, ``day_obs`` and ``group`` records that are new;
 3. registers the ``raw`` dataset type (instrument, exposure, detector; ``Image``)
    if it is missing;
@@ -32,19 +34,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidFileError, SkybutlerError
+from ..errors import InvalidFileError, MissingExtraError, SkybutlerError
 from ..instruments import (
+    Instrument,
     ObservationMetadata,
     RawHeaderError,
-    UnknownInstrumentError,
     day_obs_record,
     exposure_record,
-    get_instrument,
     group_record,
     read_observation_metadata,
 )
+from ..instruments import register_instrument as register_in_process
 from ..models import DatasetRef
 from ..process_pools import process_pool
+from .instruments import load_repository_instruments, register_instrument
 
 __all__ = ["RAW_DIMENSIONS", "IngestFailure", "IngestResult", "find_raw_files", "ingest_raws", "raw_run",
            "read_raw_metadata"]
@@ -78,6 +81,7 @@ class IngestResult:
     already_ingested: list[tuple[str, DatasetRef]] = field(default_factory=list)
     failures: list[IngestFailure] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
+    registered: list[str] = field(default_factory=list)  # one line per camera registered on first use
     seconds: float = 0.0
 
     @property
@@ -117,37 +121,43 @@ def read_raw_metadata(path: str | Path) -> ObservationMetadata | IngestFailure:
     Never raises for a bad file, so it can run in a worker process over thousands.
     """
     try:
-        meta = read_observation_metadata(path)
+        return read_observation_metadata(path)
     except RawHeaderError as err:
         return IngestFailure(str(path), err.reason)
+    except MissingExtraError:
+        raise  # not the file's fault: the whole ingest needs the extra
     except Exception as err:  # a translator bug must not stop the whole batch
         return IngestFailure(str(path), f"cannot read header ({type(err).__name__}: {err})")
-    try:
-        get_instrument(meta.instrument)
-    except UnknownInstrumentError:
-        return IngestFailure(str(path), f"instrument {meta.instrument!r} has a header translator but no "
-                                        "skybutler description (register it with skybutler.instruments)")
-    return meta
 
 
-def _read_all(paths: Sequence[Path], processes: int | None) -> list[ObservationMetadata | IngestFailure]:
+def _use_descriptions(instruments: Sequence[Instrument]) -> None:
+    """Worker initializer: the repository's camera descriptions, as in the parent."""
+    for instrument in instruments:
+        register_in_process(instrument)
+
+
+def _read_all(paths: Sequence[Path], processes: int | None,
+              instruments: Sequence[Instrument]) -> list[ObservationMetadata | IngestFailure]:
     if processes is None:
         processes = 1 if len(paths) < POOL_THRESHOLD else min(os.cpu_count() or 1, 8)
     if processes <= 1 or len(paths) < 2:
         return [read_raw_metadata(p) for p in paths]
     chunk = max(1, min(64, len(paths) // (processes * 4)))
-    with process_pool(processes) as pool:  # its workers end if this process is killed
+    with process_pool(processes, initializer=_use_descriptions, initargs=(tuple(instruments),)) as pool:
         return list(pool.map(read_raw_metadata, paths, chunksize=chunk))
 
 
-def _register_instruments(butler, names: Iterable[str]) -> None:
-    """Sync each instrument's own records (a no-op when they are there and unchanged;
-    a changed camera description is an error naming the difference)."""
-    for name in sorted(set(names)):
-        records = get_instrument(name).dimension_records()
-        for element in ("instrument", "band", "physical_filter", "detector"):
-            for record in records[element]:
-                butler.sync_record(element, record)
+def _register_instruments(butler, names: Iterable[str], known: Sequence[Instrument],
+                          result: IngestResult) -> None:
+    """Register each camera met for the first time (and say so); those the repository
+    already describes are checked by their records' sync (a no-op when unchanged)."""
+    registered = {i.name for i in known}
+    for name in sorted(set(names) - registered):
+        instrument, new = register_instrument(butler, name)
+        if new:
+            result.registered.append(f"registered camera {name} on first use: {len(instrument.detectors)} detectors, "
+                f"{len(instrument.filters)} physical filters (skybutler's description; "
+                f"stored in {name}/instrument)")
 
 
 def _register_observations(butler, metas: Sequence[ObservationMetadata]) -> None:
@@ -187,10 +197,11 @@ def ingest_raws(butler, paths_or_dirs: Iterable[str | Path] | str | Path, *, tra
         paths_or_dirs = [paths_or_dirs]
     result = IngestResult()
     paths = find_raw_files(paths_or_dirs)
+    known = load_repository_instruments(butler)
     say(f"reading the headers of {len(paths)} file(s)")
     good: list[tuple[Path, ObservationMetadata]] = []
     seen: dict[tuple, Path] = {}
-    for path, meta in zip(paths, _read_all(paths, processes)):
+    for path, meta in zip(paths, _read_all(paths, processes, known)):
         if isinstance(meta, IngestFailure):
             result.failures.append(meta)
             continue
@@ -202,7 +213,7 @@ def ingest_raws(butler, paths_or_dirs: Iterable[str | Path] | str | Path, *, tra
         seen[key] = path
         good.append((path, meta))
     if good:
-        _register_instruments(butler, {m.instrument for _, m in good})
+        _register_instruments(butler, {m.instrument for _, m in good}, known, result)
         _register_observations(butler, [m for _, m in good])
         _ensure_raw_type(butler)
     by_run: dict[str, list[tuple[Path, ObservationMetadata]]] = {}

@@ -24,6 +24,7 @@ from typing import Any
 from ..dimensions import DimensionRecord
 from ..dimensions import regions as sky
 from ..instruments import Instrument, get_instrument
+from .instruments import load_repository_instruments
 
 __all__ = ["VisitResult", "define_visits", "detector_corners", "tan_pixel_to_sky"]
 
@@ -113,6 +114,7 @@ def define_visits(butler, *, instrument: str | None = None, exposures: Iterable[
         chosen = {(d["instrument"], d["exposure"]) for d in query(["exposure"], where=where)}
         records = [r for r in records if (r["instrument"], r["exposure"]) in chosen]
     result = VisitResult()
+    load_repository_instruments(butler)  # each camera as the repository describes it
     existing = {(r["instrument"], r["visit"]) for r in butler.registry.dimensions.fetch_all("visit")}
     visits, definitions, detector_regions = [], [], []
     for exposure in sorted(records, key=lambda r: (r["instrument"], r["exposure"])):

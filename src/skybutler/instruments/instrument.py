@@ -20,6 +20,11 @@ class with :func:`register_instrument_class`) or one YAML file loaded with
     filters:                     # physical filter name -> band
       MyCam-g: g
       MyCam-r: r
+    location:                    # optional; the site, used when headers do not say
+      {longitude: -70.7494, latitude: -30.2444, height: 2650.0}
+    headers:                     # optional; how to read raw headers of a camera that
+      match: {INSTRUME: MyCam}   # astro-metadata-translator does not know (see
+      cards: {...}               # HeaderRules below and docs/user-guide.md)
 
 ``offset_x``/``offset_y`` place the detector centre on the focal plane, in
 degrees from the boresight along the detector's pixel x/y axes (detectors are
@@ -30,8 +35,9 @@ rotation angle they give each detector's TAN WCS (:meth:`Instrument.wcs_header`)
 from __future__ import annotations
 
 import math
+from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -40,7 +46,9 @@ from .errors import InstrumentError, UnknownInstrumentError
 
 __all__ = [
     "Detector",
+    "HeaderRules",
     "Instrument",
+    "Site",
     "get_instrument",
     "known_instruments",
     "register_instrument",
@@ -64,6 +72,56 @@ class Detector(BaseModel):
     pixel_size: float = 10.0  # microns
 
 
+class Site(BaseModel):
+    """Where a telescope stands (geodetic; degrees east, degrees north, metres)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    longitude: float = Field(ge=-180, le=360)
+    latitude: float = Field(ge=-90, le=90)
+    height: float = 0.0
+
+
+class HeaderRules(BaseModel):
+    """How to read the raw headers of a camera no installed translator knows.
+
+    ``match`` gives header cards and the values (compared as stripped strings)
+    that identify the camera's files.  ``cards`` maps standard properties to the
+    header card holding each: ``exposure_id``, ``detector_num``, ``physical_filter``,
+    ``exposure_time`` and ``observation_id`` are required; ``observation_type``,
+    ``dark_time``, ``object``, ``science_program``, ``observation_counter``,
+    ``exposure_group``, ``observation_reason``, ``ra``, ``dec`` (degrees),
+    ``altitude``, ``azimuth``, ``rotation_angle`` (degrees) and ``airmass`` are
+    optional.  Times come from the FITS standard cards ``DATE-OBS``/``DATE-END``
+    (with ``TIMESYS``; the end defaults to begin + exposure time).
+    ``observation_types`` maps the observation-type card's values to skybutler's
+    (``OBJECT: science``); ``observing_day_offset`` is the hours after midnight
+    TAI at which a new observing day begins.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    match: dict[str, str] = Field(min_length=1)
+    cards: dict[str, str]
+    observation_types: dict[str, str] = Field(default_factory=dict)
+    observing_day_offset: float = Field(default=0.0, ge=-24, le=24)
+
+    REQUIRED_CARDS: ClassVar[tuple[str, ...]] = ("exposure_id", "detector_num", "physical_filter", "exposure_time", "observation_id")
+    OPTIONAL_CARDS: ClassVar[tuple[str, ...]] = ("observation_type", "dark_time", "object", "science_program", "observation_counter",
+                      "exposure_group", "observation_reason", "ra", "dec", "altitude", "azimuth",
+                      "rotation_angle", "airmass")
+
+    @model_validator(mode="after")
+    def _check_cards(self) -> HeaderRules:
+        missing = [c for c in self.REQUIRED_CARDS if c not in self.cards]
+        if missing:
+            raise ValueError(f"headers.cards lacks {', '.join(missing)}")
+        unknown = sorted(set(self.cards) - set(self.REQUIRED_CARDS) - set(self.OPTIONAL_CARDS))
+        if unknown:
+            raise ValueError(f"headers.cards has unknown properties {', '.join(unknown)}")
+        return self
+
+
 class Instrument(BaseModel):
     """A camera: name, detectors, physical filters and pixel scale.
 
@@ -78,6 +136,10 @@ class Instrument(BaseModel):
     pixel_scale: float = Field(gt=0)  # arcsec per unbinned pixel
     visit_max: int = 2**31 - 1
     class_name: str | None = None  # defaults to this object's Python class path
+    location: Site | None = None  # the site, for headers that do not give it
+    headers: HeaderRules | None = None  # a header translator of its own
+    layout: Literal["measured", "approximate", "none"] = "measured"  # how good the detector offsets are
+    doc: str = ""  # where the description's facts come from
 
     @model_validator(mode="after")
     def _check(self) -> Instrument:
@@ -203,6 +265,12 @@ class Instrument(BaseModel):
 
     # -- construction from files ---------------------------------------------
 
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML shape of this description (what :meth:`from_dict` reads back)."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        data["class_name"] = self.python_class_name
+        return data
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> Instrument:
         """Build an instrument from the YAML shape documented in this module."""
@@ -262,11 +330,11 @@ def register_instrument(instrument: Instrument) -> Instrument:
 
 def get_instrument(name: str) -> Instrument:
     """The registered instrument of this name (raises :class:`UnknownInstrumentError`)."""
-    _ensure_builtins()
+    _ensure_builtins(name)
     try:
         return _INSTANCES[name]
     except KeyError:
-        known = ", ".join(sorted(_INSTANCES)) or "none"
+        known = ", ".join(known_instruments()) or "none"
         raise UnknownInstrumentError(f"unknown instrument {name!r} (known: {known})") from None
 
 
@@ -276,6 +344,35 @@ def known_instruments() -> list[str]:
     return sorted(_INSTANCES)
 
 
-def _ensure_builtins() -> None:
-    """Import the camera modules shipped with skybutler so they register themselves."""
+def builtin_camera_names() -> list[str]:
+    """Names of the camera descriptions shipped as YAML under ``instruments/cameras/``."""
+    return sorted(_builtin_files())
+
+
+def _builtin_files() -> dict[str, Any]:
+    """Instrument name -> packaged YAML file (the name is the file's first line, ``name: X``)."""
+    global _BUILTIN_FILES
+    if _BUILTIN_FILES is None:
+        files = {}
+        for entry in resources.files(__package__).joinpath("cameras").iterdir():
+            if entry.name.endswith(".yaml"):
+                first = entry.read_text().split("\n", 1)[0]
+                if first.startswith("name:"):
+                    files[yaml.safe_load(first)["name"]] = entry
+        _BUILTIN_FILES = files
+    return _BUILTIN_FILES
+
+
+_BUILTIN_FILES: dict[str, Any] | None = None
+
+
+def _ensure_builtins(name: str | None = None) -> None:
+    """Register SimCam and the packaged YAML camera ``name`` (all of them if None), once."""
     from . import simcam  # noqa: F401  (import registers SimCam)
+
+    wanted = _builtin_files() if name is None else {name: _builtin_files()[name]} if name in _builtin_files() else {}
+    for cam_name, entry in wanted.items():
+        if cam_name not in _INSTANCES:
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+            data = yaml.load(entry.read_text(), Loader=loader)
+            _INSTANCES[cam_name] = Instrument.from_dict(data, source=f"skybutler/instruments/cameras/{entry.name}")

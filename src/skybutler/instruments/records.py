@@ -47,16 +47,22 @@ def exposure_record(meta: ObservationMetadata) -> dict[str, Any]:
     }
 
 
-def day_obs_timespan(day_obs: int) -> Timespan:
-    """The observing night ``day_obs`` as ``[YYYY-MM-DDT12:00 TAI, +24h)``."""
+def day_obs_timespan(day_obs: int, offset: float = 12 * 3600.0) -> Timespan:
+    """The observing day ``day_obs`` as ``[YYYY-MM-DDT00:00 TAI + offset, +24h)``.
+
+    ``offset`` (seconds) is the camera's own rule, from its header translator: 12 h
+    for SimCam, Rubin's cameras and DECam, 0 for Subaru's and CFHT's cameras.
+    """
     text = str(day_obs)
-    begin = Time(f"{text[:4]}-{text[4:6]}-{text[6:]}T12:00:00", scale="tai")
+    begin = Time(f"{text[:4]}-{text[4:6]}-{text[6:]}T00:00:00", scale="tai") + TimeDelta(offset, format="sec",
+                                                                                         scale="tai")
     return Timespan(begin, begin + _ONE_DAY)
 
 
 def day_obs_record(meta: ObservationMetadata) -> dict[str, Any]:
     """The ``day_obs`` record of the night the exposure was taken in."""
-    return {"instrument": meta.instrument, "id": meta.day_obs, "timespan": day_obs_timespan(meta.day_obs)}
+    return {"instrument": meta.instrument, "id": meta.day_obs,
+            "timespan": day_obs_timespan(meta.day_obs, meta.day_obs_offset)}
 
 
 def group_record(meta: ObservationMetadata) -> dict[str, Any]:

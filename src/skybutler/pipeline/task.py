@@ -132,7 +132,11 @@ def import_task(path: str, label: str = "?") -> type[PipelineTask]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise PipelineError(f"task {label!r}: cannot import module {module_name!r}: {err}") from None
+        from ..extras import EXTRAS
+
+        extra = EXTRAS.get((err.name or "").split(".")[0])
+        hint = f" (pip install 'skybutler[{extra[1]}]')" if extra else ""
+        raise PipelineError(f"task {label!r}: cannot import module {module_name!r}: {err}{hint}") from None
     except PipelineError as err:
         raise PipelineError(f"task {label!r}: {err}") from None
     cls = getattr(module, class_name, None)

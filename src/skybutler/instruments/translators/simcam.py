@@ -1,8 +1,8 @@
-"""The astro-metadata-translator translator for SimCam raw headers.
+"""The astro-metadata-translator translator for SimCam raw headers (needs the ``instruments`` extra).
 
 Real cameras (HSC, DECam, ...) are understood by the translators that ship with
 astro-metadata-translator; this one lets SimCam plug into the same mechanism, so
-:func:`~skybutler.instruments.metadata.read_observation_metadata` has a single
+:func:`~skybutler.instruments.headers.read_observation_metadata` has a single
 code path.  Importing this module registers the translator under ``SimCam``.
 
 Besides mapping keywords it checks that keywords which repeat information agree
@@ -24,7 +24,7 @@ from astro_metadata_translator.translators.helpers import (
 from astropy.coordinates import AltAz, Angle, EarthLocation, SkyCoord
 from astropy.time import Time, TimeDelta
 
-from .simcam import SITE_HEIGHT, SITE_LATITUDE, SITE_LONGITUDE, SimCam
+from ..simcam import SITE_HEIGHT, SITE_LATITUDE, SITE_LONGITUDE, SimCam
 
 __all__ = ["OBSERVATION_TYPES", "SimCamTranslator"]
 

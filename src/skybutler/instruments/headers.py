@@ -1,0 +1,310 @@
+"""Translate raw headers into :class:`ObservationMetadata`, offline.
+
+:func:`read_observation_metadata` reads only the header of a raw FITS file and
+translates it with astro-metadata-translator's ``ObservationInfo``: the cameras the
+library knows (HSC, Suprime-Cam, DECam, MegaPrime, SDSS), Rubin's cameras (through
+``obs_lsst`` when it is installed, else through :mod:`.translators.rubin`), SimCam, and
+every camera whose description carries its own header rules
+(:class:`~skybutler.instruments.instrument.HeaderRules`).
+
+The library is an optional dependency (the ``instruments`` extra): this module
+imports it only when a header is translated, and says which extra to install when
+it is missing.
+
+Translation never touches the network: astropy's remote data and IERS downloads are
+switched off while a header is read, and a translator that would look its site up
+in astropy's online registry gets the site of the camera's description instead.
+
+The observing day (``day_obs``) is the translator's own: each camera has its rule
+(Subaru and CFHT count from midnight Hawaii time, DECam and Rubin from noon).
+
+Anything that stops a file from being described (it is not FITS, no translator
+claims its header, a required keyword is missing, two keywords contradict each
+other, the camera has no description, its filter or detector is not the
+description's) raises a :class:`~skybutler.instruments.errors.RawHeaderError`
+naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import astropy.units as u
+
+from ..extras import require
+from .errors import InstrumentError, RawHeaderError, UnknownInstrumentError, UnknownRawInstrumentError
+from .instrument import Instrument, get_instrument, known_instruments
+from .metadata import ObservationMetadata
+
+__all__ = ["metadata_from_header", "read_all_observation_metadata", "read_observation_metadata",
+           "translator_for"]
+
+#: Properties every raw file must yield; the others may be None (e.g. for a bias).
+_REQUIRED = {
+    "instrument",
+    "exposure_id",
+    "detector_num",
+    "physical_filter",
+    "datetime_begin",
+    "datetime_end",
+    "exposure_time",
+    "observation_type",
+    "observation_id",
+    "observing_day",
+}
+#: Science exposures must also say where the telescope pointed.
+_SCIENCE_REQUIRED = {"tracking_radec", "altaz_begin", "boresight_rotation_angle", "boresight_airmass"}
+_OPTIONAL = {
+    "dark_time",
+    "exposure_group",
+    "observation_counter",
+    "observation_reason",
+    "observing_day_offset",
+    "science_program",
+    "object",
+    "tracking_radec",
+    "altaz_begin",
+    "boresight_rotation_angle",
+    "boresight_airmass",
+}
+
+
+def metadata_from_header(header: Any, filename: str | Path = "<header>") -> ObservationMetadata:
+    """Translate an already-read header (any dict-like) into :class:`ObservationMetadata`."""
+    filename = str(filename)
+    header = dict(header)
+    amt = _library()
+    translator_class = translator_for(header, filename)
+    try:
+        required = set(_REQUIRED)
+        with _offline():
+            if translator_class(header, filename=filename).to_observation_type() == "science":
+                required |= _SCIENCE_REQUIRED
+    except Exception:
+        pass  # a bad observation type is reported, with its reason, by ObservationInfo below
+    try:
+        with _offline():
+            info = amt.ObservationInfo(
+                header,
+                filename=filename,
+                translator_class=translator_class,
+                required=required,
+                subset=_REQUIRED | _OPTIONAL,
+                quiet=True,
+            )
+    except Exception as exc:  # the library wraps the real cause; report that
+        raise RawHeaderError(filename, _reason(exc)) from exc
+    meta = _from_info(info, filename)
+    _check_against_instrument(meta, filename)
+    return meta
+
+
+def read_observation_metadata(path: str | Path) -> ObservationMetadata:
+    """Read the header (only) of a raw file and translate it (see module docstring)."""
+    return metadata_from_header(_read_header(path), path)
+
+
+def read_all_observation_metadata(path: str | Path) -> list[ObservationMetadata]:
+    """Metadata of every detector in a raw file (multi-extension cameras such as DECam)."""
+    primary = _read_header(path)
+    translator_class = translator_for(primary, str(path))
+    try:
+        with _offline():
+            headers = list(translator_class.determine_translatable_headers(str(path), primary))
+    except Exception as exc:
+        raise RawHeaderError(path, f"cannot read headers: {exc}") from exc
+    return [metadata_from_header(h, path) for h in headers]
+
+
+def translator_for(header: dict[str, Any], filename: str) -> type:
+    """The translator class for a header (offline-safe), or :class:`UnknownRawInstrumentError`."""
+    amt = _library()
+    _described_translators()
+    try:
+        found = amt.MetadataTranslator.determine_translator(header, filename=filename)
+    except Exception as exc:  # ValueError if none matches; some translators' probes raise KeyError
+        instrument = header.get("INSTRUME", "<no INSTRUME keyword>")
+        detail = "" if isinstance(exc, ValueError) else f" ({type(exc).__name__}: {exc})"
+        raise UnknownRawInstrumentError(
+            filename, f"no header translator understands instrument {instrument!r}{detail}"
+        ) from exc
+    return _offline_translator(found)
+
+
+# -- the optional library, loaded on first use ---------------------------------------------
+
+
+@functools.cache
+def _library() -> Any:
+    """astro-metadata-translator, with skybutler's own translators registered in it."""
+    amt = require("astro_metadata_translator", "reading raw headers")
+    from . import translators  # noqa: F401  (registers SimCam's and, without obs_lsst, Rubin's)
+
+    return amt
+
+
+def _described_translators() -> None:
+    """Make a translator for every known description that carries header rules."""
+    from .translators.described import translator_from_rules
+
+    for name in known_instruments():
+        instrument = get_instrument(name)
+        if instrument.headers is not None:
+            translator_from_rules(instrument)
+
+
+@contextlib.contextmanager
+def _offline() -> Iterator[None]:
+    """No download while translating: no site registry, no IERS tables."""
+    from astropy.utils import iers
+    from astropy.utils.data import conf as data_conf
+
+    with data_conf.set_temp("allow_internet", False), iers.conf.set_temp("auto_download", False):
+        yield
+
+
+@functools.cache
+def _offline_translator(translator_class: type) -> type:
+    """``translator_class`` whose site comes from the camera description if its own lookup fails.
+
+    Some translators look the observatory up in astropy's site registry, which is
+    downloaded on first use; offline that raises, and the camera's description (or,
+    failing that, the error) answers instead.  The subclass has no ``name``, so it
+    is not registered as a translator of its own.
+    """
+
+    def to_location(self: Any) -> Any:
+        try:
+            return translator_class.to_location(self)
+        except Exception as exc:
+            site = _described_site(self)
+            if site is None:
+                raise KeyError(f"no site in the header, and astropy's site registry is offline ({exc})") from exc
+            return site
+
+    return type(f"Offline{translator_class.__name__}", (translator_class,), {"name": None, "to_location": to_location})
+
+
+def _described_site(translator: Any) -> Any:
+    from astropy.coordinates import EarthLocation
+
+    try:
+        site = get_instrument(translator.to_instrument()).location
+    except Exception:
+        return None
+    if site is None:
+        return None
+    return EarthLocation.from_geodetic(site.longitude * u.deg, site.latitude * u.deg, site.height * u.m)
+
+
+# -- internals -----------------------------------------------------------------------
+
+
+def _read_header(path: str | Path) -> dict[str, Any]:
+    """The primary header merged with the first extension's, as a plain dict."""
+    from astropy.io import fits
+
+    path = Path(path)
+    if not path.exists():
+        raise RawHeaderError(path, "file does not exist")
+    try:
+        with fits.open(path, lazy_load_hdus=True, memmap=False) as hdul:
+            header = dict(hdul[0].header)
+            if header.get("EXTEND") and header.get("NAXIS", 0) == 0 and len(hdul) > 1:
+                for key, value in hdul[1].header.items():
+                    header.setdefault(key, value)
+    except Exception as exc:  # astropy raises OSError, ValueError, ... for broken files
+        raise RawHeaderError(path, f"not a readable FITS file ({type(exc).__name__}: {exc})") from exc
+    header.pop("COMMENT", None)
+    header.pop("HISTORY", None)
+    return header
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost message of an exception chain (what actually went wrong)."""
+    messages = []
+    while exc is not None:
+        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        messages.append(str(text))
+        exc = exc.__cause__ or exc.__context__
+    inner = messages[-1]
+    outer = messages[0]
+    prop = ""
+    if "property '" in outer:
+        prop = outer.split("property '")[1].split("'")[0]
+    return f"cannot determine {prop}: {inner}" if prop else inner
+
+
+def _degrees(value: Any) -> float | None:
+    """An angle or quantity in degrees, or None."""
+    if value is None:
+        return None
+    return float(u.Quantity(value).to_value(u.deg))
+
+
+def _seconds(value: Any) -> float | None:
+    """A time quantity in seconds, or None."""
+    if value is None:
+        return None
+    return float(u.Quantity(value).to_value(u.s))
+
+
+def _from_info(info: Any, filename: str) -> ObservationMetadata:
+    """Map the library's standard properties onto our field names."""
+    radec = info.tracking_radec
+    altaz = info.altaz_begin
+    zenith = None if altaz is None else 90.0 - float(altaz.alt.to_value(u.deg))
+    exposure_time = _seconds(info.exposure_time)
+    dark_time = _seconds(info.dark_time)
+    offset = info.observing_day_offset
+    try:
+        return ObservationMetadata(
+            instrument=info.instrument,
+            exposure_id=info.exposure_id,
+            detector=info.detector_num,
+            day_obs=info.observing_day,
+            day_obs_offset=0.0 if offset is None else float(offset.to_value(u.s)),
+            group=info.exposure_group if info.exposure_group is not None else str(info.exposure_id),
+            seq_num=info.observation_counter if info.observation_counter is not None else 0,
+            obs_id=info.observation_id,
+            observation_type=info.observation_type,
+            observation_reason=info.observation_reason or "unknown",
+            science_program=info.science_program or "",
+            target_name=info.object or "",
+            physical_filter=info.physical_filter,
+            datetime_begin=info.datetime_begin.tai,
+            datetime_end=info.datetime_end.tai,
+            exposure_time=exposure_time,
+            dark_time=dark_time if dark_time is not None else exposure_time,
+            tracking_ra=None if radec is None else float(radec.icrs.ra.deg),
+            tracking_dec=None if radec is None else float(radec.icrs.dec.deg),
+            sky_angle=_degrees(info.boresight_rotation_angle),
+            azimuth=None if altaz is None else float(altaz.az.to_value(u.deg)),
+            zenith_angle=zenith,
+            airmass=None if info.boresight_airmass is None else float(info.boresight_airmass),
+        )
+    except Exception as exc:
+        raise RawHeaderError(filename, f"translated metadata are invalid: {exc}") from exc
+
+
+def _check_against_instrument(meta: ObservationMetadata, filename: str) -> None:
+    """The camera must have a description, and the file's filter and detector must be in it."""
+    if meta.datetime_end < meta.datetime_begin:
+        raise RawHeaderError(filename, "observation ends before it begins")
+    try:
+        instrument: Instrument = get_instrument(meta.instrument)
+    except UnknownInstrumentError:
+        raise RawHeaderError(
+            filename,
+            f"camera {meta.instrument!r} has a header translator but no skybutler description "
+            "(describe it in a YAML file and run 'skybutler register-instrument REPO FILE')",
+        ) from None
+    try:
+        instrument.band_of(meta.physical_filter)
+        instrument.detector(meta.detector)
+    except InstrumentError as exc:
+        raise RawHeaderError(filename, str(exc)) from exc

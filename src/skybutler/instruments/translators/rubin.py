@@ -1,0 +1,243 @@
+"""Translators for Rubin's cameras (LSSTCam, LSSTComCam, LATISS), used when ``obs_lsst`` is absent.
+
+Written from the public description of Rubin raw headers (the camera's header
+service): every file carries ``INSTRUME``, ``OBSID`` (``MC_O_20250101_000123``),
+``DAYOBS`` and ``SEQNUM`` (the observing day and the exposure's number in it),
+``CONTRLLR`` (which controller took it, ``O`` for the observatory), ``MJD-BEG`` /
+``MJD-END`` (TAI), ``EXPTIME`` / ``DARKTIME``, ``IMGTYPE``, ``RAFTBAY`` / ``CCDSLOT``
+(the detector), ``FILTER`` (and ``GRATING`` for LATISS), the pointing ``RA`` / ``DEC``
+/ ``ROTPA`` (degrees), ``AZSTART`` / ``ELSTART`` / ``AMSTART``, and ``OBS-LONG`` /
+``OBS-LAT`` / ``OBS-ELEV`` (east-positive).
+
+Rules (those Rubin uses): the exposure ID is ``DAYOBS * 100000 + SEQNUM``; an
+exposure taken by a controller other than ``O`` adds the controller's index
+(``OCHPS``) times 10**13, so it never collides with an observatory exposure; the
+observing day begins at 12:00 TAI; the physical filter of LATISS is
+``<filter>~<grating>``; detectors are numbered as in the camera descriptions
+(``lsstcam.yaml``: science rafts R01..R43 in order, nine sensors each, then the
+corner rafts' guider and wavefront sensors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import astropy.units as u
+from astro_metadata_translator import FitsTranslator, cache_translation
+from astro_metadata_translator.translators.helpers import altaz_from_degree_headers, tracking_from_degree_headers
+from astropy.coordinates import Angle, EarthLocation
+from astropy.time import Time, TimeDelta
+
+from ..instrument import get_instrument
+
+__all__ = ["LatissTranslator", "LsstCamTranslator", "LsstComCamTranslator"]
+
+_ROLLOVER = TimeDelta(12 * 3600.0, format="sec", scale="tai")
+_CONTROLLERS = "OCHPS"
+_SITE = EarthLocation.from_geodetic(-70.749417 * u.deg, -30.244639 * u.deg, 2663.0 * u.m)
+_IMAGE_TYPES = {"object": "science", "skyexp": "science", "zero": "bias"}
+
+
+class _RubinTranslator(FitsTranslator):
+    """What the three cameras' headers share."""
+
+    supported_instrument: str = ""
+    _const_map = {"boresight_rotation_coord": "sky", "observing_day_offset": _ROLLOVER}
+    _trivial_map: dict[str, str | list[str] | tuple[Any, ...]] = {
+        "observation_id": "OBSID",
+        "observation_counter": "SEQNUM",
+        "object": ("OBJECT", {"default": "UNKNOWN"}),
+        "science_program": ("PROGRAM", {"default": "unknown"}),
+        "observation_reason": ("REASON", {"default": "unknown"}),
+        "telescope": ("TELESCOP", {"default": "Simonyi Survey Telescope"}),
+        "exposure_time": ("EXPTIME", {"unit": u.s}),
+        "exposure_time_requested": ("EXPTIME", {"unit": u.s}),
+    }
+
+    @classmethod
+    def can_translate(cls, header: Mapping[str, Any], filename: str | None = None) -> bool:
+        return str(header.get("INSTRUME", "")).strip().lower() == cls.supported_instrument.lower()
+
+    @cache_translation
+    def to_instrument(self) -> str:
+        return self.supported_instrument
+
+    @cache_translation
+    def to_location(self) -> EarthLocation:
+        if self.are_keys_ok(["OBS-LONG", "OBS-LAT", "OBS-ELEV"]):
+            self._used_these_cards("OBS-LONG", "OBS-LAT", "OBS-ELEV")
+            return EarthLocation.from_geodetic(float(self._header["OBS-LONG"]) * u.deg,
+                                               float(self._header["OBS-LAT"]) * u.deg,
+                                               float(self._header["OBS-ELEV"]) * u.m)
+        return _SITE
+
+    @cache_translation
+    def to_datetime_begin(self) -> Time:
+        for card in ("MJD-BEG", "MJD-OBS"):
+            if self.is_key_ok(card):
+                self._used_these_cards(card)
+                return Time(float(self._header[card]), format="mjd", scale="tai")
+        raise KeyError("missing header keyword MJD-BEG (or MJD-OBS)")
+
+    @cache_translation
+    def to_datetime_end(self) -> Time:
+        if self.is_key_ok("MJD-END"):
+            self._used_these_cards("MJD-END")
+            return Time(float(self._header["MJD-END"]), format="mjd", scale="tai")
+        return self.to_datetime_begin() + self.to_exposure_time()
+
+    @cache_translation
+    def to_dark_time(self) -> u.Quantity:
+        if self.is_key_ok("DARKTIME"):
+            self._used_these_cards("DARKTIME")
+            return float(self._header["DARKTIME"]) * u.s
+        return self.to_exposure_time()
+
+    @cache_translation
+    def to_observing_day(self) -> int:
+        """DAYOBS when the header has it (it is what the exposure ID is made of)."""
+        if self.is_key_ok("DAYOBS"):
+            self._used_these_cards("DAYOBS")
+            return int(str(self._header["DAYOBS"]).replace("-", ""))
+        return super().to_observing_day()
+
+    @cache_translation
+    def to_exposure_id(self) -> int:
+        for card in ("SEQNUM",):
+            if not self.is_key_ok(card):
+                raise KeyError(f"missing header keyword {card}")
+        seq_num = int(self._header["SEQNUM"])
+        if not 0 <= seq_num < 100_000:
+            raise ValueError(f"SEQNUM {seq_num} is not in [0, 100000)")
+        controller = str(self._header.get("CONTRLLR", "O")).strip() or "O"
+        index = _CONTROLLERS.find(controller)
+        if index < 0:
+            raise ValueError(f"CONTRLLR {controller!r} is not one of {', '.join(_CONTROLLERS)}")
+        self._used_these_cards("SEQNUM")
+        return index * 10**13 + self.to_observing_day() * 100_000 + seq_num
+
+    @cache_translation
+    def to_visit_id(self) -> int:
+        return self.to_exposure_id()
+
+    @cache_translation
+    def to_exposure_group(self) -> str:
+        if self.is_key_ok("GROUPID"):
+            self._used_these_cards("GROUPID")
+            return str(self._header["GROUPID"]).strip()
+        return str(self.to_exposure_id())
+
+    @cache_translation
+    def to_observation_type(self) -> str:
+        if not self.is_key_ok("IMGTYPE"):
+            raise KeyError("missing header keyword IMGTYPE")
+        value = str(self._header["IMGTYPE"]).strip().lower()
+        self._used_these_cards("IMGTYPE")
+        return _IMAGE_TYPES.get(value, value)
+
+    @cache_translation
+    def to_physical_filter(self) -> str:
+        if not self.is_key_ok("FILTER"):
+            return "empty"
+        self._used_these_cards("FILTER")
+        value = str(self._header["FILTER"]).strip()
+        return value if value and value.upper() not in ("NONE", "UNKNOWN") else "empty"
+
+    @cache_translation
+    def to_detector_group(self) -> str:
+        return str(self._header.get("RAFTBAY", "R22")).strip()
+
+    @cache_translation
+    def to_detector_name(self) -> str:
+        if not self.is_key_ok("CCDSLOT"):
+            raise KeyError("missing header keyword CCDSLOT")
+        self._used_these_cards("CCDSLOT")
+        return str(self._header["CCDSLOT"]).strip()
+
+    @cache_translation
+    def to_detector_unique_name(self) -> str:
+        return f"{self.to_detector_group()}_{self.to_detector_name()}"
+
+    @cache_translation
+    def to_detector_num(self) -> int:
+        name = self.to_detector_unique_name()
+        for det in get_instrument(self.supported_instrument).detectors:
+            if det.full_name == name:
+                return det.id
+        raise ValueError(f"RAFTBAY/CCDSLOT {name} is not a detector of {self.supported_instrument}")
+
+    @cache_translation
+    def to_detector_serial(self) -> str:
+        return str(self._header.get("LSST_NUM", "unknown")).strip()
+
+    @cache_translation
+    def to_detector_exposure_id(self) -> int:
+        return self.to_exposure_id() * 1000 + self.to_detector_num()
+
+    @cache_translation
+    def to_tracking_radec(self) -> Any:
+        if not self.are_keys_ok(["RA", "DEC"]):
+            return None
+        return tracking_from_degree_headers(self, ("RADESYS",), (("RA", "DEC"),))
+
+    @cache_translation
+    def to_altaz_begin(self) -> Any:
+        if not self.are_keys_ok(["ELSTART", "AZSTART"]):
+            return None
+        return altaz_from_degree_headers(self, (("ELSTART", "AZSTART"),), self.to_datetime_begin())
+
+    @cache_translation
+    def to_boresight_airmass(self) -> float | None:
+        for card in ("AMSTART", "AIRMASS"):
+            if self.is_key_ok(card):
+                self._used_these_cards(card)
+                return float(self._header[card])
+        return None
+
+    @cache_translation
+    def to_boresight_rotation_angle(self) -> Angle | None:
+        if not self.is_key_ok("ROTPA"):
+            return None
+        self._used_these_cards("ROTPA")
+        return Angle(float(self._header["ROTPA"]) * u.deg)
+
+
+class LsstCamTranslator(_RubinTranslator):
+    """LSSTCam on the Simonyi Survey Telescope (``OBSID`` ``MC_...``)."""
+
+    name = "LSSTCam"
+    supported_instrument = "LSSTCam"
+
+
+class LsstComCamTranslator(_RubinTranslator):
+    """The commissioning camera, one raft R22 (``OBSID`` ``CC_...``)."""
+
+    name = "LSSTComCam"
+    supported_instrument = "LSSTComCam"
+
+    @cache_translation
+    def to_detector_group(self) -> str:
+        return "R22"
+
+
+class LatissTranslator(_RubinTranslator):
+    """LATISS on the Auxiliary Telescope: one detector, filter and grating (``OBSID`` ``AT_...``)."""
+
+    name = "LATISS"
+    supported_instrument = "LATISS"
+
+    @cache_translation
+    def to_detector_group(self) -> str:
+        return "RXX"
+
+    @cache_translation
+    def to_detector_name(self) -> str:
+        return "S00"
+
+    @cache_translation
+    def to_physical_filter(self) -> str:
+        grating = str(self._header.get("GRATING", "empty")).strip() or "empty"
+        if self.is_key_ok("GRATING"):
+            self._used_these_cards("GRATING")
+        return f"{super().to_physical_filter()}~{grating}"
