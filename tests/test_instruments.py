@@ -122,6 +122,7 @@ def test_science_header_translates(night: dict) -> None:
     assert meta.obs_id == spec.obs_id and meta.seq_num == spec.seq_num
     assert meta.target_name == "SIMFIELD_1" and meta.science_program == "SIMSURVEY"
     assert meta.observation_reason == "science"
+    assert meta.has_simulated is True and meta.can_see_sky is True
 
 
 @pytest.mark.parametrize("kind", ["bias", "flat"])
@@ -147,6 +148,7 @@ def test_records_from_metadata(night: dict) -> None:
         "instrument", "id", "physical_filter", "day_obs", "group", "obs_id", "seq_num", "exposure_time",
         "dark_time", "observation_type", "observation_reason", "science_program", "target_name",
         "tracking_ra", "tracking_dec", "sky_angle", "azimuth", "zenith_angle", "airmass", "timespan",
+        "seq_start", "seq_end", "has_simulated", "can_see_sky",
     }  # fmt: skip
     assert set(rec) == expected_keys
     day = day_obs_record(meta)

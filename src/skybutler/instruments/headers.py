@@ -59,7 +59,9 @@ _REQUIRED = {
 #: Science exposures must also say where the telescope pointed.
 _SCIENCE_REQUIRED = {"tracking_radec", "altaz_begin", "boresight_rotation_angle", "boresight_airmass"}
 _OPTIONAL = {
+    "can_see_sky",
     "dark_time",
+    "has_simulated_content",
     "exposure_group",
     "observation_counter",
     "observation_reason",
@@ -286,6 +288,8 @@ def _from_info(info: Any, filename: str) -> ObservationMetadata:
             azimuth=None if altaz is None else float(altaz.az.to_value(u.deg)),
             zenith_angle=zenith,
             airmass=None if info.boresight_airmass is None else float(info.boresight_airmass),
+            can_see_sky=info.can_see_sky,
+            has_simulated=bool(info.has_simulated_content),
         )
     except Exception as exc:
         raise RawHeaderError(filename, f"translated metadata are invalid: {exc}") from exc

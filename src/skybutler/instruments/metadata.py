@@ -49,6 +49,8 @@ class ObservationMetadata(BaseModel):
     azimuth: float | None = None
     zenith_angle: float | None = None
     airmass: float | None = None
+    can_see_sky: bool | None = None  # None: the translator cannot tell
+    has_simulated: bool = False  # some content of the file is simulated
 
     @field_validator("datetime_begin", "datetime_end", mode="before")
     @classmethod

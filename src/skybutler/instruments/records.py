@@ -31,6 +31,8 @@ def exposure_record(meta: ObservationMetadata) -> dict[str, Any]:
         "group": meta.group,
         "obs_id": meta.obs_id,
         "seq_num": meta.seq_num,
+        "seq_start": meta.seq_num,
+        "seq_end": meta.seq_num,
         "exposure_time": meta.exposure_time,
         "dark_time": meta.dark_time,
         "observation_type": meta.observation_type,
@@ -43,6 +45,8 @@ def exposure_record(meta: ObservationMetadata) -> dict[str, Any]:
         "azimuth": meta.azimuth,
         "zenith_angle": meta.zenith_angle,
         "airmass": meta.airmass,
+        "has_simulated": meta.has_simulated,
+        "can_see_sky": meta.can_see_sky,
         "timespan": Timespan(meta.datetime_begin, meta.datetime_end),
     }
 
