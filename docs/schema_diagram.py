@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from skybutler import Butler
 from skybutler.formats import get_storage_class, storage_class_names
+from skybutler.formats.rubin_names import RUBIN_STORAGE_CLASSES
 from skybutler.registry.quantum_store import QuantumStore
 from skybutler.registry.schema import SCHEMA_VERSION
 
@@ -41,6 +42,8 @@ def registry_tables() -> tuple[list[sa.Table], dict[str, str]]:
         name, dims, storage_class = SAMPLE_TYPE
         butler.register_dataset_type(name, dims, storage_class, is_calibration=True)
         for sc_name in storage_class_names():
+            if sc_name in RUBIN_STORAGE_CLASSES:  # the same classes under Rubin names: same tables
+                continue
             sc = get_storage_class(sc_name)
             butler.registry.metadata.table(sc.name, sc.metadata_fields)
         QuantumStore(butler.registry.db, butler.registry.schema, butler.registry.collections).ensure()

@@ -34,3 +34,255 @@ def test_default_universe_holds_everything_the_rubin_universe_holds():
         assert names <= set(mine.fields), (name, names - set(mine.fields))
         assert mine.region == (element.spatial is not None), name
         assert mine.timespan == (element.temporal is not None), name
+
+
+# -- a Rubin repository, made with the Rubin butler --------------------------------
+
+import glob  # noqa: E402
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import astropy.units as units  # noqa: E402
+import numpy as np  # noqa: E402
+from astropy.table import Table  # noqa: E402
+from astropy.time import Time  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+from lsst.sphgeom import ConvexPolygon, LonLat, UnitVector3d  # noqa: E402
+
+from skybutler import Butler  # noqa: E402
+from skybutler.cli.main import cli  # noqa: E402
+from skybutler.interchange import RubinImportError, export_rubin, import_rubin  # noqa: E402
+from skybutler.repository_transfer import import_datasets  # noqa: E402
+
+RubinButler = daf_butler.Butler
+T0 = Time("2024-01-02T03:00:00.123456789", scale="tai", precision=9)
+SUMMARY_WHERE = "band = 'r' AND detector IN (0..1)"
+
+
+def _poly(ra: float) -> ConvexPolygon:
+    return ConvexPolygon([UnitVector3d(LonLat.fromDegrees(ra + a, d)) for a, d in ((0, 0), (1, 0), (1, 1), (0, 1))])
+
+
+def _span(begin: Time, seconds: float):
+    return daf_butler.Timespan(begin, begin + seconds * units.s)
+
+
+def make_rubin_repo(root: Path):
+    """A small Rubin repository: an instrument with detectors, exposures, visits in a visit
+    system, a sky map, and datasets of three storage classes in RUN, TAGGED, CALIBRATION and
+    CHAINED collections."""
+    RubinButler.makeRepo(str(root))
+    b = RubinButler.from_config(str(root), writeable=True)
+    reg = b.registry
+    reg.insertDimensionData("instrument", {"name": "Cam", "visit_max": 1000, "exposure_max": 1000,
+                                           "detector_max": 4, "class_name": "x.Cam", "visit_system": 0})
+    reg.insertDimensionData("physical_filter", {"instrument": "Cam", "name": "Cam-r", "band": "r"},
+                            {"instrument": "Cam", "name": "Cam-g", "band": "g"})
+    reg.insertDimensionData("detector", *[{"instrument": "Cam", "id": i, "full_name": f"R0{i}", "name_in_raft": f"S{i}",
+                                           "raft": "R0", "purpose": "SCIENCE"} for i in range(3)])
+    reg.insertDimensionData("day_obs", {"instrument": "Cam", "id": 20240101,
+                                        "timespan": _span(Time("2024-01-01T12:00", scale="tai"), 86400)})
+    reg.insertDimensionData("group", {"instrument": "Cam", "name": "g1"}, {"instrument": "Cam", "name": "g2"})
+    reg.insertDimensionData("visit_system", {"instrument": "Cam", "id": 0, "name": "one-to-one"})
+    for n, (band, ra) in enumerate((("r", 10.0), ("g", 20.0)), start=1):
+        span = _span(T0 + n * units.hour, 30.0)
+        reg.insertDimensionData("exposure", {
+            "instrument": "Cam", "id": n, "obs_id": f"CAM_{n}", "physical_filter": f"Cam-{band}", "group": f"g{n}",
+            "day_obs": 20240101, "timespan": span, "exposure_time": 30.0, "can_see_sky": n == 1, "seq_num": n,
+            "seq_start": n, "seq_end": n, "has_simulated": False, "observation_type": "science", "azimuth": 12.5 * n,
+            "observation_reason": "survey", "tracking_ra": ra, "tracking_dec": 0.5})
+        reg.insertDimensionData("visit", {"instrument": "Cam", "id": n, "name": f"CAM_{n}",
+                                          "physical_filter": f"Cam-{band}", "day_obs": 20240101, "timespan": span,
+                                          "region": _poly(ra), "seq_num": n, "exposure_time": 30.0, "azimuth": 1.5})
+        reg.insertDimensionData("visit_definition", {"instrument": "Cam", "exposure": n, "visit": n})
+        reg.insertDimensionData("visit_system_membership", {"instrument": "Cam", "visit": n, "visit_system": 0})
+        reg.insertDimensionData("visit_detector_region", *[{"instrument": "Cam", "visit": n, "detector": i,
+                                                            "region": _poly(ra + 0.2 * i)} for i in range(3)])
+    reg.insertDimensionData("skymap", {"name": "sky", "hash": b"\x01\x02" * 20, "tract_max": 10,
+                                       "patch_nx_max": 3, "patch_ny_max": 3})
+    reg.insertDimensionData("tract", {"skymap": "sky", "id": 7, "region": _poly(10.0)})
+    reg.insertDimensionData("patch", *[{"skymap": "sky", "tract": 7, "id": p, "cell_x": p, "cell_y": 0,
+                                        "region": _poly(10.0 + 0.3 * p)} for p in range(2)])
+    u = b.dimensions
+    reg.registerDatasetType(daf_butler.DatasetType("summary", ["instrument", "visit", "detector"],
+                                                   "StructuredDataDict", universe=u))
+    reg.registerDatasetType(daf_butler.DatasetType("cat", ["instrument", "visit"], "ArrowAstropy", universe=u))
+    reg.registerDatasetType(daf_butler.DatasetType("bias", ["instrument", "detector"], "StructuredDataDict",
+                                                   universe=u, isCalibration=True))
+    reg.registerDatasetType(daf_butler.DatasetType("deepSummary", ["skymap", "tract", "patch", "band"],
+                                                   "StructuredDataDict", universe=u))
+    for run in ("Cam/run1", "Cam/calib/run"):
+        reg.registerRun(run)
+    refs = [b.put({"visit": v, "detector": d, "values": [v * 0.5, d]}, "summary", instrument="Cam", visit=v,
+                  detector=d, run="Cam/run1") for v in (1, 2) for d in range(3)]
+    refs += [b.put(Table({"x": np.arange(4.0) + v, "id": np.arange(4)}), "cat", instrument="Cam", visit=v,
+                   run="Cam/run1") for v in (1, 2)]
+    refs += [b.put({"patch": p}, "deepSummary", skymap="sky", tract=7, patch=p, band="r", run="Cam/run1")
+             for p in range(2)]
+    bias = [b.put({"bias": d}, "bias", instrument="Cam", detector=d, run="Cam/calib/run") for d in range(3)]
+    reg.registerCollection("Cam/calib", daf_butler.CollectionType.CALIBRATION)
+    reg.certify("Cam/calib", bias[:2], daf_butler.Timespan(Time("2024-01-01", scale="tai"), None))
+    reg.certify("Cam/calib", bias[2:], daf_butler.Timespan(Time("2023-01-01", scale="tai"),
+                                                           Time("2024-06-01", scale="tai")))
+    reg.registerCollection("Cam/best", daf_butler.CollectionType.TAGGED)
+    reg.associate("Cam/best", refs[:2])
+    reg.registerCollection("Cam/defaults", daf_butler.CollectionType.CHAINED)
+    reg.setCollectionChain("Cam/defaults", ["Cam/best", "Cam/run1", "Cam/calib"])
+    return b
+
+
+@pytest.fixture(scope="module")
+def rubin(tmp_path_factory):
+    """The Rubin repository, its export.yaml directory and its zip."""
+    base = tmp_path_factory.mktemp("rubin")
+    b = make_rubin_repo(base / "repo")
+    refs = list({r.id: r for r in b.registry.queryDatasets(..., collections=...)}.values())
+    (base / "export").mkdir()
+    with b.export(directory=str(base / "export"), format="yaml", transfer="copy") as export:
+        export.saveDatasets(refs)
+        for name in ("Cam/best", "Cam/calib", "Cam/defaults"):
+            export.saveCollection(name)
+    (base / "zip").mkdir()
+    b.retrieve_artifacts_zip(refs, str(base / "zip"))
+    (zip_path,) = glob.glob(str(base / "zip" / "*.zip"))
+    return {"butler": b, "export": base / "export", "zip": Path(zip_path), "refs": refs}
+
+
+def _ids(refs) -> set[tuple[uuid.UUID, tuple]]:
+    return {(r.id, tuple(sorted((k, v) for k, v in dict(r.dataId.required if hasattr(r, "dataId")
+                                                              else r.data_id.required).items())))
+            for r in refs}
+
+
+def _rubin_bounds(span) -> tuple:
+    """A Rubin timespan's TAI nanosecond bounds, None for an unbounded side."""
+    return (None if span.begin is None else span.nsec[0], None if span.end is None else span.nsec[1])
+
+
+def _our_bounds(span) -> tuple:
+    begin, end = span.to_ns()
+    return (None if span.begin is None else begin, None if span.end is None else end)
+
+
+def _rubin_record(record) -> dict:
+    out = record.toDict()
+    span = out.pop("timespan", None)
+    if span is not None:
+        out["timespan"] = _rubin_bounds(span)
+    region = out.pop("region", None)
+    if region is not None:
+        out["region"] = region.encode()
+    if isinstance(out.get("hash"), bytes):
+        out["hash"] = out["hash"].hex()
+    return out
+
+
+def _our_record(element: str, record) -> dict:
+    out = {k: v for k, v in record.items()}
+    key = record.element.key
+    if key is not None:
+        out[key.name] = out.pop(element)
+    span = out.pop("timespan", None)
+    if span is not None:
+        out["timespan"] = _our_bounds(span)
+    region = out.pop("region", None)
+    if region is not None:
+        out["region"] = region.encode()
+    return out
+
+
+def assert_same_repository(rubin_butler, ours: Butler, types=("summary", "cat", "bias", "deepSummary")) -> None:
+    """Query answers, records, collections and file contents agree between the two butlers."""
+    reg = rubin_butler.registry
+    for name in types:
+        theirs = list(reg.queryDatasets(name, collections=..., findFirst=False))
+        mine = list(ours.query_datasets(name, collections=[c.name for c in ours.collections.query(types=["run"])],
+                                        find_first=False))
+        assert _ids(theirs) == _ids(mine), name
+        for ref in theirs:
+            (my_ref,) = [r for r in mine if r.id == ref.id]
+            assert Path(ours.get_uri(my_ref).removeprefix("file://")).read_bytes() == \
+                rubin_butler.getURI(ref).read(), name
+    theirs = {tuple(sorted(d.required.items())) for d in reg.queryDataIds(["visit", "detector"], where=SUMMARY_WHERE,
+                                                                          instrument="Cam")}
+    mine = {tuple(sorted(d.required.items())) for d in ours.query_data_ids(["visit", "detector"], SUMMARY_WHERE,
+                                                                           instrument="Cam")}
+    assert theirs == mine and mine
+    for element in ("instrument", "physical_filter", "detector", "day_obs", "exposure", "visit", "visit_system",
+                    "visit_definition", "visit_system_membership", "visit_detector_region", "skymap", "tract",
+                    "patch"):
+        theirs = sorted(sorted(_rubin_record(r).items()) for r in reg.queryDimensionRecords(element))
+        assert theirs, element
+        keep = {k for k, _ in theirs[0]}
+        mine = sorted(sorted((k, v) for k, v in _our_record(element, r).items() if k in keep)
+                      for r in ours.query_dimension_records(element))
+        assert mine == theirs, element
+    assert tuple(ours.collections.get_chain("Cam/defaults")) == tuple(reg.getCollectionChain("Cam/defaults"))
+    tagged = {r.id for r in reg.queryDatasets(..., collections="Cam/best")}
+    assert {r.id for r in ours.query_datasets(["summary"], collections="Cam/best", find_first=False)} | \
+        {r.id for r in ours.query_datasets(["cat"], collections="Cam/best", find_first=False)} == tagged
+    theirs = {(a.ref.id, _rubin_bounds(a.timespan))
+              for a in reg.queryDatasetAssociations("bias", collections="Cam/calib")}
+    mine = {(ref.id, _our_bounds(span)) for ref, span in ours.collections.validity("Cam/calib", "bias")}
+    assert mine == theirs and len(mine) == 3
+
+
+def test_rubin_export_comes_in_whole(rubin, tmp_path):
+    ours = Butler.create(tmp_path / "sky")
+    assert import_rubin(ours, rubin["export"]) == len(rubin["refs"])
+    assert_same_repository(rubin["butler"], ours)
+    # Reading by data ID through the chain, and calibrations by time, as a user would.
+    assert ours.get("summary", instrument="Cam", visit=2, detector=1, collections="Cam/defaults") == \
+        {"visit": 2, "detector": 1, "values": [1.0, 1]}
+    table = ours.get("cat", instrument="Cam", visit=2, collections="Cam/run1", parameters={"as": "astropy"})
+    assert list(table["x"]) == [2.0, 3.0, 4.0, 5.0]
+    found = ours.find_dataset("bias", instrument="Cam", detector=2, collections="Cam/calib",
+                              timespan=_our_span(T0))
+    assert ours.get(found) == {"bias": 2}
+    assert ours.get_dataset_type("cat").storage_class == "ArrowAstropy"
+    # New fields are queryable, and the exact (nanosecond) times came through.
+    assert ours.query_data_ids(["exposure"], "exposure.can_see_sky = TRUE", instrument="Cam").count() == 1
+    exposure = ours.get_record("exposure", instrument="Cam", exposure=1)
+    theirs = next(iter(rubin["butler"].registry.queryDimensionRecords("exposure", exposure=1, instrument="Cam")))
+    assert exposure["timespan"].to_ns() == theirs.timespan.nsec
+    # A second import finds everything there and adds nothing.
+    assert import_rubin(ours, rubin["export"]) == 0
+
+
+def _our_span(t: Time):
+    from skybutler import Timespan
+
+    return Timespan(t, t + 1 * units.s)
+
+
+def test_rubin_zip_comes_in_with_records_already_there(rubin, tmp_path):
+    ours = Butler.create(tmp_path / "sky")
+    with pytest.raises(Exception, match="no instrument record"):  # a zip carries no records
+        import_rubin(ours, rubin["zip"])
+    assert not ours.collections.query()
+    assert import_rubin(ours, rubin["export"]) == len(rubin["refs"])
+    ours.collections.set_chain("Cam/defaults", ["Cam/best", "Cam/calib"])
+    ours.remove_runs(["Cam/run1"])
+    n_run1 = len([r for r in rubin["refs"] if r.run == "Cam/run1"])
+    result = CliRunner().invoke(cli, ["import", str(tmp_path / "sky"), str(rubin["zip"])])
+    assert result.exit_code == 0, result.output
+    assert f"imported {n_run1} datasets" in result.output
+    refs = list(ours.query_datasets("summary", collections="Cam/run1"))
+    assert {r.id for r in refs} == {r.id for r in rubin["refs"] if r.datasetType.name == "summary"}
+    assert ours.get("summary", instrument="Cam", visit=1, detector=2, collections="Cam/run1")["detector"] == 2
+    assert not list((tmp_path / "sky").glob(".rubin-zip-*"))  # the scratch extraction is gone
+
+
+@pytest.mark.parametrize("transfer", ["direct", "symlink"])
+def test_rubin_export_files_by_link_or_in_place(rubin, tmp_path, transfer):
+    ours = Butler.create(tmp_path / "sky")
+    result = CliRunner().invoke(cli, ["import", str(tmp_path / "sky"), str(rubin["export"] / "export.yaml"),
+                                      "--transfer", transfer])
+    assert result.exit_code == 0, result.output
+    ref = next(iter(ours.query_datasets("cat", collections="Cam/run1")))
+    uri = ours.get_uri(ref).removeprefix("file://")
+    if transfer == "direct":
+        assert uri.startswith(str(rubin["export"]))
+    else:
+        assert Path(uri).is_symlink()
+    assert len(ours.get(ref)) == 4

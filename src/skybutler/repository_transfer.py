@@ -30,7 +30,7 @@ MANIFEST = "export.json"
 FORMAT_VERSION = 1
 
 
-def _records_for(butler: Butler, refs: list[DatasetRef]) -> dict[str, list[DimensionRecord]]:
+def records_for(butler: Butler, refs: list[DatasetRef]) -> dict[str, list[DimensionRecord]]:
     """Every dimension record the refs' data IDs depend on, element by element."""
     universe = butler.universe
     keys: dict[str, set[tuple]] = defaultdict(set)
@@ -76,7 +76,7 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
         raise SkybutlerError(f"{directory} already holds an export; choose an empty directory")
     refs = list({r.id: r for r in refs}.values())
     artifacts = butler.registry.datasets.artifacts(r.id for r in refs)
-    records = _records_for(butler, refs)
+    records = records_for(butler, refs)
     directory.mkdir(parents=True, exist_ok=True)
     datasets = []
     for ref in refs:
@@ -97,12 +97,18 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
 
 def import_datasets(butler: Butler, directory: str | Path, transfer: str = "copy",
                     skip_existing: bool = True) -> int:
-    """Import an export directory; datasets already present with the same ID are skipped."""
+    """Import an export directory, or a Rubin butler export (directory, export.yaml or zip);
+    datasets already present with the same ID are skipped."""
+    from .interchange import import_rubin, is_rubin_export
+
     directory = Path(directory)
+    if is_rubin_export(directory):
+        return import_rubin(butler, directory, transfer, skip_existing)
     try:
         manifest = json.loads((directory / MANIFEST).read_text())
-    except FileNotFoundError:
-        raise SkybutlerError(f"{directory} holds no {MANIFEST}; is it an export directory?") from None
+    except (FileNotFoundError, NotADirectoryError):
+        raise SkybutlerError(f"{directory} holds no {MANIFEST} nor a Rubin export.yaml or zip index; is it an "
+                             "export?") from None
     if manifest.get("format_version") != FORMAT_VERSION:
         raise SkybutlerError(f"unsupported export format {manifest.get('format_version')!r}")
     if manifest["universe"] != [butler.universe.name, butler.universe.version]:

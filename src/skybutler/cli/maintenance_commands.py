@@ -6,6 +6,7 @@ import click
 
 from ..butler import Butler
 from ..config import RepoConfig
+from ..interchange import export_rubin
 from ..registry.migrations import migrate as migrate_registry
 from ..repository_transfer import export_datasets, import_datasets, transfer_datasets
 from ..verify import remove_orphans, verify
@@ -30,23 +31,35 @@ def _refs(butler: Butler, dataset_types: tuple[str, ...], collections: tuple[str
 @click.option("--collections", "-c", multiple=True, help="Collections to export from (default: all RUN/TAGGED).")
 @click.option("--where", default="", help="A where-clause selecting the datasets.")
 @click.option("--transfer", type=click.Choice(["copy", "symlink", "hardlink"]), default="copy")
+@click.option("--format", "format_", type=click.Choice(["skybutler", "rubin"]), default="skybutler",
+              show_default=True, help="rubin: an export.yaml (and files) the Rubin butler imports, or a Rubin "
+              "zip when DIRECTORY ends in .zip.")
 def export_command(repo: str, directory: str, dataset_types: tuple[str, ...], collections: tuple[str, ...],
-                   where: str, transfer: str) -> None:
+                   where: str, transfer: str, format_: str) -> None:
     """Export datasets, their files and dimension records to DIRECTORY."""
     with open_butler(repo) as butler:
-        n = export_datasets(butler, _refs(butler, dataset_types, collections, where), directory, transfer)
+        refs = _refs(butler, dataset_types, collections, where)
+        if format_ == "rubin":
+            n = export_rubin(butler, refs, directory, collections=split_csv_option(collections), transfer=transfer)
+        else:
+            n = export_datasets(butler, refs, directory, transfer)
     info(f"exported {n} datasets to {directory}")
 
 
 @click.command("import")
 @click.argument("repo")
-@click.argument("directory")
-@click.option("--transfer", type=TRANSFERS, default="copy")
-def import_command(repo: str, directory: str, transfer: str) -> None:
-    """Import an export DIRECTORY (dataset IDs preserved; existing ones skipped)."""
+@click.argument("path")
+@click.option("--transfer", type=TRANSFERS, default="copy",
+              help="How files come in (direct: used in place; a zip's files are always copied).")
+def import_command(repo: str, path: str, transfer: str) -> None:
+    """Import an export at PATH (dataset IDs preserved; existing ones skipped).
+
+    PATH is a skybutler export directory, or a Rubin butler export: a directory
+    holding export.yaml, the export.yaml itself, or a Rubin zip.
+    """
     with open_butler(repo) as butler:
-        n = import_datasets(butler, directory, transfer)
-    info(f"imported {n} datasets from {directory}")
+        n = import_datasets(butler, path, transfer)
+    info(f"imported {n} datasets from {path}")
 
 
 @click.command("transfer")

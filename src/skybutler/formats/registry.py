@@ -13,12 +13,13 @@ from .fits_formatter import FitsFormatter
 from .formatter import Formatter
 from .image_class import IMAGE
 from .parquet_formatter import ParquetFormatter
+from .rubin_names import rubin_storage_classes
 from .storage_class import StorageClass
 from .table_class import TABLE
 from .text_formatters import JsonFormatter, YamlFormatter
 
 _BUILTIN_FORMATTERS: tuple[type[Formatter], ...] = (JsonFormatter, YamlFormatter, ParquetFormatter, FitsFormatter)
-_BUILTIN_STORAGE_CLASSES: tuple[StorageClass, ...] = (DICT, TABLE, IMAGE)
+_BUILTIN_STORAGE_CLASSES: tuple[StorageClass, ...] = (DICT, TABLE, IMAGE, *rubin_storage_classes())
 
 _formatters: dict[str, Formatter] = {}
 _storage_classes: dict[str, StorageClass] = {}

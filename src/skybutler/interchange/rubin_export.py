@@ -1,0 +1,193 @@
+"""Writing an export the Rubin butler imports: ``export.yaml`` (format 1.0.2, universe
+``daf_butler`` 8) with the files beside it, or a Rubin zip (``_butler_zip_index.json``).
+
+Records are written as the Rubin butler writes them: the element's key under its
+key name (``id``), timespans split into ``datetime_begin``/``datetime_end`` TAI
+times, regions hex-encoded, sky-map hashes as bytes.  Fields skybutler has and the
+Rubin universe lacks (``exposure.airmass``, ``visit.observation_type``) and band
+records (a view in the Rubin butler) are left out, since it would refuse them.
+Dataset types keep their Rubin storage-class names; skybutler's own classes are
+written as ``StructuredDataDict``, ``ArrowAstropy`` and ``ImageF``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import zipfile
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..butler import Butler
+from ..dimensions import DimensionRecord
+from ..errors import SkybutlerError
+from ..models import CollectionType, DatasetRef
+from ..repository_transfer import records_for
+from ..timespan import NS_MAX, NS_MIN, Timespan
+from . import rubin_yaml
+from .rubin_formats import export_formatter, export_storage_class
+from .rubin_read import EXPORT_NAME, ZIP_INDEX
+from .rubin_yaml import RubinTimespan, TaiTime
+
+FORMAT_VERSION = "1.0.2"
+UNIVERSE = ("daf_butler", 8)
+#: Elements the Rubin butler computes rather than stores.
+_NOT_EXPORTED = {"band"}
+#: Fields of the default universe that the Rubin universe lacks.
+_SKYBUTLER_ONLY = {"exposure": {"airmass"}, "visit": {"observation_type"}}
+
+
+def _rubin_record(record: DimensionRecord) -> dict[str, Any]:
+    element = record.element
+    out: dict[str, Any] = {}
+    for name, value in record.items():
+        if name in _SKYBUTLER_ONLY.get(element.name, ()):
+            continue
+        if name == element.name and element.key is not None:
+            out[element.key.name] = value
+        elif name == "timespan":
+            begin, end = (None, None) if value is None else _bounds(value)
+            out["datetime_begin"] = None if begin is None else TaiTime(begin)
+            out["datetime_end"] = None if end is None else TaiTime(end)
+        elif name == "hash" and element.name == "skymap" and isinstance(value, str):
+            out[name] = bytes.fromhex(value)
+        else:
+            out[name] = value
+    return out
+
+
+def _bounds(span: Timespan) -> tuple[int | None, int | None]:
+    begin, end = span.to_ns()
+    return (None if begin <= NS_MIN else begin, None if end >= NS_MAX else end)
+
+
+def _span(span: Timespan) -> RubinTimespan:
+    return RubinTimespan(*_bounds(span))
+
+
+def _collections(butler: Butler, names: Sequence[str], refs: list[DatasetRef]) -> tuple[list[dict], list[dict]]:
+    """Collection blocks (RUNs of the refs first, then the named ones) and association blocks."""
+    ids = {r.id for r in refs}
+    types = sorted({r.dataset_type.name for r in refs})
+    blocks: list[dict[str, Any]] = []
+    runs = sorted({r.run for r in refs})
+    for run in runs:
+        blocks.append({"type": "collection", "collection_type": "RUN", "name": run, "host": None,
+                       "timespan_begin": None, "timespan_end": None})
+    associations: list[dict[str, Any]] = []
+    seen = set(runs)
+    for name in names:
+        if name in seen:
+            continue
+        seen.add(name)
+        kind = butler.collections.info(name).type
+        block: dict[str, Any] = {"type": "collection", "collection_type": kind.value, "name": name}
+        if kind is CollectionType.CHAINED:
+            block["children"] = list(butler.collections.get_chain(name))
+        elif kind is CollectionType.TAGGED:
+            members = [r.id for t in types for r in butler.query_datasets(t, collections=name, find_first=False)
+                       if r.id in ids]
+            associations.append({"type": "associations", "collection": name, "collection_type": "TAGGED",
+                                 "dataset_ids": members})
+        elif kind is CollectionType.CALIBRATION:
+            by_span: dict[RubinTimespan, list] = defaultdict(list)
+            for t in types:
+                if butler.get_dataset_type(t).is_calibration:
+                    for ref, span in butler.collections.validity(name, t):
+                        if ref.id in ids:
+                            by_span[_span(span)].append(ref.id)
+            associations.append({"type": "associations", "collection": name, "collection_type": "CALIBRATION",
+                                 "validity_ranges": [{"timespan": s, "dataset_ids": i} for s, i in by_span.items()]})
+        blocks.append(block)
+    return blocks, associations
+
+
+def export_rubin(butler: Butler, refs: Iterable[DatasetRef], destination: str | Path, *,
+                 collections: Sequence[str] = (), transfer: str = "copy") -> int:
+    """Write ``refs`` as a Rubin export: a directory (export.yaml and files) or, for a
+    destination ending in ``.zip``, a Rubin zip.  ``collections`` adds TAGGED, CALIBRATION
+    and CHAINED collections with the refs' memberships.  Returns the number of datasets."""
+    destination = Path(destination)
+    refs = list({r.id: r for r in refs}.values())
+    if destination.suffix == ".zip":
+        return _write_zip(butler, refs, destination)
+    if (destination / EXPORT_NAME).exists():
+        raise SkybutlerError(f"{destination} already holds an {EXPORT_NAME}; choose an empty directory")
+    artifacts = butler.registry.datasets.artifacts(r.id for r in refs)
+    missing = [r for r in refs if r.id not in artifacts]
+    if missing:
+        raise SkybutlerError(f"dataset {missing[0]} has no stored file to export")
+    data: list[dict[str, Any]] = []
+    for element, records in records_for(butler, refs).items():
+        if element not in _NOT_EXPORTED:
+            data.append({"type": "dimension", "element": element, "records": [_rubin_record(r) for r in records]})
+    blocks, associations = _collections(butler, collections, refs)
+    data += blocks
+    destination.mkdir(parents=True, exist_ok=True)
+    by_group: dict[tuple[str, str], list[DatasetRef]] = defaultdict(list)
+    for ref in refs:
+        by_group[(ref.dataset_type.name, ref.run)].append(ref)
+    typed: set[str] = set()
+    for (type_name, run), items in by_group.items():
+        dtype = items[0].dataset_type
+        if type_name not in typed:
+            typed.add(type_name)
+            data.append({"type": "dataset_type", "name": type_name,
+                         "dimensions": list(dtype.group(butler.universe).names),
+                         "storage_class": export_storage_class(dtype.storage_class),
+                         "is_calibration": dtype.is_calibration})
+        records = []
+        for ref in items:
+            artifact = artifacts[ref.id]
+            path = butler.datastore.export_artifact(artifact, destination, transfer)
+            records.append({"dataset_id": [ref.id], "data_id": [dict(ref.data_id.required)], "path": path,
+                            "formatter": export_formatter(artifact.formatter, dtype.storage_class)})
+        data.append({"type": "dataset", "dataset_type": type_name, "run": run, "records": records})
+    data += associations
+    document = {"description": "Butler Data Repository Export", "version": FORMAT_VERSION,
+                "universe_version": UNIVERSE[1], "universe_namespace": UNIVERSE[0], "data": data}
+    with (destination / EXPORT_NAME).open("w") as stream:
+        rubin_yaml.dump(document, stream)
+    return len(refs)
+
+
+def _write_zip(butler: Butler, refs: list[DatasetRef], destination: Path) -> int:
+    """A Rubin zip: each file once, named ``<dataset ID>-<file name>``, and the index the Rubin
+    butler's ``ingest_zip`` reads (dataset types, refs with data IDs, and each file's formatter)."""
+    if destination.exists():
+        raise SkybutlerError(f"{destination} already exists")
+    artifacts = butler.registry.datasets.artifacts(r.id for r in refs)
+    types: dict[str, Any] = {}
+    compact: dict[str, Any] = {}
+    artifact_map: dict[str, Any] = {}
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".rubin-zip-", dir=destination.parent) as tmp, \
+            zipfile.ZipFile(destination.with_suffix(".zip.tmp"), "w", zipfile.ZIP_DEFLATED) as archive:
+        for ref in refs:
+            artifact = artifacts.get(ref.id)
+            if artifact is None:
+                raise SkybutlerError(f"dataset {ref} has no stored file to export")
+            dtype = ref.dataset_type
+            storage_class = export_storage_class(dtype.storage_class)
+            types.setdefault(dtype.name, {"name": dtype.name, "storageClass": storage_class,
+                                          "dimensions": list(dtype.group(butler.universe).required),
+                                          "parentStorageClass": None, "isCalibration": dtype.is_calibration})
+            compact[str(ref.id)] = {"dataset_type_name": dtype.name, "run": ref.run,
+                                    "data_id": dict(ref.data_id.required)}
+            relative = butler.datastore.export_artifact(artifact, Path(tmp), "copy")
+            member = f"{ref.id}-{Path(relative).name}"
+            archive.write(Path(tmp) / relative, member)
+            artifact_map[member] = {"info": {"formatter": export_formatter(artifact.formatter, dtype.storage_class),
+                                             "path": relative, "storage_class": storage_class, "component": None,
+                                             "checksum": None, "file_size": artifact.size},
+                                    "ids": [str(ref.id)]}
+        index = {"index_version": "V1",
+                 "refs": {"container_version": "V1", "universe_version": UNIVERSE[1],
+                          "universe_namespace": UNIVERSE[0], "dataset_types": types, "compact_refs": compact,
+                          "dimension_records": None},
+                 "artifact_map": artifact_map}
+        archive.writestr(ZIP_INDEX, json.dumps(index))
+    destination.with_suffix(".zip.tmp").rename(destination)
+    return len(refs)

@@ -1,0 +1,148 @@
+"""Importing a Rubin butler export or zip into a skybutler repository.
+
+The export is read and checked whole first (:mod:`.rubin_read`): format and
+universe versions, every record's fields, every dataset's formatter and file.  Any
+problem stops the import before anything is written, with one line per item.
+Then everything lands in one butler transaction: dimension records, collections,
+dataset types, the files (copied, linked, moved or used in place) under their
+original dataset IDs, TAGGED memberships, CALIBRATION validity ranges and chains.
+If anything fails, the transaction is rolled back and every placed file is taken
+back out, so the repository is as it was.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+import zipfile
+from collections import defaultdict
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from ..butler import Butler
+from ..errors import SkybutlerError
+from ..models import CollectionType, DatasetRef
+from .rubin_formats import UnmappedFormatError, import_formatter, import_storage_class
+from .rubin_read import RubinDataset, RubinExport, RubinImportError, read_rubin_export
+
+ZIP_TRANSFERS = ("copy", "move", "auto")
+
+
+def import_rubin(butler: Butler, path: str | Path, transfer: str = "copy", skip_existing: bool = True) -> int:
+    """Import a Rubin export (directory, export.yaml or zip) into ``butler``, keeping every
+    dataset ID; returns how many datasets were imported (those already present are skipped)."""
+    export = read_rubin_export(path, butler.universe)
+    formatters = _check_datasets(export)
+    if export.problems:
+        raise RubinImportError(export.source, export.problems)
+    present = {r.id for r in butler.registry.refs_by_id([d.id for d in export.datasets])}
+    if present and not skip_existing:
+        raise RubinImportError(export.source, [f"dataset {i} is already in the repository" for i in sorted(present)])
+    if export.zip_path is None:
+        return _apply(butler, export, formatters, present, transfer, lambda d: _local_file(export, d))
+    if transfer not in ZIP_TRANSFERS:
+        raise SkybutlerError(f"files inside a zip can only be copied in (transfer {transfer!r} was asked)")
+    scratch = butler.root if butler.datastore.local else None
+    with tempfile.TemporaryDirectory(prefix=".rubin-zip-", dir=scratch) as tmp:
+        with zipfile.ZipFile(export.zip_path) as archive:
+            wanted = {d.path for d in export.datasets if d.id not in present}
+            for member in wanted:
+                archive.extract(member, tmp)
+        # The extracted copies are ours: moving them in is a rename on the same disk.
+        mode = "move" if butler.datastore.local and len(wanted) == len(export.datasets) - len(present) else "copy"
+        return _apply(butler, export, formatters, present, mode, lambda d: Path(tmp) / d.path)
+
+
+def _check_datasets(export: RubinExport) -> dict[uuid.UUID, str]:
+    """Each dataset's skybutler formatter; an unmapped or pickled one, or a missing file, is a problem."""
+    formatters: dict[uuid.UUID, str] = {}
+    for dataset in export.datasets:
+        try:
+            formatters[dataset.id] = import_formatter(dataset.formatter)
+        except UnmappedFormatError as err:
+            export.problems.append(f"{dataset.path}: {err}")
+            continue
+        if dataset.dataset_type not in export.dataset_types:
+            export.problems.append(f"{dataset.path}: dataset type {dataset.dataset_type} is not defined in the export")
+        if export.zip_path is None and not _local_file(export, dataset).is_file():
+            export.problems.append(f"{dataset.path}: file missing from the export")
+    return formatters
+
+
+def _local_file(export: RubinExport, dataset: RubinDataset) -> Path:
+    """Where a dataset's file is: relative to the export's directory, or an absolute file URI."""
+    parts = urlsplit(dataset.path)
+    if parts.scheme == "file":
+        return Path(unquote(parts.path))
+    if parts.scheme:
+        return Path("/nonexistent-remote") / dataset.path  # a remote URI is reported as missing
+    path = Path(dataset.path)
+    return path if path.is_absolute() else (export.root or Path(".")) / path
+
+
+def _apply(butler: Butler, export: RubinExport, formatters: dict[uuid.UUID, str], present: set[uuid.UUID],
+           transfer: str, file_of) -> int:
+    groups: dict[tuple[str, str, str], list[RubinDataset]] = defaultdict(list)
+    for dataset in export.datasets:
+        if dataset.id not in present:
+            groups[(dataset.dataset_type, dataset.run, formatters[dataset.id])].append(dataset)
+    refs: dict[uuid.UUID, DatasetRef] = {r.id: r for r in butler.registry.refs_by_id(list(present))}
+    kinds = {c["name"]: c["type"] for c in export.collections}
+    with butler.transaction():
+        for element in butler.universe.sorted(export.records):
+            butler.insert_records(element, export.records[element], skip_existing=True)
+        for collection in export.collections:
+            butler.collections.register(collection["name"], CollectionType(collection["type"]),
+                                        doc=collection["doc"])
+        used_formatter = {d.dataset_type: formatters.get(d.id) for d in export.datasets}
+        for name, spec in export.dataset_types.items():
+            storage_class = spec["storage_class"]
+            formatter = used_formatter.get(name)
+            if formatter is not None:
+                storage_class = import_storage_class(storage_class, formatter)
+            elif not _known_storage_class(storage_class):
+                continue  # a type with no datasets here and no skybutler counterpart is left out
+            butler.register_dataset_type(name, spec["dimensions"], storage_class,
+                                         is_calibration=spec["is_calibration"])
+        for (type_name, run, formatter), items in groups.items():
+            for ref in butler.ingest(type_name, [(file_of(d), d.data_id) for d in items], run=run,
+                                     transfer=transfer, formatter=formatter, ids=[d.id for d in items]):
+                refs[ref.id] = ref
+        for name, ids in export.tagged.items():
+            butler.collections.associate(name, [_ref(refs, i, name) for i in ids])
+        for name, ranges in export.certified.items():
+            done = _certified(butler, name, {refs[i].dataset_type.name for _, ids in ranges for i in ids if i in refs})
+            for span, ids in ranges:
+                todo = [_ref(refs, i, name) for i in ids if (i, span) not in done]
+                if todo:
+                    butler.collections.certify(name, todo, timespan=span)
+        for collection in export.collections:
+            if collection["type"] == "CHAINED":
+                missing = [c for c in collection["children"] if c not in kinds and not butler.collections.exists(c)]
+                if missing:
+                    raise SkybutlerError(f"chain {collection['name']} names collection(s) {', '.join(missing)} "
+                                         "that are neither in the export nor in the repository")
+                butler.collections.set_chain(collection["name"], collection["children"])
+    return sum(len(items) for items in groups.values())
+
+
+def _certified(butler: Butler, collection: str, type_names: set[str]) -> set[tuple[uuid.UUID, object]]:
+    """The (dataset ID, validity) pairs a CALIBRATION collection already holds (a re-import skips them)."""
+    if not butler.collections.exists(collection):
+        return set()
+    return {(ref.id, span) for name in type_names for ref, span in butler.collections.validity(collection, name)}
+
+
+def _ref(refs: dict[uuid.UUID, DatasetRef], dataset_id: uuid.UUID, collection: str) -> DatasetRef:
+    try:
+        return refs[dataset_id]
+    except KeyError:
+        raise SkybutlerError(f"collection {collection} holds dataset {dataset_id}, which is neither in the export "
+                             "nor in the repository") from None
+
+
+def _known_storage_class(name: str) -> bool:
+    from ..formats import storage_class_names
+
+    return name in storage_class_names()
+
