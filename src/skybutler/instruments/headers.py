@@ -81,6 +81,7 @@ def metadata_from_header(header: Any, filename: str | Path = "<header>") -> Obse
     header = dict(header)
     amt = _library()
     translator_class = translator_for(header, filename)
+    _check_described(translator_class, header, filename)
     try:
         required = set(_REQUIRED)
         with _offline():
@@ -295,18 +296,28 @@ def _from_info(info: Any, filename: str) -> ObservationMetadata:
         raise RawHeaderError(filename, f"translated metadata are invalid: {exc}") from exc
 
 
-def _check_against_instrument(meta: ObservationMetadata, filename: str) -> None:
-    """The camera must have a description, and the file's filter and detector must be in it."""
-    if meta.datetime_end < meta.datetime_begin:
-        raise RawHeaderError(filename, "observation ends before it begins")
+def _check_described(translator_class: type, header: dict[str, Any], filename: str) -> None:
+    """The camera must have a description (checked first: it is the reason, not a missing card)."""
     try:
-        instrument: Instrument = get_instrument(meta.instrument)
+        with _offline():
+            name = translator_class(header, filename=filename).to_instrument()
+    except Exception:
+        return  # reported with its reason by the full translation
+    try:
+        get_instrument(name)
     except UnknownInstrumentError:
         raise RawHeaderError(
             filename,
-            f"camera {meta.instrument!r} has a header translator but no skybutler description "
+            f"camera {name!r} has a header translator but no skybutler description "
             "(describe it in a YAML file and run 'skybutler register-instrument REPO FILE')",
         ) from None
+
+
+def _check_against_instrument(meta: ObservationMetadata, filename: str) -> None:
+    """The file's filter and detector must be in its camera's description."""
+    if meta.datetime_end < meta.datetime_begin:
+        raise RawHeaderError(filename, "observation ends before it begins")
+    instrument: Instrument = get_instrument(meta.instrument)
     try:
         instrument.band_of(meta.physical_filter)
         instrument.detector(meta.detector)

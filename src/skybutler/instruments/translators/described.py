@@ -25,6 +25,9 @@ __all__ = ["translator_from_rules"]
 
 _MADE: dict[str, tuple[HeaderRules, type]] = {}
 
+#: Optional properties that are None when the rules name no card for them.
+_OPTIONAL_TRIVIAL = ("object", "science_program", "observation_counter", "exposure_group", "observation_reason")
+
 #: Properties read from one card as they are (with a unit for times).
 _TRIVIAL = {
     "exposure_id": {},
@@ -62,12 +65,14 @@ def _make(name: str, rules: HeaderRules, site: Any) -> type:
             trivial[prop] = (cards[prop], options) if options else cards[prop]
     if "dark_time" not in cards:
         trivial["dark_time"] = (cards["exposure_time"], {"unit": u.s})
+    absent = {prop: None for prop in _OPTIONAL_TRIVIAL if prop not in cards}
     offset = TimeDelta(rules.observing_day_offset * 3600.0, format="sec", scale="tai")
     location = None if site is None else EarthLocation.from_geodetic(
         site.longitude * u.deg, site.latitude * u.deg, site.height * u.m)
 
     class DescribedTranslator(FitsTranslator):
-        _const_map = {"boresight_rotation_coord": "sky", "observing_day_offset": offset, "instrument": name}
+        _const_map = {"boresight_rotation_coord": "sky", "observing_day_offset": offset, "instrument": name,
+                      **absent}
         _trivial_map = trivial
 
         @classmethod

@@ -1,0 +1,353 @@
+"""Real cameras out of the box: built-in descriptions, their observing days, first-use
+registration, cameras of one's own from YAML, bad input, and ingest with no network."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.time import Time, TimeDelta
+from click.testing import CliRunner
+
+import camera_headers as ch
+from skybutler import Butler
+from skybutler.cli.main import cli
+from skybutler.errors import ConflictingDefinitionError
+from skybutler.ingest import ingest_raws
+from skybutler.instruments import (
+    RawHeaderError,
+    builtin_camera_names,
+    day_obs_record,
+    get_instrument,
+    metadata_from_header,
+)
+from skybutler.instruments import instrument as instrument_module
+
+HERE = Path(__file__).parent
+
+
+def write_raw(path: Path, header: dict) -> Path:
+    """A small raw FITS file with this primary header."""
+    hdu = fits.PrimaryHDU(np.zeros((8, 8), dtype=np.int16))
+    for key, value in header.items():
+        if key not in ("SIMPLE", "BITPIX", "NAXIS", "EXTEND"):
+            hdu.header[key] = value
+    hdu.writeto(path)
+    return path
+
+
+# -- every camera translates and is described ------------------------------------------------
+
+CASES = [
+    # builder, instrument, exposure, detector, detector name, physical filter, band
+    (ch.hsc, "HSC", 904024, 50, "1_12", "HSC-R2", "r"),
+    (ch.suprimecam, "SuprimeCam", 40535, 7, "clarisse", "W-S-I+", "i"),
+    (ch.decam, "DECam", 1234567, 25, "S1", "r DECam SDSS c0002 6415.0 1480.0", "r"),
+    (ch.megaprime, "MegaPrime", 1849375, 14, "ccd14", "r.MP9602", "r"),
+    (ch.sdss, "Imager on SDSS 2.5m", 6377, 15, "g4", "g", "g"),
+    (ch.lsstcam, "LSSTCam", 2025053100123, 94, "R22_S11", "r_57", "r"),
+    (ch.lsstcomcam, "LSSTComCam", 2024111900045, 4, "R22_S11", "i_06", "i"),
+    (ch.latiss, "LATISS", 2023083100300, 0, "RXX_S00", "SDSSr_65mm~empty", "r"),
+]
+
+
+@pytest.mark.parametrize(("builder", "name", "exposure", "detector", "det_name", "physical_filter", "band"), CASES,
+                         ids=[c[1] for c in CASES])
+def test_camera_header_translates_and_is_described(builder, name, exposure, detector, det_name, physical_filter,
+                                                   band) -> None:
+    meta = metadata_from_header(builder(), f"{name}.fits")
+    assert (meta.instrument, meta.exposure_id, meta.detector, meta.physical_filter) == (
+        name, exposure, detector, physical_filter)
+    assert meta.observation_type == "science" and meta.tracking_ra is not None and meta.airmass is not None
+    camera = get_instrument(name)
+    assert camera.detector(detector).full_name == det_name
+    assert camera.band_of(physical_filter) == band
+    assert day_obs_record(meta)["timespan"].contains(meta.datetime_begin)
+
+
+def test_builtin_cameras() -> None:
+    assert {"HSC", "SuprimeCam", "DECam", "MegaPrime", "LSSTCam", "LSSTComCam", "LATISS"} <= set(
+        builtin_camera_names())
+    lsst = get_instrument("LSSTCam")
+    assert len(lsst.detectors) == 205 and lsst.detector(0).full_name == "R01_S00"
+    assert lsst.detector(188).full_name == "R43_S22" and lsst.detector(189).purpose == "GUIDER"
+    # Science sensors 42.25 mm apart at 0.2"/10 um: neighbours 0.1174 degrees apart.
+    assert lsst.detector(1).offset_x - lsst.detector(0).offset_x == pytest.approx(42.25 * 20 / 3600)
+    hsc = get_instrument("HSC")
+    assert len(hsc.detectors) == 112 and hsc.detector(104).purpose == "FOCUS"
+    assert sorted(d.id for d in get_instrument("DECam").detectors) == list(range(1, 63))
+
+
+def test_detectors_are_numbered_as_the_translators_number_them() -> None:
+    """The library's own tables are the oracle for the cameras it knows."""
+    from astro_metadata_translator.translators import DecamTranslator, HscTranslator, SdssTranslator
+
+    hsc = get_instrument("HSC")
+    assert [hsc.detector(i).full_name for i in range(112)] == list(HscTranslator._DETECTOR_NUM_TO_UNIQUE_NAME)
+    decam = get_instrument("DECam")
+    assert all(decam.detector(i).full_name == n for i, n in DecamTranslator.detector_names.items())
+    sdss = get_instrument("Imager on SDSS 2.5m")
+    assert all(sdss.detector(i).full_name == n for n, i in SdssTranslator.detector_name_id_map.items())
+    for detector in (0, 9, 17):  # MegaPrime numbers its detectors by the ccdNN extension name
+        meta = metadata_from_header(ch.megaprime(detector=detector), "m.fits")
+        assert meta.detector == detector and get_instrument("MegaPrime").detector(detector).full_name == f"ccd{detector:02d}"
+
+
+# -- the observing day of each camera, at its boundary -------------------------------------
+
+
+@pytest.mark.parametrize(("builder", "before_utc", "after_utc", "day_before", "offset_h"), [
+    # Subaru and CFHT: the TAI date (TAI is UTC + 37 s): 23:59:00 UTC is still the 1st, 23:59:30 the 2nd.
+    (ch.hsc, "2024-03-01T23:59:00", "2024-03-01T23:59:30", 20240301, 0),
+    (ch.suprimecam, "2008-03-01T23:59:00", "2008-03-01T23:59:30", 20080301, 0),
+    (ch.megaprime, "2015-03-01T23:59:00", "2015-03-01T23:59:30", 20150301, 0),
+    (ch.sdss, "2006-10-01T23:59:00", "2006-10-01T23:59:30", 20061001, 0),
+    # DECam and Rubin: the day begins at 12:00 TAI.
+    (ch.decam, "2024-03-01T11:59:00", "2024-03-01T11:59:30", 20240229, 12),
+], ids=["HSC", "SuprimeCam", "MegaPrime", "SDSS", "DECam"])
+def test_day_obs_at_the_boundary(builder, before_utc, after_utc, day_before, offset_h) -> None:
+    before = metadata_from_header(builder(utc=before_utc), "before.fits")
+    after = metadata_from_header(builder(utc=after_utc), "after.fits")
+    text = str(day_before)
+    day_after = int((Time(f"{text[:4]}-{text[4:6]}-{text[6:]}") + TimeDelta(1, format="jd")).strftime("%Y%m%d"))
+    assert (before.day_obs, after.day_obs) == (day_before, day_after)
+    assert before.day_obs_offset == after.day_obs_offset == offset_h * 3600
+    for meta in (before, after):
+        span = day_obs_record(meta)["timespan"]
+        assert span.contains(meta.datetime_begin)
+        assert span.begin.tai.isot.endswith(f"T{offset_h:02d}:00:00.000")
+
+
+@pytest.mark.parametrize("builder", [ch.lsstcam, ch.lsstcomcam, ch.latiss], ids=["LSSTCam", "LSSTComCam", "LATISS"])
+def test_rubin_day_obs_rule(builder) -> None:
+    """Without DAYOBS the day begins at 12:00 TAI; with it, the header's day is the exposure's."""
+    header = builder(utc="2025-06-02T11:59:00")
+    del header["DAYOBS"]
+    assert metadata_from_header(header, "a.fits").day_obs == 20250601  # 11:59:37 TAI
+    header = builder(utc="2025-06-02T11:59:30")
+    del header["DAYOBS"]
+    meta = metadata_from_header(header, "b.fits")
+    assert meta.day_obs == 20250602 and meta.exposure_id == 20250602 * 100_000 + header["SEQNUM"]
+    assert day_obs_record(meta)["timespan"].contains(meta.datetime_begin)
+
+
+# -- recognise and register on first ingest ---------------------------------------------------
+
+
+def test_ingest_recognises_and_registers_cameras(tmp_path) -> None:
+    raws = tmp_path / "raws"
+    raws.mkdir()
+    write_raw(raws / "hsc-50.fits", ch.hsc(detector=50))
+    write_raw(raws / "hsc-51.fits", ch.hsc(detector=51))
+    write_raw(raws / "decam-25.fits", ch.decam(detector=25))
+    write_raw(raws / "lsstcam-94.fits", ch.lsstcam())
+    repo = tmp_path / "repo"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["create", str(repo)]).exit_code == 0
+    result = runner.invoke(cli, ["ingest-raws", str(repo), str(raws), "-j", "1"])
+    assert result.exit_code == 0, result.output
+    for name in ("HSC", "DECam", "LSSTCam"):
+        assert f"registered camera {name} on first use" in result.stdout
+    assert "4 raw(s) ingested" in result.stdout
+    with Butler(repo) as butler:
+        refs = butler.query_datasets("raw", collections=["HSC/raw/all", "DECam/raw/all", "LSSTCam/raw/all"])
+        got = sorted((r.data_id["instrument"], r.data_id["exposure"], r.data_id["detector"]) for r in refs)
+        assert got == [("DECam", 1234567, 25), ("HSC", 904024, 50), ("HSC", 904024, 51),
+                       ("LSSTCam", 2025053100123, 94)]
+        assert len(butler.registry.dimensions.fetch_all("detector")) == 112 + 62 + 205
+        hsc_exposure = butler.get_record("exposure", instrument="HSC", id=904024)
+        assert hsc_exposure["day_obs"] == 20240301 and hsc_exposure["physical_filter"] == "HSC-R2"
+        assert butler.get_record("physical_filter", instrument="HSC", name="HSC-R2")["band"] == "r"
+    again = runner.invoke(cli, ["ingest-raws", str(repo), str(raws)])
+    assert again.exit_code == 0 and "registered camera" not in again.stdout
+    assert "0 raw(s) ingested, 4 already ingested" in again.stdout
+
+
+# -- a camera of one's own ---------------------------------------------------------------------
+
+TINYCAM = """\
+name: TinyCam
+pixel_scale: 0.4
+location: {longitude: -17.8792, latitude: 28.7606, height: 2396.0}
+detector_defaults: {nx: 1024, ny: 1024, pixel_size: 13.5}
+detectors:
+  - {id: 1, full_name: A, offset_x: -0.06}
+  - {id: 2, full_name: B, offset_x: 0.06}
+filters: {TC-g: g, TC-r: r}
+headers:
+  match: {INSTRUME: TinyCam}
+  observing_day_offset: 12
+  cards:
+    exposure_id: EXPNUM
+    detector_num: CHIP
+    physical_filter: FILTER
+    exposure_time: EXPTIME
+    observation_id: OBSID
+    observation_type: IMAGETYP
+    object: OBJECT
+    ra: RA
+    dec: DEC
+    altitude: ALT
+    azimuth: AZ
+    rotation_angle: ROTANG
+    airmass: AIRMASS
+  observation_types: {light: science, zero: bias}
+"""
+
+
+def tinycam_header(utc: str = "2026-01-10T22:00:00", chip: int = 1, filt: str = "TC-r", expnum: int = 77) -> dict:
+    return {"INSTRUME": "TinyCam", "DATE-OBS": utc, "TIMESYS": "UTC", "EXPNUM": expnum, "CHIP": chip,
+            "FILTER": filt, "EXPTIME": 60.0, "OBSID": f"tc{expnum}", "IMAGETYP": "light", "OBJECT": "M42",
+            "RA": 83.82, "DEC": -5.39, "ALT": 50.0, "AZ": 180.0, "ROTANG": 0.0, "AIRMASS": 1.3}
+
+
+@pytest.fixture
+def forget_tinycam():
+    """The process-wide registry forgets TinyCam before and after: the repository must remember it."""
+    instrument_module._INSTANCES.pop("TinyCam", None)
+    yield
+    instrument_module._INSTANCES.pop("TinyCam", None)
+
+
+def test_register_instrument_from_yaml_then_ingest(tmp_path, forget_tinycam) -> None:
+    yaml_path = tmp_path / "tinycam.yaml"
+    yaml_path.write_text(TINYCAM)
+    repo = tmp_path / "repo"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["create", str(repo)]).exit_code == 0
+    result = runner.invoke(cli, ["register-instrument", str(repo), str(yaml_path)])
+    assert result.exit_code == 0, result.output
+    assert "registered camera TinyCam (2 detectors, 2 physical filters, bands g, r)" in result.stdout
+    with Butler(repo) as butler:
+        assert butler.register_instrument(yaml_path) is False  # the same description again: a no-op
+        assert [r["detector"] for r in butler.registry.dimensions.fetch_all("detector")] == [1, 2]
+
+    instrument_module._INSTANCES.pop("TinyCam")  # a new process would not know it either
+    raws = tmp_path / "raws"
+    raws.mkdir()
+    write_raw(raws / "tc-1.fits", tinycam_header(chip=1))
+    write_raw(raws / "tc-2.fits", tinycam_header(chip=2, utc="2026-01-11T11:59:00"))  # same night
+    write_raw(raws / "tc-3.fits", tinycam_header(chip=1, expnum=78, utc="2026-01-11T12:00:30"))  # next day
+    result = runner.invoke(cli, ["ingest-raws", str(repo), str(raws), "-j", "1"])
+    assert result.exit_code == 0, result.output
+    assert "3 raw(s) ingested" in result.stdout and "registered camera" not in result.stdout
+    with Butler(repo) as butler:
+        days = {r["exposure"]: r["day_obs"] for r in butler.registry.dimensions.fetch_all("exposure")}
+        assert days == {77: 20260110, 78: 20260111}
+        exposure = butler.get_record("exposure", instrument="TinyCam", id=77)
+        assert exposure["observation_type"] == "science" and exposure["target_name"] == "M42"
+        assert exposure["tracking_ra"] == pytest.approx(83.82)
+
+
+def test_register_instrument_conflict_and_python_api(tmp_path, forget_tinycam) -> None:
+    yaml_path = tmp_path / "tinycam.yaml"
+    yaml_path.write_text(TINYCAM)
+    with Butler.create(tmp_path / "repo") as butler:
+        assert butler.register_instrument(yaml_path) is True
+        assert butler.register_instrument("HSC") is True
+        changed = tmp_path / "tinycam2.yaml"
+        changed.write_text(TINYCAM.replace("TC-r: r", "TC-r: r, TC-i: i"))
+        with pytest.raises(ConflictingDefinitionError, match="TinyCam.*different description.*filters"):
+            butler.register_instrument(changed)
+        assert {r["physical_filter"] for r in butler.registry.dimensions.fetch_all("physical_filter")
+                if r["instrument"] == "TinyCam"} == {"TC-g", "TC-r"}
+    result = CliRunner().invoke(cli, ["register-instrument", str(tmp_path / "repo"), str(changed)])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1 and "Traceback" not in result.output
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: Broken\npixel_scale: 0.2\ndetectors: [{id: 0, full_name: A}]\nfilters: {}\n"
+                      "headers: {match: {INSTRUME: Broken}, cards: {exposure_id: E}}\n")
+    result = CliRunner().invoke(cli, ["register-instrument", str(tmp_path / "repo"), str(broken)])
+    assert result.exit_code == 1 and "broken.yaml" in result.stderr and "detector_num" in result.stderr
+
+
+# -- bad input: a per-file error naming the file and the reason; the rest goes in ---------------
+
+
+@pytest.fixture
+def translator_without_description():
+    """A header translator for 'NoDescCam', which skybutler has no description of."""
+    from astro_metadata_translator import FitsTranslator, MetadataTranslator
+
+    class NoDescriptionTranslator(FitsTranslator):
+        name = "NoDescCam"
+        supported_instrument = "NoDescCam"
+        _const_map = {"instrument": "NoDescCam"}
+
+        @classmethod
+        def can_translate(cls, header, filename=None):
+            return header.get("INSTRUME") == "NoDescCam"
+
+    yield NoDescriptionTranslator
+    MetadataTranslator.translators.pop("NoDescCam", None)
+
+
+def test_bad_raws_are_reported_and_the_rest_ingested(tmp_path, translator_without_description) -> None:
+    raws = tmp_path / "raws"
+    raws.mkdir()
+    write_raw(raws / "good-50.fits", ch.hsc(detector=50))
+    write_raw(raws / "good-51.fits", ch.hsc(detector=51))
+    unreadable = ch.hsc(detector=52)
+    del unreadable["DET-ID"]
+    write_raw(raws / "no-detector-card.fits", unreadable)
+    write_raw(raws / "unknown-filter.fits", ch.hsc(detector=53, filt="HSC-Q"))
+    write_raw(raws / "unknown-detector.fits", ch.hsc(detector=140))
+    write_raw(raws / "no-description.fits", {"INSTRUME": "NoDescCam", "DATE-OBS": "2024-01-01T00:00:00"})
+    write_raw(raws / "nobody.fits", {"INSTRUME": "MysteryCam"})
+    with Butler.create(tmp_path / "repo") as butler:
+        result = ingest_raws(butler, raws, processes=1)
+        reasons = {Path(f.path).name: f.reason for f in result.failures}
+        assert set(reasons) == {"no-detector-card.fits", "unknown-filter.fits", "unknown-detector.fits",
+                                "no-description.fits", "nobody.fits"}
+        assert "DET-ID" in reasons["no-detector-card.fits"]
+        assert "no physical filter 'HSC-Q'" in reasons["unknown-filter.fits"]
+        assert "no detector 140" in reasons["unknown-detector.fits"]
+        assert "'NoDescCam' has a header translator but no skybutler description" in reasons["no-description.fits"]
+        assert "MysteryCam" in reasons["nobody.fits"]
+        assert sorted(r.data_id["detector"] for r in result.refs) == [50, 51]
+    with pytest.raises(RawHeaderError, match=r"^x\.fits: .*no physical filter 'HSC-Q'"):
+        metadata_from_header(ch.hsc(filt="HSC-Q"), "x.fits")
+
+
+# -- no network ----------------------------------------------------------------------------------
+
+
+def _can_unshare() -> bool:
+    return shutil.which("unshare") is not None and subprocess.run(
+        ["unshare", "-rn", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare(), reason="needs unshare -rn (a network namespace without network)")
+def test_ingest_needs_no_network(tmp_path) -> None:
+    """SDSS headers name no site: astropy would download its site registry. With the network
+    unplugged and an empty astropy cache, ingest still works (the site comes from the description)."""
+    raws = tmp_path / "raws"
+    raws.mkdir()
+    write_raw(raws / "sdss.fits", ch.sdss())
+    decam = ch.decam()
+    for card in ("OBS-LONG", "OBS-LAT", "OBS-ELEV"):
+        del decam[card]
+    write_raw(raws / "decam.fits", decam)
+    script = textwrap.dedent(f"""
+        import sys
+        from astropy.config import paths
+        sys.path.insert(0, {str(HERE)!r})
+        with paths.set_temp_cache({str(tmp_path / "cache")!r}, delete=True):
+            from skybutler import Butler
+            from skybutler.ingest import ingest_raws
+            with Butler.create({str(tmp_path / "repo")!r}) as butler:
+                result = ingest_raws(butler, {str(raws)!r}, processes=1)
+                print([f.reason for f in result.failures], len(result.refs))
+    """)
+    (tmp_path / "cache").mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(["unshare", "-rn", sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[] 2"
