@@ -191,7 +191,13 @@ def _our_record(element: str, record) -> dict:
     return out
 
 
-def assert_same_repository(rubin_butler, ours: Butler, types=("summary", "cat", "bias", "deepSummary")) -> None:
+RUBIN_ELEMENTS = ("instrument", "physical_filter", "detector", "day_obs", "exposure", "visit", "visit_system",
+                  "visit_definition", "visit_system_membership", "visit_detector_region", "skymap", "tract", "patch")
+
+
+def assert_same_repository(rubin_butler, ours: Butler, types=("summary", "cat", "bias", "deepSummary"),
+                           elements=RUBIN_ELEMENTS, where=SUMMARY_WHERE, tagged="Cam/best",
+                           calib=("Cam/calib", "bias", 3)) -> None:
     """Query answers, records, collections and file contents agree between the two butlers."""
     reg = rubin_butler.registry
     for name in types:
@@ -203,14 +209,12 @@ def assert_same_repository(rubin_butler, ours: Butler, types=("summary", "cat", 
             (my_ref,) = [r for r in mine if r.id == ref.id]
             assert Path(ours.get_uri(my_ref).removeprefix("file://")).read_bytes() == \
                 rubin_butler.getURI(ref).read(), name
-    theirs = {tuple(sorted(d.required.items())) for d in reg.queryDataIds(["visit", "detector"], where=SUMMARY_WHERE,
+    theirs = {tuple(sorted(d.required.items())) for d in reg.queryDataIds(["visit", "detector"], where=where,
                                                                           instrument="Cam")}
-    mine = {tuple(sorted(d.required.items())) for d in ours.query_data_ids(["visit", "detector"], SUMMARY_WHERE,
+    mine = {tuple(sorted(d.required.items())) for d in ours.query_data_ids(["visit", "detector"], where,
                                                                            instrument="Cam")}
     assert theirs == mine and mine
-    for element in ("instrument", "physical_filter", "detector", "day_obs", "exposure", "visit", "visit_system",
-                    "visit_definition", "visit_system_membership", "visit_detector_region", "skymap", "tract",
-                    "patch"):
+    for element in elements:
         theirs = sorted(sorted(_rubin_record(r).items()) for r in reg.queryDimensionRecords(element))
         assert theirs, element
         keep = {k for k, _ in theirs[0]}
@@ -218,13 +222,14 @@ def assert_same_repository(rubin_butler, ours: Butler, types=("summary", "cat", 
                       for r in ours.query_dimension_records(element))
         assert mine == theirs, element
     assert tuple(ours.collections.get_chain("Cam/defaults")) == tuple(reg.getCollectionChain("Cam/defaults"))
-    tagged = {r.id for r in reg.queryDatasets(..., collections="Cam/best")}
-    assert {r.id for r in ours.query_datasets(["summary"], collections="Cam/best", find_first=False)} | \
-        {r.id for r in ours.query_datasets(["cat"], collections="Cam/best", find_first=False)} == tagged
+    members = {r.id for r in reg.queryDatasets(..., collections=tagged)}
+    assert {r.id for t in types for r in ours.query_datasets(t, collections=tagged, find_first=False)} == members
+    assert members
+    collection, calib_type, n_calibs = calib
     theirs = {(a.ref.id, _rubin_bounds(a.timespan))
-              for a in reg.queryDatasetAssociations("bias", collections="Cam/calib")}
-    mine = {(ref.id, _our_bounds(span)) for ref, span in ours.collections.validity("Cam/calib", "bias")}
-    assert mine == theirs and len(mine) == 3
+              for a in reg.queryDatasetAssociations(calib_type, collections=collection)}
+    mine = {(ref.id, _our_bounds(span)) for ref, span in ours.collections.validity(collection, calib_type)}
+    assert mine == theirs and len(mine) == n_calibs
 
 
 def test_rubin_export_comes_in_whole(rubin, tmp_path):
@@ -286,3 +291,130 @@ def test_rubin_export_files_by_link_or_in_place(rubin, tmp_path, transfer):
     else:
         assert Path(uri).is_symlink()
     assert len(ours.get(ref)) == 4
+
+
+# -- and back out: skybutler -> the Rubin butler ----------------------------------
+
+
+def make_skybutler_repo(root: Path) -> Butler:
+    """A skybutler repository made with skybutler alone: Dict, Table and Image datasets and a
+    calibration, in RUN, TAGGED, CALIBRATION and CHAINED collections."""
+    from conftest import populate
+
+    from skybutler import Timespan
+
+    b = Butler.create(root, run="u/ana/run", collections=["u/ana/run"])
+    populate(b, n_visits=3, n_detectors=2)
+    b.insert_records("group", [{"instrument": "Cam", "name": f"g{v}"} for v in (1, 2, 3)])
+    b.insert_records("exposure", [{**{k: v for k, v in b.get_record("visit", instrument="Cam", visit=n).items()
+                                      if k in ("instrument", "physical_filter", "day_obs", "timespan", "exposure_time")},
+                                   "id": n, "group": f"g{n}", "obs_id": f"CAM_{n}", "can_see_sky": True, "seq_num": n}
+                                  for n in (1, 2, 3)])
+    b.insert_records("visit_definition", [{"instrument": "Cam", "exposure": n, "visit": n} for n in (1, 2, 3)])
+    b.insert_records("visit_system", [{"instrument": "Cam", "id": 0, "name": "one-to-one"}])
+    b.insert_records("visit_system_membership", [{"instrument": "Cam", "visit": v, "visit_system": 0}
+                                                 for v in (1, 2, 3)])
+    b.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+    b.register_dataset_type("src", ["instrument", "visit"], "Table")
+    b.register_dataset_type("calexp", ["instrument", "visit", "detector"], "Image")
+    b.register_dataset_type("flat", ["instrument", "detector", "physical_filter"], "StructuredDataDict",
+                            is_calibration=True)
+    metrics = b.put_many("metrics", [({"scatter": 0.01 * v, "n": d}, {"instrument": "Cam", "visit": v, "detector": d})
+                                     for v in (1, 2, 3) for d in (0, 1)])
+    b.put_many("src", [(Table({"ra": np.linspace(0, 1, 5) + v, "flux": np.arange(5.0)}),
+                        {"instrument": "Cam", "visit": v}) for v in (1, 2, 3)])
+    b.put_many("calexp", [(np.full((8, 6), v * 10 + d, dtype=np.float32), {"instrument": "Cam", "visit": v,
+                                                                          "detector": d})
+                          for v in (1, 2) for d in (0, 1)])
+    flats = b.put_many("flat", [({"flat": d}, {"instrument": "Cam", "detector": d, "physical_filter": "Cam-g"})
+                                for d in (0, 1)], run="Cam/calib/run")
+    b.collections.certify("Cam/calib", flats, timespan=Timespan("2025-01-01T00:00:00", None))
+    b.collections.associate("best", metrics[:3])
+    b.collections.set_chain("Cam/defaults", ["best", "u/ana/run", "Cam/calib"])
+    return b
+
+
+@pytest.fixture
+def rubin_image_formatter(monkeypatch):
+    """The Rubin butler imports a dataset only if its formatter class imports.  Its FITS image
+    formatters live in lsst.obs.base, part of the Rubin science stack and not on PyPI; a stand-in
+    class of that name lets the import proceed (image files are then compared byte for byte)."""
+    import sys
+    import types
+
+    try:
+        import lsst.obs.base.formatters.fitsExposure  # noqa: F401
+        return
+    except ImportError:
+        pass
+
+    class FitsImageFormatter(daf_butler.FormatterV2):
+        default_extension = ".fits"
+        supported_extensions = frozenset({".fits"})
+
+    names = ["lsst.obs", "lsst.obs.base", "lsst.obs.base.formatters", "lsst.obs.base.formatters.fitsExposure"]
+    for name in names:
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    sys.modules[names[-1]].FitsImageFormatter = FitsImageFormatter
+    FitsImageFormatter.__module__ = names[-1]
+    for parent, child in zip(names, names[1:]):
+        setattr(sys.modules[parent], child.rsplit(".", 1)[1], sys.modules[child])
+    import lsst
+
+    monkeypatch.setattr(lsst, "obs", sys.modules["lsst.obs"], raising=False)
+
+
+def test_skybutler_export_goes_into_the_rubin_butler(tmp_path, rubin_image_formatter):
+    ours = make_skybutler_repo(tmp_path / "sky")
+    result = CliRunner().invoke(cli, ["export", str(tmp_path / "sky"), str(tmp_path / "out"), "--format", "rubin",
+                                      "-c", "u/ana/run,Cam/calib/run,best,Cam/calib,Cam/defaults"])
+    assert result.exit_code == 0, result.output
+    assert "exported 15 datasets" in result.output
+    RubinButler.makeRepo(str(tmp_path / "rubin"))
+    theirs = RubinButler.from_config(str(tmp_path / "rubin"), writeable=True)
+    theirs.import_(directory=str(tmp_path / "out"), filename=str(tmp_path / "out" / "export.yaml"), transfer="copy")
+    reg = theirs.registry
+    # Same datasets under the same IDs, and the Rubin butler reads them back.
+    for name in ("metrics", "src", "calexp", "flat"):
+        mine = list(ours.query_datasets(name, collections=["u/ana/run", "Cam/calib/run"], find_first=False))
+        assert _ids(reg.queryDatasets(name, collections=..., findFirst=False)) == _ids(mine), name
+    assert theirs.get("metrics", instrument="Cam", visit=2, detector=1, collections="Cam/defaults") == \
+        ours.get("metrics", instrument="Cam", visit=2, detector=1)
+    table = theirs.get("src", instrument="Cam", visit=3, collections="u/ana/run")
+    assert list(table["ra"]) == list(ours.get("src", instrument="Cam", visit=3, parameters={"as": "astropy"})["ra"])
+    assert reg.getDatasetType("src").storageClass_name == "ArrowAstropy"
+    # Images: the Rubin butler's image classes need its C++ stack; the file is compared byte for byte.
+    (image,) = reg.queryDatasets("calexp", collections="u/ana/run", instrument="Cam", visit=2, detector=0)
+    mine = ours.find_dataset("calexp", instrument="Cam", visit=2, detector=0)
+    assert theirs.getURI(image).read() == Path(ours.get_uri(mine).removeprefix("file://")).read_bytes()
+    # Records, with their timespans and regions, and collections of every kind.
+    assert_same_repository(theirs, ours, types=("metrics", "src", "calexp", "flat"),
+                           elements=("instrument", "physical_filter", "detector", "day_obs", "group", "exposure",
+                                     "visit", "visit_definition", "visit_system", "visit_system_membership"),
+                           where="band = 'g' AND detector IN (0..1)", tagged="best",
+                           calib=("Cam/calib", "flat", 2))
+    # Queries in the Rubin butler's own where-language give the same answers.
+    where = "visit.exposure_time > 20 AND band IN ('g', 'r')"
+    assert _ids(reg.queryDatasets("metrics", collections="u/ana/run", where=where)) == \
+        _ids(ours.query_datasets("metrics", where, collections="u/ana/run"))
+
+
+def test_skybutler_zip_goes_into_the_rubin_butler_and_rubin_ids_round_trip(rubin, tmp_path):
+    # Rubin -> skybutler -> Rubin: a zip of the imported datasets ingests into the Rubin butler
+    # with the IDs the Rubin butler gave them first.
+    ours = Butler.create(tmp_path / "sky")
+    import_rubin(ours, rubin["export"])
+    refs = list(ours.query_datasets("summary", collections="Cam/run1"))
+    assert export_rubin(ours, refs, tmp_path / "out.zip") == len(refs)
+    RubinButler.makeRepo(str(tmp_path / "rubin"))
+    theirs = RubinButler.from_config(str(tmp_path / "rubin"), writeable=True)
+    with rubin["butler"].export(filename=str(tmp_path / "records.yaml"), format="yaml") as export:
+        for element in ("instrument", "physical_filter", "detector", "day_obs", "group", "visit_system", "exposure",
+                        "visit"):
+            export.saveDimensionData(element, rubin["butler"].registry.queryDimensionRecords(element))
+    theirs.import_(filename=str(tmp_path / "records.yaml"))
+    theirs.ingest_zip(str(tmp_path / "out.zip"))
+    back = list(theirs.registry.queryDatasets("summary", collections="Cam/run1"))
+    assert _ids(back) == _ids(r for r in rubin["refs"] if r.datasetType.name == "summary")
+    for ref in back:
+        assert theirs.get(ref) == rubin["butler"].get(ref)

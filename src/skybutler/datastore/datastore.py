@@ -280,13 +280,17 @@ class FileDatastore:
         fs, full = self._locate(artifact.path)
         return fs.exists(full)
 
-    def export_artifact(self, artifact: StoredArtifact, directory: Path, transfer: str = "copy") -> str:
-        """Place a copy (or link) of an artifact under ``directory``; returns its path there."""
+    def export_artifact(self, artifact: StoredArtifact, directory: Path, transfer: str = "copy",
+                        suffix: str | None = None) -> str:
+        """Place a copy (or link) of an artifact under ``directory``; returns its path there.
+        ``suffix`` replaces the file's extension (another butler may insist on its own)."""
         if "://" in artifact.path or artifact.path.startswith("/"):
             name = posixpath.basename(self.full_path(artifact.path))
             relative = f"external/{uuid.uuid5(uuid.NAMESPACE_URL, artifact.path).hex[:12]}/{name}"
         else:
             relative = artifact.path
+        if suffix is not None:
+            relative = posixpath.splitext(relative)[0] + suffix
         destination = directory / relative
         destination.parent.mkdir(parents=True, exist_ok=True)
         source = self.full_path(artifact.path)

@@ -27,7 +27,7 @@ from ..models import CollectionType, DatasetRef
 from ..repository_transfer import records_for
 from ..timespan import NS_MAX, NS_MIN, Timespan
 from . import rubin_yaml
-from .rubin_formats import export_formatter, export_storage_class
+from .rubin_formats import export_formatter, export_storage_class, export_suffix
 from .rubin_read import EXPORT_NAME, ZIP_INDEX
 from .rubin_yaml import RubinTimespan, TaiTime
 
@@ -37,6 +37,43 @@ UNIVERSE = ("daf_butler", 8)
 _NOT_EXPORTED = {"band"}
 #: Fields of the default universe that the Rubin universe lacks.
 _SKYBUTLER_ONLY = {"exposure": {"airmass"}, "visit": {"observation_type"}}
+
+
+#: Join elements whose rows go with the exported visits, as the Rubin butler exports them: the
+#: exposures a visit was made of, and the visit systems it belongs to.
+_FOLLOW_VISITS = ("visit_definition", "visit_system_membership")
+
+
+def _with_related(butler: Butler, records: dict[str, list[DimensionRecord]]) -> dict[str, list[DimensionRecord]]:
+    """The records the datasets' data IDs name, plus the visits' definitions and memberships and the
+    records those name in turn (exposures, their groups, visit systems)."""
+    universe = butler.universe
+    visits = {r.identity for r in records.get("visit", [])}
+    if not visits:
+        return records
+    out = {name: list(rows) for name, rows in records.items()}
+    have = {name: {r.identity for r in rows} for name, rows in out.items()}
+    wanted: dict[str, set[tuple]] = defaultdict(set)
+    for join in _FOLLOW_VISITS:
+        element = universe[join]
+        at = [element.identity.index(d) for d in ("instrument", "visit")]
+        rows = [r for r in butler.registry.dimensions.fetch_all(join) if tuple(r.identity[i] for i in at) in visits]
+        out[join] = rows
+        for row in rows:
+            for dim in element.identity:
+                wanted[dim].add(tuple(row[d] for d in universe[dim].identity))
+    while wanted:
+        name, keys = wanted.popitem()
+        keys -= have.get(name, set())
+        if not keys:
+            continue
+        fetched = butler.registry.dimensions.fetch_many(name, sorted(keys))
+        out.setdefault(name, []).extend(fetched)
+        have.setdefault(name, set()).update(r.identity for r in fetched)
+        for record in fetched:
+            for dim in universe[name].implies + universe[name].requires:
+                wanted[dim].add(tuple(record[d] for d in universe[dim].identity))
+    return {name: out[name] for name in universe.sorted(out)}
 
 
 def _rubin_record(record: DimensionRecord) -> dict[str, Any]:
@@ -120,7 +157,7 @@ def export_rubin(butler: Butler, refs: Iterable[DatasetRef], destination: str | 
     if missing:
         raise SkybutlerError(f"dataset {missing[0]} has no stored file to export")
     data: list[dict[str, Any]] = []
-    for element, records in records_for(butler, refs).items():
+    for element, records in _with_related(butler, records_for(butler, refs)).items():
         if element not in _NOT_EXPORTED:
             data.append({"type": "dimension", "element": element, "records": [_rubin_record(r) for r in records]})
     blocks, associations = _collections(butler, collections, refs)
@@ -141,7 +178,8 @@ def export_rubin(butler: Butler, refs: Iterable[DatasetRef], destination: str | 
         records = []
         for ref in items:
             artifact = artifacts[ref.id]
-            path = butler.datastore.export_artifact(artifact, destination, transfer)
+            path = butler.datastore.export_artifact(artifact, destination, transfer,
+                                                    suffix=export_suffix(artifact.formatter))
             records.append({"dataset_id": [ref.id], "data_id": [dict(ref.data_id.required)], "path": path,
                             "formatter": export_formatter(artifact.formatter, dtype.storage_class)})
         data.append({"type": "dataset", "dataset_type": type_name, "run": run, "records": records})
@@ -176,7 +214,8 @@ def _write_zip(butler: Butler, refs: list[DatasetRef], destination: Path) -> int
                                           "parentStorageClass": None, "isCalibration": dtype.is_calibration})
             compact[str(ref.id)] = {"dataset_type_name": dtype.name, "run": ref.run,
                                     "data_id": dict(ref.data_id.required)}
-            relative = butler.datastore.export_artifact(artifact, Path(tmp), "copy")
+            relative = butler.datastore.export_artifact(artifact, Path(tmp), "copy",
+                                                        suffix=export_suffix(artifact.formatter))
             member = f"{ref.id}-{Path(relative).name}"
             archive.write(Path(tmp) / relative, member)
             artifact_map[member] = {"info": {"formatter": export_formatter(artifact.formatter, dtype.storage_class),

@@ -83,6 +83,15 @@ def export_storage_class(storage_class: str) -> str:
     return _EXPORT_CLASS[base]
 
 
+#: File extensions the Rubin butler's formatters insist on (its ParquetFormatter reads only ``.parq``).
+_EXPORT_SUFFIX = {"parquet": ".parq"}
+
+
+def export_suffix(formatter: str) -> str | None:
+    """The extension a file of ``formatter`` must have for the Rubin butler (None: keep its own)."""
+    return _EXPORT_SUFFIX.get(formatter)
+
+
 def export_formatter(formatter: str, storage_class: str) -> str:
     """The Rubin formatter class for a file skybutler wrote with ``formatter``."""
     if formatter == "fits":
