@@ -1,48 +1,43 @@
-"""FITS formatter for images: header, WCS and pixel boxes are read without the whole image.
+"""FITS formatters for images: one image HDU (``fits``) or a whole multi-extension file (``fits-mef``).
 
-FITS stores pixels row by row after a header, so astropy's ``HDU.section`` on a
-seekable stream reads only the rows (and, within them, the columns) of a box.  The
-header and WCS components stop after the header blocks.  memmap is never used,
-because the stream may be a remote (fsspec) file rather than a real one.
+Both read any HDU (by index, EXTNAME or (EXTNAME, EXTVER)) of plain, gzip, bzip2 or
+tile-compressed FITS.  A pixel box is read with astropy's ``HDU.section``: for plain
+FITS only the rows (and columns) of the box, for a tile-compressed image only the
+tiles it touches.  The header and WCS components stop after the headers.  memmap is
+never used, because the stream may be a remote (fsspec) file rather than a real one.
+Cut-outs slice every WCS of the header with astropy (:mod:`.fits_wcs`).
 """
 
 from __future__ import annotations
 
-import gzip
-import io
-import re
-import warnings
 from typing import Any, BinaryIO
 
 import numpy as np
 
 from ..errors import FormatterError
+from .fits_io import (
+    image_hdu,
+    merged_header,
+    normalise_hdu_key,
+    open_fits,
+    select_hdu,
+    without_structural,
+)
+from .fits_validation import every_image, first_image, validate_fits
+from .fits_wcs import build_wcs, check_key, cutout_header, default_key, sliced_wcs
 from .formatter import Formatter
-from .image_class import check_image, image_parts
+from .image_class import check_image, check_multi_extension, image_parts
 
 BBox = tuple[int, int, int, int]
 
-_STRUCTURAL = re.compile(
-    r"^(SIMPLE|XTENSION|BITPIX|NAXIS\d*|EXTEND|PCOUNT|GCOUNT|BSCALE|BZERO|BLANK|CHECKSUM|DATASUM)$"
-)
-"""Keywords astropy derives from the data; copying them from another HDU would be wrong."""
-
-_BLOCK = 2880
-"""FITS headers and data come in blocks of this many bytes."""
-
-_GZIP_MAGIC = b"\x1f\x8b"
-
-_ALT_KEYS = " ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-"""Primary WCS (blank) and the 26 alternate WCS letters, all shifted by a cut-out."""
-
 
 class FitsFormatter(Formatter):
-    """Writes a 2-D image as a single-HDU FITS file; reads an ImageHDU, a component or a box."""
+    """Writes a 2-D image as a single-HDU FITS file; reads an image HDU, a component or a box."""
 
     name = "fits"
     extension = ".fits"
     components = frozenset({"header", "wcs", "data"})
-    parameters = frozenset({"bbox"})
+    parameters = frozenset({"bbox", "hdu", "wcs_key"})
 
     def _write(self, obj: Any, stream: BinaryIO) -> None:
         from astropy.io import fits
@@ -52,136 +47,100 @@ class FitsFormatter(Formatter):
         except (TypeError, ValueError) as exc:
             raise FormatterError(f"Formatter {self.name!r} cannot write this object: {exc}") from exc
         data, header = image_parts(obj)
-        hdu = fits.PrimaryHDU(data=data, header=_without_structural(header))
+        hdu = fits.PrimaryHDU(data=data, header=without_structural(header))
         fits.HDUList([hdu]).writeto(stream, output_verify="silentfix")
 
     def _read(self, stream: BinaryIO, component: str | None, parameters: dict[str, Any]) -> Any:
-        from astropy.io import fits
-
-        with fits.open(_Borrowed(stream), memmap=False, lazy_load_hdus=True) as hdus:
-            hdu = _image_hdu(hdus)
-            header = hdu.header.copy()
-            n_y, n_x = header["NAXIS2"], header["NAXIS1"]
-            box = None
-            if "bbox" in parameters:
-                box = _check_bbox(parameters["bbox"], n_x, n_y)
-                _shift_header(header, box)
-            if component == "header":
-                return header
-            if component == "wcs":
-                return _wcs(header)
-            if box is None:
-                data = np.asarray(hdu.data)
-            else:
-                x_min, y_min, x_max, y_max = box
-                data = np.asarray(hdu.section[y_min:y_max, x_min:x_max])
-        data = data.astype(data.dtype.newbyteorder("="), copy=False)  # FITS is big-endian; hand out native
-        if component == "data":
-            return data
-        return fits.ImageHDU(data=data, header=_without_structural(header))
-
+        key = normalise_hdu_key(parameters["hdu"]) if "hdu" in parameters else None
+        with open_fits(stream) as hdus:
+            return read_image(hdus, key, component, parameters)
 
     def _validate(self, stream: BinaryIO) -> None:
-        """Walk the file's HDUs by their headers alone: every header parses, the file holds all
-        the data each header declares, and one HDU is a 2-D image (plain or tile-compressed).
+        validate_fits(stream, self.name, first_image)
 
-        No pixel is read: each header's declared data size (and padding) is skipped over.
-        A gzip-compressed file is decompressed first, since only then are sizes known.
-        """
+
+class MultiExtensionFitsFormatter(Formatter):
+    """Writes an HDUList as it is; reads it whole, every header, or one HDU like ``fits`` does."""
+
+    name = "fits-mef"
+    extension = ".fits"
+    components = frozenset({"headers", "header", "wcs", "data"})
+    parameters = frozenset({"bbox", "hdu", "wcs_key"})
+
+    def _write(self, obj: Any, stream: BinaryIO) -> None:
         from astropy.io import fits
 
-        stream.seek(0)
-        if stream.read(2) == _GZIP_MAGIC:
-            stream.seek(0)
-            stream = io.BytesIO(gzip.decompress(stream.read()))
-        length = stream.seek(0, 2)
-        if not length:
-            raise FormatterError("Formatter 'fits': the file is empty.")
-        offset, number, has_image = 0, 0, False
-        while offset < length:
-            stream.seek(offset)
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # astropy's note of blank padding, handled below
-                    header = fits.Header.fromfile(stream, padding=True)
-            except (ValueError, OSError, EOFError) as err:
-                stream.seek(offset)
-                if number and not stream.read().strip(b"\0 "):
-                    break  # blank padding after the last HDU
-                where = "the primary header" if not number else f"the header of HDU {number}"
-                raise FormatterError(f"Formatter 'fits': {where} does not parse: {err}") from None
-            has_image = has_image or _is_2d_image(header)
-            data_end = stream.tell() + _data_bytes(header)
-            if data_end > length:
-                raise FormatterError(f"Formatter 'fits': truncated: HDU {number} declares data up to byte "
-                                     f"{data_end}, but the file has {length} bytes")
-            offset = -(-data_end // _BLOCK) * _BLOCK
-            number += 1
-        if not has_image:
-            raise FormatterError("Formatter 'fits': the file holds no 2-D image HDU.")
+        try:
+            check_multi_extension(obj)
+        except (TypeError, ValueError) as exc:
+            raise FormatterError(f"Formatter {self.name!r} cannot write this object: {exc}") from exc
+        hdus = list(obj)
+        if not isinstance(hdus[0], fits.PrimaryHDU):
+            hdus.insert(0, fits.PrimaryHDU())
+        fits.HDUList(hdus).writeto(stream, output_verify="silentfix")
+
+    def _read(self, stream: BinaryIO, component: str | None, parameters: dict[str, Any]) -> Any:
+        key = normalise_hdu_key(parameters["hdu"]) if "hdu" in parameters else None
+        with open_fits(stream) as hdus:
+            if component == "headers":
+                return [merged_header(hdus, i) for i, _ in enumerate(hdus)]
+            if component == "header":
+                index, _ = select_hdu(hdus, 0 if key is None else key)
+                return merged_header(hdus, index)
+            if key is None and component is None:
+                if "bbox" in parameters:
+                    raise FormatterError("bbox needs an hdu parameter naming the image to cut out")
+                return _in_memory(hdus)
+            return read_image(hdus, key, component, parameters)
+
+    def _validate(self, stream: BinaryIO) -> None:
+        validate_fits(stream, self.name, every_image)
 
 
-class _Borrowed:
-    """A read-only view of the caller's stream whose ``close`` does nothing.
+def read_image(hdus: Any, key: Any, component: str | None, parameters: dict[str, Any]) -> Any:
+    """One image HDU of an open file (``key``: None for the first 2-D image): whole, a component, a box."""
+    from astropy.io import fits
 
-    astropy closes the file object it was given when its HDUList closes; the stream
-    belongs to the caller (the datastore), so astropy only gets this view of it.
-    """
-
-    mode = "rb"
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-
-    def read(self, size: int = -1) -> bytes:
-        return self._stream.read(size)
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._stream.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._stream.tell()
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    @property
-    def closed(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        """Leave the underlying stream open for its owner."""
+    index, hdu = image_hdu(hdus, key)
+    header = merged_header(hdus, index)
+    box = _check_bbox(parameters["bbox"], header["NAXIS1"], header["NAXIS2"]) if "bbox" in parameters else None
+    if component == "wcs":
+        wcs_key = check_key(header, parameters["wcs_key"]) if "wcs_key" in parameters else default_key(header)
+        wcs = build_wcs(header, wcs_key, hdus)
+        return wcs if box is None else sliced_wcs(wcs, box)
+    if "wcs_key" in parameters:
+        check_key(header, parameters["wcs_key"])
+    if box is not None:
+        header = cutout_header(header, box, hdus)
+    if component == "header":
+        return header
+    if box is None:
+        data = np.asarray(hdu.data)
+    else:
+        x_min, y_min, x_max, y_max = box
+        data = np.asarray(hdu.section[y_min:y_max, x_min:x_max])
+    data = data.astype(data.dtype.newbyteorder("="), copy=False)  # FITS is big-endian; hand out native
+    if component == "data":
+        return data
+    return fits.ImageHDU(data=data, header=without_structural(header))
 
 
-def _image_hdu(hdus: Any) -> Any:
-    """The first HDU holding a 2-D image (the primary for our files; an extension for ingested raws)."""
-    for hdu in hdus:
-        if hdu.header.get("NAXIS") == 2 and hdu.is_image:
-            return hdu
-    raise FormatterError("Formatter 'fits': the file holds no 2-D image HDU.")
+def _in_memory(hdus: Any) -> Any:
+    """A detached copy of every HDU (tile-compressed images decompressed), primary cards inherited."""
+    from astropy.io import fits
 
-
-def _data_bytes(header: Any) -> int:
-    """The size in bytes of the data an HDU's header declares (FITS standard, section 4.4.1),
-    without the padding to 2880-byte blocks."""
-    naxis = int(header.get("NAXIS", 0))
-    if naxis == 0:
-        return 0
-    pixels = 1
-    for axis in range(1, naxis + 1):
-        pixels *= int(header.get(f"NAXIS{axis}", 0))
-    bits = abs(int(header.get("BITPIX", 8)))
-    return bits // 8 * int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + pixels)
-
-
-def _is_2d_image(header: Any) -> bool:
-    """Whether a raw header is a 2-D image: a primary or IMAGE extension, or a tile-compressed one."""
-    if header.get("ZIMAGE") is True:
-        return header.get("ZNAXIS") == 2
-    return ("SIMPLE" in header or header.get("XTENSION") == "IMAGE") and header.get("NAXIS") == 2
+    out = []
+    for index, hdu in enumerate(hdus):
+        header = without_structural(merged_header(hdus, index))
+        if hdu.is_image:
+            data = None if hdu.data is None else np.array(hdu.data)
+            kind = fits.PrimaryHDU if index == 0 else fits.ImageHDU
+            out.append(kind(data=data, header=header))
+        elif isinstance(hdu, fits.BinTableHDU):
+            out.append(fits.BinTableHDU(data=hdu.data.copy(), header=hdu.header.copy()))
+        else:
+            out.append(hdu.copy())
+    return fits.HDUList(out)
 
 
 def _check_bbox(bbox: Any, n_x: int, n_y: int) -> BBox:
@@ -206,39 +165,3 @@ def _check_bbox(bbox: Any, n_x: int, n_y: int) -> BBox:
             f"(valid: 0 <= x < {n_x}, 0 <= y < {n_y})."
         )
     return x_min, y_min, x_max, y_max
-
-
-def _shift_header(header: Any, box: BBox) -> None:
-    """Make ``header`` describe the cut-out: new size, WCS reference pixels and IRAF LTV offsets."""
-    x_min, y_min, x_max, y_max = box
-    header["NAXIS1"] = x_max - x_min
-    header["NAXIS2"] = y_max - y_min
-    for alt in _ALT_KEYS:
-        suffix = alt.strip()
-        for axis, offset in ((1, x_min), (2, y_min)):
-            key = f"CRPIX{axis}{suffix}"
-            if key in header:
-                header[key] = header[key] - offset
-    header["LTV1"] = (header.get("LTV1", 0) - x_min, "cut-out offset: logical = physical + LTV")
-    header["LTV2"] = (header.get("LTV2", 0) - y_min, "cut-out offset: logical = physical + LTV")
-
-
-def _wcs(header: Any) -> Any:
-    """The WCS of ``header``; the benign FITS-fixing warnings astropy emits are silenced."""
-    from astropy.wcs import WCS
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return WCS(header)
-
-
-def _without_structural(header: Any) -> Any:
-    """A copy of ``header`` without the keywords astropy must derive from the pixel data."""
-    from astropy.io import fits
-
-    if header is None:
-        return fits.Header()
-    clean = header.copy()
-    for keyword in {card.keyword for card in header.cards if _STRUCTURAL.match(card.keyword)}:
-        clean.remove(keyword, ignore_missing=True, remove_all=True)
-    return clean

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 from ..errors import FormatterError, StorageClassError
 from .dict_class import DICT
-from .fits_formatter import FitsFormatter
+from .fits_formatter import FitsFormatter, MultiExtensionFitsFormatter
+from .fits_table import FITS_TABLE, FitsTableFormatter
 from .formatter import Formatter
-from .image_class import IMAGE
+from .image_class import IMAGE, MULTI_EXTENSION_IMAGE
 from .parquet_formatter import ParquetFormatter
 from .rubin_names import rubin_storage_classes
 from .storage_class import StorageClass
 from .table_class import TABLE
 from .text_formatters import JsonFormatter, YamlFormatter
 
-_BUILTIN_FORMATTERS: tuple[type[Formatter], ...] = (JsonFormatter, YamlFormatter, ParquetFormatter, FitsFormatter)
-_BUILTIN_STORAGE_CLASSES: tuple[StorageClass, ...] = (DICT, TABLE, IMAGE, *rubin_storage_classes())
+_BUILTIN_FORMATTERS: tuple[type[Formatter], ...] = (JsonFormatter, YamlFormatter, ParquetFormatter, FitsFormatter,
+                                                    MultiExtensionFitsFormatter, FitsTableFormatter)
+_BUILTIN_STORAGE_CLASSES: tuple[StorageClass, ...] = (DICT, TABLE, IMAGE, MULTI_EXTENSION_IMAGE, FITS_TABLE,
+                                                         *rubin_storage_classes())
 
 _formatters: dict[str, Formatter] = {}
 _storage_classes: dict[str, StorageClass] = {}

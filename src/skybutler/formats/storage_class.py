@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from ..dimensions.regions import Region
 from ..errors import StorageClassError
 
-MetadataValue = int | float | str | bool | None
+MetadataValue = int | float | str | bool | Region | None
 """A value a metadata extractor may produce."""
 
-METADATA_TYPES: tuple[type, ...] = (int, float, str, bool)
-"""The Python types a metadata field may be declared with."""
+METADATA_TYPES: tuple[type, ...] = (int, float, str, bool, Region)
+"""The Python types a metadata field may be declared with (a Region is a sky footprint, queryable
+with ``<dataset_type>.<field> OVERLAPS POINT(ra, dec)``)."""
 
 Checker = Callable[[Any], Any]
 """Validates an object and returns it (possibly normalised); raises TypeError or ValueError."""
@@ -55,6 +57,9 @@ class StorageClass:
     components: Mapping[str, str] = field(default_factory=dict)
     parameters: frozenset[str] = frozenset()
     metadata_fields: Mapping[str, type] = field(default_factory=dict)
+    metadata_component: str | None = None
+    """A component that is enough for ``extractor`` (an image's header): files brought in by
+    ingest or import are read only that far to extract their facts.  None: the whole object."""
 
     def __post_init__(self) -> None:
         if not self.formatters:
@@ -68,7 +73,7 @@ class StorageClass:
             if kind not in METADATA_TYPES:
                 raise StorageClassError(
                     f"Storage class {self.name!r}: metadata field {key!r} has type {kind!r}; "
-                    f"allowed are int, float, str, bool."
+                    f"allowed are int, float, str, bool, Region."
                 )
         # Freeze the mappings so a shared, registered instance cannot be mutated.
         object.__setattr__(self, "formatters", tuple(self.formatters))
@@ -109,6 +114,8 @@ def _coerce(value: Any, kind: type) -> MetadataValue:
     """Convert an extracted value (maybe a numpy scalar) to ``kind``; None if it cannot be."""
     if value is None:
         return None
+    if kind is Region:
+        return value if isinstance(value, Region) else None
     try:
         if kind is bool:
             if isinstance(value, str):

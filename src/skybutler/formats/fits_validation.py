@@ -1,0 +1,138 @@
+"""Checking a FITS file at ingest, before it is placed: cheap, and naming what is wrong.
+
+The HDUs are walked by their headers alone: every header parses, the file holds
+all the data each header declares (a truncated copy is refused), and the HDUs the
+storage class needs are there (a 2-D image, a table).  A gzip or bzip2 file is
+decompressed first, which also checks its CRC; an image's WCSs must parse in
+astropy; a tile-compressed image's tiles must decode.  Pixels of plain files are
+never read.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import warnings
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from ..errors import FormatterError
+from .fits_io import BZIP2_MAGIC, GZIP_MAGIC, NOT_INHERITED, STRUCTURAL
+
+BLOCK = 2880
+"""FITS headers and data come in blocks of this many bytes."""
+
+
+def walk_headers(stream: BinaryIO, name: str) -> tuple[list[Any], BinaryIO]:
+    """Every HDU header of a (possibly gzip/bzip2-compressed) FITS stream, after checking that each
+    parses and that the file holds the data each declares; also the plain stream they came from."""
+    from astropy.io import fits
+
+    stream.seek(0)
+    magic = stream.read(3)
+    stream.seek(0)
+    for kind, prefix, module in (("gzip", GZIP_MAGIC, gzip), ("bzip2", BZIP2_MAGIC, bz2)):
+        if magic.startswith(prefix):
+            try:
+                stream = io.BytesIO(module.decompress(stream.read()))
+            except (OSError, EOFError, ValueError) as exc:
+                raise FormatterError(f"Formatter {name!r}: the {kind} stream is corrupt: {exc}") from None
+    length = stream.seek(0, 2)
+    if not length:
+        raise FormatterError(f"Formatter {name!r}: the file is empty.")
+    offset, headers = 0, []
+    while offset < length:
+        stream.seek(offset)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # astropy's note of blank padding, handled below
+                header = fits.Header.fromfile(stream, padding=True)
+        except (ValueError, OSError, EOFError) as err:
+            stream.seek(offset)
+            if headers and not stream.read().strip(b"\0 "):
+                break  # blank padding after the last HDU
+            where = "the primary header" if not headers else f"the header of HDU {len(headers)}"
+            raise FormatterError(f"Formatter {name!r}: {where} does not parse: {err}") from None
+        data_end = stream.tell() + data_bytes(header)
+        if data_end > length:
+            raise FormatterError(f"Formatter {name!r}: truncated: HDU {len(headers)} declares data up to byte "
+                                 f"{data_end}, but the file has {length} bytes")
+        headers.append(header)
+        offset = -(-data_end // BLOCK) * BLOCK
+    return headers, stream
+
+
+def data_bytes(header: Any) -> int:
+    """The size in bytes of the data an HDU's header declares (FITS standard, section 4.4.1),
+    without the padding to 2880-byte blocks."""
+    naxis = int(header.get("NAXIS", 0))
+    if naxis == 0:
+        return 0
+    pixels = 1
+    for axis in range(1, naxis + 1):
+        pixels *= int(header.get(f"NAXIS{axis}", 0))
+    bits = abs(int(header.get("BITPIX", 8)))
+    return bits // 8 * int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + pixels)
+
+
+def is_2d_image(header: Any) -> bool:
+    """Whether a raw header is a 2-D image: a primary or IMAGE extension, or a tile-compressed one."""
+    if header.get("ZIMAGE") is True:
+        return header.get("ZNAXIS") == 2
+    return ("SIMPLE" in header or header.get("XTENSION") == "IMAGE") and header.get("NAXIS") == 2
+
+
+def is_table(header: Any) -> bool:
+    return header.get("XTENSION") in ("BINTABLE", "TABLE") and header.get("ZIMAGE") is not True
+
+
+def validate_fits(stream: BinaryIO, name: str, images: Callable[[list[Any]], list[int]] | None) -> None:
+    """Walk the headers; then check the WCSs and tiles of the image HDUs ``images(headers)`` picks
+    (None: the file must hold a table instead)."""
+    headers, plain = walk_headers(stream, name)
+    if images is None:
+        if not any(is_table(h) for h in headers):
+            raise FormatterError(f"Formatter {name!r}: the file holds no table HDU.")
+        return
+    chosen = images(headers)
+    if not chosen:
+        raise FormatterError(f"Formatter {name!r}: the file holds no 2-D image HDU.")
+    for index in chosen:
+        _check_image(plain, headers, index, name)
+
+
+def first_image(headers: list[Any]) -> list[int]:
+    return next(([i] for i, h in enumerate(headers) if is_2d_image(h)), [])
+
+
+def every_image(headers: list[Any]) -> list[int]:
+    return [i for i, h in enumerate(headers) if is_2d_image(h)]
+
+
+def _check_image(stream: BinaryIO, headers: list[Any], index: int, name: str) -> None:
+    from .fits_io import open_fits
+    from .fits_wcs import build_wcs, wcs_keys
+
+    label = f"Formatter {name!r}: HDU {index} ({headers[index].get('EXTNAME', 'PRIMARY' if not index else '-')})"
+    compressed = headers[index].get("ZIMAGE") is True
+    if compressed:
+        stream.seek(0)
+        with open_fits(stream) as hdus:
+            header = hdus[index].header.copy()
+            try:
+                hdus[index].data
+            except Exception as exc:
+                raise FormatterError(f"{label}: its compressed tiles cannot be decoded: {exc}") from None
+    else:
+        header = headers[index].copy()
+    if index and header.get("INHERIT") is True:
+        for card in headers[0].cards:
+            if card.keyword and not (STRUCTURAL.match(card.keyword) or NOT_INHERITED.match(card.keyword)) \
+                    and card.keyword not in header and card.keyword not in ("COMMENT", "HISTORY"):
+                header[card.keyword] = card.value
+    for key in wcs_keys(header):
+        try:
+            build_wcs(header, key)
+        except FormatterError as exc:
+            raise FormatterError(f"{label}: {exc}") from None

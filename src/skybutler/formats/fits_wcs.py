@@ -1,0 +1,126 @@
+"""World coordinate systems of FITS images: building them, and cut-outs that keep them right.
+
+Every WCS in a header (the primary one and the alternates A..Z) is built by astropy
+(wcslib), which understands far more than the standard cards: SIP, TPV, TNX/ZPX and
+DSS plate solutions (CNPIX/PPO/AMDX cards, turned into a polynomial distortion).  A
+cut-out slices each of them with ``WCS.slice`` and writes the sliced WCS back into
+the header in its place, so the cut-out's header describes the cut-out whatever kind
+of WCS it held: shifting CRPIX by hand is wrong for a plate solution, whose reference
+comes from the plate cards.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from typing import Any
+
+from ..errors import FormatterError
+
+ALT_KEYS = " ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+"""The primary WCS (blank) and the 26 alternate WCS letters."""
+
+_PER_AXIS = r"(CTYPE|CRPIX|CRVAL|CDELT|CUNIT|CROTA|CRDER|CSYER|CNAME|CPDIS|CQDIS|CPERR|CQERR)\d+"
+_MATRIX = r"(CD|PC|PV|PS)\d+_\d+"
+_GLOBAL = r"(LONPOLE|LATPOLE|WCSNAME|WCSAXES|RADESYS|RADECSYS|EQUINOX|RESTFRQ|RESTFREQ|RESTWAV|SPECSYS|SSYSOBS|" \
+          r"VELOSYS|ZSOURCE|SSYSSRC|VELANGL)"
+_PRIMARY_ONLY = re.compile(
+    r"^(PC\d{3}\d{3}|CD\d{3}\d{3}|(A|B|AP|BP)_(ORDER|DMAX|\d+_\d+)|(DP|DQ)\d+(\..*)?|"
+    r"CNPIX\d|PPO\d+|AMDX\d+|AMDY\d+|XPIXELSZ|YPIXELSZ|PLTRA[HMS]|PLTDEC(SN|[DMS]))$"
+)
+"""Cards of the primary WCS only: old-style matrices, SIP, distortion records, and the DSS plate
+solution (which the sliced WCS replaces, as a polynomial distortion astropy writes itself)."""
+
+_TIME_CARDS = re.compile(r"^(DATE-\w+|MJD-\w+|MJDREF\w*|DATEREF|TIMESYS|TIMEUNIT|TREFPOS|TREFDIR|PLEPHEM|"
+                         r"OBSGEO-\w|JEPOCH|BEPOCH|TSTART|TSTOP|XPOSURE|TELAPSE)$")
+"""Observation cards astropy writes with every WCS; the image's own values are kept."""
+
+
+def _key_pattern(key: str) -> re.Pattern[str]:
+    suffix = re.escape(key.strip())
+    return re.compile(rf"^({_PER_AXIS}|{_MATRIX}|{_GLOBAL}){suffix}$")
+
+
+def wcs_keys(header: Any) -> list[str]:
+    """The WCS keys (blank for the primary, A..Z) with cards in ``header``."""
+    keys = []
+    for key in ALT_KEYS:
+        suffix = key.strip()
+        names = [f"{card}{axis}{suffix}" for card in ("CTYPE", "CRPIX", "CRVAL") for axis in (1, 2)]
+        if key == " ":
+            names += ["CD1_1", "PC1_1", "CNPIX1"]
+        if any(name in header for name in names):
+            keys.append(key)
+    return keys
+
+
+def check_key(header: Any, key: Any) -> str:
+    """Validate the ``wcs_key`` parameter against the keys the header has."""
+    if not isinstance(key, str) or len(key) != 1 or key.upper() not in ALT_KEYS:
+        raise FormatterError(f"wcs_key must be ' ' (the primary WCS) or one letter A-Z, not {key!r}")
+    key = key.upper()
+    if key not in wcs_keys(header):
+        found = ", ".join(repr(k) for k in wcs_keys(header)) or "none"
+        raise FormatterError(f"the header has no WCS with key {key!r}; WCS keys present: {found}")
+    return key
+
+
+def default_key(header: Any) -> str:
+    """The primary WCS if the header has one, else its first alternate (a header of alternates only)."""
+    keys = wcs_keys(header)
+    return keys[0] if keys else " "
+
+
+def build_wcs(header: Any, key: str = " ", fobj: Any = None) -> Any:
+    """The astropy WCS of ``key`` in ``header`` (``fobj``: the HDUList, for distortion lookup tables)."""
+    from astropy.wcs import WCS
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return WCS(header, fobj=fobj, key=key)
+    except Exception as exc:
+        label = "primary WCS" if key == " " else f"WCS {key!r}"
+        raise FormatterError(f"astropy cannot parse the {label}: {str(exc).strip() or type(exc).__name__}") \
+            from exc
+
+
+def sliced_wcs(wcs: Any, box: tuple[int, int, int, int]) -> Any:
+    """``wcs`` of the cut-out ``box = (x_min, y_min, x_max, y_max)``, by astropy's WCS slicing."""
+    x_min, y_min, x_max, y_max = box
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sliced = wcs.slice((slice(y_min, y_max), slice(x_min, x_max)))
+    sliced.pixel_shape = (x_max - x_min, y_max - y_min)
+    return sliced
+
+
+def cutout_header(header: Any, box: tuple[int, int, int, int], fobj: Any = None) -> Any:
+    """A copy of ``header`` describing the cut-out ``box``: size, every WCS sliced, IRAF LTV offsets."""
+    from astropy.io import fits
+
+    x_min, y_min, x_max, y_max = box
+    cut = header.copy()
+    cut["NAXIS1"] = x_max - x_min
+    cut["NAXIS2"] = y_max - y_min
+    for key in wcs_keys(header):
+        sliced = sliced_wcs(build_wcs(header, key, fobj), box)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            written = sliced.to_header(relax=True, key=None if key == " " else key)
+        _remove_wcs_cards(cut, key)
+        for card in written.cards:
+            if _TIME_CARDS.match(card.keyword) and card.keyword in cut:
+                continue
+            cut.append(fits.Card.fromstring(card.image), end=True)
+    cut["LTV1"] = (header.get("LTV1", 0) - x_min, "cut-out offset: logical = physical + LTV")
+    cut["LTV2"] = (header.get("LTV2", 0) - y_min, "cut-out offset: logical = physical + LTV")
+    return cut
+
+
+def _remove_wcs_cards(header: Any, key: str) -> None:
+    pattern = _key_pattern(key)
+    doomed = {card.keyword for card in header.cards
+              if pattern.match(card.keyword) or (key == " " and _PRIMARY_ONLY.match(card.keyword))}
+    for keyword in doomed:
+        header.remove(keyword, ignore_missing=True, remove_all=True)

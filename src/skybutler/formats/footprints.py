@@ -1,0 +1,140 @@
+"""ICRS sky footprints of images: the centre and a polygon, converted through astropy's frames.
+
+An image's celestial WCS may be in any frame astropy knows (ICRS, FK5, FK4, galactic,
+ecliptic, ...); its pixels are turned into sky coordinates in that frame and then
+transformed to ICRS by astropy, so a footprint is always RA/Dec.  A frame with no
+fixed sky position (helioprojective and other solar or planetary frames) has no
+footprint, and says why.  The polygon is the convex hull of points along the pixel
+border; an image whose border leaves the projection (an all-sky map) or spans more
+than a hemisphere gets a circle around its centre instead.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..dimensions import regions as sky
+from .fits_wcs import build_wcs, default_key, wcs_keys
+
+SAMPLES_PER_EDGE = 8
+"""Points sampled along each edge of the pixel border (the polygon is their convex hull)."""
+
+_NOT_FIXED = ("HPLN", "HPLT", "HGLN", "HGLT", "CRLN", "CRLT", "HCLN", "HCLT", "SOLX", "SOLY")
+"""Longitude/latitude CTYPE prefixes of solar frames: they move across the sky."""
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Where an image is on the sky (ICRS degrees), or why that is unknown."""
+
+    ra: float | None = None
+    dec: float | None = None
+    region: sky.Region | None = None
+    frame: str | None = None
+    """The WCS's own celestial frame (``icrs``, ``fk5``, ``galactic``, ``helioprojective``...)."""
+    problem: str | None = None
+    """Why there is no footprint; None when there is one."""
+
+
+def image_footprint(header: Any, n_x: int, n_y: int, key: str | None = None) -> Footprint:
+    """The footprint of an ``n_x`` x ``n_y`` image from the WCS ``key`` of ``header`` (default: the
+    primary WCS, else the first alternate)."""
+    if header is None or not wcs_keys(header):
+        return Footprint(problem="no WCS")
+    try:
+        wcs = build_wcs(header, default_key(header) if key is None else key)
+    except Exception as exc:  # an unreadable WCS only means "position unknown" for facts
+        return Footprint(problem=str(exc))
+    if not wcs.has_celestial or wcs.naxis != 2:
+        return Footprint(problem="no celestial WCS")
+    ctype = wcs.wcs.ctype[wcs.wcs.lng]
+    if ctype[:4].upper() in _NOT_FIXED:
+        return Footprint(frame=_solar_frame(ctype), problem=f"frame {_solar_frame(ctype)} has no fixed sky position")
+    try:
+        frame = celestial_frame(wcs)
+    except ValueError:
+        return Footprint(problem=f"astropy knows no celestial frame for CTYPE {ctype!r}")
+    name = frame.name
+    centre = _to_icrs(wcs, frame, np.array([(n_x - 1) / 2.0]), np.array([(n_y - 1) / 2.0]))
+    if centre is None or not np.all(np.isfinite(centre)):
+        return Footprint(frame=name, problem="the image centre is outside the WCS projection")
+    ra, dec = float(centre[0][0]) % 360.0, float(centre[1][0])
+    xs, ys = _border(n_x, n_y)
+    border = _to_icrs(wcs, frame, xs, ys)
+    return Footprint(ra=ra, dec=dec, region=_region(ra, dec, border), frame=name)
+
+
+def _solar_frame(ctype: str) -> str:
+    return {"HP": "helioprojective", "HG": "heliographic", "CR": "heliographic_carrington",
+            "HC": "heliocentric", "SO": "solar"}.get(ctype[:2].upper(), ctype[:4].lower())
+
+
+def _border(n_x: int, n_y: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates along the outer edges of the pixels (0-based centres, edges at -0.5)."""
+    t = np.linspace(0.0, 1.0, SAMPLES_PER_EDGE, endpoint=False)
+    x0, x1, y0, y1 = -0.5, n_x - 0.5, -0.5, n_y - 0.5
+    xs = np.concatenate([x0 + t * (x1 - x0), np.full_like(t, x1), x1 - t * (x1 - x0), np.full_like(t, x0)])
+    ys = np.concatenate([np.full_like(t, y0), y0 + t * (y1 - y0), np.full_like(t, y1), y1 - t * (y1 - y0)])
+    return xs, ys
+
+
+def celestial_frame(wcs: Any) -> Any:
+    """The astropy frame of a celestial WCS.  Ecliptic axes (ELON/ELAT) are the mean ecliptic of
+    EQUINOX (default J2000) seen from the barycentre, as FITS defines them; astropy's own lookup
+    would take them for ICRS."""
+    from astropy.coordinates import BarycentricMeanEcliptic
+    from astropy.time import Time
+    from astropy.wcs.utils import wcs_to_celestial_frame
+
+    if wcs.wcs.ctype[wcs.wcs.lng][:4].upper() == "ELON":
+        equinox = wcs.wcs.equinox
+        return BarycentricMeanEcliptic(equinox=Time(2000.0 if np.isnan(equinox) else equinox, format="jyear"))
+    return wcs_to_celestial_frame(wcs)
+
+
+def _to_icrs(wcs: Any, frame: Any, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """ICRS (ra, dec) degrees of pixels: astropy's world coordinates in the WCS's own frame,
+    transformed by astropy."""
+    from astropy.coordinates import SkyCoord
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        try:
+            world = wcs.all_pix2world(xs, ys, 0)
+            lon, lat = world[wcs.wcs.lng], world[wcs.wcs.lat]
+            coords = SkyCoord(lon, lat, unit="deg", frame=frame).icrs
+        except Exception:  # pixels outside the projection, a distortion that does not converge
+            return None
+    return np.asarray(coords.ra.deg), np.asarray(coords.dec.deg)
+
+
+def _region(ra: float, dec: float, border: tuple[np.ndarray, np.ndarray] | None) -> sky.Region:
+    """The convex hull of the border; a circle round the centre when no hull describes the image."""
+    centre = sky.point(ra, dec)
+    if border is None:
+        return sky.circle(ra, dec, 180.0)
+    finite = np.isfinite(border[0]) & np.isfinite(border[1])
+    points = list(zip(border[0][finite].tolist(), border[1][finite].tolist()))
+    if finite.all() and len(points) >= 3:
+        try:
+            hull = sky.polygon(points)
+            if hull.contains(centre):
+                return hull
+        except Exception:  # points not within one hemisphere: no convex hull
+            pass
+    radius = max((_separation(ra, dec, p_ra, p_dec) for p_ra, p_dec in points), default=180.0)
+    if not finite.all():
+        radius = 180.0  # part of the image lies outside the projection: an all-sky map
+    return sky.circle(ra, dec, min(180.0, radius * 1.01 + 1.0 / 3600))
+
+
+def _separation(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
+    """Great-circle distance in degrees (haversine)."""
+    p1, p2 = math.radians(dec1), math.radians(dec2)
+    h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(ra2 - ra1) / 2) ** 2
+    return math.degrees(2 * math.asin(min(1.0, math.sqrt(h))))

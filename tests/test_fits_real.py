@@ -1,0 +1,436 @@
+"""Real FITS images: every WCS kind, compressed files, HDUs, footprints and sky queries.
+
+Oracles are astropy itself on the full image (``all_pix2world`` at the matching pixel,
+``SkyCoord.transform_to(ICRS)``) and brute force in plain Python; the images are built
+here with astropy, one per WCS kind.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import astropy
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.coordinates import ICRS, BarycentricMeanEcliptic, SkyCoord
+from astropy.io import fits
+from astropy.table import Table
+from astropy.wcs import WCS
+
+from skybutler.errors import FormatterError
+from skybutler.formats import get_formatter, get_storage_class
+
+MAS = 1.0 / 3600 / 1000  # one milli-arcsecond in degrees
+N_X, N_Y = 120, 90
+
+
+def _wcs_header(ctype: tuple[str, str], crval: tuple[float, float], cdelt: float = 2e-4,
+                crpix: tuple[float, float] = (60.5, 45.5), **cards: Any) -> fits.Header:
+    header = fits.Header()
+    header["CTYPE1"], header["CTYPE2"] = ctype
+    header["CRVAL1"], header["CRVAL2"] = crval
+    header["CRPIX1"], header["CRPIX2"] = crpix
+    header["CD1_1"], header["CD1_2"] = -cdelt, 0.1 * cdelt
+    header["CD2_1"], header["CD2_2"] = -0.05 * cdelt, cdelt
+    for key, value in cards.items():
+        header[key.replace("__", "-")] = value
+    return header
+
+
+def tan() -> fits.Header:
+    return _wcs_header(("RA---TAN", "DEC--TAN"), (150.1, 2.2), RADESYS="ICRS", EXPTIME=30.0, FILTER="r")
+
+
+def sip() -> fits.Header:
+    h = _wcs_header(("RA---TAN-SIP", "DEC--TAN-SIP"), (210.8, 54.3), cdelt=3e-4)
+    h.update({"A_ORDER": 2, "B_ORDER": 2, "A_2_0": 2e-5, "A_1_1": -1e-5, "A_0_2": 3e-6,
+              "B_2_0": -4e-6, "B_1_1": 1.5e-5, "B_0_2": 2e-5})
+    return h
+
+
+def tpv() -> fits.Header:
+    h = _wcs_header(("RA---TPV", "DEC--TPV"), (35.0, -4.5), cdelt=7e-5)
+    h.update({"PV1_0": 0.0, "PV1_1": 1.0, "PV1_2": 0.0, "PV1_4": 2e-3, "PV1_5": -1e-3, "PV1_7": 5e-3,
+              "PV2_0": 0.0, "PV2_1": 1.0, "PV2_2": 0.0, "PV2_4": -3e-3, "PV2_6": 1e-3, "PV2_10": 4e-3})
+    return h
+
+
+def zpn() -> fits.Header:
+    h = _wcs_header(("RA---ZPN", "DEC--ZPN"), (83.6, 22.0), cdelt=1e-3, crpix=(300.0, -200.0))
+    h.update({"PV2_0": 0.0, "PV2_1": 1.0, "PV2_2": 0.0, "PV2_3": 42.0})
+    return h
+
+
+def car() -> fits.Header:
+    return _wcs_header(("RA---CAR", "DEC--CAR"), (0.0, 0.0), cdelt=0.05, crpix=(-1000.0, -500.0))
+
+
+def ait() -> fits.Header:
+    return _wcs_header(("RA---AIT", "DEC--AIT"), (266.4, -28.9), cdelt=0.02, crpix=(10.0, 100.0))
+
+
+def hpx() -> fits.Header:
+    return _wcs_header(("RA---HPX", "DEC--HPX"), (0.0, 0.0), cdelt=0.1, crpix=(-200.0, -150.0))
+
+
+def galactic() -> fits.Header:
+    return _wcs_header(("GLON-TAN", "GLAT-TAN"), (0.0, 0.0), cdelt=1e-3)
+
+
+def ecliptic() -> fits.Header:
+    return _wcs_header(("ELON-SIN", "ELAT-SIN"), (120.0, 30.0), cdelt=5e-4)
+
+
+def fk4() -> fits.Header:
+    return _wcs_header(("RA---TAN", "DEC--TAN"), (10.68, 41.27), RADESYS="FK4", EQUINOX=1950.0)
+
+
+def helioprojective() -> fits.Header:
+    h = _wcs_header(("HPLN-TAN", "HPLT-TAN"), (0.0, 0.0), cdelt=6e-4)
+    h["CUNIT1"] = h["CUNIT2"] = "deg"
+    h["DATE-OBS"] = "2020-01-01T00:00:00"
+    return h
+
+
+def alternates() -> fits.Header:
+    """A primary TAN and two alternates: galactic (A) and a shifted, rotated TAN (B)."""
+    h = tan()
+    alt_a = WCS(galactic())
+    alt_b = WCS(_wcs_header(("RA---TAN", "DEC--TAN"), (150.3, 2.1), cdelt=2.5e-4, crpix=(10.0, 20.0)))
+    h.update(alt_a.to_header(key="A"))
+    h.update(alt_b.to_header(key="B"))
+    return h
+
+
+def alternates_only() -> fits.Header:
+    h = fits.Header()
+    h.update(WCS(sip()).to_header(key="A", relax=True))
+    return h
+
+
+def dss() -> fits.Header:
+    """The plate-solution header of a Digitized Sky Survey scan shipped with astropy's tests."""
+    path = Path(astropy.__file__).parent / "wcs" / "tests" / "data" / "dss.14.29.56-62.41.05.fits.gz"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        header = fits.getheader(path)
+    for key in ("SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND"):
+        header.remove(key, ignore_missing=True)
+    return header
+
+
+WCS_KINDS = {"tan": tan, "sip": sip, "tpv": tpv, "zpn": zpn, "car": car, "ait": ait, "hpx": hpx,
+             "galactic": galactic, "ecliptic": ecliptic, "fk4": fk4, "helioprojective": helioprojective,
+             "alternates": alternates, "alternates_only": alternates_only, "dss": dss}
+
+
+def make_image(header: fits.Header, n_x: int = N_X, n_y: int = N_Y, dtype: Any = np.float32) -> fits.PrimaryHDU:
+    data = (np.arange(n_x * n_y) % 1009).reshape(n_y, n_x).astype(dtype)
+    return fits.PrimaryHDU(data=data, header=header)
+
+
+def astropy_wcs(header: fits.Header, key: str = " ") -> WCS:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return WCS(header, key=key)
+
+
+def write_file(path: Path, hdus: Any, compress: str | None = None) -> Path:
+    buffer = io.BytesIO()
+    (hdus if isinstance(hdus, fits.HDUList) else fits.HDUList([hdus])).writeto(buffer, output_verify="silentfix")
+    raw = buffer.getvalue()
+    if compress == "gzip":
+        raw = gzip.compress(raw)
+    elif compress == "bzip2":
+        raw = bz2.compress(raw)
+    path.write_bytes(raw)
+    return path
+
+
+def read(path: Path, formatter: str = "fits", component: str | None = None, **parameters: Any) -> Any:
+    with open(path, "rb") as stream:
+        return get_formatter(formatter).read(stream, component=component, parameters=parameters or None)
+
+
+def world(wcs: WCS, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return np.array(wcs.all_pix2world(xs, ys, 0))
+
+
+def assert_same_sky(a: np.ndarray, b: np.ndarray, tolerance: float = MAS) -> None:
+    """Longitudes compared on the sphere (wrapped, scaled by cos(lat)), latitudes directly."""
+    d_lon = (a[0] - b[0] + 180.0) % 360.0 - 180.0
+    assert np.nanmax(np.abs(d_lon * np.cos(np.radians(b[1])))) < tolerance
+    assert np.nanmax(np.abs(a[1] - b[1])) < tolerance
+    assert np.array_equal(np.isnan(a), np.isnan(b))
+
+
+BOXES = [(0, 0, 30, 20), (17, 11, 95, 80), (90, 60, N_X, N_Y)]
+
+
+# -- cut-outs -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(WCS_KINDS))
+@pytest.mark.parametrize("box", BOXES)
+def test_cutout_wcs_matches_full_image(tmp_path: Path, kind: str, box: tuple[int, int, int, int]) -> None:
+    header = WCS_KINDS[kind]()
+    path = write_file(tmp_path / "image.fits", make_image(header))
+    x0, y0, x1, y1 = box
+    xs, ys = np.meshgrid(np.arange(x1 - x0, step=7.0), np.arange(y1 - y0, step=5.0))
+    xs, ys = np.append(xs.ravel(), [x1 - x0 - 1]), np.append(ys.ravel(), [y1 - y0 - 1])
+    cut = read(path, bbox=box)
+    np.testing.assert_array_equal(cut.data, make_image(header).data[y0:y1, x0:x1])
+    for key in [k for k in " ABCDEFGHIJKLMNOPQRSTUVWXYZ" if f"CTYPE1{k.strip()}" in header]:
+        expected = world(astropy_wcs(header, key), xs + x0, ys + y0)
+        assert_same_sky(world(astropy_wcs(cut.header, key), xs, ys), expected)      # the header
+        component = read(path, "fits", "wcs", bbox=box, wcs_key=key)                 # the component
+        assert_same_sky(world(component, xs, ys), expected)
+        assert component.pixel_shape == (x1 - x0, y1 - y0)
+
+
+def test_dss_cutout_drops_the_plate_cards_it_replaced(tmp_path: Path) -> None:
+    path = write_file(tmp_path / "dss.fits", make_image(dss(), 100, 100))
+    header = read(path, "fits", "header", bbox=(20, 10, 90, 60))
+    assert "CNPIX1" not in header and "AMDX1" not in header
+    assert header["NAXIS1"] == 70 and header["NAXIS2"] == 50
+    assert header["LTV1"] == -20 and header["LTV2"] == -10
+    assert header["DATE-OBS"] == dss()["DATE-OBS"]  # the image's own cards are kept as they were
+
+
+@pytest.mark.parametrize("kind", sorted(WCS_KINDS))
+def test_full_wcs_component_is_astropys(tmp_path: Path, kind: str) -> None:
+    header = WCS_KINDS[kind]()
+    path = write_file(tmp_path / "image.fits", make_image(header))
+    xs, ys = np.array([0.0, 50.0, N_X - 1.0]), np.array([0.0, 30.0, N_Y - 1.0])
+    key = " " if kind != "alternates_only" else "A"
+    assert_same_sky(world(read(path, "fits", "wcs"), xs, ys), world(astropy_wcs(header, key), xs, ys), 1e-10)
+
+
+def test_wcs_key_errors(tmp_path: Path) -> None:
+    path = write_file(tmp_path / "image.fits", make_image(alternates()))
+    with pytest.raises(FormatterError, match=r"no WCS with key 'C'.*' ', 'A', 'B'"):
+        read(path, "fits", "wcs", wcs_key="C")
+    with pytest.raises(FormatterError, match="one letter"):
+        read(path, "fits", "wcs", wcs_key="AB")
+
+
+# -- footprints -----------------------------------------------------------------
+
+
+def _icrs(header: fits.Header, xs: np.ndarray, ys: np.ndarray, key: str = " ") -> SkyCoord:
+    wcs = astropy_wcs(header, key)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if wcs.wcs.ctype[0].startswith("ELON"):  # FITS ecliptic axes: the mean ecliptic of J2000
+            lon, lat = wcs.all_pix2world(xs, ys, 0)
+            return SkyCoord(lon * u.deg, lat * u.deg, frame=BarycentricMeanEcliptic(equinox="J2000")) \
+                .transform_to(ICRS())
+        return wcs.pixel_to_world(xs, ys).transform_to(ICRS())
+
+
+@pytest.mark.parametrize("kind", ["tan", "sip", "tpv", "zpn", "car", "hpx", "galactic", "ecliptic", "fk4", "dss",
+                                  "alternates", "alternates_only"])
+def test_footprint_is_icrs(kind: str) -> None:
+    from skybutler.dimensions import regions as sky
+
+    header = WCS_KINDS[kind]()
+    facts = get_storage_class("Image").extract_metadata(make_image(header))
+    key = "A" if kind == "alternates_only" else " "
+    centre = _icrs(header, np.array([(N_X - 1) / 2]), np.array([(N_Y - 1) / 2]), key)
+    assert facts["footprint_problem"] is None
+    assert SkyCoord(facts["ra_center"] * u.deg, facts["dec_center"] * u.deg).separation(centre[0]).deg < MAS
+    corners = _icrs(header, np.array([0.0, N_X - 1, N_X - 1, 0.0]), np.array([0.0, 0.0, N_Y - 1, N_Y - 1]), key)
+    for corner in corners:
+        assert facts["region"].contains(sky.point(corner.ra.deg, corner.dec.deg))
+    # Nothing a degree beyond the image is inside its footprint.
+    far = _icrs(header, np.array([-0.5 * N_X, 1.5 * N_X]), np.array([N_Y / 2, N_Y / 2]), key)
+    for point in far:
+        if np.isfinite(point.ra.deg) and kind not in ("car", "hpx"):
+            assert not facts["region"].contains(sky.point(point.ra.deg, point.dec.deg))
+    assert facts["wcs_frame"] == {"galactic": "galactic", "ecliptic": "barycentricmeanecliptic", "fk4": "fk4",
+                                  "dss": "fk5"}.get(kind, "icrs")
+
+
+def test_galactic_centre_is_not_stored_as_ra_dec_zero() -> None:
+    facts = get_storage_class("Image").extract_metadata(make_image(galactic()))
+    expected = SkyCoord(0 * u.deg, 0 * u.deg, frame="galactic").icrs
+    assert facts["ra_center"] == pytest.approx(expected.ra.deg, abs=1e-6)
+    assert facts["dec_center"] == pytest.approx(expected.dec.deg, abs=1e-6)
+
+
+def test_no_footprint_for_solar_or_missing_wcs() -> None:
+    sc = get_storage_class("Image")
+    solar = sc.extract_metadata(make_image(helioprojective()))
+    assert solar["region"] is None and solar["ra_center"] is None
+    assert solar["wcs_frame"] == "helioprojective" and "no fixed sky position" in solar["footprint_problem"]
+    bare = sc.extract_metadata(np.zeros((4, 4), np.int16))
+    assert bare["region"] is None and bare["footprint_problem"] == "no WCS"
+
+
+def test_all_sky_map_gets_a_region_holding_everything() -> None:
+    from skybutler.dimensions import regions as sky
+
+    header = _wcs_header(("RA---AIT", "DEC--AIT"), (0.0, 0.0), cdelt=-1.0, crpix=(180.5, 90.5))
+    facts = get_storage_class("Image").extract_metadata(make_image(header, 360, 180))
+    assert facts["footprint_problem"] is None
+    for ra, dec in [(0, 0), (179, 0), (90, 85), (270, -85)]:
+        assert facts["region"].contains(sky.point(ra, dec))
+
+
+# -- compressed files and HDUs ------------------------------------------------------
+
+
+@pytest.mark.parametrize("compress", [None, "gzip", "bzip2", "tile"])
+def test_compressed_files_read_and_cut_out(tmp_path: Path, compress: str | None) -> None:
+    header = sip()
+    image = make_image(header, dtype=np.int32)
+    if compress == "tile":
+        path = tmp_path / "image.fits.fz"
+        fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(image.data, header=header, tile_shape=(10, N_X))]) \
+            .writeto(path)
+    else:
+        path = write_file(tmp_path / "image.fits", image, compress)
+    np.testing.assert_array_equal(read(path, "fits", "data"), image.data)
+    box = (5, 7, 60, 33)
+    cut = read(path, bbox=box)
+    np.testing.assert_array_equal(cut.data, image.data[7:33, 5:60])
+    xs, ys = np.array([0.0, 54.0]), np.array([0.0, 25.0])
+    assert_same_sky(world(astropy_wcs(cut.header), xs, ys), world(astropy_wcs(header), xs + 5, ys + 7))
+    get_formatter("fits").validate(path)
+    # The same bytes through an in-memory stream (an object store's file object).
+    with open(path, "rb") as f:
+        stream = io.BytesIO(f.read())
+    np.testing.assert_array_equal(get_formatter("fits").read(stream, component="data"), image.data)
+    assert not stream.closed
+
+
+def test_tile_compressed_cutout_reads_only_its_tiles(tmp_path: Path) -> None:
+    data = np.random.default_rng(1).integers(0, 60000, size=(2000, 500)).astype(np.int32)
+    path = tmp_path / "big.fits.fz"
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, tile_shape=(10, 500))]).writeto(path)
+
+    class Counting(io.BytesIO):
+        read_bytes = 0
+
+        def read(self, size: int = -1) -> bytes:
+            out = super().read(size)
+            Counting.read_bytes += len(out)
+            return out
+
+    stream = Counting(path.read_bytes())
+    cut = get_formatter("fits").read(stream, component="data", parameters={"bbox": (0, 1000, 500, 1010)})
+    np.testing.assert_array_equal(cut, data[1000:1010])
+    assert Counting.read_bytes < path.stat().st_size / 4
+
+
+def make_raw(n_amps: int = 4) -> fits.HDUList:
+    primary = fits.PrimaryHDU(header=fits.Header({"DATE-OBS": "2026-03-01T01:02:03", "MJD-OBS": 61100.04,
+                                                  "EXPTIME": 15.0, "FILTER": "g", "INSTRUME": "SimCam"}))
+    hdus = [primary]
+    for amp in range(n_amps):
+        header = _wcs_header(("RA---TAN", "DEC--TAN"), (150.0, 2.0), crpix=(60.5 - 40 * amp, 45.5))
+        header["EXTNAME"] = f"AMP{amp:02d}"
+        header["INHERIT"] = True
+        hdus.append(fits.ImageHDU(np.full((N_Y, 40), amp, dtype=np.uint16), header=header))
+    hdus.append(fits.BinTableHDU(Table({"a": [1, 2]}), name="CATALOG"))
+    return fits.HDUList(hdus)
+
+
+def test_hdus_by_name_and_index_with_inherited_header(tmp_path: Path) -> None:
+    path = write_file(tmp_path / "raw.fits", make_raw(), "gzip")
+    amp = read(path, hdu="AMP02")
+    assert amp.data.dtype == np.uint16 and np.all(amp.data == 2)
+    assert amp.header["DATE-OBS"] == "2026-03-01T01:02:03" and amp.header["EXPTIME"] == 15.0
+    np.testing.assert_array_equal(read(path, "fits", "data", hdu=3), amp.data)
+    np.testing.assert_array_equal(read(path, "fits", "data", hdu=("AMP02", 1)), amp.data)
+    assert read(path, "fits", "header", hdu="amp01")["EXTNAME"] == "AMP01"
+    with pytest.raises(FormatterError, match=r"no HDU 'AMP07'.*4:AMP03"):
+        read(path, hdu="AMP07")
+    with pytest.raises(FormatterError, match=r"HDU 5 \(CATALOG\) is a BinTableHDU, not an image"):
+        read(path, hdu="CATALOG")
+    with pytest.raises(FormatterError, match=r"HDU 0 \(PRIMARY\) holds a 0-D array"):
+        read(path, hdu=0)
+
+
+def test_multi_extension_image(tmp_path: Path) -> None:
+    sc = get_storage_class("MultiExtensionImage")
+    raw = sc.check(make_raw())
+    fmt = get_formatter("fits-mef")
+    path = tmp_path / "raw.fits"
+    with open(path, "wb") as stream:
+        fmt.write(raw, stream)
+    whole = read(path, "fits-mef")
+    assert [h.name for h in whole] == ["PRIMARY", "AMP00", "AMP01", "AMP02", "AMP03", "CATALOG"]
+    assert whole["AMP03"].header["MJD-OBS"] == 61100.04
+    headers = read(path, "fits-mef", "headers")
+    assert len(headers) == 6 and headers[2]["FILTER"] == "g"
+    cut = read(path, "fits-mef", hdu="AMP01", bbox=(0, 0, 10, 10))
+    assert cut.data.shape == (10, 10) and np.all(cut.data == 1)
+    facts = sc.extract_metadata(raw)
+    assert facts == sc.extract_metadata(headers) | {}  # the same facts from the headers alone
+    assert facts["n_hdus"] == 6 and facts["n_images"] == 4
+    # The union footprint holds every amplifier's corners.
+    from skybutler.dimensions import regions as sky
+
+    for amp in range(4):
+        header = raw[amp + 1].header
+        for corner in _icrs(header, np.array([0.0, 39.0]), np.array([0.0, N_Y - 1.0])):
+            assert facts["region"].contains(sky.point(corner.ra.deg, corner.dec.deg))
+
+
+def test_fits_table(tmp_path: Path) -> None:
+    sc = get_storage_class("FitsTable")
+    table = Table({"id": np.arange(5), "flux": np.linspace(1, 2, 5) * u.nJy, "band": list("ugriz")})
+    fmt = get_formatter("fits-table")
+    path = tmp_path / "cat.fits"
+    with open(path, "wb") as stream:
+        fmt.write(sc.check(table), stream)
+    back = read(path, "fits-table")
+    assert back.colnames == ["id", "flux", "band"] and back["flux"].unit == u.nJy
+    assert list(back["band"]) == list("ugriz")
+    arrow = read(path, "fits-table", columns=["flux", "id"], **{"as": "arrow"})
+    assert arrow.column_names == ["flux", "id"] and arrow.num_rows == 5
+    assert read(path, "fits-table", "columns") == ["id", "flux", "band"]
+    assert sc.extract_metadata(read(path, "fits-table", "header")) == sc.extract_metadata(table)
+    with pytest.raises(FormatterError, match=r"unknown column\(s\) \['nope'\]"):
+        read(path, "fits-table", columns=["nope"])
+
+
+# -- validation at ingest -------------------------------------------------------------
+
+
+def test_validation_refuses_bad_files(tmp_path: Path) -> None:
+    fmt = get_formatter("fits")
+    good = write_file(tmp_path / "good.fits", make_image(tan()))
+    fmt.validate(good)
+    text = tmp_path / "notes.fits"
+    text.write_text("this is not FITS\n" * 200)
+    with pytest.raises(FormatterError, match=r"notes\.fits: not a readable FITS file"):
+        fmt.validate(text)
+    truncated = tmp_path / "truncated.fits"
+    truncated.write_bytes(good.read_bytes()[:2880 + 4000])
+    with pytest.raises(FormatterError, match=r"truncated\.fits: the file is truncated: HDU 0"):
+        fmt.validate(truncated)
+    corrupt = tmp_path / "corrupt.fits.gz"
+    packed = bytearray(gzip.compress(good.read_bytes()))
+    packed[len(packed) // 2] ^= 0xFF
+    corrupt.write_bytes(bytes(packed))
+    with pytest.raises(FormatterError, match=r"corrupt\.fits\.gz: the gzip stream is corrupt"):
+        fmt.validate(corrupt)
+    table_only = write_file(tmp_path / "table.fits", fits.HDUList([fits.PrimaryHDU(),
+                                                                   fits.BinTableHDU(Table({"a": [1]}))]))
+    with pytest.raises(FormatterError, match=r"table\.fits: the file holds no 2-D image HDU"):
+        fmt.validate(table_only)
+    bad_wcs = make_image(tan())
+    bad_wcs.header["CTYPE1"], bad_wcs.header["CTYPE2"] = "RA---TAN", "RA---TAN"
+    with pytest.raises(FormatterError, match=r"bad_wcs\.fits: HDU 0 \(PRIMARY\): astropy cannot parse"):
+        fmt.validate(write_file(tmp_path / "bad_wcs.fits", bad_wcs))
