@@ -24,6 +24,7 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
 
+from skybutler import Butler
 from skybutler.errors import FormatterError
 from skybutler.formats import get_formatter, get_storage_class
 
@@ -434,3 +435,197 @@ def test_validation_refuses_bad_files(tmp_path: Path) -> None:
     bad_wcs.header["CTYPE1"], bad_wcs.header["CTYPE2"] = "RA---TAN", "RA---TAN"
     with pytest.raises(FormatterError, match=r"bad_wcs\.fits: HDU 0 \(PRIMARY\): astropy cannot parse"):
         fmt.validate(write_file(tmp_path / "bad_wcs.fits", bad_wcs))
+
+
+# -- the repository: ingest, put, facts, sky queries -------------------------------------
+
+
+def _pointed(ra: float, dec: float, frame: str = "icrs", size: tuple[int, int] = (N_X, N_Y)) -> fits.PrimaryHDU:
+    """A small TAN image centred on (ra, dec) of ``frame``, 0.2 arcmin pixels, slightly rotated."""
+    if frame == "galactic":
+        header = _wcs_header(("GLON-TAN", "GLAT-TAN"), (ra, dec), cdelt=3e-3)
+    else:
+        header = _wcs_header(("RA---TAN", "DEC--TAN"), (ra, dec), cdelt=3e-3, RADESYS="ICRS")
+    header["CRPIX1"], header["CRPIX2"] = (size[0] + 1) / 2, (size[1] + 1) / 2
+    return make_image(header, *size)
+
+
+def _covers(hdu: fits.PrimaryHDU, ra: float, dec: float) -> bool:
+    """Brute force: does the image hold a pixel at ICRS (ra, dec)?  (astropy's world_to_pixel)."""
+    wcs = astropy_wcs(hdu.header)
+    if not wcs.has_celestial or wcs.wcs.ctype[0].startswith("HPLN"):
+        return False
+    x, y = wcs.world_to_pixel(SkyCoord(ra * u.deg, dec * u.deg, frame="icrs"))
+    n_y, n_x = hdu.data.shape
+    return bool(-0.5 <= x < n_x - 0.5 and -0.5 <= y < n_y - 0.5)
+
+
+@pytest.fixture
+def images(butler, tmp_path):
+    """Images of visit 1, detectors 0..3 and visit 2, detectors 0..3: five ingested (plain, gzip,
+    bzip2, tile-compressed, gzip named .fits), three put; one galactic, one helioprojective."""
+    butler.register_dataset_type("calexp", ["instrument", "visit", "detector"], "Image")
+    rng = np.random.default_rng(7)
+    made: dict[tuple[int, int], fits.PrimaryHDU] = {}
+    ingested = []
+    ways = {0: None, 2: "gzip", 4: "bzip2", 6: "tile", 7: "gzip-as-fits"}
+    for n, (visit, detector) in enumerate([(v, d) for v in (1, 2) for d in range(4)]):
+        if n == 6:
+            hdu = make_image(helioprojective())
+        elif n == 5:
+            hdu = _pointed(0.1, 0.2, "galactic")
+        else:
+            hdu = _pointed(150.0 + rng.uniform(-0.3, 0.3), 2.0 + rng.uniform(-0.3, 0.3))
+        made[(visit, detector)] = hdu
+        data_id = {"instrument": "Cam", "visit": visit, "detector": detector}
+        if n not in ways:
+            butler.put(hdu, "calexp", data_id)
+            continue
+        way = ways[n]
+        if way == "tile":
+            path = tmp_path / f"in{n}.fits.fz"
+            fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(hdu.data, header=hdu.header)]).writeto(path)
+        else:
+            suffix = {None: ".fits", "gzip": ".fits.gz", "bzip2": ".fits.bz2", "gzip-as-fits": ".fits"}[way]
+            path = write_file(tmp_path / f"in{n}{suffix}", hdu, "gzip" if way == "gzip-as-fits" else way)
+        ingested.append((path, data_id))
+    refs = butler.ingest("calexp", ingested, run="run/a")
+    return butler, made, refs
+
+
+def test_ingested_files_keep_their_full_suffix_and_read_back(images):
+    butler, made, refs = images
+    suffixes = sorted(Path(r.artifact.path).name.split(".", 1)[1] for r in refs)
+    assert suffixes == ["fits", "fits", "fits.bz2", "fits.fz", "fits.gz"]
+    for ref in refs:
+        key = (ref.data_id["visit"], ref.data_id["detector"])
+        np.testing.assert_array_equal(butler.get(ref, component="data"), made[key].data)
+        cut = butler.get(ref, parameters={"bbox": (3, 4, 50, 40)})
+        np.testing.assert_array_equal(cut.data, made[key].data[4:40, 3:50])
+
+
+def test_ingested_and_put_images_have_the_same_facts(images):
+    butler, made, refs = images
+    sc = get_storage_class("Image")
+    for ref in butler.query_datasets("calexp", collections="run/a"):
+        facts = butler.get_metadata(ref)
+        expected = sc.extract_metadata(made[(ref.data_id["visit"], ref.data_id["detector"])])
+        assert facts.keys() == expected.keys()
+        for key, value in expected.items():
+            if key == "region":
+                assert (value is None) == (facts[key] is None)
+                if value is not None:
+                    assert facts[key].encode() == value.encode()
+            elif isinstance(value, float):
+                assert facts[key] == pytest.approx(value, abs=1e-12)
+            else:
+                assert facts[key] == value, key
+    assert butler.query_datasets("calexp", where="calexp.n_x > 0", collections="run/a").count() == 8
+
+
+def test_which_images_cover_a_position_matches_brute_force(images):
+    butler, made, _ = images
+    rng = np.random.default_rng(3)
+    galactic_centre = SkyCoord(0.1 * u.deg, 0.2 * u.deg, frame="galactic").icrs
+    points = [(150.0 + rng.uniform(-0.6, 0.6), 2.0 + rng.uniform(-0.6, 0.6)) for _ in range(40)]
+    points += [(galactic_centre.ra.deg, galactic_centre.dec.deg), (0.0, 0.0), (0.1, 0.2)]
+    for ra, dec in points:
+        where = f"calexp.region OVERLAPS POINT({float(ra)!r}, {float(dec)!r})"
+        found = {(r.data_id["visit"], r.data_id["detector"])
+                 for r in butler.query_datasets("calexp", where=where, collections="run/a")}
+        expected = {key for key, hdu in made.items() if _covers(hdu, ra, dec)}
+        assert found == expected, (ra, dec)
+        # The same question about data IDs, through the first-found dataset of each.
+        ids = {(d["visit"], d["detector"]) for d in butler.query_data_ids(["visit", "detector"], where=where,
+                                                                          collections="run/a")}
+        assert ids == expected
+
+
+def test_region_fact_needs_a_constant_region(images):
+    from skybutler.errors import QueryError
+
+    butler, _, _ = images
+    with pytest.raises(QueryError, match="constant region"):
+        list(butler.query_datasets("calexp", where="calexp.region OVERLAPS visit.region", collections="run/a"))
+
+
+def test_bad_files_are_refused_at_ingest_and_nothing_changes(butler, tmp_path):
+    butler.register_dataset_type("calexp", ["instrument", "visit", "detector"], "Image")
+    good = write_file(tmp_path / "good.fits", _pointed(150.0, 2.0))
+    text = tmp_path / "notes.fits"
+    text.write_text("not FITS at all\n" * 300)
+    corrupt = tmp_path / "corrupt.fits.gz"
+    packed = bytearray(gzip.compress(good.read_bytes()))
+    packed[len(packed) // 2] ^= 0xFF
+    corrupt.write_bytes(bytes(packed))
+    table = write_file(tmp_path / "table.fits", fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU(Table({"a": [1]}))]))
+    before = set(butler.datastore.walk())
+    for bad, pattern in [(text, r"notes\.fits: not a readable FITS file"),
+                         (corrupt, r"corrupt\.fits\.gz: the gzip stream is corrupt"),
+                         (table, r"table\.fits: the file holds no 2-D image HDU")]:
+        with pytest.raises(FormatterError, match=pattern):
+            butler.ingest("calexp", [(good, {"instrument": "Cam", "visit": 1, "detector": 0}),
+                                     (bad, {"instrument": "Cam", "visit": 1, "detector": 1})], run="run/a")
+    assert set(butler.datastore.walk()) == before
+    assert not butler.collections.exists("run/a") or \
+        butler.query_datasets("calexp", collections="run/a").count() == 0
+
+
+def test_extract_metadata_backfills_stored_datasets(images, tmp_path):
+    import sqlalchemy as sa
+    from click.testing import CliRunner
+
+    from skybutler.cli.main import cli
+
+    butler, made, _ = images
+    refs = list(butler.query_datasets("calexp", collections="run/a"))
+    expected = {r.id: butler.get_metadata(r) for r in refs}
+    table = butler.registry.metadata.table("Image")
+    with butler.registry.db.transaction() as conn:  # as if stored before facts were extracted
+        conn.execute(table.delete())
+    assert butler.query_datasets("calexp", where="calexp.n_x > 0", collections="run/a").count() == 0
+    assert butler.extract_metadata("calexp", collections="run/a") == 8
+    assert butler.extract_metadata("calexp", collections="run/a") == 0  # nothing left without facts
+    assert {r.id: butler.get_metadata(r)["ra_center"] for r in refs} == \
+        {i: f["ra_center"] for i, f in expected.items()}
+    centre = made[(1, 0)].header["CRVAL1"], made[(1, 0)].header["CRVAL2"]
+    where = f"calexp.region OVERLAPS POINT({centre[0]!r}, {centre[1]!r})"
+    assert (1, 0) in {(r.data_id["visit"], r.data_id["detector"])
+                      for r in butler.query_datasets("calexp", where=where, collections="run/a")}
+    with butler.registry.db.transaction() as conn:
+        conn.execute(table.delete().where(table.c.n_x.isnot(None)))
+    butler.close()
+    result = CliRunner().invoke(cli, ["extract-metadata", str(tmp_path / "repo"), "calexp", "-c", "run/a",
+                                      "--where", "visit = 1"])
+    assert result.exit_code == 0, result.output
+    assert "4 dataset(s)" in result.output
+    again = Butler(tmp_path / "repo", collections=["run/a"])
+    assert again.query_datasets("calexp", where="calexp.n_x > 0").count() == 4
+    again.close()
+
+
+def test_import_extracts_facts(images, tmp_path, make_butler):
+    from skybutler.repository_transfer import export_datasets, import_datasets
+
+    butler, _, _ = images
+    refs = list(butler.query_datasets("calexp", collections="run/a"))
+    export_datasets(butler, refs, tmp_path / "export")
+    target = make_butler("target")
+    assert import_datasets(target, tmp_path / "export") == 8
+    for ref in refs:
+        assert target.get_metadata(ref)["n_x"] == butler.get_metadata(ref)["n_x"]
+        assert target.get_metadata(ref)["ra_center"] == butler.get_metadata(ref)["ra_center"]
+
+
+def test_multi_extension_raw_in_the_repository(butler, tmp_path):
+    butler.register_dataset_type("mef", ["instrument", "visit", "detector"], "MultiExtensionImage")
+    path = write_file(tmp_path / "raw.fits.gz", make_raw(), "gzip")
+    ref = butler.ingest("mef", [(path, {"instrument": "Cam", "visit": 1, "detector": 0})], run="run/a")[0]
+    assert ref.artifact.path.endswith(".fits.gz")
+    amp = butler.get(ref, parameters={"hdu": "AMP03"})
+    assert np.all(amp.data == 3) and amp.header["FILTER"] == "g"
+    assert len(butler.get(ref)) == 6
+    facts = butler.get_metadata(ref)
+    assert facts["n_images"] == 4 and facts["filter"] == "g" and facts["region"] is not None
+    put = butler.put(make_raw(), "mef", {"instrument": "Cam", "visit": 1, "detector": 1})
+    assert butler.get_metadata(put)["ra_center"] == pytest.approx(facts["ra_center"], abs=1e-9)

@@ -28,6 +28,7 @@ from .dimensions import DataCoordinate, DimensionRecord, DimensionUniverse
 from .errors import (CollectionError, DatasetNotFoundError, DataIdError, FileNotStoredError, QueryError,
                      RegistryError, SkybutlerError, StorageClassError)
 from .formats import get_formatter, get_storage_class
+from .formats.file_facts import file_facts
 from .query.builder import QuerySpec
 from .query.builder import build as build_query
 from .query.calibrations import CalibrationQueryResults
@@ -402,6 +403,9 @@ class Butler:
             entries = [(p, r) for p, r in entries if r.data_id not in found]
         if not entries:
             return []
+        facts = [(r.id, file_facts(p, fmt, storage_class)) for p, r in entries]  # refuses unreadable files
+        if storage_class.metadata_fields:
+            self.registry.metadata.table(storage_class.name, storage_class.metadata_fields)  # see _commit
         done = []
         try:
             done = ingest_files(self.datastore, entries, transfer, fmt.name, fmt.extension)  # undoes itself on failure
@@ -409,6 +413,7 @@ class Butler:
                 self._ensure_run(run)
                 stored = self.registry.datasets.insert(dtype, run, [r.data_id for _, r in entries],
                                                        [r.id for _, r in entries], [d.artifact for d in done])
+                self.registry.metadata.insert(storage_class.name, storage_class.metadata_fields, facts)
             self._known_runs.add(run)
             self._on_rollback(lambda: [d.undo() for d in reversed(done)])
             return stored
@@ -557,6 +562,37 @@ class Butler:
     def get_metadata(self, ref: DatasetRef) -> dict[str, Any]:
         """The facts extracted from a dataset when it was stored, and its metrics."""
         return self.registry.metadata.get(ref.id, ref.dataset_type.storage_class)
+
+    def extract_metadata(self, dataset_types: str | Sequence[str], *, collections: str | Sequence[str] | None = None,
+                         where: str = "", replace: bool = False) -> int:
+        """Extract the facts of stored datasets that have none (all of them with ``replace``),
+        reading each artifact only as far as its storage class needs; returns how many."""
+        names = [dataset_types] if isinstance(dataset_types, str) else list(dataset_types)
+        done = 0
+        for name in names:
+            storage_class = get_storage_class(self.get_dataset_type(name).storage_class)
+            if not storage_class.metadata_fields:
+                continue
+            refs = list(self.query_datasets(name, where=where, collections=collections, find_first=False))
+            ids = list(dict.fromkeys(r.id for r in refs))
+            if not replace:
+                ids = sorted(self.registry.metadata.ids_without_facts(storage_class.name, ids))
+            artifacts = self.registry.datasets.artifacts(ids)
+            facts = []
+            for dataset_id in ids:
+                artifact = artifacts.get(dataset_id)
+                if artifact is None:  # purged or cold: nothing to read here
+                    continue
+                component = storage_class.metadata_component
+                if component not in get_formatter(artifact.formatter).components:
+                    component = None
+                facts.append((dataset_id, storage_class.extract_metadata(self.datastore.read(artifact, component))))
+            self.registry.metadata.table(storage_class.name, storage_class.metadata_fields)
+            with self.registry.transaction():
+                self.registry.metadata.insert(storage_class.name, storage_class.metadata_fields, facts,
+                                              replace=True)
+            done += len(facts)
+        return done
 
     # -- user tables ----------------------------------------------------------
 

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from .butler import Butler
-from .datastore.transfer import check_sources, ingest_file
+from .datastore.transfer import check_sources, file_suffix, ingest_file
 from .dimensions import DataCoordinate, DimensionRecord
 from .dimensions import regions as sky
 from .errors import DatasetConflictError, SkybutlerError
+from .formats import get_formatter, get_storage_class
+from .formats.file_facts import file_facts
 from .models import CollectionType, DatasetRef, DatasetType
 from .timespan import Timespan
 
@@ -143,11 +145,18 @@ def ingest_with_ids(butler: Butler, entries: list[tuple[Path, dict[str, Any]]], 
                                                                                d["data_id"]))
         groups[(d["type"], d["run"])].append((path, DatasetRef(dataset_id, dtype, data_id, d["run"]),
                                               d["formatter"]))
+    facts: dict[tuple[str, str], list[tuple[uuid.UUID, dict[str, Any]]]] = {}
+    for key, items in groups.items():  # validated and their facts extracted before anything moves
+        storage_class = get_storage_class(items[0][1].dataset_type.storage_class)
+        facts[key] = [(ref.id, file_facts(path, get_formatter(formatter), storage_class))
+                      for path, ref, formatter in items]
+        if storage_class.metadata_fields:
+            butler.registry.metadata.table(storage_class.name, storage_class.metadata_fields)
     done = []
     try:
         for items in groups.values():
             for path, ref, formatter in items:
-                rel = butler.datastore.relative_path(ref, path.suffix)
+                rel = butler.datastore.relative_path(ref, file_suffix(path, path.suffix))
                 done.append(ingest_file(butler.datastore, path, rel, transfer, formatter))
         with butler.registry.transaction():
             position = 0
@@ -157,6 +166,9 @@ def ingest_with_ids(butler: Butler, entries: list[tuple[Path, dict[str, Any]]], 
                 position += len(items)
                 butler.registry.datasets.insert(items[0][1].dataset_type, run, [r.data_id for _, r, _ in items],
                                                 [r.id for _, r, _ in items], [c.artifact for c in chunk])
+                storage_class = get_storage_class(items[0][1].dataset_type.storage_class)
+                butler.registry.metadata.insert(storage_class.name, storage_class.metadata_fields,
+                                                facts[(type_name, run)])
     except BaseException:
         for d in reversed(done):
             d.undo()

@@ -1,4 +1,4 @@
-"""Dataset commands: ingest-files, put, get."""
+"""Dataset commands: ingest-files, put, get, extract-metadata."""
 
 from __future__ import annotations
 
@@ -141,4 +141,25 @@ def get(repo: Path, dataset_type: str, data_id: tuple[str, ...], collections: tu
     print_json(obj)
 
 
-COMMANDS = (ingest_files, put, get)
+@click.command("extract-metadata")
+@repo_argument
+@click.argument("dataset_types", nargs=-1, required=True, metavar="DATASET_TYPE...")
+@click.option("--collections", "-c", multiple=True,
+              help="Collections to search (repeatable or comma-separated; default: every RUN).")
+@click.option("--where", "-w", default="", help="Only datasets matching this expression.")
+@click.option("--replace", is_flag=True, help="Extract again for datasets that already have facts.")
+@json_option
+def extract_metadata(repo: Path, dataset_types: tuple[str, ...], collections: tuple[str, ...], where: str,
+                     replace: bool, as_json: bool) -> None:
+    """Extract the queryable facts (shape, sky footprint, header keys...) of stored DATASET_TYPE
+    datasets that have none, e.g. ones stored by an older skybutler."""
+    with open_butler(repo) as butler:
+        searched = split_csv_option(collections) or [c.name for c in butler.collections.query(types=["run"])]
+        count = butler.extract_metadata(list(dataset_types), collections=searched, where=where, replace=replace)
+    if as_json:
+        print_json({"extracted": count})
+    else:
+        info(f"extracted the facts of {count} dataset(s)")
+
+
+COMMANDS = (ingest_files, put, get, extract_metadata)

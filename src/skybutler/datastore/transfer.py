@@ -22,6 +22,8 @@ from .checksums import checksum
 from .local_files import read_all, rename_no_replace, write_new_file
 
 TRANSFER_MODES = ("copy", "move", "hardlink", "symlink", "direct", "auto")
+#: Suffixes of compressed files: the suffix before them is kept too (``.fits.gz``).
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".fz", ".xz", ".z")
 #: Threads that place the files of one batch at once into an object store, where each
 #: transfer waits on the network.  On a local disk files are placed in order: creating
 #: many files from several threads is slower there, not faster.
@@ -91,8 +93,7 @@ def ingest_files(datastore, entries: Sequence[tuple[str | Path, object]], transf
     check_sources([(source, formatter) for source, _ in entries])
     def one(entry: tuple[str | Path, object]) -> IngestedFile:
         source, ref = entry
-        return ingest_file(datastore, source,
-                           lambda: datastore.relative_path(ref, os.path.splitext(source)[1] or extension),
+        return ingest_file(datastore, source, lambda: datastore.relative_path(ref, file_suffix(source, extension)),
                            transfer, formatter)
 
     if datastore.local or transfer == "direct" or len(entries) < 2:
@@ -118,6 +119,18 @@ def ingest_files(datastore, entries: Sequence[tuple[str | Path, object]], transf
             d.undo()
         raise error
     return placed
+
+
+def file_suffix(path: str | Path, default: str) -> str:
+    """The suffix a stored copy of ``path`` keeps: ``.fits``, or ``.fits.gz`` for a compressed file
+    (the compression suffix and the one before it); ``default`` if it has none."""
+    suffixes = Path(path).suffixes
+    if not suffixes:
+        return default
+    if suffixes[-1].lower() in COMPRESSION_SUFFIXES and len(suffixes) > 1 and suffixes[-2][1:].isalnum() \
+            and len(suffixes[-2]) <= 8:
+        return "".join(suffixes[-2:])
+    return suffixes[-1]
 
 
 def ingest_file(datastore, source: str | Path, relative_path: str | Callable[[], str], transfer: str,

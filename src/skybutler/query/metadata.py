@@ -3,10 +3,15 @@
 ``src.n_rows > 5000`` compares, for each row of the query, the ``n_rows`` of the
 ``src`` dataset with that row's data ID, found first in the searched collections.
 A correlated scalar subquery keeps one value per row, so a dataset present in
-several collections never multiplies the result.
+several collections never multiplies the result.  A region fact (an image's
+footprint) is usable in ``calexp.region OVERLAPS POINT(ra, dec)``: the sky-pixel
+ranges recorded with it are the coarse SQL test, its exact overlap is checked
+on the rows.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -18,7 +23,7 @@ from .joins import JoinBuilder
 from .where import Operand
 
 _KINDS = {sa.BigInteger: "int", sa.Integer: "int", sa.Float: "float", sa.Text: "str", sa.String: "str",
-          sa.Boolean: "bool"}
+          sa.Boolean: "bool", sa.LargeBinary: "region"}
 
 
 def _kind(column: sa.Column) -> str:
@@ -48,16 +53,27 @@ def dataset_field_operand(registry: Registry, joins: JoinBuilder, dtype: Dataset
         known = [c.name for c in table.c if c.name != "dataset_id"] if table is not None else []
         raise QueryError(f"{dtype.name} has no metadata field or metric {field!r}"
                          f"{'; fields: ' + ', '.join(known) if known else ''}", expression, column)
+    if kind == "region" and registry.metadata.spatial_index is None:
+        raise QueryError("this universe has no spatial index; region queries are unavailable", expression, column)
     if row_dataset_id is not None:
         sub = sa.select(value).where(link[0] == row_dataset_id, *extra).scalar_subquery()
+        if kind == "region":
+            return Operand(kind, sub, element=f"{dtype.name}_{field}",
+                           coarse=lambda region: row_dataset_id.in_(registry.metadata.overlapping(field, region)))
         return Operand(kind, sub)
     tags = registry.schema.tags_table(group).alias(f"meta_{dtype.name}_{field}")
     rank = sa.case({cid: i for i, cid in enumerate(collection_ids)}, value=tags.c.collection_id) \
         if len(collection_ids) > 1 else sa.literal(0)
+    found = [tags.c.dataset_type_id == type_id, tags.c.collection_id.in_(collection_ids),
+             *[tags.c[d] == joins.ensure(d) for d in group.required]]
     sub = (sa.select(value).select_from(tags.join(source, link[0] == tags.c.dataset_id))
-           .where(tags.c.dataset_type_id == type_id, tags.c.collection_id.in_(collection_ids), *extra,
-                  *[tags.c[d] == joins.ensure(d) for d in group.required])
-           .order_by(rank).limit(1).scalar_subquery())
+           .where(*found, *extra).order_by(rank).limit(1).scalar_subquery())
+    if kind == "region":
+        def coarse(region: Any) -> sa.ColumnElement:
+            near = registry.metadata.overlapping(field, region)
+            return sa.exists(sa.select(sa.literal(1)).select_from(tags).where(*found, tags.c.dataset_id.in_(near)))
+
+        return Operand(kind, sub, element=f"{dtype.name}_{field}", coarse=coarse)
     return Operand(kind, sub)
 
 

@@ -42,6 +42,9 @@ class Operand:
     #: For a region: the constant region, or the element whose region column it is.
     region: sphgeom.Region | None = None
     element: str | None = None
+    #: For a dataset's region fact: the coarse SQL test "may overlap this constant region"
+    #: (its ``element`` labels the region column; it has no sky-pixel overlap table).
+    coarse: Callable[[sphgeom.Region], sa.ColumnElement] | None = None
 
 
 @dataclass
@@ -388,6 +391,12 @@ class WhereCompiler:
             lhs, rhs = rhs, lhs
         if lhs.element is None:
             return sa.true() if sky.overlaps(lhs.region, rhs.region) else sa.false()
+        if lhs.coarse is not None or rhs.coarse is not None:
+            if rhs.element is not None:
+                raise self.error("a dataset's region can only be tested against a constant region "
+                                 "(POINT, CIRCLE, BOX, POLYGON or a bound region)", node)
+            self.result.region_filters.append(RegionFilter(self._region_column(lhs), rhs.region))
+            return lhs.coarse(rhs.region)
         index = self.universe.spatial_index
         if index is None:
             raise self.error("this universe has no spatial index; region queries are unavailable", node)

@@ -1,9 +1,13 @@
-"""Queryable facts about datasets: metadata extracted at put time, metrics attached later.
+"""Queryable facts about datasets: metadata extracted when stored, metrics attached later.
 
 Extracted metadata lives in one table per storage class with a typed column per
 fact (``dataset_metadata_table``: n_rows, n_columns, columns); metrics live in
 ``dataset_metric`` as (dataset, name, float value) rows.  Both are keyed by
-dataset ID and vanish with the dataset.
+dataset ID and vanish with the dataset.  A sky region (an image's footprint) is
+stored in its sphgeom encoding, and the ranges of the universe's sky pixels that
+cover it go to ``dataset_metadata_skypix``: the coarse index of "which datasets
+cover this position", refined by an exact overlap test on the region itself.
+A storage class that gains a fact later gets the column added to its table.
 """
 
 from __future__ import annotations
@@ -14,11 +18,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..dimensions import regions as sky
 from .bulk import insert_rows, uuid_to_db
 from .database import Database
 from .schema import NAME_LENGTH, RegistrySchema
 
-_SQL_TYPES = {int: sa.BigInteger, float: sa.Float, str: lambda: sa.Text(), bool: sa.Boolean}
+_SQL_TYPES = {int: sa.BigInteger, float: sa.Float, str: lambda: sa.Text(), bool: sa.Boolean,
+              sky.Region: sa.LargeBinary}
+
+SKYPIX_TABLE = "dataset_metadata_skypix"
 
 
 class MetadataStore:
@@ -35,10 +43,42 @@ class MetadataStore:
             sa.Index("dataset_metric_name", "name", "value"),
             extend_existing=True)
         self._tables: dict[str, sa.Table] = {}
+        self._skypix: sa.Table | None = None
 
     def refresh(self) -> None:
         """Forget known tables: one created in a transaction that rolled back is gone again."""
         self._tables.clear()
+        self._skypix = None
+
+    @property
+    def spatial_index(self) -> tuple[str, int] | None:
+        """(system, level) of the universe's sky pixels that index regions, or None."""
+        index = self.schema.universe.spatial_index
+        return None if index is None else self.schema.universe[index].skypix
+
+    def skypix_table(self, create: bool = False) -> sa.Table | None:
+        """The sky-pixel ranges of region facts: (dataset, field, system, level, pix_begin, pix_end)."""
+        if self._skypix is not None:
+            return self._skypix
+        with self.db.reading() as conn:
+            exists = sa.inspect(conn).has_table(SKYPIX_TABLE, schema=self.db.schema)
+        if not exists and not create:
+            return None
+        table = sa.Table(
+            SKYPIX_TABLE, self.schema.metadata,
+            sa.Column("dataset_id", sa.Uuid, sa.ForeignKey("dataset.id", ondelete="CASCADE"), primary_key=True),
+            sa.Column("field", sa.String(NAME_LENGTH), primary_key=True),
+            sa.Column("skypix_system", sa.String(16), primary_key=True),
+            sa.Column("skypix_level", sa.Integer, primary_key=True),
+            sa.Column("pix_begin", sa.BigInteger, primary_key=True),
+            sa.Column("pix_end", sa.BigInteger, nullable=False),
+            sa.Index(f"{SKYPIX_TABLE}_begin", "field", "skypix_system", "skypix_level", "pix_begin"),
+            extend_existing=True)
+        if not exists:
+            with self.db.transaction() as conn:
+                self.db.create_tables(conn, [table])
+        self._skypix = table
+        return table
 
     @staticmethod
     def table_name(storage_class: str) -> str:
@@ -58,6 +98,9 @@ class MetadataStore:
                 # Reflection cannot tell a UUID stored as CHAR(32) from text: declare it.
                 table = sa.Table(name, self.schema.metadata, sa.Column("dataset_id", sa.Uuid, primary_key=True),
                                  autoload_with=conn, extend_existing=True)
+            missing = {k: t for k, t in (fields or {}).items() if k not in table.c}
+            if missing:
+                table = self._add_columns(table, missing)
         elif fields:
             table = sa.Table(name, self.schema.metadata,
                              sa.Column("dataset_id", sa.Uuid, sa.ForeignKey("dataset.id", ondelete="CASCADE"),
@@ -71,17 +114,77 @@ class MetadataStore:
         self._tables[storage_class] = table
         return table
 
+    def _add_columns(self, table: sa.Table, fields: Mapping[str, type]) -> sa.Table:
+        """Add nullable columns for facts a storage class gained since its table was made."""
+        with self.db.transaction() as conn:
+            for key, kind in fields.items():
+                column = sa.Column(key, _SQL_TYPES[kind](), nullable=True)
+                type_sql = column.type.compile(dialect=conn.dialect)
+                conn.execute(sa.text(f"ALTER TABLE {self._qualified(table.name, conn)} "
+                                     f"ADD COLUMN {conn.dialect.identifier_preparer.quote(key)} {type_sql}"))
+        self.schema.metadata.remove(table)
+        with self.db.reading() as conn:
+            return sa.Table(table.name, self.schema.metadata, sa.Column("dataset_id", sa.Uuid, primary_key=True),
+                            autoload_with=conn, extend_existing=True)
+
+    def _qualified(self, name: str, conn: sa.Connection) -> str:
+        quote = conn.dialect.identifier_preparer.quote
+        return f"{quote(self.db.schema)}.{quote(name)}" if self.db.schema else quote(name)
+
     def insert(self, storage_class: str, fields: Mapping[str, type],
-               rows: Sequence[tuple[uuid.UUID, Mapping[str, Any]]]) -> None:
-        """Record extracted facts of datasets just inserted (same transaction as the insert)."""
+               rows: Sequence[tuple[uuid.UUID, Mapping[str, Any]]], replace: bool = False) -> None:
+        """Record extracted facts of datasets just inserted (same transaction as the insert);
+        ``replace`` drops facts already recorded for them first (re-extraction)."""
         if not fields or not rows:
             return
         table = self.table(storage_class, fields)
         names = list(fields)
+        regions = [k for k, t in fields.items() if t is sky.Region]
+        skypix = self.skypix_table(create=True) if regions and self.spatial_index else None
         with self.db.transaction() as conn:
             to_db = uuid_to_db(conn)
+            if replace:
+                ids = [i for i, _ in rows]
+                for begin in range(0, len(ids), 500):
+                    conn.execute(table.delete().where(table.c.dataset_id.in_(ids[begin:begin + 500])))
+                    if skypix is not None:
+                        conn.execute(skypix.delete().where(skypix.c.dataset_id.in_(ids[begin:begin + 500])))
             insert_rows(conn, table, ["dataset_id", *names],
-                        [(to_db(i), *[values.get(k) for k in names]) for i, values in rows])
+                        [(to_db(i), *[_to_db(values.get(k)) for k in names]) for i, values in rows])
+            if skypix is not None:
+                system, level = self.spatial_index
+                ranges = [(to_db(i), field, system, level, begin, end)
+                          for i, values in rows for field in regions if values.get(field) is not None
+                          for begin, end in sky.pixelization(system, level).envelope(values[field])]
+                if ranges:
+                    insert_rows(conn, skypix, ["dataset_id", "field", "skypix_system", "skypix_level", "pix_begin",
+                                               "pix_end"], ranges)
+
+    def overlapping(self, field: str, region: sky.Region) -> sa.Select | None:
+        """The IDs of datasets whose region ``field`` may overlap ``region`` (the coarse sky-pixel
+        test; an exact test on the regions must follow), or None without a spatial index."""
+        skypix = self.skypix_table()
+        if self.spatial_index is None:
+            return None
+        if skypix is None:
+            return sa.select(sa.null()).where(sa.false())
+        system, level = self.spatial_index
+        ranges = list(sky.pixelization(system, level).envelope(region))
+        overlap = sa.or_(*[sa.and_(skypix.c.pix_begin < end, skypix.c.pix_end > begin) for begin, end in ranges])
+        return sa.select(skypix.c.dataset_id).where(skypix.c.field == field, skypix.c.skypix_system == system,
+                                                    skypix.c.skypix_level == level, overlap)
+
+    def ids_without_facts(self, storage_class: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of ``ids`` have no row of extracted facts."""
+        table = self.table(storage_class)
+        if table is None:
+            return set(ids)
+        found: set[uuid.UUID] = set()
+        with self.db.reading() as conn:
+            for begin in range(0, len(ids), 500):
+                chunk = list(ids[begin:begin + 500])
+                found.update(conn.execute(sa.select(table.c.dataset_id).where(table.c.dataset_id.in_(chunk))).scalars())
+        return set(ids) - found
 
     def set_metrics(self, dataset_id: uuid.UUID, values: Mapping[str, float | None]) -> None:
         """Attach (or replace) named float metrics of one dataset."""
@@ -99,7 +202,7 @@ class MetadataStore:
             if table is not None:
                 row = conn.execute(sa.select(table).where(table.c.dataset_id == dataset_id)).mappings().first()
                 if row:
-                    out.update({k: v for k, v in row.items() if k != "dataset_id"})
+                    out.update({k: _from_db(v) for k, v in row.items() if k != "dataset_id"})
             for name, value in conn.execute(sa.select(self.metric.c.name, self.metric.c.value).where(
                     self.metric.c.dataset_id == dataset_id)):
                 out[name] = value
@@ -109,3 +212,12 @@ class MetadataStore:
         with self.db.reading() as conn:
             return conn.execute(sa.select(self.metric.c.name).where(self.metric.c.name == name).limit(1)).first() \
                 is not None
+
+
+def _to_db(value: Any) -> Any:
+    """A fact as stored: a region in its sphgeom encoding."""
+    return sky.encode(value) if isinstance(value, sky.Region) else value
+
+
+def _from_db(value: Any) -> Any:
+    return sky.decode(bytes(value)) if isinstance(value, (bytes, memoryview)) else value
