@@ -404,6 +404,7 @@ class Butler:
         if not entries:
             return []
         facts = [(r.id, file_facts(p, fmt, storage_class)) for p, r in entries]  # refuses unreadable files
+        facts = [(i, f) for i, f in facts if f is not None]
         if storage_class.metadata_fields:
             self.registry.metadata.table(storage_class.name, storage_class.metadata_fields)  # see _commit
         done = []

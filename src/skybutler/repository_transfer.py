@@ -148,8 +148,8 @@ def ingest_with_ids(butler: Butler, entries: list[tuple[Path, dict[str, Any]]], 
     facts: dict[tuple[str, str], list[tuple[uuid.UUID, dict[str, Any]]]] = {}
     for key, items in groups.items():  # validated and their facts extracted before anything moves
         storage_class = get_storage_class(items[0][1].dataset_type.storage_class)
-        facts[key] = [(ref.id, file_facts(path, get_formatter(formatter), storage_class))
-                      for path, ref, formatter in items]
+        found = [(ref.id, file_facts(path, get_formatter(formatter), storage_class)) for path, ref, formatter in items]
+        facts[key] = [(i, f) for i, f in found if f is not None]
         if storage_class.metadata_fields:
             butler.registry.metadata.table(storage_class.name, storage_class.metadata_fields)
     done = []

@@ -3,38 +3,35 @@
 A put extracts facts from the object in memory; a file brought in is first validated
 by its formatter (so a file that cannot be read is refused at once, not at its first
 read) and then read only as far as its storage class needs for its facts (an image's
-header, not its pixels).
+header, not its pixels).  Validation decides whether a file is accepted; a file the
+formatter accepts but whose facts cannot be extracted goes in without facts, which
+``extract-metadata`` can fill in later.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import FormatterError, SkybutlerError
+from ..errors import SkybutlerError, TransferError
 from .formatter import Formatter
 from .storage_class import StorageClass
 
 
-def file_facts(path: str | Path, formatter: Formatter, storage_class: StorageClass) -> dict[str, Any]:
-    """Validate ``path`` for ``formatter`` and extract ``storage_class``'s facts from it."""
+def file_facts(path: str | Path, formatter: Formatter, storage_class: StorageClass) -> dict[str, Any] | None:
+    """Validate ``path`` for ``formatter``; ``storage_class``'s facts of it, or None if there are none."""
+    if not os.path.isfile(path):
+        reason = "not a regular file" if os.path.exists(path) else "no such file"
+        raise TransferError(f"cannot ingest {os.path.abspath(path)}: {reason}")
     formatter.validate(path)
     if not storage_class.metadata_fields:
-        return {}
-    return read_facts(path, formatter, storage_class)
-
-
-def read_facts(path: str | Path, formatter: Formatter, storage_class: StorageClass) -> dict[str, Any]:
-    """``storage_class``'s facts of the file at ``path``, read as far as they need."""
+        return None
     component = storage_class.metadata_component
     if component not in formatter.components:
         component = None
     try:
         with open(path, "rb") as stream:
             return storage_class.extract_metadata(formatter.read(stream, component=component))
-    except OSError as exc:
-        raise FormatterError(f"{path}: {exc.strerror or exc}") from None
-    except SkybutlerError as exc:
-        raise FormatterError(f"{path}: {exc}") from None
-    except Exception as exc:  # an extractor's own failure on an odd file
-        raise FormatterError(f"{path}: cannot extract {storage_class.name} facts: {exc}") from None
+    except (OSError, SkybutlerError, ValueError, TypeError, KeyError):
+        return None
