@@ -25,7 +25,7 @@ from astropy.table import Table
 from astropy.wcs import WCS
 
 from skybutler import Butler
-from skybutler.errors import FormatterError
+from skybutler.errors import FormatterError, InvalidFileError
 from skybutler.formats import get_formatter, get_storage_class
 
 MAS = 1.0 / 3600 / 1000  # one milli-arcsecond in degrees
@@ -306,7 +306,7 @@ def test_compressed_files_read_and_cut_out(tmp_path: Path, compress: str | None)
     np.testing.assert_array_equal(cut.data, image.data[7:33, 5:60])
     xs, ys = np.array([0.0, 54.0]), np.array([0.0, 25.0])
     assert_same_sky(world(astropy_wcs(cut.header), xs, ys), world(astropy_wcs(header), xs + 5, ys + 7))
-    get_formatter("fits").validate(path)
+    validate(path)
     # The same bytes through an in-memory stream (an object store's file object).
     with open(path, "rb") as f:
         stream = io.BytesIO(f.read())
@@ -409,32 +409,60 @@ def test_fits_table(tmp_path: Path) -> None:
 # -- validation at ingest -------------------------------------------------------------
 
 
+def validate(path: Path, formatter: str = "fits") -> None:
+    with open(path, "rb") as stream:
+        get_formatter(formatter).validate(stream)
+
+
 def test_validation_refuses_bad_files(tmp_path: Path) -> None:
-    fmt = get_formatter("fits")
     good = write_file(tmp_path / "good.fits", make_image(tan()))
-    fmt.validate(good)
+    validate(good)
     text = tmp_path / "notes.fits"
     text.write_text("this is not FITS\n" * 200)
-    with pytest.raises(FormatterError, match=r"notes\.fits: not a readable FITS file"):
-        fmt.validate(text)
+    with pytest.raises(FormatterError, match=r"the primary header does not parse"):
+        validate(text)
     truncated = tmp_path / "truncated.fits"
     truncated.write_bytes(good.read_bytes()[:2880 + 4000])
-    with pytest.raises(FormatterError, match=r"truncated\.fits: the file is truncated: HDU 0"):
-        fmt.validate(truncated)
-    corrupt = tmp_path / "corrupt.fits.gz"
-    packed = bytearray(gzip.compress(good.read_bytes()))
-    packed[len(packed) // 2] ^= 0xFF
-    corrupt.write_bytes(bytes(packed))
-    with pytest.raises(FormatterError, match=r"corrupt\.fits\.gz: the gzip stream is corrupt"):
-        fmt.validate(corrupt)
+    with pytest.raises(FormatterError, match=r"truncated: HDU 0 declares data up to byte"):
+        validate(truncated)
+    for kind, pack in (("gzip", gzip.compress), ("bzip2", bz2.compress)):
+        packed = bytearray(pack(good.read_bytes()))
+        packed[len(packed) // 2] ^= 0xFF
+        corrupt = tmp_path / "corrupt.fits.gz"
+        corrupt.write_bytes(bytes(packed))
+        with pytest.raises(FormatterError, match=f"the {kind} stream is corrupt"):
+            validate(corrupt)
+        whole = tmp_path / "whole.fits.gz"
+        whole.write_bytes(pack(good.read_bytes()[:2880 + 4000]))
+        with pytest.raises(FormatterError, match=r"truncated: HDU 0"):
+            validate(whole)
     table_only = write_file(tmp_path / "table.fits", fits.HDUList([fits.PrimaryHDU(),
                                                                    fits.BinTableHDU(Table({"a": [1]}))]))
-    with pytest.raises(FormatterError, match=r"table\.fits: the file holds no 2-D image HDU"):
-        fmt.validate(table_only)
+    with pytest.raises(FormatterError, match=r"the file holds no 2-D image HDU"):
+        validate(table_only)
+    validate(table_only, "fits-table")
+    with pytest.raises(FormatterError, match=r"the file holds no table HDU"):
+        validate(good, "fits-table")
     bad_wcs = make_image(tan())
     bad_wcs.header["CTYPE1"], bad_wcs.header["CTYPE2"] = "RA---TAN", "RA---TAN"
-    with pytest.raises(FormatterError, match=r"bad_wcs\.fits: HDU 0 \(PRIMARY\): astropy cannot parse"):
-        fmt.validate(write_file(tmp_path / "bad_wcs.fits", bad_wcs))
+    with pytest.raises(FormatterError, match=r"HDU 0 \(PRIMARY\): astropy cannot parse the primary WCS"):
+        validate(write_file(tmp_path / "bad_wcs.fits", bad_wcs))
+    bad_alt = make_image(alternates())
+    bad_alt.header["CTYPE2B"] = "RA---TAN"
+    with pytest.raises(FormatterError, match=r"astropy cannot parse the WCS 'B'"):
+        validate(write_file(tmp_path / "bad_alt.fits", bad_alt))
+    tiles = tmp_path / "tiles.fits.fz"
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(make_image(tan(), dtype=np.int32).data,
+                                                       tile_shape=(10, N_X))]).writeto(tiles)
+    validate(tiles)
+    with fits.open(tiles, disable_image_compression=True) as hdus:  # where the compressed tiles lie
+        table = hdus[1]
+        start = hdus.fileinfo(1)["datLoc"] + table.header["NAXIS1"] * table.header["NAXIS2"]
+    broken = bytearray(tiles.read_bytes())
+    broken[start + 50:start + 450] = b"\xa5" * 400
+    tiles.write_bytes(bytes(broken))
+    with pytest.raises(FormatterError, match=r"HDU 1 .*compressed tiles cannot be decoded"):
+        validate(tiles)
 
 
 # -- the repository: ingest, put, facts, sky queries -------------------------------------
@@ -560,10 +588,10 @@ def test_bad_files_are_refused_at_ingest_and_nothing_changes(butler, tmp_path):
     corrupt.write_bytes(bytes(packed))
     table = write_file(tmp_path / "table.fits", fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU(Table({"a": [1]}))]))
     before = set(butler.datastore.walk())
-    for bad, pattern in [(text, r"notes\.fits: not a readable FITS file"),
-                         (corrupt, r"corrupt\.fits\.gz: the gzip stream is corrupt"),
-                         (table, r"table\.fits: the file holds no 2-D image HDU")]:
-        with pytest.raises(FormatterError, match=pattern):
+    for bad, pattern in [(text, r"notes\.fits: Formatter 'fits': the primary header does not parse"),
+                         (corrupt, r"corrupt\.fits\.gz: Formatter 'fits': the gzip stream is corrupt"),
+                         (table, r"table\.fits: Formatter 'fits': the file holds no 2-D image HDU")]:
+        with pytest.raises(InvalidFileError, match=pattern):
             butler.ingest("calexp", [(good, {"instrument": "Cam", "visit": 1, "detector": 0}),
                                      (bad, {"instrument": "Cam", "visit": 1, "detector": 1})], run="run/a")
     assert set(butler.datastore.walk()) == before

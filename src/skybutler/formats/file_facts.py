@@ -1,11 +1,10 @@
 """Facts of a file that enters the repository without being put: ingest and import.
 
-A put extracts facts from the object in memory; a file brought in is first validated
-by its formatter (so a file that cannot be read is refused at once, not at its first
-read) and then read only as far as its storage class needs for its facts (an image's
-header, not its pixels).  Validation decides whether a file is accepted; a file the
-formatter accepts but whose facts cannot be extracted goes in without facts, which
-``extract-metadata`` can fill in later.
+A put extracts facts from the object in memory; a file brought in is read only as
+far as its storage class needs for its facts (an image's header, not its pixels).
+Whether a file is accepted is its formatter's ``validate`` (run on every file by
+ingest and import); a file accepted whose facts cannot be extracted goes in without
+facts, which ``extract-metadata`` can fill in later.
 """
 
 from __future__ import annotations
@@ -20,11 +19,10 @@ from .storage_class import StorageClass
 
 
 def file_facts(path: str | Path, formatter: Formatter, storage_class: StorageClass) -> dict[str, Any] | None:
-    """Validate ``path`` for ``formatter``; ``storage_class``'s facts of it, or None if there are none."""
+    """``storage_class``'s facts of the file at ``path``, or None if there are none."""
     if not os.path.isfile(path):
         reason = "not a regular file" if os.path.exists(path) else "no such file"
-        raise TransferError(f"cannot ingest {os.path.abspath(path)}: {reason}")
-    formatter.validate(path)
+        raise TransferError(f"cannot ingest {path}: {reason}")
     if not storage_class.metadata_fields:
         return None
     component = storage_class.metadata_component
