@@ -418,3 +418,108 @@ def test_skybutler_zip_goes_into_the_rubin_butler_and_rubin_ids_round_trip(rubin
     assert _ids(back) == _ids(r for r in rubin["refs"] if r.datasetType.name == "summary")
     for ref in back:
         assert theirs.get(ref) == rubin["butler"].get(ref)
+
+
+# -- bad input: a precise error per item, and the repository as it was -------------
+
+
+def _repository_state(butler: Butler) -> tuple:
+    files = sorted(str(p.relative_to(butler.root)) for p in butler.root.rglob("*")
+                   if p.is_file() and not p.name.startswith("registry.sqlite3"))
+    records = {e: len(butler.registry.dimensions.fetch_all(e)) for e in ("instrument", "visit", "band", "exposure")}
+    return (files, records, sorted(c.name for c in butler.collections.query()),
+            sorted(d.name for d in butler.query_dataset_types()))
+
+
+def _edit(path: Path, old: str, new: str, count: int = 1) -> None:
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, count))
+
+
+@pytest.fixture
+def broken_export(rubin, tmp_path):
+    import shutil
+
+    target = tmp_path / "export"
+    shutil.copytree(rubin["export"], target)
+    return target
+
+
+def test_unknown_export_version_is_refused_whole(broken_export, tmp_path):
+    ours = Butler.create(tmp_path / "sky")
+    before = _repository_state(ours)
+    _edit(broken_export / "export.yaml", "version: 1.0.2", "version: 2.0.0")
+    result = CliRunner().invoke(cli, ["import", str(tmp_path / "sky"), str(broken_export)])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+    assert "export format version 2.0.0 is not supported" in result.stderr
+    assert _repository_state(ours) == before
+
+
+def test_unmapped_pickled_and_missing_files_are_each_named_and_nothing_lands(broken_export, tmp_path):
+    import pickle
+
+    ours = Butler.create(tmp_path / "sky")
+    before = _repository_state(ours)
+    text = (broken_export / "export.yaml").read_text()
+    summary_paths = sorted(line.split("path: ")[1] for line in text.splitlines() if "path: " in line
+                           and "/summary/" in line)
+    cat_path = next(line.split("path: ")[1] for line in text.splitlines() if "path: " in line and "/cat/" in line)
+    # 1: a formatter with no mapping; 2: a pickle (whose unpickling would leave a marker file);
+    # 3: a file missing from the export.
+    marker = tmp_path / "unpickled"
+
+    class Trap:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    (broken_export / cat_path).write_bytes(pickle.dumps(Trap()))
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.endswith(cat_path):
+            lines[i + 1] = lines[i + 1].replace("lsst.daf.butler.formatters.parquet.ParquetFormatter",
+                                                "lsst.daf.butler.formatters.pickle.PickleFormatter")
+        if line.endswith(summary_paths[0]):
+            lines[i + 1] = lines[i + 1].replace("lsst.daf.butler.formatters.yaml.YamlFormatter",
+                                                "lsst.pipe.base.formatters.pexConfig.PexConfigFormatter")
+    (broken_export / "export.yaml").write_text("\n".join(lines) + "\n")
+    (broken_export / summary_paths[1]).unlink()
+    with pytest.raises(RubinImportError) as caught:
+        import_rubin(ours, broken_export)
+    problems = caught.value.problems
+    assert len(problems) == 3, problems
+    assert any(p.startswith(f"{summary_paths[0]}: formatter lsst.pipe.base.formatters.pexConfig.PexConfigFormatter "
+                            "has no skybutler mapping") for p in problems)
+    assert any(p.startswith(f"{cat_path}: a pickled dataset is refused") for p in problems)
+    assert f"{summary_paths[1]}: file missing from the export" in problems
+    assert "nothing was imported" in str(caught.value)
+    assert not marker.exists()
+    assert _repository_state(ours) == before
+
+
+def test_a_failure_while_landing_leaves_the_repository_as_it_was(rubin, tmp_path):
+    ours = Butler.create(tmp_path / "sky")
+    ours.insert_records("instrument", [{"name": "Other"}])
+    ours.register_dataset_type("cat", ["instrument"], "Dict")  # conflicts with the export's cat
+    before = _repository_state(ours)
+    with pytest.raises(Exception, match="cat"):
+        import_datasets(ours, rubin["export"], transfer="copy")
+    assert _repository_state(ours) == before
+    zipped = Butler.create(tmp_path / "sky2")
+    zipped.insert_records("instrument", [{"name": "Other"}])
+    before = _repository_state(zipped)
+    with pytest.raises(Exception, match="no instrument record"):
+        import_rubin(zipped, rubin["zip"])
+    assert _repository_state(zipped) == before
+
+
+def test_a_file_is_not_an_export(tmp_path):
+    ours = Butler.create(tmp_path / "sky")
+    (tmp_path / "notes.txt").write_text("hello")
+    result = CliRunner().invoke(cli, ["import", str(tmp_path / "sky"), str(tmp_path / "notes.txt")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "holds no export.json nor a Rubin export.yaml or zip index" in result.stderr
+    (tmp_path / "bad.yaml").write_text("data: [1, !!python/object:os.system {}]\nversion: 1.0.2\n")
+    with pytest.raises(Exception, match="YAML tag skybutler does not read"):
+        import_rubin(ours, tmp_path / "bad.yaml")
