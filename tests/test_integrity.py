@@ -23,6 +23,8 @@ from skybutler.instruments import simulate_night
 from skybutler.repository_transfer import export_datasets, import_datasets
 from skybutler.verify import verify
 
+from conftest import stack_locations
+
 DATA_ID = {"instrument": "Cam", "visit": 1, "detector": 0}
 
 
@@ -194,13 +196,17 @@ def test_every_json_file_written_is_strict_json(butler: Butler) -> None:
 # -- checksums on the way out (issue 13, item 8) ------------------------------
 
 
-def tamper(butler: Butler, ref) -> Path:
-    """Change one byte of a dataset's file, keeping its size (what a size check cannot see)."""
-    path = Path(butler.datastore.full_path(ref.artifact.path))
-    data = bytearray(path.read_bytes())
+def tamper(butler: Butler, ref) -> str:
+    """Change one byte of a dataset's file (local or in the object store), keeping its size
+    (what a size check cannot see); returns the file's path in its file system."""
+    full = butler.datastore.full_path(ref.artifact.path)
+    data = bytearray(butler.datastore._read_bytes(ref.artifact.path))
     data[-2] = ord("7") if data[-2] != ord("7") else ord("8")
-    path.write_bytes(bytes(data))
-    return path
+    if butler.datastore.local:
+        Path(full).write_bytes(bytes(data))
+    else:
+        butler.datastore.fs.pipe_file(full, bytes(data))
+    return full
 
 
 def test_recorded_checksum_is_the_files_hash(make_butler) -> None:
@@ -221,8 +227,6 @@ def test_recorded_checksum_is_the_files_hash(make_butler) -> None:
 
 
 def test_get_checks_the_checksum_when_asked(butler: Butler) -> None:
-    if not butler.datastore.local:
-        pytest.skip("tampers with a local file")
     ref = butler.put({"a": 12345}, "metrics", DATA_ID)
     path = tamper(butler, ref)
     assert butler.get("metrics", DATA_ID) == {"a": 12347}  # silently different: the reported failure
@@ -236,8 +240,6 @@ def test_get_checks_the_checksum_when_asked(butler: Butler) -> None:
 
 def test_repository_default_checks_every_get(make_butler, tmp_path: Path) -> None:
     butler = make_butler("checked", run="run/a", collections="run/a", verify_checksums=True)
-    if not butler.datastore.local:
-        pytest.skip("tampers with a local file")
     butler.insert_records("instrument", [{"name": "Cam"}])
     butler.register_dataset_type("image", ["instrument"], "Image")
     ref = butler.put(np.ones((20, 30), dtype=np.float32), "image", instrument="Cam")
@@ -253,8 +255,6 @@ def test_repository_default_checks_every_get(make_butler, tmp_path: Path) -> Non
 
 
 def test_verify_checksums_names_each_mismatch(butler: Butler, tmp_path: Path) -> None:
-    if not butler.datastore.local:
-        pytest.skip("tampers with a local file")
     refs = [butler.put({"value": 1000 + d}, "metrics", {**DATA_ID, "detector": d}) for d in range(4)]
     source = tmp_path / "direct.json"
     source.write_text('{"value": 5555}')
@@ -276,3 +276,38 @@ def test_verify_checksums_names_each_mismatch(butler: Butler, tmp_path: Path) ->
     result = CliRunner().invoke(cli, ["verify", str(butler.root), "--checksums"])
     assert result.exit_code == 1 and result.stdout.count("checksum differs") == 3
     assert "INCONSISTENT" in result.stdout
+
+
+# -- concurrent identical ingests (issue 13, item 11) ---------------------------
+
+
+def _cli_process(*args: object):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.Popen([sys.executable, "-m", "skybutler.cli", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("transfer", ["copy", "direct"])
+def test_two_identical_ingests_at_once_both_succeed(stack: str, night: Path, tmp_path: Path, transfer: str) -> None:
+    n_files = len(list(night.glob("*.fits")))
+    for trial in range(2):
+        root = tmp_path / f"repo{trial}"
+        Butler.create(root, **stack_locations(stack, tmp_path)).close()
+        procs = [_cli_process("ingest-raws", root, night, "--transfer", transfer, "--processes", "1")
+                 for _ in range(2)]
+        outputs = [p.communicate(timeout=300) for p in procs]
+        for proc, (out, err) in zip(procs, outputs):
+            assert proc.returncode == 0, f"stdout:\n{out}\nstderr:\n{err}"
+            assert "already exist" not in err and "refusing" not in err
+        ingested = [int(out.split(" raw(s) ingested")[0].split()[-1]) for out, _ in outputs]
+        already = [out.count("already ingested: ") for out, _ in outputs]
+        assert [i + a for i, a in zip(ingested, already)] == [n_files, n_files]
+        assert sum(ingested) == n_files  # each raw went in exactly once
+        with Butler(root) as butler:
+            assert verify(butler).consistent
+            assert butler.query_datasets("raw", collections="SimCam/raw/all").count() == n_files

@@ -214,8 +214,10 @@ class FileDatastore:
             return
         if self.fs.exists(final):
             raise DatastoreError(f"refusing to overwrite existing object {self.fs.unstrip_protocol(final)}")
-        try:
-            self.fs.pipe_file(final, data)
+        try:  # exclusive: a concurrent writer's object of the same name is never replaced
+            self.fs.pipe_file(final, data, mode="create")
+        except FileExistsError:
+            raise DatastoreError(f"refusing to overwrite existing object {self.fs.unstrip_protocol(final)}") from None
         except Exception as err:  # the store's own errors vary by backend
             raise DatastoreError(f"writing {self.fs.unstrip_protocol(final)} failed: {err}") from err
 
@@ -346,8 +348,10 @@ class FileDatastore:
                 directory = os.path.dirname(directory)
 
     def size(self, artifact: StoredArtifact) -> int:
-        full = self.full_path(artifact.path)
-        return os.path.getsize(full) if self.local else self.fs.size(full)
+        if self.local and "://" not in artifact.path:
+            return os.path.getsize(self.full_path(artifact.path))
+        fs, full = self._locate(artifact.path)  # a direct-ingested file may live on another file system
+        return fs.size(full)
 
     def root_is(self, path: Path) -> bool:
         """Whether the datastore root is the given local directory."""

@@ -156,8 +156,10 @@ def ingest_file(datastore, source: str | Path, relative_path: str | Callable[[],
             raise TransferError(f"transfer {transfer!r} needs a local datastore; use copy or move")
         if datastore.fs.exists(final):
             raise DatastoreError(f"refusing to overwrite existing object {final}")
-        try:
-            datastore.fs.put_file(source, final)
+        try:  # exclusive: a concurrent writer's object of the same name is never replaced
+            datastore.fs.put_file(source, final, mode="create")
+        except FileExistsError:
+            raise DatastoreError(f"refusing to overwrite existing object {final}") from None
         except Exception as err:  # the store's own errors vary by backend
             raise TransferError(f"{transfer} of {source} to {datastore.fs.unstrip_protocol(final)} failed: "
                                 f"{err}") from err

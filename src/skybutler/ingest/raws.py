@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidFileError, MissingExtraError, SkybutlerError
+from ..errors import DatasetConflictError, DatastoreError, InvalidFileError, MissingExtraError, SkybutlerError
 from ..instruments import (
     Instrument,
     ObservationMetadata,
@@ -244,17 +244,40 @@ def _ingest_batch(butler, run: str, batch: list[tuple[Path, ObservationMetadata]
             refused = {path for path, _ in err.failures}
             result.failures += [IngestFailure(path, reason) for path, reason in err.failures]
             todo = [(p, m) for p, m in todo if str(p) not in refused]
-        except SkybutlerError as err:
-            if len(todo) == 1:
-                result.failures.append(IngestFailure(str(todo[0][0]), str(err)))
-                return
+        except SkybutlerError:
+            # Another ingest of the same files may have got there first: those are already ingested.
+            todo = _skip_existing(butler, run, todo, result)
             break
     for path, meta in todo:  # isolate the file(s) that broke the batch; the others go in
         try:
             result.refs += butler.ingest("raw", [(path, _data_id(meta))], run=run, transfer=transfer,
                                          id_mode="deterministic")
         except SkybutlerError as err:
-            result.failures.append(IngestFailure(str(path), str(err)))
+            if not (isinstance(err, RACE_ERRORS) and _ingested_meanwhile(butler, run, path, meta, result)):
+                result.failures.append(IngestFailure(str(path), str(err)))
+
+
+#: Errors a concurrent ingest of the same raw causes: its file is placed (the path is taken) or
+#: its row is in (the dataset exists) before this one's.
+RACE_ERRORS = (DatastoreError, DatasetConflictError)
+#: How long (seconds) to wait at most for a concurrent ingest of the same raw to commit.
+RACE_WAIT = 10.0
+
+
+def _ingested_meanwhile(butler, run: str, path: Path, meta: ObservationMetadata, result: IngestResult) -> bool:
+    """After a conflict: whether another ingest has committed this raw (then it is already ingested).
+
+    The other ingest places its file before it commits its row, so the row is waited for a
+    little while (up to :data:`RACE_WAIT`)."""
+    deadline = time.monotonic() + RACE_WAIT
+    delay = 0.05
+    while True:
+        if not _skip_existing(butler, run, [(path, meta)], result):
+            return True
+        if time.monotonic() + delay > deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
 
 
 def _skip_existing(butler, run: str, batch: list[tuple[Path, ObservationMetadata]],

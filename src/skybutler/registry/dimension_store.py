@@ -22,6 +22,9 @@ from .database import Database
 from .schema import RegistrySchema
 
 
+#: Times an insert with ``skip_existing`` looks again after another client inserted some of its records.
+_SKIP_EXISTING_ATTEMPTS = 3
+
 class DimensionRecordStore:
     """Reads and writes the element tables of one registry."""
 
@@ -77,23 +80,31 @@ class DimensionRecordStore:
 
     def insert(self, element_name: str, rows: Iterable[Mapping[str, Any] | DimensionRecord],
                skip_existing: bool = False) -> int:
-        """Insert records in one statement; a duplicate raises unless ``skip_existing``."""
+        """Insert records in one statement; a duplicate raises unless ``skip_existing``.
+
+        With ``skip_existing`` the records already there are looked up inside the writing
+        transaction, and looked up again if another client inserts some of them meanwhile
+        (PostgreSQL lets two transactions both find a record missing), so two identical
+        inserts at once both succeed."""
         records = [r if isinstance(r, DimensionRecord) else DimensionRecord.validate(self.universe, element_name, r)
                    for r in rows]
         if not records:
             return 0
         table = self.schema.elements[element_name]
-        if skip_existing:
-            existing = self._existing_identities(element_name, [r.identity for r in records])
-            records = [r for r in records if r.identity not in existing]
-            if not records:
-                return 0
         with self.db.transaction() as conn:
-            try:
-                with self.db.savepoint(conn):
-                    conn.execute(table.insert(), [self._to_row(r) for r in records])
-            except sa.exc.IntegrityError as err:
-                raise self._explain_integrity(element_name, records, err) from err
+            for attempt in range(_SKIP_EXISTING_ATTEMPTS if skip_existing else 1):
+                if skip_existing:
+                    existing = self._existing_identities(element_name, [r.identity for r in records])
+                    records = [r for r in records if r.identity not in existing]
+                    if not records:
+                        return 0
+                try:
+                    with self.db.savepoint(conn):
+                        conn.execute(table.insert(), [self._to_row(r) for r in records])
+                    break
+                except sa.exc.IntegrityError as err:
+                    if not skip_existing or attempt == _SKIP_EXISTING_ATTEMPTS - 1:
+                        raise self._explain_integrity(element_name, records, err) from err
             overlap = self.schema.skypix_overlaps.get(element_name)
             if overlap is not None:
                 rows = [o for r in records for o in self._overlap_rows(r)]
@@ -111,8 +122,9 @@ class DimensionRecordStore:
         with self.db.transaction():
             existing = self.fetch_one(element_name, record.identity)
             if existing is None:
-                self.insert(element_name, [record])
-                return True
+                if self.insert(element_name, [record], skip_existing=True):
+                    return True
+                existing = self.fetch_one(element_name, record.identity)  # another client was first
             if existing == record:
                 return False
             diffs = [k for k in record if _differs(record[k], existing.get(k))]
