@@ -37,7 +37,7 @@ import astropy.units as u
 
 from ..extras import require
 from .errors import InstrumentError, RawHeaderError, UnknownInstrumentError, UnknownRawInstrumentError
-from .instrument import Instrument, get_instrument, known_instruments
+from .instrument import Instrument, get_instrument, instruments_with_header_rules
 from .metadata import ObservationMetadata
 
 __all__ = ["metadata_from_header", "read_all_observation_metadata", "read_observation_metadata",
@@ -80,17 +80,17 @@ def metadata_from_header(header: Any, filename: str | Path = "<header>") -> Obse
     filename = str(filename)
     header = dict(header)
     amt = _library()
-    translator_class = translator_for(header, filename)
-    _check_described(translator_class, header, filename)
-    try:
+    with _offline():
+        translator_class = translator_for(header, filename)
+        translator = translator_class(header, filename=filename)
+        _check_described(translator, filename)
         required = set(_REQUIRED)
-        with _offline():
-            if translator_class(header, filename=filename).to_observation_type() == "science":
+        try:
+            if translator.to_observation_type() == "science":
                 required |= _SCIENCE_REQUIRED
-    except Exception:
-        pass  # a bad observation type is reported, with its reason, by ObservationInfo below
-    try:
-        with _offline():
+        except Exception:
+            pass  # a bad observation type is reported, with its reason, by ObservationInfo below
+        try:
             info = amt.ObservationInfo(
                 header,
                 filename=filename,
@@ -99,8 +99,8 @@ def metadata_from_header(header: Any, filename: str | Path = "<header>") -> Obse
                 subset=_REQUIRED | _OPTIONAL,
                 quiet=True,
             )
-    except Exception as exc:  # the library wraps the real cause; report that
-        raise RawHeaderError(filename, _reason(exc)) from exc
+        except Exception as exc:  # the library wraps the real cause; report that
+            raise RawHeaderError(filename, _reason(exc)) from exc
     meta = _from_info(info, filename)
     _check_against_instrument(meta, filename)
     return meta
@@ -154,20 +154,29 @@ def _described_translators() -> None:
     """Make a translator for every known description that carries header rules."""
     from .translators.described import translator_from_rules
 
-    for name in known_instruments():
-        instrument = get_instrument(name)
-        if instrument.headers is not None:
-            translator_from_rules(instrument)
+    for instrument in instruments_with_header_rules():
+        translator_from_rules(instrument)
 
 
 @contextlib.contextmanager
 def _offline() -> Iterator[None]:
-    """No download while translating: no site registry, no IERS tables."""
+    """No download while translating: no site registry, no IERS tables (nested uses are free)."""
+    global _OFFLINE_DEPTH
+    if _OFFLINE_DEPTH:
+        yield
+        return
     from astropy.utils import iers
     from astropy.utils.data import conf as data_conf
 
-    with data_conf.set_temp("allow_internet", False), iers.conf.set_temp("auto_download", False):
-        yield
+    _OFFLINE_DEPTH += 1
+    try:
+        with data_conf.set_temp("allow_internet", False), iers.conf.set_temp("auto_download", False):
+            yield
+    finally:
+        _OFFLINE_DEPTH -= 1
+
+
+_OFFLINE_DEPTH = 0
 
 
 @functools.cache
@@ -296,11 +305,10 @@ def _from_info(info: Any, filename: str) -> ObservationMetadata:
         raise RawHeaderError(filename, f"translated metadata are invalid: {exc}") from exc
 
 
-def _check_described(translator_class: type, header: dict[str, Any], filename: str) -> None:
+def _check_described(translator: Any, filename: str) -> None:
     """The camera must have a description (checked first: it is the reason, not a missing card)."""
     try:
-        with _offline():
-            name = translator_class(header, filename=filename).to_instrument()
+        name = translator.to_instrument()
     except Exception:
         return  # reported with its reason by the full translation
     try:

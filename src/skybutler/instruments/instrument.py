@@ -344,6 +344,15 @@ def known_instruments() -> list[str]:
     return sorted(_INSTANCES)
 
 
+def instruments_with_header_rules() -> list[Instrument]:
+    """Registered and packaged cameras whose descriptions carry header rules (without
+    loading every packaged description: only files that have a ``headers:`` section)."""
+    for name, entry in _builtin_files().items():
+        if name not in _INSTANCES and "\nheaders:" in entry.read_text():
+            _ensure_builtins(name)
+    return [i for i in _INSTANCES.values() if i.headers is not None]
+
+
 def builtin_camera_names() -> list[str]:
     """Names of the camera descriptions shipped as YAML under ``instruments/cameras/``."""
     return sorted(_builtin_files())

@@ -1,0 +1,95 @@
+"""Benchmark: ingest of 2,000 real-format raw FITS files (HSC and LSSTCam headers), headers read.
+
+The files (written beforehand, not timed) carry the headers of tests/camera_headers.py:
+1,000 HSC files (10 exposures x 100 detectors) and 1,000 LSSTCam files (exposures of
+its 189 science detectors), each with a small 64x64 image.  Each run ingests all of them with
+:func:`skybutler.ingest.ingest_raws` into a new repository (transfer ``copy``): header
+reading and translation through astro-metadata-translator, first-use camera
+registration, exposure records and the ``raw`` datasets.  One run with headers read in
+this process, one with a process pool of 2.  Figures are files/s (wall) and files per
+CPU-second of this process (the pool's workers not counted).
+
+Usage: ``python benchmarks/bench_camera_ingest.py [--json FILE] [--files N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import camera_headers as ch  # noqa: E402
+
+from skybutler import Butler  # noqa: E402
+from skybutler.ingest import ingest_raws  # noqa: E402
+
+
+def write_files(directory: Path, n_files: int) -> list[Path]:
+    """Half HSC (100 detectors per exposure), half LSSTCam (189 science detectors per exposure)."""
+    directory.mkdir(parents=True)
+    data = np.random.default_rng(1).integers(900, 1100, (64, 64)).astype(np.int16)
+    paths = []
+    for i in range(n_files):
+        if i < n_files // 2:
+            exposure, detector = divmod(i, 100)
+            header = ch.hsc(utc=f"2024-03-01T{6 + exposure // 60:02d}:{exposure % 60:02d}:00", detector=detector,
+                            exposure=904000 + 2 * exposure)
+        else:
+            j = i - n_files // 2
+            exposure, k = divmod(j, 189)
+            raft_index, slot = divmod(k, 9)
+            rafts = [f"R{r}{c}" for r in range(5) for c in range(5) if (r, c) not in ((0, 0), (0, 4), (4, 0), (4, 4))]
+            header = ch.lsstcam(utc=f"2025-06-01T03:{exposure:02d}:00", raft=rafts[raft_index],
+                                slot=f"S{slot // 3}{slot % 3}", seq=100 + exposure)
+        hdu = fits.PrimaryHDU(data)
+        for key, value in header.items():
+            if key not in ("SIMPLE", "BITPIX", "NAXIS", "EXTEND"):
+                hdu.header[key] = value
+        path = directory / f"raw_{i:05d}.fits"
+        hdu.writeto(path)
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, help="Write the results to this JSON file.")
+    parser.add_argument("--files", type=int, default=2000, help="Number of raw files (default 2000).")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="bench_camera_ingest_"))
+    results = {}
+    try:
+        paths = write_files(work / "raws", args.files)
+        for label, processes in (("sequential", 1), ("process_pool_2", 2)):
+            with Butler.create(work / f"repo_{label}") as butler:
+                start, cpu = time.perf_counter(), time.process_time()
+                result = ingest_raws(butler, [work / "raws"], transfer="copy", processes=processes)
+                seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+            assert not result.failures and len(result.refs) == len(paths), result.summary()
+            results[label] = {"seconds": seconds, "cpu_seconds": cpu, "files_per_s": len(paths) / seconds,
+                              "files_per_cpu_s": len(paths) / cpu}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"ingest_raws of {args.files} real-format FITS raws (HSC + LSSTCam headers), copy, headers read:")
+    for label, r in results.items():
+        print(f"  {label:15s} {r['files_per_s']:>7,.0f} files/s ({r['seconds']:.2f} s; "
+              f"{r['files_per_cpu_s']:,.0f} files per CPU-second of this process)")
+    print(f"1-minute load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (a shared machine: noisy)")
+    if args.json:
+        args.json.write_text(json.dumps({"benchmark": "bench_camera_ingest", "files": args.files, **results,
+                                         "load_avg_1m": os.getloadavg()[0]}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
