@@ -312,3 +312,28 @@ def test_two_identical_ingests_at_once_both_succeed(stack: str, night: Path, tmp
         with Butler(root) as butler:
             assert verify(butler).consistent
             assert butler.query_datasets("raw", collections="SimCam/raw/all").count() == n_files
+
+
+# -- input files that are not UTF-8 (issue 13, item 11) -----------------------------
+
+
+def test_a_non_utf8_input_file_is_named_in_one_line(butler: Butler, tmp_path: Path) -> None:
+    records = tmp_path / "records.yaml"
+    records.write_bytes("- name: Caméra\n  detector_max: 4\n".encode("latin-1"))
+    cli_fails("insert-records", butler.root, "instrument", records,
+              message=f"{records} is not UTF-8 text: byte 0xe9 at line 1")
+    data = tmp_path / "obj.json"
+    data.write_bytes('{"a": "é"}'.encode("latin-1"))
+    cli_fails("put", butler.root, "metrics", data, "instrument=Cam", "visit=1", "detector=0", "--run", "run/b",
+              message=f"{data} is not UTF-8 text")
+    table = tmp_path / "table.csv"
+    table.write_bytes("file,instrument,visit,detector\ncafé.json,Cam,1,0\n".encode("latin-1"))
+    cli_fails("ingest-files", butler.root, "metrics", "run/b", table, message=f"{table} is not UTF-8 text: byte 0xe9 at line 2")
+    assert not butler.collections.exists("run/b")
+
+
+def test_put_of_a_json_file_holding_nan_is_refused(butler: Butler, tmp_path: Path) -> None:
+    data = tmp_path / "obj.json"
+    data.write_text('{"a": NaN}')
+    cli_fails("put", butler.root, "metrics", data, "instrument=Cam", "visit=1", "detector=0", "--run", "run/b",
+              message="value at a is nan, which JSON cannot hold")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import uuid
 from pathlib import Path
@@ -13,7 +14,7 @@ import click
 from ..datastore.transfer import TRANSFER_MODES
 from ..dimensions import DimensionUniverse
 from .helpers import (DataIdTextError, coerce_value, fail, info, json_option, open_butler, parse_data_id,
-                      print_json, print_rows, ref_rows, repo_argument, split_csv_option)
+                      print_json, print_rows, read_text, ref_rows, repo_argument, split_csv_option)
 
 data_id_argument = click.argument("data_id", nargs=-1, metavar="KEY=VALUE...")
 
@@ -23,7 +24,7 @@ def read_file_table(path: Path, universe: DimensionUniverse,
     """The (file, data ID) pairs of an ingest table: a CSV with a ``file`` column, one column
     per data-ID key and optionally an ``id`` column of dataset IDs to keep; relative file
     paths are taken from ``prefix``.  Returns the pairs and the IDs (None without the column)."""
-    with path.open(newline="") as stream:
+    with io.StringIO(read_text(path), newline="") as stream:
         reader = csv.DictReader(stream)
         columns = [c.strip() for c in reader.fieldnames or []]
         if "file" not in columns:
@@ -93,7 +94,7 @@ def put(repo: Path, dataset_type: str, file: Path, data_id: tuple[str, ...], run
         as_json: bool) -> None:
     """Store the JSON object in FILE.json as a DATASET_TYPE (Dict) dataset with data ID KEY=VALUE..."""
     try:
-        obj = json.loads(file.read_text())
+        obj = json.loads(read_text(file))
     except json.JSONDecodeError as err:
         fail(f"{file} is not valid JSON: {err}")
     with open_butler(repo) as butler:

@@ -156,6 +156,21 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[i
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
+def read_text(path: Path) -> str:
+    """The text of a file given on the command line, which must be UTF-8; a file that is not
+    (or cannot be read) is a one-line error naming it."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        fail(f"cannot read {path}: {err.strerror or err}")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        fail(f"{path} is not UTF-8 text: byte {data[err.start]:#04x} at line {line} (offset {err.start}); "
+             "save it as UTF-8")
+
+
 def report_error(message: str) -> None:
     """Print ``error: <message>`` in red on stderr."""
     stderr_console().print(f"[red]error: {escape(message)}[/red]", soft_wrap=True)

@@ -11,7 +11,7 @@ import yaml
 
 from ..ingest import define_visits, ingest_raws, register_instrument, register_skymap, write_curated_calibrations
 from ..ingest.raws import IngestFailure
-from .helpers import fail, info, open_butler, print_rows, repo_argument
+from .helpers import fail, info, open_butler, print_rows, read_text, repo_argument
 
 TRANSFERS = ("auto", "copy", "move", "symlink", "hardlink", "direct")
 
@@ -87,7 +87,7 @@ def register_skymap_command(repo: Path, name: str, config_file: Path | None, **o
     """Register sky map NAME: tract and patch records with regions tiling the whole sky."""
     config: dict[str, Any] = {}
     if config_file is not None:
-        loaded = yaml.safe_load(config_file.read_text()) or {}
+        loaded = yaml.safe_load(read_text(config_file)) or {}
         if not isinstance(loaded, dict):
             fail(f"{config_file} must hold a YAML mapping")
         config.update(loaded)

@@ -3,12 +3,15 @@
 To add commands, write a module in this package that defines ``COMMANDS`` (a
 sequence of click commands) and append its name to :data:`COMMAND_MODULES`.
 Errors a user can cause (:class:`~skybutler.errors.SkybutlerError`) are reported
-here once, as ``error: <message>`` on stderr with exit status 1.
+here once, as ``error: <message>`` on stderr with exit status 1; so are the system's
+refusals (``OSError``) and, naming their type, errors nobody foresaw (``SKYBUTLER_TRACEBACK=1``
+shows their traceback instead).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 import click
@@ -38,6 +41,18 @@ class SkybutlerGroup(click.Group):
             return super().invoke(ctx)
         except SkybutlerError as err:
             report_error(str(err))
+            ctx.exit(1)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except OSError as err:  # a file or directory the system refused: the message names it
+            report_error(str(err))
+            ctx.exit(1)
+        except Exception as err:
+            if os.environ.get("SKYBUTLER_TRACEBACK"):
+                raise
+            # A failure skybutler did not foresee is a bug, but the user still gets one line.
+            report_error(f"unexpected {type(err).__name__}: {' '.join(str(err).split())} (a bug in skybutler; "
+                         "set SKYBUTLER_TRACEBACK=1 to see where)")
             ctx.exit(1)
 
 

@@ -14,7 +14,7 @@ from ..config import RepoConfig
 from ..datastore.templates import DEFAULT_TEMPLATE
 from ..dimensions import DimensionUniverse
 from ..timespan import Timespan
-from .helpers import fail, info, open_butler, print_json, repo_argument
+from .helpers import fail, info, open_butler, print_json, read_text, repo_argument
 
 
 @click.command()
@@ -78,7 +78,7 @@ def config_dump(repo: Path, as_json: bool) -> None:
 def load_records(path: Path) -> list[dict[str, Any]]:
     """A YAML or JSON file holding a list of record mappings."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_text(path))
     except yaml.YAMLError as err:
         fail(f"{path} is not valid YAML or JSON: {err}")
     if isinstance(data, dict):

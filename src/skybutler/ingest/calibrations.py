@@ -132,6 +132,8 @@ def _load(path: Path) -> dict[str, Any]:
         content = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
         raise SkybutlerError(f"cannot read YAML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise SkybutlerError(f"not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
     if not isinstance(content, dict):
         raise SkybutlerError(f"must hold a YAML mapping, not {type(content).__name__}")
     return content
