@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import uuid
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -172,8 +173,10 @@ class DaskBackend(Backend):
         self.completed = d.as_completed()
 
     def submit(self, index: int, payload: dict[str, Any]) -> None:
+        # A new key for every attempt: Dask hands back the existing future of a key it still
+        # knows, so a retry under an old key could return the old attempt's error unrun.
         future = self.client.submit(run_quantum, self.job, payload, pure=False,
-                                    key=f"quantum-{payload['task']}-{index}-{id(self)}")
+                                    key=f"quantum-{payload['task']}-{index}-{uuid.uuid4().hex}")
         self.futures[future] = index
         self.completed.add(future)
 
