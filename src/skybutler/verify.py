@@ -19,6 +19,10 @@ _REPOSITORY_FILES = (CONFIG_NAME, "registry.sqlite3", "registry.sqlite3-wal", "r
                      "registry.sqlite3-journal")
 
 
+#: The repository's own bookkeeping (dataset locks), under the repository root.
+_BOOKKEEPING = ".skybutler/"
+
+
 @dataclass
 class VerifyReport:
     """What ``verify`` found."""
@@ -62,7 +66,7 @@ def verify(butler: Butler, check_sizes: bool = False, check_checksums: bool = Fa
             progress(done, len(artifacts))
     legacy_layout = butler.datastore.root_is(butler.root)  # files at the repository root, beside butler.yaml
     for path in butler.datastore.walk():
-        if legacy_layout and path in _REPOSITORY_FILES:
+        if legacy_layout and (path in _REPOSITORY_FILES or path.startswith(_BOOKKEEPING)):
             continue
         report.files += 1
         if path in inside:

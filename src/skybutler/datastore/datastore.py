@@ -181,6 +181,44 @@ class FileDatastore:
             for p in pending:
                 p.abort()
 
+    def write_or_adopt(self, artifact: StoredArtifact, data: bytes, accept: Callable[[bytes], bool]
+                       ) -> StoredArtifact:
+        """Publish ``data`` at the artifact's path, never replacing another file; returns the
+        artifact as placed.
+
+        For writers that restore a dataset at its recorded path (staging from the cold tier,
+        recompute write-back) while holding the dataset's lock: a file already there was left
+        by an interrupted writer of the same dataset -- it is kept, and described by the
+        returned artifact, if ``accept`` takes its bytes (the same checksum, say); otherwise
+        nothing is changed and :class:`DatastoreError` names the file.
+        """
+        staged = None
+        if self.local:
+            final = self.full_path(artifact.path)
+            staged = f"{final}.tmp-{uuid.uuid4().hex}-0"
+            try:
+                self.in_directory_of(final, lambda: write_new_file(staged, data))
+            except OSError as err:
+                raise DatastoreError(f"local datastore write of {final} failed: {err.strerror or err}") from err
+        try:
+            self._publish(artifact.path, staged, data)
+            return artifact
+        except DatastoreError:
+            try:
+                existing = self._read_bytes(artifact.path)
+            except FileNotFoundError:
+                raise DatastoreError(f"writing {self.full_path(artifact.path)} failed") from None
+            if not accept(existing):
+                raise DatastoreError(
+                    f"refusing to overwrite existing file {self.full_path(artifact.path)}: it is not this dataset's "
+                    "content, so it was not left by an interrupted writer of it ('skybutler verify' lists it)"
+                    ) from None
+            algorithm = artifact.checksum.split(":", 1)[0] if artifact.checksum else self.checksum_algorithm
+            return artifact.model_copy(update={"size": len(existing), "checksum": checksum(existing, algorithm)})
+        finally:
+            if staged is not None:
+                self._discard(staged)
+
     def _ensure_dir(self, directory: str) -> None:
         if directory not in self._made_dirs:
             os.makedirs(directory, exist_ok=True)

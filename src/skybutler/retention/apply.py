@@ -24,7 +24,7 @@ from ..errors import SkybutlerError
 from ..models import StoredArtifact
 from ..registry.dataset_state_store import COLD, PURGED, PURGED_LOST, PURGED_RECOMPUTABLE, STORED, DatasetInfo
 from ..registry.quantum_store import QuantumRecord
-from .cold_tier import cold_tier, is_external, move_to_cold
+from .cold_tier import busy_notice, cold_tier, is_external, locks, move_to_cold
 from .policy import DAY_NS
 
 if TYPE_CHECKING:
@@ -266,31 +266,41 @@ def apply(butler: Butler, report: RetentionReport) -> RetentionReport:
         report.actions = [a for a in report.actions if not a.reason]
     purged = report.purged
     if purged:
-        ids = [a.dataset_id for a in purged]
-        hot = butler.registry.datasets.artifacts(ids)
-        states = butler.registry.states.get(ids)
-        when = report.now.isoformat(timespec="seconds")
-        items: list[tuple[uuid.UUID, str, StoredArtifact, str | None]] = []
-        cold_paths: list[str] = []
-        for a in purged:
-            state = states.get(a.dataset_id)
-            artifact = hot.get(a.dataset_id)
-            if artifact is None and state is not None and state.state == COLD and state.artifact is not None:
-                artifact = state.artifact
-                cold_paths.append(artifact.path)
-            if artifact is None:
-                artifact = StoredArtifact(path="", formatter="", size=0)
-            forced = " (forced: it cannot be recomputed)" if a.new_state == PURGED_LOST else ""
-            items.append((a.dataset_id, a.new_state, artifact, f"purged {when} by policy '{a.policy}'{forced}"))
-        butler.registry.states.set_purged(items)
-        failed = butler.datastore.remove(hot.values())
-        if cold_paths:
-            cold_tier(butler).remove(cold_paths)
-        if failed:
-            logging.getLogger("skybutler.retention").warning("purged, but could not delete: %s", ", ".join(failed))
+        with locks(butler).hold([a.dataset_id for a in purged],
+                                busy_notice(butler.on_wait, "staging or re-creating datasets to purge")):
+            _purge(butler, report, purged)
     if report.lost:
         butler.registry.states.set_lost(report.lost, f"an input was force-purged on {report.now.isoformat()}")
     return report
+
+
+def _purge(butler: Butler, report: RetentionReport, purged: list[RetentionAction]) -> None:
+    """Purge (rows first, then files), holding the datasets' locks; one purged meanwhile by
+    another process is left as it is (its state row keeps what its file was)."""
+    ids = [a.dataset_id for a in purged]
+    hot = butler.registry.datasets.artifacts(ids)
+    states = butler.registry.states.get(ids)
+    when = report.now.isoformat(timespec="seconds")
+    items: list[tuple[uuid.UUID, str, StoredArtifact, str | None]] = []
+    cold_paths: list[str] = []
+    for a in purged:
+        state = states.get(a.dataset_id)
+        artifact = hot.get(a.dataset_id)
+        if state is None or state.state in PURGED:
+            continue
+        if artifact is None and state.state == COLD and state.artifact is not None:
+            artifact = state.artifact
+            cold_paths.append(artifact.path)
+        if artifact is None:
+            artifact = StoredArtifact(path="", formatter="", size=0)
+        forced = " (forced: it cannot be recomputed)" if a.new_state == PURGED_LOST else ""
+        items.append((a.dataset_id, a.new_state, artifact, f"purged {when} by policy '{a.policy}'{forced}"))
+    butler.registry.states.set_purged(items)
+    failed = butler.datastore.remove(hot.values())
+    if cold_paths:
+        cold_tier(butler).remove(cold_paths)
+    if failed:
+        logging.getLogger("skybutler.retention").warning("purged, but could not delete: %s", ", ".join(failed))
 
 
 def run(butler: Butler, now: str | datetime.datetime | None = None, dry_run: bool = False,

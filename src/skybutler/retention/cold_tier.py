@@ -7,6 +7,13 @@ back: the caller is told the expected wait, the configured ``staging_latency`` p
 (a sleep: one per stage request, however many datasets it holds -- a tape recall of
 the batch), the bytes are copied into the hot datastore at their old path, verified,
 recorded, and the cold copy is removed: the dataset is ``stored`` again.
+
+Both hold the datasets' locks (:mod:`..datastore.locks`) and read the datasets' states
+again once they have them, so two readers staging one dataset at once stage it once: the
+second waits and finds it stored.  A process killed at any point leaves at most a file
+that no row describes: a cold copy (the next move writes over it; ``verify`` lists it),
+or a hot file at the dataset's recorded path, which the next staging or recompute adopts
+when its checksum is the recorded one.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from ..datastore.checksums import verify
-from ..datastore.datastore import PendingArtifact
+from ..datastore.locks import DatasetLocks
 from ..errors import ChecksumMismatchError, DatastoreError, SkybutlerError
 from ..models import StoredArtifact
 from ..registry.dataset_state_store import COLD
@@ -89,6 +96,15 @@ class ColdTier:
             except FileNotFoundError:
                 pass
 
+    def exists(self, path: str) -> bool:
+        return self.fs.exists(self.full_path(path))
+
+    def walk(self) -> Iterable[str]:
+        """Relative paths of every file in the cold tier (for ``verify``)."""
+        if not self.fs.exists(self.root):
+            return []
+        return [full[len(self.root):].lstrip("/") for full in self.fs.find(self.root)]
+
 
 def cold_tier(butler: Butler) -> ColdTier:
     config = butler.config.retention.cold_tier
@@ -115,42 +131,47 @@ def read_hot(butler: Butler, artifact: StoredArtifact) -> bytes:
     return data
 
 
-def write_hot(butler: Butler, artifact: StoredArtifact, data: bytes) -> None:
-    """Publish bytes at an artifact's path in the hot datastore (atomic, never overwriting)."""
-    datastore = butler.datastore
-    if datastore.local:
-        final = datastore.full_path(artifact.path)
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        staged = f"{final}.tmp-{uuid.uuid4().hex}"
-        with open(staged, "wb") as stream:
-            stream.write(data)
-        pending = PendingArtifact(datastore, artifact, staged, None)
-    else:
-        pending = PendingArtifact(datastore, artifact, None, data)
-    try:
-        pending.commit()
-    finally:
-        pending.abort()
+def locks(butler: Butler) -> DatasetLocks:
+    """The repository's dataset locks (held while a dataset's file is moved, staged or re-created)."""
+    return DatasetLocks(butler.root)
+
+
+def busy_notice(on_wait: WaitCallback | None, what: str, seconds: float = 0.0) -> Callable[[], None]:
+    """What a writer that must wait for another one's lock tells the user."""
+    return lambda: (on_wait or log_wait)(f"another writer is {what}: waiting for it to finish", seconds)
+
+
+def write_hot(butler: Butler, artifact: StoredArtifact, data: bytes, accept: Callable[[bytes], bool] | None = None
+              ) -> StoredArtifact:
+    """Publish bytes at an artifact's path in the hot datastore (atomic, never overwriting); a file
+    left there by an interrupted writer of the same dataset is kept if it has the recorded checksum
+    (or if ``accept`` takes it).  Returns the artifact as placed."""
+    def same(existing: bytes) -> bool:
+        return (artifact.checksum is not None and verify(existing, artifact.checksum)) or \
+            (accept is not None and accept(existing))
+
+    return butler.datastore.write_or_adopt(artifact, data, same)
 
 
 def move_to_cold(butler: Butler, ids: Sequence[uuid.UUID]) -> tuple[list[uuid.UUID], int]:
     """Move the hot files of datasets to the cold tier; returns (moved IDs, bytes freed in the hot
     datastore).  Datasets without a hot file, or whose file lives outside the datastore, are skipped."""
     tier = cold_tier(butler)
-    artifacts = butler.registry.datasets.artifacts(ids)
-    copied: list[tuple[uuid.UUID, StoredArtifact]] = []
-    try:
-        for dataset_id in ids:
-            artifact = artifacts.get(dataset_id)
-            if artifact is None or is_external(artifact):
-                continue
-            tier.write(artifact.path, read_hot(butler, artifact))
-            copied.append((dataset_id, artifact))
-        butler.registry.states.set_cold(copied)
-    except BaseException:
-        tier.remove(a.path for _, a in copied)
-        raise
-    failed = butler.datastore.remove(a for _, a in copied)
+    with locks(butler).hold(ids, busy_notice(butler.on_wait, "staging or re-creating these datasets")):
+        artifacts = butler.registry.datasets.artifacts(ids)
+        copied: list[tuple[uuid.UUID, StoredArtifact]] = []
+        try:
+            for dataset_id in ids:
+                artifact = artifacts.get(dataset_id)
+                if artifact is None or is_external(artifact):
+                    continue
+                tier.write(artifact.path, read_hot(butler, artifact))
+                copied.append((dataset_id, artifact))
+            butler.registry.states.set_cold(copied)
+        except BaseException:
+            tier.remove(a.path for _, a in copied)
+            raise
+        failed = butler.datastore.remove(a for _, a in copied)
     if failed:
         log.warning("moved to the cold tier but could not delete the hot file(s): %s", ", ".join(failed))
     return [i for i, _ in copied], sum(a.size for _, a in copied)
@@ -159,30 +180,33 @@ def move_to_cold(butler: Butler, ids: Sequence[uuid.UUID]) -> tuple[list[uuid.UU
 def stage(butler: Butler, ids: Sequence[uuid.UUID], on_wait: WaitCallback | None = None
           ) -> dict[uuid.UUID, StoredArtifact]:
     """Bring cold datasets back into the hot datastore (state ``stored`` again); returns their hot
-    artifacts.  The caller is told the expected wait first; IDs that are not cold are ignored."""
-    states = butler.registry.states.get(ids)
-    cold = [(i, s.artifact) for i, s in states.items() if s.state == COLD and s.artifact is not None]
-    if not cold:
+    artifacts.  The caller is told the expected wait first; IDs that are not cold are ignored
+    (one staged by another process meanwhile included: this call waits for it to finish)."""
+    if not any(s.state == COLD for s in butler.registry.states.get(ids).values()):
         return {}
     tier = cold_tier(butler)
-    size = sum(a.size for _, a in cold)
-    (on_wait or log_wait)(f"staging {len(cold)} dataset(s) ({size / 1e6:.1f} MB) from the cold tier {tier.uri}: "
-                          f"expected wait about {tier.latency:.1f} s", tier.latency)
-    time.sleep(tier.latency)
-    written: list[StoredArtifact] = []
-    try:
-        for _, artifact in cold:
-            data = tier.read(artifact.path)
-            if not verify(data, artifact.checksum):
-                raise ChecksumMismatchError(f"cold copy of {artifact.path} does not match its recorded checksum")
-            write_hot(butler, artifact, data)
-            written.append(artifact)
-        butler.registry.states.set_stored(cold)
-    except BaseException:
-        butler.datastore.remove(written)
-        raise
-    tier.remove(a.path for _, a in cold)
-    return dict(cold)
+    with locks(butler).hold(ids, busy_notice(on_wait, "staging these datasets", tier.latency)):
+        states = butler.registry.states.get(ids)  # again: another process may have staged them
+        cold = [(i, s.artifact) for i, s in states.items() if s.state == COLD and s.artifact is not None]
+        if not cold:
+            return {}
+        size = sum(a.size for _, a in cold)
+        (on_wait or log_wait)(f"staging {len(cold)} dataset(s) ({size / 1e6:.1f} MB) from the cold tier "
+                              f"{tier.uri}: expected wait about {tier.latency:.1f} s", tier.latency)
+        time.sleep(tier.latency)
+        placed: list[tuple[uuid.UUID, StoredArtifact]] = []
+        try:
+            for dataset_id, artifact in cold:
+                data = tier.read(artifact.path)
+                if not verify(data, artifact.checksum):
+                    raise ChecksumMismatchError(f"cold copy of {artifact.path} does not match its recorded checksum")
+                placed.append((dataset_id, write_hot(butler, artifact, data)))
+            butler.registry.states.set_stored(placed)
+        except BaseException:
+            butler.datastore.remove(a for _, a in placed)
+            raise
+        tier.remove(a.path for _, a in cold)
+    return dict(placed)
 
 
 def staging_seconds(butler: Butler, n_cold: int) -> float:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SkybutlerError
 from ..pipeline.task import import_task
 from ..process_pools import process_pool
-from .cold_tier import WaitCallback
+from .cold_tier import WaitCallback, locks
 from .ondemand import (RecomputeEstimate, RecomputeOptions, RecomputeResult, prepare, recompute, recompute_note,
                        replay_and_verify, store_back)
 
@@ -69,13 +69,18 @@ def replay_one(payload: dict[str, Any]) -> dict[str, Any]:
             butler = _BUTLERS[payload["repo"]] = Butler(payload["repo"])
         quantum = butler.provenance.store.get([uuid.UUID(payload["quantum_id"])])[0]
         needed = [uuid.UUID(i) for i in payload["needed"]]
-        est = RecomputeEstimate(needed, [quantum], {i: quantum for i in needed},
-                                labels={uuid.UUID(k): v for k, v in payload["labels"].items()})
-        est.states = butler.registry.states.get(needed)
-        result = RecomputeResult(est)
-        replay_and_verify(butler, est, [quantum], {quantum.quantum_id: import_task(quantum.task_class,
-                                                                                   quantum.task_label)}, result)
-        store_back(butler, est, result, needed, payload["note"])
+        with locks(butler).hold(needed):  # another process recomputing them: wait, then find them stored
+            stored = set(butler.registry.datasets.artifacts(needed))
+            needed = [i for i in needed if i not in stored]
+            if not needed:
+                return {"status": "succeeded", "verified": {}}
+            est = RecomputeEstimate(needed, [quantum], {i: quantum for i in needed},
+                                    labels={uuid.UUID(k): v for k, v in payload["labels"].items()})
+            est.states = butler.registry.states.get(needed)
+            result = RecomputeResult(est)
+            replay_and_verify(butler, est, [quantum], {quantum.quantum_id: import_task(quantum.task_class,
+                                                                                       quantum.task_label)}, result)
+            store_back(butler, est, result, needed, payload["note"])
         return {"status": "succeeded", "verified": {str(k): v for k, v in result.verified.items()}}
     except Exception as err:  # noqa: BLE001 - reported back, the scheduler blocks what depends on it
         return {"status": "failed", "error": str(err) if isinstance(err, SkybutlerError)

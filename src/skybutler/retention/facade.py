@@ -107,17 +107,26 @@ class Retention:
         """``butler.get`` of a dataset without a hot file: stage it if cold, recompute it if purged
         (and allowed), else say why it cannot be read."""
         butler = self.butler
+        if butler.registry.datasets.artifacts([ref.id]):  # staged or recomputed meanwhile
+            return self._read_stored(ref, component, parameters)
         state = butler.registry.states.get([ref.id]).get(ref.id)
         if state is not None and state.state == COLD:
-            artifact = stage(butler, [ref.id], butler.on_wait)[ref.id]
-            return butler.datastore.read(artifact, component=component, parameters=parameters)
+            stage(butler, [ref.id], butler.on_wait)  # or wait for another process staging it
+            return self._read_stored(ref, component, parameters)
         what = f"was purged ({state.state})" if state is not None and state.state in PURGED else \
             "has no stored file"
         if options is None:
             raise DatasetNotFoundError(f"dataset {ref} {what}; pass recompute=True (or open the Butler with "
                                        "recompute=True) to re-create it from its provenance")
         result = recompute(butler, [ref.id], options, butler.on_wait)
-        if result.stored:
-            artifact = butler.registry.datasets.artifacts([ref.id])[ref.id]
-            return butler.datastore.read(artifact, component=component, parameters=parameters)
+        if result.stored or ref.id not in result.objects:  # stored by this call, or by another process
+            return self._read_stored(ref, component, parameters)
         return read_recomputed(result, ref.id, component, parameters)
+
+    def _read_stored(self, ref: DatasetRef, component: str | None, parameters: Any) -> Any:
+        artifact = self.butler.registry.datasets.artifacts([ref.id]).get(ref.id)
+        if artifact is None:  # purged or moved again meanwhile
+            state = self.butler.registry.states.get([ref.id]).get(ref.id)
+            raise DatasetNotFoundError(f"dataset {ref} was {state.state if state else 'removed'} again while "
+                                       "it was being read: read it again")
+        return self.butler.datastore.read(artifact, component=component, parameters=parameters)

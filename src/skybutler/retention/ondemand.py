@@ -17,6 +17,13 @@ The steps, each finished before the next starts, so a failure leaves nothing hal
    ``recompute_tolerance`` (``{"rtol": ..., "atol": ...}``, default rtol 1e-6);
 5. store them back (unless asked not to) in one transaction, at their recorded IDs and
    paths, state ``stored`` with a note saying when (and with what drift) they were remade.
+
+Steps 3-5 hold the locks of every dataset they stage or re-create (:mod:`..datastore.locks`)
+and plan again once they have them: of two readers recomputing one dataset at once, the
+first does the work and the second waits, then finds it stored.  A writer killed between
+publishing a file and committing its row leaves the file at the dataset's recorded path;
+the next write-back adopts it if it passes the same verification as a fresh result (the
+recorded checksum, or the task's tolerance), instead of refusing to overwrite it.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from ..provenance.recompute import replay
 from ..provenance.software import environment
 from ..registry.dataset_state_store import COLD, PURGED, DatasetState
 from ..registry.quantum_store import DatasetLink, QuantumRecord
-from .cold_tier import WaitCallback, log_wait, stage, staging_seconds, write_hot
+from .cold_tier import WaitCallback, busy_notice, locks, log_wait, stage, staging_seconds, write_hot
 
 if TYPE_CHECKING:
     from ..butler import Butler
@@ -344,8 +351,11 @@ def replay_and_verify(butler: Butler, estimate: RecomputeEstimate, quanta: Seque
 def store_back(butler: Butler, estimate: RecomputeEstimate, result: RecomputeResult, ids: Iterable[uuid.UUID],
                note: str) -> None:
     """Put recomputed datasets back, files and rows together (one transaction): a purged one at its
-    recorded path with state ``stored``; a removed one registered again under its recorded ID."""
+    recorded path with state ``stored``; a removed one registered again under its recorded ID.
+    A dataset stored meanwhile (by another process) is left as it is."""
     ids = list(ids)
+    present = set(butler.registry.datasets.artifacts(ids))
+    ids = [i for i in ids if i not in present]
     registered = {r.id: r for r in butler.registry.refs_by_id(ids)}
     states = estimate.states
     published: list[StoredArtifact] = []
@@ -362,7 +372,8 @@ def store_back(butler: Butler, estimate: RecomputeEstimate, result: RecomputeRes
                     butler.datastore.relative_path(ref, get_formatter(formatter).extension)
                 artifact = StoredArtifact(path=path, formatter=formatter, size=len(data),
                                           checksum=checksum(data, butler.datastore.checksum_algorithm))
-                write_hot(butler, artifact, data)
+                artifact = write_hot(butler, artifact, data, _acceptable(butler, estimate, dataset_id, formatter,
+                                                                         state))
                 published.append(artifact)
                 pairs.append((dataset_id, artifact))
             if pairs:
@@ -379,15 +390,37 @@ def store_back(butler: Butler, estimate: RecomputeEstimate, result: RecomputeRes
     result.stored = True
 
 
+def _acceptable(butler: Butler, estimate: RecomputeEstimate, dataset_id: uuid.UUID, formatter: str,
+                state: DatasetState | None) -> Any:
+    """Whether a file found at a dataset's path (left by an interrupted write-back) is as good as
+    a fresh result: it passes the check a recomputed dataset passes (see :func:`_verify`)."""
+    def accept(existing: bytes) -> bool:
+        quantum = estimate.needed[dataset_id]
+        task_class = import_task(quantum.task_class, quantum.task_label)
+        if getattr(task_class, "deterministic", True):
+            return False  # only the recorded checksum (checked by write_hot) will do
+        link = _output_link(quantum, dataset_id)
+        storage_class = get_storage_class(butler.get_dataset_type(link.dataset_type).storage_class)
+        try:
+            obj = get_formatter(formatter).read(io.BytesIO(existing))
+            _verify(butler, dataset_id, link.dataset_type, obj, existing, storage_class, state, quantum, task_class)
+        except Exception:  # noqa: BLE001 - unreadable or outside the tolerance: not adopted
+            return False
+        return True
+
+    return accept
+
+
 def _output_link(quantum: QuantumRecord, dataset_id: uuid.UUID) -> DatasetLink:
     return next(o for o in quantum.outputs if o.dataset_id == dataset_id)
 
 
 def prepare(butler: Butler, ids: Iterable[uuid.UUID], options: RecomputeOptions,
-            on_wait: WaitCallback | None = None) -> tuple[RecomputeEstimate, dict[uuid.UUID, type], list[str]]:
-    """Steps 1-3: plan, check drift, tell the expected wait, stage cold inputs, check configs;
-    returns the estimate, the task classes by quantum ID and the drift notes."""
-    est = estimate(butler, ids)
+            on_wait: WaitCallback | None = None, est: RecomputeEstimate | None = None
+            ) -> tuple[RecomputeEstimate, dict[uuid.UUID, type], list[str]]:
+    """Steps 1-3: plan (unless ``est`` is the plan), check drift, tell the expected wait, stage cold
+    inputs, check configs; returns the estimate, the task classes by quantum ID and the drift notes."""
+    est = est if est is not None else estimate(butler, ids)
     if est.drift and options.on_drift == "refuse":
         raise SoftwareDriftError("installed task code differs from the recorded version: " + "; ".join(est.drift)
                                  + " (recompute with on_drift='note' to go on and record it)")
@@ -402,17 +435,33 @@ def prepare(butler: Butler, ids: Iterable[uuid.UUID], options: RecomputeOptions,
 
 def recompute(butler: Butler, ids: Iterable[uuid.UUID], options: RecomputeOptions | None = None,
               on_wait: WaitCallback | None = None) -> RecomputeResult:
-    """Recompute datasets (and any purged inputs they need) in this process, all or nothing;
-    see the module docstring for the steps."""
+    """Recompute datasets (and any purged inputs they need) in this process, all or nothing, holding
+    their locks; see the module docstring for the steps."""
     options = options or RecomputeOptions()
     start = time.perf_counter()
-    est, classes, notes = prepare(butler, ids, options, on_wait)
-    result = RecomputeResult(est, notes=notes)
-    replay_and_verify(butler, est, est.quanta, classes, result)
-    if options.store and est.needed:
-        store_back(butler, est, result, est.needed, recompute_note(notes))
-    result.seconds = time.perf_counter() - start
-    return result
+    ids = list(dict.fromkeys(ids))
+    wanted = set(ids)
+    for _ in range(_PLAN_ATTEMPTS):
+        first = estimate(butler, ids)
+        wanted |= set(first.needed) | set(first.stage)
+        notice = busy_notice(on_wait, "re-creating or staging some of these datasets", first.expected_seconds)
+        with locks(butler).hold(wanted, notice):
+            est = estimate(butler, ids)  # again: another process may have done some of it meanwhile
+            if not (set(est.needed) | set(est.stage)) <= wanted:
+                continue  # more to lock than planned (an input purged meanwhile): plan again
+            est, classes, notes = prepare(butler, ids, options, on_wait, est)
+            result = RecomputeResult(est, notes=notes)
+            replay_and_verify(butler, est, est.quanta, classes, result)
+            if options.store and est.needed:
+                store_back(butler, est, result, est.needed, recompute_note(notes))
+            result.seconds = time.perf_counter() - start
+            return result
+    raise RecomputeError(f"the provenance of {len(ids)} dataset(s) kept changing while they were being locked "
+                         "(purged or recomputed by other processes): try again")
+
+
+#: How many times a recompute plans again when what it must lock grew while it waited.
+_PLAN_ATTEMPTS = 3
 
 
 def recompute_note(notes: Sequence[str]) -> str:

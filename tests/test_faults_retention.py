@@ -1,0 +1,270 @@
+"""Fault injection on the retention write paths: purge, cold move, staging, recompute write-back.
+
+Each case runs the operation in a child process and kills it with SIGKILL at a step
+boundary (a hook wrapped around one call: before it, after it, or part-way through a
+removal) or at a random instant, then checks what a user relies on: the repository
+opens, no dataset row lacks its file, every dataset reads back with its original value
+(staged or recomputed as needed), and ``verify`` is clean after ``verify --fix``.
+Concurrent readers of one cold or purged dataset both get it, and it is made once.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+from click.testing import CliRunner
+
+from skybutler import Butler
+from skybutler.cli.main import cli
+from skybutler.cli.maintenance_commands import verify_command
+from skybutler.errors import SkybutlerError
+from skybutler.execution import run_pipeline
+from skybutler.formats import get_formatter
+from skybutler.pipeline import Pipeline
+from skybutler.pipeline.testing import ScaleTask, VisitSummaryTask
+from skybutler.retention import ColdTierConfig
+from skybutler.verify import verify
+
+from pipeline_helpers import put_metrics
+
+COLLECTIONS = ["out", "run/a"]
+
+#: The child: install the kill hook named by argv[2], then run the operation argv[3] on argv[4:] (dataset IDs).
+CHILD = textwrap.dedent("""
+    import os, signal, sys, threading, uuid
+    from skybutler import Butler
+    from skybutler.datastore.datastore import FileDatastore
+    from skybutler.registry.dataset_state_store import DatasetStateStore
+    from skybutler.retention.cold_tier import ColdTier
+
+    root, hook, operation, ids = sys.argv[1], sys.argv[2], sys.argv[3], [uuid.UUID(i) for i in sys.argv[4:]]
+
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def wrap(cls, name, when, nth=1):
+        original, calls = getattr(cls, name), [0]
+        def hooked(*args, **kwargs):
+            calls[0] += 1
+            if when == "part" and calls[0] == nth:  # part of a removal done, then killed
+                items = list(args[1])
+                original(args[0], items[:len(items) // 2])
+                die()
+            if when == "before" and calls[0] == nth:
+                die()
+            result = original(*args, **kwargs)
+            if when == "after" and calls[0] == nth:
+                die()
+            return result
+        setattr(cls, name, hooked)
+
+    classes = {"datastore": FileDatastore, "states": DatasetStateStore, "tier": ColdTier}
+    if hook.startswith("random:"):
+        threading.Timer(float(hook.split(":")[1]), die).start()
+    else:
+        when, owner, name, nth = hook.split(":")
+        wrap(classes[owner], name, when, int(nth))
+    butler = Butler(root, collections=["out", "run/a"])
+    if operation == "purge":
+        butler.retention.purge(ids)
+    elif operation == "cold":
+        butler.retention.move_to_cold(ids)
+    elif operation == "stage":
+        butler.retention.stage(ids)
+    elif operation == "recompute":
+        butler.retention.recompute(ids)
+    elif operation == "get":
+        for i in ids:
+            butler.get(butler.registry.refs_by_id([i])[0], recompute=True)
+""")
+
+
+@pytest.fixture
+def repo(butler, tmp_path):
+    """scale (a) -> visit summary (b) over visits 1 and 2, with a cold tier; the originals by ID."""
+    put_metrics(butler, visits=[1, 2])
+    p = Pipeline()
+    p.add_task("a", ScaleTask)
+    p.add_task("b", VisitSummaryTask)
+    assert run_pipeline(butler, p, ["run/a"], "out").ok
+    butler.config.retention.cold_tier = ColdTierConfig(uri=str(tmp_path / "tape"), staging_latency=0.2)
+    butler.config.save(butler.root)
+    butler.close()
+    butler = Butler(butler.root, collections=COLLECTIONS)
+    refs = [*butler.query_datasets("metricsA", collections="out"), *butler.query_datasets("visitSummary",
+                                                                                           collections="out")]
+    butler.originals = {r.id: butler.get(r) for r in refs}
+    butler.targets = refs
+    return butler
+
+
+def _run_child(butler: Butler, hook: str, operation: str, ids) -> int:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.run([sys.executable, "-c", CHILD, str(butler.root), hook, operation, *map(str, ids)],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert child.returncode in (0, -9), child.stderr
+    return child.returncode
+
+
+def _repair(root) -> None:
+    args = ["verify", str(root), "--fix"] + (["--yes"] if any(p.name == "yes" for p in verify_command.params)
+                                            else [])
+    CliRunner().invoke(cli, args)
+    result = CliRunner().invoke(cli, ["verify", str(root), "--json"])
+    assert result.exit_code == 0, result.output
+
+
+def _check(butler: Butler) -> None:
+    """Opens; no row lacks its file; every dataset reads back as it was; verify clean after --fix."""
+    root, originals, targets = butler.root, butler.originals, butler.targets
+    butler.close()
+    with Butler(root, collections=COLLECTIONS) as reopened:
+        report = verify(reopened)
+        assert not report.missing_files, report.missing_files
+        for ref in targets:
+            assert reopened.get(reopened.registry.refs_by_id([ref.id])[0], recompute=True) == originals[ref.id]
+    _repair(root)
+    with Butler(root, collections=COLLECTIONS) as reopened:
+        for ref in targets:
+            assert reopened.get(reopened.registry.refs_by_id([ref.id])[0], recompute=True) == originals[ref.id]
+        assert verify(reopened).consistent
+
+
+PURGE_HOOKS = ["before:states:set_purged:1", "after:states:set_purged:1", "part:datastore:remove:1",
+               "before:datastore:remove:1"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hook", PURGE_HOOKS)
+def test_purge_killed(repo, hook):
+    assert _run_child(repo, hook, "purge", [r.id for r in repo.targets]) == -9
+    _check(repo)
+
+
+COLD_HOOKS = ["after:tier:write:1", "after:tier:write:3", "before:states:set_cold:1", "after:states:set_cold:1",
+              "part:datastore:remove:1"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hook", COLD_HOOKS)
+def test_cold_move_killed(repo, hook):
+    raws = [r.id for r in repo.query_datasets("metrics", collections="run/a")]
+    repo.originals.update({r.id: repo.get(r) for r in repo.registry.refs_by_id(raws)})
+    repo.targets += repo.registry.refs_by_id(raws)
+    assert _run_child(repo, hook, "cold", raws) == -9
+    _check(repo)
+
+
+STAGE_HOOKS = ["after:datastore:write_or_adopt:1", "after:datastore:write_or_adopt:2",
+               "before:states:set_stored:1", "after:states:set_stored:1", "part:tier:remove:1"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hook", STAGE_HOOKS)
+def test_staging_killed(repo, hook):
+    raws = repo.registry.refs_by_id([r.id for r in repo.query_datasets("metrics", collections="run/a")])
+    repo.originals.update({r.id: repo.get(r) for r in raws})
+    repo.targets += raws
+    repo.retention.move_to_cold(raws)
+    assert _run_child(repo, hook, "stage", [r.id for r in raws]) == -9
+    _check(repo)
+
+
+RECOMPUTE_HOOKS = ["after:datastore:write_or_adopt:1", "after:datastore:write_or_adopt:5",
+                   "before:states:set_stored:1", "after:states:set_stored:1"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hook", RECOMPUTE_HOOKS)
+@pytest.mark.parametrize("operation", ["recompute", "get"])
+def test_recompute_write_back_killed(repo, hook, operation):
+    repo.retention.purge(repo.targets)
+    assert _run_child(repo, hook, operation, [r.id for r in repo.targets]) == -9
+    _check(repo)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(4))
+def test_recompute_through_cold_inputs_killed_at_random(repo, seed):
+    raws = repo.registry.refs_by_id([r.id for r in repo.query_datasets("metrics", collections="run/a")])
+    repo.originals.update({r.id: repo.get(r) for r in raws})
+    repo.targets += raws
+    repo.retention.purge(repo.targets[:len(repo.targets) - len(raws)])
+    repo.retention.move_to_cold(raws)
+    delay = random.Random(seed).uniform(0.05, 1.5)  # staging takes 0.2 s, the replays about as long
+    _run_child(repo, f"random:{delay}", "recompute", [r.id for r in repo.targets])
+    _check(repo)
+
+
+def _place(butler: Butler, path: str, data: bytes) -> None:
+    full = butler.datastore.full_path(path)
+    butler.datastore.fs.makedirs(os.path.dirname(full), exist_ok=True)
+    butler.datastore.fs.pipe_file(full, data)
+
+
+def test_a_file_left_by_a_killed_write_back_is_adopted(repo):
+    """The file is in place, its row is not: the next get completes instead of refusing."""
+    summary = next(r for r in repo.targets if r.dataset_type.name == "visitSummary")
+    repo.retention.purge([summary])
+    recorded = repo.retention.state(summary).artifact
+    buffer = io.BytesIO()
+    get_formatter(recorded.formatter).write(repo.originals[summary.id], buffer)
+    _place(repo, recorded.path, buffer.getvalue())  # what the killed writer published
+    assert repo.get(summary, recompute=True) == repo.originals[summary.id]
+    assert repo.retention.state(summary).state == "stored" and verify(repo).consistent
+
+
+def test_a_foreign_file_at_the_path_is_never_overwritten(repo):
+    summary = next(r for r in repo.targets if r.dataset_type.name == "visitSummary")
+    repo.retention.purge([summary])
+    path = repo.datastore.full_path(repo.retention.state(summary).artifact.path)
+    _place(repo, repo.retention.state(summary).artifact.path, b'{"not": "this dataset"}')
+    with pytest.raises(SkybutlerError, match="refusing to overwrite existing file .* not this dataset's content"):
+        repo.get(summary, recompute=True)
+    assert repo.datastore.fs.cat_file(path) == b'{"not": "this dataset"}'
+    assert repo.retention.state(summary).state == "purged-recomputable"
+
+
+@pytest.mark.parametrize("kind", ["cold", "purged"])
+def test_two_readers_of_one_dataset_both_get_it_and_it_is_made_once(repo, kind):
+    summaries = [r for r in repo.targets if r.dataset_type.name == "visitSummary"]
+    if kind == "cold":
+        repo.retention.move_to_cold(summaries)
+    else:
+        repo.retention.purge(summaries)
+    root, told, results, errors = repo.root, [], [], []
+    barrier, other_waits = threading.Barrier(2), threading.Event()
+    work = "staging 1 dataset" if kind == "cold" else "recomputing 1 dataset"
+
+    def on_wait(message: str, seconds: float) -> None:
+        told.append(message)
+        if message.startswith("another writer is"):
+            other_waits.set()
+        elif message.startswith(work):  # the one doing the work holds its lock until the other waits for it
+            other_waits.wait(30)
+
+    def reader() -> None:
+        try:
+            with Butler(root, collections=COLLECTIONS, recompute=True, on_wait=on_wait) as b:
+                barrier.wait()
+                results.append(b.get("visitSummary", instrument="Cam", visit=1))
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert results == [repo.originals[summaries[0].id]] * 2
+    assert sum(m.startswith(work) for m in told) == 1, told  # one did the work
+    assert sum(m.startswith("another writer is") for m in told) == 1, told  # the other waited for it
+    assert verify(repo).consistent
