@@ -30,7 +30,8 @@ from skybutler.formats import get_formatter
 from skybutler.pipeline import Pipeline
 from skybutler.pipeline.testing import ScaleTask, VisitSummaryTask
 from skybutler.retention import ColdTierConfig
-from skybutler.verify import verify
+from skybutler.retention.cold_tier import cold_tier
+from skybutler.verify import remove_orphans, verify
 
 from pipeline_helpers import put_metrics
 
@@ -268,3 +269,38 @@ def test_two_readers_of_one_dataset_both_get_it_and_it_is_made_once(repo, kind):
     assert sum(m.startswith(work) for m in told) == 1, told  # one did the work
     assert sum(m.startswith("another writer is") for m in told) == 1, told  # the other waited for it
     assert verify(repo).consistent
+
+
+def test_verify_covers_the_cold_tier(repo):
+    raws = repo.registry.refs_by_id([r.id for r in repo.query_datasets("metrics", collections="run/a")])
+    repo.retention.move_to_cold(raws)
+    report = verify(repo)
+    assert report.consistent and report.cold.copies == len(raws)
+    tier = cold_tier(repo)
+    gone, damaged = (repo.retention.state(r).artifact for r in raws[:2])
+    tier.fs.rm_file(tier.full_path(gone.path))  # deleted behind the butler's back
+    data = tier.read(damaged.path)
+    tier.write(damaged.path, data[:-2] + (b"0}" if data[-2:] != b"0}" else b"1}"))  # same size, other bytes
+    report = verify(repo, check_sizes=True)
+    assert report.cold.missing == [f"{tier.full_path(gone.path)} (dataset {raws[0].id})"] and not report.consistent
+    assert not report.cold.mismatches  # the size is the same...
+    assert verify(repo, check_checksums=True).cold.mismatches == [f"{tier.full_path(damaged.path)} (checksum)"]
+    result = CliRunner().invoke(cli, ["verify", str(repo.root)])
+    assert result.exit_code == 1 and "cold copy missing" in result.output
+
+
+def test_verify_fix_removes_only_cold_files_skybutler_abandoned(repo):
+    raws = repo.registry.refs_by_id([r.id for r in repo.query_datasets("metrics", collections="run/a")])
+    repo.retention.move_to_cold(raws[:1])
+    tier = cold_tier(repo)
+    hot = raws[1].artifact  # a killed move copied it, then died before recording the copy
+    tier.write(hot.path, repo.datastore.fs.cat_file(repo.datastore.full_path(hot.path)))
+    tier.write("notes/mine.txt", b"a user's file")
+    tier.write(hot.path + ".tmp-" + "ab" * 16, b"half a cop")  # a copy killed mid-write
+    report = verify(repo)
+    assert sorted(report.cold.orphans) == sorted([hot.path, "notes/mine.txt", hot.path + ".tmp-" + "ab" * 16])
+    assert sorted(report.cold.leftovers) == sorted([hot.path, hot.path + ".tmp-" + "ab" * 16])
+    remove_orphans(repo, report)
+    after = verify(repo)
+    assert after.cold.orphans == ["notes/mine.txt"] and tier.read("notes/mine.txt") == b"a user's file"
+    assert after.cold.copies == 1 and not after.cold.missing

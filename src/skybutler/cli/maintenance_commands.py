@@ -96,13 +96,20 @@ def verify_command(repo: str, sizes: bool, checksums: bool, fix: bool, as_json: 
         rows += [{"problem": "file without row", "path": p} for p in report.orphan_files]
         rows += [{"problem": "size differs", "path": p} for p in report.size_mismatches]
         rows += [{"problem": "checksum differs", "path": p} for p in report.checksum_mismatches]
+        if report.cold is not None:
+            rows += [{"problem": "cold copy missing", "path": p} for p in report.cold.missing]
+            rows += [{"problem": "cold copy differs", "path": p} for p in report.cold.mismatches]
+            rows += [{"problem": "cold file without row" + (" (abandoned by skybutler)" if p in report.cold.leftovers
+                                                            else ""), "path": p} for p in report.cold.orphans]
         if rows:
             print_rows(rows, as_json=False)
         info(f"{report.datasets} datasets, {report.files} files: "
              f"{'consistent' if report.consistent else 'INCONSISTENT'}"
              + (f"; removed {removed} orphan files" if fix else ""))
+    cold_left = report.cold is not None and bool(report.cold.missing or report.cold.mismatches
+                                                 or set(report.cold.orphans) - set(report.cold.leftovers))
     if not report.consistent and not (fix and not report.missing_files and not report.size_mismatches
-                                      and not report.checksum_mismatches):
+                                      and not report.checksum_mismatches and not cold_left):
         raise SystemExit(1)
 
 

@@ -113,6 +113,14 @@ class DatasetStateStore:
                     out[row["id"]] = _state(row["id"], row)
         return out
 
+    def in_states(self, states: Sequence[str]) -> dict[uuid.UUID, DatasetState]:
+        """Every dataset in one of ``states`` (not ``stored``: those without a row are left out),
+        with what its file is or was (for ``verify``)."""
+        t = self.table
+        with self.db.reading() as conn:
+            rows = conn.execute(sa.select(t).where(t.c.state.in_(check_states(states)))).mappings()
+            return {row["dataset_id"]: _state(row["dataset_id"], row) for row in rows}
+
     def infos(self, type_ids: dict[int, str] | None = None) -> list[DatasetInfo]:
         """Every registered dataset with its type, RUN, creation time, state, last access and bytes
         (one statement; ``type_ids`` limits it to these dataset types, by ID -> name)."""

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,7 +35,7 @@ from ..datastore.checksums import verify
 from ..datastore.locks import DatasetLocks
 from ..errors import ChecksumMismatchError, DatastoreError, SkybutlerError
 from ..models import StoredArtifact
-from ..registry.dataset_state_store import COLD
+from ..registry.dataset_state_store import COLD, PURGED
 from .policy import ColdTierConfig
 
 if TYPE_CHECKING:
@@ -207,6 +209,57 @@ def stage(butler: Butler, ids: Sequence[uuid.UUID], on_wait: WaitCallback | None
             raise
         tier.remove(a.path for _, a in cold)
     return dict(placed)
+
+
+#: A cold copy being written (``ColdTier.write``): killed before its rename, it stays under this name.
+_STAGING_NAME = re.compile(r"\.tmp-[0-9a-f]{32}$")
+
+
+@dataclass
+class ColdAudit:
+    """What ``verify`` finds in the cold tier."""
+
+    copies: int = 0
+    #: Cold datasets whose cold copy is gone (their bytes are lost unless recomputable).
+    missing: list[str] = field(default_factory=list)
+    #: Cold copies whose size (or, when asked, checksum) is not the recorded one.
+    mismatches: list[str] = field(default_factory=list)
+    #: Files in the cold tier that no cold dataset points to.
+    orphans: list[str] = field(default_factory=list)
+    #: The orphans skybutler provably wrote and abandoned (a killed move, staging or purge): a
+    #: partial copy under a staging name, or a copy of a file the registry records elsewhere
+    #: (a hot file again, or a purged one) with the same checksum.  ``verify --fix`` removes these.
+    leftovers: list[str] = field(default_factory=list)
+
+
+def audit(butler: Butler, hot: Mapping[uuid.UUID, StoredArtifact], check_sizes: bool = False,
+          check_checksums: bool = False) -> ColdAudit:
+    """Compare the cold datasets' records with the files in the cold tier (``hot``: every hot
+    artifact, by dataset ID)."""
+    tier = cold_tier(butler)
+    report = ColdAudit()
+    states = butler.registry.states.in_states([COLD, *PURGED])
+    cold = {i: s.artifact for i, s in states.items() if s.state == COLD and s.artifact is not None}
+    report.copies = len(cold)
+    for dataset_id, artifact in cold.items():
+        if not tier.exists(artifact.path):
+            report.missing.append(f"{tier.full_path(artifact.path)} (dataset {dataset_id})")
+        elif check_sizes and tier.fs.size(tier.full_path(artifact.path)) != artifact.size:
+            report.mismatches.append(f"{tier.full_path(artifact.path)} (size)")
+        elif check_checksums and not verify(tier.read(artifact.path), artifact.checksum):
+            report.mismatches.append(f"{tier.full_path(artifact.path)} (checksum)")
+    referenced = {a.path for a in cold.values()}
+    recorded = {a.path: a.checksum for a in hot.values()}
+    recorded.update({s.artifact.path: s.artifact.checksum for s in states.values()
+                     if s.state in PURGED and s.artifact is not None and s.artifact.path})
+    for path in tier.walk():
+        if path in referenced:
+            continue
+        report.orphans.append(path)
+        if _STAGING_NAME.search(path) or (path in recorded and recorded[path] is not None
+                                          and verify(tier.read(path), recorded[path])):
+            report.leftovers.append(path)
+    return report
 
 
 def staging_seconds(butler: Butler, n_cold: int) -> float:
