@@ -203,11 +203,11 @@ class FileDatastore:
         try:
             self._publish(artifact.path, staged, data)
             return artifact
-        except DatastoreError:
+        except DatastoreError as err:
             try:
                 existing = self._read_bytes(artifact.path)
             except FileNotFoundError:
-                raise DatastoreError(f"writing {self.full_path(artifact.path)} failed") from None
+                raise err from None  # nothing there: the write itself failed
             if not accept(existing):
                 raise DatastoreError(
                     f"refusing to overwrite existing file {self.full_path(artifact.path)}: it is not this dataset's "
