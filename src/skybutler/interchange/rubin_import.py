@@ -12,6 +12,7 @@ back out, so the repository is as it was.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import uuid
 import zipfile
@@ -39,7 +40,8 @@ def import_rubin(butler: Butler, path: str | Path, transfer: str = "copy", skip_
     if present and not skip_existing:
         raise RubinImportError(export.source, [f"dataset {i} is already in the repository" for i in sorted(present)])
     if export.zip_path is None:
-        return _apply(butler, export, formatters, present, transfer, lambda d: _local_file(export, d))
+        files = {d.path: _local_file(export, d) for d in export.datasets}
+        return _apply(butler, export, formatters, present, transfer, lambda d: files[d.path])
     if transfer not in ZIP_TRANSFERS:
         raise SkybutlerError(f"files inside a zip can only be copied in (transfer {transfer!r} was asked)")
     scratch = butler.root if butler.datastore.local else None
@@ -64,7 +66,7 @@ def _check_datasets(export: RubinExport) -> dict[uuid.UUID, str]:
             continue
         if dataset.dataset_type not in export.dataset_types:
             export.problems.append(f"{dataset.path}: dataset type {dataset.dataset_type} is not defined in the export")
-        if export.zip_path is None and not _local_file(export, dataset).is_file():
+        if export.zip_path is None and not os.path.isfile(_local_file(export, dataset)):
             export.problems.append(f"{dataset.path}: file missing from the export")
     return formatters
 
