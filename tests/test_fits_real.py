@@ -116,6 +116,17 @@ def alternates_only() -> fits.Header:
     return h
 
 
+def tnx() -> fits.Header:
+    """An IRAF TNX header: a TAN core and a polynomial in the WAT cards (wcslib reads it as TPD)."""
+    h = _wcs_header(("RA---TNX", "DEC--TNX"), (150.0, 2.0), cdelt=7e-5)
+    h["WAT0_001"] = "system=image"
+    for axis, text in ((1, 'wtype=tnx axtype=ra lngcor = "3. 3. 3. 2. -0.1 0.1 -0.1 0.1 1e-5 2e-4 -3e-4 5e-5 1e-4 -2e-4 "'),
+                       (2, 'wtype=tnx axtype=dec latcor = "3. 3. 3. 2. -0.1 0.1 -0.1 0.1 -2e-5 1e-4 3e-4 -5e-5 2e-4 1e-4 "')):
+        for start in range(0, len(text), 68):
+            h[f"WAT{axis}_{start // 68 + 1:03d}"] = text[start:start + 68]
+    return h
+
+
 def dss() -> fits.Header:
     """The plate-solution header of a Digitized Sky Survey scan shipped with astropy's tests."""
     path = Path(astropy.__file__).parent / "wcs" / "tests" / "data" / "dss.14.29.56-62.41.05.fits.gz"
@@ -129,7 +140,7 @@ def dss() -> fits.Header:
 
 WCS_KINDS = {"tan": tan, "sip": sip, "tpv": tpv, "zpn": zpn, "car": car, "ait": ait, "hpx": hpx,
              "galactic": galactic, "ecliptic": ecliptic, "fk4": fk4, "helioprojective": helioprojective,
-             "alternates": alternates, "alternates_only": alternates_only, "dss": dss}
+             "alternates": alternates, "alternates_only": alternates_only, "dss": dss, "tnx": tnx}
 
 
 def make_image(header: fits.Header, n_x: int = N_X, n_y: int = N_Y, dtype: Any = np.float32) -> fits.PrimaryHDU:
@@ -196,6 +207,21 @@ def test_cutout_wcs_matches_full_image(tmp_path: Path, kind: str, box: tuple[int
         component = read(path, "fits", "wcs", bbox=box, wcs_key=key)                 # the component
         assert_same_sky(world(component, xs, ys), expected)
         assert component.pixel_shape == (x1 - x0, y1 - y0)
+
+
+def test_tnx_cutout_replaces_its_wat_cards(tmp_path: Path) -> None:
+    path = write_file(tmp_path / "tnx.fits", make_image(tnx()))
+    header = read(path, "fits", "header", bbox=(10, 20, 60, 70))
+    assert header["CTYPE1"] == "RA---TAN" and "WAT1_001" not in header and header["CQDIS1"] == "TPD"
+    assert header["CRPIX1"] == pytest.approx(tnx()["CRPIX1"] - 10)
+    full = astropy_wcs(tnx())
+    plain = tnx()
+    plain["CTYPE1"], plain["CTYPE2"] = "RA---TAN", "DEC--TAN"
+    for key in [k for k in plain if k.startswith("WAT")]:
+        del plain[key]
+    # The distortion is there: the TNX image is not its TAN core.
+    assert np.abs(world(full, np.array([0.0]), np.array([0.0])) -
+                  world(astropy_wcs(plain), np.array([0.0]), np.array([0.0]))).max() > 10 * MAS
 
 
 def test_dss_cutout_drops_the_plate_cards_it_replaced(tmp_path: Path) -> None:
@@ -657,3 +683,31 @@ def test_multi_extension_raw_in_the_repository(butler, tmp_path):
     assert facts["n_images"] == 4 and facts["filter"] == "g" and facts["region"] is not None
     put = butler.put(make_raw(), "mef", {"instrument": "Cam", "visit": 1, "detector": 1})
     assert butler.get_metadata(put)["ra_center"] == pytest.approx(facts["ra_center"], abs=1e-9)
+
+
+def test_ingested_raws_have_facts_and_footprints(tmp_path):
+    from skybutler.ingest import ingest_raws
+    from skybutler.instruments import simulate_night
+
+    night = tmp_path / "night"
+    night.mkdir()
+    simulate_night(night, day_obs=20260301, n_science=1, n_bias=1, n_flat=0, bands=("g",), size=32)
+    with Butler.create(tmp_path / "repo") as butler:
+        result = ingest_raws(butler, night)
+        assert result.ok and result.refs
+        science = 0
+        for ref in result.refs:
+            facts = butler.get_metadata(ref)
+            assert facts["n_x"] > 0 and facts["dtype"]
+            with fits.open(butler.get_uri(ref).removeprefix("file://")) as hdus:
+                image = next(h for h in hdus if h.is_image and h.header.get("NAXIS") == 2)
+                has_wcs = "CTYPE1" in image.header
+            assert (facts["region"] is not None) == has_wcs
+            if has_wcs:
+                science += 1
+                where = f"raw.region OVERLAPS POINT({facts['ra_center']!r}, {facts['dec_center']!r})"
+                found = {r.id for r in butler.query_datasets("raw", where=where, collections="SimCam/raw/all")}
+                assert ref.id in found
+        assert science > 0  # the science raws carry a WCS
+        assert butler.query_datasets("raw", where="raw.n_x > 0", collections="SimCam/raw/all").count() == \
+            len(result.refs)

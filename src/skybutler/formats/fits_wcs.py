@@ -2,7 +2,8 @@
 
 Every WCS in a header (the primary one and the alternates A..Z) is built by astropy
 (wcslib), which understands far more than the standard cards: SIP, TPV, TNX/ZPX and
-DSS plate solutions (CNPIX/PPO/AMDX cards, turned into a polynomial distortion).  A
+DSS plate solutions (CNPIX/PPO/AMDX cards) and IRAF's WAT cards, both turned into a polynomial
+distortion (TPD).  A
 cut-out slices each of them with ``WCS.slice`` and writes the sliced WCS back into
 the header in its place, so the cut-out's header describes the cut-out whatever kind
 of WCS it held: shifting CRPIX by hand is wrong for a plate solution, whose reference
@@ -30,6 +31,9 @@ _PRIMARY_ONLY = re.compile(
 )
 """Cards of the primary WCS only: old-style matrices, SIP, distortion records, and the DSS plate
 solution (which the sliced WCS replaces, as a polynomial distortion astropy writes itself)."""
+
+_IRAF_WAT = re.compile(r"^WAT\d_\d{3}$")
+"""IRAF's world-attribute cards: a TNX/ZPX distortion, which the sliced WCS carries as a polynomial."""
 
 _TIME_CARDS = re.compile(r"^(DATE-\w+|MJD-\w+|MJDREF\w*|DATEREF|TIMESYS|TIMEUNIT|TREFPOS|TREFDIR|PLEPHEM|"
                          r"OBSGEO-\w|JEPOCH|BEPOCH|TSTART|TSTOP|XPOSURE|TELAPSE)$")
@@ -120,7 +124,9 @@ def cutout_header(header: Any, box: tuple[int, int, int, int], fobj: Any = None)
 
 def _remove_wcs_cards(header: Any, key: str) -> None:
     pattern = _key_pattern(key)
+    iraf = key == " " and str(header.get("CTYPE1", "")).endswith(("-TNX", "-ZPX"))
     doomed = {card.keyword for card in header.cards
-              if pattern.match(card.keyword) or (key == " " and _PRIMARY_ONLY.match(card.keyword))}
+              if pattern.match(card.keyword) or (key == " " and _PRIMARY_ONLY.match(card.keyword))
+              or (iraf and _IRAF_WAT.match(card.keyword))}
     for keyword in doomed:
         header.remove(keyword, ignore_missing=True, remove_all=True)
