@@ -79,13 +79,17 @@ def test_unknown_repository_is_a_clean_error(tmp_path):
 def test_create_then_config_dump(tmp_path):
     root = tmp_path / "new"
     assert "created repository" in run("create", root, "--checksum", "none").stdout
-    config = yaml.safe_load(run("config-dump", root).stdout)
+    dumped = run("config-dump", root).stdout
+    config = yaml.safe_load(dumped)
     assert config["checksum"] is None
     assert config["registry"] == f"sqlite:///{root / 'registry.sqlite3'}"
     assert config["datastore"] == str(root / "datastore")
     assert "default" in config["templates"]
-    assert config["universe"]["name"] == "default" and isinstance(config["universe"]["version"], int)
+    assert config["universe"] == "default"
+    assert "# dimension universe 'default' version " in dumped
     assert json.loads(run("config-dump", root, "--json").stdout) == config
+    (root / "butler.yaml").write_text(dumped)  # the dump is a butler.yaml: it opens the same repository
+    assert yaml.safe_load(run("config-dump", root).stdout) == config
     fails("create", root, message="a repository already exists")
     run("create", root, "--checksum", "md5", code=2)
 

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import yaml
+
 from astropy.time import Time
 
 from .batching import gc_paused
@@ -25,8 +27,8 @@ from .config import BOOKKEEPING_DIR, CONFIG_NAME, DEFAULT_DATASTORE, RepoConfig
 from .datastore import FileDatastore
 from .datastore.transfer import TRANSFER_MODES, ingest_files
 from .dimensions import DataCoordinate, DimensionRecord, DimensionUniverse
-from .errors import (CollectionError, DatasetNotFoundError, DataIdError, FileNotStoredError, QueryError,
-                     RegistryError, SkybutlerError, StorageClassError)
+from .errors import (CollectionError, ConfigError, DatasetNotFoundError, DataIdError, FileNotStoredError,
+                     QueryError, RegistryError, SkybutlerError, StorageClassError)
 from .formats import get_formatter, get_storage_class
 from .formats.file_facts import file_facts
 from .query.builder import QuerySpec
@@ -57,7 +59,17 @@ def _span_ns(timespan: Timespan | Time | None) -> tuple[int, int] | None:
 
 
 def _load_universe(name: str) -> DimensionUniverse:
-    return DimensionUniverse.default() if name == "default" else DimensionUniverse.from_yaml(name)
+    if name == "default":
+        return DimensionUniverse.default()
+    try:
+        return DimensionUniverse.from_yaml(name)
+    except OSError as err:
+        raise ConfigError(f"universe {name!r} (in {CONFIG_NAME}): cannot read it: {err.strerror or err}") from None
+    except (yaml.YAMLError, UnicodeDecodeError, TypeError, KeyError, ValueError) as err:
+        if isinstance(err, SkybutlerError):
+            raise
+        raise ConfigError(f"universe {name!r} (in {CONFIG_NAME}) is not a dimension universe file: "
+                          f"{' '.join(str(err).split())}") from None
 
 
 class Butler:
@@ -131,7 +143,7 @@ class Butler:
         root.mkdir(parents=True, exist_ok=True)
         made = [root / name for name in ours] + ([store] if store is not None and not store.exists() else [])
         try:
-            config = RepoConfig(registry=registry, datastore=datastore_setting, templates=dict(templates or {}),
+            config = RepoConfig.checked(registry=registry, datastore=datastore_setting, templates=dict(templates or {}),
                                 checksum=checksum, verify_checksums=verify_checksums, universe=universe)
             reg = Registry.create(config.registry_url(root), _load_universe(universe))
             (root / BOOKKEEPING_DIR).mkdir()

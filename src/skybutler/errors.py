@@ -38,6 +38,11 @@ class UniverseMismatchError(DimensionError):
     """A repository was created with a different dimension universe."""
 
 
+class ConfigError(SkybutlerError):
+    """A repository's ``butler.yaml`` (or settings given to ``Butler.create``) is invalid; the
+    message names the file, the line and the key."""
+
+
 class TimespanError(SkybutlerError, ValueError):
     """A time or timespan cannot be parsed, or ends before it begins."""
 

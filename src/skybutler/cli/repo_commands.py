@@ -10,9 +10,9 @@ import click
 import yaml
 
 from .. import Butler
+from ..butler import _load_universe as load_universe
 from ..config import RepoConfig
 from ..datastore.templates import DEFAULT_TEMPLATE
-from ..dimensions import DimensionUniverse
 from ..timespan import Timespan
 from .helpers import fail, info, open_butler, print_json, read_text, repo_argument
 
@@ -48,31 +48,36 @@ def strip_password(url: str) -> str:
 
 
 def resolved_config(root: Path) -> dict[str, Any]:
-    """The repository config with defaults filled in, safe to show (no password)."""
+    """The repository's settings with defaults filled in, as ``butler.yaml`` keys: saved as a
+    ``butler.yaml`` it opens the same repository.  The registry URL is shown as configured
+    (``${VAR}`` references unexpanded, never a password)."""
     root = root.absolute()
     config = RepoConfig.load(root)
-    universe = (DimensionUniverse.default() if config.universe == "default"
-                else DimensionUniverse.from_yaml(config.universe))
-    return {
-        "root": str(root),
-        "registry": strip_password(config.registry_url(root)),
+    resolved = {
+        "registry": strip_password(config.registry or config.registry_url(root)),
         "datastore": config.datastore_uri(root),
         "templates": {"default": DEFAULT_TEMPLATE, **config.templates},
-        "checksum": config.checksum,
-        "universe": {"source": config.universe, "name": universe.name, "version": universe.version},
+        **config.model_dump(mode="json", include={"checksum", "verify_checksums", "universe", "retention"}),
     }
+    return RepoConfig.checked(**resolved).model_dump(mode="json")  # the same keys, checked to load back
 
 
 @click.command("config-dump")
 @repo_argument
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
 def config_dump(repo: Path, as_json: bool) -> None:
-    """Print REPO's butler.yaml resolved with defaults (registry URL without password, universe)."""
+    """Print REPO's butler.yaml resolved with defaults (registry URL without password).
+
+    The output is itself a valid butler.yaml; the YAML form starts with comments naming
+    the repository and its dimension universe."""
     config = resolved_config(repo)
     if as_json:
         print_json(config)
-    else:
-        click.echo(yaml.safe_dump(config, sort_keys=False).rstrip())
+        return
+    universe = load_universe(config["universe"])
+    click.echo(f"# skybutler repository {Path(repo).absolute()}\n"
+               f"# dimension universe {universe.name!r} version {universe.version} (from {config['universe']!r})")
+    click.echo(yaml.safe_dump(config, sort_keys=False).rstrip())
 
 
 def load_records(path: Path) -> list[dict[str, Any]]:
