@@ -460,7 +460,7 @@ def _extend(children):
             children, st.lists(st.one_of(simple, ranges), min_size=1, max_size=4), st.booleans(),
         ),
         st.builds(lambda a, b: Overlaps(lhs=a, rhs=b), overlap_operands, overlap_operands),
-        st.builds(lambda a, p: Glob(operand=a, pattern=p), children, st.one_of(strings, binds)),
+        st.builds(lambda a, p: Glob(operand=a, pattern=p), names, st.one_of(strings, binds)),
         st.builds(lambda n, xs: FunctionCall(name=n, args=tuple(xs)), _NAME.filter(
             lambda n: n.upper() not in ("POINT", "CIRCLE", "BOX", "POLYGON", "REGION", "GLOB", "UUID")),
             st.lists(children, max_size=3)),

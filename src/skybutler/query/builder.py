@@ -154,6 +154,8 @@ class _Context:
         self.doomed: list[str] = []
         #: The dataset_id column of the queried dataset type's rows (query_datasets only).
         self.row_dataset_id: sa.ColumnElement | None = None
+        #: And the collection each of those rows was found in.
+        self.row_collection_id: sa.ColumnElement | None = None
         #: Result columns with one value in every row (see ``BuiltQuery.constants``).
         self.constants: dict[str, Any] = {}
         #: Of those, the ones that hold while a dimension table has one key (``BuiltQuery.sole_keys``).
@@ -166,7 +168,14 @@ class _Context:
         return self.search.member_ids(dtype)
 
     def dataset_field(self, joins: JoinBuilder) -> Any:
-        def resolve(type_name: str, field_name: str, column: int | None) -> Operand | None:
+        def resolve(type_name: str | None, field_name: str, column: int | None) -> Operand | None:
+            if type_name is None:  # a bare dataset field: of the query's one dataset type
+                types = [self.queried] if self.queried else list(self.spec.datasets)
+                if len(types) != 1:
+                    raise QueryError(f"{field_name!r} alone names a field of the query's dataset type, but the "
+                                     f"query has {'none' if not types else 'several'}; write "
+                                     f"<dataset_type>.{field_name}", self.spec.where, column)
+                type_name = types[0]
             user = self.registry.user_tables.get(type_name)
             if user is not None:
                 return user_field_operand(user, joins, field_name, self.spec.where, column)
@@ -175,9 +184,10 @@ class _Context:
                 return None
             # The queried type's own facts are those of each row's dataset, not of the first
             # one found for its data ID (they differ with find_first=False).
-            row_id = self.row_dataset_id if type_name == self.queried else None
+            own = type_name == self.queried
             return dataset_field_operand(self.registry, joins, found[1], field_name, self.member_ids(found[1]),
-                                         self.spec.where, column, row_id)
+                                         self.spec.where, column, self.row_dataset_id if own else None,
+                                         self.row_collection_id if own else None)
 
         return resolve
 
@@ -349,7 +359,7 @@ def _join_dataset(registry: Registry, ctx: _Context, joins: JoinBuilder, dtype: 
         return rank
     # Without a find-first window each row is its own dataset: its facts are its own.  With
     # the window, a where-term must judge the first-found dataset (not let a later one win).
-    ctx.row_dataset_id = tags.c.dataset_id
+    ctx.row_dataset_id, ctx.row_collection_id = tags.c.dataset_id, tags.c.collection_id
     return None
 
 
@@ -369,7 +379,7 @@ def _join_calibrations(registry: Registry, ctx: _Context, joins: JoinBuilder, dt
     select_cols += [("dataset_id", member.c.dataset_id), ("run_id", ds.c.run_id),
                     ("validity_begin", member.c.validity_begin), ("validity_end", member.c.validity_end)]
     if not spec.find_first:
-        ctx.row_dataset_id = member.c.dataset_id
+        ctx.row_dataset_id, ctx.row_collection_id = member.c.dataset_id, member.c.collection_id
         return None
     calibrations.require_time(dtype, [registry.collections.name_of(c) for c in calib_ids], element, spec.timespan)
     searched = set(run_ids) | set(calib_ids)

@@ -94,6 +94,8 @@ _VALUE_STARTS = {"NAME", "BIND", "NUMBER", "STRING", "TIME", "LPAR", "MINUS", "P
 _OPERATORS = {"OR", "AND", "COMP_OP", "OVERLAPS", "IN", "NOT", "PLUS", "MINUS", "STAR", "SLASH", "PERCENT"}
 #: Functions with a meaning; any other name(...) parses and is refused when compiled.
 KNOWN_FUNCTIONS = ("POINT", "CIRCLE", "BOX", "POLYGON", "REGION", "GLOB", "UUID")
+#: What may stand for a number in CIRCLE/BOX/POLYGON: numbers, names, binds, arithmetic.
+_NUMBER_FORMS = (IntLiteral, FloatLiteral, Identifier, Bind, NullLiteral, BoolLiteral, BinaryOp, UnaryOp)
 _CONSTANTS = {"NULL": NullLiteral, "TRUE": BoolLiteral, "FALSE": BoolLiteral}
 
 
@@ -348,8 +350,10 @@ class _Builder:
             except ValueError:
                 raise QueryError(f"{args[0].value!r} is not a valid UUID", column=args[0].column) from None
         if name == "GLOB":
-            if len(args) != 2 or not isinstance(args[1], (StringLiteral, Identifier, Bind)):
-                raise QueryError("GLOB() takes an expression and a 'pattern' string", column=col)
+            if len(args) != 2 or not isinstance(args[0], Identifier) or not isinstance(
+                    args[1], (StringLiteral, Identifier, Bind)):
+                raise QueryError("GLOB() takes a name and a 'pattern' string: GLOB(detector.full_name, 'R22_*')",
+                                 column=col)
             return Glob(operand=args[0], pattern=args[1], column=col)
         if name in REGION_ARITY:
             check_region_arity(name, args, col)
@@ -372,12 +376,17 @@ def check_region_arity(name: str, args: tuple[Node, ...], column: int | None) ->
     """Raise QueryError unless region function ``name`` has the right number of arguments."""
     arity = REGION_ARITY[name]
     if name == "REGION":
-        if len(args) != 1 or not isinstance(args[0], (StringLiteral, Identifier, Bind)):
+        if len(args) != 1 or not isinstance(args[0], (StringLiteral, Identifier, Bind, NullLiteral, BoolLiteral)):
             raise QueryError("REGION() takes one IVOA region string, e.g. REGION('CIRCLE 150 2.2 0.5')",
                              column=column)
-    elif arity is not None and len(args) != arity:
+        return
+    if arity is not None and len(args) != arity:
         raise QueryError(f"{name}() takes {arity} arguments, found {len(args)}", column=column)
-    elif arity is None and (len(args) < 6 or len(args) % 2):
+    if arity is None and (len(args) < 6 or len(args) % 2):
         raise QueryError(
             f"POLYGON() takes ra, dec pairs of at least 3 vertices, found {len(args)} numbers", column=column
         )
+    if name != "POINT":  # the form of its numbers (their values are judged when compiled)
+        for arg in args:
+            if not isinstance(arg, _NUMBER_FORMS):
+                raise QueryError(f"{name}() takes numbers in degrees, found {arg.to_text()!r}", column=arg.column)

@@ -25,6 +25,8 @@ from .joins import JoinBuilder
 from .parser import KNOWN_FUNCTIONS
 
 NUMERIC = ("int", "float")
+#: Fields of every dataset, usable bare when a query has one dataset type (see metadata.DATASET_FIELDS).
+_DATASET_FIELDS = ("dataset_id", "ingest_date", "run", "collection")
 #: Nodes that are conditions (true/false), never values to compare.
 _CONDITIONS = (ex.LogicalOp, ex.Not, ex.InList, ex.Overlaps, ex.Glob)
 _ARITHMETIC = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
@@ -72,7 +74,7 @@ class CompiledWhere:
     terms: list[tuple[str, sa.ColumnElement]] = field(default_factory=list)
 
 
-DatasetFieldResolver = Callable[[str, str, int | None], Operand | None]
+DatasetFieldResolver = Callable[[str | None, str, int | None], Operand | None]
 
 
 class WhereCompiler:
@@ -155,6 +157,8 @@ class WhereCompiler:
             raise self.error(f"unknown function {node.name!r}; the functions of the language are "
                              f"{', '.join(KNOWN_FUNCTIONS)}", node)
         if isinstance(node, ex.Bind):
+            if node.name in self.region_binds:
+                return Operand("region", region=self.region_binds[node.name])
             raise self.error(f"bind parameter :{node.name} is not given", node)
         if isinstance(node, _CONDITIONS) or (isinstance(node, ex.BinaryOp) and node.op in ex.COMPARISON_OPS):
             raise self.error(f"{node.to_text()!r} is a condition (true or false), not a value to compute with",
@@ -242,6 +246,10 @@ class WhereCompiler:
         if name.count(".") == 2:
             return self._timespan_bound(node)
         head, _, tail = name.partition(".")
+        if not tail and name in _DATASET_FIELDS and self.dataset_field is not None:
+            found = self.dataset_field(None, name, node.column)
+            if found is not None:
+                return found
         if not tail:
             if name in self.universe.elements and self.universe[name].is_dimension:
                 if self.universe[name].skypix is not None:
