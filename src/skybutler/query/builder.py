@@ -163,6 +163,9 @@ class _Context:
         #: Dimensions outside the result that a find-first search ranks within (the exposure
         #: whose timespan chose a calibration), as (label, column).
         self.partition: list[tuple[str, sa.ColumnElement]] = []
+        #: Whether one dataset may come back from two searched collections (a TAGGED one and
+        #: its RUN) without find-first, so rows must be made distinct.
+        self.repeats = False
 
     def member_ids(self, dtype: DatasetType) -> list[int]:
         return self.search.member_ids(dtype)
@@ -236,6 +239,11 @@ def _build_one(registry: Registry, spec: QuerySpec, search: _Search, dataset_typ
     # so it needs no table of its own.
     for d in reversed(output_group.required):
         joins.ensure(d, available)
+    # Then every other dimension the query names, before the where-clause: an implied one it
+    # names (band) is then taken from the element that implies it (the visit), not joined free.
+    for d in reversed(group.required):
+        if universe[d].skypix is None:
+            joins.ensure(d, available)
     for d in extra_datasets:
         _require_dataset(registry, ctx, joins, d, group)
     where_sql = WhereCompiler(joins, spec.where, region_binds, ctx.dataset_field(joins))
@@ -275,11 +283,11 @@ def _build_one(registry: Registry, spec: QuerySpec, search: _Search, dataset_typ
         partition = list(output_group.required) + [k for k, _ in ctx.partition] + region_labels
         stmt = stmt.add_columns(*[c.label(k) for k, c in ctx.partition])
         if dtype is not None and calibrations.calibration_ids(dtype, ctx.ids):
-            ambiguity = (dtype, calibrations.ambiguity_check(stmt, window_rank, partition), partition)
+            ambiguity = (dtype, calibrations.ambiguity_check(stmt, partition), partition)
         stmt = _first_per_data_id(stmt, window_rank, partition, labels)
         if ctx.partition:  # one row per exposure found the same calibration
             stmt = stmt.distinct()
-    elif multiplies:
+    elif multiplies or ctx.repeats:
         stmt = stmt.distinct()
     unique_by = None
     if compiled.region_filters and (multiplies or window_rank is not None):
@@ -360,6 +368,7 @@ def _join_dataset(registry: Registry, ctx: _Context, joins: JoinBuilder, dtype: 
     # Without a find-first window each row is its own dataset: its facts are its own.  With
     # the window, a where-term must judge the first-found dataset (not let a later one win).
     ctx.row_dataset_id, ctx.row_collection_id = tags.c.dataset_id, tags.c.collection_id
+    ctx.repeats = len(cids) > 1 and any(kinds[c] is CollectionType.TAGGED for c in cids)
     return None
 
 
@@ -380,6 +389,8 @@ def _join_calibrations(registry: Registry, ctx: _Context, joins: JoinBuilder, dt
                     ("validity_begin", member.c.validity_begin), ("validity_end", member.c.validity_end)]
     if not spec.find_first:
         ctx.row_dataset_id, ctx.row_collection_id = member.c.dataset_id, member.c.collection_id
+        # One certification may sit in two collections (or a dataset in its RUN and a TAGGED one).
+        ctx.repeats = len(run_ids) + len(calib_ids) > 1
         return None
     calibrations.require_time(dtype, [registry.collections.name_of(c) for c in calib_ids], element, spec.timespan)
     searched = set(run_ids) | set(calib_ids)

@@ -92,16 +92,21 @@ def exists_valid(registry: Registry, joins: JoinBuilder, dtype: DatasetType, typ
     return sa.exists(sa.select(sa.literal(1)).select_from(member).where(*cond))
 
 
-def ambiguity_check(stmt: sa.Select, rank: sa.ColumnElement, partition: list[str]) -> sa.Select:
+def ambiguity_check(stmt: sa.Select, partition: list[str]) -> sa.Select:
     """Rows of ``stmt`` (with ``collection_rank``) that tie in the first collection holding
-    one for their partition: more than one calibration valid there."""
+    one for their partition: more than one calibration valid there.  Two certifications of
+    one data ID in one collection never overlap, so they differ in ``validity_begin``; rows
+    that repeat one certification (an exposure in two visits) do not."""
     cols = stmt.selected_columns
     keys = [cols[d] for d in partition]
+    at_rank = [*keys, cols["collection_rank"]]
     inner = stmt.add_columns(
         sa.func.min(cols["collection_rank"]).over(partition_by=keys).label("best_rank"),
-        sa.func.count().over(partition_by=[*keys, cols["collection_rank"]]).label("n_at_rank"),
+        sa.func.min(cols["validity_begin"]).over(partition_by=at_rank).label("first_begin"),
+        sa.func.max(cols["validity_begin"]).over(partition_by=at_rank).label("last_begin"),
     ).subquery("tied")
-    return sa.select(inner).where(inner.c.collection_rank == inner.c.best_rank, inner.c.n_at_rank > 1).limit(20)
+    return (sa.select(inner).where(inner.c.collection_rank == inner.c.best_rank,
+                                   inner.c.first_begin != inner.c.last_begin).distinct().limit(20))
 
 
 def raise_if_ambiguous(registry: Registry, dtype: DatasetType, check: sa.Select, partition: list[str]) -> None:

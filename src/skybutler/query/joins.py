@@ -57,6 +57,12 @@ class JoinBuilder:
         element = self.universe[name]
         if element.skypix is not None:
             raise QueryError(f"{name} is a sky-pixel dimension; it has no table to join")
+        # A dimension of the element that the query already implies (the day_obs of its
+        # exposures) is taken from there first, so the table joins on it: joined on the
+        # instrument alone, every day_obs record would pair with every exposure.
+        for d in element.identity:
+            if d not in self.sources:
+                self._source_implied(d, None)
         table = self.schema.alias(self.schema.elements[name], f"e_{name}")
         self.element_tables[name] = table
         # The table's own columns source its requirements (their records exist: foreign
@@ -71,28 +77,34 @@ class JoinBuilder:
         An implied dimension is taken from an element that implies it and is already
         (or can be) part of the query, so {visit, band} joins visit -> physical_filter.
         """
-        if dimension in self.sources:
+        if dimension in self.sources or self._source_implied(dimension, available):
             return self.sources[dimension]
+        self.join_element(dimension)
+        return self.sources[dimension]
+
+    def _source_implied(self, dimension: str, available: set[str] | None) -> bool:
+        """Source ``dimension`` from an element of the query that implies it (directly, or
+        through an implied dimension: a visit's band through its physical_filter); False
+        if none does."""
         for name, table in self.element_tables.items():
             if dimension in self.universe[name].implies:
                 self.sources[dimension] = table.c[dimension]
-                return self.sources[dimension]
+                return True
         candidates = available if available is not None else set(self.sources)
         for name in sorted(candidates, key=self.universe.order.__getitem__):
             element = self.universe[name]
             if dimension in element.implies and name != dimension:
                 self.ensure(name, available)
                 self.join_element(name)
-                return self.sources[dimension]
+                return True
         for name in sorted(candidates, key=self.universe.order.__getitem__):
             element = self.universe[name]
             for implied in element.implies:
                 if dimension in self.universe[implied].implies:
                     self.ensure(implied, available)
                     self.join_element(implied)
-                    return self.sources[dimension]
-        self.join_element(dimension)
-        return self.sources[dimension]
+                    return True
+        return False
 
     def join_relationships(self) -> None:
         """Join every pure relationship element (no key, no region: visit_definition) whose
