@@ -60,12 +60,12 @@ def image_footprint(header: Any, n_x: int, n_y: int, key: str | None = None) -> 
     except ValueError:
         return Footprint(problem=f"astropy knows no celestial frame for CTYPE {ctype!r}")
     name = frame.name
-    centre = _to_icrs(wcs, frame, np.array([(n_x - 1) / 2.0]), np.array([(n_y - 1) / 2.0]))
-    if centre is None or not np.all(np.isfinite(centre)):
-        return Footprint(frame=name, problem="the image centre is outside the WCS projection")
-    ra, dec = float(centre[0][0]) % 360.0, float(centre[1][0])
     xs, ys = _border(n_x, n_y)
-    border = _to_icrs(wcs, frame, xs, ys)
+    sky_points = _to_icrs(wcs, frame, np.append(xs, (n_x - 1) / 2.0), np.append(ys, (n_y - 1) / 2.0))
+    if sky_points is None or not np.isfinite(sky_points[0][-1]) or not np.isfinite(sky_points[1][-1]):
+        return Footprint(frame=name, problem="the image centre is outside the WCS projection")
+    ra, dec = float(sky_points[0][-1]) % 360.0, float(sky_points[1][-1])
+    border = sky_points[0][:-1], sky_points[1][:-1]
     return Footprint(ra=ra, dec=dec, region=_region(ra, dec, border), frame=name)
 
 
@@ -106,7 +106,9 @@ def _to_icrs(wcs: Any, frame: Any, xs: np.ndarray, ys: np.ndarray) -> tuple[np.n
         warnings.simplefilter("ignore")
         try:
             world = wcs.all_pix2world(xs, ys, 0)
-            lon, lat = world[wcs.wcs.lng], world[wcs.wcs.lat]
+            lon, lat = np.asarray(world[wcs.wcs.lng]), np.asarray(world[wcs.wcs.lat])
+            if frame.name == "icrs":  # already there: astropy's transformation would be the identity
+                return lon, lat
             coords = SkyCoord(lon, lat, unit="deg", frame=frame).icrs
         except Exception:  # pixels outside the projection, a distortion that does not converge
             return None
