@@ -679,6 +679,8 @@ def test_multi_extension_raw_in_the_repository(butler, tmp_path):
     amp = butler.get(ref, parameters={"hdu": "AMP03"})
     assert np.all(amp.data == 3) and amp.header["FILTER"] == "g"
     assert len(butler.get(ref)) == 6
+    with pytest.raises(FormatterError, match=r"mef_Cam_1_0\.fits\.gz: no HDU 'AMP07' in the file \(HDUs: 0:PRIMARY"):
+        butler.get(ref, parameters={"hdu": "AMP07"})
     facts = butler.get_metadata(ref)
     assert facts["n_images"] == 4 and facts["filter"] == "g" and facts["region"] is not None
     put = butler.put(make_raw(), "mef", {"instrument": "Cam", "visit": 1, "detector": 1})

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from ..errors import ChecksumMismatchError, DatastoreError, FileNotStoredError
+from ..errors import ChecksumMismatchError, DatastoreError, FileNotStoredError, FormatterError
 from ..formats import get_formatter
 from ..models import DatasetRef, StoredArtifact
 from .checksums import algorithm_of, checksum, stream_checksum, verify
@@ -286,6 +286,10 @@ class FileDatastore:
                 return formatter.read(stream, component=component, parameters=parameters)
         except FileNotFoundError:
             raise FileNotStoredError(f"artifact {full} is missing from the datastore") from None
+        except FormatterError as err:
+            if type(err) is not FormatterError:
+                raise
+            raise FormatterError(f"{self.uri(artifact)}: {err}") from err  # name the file that failed
 
     def _locate(self, path: str) -> tuple[Any, str]:
         """The file system holding a stored path, and the path on it: a direct-ingested URI
