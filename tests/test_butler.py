@@ -376,11 +376,11 @@ def test_a_failure_after_some_files_are_published_takes_them_back(butler, monkey
     publish = butler.datastore._publish
     published = []
 
-    def fail_for_detector_2(path, staged, data):
+    def fail_for_detector_2(path, staged, data, *rest):
         # By path, not by call order: an object store publishes a batch from several threads.
         if path.endswith("_2.json"):
             raise DatastoreError("store went away")
-        publish(path, staged, data)
+        publish(path, staged, data, *rest)
         published.append(path)
 
     monkeypatch.setattr(butler.datastore, "_publish", fail_for_detector_2)

@@ -31,7 +31,7 @@ from skybutler.pipeline import Pipeline
 from skybutler.pipeline.testing import ScaleTask, VisitSummaryTask
 from skybutler.retention import ColdTierConfig
 from skybutler.retention.cold_tier import cold_tier
-from skybutler.verify import remove_orphans, verify
+from skybutler.verify import plan_repair, repair, verify
 
 from pipeline_helpers import put_metrics
 
@@ -300,7 +300,7 @@ def test_verify_fix_removes_only_cold_files_skybutler_abandoned(repo):
     report = verify(repo)
     assert sorted(report.cold.orphans) == sorted([hot.path, "notes/mine.txt", hot.path + ".tmp-" + "ab" * 16])
     assert sorted(report.cold.leftovers) == sorted([hot.path, hot.path + ".tmp-" + "ab" * 16])
-    remove_orphans(repo, report)
+    repair(repo, plan_repair(report))
     after = verify(repo)
     assert after.cold.orphans == ["notes/mine.txt"] and tier.read("notes/mine.txt") == b"a user's file"
     assert after.cold.copies == 1 and not after.cold.missing

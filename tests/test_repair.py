@@ -3,7 +3,12 @@ datastore's own tree, verify and its repair (quarantine, never deletion of what 
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -12,7 +17,7 @@ from click.testing import CliRunner
 
 from skybutler import Butler
 from skybutler.cli.main import cli
-from skybutler.errors import SkybutlerError
+from skybutler.errors import ArtifactExistsError, SkybutlerError
 from skybutler.verify import verify
 
 from conftest import populate
@@ -64,7 +69,7 @@ def test_create_existing_ok_never_counts_or_touches_foreign_files(tmp_path):
         butler.put({"a": 1}, "metrics", DATA_ID)
         report = verify(butler)
         assert report.consistent and report.files == 1, report.summary()
-    _cli("verify", root, "--fix")
+    _cli("verify", root, "--fix", "--yes")
     assert {name: (root / name).read_bytes() for name in files} == files
 
 
@@ -100,3 +105,124 @@ def test_a_repository_with_files_at_its_root_keeps_opening(tmp_path):
         report = verify(butler)
         # butler.yaml and the SQLite files are the registry's, never dataset files
         assert report.consistent and report.files == 1, report.summary()
+
+
+# -- crashes: moves, retries ----------------------------------------------------------
+
+
+def _crash(step: str, script: str, *args: object) -> None:
+    """Run ``script`` in a new process that kills itself (SIGKILL) at ``step``."""
+    env = {**os.environ, "SKYBUTLER_CRASH_AT": step}
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script), *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr)
+
+
+INGEST_MOVE = """
+    import sys
+    from pathlib import Path
+    from skybutler import Butler
+    butler = Butler(sys.argv[1], run="r")
+    files = sorted(Path(sys.argv[2]).glob("*.json"))
+    butler.ingest("metrics", [(f, {"instrument": "Cam", "visit": 1, "detector": int(f.stem)}) for f in files],
+                  transfer="move")
+"""
+
+
+@pytest.mark.parametrize("step", ["file-placed:3", "registry-committed"])
+def test_a_killed_move_ingest_never_loses_a_users_file(tmp_path, step):
+    root = tmp_path / "repo"
+    with _ready(Butler.create(root)) as butler:
+        butler.collections.register("r", "run")
+    sources = tmp_path / "incoming"
+    sources.mkdir()
+    originals = {}
+    for d in range(4):
+        originals[d] = f'{{"detector": {d}}}'.encode()
+        (sources / f"{d}.json").write_bytes(originals[d])
+    _crash(step, INGEST_MOVE, root, sources)
+    with Butler(root, collections="r") as butler:  # the open settles the interrupted ingest
+        refs = {r.data_id["detector"]: r for r in butler.query_datasets("metrics")}
+        for d, data in originals.items():
+            back = (sources / f"{d}.json")
+            # every file is either registered (and readable) or back where it came from
+            assert (d in refs and butler.get(refs[d]) == {"detector": d}) or back.read_bytes() == data
+        assert len(refs) == (4 if step == "registry-committed" else 0)
+        assert verify(butler).consistent
+        assert not list((root / ".skybutler" / "journal").iterdir())
+
+
+PUT = """
+    import sys
+    from skybutler import Butler
+    butler = Butler(sys.argv[1], run="r")
+    butler.put_many("metrics", [({"d": d}, {"instrument": "Cam", "visit": 1, "detector": d}) for d in range(4)])
+"""
+
+
+def test_a_retried_put_completes_after_a_crashed_writer(tmp_path):
+    """The crash happens while this butler is open: its retry finds the crashed writer's files,
+    settles them from the journal and completes, instead of refusing."""
+    with _ready(Butler.create(tmp_path / "repo", run="r", collections="r")) as butler:
+        _crash("files-published", PUT, butler.root)
+        assert any(".json" in p for p in butler.datastore.walk())  # the files are there, without rows
+        refs = butler.put_many("metrics", [({"d": d}, {**DATA_ID, "detector": d}) for d in range(4)])
+        assert [butler.get(r) for r in refs] == [{"d": d} for d in range(4)]
+        assert verify(butler).consistent
+
+
+def test_a_retried_put_takes_identical_bytes_left_without_a_journal(tmp_path):
+    with _ready(Butler.create(tmp_path / "repo", run="r", collections="r")) as butler:
+        ref = butler.put({"a": 1}, "metrics", DATA_ID)
+        path = Path(butler.datastore.full_path(ref.artifact.path))
+        data = path.read_bytes()
+        butler.registry.datasets.delete([ref.id])  # as if its writer died after publishing
+        assert path.exists()
+        again = butler.put({"a": 1}, "metrics", DATA_ID)  # same bytes: completes
+        assert butler.get(again) == {"a": 1} and path.read_bytes() == data
+        butler.registry.datasets.delete([again.id])
+        with pytest.raises(ArtifactExistsError, match="skybutler verify .* --fix"):
+            butler.put({"a": 2}, "metrics", DATA_ID)  # other bytes: never overwritten
+        assert path.read_bytes() == data
+
+
+# -- verify --fix -------------------------------------------------------------------
+
+
+def test_verify_fix_quarantines_what_it_cannot_prove_is_its_own(tmp_path):
+    with _ready(Butler.create(tmp_path / "repo", run="r", collections="r")) as butler:
+        kept = butler.put({"a": 1}, "metrics", DATA_ID)
+        store = Path(butler.datastore.root)
+        (store / "r").mkdir(exist_ok=True)
+        (store / "r" / "notes.txt").write_text("a user's notes")
+        stale = store / "r" / f"x.json.tmp-{'a' * 32}-0"
+        stale.write_text("{}")
+        os.utime(stale, (1e9, 1e9))  # written long ago by a writer that is gone
+        fresh = store / "r" / f"y.json.tmp-{'b' * 32}-0"
+        fresh.write_text("{}")  # may belong to a writer at work: left alone
+        root = butler.root
+    result = _cli("verify", root, code=1)
+    assert "notes.txt" in result.stdout and "INCONSISTENT" in result.stdout
+    refused = _cli("verify", root, "--fix", code=1)  # no terminal to ask, no --yes: nothing changes
+    assert "pass --yes" in refused.stderr and (store / "r" / "notes.txt").exists() and stale.exists()
+    fixed = _cli("verify", root, "--fix", "--yes", "--json")
+    summary = json.loads(fixed.stdout)
+    assert summary["consistent"] and summary["quarantined"] == 1 and summary["removed"] == 1
+    assert not stale.exists() and fresh.exists()
+    manifest = [json.loads(line) for line in (Path(summary["quarantine"]) / "manifest.jsonl").read_text().splitlines()]
+    assert [m["original"] for m in manifest] == [f"file://{store}/r/notes.txt"]
+    assert manifest[0]["reason"] and manifest[0]["time"]
+    assert (Path(summary["quarantine"]) / manifest[0]["quarantined_as"]).read_text() == "a user's notes"
+    with Butler(root, collections="r") as butler:
+        assert butler.get(kept) == {"a": 1}
+
+
+def test_verify_fix_exits_non_zero_while_still_inconsistent(tmp_path):
+    with _ready(Butler.create(tmp_path / "repo", run="r")) as butler:
+        ref = butler.put({"a": 1}, "metrics", DATA_ID)
+        os.unlink(butler.datastore.full_path(ref.artifact.path))  # a row without its file: not repairable
+        (Path(butler.datastore.root) / "stray.txt").write_text("x")
+        root = butler.root
+    result = _cli("verify", root, "--fix", "--yes", code=1)
+    assert "row without file" in result.stdout and "INCONSISTENT" in result.stdout
+    assert "quarantined 1 file(s)" in result.stdout

@@ -27,8 +27,9 @@ from .config import BOOKKEEPING_DIR, CONFIG_NAME, DEFAULT_DATASTORE, RepoConfig
 from .datastore import FileDatastore
 from .datastore.transfer import TRANSFER_MODES, ingest_files
 from .dimensions import DataCoordinate, DimensionRecord, DimensionUniverse
-from .errors import (CollectionError, ConfigError, DatasetNotFoundError, DataIdError, FileNotStoredError,
-                     QueryError, RegistryError, SkybutlerError, StorageClassError)
+from .errors import (ArtifactExistsError, CollectionError, ConfigError, DatasetNotFoundError, DataIdError,
+                     DatastoreError, FileNotStoredError, QueryError, RegistryError, SkybutlerError, StorageClassError)
+from .faults import crash_point
 from .formats import get_formatter, get_storage_class
 from .formats.file_facts import file_facts
 from .query.builder import QuerySpec
@@ -90,16 +91,28 @@ class Butler:
         self.universe = _load_universe(self.config.universe)
         self.registry = _registry or Registry.open(self.config.registry_url(self.root), self.universe)
         self.datastore = FileDatastore(self.config.datastore_uri(self.root), self.config.templates,
-                                       self.config.checksum)
+                                       self.config.checksum, journal=str(self.root / BOOKKEEPING_DIR / "journal"))
         self.collections = CollectionsManager(self.registry)
         self.default_collections = [collections] if isinstance(collections, str) else list(collections or [])
         self.run = run
         self.default_data_id = dict(data_id or {})
         self._known_runs: set[str] = set()
         self._undo: list[Callable[[], Any]] | None = None
+        self._after_commit: list[Callable[[], Any]] = []
         self.recompute = recompute
         self.on_wait = on_wait
         self._tracks_access = self.config.retention.tracks_access
+        #: what this open settled from the journals of interrupted writes (see ``recover``)
+        self.recovered = self.recover()
+
+    def recover(self) -> list[str]:
+        """Settle the writes of crashed writers from their journals: files whose registry rows were
+        never committed are taken back out (moved files back where they came from), leftover
+        staging files deleted; returns what was done.  Runs on every open (one directory listing
+        when there is nothing to do)."""
+        from .recovery import recover
+
+        return recover(self)
 
     @classmethod
     def create(cls, root: str | Path, registry: str | None = None, datastore: str | None = None, *,
@@ -276,7 +289,7 @@ class Butler:
         if self._undo is not None:  # nested: the outer block decides
             yield
             return
-        self._undo = []
+        self._undo, self._after_commit = [], []
         try:
             with self.registry.transaction():
                 yield
@@ -286,12 +299,23 @@ class Butler:
             self._known_runs.clear()
             raise
         finally:
-            self._undo = None
+            self._undo, after, self._after_commit = None, self._after_commit, []
+            for settle in after:
+                settle()
 
     def _on_rollback(self, undo: Callable[[], Any]) -> None:
         """Remember how to undo a write that an enclosing ``transaction()`` may still roll back."""
         if self._undo is not None:
             self._undo.append(undo)
+
+    def _when_settled(self, settle: Callable[[], Any]) -> None:
+        """Run ``settle`` once a write is final: now, or when the enclosing ``transaction()`` has
+        committed or rolled back (and undone its files).  Ends a write's journal entry, so a crash
+        before then is undone by the next open."""
+        if self._undo is not None:
+            self._after_commit.append(settle)
+        else:
+            settle()
 
     def _run_name(self, run: str | None) -> str:
         run = run or self.run
@@ -346,15 +370,47 @@ class Butler:
         full = self.registry.dimensions.expand_many(coordinates)
         new_ids = list(ids) if ids is not None else self._new_ids(dtype, full, id_mode)
         refs = [DatasetRef(i, dtype, d, run) for i, d in zip(new_ids, full)]
-        pending = []
+        facts = [(ref.id, storage_class.extract_metadata(obj)) for ref, obj in zip(refs, objects)]
         try:
-            pending = self.datastore.prepare_many(refs, objects, storage_class.default_formatter)
-            facts = [(ref.id, storage_class.extract_metadata(obj)) for ref, obj in zip(refs, objects)]
-            return self._commit(dtype, run, refs, pending, facts)
+            return self._store(dtype, run, refs, objects, facts, adopt=False)
+        except ArtifactExistsError:
+            # A file is at one of the paths: left by a writer that crashed before committing?  Settle
+            # the journals of dead writers, then try once more, taking as ours a leftover holding these
+            # very bytes that no dataset and no live writer claims.
+            self.recover()
+            try:
+                return self._store(dtype, run, refs, objects, facts, adopt=True)
+            except ArtifactExistsError as err:
+                raise self._stranger_file(err) from None
+
+    def _store(self, dtype: DatasetType, run: str, refs: list[DatasetRef], objects: list[Any],
+               facts: list[tuple[uuid.UUID, dict[str, Any]]], adopt: bool) -> list[DatasetRef]:
+        """Stage, register and publish one batch; its journal entry ends once the write is final."""
+        formatter = get_storage_class(dtype.storage_class).default_formatter
+        pending = self.datastore.prepare_many(refs, objects, formatter)
+        try:
+            if adopt:
+                claimed = self._claimed_paths([p.artifact.path for p in pending])
+                for p in pending:
+                    p.adopt_identical = p.artifact.path not in claimed
+            stored = self._commit(dtype, run, refs, pending, facts)
         except BaseException:
-            for p in pending:
-                p.abort()
+            self.datastore.settle(pending)
             raise
+        crash_point("registry-committed")
+        self._when_settled(lambda: self.datastore.settle(pending))
+        return stored
+
+    def _claimed_paths(self, paths: Sequence[str]) -> set[str]:
+        """Which of these artifact paths a registered dataset or another live writer holds."""
+        live = {i.path for j in self.datastore.journal.live() for i in j.intents} if self.datastore.journal else set()
+        return self.registry.datasets.paths_in_use(paths) | (live & set(paths))
+
+    def _stranger_file(self, err: ArtifactExistsError) -> DatastoreError:
+        return ArtifactExistsError(
+            f"{err}: no dataset of this repository is recorded there and no interrupted write of skybutler "
+            f"left it; run 'skybutler verify {self.root} --fix' to set it aside (into the quarantine), then "
+            "write again", err.path)
 
     def _commit(self, dtype: DatasetType, run: str, refs: list[DatasetRef], pending: list,
                 facts: list[tuple[uuid.UUID, dict[str, Any]]]) -> list[DatasetRef]:
@@ -371,6 +427,7 @@ class Butler:
                                                        [p.artifact for p in pending])
                 self.registry.metadata.insert(storage_class.name, storage_class.metadata_fields, facts)
                 published = self.datastore.publish_many(pending)
+                crash_point("files-published")
             self._known_runs.add(run)
             self._on_rollback(lambda: self.datastore.remove(published))
             return stored
@@ -419,22 +476,37 @@ class Butler:
         facts = [(i, f) for i, f in facts if f is not None]
         if storage_class.metadata_fields:
             self.registry.metadata.table(storage_class.name, storage_class.metadata_fields)  # see _commit
-        done = []
         try:
-            done = ingest_files(self.datastore, entries, transfer, fmt.name, fmt.extension)  # undoes itself on failure
+            return self._ingest_batch(dtype, run, entries, transfer, fmt, facts)
+        except ArtifactExistsError:
+            self.recover()  # a crashed writer's leftover at one of the paths goes, then one more try
+            try:
+                return self._ingest_batch(dtype, run, entries, transfer, fmt, facts)
+            except ArtifactExistsError as err:
+                raise self._stranger_file(err) from None
+
+    def _ingest_batch(self, dtype: DatasetType, run: str, entries: list[tuple[str | Path, DatasetRef]],
+                      transfer: str, fmt: Any, facts: list[tuple[uuid.UUID, dict[str, Any]]]) -> list[DatasetRef]:
+        """Place one batch of files, register them with their facts; the journal entry ends once final."""
+        storage_class = get_storage_class(dtype.storage_class)
+        batch = None
+        try:
+            batch = ingest_files(self.datastore, entries, transfer, fmt.name, fmt.extension)  # undoes itself on failure
             with self.registry.transaction():
                 self._ensure_run(run)
                 stored = self.registry.datasets.insert(dtype, run, [r.data_id for _, r in entries],
-                                                       [r.id for _, r in entries], [d.artifact for d in done])
+                                                       [r.id for _, r in entries], [d.artifact for d in batch.files])
                 self.registry.metadata.insert(storage_class.name, storage_class.metadata_fields, facts)
             self._known_runs.add(run)
-            self._on_rollback(lambda: [d.undo() for d in reversed(done)])
-            return stored
         except BaseException as err:
-            for d in reversed(done):
-                d.undo()
+            if batch is not None:
+                batch.undo()
             self._raise_if_run_vanished(run, err)
             raise
+        crash_point("registry-committed")
+        self._on_rollback(batch.undo)
+        self._when_settled(batch.finish)  # after the commit: a copy-then-delete move deletes its sources
+        return stored
 
     # -- reading --------------------------------------------------------------
 

@@ -110,6 +110,17 @@ class DatastoreError(SkybutlerError):
     """A datastore operation failed."""
 
 
+class ArtifactExistsError(DatastoreError):
+    """A file is already at the path a dataset's artifact would take (``path``: its full path)."""
+
+    def __init__(self, message: str, path: str = ""):
+        super().__init__(message)
+        self.path = path
+
+    def __reduce__(self):  # crosses process boundaries (pool workers) with its path
+        return type(self), (str(self), self.path)
+
+
 class FileNotStoredError(DatastoreError, LookupError):
     """A dataset's artifact is missing from the datastore."""
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from .butler import Butler
-from .datastore.transfer import check_sources, file_suffix, ingest_file
+from .datastore.transfer import check_sources, ingest_files
+from .faults import crash_point
 from .dimensions import DataCoordinate, DimensionRecord
 from .dimensions import regions as sky
 from .errors import DatasetConflictError, SkybutlerError
@@ -152,17 +153,18 @@ def ingest_with_ids(butler: Butler, entries: list[tuple[Path, dict[str, Any]]], 
         facts[key] = [(i, f) for i, f in found if f is not None]
         if storage_class.metadata_fields:
             butler.registry.metadata.table(storage_class.name, storage_class.metadata_fields)
-    done = []
-    try:
-        for items in groups.values():
-            for path, ref, formatter in items:
-                rel = butler.datastore.relative_path(ref, file_suffix(path, path.suffix))
-                done.append(ingest_file(butler.datastore, path, rel, transfer, formatter))
+    placed = [(path, ref) for items in groups.values() for path, ref, _ in items]
+    formatters = [formatter for items in groups.values() for _, _, formatter in items]
+    if not placed:
+        return 0
+    batch = None
+    try:  # every file checked already, before any record was registered
+        batch = ingest_files(butler.datastore, placed, transfer, formatters, check=False)
         with butler.registry.transaction():
             position = 0
             for (type_name, run), items in groups.items():
                 butler.registry.collections.register(run, CollectionType.RUN)
-                chunk = done[position:position + len(items)]
+                chunk = batch.files[position:position + len(items)]
                 position += len(items)
                 butler.registry.datasets.insert(items[0][1].dataset_type, run, [r.data_id for _, r, _ in items],
                                                 [r.id for _, r, _ in items], [c.artifact for c in chunk])
@@ -170,10 +172,12 @@ def ingest_with_ids(butler: Butler, entries: list[tuple[Path, dict[str, Any]]], 
                 butler.registry.metadata.insert(storage_class.name, storage_class.metadata_fields,
                                                 facts[(type_name, run)])
     except BaseException:
-        for d in reversed(done):
-            d.undo()
+        if batch is not None:
+            batch.undo()
         raise
-    return len(done)
+    crash_point("registry-committed")
+    batch.finish()
+    return len(batch.files)
 
 
 def transfer_datasets(source: Butler, target: Butler, refs: Iterable[DatasetRef], transfer: str = "copy",

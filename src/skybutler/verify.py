@@ -1,30 +1,46 @@
-"""Consistency check of a repository: registry rows against datastore files.
+"""Consistency check of a repository, and its repair: registry rows against datastore files.
 
-A put publishes its file just before the registry commits, so a process killed
-in between can leave a file no row points to; a file deleted behind the
-butler's back leaves a row without its file.  ``verify`` reports both (and
-staged temporary files), and ``fix`` deletes the orphan files.  With a cold tier
-configured it checks that too: every cold dataset's copy is there (a missing one is
-reported), and files no cold dataset points to are listed; ``fix`` removes those of
-them skybutler provably abandoned (a killed move, staging or purge).
+Every write that places files is covered by the write journal until its registry transaction
+is over, and an interrupted one is settled on the next open (:mod:`skybutler.recovery`), so a
+crash leaves nothing behind.  ``verify`` still compares every artifact record with the files
+in the datastore's tree, for what no journal explains: a file deleted behind the butler's back
+(a row without its file), a file no row points to (put there by hand, by another program, or
+by an older skybutler that crashed), a staging file of a writer not journaled.
+
+Repair (``plan_repair`` then ``repair``) deletes only what it can prove skybutler wrote and
+abandoned -- a staging file bearing skybutler's temporary-name pattern whose writer is gone --
+and moves everything else it does not explain into the quarantine, with a manifest
+(:mod:`skybutler.datastore.quarantine`).  It cannot mend a row whose file is gone or has the
+wrong size: those are reported, and the repository stays inconsistent until a person decides.
+``butler.yaml`` and the registry's own files are never dataset files.
+
+With a cold tier configured it checks that too (:func:`skybutler.retention.cold_tier.audit`):
+every cold dataset's copy is there and intact, and cold files no dataset points to are listed;
+repair deletes those skybutler provably abandoned (a killed move, staging or purge) and leaves
+the others for a person (reported, so ``verify`` stays inconsistent).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .butler import Butler
-from .config import CONFIG_NAME
+from .config import BOOKKEEPING_DIR, CONFIG_NAME
+from .datastore.quarantine import Quarantine
+from .errors import SkybutlerError
 from .retention.cold_tier import ColdAudit, audit, cold_tier
 
-#: Files at the repository root that belong to the repository itself, not to datasets.
-_REPOSITORY_FILES = (CONFIG_NAME, "registry.sqlite3", "registry.sqlite3-wal", "registry.sqlite3-shm",
-                     "registry.sqlite3-journal")
-
-
-#: The repository's own bookkeeping (dataset locks), under the repository root.
-_BOOKKEEPING = ".skybutler/"
+#: Files at the repository root that belong to the repository itself, not to datasets (they share
+#: the datastore's root in repositories made before the datastore had a directory of its own).
+REPOSITORY_FILES = (CONFIG_NAME, BOOKKEEPING_DIR, "registry.sqlite3", "registry.sqlite3-wal",
+                    "registry.sqlite3-shm", "registry.sqlite3-journal")
+#: skybutler's temporary names: ``<final path>.tmp-<32 hex digits>[-<n>]``.
+TEMPORARY_NAME = re.compile(r"\.tmp-([0-9a-f]{32})(?:-\d+)?$")
+#: A temporary file no journal covers is taken as abandoned once it is this old (seconds): no
+#: writer keeps a staged file for an hour; younger ones may belong to a writer still at work.
+ABANDONED_AGE = 3600.0
 
 
 @dataclass
@@ -37,6 +53,12 @@ class VerifyReport:
     orphan_files: list[str] = field(default_factory=list)
     size_mismatches: list[str] = field(default_factory=list)
     checksum_mismatches: list[str] = field(default_factory=list)
+    #: skybutler's own staging files whose writer is gone (safe to delete)
+    abandoned_files: list[str] = field(default_factory=list)
+    #: files of writers still at work (not a problem)
+    in_flight: list[str] = field(default_factory=list)
+    #: what the open of the repository settled from interrupted writes' journals
+    recovered: list[str] = field(default_factory=list)
     #: The cold tier, when one is configured (see ``retention.cold_tier.ColdAudit``).
     cold: ColdAudit | None = None
 
@@ -44,12 +66,14 @@ class VerifyReport:
     def consistent(self) -> bool:
         cold = self.cold is not None and (self.cold.missing or self.cold.mismatches or self.cold.orphans)
         return not (self.missing_files or self.orphan_files or self.size_mismatches or self.checksum_mismatches
-                    or cold)
+                    or self.abandoned_files or cold)
 
     def summary(self) -> dict:
         out = {"datasets": self.datasets, "files": self.files, "consistent": self.consistent,
-               "missing_files": self.missing_files, "orphan_files": self.orphan_files,
-               "size_mismatches": self.size_mismatches, "checksum_mismatches": self.checksum_mismatches}
+                "missing_files": self.missing_files, "orphan_files": self.orphan_files,
+                "size_mismatches": self.size_mismatches, "checksum_mismatches": self.checksum_mismatches,
+                "abandoned_files": self.abandoned_files,
+                "in_flight": self.in_flight, "recovered": self.recovered}
         if self.cold is not None:
             out["cold_tier"] = {"copies": self.cold.copies, "missing_copies": self.cold.missing,
                                 "mismatches": self.cold.mismatches, "orphan_files": self.cold.orphans,
@@ -57,14 +81,32 @@ class VerifyReport:
         return out
 
 
+@dataclass(frozen=True)
+class RepairAction:
+    """One step of a repair: ``delete`` a file skybutler abandoned, or ``quarantine`` one."""
+
+    action: str
+    path: str
+    reason: str
+
+
+@dataclass
+class RepairResult:
+    deleted: int = 0
+    quarantined: int = 0
+    #: the quarantine directory of this repair (None if nothing was quarantined)
+    quarantine: str | None = None
+
+
 def verify(butler: Butler, check_sizes: bool = False, check_checksums: bool = False,
            progress: Callable[[int, int], None] | None = None) -> VerifyReport:
-    """Compare every artifact record with the files in the datastore.
+    """Compare every artifact record with the files in the datastore (after settling any write
+    interrupted since the butler was opened, as every open does).
 
     ``check_checksums`` re-hashes every file (reading it all) and names each whose content
     no longer matches its recorded checksum; ``progress(done, total)`` is told after each
     artifact, for a progress bar."""
-    report = VerifyReport()
+    report = VerifyReport(recovered=list(butler.recovered) + butler.recover())
     artifacts = butler.registry.datasets.all_artifacts()
     report.datasets = len(artifacts)
     inside = {a.path for a in artifacts.values() if "://" not in a.path and not a.path.startswith("/")}
@@ -77,24 +119,59 @@ def verify(butler: Butler, check_sizes: bool = False, check_checksums: bool = Fa
             report.checksum_mismatches.append(f"{artifact.path} (dataset {dataset_id})")
         if progress is not None:
             progress(done, len(artifacts))
-    legacy_layout = butler.datastore.root_is(butler.root)  # files at the repository root, beside butler.yaml
-    for path in butler.datastore.walk():
-        if legacy_layout and (path in _REPOSITORY_FILES or path.startswith(_BOOKKEEPING)):
-            continue
+    live = butler.datastore.journal.live() if butler.datastore.journal is not None else []
+    live_tokens = {j.token for j in live}
+    live_paths = {i.path for j in live for i in j.intents}
+    skip = REPOSITORY_FILES if butler.datastore.root_is(butler.root) else ()
+    for path in butler.datastore.walk(skip):
         report.files += 1
         if path in inside:
             continue
-        report.orphan_files.append(path)
+        temporary = TEMPORARY_NAME.search(path)
+        if path in live_paths or (temporary and temporary.group(1) in live_tokens):
+            report.in_flight.append(path)
+        elif temporary:
+            try:
+                old = butler.datastore.age(path) > ABANDONED_AGE
+            except FileNotFoundError:  # its writer finished meanwhile
+                continue
+            (report.abandoned_files if old else report.in_flight).append(path)
+        else:
+            report.orphan_files.append(path)
     if butler.config.retention.cold_tier is not None:
         report.cold = audit(butler, artifacts, check_sizes, check_checksums)
     return report
 
 
-def remove_orphans(butler: Butler, report: VerifyReport) -> int:
-    """Delete the orphan files a report found, and the cold-tier files skybutler provably
-    abandoned; returns how many were removed."""
-    removed = butler.datastore.remove_paths(report.orphan_files)
-    if report.cold is not None and report.cold.leftovers:
-        cold_tier(butler).remove(report.cold.leftovers)
-        removed += len(report.cold.leftovers)
-    return removed
+def plan_repair(report: VerifyReport) -> list[RepairAction]:
+    """What ``repair`` would do about a report: delete abandoned staging files, quarantine orphans."""
+    plan = [RepairAction("delete", p, "a staging file of skybutler's whose writer is gone")
+            for p in report.abandoned_files]
+    plan += [RepairAction("quarantine", p, "no dataset of this repository is recorded at this path")
+             for p in report.orphan_files]
+    if report.cold is not None:
+        plan += [RepairAction("delete-cold", p, "a cold-tier file skybutler abandoned (a killed move, staging or "
+                              "purge)") for p in report.cold.leftovers]
+    return plan
+
+
+def repair(butler: Butler, plan: list[RepairAction]) -> RepairResult:
+    """Carry out a plan (after the user has seen it): nothing is deleted that is not skybutler's own."""
+    result = RepairResult()
+    quarantine = Quarantine(str(butler.root / BOOKKEEPING_DIR / "quarantine"))
+    for step in plan:
+        if step.action == "delete":
+            if not TEMPORARY_NAME.search(step.path):  # the one proof that makes deletion safe
+                raise SkybutlerError(f"refusing to delete {step.path}: not a skybutler staging file")
+            result.deleted += butler.datastore.remove_paths([step.path])
+        elif step.action == "delete-cold":
+            cold_tier(butler).remove([step.path])
+            result.deleted += 1
+        elif step.action == "quarantine":
+            try:
+                quarantine.take(butler.datastore, step.path, step.reason)
+            except FileNotFoundError:
+                continue
+            result.quarantined += 1
+    result.quarantine = quarantine.directory if result.quarantined else None
+    return result

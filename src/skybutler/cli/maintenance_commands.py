@@ -9,8 +9,9 @@ from ..config import RepoConfig
 from ..interchange import export_rubin
 from ..registry.migrations import migrate as migrate_registry
 from ..repository_transfer import export_datasets, import_datasets, transfer_datasets
-from ..verify import remove_orphans, verify
-from .helpers import info, json_option, open_butler, print_json, print_rows, progress_bar, split_csv_option
+from ..verify import plan_repair, repair, verify
+from .helpers import (confirm_or_refuse, info, json_option, open_butler, print_json, print_rows, progress_bar,
+                      split_csv_option)
 
 TRANSFERS = click.Choice(["copy", "move", "hardlink", "symlink", "direct", "auto"])
 
@@ -81,36 +82,60 @@ def transfer_command(source: str, target: str, dataset_types: tuple[str, ...], c
 @click.option("--sizes", is_flag=True, help="Also compare file sizes with the recorded ones.")
 @click.option("--checksums", is_flag=True, help="Also re-hash every file and compare it with its recorded "
               "checksum (reads every byte; shows a progress bar on stderr).")
-@click.option("--fix", is_flag=True, help="Delete files that no registry row points to.")
+@click.option("--fix", is_flag=True, help="Show a repair plan and, once confirmed, carry it out: delete skybutler's "
+              "own abandoned staging files, move every other file no dataset explains into the quarantine.")
+@click.option("--yes", is_flag=True, help="With --fix: do not ask for confirmation.")
 @json_option
-def verify_command(repo: str, sizes: bool, checksums: bool, fix: bool, as_json: bool) -> None:
+def verify_command(repo: str, sizes: bool, checksums: bool, fix: bool, yes: bool, as_json: bool) -> None:
     """Report registry rows without files and files without rows (and, with --checksums, files
-    whose content changed); exit 1 if any."""
-    with open_butler(repo) as butler, progress_bar("re-hashing", enabled=checksums) as progress:
-        report = verify(butler, check_sizes=sizes, check_checksums=checksums, progress=progress)
-        removed = remove_orphans(butler, report) if fix else 0
+    whose content changed); exit 1 while any remain.
+
+    Nothing is ever deleted that skybutler cannot prove it wrote and abandoned: other files
+    go to REPO/.skybutler/quarantine/<time>/ with a manifest of where each came from and why.
+    """
+    with open_butler(repo) as butler:
+        with progress_bar("re-hashing", enabled=checksums) as progress:
+            report = verify(butler, check_sizes=sizes, check_checksums=checksums, progress=progress)
+        plan = plan_repair(report) if fix else []
+        result = None
+        if plan:
+            if not as_json:
+                _print_report(report)
+                print_rows([{"action": a.action, "path": a.path, "reason": a.reason} for a in plan], as_json=False,
+                           title="repair plan")
+            confirm_or_refuse(f"carry out these {len(plan)} action(s)?", yes)
+            result = repair(butler, plan)
+            report = verify(butler, check_sizes=sizes, check_checksums=checksums)
     if as_json:
-        print_json({**report.summary(), "removed": removed})
+        print_json({**report.summary(), "removed": result.deleted if result else 0,
+                    "quarantined": result.quarantined if result else 0,
+                    "quarantine": result.quarantine if result else None})
     else:
-        rows = [{"problem": "row without file", "path": p} for p in report.missing_files]
-        rows += [{"problem": "file without row", "path": p} for p in report.orphan_files]
-        rows += [{"problem": "size differs", "path": p} for p in report.size_mismatches]
-        rows += [{"problem": "checksum differs", "path": p} for p in report.checksum_mismatches]
-        if report.cold is not None:
-            rows += [{"problem": "cold copy missing", "path": p} for p in report.cold.missing]
-            rows += [{"problem": "cold copy differs", "path": p} for p in report.cold.mismatches]
-            rows += [{"problem": "cold file without row" + (" (abandoned by skybutler)" if p in report.cold.leftovers
-                                                            else ""), "path": p} for p in report.cold.orphans]
-        if rows:
-            print_rows(rows, as_json=False)
-        info(f"{report.datasets} datasets, {report.files} files: "
-             f"{'consistent' if report.consistent else 'INCONSISTENT'}"
-             + (f"; removed {removed} orphan files" if fix else ""))
-    cold_left = report.cold is not None and bool(report.cold.missing or report.cold.mismatches
-                                                 or set(report.cold.orphans) - set(report.cold.leftovers))
-    if not report.consistent and not (fix and not report.missing_files and not report.size_mismatches
-                                      and not report.checksum_mismatches and not cold_left):
+        _print_report(report)
+        if result is not None:
+            info(f"deleted {result.deleted} abandoned staging file(s); quarantined {result.quarantined} file(s)"
+                 + (f" in {result.quarantine} (see its manifest.jsonl)" if result.quarantine else ""))
+    if not report.consistent:
         raise SystemExit(1)
+
+
+def _print_report(report) -> None:
+    for line in report.recovered:
+        info(f"recovered: {line}")
+    rows = [{"problem": "row without file", "path": p} for p in report.missing_files]
+    rows += [{"problem": "file without row", "path": p} for p in report.orphan_files]
+    rows += [{"problem": "abandoned staging file", "path": p} for p in report.abandoned_files]
+    rows += [{"problem": "size differs", "path": p} for p in report.size_mismatches]
+    rows += [{"problem": "checksum differs", "path": p} for p in report.checksum_mismatches]
+    if report.cold is not None:
+        rows += [{"problem": "cold copy missing", "path": p} for p in report.cold.missing]
+        rows += [{"problem": "cold copy differs", "path": p} for p in report.cold.mismatches]
+        rows += [{"problem": "cold file without row" + (" (abandoned by skybutler)" if p in report.cold.leftovers
+                                                        else ""), "path": p} for p in report.cold.orphans]
+    if rows:
+        print_rows(rows, as_json=False)
+    info(f"{report.datasets} datasets, {report.files} files: {'consistent' if report.consistent else 'INCONSISTENT'}"
+         + (f" ({len(report.in_flight)} file(s) of writers at work)" if report.in_flight else ""))
 
 
 @click.command("migrate")

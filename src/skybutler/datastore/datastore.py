@@ -20,6 +20,7 @@ import io
 import os
 import posixpath
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,10 +30,12 @@ from typing import Any, TypeVar
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from ..errors import ChecksumMismatchError, DatastoreError, FileNotStoredError, FormatterError
+from ..errors import ArtifactExistsError, ChecksumMismatchError, DatastoreError, FileNotStoredError, FormatterError
 from ..formats import get_formatter
 from ..models import DatasetRef, StoredArtifact
+from ..faults import crash_point
 from .checksums import algorithm_of, checksum, stream_checksum, verify
+from .journal import Intent, Journal, WriteJournal
 from .local_files import rename_no_replace, write_new_file
 from .templates import DEFAULT_TEMPLATE, PathTemplate, template_fields
 
@@ -74,17 +77,29 @@ def _all_or_nothing(action, items: list, undo, threads: int = 1) -> list:
 
 
 class PendingArtifact:
-    """Bytes formatted and staged for one dataset, not yet visible at their final path."""
+    """Bytes formatted and staged for one dataset, not yet visible at their final path.
 
-    def __init__(self, datastore: FileDatastore, artifact: StoredArtifact, staged: str | None, data: bytes | None):
+    ``digest`` is the xxh3 checksum of the bytes (whatever the repository records), by which a
+    retry recognises the same bytes left at the final path by a crashed writer; ``journal`` is
+    the write-journal entry of the batch, ended by :meth:`FileDatastore.settle`.
+    """
+
+    def __init__(self, datastore: FileDatastore, artifact: StoredArtifact, staged: str | None, data: bytes | None,
+                 digest: str | None = None, journal: Journal | None = None):
         self.datastore = datastore
         self.artifact = artifact
         self._staged = staged
         self._data = data
+        self.digest = digest
+        self.journal = journal
+        #: whether identical bytes already at the final path may be taken as this artifact
+        self.adopt_identical = False
 
     def commit(self) -> None:
-        """Make the artifact visible at its final path; refuses to overwrite an existing one."""
-        self.datastore._publish(self.artifact.path, self._staged, self._data)
+        """Make the artifact visible at its final path; refuses to overwrite an existing one
+        (:class:`ArtifactExistsError`) unless it holds these very bytes and ``adopt_identical``."""
+        self.datastore._publish(self.artifact.path, self._staged, self._data,
+                                self.digest if self.adopt_identical else None)
         self._staged = self._data = None
 
     def abort(self) -> None:
@@ -97,8 +112,11 @@ class PendingArtifact:
 class FileDatastore:
     """Stores dataset artifacts under a root URI through fsspec."""
 
-    def __init__(self, root: str, templates: Mapping[str, str] | None = None, checksum: str | None = "xxh3"):
+    def __init__(self, root: str, templates: Mapping[str, str] | None = None, checksum: str | None = "xxh3",
+                 journal: str | None = None):
         self.fs, root_path = fsspec.core.url_to_fs(root)
+        #: the write journal (a local directory) covering every write in flight; None: not kept
+        self.journal = WriteJournal(journal) if journal is not None else None
         self.local = isinstance(self.fs, LocalFileSystem)
         self.root = os.path.abspath(root_path) if self.local else root_path.rstrip("/")
         self.root_uri = root
@@ -146,24 +164,46 @@ class FileDatastore:
             data = buffer.getvalue()
             artifact = StoredArtifact(path=self.relative_path(ref, formatter.extension), formatter=formatter_name,
                                       size=len(data), checksum=checksum(data, self.checksum_algorithm))
-            formatted.append((artifact, data))
-        if not self.local:
-            return [PendingArtifact(self, artifact, None, data) for artifact, data in formatted]
-
+            digest = artifact.checksum if self.checksum_algorithm == "xxh3" else checksum(data, "xxh3")
+            formatted.append((ref, artifact, data, digest))
         token = uuid.uuid4().hex  # staged names: this batch's token and the item's number
-        numbered = list(enumerate(formatted))
+        staged_names = [f"{self.full_path(a.path)}.tmp-{token}-{n}" if self.local else None
+                        for n, (_, a, _, _) in enumerate(formatted)]
+        journal = None
+        if self.journal is not None:
+            journal = self.journal.begin([Intent(str(ref.id), a.path, "put", staged=staged, checksum=digest)
+                                          for (ref, a, _, digest), staged in zip(formatted, staged_names)],
+                                         token=token)
+        if not self.local:
+            return [PendingArtifact(self, artifact, None, data, digest, journal)
+                    for _, artifact, data, digest in formatted]
 
-        def stage(item: tuple[int, tuple[StoredArtifact, bytes]]) -> PendingArtifact:
-            number, (artifact, data) = item
-            final = self.full_path(artifact.path)
-            staged = f"{final}.tmp-{token}-{number}"
+        def stage(number: int) -> PendingArtifact:
+            _, artifact, data, digest = formatted[number]
+            staged = staged_names[number]
             try:
-                self.in_directory_of(final, lambda: write_new_file(staged, data))
+                self.in_directory_of(staged, lambda: write_new_file(staged, data))
+                crash_point("file-staged")
             except OSError as err:  # a full disk, a read-only or missing mount, permissions
-                raise DatastoreError(f"local datastore write of {final} failed: {err.strerror or err}") from err
-            return PendingArtifact(self, artifact, staged, None)
+                raise DatastoreError(f"local datastore write of {self.full_path(artifact.path)} failed: "
+                                     f"{err.strerror or err}") from err
+            return PendingArtifact(self, artifact, staged, None, digest, journal)
 
-        return _all_or_nothing(stage, numbered, PendingArtifact.abort)
+        try:
+            return _all_or_nothing(stage, list(range(len(formatted))), PendingArtifact.abort)
+        except BaseException:
+            if journal is not None:
+                self.journal.end(journal)
+            raise
+
+    def settle(self, pending: Sequence[PendingArtifact]) -> None:
+        """A batch is over (committed, or rolled back and its files removed): discard what is still
+        staged and end its journal entry."""
+        journals = {id(p.journal): p.journal for p in pending if p.journal is not None}
+        for p in pending:
+            p.abort()
+        for journal in journals.values():
+            self.journal.end(journal)
 
     def publish_many(self, pending: Sequence[PendingArtifact]) -> list[StoredArtifact]:
         """Make staged artifacts visible; if one fails, the others are taken back."""
@@ -238,26 +278,38 @@ class FileDatastore:
             self._ensure_dir(directory)
             return action()
 
-    def _publish(self, path: str, staged: str | None, data: bytes | None) -> None:
+    def _publish(self, path: str, staged: str | None, data: bytes | None, adopt_digest: str | None = None) -> None:
         final = self.full_path(path)
         if staged is not None:
-            # The registry rows are already inserted in this transaction, so no other writer
-            # can be publishing this path; an existing file here means a path template maps
-            # two datasets to one file.  The rename itself is atomic.
+            # The rename itself is atomic and never replaces a file: one already there was left by
+            # a writer that crashed before committing, or a path template maps two datasets to one file.
             try:
                 rename_no_replace(staged, final)
             except FileExistsError:
                 os.unlink(staged)
-                raise DatastoreError(f"refusing to overwrite existing file {final}") from None
+                if adopt_digest is not None and self.digest_of(path) == adopt_digest:
+                    return
+                raise ArtifactExistsError(f"refusing to overwrite existing file {final}", final) from None
             return
         if self.fs.exists(final):
-            raise DatastoreError(f"refusing to overwrite existing object {self.fs.unstrip_protocol(final)}")
+            if adopt_digest is not None and self.digest_of(path) == adopt_digest:
+                return
+            raise ArtifactExistsError(f"refusing to overwrite existing object {self.fs.unstrip_protocol(final)}",
+                                      final)
         try:  # exclusive: a concurrent writer's object of the same name is never replaced
             self.fs.pipe_file(final, data, mode="create")
         except FileExistsError:
-            raise DatastoreError(f"refusing to overwrite existing object {self.fs.unstrip_protocol(final)}") from None
+            raise ArtifactExistsError(f"refusing to overwrite existing object {self.fs.unstrip_protocol(final)}",
+                                      final) from None
         except Exception as err:  # the store's own errors vary by backend
             raise DatastoreError(f"writing {self.fs.unstrip_protocol(final)} failed: {err}") from err
+
+    def digest_of(self, path: str) -> str | None:
+        """The xxh3 checksum of the file at a stored path (None if there is none)."""
+        try:
+            return checksum(self._read_bytes(path), "xxh3")
+        except FileNotFoundError:
+            return None
 
     def _discard(self, staged: str) -> None:
         try:
@@ -370,10 +422,10 @@ class FileDatastore:
                 pass
             except OSError:
                 failed.append(full)
-        self._prune_empty_dirs(emptied)
+        self.prune_empty_dirs(emptied)
         return failed
 
-    def _prune_empty_dirs(self, directories: Iterable[str]) -> None:
+    def prune_empty_dirs(self, directories: Iterable[str]) -> None:
         """Remove local directories left empty by removals, up to (not including) the root.
 
         Object stores have no directories.  A directory another client fills meanwhile is
@@ -412,16 +464,38 @@ class FileDatastore:
             except FileNotFoundError:
                 pass
         if self.local:
-            self._prune_empty_dirs(emptied)
+            self.prune_empty_dirs(emptied)
         return removed
 
-    def walk(self) -> Iterator[str]:
-        """Relative paths of every file under the root (for consistency checks)."""
+    def walk(self, skip: Iterable[str] = ()) -> Iterator[str]:
+        """Relative paths of every file under the root (for consistency checks), leaving out the
+        top-level entries named in ``skip`` (a repository's own files when they share the root)."""
+        skip = set(skip)
         if self.local:
-            for directory, _, files in os.walk(self.root):
+            for directory, dirs, files in os.walk(self.root):
+                top = directory == self.root
+                if top:
+                    dirs[:] = [d for d in dirs if d not in skip]
                 for name in files:
+                    if top and name in skip:
+                        continue
                     rel = os.path.relpath(os.path.join(directory, name), self.root)
                     yield rel.replace(os.sep, "/")
             return
         for full in self.fs.find(self.root):
-            yield full[len(self.root):].lstrip("/")
+            rel = full[len(self.root):].lstrip("/")
+            if rel.split("/", 1)[0] not in skip:
+                yield rel
+
+    def uri_of_path(self, path: str) -> str:
+        """The URI of a file at a path relative to the root."""
+        full = self.full_path(path)
+        return f"file://{full}" if self.local else self.fs.unstrip_protocol(full)
+
+    def age(self, path: str) -> float:
+        """Seconds since the file at a path relative to the root was last modified."""
+        full = self.full_path(path)
+        if self.local:
+            return time.time() - os.lstat(full).st_mtime
+        modified = self.fs.modified(full)
+        return time.time() - modified.timestamp()

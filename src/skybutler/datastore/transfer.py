@@ -3,61 +3,101 @@
 ``direct`` leaves the file where it is and records its absolute URI; the other
 modes place it at the dataset's template path.  Each ingested file can be undone
 (the butler undoes them all if registering the batch fails), so a failed ingest
-leaves the repository as it was.
+leaves the repository as it was; and the write journal covers the batch until it is
+settled, so a crash does too (see :mod:`skybutler.datastore.journal`).  A move within
+one device is a rename; across devices, or into an object store, it is a copy whose
+source is deleted only after the registry has committed.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ..errors import DatastoreError, FormatterError, InvalidFileError, TransferError
+from ..errors import ArtifactExistsError, FormatterError, InvalidFileError, TransferError
 from ..formats import get_formatter
-from ..models import StoredArtifact
+from ..models import DatasetRef, StoredArtifact
+from ..faults import crash_point
 from .checksums import checksum
+from .journal import Intent, Journal
 from .local_files import read_all, rename_no_replace, write_new_file
 
 TRANSFER_MODES = ("copy", "move", "hardlink", "symlink", "direct", "auto")
-#: Suffixes of compressed files: the suffix before them is kept too (``.fits.gz``).
-COMPRESSION_SUFFIXES = (".gz", ".bz2", ".fz", ".xz", ".z")
 #: Threads that place the files of one batch at once into an object store, where each
 #: transfer waits on the network.  On a local disk files are placed in order: creating
 #: many files from several threads is slower there, not faster.
 OBJECT_STORE_THREADS = 8
+#: Suffixes of compressed files: the suffix before them is kept too (``.fits.gz``).
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".fz", ".xz", ".z")
 
 
 class IngestedFile:
-    """One file brought in, with what is needed to take it back out."""
+    """One file brought in, with what is needed to take it back out, or to finish its move."""
 
-    def __init__(self, artifact: StoredArtifact, placed: str | None, moved_from: str | None, fs=None):
+    def __init__(self, artifact: StoredArtifact, placed: str | None, moved_from: str | None, fs=None,
+                 delete_source: str | None = None):
         self.artifact = artifact
         self._placed = placed
-        self._moved_from = moved_from
+        self._moved_from = moved_from  # a same-device move: the file itself is at ``placed``
         self._fs = fs  # the object store holding ``placed``; None on local disk
+        self._delete_source = delete_source  # a copy-then-delete move: the source goes after the commit
+
+    def finish(self) -> None:
+        """The registry has committed: complete a copy-then-delete move by deleting its source."""
+        if self._delete_source is not None:
+            try:
+                os.unlink(self._delete_source)
+            except FileNotFoundError:
+                pass
+            self._delete_source = None
 
     def undo(self) -> None:
+        """Take the file back out: a moved file goes back where it came from, a copy or link is deleted."""
         if self._placed is None:
             return
         if self._fs is not None:
-            # Fetch a moved file back before deleting the object, so a failed ingest loses nothing.
-            if self._moved_from is not None and not os.path.exists(self._moved_from):
-                self._fs.get_file(self._placed, self._moved_from)
             try:
                 self._fs.rm_file(self._placed)
             except FileNotFoundError:
                 pass
-            return
-        if self._moved_from is not None:
-            os.replace(self._placed, self._moved_from)
+        elif self._moved_from is not None:
+            rename_no_replace(self._placed, self._moved_from)
         else:
             try:
                 os.unlink(self._placed)
             except FileNotFoundError:
                 pass
+        self._placed = None
+
+
+class IngestBatch:
+    """The files of one ingest and the journal entry that covers them until the batch is settled."""
+
+    def __init__(self, datastore, files: list[IngestedFile], journal: Journal | None):
+        self.datastore = datastore
+        self.files = files
+        self.journal = journal
+
+    def finish(self) -> None:
+        """After the registry commit: finish copy-then-delete moves, then drop the journal."""
+        for f in self.files:
+            f.finish()
+        self._close()
+
+    def undo(self) -> None:
+        """After a failure: take every file back out (moved ones back in place), then drop the journal."""
+        for f in reversed(self.files):
+            f.undo()
+        self.files = []  # nothing left to finish: a later finish() deletes no source
+        self._close()
+
+    def _close(self) -> None:
+        if self.journal is not None:
+            self.datastore.journal.end(self.journal)
+            self.journal = None
 
 
 def check_sources(sources: Sequence[tuple[str | Path, str]]) -> None:
@@ -82,43 +122,65 @@ def check_sources(sources: Sequence[tuple[str | Path, str]]) -> None:
         raise InvalidFileError(failures)
 
 
-def ingest_files(datastore, entries: Sequence[tuple[str | Path, object]], transfer: str, formatter: str,
-                 extension: str) -> list[IngestedFile]:
+def ingest_files(datastore, entries: Sequence[tuple[str | Path, DatasetRef]], transfer: str,
+                 formatter: str | Sequence[str], extension: str = "", *, check: bool = True) -> IngestBatch:
     """Bring many files in (see :func:`ingest_file`): ``entries`` are (source, dataset ref) pairs,
-    a file's path in the datastore comes from its ref and suffix (``extension`` if it has none).
+    a file's path in the datastore comes from its ref and suffix (``extension`` if it has none);
+    ``formatter`` is one name for all or one per entry.
 
-    All or nothing: every file is checked by its formatter first (:func:`check_sources`),
-    and if one fails to be placed, those already placed are undone and the error is raised.
+    Every file is checked by its formatter first (:func:`check_sources`; ``check=False`` when
+    the caller has).  Then the intents of the
+    whole batch go to the write journal (flushed to disk for a move) before the first file is
+    placed, so a crash at any instant can be undone on the next open.  All or nothing: if one file
+    fails, those already placed are undone and the error is raised.  The caller ends the returned
+    batch with ``finish()`` after its registry commit, or ``undo()``.
     """
-    check_sources([(source, formatter) for source, _ in entries])
-    def one(entry: tuple[str | Path, object]) -> IngestedFile:
-        source, ref = entry
-        return ingest_file(datastore, source, lambda: datastore.relative_path(ref, file_suffix(source, extension)),
-                           transfer, formatter)
+    formatters = [formatter] * len(entries) if isinstance(formatter, str) else list(formatter)
+    if check:
+        check_sources([(source, f) for (source, _), f in zip(entries, formatters)])
+    token = uuid.uuid4().hex
+    plans: list[tuple[str, str, str, int | None]] = []  # source, relative path, mode, intent number
+    intents: list[Intent] = []
+    for source, ref in entries:
+        source = os.path.abspath(source)
+        mode = _mode(datastore, source, transfer)
+        relative = datastore.relative_path(ref, file_suffix(source, extension))
+        if mode == "direct":
+            plans.append((source, relative, mode, None))
+            continue
+        final = datastore.full_path(relative)
+        identity = _identity(source) if mode in ("move", "hardlink") else None
+        staged = f"{final}.tmp-{token}-{len(intents)}" if datastore.local and mode in ("copy", "move") else None
+        plans.append((source, relative, mode, len(intents)))
+        intents.append(Intent(str(ref.id), relative, mode, staged=staged, source=source, identity=identity))
+    journal = datastore.journal.begin(intents, token=token, durable=transfer == "move") \
+        if datastore.journal is not None and intents else None
+    batch = IngestBatch(datastore, [], journal)
 
-    if datastore.local or transfer == "direct" or len(entries) < 2:
-        done: list[IngestedFile] = []
-        try:
-            for entry in entries:
-                done.append(one(entry))
-        except BaseException:
-            for d in reversed(done):
-                d.undo()
-            raise
-        return done
-    with ThreadPoolExecutor(OBJECT_STORE_THREADS) as pool:
-        futures = [pool.submit(one, entry) for entry in entries]
-    placed, error = [], None
-    for future in futures:
-        try:
-            placed.append(future.result())
-        except BaseException as err:  # keep the first error, undo everything that succeeded
-            error = error or err
-    if error is not None:
-        for d in reversed(placed):
-            d.undo()
-        raise error
-    return placed
+    def one(index: int) -> IngestedFile:
+        source, relative, mode, number = plans[index]
+        return ingest_file(datastore, source, relative, mode, formatters[index], journal=journal,
+                           intent=None if number is None else intents[number], number=number)
+
+    try:
+        if datastore.local or len(plans) < 2:
+            for index in range(len(plans)):
+                batch.files.append(one(index))
+            return batch
+        with ThreadPoolExecutor(OBJECT_STORE_THREADS) as pool:
+            futures = [pool.submit(one, index) for index in range(len(plans))]
+        error = None
+        for future in futures:
+            try:
+                batch.files.append(future.result())
+            except BaseException as err:  # keep the first error, undo everything that succeeded
+                error = error or err
+        if error is not None:
+            raise error
+        return batch
+    except BaseException:
+        batch.undo()
+        raise
 
 
 def file_suffix(path: str | Path, default: str) -> str:
@@ -133,75 +195,92 @@ def file_suffix(path: str | Path, default: str) -> str:
     return suffixes[-1]
 
 
-def ingest_file(datastore, source: str | Path, relative_path: str | Callable[[], str], transfer: str,
-                formatter: str) -> IngestedFile:
-    """Bring ``source`` in under ``relative_path`` (or what calling it returns, computed only when
-    needed) with ``transfer``; ``auto`` means direct for files already inside the datastore root
-    and copy otherwise."""
+def _mode(datastore, source: str, transfer: str) -> str:
+    """The transfer a file gets: ``auto`` is direct for a file already inside the datastore root, else copy."""
+    if transfer not in ("auto", "direct"):
+        return transfer
+    inside = datastore.local and source.startswith(datastore.root.rstrip("/") + "/")
+    return "direct" if transfer == "direct" or inside else "copy"
+
+
+def _identity(source: str) -> list[int]:
+    """What recognises a user's file after a move or link: device, inode, size, modification time."""
+    try:
+        st = os.stat(source)
+    except FileNotFoundError:
+        raise TransferError(f"cannot ingest {source}: no such file") from None
+    except OSError as err:
+        raise TransferError(f"cannot ingest {source}: {err.strerror or err}") from err
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def ingest_file(datastore, source: str | Path, relative_path: str, transfer: str, formatter: str, *,
+                journal: Journal | None = None, intent: Intent | None = None,
+                number: int | None = None) -> IngestedFile:
+    """Bring ``source`` in under ``relative_path`` with ``transfer`` (``direct`` records it where it
+    is); ``intent`` (number ``number`` of ``journal``) is told the file's checksum before the
+    file is placed."""
     source = os.path.abspath(source)
-    size, data = _read_for_checksum(source, datastore.checksum_algorithm is not None)
+    transfer = _mode(datastore, source, transfer)
+    copies = transfer == "copy" or not datastore.local or (transfer == "move" and not _same_device_as(
+        datastore, source, relative_path))
+    size, data = _read_for_checksum(source, datastore.checksum_algorithm is not None or copies)
     digest = checksum(data, datastore.checksum_algorithm) if data is not None else None
-    if transfer in ("auto", "direct"):
+    if transfer == "direct":
         inside = datastore.local and source.startswith(datastore.root.rstrip("/") + "/")
-        if transfer == "direct" or inside:
-            path = os.path.relpath(source, datastore.root) if inside else f"file://{source}"
-            return IngestedFile(StoredArtifact(path=path, formatter=formatter, size=size, checksum=digest), None, None)
-        transfer = "copy"
-    if callable(relative_path):
-        relative_path = relative_path()
+        path = os.path.relpath(source, datastore.root) if inside else f"file://{source}"
+        return IngestedFile(StoredArtifact(path=path, formatter=formatter, size=size, checksum=digest), None, None)
+    if journal is not None and number is not None and data is not None:
+        journal.note(number, checksum=checksum(data, "xxh3"))
     artifact = StoredArtifact(path=relative_path, formatter=formatter, size=size, checksum=digest)
     final = datastore.full_path(relative_path)
     if not datastore.local:
         if transfer not in ("copy", "move"):
             raise TransferError(f"transfer {transfer!r} needs a local datastore; use copy or move")
         if datastore.fs.exists(final):
-            raise DatastoreError(f"refusing to overwrite existing object {final}")
+            raise ArtifactExistsError(f"refusing to overwrite existing object {final}", final)
         try:  # exclusive: a concurrent writer's object of the same name is never replaced
-            datastore.fs.put_file(source, final, mode="create")
+            datastore.fs.pipe_file(final, data, mode="create")
         except FileExistsError:
-            raise DatastoreError(f"refusing to overwrite existing object {final}") from None
+            raise ArtifactExistsError(f"refusing to overwrite existing object {final}", final) from None
         except Exception as err:  # the store's own errors vary by backend
             raise TransferError(f"{transfer} of {source} to {datastore.fs.unstrip_protocol(final)} failed: "
                                 f"{err}") from err
-        if transfer == "move":
-            os.unlink(source)
-        return IngestedFile(artifact, final, source if transfer == "move" else None, datastore.fs)
+        crash_point("file-placed")
+        return IngestedFile(artifact, final, None, datastore.fs,
+                            delete_source=source if transfer == "move" else None)
+    staged = intent.staged if intent is not None and intent.staged else f"{final}.tmp-{uuid.uuid4().hex}"
     try:
-        moved = datastore.in_directory_of(final, lambda: _place(source, final, transfer, data, size))
+        how = datastore.in_directory_of(final, lambda: _place(source, final, transfer, data, staged))
     except OSError as err:
         raise TransferError(f"{transfer} of {source} to {final} failed: {err}") from err
-    return IngestedFile(artifact, final, source if moved else None)
+    crash_point("file-placed")
+    return IngestedFile(artifact, final, source if how == "moved" else None,
+                        delete_source=source if how == "copied for a move" else None)
 
 
-def _place(source: str, final: str, transfer: str, data: bytes | None, size: int) -> bool:
-    """Put ``source`` at the local path ``final`` by ``transfer``; True if it was moved there.
+def _place(source: str, final: str, transfer: str, data: bytes | None, staged: str) -> str:
+    """Put ``source`` at the local path ``final`` by ``transfer``; says how: moved (renamed), copied
+    for a move (the source is deleted after the commit), or placed.
 
-    An existing file at ``final`` is never replaced: copies and same-device moves end in
-    one no-clobber rename (no window between a check and the rename), links fail on
-    their own, and a cross-device move checks first."""
-    refusal = DatastoreError(f"refusing to overwrite existing file {final}")
-    if transfer == "copy":
-        staged = f"{final}.tmp-{uuid.uuid4().hex}"
-        if data is not None and len(data) == size:  # already read for the checksum
-            write_new_file(staged, data)
-        else:
-            shutil.copyfile(source, staged)
+    An existing file at ``final`` is never replaced: copies and moves end in one no-clobber
+    rename (no window between a check and the rename), links fail on their own."""
+    refusal = ArtifactExistsError(f"refusing to overwrite existing file {final}", final)
+    how = "placed"
+    if transfer == "move" and _same_device(source, final):
+        try:
+            rename_no_replace(source, final)
+        except FileExistsError:
+            raise refusal from None
+        return "moved"
+    if transfer in ("copy", "move"):
+        write_new_file(staged, data if data is not None else Path(source).read_bytes())
         try:
             rename_no_replace(staged, final)
         except FileExistsError:
             os.unlink(staged)
             raise refusal from None
-    elif transfer == "move":
-        if not _same_device(source, final):
-            if os.path.lexists(final):
-                raise refusal
-            shutil.move(source, final)
-            return True
-        try:
-            rename_no_replace(source, final)
-        except FileExistsError:
-            raise refusal from None
-        return True
+        how = "copied for a move" if transfer == "move" else how
     elif transfer in ("hardlink", "symlink"):
         try:
             (os.link if transfer == "hardlink" else os.symlink)(source, final)
@@ -209,7 +288,7 @@ def _place(source: str, final: str, transfer: str, data: bytes | None, size: int
             raise refusal from None
     else:
         raise TransferError(f"unknown transfer mode {transfer!r}; use one of {', '.join(TRANSFER_MODES)}")
-    return False
+    return how
 
 
 def _read_for_checksum(source: str, read: bool) -> tuple[int, bytes | None]:
@@ -229,5 +308,13 @@ def _read_for_checksum(source: str, read: bool) -> tuple[int, bytes | None]:
         os.close(fd)
 
 
-def _same_device(source: Path, final: str) -> bool:
+def _same_device(source: str, final: str) -> bool:
     return os.stat(source).st_dev == os.stat(os.path.dirname(final)).st_dev
+
+
+def _same_device_as(datastore, source: str, relative_path: str) -> bool:
+    """Whether a move of ``source`` into the datastore is a rename (same device as its root)."""
+    try:
+        return os.stat(source).st_dev == os.stat(datastore.root).st_dev
+    except OSError:
+        return True  # a missing source is reported by the read that follows

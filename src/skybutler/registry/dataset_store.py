@@ -219,6 +219,18 @@ class DatasetStore:
                                                       checksum=row["checksum"])
                     for row in conn.execute(sa.select(loc)).mappings()}
 
+    def paths_in_use(self, paths: Iterable[str]) -> set[str]:
+        """Which of these artifact paths a committed dataset's artifact record holds (for recovery
+        after a crash: a file at a path nobody holds was never committed)."""
+        loc = self.schema.location
+        paths = list(dict.fromkeys(paths))
+        found: set[str] = set()
+        with self.db.reading() as conn:
+            for start in range(0, len(paths), 500):
+                stmt = sa.select(loc.c.path).where(loc.c.path.in_(paths[start:start + 500]))
+                found.update(conn.execute(stmt).scalars())
+        return found
+
     def refs_by_id(self, ids: Iterable[uuid.UUID]) -> list[DatasetRef]:
         """Resolve dataset IDs to refs (with artifacts); unknown IDs are left out.
 

@@ -1,0 +1,261 @@
+"""The write journal: what an in-flight write is about to do to files, so a crash never loses or
+strands one.
+
+Before a batch places any file in the datastore (a put's staged bytes; an ingest's copy, move or
+link), its writer records each intent -- dataset ID, final path, staged name, the source of an
+ingested file and how to recognise the file it places -- in ``<token>.json`` (JSON lines) in the
+journal directory (``.skybutler/journal/`` of the repository), and holds an exclusive ``flock`` on
+that file until the batch's registry transaction has committed or rolled back and its files are
+settled; then it deletes the journal.  The kernel drops the lock when the writer dies, even by
+``kill -9``: a journal whose lock can be taken belongs to a dead writer, and is replayed (see
+:mod:`skybutler.recovery`).  A journal is written under a hidden name and renamed into place with
+its lock already held, so every visible journal is complete and locked from its first instant.
+
+Lines after the intents add what is learnt file by file (the checksum of an ingested file is known
+once it is read), always before the action they describe.  A journal lives on the writer's host:
+a file system that does not share ``flock`` between hosts must not hold one repository written
+from several hosts at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+
+from ..faults import crash_point
+
+#: A hidden journal older than this (seconds) belongs to a writer killed while writing it: no file
+#: was touched yet, since the journal is complete before the first file action.
+PARTIAL_AGE = 60.0
+
+
+@dataclass
+class Intent:
+    """One file a batch is about to place in the datastore."""
+
+    dataset_id: str
+    #: the artifact path (relative to the datastore root)
+    path: str
+    #: put, copy, move, hardlink, symlink
+    kind: str
+    #: the full path of the temporary file the bytes are staged in (local datastores)
+    staged: str | None = None
+    #: the absolute path of an ingested file
+    source: str | None = None
+    #: the xxh3 checksum of the bytes placed (a put, a copy), once known
+    checksum: str | None = None
+    #: (device, inode, size, mtime_ns) of the source, for a move or hardlink
+    identity: list[int] | None = None
+
+
+@dataclass
+class Journal:
+    """An open journal: its file, its lock and its intents."""
+
+    path: str
+    intents: list[Intent]
+    header: dict = field(default_factory=dict)
+    fd: int | None = None
+
+    @property
+    def token(self) -> str:
+        return os.path.basename(self.path)[:-len(".json")]
+
+    def note(self, number: int, **fields) -> None:
+        """Record more about intent ``number`` (before the action it describes happens)."""
+        for key, value in fields.items():
+            setattr(self.intents[number], key, value)
+        if self.fd is not None:
+            os.write(self.fd, (json.dumps({"n": number, **fields}) + "\n").encode())
+
+    def close(self) -> None:
+        """The batch is settled: delete the journal, then let go of its lock."""
+        if self.fd is None:
+            return
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+
+
+class WriteJournal:
+    """The journal directory of one repository."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self._own: set[str] = set()  # journal paths this process holds open
+
+    def begin(self, intents: Sequence[Intent], token: str | None = None, durable: bool = False) -> Journal:
+        """Record the intents of a batch (flushed to disk first if ``durable``: a move of a user's
+        file) and hold the journal's lock; ``end`` the returned journal once the batch is settled.
+        ``token`` names the journal (the batch's staged files carry it too)."""
+        os.makedirs(self.directory, exist_ok=True)
+        token = token or uuid.uuid4().hex
+        hidden = os.path.join(self.directory, f".{token}.partial")
+        final = os.path.join(self.directory, f"{token}.json")
+        fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            header = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
+            lines = [json.dumps(header)] + [json.dumps(asdict(i)) for i in intents]
+            os.write(fd, ("\n".join(lines) + "\n").encode())
+            if durable:
+                os.fsync(fd)
+            os.rename(hidden, final)
+            if durable:
+                _fsync_directory(self.directory)
+        except BaseException:
+            os.close(fd)
+            _unlink(hidden)
+            raise
+        journal = Journal(final, list(intents), header, fd)
+        self._own.add(final)
+        crash_point("journal-written")
+        return journal
+
+    def end(self, journal: Journal) -> None:
+        """The batch is settled: delete its journal and let go of the lock."""
+        journal.close()
+        self._own.discard(journal.path)
+
+    def release(self, journal: Journal) -> None:
+        """Let go of an abandoned journal without settling it (a later open tries again)."""
+        if journal.fd is not None:
+            os.close(journal.fd)
+            journal.fd = None
+        self._own.discard(journal.path)
+
+    def _names(self) -> list[str]:
+        try:
+            return sorted(os.listdir(self.directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def has_entries(self) -> bool:
+        return bool(self._names())
+
+    def abandoned(self) -> Iterator[Journal]:
+        """The journals of dead writers, each locked by this process while the caller replays it;
+        the caller closes (deletes) each one it has settled."""
+        for name in self._names():
+            path = os.path.join(self.directory, name)
+            if name.startswith(".") and name.endswith(".partial"):
+                _remove_stale_partial(path)
+                continue
+            if not name.endswith(".json") or path in self._own:
+                continue
+            journal = _take(path)
+            if journal is not None:
+                self._own.add(path)  # held by this process now: not a live writer's
+                yield journal
+
+    def live(self) -> list[Journal]:
+        """The journals of writers still at work (their intents; no lock is taken)."""
+        out = []
+        for name in self._names():
+            path = os.path.join(self.directory, name)
+            if not name.endswith(".json"):
+                continue
+            if path in self._own:
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    out.append(_parse(path, fd))
+                    continue
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+        return out
+
+
+def _take(path: str) -> Journal | None:
+    """Lock a journal if its writer is gone; None if the writer holds it (or it was just settled)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | getattr(os, "O_CLOEXEC", 0))
+    except (FileNotFoundError, PermissionError):  # settled meanwhile, or a repository we may only read
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    try:  # the writer may have settled and deleted it between our open and our lock
+        if os.fstat(fd).st_ino != os.stat(path).st_ino:
+            os.close(fd)
+            return None
+    except FileNotFoundError:
+        os.close(fd)
+        return None
+    journal = _parse(path, fd)
+    journal.fd = fd
+    return journal
+
+
+def _parse(path: str, fd: int) -> Journal:
+    """The intents of a journal, with later notes applied; a torn last line is ignored (the
+    action it would have described never happened)."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    header: dict = {}
+    intents: list[Intent] = []
+    for number, line in enumerate(b"".join(chunks).split(b"\n")):
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if number == 0:
+            header = item
+        elif "n" in item:
+            for key, value in item.items():
+                if key != "n" and 0 <= item["n"] < len(intents):
+                    setattr(intents[item["n"]], key, value)
+        else:
+            intents.append(Intent(**item))
+    return Journal(path, intents, header, None)
+
+
+def _remove_stale_partial(path: str) -> None:
+    try:
+        if time.time() - os.stat(path).st_mtime < PARTIAL_AGE:
+            return
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _unlink(path)
+    except OSError:  # held by its writer, or not ours to delete
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_directory(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,30 @@
+"""Named step boundaries of the write paths, at which a fault-injection test makes this process die.
+
+``SKYBUTLER_CRASH_AT=<step>[:<n>]`` in a process's environment makes it kill itself with SIGKILL
+(no clean-up of any kind, like ``kill -9`` or a power cut of the process) the ``n``-th time (default
+the first) it reaches ``<step>``.  Unset, a step costs one comparison.  The steps:
+
+- ``journal-written``: a batch's intents are in the write journal, no file touched yet
+- ``file-staged``: one more file of a put batch is staged under its temporary name
+- ``file-placed``: one more ingested file is at its final path (moved, copied or linked)
+- ``files-published``: a put batch's files are at their final paths, the registry not yet committed
+- ``registry-committed``: the registry transaction of a write committed, its journal not yet ended
+- ``file-quarantined``: ``verify --fix`` moved one more file into the quarantine
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+_passes: dict[str, int] = {}
+
+
+def crash_point(step: str) -> None:
+    """Die here if the environment asks for it (see the module doc)."""
+    spec = os.environ.get("SKYBUTLER_CRASH_AT")
+    if not spec or spec.partition(":")[0] != step:
+        return
+    _passes[spec] = passes = _passes.get(spec, 0) + 1
+    if passes >= int(spec.partition(":")[2] or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
