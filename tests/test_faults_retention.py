@@ -11,6 +11,7 @@ Concurrent readers of one cold or purged dataset both get it, and it is made onc
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 import subprocess
@@ -304,3 +305,31 @@ def test_verify_fix_removes_only_cold_files_skybutler_abandoned(repo):
     after = verify(repo)
     assert after.cold.orphans == ["notes/mine.txt"] and tier.read("notes/mine.txt") == b"a user's file"
     assert after.cold.copies == 1 and not after.cold.missing
+
+
+class NoisyScaleTask(ScaleTask):
+    """ScaleTask declared non-deterministic: a result is checked by its facts within a tolerance."""
+
+    deterministic = False
+    recompute_tolerance = {"rtol": 1e-3}
+
+
+def test_a_nondeterministic_leftover_is_adopted_only_within_the_tolerance(butler):
+    put_metrics(butler, visits=[1])
+    p = Pipeline()
+    p.add_task("a", NoisyScaleTask)
+    assert run_pipeline(butler, p, ["run/a"], "out").ok
+    first, second = (butler.find_dataset("metricsA", instrument="Cam", visit=1, detector=d, collections="out")
+                     for d in (0, 1))
+    butler.retention.purge([first, second])
+    fresh = {r.id: r for r in butler.registry.refs_by_id([first.id, second.id])}  # without the purged locations
+    first, second = fresh[first.id], fresh[second.id]
+    like = {"visit": 1, "detector": 0, "x": 2.0000001}  # another run's result: other bytes, the same facts
+    _place(butler, butler.retention.state(first).artifact.path, json.dumps(like).encode())
+    assert butler.get(first, recompute=True) == like  # the killed writer's file, kept
+    unlike = b'{"only": 1}'  # not a result of this task: its facts (n_keys) differ
+    _place(butler, butler.retention.state(second).artifact.path, unlike)
+    with pytest.raises(SkybutlerError, match="refusing to overwrite existing file"):
+        butler.get(second, recompute=True)
+    assert butler.datastore.fs.cat_file(butler.datastore.full_path(butler.retention.state(second).artifact.path)) \
+        == unlike
