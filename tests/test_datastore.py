@@ -158,16 +158,13 @@ def test_checksum_algorithm_is_configurable(make_butler, algorithm, prefix):
     assert b.datastore.read(ref.artifact, check=True) == {"a": 1}
 
 
-def test_an_unknown_checksum_algorithm_stores_nothing(make_butler):
-    from conftest import populate
+def test_an_unknown_checksum_algorithm_makes_no_repository(make_butler, tmp_path):
+    """The repository settings are checked when it is made: nothing is left behind."""
+    from skybutler.errors import ConfigError
 
-    b = make_butler(run="run/a", checksum="md5")
-    populate(b)
-    b.register_dataset_type("metrics", ["visit", "detector"], "Dict")
-    with pytest.raises(DatastoreError, match="unknown checksum algorithm 'md5'"):
-        b.put({"a": 1}, "metrics", DATA_ID)
-    assert stored_files(b) == set()
-    assert n_datasets(b) == 0
+    with pytest.raises(ConfigError, match="unknown checksum algorithm 'md5'"):
+        make_butler("md5", run="run/a", checksum="md5")
+    assert not (tmp_path / "md5").exists()
 
 
 # -- atomic writes --------------------------------------------------------------------
