@@ -506,12 +506,15 @@ def _pointed(ra: float, dec: float, frame: str = "icrs", size: tuple[int, int] =
 
 def _covers(hdu: fits.PrimaryHDU, ra: float, dec: float) -> bool:
     """Brute force: does the image hold a pixel at ICRS (ra, dec)?  (astropy's world_to_pixel)."""
-    wcs = astropy_wcs(hdu.header)
+    wcs = _WCS_OF.get(id(hdu)) or _WCS_OF.setdefault(id(hdu), astropy_wcs(hdu.header))
     if not wcs.has_celestial or wcs.wcs.ctype[0].startswith("HPLN"):
         return False
     x, y = wcs.world_to_pixel(SkyCoord(ra * u.deg, dec * u.deg, frame="icrs"))
     n_y, n_x = hdu.data.shape
     return bool(-0.5 <= x < n_x - 0.5 and -0.5 <= y < n_y - 0.5)
+
+
+_WCS_OF: dict[int, WCS] = {}
 
 
 @pytest.fixture
@@ -544,7 +547,9 @@ def images(butler, tmp_path):
             path = write_file(tmp_path / f"in{n}{suffix}", hdu, "gzip" if way == "gzip-as-fits" else way)
         ingested.append((path, data_id))
     refs = butler.ingest("calexp", ingested, run="run/a")
-    return butler, made, refs
+    _WCS_OF.clear()  # cached by object id: only while these images are alive
+    yield butler, made, refs
+    _WCS_OF.clear()
 
 
 def test_ingested_files_keep_their_full_suffix_and_read_back(images):
@@ -713,3 +718,35 @@ def test_ingested_raws_have_facts_and_footprints(tmp_path):
         assert science > 0  # the science raws carry a WCS
         assert butler.query_datasets("raw", where="raw.n_x > 0", collections="SimCam/raw/all").count() == \
             len(result.refs)
+
+
+def test_cutouts_around_a_position_from_every_covering_image(images, tmp_path):
+    from click.testing import CliRunner
+
+    from skybutler.cli.main import cli
+
+    butler, made, _ = images
+    grid = [(150.0 + i * 0.1, 2.0 + j * 0.1) for i in range(-3, 4) for j in range(-3, 4)]
+    ra, dec = max(grid, key=lambda p: sum(_covers(hdu, *p) for hdu in made.values()))
+    expected = {key for key, hdu in made.items() if _covers(hdu, ra, dec)}
+    assert len(expected) >= 2
+    cutouts = butler.get_cutouts("calexp", ra, dec, 21, collections="run/a")
+    assert {(r.data_id["visit"], r.data_id["detector"]) for r, _ in cutouts} == expected
+    target = SkyCoord(ra * u.deg, dec * u.deg)
+    for ref, cut in cutouts:
+        full = made[(ref.data_id["visit"], ref.data_id["detector"])]
+        x, y = astropy_wcs(full.header).world_to_pixel(target)
+        x0, y0 = round(float(x)) - 10, round(float(y)) - 10   # 21 pixels centred on the position's pixel
+        x1, y1 = min(x0 + 21, N_X), min(y0 + 21, N_Y)
+        x0, y0 = max(x0, 0), max(y0, 0)                       # clipped at the edges
+        np.testing.assert_array_equal(cut.data, full.data[y0:y1, x0:x1])
+        cx, cy = astropy_wcs(cut.header).world_to_pixel(target)
+        assert abs(cx - (x - x0)) < 1e-6 and abs(cy - (y - y0)) < 1e-6
+    butler.close()
+    result = CliRunner().invoke(cli, ["cutouts", str(tmp_path / "repo"), "calexp", str(ra), str(dec), "--size", "21",
+                                      "-c", "run/a", "-o", str(tmp_path / "cut"), "--json"])
+    assert result.exit_code == 0, result.output
+    written = sorted((tmp_path / "cut").glob("*.fits"))
+    assert len(written) == len(expected)
+    with fits.open(written[0]) as hdus:
+        assert hdus[0].data.shape == cutouts[0][1].data.shape and "CRPIX1" in hdus[0].header

@@ -648,6 +648,28 @@ class Butler:
         """The facts extracted from a dataset when it was stored, and its metrics."""
         return self.registry.metadata.get(ref.id, ref.dataset_type.storage_class)
 
+    def get_cutouts(self, dataset_type: str, ra: float, dec: float, size: int, *,
+                    collections: str | Sequence[str] | None = None, where: str = "",
+                    bind: Mapping[str, Any] | None = None) -> list[tuple[DatasetRef, Any]]:
+        """``size`` x ``size`` pixel cut-outs centred on ICRS (``ra``, ``dec``) degrees from every
+        image of ``dataset_type`` whose footprint covers it (clipped at the image's edges), as
+        (ref, astropy ImageHDU) pairs; ``where`` narrows the images."""
+        from .formats.footprints import box_around, sky_to_pixel
+
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise SkybutlerError(f"cut-out size must be a positive number of pixels, not {size!r}")
+        point = f"{dataset_type}.region OVERLAPS POINT({float(ra)!r}, {float(dec)!r})"
+        refs = self.query_datasets(dataset_type, where=f"{point} AND ({where})" if where else point,
+                                   collections=collections, bind=bind)
+        out = []
+        for ref in refs:
+            header = self.get(ref, component="header")
+            pixel = sky_to_pixel(self.get(ref, component="wcs"), ra, dec)
+            box = None if pixel is None else box_around(*pixel, size, header["NAXIS1"], header["NAXIS2"])
+            if box is not None:
+                out.append((ref, self.get(ref, parameters={"bbox": box})))
+        return out
+
     def extract_metadata(self, dataset_types: str | Sequence[str], *, collections: str | Sequence[str] | None = None,
                          where: str = "", replace: bool = False) -> int:
         """Extract the facts of stored datasets that have none (all of them with ``replace``),

@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dataset_type_commands",
     "collection_commands",
     "dataset_commands",
+    "image_commands",
     "ingest_commands",
     "maintenance_commands",
     "pipeline_commands",

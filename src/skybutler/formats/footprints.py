@@ -140,3 +140,33 @@ def _separation(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
     p1, p2 = math.radians(dec1), math.radians(dec2)
     h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(ra2 - ra1) / 2) ** 2
     return math.degrees(2 * math.asin(min(1.0, math.sqrt(h))))
+
+
+def sky_to_pixel(wcs: Any, ra: float, dec: float) -> tuple[float, float] | None:
+    """0-based pixel (x, y) of ICRS (ra, dec) degrees in a celestial ``wcs``, through its own frame;
+    None when the position has no pixel (outside the projection, a frame with no fixed sky position)."""
+    from astropy.coordinates import SkyCoord
+
+    if not wcs.has_celestial or wcs.wcs.ctype[wcs.wcs.lng][:4].upper() in _NOT_FIXED:
+        return None
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        try:
+            frame = celestial_frame(wcs)
+            native = SkyCoord(ra, dec, unit="deg", frame="icrs").transform_to(frame).spherical
+            world = [0.0, 0.0]
+            world[wcs.wcs.lng], world[wcs.wcs.lat] = native.lon.deg, native.lat.deg
+            x, y = wcs.all_world2pix([world[0]], [world[1]], 0)
+        except Exception:  # no convergence of the inverse distortion, an unknown frame
+            return None
+    if not (np.isfinite(x[0]) and np.isfinite(y[0])):
+        return None
+    return float(x[0]), float(y[0])
+
+
+def box_around(x: float, y: float, size: int, n_x: int, n_y: int) -> tuple[int, int, int, int] | None:
+    """The ``size`` x ``size`` pixel box centred on pixel (x, y), clipped to an ``n_x`` x ``n_y``
+    image; None when nothing of it is inside."""
+    x_min, y_min = int(np.floor(x + 0.5)) - size // 2, int(np.floor(y + 0.5)) - size // 2
+    box = max(0, x_min), max(0, y_min), min(n_x, x_min + size), min(n_y, y_min + size)
+    return box if box[0] < box[2] and box[1] < box[3] else None

@@ -1,0 +1,48 @@
+"""Image commands: cutouts (every stored image covering a sky position, cut out to FITS files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..formats import get_formatter
+from .helpers import fail, info, json_option, open_butler, print_rows, repo_argument, split_csv_option
+
+
+@click.command("cutouts")
+@repo_argument
+@click.argument("dataset_type")
+@click.argument("ra", type=float)
+@click.argument("dec", type=float)
+@click.option("--size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Width and height of each cut-out, in pixels (clipped at an image's edges).")
+@click.option("--collections", "-c", multiple=True, required=True,
+              help="Collections to search (repeatable or comma-separated).")
+@click.option("--where", "-w", default="", help="Only images matching this expression.")
+@click.option("--output-dir", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory the cut-outs are written to, one FITS file per image.")
+@json_option
+def cutouts(repo: Path, dataset_type: str, ra: float, dec: float, size: int, collections: tuple[str, ...],
+            where: str, output_dir: Path, as_json: bool) -> None:
+    """Cut out SIZE x SIZE pixels around ICRS RA, DEC (degrees) from every DATASET_TYPE image whose
+    footprint covers it, each with its header and WCS describing the cut-out."""
+    with open_butler(repo) as butler:
+        found = butler.get_cutouts(dataset_type, ra, dec, size, collections=split_csv_option(collections),
+                                   where=where)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        fail(f"cannot create {output_dir}: {err.strerror or err}")
+    rows = []
+    for ref, hdu in found:
+        name = "_".join([dataset_type, *[str(ref.data_id[d]) for d in ref.data_id.group.required]]) + ".fits"
+        with open(output_dir / name, "wb") as stream:
+            get_formatter("fits").write(hdu, stream)
+        rows.append({**ref.summary(), "file": str(output_dir / name), "shape": f"{hdu.data.shape[1]}x{hdu.data.shape[0]}"})
+    if not as_json:
+        info(f"{len(rows)} cut-out(s) around ({ra}, {dec}) written to {output_dir}")
+    print_rows(rows, as_json=as_json)
+
+
+COMMANDS = (cutouts,)
