@@ -12,8 +12,9 @@ import pytest
 
 from skybutler import Butler
 from skybutler.datastore.templates import DEFAULT_TEMPLATE, PathTemplate
-from skybutler.errors import (ChecksumMismatchError, CollectionError, DatasetConflictError, DatastoreError, FileNotStoredError,
-                              FormatterError, InvalidFileError, SkybutlerError, TransferError)
+from skybutler.errors import (ChecksumMismatchError, CollectionError, DatasetConflictError,
+                              DatastoreError, FileNotStoredError, FormatterError, InvalidFileError, SkybutlerError,
+                              TransferError)
 from skybutler.formats import get_formatter
 
 DATA_ID = {"instrument": "Cam", "visit": 1, "detector": 2}
@@ -64,17 +65,17 @@ def test_default_template_drops_missing_optional_fields(butler):
 def test_path_template_formatting():
     t = PathTemplate(DEFAULT_TEMPLATE)
     fields = {"run": "u/ana/run 1", "dataset_type": "calexp", "band": "r", "day_obs": 20250101,
-              "data_id": "Cam_1_2"}
-    assert t.format(fields) == "u/ana/run_1/calexp/r/20250101/calexp_Cam_1_2"
-    assert t.format({**fields, "band": None}) == "u/ana/run_1/calexp/20250101/calexp_Cam_1_2"
+              "data_id": ("Cam", 1, 2)}
+    assert t.format(fields) == "u/ana/run%201/calexp/r/20250101/calexp_Cam_1_2"
+    assert t.format({**fields, "band": None}) == "u/ana/run%201/calexp/20250101/calexp_Cam_1_2"
     # an optional field drops its whole segment, literal text included
-    assert PathTemplate("{run}/v{visit?}x/{data_id}").format({"run": "r", "data_id": "d"}) == "r/d"
-    assert PathTemplate("{run}/v{visit?}x/{data_id}").format({"run": "r", "visit": 5, "data_id": "d"}) == "r/v5x/d"
-    # unsafe characters are replaced, never interpreted
-    assert PathTemplate("{run}/{name}").format({"run": "r", "name": "a b*?"}) == "r/a_b__"
+    assert PathTemplate("{run}/v{visit?}x/{data_id}").format({"run": "r", "data_id": ("d",)}) == "r/d"
+    assert PathTemplate("{run}/v{visit?}x/{data_id}").format({"run": "r", "visit": 5, "data_id": ("d",)}) == "r/v5x/d"
+    # other characters are escaped, never interpreted
+    assert PathTemplate("{run}/{name}").format({"run": "r", "name": "a b*?"}) == "r/a%20b%2A%3F"
     # no value can climb out of the datastore root or make the path absolute
-    assert PathTemplate("{run}/{name}").format({"run": "/abs//r", "name": "../../etc"}) == "abs/r/__/__/etc"
-    assert PathTemplate("{run}/{name}").format({"run": "./r", "name": "..."}) == "_/r/..."
+    assert PathTemplate("{run}/{name}").format({"run": "/abs//r", "name": "../../etc"}) == "%2Fabs%2F%2Fr/..%2F..%2Fetc"
+    assert PathTemplate("{run}/{name}").format({"run": "./r", "name": "..."}) == "%2E/r/%2E%2E%2E"
     with pytest.raises(DatastoreError, match="needs 'visit'"):
         PathTemplate("{run}/{visit}").format({"run": "r", "visit": None})
     with pytest.raises(DatastoreError, match="has no fields"):
@@ -95,14 +96,14 @@ def test_run_names_cannot_place_files_outside_the_root(butler, tmp_path):
 def test_custom_templates_per_dataset_type(make_butler):
     from conftest import populate
 
-    b = make_butler(run="run/a", templates={"metrics": "by_visit/{visit}/{detector}/{band?}/{run}",
+    b = make_butler(run="run/a", templates={"metrics": "by_visit/{instrument}/{visit}/{detector}/{band?}/{run}",
                                             "default": "{dataset_type}/{run}/{data_id}"})
     populate(b)
     b.register_dataset_type("metrics", ["visit", "detector"], "Dict")
     b.register_dataset_type("detector_config", ["detector"], "Dict")
     m = b.put({"a": 1}, "metrics", DATA_ID)
     d = b.put({"a": 2}, "detector_config", instrument="Cam", detector=2)
-    assert m.artifact.path == "by_visit/1/2/g/run/a.json"
+    assert m.artifact.path == "by_visit/Cam/1/2/g/run/a.json"
     assert d.artifact.path == "detector_config/run/a/Cam_2.json"
     assert b.get(m) == {"a": 1} and b.get(d) == {"a": 2}
     # the templates are part of the repository: a new client uses them too
@@ -189,22 +190,34 @@ def test_a_formatter_failing_midway_leaves_no_file(butler, monkeypatch):
     assert butler.find_dataset("metrics", DATA_ID) is None
 
 
-def test_a_clash_at_publish_rolls_back_the_registry(make_butler):
-    """Two data IDs mapped to one path: the second put's file cannot be published, so its
-    registry rows are rolled back and the first file stays intact."""
+def test_a_clash_at_publish_rolls_back_the_registry(butler):
+    """A file is already where a put's file must go (not written by skybutler): the put's file
+    cannot be published, so its registry rows are rolled back and the file there stays intact."""
+    local_only(butler)
+    first = butler.put({"first": 1}, "metrics", DATA_ID)
+    second = {**DATA_ID, "detector": 3}
+    path = Path(butler.datastore.full_path(first.artifact.path.replace("_2.json", "_3.json")))
+    path.write_text('{"someone": "else"}')
+    with pytest.raises(DatastoreError, match="refusing to overwrite"):
+        butler.put({"second": 2}, "metrics", second)
+    assert butler.find_dataset("metrics", second) is None
+    assert n_datasets(butler) == 1
+    assert butler.get(first) == {"first": 1}
+    assert path.read_text() == '{"someone": "else"}'
+
+
+def test_a_template_that_does_not_tell_data_ids_apart_is_refused(make_butler):
+    """Two data IDs mapped to one path would clash at the second put: the template is refused
+    at the first, before anything is written."""
     from conftest import populate
 
-    b = make_butler(run="run/a", collections="run/a", templates={"metrics": "{run}/{dataset_type}"})
+    b = make_butler(run="run/a", collections="run/a", templates={"metrics": "{run}/{dataset_type}/{visit}"})
     populate(b)
     b.register_dataset_type("metrics", ["visit", "detector"], "Dict")
-    first = b.put({"first": 1}, "metrics", DATA_ID)
-    with pytest.raises(DatastoreError, match="refusing to overwrite"):
-        b.put({"second": 2}, "metrics", {**DATA_ID, "detector": 3})
-    assert b.find_dataset("metrics", {**DATA_ID, "detector": 3}) is None
-    assert n_datasets(b) == 1
-    assert b.get(first) == {"first": 1}
-    assert b.datastore.read(first.artifact, check=True) == {"first": 1}
-    assert stored_files(b) == {"run/a/metrics.json"}
+    with pytest.raises(DatastoreError, match=r"does not name instrument, detector: two metrics datasets would "
+                                             r"share one file; add \{data_id\}"):
+        b.put({"first": 1}, "metrics", DATA_ID)
+    assert n_datasets(b) == 0 and stored_files(b) == set()
 
 
 def test_a_batch_fails_as_a_whole(butler):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ from click.testing import CliRunner
 
 from skybutler import Butler
 from skybutler.cli.main import cli
-from skybutler.errors import ChecksumMismatchError, InvalidFileError, StorageClassError
+from skybutler.errors import (ChecksumMismatchError, DatasetTypeError, DatastoreError, InvalidFileError,
+                              StorageClassError)
 from skybutler.ingest import ingest_raws
 from skybutler.instruments import simulate_night
 from skybutler.repository_transfer import export_datasets, import_datasets
@@ -337,3 +339,128 @@ def test_put_of_a_json_file_holding_nan_is_refused(butler: Butler, tmp_path: Pat
     data.write_text('{"a": NaN}')
     cli_fails("put", butler.root, "metrics", data, "instrument=Cam", "visit=1", "detector=0", "--run", "run/b",
               message="value at a is nan, which JSON cannot hold")
+
+
+# -- names that cannot collide or escape (issue 13, items 5 and 6) --------------------
+
+
+@pytest.mark.parametrize("first, second", [("ü", "ñ"), ("a b", "a_b"), ("a/b", "a//b"), ("x", "x/"),
+                                           ("100%", "100%25"), ("..", "%2E%2E"), ("a.b", "a/b")])
+def test_runs_differing_in_any_character_get_their_own_files(butler: Butler, first: str, second: str) -> None:
+    one = butler.put({"run": first}, "metrics", DATA_ID, run=first)
+    two = butler.put({"run": second}, "metrics", DATA_ID, run=second)
+    assert one.artifact.path != two.artifact.path
+    assert butler.get(one) == {"run": first} and butler.get(two) == {"run": second}
+    assert verify(butler).consistent
+
+
+def test_a_data_id_value_with_a_slash_makes_no_directory(butler: Butler) -> None:
+    butler.insert_records("band", [{"name": "g/r"}, {"name": "g_r"}])
+    butler.register_dataset_type("bandstat", ["band"], "Dict")
+    slash = butler.put({"b": 1}, "bandstat", band="g/r")
+    underscore = butler.put({"b": 2}, "bandstat", band="g_r")
+    assert slash.artifact.path == "run/a/bandstat/g%2Fr/bandstat_g%2Fr.json"
+    assert underscore.artifact.path == "run/a/bandstat/g_r/bandstat_g%5Fr.json"
+    assert butler.get(slash) == {"b": 1} and butler.get(underscore) == {"b": 2}
+
+
+def test_data_ids_that_join_alike_get_their_own_files(butler: Butler) -> None:
+    """{data_id} joins values with '_': ('A_B', 'C') and ('A', 'B_C') must not meet."""
+    butler.insert_records("band", [{"name": name} for name in ("A_B", "C", "A", "B_C")])
+    butler.insert_records("skymap", [{"name": name} for name in ("A_B", "C", "A", "B_C")])
+    butler.register_dataset_type("pairs", ["skymap", "band"], "Dict")
+    one = butler.put({"n": 1}, "pairs", skymap="A_B", band="C")
+    two = butler.put({"n": 2}, "pairs", skymap="A", band="B_C")
+    assert one.artifact.path.rsplit("/", 1)[1] != two.artifact.path.rsplit("/", 1)[1]
+    assert butler.get(one) == {"n": 1} and butler.get(two) == {"n": 2}
+
+
+def _decode_run(path: str) -> str:
+    from urllib.parse import unquote
+
+    return "/".join(unquote(part) for part in path.split("/"))
+
+
+@pytest.mark.parametrize("alphabet", ["ab/._ %", "aü/ñ.\x00\n~"])
+def test_the_path_encoding_is_injective_and_stays_inside(alphabet: str) -> None:
+    """Every encoded name decodes back (urllib's percent-decoding is the oracle), so no two names
+    share a path; and no encoded name has an empty, '.' or '..' segment or starts with '/'."""
+    from urllib.parse import unquote
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from skybutler.datastore.templates import check_inside, encode_run, encode_value
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.text(alphabet=alphabet, min_size=1, max_size=8))
+    def check(name: str) -> None:
+        run = encode_run(name)
+        assert _decode_run(run) == name and check_inside(run) == run
+        value = encode_value(name)
+        assert "/" not in value and unquote(value) == name and check_inside(value) == value
+
+    check()
+
+
+@pytest.mark.parametrize("template, reason", [
+    ("../../escape/{run}/{dataset_type}_{data_id}", "has a '..' segment"),
+    ("/abs/{run}/{dataset_type}_{data_id}", "starts with '/'"),
+    ("{run}//{dataset_type}_{data_id}", "has an empty segment"),
+    ("{run}/./{dataset_type}_{data_id}", "has a '.' segment"),
+    ("../../escape/{dataset_type}_{data_id}", "has a '..' segment"),
+    ("{dataset_type}/{data_id}", "has no {run}"),
+    ("{run}/{data_id}", "has no {dataset_type}"),
+])
+def test_a_template_that_could_escape_or_collide_is_refused_at_load(tmp_path: Path, template: str,
+                                                                     reason: str) -> None:
+    from skybutler.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"templates[.:].*{re.escape(reason)}"):
+        Butler.create(tmp_path / "new", templates={"default": template})
+    root = tmp_path / "repo"
+    Butler.create(root).close()
+    (root / "butler.yaml").write_text(f"datastore: datastore\ntemplates:\n  default: '{template}'\n")
+    with pytest.raises(ConfigError, match=f"butler.yaml line [23]: templates[.:].*{re.escape(reason)}"):
+        Butler(root)
+
+
+def test_every_path_is_checked_at_put(butler: Butler, monkeypatch) -> None:
+    """Even if a template's formatting went wrong, the path is checked before anything is written."""
+    from skybutler.datastore import templates
+
+    monkeypatch.setattr(templates, "_encoded", lambda name, value: ".." if name == "run" else str(value))
+    with pytest.raises(DatastoreError, match="would leave the datastore root"):
+        butler.put({"a": 1}, "metrics", DATA_ID)
+    assert stored(butler) == set()
+
+
+def test_dataset_type_names_follow_the_rubin_rule(butler: Butler) -> None:
+    for good in ("calexp", "deep_coadd", "calexp.wcs", "a1.b2.c3", "_private", "Visit_Summary2"):
+        assert butler.register_dataset_type(good, ["instrument"], "Dict")
+    for bad in ("1calexp", "cal exp", "cal-exp", "a..b", "a.", ".a", "ü", "a/b", "", "a.1b"):
+        with pytest.raises(DatasetTypeError, match="invalid dataset type name"):
+            butler.register_dataset_type(bad, ["instrument"], "Dict")
+    result = CliRunner().invoke(cli, ["register-dataset-type", str(butler.root), "cal-exp", "instrument", "-s", "Dict"])
+    assert result.exit_code == 1 and result.stderr.startswith("error: invalid dataset type name 'cal-exp'")
+
+
+def test_files_stored_under_the_old_rule_still_read(butler: Butler) -> None:
+    """Paths are recorded in the registry: a file written where the old, folding rule put it
+    (a RUN 'a b' in directory 'a_b') is still found, read and verified."""
+    import sqlalchemy as sa
+
+    if not butler.datastore.local:
+        pytest.skip("moves a local file to where the old rule put it")
+    ref = butler.put({"old": 1}, "metrics", DATA_ID, run="a b")
+    new = Path(butler.datastore.full_path(ref.artifact.path))
+    old_path = ref.artifact.path.replace("a%20b", "a_b")
+    old = Path(butler.datastore.full_path(old_path))
+    old.parent.mkdir(parents=True)
+    new.rename(old)
+    table = butler.registry.schema.location
+    with butler.registry.db.transaction() as conn:
+        conn.execute(table.update().where(table.c.path == ref.artifact.path).values(path=old_path))
+    with Butler(butler.root, collections="a b") as again:
+        assert again.get("metrics", DATA_ID) == {"old": 1}
+        assert verify(again, check_checksums=True).consistent

@@ -81,6 +81,15 @@ class RepoConfig(BaseModel):
             raise ValueError(f"unknown checksum algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS)} or null")
         return algorithm
 
+    @field_validator("templates")
+    @classmethod
+    def _default_names_the_type(cls, templates: dict[str, str]) -> dict[str, str]:
+        default = templates.get("default")
+        if default is not None and "dataset_type" not in PathTemplate(default).fields:
+            raise ValueError(f"the default template {default!r} has no {{dataset_type}}: datasets of different "
+                             "types would share files")
+        return templates
+
     @classmethod
     def checked(cls, **settings: Any) -> RepoConfig:
         """Settings given in code (``Butler.create``), validated: ConfigError names each bad one."""

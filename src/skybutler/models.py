@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 import operator
 import os
+import re
 import time
 import uuid
 from typing import Any
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler
 from pydantic_core import core_schema
 
 from .dimensions import DataCoordinate, DimensionGroup, DimensionUniverse
+from .errors import DatasetTypeError
 
 #: Namespace of deterministic (UUIDv5) dataset IDs: fixed forever, so every
 #: repository computes the same ID for the same raw.
@@ -67,6 +69,19 @@ class CollectionInfo(BaseModel):
     type: CollectionType
     doc: str = ""
     children: tuple[str, ...] = ()
+
+
+DATASET_TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+"""What a dataset type name may be (the Rubin butler's rule): a letter or ``_``, then letters,
+digits and ``_``; a ``.`` only separates a component name (``calexp.wcs``)."""
+
+
+def check_dataset_type_name(name: str) -> str:
+    """``name`` if it follows :data:`DATASET_TYPE_NAME`; DatasetTypeError naming the rule otherwise."""
+    if not isinstance(name, str) or DATASET_TYPE_NAME.fullmatch(name) is None:
+        raise DatasetTypeError(f"invalid dataset type name {name!r}: a name starts with a letter (or _) and holds "
+                               "only letters, digits and _, with '.' only between a name and its component")
+    return name
 
 
 class DatasetType(BaseModel):

@@ -123,13 +123,26 @@ class FileDatastore:
         self.checksum_algorithm = checksum
         self._templates = {name: PathTemplate(t) for name, t in (templates or {}).items()}
         self._default_template = self._templates.pop("default", PathTemplate(DEFAULT_TEMPLATE))
+        if "dataset_type" not in self._default_template.fields:
+            raise DatastoreError(f"the default path template {self._default_template.template!r} has no "
+                                 "{dataset_type}: datasets of different types would share files")
+        self._identified: set[str] = set()  # dataset types whose template names every data-ID value
         self._made_dirs: set[str] = set()
 
     # -- paths ----------------------------------------------------------------
 
     def relative_path(self, ref: DatasetRef, extension: str) -> str:
-        template = self._templates.get(ref.dataset_type.name, self._default_template)
-        fields = template_fields(ref.run, ref.dataset_type.name, ref.data_id, ref.data_id.group.required)
+        """Where a dataset's file goes: its template's path (checked to stay inside the root)."""
+        name = ref.dataset_type.name
+        template = self._templates.get(name, self._default_template)
+        if name not in self._identified:
+            vague = template.identifies(ref.data_id.group.required)
+            if vague:
+                raise DatastoreError(
+                    f"path template {template.template!r} of {name} does not name {', '.join(vague)}: two "
+                    f"{name} datasets would share one file; add {{data_id}} (or each of those fields)")
+            self._identified.add(name)
+        fields = template_fields(ref.run, name, ref.data_id, ref.data_id.group.required)
         return template.format(fields) + extension
 
     def full_path(self, path: str) -> str:

@@ -6,12 +6,29 @@ path segment holding it is dropped.  Fields are ``run``, ``dataset_type``,
 ``component``, any dimension of the (expanded) data ID, and ``data_id`` (all
 required data-ID values joined by ``_``).  The default keeps a run's files together
 and groups them by band and night, as observers browse them.
+
+Values are written into paths by an escaping scheme, never a lossy fold, so that two
+different names never share a path and no name can leave the datastore root:
+
+- every character other than ASCII letters, digits and ``. - _ + = @ ,`` is written as
+  the ``%XX`` bytes of its UTF-8 form (``a b`` -> ``a%20b``, ``ü`` -> ``%C3%BC``; ``%``
+  itself -> ``%25``, ``/`` -> ``%2F``);
+- a value made only of dots (``.``, ``..``) has its dots written ``%2E``;
+- a RUN name's ``/`` make directories (``u/ana/run1``) when every part between them
+  is non-empty; otherwise (``a//b``, ``/abs``, ``x/``) the whole name is one escaped
+  directory (``a%2F%2Fb``);
+- inside ``{data_id}`` the values are joined by ``_``, so ``_`` inside a value is
+  written ``%5F`` there;
+- an empty value names no path: it is an error.
+
+Each rule can be undone, so the mapping is injective.  Paths already recorded in the
+registry are read as recorded; only new writes use these rules.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..dimensions import DataCoordinate
@@ -20,34 +37,77 @@ from ..errors import DatastoreError
 DEFAULT_TEMPLATE = "{run}/{dataset_type}/{band?}/{day_obs?}/{dataset_type}_{data_id}"
 
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\?)?\}")
+#: Characters a value keeps as they are (outside ``{data_id}``).
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+=@,-]")
+#: Inside ``{data_id}``, where ``_`` separates the values, ``_`` is escaped too.
+_UNSAFE_IN_DATA_ID = re.compile(r"[^A-Za-z0-9.+=@,-]")
 
 
-def _safe(value: Any) -> str:
-    """A value as a path-safe string (slashes in RUN names become directories).
+def _percent(match: re.Match) -> str:
+    return "".join(f"%{byte:02X}" for byte in match.group().encode("utf-8"))
 
-    Empty, ``.`` and ``..`` segments are neutralised so that no value (a RUN named
-    ``../x`` or ``/abs``) can place a file outside the datastore root.
-    """
-    if type(value) is int:
-        return str(value)
-    text = str(value)
-    done = _SAFE_CACHE.get(text)
+
+def encode_value(text: str, unsafe: re.Pattern = _UNSAFE) -> str:
+    """One value as one path segment (see the module doc); DatastoreError if it is empty."""
+    if not text:
+        raise DatastoreError("an empty value cannot name a file or directory in the datastore")
+    if text.strip(".") == "":
+        return "%2E" * len(text)
+    return unsafe.sub(_percent, text)
+
+
+def encode_run(run: str) -> str:
+    """A RUN name as a relative directory path: its ``/`` make directories when no part
+    between them is empty, else the whole name is one escaped segment."""
+    parts = run.split("/")
+    if all(parts):
+        return "/".join(encode_value(part) for part in parts)
+    return encode_value(run)
+
+
+def _cached(cache: dict[Any, str], key: Any, make: Any) -> str:
+    done = cache.get(key)
     if done is None:
-        parts = (_UNSAFE.sub("_", part) for part in text.split("/") if part)
-        done = "/".join("_" * len(part) if part in (".", "..") else part for part in parts)
-        if len(_SAFE_CACHE) > 100_000:
-            _SAFE_CACHE.clear()
-        _SAFE_CACHE[text] = done
+        done = make()
+        if len(cache) > 100_000:
+            cache.clear()
+        cache[key] = done
     return done
 
 
-#: Safe forms of the strings seen so far (RUN names, dataset types, bands repeat for every file).
-_SAFE_CACHE: dict[str, str] = {}
+#: Encoded forms of the values seen so far (RUN names, dataset types, bands repeat for every file).
+_RUN_CACHE: dict[str, str] = {}
+_VALUE_CACHE: dict[str, str] = {}
+_DATA_ID_CACHE: dict[str, str] = {}
+
+
+def _encoded(name: str, value: Any) -> str:
+    """The path text of one field's value."""
+    if type(value) is int:
+        return str(value)
+    if name == "run":
+        return _cached(_RUN_CACHE, value, lambda: encode_run(str(value)))
+    if name == "data_id":
+        return "_".join([str(v) if type(v) is int else
+                         _cached(_DATA_ID_CACHE, v, lambda v=v: encode_value(str(v), _UNSAFE_IN_DATA_ID))
+                         for v in value])
+    return _cached(_VALUE_CACHE, value, lambda: encode_value(str(value)))
+
+
+def check_inside(path: str) -> str:
+    """``path`` if it stays inside the datastore root (relative, no empty, ``.`` or ``..``
+    segment); DatastoreError otherwise.  Checked on every path a template makes."""
+    if path.startswith("/") or any(part in ("", ".", "..") for part in path.split("/")):
+        raise DatastoreError(f"path {path!r} would leave the datastore root; refusing to write it")
+    return path
 
 
 class PathTemplate:
-    """A compiled template; ``format`` turns a dataset's fields into a relative path."""
+    """A compiled template; ``format`` turns a dataset's fields into a relative path.
+
+    A template must name the RUN (``{run}``), and nothing in it may lead outside the
+    datastore root: no leading ``/``, no empty, ``.`` or ``..`` segment of literal text.
+    """
 
     def __init__(self, template: str = DEFAULT_TEMPLATE):
         if not _FIELD.search(template):
@@ -61,7 +121,19 @@ class PathTemplate:
                 pieces.append((segment[pos:match.start()], match.group(1), bool(match.group(2))))
                 pos = match.end()
             pieces.append((segment[pos:], None, False))
+            if len(pieces) == 1 and segment in ("", ".", ".."):
+                what = "starts with '/'" if not self._segments and not segment else (
+                    "has an empty segment ('//' or a trailing '/')" if not segment else f"has a {segment!r} segment")
+                raise DatastoreError(f"path template {template!r} {what}: its paths could leave the datastore root")
             self._segments.append(pieces)
+        self.fields = frozenset(name for pieces in self._segments for _, name, _ in pieces if name)
+        if "run" not in self.fields:
+            raise DatastoreError(f"path template {template!r} has no {{run}}: two RUNs' datasets would share files")
+
+    def identifies(self, required: Sequence[str]) -> list[str]:
+        """The required dimensions a dataset's path would not tell apart (empty: every data ID
+        gets its own path)."""
+        return [] if "data_id" in self.fields else [d for d in required if d not in self.fields]
 
     def format(self, fields: Mapping[str, Any]) -> str:
         out = []
@@ -80,18 +152,18 @@ class PathTemplate:
                             f"(fields: {', '.join(k for k, v in fields.items() if v is not None)})")
                     text = None
                     break
-                text += literal + _safe(value)
+                text += literal + _encoded(name, value)
             if text:
                 out.append(text)
-        return "/".join(out)
+        return check_inside("/".join(out))
 
 
 def template_fields(run: str, dataset_type: str, data_id: Mapping[str, Any], required: tuple[str, ...],
                     component: str | None = None) -> dict[str, Any]:
-    """The values a template may use for one dataset."""
+    """The values a template may use for one dataset (``data_id``: the required values, in order)."""
     fields: dict[str, Any] = data_id.as_dict() if isinstance(data_id, DataCoordinate) else dict(data_id)
     fields["run"] = run
     fields["dataset_type"] = dataset_type
     fields["component"] = component
-    fields["data_id"] = "_".join([str(data_id[d]) for d in required])
+    fields["data_id"] = tuple([data_id[d] for d in required])
     return fields

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from ..dimensions import DimensionGroup
 from ..errors import ConflictingDefinitionError, MissingDatasetTypeError
-from ..models import DatasetType
+from ..models import DatasetType, check_dataset_type_name
 from .database import Database
 from .schema import RegistrySchema
 
@@ -43,7 +43,8 @@ class DatasetTypeStore:
         return self.schema.universe.group(dtype.dimensions)
 
     def register(self, dtype: DatasetType) -> bool:
-        """Register a dataset type; False if already registered identically, error if differently."""
+        """Register a dataset type; False if already registered identically, error if differently.
+        A new name must follow the naming rule (:func:`~skybutler.models.check_dataset_type_name`)."""
         group = self.group(dtype)  # validates the dimension names
         dtype = dtype.model_copy(update={"dimensions": group.required})
         existing = self.get_optional(dtype.name)
@@ -53,6 +54,7 @@ class DatasetTypeStore:
                     f"dataset type {dtype.name!r} is registered as {_describe(existing[1])}; "
                     f"cannot register it again as {_describe(dtype)}")
             return False
+        check_dataset_type_name(dtype.name)  # only new names: a repository's existing types keep working
         with self.db.transaction() as conn:
             self.db.create_tables(conn, self._tables_for(dtype))
             try:
