@@ -654,52 +654,17 @@ class Butler:
         """``size`` x ``size`` pixel cut-outs centred on ICRS (``ra``, ``dec``) degrees from every
         image of ``dataset_type`` whose footprint covers it (clipped at the image's edges), as
         (ref, astropy ImageHDU) pairs; ``where`` narrows the images."""
-        from .formats.footprints import box_around, sky_to_pixel
+        from .cutouts import get_cutouts
 
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise SkybutlerError(f"cut-out size must be a positive number of pixels, not {size!r}")
-        point = f"{dataset_type}.region OVERLAPS POINT({float(ra)!r}, {float(dec)!r})"
-        refs = self.query_datasets(dataset_type, where=f"{point} AND ({where})" if where else point,
-                                   collections=collections, bind=bind)
-        out = []
-        for ref in refs:
-            header = self.get(ref, component="header")
-            pixel = sky_to_pixel(self.get(ref, component="wcs"), ra, dec)
-            box = None if pixel is None else box_around(*pixel, size, header["NAXIS1"], header["NAXIS2"])
-            if box is not None:
-                out.append((ref, self.get(ref, parameters={"bbox": box})))
-        return out
+        return get_cutouts(self, dataset_type, ra, dec, size, collections=collections, where=where, bind=bind)
 
     def extract_metadata(self, dataset_types: str | Sequence[str], *, collections: str | Sequence[str] | None = None,
                          where: str = "", replace: bool = False) -> int:
         """Extract the facts of stored datasets that have none (all of them with ``replace``),
         reading each artifact only as far as its storage class needs; returns how many."""
-        names = [dataset_types] if isinstance(dataset_types, str) else list(dataset_types)
-        done = 0
-        for name in names:
-            storage_class = get_storage_class(self.get_dataset_type(name).storage_class)
-            if not storage_class.metadata_fields:
-                continue
-            refs = list(self.query_datasets(name, where=where, collections=collections, find_first=False))
-            ids = list(dict.fromkeys(r.id for r in refs))
-            if not replace:
-                ids = sorted(self.registry.metadata.ids_without_facts(storage_class.name, ids))
-            artifacts = self.registry.datasets.artifacts(ids)
-            facts = []
-            for dataset_id in ids:
-                artifact = artifacts.get(dataset_id)
-                if artifact is None:  # purged or cold: nothing to read here
-                    continue
-                component = storage_class.metadata_component
-                if component not in get_formatter(artifact.formatter).components:
-                    component = None
-                facts.append((dataset_id, storage_class.extract_metadata(self.datastore.read(artifact, component))))
-            self.registry.metadata.table(storage_class.name, storage_class.metadata_fields)
-            with self.registry.transaction():
-                self.registry.metadata.insert(storage_class.name, storage_class.metadata_fields, facts,
-                                              replace=True)
-            done += len(facts)
-        return done
+        from .fact_backfill import extract_metadata
+
+        return extract_metadata(self, dataset_types, collections=collections, where=where, replace=replace)
 
     # -- user tables ----------------------------------------------------------
 
