@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..dimensions import DimensionUniverse
 from ..errors import SkybutlerError
 from ..timespan import Timespan
@@ -242,6 +244,51 @@ def _add_bands(out: RubinExport, universe: DimensionUniverse) -> None:
     out.records["band"].extend({"name": b} for b in sorted(bands - have))
 
 
+#: Rubin's TAI-nanosecond bounds of an unbounded timespan side (1970-01-01 and 2100-01-01).
+_RUBIN_NS_MIN, _RUBIN_NS_MAX = 0, 4_102_444_800_000_000_000
+
+
+def _zip_records(out: RubinExport, records: dict[str, list[list[Any]]], universe_version: int,
+                 universe: DimensionUniverse) -> None:
+    """Dimension records of a zip, each a list of values in the Rubin universe's column order
+    (required, implied, then the rest; regions hex-encoded, timespans as two nanosecond bounds)."""
+    if not records:
+        return  # the records its data IDs name must then be in the repository already
+    if universe_version != MAX_UNIVERSE_VERSION:
+        out.problems.append(f"the zip's dimension records are in the column order of universe version "
+                            f"{universe_version}, which skybutler does not know; import an export.yaml instead")
+        return
+    columns = _v8_columns()
+    for element, rows in records.items():
+        names = columns.get(element)
+        if names is None or element not in universe:
+            out.problems.append(f"dimension element {element!r} of the zip is not in skybutler's universe")
+            continue
+        for values in rows:
+            if len(values) != len(names):
+                out.problems.append(f"{element} record {values}: {len(values)} values for {len(names)} columns")
+                continue
+            row = dict(zip(names, values))
+            if row.get("region") is not None:
+                row["region"] = rubin_yaml.decode_region(row["region"])
+            if row.get("timespan") is not None:
+                begin, end = row["timespan"]
+                row["timespan"] = RubinTimespan(None if begin <= _RUBIN_NS_MIN else begin,
+                                                None if end >= _RUBIN_NS_MAX else end)
+            if element == "skymap" and isinstance(row.get("hash"), str):
+                row["hash"] = bytes.fromhex(row["hash"])
+            try:
+                out.records[element].append(convert_record(universe, element, row))
+            except SkybutlerError as err:
+                out.problems.append(f"{element} record {values}: {err}")
+
+
+def _v8_columns() -> dict[str, list[str]]:
+    from importlib import resources
+
+    return yaml.safe_load(resources.files(__package__).joinpath("rubin_v8_columns.yaml").read_text())
+
+
 def _read_zip(path: Path, universe: DimensionUniverse) -> RubinExport:
     """A Rubin zip: the index lists dataset types, refs (with their data IDs) and each member's file."""
     out = RubinExport(source=str(path), zip_path=path)
@@ -256,8 +303,7 @@ def _read_zip(path: Path, universe: DimensionUniverse) -> RubinExport:
                                            "(skybutler reads V1)"])
     refs = index.get("refs") or {}
     _check_universe(out, refs.get("universe_namespace", UNIVERSE_NAMESPACE), refs.get("universe_version", 0))
-    # Dimension records, when a zip carries them, are in the Rubin butler's positional form and are
-    # not read: the records a zip's data IDs name must already be in the repository (from an export.yaml).
+    _zip_records(out, refs.get("dimension_records") or {}, int(refs.get("universe_version", 0)), universe)
     for name, spec in (refs.get("dataset_types") or {}).items():
         _dataset_type_block(out, {"name": name, "dimensions": spec.get("dimensions"),
                                   "storage_class": spec.get("storageClass"),

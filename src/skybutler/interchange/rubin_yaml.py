@@ -92,12 +92,19 @@ def _timespan(loader: yaml.BaseLoader, node: yaml.Node) -> RubinTimespan | None:
     return RubinTimespan(None if begin is None else begin.ns, None if end is None else end.ns)
 
 
+def decode_region(encoded: str) -> sphgeom.Region:
+    """A sky region from its hex-encoded sphgeom bytes."""
+    try:
+        return sphgeom.Region.decode(bytes.fromhex(encoded))
+    except (ValueError, TypeError) as err:
+        raise SkybutlerError(f"bad region {encoded[:40]!r}... in the export: {err}") from None
+
+
 def _region(loader: yaml.BaseLoader, node: yaml.Node) -> sphgeom.Region:
     mapping = loader.construct_mapping(node)
-    try:
-        return sphgeom.Region.decode(bytes.fromhex(mapping["encoded"]))
-    except (KeyError, ValueError, TypeError) as err:
-        raise SkybutlerError(f"bad {node.tag} region in the export: {err}") from None
+    if "encoded" not in mapping:
+        raise SkybutlerError(f"a {node.tag} region without its 'encoded' bytes")
+    return decode_region(mapping["encoded"])
 
 
 RubinLoader.add_constructor(UUID_TAG, _uuid)
