@@ -197,3 +197,37 @@ def test_migrate_grows_a_release_repository_to_the_new_default_universe(tmp_path
         assert b.query_data_ids(["visit", "visit_system"], "visit_system = 0").count() == 1
     again = CliRunner().invoke(cli, ["migrate", str(root)])
     assert again.exit_code == 0 and "already at schema version 4" in again.output
+
+
+def test_migrate_grows_the_universe_on_every_stack(make_butler):
+    """The same upgrade on SQLite and PostgreSQL: a repository brought back to universe 1 (the
+    grown universe's new tables and columns dropped) is grown again, its records kept."""
+    from skybutler.registry.database import Database
+
+    butler = make_butler()
+    populate(butler, n_visits=2, n_detectors=2)
+    root, url = butler.root, butler.config.registry_url(butler.root)
+    butler.close()
+    db = Database(url)
+    new_columns = {"instrument": ["exposure_max", "visit_system"], "visit": ["name", "seq_num", "azimuth"],
+                   "detector": ["name_in_raft"]}
+    with db.transaction() as conn:
+        quote = conn.dialect.identifier_preparer.quote
+        prefix = f"{quote(db.schema)}." if db.schema else ""
+        for table in ("visit_system_membership", "visit_system", "subfilter"):
+            conn.exec_driver_sql(f"DROP TABLE {prefix}{table}")
+        for table, columns in new_columns.items():
+            for column in columns:
+                conn.exec_driver_sql(f"ALTER TABLE {prefix}{table} DROP COLUMN {quote(column)}")
+        conn.exec_driver_sql(f"UPDATE {prefix}skybutler_meta SET value='1' WHERE key='universe_version'")
+        conn.exec_driver_sql(f"UPDATE {prefix}skybutler_meta SET value='3' WHERE key='schema_version'")
+    db.close()
+    with pytest.raises(SchemaVersionError, match="skybutler migrate"):
+        Butler(root)
+    assert migrate(url, butler.universe) == (3, 4)
+    with Butler(root) as again:
+        assert again.get_record("visit", instrument="Cam", visit=2)["exposure_time"] == 30.0
+        assert again.get_record("visit", instrument="Cam", visit=2)["seq_num"] is None
+        again.insert_records("visit_system", [{"instrument": "Cam", "id": 1, "name": "by-group"}])
+        again.insert_records("visit_system_membership", [{"instrument": "Cam", "visit": 2, "visit_system": 1}])
+        assert again.query_data_ids(["visit"], "visit_system = 1", instrument="Cam").count() == 1
