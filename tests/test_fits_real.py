@@ -750,3 +750,16 @@ def test_cutouts_around_a_position_from_every_covering_image(images, tmp_path):
     assert len(written) == len(expected)
     with fits.open(written[0]) as hdus:
         assert hdus[0].data.shape == cutouts[0][1].data.shape and "CRPIX1" in hdus[0].header
+
+
+def test_an_older_image_facts_table_gains_the_new_columns(butler):
+    """A repository whose Image facts table predates footprints: the first put adds the columns."""
+    old = {"n_x": int, "n_y": int, "dtype": str, "ra_center": float, "dec_center": float}
+    butler.registry.metadata.table("Image", old)
+    butler.registry.metadata.refresh()
+    butler.register_dataset_type("calexp", ["instrument", "visit", "detector"], "Image")
+    ref = butler.put(_pointed(150.0, 2.0), "calexp", {"instrument": "Cam", "visit": 1, "detector": 0})
+    facts = butler.get_metadata(ref)
+    assert facts["region"] is not None and facts["filter"] is None and facts["n_x"] == N_X
+    where = "calexp.region OVERLAPS POINT(150.0, 2.0)"
+    assert butler.query_datasets("calexp", where=where, collections="run/a").count() == 1
