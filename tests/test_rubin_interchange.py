@@ -471,7 +471,11 @@ def broken_export(rubin, tmp_path):
 def test_unknown_export_version_is_refused_whole(broken_export, tmp_path):
     ours = Butler.create(tmp_path / "sky")
     before = _repository_state(ours)
-    _edit(broken_export / "export.yaml", "version: 1.0.2", "version: 2.0.0")
+    from skybutler.interchange.rubin_read import read_rubin_export
+
+    _edit(broken_export / "export.yaml", "version: 1.0.2", "version: 1.1.0")  # any 1.x is read
+    assert read_rubin_export(broken_export, ours.universe).problems == []
+    _edit(broken_export / "export.yaml", "version: 1.1.0", "version: 2.0.0")
     result = CliRunner().invoke(cli, ["import", str(tmp_path / "sky"), str(broken_export)])
     assert result.exit_code == 1
     assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1

@@ -28,9 +28,9 @@ from .rubin_yaml import RubinTimespan
 
 EXPORT_NAME = "export.yaml"
 ZIP_INDEX = "_butler_zip_index.json"
-#: The export format versions read here: major 1, any minor up to Rubin's current 1.0.
+#: The export format versions read here: any 1.x (a later minor version's new blocks or fields, if
+#: any, are reported item by item like any other unknown content).
 SUPPORTED_MAJOR = 1
-SUPPORTED_MINOR = 0
 UNIVERSE_NAMESPACE = "daf_butler"
 #: Rubin universe versions whose records need no conversion beyond field names (day_obs and group
 #: became dimensions in version 6).
@@ -119,13 +119,13 @@ def _check_version(out: RubinExport, version: Any) -> None:
     if version == 0:  # Rubin's own name for the first 1.0.0 files
         return
     try:
-        major, minor, *_ = (int(p) for p in str(version).split("."))
+        major, *_ = (int(p) for p in str(version).split("."))
     except ValueError:
         out.problems.append(f"export format version {version!r} is not a version number")
         return
-    if major != SUPPORTED_MAJOR or minor > SUPPORTED_MINOR:
+    if major != SUPPORTED_MAJOR:
         out.problems.append(f"export format version {version} is not supported (skybutler reads "
-                            f"{SUPPORTED_MAJOR}.0 to {SUPPORTED_MAJOR}.{SUPPORTED_MINOR}.x)")
+                            f"{SUPPORTED_MAJOR}.x)")
 
 
 def _check_universe(out: RubinExport, namespace: str, version: int) -> None:
