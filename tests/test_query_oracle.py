@@ -610,7 +610,9 @@ def check_datasets(butler: Butler, world: World, data) -> None:
     if dtype == "bias":
         allowed = frozenset({"instrument", "detector", "exposure", "visit"})
     clause = data.draw(where_clauses(allowed), label="where")
-    at = data.draw(st.one_of(st.none(), st.integers(-10, 620)), label="valid at") if dtype == "bias" else None
+    # now and then exactly at a validity boundary (multiples of 30 minutes): half-open ranges
+    at = data.draw(st.one_of(st.none(), st.integers(-10, 620), st.sampled_from(range(0, 600, 30))),
+                   label="valid at") if dtype == "bias" else None
     dims = query_dims(set(keys), clause, {})
     where, bind = (clause.text, clause.binds) if clause else ("", {})
     label = f"query_datasets({dtype!r}, {where!r}, {bind}, {path}, find_first={find_first}, at={at})"
