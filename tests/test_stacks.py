@@ -19,7 +19,7 @@ import yaml
 from conftest import POSTGRES_URL, S3_BUCKET, S3_ENDPOINT, _MADE_NAMES, populate
 from skybutler import Butler
 from skybutler.config import RepoConfig
-from skybutler.errors import BackendError, DatasetConflictError, DatastoreError
+from skybutler.errors import BackendError, ConfigError, DatasetConflictError, DatastoreError
 
 needs_postgres = pytest.mark.skipif(not POSTGRES_URL, reason="needs SKYBUTLER_TEST_POSTGRES_URL")
 needs_s3 = pytest.mark.skipif(not (POSTGRES_URL and S3_ENDPOINT),
@@ -92,11 +92,11 @@ def test_a_second_registry_in_the_same_schema_is_refused(tmp_path: Path):
     "postgresql://db.example.org/survey?user=butler&password=s3cret",
 ])
 def test_a_password_in_the_config_is_refused(tmp_path: Path, url: str):
-    with pytest.raises(ValueError, match="password") as info:
+    with pytest.raises(ConfigError, match="password") as info:
         RepoConfig(registry=url)
     assert "s3cret" not in str(info.value)  # the refusal does not echo the secret
 
-    with pytest.raises(ValueError, match="password"):
+    with pytest.raises(ConfigError, match="password"):
         Butler.create(tmp_path / "new", registry=url)
     assert not (tmp_path / "new" / "butler.yaml").exists()
 
@@ -104,7 +104,7 @@ def test_a_password_in_the_config_is_refused(tmp_path: Path, url: str):
     root = tmp_path / "edited"
     root.mkdir()
     (root / "butler.yaml").write_text(yaml.safe_dump({"registry": url}))
-    with pytest.raises(ValueError, match="password") as info:
+    with pytest.raises(ConfigError, match="password") as info:
         Butler(root)
     assert "s3cret" not in str(info.value)
 
