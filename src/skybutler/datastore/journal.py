@@ -9,7 +9,8 @@ that file until the batch's registry transaction has committed or rolled back an
 settled; then it deletes the journal.  The kernel drops the lock when the writer dies, even by
 ``kill -9``: a journal whose lock can be taken belongs to a dead writer, and is replayed (see
 :mod:`skybutler.recovery`).  A journal is written under a hidden name and renamed into place with
-its lock already held, so every visible journal is complete and locked from its first instant.
+its lock already held (an anonymous ``O_TMPFILE`` linked into place, where offered), so every
+visible journal is complete and locked from its first instant.
 
 Lines after the intents add what is learnt file by file (the checksum of an ingested file is known
 once it is read), always before the action they describe.  A journal lives on the writer's host:
@@ -99,23 +100,14 @@ class WriteJournal:
         ``token`` names the journal (the batch's staged files carry it too)."""
         os.makedirs(self.directory, exist_ok=True)
         token = token or uuid.uuid4().hex
-        hidden = os.path.join(self.directory, f".{token}.partial")
         final = os.path.join(self.directory, f"{token}.json")
-        fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o644)
+        header = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
+        lines = [json.dumps(header)] + [json.dumps(asdict(i)) for i in intents]
+        data = ("\n".join(lines) + "\n").encode()
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            header = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
-            lines = [json.dumps(header)] + [json.dumps(asdict(i)) for i in intents]
-            os.write(fd, ("\n".join(lines) + "\n").encode())
-            if durable:
-                os.fsync(fd)
-            os.rename(hidden, final)
-            if durable:
-                _fsync_directory(self.directory)
-        except BaseException:
-            os.close(fd)
-            _unlink(hidden)
-            raise
+            fd = _write_locked(self.directory, token, final, data, durable, anonymous=True)
+        except OSError:  # no anonymous files here (or no /proc to name one by): a hidden name instead
+            fd = _write_locked(self.directory, token, final, data, durable, anonymous=False)
         journal = Journal(final, list(intents), header, fd)
         self._own.add(final)
         crash_point("journal-written")
@@ -180,6 +172,50 @@ class WriteJournal:
             finally:
                 os.close(fd)
         return out
+
+
+def _write_locked(directory: str, token: str, final: str, data: bytes, durable: bool, anonymous: bool) -> int:
+    """Write a journal at ``final`` with its lock held from before it is visible; returns its descriptor.
+
+    ``anonymous``: an ``O_TMPFILE`` file (Linux), named once complete, so a writer killed while
+    writing leaves nothing; else ``.<token>.partial`` renamed into place, which a later replay
+    deletes once it is old and unlocked."""
+    flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+    hidden = None
+    if anonymous:
+        if not hasattr(os, "O_TMPFILE"):
+            raise OSError("no anonymous files on this system")
+        fd = os.open(directory, flags | os.O_TMPFILE, 0o644)
+    else:
+        hidden = os.path.join(directory, f".{token}.partial")
+        fd = os.open(hidden, flags | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, data)
+        if durable:
+            os.fsync(fd)
+        if hidden is None:
+            _link_anonymous(fd, directory, os.path.basename(final))
+        else:
+            os.rename(hidden, final)
+        if durable:
+            _fsync_directory(directory)
+    except BaseException:
+        os.close(fd)
+        if hidden is not None:
+            _unlink(hidden)
+        raise
+    return fd
+
+
+def _link_anonymous(fd: int, directory: str, name: str) -> None:
+    """Give an ``O_TMPFILE`` file a name: ``linkat`` of its ``/proc/self/fd`` entry, following it
+    (a directory descriptor makes Python call ``linkat`` with ``AT_SYMLINK_FOLLOW``)."""
+    dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd, follow_symlinks=True)
+    finally:
+        os.close(dir_fd)
 
 
 def _take(path: str) -> Journal | None:
