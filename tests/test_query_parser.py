@@ -278,6 +278,8 @@ INVALID = [
     ("id = UUID('not-a-uuid')", 11),
     ("id = UUID(3)", 6),
     ("GLOB(x)", 1),
+    ("GLOB(1, 'a')", 1),
+    ("r OVERLAPS CIRCLE(1, 2, 'x')", 25),
     ("t > T'yesterday'", 5),
     ("t > T'60000'", 5),
     ("t > T'2026-01-01T00:00:00Z'", 5),

@@ -274,3 +274,41 @@ def test_the_table_agrees_with_the_rubin_parser(where):
     except QueryError:
         ours = False
     assert ours == rubin_parses(where), where
+
+
+# -- result data IDs carry implied values, as the Rubin butler's do -------------------------------
+
+
+def test_result_data_ids_carry_implied_values(repo):
+    import pickle
+
+    refs_found = {r.data_id["visit"]: r for r in repo.query_datasets("metrics", collections="chain")}
+    ref = refs_found[2]
+    assert (ref.data_id["band"], ref.data_id["physical_filter"], ref.data_id["day_obs"]) == ("r", "Cam-r", 20250101)
+    assert ref.data_id.get("band") == "r" and "physical_filter" in ref.data_id and ref.data_id.has_full
+    assert dict(ref.data_id) == {"instrument": "Cam", "visit": 2, "detector": 0}  # iteration: the required values
+    assert ref.data_id.mapping == {"instrument": "Cam", "band": "r", "physical_filter": "Cam-r",
+                                   "day_obs": 20250101, "visit": 2, "detector": 0}
+    assert refs_found[3].data_id["band"] == "i" and refs_found[1].data_id["band"] == "g"
+    copied = pickle.loads(pickle.dumps(ref))
+    assert copied == ref and copied.data_id["band"] == "r" and type(copied.data_id).__name__ == "DataCoordinate"
+    ids = {(d["visit"], d["detector"]): d for d in repo.query_data_ids(["visit", "detector"], "visit > 4")}
+    assert {k: (d["band"], d["physical_filter"]) for k, d in ids.items()} == {
+        (v, det): ("ri"[v - 5], f"Cam-{'ri'[v - 5]}") for v in (5, 6) for det in range(4)}
+    with pytest.raises(KeyError):
+        ids[(5, 0)]["exposure"]
+    plain = next(iter(repo.query_data_ids(["detector"])))
+    assert plain.mapping == {"instrument": "Cam", "detector": plain["detector"]}
+
+
+def test_exposure_data_ids_carry_group_day_obs_and_filter(tmp_path):
+    from skybutler import Butler
+
+    with Butler.create(tmp_path / "repo") as butler:
+        populate(butler)
+        butler.insert_records("group", [{"instrument": "Cam", "name": "g1"}])
+        butler.insert_records("exposure", [{"instrument": "Cam", "id": 11, "physical_filter": "Cam-i",
+                                            "day_obs": 20250101, "group": "g1", "obs_id": "e11"}])
+        (data_id,) = butler.query_data_ids(["exposure"])
+        assert (data_id["group"], data_id["day_obs"], data_id["physical_filter"], data_id["band"]) == (
+            "g1", 20250101, "Cam-i", "i")

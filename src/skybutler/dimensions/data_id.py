@@ -9,7 +9,7 @@ which are kept and checked against the records when the data ID is expanded).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -109,6 +109,11 @@ class DataCoordinate(Mapping[str, DataIdValue]):
         """Whether every implied value is known."""
         return all(name in self._values for name in self.group.implied)
 
+    @property
+    def mapping(self) -> dict[str, DataIdValue]:
+        """Every value, required and implied (as far as known), as a new plain dict."""
+        return {name: self[name] for name in self.group.names if name in self}
+
     def with_values(self, extra: Mapping[str, DataIdValue]) -> DataCoordinate:
         """A copy with more (implied) values; a value that contradicts one given raises."""
         merged = dict(self._values)
@@ -165,3 +170,34 @@ class DataCoordinate(Mapping[str, DataIdValue]):
 
         return core_schema.no_info_plain_validator_function(
             validate, serialization=core_schema.plain_serializer_function_ser_schema(lambda v: dict(v._values)))
+
+
+class _LazilyExpanded(DataCoordinate):
+    """A data ID whose implied values are looked up when first asked for: iterating it
+    yields what is known (the required values), and ``data_id["band"]`` finds the band.
+    Subclasses made by :func:`lazily_expanded` share one look-up for a batch of results."""
+
+    __slots__ = ()
+    _expand: Callable[[DataCoordinate], Mapping[str, DataIdValue]]
+
+    def __getitem__(self, name: str) -> DataIdValue:
+        try:
+            return self._values[name]
+        except KeyError:
+            if name in self.group.implied:
+                return self._expand(self)[name]
+            raise
+
+    @property
+    def has_full(self) -> bool:
+        return True
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return DataCoordinate, (self.group, self.mapping)
+
+
+def lazily_expanded(expand: Callable[[DataCoordinate], Mapping[str, DataIdValue]]) -> type[DataCoordinate]:
+    """A DataCoordinate class whose instances find their implied values with ``expand``
+    (given a data ID, all its values) on first use: building them costs nothing more."""
+    return type("DataCoordinate", (_LazilyExpanded,), {"__slots__": (), "_expand": staticmethod(expand),
+                                                       "__module__": __name__})

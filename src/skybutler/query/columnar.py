@@ -204,7 +204,8 @@ def uuids(ids: Sequence[Any]) -> list[uuid.UUID]:
 def data_id_builder(names: tuple[str, ...]) -> Callable[..., list[DataCoordinate]]:
     """A function turning columns into one data ID per row.
 
-    ``build(group, n, *columns)`` returns ``[DataCoordinate(group, {names[0]: v0, ...}) ...]``.
+    ``build(group, n, *columns)`` returns ``[DataCoordinate(group, {names[0]: v0, ...}) ...]``
+    (``DC=cls`` builds instances of a subclass instead).
     The source is generated for the names, as ``collections.namedtuple`` does, so each
     row's values are a dict display with constant keys in one comprehension: a third less
     time than ``dict(zip(names, row))`` and a call per row (30,000 data IDs are built in a
@@ -219,7 +220,7 @@ def data_id_builder(names: tuple[str, ...]) -> Callable[..., list[DataCoordinate
     else:
         body = "[DC(group, {}) for _ in range(n)]"
     namespace: dict[str, Any] = {"DC": DataCoordinate}
-    source = f"def build(group, n{''.join(', ' + c for c in columns)}):\n    return {body}\n"
+    source = f"def build(group, n{''.join(', ' + c for c in columns)}, DC=DC):\n    return {body}\n"
     exec(source, namespace)  # noqa: S102 - names are repr()-quoted
     return namespace["build"]
 

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from ..batching import gc_paused
 from ..dimensions import DataCoordinate, DimensionRecord
+from ..dimensions.data_id import lazily_expanded
 from ..errors import BackendError, QueryError
 from ..models import DatasetRef
 from ..registry import Registry
@@ -332,6 +333,30 @@ def _arrow_array(values: Sequence[Any], kind: pa.DataType | None) -> pa.Array:
     return pa.array(values, kind)
 
 
+def _lazy_implied(registry: Registry, group: Any) -> Callable[[Callable[[type], list[DataCoordinate]]], list[
+        DataCoordinate]] | None:
+    """For a group with implied dimensions: a function that builds one batch of result data
+    IDs (given a builder taking the class to make) whose implied values (band,
+    physical_filter, day_obs, ...) are looked up for the whole batch, with one query per
+    record type, the first time any of them is asked for; building costs nothing more."""
+    if not group.implied:
+        return None
+
+    def make_batch(build: Callable[[type], list[DataCoordinate]]) -> list[DataCoordinate]:
+        found: dict[tuple, Any] = {}
+
+        def expand(data_id: DataCoordinate) -> Any:
+            if not found:
+                for full in registry.dimensions.expand_many([DataCoordinate(group, d._values) for d in batch]):
+                    found[full.required_values] = full.as_dict()
+            return found[data_id.required_values]
+
+        batch = build(lazily_expanded(expand))
+        return batch
+
+    return make_batch
+
+
 class DataIdQueryResults(QueryResults):
     """Data IDs of a dimension group."""
 
@@ -341,9 +366,12 @@ class DataIdQueryResults(QueryResults):
         names = tuple(group.required) + tuple(c for c in cols if c in group.implied)
         index = [cols.index(c) for c in names]
         build = columnar.data_id_builder(names)
+        lazy = _lazy_implied(self._registry, group)
 
         def convert(columns: list[Sequence[Any]], n: int) -> list[DataCoordinate]:
-            return build(group, n, *[columns[i] for i in index])
+            if lazy is None:
+                return build(group, n, *[columns[i] for i in index])
+            return lazy(lambda cls: build(group, n, *[columns[i] for i in index], DC=cls))
 
         return convert
 
@@ -361,12 +389,16 @@ class DatasetQueryResults(QueryResults):
         name_of = self._registry.collections.name_of
         runs: dict[int, str] = {}
         build = columnar.data_id_builder(tuple(group.required))
+        lazy = _lazy_implied(self._registry, group)
 
         def convert(columns: list[Sequence[Any]], n: int) -> list[DatasetRef]:
             run_ids = columns[i_run]
             for rid in set(run_ids).difference(runs):
                 runs[rid] = name_of(rid)
-            data_ids = build(group, n, *[columns[i] for i in index])
+            if lazy is None:
+                data_ids = build(group, n, *[columns[i] for i in index])
+            else:
+                data_ids = lazy(lambda cls: build(group, n, *[columns[i] for i in index], DC=cls))
             types = itertools.repeat(dtypes[0]) if i_type is None else map(dtypes.__getitem__, columns[i_type])
             # Column by column through C-level map loops: no Python frame per ref.
             return list(map(DatasetRef, columnar.uuids(columns[i_id]), types, data_ids, map(runs.__getitem__, run_ids)))
