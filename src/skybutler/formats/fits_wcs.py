@@ -92,10 +92,17 @@ def build_wcs(header: Any, key: str = " ", fobj: Any = None) -> Any:
 def sliced_wcs(wcs: Any, box: tuple[int, int, int, int]) -> Any:
     """``wcs`` of the cut-out ``box = (x_min, y_min, x_max, y_max)``, by astropy's WCS slicing."""
     x_min, y_min, x_max, y_max = box
+    extra = wcs.naxis - 2
+    if extra > 0:  # more WCS axes than pixel axes (WCSAXES = 3 on a 2-D image): they stay whole
+        wcs = wcs.deepcopy()
+        shape = tuple(wcs.pixel_shape or (0, 0))[:2]
+        wcs.pixel_shape = (*shape, *(1,) * extra)
+    view = (*(slice(None),) * max(extra, 0), slice(y_min, y_max), slice(x_min, x_max))  # numpy order
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sliced = wcs.slice((slice(y_min, y_max), slice(x_min, x_max)))
-    sliced.pixel_shape = (x_max - x_min, y_max - y_min)
+        sliced = wcs.slice(view)
+    if sliced.naxis == 2:
+        sliced.pixel_shape = (x_max - x_min, y_max - y_min)
     return sliced
 
 

@@ -50,8 +50,12 @@ def image_footprint(header: Any, n_x: int, n_y: int, key: str | None = None) -> 
         wcs = build_wcs(header, default_key(header) if key is None else key)
     except Exception as exc:  # an unreadable WCS only means "position unknown" for facts
         return Footprint(problem=str(exc))
-    if not wcs.has_celestial or wcs.naxis != 2:
+    if not wcs.has_celestial:
         return Footprint(problem="no celestial WCS")
+    if wcs.naxis != 2:  # extra WCS axes (a degenerate frequency, say) on a 2-D image
+        if wcs.wcs.lng > 1 or wcs.wcs.lat > 1:
+            return Footprint(problem="the celestial WCS axes are not the image's pixel axes")
+        wcs = wcs.sub([1, 2])
     ctype = wcs.wcs.ctype[wcs.wcs.lng]
     if ctype[:4].upper() in _NOT_FIXED:
         return Footprint(frame=_solar_frame(ctype), problem=f"frame {_solar_frame(ctype)} has no fixed sky position")
