@@ -116,6 +116,11 @@ def alternates_only() -> fits.Header:
     return h
 
 
+def swapped() -> fits.Header:
+    """Declination on the first pixel axis, right ascension on the second."""
+    return _wcs_header(("DEC--TAN", "RA---TAN"), (-30.0, 45.0), cdelt=2e-4)
+
+
 def three_axes() -> fits.Header:
     """A 2-D image whose WCS has a third, degenerate axis (WCSAXES = 3, a frequency)."""
     h = tan()
@@ -149,7 +154,7 @@ def dss() -> fits.Header:
 WCS_KINDS = {"tan": tan, "sip": sip, "tpv": tpv, "zpn": zpn, "car": car, "ait": ait, "hpx": hpx,
              "galactic": galactic, "ecliptic": ecliptic, "fk4": fk4, "helioprojective": helioprojective,
              "alternates": alternates, "alternates_only": alternates_only, "dss": dss, "tnx": tnx,
-             "three_axes": three_axes}
+             "three_axes": three_axes, "swapped": swapped}
 
 
 def make_image(header: fits.Header, n_x: int = N_X, n_y: int = N_Y, dtype: Any = np.float32) -> fits.PrimaryHDU:
@@ -277,7 +282,7 @@ def _icrs(header: fits.Header, xs: np.ndarray, ys: np.ndarray, key: str = " ") -
 
 
 @pytest.mark.parametrize("kind", ["tan", "sip", "tpv", "zpn", "car", "hpx", "galactic", "ecliptic", "fk4", "dss",
-                                  "alternates", "alternates_only", "tnx", "three_axes"])
+                                  "alternates", "alternates_only", "tnx", "three_axes", "swapped"])
 def test_footprint_is_icrs(kind: str) -> None:
     from skybutler.dimensions import regions as sky
 
@@ -775,3 +780,14 @@ def test_an_older_image_facts_table_gains_the_new_columns(butler):
     assert facts["region"] is not None and facts["filter"] is None and facts["n_x"] == N_X
     where = "calexp.region OVERLAPS POINT(150.0, 2.0)"
     assert butler.query_datasets("calexp", where=where, collections="run/a").count() == 1
+
+
+@pytest.mark.parametrize("kind", ["tan", "sip", "tpv", "galactic", "ecliptic", "fk4", "swapped", "dss", "three_axes"])
+def test_sky_to_pixel_inverts_astropys_sky_position(kind: str) -> None:
+    from skybutler.formats.footprints import sky_to_pixel
+
+    header = WCS_KINDS[kind]()
+    position = _icrs(header, np.array([30.3]), np.array([40.7]))[0]
+    x, y = sky_to_pixel(astropy_wcs(header), position.ra.deg, position.dec.deg)
+    assert abs(x - 30.3) < 1e-4 and abs(y - 40.7) < 1e-4
+    assert sky_to_pixel(astropy_wcs(helioprojective()), 10.0, 10.0) is None

@@ -52,10 +52,9 @@ def image_footprint(header: Any, n_x: int, n_y: int, key: str | None = None) -> 
         return Footprint(problem=str(exc))
     if not wcs.has_celestial:
         return Footprint(problem="no celestial WCS")
-    if wcs.naxis != 2:  # extra WCS axes (a degenerate frequency, say) on a 2-D image
-        if wcs.wcs.lng > 1 or wcs.wcs.lat > 1:
-            return Footprint(problem="the celestial WCS axes are not the image's pixel axes")
-        wcs = wcs.sub([1, 2])
+    wcs = celestial_pair(wcs)
+    if wcs is None:
+        return Footprint(problem="the celestial WCS axes are not the image's pixel axes")
     ctype = wcs.wcs.ctype[wcs.wcs.lng]
     if ctype[:4].upper() in _NOT_FIXED:
         return Footprint(frame=_solar_frame(ctype), problem=f"frame {_solar_frame(ctype)} has no fixed sky position")
@@ -71,6 +70,16 @@ def image_footprint(header: Any, n_x: int, n_y: int, key: str | None = None) -> 
     ra, dec = float(sky_points[0][-1]) % 360.0, float(sky_points[1][-1])
     border = sky_points[0][:-1], sky_points[1][:-1]
     return Footprint(ra=ra, dec=dec, region=_region(ra, dec, border), frame=name)
+
+
+def celestial_pair(wcs: Any) -> Any:
+    """The 2-axis celestial WCS of a 2-D image: ``wcs`` itself, or its first two axes when the header
+    has more (a degenerate frequency axis, say); None when those are not the celestial ones."""
+    if wcs.naxis == 2:
+        return wcs
+    if wcs.wcs.lng > 1 or wcs.wcs.lat > 1:
+        return None
+    return wcs.sub([1, 2])
 
 
 def _solar_frame(ctype: str) -> str:
@@ -152,6 +161,9 @@ def sky_to_pixel(wcs: Any, ra: float, dec: float) -> tuple[float, float] | None:
     from astropy.coordinates import SkyCoord
 
     if not wcs.has_celestial or wcs.wcs.ctype[wcs.wcs.lng][:4].upper() in _NOT_FIXED:
+        return None
+    wcs = celestial_pair(wcs)
+    if wcs is None:
         return None
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
