@@ -11,13 +11,12 @@ region overlaps (circles on the equator: an overlap is a distance between two ce
 SQL's three-valued logic, find-first by collection rank and calibration validity.  It
 never reads SQL and never calls skybutler's query code.
 
-Default: a few repositories and many queries each per stack (well under a minute);
-``SKYBUTLER_ORACLE_PROFILE=slow`` runs many more (CI).
+Default: four repositories and 60 queries each per stack (under a minute); the slow
+test (CI) checks 15 more, and ``SKYBUTLER_ORACLE_PROFILE=thorough`` makes each run 100.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import uuid
 from collections.abc import Callable
@@ -37,9 +36,11 @@ from skybutler.errors import CalibrationLookupError, QueryError
 # Shrinking rebuilds a repository per step: minutes.  The failing query is printed whole.
 settings.register_profile("oracle-default", max_examples=4, deadline=None, phases=[Phase.generate],
                           suppress_health_check=list(HealthCheck))
-settings.register_profile("oracle-slow", max_examples=40, deadline=None, phases=[Phase.generate],
+settings.register_profile("oracle-slow", max_examples=15, deadline=None, phases=[Phase.generate],
                           suppress_health_check=list(HealthCheck))
-PROFILE = "oracle-slow" if os.environ.get("SKYBUTLER_ORACLE_PROFILE") == "slow" else "oracle-default"
+settings.register_profile("oracle-thorough", max_examples=100, deadline=None, phases=[Phase.generate],
+                          suppress_health_check=list(HealthCheck))
+THOROUGH = os.environ.get("SKYBUTLER_ORACLE_PROFILE") == "thorough"
 QUERIES_PER_REPO = 60
 
 T0 = Time("2026-03-01T00:00:00", scale="tai")
@@ -692,9 +693,8 @@ def check_records(butler: Butler, world: World, data) -> None:
         assert all(rec["exposure_time"] == truth[(rec["instrument"], rec["exposure"])] for rec in results), label
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_every_query_kind_matches_a_brute_force_evaluator(stack, tmp_path_factory):
-    @settings(settings.get_profile(PROFILE))
+def check_random_repositories(stack: str, tmp_path_factory, profile: str) -> None:
+    @settings(settings.get_profile("oracle-thorough" if THOROUGH else profile))
     @given(world=worlds(), data=st.data())
     def run(world: World, data) -> None:
         root = tmp_path_factory.mktemp("oracle") / "repo"
@@ -708,3 +708,14 @@ def test_every_query_kind_matches_a_brute_force_evaluator(stack, tmp_path_factor
             butler.close()
 
     run()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_query_kind_matches_a_brute_force_evaluator(stack, tmp_path_factory):
+    check_random_repositories(stack, tmp_path_factory, "oracle-default")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stack", STACKS)
+def test_more_random_repositories_match_the_evaluator(stack, tmp_path_factory):
+    check_random_repositories(stack, tmp_path_factory, "oracle-slow")
