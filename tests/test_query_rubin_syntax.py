@@ -20,7 +20,7 @@ import lsst.sphgeom as sphgeom
 import pytest
 from astropy.coordinates import SkyCoord
 from astropy.time import Time, TimeDelta
-from conftest import populate
+from conftest import STACKS, populate, stack_locations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,11 +32,12 @@ from skybutler.query import parse_expression
 ALL = {1, 2, 3, 4, 5, 6}
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
+@pytest.fixture(scope="module", params=STACKS)
+def repo(request, tmp_path_factory):
     from skybutler import Butler
 
-    butler = Butler.create(tmp_path_factory.mktemp("rubin_syntax") / "repo")
+    tmp = tmp_path_factory.mktemp(f"rubin_syntax_{request.param}")
+    butler = Butler.create(tmp / "repo", **stack_locations(request.param, tmp))
     populate(butler)
     butler.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
     first = butler.put_many("metrics", [({"v": v}, {"instrument": "Cam", "visit": v, "detector": 0})
