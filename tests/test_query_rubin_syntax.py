@@ -86,6 +86,9 @@ ACCEPTED = [
     ("visit.physical_filter = 'Cam-g'", {}, {1, 4}),
     ("visit.day_obs = 20250101 AND visit.exposure_time > 20", {}, ALL),
     ("visit.observation_type = 'science'", {}, ALL),
+    # a field named alone, when one element of the query has it
+    ("exposure_time > 20 AND visit < 3", {}, {1, 2}),
+    ("observation_type = 'science' AND visit IN (1, 6)", {}, {1, 6}),
     # NULL
     ("visit.target_name = NULL", {}, ALL),
     ("NULL = visit.target_name", {}, ALL),
@@ -213,6 +216,9 @@ REFUSED = [
     ("visit = 'one'", {}, "cannot compare int with str", 9),
     ("visit.timespan.begin = 3", {}, "cannot compare time with int", 24),
     ("GLOB(1, 'x')", {}, "GLOB.. takes a name", 1),
+    ("timespan OVERLAPS T'2025-01-02/tai'", {}, "field of several elements of this query; write one of "
+     "day_obs.timespan, visit.timespan", 1),
+    ("vist = 3", {}, "unknown name 'vist'", 1),
     ("ingest_date > T'2020-01-01'", {}, "'ingest_date' alone names a field of the query's dataset type", 1),
     ("visit.timespan OVERLAPS POINT(1, 2) AND visit = 1", {}, "OVERLAPS needs two regions", 16),
     ("visit = 1 OR visit.region OVERLAPS POINT(1, 2)", {}, "may only be combined .* by AND", 27),

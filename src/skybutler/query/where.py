@@ -255,6 +255,9 @@ class WhereCompiler:
                 if self.universe[name].skypix is not None:
                     raise self.error(f"sky-pixel dimension {name} cannot be constrained in a where-clause yet", node)
                 return Operand(self.universe[name].key.type, self.joins.ensure(name))
+            owner = self._owner_of_field(node)
+            if owner is not None:
+                return self._element_field(owner, name, node)
             raise self.error(f"unknown name {name!r}: not a dimension, an element field or a bind parameter", node)
         if head in self.universe.elements:
             return self._element_field(head, tail, node)
@@ -263,6 +266,20 @@ class WhereCompiler:
             if found is not None:
                 return found
         raise self.error(f"unknown name {name!r}: {head!r} is neither a dimension element, a user table nor a dataset type", node)
+
+    def _owner_of_field(self, node: ex.Identifier) -> str | None:
+        """The one element of the query's dimensions with a field named like ``node``
+        (``exposure_time`` for ``visit.exposure_time`` in a visit query), as in the Rubin
+        butler; None if there is none, an error naming them if there are several."""
+        dims = set(self.joins.sources)
+        owners = sorted(e.name for e in self.universe.elements.values()
+                        if e.skypix is None and set(e.identity) <= dims
+                        and (node.name in e.fields or (node.name == "region" and e.region)
+                             or (node.name == "timespan" and e.timespan)))
+        if len(owners) > 1:
+            raise self.error(f"{node.name!r} is a field of several elements of this query; write one of "
+                             f"{', '.join(f'{o}.{node.name}' for o in owners)}", node)
+        return owners[0] if owners else None
 
     def _timespan_bound(self, node: ex.Identifier) -> Operand:
         """``visit.timespan.begin`` / ``exposure.timespan.end``: one bound, as a time."""
