@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from click.testing import CliRunner
 from skybutler import Butler
 from skybutler.cli.main import cli
 from skybutler.errors import ArtifactExistsError, SkybutlerError
+from skybutler.models import DatasetRef
 from skybutler.verify import verify
 
 from conftest import populate
@@ -226,3 +228,43 @@ def test_verify_fix_exits_non_zero_while_still_inconsistent(tmp_path):
     result = _cli("verify", root, "--fix", "--yes", code=1)
     assert "row without file" in result.stdout and "INCONSISTENT" in result.stdout
     assert "quarantined 1 file(s)" in result.stdout
+
+
+def test_verify_fix_never_touches_a_live_writers_files(tmp_path):
+    """A writer at work holds its journal's lock: its staged and published files are in flight,
+    not orphans, and a repair running meanwhile leaves them alone."""
+    with _ready(Butler.create(tmp_path / "repo", run="r", collections="r")) as butler:
+        dtype = butler.get_dataset_type("metrics")
+        refs = [DatasetRef(uuid.uuid4(), dtype, butler.expand_data_id(dtype.dimensions, DATA_ID, detector=d), "r")
+                for d in range(2)]
+        pending = butler.datastore.prepare_many(refs, [{"d": 0}, {"d": 1}], "json")
+        pending[0].commit()  # one file published, one still staged: the registry not yet committed
+        published = Path(butler.datastore.full_path(pending[0].artifact.path))
+        staged = Path(pending[1]._staged)
+        summary = json.loads(_cli("verify", butler.root, "--fix", "--yes", "--json").stdout)
+        assert summary["consistent"] and len(summary["in_flight"]) == 2, summary
+        assert published.exists() and staged.exists()
+        butler.datastore.settle(pending)  # the writer gives up: its journal ends with it
+        butler.datastore.remove([pending[0].artifact])
+    assert json.loads(_cli("verify", tmp_path / "repo", "--json").stdout)["consistent"]
+
+
+REMOVE_RUN = """
+    import sys
+    from skybutler import Butler
+    with Butler(sys.argv[1]) as butler:
+        butler.remove_runs(["r"])
+"""
+
+
+def test_a_killed_removal_is_finished_by_the_next_open(tmp_path):
+    with _ready(Butler.create(tmp_path / "repo", run="r")) as butler:
+        refs = butler.put_many("metrics", [({"d": d}, {**DATA_ID, "detector": d}) for d in range(3)])
+        kept = butler.put({"k": 1}, "metrics", DATA_ID, run="other")
+        root = butler.root
+    _crash("registry-committed", REMOVE_RUN, root)  # rows gone, files not yet deleted
+    with Butler(root) as butler:
+        assert not any(Path(butler.datastore.full_path(r.artifact.path)).exists() for r in refs)
+        assert butler.get(kept) == {"k": 1}
+        report = verify(butler)
+        assert report.consistent and report.datasets == 1, report.summary()

@@ -761,9 +761,14 @@ class Butler:
         """Delete datasets: registry rows first (one transaction), then their files."""
         ids = list({r.id for r in refs})
         artifacts = self.registry.datasets.artifacts(ids)
-        with self.registry.transaction():
-            self.registry.datasets.delete(ids)
-        self.datastore.remove(artifacts.values())
+        journal = self.datastore.journal_removal(artifacts)  # a crash after the commit: the next open deletes
+        try:
+            with self.registry.transaction():
+                self.registry.datasets.delete(ids)
+            crash_point("registry-committed")
+            self.datastore.remove(artifacts.values())
+        finally:
+            self.datastore.end_journal(journal)
         return len(ids)
 
     def remove_runs(self, names: Iterable[str]) -> int:
@@ -776,11 +781,16 @@ class Butler:
                 raise SkybutlerError(f"{name!r} is a {kind.value} collection, not a RUN")
         ids = [i for name in names for i in self.registry.datasets.ids_in_collection(name)]
         artifacts = self.registry.datasets.artifacts(ids)
-        with self.registry.transaction():
-            self.registry.datasets.delete(ids)
-            for name in names:
-                self.registry.collections.remove(name)
-        self.datastore.remove(artifacts.values())
+        journal = self.datastore.journal_removal(artifacts)
+        try:
+            with self.registry.transaction():
+                self.registry.datasets.delete(ids)
+                for name in names:
+                    self.registry.collections.remove(name)
+            crash_point("registry-committed")
+            self.datastore.remove(artifacts.values())
+        finally:
+            self.datastore.end_journal(journal)
         self._known_runs.difference_update(names)
         return len(ids)
 

@@ -8,7 +8,8 @@ the first) it reaches ``<step>``.  Unset, a step costs one comparison.  The step
 - ``file-staged``: one more file of a put batch is staged under its temporary name
 - ``file-placed``: one more ingested file is at its final path (moved, copied or linked)
 - ``files-published``: a put batch's files are at their final paths, the registry not yet committed
-- ``registry-committed``: the registry transaction of a write committed, its journal not yet ended
+- ``registry-committed``: the registry transaction of a write (or a removal) committed, its journal
+  not yet ended
 - ``file-quarantined``: ``verify --fix`` moved one more file into the quarantine
 """
 

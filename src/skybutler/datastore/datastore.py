@@ -209,6 +209,18 @@ class FileDatastore:
                 self.journal.end(journal)
             raise
 
+    def journal_removal(self, artifacts: Mapping[uuid.UUID, StoredArtifact]) -> Journal | None:
+        """Record that these datasets' files are about to go (after their rows), so a removal killed
+        between its commit and its deletions is finished by the next open; ``end_journal`` after."""
+        inside = [(i, a) for i, a in artifacts.items() if "://" not in a.path and not a.path.startswith("/")]
+        if self.journal is None or not inside:
+            return None
+        return self.journal.begin([Intent(str(i), a.path, "remove", checksum=a.checksum) for i, a in inside])
+
+    def end_journal(self, journal: Journal | None) -> None:
+        if journal is not None:
+            self.journal.end(journal)
+
     def settle(self, pending: Sequence[PendingArtifact]) -> None:
         """A batch is over (committed, or rolled back and its files removed): discard what is still
         staged and end its journal entry."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from .checksums import checksum
+from .checksums import verify
 from .journal import Intent
 from .local_files import rename_no_replace
 
@@ -22,11 +22,11 @@ def settle_intent(datastore, intent: Intent, committed: bool, claimed: bool) -> 
     """Put the files of one intent right; returns what was done, one line per action.
 
     ``committed``: the registry holds the dataset at this path (the write succeeded: only a
-    staged leftover goes, and a copy-then-delete move is finished).  ``claimed``: another
+    staged leftover goes, and a copy-then-delete move is finished; a removal did not happen).  ``claimed``: another
     dataset or a live writer holds the path (only the staged leftover goes).  Otherwise the
-    write never happened for the registry, and its file is taken back out: a moved or linked
-    user's file whose source is gone is moved back to where it came from, anything else of
-    ours is deleted.
+    write never happened for the registry (or a removal did), and its file is taken out: a moved
+    or linked user's file whose source is gone is moved back to where it came from, anything
+    else of ours (recognised by its recorded checksum) is deleted.
     """
     done = []
     if intent.staged and _unlink(intent.staged):
@@ -50,7 +50,9 @@ def settle_intent(datastore, intent: Intent, committed: bool, claimed: bool) -> 
             datastore.prune_empty_dirs([os.path.dirname(final)])
         else:
             datastore.fs.rm_file(final)
-        done.append(f"removed {final} (written by an interrupted {intent.kind} of dataset {intent.dataset_id})")
+        why = "its dataset's removal was interrupted" if intent.kind == "remove" else \
+            f"written by an interrupted {intent.kind}"
+        done.append(f"removed {final} ({why}; dataset {intent.dataset_id})")
     return done
 
 
@@ -60,7 +62,7 @@ def _is_ours(datastore, intent: Intent, final: str) -> bool:
         if intent.checksum is None:
             return False
         try:
-            return checksum(datastore.fs.cat_file(final), "xxh3") == intent.checksum
+            return verify(datastore.fs.cat_file(final), intent.checksum)
         except FileNotFoundError:
             return False
     if intent.kind == "symlink":
@@ -75,7 +77,7 @@ def _is_ours(datastore, intent: Intent, final: str) -> bool:
     if intent.checksum is None or os.path.islink(final):
         return False
     with open(final, "rb") as stream:
-        return checksum(stream.read(), "xxh3") == intent.checksum
+        return verify(stream.read(), intent.checksum)
 
 
 def _finish_move(datastore, intent: Intent) -> bool:
