@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConflictingDefinitionError
+from ..errors import ConflictingDefinitionError, DatasetConflictError
 from ..instruments import Instrument, UnknownInstrumentError, get_instrument
 from ..instruments import register_instrument as register_in_process
 
@@ -62,12 +62,23 @@ def register_instrument(butler, camera: Instrument | str | Path) -> tuple[Instru
         register_in_process(instrument)
         return instrument, False
     records = instrument.dimension_records()
-    with butler.transaction():
-        for element in ("instrument", "band", "physical_filter", "detector"):
-            for record in records[element]:
-                butler.sync_record(element, record)
-        butler.register_dataset_type(DESCRIPTION_TYPE, ["instrument"], "Dict")
-        butler.put(description, DESCRIPTION_TYPE, instrument=instrument.name, run=description_run(instrument.name))
+    # The type (and its tables) first, outside the transaction: on PostgreSQL, creating a table
+    # whose foreign key points at ``instrument`` after inserting an instrument row deadlocks with
+    # a second registration waiting on that row.
+    butler.register_dataset_type(DESCRIPTION_TYPE, ["instrument"], "Dict")
+    try:
+        with butler.transaction():
+            for element in ("instrument", "band", "physical_filter", "detector"):
+                for record in records[element]:
+                    butler.sync_record(element, record)
+            butler.put(description, DESCRIPTION_TYPE, instrument=instrument.name,
+                       run=description_run(instrument.name))
+    except DatasetConflictError:
+        # Another process registered the camera meanwhile (two first ingests at once): this
+        # one's writes are rolled back, and the description it stored is compared as above.
+        if _stored_description(butler, instrument.name) is None:
+            raise
+        return register_instrument(butler, instrument)
     register_in_process(instrument)
     return instrument, True
 
