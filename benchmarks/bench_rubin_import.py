@@ -1,6 +1,6 @@
 """Rubin export import benchmark: ``skybutler import`` of a 20,000-dataset Rubin export.
 
-    python benchmarks/bench_rubin_import.py [--datasets N] [--rubin] [--json FILE] [--keep]
+    python benchmarks/bench_rubin_import.py [--datasets N | --quick] [--rubin] [--json FILE] [--keep]
 
 Writes a Rubin butler export (``export.yaml`` format 1.0.2, universe daf_butler 8)
 of one camera's records (detectors, day_obs, groups, exposures, visits with regions
@@ -11,6 +11,10 @@ and that process's peak resident memory.  ``--rubin`` also times the Rubin butle
 own import of the same export into a new Rubin repository (needs lsst-daf-butler).
 The export is written with skybutler's Rubin YAML dumper; the interchange tests
 check that dumper against the Rubin butler itself.
+
+Measured on the 2-core development host while other jobs loaded it (load ~10):
+20,000 datasets in 70.6 s, 283 datasets/s, 337 MiB peak; at 2,000 datasets side by
+side, skybutler 500/s and the Rubin butler 104/s.
 """
 
 from __future__ import annotations
@@ -107,10 +111,13 @@ def main() -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", type=int, default=20_000)
+    parser.add_argument("--quick", action="store_true", help="2,000 datasets (a CI smoke test)")
     parser.add_argument("--rubin", action="store_true", help="also time the Rubin butler's import")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
+    if args.quick:
+        args.datasets = 2_000
     work = Path(tempfile.mkdtemp(prefix="bench-rubin-"))
     results: dict[str, float] = {"datasets": args.datasets}
     try:
