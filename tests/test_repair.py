@@ -143,7 +143,10 @@ def test_a_killed_move_ingest_never_loses_a_users_file(tmp_path, step):
         originals[d] = f'{{"detector": {d}}}'.encode()
         (sources / f"{d}.json").write_bytes(originals[d])
     _crash(step, INGEST_MOVE, root, sources)
-    with Butler(root, collections="r") as butler:  # the open settles the interrupted ingest
+    said = _cli("verify", root).stderr  # the open settles the interrupted ingest, and says so
+    if step == "file-placed:3":
+        assert said.count("recovered an interrupted write: moved ") == 3 and str(sources) in said
+    with Butler(root, collections="r") as butler:
         refs = {r.data_id["detector"]: r for r in butler.query_datasets("metrics")}
         for d, data in originals.items():
             back = (sources / f"{d}.json")

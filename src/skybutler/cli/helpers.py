@@ -35,8 +35,11 @@ repo_argument = click.argument("repo", type=click.Path(file_okay=False, path_typ
 
 @contextlib.contextmanager
 def open_butler(repo: str | Path, **kwargs: Any) -> Iterator[Butler]:
-    """Open the repository at ``repo`` for one command and close it afterwards."""
+    """Open the repository at ``repo`` for one command and close it afterwards; what the open
+    settled from interrupted writes (files taken back out, moved files put back) is said on stderr."""
     butler = Butler(repo, **kwargs)
+    for line in butler.recovered:
+        stderr_console().print(f"recovered an interrupted write: {escape(line)}", soft_wrap=True, highlight=False)
     try:
         yield butler
     finally:

@@ -29,7 +29,7 @@ def _report_failures(failures: list[IngestFailure], what: str) -> None:
 @repo_argument
 @click.argument("files_or_dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--transfer", "-t", type=click.Choice(TRANSFERS), default="auto", show_default=True,
-              help="How files come in: auto is direct for files already inside the repository, copy otherwise.")
+              help="How files come in: auto is direct for files already inside the datastore, copy otherwise.")
 @click.option("--run", default=None, help="RUN collection (default: <instrument>/raw/all).")
 @click.option("--processes", "-j", type=click.IntRange(min=1), default=None,
               help="Processes reading headers (default: one per CPU for big batches, 1 for small ones).")

@@ -120,8 +120,6 @@ def verify_command(repo: str, sizes: bool, checksums: bool, fix: bool, yes: bool
 
 
 def _print_report(report) -> None:
-    for line in report.recovered:
-        info(f"recovered: {line}")
     rows = [{"problem": "row without file", "path": p} for p in report.missing_files]
     rows += [{"problem": "file without row", "path": p} for p in report.orphan_files]
     rows += [{"problem": "abandoned staging file", "path": p} for p in report.abandoned_files]
