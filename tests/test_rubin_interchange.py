@@ -549,3 +549,35 @@ def test_a_file_is_not_an_export(tmp_path):
     (tmp_path / "bad.yaml").write_text("data: [1, !!python/object:os.system {}]\nversion: 1.0.2\n")
     with pytest.raises(Exception, match="YAML tag skybutler does not read"):
         import_rubin(ours, tmp_path / "bad.yaml")
+
+
+# -- the YAML dialect, judged by the Rubin butler's own constructors ---------------
+
+
+def test_our_rubin_yaml_reads_as_the_rubin_butler_reads_it():
+    import io
+
+    import lsst.sphgeom as sphgeom
+    import yaml
+    from lsst.daf.butler.transfers import _yaml  # noqa: F401 - registers Rubin's !uuid constructor
+
+    from skybutler.interchange import rubin_yaml
+    from skybutler.interchange.rubin_yaml import RubinTimespan, TaiTime
+
+    regions = [sphgeom.Circle(sphgeom.UnitVector3d(sphgeom.LonLat.fromDegrees(10, 20)), sphgeom.Angle(0.01)),
+               sphgeom.Box.fromDegrees(1, 2, 3, 4), _poly(33.0)]
+    ns = 1_704_164_430_123_456_789
+    value = {"id": uuid.UUID("01a23c9a-b48e-70f7-a9bd-fdc40ee1e698"), "t": TaiTime(ns),
+             "span": RubinTimespan(ns, None), "regions": regions}
+    stream = io.StringIO()
+    rubin_yaml.dump(value, stream)
+    theirs = yaml.safe_load(stream.getvalue())  # the Rubin butler's constructors, registered on SafeLoader
+    assert theirs["id"] == value["id"]
+    assert daf_butler.Timespan(theirs["t"], None).nsec[0] == ns
+    assert theirs["span"].begin == theirs["t"] and theirs["span"].end is None
+    assert [r.encode() for r in theirs["regions"]] == [r.encode() for r in regions]
+    # And what the Rubin butler writes, ours reads back to the same values.
+    text = yaml.dump({"id": theirs["id"], "t": theirs["t"], "span": theirs["span"], "regions": theirs["regions"]})
+    ours = rubin_yaml.load(text)
+    assert ours["id"] == value["id"] and ours["t"] == TaiTime(ns) and ours["span"] == RubinTimespan(ns, None)
+    assert [r.encode() for r in ours["regions"]] == [r.encode() for r in regions]
