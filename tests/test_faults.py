@@ -239,6 +239,16 @@ def test_ingest_raws(repo, raws, tmp_path, transfer, step):
     assert_recovered(repo, sources)
 
 
+@pytest.mark.parametrize("step", ["intent-settled:2", None])
+def test_recovery_itself(repo, tmp_path, step):
+    """The open that settles a killed move is killed too: the next open finishes the job."""
+    sources = json_sources(tmp_path / "incoming")
+    table = tmp_path / "incoming" / "table.csv"
+    assert run_killed(cli_main("ingest-files", repo, "metrics", "r", table, "--transfer", "move"), "file-placed:4")
+    assert run_killed(lambda: Butler(repo).close(), step) or step is None
+    assert_recovered(repo, sources)
+
+
 # -- import, transfer ----------------------------------------------------------------------
 
 

@@ -271,3 +271,18 @@ def test_a_killed_removal_is_finished_by_the_next_open(tmp_path):
         assert butler.get(kept) == {"k": 1}
         report = verify(butler)
         assert report.consistent and report.datasets == 1, report.summary()
+
+
+def test_verify_fix_quarantines_on_every_stack(make_butler):
+    """On an object store too: the stranger is downloaded into the repository's quarantine and
+    only then deleted from the store."""
+    butler = _ready(make_butler(run="r", collections="r"))
+    kept = butler.put({"a": 1}, "metrics", DATA_ID)
+    stray = butler.datastore.full_path("r/stray.txt")
+    butler.datastore.fs.pipe_file(stray, b"a stranger's bytes")
+    summary = json.loads(_cli("verify", butler.root, "--fix", "--yes", "--json").stdout)
+    assert summary["consistent"] and summary["quarantined"] == 1 and summary["removed"] == 0
+    entry = json.loads((Path(summary["quarantine"]) / "manifest.jsonl").read_text())
+    assert entry["original"].endswith("r/stray.txt") and entry["size"] == len(b"a stranger's bytes")
+    assert (Path(summary["quarantine"]) / entry["quarantined_as"]).read_bytes() == b"a stranger's bytes"
+    assert not butler.datastore.fs.exists(stray) and butler.get(kept) == {"a": 1}

@@ -11,6 +11,7 @@ the first) it reaches ``<step>``.  Unset, a step costs one comparison.  The step
 - ``registry-committed``: the registry transaction of a write (or a removal) committed, its journal
   not yet ended
 - ``file-quarantined``: ``verify --fix`` moved one more file into the quarantine
+- ``intent-settled``: recovery settled one more intent of a crashed writer's journal
 """
 
 from __future__ import annotations
