@@ -94,7 +94,7 @@ def decompressed(stream: BinaryIO) -> Any:
 
 
 @contextlib.contextmanager
-def open_fits(stream: BinaryIO, lazy: bool = True) -> Iterator[Any]:
+def open_fits(stream: BinaryIO) -> Iterator[Any]:
     """The HDUList of a (possibly gzip/bzip2-compressed) FITS stream; the stream stays open."""
     from astropy.io import fits
 
@@ -103,7 +103,7 @@ def open_fits(stream: BinaryIO, lazy: bool = True) -> Iterator[Any]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                hdus = fits.open(source, memmap=False, lazy_load_hdus=lazy)
+                hdus = fits.open(source, memmap=False, lazy_load_hdus=True)
         except (OSError, EOFError, ValueError, TypeError) as exc:
             raise FormatterError(f"not a readable FITS file: {exc}") from None
         with hdus:
@@ -116,12 +116,6 @@ def open_fits(stream: BinaryIO, lazy: bool = True) -> Iterator[Any]:
 def hdu_names(hdus: Any) -> list[str]:
     """``index:EXTNAME`` of every HDU, for error messages."""
     return [f"{i}:{hdu.name or '-'}" for i, hdu in enumerate(hdus)]
-
-
-def describe_hdu(key: HduKey | None) -> str:
-    if key is None:
-        return "the first 2-D image HDU"
-    return f"HDU {key!r}"
 
 
 def normalise_hdu_key(key: Any) -> HduKey:
