@@ -464,3 +464,10 @@ def test_files_stored_under_the_old_rule_still_read(butler: Butler) -> None:
     with Butler(butler.root, collections="a b") as again:
         assert again.get("metrics", DATA_ID) == {"old": 1}
         assert verify(again, check_checksums=True).consistent
+
+
+def test_a_formatter_that_does_not_read_the_storage_class_is_refused(typed: Butler, tmp_path: Path) -> None:
+    pq.write_table(pa.table({"x": [1]}), tmp_path / "t.parquet")
+    with pytest.raises(StorageClassError, match="formatter 'parquet' does not read Dict datasets"):
+        typed.ingest("metrics", [(tmp_path / "t.parquet", DATA_ID)], formatter="parquet")
+    assert stored(typed) == set()

@@ -453,6 +453,9 @@ class Butler:
         dtype = self.get_dataset_type(dataset_type)
         storage_class = get_storage_class(dtype.storage_class)
         fmt = get_formatter(formatter or storage_class.default_formatter)
+        if fmt.name not in storage_class.formatters:  # it could not give back this storage class's object
+            raise StorageClassError(f"formatter {fmt.name!r} does not read {storage_class.name} datasets "
+                                    f"({dataset_type}); use one of {', '.join(storage_class.formatters)}")
         group = dtype.group(self.universe)
         run = self._run_name(run)
         paths: list[str | Path] = []
