@@ -18,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -297,13 +298,16 @@ def test_verify_fix_removes_only_cold_files_skybutler_abandoned(repo):
     hot = raws[1].artifact  # a killed move copied it, then died before recording the copy
     tier.write(hot.path, repo.datastore.fs.cat_file(repo.datastore.full_path(hot.path)))
     tier.write("notes/mine.txt", b"a user's file")
-    tier.write(hot.path + ".tmp-" + "ab" * 16, b"half a cop")  # a copy killed mid-write
+    tier.write(hot.path + ".tmp-" + "ab" * 16, b"half a cop")  # a copy killed mid-write, two hours ago
+    os.utime(tier.full_path(hot.path + ".tmp-" + "ab" * 16), (time.time() - 7200,) * 2)
+    tier.write(hot.path + ".tmp-" + "cd" * 16, b"half a co")  # a copy being written now: left alone
     report = verify(repo)
     assert sorted(report.cold.orphans) == sorted([hot.path, "notes/mine.txt", hot.path + ".tmp-" + "ab" * 16])
     assert sorted(report.cold.leftovers) == sorted([hot.path, hot.path + ".tmp-" + "ab" * 16])
     repair(repo, plan_repair(report))
     after = verify(repo)
     assert after.cold.orphans == ["notes/mine.txt"] and tier.read("notes/mine.txt") == b"a user's file"
+    assert tier.exists(hot.path + ".tmp-" + "cd" * 16)
     assert after.cold.copies == 1 and not after.cold.missing
 
 
@@ -333,3 +337,29 @@ def test_a_nondeterministic_leftover_is_adopted_only_within_the_tolerance(butler
         butler.get(second, recompute=True)
     assert butler.datastore.fs.cat_file(butler.datastore.full_path(butler.retention.state(second).artifact.path)) \
         == unlike
+
+
+READER = textwrap.dedent("""
+    import json, sys, uuid
+    from skybutler import Butler
+    butler = Butler(sys.argv[1], recompute=True)
+    for i in sys.argv[2:]:
+        print(json.dumps(butler.get(butler.registry.refs_by_id([uuid.UUID(i)])[0]), sort_keys=True))
+""")
+
+
+@pytest.mark.slow
+def test_readers_in_several_processes_all_get_cold_and_purged_datasets(repo):
+    summaries = [r for r in repo.targets if r.dataset_type.name == "visitSummary"]
+    scaled = [r for r in repo.targets if r.dataset_type.name == "metricsA"]
+    repo.retention.purge(scaled + summaries[:1])  # the first summary needs four purged inputs
+    repo.retention.move_to_cold(summaries[1:])
+    ids = [str(r.id) for r in summaries]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    readers = [subprocess.Popen([sys.executable, "-c", READER, str(repo.root), *ids], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    outputs = [r.communicate(timeout=300) for r in readers]
+    assert [r.returncode for r in readers] == [0, 0, 0], [err for _, err in outputs]
+    expected = "".join(json.dumps(repo.originals[r.id], sort_keys=True) + "\n" for r in summaries)
+    assert [out for out, _ in outputs] == [expected] * 3
+    assert verify(repo).consistent and set(repo.retention.states(summaries).values()) == {"stored"}

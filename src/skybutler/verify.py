@@ -139,7 +139,7 @@ def verify(butler: Butler, check_sizes: bool = False, check_checksums: bool = Fa
         else:
             report.orphan_files.append(path)
     if butler.config.retention.cold_tier is not None:
-        report.cold = audit(butler, artifacts, check_sizes, check_checksums)
+        report.cold = audit(butler, artifacts, check_sizes, check_checksums, ABANDONED_AGE)
     return report
 
 

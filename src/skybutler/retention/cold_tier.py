@@ -233,9 +233,10 @@ class ColdAudit:
 
 
 def audit(butler: Butler, hot: Mapping[uuid.UUID, StoredArtifact], check_sizes: bool = False,
-          check_checksums: bool = False) -> ColdAudit:
+          check_checksums: bool = False, abandoned_age: float = 3600.0) -> ColdAudit:
     """Compare the cold datasets' records with the files in the cold tier (``hot``: every hot
-    artifact, by dataset ID)."""
+    artifact, by dataset ID).  A copy still being written (a staging name younger than
+    ``abandoned_age`` seconds) is left out: its move may be at work."""
     tier = cold_tier(butler)
     report = ColdAudit()
     states = butler.registry.states.in_states([COLD, *PURGED])
@@ -255,9 +256,11 @@ def audit(butler: Butler, hot: Mapping[uuid.UUID, StoredArtifact], check_sizes: 
     for path in tier.walk():
         if path in referenced:
             continue
+        staging = _STAGING_NAME.search(path)
+        if staging and time.time() - tier.fs.modified(tier.full_path(path)).timestamp() < abandoned_age:
+            continue
         report.orphans.append(path)
-        if _STAGING_NAME.search(path) or (path in recorded and recorded[path] is not None
-                                          and verify(tier.read(path), recorded[path])):
+        if staging or (path in recorded and recorded[path] is not None and verify(tier.read(path), recorded[path])):
             report.leftovers.append(path)
     return report
 
