@@ -83,6 +83,8 @@ CHILD = textwrap.dedent("""
         butler.retention.stage(ids)
     elif operation == "recompute":
         butler.retention.recompute(ids)
+    elif operation == "recompute-pool":
+        butler.retention.recompute(ids, executor="pool", jobs=2)
     elif operation == "get":
         for i in ids:
             butler.get(butler.registry.refs_by_id([i])[0], recompute=True)
@@ -210,6 +212,16 @@ def _place(butler: Butler, path: str, data: bytes) -> None:
     full = butler.datastore.full_path(path)
     butler.datastore.fs.makedirs(os.path.dirname(full), exist_ok=True)
     butler.datastore.fs.pipe_file(full, data)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(3))
+def test_pool_recompute_killed_at_random(repo, seed):
+    """The parent of a pool recompute killed: its workers die with it, mid-write or not."""
+    repo.retention.purge(repo.targets)
+    delay = random.Random(seed).uniform(0.5, 6.0)  # the pool starts, then workers replay and write back
+    _run_child(repo, f"random:{delay}", "recompute-pool", [r.id for r in repo.targets])
+    _check(repo)
 
 
 def test_a_file_left_by_a_killed_write_back_is_adopted(repo):
