@@ -257,12 +257,11 @@ def _build_one(registry: Registry, spec: QuerySpec, search: _Search, dataset_typ
     if spec.with_implied:
         for d in output_group.implied:
             joins.ensure(d, available)
-    relations = _stated_relations(universe, tree)
-    relations += _spatial_join(joins, where_sql, group)
+    spatial = _spatial_join(joins, where_sql, group)
     # The join rule, after everything that may bring in a dimension (the where-clause, the
     # data ID, dataset types and their facts): each one is related to the others.
     joins.join_relationships()
-    joins.check_related(relations)
+    joins.check_related(lambda: spatial + _stated_relations(universe, tree))
     if spec.kind != "records":
         _fix_sole_values(registry, ctx, output_group)
     conditions = [compiled.condition, *joins.where]

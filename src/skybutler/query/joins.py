@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..dimensions import DimensionUniverse
 from ..errors import QueryError
@@ -110,21 +110,30 @@ class JoinBuilder:
         """Join every pure relationship element (no key, no region: visit_definition) whose
         dimensions are all in the query, so exposures pair only with their own visits.
         Called once every dimension of the query has its source, wherever it was named."""
-        for name, element in self.universe.elements.items():
-            if (element.key is None and not element.region and not element.timespan and not element.fields
-                    and name not in self.element_tables and all(d in self.sources for d in element.identity)):
+        pure = _RELATIONSHIPS.get(self.universe)
+        if pure is None:
+            pure = _RELATIONSHIPS[self.universe] = [
+                (name, element.identity) for name, element in self.universe.elements.items()
+                if element.key is None and not element.region and not element.timespan and not element.fields]
+        for name, identity in pure:
+            if name not in self.element_tables and all(d in self.sources for d in identity):
                 self.join_element(name)
 
-    def check_related(self, relations: Iterable[Iterable[str]] = ()) -> None:
+    def check_related(self, relations: Callable[[], Iterable[Iterable[str]]] = tuple) -> None:
         """Refuse a query whose dimensions fall into families that nothing relates.
 
         Dimensions are related by the elements that require or imply them (a detector
         and an exposure of one instrument), by the relationship tables joined here, and by
-        ``relations``: groups of dimensions a spatial or temporal condition of the query
-        ties together.  A family made only of dimensions that require nothing (a band, a
-        sky map) may go with any other (every band of each patch); two families that each
-        hold a dependent dimension (an exposure, a tract) may not: their cross product
-        answers no question a user asks."""
+        ``relations()``: groups of dimensions a spatial or temporal condition of the query
+        ties together (asked for only when the rest leaves families apart: most queries
+        never pay for finding them).  A family made only of dimensions that require
+        nothing (a band, a sky map) may go with any other (every band of each patch); two
+        families that each hold a dependent dimension (an exposure, a tract) may not:
+        their cross product answers no question a user asks."""
+        key = (frozenset(self.sources), frozenset(self.element_tables))
+        related = _RELATED.setdefault(self.universe, set())
+        if key in related:  # the same tables and dimensions were found related before
+            return
         names = [d for d in self.sources if self.universe[d].skypix is None]
         parent = {d: d for d in names}
 
@@ -145,12 +154,21 @@ class JoinBuilder:
         for name in self.element_tables:
             element = self.universe[name]
             union((*element.identity, *element.implies))
-        for group in relations:
+
+        def dependent_families() -> list[list[str]]:
+            families: dict[str, list[str]] = {}
+            for d in self.universe.sorted(names):
+                families.setdefault(find(d), []).append(d)
+            return [f for f in families.values() if any(self.universe[d].requires for d in f)]
+
+        dependent = dependent_families()
+        if len(dependent) <= 1:
+            if len(related) < 4096:
+                related.add(key)
+            return
+        for group in relations():
             union(group)
-        families: dict[str, list[str]] = {}
-        for d in self.universe.sorted(names):
-            families.setdefault(find(d), []).append(d)
-        dependent = [f for f in families.values() if any(self.universe[d].requires for d in f)]
+        dependent = dependent_families()
         if len(dependent) > 1:
             # Name each family by its most specific dimensions (exposure, not its instrument).
             shown = " and ".join(", ".join(d for d in f if not any(
@@ -164,3 +182,10 @@ class JoinBuilder:
         if self.from_clause is None:
             raise QueryError("the query has no dimensions or datasets to select from")
         return self.from_clause
+
+
+#: Per universe, its pure relationship elements and their identities.
+_RELATIONSHIPS: dict[DimensionUniverse, list[tuple[str, tuple[str, ...]]]] = {}
+#: Per universe, the (dimensions, element tables) of queries already found related without
+#: any stated relation (the answer depends on nothing else), so most queries check once.
+_RELATED: dict[DimensionUniverse, set[tuple[frozenset[str], frozenset[str]]]] = {}
