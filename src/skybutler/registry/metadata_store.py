@@ -86,7 +86,11 @@ class MetadataStore:
 
     def table(self, storage_class: str, fields: Mapping[str, type] | None = None) -> sa.Table | None:
         """The metadata table of a storage class: created from ``fields`` if given, else
-        read from the database; None if the storage class has no table."""
+        read from the database; None if the storage class has no table.  A region field
+        makes sure the sky-pixel table exists too (created here, before any transaction
+        that inserts datasets, like the table itself)."""
+        if fields and self.spatial_index and any(t is sky.Region for t in fields.values()):
+            self.skypix_table(create=True)
         table = self._tables.get(storage_class)
         if table is not None:
             return table
