@@ -791,3 +791,26 @@ def test_sky_to_pixel_inverts_astropys_sky_position(kind: str) -> None:
     x, y = sky_to_pixel(astropy_wcs(header), position.ra.deg, position.dec.deg)
     assert abs(x - 30.3) < 1e-4 and abs(y - 40.7) < 1e-4
     assert sky_to_pixel(astropy_wcs(helioprojective()), 10.0, 10.0) is None
+
+
+def test_cli_get_image_writes_a_cutout_and_prints_headers(butler, tmp_path):
+    from click.testing import CliRunner
+
+    from skybutler.cli.main import cli
+
+    butler.register_dataset_type("mef", ["instrument", "visit", "detector"], "MultiExtensionImage")
+    butler.put(make_raw(), "mef", {"instrument": "Cam", "visit": 1, "detector": 0})
+    butler.close()
+    repo, runner = str(tmp_path / "repo"), CliRunner()
+    args = ["get-image", repo, "mef", "instrument=Cam", "visit=1", "detector=0", "-c", "run/a"]
+    result = runner.invoke(cli, [*args, "--hdu", "AMP02", "--bbox", "1,2,11,7", "-o", str(tmp_path / "c.fits")])
+    assert result.exit_code == 0, result.output
+    with fits.open(tmp_path / "c.fits") as hdus:
+        assert hdus[0].data.shape == (5, 10) and np.all(hdus[0].data == 2)
+        assert hdus[0].header["CRPIX1"] == pytest.approx(60.5 - 80 - 1) and hdus[0].header["FILTER"] == "g"
+    result = runner.invoke(cli, [*args, "--hdu", "AMP01", "--header"])
+    assert result.exit_code == 0 and "EXTNAME = 'AMP01" in result.output and "DATE-OBS" in result.output
+    result = runner.invoke(cli, [*args, "--hdu", "AMP09", "--header"])
+    assert result.exit_code == 1 and "no HDU 'AMP09'" in result.output
+    result = runner.invoke(cli, [*args, "--bbox", "1,2,3", "--header"])
+    assert result.exit_code == 1 and "four integers" in result.output

@@ -1,4 +1,5 @@
-"""Image commands: cutouts (every stored image covering a sky position, cut out to FITS files)."""
+"""Image commands: get-image (an image, an HDU or a pixel box to a FITS file) and cutouts (every
+stored image covering a sky position, cut out to FITS files)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,50 @@ from pathlib import Path
 import click
 
 from ..formats import get_formatter
-from .helpers import fail, info, json_option, open_butler, print_rows, repo_argument, split_csv_option
+from .helpers import (fail, info, json_option, open_butler, parse_data_id, print_rows, repo_argument,
+                      split_csv_option)
+
+
+def _bbox(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        fail(f"--bbox needs X_MIN,Y_MIN,X_MAX,Y_MAX (four integers), not {text!r}")
+    return values
+
+
+@click.command("get-image")
+@repo_argument
+@click.argument("dataset_type")
+@click.argument("data_id", nargs=-1, metavar="KEY=VALUE...")
+@click.option("--collections", "-c", multiple=True, required=True,
+              help="Collections to search, in order (repeatable or comma-separated).")
+@click.option("--bbox", metavar="X_MIN,Y_MIN,X_MAX,Y_MAX", help="Only this pixel box (half-open bounds).")
+@click.option("--hdu", metavar="NAME|INDEX", help="The HDU to read: an EXTNAME or an index (0 = primary).")
+@click.option("--header", "header_only", is_flag=True, help="Print the header instead of writing a file.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="FITS file to write the image (or cut-out) to.")
+def get_image(repo: Path, dataset_type: str, data_id: tuple[str, ...], collections: tuple[str, ...],
+              bbox: str | None, hdu: str | None, header_only: bool, output: Path | None) -> None:
+    """Write a stored image (one HDU of it, or a pixel box, with a header describing it) to a FITS
+    file, or print its header."""
+    if not header_only and output is None:
+        fail("give --output FILE.fits, or --header to print the header")
+    parameters = {"bbox": _bbox(bbox), "hdu": hdu}
+    with open_butler(repo) as butler:
+        found = butler.get(dataset_type, parse_data_id(butler.universe, data_id),
+                           collections=split_csv_option(collections), parameters=parameters,
+                           component="header" if header_only else None)
+    if header_only:
+        click.echo(found.tostring(sep="\n").rstrip())
+        return
+    with open(output, "wb") as stream:
+        get_formatter("fits").write(found, stream)
+    info(f"wrote {found.data.shape[1]}x{found.data.shape[0]} pixels to {output}")
 
 
 @click.command("cutouts")
@@ -45,4 +89,4 @@ def cutouts(repo: Path, dataset_type: str, ra: float, dec: float, size: int, col
     print_rows(rows, as_json=as_json)
 
 
-COMMANDS = (cutouts,)
+COMMANDS = (get_image, cutouts)
