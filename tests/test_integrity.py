@@ -330,7 +330,8 @@ def test_a_non_utf8_input_file_is_named_in_one_line(butler: Butler, tmp_path: Pa
               message=f"{data} is not UTF-8 text")
     table = tmp_path / "table.csv"
     table.write_bytes("file,instrument,visit,detector\ncafé.json,Cam,1,0\n".encode("latin-1"))
-    cli_fails("ingest-files", butler.root, "metrics", "run/b", table, message=f"{table} is not UTF-8 text: byte 0xe9 at line 2")
+    cli_fails("ingest-files", butler.root, "metrics", "run/b", table,
+              message=f"{table} is not UTF-8 text: byte 0xe9 at line 2")
     assert not butler.collections.exists("run/b")
 
 
