@@ -351,3 +351,28 @@ def test_ingest_needs_no_network(tmp_path) -> None:
                           env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[] 2"
+
+
+def test_define_visits_of_cameras_with_and_without_a_layout(tmp_path) -> None:
+    """LSSTComCam's layout is known (approximately): its visit covers its sensors. HSC's
+    description has no layout: its exposure is skipped with the reason, not given a wrong region."""
+    from skybutler.dimensions import regions
+    from skybutler.ingest import define_visits
+
+    raws = tmp_path / "raws"
+    raws.mkdir()
+    for slot in ("S00", "S11", "S22"):
+        write_raw(raws / f"comcam-{slot}.fits", ch.lsstcomcam(slot=slot))
+    write_raw(raws / "hsc.fits", ch.hsc())
+    with Butler.create(tmp_path / "repo") as butler:
+        assert ingest_raws(butler, raws, processes=1).ok
+        result = define_visits(butler)
+        assert result.defined == [("LSSTComCam", 2024111900045)]
+        assert [(i, e) for i, e, _ in result.skipped] == [("HSC", 904024)]
+        assert "no focal-plane layout" in result.skipped[0][2]
+        visit = butler.get_record("visit", instrument="LSSTComCam", id=2024111900045)
+        # The raft is ~0.7 degrees across: the boresight is inside, a point 0.3 degrees off is too,
+        # one 1 degree off is not.
+        assert visit["region"].contains(regions.point(150.1, -2.2))
+        assert visit["region"].contains(regions.point(150.1, -2.2 + 0.3))
+        assert not visit["region"].contains(regions.point(150.1, -2.2 + 1.0))

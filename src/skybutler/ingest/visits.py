@@ -127,7 +127,12 @@ def define_visits(butler, *, instrument: str | None = None, exposures: Iterable[
         if exposure["tracking_ra"] is None or exposure["tracking_dec"] is None:
             result.skipped.append((*key, "no pointing (tracking_ra/tracking_dec)"))
             continue
-        visit, per_detector = _visit_records(get_instrument(exposure["instrument"]), exposure)
+        camera = get_instrument(exposure["instrument"])
+        if camera.layout == "none":
+            result.skipped.append((*key, f"camera {camera.name} has no focal-plane layout in its description "
+                                         "(detector offsets), so its sky regions cannot be computed"))
+            continue
+        visit, per_detector = _visit_records(camera, exposure)
         visits.append(visit)
         definitions.append({"instrument": key[0], "exposure": key[1], "visit": key[1]})
         detector_regions += per_detector

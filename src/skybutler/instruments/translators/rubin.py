@@ -104,9 +104,8 @@ class _RubinTranslator(FitsTranslator):
 
     @cache_translation
     def to_exposure_id(self) -> int:
-        for card in ("SEQNUM",):
-            if not self.is_key_ok(card):
-                raise KeyError(f"missing header keyword {card}")
+        if not self.is_key_ok("SEQNUM"):
+            raise KeyError("missing header keyword SEQNUM")
         seq_num = int(self._header["SEQNUM"])
         if not 0 <= seq_num < 100_000:
             raise ValueError(f"SEQNUM {seq_num} is not in [0, 100000)")
