@@ -260,6 +260,10 @@ def test_register_instrument_conflict_and_python_api(tmp_path, forget_tinycam) -
                 if r["instrument"] == "TinyCam"} == {"TC-g", "TC-r"}
     result = CliRunner().invoke(cli, ["register-instrument", str(tmp_path / "repo"), str(changed)])
     assert result.exit_code == 1 and result.stderr.count("\n") == 1 and "Traceback" not in result.output
+    for wrong, reason in (("NoSuchCam", "unknown instrument 'NoSuchCam'"),
+                          (str(tmp_path / "missing.yaml"), "cannot read instrument YAML")):
+        result = CliRunner().invoke(cli, ["register-instrument", str(tmp_path / "repo"), wrong])
+        assert result.exit_code == 1 and reason in result.stderr and "Traceback" not in result.output
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: Broken\npixel_scale: 0.2\ndetectors: [{id: 0, full_name: A}]\nfilters: {}\n"
                       "headers: {match: {INSTRUME: Broken}, cards: {exposure_id: E}}\n")
