@@ -60,9 +60,20 @@ def refs_in_collection(butler: Butler, collection: str, dataset_type: str | None
 # -- output -------------------------------------------------------------------
 
 
+#: The width of output that is not a terminal: wide enough that no table is ever wrapped.
+PIPE_WIDTH = 1_000_000
+
+
 def stdout_console() -> Console:
-    """A console on the current stdout (looked up at call time, so test runners can capture it)."""
-    return Console(file=sys.stdout, highlight=False)
+    """A console on the current stdout (looked up at call time, so test runners can capture it).
+
+    On a terminal, rich fits tables to its width; in a pipe or a file, tables come out at
+    their full width, so a UUID or a long collection name stays whole on one line for
+    ``grep`` and ``cut`` (``--json`` and ``--csv`` are the shapes meant for programs).
+    """
+    if sys.stdout.isatty():
+        return Console(file=sys.stdout, highlight=False)
+    return Console(file=sys.stdout, highlight=False, width=PIPE_WIDTH)
 
 
 def stderr_console() -> Console:

@@ -1,0 +1,46 @@
+"""The command line as a survey user meets it: output in a pipe, start-up, the commands a
+Rubin user reaches for, and one meaning per option letter across every command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from skybutler import Butler
+from skybutler.cli.main import cli
+
+LONG_RUN = "u/someone/a-very-long-collection-name-for-the-nightly-reprocessing/20261203T171800Z"
+
+
+def run(*args: object, code: int = 0) -> Result:
+    """Invoke the CLI (CliRunner's stdout is not a terminal, like a pipe) and check its status."""
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == code, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert "Traceback" not in result.output
+    return result
+
+
+def put_metrics(repo: Path, run_name: str, *visits: int) -> list[str]:
+    with Butler(repo) as b:
+        return [str(b.put({"v": v}, "metrics", instrument="Cam", visit=v, detector=1, run=run_name).id)
+                for v in visits]
+
+
+# -- output in a pipe ---------------------------------------------------------
+
+
+def test_tables_in_a_pipe_are_never_wrapped(butler):
+    repo = butler.root
+    (dataset_id,) = put_metrics(repo, LONG_RUN, 1)
+    out = run("query-datasets", repo, "metrics", "-c", LONG_RUN).stdout
+    lines = out.splitlines()
+    # The header names every column whole, and the one row holds the whole UUID and RUN name.
+    (header,) = [line for line in lines if "dataset_id" in line]
+    assert all(f" {name} " in header for name in ("dataset_id", "run", "instrument", "visit", "detector"))
+    (row,) = [line for line in lines if dataset_id in line]
+    assert LONG_RUN in row and " Cam " in row and " 1 " in row
+    assert len(row) > 80
+    out = run("query-collections", repo).stdout
+    assert any(LONG_RUN in line and "run" in line for line in out.splitlines())
