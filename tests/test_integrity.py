@@ -72,6 +72,7 @@ BROKEN = {
                            "holds no 2-D image HDU"),
     "invalid json": ("metrics", "d.json", b'{"a": 1,', "not a readable json file"),
     "json NaN": ("metrics", "e.json", b'{"a": NaN}', "NaN is not a JSON value"),
+    "json huge number": ("metrics", "e2.json", b'{"a": 1e999}', "1e999 is out of range for a JSON number"),
     "json not a mapping": ("metrics", "f.json", b"[1, 2]", "holds a list, not a mapping"),
     "json not utf-8": ("metrics", "g.json", '{"a": "café"}'.encode("latin-1"), "not a readable json file"),
     "garbage parquet": ("src", "h.parquet", b"PAR1" + b"\0" * 100, "not a readable parquet file"),
@@ -93,6 +94,14 @@ def test_a_broken_file_is_refused_by_name_and_reason(typed: Butler, tmp_path: Pa
         assert str(bad) in str(caught.value) and reason in str(caught.value)
         assert bad.exists() and stored(typed) == before
     assert not typed.collections.exists("run/a") or not list(typed.query_datasets(dataset_type, collections="run/a"))
+
+
+def test_a_yaml_file_holding_nan_is_refused(typed: Butler, tmp_path: Path) -> None:
+    bad = tmp_path / "m.yaml"
+    bad.write_text("a: [1, .nan]\n")
+    with pytest.raises(InvalidFileError, match=r"m\.yaml: .*value at a\[1\] is nan, which JSON cannot hold"):
+        typed.ingest("metrics", [(bad, DATA_ID)], formatter="yaml")
+    assert stored(typed) == set()
 
 
 def test_every_refused_file_of_a_batch_is_named_and_nothing_goes_in(typed: Butler, tmp_path: Path) -> None:

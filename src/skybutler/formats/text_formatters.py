@@ -9,6 +9,7 @@ still reads.  ``validate`` parses a file strictly and wants a mapping at the top
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, BinaryIO, NoReturn
 
 import yaml
@@ -20,9 +21,28 @@ def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON value")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range for a JSON number")
+    return value
+
+
 def _want_mapping(value: Any, what: str) -> None:
     if not isinstance(value, dict):
         raise ValueError(f"the {what} document holds a {type(value).__name__}, not a mapping")
+
+
+def _no_non_finite(value: Any, path: str = "") -> None:
+    """Refuse NaN and infinities anywhere in parsed YAML (``.nan``, ``.inf``), as the Dict class does."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"value at {path or 'top level'} is {value}, which JSON cannot hold")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _no_non_finite(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _no_non_finite(item, f"{path}[{index}]")
 
 
 class JsonFormatter(Formatter):
@@ -38,7 +58,7 @@ class JsonFormatter(Formatter):
         return json.loads(stream.read())
 
     def _validate(self, stream: BinaryIO) -> None:
-        _want_mapping(json.loads(stream.read(), parse_constant=_no_constant), "JSON")
+        _want_mapping(json.loads(stream.read(), parse_constant=_no_constant, parse_float=_finite_float), "JSON")
 
 
 #: libyaml's safe loader when installed (the same documents, about ten times faster), else PyYAML's.
@@ -59,4 +79,6 @@ class YamlFormatter(Formatter):
         return yaml.load(stream.read(), Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader
 
     def _validate(self, stream: BinaryIO) -> None:
-        _want_mapping(yaml.load(stream.read(), Loader=_SAFE_LOADER), "YAML")  # noqa: S506 - a safe loader
+        document = yaml.load(stream.read(), Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader
+        _want_mapping(document, "YAML")
+        _no_non_finite(document)
