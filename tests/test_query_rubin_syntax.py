@@ -319,3 +319,48 @@ def test_exposure_data_ids_carry_group_day_obs_and_filter(tmp_path):
         (data_id,) = butler.query_data_ids(["exposure"])
         assert (data_id["group"], data_id["day_obs"], data_id["physical_filter"], data_id["band"]) == (
             "g1", 20250101, "Cam-i", "i")
+
+
+_REAL = ["visit", "detector", "band", "instrument", "visit.exposure_time", "visit.timespan", "visit.timespan.begin",
+         "visit.region", "detector.full_name", "exposure_time", "metrics.run", "ingest_date", ":v", "v", "1", "2.5",
+         "-3", "'r'", "T'2025-01-02T00:04:00'", "T'60677.0'", "1..4", "NULL", "TRUE", "(", ")", ",", "=", "!=", "<",
+         ">=", "+", "*", "%", "AND", "OR", "NOT", "IN", "OVERLAPS", "POINT(21.9, -42)", "CIRCLE(", "REGION(",
+         "GLOB(detector.full_name,", "f(", "UUID('12345678-1234-5678-1234-567812345678')"]
+
+
+_VALUES = st.sampled_from(["visit", "detector", "band", "visit.exposure_time", "visit.timespan", "visit.region",
+                           "visit.timespan.begin", "detector.full_name", "exposure_time", "metrics.run", "ingest_date",
+                           ":v", "v", "1", "2.5", "-3", "'r'", "T'2025-01-02T00:04:00'", "T'60677.0'", "1..4", "NULL",
+                           "TRUE", "POINT(21.9, -42)", "CIRCLE(1, 2, 3)", "REGION('CIRCLE 1 2 3')",
+                           "(T'60677.0', NULL)", "f(1)", "UUID('12345678-1234-5678-1234-567812345678')"])
+_EXPRESSIONS = st.recursive(
+    _VALUES,
+    lambda inner: st.one_of(
+        st.builds(lambda a, op, b: f"{a} {op} {b}", inner, st.sampled_from(["=", "!=", "<", ">=", "+", "-", "*", "/",
+                                                                            "%", "AND", "OR", "OVERLAPS"]), inner),
+        st.builds(lambda a: f"NOT ({a})", inner),
+        st.builds(lambda a: f"-({a})", inner),
+        st.builds(lambda a, items: f"{a} IN ({', '.join(items)})", inner, st.lists(_VALUES, min_size=1, max_size=3)),
+        st.builds(lambda a: f"GLOB({a}, 'R*')", st.sampled_from(["detector.full_name", "band", "visit", "v"])),
+        st.builds(lambda a: f"({a})", inner),
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(text=st.one_of(st.lists(st.sampled_from(_REAL), min_size=1, max_size=8).map(" ".join), _EXPRESSIONS))
+def test_any_parsed_expression_answers_or_says_why(repo, text):
+    """Whatever parses either runs, or is refused with a QueryError pointing into the
+    expression: never another exception, on data IDs and datasets alike."""
+    try:
+        parse_expression(text)
+    except QueryError:
+        return
+    for query in (lambda: repo.query_data_ids(["visit", "detector"], text, bind={"v": 2}).count(),
+                  lambda: len(list(repo.query_datasets("metrics", text, collections="chain", bind={"v": 2})))):
+        try:
+            query()
+        except QueryError as err:
+            assert err.expression is not None or "bind parameter" in err.message

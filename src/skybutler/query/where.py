@@ -350,6 +350,8 @@ class WhereCompiler:
         if "timespan" in (lhs.kind, rhs.kind) and {lhs.kind, rhs.kind} <= {"timespan", "time"}:
             return self._timespan_order(lhs, rhs, node)
         self._comparable(lhs, rhs, node)
+        if "bool" in (lhs.kind, rhs.kind) and node.op not in ("=", "!="):
+            raise self.error("TRUE/FALSE values can only be compared with = or !=", node)
         if "null" in (lhs.kind, rhs.kind):
             if node.op not in ("=", "!="):
                 raise self.error("NULL can only be compared with = or !=", node)
