@@ -14,6 +14,7 @@ import math
 import numbers
 import uuid
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 import lsst.sphgeom as sphgeom
@@ -61,10 +62,19 @@ def split_binds(tree: Node | None, bind: Mapping[str, Any]) -> tuple[dict[str, A
     return plain, regions
 
 
+@lru_cache(maxsize=512)
+def _names(where: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The ``:name`` binds and the identifiers of an expression (kept like its parsed tree)."""
+    tree = parse_expression(where)
+    return frozenset(bind_names(tree)), frozenset(identifiers(tree))
+
+
 def parse_with_binds(where: str, bind: Mapping[str, Any]) -> tuple[Node | None, dict[str, sphgeom.Region]]:
     """Parse a where-clause and put its bind values in: the tree, and the sky-region binds
     (kept aside for the compiler).  Errors point into the expression."""
     tree = parse_expression(where)
+    if not bind and not _names(where)[0]:
+        return tree, {}
     try:
         plain, regions = split_binds(tree, bind)
         return resolve_binds(tree, plain), regions
@@ -76,8 +86,10 @@ def check_all_used(where: str, bind: Mapping[str, Any]) -> None:
     """Raise `QueryError` naming the given binds the expression never names (a misspelled
     bind would otherwise silently constrain nothing).  Checked after compiling, so that an
     unknown name in the expression is reported first, at its column."""
-    tree = parse_expression(where)
-    used = bind_names(tree) | {name for name in identifiers(tree) if name in bind}
+    if not bind:
+        return
+    wanted, names = _names(where)
+    used = wanted | {name for name in names if name in bind}
     unused = sorted(set(bind) - used)
     if unused:
         raise QueryError(f"bind parameter{'s' if len(unused) > 1 else ''} {', '.join(map(repr, unused))} "

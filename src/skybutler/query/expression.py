@@ -38,6 +38,9 @@ def _time_value(value: Any) -> str:
     return canonical_time(Time(value, scale="tai"))
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 class _NodeBase(BaseModel):
     """Common behaviour of all nodes: immutability, equality without columns, traversal."""
 
@@ -60,10 +63,19 @@ class _NodeBase(BaseModel):
     def __hash__(self) -> int:
         return hash((type(self).__name__, self._key()))
 
+    @classmethod
+    def _fields(cls) -> tuple[str, ...]:
+        """The fields that may hold sub-expressions (read once per class: pydantic's
+        ``model_fields`` costs more than a walk of a small tree otherwise)."""
+        found = _FIELDS.get(cls)
+        if found is None:
+            found = _FIELDS[cls] = tuple(n for n in cls.model_fields if n not in ("column", "kind"))
+        return found
+
     def children(self) -> tuple[Node, ...]:
         """The direct sub-expressions of this node, in source order."""
         out: list[Any] = []
-        for name in type(self).model_fields:
+        for name in self._fields():
             value = getattr(self, name)
             if isinstance(value, _NodeBase):
                 out.append(value)
@@ -74,7 +86,7 @@ class _NodeBase(BaseModel):
     def map_children(self, fn: Any) -> Any:
         """A copy of this node with ``fn`` applied to every direct child node."""
         update: dict[str, Any] = {}
-        for name in type(self).model_fields:
+        for name in self._fields():
             value = getattr(self, name)
             if isinstance(value, _NodeBase):
                 update[name] = fn(value)
