@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import io
+import tempfile
 import warnings
 from collections.abc import Callable
 from typing import Any, BinaryIO
@@ -23,6 +23,9 @@ from .fits_io import BZIP2_MAGIC, GZIP_MAGIC, NOT_INHERITED, STRUCTURAL
 BLOCK = 2880
 """FITS headers and data come in blocks of this many bytes."""
 
+SPOOL_BYTES = 64 << 20
+"""Decompressed content up to this size is checked in memory, beyond it in a temporary file."""
+
 
 def walk_headers(stream: BinaryIO, name: str) -> tuple[list[Any], BinaryIO]:
     """Every HDU header of a (possibly gzip/bzip2-compressed) FITS stream, after checking that each
@@ -32,12 +35,10 @@ def walk_headers(stream: BinaryIO, name: str) -> tuple[list[Any], BinaryIO]:
     stream.seek(0)
     magic = stream.read(3)
     stream.seek(0)
-    for kind, prefix, module in (("gzip", GZIP_MAGIC, gzip), ("bzip2", BZIP2_MAGIC, bz2)):
+    for kind, prefix, opener in (("gzip", GZIP_MAGIC, lambda s: gzip.GzipFile(fileobj=s, mode="rb")),
+                                 ("bzip2", BZIP2_MAGIC, lambda s: bz2.BZ2File(s, mode="rb"))):
         if magic.startswith(prefix):
-            try:
-                stream = io.BytesIO(module.decompress(stream.read()))
-            except (OSError, EOFError, ValueError) as exc:
-                raise FormatterError(f"Formatter {name!r}: the {kind} stream is corrupt: {exc}") from None
+            stream = _decompressed_copy(opener(stream), kind, name)
     length = stream.seek(0, 2)
     if not length:
         raise FormatterError(f"Formatter {name!r}: the file is empty.")
@@ -61,6 +62,20 @@ def walk_headers(stream: BinaryIO, name: str) -> tuple[list[Any], BinaryIO]:
         headers.append(header)
         offset = -(-data_end // BLOCK) * BLOCK
     return headers, stream
+
+
+def _decompressed_copy(source: Any, kind: str, name: str) -> BinaryIO:
+    """The whole decompressed content (checking the stream's CRC), in memory up to 64 MiB and in a
+    temporary file beyond, so a big raw is not held in memory twice."""
+    copy = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+    try:
+        while chunk := source.read(1 << 20):
+            copy.write(chunk)
+    except (OSError, EOFError, ValueError) as exc:
+        copy.close()
+        raise FormatterError(f"Formatter {name!r}: the {kind} stream is corrupt: {exc}") from None
+    copy.seek(0)
+    return copy
 
 
 def data_bytes(header: Any) -> int:
@@ -91,15 +106,19 @@ def validate_fits(stream: BinaryIO, name: str, images: Callable[[list[Any]], lis
     """Walk the headers; then check the WCSs and tiles of the image HDUs ``images(headers)`` picks
     (None: the file must hold a table instead)."""
     headers, plain = walk_headers(stream, name)
-    if images is None:
-        if not any(is_table(h) for h in headers):
-            raise FormatterError(f"Formatter {name!r}: the file holds no table HDU.")
-        return
-    chosen = images(headers)
-    if not chosen:
-        raise FormatterError(f"Formatter {name!r}: the file holds no 2-D image HDU.")
-    for index in chosen:
-        _check_image(plain, headers, index, name)
+    try:
+        if images is None:
+            if not any(is_table(h) for h in headers):
+                raise FormatterError(f"Formatter {name!r}: the file holds no table HDU.")
+            return
+        chosen = images(headers)
+        if not chosen:
+            raise FormatterError(f"Formatter {name!r}: the file holds no 2-D image HDU.")
+        for index in chosen:
+            _check_image(plain, headers, index, name)
+    finally:
+        if plain is not stream:  # the decompressed copy
+            plain.close()
 
 
 def first_image(headers: list[Any]) -> list[int]:
