@@ -65,14 +65,11 @@ def encode_run(run: str) -> str:
     return encode_value(run)
 
 
-def _cached(cache: dict[Any, str], key: Any, make: Any) -> str:
-    done = cache.get(key)
-    if done is None:
-        done = make()
-        if len(cache) > 100_000:
-            cache.clear()
-        cache[key] = done
-    return done
+def _remember(cache: dict[Any, str], key: Any, encoded: str) -> str:
+    if len(cache) > 100_000:
+        cache.clear()
+    cache[key] = encoded
+    return encoded
 
 
 #: Encoded forms of the values seen so far (RUN names, dataset types, bands repeat for every file).
@@ -81,23 +78,32 @@ _VALUE_CACHE: dict[str, str] = {}
 _DATA_ID_CACHE: dict[str, str] = {}
 
 
-def _encoded(name: str, value: Any) -> str:
-    """The path text of one field's value."""
+def _in_data_id(value: Any) -> str:
     if type(value) is int:
         return str(value)
-    if name == "run":
-        return _cached(_RUN_CACHE, value, lambda: encode_run(str(value)))
+    done = _DATA_ID_CACHE.get(value)
+    return done if done is not None else _remember(_DATA_ID_CACHE, value,
+                                                   encode_value(str(value), _UNSAFE_IN_DATA_ID))
+
+
+def _encoded(name: str, value: Any) -> str:
+    """The path text of one field's value (looked up first: the same values recur for every file)."""
+    if type(value) is int:
+        return str(value)
     if name == "data_id":
-        return "_".join([str(v) if type(v) is int else
-                         _cached(_DATA_ID_CACHE, v, lambda v=v: encode_value(str(v), _UNSAFE_IN_DATA_ID))
-                         for v in value])
-    return _cached(_VALUE_CACHE, value, lambda: encode_value(str(value)))
+        return "_".join(map(_in_data_id, value))
+    if name == "run":
+        done = _RUN_CACHE.get(value)
+        return done if done is not None else _remember(_RUN_CACHE, value, encode_run(str(value)))
+    done = _VALUE_CACHE.get(value)
+    return done if done is not None else _remember(_VALUE_CACHE, value, encode_value(str(value)))
 
 
 def check_inside(path: str) -> str:
     """``path`` if it stays inside the datastore root (relative, no empty, ``.`` or ``..``
     segment); DatastoreError otherwise.  Checked on every path a template makes."""
-    if path.startswith("/") or any(part in ("", ".", "..") for part in path.split("/")):
+    framed = f"/{path}/"
+    if path.startswith("/") or "//" in framed or "/./" in framed or "/../" in framed:
         raise DatastoreError(f"path {path!r} would leave the datastore root; refusing to write it")
     return path
 
