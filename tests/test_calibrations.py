@@ -270,6 +270,22 @@ def test_find_first_needs_a_time(calib_repo):
         calib_repo.query_datasets("bias", collections="Cam/calib")
 
 
+def test_calibrations_of_several_types_in_one_query(calib_repo):
+    b = calib_repo
+    b.register_dataset_type("dark", ["instrument", "detector"], "Dict", is_calibration=True)
+    dark = b.put({"name": "d0"}, "dark", instrument="Cam", detector=0, run="Cam/calib/run/dark")
+    b.collections.certify("Cam/calib/b", [dark], begin=hour(0), end=None)
+    found = b.query_datasets(["bias", "dark"], collections="Cam/calib", timespan=hour(3))
+    assert sorted((r.dataset_type.name, r.run.rsplit("/", 1)[-1]) for r in found) == [
+        ("bias", "a2"), ("bias", "b2"), ("dark", "dark")]
+    with pytest.raises(CalibrationLookupError, match="bias"):  # each type's lookups are checked
+        list(b.query_datasets(["dark", "bias"], collections="Cam/calib", timespan=Timespan(hour(1), hour(3))))
+    b.register_dataset_type("notes", ["instrument", "detector"], "Dict")
+    b.put({"n": 1}, "notes", instrument="Cam", detector=0, run="Cam/notes")
+    with pytest.raises(QueryError, match="cannot share one query"):
+        b.query_datasets(["bias", "notes"], collections=["Cam/notes", "Cam/calib"], find_first=False)
+
+
 def test_calibrations_valid_during_an_exposure_or_visit(calib_repo):
     b = calib_repo
     assert names(b.query_datasets("bias", collections="Cam/calib", where="exposure = 2")) == ["a2", "a3"]

@@ -313,6 +313,11 @@ def _union_of_types(registry: Registry, spec: QuerySpec, search: _Search) -> Bui
         raise QueryError("the dataset types of one query must have the same dimensions; "
                          + "; ".join(f"{d.name}: {p.group}" for d, p in zip(dtypes, parts))
                          + ". Query them one at a time")
+    timed = [d.name for d, p in zip(dtypes, parts) if "validity_begin" in p.columns]
+    if timed and len(timed) < len(parts):
+        raise QueryError(f"{', '.join(timed)} found in CALIBRATION collections (with validity ranges) and "
+                         f"{', '.join(d.name for d in dtypes if d.name not in timed)} (without) cannot share "
+                         "one query. Query them one at a time")
     live = [(i, p) for i, p in enumerate(parts) if not p.certainly_empty()]
     first = parts[0]
     labels = [c for c in first.columns if c != "collection_rank"]

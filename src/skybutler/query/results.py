@@ -82,8 +82,9 @@ class QueryResults:
         """Whether the result is known to be empty without running SQL (and, for a find-first
         search of CALIBRATION collections, the check that no lookup is ambiguous: every
         way of reading results passes here first)."""
-        if self._built.ambiguity is not None:
-            calibrations.raise_if_ambiguous(self._registry, *self._built.ambiguity)
+        for built in (self._built, *[part for _, part in self._built.parts]):  # several types: each one's
+            if built.ambiguity is not None:
+                calibrations.raise_if_ambiguous(self._registry, *built.ambiguity)
         return self._built.certainly_empty()
 
     def _output_columns(self) -> list[str]:
