@@ -126,13 +126,19 @@ def _repair(root) -> None:
     assert result.exit_code == 0, result.output
 
 
-def _check(butler: Butler) -> None:
-    """Opens; no row lacks its file; every dataset reads back as it was; verify clean after --fix."""
+def _check(butler: Butler, fix_first: bool = False) -> None:
+    """Opens; no row lacks its file; every dataset reads back as it was (before ``verify --fix``,
+    adopting what a killed writer left, or after it); verify clean after --fix, and nothing went
+    to the quarantine (everything a killed retention write leaves is skybutler's own)."""
     root, originals, targets = butler.root, butler.originals, butler.targets
     butler.close()
     with Butler(root, collections=COLLECTIONS) as reopened:
         report = verify(reopened)
         assert not report.missing_files, report.missing_files
+        assert not report.orphan_files, report.orphan_files  # none a stranger to skybutler
+    if fix_first:
+        _repair(root)
+    with Butler(root, collections=COLLECTIONS) as reopened:
         for ref in targets:
             assert reopened.get(reopened.registry.refs_by_id([ref.id])[0], recompute=True) == originals[ref.id]
     _repair(root)
@@ -140,6 +146,8 @@ def _check(butler: Butler) -> None:
         for ref in targets:
             assert reopened.get(reopened.registry.refs_by_id([ref.id])[0], recompute=True) == originals[ref.id]
         assert verify(reopened).consistent
+    quarantine = root / ".skybutler" / "quarantine"
+    assert not quarantine.exists() or not any(quarantine.rglob("*")), list(quarantine.rglob("*"))
 
 
 PURGE_HOOKS = ["before:states:set_purged:1", "after:states:set_purged:1", "part:datastore:remove:1",
@@ -150,7 +158,7 @@ PURGE_HOOKS = ["before:states:set_purged:1", "after:states:set_purged:1", "part:
 @pytest.mark.parametrize("hook", PURGE_HOOKS)
 def test_purge_killed(repo, hook):
     assert _run_child(repo, hook, "purge", [r.id for r in repo.targets]) == -9
-    _check(repo)
+    _check(repo, fix_first=True)
 
 
 COLD_HOOKS = ["after:tier:write:1", "after:tier:write:3", "before:states:set_cold:1", "after:states:set_cold:1",
@@ -164,7 +172,7 @@ def test_cold_move_killed(repo, hook):
     repo.originals.update({r.id: repo.get(r) for r in repo.registry.refs_by_id(raws)})
     repo.targets += repo.registry.refs_by_id(raws)
     assert _run_child(repo, hook, "cold", raws) == -9
-    _check(repo)
+    _check(repo, fix_first=True)
 
 
 STAGE_HOOKS = ["after:datastore:write_or_adopt:1", "after:datastore:write_or_adopt:2",
@@ -179,7 +187,7 @@ def test_staging_killed(repo, hook):
     repo.targets += raws
     repo.retention.move_to_cold(raws)
     assert _run_child(repo, hook, "stage", [r.id for r in raws]) == -9
-    _check(repo)
+    _check(repo, fix_first=True)
 
 
 RECOMPUTE_HOOKS = ["after:datastore:write_or_adopt:1", "after:datastore:write_or_adopt:5",
@@ -375,3 +383,18 @@ def test_readers_in_several_processes_all_get_cold_and_purged_datasets(repo):
     expected = "".join(json.dumps(repo.originals[r.id], sort_keys=True) + "\n" for r in summaries)
     assert [out for out, _ in outputs] == [expected] * 3
     assert verify(repo).consistent and set(repo.retention.states(summaries).values()) == {"stored"}
+
+
+def test_verify_fix_deletes_a_purged_datasets_own_file_and_quarantines_a_stranger(repo):
+    summaries = [r for r in repo.targets if r.dataset_type.name == "visitSummary"]
+    repo.retention.purge(summaries)
+    own, stranger = (repo.retention.state(r).artifact for r in summaries)
+    buffer = io.BytesIO()
+    get_formatter(own.formatter).write(repo.originals[summaries[0].id], buffer)
+    _place(repo, own.path, buffer.getvalue())  # a killed purge (or write-back) left it
+    _place(repo, stranger.path, b'{"n": 0}')  # not the dataset's content
+    report = verify(repo)
+    assert report.retention_leftovers == [own.path] and report.orphan_files == [stranger.path]
+    result = repair(repo, plan_repair(report))
+    assert (result.deleted, result.quarantined) == (1, 1)
+    assert verify(repo).consistent and not repo.datastore.fs.exists(repo.datastore.full_path(own.path))

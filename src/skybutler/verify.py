@@ -17,7 +17,9 @@ wrong size: those are reported, and the repository stays inconsistent until a pe
 With a cold tier configured it checks that too (:func:`skybutler.retention.cold_tier.audit`):
 every cold dataset's copy is there and intact, and cold files no dataset points to are listed;
 repair deletes those skybutler provably abandoned (a killed move, staging or purge) and leaves
-the others for a person (reported, so ``verify`` stays inconsistent).
+the others for a person (reported, so ``verify`` stays inconsistent).  Likewise a hot file at
+the recorded path of a purged dataset, or of a cold one whose cold copy is there, with the
+recorded checksum, was left by a killed retention write: repair deletes it, not quarantines it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .butler import Butler
 from .config import BOOKKEEPING_DIR, CONFIG_NAME
 from .datastore.quarantine import Quarantine
 from .errors import SkybutlerError
-from .retention.cold_tier import ColdAudit, audit, cold_tier
+from .retention.cold_tier import ColdAudit, audit, cold_tier, restore_leftovers
 
 #: Files at the repository root that belong to the repository itself, not to datasets (they share
 #: the datastore's root in repositories made before the datastore had a directory of its own).
@@ -59,6 +61,8 @@ class VerifyReport:
     in_flight: list[str] = field(default_factory=list)
     #: what the open of the repository settled from interrupted writes' journals
     recovered: list[str] = field(default_factory=list)
+    #: files of purged or cold datasets a killed retention write left (``restore_leftovers``: safe to delete)
+    retention_leftovers: list[str] = field(default_factory=list)
     #: The cold tier, when one is configured (see ``retention.cold_tier.ColdAudit``).
     cold: ColdAudit | None = None
 
@@ -66,13 +70,13 @@ class VerifyReport:
     def consistent(self) -> bool:
         cold = self.cold is not None and (self.cold.missing or self.cold.mismatches or self.cold.orphans)
         return not (self.missing_files or self.orphan_files or self.size_mismatches or self.checksum_mismatches
-                    or self.abandoned_files or cold)
+                    or self.abandoned_files or self.retention_leftovers or cold)
 
     def summary(self) -> dict:
         out = {"datasets": self.datasets, "files": self.files, "consistent": self.consistent,
                 "missing_files": self.missing_files, "orphan_files": self.orphan_files,
                 "size_mismatches": self.size_mismatches, "checksum_mismatches": self.checksum_mismatches,
-                "abandoned_files": self.abandoned_files,
+                "abandoned_files": self.abandoned_files, "retention_leftovers": self.retention_leftovers,
                 "in_flight": self.in_flight, "recovered": self.recovered}
         if self.cold is not None:
             out["cold_tier"] = {"copies": self.cold.copies, "missing_copies": self.cold.missing,
@@ -138,6 +142,9 @@ def verify(butler: Butler, check_sizes: bool = False, check_checksums: bool = Fa
             (report.abandoned_files if old else report.in_flight).append(path)
         else:
             report.orphan_files.append(path)
+    if report.orphan_files:
+        report.retention_leftovers = restore_leftovers(butler, report.orphan_files)
+        report.orphan_files = [p for p in report.orphan_files if p not in set(report.retention_leftovers)]
     if butler.config.retention.cold_tier is not None:
         report.cold = audit(butler, artifacts, check_sizes, check_checksums, ABANDONED_AGE)
     return report
@@ -149,6 +156,8 @@ def plan_repair(report: VerifyReport) -> list[RepairAction]:
             for p in report.abandoned_files]
     plan += [RepairAction("quarantine", p, "no dataset of this repository is recorded at this path")
              for p in report.orphan_files]
+    plan += [RepairAction("delete-leftover", p, "the file of a purged or cold dataset, with its recorded checksum: "
+                          "left by a killed purge, cold move, staging or recompute") for p in report.retention_leftovers]
     if report.cold is not None:
         plan += [RepairAction("delete-cold", p, "a cold-tier file skybutler abandoned (a killed move, staging or "
                               "purge)") for p in report.cold.leftovers]
@@ -163,6 +172,10 @@ def repair(butler: Butler, plan: list[RepairAction]) -> RepairResult:
         if step.action == "delete":
             if not TEMPORARY_NAME.search(step.path):  # the one proof that makes deletion safe
                 raise SkybutlerError(f"refusing to delete {step.path}: not a skybutler staging file")
+            result.deleted += butler.datastore.remove_paths([step.path])
+        elif step.action == "delete-leftover":
+            if restore_leftovers(butler, [step.path]) != [step.path]:  # the proof, taken again
+                raise SkybutlerError(f"refusing to delete {step.path}: no longer a purged or cold dataset's file")
             result.deleted += butler.datastore.remove_paths([step.path])
         elif step.action == "delete-cold":
             cold_tier(butler).remove([step.path])

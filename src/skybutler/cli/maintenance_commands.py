@@ -123,6 +123,7 @@ def _print_report(report) -> None:
     rows = [{"problem": "row without file", "path": p} for p in report.missing_files]
     rows += [{"problem": "file without row", "path": p} for p in report.orphan_files]
     rows += [{"problem": "abandoned staging file", "path": p} for p in report.abandoned_files]
+    rows += [{"problem": "file of a purged or cold dataset", "path": p} for p in report.retention_leftovers]
     rows += [{"problem": "size differs", "path": p} for p in report.size_mismatches]
     rows += [{"problem": "checksum differs", "path": p} for p in report.checksum_mismatches]
     if report.cold is not None:

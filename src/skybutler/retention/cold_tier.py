@@ -265,6 +265,31 @@ def audit(butler: Butler, hot: Mapping[uuid.UUID, StoredArtifact], check_sizes: 
     return report
 
 
+def restore_leftovers(butler: Butler, paths: Iterable[str]) -> list[str]:
+    """Which of these hot files (no row points to them) a killed purge, cold move, staging or
+    recompute write-back left: each is at the recorded path of a purged dataset, or of a cold
+    one whose cold copy is there, and has the recorded checksum -- so its content is what a
+    purge meant to delete, or is kept in the cold tier.  Deleting them loses nothing."""
+    wanted = set(paths)
+    if not wanted:
+        return []
+    states = butler.registry.states.in_states([COLD, *PURGED])
+    tier = cold_tier(butler) if butler.config.retention.cold_tier is not None else None
+    out = []
+    for state in states.values():
+        artifact = state.artifact
+        if artifact is None or artifact.path not in wanted or artifact.checksum is None:
+            continue
+        if state.state == COLD and (tier is None or not tier.exists(artifact.path)):
+            continue  # the hot file may be the only copy left: not ours to delete
+        try:
+            if butler.datastore.checksum_matches(artifact):
+                out.append(artifact.path)
+        except (OSError, SkybutlerError):  # gone meanwhile, or unreadable
+            continue
+    return sorted(out)
+
+
 def staging_seconds(butler: Butler, n_cold: int) -> float:
     """The expected wait of one stage request (0 with nothing to stage)."""
     config = butler.config.retention.cold_tier
