@@ -4,12 +4,15 @@ Rubin user reaches for, and one meaning per option letter across every command."
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import click
 from click.testing import CliRunner, Result
 
 from skybutler import Butler
-from skybutler.cli.main import cli
+from skybutler.cli.main import COMMAND_INDEX, add_command_modules, cli
 
 LONG_RUN = "u/someone/a-very-long-collection-name-for-the-nightly-reprocessing/20261203T171800Z"
 
@@ -44,3 +47,27 @@ def test_tables_in_a_pipe_are_never_wrapped(butler):
     assert len(row) > 80
     out = run("query-collections", repo).stdout
     assert any(LONG_RUN in line and "run" in line for line in out.splitlines())
+
+
+# -- start-up -----------------------------------------------------------------
+
+
+def test_the_cli_group_imports_no_heavy_library():
+    """``skybutler --help`` must not pay for astropy, pandas, pyarrow or dask (nor SQLAlchemy)."""
+    code = ("import sys, skybutler.cli.main; "
+            "print(sorted(m for m in ('astropy', 'pandas', 'pyarrow', 'dask', 'sqlalchemy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert json.loads(out.replace("'", '"')) == []
+    help_text = subprocess.run([sys.executable, "-m", "skybutler.cli", "--help"], check=True, capture_output=True,
+                               text=True).stdout
+    assert "query-collections" in help_text and "List collections whose names match" in help_text
+
+
+def test_the_command_index_matches_the_commands():
+    """The index ``--help`` reads (to import nothing) names every command of every module,
+    with the help its docstring gives."""
+    group = click.Group()
+    add_command_modules(group)
+    assert {name: (cmd.callback.__module__.rsplit(".", 1)[1], cmd.get_short_help_str(limit=1000))
+            for name, cmd in group.commands.items()} == COMMAND_INDEX
+    assert set(cli.list_commands(click.Context(cli))) == set(COMMAND_INDEX)

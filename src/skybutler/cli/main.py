@@ -1,7 +1,13 @@
-"""The ``skybutler`` command group and the registry of topic modules that fill it.
+"""The ``skybutler`` command group, which loads each command's module only when it is used.
 
-To add commands, write a module in this package that defines ``COMMANDS`` (a
-sequence of click commands) and append its name to :data:`COMMAND_MODULES`.
+Start-up time matters: users script hundreds of calls.  ``skybutler --help`` reads the
+command names and their one-line help from :data:`COMMAND_INDEX` without importing any
+command module, and ``skybutler CMD`` imports only CMD's module (and what it needs:
+astropy, pyarrow, SQLAlchemy, ...).  To add commands, write a module in this package
+that defines ``COMMANDS`` (a sequence of click commands), append its name to
+:data:`COMMAND_MODULES` and add each command to :data:`COMMAND_INDEX`
+(``tests/test_cli_usability.py`` checks that the index and the modules agree).
+
 Errors a user can cause (:class:`~skybutler.errors.SkybutlerError`) are reported
 here once, as ``error: <message>`` on stderr with exit status 1; so are the system's
 refusals (``OSError``) and, naming their type, errors nobody foresaw (``SKYBUTLER_TRACEBACK=1``
@@ -17,7 +23,6 @@ from typing import Any
 import click
 
 from ..errors import SkybutlerError
-from .helpers import report_error
 
 #: Topic modules of this package, each with a ``COMMANDS`` sequence.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -33,27 +38,95 @@ COMMAND_MODULES: tuple[str, ...] = (
     "retention_commands",
 )
 
+#: Each command's name: (its topic module, its one-line help as ``--help`` lists it).
+COMMAND_INDEX: dict[str, tuple[str, str]] = {
+    'create': ('repo_commands', 'Create a new, empty repository at REPO (a new or empty directory unless --existing-ok).'),
+    'config-dump': ('repo_commands', "Print REPO's butler.yaml resolved with defaults (registry URL without password)."),
+    'insert-records': ('repo_commands', 'Insert dimension records of ELEMENT from FILE (a YAML or JSON list of mappings).'),
+    'register-dataset-type': ('dataset_type_commands', 'Register dataset type NAME over DIMENSIONS with a storage class.'),
+    'query-dataset-types': ('dataset_type_commands', 'List dataset types whose names match the glob PATTERN (default: all).'),
+    'query-collections': ('collection_commands', 'List collections whose names match the glob PATTERN (default: all).'),
+    'register-collection': ('collection_commands', 'Create collection NAME of the given type.'),
+    'collection-chain': ('collection_commands', 'Define or change the CHAINED collection PARENT (created if missing).'),
+    'remove-runs': ('collection_commands', 'Delete RUN collections NAMES with all their datasets and files.'),
+    'remove-collections': ('collection_commands', 'Remove TAGGED, CHAINED or CALIBRATION collections NAMES (their datasets stay in their RUNs).'),
+    'certify-calibrations': ('collection_commands', 'Certify every DATASET_TYPE dataset of FROM_RUN into TO_CALIB_COLLECTION over [begin, end).'),
+    'ingest-files': ('dataset_commands', 'Ingest the files listed in TABLE_FILE as DATASET_TYPE datasets into RUN.'),
+    'put': ('dataset_commands', 'Store the JSON object in FILE.json as a DATASET_TYPE (Dict) dataset with data ID KEY=VALUE...'),
+    'get': ('dataset_commands', 'Print a Dict dataset found by DATASET_TYPE and data ID KEY=VALUE... as JSON.'),
+    'extract-metadata': ('dataset_commands', 'Extract the queryable facts (shape, sky footprint, header keys...) of stored DATASET_TYPE datasets that have none, e.g. ones stored by an older skybutler.'),
+    'get-image': ('image_commands', 'Write a stored image (one HDU of it, or a pixel box, with a header describing it) to a FITS file, or print its header.'),
+    'cutouts': ('image_commands', 'Cut out SIZE x SIZE pixels around ICRS RA, DEC (degrees) from every DATASET_TYPE image whose footprint covers it, each with its header and WCS describing the cut-out.'),
+    'ingest-raws': ('ingest_commands', 'Ingest raw files (and the *.fits files under directories) into REPO as `raw` datasets.'),
+    'register-instrument': ('ingest_commands', 'Register CAMERA in REPO: a YAML file describing a camera, or the name of one skybutler ships (HSC, SuprimeCam, DECam, MegaPrime, LSSTCam, LSSTComCam, LATISS, ...).'),
+    'define-visits': ('ingest_commands', 'Define one visit per science exposure not yet in one, with sky regions per visit and detector.'),
+    'register-skymap': ('ingest_commands', 'Register sky map NAME: tract and patch records with regions tiling the whole sky.'),
+    'write-curated-calibrations': ('ingest_commands', "Ingest the curated calibration files of DIRECTORY (<type>/[<detector>/]<valid_start>.yaml) and certify each from its valid_start to the next file's."),
+    'export': ('maintenance_commands', 'Export datasets, their files and dimension records to DIRECTORY.'),
+    'import': ('maintenance_commands', 'Import an export at PATH (dataset IDs preserved; existing ones skipped).'),
+    'transfer': ('maintenance_commands', 'Copy datasets from repository SOURCE to TARGET (any stacks), IDs preserved.'),
+    'verify': ('maintenance_commands', 'Report registry rows without files and files without rows (and, with --checksums, files whose content changed); exit 1 while any remain.'),
+    'migrate': ('maintenance_commands', "Upgrade an older repository's registry schema to this skybutler's version."),
+    'qgraph': ('pipeline_commands', 'Build the quantum graph of PIPELINE (a YAML file, FILE#subset selects labels) over the inputs.'),
+    'run': ('pipeline_commands', 'Run PIPELINE over the inputs into OUTPUT; failed quanta are listed and recorded, and the exit status is 1 if any quantum failed or was blocked.'),
+    'provenance': ('pipeline_commands', 'Show what made a dataset (recursively, down to its original inputs) and what used it.'),
+    'quanta': ('pipeline_commands', 'List recorded quanta: task, data ID, status, time, error.'),
+    'query-data-ids': ('query_commands', 'List the data IDs of DIMENSIONS (e.g. visit detector) that match a where-clause.'),
+    'query-datasets': ('query_commands', 'List the datasets of DATASET_TYPES (one type, or several with the same dimensions, comma-separated) in the collections that match a where-clause.'),
+    'query-dimension-records': ('query_commands', 'List the records of a dimension ELEMENT (e.g. visit) that match a where-clause.'),
+    'query-calibrations': ('query_commands', 'For each data ID of DIMENSIONS (e.g. exposure detector), the calibrations of DATASET_TYPES (comma-separated, e.g. bias,flat) valid during its exposure or visit.'),
+    'retention': ('retention_commands', "Retention policies (butler.yaml 'retention:'): purge or move old datasets to the cold tier."),
+    'recompute': ('retention_commands', 'Re-create purged datasets from their recorded provenance (and the purged inputs they need).'),
+}
+
+
+def _report_error(message: str) -> None:
+    from .helpers import report_error  # rich and the butler load only when there is an error to show
+
+    report_error(message)
+
 
 class SkybutlerGroup(click.Group):
-    """A click group that turns skybutler errors into a one-line message and exit status 1."""
+    """A click group that loads commands lazily and turns skybutler errors into a one-line
+    message and exit status 1."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMAND_INDEX) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_INDEX:
+            load_command_module(self, COMMAND_INDEX[cmd_name][0])
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``--help``, from the index (no command module is imported)."""
+        limit = formatter.width - 6 - max(len(name) for name in COMMAND_INDEX)
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in COMMAND_INDEX:
+                rows.append((name, click.Command(name, help=COMMAND_INDEX[name][1]).get_short_help_str(limit)))
+            else:
+                rows.append((name, self.commands[name].get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except SkybutlerError as err:
-            report_error(str(err))
+            _report_error(str(err))
             ctx.exit(1)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except OSError as err:  # a file or directory the system refused: the message names it
-            report_error(str(err))
+            _report_error(str(err))
             ctx.exit(1)
         except Exception as err:
             if os.environ.get("SKYBUTLER_TRACEBACK"):
                 raise
             # A failure skybutler did not foresee is a bug, but the user still gets one line.
-            report_error(f"unexpected {type(err).__name__}: {' '.join(str(err).split())} (a bug in skybutler; "
-                         "set SKYBUTLER_TRACEBACK=1 to see where)")
+            _report_error(f"unexpected {type(err).__name__}: {' '.join(str(err).split())} (a bug in skybutler; "
+                          "set SKYBUTLER_TRACEBACK=1 to see where)")
             ctx.exit(1)
 
 
@@ -66,12 +139,14 @@ def cli() -> None:
     """
 
 
+def load_command_module(group: click.Group, name: str) -> None:
+    """Add the ``COMMANDS`` of topic module ``name`` to ``group``."""
+    module = importlib.import_module(f"{__package__}.{name}")
+    for command in module.COMMANDS:
+        group.add_command(command)
+
+
 def add_command_modules(group: click.Group, modules: tuple[str, ...] = COMMAND_MODULES) -> None:
-    """Add the ``COMMANDS`` of each topic module to ``group``."""
+    """Add the ``COMMANDS`` of each topic module to ``group`` (every command, loaded now)."""
     for name in modules:
-        module = importlib.import_module(f"{__package__}.{name}")
-        for command in module.COMMANDS:
-            group.add_command(command)
-
-
-add_command_modules(cli)
+        load_command_module(group, name)
