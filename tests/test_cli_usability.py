@@ -71,3 +71,70 @@ def test_the_command_index_matches_the_commands():
     assert {name: (cmd.callback.__module__.rsplit(".", 1)[1], cmd.get_short_help_str(limit=1000))
             for name, cmd in group.commands.items()} == COMMAND_INDEX
     assert set(cli.list_commands(click.Context(cli))) == set(COMMAND_INDEX)
+
+
+# -- the commands a Rubin user reaches for ------------------------------------
+
+
+def test_collection_chain_remove_and_pop(butler):
+    repo = butler.root
+    for name in ("a", "b", "c", "d"):
+        butler.collections.register(name, "run")
+    assert run("collection-chain", repo, "chain", "a", "b", "c", "d").stdout.strip() == "chain = a, b, c, d"
+    assert run("collection-chain", repo, "chain", "b", "d", "--mode", "remove").stdout.strip() == "chain = a, c"
+    run("collection-chain", repo, "chain", "b", "d", "--mode", "extend")
+    assert run("collection-chain", repo, "chain", "--mode", "pop").stdout.strip() == "chain = c, b, d"
+    assert run("collection-chain", repo, "chain", "--mode", "pop", "--", "-1", "0").stdout.strip() == "chain = b"
+    for args, message in [(("x", "--mode", "remove"), "x not in chain 'chain'"),
+                          (("5", "--mode", "pop"), "no position 5"),
+                          (("--mode", "remove"), "--mode remove needs at least one child"),
+                          (("first", "--mode", "pop"), "takes positions (integers), got 'first'")]:
+        result = run("collection-chain", repo, "chain", *args, code=1 if "position 5" in message or "not in" in message
+                     else 2)
+        (line,) = [line for line in result.stderr.splitlines() if message in line]
+        assert line.startswith(("error: ", "Error: ")), result.stderr
+    assert Butler(repo).collections.get_chain("chain") == ("b",)
+
+
+def test_associate_and_disassociate(butler):
+    repo = butler.root
+    ids = put_metrics(repo, "run/b", 1, 2)
+    out = run("associate", repo, "best", "-t", "metrics", "-c", "run/b", "-w", "visit = 2").stdout
+    assert "associated 1 dataset(s) with best" in out
+    with Butler(repo) as b:
+        assert [str(r.id) for r in b.query_datasets("metrics", collections="best")] == [ids[1]]
+    run("associate", repo, "best", "-t", "metrics", "-c", "run/b")
+    out = run("disassociate", repo, "best", "-t", "metrics", "-c", "best", "-w", "visit = 1").stdout
+    assert "disassociated 1 dataset(s) from best" in out
+    with Butler(repo) as b:
+        assert [str(r.id) for r in b.query_datasets("metrics", collections="best")] == [ids[1]]
+        assert len(list(b.query_datasets("metrics", collections="run/b"))) == 2
+    result = run("associate", repo, "best", "-c", "run/b", code=2)
+    assert "--dataset-type" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_prune_datasets(butler):
+    repo = butler.root
+    ids = put_metrics(repo, "run/b", 1, 2)
+    out = run("prune-datasets", repo, "run/b", "--datasets", "metrics", "-w", "visit = 1", "--dry-run").stdout
+    assert ids[0] in out and ids[1] not in out and "1 dataset(s) would be deleted" in out
+    result = run("prune-datasets", repo, "run/b", "--datasets", "metrics", "-w", "visit = 1", code=1)
+    assert "pass --yes" in result.stderr
+    with Butler(repo) as b:
+        uri = b.get_uri("metrics", instrument="Cam", visit=1, detector=1, collections="run/b")
+    out = run("prune-datasets", repo, "run/b", "--datasets", "metrics", "-w", "visit = 1", "--no-confirm").stdout
+    assert "deleted 1 dataset(s)" in out
+    with Butler(repo) as b:
+        assert [str(r.id) for r in b.query_datasets("metrics", collections="run/b")] == [ids[1]]
+    assert not Path(uri.removeprefix("file://")).exists()
+
+
+def test_query_datasets_show_uri(butler):
+    repo = butler.root
+    ids = put_metrics(repo, "run/b", 1, 2)
+    rows = json.loads(run("query-datasets", repo, "metrics", "-c", "run/b", "--show-uri", "--json").stdout)
+    with Butler(repo) as b:
+        expected = {str(r.id): b.get_uri(r) for r in b.query_datasets("metrics", collections="run/b")}
+    assert {row["dataset_id"]: row["uri"] for row in rows} == expected and set(expected) == set(ids)
+    assert all(Path(u.removeprefix("file://")).exists() for u in expected.values())
+    assert "uri" not in json.loads(run("query-datasets", repo, "metrics", "-c", "run/b", "--json").stdout)[0]

@@ -49,19 +49,48 @@ def register_collection(repo: Path, name: str, kind: str, doc: str) -> None:
 @click.command("collection-chain")
 @repo_argument
 @click.argument("parent")
-@click.argument("children", nargs=-1, required=True)
-@click.option("--mode", type=click.Choice(["redefine", "prepend", "extend"]), default="redefine", show_default=True,
+@click.argument("children", nargs=-1)
+@click.option("--mode", type=click.Choice(["redefine", "extend", "prepend", "remove", "pop"]), default="redefine",
+              show_default=True,
               help="redefine: CHILDREN become the whole chain; prepend: put them first; extend: append them at "
-                   "the end (children already in the chain move).")
+                   "the end (children already in the chain move); remove: take CHILDREN out; pop: take out the "
+                   "children at the positions CHILDREN (integers, from 0; default 0).")
 def collection_chain(repo: Path, parent: str, children: tuple[str, ...], mode: str) -> None:
     """Define or change the CHAINED collection PARENT (created if missing)."""
+    if not children and mode != "pop":
+        raise click.BadParameter(f"--mode {mode} needs at least one child collection", param_hint="CHILDREN")
     with open_butler(repo) as butler:
         if mode == "redefine":
             butler.collections.set_chain(parent, children)
-        else:
+        elif mode in ("extend", "prepend"):
             butler.collections.extend_chain(parent, children, prepend=mode == "prepend")
+        else:
+            chain = list(butler.collections.get_chain(parent))
+            if mode == "remove":
+                missing = [c for c in children if c not in chain]
+                if missing:
+                    fail(f"{', '.join(missing)} not in chain {parent!r} ({', '.join(chain) or 'empty'})")
+                drop = set(children)
+            else:
+                drop = {chain[i] for i in _positions(children or ("0",), len(chain), parent)}
+            butler.collections.set_chain(parent, [c for c in chain if c not in drop])
         chain = butler.collections.get_chain(parent)
     info(f"{parent} = {', '.join(chain)}")
+
+
+def _positions(texts: tuple[str, ...], length: int, parent: str) -> list[int]:
+    """The chain positions typed for ``--mode pop`` (negative ones count from the end)."""
+    positions = []
+    for text in texts:
+        try:
+            position = int(text)
+        except ValueError:
+            raise click.BadParameter(f"--mode pop takes positions (integers), got {text!r}",
+                                     param_hint="CHILDREN") from None
+        if not -length <= position < length:
+            fail(f"chain {parent!r} has {length} child collection(s): no position {position}")
+        positions.append(position)
+    return positions
 
 
 def _removal_rows(butler: Butler, names: list[str], want_runs: bool) -> list[dict[str, Any]]:

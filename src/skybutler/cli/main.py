@@ -36,6 +36,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pipeline_commands",
     "query_commands",
     "retention_commands",
+    "selection_commands",
 )
 
 #: Each command's name: (its topic module, its one-line help as ``--help`` lists it).
@@ -77,6 +78,9 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     'query-calibrations': ('query_commands', 'For each data ID of DIMENSIONS (e.g. exposure detector), the calibrations of DATASET_TYPES (comma-separated, e.g. bias,flat) valid during its exposure or visit.'),
     'retention': ('retention_commands', "Retention policies (butler.yaml 'retention:'): purge or move old datasets to the cold tier."),
     'recompute': ('retention_commands', 'Re-create purged datasets from their recorded provenance (and the purged inputs they need).'),
+    'associate': ('selection_commands', 'Add the selected datasets to the TAGGED COLLECTION (created if missing).'),
+    'disassociate': ('selection_commands', 'Remove the selected datasets from the TAGGED collection TAG (they stay in their RUNs).'),
+    'prune-datasets': ('selection_commands', 'Delete the selected datasets of COLLECTIONS, with their files (from every collection).'),
 }
 
 

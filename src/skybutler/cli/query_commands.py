@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -73,8 +74,9 @@ def _cell_text(value: Any) -> Any:
 
 
 def emit(results: Any, *, as_json: bool, as_csv: bool, parquet: Path | None, order_by: tuple[str, ...],
-         limit: int | None, empty: str) -> None:
-    """Print (or write) a query's results in the chosen format."""
+         limit: int | None, empty: str, uri_butler: Any = None) -> None:
+    """Print (or write) a query's results in the chosen format; with ``uri_butler``, a
+    dataset query's rows get a ``uri`` column (each file's URI, from that butler)."""
     if sum((as_json, as_csv, parquet is not None)) > 1:
         fail("choose one of --json, --csv and --parquet")
     if order_by:
@@ -82,6 +84,11 @@ def emit(results: Any, *, as_json: bool, as_csv: bool, parquet: Path | None, ord
     if limit is not None:
         results = results.limit(limit)
     table: pa.Table = results.to_arrow()
+    if uri_butler is not None:
+        ids = [str(i) for i in table.column("dataset_id").to_pylist()]
+        refs = {str(ref.id): ref for ref in uri_butler.registry.refs_by_id([uuid.UUID(i) for i in set(ids)])}
+        uris = [uri_butler.get_uri(refs[i]) for i in ids]
+        table = table.append_column("uri", pa.array(uris, pa.string()))
     if parquet is not None:
         import pyarrow.parquet as pq
 
@@ -134,9 +141,10 @@ def query_data_ids(repo: Path, dimensions: tuple[str, ...], where: str, binds: t
               help="Only the first collection's dataset per data ID, or every match.")
 @click.option("--valid-at", type=TimeParam(), metavar="TIME",
               help="A calibration in CALIBRATION collections: the one valid at this ISO time (TAI).")
+@click.option("--show-uri", is_flag=True, help="Add a uri column: where each dataset's file is.")
 @_output_options
 def query_datasets(repo: Path, dataset_types: str, where: str, binds: tuple[str, ...], collections: tuple[str, ...],
-                   find_first: bool, valid_at: Any, **output: Any) -> None:
+                   find_first: bool, valid_at: Any, show_uri: bool, **output: Any) -> None:
     """List the datasets of DATASET_TYPES (one type, or several with the same dimensions,
     comma-separated) in the collections that match a where-clause.  Calibrations found
     in CALIBRATION collections come with their validity range."""
@@ -144,7 +152,8 @@ def query_datasets(repo: Path, dataset_types: str, where: str, binds: tuple[str,
     with open_butler(repo) as butler:
         found = butler.query_datasets(types, where, bind=parse_binds(binds), find_first=find_first,
                                       collections=split_csv_option(collections), timespan=valid_at)
-        emit(found, empty=f"no {' or '.join(types)} datasets match", **output)
+        emit(found, empty=f"no {' or '.join(types)} datasets match", uri_butler=butler if show_uri else None,
+             **output)
 
 
 @click.command("query-dimension-records")

@@ -1,0 +1,90 @@
+"""Commands that select datasets with a query and act on them, in the Rubin butler's
+spelling: associate, disassociate, prune-datasets.
+
+Each takes the dataset types (``--dataset-type``/``-t``, repeatable or comma-separated),
+the collections to search (``--collections``/``-c``) and a where-clause (``--where``/``-w``),
+finds the datasets with :meth:`skybutler.Butler.query_datasets`, and hands the refs to one
+butler call.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .helpers import confirm_or_refuse, info, open_butler, print_rows, ref_rows, repo_argument, split_csv_option
+
+
+def _selection_options(func: Any) -> Any:
+    func = click.option("--where", "-w", default="", help="A where-clause selecting the datasets.")(func)
+    func = click.option("--collections", "-c", multiple=True, required=True,
+                        help="Collections to search, in order (repeatable or comma-separated).")(func)
+    return click.option("--dataset-type", "-t", "dataset_types", multiple=True, required=True,
+                        help="Dataset types to select (repeatable or comma-separated).")(func)
+
+
+def _select(butler: Any, dataset_types: tuple[str, ...], collections: tuple[str, ...], where: str,
+            find_first: bool) -> list[Any]:
+    refs: list[Any] = []
+    for dataset_type in split_csv_option(dataset_types):
+        refs.extend(butler.query_datasets(dataset_type, where, collections=split_csv_option(collections),
+                                          find_first=find_first))
+    return refs
+
+
+@click.command("associate")
+@repo_argument
+@click.argument("collection")
+@_selection_options
+@click.option("--find-first", is_flag=True, help="Only the first collection's dataset per data ID.")
+def associate(repo: Path, collection: str, dataset_types: tuple[str, ...], collections: tuple[str, ...], where: str,
+              find_first: bool) -> None:
+    """Add the selected datasets to the TAGGED COLLECTION (created if missing)."""
+    with open_butler(repo) as butler:
+        refs = _select(butler, dataset_types, collections, where, find_first)
+        butler.collections.associate(collection, refs)
+    info(f"associated {len(refs)} dataset(s) with {collection}")
+
+
+@click.command("disassociate")
+@repo_argument
+@click.argument("tag")
+@_selection_options
+def disassociate(repo: Path, tag: str, dataset_types: tuple[str, ...], collections: tuple[str, ...],
+                 where: str) -> None:
+    """Remove the selected datasets from the TAGGED collection TAG (they stay in their RUNs)."""
+    with open_butler(repo) as butler:
+        refs = _select(butler, dataset_types, collections, where, find_first=False)
+        butler.collections.disassociate(tag, refs)
+    info(f"disassociated {len(refs)} dataset(s) from {tag}")
+
+
+@click.command("prune-datasets")
+@repo_argument
+@click.argument("collections", nargs=-1, required=True)
+@click.option("--datasets", "dataset_types", multiple=True, required=True,
+              help="Dataset types to prune (repeatable or comma-separated).")
+@click.option("--where", "-w", default="", help="A where-clause selecting the datasets.")
+@click.option("--find-all", is_flag=True, help="Every match in COLLECTIONS, not only the first per data ID.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
+@click.option("--yes", "-y", "--no-confirm", is_flag=True, help="Do not ask for confirmation.")
+def prune_datasets(repo: Path, collections: tuple[str, ...], dataset_types: tuple[str, ...], where: str,
+                   find_all: bool, dry_run: bool, yes: bool) -> None:
+    """Delete the selected datasets of COLLECTIONS, with their files (from every collection)."""
+    with open_butler(repo) as butler:
+        refs = _select(butler, dataset_types, collections, where, find_first=not find_all)
+        if not refs:
+            info("no datasets match: nothing to prune")
+            return
+        print_rows(ref_rows(refs), as_json=False, title="datasets to delete, with their files")
+        if dry_run:
+            info(f"dry run: {len(refs)} dataset(s) would be deleted")
+            return
+        confirm_or_refuse(f"Delete these {len(refs)} dataset(s) and their files?", yes)
+        removed = butler.remove(refs)
+    info(f"deleted {removed} dataset(s) and their files")
+
+
+COMMANDS = (associate, disassociate, prune_datasets)
