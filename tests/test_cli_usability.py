@@ -138,3 +138,16 @@ def test_query_datasets_show_uri(butler):
     assert {row["dataset_id"]: row["uri"] for row in rows} == expected and set(expected) == set(ids)
     assert all(Path(u.removeprefix("file://")).exists() for u in expected.values())
     assert "uri" not in json.loads(run("query-datasets", repo, "metrics", "-c", "run/b", "--json").stdout)[0]
+
+
+def test_remove_dataset_type(butler):
+    repo = butler.root
+    butler.register_dataset_type("unused", ["instrument", "detector"], "Dict")
+    put_metrics(repo, "run/b", 1, 2)
+    result = run("remove-dataset-type", repo, "metrics", code=1)
+    assert result.stderr.strip() == ("error: dataset type 'metrics' still has 2 dataset(s), in RUN(s) run/b; "
+                                     "remove them first")
+    assert "dataset type 'nope' is not registered" in run("remove-dataset-type", repo, "nope", code=1).stderr
+    assert run("remove-dataset-type", repo, "unused").stdout.strip() == "removed dataset type unused"
+    with Butler(repo) as b:
+        assert sorted(t.name for t in b.query_dataset_types()) == ["metrics"]

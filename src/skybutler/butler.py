@@ -27,8 +27,9 @@ from .config import BOOKKEEPING_DIR, CONFIG_NAME, DEFAULT_DATASTORE, RepoConfig
 from .datastore import FileDatastore
 from .datastore.transfer import TRANSFER_MODES, ingest_files
 from .dimensions import DataCoordinate, DimensionRecord, DimensionUniverse
-from .errors import (ArtifactExistsError, CollectionError, ConfigError, DatasetNotFoundError, DataIdError,
-                     DatastoreError, FileNotStoredError, QueryError, RegistryError, SkybutlerError, StorageClassError)
+from .errors import (ArtifactExistsError, CollectionError, ConfigError, DatasetNotFoundError, DatasetTypeError,
+                     DataIdError, DatastoreError, FileNotStoredError, QueryError, RegistryError, SkybutlerError,
+                     StorageClassError)
 from .faults import crash_point
 from .formats import get_formatter, get_storage_class
 from .formats.file_facts import file_facts
@@ -268,6 +269,19 @@ class Butler:
         get_storage_class(storage_class)
         return self.registry.dataset_types.register(DatasetType(
             name=name, dimensions=tuple(dimensions), storage_class=storage_class, is_calibration=is_calibration))
+
+    def remove_dataset_type(self, name: str) -> None:
+        """Remove a dataset type that has no datasets (remove those first, e.g. with ``remove``);
+        an error names how many remain and in which RUNs."""
+        self.get_dataset_type(name)  # a clear error for an unknown name
+        runs = [c.name for c in self.collections.query("*", [CollectionType.RUN])]
+        if runs:
+            remaining = self.query_datasets(name, collections=runs, find_first=False)
+            if remaining.any():
+                in_runs = sorted({ref.run for ref in remaining})
+                raise DatasetTypeError(f"dataset type {name!r} still has {remaining.count()} dataset(s), in RUN(s) "
+                                       f"{', '.join(in_runs)}; remove them first")
+        self.registry.dataset_types.remove(name)
 
     def get_dataset_type(self, name: str) -> DatasetType:
         return self.registry.dataset_types.get(name)[1]

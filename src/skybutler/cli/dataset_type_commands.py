@@ -1,4 +1,4 @@
-"""Dataset type commands: register-dataset-type, query-dataset-types."""
+"""Dataset type commands: register-dataset-type, query-dataset-types, remove-dataset-type."""
 
 from __future__ import annotations
 
@@ -40,4 +40,15 @@ def query_dataset_types(repo: Path, pattern: str, as_json: bool) -> None:
     print_rows(rows, as_json=as_json, empty=f"no dataset types match {pattern!r}")
 
 
-COMMANDS = (register_dataset_type, query_dataset_types)
+@click.command("remove-dataset-type")
+@repo_argument
+@click.argument("names", nargs=-1, required=True)
+def remove_dataset_type(repo: Path, names: tuple[str, ...]) -> None:
+    """Remove the dataset types NAMES, which must have no datasets left."""
+    with open_butler(repo) as butler:
+        for name in names:
+            butler.remove_dataset_type(name)
+            info(f"removed dataset type {name}")
+
+
+COMMANDS = (register_dataset_type, query_dataset_types, remove_dataset_type)
