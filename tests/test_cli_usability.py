@@ -151,3 +151,20 @@ def test_remove_dataset_type(butler):
     assert run("remove-dataset-type", repo, "unused").stdout.strip() == "removed dataset type unused"
     with Butler(repo) as b:
         assert sorted(t.name for t in b.query_dataset_types()) == ["metrics"]
+
+
+def test_config_validate(make_butler):
+    good = make_butler("good")
+    good.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+    assert run("config-validate", good.root).stdout.strip() == (
+        f"the configuration of {good.root} is valid (1 dataset type(s) checked)")
+    vague = make_butler("vague", templates={"metrics": "{run}/{dataset_type}/{visit}"})
+    vague.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+    vague.register_dataset_type("other", ["instrument", "visit", "detector"], "Dict")
+    result = run("config-validate", vague.root, code=1)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and "of metrics does not name instrument, detector" in lines[0], result.stderr
+    assert lines[1] == f"error: 1 problem(s) in the configuration of {vague.root}"
+    (vague.root / "butler.yaml").write_text("templates: [not, a, mapping]\n")
+    result = run("config-validate", vague.root, code=1)
+    assert result.stderr.startswith("error: ") and "butler.yaml line 1: templates" in result.stderr, result.stderr

@@ -283,6 +283,22 @@ class Butler:
                                        f"{', '.join(in_runs)}; remove them first")
         self.registry.dataset_types.remove(name)
 
+    def validate_config(self) -> list[str]:
+        """Problems of this repository's configuration that only show when a dataset is
+        written: a dataset type whose storage class skybutler does not know, or whose path
+        template would give two of its datasets one file.  ``butler.yaml`` itself was
+        checked when the repository was opened."""
+        problems = []
+        for dtype in sorted(self.registry.dataset_types.all(), key=lambda d: d.name):
+            try:
+                get_storage_class(dtype.storage_class)
+            except StorageClassError as err:
+                problems.append(f"dataset type {dtype.name}: {err}")
+            problem = self.datastore.template_problem(dtype.name, self.universe.group(dtype.dimensions).required)
+            if problem:
+                problems.append(problem)
+        return problems
+
     def get_dataset_type(self, name: str) -> DatasetType:
         return self.registry.dataset_types.get(name)[1]
 

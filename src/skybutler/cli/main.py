@@ -43,6 +43,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 COMMAND_INDEX: dict[str, tuple[str, str]] = {
     'create': ('repo_commands', 'Create a new, empty repository at REPO (a new or empty directory unless --existing-ok).'),
     'config-dump': ('repo_commands', "Print REPO's butler.yaml resolved with defaults (registry URL without password)."),
+    'config-validate': ('repo_commands', "Check REPO's configuration: butler.yaml, and each dataset type's storage class and path template."),
     'insert-records': ('repo_commands', 'Insert dimension records of ELEMENT from FILE (a YAML or JSON list of mappings).'),
     'register-dataset-type': ('dataset_type_commands', 'Register dataset type NAME over DIMENSIONS with a storage class.'),
     'query-dataset-types': ('dataset_type_commands', 'List dataset types whose names match the glob PATTERN (default: all).'),

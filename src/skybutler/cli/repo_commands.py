@@ -1,4 +1,4 @@
-"""Repository commands: create, config-dump, insert-records."""
+"""Repository commands: create, config-dump, config-validate, insert-records."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ..butler import _load_universe as load_universe
 from ..config import RepoConfig
 from ..datastore.templates import DEFAULT_TEMPLATE
 from ..timespan import Timespan
-from .helpers import fail, info, open_butler, print_json, read_text, repo_argument
+from .helpers import fail, info, open_butler, print_json, read_text, repo_argument, report_error
 
 
 @click.command()
@@ -119,4 +119,18 @@ def insert_records(repo: Path, element: str, file: Path, skip_existing: bool) ->
     info(f"inserted {count} new {element} record(s)")
 
 
-COMMANDS = (create, config_dump, insert_records)
+@click.command("config-validate")
+@repo_argument
+def config_validate(repo: Path) -> None:
+    """Check REPO's configuration: butler.yaml, and each dataset type's storage class and path template."""
+    with open_butler(repo) as butler:
+        problems = butler.validate_config()
+        count = len(butler.query_dataset_types())
+    if problems:
+        for problem in problems:
+            report_error(problem)
+        fail(f"{len(problems)} problem(s) in the configuration of {repo}")
+    info(f"the configuration of {repo} is valid ({count} dataset type(s) checked)")
+
+
+COMMANDS = (create, config_dump, config_validate, insert_records)

@@ -136,14 +136,22 @@ class FileDatastore:
         name = ref.dataset_type.name
         template = self._templates.get(name, self._default_template)
         if name not in self._identified:
-            vague = template.identifies(ref.data_id.group.required)
-            if vague:
-                raise DatastoreError(
-                    f"path template {template.template!r} of {name} does not name {', '.join(vague)}: two "
-                    f"{name} datasets would share one file; add {{data_id}} (or each of those fields)")
+            problem = self.template_problem(name, ref.data_id.group.required)
+            if problem:
+                raise DatastoreError(problem)
             self._identified.add(name)
         fields = template_fields(ref.run, name, ref.data_id, ref.data_id.group.required)
         return template.format(fields) + extension
+
+    def template_problem(self, name: str, required: Sequence[str]) -> str | None:
+        """Why the path template of dataset type ``name`` (with these required dimensions)
+        would make two datasets share a file, or None if it names each of them."""
+        template = self._templates.get(name, self._default_template)
+        vague = template.identifies(required)
+        if not vague:
+            return None
+        return (f"path template {template.template!r} of {name} does not name {', '.join(vague)}: two "
+                f"{name} datasets would share one file; add {{data_id}} (or each of those fields)")
 
     def full_path(self, path: str) -> str:
         """The file-system path of a stored path (relative to the root, or absolute for direct ingest)."""
