@@ -403,7 +403,11 @@ class Butler:
         facts = [(ref.id, storage_class.extract_metadata(obj)) for ref, obj in zip(refs, objects)]
         try:
             return self._store(dtype, run, refs, objects, facts, adopt=False)
-        except ArtifactExistsError:
+        except ArtifactExistsError as err:
+            if self._undo is not None:
+                # Inside an enclosing transaction this attempt's rows stay until it rolls back, so a
+                # second attempt here would collide with them: the enclosing block decides.
+                raise self._stranger_file(err) from None
             # A file is at one of the paths: left by a writer that crashed before committing?  Settle
             # the journals of dead writers, then try once more, taking as ours a leftover holding these
             # very bytes that no dataset and no live writer claims.
