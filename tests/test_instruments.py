@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -45,11 +44,9 @@ SEED = 7
 def night(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """A default small night: 6 science x 9 detectors, 3 biases, 3 flats per band."""
     out = tmp_path_factory.mktemp("night")
-    start = time.perf_counter()
     paths = simulate_night(out, day_obs=DAY_OBS, n_science=6, bands=("g", "r"), n_bias=3, n_flat=3, seed=SEED)
-    elapsed = time.perf_counter() - start
     specs = plan_night(DAY_OBS, 6, ("g", "r"), 3, 3, SEED)
-    return {"paths": paths, "elapsed": elapsed, "specs": specs, "dir": out}
+    return {"paths": paths, "specs": specs, "dir": out}
 
 
 def _path(night: dict, spec: ExposureSpec, detector: int) -> Path:
@@ -64,10 +61,9 @@ def _science(night: dict) -> list[ExposureSpec]:
 # -- simulator ----------------------------------------------------------------------
 
 
-def test_night_is_complete_and_fast(night: dict) -> None:
+def test_night_is_complete(night: dict) -> None:
     assert len(night["paths"]) == (6 + 3 + 3 * 2) * 9
     assert all(p.exists() for p in night["paths"])
-    assert night["elapsed"] < 15.0
 
 
 def test_simulator_is_deterministic(tmp_path: Path) -> None:
