@@ -353,7 +353,7 @@ def test_cli_calibration_queries(calib_repo):
                              "--json"])
     assert at.exit_code == 0, at.output
     assert sorted(r["run"].rsplit("/", 1)[-1] for r in json.loads(at.stdout)) == ["a2", "b2"]
-    joined = runner.invoke(cli, ["query-calibrations", root, "bias,flat", "exposure", "detector", "-d", "raw",
+    joined = runner.invoke(cli, ["query-calibrations", root, "bias,flat", "exposure", "detector", "--datasets", "raw",
                                  "-c", "Cam/defaults", "--where", "exposure < 3", "--json"])
     assert joined.exit_code == 0, joined.output
     rows = json.loads(joined.stdout)

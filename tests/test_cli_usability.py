@@ -99,12 +99,12 @@ def test_collection_chain_remove_and_pop(butler):
 def test_associate_and_disassociate(butler):
     repo = butler.root
     ids = put_metrics(repo, "run/b", 1, 2)
-    out = run("associate", repo, "best", "-t", "metrics", "-c", "run/b", "-w", "visit = 2").stdout
+    out = run("associate", repo, "best", "--dataset-type", "metrics", "-c", "run/b", "-w", "visit = 2").stdout
     assert "associated 1 dataset(s) with best" in out
     with Butler(repo) as b:
         assert [str(r.id) for r in b.query_datasets("metrics", collections="best")] == [ids[1]]
-    run("associate", repo, "best", "-t", "metrics", "-c", "run/b")
-    out = run("disassociate", repo, "best", "-t", "metrics", "-c", "best", "-w", "visit = 1").stdout
+    run("associate", repo, "best", "--dataset-type", "metrics", "-c", "run/b")
+    out = run("disassociate", repo, "best", "--dataset-type", "metrics", "-c", "best", "-w", "visit = 1").stdout
     assert "disassociated 1 dataset(s) from best" in out
     with Butler(repo) as b:
         assert [str(r.id) for r in b.query_datasets("metrics", collections="best")] == [ids[1]]
@@ -168,3 +168,57 @@ def test_config_validate(make_butler):
     (vague.root / "butler.yaml").write_text("templates: [not, a, mapping]\n")
     result = run("config-validate", vague.root, code=1)
     assert result.stderr.startswith("error: ") and "butler.yaml line 1: templates" in result.stderr, result.stderr
+
+
+# -- one meaning per letter ---------------------------------------------------
+
+#: The CLI's short options: each letter means one long option in every command (the
+#: user guide's "Command-line conventions" lists the same table).
+SHORT_OPTIONS = {"-b": "--butler", "-c": "--collections", "-d": "--where", "-w": "--where", "-g": "--graph",
+                 "-h": "--help", "-i": "--input", "-j": "--processes", "-o": "--output", "-s": "--storage-class",
+                 "-t": "--transfer", "-y": "--yes"}
+
+
+def every_command(group: click.Group, prefix: str = "") -> dict[str, click.Command]:
+    """Every command of ``group`` by its full name (``retention apply``), groups walked."""
+    out: dict[str, click.Command] = {}
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            out.update(every_command(command, f"{prefix}{name} "))
+        else:
+            out[prefix + name] = command
+    return out
+
+
+def test_each_short_option_means_one_long_option_everywhere():
+    group = click.Group(context_settings={"help_option_names": ["-h", "--help"]})
+    add_command_modules(group)
+    commands = every_command(group)
+    assert len(commands) > 40
+    wrong = []
+    for name, command in sorted(commands.items()):
+        ctx = click.Context(command, parent=click.Context(group), info_name=name)
+        for param in command.get_params(ctx):
+            if not isinstance(param, click.Option):
+                continue
+            names = param.opts + param.secondary_opts
+            long_name = next(o for o in names if o.startswith("--"))
+            for short in (o for o in names if not o.startswith("--")):
+                if SHORT_OPTIONS.get(short) != long_name:
+                    wrong.append(f"{name}: {short} is {long_name}, the convention says {SHORT_OPTIONS.get(short)}")
+    assert wrong == []
+
+
+def test_old_spellings_still_work(butler):
+    repo = butler.root
+    butler.register_dataset_type("bias", ["instrument", "detector"], "Dict", is_calibration=True)
+    with Butler(repo) as b:
+        b.put({"level": 1}, "bias", instrument="Cam", detector=1, run="calib/run")
+    out = run("certify-calibrations", repo, "calib/run", "Cam/calib", "bias", "--begin-date", "2026-01-01T00:00:00",
+              "--end-date", "2026-02-01T00:00:00").stdout
+    assert "certified 1 bias dataset(s) into Cam/calib" in out
+    out = run("certify-calibrations", repo, "calib/run", "Cam/calib2", "bias", "--begin", "2026-01-01T00:00:00").stdout
+    assert "certified 1 bias dataset(s) into Cam/calib2" in out
+    result = run("certify-calibrations", repo, "calib/run", "x", "bias", "--begin-date", "2026-02-01",
+                 "--end-date", "2026-01-01", code=2)
+    assert "Error: Invalid value for --end-date: --end-date is before --begin-date" in result.stderr

@@ -164,15 +164,15 @@ def remove_collections(repo: Path, names: tuple[str, ...], yes: bool) -> None:
 @click.argument("from_run")
 @click.argument("to_calib_collection")
 @click.argument("dataset_type")
-@click.option("--begin", type=TimeParam(), help="Start of validity, ISO time (TAI); omit for unbounded.")
-@click.option("--end", type=TimeParam(), help="End of validity (exclusive), ISO time (TAI); omit for unbounded.")
+@click.option("--begin-date", "--begin", "begin", type=TimeParam(), help="Start of validity, ISO time (TAI); omit for unbounded.")
+@click.option("--end-date", "--end", "end", type=TimeParam(), help="End of validity (exclusive), ISO time (TAI); omit for unbounded.")
 def certify_calibrations(repo: Path, from_run: str, to_calib_collection: str, dataset_type: str,
                          begin: Time | None, end: Time | None) -> None:
     """Certify every DATASET_TYPE dataset of FROM_RUN into TO_CALIB_COLLECTION over [begin, end)."""
     try:
         span = Timespan(begin, end)
     except ValueError:
-        raise click.BadParameter("--end is before --begin", param_hint="--end") from None
+        raise click.BadParameter("--end-date is before --begin-date", param_hint="--end-date") from None
     with open_butler(repo) as butler:
         kind = butler.collections.info(from_run).type
         if kind not in (CollectionType.RUN, CollectionType.TAGGED):

@@ -31,7 +31,7 @@ def _report_failures(failures: list[IngestFailure], what: str) -> None:
 @click.option("--transfer", "-t", type=click.Choice(TRANSFERS), default="auto", show_default=True,
               help="How files come in: auto is direct for files already inside the datastore, copy otherwise.")
 @click.option("--run", default=None, help="RUN collection (default: <instrument>/raw/all).")
-@click.option("--processes", "-j", type=click.IntRange(min=1), default=None,
+@click.option("--processes", "--jobs", "-j", "processes", type=click.IntRange(min=1), default=None,
               help="Processes reading headers (default: one per CPU for big batches, 1 for small ones).")
 def ingest_raws_command(repo: Path, files_or_dirs: tuple[Path, ...], transfer: str, run: str | None,
                         processes: int | None) -> None:

@@ -28,7 +28,7 @@ def _refs(butler: Butler, dataset_types: tuple[str, ...], collections: tuple[str
 @click.command("export")
 @click.argument("repo")
 @click.argument("directory")
-@click.option("--dataset-type", "-d", "dataset_types", multiple=True, help="Types to export (default: all).")
+@click.option("--dataset-type", "dataset_types", multiple=True, help="Types to export (default: all).")
 @click.option("--collections", "-c", multiple=True, help="Collections to export from (default: all RUN/TAGGED).")
 @click.option("--where", default="", help="A where-clause selecting the datasets.")
 @click.option("--transfer", type=click.Choice(["copy", "symlink", "hardlink"]), default="copy")
@@ -66,7 +66,7 @@ def import_command(repo: str, path: str, transfer: str) -> None:
 @click.command("transfer")
 @click.argument("source")
 @click.argument("target")
-@click.option("--dataset-type", "-d", "dataset_types", multiple=True, help="Types to copy (default: all).")
+@click.option("--dataset-type", "dataset_types", multiple=True, help="Types to copy (default: all).")
 @click.option("--collections", "-c", multiple=True, help="Collections to copy from (default: all RUN/TAGGED).")
 @click.option("--where", default="", help="A where-clause selecting the datasets.")
 def transfer_command(source: str, target: str, dataset_types: tuple[str, ...], collections: tuple[str, ...],

@@ -28,7 +28,7 @@ def graph_options(func: Any) -> Any:
         click.option("-i", "--input", "inputs", multiple=True, help="Input collections (repeat or comma-separate)."),
         click.option("-o", "--output", help="Output CHAINED collection; each run writes a new RUN OUTPUT/<time>."),
         click.option("--output-run", help="Write into this RUN instead of a new OUTPUT/<time> one."),
-        click.option("-d", "--where", default="", help="Where-clause restricting the data IDs."),
+        click.option("-d", "-w", "--where", default="", help="Where-clause restricting the data IDs."),
         click.option("--skip-existing", is_flag=True, help="Skip quanta whose outputs already exist in OUTPUT."),
         click.option("--resume", is_flag=True, help="Go on in OUTPUT's newest RUN: skip done quanta, retry the rest."),
         click.option("--clobber", is_flag=True, help="Replace outputs already in the output RUN."),
@@ -118,7 +118,7 @@ def qgraph(pipeline: str, repo: Path, inputs: tuple[str, ...], output: str | Non
 @click.option("-g", "--graph", "graph_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Run a graph saved by 'qgraph --save' instead of building one.")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="inline", show_default=True)
-@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Parallel workers.")
+@click.option("-j", "--processes", "--jobs", "jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Parallel workers.")
 @click.option("--dask-scheduler", metavar="ADDR", help="Address of a running Dask scheduler (with --executor dask).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
 @json_option

@@ -118,7 +118,7 @@ def emit(results: Any, *, as_json: bool, as_csv: bool, parquet: Path | None, ord
 @_where_options
 @click.option("--collections", "-c", multiple=True,
               help="Collections to search for --datasets (repeatable or comma-separated).")
-@click.option("--datasets", "-d", multiple=True,
+@click.option("--datasets", multiple=True,
               help="Only data IDs with a dataset of this type in the collections (repeatable).")
 @_output_options
 def query_data_ids(repo: Path, dimensions: tuple[str, ...], where: str, binds: tuple[str, ...],
@@ -175,7 +175,7 @@ def query_dimension_records(repo: Path, element: str, where: str, binds: tuple[s
 @_where_options
 @click.option("--collections", "-c", multiple=True, required=True,
               help="Collections to search, in order (repeatable or comma-separated).")
-@click.option("--datasets", "-d", multiple=True,
+@click.option("--datasets", multiple=True,
               help="Only data IDs with a dataset of this type in the collections (repeatable), e.g. raw.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (a header line, then one row each).")

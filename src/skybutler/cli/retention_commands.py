@@ -127,11 +127,11 @@ def _targets(butler: Any, args: tuple[str, ...], collections: list[str], where: 
 @repo_argument
 @click.argument("datasets", nargs=-1, required=True, metavar="DATASET...")
 @click.option("--collections", "-c", multiple=True, help="Collections to find dataset types in.")
-@click.option("--where", "-d", default="", help="Where-clause for a DATASET given as a bare dataset type.")
+@click.option("--where", "-w", "-d", default="", help="Where-clause for a DATASET given as a bare dataset type.")
 @click.option("--dry-run", is_flag=True, help="Only say which quanta would run and the expected wait.")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="inline", show_default=True,
               help="Where the quanta are replayed.")
-@click.option("-j", "--jobs", type=click.IntRange(min=1), default=2, show_default=True,
+@click.option("-j", "--processes", "--jobs", "jobs", type=click.IntRange(min=1), default=2, show_default=True,
               help="Worker processes (pool, dask).")
 @click.option("--dask-scheduler", metavar="ADDRESS", help="A running Dask scheduler (default: a local cluster).")
 @click.option("--on-drift", type=click.Choice(["refuse", "note"]), default="refuse", show_default=True,

@@ -21,7 +21,7 @@ def _selection_options(func: Any) -> Any:
     func = click.option("--where", "-w", default="", help="A where-clause selecting the datasets.")(func)
     func = click.option("--collections", "-c", multiple=True, required=True,
                         help="Collections to search, in order (repeatable or comma-separated).")(func)
-    return click.option("--dataset-type", "-t", "dataset_types", multiple=True, required=True,
+    return click.option("--dataset-type", "dataset_types", multiple=True, required=True,
                         help="Dataset types to select (repeatable or comma-separated).")(func)
 
 
