@@ -222,3 +222,13 @@ def test_old_spellings_still_work(butler):
     result = run("certify-calibrations", repo, "calib/run", "x", "bias", "--begin-date", "2026-02-01",
                  "--end-date", "2026-01-01", code=2)
     assert "Error: Invalid value for --end-date: --end-date is before --begin-date" in result.stderr
+
+
+def test_a_usage_error_is_one_line_naming_the_option(butler):
+    result = run("certify-calibrations", butler.root, "run/a", "c", "bias", "--begin-date", "nope", code=2)
+    assert result.stderr.startswith("Error: Invalid value for '--begin-date'") and "'nope' is not an ISO time" in \
+        result.stderr and "(see 'cli certify-calibrations --help')" in result.stderr
+    for args in (("query-datasets", butler.root, "metrics", "--limit", "-3"), ("query-datasets", butler.root),
+                 ("collection-chain", butler.root, "c", "a", "--mode", "sideways"), ("nosuch",)):
+        stderr = run(*args, code=2).stderr
+        assert len(stderr.strip().splitlines()) == 1 and stderr.startswith("Error: "), stderr

@@ -122,6 +122,11 @@ class SkybutlerGroup(click.Group):
         except SkybutlerError as err:
             _report_error(str(err))
             ctx.exit(1)
+        except click.UsageError as err:  # one line naming the option, with where to read more
+            if err.ctx is not None:
+                err.message = f"{err.message.rstrip()} (see '{err.ctx.command_path} --help')"
+                err.ctx = None
+            raise
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except OSError as err:  # a file or directory the system refused: the message names it
