@@ -3,6 +3,8 @@ Rubin user reaches for, and one meaning per option letter across every command."
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import subprocess
 import sys
@@ -232,3 +234,15 @@ def test_a_usage_error_is_one_line_naming_the_option(butler):
                  ("collection-chain", butler.root, "c", "a", "--mode", "sideways"), ("nosuch",)):
         stderr = run(*args, code=2).stderr
         assert len(stderr.strip().splitlines()) == 1 and stderr.startswith("Error: "), stderr
+
+
+def test_query_collections_csv(butler):
+    repo = butler.root
+    put_metrics(repo, "run/b", 1)
+    put_metrics(repo, "run/a", 2)
+    run("collection-chain", repo, "best, really", "run/b", "run/a")
+    out = run("query-collections", repo, "--csv").stdout
+    assert list(csv.reader(io.StringIO(out))) == [["name", "type", "children", "doc"],
+                                                   ["best, really", "chained", "run/b run/a", ""],
+                                                   ["run/a", "run", "", ""], ["run/b", "run", "", ""]]
+    assert "choose one of --json and --csv" in run("query-collections", repo, "--csv", "--json", code=1).stderr

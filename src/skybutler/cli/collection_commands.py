@@ -3,6 +3,8 @@ remove-runs, remove-collections, certify-calibrations."""
 
 from __future__ import annotations
 
+import csv
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,22 @@ collection_type_choice = click.Choice(COLLECTION_TYPES, case_sensitive=False)
               help="Only collections of this type (repeatable).")
 @click.option("--flatten", is_flag=True, help="Also list the collections each matching chain searches, in order.")
 @json_option
-def query_collections(repo: Path, pattern: str, types: tuple[str, ...], flatten: bool, as_json: bool) -> None:
+@click.option("--csv", "as_csv", is_flag=True,
+              help="Print CSV (a header line, then one row each; children separated by spaces).")
+def query_collections(repo: Path, pattern: str, types: tuple[str, ...], flatten: bool, as_json: bool,
+                      as_csv: bool) -> None:
     """List collections whose names match the glob PATTERN (default: all)."""
+    if as_json and as_csv:
+        fail("choose one of --json and --csv")
     with open_butler(repo) as butler:
         found = butler.collections.query(pattern, types or None, flatten_chains=flatten)
     rows = [{"name": c.name, "type": c.type, "children": list(c.children), "doc": c.doc} for c in found]
+    if as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["name", "type", "children", "doc"])
+        for c in found:
+            writer.writerow([c.name, c.type.value.lower(), " ".join(c.children), c.doc])
+        return
     print_rows(rows, as_json=as_json, columns=["name", "type", "children", "doc"],
                empty=f"no collections match {pattern!r}")
 
