@@ -246,3 +246,15 @@ def test_query_collections_csv(butler):
                                                    ["best, really", "chained", "run/b run/a", ""],
                                                    ["run/a", "run", "", ""], ["run/b", "run", "", ""]]
     assert "choose one of --json and --csv" in run("query-collections", repo, "--csv", "--json", code=1).stderr
+
+
+def test_query_datasets_searches_every_run_by_default(butler):
+    repo = butler.root
+    ids = put_metrics(repo, "run/b", 1, 2) + put_metrics(repo, "run/c", 1)
+    run("associate", repo, "tagged", "--dataset-type", "metrics", "-c", "run/b")
+    rows = json.loads(run("query-datasets", repo, "metrics", "--json").stdout)
+    assert sorted(r["dataset_id"] for r in rows) == sorted(ids)  # each once, though run/b's are also tagged
+    first = json.loads(run("query-datasets", repo, "metrics", "-c", "run/c,run/b", "--json").stdout)
+    assert sorted(r["dataset_id"] for r in first) == sorted([ids[1], ids[2]])
+    stderr = run("query-datasets", repo, "metrics", "--find-first", code=2).stderr
+    assert "--find-first" in stderr and "needs --collections" in stderr

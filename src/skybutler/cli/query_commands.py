@@ -135,10 +135,12 @@ def query_data_ids(repo: Path, dimensions: tuple[str, ...], where: str, binds: t
 @repo_argument
 @click.argument("dataset_types")
 @_where_options
-@click.option("--collections", "-c", multiple=True, required=True,
-              help="Collections to search, in order (repeatable or comma-separated).")
-@click.option("--find-first/--no-find-first", default=True, show_default=True,
-              help="Only the first collection's dataset per data ID, or every match.")
+@click.option("--collections", "-c", multiple=True,
+              help="Collections to search, in order (repeatable or comma-separated); default: every RUN "
+                   "collection, every match.")
+@click.option("--find-first/--no-find-first", default=None,
+              help="Only the first collection's dataset per data ID (the default with --collections), or every "
+                   "match.")
 @click.option("--valid-at", type=TimeParam(), metavar="TIME",
               help="A calibration in CALIBRATION collections: the one valid at this ISO time (TAI).")
 @click.option("--show-uri", is_flag=True, help="Add a uri column: where each dataset's file is.")
@@ -149,9 +151,14 @@ def query_datasets(repo: Path, dataset_types: str, where: str, binds: tuple[str,
     comma-separated) in the collections that match a where-clause.  Calibrations found
     in CALIBRATION collections come with their validity range."""
     types = split_csv_option((dataset_types,))
+    search = split_csv_option(collections)
+    if not search and find_first:
+        raise click.BadParameter("needs --collections, in the order to search them", param_hint="--find-first")
     with open_butler(repo) as butler:
-        found = butler.query_datasets(types, where, bind=parse_binds(binds), find_first=find_first,
-                                      collections=split_csv_option(collections), timespan=valid_at)
+        if not search:  # every dataset is in exactly one RUN: all of them, each once
+            search = [c.name for c in butler.collections.query("*", ["run"])]
+        found = butler.query_datasets(types, where, bind=parse_binds(binds), find_first=find_first is not False
+                                      and bool(collections), collections=search, timespan=valid_at)
         emit(found, empty=f"no {' or '.join(types)} datasets match", uri_butler=butler if show_uri else None,
              **output)
 
