@@ -271,7 +271,8 @@ def test_certify_calibrations(repo):
             b.put({"level": d}, "bias", instrument="Cam", detector=d, run="calib/run1")
     out = run("certify-calibrations", repo, "calib/run1", "Cam/calib", "bias",
               "--begin", "2025-01-01T00:00:00", "--end", "2025-02-01T00:00:00").stdout
-    assert "certified 2 bias dataset(s) into Cam/calib" in out
+    assert out.strip() == ("certified 2 bias dataset(s) into Cam/calib, valid from 2025-01-01T00:00:00.000 TAI "
+                           "until 2025-02-01T00:00:00.000 TAI")
     with fresh(repo) as b:
         ref = b.find_dataset("bias", instrument="Cam", detector=1, collections="Cam/calib",
                              timespan=Timespan("2025-01-10T00:00:00", "2025-01-10T00:01:00"))
@@ -356,8 +357,10 @@ def test_put_and_get(repo, tmp_path):
     ref = json.loads(run("put", repo, "metrics", source, "--run", "u/ana", "instrument=Cam", "visit=4",
                          "detector=3", "--json").stdout)
     assert ref["run"] == "u/ana" and ref["visit"] == 4 and ref["detector"] == 3
-    shown = run("put", repo, "metrics", source, "--run", "u/ana", "visit=5", "detector=3").stdout
-    assert "stored metrics" in shown and "[u/ana]" in shown  # the RUN in brackets is text, not markup
+    shown = run("put", repo, "metrics", source, "--run", "u/[ana]", "visit=5", "detector=3").stdout.strip()
+    with fresh(repo) as b:  # a sentence, and the RUN's brackets are text, not markup
+        stored = b.find_dataset("metrics", instrument="Cam", visit=5, detector=3, collections="u/[ana]")
+    assert shown == f"stored metrics instrument=Cam, visit=5, detector=3 in RUN u/[ana] as dataset {stored.id}"
     got = run("get", repo, "metrics", "--collections", "run/a,u/ana", "instrument=Cam", "visit=4", "detector=3")
     assert json.loads(got.stdout) == {"scatter": 0.02, "n": [1, 2]}
 

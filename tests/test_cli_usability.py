@@ -220,7 +220,8 @@ def test_old_spellings_still_work(butler):
               "--end-date", "2026-02-01T00:00:00").stdout
     assert "certified 1 bias dataset(s) into Cam/calib" in out
     out = run("certify-calibrations", repo, "calib/run", "Cam/calib2", "bias", "--begin", "2026-01-01T00:00:00").stdout
-    assert "certified 1 bias dataset(s) into Cam/calib2" in out
+    assert out.strip() == (
+        "certified 1 bias dataset(s) into Cam/calib2, valid from 2026-01-01T00:00:00.000 TAI with no end")
     result = run("certify-calibrations", repo, "calib/run", "x", "bias", "--begin-date", "2026-02-01",
                  "--end-date", "2026-01-01", code=2)
     assert "Error: Invalid value for --end-date: --end-date is before --begin-date" in result.stderr

@@ -177,8 +177,10 @@ def remove_collections(repo: Path, names: tuple[str, ...], yes: bool) -> None:
 @click.argument("from_run")
 @click.argument("to_calib_collection")
 @click.argument("dataset_type")
-@click.option("--begin-date", "--begin", "begin", type=TimeParam(), help="Start of validity, ISO time (TAI); omit for unbounded.")
-@click.option("--end-date", "--end", "end", type=TimeParam(), help="End of validity (exclusive), ISO time (TAI); omit for unbounded.")
+@click.option("--begin-date", "--begin", "begin", type=TimeParam(),
+              help="Start of validity, ISO time (TAI); omit for unbounded.")
+@click.option("--end-date", "--end", "end", type=TimeParam(),
+              help="End of validity (exclusive), ISO time (TAI); omit for unbounded.")
 def certify_calibrations(repo: Path, from_run: str, to_calib_collection: str, dataset_type: str,
                          begin: Time | None, end: Time | None) -> None:
     """Certify every DATASET_TYPE dataset of FROM_RUN into TO_CALIB_COLLECTION over [begin, end)."""
@@ -194,7 +196,10 @@ def certify_calibrations(repo: Path, from_run: str, to_calib_collection: str, da
         if not refs:
             fail(f"no {dataset_type} datasets in {from_run!r}: nothing to certify")
         butler.collections.certify(to_calib_collection, refs, timespan=span)
-    info(f"certified {len(refs)} {dataset_type} dataset(s) into {to_calib_collection}, valid {span}")
+    begin_text = "the beginning of time" if begin is None else f"{begin.tai.isot} TAI"
+    end_text = "with no end" if end is None else f"until {end.tai.isot} TAI"
+    info(f"certified {len(refs)} {dataset_type} dataset(s) into {to_calib_collection}, valid from {begin_text} "
+         f"{end_text}")
 
 
 COMMANDS = (query_collections, register_collection, collection_chain, remove_runs, remove_collections,

@@ -89,7 +89,8 @@ def ingest_files(repo: Path, dataset_type: str, run: str, table_file: Path, tran
 @data_id_argument
 @click.option("--run", required=True, help="RUN collection to write into (created if missing).")
 @click.option("--id-mode", type=click.Choice(["random", "deterministic"]), default="random", show_default=True)
-@json_option
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the stored dataset as one JSON object (dataset_type, run, id and data-ID values).")
 def put(repo: Path, dataset_type: str, file: Path, data_id: tuple[str, ...], run: str, id_mode: str,
         as_json: bool) -> None:
     """Store the JSON object in FILE.json as a DATASET_TYPE (Dict) dataset with data ID KEY=VALUE..."""
@@ -102,7 +103,8 @@ def put(repo: Path, dataset_type: str, file: Path, data_id: tuple[str, ...], run
     if as_json:
         print_json(ref.summary())
     else:
-        info(f"stored {ref}")
+        data_id = ", ".join(f"{k}={v}" for k, v in ref.data_id.required.items())
+        info(f"stored {ref.dataset_type.name} {data_id} in RUN {ref.run} as dataset {ref.id}")
 
 
 @click.command("get")

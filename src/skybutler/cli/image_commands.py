@@ -64,7 +64,8 @@ def get_image(repo: Path, dataset_type: str, data_id: tuple[str, ...], collectio
 @click.option("--collections", "-c", multiple=True, required=True,
               help="Collections to search (repeatable or comma-separated).")
 @click.option("--where", "-w", default="", help="Only images matching this expression.")
-@click.option("--output", "--output-dir", "-o", "output_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+@click.option("--output", "--output-dir", "-o", "output_dir", type=click.Path(file_okay=False, path_type=Path),
+              required=True,
               help="Directory the cut-outs are written to, one FITS file per image.")
 @json_option
 def cutouts(repo: Path, dataset_type: str, ra: float, dec: float, size: int, collections: tuple[str, ...],

@@ -118,7 +118,8 @@ def qgraph(pipeline: str, repo: Path, inputs: tuple[str, ...], output: str | Non
 @click.option("-g", "--graph", "graph_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Run a graph saved by 'qgraph --save' instead of building one.")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="inline", show_default=True)
-@click.option("-j", "--processes", "--jobs", "jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Parallel workers.")
+@click.option("-j", "--processes", "--jobs", "jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Parallel workers.")
 @click.option("--dask-scheduler", metavar="ADDR", help="Address of a running Dask scheduler (with --executor dask).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
 @json_option
