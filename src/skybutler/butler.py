@@ -13,39 +13,34 @@ import functools
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from astropy.time import Time
 
-from .batching import gc_paused
 from .collections_manager import CollectionsManager
 from .config import BOOKKEEPING_DIR, CONFIG_NAME, DEFAULT_DATASTORE, RepoConfig
 from .datastore import FileDatastore
-from .datastore.transfer import TRANSFER_MODES, ingest_files
 from .dimensions import DataCoordinate, DimensionRecord, DimensionUniverse
-from .errors import (ArtifactExistsError, CollectionError, ConfigError, DatasetNotFoundError, DatasetTypeError,
-                     DataIdError, DatastoreError, FileNotStoredError, QueryError, RegistryError, SkybutlerError,
-                     StorageClassError)
+from .errors import (ConfigError, DatasetNotFoundError, DatasetTypeError, DataIdError, FileNotStoredError, QueryError,
+                     SkybutlerError, StorageClassError)
 from .faults import crash_point
-from .formats import get_formatter, get_storage_class
-from .formats.file_facts import file_facts
+from .formats import get_storage_class
 from .query.builder import QuerySpec
 from .query.builder import build as build_query
 from .query.calibrations import CalibrationQueryResults
 from .query.results import DataIdQueryResults, DatasetQueryResults, DimensionRecordQueryResults
-from .models import CollectionType, DatasetRef, DatasetType, deterministic_dataset_id, uuid7_batch
+from .models import CollectionType, DatasetRef, DatasetType
 from .registry import Registry
 from .timespan import Timespan, time_to_ns
+from .writes import IdMode, Writes
 
 if TYPE_CHECKING:
     from .provenance import Provenance
     from .retention import RecomputeOptions, Retention
-
-IdMode = Literal["random", "deterministic"]
 
 
 def _span_ns(timespan: Timespan | Time | None) -> tuple[int, int] | None:
@@ -97,9 +92,7 @@ class Butler:
         self.default_collections = [collections] if isinstance(collections, str) else list(collections or [])
         self.run = run
         self.default_data_id = dict(data_id or {})
-        self._known_runs: set[str] = set()
-        self._undo: list[Callable[[], Any]] | None = None
-        self._after_commit: list[Callable[[], Any]] = []
+        self._writes = Writes(self)
         self.recompute = recompute
         self.on_wait = on_wait
         self._tracks_access = self.config.retention.tracks_access
@@ -309,168 +302,26 @@ class Butler:
 
     # -- writing --------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
         """Group writes: every put, ingest and record inside happens, files included, or none does.
 
         Files are published as each write goes; if the block fails they are removed again
         together with the rolled-back rows.
         """
-        if self._undo is not None:  # nested: the outer block decides
-            yield
-            return
-        self._undo, self._after_commit = [], []
-        try:
-            with self.registry.transaction():
-                yield
-        except BaseException:
-            for undo in reversed(self._undo):
-                undo()
-            self._known_runs.clear()
-            raise
-        finally:
-            self._undo, after, self._after_commit = None, self._after_commit, []
-            for settle in after:
-                settle()
-
-    def _on_rollback(self, undo: Callable[[], Any]) -> None:
-        """Remember how to undo a write that an enclosing ``transaction()`` may still roll back."""
-        if self._undo is not None:
-            self._undo.append(undo)
-
-    def _when_settled(self, settle: Callable[[], Any]) -> None:
-        """Run ``settle`` once a write is final: now, or when the enclosing ``transaction()`` has
-        committed or rolled back (and undone its files).  Ends a write's journal entry, so a crash
-        before then is undone by the next open."""
-        if self._undo is not None:
-            self._after_commit.append(settle)
-        else:
-            settle()
-
-    def _run_name(self, run: str | None) -> str:
-        run = run or self.run
-        if not run:
-            raise SkybutlerError("no RUN collection given: pass run= here or when opening the Butler")
-        return run
-
-    def _ensure_run(self, run: str) -> None:
-        """Register the RUN inside the caller's transaction, so a failed write does not leave it behind."""
-        if run not in self._known_runs:
-            self.registry.collections.register(run, CollectionType.RUN)
-
-    def _raise_if_run_vanished(self, run: str, err: BaseException) -> None:
-        """After a failed write: if ``run`` was known here but another client has removed it since,
-        forget it and say so (the next write creates it anew)."""
-        if isinstance(err, RegistryError) and run in self._known_runs and not self.registry.collections.exists(run):
-            self._known_runs.discard(run)
-            raise CollectionError(f"RUN {run!r} was removed by another client after this butler last wrote to "
-                                  f"it; nothing was written (write again to create the RUN anew)") from err
-
-    def _new_ids(self, dtype: DatasetType, data_ids: Sequence[DataCoordinate], id_mode: IdMode) -> list[uuid.UUID]:
-        if id_mode == "deterministic":
-            return [deterministic_dataset_id(dtype.name, d) for d in data_ids]
-        if id_mode != "random":
-            raise SkybutlerError(f"unknown id_mode {id_mode!r}; use 'random' or 'deterministic'")
-        return uuid7_batch(len(data_ids))
+        return self._writes.transaction()
 
     def put(self, obj: Any, dataset_type: str, data_id: Mapping[str, Any] | None = None, *, run: str | None = None,
             id_mode: IdMode = "random", **kwargs: Any) -> DatasetRef:
         """Store one dataset; the file and the registry rows appear together or not at all."""
         return self.put_many(dataset_type, [(obj, {**(data_id or {}), **kwargs})], run=run, id_mode=id_mode)[0]
 
-    @gc_paused()
     def put_many(self, dataset_type: str, items: Iterable[tuple[Any, Mapping[str, Any]]], *,
                  run: str | None = None, id_mode: IdMode = "random",
                  ids: Sequence[uuid.UUID] | None = None) -> list[DatasetRef]:
         """Store many datasets of one type in one transaction (the fast path for pipelines and ingest);
         ``ids`` gives the dataset IDs explicitly (re-creating purged datasets under their recorded IDs)."""
-        dtype = self.get_dataset_type(dataset_type)
-        storage_class = get_storage_class(dtype.storage_class)
-        group = dtype.group(self.universe)
-        run = self._run_name(run)
-        objects: list[Any] = []
-        coordinates: list[DataCoordinate] = []
-        for obj, data_id in items:
-            objects.append(storage_class.check(obj))
-            coordinates.append(self._standardize(group, data_id, {}))
-        if ids is not None and len(ids) != len(objects):
-            raise SkybutlerError(f"put_many got {len(ids)} dataset IDs for {len(objects)} datasets")
-        if not objects:
-            return []
-        full = self.registry.dimensions.expand_many(coordinates)
-        new_ids = list(ids) if ids is not None else self._new_ids(dtype, full, id_mode)
-        refs = [DatasetRef(i, dtype, d, run) for i, d in zip(new_ids, full)]
-        facts = [(ref.id, storage_class.extract_metadata(obj)) for ref, obj in zip(refs, objects)]
-        try:
-            return self._store(dtype, run, refs, objects, facts, adopt=False)
-        except ArtifactExistsError as err:
-            if self._undo is not None:
-                # Inside an enclosing transaction this attempt's rows stay until it rolls back, so a
-                # second attempt here would collide with them: the enclosing block decides.
-                raise self._stranger_file(err) from None
-            # A file is at one of the paths: left by a writer that crashed before committing?  Settle
-            # the journals of dead writers, then try once more, taking as ours a leftover holding these
-            # very bytes that no dataset and no live writer claims.
-            self.recover()
-            try:
-                return self._store(dtype, run, refs, objects, facts, adopt=True)
-            except ArtifactExistsError as err:
-                raise self._stranger_file(err) from None
+        return self._writes.put_many(dataset_type, items, run=run, id_mode=id_mode, ids=ids)
 
-    def _store(self, dtype: DatasetType, run: str, refs: list[DatasetRef], objects: list[Any],
-               facts: list[tuple[uuid.UUID, dict[str, Any]]], adopt: bool) -> list[DatasetRef]:
-        """Stage, register and publish one batch; its journal entry ends once the write is final."""
-        formatter = get_storage_class(dtype.storage_class).default_formatter
-        pending = self.datastore.prepare_many(refs, objects, formatter)
-        try:
-            if adopt:
-                claimed = self._claimed_paths([p.artifact.path for p in pending])
-                for p in pending:
-                    p.adopt_identical = p.artifact.path not in claimed
-            stored = self._commit(dtype, run, refs, pending, facts)
-        except BaseException:
-            self.datastore.settle(pending)
-            raise
-        crash_point("registry-committed")
-        self._when_settled(lambda: self.datastore.settle(pending))
-        return stored
-
-    def _claimed_paths(self, paths: Sequence[str]) -> set[str]:
-        """Which of these artifact paths a registered dataset or another live writer holds."""
-        live = {i.path for j in self.datastore.journal.live() for i in j.intents} if self.datastore.journal else set()
-        return self.registry.datasets.paths_in_use(paths) | (live & set(paths))
-
-    def _stranger_file(self, err: ArtifactExistsError) -> DatastoreError:
-        return ArtifactExistsError(
-            f"{err}: no dataset of this repository is recorded there and no interrupted write of skybutler "
-            f"left it; run 'skybutler verify {self.root} --fix' to set it aside (into the quarantine), then "
-            "write again", err.path)
-
-    def _commit(self, dtype: DatasetType, run: str, refs: list[DatasetRef], pending: list,
-                facts: list[tuple[uuid.UUID, dict[str, Any]]]) -> list[DatasetRef]:
-        published = []
-        storage_class = get_storage_class(dtype.storage_class)
-        if storage_class.metadata_fields:
-            # Create the metadata table before writing rows: on PostgreSQL, two puts each
-            # creating it after inserting datasets (which its foreign key locks) deadlock.
-            self.registry.metadata.table(storage_class.name, storage_class.metadata_fields)
-        try:
-            with self.registry.transaction():
-                self._ensure_run(run)
-                stored = self.registry.datasets.insert(dtype, run, [r.data_id for r in refs], [r.id for r in refs],
-                                                       [p.artifact for p in pending])
-                self.registry.metadata.insert(storage_class.name, storage_class.metadata_fields, facts)
-                published = self.datastore.publish_many(pending)
-                crash_point("files-published")
-            self._known_runs.add(run)
-            self._on_rollback(lambda: self.datastore.remove(published))
-            return stored
-        except BaseException as err:
-            self.datastore.remove(published)
-            self._raise_if_run_vanished(run, err)
-            raise
-
-    @gc_paused()
     def ingest(self, dataset_type: str, files: Iterable[tuple[str | Path, Mapping[str, Any]]], *,
                run: str | None = None, transfer: str = "copy", formatter: str | None = None,
                id_mode: IdMode = "random", ids: Sequence[uuid.UUID | str] | None = None,
@@ -482,68 +333,8 @@ class Butler:
         repository gave them, so the same dataset is never duplicated); otherwise IDs
         are made by ``id_mode``.  With ``skip_existing`` a file whose data ID is
         already in the RUN is skipped."""
-        if transfer not in TRANSFER_MODES:
-            raise SkybutlerError(f"unknown transfer mode {transfer!r}; use one of {', '.join(TRANSFER_MODES)}")
-        dtype = self.get_dataset_type(dataset_type)
-        storage_class = get_storage_class(dtype.storage_class)
-        fmt = get_formatter(formatter or storage_class.default_formatter)
-        if fmt.name not in storage_class.formatters:  # it could not give back this storage class's object
-            raise StorageClassError(f"formatter {fmt.name!r} does not read {storage_class.name} datasets "
-                                    f"({dataset_type}); use one of {', '.join(storage_class.formatters)}")
-        group = dtype.group(self.universe)
-        run = self._run_name(run)
-        paths: list[str | Path] = []
-        coordinates: list[DataCoordinate] = []
-        for path, data_id in files:
-            paths.append(path)
-            coordinates.append(self._standardize(group, data_id, {}))
-        if ids is not None:
-            ids = [i if isinstance(i, uuid.UUID) else uuid.UUID(str(i)) for i in ids]
-            if len(ids) != len(paths):
-                raise SkybutlerError(f"ingest got {len(ids)} dataset IDs for {len(paths)} files")
-        full = self.registry.dimensions.expand_many(coordinates)
-        entries = [(p, DatasetRef(i, dtype, d, run))
-                   for p, i, d in zip(paths, ids if ids is not None else self._new_ids(dtype, full, id_mode), full)]
-        if skip_existing and self.registry.collections.exists(run):
-            found = self.registry.datasets.find_many(dtype, [r.data_id for _, r in entries], [run])
-            entries = [(p, r) for p, r in entries if r.data_id not in found]
-        if not entries:
-            return []
-        facts = [(r.id, file_facts(p, fmt, storage_class)) for p, r in entries]  # refuses unreadable files
-        facts = [(i, f) for i, f in facts if f is not None]
-        if storage_class.metadata_fields:
-            self.registry.metadata.table(storage_class.name, storage_class.metadata_fields)  # see _commit
-        try:
-            return self._ingest_batch(dtype, run, entries, transfer, fmt, facts)
-        except ArtifactExistsError:
-            self.recover()  # a crashed writer's leftover at one of the paths goes, then one more try
-            try:
-                return self._ingest_batch(dtype, run, entries, transfer, fmt, facts)
-            except ArtifactExistsError as err:
-                raise self._stranger_file(err) from None
-
-    def _ingest_batch(self, dtype: DatasetType, run: str, entries: list[tuple[str | Path, DatasetRef]],
-                      transfer: str, fmt: Any, facts: list[tuple[uuid.UUID, dict[str, Any]]]) -> list[DatasetRef]:
-        """Place one batch of files, register them with their facts; the journal entry ends once final."""
-        storage_class = get_storage_class(dtype.storage_class)
-        batch = None
-        try:
-            batch = ingest_files(self.datastore, entries, transfer, fmt.name, fmt.extension)  # undoes itself on failure
-            with self.registry.transaction():
-                self._ensure_run(run)
-                stored = self.registry.datasets.insert(dtype, run, [r.data_id for _, r in entries],
-                                                       [r.id for _, r in entries], [d.artifact for d in batch.files])
-                self.registry.metadata.insert(storage_class.name, storage_class.metadata_fields, facts)
-            self._known_runs.add(run)
-        except BaseException as err:
-            if batch is not None:
-                batch.undo()
-            self._raise_if_run_vanished(run, err)
-            raise
-        crash_point("registry-committed")
-        self._on_rollback(batch.undo)
-        self._when_settled(batch.finish)  # after the commit: a copy-then-delete move deletes its sources
-        return stored
+        return self._writes.ingest(dataset_type, files, run=run, transfer=transfer, formatter=formatter,
+                                   id_mode=id_mode, ids=ids, skip_existing=skip_existing)
 
     # -- reading --------------------------------------------------------------
 
@@ -828,7 +619,7 @@ class Butler:
             self.datastore.remove(artifacts.values())
         finally:
             self.datastore.end_journal(journal)
-        self._known_runs.difference_update(names)
+        self._writes.forget_runs(names)
         return len(ids)
 
     def destroy(self) -> None:
