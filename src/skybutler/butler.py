@@ -1,9 +1,8 @@
 """The Butler: one facade over the registry, the datastore and the formats.
 
-A thin composition with no SQL and no file I/O of its own.  Its job is the order
-of operations that keeps a repository consistent: a put formats and stages the
-file, inserts the registry rows, publishes the file and commits, and undoes every
-step that happened if a later one fails.
+A thin composition with no SQL and no file I/O of its own: opening and creating
+repositories, records, dataset types, queries and removal here; the order of
+operations of writes in ``writes.py``, of reads in ``reads.py``.
 """
 
 from __future__ import annotations
@@ -25,8 +24,8 @@ from .collections_manager import CollectionsManager
 from .config import BOOKKEEPING_DIR, CONFIG_NAME, DEFAULT_DATASTORE, RepoConfig
 from .datastore import FileDatastore
 from .dimensions import DataCoordinate, DimensionRecord, DimensionUniverse
-from .errors import (ConfigError, DatasetNotFoundError, DatasetTypeError, DataIdError, FileNotStoredError, QueryError,
-                     SkybutlerError, StorageClassError)
+from .errors import (ConfigError, DatasetNotFoundError, DatasetTypeError, DataIdError, QueryError, SkybutlerError,
+                     StorageClassError)
 from .faults import crash_point
 from .formats import get_storage_class
 from .query.builder import QuerySpec
@@ -34,6 +33,7 @@ from .query.builder import build as build_query
 from .query.calibrations import CalibrationQueryResults
 from .query.results import DataIdQueryResults, DatasetQueryResults, DimensionRecordQueryResults
 from .models import CollectionType, DatasetRef, DatasetType
+from .reads import observation_time, read_dataset
 from .registry import Registry
 from .timespan import Timespan, time_to_ns
 from .writes import IdMode, Writes
@@ -354,37 +354,11 @@ class Butler:
         dtype = self.get_dataset_type(dataset_type)
         group = dtype.group(self.universe)
         if timespan is None and dtype.is_calibration:
-            data_id, kwargs, timespan = self._observation_time(group, data_id, kwargs)
+            data_id, kwargs, timespan = observation_time(self, group, data_id, kwargs)
         coordinate = self._standardize(group, data_id, kwargs)
         if any(name in coordinate for name in group.implied):
             coordinate = self.registry.dimensions.expand(coordinate)
         return self.registry.find_dataset(dtype, coordinate, self._search_path(collections), timespan)
-
-    def _observation_time(self, group: Any, data_id: Mapping[str, Any] | None, kwargs: Mapping[str, Any]
-                          ) -> tuple[dict[str, Any], dict[str, Any], Timespan | None]:
-        """The timespan of the exposure or visit a calibration's data ID names (outside the
-        calibration's own dimensions), and the data ID without it."""
-        data_id, kwargs = dict(data_id or {}), dict(kwargs)
-        given = {**self.default_data_id, **data_id, **kwargs}
-        for element in ("exposure", "visit"):
-            if element in group.names or element not in given:
-                continue
-            el = self.universe[element]
-            identity = {d: given.get(d) for d in el.requires}
-            if any(v is None for v in identity.values()):
-                identity = dict(self._fill_governors(self.universe.group(el.requires), identity) or identity)
-            record = self.get_record(element, **{**identity, element: given[element]})
-            if record is None:
-                raise DataIdError(f"no {element} {given[element]!r} of {identity}: cannot tell which calibration "
-                                  "was valid during it")
-            if record["timespan"] is None:
-                raise DataIdError(f"{element} {given[element]!r} has no timespan: cannot tell which calibration "
-                                  "was valid during it; give timespan=")
-            for mapping in (data_id, kwargs):
-                for name in (element, *[d for d in ("visit", "exposure") if d not in group.names]):
-                    mapping.pop(name, None)
-            return data_id, kwargs, record["timespan"]
-        return data_id, kwargs, None
 
     def _resolve(self, target: str | DatasetRef, data_id: Mapping[str, Any] | None,
                  collections: str | Sequence[str] | None, timespan: Timespan | None,
@@ -421,32 +395,8 @@ class Butler:
         :class:`ChecksumMismatchError` if it was changed since it was stored.
         """
         ref = self._resolve(dataset_type, data_id, collections, timespan, kwargs, need_artifact=False)
-        sc = get_storage_class(ref.dataset_type.storage_class)
-        if component is not None and component not in sc.components:
-            raise StorageClassError(f"{sc.name} has no component {component!r}; components: "
-                                    f"{', '.join(sc.components) or 'none'}")
-        if parameters:
-            unknown = set(parameters) - set(sc.parameters)
-            if unknown:
-                raise StorageClassError(f"{sc.name} does not accept parameter(s) {', '.join(sorted(unknown))}; "
-                                        f"accepted: {', '.join(sorted(sc.parameters)) or 'none'}")
-        if self._tracks_access:
-            self.retention.record_access(ref.id)
-        check = self.config.verify_checksums if verify_checksums is None else verify_checksums
-        if ref.artifact is not None:
-            try:
-                return self.datastore.read(ref.artifact, component=component, parameters=parameters, check=check)
-            except FileNotStoredError:
-                # The ref may predate a move to the cold tier or a purge: ask the registry again.
-                current = self.registry.datasets.artifacts([ref.id]).get(ref.id)
-                if current == ref.artifact:
-                    raise
-                if current is not None:
-                    return self.datastore.read(current, component=component, parameters=parameters, check=check)
-        from .retention.ondemand import RecomputeOptions
-
-        options = RecomputeOptions.of(self.recompute if recompute is None else recompute)
-        return self.retention.read_missing(ref, options, component, parameters)
+        return read_dataset(self, ref, component=component, parameters=parameters, recompute=recompute,
+                            verify_checksums=verify_checksums)
 
     def exists(self, dataset_type: str | DatasetRef, data_id: Mapping[str, Any] | None = None, *,
                collections: str | Sequence[str] | None = None, **kwargs: Any) -> bool:
