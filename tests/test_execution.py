@@ -110,6 +110,21 @@ def test_a_file_left_by_a_killed_writer_does_not_block_the_retry(repo):
     assert report.ok and repo.find_dataset("metricsA", instrument="Cam", visit=1, detector=0, collections="out")
 
 
+
+def test_a_strangers_file_at_an_output_path_is_never_deleted(repo):
+    graph = build_graph(repo, two_tasks(), ["run/a"], "out", where="visit = 1 AND detector = 0")
+    assert execute_graph(repo, graph).ok
+    ref = repo.find_dataset("metricsA", instrument="Cam", visit=1, detector=0, collections="out")
+    artifact = repo.registry.datasets.artifacts([ref.id])[ref.id]
+    with repo.registry.transaction():  # the rows vanish; the file at the path is not what the task writes
+        repo.registry.datasets.delete([ref.id])
+    fs, path = repo.datastore.fs, repo.datastore.full_path(artifact.path)
+    fs.rm(path)
+    fs.pipe_file(path, b'{"someone": "else"}')
+    report = execute_graph(repo, graph)
+    assert not report.ok and "verify" in report.failed[0]["error"]
+    assert fs.cat_file(path) == b'{"someone": "else"}'  # not skybutler's to delete: left for verify --fix
+
 def test_resume_reruns_only_what_failed(repo, monkeypatch):
     original = ScaleTask.run
 

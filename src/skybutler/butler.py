@@ -317,10 +317,13 @@ class Butler:
 
     def put_many(self, dataset_type: str, items: Iterable[tuple[Any, Mapping[str, Any]]], *,
                  run: str | None = None, id_mode: IdMode = "random",
-                 ids: Sequence[uuid.UUID] | None = None) -> list[DatasetRef]:
+                 ids: Sequence[uuid.UUID] | None = None, adopt_leftovers: bool = False) -> list[DatasetRef]:
         """Store many datasets of one type in one transaction (the fast path for pipelines and ingest);
-        ``ids`` gives the dataset IDs explicitly (re-creating purged datasets under their recorded IDs)."""
-        return self._writes.put_many(dataset_type, items, run=run, id_mode=id_mode, ids=ids)
+        ``ids`` gives the dataset IDs explicitly (re-creating purged datasets under their recorded IDs);
+        ``adopt_leftovers`` takes as ours a file already at a path that holds exactly these bytes and
+        that no dataset and no live writer claims (what a crashed attempt of the same write left)."""
+        return self._writes.put_many(dataset_type, items, run=run, id_mode=id_mode, ids=ids,
+                                     adopt_leftovers=adopt_leftovers)
 
     def ingest(self, dataset_type: str, files: Iterable[tuple[str | Path, Mapping[str, Any]]], *,
                run: str | None = None, transfer: str = "copy", formatter: str | None = None,

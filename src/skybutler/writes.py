@@ -109,9 +109,11 @@ class Writes:
     @gc_paused()
     def put_many(self, dataset_type: str, items: Iterable[tuple[Any, Mapping[str, Any]]], *,
                  run: str | None = None, id_mode: IdMode = "random",
-                 ids: Sequence[uuid.UUID] | None = None) -> list[DatasetRef]:
+                 ids: Sequence[uuid.UUID] | None = None, adopt_leftovers: bool = False) -> list[DatasetRef]:
         """Store many datasets of one type in one transaction (the fast path for pipelines and ingest);
-        ``ids`` gives the dataset IDs explicitly (re-creating purged datasets under their recorded IDs)."""
+        ``ids`` gives the dataset IDs explicitly (re-creating purged datasets under their recorded IDs);
+        ``adopt_leftovers`` takes as ours, from the first attempt, a file at a path that holds exactly
+        these bytes and that no dataset and no live writer claims (a crashed attempt's leftover)."""
         dtype = self.butler.get_dataset_type(dataset_type)
         storage_class = get_storage_class(dtype.storage_class)
         group = dtype.group(self.butler.universe)
@@ -130,7 +132,7 @@ class Writes:
         refs = [DatasetRef(i, dtype, d, run) for i, d in zip(new_ids, full)]
         facts = [(ref.id, storage_class.extract_metadata(obj)) for ref, obj in zip(refs, objects)]
         try:
-            return self._store(dtype, run, refs, objects, facts, adopt=False)
+            return self._store(dtype, run, refs, objects, facts, adopt=adopt_leftovers)
         except ArtifactExistsError as err:
             if self._undo is not None:
                 # Inside an enclosing transaction this attempt's rows stay until it rolls back, so a

@@ -21,8 +21,7 @@ from typing import Any
 
 from ..butler import Butler
 from ..dimensions import DataCoordinate
-from ..errors import DatasetConflictError, DatastoreError
-from ..formats import get_formatter, get_storage_class
+from ..errors import ArtifactExistsError, DatasetConflictError
 from ..models import DatasetRef
 from ..pipeline.pipeline import Pipeline
 from ..provenance import Provenance, environment, environment_id
@@ -106,10 +105,14 @@ def run_quantum(job: JobSpec, payload: dict[str, Any]) -> dict[str, Any]:
         try:
             _write(state, payload, items, record, capture)
         except QuantumFailure as err:
-            if not (isinstance(err.__cause__, DatastoreError) and _remove_orphans(state, items)):
+            if not isinstance(err.__cause__, ArtifactExistsError):
                 raise
+            # A file at an output's path: an earlier attempt killed between publishing and
+            # committing (a broken pool kills the dead worker's siblings mid-write).  Settle dead
+            # writers' journals, then write again, taking as ours a leftover with these very bytes.
+            state.butler.recover()
             record.outputs = []
-            _write(state, payload, items, record, capture)
+            _write(state, payload, items, record, capture, adopt_leftovers=True)
         return {"index": payload["index"], "status": "succeeded", "quantum_id": str(record.quantum_id),
                 "error": None, "seconds": record.seconds}
     except Exception as err:  # noqa: BLE001 - every failure of a quantum is recorded, not raised
@@ -148,22 +151,6 @@ def _written_before(state: WorkerState, payload: dict[str, Any], err: Exception)
             if len(found) != len(data_ids):
                 return False
     return True
-
-
-def _remove_orphans(state: WorkerState, items: dict[str, list[tuple[Any, DataCoordinate, str]]]) -> int:
-    """Delete files at the paths of this quantum's unregistered outputs: left by an earlier
-    attempt whose process was killed after publishing them but before committing its rows."""
-    butler = state.butler
-    paths = []
-    for dtype_name, entries in items.items():
-        dtype = butler.get_dataset_type(dtype_name)
-        extension = get_formatter(get_storage_class(dtype.storage_class).default_formatter).extension
-        found = butler.registry.datasets.find_many(dtype, [coord for _, coord, _ in entries], [state.job.run])
-        for _, coord, _ in entries:
-            if coord not in found:
-                ref = DatasetRef(uuid.uuid4(), dtype, butler.registry.dimensions.expand(coord), state.job.run)
-                paths.append(butler.datastore.relative_path(ref, extension))
-    return butler.datastore.remove_paths(paths)
 
 
 def _config_id(job: JobSpec, label: str) -> uuid.UUID | None:
@@ -266,7 +253,7 @@ def _check_outputs(state: WorkerState, payload: dict[str, Any], data_id: DataCoo
 
 
 def _write(state: WorkerState, payload: dict[str, Any], items: dict[str, list[tuple[Any, DataCoordinate, str]]],
-           record: QuantumRecord, capture: _LogCapture) -> None:
+           record: QuantumRecord, capture: _LogCapture, adopt_leftovers: bool = False) -> None:
     """Remove clobbered outputs, then put each output type with one put_many and record the
     quantum, all in one butler transaction: rows and files appear together or not at all."""
     butler = state.butler
@@ -275,7 +262,8 @@ def _write(state: WorkerState, payload: dict[str, Any], items: dict[str, list[tu
     with butler.transaction():
         for dtype, entries in items.items():
             try:
-                refs = butler.put_many(dtype, [(obj, coord) for obj, coord, _ in entries], run=state.job.run)
+                refs = butler.put_many(dtype, [(obj, coord) for obj, coord, _ in entries], run=state.job.run,
+                                       adopt_leftovers=adopt_leftovers)
             except Exception as err:
                 raise QuantumFailure(f"writing output {entries[0][2]!r} ({dtype}) failed: "
                                      f"{type(err).__name__}: {err}") from err
