@@ -124,11 +124,12 @@ def test_prune_datasets(butler):
     assert "pass --yes" in result.stderr
     with Butler(repo) as b:
         uri = b.get_uri("metrics", instrument="Cam", visit=1, detector=1, collections="run/b")
+        assert b.datastore.fs.exists(uri)
     out = run("prune-datasets", repo, "run/b", "--datasets", "metrics", "-w", "visit = 1", "--no-confirm").stdout
     assert "deleted 1 dataset(s)" in out
     with Butler(repo) as b:
         assert [str(r.id) for r in b.query_datasets("metrics", collections="run/b")] == [ids[1]]
-    assert not Path(uri.removeprefix("file://")).exists()
+        assert not b.datastore.fs.exists(uri)  # the file went too (a local file or an S3 object)
 
 
 def test_query_datasets_show_uri(butler):
