@@ -17,6 +17,7 @@ from skybutler.errors import (BackendError, CollectionError, DataIdError, Datase
                               DatasetNotFoundError, DatastoreError, FormatterError, MissingDatasetTypeError,
                               SkybutlerError, StorageClassError, UnknownDimensionError)
 from skybutler.formats import get_formatter
+from skybutler.verify import verify
 
 DATA_ID = {"instrument": "Cam", "visit": 1, "detector": 2}
 REGISTRY_FILES = ("butler.yaml", "registry.sqlite3")
@@ -440,3 +441,42 @@ def test_put_many_pauses_the_cyclic_collector_and_restores_it(butler):
     with pytest.raises(DatasetConflictError):  # the same data ID again: refused, collector back on
         butler.put_many("metrics", [({"i": 1}, {"instrument": "Cam", "visit": 1, "detector": 0})])
     assert gc.isenabled()
+
+
+def _state(butler) -> tuple[set, dict]:
+    """Every dataset row (ID, RUN) and every stored file with its bytes: what a rollback must restore."""
+    runs = [c.name for c in butler.collections.query("*", types=["run"])]
+    rows = {(r.id, r.run) for r in butler.query_datasets("metrics", collections=runs)}
+    files = {p: butler.datastore._read_bytes(p) for p in butler.datastore.walk()}
+    return rows, files
+
+
+@pytest.mark.parametrize("removal", ["remove", "remove_runs"])
+def test_a_removal_inside_a_transaction_deletes_files_only_when_the_block_commits(butler, removal):
+    refs = butler.put_many("metrics", [({"d": d}, {"instrument": "Cam", "visit": 1, "detector": d})
+                                       for d in range(3)], run="doomed")
+    kept = butler.put({"k": 1}, "metrics", instrument="Cam", visit=2, detector=0, run="kept")
+    before = _state(butler)
+
+    def remove() -> None:
+        if removal == "remove":
+            butler.remove(refs[:2])
+        else:
+            butler.remove_runs(["doomed"])
+
+    with pytest.raises(RuntimeError):
+        with butler.transaction():
+            remove()
+            butler.put({"n": 1}, "metrics", instrument="Cam", visit=2, detector=1, run="kept")
+            raise RuntimeError("the outer block fails after the removal")
+    assert _state(butler) == before  # rows and files exactly as they were
+    assert [butler.get(r) for r in refs] == [{"d": d} for d in range(3)]
+    with butler.transaction():
+        remove()
+        # not yet committed: the files are still there
+        assert all(butler.datastore.exists(r.artifact) for r in refs)
+    gone = refs[:2] if removal == "remove" else refs
+    assert not any(butler.datastore.exists(r.artifact) for r in gone)
+    assert all(butler.datastore.exists(r.artifact) for r in refs if r not in gone)
+    assert butler.get(kept) == {"k": 1}
+    assert verify(butler).consistent

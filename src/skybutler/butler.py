@@ -32,7 +32,7 @@ from .query.builder import QuerySpec
 from .query.builder import build as build_query
 from .query.calibrations import CalibrationQueryResults
 from .query.results import DataIdQueryResults, DatasetQueryResults, DimensionRecordQueryResults
-from .models import CollectionType, DatasetRef, DatasetType
+from .models import CollectionType, DatasetRef, DatasetType, StoredArtifact
 from .reads import observation_time, read_dataset
 from .registry import Registry
 from .timespan import Timespan, time_to_ns
@@ -542,15 +542,28 @@ class Butler:
         """Delete datasets: registry rows first (one transaction), then their files."""
         ids = list({r.id for r in refs})
         artifacts = self.registry.datasets.artifacts(ids)
-        journal = self.datastore.journal_removal(artifacts)  # a crash after the commit: the next open deletes
+        self._remove_rows_then_files(artifacts, lambda: self.registry.datasets.delete(ids))
+        return len(ids)
+
+    def _remove_rows_then_files(self, artifacts: Mapping[uuid.UUID, StoredArtifact],
+                                delete_rows: Callable[[], None]) -> None:
+        """Delete rows in one transaction, then the files once that is committed: at once, or, inside
+        an enclosing ``transaction()``, when it commits (a rollback leaves rows and files as they were).
+        The files are journaled first, so a crash after the commit is finished by the next open."""
+        journal = self.datastore.journal_removal(artifacts)
         try:
             with self.registry.transaction():
-                self.registry.datasets.delete(ids)
+                delete_rows()
+        except BaseException:
+            self.datastore.end_journal(journal)
+            raise
+
+        def delete_files() -> None:
             crash_point("registry-committed")
             self.datastore.remove(artifacts.values())
-        finally:
-            self.datastore.end_journal(journal)
-        return len(ids)
+
+        self._writes.when_committed(delete_files)
+        self._writes.when_settled(lambda: self.datastore.end_journal(journal))
 
     def remove_runs(self, names: Iterable[str]) -> int:
         """Delete RUN collections with all their datasets and files, all in one transaction;
@@ -562,16 +575,13 @@ class Butler:
                 raise SkybutlerError(f"{name!r} is a {kind.value} collection, not a RUN")
         ids = [i for name in names for i in self.registry.datasets.ids_in_collection(name)]
         artifacts = self.registry.datasets.artifacts(ids)
-        journal = self.datastore.journal_removal(artifacts)
-        try:
-            with self.registry.transaction():
-                self.registry.datasets.delete(ids)
-                for name in names:
-                    self.registry.collections.remove(name)
-            crash_point("registry-committed")
-            self.datastore.remove(artifacts.values())
-        finally:
-            self.datastore.end_journal(journal)
+
+        def delete_rows() -> None:
+            self.registry.datasets.delete(ids)
+            for name in names:
+                self.registry.collections.remove(name)
+
+        self._remove_rows_then_files(artifacts, delete_rows)
         self._writes.forget_runs(names)
         return len(ids)
 

@@ -37,6 +37,7 @@ class Writes:
         self._known_runs: set[str] = set()
         self._undo: list[Callable[[], Any]] | None = None
         self._after_commit: list[Callable[[], Any]] = []
+        self._on_commit: list[Callable[[], Any]] = []
 
     def forget_runs(self, names: Iterable[str]) -> None:
         """Forget RUNs removed by this butler, so a later write registers them anew."""
@@ -52,7 +53,7 @@ class Writes:
         if self._undo is not None:  # nested: the outer block decides
             yield
             return
-        self._undo, self._after_commit = [], []
+        self._undo, self._after_commit, self._on_commit = [], [], []
         try:
             with self.butler.registry.transaction():
                 yield
@@ -61,17 +62,29 @@ class Writes:
                 undo()
             self._known_runs.clear()
             raise
+        else:
+            for action in self._on_commit:  # the block's rows are committed: deletions may go ahead
+                action()
         finally:
-            self._undo, after, self._after_commit = None, self._after_commit, []
+            self._undo, after, self._after_commit, self._on_commit = None, self._after_commit, [], []
             for settle in after:
                 settle()
+
+    def when_committed(self, action: Callable[[], Any]) -> None:
+        """Run ``action`` once the write it belongs to is committed: now, or when the enclosing
+        ``transaction()`` commits (never if it rolls back).  A removal deletes its files this way,
+        so a rolled-back block leaves them where its rows still point."""
+        if self._undo is not None:
+            self._on_commit.append(action)
+        else:
+            action()
 
     def _on_rollback(self, undo: Callable[[], Any]) -> None:
         """Remember how to undo a write that an enclosing ``transaction()`` may still roll back."""
         if self._undo is not None:
             self._undo.append(undo)
 
-    def _when_settled(self, settle: Callable[[], Any]) -> None:
+    def when_settled(self, settle: Callable[[], Any]) -> None:
         """Run ``settle`` once a write is final: now, or when the enclosing ``transaction()`` has
         committed or rolled back (and undone its files).  Ends a write's journal entry, so a crash
         before then is undone by the next open."""
@@ -162,7 +175,7 @@ class Writes:
             self.butler.datastore.settle(pending)
             raise
         crash_point("registry-committed")
-        self._when_settled(lambda: self.butler.datastore.settle(pending))
+        self.when_settled(lambda: self.butler.datastore.settle(pending))
         return stored
 
     def _claimed_paths(self, paths: Sequence[str]) -> set[str]:
@@ -272,5 +285,5 @@ class Writes:
             raise
         crash_point("registry-committed")
         self._on_rollback(batch.undo)
-        self._when_settled(batch.finish)  # after the commit: a copy-then-delete move deletes its sources
+        self.when_settled(batch.finish)  # after the commit: a copy-then-delete move deletes its sources
         return stored
