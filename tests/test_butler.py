@@ -180,6 +180,35 @@ def test_put_many_and_get_by_ref_and_by_data_id(butler):
         assert b2.find_dataset("metrics", detector=2) == refs[2]
 
 
+def test_refs_from_a_query_are_read_without_a_lookup_each_nor_retention(butler, monkeypatch):
+    """A query's refs carry what a read needs: their batch's artifact records are looked up in
+    one statement when the first is read, and an ordinary stored dataset never reaches the
+    retention machinery."""
+    import pickle
+
+    from skybutler import Butler as ButlerClass
+
+    refs = butler.put_many("metrics", [({"d": d}, {**DATA_ID, "detector": d}) for d in range(4)])
+    lookups = []
+    rows = butler.registry.datasets.artifact_rows
+    monkeypatch.setattr(butler.registry.datasets, "artifact_rows", lambda ids: lookups.append(len(ids)) or rows(ids))
+    queried = list(butler.query_datasets("metrics", collections="run/a"))
+    pickled = pickle.loads(pickle.dumps(queried[1]))  # before any look-up: no artifact, still readable
+    assert lookups == []
+
+    def no_single_lookups(ids):
+        raise AssertionError("a query's ref was looked up on its own")
+
+    monkeypatch.setattr(butler.registry.datasets, "artifacts", no_single_lookups)
+    monkeypatch.setattr(ButlerClass, "retention", property(lambda self: pytest.fail("a get reached retention")))
+    assert {r.data_id["detector"]: butler.get(r) for r in queried} == {d: {"d": d} for d in range(4)}
+    assert lookups == [4]
+    assert [r.artifact for r in sorted(queried, key=lambda r: r.data_id["detector"])] == [r.artifact for r in refs]
+    assert pickle.loads(pickle.dumps(queried[1])).artifact == queried[1].artifact  # known now: it travels
+    monkeypatch.undo()
+    assert pickled.artifact is None and butler.get(pickled) == butler.get(queried[1])
+
+
 def test_find_exists_and_get_uri(butler):
     ref = butler.put({"a": 1}, "metrics", DATA_ID)
     assert butler.find_dataset("metrics", DATA_ID) == ref

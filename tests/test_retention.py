@@ -173,6 +173,8 @@ def test_cold_tier_move_and_staging_with_the_expected_wait(done, tmp_path):
     assert state.state == "cold" and (tmp_path / "tape" / state.artifact.path).exists()
     assert not (butler.root / raw.artifact.path).exists()
     assert butler.query_datasets("metrics", collections="run/a", states="cold").count() == 8
+    queried, = butler.query_datasets("metrics", collections="run/a", where="visit = 1 AND detector = 2")
+    assert queried.artifact is None  # its batch's look-up finds no hot file: the read goes to retention
     start = time.perf_counter()
     assert butler.get(raw) == original  # a stale ref (it still names the hot file) works too
     assert time.perf_counter() - start >= 0.3
@@ -180,6 +182,7 @@ def test_cold_tier_move_and_staging_with_the_expected_wait(done, tmp_path):
     assert butler.retention.state(raw).state == "stored"
     assert not (tmp_path / "tape" / state.artifact.path).exists()
     assert butler.get(raw) == original and len(told) == 1
+    assert butler.get(queried) == butler.get(ref(butler, "metrics", visit=1, detector=2)) and len(told) == 2
     # a cold dataset may still be purged (if recomputable) and frees cold bytes
     butler2 = configure(butler, [{"dataset_type": "metricsA", "keep_days": 1, "action": "cold"}],
                         {"uri": str(tmp_path / "tape")})

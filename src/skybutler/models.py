@@ -11,6 +11,7 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler
@@ -109,9 +110,37 @@ class StoredArtifact(BaseModel):
     checksum: str | None = None
 
 
+class ArtifactBatch:
+    """The stored files of a batch of refs (one batch of a query's results), looked up
+    together, with one statement, the first time any ref of the batch is asked for its
+    ``artifact``: reading the refs a query returned costs no look-up per ref, and a query
+    whose refs are never read pays nothing.  ``lookup`` maps dataset IDs to their artifact
+    records' (path, formatter, size, checksum), and is dropped once it has run; each
+    record becomes a :class:`StoredArtifact` when its ref asks."""
+
+    __slots__ = ("_lookup", "_ids", "_found")
+
+    def __init__(self, lookup: Callable[[Sequence[uuid.UUID]], dict[uuid.UUID, tuple]], ids: Sequence[uuid.UUID]):
+        self._lookup: Callable[[Sequence[uuid.UUID]], dict[uuid.UUID, tuple]] | None = lookup
+        self._ids: Sequence[uuid.UUID] | None = ids
+        self._found: dict[uuid.UUID, tuple] | None = None
+
+    def get(self, dataset_id: uuid.UUID) -> StoredArtifact | None:
+        """The artifact of one dataset of the batch (None if it has none: purged, say)."""
+        if self._found is None:
+            self._found = self._lookup(self._ids)
+            self._lookup = self._ids = None
+        row = self._found.get(dataset_id)
+        if row is None:
+            return None
+        path, formatter, size, checksum = row
+        return StoredArtifact(path=path, formatter=formatter, size=size, checksum=checksum)
+
+
 class DatasetRef:
     """A resolved reference to one dataset: its ID, type, data ID and RUN, and where the
-    datastore keeps it (``artifact``) when the caller already knows.
+    datastore keeps it (``artifact``) when the caller already knows, or (for a query's
+    refs, an :class:`ArtifactBatch`) can find out for a whole batch at once.
 
     Immutable (read-only attributes; ``with_artifact`` makes a changed copy).  Queries and
     ``put_many`` make refs by the tens of thousands, so this is a slotted class with a
@@ -125,7 +154,7 @@ class DatasetRef:
     __slots__ = ("_id", "_dataset_type", "_data_id", "_run", "_artifact")
 
     def __init__(self, id: uuid.UUID, dataset_type: DatasetType, data_id: DataCoordinate, run: str,
-                 artifact: StoredArtifact | None = None):
+                 artifact: StoredArtifact | ArtifactBatch | None = None):
         self._id = id
         self._dataset_type = dataset_type
         self._data_id = data_id
@@ -136,7 +165,14 @@ class DatasetRef:
     dataset_type = property(operator.attrgetter("_dataset_type"), doc="The dataset's type.")
     data_id = property(operator.attrgetter("_data_id"), doc="The dataset's data ID.")
     run = property(operator.attrgetter("_run"), doc="The RUN collection the dataset was written to.")
-    artifact = property(operator.attrgetter("_artifact"), doc="Its stored file, if known (not serialised).")
+
+    @property
+    def artifact(self) -> StoredArtifact | None:
+        """Its stored file, if known (not serialised); a query's ref looks it up with its batch."""
+        artifact = self._artifact
+        if artifact.__class__ is ArtifactBatch:
+            artifact = self._artifact = artifact.get(self._id)
+        return artifact
 
     def __hash__(self) -> int:
         return hash(self._id)
@@ -152,9 +188,10 @@ class DatasetRef:
         return f"{self.dataset_type.name}@{dict(self.data_id.required)} [{self.run}] ({self.id})"
 
     def __reduce__(self) -> tuple:
-        return DatasetRef, (self._id, self._dataset_type, self._data_id, self._run, self._artifact)
+        known = None if self._artifact.__class__ is ArtifactBatch else self._artifact  # no look-up to pickle
+        return DatasetRef, (self._id, self._dataset_type, self._data_id, self._run, known)
 
-    def with_artifact(self, artifact: StoredArtifact | None) -> DatasetRef:
+    def with_artifact(self, artifact: StoredArtifact | ArtifactBatch | None) -> DatasetRef:
         return DatasetRef(self._id, self._dataset_type, self._data_id, self._run, artifact)
 
     def summary(self) -> dict[str, Any]:

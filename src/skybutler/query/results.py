@@ -23,7 +23,7 @@ from ..batching import gc_paused
 from ..dimensions import DataCoordinate, DimensionRecord
 from ..dimensions.data_id import lazily_expanded
 from ..errors import BackendError, QueryError
-from ..models import DatasetRef
+from ..models import ArtifactBatch, DatasetRef
 from ..registry import Registry
 from ..dimensions import regions as sky
 from ..timespan import NS_MAX, NS_MIN, Timespan, ns_to_time
@@ -391,6 +391,7 @@ class DatasetQueryResults(QueryResults):
         runs: dict[int, str] = {}
         build = columnar.data_id_builder(tuple(group.required))
         lazy = _lazy_implied(self._registry, group)
+        lookup = self._registry.datasets.artifact_rows
 
         def convert(columns: list[Sequence[Any]], n: int) -> list[DatasetRef]:
             run_ids = columns[i_run]
@@ -401,8 +402,11 @@ class DatasetQueryResults(QueryResults):
             else:
                 data_ids = lazy(lambda cls: build(group, n, *[columns[i] for i in index], DC=cls))
             types = itertools.repeat(dtypes[0]) if i_type is None else map(dtypes.__getitem__, columns[i_type])
-            # Column by column through C-level map loops: no Python frame per ref.
-            return list(map(DatasetRef, columnar.uuids(columns[i_id]), types, data_ids, map(runs.__getitem__, run_ids)))
+            # Column by column through C-level map loops: no Python frame per ref.  The
+            # batch's artifacts are looked up together when the first is read.
+            ids = columnar.uuids(columns[i_id])
+            return list(map(DatasetRef, ids, types, data_ids, map(runs.__getitem__, run_ids),
+                            itertools.repeat(ArtifactBatch(lookup, ids))))
 
         return convert
 
