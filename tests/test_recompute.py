@@ -165,12 +165,17 @@ def test_a_recorded_config_that_no_longer_validates(done):
                                                         scaled.id: "purged-recomputable"}
 
 
-def _record_old_version(butler):
+def _record_old_version(butler, code: str | None = None):
+    """Rewrite the recorded environments as another skybutler version's: recorded without task
+    code hashes (an older skybutler) or, with ``code``, with that hash for every task."""
     store = butler.provenance.store
     with butler.registry.db.transaction() as conn:
         for env_id, text in conn.execute(sa.select(store.environment.c.env_id, store.environment.c.description)).all():
             env = json.loads(text)
             env["packages"]["skybutler"] = "0.0.1-old"
+            tasks = env.pop("tasks")
+            if code is not None:
+                env["tasks"] = {label: {**ident, "code": code or ident["code"]} for label, ident in tasks.items()}
             conn.execute(store.environment.update().where(store.environment.c.env_id == env_id)
                          .values(description=json.dumps(env)))
 
@@ -187,6 +192,20 @@ def test_software_drift_is_refused_or_noted(done):
     assert done.get(summary, recompute=RecomputeOptions(on_drift="note")) == original
     note = done.retention.state(summary).note
     assert "software drift: task 'b'" in note and "0.0.1-old" in note
+
+
+def test_drift_is_judged_by_the_task_code_hash_not_the_version(done):
+    summary = find(done, "visitSummary", visit=1)
+    original = done.get(summary)
+    done.retention.purge([summary])
+    _record_old_version(done, code="")  # another version, the same task code: no drift
+    assert done.retention.estimate([summary]).drift == []
+    _record_old_version(done, code="0" * 64)
+    [drift] = done.retention.estimate([summary]).drift
+    assert "task 'b' (skybutler.pipeline.testing.VisitSummaryTask) code changed: content hash 000000000000" in drift
+    with pytest.raises(SoftwareDriftError, match="code changed"):
+        done.get(summary, recompute=True)
+    assert done.get(summary, recompute=RecomputeOptions(on_drift="note")) == original
 
 
 def test_verification_catches_a_changed_result(done, monkeypatch):

@@ -74,6 +74,7 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     'run': ('pipeline_commands', 'Run PIPELINE over the inputs into OUTPUT; failed quanta are listed and recorded, and the exit status is 1 if any quantum failed or was blocked.'),
     'provenance': ('pipeline_commands', 'Show what made a dataset (recursively, down to its original inputs) and what used it.'),
     'quanta': ('pipeline_commands', 'List recorded quanta: task, data ID, status, time, error.'),
+    'stale': ('pipeline_commands', 'List the DATASET_TYPE products that their task would not make the same way today, with why (inputs added, removed or remade upstream, calibration superseded or decertified, ...).'),
     'query-data-ids': ('query_commands', 'List the data IDs of DIMENSIONS (e.g. visit detector) that match a where-clause.'),
     'query-datasets': ('query_commands', 'List the datasets of DATASET_TYPES (one type, or several with the same dimensions, comma-separated) in the collections that match a where-clause.'),
     'query-dimension-records': ('query_commands', 'List the records of a dimension ELEMENT (e.g. visit) that match a where-clause.'),

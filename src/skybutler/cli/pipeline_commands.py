@@ -244,4 +244,34 @@ def quanta(repo: Path, run_name: str | None, task: str | None, status: str | Non
     print_rows(rows, as_json=as_json, empty="no recorded quanta")
 
 
-COMMANDS = (qgraph, run, provenance, quanta)  # recompute: retention_commands
+@click.command("stale")
+@repo_argument
+@click.argument("dataset_type")
+@click.option("--collections", "-c", multiple=True, required=True,
+              help="Where the products are (find-first) and their inputs: usually the output chain.")
+@click.option("-d", "-w", "--where", default="", help="Where-clause restricting the data IDs.")
+@click.option("--pipeline", "pipeline_file", help="Today's pipeline YAML (default: the one recorded with the products).")
+@click.option("--config", "check_config", is_flag=True, help="Also a changed task config makes a product stale.")
+@click.option("--software", "check_software", is_flag=True, help="Also changed task code (its content hash) does.")
+@json_option
+def stale(repo: Path, dataset_type: str, collections: tuple[str, ...], where: str, pipeline_file: str | None,
+          check_config: bool, check_software: bool, as_json: bool) -> None:
+    """List the DATASET_TYPE products that their task would not make the same way today, with why
+    (inputs added, removed or remade upstream, calibration superseded or decertified, ...)."""
+    with open_butler(repo) as butler:
+        result = butler.provenance.staleness(
+            dataset_type, split_csv_option(collections), where,
+            pipeline=Pipeline.from_yaml(pipeline_file) if pipeline_file else None, config=check_config,
+            software=check_software)
+        products = result.products(dataset_type)
+    if as_json:
+        print_json([p.to_dict() for p in products])
+        return
+    total = sum(1 for d in result.decisions for k in d.products if k[0] == dataset_type) + \
+        sum(1 for o in result.orphans if o.dataset_type == dataset_type and o not in products)
+    print_rows([{"data ID": _data_id_text(p.data_id), "run": p.run, "why": "; ".join(p.reasons)} for p in products],
+               as_json=False, title=f"{len(products)} of {total} {dataset_type} products stale", empty="none")
+    info(f"{len(products)} of {total} {dataset_type} products stale")
+
+
+COMMANDS = (qgraph, run, provenance, quanta, stale)  # recompute: retention_commands

@@ -48,7 +48,8 @@ class WorkerState:
         self.groups = {n: self.universe.group(d) for n, d in job.dataset_types.items()}
         self.task_groups = {k: self.universe.group(d) for k, d in job.task_dimensions.items()}
         self.provenance = Provenance(self.butler)
-        env = environment(tuple(self.pipeline[label].task_class.__module__ for label in self.pipeline.labels))
+        env = environment(tuple(self.pipeline[label].task_class.__module__ for label in self.pipeline.labels),
+                          {label: self.pipeline[label] for label in self.pipeline.labels})
         self.env_id = environment_id(env)
         self.provenance.store.add_environment(self.env_id, env)
 

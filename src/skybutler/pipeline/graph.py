@@ -71,6 +71,8 @@ class QuantumGraph:
     #: Quanta left out because their outputs exist, per task label.
     skipped: dict[str, int] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
+    #: Quanta an incremental run kept because their recorded inputs equal today's, per task label.
+    unchanged: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.quanta)
@@ -96,7 +98,32 @@ class QuantumGraph:
         n_out = sum(len(v) for q in self.quanta for v in q.outputs.values())
         return {"quanta": len(self.quanta), "per_task": self.counts(), "inputs": n_in, "outputs": n_out,
                 "input_collections": self.input_collections, "output": self.output, "output_run": self.output_run,
-                "where": self.where, "skipped_existing": dict(self.skipped), "dropped": len(self.dropped)}
+                "where": self.where, "skipped_existing": dict(self.skipped), "unchanged": dict(self.unchanged),
+                "dropped": len(self.dropped)}
+
+    def without(self, done: dict[int, dict[tuple[str, tuple], uuid.UUID]]) -> QuantumGraph:
+        """This graph less the quanta in ``done`` (index -> their existing outputs' IDs by dataset
+        type and data-ID values): their outputs become existing inputs of the quanta that stay,
+        which are renumbered in the same order.  Nodes are shared, so this graph is used up."""
+        kept: list[QuantumNode] = []
+        unchanged = Counter()
+        for q in self.quanta:
+            existing = done.get(q.index)
+            if existing is not None:
+                unchanged[q.task] += 1
+                for nodes in q.outputs.values():
+                    for node in nodes:
+                        node.id = existing.get((node.dataset_type, node.data_id.required_values))
+                        node.producer = None
+                continue
+            q.index = len(kept)
+            for nodes in q.outputs.values():
+                for node in nodes:
+                    node.producer = q.index
+            kept.append(q)
+        return QuantumGraph(self.pipeline, self.dataset_types, kept, self.input_collections, self.output_run,
+                            self.output, self.where, self.dropped, dict(self.skipped), self.created,
+                            dict(unchanged))
 
     # -- files ----------------------------------------------------------------
 

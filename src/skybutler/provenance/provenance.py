@@ -8,6 +8,7 @@ executors record::
     tree = butler.provenance.tree(ref)         # ProvenanceNode, recursively up to raw inputs
     plan = butler.provenance.plan_recompute(ref)  # a purged dataset: quanta to replay, expected wait
     obj = butler.provenance.recompute(ref)     # ... replayed and stored back under its recorded ID
+    stale = butler.provenance.stale("deepCoadd", "demo/best", where="band = 'r'")  # StaleProduct list
 """
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..errors import SkybutlerError
 from ..models import DatasetRef
 from ..registry.quantum_store import DatasetLink, QuantumRecord, QuantumStore
 from .recompute import RecomputePlan, plan_recompute
+from .staleness import Staleness, StaleProduct, assess
 
 if TYPE_CHECKING:
     from ..butler import Butler
+    from ..pipeline.pipeline import Pipeline
 
 
 @dataclass
@@ -94,6 +99,65 @@ class Provenance:
             return result.objects[dataset_id]
         return self.butler.get(self.butler.registry.refs_by_id([dataset_id])[0])
 
+    def stale(self, dataset_type: str, collections: str | Sequence[str], where: str = "", *,
+              pipeline: Pipeline | None = None, bind: Mapping[str, Any] | None = None, config: bool = False,
+              software: bool = False) -> list[StaleProduct]:
+        """The ``dataset_type`` products in ``collections`` (find-first; ``where`` selects data IDs)
+        that their task would not make the same way today, each with the reasons: inputs added,
+        removed, replaced or remade upstream, a calibration superseded or decertified, and with
+        ``config``/``software`` a changed config or task code.  See :meth:`staleness`."""
+        return self.staleness(dataset_type, collections, where, pipeline=pipeline, bind=bind, config=config,
+                              software=software).products(dataset_type)
+
+    def staleness(self, dataset_type: str, collections: str | Sequence[str], where: str = "", *,
+                  pipeline: Pipeline | None = None, bind: Mapping[str, Any] | None = None, config: bool = False,
+                  software: bool = False) -> Staleness:
+        """The verdict on every quantum that makes ``dataset_type`` and those upstream of it.
+
+        Today's inputs come from building the graph of ``pipeline`` -- by default the pipeline the
+        products were made with, as recorded with their quanta -- over ``collections`` (which hold
+        the inputs too, as an output chain does) with ``where``; see :mod:`.staleness`."""
+        from ..pipeline.builder import QuantumGraphBuilder
+
+        search = [collections] if isinstance(collections, str) else list(collections)
+        if pipeline is None:
+            pipeline = self.recorded_pipeline(dataset_type, search, where, bind)
+        producers = pipeline.producers()
+        if dataset_type not in producers:
+            raise SkybutlerError(f"no task of the pipeline makes {dataset_type!r}")
+        pipeline = pipeline.subset(_upstream(pipeline, producers[dataset_type]))
+        graph = QuantumGraphBuilder(self.butler, pipeline, search, "(staleness)", where=where, bind=bind).build()
+        return assess(self.butler, graph, search, config=config, software=software, orphans_of=[dataset_type],
+                      where=where)
+
+    def recorded_pipeline(self, dataset_type: str, collections: Sequence[str], where: str = "",
+                          bind: Mapping[str, Any] | None = None) -> Pipeline:
+        """The pipeline that made the ``dataset_type`` products of ``collections``, as recorded:
+        task classes and dataset-type renames with the quanta's software record, configs from
+        the ``<label>_config`` datasets of their RUN (the most common one among the products)."""
+        from collections import Counter
+
+        from ..pipeline.pipeline import Pipeline
+
+        ids = [ref.id for ref in self.butler.query_datasets(dataset_type, where, collections=list(collections),
+                                                            bind=bind)]
+        _, quanta = self.store.lineage(ids)
+        if not quanta:
+            raise SkybutlerError(f"no recorded quantum made a {dataset_type!r} dataset in "
+                                 f"{', '.join(collections)}{' matching ' + repr(where) if where else ''}")
+        (env_id, run), _ = Counter((q.env_id, q.run) for q in quanta.values()).most_common(1)[0]
+        env = self.store.environment_of(env_id) if env_id else None
+        tasks = (env or {}).get("tasks")
+        if not tasks:
+            raise SkybutlerError(f"the quanta of RUN {run!r} were recorded by an older skybutler, without their "
+                                 "pipeline: give the pipeline explicitly")
+        pipeline = Pipeline(f"as recorded in RUN {run}")
+        for label, ident in tasks.items():
+            ref = self.butler.find_dataset(f"{label}_config", {}, collections=[run])
+            config = self.butler.get(ref) if ref is not None else None
+            pipeline.add_task(label, ident["class"], config, ident.get("connections") or None)
+        return pipeline
+
     def tree(self, ref: DatasetRef | uuid.UUID | str, max_depth: int = 50) -> ProvenanceNode:
         """The dataset with its producing quantum and, recursively, the trees of that quantum's
         inputs; one producer query per level of the tree."""
@@ -127,6 +191,19 @@ class Provenance:
                 break
             level = next_level
         return root
+
+
+def _upstream(pipeline: Pipeline, label: str) -> list[str]:
+    """``label`` and every task whose outputs it needs, directly or not."""
+    producers = pipeline.producers()
+    todo, seen = [label], {label}
+    while todo:
+        for conn in pipeline[todo.pop()].inputs.values():
+            up = producers.get(conn.name)
+            if up is not None and up not in seen:
+                seen.add(up)
+                todo.append(up)
+    return [x for x in pipeline.labels if x in seen]
 
 
 def _node(link: DatasetLink, exists: bool) -> ProvenanceNode:

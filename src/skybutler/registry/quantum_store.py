@@ -66,6 +66,21 @@ class QuantumRecord:
         return None if self.start_ns is None or self.end_ns is None else (self.end_ns - self.start_ns) / 1e9
 
 
+@dataclass(slots=True)
+class QuantumLineage:
+    """What staleness needs of a succeeded quantum, read in bulk: who it was and what it read.
+    ``inputs`` are ``(dataset ID, dataset type, data ID as JSON, prerequisite)``; data IDs are
+    parsed only for the few a reason names."""
+
+    quantum_id: uuid.UUID
+    run: str
+    task_label: str
+    task_class: str
+    config_dataset_id: uuid.UUID | None
+    env_id: str | None
+    inputs: list[tuple[uuid.UUID | None, str, str, bool]] = field(default_factory=list)
+
+
 class QuantumStore:
     """Reads and writes the quantum provenance tables of one registry."""
 
@@ -212,6 +227,36 @@ class QuantumStore:
             records = {r.quantum_id: r for r in self._records(conn, [self.quantum.c.quantum_id.in_(
                 list({q for _, q in pairs}))])} if pairs else {}
         return {d: records[q] for d, q in pairs if q in records}
+
+    def lineage(self, dataset_ids: Iterable[uuid.UUID], chunk: int = 500
+                ) -> tuple[dict[uuid.UUID, uuid.UUID], dict[uuid.UUID, QuantumLineage]]:
+        """For many datasets at once: the succeeded quantum that wrote each (dataset ID -> quantum
+        ID) and those quanta with their inputs; two statements per ``chunk`` of datasets."""
+        ids = list(dataset_ids)
+        made: dict[uuid.UUID, uuid.UUID] = {}
+        quanta: dict[uuid.UUID, QuantumLineage] = {}
+        if not ids or not self.exists():
+            return made, quanta
+        q, o, i = self.quantum, self.output, self.input
+        head = sa.select(o.c.dataset_id, q.c.quantum_id, q.c.run_id, q.c.task_label, q.c.task_class,
+                         q.c.config_dataset_id, q.c.env_id).join(q, q.c.quantum_id == o.c.quantum_id)
+        links = sa.select(i.c.quantum_id, i.c.dataset_id, i.c.dataset_type, i.c.data_id, i.c.prerequisite)
+        with self.db.reading() as conn:
+            for start in range(0, len(ids), chunk):
+                part = ids[start:start + chunk]
+                fresh: list[uuid.UUID] = []
+                for dataset_id, qid, run_id, label, cls, config_id, env_id in conn.execute(head.where(
+                        o.c.dataset_id.in_(part), q.c.status == "succeeded")):
+                    made[dataset_id] = qid
+                    if qid not in quanta:
+                        quanta[qid] = QuantumLineage(qid, self.collections.name_of(run_id), label, cls, config_id,
+                                                     env_id)
+                        fresh.append(qid)
+                for begin in range(0, len(fresh), chunk):
+                    for qid, dataset_id, dtype, data_id, prereq in conn.execute(links.where(
+                            i.c.quantum_id.in_(fresh[begin:begin + chunk]))):
+                        quanta[qid].inputs.append((dataset_id, dtype, data_id, bool(prereq)))
+        return made, quanta
 
     def consumers(self, dataset_id: uuid.UUID) -> list[QuantumRecord]:
         """Every quantum that read a dataset (including failed attempts)."""

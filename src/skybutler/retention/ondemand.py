@@ -45,7 +45,7 @@ from ..pipeline.errors import PipelineError
 from ..pipeline.pipeline import make_config
 from ..pipeline.task import import_task
 from ..provenance.recompute import replay
-from ..provenance.software import environment
+from ..provenance.software import code_hash, environment
 from ..registry.dataset_state_store import COLD, PURGED, DatasetState
 from ..registry.quantum_store import DatasetLink, QuantumRecord
 from .cold_tier import WaitCallback, busy_notice, locks, log_wait, stage, staging_seconds, write_hot
@@ -230,10 +230,21 @@ def _task_classes(estimate: RecomputeEstimate) -> dict[uuid.UUID, type]:
 
 
 def _drift(butler: Butler, quantum: QuantumRecord, task_class: type) -> str | None:
-    """How the installed code of a task differs from what a quantum recorded, or None."""
+    """How the installed code of a task differs from what a quantum recorded, or None.
+
+    A quantum recorded with its task's code hash is compared by that hash (an edit to the
+    task's source is drift, with or without git; a pipeline YAML is not code).  An older
+    record, without one, falls back to the task package's version and git SHA."""
     recorded = butler.provenance.store.environment_of(quantum.env_id) if quantum.env_id else None
     if not recorded:
         return None
+    identity = (recorded.get("tasks") or {}).get(quantum.task_label)
+    if identity and identity.get("code"):
+        now_hash = code_hash(task_class)
+        if identity["code"] == now_hash:
+            return None
+        return (f"task {quantum.task_label!r} ({quantum.task_class}) code changed: content hash "
+                f"{identity['code'][:12]} recorded, {now_hash[:12]} installed")
     module = task_class.__module__
     top = module.split(".", 1)[0]
     now = environment((module,))

@@ -1,0 +1,178 @@
+"""Incremental processing: staleness from provenance (against a brute-force recomputation of
+each product's inputs in plain Python), task code and config identity, and incremental runs
+(against a full re-run)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from astropy.time import Time
+from click.testing import CliRunner
+
+from skybutler.cli.main import cli
+from skybutler.dimensions import regions
+from skybutler.errors import SkybutlerError
+from skybutler.execution import run_pipeline
+from skybutler.pipeline import Pipeline
+from skybutler.pipeline.testing import CalibratedScaleTask, PatchCountTask, VisitSummaryTask
+
+from conftest import visit_pointing
+from pipeline_helpers import DETECTORS, add_bias, add_skymap
+
+INPUTS = ["run/a", "calib"]
+#: Visits whose observation starts after the bias switch (see pipeline_helpers.add_bias).
+LATE = {4, 5, 6}
+
+
+def pipeline(**config) -> Pipeline:
+    p = Pipeline()
+    p.add_task("a", CalibratedScaleTask, config or None)
+    p.add_task("b", VisitSummaryTask)
+    p.add_task("c", PatchCountTask)
+    return p
+
+
+def put(butler, pairs):
+    return butler.put_many("metrics", [({"visit": v, "detector": d, "x": 1.0},
+                                        {"instrument": "Cam", "visit": v, "detector": d}) for v, d in pairs],
+                           run="run/a")
+
+
+# -- the oracle: each product's inputs from the metrics that exist, in plain Python ---------------
+
+def patch_overlaps(pairs):
+    """(patch -> the (visit, detector) pairs overlapping it), from the regions add_skymap writes."""
+    out = {}
+    for p in range(2):
+        patch = regions.rectangle(*visit_pointing(p + 1), 2.0, 2.0)
+        for v, d in pairs:
+            det = regions.rectangle(visit_pointing(v)[0] + 0.4 * (d - 1.5), visit_pointing(v)[1], 0.3, 0.3)
+            if patch.overlaps(det):
+                out.setdefault(p, set()).add((v, d))
+    return out
+
+
+def expected_inputs(pairs):
+    """Per product (type, key): the set of metrics data IDs it is made from."""
+    out = {("metricsA", (v, d)): {(v, d)} for v, d in pairs}
+    for v in {v for v, _ in pairs}:
+        out[("visitSummary", (v,))] = {(vv, d) for vv, d in pairs if vv == v}
+    for p, members in patch_overlaps(pairs).items():
+        out[("patchCount", (p,))] = members
+    return out
+
+
+def calibration_of(key):
+    dtype, values = key
+    return {values[0] in LATE} if dtype == "metricsA" else None
+
+
+def expected_stale(before, after, recalibrated=frozenset()):
+    """Products stale after the metrics went from ``before`` to ``after`` (and the bias of the
+    visits ``recalibrated`` changed): a product is stale when its input set changed or one of
+    its inputs' metricsA was recalibrated; products with no inputs left are stale too."""
+    old, new = expected_inputs(before), expected_inputs(after)
+    stale = set()
+    for key, members in old.items():
+        if new.get(key) != members or any(v in recalibrated for v, _ in members):
+            stale.add(key)
+    return stale
+
+
+@pytest.fixture
+def repo(butler):
+    add_bias(butler)
+    add_skymap(butler)
+    before = {(v, d) for v in (1, 2, 3, 4) for d in DETECTORS} - {(2, 3)}
+    put(butler, sorted(before))
+    report = run_pipeline(butler, pipeline(), INPUTS, "out")
+    assert report.ok
+    return butler, before
+
+
+def keys_of(products):
+    return {(p.dataset_type, tuple(v for k, v in p.data_id.items() if k not in ("instrument", "skymap", "tract")))
+            for p in products}
+
+
+def all_stale(butler, **kwargs):
+    out = []
+    for name in ("metricsA", "visitSummary", "patchCount"):
+        out += butler.provenance.stale(name, ["out"], **kwargs)
+    return out
+
+
+def test_nothing_is_stale_right_after_a_run(repo):
+    butler, _ = repo
+    assert all_stale(butler) == []
+    assert all_stale(butler, config=True, software=True) == []
+
+
+def test_added_and_removed_inputs_match_the_brute_force_input_sets(repo):
+    butler, before = repo
+    put(butler, [(2, 3), (5, 0), (5, 1)])
+    gone = butler.find_dataset("metrics", instrument="Cam", visit=3, detector=1, collections="run/a")
+    butler.remove([gone])
+    after = (before | {(2, 3), (5, 0), (5, 1)}) - {(3, 1)}
+    found = all_stale(butler)
+    assert keys_of(found) == expected_stale(before, after)
+    by_key = {k: p for k, p in zip([next(iter(keys_of([p]))) for p in found], found)}
+    summary2 = by_key[("visitSummary", (2,))]
+    assert summary2.added == ["metricsA@{visit: 2, detector: 3}"] and summary2.removed == []
+    summary3 = by_key[("visitSummary", (3,))]
+    assert summary3.removed == ["metricsA@{visit: 3, detector: 1}"] and summary3.added == []
+    orphan = by_key[("metricsA", (3, 1))]
+    assert "no inputs today" in orphan.reasons[0]
+    assert all(p.run.startswith("out/") for p in found)
+
+
+def test_a_superseded_calibration_makes_its_products_and_everything_below_stale(repo):
+    butler, before = repo
+    switch = Time("2025-01-02T00:05:00", scale="tai")
+    butler.collections.decertify("calib", "bias", switch, None)
+    newer = butler.put_many("bias", [({"level": 3}, {"instrument": "Cam", "detector": d}) for d in DETECTORS],
+                            run="calib/newer")
+    butler.collections.certify("calib", newer, switch, None)
+    found = all_stale(butler)
+    assert keys_of(found) == expected_stale(before, before, recalibrated=LATE)
+    scaled = [p for p in found if p.dataset_type == "metricsA"]
+    assert all("calibration bias@{detector: " in p.reasons[0] and "superseded" in p.reasons[0] for p in scaled)
+    # decertified with nothing in its place: the products cannot be made today
+    butler.collections.decertify("calib", "bias", switch, None)
+    orphans = butler.provenance.stale("metricsA", ["out"])
+    assert {p.data_id["visit"] for p in orphans} == {4}
+    assert all("calibration decertified or missing: no bias" in p.reasons[0] for p in orphans)
+
+
+def test_config_and_code_identity(repo, monkeypatch):
+    butler, _ = repo
+    changed = pipeline(factor=3.0)
+    assert butler.provenance.stale("visitSummary", ["out"], pipeline=changed) == []
+    found = butler.provenance.stale("metricsA", ["out"], pipeline=changed, config=True)
+    assert len(found) == 16 - 1 and all(p.reasons == ["config changed"] for p in found)
+    # A different content hash of the task's code is a code change; the YAML form of the same
+    # pipeline (classes and config unchanged) is not.
+    import skybutler.provenance.staleness as staleness
+
+    monkeypatch.setattr(staleness, "code_hash", lambda cls: "0" * 64)
+    found = butler.provenance.stale("metricsA", ["out"], software=True)
+    assert found and all(p.reasons == ["task code changed"] for p in found)
+    monkeypatch.undo()
+    same = Pipeline.from_dict(pipeline().to_dict())
+    assert butler.provenance.stale("patchCount", ["out"], pipeline=same, config=True, software=True) == []
+
+
+def test_cli_stale(repo):
+    butler, before = repo
+    put(butler, [(2, 3)])
+    runner = CliRunner()
+    result = runner.invoke(cli, ["stale", str(butler.root), "visitSummary", "-c", "out", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [r["data_id"]["visit"] for r in rows] == [2]
+    assert rows[0]["added"] == ["metricsA@{visit: 2, detector: 3}"]
+    result = runner.invoke(cli, ["stale", str(butler.root), "visitSummary", "-c", "out", "-w", "visit = 1"])
+    assert result.exit_code == 0 and "0 of 1 visitSummary" in result.output
+    result = runner.invoke(cli, ["stale", str(butler.root), "nope", "-c", "out"])
+    assert result.exit_code == 1 and "nope" in result.output and "Traceback" not in result.output
