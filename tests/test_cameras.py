@@ -358,8 +358,8 @@ def test_ingest_needs_no_network(tmp_path) -> None:
 
 
 def test_define_visits_of_cameras_with_and_without_a_layout(tmp_path) -> None:
-    """LSSTComCam's layout is known (approximately): its visit covers its sensors. HSC's
-    description has no layout: its exposure is skipped with the reason, not given a wrong region."""
+    """LSSTComCam's and HSC's layouts are known (approximately): their visits cover their sensors.
+    SDSS's description has no layout: its exposure is skipped with the reason, not given a wrong region."""
     from skybutler.dimensions import regions
     from skybutler.ingest import define_visits
 
@@ -368,11 +368,12 @@ def test_define_visits_of_cameras_with_and_without_a_layout(tmp_path) -> None:
     for slot in ("S00", "S11", "S22"):
         write_raw(raws / f"comcam-{slot}.fits", ch.lsstcomcam(slot=slot))
     write_raw(raws / "hsc.fits", ch.hsc())
+    write_raw(raws / "sdss.fits", ch.sdss())
     with Butler.create(tmp_path / "repo") as butler:
         assert ingest_raws(butler, raws, processes=1).ok
         result = define_visits(butler)
-        assert result.defined == [("LSSTComCam", 2024111900045)]
-        assert [(i, e) for i, e, _ in result.skipped] == [("HSC", 904024)]
+        assert result.defined == [("HSC", 904024), ("LSSTComCam", 2024111900045)]
+        assert [(i, e) for i, e, _ in result.skipped] == [("Imager on SDSS 2.5m", 6377)]
         assert "no focal-plane layout" in result.skipped[0][2]
         visit = butler.get_record("visit", instrument="LSSTComCam", id=2024111900045)
         # The raft is ~0.7 degrees across: the boresight is inside, a point 0.3 degrees off is too,
@@ -380,3 +381,11 @@ def test_define_visits_of_cameras_with_and_without_a_layout(tmp_path) -> None:
         assert visit["region"].contains(regions.point(150.1, -2.2))
         assert visit["region"].contains(regions.point(150.1, -2.2 + 0.3))
         assert not visit["region"].contains(regions.point(150.1, -2.2 + 1.0))
+        # HSC's field is 1.5 degrees across, centred on RA2000/DEC2000 (10:00:28.6 +02:12:21).
+        hsc = butler.get_record("visit", instrument="HSC", id=904024)
+        ra, dec = 150.119167, 2.205833
+        assert hsc["region"].contains(regions.point(ra, dec))
+        assert hsc["region"].contains(regions.point(ra, dec + 0.6))
+        assert not hsc["region"].contains(regions.point(ra, dec + 0.9))
+        assert len([r for r in butler.registry.dimensions.fetch_all("visit_detector_region")
+                    if r["instrument"] == "HSC"]) == 112

@@ -223,13 +223,15 @@ def test_simcam_dimension_records() -> None:
             "class_name": "skybutler.instruments.simcam.SimCam",
             "detector_max": 9,
             "visit_max": SimCam().visit_max,
+            "exposure_max": SimCam().visit_max,  # a visit is one exposure, with the same ID
         }
     ]
     assert [r["name"] for r in records["band"]] == sorted("ugrizy")
     assert {"instrument": "SimCam", "name": "SimCam-r", "band": "r"} in records["physical_filter"]
     assert len(records["detector"]) == 9
     assert records["detector"][4] == {
-        "instrument": "SimCam", "id": 4, "full_name": "R00_S11", "purpose": "SCIENCE", "raft": "R00"
+        "instrument": "SimCam", "id": 4, "full_name": "R00_S11", "purpose": "SCIENCE", "raft": "R00",
+        "name_in_raft": "S11",
     }  # fmt: skip
     assert get_instrument("SimCam") == SimCam()
     with pytest.raises(UnknownInstrumentError, match="NoSuchCam"):

@@ -54,6 +54,9 @@ def register_instrument(butler, camera: Instrument | str | Path) -> tuple[Instru
     description = instrument.to_dict()
     stored = _stored_description(butler, instrument.name)
     if stored is not None:
+        # Read back through the model, so a description stored by an older skybutler (without
+        # fields added since, which take their defaults) compares equal to the same camera today.
+        stored = Instrument.from_dict(stored, source=f"{DESCRIPTION_TYPE} of {instrument.name}").to_dict()
         if stored != description:
             changed = sorted(k for k in set(stored) | set(description) if stored.get(k) != description.get(k))
             raise ConflictingDefinitionError(
@@ -96,10 +99,11 @@ def load_repository_instruments(butler) -> list[Instrument]:
             current = get_instrument(name)
         except UnknownInstrumentError:
             current = None
-        if current is not None and current.to_dict() == stored:
+        described = Instrument.from_dict(stored, source=f"{DESCRIPTION_TYPE} of {name}")
+        if current is not None and current.to_dict() == described.to_dict():
             found.append(current)  # the same description (SimCam's own class, say): keep it
         else:
-            found.append(register_in_process(Instrument.from_dict(stored, source=f"{DESCRIPTION_TYPE} of {name}")))
+            found.append(register_in_process(described))
     return found
 
 

@@ -2,8 +2,8 @@
 
 :func:`define_visits` turns every science exposure (with a pointing) into a
 ``visit`` whose ID is the exposure ID, plus its ``visit_definition`` row and one
-``visit_detector_region`` per detector of the camera.  Regions come from the
-camera description, not from the files: each detector's TAN WCS for the
+``visit_detector_region`` per detector of the camera whose position is known.
+Regions come from the camera description, not from the files: each detector's TAN WCS for the
 exposure's pointing (:meth:`Instrument.wcs_header` with the exposure record's
 ``tracking_ra``/``tracking_dec``/``sky_angle``) maps its four pixel corners onto
 the sky.  A TAN projection maps straight pixel edges onto great circles, so the
@@ -71,7 +71,7 @@ def _visit_records(instrument: Instrument, exposure: DimensionRecord) -> tuple[d
     ra, dec, angle = exposure["tracking_ra"], exposure["tracking_dec"], exposure["sky_angle"] or 0.0
     per_detector = []
     corners: list[tuple[float, float]] = []
-    for det in sorted(instrument.detectors, key=lambda d: d.id):
+    for det in sorted((d for d in instrument.detectors if d.placed), key=lambda d: d.id):
         points = detector_corners(instrument, det.id, ra, dec, angle)
         corners += points
         per_detector.append({"instrument": instrument.name, "visit": exposure["exposure"], "detector": det.id,
@@ -128,7 +128,7 @@ def define_visits(butler, *, instrument: str | None = None, exposures: Iterable[
             result.skipped.append((*key, "no pointing (tracking_ra/tracking_dec)"))
             continue
         camera = get_instrument(exposure["instrument"])
-        if camera.layout == "none":
+        if camera.layout == "none" or not any(d.placed for d in camera.detectors):
             result.skipped.append((*key, f"camera {camera.name} has no focal-plane layout in its description "
                                          "(detector offsets), so its sky regions cannot be computed"))
             continue

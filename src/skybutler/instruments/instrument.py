@@ -7,7 +7,8 @@ class with :func:`register_instrument_class`) or one YAML file loaded with
 
     name: MyCam                  # instrument name, the `instrument` dimension key
     pixel_scale: 0.2             # arcsec per (unbinned) pixel
-    visit_max: 99999999          # optional; largest exposure/visit ID
+    visit_max: 100000000         # optional; visit IDs are below this (exclusive)
+    exposure_max: 100000000      # optional; exposure IDs are below this (default visit_max)
     class_name: mypkg.MyCam      # optional; recorded in the instrument record
     detector_defaults:           # optional; merged into every detector entry
       nx: 4096                   # pixels along x (columns)
@@ -16,7 +17,7 @@ class with :func:`register_instrument_class`) or one YAML file loaded with
       purpose: SCIENCE
     detectors:                   # one entry per detector
       - {id: 0, full_name: R00_S00, raft: R00, offset_x: -0.1, offset_y: 0.0}
-      - {id: 1, full_name: R00_S01, raft: R00, offset_x: 0.1, offset_y: 0.0}
+      - {id: 1, full_name: R00_S01, raft: R00, offset_x: 0.1, offset_y: 0.0, yaw: 90, serial: "A-12"}
     filters:                     # physical filter name -> band
       MyCam-g: g
       MyCam-r: r
@@ -27,9 +28,19 @@ class with :func:`register_instrument_class`) or one YAML file loaded with
       cards: {...}               # HeaderRules below and docs/user-guide.md)
 
 ``offset_x``/``offset_y`` place the detector centre on the focal plane, in
-degrees from the boresight along the detector's pixel x/y axes (detectors are
-assumed aligned with the focal plane).  Together with the pointing and the sky
-rotation angle they give each detector's TAN WCS (:meth:`Instrument.wcs_header`).
+degrees from the boresight along the focal plane's x/y axes; ``yaw`` (degrees,
+counter-clockwise from the focal plane's x axis to the detector's pixel x axis)
+turns the detector on it.  A detector whose position is not known has no offsets
+(``offset_x: null``): it is described and ingested, but has no sky region.  The
+focal plane's +y axis points at the exposure's sky rotation angle (east of north)
+and its +x axis 90 degrees west of that, or east with ``flip_x: true``.  Together
+with the pointing they give each detector's TAN WCS (:meth:`Instrument.wcs_header`).
+
+``serial`` is the detector's serial number; ``raft`` and ``name_in_raft`` split
+``full_name`` as the Rubin butler's ``detector`` record does (``name_in_raft``
+defaults to ``full_name`` without its ``raft`` prefix and separator).
+``visit_max`` and ``exposure_max`` (default: ``visit_max``) are exclusive upper
+bounds of the camera's visit and exposure IDs, as in the Rubin universe.
 """
 
 from __future__ import annotations
@@ -65,11 +76,30 @@ class Detector(BaseModel):
     full_name: str
     purpose: str = "SCIENCE"
     raft: str | None = None
-    offset_x: float = 0.0  # degrees from the boresight along pixel x
-    offset_y: float = 0.0  # degrees from the boresight along pixel y
+    name_in_raft: str | None = None  # default: full_name without its raft prefix
+    serial: str | None = None
+    offset_x: float | None = 0.0  # degrees from the boresight along the focal plane's x; None: unknown
+    offset_y: float | None = 0.0  # degrees from the boresight along the focal plane's y; None: unknown
+    yaw: float = 0.0  # degrees from the focal plane's x axis to the pixel x axis, counter-clockwise
     nx: int = Field(default=2048, gt=0)  # unbinned pixel columns
     ny: int = Field(default=2048, gt=0)  # unbinned pixel rows
     pixel_size: float = 10.0  # microns
+
+    @model_validator(mode="after")
+    def _fill_name_in_raft(self) -> Detector:
+        if self.name_in_raft is None:
+            name = self.full_name
+            if self.raft and name.startswith(self.raft) and len(name) > len(self.raft):
+                name = name[len(self.raft):].lstrip("_")
+            object.__setattr__(self, "name_in_raft", name)
+        if (self.offset_x is None) != (self.offset_y is None):
+            raise ValueError(f"detector {self.full_name!r}: give both offset_x and offset_y, or neither")
+        return self
+
+    @property
+    def placed(self) -> bool:
+        """Whether the detector's position on the focal plane is known."""
+        return self.offset_x is not None
 
 
 class Site(BaseModel):
@@ -134,11 +164,13 @@ class Instrument(BaseModel):
     detectors: list[Detector]
     filters: dict[str, str]  # physical filter -> band
     pixel_scale: float = Field(gt=0)  # arcsec per unbinned pixel
-    visit_max: int = 2**31 - 1
+    visit_max: int = Field(default=2**31 - 1, gt=0)  # visit IDs are below this
+    exposure_max: int | None = Field(default=None, gt=0)  # exposure IDs are below this; default visit_max
     class_name: str | None = None  # defaults to this object's Python class path
     location: Site | None = None  # the site, for headers that do not give it
     headers: HeaderRules | None = None  # a header translator of its own
     layout: Literal["measured", "approximate", "none"] = "measured"  # how good the detector offsets are
+    flip_x: bool = False  # the focal plane's +x points east (not west) of its +y
     doc: str = ""  # where the description's facts come from
 
     @model_validator(mode="after")
@@ -151,6 +183,8 @@ class Instrument(BaseModel):
             raise ValueError(f"instrument {self.name!r} has duplicate detector names")
         if not self.detectors:
             raise ValueError(f"instrument {self.name!r} has no detectors")
+        if self.exposure_max is None:
+            object.__setattr__(self, "exposure_max", self.visit_max)
         return self
 
     # -- lookups --------------------------------------------------------------
@@ -203,6 +237,7 @@ class Instrument(BaseModel):
                     "class_name": self.python_class_name,
                     "detector_max": self.detector_max,
                     "visit_max": self.visit_max,
+                    "exposure_max": self.exposure_max,
                 }
             ],
             "band": [{"name": b} for b in sorted(set(self.filters.values()))],
@@ -216,6 +251,7 @@ class Instrument(BaseModel):
                     "full_name": d.full_name,
                     "purpose": d.purpose,
                     "raft": d.raft,
+                    "name_in_raft": d.name_in_raft,
                 }
                 for d in sorted(self.detectors, key=lambda d: d.id)
             ],
@@ -240,10 +276,25 @@ class Instrument(BaseModel):
         focal plane is one consistent gnomonic projection.
         """
         det = self.detector(detector_id)
+        if not det.placed:
+            raise InstrumentError(f"detector {det.full_name} of {self.name} has no known position on the focal plane")
         scale = self.pixel_scale * binning / 3600.0  # degrees per stored pixel
         nx, ny = det.nx / binning, det.ny / binning
         theta = math.radians(sky_angle)
         cos_t, sin_t = math.cos(theta), math.sin(theta)
+        # Sky (east, north) of one degree along the focal plane's +x and +y: +y points at
+        # position angle theta, +x at theta - 90 (west when north is up), or theta + 90 if flipped.
+        flip = -1.0 if self.flip_x else 1.0
+        fx = (-cos_t * flip, sin_t * flip)
+        fy = (sin_t, cos_t)
+        # A pixel step turns by the detector's yaw on the focal plane.
+        yaw = math.radians(det.yaw)
+        cos_y, sin_y = math.cos(yaw), math.sin(yaw)
+        px = (cos_y, sin_y)  # one pixel along x, in focal-plane units of one pixel
+        py = (-sin_y, cos_y)
+        cd = [[scale * (fx[i] * px[0] + fy[i] * px[1]), scale * (fx[i] * py[0] + fy[i] * py[1])] for i in (0, 1)]
+        # The boresight (focal-plane origin) in pixels: the centre minus the offset turned back by the yaw.
+        ox, oy = det.offset_x / scale, det.offset_y / scale
         return {
             "WCSAXES": 2,
             "CTYPE1": "RA---TAN",
@@ -254,13 +305,12 @@ class Instrument(BaseModel):
             "EQUINOX": 2000.0,
             "CRVAL1": float(ra),
             "CRVAL2": float(dec),
-            "CRPIX1": (nx + 1) / 2.0 - det.offset_x / scale,
-            "CRPIX2": (ny + 1) / 2.0 - det.offset_y / scale,
-            # +y points at position angle theta, +x at theta - 90 (east left when north up).
-            "CD1_1": -scale * cos_t,
-            "CD1_2": scale * sin_t,
-            "CD2_1": scale * sin_t,
-            "CD2_2": scale * cos_t,
+            "CRPIX1": (nx + 1) / 2.0 - (cos_y * ox + sin_y * oy),
+            "CRPIX2": (ny + 1) / 2.0 - (-sin_y * ox + cos_y * oy),
+            "CD1_1": cd[0][0],
+            "CD1_2": cd[0][1],
+            "CD2_1": cd[1][0],
+            "CD2_2": cd[1][1],
         }
 
     # -- construction from files ---------------------------------------------

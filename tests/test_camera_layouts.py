@@ -1,0 +1,132 @@
+"""The packaged cameras' detectors and focal-plane layouts, against independent oracles:
+astro-metadata-translator's own translation of each camera's headers (names, rafts, numbers),
+astropy's sky geometry (where each detector lands for a pointing), and the cameras'
+published fields of view."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+from astropy.coordinates import SkyCoord
+from astropy.wcs import WCS
+
+import camera_headers as ch
+from skybutler.dimensions import regions
+from skybutler.ingest.visits import detector_corners
+from skybutler.instruments import get_instrument
+
+amt = pytest.importorskip("astro_metadata_translator", reason="the translators are the oracle")
+
+
+def _decam_header(detector: int) -> dict:
+    from astro_metadata_translator.translators import DecamTranslator
+
+    header = ch.decam(detector=detector)
+    header["DETPOS"] = DecamTranslator.detector_names.get(detector, "N30")  # 61 (N30) is not in its table
+    return header
+
+
+BUILDERS = {
+    "HSC": lambda d: ch.hsc(detector=d),
+    "SuprimeCam": lambda d: ch.suprimecam(detector=d),
+    "DECam": _decam_header,
+    "MegaPrime": lambda d: ch.megaprime(detector=d),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_every_detector_is_named_as_the_translator_names_it(name) -> None:
+    """Number, full name, raft (the translator's detector group) and name in raft (its detector
+    name) of every detector are what astro-metadata-translator makes of that detector's header."""
+    camera = get_instrument(name)
+    for det in camera.detectors:
+        info = amt.ObservationInfo(BUILDERS[name](det.id), filename=f"{name}-{det.id}.fits")
+        assert info.detector_num == det.id
+        assert (det.full_name, det.raft, det.name_in_raft) == (
+            info.detector_unique_name,
+            info.detector_group, info.detector_name), det
+
+
+def test_record_fields_follow_the_rubin_definitions() -> None:
+    records = get_instrument("DECam").dimension_records()
+    (instrument,) = records["instrument"]
+    assert (instrument["visit_max"], instrument["exposure_max"], instrument["detector_max"]) == (10**7, 10**7, 63)
+    s29 = next(r for r in records["detector"] if r["id"] == 1)
+    assert (s29["full_name"], s29["raft"], s29["name_in_raft"], s29["purpose"]) == ("S29", "S", "29", "SCIENCE")
+    focus = [r["id"] for r in get_instrument("HSC").dimension_records()["detector"] if r["purpose"] == "FOCUS"]
+    assert focus == list(range(104, 112))
+    assert get_instrument("MegaPrime").detector(3).serial == "8261144"
+
+
+# -- geometry ------------------------------------------------------------------------------
+
+RA, DEC, ANGLE = 150.0, 2.0, 30.0
+
+#: Published fields of view: the largest angular distance (degrees) from the boresight to a
+#: science detector's corner lies in this range (DECam: 2.2 degrees across; MegaCam: about
+#: 1 x 1 degree; Suprime-Cam: 34' x 27'). HSC's 1.5 degree field is nominal: its outermost
+#: CCDs are partly vignetted, so there it bounds the detector centres instead (up to ~3% beyond
+#: 0.75 degrees: the layout uses the nominal pixel scale, and the distortion shrinks the edge).
+FIELDS = {"HSC": (0.72, 0.85), "DECam": (1.05, 1.15), "MegaPrime": (0.64, 0.74), "SuprimeCam": (0.34, 0.40)}
+
+
+@pytest.mark.parametrize("name", sorted(FIELDS))
+def test_layout_fills_the_published_field_without_overlaps(name) -> None:
+    camera = get_instrument(name)
+    assert camera.layout == "approximate"
+    placed = [d for d in camera.detectors if d.placed]
+    polygons = {d.id: detector_corners(camera, d.id, RA, DEC, ANGLE) for d in placed}
+    centre = SkyCoord(RA, DEC, unit="deg")
+    if name == "HSC":
+        wcs = {d.id: WCS(camera.wcs_header(d.id, RA, DEC, ANGLE)) for d in placed}
+        points = {i: [tuple(w.wcs_pix2world([[(d.nx - 1) / 2, (d.ny - 1) / 2]], 0)[0])]
+                  for (i, w), d in zip(wcs.items(), placed)}
+    else:
+        points = polygons
+    farthest = max(centre.separation(SkyCoord([p[0] for p in pts], [p[1] for p in pts], unit="deg")).deg.max()
+                   for i, pts in points.items() if camera.detector(i).purpose == "SCIENCE")
+    low, high = FIELDS[name]
+    assert low < farthest < high
+    shapes = {i: regions.polygon(c) for i, c in polygons.items()}
+    touching = [(a, b) for a, b in itertools.combinations(sorted(shapes), 2) if shapes[a].overlaps(shapes[b])]
+    assert touching == []
+
+
+@pytest.mark.parametrize(("name", "detector"), [
+    ("HSC", 0), ("HSC", 49), ("HSC", 100), ("HSC", 102), ("DECam", 1), ("DECam", 62),
+    ("MegaPrime", 0), ("MegaPrime", 35), ("SuprimeCam", 8),
+])
+def test_detector_lands_where_its_offset_and_yaw_put_it(name, detector) -> None:
+    """Through astropy's WCS of the detector: its centre lies atan(r) from the boresight at the
+    position angle of its focal-plane offset (+y at the rotation angle, +x 90 degrees west of
+    it, or east for a flipped camera), and its pixel +y axis is turned by its yaw."""
+    camera = get_instrument(name)
+    det = camera.detector(detector)
+    wcs = WCS(camera.wcs_header(detector, RA, DEC, ANGLE))
+    cx, cy = (det.nx - 1) / 2.0, (det.ny - 1) / 2.0  # 0-based centre pixel
+    centre = wcs.pixel_to_world(cx, cy)
+    boresight = SkyCoord(RA, DEC, unit="deg")
+    r = math.hypot(det.offset_x, det.offset_y)
+    assert boresight.separation(centre).deg == pytest.approx(math.degrees(math.atan(math.radians(r))), abs=1e-6)
+    sign = 1.0 if camera.flip_x else -1.0
+    expected_pa = ANGLE + math.degrees(math.atan2(sign * det.offset_x, det.offset_y))
+    assert _angle_diff(boresight.position_angle(centre).deg, expected_pa) < 1e-3
+    up = wcs.pixel_to_world(cx, cy + 100)
+    expected_up = ANGLE + (-sign) * det.yaw
+    assert _angle_diff(centre.position_angle(up).deg, expected_up) < 0.05  # TAN convergence off-axis
+
+
+def _angle_diff(a: float, b: float) -> float:
+    return abs((a - b + 180.0) % 360.0 - 180.0)
+
+
+def test_detectors_without_a_published_position_have_no_region() -> None:
+    from skybutler.instruments import InstrumentError
+
+    camera = get_instrument("MegaPrime")
+    corners = [d.id for d in camera.detectors if not d.placed]
+    assert corners == [36, 37, 38, 39]
+    with pytest.raises(InstrumentError, match="no known position"):
+        camera.wcs_header(36, RA, DEC, ANGLE)
