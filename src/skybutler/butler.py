@@ -69,8 +69,26 @@ def _load_universe(name: str) -> DimensionUniverse:
                           f"{' '.join(str(err).split())}") from None
 
 
+def _served(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A public method that a butler opened on a server URL hands to its transport (the same
+    name and arguments), so that local and remote butlers share one API."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def call(self: Butler, *args: Any, **kwargs: Any) -> Any:
+        if self._remote is not None:
+            return getattr(self._remote, name)(*args, **kwargs)
+        return method(self, *args, **kwargs)
+
+    return call
+
+
 class Butler:
     """Read and write datasets of one repository.
+
+    ``root`` is a repository directory, or a server's URL (``http://host:port/repo``): then
+    every call goes to that server with the bearer ``token`` (default: the ``SKYBUTLER_TOKEN``
+    environment variable), under the rights its owner has there.
 
     ``collections`` is the default search path for reads, ``run`` the default RUN
     for writes, ``data_id`` default data-ID values (e.g. ``{"instrument": "SimCam"}``).
@@ -81,7 +99,12 @@ class Butler:
 
     def __init__(self, root: str | Path, collections: str | Sequence[str] | None = None, run: str | None = None,
                  data_id: Mapping[str, Any] | None = None, *, recompute: bool | RecomputeOptions = False,
-                 on_wait: Callable[[str, float], None] | None = None, _registry: Registry | None = None):
+                 on_wait: Callable[[str, float], None] | None = None, token: str | None = None,
+                 _registry: Registry | None = None):
+        self._remote = None
+        if isinstance(root, str) and root.startswith(("http://", "https://")):
+            self._open_remote(root, collections, run, data_id, token)
+            return
         self.root = Path(root).absolute()
         self.config = RepoConfig.load(self.root)
         self.universe = _load_universe(self.config.universe)
@@ -99,6 +122,23 @@ class Butler:
         #: what this open settled from the journals of interrupted writes (see ``recover``)
         self.recovered = self.recover()
 
+    def _open_remote(self, url: str, collections: str | Sequence[str] | None, run: str | None,
+                     data_id: Mapping[str, Any] | None, token: str | None) -> None:
+        from .remote.client import RemoteTransport
+        from .remote.collections import RemoteCollections
+
+        self.root = url
+        self.config = self.registry = self.datastore = None
+        self.default_collections = [collections] if isinstance(collections, str) else list(collections or [])
+        self.run = run
+        self.default_data_id = dict(data_id or {})
+        self.recompute, self.on_wait, self._tracks_access = False, None, False
+        self._remote = RemoteTransport(self, url, token)
+        self.universe = self._remote.universe
+        self.collections = RemoteCollections(self._remote)
+        self.recovered = []
+
+    @_served
     def recover(self) -> list[str]:
         """Settle the writes of crashed writers from their journals: files whose registry rows were
         never committed are taken back out (moved files back where they came from), leftover
@@ -169,6 +209,7 @@ class Butler:
             raise
         return cls(root, _registry=reg, **kwargs)
 
+    @_served
     def close(self) -> None:
         self.registry.close()
 
@@ -197,15 +238,18 @@ class Butler:
 
     # -- dimension records ----------------------------------------------------
 
+    @_served
     def insert_records(self, element: str, records: Iterable[Mapping[str, Any]], *,
                        skip_existing: bool = False) -> int:
         """Insert dimension records of one element in one transaction; returns how many were new."""
         return self.registry.dimensions.insert(element, records, skip_existing=skip_existing)
 
+    @_served
     def sync_record(self, element: str, record: Mapping[str, Any], *, update: bool = False) -> bool:
         """Insert a record unless an identical one exists; a different one raises (or is replaced)."""
         return self.registry.dimensions.sync(element, record, update=update)
 
+    @_served
     def get_record(self, element: str, **identity: Any) -> DimensionRecord | None:
         """One dimension record by its identifying values (e.g. ``instrument=..., visit=42``)."""
         el = self.universe[element]
@@ -217,6 +261,7 @@ class Butler:
             raise DataIdError(f"{element} record lookup needs {', '.join(missing)}")
         return self.registry.dimensions.fetch_one(element, tuple(values[d] for d in el.identity))
 
+    @_served
     def register_instrument(self, camera: Any) -> bool:
         """Register a camera (an ``Instrument``, a YAML file, or a known camera's name): its
         instrument, band, physical-filter and detector records and its description; False if
@@ -225,6 +270,7 @@ class Butler:
 
         return register_instrument(self, camera)[1]
 
+    @_served
     def expand_data_id(self, dimensions: Iterable[str], data_id: Mapping[str, Any] | None = None,
                        **kwargs: Any) -> DataCoordinate:
         """Validate a data ID for ``dimensions`` and fill in its implied values from the records."""
@@ -256,6 +302,7 @@ class Butler:
 
     # -- dataset types --------------------------------------------------------
 
+    @_served
     def register_dataset_type(self, name: str, dimensions: Iterable[str], storage_class: str, *,
                               is_calibration: bool = False) -> bool:
         """Register a dataset type; False if it already exists identically, an error if differently."""
@@ -263,6 +310,7 @@ class Butler:
         return self.registry.dataset_types.register(DatasetType(
             name=name, dimensions=tuple(dimensions), storage_class=storage_class, is_calibration=is_calibration))
 
+    @_served
     def remove_dataset_type(self, name: str) -> None:
         """Remove a dataset type that has no datasets (remove those first, e.g. with ``remove``);
         an error names how many remain and in which RUNs."""
@@ -276,6 +324,7 @@ class Butler:
                                        f"{', '.join(in_runs)}; remove them first")
         self.registry.dataset_types.remove(name)
 
+    @_served
     def validate_config(self) -> list[str]:
         """Problems of this repository's configuration that only show when a dataset is
         written: a dataset type whose storage class skybutler does not know, or whose path
@@ -292,9 +341,11 @@ class Butler:
                 problems.append(problem)
         return problems
 
+    @_served
     def get_dataset_type(self, name: str) -> DatasetType:
         return self.registry.dataset_types.get(name)[1]
 
+    @_served
     def query_dataset_types(self, pattern: str = "*") -> list[DatasetType]:
         import fnmatch
 
@@ -302,6 +353,7 @@ class Butler:
 
     # -- writing --------------------------------------------------------------
 
+    @_served
     def transaction(self) -> contextlib.AbstractContextManager[None]:
         """Group writes: every put, ingest and record inside happens, files included, or none does.
 
@@ -315,6 +367,7 @@ class Butler:
         """Store one dataset; the file and the registry rows appear together or not at all."""
         return self.put_many(dataset_type, [(obj, {**(data_id or {}), **kwargs})], run=run, id_mode=id_mode)[0]
 
+    @_served
     def put_many(self, dataset_type: str, items: Iterable[tuple[Any, Mapping[str, Any]]], *,
                  run: str | None = None, id_mode: IdMode = "random",
                  ids: Sequence[uuid.UUID] | None = None, adopt_leftovers: bool = False) -> list[DatasetRef]:
@@ -325,6 +378,7 @@ class Butler:
         return self._writes.put_many(dataset_type, items, run=run, id_mode=id_mode, ids=ids,
                                      adopt_leftovers=adopt_leftovers)
 
+    @_served
     def ingest(self, dataset_type: str, files: Iterable[tuple[str | Path, Mapping[str, Any]]], *,
                run: str | None = None, transfer: str = "copy", formatter: str | None = None,
                id_mode: IdMode = "random", ids: Sequence[uuid.UUID | str] | None = None,
@@ -348,6 +402,7 @@ class Butler:
             return self.default_collections
         return [collections] if isinstance(collections, str) else list(collections)
 
+    @_served
     def find_dataset(self, dataset_type: str, data_id: Mapping[str, Any] | None = None, *,
                      collections: str | Sequence[str] | None = None, timespan: Timespan | None = None,
                      **kwargs: Any) -> DatasetRef | None:
@@ -382,6 +437,7 @@ class Butler:
             raise DatasetNotFoundError(f"dataset {ref} is registered but has no stored artifact")
         return ref
 
+    @_served
     def get(self, dataset_type: str | DatasetRef, data_id: Mapping[str, Any] | None = None, *,
             collections: str | Sequence[str] | None = None, timespan: Timespan | None = None,
             parameters: Mapping[str, Any] | None = None, component: str | None = None,
@@ -401,6 +457,7 @@ class Butler:
         return read_dataset(self, ref, component=component, parameters=parameters, recompute=recompute,
                             verify_checksums=verify_checksums)
 
+    @_served
     def exists(self, dataset_type: str | DatasetRef, data_id: Mapping[str, Any] | None = None, *,
                collections: str | Sequence[str] | None = None, **kwargs: Any) -> bool:
         """Whether a dataset is registered and its artifact is present."""
@@ -410,6 +467,7 @@ class Butler:
             return False
         return self.datastore.exists(ref.artifact)
 
+    @_served
     def get_uri(self, dataset_type: str | DatasetRef, data_id: Mapping[str, Any] | None = None, *,
                 collections: str | Sequence[str] | None = None, **kwargs: Any) -> str:
         """The URI of a dataset's artifact."""
@@ -417,6 +475,7 @@ class Butler:
 
     # -- dataset facts --------------------------------------------------------
 
+    @_served
     def set_metrics(self, ref: DatasetRef, **metrics: float | None) -> None:
         """Attach named float metrics to a stored dataset; queryable as ``<type>.<name>``."""
         if not metrics:
@@ -425,10 +484,12 @@ class Butler:
             raise DatasetNotFoundError(f"dataset {ref} is not in this repository")
         self.registry.metadata.set_metrics(ref.id, metrics)
 
+    @_served
     def get_metadata(self, ref: DatasetRef) -> dict[str, Any]:
         """The facts extracted from a dataset when it was stored, and its metrics."""
         return self.registry.metadata.get(ref.id, ref.dataset_type.storage_class)
 
+    @_served
     def get_cutouts(self, dataset_type: str, ra: float, dec: float, size: int, *,
                     collections: str | Sequence[str] | None = None, where: str = "",
                     bind: Mapping[str, Any] | None = None) -> list[tuple[DatasetRef, Any]]:
@@ -439,6 +500,7 @@ class Butler:
 
         return get_cutouts(self, dataset_type, ra, dec, size, collections=collections, where=where, bind=bind)
 
+    @_served
     def extract_metadata(self, dataset_types: str | Sequence[str], *, collections: str | Sequence[str] | None = None,
                          where: str = "", replace: bool = False) -> int:
         """Extract the facts of stored datasets that have none (all of them with ``replace``),
@@ -449,6 +511,7 @@ class Butler:
 
     # -- user tables ----------------------------------------------------------
 
+    @_served
     def register_user_table(self, name: str, dimensions: Iterable[str], columns: Mapping[str, Any]) -> bool:
         """Add a table of your own keyed by ``dimensions``, with typed ``columns``
         (``{"seeing": float}``; int, float, str or bool); where-clauses then use
@@ -456,6 +519,7 @@ class Butler:
         taken = [d.name for d in self.registry.dataset_types.all()]
         return self.registry.user_tables.register(name, dimensions, columns, taken=taken)
 
+    @_served
     def insert_user_rows(self, name: str, rows: Iterable[Mapping[str, Any]], *, replace: bool = False) -> int:
         """Insert rows (key dimension values + column values) into a user table, all or none;
         ``replace`` overwrites rows whose key exists.  Returns how many rows were written."""
@@ -481,7 +545,7 @@ class Butler:
                                 datasets=(datasets,) if isinstance(datasets, str) else tuple(datasets or ()),
                                 collections=collections, data_id={**(data_id or {}), **kwargs},
                                 with_implied=with_implied)
-        return DataIdQueryResults(self.registry, build_query(self.registry, spec))
+        return self.query(spec)
 
     def query_datasets(self, dataset_type: str | Sequence[str], where: str = "", *,
                        collections: str | Sequence[str] | None = None, find_first: bool = True,
@@ -502,12 +566,12 @@ class Butler:
             raise QueryError("query_datasets needs at least one dataset type")
         spec = self._query_spec(kind="datasets", dataset_types=types, where=where, bind=dict(bind or {}),
                                 collections=collections, find_first=find_first, timespan=_span_ns(timespan),
-                                data_id={**(data_id or {}), **kwargs})
-        built = build_query(self.registry, spec)
-        if states is not None:
-            built = self.registry.states.filter_query(built, [states] if isinstance(states, str) else states)
-        return DatasetQueryResults(self.registry, built)
+                                data_id={**(data_id or {}), **kwargs},
+                                states=None if states is None else tuple([states] if isinstance(states, str)
+                                                                         else states))
+        return self.query(spec)
 
+    @_served
     def query_calibrations(self, dataset_types: str | Sequence[str], dimensions: Iterable[str], where: str = "", *,
                            datasets: Iterable[str] | str | None = None,
                            collections: str | Sequence[str] | None = None, bind: Mapping[str, Any] | None = None,
@@ -534,10 +598,25 @@ class Butler:
         """Records of one dimension element matching a where-clause."""
         spec = self._query_spec(kind="records", element=element, where=where, bind=dict(bind or {}),
                                 data_id={**(data_id or {}), **kwargs})
-        return DimensionRecordQueryResults(self.registry, build_query(self.registry, spec), element=element)
+        return self.query(spec)
+
+    @_served
+    def query(self, spec: QuerySpec) -> DataIdQueryResults | DatasetQueryResults | DimensionRecordQueryResults:
+        """Run the query a :class:`~skybutler.query.builder.QuerySpec` describes: what
+        ``query_data_ids``, ``query_datasets`` and ``query_dimension_records`` build, and
+        what a remote client sends its server."""
+        built = build_query(self.registry, spec)
+        if spec.kind == "datasets":
+            if spec.states is not None:
+                built = self.registry.states.filter_query(built, spec.states)
+            return DatasetQueryResults(self.registry, built)
+        if spec.kind == "records":
+            return DimensionRecordQueryResults(self.registry, built, element=spec.element or "")
+        return DataIdQueryResults(self.registry, built)
 
     # -- removal --------------------------------------------------------------
 
+    @_served
     def remove(self, refs: Iterable[DatasetRef]) -> int:
         """Delete datasets: registry rows first (one transaction), then their files."""
         ids = list({r.id for r in refs})
@@ -565,6 +644,7 @@ class Butler:
         self._writes.when_committed(delete_files)
         self._writes.when_settled(lambda: self.datastore.end_journal(journal))
 
+    @_served
     def remove_runs(self, names: Iterable[str]) -> int:
         """Delete RUN collections with all their datasets and files, all in one transaction;
         returns the number of datasets removed."""
@@ -585,6 +665,7 @@ class Butler:
         self._writes.forget_runs(names)
         return len(ids)
 
+    @_served
     def destroy(self) -> None:
         """Delete the whole repository directory (tests and demos)."""
         self.close()

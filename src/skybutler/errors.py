@@ -179,3 +179,23 @@ class QueryError(SkybutlerError, ValueError):
 
 class MissingExtraError(SkybutlerError, ImportError):
     """A feature needs an optional dependency that is not installed; the message names the extra."""
+
+
+class AccessError(SkybutlerError):
+    """Something about who may use a served repository (users, tokens, rules)."""
+
+
+class AuthenticationError(AccessError):
+    """A request to a server carried no token, or one that is unknown, expired or revoked."""
+
+
+class PermissionDeniedError(AccessError, PermissionError):
+    """The user may see the collection or dataset but not do this to it (write, administer)."""
+
+
+class QuotaExceededError(AccessError):
+    """A write would take a user's or group's area over its byte or dataset-count quota."""
+
+
+class ServerError(SkybutlerError):
+    """A server answered with an error no other skybutler error describes, or not at all."""

@@ -30,7 +30,20 @@ COLLECTION_TYPES = tuple(t.value.lower() for t in CollectionType)
 # -- repositories -------------------------------------------------------------
 
 
-repo_argument = click.argument("repo", type=click.Path(file_okay=False, path_type=Path))
+class RepoLocation(click.ParamType):
+    """A repository directory, or a server's URL (``http[s]://host:port/repo``, used with the
+    token in ``SKYBUTLER_TOKEN``), kept as text."""
+
+    name = "repo"
+    _path = click.Path(file_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value.startswith(("http://", "https://")):
+            return value
+        return self._path.convert(value, param, ctx)
+
+
+repo_argument = click.argument("repo", type=RepoLocation())
 
 
 @contextlib.contextmanager

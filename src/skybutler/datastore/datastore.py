@@ -480,6 +480,37 @@ class FileDatastore:
         fs, full = self._locate(artifact.path)  # a direct-ingested file may live on another file system
         return fs.size(full)
 
+    def read_range(self, artifact: StoredArtifact, start: int = 0, end: int | None = None,
+                   chunk: int = 1 << 20) -> Iterator[bytes]:
+        """Bytes ``[start, end)`` of an artifact's file (to its end if ``end`` is None), in chunks:
+        a server's download without the whole file in memory."""
+        fs, full = (None, self.full_path(artifact.path)) if self.local and "://" not in artifact.path \
+            else self._locate(artifact.path)
+        try:
+            stream = open(full, "rb") if fs is None else fs.open(full, "rb")
+        except FileNotFoundError:
+            raise FileNotStoredError(f"artifact {full} is missing from the datastore") from None
+        with stream:
+            stream.seek(start)
+            left = None if end is None else end - start
+            while left is None or left > 0:
+                data = stream.read(chunk if left is None else min(chunk, left))
+                if not data:
+                    return
+                if left is not None:
+                    left -= len(data)
+                yield data
+
+    def presigned_url(self, artifact: StoredArtifact, seconds: int) -> str | None:
+        """A URL reading the artifact without credentials for ``seconds`` (object stores that can
+        sign one); None otherwise."""
+        if self.local or "://" in artifact.path:
+            return None
+        try:
+            return self.fs.sign(self.full_path(artifact.path), expiration=seconds)
+        except NotImplementedError:
+            return None
+
     def root_is(self, path: Path) -> bool:
         """Whether the datastore root is the given local directory."""
         return self.local and os.path.abspath(path) == self.root

@@ -69,10 +69,12 @@ def _names(where: str) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(bind_names(tree)), frozenset(identifiers(tree))
 
 
-def parse_with_binds(where: str, bind: Mapping[str, Any]) -> tuple[Node | None, dict[str, sphgeom.Region]]:
-    """Parse a where-clause and put its bind values in: the tree, and the sky-region binds
-    (kept aside for the compiler).  Errors point into the expression."""
-    tree = parse_expression(where)
+def parse_with_binds(where: str, bind: Mapping[str, Any], tree: Node | None = None
+                     ) -> tuple[Node | None, dict[str, sphgeom.Region]]:
+    """Parse a where-clause (or take its ``tree``, parsed already by a remote client) and put
+    its bind values in: the tree, and the sky-region binds (kept aside for the compiler).
+    Errors point into the expression."""
+    tree = parse_expression(where) if tree is None else tree
     if not bind and not _names(where)[0]:
         return tree, {}
     try:

@@ -47,6 +47,11 @@ class QuerySpec(BaseModel):
     #: The time a calibration searched in CALIBRATION collections must be valid at, as
     #: integer TAI nanoseconds [begin, end) (begin == end: an instant).
     timespan: tuple[int, int] | None = None
+    #: The where-clause already parsed (``expression.node_to_json``), as a remote client sends
+    #: it; ``where`` is then kept for error messages.
+    tree: str | None = None
+    #: Keep only datasets in these retention states (a datasets query; None: every one).
+    states: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -89,7 +94,13 @@ class BuiltQuery:
 
 
 def _parse(spec: QuerySpec) -> tuple[ex.Node | None, dict[str, sphgeom.Region]]:
-    return parse_with_binds(spec.where, spec.bind)
+    if spec.tree is None:
+        return parse_with_binds(spec.where, spec.bind)
+    try:
+        tree = ex.node_from_json(spec.tree)
+    except ValueError as err:
+        raise QueryError(f"malformed query tree: {' '.join(str(err).split())[:300]}") from None
+    return parse_with_binds(spec.where, spec.bind, tree)
 
 
 def _referenced_dimensions(registry: Registry, tree: ex.Node | None) -> set[str]:

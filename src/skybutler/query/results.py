@@ -261,6 +261,22 @@ class QueryResults:
             table = pa.table(data) if columns else pa.table({})
         return self._decorate_arrow(table)
 
+    def arrow_batches(self) -> Iterator[pa.Table]:
+        """The results as a sequence of Arrow tables of at most ~10,000 rows each, with the
+        columns of :meth:`to_arrow`: what a server streams, so that a large answer is never
+        whole in memory as Python objects."""
+        columns = self._output_columns()
+        types = self._arrow_types(columns)
+        index = [self._built.columns.index(c) for c in columns]
+        batches = self._column_batches()
+        first = next(batches, None)
+        if first is None:  # an empty answer still has its columns
+            first = ([()] * len(self._built.columns), 0)
+        for values, n in itertools.chain([first], batches):
+            data = {c: _paused_gc(_arrow_array, values[i] if n else (), None if types is None else types[c])
+                    for c, i in zip(columns, index)}
+            yield self._decorate_arrow(pa.table(data) if columns else pa.table({}))
+
     def _arrow_types(self, columns: list[str]) -> dict[str, pa.DataType] | None:
         """The Arrow type of each result column (the same whichever way the rows were read), or
         None to take the types of the values."""

@@ -17,6 +17,7 @@ from ..dimensions import DataCoordinate, DimensionUniverse
 from ..errors import (DatasetTypeError, SchemaVersionError, UniverseMismatchError)
 from ..models import CollectionType, DatasetRef, DatasetType
 from ..timespan import Timespan
+from .access_store import AccessStore
 from .calibration_store import CalibrationStore
 from .collection_store import CollectionStore
 from .database import Database
@@ -44,6 +45,7 @@ class Registry:
         self.metadata = MetadataStore(db, self.schema)
         self.states = DatasetStateStore(db, self.schema)
         self.user_tables = UserTableStore(db, self.schema)
+        self.access = AccessStore(db, db.schema)
 
     # -- lifecycle ------------------------------------------------------------
 

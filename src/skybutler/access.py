@@ -1,0 +1,159 @@
+"""Who may do what in a served repository: tokens, users and groups, collection rules.
+
+A token is ``sbt_<id>.<secret>``: the id finds its row, the secret is checked against
+the argon2 hash stored there (never the secret itself).  A user's rights on a
+collection are the highest level any rule grants them (``read`` < ``write`` <
+``admin``) through their name, one of their groups or ``*`` (every user), on a glob
+pattern matching the collection's name; every user administers ``u/<user>`` and
+everything under it, and an administrator everything.  A CHAINED collection grants
+nothing by itself: searching it searches only the children the user may read.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .errors import AccessError, AuthenticationError
+from .registry.access_store import AccessStore, TokenRow
+
+LEVELS = ("read", "write", "admin")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}")
+_TOKEN = re.compile(r"sbt_([0-9a-f]{16})\.([A-Za-z0-9_-]{20,100})")
+
+
+def check_name(kind: str, name: str) -> str:
+    """A user or group name: letters, digits and ``_.@-``, at most 128 characters."""
+    if not isinstance(name, str) or _NAME.fullmatch(name) is None:
+        raise AccessError(f"invalid {kind} name {name!r}: use letters, digits and _.@- (at most 128)")
+    return name
+
+
+def check_level(level: str) -> str:
+    if level not in LEVELS:
+        raise AccessError(f"unknown access level {level!r}; use one of {', '.join(LEVELS)}")
+    return level
+
+
+def principal(kind: str, name: str) -> str:
+    """The principal of a rule: ``user:NAME``, ``group:NAME`` or ``*`` (every user)."""
+    if kind == "*" or name == "*":
+        return "*"
+    if kind not in ("user", "group"):
+        raise AccessError(f"a rule names a user or a group, not a {kind!r}")
+    return f"{kind}:{check_name(kind, name)}"
+
+
+def _hasher():
+    from .extras import require
+
+    argon2 = require("argon2", "hashing server tokens")
+    # The secrets are 256 random bits, so a hash need not be slow to resist guessing:
+    # OWASP's smallest argon2id setting, which keeps a cold check well under 100 ms.
+    return argon2.PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+
+
+@dataclass(frozen=True)
+class User:
+    """An authenticated user, with what the rules grant them."""
+
+    name: str
+    admin: bool = False
+    groups: tuple[str, ...] = ()
+    #: (pattern, level) of every rule that applies to this user
+    rules: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    def level(self, collection: str) -> str | None:
+        """The highest level this user has on ``collection`` (None: no access at all)."""
+        if self.admin or collection == f"u/{self.name}" or collection.startswith(f"u/{self.name}/"):
+            return "admin"
+        best = -1
+        for pattern, level in self.rules:
+            if fnmatch.fnmatchcase(collection, pattern):
+                best = max(best, LEVELS.index(level))
+        return LEVELS[best] if best >= 0 else None
+
+    def may(self, collection: str, level: str) -> bool:
+        have = self.level(collection)
+        return have is not None and LEVELS.index(have) >= LEVELS.index(level)
+
+
+class Access:
+    """Tokens, users and rules of one repository (``butler.registry.access``)."""
+
+    def __init__(self, store: AccessStore):
+        self.store = store
+        self._verified: dict[str, str] = {}  # sha256 of a token -> the hash it was verified against
+        self._lock = threading.Lock()
+
+    # -- administration ---------------------------------------------------------
+
+    def add_user(self, name: str, *, admin: bool = False, groups: Iterable[str] = (), actor: str = "admin") -> None:
+        self.store.add_user(actor, check_name("user", name), admin, [check_name("group", g) for g in groups])
+
+    def create_token(self, user: str, *, expires_in: float | None = None, note: str = "",
+                     actor: str = "admin", now: float | None = None) -> str:
+        """A new token for ``user`` (made if missing), valid ``expires_in`` seconds (None: until
+        revoked).  The token is shown once: only its hash is kept."""
+        if self.store.user(check_name("user", user)) is None:
+            self.add_user(user, actor=actor)
+        token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+        created = time.time_ns() if now is None else int(now * 1e9)
+        expires = None if expires_in is None else created + int(expires_in * 1e9)
+        self.store.add_token(actor, TokenRow(token_id, user, _hasher().hash(secret), created, expires, None, note))
+        return f"sbt_{token_id}.{secret}"
+
+    def revoke_token(self, token_id: str, *, actor: str = "admin") -> None:
+        token_id = token_id.removeprefix("sbt_").split(".", 1)[0]
+        if not self.store.revoke_token(actor, token_id):
+            raise AccessError(f"no token {token_id!r}")
+
+    def grant(self, kind: str, name: str, pattern: str, level: str | None, *, actor: str = "admin") -> None:
+        """Give ``level`` on collections matching ``pattern`` to a user, a group or ``*``;
+        ``level=None`` takes the grant away."""
+        if not pattern or len(pattern) > 512:
+            raise AccessError("a rule needs a collection pattern of 1 to 512 characters")
+        self.store.set_rule(actor, principal(kind, name), pattern, None if level is None else check_level(level))
+
+    # -- authentication ---------------------------------------------------------
+
+    def authenticate(self, token: str | None, now: float | None = None) -> User:
+        """The user a bearer token belongs to; AuthenticationError if it is missing, malformed,
+        unknown, revoked or expired (all with the same message: nothing to learn from it)."""
+        refused = AuthenticationError("a valid bearer token is required (missing, invalid, expired or revoked)")
+        match = _TOKEN.fullmatch(token or "")
+        if match is None:
+            raise refused
+        row = self.store.token(match.group(1))
+        now_ns = time.time_ns() if now is None else int(now * 1e9)
+        if row is None or row.revoked_ns is not None or (row.expires_ns is not None and now_ns >= row.expires_ns):
+            raise refused
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        if self._verified.get(digest) != row.secret_hash:
+            from argon2.exceptions import VerificationError, InvalidHashError
+
+            try:
+                _hasher().verify(row.secret_hash, match.group(2))
+            except (VerificationError, InvalidHashError):
+                raise refused from None
+            with self._lock:
+                if len(self._verified) > 10_000:
+                    self._verified.clear()
+                self._verified[digest] = row.secret_hash
+        return self.user(row.user)
+
+    def user(self, name: str) -> User:
+        """A user with the rules that apply to them now."""
+        found = self.store.user(name)
+        if found is None:
+            raise AuthenticationError("a valid bearer token is required (missing, invalid, expired or revoked)")
+        admin, groups = found
+        mine = {"*", f"user:{name}", *(f"group:{g}" for g in groups)}
+        rules = tuple((pattern, level) for who, pattern, level in self.store.rule_rows() if who in mine)
+        return User(name, admin, groups, rules)

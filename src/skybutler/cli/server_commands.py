@@ -1,0 +1,151 @@
+"""Serving a repository: serve, and the administration of its users, tokens and rules."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from .helpers import fail, info, open_butler, print_rows, repo_argument
+
+_DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str | None) -> float | None:
+    """``90s``, ``30m``, ``12h``, ``30d`` (or plain seconds) as seconds; None stays None."""
+    if text is None:
+        return None
+    unit = text[-1:].lower()
+    number = text[:-1] if unit in _DURATION else text
+    try:
+        value = float(number) * _DURATION.get(unit, 1)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a duration like 90s, 30m, 12h or 30d") from None
+    if value <= 0:
+        raise click.BadParameter(f"{text!r}: a duration must be positive")
+    return value
+
+
+@click.command()
+@click.argument("repos", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Server processes (each with its own butlers of each repository).")
+@click.option("--max-request-mb", default=256, show_default=True, type=click.IntRange(1),
+              help="Largest request body accepted (413 beyond).")
+@click.option("--user-concurrency", default=4, show_default=True, type=click.IntRange(1),
+              help="Queries one user may run at once; more wait in a queue.")
+@click.option("--presign", default=0, show_default=True, type=click.IntRange(0),
+              help="Hand out pre-signed URLs valid this many seconds for S3 datastores (0: stream downloads).")
+def serve(repos: tuple[Path, ...], host: str, port: int, workers: int, max_request_mb: int,
+          user_concurrency: int, presign: int) -> None:
+    """Serve REPOS over HTTP, each at http://HOST:PORT/<its directory name> (clients need a token)."""
+    import os
+
+    from ..extras import require
+
+    uvicorn = require("uvicorn", "serving a repository (pip install skybutler[server])")
+    names = [repo.absolute().name for repo in repos]
+    if len(set(names)) != len(names):
+        fail("two repositories to serve have the same directory name")
+    os.environ["SKYBUTLER_SERVE"] = os.pathsep.join(str(repo.absolute()) for repo in repos)
+    os.environ["SKYBUTLER_SERVE_SETTINGS"] = f"{max_request_mb},{user_concurrency},{presign}"
+    info(f"serving {', '.join(f'http://{host}:{port}/{n}' for n in names)}")
+    uvicorn.run("skybutler.server.main:app", host=host, port=port, workers=workers, log_level="warning",
+                factory=True)
+
+
+@click.group()
+def token() -> None:
+    """Create, list and revoke the bearer tokens of a served repository."""
+
+
+@token.command("create")
+@repo_argument
+@click.argument("user")
+@click.option("--expires", metavar="DURATION", help="Lifetime, e.g. 12h or 30d (default: until revoked).")
+@click.option("--admin", is_flag=True, help="Make USER an administrator of the repository.")
+@click.option("--group", "groups", multiple=True, metavar="NAME", help="Add USER to this group (repeatable).")
+@click.option("--note", default="", help="What the token is for.")
+def token_create(repo: Path, user: str, expires: str | None, admin: bool, groups: tuple[str, ...],
+                 note: str) -> None:
+    """Create a token for USER (made if missing) and print it: it is shown only once."""
+    with open_butler(repo) as butler:
+        access = _access(butler)
+        if admin or groups:
+            access.add_user(user, admin=admin, groups=groups)
+        click.echo(access.create_token(user, expires_in=parse_duration(expires), note=note))
+
+
+@token.command("list")
+@repo_argument
+@click.option("--user", help="Only this user's tokens.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def token_list(repo: Path, user: str | None, as_json: bool) -> None:
+    """List tokens (never their secrets): id, user, created, expires, state."""
+    with open_butler(repo) as butler:
+        now = time.time_ns()
+        rows = [{"id": t.token_id, "user": t.user, "created": _when(t.created_ns), "expires": _when(t.expires_ns),
+                 "state": "revoked" if t.revoked_ns else "expired" if t.expires_ns and t.expires_ns <= now
+                 else "valid", "note": t.note} for t in butler.registry.access.token_rows(user)]
+        print_rows(rows, as_json=as_json, columns=["id", "user", "created", "expires", "state", "note"])
+
+
+@token.command("revoke")
+@repo_argument
+@click.argument("token_ids", nargs=-1, required=True)
+def token_revoke(repo: Path, token_ids: tuple[str, ...]) -> None:
+    """Revoke tokens by id (as ``token list`` shows it) or by the token itself."""
+    with open_butler(repo) as butler:
+        for token_id in token_ids:
+            _access(butler).revoke_token(token_id)
+        info(f"revoked {len(token_ids)} token(s)")
+
+
+@click.command()
+@repo_argument
+@click.argument("level", type=click.Choice(["read", "write", "admin", "none"]))
+@click.argument("pattern")
+@click.option("--user", help="Grant to this user.")
+@click.option("--group", help="Grant to this group.")
+@click.option("--everyone", is_flag=True, help="Grant to every authenticated user.")
+def grant(repo: Path, level: str, pattern: str, user: str | None, group: str | None, everyone: bool) -> None:
+    """Grant LEVEL (read, write, admin; none takes a grant away) on collections matching the glob
+    PATTERN to a user, a group or everyone."""
+    chosen = [x for x in (user and ("user", user), group and ("group", group), everyone and ("*", "*")) if x]
+    if len(chosen) != 1:
+        fail("give exactly one of --user, --group or --everyone")
+    with open_butler(repo) as butler:
+        _access(butler).grant(chosen[0][0], chosen[0][1], pattern, None if level == "none" else level)
+        info(f"{'revoked' if level == 'none' else 'granted ' + level} on {pattern!r}")
+
+
+@click.command("add-user")
+@repo_argument
+@click.argument("user")
+@click.option("--admin", is_flag=True, help="Make USER an administrator of the repository.")
+@click.option("--group", "groups", multiple=True, metavar="NAME", help="Add USER to this group (repeatable).")
+def add_user(repo: Path, user: str, admin: bool, groups: tuple[str, ...]) -> None:
+    """Add USER to a served repository (or change their groups and administrator flag)."""
+    with open_butler(repo) as butler:
+        _access(butler).add_user(user, admin=admin, groups=groups)
+        info(f"user {user} {'(admin) ' if admin else ''}in groups {', '.join(groups) or 'none'}")
+
+
+def _access(butler):  # noqa: ANN001, ANN202 - a local repository's access rules
+    from ..access import Access
+
+    if butler.registry is None:
+        fail("users, tokens and rules are administered on the server's machine, with the repository's path")
+    return Access(butler.registry.access)
+
+
+def _when(ns: int | None) -> str:
+    if ns is None:
+        return "-"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns / 1e9))
+
+
+COMMANDS = (serve, token, grant, add_user)

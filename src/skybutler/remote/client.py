@@ -1,0 +1,347 @@
+"""The transport of a butler opened on a server URL.
+
+``Butler("http://host:port/repo", token=...)`` is the same :class:`~skybutler.Butler`
+as a local one; its public methods hand their arguments to this transport, which
+sends them to the server and turns the answers back into the objects a local butler
+returns (refs, data IDs, records, tables, images), and the server's errors back
+into the same skybutler exceptions.  Nothing is decided here that the server decides:
+the query spec (its where-clause parsed into the expression tree) travels as is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import errors
+from ..errors import DatasetNotFoundError, SkybutlerError
+from ..models import DatasetRef, DatasetType
+from . import wire
+from .results import RemoteQueryResults, results_for
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ..butler import Butler
+    from ..query.builder import QuerySpec
+
+#: seconds to wait for a server to answer (streams wait this long between chunks)
+TIMEOUT = float(os.environ.get("SKYBUTLER_HTTP_TIMEOUT", "300"))
+
+
+def is_server_url(root: Any) -> bool:
+    return isinstance(root, str) and root.startswith(("http://", "https://"))
+
+
+def _raise_for(response: Any) -> None:
+    """The skybutler exception a server's error answer describes."""
+    if response.status_code < 400:
+        return
+    try:
+        body = json.loads(response.read() if not response.is_closed else response.content)
+        name, message = body.get("error"), body.get("message") or body.get("detail")
+    except (ValueError, AttributeError):
+        name, message = None, response.text[:500] if response.is_closed else ""
+    if not isinstance(message, str):
+        message = json.dumps(message)[:2000]
+    kind = getattr(errors, name, None) if isinstance(name, str) else None
+    if response.status_code == 401:
+        kind = errors.AuthenticationError
+    if not (isinstance(kind, type) and issubclass(kind, SkybutlerError)):
+        kind = errors.ServerError
+        message = f"server answered {response.status_code}: {message}"
+    try:
+        err = kind(message)
+    except TypeError:
+        err = errors.ServerError(message)
+    err.status = response.status_code
+    raise err
+
+
+class RemoteTransport:
+    """HTTP calls to one served repository for one butler."""
+
+    def __init__(self, butler: Butler, url: str, token: str | None):
+        import httpx
+
+        from ..dimensions import DimensionUniverse
+
+        self._butler = butler
+        self.url = url.rstrip("/")
+        token = token if token is not None else os.environ.get("SKYBUTLER_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=f"{self.url}/api/v1/", headers=headers,
+                                 timeout=httpx.Timeout(TIMEOUT, connect=30.0))
+        info = self.get_json("info")
+        if info["universe"] != "default":
+            raise SkybutlerError(f"{url} serves a repository of universe {info['universe_name']!r}, which this "
+                                 "client cannot load; only the default universe is served")
+        self.universe = DimensionUniverse.default()
+        self.user = info["user"]
+        self._types: dict[str, DatasetType] = {}
+
+    # -- HTTP -----------------------------------------------------------------
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as err:
+            raise errors.ServerError(f"{self.url}: {err}") from None
+        _raise_for(response)
+        return response
+
+    def get_json(self, path: str, **params: Any) -> Any:
+        return self._send("GET", path, params=params).json()
+
+    def post_json(self, path: str, body: Any = None, **kwargs: Any) -> Any:
+        return self._send("POST", path, json=body, **kwargs).json()
+
+    @contextlib.contextmanager
+    def _stream(self, path: str, body: Any) -> Iterator[Any]:
+        import httpx
+
+        try:
+            with self.http.stream("POST", path, json=body) as response:
+                _raise_for(response)
+                yield response
+        except httpx.HTTPError as err:
+            raise errors.ServerError(f"{self.url}: {err}") from None
+
+    def stream_lines(self, path: str, body: Any) -> Iterator[str]:
+        with self._stream(path, body) as response:
+            yield from response.iter_lines()
+
+    def arrow(self, path: str, body: Any) -> pa.Table:
+        import pyarrow as pa
+
+        with self._stream(path, body) as response:
+            stream = _ResponseReader(response.iter_bytes())
+            with pa.ipc.open_stream(pa.PythonFile(stream, mode="r")) as reader:
+                return reader.read_all()
+
+    def close(self) -> None:
+        self.http.close()
+
+    # -- refs and dataset types -------------------------------------------------
+
+    def get_dataset_type(self, name: str) -> DatasetType:
+        found = self._types.get(name)
+        if found is None:
+            found = self._types[name] = DatasetType(**self.get_json(f"dataset_types/{name}"))
+        return found
+
+    def ref_from_json(self, item: Mapping[str, Any]) -> DatasetRef:
+        return wire.ref_from_json(item, self.get_dataset_type(item["dataset_type"]), self.universe)
+
+    def query_dataset_types(self, pattern: str = "*") -> list[DatasetType]:
+        return [DatasetType(**d) for d in self.get_json("dataset_types", pattern=pattern)]
+
+    def register_dataset_type(self, name: str, dimensions: Iterable[str], storage_class: str, *,
+                              is_calibration: bool = False) -> bool:
+        from ..formats import get_storage_class
+
+        get_storage_class(storage_class)
+        return self.post_json("dataset_types", {"name": name, "dimensions": list(dimensions),
+                                           "storage_class": storage_class, "is_calibration": is_calibration})
+
+    def remove_dataset_type(self, name: str) -> None:
+        self._send("DELETE", f"dataset_types/{name}")
+        self._types.pop(name, None)
+
+    # -- records ----------------------------------------------------------------
+
+    def insert_records(self, element: str, records: Iterable[Mapping[str, Any]], *,
+                       skip_existing: bool = False) -> int:
+        return self.post_json("records", {"element": element, "records": wire.encode(list(records)),
+                                     "skip_existing": skip_existing})
+
+    def sync_record(self, element: str, record: Mapping[str, Any], *, update: bool = False) -> bool:
+        return self.post_json("records/sync", {"element": element, "records": [wire.encode(record)], "update": update})
+
+    def get_record(self, element: str, **identity: Any) -> Any:
+        from ..dimensions import DimensionRecord
+
+        el = self.universe[element]
+        if el.key is not None and el.key.name in identity:
+            identity[element] = identity.pop(el.key.name)
+        values = {**{k: v for k, v in self._butler.default_data_id.items() if k in el.identity}, **identity}
+        found = self.post_json("records/get", {"element": element, "identity": wire.encode(values)})
+        return None if found is None else DimensionRecord(el, wire.decode(found))
+
+    def expand_data_id(self, dimensions: Iterable[str], data_id: Mapping[str, Any] | None = None,
+                       **kwargs: Any) -> Any:
+        from ..dimensions import DataCoordinate
+
+        group = self.universe.group(dimensions)
+        given = {**{k: v for k, v in self._butler.default_data_id.items() if k in group.names}, **(data_id or {}),
+                 **kwargs}
+        values = self.post_json("data_ids/expand", {"dimensions": list(group.names), "data_id": wire.encode(given)})
+        return DataCoordinate(group, {n: values[n] for n in group.names if n in values})
+
+    # -- queries ------------------------------------------------------------------
+
+    def query(self, spec: QuerySpec) -> RemoteQueryResults:
+        from ..query import node_to_json, parse_expression
+
+        if spec.where and spec.tree is None:
+            tree = parse_expression(spec.where)  # syntax errors are the user's, found here
+            spec = spec.model_copy(update={"tree": None if tree is None else node_to_json(tree)})
+        return results_for(self, spec)
+
+    # -- datasets -------------------------------------------------------------------
+
+    def _lookup(self, target: str | DatasetRef, data_id: Mapping[str, Any] | None,
+                collections: str | Sequence[str] | None, timespan: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        if isinstance(target, DatasetRef):
+            return {"id": str(target.id)}
+        group = self.get_dataset_type(target).group(self.universe)
+        defaults = {k: v for k, v in self._butler.default_data_id.items() if k in group.names}
+        given = {**defaults, **(data_id or {}), **kwargs}
+        return {"dataset_type": target, "data_id": wire.encode(given),
+                "collections": self._butler._search_path(collections), "timespan": wire.encode(timespan)}
+
+    def find_dataset(self, dataset_type: str, data_id: Mapping[str, Any] | None = None, *,
+                     collections: str | Sequence[str] | None = None, timespan: Any = None,
+                     **kwargs: Any) -> DatasetRef | None:
+        found = self.post_json("datasets/find", self._lookup(dataset_type, data_id, collections, timespan, kwargs))
+        return None if found is None else self.ref_from_json(found)
+
+    def get(self, dataset_type: str | DatasetRef, data_id: Mapping[str, Any] | None = None, *,
+            collections: str | Sequence[str] | None = None, timespan: Any = None,
+            parameters: Mapping[str, Any] | None = None, component: str | None = None, **kwargs: Any) -> Any:
+        from ..formats.wire_objects import decode_object
+
+        kwargs.pop("recompute", None)
+        kwargs.pop("verify_checksums", None)
+        body = {**self._lookup(dataset_type, data_id, collections, timespan, kwargs),
+                "parameters": wire.encode(dict(parameters)) if parameters else None, "component": component}
+        response = self._send("POST", "datasets/get", json=body)
+        return decode_object(response.headers["X-Skybutler-Object"], response.content)
+
+    def exists(self, dataset_type: str | DatasetRef, data_id: Mapping[str, Any] | None = None, *,
+               collections: str | Sequence[str] | None = None, **kwargs: Any) -> bool:
+        return self.post_json("datasets/exists", self._lookup(dataset_type, data_id, collections, None, kwargs))
+
+    def get_uri(self, dataset_type: str | DatasetRef, data_id: Mapping[str, Any] | None = None, *,
+                collections: str | Sequence[str] | None = None, **kwargs: Any) -> str:
+        ref = dataset_type
+        if not isinstance(ref, DatasetRef):
+            ref = self.find_dataset(dataset_type, data_id, collections=collections, **kwargs)
+            if ref is None:
+                raise DatasetNotFoundError(f"no {dataset_type} dataset with data ID {({**(data_id or {}), **kwargs})}")
+        return self.get_json(f"datasets/{ref.id}/url")["url"]
+
+    def get_metadata(self, ref: DatasetRef) -> dict[str, Any]:
+        return wire.decode(self.post_json("datasets/metadata", {"id": str(ref.id)}))
+
+    def download(self, ref: DatasetRef, start: int = 0, end: int | None = None) -> bytes:
+        """Bytes ``[start, end)`` of a dataset's file (all of it by default)."""
+        headers = {} if start == 0 and end is None else {"Range": f"bytes={start}-{'' if end is None else end - 1}"}
+        return self._send("GET", f"datasets/{ref.id}/file", headers=headers).content
+
+    # -- writes -----------------------------------------------------------------------
+
+    def _run(self, run: str | None) -> str:
+        run = run or self._butler.run
+        if not run:
+            raise SkybutlerError("no RUN to write to: pass run= here or when opening the Butler")
+        return run
+
+    def put_many(self, dataset_type: str, items: Iterable[tuple[Any, Mapping[str, Any]]], *,
+                 run: str | None = None, id_mode: str = "random", ids: Sequence[uuid.UUID] | None = None,
+                 adopt_leftovers: bool = False) -> list[DatasetRef]:
+        from ..formats.wire_objects import encode_object
+
+        if ids is not None or adopt_leftovers:
+            raise SkybutlerError("ids and adopt_leftovers are for recompute and recovery, which run on the "
+                                 "server's side, not through a remote butler")
+        group = self.get_dataset_type(dataset_type).group(self.universe)
+        defaults = {k: v for k, v in self._butler.default_data_id.items() if k in group.names}
+        described, payloads = [], []
+        for obj, data_id in items:
+            kind, data = encode_object(obj)
+            described.append({"kind": kind, "data_id": wire.encode({**defaults, **data_id})})
+            payloads.append(data)
+        body = wire.pack({"dataset_type": dataset_type, "run": self._run(run), "id_mode": id_mode,
+                          "items": described}, payloads)
+        refs = self._send("POST", "datasets/put", content=body,
+                          headers={"Content-Type": "application/octet-stream"}).json()
+        return [self.ref_from_json(r) for r in refs]
+
+    def ingest(self, dataset_type: str, files: Iterable[tuple[str | Path, Mapping[str, Any]]], *,
+               run: str | None = None, transfer: str = "copy", formatter: str | None = None,
+               id_mode: str = "random", ids: Sequence[Any] | None = None,
+               skip_existing: bool = False) -> list[DatasetRef]:
+        """Upload local files and ingest them on the server (the local files stay where they are)."""
+        if ids is not None:
+            raise SkybutlerError("ingest with explicit ids is not available through a remote butler")
+        if transfer not in ("copy", "move"):
+            raise SkybutlerError(f"transfer {transfer!r} needs the server's file system; a remote butler "
+                                 "uploads files (copy or move)")
+        described, payloads, sources = [], [], []
+        for path, data_id in files:
+            path = Path(path)
+            try:
+                payloads.append(path.read_bytes())
+            except OSError as err:
+                raise errors.TransferError(f"cannot read {path}: {err.strerror or err}") from None
+            described.append({"name": path.name, "data_id": wire.encode(dict(data_id))})
+            sources.append(path)
+        body = wire.pack({"dataset_type": dataset_type, "run": self._run(run), "formatter": formatter,
+                          "id_mode": id_mode, "skip_existing": skip_existing, "files": described}, payloads)
+        refs = [self.ref_from_json(r) for r in self._send(
+            "POST", "datasets/ingest", content=body, headers={"Content-Type": "application/octet-stream"}).json()]
+        if transfer == "move":
+            for path in sources:
+                path.unlink()
+        return refs
+
+    def remove(self, refs: Iterable[DatasetRef]) -> int:
+        return self.post_json("datasets/remove", {"ids": [str(r.id) for r in refs]})
+
+    def remove_runs(self, names: Iterable[str]) -> int:
+        return self.post_json("runs/remove", {"runs": list(names)})
+
+    def transaction(self) -> Any:
+        raise SkybutlerError("transactions spanning several calls are not available through a server; "
+                             "put_many and ingest are each one transaction")
+
+    def recover(self) -> list[str]:
+        return []  # the server settles its own journals
+
+    def __getattr__(self, name: str) -> Any:
+        raise SkybutlerError(f"Butler.{name} is not available through a server ({self.url})")
+
+
+class _ResponseReader:
+    """A read-only file over an HTTP response's byte chunks (for Arrow's stream reader)."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks = chunks
+        self._buffer = b""
+        self.closed = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buffer += chunk
+        if size < 0:
+            out, self._buffer = self._buffer, b""
+        else:
+            out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+    def close(self) -> None:
+        self.closed = True

@@ -1,0 +1,106 @@
+"""Query results of a remote butler: the same methods as a local butler's results
+(iteration, ``count``, ``any``, ``order_by``, ``limit``, ``to_arrow``, ``explain``),
+each one request to the server, whose answer is read as it streams in."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from ..errors import QueryError
+from . import wire
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ..query.builder import QuerySpec
+    from .client import RemoteTransport
+
+
+class RemoteQueryResults:
+    """The results of one query spec on a server."""
+
+    def __init__(self, transport: RemoteTransport, spec: QuerySpec, order: tuple[str, ...] = (),
+                 limit: int | None = None, offset: int = 0):
+        self._transport = transport
+        self._spec = spec
+        self._order = order
+        self._limit = limit
+        self._offset = offset
+
+    def _body(self) -> dict[str, Any]:
+        fields = self._spec.model_dump(mode="python")
+        fields["bind"] = wire.encode(fields["bind"])
+        fields["data_id"] = wire.encode(fields["data_id"])
+        return {"spec": fields, "order": list(self._order), "limit": self._limit, "offset": self._offset}
+
+    def _copy(self, **changes: Any) -> RemoteQueryResults:
+        args = {"order": self._order, "limit": self._limit, "offset": self._offset, **changes}
+        return type(self)(self._transport, self._spec, **args)
+
+    def order_by(self, *names: str) -> RemoteQueryResults:
+        """Sort by result columns (dimension names); a leading ``-`` sorts descending."""
+        return self._copy(order=tuple(names))
+
+    def limit(self, limit: int, offset: int = 0) -> RemoteQueryResults:
+        """At most ``limit`` results, after skipping ``offset``."""
+        if limit < 0 or offset < 0:
+            raise QueryError("limit and offset must not be negative")
+        return self._copy(limit=limit, offset=offset)
+
+    def __iter__(self) -> Iterator[Any]:
+        convert = self._converter()
+        for line in self._transport.stream_lines("query/rows", self._body()):
+            yield convert(json.loads(line))
+
+    def count(self) -> int:
+        return self._transport.post_json("query/count", self._body())
+
+    def any(self) -> bool:
+        return self._transport.post_json("query/any", self._body())
+
+    def explain(self) -> list[str]:
+        """Reasons the query returns nothing (empty if it returns rows)."""
+        return self._transport.post_json("query/explain", self._body())
+
+    def to_arrow(self) -> pa.Table:
+        return self._transport.arrow("query/arrow", self._body())
+
+    def to_astropy(self) -> Any:
+        from astropy.table import Table
+
+        return Table(self.to_arrow().to_pydict())
+
+    def to_pandas(self) -> Any:
+        return self.to_arrow().to_pandas()
+
+    def _converter(self) -> Any:
+        raise NotImplementedError
+
+
+class RemoteDataIdQueryResults(RemoteQueryResults):
+    def _converter(self) -> Any:
+        from ..dimensions import DataCoordinate
+
+        group = self._transport.universe.group(self._spec.dimensions)
+        names = group.names
+        return lambda values: DataCoordinate(group, {n: values[n] for n in names if n in values})
+
+
+class RemoteDatasetQueryResults(RemoteQueryResults):
+    def _converter(self) -> Any:
+        return self._transport.ref_from_json
+
+
+class RemoteDimensionRecordQueryResults(RemoteQueryResults):
+    def _converter(self) -> Any:
+        from ..dimensions import DimensionRecord
+
+        element = self._transport.universe[self._spec.element]
+        return lambda values: DimensionRecord(element, wire.decode(values))
+
+
+def results_for(transport: RemoteTransport, spec: QuerySpec) -> RemoteQueryResults:
+    kind = {"datasets": RemoteDatasetQueryResults, "records": RemoteDimensionRecordQueryResults}
+    return kind.get(spec.kind, RemoteDataIdQueryResults)(transport, spec)

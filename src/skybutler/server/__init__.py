@@ -1,0 +1,1 @@
+"""The HTTP server of skybutler repositories (FastAPI; the ``server`` extra): see ``app.py``."""

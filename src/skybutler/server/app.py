@@ -1,0 +1,109 @@
+"""The HTTP server of a repository: a FastAPI application over :class:`ServerState`.
+
+``create_app(root)`` builds it; ``skybutler serve`` runs it under uvicorn.  Every
+route takes the caller from their bearer token (401 without a valid one) and applies
+their collection rights (``authz.py``) before touching the repository.  skybutler's
+own errors become JSON ``{"error": <class name>, "message": ...}`` with the status
+that fits (404 missing or invisible, 403 forbidden, 409 conflict, 413 too large, 422
+bad input, 429 too many queries waiting), so the remote client raises the very
+exception a local butler would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from .. import errors
+from ..access import User
+from .state import ServerSettings, ServerState
+
+API = "/api/v1"
+
+_STATUS: list[tuple[type[Exception], int]] = [
+    (errors.AuthenticationError, 401),
+    (errors.PermissionDeniedError, 403),
+    (errors.QuotaExceededError, 403),
+    (errors.DatasetNotFoundError, 404),
+    (errors.MissingCollectionError, 404),
+    (errors.MissingDatasetTypeError, 404),
+    (errors.FileNotStoredError, 404),
+    (errors.ConflictingDefinitionError, 409),
+    (errors.DatasetConflictError, 409),
+    (errors.ArtifactExistsError, 409),
+    (errors.CalibrationConflictError, 409),
+    (errors.CollectionCycleError, 409),
+    (errors.BackendError, 503),
+    (errors.SkybutlerError, 422),
+]
+
+
+class TooManyRequests(errors.SkybutlerError):
+    """A user's queue of waiting queries ran out of patience."""
+
+
+class RequestTooLarge(errors.SkybutlerError):
+    """A request body above the server's limit."""
+
+
+def status_of(err: Exception) -> int:
+    if isinstance(err, TooManyRequests):
+        return 429
+    if isinstance(err, RequestTooLarge):
+        return 413
+    for kind, status in _STATUS:
+        if isinstance(err, kind):
+            return status
+    return 500
+
+
+def error_response(err: Exception) -> JSONResponse:
+    return JSONResponse({"error": type(err).__name__, "message": str(err)}, status_code=status_of(err))
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def current_user(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> User:
+    """The authenticated caller (401 otherwise)."""
+    state: ServerState = request.app.state.skybutler
+    return state.access.authenticate(None if credentials is None else credentials.credentials)
+
+
+def create_app(root: str | Path, settings: ServerSettings | None = None) -> FastAPI:
+    """The application serving the repository at ``root``."""
+    from . import routes_datasets, routes_query, routes_registry
+
+    state = ServerState(root, settings)
+    app = FastAPI(title="skybutler", version="1",
+                  description="A skybutler repository: dataset types, collections, dimension records, "
+                              "queries, reads and writes, under per-collection access rules.")
+    app.state.skybutler = state
+
+    @app.exception_handler(errors.SkybutlerError)
+    async def skybutler_error(request: Request, err: errors.SkybutlerError) -> JSONResponse:
+        return error_response(err)
+
+    @app.middleware("http")
+    async def limit_size(request: Request, call_next: Any) -> Any:
+        length = request.headers.get("content-length")
+        limit = state.settings.max_request_bytes
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return error_response(RequestTooLarge(f"the request body ({length} bytes) is above this server's "
+                                                  f"limit of {limit} bytes"))
+        return await call_next(request)
+
+    @app.get(f"{API}/info")
+    def info(user: User = Depends(current_user)) -> dict[str, Any]:
+        """The repository's dimension universe and who the caller is."""
+        return {"universe": state.universe_source, "universe_name": state.universe.name,
+                "universe_version": state.universe.version, "user": user.name, "groups": list(user.groups),
+                "admin": user.admin}
+
+    for module in (routes_registry, routes_query, routes_datasets):
+        app.include_router(module.router, prefix=API, dependencies=[Depends(current_user)])
+    return app

@@ -1,0 +1,86 @@
+"""Applying a user's collection rights to what a request names.
+
+Every lookup a request makes goes through here first, so that a collection or a
+dataset a user may not read does not exist for them: the errors are the very ones a
+missing name gives (404), and queries, counts and explanations run over the readable
+collections only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+
+from ..access import User
+from ..butler import Butler
+from ..errors import DatasetNotFoundError, MissingCollectionError, PermissionDeniedError
+from ..models import CollectionType, DatasetRef
+
+
+def _missing(name: str) -> MissingCollectionError:
+    return MissingCollectionError(f"no collection named {name!r}")
+
+
+def check_visible(butler: Butler, user: User, name: str) -> CollectionType:
+    """The type of a collection the user may read; the missing-collection error otherwise."""
+    if not user.may(name, "read"):
+        raise _missing(name)
+    return butler.registry.collections.lookup(name)[1]
+
+
+def readable_path(butler: Butler, user: User, collections: Sequence[str]) -> list[str]:
+    """The search path of ``collections`` with chains flattened and only the collections the
+    user may read kept (a chain grants nothing by itself); a named collection the user may
+    not read is reported missing, exactly like one that does not exist."""
+    out: list[str] = []
+    for name in collections:
+        check_visible(butler, user, name)
+        for leaf in butler.registry.collections.flatten([name]):
+            if leaf not in out and user.may(leaf, "read"):
+                out.append(leaf)
+    return out
+
+
+def require(butler: Butler, user: User, name: str, level: str, *, must_exist: bool = True) -> None:
+    """Refuse (403) unless the user has ``level`` on ``name``; a collection they cannot even
+    read is missing for them (404) when it exists."""
+    if user.may(name, level):
+        return
+    exists = butler.registry.collections.exists(name)
+    if exists and not user.may(name, "read"):
+        raise _missing(name)
+    if exists or not must_exist:
+        raise PermissionDeniedError(f"user {user.name!r} may not {_verb(level)} collection {name!r}")
+    raise _missing(name)
+
+
+def _verb(level: str) -> str:
+    return {"read": "read", "write": "write to", "admin": "administer"}[level]
+
+
+def visible_ref(butler: Butler, user: User, dataset_id: uuid.UUID | str) -> DatasetRef:
+    """A dataset by ID, if its RUN is readable to the user; the missing-dataset error otherwise."""
+    try:
+        key = dataset_id if isinstance(dataset_id, uuid.UUID) else uuid.UUID(str(dataset_id))
+    except ValueError:
+        raise DatasetNotFoundError(f"no dataset with ID {str(dataset_id)[:64]!r}") from None
+    refs = butler.registry.refs_by_id([key])
+    if not refs or not user.may(refs[0].run, "read"):
+        raise DatasetNotFoundError(f"no dataset with ID {key}")
+    return refs[0]
+
+
+def visible_refs(butler: Butler, user: User, ids: Iterable[uuid.UUID | str]) -> list[DatasetRef]:
+    return [visible_ref(butler, user, i) for i in ids]
+
+
+def visible_collections(user: User, infos: Iterable) -> list:
+    """Collection descriptions the user may read, each chain listing only readable children."""
+    out = []
+    for info in infos:
+        if not user.may(info.name, "read"):
+            continue
+        if info.children:
+            info = info.model_copy(update={"children": tuple(c for c in info.children if user.may(c, "read"))})
+        out.append(info)
+    return out

@@ -1,0 +1,221 @@
+"""Dataset routes: find, get (read parameters applied here), file download with HTTP
+range requests or a pre-signed URL, put, put_many, ingest and removal."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel
+
+from ..access import User
+from ..butler import Butler
+from ..config import BOOKKEEPING_DIR
+from ..datastore.uploads import uploaded_files
+from ..errors import DatasetNotFoundError, SkybutlerError
+from ..formats.wire_objects import decode_object, encode_object
+from ..models import DatasetRef
+from ..remote import wire
+from . import authz
+from .app import RequestTooLarge, current_user
+from .state import ServerState
+
+router = APIRouter()
+
+
+def _state(request: Request) -> ServerState:
+    return request.app.state.skybutler
+
+
+class Lookup(BaseModel):
+    """A dataset by ID, or by type + data ID searched in collections."""
+
+    id: str | None = None
+    dataset_type: str | None = None
+    data_id: dict[str, Any] = {}
+    collections: list[str] = []
+    timespan: Any = None
+    parameters: dict[str, Any] | None = None
+    component: str | None = None
+
+
+def _find(butler: Butler, user: User, body: Lookup) -> DatasetRef | None:
+    if body.id is not None:
+        return authz.visible_ref(butler, user, body.id)
+    if not body.dataset_type:
+        raise SkybutlerError("a dataset lookup needs an id or a dataset_type")
+    path = authz.readable_path(butler, user, body.collections)
+    if not path:
+        return None
+    return butler.find_dataset(body.dataset_type, wire.decode(body.data_id), collections=path,
+                               timespan=wire.decode(body.timespan))
+
+
+def _resolved(butler: Butler, user: User, body: Lookup) -> DatasetRef:
+    ref = _find(butler, user, body)
+    if ref is None:
+        raise DatasetNotFoundError(f"no {body.dataset_type} dataset with data ID {body.data_id} in collections "
+                                   f"{body.collections}")
+    return ref
+
+
+@router.post("/datasets/find")
+def find_dataset(request: Request, body: Lookup, user: User = Depends(current_user)) -> Any:
+    with _state(request).butler() as butler:
+        ref = _find(butler, user, body)
+        return None if ref is None else wire.ref_to_json(ref)
+
+
+@router.post("/datasets/get")
+def get(request: Request, body: Lookup, user: User = Depends(current_user)) -> Response:
+    """The dataset (or its component, or the subset its parameters select), read here."""
+    with _state(request).butler() as butler:
+        ref = _resolved(butler, user, body)
+        obj = butler.get(ref, parameters=wire.decode(body.parameters), component=body.component)
+    kind, data = encode_object(obj)
+    return Response(data, media_type="application/octet-stream", headers={"X-Skybutler-Object": kind})
+
+
+@router.post("/datasets/exists")
+def exists(request: Request, body: Lookup, user: User = Depends(current_user)) -> bool:
+    with _state(request).butler() as butler:
+        try:
+            ref = _resolved(butler, user, body)
+        except DatasetNotFoundError:
+            return False
+        return butler.exists(ref)
+
+
+@router.post("/datasets/metadata")
+def metadata(request: Request, body: Lookup, user: User = Depends(current_user)) -> Any:
+    with _state(request).butler() as butler:
+        return wire.encode(butler.get_metadata(_resolved(butler, user, body)))
+
+
+@router.get("/datasets/{dataset_id}/url")
+def file_url(request: Request, dataset_id: str, user: User = Depends(current_user)) -> dict[str, Any]:
+    """Where to download the dataset's file: a short-lived pre-signed URL (when the server
+    hands them out and the datastore signs them), else this server's download route."""
+    state = _state(request)
+    with state.butler() as butler:
+        ref = butler._resolve(authz.visible_ref(butler, user, dataset_id), None, None, None, {})
+        seconds = state.settings.presign_seconds
+        signed = butler.datastore.presigned_url(ref.artifact, seconds) if seconds else None
+    return {"url": signed or str(request.url_for("download", dataset_id=str(ref.id))),
+            "presigned": signed is not None, "size": ref.artifact.size, "formatter": ref.artifact.formatter}
+
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+@router.get("/datasets/{dataset_id}/file", name="download")
+def download(request: Request, dataset_id: str, user: User = Depends(current_user)) -> Response:
+    """The dataset's file, streamed; a ``Range: bytes=a-b`` header gets those bytes (206)."""
+    with _state(request).butler() as butler:
+        ref = butler._resolve(authz.visible_ref(butler, user, dataset_id), None, None, None, {})
+        size = butler.datastore.size(ref.artifact)
+        datastore = butler.datastore
+    start, end, status = 0, size, 200
+    wanted = request.headers.get("range")
+    if wanted:
+        match = _RANGE.fullmatch(wanted.strip())
+        if match is None or match.groups() == ("", ""):
+            return JSONResponse({"error": "RangeError", "message": f"unsupported range {wanted[:80]!r}"}, 416,
+                                headers={"Content-Range": f"bytes */{size}"})
+        first, last = match.groups()
+        if first == "":
+            start, end = max(size - int(last), 0), size
+        else:
+            start, end = int(first), size if last == "" else min(int(last) + 1, size)
+        if start >= size or start >= end:
+            return JSONResponse({"error": "RangeError", "message": f"range {wanted[:80]!r} is outside the "
+                                 f"{size}-byte file"}, 416, headers={"Content-Range": f"bytes */{size}"})
+        status = 206
+    headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start)}
+    if status == 206:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    return StreamingResponse(datastore.read_range(ref.artifact, start, end), status_code=status,
+                             media_type="application/octet-stream", headers=headers)
+
+
+async def _body(request: Request) -> bytes:
+    limit = _state(request).settings.max_request_bytes
+    parts, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise RequestTooLarge(f"the request body is above this server's limit of {limit} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+@router.post("/datasets/put", openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}}})
+async def put_many(request: Request, user: User = Depends(current_user)) -> Any:
+    """Store datasets of one type in one transaction: a packed body (``remote.wire.pack``) whose
+    header names the type, RUN and each item's data ID and object kind."""
+    from starlette.concurrency import run_in_threadpool
+
+    header, payloads = wire.unpack(await _body(request))
+    return await run_in_threadpool(_put, _state(request), user, header, payloads)
+
+
+def _put(state: ServerState, user: User, header: dict[str, Any], payloads: list[bytes]) -> list[Any]:
+    items = header.get("items") or []
+    if len(items) != len(payloads):
+        raise SkybutlerError("malformed request body: one payload per item is needed")
+    run = header.get("run")
+    if not isinstance(run, str) or not run:
+        raise SkybutlerError("a put needs a RUN: give run= here or when opening the Butler")
+    objects = [(decode_object(item["kind"], data), wire.decode(item["data_id"])) for item, data in zip(items, payloads)]
+    with state.butler() as butler:
+        authz.require(butler, user, run, "write", must_exist=False)
+        refs = butler.put_many(header["dataset_type"], objects, run=run, id_mode=header.get("id_mode", "random"))
+    return [wire.ref_to_json(ref) for ref in refs]
+
+
+@router.post("/datasets/ingest", openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}}})
+async def ingest(request: Request, user: User = Depends(current_user)) -> Any:
+    """Ingest uploaded files (a packed body whose header names each file and its data ID)."""
+    from starlette.concurrency import run_in_threadpool
+
+    header, payloads = wire.unpack(await _body(request))
+    return await run_in_threadpool(_ingest, _state(request), user, header, payloads)
+
+
+def _ingest(state: ServerState, user: User, header: dict[str, Any], payloads: list[bytes]) -> list[Any]:
+    files = header.get("files") or []
+    run = header.get("run")
+    if len(files) != len(payloads) or not isinstance(run, str) or not run:
+        raise SkybutlerError("malformed ingest request: one payload per file and a RUN are needed")
+    with state.butler() as butler:
+        authz.require(butler, user, run, "write", must_exist=False)
+        with uploaded_files(state.root / BOOKKEEPING_DIR / "uploads",
+                            [(f["name"], data) for f, data in zip(files, payloads)]) as paths:
+            refs = butler.ingest(header["dataset_type"], [(p, wire.decode(f["data_id"])) for p, f in zip(paths, files)],
+                                 run=run, transfer="move", formatter=header.get("formatter"),
+                                 id_mode=header.get("id_mode", "random"), skip_existing=bool(header.get("skip_existing")))
+    return [wire.ref_to_json(ref) for ref in refs]
+
+
+class Removal(BaseModel):
+    ids: list[str] = []
+    runs: list[str] = []
+
+
+@router.post("/datasets/remove")
+def remove(request: Request, body: Removal, user: User = Depends(current_user)) -> int:
+    with _state(request).butler() as butler:
+        refs = authz.visible_refs(butler, user, body.ids)
+        for run in sorted({r.run for r in refs}):
+            authz.require(butler, user, run, "write")
+        return butler.remove(refs)
+
+
+@router.post("/runs/remove")
+def remove_runs(request: Request, body: Removal, user: User = Depends(current_user)) -> int:
+    with _state(request).butler() as butler:
+        for run in body.runs:
+            authz.require(butler, user, run, "admin")
+        return butler.remove_runs(body.runs)

@@ -1,0 +1,161 @@
+"""Query routes: the three kinds of query, streamed as JSON lines or Arrow IPC, with
+their counts and explanations.
+
+The body carries the client's :class:`~skybutler.query.builder.QuerySpec` (its
+where-clause already parsed into the expression tree); the server replaces its
+collections with the ones the user may read and runs it through the same
+``Butler.query`` a local user calls.  Results leave in batches of ~10,000 as they
+are read, so neither side holds a large answer whole; a user's queries beyond their
+concurrency limit wait in a queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from ..access import User
+from ..butler import Butler
+from ..query.builder import QuerySpec
+from ..remote import wire
+from . import authz
+from .app import TooManyRequests, current_user
+from .state import ServerState
+
+router = APIRouter()
+
+
+class QueryRequest(BaseModel):
+    spec: dict[str, Any]
+    order: list[str] = []
+    limit: int | None = None
+    offset: int = 0
+
+
+@contextlib.contextmanager
+def _query(request: Request, body: QueryRequest, user: User) -> Iterator[Any]:
+    """The results of the request's query as the user may see them, with a butler and one
+    of the user's query slots held until the block ends."""
+    state: ServerState = request.app.state.skybutler
+    slot = state.user_slot(user.name)
+    if not slot.acquire(timeout=state.settings.queue_timeout):
+        raise TooManyRequests(f"user {user.name!r} has {state.settings.user_concurrency} queries running and "
+                              f"this one waited {state.settings.queue_timeout:g} s for a turn")
+    try:
+        with state.butler() as butler:
+            yield _results(butler, user, body)
+    finally:
+        slot.release()
+
+
+def _results(butler: Butler, user: User, body: QueryRequest) -> Any:
+    fields = dict(body.spec)
+    fields["bind"] = wire.decode(fields.get("bind") or {})
+    fields["data_id"] = wire.decode(fields.get("data_id") or {})
+    spec = QuerySpec(**fields)
+    if spec.collections:
+        spec = spec.model_copy(update={"collections": tuple(authz.readable_path(butler, user, spec.collections))})
+    results = butler.query(spec)
+    if body.order:
+        results = results.order_by(*body.order)
+    if body.limit is not None:
+        results = results.limit(body.limit, body.offset)
+    return results
+
+
+def _stream(request: Request, body: QueryRequest, user: User, lines: Any) -> Iterator[bytes]:
+    with _query(request, body, user) as results:
+        for batch in lines(results):
+            yield batch
+
+
+def _json_lines(results: Any) -> Iterator[bytes]:
+    kind = type(results).__name__
+    if kind == "DatasetQueryResults":
+        def line(item: Any) -> Any:
+            return wire.ref_to_json(item)
+    elif kind == "DimensionRecordQueryResults":
+        line = wire.encode
+    else:
+        def line(item: Any) -> Any:
+            return wire.encode(item.mapping)
+    for batch in results._converted_batches():
+        yield "".join(json.dumps(line(item), separators=(",", ":")) + "\n" for item in batch).encode()
+
+
+class _Chunks(io.RawIOBase):
+    """A write-only stream handing out what was written since the last ``take``."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        out = b"".join(self.parts)
+        self.parts.clear()
+        return out
+
+
+def _arrow_stream(results: Any) -> Iterator[bytes]:
+    chunks = _Chunks()
+    writer = None
+    for table in results.arrow_batches():
+        if writer is None:
+            writer = pa.ipc.new_stream(pa.PythonFile(chunks, mode="w"), table.schema)
+        elif table.schema != writer.schema:
+            table = table.cast(writer.schema)
+        writer.write_table(table)
+        yield chunks.take()
+    if writer is not None:
+        writer.close()
+    yield chunks.take()
+
+
+@router.post("/query/rows")
+def query_rows(request: Request, body: QueryRequest, user: User = Depends(current_user)) -> StreamingResponse:
+    """The results as JSON lines (refs, data IDs or records); errors in the query come before
+    any line is sent."""
+    with _query(request, body, user) as results:
+        results._empty()  # an invalid or ambiguous query fails here, with its status
+    return StreamingResponse(_stream(request, body, user, _json_lines), media_type="application/x-ndjson")
+
+
+@router.post("/query/arrow")
+def query_arrow(request: Request, body: QueryRequest, user: User = Depends(current_user)) -> StreamingResponse:
+    """The results as an Arrow IPC stream (the columns of ``to_arrow``)."""
+    with _query(request, body, user) as results:
+        results._empty()
+    return StreamingResponse(_stream(request, body, user, _arrow_stream),
+                             media_type="application/vnd.apache.arrow.stream")
+
+
+@router.post("/query/count")
+def query_count(request: Request, body: QueryRequest, user: User = Depends(current_user)) -> int:
+    with _query(request, body, user) as results:
+        return results.count()
+
+
+@router.post("/query/any")
+def query_any(request: Request, body: QueryRequest, user: User = Depends(current_user)) -> bool:
+    with _query(request, body, user) as results:
+        return results.any()
+
+
+@router.post("/query/explain")
+def query_explain(request: Request, body: QueryRequest, user: User = Depends(current_user)) -> list[str]:
+    with _query(request, body, user) as results:
+        return results.explain()

@@ -1,0 +1,84 @@
+"""What a running server holds: open butlers of its repository, lent one request at a
+time, and the access rules of that repository.
+
+A :class:`~skybutler.butler.Butler` keeps per-thread transaction state, so each request
+borrows one of its own from a small pool; they all open the same repository, so a
+change any of them (or any other process) commits is seen by the next request of any
+client, with no restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..access import Access
+from ..butler import Butler
+
+
+@dataclass
+class ServerSettings:
+    """Limits and choices of one server."""
+
+    #: the most bytes a request body may hold (413 beyond)
+    max_request_bytes: int = 256 * 1024 * 1024
+    #: butlers kept open, so requests served at once
+    pool_size: int = 8
+    #: queries one user may run at once; more wait in a queue (429 after ``queue_timeout`` s)
+    user_concurrency: int = 4
+    queue_timeout: float = 30.0
+    #: hand out pre-signed URLs (S3 datastores) valid this many seconds; 0: stream through the server
+    presign_seconds: int = 0
+
+
+class ServerState:
+    """A repository opened for serving."""
+
+    def __init__(self, root: str | Path, settings: ServerSettings | None = None):
+        self.root = Path(root).absolute()
+        self.settings = settings or ServerSettings()
+        self._idle: queue.LifoQueue[Butler] = queue.LifoQueue()
+        self._made = 0
+        self._lock = threading.Lock()
+        first = Butler(self.root)
+        self.universe = first.universe
+        self.universe_source = first.config.universe
+        self.access = Access(first.registry.access)
+        self._idle.put(first)
+        self._made = 1
+        self._slots: dict[str, threading.Semaphore] = {}
+
+    @contextlib.contextmanager
+    def butler(self) -> Iterator[Butler]:
+        """A butler for the duration of one request (made on demand, up to ``pool_size``)."""
+        try:
+            butler = self._idle.get_nowait()
+        except queue.Empty:
+            with self._lock:
+                make = self._made < self.settings.pool_size
+                if make:
+                    self._made += 1
+            butler = Butler(self.root) if make else self._idle.get()
+        try:
+            yield butler
+        finally:
+            self._idle.put(butler)
+
+    def user_slot(self, user: str) -> threading.Semaphore:
+        """The semaphore bounding one user's concurrent queries."""
+        with self._lock:
+            slot = self._slots.get(user)
+            if slot is None:
+                slot = self._slots[user] = threading.Semaphore(self.settings.user_concurrency)
+            return slot
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return

@@ -1,0 +1,39 @@
+"""A real uvicorn server on loopback for the server tests: a free port, a thread, and a stop."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def running_server(root: Path, **settings) -> Iterator[str]:
+    """Serve the repository at ``root`` on 127.0.0.1 (a free port) while the block runs; yields its URL."""
+    import uvicorn
+
+    from skybutler.server.app import create_app
+    from skybutler.server.state import ServerSettings
+
+    app = create_app(root, ServerSettings(**settings))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off", timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+        app.state.skybutler.close()

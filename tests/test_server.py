@@ -1,0 +1,158 @@
+"""The server and its remote client: the same scenarios through ``Butler(url)`` as through a
+local Butler on the same repository, with identical answers, on every configured stack."""
+
+from __future__ import annotations
+
+import fsspec
+import httpx
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from skybutler import Butler
+from skybutler.access import Access
+from skybutler.errors import (AuthenticationError, DatasetNotFoundError, MissingCollectionError, QueryError,
+                              ServerError)
+
+from server_helpers import running_server
+
+pytest.importorskip("fastapi")
+
+
+@pytest.fixture
+def served(butler):
+    """(local butler, server URL, an administrator's token) of a small populated repository."""
+    access = Access(butler.registry.access)
+    access.add_user("boss", admin=True)
+    token = access.create_token("boss")
+    with running_server(butler.root) as url:
+        yield butler, url, token
+
+
+def _refs(results):
+    return sorted((str(r.id), r.dataset_type.name, dict(r.data_id.required), r.run) for r in results)
+
+
+def _ids(data_ids):
+    out = sorted(data_ids, key=lambda d: d.required_values)
+    assert out, "a comparison of empty answers proves nothing"
+    return out
+
+
+def test_same_answers_local_and_remote(served):
+    local, url, token = served
+    remote = Butler(url, token=token, run="run/a", collections=["run/a"])
+    ref = remote.put({"n": 1}, "metrics", instrument="Cam", visit=1, detector=0)
+    assert local.get("metrics", instrument="Cam", visit=1, detector=0) == {"n": 1}
+    assert remote.get(ref) == {"n": 1} == remote.get("metrics", instrument="Cam", visit=1, detector=0)
+    remote.put_many("metrics", [({"n": v * 10 + d}, {"instrument": "Cam", "visit": v, "detector": d})
+                                for v in (2, 3) for d in range(4)])
+    local.put_many("metrics", [({"n": 100 + d}, {"instrument": "Cam", "visit": 4, "detector": d}) for d in range(4)])
+    # every kind of query, answered alike
+    for where in ("", "visit > 2", "band = 'g' AND detector IN (0..2)", "visit = v"):
+        bind = {"v": 3} if "v" in where.split() else {}
+        assert _refs(remote.query_datasets("metrics", where, bind=bind)) == \
+            _refs(local.query_datasets("metrics", where, bind=bind))
+        assert _ids(remote.query_data_ids(["visit", "detector"], where, bind=bind, datasets="metrics",
+                                          collections="run/a")) == \
+            _ids(local.query_data_ids(["visit", "detector"], where, bind=bind, datasets="metrics",
+                                      collections="run/a"))
+    assert len(_refs(remote.query_datasets("metrics"))) == 13
+    records_local = sorted(local.query_dimension_records("visit", "visit.exposure_time > 10"), key=lambda r: r["visit"])
+    records_remote = sorted(remote.query_dimension_records("visit", "visit.exposure_time > 10"),
+                            key=lambda r: r["visit"])
+    assert records_remote == records_local and records_remote[0]["timespan"] == records_local[0]["timespan"]
+    assert remote.query_datasets("metrics", "visit > 2").count() == local.query_datasets("metrics", "visit > 2").count()
+    assert remote.query_datasets("metrics", "visit > 1000").any() is False
+    assert remote.query_datasets("metrics", "visit > 1000").explain() == \
+        local.query_datasets("metrics", "visit > 1000").explain() != []
+    ordered = list(remote.query_data_ids(["visit", "detector"]).order_by("-visit", "detector").limit(3, 1))
+    assert ordered == list(local.query_data_ids(["visit", "detector"]).order_by("-visit", "detector").limit(3, 1))
+    # tables travel as Arrow
+    sort = [("visit", "ascending"), ("detector", "ascending")]
+    assert remote.query_datasets("metrics").to_arrow().sort_by(sort).equals(
+        local.query_datasets("metrics").to_arrow().sort_by(sort))
+    assert remote.query_dimension_records("visit").to_arrow().sort_by("id").equals(
+        local.query_dimension_records("visit").to_arrow().sort_by("id"))
+    # collections
+    remote.collections.associate("best", [ref])
+    remote.collections.set_chain("chain", ["best", "run/a"])
+    assert remote.collections.query("*") == local.collections.query("*")
+    assert remote.collections.flatten("chain") == local.collections.flatten("chain")
+    assert _refs(remote.query_datasets("metrics", collections="best")) == _refs([ref])
+    assert remote.find_dataset("metrics", instrument="Cam", visit=1, detector=0, collections="chain") == ref
+
+
+def test_read_parameters_applied_on_the_server(served):
+    local, url, token = served
+    local.register_dataset_type("cat", ["instrument", "visit"], "Table")
+    local.register_dataset_type("img", ["instrument", "visit", "detector"], "Image")
+    remote = Butler(url, token=token, run="run/a", collections=["run/a"])
+    table = pa.table({"ra": [1.0, 2.0, 3.0], "dec": [4.0, 5.0, 6.0], "flux": [7, 8, 9]})
+    remote.put(table, "cat", instrument="Cam", visit=1)
+    pixels = np.arange(400, dtype=np.float32).reshape(20, 20)
+    local.put(pixels, "img", instrument="Cam", visit=1, detector=2)
+    assert remote.get("cat", visit=1, parameters={"columns": ["ra"]}).equals(table.select(["ra"]))
+    for kwargs in ({}, {"parameters": {"bbox": (2, 3, 7, 9)}}, {"component": "data"}):
+        mine, theirs = remote.get("img", visit=1, detector=2, **kwargs), local.get("img", visit=1, detector=2, **kwargs)
+        assert type(mine) is type(theirs)
+        assert np.array_equal(getattr(mine, "data", mine), getattr(theirs, "data", theirs))
+    header = remote.get("img", visit=1, detector=2, component="header")
+    assert header["NAXIS1"] == 20
+    assert remote.get_metadata(remote.find_dataset("img", visit=1, detector=2)) == \
+        local.get_metadata(local.find_dataset("img", visit=1, detector=2))
+
+
+def test_download_with_ranges(served):
+    local, url, token = served
+    ref = local.put({"text": "x" * 5000}, "metrics", instrument="Cam", visit=2, detector=1)
+    uri = local.get_uri(ref)
+    with fsspec.open(uri, "rb") as stream:  # the oracle: the file itself, read by fsspec
+        whole = stream.read()
+    remote = Butler(url, token=token, collections="run/a")
+    where = remote.get_uri(ref)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(where, headers=headers).content == whole
+    part = httpx.get(where, headers={**headers, "Range": "bytes=10-99"})
+    assert part.status_code == 206 and part.content == whole[10:100]
+    assert part.headers["content-range"] == f"bytes 10-99/{len(whole)}"
+    assert httpx.get(where, headers={**headers, "Range": "bytes=-20"}).content == whole[-20:]
+    assert httpx.get(where, headers={**headers, "Range": f"bytes={len(whole)}-"}).status_code == 416
+    assert httpx.get(where).status_code == 401
+
+
+def test_errors_are_the_local_ones(served, tmp_path):
+    local, url, token = served
+    remote = Butler(url, token=token, run="run/a", collections="run/a")
+    with pytest.raises(MissingCollectionError):  # as locally: run/a is made by its first put
+        remote.get("metrics", instrument="Cam", visit=5, detector=0)
+    remote.put({}, "metrics", instrument="Cam", visit=1, detector=0)
+    with pytest.raises(DatasetNotFoundError):
+        remote.get("metrics", instrument="Cam", visit=5, detector=0)
+    with pytest.raises(QueryError, match="column"):
+        remote.query_datasets("metrics", "visit >")
+    with pytest.raises(QueryError):
+        list(remote.query_datasets("metrics", "nosuch.field = 3"))
+    with pytest.raises(MissingCollectionError):
+        list(remote.query_datasets("metrics", collections="nowhere"))
+    for bad in (None, "sbt_0123456789abcdef.notthesecretatallnotatall", "junk"):
+        with pytest.raises(AuthenticationError):
+            Butler(url, token=bad) if bad else Butler(url, token="")
+    spec = {"spec": {"kind": "datasets", "dataset_types": ["metrics"], "collections": ["run/a"],
+                     "tree": '{"bogus": 1}', "where": "x"}}
+    answer = httpx.post(f"{url}/api/v1/query/rows", json=spec, headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 422 and "malformed query tree" in answer.json()["message"]
+    assert httpx.get(f"{url}/openapi.json").json()["paths"]
+    with pytest.raises(ServerError):
+        Butler("http://127.0.0.1:9/none", token=token)
+
+
+def test_ingest_and_remove_through_the_server(served, tmp_path):
+    local, url, token = served
+    remote = Butler(url, token=token, run="run/b", collections="run/b")
+    source = tmp_path / "m.json"
+    source.write_text('{"k": 3}')
+    (ref,) = remote.ingest("metrics", [(source, {"instrument": "Cam", "visit": 3, "detector": 3})])
+    assert source.exists() and local.get(ref) == {"k": 3}
+    assert remote.remove([ref]) == 1
+    assert not local.query_datasets("metrics", collections="run/b").any()
