@@ -176,3 +176,103 @@ def test_cli_stale(repo):
     assert result.exit_code == 0 and "0 of 1 visitSummary" in result.output
     result = runner.invoke(cli, ["stale", str(butler.root), "nope", "-c", "out"])
     assert result.exit_code == 1 and "nope" in result.output and "Traceback" not in result.output
+
+
+# -- incremental runs ----------------------------------------------------------------------------
+
+TYPES = ("metricsA", "visitSummary", "patchCount")
+
+
+def view(butler, collection):
+    """The find-first products of ``collection``: (type, data-ID values) -> checksum of the file."""
+    out = {}
+    for name in TYPES:
+        refs = list(butler.query_datasets(name, collections=collection))
+        artifacts = butler.registry.datasets.artifacts([r.id for r in refs])
+        for ref in refs:
+            out[(name, ref.data_id.required_values)] = artifacts[ref.id].checksum
+    return out
+
+
+def ran(butler, run):
+    """(task, data-ID values) of every quantum recorded in ``run``."""
+    keys = {"a": ("visit", "detector"), "b": ("visit",), "c": ("patch",)}
+    return {(q.task_label, tuple(q.data_id[k] for k in keys[q.task_label]))
+            for q in butler.provenance.quanta(run=run)}
+
+
+def as_quanta(products):
+    task = {"metricsA": "a", "visitSummary": "b", "patchCount": "c"}
+    return {(task[t], k) for t, k in products}
+
+
+def test_an_incremental_run_redoes_exactly_the_stale_and_new_quanta_and_equals_a_full_rerun(repo):
+    butler, before = repo
+    first = butler.collections.get_chain("out")[0]
+    put(butler, [(2, 3), (5, 0), (5, 1)])
+    butler.remove([butler.find_dataset("metrics", instrument="Cam", visit=3, detector=1, collections="run/a")])
+    after = (before | {(2, 3), (5, 0), (5, 1)}) - {(3, 1)}
+    report = run_pipeline(butler, pipeline(), INPUTS, "out", incremental=True)
+    assert report.ok and report.run != first
+    assert butler.collections.get_chain("out")[:2] == (report.run, first)
+    old, new = expected_inputs(before), expected_inputs(after)
+    redo = {k for k in expected_stale(before, after) if k in new} | (set(new) - set(old))
+    assert ran(butler, report.run) == as_quanta(redo)
+    kept = as_quanta(k for k in old if k in new and k not in redo)
+    assert report.unchanged == {t: n for t in "abc" if (n := sum(1 for task, _ in kept if task == t))}
+    assert any("would not be made today" in n and "metricsA" in n for n in report.notes)
+    # The chain's view equals a full re-run, product for product and byte for byte, except the
+    # product whose only input was removed: it stays, reported, in its old RUN.
+    full = run_pipeline(butler, pipeline(), INPUTS, "full")
+    assert full.ok
+    incremental_view = view(butler, "out")
+    assert incremental_view.pop(("metricsA", ("Cam", 3, 1)))
+    assert incremental_view == view(butler, "full")
+    # The old products stay queryable in their RUN.
+    assert butler.find_dataset("visitSummary", instrument="Cam", visit=2, collections=first) is not None
+
+
+def test_an_incremental_run_with_nothing_new_runs_nothing_and_says_so(repo, tmp_path):
+    butler, _ = repo
+    chain = butler.collections.get_chain("out")
+    report = run_pipeline(butler, pipeline(), INPUTS, "out", incremental=True)
+    assert report.total == 0 and report.run == "" and sum(report.unchanged.values()) == 15 + 4 + 2
+    assert "nothing to do" in report.describe()
+    assert butler.collections.get_chain("out") == chain
+    from pipeline_helpers import TASKS, write_pipeline
+
+    yaml_file = write_pipeline(tmp_path / "p.yaml", {"a": f"{TASKS}.CalibratedScaleTask",
+                                                     "b": f"{TASKS}.VisitSummaryTask", "c": f"{TASKS}.PatchCountTask"})
+    args = ["run", yaml_file, "-b", str(butler.root), "-i", ",".join(INPUTS), "-o", "out", "--incremental",
+            "--no-progress"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "nothing to do: all 21 quanta are current in 'out'" in result.output
+    put(butler, [(2, 3)])
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0 and "3 succeeded" in result.output and "19 unchanged quanta kept" in result.output
+    assert "2 quanta redone (inputs added: 2)" in result.output  # and one new
+    result = CliRunner().invoke(cli, args[:-2] + ["--calibrations", "today"])
+    assert result.exit_code == 1 and "--calibrations and --software go with --incremental" in result.output
+
+
+def test_a_superseded_calibration_follows_the_users_choice(repo):
+    butler, before = repo
+    chain = butler.collections.get_chain("out")
+    switch = Time("2025-01-02T00:05:00", scale="tai")
+    butler.collections.decertify("calib", "bias", switch, None)
+    newer = butler.put_many("bias", [({"level": 3}, {"instrument": "Cam", "detector": d}) for d in DETECTORS],
+                            run="calib/newer")
+    butler.collections.certify("calib", newer, switch, None)
+    with pytest.raises(SkybutlerError, match=r"4 quanta read a calibration that was decertified or superseded .*"
+                                             r"calibration bias@\{detector: 0\} superseded.*--calibrations"):
+        run_pipeline(butler, pipeline(), INPUTS, "out", incremental=True)
+    assert butler.collections.get_chain("out") == chain
+    kept = run_pipeline(butler, pipeline(), INPUTS, "out", incremental=True, calibrations="recorded")
+    assert kept.total == 0 and any("read their recorded calibration" in n for n in kept.notes)
+    redo = run_pipeline(butler, pipeline(), INPUTS, "out", incremental=True, calibrations="today")
+    assert redo.ok and ran(butler, redo.run) == as_quanta(expected_stale(before, before, recalibrated=LATE))
+    assert {butler.get("metricsA", instrument="Cam", visit=4, detector=d, collections="out")["bias"]
+            for d in DETECTORS} == {3}
+    full = run_pipeline(butler, pipeline(), INPUTS, "full")
+    assert view(butler, "out") == view(butler, "full")

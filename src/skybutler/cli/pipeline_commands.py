@@ -32,6 +32,14 @@ def graph_options(func: Any) -> Any:
         click.option("--skip-existing", is_flag=True, help="Skip quanta whose outputs already exist in OUTPUT."),
         click.option("--resume", is_flag=True, help="Go on in OUTPUT's newest RUN: skip done quanta, retry the rest."),
         click.option("--clobber", is_flag=True, help="Replace outputs already in the output RUN."),
+        click.option("--incremental", is_flag=True,
+                     help="Run only new quanta and those whose recorded inputs or config differ from today's, into "
+                          "a new RUN in front of OUTPUT."),
+        click.option("--calibrations", type=click.Choice(["refuse", "recorded", "today"]), default="refuse",
+                     show_default=True, help="With --incremental: a quantum whose calibration was decertified or "
+                     "superseded since it ran stops the run, reads the recorded one, or is redone with today's."),
+        click.option("--software", "check_software", is_flag=True,
+                     help="With --incremental: changed task code (its content hash) also redoes a quantum."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -39,12 +47,12 @@ def graph_options(func: Any) -> Any:
 
 
 def _graph(repo: Path, pipeline: str | None, graph_file: Path | None, inputs: tuple[str, ...], output: str | None,
-           output_run: str | None, where: str, skip_existing: bool, resume: bool, clobber: bool, butler: Any
-           ) -> QuantumGraph:
+           output_run: str | None, where: str, skip_existing: bool, resume: bool, clobber: bool, butler: Any,
+           incremental: bool = False, calibrations: str = "refuse", check_software: bool = False) -> QuantumGraph:
     if graph_file is not None:
         if pipeline is not None:
             fail("give a PIPELINE or --graph, not both")
-        if inputs or output or output_run or where or skip_existing or resume or clobber:
+        if inputs or output or output_run or where or skip_existing or resume or clobber or incremental:
             fail("-i, -o, --output-run, --where, --skip-existing, --resume and --clobber build a graph; "
                  "a saved graph (--graph) already has them")
         return QuantumGraph.load(graph_file, butler.universe)
@@ -53,8 +61,11 @@ def _graph(repo: Path, pipeline: str | None, graph_file: Path | None, inputs: tu
     collections = split_csv_option(inputs)
     if not collections:
         fail("give the input collections with -i")
+    if not incremental and (calibrations != "refuse" or check_software):
+        fail("--calibrations and --software go with --incremental")
     return build_graph(butler, Pipeline.from_yaml(pipeline), collections, output, output_run=output_run,
-                       where=where, resume=resume, skip_existing=skip_existing, clobber=clobber)
+                       where=where, resume=resume, skip_existing=skip_existing, clobber=clobber,
+                       incremental=incremental, calibrations=calibrations, software=check_software)
 
 
 def show_graph(graph: QuantumGraph) -> None:
@@ -93,12 +104,12 @@ def _data_id_text(data_id: Any) -> str:
 @click.option("--show", is_flag=True, help="Print the tasks, the first quanta and what was left out.")
 @json_option
 def qgraph(pipeline: str, repo: Path, inputs: tuple[str, ...], output: str | None, output_run: str | None,
-           where: str, skip_existing: bool, resume: bool, clobber: bool, save_to: Path | None, show: bool,
-           as_json: bool) -> None:
+           where: str, skip_existing: bool, resume: bool, clobber: bool, incremental: bool, calibrations: str,
+           check_software: bool, save_to: Path | None, show: bool, as_json: bool) -> None:
     """Build the quantum graph of PIPELINE (a YAML file, FILE#subset selects labels) over the inputs."""
     with open_butler(repo) as butler:
         graph = _graph(repo, pipeline, None, inputs, output, output_run, where, skip_existing, resume, clobber,
-                       butler)
+                       butler, incremental, calibrations, check_software)
     if save_to is not None:
         graph.save(save_to)
     if as_json:
@@ -107,7 +118,10 @@ def qgraph(pipeline: str, repo: Path, inputs: tuple[str, ...], output: str | Non
     if show:
         show_graph(graph)
     else:
-        info(f"{len(graph)} quanta: " + ", ".join(f"{k} {v}" for k, v in graph.counts().items()))
+        info(f"{len(graph)} quanta: " + ", ".join(f"{k} {v}" for k, v in graph.counts().items())
+             + (f"; unchanged (kept): {sum(graph.unchanged.values())}" if graph.unchanged else ""))
+    for note in graph.notes:
+        info(note)
     if save_to is not None:
         info(f"saved to {save_to}")
 
@@ -124,24 +138,26 @@ def qgraph(pipeline: str, repo: Path, inputs: tuple[str, ...], output: str | Non
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
 @json_option
 def run(pipeline: str | None, repo: Path, inputs: tuple[str, ...], output: str | None, output_run: str | None,
-        where: str, skip_existing: bool, resume: bool, clobber: bool, graph_file: Path | None, executor: str,
-        jobs: int, dask_scheduler: str | None, progress: bool, as_json: bool) -> None:
+        where: str, skip_existing: bool, resume: bool, clobber: bool, incremental: bool, calibrations: str,
+        check_software: bool, graph_file: Path | None, executor: str, jobs: int, dask_scheduler: str | None,
+        progress: bool, as_json: bool) -> None:
     """Run PIPELINE over the inputs into OUTPUT; failed quanta are listed and recorded, and
     the exit status is 1 if any quantum failed or was blocked."""
     if dask_scheduler and executor != "dask":
         fail("--dask-scheduler needs --executor dask")
     with open_butler(repo) as butler:
         graph = _graph(repo, pipeline, graph_file, inputs, output, output_run, where, skip_existing, resume,
-                       clobber, butler)
+                       clobber, butler, incremental, calibrations, check_software)
         report = execute_graph(butler, graph, executor, jobs, dask_scheduler=dask_scheduler,
                                progress=progress and not as_json)
     if as_json:
         print_json({**report.summary(), "failures": report.failed, "blocked_quanta": report.blocked})
     else:
         s = report.summary()
-        info(f"RUN [cyan]{escape(report.run)}[/cyan]: {s['succeeded']} succeeded, {s['failed']} failed, "
-             f"{s['blocked']} blocked of {s['quanta']} quanta in {s['seconds']:.1f} s"
+        info(escape(report.describe())
              + (f"; skipped (outputs exist): {s['skipped_existing']}" if s["skipped_existing"] else ""), markup=True)
+        for note in report.notes:
+            info(escape(note), markup=True)
         if report.failed:
             print_rows([{"task": f["task"], "data ID": _data_id_text(f["data_id"]), "error": f["error"]}
                         for f in report.failed[:50]], as_json=False, title="failed quanta")

@@ -6,8 +6,10 @@ chain, followed by the runs before it and the input collections -- so every run 
 queryable and re-runs never overwrite anything.  ``resume`` goes on in the newest RUN
 of the chain (skipping quanta whose outputs are there, re-running failed and blocked
 ones); ``skip_existing`` starts a new RUN but skips quanta whose outputs already exist
-anywhere in OUTPUT (incremental processing).  ``output_run`` names the RUN explicitly;
-outputs already in it are refused unless skipped or ``clobber``-ed.
+anywhere in OUTPUT.  ``incremental`` starts a new RUN with only the quanta whose recorded
+inputs differ from today's, and new ones (:mod:`.incremental`); one that finds nothing to do
+writes nothing.  ``output_run`` names the RUN explicitly; outputs already in it are refused
+unless skipped or ``clobber``-ed.
 
 The config of every task is stored in the RUN as the ``<label>_config`` (Dict) dataset;
 resuming with a different config is refused.
@@ -25,7 +27,9 @@ from ..pipeline.builder import QuantumGraphBuilder
 from ..pipeline.errors import ExecutionError
 from ..pipeline.graph import QuantumGraph
 from ..pipeline.pipeline import Pipeline
+from ..provenance.staleness import CALIBRATION_CHOICES, CalibrationChoice
 from .backends import make_backend
+from .incremental import incremental_graph
 from .job import JobSpec
 from .progress import ProgressReporter
 from .scheduler import ExecutionReport, Scheduler
@@ -66,8 +70,21 @@ def plan_output_run(butler: Butler, output: str | None, output_run: str | None =
 def build_graph(butler: Butler, pipeline: Pipeline, inputs: Sequence[str], output: str | None = None, *,
                 output_run: str | None = None, where: str = "", bind: Mapping[str, Any] | None = None,
                 data_id: Mapping[str, Any] | None = None, resume: bool = False, skip_existing: bool = False,
-                clobber: bool = False) -> QuantumGraph:
-    """The quantum graph of one execution: its RUN chosen, existing outputs skipped as asked."""
+                clobber: bool = False, incremental: bool = False, calibrations: CalibrationChoice = "refuse",
+                software: bool = False) -> QuantumGraph:
+    """The quantum graph of one execution: its RUN chosen, existing outputs skipped as asked;
+    ``incremental``: only what is new or stale in OUTPUT (``calibrations`` and ``software``:
+    see :mod:`.incremental`)."""
+    if incremental:
+        if output is None or resume or skip_existing or output_run is not None:
+            raise ExecutionError("an incremental run needs -o OUTPUT (the chain it brings up to date) and no "
+                                 "--resume, --skip-existing or --output-run")
+        if calibrations not in CALIBRATION_CHOICES:
+            raise ExecutionError(f"calibrations must be one of {', '.join(CALIBRATION_CHOICES)}, not "
+                                 f"{calibrations!r}")
+        graph = QuantumGraphBuilder(butler, pipeline, inputs, plan_output_run(butler, output), output=output,
+                                    where=where, bind=bind, data_id=data_id).build()
+        return incremental_graph(butler, graph, output, calibrations=calibrations, software=software)
     run = plan_output_run(butler, output, output_run, resume)
     skip_in = []
     if skip_existing and output is not None and butler.collections.exists(output):
@@ -127,6 +144,9 @@ def execute_graph(butler: Butler, graph: QuantumGraph, executor: str = "inline",
     """Run every quantum of ``graph``; failures are recorded and reported, not raised."""
     if executor not in EXECUTORS:
         raise ExecutionError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}")
+    if not graph.quanta and graph.unchanged:  # an incremental run with nothing to do: no RUN either
+        return ExecutionReport("", graph.output, 0, skipped=dict(graph.skipped), unchanged=dict(graph.unchanged),
+                               notes=list(graph.notes))
     config_ids = prepare_run(butler, graph)
     job = JobSpec.from_graph(str(butler.root), graph, config_ids)
     backend = make_backend(executor, jobs, dask_scheduler, client)
@@ -138,9 +158,12 @@ def run_pipeline(butler: Butler, pipeline: Pipeline, inputs: Sequence[str], outp
                  output_run: str | None = None, where: str = "", bind: Mapping[str, Any] | None = None,
                  data_id: Mapping[str, Any] | None = None, executor: str = "inline", jobs: int = 1,
                  dask_scheduler: str | None = None, client: Any = None, resume: bool = False,
-                 skip_existing: bool = False, clobber: bool = False, progress: bool = False) -> ExecutionReport:
+                 skip_existing: bool = False, clobber: bool = False, progress: bool = False,
+                 incremental: bool = False, calibrations: CalibrationChoice = "refuse",
+                 software: bool = False) -> ExecutionReport:
     """Build the graph of ``pipeline`` over ``inputs`` and run it (see the module docstring)."""
     graph = build_graph(butler, pipeline, inputs, output, output_run=output_run, where=where, bind=bind,
-                        data_id=data_id, resume=resume, skip_existing=skip_existing, clobber=clobber)
+                        data_id=data_id, resume=resume, skip_existing=skip_existing, clobber=clobber,
+                        incremental=incremental, calibrations=calibrations, software=software)
     return execute_graph(butler, graph, executor, jobs, dask_scheduler=dask_scheduler, client=client,
                          progress=progress)

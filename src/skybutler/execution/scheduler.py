@@ -34,6 +34,10 @@ class ExecutionReport:
     blocked: list[dict[str, Any]] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    #: Quanta an incremental run kept (recorded inputs equal today's), per task label.
+    unchanged: dict[str, int] = field(default_factory=dict)
+    #: What an incremental run decided, in sentences.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -42,7 +46,16 @@ class ExecutionReport:
     def summary(self) -> dict[str, Any]:
         return {"run": self.run, "output": self.output, "quanta": self.total, "succeeded": self.succeeded,
                 "failed": len(self.failed), "blocked": len(self.blocked), "skipped_existing": self.skipped,
-                "seconds": round(self.seconds, 3)}
+                "unchanged": self.unchanged, "notes": self.notes, "seconds": round(self.seconds, 3)}
+
+    def describe(self) -> str:
+        """One sentence: what ran, or that an incremental run found nothing to do."""
+        if not self.total and self.unchanged:
+            return (f"nothing to do: all {sum(self.unchanged.values())} quanta are current in {self.output!r} "
+                    "(their recorded inputs equal today's); no RUN written")
+        kept = f"; {sum(self.unchanged.values())} unchanged quanta kept" if self.unchanged else ""
+        return (f"RUN {self.run}: {self.succeeded} succeeded, {len(self.failed)} failed, {len(self.blocked)} "
+                f"blocked of {self.total} quanta in {self.seconds:.1f} s{kept}")
 
 
 class Scheduler:
@@ -58,7 +71,8 @@ class Scheduler:
 
     def run(self) -> ExecutionReport:
         graph = self.graph
-        report = ExecutionReport(self.job.run, graph.output, len(graph), skipped=dict(graph.skipped))
+        report = ExecutionReport(self.job.run, graph.output, len(graph), skipped=dict(graph.skipped),
+                                 unchanged=dict(graph.unchanged), notes=list(graph.notes))
         start = time.perf_counter()
         waiting = [len(q.dependencies()) for q in graph.quanta]
         dependents = graph.dependents()

@@ -73,6 +73,10 @@ class QuantumGraph:
     created: str = field(default_factory=lambda: datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
     #: Quanta an incremental run kept because their recorded inputs equal today's, per task label.
     unchanged: dict[str, int] = field(default_factory=dict)
+    #: Quanta an incremental run redoes because they are stale (the rest of the graph is new), per task.
+    stale: dict[str, int] = field(default_factory=dict)
+    #: What an incremental run decided, in sentences.
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.quanta)
@@ -99,7 +103,7 @@ class QuantumGraph:
         return {"quanta": len(self.quanta), "per_task": self.counts(), "inputs": n_in, "outputs": n_out,
                 "input_collections": self.input_collections, "output": self.output, "output_run": self.output_run,
                 "where": self.where, "skipped_existing": dict(self.skipped), "unchanged": dict(self.unchanged),
-                "dropped": len(self.dropped)}
+                "stale": dict(self.stale), "notes": list(self.notes), "dropped": len(self.dropped)}
 
     def without(self, done: dict[int, dict[tuple[str, tuple], uuid.UUID]]) -> QuantumGraph:
         """This graph less the quanta in ``done`` (index -> their existing outputs' IDs by dataset

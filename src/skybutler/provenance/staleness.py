@@ -86,6 +86,8 @@ class Staleness:
     orphans: list[StaleProduct] = field(default_factory=list)
     runs: dict[uuid.UUID, str] = field(default_factory=dict, repr=False)
     groups: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: Quanta pointed back at their recorded calibration (``calibrations='recorded'``).
+    recalibrated: int = 0
 
     def counts(self) -> dict[str, int]:
         out = {"current": 0, "stale": 0, "new": 0}
@@ -275,15 +277,17 @@ def assess(butler: Butler, graph: QuantumGraph, current: Sequence[str], *, confi
         raise SkybutlerError(f"calibrations must be one of {', '.join(CALIBRATION_CHOICES)}, not {calibrations!r}")
     assessor = _Assessor(butler, graph, current, config, software, calibrations)
     assessor.load()
-    if calibrations == "recorded":
-        _use_recorded_calibrations(assessor)
-    result = Staleness(graph, assessor.decide(), runs=assessor.runs, groups=assessor.groups)
+    recalibrated = _use_recorded_calibrations(assessor) if calibrations == "recorded" else 0
+    result = Staleness(graph, assessor.decide(), runs=assessor.runs, groups=assessor.groups,
+                       recalibrated=recalibrated)
     result.orphans = _orphans(assessor, result, orphans_of, where)
     return result
 
 
-def _use_recorded_calibrations(assessor: _Assessor) -> None:
-    """Point each quantum's prerequisites at the recorded ones where today's lookup differs."""
+def _use_recorded_calibrations(assessor: _Assessor) -> int:
+    """Point each quantum's prerequisites at the recorded ones where today's lookup differs;
+    returns how many quanta changed."""
+    changed = 0
     for q in assessor.graph.quanta:
         outs = [(n.dataset_type, n.data_id.required_values) for nodes in q.outputs.values() for n in nodes]
         made = {assessor.made.get(assessor.products[k]) for k in outs if k in assessor.products}
@@ -291,11 +295,14 @@ def _use_recorded_calibrations(assessor: _Assessor) -> None:
             continue
         recorded = assessor.quanta[made.pop()]
         by_key = {(t, assessor._key_of(t, j)): i for i, t, j, pre in recorded.inputs if pre and i is not None}
+        hit = False
         for nodes in q.prerequisites.values():
             for n in nodes:
                 old = by_key.get((n.dataset_type, n.data_id.required_values))
                 if old is not None and old != n.id:
-                    n.id = old
+                    n.id, hit = old, True
+        changed += hit
+    return changed
 
 
 def _orphans(assessor: _Assessor, result: Staleness, types: Sequence[str] | None, where: str) -> list[StaleProduct]:
