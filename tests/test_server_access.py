@@ -1,0 +1,146 @@
+"""Who may do what through a server: tokens (401), collection rules and private areas
+(an authorization matrix checked against a plain-Python table of the rules), and the
+token and grant commands."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from skybutler import Butler
+from skybutler.access import Access
+from skybutler.cli.main import cli
+from skybutler.errors import (AuthenticationError, DatasetNotFoundError, MissingCollectionError,
+                              PermissionDeniedError)
+
+from server_helpers import running_server
+
+pytest.importorskip("fastapi")
+
+RUNS = ["public/run", "team/run", "u/alice/run", "u/bob/run"]
+#: The oracle: who may read and who may write each RUN, written out by hand from the rules below.
+READERS = {"public/run": {"alice", "bob", "carol"}, "team/run": {"alice"}, "u/alice/run": {"alice"},
+           "u/bob/run": {"bob"}}
+WRITERS = {"public/run": set(), "team/run": {"alice"}, "u/alice/run": {"alice"}, "u/bob/run": {"bob"}}
+
+
+@pytest.fixture
+def shared(butler):
+    """A repository with one dataset in each RUN, a chain over all of them, rules, and a
+    server; yields (local butler, url, {user: token}, {run: ref})."""
+    refs = {run: butler.put({"run": run}, "metrics", instrument="Cam", visit=1, detector=0, run=run)
+            for run in RUNS}
+    butler.collections.set_chain("everything", ["u/bob/run", "team/run", "public/run", "u/alice/run"])
+    access = Access(butler.registry.access)
+    access.add_user("alice", groups=["team"])
+    access.add_user("bob")
+    access.add_user("carol")
+    access.grant("*", "*", "public/*", "read")
+    access.grant("group", "team", "team/*", "write")
+    access.grant("*", "*", "everything", "read")
+    tokens = {name: access.create_token(name) for name in ("alice", "bob", "carol")}
+    with running_server(butler.root) as url:
+        yield butler, url, tokens, refs
+
+
+def test_tokens_missing_invalid_expired_revoked(butler):
+    import time
+
+    access = Access(butler.registry.access)
+    good = access.create_token("dora")
+    before = time.time()
+    short = access.create_token("dora", expires_in=60)
+    after = time.time()
+    gone = access.create_token("dora")
+    access.revoke_token(gone.split(".")[0])
+    with running_server(butler.root) as url:
+        assert Butler(url, token=good).query_dataset_types() != []
+        assert Butler(url, token=short).query_dataset_types() != []
+        forged = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
+        for bad in ("", "sbt_nothing", forged, gone):
+            with pytest.raises(AuthenticationError):
+                Butler(url, token=bad)
+        answer = httpx.get(f"{url}/api/v1/dataset_types")
+        assert answer.status_code == 401 and answer.json()["error"] == "AuthenticationError"
+    # expiry, by the clock of the check
+    assert access.authenticate(short, now=before + 59.9).name == "dora"
+    with pytest.raises(AuthenticationError):
+        access.authenticate(short, now=after + 60.001)
+    rows = butler.registry.access.token_rows("dora")
+    assert len(rows) == 3 and all(good.split(".")[1] not in r.secret_hash for r in rows)
+    assert all(r.secret_hash.startswith("$argon2id$") for r in rows)
+
+
+def test_authorization_matrix(shared):
+    local, url, tokens, refs = shared
+    for user, token in tokens.items():
+        remote = Butler(url, token=token)
+        for run in RUNS:
+            may_read = user in READERS[run]
+            found = remote.query_datasets("metrics", collections=run) if may_read else None
+            if may_read:
+                assert [r.id for r in found] == [refs[run].id]
+                assert found.count() == 1
+                assert remote.get(refs[run]) == {"run": run}
+            else:
+                with pytest.raises(MissingCollectionError):
+                    list(remote.query_datasets("metrics", collections=run))
+                with pytest.raises(MissingCollectionError):
+                    remote.query_datasets("metrics", collections=run).count()
+                with pytest.raises(MissingCollectionError):
+                    remote.query_datasets("metrics", "visit > 100", collections=run).explain()
+                with pytest.raises(DatasetNotFoundError, match=f"no dataset with ID {refs[run].id}"):
+                    remote.get(refs[run])
+                missing = refs[run].id.hex[:-4] + "0000"
+                with pytest.raises(DatasetNotFoundError, match="no dataset with ID"):
+                    remote.get(type(refs[run])(__import__("uuid").UUID(missing), refs[run].dataset_type,
+                                               refs[run].data_id, run))
+                download = httpx.get(f"{url}/api/v1/datasets/{refs[run].id}/file",
+                                     headers={"Authorization": f"Bearer {token}"})
+                assert download.status_code == 404
+            # writing
+            if user in WRITERS[run]:
+                remote.put({"by": user}, "metrics", instrument="Cam", visit=2, detector=0, run=run)
+            else:
+                with pytest.raises(PermissionDeniedError if may_read else MissingCollectionError):
+                    remote.put({"by": user}, "metrics", instrument="Cam", visit=2, detector=0, run=run)
+        # the chain grants nothing by itself: only the readable children are searched
+        seen = remote.query_datasets("metrics", "visit = 1", collections="everything", find_first=False)
+        assert sorted(r.run for r in seen) == sorted(run for run in RUNS if user in READERS[run])
+        assert seen.count() == len([run for run in RUNS if user in READERS[run]])
+        assert [r.run for r in remote.query_datasets("metrics", "visit = 1", collections="everything")] == \
+            [next(run for run in ["u/bob/run", "team/run", "public/run", "u/alice/run"] if user in READERS[run])]
+        visible = {c.name for c in remote.collections.query("*")}
+        assert visible == {run for run in RUNS if user in READERS[run]} | {"everything"}
+        assert set(remote.collections.info("everything").children) == visible - {"everything"}
+        # one's own area: new RUNs under u/<user>/ only
+        remote.put({}, "metrics", instrument="Cam", visit=3, detector=0, run=f"u/{user}/new")
+        with pytest.raises(PermissionDeniedError):
+            remote.put({}, "metrics", instrument="Cam", visit=3, detector=0, run="elsewhere/new")
+    assert not local.collections.exists("elsewhere/new")
+    assert local.query_datasets("metrics", collections="public/run").count() == 1  # nobody wrote there
+
+
+def test_token_and_grant_commands(butler, tmp_path):
+    repo = str(butler.root)
+    runner = CliRunner()
+    made = runner.invoke(cli, ["token", "create", repo, "erin", "--expires", "2h", "--group", "team"])
+    assert made.exit_code == 0, made.output
+    token = made.output.strip().splitlines()[-1]
+    listed = runner.invoke(cli, ["token", "list", repo, "--json"])
+    assert listed.exit_code == 0 and '"user": "erin"' in listed.output and token.split(".")[1] not in listed.output
+    assert runner.invoke(cli, ["grant", repo, "read", "run/*", "--group", "team"]).exit_code == 0
+    butler.put({"x": 1}, "metrics", instrument="Cam", visit=1, detector=0)
+    with running_server(butler.root) as url:
+        shown = runner.invoke(cli, ["query-datasets", url, "metrics", "-c", "run/a", "--json"],
+                              env={"SKYBUTLER_TOKEN": token})
+        assert shown.exit_code == 0, shown.output
+        assert '"visit": 1' in shown.output
+        assert runner.invoke(cli, ["token", "revoke", repo, token.split(".")[0]]).exit_code == 0
+        refused = runner.invoke(cli, ["query-datasets", url, "metrics", "-c", "run/a"], env={"SKYBUTLER_TOKEN": token})
+        assert refused.exit_code == 1 and "valid bearer token" in refused.output
+    bad = runner.invoke(cli, ["token", "create", repo, "no spaces allowed"])
+    assert bad.exit_code == 1 and "invalid user name" in bad.output
+    audit = butler.registry.access.audit_rows()
+    assert [a[2] for a in audit][:3] == ["token-revoke", "grant", "token-create"]
