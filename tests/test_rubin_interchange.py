@@ -581,3 +581,48 @@ def test_our_rubin_yaml_reads_as_the_rubin_butler_reads_it():
     ours = rubin_yaml.load(text)
     assert ours["id"] == value["id"] and ours["t"] == TaiTime(ns) and ours["span"] == RubinTimespan(ns, None)
     assert [r.encode() for r in ours["regions"]] == [r.encode() for r in regions]
+
+
+# -- cameras: the Rubin universe's instrument and detector fields ----------------------
+
+
+def test_camera_records_go_into_the_rubin_butler_as_its_universe_defines_them(tmp_path, rubin_image_formatter):
+    """Raws of real cameras ingested by skybutler go into the Rubin butler with the instrument's
+    visit_max/exposure_max and each detector's raft/name_in_raft filled: what
+    astro-metadata-translator makes of the raw's header (its detector group and name)."""
+    import astro_metadata_translator as amt
+    from astropy.io import fits
+
+    import camera_headers as ch
+    from skybutler.ingest import ingest_raws
+
+    headers = {"hsc-50": ch.hsc(detector=50), "hsc-104": ch.hsc(detector=104), "decam-1": ch.decam(detector=1),
+               "decam-62": ch.decam(detector=62), "megaprime-9": ch.megaprime(detector=9)}
+    (tmp_path / "raws").mkdir()
+    for name, header in headers.items():
+        hdu = fits.PrimaryHDU(np.zeros((4, 4), dtype=np.int16))
+        hdu.header.update({k: v for k, v in header.items() if k not in ("SIMPLE", "BITPIX", "NAXIS")})
+        hdu.writeto(tmp_path / "raws" / f"{name}.fits")
+    with Butler.create(tmp_path / "sky") as ours:
+        assert ingest_raws(ours, tmp_path / "raws", processes=1).ok
+        refs = list(ours.query_datasets("raw", collections=["HSC/raw/all", "DECam/raw/all", "MegaPrime/raw/all"]))
+        assert export_rubin(ours, refs, tmp_path / "out") == 5
+    RubinButler.makeRepo(str(tmp_path / "rubin"))
+    theirs = RubinButler.from_config(str(tmp_path / "rubin"), writeable=True)
+    theirs.import_(directory=str(tmp_path / "out"), filename=str(tmp_path / "out" / "export.yaml"), transfer="copy")
+    reg = theirs.registry
+    maxima = {r.name: (r.visit_max, r.exposure_max, r.detector_max) for r in reg.queryDimensionRecords("instrument")}
+    assert maxima == {"HSC": (21474800, 21474800, 112), "DECam": (10**7, 10**7, 63),
+                      "MegaPrime": (2**31, 2**31, 40)}
+    for name, header in headers.items():
+        info = amt.ObservationInfo(header, filename=name)
+        (record,) = reg.queryDimensionRecords("detector", instrument=info.instrument, detector=info.detector_num)
+        assert (record.full_name, record.raft, record.name_in_raft) == (
+            info.detector_unique_name, info.detector_group, info.detector_name), name
+        assert record.purpose == ("FOCUS" if name == "hsc-104" else "SCIENCE")
+        # Every exposure and visit ID the camera makes is below the maxima.
+        assert info.exposure_id < maxima[info.instrument][1] and info.visit_id < maxima[info.instrument][0]
+    # The Rubin butler's own where-language finds a detector by its raft and name in the raft.
+    found = {(d["instrument"], d["detector"]) for d in reg.queryDataIds(
+        ["detector"], where="detector.raft = 'S' AND detector.name_in_raft = '29'")}
+    assert found == {("DECam", 1)}
