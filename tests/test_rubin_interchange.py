@@ -626,3 +626,63 @@ def test_camera_records_go_into_the_rubin_butler_as_its_universe_defines_them(tm
     found = {(d["instrument"], d["detector"]) for d in reg.queryDataIds(
         ["detector"], where="detector.raft = 'S' AND detector.name_in_raft = '29'")}
     assert found == {("DECam", 1)}
+
+
+# -- older Rubin universes ------------------------------------------------------------
+
+
+def make_old_universe_repo(root: Path, version: int):
+    """A Rubin repository of universe ``version``, made by the Rubin butler itself: exposures of
+    three observation types, each with a dataset."""
+    from lsst.daf.butler import DimensionConfig
+
+    config = Path(daf_butler.__file__).parent / "configs" / "old_dimensions" / f"daf_butler_universe{version}.yaml"
+    RubinButler.makeRepo(str(root), dimensionConfig=DimensionConfig(str(config)))
+    b = RubinButler.from_config(str(root), writeable=True)
+    assert b.dimensions.version == version
+    reg = b.registry
+    reg.insertDimensionData("instrument", {"name": "Cam", "visit_max": 1000, "exposure_max": 1000, "detector_max": 4,
+                                           "class_name": "x.Cam", "visit_system": 0})
+    reg.insertDimensionData("physical_filter", {"instrument": "Cam", "name": "Cam-r", "band": "r"})
+    reg.insertDimensionData("detector", {"instrument": "Cam", "id": 0, "full_name": "R0_S0", "name_in_raft": "S0",
+                                         "raft": "R0", "purpose": "SCIENCE"})
+    reg.insertDimensionData("day_obs", {"instrument": "Cam", "id": 20240101})
+    reg.insertDimensionData("group", {"instrument": "Cam", "name": "g"})
+    reg.registerDatasetType(daf_butler.DatasetType("summary", ["instrument", "exposure", "detector"],
+                                                   "StructuredDataDict", universe=b.dimensions))
+    reg.registerRun("Cam/run")
+    refs = []
+    for n, kind in enumerate(("science", "dark", "cbp"), start=1):
+        exposure = {"instrument": "Cam", "id": n, "obs_id": f"C{n}", "physical_filter": "Cam-r", "group": "g",
+                    "day_obs": 20240101, "timespan": _span(T0 + n * units.minute, 30.0), "exposure_time": 30.0,
+                    "observation_type": kind, "seq_num": n}
+        if version >= 7:
+            exposure["can_see_sky"] = kind == "cbp"  # its own value, unlike any the migration would give
+        reg.insertDimensionData("exposure", exposure)
+        refs.append(b.put({"n": n}, "summary", instrument="Cam", exposure=n, detector=0, run="Cam/run"))
+    return b, refs
+
+
+@pytest.mark.parametrize("version", [6, 7])
+def test_exports_and_zips_of_older_rubin_universes_come_in_migrated(tmp_path, make_butler, version):
+    """Universe 6 and 7 exports and zips written by the Rubin butler come in; version 6's exposures
+    gain can_see_sky as the Rubin butler's 6-to-7 migration sets it (sky types True, dark/bias
+    types False, others NULL), version 7's keep their own."""
+    b, refs = make_old_universe_repo(tmp_path / "rubin", version)
+    (tmp_path / "export").mkdir()
+    with b.export(directory=str(tmp_path / "export"), format="yaml", transfer="copy") as export:
+        export.saveDatasets(refs)
+    assert f"universe_version: {version}" in (tmp_path / "export" / "export.yaml").read_text()
+    (tmp_path / "zip").mkdir()
+    b.retrieve_artifacts_zip([r.expanded(b.registry.expandDataId(r.dataId)) for r in refs], str(tmp_path / "zip"))
+    (zipped,) = (tmp_path / "zip").glob("*.zip")
+    expected = {1: True, 2: False, 3: None} if version == 6 else {1: False, 2: False, 3: True}
+    for source in (tmp_path / "export", zipped):
+        ours = make_butler(f"sky-{source.name}")
+        assert import_rubin(ours, source) == 3
+        got = {r["exposure"]: r["can_see_sky"] for r in ours.query_dimension_records("exposure")}
+        assert got == expected, source.name
+        assert _ids(ours.query_datasets("summary", collections="Cam/run")) == _ids(refs)
+        assert {r["exposure"]: r["observation_type"] for r in ours.query_dimension_records("exposure")} == \
+            {1: "science", 2: "dark", 3: "cbp"}
+        assert ours.get("summary", instrument="Cam", exposure=2, detector=0, collections="Cam/run") == {"n": 2}

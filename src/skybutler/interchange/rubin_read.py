@@ -32,10 +32,16 @@ ZIP_INDEX = "_butler_zip_index.json"
 #: any, are reported item by item like any other unknown content).
 SUPPORTED_MAJOR = 1
 UNIVERSE_NAMESPACE = "daf_butler"
-#: Rubin universe versions whose records need no conversion beyond field names (day_obs and group
-#: became dimensions in version 6).
+#: Rubin universe versions read (day_obs and group became dimensions in version 6). Versions 6 and 7
+#: are subsets of 8: version 7 lacks the ``ssp_*`` elements, and version 6 also
+#: ``exposure.can_see_sky``, which is filled in as the Rubin butler's own 6-to-7 migration fills it.
 MIN_UNIVERSE_VERSION = 6
 MAX_UNIVERSE_VERSION = 8
+#: Observation types whose exposures see the sky, and those that do not: the values the Rubin
+#: butler's migration from universe 6 to 7 gives ``can_see_sky`` (others stay NULL).
+SKY_OBSERVATION_TYPES = frozenset({"science", "object", "standard", "sky flat", "standard_star", "skyflat", "focus",
+                                   "focusing", "exp", "skyexp"})
+NON_SKY_OBSERVATION_TYPES = frozenset({"dark", "bias", "agexp", "domeflat", "dome flat", "zero", "spot"})
 
 
 class RubinImportError(SkybutlerError):
@@ -111,8 +117,21 @@ def read_rubin_export(path: str | Path, universe: DimensionUniverse) -> RubinExp
             out.problems.append(f"block {number} of {file.name}: unknown block type {kind!r}")
             continue
         reader(out, block, universe)
+    _migrate(out, int(document.get("universe_version", 0)))
     _add_bands(out, universe)
     return out
+
+
+def _migrate(out: RubinExport, version: int) -> None:
+    """Records of an older Rubin universe brought to version 8, as the Rubin butler's migrations do:
+    from version 6, each exposure's ``can_see_sky`` is set from its observation type."""
+    if version >= 7:
+        return
+    for record in out.records.get("exposure", []):
+        if record.get("can_see_sky") is None:
+            kind = record.get("observation_type")
+            record["can_see_sky"] = (True if kind in SKY_OBSERVATION_TYPES
+                                     else False if kind in NON_SKY_OBSERVATION_TYPES else None)
 
 
 def _check_version(out: RubinExport, version: Any) -> None:
@@ -254,11 +273,7 @@ def _zip_records(out: RubinExport, records: dict[str, list[list[Any]]], universe
     (required, implied, then the rest; regions hex-encoded, timespans as two nanosecond bounds)."""
     if not records:
         return  # the records its data IDs name must then be in the repository already
-    if universe_version != MAX_UNIVERSE_VERSION:
-        out.problems.append(f"the zip's dimension records are in the column order of universe version "
-                            f"{universe_version}, which skybutler does not know; import an export.yaml instead")
-        return
-    columns = _v8_columns()
+    columns = _columns(universe_version)
     for element, rows in records.items():
         names = columns.get(element)
         if names is None or element not in universe:
@@ -283,10 +298,18 @@ def _zip_records(out: RubinExport, records: dict[str, list[list[Any]]], universe
                 out.problems.append(f"{element} record {values}: {err}")
 
 
-def _v8_columns() -> dict[str, list[str]]:
+def _columns(version: int) -> dict[str, list[str]]:
+    """Each element's column order in a zip of Rubin universe ``version`` (6 to 8): version 8's,
+    less what the older versions lack."""
     from importlib import resources
 
-    return yaml.safe_load(resources.files(__package__).joinpath("rubin_v8_columns.yaml").read_text())
+    columns = yaml.safe_load(resources.files(__package__).joinpath("rubin_v8_columns.yaml").read_text())
+    if version <= 7:
+        for name in ("ssp_hypothesis_table", "ssp_hypothesis_bundle", "ssp_balanced_index"):
+            columns.pop(name)
+    if version <= 6:
+        columns["exposure"] = [c for c in columns["exposure"] if c != "can_see_sky"]
+    return columns
 
 
 def _read_zip(path: Path, universe: DimensionUniverse) -> RubinExport:
@@ -328,5 +351,6 @@ def _read_zip(path: Path, universe: DimensionUniverse) -> RubinExport:
             out.datasets.append(RubinDataset(uuid.UUID(text), ref["dataset_type_name"], ref["run"], data_id,
                                              member, str(info.get("formatter") or "")))
     out.collections = [{"name": run, "type": "RUN", "doc": "", "children": []} for run in runs]
+    _migrate(out, int(refs.get("universe_version", 0)))
     _add_bands(out, universe)
     return out
