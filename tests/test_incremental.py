@@ -276,3 +276,31 @@ def test_a_superseded_calibration_follows_the_users_choice(repo):
             for d in DETECTORS} == {3}
     full = run_pipeline(butler, pipeline(), INPUTS, "full")
     assert view(butler, "out") == view(butler, "full")
+
+
+def test_a_recompute_whose_calibration_changed_says_so_and_follows_the_choice(repo):
+    from skybutler.retention.ondemand import CalibrationChangedError, RecomputeOptions
+
+    butler, _ = repo
+    ref = butler.find_dataset("metricsA", instrument="Cam", visit=4, detector=2, collections="out")
+    original = butler.get(ref)
+    butler.retention.purge([ref])
+    switch = Time("2025-01-02T00:05:00", scale="tai")
+    butler.collections.decertify("calib", "bias", switch, None)
+    newer = butler.put_many("bias", [({"level": 3}, {"instrument": "Cam", "detector": d}) for d in DETECTORS],
+                            run="calib/newer")
+    butler.collections.certify("calib", newer, switch, None)
+    with pytest.raises(CalibrationChangedError, match=r"bias@\{'instrument': 'Cam', 'detector': 2\}.* was "
+                                                      r"superseded by .* in 'calib'.*on_calibration='recorded'"):
+        butler.get(ref, recompute=True)
+    with pytest.raises(CalibrationChangedError, match="would be a different product.*--incremental --calibrations today"):
+        butler.get(ref, recompute=RecomputeOptions(on_calibration="today"))
+    assert butler.retention.state(ref).state == "purged-recomputable"
+    assert butler.get(ref, recompute=RecomputeOptions(on_calibration="recorded")) == original
+    assert "recorded calibration used: bias@" in butler.retention.state(ref).note
+    butler.retention.purge([ref])
+    butler.collections.decertify("calib", "bias", switch, None)
+    result = CliRunner().invoke(cli, ["recompute", str(butler.root), str(ref.id)])
+    assert result.exit_code == 1 and "was decertified (nothing is certified" in result.output
+    result = CliRunner().invoke(cli, ["recompute", str(butler.root), str(ref.id), "--calibrations", "recorded"])
+    assert result.exit_code == 0, result.output

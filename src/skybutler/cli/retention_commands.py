@@ -136,11 +136,15 @@ def _targets(butler: Any, args: tuple[str, ...], collections: list[str], where: 
 @click.option("--dask-scheduler", metavar="ADDRESS", help="A running Dask scheduler (default: a local cluster).")
 @click.option("--on-drift", type=click.Choice(["refuse", "note"]), default="refuse", show_default=True,
               help="If the installed task code differs from the recorded version: refuse, or go on and record it.")
+@click.option("--calibrations", "on_calibration", type=click.Choice(["refuse", "recorded", "today"]),
+              default="refuse", show_default=True,
+              help="If a calibration a quantum read was decertified or superseded since: refuse, re-create with the "
+                   "recorded one (noted); 'today' is refused with advice (that is an incremental run).")
 @click.option("--no-store", is_flag=True, help="Recompute and verify without storing back (inline only).")
 @json_option
 def recompute(repo: Path, datasets: tuple[str, ...], collections: tuple[str, ...], where: str, dry_run: bool,
-              executor: str, jobs: int, dask_scheduler: str | None, on_drift: str, no_store: bool,
-              as_json: bool) -> None:
+              executor: str, jobs: int, dask_scheduler: str | None, on_drift: str, on_calibration: str,
+              no_store: bool, as_json: bool) -> None:
     """Re-create purged datasets from their recorded provenance (and the purged inputs they need).
 
     DATASET is a dataset ID, a dataset type with KEY=VALUE data-ID pairs, or a bare dataset
@@ -162,9 +166,12 @@ def recompute(repo: Path, datasets: tuple[str, ...], collections: tuple[str, ...
                 info(est.describe())
             for line in est.drift:
                 info(f"software drift: {line}", style="yellow")
+            for line in est.calibrations:
+                info(f"calibration changed: {line}", style="yellow")
             return
-        report = butler.retention.recompute(ids, RecomputeOptions(store=not no_store, on_drift=on_drift),  # type: ignore[arg-type]
-                                            executor=executor, jobs=jobs, dask_scheduler=dask_scheduler)
+        options = RecomputeOptions(store=not no_store, on_drift=on_drift,  # type: ignore[arg-type]
+                                   on_calibration=on_calibration)  # type: ignore[arg-type]
+        report = butler.retention.recompute(ids, options, executor=executor, jobs=jobs, dask_scheduler=dask_scheduler)
     if as_json:
         print_json(report.to_dict())
     else:

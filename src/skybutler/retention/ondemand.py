@@ -7,7 +7,9 @@ The steps, each finished before the next starts, so a failure leaves nothing hal
    the quantum that wrote it replayed.  A dataset with no recorded producer, or purged
    as ``purged-lost``, stops the walk with an error naming the whole chain;
 2. check: every task class still imports, the installed task code is the version
-   recorded (else refuse, or go on and record a note: ``on_drift``), and the expected
+   recorded (else refuse, or go on and record a note: ``on_drift``), every calibration a
+   quantum read is still the one certified for its observation time (else refuse, or go
+   on with the recorded one and record a note: ``on_calibration``), and the expected
    wait (recorded quantum run times plus the cold tier's staging latency) is reported;
 3. stage the cold inputs back, then check every recorded config still validates;
 4. replay the quanta in order, in memory, with the same task class, recorded config and
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
     from ..butler import Butler
 
 DriftPolicy = Literal["refuse", "note"]
+CalibrationPolicy = Literal["refuse", "recorded", "today"]
 
 
 class RecomputeError(SkybutlerError):
@@ -62,6 +65,10 @@ class RecomputeError(SkybutlerError):
 
 class SoftwareDriftError(RecomputeError):
     """The installed task code is not the version that made the dataset (and drift is refused)."""
+
+
+class CalibrationChangedError(RecomputeError):
+    """A calibration a recorded quantum read was decertified or superseded since (and that is refused)."""
 
 
 class RecomputeVerificationError(RecomputeError):
@@ -75,10 +82,17 @@ class RecomputeOptions:
 
     store: bool = True
     on_drift: DriftPolicy = "refuse"
+    #: A calibration decertified or superseded since the quantum ran: ``refuse``, or go on with the
+    #: ``recorded`` one (noted).  ``today`` is refused with advice: a product made with today's
+    #: calibration is a new product (an incremental run), not the purged one re-created.
+    on_calibration: CalibrationPolicy = "refuse"
 
     def __post_init__(self) -> None:
         if self.on_drift not in ("refuse", "note"):
             raise SkybutlerError(f"on_drift must be 'refuse' or 'note', not {self.on_drift!r}")
+        if self.on_calibration not in ("refuse", "recorded", "today"):
+            raise SkybutlerError(f"on_calibration must be 'refuse', 'recorded' or 'today', not "
+                                 f"{self.on_calibration!r}")
 
     @classmethod
     def of(cls, value: bool | RecomputeOptions | None) -> RecomputeOptions | None:
@@ -100,6 +114,8 @@ class RecomputeEstimate:
     stage: dict[uuid.UUID, StoredArtifact] = field(default_factory=dict)
     staging_seconds: float = 0.0
     drift: list[str] = field(default_factory=list)
+    #: Calibrations the quanta read that were decertified or superseded since, in sentences.
+    calibrations: list[str] = field(default_factory=list)
     #: Targets already stored (nothing to do for them).
     present: list[uuid.UUID] = field(default_factory=list)
     labels: dict[uuid.UUID, str] = field(default_factory=dict)
@@ -130,7 +146,8 @@ class RecomputeEstimate:
                 "recompute": [self.labels.get(i, str(i)) for i in self.needed],
                 "stage": [self.labels.get(i, str(i)) for i in self.stage],
                 "replay_seconds": round(self.replay_seconds, 3), "staging_seconds": self.staging_seconds,
-                "expected_seconds": round(self.expected_seconds, 3), "drift": self.drift}
+                "expected_seconds": round(self.expected_seconds, 3), "drift": self.drift,
+                "calibrations": self.calibrations}
 
 
 @dataclass
@@ -263,6 +280,35 @@ def _drift(butler: Butler, quantum: QuantumRecord, task_class: type) -> str | No
             f"installed is {shown(new_v, new_git)}")
 
 
+def _calibration_changes(butler: Butler, quanta: Sequence[QuantumRecord]) -> list[str]:
+    """Each calibration a quantum read that no CALIBRATION collection certifies any more for the
+    quantum's observation time: decertified, or superseded by what is certified there now."""
+    calib_collections = [c.name for c in butler.collections.query(types=["calibration"])]
+    out = []
+    for q in quanta:
+        when = {k: v for k, v in q.data_id.items() if k in ("instrument", "visit", "exposure")}
+        for link in q.inputs:
+            if not link.prerequisite or link.dataset_id is None:
+                continue
+            if not butler.get_dataset_type(link.dataset_type).is_calibration:
+                continue
+            today = {}
+            for name in calib_collections:
+                try:
+                    ref = butler.find_dataset(link.dataset_type, {**when, **link.data_id}, collections=[name])
+                except SkybutlerError:
+                    continue  # this collection does not hold the type
+                if ref is not None:
+                    today[ref.id] = name
+            if link.dataset_id in today:
+                continue
+            what = f"{_label(link.dataset_type, link.data_id, link.dataset_id)} read by task {q.task_label!r} " \
+                   f"quantum {q.data_id}"
+            out.append(f"{what} was superseded by {', '.join(f'{i} in {n!r}' for i, n in today.items())}" if today
+                       else f"{what} was decertified (nothing is certified for its observation time now)")
+    return out
+
+
 def estimate(butler: Butler, ids: Iterable[uuid.UUID]) -> RecomputeEstimate:
     """Plan the recompute of datasets (steps 1-2 without side effects): raises
     :class:`RecomputeError` naming the missing link when one cannot be recomputed."""
@@ -278,6 +324,7 @@ def estimate(butler: Butler, ids: Iterable[uuid.UUID]) -> RecomputeEstimate:
     est.staging_seconds = staging_seconds(butler, len(est.stage))
     classes = _task_classes(est)
     est.drift = [d for q in est.quanta if (d := _drift(butler, q, classes[q.quantum_id])) is not None]
+    est.calibrations = _calibration_changes(butler, est.quanta)
     return est
 
 
@@ -435,13 +482,23 @@ def prepare(butler: Butler, ids: Iterable[uuid.UUID], options: RecomputeOptions,
     if est.drift and options.on_drift == "refuse":
         raise SoftwareDriftError("installed task code differs from the recorded version: " + "; ".join(est.drift)
                                  + " (recompute with on_drift='note' to go on and record it)")
+    if est.calibrations and options.on_calibration == "refuse":
+        raise CalibrationChangedError("a calibration the recorded quanta read has changed since: "
+                                      + "; ".join(est.calibrations) + " (recompute with on_calibration='recorded' "
+                                      "to re-create it with the recorded calibration, noted)")
+    if est.calibrations and options.on_calibration == "today":
+        raise CalibrationChangedError(
+            "recompute re-creates the purged dataset from what it was made of; made with today's calibration it "
+            "would be a different product: " + "; ".join(est.calibrations) + " -- run the pipeline with "
+            "--incremental --calibrations today to make it, or recompute with on_calibration='recorded'")
     if est.quanta:
         (on_wait or log_wait)(f"recomputing {len(est.needed)} dataset(s): {est.describe()}", est.expected_seconds)
     if est.stage:
         stage(butler, list(est.stage), on_wait=on_wait)
     classes = _task_classes(est)
     _check_configs(butler, est, classes)
-    return est, classes, [f"software drift: {d}" for d in est.drift]
+    return est, classes, [f"software drift: {d}" for d in est.drift] + \
+        [f"recorded calibration used: {c}" for c in est.calibrations]
 
 
 def recompute(butler: Butler, ids: Iterable[uuid.UUID], options: RecomputeOptions | None = None,
