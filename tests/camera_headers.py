@@ -105,6 +105,7 @@ def _rubin(instrument: str, prefix: str, utc: str, raft: str, slot: str, filt: s
         "FILTER": filt, "FILTBAND": filt.split("_")[0], "RA": 150.1, "DEC": -2.2, "RADESYS": "ICRS",
         "ROTPA": 30.0, "AZSTART": 100.0, "ELSTART": 70.0, "AMSTART": 1.064,
         "OBS-LONG": -70.749417, "OBS-LAT": -30.244639, "OBS-ELEV": 2663.0,
+        "AIRTEMP": 12.5, "PRESSURE": 742.0, "HUMIDITY": 25.0,
     }  # fmt: skip
 
 

@@ -6,8 +6,9 @@ service): every file carries ``INSTRUME``, ``OBSID`` (``MC_O_20250101_000123``),
 ``CONTRLLR`` (which controller took it, ``O`` for the observatory), ``MJD-BEG`` /
 ``MJD-END`` (TAI), ``EXPTIME`` / ``DARKTIME``, ``IMGTYPE``, ``RAFTBAY`` / ``CCDSLOT``
 (the detector), ``FILTER`` (and ``GRATING`` for LATISS), the pointing ``RA`` / ``DEC``
-/ ``ROTPA`` (degrees), ``AZSTART`` / ``ELSTART`` / ``AMSTART``, and ``OBS-LONG`` /
-``OBS-LAT`` / ``OBS-ELEV`` (east-positive).
+/ ``ROTPA`` (degrees), ``AZSTART`` / ``ELSTART`` / ``AMSTART``, ``OBS-LONG`` /
+``OBS-LAT`` / ``OBS-ELEV`` (east-positive), and the weather ``AIRTEMP`` (C),
+``PRESSURE`` (hPa) and ``HUMIDITY`` (%).
 
 Rules (those Rubin uses): the exposure ID is ``DAYOBS * 100000 + SEQNUM``; an
 exposure taken by a controller other than ``O`` adds the controller's index
@@ -20,6 +21,7 @@ corner rafts' guider and wavefront sensors).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,6 +55,10 @@ class _RubinTranslator(FitsTranslator):
         "telescope": ("TELESCOP", {"default": "Simonyi Survey Telescope"}),
         "exposure_time": ("EXPTIME", {"unit": u.s}),
         "exposure_time_requested": ("EXPTIME", {"unit": u.s}),
+        # The weather the header service records (NaN when a header lacks it).
+        "temperature": ("AIRTEMP", {"unit": u.deg_C, "default": math.nan, "minimum": -10.0, "maximum": 40.0}),
+        "pressure": ("PRESSURE", {"unit": u.hPa, "default": math.nan, "minimum": 700.0, "maximum": 800.0}),
+        "relative_humidity": ("HUMIDITY", {"default": math.nan, "minimum": 0.0, "maximum": 100.0}),
     }
 
     @classmethod
@@ -109,7 +115,10 @@ class _RubinTranslator(FitsTranslator):
         seq_num = int(self._header["SEQNUM"])
         if not 0 <= seq_num < 100_000:
             raise ValueError(f"SEQNUM {seq_num} is not in [0, 100000)")
-        controller = str(self._header.get("CONTRLLR", "O")).strip() or "O"
+        controller = "O"
+        if self.is_key_ok("CONTRLLR"):
+            self._used_these_cards("CONTRLLR")
+            controller = str(self._header["CONTRLLR"]).strip() or "O"
         index = _CONTROLLERS.find(controller)
         if index < 0:
             raise ValueError(f"CONTRLLR {controller!r} is not one of {', '.join(_CONTROLLERS)}")
@@ -145,7 +154,10 @@ class _RubinTranslator(FitsTranslator):
 
     @cache_translation
     def to_detector_group(self) -> str:
-        return str(self._header.get("RAFTBAY", "R22")).strip()
+        if not self.is_key_ok("RAFTBAY"):
+            raise KeyError("missing header keyword RAFTBAY")
+        self._used_these_cards("RAFTBAY")
+        return str(self._header["RAFTBAY"]).strip()
 
     @cache_translation
     def to_detector_name(self) -> str:
@@ -168,7 +180,10 @@ class _RubinTranslator(FitsTranslator):
 
     @cache_translation
     def to_detector_serial(self) -> str:
-        return str(self._header.get("LSST_NUM", "unknown")).strip()
+        if not self.is_key_ok("LSST_NUM"):
+            return "unknown"
+        self._used_these_cards("LSST_NUM")
+        return str(self._header["LSST_NUM"]).strip()
 
     @cache_translation
     def to_detector_exposure_id(self) -> int:
