@@ -27,6 +27,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "fastapi": ("fastapi", "server"),
     "uvicorn": ("uvicorn", "server"),
     "httpx": ("httpx", "server"),
+    "watchdog": ("watchdog", "watch"),
 }
 
 

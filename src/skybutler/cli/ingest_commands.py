@@ -1,5 +1,5 @@
 """Ingest commands: ingest-raws, register-instrument, define-visits, register-skymap,
-write-curated-calibrations."""
+write-curated-calibrations, watch."""
 
 from __future__ import annotations
 
@@ -117,4 +117,64 @@ def write_curated_calibrations_command(repo: Path, directory: Path, collection: 
     _report_failures(result.failures, "calibration file(s)")
 
 
-COMMANDS = (ingest_raws_command, register_instrument_command, define_visits_command, register_skymap_command, write_curated_calibrations_command)
+def parse_duration(text: str) -> float:
+    """Seconds from ``30s``, ``2m``, ``500ms``, ``1h`` or a plain number of seconds."""
+    value = text.strip().lower()
+    for suffix, scale in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        if value.endswith(suffix):
+            value, factor = value[: -len(suffix)], scale
+            break
+    else:
+        factor = 1.0
+    try:
+        seconds = float(value) * factor
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a duration (like 30s, 2m, 500ms)") from None
+    if seconds < 0:
+        raise click.BadParameter(f"{text!r} is negative")
+    return seconds
+
+
+@click.command("watch")
+@repo_argument
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--pipeline", required=True, help="The pipeline YAML to run incrementally on what arrives.")
+@click.option("-i", "--input", "inputs", multiple=True, required=True,
+              help="Input collections of the pipeline (the raws' RUN, calibrations, ...).")
+@click.option("-o", "--output", required=True, help="Output CHAINED collection, brought up to date each cycle.")
+@click.option("-d", "-w", "--where", default="", help="Where-clause restricting the pipeline's data IDs.")
+@click.option("--every", default="30s", show_default=True, help="How often to ingest and run (30s, 2m, ...).")
+@click.option("--settle", default="2s", show_default=True,
+              help="How long a closed file's size and time must stay the same before it is ingested.")
+@click.option("--transfer", "-t", type=click.Choice(["move", "copy", "symlink", "hardlink"]), default="move",
+              show_default=True, help="How files come in (move empties the directory of what is done).")
+@click.option("--executor", type=click.Choice(["inline", "pool", "dask"]), default="inline", show_default=True)
+@click.option("-j", "--processes", "--jobs", "jobs", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--calibrations", type=click.Choice(["refuse", "recorded", "today"]), default="refuse",
+              show_default=True, help="A quantum whose calibration changed since it ran: see 'run --incremental'.")
+def watch_command(repo: Path, directory: Path, pipeline: str, inputs: tuple[str, ...], output: str, where: str,
+                  every: str, settle: str, transfer: str, executor: str, jobs: int, calibrations: str) -> None:
+    """Watch DIRECTORY: ingest raw files as they land (complete ones only), define visits and run
+    PIPELINE incrementally into OUTPUT; stop with Ctrl-C or SIGTERM, restart to resume."""
+    import signal
+
+    from ..ingest.watcher import Watcher
+    from ..pipeline import Pipeline
+    from .helpers import split_csv_option
+
+    seconds, settle_seconds = parse_duration(every), parse_duration(settle)
+    with open_butler(repo) as butler:
+        watcher = Watcher(butler, directory, Pipeline.from_yaml(pipeline), split_csv_option(inputs), output,
+                          where=where, every=seconds, settle=settle_seconds, transfer=transfer, executor=executor,
+                          jobs=jobs, calibrations=calibrations, say=lambda line: click.echo(line))
+
+        def stop(signum: int, _frame: object) -> None:
+            click.echo(f"received {signal.Signals(signum).name}: stopping after the current step")
+            watcher.stop_event.set()
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        watcher.run()
+
+
+COMMANDS = (watch_command, ingest_raws_command, register_instrument_command, define_visits_command, register_skymap_command, write_curated_calibrations_command)

@@ -82,3 +82,35 @@ class DatasetLocks:
             os.close(fd)
             raise
         return fd
+
+
+class RepositoryLock:
+    """An exclusive lock on a whole repository for one long-running role (``watch``): ``flock``
+    on ``.skybutler/locks/<role>.lock``, holding the holder's description so that a second
+    process is told who has it.  Released when the holder ends, however it ends."""
+
+    def __init__(self, root: str | Path, role: str):
+        self.path = Path(root) / LOCK_DIR / f"{role}.lock"
+        self._fd: int | None = None
+
+    def acquire(self, description: str) -> str | None:
+        """Take the lock and record ``description`` in it; if another process holds it, return
+        that holder's description instead (and hold nothing)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+            os.close(fd)
+            return holder or "another process"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, description.encode(), 0)
+        self._fd = fd
+        return None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None

@@ -110,3 +110,30 @@ class SplitTask(PipelineTask):
 
     def run(self, summary: dict[str, Any]) -> dict[str, Any]:
         return {"shares": [({"detector": d}, {"share": 1 / summary["n"]}) for d in summary["detectors"]]}
+
+
+ED = ("instrument", "exposure", "detector")
+
+
+class RawStatsTask(PipelineTask):
+    """raw (exposure, detector) -> rawStats: the image's shape and mean (a cheap task over real raws)."""
+
+    dimensions = ED
+    inputs = {"raw": Input(name="raw", storage_class="Image", dimensions=ED)}
+    outputs = {"stats": Output(name="rawStats", storage_class="Dict", dimensions=ED)}
+
+    def run(self, raw: Any) -> dict[str, Any]:
+        data = raw.data
+        return {"stats": {"shape": list(data.shape), "mean": round(float(data.mean()), 6)}}
+
+
+class ExposureStatsTask(PipelineTask):
+    """Gather every rawStats of an exposure into exposureStats (exposure)."""
+
+    dimensions = ("instrument", "exposure")
+    inputs = {"stats": Input(name="rawStats", storage_class="Dict", dimensions=ED, multiple=True)}
+    outputs = {"summary": Output(name="exposureStats", storage_class="Dict", dimensions=("instrument", "exposure"))}
+
+    def run(self, stats: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+        return {"summary": {"detectors": sorted(d["detector"] for d in stats),
+                            "mean": round(sum(s["mean"] for s in stats.values()) / len(stats), 6)}}

@@ -1,0 +1,155 @@
+"""The watcher: raws ingested as they land (never a partly written one), failing files left in
+place, one watcher per repository, and kill -9 at any moment resumed without duplicates or
+lost inputs."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from skybutler import Butler
+from skybutler.ingest.watcher import Watcher, WatcherLockedError
+from skybutler.instruments import simulate_night
+from skybutler.pipeline import Pipeline
+
+from pipeline_helpers import write_pipeline
+
+TASKS = "skybutler.pipeline.testing"
+RAWS = "SimCam/raw/all"
+
+
+@pytest.fixture(scope="module")
+def raws(tmp_path_factory) -> list[Path]:
+    """Two science exposures of SimCam's 9 detectors, small."""
+    out = tmp_path_factory.mktemp("raws")
+    return sorted(simulate_night(out, n_science=2, bands=("r",), n_bias=0, n_flat=0, size=64))
+
+
+def pipeline_file(tmp_path: Path) -> str:
+    return write_pipeline(tmp_path / "watch.yaml", {"stats": f"{TASKS}.RawStatsTask",
+                                                    "summary": f"{TASKS}.ExposureStatsTask"})
+
+
+def wait_for(condition, timeout: float = 30.0, step: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(step)
+
+
+def products(root: Path, name: str) -> set[tuple]:
+    with Butler(root) as butler:
+        if not butler.collections.exists("proc"):
+            return set()
+        return {r.data_id.required_values for r in butler.query_datasets(name, collections="proc")}
+
+
+@pytest.fixture
+def watching(tmp_path):
+    """A watcher over an empty drop directory, running in a thread."""
+    root, drop = tmp_path / "repo", tmp_path / "drop"
+    drop.mkdir()
+    Butler.create(root).close()
+    butler = Butler(root)
+    lines: list[str] = []
+    watcher = Watcher(butler, drop, Pipeline.from_yaml(pipeline_file(tmp_path)), [RAWS], "proc", every=0.2,
+                      settle=0.3, say=lines.append)
+    thread = threading.Thread(target=watcher.run)
+    thread.start()
+    wait_for(lambda: any("watching" in line for line in lines))
+    yield root, drop, watcher, lines
+    watcher.stop_event.set()
+    thread.join(30)
+    butler.close()
+
+
+def test_a_partly_written_file_waits_a_bad_file_stays_and_complete_ones_are_processed(watching, raws):
+    root, drop, watcher, lines = watching
+    half = raws[0].read_bytes()
+    target = drop / raws[0].name
+    with open(target, "wb") as stream:  # a copy still being written: its writer pauses, file open
+        stream.write(half[: len(half) // 2])
+        stream.flush()
+        time.sleep(1.5)  # several cycles and settle times
+        assert target.exists() and products(root, "rawStats") == set()
+        stream.write(half[len(half) // 2:])
+    (drop / "junk.fits").write_bytes(b"not a FITS file at all" * 10)
+    wait_for(lambda: not target.exists() and len(products(root, "rawStats")) == 1)
+    wait_for(lambda: any("FAILED" in line and "junk.fits" in line for line in lines))
+    assert (drop / "junk.fits").exists()  # left in place, reported once while unchanged
+    time.sleep(0.8)
+    assert sum("junk.fits" in line for line in lines) == 1
+    for path in raws[1:]:  # the rest arrive at once
+        shutil.copy(path, drop / path.name)
+    wait_for(lambda: len(products(root, "rawStats")) == len(raws) and len(products(root, "exposureStats")) == 2)
+    assert sorted(p.name for p in drop.iterdir()) == ["junk.fits"]
+    assert any("unchanged quanta kept" in line for line in lines)  # later cycles redo only what is new
+
+
+def test_a_second_watcher_is_refused_with_a_clear_message(watching, tmp_path):
+    root, drop, watcher, _ = watching
+    with Butler(root) as other:
+        second = Watcher(other, drop, watcher.pipeline, [RAWS], "proc")
+        with pytest.raises(WatcherLockedError, match=rf"another watcher already runs on .*pid {os.getpid()} since "
+                                                     ".* watching .*drop.*one watcher per repository"):
+            second.run()
+
+
+def _start(root: Path, drop: Path, pipeline: str, log) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    return subprocess.Popen([sys.executable, "-m", "skybutler.cli", "watch", str(root), str(drop), "--pipeline",
+                             pipeline, "-i", RAWS, "-o", "proc", "--every", "0.3s", "--settle", "0.2s"],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_resumes_without_duplicates_or_lost_inputs(tmp_path, raws):
+    root, drop = tmp_path / "repo", tmp_path / "drop"
+    drop.mkdir()
+    Butler.create(root).close()
+    pipeline = pipeline_file(tmp_path)
+    rng = random.Random(21)
+    pending = list(raws)
+    rng.shuffle(pending)
+    log = open(tmp_path / "watch.log", "ab")
+    for _ in range(3):
+        proc = _start(root, drop, pipeline, log)
+        for path in pending[:5]:  # a few land, some through a rename, some written in place
+            if rng.random() < 0.5:
+                shutil.copy(path, drop / ("." + path.name))
+                os.rename(drop / ("." + path.name), drop / path.name)
+            else:
+                shutil.copy(path, drop / path.name)
+        pending = pending[5:]
+        time.sleep(rng.uniform(0.5, 2.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    proc = _start(root, drop, pipeline, log)
+    for path in pending:
+        shutil.copy(path, drop / path.name)
+    wait_for(lambda: len(products(root, "rawStats")) == len(raws) and len(products(root, "exposureStats")) == 2,
+             timeout=120, step=0.5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    log.close()
+    text = (tmp_path / "watch.log").read_text()
+    assert "received SIGTERM: stopping after the current step" in text and text.rstrip().endswith("stopped")
+    assert list(drop.iterdir()) == []  # every file ingested, none lost
+    with Butler(root) as butler:
+        assert len(list(butler.query_datasets("raw", collections=RAWS))) == len(raws)
+        done: dict[tuple, int] = {}
+        for q in butler.provenance.quanta(task="stats", status="succeeded"):
+            key = (q.data_id["exposure"], q.data_id["detector"])
+            done[key] = done.get(key, 0) + 1
+        assert len(done) == len(raws) and set(done.values()) == {1}  # each raw processed exactly once
+        for ref in butler.query_datasets("exposureStats", collections="proc"):
+            assert butler.get(ref)["detectors"] == list(range(9))
