@@ -11,14 +11,17 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def running_server(root: Path, **settings) -> Iterator[str]:
-    """Serve the repository at ``root`` on 127.0.0.1 (a free port) while the block runs; yields its URL."""
+def running_server(root: Path, apps: list | None = None, **settings) -> Iterator[str]:
+    """Serve the repository at ``root`` on 127.0.0.1 (a free port) while the block runs; yields its URL
+    (and appends the application to ``apps``, for tests that look inside)."""
     import uvicorn
 
     from skybutler.server.app import create_app
     from skybutler.server.state import ServerSettings
 
     app = create_app(root, ServerSettings(**settings))
+    if apps is not None:
+        apps.append(app)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

@@ -20,8 +20,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .errors import AccessError, AuthenticationError
-from .registry.access_store import AccessStore, TokenRow
+from .errors import AccessError, AuthenticationError, QuotaExceededError
+from .registry.access_store import AccessStore, EmbargoRow, TokenRow
 
 LEVELS = ("read", "write", "admin")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}")
@@ -68,12 +68,18 @@ class User:
     groups: tuple[str, ...] = ()
     #: (pattern, level) of every rule that applies to this user
     rules: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    #: the embargo rules that hide datasets from this user (those of no group of theirs)
+    embargoes: tuple[EmbargoRow, ...] = field(default=(), repr=False)
+    #: the time (TAI-free POSIX nanoseconds) embargoes are judged at, for this request
+    now_ns: int = 0
 
     def level(self, collection: str) -> str | None:
         """The highest level this user has on ``collection`` (None: no access at all)."""
         if self.admin or collection == f"u/{self.name}" or collection.startswith(f"u/{self.name}/"):
             return "admin"
         best = -1
+        if any(collection == f"g/{g}" or collection.startswith(f"g/{g}/") for g in self.groups):
+            best = LEVELS.index("write")  # a group's area: every member writes there
         for pattern, level in self.rules:
             if fnmatch.fnmatchcase(collection, pattern):
                 best = max(best, LEVELS.index(level))
@@ -146,9 +152,9 @@ class Access:
                 if len(self._verified) > 10_000:
                     self._verified.clear()
                 self._verified[digest] = row.secret_hash
-        return self.user(row.user)
+        return self.user(row.user, now_ns)
 
-    def user(self, name: str) -> User:
+    def user(self, name: str, now_ns: int | None = None) -> User:
         """A user with the rules that apply to them now."""
         found = self.store.user(name)
         if found is None:
@@ -156,4 +162,45 @@ class Access:
         admin, groups = found
         mine = {"*", f"user:{name}", *(f"group:{g}" for g in groups)}
         rules = tuple((pattern, level) for who, pattern, level in self.store.rule_rows() if who in mine)
-        return User(name, admin, groups, rules)
+        embargoes = () if admin else tuple(e for e in self.store.embargo_rows() if not set(e.groups) & set(groups))
+        return User(name, admin, groups, rules, embargoes, time.time_ns() if now_ns is None else now_ns)
+
+    def set_quota(self, kind: str, name: str, *, max_bytes: int | None = None, max_datasets: int | None = None,
+                  actor: str = "admin") -> None:
+        """Limit the bytes and/or datasets of a user's area ``u/<user>`` (kind ``user``) or a group's
+        ``g/<group>`` (kind ``group``); None lifts that limit."""
+        for value in (max_bytes, max_datasets):
+            if value is not None and value < 0:
+                raise AccessError(f"a quota is a number of bytes or datasets, not {value!r}")
+        self.store.set_quota(actor, principal(kind, name), max_bytes, max_datasets)
+
+    def usage(self, kind: str, name: str) -> dict[str, int | None]:
+        """Datasets and bytes in a user's or group's area, with its quota (None: unlimited)."""
+        area = f"{'u' if kind == 'user' else 'g'}/{check_name(kind, name)}"
+        count, size = self.store.usage(area)
+        quota = self.store.quota(principal(kind, name)) or (None, None)
+        return {"datasets": count, "bytes": size, "max_datasets": quota[1], "max_bytes": quota[0]}
+
+    def check_quota(self, run: str, new_bytes: int, new_datasets: int) -> None:
+        """QuotaExceededError if writing this much into ``run`` would take its user's or group's
+        area over its quota (RUNs outside ``u/`` and ``g/`` have none)."""
+        parts = run.split("/")
+        if len(parts) < 2 or parts[0] not in ("u", "g") or _NAME.fullmatch(parts[1]) is None:
+            return
+        kind = "user" if parts[0] == "u" else "group"
+        used = self.usage(kind, parts[1])
+        for what, new in (("bytes", new_bytes), ("datasets", new_datasets)):
+            limit = used[f"max_{what}"]
+            if limit is not None and used[what] + new > limit:
+                raise QuotaExceededError(f"{parts[0]}/{parts[1]} holds {used[what]} {what} of its quota of {limit}; "
+                                         f"this write of {new} more is refused")
+
+    def add_embargo(self, dataset_types: str, collections: str, hours: float, groups: Iterable[str], *,
+                    actor: str = "admin") -> None:
+        """Hide datasets of types matching ``dataset_types`` in RUNs matching ``collections`` from
+        everyone outside ``groups`` until ``hours`` after their exposure (or visit, or observing
+        day) ends; then they are visible to whoever may read their RUN, with nothing copied."""
+        if not (0 < hours < 1e6):
+            raise AccessError(f"an embargo lasts a positive number of hours, not {hours!r}")
+        self.store.add_embargo(actor, dataset_types, collections, float(hours),
+                               [check_name("group", g) for g in groups])

@@ -90,6 +90,9 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     'token': ('server_commands', 'Create, list and revoke the bearer tokens of a served repository.'),
     'grant': ('server_commands', 'Grant LEVEL (read, write, admin; none takes a grant away) on collections matching the glob PATTERN to a user, a group or everyone.'),
     'add-user': ('server_commands', 'Add USER to a served repository (or change their groups and administrator flag).'),
+    'embargo': ('server_commands', 'Embargo rules: datasets hidden from all but the data-rights groups until some hours after their exposure ends.'),
+    'quota': ('server_commands', "Report the datasets and bytes in users' areas u/<user> (or a group's g/<group>) against their quotas; with --max-bytes/--max-datasets, set the quota of USER (or --group) first."),
+    'audit': ('server_commands', 'The latest entries of the access audit log: grants, tokens, users, embargoes, quotas.'),
 }
 
 

@@ -134,6 +134,88 @@ def add_user(repo: Path, user: str, admin: bool, groups: tuple[str, ...]) -> Non
         info(f"user {user} {'(admin) ' if admin else ''}in groups {', '.join(groups) or 'none'}")
 
 
+@click.group()
+def embargo() -> None:
+    """Embargo rules: datasets hidden from all but the data-rights groups until some hours after
+    their exposure ends."""
+
+
+@embargo.command("add")
+@repo_argument
+@click.option("--dataset-types", required=True, metavar="PATTERN", help="Glob over dataset type names, e.g. raw.")
+@click.option("--collections", default="*", show_default=True, metavar="PATTERN",
+              help="Glob over the RUN collections holding the datasets.")
+@click.option("--hours", required=True, type=click.FloatRange(min=0, min_open=True),
+              help="How long after the exposure (or visit, or observing day) ends the datasets stay hidden.")
+@click.option("--group", "groups", multiple=True, metavar="NAME", help="A group with data rights (repeatable).")
+def embargo_add(repo: Path, dataset_types: str, collections: str, hours: float, groups: tuple[str, ...]) -> None:
+    """Add an embargo rule."""
+    with open_butler(repo) as butler:
+        _access(butler).add_embargo(dataset_types, collections, hours, groups)
+        info(f"{dataset_types} in {collections}: hidden for {hours:g} h after each exposure except from "
+             f"{', '.join(groups) or 'administrators'}")
+
+
+@embargo.command("list")
+@repo_argument
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def embargo_list(repo: Path, as_json: bool) -> None:
+    """List embargo rules."""
+    with open_butler(repo) as butler:
+        rows = [{"id": e.rule_id, "dataset_types": e.dataset_types, "collections": e.collections, "hours": e.hours,
+                 "groups": ",".join(e.groups)} for e in butler.registry.access.embargo_rows()]
+        print_rows(rows, as_json=as_json, columns=["id", "dataset_types", "collections", "hours", "groups"])
+
+
+@embargo.command("remove")
+@repo_argument
+@click.argument("rule_id", type=int)
+def embargo_remove(repo: Path, rule_id: int) -> None:
+    """Remove embargo rule RULE_ID (its datasets become visible to their RUN's readers at once)."""
+    with open_butler(repo) as butler:
+        if rule_id not in {e.rule_id for e in butler.registry.access.embargo_rows()}:
+            fail(f"no embargo rule {rule_id}")
+        butler.registry.access.remove_embargo("admin", rule_id)
+        info(f"removed embargo rule {rule_id}")
+
+
+@click.command()
+@repo_argument
+@click.argument("user", required=False)
+@click.option("--group", help="A group's area g/<group> instead of a user's.")
+@click.option("--max-bytes", type=click.IntRange(0), help="Set the area's byte quota.")
+@click.option("--max-datasets", type=click.IntRange(0), help="Set the area's dataset-count quota.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def quota(repo: Path, user: str | None, group: str | None, max_bytes: int | None, max_datasets: int | None,
+          as_json: bool) -> None:
+    """Report the datasets and bytes in users' areas u/<user> (or a group's g/<group>) against their
+    quotas; with --max-bytes/--max-datasets, set the quota of USER (or --group) first."""
+    if user and group:
+        fail("give a USER or a --group, not both")
+    with open_butler(repo) as butler:
+        access = _access(butler)
+        kind, name = ("group", group) if group else ("user", user)
+        if max_bytes is not None or max_datasets is not None:
+            if name is None:
+                fail("setting a quota needs a USER or a --group")
+            access.set_quota(kind, name, max_bytes=max_bytes, max_datasets=max_datasets)
+        names = [name] if name else butler.registry.access.user_names()
+        rows = [{kind: n, **access.usage(kind, n)} for n in names]
+        print_rows(rows, as_json=as_json, columns=[kind, "datasets", "max_datasets", "bytes", "max_bytes"])
+
+
+@click.command()
+@repo_argument
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1), help="How many entries.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def audit(repo: Path, limit: int, as_json: bool) -> None:
+    """The latest entries of the access audit log: grants, tokens, users, embargoes, quotas."""
+    with open_butler(repo) as butler:
+        rows = [{"time": _when(t), "actor": actor, "action": action, "detail": detail}
+                for t, actor, action, detail in butler.registry.access.audit_rows(limit)]
+        print_rows(rows, as_json=as_json, columns=["time", "actor", "action", "detail"])
+
+
 def _access(butler):  # noqa: ANN001, ANN202 - a local repository's access rules
     from ..access import Access
 
@@ -148,4 +230,4 @@ def _when(ns: int | None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns / 1e9))
 
 
-COMMANDS = (serve, token, grant, add_user)
+COMMANDS = (serve, token, grant, add_user, embargo, quota, audit)

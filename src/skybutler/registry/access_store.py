@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .database import Database
+from .schema import RegistrySchema
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,10 @@ class EmbargoRow:
 class AccessStore:
     """Reads and writes the access tables."""
 
-    def __init__(self, db: Database, schema_name: str | None):
+    def __init__(self, db: Database, schema: RegistrySchema):
         self.db = db
-        md = sa.MetaData(schema=schema_name)
+        self.schema = schema
+        md = sa.MetaData(schema=db.schema)
         self.users = sa.Table(
             "access_user", md,
             sa.Column("name", sa.String(128), primary_key=True),
@@ -215,6 +217,18 @@ class AccessStore:
         rows = self._select(sa.select(self.quotas.c.max_bytes, self.quotas.c.max_datasets)
                             .where(self.quotas.c.principal == principal))
         return (rows[0][0], rows[0][1]) if rows else None
+
+    def usage(self, area: str) -> tuple[int, int]:
+        """(datasets, bytes of their files) of the RUNs ``area`` and ``area/...``."""
+        ds, loc, col = self.schema.dataset, self.schema.location, self.schema.collection
+        escaped = area.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = (sa.select(sa.func.count(ds.c.id), sa.func.coalesce(sa.func.sum(loc.c.size), 0))
+                .select_from(ds.join(col, col.c.collection_id == ds.c.run_id)
+                             .outerjoin(loc, loc.c.dataset_id == ds.c.id))
+                .where((col.c.name == area) | col.c.name.like(f"{escaped}/%", escape="\\")))
+        with self.db.reading() as conn:
+            count, size = conn.execute(stmt).one()
+        return int(count), int(size)
 
     # -- audit ----------------------------------------------------------------
 

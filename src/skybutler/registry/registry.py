@@ -45,7 +45,7 @@ class Registry:
         self.metadata = MetadataStore(db, self.schema)
         self.states = DatasetStateStore(db, self.schema)
         self.user_tables = UserTableStore(db, self.schema)
-        self.access = AccessStore(db, db.schema)
+        self.access = AccessStore(db, self.schema)
 
     # -- lifecycle ------------------------------------------------------------
 

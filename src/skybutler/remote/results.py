@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..errors import QueryError
+from ..errors import QueryError, ServerError
 from . import wire
 
 if TYPE_CHECKING:
@@ -51,8 +51,16 @@ class RemoteQueryResults:
 
     def __iter__(self) -> Iterator[Any]:
         convert = self._converter()
+        count = 0
         for line in self._transport.stream_lines("query/rows", self._body()):
-            yield convert(json.loads(line))
+            item = json.loads(line)
+            if "$end" in item:
+                if item["$end"] != count:
+                    break
+                return
+            count += 1
+            yield convert(item)
+        raise ServerError(f"the server's answer was cut short after {count} results")
 
     def count(self) -> int:
         return self._transport.post_json("query/count", self._body())

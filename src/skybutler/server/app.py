@@ -71,7 +71,8 @@ _bearer = HTTPBearer(auto_error=False)
 def current_user(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> User:
     """The authenticated caller (401 otherwise)."""
     state: ServerState = request.app.state.skybutler
-    return state.access.authenticate(None if credentials is None else credentials.credentials)
+    return state.access.authenticate(None if credentials is None else credentials.credentials,
+                                     now=state.settings.clock())
 
 
 def create_app(root: str | Path, settings: ServerSettings | None = None) -> FastAPI:

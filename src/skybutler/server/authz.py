@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from ..access import User
 from ..butler import Butler
+from ..embargo import EmbargoCheck
 from ..errors import DatasetNotFoundError, MissingCollectionError, PermissionDeniedError
 from ..models import CollectionType, DatasetRef
 
@@ -59,13 +60,15 @@ def _verb(level: str) -> str:
 
 
 def visible_ref(butler: Butler, user: User, dataset_id: uuid.UUID | str) -> DatasetRef:
-    """A dataset by ID, if its RUN is readable to the user; the missing-dataset error otherwise."""
+    """A dataset by ID, if its RUN is readable to the user and no embargo hides it from them;
+    the missing-dataset error otherwise."""
     try:
         key = dataset_id if isinstance(dataset_id, uuid.UUID) else uuid.UUID(str(dataset_id))
     except ValueError:
         raise DatasetNotFoundError(f"no dataset with ID {str(dataset_id)[:64]!r}") from None
     refs = butler.registry.refs_by_id([key])
-    if not refs or not user.may(refs[0].run, "read"):
+    hidden = bool(refs) and bool(user.embargoes) and EmbargoCheck(butler, user).hidden_ref(refs[0])
+    if not refs or not user.may(refs[0].run, "read") or hidden:
         raise DatasetNotFoundError(f"no dataset with ID {key}")
     return refs[0]
 

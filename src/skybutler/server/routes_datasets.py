@@ -14,6 +14,7 @@ from ..access import User
 from ..butler import Butler
 from ..config import BOOKKEEPING_DIR
 from ..datastore.uploads import uploaded_files
+from ..embargo import EmbargoCheck
 from ..errors import DatasetNotFoundError, SkybutlerError
 from ..formats.wire_objects import decode_object, encode_object
 from ..models import DatasetRef
@@ -49,8 +50,11 @@ def _find(butler: Butler, user: User, body: Lookup) -> DatasetRef | None:
     path = authz.readable_path(butler, user, body.collections)
     if not path:
         return None
-    return butler.find_dataset(body.dataset_type, wire.decode(body.data_id), collections=path,
-                               timespan=wire.decode(body.timespan))
+    ref = butler.find_dataset(body.dataset_type, wire.decode(body.data_id), collections=path,
+                              timespan=wire.decode(body.timespan))
+    if ref is not None and user.embargoes and EmbargoCheck(butler, user).hidden_ref(ref):
+        return None  # as if it were not there
+    return ref
 
 
 def _resolved(butler: Butler, user: User, body: Lookup) -> DatasetRef:
@@ -171,6 +175,7 @@ def _put(state: ServerState, user: User, header: dict[str, Any], payloads: list[
     objects = [(decode_object(item["kind"], data), wire.decode(item["data_id"])) for item, data in zip(items, payloads)]
     with state.butler() as butler:
         authz.require(butler, user, run, "write", must_exist=False)
+        state.access.check_quota(run, sum(map(len, payloads)), len(payloads))
         refs = butler.put_many(header["dataset_type"], objects, run=run, id_mode=header.get("id_mode", "random"))
     return [wire.ref_to_json(ref) for ref in refs]
 
@@ -191,6 +196,7 @@ def _ingest(state: ServerState, user: User, header: dict[str, Any], payloads: li
         raise SkybutlerError("malformed ingest request: one payload per file and a RUN are needed")
     with state.butler() as butler:
         authz.require(butler, user, run, "write", must_exist=False)
+        state.access.check_quota(run, sum(map(len, payloads)), len(payloads))
         with uploaded_files(state.root / BOOKKEEPING_DIR / "uploads",
                             [(f["name"], data) for f, data in zip(files, payloads)]) as paths:
             refs = butler.ingest(header["dataset_type"], [(p, wire.decode(f["data_id"])) for p, f in zip(paths, files)],

@@ -24,10 +24,12 @@ from pydantic import BaseModel
 
 from ..access import User
 from ..butler import Butler
+from ..embargo import EmbargoCheck
 from ..query.builder import QuerySpec
 from ..remote import wire
 from . import authz
 from .app import TooManyRequests, current_user
+from .embargoed import EmbargoedDataIds, EmbargoedDatasets, supported_keys
 from .state import ServerState
 
 router = APIRouter()
@@ -66,6 +68,12 @@ def _results(butler: Butler, user: User, body: QueryRequest) -> Any:
     results = butler.query(spec)
     if body.order:
         results = results.order_by(*body.order)
+    check = EmbargoCheck(butler, user)
+    if user.embargoes and spec.kind == "datasets" and any(map(check.applies_to, spec.dataset_types)):
+        return EmbargoedDatasets(results, check, spec.dataset_types, body.limit, body.offset)
+    if user.embargoes and spec.kind == "data_ids" and any(map(check.applies_to, spec.datasets)):
+        supported = [supported_keys(butler, check, spec, t) for t in spec.datasets if check.applies_to(t)]
+        return EmbargoedDataIds(results, supported, body.limit, body.offset)
     if body.limit is not None:
         results = results.limit(body.limit, body.offset)
     return results
@@ -78,17 +86,23 @@ def _stream(request: Request, body: QueryRequest, user: User, lines: Any) -> Ite
 
 
 def _json_lines(results: Any) -> Iterator[bytes]:
-    kind = type(results).__name__
-    if kind == "DatasetQueryResults":
-        def line(item: Any) -> Any:
+    """One JSON object a line (a ref, a data ID or a record), then ``{"$end": N}`` so that the
+    client can tell a complete answer from one cut short."""
+    from ..dimensions import DimensionRecord
+    from ..models import DatasetRef
+
+    def line(item: Any) -> Any:
+        if isinstance(item, DatasetRef):
             return wire.ref_to_json(item)
-    elif kind == "DimensionRecordQueryResults":
-        line = wire.encode
-    else:
-        def line(item: Any) -> Any:
-            return wire.encode(item.mapping)
+        if isinstance(item, DimensionRecord):
+            return wire.encode(item)
+        return wire.encode(item.mapping)
+
+    count = 0
     for batch in results._converted_batches():
+        count += len(batch)
         yield "".join(json.dumps(line(item), separators=(",", ":")) + "\n" for item in batch).encode()
+    yield json.dumps({"$end": count}).encode() + b"\n"
 
 
 class _Chunks(io.RawIOBase):
@@ -125,13 +139,37 @@ def _arrow_stream(results: Any) -> Iterator[bytes]:
     yield chunks.take()
 
 
+class _ClosingStream(StreamingResponse):
+    """A streamed answer whose source is closed as soon as the response ends, finished or not:
+    a client that goes away mid-stream gives back its query slot and butler at once."""
+
+    def __init__(self, source: Iterator[bytes], media_type: str):
+        super().__init__(source, media_type=media_type)
+        self._source = source
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        from starlette.concurrency import run_in_threadpool
+
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await run_in_threadpool(_close, self._source)
+
+
+def _close(source: Any) -> None:
+    try:
+        source.close()
+    except ValueError:  # still running in another thread: it finishes, and is closed when collected
+        pass
+
+
 @router.post("/query/rows")
-def query_rows(request: Request, body: QueryRequest, user: User = Depends(current_user)) -> StreamingResponse:
+def query_rows(request: Request, body: QueryRequest, user: User = Depends(current_user)) -> StreamingResponse:  # noqa: E501
     """The results as JSON lines (refs, data IDs or records); errors in the query come before
     any line is sent."""
     with _query(request, body, user) as results:
         results._empty()  # an invalid or ambiguous query fails here, with its status
-    return StreamingResponse(_stream(request, body, user, _json_lines), media_type="application/x-ndjson")
+    return _ClosingStream(_stream(request, body, user, _json_lines), media_type="application/x-ndjson")
 
 
 @router.post("/query/arrow")
@@ -139,8 +177,8 @@ def query_arrow(request: Request, body: QueryRequest, user: User = Depends(curre
     """The results as an Arrow IPC stream (the columns of ``to_arrow``)."""
     with _query(request, body, user) as results:
         results._empty()
-    return StreamingResponse(_stream(request, body, user, _arrow_stream),
-                             media_type="application/vnd.apache.arrow.stream")
+    return _ClosingStream(_stream(request, body, user, _arrow_stream),
+                          media_type="application/vnd.apache.arrow.stream")
 
 
 @router.post("/query/count")

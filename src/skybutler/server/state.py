@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,13 +27,15 @@ class ServerSettings:
 
     #: the most bytes a request body may hold (413 beyond)
     max_request_bytes: int = 256 * 1024 * 1024
-    #: butlers kept open, so requests served at once
+    #: idle butlers kept open between requests
     pool_size: int = 8
     #: queries one user may run at once; more wait in a queue (429 after ``queue_timeout`` s)
     user_concurrency: int = 4
     queue_timeout: float = 30.0
     #: hand out pre-signed URLs (S3 datastores) valid this many seconds; 0: stream through the server
     presign_seconds: int = 0
+    #: the clock that token expiry and embargoes are judged by (POSIX seconds; tests freeze it)
+    clock: Callable[[], float] = time.time
 
 
 class ServerState:
@@ -42,31 +45,30 @@ class ServerState:
         self.root = Path(root).absolute()
         self.settings = settings or ServerSettings()
         self._idle: queue.LifoQueue[Butler] = queue.LifoQueue()
-        self._made = 0
         self._lock = threading.Lock()
         first = Butler(self.root)
         self.universe = first.universe
         self.universe_source = first.config.universe
         self.access = Access(first.registry.access)
         self._idle.put(first)
-        self._made = 1
         self._slots: dict[str, threading.Semaphore] = {}
 
     @contextlib.contextmanager
     def butler(self) -> Iterator[Butler]:
-        """A butler for the duration of one request (made on demand, up to ``pool_size``)."""
+        """A butler for the duration of one request: an idle one, or a new one when all are lent
+        (so that slow clients holding streams never make others wait); at most ``pool_size``
+        are kept once returned."""
         try:
             butler = self._idle.get_nowait()
         except queue.Empty:
-            with self._lock:
-                make = self._made < self.settings.pool_size
-                if make:
-                    self._made += 1
-            butler = Butler(self.root) if make else self._idle.get()
+            butler = Butler(self.root)
         try:
             yield butler
         finally:
-            self._idle.put(butler)
+            if self._idle.qsize() < self.settings.pool_size:
+                self._idle.put(butler)
+            else:
+                butler.close()
 
     def user_slot(self, user: str) -> threading.Semaphore:
         """The semaphore bounding one user's concurrent queries."""

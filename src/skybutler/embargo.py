@@ -1,0 +1,62 @@
+"""Embargoes as metadata: whether a dataset is hidden from a user right now.
+
+An embargo rule (``Access.add_embargo``) names dataset types and RUN collections by
+glob patterns, a number of hours and the groups with data rights.  A dataset it
+covers stays hidden from everyone else until that many hours after the end of the
+exposure (else the visit, else the observing day) its data ID names; a dataset whose
+data ID names none of these stays hidden while the rule exists.  The datasets are
+never copied or moved: when the time has passed the next query shows them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from typing import Any
+
+from .access import User
+
+#: The elements whose timespan ends an observation, in the order they are looked for.
+_TIMED = ("exposure", "visit", "day_obs")
+
+
+class EmbargoCheck:
+    """Judges datasets for one user and one request (records looked up once each)."""
+
+    def __init__(self, butler: Any, user: User):
+        self.butler = butler
+        self.user = user
+        self._ends: dict[tuple, int | None] = {}
+
+    def applies_to(self, dataset_type: str) -> bool:
+        """Whether any rule hiding things from this user names ``dataset_type``."""
+        return any(fnmatch.fnmatchcase(dataset_type, e.dataset_types) for e in self.user.embargoes)
+
+    def hidden(self, dataset_type: str, run: str, values: Mapping[str, Any]) -> bool:
+        """Whether the dataset of this type, RUN and data-ID ``values`` is hidden from the user now."""
+        rules = [e for e in self.user.embargoes if fnmatch.fnmatchcase(dataset_type, e.dataset_types)
+                 and fnmatch.fnmatchcase(run, e.collections)]
+        if not rules:
+            return False
+        end = self._observation_end(values)
+        if end is None:
+            return True
+        return any(self.user.now_ns < end + int(rule.hours * 3600e9) for rule in rules)
+
+    def hidden_ref(self, ref: Any) -> bool:
+        return self.hidden(ref.dataset_type.name, ref.run, ref.data_id.mapping)
+
+    def _observation_end(self, values: Mapping[str, Any]) -> int | None:
+        """POSIX nanoseconds at which the observation the data ID names ended (None: unknown)."""
+        universe = self.butler.universe
+        for element in _TIMED:
+            if element not in values:
+                continue
+            identity = tuple(values.get(d) for d in universe[element].identity)
+            key = (element, identity)
+            if key not in self._ends:
+                record = None if None in identity else self.butler.registry.dimensions.fetch_one(element, identity)
+                span = None if record is None else record["timespan"]
+                self._ends[key] = None if span is None or span.end is None else int(span.end.utc.unix * 1e9)
+            return self._ends[key]
+        return None

@@ -1,0 +1,121 @@
+"""Query results with the datasets under embargo for the caller taken out.
+
+Used only when an embargo rule hiding something from the caller names a dataset type
+the query involves; otherwise results go out as the registry gives them.  Limits and
+offsets then apply after the hidden datasets are taken out, counts count what is
+left, and an explanation of an empty answer says one thing whatever was hidden, so
+that nothing can be learnt of what the caller may not see.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from ..embargo import EmbargoCheck
+
+#: What ``explain`` says of an empty answer when an embargo applies to the query.
+NOTHING_VISIBLE = "no dataset you may see matches the query"
+
+
+class _Filtered:
+    """The shared part: limit/offset after filtering, count, any, explain."""
+
+    def __init__(self, results: Any, limit: int | None, offset: int):
+        self._inner = results
+        self._limit = limit
+        self._offset = offset
+
+    def _keep(self, item: Any) -> bool:
+        raise NotImplementedError
+
+    def _window(self, items: Iterator[Any]) -> Iterator[Any]:
+        stop = None if self._limit is None else self._offset + self._limit
+        return itertools.islice(items, self._offset, stop)
+
+    def _items(self) -> Iterator[Any]:
+        return self._window(item for batch in self._inner._converted_batches() for item in batch
+                            if self._keep(item))
+
+    def _converted_batches(self) -> Iterator[list[Any]]:
+        items = self._items()
+        while batch := list(itertools.islice(items, 10_000)):
+            yield batch
+
+    def _empty(self) -> bool:
+        return self._inner._empty()
+
+    def count(self) -> int:
+        return sum(1 for _ in self._items())
+
+    def any(self) -> bool:
+        return next(self._items(), None) is not None
+
+    def explain(self) -> list[str]:
+        return [] if self.any() else [NOTHING_VISIBLE]
+
+    def arrow_batches(self) -> Iterator[pa.Table]:
+        skipped, taken = 0, 0
+        for table in self._inner.arrow_batches():
+            rows = table.to_pylist()
+            keep = [self._keep_row(row) for row in rows]
+            for index, kept in enumerate(keep):
+                if not kept:
+                    continue
+                if skipped < self._offset:
+                    keep[index] = False
+                    skipped += 1
+                elif self._limit is not None and taken >= self._limit:
+                    keep[index] = False
+                else:
+                    taken += 1
+            yield table.filter(pa.array(keep, pa.bool_()))
+
+    def _keep_row(self, row: dict[str, Any]) -> bool:
+        raise NotImplementedError
+
+
+class EmbargoedDatasets(_Filtered):
+    """Dataset results without the datasets hidden from the caller."""
+
+    def __init__(self, results: Any, check: EmbargoCheck, dataset_types: tuple[str, ...], limit: int | None,
+                 offset: int):
+        super().__init__(results, limit, offset)
+        self._check = check
+        self._single = dataset_types[0] if len(dataset_types) == 1 else None
+
+    def _keep(self, ref: Any) -> bool:
+        return not self._check.hidden_ref(ref)
+
+    def _keep_row(self, row: dict[str, Any]) -> bool:
+        return not self._check.hidden(row.get("dataset_type", self._single), row["run"], row)
+
+
+class EmbargoedDataIds(_Filtered):
+    """Data-ID results constrained by datasets, keeping the data IDs that some dataset the
+    caller may see supports (the join of the data IDs with the visible datasets)."""
+
+    def __init__(self, results: Any, supported: list[tuple[tuple[str, ...], set[tuple]]], limit: int | None,
+                 offset: int):
+        super().__init__(results, limit, offset)
+        self._supported = supported
+
+    def _keep(self, data_id: Any) -> bool:
+        return self._keep_row(data_id)
+
+    def _keep_row(self, row: Any) -> bool:
+        return all(tuple(row[d] for d in dims) in keys for dims, keys in self._supported)
+
+
+def supported_keys(butler: Any, check: EmbargoCheck, spec: Any, dataset_type: str) -> tuple[tuple[str, ...], set]:
+    """The values, on the dimensions shared with the data-ID query, of every visible dataset of
+    ``dataset_type`` that the query's collections and where-clause find."""
+    found = butler.query_datasets(dataset_type, spec.where, collections=list(spec.collections), find_first=False,
+                                  bind=spec.bind, data_id=spec.data_id)
+    dims = tuple(d for d in butler.universe.group(spec.dimensions).required
+                 if d in butler.get_dataset_type(dataset_type).group(butler.universe).names)
+    keys = {tuple(ref.data_id[d] for d in dims) for ref in found if not check.hidden_ref(ref)}
+    return dims, keys

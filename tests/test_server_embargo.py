@@ -1,0 +1,77 @@
+"""Embargoes as metadata, judged on a frozen clock: hidden from users without data rights
+until the stated hours after the exposure ends, by every route, then visible with
+nothing copied."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from astropy.time import Time, TimeDelta
+
+from skybutler import Butler
+from skybutler.access import Access
+from skybutler.errors import DatasetNotFoundError
+from skybutler.server.embargoed import NOTHING_VISIBLE
+
+from server_helpers import running_server
+
+pytest.importorskip("fastapi")
+
+
+def visit_end(visit: int) -> float:
+    """POSIX seconds at which a visit of conftest.populate ends (its own formula, through astropy)."""
+    begin = Time("2025-01-02T00:00:00", scale="tai") + TimeDelta((visit - 1) * 120, format="sec")
+    return (begin + TimeDelta(30, format="sec")).unix
+
+
+@pytest.fixture
+def embargoed(butler):
+    refs = butler.put_many("metrics", [({"v": v}, {"instrument": "Cam", "visit": v, "detector": 0})
+                                       for v in (1, 2, 3)], run="run/a")
+    butler.put({"v": 9}, "metrics", instrument="Cam", visit=1, detector=1, run="other/run")
+    butler.collections.set_chain("chain", ["run/a", "other/run"])
+    access = Access(butler.registry.access)
+    access.add_user("pat")
+    access.add_user("rita", groups=["rights"])
+    access.grant("*", "*", "*", "read")
+    access.add_embargo("metr*", "run/*", 80, ["rights"])
+    clock = [0.0]
+    tokens = {name: access.create_token(name) for name in ("pat", "rita")}
+    with running_server(butler.root, clock=lambda: clock[0]) as url:
+        yield butler, url, tokens, refs, clock
+
+
+def test_embargo_boundaries_on_a_frozen_clock(embargoed):
+    local, url, tokens, refs, clock = embargoed
+    pat = Butler(url, token=tokens["pat"], collections="chain")
+    rita = Butler(url, token=tokens["rita"], collections="chain")
+    ends = [visit_end(v) + 80 * 3600 for v in (1, 2, 3)]
+    for now, visible in [(ends[0] - 1, []), (ends[0] - 0.001, []), (ends[0], [1]), (ends[1], [1, 2]),
+                         (ends[2] + 1e6, [1, 2, 3])]:
+        clock[0] = now
+        shown = pat.query_datasets("metrics", collections="run/a", find_first=False)
+        assert sorted(r.data_id["visit"] for r in shown) == visible
+        assert shown.count() == len(visible) and shown.any() == bool(visible)
+        assert shown.to_arrow().num_rows == len(visible)
+        assert shown.explain() == ([] if visible else [NOTHING_VISIBLE])
+        assert len(list(shown.limit(1))) == min(1, len(visible))
+        ids = pat.query_data_ids(["visit"], datasets="metrics", collections="run/a")
+        assert sorted(d["visit"] for d in ids) == visible
+        for visit, ref in zip((1, 2, 3), refs):
+            if visit in visible:
+                assert pat.get(ref) == {"v": visit}
+                assert pat.find_dataset("metrics", instrument="Cam", visit=visit, detector=0) == ref
+            else:
+                with pytest.raises(DatasetNotFoundError, match=f"no dataset with ID {ref.id}"):
+                    pat.get(ref)
+                assert pat.find_dataset("metrics", instrument="Cam", visit=visit, detector=0,
+                                        collections="run/a") is None
+                download = httpx.get(f"{url}/api/v1/datasets/{ref.id}/file",
+                                     headers={"Authorization": f"Bearer {tokens['pat']}"})
+                assert download.status_code == 404
+        # outside the rule's collections nothing is hidden; the data-rights group sees everything
+        assert pat.get("metrics", instrument="Cam", visit=1, detector=1) == {"v": 9}
+        assert sorted(r.data_id["visit"] for r in rita.query_datasets("metrics", collections="run/a")) == [1, 2, 3]
+        assert rita.get(refs[0]) == {"v": 1}
+    assert local.registry.access.audit_rows()[-1][2] == "user"  # oldest entries first made
+    assert any(row[2] == "embargo" for row in local.registry.access.audit_rows())

@@ -1,0 +1,123 @@
+"""Limits of a served repository: quotas over users' areas, the request-size limit (413),
+per-user query queues (a wait, then 429; other users unaffected), pre-signed URLs on
+S3, and streams a client leaves early."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from skybutler import Butler
+from skybutler.access import Access
+from skybutler.cli.main import cli
+from skybutler.errors import QuotaExceededError, ServerError
+
+from conftest import S3_ENDPOINT
+from server_helpers import running_server
+
+pytest.importorskip("fastapi")
+
+
+@pytest.fixture
+def tokens(butler):
+    access = Access(butler.registry.access)
+    access.add_user("pat", groups=["survey"])
+    access.add_user("rita")
+    access.grant("*", "*", "*", "read")
+    return access, {name: access.create_token(name) for name in ("pat", "rita")}
+
+
+def test_quotas_checked_before_a_write(butler, tokens):
+    access, token = tokens
+    access.set_quota("user", "pat", max_datasets=2)
+    access.set_quota("group", "survey", max_bytes=40)
+    with running_server(butler.root) as url:
+        pat = Butler(url, token=token["pat"])
+        pat.put_many("metrics", [({"i": i}, {"instrument": "Cam", "visit": 1, "detector": i}) for i in range(2)],
+                     run="u/pat/a")
+        with pytest.raises(QuotaExceededError, match="u/pat holds 2 datasets of its quota of 2"):
+            pat.put({"i": 9}, "metrics", instrument="Cam", visit=1, detector=3, run="u/pat/b")
+        pat.put({"s": "x"}, "metrics", instrument="Cam", visit=2, detector=0, run="g/survey/a")  # a member writes
+        with pytest.raises(QuotaExceededError, match="g/survey holds"):
+            pat.put({"s": "x" * 40}, "metrics", instrument="Cam", visit=2, detector=1, run="g/survey/a")
+    assert butler.query_datasets("metrics", collections=["u/pat/a"]).count() == 2
+    assert not butler.collections.exists("u/pat/b")
+    assert access.usage("user", "pat")["datasets"] == 2
+    assert access.usage("group", "survey") == {"datasets": 1, "bytes": access.usage("group", "survey")["bytes"],
+                                              "max_datasets": None, "max_bytes": 40}
+    shown = CliRunner().invoke(cli, ["quota", str(butler.root), "pat", "--json"])
+    assert shown.exit_code == 0 and '"datasets": 2' in shown.output and '"max_datasets": 2' in shown.output
+    raised = CliRunner().invoke(cli, ["quota", str(butler.root), "pat", "--max-datasets", "5", "--json"])
+    assert raised.exit_code == 0 and '"max_datasets": 5' in raised.output
+
+
+def test_request_size_limit(butler, tokens):
+    _, token = tokens
+    with running_server(butler.root, max_request_bytes=2000) as url:
+        pat = Butler(url, token=token["pat"])
+        with pytest.raises(ServerError, match="limit of 2000 bytes") as caught:
+            pat.put({"s": "x" * 5000}, "metrics", instrument="Cam", visit=1, detector=0, run="u/pat/big")
+        assert caught.value.status == 413
+        pat.put({"s": "x"}, "metrics", instrument="Cam", visit=1, detector=0, run="u/pat/small")
+    assert not butler.collections.exists("u/pat/big")
+
+
+def test_per_user_queue(butler, tokens):
+    _, token = tokens
+    butler.put({}, "metrics", instrument="Cam", visit=1, detector=0)
+    apps: list = []
+    with running_server(butler.root, apps=apps, user_concurrency=1, queue_timeout=3.0) as url:
+        state = apps[0].state.skybutler
+        pat, rita = Butler(url, token=token["pat"]), Butler(url, token=token["rita"])
+        slot = state.user_slot("pat")
+        slot.acquire()  # pat's one query slot is busy
+        answers: list = []
+        waiting = threading.Thread(target=lambda: answers.append(pat.query_datasets("metrics", collections="run/a")
+                                                                 .count()))
+        waiting.start()
+        time.sleep(0.5)
+        assert waiting.is_alive() and not answers  # queued, not refused
+        assert rita.query_datasets("metrics", collections="run/a").count() == 1  # another user is not held up
+        slot.release()
+        waiting.join(10)
+        assert answers == [1]
+        state.settings.queue_timeout = 0.2
+        slot.acquire()
+        try:
+            with pytest.raises(ServerError, match="waited") as caught:
+                pat.query_datasets("metrics", collections="run/a").count()
+            assert caught.value.status == 429
+        finally:
+            slot.release()
+        # a stream the client leaves after its first line gives its slot back
+        state.settings.queue_timeout = 3.0
+        with httpx.stream("POST", f"{url}/api/v1/query/rows", headers={"Authorization": f"Bearer {token['pat']}"},
+                          json={"spec": {"kind": "data_ids", "dimensions": ["visit", "detector"]}}) as response:
+            next(response.iter_lines())
+        assert pat.query_datasets("metrics", collections="run/a").count() == 1
+
+
+def test_presigned_urls_on_s3(make_butler, stack):
+    if stack != "postgres" or not S3_ENDPOINT:
+        pytest.skip("pre-signed URLs need an S3 datastore")
+    butler = make_butler(run="run/a", collections="run/a")
+    from conftest import populate
+
+    populate(butler)
+    butler.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+    ref = butler.put({"k": "v" * 100}, "metrics", instrument="Cam", visit=1, detector=0)
+    import fsspec
+
+    with fsspec.open(butler.get_uri(ref), "rb") as stream:
+        whole = stream.read()
+    access = Access(butler.registry.access)
+    access.grant("user", "pat", "run/*", "read")
+    token = access.create_token("pat")
+    with running_server(butler.root, presign_seconds=60) as url:
+        where = Butler(url, token=token, collections="run/a").get_uri(ref)
+        assert not where.startswith(url) and "Signature" in where
+        assert httpx.get(where).content == whole  # no token, no storage credentials
