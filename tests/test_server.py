@@ -156,3 +156,25 @@ def test_ingest_and_remove_through_the_server(served, tmp_path):
     assert source.exists() and local.get(ref) == {"k": 3}
     assert remote.remove([ref]) == 1
     assert not local.query_datasets("metrics", collections="run/b").any()
+
+
+def test_concurrent_clients_lose_and_duplicate_nothing(served):
+    from concurrent.futures import ThreadPoolExecutor
+
+    local, url, token = served
+
+    def client(number: int) -> list:
+        remote = Butler(url, token=token, run=f"run/c{number % 2}", collections=f"run/c{number % 2}")
+        made = [remote.put({"c": number, "i": i}, "metrics", instrument="Cam", visit=1 + i % 6, detector=number)
+                for i in range(6)]
+        seen = remote.query_datasets("metrics", f"detector = {number}").count()
+        return [ref.id for ref in made] + [seen]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(client, range(4)))
+    made = [i for r in results for i in r[:-1]]
+    assert [r[-1] for r in results] == [6, 6, 6, 6]
+    assert len(set(made)) == 24
+    stored = local.query_datasets("metrics", collections=["run/c0", "run/c1"], find_first=False)
+    assert sorted(r.id for r in stored) == sorted(made)
+    assert sorted((local.get(r)["c"], local.get(r)["i"]) for r in stored) == [(c, i) for c in range(4) for i in range(6)]

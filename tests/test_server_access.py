@@ -144,3 +144,54 @@ def test_token_and_grant_commands(butler, tmp_path):
     assert bad.exit_code == 1 and "invalid user name" in bad.output
     audit = butler.registry.access.audit_rows()
     assert [a[2] for a in audit][:3] == ["token-revoke", "grant", "token-create"]
+
+
+def test_provenance_under_the_same_rights(butler):
+    from skybutler.execution import run_pipeline
+    from skybutler.pipeline import Pipeline
+    from skybutler.pipeline.testing import ScaleTask
+
+    from pipeline_helpers import put_metrics
+
+    put_metrics(butler, visits=[1])
+    pipeline = Pipeline()
+    pipeline.add_task("a", ScaleTask)
+    report = run_pipeline(butler, pipeline, ["run/a"], "out", where="visit = 1")
+    scaled = butler.find_dataset("metricsA", instrument="Cam", visit=1, detector=1, collections=report.run)
+    metric = butler.find_dataset("metrics", instrument="Cam", visit=1, detector=1, collections="run/a")
+    access = Access(butler.registry.access)
+    access.add_user("boss", admin=True)
+    access.grant("user", "bob", "out*", "read")
+    tokens = {name: access.create_token(name) for name in ("boss", "bob")}
+    local = butler.provenance.producer(scaled)
+    with running_server(butler.root) as url:
+        boss, bob = (Butler(url, token=tokens[n]) for n in ("boss", "bob"))
+        mine = boss.provenance.producer(scaled)
+        assert (mine.quantum_id, mine.task_label, mine.run, mine.data_id) == \
+            (local.quantum_id, local.task_label, local.run, local.data_id)
+        assert mine.inputs == local.inputs and mine.outputs == local.outputs and mine.log is None
+        assert [q.quantum_id for q in boss.provenance.consumers(metric)] == \
+            [q.quantum_id for q in butler.provenance.consumers(metric)]
+        theirs = bob.provenance.producer(scaled)
+        assert theirs.quantum_id == local.quantum_id and theirs.inputs == []  # run/a is not bob's to see
+        assert theirs.outputs == local.outputs
+        with pytest.raises(DatasetNotFoundError):
+            bob.provenance.consumers(metric)
+        with pytest.raises(PermissionDeniedError):
+            bob.provenance.recompute(scaled)
+
+
+def test_trusted_identity_header(butler):
+    from skybutler.server.state import trust_header
+
+    butler.put({"x": 1}, "metrics", instrument="Cam", visit=1, detector=0)
+    access = Access(butler.registry.access)
+    access.add_user("ann")
+    access.grant("user", "ann", "run/*", "read")
+    with running_server(butler.root, identify=trust_header("X-Forwarded-User")) as url:
+        seen = httpx.post(f"{url}/api/v1/query/count", headers={"X-Forwarded-User": "ann"},
+                          json={"spec": {"kind": "datasets", "dataset_types": ["metrics"], "collections": ["run/a"]}})
+        assert seen.status_code == 200 and seen.json() == 1
+        stranger = httpx.get(f"{url}/api/v1/info", headers={"X-Forwarded-User": "nobody"})
+        assert stranger.status_code == 401
+        assert httpx.get(f"{url}/api/v1/info").status_code == 401

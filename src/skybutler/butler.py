@@ -225,6 +225,10 @@ class Butler:
     @functools.cached_property
     def provenance(self) -> Provenance:
         """Lineage of pipeline outputs: ``producer(ref)``, ``consumers(ref)``, ``tree(ref)`` (made on first use)."""
+        if self._remote is not None:
+            from .remote.provenance import RemoteProvenance
+
+            return RemoteProvenance(self._remote)
         from .provenance import Provenance
 
         return Provenance(self)

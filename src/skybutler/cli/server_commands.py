@@ -39,8 +39,10 @@ def parse_duration(text: str | None) -> float | None:
               help="Queries one user may run at once; more wait in a queue.")
 @click.option("--presign", default=0, show_default=True, type=click.IntRange(0),
               help="Hand out pre-signed URLs valid this many seconds for S3 datastores (0: stream downloads).")
+@click.option("--trust-header", metavar="NAME", help="Take the user's name from this request header, set by an "
+              "authenticating proxy in front of the server (which must strip it from clients' requests).")
 def serve(repos: tuple[Path, ...], host: str, port: int, workers: int, max_request_mb: int,
-          user_concurrency: int, presign: int) -> None:
+          user_concurrency: int, presign: int, trust_header: str | None) -> None:
     """Serve REPOS over HTTP, each at http://HOST:PORT/<its directory name> (clients need a token)."""
     import os
 
@@ -52,6 +54,7 @@ def serve(repos: tuple[Path, ...], host: str, port: int, workers: int, max_reque
         fail("two repositories to serve have the same directory name")
     os.environ["SKYBUTLER_SERVE"] = os.pathsep.join(str(repo.absolute()) for repo in repos)
     os.environ["SKYBUTLER_SERVE_SETTINGS"] = f"{max_request_mb},{user_concurrency},{presign}"
+    os.environ["SKYBUTLER_TRUST_HEADER"] = trust_header or ""
     info(f"serving {', '.join(f'http://{host}:{port}/{n}' for n in names)}")
     uvicorn.run("skybutler.server.main:app", host=host, port=port, workers=workers, log_level="warning",
                 factory=True)

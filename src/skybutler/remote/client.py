@@ -124,7 +124,10 @@ class RemoteTransport:
         with self._stream(path, body) as response:
             stream = _ResponseReader(response.iter_bytes())
             with pa.ipc.open_stream(pa.PythonFile(stream, mode="r")) as reader:
-                return reader.read_all()
+                table = reader.read_all()
+            if stream.read(1) or stream.tail != _END_OF_STREAM:
+                raise errors.ServerError(f"{self.url}: the server's table was cut short")
+            return table
 
     def close(self) -> None:
         self.http.close()
@@ -320,13 +323,19 @@ class RemoteTransport:
         raise SkybutlerError(f"Butler.{name} is not available through a server ({self.url})")
 
 
+#: How an Arrow IPC stream ends (a continuation marker and a zero length).
+_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+
+
 class _ResponseReader:
-    """A read-only file over an HTTP response's byte chunks (for Arrow's stream reader)."""
+    """A read-only file over an HTTP response's byte chunks (for Arrow's stream reader); ``tail``
+    keeps the last bytes read, to tell a complete stream from one cut short."""
 
     def __init__(self, chunks: Iterator[bytes]):
         self._chunks = chunks
         self._buffer = b""
         self.closed = False
+        self.tail = b""
 
     def readable(self) -> bool:
         return True
@@ -341,6 +350,7 @@ class _ResponseReader:
             out, self._buffer = self._buffer, b""
         else:
             out, self._buffer = self._buffer[:size], self._buffer[size:]
+        self.tail = (self.tail + out)[-8:]
         return out
 
     def close(self) -> None:

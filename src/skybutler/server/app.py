@@ -71,13 +71,17 @@ _bearer = HTTPBearer(auto_error=False)
 def current_user(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> User:
     """The authenticated caller (401 otherwise)."""
     state: ServerState = request.app.state.skybutler
-    return state.access.authenticate(None if credentials is None else credentials.credentials,
-                                     now=state.settings.clock())
+    now = state.settings.clock()
+    identify = state.settings.identify
+    name = None if identify is None else identify(request.headers)
+    if name is not None:
+        return state.access.user(name, int(now * 1e9))
+    return state.access.authenticate(None if credentials is None else credentials.credentials, now=now)
 
 
 def create_app(root: str | Path, settings: ServerSettings | None = None) -> FastAPI:
     """The application serving the repository at ``root``."""
-    from . import routes_datasets, routes_query, routes_registry
+    from . import routes_datasets, routes_provenance, routes_query, routes_registry
 
     state = ServerState(root, settings)
     app = FastAPI(title="skybutler", version="1",
@@ -105,6 +109,6 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
                 "universe_version": state.universe.version, "user": user.name, "groups": list(user.groups),
                 "admin": user.admin}
 
-    for module in (routes_registry, routes_query, routes_datasets):
+    for module in (routes_registry, routes_query, routes_datasets, routes_provenance):
         app.include_router(module.router, prefix=API, dependencies=[Depends(current_user)])
     return app

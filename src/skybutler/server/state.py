@@ -13,7 +13,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,17 @@ class ServerSettings:
     presign_seconds: int = 0
     #: the clock that token expiry and embargoes are judged by (POSIX seconds; tests freeze it)
     clock: Callable[[], float] = time.time
+    #: another way to know the caller: a function of the request's headers returning a user name
+    #: (one the repository knows) or None to fall back to bearer tokens.  ``trust_header(name)``
+    #: trusts a header an upstream identity proxy sets; a site verifying OIDC/JWT tokens passes
+    #: its own function here.
+    identify: Callable[[Mapping[str, str]], str | None] | None = None
+
+
+def trust_header(name: str) -> Callable[[Mapping[str, str]], str | None]:
+    """Take the user's name from the header ``name`` (e.g. ``X-Forwarded-User``), as set by an
+    authenticating proxy in front of the server -- which must strip it from clients' requests."""
+    return lambda headers: headers.get(name)
 
 
 class ServerState:

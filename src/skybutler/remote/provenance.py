@@ -1,0 +1,53 @@
+"""``butler.provenance`` of a butler opened on a server URL: ``producer``, ``consumers``
+and ``recompute``, answered by the server under the caller's rights."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from ..models import DatasetRef
+from ..registry.quantum_store import DatasetLink, QuantumRecord
+from . import wire
+
+if TYPE_CHECKING:
+    from .client import RemoteTransport
+
+
+def _id(target: DatasetRef | uuid.UUID | str) -> str:
+    return str(target.id if isinstance(target, DatasetRef) else target)
+
+
+def _record(values: dict[str, Any]) -> QuantumRecord:
+    values = wire.decode(values)
+    for side in ("inputs", "outputs"):
+        values[side] = [DatasetLink(**link) for link in values[side]]
+    return QuantumRecord(**values)
+
+
+class RemoteProvenance:
+    def __init__(self, transport: RemoteTransport):
+        self._t = transport
+
+    def producer(self, ref: DatasetRef | uuid.UUID | str) -> QuantumRecord | None:
+        """The quantum that wrote a dataset, or None (ingested, or put by hand)."""
+        found = self._t.post_json("provenance/producer", {"id": _id(ref)})
+        return None if found is None else _record(found)
+
+    def consumers(self, ref: DatasetRef | uuid.UUID | str) -> list[QuantumRecord]:
+        """Every recorded quantum that read a dataset (those the caller may see)."""
+        return [_record(r) for r in self._t.post_json("provenance/consumers", {"id": _id(ref)})]
+
+    def recompute(self, ref: DatasetRef | uuid.UUID | str, store: bool = True) -> Any:
+        """Have the server re-create a purged dataset (stored back under its ID), then read it."""
+        if not store:
+            from ..errors import SkybutlerError
+
+            raise SkybutlerError("a server stores what it recomputes: store=False is not available remotely")
+        found = self._t.ref_from_json(self._t.post_json("provenance/recompute", {"id": _id(ref)}))
+        return self._t.get(found)
+
+    def __getattr__(self, name: str) -> Any:
+        from ..errors import SkybutlerError
+
+        raise SkybutlerError(f"provenance.{name} is not available through a server ({self._t.url})")
