@@ -7,6 +7,12 @@ and the median CPU time of the child (user + system, less inflated than wall tim
 work on a shared machine) are printed, and written as JSON with ``--json FILE``.  The small
 repository is a new SQLite one with three collections, made once in a temporary directory.
 
+Children run with byte-code caching on (as from an installed package), whatever
+``PYTHONDONTWRITEBYTECODE`` says here: otherwise every run recompiles skybutler's sources.
+Two floors are measured beside the commands: a bare interpreter, and one importing what a
+command that opens a repository cannot do without (SQLAlchemy, pydantic, PyYAML, click, rich).
+Which heavy libraries ``query-collections`` loads is printed too (none is the goal).
+
     python benchmarks/bench_cli_startup.py [--json FILE] [--reps N]
 """
 
@@ -24,13 +30,28 @@ import time
 from pathlib import Path
 
 
-def time_command(args: list[str], reps: int) -> dict[str, float]:
+#: Libraries a command that reads no dataset should not load.
+HEAVY = ("astropy", "pyarrow", "numpy", "pandas", "dask", "lsst.sphgeom", "lark", "fsspec", "sqlalchemy")
+
+#: What a command that opens a repository needs anyway: the floor of its start-up.
+FLOOR_IMPORTS = "import sqlalchemy, sqlalchemy.dialects.sqlite, pydantic, yaml, click, rich.console, rich.table"
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def time_command(args: list[str], reps: int, *, python_args: tuple[str, ...] = ("-m", "skybutler.cli")
+                 ) -> dict[str, float]:
     """Median wall and child CPU seconds of ``python -m skybutler.cli ARGS`` over ``reps`` runs."""
     walls, cpus = [], []
     for i in range(reps + 1):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "skybutler.cli", *args], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, *python_args, *args], check=True, stdout=subprocess.DEVNULL,
+                       env=child_env())
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if i:  # the first run warms the file cache
@@ -55,12 +76,22 @@ def main() -> None:
         figures = {
             "help": time_command(["--help"], options.reps),
             "query_collections": time_command(["query-collections", str(repo)], options.reps),
+            "floor_bare_python": time_command([], options.reps, python_args=("-c", "pass")),
+            "floor_sqlalchemy_pydantic_click_rich": time_command([], options.reps,
+                                                                  python_args=("-c", FLOOR_IMPORTS)),
         }
+        probe = ("import sys\nfrom skybutler.cli.main import cli\ntry:\n"
+                 f"    cli(['query-collections', {str(repo)!r}])\nexcept SystemExit:\n    pass\n"
+                 f"print(sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)")
+        loaded = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True,
+                                env=child_env()).stderr.strip()
+    figures["query_collections_loads"] = loaded
     figures["python"] = sys.version.split()[0]
     figures["load_average_1min"] = round(os.getloadavg()[0], 2)
-    for name in ("help", "query_collections"):
-        print(f"{name:<20} wall {figures[name]['wall_s']:.3f} s   cpu {figures[name]['cpu_s']:.3f} s  (median of "
+    for name in ("help", "query_collections", "floor_bare_python", "floor_sqlalchemy_pydantic_click_rich"):
+        print(f"{name:<38} wall {figures[name]['wall_s']:.3f} s   cpu {figures[name]['cpu_s']:.3f} s  (median of "
               f"{options.reps})")
+    print(f"query-collections loads, of {', '.join(HEAVY)}: {loaded}")
     print(f"load average (1 min): {figures['load_average_1min']}")
     if options.json:
         options.json.write_text(json.dumps(figures, indent=2) + "\n")

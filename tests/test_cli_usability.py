@@ -65,6 +65,29 @@ def test_the_cli_group_imports_no_heavy_library():
     assert "query-collections" in help_text and "List collections whose names match" in help_text
 
 
+#: Libraries a command that reads no dataset must not load (SQLAlchemy it needs).
+HEAVY_FOR_A_TRIVIAL_COMMAND = ("astropy", "pyarrow", "numpy", "pandas", "dask", "lsst.sphgeom", "lark", "erfa")
+
+
+def test_a_trivial_command_imports_no_heavy_library(tmp_path):
+    """``query-collections`` on a small repository opens the butler and lists collections without
+    loading astropy, pyarrow, numpy, pandas, dask, sphgeom or the query parser."""
+    repo = tmp_path / "repo"
+    with Butler.create(repo) as butler:
+        butler.collections.register("run/a", "RUN")
+        butler.collections.register("tagged/b", "TAGGED")
+    code = ("import sys\n"
+            "from skybutler.cli.main import cli\n"
+            "try:\n"
+            f"    cli(['query-collections', {str(repo)!r}, '--json'])\n"
+            "except SystemExit as exit:\n"
+            "    assert not exit.code, exit.code\n"
+            f"print(sorted(m for m in {HEAVY_FOR_A_TRIVIAL_COMMAND!r} if m in sys.modules), file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert sorted(c["name"] for c in json.loads(done.stdout)) == ["run/a", "tagged/b"]
+    assert done.stderr.strip() == "[]"
+
+
 def test_the_command_index_matches_the_commands():
     """The index ``--help`` reads (to import nothing) names every command of every module,
     with the help its docstring gives."""

@@ -18,8 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from astropy.time import Time
-
 from .collections_manager import CollectionsManager
 from .config import BOOKKEEPING_DIR, CONFIG_NAME, DEFAULT_DATASTORE, RepoConfig
 from .datastore import FileDatastore
@@ -28,10 +26,6 @@ from .errors import (ConfigError, DatasetNotFoundError, DatasetTypeError, DataId
                      StorageClassError)
 from .faults import crash_point
 from .formats import get_storage_class
-from .query.builder import QuerySpec
-from .query.builder import build as build_query
-from .query.calibrations import CalibrationQueryResults
-from .query.results import DataIdQueryResults, DatasetQueryResults, DimensionRecordQueryResults
 from .models import CollectionType, DatasetRef, DatasetType, StoredArtifact
 from .reads import observation_time, read_dataset
 from .registry import Registry
@@ -39,7 +33,12 @@ from .timespan import Timespan, time_to_ns
 from .writes import IdMode, Writes
 
 if TYPE_CHECKING:
+    from astropy.time import Time
+
     from .provenance import Provenance
+    from .query.builder import QuerySpec
+    from .query.calibrations import CalibrationQueryResults
+    from .query.results import DataIdQueryResults, DatasetQueryResults, DimensionRecordQueryResults
     from .retention import RecomputeOptions, Retention
 
 
@@ -49,6 +48,8 @@ def _span_ns(timespan: Timespan | Time | None) -> tuple[int, int] | None:
         return None
     if isinstance(timespan, Timespan):
         return timespan.to_ns()
+    from astropy.time import Time  # loaded by the time the caller made one
+
     if not isinstance(timespan, Time):
         raise QueryError(f"timespan must be a skybutler Timespan or an astropy Time, not {type(timespan).__name__}")
     ns = time_to_ns(timespan)
@@ -532,6 +533,10 @@ class Butler:
     # -- queries --------------------------------------------------------------
 
     def _query_spec(self, **fields: Any) -> QuerySpec:
+        # The query machinery (pyarrow, lark, sphgeom) loads with the first query, not with the
+        # Butler: a command that lists collections never pays for it.
+        from .query.builder import QuerySpec
+
         collections = fields.pop("collections", None)
         if collections is not None or fields.get("kind") == "datasets" or fields.get("datasets"):
             collections = self._search_path(collections)
@@ -588,6 +593,10 @@ class Butler:
         dims = tuple(dimensions)
         data_ids = self.query_data_ids(dims, where, bind=bind, datasets=datasets, collections=collections,
                                        data_id=data_id, **kwargs)
+        from .query.builder import build as build_query
+        from .query.calibrations import CalibrationQueryResults
+        from .query.results import DatasetQueryResults
+
         per_type = {}
         for name in names:
             spec = self._query_spec(kind="datasets", dataset_types=(name,), dimensions=dims, where=where,
@@ -609,6 +618,11 @@ class Butler:
         """Run the query a :class:`~skybutler.query.builder.QuerySpec` describes: what
         ``query_data_ids``, ``query_datasets`` and ``query_dimension_records`` build, and
         what a remote client sends its server."""
+        # The query machinery (pyarrow, lark, sphgeom) loads with the first query, not with the
+        # Butler: a command that lists collections never pays for it.
+        from .query.builder import build as build_query
+        from .query.results import DataIdQueryResults, DatasetQueryResults, DimensionRecordQueryResults
+
         built = build_query(self.registry, spec)
         if spec.kind == "datasets":
             if spec.states is not None:

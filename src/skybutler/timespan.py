@@ -8,40 +8,60 @@ integer comparisons and need no time-zone or leap-second logic.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import math
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from astropy.time import Time
 from pydantic import BaseModel, ConfigDict, ValidationError, field_serializer, field_validator, model_validator
 
 from .errors import TimespanError
+
+if TYPE_CHECKING:
+    from astropy.time import Time
 
 #: TAI nanoseconds bounds used for unbounded sides in the database.
 NS_MIN = -(2**62)
 NS_MAX = 2**62
 
-_EPOCH = Time("1970-01-01T00:00:00", scale="tai", format="isot")
+
+
+@functools.cache
+def _epoch() -> Time:
+    """1970-01-01 TAI; astropy is imported on the first time conversion, not with this module
+    (a command that reads no time, such as ``query-collections``, never pays for it)."""
+    from astropy.time import Time
+
+    return Time("1970-01-01T00:00:00", scale="tai", format="isot")
+
+
+def _time_class() -> type[Time]:
+    from astropy.time import Time
+
+    return Time
 
 
 def time_to_ns(t: Time) -> int:
     """Convert an astropy ``Time`` to integer TAI nanoseconds since 1970-01-01 TAI."""
     tai = t.tai
+    epoch = _epoch()
     # Keep astropy's two parts apart: their sum as one float (~2e4 days) holds only ~0.1 us.
     # The whole-day difference is exact; the fractional one is below a few days.
-    whole = tai.jd1 - _EPOCH.jd1
-    days = np.floor(whole)
-    fraction = (whole - days) + (tai.jd2 - _EPOCH.jd2)
+    whole = float(tai.jd1 - epoch.jd1)
+    days = math.floor(whole)
+    fraction = (whole - days) + float(tai.jd2 - epoch.jd2)
     return int(days) * 86_400_000_000_000 + int(round(fraction * 86_400e9))
 
 
 def ns_to_time(ns: int) -> Time:
     """Convert integer TAI nanoseconds since 1970-01-01 TAI back to a ``Time``."""
     days, rem = divmod(int(ns), 86_400_000_000_000)
-    return Time(_EPOCH.jd1 + days, _EPOCH.jd2 + rem / 86_400e9, format="jd", scale="tai")
+    epoch = _epoch()
+    return _time_class()(epoch.jd1 + days, epoch.jd2 + rem / 86_400e9, format="jd", scale="tai")
 
 
 def to_time(value: Any) -> Time:
     """Interpret ``value`` (``Time``, ISO string, datetime, or MJD float) as a ``Time``."""
+    Time = _time_class()
     if isinstance(value, Time):
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -58,8 +78,10 @@ class Timespan(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
 
-    begin: Time | None = None
-    end: Time | None = None
+    # Typed Any for pydantic so that defining the class needs no astropy; ``_coerce`` makes
+    # each bound an astropy ``Time`` (or None) before it is stored.
+    begin: Any = None
+    end: Any = None
 
     def __init__(self, begin: Any = None, end: Any = None, **kwargs: Any):
         try:

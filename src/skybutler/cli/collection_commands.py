@@ -6,15 +6,17 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from astropy.time import Time
 
 from .. import Butler, Timespan
 from ..models import CollectionType
 from .helpers import (COLLECTION_TYPES, TimeParam, confirm_or_refuse, fail, info, json_option, open_butler,
                       print_rows, refs_in_collection, repo_argument)
+
+if TYPE_CHECKING:
+    from astropy.time import Time
 
 collection_type_choice = click.Choice(COLLECTION_TYPES, case_sensitive=False)
 

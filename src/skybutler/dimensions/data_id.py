@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import numpy as np
+import numbers
 from pydantic_core import core_schema
 
 from ..errors import DataIdError, UnknownDimensionError
@@ -28,7 +28,8 @@ def normalize_value(universe: DimensionUniverse, dimension: str, value: Any) -> 
     key = universe[dimension].key
     assert key is not None
     if key.type == "int":
-        if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        # numbers.Integral covers numpy's integers without importing numpy (its bool_ is no Integral)
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
             if not _INT64_MIN <= value <= _INT64_MAX:  # keys are 64-bit integer columns
                 raise DataIdError(f"{dimension} value {value} does not fit in a 64-bit integer")
             return int(value)

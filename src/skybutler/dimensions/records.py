@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import lsst.sphgeom as sphgeom
 
 from ..errors import DimensionRecordError
 from ..timespan import Timespan
@@ -53,7 +52,7 @@ class DimensionRecord(Mapping[str, Any]):
             values[name] = value
         if element.region:
             region = row.pop("region", None)
-            if region is not None and not isinstance(region, sphgeom.Region):
+            if region is not None and not _is_region(region):
                 raise DimensionRecordError(f"{element.name}.region must be an lsst.sphgeom Region, got {type(region).__name__}")
             values["region"] = region
         if element.timespan:
@@ -116,3 +115,10 @@ def _comparable(values: dict[str, Any]) -> dict[str, Any]:
     if out.get("region") is not None:
         out["region"] = bytes(out["region"].encode())
     return out
+
+
+def _is_region(value: Any) -> bool:
+    """Whether ``value`` is an lsst.sphgeom Region (imported here: only spatial records need it)."""
+    import lsst.sphgeom as sphgeom
+
+    return isinstance(value, sphgeom.Region)

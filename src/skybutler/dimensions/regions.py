@@ -7,11 +7,31 @@ envelope (HTM or HEALPix ranges) for coarse joins, then checks exact overlap.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import lsst.sphgeom as sphgeom
+if TYPE_CHECKING:
+    import lsst.sphgeom as sphgeom
+    from lsst.sphgeom import Region
+else:
+    class _Sphgeom:
+        """``lsst.sphgeom``, imported on first use: it brings numpy, which a command that touches
+        no region (``query-collections``) should not pay for."""
 
-Region = sphgeom.Region
+        def __getattr__(self, name: str) -> Any:
+            module: ModuleType = importlib.import_module("lsst.sphgeom")
+            globals()["sphgeom"] = module  # later uses go straight to the module
+            return getattr(module, name)
+
+    sphgeom = _Sphgeom()
+
+    def __getattr__(name: str) -> Any:
+        """``Region``: sphgeom's base class of regions, imported with sphgeom."""
+        if name == "Region":
+            return sphgeom.Region
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def point(ra: float, dec: float) -> sphgeom.UnitVector3d:

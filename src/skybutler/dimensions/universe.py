@@ -97,7 +97,9 @@ class DimensionUniverse:
         global _DEFAULT
         if _DEFAULT is None:
             text = resources.files(__package__).joinpath("default_universe.yaml").read_text()
-            _DEFAULT = cls.from_config(yaml.safe_load(text))
+            # libyaml's loader when PyYAML has it: every open of a repository reads this file,
+            # and the pure-Python one takes a tenth of a second for it
+            _DEFAULT = cls.from_config(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
         return _DEFAULT
 
     def _check(self) -> None:

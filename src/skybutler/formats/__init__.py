@@ -8,6 +8,8 @@ binary stream and reads it (or a component, or a column/pixel subset) back.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .formatter import Formatter
 from .registry import (
     formatter_names,
@@ -17,7 +19,9 @@ from .registry import (
     register_storage_class,
     storage_class_names,
 )
-from .storage_class import MetadataValue, StorageClass
+
+if TYPE_CHECKING:
+    from .storage_class import MetadataValue, StorageClass
 
 __all__ = [
     "Formatter",
@@ -30,3 +34,12 @@ __all__ = [
     "register_storage_class",
     "storage_class_names",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``StorageClass`` and ``MetadataValue``, imported on first use (they bring sphgeom)."""
+    if name in ("StorageClass", "MetadataValue"):
+        from . import storage_class
+
+        return getattr(storage_class, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

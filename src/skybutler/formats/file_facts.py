@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SkybutlerError, TransferError
 from .formatter import Formatter
-from .storage_class import StorageClass
+
+if TYPE_CHECKING:
+    from .storage_class import StorageClass
 
 
 def file_facts(path: str | Path, formatter: Formatter, storage_class: StorageClass) -> dict[str, Any] | None:

@@ -7,29 +7,46 @@ adding one means writing its module and appending it there (or calling the
 
 from __future__ import annotations
 
-from ..errors import FormatterError, StorageClassError
-from .dict_class import DICT
-from .fits_formatter import FitsFormatter, MultiExtensionFitsFormatter
-from .fits_table import FITS_TABLE, FitsTableFormatter
-from .formatter import Formatter
-from .image_class import IMAGE, MULTI_EXTENSION_IMAGE
-from .parquet_formatter import ParquetFormatter
-from .rubin_names import rubin_storage_classes
-from .storage_class import StorageClass
-from .table_class import TABLE
-from .text_formatters import JsonFormatter, YamlFormatter
+from typing import TYPE_CHECKING
 
-_BUILTIN_FORMATTERS: tuple[type[Formatter], ...] = (JsonFormatter, YamlFormatter, ParquetFormatter, FitsFormatter,
-                                                    MultiExtensionFitsFormatter, FitsTableFormatter)
-_BUILTIN_STORAGE_CLASSES: tuple[StorageClass, ...] = (DICT, TABLE, IMAGE, MULTI_EXTENSION_IMAGE, FITS_TABLE,
-                                                         *rubin_storage_classes())
+from ..errors import FormatterError, StorageClassError
+from .formatter import Formatter
+
+if TYPE_CHECKING:
+    from .storage_class import StorageClass
 
 _formatters: dict[str, Formatter] = {}
 _storage_classes: dict[str, StorageClass] = {}
+_builtins_loaded = False
+
+
+def _load_builtins() -> None:
+    """Register the shipped formatters and storage classes, on the first lookup rather than on
+    import: their modules bring astropy, numpy and pyarrow, which a command that reads and
+    writes no dataset (``query-collections``) should not pay for."""
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
+    from .dict_class import DICT
+    from .fits_formatter import FitsFormatter, MultiExtensionFitsFormatter
+    from .fits_table import FITS_TABLE, FitsTableFormatter
+    from .image_class import IMAGE, MULTI_EXTENSION_IMAGE
+    from .parquet_formatter import ParquetFormatter
+    from .rubin_names import rubin_storage_classes
+    from .table_class import TABLE
+    from .text_formatters import JsonFormatter, YamlFormatter
+
+    for formatter_class in (JsonFormatter, YamlFormatter, ParquetFormatter, FitsFormatter,
+                            MultiExtensionFitsFormatter, FitsTableFormatter):
+        register_formatter(formatter_class())
+    for storage_class in (DICT, TABLE, IMAGE, MULTI_EXTENSION_IMAGE, FITS_TABLE, *rubin_storage_classes()):
+        register_storage_class(storage_class)
 
 
 def register_formatter(formatter: Formatter, *, replace: bool = False) -> None:
     """Make ``formatter`` available by its name; refuses to shadow another one unless ``replace``."""
+    _load_builtins()
     if not isinstance(formatter, Formatter):
         raise FormatterError(f"Cannot register {formatter!r}: not a Formatter instance.")
     existing = _formatters.get(formatter.name)
@@ -40,6 +57,7 @@ def register_formatter(formatter: Formatter, *, replace: bool = False) -> None:
 
 def register_storage_class(storage_class: StorageClass, *, replace: bool = False) -> None:
     """Make ``storage_class`` available by its name; its formatters must be registered first."""
+    _load_builtins()
     missing = [name for name in storage_class.formatters if name not in _formatters]
     if missing:
         raise StorageClassError(
@@ -54,6 +72,7 @@ def register_storage_class(storage_class: StorageClass, *, replace: bool = False
 
 def get_storage_class(name: str) -> StorageClass:
     """The storage class called ``name``; StorageClassError lists the known ones otherwise."""
+    _load_builtins()
     try:
         return _storage_classes[name]
     except (KeyError, TypeError):
@@ -64,6 +83,7 @@ def get_storage_class(name: str) -> StorageClass:
 
 def get_formatter(name: str) -> Formatter:
     """The formatter called ``name``; FormatterError lists the known ones otherwise."""
+    _load_builtins()
     try:
         return _formatters[name]
     except (KeyError, TypeError):
@@ -72,15 +92,12 @@ def get_formatter(name: str) -> Formatter:
 
 def storage_class_names() -> tuple[str, ...]:
     """Names of all registered storage classes, sorted."""
+    _load_builtins()
     return tuple(sorted(_storage_classes))
 
 
 def formatter_names() -> tuple[str, ...]:
     """Names of all registered formatters, sorted."""
+    _load_builtins()
     return tuple(sorted(_formatters))
 
-
-for _formatter_class in _BUILTIN_FORMATTERS:
-    register_formatter(_formatter_class())
-for _storage_class in _BUILTIN_STORAGE_CLASSES:
-    register_storage_class(_storage_class)

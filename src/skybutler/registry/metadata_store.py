@@ -23,8 +23,17 @@ from .bulk import insert_rows, uuid_to_db
 from .database import Database
 from .schema import NAME_LENGTH, RegistrySchema
 
-_SQL_TYPES = {int: sa.BigInteger, float: sa.Float, str: lambda: sa.Text(), bool: sa.Boolean,
-              sky.Region: sa.LargeBinary}
+_SQL_TYPES = {int: sa.BigInteger, float: sa.Float, str: lambda: sa.Text(), bool: sa.Boolean}
+
+
+def _sql_type(kind: type) -> Any:
+    """The column type of a metadata field of Python type ``kind`` (a sky Region is stored encoded;
+    sphgeom is looked up only for such a field, so opening a registry does not import it)."""
+    if kind in _SQL_TYPES:
+        return _SQL_TYPES[kind]()
+    if kind is sky.Region:
+        return sa.LargeBinary()
+    raise KeyError(f"no column type for metadata of type {kind!r}")
 
 SKYPIX_TABLE = "dataset_metadata_skypix"
 
@@ -109,7 +118,7 @@ class MetadataStore:
             table = sa.Table(name, self.schema.metadata,
                              sa.Column("dataset_id", sa.Uuid, sa.ForeignKey("dataset.id", ondelete="CASCADE"),
                                        primary_key=True),
-                             *[sa.Column(k, _SQL_TYPES[t](), nullable=True) for k, t in fields.items()],
+                             *[sa.Column(k, _sql_type(t), nullable=True) for k, t in fields.items()],
                              extend_existing=True)
             with self.db.transaction() as conn:
                 self.db.create_tables(conn, [table])
@@ -122,7 +131,7 @@ class MetadataStore:
         """Add nullable columns for facts a storage class gained since its table was made."""
         with self.db.transaction() as conn:
             for key, kind in fields.items():
-                column = sa.Column(key, _SQL_TYPES[kind](), nullable=True)
+                column = sa.Column(key, _sql_type(kind), nullable=True)
                 type_sql = column.type.compile(dialect=conn.dialect)
                 conn.execute(sa.text(f"ALTER TABLE {self._qualified(table.name, conn)} "
                                      f"ADD COLUMN {conn.dialect.identifier_preparer.quote(key)} {type_sql}"))
