@@ -23,9 +23,15 @@ fi
 stamp="$venv/.skybutler-installed"
 want="$(cksum <pyproject.toml) [$extras]"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
-    echo "[test.sh] installing skybutler[$extras] into $venv" >&2
+    # A first install downloads and builds about a hundred packages (1-3 minutes): say so,
+    # and name each package as pip collects it, rather than sit silent.
+    echo "[test.sh] installing skybutler[$extras] and its dependencies into $venv" >&2
+    echo "[test.sh] (only when pyproject.toml changed; a first install takes 1-3 minutes)" >&2
     "$venv/bin/python" -m pip install -q --upgrade pip
-    "$venv/bin/python" -m pip install -q -e ".[$extras]"
+    "$venv/bin/python" -m pip install --progress-bar off -e ".[$extras]" 2>&1 \
+        | { grep --line-buffered -E '^(Collecting|ERROR|error)' || true; } \
+        | sed -u -e 's/^Collecting /[test.sh]   collecting /' >&2
+    echo "[test.sh] installed; next runs start at once" >&2
     echo "$want" >"$stamp"
 fi
 
