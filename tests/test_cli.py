@@ -310,15 +310,16 @@ def write_ingest_table(tmp_path: Path, visits: tuple[int, ...]) -> Path:
 
 def test_ingest_files(repo, tmp_path):
     table = write_ingest_table(tmp_path, (1, 2, 3))
-    refs = run_json("ingest-files", repo, "metrics", "ingested", table, "--transfer", "copy",
+    refs = run_json("ingest-files", repo, "metrics", table, "--run", "ingested", "--transfer", "copy",
                     "--id-mode", "deterministic")
     assert sorted(r["visit"] for r in refs) == [1, 2, 3]
     assert all(r["run"] == "ingested" and r["detector"] == 2 for r in refs)
     assert (tmp_path / "in" / "m1.json").exists()  # copied, not moved
     assert json.loads(run("get", repo, "metrics", "-c", "ingested", "instrument=Cam", "visit=3",
                           "detector=2").stdout) == {"visit": 3}
-    out = run("ingest-files", repo, "metrics", "more", write_ingest_table(tmp_path / "in", (4,))).stdout
-    assert "ingested 1 metrics dataset(s) into more" in out
+    done = run("ingest-files", repo, "metrics", "more", write_ingest_table(tmp_path / "in", (4,)))  # the old form
+    assert "ingested 1 metrics dataset(s) into more" in done.stdout and "--run RUN" in done.stderr
+    run("ingest-files", repo, "metrics", table, code=2)  # no RUN at all: a usage error
 
 
 def test_ingest_files_keeps_the_ids_of_an_id_column(repo, tmp_path):
@@ -326,26 +327,26 @@ def test_ingest_files_keeps_the_ids_of_an_id_column(repo, tmp_path):
     ids = ["0b5c1f2e-38c9-4d0e-9b8a-5f0c2d4e6a71", "6f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"]
     lines = table.read_text().splitlines()
     table.write_text("\n".join([lines[0] + ",id"] + [f"{line},{i}" for line, i in zip(lines[1:], ids)]) + "\n")
-    refs = run_json("ingest-files", repo, "metrics", "kept", table)
+    refs = run_json("ingest-files", repo, "metrics", table, "--run", "kept")
     assert sorted(r["id"] for r in refs) == sorted(ids)
     bad = tmp_path / "bad.csv"
     bad.write_text("file,instrument,visit,detector,id\nin/m1.json,Cam,1,2,not-an-id\n")
-    fails("ingest-files", repo, "metrics", "kept2", bad, message="line 2: the id column does not hold a dataset ID")
+    fails("ingest-files", repo, "metrics", bad, "--run", "kept2", message="line 2: the id column does not hold a dataset ID")
 
 
 def test_ingest_files_failures(repo, tmp_path):
     table = write_ingest_table(tmp_path, (1, 2))
-    run("ingest-files", repo, "metrics", "ingested", table, "--transfer", "teleport", code=2)
-    fails("ingest-files", repo, "nosuch", "ingested", table, message="'nosuch' is not registered")
+    run("ingest-files", repo, "metrics", table, "--run", "ingested", "--transfer", "teleport", code=2)
+    fails("ingest-files", repo, "nosuch", table, "--run", "ingested", message="'nosuch' is not registered")
     (tmp_path / "in" / "m2.json").unlink()
-    fails("ingest-files", repo, "metrics", "ingested", table, message="no such file")
+    fails("ingest-files", repo, "metrics", table, "--run", "ingested", message="no such file")
     with fresh(repo) as b:  # all or nothing: m1 was not left behind, nor the new RUN
         assert not b.collections.exists("ingested")
     bad = tmp_path / "bad.csv"
     bad.write_text("path,visit\nx.json,1\n")
-    fails("ingest-files", repo, "metrics", "ingested", bad, message="has no 'file' column")
+    fails("ingest-files", repo, "metrics", bad, "--run", "ingested", message="has no 'file' column")
     bad.write_text("file,instrument,visit,detector\nx.json,Cam,one,2\n")
-    fails("ingest-files", repo, "metrics", "ingested", bad, message="line 2: visit must be an integer")
+    fails("ingest-files", repo, "metrics", bad, "--run", "ingested", message="line 2: visit must be an integer")
 
 
 # -- put and get --------------------------------------------------------------
@@ -381,4 +382,4 @@ def test_put_and_get_failures(repo, tmp_path):
     fails("get", repo, "metrics", "-c", "run/a", "visit=one", message="visit must be an integer", code=2)
     fails("get", repo, "metrics", "-c", "run/a", "visit", message="is not KEY=VALUE", code=2)
     run("register-dataset-type", repo, "img", "instrument", "visit", "detector", "-s", "Image")
-    fails("get", repo, "img", "-c", "run/a", "visit=1", "detector=1", message="Dict datasets only")
+    fails("get", repo, "img", "-c", "run/a", "visit=1", "detector=1", message="write it to a file with -o FILE")

@@ -148,7 +148,7 @@ def test_cli_recompute(done):
     summary = summary_ref(butler)
     butler.remove([summary])
     result = CliRunner().invoke(cli, ["recompute", str(butler.root), str(summary.id), "--dry-run"])
-    assert result.exit_code == 0 and "1 quanta to replay (b); expected wait about" in result.stdout
+    assert result.exit_code == 0 and "1 quantum to replay (1 b); expected wait about" in result.stdout
     assert not butler.exists(summary)
     result = CliRunner().invoke(cli, ["recompute", str(butler.root), str(summary.id)])
     assert result.exit_code == 0 and f"re-created dataset {summary.id}" in result.stdout

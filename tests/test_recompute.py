@@ -58,7 +58,7 @@ def test_get_recomputes_a_purged_dataset_bit_identically(done):
     told = []
     done.on_wait = lambda message, seconds: told.append(message)
     assert done.get(summary, recompute=True) == original
-    assert told and "1 quanta to replay (b); expected wait about" in told[0]
+    assert told and "1 quantum to replay (1 b); expected wait about" in told[0]
     state = done.retention.state(summary)
     assert state.state == "stored" and "recomputed" in state.note
     assert done.registry.datasets.artifacts([summary.id])[summary.id].checksum == summary.artifact.checksum
@@ -245,7 +245,7 @@ def test_cli_get_asks_before_recomputing(done):
     result = CliRunner().invoke(cli, [*args, "--yes"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == original
-    assert "1 quanta to replay (b)" in result.stderr
+    assert "1 quantum to replay (1 b)" in result.stderr
 
 
 @pytest.mark.parametrize("executor", ["inline", "pool", "dask"])
@@ -265,6 +265,24 @@ def test_cli_recompute_in_bulk(done, executor):
     assert "10 quanta replayed" in result.stdout and "(bit-identical)" in result.stdout
     assert {r.id: done.get(r) for r in summaries + scaled} == originals
     assert set(done.retention.states(summaries + scaled).values()) == {"stored"}
+
+
+def test_cli_recompute_of_a_type_takes_every_collection_given(done):
+    """``recompute TYPE -c out,out2``: every purged dataset of the type in both, not the first per data ID."""
+    from skybutler.pipeline.testing import CalibratedScaleTask
+
+    p = Pipeline()
+    p.add_task("a", CalibratedScaleTask)
+    p.add_task("b", VisitSummaryTask)
+    assert run_pipeline(done, p, ["run/a", "calib"], "out2").ok
+    summaries = [done.find_dataset("visitSummary", instrument="Cam", visit=v, collections=c)
+                 for v in (1, 2) for c in ("out", "out2")]
+    assert len({r.id for r in summaries}) == 4
+    done.retention.purge(summaries)
+    for given in (["-c", "out,out2"], ["-c", "out*"]):
+        result = CliRunner().invoke(cli, ["recompute", str(done.root), "visitSummary", *given, "--dry-run", "--json"])
+        assert result.exit_code == 0, result.output
+        assert sorted(json.loads(result.stdout)["targets"]) == sorted(str(r.id) for r in summaries)
 
 
 def test_cli_recompute_reports_drift_and_bad_targets(done):

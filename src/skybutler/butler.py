@@ -632,6 +632,16 @@ class Butler:
             return DimensionRecordQueryResults(self.registry, built, element=spec.element or "")
         return DataIdQueryResults(self.registry, built)
 
+    def retrieve_artifacts(self, refs: Iterable[DatasetRef], destination: str | Path, *, preserve_path: bool = True,
+                           overwrite: bool = False, zip: bool = False) -> list[Path]:
+        """Copy the files of ``refs`` into the directory ``destination`` (in the datastore's
+        layout, or side by side), or into one zip there; returns the paths written
+        (see :func:`skybutler.retrieve.retrieve_artifacts`)."""
+        from .retrieve import retrieve_artifacts
+
+        return retrieve_artifacts(self, refs, destination, preserve_path=preserve_path, overwrite=overwrite,
+                                  zip=zip)
+
     # -- removal --------------------------------------------------------------
 
     @_served

@@ -171,6 +171,8 @@ def simulate_night(demo: Demo) -> None:
 
 def ingest(demo: Demo) -> None:
     """Ingest the raws (deterministic dataset IDs), define one visit per science exposure, register a sky map."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     from .ingest import define_visits, ingest_raws, register_skymap
 
     b = demo.b
@@ -183,7 +185,12 @@ def ingest(demo: Demo) -> None:
     demo.say(f"  {visits.summary()}, each with a sky region per detector")
     demo.code(f"register_skymap(butler, {SKYMAP!r})")
     start = time.perf_counter()
-    skymap, _ = register_skymap(b, SKYMAP)
+    # The demo's longest step: a bar on a terminal rather than seconds of silence.
+    with Progress(TextColumn("  registering patches"), BarColumn(), MofNCompleteColumn(), console=demo.console,
+                  transient=True, disable=not demo.console.is_terminal) as bar:
+        task = bar.add_task("patches", total=None)
+        skymap, _ = register_skymap(b, SKYMAP, progress=lambda done, total: bar.update(task, completed=done,
+                                                                                       total=total))
     demo.say(f"  sky map {SKYMAP!r}: {skymap.n_tracts} tracts of {skymap.patches}x{skymap.patches} patches "
              f"(~{skymap.ring_height / skymap.patches:.2f} degrees), registered in {time.perf_counter() - start:.1f} s")
     counts = Counter(r["observation_type"] for r in b.query_dimension_records("exposure"))

@@ -14,7 +14,7 @@ import click
 from ..datastore.transfer import TRANSFER_MODES
 from ..dimensions import DimensionUniverse
 from .helpers import (DataIdTextError, coerce_value, fail, info, json_option, open_butler, parse_data_id,
-                      print_json, print_rows, read_text, ref_rows, repo_argument, split_csv_option)
+                      print_json, print_rows, read_text, ref_rows, repo_argument, split_csv_option, stderr_console)
 
 data_id_argument = click.argument("data_id", nargs=-1, metavar="KEY=VALUE...")
 
@@ -55,8 +55,8 @@ def read_file_table(path: Path, universe: DimensionUniverse,
 @click.command("ingest-files")
 @repo_argument
 @click.argument("dataset_type")
-@click.argument("run")
-@click.argument("table_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("arguments", nargs=-1, metavar="TABLE_FILE")
+@click.option("--run", "run_option", metavar="RUN", help="RUN collection to ingest into (created if missing).")
 @click.option("--transfer", "-t", type=click.Choice(TRANSFER_MODES), default="auto", show_default=True,
               help="How files enter the datastore (auto: direct if already inside it, else copy).")
 @click.option("--formatter", metavar="NAME", help="Formatter that reads the files (default: the storage class's).")
@@ -65,14 +65,28 @@ def read_file_table(path: Path, universe: DimensionUniverse,
 @click.option("--prefix", type=click.Path(file_okay=False, path_type=Path),
               help="Directory of relative paths in TABLE_FILE (default: the directory of TABLE_FILE).")
 @json_option
-def ingest_files(repo: Path, dataset_type: str, run: str, table_file: Path, transfer: str, formatter: str | None,
-                 id_mode: str, prefix: Path | None, as_json: bool) -> None:
+def ingest_files(repo: Path, dataset_type: str, arguments: tuple[str, ...], run_option: str | None, transfer: str,
+                 formatter: str | None, id_mode: str, prefix: Path | None, as_json: bool) -> None:
     """Ingest the files listed in TABLE_FILE as DATASET_TYPE datasets into RUN.
 
     TABLE_FILE is a CSV with a 'file' column and one column per data-ID key, e.g.
     'file,instrument,visit,detector', and optionally an 'id' column: dataset IDs to
-    keep (instead of making new ones).  All files go in, or none do.
+    keep (instead of making new ones).  All files go in, or none do.  The RUN is
+    --run, as in put and ingest-raws (the older form, RUN before TABLE_FILE, still works).
     """
+    if len(arguments) == 2 and run_option is None:
+        run, table = arguments
+        stderr_console().print("note: RUN before TABLE_FILE is the old form of ingest-files; give it as --run RUN",
+                               style="yellow", soft_wrap=True, markup=False, highlight=False)
+    elif len(arguments) == 1 and run_option is not None:
+        run, table = run_option, arguments[0]
+    elif len(arguments) == 1:
+        raise click.UsageError("Missing option '--run' (the RUN collection to ingest into)")
+    else:
+        raise click.UsageError(f"expected one TABLE_FILE, got {len(arguments)} argument(s) after DATASET_TYPE")
+    table_file = Path(table)
+    if not table_file.is_file():
+        raise click.BadParameter(f"file {table!r} does not exist", param_hint="TABLE_FILE")
     with open_butler(repo) as butler:
         entries, ids = read_file_table(table_file, butler.universe, prefix or table_file.absolute().parent)
         refs = butler.ingest(dataset_type, entries, run=run, transfer=transfer, formatter=formatter,
@@ -113,35 +127,88 @@ def put(repo: Path, dataset_type: str, file: Path, data_id: tuple[str, ...], run
 @data_id_argument
 @click.option("--collections", "-c", multiple=True, required=True,
               help="Collections to search, in order (repeatable or comma-separated).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the dataset to this file, in its storage class's format (the one FILE's extension "
+                   "names, if the storage class has it: .json or .yaml for a Dict).")
+@click.option("--json", "as_json", is_flag=True, help="Print a table's rows as a JSON list of objects.")
 @click.option("--yes", "-y", is_flag=True, help="Recompute a purged dataset without asking.")
 @click.option("--no-recompute", is_flag=True, help="Fail on a purged dataset instead of recomputing it.")
 @click.option("--on-drift", type=click.Choice(["refuse", "note"]), default="refuse", show_default=True,
               help="If the installed task code differs from the recorded version: refuse, or go on and record it.")
 @click.option("--verify-checksums/--no-verify-checksums", default=None,
               help="Check the file against its recorded checksum first (default: the repository's setting).")
-def get(repo: Path, dataset_type: str, data_id: tuple[str, ...], collections: tuple[str, ...], yes: bool,
-        no_recompute: bool, on_drift: str, verify_checksums: bool | None) -> None:
-    """Print a Dict dataset found by DATASET_TYPE and data ID KEY=VALUE... as JSON.
+def get(repo: Path, dataset_type: str, data_id: tuple[str, ...], collections: tuple[str, ...], output: Path | None,
+        as_json: bool, yes: bool, no_recompute: bool, on_drift: str, verify_checksums: bool | None) -> None:
+    """Read the DATASET_TYPE dataset with data ID KEY=VALUE...: print a Dict as JSON or a
+    table's rows, or write any dataset to a file with -o.
 
-    A cold dataset is staged back; a purged one is recomputed from its provenance after
-    the expected wait is shown and confirmed (--yes).  Messages go to stderr.
+    A cold dataset is staged back from the cold tier; a purged one is recomputed from its
+    provenance after the expected wait is shown and confirmed (--yes).  What was staged or
+    recomputed, and any wait, is said on stderr; stdout holds only the dataset.
     """
+    from ..formats import get_formatter, get_storage_class
+    from ..registry.dataset_state_store import COLD, PURGED
     from ..retention.ondemand import RecomputeOptions
     from .retention_commands import confirm_recompute, tell_wait_stderr
 
     with open_butler(repo, on_wait=tell_wait_stderr) as butler:
-        storage_class = butler.get_dataset_type(dataset_type).storage_class
-        if storage_class != "Dict":
-            fail(f"get prints Dict datasets only; {dataset_type} is {storage_class}")
-        options = None if no_recompute else RecomputeOptions(on_drift=on_drift)  # type: ignore[arg-type]
-        ref = butler.find_dataset(dataset_type, parse_data_id(butler.universe, data_id),
-                                  collections=split_csv_option(collections))
-        if ref is not None and options is not None:
+        storage_class = get_storage_class(butler.get_dataset_type(dataset_type).storage_class)
+        printable = storage_class.name == "Dict" or "as" in storage_class.parameters
+        if output is None and not printable:
+            article = "an" if storage_class.name[0] in "AEIOU" else "a"
+            fail(f"{dataset_type} is {article} {storage_class.name}, which cannot be printed; write it to a file with "
+                 f"-o FILE (e.g. -o {dataset_type}{get_formatter(storage_class.default_formatter).extension})")
+        search = split_csv_option(collections)
+        ref = butler.find_dataset(dataset_type, parse_data_id(butler.universe, data_id), collections=search)
+        if ref is None:
+            fail(f"no {dataset_type} dataset with data ID {' '.join(data_id) or '(none)'} in {', '.join(search)}")
+        state = butler.retention.state(ref).state
+        if state in PURGED:
+            if no_recompute:
+                fail(f"{_describe(ref)} was purged ({state}); run without --no-recompute to re-create it from "
+                     "its provenance")
             confirm_recompute(butler, ref, yes)
-        obj = butler.get(ref if ref is not None else dataset_type, parse_data_id(butler.universe, data_id),
-                         collections=split_csv_option(collections), recompute=options,
-                         verify_checksums=verify_checksums)
-    print_json(obj)
+            butler.on_wait = lambda message, seconds: None  # the expected wait was just shown: once is enough
+        parameters = {"as": "arrow"} if output is None and "as" in storage_class.parameters else None
+        obj = butler.get(ref, parameters=parameters, verify_checksums=verify_checksums,
+                         recompute=None if no_recompute else RecomputeOptions(on_drift=on_drift))  # type: ignore[arg-type]
+    if state == COLD:
+        report(f"staged {_describe(ref)} back from the cold tier")
+    elif state in PURGED:
+        report(f"recomputed {_describe(ref)} from its provenance")
+    if output is not None:
+        formatter = _formatter_for(storage_class, output)
+        with open(output, "wb") as stream:
+            formatter.write(obj, stream)
+        report(f"wrote {_describe(ref)} ({storage_class.name}, {formatter.name}) to {output}")
+    elif storage_class.name == "Dict":
+        print_json(obj)
+    else:
+        rows = obj.to_pylist()
+        print_rows(rows, as_json=as_json, columns=obj.column_names, empty=f"{_describe(ref)} has no rows")
+
+
+def _describe(ref: Any) -> str:
+    """A dataset as a user names it: type, data ID and RUN."""
+    data_id = " ".join(f"{k}={v}" for k, v in ref.data_id.required.items())
+    return f"{ref.dataset_type.name} {data_id} of RUN {ref.run}"
+
+
+def _formatter_for(storage_class: Any, path: Path) -> Any:
+    """The storage class's formatter whose extension ``path`` has, else its default one."""
+    from ..formats import get_formatter
+
+    suffixes = "".join(path.suffixes).lower()
+    for name in storage_class.formatters:
+        formatter = get_formatter(name)
+        if formatter.extension and suffixes.endswith(formatter.extension.lower()):
+            return formatter
+    return get_formatter(storage_class.default_formatter)
+
+
+def report(message: str) -> None:
+    """A line about what a command did, on stderr (its stdout holds data)."""
+    stderr_console().print(message, soft_wrap=True, markup=False, highlight=False)
 
 
 @click.command("extract-metadata")

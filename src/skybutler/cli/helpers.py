@@ -59,6 +59,32 @@ def open_butler(repo: str | Path, **kwargs: Any) -> Iterator[Butler]:
         butler.close()
 
 
+GLOB_CHARACTERS = frozenset("*?[")
+
+
+def expand_collections(butler: Butler, given: Sequence[str]) -> tuple[list[str], bool]:
+    """Collections given on the command line, each glob (``u/ana/*``) replaced by the collections
+    it matches in name order; none given means every RUN (each dataset is in exactly one).
+
+    Returns the names and whether their order is the user's: false for none and for a glob that
+    matched more than one collection, where a find-first search would have no order to follow.
+    A glob that matches nothing is an error naming it."""
+    if not given:
+        return [c.name for c in butler.collections.query("*", ["run"])], False
+    names: list[str] = []
+    ordered = True
+    for item in given:
+        if GLOB_CHARACTERS.isdisjoint(item):
+            names.append(item)
+            continue
+        matched = sorted(c.name for c in butler.collections.query(item))
+        if not matched:
+            fail(f"no collection matches {item!r}")
+        ordered = ordered and len(matched) == 1
+        names += matched
+    return list(dict.fromkeys(names)), ordered
+
+
 def refs_in_collection(butler: Butler, collection: str, dataset_type: str | None = None) -> list[DatasetRef]:
     """The datasets a RUN owns or a TAGGED/CALIBRATION collection holds (optionally of one type).
 
@@ -280,6 +306,20 @@ class TimeParam(click.ParamType):
             return to_time(value)
         except ValueError as err:
             self.fail(f"{value!r} is not an ISO time ({err})", param, ctx)
+
+
+def jobs_option(what: str) -> Callable[[F], F]:
+    """``-j/--processes`` (``--jobs`` too): how many parallel workers, the same option with the same
+    default in every command: one per CPU (:func:`resolve_jobs`)."""
+    return click.option("-j", "--processes", "--jobs", "jobs", type=click.IntRange(min=1), default=None,
+                        help=f"{what} (default: one per CPU).")
+
+
+def resolve_jobs(jobs: int | None) -> int:
+    """The workers ``-j`` asks for, one per CPU when not given."""
+    import os
+
+    return jobs if jobs is not None else (os.cpu_count() or 1)
 
 
 def split_csv_option(values: Iterable[str]) -> list[str]:

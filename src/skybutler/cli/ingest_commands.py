@@ -11,7 +11,7 @@ import yaml
 
 from ..ingest import define_visits, ingest_raws, register_instrument, register_skymap, write_curated_calibrations
 from ..ingest.raws import IngestFailure
-from .helpers import fail, info, open_butler, print_rows, read_text, repo_argument
+from .helpers import fail, info, jobs_option, open_butler, print_rows, progress_bar, read_text, repo_argument
 
 TRANSFERS = ("auto", "copy", "move", "symlink", "hardlink", "direct")
 
@@ -31,13 +31,12 @@ def _report_failures(failures: list[IngestFailure], what: str) -> None:
 @click.option("--transfer", "-t", type=click.Choice(TRANSFERS), default="auto", show_default=True,
               help="How files come in: auto is direct for files already inside the datastore, copy otherwise.")
 @click.option("--run", default=None, help="RUN collection (default: <instrument>/raw/all).")
-@click.option("--processes", "--jobs", "-j", "processes", type=click.IntRange(min=1), default=None,
-              help="Processes reading headers (default: one per CPU for big batches, 1 for small ones).")
+@jobs_option("Processes reading headers; a small batch is read in this process")
 def ingest_raws_command(repo: Path, files_or_dirs: tuple[Path, ...], transfer: str, run: str | None,
-                        processes: int | None) -> None:
+                        jobs: int | None) -> None:
     """Ingest raw files (and the *.fits files under directories) into REPO as `raw` datasets."""
     with open_butler(repo) as butler:
-        result = ingest_raws(butler, files_or_dirs, transfer=transfer, run=run, processes=processes,
+        result = ingest_raws(butler, files_or_dirs, transfer=transfer, run=run, processes=jobs,
                              progress=lambda msg: info(msg, style="dim"))
     for line in result.registered:
         info(line, style="green")
@@ -93,8 +92,8 @@ def register_skymap_command(repo: Path, name: str, config_file: Path | None, **o
         config.update(loaded)
     config.update({k: v for k, v in options.items() if v is not None})
     kind = config.pop("kind", "rings")
-    with open_butler(repo) as butler:
-        skymap, new = register_skymap(butler, name, kind, **config)
+    with open_butler(repo) as butler, progress_bar(f"registering sky map {name}: patches") as progress:
+        skymap, new = register_skymap(butler, name, kind, progress=progress, **config)
     verb = "registered" if new else "already registered:"
     info(f"{verb} sky map {name} ({skymap.kind}, {skymap.n_tracts} tracts of "
          f"{skymap.patches}x{skymap.patches} patches)")

@@ -57,7 +57,7 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     'certify-calibrations': ('collection_commands', 'Certify every DATASET_TYPE dataset of FROM_RUN into TO_CALIB_COLLECTION over [begin, end).'),
     'ingest-files': ('dataset_commands', 'Ingest the files listed in TABLE_FILE as DATASET_TYPE datasets into RUN.'),
     'put': ('dataset_commands', 'Store the JSON object in FILE.json as a DATASET_TYPE (Dict) dataset with data ID KEY=VALUE...'),
-    'get': ('dataset_commands', 'Print a Dict dataset found by DATASET_TYPE and data ID KEY=VALUE... as JSON.'),
+    'get': ('dataset_commands', "Read the DATASET_TYPE dataset with data ID KEY=VALUE...: print a Dict as JSON or a table's rows, or write any dataset to a file with -o."),
     'extract-metadata': ('dataset_commands', 'Extract the queryable facts (shape, sky footprint, header keys...) of stored DATASET_TYPE datasets that have none, e.g. ones stored by an older skybutler.'),
     'get-image': ('image_commands', 'Write a stored image (one HDU of it, or a pixel box, with a header describing it) to a FITS file, or print its header.'),
     'cutouts': ('image_commands', 'Cut out SIZE x SIZE pixels around ICRS RA, DEC (degrees) from every DATASET_TYPE image whose footprint covers it, each with its header and WCS describing the cut-out.'),
@@ -78,7 +78,7 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     'quanta': ('pipeline_commands', 'List recorded quanta: task, data ID, status, time, error.'),
     'stale': ('pipeline_commands', 'List the DATASET_TYPE products that their task would not make the same way today, with why (inputs added, removed or remade upstream, calibration superseded or decertified, ...).'),
     'query-data-ids': ('query_commands', 'List the data IDs of DIMENSIONS (e.g. visit detector) that match a where-clause.'),
-    'query-datasets': ('query_commands', 'List the datasets of DATASET_TYPES (one type, or several with the same dimensions, comma-separated) in the collections that match a where-clause.'),
+    'query-datasets': ('query_commands', 'List the datasets of DATASET_TYPES (one type, or several with the same dimensions, comma-separated) in the collections that match a where-clause, with each one\'s state (stored, cold, purged-recomputable, purged-lost).'),
     'query-dimension-records': ('query_commands', 'List the records of a dimension ELEMENT (e.g. visit) that match a where-clause.'),
     'query-calibrations': ('query_commands', 'For each data ID of DIMENSIONS (e.g. exposure detector), the calibrations of DATASET_TYPES (comma-separated, e.g. bias,flat) valid during its exposure or visit.'),
     'retention': ('retention_commands', "Retention policies (butler.yaml 'retention:'): purge or move old datasets to the cold tier."),
@@ -93,6 +93,7 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     'embargo': ('server_commands', 'Embargo rules: datasets hidden from all but the data-rights groups until some hours after their exposure ends.'),
     'quota': ('server_commands', "Report the datasets and bytes in users' areas u/<user> (or a group's g/<group>) against their quotas; with --max-bytes/--max-datasets, set the quota of USER (or --group) first."),
     'audit': ('server_commands', 'The latest entries of the access audit log: grants, tokens, users, embargoes, quotas.'),
+    'retrieve-artifacts': ('selection_commands', "Copy the files of the selected datasets into DESTINATION, in the datastore's readable layout (RUN/TYPE/.../TYPE_DATAID.EXT), or into one zip (--zip)."),
 }
 
 

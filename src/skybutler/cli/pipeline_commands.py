@@ -14,8 +14,8 @@ from ..execution import EXECUTORS, build_graph, execute_graph
 from ..pipeline import Pipeline, QuantumGraph
 from ..provenance import ProvenanceNode
 from ..registry.quantum_store import QuantumRecord
-from .helpers import (fail, info, json_option, open_butler, parse_data_id, print_json, print_rows, repo_argument,
-                      split_csv_option, stdout_console)
+from .helpers import (fail, info, jobs_option, json_option, open_butler, parse_data_id, print_json, print_rows,
+                      repo_argument, resolve_jobs, split_csv_option, stdout_console)
 
 MAX_SHOWN = 10
 
@@ -132,14 +132,13 @@ def qgraph(pipeline: str, repo: Path, inputs: tuple[str, ...], output: str | Non
 @click.option("-g", "--graph", "graph_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Run a graph saved by 'qgraph --save' instead of building one.")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="inline", show_default=True)
-@click.option("-j", "--processes", "--jobs", "jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Parallel workers.")
+@jobs_option("Parallel workers of the pool or Dask executors")
 @click.option("--dask-scheduler", metavar="ADDR", help="Address of a running Dask scheduler (with --executor dask).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
 @json_option
 def run(pipeline: str | None, repo: Path, inputs: tuple[str, ...], output: str | None, output_run: str | None,
         where: str, skip_existing: bool, resume: bool, clobber: bool, incremental: bool, calibrations: str,
-        check_software: bool, graph_file: Path | None, executor: str, jobs: int, dask_scheduler: str | None,
+        check_software: bool, graph_file: Path | None, executor: str, jobs: int | None, dask_scheduler: str | None,
         progress: bool, as_json: bool) -> None:
     """Run PIPELINE over the inputs into OUTPUT; failed quanta are listed and recorded, and
     the exit status is 1 if any quantum failed or was blocked."""
@@ -148,7 +147,7 @@ def run(pipeline: str | None, repo: Path, inputs: tuple[str, ...], output: str |
     with open_butler(repo) as butler:
         graph = _graph(repo, pipeline, graph_file, inputs, output, output_run, where, skip_existing, resume,
                        clobber, butler, incremental, calibrations, check_software)
-        report = execute_graph(butler, graph, executor, jobs, dask_scheduler=dask_scheduler,
+        report = execute_graph(butler, graph, executor, resolve_jobs(jobs), dask_scheduler=dask_scheduler,
                                progress=progress and not as_json)
     if as_json:
         print_json({**report.summary(), "failures": report.failed, "blocked_quanta": report.blocked})

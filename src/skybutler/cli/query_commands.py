@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 import click
 import pyarrow as pa
 
-from .helpers import (TimeParam, fail, info, open_butler, print_json, print_rows, repo_argument, split_csv_option,
-                      split_pairs)
+from .helpers import (TimeParam, expand_collections, fail, info, open_butler, print_json, print_rows, repo_argument,
+                      split_csv_option, split_pairs)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,9 +74,10 @@ def _cell_text(value: Any) -> Any:
 
 
 def emit(results: Any, *, as_json: bool, as_csv: bool, parquet: Path | None, order_by: tuple[str, ...],
-         limit: int | None, empty: str, uri_butler: Any = None) -> None:
+         limit: int | None, empty: str, uri_butler: Any = None, state_butler: Any = None) -> None:
     """Print (or write) a query's results in the chosen format; with ``uri_butler``, a
-    dataset query's rows get a ``uri`` column (each file's URI, from that butler)."""
+    dataset query's rows get a ``uri`` column (each file's URI, from that butler), with
+    ``state_butler`` a ``state`` column (stored, cold, purged-recomputable, purged-lost)."""
     if sum((as_json, as_csv, parquet is not None)) > 1:
         fail("choose one of --json, --csv and --parquet")
     if order_by:
@@ -84,6 +85,10 @@ def emit(results: Any, *, as_json: bool, as_csv: bool, parquet: Path | None, ord
     if limit is not None:
         results = results.limit(limit)
     table: pa.Table = results.to_arrow()
+    if state_butler is not None:
+        ids = [uuid.UUID(str(i)) for i in table.column("dataset_id").to_pylist()]
+        states = state_butler.retention.states(set(ids))
+        table = table.append_column("state", pa.array([states.get(i, "stored") for i in ids], pa.string()))
     if uri_butler is not None:
         ids = [str(i) for i in table.column("dataset_id").to_pylist()]
         refs = {str(ref.id): ref for ref in uri_butler.registry.refs_by_id([uuid.UUID(i) for i in set(ids)])}
@@ -144,23 +149,49 @@ def query_data_ids(repo: Path, dimensions: tuple[str, ...], where: str, binds: t
 @click.option("--valid-at", type=TimeParam(), metavar="TIME",
               help="A calibration in CALIBRATION collections: the one valid at this ISO time (TAI).")
 @click.option("--show-uri", is_flag=True, help="Add a uri column: where each dataset's file is.")
+@click.option("--states", "states", multiple=True, metavar="STATE",
+              help="Only datasets in these retention states (repeatable or comma-separated): stored, cold, "
+                   "purged-recomputable, purged-lost, or purged (both purged states).")
 @_output_options
 def query_datasets(repo: Path, dataset_types: str, where: str, binds: tuple[str, ...], collections: tuple[str, ...],
-                   find_first: bool, valid_at: Any, show_uri: bool, **output: Any) -> None:
+                   find_first: bool, valid_at: Any, show_uri: bool, states: tuple[str, ...], **output: Any) -> None:
     """List the datasets of DATASET_TYPES (one type, or several with the same dimensions,
-    comma-separated) in the collections that match a where-clause.  Calibrations found
-    in CALIBRATION collections come with their validity range."""
+    comma-separated) in the collections that match a where-clause, with each one's state
+    (stored, cold, purged-recomputable, purged-lost).  Calibrations found in CALIBRATION
+    collections come with their validity range.
+
+    A collection given with -c may be a glob ('u/ana/*'); the collections it matches are
+    searched in name order, every match of each (a glob gives no order to find first in).
+    """
     types = split_csv_option((dataset_types,))
-    search = split_csv_option(collections)
-    if not search and find_first:
-        raise click.BadParameter("needs --collections, in the order to search them", param_hint="--find-first")
+    wanted = parse_states(states)
     with open_butler(repo) as butler:
-        if not search:  # every dataset is in exactly one RUN: all of them, each once
-            search = [c.name for c in butler.collections.query("*", ["run"])]
-        found = butler.query_datasets(types, where, bind=parse_binds(binds), find_first=find_first is not False
-                                      and bool(collections), collections=search, timespan=valid_at)
+        search, ordered = expand_collections(butler, split_csv_option(collections))
+        if find_first and not ordered:
+            raise click.BadParameter("needs --collections naming each collection, in the order to search them "
+                                     "(a glob or none gives no order)", param_hint="--find-first")
+        found = butler.query_datasets(types, where, bind=parse_binds(binds),
+                                      find_first=find_first is not False and ordered, collections=search,
+                                      timespan=valid_at, states=wanted)
         emit(found, empty=f"no {' or '.join(types)} datasets match", uri_butler=butler if show_uri else None,
-             **output)
+             state_butler=butler, **output)
+
+
+def parse_states(values: tuple[str, ...]) -> list[str] | None:
+    """``--states`` values (``purged`` meaning both purged states), checked; None when none is given."""
+    from ..registry.dataset_state_store import PURGED, STATES
+
+    wanted: list[str] = []
+    for value in split_csv_option(values):
+        value = value.lower()
+        if value == "purged":
+            wanted += PURGED
+        elif value in STATES:
+            wanted.append(value)
+        else:
+            raise click.BadParameter(f"{value!r} is not a state; use {', '.join(STATES)} or purged",
+                                     param_hint="--states")
+    return list(dict.fromkeys(wanted)) or None
 
 
 @click.command("query-dimension-records")

@@ -13,8 +13,8 @@ from rich.markup import escape
 
 from ..retention.executor import EXECUTORS
 from ..retention.ondemand import RecomputeOptions
-from .helpers import (fail, info, json_option, open_butler, parse_data_id, print_json, print_rows, repo_argument,
-                      split_csv_option, stderr_console)
+from .helpers import (expand_collections, fail, info, jobs_option, json_option, open_butler, parse_data_id, print_json,
+                      print_rows, repo_argument, resolve_jobs, split_csv_option, stderr_console)
 
 
 def _bytes(n: int) -> str:
@@ -111,16 +111,17 @@ def _targets(butler: Any, args: tuple[str, ...], collections: list[str], where: 
             continue
         if not collections:
             fail(f"give the collections to find {head} in with -c")
+        searched, _ = expand_collections(butler, collections)
         if pairs:
             data_id = parse_data_id(butler.universe, pairs)
-            ref = butler.find_dataset(head, data_id, collections=collections)
+            ref = butler.find_dataset(head, data_id, collections=searched)
             if ref is None:
-                fail(f"no {head} dataset with data ID {data_id} in collections {collections}")
+                fail(f"no {head} dataset with data ID {' '.join(pairs)} in {', '.join(searched)}")
             out.append(ref.id)
-        else:
-            out += [r.id for r in butler.query_datasets(head, where, collections=collections,
+        else:  # every purged dataset of the type in every collection given, not the first per data ID
+            out += [r.id for r in butler.query_datasets(head, where, collections=searched, find_first=False,
                                                         states=["purged-recomputable", "purged-lost"])]
-    return out
+    return list(dict.fromkeys(out))
 
 
 @click.command("recompute")
@@ -131,8 +132,7 @@ def _targets(butler: Any, args: tuple[str, ...], collections: list[str], where: 
 @click.option("--dry-run", is_flag=True, help="Only say which quanta would run and the expected wait.")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="inline", show_default=True,
               help="Where the quanta are replayed.")
-@click.option("-j", "--processes", "--jobs", "jobs", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Worker processes (pool, dask).")
+@jobs_option("Worker processes of the pool or Dask executors")
 @click.option("--dask-scheduler", metavar="ADDRESS", help="A running Dask scheduler (default: a local cluster).")
 @click.option("--on-drift", type=click.Choice(["refuse", "note"]), default="refuse", show_default=True,
               help="If the installed task code differs from the recorded version: refuse, or go on and record it.")
@@ -143,13 +143,14 @@ def _targets(butler: Any, args: tuple[str, ...], collections: list[str], where: 
 @click.option("--no-store", is_flag=True, help="Recompute and verify without storing back (inline only).")
 @json_option
 def recompute(repo: Path, datasets: tuple[str, ...], collections: tuple[str, ...], where: str, dry_run: bool,
-              executor: str, jobs: int, dask_scheduler: str | None, on_drift: str, on_calibration: str,
+              executor: str, jobs: int | None, dask_scheduler: str | None, on_drift: str, on_calibration: str,
               no_store: bool, as_json: bool) -> None:
     """Re-create purged datasets from their recorded provenance (and the purged inputs they need).
 
     DATASET is a dataset ID, a dataset type with KEY=VALUE data-ID pairs, or a bare dataset
-    type (every purged dataset of it in -c matching --where).  The recorded quanta are
-    replayed as a graph on the chosen executor, cold inputs staged back first.
+    type (every purged dataset of it in every collection of -c, globs allowed, matching
+    --where).  The recorded quanta are replayed as a graph on the chosen executor, cold
+    inputs staged back first.
     """
     with open_butler(repo, on_wait=None if as_json else tell_wait) as butler:
         ids = _targets(butler, datasets, split_csv_option(collections), where)
@@ -171,7 +172,8 @@ def recompute(repo: Path, datasets: tuple[str, ...], collections: tuple[str, ...
             return
         options = RecomputeOptions(store=not no_store, on_drift=on_drift,  # type: ignore[arg-type]
                                    on_calibration=on_calibration)  # type: ignore[arg-type]
-        report = butler.retention.recompute(ids, options, executor=executor, jobs=jobs, dask_scheduler=dask_scheduler)
+        report = butler.retention.recompute(ids, options, executor=executor, jobs=resolve_jobs(jobs),
+                                            dask_scheduler=dask_scheduler)
     if as_json:
         print_json(report.to_dict())
     else:

@@ -1,5 +1,5 @@
 """Commands that select datasets with a query and act on them, in the Rubin butler's
-spelling: associate, disassociate, prune-datasets.
+spelling: associate, disassociate, prune-datasets, retrieve-artifacts.
 
 Each takes the dataset types (``--dataset-type``/``-t``, repeatable or comma-separated),
 the collections to search (``--collections``/``-c``) and a where-clause (``--where``/``-w``),
@@ -14,7 +14,8 @@ from typing import Any
 
 import click
 
-from .helpers import confirm_or_refuse, info, open_butler, print_rows, ref_rows, repo_argument, split_csv_option
+from .helpers import (confirm_or_refuse, expand_collections, info, json_option, open_butler, print_json, print_rows,
+                      ref_rows, repo_argument, split_csv_option)
 
 
 def _selection_options(func: Any) -> Any:
@@ -87,4 +88,45 @@ def prune_datasets(repo: Path, collections: tuple[str, ...], dataset_types: tupl
     info(f"deleted {removed} dataset(s) and their files")
 
 
-COMMANDS = (associate, disassociate, prune_datasets)
+@click.command("retrieve-artifacts")
+@repo_argument
+@click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--dataset-type", "dataset_types", multiple=True,
+              help="Dataset types to retrieve (repeatable or comma-separated; default: every type).")
+@click.option("--collections", "-c", multiple=True,
+              help="Collections to search, in order (repeatable or comma-separated, globs allowed; default: every "
+                   "RUN).")
+@click.option("--where", "-w", default="", help="A where-clause selecting the datasets.")
+@click.option("--find-all", is_flag=True, help="Every match in the collections, not only the first per data ID.")
+@click.option("--no-preserve-path", "flat", is_flag=True,
+              help="Put the files side by side in DESTINATION instead of in the datastore's layout.")
+@click.option("--clobber", is_flag=True, help="Replace files already at the destination paths.")
+@click.option("--zip", "as_zip", is_flag=True,
+              help="Write one zip into DESTINATION (files and an index; 'skybutler import' and the Rubin butler "
+                   "read it).")
+@json_option
+def retrieve_artifacts(repo: Path, destination: Path, dataset_types: tuple[str, ...], collections: tuple[str, ...],
+                       where: str, find_all: bool, flat: bool, clobber: bool, as_zip: bool, as_json: bool) -> None:
+    """Copy the files of the selected datasets into DESTINATION, in the datastore's readable
+    layout (RUN/TYPE/.../TYPE_DATAID.EXT), or into one zip (--zip)."""
+    with open_butler(repo) as butler:
+        search, ordered = expand_collections(butler, split_csv_option(collections))
+        types = split_csv_option(dataset_types) or [t.name for t in butler.query_dataset_types("*")]
+        refs: list[Any] = []
+        for dataset_type in types:
+            refs.extend(butler.query_datasets(dataset_type, where, collections=search,
+                                              find_first=ordered and not find_all))
+        if not refs:
+            info("no datasets match: nothing retrieved")
+            return
+        written = butler.retrieve_artifacts(refs, destination, preserve_path=not flat, overwrite=clobber,
+                                            zip=as_zip)
+    if as_json:
+        print_json([str(p) for p in written])
+    elif as_zip:
+        info(f"wrote {len(refs)} dataset(s) into the zip {written[0]}")
+    else:
+        info(f"copied {len(written)} file(s) into {destination}")
+
+
+COMMANDS = (associate, disassociate, prune_datasets, retrieve_artifacts)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
@@ -186,11 +187,18 @@ def make_skymap(name: str, kind: str = "rings", **config: Any) -> RingsSkyMap:
         raise SkybutlerError(f"invalid configuration for a {kind} sky map: {err}") from None
 
 
-def register_skymap(butler, name: str, kind: str = "rings", **config: Any) -> tuple[RingsSkyMap, bool]:
+#: Patch records inserted between two progress reports.
+_PATCHES_PER_STEP = 1000
+
+
+def register_skymap(butler, name: str, kind: str = "rings", *, progress: Callable[[int, int], None] | None = None,
+                    **config: Any) -> tuple[RingsSkyMap, bool]:
     """Insert a sky map's skymap/tract/patch records (with regions) and its ``skyMap`` dataset.
 
     Returns (sky map, whether it was new).  Registering the same geometry again is a
-    no-op; a different geometry under an existing name is an error.
+    no-op; a different geometry under an existing name is an error.  ``progress(done,
+    total)`` is told the patch records inserted so far (tens of thousands take seconds),
+    all in one transaction still.
     """
     skymap = make_skymap(name, kind, **config)
     existing = butler.get_record("skymap", name=name)
@@ -200,9 +208,14 @@ def register_skymap(butler, name: str, kind: str = "rings", **config: Any) -> tu
                                  f"(hash {existing['hash']}, given {skymap.hash})")
         return skymap, False
     records = skymap.records()
+    patches = records["patch"]
     with butler.registry.transaction():
-        for element in ("skymap", "tract", "patch"):
-            butler.insert_records(element, records[element])
+        butler.insert_records("skymap", records["skymap"])
+        butler.insert_records("tract", records["tract"])
+        for start in range(0, len(patches), _PATCHES_PER_STEP):
+            butler.insert_records("patch", patches[start:start + _PATCHES_PER_STEP])
+            if progress is not None:
+                progress(min(start + _PATCHES_PER_STEP, len(patches)), len(patches))
         if not any(d.name == "skyMap" for d in butler.query_dataset_types("skyMap")):
             butler.register_dataset_type("skyMap", ["skymap"], "Dict")
         butler.put(skymap.config(), "skyMap", skymap=name, run=SKYMAP_RUN)

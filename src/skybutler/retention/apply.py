@@ -236,7 +236,7 @@ def plan(butler: Butler, now: str | datetime.datetime | None = None, force: bool
             why = refusals.get(info.dataset_id)
             item.new_state = PURGED_RECOMPUTABLE if why is None else PURGED_LOST
             if why is not None and not force:
-                item.reason = f"cannot be recomputed ({why}); purge it anyway with --force"
+                item.reason = f"cannot be recomputed ({why}); purge it anyway with force=True (skybutler retention apply --force)"
         (report.refused if item.reason else report.actions).append(item)
     if force and any(a.new_state == PURGED_LOST for a in report.actions):
         done = {a.dataset_id for a in report.purged}

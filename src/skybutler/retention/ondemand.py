@@ -35,6 +35,7 @@ import io
 import math
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -132,8 +133,11 @@ class RecomputeEstimate:
         return self.replay_seconds + self.staging_seconds
 
     def describe(self) -> str:
-        text = (f"{len(self.quanta)} quanta to replay ({', '.join(q.task_label for q in self.quanta)}); "
-                f"expected wait about {self.expected_seconds:.1f} s")
+        # Quanta counted per task, not listed one by one: a purged coadd may need hundreds.
+        per_task = Counter(q.task_label for q in self.quanta)
+        tasks = ", ".join(f"{n} {label}" for label, n in per_task.items())
+        text = (f"{len(self.quanta)} {'quantum' if len(self.quanta) == 1 else 'quanta'} to replay"
+                + (f" ({tasks})" if tasks else "") + f"; expected wait about {self.expected_seconds:.1f} s")
         if self.stage:
             text += (f" (including {self.staging_seconds:.1f} s to stage {len(self.stage)} dataset(s) "
                      "from the cold tier)")
