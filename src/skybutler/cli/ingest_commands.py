@@ -11,7 +11,8 @@ import yaml
 
 from ..ingest import define_visits, ingest_raws, register_instrument, register_skymap, write_curated_calibrations
 from ..ingest.raws import IngestFailure
-from .helpers import fail, info, jobs_option, open_butler, print_rows, progress_bar, read_text, repo_argument
+from .helpers import (fail, info, jobs_option, open_butler, print_rows, progress_bar, read_text, repo_argument,
+                      resolve_jobs)
 
 TRANSFERS = ("auto", "copy", "move", "symlink", "hardlink", "direct")
 
@@ -148,11 +149,11 @@ def parse_duration(text: str) -> float:
 @click.option("--transfer", "-t", type=click.Choice(["move", "copy", "symlink", "hardlink"]), default="move",
               show_default=True, help="How files come in (move empties the directory of what is done).")
 @click.option("--executor", type=click.Choice(["inline", "pool", "dask"]), default="inline", show_default=True)
-@click.option("-j", "--processes", "--jobs", "jobs", type=click.IntRange(min=1), default=1, show_default=True)
+@jobs_option("Parallel workers of the pool or Dask executors")
 @click.option("--calibrations", type=click.Choice(["refuse", "recorded", "today"]), default="refuse",
               show_default=True, help="A quantum whose calibration changed since it ran: see 'run --incremental'.")
 def watch_command(repo: Path, directory: Path, pipeline: str, inputs: tuple[str, ...], output: str, where: str,
-                  every: str, settle: str, transfer: str, executor: str, jobs: int, calibrations: str) -> None:
+                  every: str, settle: str, transfer: str, executor: str, jobs: int | None, calibrations: str) -> None:
     """Watch DIRECTORY: ingest raw files as they land (complete ones only), define visits and run
     PIPELINE incrementally into OUTPUT; stop with Ctrl-C or SIGTERM, restart to resume."""
     import signal
@@ -165,7 +166,7 @@ def watch_command(repo: Path, directory: Path, pipeline: str, inputs: tuple[str,
     with open_butler(repo) as butler:
         watcher = Watcher(butler, directory, Pipeline.from_yaml(pipeline), split_csv_option(inputs), output,
                           where=where, every=seconds, settle=settle_seconds, transfer=transfer, executor=executor,
-                          jobs=jobs, calibrations=calibrations, say=lambda line: click.echo(line))
+                          jobs=resolve_jobs(jobs), calibrations=calibrations, say=lambda line: click.echo(line))
 
         def stop(signum: int, _frame: object) -> None:
             click.echo(f"received {signal.Signals(signum).name}: stopping after the current step")
