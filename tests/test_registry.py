@@ -208,3 +208,43 @@ def test_find_through_an_ordered_search_path(butler):
         find("metrics", instrument="Cam", visit=1, detector=1, collections=["nope"])
 
 
+
+
+def test_sqlite_planner_statistics_follow_the_growth_of_queried_tables(make_butler, stack):
+    """The SQLite planner's statistics are made once a client has inserted STATS_MIN_ROWS rows
+    into a queried table, and refreshed each time the table doubles, so a small repository
+    gets the plans a large analysed one gets (a join through visits, not a scan of datasets)."""
+    from conftest import populate
+
+    from skybutler.registry.database import STATS_MIN_ROWS
+
+    if stack != "sqlite":
+        pytest.skip("PostgreSQL keeps its own statistics (autovacuum)")
+    butler = make_butler(run="run/a", collections=["run/a"])
+    populate(butler, n_visits=40, n_detectors=30)
+    butler.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+    dtype = butler.get_dataset_type("metrics")
+    tags = butler.registry.schema.tags_table(butler.universe.group(dtype.dimensions)).name
+
+    def described() -> dict[str, int]:
+        with butler.registry.db.reading() as conn:
+            if conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").first() is None:
+                return {}
+            return {t: int(s.split()[0]) for t, s in conn.exec_driver_sql("SELECT tbl, stat FROM sqlite_stat1")}
+
+    def insert(run: str, visits: range) -> None:
+        butler.collections.register(run, "run")
+        butler.registry.datasets.insert_bulk(dtype, run, [("Cam", v, d) for v in visits for d in range(30)])
+
+    insert("run/small", range(1, 11))  # 300 rows: too few to analyse
+    assert tags not in described()
+    insert("run/b", range(1, 41))  # 1,500 inserted by this client
+    assert 300 + 1200 >= STATS_MIN_ROWS
+    stats = described()
+    assert stats[tags] == 1500 and stats["visit"] == 40  # the visits grew as much: analysed with it
+    insert("run/c", range(1, 31))  # 900 more: not yet double
+    assert described()[tags] == 1500
+    insert("run/d", range(1, 21))  # 1,500 since: doubled
+    assert described()[tags] == 3000
+    refs = butler.query_datasets("metrics", collections="run/b", where="band = 'r'")
+    assert refs.count() == len(list(refs)) == 30 * len([v for v in range(1, 41) if (v - 1) % 3 == 1])

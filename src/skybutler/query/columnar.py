@@ -39,8 +39,7 @@ def aggregates(stmt: sa.Select, columns: list[str], types: dict[str, pa.DataType
     has (0, or the constant is wrong), read in the same snapshot as the rows.  Over the
     statement's own FROM and WHERE where nothing applies after them (no DISTINCT,
     grouping, order or limit), else over the statement as a subquery."""
-    flat = not (stmt._distinct or stmt._group_by_clauses or stmt._order_by_clauses
-                or stmt._limit_clause is not None or stmt._offset_clause is not None)
+    flat = is_flat(stmt)
     inner = None if flat else stmt.subquery("r")
     source = stmt.selected_columns if inner is None else inner.c
     parts: list[sa.ColumnElement] = [sa.func.count()]
@@ -58,6 +57,15 @@ def aggregates(stmt: sa.Select, columns: list[str], types: dict[str, pa.DataType
     if inner is None:
         return stmt.with_only_columns(*parts, maintain_column_froms=True)
     return sa.select(*parts).select_from(inner)
+
+
+def is_flat(stmt: sa.Select) -> bool:
+    """Whether an aggregate may replace the statement's columns over its own FROM and WHERE
+    (a plain SELECT: no DISTINCT, grouping, order, limit or offset), which spares SQLAlchemy
+    building the columns of a subquery (more time than SQLite spends on a small query)."""
+    return isinstance(stmt, sa.Select) and not (
+        stmt._distinct or stmt._group_by_clauses or stmt._order_by_clauses
+        or stmt._limit_clause is not None or stmt._offset_clause is not None)
 
 
 #: 32 hex digits as the five groups of a UUID, and the 36 characters of its text with

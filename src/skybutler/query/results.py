@@ -238,8 +238,13 @@ class QueryResults:
             return sum(1 for _ in self._rows())
         if self._empty():
             return 0
+        stmt = self._statement(plain_ids=False)
+        if columnar.is_flat(stmt):
+            counting = stmt.with_only_columns(sa.func.count(), maintain_column_froms=True)
+        else:
+            counting = sa.select(sa.func.count()).select_from(stmt.subquery())
         with self._registry.db.reading() as conn:
-            return conn.execute(sa.select(sa.func.count()).select_from(self._statement().subquery())).scalar_one()
+            return conn.execute(counting).scalar_one()
 
     def any(self) -> bool:
         """Whether there is at least one result."""

@@ -72,6 +72,7 @@ class CalibrationStore:
                 conn.execute(table.insert(), [
                     {"dataset_type_id": type_id, "collection_id": cid, "dataset_id": r.id, **r.data_id.required,
                      "validity_begin": begin, "validity_end": end} for r in group_refs])
+                self.db.note_inserted(table, len(group_refs))
 
     def decertify(self, collection: str, dataset_type: str, timespan: Timespan,
                   data_ids: Sequence[DataCoordinate] | None = None) -> int:

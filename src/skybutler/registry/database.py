@@ -32,6 +32,10 @@ SQLITE_BUSY_TIMEOUT_S = 30
 SQLITE_CACHE_KIB = 16 * 1024
 #: Seconds to wait for a PostgreSQL server to answer before failing (``?connect_timeout=N`` overrides).
 PG_CONNECT_TIMEOUT_S = 10
+#: Rows a client inserts into a queried SQLite table before it refreshes the table's planner
+#: statistics (and at least as many as the statistics describe: they are refreshed as the
+#: table doubles, so the work stays a small multiple of the inserts').
+STATS_MIN_ROWS = 1000
 
 
 def split_schema(url: str) -> tuple[str, str | None]:
@@ -138,6 +142,10 @@ class Database:
         path = self.engine.url.database if self.dialect == "sqlite" else None
         #: Small lookups' answers, reused while nothing is committed (SQLite files only).
         self.read_cache = ReadCache(path if path and path != ":memory:" else None, lambda: self.in_transaction)
+        #: Rows this client inserted into queried tables since their statistics were made, and
+        #: the row counts those statistics describe (SQLite; read from sqlite_stat1 when needed).
+        self._inserted: dict[str, int] = {}
+        self._analyzed: dict[str, int] | None = None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -155,6 +163,55 @@ class Database:
             finally:
                 self._local.conn = None
                 conn.info["write"] = False
+        if self._inserted:
+            self._refresh_statistics()
+
+    # -- planner statistics (SQLite) -------------------------------------------------------------
+
+    def note_inserted(self, table: sa.Table, n: int) -> None:
+        """Count ``n`` rows inserted into a table that queries join (dataset memberships,
+        dimension records), so that its statistics are refreshed once it has grown.
+
+        SQLite's planner chooses between plans by ``sqlite_stat1``; without it, it guesses
+        from the indexes alone, and for a join of datasets with visits and filters (``band =
+        'r'``) it guessed a scan of every dataset with a visit look-up per row: 15 times
+        slower than the plan the statistics lead to, and which plan won depended on whether a
+        repository had ever been analysed.  PostgreSQL's autovacuum keeps its own statistics."""
+        if self.dialect == "sqlite" and n > 0:
+            self._inserted[table.name] = self._inserted.get(table.name, 0) + n
+
+    def _refresh_statistics(self) -> None:
+        """Once a table has grown by ``STATS_MIN_ROWS`` rows and by as many as its statistics
+        describe, ANALYZE it and every other table this client has doubled, in a transaction
+        of its own after the inserting one committed.  An optimisation only: if the write
+        lock cannot be had, it is skipped."""
+        if self._analyzed is None:
+            self._analyzed = self._statistics_rows()
+        if not any(n >= max(STATS_MIN_ROWS, self._analyzed.get(t, 0)) for t, n in self._inserted.items()):
+            return
+        # with them, the smaller tables grown as much (the visits and filters joined to datasets)
+        due = [t for t, n in self._inserted.items() if n >= self._analyzed.get(t, 0)]
+        for table in due:
+            self._inserted.pop(table, None)
+        try:
+            with self.transaction() as conn:
+                quote = conn.dialect.identifier_preparer.quote
+                for table in due:
+                    conn.exec_driver_sql(f"ANALYZE {quote(table)}")
+        except BackendError:
+            return
+        self._analyzed = self._statistics_rows()
+
+    def _statistics_rows(self) -> dict[str, int]:
+        """The row count each table's statistics describe (the first number of sqlite_stat1's rows)."""
+        with self.reading() as conn:
+            if conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").first() is None:
+                return {}
+            out: dict[str, int] = {}
+            for table, stat in conn.exec_driver_sql("SELECT tbl, stat FROM sqlite_stat1").all():
+                rows = int(stat.split()[0]) if stat and stat.split()[0].isdigit() else 0
+                out[table] = max(out.get(table, 0), rows)
+            return out
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Connection]:

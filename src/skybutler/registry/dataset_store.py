@@ -67,6 +67,7 @@ class DatasetStore:
                     step = "tags"
                     insert_rows(conn, tags, [*_TAG_COLUMNS, *group.required],
                                 [(type_id, run_id, i, *d.required_values) for i, d in zip(db_ids, data_ids)])
+                    self.db.note_inserted(tags, len(db_ids))
             except sa.exc.IntegrityError as err:
                 raise self._explain_conflict(dtype, run, data_ids, ids, step) from err
             if artifacts:
@@ -110,6 +111,7 @@ class DatasetStore:
                 conn.exec_driver_sql(insert_dataset, [(i, type_id, run_id, now) for i in ids])
                 conn.exec_driver_sql(insert_tags, [(type_id, run_id, i, *v) for i, v in zip(ids, chunk)])
                 total += len(chunk)
+            self.db.note_inserted(tags, total)
         return total
 
     def add_artifacts(self, pairs: Sequence[tuple[uuid.UUID, StoredArtifact]]) -> None:
@@ -342,6 +344,7 @@ class DatasetStore:
                                  **ref.data_id.required})
                 if rows:
                     conn.execute(tags.insert(), rows)
+                    self.db.note_inserted(tags, len(rows))
 
     def disassociate(self, collection: str, refs: Sequence[DatasetRef]) -> None:
         cid, kind = self.collections.lookup(collection)

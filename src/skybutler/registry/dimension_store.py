@@ -101,6 +101,7 @@ class DimensionRecordStore:
                 try:
                     with self.db.savepoint(conn):
                         conn.execute(table.insert(), [self._to_row(r) for r in records])
+                    self.db.note_inserted(table, len(records))
                     break
                 except sa.exc.IntegrityError as err:
                     if not skip_existing or attempt == _SKIP_EXISTING_ATTEMPTS - 1:
@@ -110,6 +111,7 @@ class DimensionRecordStore:
                 rows = [o for r in records for o in self._overlap_rows(r)]
                 if rows:
                     conn.execute(overlap.insert(), rows)
+                    self.db.note_inserted(overlap, len(rows))
         return len(records)
 
     def sync(self, element_name: str, row: Mapping[str, Any], update: bool = False) -> bool:
