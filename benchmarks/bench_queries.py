@@ -41,7 +41,6 @@ import json
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -202,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="build the repository here (reused if it exists) and keep it")
     parser.add_argument("--reps", type=int, default=REPS, help=f"timed runs per query (default {REPS})")
     parser.add_argument("--only", help="comma-separated queries to time (default all), e.g. q1,q3")
+    workload.add_tmpfs_option(parser)
     args = parser.parse_args(argv)
 
     scale = workload.Scale(n_visits=500, n_detectors=10 if args.quick else 100)
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep is not None:
         root = args.keep
     else:
-        tmp = tempfile.mkdtemp(prefix="skybutler-bench-queries-", dir="/tmp")
+        tmp = str(workload.work_dir("skybutler-bench-queries-", args.tmpfs))
         root = Path(tmp) / "repo"
     report: dict[str, Any] = {"benchmark": "queries", "quick": args.quick, "scale": scale.as_dict(),
                               **workload.environment()}

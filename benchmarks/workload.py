@@ -32,6 +32,7 @@ import resource
 import socket
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -384,3 +385,34 @@ def print_file_creation_probe(us_per_file: float) -> None:
             "  <- slow: the file system is still reclaiming recently deleted files; file-writing figures "
             "of this run are low (wait a few minutes after large deletions)")
     print(f"file-creation probe: {us_per_file:.0f} us per new file{note}")
+
+
+# -- where the repositories go ----------------------------------------------------------------
+
+TMPFS = Path("/dev/shm")
+"""A RAM-backed file system on Linux: figures taken there do not depend on the disk's state."""
+
+
+def add_tmpfs_option(parser: Any) -> None:
+    """``--tmpfs``: build the benchmark's repositories under /dev/shm (otherwise in ``TMPDIR``, /tmp by default)."""
+    parser.add_argument("--tmpfs", action="store_true",
+                        help=f"work under {TMPFS} (a tmpfs) instead of TMPDIR or /tmp")
+
+
+def work_dir(prefix: str, tmpfs: bool = False) -> Path:
+    """A new work directory: under /dev/shm with ``tmpfs``, else under ``TMPDIR`` (the
+    standard library's choice: TMPDIR, then /tmp), so a run can be pointed at any file system."""
+    if tmpfs and not TMPFS.is_dir():
+        raise SystemExit(f"--tmpfs: {TMPFS} does not exist on this system; set TMPDIR instead")
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=TMPFS if tmpfs else None))
+
+
+def file_system_of(path: Path) -> str:
+    """The type of the file system holding ``path`` (from /proc/mounts; '' if unknown), for the report."""
+    try:
+        mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return ""
+    best = max((m for m in mounts if str(path.resolve()).startswith(m[0].rstrip("/") + "/") or m[0] == "/"),
+               key=lambda m: len(m[0]), default=None)
+    return best[1] if best else ""
