@@ -360,3 +360,32 @@ def test_cli_calibration_queries(calib_repo):
     assert len(rows) == 4 and all(r["bias_id"] and r["flat_id"] for r in rows)
     refused = runner.invoke(cli, ["query-datasets", root, "bias", "-c", "Cam/calib"])
     assert refused.exit_code == 1 and "give a timespan" in refused.stderr and "Traceback" not in refused.output
+
+
+def test_the_validity_range_as_a_where_clause_field(calib_repo):
+    """``bias.timespan`` (the Rubin spelling) is each certification's validity range: listed,
+    compared and OVERLAPS-tested; a find-first search judges candidates by it before ranking,
+    like a ``timespan`` given with the query; NULL for a bias found in its RUN."""
+    b = calib_repo
+
+    def listed(where: str, **bind) -> list[str]:
+        return names(b.query_datasets("bias", collections="Cam/calib", find_first=False, where=where, bind=bind))
+
+    assert listed("bias.timespan OVERLAPS t", t=hour(1)) == ["a1", "a3", "b1"]
+    assert listed("bias.timespan OVERLAPS :t", t=Timespan(hour(2.5), hour(3.5))) == ["a2", "a3", "b1", "b2"]
+    assert listed("bias.timespan OVERLAPS t", t=hour(3)) == ["a2", "b1", "b2"]  # half-open: a3 ended at 3h
+    assert listed("bias.timespan.begin > t", t=hour(2.5)) == ["b2"]  # an unbounded begin is not after anything
+    assert listed("bias.timespan.end < t", t=hour(2.5)) == ["a1"]
+    assert listed("NOT bias.timespan OVERLAPS t AND detector = 1", t=hour(1)) == ["b2"]
+    # find-first with the time in the where-clause: the same answer as timespan=
+    found = b.query_datasets("bias", collections="Cam/calib", where="bias.timespan OVERLAPS t", bind={"t": hour(1)})
+    assert names(found) == names(b.query_datasets("bias", collections="Cam/calib", timespan=hour(1))) == ["a1", "a3"]
+    # found in its RUN, a bias has no validity range: NULL, so neither OVERLAPS nor NOT OVERLAPS holds
+    run = "Cam/calib/run/a1"
+    for where in ("bias.timespan OVERLAPS t", "NOT bias.timespan OVERLAPS t"):
+        assert b.query_datasets("bias", collections=run, where=where, bind={"t": hour(1)}).count() == 0
+    assert names(b.query_datasets("bias", collections=[run, "Cam/calib/b"], find_first=False,
+                                  where="bias.timespan OVERLAPS t", bind={"t": hour(1)})) == ["b1"]
+    with pytest.raises(QueryError, match=r"bias.timespan is the validity range .* query_datasets\('bias'"):
+        b.query_data_ids(["detector"], where="bias.timespan OVERLAPS t", bind={"t": hour(1)}, datasets="bias",
+                         collections="Cam/calib")

@@ -573,15 +573,24 @@ def valid_during(world: World, row: dict[str, Any], dims: set[str], begin, end) 
     return (begin is None or begin < span[1]) and (end is None or span[0] < end)
 
 
-def members(world: World, dtype: str, path: list[str]) -> list[tuple[int, str, Any, Any]]:
-    """(rank, dataset id, validity begin, end) of every membership of ``dtype`` in the search path."""
+def members(world: World, dtype: str, path: list[str]) -> list[tuple[int, str, Any, Any, bool]]:
+    """(rank, dataset id, validity begin, end, certified) of every membership of ``dtype`` in the
+    search path (certified: found in a CALIBRATION collection, so it has a validity range)."""
     out = []
     for rank, coll in enumerate(world.flatten(path)):
         if coll in world.certified:
-            out += [(rank, ds, b, e) for ds, b, e in world.certified[coll] if world.datasets[ds][0] == dtype]
+            out += [(rank, ds, b, e, True) for ds, b, e in world.certified[coll] if world.datasets[ds][0] == dtype]
         else:
-            out += [(rank, ds, None, None) for ds in world.members.get(coll, []) if world.datasets[ds][0] == dtype]
+            out += [(rank, ds, None, None, False) for ds in world.members.get(coll, [])
+                    if world.datasets[ds][0] == dtype]
     return out
+
+
+def validity_overlaps(b: int | None, e: int | None, start: int, length: int) -> bool:
+    """Whether the validity [b, e) (minutes; None unbounded) overlaps [start, start + length),
+    or the instant ``start`` when ``length`` is 0 (a time is [t, t + 1 ns))."""
+    end = start + length if length else start + 1e-9
+    return (b is None or b < end) and (e is None or start < e)
 
 
 def calibration_searched(world: World, dtype: str, path: list[str]) -> bool:
@@ -591,7 +600,7 @@ def calibration_searched(world: World, dtype: str, path: list[str]) -> bool:
 def has_dataset(world: World, dtype: str, row: dict[str, Any], path: list[str], dims: set[str]) -> bool:
     keys = DATASET_TYPES[dtype]
     timed = calibration_searched(world, dtype, path)
-    for _, ds, b, e in members(world, dtype, path):
+    for _, ds, b, e, _ in members(world, dtype, path):
         data_id = world.datasets[ds][1]
         if all(data_id[k] == row["_values"][k] for k in keys) and (
                 not timed or valid_during(world, row, dims, b, e)):
@@ -614,8 +623,16 @@ def check_datasets(butler: Butler, world: World, data) -> None:
     # now and then exactly at a validity boundary (multiples of 30 minutes): half-open ranges
     at = data.draw(st.one_of(st.none(), st.integers(-10, 620), st.sampled_from(range(0, 600, 30))),
                    label="valid at") if dtype == "bias" else None
+    # now and then the validity range itself in the where-clause (bias.timespan), an instant or a range
+    validity = data.draw(st.one_of(st.none(), st.tuples(st.integers(-10, 620), st.sampled_from([0, 0, 20, 90]))),
+                         label="bias.timespan OVERLAPS") if dtype == "bias" else None
     dims = query_dims(set(keys), clause, {})
     where, bind = (clause.text, clause.binds) if clause else ("", {})
+    if validity is not None:
+        start, length = validity
+        term = "bias.timespan OVERLAPS :vt"
+        where = f"({where}) AND {term}" if where else term
+        bind = {**bind, "vt": Timespan(minute(start), minute(start + length)) if length else minute(start)}
     label = f"query_datasets({dtype!r}, {where!r}, {bind}, {path}, find_first={find_first}, at={at})"
     calib_searched = calibration_searched(world, dtype, path)
     temporal = "exposure" if "exposure" in dims else ("visit" if "visit" in dims else None)
@@ -625,16 +642,18 @@ def check_datasets(butler: Butler, world: World, data) -> None:
         with pytest.raises(QueryError, match="unrelated"):
             call().count()
         return
-    if calib_searched and find_first and at is None and temporal is None:
+    if calib_searched and find_first and at is None and temporal is None and validity is None:
         with pytest.raises(QueryError, match="give a timespan"):
             call()
         return
     candidates = []  # (partition, rank, dataset id, begin, end)
     rows = [r for r in joined_rows(world, dims) if passes(clause, r, {})]
-    for rank, ds, b, e in members(world, dtype, path):
+    for rank, ds, b, e, certified in members(world, dtype, path):
         data_id = world.datasets[ds][1]
         if at is not None and not ((b is None or b <= at) and (e is None or at < e)):
             continue
+        if validity is not None and not (certified and validity_overlaps(b, e, *validity)):
+            continue  # a dataset found in a RUN has no validity range: NULL, which no OVERLAPS passes
         for row in rows:
             if all(data_id[k] == row["_values"][k] for k in keys) and (
                     not calib_searched or valid_during(world, row, dims, b, e)):

@@ -167,6 +167,13 @@ class _Context:
         self.row_dataset_id: sa.ColumnElement | None = None
         #: And the collection each of those rows was found in.
         self.row_collection_id: sa.ColumnElement | None = None
+        #: The validity range (begin, end) of each row of a calibration type searched in
+        #: CALIBRATION collections (NULL for a row found in a RUN or TAGGED one): ``<type>.timespan``.
+        self.row_validity: tuple[sa.ColumnElement, sa.ColumnElement] | None = None
+        #: Whether the where-clause constrains that validity (then a find-first search has a time).
+        self.validity_used = False
+        #: A find-first calibration search's check that it has a time, made once the where-clause is compiled.
+        self.time_check: Any = None
         #: Result columns with one value in every row (see ``BuiltQuery.constants``).
         self.constants: dict[str, Any] = {}
         #: Of those, the ones that hold while a dimension table has one key (``BuiltQuery.sole_keys``).
@@ -196,6 +203,8 @@ class _Context:
             found = self.registry.dataset_types.get_optional(type_name)
             if found is None:
                 return None
+            if field_name == "timespan":
+                return self.validity(type_name, column)
             # The queried type's own facts are those of each row's dataset, not of the first
             # one found for its data ID (they differ with find_first=False).
             own = type_name == self.queried
@@ -204,6 +213,21 @@ class _Context:
                                          self.row_collection_id if own else None)
 
         return resolve
+
+    def validity(self, type_name: str, column: int | None) -> Operand:
+        """``<type>.timespan``: the validity range of each row of the queried calibration type,
+        as the Rubin butler's query language has it; NULL for a dataset found in a RUN or
+        TAGGED collection (or a query that searches no CALIBRATION collection).  A find-first
+        search judges every candidate by it before ranking, as a ``timespan`` given with the
+        query does: ``bias.timespan OVERLAPS T'2024-01-11'`` finds the bias valid then."""
+        if type_name != self.queried:
+            raise QueryError(f"{type_name}.timespan is the validity range of each {type_name} the query "
+                             f"returns: use it in query_datasets({type_name!r}, ...)", self.spec.where, column)
+        if self.row_validity is None:
+            unknown = sa.cast(sa.null(), sa.BigInteger)
+            return Operand("timespan", span=(unknown, unknown))
+        self.validity_used = True
+        return Operand("timespan", span=self.row_validity)
 
 
 def build(registry: Registry, spec: QuerySpec) -> BuiltQuery:
@@ -259,6 +283,8 @@ def _build_one(registry: Registry, spec: QuerySpec, search: _Search, dataset_typ
         _require_dataset(registry, ctx, joins, d, group)
     where_sql = WhereCompiler(joins, spec.where, region_binds, ctx.dataset_field(joins))
     compiled = where_sql.compile(tree)
+    if ctx.time_check is not None and not ctx.validity_used:
+        ctx.time_check()
     check_all_used(spec.where, spec.bind)
     for name, value in spec.data_id.items():
         try:
@@ -402,12 +428,16 @@ def _join_calibrations(registry: Registry, ctx: _Context, joins: JoinBuilder, dt
     joins.from_clause = joins.from_clause.join(ds, ds.c.id == member.c.dataset_id)
     select_cols += [("dataset_id", member.c.dataset_id), ("run_id", ds.c.run_id),
                     ("validity_begin", member.c.validity_begin), ("validity_end", member.c.validity_end)]
+    certified = member.c.collection_id.in_(calib_ids)
+    ctx.row_validity = (sa.case((certified, member.c.validity_begin), else_=sa.null()),
+                        sa.case((certified, member.c.validity_end), else_=sa.null()))
     if not spec.find_first:
         ctx.row_dataset_id, ctx.row_collection_id = member.c.dataset_id, member.c.collection_id
         # One certification may sit in two collections (or a dataset in its RUN and a TAGGED one).
         ctx.repeats = len(run_ids) + len(calib_ids) > 1
         return None
-    calibrations.require_time(dtype, [registry.collections.name_of(c) for c in calib_ids], element, spec.timespan)
+    names = [registry.collections.name_of(c) for c in calib_ids]
+    ctx.time_check = lambda: calibrations.require_time(dtype, names, element, spec.timespan)
     searched = set(run_ids) | set(calib_ids)
     order = [cid for cid, _ in ctx.ids if cid in searched]
     rank = sa.case({cid: i for i, cid in enumerate(order)}, value=member.c.collection_id)
