@@ -146,6 +146,7 @@ def test_kill_9_at_random_moments_resumes_without_duplicates_or_lost_inputs(tmp_
     assert list(drop.iterdir()) == []  # every file ingested, none lost
     with Butler(root) as butler:
         assert len(list(butler.query_datasets("raw", collections=RAWS))) == len(raws)
+        assert len(list(butler.query_dimension_records("visit"))) == 2  # defined even if a kill came between
         done: dict[tuple, int] = {}
         for q in butler.provenance.quanta(task="stats", status="succeeded"):
             key = (q.data_id["exposure"], q.data_id["detector"])

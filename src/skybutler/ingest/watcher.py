@@ -246,10 +246,12 @@ class Watcher:
             self.say(f"ingested {report.ingested} raw(s), {report.already} already ingested, "
                      f"{len(report.failed)} failed")
             if report.ingested:
-                visits = define_visits(self.butler)
-                report.visits = len(visits.defined)
-                self.say(f"visits: {visits.summary()}")
                 self._pending_run = True
+        if report.ingested or (self._pending_run and self.butler.query_dataset_types("raw")):
+            visits = define_visits(self.butler)  # also at start: a killed watcher may have ingested without them
+            report.visits = len(visits.defined)
+            if visits.defined or report.ingested:
+                self.say(f"visits: {visits.summary()}")
         missing = [c for c in self.inputs if not self.butler.collections.exists(c)]
         if self._pending_run and missing:
             self.say(f"nothing to process yet: no collection {', '.join(map(repr, missing))}")

@@ -50,8 +50,6 @@ class Decision:
     removed: list[str] = field(default_factory=list)
     #: Calibrations whose recorded dataset is not today's: (dataset type, data-ID values, recorded, today).
     calibrations: list[tuple[str, Key, uuid.UUID, uuid.UUID]] = field(default_factory=list)
-    #: Stale for a changed calibration and nothing else.
-    calibration_only: bool = False
     #: Its products in the current view, by (dataset type, data-ID values).
     products: dict[tuple[str, Key], uuid.UUID] = field(default_factory=dict)
 
@@ -121,14 +119,12 @@ def _listed(what: str, items: Sequence[str]) -> str:
 
 
 class _Assessor:
-    def __init__(self, butler: Butler, graph: QuantumGraph, current: Sequence[str], config: bool, software: bool,
-                 calibrations: CalibrationChoice):
+    def __init__(self, butler: Butler, graph: QuantumGraph, current: Sequence[str], config: bool, software: bool):
         self.butler = butler
         self.graph = graph
         self.current = list(current)
         self.check_config = config
         self.check_code = software
-        self.calibrations = calibrations
         self.universe = butler.universe
         self.groups = {n: self.universe.group(d.dimensions) for n, d in graph.dataset_types.items()}
         self.products: dict[tuple[str, Key], uuid.UUID] = {}
@@ -207,11 +203,7 @@ class _Assessor:
             elif code is None:
                 reasons.append("no recorded code hash (made by an older skybutler)")
         self._compare_inputs(q, recorded, decisions, decision)
-        if reasons:
-            decision.status = "stale"
-            decision.calibration_only = all(r.startswith("calibration ") for r in reasons)
-        else:
-            decision.status = "current"
+        decision.status = "stale" if reasons else "current"
         return decision
 
     def _compare_inputs(self, q: QuantumNode, recorded: QuantumLineage, decisions: list[Decision],
@@ -232,11 +224,12 @@ class _Assessor:
         added = [k for i, k in today.items() if i not in rec_in]
         removed = [(t, self._key_of(t, j)) for i, (t, j) in rec_in.items() if i not in today]
         labels = lambda keys: [_label(t, dict(zip(self.groups[t].required, k))) for t, k in keys]  # noqa: E731
-        remade = set(pending)
-        replaced = {k for k in added} & {k for k in removed}
+        removed_keys = set(removed)
+        replaced = set(added) & removed_keys
         really_added = [k for k in added if k not in replaced]
-        really_removed = [k for k in removed if k not in replaced and k not in remade]
-        new_upstream = [k for k in pending if k not in {r for r in removed}]
+        pending_keys = set(pending)
+        really_removed = [k for k in removed if k not in replaced and k not in pending_keys]
+        new_upstream = [k for k in pending if k not in removed_keys]
         decision.added = labels(really_added + new_upstream)
         decision.removed = labels(really_removed)
         if really_added or new_upstream:
@@ -245,7 +238,7 @@ class _Assessor:
             decision.reasons.append(_listed("inputs removed", decision.removed))
         if replaced:
             decision.reasons.append(_listed("inputs replaced by other datasets", labels(sorted(replaced))))
-        being_remade = [k for k in pending if k in {r for r in removed}]
+        being_remade = [k for k in pending if k in removed_keys]
         if being_remade:
             decision.reasons.append(_listed("inputs remade upstream", labels(being_remade)))
         today_pre = {n.id: (n.dataset_type, n.data_id.required_values)
@@ -275,7 +268,7 @@ def assess(butler: Butler, graph: QuantumGraph, current: Sequence[str], *, confi
     the graph would make today are reported as orphans."""
     if calibrations not in CALIBRATION_CHOICES:
         raise SkybutlerError(f"calibrations must be one of {', '.join(CALIBRATION_CHOICES)}, not {calibrations!r}")
-    assessor = _Assessor(butler, graph, current, config, software, calibrations)
+    assessor = _Assessor(butler, graph, current, config, software)
     assessor.load()
     recalibrated = _use_recorded_calibrations(assessor) if calibrations == "recorded" else 0
     result = Staleness(graph, assessor.decide(), runs=assessor.runs, groups=assessor.groups,
