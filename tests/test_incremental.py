@@ -293,7 +293,8 @@ def test_a_recompute_whose_calibration_changed_says_so_and_follows_the_choice(re
     with pytest.raises(CalibrationChangedError, match=r"bias@\{'instrument': 'Cam', 'detector': 2\}.* was "
                                                       r"superseded by .* in 'calib'.*on_calibration='recorded'"):
         butler.get(ref, recompute=True)
-    with pytest.raises(CalibrationChangedError, match="would be a different product.*--incremental --calibrations today"):
+    with pytest.raises(CalibrationChangedError,
+                       match="would be a different product.*--incremental --calibrations today"):
         butler.get(ref, recompute=RecomputeOptions(on_calibration="today"))
     assert butler.retention.state(ref).state == "purged-recomputable"
     assert butler.get(ref, recompute=RecomputeOptions(on_calibration="recorded")) == original

@@ -121,15 +121,15 @@ def test_kill_9_at_random_moments_resumes_without_duplicates_or_lost_inputs(tmp_
     pending = list(raws)
     rng.shuffle(pending)
     log = open(tmp_path / "watch.log", "ab")
-    for _ in range(3):
+    for _ in range(2):
         proc = _start(root, drop, pipeline, log)
-        for path in pending[:5]:  # a few land, some through a rename, some written in place
+        for path in pending[:7]:  # a few land, some through a rename, some written in place
             if rng.random() < 0.5:
                 shutil.copy(path, drop / ("." + path.name))
                 os.rename(drop / ("." + path.name), drop / path.name)
             else:
                 shutil.copy(path, drop / path.name)
-        pending = pending[5:]
+        pending = pending[7:]
         time.sleep(rng.uniform(0.5, 2.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()

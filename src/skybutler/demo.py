@@ -4,15 +4,18 @@ It plays the commissioning scientist's night of the walkthrough on the simulated
 camera SimCam, in a new repository (a temporary one unless ``--dir`` is given):
 
 1. simulate a night: biases, flats and science exposures in two bands, some of
-   them crossed by a satellite glint;
-2. ingest the raws, define visits and register a sky map;
+   them crossed by a satellite glint; the night arrives in two halves;
+2. ingest the first half's raws, define visits and register a sky map;
 3. make master biases and flats with a pipeline and certify them into ``SimCam/calib``;
 4. process the science exposures (ISR, calibration, visit summaries, coadds per
    patch and band) on a local process pool into ``demo/run1``, again with another
    detection threshold into ``demo/run2``, and chain them as ``demo/best``;
-5. find the detectors a glint crossed with one query, and ask a spatial and a
+5. the second half arrives: ingest it, list the coadds it made stale, run incrementally
+   (exactly the new and stale quanta, into a new RUN in front of ``demo/best``) and show
+   one coadd's provenance before and after;
+6. find the detectors a glint crossed with one query, and ask a spatial and a
    metrics question;
-6. show the provenance of a coadd and where the outputs are.
+7. show the provenance of a coadd and where the outputs are.
 
 Every step is a small function of the shared :class:`Demo` state (:data:`STEPS`);
 ``tests/test_demo.py`` runs the same steps.
@@ -71,6 +74,10 @@ class Demo:
     """Worker processes of the local pool that runs the pipelines."""
     butler: Butler | None = None
     raw_dir: Path | None = None
+    later_dir: Path | None = None
+    """The second half of the night's raws, ingested after the first half is processed."""
+    later: set[int] = field(default_factory=set)
+    """Exposure (= visit) IDs of the second half."""
     glints: dict[int, set[int]] = field(default_factory=dict)
     """Exposure (= visit) ID -> the detectors its glint crosses: the ground truth."""
     reports: dict[str, Any] = field(default_factory=dict)
@@ -78,6 +85,10 @@ class Demo:
     found: set[tuple[int, int]] = field(default_factory=set)
     """(visit, detector) pairs the glint query returned."""
     coadd_ref: Any = None
+    stale: list[Any] = field(default_factory=list)
+    """The coadds the second half made stale (StaleProduct)."""
+    incremental: Any = None
+    """The quantum graph of the incremental run (what it kept and what it ran)."""
 
     @property
     def b(self) -> Butler:
@@ -148,29 +159,37 @@ def create_repository(demo: Demo) -> None:
 
 
 def simulate_night(demo: Demo) -> None:
-    """SimCam's raw files of one night: biases, flats per band, science exposures, some with a glint."""
-    from .instruments import glint_detectors, plan_night
-    from .instruments import simulate_night as simulate
+    """SimCam's raw files of one night (biases, flats, science exposures, some glinting), delivered in two halves.
+
+    The second half holds the later exposures of each band, so it adds visits to patches the first half covered."""
+    from .instruments import glint_detectors, plan_night, write_exposure
 
     demo.raw_dir = Path(tempfile.mkdtemp(prefix="skybutler-raws-"))
+    demo.later_dir = Path(tempfile.mkdtemp(prefix="skybutler-raws-later-"))
     demo.code(f"simulate_night(raw_dir, day_obs={DAY_OBS}, n_science={demo.science}, bands={BANDS}, size=256)")
-    paths = simulate(demo.raw_dir, day_obs=DAY_OBS, n_science=demo.science, bands=BANDS, size=256)
     specs = plan_night(DAY_OBS, demo.science, BANDS)
-    rows = []
+    by_band: dict[str, list[int]] = {}
     for spec in specs:
+        if spec.observation_type == "science":
+            by_band.setdefault(spec.physical_filter, []).append(spec.exposure_id)
+    later = demo.later = {e for ids in by_band.values() for e in ids[(len(ids) + 1) // 2:]}  # each band's later ones
+    rows = []
+    paths = []
+    for spec in specs:
+        paths += write_exposure(demo.later_dir if spec.exposure_id in later else demo.raw_dir, spec, size=256)
         crossed = glint_detectors(spec.exposure_id, spec.observation_type)
         if spec.observation_type == "science":
             demo.glints[spec.exposure_id] = crossed
         rows.append((spec.seq_num, spec.exposure_id, spec.observation_type, spec.physical_filter,
                      spec.begin.isot[:16].replace("T", " "),
                      f"{spec.seeing:.2f}" if spec.observation_type == "science" else "",
-                     ", ".join(map(str, sorted(crossed))) or ""))
+                     ", ".join(map(str, sorted(crossed))) or "", "second" if spec.exposure_id in later else "first"))
     demo.table(f"{len(specs)} exposures x 9 detectors = {len(paths)} raw files of 256x256 pixels",
-               ["seq", "exposure", "type", "filter", "start (TAI)", "seeing", "glint on detectors"], rows)
+               ["seq", "exposure", "type", "filter", "start (TAI)", "seeing", "glint on detectors", "half"], rows)
 
 
 def ingest(demo: Demo) -> None:
-    """Ingest the raws (deterministic dataset IDs), define one visit per science exposure, register a sky map."""
+    """Ingest the first half's raws (deterministic IDs), define one visit per science exposure, register a sky map."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from .ingest import define_visits, ingest_raws, register_skymap
@@ -251,6 +270,61 @@ def process(demo: Demo) -> None:
     demo.table("datasets written by each run", ["dataset type", RUN1, RUN2], rows)
 
 
+def _coadd_inputs(b: Butler, ref: Any) -> str:
+    """Which visits a coadd was made from, by its recorded quantum."""
+    q = b.provenance.producer(ref)
+    visits = sorted({link.data_id["visit"] for link in q.inputs if link.dataset_type == "calexp"})
+    return f"RUN {q.run}: {len(visits)} visit(s) {', '.join(map(str, visits))}"
+
+
+def second_half(demo: Demo) -> None:
+    """The second half arrives: the coadds it made stale, an incremental run redoing them, provenance before/after."""
+    from .execution import build_graph, execute_graph
+    from .ingest import define_visits, ingest_raws
+
+    b = demo.b
+    where = "exposure.observation_type = 'science'"
+    demo.code("ingest_raws(butler, later_dir, transfer='move'); define_visits(butler)")
+    result = ingest_raws(b, demo.later_dir, transfer="move")
+    shutil.rmtree(demo.later_dir, ignore_errors=True)
+    demo.say(f"  {result.summary()}; {define_visits(b).summary()}")
+    demo.code(f"butler.provenance.stale('deepCoadd', [{BEST!r}, {DEFAULTS!r}], where={where!r})")
+    demo.stale = b.provenance.stale("deepCoadd", [BEST, DEFAULTS], where=where)
+    demo.table(f"{len(demo.stale)} stale coadds (the pipeline recorded with them, today's inputs)",
+               ["band", "patch", "RUN", "why"],
+               [(p.data_id["band"], p.data_id["patch"], p.run, "; ".join(p.reasons)) for p in demo.stale])
+    before = {p.dataset_id: _coadd_inputs(b, b.registry.refs_by_id([p.dataset_id])[0]) for p in demo.stale[:1]}
+    existing = {ref.data_id.required_values for ref in b.query_datasets("deepCoadd", collections=BEST)}
+    pipeline = _pipeline("demo_pipeline.yaml", {"calibrate": {"detection_threshold": RUN2_THRESHOLD}})
+    demo.code(f"build_graph(butler, pipeline, [{DEFAULTS!r}], output={BEST!r}, where=..., incremental=True)")
+    graph = build_graph(b, pipeline, [DEFAULTS], output=BEST, where=where, incremental=True)
+    demo.incremental = graph
+    per_task = ", ".join(f"{n} {t}" for t, n in graph.counts().items() if n)
+    demo.say(f"  incremental graph: {len(graph)} quanta to run ({per_task}), {sum(graph.unchanged.values())} "
+             "unchanged kept")
+    for note in graph.notes:
+        demo.say(f"  {escape(note)}")
+    report = execute_graph(b, graph, "pool", jobs=demo.jobs, progress=demo.console.is_terminal)
+    demo.reports[report.run] = report
+    if not report.ok:
+        raise SkybutlerError(f"incremental run {report.run} had failures")
+    demo.say(f"  {escape(report.describe())}; {BEST} is now {' -> '.join(b.collections.get_chain(BEST))}")
+    redone = {tuple(q.data_id.required_values) for q in graph.quanta if q.task == "coadd"}
+    order = b.universe.group(pipeline["coadd"].dimensions).required
+    stale = {tuple(p.data_id[d] for d in order) for p in demo.stale}
+    existed = redone & existing
+    exact = "[green]exactly the stale ones[/green]" if existed == stale else "[red]not the stale ones[/red]"
+    demo.say(f"  coadds made again: {len(existed)} of {len(existing)}, {exact}; new coadds: {len(redone - existing)}")
+    rows = []
+    for dataset_id, text in before.items():
+        old = b.registry.refs_by_id([dataset_id])[0]
+        new = b.find_dataset("deepCoadd", old.data_id, collections=BEST)
+        rows += [("before", text), ("after", _coadd_inputs(b, new))]
+    if rows:
+        data_id = _data_id_text(demo.stale[0].data_id)
+        demo.table(f"provenance of the stale coadd {data_id} before and after", ["", "made from"], rows)
+
+
 def find_glints(demo: Demo) -> None:
     """The detectors of visits with a suspiciously large number of detections: one query."""
     b = demo.b
@@ -262,14 +336,16 @@ def find_glints(demo: Demo) -> None:
     truth = {(visit, det) for visit, dets in demo.glints.items() for det in dets}
     rows = []
     for visit, det in sorted(found | truth):
-        n_rows = {run: b.get_metadata(b.find_dataset("src", instrument=INSTRUMENT, visit=visit, detector=det,
-                                                     collections=run))["n_rows"] for run in (RUN1, RUN2)}
+        n_rows = {}
+        for run in (RUN1, BEST):
+            ref = b.find_dataset("src", instrument=INSTRUMENT, visit=visit, detector=det, collections=run)
+            n_rows[run] = b.get_metadata(ref)["n_rows"] if ref is not None else "-"
         verdict = ("[green]found, glint[/green]" if (visit, det) in found and (visit, det) in truth else
                    "[red]missed[/red]" if (visit, det) in truth else "[red]false alarm[/red]")
-        rows.append((visit, det, n_rows[RUN1], n_rows[RUN2], verdict))
+        rows.append((visit, det, n_rows[RUN1], n_rows[BEST], verdict))
     table = Table(title="the query's answer against the simulation's ground truth (glint_detectors())",
                   title_justify="left", show_edge=False)
-    for column in ("visit", "detector", f"src rows {RUN1}", f"src rows {RUN2}", "verdict"):
+    for column in ("visit", "detector", f"src rows {RUN1}", f"src rows {BEST}", "verdict"):
         table.add_column(column)
     for row in rows:
         table.add_row(*[str(v) for v in row])
@@ -385,7 +461,7 @@ def summarize(demo: Demo) -> None:
 
 Step = Callable[[Demo], None]
 
-STEPS: list[Step] = [create_repository, simulate_night, ingest, make_calibrations, process, find_glints,
+STEPS: list[Step] = [create_repository, simulate_night, ingest, make_calibrations, process, second_half, find_glints,
                      spatial_and_metrics, show_provenance, summarize]
 """The demo, in order; each step may use what the earlier ones left in :class:`Demo`."""
 
@@ -405,8 +481,9 @@ def run(root: Path, console: Console | None = None, steps: Sequence[Step] = STEP
     finally:
         if demo.butler is not None:
             demo.butler.close()
-        if demo.raw_dir is not None:
-            shutil.rmtree(demo.raw_dir, ignore_errors=True)
+        for directory in (demo.raw_dir, demo.later_dir):
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
     return demo
 
 

@@ -177,4 +177,5 @@ def watch_command(repo: Path, directory: Path, pipeline: str, inputs: tuple[str,
         watcher.run()
 
 
-COMMANDS = (watch_command, ingest_raws_command, register_instrument_command, define_visits_command, register_skymap_command, write_curated_calibrations_command)
+COMMANDS = (watch_command, ingest_raws_command, register_instrument_command, define_visits_command,
+            register_skymap_command, write_curated_calibrations_command)

@@ -265,7 +265,8 @@ def quanta(repo: Path, run_name: str | None, task: str | None, status: str | Non
 @click.option("--collections", "-c", multiple=True, required=True,
               help="Where the products are (find-first) and their inputs: usually the output chain.")
 @click.option("-d", "-w", "--where", default="", help="Where-clause restricting the data IDs.")
-@click.option("--pipeline", "pipeline_file", help="Today's pipeline YAML (default: the one recorded with the products).")
+@click.option("--pipeline", "pipeline_file",
+              help="Today's pipeline YAML (default: the one recorded with the products).")
 @click.option("--config", "check_config", is_flag=True, help="Also a changed task config makes a product stale.")
 @click.option("--software", "check_software", is_flag=True, help="Also changed task code (its content hash) does.")
 @json_option
