@@ -121,7 +121,7 @@ class Provenance:
 
         search = [collections] if isinstance(collections, str) else list(collections)
         if pipeline is None:
-            pipeline = self.recorded_pipeline(dataset_type, search, where, bind)
+            pipeline = self.recorded_pipeline(dataset_type, search)
         producers = pipeline.producers()
         if dataset_type not in producers:
             raise SkybutlerError(f"no task of the pipeline makes {dataset_type!r}")
@@ -130,21 +130,22 @@ class Provenance:
         return assess(self.butler, graph, search, config=config, software=software, orphans_of=[dataset_type],
                       where=where)
 
-    def recorded_pipeline(self, dataset_type: str, collections: Sequence[str], where: str = "",
-                          bind: Mapping[str, Any] | None = None) -> Pipeline:
+    def recorded_pipeline(self, dataset_type: str, collections: Sequence[str], sample: int = 1000) -> Pipeline:
         """The pipeline that made the ``dataset_type`` products of ``collections``, as recorded:
         task classes and dataset-type renames with the quanta's software record, configs from
-        the ``<label>_config`` datasets of their RUN (the most common one among the products)."""
+        the ``<label>_config`` datasets of their RUN (the most common one among the products,
+        of at most ``sample`` of them; ``where`` is not applied: it may name dimensions the
+        products' own query cannot relate)."""
         from collections import Counter
+        from itertools import islice
 
         from ..pipeline.pipeline import Pipeline
 
-        ids = [ref.id for ref in self.butler.query_datasets(dataset_type, where, collections=list(collections),
-                                                            bind=bind)]
+        ids = [ref.id for ref in islice(self.butler.query_datasets(dataset_type, collections=list(collections)),
+                                        sample)]
         _, quanta = self.store.lineage(ids)
         if not quanta:
-            raise SkybutlerError(f"no recorded quantum made a {dataset_type!r} dataset in "
-                                 f"{', '.join(collections)}{' matching ' + repr(where) if where else ''}")
+            raise SkybutlerError(f"no recorded quantum made a {dataset_type!r} dataset in {', '.join(collections)}")
         (env_id, run), _ = Counter((q.env_id, q.run) for q in quanta.values()).most_common(1)[0]
         env = self.store.environment_of(env_id) if env_id else None
         tasks = (env or {}).get("tasks")
