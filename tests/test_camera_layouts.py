@@ -185,3 +185,24 @@ def test_detector_lands_where_a_real_headers_wcs_puts_it(name) -> None:
     separation = mine.separation(SkyCoord(*theirs, unit="deg"))
     assert separation.arcmin < 2.0, separation.arcmin
     assert SkyCoord(*theirs, unit="deg").separation(info.tracking_radec).deg > (0.2 if name == "SuprimeCam" else 0.7)
+
+
+def test_megacam_corners_are_where_its_header_map_puts_them() -> None:
+    """MegaCam's raw primary header carries a map of its CCDs "North on top, East to the left":
+    ccd00 top left, ccd08 top right, ccd27 bottom left, ccd35 bottom right; rows 00-08, 09-17,
+    18-26, 27-35 from north to south. At the translator's rotation (0) the layout puts them there."""
+    info = amt.ObservationInfo(ch.megaprime(), filename="m.fits")
+    angle = info.boresight_rotation_angle.deg
+    assert angle == 0.0
+    camera = get_instrument("MegaPrime")
+    boresight = SkyCoord(RA, DEC, unit="deg")
+
+    def east_north(detector: int) -> tuple[float, float]:
+        det = camera.detector(detector)
+        centre = WCS(camera.wcs_header(detector, RA, DEC, angle)).pixel_to_world((det.nx - 1) / 2, (det.ny - 1) / 2)
+        east, north = boresight.spherical_offsets_to(centre)
+        return east.deg, north.deg
+
+    quadrants = {d: tuple(v > 0 for v in east_north(d)) for d in (0, 8, 27, 35)}
+    assert quadrants == {0: (True, True), 8: (False, True), 27: (True, False), 35: (False, False)}
+    assert east_north(4)[1] > east_north(13)[1] > 0 > east_north(22)[1] > east_north(31)[1]
