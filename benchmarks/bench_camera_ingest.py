@@ -10,6 +10,13 @@ this process, one with a process pool of 2.  Figures are files/s (wall) and file
 CPU-second (this process and the pool's workers; the steadier figure on a shared machine).
 
 Usage: ``python benchmarks/bench_camera_ingest.py [--json FILE] [--files N]``.
+
+Measured on the 2-core development host shared with seven other jobs (load average ~24, so
+wall times are mostly waiting): 2,000 files, sequential 232 s wall (9 files/s), 30.6 s of
+CPU; process pool of 2, 172 s wall (12 files/s), 11.3 s in this process and 19.5 s in the
+workers. Both 65 files per CPU-second, about 15 ms of CPU a file (header translation, the
+FITS checks and facts, the registry rows), so an idle 2-core host would ingest about 65
+files/s sequentially and up to about 130 with the pool.
 """
 
 from __future__ import annotations
