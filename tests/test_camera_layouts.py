@@ -206,3 +206,27 @@ def test_megacam_corners_are_where_its_header_map_puts_them() -> None:
     quadrants = {d: tuple(v > 0 for v in east_north(d)) for d in (0, 8, 27, 35)}
     assert quadrants == {0: (True, True), 8: (False, True), 27: (True, False), 35: (False, False)}
     assert east_north(4)[1] > east_north(13)[1] > 0 > east_north(22)[1] > east_north(31)[1]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"detectors": [{"id": 1, "full_name": "A", "offset_x": 0.1, "offset_y": None}]}, "give both offset_x and offset_y"),
+    ({"exposure_max": 0}, "exposure_max"),
+    ({"detectors": [{"id": 1, "full_name": "A", "yaw": "sideways"}]}, "yaw"),
+])
+def test_a_bad_layout_is_refused_with_the_reason(change, message) -> None:
+    from skybutler.instruments import Instrument, InstrumentError
+
+    description = {"name": "BadCam", "pixel_scale": 0.2, "filters": {"B-r": "r"},
+                   "detectors": [{"id": 1, "full_name": "A"}], **change}
+    with pytest.raises(InstrumentError, match=message):
+        Instrument.from_dict(description, source="badcam.yaml")
+
+
+def test_name_in_raft_defaults_to_the_name_without_its_raft() -> None:
+    from skybutler.instruments import Instrument
+
+    camera = Instrument.from_dict({"name": "RaftCam", "pixel_scale": 0.2, "filters": {"R-r": "r"}, "detectors": [
+        {"id": 0, "full_name": "R12_S01", "raft": "R12"}, {"id": 1, "full_name": "N7", "raft": "N"},
+        {"id": 2, "full_name": "ccd2"}, {"id": 3, "full_name": "X_Y", "raft": "X", "name_in_raft": "own"}]})
+    assert [d.name_in_raft for d in camera.detectors] == ["S01", "7", "ccd2", "own"]
+    assert [r["name_in_raft"] for r in camera.dimension_records()["detector"]] == ["S01", "7", "ccd2", "own"]
