@@ -104,6 +104,21 @@ def test_a_second_watcher_is_refused_with_a_clear_message(watching, tmp_path):
             second.run()
 
 
+def test_the_cli_refuses_a_second_watcher_in_one_line(watching, tmp_path):
+    from click.testing import CliRunner
+
+    from skybutler.cli.main import cli
+
+    root, drop, _, _ = watching
+    result = CliRunner().invoke(cli, ["watch", str(root), str(drop), "--pipeline", pipeline_file(tmp_path), "-i", RAWS,
+                                      "-o", "proc"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "error: another watcher already runs on" in result.output and "one watcher per repository" in result.output
+    result = CliRunner().invoke(cli, ["watch", str(root), str(drop), "--pipeline", "p.yaml", "-i", RAWS, "-o", "proc",
+                                      "--every", "soon"])
+    assert result.exit_code == 2 and "'soon' is not a duration" in result.output
+
+
 def _start(root: Path, drop: Path, pipeline: str, log) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     return subprocess.Popen([sys.executable, "-m", "skybutler.cli", "watch", str(root), str(drop), "--pipeline",

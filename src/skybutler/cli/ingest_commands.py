@@ -172,9 +172,12 @@ def watch_command(repo: Path, directory: Path, pipeline: str, inputs: tuple[str,
             click.echo(f"received {signal.Signals(signum).name}: stopping after the current step")
             watcher.stop_event.set()
 
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
-        watcher.run()
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            watcher.run()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 COMMANDS = (watch_command, ingest_raws_command, register_instrument_command, define_visits_command,
