@@ -16,16 +16,21 @@ from typing import Any
 from ..errors import SkybutlerError
 
 
+_PLAIN = (bool, int, float, str)
+
+
 def encode(value: Any) -> Any:
     """A JSON-ready form of ``value`` (nested mappings and sequences included)."""
+    if value is None or isinstance(value, _PLAIN):
+        return value
+    if type(value) is dict and all(v is None or isinstance(v, _PLAIN) for v in value.values()):
+        return value  # a data ID's values: nothing to convert
     from astropy.time import Time
     import lsst.sphgeom as sphgeom
 
     from ..dimensions import DataCoordinate, DimensionRecord
     from ..timespan import Timespan, time_to_ns
 
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
     if isinstance(value, Timespan):
         return {"$ts": [None if value.begin is None else time_to_ns(value.begin),
                         None if value.end is None else time_to_ns(value.end)]}
