@@ -28,6 +28,7 @@ from .faults import crash_point
 from .formats import get_storage_class
 from .models import CollectionType, DatasetRef, DatasetType, StoredArtifact
 from .reads import observation_time, read_dataset
+from .remote.served import served as _served
 from .registry import Registry
 from .timespan import Timespan, time_to_ns
 from .writes import IdMode, Writes
@@ -70,20 +71,6 @@ def _load_universe(name: str) -> DimensionUniverse:
                           f"{' '.join(str(err).split())}") from None
 
 
-def _served(method: Callable[..., Any]) -> Callable[..., Any]:
-    """A public method that a butler opened on a server URL hands to its transport (the same
-    name and arguments), so that local and remote butlers share one API."""
-    name = method.__name__
-
-    @functools.wraps(method)
-    def call(self: Butler, *args: Any, **kwargs: Any) -> Any:
-        if self._remote is not None:
-            return getattr(self._remote, name)(*args, **kwargs)
-        return method(self, *args, **kwargs)
-
-    return call
-
-
 class Butler:
     """Read and write datasets of one repository.
 
@@ -104,7 +91,9 @@ class Butler:
                  _registry: Registry | None = None):
         self._remote = None
         if isinstance(root, str) and root.startswith(("http://", "https://")):
-            self._open_remote(root, collections, run, data_id, token)
+            from .remote.client import open_remote
+
+            open_remote(self, root, collections, run, data_id, token)
             return
         self.root = Path(root).absolute()
         self.config = RepoConfig.load(self.root)
@@ -122,22 +111,6 @@ class Butler:
         self._tracks_access = self.config.retention.tracks_access
         #: what this open settled from the journals of interrupted writes (see ``recover``)
         self.recovered = self.recover()
-
-    def _open_remote(self, url: str, collections: str | Sequence[str] | None, run: str | None,
-                     data_id: Mapping[str, Any] | None, token: str | None) -> None:
-        from .remote.client import RemoteTransport
-        from .remote.collections import RemoteCollections
-
-        self.root = url
-        self.config = self.registry = self.datastore = None
-        self.default_collections = [collections] if isinstance(collections, str) else list(collections or [])
-        self.run = run
-        self.default_data_id = dict(data_id or {})
-        self.recompute, self.on_wait, self._tracks_access = False, None, False
-        self._remote = RemoteTransport(self, url, token)
-        self.universe = self._remote.universe
-        self.collections = RemoteCollections(self._remote)
-        self.recovered = []
 
     @_served
     def recover(self) -> list[str]:

@@ -34,8 +34,21 @@ if TYPE_CHECKING:
 TIMEOUT = float(os.environ.get("SKYBUTLER_HTTP_TIMEOUT", "300"))
 
 
-def is_server_url(root: Any) -> bool:
-    return isinstance(root, str) and root.startswith(("http://", "https://"))
+def open_remote(butler: Butler, url: str, collections: str | Sequence[str] | None, run: str | None,
+                data_id: Mapping[str, Any] | None, token: str | None) -> None:
+    """Make ``butler`` a remote one: its defaults kept here, its calls sent to the server at ``url``."""
+    from .collections import RemoteCollections
+
+    butler.root = url
+    butler.config = butler.registry = butler.datastore = None
+    butler.default_collections = [collections] if isinstance(collections, str) else list(collections or [])
+    butler.run = run
+    butler.default_data_id = dict(data_id or {})
+    butler.recompute, butler.on_wait, butler._tracks_access = False, None, False
+    butler._remote = RemoteTransport(butler, url, token)
+    butler.universe = butler._remote.universe
+    butler.collections = RemoteCollections(butler._remote)
+    butler.recovered = []
 
 
 def _raise_for(response: Any) -> None:
