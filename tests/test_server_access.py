@@ -136,7 +136,10 @@ def test_token_and_grant_commands(butler, tmp_path):
         shown = runner.invoke(cli, ["query-datasets", url, "metrics", "-c", "run/a", "--json"],
                               env={"SKYBUTLER_TOKEN": token})
         assert shown.exit_code == 0, shown.output
-        assert '"visit": 1' in shown.output
+        assert '"visit": 1' in shown.output and '"state": "stored"' in shown.output
+        with_uri = runner.invoke(cli, ["query-datasets", url, "metrics", "-c", "run/a", "--show-uri", "--json"],
+                                 env={"SKYBUTLER_TOKEN": token})
+        assert with_uri.exit_code == 0 and f'"uri": "{url}/api/v1/datasets/' in with_uri.output
         assert runner.invoke(cli, ["token", "revoke", repo, token.split(".")[0]]).exit_code == 0
         refused = runner.invoke(cli, ["query-datasets", url, "metrics", "-c", "run/a"], env={"SKYBUTLER_TOKEN": token})
         assert refused.exit_code == 1 and "valid bearer token" in refused.output

@@ -210,6 +210,10 @@ class Butler:
     @functools.cached_property
     def retention(self) -> Retention:
         """Dataset states, retention policies, the cold tier and recompute on demand (made on first use)."""
+        if self._remote is not None:
+            from .remote.retention import RemoteRetention
+
+            return RemoteRetention(self._remote)
         from .retention.facade import Retention
 
         return Retention(self)

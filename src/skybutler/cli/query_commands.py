@@ -91,7 +91,8 @@ def emit(results: Any, *, as_json: bool, as_csv: bool, parquet: Path | None, ord
         table = table.append_column("state", pa.array([states.get(i, "stored") for i in ids], pa.string()))
     if uri_butler is not None:
         ids = [str(i) for i in table.column("dataset_id").to_pylist()]
-        refs = {str(ref.id): ref for ref in uri_butler.registry.refs_by_id([uuid.UUID(i) for i in set(ids)])}
+        refs = ({str(ref.id): ref for ref in uri_butler.registry.refs_by_id([uuid.UUID(i) for i in set(ids)])}
+                if uri_butler.registry is not None else {str(ref.id): ref for ref in results})  # a server's
         uris = [uri_butler.get_uri(refs[i]) for i in ids]
         table = table.append_column("uri", pa.array(uris, pa.string()))
     if parquet is not None:

@@ -159,12 +159,17 @@ class QueryResults:
         out = {name: arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays) for name, arrays in pieces.items()}
         return out, sum(row[0] for row in rows)
 
+    #: Read rows batch by batch from the database cursor (a server-side one on PostgreSQL)
+    #: rather than whole columns: what a server streaming a large answer sets, so that the
+    #: answer is never whole in its memory.
+    streaming = False
+
     def _column_batches(self) -> Iterator[tuple[list[Sequence[Any]], int]]:
         """The result as batches of columns (one sequence per result column) and their row
         counts, from SQLite's concatenated columns or from SQLAlchemy's rows."""
         if self._empty():
             return
-        found = self._columns_sqlite()
+        found = None if self.streaming else self._columns_sqlite()
         if found is not None:
             arrays, n = found
             index = {c: i for i, c in enumerate(self._built.columns)}
@@ -187,7 +192,10 @@ class QueryResults:
             return
         filters = self._built.region_filters
         with self._registry.db.reading() as conn:
-            result = conn.execute(self._statement())
+            statement = self._statement()
+            if self.streaming:
+                statement = statement.execution_options(stream_results=True, max_row_buffer=_BATCH)
+            result = conn.execute(statement)
             # One driver call and one C-level conversion per batch.
             batches = iter(lambda: _paused_gc(result.fetchmany, _BATCH), [])
             if not filters:
