@@ -109,3 +109,27 @@ def test_a_forked_child_opens_its_own_watcher_and_forgets_the_parents_answers(tw
     found, own_watcher = queue.get(timeout=60)
     process.join(60)
     assert found == ["run/a", "run/e"] and own_watcher and process.exitcode == 0
+
+
+def test_a_query_asked_again_is_not_built_again_until_a_commit(two_clients, monkeypatch):
+    """A built statement is remembered like the lookups behind it: the same spec is built once
+    while nothing is committed; bind values of different types are different queries, and a
+    bind that cannot be a key (a list) is built every time."""
+    from skybutler.query import builder
+
+    first, second = two_clients
+    built = []
+    real = builder._build
+    monkeypatch.setattr(builder, "_build", lambda registry, spec: built.append(spec.where) or real(registry, spec))
+    for _ in range(3):
+        assert first.query_datasets("metrics", collections="chain", where="detector = d", bind={"d": 0}).count() == 1
+    assert len(built) == 1
+    with pytest.raises(Exception, match="bool"):  # not the remembered integer query
+        first.query_datasets("metrics", collections="chain", where="detector = d", bind={"d": True}).count()
+    for _ in range(2):
+        first.query_datasets("metrics", collections="chain", where="detector IN (d)", bind={"d": [0, 1]}).count()
+    assert len(built) == 4
+    second.put({"v": 2}, "metrics", instrument="Cam", visit=1, detector=1, run="run/a")  # another client commits
+    assert first.query_datasets("metrics", collections="chain", where="detector = d", bind={"d": 1}).count() == 1
+    assert first.query_datasets("metrics", collections="chain", where="detector = d", bind={"d": 0}).count() == 1
+    assert len(built) == 6

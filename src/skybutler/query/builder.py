@@ -231,7 +231,34 @@ class _Context:
 
 
 def build(registry: Registry, spec: QuerySpec) -> BuiltQuery:
-    """Compile a query spec into one SELECT statement."""
+    """Compile a query spec into one SELECT statement.
+
+    A built query is remembered in the registry's read cache (see
+    :mod:`skybutler.registry.read_cache`): a query asked again while nothing was committed
+    is the same statement, built from the same collections, dataset types and records,
+    so it is not built again.  Building is a third of the time of a count or a small
+    query (0.5 ms of SQLAlchemy constructs), and a reused statement also keeps the cache
+    keys SQLAlchemy worked out for it.  Only specs whose values are all hashable (no
+    regions, lists or times in ``bind``) are remembered."""
+    key = _cache_key(spec)
+    if key is None:
+        return _build(registry, spec)
+    return registry.db.read_cache.get(key, lambda: _build(registry, spec))
+
+
+def _cache_key(spec: QuerySpec) -> tuple | None:
+    """The spec as a hashable key; bind and data-ID values with their types (``1``, ``1.0`` and
+    ``True`` are equal keys in Python, but not the same query); None if a value is unhashable."""
+    key = ("built-query", *(tuple(sorted((k, type(x), x) for k, x in v.items())) if isinstance(v, dict) else v
+                            for v in (getattr(spec, name) for name in QuerySpec.model_fields)))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _build(registry: Registry, spec: QuerySpec) -> BuiltQuery:
     search = _Search(registry, spec)
     if spec.kind == "datasets" and len(set(spec.dataset_types)) > 1:
         return _union_of_types(registry, spec, search)
