@@ -137,6 +137,24 @@ def test_query_datasets_takes_collection_globs(stocked):
     assert nothing.stderr.strip() == "error: no collection matches 'nope/*'"
 
 
+def test_globs_and_default_collections_where_no_order_is_needed(stocked):
+    repo = stocked.root
+    stocked.collections.register("empty", "RUN")
+    ids = json.loads(run("query-data-ids", repo, "visit", "detector", "--datasets", "metrics", "--json").stdout)
+    assert sorted(r["detector"] for r in ids) == [1, 2]  # every RUN searched: having one anywhere is enough
+    none = json.loads(run("query-data-ids", repo, "visit", "detector", "--datasets", "metrics", "-c", "emp*",
+                          "--json").stdout)
+    assert none == []
+    refused = run("prune-datasets", repo, "run/*", "--datasets", "metrics", "--yes", code=2)
+    assert "--find-all" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert stocked.query_datasets("metrics", collections=["run/a", "run/b"], find_first=False).count() == 4
+    run("prune-datasets", repo, "run/*", "--datasets", "metrics", "--find-all", "--where", "detector = 1", "--yes")
+    left = stocked.query_datasets("metrics", collections=["run/a", "run/b"], find_first=False)
+    assert sorted((r.run, r.data_id["detector"]) for r in left) == [("run/a", 2), ("run/b", 2)]
+    run("associate", repo, "picked", "--dataset-type", "metrics", "-c", "run/[a]")
+    assert [r.run for r in stocked.query_datasets("metrics", collections="picked")] == ["run/a"]
+
+
 # -- retrieve-artifacts -------------------------------------------------------------
 
 

@@ -123,7 +123,8 @@ def emit(results: Any, *, as_json: bool, as_csv: bool, parquet: Path | None, ord
 @click.argument("dimensions", nargs=-1, required=True)
 @_where_options
 @click.option("--collections", "-c", multiple=True,
-              help="Collections to search for --datasets (repeatable or comma-separated).")
+              help="Collections to search for --datasets (repeatable or comma-separated, globs allowed; default: "
+                   "every RUN).")
 @click.option("--datasets", multiple=True,
               help="Only data IDs with a dataset of this type in the collections (repeatable).")
 @_output_options
@@ -131,9 +132,11 @@ def query_data_ids(repo: Path, dimensions: tuple[str, ...], where: str, binds: t
                    collections: tuple[str, ...], datasets: tuple[str, ...], **output: Any) -> None:
     """List the data IDs of DIMENSIONS (e.g. visit detector) that match a where-clause."""
     with open_butler(repo) as butler:
-        found = butler.query_data_ids(list(dimensions), where, bind=parse_binds(binds),
-                                      datasets=split_csv_option(datasets) or None,
-                                      collections=split_csv_option(collections) or None)
+        types = split_csv_option(datasets)
+        # Having a dataset anywhere needs no search order: no -c means every RUN, and globs are fine.
+        search = expand_collections(butler, split_csv_option(collections))[0] if types else None
+        found = butler.query_data_ids(list(dimensions), where, bind=parse_binds(binds), datasets=types or None,
+                                      collections=search)
         emit(found, empty="no data IDs match", **output)
 
 

@@ -27,11 +27,16 @@ def _selection_options(func: Any) -> Any:
 
 
 def _select(butler: Any, dataset_types: tuple[str, ...], collections: tuple[str, ...], where: str,
-            find_first: bool) -> list[Any]:
+            find_first: bool, every_match: str = "--find-all") -> list[Any]:
+    """The datasets of the types in the collections (globs allowed) matching ``where``; a
+    find-first selection needs collections in an order, which a glob matching several lacks."""
+    search, ordered = expand_collections(butler, split_csv_option(collections))
+    if find_first and not ordered:
+        raise click.UsageError("a glob matching several collections gives no order to take the first match per "
+                               f"data ID in: name the collections in order, or take every match ({every_match})")
     refs: list[Any] = []
     for dataset_type in split_csv_option(dataset_types):
-        refs.extend(butler.query_datasets(dataset_type, where, collections=split_csv_option(collections),
-                                          find_first=find_first))
+        refs.extend(butler.query_datasets(dataset_type, where, collections=search, find_first=find_first))
     return refs
 
 
@@ -44,7 +49,7 @@ def associate(repo: Path, collection: str, dataset_types: tuple[str, ...], colle
               find_first: bool) -> None:
     """Add the selected datasets to the TAGGED COLLECTION (created if missing)."""
     with open_butler(repo) as butler:
-        refs = _select(butler, dataset_types, collections, where, find_first)
+        refs = _select(butler, dataset_types, collections, where, find_first, every_match="without --find-first")
         butler.collections.associate(collection, refs)
     info(f"associated {len(refs)} dataset(s) with {collection}")
 
