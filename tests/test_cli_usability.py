@@ -66,12 +66,13 @@ def test_the_cli_group_imports_no_heavy_library():
 
 
 #: Libraries a command that reads no dataset must not load (SQLAlchemy it needs).
-HEAVY_FOR_A_TRIVIAL_COMMAND = ("astropy", "pyarrow", "numpy", "pandas", "dask", "lsst.sphgeom", "lark", "erfa")
+HEAVY_FOR_A_TRIVIAL_COMMAND = ("astropy", "pyarrow", "numpy", "pandas", "dask", "lsst.sphgeom", "lark", "erfa",
+                               "fsspec")
 
 
 def test_a_trivial_command_imports_no_heavy_library(tmp_path):
     """``query-collections`` on a small repository opens the butler and lists collections without
-    loading astropy, pyarrow, numpy, pandas, dask, sphgeom or the query parser."""
+    loading astropy, pyarrow, numpy, pandas, dask, sphgeom, the query parser or fsspec."""
     repo = tmp_path / "repo"
     with Butler.create(repo) as butler:
         butler.collections.register("run/a", "RUN")

@@ -97,10 +97,11 @@ WRITER = textwrap.dedent("""
     from skybutler import Butler
     butler = Butler(sys.argv[1], run=sys.argv[2])
     start, count = int(sys.argv[3]), int(sys.argv[4])
-    print("ready", flush=True)
     for i in range(start, start + count):
         visit, detector = divmod(i, 4)
         butler.put({"i": i}, "metrics", instrument="Cam", visit=visit + 1, detector=detector)
+        if i == start:  # the first put loads the storage classes: the puts that follow stream
+            print("ready", flush=True)
 """)
 
 

@@ -16,6 +16,7 @@ moto...), the endpoint from ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` (e.g
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import posixpath
@@ -27,8 +28,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
 
 from ..errors import ArtifactExistsError, ChecksumMismatchError, DatastoreError, FileNotStoredError, FormatterError
 from ..formats import get_formatter
@@ -114,10 +113,15 @@ class FileDatastore:
 
     def __init__(self, root: str, templates: Mapping[str, str] | None = None, checksum: str | None = "xxh3",
                  journal: str | None = None):
-        self.fs, root_path = fsspec.core.url_to_fs(root)
         #: the write journal (a local directory) covering every write in flight; None: not kept
         self.journal = WriteJournal(journal) if journal is not None else None
-        self.local = isinstance(self.fs, LocalFileSystem)
+        if "://" in root:
+            from fsspec.implementations.local import LocalFileSystem
+
+            self.fs, root_path = fsspec_url_to_fs(root)
+            self.local = isinstance(self.fs, LocalFileSystem)
+        else:  # a plain directory: fsspec's local file system is made when first used (see ``fs``)
+            root_path, self.local = root, True
         self.root = os.path.abspath(root_path) if self.local else root_path.rstrip("/")
         self.root_uri = root
         self.checksum_algorithm = checksum
@@ -128,6 +132,15 @@ class FileDatastore:
                                  "{dataset_type}: datasets of different types would share files")
         self._identified: set[str] = set()  # dataset types whose template names every data-ID value
         self._made_dirs: set[str] = set()
+
+    @functools.cached_property
+    def fs(self) -> Any:
+        """The fsspec file system of a plain-directory root, made on first use: most local reads
+        and writes go through ``os`` and never need it, and importing fsspec costs a command
+        that reads no dataset a noticeable part of its start-up."""
+        from fsspec.implementations.local import LocalFileSystem
+
+        return LocalFileSystem()
 
     # -- paths ----------------------------------------------------------------
 
@@ -156,7 +169,7 @@ class FileDatastore:
     def full_path(self, path: str) -> str:
         """The file-system path of a stored path (relative to the root, or absolute for direct ingest)."""
         if "://" in path:
-            return fsspec.core.url_to_fs(path)[1]
+            return fsspec_url_to_fs(path)[1]
         if path.startswith("/"):
             return path
         return posixpath.join(self.root, path)
@@ -366,7 +379,7 @@ class FileDatastore:
             if self.local and "://" not in artifact.path:
                 with open(full, "rb") as stream:
                     return formatter.read(stream, component=component, parameters=parameters)
-            fs = fsspec.core.url_to_fs(artifact.path)[0] if "://" in artifact.path else self.fs
+            fs = fsspec_url_to_fs(artifact.path)[0] if "://" in artifact.path else self.fs
             with fs.open(full, "rb") as stream:
                 return formatter.read(stream, component=component, parameters=parameters)
         except FileNotFoundError:
@@ -380,7 +393,7 @@ class FileDatastore:
         """The file system holding a stored path, and the path on it: a direct-ingested URI
         (``file://`` in an S3 datastore, say) lives outside the datastore's own file system."""
         if "://" in path:
-            return fsspec.core.url_to_fs(path)
+            return fsspec_url_to_fs(path)
         return self.fs, self.full_path(path)
 
     def _read_bytes(self, path: str) -> bytes:
@@ -430,7 +443,7 @@ class FileDatastore:
         elif self.local and "://" not in artifact.path:
             shutil.copyfile(source, destination)
         else:
-            fs = fsspec.core.url_to_fs(artifact.path)[0] if "://" in artifact.path else self.fs
+            fs = fsspec_url_to_fs(artifact.path)[0] if "://" in artifact.path else self.fs
             fs.get_file(source, str(destination))
         return relative
 
@@ -563,3 +576,10 @@ class FileDatastore:
             return time.time() - os.lstat(full).st_mtime
         modified = self.fs.modified(full)
         return time.time() - modified.timestamp()
+
+
+def fsspec_url_to_fs(url: str) -> tuple[Any, str]:
+    """fsspec's file system and path for a URL (fsspec imported here, when a URL needs it)."""
+    import fsspec
+
+    return fsspec.core.url_to_fs(url)
