@@ -26,6 +26,8 @@ def visit_end(visit: int) -> float:
 
 @pytest.fixture
 def embargoed(butler):
+    if butler.registry.db.dialect != "sqlite":
+        pytest.skip("embargoes are judged by the server, the same on every stack; run on SQLite")
     refs = butler.put_many("metrics", [({"v": v}, {"instrument": "Cam", "visit": v, "detector": 0})
                                        for v in (1, 2, 3)], run="run/a")
     butler.put({"v": 9}, "metrics", instrument="Cam", visit=1, detector=1, run="other/run")

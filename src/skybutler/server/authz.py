@@ -43,14 +43,12 @@ def readable_path(butler: Butler, user: User, collections: Sequence[str]) -> lis
 
 
 def require(butler: Butler, user: User, name: str, level: str, *, must_exist: bool = True) -> None:
-    """Refuse (403) unless the user has ``level`` on ``name``; a collection they cannot even
-    read is missing for them (404) when it exists."""
+    """Refuse unless the user has ``level`` on ``name``.  To a user who may not even read it, the
+    answer does not depend on whether it exists: missing (404) where it must exist, forbidden
+    (403) where it may be made (a put into a new RUN)."""
     if user.may(name, level):
         return
-    exists = butler.registry.collections.exists(name)
-    if exists and not user.may(name, "read"):
-        raise _missing(name)
-    if exists or not must_exist:
+    if user.may(name, "read") and butler.registry.collections.exists(name) or not must_exist:
         raise PermissionDeniedError(f"user {user.name!r} may not {_verb(level)} collection {name!r}")
     raise _missing(name)
 
