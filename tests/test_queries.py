@@ -722,3 +722,30 @@ def test_queries_never_mutate_the_repository(repo, before):
     repo.query_data_ids(["visit", "patch"], where="visit = 3").count()
     repo.query_datasets("empty", collections="chain").explain()
     assert snapshot(repo) == before
+
+
+def test_query_results_are_freed_by_reference_counting_alone(repo):
+    """Data IDs and refs of a query, their implied values looked up, are freed as soon as
+    they are dropped: nothing of a batch refers back to it, so no cycle waits for a full
+    collection of the cyclic garbage collector (which a session of queries rarely makes,
+    and which let the query benchmark's memory grow by 140 MiB)."""
+    import gc
+    import sys
+
+    group = repo.query_data_ids(["visit", "detector"])._built.group
+
+    def round_trip() -> None:
+        ids = list(repo.query_data_ids(["visit", "detector"], where="visit > 1"))
+        refs = list(repo.query_datasets("metrics", collections="run/a", where="visit > 1"))
+        assert ids and refs and ids[0]["band"] in "gri" and refs[-1].data_id["band"] in "gri"
+
+    gc.collect()
+    gc.disable()
+    try:
+        round_trip()
+        before = sys.getrefcount(group)
+        for _ in range(3):
+            round_trip()
+        assert sys.getrefcount(group) == before
+    finally:
+        gc.enable()

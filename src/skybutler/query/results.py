@@ -372,17 +372,16 @@ def _lazy_implied(registry: Registry, group: Any) -> Callable[[Callable[[type], 
     if not group.implied:
         return None
 
-    def make_batch(build: Callable[[type], list[DataCoordinate]]) -> list[DataCoordinate]:
+    def make_batch(build: Callable[[Any], list[DataCoordinate]]) -> list[DataCoordinate]:
         found: dict[tuple, Any] = {}
 
         def expand(data_id: DataCoordinate) -> Any:
-            if not found:
-                for full in registry.dimensions.expand_many([DataCoordinate(group, d._values) for d in batch]):
+            if not found:  # the batch's plain data IDs, made again from its columns (see lazily_expanded)
+                for full in registry.dimensions.expand_many(build(DataCoordinate)):
                     found[full.required_values] = full.as_dict()
             return found[data_id.required_values]
 
-        batch = build(lazily_expanded(expand))
-        return batch
+        return build(lazily_expanded(expand))
 
     return make_batch
 
