@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -55,6 +56,39 @@ def test_inline_run_writes_outputs_configs_and_the_output_chain(repo):
     second = run_pipeline(repo, two_tasks(), ["run/a"], "out")
     assert repo.collections.get_chain("out") == (second.run, report.run, "run/a")
     check_outputs(repo, "out", factor=2)  # the newest run comes first
+
+
+def test_a_columnar_graph_runs_as_its_materialised_copy(repo, monkeypatch):
+    """The builder's graph is columns, and the executor makes a quantum's object only when it
+    submits it; the same graph with every quantum made up front writes the same outputs."""
+    from skybutler.pipeline.columns import TaskQuanta
+
+    lazy = build_graph(repo, two_tasks(), ["run/a"], output_run="lazy/run")
+    eager = build_graph(repo, two_tasks(), ["run/a"], output_run="eager/run")
+    eager = dataclasses.replace(eager, quanta=list(eager.quanta))
+    assert lazy.columnar and not eager.columnar and lazy.quanta == eager.quanta
+    for a, b in zip(lazy.dependency_arrays(), eager.dependency_arrays()):
+        assert a.tolist() == b.tolist()
+    made, at_first_run = [], []
+    node, run = TaskQuanta.node, ScaleTask.run
+
+    def counting_node(self, i, datasets):
+        made.append(i)
+        return node(self, i, datasets)
+
+    def first_run(self, metrics):
+        at_first_run.append(len(made)) if not at_first_run else None
+        return run(self, metrics)
+
+    monkeypatch.setattr(TaskQuanta, "node", counting_node)
+    monkeypatch.setattr(ScaleTask, "run", first_run)
+    assert execute_graph(repo, lazy).ok
+    assert at_first_run == [1] and len(made) == len(lazy)  # one object made per quantum, as it was submitted
+    assert execute_graph(repo, eager).ok
+    for name in ("metricsA", "visitSummary"):
+        got = {r.data_id.required_values: repo.get(r) for r in repo.query_datasets(name, collections="lazy/run")}
+        want = {r.data_id.required_values: repo.get(r) for r in repo.query_datasets(name, collections="eager/run")}
+        assert got == want and len(got) == (N_A if name == "metricsA" else len(VISITS))
 
 
 def test_a_failing_quantum_blocks_only_its_dependents(repo):

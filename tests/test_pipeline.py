@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 
 from skybutler.errors import SkybutlerError
@@ -246,6 +249,23 @@ def test_save_and_load(repo, tmp_path):
     (tmp_path / "bad.qg").write_text("{}")
     with pytest.raises(QuantumGraphError, match="not a skybutler quantum graph"):
         QuantumGraph.load(tmp_path / "bad.qg")
+    # a graph of quantum objects is written in the version-1 layout, which is still read
+    listed = dataclasses.replace(graph, quanta=list(graph.quanta))
+    listed.save(tmp_path / "v1.qg")
+    assert json.loads((tmp_path / "v1.qg").read_text())["version"] == 1
+    assert QuantumGraph.load(tmp_path / "v1.qg").quanta == graph.quanta
+    # damaged columns fail at load, naming what is wrong, not half-way through a run
+    data = json.loads((tmp_path / "g.qg").read_text())
+    assert data["version"] == 2
+    for damage, why in ((lambda d: d["tasks"][0]["links"]["inputs"]["metrics"]["offsets"].pop(), "malformed"),
+                        (lambda d: d["datasets"]["metrics"].update(ids="x" * 36 * len(d["datasets"]["metrics"]
+                                                                                       ["producer"])), "UUID"),
+                        (lambda d: d["tasks"][1].update(start=0), "out of place")):
+        broken = json.loads(json.dumps(data))
+        damage(broken)
+        (tmp_path / "broken.qg").write_text(json.dumps(broken))
+        with pytest.raises(QuantumGraphError, match=why):
+            QuantumGraph.load(tmp_path / "broken.qg")
 
 
 def test_existing_outputs_are_skipped_or_refused_or_clobbered(repo):

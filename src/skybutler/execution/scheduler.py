@@ -14,6 +14,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..pipeline.graph import QuantumGraph
 from ..provenance.software import hostname
 from ..registry.quantum_store import QuantumRecord, QuantumStore
@@ -74,9 +76,12 @@ class Scheduler:
         report = ExecutionReport(self.job.run, graph.output, len(graph), skipped=dict(graph.skipped),
                                  unchanged=dict(graph.unchanged), notes=list(graph.notes))
         start = time.perf_counter()
-        waiting = [len(q.dependencies()) for q in graph.quanta]
-        dependents = graph.dependents()
-        ready = deque(q.index for q in graph.quanta if waiting[q.index] == 0)
+        # whole arrays, not an object per quantum: a columnar graph makes a quantum's object
+        # only when it is submitted, so running starts without the graph materialised
+        counts, offsets, targets = graph.dependency_arrays()
+        waiting = counts.tolist()
+        dependents = _Dependents(offsets, targets)
+        ready = deque(np.nonzero(counts == 0)[0].tolist())
         suspects: deque[int] = deque()  # quanta whose worker died once: retried one at a time
         deaths: dict[int, int] = {}
         in_flight = 0
@@ -128,7 +133,7 @@ class Scheduler:
         self.store.insert([record])
         return {"status": "failed", "error": error, "quantum_id": str(record.quantum_id)}
 
-    def _block(self, index: int, dependents: list[list[int]], dead: set[int],
+    def _block(self, index: int, dependents: _Dependents, dead: set[int],
                cause: dict[str, Any]) -> list[dict[str, Any]]:
         """Mark every quantum downstream of a failed one as blocked (recorded in one transaction)."""
         failed = self.graph.quanta[index]
@@ -151,6 +156,17 @@ class Scheduler:
             self.progress.advance("blocked")
         self.store.insert(records)
         return out
+
+
+class _Dependents:
+    """``dependents[i]``: the quanta reading quantum ``i``'s outputs, from offsets and targets."""
+
+    def __init__(self, offsets: np.ndarray, targets: np.ndarray):
+        self.offsets = offsets
+        self.targets = targets
+
+    def __getitem__(self, index: int) -> list[int]:
+        return self.targets[self.offsets[index]:self.offsets[index + 1]].tolist()
 
 
 def _uuid(value: str | None) -> uuid.UUID | None:

@@ -1,7 +1,12 @@
 """The quantum graph: one node per quantum (a task run on one data ID), with the
 datasets it reads and writes; edges run from a dataset's producing quantum to its
-consumers.  Saved as compact JSON: data IDs as value lists in the dimension order
-declared once per dataset type and task.
+consumers.
+
+A graph made by :class:`~skybutler.pipeline.builder.QuantumGraphBuilder` is held as
+columns (:mod:`.columns`) and its quanta are made as objects only when asked for; a
+graph may also be given a list of :class:`QuantumNode` objects.  Saved as compact JSON:
+version 2 holds the columns (whole arrays per dataset type and task), version 1 (still
+read) a value list per quantum.
 """
 
 from __future__ import annotations
@@ -10,49 +15,25 @@ import datetime
 import json
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..dimensions import DataCoordinate, DimensionUniverse
 from ..models import DatasetType
+from .columns import KINDS, DatasetColumns, LazyQuanta, Link, TaskQuanta, column_array
 from .errors import QuantumGraphError
+from .nodes import DatasetNode, QuantumNode
 from .pipeline import Pipeline
 
 FORMAT = "skybutler-quantum-graph"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
-
-@dataclass(slots=True)
-class DatasetNode:
-    """One dataset of a quantum: known by ID if it exists, else by its producing quantum."""
-
-    dataset_type: str
-    data_id: DataCoordinate
-    id: uuid.UUID | None = None
-    producer: int | None = None
-
-
-@dataclass(slots=True)
-class QuantumNode:
-    """One execution of one task on one data ID."""
-
-    index: int
-    task: str
-    data_id: DataCoordinate
-    inputs: dict[str, list[DatasetNode]] = field(default_factory=dict)
-    prerequisites: dict[str, list[DatasetNode]] = field(default_factory=dict)
-    outputs: dict[str, list[DatasetNode]] = field(default_factory=dict)
-    #: IDs of outputs already in the output RUN, removed before the quantum writes (clobber).
-    clobber: list[uuid.UUID] = field(default_factory=list)
-
-    def dependencies(self) -> set[int]:
-        """Indices of the quanta whose outputs this one reads."""
-        return {n.producer for nodes in self.inputs.values() for n in nodes if n.producer is not None}
-
-    def describe(self) -> str:
-        return f"{self.task}@{dict(self.data_id.required)}"
+__all__ = ["DatasetNode", "QuantumGraph", "QuantumNode"]
 
 
 @dataclass
@@ -61,7 +42,8 @@ class QuantumGraph:
 
     pipeline: Pipeline
     dataset_types: dict[str, DatasetType]
-    quanta: list[QuantumNode]
+    #: A list of nodes, or a :class:`~.columns.LazyQuanta` making each when indexed.
+    quanta: Sequence[QuantumNode]
     input_collections: list[str]
     output_run: str
     output: str | None = None
@@ -84,22 +66,51 @@ class QuantumGraph:
     def __iter__(self) -> Iterator[QuantumNode]:
         return iter(self.quanta)
 
+    @property
+    def columnar(self) -> bool:
+        """Whether the quanta are held as columns (made as objects when asked for)."""
+        return isinstance(self.quanta, LazyQuanta)
+
     def counts(self) -> dict[str, int]:
         """Quanta per task label, in pipeline order."""
-        c = Counter(q.task for q in self.quanta)
+        if isinstance(self.quanta, LazyQuanta):
+            c: Counter[str] = Counter()
+            for block in self.quanta.tasks:
+                c[block.label] += len(block)
+        else:
+            c = Counter(q.task for q in self.quanta)
         return {label: c.get(label, 0) for label in self.pipeline.labels}
+
+    def dependency_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """How many quanta each quantum waits for, and who waits for whom as offsets and
+        targets: quantum ``i``'s dependents are ``targets[offsets[i]:offsets[i + 1]]``."""
+        n = len(self.quanta)
+        if isinstance(self.quanta, LazyQuanta):
+            pairs = [block.edges(self.quanta.datasets) for block in self.quanta.tasks]
+            consumers = np.concatenate([p[0] for p in pairs]) if pairs else np.zeros(0, np.int64)
+            producers = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros(0, np.int64)
+        else:
+            edges = [(q.index, dep) for q in self.quanta for dep in sorted(q.dependencies())]
+            consumers = np.array([e[0] for e in edges], dtype=np.int64)
+            producers = np.array([e[1] for e in edges], dtype=np.int64)
+        waiting = np.bincount(consumers, minlength=n).astype(np.int64)
+        order = np.lexsort((consumers, producers))
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(producers, minlength=n), out=offsets[1:])
+        return waiting, offsets, consumers[order]
 
     def dependents(self) -> list[list[int]]:
         """For each quantum, the indices of the quanta that read its outputs."""
-        out: list[list[int]] = [[] for _ in self.quanta]
-        for q in self.quanta:
-            for dep in q.dependencies():
-                out[dep].append(q.index)
-        return out
+        _, offsets, targets = self.dependency_arrays()
+        return [targets[offsets[i]:offsets[i + 1]].tolist() for i in range(len(self.quanta))]
 
     def summary(self) -> dict[str, Any]:
-        n_in = sum(len(v) for q in self.quanta for v in q.inputs.values())
-        n_out = sum(len(v) for q in self.quanta for v in q.outputs.values())
+        if isinstance(self.quanta, LazyQuanta):
+            n_in = sum(len(link.rows) for b in self.quanta.tasks for link in b.links["inputs"].values())
+            n_out = sum(len(link.rows) for b in self.quanta.tasks for link in b.links["outputs"].values())
+        else:
+            n_in = sum(len(v) for q in self.quanta for v in q.inputs.values())
+            n_out = sum(len(v) for q in self.quanta for v in q.outputs.values())
         return {"quanta": len(self.quanta), "per_task": self.counts(), "inputs": n_in, "outputs": n_out,
                 "input_collections": self.input_collections, "output": self.output, "output_run": self.output_run,
                 "where": self.where, "skipped_existing": dict(self.skipped), "unchanged": dict(self.unchanged),
@@ -132,16 +143,23 @@ class QuantumGraph:
     # -- files ----------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
+        """The graph as plain data: version 2 (columns) for a columnar graph, else version 1."""
         tasks = {t.label: list(t.task_class.dimensions) for t in self.pipeline.sorted_tasks()}
-        return {
-            "format": FORMAT, "version": VERSION, "created": self.created,
+        out = {
+            "format": FORMAT, "version": 1, "created": self.created,
             "pipeline": self.pipeline.to_dict(),
             "dataset_types": {n: d.model_dump() for n, d in self.dataset_types.items()},
             "task_dimensions": tasks,
             "input_collections": self.input_collections, "output": self.output, "output_run": self.output_run,
             "where": self.where, "dropped": self.dropped, "skipped": self.skipped,
-            "quanta": [_encode_quantum(q) for q in self.quanta],
         }
+        if isinstance(self.quanta, LazyQuanta):
+            out["version"] = 2
+            out["datasets"] = {key: _encode_dataset_columns(d) for key, d in self.quanta.datasets.items()}
+            out["tasks"] = [_encode_task(b) for b in self.quanta.tasks]
+        else:
+            out["quanta"] = [_encode_quantum(q) for q in self.quanta]
+        return out
 
     def save(self, path: str | Path) -> None:
         """Write the graph as JSON (atomically: a temporary file renamed into place)."""
@@ -166,9 +184,9 @@ class QuantumGraph:
             raise QuantumGraphError(f"cannot read quantum graph {path}: {err}") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise QuantumGraphError(f"{path} is not a skybutler quantum graph")
-        if data.get("version") != VERSION:
+        if data.get("version") not in READABLE_VERSIONS:
             raise QuantumGraphError(f"{path} has quantum graph format version {data.get('version')}; "
-                                    f"this skybutler reads version {VERSION}")
+                                    f"this skybutler reads versions {', '.join(map(str, READABLE_VERSIONS))}")
         return cls.from_json(data, universe or DimensionUniverse.default())
 
     @classmethod
@@ -176,11 +194,92 @@ class QuantumGraph:
         dtypes = {n: DatasetType(**d) for n, d in data["dataset_types"].items()}
         groups = {n: universe.group(d.dimensions) for n, d in dtypes.items()}
         task_groups = {label: universe.group(dims) for label, dims in data["task_dimensions"].items()}
-        decoder = _Decoder(groups, task_groups)
-        quanta = [decoder.quantum(i, q) for i, q in enumerate(data["quanta"])]
+        quanta: Sequence[QuantumNode]
+        if data.get("version") == 2:
+            quanta = _decode_columns(data, groups, task_groups)
+        else:
+            decoder = _Decoder(groups, task_groups)
+            quanta = [decoder.quantum(i, q) for i, q in enumerate(data["quanta"])]
         return cls(Pipeline.from_dict(data["pipeline"]), dtypes, quanta, list(data["input_collections"]),
                    data["output_run"], data.get("output"), data.get("where", ""), list(data.get("dropped", [])),
                    dict(data.get("skipped", {})), data.get("created", ""))
+
+
+def _encode_dataset_columns(d: DatasetColumns) -> dict[str, Any]:
+    return {"name": d.name, "values": [c.tolist() for c in d.values], "ids": _ids_text(d.ids),
+            "producer": d.producer.tolist()}
+
+
+#: The characters of a dataset ID's text, and the blank that stands for "no ID" in a saved graph.
+_HEX = np.frombuffer(b"0123456789abcdef-", dtype=np.uint8)
+_NO_ID = b" " * 36
+
+
+def _ids_text(ids: np.ndarray) -> str:
+    """36-character UUID texts back to back, 36 blanks where there is no ID: one string."""
+    return np.where(ids == b"", _NO_ID, ids).astype("S36").tobytes().decode("ascii")
+
+
+def _ids_from_text(text: str, n: int) -> np.ndarray:
+    """The inverse of :func:`_ids_text`, checking every ID's characters and dashes."""
+    data = text.encode("ascii")
+    if len(data) != 36 * n:
+        raise ValueError(f"{len(data)} characters of dataset IDs for {n} rows")
+    chars = np.frombuffer(data, dtype=np.uint8).reshape(n, 36)
+    ids = np.frombuffer(data, dtype="S36").copy()
+    blank = (chars == ord(" ")).all(axis=1)
+    dashes = np.zeros(36, dtype=bool)
+    dashes[[8, 13, 18, 23]] = True
+    given = chars[~blank]
+    if not (np.isin(given, _HEX).all() and (given[:, dashes] == ord("-")).all()
+            and (given[:, ~dashes] != ord("-")).all()):
+        raise ValueError("a dataset ID is not a UUID's text")
+    ids[blank] = b""
+    return ids
+
+
+def _encode_task(b: TaskQuanta) -> dict[str, Any]:
+    return {"label": b.label, "start": b.start, "size": b.size, "values": [c.tolist() for c in b.values],
+            "links": {kind: {k: {"dataset": link.dataset, "offsets": link.offsets.tolist(), "rows": link.rows.tolist()}
+                             for k, link in links.items()} for kind, links in b.links.items()},
+            "clobber": {str(i): [str(x) for x in ids] for i, ids in b.clobber.items()}}
+
+
+def _decode_columns(data: dict[str, Any], groups: dict, task_groups: dict) -> LazyQuanta:
+    """A version-2 graph's columns, checked for shape so a damaged file fails here, not mid-run."""
+    try:
+        datasets: dict[str, DatasetColumns] = {}
+        for key, d in data["datasets"].items():
+            group = groups[d["name"]]
+            n = len(d["producer"])
+            values = [column_array(c) if c else np.empty(0, np.int64) for c in d["values"]]
+            if len(values) != len(group.required) or any(len(c) != n for c in values):
+                raise ValueError(f"dataset columns {key!r} have mismatched lengths")
+            ids = _ids_from_text(d["ids"], n)
+            datasets[key] = DatasetColumns(d["name"], group, values, ids, np.array(d["producer"], dtype=np.int64))
+        tasks: list[TaskQuanta] = []
+        total = 0
+        for t in data["tasks"]:
+            group = task_groups[t["label"]]
+            values = [column_array(c) if c else np.empty(0, np.int64) for c in t["values"]]
+            n = int(t["size"])
+            if int(t["start"]) != total or len(values) != len(group.required) or any(len(c) != n for c in values):
+                raise ValueError(f"task block {t['label']!r} is out of place or has mismatched lengths")
+            block = TaskQuanta(t["label"], group, total, n, values)
+            for kind in KINDS:
+                for k, link in t["links"].get(kind, {}).items():
+                    offsets = np.array(link["offsets"], dtype=np.int64)
+                    rows = np.array(link["rows"], dtype=np.int64)
+                    size = len(datasets[link["dataset"]])
+                    if len(offsets) != n + 1 or offsets[-1] != len(rows) or (len(rows) and rows.max() >= size):
+                        raise ValueError(f"connection {k!r} of task {t['label']!r} is malformed")
+                    block.links[kind][k] = Link(link["dataset"], offsets, rows)
+            block.clobber = {int(i): [uuid.UUID(x) for x in ids] for i, ids in t.get("clobber", {}).items()}
+            tasks.append(block)
+            total += n
+        return LazyQuanta(tasks, datasets)
+    except (KeyError, TypeError, ValueError, AttributeError, UnicodeError) as err:
+        raise QuantumGraphError(f"the graph's quanta are malformed: {err!r}") from None
 
 
 def _encode_nodes(nodes: dict[str, list[DatasetNode]]) -> dict[str, list[list[Any]]]:
