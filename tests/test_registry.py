@@ -13,7 +13,7 @@ from pydantic import TypeAdapter
 from skybutler.errors import (ConflictingDefinitionError, DatasetConflictError, DimensionRecordError,
                               MissingCollectionError, MissingDatasetTypeError, StorageClassError,
                               UnknownDimensionError)
-from skybutler.models import DatasetRef, deterministic_dataset_id, uuid7, uuid7_batch
+from skybutler.models import DatasetRef, deterministic_dataset_id, uuid7, uuid7_batch, uuid7_hex_batch
 
 
 # -- dimension records ------------------------------------------------------------
@@ -129,6 +129,17 @@ def test_uuid7_batches_are_distinct_and_never_older_than_earlier_ones():
     assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in batch)
     later = uuid7()
     assert all(later.int >> 80 >= u.int >> 80 for u in batch)
+
+
+def test_uuid7_hex_batches_are_version_7_uuids_of_this_millisecond():
+    import time
+
+    before = time.time_ns() // 1_000_000
+    batch = [uuid.UUID(h) for h in uuid7_hex_batch(5000)]
+    after = time.time_ns() // 1_000_000
+    assert len(set(batch)) == 5000 and all(len(h) == 32 for h in uuid7_hex_batch(3))
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 and before <= u.int >> 80 <= after for u in batch)
+    assert len({u.int & ((1 << 62) - 1) for u in batch}) == 5000  # the random bits differ
 
 
 def test_refs_cross_a_pydantic_boundary_and_stay_immutable(butler):

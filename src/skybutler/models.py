@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler
 from pydantic_core import core_schema
 
@@ -36,6 +37,18 @@ def uuid7_batch(n: int) -> list[uuid.UUID]:
     keep = ((1 << 76) - 1) & ~(0x3 << 62)  # 74 random bits around the version and variant
     random = os.urandom(10 * n)
     return [uuid.UUID(int=high | (int.from_bytes(random[10 * k:10 * k + 10], "big") & keep)) for k in range(n)]
+
+
+def uuid7_hex_batch(n: int) -> list[str]:
+    """What :func:`uuid7_batch` makes, as 32 lowercase hex digits each (how SQLite stores IDs),
+    without a :class:`uuid.UUID` per ID: the bytes of the whole batch are set with numpy."""
+    ms = (time.time_ns() // 1_000_000) & ((1 << 48) - 1)
+    raw = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    raw[:, :6] = np.frombuffer(ms.to_bytes(6, "big"), dtype=np.uint8)
+    raw[:, 6] = 0x70 | (raw[:, 6] & 0x0F)  # version 7
+    raw[:, 8] = 0x80 | (raw[:, 8] & 0x3F)  # the RFC 4122 variant
+    text = raw.tobytes().hex()
+    return [text[i:i + 32] for i in range(0, 32 * n, 32)]
 
 
 def deterministic_dataset_id(dataset_type: str, data_id: DataCoordinate) -> uuid.UUID:

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from ..dimensions import DataCoordinate, DimensionGroup
 from ..errors import (CollectionError, DatasetConflictError, MissingDatasetTypeError, RegistryError)
-from ..models import CollectionType, DatasetRef, DatasetType, StoredArtifact, uuid7_batch
+from ..models import CollectionType, DatasetRef, DatasetType, StoredArtifact, uuid7_batch, uuid7_hex_batch
 from .bulk import insert_rows, insert_statement, uuid_to_db
 from .collection_store import CollectionStore
 from .database import Database
@@ -107,7 +107,8 @@ class DatasetStore:
                 chunk = [tuple(v) for _, v in zip(range(batch_size), iterator)]
                 if not chunk:
                     break
-                ids = [to_db(i) for i in uuid7_batch(len(chunk))]
+                ids = (uuid7_hex_batch(len(chunk)) if conn.dialect.name == "sqlite"  # its stored form
+                       else [to_db(i) for i in uuid7_batch(len(chunk))])
                 conn.exec_driver_sql(insert_dataset, [(i, type_id, run_id, now) for i in ids])
                 conn.exec_driver_sql(insert_tags, [(type_id, run_id, i, *v) for i, v in zip(ids, chunk)])
                 total += len(chunk)
