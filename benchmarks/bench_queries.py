@@ -35,11 +35,14 @@ visits (every value comes from the visit number by formula).  So the 1M and 10M 
 time the same answer over a repository ten times larger: what grows is only what the
 database has to skip.  Q6 counts every ``dt10`` dataset, so it grows with the repository.
 
-    python benchmarks/bench_queries.py [--json FILE] [--quick] [--scale N] [--keep DIR] [--reps N] [--only q1,q3]
+    python benchmarks/bench_queries.py [--json FILE] [--quick] [--scale N] [--registry URL] [--keep DIR]
+                                       [--reps N] [--only q1,q3]
 
 ``--quick`` is a 10x smaller repository (10 detectors) for CI smoke runs; its targets
 are not checked.  ``--keep DIR`` builds the repository in DIR once and reuses it on
-later runs (for iterating on query code); ``--only`` times some of the queries.  The
+later runs (for iterating on query code); ``--only`` times some of the queries.
+``--registry postgresql://...`` puts the registry on a PostgreSQL server (in a schema of
+its own, dropped afterwards unless ``--keep``), to compare with SQLite.  The
 repository is made under ``TMPDIR``, or /dev/shm with ``--tmpfs`` (keeping the disk out of
 the figures).  The build reports its wall and CPU time, datasets per second and the peak
 memory of the process.  Exit status 1 if a row count is wrong; targets are reported, not
@@ -50,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -91,11 +95,11 @@ def run_of(i: int) -> str:
 # -- building -------------------------------------------------------------------------
 
 
-def build(root: Path, scale: workload.Scale) -> dict[str, Any]:
+def build(root: Path, scale: workload.Scale, registry: str | None = None) -> dict[str, Any]:
     """Create the repository; returns build timings (seconds, single runs)."""
     out: dict[str, Any] = {}
     t0, cpu0 = time.perf_counter(), time.process_time()
-    butler = Butler.create(root)
+    butler = Butler.create(root, registry=registry) if registry else Butler.create(root)
     records = workload.build_records(scale)
     out["records_build_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -118,7 +122,13 @@ def build(root: Path, scale: workload.Scale) -> dict[str, Any]:
     out["datasets_per_s"] = total / out["datasets_s"]
     t3 = time.perf_counter()
     with butler.registry.db.transaction() as conn:  # fresh statistics for the planner
-        conn.exec_driver_sql("ANALYZE")
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("ANALYZE")
+        else:  # this repository's schema only: the server is shared
+            schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
+            for (table,) in conn.exec_driver_sql(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = %(s)s", {"s": schema}).fetchall():
+                conn.exec_driver_sql(f'ANALYZE "{schema}"."{table}"')
     out["analyze_s"] = time.perf_counter() - t3
     out["total_s"] = time.perf_counter() - t0
     out["total_cpu_s"] = time.process_time() - cpu0
@@ -222,12 +232,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=int, default=1,
                         help="N times the visits: --scale 10 is 5,000 visits, 10,000,000 datasets (default 1)")
     parser.add_argument("--keep", type=Path, help="build the repository here (reused if it exists) and keep it")
+    parser.add_argument("--registry", help="a PostgreSQL registry URL (postgresql://...): the repository's tables go "
+                                           "to a new schema there, dropped afterwards unless --keep")
     parser.add_argument("--reps", type=int, default=REPS, help=f"timed runs per query (default {REPS})")
     parser.add_argument("--only", help="comma-separated queries to time (default all), e.g. q1,q3")
     workload.add_tmpfs_option(parser)
     args = parser.parse_args(argv)
 
     scale = workload.Scale(n_visits=500 * args.scale, n_detectors=10 if args.quick else 100)
+    registry = None
+    if args.registry:
+        schema = f"bench_queries_{os.getpid()}"
+        registry = args.registry + ("&" if "?" in args.registry else "?") + f"schema={schema}"
     tmp = None
     if args.keep is not None:
         root = args.keep
@@ -235,13 +251,14 @@ def main(argv: list[str] | None = None) -> int:
         tmp = str(workload.work_dir("skybutler-bench-queries-", args.tmpfs))
         root = Path(tmp) / "repo"
     report: dict[str, Any] = {"benchmark": "queries", "quick": args.quick, "scale_factor": args.scale,
+                              "registry": "postgresql" if registry else "sqlite",
                               "scale": scale.as_dict(), "work_dir": str(root.parent),
                               **workload.environment()}
     try:
         if (root / "butler.yaml").exists():
             report["build"] = {"reused": str(root)}
         else:
-            report["build"] = build(root, scale)
+            report["build"] = build(root, scale, registry)
             b = report["build"]
             print(f"build: {b['datasets']:,} datasets in {b['datasets_s']:.1f} s ({b['datasets_cpu_s']:.1f} s CPU; "
                   f"{b['datasets_per_s']:,.0f}/s); dimensions {b['dimensions_s']:.1f} s; total {b['total_s']:.1f} s "
@@ -287,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
             args.json.write_text(json.dumps(report, indent=2, default=str))
         return 1 if failures else 0
     finally:
+        if registry and args.keep is None and (root / "butler.yaml").exists():
+            with Butler(root) as butler, butler.registry.db.transaction() as conn:
+                conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
 
