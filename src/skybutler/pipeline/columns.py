@@ -262,6 +262,27 @@ class LazyQuanta(Sequence[QuantumNode]):
             for i in range(len(block)):
                 yield block.node(i, self.datasets)
 
+    def materialise(self) -> list[QuantumNode]:
+        """Every quantum as an object, one node per dataset shared by the quanta naming it
+        (an output and the inputs that read it are the same object), for code that edits
+        nodes in place."""
+        shared: dict[tuple[str, int], DatasetNode] = {}
+
+        def node(key: str, row: int) -> DatasetNode:
+            made = shared.get((key, row))
+            if made is None:
+                made = shared[(key, row)] = self.datasets[key].node(row)
+            return made
+
+        out = []
+        for block in self.tasks:
+            for i in range(len(block)):
+                parts = {kind: {k: [node(link.dataset, int(r)) for r in link.of(i)] for k, link in links.items()}
+                         for kind, links in block.links.items()}
+                out.append(QuantumNode(block.start + i, block.label, block.data_id(i), parts["inputs"],
+                                       parts["prerequisites"], parts["outputs"], list(block.clobber.get(i, []))))
+        return out
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Sequence) or len(other) != len(self):
             return NotImplemented if not isinstance(other, Sequence) else False

@@ -116,13 +116,20 @@ class QuantumGraph:
                 "where": self.where, "skipped_existing": dict(self.skipped), "unchanged": dict(self.unchanged),
                 "stale": dict(self.stale), "notes": list(self.notes), "dropped": len(self.dropped)}
 
+    def materialise(self) -> QuantumGraph:
+        """Make every quantum an object now, with one node per dataset shared by the quanta
+        naming it, for code that edits nodes in place; returns this graph."""
+        if isinstance(self.quanta, LazyQuanta):
+            self.quanta = self.quanta.materialise()
+        return self
+
     def without(self, done: dict[int, dict[tuple[str, tuple], uuid.UUID]]) -> QuantumGraph:
         """This graph less the quanta in ``done`` (index -> their existing outputs' IDs by dataset
         type and data-ID values): their outputs become existing inputs of the quanta that stay,
         which are renumbered in the same order.  Nodes are shared, so this graph is used up."""
         kept: list[QuantumNode] = []
         unchanged = Counter()
-        for q in self.quanta:
+        for q in self.materialise().quanta:
             existing = done.get(q.index)
             if existing is not None:
                 unchanged[q.task] += 1

@@ -268,6 +268,7 @@ def assess(butler: Butler, graph: QuantumGraph, current: Sequence[str], *, confi
     the graph would make today are reported as orphans."""
     if calibrations not in CALIBRATION_CHOICES:
         raise SkybutlerError(f"calibrations must be one of {', '.join(CALIBRATION_CHOICES)}, not {calibrations!r}")
+    graph.materialise()  # decisions edit the quanta's nodes in place
     assessor = _Assessor(butler, graph, current, config, software)
     assessor.load()
     recalibrated = _use_recorded_calibrations(assessor) if calibrations == "recorded" else 0
