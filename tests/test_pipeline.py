@@ -257,9 +257,12 @@ def test_save_and_load(repo, tmp_path):
     # damaged columns fail at load, naming what is wrong, not half-way through a run
     data = json.loads((tmp_path / "g.qg").read_text())
     assert data["version"] == 2
-    for damage, why in ((lambda d: d["tasks"][0]["links"]["inputs"]["metrics"]["offsets"].pop(), "malformed"),
-                        (lambda d: d["datasets"]["metrics"].update(ids="x" * 36 * len(d["datasets"]["metrics"]
-                                                                                       ["producer"])), "UUID"),
+    for damage, why in ((lambda d: d["tasks"][0]["links"]["inputs"]["metrics"]["offsets"].update(int64="AAAA"),
+                         "malformed"),
+                        (lambda d: d["tasks"][0]["links"]["inputs"]["metrics"]["rows"].update(int64="!"), "malformed"),
+                        (lambda d: d["tasks"][0]["values"][0].update(codes="BQAAAA=="), "name no value"),
+                        (lambda d: d["datasets"]["metrics"].update(ids="x" * len(d["datasets"]["metrics"]["ids"])),
+                         "UUID"),
                         (lambda d: d["tasks"][1].update(start=0), "out of place")):
         broken = json.loads(json.dumps(data))
         damage(broken)
