@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler
 from pydantic_core import core_schema
 
@@ -42,6 +41,8 @@ def uuid7_batch(n: int) -> list[uuid.UUID]:
 def uuid7_hex_batch(n: int) -> list[str]:
     """What :func:`uuid7_batch` makes, as 32 lowercase hex digits each (how SQLite stores IDs),
     without a :class:`uuid.UUID` per ID: the bytes of the whole batch are set with numpy."""
+    import numpy as np  # not at import: opening a repository loads no numpy
+
     ms = (time.time_ns() // 1_000_000) & ((1 << 48) - 1)
     raw = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
     raw[:, :6] = np.frombuffer(ms.to_bytes(6, "big"), dtype=np.uint8)
