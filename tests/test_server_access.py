@@ -210,6 +210,20 @@ def test_trusted_identity_header(butler):
         assert httpx.get(f"{url}/api/v1/info").status_code == 401
 
 
+def test_a_readable_tag_shows_its_datasets(shared):
+    local, url, tokens, refs = shared
+    local.collections.associate("shared/picks", [refs["team/run"]])
+    Access(local.registry.access).grant("user", "bob", "shared/*", "read")
+    bob = Butler(url, token=tokens["bob"])
+    [found] = bob.query_datasets("metrics", collections="shared/picks")
+    assert found == refs["team/run"] and bob.get(found) == {"run": "team/run"}
+    with pytest.raises(MissingCollectionError):
+        list(bob.query_datasets("metrics", collections="team/run"))  # the RUN itself stays closed
+    carol = Butler(url, token=tokens["carol"])
+    with pytest.raises(DatasetNotFoundError):
+        carol.get(refs["team/run"])
+
+
 def test_hostile_requests(shared):
     local, url, tokens, refs = shared
     alice = Butler(url, token=tokens["alice"])

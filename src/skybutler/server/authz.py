@@ -66,9 +66,19 @@ def visible_ref(butler: Butler, user: User, dataset_id: uuid.UUID | str) -> Data
         raise DatasetNotFoundError(f"no dataset with ID {str(dataset_id)[:64]!r}") from None
     refs = butler.registry.refs_by_id([key])
     hidden = bool(refs) and bool(user.embargoes) and EmbargoCheck(butler, user).hidden_ref(refs[0])
-    if not refs or not user.may(refs[0].run, "read") or hidden:
+    if not refs or hidden or not (user.may(refs[0].run, "read") or _held_where_readable(butler, user, refs[0])):
         raise DatasetNotFoundError(f"no dataset with ID {key}")
     return refs[0]
+
+
+def _held_where_readable(butler: Butler, user: User, ref: DatasetRef) -> bool:
+    """Whether a TAGGED or CALIBRATION collection the user may read holds the dataset (what a
+    query of that collection showed them, they may read by ID)."""
+    for info in butler.collections.query("*", [CollectionType.TAGGED, CollectionType.CALIBRATION]):
+        if user.may(info.name, "read") and ref.id in butler.registry.datasets.ids_in_collection(
+                info.name, ref.dataset_type.name):
+            return True
+    return False
 
 
 def visible_refs(butler: Butler, user: User, ids: Iterable[uuid.UUID | str]) -> list[DatasetRef]:
