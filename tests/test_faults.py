@@ -190,6 +190,26 @@ def test_put(repo, writer, step):
     assert_recovered(repo, {})
 
 
+@pytest.mark.parametrize("repo", [s for s in STACKS if s != "sqlite"] or [pytest.param("postgres", marks=(
+    pytest.mark.skip("needs SKYBUTLER_TEST_POSTGRES_URL")))], indirect=True)
+@pytest.mark.parametrize("step", ["files-published", None])
+@pytest.mark.parametrize("writer", [_put_many, "ingest"], ids=["put_many", "ingest"])
+def test_bulk_copy_path(repo, tmp_path, writer, step):
+    """put_many and ingest through PostgreSQL's COPY (the path of batches of COPY_MIN_ROWS and more)."""
+    from skybutler.registry import bulk
+
+    sources = json_sources(tmp_path / "incoming") if writer == "ingest" else {}
+    work = (cli_main("ingest-files", repo, "metrics", "r", tmp_path / "incoming" / "table.csv", "--transfer", "move")
+            if writer == "ingest" else lambda: _put_many(repo))
+
+    def copying() -> None:
+        bulk.COPY_MIN_ROWS = 2  # in the forked child only
+        work()
+
+    run_killed(copying, step if writer != "ingest" or step is None else "file-placed:3")
+    assert_recovered(repo, sources)
+
+
 # -- ingest-files and ingest-raws ----------------------------------------------------------
 
 

@@ -166,10 +166,10 @@ def ingest_with_ids(butler: Butler, entries: list[tuple[Path, dict[str, Any]]], 
                 butler.registry.collections.register(run, CollectionType.RUN)
                 chunk = batch.files[position:position + len(items)]
                 position += len(items)
-                butler.registry.datasets.insert(items[0][1].dataset_type, run, [r.data_id for _, r, _ in items],
-                                                [r.id for _, r, _ in items], [c.artifact for c in chunk])
                 storage_class = get_storage_class(items[0][1].dataset_type.storage_class)
-                butler.registry.metadata.insert(storage_class.name, storage_class.metadata_fields,
+                butler.registry.insert_datasets(items[0][1].dataset_type, run, [r.data_id for _, r, _ in items],
+                                                [r.id for _, r, _ in items], [c.artifact for c in chunk],
+                                                storage_class.name, storage_class.metadata_fields,
                                                 facts[(type_name, run)])
     except BaseException:
         if batch is not None:

@@ -200,9 +200,9 @@ class Writes:
         try:
             with self.butler.registry.transaction():
                 self._ensure_run(run)
-                stored = self.butler.registry.datasets.insert(dtype, run, [r.data_id for r in refs], [r.id for r in refs],
-                                                       [p.artifact for p in pending])
-                self.butler.registry.metadata.insert(storage_class.name, storage_class.metadata_fields, facts)
+                stored = self.butler.registry.insert_datasets(
+                    dtype, run, [r.data_id for r in refs], [r.id for r in refs], [p.artifact for p in pending],
+                    storage_class.name, storage_class.metadata_fields, facts)
                 published = self.butler.datastore.publish_many(pending)
                 crash_point("files-published")
             self._known_runs.add(run)
@@ -274,9 +274,9 @@ class Writes:
             batch = ingest_files(self.butler.datastore, entries, transfer, fmt.name, fmt.extension)  # undoes itself on failure
             with self.butler.registry.transaction():
                 self._ensure_run(run)
-                stored = self.butler.registry.datasets.insert(dtype, run, [r.data_id for _, r in entries],
-                                                       [r.id for _, r in entries], [d.artifact for d in batch.files])
-                self.butler.registry.metadata.insert(storage_class.name, storage_class.metadata_fields, facts)
+                stored = self.butler.registry.insert_datasets(
+                    dtype, run, [r.data_id for _, r in entries], [r.id for _, r in entries],
+                    [d.artifact for d in batch.files], storage_class.name, storage_class.metadata_fields, facts)
             self._known_runs.add(run)
         except BaseException as err:
             if batch is not None:

@@ -27,7 +27,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from ..faults import crash_point
 
@@ -102,7 +102,7 @@ class WriteJournal:
         token = token or uuid.uuid4().hex
         final = os.path.join(self.directory, f"{token}.json")
         header = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
-        lines = [json.dumps(header)] + [json.dumps(asdict(i)) for i in intents]
+        lines = [json.dumps(header)] + [json.dumps(vars(i)) for i in intents]
         data = ("\n".join(lines) + "\n").encode()
         try:
             fd = _write_locked(self.directory, token, final, data, durable, anonymous=True)

@@ -12,7 +12,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from ..dimensions import DataCoordinate, DimensionGroup
 from ..errors import (CollectionError, DatasetConflictError, MissingDatasetTypeError, RegistryError)
 from ..models import CollectionType, DatasetRef, DatasetType, StoredArtifact, uuid7_batch, uuid7_hex_batch
-from .bulk import insert_rows, insert_statement, uuid_to_db
+from .bulk import failed_table, guarded_batch, insert_rows, insert_statement, uuid_to_db
 from .collection_store import CollectionStore
 from .database import Database
 from .dataset_type_store import DatasetTypeStore
@@ -45,8 +45,10 @@ class DatasetStore:
     # -- insertion ------------------------------------------------------------
 
     def insert(self, dtype: DatasetType, run: str, data_ids: Sequence[DataCoordinate], ids: Sequence[uuid.UUID],
-               artifacts: Sequence[StoredArtifact | None] | None = None) -> list[DatasetRef]:
-        """Insert datasets of one type into a RUN, with their artifact records, in one transaction."""
+               artifacts: Sequence[StoredArtifact | None] | None = None,
+               also: Callable[[], None] | None = None) -> list[DatasetRef]:
+        """Insert datasets of one type into a RUN, with their artifact records, in one transaction;
+        ``also`` inserts more rows of the same batch (their facts) in the same statement batch."""
         type_id, dtype = self.types.get(dtype.name)
         run_id, kind = self.collections.lookup(run)
         if kind is not CollectionType.RUN:
@@ -57,23 +59,32 @@ class DatasetStore:
         with self.db.transaction() as conn:
             to_db = uuid_to_db(conn)
             db_ids = [to_db(i) for i in ids]
-            # PostgreSQL aborts the whole transaction on an error, so the explanation
-            # below needs a savepoint there; SQLite only undoes the failed statement.
             step = "dataset"
             try:
-                with self.db.savepoint(conn):
+                # The explanation below must see the database as it was before the batch; on
+                # PostgreSQL a small batch goes to the server in one round trip.
+                with guarded_batch(conn, len(ids)):
                     insert_rows(conn, self.schema.dataset, _DATASET_COLUMNS,
                                 [(i, type_id, run_id, now) for i in db_ids])
                     step = "tags"
                     insert_rows(conn, tags, [*_TAG_COLUMNS, *group.required],
                                 [(type_id, run_id, i, *d.required_values) for i, d in zip(db_ids, data_ids)])
                     self.db.note_inserted(tags, len(db_ids))
+                    step = "rest"
+                    if artifacts:
+                        insert_rows(conn, self.schema.location, _LOCATION_COLUMNS,
+                                    [(i, a.path, a.formatter, a.size, a.checksum)
+                                     for i, a in zip(db_ids, artifacts) if a is not None])
+                    if also is not None:
+                        also()
             except sa.exc.IntegrityError as err:
+                table = failed_table(err)
+                if table is not None:  # known only once a pipeline has ended
+                    step = ("dataset" if table == self.schema.dataset.name else
+                            "tags" if table == tags.name else "rest")
+                if step == "rest":
+                    raise
                 raise self._explain_conflict(dtype, run, data_ids, ids, step) from err
-            if artifacts:
-                insert_rows(conn, self.schema.location, _LOCATION_COLUMNS,
-                            [(i, a.path, a.formatter, a.size, a.checksum)
-                             for i, a in zip(db_ids, artifacts) if a is not None])
         return [DatasetRef(i, dtype, d, run, a) for i, d, a in
                 zip(ids, data_ids, artifacts or [None] * len(ids))]
 

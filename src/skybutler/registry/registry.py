@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
 from ..dimensions import DataCoordinate, DimensionUniverse
 from ..errors import (DatasetTypeError, SchemaVersionError, UniverseMismatchError)
-from ..models import CollectionType, DatasetRef, DatasetType
+from ..models import CollectionType, DatasetRef, DatasetType, StoredArtifact
 from ..timespan import Timespan
 from .access_store import AccessStore
 from .calibration_store import CalibrationStore
@@ -107,6 +108,15 @@ class Registry:
             self.metadata.refresh()
             self.user_tables.refresh()
             raise
+
+    def insert_datasets(self, dtype: DatasetType, run: str, data_ids: Sequence[DataCoordinate],
+                        ids: Sequence[uuid.UUID], artifacts: Sequence[StoredArtifact | None],
+                        storage_class: str, fields: Mapping[str, type],
+                        facts: Sequence[tuple[uuid.UUID, Mapping[str, Any]]]) -> list[DatasetRef]:
+        """Insert datasets with their artifact records and extracted facts: one statement batch
+        (on PostgreSQL, one round trip for a few datasets and ``COPY`` for many)."""
+        return self.datasets.insert(dtype, run, data_ids, ids, artifacts,
+                                    also=lambda: self.metadata.insert(storage_class, fields, facts))
 
     # -- dataset lookup through a search path ---------------------------------
 

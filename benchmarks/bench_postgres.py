@@ -1,0 +1,268 @@
+"""PostgreSQL write paths: put_many, ingest, single puts, and 8 concurrent writers.
+
+    python benchmarks/bench_postgres.py [--json FILE] [--quick] [--datasets N]
+
+Needs ``SKYBUTLER_TEST_POSTGRES_URL`` (``.ci/services.sh`` provides one); files go to a
+temporary directory (set ``TMPDIR=/dev/shm`` to keep the disk out of the figures).
+Each figure is taken on a fresh repository in a schema of its own (dropped at the end)
+holding the W1 records for the datasets written:
+
+- ``put_many``: N ``metrics`` datasets (10-float dicts) in one call, one transaction;
+- ``ingest``: N pre-written JSON files in one ``ingest`` call, transfer ``copy`` and ``direct``;
+- ``single puts``: one dataset per ``put``, one writer process, and the SQL statements a put
+  sends (all of them go to the server in one pipeline, plus its COMMIT);
+- ``8 writers``: eight processes putting one dataset per call into one RUN, and the ratio
+  to one writer.
+
+Every figure has wall-clock seconds, this process's (or the writers') CPU seconds and the
+CPU seconds of the PostgreSQL server processes that served them (read from ``/proc``, so
+only when the server runs on this host): on a shared machine the wall clock also counts
+waiting for a CPU, and CPU time does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import workload as w  # noqa: E402
+
+from skybutler import Butler  # noqa: E402
+
+TARGETS = {"put_many_per_s": 10_000.0, "ingest_copy_per_s": 10_000.0, "writers_8_speedup": 3.0}
+RUN = "bench/pg"
+
+
+class ServerCpu:
+    """CPU seconds of the PostgreSQL backends a butler's connections use (same host only)."""
+
+    def __init__(self, butler: Butler):
+        import sqlalchemy as sa
+
+        self.pids: set[int] = set()
+        engine = butler.registry.db.engine
+        sa.event.listen(engine, "checkout", lambda dbapi, *_: self.pids.add(dbapi.info.backend_pid))
+        engine.dispose()  # connections made before the listener was added are not known: start afresh
+
+    def seconds(self) -> float | None:
+        total = 0.0
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in self.pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                return None  # another host, or the backend ended
+            total += (int(fields[11]) + int(fields[12])) / tick
+        return total
+
+
+def timed(fn, server: ServerCpu | None = None) -> dict[str, Any]:
+    """Run ``fn`` once; wall and CPU seconds of this process and of the server's backends."""
+    server_before = server.seconds() if server else None
+    cpu, wall = time.process_time(), time.perf_counter()
+    count = fn()
+    out = {"count": count, "seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu}
+    server_after = server.seconds() if server else None
+    if server_before is not None and server_after is not None:
+        out["server_cpu_seconds"] = server_after - server_before
+    out["rate_per_s"] = w.rate(count, out["seconds"])
+    out["rate_per_cpu_s"] = w.rate(count, out["cpu_seconds"] + out.get("server_cpu_seconds", 0.0))
+    return out
+
+
+def new_repo(work: Path, pg: str, scale: w.Scale, schemas: list[str]) -> Butler:
+    schema = f"bench_pg_{uuid.uuid4().hex[:8]}"
+    schemas.append(schema)
+    butler = Butler.create(work / schema, registry=f"{pg}?schema={schema}", collections=[RUN])
+    w.register_dimensions(butler, scale)
+    w.register_metrics(butler)
+    return butler
+
+
+def bench_put_many(work: Path, pg: str, scale: w.Scale, schemas: list[str]) -> dict[str, Any]:
+    with new_repo(work, pg, scale, schemas) as butler:
+        items = [(w.metrics_payload(d["visit"], d["detector"]), d) for d in w.metrics_data_ids(scale)]
+        server = ServerCpu(butler)
+        out = timed(lambda: len(butler.put_many(w.METRICS_TYPE, items, run=RUN)), server)
+        assert butler.query_datasets(w.METRICS_TYPE).count() == len(items)
+    return out
+
+
+def bench_ingest(work: Path, pg: str, scale: w.Scale, schemas: list[str]) -> dict[str, Any]:
+    source = work / "ingest_source"
+    source.mkdir()
+    items = []
+    for d in w.metrics_data_ids(scale):
+        path = source / f"m_{d['visit']}_{d['detector']}.json"
+        path.write_text(json.dumps(w.metrics_payload(d["visit"], d["detector"])))
+        items.append((path, d))
+    out = {}
+    with new_repo(work, pg, scale, schemas) as butler:
+        server = ServerCpu(butler)
+        for mode in ("copy", "direct"):
+            out[mode] = timed(lambda: len(butler.ingest(w.METRICS_TYPE, items, run=f"{RUN}/{mode}", transfer=mode)),
+                              server)
+    return out
+
+
+def _writer(root: str, data_ids: list[dict[str, Any]], start: Any, finished: Any) -> None:
+    butler = Butler(root, run=RUN)
+    server = ServerCpu(butler)
+    start.wait()  # every writer has imported and opened the repository
+    cpu, began = time.process_time(), time.time()
+    for data_id in data_ids:
+        butler.put(w.metrics_payload(data_id["visit"], data_id["detector"]), w.METRICS_TYPE, **data_id)
+    finished.put((began, time.time(), time.process_time() - cpu, server.seconds()))
+    butler.close()
+
+
+def time_writers(root: Path, data_ids: list[dict[str, Any]], n_proc: int) -> dict[str, Any]:
+    """``n_proc`` processes put ``data_ids`` between them, one put per call."""
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(n_proc + 1)
+    finished = ctx.Queue()
+    procs = [ctx.Process(target=_writer, args=(str(root), data_ids[i::n_proc], start, finished))
+             for i in range(n_proc)]
+    for p in procs:
+        p.start()
+    start.wait()
+    reports = [finished.get() for _ in procs]
+    for p in procs:
+        p.join()
+        if p.exitcode != 0:
+            raise RuntimeError(f"a writer process failed with exit code {p.exitcode}")
+    seconds = max(r[1] for r in reports) - min(r[0] for r in reports)
+    out = {"count": len(data_ids), "processes": n_proc, "seconds": seconds,
+           "cpu_seconds": sum(r[2] for r in reports)}
+    if all(r[3] is not None for r in reports):
+        out["server_cpu_seconds"] = sum(r[3] for r in reports)
+    out["rate_per_s"] = w.rate(len(data_ids), seconds)
+    out["rate_per_cpu_s"] = w.rate(len(data_ids), out["cpu_seconds"] + out.get("server_cpu_seconds", 0.0))
+    return out
+
+
+def statements_per_put(butler: Butler, data_id: dict[str, Any]) -> dict[str, int]:
+    """What one put (after a first put of its RUN) sends to the server: statements, how many of
+    them went in a pipeline (one round trip for all), and COMMITs.  Counted at psycopg's cursor."""
+    import psycopg
+
+    seen = {"statements": 0, "pipelined": 0, "commits": 0}
+    originals = {name: getattr(psycopg.Cursor, name) for name in ("execute", "executemany", "copy")}
+    commit = psycopg.Connection.commit
+
+    def spy(original):
+        def counted(self, *args, **kwargs):
+            seen["statements"] += 1
+            seen["pipelined"] += self.connection.info.pipeline_status != psycopg.pq.PipelineStatus.OFF
+            return original(self, *args, **kwargs)
+        return counted
+
+    def counted_commit(self):
+        seen["commits"] += 1
+        return commit(self)
+
+    try:
+        for name, original in originals.items():
+            setattr(psycopg.Cursor, name, spy(original))
+        psycopg.Connection.commit = counted_commit
+        butler.put(w.metrics_payload(data_id["visit"], data_id["detector"]), w.METRICS_TYPE, run=RUN, **data_id)
+    finally:
+        for name, original in originals.items():
+            setattr(psycopg.Cursor, name, original)
+        psycopg.Connection.commit = commit
+    return seen
+
+
+def bench_single_puts(work: Path, pg: str, scale: w.Scale, schemas: list[str], n_puts: int) -> dict[str, Any]:
+    ids = list(w.metrics_data_ids(scale))
+    with new_repo(work, pg, scale, schemas) as butler:
+        root = butler.root
+        warm = [ids[0], ids[1], ids[50]]  # the RUN registered, and the visit and detector of ids[51] cached
+        butler.put_many(w.METRICS_TYPE, [(w.metrics_payload(d["visit"], d["detector"]), d) for d in warm], run=RUN)
+        per_put = statements_per_put(butler, ids[51])
+    rest = [d for n, d in enumerate(ids) if n not in (0, 1, 50, 51)]
+    one = time_writers(root, rest[:n_puts], 1)
+    eight = time_writers(root, rest[n_puts:5 * n_puts], 8)
+    with Butler(root, collections=[RUN]) as butler:
+        assert butler.query_datasets(w.METRICS_TYPE).count() == 4 + 5 * n_puts, "a dataset was lost or duplicated"
+    return {"per_put": per_put, "writers_1": one, "writers_8": eight,
+            "writers_8_speedup": eight["rate_per_s"] / one["rate_per_s"]}
+
+
+def drop_schemas(pg: str, schemas: list[str]) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(pg.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        for schema in schemas:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    engine.dispose()
+
+
+def line(label: str, figure: dict[str, Any]) -> str:
+    server = figure.get("server_cpu_seconds")
+    return (f"  {label:22s} {figure['rate_per_s']:>9,.0f}/s  ({figure['count']:,} in {figure['seconds']:.2f} s wall; "
+            f"CPU {figure['cpu_seconds']:.2f} s client" + (f" + {server:.2f} s server" if server is not None else "")
+            + f" = {figure['rate_per_cpu_s']:,.0f} per CPU-second)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--quick", action="store_true", help="2,000 datasets and 100 puts, for a smoke run")
+    parser.add_argument("--datasets", type=int, default=20_000, help="datasets for put_many and ingest")
+    parser.add_argument("--puts", type=int, default=400, help="single puts of one writer (8 writers put 4x as many)")
+    args = parser.parse_args(argv)
+    pg = os.environ.get("SKYBUTLER_TEST_POSTGRES_URL")
+    if not pg:
+        parser.error("set SKYBUTLER_TEST_POSTGRES_URL (source .ci/services.sh) to a PostgreSQL database")
+    n, n_puts = (2_000, 100) if args.quick else (args.datasets, args.puts)
+    scale = w.Scale(n_visits=max(1, -(-n // 50)), n_detectors=50)
+    load_before = os.getloadavg()[0]
+    schemas: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="skybutler-bench-pg-") as tmp:
+        work = Path(tmp)
+        try:
+            put_many = bench_put_many(work, pg, scale, schemas)
+            ingest = bench_ingest(work, pg, scale, schemas)
+            singles = bench_single_puts(work, pg, w.Scale(n_visits=max(2, -(-(4 + 5 * n_puts) // 50))), schemas,
+                                        n_puts)
+        finally:
+            drop_schemas(pg, schemas)
+    figures = {"put_many_per_s": put_many["rate_per_s"], "ingest_copy_per_s": ingest["copy"]["rate_per_s"],
+               "ingest_direct_per_s": ingest["direct"]["rate_per_s"],
+               "puts_per_s_1_writer": singles["writers_1"]["rate_per_s"],
+               "puts_per_s_8_writers": singles["writers_8"]["rate_per_s"],
+               "writers_8_speedup": singles["writers_8_speedup"]}
+    doc = {"benchmark": "bench_postgres", "quick": args.quick, "datasets": scale.n_datasets, **w.environment(),
+           **figures, "targets": TARGETS, "targets_met": {k: figures[k] >= v for k, v in TARGETS.items()},
+           "timings": {"put_many": put_many, "ingest": ingest, "single_puts": singles},
+           "tmpdir": tempfile.gettempdir(), "load_avg_1m_before": load_before,
+           "load_avg_1m_after": os.getloadavg()[0], "peak_rss_bytes": w.peak_rss_bytes()}
+    print(f"PostgreSQL write paths ({scale.n_datasets:,} datasets; files in {tempfile.gettempdir()}; "
+          f"1-minute load {load_before:.1f} -> {doc['load_avg_1m_after']:.1f} on {os.cpu_count()} CPUs)")
+    print(line("put_many", put_many))
+    print(line("ingest copy", ingest["copy"]))
+    print(line("ingest direct", ingest["direct"]))
+    print(line("puts, 1 writer", singles["writers_1"]))
+    print(line("puts, 8 writers", singles["writers_8"]))
+    per_put = singles["per_put"]
+    print(f"  8 writers / 1 writer: {singles['writers_8_speedup']:.2f}x; one put sends {per_put['statements']} "
+          f"statements ({per_put['pipelined']} of them in one pipeline) and {per_put['commits']} COMMIT")
+    if args.json:
+        args.json.write_text(json.dumps(doc, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Bulk write paths: put_many and ingest of many datasets (``COPY`` on PostgreSQL), and the
+statement batch of a single put.
+
+Every stack runs these; on PostgreSQL a batch of ``bulk.COPY_MIN_ROWS`` datasets or more
+goes through ``COPY`` and a smaller one is sent as one pipeline inside a savepoint.  Whatever
+the path, a failure half-way leaves the repository as it was, and a conflict caught inside
+``butler.transaction()`` leaves the transaction usable.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from skybutler import Butler
+from skybutler.errors import DatasetConflictError
+from skybutler.registry import bulk
+
+from conftest import populate
+
+N_VISITS, N_DETECTORS = 5, 16  # 80 datasets: over the COPY threshold (and few objects for S3's mock)
+
+
+@pytest.fixture
+def big(make_butler) -> Butler:
+    b = make_butler(run="r", collections=["r"])
+    populate(b, n_visits=N_VISITS, n_detectors=N_DETECTORS)
+    b.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+    return b
+
+
+def data_ids(visits=range(1, N_VISITS + 1)) -> list[dict]:
+    return [{"instrument": "Cam", "visit": v, "detector": d} for v in visits for d in range(N_DETECTORS)]
+
+
+def payload(d: dict) -> dict:
+    return {"visit": d["visit"], "detector": d["detector"], "label": f"v{d['visit']}d{d['detector']}"}
+
+
+def snapshot(butler: Butler) -> tuple[set, set]:
+    """What the repository holds: dataset rows (ID, data ID, RUN) and files in the datastore."""
+    runs = [c.name for c in butler.collections.query("*")]
+    rows = {(r.id, r.data_id["visit"], r.data_id["detector"], r.run)
+            for r in butler.query_datasets("metrics", collections=runs)} if runs else set()
+    rows |= {(i, a.path) for i, a in butler.registry.datasets.all_artifacts().items()}
+    fs, root = butler.datastore.fs, butler.datastore.root
+    files = set(fs.find(root)) if fs.exists(root) else set()
+    return rows, {f for f in files if "/.skybutler/" not in f}
+
+
+def test_bulk_put_many_reads_back_with_its_facts(big: Butler):
+    assert len(data_ids()) >= bulk.COPY_MIN_ROWS
+    refs = big.put_many("metrics", [(payload(d), d) for d in data_ids()])
+    assert len({r.id for r in refs}) == len(refs) == N_VISITS * N_DETECTORS
+    got = {(r.data_id["visit"], r.data_id["detector"]): big.get(r) for r in big.query_datasets("metrics")}
+    assert got == {(d["visit"], d["detector"]): payload(d) for d in data_ids()}
+    # the facts rows went in with the datasets (a Dict's key count)
+    assert big.query_datasets("metrics", where="metrics.n_keys = 3").count() == len(refs)
+    assert big.registry.datasets.artifacts([refs[7].id])[refs[7].id] == refs[7].artifact
+
+
+def test_bulk_put_many_conflicting_at_the_end_leaves_nothing(big: Butler):
+    big.put(payload(data_ids()[-1]), "metrics", **data_ids()[-1])
+    before = snapshot(big)
+    with pytest.raises(DatasetConflictError, match=r"already exists in RUN 'r'"):
+        big.put_many("metrics", [(payload(d), d) for d in data_ids()])
+    assert snapshot(big) == before
+    # a dataset ID already used (the dataset table's key, not the data ID) is named too
+    ref = next(iter(big.query_datasets("metrics")))
+    ids = [uuid.uuid4() for _ in range(len(data_ids()) - 1)] + [ref.id]
+    with pytest.raises(DatasetConflictError, match=str(ref.id)):
+        big.put_many("metrics", [(payload(d), d) for d in data_ids()], run="other", ids=ids)
+    assert snapshot(big) == before
+
+
+def test_bulk_put_many_failing_after_its_rows_leaves_nothing(big: Butler, monkeypatch):
+    before = snapshot(big)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("facts lost on the way")
+
+    monkeypatch.setattr(big.registry.metadata, "insert", broken)  # after the dataset rows went in
+    with pytest.raises(RuntimeError, match="facts lost"):
+        big.put_many("metrics", [(payload(d), d) for d in data_ids()])
+    assert snapshot(big) == before
+    monkeypatch.undo()
+    assert len(big.put_many("metrics", [(payload(d), d) for d in data_ids()])) == len(data_ids())
+
+
+@pytest.mark.parametrize("n_visits", [1, N_VISITS], ids=["pipelined", "copy"])
+def test_a_conflict_caught_inside_a_transaction_leaves_it_usable(big: Butler, n_visits):
+    first = data_ids(range(1, n_visits + 1))
+    big.put_many("metrics", [(payload(d), d) for d in first[:1]])
+    with big.transaction():
+        with pytest.raises(DatasetConflictError):
+            big.put_many("metrics", [(payload(d), d) for d in first])
+        big.put({"after": True}, "metrics", instrument="Cam", visit=1, detector=N_DETECTORS - 1, run="later")
+    assert big.get("metrics", instrument="Cam", visit=1, detector=N_DETECTORS - 1, collections="later") == {
+        "after": True}
+    assert big.query_datasets("metrics", collections="r").count() == 1
+
+
+def test_bulk_ingest_failing_after_its_rows_leaves_nothing_and_keeps_the_sources(big: Butler, tmp_path: Path,
+                                                                                  monkeypatch):
+    items = []
+    for d in data_ids():
+        path = tmp_path / f"m_{d['visit']}_{d['detector']}.json"
+        path.write_text(json.dumps(payload(d)))
+        items.append((path, d))
+    before = snapshot(big)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("facts lost on the way")
+
+    monkeypatch.setattr(big.registry.metadata, "insert", broken)  # files placed and dataset rows in
+    with pytest.raises(RuntimeError, match="facts lost"):
+        big.ingest("metrics", items, transfer="move")
+    assert snapshot(big) == before
+    assert all(p.read_text() == json.dumps(payload(d)) for p, d in items), "a source file was lost or changed"
+    monkeypatch.undo()
+    refs = big.ingest("metrics", items, transfer="copy")
+    assert len(refs) == len(items)
+    assert big.get(refs[-1]) == payload(data_ids()[-1])
+
+
+def test_a_put_sends_its_rows_in_one_pipeline_and_a_big_batch_by_copy(big: Butler, monkeypatch, stack):
+    if stack != "postgres":
+        pytest.skip("statement batches are PostgreSQL's")
+    import psycopg
+
+    sent: list[tuple[str, bool]] = []
+    for cls, name in ((psycopg.Cursor, "execute"), (psycopg.Cursor, "executemany"), (psycopg.Cursor, "copy")):
+        original = getattr(cls, name)
+
+        def spy(self, query, *args, _original=original, **kwargs):
+            on = self.connection.info.pipeline_status != psycopg.pq.PipelineStatus.OFF
+            sent.append((str(query).split()[0].upper(), on))
+            return _original(self, query, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, spy)
+    warm = [data_ids()[0], data_ids()[1], data_ids()[N_DETECTORS]]
+    big.put_many("metrics", [(payload(d), d) for d in warm])  # the RUN registered, records cached
+    sent.clear()
+    last = data_ids()[N_DETECTORS + 1]
+    big.put(payload(last), "metrics", **last)
+    assert [s for s in sent if s[0] == "INSERT"] and all(on for _, on in sent), sent
+    assert len([s for s in sent if s[0] == "INSERT"]) == 4  # dataset, membership, location, facts
+    big.collections.register("other", "run")
+    sent.clear()
+    big.put_many("metrics", [(payload(d), d) for d in data_ids()], run="other")
+    assert [s for s, _ in sent if s in ("INSERT", "COPY")] == ["COPY"] * 4, sent
