@@ -152,3 +152,41 @@ def test_a_put_sends_its_rows_in_one_pipeline_and_a_big_batch_by_copy(big: Butle
     sent.clear()
     big.put_many("metrics", [(payload(d), d) for d in data_ids()], run="other")
     assert [s for s, _ in sent if s in ("INSERT", "COPY")] == ["COPY"] * 4, sent
+
+
+def test_export_and_import_stream_in_chunks_and_import_is_all_or_nothing(big: Butler, make_butler, tmp_path,
+                                                                          monkeypatch):
+    from skybutler import repository_transfer as rt
+
+    monkeypatch.setattr(rt, "CHUNK", 16)  # five chunks of datasets, records in chunks too
+    big.put_many("metrics", [(payload(d), d) for d in data_ids()])
+    assert rt.export_datasets(big, big.query_datasets("metrics"), tmp_path / "out") == len(data_ids())
+    lines = (tmp_path / "out" / rt.DATASETS_FILE).read_text().splitlines()
+    assert len(lines) == len(data_ids())
+    last = json.loads(lines[-1])
+    good = (tmp_path / "out" / last["path"]).read_bytes()
+    (tmp_path / "out" / last["path"]).write_text("{not json")  # the last chunk holds a broken file
+    target = make_butler("target")
+    with pytest.raises(Exception, match="metrics|json|JSON"):
+        rt.import_datasets(target, tmp_path / "out")
+    assert snapshot(target) == (set(), set())  # the first chunks' files and rows were undone
+    (tmp_path / "out" / last["path"]).write_bytes(good)
+    assert rt.import_datasets(target, tmp_path / "out") == len(data_ids())
+    got = {(r.data_id["visit"], r.data_id["detector"]): target.get(r)
+           for r in target.query_datasets("metrics", collections="r")}
+    assert got == {(d["visit"], d["detector"]): payload(d) for d in data_ids()}
+    # an export of format 1 (everything in export.json) is still read
+    manifest = json.loads((tmp_path / "out" / rt.MANIFEST).read_text())
+    records: dict[str, list] = {}
+    for line in (tmp_path / "out" / rt.RECORDS_FILE).read_text().splitlines():
+        item = json.loads(line)
+        records.setdefault(item["element"], []).extend(item["records"])
+    v1 = {"format_version": 1, "universe": manifest["universe"], "records": records,
+          "dataset_types": manifest["dataset_types"], "runs": manifest["runs"],
+          "datasets": [json.loads(line) for line in lines]}
+    (tmp_path / "out" / rt.MANIFEST).write_text(json.dumps(v1))
+    (tmp_path / "out" / rt.DATASETS_FILE).unlink()
+    (tmp_path / "out" / rt.RECORDS_FILE).unlink()
+    other = make_butler("other")
+    assert rt.import_datasets(other, tmp_path / "out") == len(data_ids())
+    assert other.query_datasets("metrics", collections="r").count() == len(data_ids())

@@ -1,20 +1,25 @@
 """Moving datasets between repositories: export to a directory, import from one, or
 transfer directly, with dataset IDs preserved.
 
-An export directory holds ``export.json`` (dimension records, dataset types, RUNs
-and datasets with their artifact paths) and the artifacts under the same relative
-paths they had in the source datastore.  Import is all or nothing: records are
-synced, then every dataset of a type is ingested in one transaction with its
-original ID, so the same raw or product is never duplicated across repositories.
+An export directory holds ``export.json`` (dataset types, RUNs, the format version),
+the dimension records and the datasets (with their artifact paths) as JSON lines in
+``export.records.jsonl`` and ``export.datasets.jsonl``, and the artifacts under the
+same relative paths they had in the source datastore.  Both directions stream: a
+chunk of datasets at a time, so memory does not grow with the datasets.  Import is
+all or nothing: records are synced, then the datasets are ingested chunk by chunk
+inside one transaction with their original IDs, so the same raw or product is never
+duplicated across repositories.  Exports of format 1 (everything in ``export.json``)
+are still read.
 """
 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,25 +35,46 @@ from .models import CollectionType, DatasetRef, DatasetType
 from .timespan import Timespan
 
 MANIFEST = "export.json"
-FORMAT_VERSION = 1
+#: Version 2 keeps records and datasets in JSON-lines files beside export.json (streamed);
+#: version 1 (everything in export.json) is still read.
+FORMAT_VERSION = 2
+RECORDS_FILE = "export.records.jsonl"
+DATASETS_FILE = "export.datasets.jsonl"
+#: Datasets (or records) handled at a time by export and import.
+CHUNK = 20_000
 
 
 def records_for(butler: Butler, refs: list[DatasetRef]) -> dict[str, list[DimensionRecord]]:
     """Every dimension record the refs' data IDs depend on, element by element."""
-    universe = butler.universe
     keys: dict[str, set[tuple]] = defaultdict(set)
-    expanded = [butler.registry.dimensions.expand(r.data_id) for r in refs]
-    for data_id in expanded:
-        for name in data_id.group.elements:
-            element = universe[name]
-            if all(d in data_id for d in element.identity):
-                keys[name].add(tuple(data_id[d] for d in element.identity))
+    _collect_record_keys(butler, refs, keys)
     out: dict[str, list[DimensionRecord]] = {}
-    for name in universe.sorted(keys):
+    for name in butler.universe.sorted(keys):
         records = butler.registry.dimensions.fetch_many(name, sorted(keys[name]))
         if records:
             out[name] = records
     return out
+
+
+def _collect_record_keys(butler: Butler, refs: Iterable[DatasetRef], keys: dict[str, set[tuple]]) -> None:
+    """Add to ``keys`` the identity of every record the refs' data IDs name (implied ones
+    included), expanding the data IDs of each dimension group as one batch."""
+    universe = butler.universe
+    by_group: dict[Any, list[DataCoordinate]] = defaultdict(list)
+    for ref in refs:
+        by_group[ref.data_id.group].append(ref.data_id)
+    for group, data_ids in by_group.items():
+        expanded = butler.registry.dimensions.expand_many(data_ids)
+        for name in group.elements:
+            identity = universe[name].identity
+            getters = [(d, d in group.names) for d in identity]
+            if not all(present for _, present in getters):
+                continue
+            found = keys[name]
+            for data_id in expanded:
+                values = tuple(data_id.get(d) for d in identity)
+                if None not in values:
+                    found.add(values)
 
 
 def _record_to_json(record: DimensionRecord) -> dict[str, Any]:
@@ -73,29 +99,61 @@ def _record_from_json(row: dict[str, Any]) -> dict[str, Any]:
 
 def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str | Path,
                     transfer: str = "copy") -> int:
-    """Write ``refs`` (files and everything needed to import them) to ``directory``."""
+    """Write ``refs`` (files and everything needed to import them) to ``directory``.
+
+    Streamed: refs are taken :data:`CHUNK` at a time, each chunk's files copied and its
+    datasets written as lines of ``export.datasets.jsonl``, then the records they need as
+    lines of ``export.records.jsonl``; ``export.json`` (types, RUNs, the format) is written
+    last, so a directory holding it holds a whole export.  Memory grows with the records
+    and RUNs named, not with the datasets."""
     directory = Path(directory)
     if (directory / MANIFEST).exists():
         raise SkybutlerError(f"{directory} already holds an export; choose an empty directory")
-    refs = list({r.id: r for r in refs}.values())
-    artifacts = butler.registry.datasets.artifacts(r.id for r in refs)
-    records = records_for(butler, refs)
     directory.mkdir(parents=True, exist_ok=True)
-    datasets = []
-    for ref in refs:
-        artifact = artifacts.get(ref.id)
-        if artifact is None:
-            raise SkybutlerError(f"dataset {ref} has no stored artifact to export")
-        path = butler.datastore.export_artifact(artifact, directory, transfer)
-        datasets.append({"id": str(ref.id), "type": ref.dataset_type.name, "run": ref.run,
-                         "data_id": dict(ref.data_id.required), "path": path, "formatter": artifact.formatter})
-    types = {r.dataset_type.name: r.dataset_type.model_dump() for r in refs}
+    keys: dict[str, set[tuple]] = defaultdict(set)
+    types: dict[str, dict[str, Any]] = {}
+    runs: set[str] = set()
+    seen: set[uuid.UUID] = set()
+    count = 0
+    with open(directory / DATASETS_FILE, "w") as out:
+        for chunk in _chunks(refs, CHUNK):
+            chunk = [r for r in chunk if r.id not in seen]
+            seen.update(r.id for r in chunk)
+            artifacts = butler.registry.datasets.artifacts(r.id for r in chunk)
+            _collect_record_keys(butler, chunk, keys)
+            lines = []
+            for ref in chunk:
+                artifact = artifacts.get(ref.id)
+                if artifact is None:
+                    raise SkybutlerError(f"dataset {ref} has no stored artifact to export")
+                path = butler.datastore.export_artifact(artifact, directory, transfer)
+                lines.append(json.dumps({"id": str(ref.id), "type": ref.dataset_type.name, "run": ref.run,
+                                         "data_id": dict(ref.data_id.required), "path": path,
+                                         "formatter": artifact.formatter}))
+                if ref.dataset_type.name not in types:
+                    types[ref.dataset_type.name] = ref.dataset_type.model_dump()
+                runs.add(ref.run)
+            if lines:
+                out.write("\n".join(lines) + "\n")
+            count += len(chunk)
+    with open(directory / RECORDS_FILE, "w") as out:
+        for name in butler.universe.sorted(keys):
+            identities = sorted(keys.pop(name))
+            for begin in range(0, len(identities), CHUNK):
+                records = butler.registry.dimensions.fetch_many(name, identities[begin:begin + CHUNK])
+                if records:
+                    out.write(json.dumps({"element": name, "records": [_record_to_json(r) for r in records]}) + "\n")
     manifest = {"format_version": FORMAT_VERSION, "universe": [butler.universe.name, butler.universe.version],
-                "records": {k: [_record_to_json(r) for r in v] for k, v in records.items()},
-                "dataset_types": list(types.values()), "runs": sorted({r.run for r in refs}),
-                "datasets": datasets}
+                "dataset_types": list(types.values()), "runs": sorted(runs), "datasets": count,
+                "records_file": RECORDS_FILE, "datasets_file": DATASETS_FILE}
     (directory / MANIFEST).write_text(json.dumps(manifest))
-    return len(datasets)
+    return count
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 def import_datasets(butler: Butler, directory: str | Path, transfer: str = "copy",
@@ -112,22 +170,53 @@ def import_datasets(butler: Butler, directory: str | Path, transfer: str = "copy
     except (FileNotFoundError, NotADirectoryError):
         raise SkybutlerError(f"{directory} holds no {MANIFEST} nor a Rubin export.yaml or zip index; is it an "
                              "export?") from None
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise SkybutlerError(f"unsupported export format {manifest.get('format_version')!r}")
+    version = manifest.get("format_version")
+    if version not in (1, FORMAT_VERSION):
+        raise SkybutlerError(f"unsupported export format {version!r}")
     if manifest["universe"] != [butler.universe.name, butler.universe.version]:
         raise SkybutlerError(f"export was made with universe {manifest['universe']}, this repository has "
                              f"{[butler.universe.name, butler.universe.version]}")
-    entries = [(directory / d["path"], d) for d in manifest["datasets"]]
-    check_sources([(path, d["formatter"]) for path, d in entries])  # before anything is registered
+    if version == 1:  # everything in export.json
+        records: Iterable[tuple[str, list]] = manifest["records"].items()
+        chunks: Iterator[list] = iter([[(directory / d["path"], d) for d in manifest["datasets"]]])
+    else:
+        records = _record_lines(directory / manifest["records_file"])
+        chunks = _dataset_chunks(directory, manifest["datasets_file"])
+    first = next(chunks, [])
+    check_sources([(path, d["formatter"]) for path, d in first])  # before anything is registered
     with butler.registry.transaction():
-        for element, rows in manifest["records"].items():
+        for element, rows in records:
             butler.registry.dimensions.insert(element, [_record_from_json(r) for r in rows], skip_existing=True)
         for spec in manifest["dataset_types"]:
             dtype = DatasetType.model_validate(spec)
             butler.registry.dataset_types.register(dtype)
         for run in manifest["runs"]:
             butler.registry.collections.register(run, CollectionType.RUN)
-    return ingest_with_ids(butler, entries, transfer, skip_existing)
+    second = next(chunks, None)
+    if second is None:
+        return ingest_with_ids(butler, first, transfer, skip_existing)
+    # Many chunks: one transaction around them all, so that a failure in the last one undoes
+    # the files and rows of the first ones too.
+    count = 0
+    with butler.transaction():
+        for n, chunk in enumerate(itertools.chain([first, second], chunks)):
+            if n:  # the first was checked above
+                check_sources([(path, d["formatter"]) for path, d in chunk])
+            count += ingest_with_ids(butler, chunk, transfer, skip_existing)
+    return count
+
+
+def _record_lines(path: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    with open(path) as lines:
+        for line in lines:
+            item = json.loads(line)
+            yield item["element"], item["records"]
+
+
+def _dataset_chunks(directory: Path, name: str) -> Iterator[list[tuple[Path, dict[str, Any]]]]:
+    with open(directory / name) as lines:
+        for chunk in _chunks(lines, CHUNK):
+            yield [(directory / d["path"], d) for d in map(json.loads, chunk)]
 
 
 def ingest_with_ids(butler: Butler, entries: list[tuple[Path, dict[str, Any]]], transfer: str,
@@ -137,15 +226,19 @@ def ingest_with_ids(butler: Butler, entries: list[tuple[Path, dict[str, Any]]], 
     present = {r.id for r in butler.registry.datasets.refs_by_id(ids)}
     if present and not skip_existing:
         raise DatasetConflictError(f"{len(present)} dataset(s) already exist, e.g. {next(iter(present))}")
-    groups: dict[tuple[str, str], list[tuple[Path, DatasetRef, str]]] = defaultdict(list)
+    given: dict[tuple[str, str], list[tuple[Path, uuid.UUID, DataCoordinate, str]]] = defaultdict(list)
     for (path, d), dataset_id in zip(entries, ids):
         if dataset_id in present:
             continue
-        dtype = butler.get_dataset_type(d["type"])
-        data_id = butler.registry.dimensions.expand(DataCoordinate.standardize(dtype.group(butler.universe),
-                                                                               d["data_id"]))
-        groups[(d["type"], d["run"])].append((path, DatasetRef(dataset_id, dtype, data_id, d["run"]),
-                                              d["formatter"]))
+        group = butler.get_dataset_type(d["type"]).group(butler.universe)
+        given[(d["type"], d["run"])].append((path, dataset_id, DataCoordinate.standardize(group, d["data_id"]),
+                                             d["formatter"]))
+    groups: dict[tuple[str, str], list[tuple[Path, DatasetRef, str]]] = {}
+    for (type_name, run), items in given.items():  # each group's data IDs expanded as one batch
+        dtype = butler.get_dataset_type(type_name)
+        expanded = butler.registry.dimensions.expand_many([data_id for _, _, data_id, _ in items])
+        groups[(type_name, run)] = [(path, DatasetRef(i, dtype, data_id, run), formatter)
+                                    for (path, i, _, formatter), data_id in zip(items, expanded)]
     facts: dict[tuple[str, str], list[tuple[uuid.UUID, dict[str, Any]]]] = {}
     for key, items in groups.items():  # validated and their facts extracted before anything moves
         storage_class = get_storage_class(items[0][1].dataset_type.storage_class)
@@ -176,7 +269,8 @@ def ingest_with_ids(butler: Butler, entries: list[tuple[Path, dict[str, Any]]], 
             batch.undo()
         raise
     crash_point("registry-committed")
-    batch.finish()
+    butler._writes._on_rollback(batch.undo)  # inside butler.transaction(): undone if it rolls back
+    butler._writes._when_settled(batch.finish)  # after the commit: a copy-then-delete move deletes its sources
     return len(batch.files)
 
 
