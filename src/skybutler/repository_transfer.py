@@ -270,7 +270,7 @@ def ingest_with_ids(butler: Butler, entries: list[tuple[Path, dict[str, Any]]], 
         raise
     crash_point("registry-committed")
     butler._writes._on_rollback(batch.undo)  # inside butler.transaction(): undone if it rolls back
-    butler._writes._when_settled(batch.finish)  # after the commit: a copy-then-delete move deletes its sources
+    butler._writes.when_settled(batch.finish)  # after the commit: a copy-then-delete move deletes its sources
     return len(batch.files)
 
 
