@@ -251,6 +251,8 @@ def test_save_and_load(repo, tmp_path):
         QuantumGraph.load(tmp_path / "bad.qg")
     # a graph of quantum objects is written in the version-1 layout, which is still read
     listed = dataclasses.replace(graph, quanta=list(graph.quanta))
+    first = graph.first_of_each_task(3)
+    assert first == listed.first_of_each_task(3) and [q.task for q in first] == ["a"] * 3 + ["b"] * 2
     listed.save(tmp_path / "v1.qg")
     assert json.loads((tmp_path / "v1.qg").read_text())["version"] == 1
     assert QuantumGraph.load(tmp_path / "v1.qg").quanta == graph.quanta

@@ -78,15 +78,12 @@ def show_graph(graph: QuantumGraph) -> None:
                  "skipped (outputs exist)": graph.skipped.get(label, 0)} for label, n in graph.counts().items()],
                as_json=False)
     rows = []
-    shown: dict[str, int] = {}
-    for q in graph:
-        shown[q.task] = shown.get(q.task, 0) + 1
-        if shown[q.task] <= MAX_SHOWN:
-            rows.append({"#": q.index, "task": q.task, "data ID": _data_id_text(q.data_id.required),
-                         "inputs": sum(len(v) for v in q.inputs.values()),
-                         "prerequisites": sum(len(v) for v in q.prerequisites.values()),
-                         "outputs": sum(len(v) for v in q.outputs.values()),
-                         "after": ", ".join(str(i) for i in sorted(q.dependencies())[:5])})
+    for q in graph.first_of_each_task(MAX_SHOWN):  # a columnar graph makes only these quanta
+        rows.append({"#": q.index, "task": q.task, "data ID": _data_id_text(q.data_id.required),
+                     "inputs": sum(len(v) for v in q.inputs.values()),
+                     "prerequisites": sum(len(v) for v in q.prerequisites.values()),
+                     "outputs": sum(len(v) for v in q.outputs.values()),
+                     "after": ", ".join(str(i) for i in sorted(q.dependencies())[:5])})
     print_rows(rows, as_json=False, title=f"quanta (first {MAX_SHOWN} of each task)", empty="no quanta")
     if graph.dropped:
         print_rows([{"task": d["task"], "data ID": _data_id_text(d["data_id"]), "reason": d["reason"]}

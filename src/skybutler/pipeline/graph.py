@@ -87,6 +87,18 @@ class QuantumGraph:
             c = Counter(q.task for q in self.quanta)
         return {label: c.get(label, 0) for label in self.pipeline.labels}
 
+    def first_of_each_task(self, n: int) -> list[QuantumNode]:
+        """The first ``n`` quanta of each task, in graph order (without making the others)."""
+        if isinstance(self.quanta, LazyQuanta):
+            return [b.node(i, self.quanta.datasets) for b in self.quanta.tasks for i in range(min(n, len(b)))]
+        shown: Counter[str] = Counter()
+        out = []
+        for q in self.quanta:
+            shown[q.task] += 1
+            if shown[q.task] <= n:
+                out.append(q)
+        return out
+
     def dependency_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """How many quanta each quantum waits for, and who waits for whom as offsets and
         targets: quantum ``i``'s dependents are ``targets[offsets[i]:offsets[i + 1]]``."""
