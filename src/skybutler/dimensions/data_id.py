@@ -9,7 +9,6 @@ which are kept and checked against the records when the data ID is expanded).
 
 from __future__ import annotations
 
-import functools
 
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -210,9 +209,7 @@ class _LazilyExpanded(DataCoordinate):
         return DataCoordinate, (self.group, self.mapping)
 
 
-def lazily_expanded(expand: Callable[[DataCoordinate], Mapping[str, DataIdValue]]) -> Callable[..., DataCoordinate]:
-    """A maker of data IDs (called as ``make(group, values)``) that find their implied values
-    with ``expand`` (given a data ID, all its values) on first use: building them costs
-    nothing more.  ``expand`` must not refer to the data IDs it is used for (see
-    :class:`_LazilyExpanded`)."""
-    return functools.partial(_LazilyExpanded, expand=expand)
+LazilyExpanded = _LazilyExpanded
+"""Data IDs made as ``LazilyExpanded(group, values, expand)`` find their implied values with
+``expand`` (given a data ID, all its values) on first use, so building them costs nothing
+more; ``expand`` must not refer to the data IDs it serves (see :class:`_LazilyExpanded`)."""

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from ..batching import gc_paused
 from ..dimensions import DataCoordinate, DimensionRecord
-from ..dimensions.data_id import lazily_expanded
+from ..dimensions.data_id import LazilyExpanded
 from ..errors import BackendError, QueryError
 from ..models import ArtifactBatch, DatasetRef
 from ..registry import Registry
@@ -372,16 +372,16 @@ def _lazy_implied(registry: Registry, group: Any) -> Callable[[Callable[[type], 
     if not group.implied:
         return None
 
-    def make_batch(build: Callable[[Any], list[DataCoordinate]]) -> list[DataCoordinate]:
+    def make_batch(build: Callable[[Any, Any], list[DataCoordinate]]) -> list[DataCoordinate]:
         found: dict[tuple, Any] = {}
 
         def expand(data_id: DataCoordinate) -> Any:
             if not found:  # the batch's plain data IDs, made again from its columns (see lazily_expanded)
-                for full in registry.dimensions.expand_many(build(DataCoordinate)):
+                for full in registry.dimensions.expand_many(build(DataCoordinate, columnar.NO_EXTRA)):
                     found[full.required_values] = full.as_dict()
             return found[data_id.required_values]
 
-        return build(lazily_expanded(expand))
+        return build(LazilyExpanded, expand)
 
     return make_batch
 
@@ -400,7 +400,7 @@ class DataIdQueryResults(QueryResults):
         def convert(columns: list[Sequence[Any]], n: int) -> list[DataCoordinate]:
             if lazy is None:
                 return build(group, n, *[columns[i] for i in index])
-            return lazy(lambda cls: build(group, n, *[columns[i] for i in index], DC=cls))
+            return lazy(lambda cls, extra: build(group, n, *[columns[i] for i in index], DC=cls, EXTRA=extra))
 
         return convert
 
@@ -428,7 +428,7 @@ class DatasetQueryResults(QueryResults):
             if lazy is None:
                 data_ids = build(group, n, *[columns[i] for i in index])
             else:
-                data_ids = lazy(lambda cls: build(group, n, *[columns[i] for i in index], DC=cls))
+                data_ids = lazy(lambda cls, extra: build(group, n, *[columns[i] for i in index], DC=cls, EXTRA=extra))
             types = itertools.repeat(dtypes[0]) if i_type is None else map(dtypes.__getitem__, columns[i_type])
             # Column by column through C-level map loops: no Python frame per ref.  The
             # batch's artifacts are looked up together when the first is read.
