@@ -376,7 +376,7 @@ def _lazy_implied(registry: Registry, group: Any) -> Callable[[Callable[[type], 
         found: dict[tuple, Any] = {}
 
         def expand(data_id: DataCoordinate) -> Any:
-            if not found:  # the batch's plain data IDs, made again from its columns (see lazily_expanded)
+            if not found:  # the batch's plain data IDs, made again from its columns (see LazilyExpanded)
                 for full in registry.dimensions.expand_many(build(DataCoordinate, columnar.NO_EXTRA)):
                     found[full.required_values] = full.as_dict()
             return found[data_id.required_values]
