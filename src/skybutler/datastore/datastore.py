@@ -434,17 +434,24 @@ class FileDatastore:
         if suffix is not None:
             relative = posixpath.splitext(relative)[0] + suffix
         destination = directory / relative
-        destination.parent.mkdir(parents=True, exist_ok=True)
         source = self.full_path(artifact.path)
-        if transfer == "symlink" and self.local:
-            os.symlink(source, destination)
-        elif transfer == "hardlink" and self.local:
-            os.link(source, destination)
-        elif self.local and "://" not in artifact.path:
-            shutil.copyfile(source, destination)
-        else:
-            fs = fsspec_url_to_fs(artifact.path)[0] if "://" in artifact.path else self.fs
-            fs.get_file(source, str(destination))
+
+        def place() -> None:
+            if transfer == "symlink" and self.local:
+                os.symlink(source, destination)
+            elif transfer == "hardlink" and self.local:
+                os.link(source, destination)
+            elif self.local and "://" not in artifact.path:
+                shutil.copyfile(source, destination)
+            else:
+                fs = fsspec_url_to_fs(artifact.path)[0] if "://" in artifact.path else self.fs
+                fs.get_file(source, str(destination))
+
+        try:  # most files go to a directory made for an earlier one: make it only when missing
+            place()
+        except FileNotFoundError:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            place()
         return relative
 
     # -- removal and listing --------------------------------------------------
