@@ -286,3 +286,26 @@ def test_verify_fix_quarantines_on_every_stack(make_butler):
     assert entry["original"].endswith("r/stray.txt") and entry["size"] == len(b"a stranger's bytes")
     assert (Path(summary["quarantine"]) / entry["quarantined_as"]).read_bytes() == b"a stranger's bytes"
     assert not butler.datastore.fs.exists(stray) and butler.get(kept) == {"a": 1}
+
+
+@pytest.mark.parametrize("content", [b'{"pid": 1}\n{"foo": 1}\n', b'{"pid": 1}\n[1, 2]\n', b"\xff\xfe\n\n",
+                                     b'{"pid": 1}\n{"dataset_id": "zz", "path": "a", "kind": "put"}\n'])
+def test_a_damaged_journal_never_stops_the_repository_opening_and_is_kept(tmp_path, content):
+    """A journal no writer holds that cannot be read: what its writer did cannot be known, so it is
+    neither replayed (that could delete a user's file) nor deleted; the repository opens, and
+    verify reports it until a person has looked."""
+    with _ready(Butler.create(tmp_path / "repo", run="r")) as butler:
+        ref = butler.put({"a": 1}, "metrics", DATA_ID)
+        root = butler.root
+    damaged = root / ".skybutler" / "journal" / f"{uuid.uuid4().hex}.json"
+    damaged.parent.mkdir(parents=True, exist_ok=True)
+    damaged.write_bytes(content)
+    with Butler(root) as butler:
+        assert butler.get(ref) == {"a": 1}
+        report = verify(butler)
+        assert not report.consistent and report.damaged_journals[0].startswith(str(damaged))
+    result = _cli("verify", root, "--fix", "--yes", code=1)
+    assert "damaged write journal" in result.output
+    assert damaged.read_bytes() == content
+    damaged.unlink()
+    _cli("verify", root)

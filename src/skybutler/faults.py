@@ -5,11 +5,13 @@
 the first) it reaches ``<step>``.  Unset, a step costs one comparison.  The steps:
 
 - ``journal-written``: a batch's intents are in the write journal, no file touched yet
-- ``file-staged``: one more file of a put batch is staged under its temporary name
-- ``file-placed``: one more ingested file is at its final path (moved, copied or linked)
+- ``file-staged``: one more file of a put batch (or of a staging or recompute write-back) is staged
+  under its temporary name
+- ``file-placed``: one more ingested file is at its final path (moved, copied or linked), or one more
+  file of a staging or recompute write-back
 - ``files-published``: a put batch's files are at their final paths, the registry not yet committed
-- ``registry-committed``: the registry transaction of a write (or a removal) committed, its journal
-  not yet ended
+- ``registry-committed``: the registry transaction of a write (or a removal, purge, cold move,
+  staging or write-back) committed, its journal not yet ended
 - ``file-quarantined``: ``verify --fix`` moved one more file into the quarantine
 - ``intent-settled``: recovery settled one more intent of a crashed writer's journal
 """

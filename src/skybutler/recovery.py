@@ -1,7 +1,8 @@
 """Crash recovery: replay the write journals of writers that died.
 
-Every write that places files in the datastore (put, put_many, ingest in every transfer mode,
-import) first records its intents in the write journal and holds the journal's lock until
+Every write that places or deletes files in the datastore (put, put_many, ingest in every
+transfer mode, import, removal, and the retention writes: staging, recompute write-back, cold
+move, purge) first records its intents in the write journal and holds the journal's lock until
 its registry transaction is over (see :mod:`skybutler.datastore.journal`).  A journal whose
 lock can be taken is a dead writer's.  For each of its intents this module asks the registry
 whether the dataset was committed at that path, and whether another dataset or a live writer
@@ -16,9 +17,11 @@ command opens the repository.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from .datastore.rollback import settle_intent
@@ -36,23 +39,18 @@ def recover(butler: Butler) -> list[str]:
     if journal is None or not journal.has_entries():
         return []
     done: list[str] = []
-    live_paths: set[str] | None = None
+    live_paths = {i.path for j in journal.live() for i in j.intents}
     for record in journal.abandoned():
-        try:
-            ids = [uuid.UUID(i.dataset_id) for i in record.intents]
-            rows = butler.registry.datasets.artifacts(ids)
-            committed = [rows.get(i) is not None and rows[i].path == intent.path
-                         for i, intent in zip(ids, record.intents)]
-            open_paths = [intent.path for intent, c in zip(record.intents, committed) if not c]
-            if live_paths is None:
-                live_paths = {i.path for j in journal.live() for i in j.intents}
-            claimed = butler.registry.datasets.paths_in_use(open_paths) | (live_paths & set(open_paths))
-            for intent, is_committed in zip(record.intents, committed):
-                done += settle_intent(butler.datastore, intent, is_committed, intent.path in claimed)
-                crash_point("intent-settled")  # settling again is harmless: what is done is done
-        except Exception as err:  # leave the journal for a later open or verify --fix to finish
-            log.warning("could not settle the interrupted write recorded in %s: %s", record.path, err)
-            journal.release(record)
+        ids = [uuid.UUID(i.dataset_id) for i in record.intents]
+        # A retention write's journal is replayed holding its datasets' locks (as its writer did), so
+        # no live staging, move or recompute changes their states meanwhile; if one is at work on
+        # them, the journal waits for a later open.
+        with _dataset_locks(butler, ids, record.header.get("dataset_locks", False)) as held:
+            if not held:
+                journal.release(record)
+                continue
+            settled = _settle(butler, journal, record, ids, live_paths, done)
+        if not settled:
             continue
         journal.end(record)
         done.append(f"settled the interrupted write of {len(record.intents)} file(s) (pid "
@@ -60,3 +58,41 @@ def recover(butler: Butler) -> list[str]:
     for line in done:
         log.info("%s", line)
     return done
+
+
+@contextlib.contextmanager
+def _dataset_locks(butler: Butler, ids: list[uuid.UUID], wanted: bool) -> Iterator[bool]:
+    if not wanted:
+        yield True
+        return
+    from .retention.cold_tier import locks
+
+    with locks(butler).try_hold(ids) as held:
+        yield held
+
+
+def _settle(butler: Butler, journal, record, ids: list[uuid.UUID], live_paths: set[str],
+            done: list[str]) -> bool:
+    """Settle every intent of one dead writer's journal; False (journal released) if that failed."""
+    try:
+        rows = butler.registry.datasets.artifacts(ids)
+        committed = [rows.get(i) is not None and rows[i].path == intent.path
+                     for i, intent in zip(ids, record.intents)]
+        open_paths = [intent.path for intent, c in zip(record.intents, committed) if not c]
+        claimed = butler.registry.datasets.paths_in_use(open_paths) | (live_paths & set(open_paths))
+        states = {}
+        if any(i.kind == "cold-copy" for i in record.intents):
+            from .retention.cold_tier import settle_cold_copy
+
+            states = butler.registry.states.get(ids)
+        for dataset_id, intent, is_committed in zip(ids, record.intents, committed):
+            if intent.kind == "cold-copy":
+                done += settle_cold_copy(butler, intent, states.get(dataset_id))
+            else:
+                done += settle_intent(butler.datastore, intent, is_committed, intent.path in claimed)
+            crash_point("intent-settled")  # settling again is harmless: what is done is done
+    except Exception as err:  # leave the journal for a later open or verify --fix to finish
+        log.warning("could not settle the interrupted write recorded in %s: %s", record.path, err)
+        journal.release(record)
+        return False
+    return True

@@ -65,19 +65,21 @@ class VerifyReport:
     retention_leftovers: list[str] = field(default_factory=list)
     #: The cold tier, when one is configured (see ``retention.cold_tier.ColdAudit``).
     cold: ColdAudit | None = None
+    #: write journals of dead writers that cannot be read: never replayed nor deleted (a person decides)
+    damaged_journals: list[str] = field(default_factory=list)
 
     @property
     def consistent(self) -> bool:
         cold = self.cold is not None and (self.cold.missing or self.cold.mismatches or self.cold.orphans)
         return not (self.missing_files or self.orphan_files or self.size_mismatches or self.checksum_mismatches
-                    or self.abandoned_files or self.retention_leftovers or cold)
+                    or self.abandoned_files or self.retention_leftovers or cold or self.damaged_journals)
 
     def summary(self) -> dict:
         out = {"datasets": self.datasets, "files": self.files, "consistent": self.consistent,
                 "missing_files": self.missing_files, "orphan_files": self.orphan_files,
                 "size_mismatches": self.size_mismatches, "checksum_mismatches": self.checksum_mismatches,
                 "abandoned_files": self.abandoned_files, "retention_leftovers": self.retention_leftovers,
-                "in_flight": self.in_flight, "recovered": self.recovered}
+                "in_flight": self.in_flight, "recovered": self.recovered, "damaged_journals": self.damaged_journals}
         if self.cold is not None:
             out["cold_tier"] = {"copies": self.cold.copies, "missing_copies": self.cold.missing,
                                 "mismatches": self.cold.mismatches, "orphan_files": self.cold.orphans,
@@ -123,6 +125,8 @@ def verify(butler: Butler, check_sizes: bool = False, check_checksums: bool = Fa
             report.checksum_mismatches.append(f"{artifact.path} (dataset {dataset_id})")
         if progress is not None:
             progress(done, len(artifacts))
+    if butler.datastore.journal is not None:
+        report.damaged_journals = [f"{path}: {why}" for path, why in sorted(butler.datastore.journal.damaged.items())]
     live = butler.datastore.journal.live() if butler.datastore.journal is not None else []
     live_tokens = {j.token for j in live}
     live_paths = {i.path for j in live for i in j.intents}

@@ -126,6 +126,8 @@ def _print_report(report) -> None:
     rows += [{"problem": "file of a purged or cold dataset", "path": p} for p in report.retention_leftovers]
     rows += [{"problem": "size differs", "path": p} for p in report.size_mismatches]
     rows += [{"problem": "checksum differs", "path": p} for p in report.checksum_mismatches]
+    rows += [{"problem": "damaged write journal (never replayed nor deleted: look at it, then delete it)",
+              "path": p} for p in report.damaged_journals]
     if report.cold is not None:
         rows += [{"problem": "cold copy missing", "path": p} for p in report.cold.missing]
         rows += [{"problem": "cold copy differs", "path": p} for p in report.cold.mismatches]

@@ -160,6 +160,8 @@ class FileDatastore:
         """Why the path template of dataset type ``name`` (with these required dimensions)
         would make two datasets share a file, or None if it names each of them."""
         template = self._templates.get(name, self._default_template)
+        if template.run_problem:
+            return template.run_problem
         vague = template.identifies(required)
         if not vague:
             return None
@@ -238,6 +240,17 @@ class FileDatastore:
             return None
         return self.journal.begin([Intent(str(i), a.path, "remove", checksum=a.checksum) for i, a in inside])
 
+    def begin_journal(self, intents: Sequence[Intent], token: str, dataset_locks: bool = False) -> Journal | None:
+        """Journal the intents of a write that is not a put or an ingest (staging, recompute
+        write-back, purge, cold move); None when this datastore keeps no journal."""
+        if self.journal is None or not intents:
+            return None
+        return self.journal.begin(intents, token=token, dataset_locks=dataset_locks)
+
+    def staged_name(self, path: str, token: str, number: int) -> str | None:
+        """The temporary name of the ``number``-th file of batch ``token`` (None on an object store)."""
+        return f"{self.full_path(path)}.tmp-{token}-{number}" if self.local else None
+
     def end_journal(self, journal: Journal | None) -> None:
         if journal is not None:
             self.journal.end(journal)
@@ -267,8 +280,8 @@ class FileDatastore:
             for p in pending:
                 p.abort()
 
-    def write_or_adopt(self, artifact: StoredArtifact, data: bytes, accept: Callable[[bytes], bool]
-                       ) -> StoredArtifact:
+    def write_or_adopt(self, artifact: StoredArtifact, data: bytes, accept: Callable[[bytes], bool],
+                       staged: str | None = None) -> StoredArtifact:
         """Publish ``data`` at the artifact's path, never replacing another file; returns the
         artifact as placed.
 
@@ -276,18 +289,22 @@ class FileDatastore:
         recompute write-back) while holding the dataset's lock: a file already there was left
         by an interrupted writer of the same dataset -- it is kept, and described by the
         returned artifact, if ``accept`` takes its bytes (the same checksum, say); otherwise
-        nothing is changed and :class:`DatastoreError` names the file.
+        nothing is changed and :class:`DatastoreError` names the file.  ``staged``: the temporary
+        name the writer's journal recorded (local datastores).
         """
-        staged = None
         if self.local:
             final = self.full_path(artifact.path)
-            staged = f"{final}.tmp-{uuid.uuid4().hex}-0"
+            staged = staged or f"{final}.tmp-{uuid.uuid4().hex}-0"
             try:
                 self.in_directory_of(final, lambda: write_new_file(staged, data))
             except OSError as err:
                 raise DatastoreError(f"local datastore write of {final} failed: {err.strerror or err}") from err
+            crash_point("file-staged")
+        else:
+            staged = None
         try:
             self._publish(artifact.path, staged, data)
+            crash_point("file-placed")
             return artifact
         except DatastoreError as err:
             try:
@@ -300,6 +317,7 @@ class FileDatastore:
                     "content, so it was not left by an interrupted writer of it ('skybutler verify' lists it)"
                     ) from None
             algorithm = artifact.checksum.split(":", 1)[0] if artifact.checksum else self.checksum_algorithm
+            crash_point("file-placed")
             return artifact.model_copy(update={"size": len(existing), "checksum": checksum(existing, algorithm)})
         finally:
             if staged is not None:

@@ -43,7 +43,8 @@ class Intent:
     dataset_id: str
     #: the artifact path (relative to the datastore root)
     path: str
-    #: put, copy, move, hardlink, symlink
+    #: put, copy, move, hardlink, symlink; remove (a file about to be deleted after its rows);
+    #: restore (staging or recompute write-back); cold-copy (a file in the cold tier)
     kind: str
     #: the full path of the temporary file the bytes are staged in (local datastores)
     staged: str | None = None
@@ -63,6 +64,8 @@ class Journal:
     intents: list[Intent]
     header: dict = field(default_factory=dict)
     fd: int | None = None
+    #: why the journal cannot be read (a damaged file): it is never replayed nor deleted
+    damaged: str | None = None
 
     @property
     def token(self) -> str:
@@ -93,15 +96,21 @@ class WriteJournal:
     def __init__(self, directory: str):
         self.directory = directory
         self._own: set[str] = set()  # journal paths this process holds open
+        #: journals of dead writers that cannot be read, by path: why (left for a person, see ``verify``)
+        self.damaged: dict[str, str] = {}
 
-    def begin(self, intents: Sequence[Intent], token: str | None = None, durable: bool = False) -> Journal:
+    def begin(self, intents: Sequence[Intent], token: str | None = None, durable: bool = False,
+              dataset_locks: bool = False) -> Journal:
         """Record the intents of a batch (flushed to disk first if ``durable``: a move of a user's
         file) and hold the journal's lock; ``end`` the returned journal once the batch is settled.
-        ``token`` names the journal (the batch's staged files carry it too)."""
+        ``token`` names the journal (the batch's staged files carry it too).  ``dataset_locks``: the
+        writer holds its datasets' locks (a retention write), and so must whoever replays it."""
         os.makedirs(self.directory, exist_ok=True)
         token = token or uuid.uuid4().hex
         final = os.path.join(self.directory, f"{token}.json")
         header = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
+        if dataset_locks:
+            header["dataset_locks"] = True
         lines = [json.dumps(header)] + [json.dumps(vars(i)) for i in intents]
         data = ("\n".join(lines) + "\n").encode()
         try:
@@ -145,7 +154,13 @@ class WriteJournal:
             if not name.endswith(".json") or path in self._own:
                 continue
             journal = _take(path)
-            if journal is not None:
+            if journal is not None and journal.damaged:
+                # What its writer did cannot be known: settling it could delete a user's file, and
+                # deleting it would lose the record.  Left as it is; verify reports it.
+                self.damaged[path] = journal.damaged
+                os.close(journal.fd)
+            elif journal is not None:
+                self.damaged.pop(path, None)
                 self._own.add(path)  # held by this process now: not a live writer's
                 yield journal
 
@@ -250,20 +265,33 @@ def _parse(path: str, fd: int) -> Journal:
         chunks.append(chunk)
     header: dict = {}
     intents: list[Intent] = []
-    for number, line in enumerate(b"".join(chunks).split(b"\n")):
+    lines = b"".join(chunks).split(b"\n")
+    damaged = None
+    for number, line in enumerate(lines):
         try:
             item = json.loads(line)
         except ValueError:
+            if number < len(lines) - 1 or number == 0:  # only the last line may be torn
+                damaged = f"line {number + 1} is not JSON"
             continue
-        if number == 0:
-            header = item
-        elif "n" in item:
-            for key, value in item.items():
-                if key != "n" and 0 <= item["n"] < len(intents):
-                    setattr(intents[item["n"]], key, value)
-        else:
-            intents.append(Intent(**item))
-    return Journal(path, intents, header, None)
+        try:
+            if number == 0:
+                if not isinstance(item, dict):
+                    raise TypeError("no header")
+                header = item
+            elif "n" in item:
+                for key, value in item.items():
+                    if key != "n" and 0 <= item["n"] < len(intents):
+                        setattr(intents[item["n"]], key, value)
+            else:
+                intent = Intent(**item)
+                uuid.UUID(intent.dataset_id)
+                if not isinstance(intent.path, str):
+                    raise TypeError("no path")
+                intents.append(intent)
+        except (TypeError, ValueError, AttributeError) as err:
+            damaged = f"line {number + 1} is not an intent skybutler wrote ({err})"
+    return Journal(path, intents, header, None, damaged)
 
 
 def _remove_stale_partial(path: str) -> None:

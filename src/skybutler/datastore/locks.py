@@ -68,6 +68,41 @@ class DatasetLocks:
                 if fd is not None:
                     os.close(fd)  # closing the file releases its flock
 
+    @contextlib.contextmanager
+    def try_hold(self, ids: Iterable[uuid.UUID]) -> Iterator[bool]:
+        """Hold the locks of these datasets for the ``with`` block if none is busy (yields True),
+        else take none (yields False).  For crash recovery, which must not wait on a live writer."""
+        held: dict[str, int] = _HELD.__dict__.setdefault("locks", {})
+        paths = sorted({self.path(i) for i in ids})
+        if all(p in held for p in paths):
+            yield True
+            return
+        if held:  # this thread holds other locks: it may not take new ones
+            yield False
+            return
+        try:
+            for path in paths:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    break
+                held[path] = fd
+            ok = all(p in held for p in paths)
+            if not ok:
+                for path in paths:
+                    fd = held.pop(path, None)
+                    if fd is not None:
+                        os.close(fd)
+            yield ok
+        finally:
+            for path in paths:
+                fd = held.pop(path, None)
+                if fd is not None:
+                    os.close(fd)
+
     def _acquire(self, path: str, on_busy: Callable[[], None] | None) -> int:
         self.directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SkybutlerError
+from ..faults import crash_point
 from ..models import StoredArtifact
 from ..registry.dataset_state_store import COLD, PURGED, PURGED_LOST, PURGED_RECOMPUTABLE, STORED, DatasetInfo
 from ..registry.quantum_store import QuantumRecord
-from .cold_tier import busy_notice, cold_tier, is_external, locks, move_to_cold
+from .cold_tier import RetentionJournal, busy_notice, cold_tier, is_external, locks, move_to_cold
 from .policy import DAY_NS
 
 if TYPE_CHECKING:
@@ -295,10 +296,19 @@ def _purge(butler: Butler, report: RetentionReport, purged: list[RetentionAction
             artifact = StoredArtifact(path="", formatter="", size=0)
         forced = " (forced: it cannot be recomputed)" if a.new_state == PURGED_LOST else ""
         items.append((a.dataset_id, a.new_state, artifact, f"purged {when} by policy '{a.policy}'{forced}"))
-    butler.registry.states.set_purged(items)
-    failed = butler.datastore.remove(hot.values())
-    if cold_paths:
-        cold_tier(butler).remove(cold_paths)
+    tier = cold_tier(butler) if cold_paths else None
+    journal = RetentionJournal(butler, tier)
+    for dataset_id, _, artifact, _ in items:
+        if dataset_id in hot:
+            journal.remove(dataset_id, hot[dataset_id])
+        elif artifact.path in cold_paths:
+            journal.cold_copy(dataset_id, artifact)
+    with journal:
+        butler.registry.states.set_purged(items)
+        crash_point("registry-committed")
+        failed = butler.datastore.remove(hot.values())
+        if tier is not None:
+            tier.remove(cold_paths)
     if failed:
         logging.getLogger("skybutler.retention").warning("purged, but could not delete: %s", ", ".join(failed))
 

@@ -10,10 +10,12 @@ recorded, and the cold copy is removed: the dataset is ``stored`` again.
 
 Both hold the datasets' locks (:mod:`..datastore.locks`) and read the datasets' states
 again once they have them, so two readers staging one dataset at once stage it once: the
-second waits and finds it stored.  A process killed at any point leaves at most a file
-that no row describes: a cold copy (the next move writes over it; ``verify`` lists it),
-or a hot file at the dataset's recorded path, which the next staging or recompute adopts
-when its checksum is the recorded one.
+second waits and finds it stored.  Both journal their files first (:class:`RetentionJournal`),
+so a process killed at any point leaves nothing the next open does not settle: a hot file
+written back without its row, or a cold copy no state points to, is deleted (it holds the
+bytes the journal recorded), one still needed is kept.  A leftover of a writer that kept no
+journal (an older skybutler) is adopted by the next staging or recompute when its checksum is
+the recorded one, and ``verify`` tells it apart from strangers.
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from ..datastore.checksums import verify
+from ..datastore.journal import Intent, Journal
 from ..datastore.locks import DatasetLocks
 from ..errors import ChecksumMismatchError, DatastoreError, SkybutlerError
+from ..faults import crash_point
 from ..models import StoredArtifact
-from ..registry.dataset_state_store import COLD, PURGED
+from ..registry.dataset_state_store import COLD, PURGED, DatasetState
 from .policy import ColdTierConfig
 
 if TYPE_CHECKING:
@@ -73,12 +77,16 @@ class ColdTier:
     def full_path(self, path: str) -> str:
         return f"{self.root}/{path}"
 
-    def write(self, path: str, data: bytes) -> None:
+    def staged_name(self, path: str, token: str) -> str | None:
+        """The temporary name a copy of batch ``token`` is written under (None on an object store)."""
+        return f"{self.full_path(path)}.tmp-{token}" if self.local else None
+
+    def write(self, path: str, data: bytes, staged: str | None = None) -> None:
         """Write a file atomically (temporary name, then rename; one PUT on an object store)."""
         full = self.full_path(path)
         if self.local:
             os.makedirs(os.path.dirname(full), exist_ok=True)
-            staged = f"{full}.tmp-{uuid.uuid4().hex}"
+            staged = staged or f"{full}.tmp-{uuid.uuid4().hex}"
             with open(staged, "wb") as stream:
                 stream.write(data)
             os.replace(staged, full)
@@ -114,10 +122,21 @@ def cold_tier(butler: Butler) -> ColdTier:
         raise SkybutlerError("this repository has no cold tier: add retention.cold_tier.uri to butler.yaml")
     tier = ColdTier(config, butler.root)
     hot = butler.datastore
-    if tier.local == hot.local and (tier.root == hot.root or tier.root.startswith(hot.root.rstrip("/") + "/")):
+
+    def inside(path: str, directory: str) -> bool:
+        return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+    if tier.local == hot.local and inside(tier.root, hot.root):
         # 'skybutler verify --fix' would take the cold copies for orphan files and delete them.
         raise SkybutlerError(f"the cold tier {tier.uri} is inside the datastore root {hot.root_uri}: "
                              "put it elsewhere (retention.cold_tier.uri in butler.yaml)")
+    if tier.local and (inside(str(butler.root), tier.root) or (hot.local and inside(hot.root, tier.root))
+                       or inside(tier.root, str(butler.root / ".skybutler"))):
+        # its walk would list the repository's own files (butler.yaml, the registry, the datastore) as
+        # cold files without rows, and cold copies would land among them
+        raise SkybutlerError(f"the cold tier {tier.uri} holds the repository or its datastore (or is inside "
+                             "its .skybutler directory): put it in a directory of its own "
+                             "(retention.cold_tier.uri in butler.yaml)")
     return tier
 
 
@@ -143,16 +162,96 @@ def busy_notice(on_wait: WaitCallback | None, what: str, seconds: float = 0.0) -
     return lambda: (on_wait or log_wait)(f"another writer is {what}: waiting for it to finish", seconds)
 
 
-def write_hot(butler: Butler, artifact: StoredArtifact, data: bytes, accept: Callable[[bytes], bool] | None = None
-              ) -> StoredArtifact:
-    """Publish bytes at an artifact's path in the hot datastore (atomic, never overwriting); a file
-    left there by an interrupted writer of the same dataset is kept if it has the recorded checksum
-    (or if ``accept`` takes it).  Returns the artifact as placed."""
+def write_hot(butler: Butler, artifact: StoredArtifact, data: bytes, accept: Callable[[bytes], bool] | None = None,
+              staged: str | None = None) -> StoredArtifact:
+    """Publish bytes at an artifact's path in the hot datastore (atomic, never overwriting; staged
+    under ``staged``, the name the journal recorded); a file left there by an interrupted writer of
+    the same dataset is kept if it has the recorded checksum (or if ``accept`` takes it).  Returns
+    the artifact as placed."""
     def same(existing: bytes) -> bool:
         return (artifact.checksum is not None and verify(existing, artifact.checksum)) or \
             (accept is not None and accept(existing))
 
-    return butler.datastore.write_or_adopt(artifact, data, same)
+    return butler.datastore.write_or_adopt(artifact, data, same, staged)
+
+
+class RetentionJournal:
+    """The write journal of one retention write (staging, recompute write-back, cold move, purge).
+
+    Like every write that touches the datastore, a retention write journals its files before it
+    touches any, and holds its datasets' locks until its journal ends (so whoever replays a dead
+    writer's journal takes the same locks, and reads settled states).  Intents: ``restore`` (a
+    file written back at a dataset's hot path: kept if the dataset is stored there, else deleted
+    when it holds these bytes), ``remove`` (a hot file about to be deleted after its rows went:
+    kept while a row points to it, else deleted when it has the recorded checksum) and
+    ``cold-copy`` (a file in the cold tier: kept while the dataset is cold there, else deleted
+    when it has the recorded checksum).  See :func:`settle_cold_copy` and
+    :mod:`skybutler.datastore.rollback`.
+    """
+
+    def __init__(self, butler: Butler, tier: ColdTier | None = None):
+        self.butler = butler
+        self.tier = tier
+        self.token = uuid.uuid4().hex
+        self.intents: list[Intent] = []
+        self.journal: Journal | None = None
+
+    def restore(self, dataset_id: uuid.UUID, artifact: StoredArtifact, digest: str | None) -> str | None:
+        """A file with checksum ``digest`` about to be written back at ``artifact.path``; returns
+        its staged name."""
+        staged = self.butler.datastore.staged_name(artifact.path, self.token, len(self.intents))
+        self.intents.append(Intent(str(dataset_id), artifact.path, "restore", staged=staged, checksum=digest))
+        return staged
+
+    def remove(self, dataset_id: uuid.UUID, artifact: StoredArtifact) -> None:
+        """A hot file to be deleted once the dataset's row is gone."""
+        if not is_external(artifact) and artifact.path:
+            self.intents.append(Intent(str(dataset_id), artifact.path, "remove", checksum=artifact.checksum))
+
+    def cold_copy(self, dataset_id: uuid.UUID, artifact: StoredArtifact) -> str | None:
+        """A cold copy about to be written or deleted; returns the name to stage a new copy under."""
+        staged = self.tier.staged_name(artifact.path, self.token) if self.tier is not None else None
+        self.intents.append(Intent(str(dataset_id), artifact.path, "cold-copy", staged=staged,
+                                   checksum=artifact.checksum))
+        return staged
+
+    def __enter__(self) -> RetentionJournal:
+        self.journal = self.butler.datastore.begin_journal(self.intents, self.token, dataset_locks=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.butler.datastore.end_journal(self.journal)
+
+
+def settle_cold_copy(butler: Butler, intent: Intent, state: DatasetState | None) -> list[str]:
+    """Put one ``cold-copy`` intent of a dead retention writer right (its datasets' locks held):
+    its staging file goes; the copy stays while the dataset is cold at that path, and otherwise
+    goes if it has the recorded checksum (the dataset is stored hot again, purged, or was never
+    moved); anything else stays for ``verify``."""
+    if butler.config.retention.cold_tier is None:
+        return []
+    tier = cold_tier(butler)
+    done = []
+    if intent.staged and tier.local:
+        try:
+            os.unlink(intent.staged)
+            done.append(f"removed cold staging file {intent.staged}")
+        except FileNotFoundError:
+            pass
+    if state is not None and state.state == COLD and state.artifact is not None and \
+            state.artifact.path == intent.path:
+        return done
+    full = tier.full_path(intent.path)
+    try:
+        data = tier.fs.cat_file(full)
+    except FileNotFoundError:
+        return done
+    if intent.checksum is None or not verify(data, intent.checksum):
+        return done
+    tier.remove([intent.path])
+    why = state.state if state is not None else "removed"
+    done.append(f"removed cold copy {full} (dataset {intent.dataset_id} is {why}, not cold there)")
+    return done
 
 
 def move_to_cold(butler: Butler, ids: Sequence[uuid.UUID]) -> tuple[list[uuid.UUID], int]:
@@ -161,19 +260,23 @@ def move_to_cold(butler: Butler, ids: Sequence[uuid.UUID]) -> tuple[list[uuid.UU
     tier = cold_tier(butler)
     with locks(butler).hold(ids, busy_notice(butler.on_wait, "staging or re-creating these datasets")):
         artifacts = butler.registry.datasets.artifacts(ids)
-        copied: list[tuple[uuid.UUID, StoredArtifact]] = []
-        try:
-            for dataset_id in ids:
-                artifact = artifacts.get(dataset_id)
-                if artifact is None or is_external(artifact):
-                    continue
-                tier.write(artifact.path, read_hot(butler, artifact))
-                copied.append((dataset_id, artifact))
-            butler.registry.states.set_cold(copied)
-        except BaseException:
-            tier.remove(a.path for _, a in copied)
-            raise
-        failed = butler.datastore.remove(a for _, a in copied)
+        todo = [(i, artifacts[i]) for i in ids if i in artifacts and not is_external(artifacts[i])]
+        journal = RetentionJournal(butler, tier)
+        staged = [journal.cold_copy(i, a) for i, a in todo]
+        for i, a in todo:
+            journal.remove(i, a)
+        with journal:
+            copied: list[tuple[uuid.UUID, StoredArtifact]] = []
+            try:
+                for (dataset_id, artifact), name in zip(todo, staged):
+                    tier.write(artifact.path, read_hot(butler, artifact), name)
+                    copied.append((dataset_id, artifact))
+                butler.registry.states.set_cold(copied)
+            except BaseException:
+                tier.remove(a.path for _, a in copied)
+                raise
+            crash_point("registry-committed")
+            failed = butler.datastore.remove(a for _, a in copied)
     if failed:
         log.warning("moved to the cold tier but could not delete the hot file(s): %s", ", ".join(failed))
     return [i for i, _ in copied], sum(a.size for _, a in copied)
@@ -196,18 +299,25 @@ def stage(butler: Butler, ids: Sequence[uuid.UUID], on_wait: WaitCallback | None
         (on_wait or log_wait)(f"staging {len(cold)} dataset(s) ({size / 1e6:.1f} MB) from the cold tier "
                               f"{tier.uri}: expected wait about {tier.latency:.1f} s", tier.latency)
         time.sleep(tier.latency)
-        placed: list[tuple[uuid.UUID, StoredArtifact]] = []
-        try:
-            for dataset_id, artifact in cold:
-                data = tier.read(artifact.path)
-                if not verify(data, artifact.checksum):
-                    raise ChecksumMismatchError(f"cold copy of {artifact.path} does not match its recorded checksum")
-                placed.append((dataset_id, write_hot(butler, artifact, data)))
-            butler.registry.states.set_stored(placed)
-        except BaseException:
-            butler.datastore.remove(a for _, a in placed)
-            raise
-        tier.remove(a.path for _, a in cold)
+        journal = RetentionJournal(butler, tier)
+        staged = [journal.restore(i, a, a.checksum) for i, a in cold]
+        for dataset_id, artifact in cold:
+            journal.cold_copy(dataset_id, artifact)
+        with journal:
+            placed: list[tuple[uuid.UUID, StoredArtifact]] = []
+            try:
+                for (dataset_id, artifact), name in zip(cold, staged):
+                    data = tier.read(artifact.path)
+                    if not verify(data, artifact.checksum):
+                        raise ChecksumMismatchError(f"cold copy of {artifact.path} does not match its recorded "
+                                                    "checksum")
+                    placed.append((dataset_id, write_hot(butler, artifact, data, staged=name)))
+                butler.registry.states.set_stored(placed)
+            except BaseException:
+                butler.datastore.remove(a for _, a in placed)
+                raise
+            crash_point("registry-committed")
+            tier.remove(a.path for _, a in cold)
     return dict(placed)
 
 

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..datastore.checksums import checksum, verify
 from ..errors import SkybutlerError
+from ..faults import crash_point
 from ..formats import get_formatter, get_storage_class
 from ..models import StoredArtifact
 from ..pipeline.errors import PipelineError
@@ -51,7 +52,8 @@ from ..provenance.recompute import replay
 from ..provenance.software import code_hash, environment
 from ..registry.dataset_state_store import COLD, PURGED, DatasetState
 from ..registry.quantum_store import DatasetLink, QuantumRecord
-from .cold_tier import WaitCallback, busy_notice, locks, log_wait, stage, staging_seconds, write_hot
+from .cold_tier import (RetentionJournal, WaitCallback, busy_notice, locks, log_wait, stage, staging_seconds,
+                        write_hot)
 
 if TYPE_CHECKING:
     from ..butler import Butler
@@ -421,34 +423,40 @@ def store_back(butler: Butler, estimate: RecomputeEstimate, result: RecomputeRes
     registered = {r.id: r for r in butler.registry.refs_by_id(ids)}
     states = estimate.states
     published: list[StoredArtifact] = []
-    try:
-        with butler.transaction():
-            pairs = []
-            for dataset_id in ids:
-                ref = registered.get(dataset_id)
-                if ref is None:
-                    continue
-                formatter, data = result.data[dataset_id]
-                state = states.get(dataset_id)
-                path = state.artifact.path if state is not None and state.artifact is not None else \
-                    butler.datastore.relative_path(ref, get_formatter(formatter).extension)
-                artifact = StoredArtifact(path=path, formatter=formatter, size=len(data),
-                                          checksum=checksum(data, butler.datastore.checksum_algorithm))
-                artifact = write_hot(butler, artifact, data, _acceptable(butler, estimate, dataset_id, formatter,
-                                                                         state))
-                published.append(artifact)
-                pairs.append((dataset_id, artifact))
-            if pairs:
-                butler.registry.states.set_stored(pairs, note)
-            for dataset_id in ids:
-                if dataset_id in registered:
-                    continue
-                link = _output_link(estimate.needed[dataset_id], dataset_id)
-                butler.put_many(link.dataset_type, [(result.objects[dataset_id], link.data_id)],
-                                run=estimate.needed[dataset_id].run, ids=[dataset_id])
-    except BaseException:
-        butler.datastore.remove(published)
-        raise
+    journal = RetentionJournal(butler)
+    todo = []
+    for dataset_id in ids:
+        ref = registered.get(dataset_id)
+        if ref is None:
+            continue
+        formatter, data = result.data[dataset_id]
+        state = states.get(dataset_id)
+        path = state.artifact.path if state is not None and state.artifact is not None else \
+            butler.datastore.relative_path(ref, get_formatter(formatter).extension)
+        artifact = StoredArtifact(path=path, formatter=formatter, size=len(data),
+                                  checksum=checksum(data, butler.datastore.checksum_algorithm))
+        todo.append((dataset_id, artifact, data, state, journal.restore(dataset_id, artifact, checksum(data, "xxh3"))))
+    with journal:
+        try:
+            with butler.transaction():
+                pairs = []
+                for dataset_id, artifact, data, state, staged in todo:
+                    artifact = write_hot(butler, artifact, data, _acceptable(butler, estimate, dataset_id,
+                                                                             artifact.formatter, state), staged)
+                    published.append(artifact)
+                    pairs.append((dataset_id, artifact))
+                if pairs:
+                    butler.registry.states.set_stored(pairs, note)
+                for dataset_id in ids:
+                    if dataset_id in registered:
+                        continue
+                    link = _output_link(estimate.needed[dataset_id], dataset_id)
+                    butler.put_many(link.dataset_type, [(result.objects[dataset_id], link.data_id)],
+                                    run=estimate.needed[dataset_id].run, ids=[dataset_id])
+        except BaseException:
+            butler.datastore.remove(published)
+            raise
+        crash_point("registry-committed")
     result.stored = True
 
 
