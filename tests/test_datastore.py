@@ -47,11 +47,11 @@ def n_datasets(butler, run: str = "run/a") -> int:
 
 def test_default_template_groups_by_run_type_band_and_night(butler):
     ref = butler.put({"a": 1}, "metrics", DATA_ID)
-    assert ref.artifact.path == "run/a/metrics/g/20250101/metrics_Cam_1_2.json"
-    assert butler.get_uri(ref).endswith("run/a/metrics/g/20250101/metrics_Cam_1_2.json")
+    assert ref.artifact.path == "run~/a/metrics/g/20250101/metrics_Cam_1_2.json"
+    assert butler.get_uri(ref).endswith("run~/a/metrics/g/20250101/metrics_Cam_1_2.json")
     if butler.datastore.local:
         # a new repository keeps its dataset files in a tree of their own, apart from butler.yaml
-        assert butler.get_uri(ref) == f"file://{butler.root}/datastore/run/a/metrics/g/20250101/metrics_Cam_1_2.json"
+        assert butler.get_uri(ref) == f"file://{butler.root}/datastore/run~/a/metrics/g/20250101/metrics_Cam_1_2.json"
     assert stored_files(butler) == {ref.artifact.path}
     assert_no_temporaries(butler)
 
@@ -59,15 +59,15 @@ def test_default_template_groups_by_run_type_band_and_night(butler):
 def test_default_template_drops_missing_optional_fields(butler):
     butler.register_dataset_type("detector_config", ["detector"], "Dict")
     ref = butler.put({"gain": 1.2}, "detector_config", instrument="Cam", detector=3)
-    assert ref.artifact.path == "run/a/detector_config/detector_config_Cam_3.json"
+    assert ref.artifact.path == "run~/a/detector_config/detector_config_Cam_3.json"
 
 
 def test_path_template_formatting():
     t = PathTemplate(DEFAULT_TEMPLATE)
     fields = {"run": "u/ana/run 1", "dataset_type": "calexp", "band": "r", "day_obs": 20250101,
               "data_id": ("Cam", 1, 2)}
-    assert t.format(fields) == "u/ana/run%201/calexp/r/20250101/calexp_Cam_1_2"
-    assert t.format({**fields, "band": None}) == "u/ana/run%201/calexp/20250101/calexp_Cam_1_2"
+    assert t.format(fields) == "u~/ana~/run%201/calexp/r/20250101/calexp_Cam_1_2"
+    assert t.format({**fields, "band": None}) == "u~/ana~/run%201/calexp/20250101/calexp_Cam_1_2"
     # an optional field drops its whole segment, literal text included
     assert PathTemplate("{run}/v{visit?}x/{data_id}").format({"run": "r", "data_id": ("d",)}) == "r/d"
     assert PathTemplate("{run}/v{visit?}x/{data_id}").format({"run": "r", "visit": 5, "data_id": ("d",)}) == "r/v5x/d"
@@ -75,7 +75,7 @@ def test_path_template_formatting():
     assert PathTemplate("{run}/{name}").format({"run": "r", "name": "a b*?"}) == "r/a%20b%2A%3F"
     # no value can climb out of the datastore root or make the path absolute
     assert PathTemplate("{run}/{name}").format({"run": "/abs//r", "name": "../../etc"}) == "%2Fabs%2F%2Fr/..%2F..%2Fetc"
-    assert PathTemplate("{run}/{name}").format({"run": "./r", "name": "..."}) == "%2E/r/%2E%2E%2E"
+    assert PathTemplate("{run}/{name}").format({"run": "./r", "name": "..."}) == "%2E~/r/%2E%2E%2E"
     with pytest.raises(DatastoreError, match="needs 'visit'"):
         PathTemplate("{run}/{visit}").format({"run": "r", "visit": None})
     with pytest.raises(DatastoreError, match="has no fields"):
@@ -103,8 +103,8 @@ def test_custom_templates_per_dataset_type(make_butler):
     b.register_dataset_type("detector_config", ["detector"], "Dict")
     m = b.put({"a": 1}, "metrics", DATA_ID)
     d = b.put({"a": 2}, "detector_config", instrument="Cam", detector=2)
-    assert m.artifact.path == "by_visit/Cam/1/2/g/run/a.json"
-    assert d.artifact.path == "detector_config/run/a/Cam_2.json"
+    assert m.artifact.path == "by_visit/Cam/1/2/g/run~/a.json"
+    assert d.artifact.path == "detector_config/run~/a/Cam_2.json"
     assert b.get(m) == {"a": 1} and b.get(d) == {"a": 2}
     # the templates are part of the repository: a new client uses them too
     from skybutler import Butler
@@ -258,7 +258,7 @@ def ingest_one(butler, source, transfer, detector=0):
 def test_ingest_copy(butler, raws):
     local_only(butler)
     ref = ingest_one(butler, raws[0], "copy")
-    assert ref.artifact.path == "run/a/raw/g/20250101/raw_Cam_1_0.json"
+    assert ref.artifact.path == "run~/a/raw/g/20250101/raw_Cam_1_0.json"
     stored = Path(butler.datastore.full_path(ref.artifact.path))
     assert raws[0].exists() and stored.exists() and not stored.is_symlink()
     assert os.stat(stored).st_ino != os.stat(raws[0]).st_ino
@@ -306,7 +306,7 @@ def test_ingest_direct_leaves_the_file_in_place(butler, raws):
 def test_ingest_auto(butler, raws):
     local_only(butler)
     outside = ingest_one(butler, raws[0], "auto")  # outside the root: copied
-    assert raws[0].exists() and outside.artifact.path.startswith("run/a/raw/")
+    assert raws[0].exists() and outside.artifact.path.startswith("run~/a/raw/")
     inside_file = write_json(Path(butler.datastore.root) / "curated" / "raw_1.json", {"det": 1})
     inside = ingest_one(butler, inside_file, "auto", detector=1)  # already inside: used in place
     assert inside.artifact.path == "curated/raw_1.json"
@@ -448,8 +448,8 @@ def test_removals_prune_empty_directories_and_writers_make_them_again(butler):
     other.put({"x": 1}, "metrics", {**DATA_ID, "detector": 1})  # it now knows the RUN's directories
     kept = butler.put({"k": 1}, "metrics", DATA_ID, run="run/kept")
     butler.remove_runs(["run/a"])
-    assert not os.path.exists(os.path.join(butler.datastore.root, "run", "a"))
-    assert os.path.exists(os.path.join(butler.datastore.root, "run", "kept"))
+    assert not os.path.exists(os.path.join(butler.datastore.root, "run~", "a"))
+    assert os.path.exists(os.path.join(butler.datastore.root, "run~", "kept"))
     assert os.path.isdir(butler.datastore.root)
     with pytest.raises(CollectionError, match="removed by another client"):  # the RUN it knew is gone
         other.put({"x": 2}, "metrics", {**DATA_ID, "detector": 1})

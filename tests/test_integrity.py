@@ -364,13 +364,63 @@ def test_runs_differing_in_any_character_get_their_own_files(butler: Butler, fir
     assert verify(butler).consistent
 
 
+NESTED_RUNS = ["u/ana", "u/ana/run1", "u/ana/run1/x", "u", "u/ana/metrics"]
+
+
+def _run_tree(run: str, path: str) -> str:
+    """The directory of a RUN's files under the default template: as many leading segments of one
+    of its paths as the RUN has parts."""
+    return "/".join(path.split("/")[:run.count("/") + 1]) + "/"
+
+
+def test_nested_run_names_get_trees_that_never_contain_each_other(butler: Butler) -> None:
+    """RUNs u/ana and u/ana/run1: the files of one are never inside the other's directory, so
+    nothing that works through a RUN's tree can reach another RUN's files; verify, removal and
+    purge of one leave the other as it was."""
+    refs = {run: butler.put({"run": run}, "metrics", DATA_ID, run=run) for run in NESTED_RUNS}
+    trees = {run: _run_tree(run, ref.artifact.path) for run, ref in refs.items()}
+    for run, tree in trees.items():
+        for other, ref in refs.items():
+            if other != run:
+                assert not ref.artifact.path.startswith(tree), (run, other, ref.artifact.path)
+    assert verify(butler).consistent
+    butler.remove_runs(["u/ana"])
+    for run in NESTED_RUNS[1:]:
+        assert butler.get(refs[run]) == {"run": run}
+    butler.retention.purge([refs["u/ana/run1"]], force=True)
+    assert butler.get(refs["u/ana/run1/x"]) == {"run": "u/ana/run1/x"}
+    assert verify(butler).consistent
+
+
+def test_a_run_named_like_another_runs_file_gets_its_own_directory(butler: Butler) -> None:
+    """RUN a's file a/metrics/g/20250101/metrics_Cam_1_0.json, then a RUN of that name plus
+    '/x': on a local disk a file cannot also be a directory, so with RUN names nested as plain
+    directories the second put failed."""
+    first = butler.put({"n": 1}, "metrics", DATA_ID, run="a")
+    second = butler.put({"n": 2}, "metrics", DATA_ID, run=first.artifact.path + "/x")
+    assert butler.get(first) == {"n": 1} and butler.get(second) == {"n": 2}
+    assert verify(butler).consistent
+
+
+def test_a_template_with_text_after_run_in_its_segment_is_refused_at_put(make_butler) -> None:
+    """'{run}_{dataset_type}': RUN 'a' with type 'b_c' and RUN 'a_b' with type 'c' would share files."""
+    from conftest import populate
+
+    b = make_butler(run="a", templates={"default": "{run}_{dataset_type}/{data_id}"})
+    populate(b)
+    b.register_dataset_type("metrics", ["visit", "detector"], "Dict")
+    with pytest.raises(DatastoreError, match="text after \\{run\\}"):
+        b.put({"a": 1}, "metrics", DATA_ID)
+    assert any("text after {run}" in p for p in b.validate_config())
+
+
 def test_a_data_id_value_with_a_slash_makes_no_directory(butler: Butler) -> None:
     butler.insert_records("band", [{"name": "g/r"}, {"name": "g_r"}])
     butler.register_dataset_type("bandstat", ["band"], "Dict")
     slash = butler.put({"b": 1}, "bandstat", band="g/r")
     underscore = butler.put({"b": 2}, "bandstat", band="g_r")
-    assert slash.artifact.path == "run/a/bandstat/g%2Fr/bandstat_g%2Fr.json"
-    assert underscore.artifact.path == "run/a/bandstat/g_r/bandstat_g%5Fr.json"
+    assert slash.artifact.path == "run~/a/bandstat/g%2Fr/bandstat_g%2Fr.json"
+    assert underscore.artifact.path == "run~/a/bandstat/g_r/bandstat_g%5Fr.json"
     assert butler.get(slash) == {"b": 1} and butler.get(underscore) == {"b": 2}
 
 
@@ -388,7 +438,11 @@ def test_data_ids_that_join_alike_get_their_own_files(butler: Butler) -> None:
 def _decode_run(path: str) -> str:
     from urllib.parse import unquote
 
-    return "/".join(unquote(part) for part in path.split("/"))
+    parts = path.split("/")
+    # every directory but the RUN's own ends with the mark '~', which no encoded part holds
+    assert all(p.endswith("~") for p in parts[:-1]) and "~" not in parts[-1] and "~" not in "".join(
+        p[:-1] for p in parts[:-1])
+    return "/".join(unquote(part.removesuffix("~")) for part in parts)
 
 
 @pytest.mark.parametrize("alphabet", ["ab/._ %", "aü/ñ.\x00\n~"])
@@ -409,6 +463,27 @@ def test_the_path_encoding_is_injective_and_stays_inside(alphabet: str) -> None:
         assert _decode_run(run) == name and check_inside(run) == run
         value = encode_value(name)
         assert "/" not in value and unquote(value) == name and check_inside(value) == value
+
+    check()
+
+
+def test_no_runs_directory_is_inside_another_runs() -> None:
+    """Prefix-free: for two different RUN names, neither encoded directory (with its '/') starts the
+    other's, checked on pairs of random names and on names made by extending one another."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from skybutler.datastore.templates import encode_run
+
+    names = st.text(alphabet="ab/~%.", min_size=1, max_size=7)
+
+    @settings(max_examples=600, deadline=None)
+    @given(names, names)
+    def check(first: str, second: str) -> None:
+        for a, b in ((first, second), (first, first + "/" + second), (first, first + second)):
+            if a != b:
+                assert not (encode_run(b) + "/").startswith(encode_run(a) + "/"), (a, b)
+                assert not (encode_run(a) + "/").startswith(encode_run(b) + "/"), (a, b)
 
     check()
 

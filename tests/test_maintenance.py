@@ -53,7 +53,7 @@ def test_export_refuses_non_empty_target_and_import_checks_manifest(butler, tmp_
 def test_failed_import_leaves_target_unchanged(butler, make_butler, tmp_path):
     _fill(butler)
     export_datasets(butler, butler.query_datasets("metrics"), tmp_path / "e")
-    victim = next((tmp_path / "e").rglob("*.json.bak"), None) or sorted((tmp_path / "e" / "run").rglob("*.json"))[-1]
+    victim = next((tmp_path / "e").rglob("*.json.bak"), None) or sorted((tmp_path / "e" / "run~").rglob("*.json"))[-1]
     victim.unlink()  # one file of the export is missing
     target = make_butler("target", collections=["run/a"])
     with pytest.raises(SkybutlerError):
@@ -73,14 +73,14 @@ def test_verify_reports_missing_and_orphan_files_and_fix_quarantines_orphans(but
     refs = _fill(butler)
     assert verify(butler).consistent
     butler.datastore.remove([refs[0].artifact])  # behind the registry's back
-    orphan = butler.datastore.full_path("run/a/stray.json")
+    orphan = butler.datastore.full_path("run~/a/stray.json")
     butler.datastore.fs.pipe_file(orphan, b"{}")
     report = verify(butler)
     assert len(report.missing_files) == 1 and str(refs[0].id) in report.missing_files[0]
-    assert report.orphan_files == ["run/a/stray.json"]
+    assert report.orphan_files == ["run~/a/stray.json"]
     result = repair(butler, plan_repair(report))
     assert result.quarantined == 1 and result.deleted == 0 and not butler.datastore.fs.exists(orphan)
-    assert (Path(result.quarantine) / "files" / "run/a/stray.json").read_bytes() == b"{}"
+    assert (Path(result.quarantine) / "files" / "run~/a/stray.json").read_bytes() == b"{}"
 
 
 def test_verify_cli_exit_status(butler):

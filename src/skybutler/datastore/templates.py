@@ -14,15 +14,28 @@ different names never share a path and no name can leave the datastore root:
   the ``%XX`` bytes of its UTF-8 form (``a b`` -> ``a%20b``, ``ü`` -> ``%C3%BC``; ``%``
   itself -> ``%25``, ``/`` -> ``%2F``);
 - a value made only of dots (``.``, ``..``) has its dots written ``%2E``;
-- a RUN name's ``/`` make directories (``u/ana/run1``) when every part between them
-  is non-empty; otherwise (``a//b``, ``/abs``, ``x/``) the whole name is one escaped
-  directory (``a%2F%2Fb``);
+- a RUN name's ``/`` make directories when every part between them is non-empty, and
+  every part but the last is marked with a trailing ``~`` (``u/ana/run1`` ->
+  ``u~/ana~/run1``), a character no encoded value holds (it is escaped, ``%7E``);
+  otherwise (``a//b``, ``/abs``, ``x/``) the whole name is one escaped directory
+  (``a%2F%2Fb``).  So the layout is prefix-free as well as injective: the directory of
+  RUN ``u/ana`` (``u~/ana``) never holds the files of RUN ``u/ana/run1`` (under
+  ``u~/ana~/run1``), and no RUN's directory is inside another's -- whatever works on
+  one RUN's files cannot meet another's, and a file of one RUN is never where another
+  RUN needs a directory;
+- in a template, ``{run}`` must end its path segment (``{run}/...``, ``x{run}/...``):
+  text after it (``{run}_{dataset_type}``) would let RUN ``a`` with type ``b_c`` and
+  RUN ``a_b`` with type ``c`` share files.  Such a template is refused when a dataset
+  is written (not when the repository is opened, so its files stay readable);
 - inside ``{data_id}`` the values are joined by ``_``, so ``_`` inside a value is
   written ``%5F`` there;
 - an empty value names no path: it is an error.
 
 Each rule can be undone, so the mapping is injective.  Paths already recorded in the
-registry are read as recorded; only new writes use these rules.
+registry are read as recorded; only new writes use these rules (a nested RUN written
+before the ``~`` mark keeps its old files where they are, inside its parent's directory:
+nothing in skybutler works on a directory, every removal, purge, move and check goes by
+a dataset's recorded path, so they stay apart; its new files go to the marked tree).
 """
 
 from __future__ import annotations
@@ -61,7 +74,7 @@ def encode_run(run: str) -> str:
     between them is empty, else the whole name is one escaped segment."""
     parts = run.split("/")
     if all(parts):
-        return "/".join(encode_value(part) for part in parts)
+        return "~/".join(encode_value(part) for part in parts)
     return encode_value(run)
 
 
@@ -135,6 +148,13 @@ class PathTemplate:
         self.fields = frozenset(name for pieces in self._segments for _, name, _ in pieces if name)
         if "run" not in self.fields:
             raise DatastoreError(f"path template {template!r} has no {{run}}: two RUNs' datasets would share files")
+        #: why this template could make two RUNs share files, or None (checked at put, not at load)
+        self.run_problem = None
+        if any(name == "run" and (k < len(pieces) - 2 or pieces[-1][0]) for pieces in self._segments
+               for k, (_, name, _) in enumerate(pieces)):
+            self.run_problem = (f"path template {template!r} has text after {{run}} in its path segment: RUN 'a' "
+                                "with 'b_c' and RUN 'a_b' with 'c' could share files; end the segment after {run} "
+                                "(e.g. '{run}/...')")
 
     def identifies(self, required: Sequence[str]) -> list[str]:
         """The required dimensions a dataset's path would not tell apart (empty: every data ID
