@@ -34,6 +34,10 @@ BROKEN = {
                                 "line 3: templates.calexp", "has no fields"),
     "nested retention key": ("datastore: datastore\nretention:\n  policies:\n    - keep_days: 3\n      acton: cold\n",
                              "line 5: retention.policies[0].acton", "unknown key"),
+    "a key given twice": ("datastore: datastore\nchecksum: xxh3\nchecksum: blake2b\n", "line 3: checksum",
+                          "given twice (first on line 2)"),
+    "a nested key given twice": ("datastore: datastore\nretention:\n  policies:\n    - keep_days: 3\n"
+                                 "      keep_days: 30\n", "line 5: retention.policies[0].keep_days", "given twice"),
     "negative keep_days": ("datastore: datastore\nretention:\n  policies:\n    - keep_days: -1\n",
                            "line 4: retention.policies[0].keep_days", "greater than or equal to 0"),
 }

@@ -66,6 +66,17 @@ def test_butler_yaml_holds_policies_and_the_cold_tier(done, tmp_path):
             butler.retention.move_to_cold([raw])  # 'verify --fix' would delete the cold copies as orphans
 
 
+@pytest.mark.parametrize("where", ["..", ".", ".skybutler/tape"])
+def test_a_cold_tier_holding_the_repository_is_refused(done, where):
+    """A cold tier at the repository's parent (or the repository itself) would list butler.yaml and
+    the registry as cold files without rows, and cold copies would land among them."""
+    butler = configure(done, [], {"uri": where})
+    raw = ref(butler, "metrics", visit=1, detector=0)
+    with pytest.raises(SkybutlerError, match="cold tier .* (holds the repository|is inside the datastore root)"):
+        butler.retention.move_to_cold([raw])
+    assert butler.get(raw) is not None
+
+
 def test_dry_run_reports_what_would_be_purged_or_moved_and_the_bytes(done, tmp_path):
     butler = configure(done, [{"dataset_type": "metricsA", "keep_days": 30},
                               {"dataset_type": "metrics", "keep_days": 10, "action": "cold"}],

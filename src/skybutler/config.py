@@ -139,6 +139,10 @@ class RepoConfig(BaseModel):
             where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
             problem = getattr(err, "problem", None) or str(err)
             raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
+        duplicates = _duplicate_keys(root_node)
+        if duplicates:  # YAML would keep the last silently: which one the user meant is unknown
+            raise ConfigError("; ".join(f"{path} line {line}: {key}: given twice (first on line {first})"
+                                        for key, line, first in duplicates))
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -150,6 +154,25 @@ class RepoConfig(BaseModel):
             problems = [f"{path} line {_line_of(root_node, e['loc'])}: {_dotted(e['loc'])}: {_message(e)}"
                         for e in err.errors()]
             raise ConfigError("; ".join(problems)) from None
+
+
+def _duplicate_keys(node: Any, prefix: str = "") -> list[tuple[str, int, int]]:
+    """Keys given twice in one mapping, anywhere in a composed YAML document: (key path, line,
+    line of the first)."""
+    out: list[tuple[str, int, int]] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            name = f"{prefix}.{key.value}" if prefix else str(key.value)
+            line = key.start_mark.line + 1
+            if isinstance(key, yaml.ScalarNode) and name in seen:
+                out.append((name, line, seen[name]))
+            seen.setdefault(name, line)
+            out += _duplicate_keys(value, name)
+    elif isinstance(node, yaml.SequenceNode):
+        for number, item in enumerate(node.value):
+            out += _duplicate_keys(item, f"{prefix}[{number}]")
+    return out
 
 
 def _dotted(loc: tuple) -> str:
