@@ -133,7 +133,7 @@ def test_good_files_of_every_format_still_go_in(typed: Butler, tmp_path: Path) -
 def test_cli_ingest_files_names_the_broken_file(typed: Butler, tmp_path: Path) -> None:
     (tmp_path / "bad.fits").write_bytes(b"SIMPLE  = garbage")
     (tmp_path / "table.csv").write_text("file,instrument,visit,detector\nbad.fits,Cam,1,0\n")
-    cli_fails("ingest-files", typed.root, "calexp", "run/b", tmp_path / "table.csv",
+    cli_fails("ingest-files", typed.root, "calexp", tmp_path / "table.csv", "--run", "run/b",
               message=f"{tmp_path / 'bad.fits'}: Formatter 'fits': the primary header does not parse")
 
 
@@ -339,7 +339,7 @@ def test_a_non_utf8_input_file_is_named_in_one_line(butler: Butler, tmp_path: Pa
               message=f"{data} is not UTF-8 text")
     table = tmp_path / "table.csv"
     table.write_bytes("file,instrument,visit,detector\ncafé.json,Cam,1,0\n".encode("latin-1"))
-    cli_fails("ingest-files", butler.root, "metrics", "run/b", table,
+    cli_fails("ingest-files", butler.root, "metrics", table, "--run", "run/b",
               message=f"{table} is not UTF-8 text: byte 0xe9 at line 2")
     assert not butler.collections.exists("run/b")
 
