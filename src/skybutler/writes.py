@@ -218,13 +218,7 @@ class Writes:
                run: str | None = None, transfer: str = "copy", formatter: str | None = None,
                id_mode: IdMode = "random", ids: Sequence[uuid.UUID | str] | None = None,
                skip_existing: bool = False) -> list[DatasetRef]:
-        """Register existing files as datasets, moving them in by ``transfer`` (copy, move,
-        hardlink, symlink, direct); all or nothing.
-
-        ``ids`` keeps given dataset IDs, one per file in order (e.g. the IDs another
-        repository gave them, so the same dataset is never duplicated); otherwise IDs
-        are made by ``id_mode``.  With ``skip_existing`` a file whose data ID is
-        already in the RUN is skipped."""
+        """The work of :meth:`Butler.ingest` (its docstring says what the arguments mean)."""
         if transfer not in TRANSFER_MODES:
             raise SkybutlerError(f"unknown transfer mode {transfer!r}; use one of {', '.join(TRANSFER_MODES)}")
         dtype = self.butler.get_dataset_type(dataset_type)
