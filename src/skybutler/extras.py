@@ -28,6 +28,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "uvicorn": ("uvicorn", "server"),
     "httpx": ("httpx", "server"),
     "watchdog": ("watchdog", "watch"),
+    "hats": ("hats", "catalogs"),
+    "lsdb": ("lsdb", "catalogs"),
 }
 
 
