@@ -1,0 +1,141 @@
+"""The query methods of the Butler: a where-clause, a dataset type or an element becomes a
+:class:`~skybutler.query.builder.QuerySpec`, which the query machinery (or, for a butler
+opened on a server URL, the server) answers.
+
+:class:`QueryMethods` is a base of :class:`~skybutler.Butler`; it uses the butler's
+registry, default collections and data ID, and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .errors import QueryError
+from .remote.served import served as _served
+from .timespan import Timespan, time_to_ns
+
+if TYPE_CHECKING:
+    from astropy.time import Time
+
+    from .query.builder import QuerySpec
+    from .query.calibrations import CalibrationQueryResults
+    from .query.results import DataIdQueryResults, DatasetQueryResults, DimensionRecordQueryResults
+
+
+def _span_ns(timespan: Timespan | Time | None) -> tuple[int, int] | None:
+    """A query's time as integer TAI nanoseconds [begin, end); a time is an instant (begin == end)."""
+    if timespan is None:
+        return None
+    if isinstance(timespan, Timespan):
+        return timespan.to_ns()
+    from astropy.time import Time  # loaded by the time the caller made one
+
+    if not isinstance(timespan, Time):
+        raise QueryError(f"timespan must be a skybutler Timespan or an astropy Time, not {type(timespan).__name__}")
+    ns = time_to_ns(timespan)
+    return ns, ns
+
+
+class QueryMethods:
+    """Queries of data IDs, datasets, dimension records and calibrations (a base of ``Butler``)."""
+
+    def _query_spec(self, **fields: Any) -> QuerySpec:
+        # The query machinery (pyarrow, lark, sphgeom) loads with the first query, not with the
+        # Butler: a command that lists collections never pays for it.
+        from .query.builder import QuerySpec
+
+        collections = fields.pop("collections", None)
+        if collections is not None or fields.get("kind") == "datasets" or fields.get("datasets"):
+            collections = self._search_path(collections)
+        data_id = {**self.default_data_id, **(fields.pop("data_id", None) or {})}
+        return QuerySpec(collections=tuple(collections or ()), data_id=data_id,
+                         **{k: v for k, v in fields.items() if v is not None})
+
+    def query_data_ids(self, dimensions: Iterable[str] | str, where: str = "", *, bind: Mapping[str, Any] | None = None,
+                       datasets: Iterable[str] | str | None = None, collections: str | Sequence[str] | None = None,
+                       data_id: Mapping[str, Any] | None = None, with_implied: bool = False,
+                       **kwargs: Any) -> DataIdQueryResults:
+        """Data IDs of ``dimensions`` matching a where-clause (and having ``datasets`` in ``collections``)."""
+        dims = (dimensions,) if isinstance(dimensions, str) else tuple(dimensions)
+        spec = self._query_spec(kind="data_ids", dimensions=dims, where=where, bind=dict(bind or {}),
+                                datasets=(datasets,) if isinstance(datasets, str) else tuple(datasets or ()),
+                                collections=collections, data_id={**(data_id or {}), **kwargs},
+                                with_implied=with_implied)
+        return self.query(spec)
+
+    def query_datasets(self, dataset_type: str | Sequence[str], where: str = "", *,
+                       collections: str | Sequence[str] | None = None, find_first: bool = True,
+                       bind: Mapping[str, Any] | None = None, data_id: Mapping[str, Any] | None = None,
+                       states: str | Iterable[str] | None = None, timespan: Timespan | Time | None = None,
+                       **kwargs: Any) -> DatasetQueryResults:
+        """References to datasets of one type, or of several types with the same dimensions,
+        in ``collections`` matching a where-clause; with ``find_first`` only the first
+        collection's dataset per data ID (for each type).  ``states`` keeps only datasets in
+        these retention states (stored, cold, purged-recomputable, purged-lost); by default
+        every registered dataset is returned.
+
+        A calibration type in CALIBRATION collections: without ``find_first`` every
+        certification is listed (``with_validity()`` gives each one's range); with it, the
+        one valid at ``timespan``, or during the exposure or visit the query names."""
+        types = (dataset_type,) if isinstance(dataset_type, str) else tuple(dataset_type)
+        if not types:
+            raise QueryError("query_datasets needs at least one dataset type")
+        spec = self._query_spec(kind="datasets", dataset_types=types, where=where, bind=dict(bind or {}),
+                                collections=collections, find_first=find_first, timespan=_span_ns(timespan),
+                                data_id={**(data_id or {}), **kwargs},
+                                states=None if states is None else tuple([states] if isinstance(states, str)
+                                                                         else states))
+        return self.query(spec)
+
+    @_served
+    def query_calibrations(self, dataset_types: str | Sequence[str], dimensions: Iterable[str], where: str = "", *,
+                           datasets: Iterable[str] | str | None = None,
+                           collections: str | Sequence[str] | None = None, bind: Mapping[str, Any] | None = None,
+                           data_id: Mapping[str, Any] | None = None, **kwargs: Any) -> CalibrationQueryResults:
+        """For each data ID of ``dimensions`` (e.g. ``["exposure", "detector"]``, with
+        ``datasets="raw"`` to keep those with a raw), the calibration of each of
+        ``dataset_types`` valid during its exposure or visit, found first in ``collections``.
+        An ambiguous lookup raises :class:`~skybutler.errors.CalibrationLookupError`."""
+        names = (dataset_types,) if isinstance(dataset_types, str) else tuple(dataset_types)
+        dims = tuple(dimensions)
+        data_ids = self.query_data_ids(dims, where, bind=bind, datasets=datasets, collections=collections,
+                                       data_id=data_id, **kwargs)
+        from .query.builder import build as build_query
+        from .query.calibrations import CalibrationQueryResults
+        from .query.results import DatasetQueryResults
+
+        per_type = {}
+        for name in names:
+            spec = self._query_spec(kind="datasets", dataset_types=(name,), dimensions=dims, where=where,
+                                    bind=dict(bind or {}), collections=collections, find_first=True,
+                                    data_id={**(data_id or {}), **kwargs})
+            per_type[name] = DatasetQueryResults(self.registry, build_query(self.registry, spec))
+        return CalibrationQueryResults(self.registry, data_ids._built.group, data_ids, per_type)
+
+    def query_dimension_records(self, element: str, where: str = "", *, bind: Mapping[str, Any] | None = None,
+                                data_id: Mapping[str, Any] | None = None,
+                                **kwargs: Any) -> DimensionRecordQueryResults:
+        """Records of one dimension element matching a where-clause."""
+        spec = self._query_spec(kind="records", element=element, where=where, bind=dict(bind or {}),
+                                data_id={**(data_id or {}), **kwargs})
+        return self.query(spec)
+
+    @_served
+    def query(self, spec: QuerySpec) -> DataIdQueryResults | DatasetQueryResults | DimensionRecordQueryResults:
+        """Run the query a :class:`~skybutler.query.builder.QuerySpec` describes: what
+        ``query_data_ids``, ``query_datasets`` and ``query_dimension_records`` build, and
+        what a remote client sends its server."""
+        # The query machinery (pyarrow, lark, sphgeom) loads with the first query, not with the
+        # Butler: a command that lists collections never pays for it.
+        from .query.builder import build as build_query
+        from .query.results import DataIdQueryResults, DatasetQueryResults, DimensionRecordQueryResults
+
+        built = build_query(self.registry, spec)
+        if spec.kind == "datasets":
+            if spec.states is not None:
+                built = self.registry.states.filter_query(built, spec.states)
+            return DatasetQueryResults(self.registry, built)
+        if spec.kind == "records":
+            return DimensionRecordQueryResults(self.registry, built, element=spec.element or "")
+        return DataIdQueryResults(self.registry, built)
