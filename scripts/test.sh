@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 python=${PYTHON:-python3}
 venv=${SKYBUTLER_VENV:-.venv}
-extras=${SKYBUTLER_EXTRAS:-postgres,s3,dask,server,test,instruments,pipelines,rubin-test,watch,catalogs}
+extras=${SKYBUTLER_EXTRAS:-postgres,s3,dask,server,test,instruments,pipelines,rubin-test,watch,catalogs,web-test}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
 if [ ! -x "$venv/bin/python" ]; then

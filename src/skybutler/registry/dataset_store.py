@@ -311,6 +311,24 @@ class DatasetStore:
                     table.c.collection_id == cid, table.c.dataset_type_id == type_id)).scalars().all()
         return out
 
+    def counts(self) -> dict[tuple[str, str], int]:
+        """How many datasets of each type every collection holds: (collection, dataset type) ->
+        count, for RUN, TAGGED and CALIBRATION collections alike (a calibration certified over
+        several validity ranges counts once); a few GROUP BY queries, one per dataset table."""
+        out: dict[tuple[str, str], int] = {}
+        dtypes = self.types.all()
+        tables = [(self.schema.tags_table(g), False) for g in {self.types.group(d) for d in dtypes}]
+        tables += [(self.schema.calibs_table(g), True) for g in {self.types.group(d) for d in dtypes if d.is_calibration}]
+        with self.db.reading() as conn:
+            for table, distinct in tables:
+                number = sa.func.count(sa.distinct(table.c.dataset_id)) if distinct else sa.func.count()
+                stmt = sa.select(table.c.collection_id, table.c.dataset_type_id, number).group_by(
+                    table.c.collection_id, table.c.dataset_type_id)
+                for cid, type_id, n in conn.execute(stmt):
+                    key = (self.collections.name_of(cid), self.types.name_of(type_id).name)
+                    out[key] = out.get(key, 0) + n
+        return out
+
     # -- removal and tagging --------------------------------------------------
 
     def delete(self, ids: Iterable[uuid.UUID]) -> None:

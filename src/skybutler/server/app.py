@@ -1,12 +1,14 @@
 """The HTTP server of a repository: a FastAPI application over :class:`ServerState`.
 
 ``create_app(root)`` builds it; ``skybutler serve`` runs it under uvicorn.  Every
-route takes the caller from their bearer token (401 without a valid one) and applies
+route takes the caller from their bearer token (or the web view's login cookie, or a
+trusted header; 401 without a valid one) and applies
 their collection rights (``authz.py``) before touching the repository.  skybutler's
 own errors become JSON ``{"error": <class name>, "message": ...}`` with the status
 that fits (404 missing or invisible, 403 forbidden, 409 conflict, 413 too large, 422
 bad input, 429 too many queries waiting), so the remote client raises the very
-exception a local butler would.
+exception a local butler would.  The web view (``skybutler.web``) is mounted at the
+root beside the API; its pages show the same errors as HTML.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from ..access import User
 from .state import ServerSettings, ServerState
 
 API = "/api/v1"
+#: The cookie the web view's login page sets: the user's token, sent back by the browser.
+COOKIE = "skybutler_token"
 
 _STATUS: list[tuple[type[Exception], int]] = [
     (errors.AuthenticationError, 401),
@@ -76,11 +80,19 @@ def current_user(request: Request, credentials: HTTPAuthorizationCredentials | N
     name = None if identify is None else identify(request.headers)
     if name is not None:
         return state.access.user(name, int(now * 1e9))
-    return state.access.authenticate(None if credentials is None else credentials.credentials, now=now)
+    token = credentials.credentials if credentials is not None else request.cookies.get(COOKIE)
+    return state.access.authenticate(token, now=now)
+
+
+def is_api(request: Request) -> bool:
+    """Whether the request is for the API (JSON errors) rather than a web page (HTML)."""
+    path = request.url.path[len(str(request.scope.get("root_path", "")).rstrip("/")):]
+    return path.startswith(API + "/") or path == API
 
 
 def create_app(root: str | Path, settings: ServerSettings | None = None) -> FastAPI:
     """The application serving the repository at ``root``."""
+    from .. import web
     from . import routes_datasets, routes_provenance, routes_query, routes_registry
 
     state = ServerState(root, settings)
@@ -90,8 +102,12 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
     app.state.skybutler = state
 
     @app.exception_handler(errors.SkybutlerError)
-    async def skybutler_error(request: Request, err: errors.SkybutlerError) -> JSONResponse:
-        return error_response(err)
+    async def skybutler_error(request: Request, err: errors.SkybutlerError) -> Any:
+        if is_api(request):
+            return error_response(err)
+        from ..web.errors import error_page
+
+        return error_page(request, err, status_of(err))
 
     @app.middleware("http")
     async def limit_size(request: Request, call_next: Any) -> Any:
@@ -111,4 +127,5 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
 
     for module in (routes_registry, routes_query, routes_datasets, routes_provenance):
         app.include_router(module.router, prefix=API, dependencies=[Depends(current_user)])
+    web.install(app)
     return app

@@ -1,0 +1,61 @@
+"""The web view of a repository: HTML pages served by the same FastAPI application as the
+API (``skybutler serve``), under the same authentication and collection rights.
+
+How the parts fit (and how to add a page):
+
+- ``PAGE_MODULES`` lists the modules whose ``router`` (a FastAPI ``APIRouter``) is mounted
+  at the application's root; add one line for a new module.  A module may also define
+  ``NAV = [(label, path), ...]``: entries of the navigation bar (paths relative to the
+  repository's root, e.g. ``"/sky"``).
+- A page handler takes its user with ``user: User = Depends(page_user)`` (``session.py``):
+  the bearer token, the login cookie or the server's trusted header, as for the API; a
+  browser without any is sent to the login page.  Everything it shows must go through
+  ``server.authz`` (a collection or dataset the user may not see is missing: 404).
+- It answers with ``templating.render(request, "name.html", user=user, ...)``.  Templates
+  live in ``web/templates/`` and extend ``base.html``, filling its blocks ``title``,
+  ``head`` (extra tags in ``<head>``), ``content`` and ``scripts``.  Jinja2 escapes every
+  value; never mark user-supplied text ``|safe``.  In templates ``root`` is the
+  repository's URL prefix: link as ``{{ root }}/datasets/{{ id }}`` and
+  ``{{ root }}/static/web.css``.
+- ``dataset.html`` leaves the block ``images`` (quicklook, WCS footprint) and the block
+  ``links`` (provenance, cutouts) for the image pages to fill: a template that extends
+  ``dataset.html`` overrides them, and ``dataset.DATASET_TEMPLATE`` names the one used.
+- Static files (CSS, JavaScript, no build step, nothing fetched from the network) live in
+  ``web/static/`` and are served at ``/static``.
+- skybutler errors raised by a page become an HTML error page with the API's status
+  (``error.html``); an unauthenticated page request is redirected to ``/login``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: The modules whose ``router`` the web view mounts, in order (one a line).
+PAGE_MODULES: tuple[str, ...] = (
+    "skybutler.web.session",
+    "skybutler.web.home",
+    "skybutler.web.collections",
+    "skybutler.web.search",
+    "skybutler.web.dataset",
+)
+
+
+def modules() -> list[Any]:
+    return [importlib.import_module(name) for name in PAGE_MODULES]
+
+
+def navigation() -> list[tuple[str, str]]:
+    """The navigation bar's (label, path) entries, from every page module's ``NAV``."""
+    return [entry for module in modules() for entry in getattr(module, "NAV", [])]
+
+
+def install(app: Any) -> None:
+    """Mount the web view's routers and static files on the application ``app``."""
+    from importlib.resources import files
+
+    from fastapi.staticfiles import StaticFiles
+
+    for module in modules():
+        app.include_router(module.router, include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=str(files(__name__) / "static")), name="static")

@@ -1,0 +1,226 @@
+"""The web view over HTTP (no browser): signing in with a token cookie under the API's rules,
+the collections tree and the dataset page checked against what was put, invisible and
+embargoed data absent (404 exactly as missing), and hostile text escaped everywhere.
+The browser tests are in test_web_browser.py."""
+
+from __future__ import annotations
+
+import html
+import re
+import uuid
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("jinja2")
+
+from web_browser import HOSTILE, Site, web_site  # noqa: E402,F401 (fixture)
+
+from server_helpers import running_server  # noqa: E402
+
+
+def client(site: Site, user: str | None = None) -> httpx.Client:
+    """An HTTP client signed in as ``user`` through the login form (anonymous without)."""
+    c = httpx.Client(base_url=site.url, timeout=30)
+    if user is not None:
+        answer = c.post("/login", data={"token": site.tokens[user], "next": "/"})
+        assert answer.status_code == 303, answer.text
+    return c
+
+
+def _file(site: Site, dataset_id: str) -> Path:
+    from skybutler import Butler
+
+    with Butler(site.root) as butler:
+        ref = butler.registry.refs_by_id([uuid.UUID(dataset_id)])[0]
+        return Path(urlparse(butler.get_uri(ref)).path)
+
+
+# -- signing in -----------------------------------------------------------------
+
+
+def test_pages_need_a_sign_in_and_the_api_keeps_its_401(web_site):
+    anonymous = client(web_site)
+    answer = anonymous.get("/collections?x=1")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/login?next=%2Fcollections%3Fx%3D1"
+    api = anonymous.get("/api/v1/dataset_types")
+    assert api.status_code == 401 and api.json()["error"] == "AuthenticationError"
+    login = anonymous.get("/login")
+    assert login.status_code == 200 and 'for="token"' in login.text and 'id="token"' in login.text
+
+
+def test_login_sets_an_httponly_strict_cookie_the_api_accepts(web_site):
+    c = httpx.Client(base_url=web_site.url)
+    answer = c.post("/login", data={"token": web_site.tokens["bob"], "next": "/collections"})
+    assert answer.status_code == 303 and answer.headers["location"] == "/collections"
+    cookie = answer.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+    assert "Secure" not in cookie  # plain http on loopback
+    assert ">bob<" in c.get("/collections").text
+    # the same cookie authenticates the API, with the same rights as bob's bearer token
+    assert c.get("/api/v1/dataset_types").status_code == 200
+    with_token = httpx.get(f"{web_site.url}/api/v1/datasets/{web_site.ids['secret']}/url",
+                           headers={"Authorization": f"Bearer {web_site.tokens['bob']}"})
+    assert c.get(f"/api/v1/datasets/{web_site.ids['secret']}/url").status_code == with_token.status_code == 404
+    # signing out forgets it
+    out = c.post("/logout")
+    assert out.status_code == 303 and 'skybutler_token=""' in out.headers["set-cookie"]
+    assert c.get("/collections").status_code == 303
+
+
+def test_bad_tokens_and_foreign_redirects_are_refused(web_site):
+    c = httpx.Client(base_url=web_site.url)
+    forged = web_site.tokens["alice"][:-4] + "AAAA"
+    for bad in ("", "sbt_nothing", forged, HOSTILE):
+        answer = c.post("/login", data={"token": bad, "next": "/"})
+        assert answer.status_code == 401 and 'role="alert"' in answer.text
+        assert "set-cookie" not in answer.headers and HOSTILE not in answer.text
+    for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "collections"):
+        answer = c.post("/login", data={"token": web_site.tokens["alice"], "next": target})
+        assert answer.headers["location"] == "/", target
+    c.cookies.set("skybutler_token", forged)
+    assert c.get("/").status_code == 303
+
+
+def test_trusted_header_mode_signs_in_without_a_token(web_site):
+    from skybutler.server.state import trust_header
+
+    with running_server(web_site.root, identify=trust_header("X-Forwarded-User")) as url:
+        page = httpx.get(f"{url}/collections", headers={"X-Forwarded-User": "bob"})
+        assert page.status_code == 200 and ">bob<" in page.text and "team/secret" not in page.text
+        login = httpx.get(f"{url}/login", headers={"X-Forwarded-User": "bob"})
+        assert "identifies you as <strong>bob</strong>" in login.text
+        assert httpx.get(f"{url}/collections").status_code == 303
+
+
+def test_under_a_mount_prefix_links_and_cookie_stay_inside_it(web_site):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from skybutler.server.app import create_app
+
+    outer = FastAPI()
+    inner = create_app(web_site.root)
+    outer.mount("/repo", inner)
+    try:
+        with TestClient(outer, base_url="http://testserver", follow_redirects=False) as c:
+            assert c.get("/repo/search").headers["location"] == "/repo/login?next=%2Frepo%2Fsearch"
+            answer = c.post("/repo/login", data={"token": web_site.tokens["alice"], "next": "/repo/search"})
+            assert answer.headers["location"] == "/repo/search" and "Path=/repo/" in answer.headers["set-cookie"]
+            page = c.get("/repo/collections").text
+            assert 'href="/repo/static/web.css"' in page and 'href="/repo/search?collections=demo/run1' in page
+            assert c.get("/repo/static/web.css").status_code == 200
+    finally:
+        inner.state.skybutler.close()
+
+
+# -- collections ----------------------------------------------------------------
+
+
+def _tree(text: str) -> dict[str, dict[str, int]]:
+    """collection -> dataset type -> count, read off the collections page."""
+    out: dict[str, dict[str, int]] = {}
+    for item in re.finditer(r'<li class="collection" data-name="([^"]+)">(.*?)(?=<li class="collection"|\Z)', text,
+                            re.S):
+        name = html.unescape(item.group(1))
+        out[name] = {html.unescape(t): int(n) for t, n in re.findall(
+            r'dataset_type=[^"]*">([^<]+)</a>: <span class="count">(\d+)</span>', item.group(2))}
+    return out
+
+
+def test_collections_tree_counts_and_validity(web_site):
+    text = client(web_site, "alice").get("/collections").text
+    tree = _tree(text)
+    # what build_repository put, written out by hand
+    assert tree["demo/run1"] == {"calexp": 7, "src": 7, "metrics": 6}
+    assert tree["team/secret"] == {"calexp": 1}
+    assert tree["night2/run"] == {"calexp": 1, "src": 1}
+    assert tree["demo/good"] == {"calexp": 1}
+    assert tree["Cam/calib"] == {"bias": 2} and tree["Cam/calib/run"] == {"bias": 2}
+    assert tree["demo/best"] == {}
+    # the chain nests its children, in order
+    chain = text[text.index('data-name="demo/best"'):]
+    assert "searches demo/run1 → Cam/calib" in chain
+    assert chain.index('data-name="demo/run1"') < chain.index('data-name="Cam/calib"') < chain.index("</details>")
+    assert "validity ranges of bias in Cam/calib" in text
+    assert text.count("2025-01-01T00:00:00.000</td><td>2025-02-01T00:00:00.000") == 2
+
+
+def test_collections_show_only_what_the_user_may_see(web_site):
+    tree = _tree(client(web_site, "bob").get("/collections").text)
+    assert "team/secret" not in tree
+    assert tree["night2/run"] == {"src": 1}  # the embargoed calexp is not counted
+    assert tree["demo/run1"]["calexp"] == 7
+
+
+# -- dataset page ---------------------------------------------------------------
+
+
+def test_dataset_page_of_an_image(web_site):
+    from astropy.io import fits
+
+    from skybutler import Butler
+
+    dataset_id = web_site.ids["calexp-2-1"]
+    text = client(web_site, "alice").get(f"/datasets/{dataset_id}").text
+    path = _file(web_site, dataset_id)
+    assert f'id="size">{path.stat().st_size:,} bytes' in text
+    with Butler(web_site.root) as butler:
+        artifact = butler.registry.refs_by_id([uuid.UUID(dataset_id)])[0].artifact
+    assert artifact.checksum and f'id="checksum">{artifact.checksum}<' in text
+    assert 'id="storage-class">Image<' in text and 'id="state" class="state-stored">stored<' in text
+    assert f'href="/api/v1/datasets/{dataset_id}/file"' in text
+    # the header, as astropy reads the file
+    with fits.open(path) as hdus:
+        header = hdus[1].header if len(hdus) > 1 and hdus[0].data is None else hdus[0].header
+    for key in ("CRVAL1", "CD2_2", "EXPTIME"):
+        assert f'<td class="mono">{key}</td><td class="mono">{header[key]}</td>' in text
+    # metrics set on it, and the data ID's records
+    assert "<th scope=\"row\">seeing</th><td>1.2</td>" in text
+    assert "<th scope=\"row\">zero_point</th><td>28.0</td>" in text
+    assert "visit record" in text and "R00_S01" in text
+
+
+def test_dataset_page_of_a_catalog(web_site):
+    import pyarrow.parquet as pq
+
+    dataset_id = web_site.ids["src-3-1"]
+    text = client(web_site, "alice").get(f"/datasets/{dataset_id}").text
+    table = pq.read_table(_file(web_site, dataset_id))
+    schema = re.search(r'<table class="grid" id="schema">(.*?)</table>', text, re.S).group(1)
+    assert re.findall(r'<td class="mono">([^<]+)</td><td>([^<]+)</td>', schema) == [
+        (f.name, str(f.type)) for f in table.schema]
+    rows = re.search(r'<table class="grid" id="rows">.*?<tbody>(.*?)</tbody>', text, re.S).group(1)
+    shown = [re.findall(r"<td>([^<]*)</td>", r) for r in re.findall(r"<tr>(.*?)</tr>", rows)]
+    assert shown == [[str(v) for v in row.values()] for row in table.to_pylist()]
+
+
+def test_invisible_and_embargoed_datasets_are_missing(web_site):
+    bob = client(web_site, "bob")
+    missing = bob.get(f"/datasets/{uuid.uuid4()}")
+    assert missing.status_code == 404
+    for key in ("secret", "embargoed"):
+        answer = bob.get(f"/datasets/{web_site.ids[key]}")
+        assert answer.status_code == 404
+        assert answer.text.replace(web_site.ids[key], "ID") == missing.text.replace(
+            re.search(r"no dataset with ID (\S+)<", missing.text).group(1), "ID")
+    assert client(web_site, "alice").get(f"/datasets/{web_site.ids['embargoed']}").status_code == 200
+    assert bob.get("/datasets/not-a-uuid").status_code == 404
+
+
+# -- escaping -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", ["/collections", "/datasets/{hostile-calexp}", "/datasets/{hostile-src}",
+                                  "/login?next=/%3Cscript%3E", "/datasets/%3Cscript%3Ealert(1)%3C%2Fscript%3E"])
+def test_hostile_text_is_escaped(web_site, page):
+    path = re.sub(r"\{([^}]+)\}", lambda m: web_site.ids[m.group(1)], page)
+    text = client(web_site, "alice").get(path).text
+    assert "<script>" not in text.replace('<script src="/static/web.js"></script>', "")
+    assert "<img src=x" not in text and "onerror=\"window" not in text
+    if "hostile" in page or page == "/collections":
+        assert HOSTILE in html.unescape(text)  # shown, as text
