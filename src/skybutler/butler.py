@@ -2,7 +2,7 @@
 
 A thin composition with no SQL and no file I/O of its own: opening and creating
 repositories, records, dataset types and removal here; the queries in
-``butler_queries.py``; the order of operations of writes in ``writes.py``, of reads
+``butler_queries.py``, catalog schemas and loading in ``butler_catalogs.py``; the order of operations of writes in ``writes.py``, of reads
 in ``reads.py``.
 """
 
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from .butler_catalogs import CatalogMethods
 from .butler_queries import QueryMethods
 from .collections_manager import CollectionsManager
 from .config import BOOKKEEPING_DIR, CONFIG_NAME, DEFAULT_DATASTORE, RepoConfig
@@ -36,6 +37,7 @@ from .timespan import Timespan
 from .writes import IdMode, Writes
 
 if TYPE_CHECKING:
+    from .catalogs.schemas import CatalogSchema
     from .provenance import Provenance
     from .retention import RecomputeOptions, Retention
 
@@ -54,7 +56,7 @@ def _load_universe(name: str) -> DimensionUniverse:
                           f"{' '.join(str(err).split())}") from None
 
 
-class Butler(QueryMethods):
+class Butler(QueryMethods, CatalogMethods):
     """Read and write datasets of one repository.
 
     ``root`` is a repository directory, or a server's URL (``http://host:port/repo``): then
@@ -269,11 +271,31 @@ class Butler(QueryMethods):
 
     @_served
     def register_dataset_type(self, name: str, dimensions: Iterable[str], storage_class: str, *,
-                              is_calibration: bool = False) -> bool:
-        """Register a dataset type; False if it already exists identically, an error if differently."""
+                              is_calibration: bool = False, schema: str | Path | CatalogSchema | None = None,
+                              schema_table: str | None = None) -> bool:
+        """Register a dataset type; False if it already exists identically, an error if differently.
+
+        ``schema`` (a Felis YAML file, for a ``Table`` type) declares the columns its tables hold
+        (``schema_table`` picks the table of a schema with several); see :meth:`declare_catalog_schema`.
+        A schema that is not valid Felis is refused before the type is registered."""
         get_storage_class(storage_class)
-        return self.registry.dataset_types.register(DatasetType(
+        declared = None
+        if schema is not None:
+            from .catalogs.schemas import load_schema
+
+            declared = load_schema(schema, schema_table)
+        new = self.registry.dataset_types.register(DatasetType(
             name=name, dimensions=tuple(dimensions), storage_class=storage_class, is_calibration=is_calibration))
+        if declared is not None:
+            version = self._declared.get(name)
+            try:
+                self._declared.declare(name, declared)
+            except BaseException:
+                if new:  # all or nothing: the type goes again with its refused schema
+                    self.registry.dataset_types.remove(name)
+                raise
+            new = new or version is None or not version.same_definition(declared)
+        return new
 
     @_served
     def remove_dataset_type(self, name: str) -> None:

@@ -155,6 +155,32 @@ class InvalidFileError(FormatterError):
                          f"ingested: {shown}{more}")
 
 
+# -- catalogs -----------------------------------------------------------------
+
+
+class CatalogSchemaError(SkybutlerError, ValueError):
+    """A catalog schema (a Felis YAML file) is not valid Felis, or does not fit its use
+    (no such table, a change to a schema whose datasets need a new version)."""
+
+
+class CatalogValidationError(CatalogSchemaError, StorageClassError):
+    """A table does not conform to its dataset type's declared schema; ``column`` names the
+    offending column (None for the table as a whole)."""
+
+    def __init__(self, message: str, column: str | None = None):
+        super().__init__(message)
+        self.column = column
+
+    def __reduce__(self):  # crosses process boundaries (pool workers, the server) with its column
+        return type(self), (str(self), self.column)
+
+
+class CatalogLoadError(SkybutlerError):
+    """Loading a catalog into a user's SQL database failed: the target refused the table's
+    DDL, holds a different table under that name, or refused rows (the message names the
+    database, the table and the dataset)."""
+
+
 # -- queries ------------------------------------------------------------------
 
 

@@ -30,6 +30,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "watchdog": ("watchdog", "watch"),
     "hats": ("hats", "catalogs"),
     "lsdb": ("lsdb", "catalogs"),
+    "felis": ("lsst-felis", "catalogs"),
+    "duckdb": ("duckdb", "catalogs"),
 }
 
 

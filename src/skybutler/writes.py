@@ -20,7 +20,7 @@ from .errors import (ArtifactExistsError, CollectionError, DatastoreError, Regis
                      StorageClassError)
 from .faults import crash_point
 from .formats import get_formatter, get_storage_class
-from .formats.file_facts import file_facts
+from .formats.file_facts import file_facts, read_file
 from .models import CollectionType, DatasetRef, DatasetType, deterministic_dataset_id, uuid7_batch
 
 if TYPE_CHECKING:
@@ -136,6 +136,12 @@ class Writes:
         for obj, data_id in items:
             objects.append(storage_class.check(obj))
             coordinates.append(self.butler._standardize(group, data_id, {}))
+        schema = self.butler._declared.for_writing(dtype) if objects else None
+        if schema is not None:  # a declared catalog schema: check each table, store it conformed
+            from .catalogs.validation import conform
+
+            objects = [conform(obj, schema, f"{dtype.name} table for {dict(c.required)}")
+                       for obj, c in zip(objects, coordinates)]
         if ids is not None and len(ids) != len(objects):
             raise SkybutlerError(f"put_many got {len(ids)} dataset IDs for {len(objects)} datasets")
         if not objects:
@@ -246,6 +252,12 @@ class Writes:
             entries = [(p, r) for p, r in entries if r.data_id not in found]
         if not entries:
             return []
+        schema = self.butler._declared.for_writing(dtype)
+        if schema is not None:  # a declared catalog schema: every file must conform, as it is
+            from .catalogs.validation import conform
+
+            for path, _ in entries:
+                conform(read_file(path, fmt), schema, f"file {path}")
         facts = [(r.id, file_facts(p, fmt, storage_class)) for p, r in entries]  # refuses unreadable files
         facts = [(i, f) for i, f in facts if f is not None]
         if storage_class.metadata_fields:

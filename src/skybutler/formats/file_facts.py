@@ -35,3 +35,12 @@ def file_facts(path: str | Path, formatter: Formatter, storage_class: StorageCla
             return storage_class.extract_metadata(formatter.read(stream, component=component))
     except (OSError, SkybutlerError, ValueError, TypeError, KeyError):
         return None
+
+
+def read_file(path: str | Path, formatter: Formatter) -> Any:
+    """The whole object in the file at ``path`` (ingest checks a catalog against its declared schema)."""
+    try:
+        with open(path, "rb") as stream:
+            return formatter.read(stream)
+    except OSError as err:
+        raise TransferError(f"cannot ingest {path}: {err.strerror or err}") from None

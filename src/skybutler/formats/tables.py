@@ -3,7 +3,8 @@
 Arrow is the pivot: pandas and astropy tables are converted to a ``pyarrow.Table``
 for writing, and an Arrow table read from disk is converted to whichever type the
 reader asked for.  Astropy column units, descriptions and per-row shapes travel in
-the Arrow schema metadata so an astropy table survives the round trip.
+the Arrow schema metadata so an astropy table survives the round trip; a catalog with
+a declared schema carries units and descriptions as field metadata, read back too.
 
 pandas and astropy are imported only when an object of theirs is involved, so
 importing skybutler stays fast.
@@ -126,7 +127,8 @@ def _numpy_to_arrow(values: np.ndarray, mask: np.ndarray | None) -> pa.Array:
 
 
 def _arrow_to_astropy(table: pa.Table) -> Any:
-    """Build an astropy Table, restoring units, descriptions and cell shapes when recorded."""
+    """Build an astropy Table, restoring units, descriptions and cell shapes when recorded (in
+    skybutler's astropy metadata, or as a field's ``unit``/``description`` metadata)."""
     from astropy.table import Column, MaskedColumn, Table
 
     document = _astropy_document(table.schema)
@@ -140,7 +142,10 @@ def _arrow_to_astropy(table: pa.Table) -> Any:
         if shape:
             values = values.reshape((len(array), *shape))
             mask = None if mask is None else mask.reshape(values.shape)
-        kwargs = {"name": name, "unit": col_info.get("unit"), "description": col_info.get("description")}
+        field_meta = table.schema.field(name).metadata or {}  # a declared catalog schema's unit and description
+        unit = col_info.get("unit") or (field_meta.get(b"unit") or b"").decode() or None
+        description = col_info.get("description") or (field_meta.get(b"description") or b"").decode() or None
+        kwargs = {"name": name, "unit": unit, "description": description}
         if mask is not None:
             columns.append(MaskedColumn(values, mask=mask, **kwargs))
         else:

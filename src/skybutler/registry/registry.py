@@ -20,6 +20,7 @@ from ..models import CollectionType, DatasetRef, DatasetType, StoredArtifact
 from ..timespan import Timespan
 from .access_store import AccessStore
 from .calibration_store import CalibrationStore
+from .catalog_schema_store import CatalogSchemaStore
 from .collection_store import CollectionStore
 from .database import Database
 from .dataset_state_store import DatasetStateStore
@@ -47,6 +48,7 @@ class Registry:
         self.states = DatasetStateStore(db, self.schema)
         self.user_tables = UserTableStore(db, self.schema)
         self.access = AccessStore(db, self.schema)
+        self.catalog_schemas = CatalogSchemaStore(db, self.schema)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -107,6 +109,7 @@ class Registry:
             self.dimensions.clear_caches()
             self.metadata.refresh()
             self.user_tables.refresh()
+            self.catalog_schemas.refresh()
             raise
 
     def insert_datasets(self, dtype: DatasetType, run: str, data_ids: Sequence[DataCoordinate],

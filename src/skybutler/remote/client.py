@@ -160,8 +160,11 @@ class RemoteTransport:
         return [DatasetType(**d) for d in self.get_json("dataset_types", pattern=pattern)]
 
     def register_dataset_type(self, name: str, dimensions: Iterable[str], storage_class: str, *,
-                              is_calibration: bool = False) -> bool:
+                              is_calibration: bool = False, schema: Any = None, schema_table: str | None = None) -> bool:
         from ..formats import get_storage_class
+
+        if schema is not None:
+            raise SkybutlerError("a catalog schema is declared on a repository opened locally, not over HTTP")
 
         get_storage_class(storage_class)
         return self.post_json("dataset_types", {"name": name, "dimensions": list(dimensions),
