@@ -224,3 +224,135 @@ def test_hostile_text_is_escaped(web_site, page):
     assert "<img src=x" not in text and "onerror=\"window" not in text
     if "hostile" in page or page == "/collections":
         assert HOSTILE in html.unescape(text)  # shown, as text
+
+
+# -- search ---------------------------------------------------------------------
+
+#: calexps of demo/run1 with visit > 1, by hand from build_repository: (visit, detector)
+CALEXPS_AFTER_1 = [(2, 0), (2, 1), (3, 0), (3, 1), (4, 0)]
+
+
+def _rows(text: str) -> list[dict[str, str]]:
+    """The results table of a search page, as dicts of its cells' text."""
+    found = re.search(r'<table class="grid" id="results">(.*?)</table>', text, re.S)
+    if found is None:
+        return []
+    heads = [re.sub(r"<[^>]+>| [▲▼]", "", h).strip() for h in re.findall(r"<th[^>]*>(.*?)</th>", found.group(1), re.S)]
+    body = found.group(1).split("<tbody>")[1]
+    return [dict(zip(heads, [html.unescape(re.sub(r"<[^>]+>", "", c)) for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)]))
+            for r in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
+
+
+def _search(c: httpx.Client, **params: str) -> httpx.Response:
+    return c.get("/search", params=params)
+
+
+def test_search_sorts_and_pages_through_the_results(web_site):
+    c = client(web_site, "alice")
+    query = {"dataset_type": "calexp", "collections": "demo/run1", "where": "visit > 1", "find_first": "on"}
+    rows = _rows(_search(c, **query, order="-visit").text)
+    assert [int(r["visit"]) for r in rows] == sorted((v for v, _ in CALEXPS_AFTER_1), reverse=True)
+    assert {(int(r["visit"]), int(r["detector"])) for r in rows} == set(CALEXPS_AFTER_1)
+    assert all(r["state"] == "stored" and r["run"] == "demo/run1" for r in rows)
+    # pages of two, by visit then detector, together give the whole answer once
+    seen, page = [], 1
+    while True:
+        text = _search(c, **query, order="visit", size="2", page=str(page)).text
+        seen += [(int(r["visit"]), int(r["detector"])) for r in _rows(text)]
+        if 'id="next-page"' not in text:
+            break
+        page += 1
+    assert page == 3 and sorted(seen) == CALEXPS_AFTER_1 and [v for v, _ in seen] == sorted(v for v, _ in seen)
+    # each result links to its dataset page
+    first = _rows(_search(c, **query).text)[0]["dataset_id"]
+    assert f'href="/datasets/{first}"' in _search(c, **query).text
+    assert c.get(f"/datasets/{first}").status_code == 200
+    # the sorted column says so to assistive technology
+    assert 'aria-sort="descending"' in _search(c, **query, order="-visit").text
+
+
+def test_search_explains_an_empty_answer(web_site):
+    text = _search(client(web_site, "alice"), dataset_type="calexp", collections="demo/run1", where="visit > 100").text
+    assert 'id="no-results"' in text
+    explain = re.search(r'<ul id="explain">(.*?)</ul>', text, re.S).group(1)
+    assert "visit &gt; 100" in explain
+
+
+def test_search_hides_what_the_user_may_not_see(web_site):
+    bob = client(web_site, "bob")
+    text = _search(bob, dataset_type="calexp", collections="night2/run").text
+    assert _rows(text) == [] and "no dataset you may see matches the query" in text
+    ids = {r["dataset_id"] for r in _rows(_search(bob, dataset_type="calexp", size="1000").text)}
+    assert web_site.ids["secret"] not in ids and web_site.ids["embargoed"] not in ids and len(ids) == 7
+    alice_ids = {r["dataset_id"] for r in _rows(_search(client(web_site, "alice"), dataset_type="calexp").text)}
+    assert alice_ids == ids | {web_site.ids["secret"], web_site.ids["embargoed"]}
+    refused = _search(bob, dataset_type="calexp", collections="team/secret")
+    missing = _search(bob, dataset_type="calexp", collections="no/such")
+    assert refused.status_code == missing.status_code == 404
+    assert "no collection named &#39;team/secret&#39;" in refused.text
+
+
+def test_malformed_where_shows_the_cli_caret_message(web_site):
+    from click.testing import CliRunner
+
+    from skybutler.cli.main import cli
+
+    where = "visit > 1 AND (detector = "
+    page = _search(client(web_site, "alice"), dataset_type="calexp", collections="demo/run1", where=where)
+    assert page.status_code == 422
+    shown = html.unescape(re.search(r'<pre class="error" role="alert" id="query-error">(.*?)</pre>', page.text,
+                                    re.S).group(1))
+    result = CliRunner().invoke(cli, ["query-datasets", str(web_site.root), "calexp", "-c", "demo/run1",
+                                      "--where", where])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"error: {shown}".strip()
+    assert "^" in shown
+
+
+def test_downloads_hold_the_whole_answer(web_site):
+    import csv
+    import io
+
+    import pyarrow.parquet as pq
+
+    for user, expected in (("alice", 9), ("bob", 7)):
+        c = client(web_site, user)
+        params = {"dataset_type": "calexp", "size": "2"}  # the page size does not cut a download
+        text = c.get("/search.csv", params=params)
+        assert text.status_code == 200 and text.headers["content-type"].startswith("text/csv")
+        assert 'filename="calexp.csv"' in text.headers["content-disposition"]
+        rows = list(csv.DictReader(io.StringIO(text.text)))
+        table = pq.read_table(io.BytesIO(c.get("/search.parquet", params=params).content))
+        assert len(rows) == table.num_rows == expected
+        assert {r["dataset_id"] for r in rows} == set(table.column("dataset_id").to_pylist())
+        assert {(int(r["visit"]), int(r["detector"])) for r in rows} == set(
+            zip(table.column("visit").to_pylist(), table.column("detector").to_pylist()))
+    bad = client(web_site, "alice").get("/search.csv", params={"dataset_type": "calexp", "where": "visit >"})
+    assert bad.status_code == 422 and "^" in html.unescape(bad.text)
+
+
+def test_python_and_cli_snippets_run_the_same_query(web_site, monkeypatch):
+    import shlex
+
+    from click.testing import CliRunner
+
+    from skybutler.cli.main import cli
+
+    c = client(web_site, "bob")
+    query = {"dataset_type": "calexp", "collections": "demo/run1,night2/run", "where": "detector = 0",
+             "find_first": "on", "order": "-visit"}
+    page = _search(c, **query).text
+    shown = [r["dataset_id"] for r in _rows(page)]
+    assert len(shown) == 4  # visits 1-4 of demo/run1; night2's calexp (visit 6) is embargoed from bob
+    command = html.unescape(re.search(r'<pre id="snippet-cli">(.*?)</pre>', page, re.S).group(1))
+    python = html.unescape(re.search(r'<pre id="snippet-python">(.*?)</pre>', page, re.S).group(1))
+    words = shlex.split(command)
+    assert words[:3] == ["skybutler", "query-datasets", web_site.url]
+    monkeypatch.setenv("SKYBUTLER_TOKEN", web_site.tokens["bob"])
+    result = CliRunner().invoke(cli, words[1:] + ["--csv"])
+    assert result.exit_code == 0, result.output
+    assert [line.split(",")[0] for line in result.output.strip().splitlines()[1:]] == shown
+    scope: dict = {}
+    exec(compile(python, "snippet", "exec"), scope)  # noqa: S102 -- the snippet the page shows
+    assert scope["table"].column("dataset_id").to_pylist() == shown
+    scope["butler"].close()

@@ -44,7 +44,7 @@ class QueryRequest(BaseModel):
 
 
 @contextlib.contextmanager
-def _query(request: Request, body: QueryRequest, user: User) -> Iterator[Any]:
+def user_query(request: Request, body: QueryRequest, user: User) -> Iterator[Any]:
     """The results of the request's query as the user may see them, with a butler and one
     of the user's query slots held until the block ends."""
     state: ServerState = request.app.state.skybutler
@@ -82,8 +82,8 @@ def _results(butler: Butler, user: User, body: QueryRequest) -> Any:
     return results
 
 
-def _stream(request: Request, body: QueryRequest, user: User, lines: Any) -> Iterator[bytes]:
-    with _query(request, body, user) as results:
+def stream_batches(request: Request, body: QueryRequest, user: User, lines: Any) -> Iterator[bytes]:
+    with user_query(request, body, user) as results:
         for number, batch in enumerate(lines(results), 1):
             yield batch
             if number % _COLLECT_EVERY == 0:
@@ -117,7 +117,7 @@ def _json_lines(results: Any) -> Iterator[bytes]:
     yield json.dumps({"$end": count}).encode() + b"\n"
 
 
-class _Chunks(io.RawIOBase):
+class Chunks(io.RawIOBase):
     """A write-only stream handing out what was written since the last ``take``."""
 
     def __init__(self) -> None:
@@ -137,7 +137,7 @@ class _Chunks(io.RawIOBase):
 
 
 def _arrow_stream(results: Any) -> Iterator[bytes]:
-    chunks = _Chunks()
+    chunks = Chunks()
     writer = None
     for table in results.arrow_batches():
         if writer is None:
@@ -151,7 +151,7 @@ def _arrow_stream(results: Any) -> Iterator[bytes]:
     yield chunks.take()
 
 
-class _ClosingStream(StreamingResponse):
+class ClosingStream(StreamingResponse):
     """A streamed answer whose source is closed as soon as the response ends, finished or not:
     a client that goes away mid-stream gives back its query slot and butler at once."""
 
@@ -179,33 +179,33 @@ def _close(source: Any) -> None:
 def query_rows(request: Request, body: QueryRequest, user: User = Depends(current_user)) -> StreamingResponse:  # noqa: E501
     """The results as JSON lines (refs, data IDs or records); errors in the query come before
     any line is sent."""
-    with _query(request, body, user) as results:
+    with user_query(request, body, user) as results:
         results._empty()  # an invalid or ambiguous query fails here, with its status
-    return _ClosingStream(_stream(request, body, user, _json_lines), media_type="application/x-ndjson")
+    return ClosingStream(stream_batches(request, body, user, _json_lines), media_type="application/x-ndjson")
 
 
 @router.post("/query/arrow")
 def query_arrow(request: Request, body: QueryRequest, user: User = Depends(current_user)) -> StreamingResponse:
     """The results as an Arrow IPC stream (the columns of ``to_arrow``)."""
-    with _query(request, body, user) as results:
+    with user_query(request, body, user) as results:
         results._empty()
-    return _ClosingStream(_stream(request, body, user, _arrow_stream),
+    return ClosingStream(stream_batches(request, body, user, _arrow_stream),
                           media_type="application/vnd.apache.arrow.stream")
 
 
 @router.post("/query/count")
 def query_count(request: Request, body: QueryRequest, user: User = Depends(current_user)) -> int:
-    with _query(request, body, user) as results:
+    with user_query(request, body, user) as results:
         return results.count()
 
 
 @router.post("/query/any")
 def query_any(request: Request, body: QueryRequest, user: User = Depends(current_user)) -> bool:
-    with _query(request, body, user) as results:
+    with user_query(request, body, user) as results:
         return results.any()
 
 
 @router.post("/query/explain")
 def query_explain(request: Request, body: QueryRequest, user: User = Depends(current_user)) -> list[str]:
-    with _query(request, body, user) as results:
+    with user_query(request, body, user) as results:
         return results.explain()

@@ -35,7 +35,7 @@ from typing import Any
 PAGE_MODULES: tuple[str, ...] = (
     "skybutler.web.session",
     "skybutler.web.home",
-    "skybutler.web.collections",
+    "skybutler.web.tree",
     "skybutler.web.search",
     "skybutler.web.dataset",
 )
