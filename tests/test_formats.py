@@ -136,7 +136,7 @@ def test_storage_class_attributes() -> None:
     assert get_storage_class("Dict").formatters == ("json", "yaml")
     assert get_storage_class("Dict").default_formatter == "json"
     assert get_storage_class("Table").parameters == frozenset({"columns", "as"})
-    assert get_storage_class("Image").parameters == frozenset({"bbox", "hdu", "wcs_key"})
+    assert get_storage_class("Image").parameters == frozenset({"bbox", "hdu", "wcs_key", "bin"})
     assert set(get_storage_class("Image").components) == {"header", "wcs", "data"}
     assert get_formatter("json").extension == ".json"
     assert get_formatter("fits").name == "fits"

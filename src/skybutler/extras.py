@@ -32,6 +32,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "lsdb": ("lsdb", "catalogs"),
     "felis": ("lsst-felis", "catalogs"),
     "duckdb": ("duckdb", "catalogs"),
+    "PIL": ("pillow", "server"),
 }
 
 

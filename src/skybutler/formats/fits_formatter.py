@@ -5,7 +5,8 @@ tile-compressed FITS.  A pixel box is read with astropy's ``HDU.section``: for p
 FITS only the rows (and columns) of the box, for a tile-compressed image only the
 tiles it touches.  The header and WCS components stop after the headers.  memmap is
 never used, because the stream may be a remote (fsspec) file rather than a real one.
-Cut-outs slice every WCS of the header with astropy (:mod:`.fits_wcs`).
+Cut-outs slice every WCS of the header with astropy (:mod:`.fits_wcs`).  ``bin`` reads the
+pixels (of the box) averaged in blocks, a band of rows at a time (:mod:`.quicklook`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .fits_io import (
 from .fits_validation import every_image, first_image, validate_fits
 from .fits_wcs import build_wcs, check_key, cutout_header, default_key, sliced_wcs
 from .formatter import Formatter
+from .quicklook import binned_pixels, check_bin
 from .image_class import check_image, check_multi_extension, image_parts
 
 BBox = tuple[int, int, int, int]
@@ -37,7 +39,7 @@ class FitsFormatter(Formatter):
     name = "fits"
     extension = ".fits"
     components = frozenset({"header", "wcs", "data"})
-    parameters = frozenset({"bbox", "hdu", "wcs_key"})
+    parameters = frozenset({"bbox", "hdu", "wcs_key", "bin"})
 
     def _write(self, obj: Any, stream: BinaryIO) -> None:
         from astropy.io import fits
@@ -65,7 +67,7 @@ class MultiExtensionFitsFormatter(Formatter):
     name = "fits-mef"
     extension = ".fits"
     components = frozenset({"headers", "header", "wcs", "data"})
-    parameters = frozenset({"bbox", "hdu", "wcs_key"})
+    parameters = frozenset({"bbox", "hdu", "wcs_key", "bin"})
 
     def _write(self, obj: Any, stream: BinaryIO) -> None:
         from astropy.io import fits
@@ -110,6 +112,11 @@ def read_image(hdus: Any, key: Any, component: str | None, parameters: dict[str,
         return wcs if box is None else sliced_wcs(wcs, box)
     if "wcs_key" in parameters:
         check_key(header, parameters["wcs_key"])
+    if "bin" in parameters:
+        factor = check_bin(parameters["bin"])
+        if component != "data":
+            raise FormatterError("bin reads binned pixels only: ask for component='data'")
+        return binned_pixels(hdu.section, box or (0, 0, header["NAXIS1"], header["NAXIS2"]), factor)
     if box is not None:
         header = cutout_header(header, box, hdus)
     if component == "header":

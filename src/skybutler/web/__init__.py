@@ -38,6 +38,9 @@ PAGE_MODULES: tuple[str, ...] = (
     "skybutler.web.tree",
     "skybutler.web.search",
     "skybutler.web.dataset",
+    "skybutler.web.images",
+    "skybutler.web.provenance_graph",
+    "skybutler.web.sky_map",
 )
 
 

@@ -16,6 +16,7 @@ from ..dimensions import regions as sky
 from ..models import DatasetRef
 from ..server import authz
 from ..server.state import ServerState
+from .images import image_context
 from .session import page_user
 from .templating import render
 
@@ -23,7 +24,7 @@ router = APIRouter()
 
 #: The template of the dataset page; a template extending ``dataset.html`` may take its place
 #: to fill the ``images`` and ``links`` blocks.
-DATASET_TEMPLATE = "dataset.html"
+DATASET_TEMPLATE = "dataset_images.html"
 #: Catalog rows shown on the page.
 FIRST_ROWS = 20
 #: Header cards shown (a header longer than this is cut, and says so).
@@ -93,5 +94,6 @@ def dataset(request: Request, dataset_id: str, user: User = Depends(page_user)) 
             "fits_headers": header_cards(butler, ref) if stored else None,
             "catalog": catalog(butler, ref) if stored else None,
             "stored": stored,
+            "images": image_context(butler, ref, stored),
         }
     return render(request, DATASET_TEMPLATE, user=user, **page)
