@@ -356,3 +356,29 @@ def test_python_and_cli_snippets_run_the_same_query(web_site, monkeypatch):
     exec(compile(python, "snippet", "exec"), scope)  # noqa: S102 -- the snippet the page shows
     assert scope["table"].column("dataset_id").to_pylist() == shown
     scope["butler"].close()
+
+
+def test_the_demo_prints_the_url_skybutler_serve_serves_the_web_view_at(web_site, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from skybutler.demo import web_view_hint
+    from skybutler.server.main import app
+
+    hint = web_view_hint(web_site.root, kept=True)
+    assert f"skybutler serve {web_site.root}" in hint
+    path = re.search(r"http://127\.0\.0\.1:8080(/\S+/)$", hint).group(1)
+    monkeypatch.setenv("SKYBUTLER_SERVE", str(web_site.root))
+    outer = app()  # what `skybutler serve` runs
+    try:
+        with TestClient(outer, follow_redirects=False) as c:
+            assert c.get(path).headers["location"] == f"{path}login?next={path.replace('/', '%2F')}"
+            c.post(f"{path}login", data={"token": web_site.tokens["alice"], "next": path})
+            page = c.get(path)
+            assert page.status_code == 200 and ">alice<" in page.text and "Server-Timing" in page.headers
+    finally:
+        from starlette.routing import Mount
+
+        for mounted in outer.routes:
+            if isinstance(mounted, Mount):
+                mounted.app.state.skybutler.close()
+    assert "--keep" in web_view_hint(web_site.root, kept=False)

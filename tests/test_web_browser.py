@@ -61,3 +61,44 @@ def test_keyboard_reaches_the_skip_link_and_navigation(browser, web_site):
     browser.get(f"{web_site.url}/login")
     for control in browser.find_elements(By.CSS_SELECTOR, "input:not([type=hidden]), select, textarea"):
         assert browser.find_elements(By.CSS_SELECTOR, f"label[for='{control.get_attribute('id')}']")
+
+
+def test_search_from_the_form_to_a_dataset_page(browser, web_site):
+    By = _by()
+    from selenium.webdriver.support.ui import Select
+
+    sign_in(browser, web_site, "alice")
+    browser.get(f"{web_site.url}/search")
+    Select(browser.find_element(By.ID, "dataset_type")).select_by_value("calexp")
+    browser.find_element(By.ID, "collections").send_keys("demo/run1")
+    # a dimension name from the list at hand goes into the where-clause at the cursor
+    browser.find_element(By.CSS_SELECTOR, "#at-hand summary").click()
+    browser.find_element(By.CSS_SELECTOR, "button[data-insert='detector']").click()
+    browser.find_element(By.ID, "where").send_keys(" = 1 AND visit >= 2")
+    assert browser.find_element(By.ID, "where").get_attribute("value") == "detector = 1 AND visit >= 2"
+    browser.find_element(By.ID, "run-search").click()
+    rows = browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")
+    assert len(rows) == 2  # visits 2 and 3 have a detector-1 calexp
+    # sort by visit, descending, with the column header links
+    browser.find_element(By.LINK_TEXT, "visit").click()
+    browser.find_element(By.PARTIAL_LINK_TEXT, "visit ▲").click()
+    visits = [r.find_elements(By.TAG_NAME, "td")[3].text for r in
+              browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")]
+    assert visits == ["3", "2"]
+    screenshot(browser, "search")
+    # the snippets can be copied, and every control has a label
+    for control in browser.find_elements(By.CSS_SELECTOR, "form.search input:not([type=hidden]), form.search "
+                                                          "select, form.search textarea"):
+        assert browser.find_elements(By.CSS_SELECTOR, f"label[for='{control.get_attribute('id')}']")
+    browser.find_element(By.CSS_SELECTOR, "button[data-copy='snippet-cli']").click()
+    assert browser.find_element(By.CSS_SELECTOR, "button[data-copy='snippet-cli']").text == "Copied"
+    browser.find_element(By.CSS_SELECTOR, "#results tbody tr a").click()
+    assert browser.find_element(By.ID, "storage-class").text == "Image"
+
+
+def test_a_malformed_where_clause_shows_the_caret(browser, web_site):
+    By = _by()
+    sign_in(browser, web_site, "alice")
+    browser.get(f"{web_site.url}/search?dataset_type=calexp&where=visit+%3E")
+    message = browser.find_element(By.ID, "query-error").text
+    assert message.splitlines()[-1].strip() == "^" and "visit >" in message

@@ -509,11 +509,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if temporary and not args.keep:
             shutil.rmtree(root.parent, ignore_errors=True)
-    where = "deleted" if temporary and not args.keep else f"kept at {root}"
+    kept = not temporary or args.keep
+    where = f"kept at {root}" if kept else "deleted"
     console.print(f"\n[green]demo finished[/green] in {time.perf_counter() - start:.0f} s "
                   f"({time.process_time() - cpu:.0f} s of CPU in this process, workers not counted); "
                   f"the repository was {escape(where)}.")
+    console.print(escape(web_view_hint(root, kept)), highlight=False, soft_wrap=True)
     return 0
+
+
+def web_view_hint(root: Path, kept: bool, port: int = 8080) -> str:
+    """How to browse the repository: the commands that serve it, and the web view's URL."""
+    url = f"http://127.0.0.1:{port}/{root.absolute().name}/"
+    if not kept:
+        return f"To browse a repository in the web view, run the demo with --keep or --dir DIR; it is then served at {url}"
+    return (f"Browse it: skybutler token create {root} $USER  (prints your token), then\n"
+            f"           skybutler serve {root}  and open the web view at {url}")
 
 
 if __name__ == "__main__":

@@ -55,7 +55,8 @@ def serve(repos: tuple[Path, ...], host: str, port: int, workers: int, max_reque
     os.environ["SKYBUTLER_SERVE"] = os.pathsep.join(str(repo.absolute()) for repo in repos)
     os.environ["SKYBUTLER_SERVE_SETTINGS"] = f"{max_request_mb},{user_concurrency},{presign}"
     os.environ["SKYBUTLER_TRUST_HEADER"] = trust_header or ""
-    info(f"serving {', '.join(f'http://{host}:{port}/{n}' for n in names)}")
+    info(f"serving {', '.join(f'http://{host}:{port}/{n}' for n in names)} (the web view: open "
+         f"{', '.join(f'http://{host}:{port}/{n}/' for n in names)} in a browser)")
     uvicorn.run("skybutler.server.main:app", host=host, port=port, workers=workers, log_level="warning",
                 factory=True)
 

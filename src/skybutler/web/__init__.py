@@ -22,6 +22,8 @@ How the parts fit (and how to add a page):
   ``dataset.html`` overrides them, and ``dataset.DATASET_TEMPLATE`` names the one used.
 - Static files (CSS, JavaScript, no build step, nothing fetched from the network) live in
   ``web/static/`` and are served at ``/static``.
+- Every web response carries a ``Server-Timing: app;dur=<ms>`` header: the server's time
+  for it (``benchmarks/bench_web.py`` reads it).
 - skybutler errors raised by a page become an HTML error page with the API's status
   (``error.html``); an unauthenticated page request is redirected to ``/login``.
 """
@@ -55,10 +57,21 @@ def navigation() -> list[tuple[str, str]]:
 
 def install(app: Any) -> None:
     """Mount the web view's routers and static files on the application ``app``."""
+    import time
     from importlib.resources import files
 
     from fastapi.staticfiles import StaticFiles
 
+    from ..server.app import is_api
+
     for module in modules():
         app.include_router(module.router, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=str(files(__name__) / "static")), name="static")
+
+    @app.middleware("http")
+    async def server_timing(request: Any, call_next: Any) -> Any:
+        start = time.perf_counter()
+        response = await call_next(request)
+        if not is_api(request):
+            response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - start) * 1000:.1f}"
+        return response
