@@ -264,17 +264,18 @@ def quanta(repo: Path, run_name: str | None, task: str | None, status: str | Non
 @click.option("-d", "-w", "--where", default="", help="Where-clause restricting the data IDs.")
 @click.option("--pipeline", "pipeline_file",
               help="Today's pipeline YAML (default: the one recorded with the products).")
-@click.option("--config", "check_config", is_flag=True, help="Also a changed task config makes a product stale.")
+@click.option("--ignore-config", is_flag=True,
+              help="A changed task config does not make a product stale (by default it does, as in run --incremental).")
 @click.option("--software", "check_software", is_flag=True, help="Also changed task code (its content hash) does.")
 @json_option
 def stale(repo: Path, dataset_type: str, collections: tuple[str, ...], where: str, pipeline_file: str | None,
-          check_config: bool, check_software: bool, as_json: bool) -> None:
+          ignore_config: bool, check_software: bool, as_json: bool) -> None:
     """List the DATASET_TYPE products that their task would not make the same way today, with why
     (inputs added, removed or remade upstream, calibration superseded or decertified, ...)."""
     with open_butler(repo) as butler:
         result = butler.provenance.staleness(
             dataset_type, split_csv_option(collections), where,
-            pipeline=Pipeline.from_yaml(pipeline_file) if pipeline_file else None, config=check_config,
+            pipeline=Pipeline.from_yaml(pipeline_file) if pipeline_file else None, config=not ignore_config,
             software=check_software)
         products = result.products(dataset_type)
     if as_json:

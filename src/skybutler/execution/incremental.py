@@ -31,7 +31,7 @@ def incremental_graph(butler: Butler, graph: QuantumGraph, output: str, *, calib
     kept, redone and why, and which products no quantum would make today."""
     if not butler.collections.exists(output):
         return graph  # a first run: everything is new
-    result = assess(butler, graph, [output], config=True, software=software,
+    result = assess(butler, graph, [output], software=software,
                     calibrations="recorded" if calibrations == "recorded" else "today", where=graph.where)
     superseded = [d for d in result.decisions if d.calibrations]
     decertified = [o for o in result.orphans if o.reasons[0].startswith("calibration")]

@@ -100,17 +100,18 @@ class Provenance:
         return self.butler.get(self.butler.registry.refs_by_id([dataset_id])[0])
 
     def stale(self, dataset_type: str, collections: str | Sequence[str], where: str = "", *,
-              pipeline: Pipeline | None = None, bind: Mapping[str, Any] | None = None, config: bool = False,
+              pipeline: Pipeline | None = None, bind: Mapping[str, Any] | None = None, config: bool = True,
               software: bool = False) -> list[StaleProduct]:
         """The ``dataset_type`` products in ``collections`` (find-first; ``where`` selects data IDs)
         that their task would not make the same way today, each with the reasons: inputs added,
-        removed, replaced or remade upstream, a calibration superseded or decertified, and with
-        ``config``/``software`` a changed config or task code.  See :meth:`staleness`."""
+        removed, replaced or remade upstream, a calibration superseded or decertified, a changed
+        config (unless ``config=False``) and with ``software`` changed task code -- the products of
+        exactly the quanta an incremental run with the same pipeline redoes.  See :meth:`staleness`."""
         return self.staleness(dataset_type, collections, where, pipeline=pipeline, bind=bind, config=config,
                               software=software).products(dataset_type)
 
     def staleness(self, dataset_type: str, collections: str | Sequence[str], where: str = "", *,
-                  pipeline: Pipeline | None = None, bind: Mapping[str, Any] | None = None, config: bool = False,
+                  pipeline: Pipeline | None = None, bind: Mapping[str, Any] | None = None, config: bool = True,
                   software: bool = False) -> Staleness:
         """The verdict on every quantum that makes ``dataset_type`` and those upstream of it.
 

@@ -3,8 +3,11 @@
 A product is *current* when the quantum that made it (its recorded provenance) read
 exactly the inputs the same task would read today, and *stale* otherwise: inputs added
 or removed, an input replaced by another dataset of the same data ID, an input that is
-itself being remade upstream, a calibration decertified or superseded, and -- where asked
--- a changed config or task code (content hashes, see :mod:`.software`).
+itself being remade upstream, a calibration decertified or superseded, a changed config,
+and -- where asked -- changed task code (content hashes, see :mod:`.software`).  This one
+definition serves both :meth:`Provenance.stale` and incremental runs
+(:mod:`..execution.incremental`): the products ``stale`` lists are those of the quanta an
+incremental run with the same pipeline redoes.
 
 It is decided set-based.  Today's inputs come from the graph builder (its handful of
 queries over the whole pipeline), the products from one find-first query per output
@@ -255,13 +258,14 @@ class _Assessor:
                     decision.reasons.append(f"prerequisite {labels([key])[0]} added")
 
 
-def assess(butler: Butler, graph: QuantumGraph, current: Sequence[str], *, config: bool = False,
+def assess(butler: Butler, graph: QuantumGraph, current: Sequence[str], *, config: bool = True,
            software: bool = False, calibrations: CalibrationChoice = "today",
            orphans_of: Sequence[str] | None = None, where: str = "") -> Staleness:
     """Decide, for every quantum of ``graph`` (today's), whether the product it would make is
     current in the collections ``current`` (find-first), stale (with reasons) or new.
 
-    ``config``/``software``: also count a changed config / task code hash as stale.
+    ``config``: a changed config hash counts as stale (``False``: ignored); ``software``: a
+    changed task code hash counts too.
     ``calibrations='recorded'`` makes quanta whose calibration changed read the recorded
     calibration instead (so they stay current if nothing else changed).  Products of the
     types ``orphans_of`` (default: every output type) matching ``where`` that no quantum of
