@@ -238,24 +238,39 @@ class QuantumStore:
         if not ids or not self.exists():
             return made, quanta
         q, o, i = self.quantum, self.output, self.input
-        head = sa.select(o.c.dataset_id, q.c.quantum_id, q.c.run_id, q.c.task_label, q.c.task_class,
-                         q.c.config_dataset_id, q.c.env_id).join(q, q.c.quantum_id == o.c.quantum_id)
-        links = sa.select(i.c.quantum_id, i.c.dataset_id, i.c.dataset_type, i.c.data_id, i.c.prerequisite)
+        # IDs come back as the driver gives them and become UUIDs once each: an ID recurs (a
+        # quantum on each of its input rows, a product as the input of the quantum below it), and
+        # building UUIDs was most of this method's time.
+        raw = lambda column: sa.type_coerce(column, sa.String)  # noqa: E731
+        head = sa.select(raw(o.c.dataset_id), raw(q.c.quantum_id), q.c.run_id, q.c.task_label, q.c.task_class,
+                         raw(q.c.config_dataset_id), q.c.env_id).join(q, q.c.quantum_id == o.c.quantum_id)
+        links = sa.select(raw(i.c.quantum_id), raw(i.c.dataset_id), i.c.dataset_type, i.c.data_id, i.c.prerequisite)
+        seen: dict[Any, uuid.UUID] = {}
+
+        def as_uuid(value: Any) -> uuid.UUID | None:
+            if value is None or isinstance(value, uuid.UUID):
+                return value
+            found = seen.get(value)
+            if found is None:
+                found = seen[value] = uuid.UUID(value)
+            return found
+
         with self.db.reading() as conn:
             for start in range(0, len(ids), chunk):
                 part = ids[start:start + chunk]
                 fresh: list[uuid.UUID] = []
                 for dataset_id, qid, run_id, label, cls, config_id, env_id in conn.execute(head.where(
                         o.c.dataset_id.in_(part), q.c.status == "succeeded")):
-                    made[dataset_id] = qid
+                    qid = as_uuid(qid)
+                    made[as_uuid(dataset_id)] = qid
                     if qid not in quanta:
-                        quanta[qid] = QuantumLineage(qid, self.collections.name_of(run_id), label, cls, config_id,
-                                                     env_id)
+                        quanta[qid] = QuantumLineage(qid, self.collections.name_of(run_id), label, cls,
+                                                     as_uuid(config_id), env_id)
                         fresh.append(qid)
                 for begin in range(0, len(fresh), chunk):
                     for qid, dataset_id, dtype, data_id, prereq in conn.execute(links.where(
                             i.c.quantum_id.in_(fresh[begin:begin + chunk]))):
-                        quanta[qid].inputs.append((dataset_id, dtype, data_id, bool(prereq)))
+                        quanta[as_uuid(qid)].inputs.append((as_uuid(dataset_id), dtype, data_id, bool(prereq)))
         return made, quanta
 
     def consumers(self, dataset_id: uuid.UUID) -> list[QuantumRecord]:
