@@ -335,15 +335,37 @@ def test_a_recompute_whose_calibration_changed_says_so_and_follows_the_choice(re
     with pytest.raises(CalibrationChangedError, match=r"bias@\{'instrument': 'Cam', 'detector': 2\}.* was "
                                                       r"superseded by .* in 'calib'.*on_calibration='recorded'"):
         butler.get(ref, recompute=True)
-    with pytest.raises(CalibrationChangedError,
-                       match="would be a different product.*--incremental --calibrations today"):
-        butler.get(ref, recompute=RecomputeOptions(on_calibration="today"))
     assert butler.retention.state(ref).state == "purged-recomputable"
+    recorded_bias = {link.dataset_id for q in butler.provenance.quanta(run=ref.run) for link in q.inputs
+                     if link.prerequisite and q.data_id.get("visit") == 4 and q.data_id.get("detector") == 2}
     assert butler.get(ref, recompute=RecomputeOptions(on_calibration="recorded")) == original
     assert "recorded calibration used: bias@" in butler.retention.state(ref).note
+    # Today's: the bias certified now (level 3) is read, the product says so, and so does its
+    # provenance; the recorded bias stays named in the note.
+    butler.retention.purge([ref])
+    today = butler.get(ref, recompute=RecomputeOptions(on_calibration="today"))
+    assert today["bias"] == 3 and original["bias"] == 2 and {k: v for k, v in today.items() if k != "bias"} == \
+        {k: v for k, v in original.items() if k != "bias"}
+    assert butler.get(ref) == today and butler.retention.state(ref).state == "stored"
+    note = butler.retention.state(ref).note
+    assert "today's calibration used instead: bias@" in note and str(next(iter(recorded_bias))) in note
+    (quantum,) = [q for q in butler.provenance.quanta(run=ref.run) if any(o.dataset_id == ref.id for o in q.outputs)]
+    assert [link.dataset_id for link in quantum.inputs if link.prerequisite] == [newer[2].id]
+    # The same through a worker pool (the workers are told which calibration to read).
+    other = butler.find_dataset("metricsA", instrument="Cam", visit=4, detector=1, collections="out")
+    butler.retention.purge([other])
+    result = CliRunner().invoke(cli, ["recompute", str(butler.root), str(other.id), "--calibrations", "today",
+                                      "--executor", "pool", "-j", "1"])
+    assert result.exit_code == 0, result.output
+    assert butler.get(other)["bias"] == 3 and "today's calibration used instead" in butler.retention.state(other).note
+    # Decertified with nothing in its place: refused by default and for today's (nothing to use),
+    # recreated with the recorded one when asked.
     butler.retention.purge([ref])
     butler.collections.decertify("calib", "bias", switch, None)
     result = CliRunner().invoke(cli, ["recompute", str(butler.root), str(ref.id)])
     assert result.exit_code == 1 and "was decertified (nothing is certified" in result.output
+    result = CliRunner().invoke(cli, ["recompute", str(butler.root), str(ref.id), "--calibrations", "today"])
+    assert result.exit_code == 1 and "cannot recompute with today's calibration" in result.output
+    assert "Traceback" not in result.output and butler.retention.state(ref).state == "purged-recomputable"
     result = CliRunner().invoke(cli, ["recompute", str(butler.root), str(ref.id), "--calibrations", "recorded"])
     assert result.exit_code == 0, result.output

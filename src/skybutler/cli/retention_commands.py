@@ -139,7 +139,7 @@ def _targets(butler: Any, args: tuple[str, ...], collections: list[str], where: 
 @click.option("--calibrations", "on_calibration", type=click.Choice(["refuse", "recorded", "today"]),
               default="refuse", show_default=True,
               help="If a calibration a quantum read was decertified or superseded since: refuse, re-create with the "
-                   "recorded one (noted); 'today' is refused with advice (that is an incremental run).")
+                   "recorded one (noted), or with the one certified today (noted; its provenance says so).")
 @click.option("--no-store", is_flag=True, help="Recompute and verify without storing back (inline only).")
 @json_option
 def recompute(repo: Path, datasets: tuple[str, ...], collections: tuple[str, ...], where: str, dry_run: bool,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,6 +180,15 @@ class QuantumStore:
                 conn.execute(self.input.insert(), inputs)
             if outputs:
                 conn.execute(self.output.insert(), outputs)
+
+    def replace_inputs(self, quantum_id: uuid.UUID, replaced: Mapping[uuid.UUID, uuid.UUID]) -> None:
+        """Point a quantum's input links from the recorded datasets to others (old ID -> new ID):
+        what it read when a recompute replayed it with today's calibration instead of the recorded
+        one (inside the caller's transaction, if there is one)."""
+        with self.db.transaction() as conn:
+            for old, new in replaced.items():
+                conn.execute(self.input.update().where(self.input.c.quantum_id == quantum_id,
+                                                       self.input.c.dataset_id == old).values(dataset_id=new))
 
     # -- reading --------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import concurrent.futures as cf
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SkybutlerError
@@ -68,6 +68,10 @@ def replay_one(payload: dict[str, Any]) -> dict[str, Any]:
         if butler is None:
             butler = _BUTLERS[payload["repo"]] = Butler(payload["repo"])
         quantum = butler.provenance.store.get([uuid.UUID(payload["quantum_id"])])[0]
+        swaps = {uuid.UUID(k): uuid.UUID(v) for k, v in payload.get("swaps", {}).items()}
+        if swaps:  # replayed with today's calibration (on_calibration='today')
+            quantum = replace(quantum, inputs=[replace(
+                link, dataset_id=swaps.get(link.dataset_id, link.dataset_id)) for link in quantum.inputs])
         needed = [uuid.UUID(i) for i in payload["needed"]]
         with locks(butler).hold(needed):  # another process recomputing them: wait, then find them stored
             stored = set(butler.registry.datasets.artifacts(needed))
@@ -77,6 +81,8 @@ def replay_one(payload: dict[str, Any]) -> dict[str, Any]:
             est = RecomputeEstimate(needed, [quantum], {i: quantum for i in needed},
                                     labels={uuid.UUID(k): v for k, v in payload["labels"].items()})
             est.states = butler.registry.states.get(needed)
+            est.swaps = {quantum.quantum_id: swaps} if swaps else {}
+            est.unverified = {uuid.UUID(i) for i in payload.get("unverified", [])}
             result = RecomputeResult(est)
             replay_and_verify(butler, est, [quantum], {quantum.quantum_id: import_task(quantum.task_class,
                                                                                        quantum.task_label)}, result)
@@ -183,7 +189,9 @@ def recompute_many(butler: Butler, ids: Iterable[uuid.UUID], options: RecomputeO
         q = quanta[n]
         needed = [o.dataset_id for o in q.outputs if o.dataset_id in est.needed]
         return {"repo": str(butler.root), "quantum_id": str(q.quantum_id), "needed": [str(i) for i in needed],
-                "labels": {str(i): est.labels.get(i, "") for i in needed}, "note": note}
+                "labels": {str(i): est.labels.get(i, "") for i in needed}, "note": note,
+                "swaps": {str(k): str(v) for k, v in est.swaps.get(q.quantum_id, {}).items()},
+                "unverified": [str(i) for i in needed if i in est.unverified]}
 
     runner = _Inline() if not quanta else (_Pool(jobs) if executor == "pool" else _Dask(jobs, dask_scheduler))
     try:

@@ -8,17 +8,23 @@ The steps, each finished before the next starts, so a failure leaves nothing hal
    as ``purged-lost``, stops the walk with an error naming the whole chain;
 2. check: every task class still imports, the installed task code is the version
    recorded (else refuse, or go on and record a note: ``on_drift``), every calibration a
-   quantum read is still the one certified for its observation time (else refuse, or go
-   on with the recorded one and record a note: ``on_calibration``), and the expected
-   wait (recorded quantum run times plus the cold tier's staging latency) is reported;
+   quantum read is still the one certified for its observation time (else refuse, go on
+   with the recorded one and record a note, or use the one certified today:
+   ``on_calibration``), and the expected wait (recorded quantum run times plus the cold
+   tier's staging latency) is reported;
 3. stage the cold inputs back, then check every recorded config still validates;
 4. replay the quanta in order, in memory, with the same task class, recorded config and
    input dataset IDs (calibrations included); verify each re-created dataset: the same
    bytes (checksum of the purged file) for a deterministic task, or -- for a task class
    declaring ``deterministic = False`` -- its extracted metadata within the task's
-   ``recompute_tolerance`` (``{"rtol": ..., "atol": ...}``, default rtol 1e-6);
+   ``recompute_tolerance`` (``{"rtol": ..., "atol": ...}``, default rtol 1e-6).  What was
+   remade with today's calibration (and everything made from it in the same recompute)
+   differs from the original by design, and is not compared with it;
 5. store them back (unless asked not to) in one transaction, at their recorded IDs and
-   paths, state ``stored`` with a note saying when (and with what drift) they were remade.
+   paths, state ``stored`` with a note saying when (and with what drift, or which
+   calibration) they were remade.  A quantum replayed with today's calibration has its
+   recorded input link pointed at it in the same transaction, so the provenance of the
+   stored file says what it was made from (the note keeps the recorded one).
 
 Steps 3-5 hold the locks of every dataset they stage or re-create (:mod:`..datastore.locks`)
 and plan again once they have them: of two readers recomputing one dataset at once, the
@@ -30,6 +36,7 @@ recorded checksum, or the task's tolerance), instead of refusing to overwrite it
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import io
 import math
@@ -85,9 +92,9 @@ class RecomputeOptions:
 
     store: bool = True
     on_drift: DriftPolicy = "refuse"
-    #: A calibration decertified or superseded since the quantum ran: ``refuse``, or go on with the
-    #: ``recorded`` one (noted).  ``today`` is refused with advice: a product made with today's
-    #: calibration is a new product (an incremental run), not the purged one re-created.
+    #: A calibration decertified or superseded since the quantum ran: ``refuse``, go on with the
+    #: ``recorded`` one (noted), or use the one certified ``today`` (noted, and the quantum's
+    #: provenance updated; the result is not compared with the original, which it differs from).
     on_calibration: CalibrationPolicy = "refuse"
 
     def __post_init__(self) -> None:
@@ -119,6 +126,13 @@ class RecomputeEstimate:
     drift: list[str] = field(default_factory=list)
     #: Calibrations the quanta read that were decertified or superseded since, in sentences.
     calibrations: list[str] = field(default_factory=list)
+    #: The same, as (quantum ID, recorded dataset ID, {dataset ID certified today: its collection}).
+    calibration_changes: list[tuple[uuid.UUID, uuid.UUID, dict[uuid.UUID, str]]] = field(
+        default_factory=list, repr=False)
+    #: With ``on_calibration='today'``: per quantum, the recorded calibration -> today's it reads.
+    swaps: dict[uuid.UUID, dict[uuid.UUID, uuid.UUID]] = field(default_factory=dict, repr=False)
+    #: Datasets remade from today's calibration (directly or downstream): not compared with the original.
+    unverified: set[uuid.UUID] = field(default_factory=set, repr=False)
     #: Targets already stored (nothing to do for them).
     present: list[uuid.UUID] = field(default_factory=list)
     labels: dict[uuid.UUID, str] = field(default_factory=dict)
@@ -286,9 +300,11 @@ def _drift(butler: Butler, quantum: QuantumRecord, task_class: type) -> str | No
             f"installed is {shown(new_v, new_git)}")
 
 
-def _calibration_changes(butler: Butler, quanta: Sequence[QuantumRecord]) -> list[str]:
+def _calibration_changes(butler: Butler, quanta: Sequence[QuantumRecord]
+                         ) -> list[tuple[str, tuple[uuid.UUID, uuid.UUID, dict[uuid.UUID, str]]]]:
     """Each calibration a quantum read that no CALIBRATION collection certifies any more for the
-    quantum's observation time: decertified, or superseded by what is certified there now."""
+    quantum's observation time: decertified, or superseded by what is certified there now; as a
+    sentence and as (quantum ID, recorded dataset ID, {dataset certified today: collection})."""
     calib_collections = [c.name for c in butler.collections.query(types=["calibration"])]
     out = []
     for q in quanta:
@@ -310,8 +326,9 @@ def _calibration_changes(butler: Butler, quanta: Sequence[QuantumRecord]) -> lis
                 continue
             what = f"{_label(link.dataset_type, link.data_id, link.dataset_id)} read by task {q.task_label!r} " \
                    f"quantum {q.data_id}"
-            out.append(f"{what} was superseded by {', '.join(f'{i} in {n!r}' for i, n in today.items())}" if today
-                       else f"{what} was decertified (nothing is certified for its observation time now)")
+            out.append((f"{what} was superseded by {', '.join(f'{i} in {n!r}' for i, n in today.items())}" if today
+                        else f"{what} was decertified (nothing is certified for its observation time now)",
+                        (q.quantum_id, link.dataset_id, today)))
     return out
 
 
@@ -330,8 +347,36 @@ def estimate(butler: Butler, ids: Iterable[uuid.UUID]) -> RecomputeEstimate:
     est.staging_seconds = staging_seconds(butler, len(est.stage))
     classes = _task_classes(est)
     est.drift = [d for q in est.quanta if (d := _drift(butler, q, classes[q.quantum_id])) is not None]
-    est.calibrations = _calibration_changes(butler, est.quanta)
+    changes = _calibration_changes(butler, est.quanta)
+    est.calibrations = [sentence for sentence, _ in changes]
+    est.calibration_changes = [change for _, change in changes]
     return est
+
+
+def use_today(est: RecomputeEstimate) -> None:
+    """Make the plan replay each quantum whose calibration changed with the one certified today
+    (``on_calibration='today'``), and mark what that remakes, directly or downstream, as not
+    comparable with the original.  Refused, naming it, where nothing is certified today (a
+    decertified calibration) or several CALIBRATION collections certify different ones."""
+    for (quantum_id, recorded, today), sentence in zip(est.calibration_changes, est.calibrations):
+        if len(today) != 1:
+            why = "nothing is certified for its observation time now" if not today else \
+                "several CALIBRATION collections certify one for its observation time: which is today's is ambiguous"
+            raise CalibrationChangedError(f"cannot recompute with today's calibration: {sentence} -- {why}; "
+                                          "recompute with on_calibration='recorded' to use the recorded one")
+        est.swaps.setdefault(quantum_id, {})[recorded] = next(iter(today))
+    if not est.swaps:
+        return
+    replaced = {}
+    for n, q in enumerate(est.quanta):
+        swaps = est.swaps.get(q.quantum_id, {})
+        if swaps:
+            q = est.quanta[n] = dataclasses.replace(q, inputs=[dataclasses.replace(
+                link, dataset_id=swaps.get(link.dataset_id, link.dataset_id)) for link in q.inputs])
+            replaced[q.quantum_id] = q
+        if swaps or any(link.dataset_id in est.unverified for link in q.inputs):
+            est.unverified.update(o.dataset_id for o in q.outputs if o.dataset_id is not None)
+    est.needed = {i: replaced.get(q.quantum_id, q) for i, q in est.needed.items()}
 
 
 def _check_configs(butler: Butler, estimate: RecomputeEstimate, classes: Mapping[uuid.UUID, type]) -> None:
@@ -406,8 +451,10 @@ def replay_and_verify(butler: Butler, estimate: RecomputeEstimate, quanta: Seque
                 else storage_class.default_formatter
             data = _format(storage_class.check(obj), formatter)
             label = estimate.labels.get(link.dataset_id, link.dataset_type)
-            result.verified[link.dataset_id] = _verify(butler, link.dataset_id, label, obj, data, storage_class,
-                                                       state, q, classes[q.quantum_id])
+            result.verified[link.dataset_id] = (
+                "remade with today's calibration: not compared with the original" if link.dataset_id in
+                estimate.unverified else _verify(butler, link.dataset_id, label, obj, data, storage_class, state, q,
+                                                 classes[q.quantum_id]))
             result.objects[link.dataset_id] = obj
             result.data[link.dataset_id] = (formatter, data)
 
@@ -447,6 +494,8 @@ def store_back(butler: Butler, estimate: RecomputeEstimate, result: RecomputeRes
                     pairs.append((dataset_id, artifact))
                 if pairs:
                     butler.registry.states.set_stored(pairs, note)
+                for quantum_id, swaps in estimate.swaps.items():
+                    butler.provenance.store.replace_inputs(quantum_id, swaps)
                 for dataset_id in ids:
                     if dataset_id in registered:
                         continue
@@ -499,18 +548,16 @@ def prepare(butler: Butler, ids: Iterable[uuid.UUID], options: RecomputeOptions,
                                       + "; ".join(est.calibrations) + " (recompute with on_calibration='recorded' "
                                       "to re-create it with the recorded calibration, noted)")
     if est.calibrations and options.on_calibration == "today":
-        raise CalibrationChangedError(
-            "recompute re-creates the purged dataset from what it was made of; made with today's calibration it "
-            "would be a different product: " + "; ".join(est.calibrations) + " -- run the pipeline with "
-            "--incremental --calibrations today to make it, or recompute with on_calibration='recorded'")
+        use_today(est)
     if est.quanta:
         (on_wait or log_wait)(f"recomputing {len(est.needed)} dataset(s): {est.describe()}", est.expected_seconds)
     if est.stage:
         stage(butler, list(est.stage), on_wait=on_wait)
     classes = _task_classes(est)
     _check_configs(butler, est, classes)
+    used = "today's calibration used instead" if est.swaps else "recorded calibration used"
     return est, classes, [f"software drift: {d}" for d in est.drift] + \
-        [f"recorded calibration used: {c}" for c in est.calibrations]
+        [f"{used}: {c}" for c in est.calibrations]
 
 
 def recompute(butler: Butler, ids: Iterable[uuid.UUID], options: RecomputeOptions | None = None,
