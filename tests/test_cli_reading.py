@@ -165,11 +165,11 @@ def test_retrieve_artifacts_in_the_datastore_layout_flat_and_as_a_zip(stocked, t
     assert "copied 4 file(s)" in done.stdout
     refs = list(stocked.query_datasets("metrics", collections=["run/a", "run/b"], find_first=False))
     datastore = stocked.datastore
-    for ref in refs:  # each file at its datastore path, byte for byte (read through the datastore's file system)
-        relative = stocked.registry.datasets.artifacts([ref.id])[ref.id].path
-        assert (out / relative).read_bytes() == datastore.fs.cat_file(datastore.full_path(relative))
-    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == sorted(
-        stocked.registry.datasets.artifacts([r.id])[r.id].path.rsplit("/", 1)[1] for r in refs)
+    for ref in refs:  # each file at RUN/type/type_dataID, byte for byte (read through the datastore's file system)
+        stored = stocked.registry.datasets.artifacts([ref.id])[ref.id].path
+        relative = f"{ref.run}/metrics/metrics_instrument=Cam_visit=1_detector={ref.data_id['detector']}.json"
+        assert (out / relative).read_bytes() == datastore.fs.cat_file(datastore.full_path(stored))
+    assert len([p for p in out.rglob("*") if p.is_file()]) == len(refs) == 4
     again = run("retrieve-artifacts", repo, out, "--dataset-type", "metrics", "-c", "run/a", code=1)
     assert "already exists" in again.stderr and "--clobber" in again.stderr
     run("retrieve-artifacts", repo, out, "--dataset-type", "metrics", "-c", "run/a", "--clobber")
@@ -188,6 +188,40 @@ def test_retrieve_artifacts_in_the_datastore_layout_flat_and_as_a_zip(stocked, t
     with Butler(target) as fresh:
         back = {r.id: fresh.get(r) for r in fresh.query_datasets("metrics", collections="run/b")}
     assert back == {r.id: stocked.get(r) for r in stocked.query_datasets("metrics", collections="run/b")}
+
+
+def test_retrieve_artifacts_layout_is_run_type_and_data_id_readable_and_never_collides(butler, tmp_path):
+    """RUN/type/type_key=value.ext, escaped only where a file system needs it; odd names and
+    names that would collide (a case-only difference, a file where another RUN needs a
+    directory) each get their own file, checked byte for byte against what was put."""
+    file_in_the_way = "r/metrics/metrics_instrument=Cam_visit=1_detector=1.json"
+    runs = ["u/ana/run 1", "Night", "night", "a//b", "..", "ü:*?", "r", file_in_the_way]
+    put = {}
+    for run_name in runs:
+        ref = butler.put({"run": run_name}, "metrics", instrument="Cam", visit=1, detector=1, run=run_name)
+        put[ref.id] = run_name
+    written = butler.retrieve_artifacts(butler.query_datasets("metrics", collections=runs, find_first=False),
+                                        tmp_path / "out")
+    relative = {p.relative_to(tmp_path / "out").as_posix(): p for p in written}
+    name = "metrics_instrument=Cam_visit=1_detector=1.json"
+    plain = {f"u/ana/run 1/metrics/{name}", f"a%2F%2Fb/metrics/{name}", f"%2E%2E/metrics/{name}",
+             f"ü%3A%2A%3F/metrics/{name}", f"{file_in_the_way}/metrics/{name}"}
+    assert plain <= set(relative)
+    marked = {path for path in relative if "_~" in path}
+    ids = {i.hex[:12]: i for i in put}
+    # Night/night differ only by case; RUN r's file is where the last RUN needs a directory.
+    assert {(put[ids[path.rsplit("_~", 1)[1][:12]]], path.split("/")[0]) for path in marked} == \
+        {("Night", "Night"), ("night", "night"), ("r", "r")}
+    assert len(relative) == len(runs) and len(set(relative)) == len(runs)
+    assert sorted(json.loads(p.read_text())["run"] for p in written) == sorted(runs)
+    # Values escape what separates the data-ID part; the same selection twice is refused.
+    butler.register_dataset_type("note", ["instrument", "physical_filter"], "Dict")
+    ref = butler.put({"n": 1}, "note", instrument="Cam", physical_filter="Cam-g", run="u/ana/run 1")
+    (path,) = butler.retrieve_artifacts([ref], tmp_path / "notes")
+    assert path.relative_to(tmp_path / "notes").as_posix() == \
+        "u/ana/run 1/note/note_instrument=Cam_physical_filter=Cam-g.json"
+    with pytest.raises(Exception, match="already exists"):
+        butler.retrieve_artifacts([ref], tmp_path / "notes")
 
 
 def test_retrieve_artifacts_refuses_datasets_without_a_file_before_writing(stocked, tmp_path):

@@ -1,16 +1,26 @@
 """Copying datasets' files out of a repository into a directory a person can read, or a zip.
 
 ``Butler.retrieve_artifacts`` (``skybutler retrieve-artifacts``), as the Rubin butler's
-command of that name does: the files keep the datastore's readable layout
-(``<run>/<dataset type>/.../<dataset type>_<data ID>.<ext>``), or are put side by side, or
-go into one zip that both skybutler's and the Rubin butler's importers read.  Nothing is
-written until every dataset is known to have a stored file and every destination path is
-known to be free (or ``overwrite`` is given).
+command of that name does: the files go into a layout a person reads --
+``<run>/<dataset type>/<dataset type>_<key>=<value>_....<ext>``, a RUN's ``/`` making
+directories -- or side by side, or into one zip that both skybutler's and the Rubin
+butler's importers read.  The layout is not the datastore's (whose escaping marks nested
+RUNs with ``~`` and escapes all but a few characters): names keep spaces and non-ASCII
+letters, and only what a file system (POSIX or Windows) cannot hold in a name, ``%`` and
+``~`` are written as ``%XX`` (in the data-ID part ``_`` and ``=`` too, which separate it);
+a value made only of dots is escaped, and a RUN with an empty part (``a//b``) is one
+directory.  The layout is injective: a file of one dataset is never another's.  A file whose path another file or directory of the same copy
+already takes -- also where only the case differs, for case-insensitive file systems --
+gets its dataset ID's first 12 hex digits (``..._~1a2b3c4d5e6f.json``: ``~`` never
+comes out of the escaping), so nothing is ever overwritten or merged.  Nothing is written
+until every dataset is known to have a stored file and every destination path is known to
+be free (or ``overwrite`` is given).
 """
 
 from __future__ import annotations
 
 import posixpath
+import re
 import tempfile
 import uuid
 from collections.abc import Iterable
@@ -18,10 +28,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import DatasetNotFoundError, SkybutlerError
+from .formats import get_formatter
 
 if TYPE_CHECKING:
     from .butler import Butler
-    from .models import DatasetRef
+    from .models import DatasetRef, StoredArtifact
 
 
 def zip_name(refs: Iterable[DatasetRef]) -> str:
@@ -35,8 +46,9 @@ def retrieve_artifacts(butler: Butler, refs: Iterable[DatasetRef], destination: 
                        preserve_path: bool = True, overwrite: bool = False, zip: bool = False) -> list[Path]:
     """Copy the files of ``refs`` under the directory ``destination``; returns the paths written.
 
-    ``preserve_path`` keeps the datastore's layout below ``destination``; without it the
-    files are put side by side, by file name (two datasets with one file name are refused).
+    ``preserve_path`` puts each file at ``<run>/<dataset type>/<dataset type>_<data ID>.<ext>``
+    below ``destination`` (see the module doc); without it the files are put side by side, by
+    that file name (two datasets with one file name, from two RUNs, are refused).
     ``zip`` writes one zip into ``destination`` instead, named by :func:`zip_name`, holding the
     files and an index (the Rubin butler's zip format, which ``skybutler import`` reads too).
     A dataset without a stored file (cold or purged) is refused, naming it, before anything is
@@ -67,14 +79,23 @@ def retrieve_artifacts(butler: Butler, refs: Iterable[DatasetRef], destination: 
             target.unlink()
         export_rubin(butler, refs, target)
         return [target]
-    places = {r.id: _place(artifacts[r.id].path, preserve_path) for r in refs}
-    taken: dict[str, DatasetRef] = {}
-    for ref in refs:
-        other = taken.setdefault(places[ref.id], ref)
-        if other is not ref:
-            raise SkybutlerError(f"{_name(other)} and {_name(ref)} would both be written to {places[ref.id]}; "
-                                 "keep the datastore's layout (preserve_path=True; without --no-preserve-path "
-                                 "on the command line)")
+    placed = {r.id: _place(r, artifacts[r.id], preserve_path) for r in refs}
+    if preserve_path:
+        places = _without_collisions(refs, placed)
+    else:
+        places = {i: stem + ext for i, (stem, ext) in placed.items()}
+        taken: dict[str, DatasetRef] = {}
+        for ref in refs:
+            other = taken.setdefault(places[ref.id].casefold(), ref)
+            if other is not ref:
+                raise SkybutlerError(f"{_name(other)} and {_name(ref)} would both be written to {places[ref.id]}; "
+                                     "keep the layout by RUN (preserve_path=True; without --no-preserve-path "
+                                     "on the command line)")
+    blocked = [p for p in places.values() for parent in Path(p).parents
+               if parent.parts and (destination / parent).exists() and not (destination / parent).is_dir()]
+    if blocked:
+        raise SkybutlerError(f"{destination / blocked[0]} needs a directory where a file already is: choose "
+                             "another destination")
     if not overwrite:
         present = [p for p in places.values() if (destination / p).exists()]
         if present:
@@ -101,11 +122,65 @@ def _name(ref: DatasetRef) -> str:
     return f"{ref.dataset_type.name} {data_id} of RUN {ref.run}"
 
 
-def _place(path: str, preserve_path: bool) -> str:
-    """Where a stored file goes below the destination: its datastore path, or its file name; a
-    file ingested from outside the datastore (an absolute path or URL) under ``external/``."""
-    name = posixpath.basename(path.rstrip("/"))
-    if "://" in path or path.startswith("/"):
-        return f"external/{uuid.uuid5(uuid.NAMESPACE_URL, path).hex[:12]}/{name}" if preserve_path else name
-    return path if preserve_path else name
+#: Compression suffixes a stored file keeps after its format's extension (``.fits.fz``).
+_COMPRESSED = (".gz", ".fz", ".bz2", ".xz", ".zst")
+#: Characters escaped in a name: what POSIX or Windows file names cannot hold, ``%`` and ``~``.
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|%~]')
+#: In the data-ID part ``_`` separates ``key=value`` pairs: both are escaped inside values.
+_UNSAFE_IN_VALUE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|%~_=]')
 
+
+def _escaped(text: str, unsafe: re.Pattern = _UNSAFE) -> str:
+    """``text`` as one file-name segment: unsafe characters as ``%XX`` of their UTF-8 bytes,
+    and a name of dots only (``.``, ``..``) escaped whole."""
+    if not text or text.strip(".") == "":
+        return "%2E" * len(text) or "%00"
+    return unsafe.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8")), text)
+
+
+def _extension(path: str, formatter: str) -> str:
+    """The file's extension as stored: its format's, with a compression suffix it kept."""
+    name = posixpath.basename(path.rstrip("/"))
+    ext = get_formatter(formatter).extension
+    for suffix in (ext + c for c in _COMPRESSED):
+        if name.endswith(suffix):
+            return suffix
+    return ext
+
+
+def _place(ref: DatasetRef, artifact: StoredArtifact, preserve_path: bool) -> tuple[str, str]:
+    """Where a dataset's file goes below the destination, as (path without extension, extension):
+    ``<run>/<type>/<type>_<data ID>``, or only the file name."""
+    data_id = "_".join(f"{_escaped(str(k))}={_escaped(str(v), _UNSAFE_IN_VALUE)}"
+                       for k, v in ref.data_id.required.items())
+    dataset_type = _escaped(ref.dataset_type.name)
+    name = f"{dataset_type}_{data_id}" if data_id else dataset_type
+    ext = _extension(artifact.path, artifact.formatter)
+    if not preserve_path:
+        return name, ext
+    parts = ref.run.split("/")
+    run = "/".join(_escaped(p) for p in parts) if all(parts) else _escaped(ref.run)
+    return f"{run}/{dataset_type}/{name}", ext
+
+
+def _without_collisions(refs: list[DatasetRef], places: dict[uuid.UUID, tuple[str, str]]) -> dict[uuid.UUID, str]:
+    """Each file's path, with a dataset-ID mark on every file whose path (case aside) another file
+    of the copy also has, or that a directory of the copy needs (RUN ``a`` with a type ``b``
+    beside RUN ``a/b``)."""
+    paths = {i: stem + ext for i, (stem, ext) in places.items()}
+    count: dict[str, int] = {}
+    directories: set[str] = set()
+    for path in paths.values():
+        folded = path.casefold()
+        count[folded] = count.get(folded, 0) + 1
+        parts = folded.split("/")
+        directories.update("/".join(parts[:n]) for n in range(1, len(parts)))
+    out = {}
+    for ref in refs:
+        folded = paths[ref.id].casefold()
+        if count[folded] > 1 or folded in directories:
+            stem, ext = places[ref.id]
+            out[ref.id] = f"{stem}_~{ref.id.hex[:12]}{ext}"
+        else:
+            out[ref.id] = paths[ref.id]
+    return out

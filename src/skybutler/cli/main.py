@@ -93,7 +93,7 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     'embargo': ('server_commands', 'Embargo rules: datasets hidden from all but the data-rights groups until some hours after their exposure ends.'),
     'quota': ('server_commands', "Report the datasets and bytes in users' areas u/<user> (or a group's g/<group>) against their quotas; with --max-bytes/--max-datasets, set the quota of USER (or --group) first."),
     'audit': ('server_commands', 'The latest entries of the access audit log: grants, tokens, users, embargoes, quotas.'),
-    'retrieve-artifacts': ('selection_commands', "Copy the files of the selected datasets into DESTINATION, in the datastore's readable layout (RUN/TYPE/.../TYPE_DATAID.EXT), or into one zip (--zip)."),
+    'retrieve-artifacts': ('selection_commands', 'Copy the files of the selected datasets into DESTINATION, as RUN/TYPE/TYPE_KEY=VALUE_....EXT, or into one zip (--zip).'),
 }
 
 

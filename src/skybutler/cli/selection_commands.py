@@ -104,7 +104,7 @@ def prune_datasets(repo: Path, collections: tuple[str, ...], dataset_types: tupl
 @click.option("--where", "-w", default="", help="A where-clause selecting the datasets.")
 @click.option("--find-all", is_flag=True, help="Every match in the collections, not only the first per data ID.")
 @click.option("--no-preserve-path", "flat", is_flag=True,
-              help="Put the files side by side in DESTINATION instead of in the datastore's layout.")
+              help="Put the files side by side in DESTINATION instead of in directories by RUN and type.")
 @click.option("--clobber", is_flag=True, help="Replace files already at the destination paths.")
 @click.option("--zip", "as_zip", is_flag=True,
               help="Write one zip into DESTINATION (files and an index; 'skybutler import' and the Rubin butler "
@@ -112,8 +112,8 @@ def prune_datasets(repo: Path, collections: tuple[str, ...], dataset_types: tupl
 @json_option
 def retrieve_artifacts(repo: Path, destination: Path, dataset_types: tuple[str, ...], collections: tuple[str, ...],
                        where: str, find_all: bool, flat: bool, clobber: bool, as_zip: bool, as_json: bool) -> None:
-    """Copy the files of the selected datasets into DESTINATION, in the datastore's readable
-    layout (RUN/TYPE/.../TYPE_DATAID.EXT), or into one zip (--zip)."""
+    """Copy the files of the selected datasets into DESTINATION, as RUN/TYPE/TYPE_KEY=VALUE_....EXT,
+    or into one zip (--zip)."""
     with open_butler(repo) as butler:
         search, ordered = expand_collections(butler, split_csv_option(collections))
         types = split_csv_option(dataset_types) or [t.name for t in butler.query_dataset_types("*")]
