@@ -14,6 +14,9 @@ the first) it reaches ``<step>``.  Unset, a step costs one comparison.  The step
   staging or write-back) committed, its journal not yet ended
 - ``file-quarantined``: ``verify --fix`` moved one more file into the quarantine
 - ``intent-settled``: recovery settled one more intent of a crashed writer's journal
+- ``catalog-rows-loaded``: a catalog load inserted one more dataset's rows (and bookkeeping row) into the
+  target database, not yet committed
+- ``catalog-dataset-committed``: a catalog load committed one more dataset
 """
 
 from __future__ import annotations

@@ -16,11 +16,15 @@ from .helpers import info, json_option, open_butler, print_rows, repo_argument
 @click.option("--storage-class", "-s", required=True, help="Storage class name (Dict, Table, Image, ...).")
 @click.option("--calibration", is_flag=True,
               help="Datasets of this type are calibrations (certified with validity ranges).")
+@click.option("--schema", type=click.Path(dir_okay=False, path_type=Path),
+              help="A Felis YAML file declaring the columns of a Table type (see declare-catalog-schema).")
+@click.option("--schema-table", help="The table of the --schema file this type holds (when it declares several).")
 def register_dataset_type(repo: Path, name: str, dimensions: tuple[str, ...], storage_class: str,
-                          calibration: bool) -> None:
+                          calibration: bool, schema: Path | None, schema_table: str | None) -> None:
     """Register dataset type NAME over DIMENSIONS with a storage class."""
     with open_butler(repo) as butler:
-        new = butler.register_dataset_type(name, dimensions, storage_class, is_calibration=calibration)
+        new = butler.register_dataset_type(name, dimensions, storage_class, is_calibration=calibration,
+                                           schema=schema, schema_table=schema_table)
     if new:
         info(f"registered dataset type {name}")
     else:

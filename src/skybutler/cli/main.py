@@ -38,6 +38,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "retention_commands",
     "selection_commands",
     "server_commands",
+    "catalog_commands",
 )
 
 #: Each command's name: (its topic module, its one-line help as ``--help`` lists it).
@@ -93,6 +94,9 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     'embargo': ('server_commands', 'Embargo rules: datasets hidden from all but the data-rights groups until some hours after their exposure ends.'),
     'quota': ('server_commands', "Report the datasets and bytes in users' areas u/<user> (or a group's g/<group>) against their quotas; with --max-bytes/--max-datasets, set the quota of USER (or --group) first."),
     'audit': ('server_commands', 'The latest entries of the access audit log: grants, tokens, users, embargoes, quotas.'),
+    'declare-catalog-schema': ('catalog_commands', 'Declare the schema of catalog DATASET_TYPE from a Felis YAML file; later puts and ingests are checked against it.'),
+    'catalog-schema': ('catalog_commands', 'Show the declared schema of catalog DATASET_TYPE: its columns (datatype, unit, UCD, description).'),
+    'load-catalog': ('catalog_commands', "Load the rows of DATASET_TYPE's datasets into a table of the SQL database DB_URL (sqlite:///FILE, postgresql://..., duckdb:///FILE), made from the declared schema with a _healpix_29 column; datasets loaded before are skipped."),
     'retrieve-artifacts': ('selection_commands', 'Copy the files of the selected datasets into DESTINATION, as RUN/TYPE/TYPE_KEY=VALUE_....EXT, or into one zip (--zip).'),
 }
 

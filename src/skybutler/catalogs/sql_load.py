@@ -1,0 +1,94 @@
+"""Loading a catalog dataset type's datasets into a user's SQL database (``butler.load_catalog``).
+
+The datasets of a query are read through the butler (as Arrow), checked against the
+declared schema (a file stored under an older version, or ingested, must still fit
+the table), given their ``_healpix_29`` column (computed by ``hats``, as for HATS
+publication, from the columns whose UCDs mark the main position), and loaded one
+dataset per transaction together with its bookkeeping row (see ``sql_target.py``).
+
+So a load is idempotent and safe to interrupt: a re-run loads only the datasets whose
+bookkeeping row is missing, and a load killed at any instant has committed each
+dataset's rows entirely or not at all -- every row is there exactly once after the
+re-run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import CatalogSchemaError
+from ..faults import crash_point
+from .healpix import HEALPIX_COLUMN, healpix_index
+from .sql_target import open_target
+from .validation import conform
+
+if TYPE_CHECKING:
+    from ..butler import Butler
+
+__all__ = ["LoadSummary", "load_catalog", "with_healpix"]
+
+
+@dataclass(frozen=True)
+class LoadSummary:
+    """What a load did: the table, and datasets and rows loaded now or found loaded before."""
+
+    table: str
+    datasets_matched: int
+    datasets_loaded: int
+    datasets_skipped: int
+    rows_loaded: int
+
+
+def with_healpix(rows: pa.Table, ra: str, dec: str) -> pa.Table:
+    """``rows`` with the ``_healpix_29`` column appended (null where the position is null, not
+    finite, or off the sphere)."""
+    ra_values = rows.column(ra).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    dec_values = rows.column(dec).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(ra_values) & np.isfinite(dec_values) & (np.abs(dec_values) <= 90)
+    pixels = np.zeros(len(ra_values), dtype=np.int64)
+    if ok.any():
+        pixels[ok] = healpix_index(ra_values[ok], dec_values[ok])
+    column = pa.array(pixels, type=pa.int64(), mask=None if ok.all() else ~ok)
+    return rows.append_column(pa.field(HEALPIX_COLUMN, pa.int64()), column)
+
+
+def load_catalog(butler: Butler, dataset_type: str, db_url: str, *, collections: str | Sequence[str] | None = None,
+                 where: str = "", bind: Mapping[str, Any] | None = None, table: str | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> LoadSummary:
+    """The work of :meth:`skybutler.Butler.load_catalog`."""
+    schema = butler.get_catalog_schema(dataset_type)
+    if schema is None:
+        raise CatalogSchemaError(f"dataset type {dataset_type!r} declares no schema, which its SQL table is made "
+                                 "from: declare one first (declare_catalog_schema; CLI: declare-catalog-schema)")
+    positions = schema.position_columns()
+    if positions is None:
+        raise CatalogSchemaError(f"the schema of {dataset_type!r} (table {schema.table!r}) marks no position: "
+                                 "the HEALPix column needs columns with UCDs pos.eq.ra and pos.eq.dec (or named "
+                                 "ra and dec)")
+    refs = list(butler.query_datasets(dataset_type, where, collections=collections, bind=bind, find_first=True))
+    name = table or schema.table
+    loaded = skipped = rows_loaded = 0
+    with open_target(db_url) as target:
+        target.prepare(schema, name)
+        done = target.loaded(name)
+        todo = [ref for ref in refs if ref.id.hex not in done]
+        skipped = len(refs) - len(todo)
+        for n, ref in enumerate(todo, 1):
+            data = butler.get(ref)
+            rows = with_healpix(conform(data, schema, f"dataset {ref}"), *positions)
+            if target.load(name, rows, ref.id.hex, dataset_type, schema.version):
+                loaded += 1
+                rows_loaded += rows.num_rows
+            else:
+                skipped += 1
+            crash_point("catalog-dataset-committed")
+            if progress is not None:
+                progress(n, len(todo))
+    return LoadSummary(table=name, datasets_matched=len(refs), datasets_loaded=loaded, datasets_skipped=skipped,
+                       rows_loaded=rows_loaded)
