@@ -17,6 +17,9 @@ the first) it reaches ``<step>``.  Unset, a step costs one comparison.  The step
 - ``catalog-rows-loaded``: a catalog load inserted one more dataset's rows (and bookkeeping row) into the
   target database, not yet committed
 - ``catalog-dataset-committed``: a catalog load committed one more dataset
+- ``publication-partition``: a HATS publication wrote one more partition into its hidden new version
+- ``publication-staged``: a HATS publication's new version is complete on disk, not yet visible
+- ``publication-swapped``: the new version is visible, the old one not yet deleted
 """
 
 from __future__ import annotations
