@@ -224,8 +224,10 @@ def test_bad_requests(repo, tmp_path):
         repo.load_catalog("nopos", f"sqlite:///{tmp_path / 'a.db'}", collections="r1")
 
 
-def _load_in_child(root, url: str, step: str | None) -> int:
+def _load_in_child(root, url: str, step: str | None, group_rows: int) -> int:
     """Fork a child that loads (dying by SIGKILL at ``step``); returns its pid."""
+    from skybutler.catalogs.sql_load import load_catalog
+
     pid = os.fork()
     if pid == 0:
         code = 0
@@ -233,25 +235,30 @@ def _load_in_child(root, url: str, step: str | None) -> int:
             if step is not None:
                 os.environ["SKYBUTLER_CRASH_AT"] = step
             with Butler(root) as butler:
-                butler.load_catalog("src", url, collections="r1")
+                load_catalog(butler, "src", url, collections="r1", group_rows=group_rows)
         except BaseException:
             code = 3
         os._exit(code)
     return pid
 
 
-@pytest.mark.parametrize("step", ["catalog-rows-loaded:1", "catalog-rows-loaded:3", "catalog-dataset-committed:2",
-                                  "random"])
-def test_a_killed_load_leaves_every_row_exactly_once_after_a_rerun(repo, target, step):
+@pytest.mark.parametrize("step, group_rows", [
+    ("catalog-rows-loaded:1", 100_000),  # all five datasets in one transaction
+    ("catalog-rows-loaded:3", 1),  # one dataset per transaction, two committed before
+    ("catalog-rows-loaded:2", 90),  # two datasets per transaction
+    ("catalog-dataset-committed:2", 1),
+    ("random", 1),
+])
+def test_a_killed_load_leaves_every_row_exactly_once_after_a_rerun(repo, target, step, group_rows):
     if target.kind == "postgres" and step not in ("catalog-rows-loaded:3", "random"):
         pytest.skip("PostgreSQL: one named kill point and one random instant cover its write path")
     if step == "random":
-        pid = _load_in_child(repo.root, target.url, None)
+        pid = _load_in_child(repo.root, target.url, None, group_rows)
         time.sleep(random.uniform(0.05, 0.6))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     else:
-        pid = _load_in_child(repo.root, target.url, step)
+        pid = _load_in_child(repo.root, target.url, step, group_rows)
         _, status = os.waitpid(pid, 0)
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     summary = repo.load_catalog("src", target.url, collections="r1")
@@ -282,3 +289,17 @@ def test_cli(repo, tmp_path):
     bad = run("load-catalog", str(repo.root), "src", f"sqlite:///{tmp_path}/missing-dir/x.db", "-c", "r1")
     assert bad.exit_code == 1 and "Traceback" not in bad.output and "x.db" in bad.output
     assert len(bad.output.strip().splitlines()) == 1
+
+
+def test_datasets_a_concurrent_loader_committed_are_skipped(repo, target, monkeypatch):
+    """A loader that read the bookkeeping before another committed: its group is refused on the
+    bookkeeping key, then each dataset is tried alone and skipped; no row goes in twice."""
+    from skybutler.catalogs import sql_target
+
+    repo.put(catalog(8, 20), "src", instrument="Cam", detector=8)
+    repo.load_catalog("src", target.url, collections="r1", where="detector != 8")
+    monkeypatch.setattr(sql_target.SQLAlchemyTarget, "loaded", lambda self, table: set())
+    monkeypatch.setattr(sql_target.DuckDBTarget, "loaded", lambda self, table: set())
+    summary = repo.load_catalog("src", target.url, collections="r1")
+    assert (summary.datasets_loaded, summary.datasets_skipped, summary.rows_loaded) == (1, 5, 20)
+    assert target.rows() == expected_rows(repo)

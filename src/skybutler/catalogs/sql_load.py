@@ -3,8 +3,10 @@
 The datasets of a query are read through the butler (as Arrow), checked against the
 declared schema (a file stored under an older version, or ingested, must still fit
 the table), given their ``_healpix_29`` column (computed by ``hats``, as for HATS
-publication, from the columns whose UCDs mark the main position), and loaded one
-dataset per transaction together with its bookkeeping row (see ``sql_target.py``).
+publication, from the columns whose UCDs mark the main position), and loaded with
+their bookkeeping rows: a dataset's rows and its bookkeeping row are always in the same
+transaction, which holds one large dataset or several small ones (up to ``GROUP_ROWS``
+rows), so that a commit's cost is shared (see ``sql_target.py``).
 
 So a load is idempotent and safe to interrupt: a re-run loads only the datasets whose
 bookkeeping row is missing, and a load killed at any instant has committed each
@@ -24,13 +26,18 @@ import pyarrow as pa
 from ..errors import CatalogSchemaError
 from ..faults import crash_point
 from .healpix import HEALPIX_COLUMN, healpix_index
-from .sql_target import open_target
+from .sql_target import Loaded, open_target
 from .validation import conform
 
 if TYPE_CHECKING:
     from ..butler import Butler
 
 __all__ = ["LoadSummary", "load_catalog", "with_healpix"]
+
+#: A transaction loads datasets until it holds this many rows or datasets: one commit (an
+#: fsync) per small dataset would cost more than its rows.
+GROUP_ROWS = 100_000
+GROUP_DATASETS = 200
 
 
 @dataclass(frozen=True)
@@ -60,8 +67,8 @@ def with_healpix(rows: pa.Table, ra: str, dec: str) -> pa.Table:
 
 def load_catalog(butler: Butler, dataset_type: str, db_url: str, *, collections: str | Sequence[str] | None = None,
                  where: str = "", bind: Mapping[str, Any] | None = None, table: str | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> LoadSummary:
-    """The work of :meth:`skybutler.Butler.load_catalog`."""
+                 progress: Callable[[int, int], None] | None = None, group_rows: int = GROUP_ROWS) -> LoadSummary:
+    """The work of :meth:`skybutler.Butler.load_catalog`; ``group_rows`` sizes its transactions."""
     schema = butler.get_catalog_schema(dataset_type)
     if schema is None:
         raise CatalogSchemaError(f"dataset type {dataset_type!r} declares no schema, which its SQL table is made "
@@ -79,16 +86,38 @@ def load_catalog(butler: Butler, dataset_type: str, db_url: str, *, collections:
         done = target.loaded(name)
         todo = [ref for ref in refs if ref.id.hex not in done]
         skipped = len(refs) - len(todo)
-        for n, ref in enumerate(todo, 1):
-            data = butler.get(ref)
-            rows = with_healpix(conform(data, schema, f"dataset {ref}"), *positions)
-            if target.load(name, rows, ref.id.hex, dataset_type, schema.version):
-                loaded += 1
-                rows_loaded += rows.num_rows
-            else:
-                skipped += 1
+        group: list[tuple[Loaded, pa.Table]] = []
+        finished = 0
+
+        def commit() -> None:
+            nonlocal loaded, skipped, rows_loaded, finished
+            if target.load(name, [item for item, _ in group], _concat(group)):
+                loaded += len(group)
+                rows_loaded += sum(item.n_rows for item, _ in group)
+            else:  # a concurrent loader committed one of them: each on its own, skipping those there now
+                for item, rows in group:
+                    if target.load(name, [item], rows):
+                        loaded += 1
+                        rows_loaded += item.n_rows
+                    else:
+                        skipped += 1
+            finished += len(group)
+            group.clear()
             crash_point("catalog-dataset-committed")
             if progress is not None:
-                progress(n, len(todo))
+                progress(finished, len(todo))
+
+        for ref in todo:
+            rows = with_healpix(conform(butler.get(ref), schema, f"dataset {ref}"), *positions)
+            group.append((Loaded(ref.id.hex, dataset_type, schema.version, rows.num_rows), rows))
+            if sum(r.num_rows for _, r in group) >= group_rows or len(group) >= GROUP_DATASETS:
+                commit()
+        if group:
+            commit()
     return LoadSummary(table=name, datasets_matched=len(refs), datasets_loaded=loaded, datasets_skipped=skipped,
                        rows_loaded=rows_loaded)
+
+
+def _concat(group: list[tuple[Loaded, pa.Table]]) -> pa.Table:
+    tables = [rows for _, rows in group]
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)

@@ -13,11 +13,12 @@ give (``sqlite:///file.db``, ``postgresql://user@host/db[?schema=ns]``,
   DuckDB gets the PostgreSQL dialect's DDL, which it reads;
 - keeps the bookkeeping table ``skybutler_loaded_datasets`` (table, dataset ID, type,
   schema version, rows, when), the record of which datasets a table holds;
-- loads one dataset's rows and its bookkeeping row in one transaction, by the fastest
-  Arrow path the database has: ``executemany`` (SQLite), ``COPY ... FROM STDIN`` of
+- loads the rows of a group of datasets (one, or several small ones) with their
+  bookkeeping rows in one transaction, by the fastest Arrow path the database has: ``executemany`` (SQLite), ``COPY ... FROM STDIN`` of
   CSV written by pyarrow (PostgreSQL), an ``INSERT ... SELECT`` from the registered
-  Arrow table (DuckDB).  The bookkeeping row goes first, so a second loader of the same
-  dataset waits on its key and then skips the dataset instead of loading it twice.
+  Arrow table (DuckDB).  The bookkeeping rows go first, so a second loader of the same
+  dataset waits on its key and then gives the group up (the caller retries its datasets
+  one by one, skipping those now loaded) instead of loading them twice.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ import datetime
 import io
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -37,7 +39,7 @@ from ..extras import require
 from .healpix import HEALPIX_COLUMN
 from .schemas import CatalogSchema
 
-__all__ = ["BOOKKEEPING_TABLE", "Target", "open_target"]
+__all__ = ["BOOKKEEPING_TABLE", "Loaded", "Target", "open_target"]
 
 BOOKKEEPING_TABLE = "skybutler_loaded_datasets"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
@@ -83,9 +85,9 @@ class Target:
         """The dataset IDs (32 hex digits) already loaded into ``table``."""
         raise NotImplementedError
 
-    def load(self, table: str, rows: pa.Table, dataset_id: str, dataset_type: str, version: int | None) -> bool:
-        """Load one dataset's rows with its bookkeeping row, in one transaction; False if it was
-        loaded already (by a concurrent loader)."""
+    def load(self, table: str, group: Sequence[Loaded], rows: pa.Table) -> bool:
+        """Load the rows of a group of datasets with their bookkeeping rows, in one transaction;
+        False (nothing loaded) if one of them was loaded meanwhile by a concurrent loader."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -153,8 +155,35 @@ def _bookkeeping(metadata: Any) -> Any:
                     sa.Column("loaded_at", sa.String(32), nullable=False))
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+@dataclass(frozen=True)
+class Loaded:
+    """One dataset of a load: its ID (32 hex digits), type, schema version and row count."""
+
+    dataset_id: str
+    dataset_type: str
+    version: int | None
+    n_rows: int
+
+
+def _bookkeeping_row(table: str, item: Loaded) -> dict[str, Any]:
+    return {"table_name": table, "dataset_id": item.dataset_id, "dataset_type": item.dataset_type,
+            "schema_version": item.version, "n_rows": item.n_rows,
+            "loaded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def _named(group: Sequence[Loaded]) -> str:
+    ids = [item.dataset_id for item in group]
+    return f"dataset {ids[0]}" if len(ids) == 1 else f"datasets {ids[0]} ... ({len(ids)})"
+
+
+def _pylist(column: pa.ChunkedArray) -> list:
+    """A column's values as Python objects: through numpy when it has no nulls and numbers
+    (several times faster than Arrow's own conversion), else Arrow's."""
+    kind = column.type
+    if not column.null_count and (pa.types.is_integer(kind) or pa.types.is_floating(kind)
+                                  or pa.types.is_boolean(kind)):
+        return column.to_numpy().tolist()
+    return column.to_pylist()
 
 
 def _sqlite_autocommit_driver(dbapi_connection: Any, _record: Any) -> None:
@@ -222,7 +251,7 @@ class SQLAlchemyTarget(Target):
         with self._begin("reading the loaded datasets", table) as conn:
             return set(conn.execute(sa.select(b.c.dataset_id).where(b.c.table_name == table)).scalars())
 
-    def load(self, table: str, rows: pa.Table, dataset_id: str, dataset_type: str, version: int | None) -> bool:
+    def load(self, table: str, group: Sequence[Loaded], rows: pa.Table) -> bool:
         import sqlalchemy as sa
 
         from ..faults import crash_point
@@ -231,18 +260,16 @@ class SQLAlchemyTarget(Target):
         try:
             with self.engine.begin() as conn:
                 try:
-                    conn.execute(self.bookkeeping.insert().values(
-                        table_name=table, dataset_id=dataset_id, dataset_type=dataset_type, schema_version=version,
-                        n_rows=rows.num_rows, loaded_at=_now()))
+                    conn.execute(self.bookkeeping.insert(), [_bookkeeping_row(table, item) for item in group])
                 except sa.exc.IntegrityError:
-                    return False  # another loader committed it meanwhile
+                    return False  # another loader committed one of them meanwhile
                 if self.dialect == "sqlite":
                     self._executemany(conn, target, rows)
                 else:
                     self._copy(conn, target, rows)
                 crash_point("catalog-rows-loaded")
         except sa.exc.SQLAlchemyError as err:
-            raise CatalogLoadError(f"{_shown(self.url)} refused the rows of dataset {dataset_id} for table "
+            raise CatalogLoadError(f"{_shown(self.url)} refused the rows of {_named(group)} for table "
                                    f"{table!r}: {_one_line(err)}") from None
         return True
 
@@ -253,7 +280,7 @@ class SQLAlchemyTarget(Target):
         cursor = conn.connection.dbapi_connection.cursor()
         try:
             cursor.executemany(f'INSERT INTO "{target.name}" ({names}) VALUES ({marks})',
-                               zip(*(column.to_pylist() for column in rows.columns)))
+                               zip(*(_pylist(column) for column in rows.columns)))
         finally:
             cursor.close()
 
@@ -329,15 +356,16 @@ class DuckDBTarget(Target):
                              f"SELECT dataset_id FROM {BOOKKEEPING_TABLE} WHERE table_name = ?", [table]).fetchall()
         return {r[0] for r in rows}
 
-    def load(self, table: str, rows: pa.Table, dataset_id: str, dataset_type: str, version: int | None) -> bool:
+    def load(self, table: str, group: Sequence[Loaded], rows: pa.Table) -> bool:
         from ..faults import crash_point
 
         names = ", ".join(f'"{c}"' for c in rows.column_names)
+        book = [_bookkeeping_row(table, item) for item in group]
         self.conn.execute("BEGIN TRANSACTION")
         try:
             try:
-                self.conn.execute(f"INSERT INTO {BOOKKEEPING_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
-                                  [table, dataset_id, dataset_type, version, rows.num_rows, _now()])
+                self.conn.executemany(f"INSERT INTO {BOOKKEEPING_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
+                                      [list(r.values()) for r in book])
             except self.error as err:
                 if "constraint" in str(err).lower():
                     self.conn.execute("ROLLBACK")
@@ -352,7 +380,7 @@ class DuckDBTarget(Target):
             self.conn.execute("COMMIT")
         except self.error as err:
             self.conn.execute("ROLLBACK")
-            raise CatalogLoadError(f"{self.url} refused the rows of dataset {dataset_id} for table {table!r}: "
+            raise CatalogLoadError(f"{self.url} refused the rows of {_named(group)} for table {table!r}: "
                                    f"{_one_line(err)}") from None
         except BaseException:
             self.conn.execute("ROLLBACK")
