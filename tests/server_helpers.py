@@ -22,7 +22,7 @@ def running_server(root: Path, apps: list | None = None, **settings) -> Iterator
     app = create_app(root, ServerSettings(**settings))
     if apps is not None:
         apps.append(app)
-    sock = socket.socket()
+    sock = socket.socket(proto=socket.IPPROTO_TCP)  # so that asyncio sets TCP_NODELAY on connections, as in serve
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off", timeout_graceful_shutdown=2))

@@ -79,6 +79,33 @@ def test_tokens_missing_invalid_expired_revoked(butler):
     assert all(r.secret_hash.startswith("$argon2id$") for r in rows)
 
 
+def test_cached_rights_follow_every_change_at_once(butler):
+    """The server keeps what authentication learnt between requests; a revocation, a grant taken
+    away and a grant given by another process (the admin commands) apply to the very next request."""
+    _sqlite_only(butler)
+    butler.put({"a": 1}, "metrics", instrument="Cam", visit=1, detector=0, run="shared/run")
+    access = Access(butler.registry.access)
+    access.add_user("erin")
+    access.grant("user", "erin", "shared/*", "read")
+    token, other = access.create_token("erin"), access.create_token("erin")
+    with running_server(butler.root) as url:
+        remote = Butler(url, token=token, collections="shared/run")
+        for _ in range(3):  # cached from here on
+            assert remote.get("metrics", instrument="Cam", visit=1, detector=0) == {"a": 1}
+        admin = Butler(butler.root)  # as the admin command would, in its own process
+        Access(admin.registry.access).grant("user", "erin", "shared/*", None)
+        with pytest.raises(MissingCollectionError):
+            remote.get("metrics", instrument="Cam", visit=1, detector=0)
+        Access(admin.registry.access).grant("user", "erin", "shared/*", "read")
+        assert remote.get("metrics", instrument="Cam", visit=1, detector=0) == {"a": 1}
+        Access(admin.registry.access).revoke_token(token.split(".")[0])
+        with pytest.raises(AuthenticationError):
+            remote.get("metrics", instrument="Cam", visit=1, detector=0)
+        assert Butler(url, token=other, collections="shared/run").exists("metrics", instrument="Cam", visit=1,
+                                                                         detector=0)
+        admin.close()
+
+
 def test_authorization_matrix(shared):
     local, url, tokens, refs = shared
     for user, token in tokens.items():

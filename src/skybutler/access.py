@@ -11,6 +11,7 @@ nothing by itself: searching it searches only the children the user may read.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import hashlib
 import re
@@ -19,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import AccessError, AuthenticationError, QuotaExceededError
 from .registry.access_store import AccessStore, EmbargoRow, TokenRow
@@ -95,8 +97,33 @@ class Access:
 
     def __init__(self, store: AccessStore):
         self.store = store
-        self._verified: dict[str, str] = {}  # sha256 of a token -> the hash it was verified against
         self._lock = threading.Lock()
+        # What authentication learnt, kept while the access tables are unchanged: every change to
+        # them (a revocation, a grant, a new group member, an embargo) writes an audit row, so one
+        # look-up of the latest audit entry per request tells whether any of it is stale.
+        self._version: int | None = None
+        self._tokens: dict[str, TokenRow] = {}  # sha256 of a verified token -> its row
+        self._users: dict[str, User] = {}
+
+    def _current(self) -> int | None:
+        """Forget what was cached if the access tables changed since (in any process); returns
+        the tables' version, under which what is read next may be cached."""
+        version = self.store.version()
+        if version != self._version:
+            with self._lock:
+                self._tokens.clear()
+                self._users.clear()
+                self._version = version
+        return version
+
+    def _keep(self, cache: dict[str, Any], key: str, value: Any, version: int | None) -> None:
+        """Cache ``value`` if the tables are still at the ``version`` it was read under (a change
+        committed meanwhile may have made it stale)."""
+        with self._lock:
+            if self._version == version:
+                if len(cache) > 10_000:
+                    cache.clear()
+                cache[key] = value
 
     # -- administration ---------------------------------------------------------
 
@@ -136,26 +163,38 @@ class Access:
         match = _TOKEN.fullmatch(token or "")
         if match is None:
             raise refused
-        row = self.store.token(match.group(1))
         now_ns = time.time_ns() if now is None else int(now * 1e9)
-        if row is None or row.revoked_ns is not None or (row.expires_ns is not None and now_ns >= row.expires_ns):
-            raise refused
+        version = self._current()
         digest = hashlib.sha256(token.encode()).hexdigest()
-        if self._verified.get(digest) != row.secret_hash:
-            from argon2.exceptions import VerificationError, InvalidHashError
+        row = self._tokens.get(digest)
+        if row is None:
+            row = self.store.token(match.group(1))
+            if row is None or row.revoked_ns is not None:
+                raise refused
+            from argon2.exceptions import InvalidHashError, VerificationError
 
             try:
                 _hasher().verify(row.secret_hash, match.group(2))
             except (VerificationError, InvalidHashError):
                 raise refused from None
-            with self._lock:
-                if len(self._verified) > 10_000:
-                    self._verified.clear()
-                self._verified[digest] = row.secret_hash
-        return self.user(row.user, now_ns)
+            self._keep(self._tokens, digest, row, version)
+        if row.expires_ns is not None and now_ns >= row.expires_ns:
+            raise refused
+        return self._user(row.user, now_ns, version)
 
     def user(self, name: str, now_ns: int | None = None) -> User:
         """A user with the rules that apply to them now."""
+        version = self._current()
+        return self._user(name, time.time_ns() if now_ns is None else now_ns, version)
+
+    def _user(self, name: str, now_ns: int, version: int | None) -> User:
+        found = self._users.get(name)
+        if found is None:
+            found = self._load_user(name)
+            self._keep(self._users, name, found, version)
+        return dataclasses.replace(found, now_ns=now_ns)
+
+    def _load_user(self, name: str) -> User:
         found = self.store.user(name)
         if found is None:
             raise AuthenticationError("a valid bearer token is required (missing, invalid, expired or revoked)")
@@ -163,7 +202,7 @@ class Access:
         mine = {"*", f"user:{name}", *(f"group:{g}" for g in groups)}
         rules = tuple((pattern, level) for who, pattern, level in self.store.rule_rows() if who in mine)
         embargoes = () if admin else tuple(e for e in self.store.embargo_rows() if not set(e.groups) & set(groups))
-        return User(name, admin, groups, rules, embargoes, time.time_ns() if now_ns is None else now_ns)
+        return User(name, admin, groups, rules, embargoes)
 
     def set_quota(self, kind: str, name: str, *, max_bytes: int | None = None, max_datasets: int | None = None,
                   actor: str = "admin") -> None:

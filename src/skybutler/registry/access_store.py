@@ -235,6 +235,13 @@ class AccessStore:
     def record(self, actor: str, action: str, detail: str) -> None:
         self._write(actor, action, detail)
 
+    def version(self) -> int | None:
+        """The latest audit entry's number: it changes with every change to the access tables."""
+        if not self._present():
+            return None
+        with self.db.reading() as conn:
+            return conn.execute(sa.select(sa.func.max(self.audit.c.entry_id))).scalar()
+
     def audit_rows(self, limit: int = 100) -> list[tuple[int, str, str, str]]:
         a = self.audit
         rows = self._select(sa.select(a.c.time_ns, a.c.actor, a.c.action, a.c.detail)
