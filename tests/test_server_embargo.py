@@ -77,3 +77,24 @@ def test_embargo_boundaries_on_a_frozen_clock(embargoed):
         assert rita.get(refs[0]) == {"v": 1}
     assert local.registry.access.audit_rows()[-1][2] == "user"  # oldest entries first made
     assert any(row[2] == "embargo" for row in local.registry.access.audit_rows())
+
+
+def test_an_embargoed_first_match_falls_through(embargoed):
+    """find_dataset and get through a path whose first match is hidden from the caller answer
+    with the next collection's dataset, as if the hidden one did not exist (expected values
+    written out by hand)."""
+    local, url, tokens, refs, clock = embargoed
+    fallback = local.put({"v": "fallback"}, "metrics", instrument="Cam", visit=2, detector=0, run="other/run")
+    pat = Butler(url, token=tokens["pat"], collections="chain")
+    rita = Butler(url, token=tokens["rita"], collections="chain")
+    data_id = {"instrument": "Cam", "visit": 2, "detector": 0}
+    for now, pat_sees in [(0.0, fallback.id), (visit_end(2) + 80 * 3600, refs[1].id)]:
+        clock[0] = now
+        assert pat.find_dataset("metrics", data_id).id == pat_sees
+        assert pat.get("metrics", data_id) == ({"v": "fallback"} if pat_sees == fallback.id else {"v": 2})
+        assert rita.find_dataset("metrics", data_id).id == refs[1].id
+        assert rita.get("metrics", data_id) == {"v": 2}
+    clock[0] = 0.0
+    assert pat.find_dataset("metrics", data_id, collections="run/a") is None
+    with pytest.raises(DatasetNotFoundError):
+        pat.get("metrics", data_id, collections="run/a")

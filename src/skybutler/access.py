@@ -95,26 +95,39 @@ class User:
 class Access:
     """Tokens, users and rules of one repository (``butler.registry.access``)."""
 
-    def __init__(self, store: AccessStore):
+    def __init__(self, store: AccessStore, *, recheck_seconds: float = 0.0):
+        """``recheck_seconds``: how long what authentication learnt is trusted before the access
+        tables are asked again whether anything changed (0: on every call).  A change made through
+        this object applies at once; one made by another process (an admin command) within that time."""
         self.store = store
+        self.recheck_seconds = recheck_seconds
         self._lock = threading.Lock()
         # What authentication learnt, kept while the access tables are unchanged: every change to
         # them (a revocation, a grant, a new group member, an embargo) writes an audit row, so one
-        # look-up of the latest audit entry per request tells whether any of it is stale.
+        # look-up of the latest audit entry tells whether any of it is stale.
         self._version: int | None = None
+        self._checked = -float("inf")  # time.monotonic() of the last look-up
         self._tokens: dict[str, TokenRow] = {}  # sha256 of a verified token -> its row
         self._users: dict[str, User] = {}
 
     def _current(self) -> int | None:
         """Forget what was cached if the access tables changed since (in any process); returns
         the tables' version, under which what is read next may be cached."""
+        now = time.monotonic()
+        if now - self._checked < self.recheck_seconds:
+            return self._version
         version = self.store.version()
         if version != self._version:
-            with self._lock:
-                self._tokens.clear()
-                self._users.clear()
-                self._version = version
+            self._forget(version)
+        self._checked = now
         return version
+
+    def _forget(self, version: int | None = None) -> None:
+        with self._lock:
+            self._tokens.clear()
+            self._users.clear()
+            self._version = version
+            self._checked = -float("inf")
 
     def _keep(self, cache: dict[str, Any], key: str, value: Any, version: int | None) -> None:
         """Cache ``value`` if the tables are still at the ``version`` it was read under (a change
@@ -129,6 +142,7 @@ class Access:
 
     def add_user(self, name: str, *, admin: bool = False, groups: Iterable[str] = (), actor: str = "admin") -> None:
         self.store.add_user(actor, check_name("user", name), admin, [check_name("group", g) for g in groups])
+        self._forget()
 
     def create_token(self, user: str, *, expires_in: float | None = None, note: str = "",
                      actor: str = "admin", now: float | None = None) -> str:
@@ -146,6 +160,7 @@ class Access:
         token_id = token_id.removeprefix("sbt_").split(".", 1)[0]
         if not self.store.revoke_token(actor, token_id):
             raise AccessError(f"no token {token_id!r}")
+        self._forget()
 
     def grant(self, kind: str, name: str, pattern: str, level: str | None, *, actor: str = "admin") -> None:
         """Give ``level`` on collections matching ``pattern`` to a user, a group or ``*``;
@@ -153,6 +168,7 @@ class Access:
         if not pattern or len(pattern) > 512:
             raise AccessError("a rule needs a collection pattern of 1 to 512 characters")
         self.store.set_rule(actor, principal(kind, name), pattern, None if level is None else check_level(level))
+        self._forget()
 
     # -- authentication ---------------------------------------------------------
 
@@ -243,3 +259,4 @@ class Access:
             raise AccessError(f"an embargo lasts a positive number of hours, not {hours!r}")
         self.store.add_embargo(actor, dataset_types, collections, float(hours),
                                [check_name("group", g) for g in groups])
+        self._forget()

@@ -48,13 +48,17 @@ def _find(butler: Butler, user: User, body: Lookup) -> DatasetRef | None:
     if not body.dataset_type:
         raise SkybutlerError("a dataset lookup needs an id or a dataset_type")
     path = authz.readable_path(butler, user, body.collections)
-    if not path:
-        return None
-    ref = butler.find_dataset(body.dataset_type, wire.decode(body.data_id), collections=path,
-                              timespan=wire.decode(body.timespan))
-    if ref is not None and user.embargoes and EmbargoCheck(butler, user).hidden_ref(ref):
-        return None  # as if it were not there
-    return ref
+    data_id, timespan = wire.decode(body.data_id), wire.decode(body.timespan)
+    check = EmbargoCheck(butler, user)
+    if not (user.embargoes and check.applies_to(body.dataset_type)):
+        return butler.find_dataset(body.dataset_type, data_id, collections=path, timespan=timespan) if path else None
+    # A dataset hidden from the user is as if it were not there: the search goes on to the
+    # next collection of the path, exactly as it would if that dataset did not exist.
+    for collection in path:
+        ref = butler.find_dataset(body.dataset_type, data_id, collections=[collection], timespan=timespan)
+        if ref is not None and not check.hidden_ref(ref):
+            return ref
+    return None
 
 
 def _resolved(butler: Butler, user: User, body: Lookup) -> DatasetRef:

@@ -34,6 +34,10 @@ class ServerSettings:
     queue_timeout: float = 30.0
     #: hand out pre-signed URLs (S3 datastores) valid this many seconds; 0: stream through the server
     presign_seconds: int = 0
+    #: seconds for which the server trusts what it learnt of tokens, users and rules before asking the
+    #: registry whether any changed (changes made in another process, such as the admin commands,
+    #: apply within this time; 0: checked on every request)
+    access_recheck_seconds: float = 1.0
     #: the clock that token expiry and embargoes are judged by (POSIX seconds; tests freeze it)
     clock: Callable[[], float] = time.time
     #: another way to know the caller: a function of the request's headers returning a user name
@@ -60,7 +64,7 @@ class ServerState:
         first = Butler(self.root)
         self.universe = first.universe
         self.universe_source = first.config.universe
-        self.access = Access(first.registry.access)
+        self.access = Access(first.registry.access, recheck_seconds=self.settings.access_recheck_seconds)
         self._idle.put(first)
         self._slots: dict[str, threading.Semaphore] = {}
 
