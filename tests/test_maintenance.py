@@ -41,6 +41,29 @@ def test_export_import_preserves_ids_and_contents(butler, make_butler, tmp_path)
     assert target.query_data_ids(["visit"], "visit.region OVERLAPS POINT(14.6, -53)").count() == 1
 
 
+def test_export_and_import_tell_their_progress(butler, make_butler, tmp_path, monkeypatch):
+    """Python: a callback told (done, total), rising to the whole; CLI in a pipe: stdout holds
+    the sentence only, stderr one plain line of the finished bar."""
+    import skybutler.repository_transfer as transfer
+
+    refs = _fill(butler)
+    told: list[tuple[int, int | None]] = []
+    export_datasets(butler, refs, tmp_path / "e", progress=lambda done, total: told.append((done, total)))
+    assert told == [(n, len(refs)) for n in range(1, len(refs) + 1)]
+    monkeypatch.setattr(transfer, "CHUNK", 5)  # three chunks on import
+    target = make_butler("target")
+    told.clear()
+    import_datasets(target, tmp_path / "e", progress=lambda done, total: told.append((done, total)))
+    assert told == [(0, 12), (5, 12), (10, 12), (12, 12)]
+    result = CliRunner().invoke(cli, ["export", str(butler.root), str(tmp_path / "cli")])
+    assert result.exit_code == 0 and result.stdout == f"exported 12 datasets to {tmp_path / 'cli'}\n"
+    assert "exporting datasets" in result.stderr and "12/12" in result.stderr
+    other = make_butler("other")
+    result = CliRunner().invoke(cli, ["import", str(other.root), str(tmp_path / "cli")])
+    assert result.exit_code == 0 and result.stdout.startswith("imported 12 datasets")
+    assert "importing datasets" in result.stderr and "12/12" in result.stderr
+
+
 def test_export_refuses_non_empty_target_and_import_checks_manifest(butler, tmp_path):
     _fill(butler)
     export_datasets(butler, butler.query_datasets("metrics"), tmp_path / "e")

@@ -100,6 +100,18 @@ def test_dry_run_reports_what_would_be_purged_or_moved_and_the_bytes(done, tmp_p
     assert result.exit_code == 1 and "not an ISO date" in result.stderr
 
 
+def test_apply_tells_its_progress(done, tmp_path):
+    butler = configure(done, [{"dataset_type": "metricsA", "keep_days": 30},
+                              {"dataset_type": "metrics", "keep_days": 10, "action": "cold"}],
+                       {"uri": str(tmp_path / "tape")})
+    told: list[tuple[int, int | None]] = []
+    butler.retention.apply(now=LATER, progress=lambda done, total: told.append((done, total)))
+    # Each of the 8 files moved, then the 8 purged in one transaction.
+    assert told == [(n, 16) for n in range(9)] + [(16, 16)]
+    result = CliRunner().invoke(cli, ["retention", "apply", str(butler.root), "--now", LATER])
+    assert result.exit_code == 0 and "nothing is due" in result.stdout and "applying retention" in result.stderr
+
+
 def test_apply_purges_keeping_the_dataset_its_metadata_and_provenance(done, tmp_path):
     butler = configure(done, [{"dataset_type": "metricsA", "keep_days": 30}])
     scaled = ref(butler, "metricsA", visit=1, detector=2)

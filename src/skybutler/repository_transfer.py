@@ -19,7 +19,7 @@ import itertools
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,9 @@ from .formats import get_formatter, get_storage_class
 from .formats.file_facts import file_facts
 from .models import CollectionType, DatasetRef, DatasetType
 from .timespan import Timespan
+
+#: Told how far a long step is: (done, total or None).
+Progress = Callable[[int, int | None], None]
 
 MANIFEST = "export.json"
 #: Version 2 keeps records and datasets in JSON-lines files beside export.json (streamed);
@@ -98,14 +101,15 @@ def _record_from_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str | Path,
-                    transfer: str = "copy") -> int:
+                    transfer: str = "copy", progress: Progress | None = None) -> int:
     """Write ``refs`` (files and everything needed to import them) to ``directory``.
 
     Streamed: refs are taken :data:`CHUNK` at a time, each chunk's files copied and its
     datasets written as lines of ``export.datasets.jsonl``, then the records they need as
     lines of ``export.records.jsonl``; ``export.json`` (types, RUNs, the format) is written
     last, so a directory holding it holds a whole export.  Memory grows with the records
-    and RUNs named, not with the datasets."""
+    and RUNs named, not with the datasets.  ``progress(done, total)`` is told each file
+    copied (``total``: the number of refs when they are a sequence, else None)."""
     directory = Path(directory)
     if (directory / MANIFEST).exists():
         raise SkybutlerError(f"{directory} already holds an export; choose an empty directory")
@@ -115,6 +119,7 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
     runs: set[str] = set()
     seen: set[uuid.UUID] = set()
     count = 0
+    total = len(refs) if isinstance(refs, Sequence) else None
     with open(directory / DATASETS_FILE, "w") as out:
         for chunk in _chunks(refs, CHUNK):
             chunk = [r for r in chunk if r.id not in seen]
@@ -133,6 +138,8 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
                 if ref.dataset_type.name not in types:
                     types[ref.dataset_type.name] = ref.dataset_type.model_dump()
                 runs.add(ref.run)
+                if progress is not None:
+                    progress(count + len(lines), total)
             if lines:
                 out.write("\n".join(lines) + "\n")
             count += len(chunk)
@@ -157,9 +164,10 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def import_datasets(butler: Butler, directory: str | Path, transfer: str = "copy",
-                    skip_existing: bool = True) -> int:
+                    skip_existing: bool = True, progress: Progress | None = None) -> int:
     """Import an export directory, or a Rubin butler export (directory, export.yaml or zip);
-    datasets already present with the same ID are skipped."""
+    datasets already present with the same ID are skipped.  ``progress(done, total)`` is told
+    the datasets of the export taken in so far, a chunk at a time (not for a Rubin export)."""
     from .interchange import import_rubin, is_rubin_export
 
     directory = Path(directory)
@@ -176,6 +184,8 @@ def import_datasets(butler: Butler, directory: str | Path, transfer: str = "copy
     if manifest["universe"] != [butler.universe.name, butler.universe.version]:
         raise SkybutlerError(f"export was made with universe {manifest['universe']}, this repository has "
                              f"{[butler.universe.name, butler.universe.version]}")
+    total = len(manifest["datasets"]) if version == 1 else manifest.get("datasets")
+    tell = progress or (lambda done, total: None)
     if version == 1:  # everything in export.json
         records: Iterable[tuple[str, list]] = manifest["records"].items()
         chunks: Iterator[list] = iter([[(directory / d["path"], d) for d in manifest["datasets"]]])
@@ -193,16 +203,21 @@ def import_datasets(butler: Butler, directory: str | Path, transfer: str = "copy
         for run in manifest["runs"]:
             butler.registry.collections.register(run, CollectionType.RUN)
     second = next(chunks, None)
+    tell(0, total)
     if second is None:
-        return ingest_with_ids(butler, first, transfer, skip_existing)
+        count = ingest_with_ids(butler, first, transfer, skip_existing)
+        tell(len(first), total)
+        return count
     # Many chunks: one transaction around them all, so that a failure in the last one undoes
     # the files and rows of the first ones too.
-    count = 0
+    count = done = 0
     with butler.transaction():
         for n, chunk in enumerate(itertools.chain([first, second], chunks)):
             if n:  # the first was checked above
                 check_sources([(path, d["formatter"]) for path, d in chunk])
             count += ingest_with_ids(butler, chunk, transfer, skip_existing)
+            done += len(chunk)
+            tell(done, total)
     return count
 
 

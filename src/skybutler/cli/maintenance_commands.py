@@ -43,7 +43,8 @@ def export_command(repo: str, directory: str, dataset_types: tuple[str, ...], co
         if format_ == "rubin":
             n = export_rubin(butler, refs, directory, collections=split_csv_option(collections), transfer=transfer)
         else:
-            n = export_datasets(butler, refs, directory, transfer)
+            with progress_bar("exporting datasets") as progress:
+                n = export_datasets(butler, refs, directory, transfer, progress=progress)
     info(f"exported {n} datasets to {directory}")
 
 
@@ -58,8 +59,8 @@ def import_command(repo: str, path: str, transfer: str) -> None:
     PATH is a skybutler export directory, or a Rubin butler export: a directory
     holding export.yaml, the export.yaml itself, or a Rubin zip.
     """
-    with open_butler(repo) as butler:
-        n = import_datasets(butler, path, transfer)
+    with open_butler(repo) as butler, progress_bar("importing datasets") as progress:
+        n = import_datasets(butler, path, transfer, progress=progress)
     info(f"imported {n} datasets from {path}")
 
 

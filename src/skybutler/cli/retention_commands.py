@@ -14,7 +14,7 @@ from rich.markup import escape
 from ..retention.executor import EXECUTORS
 from ..retention.ondemand import RecomputeOptions
 from .helpers import (expand_collections, fail, info, jobs_option, json_option, open_butler, parse_data_id, print_json,
-                      print_rows, repo_argument, resolve_jobs, split_csv_option, stderr_console)
+                      print_rows, progress_bar, repo_argument, resolve_jobs, split_csv_option, stderr_console)
 
 
 def _bytes(n: int) -> str:
@@ -47,7 +47,8 @@ def retention_apply(repo: Path, dry_run: bool, now: str | None, force: bool, as_
     with open_butler(repo) as butler:
         if not butler.config.retention.policies:
             fail(f"{repo} has no retention policies (add 'retention: policies:' to butler.yaml)")
-        report = butler.retention.apply(now=now, dry_run=dry_run, force=force)
+        with progress_bar("applying retention", enabled=not dry_run) as progress:
+            report = butler.retention.apply(now=now, dry_run=dry_run, force=force, progress=progress)
     if as_json:
         print_json(report.to_dict())
         return

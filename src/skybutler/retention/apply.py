@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,9 @@ from .policy import DAY_NS
 
 if TYPE_CHECKING:
     from ..butler import Butler
+
+#: Told how far applying is: (datasets done, total or None).
+Progress = Callable[[int, int | None], None]
 
 
 @dataclass
@@ -253,12 +256,17 @@ def plan(butler: Butler, now: str | datetime.datetime | None = None, force: bool
     return report
 
 
-def apply(butler: Butler, report: RetentionReport) -> RetentionReport:
-    """Do what a plan found: move to the cold tier, purge (rows first, then files)."""
+def apply(butler: Butler, report: RetentionReport, progress: Progress | None = None) -> RetentionReport:
+    """Do what a plan found: move to the cold tier, purge (rows first, then files).
+    ``progress(done, total)`` is told the datasets handled so far: each file moved, then the
+    purged ones at once (one transaction)."""
     report.dry_run = False
     moved = [a.dataset_id for a in report.moved]
+    total = len(moved) + len(report.purged)
+    tell = progress or (lambda done, total: None)
+    tell(0, total)
     if moved:
-        done, _ = move_to_cold(butler, moved)
+        done, _ = move_to_cold(butler, moved, lambda n, _: tell(n, total))
         missing = set(moved) - set(done)
         for a in report.moved:
             if a.dataset_id in missing:
@@ -270,6 +278,7 @@ def apply(butler: Butler, report: RetentionReport) -> RetentionReport:
         with locks(butler).hold([a.dataset_id for a in purged],
                                 busy_notice(butler.on_wait, "staging or re-creating datasets to purge")):
             _purge(butler, report, purged)
+    tell(total, total)
     if report.lost:
         butler.registry.states.set_lost(report.lost, f"an input was force-purged on {report.now.isoformat()}")
     return report
@@ -314,7 +323,7 @@ def _purge(butler: Butler, report: RetentionReport, purged: list[RetentionAction
 
 
 def run(butler: Butler, now: str | datetime.datetime | None = None, dry_run: bool = False,
-        force: bool = False) -> RetentionReport:
+        force: bool = False, progress: Progress | None = None) -> RetentionReport:
     """Plan the repository's retention policies at ``now`` and, unless ``dry_run``, apply them."""
     report = plan(butler, now, force)
-    return report if dry_run else apply(butler, report)
+    return report if dry_run else apply(butler, report, progress)

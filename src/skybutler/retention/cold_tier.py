@@ -254,9 +254,11 @@ def settle_cold_copy(butler: Butler, intent: Intent, state: DatasetState | None)
     return done
 
 
-def move_to_cold(butler: Butler, ids: Sequence[uuid.UUID]) -> tuple[list[uuid.UUID], int]:
+def move_to_cold(butler: Butler, ids: Sequence[uuid.UUID], progress: Callable[[int, int | None], None] | None = None
+                 ) -> tuple[list[uuid.UUID], int]:
     """Move the hot files of datasets to the cold tier; returns (moved IDs, bytes freed in the hot
-    datastore).  Datasets without a hot file, or whose file lives outside the datastore, are skipped."""
+    datastore).  Datasets without a hot file, or whose file lives outside the datastore, are skipped.
+    ``progress(done, total)`` is told each file copied."""
     tier = cold_tier(butler)
     with locks(butler).hold(ids, busy_notice(butler.on_wait, "staging or re-creating these datasets")):
         artifacts = butler.registry.datasets.artifacts(ids)
@@ -271,6 +273,8 @@ def move_to_cold(butler: Butler, ids: Sequence[uuid.UUID]) -> tuple[list[uuid.UU
                 for (dataset_id, artifact), name in zip(todo, staged):
                     tier.write(artifact.path, read_hot(butler, artifact), name)
                     copied.append((dataset_id, artifact))
+                    if progress is not None:
+                        progress(len(copied), len(todo))
                 butler.registry.states.set_cold(copied)
             except BaseException:
                 tier.remove(a.path for _, a in copied)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DatasetNotFoundError
@@ -70,9 +70,11 @@ class Retention:
     # -- retention ------------------------------------------------------------
 
     def apply(self, now: str | datetime.datetime | None = None, dry_run: bool = False,
-              force: bool = False) -> _apply.RetentionReport:
-        """Apply the repository's retention policies at ``now`` (default: the current time)."""
-        return _apply.run(self.butler, now, dry_run=dry_run, force=force)
+              force: bool = False, progress: Callable[[int, int | None], None] | None = None
+              ) -> _apply.RetentionReport:
+        """Apply the repository's retention policies at ``now`` (default: the current time);
+        ``progress(done, total)`` is told the datasets moved or purged so far."""
+        return _apply.run(self.butler, now, dry_run=dry_run, force=force, progress=progress)
 
     def purge(self, targets: Iterable[Target], force: bool = False, dry_run: bool = False
               ) -> _apply.RetentionReport:
