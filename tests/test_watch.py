@@ -12,15 +12,18 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from skybutler import Butler
+from skybutler.errors import SkybutlerError
 from skybutler.ingest.watcher import Watcher, WatcherLockedError
 from skybutler.instruments import simulate_night
 from skybutler.pipeline import Pipeline
 
+from conftest import _MADE_NAMES, S3_BUCKET, S3_ENDPOINT
 from pipeline_helpers import write_pipeline
 
 TASKS = "skybutler.pipeline.testing"
@@ -169,3 +172,51 @@ def test_kill_9_at_random_moments_resumes_without_duplicates_or_lost_inputs(tmp_
         assert len(done) == len(raws) and set(done.values()) == {1}  # each raw processed exactly once
         for ref in butler.query_datasets("exposureStats", collections="proc"):
             assert butler.get(ref)["detectors"] == list(range(9))
+
+
+@pytest.mark.skipif(not S3_ENDPOINT, reason="needs an S3 endpoint (SKYBUTLER_TEST_S3_ENDPOINT)")
+def test_an_s3_prefix_is_polled_and_raws_ingested_moved_out_and_failures_left(tmp_path, raws):
+    """Objects appear whole in S3, so each listed raw is fetched, ingested and deleted from the
+    prefix; a bad one stays and is reported once while unchanged; other objects are ignored."""
+    import fsspec
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    _MADE_NAMES.append(name)  # removed at the end of the session
+    prefix = f"{S3_BUCKET}/{name}/incoming"
+    fs = fsspec.filesystem("s3")
+    fs.pipe_file(f"{prefix}/README.txt", b"not a raw")
+    fs.put_file(str(raws[0]), f"{prefix}/night1/{raws[0].name}")
+    fs.pipe_file(f"{prefix}/junk.fits", b"not a FITS file at all" * 10)
+    root = tmp_path / "repo"
+    Butler.create(root).close()
+    butler = Butler(root)
+    lines: list[str] = []
+    watcher = Watcher(butler, f"s3://{prefix}", Pipeline.from_yaml(pipeline_file(tmp_path)), [RAWS], "proc",
+                      every=0.2, say=lines.append)
+    thread = threading.Thread(target=watcher.run)
+    thread.start()
+    try:
+        wait_for(lambda: len(products(root, "rawStats")) == 1)
+        wait_for(lambda: not fs.exists(f"{prefix}/night1/{raws[0].name}"))
+        for path in raws[1:3]:
+            fs.put_file(str(path), f"{prefix}/{path.name}")
+        wait_for(lambda: len(products(root, "rawStats")) == 3)
+        time.sleep(0.6)  # more cycles: the junk is not tried again while unchanged
+    finally:
+        watcher.stop_event.set()
+        thread.join(30)
+        butler.close()
+    fs.invalidate_cache()
+    assert sorted(p.rsplit("/", 1)[1] for p in fs.find(prefix)) == ["README.txt", "junk.fits"]
+    assert sum("FAILED" in line and f"s3://{prefix}/junk.fits" in line for line in lines) == 1
+    assert not any(watcher.remote.staging.iterdir())  # nothing left in the staging directory
+    with pytest.raises(SkybutlerError, match="transfer is move .* or copy .*not symlink"):
+        Watcher(Butler(root), f"s3://{prefix}", watcher.pipeline, [RAWS], "proc", transfer="symlink")
+    from click.testing import CliRunner
+
+    from skybutler.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["watch", str(root), "s3://no-such-bucket-skybutler/x", "--pipeline",
+                                      pipeline_file(tmp_path), "-i", RAWS, "-o", "proc"])
+    assert result.exit_code == 1 and "cannot watch s3://no-such-bucket-skybutler/x" in result.output
+    assert "Traceback" not in result.output

@@ -6,15 +6,16 @@ command of that name does: the files go into a layout a person reads --
 directories -- or side by side, or into one zip that both skybutler's and the Rubin
 butler's importers read.  The layout is not the datastore's (whose escaping marks nested
 RUNs with ``~`` and escapes all but a few characters): names keep spaces and non-ASCII
-letters, and only what a file system (POSIX or Windows) cannot hold in a name, ``%`` and
-``~`` are written as ``%XX`` (in the data-ID part ``_`` and ``=`` too, which separate it);
-a value made only of dots is escaped, and a RUN with an empty part (``a//b``) is one
-directory.  The layout is injective: a file of one dataset is never another's.  A file whose path another file or directory of the same copy
-already takes -- also where only the case differs, for case-insensitive file systems --
+letters; only what a file system (POSIX or Windows) cannot hold in a name, ``%`` and
+``~`` are written as ``%XX`` (and in data-ID values ``_`` and ``=``, which separate
+them); a name made only of dots is escaped, and a RUN with an empty part (``a//b``) is
+one directory.  So the layout is injective.  A file whose path another file or
+directory of the same copy also takes -- where only the case differs, for
+case-insensitive file systems, or a RUN's file where a nested RUN needs a directory --
 gets its dataset ID's first 12 hex digits (``..._~1a2b3c4d5e6f.json``: ``~`` never
-comes out of the escaping), so nothing is ever overwritten or merged.  Nothing is written
-until every dataset is known to have a stored file and every destination path is known to
-be free (or ``overwrite`` is given).
+comes out of the escaping), so nothing is ever overwritten or merged.  Nothing is
+written until every dataset is known to have a stored file and every destination path
+is known to be free (or ``overwrite`` is given).
 """
 
 from __future__ import annotations

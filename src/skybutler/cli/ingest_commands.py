@@ -135,9 +135,21 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+class WatchedPlace(click.ParamType):
+    """A local directory (which must exist), or an object-store prefix URL (``s3://bucket/incoming``)."""
+
+    name = "directory"
+    _path = click.Path(exists=True, file_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and "://" in value:
+            return value
+        return self._path.convert(value, param, ctx)
+
+
 @click.command("watch")
 @repo_argument
-@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("directory", type=WatchedPlace())
 @click.option("--pipeline", required=True, help="The pipeline YAML to run incrementally on what arrives.")
 @click.option("-i", "--input", "inputs", multiple=True, required=True,
               help="Input collections of the pipeline (the raws' RUN, calibrations, ...).")
@@ -152,10 +164,11 @@ def parse_duration(text: str) -> float:
 @jobs_option("Parallel workers of the pool or Dask executors")
 @click.option("--calibrations", type=click.Choice(["refuse", "recorded", "today"]), default="refuse",
               show_default=True, help="A quantum whose calibration changed since it ran: see 'run --incremental'.")
-def watch_command(repo: Path, directory: Path, pipeline: str, inputs: tuple[str, ...], output: str, where: str,
+def watch_command(repo: Path, directory: Path | str, pipeline: str, inputs: tuple[str, ...], output: str, where: str,
                   every: str, settle: str, transfer: str, executor: str, jobs: int | None, calibrations: str) -> None:
-    """Watch DIRECTORY: ingest raw files as they land (complete ones only), define visits and run
-    PIPELINE incrementally into OUTPUT; stop with Ctrl-C or SIGTERM, restart to resume."""
+    """Watch DIRECTORY (or an S3 prefix, s3://bucket/incoming): ingest raw files as they land (complete
+    ones only), define visits and run PIPELINE incrementally into OUTPUT; stop with Ctrl-C or SIGTERM,
+    restart to resume."""
     import signal
 
     from ..ingest.watcher import Watcher

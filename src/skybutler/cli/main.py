@@ -67,7 +67,7 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     'register-instrument': ('ingest_commands', 'Register CAMERA in REPO: a YAML file describing a camera, or the name of one skybutler ships (HSC, SuprimeCam, DECam, MegaPrime, LSSTCam, LSSTComCam, LATISS, ...).'),
     'define-visits': ('ingest_commands', 'Define one visit per science exposure not yet in one, with sky regions per visit and detector.'),
     'register-skymap': ('ingest_commands', 'Register sky map NAME: tract and patch records with regions tiling the whole sky.'),
-    'watch': ('ingest_commands', 'Watch DIRECTORY: ingest raw files as they land (complete ones only), define visits and run PIPELINE incrementally into OUTPUT; stop with Ctrl-C or SIGTERM, restart to resume.'),
+    'watch': ('ingest_commands', 'Watch DIRECTORY (or an S3 prefix, s3://bucket/incoming): ingest raw files as they land (complete ones only), define visits and run PIPELINE incrementally into OUTPUT; stop with Ctrl-C or SIGTERM, restart to resume.'),
     'write-curated-calibrations': ('ingest_commands', "Ingest the curated calibration files of DIRECTORY (<type>/[<detector>/]<valid_start>.yaml) and certify each from its valid_start to the next file's."),
     'export': ('maintenance_commands', 'Export datasets, their files and dimension records to DIRECTORY.'),
     'import': ('maintenance_commands', 'Import an export at PATH (dataset IDs preserved; existing ones skipped).'),

@@ -1,5 +1,5 @@
-"""Watching a directory: raw files are ingested as they land, visits defined, and an
-incremental run brings the output chain up to date (``skybutler watch``).
+"""Watching a directory or an object-store prefix: raw files are ingested as they land,
+visits defined, and an incremental run brings the output chain up to date (``skybutler watch``).
 
 - **Only complete files.**  Where the kernel has inotify (Linux) the watcher learns of files
   from its events (through ``watchdog``), with no polling of the directory: a file is ready
@@ -12,6 +12,11 @@ incremental run brings the output chain up to date (``skybutler watch``).
   repository by default, so the directory holds only what is still to do), visits defined,
   and, if anything was ingested -- or once at start, to finish what a killed watcher left --
   the pipeline is run incrementally into the output chain.
+- **An object-store prefix** (``s3://bucket/incoming``) has no inotify and no half-written
+  objects: it is listed each cycle, and each new raw object is fetched to a staging
+  directory in the repository's bookkeeping directory, ingested from there, and deleted
+  from the store once its ingest committed (``transfer='copy'`` keeps it, remembered by
+  its ETag; see :mod:`..datastore.remote_prefix`).
 - **Failures** are logged and the file left in place; it is tried again only once it changes.
 - **Restart** resumes: successful files have left the directory, raws have deterministic
   dataset IDs (a file ingested twice is "already ingested"), and the incremental run redoes
@@ -32,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config import BOOKKEEPING_DIR
 from ..datastore.locks import RepositoryLock
 from ..errors import SkybutlerError
 from ..extras import require
@@ -40,6 +46,7 @@ from .visits import define_visits
 
 if TYPE_CHECKING:
     from ..butler import Butler
+    from ..datastore.remote_prefix import RemotePrefix
     from ..pipeline import Pipeline
 
 
@@ -82,16 +89,27 @@ def _is_raw(path: str) -> bool:
 
 
 class Watcher:
-    """Ingests raws landing in ``directory`` and processes them incrementally; see the module doc."""
+    """Ingests raws landing in ``directory`` (a local directory, or a URL such as
+    ``s3://bucket/incoming``) and processes them incrementally; see the module doc."""
 
     def __init__(self, butler: Butler, directory: str | Path, pipeline: Pipeline, inputs: Sequence[str],
                  output: str, *, where: str = "", every: float = 30.0, settle: float = 2.0, transfer: str = "move",
                  executor: str = "inline", jobs: int = 1, calibrations: str = "refuse",
                  say: Callable[[str], None] | None = None):
         self.butler = butler
-        self.directory = Path(directory).absolute()
-        if not self.directory.is_dir():
-            raise SkybutlerError(f"{self.directory} is not a directory")
+        self.remote: RemotePrefix | None = None
+        if "://" in str(directory):
+            from ..datastore.remote_prefix import RemotePrefix
+
+            if transfer not in ("move", "copy"):
+                raise SkybutlerError(f"files under {directory} are fetched: their transfer is move (deleted from "
+                                     f"the store once ingested) or copy (kept), not {transfer}")
+            self.remote = RemotePrefix(str(directory).rstrip("/"), Path(butler.root) / BOOKKEEPING_DIR / "watch")
+            self.directory: Path | str = self.remote.uri
+        else:
+            self.directory = Path(directory).absolute()
+            if not self.directory.is_dir():
+                raise SkybutlerError(f"{self.directory} is not a directory")
         self.pipeline = pipeline
         self.inputs = list(inputs)
         self.output = output
@@ -105,7 +123,8 @@ class Watcher:
         self._say = say or (lambda _msg: None)
         self._lock = RepositoryLock(butler.root, "watch")
         self._seen: dict[str, _Seen] = {}
-        self._failed: dict[str, tuple[int, int] | None] = {}
+        self._failed: dict[str, Any] = {}  # path or key -> its signature when it failed
+        self._done: dict[str, Any] = {}  # objects copied in (transfer 'copy'), by key -> signature
         self._guard = threading.Lock()
         self._observer: Any = None
         self.stop_event = threading.Event()
@@ -190,8 +209,48 @@ class Watcher:
                     out.append(Path(path))
         return sorted(out)
 
+    def _fetch_ready(self, staged: dict[str, tuple[str, Any]], report: CycleReport) -> list[Path]:
+        """Fetch the raw objects listed under the prefix that are new (or changed since they
+        failed) into the staging directory; fills ``staged`` and returns the local files."""
+        remote = self.remote
+        assert remote is not None
+        out = []
+        for key, signature in sorted(remote.listing().items()):
+            if not _is_raw(key) or self._failed.get(key) == signature or self._done.get(key) == signature:
+                continue
+            try:
+                path = remote.fetch(key)
+            except Exception as err:  # noqa: BLE001 - a network or store error: reported, tried when it changes
+                self._failed[key] = signature
+                report.failed.append((remote.url(key), f"cannot fetch it: {type(err).__name__}: {err}"))
+                self.say(f"FAILED {remote.url(key)}: cannot fetch it: {err} (left in place)")
+                continue
+            staged[str(path)] = (key, signature)
+            out.append(path)
+        return out
+
+    def _settle_objects(self, staged: dict[str, tuple[str, Any]], failed: set[str]) -> None:
+        """After an ingest of fetched objects committed: delete the sources of what came in
+        (transfer 'move') or remember them (copy); staged files that stayed are discarded."""
+        remote = self.remote
+        assert remote is not None
+        for path, (key, signature) in staged.items():
+            remote.discard(Path(path))
+            if path in failed:
+                continue
+            if self.transfer == "move":
+                try:
+                    remote.remove(key)
+                except Exception as err:  # noqa: BLE001 - next time it is fetched and found already ingested
+                    self.say(f"ingested {remote.url(key)} but could not delete it ({err}): it stays")
+                    self._done[key] = signature
+            else:
+                self._done[key] = signature
+
     def _settling(self) -> bool:
         """Whether some closed file waits only for its settle time (then look again sooner)."""
+        if self.remote is not None:
+            return False  # an object is whole once listed
         with self._guard:
             return any(not s.open_writes and p not in self._failed for p, s in self._seen.items())
 
@@ -207,13 +266,20 @@ class Watcher:
 
     def run(self) -> None:
         """Watch until :attr:`stop_event` is set (by SIGINT/SIGTERM in the CLI)."""
+        if self.remote is not None:
+            self.remote.check()
         self._hold()
         try:
-            self._start_observer()
-            for path in find_raw_files([self.directory]):  # files already there: stable for `settle` first
-                self._seen.setdefault(str(path), _Seen())
-            self.say(f"watching {self.directory} every {self.every:g} s; {len(self._seen)} file(s) already there")
-            self.ready_files()
+            if self.remote is not None:
+                self.remote.reset_staging()  # a killed watcher's downloads: fetched again
+                self.say(f"watching {self.directory} (listed every {self.every:g} s)")
+            else:
+                self._start_observer()
+                for path in find_raw_files([self.directory]):  # files already there: stable for `settle` first
+                    self._seen.setdefault(str(path), _Seen())
+                self.say(f"watching {self.directory} every {self.every:g} s; {len(self._seen)} file(s) already "
+                         "there")
+                self.ready_files()
             while not self.stop_event.is_set():
                 self.cycle()
                 self.stop_event.wait(min(self.every, self.settle) if self._settling() else self.every)
@@ -229,15 +295,23 @@ class Watcher:
         from ..execution import run_pipeline
 
         report = CycleReport()
-        ready = self.ready_files()
+        staged: dict[str, tuple[str, Any]] = {}  # staged path -> (object key, signature)
+        ready = self._fetch_ready(staged, report) if self.remote is not None else self.ready_files()
         if ready:
-            result = ingest_raws(self.butler, ready, transfer=self.transfer, processes=1)
+            result = ingest_raws(self.butler, ready, transfer="move" if staged else self.transfer, processes=1)
             report.ingested, report.already = len(result.refs), len(result.already_ingested)
             for failure in result.failures:
-                self._failed[failure.path] = _signature(Path(failure.path))
-                report.failed.append((failure.path, failure.reason))
-                self.say(f"FAILED {failure.path}: {failure.reason} (left in place)")
-            if self.transfer != "move":
+                key, signature = staged.get(failure.path, (None, None))
+                if key is None:
+                    self._failed[failure.path] = _signature(Path(failure.path))
+                else:
+                    self._failed[key] = signature
+                where = failure.path if key is None else self.remote.url(key)  # type: ignore[union-attr]
+                report.failed.append((where, failure.reason))
+                self.say(f"FAILED {where}: {failure.reason} (left in place)")
+            if staged:
+                self._settle_objects(staged, {f.path for f in result.failures})
+            elif self.transfer != "move":
                 with self._guard:  # not moved away: forget them so they are not taken again
                     for path, _ in result.already_ingested:
                         self._seen.pop(path, None)
