@@ -222,6 +222,8 @@ class SkyMap:
     omitted: int = 0
     sky_size: float = SKY_W
     zoom_size: float = ZOOM_W
+    marker: tuple[float, float] | None = None
+    """Where the close-up's centre is on the all-sky map (a ring there finds a small field)."""
 
 
 def sky_map(items: Sequence[tuple[str, str | None, str, Any]], omitted: int = 0) -> SkyMap:
@@ -259,6 +261,9 @@ def _zoom(out: SkyMap, borders: list[tuple[np.ndarray, np.ndarray]]) -> None:
     for shape, (r, d) in zip(out.shapes, borders):
         shape.zoom = _path(*to_px(*gnomonic(r, d, ra0, dec0)))
     out.zoom_centre, out.zoom_span = (ra0, dec0), 2 * half
+    sky_scale = SKY_W / (4 * SQRT2)
+    mx, my = mollweide(math.radians(((ra0 - 180.0) + 180.0) % 360.0 - 180.0), math.radians(dec0))
+    out.marker = (float(SKY_W / 2 + mx * sky_scale), float(SKY_W / 4 - my * sky_scale))
     step = _nice(2 * half)
     dec_span = np.arange(math.floor((dec0 - 1.5 * half) / step) * step, dec0 + 1.5 * half + step, step)
     ra_half = min(180.0, 1.5 * half / max(math.cos(math.radians(min(89.0, abs(dec0) + half))), 1e-3))
@@ -341,7 +346,9 @@ def sky_page(request: Request, what: str = "visit", where: str = "", dataset_typ
                        if t.storage_class in ("Image", "MultiExtensionImage"))
         collections = sorted(c.name for c in authz.visible_collections(user, butler.collections.query("*")))
         try:
-            items, omitted = selected_regions(butler, user, what, where, dataset_type or (types[0] if types else ""),
+            default = "calexp" if "calexp" in types else types[0] if types else ""
+            dataset_type = dataset_type or default
+            items, omitted = selected_regions(butler, user, what, where, dataset_type,
                                               [collection] if collection else (), root(request))
             result = sky_map(items, omitted)
         except SkybutlerError as err:
