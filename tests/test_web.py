@@ -382,3 +382,38 @@ def test_the_demo_prints_the_url_skybutler_serve_serves_the_web_view_at(web_site
             if isinstance(mounted, Mount):
                 mounted.app.state.skybutler.close()
     assert "--keep" in web_view_hint(web_site.root, kept=False)
+
+
+def test_pages_forbid_inline_scripts_and_foreign_resources(web_site):
+    answer = client(web_site, "alice").get("/collections")
+    policy = dict(part.strip().split(" ", 1) for part in answer.headers["content-security-policy"].split(";"))
+    assert policy["script-src"] == "'self'" and policy["default-src"] == "'self'"
+    assert policy["frame-ancestors"] == "'none'" and answer.headers["x-content-type-options"] == "nosniff"
+    assert "content-security-policy" not in client(web_site, "alice").get("/api/v1/dataset_types").headers
+
+
+def test_dataset_counts_match_the_collections_members(butler):
+    """DatasetStore.counts against a count of each collection's members, type by type."""
+    butler.register_dataset_type("flat", ["instrument", "detector"], "Dict", is_calibration=True)
+    refs = [butler.put({"v": v}, "metrics", instrument="Cam", visit=v, detector=d, run="run/a")
+            for v in (1, 2) for d in (0, 1)]
+    butler.put({"v": 9}, "metrics", instrument="Cam", visit=3, detector=0, run="run/b")
+    flats = [butler.put({"f": d}, "flat", instrument="Cam", detector=d, run="calib/run") for d in (0, 1)]
+    butler.collections.register("tagged", "TAGGED")
+    butler.collections.associate("tagged", refs[:3])
+    from astropy.time import Time
+
+    for start, end in (("2025-01-01", "2025-01-02"), ("2025-01-03", "2025-01-04")):  # twice: counted once
+        butler.collections.certify("calib", flats, Time(start, scale="tai"), Time(end, scale="tai"))
+    counts = butler.registry.datasets.counts()
+    expected = {}
+    for info in butler.collections.query("*"):
+        for dtype in ("metrics", "flat"):
+            if info.type.value == "CHAINED":
+                continue
+            n = len(set(butler.registry.datasets.ids_in_collection(info.name, dtype)))
+            if n:
+                expected[(info.name, dtype)] = n
+    assert {k: v for k, v in counts.items() if v} == expected
+    assert expected[("run/a", "metrics")] == 4 and expected[("tagged", "metrics")] == 3
+    assert expected[("calib", "flat")] == 2 and expected[("run/b", "metrics")] == 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from web_browser import browser, screenshot, sign_in, web_site  # noqa: F401 (fixtures)
+from web_browser import browser, screenshot, sign_in, wait_for, web_site  # noqa: F401 (fixtures)
 
 pytest.importorskip("selenium")
 
@@ -77,11 +77,14 @@ def test_search_from_the_form_to_a_dataset_page(browser, web_site):
     browser.find_element(By.ID, "where").send_keys(" = 1 AND visit >= 2")
     assert browser.find_element(By.ID, "where").get_attribute("value") == "detector = 1 AND visit >= 2"
     browser.find_element(By.ID, "run-search").click()
+    wait_for(browser, "#results")
     rows = browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")
     assert len(rows) == 2  # visits 2 and 3 have a detector-1 calexp
     # sort by visit, descending, with the column header links
     browser.find_element(By.LINK_TEXT, "visit").click()
+    wait_for(browser, "th[aria-sort=ascending]")
     browser.find_element(By.PARTIAL_LINK_TEXT, "visit ▲").click()
+    wait_for(browser, "th[aria-sort=descending]")
     visits = [r.find_elements(By.TAG_NAME, "td")[3].text for r in
               browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")]
     assert visits == ["3", "2"]
@@ -93,7 +96,7 @@ def test_search_from_the_form_to_a_dataset_page(browser, web_site):
     browser.find_element(By.CSS_SELECTOR, "button[data-copy='snippet-cli']").click()
     assert browser.find_element(By.CSS_SELECTOR, "button[data-copy='snippet-cli']").text == "Copied"
     browser.find_element(By.CSS_SELECTOR, "#results tbody tr a").click()
-    assert browser.find_element(By.ID, "storage-class").text == "Image"
+    assert wait_for(browser, "#storage-class").text == "Image"
 
 
 def test_a_malformed_where_clause_shows_the_caret(browser, web_site):

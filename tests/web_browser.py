@@ -8,7 +8,8 @@ by Selenium.  Test modules import the fixtures they use::
 root, a token per user and the IDs of the datasets made; ``browser`` (module scope) is one
 Chromium session per test module; ``sign_in(browser, site, user)`` signs it in through the
 login page; ``screenshot(browser, name)`` saves a PNG under ``test-artifacts/web/`` (or
-``$SKYBUTLER_TEST_ARTIFACTS``).  Tests needing Chromium skip, saying why, when it is absent;
+``$SKYBUTLER_TEST_ARTIFACTS``); ``wait_for(browser, css)`` waits for an element after a
+click that navigates.  Tests needing Chromium skip, saying why, when it is absent;
 ``.ci/run`` installs it.
 """
 
@@ -170,7 +171,7 @@ def sign_in(driver: Any, site: Site, user: str) -> None:
     driver.get(f"{site.url}/login")
     driver.find_element(By.ID, "token").send_keys(site.tokens[user])
     driver.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
-    assert driver.find_element(By.ID, "user-name").text == user
+    assert wait_for(driver, "#user-name").text == user
 
 
 def screenshot(driver: Any, name: str) -> Path:
@@ -179,3 +180,13 @@ def screenshot(driver: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     driver.save_screenshot(str(path))
     return path
+
+
+def wait_for(driver: Any, css: str, timeout: float = 20) -> Any:
+    """The element matching ``css`` once the page shows it (after a click that navigates, the
+    old page may still be there for a moment)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css)))

@@ -23,7 +23,9 @@ How the parts fit (and how to add a page):
 - Static files (CSS, JavaScript, no build step, nothing fetched from the network) live in
   ``web/static/`` and are served at ``/static``.
 - Every web response carries a ``Server-Timing: app;dur=<ms>`` header: the server's time
-  for it (``benchmarks/bench_web.py`` reads it).
+  for it (``benchmarks/bench_web.py`` reads it), and ``SECURITY_HEADERS``: a content
+  security policy allowing scripts only from ``/static`` (no inline ``<script>`` and no
+  ``on...=`` attributes; inline ``style=`` is allowed) and nothing from other sites.
 - skybutler errors raised by a page become an HTML error page with the API's status
   (``error.html``); an unauthenticated page request is redirected to ``/login``.
 """
@@ -44,6 +46,17 @@ PAGE_MODULES: tuple[str, ...] = (
     "skybutler.web.provenance_graph",
     "skybutler.web.sky_map",
 )
+
+
+#: Sent with every page: scripts only from this server's files (an injected inline script
+#: would not run even if escaping failed), nothing from elsewhere, no framing by other sites.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                               "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                               "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 def modules() -> list[Any]:
@@ -74,4 +87,5 @@ def install(app: Any) -> None:
         response = await call_next(request)
         if not is_api(request):
             response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - start) * 1000:.1f}"
+            response.headers.update(SECURITY_HEADERS)
         return response
