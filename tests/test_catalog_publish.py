@@ -355,3 +355,33 @@ def test_cli_publish_and_search(tmp_path):
         ["error: dec -95 is outside [-90, 90] degrees"]
     result = runner.invoke(cli, ["polygon-search", str(tmp_path / "pub"), "--vertex", "0,0", "--vertex", "1,x"])
     assert result.exit_code == 1 and "--vertex needs two numbers" in result.output
+
+
+def test_declared_schema_descriptions_are_published(tmp_path):
+    pytest.importorskip("felis")
+    (tmp_path / "survey.yaml").write_text(textwrap.dedent("""\
+        name: survey
+        "@id": "#survey"
+        tables:
+        - name: src
+          "@id": "#src"
+          primaryKey: "#src.id"
+          columns:
+          - {name: id, "@id": "#src.id", datatype: long, nullable: false}
+          - {name: ra, "@id": "#src.ra", datatype: double, nullable: false, "ivoa:unit": deg,
+             "ivoa:ucd": "pos.eq.ra;meta.main"}
+          - {name: dec, "@id": "#src.dec", datatype: double, nullable: false, "ivoa:unit": deg,
+             "ivoa:ucd": "pos.eq.dec;meta.main"}
+          - {name: flux, "@id": "#src.flux", datatype: double, "ivoa:unit": nJy, description: PSF flux.}
+        """))
+    butler = Butler.create(tmp_path / "repo", run="r1")
+    butler.insert_records("instrument", [{"name": "Cam", "detector_max": 10}])
+    butler.insert_records("detector", [{"instrument": "Cam", "id": 1}])
+    butler.register_dataset_type("src", ["instrument", "detector"], "Table", schema=tmp_path / "survey.yaml")
+    rng = np.random.default_rng(3)
+    butler.put(_table(rng, 1, 200).drop_columns(["name"]), "src", instrument="Cam", detector=1)
+    butler.publish_catalog("src", tmp_path / "pub", collections="r1")
+    schema = pq.read_schema(tmp_path / "pub" / "pub" / "dataset" / "_common_metadata")
+    assert b"PSF flux" in schema.field("flux").metadata[b"description"]
+    assert b"deg" in b"".join(schema.field("ra").metadata.values())
+    assert is_valid_catalog(tmp_path / "pub", strict=True)

@@ -176,6 +176,7 @@ def _gather(butler: Butler, refs: list[DatasetRef], spill_dir: Path, settings: d
             progress: Callable[[int, int], None] | None) -> tuple[list[Path], Histogram, pa.Schema | None]:
     """Read each dataset once: index its rows, count them, and spill them sorted in batches."""
     ra_col, dec_col = settings["ra_column"], settings["dec_column"]
+    declared = butler.get_catalog_schema(refs[0].dataset_type.name) if refs else None
     hist = Histogram.empty(settings["histogram_order"])
     schema: pa.Schema | None = None
     batch: list[pa.Table] = []
@@ -202,10 +203,11 @@ def _gather(butler: Butler, refs: list[DatasetRef], spill_dir: Path, settings: d
             raise SkybutlerError(f"{where} has a column {HEALPIX_COLUMN!r}, which publication adds itself")
         table = table.replace_schema_metadata(None)
         if schema is None:
-            schema = table.schema
+            schema = _described(table.schema, declared)
         elif not table.schema.equals(schema, check_metadata=False):
             raise SkybutlerError(f"{where} has other columns than the first dataset published: "
                                  f"{_schema_difference(schema, table.schema)}")
+        table = pa.Table.from_arrays(table.columns, schema=schema)
         ra = table[ra_col].to_numpy(zero_copy_only=False).astype(np.float64)
         dec = table[dec_col].to_numpy(zero_copy_only=False).astype(np.float64)
         bad = ~(np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90))
@@ -225,6 +227,15 @@ def _gather(butler: Butler, refs: list[DatasetRef], spill_dir: Path, settings: d
     if schema is not None:
         schema = schema.append(pa.field(HEALPIX_COLUMN, pa.int64()))
     return spills, hist, schema
+
+
+def _described(schema: pa.Schema, declared: Any) -> pa.Schema:
+    """The columns with their descriptions, units and UCDs: from the declared (Felis) schema of
+    the dataset type if it has one, else as the stored Parquet carries them."""
+    if declared is None:
+        return schema
+    described = {f.name: f.metadata for f in declared.arrow_schema()}
+    return pa.schema([f.with_metadata(described[f.name]) if described.get(f.name) else f for f in schema])
 
 
 def _schema_difference(a: pa.Schema, b: pa.Schema) -> str:
