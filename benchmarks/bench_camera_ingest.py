@@ -60,6 +60,7 @@ def write_files(directory: Path, n_files: int) -> list[Path]:
             header = ch.lsstcam(utc=f"2025-06-01T03:{exposure:02d}:00", raft=rafts[raft_index],
                                 slot=f"S{slot // 3}{slot % 3}", seq=100 + exposure)
         hdu = fits.PrimaryHDU(data)
+        header.update(_wcs_cards(i))
         for key, value in header.items():
             if key not in ("SIMPLE", "BITPIX", "NAXIS", "EXTEND"):
                 hdu.header[key] = value
@@ -67,6 +68,13 @@ def write_files(directory: Path, n_files: int) -> list[Path]:
         hdu.writeto(path)
         paths.append(path)
     return paths
+
+
+def _wcs_cards(i: int) -> dict[str, float | str]:
+    """A TAN WCS as a raw's header carries one (each file a little apart on the sky)."""
+    return {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": 150.0 + (i % 100) * 0.01, "CRVAL2": 2.2,
+            "CRPIX1": 32.5, "CRPIX2": 32.5, "CD1_1": -4.7e-05, "CD1_2": 0.0, "CD2_1": 0.0, "CD2_2": 4.7e-05,
+            "RADESYS": "ICRS", "EQUINOX": 2000.0}
 
 
 def _children_cpu() -> float:

@@ -460,3 +460,36 @@ def test_rubin_headers_pass_astro_metadata_translators_own_checks(builder, name,
     assert ObservationInfo(minimal, pedantic=True, translator_class=translator) == info
     generic = MetadataTranslator.to_observing_day(translator(header))  # TAI date, 12 h earlier
     assert generic == day_obs
+
+
+# -- an exposure's properties are translated once, and reused only for the same cards ---------
+
+
+@pytest.mark.parametrize("builder", [ch.hsc, ch.decam, ch.lsstcam], ids=["HSC", "DECam", "LSSTCam"])
+def test_files_of_one_exposure_translate_as_each_alone(builder) -> None:
+    """The oracle is astro-metadata-translator's own ObservationInfo of each header, taken fresh:
+    every file of an exposure (the later ones reusing the first one's exposure properties) comes
+    out as the library translates it, and a file whose exposure cards differ is translated anew."""
+    import astro_metadata_translator as amt
+
+    from skybutler.instruments import headers as translation
+
+    first = builder()
+    name = {ch.hsc: "detector", ch.decam: "detector", ch.lsstcam: "slot"}[builder]
+    others = [builder(**{name: v}) for v in ((0, 49, 103) if name == "detector" and builder is ch.hsc else
+                                              (1, 32, 62) if name == "detector" else ("S00", "S22"))]
+    moved = dict(others[-1])
+    pointing = "RA" if builder is ch.lsstcam else "TELRA" if builder is ch.decam else "RA2000"
+    moved[pointing] = 151.5 if builder is ch.lsstcam else "10:06:00.000"
+    translation._EXPOSURES.clear()
+    for header in [first, *others, moved]:
+        meta = metadata_from_header(header, "f.fits")
+        info = amt.ObservationInfo(dict(header), filename="f.fits",  # its site offline as in ingest
+                                   translator_class=translation.translator_for(dict(header), "f.fits"))
+        assert meta.detector == info.detector_num
+        assert meta.physical_filter == info.physical_filter
+        assert meta.tracking_ra == pytest.approx(info.tracking_radec.icrs.ra.deg, abs=1e-9)
+        assert meta.zenith_angle == pytest.approx(90 - info.altaz_begin.alt.deg, abs=1e-9)
+        assert meta.datetime_begin == info.datetime_begin and meta.day_obs == info.observing_day
+        assert meta.obs_id == info.observation_id
+    assert len(translation._EXPOSURES) == 1  # one exposure: its properties were translated once, then again

@@ -814,3 +814,26 @@ def test_cli_get_image_writes_a_cutout_and_prints_headers(butler, tmp_path):
     assert result.exit_code == 1 and "no HDU 'AMP09'" in result.output
     result = runner.invoke(cli, [*args, "--bbox", "1,2,3", "--header"])
     assert result.exit_code == 1 and "four integers" in result.output
+
+
+@pytest.mark.parametrize("kind", sorted(WCS_KINDS))
+def test_ingest_builds_each_wcs_from_its_cards_alone_as_astropy_does_from_the_whole_header(tmp_path: Path,
+                                                                                            kind: str) -> None:
+    """Ingest's one-pass check builds each WCS from the header's WCS cards only (a raw's other
+    cards are most of astropy's cost): the WCS, and the file's facts, are astropy's of the whole
+    header, among many unrelated cards."""
+    from skybutler.formats import examine_file
+    from skybutler.formats.fits_wcs import wcs_keys
+
+    header = WCS_KINDS[kind]()
+    for n in range(150):
+        header[f"JUNK{n:04d}"] = (n * 1.5, "an unrelated card")
+    header["OBJECT"], header["TELESCOP"], header["DETSIZE"] = "field", "4m", "[1:120,1:90]"
+    path = write_file(tmp_path / f"{kind}.fits", make_image(header))
+    examined = examine_file(path, get_formatter("fits"), get_storage_class("Image"))
+    (checked,) = examined.checked.images.values()
+    xs, ys = np.meshgrid(np.linspace(-0.5, N_X - 0.5, 7), np.linspace(-0.5, N_Y - 0.5, 5))
+    for key in wcs_keys(header):
+        assert_same_sky(world(checked.wcs[key], xs.ravel(), ys.ravel()),
+                        world(astropy_wcs(header, key), xs.ravel(), ys.ravel()))
+    assert examined.facts == get_storage_class("Image").extract_metadata(make_image(header))

@@ -39,6 +39,7 @@ from .writes import IdMode, Writes
 if TYPE_CHECKING:
     from .catalogs.publish import Publication
     from .catalogs.schemas import CatalogSchema
+    from .formats.file_facts import ExaminedFile
     from .provenance import Provenance
     from .retention import RecomputeOptions, Retention
 
@@ -370,16 +371,19 @@ class Butler(QueryMethods, CatalogMethods):
     def ingest(self, dataset_type: str, files: Iterable[tuple[str | Path, Mapping[str, Any]]], *,
                run: str | None = None, transfer: str = "copy", formatter: str | None = None,
                id_mode: IdMode = "random", ids: Sequence[uuid.UUID | str] | None = None,
-               skip_existing: bool = False) -> list[DatasetRef]:
+               skip_existing: bool = False, examined: Sequence[ExaminedFile] | None = None) -> list[DatasetRef]:
         """Register existing files as datasets, moving them in by ``transfer`` (copy, move,
         hardlink, symlink, direct); all or nothing.
 
         ``ids`` keeps given dataset IDs, one per file in order (e.g. the IDs another
         repository gave them, so the same dataset is never duplicated); otherwise IDs
         are made by ``id_mode``.  With ``skip_existing`` a file whose data ID is
-        already in the RUN is skipped."""
+        already in the RUN is skipped.  ``examined`` gives, one per file in order, what
+        ``skybutler.formats.examine_file`` made of it with this dataset type's formatter
+        (which checked it and took its facts): the files are then not opened again
+        before they are placed."""
         return self._writes.ingest(dataset_type, files, run=run, transfer=transfer, formatter=formatter,
-                                   id_mode=id_mode, ids=ids, skip_existing=skip_existing)
+                                   id_mode=id_mode, ids=ids, skip_existing=skip_existing, examined=examined)
 
     # -- reading --------------------------------------------------------------
 

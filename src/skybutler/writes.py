@@ -20,7 +20,7 @@ from .errors import (ArtifactExistsError, CollectionError, DatastoreError, Regis
                      StorageClassError)
 from .faults import crash_point
 from .formats import get_formatter, get_storage_class
-from .formats.file_facts import file_facts, read_file
+from .formats.file_facts import ExaminedFile, file_facts, read_file
 from .models import CollectionType, DatasetRef, DatasetType, deterministic_dataset_id, uuid7_batch
 
 if TYPE_CHECKING:
@@ -223,7 +223,7 @@ class Writes:
     def ingest(self, dataset_type: str, files: Iterable[tuple[str | Path, Mapping[str, Any]]], *,
                run: str | None = None, transfer: str = "copy", formatter: str | None = None,
                id_mode: IdMode = "random", ids: Sequence[uuid.UUID | str] | None = None,
-               skip_existing: bool = False) -> list[DatasetRef]:
+               skip_existing: bool = False, examined: Sequence[ExaminedFile] | None = None) -> list[DatasetRef]:
         """The work of :meth:`Butler.ingest` (its docstring says what the arguments mean)."""
         if transfer not in TRANSFER_MODES:
             raise SkybutlerError(f"unknown transfer mode {transfer!r}; use one of {', '.join(TRANSFER_MODES)}")
@@ -244,12 +244,16 @@ class Writes:
             ids = [i if isinstance(i, uuid.UUID) else uuid.UUID(str(i)) for i in ids]
             if len(ids) != len(paths):
                 raise SkybutlerError(f"ingest got {len(ids)} dataset IDs for {len(paths)} files")
+        if examined is not None and len(examined) != len(paths):
+            raise SkybutlerError(f"ingest got {len(examined)} examined files for {len(paths)} files")
         full = self.butler.registry.dimensions.expand_many(coordinates)
         entries = [(p, DatasetRef(i, dtype, d, run))
                    for p, i, d in zip(paths, ids if ids is not None else self._new_ids(dtype, full, id_mode), full)]
+        facts_of = [None] * len(entries) if examined is None else [e.facts for e in examined]
         if skip_existing and self.butler.registry.collections.exists(run):
             found = self.butler.registry.datasets.find_many(dtype, [r.data_id for _, r in entries], [run])
-            entries = [(p, r) for p, r in entries if r.data_id not in found]
+            kept = [k for k, (_, r) in enumerate(entries) if r.data_id not in found]
+            entries, facts_of = [entries[k] for k in kept], [facts_of[k] for k in kept]
         if not entries:
             return []
         schema = self.butler._declared.for_writing(dtype)
@@ -258,26 +262,30 @@ class Writes:
 
             for path, _ in entries:
                 conform(read_file(path, fmt), schema, f"file {path}")
-        facts = [(r.id, file_facts(p, fmt, storage_class)) for p, r in entries]  # refuses unreadable files
-        facts = [(i, f) for i, f in facts if f is not None]
+        if examined is None:
+            facts_of = [file_facts(p, fmt, storage_class) for p, _ in entries]  # refuses unreadable files
+        facts = [(r.id, f) for (_, r), f in zip(entries, facts_of) if f is not None]
         if storage_class.metadata_fields:
             self.butler.registry.metadata.table(storage_class.name, storage_class.metadata_fields)  # see _commit
         try:
-            return self._ingest_batch(dtype, run, entries, transfer, fmt, facts)
+            return self._ingest_batch(dtype, run, entries, transfer, fmt, facts, check=examined is None)
         except ArtifactExistsError:
             self.butler.recover()  # a crashed writer's leftover at one of the paths goes, then one more try
             try:
-                return self._ingest_batch(dtype, run, entries, transfer, fmt, facts)
+                return self._ingest_batch(dtype, run, entries, transfer, fmt, facts, check=examined is None)
             except ArtifactExistsError as err:
                 raise self._stranger_file(err) from None
 
     def _ingest_batch(self, dtype: DatasetType, run: str, entries: list[tuple[str | Path, DatasetRef]],
-                      transfer: str, fmt: Any, facts: list[tuple[uuid.UUID, dict[str, Any]]]) -> list[DatasetRef]:
-        """Place one batch of files, register them with their facts; the journal entry ends once final."""
+                      transfer: str, fmt: Any, facts: list[tuple[uuid.UUID, dict[str, Any]]], *,
+                      check: bool = True) -> list[DatasetRef]:
+        """Place one batch of files, register them with their facts; the journal entry ends once final.
+        ``check=False``: the caller had the formatter check every file (:func:`examine_file`)."""
         storage_class = get_storage_class(dtype.storage_class)
         batch = None
         try:
-            batch = ingest_files(self.butler.datastore, entries, transfer, fmt.name, fmt.extension)  # undoes itself on failure
+            batch = ingest_files(self.butler.datastore, entries, transfer, fmt.name, fmt.extension,
+                                 check=check)  # undoes itself on failure
             with self.butler.registry.transaction():
                 self._ensure_run(run)
                 stored = self.butler.registry.insert_datasets(

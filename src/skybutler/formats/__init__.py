@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .file_facts import ExaminedFile, examine_file
 from .formatter import Formatter
 from .registry import (
     formatter_names,
@@ -24,9 +25,11 @@ if TYPE_CHECKING:
     from .storage_class import MetadataValue, StorageClass
 
 __all__ = [
+    "ExaminedFile",
     "Formatter",
     "MetadataValue",
     "StorageClass",
+    "examine_file",
     "formatter_names",
     "get_formatter",
     "get_storage_class",

@@ -4,12 +4,15 @@ A put extracts facts from the object in memory; a file brought in is read only a
 far as its storage class needs for its facts (an image's header, not its pixels).
 Whether a file is accepted is its formatter's ``validate`` (run on every file by
 ingest and import); a file accepted whose facts cannot be extracted goes in without
-facts, which ``extract-metadata`` can fill in later.
+facts, which ``extract-metadata`` can fill in later.  :func:`examine_file` does both
+in one open of the file (for FITS, one walk of its headers, each WCS built once), for
+callers that check many files before ingesting them (``ingest-raws``).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,11 +23,31 @@ if TYPE_CHECKING:
     from .storage_class import StorageClass
 
 
-def file_facts(path: str | Path, formatter: Formatter, storage_class: StorageClass) -> dict[str, Any] | None:
-    """``storage_class``'s facts of the file at ``path``, or None if there are none."""
+@dataclass(frozen=True)
+class ExaminedFile:
+    """A file its formatter accepted: its facts (None if it has none) and what the check learnt of it
+    (a FITS file's :class:`~.fits_validation.FitsCheck`: every HDU header)."""
+
+    facts: dict[str, Any] | None
+    checked: Any = None
+
+
+def _check_regular(path: str | Path) -> None:
     if not os.path.isfile(path):
         reason = "not a regular file" if os.path.exists(path) else "no such file"
         raise TransferError(f"cannot ingest {path}: {reason}")
+
+
+def _facts_of(component: Any, storage_class: StorageClass) -> dict[str, Any] | None:
+    try:
+        return storage_class.extract_metadata(component)
+    except (SkybutlerError, ValueError, TypeError, KeyError):
+        return None
+
+
+def file_facts(path: str | Path, formatter: Formatter, storage_class: StorageClass) -> dict[str, Any] | None:
+    """``storage_class``'s facts of the file at ``path``, or None if there are none."""
+    _check_regular(path)
     if not storage_class.metadata_fields:
         return None
     component = storage_class.metadata_component
@@ -32,9 +55,10 @@ def file_facts(path: str | Path, formatter: Formatter, storage_class: StorageCla
         component = None
     try:
         with open(path, "rb") as stream:
-            return storage_class.extract_metadata(formatter.read(stream, component=component))
+            component = formatter.read(stream, component=component)
     except (OSError, SkybutlerError, ValueError, TypeError, KeyError):
         return None
+    return _facts_of(component, storage_class)
 
 
 def read_file(path: str | Path, formatter: Formatter) -> Any:
@@ -44,3 +68,20 @@ def read_file(path: str | Path, formatter: Formatter) -> Any:
             return formatter.read(stream)
     except OSError as err:
         raise TransferError(f"cannot ingest {path}: {err.strerror or err}") from None
+
+
+def examine_file(path: str | Path, formatter: Formatter, storage_class: StorageClass) -> ExaminedFile:
+    """Check the file at ``path`` with ``formatter`` and take ``storage_class``'s facts of it, in one
+    open.  Raises :class:`TransferError` for a missing file and ``FormatterError`` (the reason) for
+    one the formatter refuses."""
+    _check_regular(path)
+    component = storage_class.metadata_component if storage_class.metadata_fields else None
+    if component not in formatter.components:
+        component = None
+    try:
+        with open(path, "rb") as stream:
+            read, checked = formatter.examine(stream, component)
+    except OSError as exc:
+        raise TransferError(f"cannot ingest {path}: {exc.strerror or exc}") from exc
+    facts = _facts_of(read, storage_class) if storage_class.metadata_fields and read is not None else None
+    return ExaminedFile(facts, checked)

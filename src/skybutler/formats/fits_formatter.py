@@ -24,7 +24,7 @@ from .fits_io import (
     select_hdu,
     without_structural,
 )
-from .fits_validation import every_image, first_image, validate_fits
+from .fits_validation import FitsCheck, every_image, first_image, validate_fits
 from .fits_wcs import build_wcs, check_key, cutout_header, default_key, sliced_wcs
 from .formatter import Formatter
 from .quicklook import binned_pixels, check_bin
@@ -57,8 +57,14 @@ class FitsFormatter(Formatter):
         with open_fits(stream) as hdus:
             return read_image(hdus, key, component, parameters)
 
-    def _validate(self, stream: BinaryIO) -> None:
-        validate_fits(stream, self.name, first_image)
+    def _validate(self, stream: BinaryIO) -> FitsCheck:
+        return validate_fits(stream, self.name, first_image)
+
+    def _examined(self, stream: BinaryIO, component: str | None, checked: FitsCheck) -> Any:
+        """The header component comes from the check's own header walk, with the WCSs it built."""
+        if component == "header" and checked.images:
+            return next(iter(checked.images.values()))
+        return super()._examined(stream, component, checked)
 
 
 class MultiExtensionFitsFormatter(Formatter):
@@ -95,8 +101,8 @@ class MultiExtensionFitsFormatter(Formatter):
                 return _in_memory(hdus)
             return read_image(hdus, key, component, parameters)
 
-    def _validate(self, stream: BinaryIO) -> None:
-        validate_fits(stream, self.name, every_image)
+    def _validate(self, stream: BinaryIO) -> FitsCheck:
+        return validate_fits(stream, self.name, every_image)
 
 
 def read_image(hdus: Any, key: Any, component: str | None, parameters: dict[str, Any]) -> Any:

@@ -15,10 +15,12 @@ import gzip
 import tempfile
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from ..errors import FormatterError
 from .fits_io import BZIP2_MAGIC, GZIP_MAGIC, NOT_INHERITED, STRUCTURAL
+from .fits_wcs import CheckedHeader
 
 BLOCK = 2880
 """FITS headers and data come in blocks of this many bytes."""
@@ -102,7 +104,16 @@ def is_table(header: Any) -> bool:
     return header.get("XTENSION") in ("BINTABLE", "TABLE") and header.get("ZIMAGE") is not True
 
 
-def validate_fits(stream: BinaryIO, name: str, images: Callable[[list[Any]], list[int]] | None) -> None:
+@dataclass(frozen=True)
+class FitsCheck:
+    """What checking a FITS file learnt: every HDU's header, and each checked image HDU's header
+    (primary cards inherited) with its WCSs, by HDU index."""
+
+    headers: list[Any]
+    images: dict[int, CheckedHeader]
+
+
+def validate_fits(stream: BinaryIO, name: str, images: Callable[[list[Any]], list[int]] | None) -> FitsCheck:
     """Walk the headers; then check the WCSs and tiles of the image HDUs ``images(headers)`` picks
     (None: the file must hold a table instead)."""
     headers, plain = walk_headers(stream, name)
@@ -110,12 +121,11 @@ def validate_fits(stream: BinaryIO, name: str, images: Callable[[list[Any]], lis
         if images is None:
             if not any(is_table(h) for h in headers):
                 raise FormatterError(f"Formatter {name!r}: the file holds no table HDU.")
-            return
+            return FitsCheck(headers, {})
         chosen = images(headers)
         if not chosen:
             raise FormatterError(f"Formatter {name!r}: the file holds no 2-D image HDU.")
-        for index in chosen:
-            _check_image(plain, headers, index, name)
+        return FitsCheck(headers, {index: _check_image(plain, headers, index, name) for index in chosen})
     finally:
         if plain is not stream:  # the decompressed copy
             plain.close()
@@ -129,9 +139,9 @@ def every_image(headers: list[Any]) -> list[int]:
     return [i for i, h in enumerate(headers) if is_2d_image(h)]
 
 
-def _check_image(stream: BinaryIO, headers: list[Any], index: int, name: str) -> None:
+def _check_image(stream: BinaryIO, headers: list[Any], index: int, name: str) -> CheckedHeader:
     from .fits_io import open_fits
-    from .fits_wcs import build_wcs, wcs_keys
+    from .fits_wcs import build_wcs, wcs_keys, wcs_only
 
     label = f"Formatter {name!r}: HDU {index} ({headers[index].get('EXTNAME', 'PRIMARY' if not index else '-')})"
     compressed = headers[index].get("ZIMAGE") is True
@@ -144,14 +154,18 @@ def _check_image(stream: BinaryIO, headers: list[Any], index: int, name: str) ->
             except Exception as exc:
                 raise FormatterError(f"{label}: its compressed tiles cannot be decoded: {exc}") from None
     else:
-        header = headers[index].copy()
+        header = headers[index]  # copied below only if cards are added to it
     if index and header.get("INHERIT") is True:
+        header = header.copy() if header is headers[index] else header
         for card in headers[0].cards:
             if card.keyword and not (STRUCTURAL.match(card.keyword) or NOT_INHERITED.match(card.keyword)) \
                     and card.keyword not in header and card.keyword not in ("COMMENT", "HISTORY"):
                 header[card.keyword] = card.value
-    for key in wcs_keys(header):
+    built = {}
+    cards = wcs_only(header)
+    for key in wcs_keys(cards):
         try:
-            build_wcs(header, key)
+            built[key] = build_wcs(cards, key)
         except FormatterError as exc:
             raise FormatterError(f"{label}: {exc}") from None
+    return CheckedHeader(header, built)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import FormatterError
@@ -40,6 +41,34 @@ _TIME_CARDS = re.compile(r"^(DATE-\w+|MJD-\w+|MJDREF\w*|DATEREF|TIMESYS|TIMEUNIT
 """Observation cards astropy writes with every WCS; the image's own values are kept."""
 
 
+_WCS_CARD = re.compile(
+    r"^(NAXIS|ZNAXIS|WCS|C[A-Z]{2,4}\d|CD\d|PC\d|PV\d|PS\d|PROJP|AP?_|BP?_|DP\d|DQ\d|D2IM|AXISCORR|WAT\d|LT[VM]|"
+    r"LONPOLE|LATPOLE|RADE|EQUINOX|EPOCH|VELREF|SPECSYS|SSYS|VELOSYS|ZSOURCE|VELANGL|REST|DATE|MJD|TIM|TREF|"
+    r"PLEPHEM|TSTART|TSTOP|XPOSURE|TELAPSE|[JB]EPOCH|OBSGEO|OBSORBIT|PPO|AMD[XY]|[XY]PIXELSZ|PLT|DSUN|HGL[NT]|"
+    r"CRL[NT]|RSUN|[BC]_RADIUS|B(LON|LAT|DIS)_OBS)")
+"""Keywords a WCS may be built from (wcslib's standard, time and solar keywords with their
+alternates, SIP, TPV, distortion records and tables, IRAF's and the DSS plate cards, the axis
+lengths), matched by prefix, so generously."""
+
+
+def wcs_only(header: Any) -> Any:
+    """A header of the cards of ``header`` that a WCS can be built from: astropy's WCS turns its
+    whole header into text and back three times, so a raw's hundreds of other cards are most of
+    the cost of building it."""
+    from astropy.io import fits
+
+    return fits.Header([card for card in header.cards if _WCS_CARD.match(card.keyword)])
+
+
+@dataclass(frozen=True)
+class CheckedHeader:
+    """An image HDU's header (with the primary cards it inherits) and the WCS of each of its keys,
+    as ingest's check built them: the file's facts take the WCS from here, not from a second build."""
+
+    header: Any
+    wcs: dict[str, Any] = field(default_factory=dict)
+
+
 def _key_pattern(key: str) -> re.Pattern[str]:
     suffix = re.escape(key.strip())
     return re.compile(rf"^({_PER_AXIS}|{_MATRIX}|{_GLOBAL}){suffix}$")
@@ -47,13 +76,14 @@ def _key_pattern(key: str) -> re.Pattern[str]:
 
 def wcs_keys(header: Any) -> list[str]:
     """The WCS keys (blank for the primary, A..Z) with cards in ``header``."""
+    present = set(header.keys())  # one pass over the cards: a lookup per name is slow on astropy's Header
     keys = []
     for key in ALT_KEYS:
         suffix = key.strip()
         names = [f"{card}{axis}{suffix}" for card in ("CTYPE", "CRPIX", "CRVAL") for axis in (1, 2)]
         if key == " ":
             names += ["CD1_1", "PC1_1", "CNPIX1"]
-        if any(name in header for name in names):
+        if not present.isdisjoint(names):
             keys.append(key)
     return keys
 

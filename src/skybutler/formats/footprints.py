@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..dimensions import regions as sky
-from .fits_wcs import build_wcs, default_key, wcs_keys
+from .fits_wcs import build_wcs, wcs_keys
 
 SAMPLES_PER_EDGE = 8
 """Points sampled along each edge of the pixel border (the polygon is their convex hull)."""
@@ -41,13 +41,16 @@ class Footprint:
     """Why there is no footprint; None when there is one."""
 
 
-def image_footprint(header: Any, n_x: int, n_y: int, key: str | None = None) -> Footprint:
+def image_footprint(header: Any, n_x: int, n_y: int, key: str | None = None,
+                    built: dict[str, Any] | None = None) -> Footprint:
     """The footprint of an ``n_x`` x ``n_y`` image from the WCS ``key`` of ``header`` (default: the
-    primary WCS, else the first alternate)."""
-    if header is None or not wcs_keys(header):
+    primary WCS, else the first alternate); ``built`` holds WCSs of the header already built, by key."""
+    keys = [] if header is None else wcs_keys(header)
+    if not keys:
         return Footprint(problem="no WCS")
+    key = keys[0] if key is None else key
     try:
-        wcs = build_wcs(header, default_key(header) if key is None else key)
+        wcs = built[key] if built and key in built else build_wcs(header, key)
     except Exception as exc:  # an unreadable WCS only means "position unknown" for facts
         return Footprint(problem=str(exc))
     if not wcs.has_celestial:

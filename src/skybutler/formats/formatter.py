@@ -59,28 +59,45 @@ class Formatter(ABC):
         except Exception as exc:
             raise FormatterError(f"Formatter {self.name!r} could not read its artifact: {exc}") from exc
 
-    def validate(self, stream: BinaryIO) -> None:
+    def validate(self, stream: BinaryIO) -> Any:
         """Check cheaply that a seekable binary ``stream`` holds an artifact this formatter can read.
 
         Ingest calls this on every file before it places any, so a broken file is refused
         with its reason instead of failing later at ``get``.  Raises FormatterError saying
-        what is wrong; the caller adds the file's name.
+        what is wrong; the caller adds the file's name.  Returns what the check learnt of
+        the file (a FITS file's headers), for :meth:`examine`.
         """
         try:
-            self._validate(stream)
+            return self._validate(stream)
         except SkybutlerError:
             raise
         except Exception as exc:
             reason = " ".join(str(exc).split())  # one line: library messages often span several
             raise FormatterError(f"not a readable {self.name} file: {reason}") from exc
 
-    def _validate(self, stream: BinaryIO) -> None:
+    def examine(self, stream: BinaryIO, component: str | None) -> tuple[Any, Any]:
+        """Validate ``stream`` (as :meth:`validate`) and read ``component`` of it, in one pass where
+        the format allows: what ingest needs of a file.  Returns (the component, or None if it
+        cannot be read; what the check learnt, as ``validate`` returns it)."""
+        checked = self.validate(stream)
+        try:
+            return self._examined(stream, component, checked), checked
+        except (SkybutlerError, OSError, ValueError, TypeError, KeyError):
+            return None, checked
+
+    def _examined(self, stream: BinaryIO, component: str | None, checked: Any) -> Any:
+        """The component of a validated stream; a format whose check already read it overrides this."""
+        stream.seek(0)
+        return self.read(stream, component)
+
+    def _validate(self, stream: BinaryIO) -> Any:
         """Format-specific check; exceptions are wrapped by ``validate``.
 
         The default reads the whole object, which is always right but not cheap: a
         formatter overrides it with what its format can check quickly (a header, a footer).
         """
         self._read(stream, None, {})
+        return None
 
     def _check_component(self, component: str | None) -> None:
         if component is not None and component not in self.components:

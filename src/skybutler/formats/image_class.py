@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..dimensions import regions as sky
+from .fits_wcs import CheckedHeader
 from .footprints import Footprint, image_footprint
 from .storage_class import StorageClass
 
@@ -95,7 +96,11 @@ def footprint_facts(footprint: Footprint) -> dict[str, Any]:
 
 
 def extract_image_metadata(obj: Any) -> dict[str, Any]:
-    """Shape, pixel type, ICRS footprint and selected header keys, of an image or of its header alone."""
+    """Shape, pixel type, ICRS footprint and selected header keys, of an image or of its header alone
+    (an astropy Header, or a :class:`CheckedHeader` with its WCSs already built)."""
+    built = None
+    if isinstance(obj, CheckedHeader):  # an ingested file's header, its WCSs built by the file's check
+        obj, built = obj.header, obj.wcs
     if _is_header(obj):
         header = obj
         n_x, n_y, dtype = header.get("NAXIS1", 0), header.get("NAXIS2", 0), header_dtype(header)
@@ -103,7 +108,7 @@ def extract_image_metadata(obj: Any) -> dict[str, Any]:
         data, header = image_parts(obj)
         (n_y, n_x), dtype = data.shape, data.dtype.name
     facts: dict[str, Any] = {"n_x": n_x, "n_y": n_y, "dtype": dtype}
-    facts.update(footprint_facts(image_footprint(header, n_x, n_y)))
+    facts.update(footprint_facts(image_footprint(header, n_x, n_y, built=built)))
     for field, keyword in HEADER_KEYS.items():
         facts[field] = header.get(keyword) if header is not None else None
     return facts

@@ -5,6 +5,10 @@
 the GIL; in this process for small ones), translates it into
 :class:`~skybutler.instruments.ObservationMetadata`, and then:
 
+0. each file is opened once: one walk of its headers checks it for its formatter,
+   gives its facts (the WCS built once) and the cards to translate (:class:`RawFile`);
+   ``butler.ingest`` takes those and does not open it again;
+
 1. recognises each file's camera from its header and, the first time the
    repository meets a camera, registers it (its records and description, see
    :mod:`.instruments`) and says so; a camera registered earlier is described by
@@ -27,6 +31,7 @@ retried one by one so a single bad file does not hold the rest back.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -34,7 +39,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import DatasetConflictError, DatastoreError, InvalidFileError, MissingExtraError, SkybutlerError
+from ..errors import (
+    DatasetConflictError,
+    DatastoreError,
+    FormatterError,
+    MissingExtraError,
+    SkybutlerError,
+    TransferError,
+)
+from ..formats import ExaminedFile, examine_file, get_formatter, get_storage_class
 from ..instruments import (
     Instrument,
     ObservationMetadata,
@@ -42,20 +55,22 @@ from ..instruments import (
     day_obs_record,
     exposure_record,
     group_record,
-    read_observation_metadata,
+    metadata_from_header,
 )
 from ..instruments import register_instrument as register_in_process
 from ..models import DatasetRef
 from ..process_pools import process_pool
 from .instruments import load_repository_instruments, register_instrument
 
-__all__ = ["RAW_DIMENSIONS", "IngestFailure", "IngestResult", "find_raw_files", "ingest_raws", "raw_run",
-           "read_raw_metadata"]
+__all__ = ["RAW_DIMENSIONS", "IngestFailure", "IngestResult", "RawFile", "find_raw_files", "ingest_raws",
+           "raw_run", "read_raw_metadata"]
 
 #: The dimensions of the ``raw`` dataset type.
 RAW_DIMENSIONS = ("instrument", "exposure", "detector")
 #: File name patterns a directory is searched for.
 RAW_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fits.fz")
+#: The storage class of the ``raw`` dataset type when ingest registers it.
+RAW_STORAGE_CLASS = "Image"
 #: Below this many files headers are read in this process (a pool costs ~0.5 s to start).
 POOL_THRESHOLD = 200
 #: Files per ``butler.ingest`` call.
@@ -115,17 +130,53 @@ def find_raw_files(paths_or_dirs: Iterable[str | Path]) -> list[Path]:
     return list(found)
 
 
-def read_raw_metadata(path: str | Path) -> ObservationMetadata | IngestFailure:
-    """The metadata of one raw file, or an :class:`IngestFailure` saying why there is none.
+@dataclass(frozen=True)
+class RawFile:
+    """One raw file, read once: its observation metadata and what its formatter's check made of it
+    (the file's facts), handed to ``butler.ingest`` so the file is not opened again."""
 
-    Never raises for a bad file, so it can run in a worker process over thousands.
+    meta: ObservationMetadata
+    examined: ExaminedFile
+
+
+def _translation_header(headers: Sequence[Any]) -> dict[str, Any]:
+    """The cards a header translator reads: the primary header's, with the first extension's it
+    lacks when the primary holds no data (a raw whose pixels are in HDU 1); commentary cards left out."""
+    merged: dict[str, Any] = {}
+    chosen = headers[:1]
+    if len(headers) > 1 and headers[0].get("EXTEND") and headers[0].get("NAXIS", 0) == 0:
+        chosen = headers[:2]
+    for header in chosen:
+        for card in header.cards:
+            if card.keyword not in ("COMMENT", "HISTORY", ""):
+                merged.setdefault(card.keyword, card.value)
+    return merged
+
+
+def read_raw_metadata(path: str | Path, storage_class: str = RAW_STORAGE_CLASS,
+                      formatter: str | None = None) -> RawFile | IngestFailure:
+    """One raw file, read once (see :class:`RawFile`), or an :class:`IngestFailure` saying why not.
+
+    Its formatter (``formatter``, default: ``storage_class``'s) checks it and takes its facts while
+    walking its headers; the same headers are translated.  Never raises for a bad file, so it can
+    run in a worker process over thousands.
     """
     try:
-        return read_observation_metadata(path)
+        kind = get_storage_class(storage_class)
+        examined = examine_file(path, get_formatter(formatter or kind.default_formatter), kind)
+        headers = getattr(examined.checked, "headers", None)
+        if not headers:
+            return IngestFailure(str(path), f"formatter {formatter or kind.default_formatter!r} gives no FITS "
+                                            "headers to translate")
+        return RawFile(metadata_from_header(_translation_header(headers), path), examined)
     except RawHeaderError as err:
         return IngestFailure(str(path), err.reason)
     except MissingExtraError:
         raise  # not the file's fault: the whole ingest needs the extra
+    except FormatterError as err:
+        return IngestFailure(str(path), f"not a readable FITS file: {err}")
+    except TransferError as err:
+        return IngestFailure(str(path), str(err))
     except Exception as err:  # a translator bug must not stop the whole batch
         return IngestFailure(str(path), f"cannot read header ({type(err).__name__}: {err})")
 
@@ -136,15 +187,17 @@ def _use_descriptions(instruments: Sequence[Instrument]) -> None:
         register_in_process(instrument)
 
 
-def _read_all(paths: Sequence[Path], processes: int | None,
-              instruments: Sequence[Instrument]) -> list[ObservationMetadata | IngestFailure]:
+def _read_all(paths: Sequence[Path], processes: int | None, instruments: Sequence[Instrument],
+              storage_class: str, formatter: str | None) -> list[RawFile | IngestFailure]:
     if processes is None:
         processes = 1 if len(paths) < POOL_THRESHOLD else min(os.cpu_count() or 1, 8)
+    read = functools.partial(read_raw_metadata, storage_class=storage_class, formatter=formatter)
     if processes <= 1 or len(paths) < 2:
-        return [read_raw_metadata(p) for p in paths]
-    chunk = max(1, min(64, len(paths) // (processes * 4)))
+        return [read(p) for p in paths]
+    # Chunks follow the file order, so a worker meets the files of one exposure together.
+    chunk = max(1, min(256, len(paths) // (processes * 4)))
     with process_pool(processes, initializer=_use_descriptions, initargs=(tuple(instruments),)) as pool:
-        return list(pool.map(read_raw_metadata, paths, chunksize=chunk))
+        return list(pool.map(read, paths, chunksize=chunk))
 
 
 def _register_instruments(butler, names: Iterable[str], known: Sequence[Instrument],
@@ -170,10 +223,16 @@ def _register_observations(butler, metas: Sequence[ObservationMetadata]) -> None
     butler.insert_records("exposure", [exposure_record(m) for m in per_exposure], skip_existing=True)
 
 
+def _raw_storage_class(butler) -> str:
+    """The storage class of the repository's ``raw`` dataset type (the one ingest registers if none)."""
+    found = [d for d in butler.query_dataset_types("raw") if d.name == "raw"]
+    return found[0].storage_class if found else RAW_STORAGE_CLASS
+
+
 def _ensure_raw_type(butler) -> None:
     names = {d.name for d in butler.query_dataset_types("raw")}
     if "raw" not in names:
-        butler.register_dataset_type("raw", RAW_DIMENSIONS, "Image")
+        butler.register_dataset_type("raw", RAW_DIMENSIONS, RAW_STORAGE_CLASS)
 
 
 def _data_id(meta: ObservationMetadata) -> dict[str, Any]:
@@ -199,26 +258,27 @@ def ingest_raws(butler, paths_or_dirs: Iterable[str | Path] | str | Path, *, tra
     paths = find_raw_files(paths_or_dirs)
     known = load_repository_instruments(butler)
     say(f"reading the headers of {len(paths)} file(s)")
-    good: list[tuple[Path, ObservationMetadata]] = []
+    good: list[tuple[Path, RawFile]] = []
     seen: dict[tuple, Path] = {}
-    for path, meta in zip(paths, _read_all(paths, processes, known)):
-        if isinstance(meta, IngestFailure):
-            result.failures.append(meta)
+    for path, raw in zip(paths, _read_all(paths, processes, known, _raw_storage_class(butler), None)):
+        if isinstance(raw, IngestFailure):
+            result.failures.append(raw)
             continue
+        meta = raw.meta
         key = (meta.instrument, meta.exposure_id, meta.detector)
         if key in seen:
             result.failures.append(IngestFailure(str(path), f"same data ID {dict(zip(RAW_DIMENSIONS, key))} as "
                                                             f"{seen[key]}"))
             continue
         seen[key] = path
-        good.append((path, meta))
+        good.append((path, raw))
     if good:
-        _register_instruments(butler, {m.instrument for _, m in good}, known, result)
-        _register_observations(butler, [m for _, m in good])
+        _register_instruments(butler, {r.meta.instrument for _, r in good}, known, result)
+        _register_observations(butler, [r.meta for _, r in good])
         _ensure_raw_type(butler)
-    by_run: dict[str, list[tuple[Path, ObservationMetadata]]] = {}
-    for path, meta in good:
-        by_run.setdefault(run or raw_run(meta.instrument), []).append((path, meta))
+    by_run: dict[str, list[tuple[Path, RawFile]]] = {}
+    for path, raw in good:
+        by_run.setdefault(run or raw_run(raw.meta.instrument), []).append((path, raw))
     for run_name, items in by_run.items():
         result.runs.append(run_name)
         for begin in range(0, len(items), batch_size):
@@ -229,31 +289,26 @@ def ingest_raws(butler, paths_or_dirs: Iterable[str | Path] | str | Path, *, tra
     return result
 
 
-def _ingest_batch(butler, run: str, batch: list[tuple[Path, ObservationMetadata]], transfer: str,
+def _ingest_batch(butler, run: str, batch: list[tuple[Path, RawFile]], transfer: str,
                   result: IngestResult) -> None:
-    """Skip what is already there, then one ``butler.ingest`` call; files their formatter cannot
-    read (a truncated raw) are failures and the call is repeated without them; any other error
-    has the files tried one by one."""
+    """Skip what is already there, then one ``butler.ingest`` call (the files' checks and facts
+    come from their one read, :class:`RawFile`); if it fails, the files are tried one by one."""
     todo = _skip_existing(butler, run, batch, result)
-    while todo:
+    if not todo:
+        return
+    try:
+        result.refs += butler.ingest("raw", [(p, _data_id(r.meta)) for p, r in todo], run=run, transfer=transfer,
+                                     id_mode="deterministic", examined=[r.examined for _, r in todo])
+        return
+    except SkybutlerError:
+        # Another ingest of the same files may have got there first: those are already ingested.
+        todo = _skip_existing(butler, run, todo, result)
+    for path, raw in todo:  # isolate the file(s) that broke the batch; the others go in
         try:
-            result.refs += butler.ingest("raw", [(p, _data_id(m)) for p, m in todo], run=run,
-                                         transfer=transfer, id_mode="deterministic")
-            return
-        except InvalidFileError as err:
-            refused = {path for path, _ in err.failures}
-            result.failures += [IngestFailure(path, reason) for path, reason in err.failures]
-            todo = [(p, m) for p, m in todo if str(p) not in refused]
-        except SkybutlerError:
-            # Another ingest of the same files may have got there first: those are already ingested.
-            todo = _skip_existing(butler, run, todo, result)
-            break
-    for path, meta in todo:  # isolate the file(s) that broke the batch; the others go in
-        try:
-            result.refs += butler.ingest("raw", [(path, _data_id(meta))], run=run, transfer=transfer,
-                                         id_mode="deterministic")
+            result.refs += butler.ingest("raw", [(path, _data_id(raw.meta))], run=run, transfer=transfer,
+                                         id_mode="deterministic", examined=[raw.examined])
         except SkybutlerError as err:
-            if not (isinstance(err, RACE_ERRORS) and _ingested_meanwhile(butler, run, path, meta, result)):
+            if not (isinstance(err, RACE_ERRORS) and _ingested_meanwhile(butler, run, path, raw, result)):
                 result.failures.append(IngestFailure(str(path), str(err)))
 
 
@@ -264,7 +319,7 @@ RACE_ERRORS = (DatastoreError, DatasetConflictError)
 RACE_WAIT = 10.0
 
 
-def _ingested_meanwhile(butler, run: str, path: Path, meta: ObservationMetadata, result: IngestResult) -> bool:
+def _ingested_meanwhile(butler, run: str, path: Path, raw: RawFile, result: IngestResult) -> bool:
     """After a conflict: whether another ingest has committed this raw (then it is already ingested).
 
     The other ingest places its file before it commits its row, so the row is waited for a
@@ -272,7 +327,7 @@ def _ingested_meanwhile(butler, run: str, path: Path, meta: ObservationMetadata,
     deadline = time.monotonic() + RACE_WAIT
     delay = 0.05
     while True:
-        if not _skip_existing(butler, run, [(path, meta)], result):
+        if not _skip_existing(butler, run, [(path, raw)], result):
             return True
         if time.monotonic() + delay > deadline:
             return False
@@ -280,21 +335,22 @@ def _ingested_meanwhile(butler, run: str, path: Path, meta: ObservationMetadata,
         delay = min(delay * 2, 1.0)
 
 
-def _skip_existing(butler, run: str, batch: list[tuple[Path, ObservationMetadata]],
-                   result: IngestResult) -> list[tuple[Path, ObservationMetadata]]:
+def _skip_existing(butler, run: str, batch: list[tuple[Path, RawFile]],
+                   result: IngestResult) -> list[tuple[Path, RawFile]]:
     """Files whose raw is already in ``run`` go to ``already_ingested``; a raw with the
     same (deterministic) ID in another RUN is a failure; the rest are returned."""
     if not butler.collections.exists(run):
         return batch
     dtype = butler.get_dataset_type("raw")
     group = dtype.group(butler.universe)
-    coords = [butler.registry.dimensions.expand(butler._standardize(group, _data_id(m), {})) for _, m in batch]
+    coords = butler.registry.dimensions.expand_many([butler._standardize(group, _data_id(r.meta), {})
+                                                      for _, r in batch])
     found = butler.registry.datasets.find_many(dtype, coords, [run])
     todo = []
-    for (path, meta), coord in zip(batch, coords):
+    for (path, raw), coord in zip(batch, coords):
         ref = found.get(coord)
         if ref is not None:
             result.already_ingested.append((str(path), ref))
         else:
-            todo.append((path, meta))
+            todo.append((path, raw))
     return todo

@@ -76,34 +76,147 @@ _OPTIONAL = {
 
 
 def metadata_from_header(header: Any, filename: str | Path = "<header>") -> ObservationMetadata:
-    """Translate an already-read header (any dict-like) into :class:`ObservationMetadata`."""
+    """Translate an already-read header (any dict-like) into :class:`ObservationMetadata`.
+
+    The properties of the exposure (times, pointing, observing day, ...) are the same in
+    every file of it, and are most of the cost: they are translated once per exposure, and a
+    later file of the same exposure whose header holds the same values in every card that
+    translation read (recorded as it ran) takes them over; only its own detector and filter
+    are translated.  Any difference in those cards and the file is translated in full.
+    """
     filename = str(filename)
     header = dict(header)
     amt = _library()
     with _offline():
         translator_class = translator_for(header, filename)
-        translator = translator_class(header, filename=filename)
-        _check_described(translator, filename)
-        required = set(_REQUIRED)
-        try:
-            if translator.to_observation_type() == "science":
-                required |= _SCIENCE_REQUIRED
-        except Exception:
-            pass  # a bad observation type is reported, with its reason, by ObservationInfo below
-        try:
-            info = amt.ObservationInfo(
-                header,
-                filename=filename,
-                translator_class=translator_class,
-                required=required,
-                subset=_REQUIRED | _OPTIONAL,
-                quiet=True,
-            )
-        except Exception as exc:  # the library wraps the real cause; report that
-            raise RawHeaderError(filename, _reason(exc)) from exc
-    meta = _from_info(info, filename)
+        _check_described(translator_class(header, filename=filename), filename)
+        amt.fix_header(header, translator_class=translator_class, filename=filename)
+        own = _own_properties(translator_class, header, filename)
+        key = None if own is None else (translator_class, own["instrument"], own["exposure_id"])
+        memo = _EXPOSURES.get(key) if key is not None else None
+        if memo is not None and all(header.get(card, _ABSENT) == value for card, value in memo[0].items()):
+            meta = memo[1].model_copy(update={"detector": own["detector_num"],
+                                              "physical_filter": own["physical_filter"]})
+        else:
+            meta, reads = _translate(amt, translator_class, header, filename, own)
+            if key is not None and reads is not None:
+                _EXPOSURES[key] = (reads, meta)
+                if len(_EXPOSURES) > _EXPOSURES_KEPT:
+                    del _EXPOSURES[next(iter(_EXPOSURES))]
     _check_against_instrument(meta, filename)
     return meta
+
+
+#: A raw file's own properties: the rest are its exposure's, the same in every file of it.
+_OWN = ("instrument", "exposure_id", "detector_num", "physical_filter")
+#: Of those, the ones that differ between the files of one exposure.
+_PER_FILE = {"detector_num", "physical_filter"}
+#: (translator, instrument, exposure) -> (the cards its translation read, with their values; the result).
+_EXPOSURES: dict[tuple, tuple[dict[str, Any], ObservationMetadata]] = {}
+#: Exposures remembered (files come exposure by exposure; a few are enough).
+_EXPOSURES_KEPT = 16
+_ABSENT = object()
+
+
+class _ReadRecorder(dict):
+    """A header that notes every card a translator reads (its value, or that it is absent);
+    reading it whole (iterating, copying) is noted as ``whole``: then nothing can be reused."""
+
+    def __init__(self, data: dict[str, Any]):
+        super().__init__(data)
+        self.read: dict[str, Any] = {}
+        self.whole = False
+
+    def _note(self, key: Any) -> None:
+        if key not in self.read:
+            self.read[key] = dict.get(self, key, _ABSENT)
+
+    def __getitem__(self, key: Any) -> Any:
+        self._note(key)
+        return super().__getitem__(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self._note(key)
+        return super().get(key, default)
+
+    def __contains__(self, key: Any) -> bool:
+        self._note(key)
+        return super().__contains__(key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._note(key)
+        super().__setitem__(key, value)
+
+    def _whole(self, name: str) -> Any:
+        self.whole = True
+        return getattr(super(), name)
+
+    def __iter__(self) -> Any:
+        return self._whole("__iter__")()
+
+    def __len__(self) -> int:
+        return self._whole("__len__")()
+
+    def keys(self) -> Any:
+        return self._whole("keys")()
+
+    def items(self) -> Any:
+        return self._whole("items")()
+
+    def values(self) -> Any:
+        return self._whole("values")()
+
+    def copy(self) -> dict[str, Any]:
+        return self._whole("copy")()
+
+    def pop(self, *args: Any) -> Any:
+        return self._whole("pop")(*args)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._whole("update")(*args, **kwargs)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        self._note(key)
+        return super().setdefault(key, default)
+
+    def __delitem__(self, key: Any) -> None:
+        self._whole("__delitem__")(key)
+
+
+def _own_properties(translator_class: type, header: dict[str, Any], filename: str) -> dict[str, Any] | None:
+    """The file's own properties, or None if one cannot be translated (the full translation says why)."""
+    translator = translator_class(header, filename=filename)
+    try:
+        return {name: getattr(translator, f"to_{name}")() for name in _OWN}
+    except Exception:
+        return None
+
+
+def _translate(amt: Any, translator_class: type, header: dict[str, Any], filename: str,
+               own: dict[str, Any] | None) -> tuple[ObservationMetadata, dict[str, Any] | None]:
+    """The full translation, and the cards its exposure's properties read (None: not reusable).
+
+    With ``own`` (the file's detector and filter, translated already) the exposure's properties
+    are translated through a recording header; without, every property as one translation."""
+    recorder = _ReadRecorder(header) if own is not None else header
+    required = set(_REQUIRED)
+    try:
+        if translator_class(recorder, filename=filename).to_observation_type() == "science":
+            required |= _SCIENCE_REQUIRED
+    except Exception:
+        pass  # a bad observation type is reported, with its reason, by ObservationInfo below
+    subset = _REQUIRED | _OPTIONAL
+    if own is not None:
+        required, subset = required - _PER_FILE, subset - _PER_FILE
+    try:
+        info = amt.ObservationInfo(recorder, filename=filename, translator_class=translator_class,
+                                   required=required, subset=subset, quiet=True)
+    except Exception as exc:  # the library wraps the real cause; report that
+        raise RawHeaderError(filename, _reason(exc)) from exc
+    if own is None:
+        return _from_info(info, filename, info.detector_num, info.physical_filter), None
+    meta = _from_info(info, filename, own["detector_num"], own["physical_filter"])
+    return meta, None if recorder.whole else recorder.read
 
 
 def read_observation_metadata(path: str | Path) -> ObservationMetadata:
@@ -265,7 +378,7 @@ def _seconds(value: Any) -> float | None:
     return float(u.Quantity(value).to_value(u.s))
 
 
-def _from_info(info: Any, filename: str) -> ObservationMetadata:
+def _from_info(info: Any, filename: str, detector: int, physical_filter: str) -> ObservationMetadata:
     """Map the library's standard properties onto our field names."""
     radec = info.tracking_radec
     altaz = info.altaz_begin
@@ -277,7 +390,7 @@ def _from_info(info: Any, filename: str) -> ObservationMetadata:
         return ObservationMetadata(
             instrument=info.instrument,
             exposure_id=info.exposure_id,
-            detector=info.detector_num,
+            detector=detector,
             day_obs=info.observing_day,
             day_obs_offset=0.0 if offset is None else float(offset.to_value(u.s)),
             group=info.exposure_group if info.exposure_group is not None else str(info.exposure_id),
@@ -287,7 +400,7 @@ def _from_info(info: Any, filename: str) -> ObservationMetadata:
             observation_reason=info.observation_reason or "unknown",
             science_program=info.science_program or "",
             target_name=info.object or "",
-            physical_filter=info.physical_filter,
+            physical_filter=physical_filter,
             datetime_begin=info.datetime_begin.tai,
             datetime_end=info.datetime_end.tai,
             exposure_time=exposure_time,
