@@ -284,3 +284,13 @@ def test_query_datasets_searches_every_run_by_default(butler):
     assert sorted(r["dataset_id"] for r in first) == sorted([ids[1], ids[2]])
     stderr = run("query-datasets", repo, "metrics", "--find-first", code=2).stderr
     assert "--find-first" in stderr and "needs --collections" in stderr
+
+
+def test_debug_shows_the_traceback_that_a_usage_mistake_otherwise_hides(tmp_path):
+    """One line by default; with --debug the error itself comes out (a traceback), for a bug report."""
+    missing = tmp_path / "no-repo"
+    plain = CliRunner().invoke(cli, ["query-collections", str(missing)])
+    assert plain.exit_code == 1 and plain.stderr.startswith("error: ") and len(plain.stderr.splitlines()) == 1
+    debug = CliRunner().invoke(cli, ["--debug", "query-collections", str(missing)])
+    assert debug.exit_code == 1 and not isinstance(debug.exception, SystemExit)
+    assert type(debug.exception).__name__ in ("ConfigError", "SkybutlerError", "FileNotFoundError")

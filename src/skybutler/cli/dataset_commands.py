@@ -117,8 +117,8 @@ def put(repo: Path, dataset_type: str, file: Path, data_id: tuple[str, ...], run
     if as_json:
         print_json(ref.summary())
     else:
-        data_id = ", ".join(f"{k}={v}" for k, v in ref.data_id.required.items())
-        info(f"stored {ref.dataset_type.name} {data_id} in RUN {ref.run} as dataset {ref.id}")
+        data_id = "".join(f" {k}={v}," for k, v in ref.data_id.required.items()).rstrip(",")
+        info(f"stored {ref.dataset_type.name}{data_id} in RUN {ref.run} as dataset {ref.id}")
 
 
 @click.command("get")

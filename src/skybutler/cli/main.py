@@ -10,8 +10,8 @@ that defines ``COMMANDS`` (a sequence of click commands), append its name to
 
 Errors a user can cause (:class:`~skybutler.errors.SkybutlerError`) are reported
 here once, as ``error: <message>`` on stderr with exit status 1; so are the system's
-refusals (``OSError``) and, naming their type, errors nobody foresaw (``SKYBUTLER_TRACEBACK=1``
-shows their traceback instead).
+refusals (``OSError``) and, naming their type, errors nobody foresaw.  ``skybutler --debug CMD``
+(or ``SKYBUTLER_TRACEBACK=1``) shows the traceback of any error instead, for a bug report.
 """
 
 from __future__ import annotations
@@ -139,9 +139,6 @@ class SkybutlerGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except SkybutlerError as err:
-            _report_error(str(err))
-            ctx.exit(1)
         except click.UsageError as err:  # one line naming the option, with where to read more
             if err.ctx is not None:
                 err.message = f"{err.message.rstrip()} (see '{err.ctx.command_path} --help')"
@@ -149,20 +146,30 @@ class SkybutlerGroup(click.Group):
             raise
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except OSError as err:  # a file or directory the system refused: the message names it
-            _report_error(str(err))
-            ctx.exit(1)
         except Exception as err:
-            if os.environ.get("SKYBUTLER_TRACEBACK"):
+            if ctx.meta.get(DEBUG) or os.environ.get("SKYBUTLER_TRACEBACK"):
                 raise
-            # A failure skybutler did not foresee is a bug, but the user still gets one line.
-            _report_error(f"unexpected {type(err).__name__}: {' '.join(str(err).split())} (a bug in skybutler; "
-                          "set SKYBUTLER_TRACEBACK=1 to see where)")
+            if isinstance(err, (SkybutlerError, OSError)):  # the user's mistake, or a file the system refused
+                _report_error(str(err))
+            else:  # a failure skybutler did not foresee is a bug, but the user still gets one line
+                _report_error(f"unexpected {type(err).__name__}: {' '.join(str(err).split())} (a bug in "
+                              "skybutler; run with --debug to see where)")
             ctx.exit(1)
+
+
+#: ``ctx.meta`` key set by ``skybutler --debug``.
+DEBUG = "skybutler.debug"
+
+
+def _debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta[DEBUG] = True
 
 
 @click.group(cls=SkybutlerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="skybutler")
+@click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_debug,
+              help="Show the traceback of any error (for a bug report) instead of one line.")
 def cli() -> None:
     """skybutler: manage a data butler repository from the shell.
 
