@@ -55,6 +55,37 @@ def test_quotas_checked_before_a_write(butler, tokens):
     assert raised.exit_code == 0 and '"max_datasets": 5' in raised.output
 
 
+def test_concurrent_uploads_never_exceed_a_quota(butler, tokens):
+    """Eight clients put at once into one user's area, whose quota holds three of their batches:
+    exactly three are accepted and the area ends at its quota, never above (the check and the
+    write are one transaction)."""
+    access, token = tokens
+    access.set_quota("user", "pat", max_datasets=6)
+    outcomes: list[str] = []
+    with running_server(butler.root, pool_size=8) as url:
+        start = threading.Barrier(8)
+
+        def client(n: int) -> None:
+            pat = Butler(url, token=token["pat"])
+            items = [({"i": i}, {"instrument": "Cam", "visit": 1, "detector": i}) for i in range(2)]
+            start.wait()
+            try:
+                pat.put_many("metrics", items, run=f"u/pat/c{n}")
+                outcomes.append("stored")
+            except QuotaExceededError:
+                outcomes.append("refused")
+            except Exception as err:  # shown in the assertion below
+                outcomes.append(repr(err))
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert sorted(outcomes) == ["refused"] * 5 + ["stored"] * 3
+    assert access.usage("user", "pat")["datasets"] == 6
+
+
 def test_request_size_limit(butler, tokens):
     _, token = tokens
     with running_server(butler.root, max_request_bytes=2000) as url:

@@ -52,6 +52,15 @@ def principal(kind: str, name: str) -> str:
     return f"{kind}:{check_name(kind, name)}"
 
 
+def quota_area(run: str) -> tuple[str, str] | None:
+    """The area whose quota a write into ``run`` counts against: ("user", NAME) for ``u/NAME/...``,
+    ("group", NAME) for ``g/NAME/...``, None for any other RUN."""
+    parts = run.split("/")
+    if len(parts) < 2 or parts[0] not in ("u", "g") or _NAME.fullmatch(parts[1]) is None:
+        return None
+    return ("user" if parts[0] == "u" else "group"), parts[1]
+
+
 def _hasher():
     from .extras import require
 
@@ -238,16 +247,19 @@ class Access:
 
     def check_quota(self, run: str, new_bytes: int, new_datasets: int) -> None:
         """QuotaExceededError if writing this much into ``run`` would take its user's or group's
-        area over its quota (RUNs outside ``u/`` and ``g/`` have none)."""
-        parts = run.split("/")
-        if len(parts) < 2 or parts[0] not in ("u", "g") or _NAME.fullmatch(parts[1]) is None:
+        area over its quota (RUNs outside ``u/`` and ``g/`` have none).  Call it inside the write's
+        own transaction after :meth:`AccessStore.lock_area` of that transaction's registry, so that
+        no other write into the area can come between the check and the commit."""
+        area = quota_area(run)
+        if area is None:
             return
-        kind = "user" if parts[0] == "u" else "group"
-        used = self.usage(kind, parts[1])
+        kind, name = area
+        used = self.usage(kind, name)
+        shown = f"{'u' if kind == 'user' else 'g'}/{name}"
         for what, new in (("bytes", new_bytes), ("datasets", new_datasets)):
             limit = used[f"max_{what}"]
             if limit is not None and used[what] + new > limit:
-                raise QuotaExceededError(f"{parts[0]}/{parts[1]} holds {used[what]} {what} of its quota of {limit}; "
+                raise QuotaExceededError(f"{shown} holds {used[what]} {what} of its quota of {limit}; "
                                          f"this write of {new} more is refused")
 
     def add_embargo(self, dataset_types: str, collections: str, hours: float, groups: Iterable[str], *,

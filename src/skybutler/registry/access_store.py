@@ -230,6 +230,19 @@ class AccessStore:
             count, size = conn.execute(stmt).one()
         return int(count), int(size)
 
+    def lock_area(self, area: str) -> None:
+        """Hold, until the current write transaction ends, the right to write into a quota area:
+        two writes into one area then check its usage one after the other.  On SQLite the write
+        transaction already holds the database's only write lock (``BEGIN IMMEDIATE``); on
+        PostgreSQL a transaction-scoped advisory lock keyed by the area's name is taken."""
+        if self.db.dialect != "postgresql":
+            return
+        import hashlib
+
+        key = int.from_bytes(hashlib.sha256(f"skybutler-quota:{area}".encode()).digest()[:8], "big", signed=True)
+        with self.db.transaction() as conn:
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+
     # -- audit ----------------------------------------------------------------
 
     def record(self, actor: str, action: str, detail: str) -> None:

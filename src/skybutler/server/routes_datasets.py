@@ -3,14 +3,16 @@ range requests or a pre-signed URL, put, put_many, ingest and removal."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
-from ..access import User
+from ..access import User, quota_area
 from ..butler import Butler
 from ..config import BOOKKEEPING_DIR
 from ..datastore.uploads import uploaded_files
@@ -159,6 +161,20 @@ async def _body(request: Request) -> bytes:
     return b"".join(parts)
 
 
+@contextlib.contextmanager
+def _within_quota(state: ServerState, butler: Butler, run: str, new_bytes: int, new_datasets: int) -> Iterator[None]:
+    """The quota check and the write in one transaction, the area locked: two uploads at once
+    cannot both pass a check that only one of them fits."""
+    area = quota_area(run)
+    if area is None:
+        yield
+        return
+    with butler.transaction():
+        butler.registry.access.lock_area("/".join(area))
+        state.access.check_quota(run, new_bytes, new_datasets)
+        yield
+
+
 @router.post("/datasets/put", openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}}})
 async def put_many(request: Request, user: User = Depends(current_user)) -> Any:
     """Store datasets of one type in one transaction: a packed body (``remote.wire.pack``) whose
@@ -179,8 +195,9 @@ def _put(state: ServerState, user: User, header: dict[str, Any], payloads: list[
     objects = [(decode_object(item["kind"], data), wire.decode(item["data_id"])) for item, data in zip(items, payloads)]
     with state.butler() as butler:
         authz.require(butler, user, run, "write", must_exist=False)
-        state.access.check_quota(run, sum(map(len, payloads)), len(payloads))
-        refs = butler.put_many(header["dataset_type"], objects, run=run, id_mode=header.get("id_mode", "random"))
+        with _within_quota(state, butler, run, sum(map(len, payloads)), len(payloads)):
+            refs = butler.put_many(header["dataset_type"], objects, run=run,
+                                   id_mode=header.get("id_mode", "random"))
     return [wire.ref_to_json(ref) for ref in refs]
 
 
@@ -200,9 +217,9 @@ def _ingest(state: ServerState, user: User, header: dict[str, Any], payloads: li
         raise SkybutlerError("malformed ingest request: one payload per file and a RUN are needed")
     with state.butler() as butler:
         authz.require(butler, user, run, "write", must_exist=False)
-        state.access.check_quota(run, sum(map(len, payloads)), len(payloads))
         with uploaded_files(state.root / BOOKKEEPING_DIR / "uploads",
-                            [(f["name"], data) for f, data in zip(files, payloads)]) as paths:
+                            [(f["name"], data) for f, data in zip(files, payloads)]) as paths, \
+                _within_quota(state, butler, run, sum(map(len, payloads)), len(payloads)):
             refs = butler.ingest(header["dataset_type"], [(p, wire.decode(f["data_id"])) for p, f in zip(paths, files)],
                                  run=run, transfer="move", formatter=header.get("formatter"),
                                  id_mode=header.get("id_mode", "random"), skip_existing=bool(header.get("skip_existing")))
