@@ -178,3 +178,34 @@ def test_concurrent_clients_lose_and_duplicate_nothing(served):
     stored = local.query_datasets("metrics", collections=["run/c0", "run/c1"], find_first=False)
     assert sorted(r.id for r in stored) == sorted(made)
     assert sorted((local.get(r)["c"], local.get(r)["i"]) for r in stored) == [(c, i) for c in range(4) for i in range(6)]
+
+
+def test_a_repository_of_its_own_universe(tmp_path):
+    """A repository made with a universe of its own (the shipped one renamed, with a ``campaign``
+    dimension added) is served: a remote butler builds that universe from the server's description
+    and writes, reads and queries by the new dimension."""
+    import yaml
+    from importlib import resources
+
+    config = yaml.safe_load(resources.files("skybutler.dimensions").joinpath("default_universe.yaml").read_text())
+    config["name"], config["version"] = "survey", 1
+    config["elements"]["campaign"] = {"key": {"name": "name", "type": "str", "length": 32},
+                                      "fields": {"lead": "str"}}
+    path = tmp_path / "survey_universe.yaml"
+    path.write_text(yaml.safe_dump(config))
+    local = Butler.create(tmp_path / "repo", universe=str(path))
+    local.insert_records("campaign", [{"name": "deep", "lead": "ana"}, {"name": "wide", "lead": "bo"}])
+    local.register_dataset_type("plan", ["campaign"], "Dict")
+    access = Access(local.registry.access)
+    access.grant("*", "*", "*", "read")
+    token = access.create_token("ana")
+    with running_server(local.root) as url:
+        remote = Butler(url, token=token, run="u/ana/plans", collections="u/ana/plans")
+        assert remote.universe.name == "survey" and "campaign" in remote.universe.elements
+        remote.put({"fields": 12}, "plan", campaign="deep")
+        assert remote.get("plan", campaign="deep") == {"fields": 12}
+        assert [r.data_id["campaign"] for r in remote.query_datasets("plan")] == ["deep"]
+        shown = remote.query_dimension_records("campaign", where="campaign.lead = 'bo'")
+        assert [r["campaign"] for r in shown] == ["wide"]
+    assert local.get("plan", campaign="deep", collections="u/ana/plans") == {"fields": 12}
+    local.close()

@@ -71,6 +71,8 @@ class DimensionUniverse:
         self.version = version
         self.elements: dict[str, DimensionElement] = {e.name: e for e in elements}
         self.spatial_index = spatial_index
+        #: the parsed YAML mapping it was built from (what a server sends its clients), if any
+        self.config: Mapping[str, Any] | None = None
         self._check()
 
     # -- construction ---------------------------------------------------------
@@ -83,7 +85,9 @@ class DimensionUniverse:
             for level in levels:
                 elements.append(DimensionElement(
                     name=f"{system}{level}", key=KeySpec(name="id", type="int"), skypix=(system, level)))
-        return cls(config["name"], int(config["version"]), elements, config.get("spatial_index"))
+        universe = cls(config["name"], int(config["version"]), elements, config.get("spatial_index"))
+        universe.config = config
+        return universe
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> DimensionUniverse:

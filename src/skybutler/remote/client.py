@@ -95,10 +95,16 @@ class RemoteTransport:
         self.http = httpx.Client(base_url=f"{self.url}/api/v1/", headers=headers, transport=transport,
                                  timeout=httpx.Timeout(TIMEOUT, connect=30.0))
         info = self.get_json("info")
-        if info["universe"] != "default":
-            raise SkybutlerError(f"{url} serves a repository of universe {info['universe_name']!r}, which this "
-                                 "client cannot load; only the default universe is served")
-        self.universe = DimensionUniverse.default()
+        if info["universe"] == "default":
+            self.universe = DimensionUniverse.default()
+        else:  # the repository's own universe, as the server describes it
+            try:
+                self.universe = DimensionUniverse.from_config(info["universe_config"])
+            except (KeyError, TypeError, ValueError) as err:
+                if isinstance(err, SkybutlerError):
+                    raise
+                raise errors.ServerError(f"{url} described its dimension universe {info.get('universe_name')!r} "
+                                         f"in a way this client cannot read: {err}") from None
         self.user = info["user"]
         self._types: dict[str, DatasetType] = {}
 

@@ -121,9 +121,11 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
     @app.get(f"{API}/info")
     def info(user: User = Depends(current_user)) -> dict[str, Any]:
         """The repository's dimension universe and who the caller is."""
-        return {"universe": state.universe_source, "universe_name": state.universe.name,
-                "universe_version": state.universe.version, "user": user.name, "groups": list(user.groups),
-                "admin": user.admin}
+        default = state.universe_source == "default"
+        return {"universe": "default" if default else "config", "universe_name": state.universe.name,
+                "universe_version": state.universe.version,
+                "universe_config": None if default else state.universe.config,
+                "user": user.name, "groups": list(user.groups), "admin": user.admin}
 
     for module in (routes_registry, routes_query, routes_datasets, routes_provenance):
         app.include_router(module.router, prefix=API, dependencies=[Depends(current_user)])
