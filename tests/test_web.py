@@ -188,7 +188,7 @@ def test_dataset_page_of_an_image(web_site):
 def test_dataset_page_of_a_catalog(web_site):
     import pyarrow.parquet as pq
 
-    dataset_id = web_site.ids["src-3-1"]
+    dataset_id = web_site.ids["src-3-0"]
     text = client(web_site, "alice").get(f"/datasets/{dataset_id}").text
     table = pq.read_table(_file(web_site, dataset_id))
     schema = re.search(r'<table class="grid" id="schema">(.*?)</table>', text, re.S).group(1)
@@ -197,6 +197,16 @@ def test_dataset_page_of_a_catalog(web_site):
     rows = re.search(r'<table class="grid" id="rows">.*?<tbody>(.*?)</tbody>', text, re.S).group(1)
     shown = [re.findall(r"<td>([^<]*)</td>", r) for r in re.findall(r"<tr>(.*?)</tr>", rows)]
     assert shown == [[str(v) for v in row.values()] for row in table.to_pylist()]
+
+
+def test_purged_dataset_page(web_site):
+    c = client(web_site, "alice")
+    text = c.get(f"/datasets/{web_site.ids['purged']}").text
+    assert 'id="state" class="state-purged">purged-lost<' in text and 'id="purged"' in text
+    assert 'id="download"' not in text and 'id="schema"' not in text
+    assert "<th scope=\"row\">n_rows</th><td>7</td>" in text  # its facts stay
+    rows = _rows(_search(c, dataset_type="src", collections="demo/run1", where="visit = 3 AND detector = 1").text)
+    assert [r["state"] for r in rows] == ["purged-lost"]
 
 
 def test_invisible_and_embargoed_datasets_are_missing(web_site):
@@ -216,13 +226,19 @@ def test_invisible_and_embargoed_datasets_are_missing(web_site):
 
 
 @pytest.mark.parametrize("page", ["/collections", "/datasets/{hostile-calexp}", "/datasets/{hostile-src}",
-                                  "/login?next=/%3Cscript%3E", "/datasets/%3Cscript%3Ealert(1)%3C%2Fscript%3E"])
+                                  "/login?next=/%3Cscript%3E", "/datasets/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+                                  "/search?dataset_type=calexp&where={HOSTILE}",
+                                  "/search?dataset_type=calexp&collections={HOSTILE}",
+                                  "/search?dataset_type={HOSTILE}&order={HOSTILE}"])
 def test_hostile_text_is_escaped(web_site, page):
-    path = re.sub(r"\{([^}]+)\}", lambda m: web_site.ids[m.group(1)], page)
+    from urllib.parse import quote
+
+    ids = dict(web_site.ids, HOSTILE=quote(HOSTILE))
+    path = re.sub(r"\{([^}]+)\}", lambda m: ids[m.group(1)], page)
     text = client(web_site, "alice").get(path).text
     assert "<script>" not in text.replace('<script src="/static/web.js"></script>', "")
     assert "<img src=x" not in text and "onerror=\"window" not in text
-    if "hostile" in page or page == "/collections":
+    if "hostile" in page or "HOSTILE" in page or page == "/collections":
         assert HOSTILE in html.unescape(text)  # shown, as text
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,8 @@ def build_repository(root: Path) -> Site:
                 src = pa.table({"id": np.arange(n), "ra": np.linspace(0, 1, n), "flux": np.full(n, 10.5 * visit)})
                 ids[f"src-{visit}-{detector}"] = str(butler.put(src, "src", data_id, run="demo/run1").id)
                 butler.put({"n_sources": n}, "metrics", data_id, run="demo/run1")
+        butler.retention.purge([butler.registry.refs_by_id([uuid.UUID(ids["src-3-1"])])[0]], force=True)
+        ids["purged"] = ids.pop("src-3-1")
         hostile = pa.table({HOSTILE: [1, 2], "x": [HOSTILE, "b"]})
         ids["hostile-src"] = str(butler.put(hostile, "src", instrument="Cam", visit=4, detector=0, run="demo/run1").id)
         ids["hostile-calexp"] = str(butler.put(_image(4, 0, hostile=True), "calexp", instrument="Cam", visit=4,
@@ -114,7 +117,7 @@ def build_repository(root: Path) -> Site:
                                        Time("2025-02-01T00:00:00", scale="tai"))
         butler.collections.register("demo/good", "TAGGED", doc=HOSTILE)
         butler.collections.associate("demo/good", butler.registry.refs_by_id(
-            [__import__("uuid").UUID(ids["calexp-1-0"])]))
+            [uuid.UUID(ids["calexp-1-0"])]))
         butler.collections.set_chain("demo/best", ["demo/run1", "Cam/calib"])
         access = Access(butler.registry.access)
         access.add_user("alice", groups=["team"])

@@ -85,7 +85,9 @@ def dataset(request: Request, dataset_id: str, user: User = Depends(page_user)) 
         artifact = ref.artifact
         state_name = butler.retention.states([ref.id]).get(ref.id, "stored")
         metadata = butler.get_metadata(ref)
-        stored = artifact is not None and state_name in ("stored", "cold")
+        # What the page reads from the file (header, rows, quicklook) only while it is in the hot
+        # datastore: a cold one would be staged back by a mere look; a purged one has no file.
+        stored = artifact is not None and state_name == "stored"
         page = {
             "ref": ref, "artifact": artifact, "state": state_name,
             "data_id": list(ref.data_id.mapping.items()),
@@ -94,6 +96,7 @@ def dataset(request: Request, dataset_id: str, user: User = Depends(page_user)) 
             "fits_headers": header_cards(butler, ref) if stored else None,
             "catalog": catalog(butler, ref) if stored else None,
             "stored": stored,
+            "downloadable": artifact is not None and state_name in ("stored", "cold"),
             "images": image_context(butler, ref, stored),
         }
     return render(request, DATASET_TEMPLATE, user=user, **page)
