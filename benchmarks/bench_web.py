@@ -12,7 +12,10 @@ is under 200 ms per page.
 
 Pages: the overview, the collections tree, the search form, the glint search (``src``
 datasets with ``src.n_rows > 25`` in ``demo/best``), a search page sorted by visit,
-and the dataset pages of a calexp, a src catalog and a raw.
+the dataset pages of a calexp, a src catalog and a raw, the calexp's quicklook (cached
+after the warm-up), the provenance graphs of the calexp and of a coadd, the cut-outs
+page at the calexp's centre with one cut-out as PNG (cached) and FITS, and sky maps of
+the detectors and of a RUN's calexps.
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ def _pages(client, root: Path) -> dict[str, str]:
             return str(next(iter(butler.query_datasets(dataset_type, collections=collections, find_first=False))).id)
 
         calexp, src, raw = first("calexp", "demo/best"), first("src", "demo/best"), first("raw", "SimCam/raw/all")
+        coadd = first("deepCoadd", "demo/best")
+        facts = butler.get_metadata(butler.registry.refs_by_id([__import__("uuid").UUID(calexp)])[0])
+    at = f"ra={facts['ra_center']:.6f}&dec={facts['dec_center']:.6f}&size=64"
     return {
         "overview": "/",
         "collections": "/collections",
@@ -62,6 +68,14 @@ def _pages(client, root: Path) -> dict[str, str]:
         "calexp page": f"/datasets/{calexp}",
         "src page": f"/datasets/{src}",
         "raw page": f"/datasets/{raw}",
+        "quicklook": f"/datasets/{calexp}/quicklook.png",
+        "calexp graph": f"/datasets/{calexp}/provenance",
+        "coadd graph": f"/datasets/{coadd}/provenance",
+        "cutouts": f"/cutouts?{at}",
+        "cutout PNG": f"/cutouts/{calexp}.png?{at}",
+        "cutout FITS": f"/cutouts/{calexp}.fits?{at}",
+        "sky detectors": "/sky?what=visit_detector_region",
+        "sky calexps": "/sky?what=dataset&dataset_type=calexp&collection=demo/run1",
     }
 
 

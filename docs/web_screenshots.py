@@ -4,7 +4,8 @@
 
 Serves the repository on loopback, signs a headless Chromium (Debian's chromium and
 chromium-driver) in as a user made for it, and saves the collections tree, the glint
-search and a calexp's page.  Re-run it when the pages change.
+search, a calexp's page (quicklook and footprint), its provenance graph, the cut-outs at
+its centre and the sky coverage of the night's detectors.  Re-run it when the pages change.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def main(root: Path) -> None:
         token = access.create_token("ana", expires_in=600, note="docs screenshots")
         calexp = next(iter(butler.query_datasets("calexp", "visit.id > 0", collections="demo/best",
                                                  find_first=True).order_by("-detector")))
+        facts = butler.get_metadata(calexp)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(create_app(root), log_level="error", lifespan="off"))
@@ -57,8 +59,15 @@ def main(root: Path) -> None:
         for name, path in (("collections", "/collections"),
                            ("search", "/search?dataset_type=src&collections=demo/best&find_first=on"
                                       "&where=src.n_rows+%3E+25&order=visit"),
-                           ("dataset", f"/datasets/{calexp.id}")):
+                           ("dataset", f"/datasets/{calexp.id}"),
+                           ("provenance", f"/datasets/{calexp.id}/provenance"),
+                           ("cutouts", f"/cutouts?ra={facts['ra_center']:.5f}&dec={facts['dec_center']:.5f}"
+                                       "&size=64"),
+                           ("sky", "/sky?what=visit_detector_region")):
             driver.get(url + path)
+            if name == "dataset":  # down to the quicklook and footprint
+                driver.execute_script("document.getElementById('h-image').scrollIntoView()")
+            time.sleep(0.5)  # pictures load after the page
             driver.save_screenshot(str(OUT / f"web-{name}.png"))
     finally:
         driver.quit()

@@ -353,3 +353,21 @@ def test_provenance_page_links_every_node(provenance_repo):
         assert str(hidden.id) not in page.text
         assert 'id="provenance-graph"' in page.text and "<details" in page.text
         assert c.get(f"/datasets/{hidden.id}/provenance").status_code == 404
+
+
+def test_get_image_bin_on_the_command_line(butler, tmp_path):
+    from click.testing import CliRunner
+
+    from skybutler.cli.main import cli
+
+    butler.register_dataset_type("img", ["instrument", "detector"], "Image")
+    data = np.arange(40 * 30, dtype=np.float32).reshape(30, 40)
+    butler.put(data, "img", instrument="Cam", detector=2, run="r")
+    out = tmp_path / "small.fits"
+    result = CliRunner().invoke(cli, ["get-image", str(butler.root), "img", "instrument=Cam", "detector=2", "-c", "r",
+                                      "--bin", "4", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert np.allclose(fits.getdata(out), block_means(data, 4)) and "wrote 10x8 pixels" in result.output
+    bad = CliRunner().invoke(cli, ["get-image", str(butler.root), "img", "instrument=Cam", "detector=2", "-c", "r",
+                                   "--bin", "0", "-o", str(out)])
+    assert bad.exit_code != 0 and "bin must be a positive integer" in bad.output and "Traceback" not in bad.output

@@ -32,26 +32,31 @@ def _bbox(text: str | None) -> tuple[int, ...] | None:
               help="Collections to search, in order (repeatable or comma-separated).")
 @click.option("--bbox", metavar="X_MIN,Y_MIN,X_MAX,Y_MAX", help="Only this pixel box (half-open bounds).")
 @click.option("--hdu", metavar="NAME|INDEX", help="The HDU to read: an EXTNAME or an index (0 = primary).")
+@click.option("--bin", "bin_", type=int, metavar="N",
+              help="Only the mean of each N x N block of pixels (read N rows at a time; no header).")
 @click.option("--header", "header_only", is_flag=True, help="Print the header instead of writing a file.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="FITS file to write the image (or cut-out) to.")
 def get_image(repo: Path, dataset_type: str, data_id: tuple[str, ...], collections: tuple[str, ...],
-              bbox: str | None, hdu: str | None, header_only: bool, output: Path | None) -> None:
-    """Write a stored image (one HDU of it, or a pixel box, with a header describing it) to a FITS
-    file, or print its header."""
+              bbox: str | None, hdu: str | None, bin_: int | None, header_only: bool, output: Path | None) -> None:
+    """Write a stored image (one HDU of it, or a pixel box, with a header describing it; or its
+    pixels binned) to a FITS file, or print its header."""
     if not header_only and output is None:
         fail("give --output FILE.fits, or --header to print the header")
-    parameters = {"bbox": _bbox(bbox), "hdu": hdu}
+    if bin_ is not None and header_only:
+        fail("--bin reads pixels: it does not go with --header")
+    parameters = {"bbox": _bbox(bbox), "hdu": hdu, "bin": bin_}
     with open_butler(repo) as butler:
         found = butler.get(dataset_type, parse_data_id(butler.universe, data_id),
                            collections=split_csv_option(collections), parameters=parameters,
-                           component="header" if header_only else None)
+                           component="header" if header_only else "data" if bin_ is not None else None)
     if header_only:
         click.echo(found.tostring(sep="\n").rstrip())
         return
     with open(output, "wb") as stream:
         get_formatter("fits").write(found, stream)
-    info(f"wrote {found.data.shape[1]}x{found.data.shape[0]} pixels to {output}")
+    shape = found.shape if bin_ is not None else found.data.shape
+    info(f"wrote {shape[1]}x{shape[0]} pixels to {output}")
 
 
 @click.command("cutouts")

@@ -61,7 +61,7 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     'put': ('dataset_commands', 'Store the JSON object in FILE.json as a DATASET_TYPE (Dict) dataset with data ID KEY=VALUE...'),
     'get': ('dataset_commands', "Read the DATASET_TYPE dataset with data ID KEY=VALUE...: print a Dict as JSON or a table's rows, or write any dataset to a file with -o."),
     'extract-metadata': ('dataset_commands', 'Extract the queryable facts (shape, sky footprint, header keys...) of stored DATASET_TYPE datasets that have none, e.g. ones stored by an older skybutler.'),
-    'get-image': ('image_commands', 'Write a stored image (one HDU of it, or a pixel box, with a header describing it) to a FITS file, or print its header.'),
+    'get-image': ('image_commands', 'Write a stored image (one HDU of it, or a pixel box, with a header describing it; or its pixels binned) to a FITS file, or print its header.'),
     'cutouts': ('image_commands', 'Cut out SIZE x SIZE pixels around ICRS RA, DEC (degrees) from every DATASET_TYPE image whose footprint covers it, each with its header and WCS describing the cut-out.'),
     'ingest-raws': ('ingest_commands', 'Ingest raw files (and the *.fits files under directories) into REPO as `raw` datasets.'),
     'register-instrument': ('ingest_commands', 'Register CAMERA in REPO: a YAML file describing a camera, or the name of one skybutler ships (HSC, SuprimeCam, DECam, MegaPrime, LSSTCam, LSSTComCam, LATISS, ...).'),

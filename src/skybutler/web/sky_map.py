@@ -13,6 +13,7 @@ twice and clipped to the ellipse.  Nothing is fetched from the network.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -167,8 +168,10 @@ def sky_paths(ra: np.ndarray, dec: np.ndarray, centre: float = 180.0) -> list[st
     return [p for p in out if p]
 
 
-def graticule(centre: float = 180.0) -> tuple[list[str], list[tuple[float, float, str]]]:
-    """Meridians every 30° and parallels every 30° of the all-sky map, and labels (x, y, text)."""
+@functools.cache
+def graticule(centre: float = 180.0) -> tuple[tuple[str, ...], tuple[tuple[float, float, str], ...]]:
+    """Meridians every 30° and parallels every 30° of the all-sky map, and labels (x, y, text);
+    the same for every map, so made once."""
     scale = SKY_W / (4 * SQRT2)
     lines, labels = [], []
     lat = np.linspace(-90, 90, 91)
@@ -185,7 +188,7 @@ def graticule(centre: float = 180.0) -> tuple[list[str], list[tuple[float, float
         lines.append(_path(SKY_W / 2 + x * scale, SKY_W / 4 - y * scale, close=False))
         x0, y0 = mollweide(np.radians(180.0), np.radians(dec))
         labels.append((float(SKY_W / 2 + x0 * scale) + 4, float(SKY_W / 4 - y0 * scale) + 4, f"{dec:+d}°"))
-    return lines, labels
+    return tuple(lines), tuple(labels)
 
 
 def _nice(span: float) -> float:
@@ -213,8 +216,8 @@ class SkyMap:
 
     shapes: list[Shape]
     groups: list[str]
-    grid: list[str]
-    grid_labels: list[tuple[float, float, str]]
+    grid: Sequence[str]
+    grid_labels: Sequence[tuple[float, float, str]]
     zoom_grid: list[str] = field(default_factory=list)
     zoom_labels: list[tuple[float, float, str, str]] = field(default_factory=list)
     zoom_centre: tuple[float, float] | None = None
