@@ -371,3 +371,22 @@ def test_get_image_bin_on_the_command_line(butler, tmp_path):
     bad = CliRunner().invoke(cli, ["get-image", str(butler.root), "img", "instrument=Cam", "detector=2", "-c", "r",
                                    "--bin", "0", "-o", str(out)])
     assert bad.exit_code != 0 and "bin must be a positive integer" in bad.output and "Traceback" not in bad.output
+
+
+def test_quicklook_of_a_multi_extension_image_is_its_first_image(tmp_path):
+    from skybutler import Butler
+    from skybutler.web.images import quicklook_png
+
+    from conftest import populate
+
+    with Butler.create(tmp_path / "repo") as butler:
+        populate(butler)
+        butler.register_dataset_type("mef", ["instrument", "detector"], "MultiExtensionImage")
+        first = np.zeros((20, 600), np.float32)
+        first[:, :300] = 1000.0  # left half bright
+        hdus = fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(first, name="AMP1"),
+                             fits.ImageHDU(np.ones((5, 5), np.float32), name="AMP2")])
+        ref = butler.put(hdus, "mef", instrument="Cam", detector=0, run="r")
+        picture = np.asarray(Image.open(io.BytesIO(quicklook_png(butler, ref, "zscale", 128, None))))
+    assert picture.shape == (4, 120)  # 600 / 5 = 120 columns: bin 5
+    assert picture[:, :60].min() == 255 and picture[:, 60:].max() == 0

@@ -92,7 +92,10 @@ def quicklook_png(butler: Butler, ref: DatasetRef, stretch: str, size: int, cach
     cached = None if cache is None else cache.get(ref.id, key)
     if cached is not None:
         return cached
-    header = butler.get(ref, component="header")
+    if ref.dataset_type.storage_class == "MultiExtensionImage":  # its first 2-D image, as the reader picks
+        header = next(h for h in butler.get(ref, component="headers") if h.get("NAXIS") == 2)
+    else:
+        header = butler.get(ref, component="header")
     factor = bin_factor(int(header["NAXIS1"]), int(header["NAXIS2"]), size)
     data = butler.get(ref, component="data", parameters={"bin": factor})
     png = png_bytes(data, stretch)
