@@ -303,3 +303,25 @@ def test_datasets_a_concurrent_loader_committed_are_skipped(repo, target, monkey
     summary = repo.load_catalog("src", target.url, collections="r1")
     assert (summary.datasets_loaded, summary.datasets_skipped, summary.rows_loaded) == (1, 5, 20)
     assert target.rows() == expected_rows(repo)
+
+
+def test_datasets_of_an_earlier_schema_version_load_under_the_current_one(repo, tmp_path):
+    """A nullable column added by a new version is NULL in the rows of older datasets; a
+    non-nullable one makes them unloadable, and the error names the dataset and the column."""
+    (tmp_path / "v2.yaml").write_text(SCHEMA.replace(
+        "  indexes:", '  - {name: snr, "@id": "#src.snr", datatype: float}\n  indexes:'))
+    assert repo.declare_catalog_schema("src", tmp_path / "v2.yaml", new_version=True) == 2
+    newer = catalog(8, 10).append_column("snr", pa.array(np.arange(10, dtype=np.float32)))
+    repo.put(newer, "src", instrument="Cam", detector=8)
+    url = f"duckdb:///{tmp_path / 'v.duckdb'}"
+    assert repo.load_catalog("src", url, collections="r1").datasets_loaded == 6
+    conn = duckdb.connect(str(tmp_path / "v.duckdb"), read_only=True)
+    counts = conn.execute("SELECT count(*), count(snr), sum(snr) FROM src").fetchone()
+    versions = conn.execute("SELECT DISTINCT schema_version FROM skybutler_loaded_datasets").fetchall()
+    conn.close()
+    assert counts == (sum(40 + d for d in range(1, 6)) + 10, 10, 45.0) and versions == [(2,)]
+    (tmp_path / "v3.yaml").write_text(SCHEMA.replace(
+        "  indexes:", '  - {name: snr, "@id": "#src.snr", datatype: float, nullable: false}\n  indexes:'))
+    repo.declare_catalog_schema("src", tmp_path / "v3.yaml", new_version=True)
+    with pytest.raises(CatalogSchemaError, match=r"dataset src@.*missing column\(s\) \['snr'\]"):
+        repo.load_catalog("src", f"sqlite:///{tmp_path / 'v3.db'}", collections="r1")

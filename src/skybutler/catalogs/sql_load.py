@@ -1,12 +1,13 @@
 """Loading a catalog dataset type's datasets into a user's SQL database (``butler.load_catalog``).
 
 The datasets of a query are read through the butler (as Arrow), checked against the
-declared schema (a file stored under an older version, or ingested, must still fit
-the table), given their ``_healpix_29`` column (computed by ``hats``, as for HATS
-publication, from the columns whose UCDs mark the main position), and loaded with
-their bookkeeping rows: a dataset's rows and its bookkeeping row are always in the same
-transaction, which holds one large dataset or several small ones (up to ``GROUP_ROWS``
-rows), so that a commit's cost is shared (see ``sql_target.py``).
+declared schema in force (a file stored under an earlier version, or ingested, must
+still fit the table; a nullable column added since is NULL in its rows), given their
+``_healpix_29`` column (computed by ``hats``, as for HATS publication, from the columns
+whose UCDs mark the main position), and loaded with their bookkeeping rows: a dataset's
+rows and its bookkeeping row are always in the same transaction, which holds one large
+dataset or several small ones (up to ``GROUP_ROWS`` rows), so that a commit's cost is
+shared (see ``sql_target.py``).
 
 So a load is idempotent and safe to interrupt: a re-run loads only the datasets whose
 bookkeeping row is missing, and a load killed at any instant has committed each
@@ -108,7 +109,8 @@ def load_catalog(butler: Butler, dataset_type: str, db_url: str, *, collections:
                 progress(finished, len(todo))
 
         for ref in todo:
-            rows = with_healpix(conform(butler.get(ref), schema, f"dataset {ref}"), *positions)
+            table = conform(butler.get(ref), schema, f"dataset {ref}", missing_as_null=True)
+            rows = with_healpix(table, *positions)
             group.append((Loaded(ref.id.hex, dataset_type, schema.version, rows.num_rows), rows))
             if sum(r.num_rows for _, r in group) >= group_rows or len(group) >= GROUP_DATASETS:
                 commit()

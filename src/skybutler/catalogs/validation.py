@@ -51,9 +51,11 @@ def _kind(kind: pa.DataType) -> str:
     return str(kind)
 
 
-def conform(obj: Any, schema: CatalogSchema, what: str = "the table") -> pa.Table:
+def conform(obj: Any, schema: CatalogSchema, what: str = "the table", *, missing_as_null: bool = False) -> pa.Table:
     """The Arrow table to store for ``obj`` under ``schema``; CatalogValidationError names
-    the offending column otherwise.  ``what`` names the table in messages (a dataset, a file)."""
+    the offending column otherwise.  ``what`` names the table in messages (a dataset, a file).
+    With ``missing_as_null`` a missing nullable column is all nulls (a table stored under an
+    earlier schema version, read under the current one)."""
     try:
         table = to_arrow(obj)
     except TypeError as err:
@@ -64,6 +66,11 @@ def conform(obj: Any, schema: CatalogSchema, what: str = "the table") -> pa.Tabl
     doubled = sorted({n for n in names if names.count(n) > 1})
     if doubled:
         raise CatalogValidationError(f"{where}: column {doubled[0]!r} appears more than once", doubled[0])
+    if missing_as_null:
+        for col in schema.columns:
+            if col.nullable and col.name not in names:
+                table = table.append_column(col.name, pa.nulls(table.num_rows, col.arrow_type))
+        names = table.column_names
     missing = [n for n in schema.names if n not in names]
     if missing:
         raise CatalogValidationError(f"{where}: missing column(s) {missing}; the schema declares "
