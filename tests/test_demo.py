@@ -109,3 +109,25 @@ def test_coadd_has_provenance_and_replays(finished):
         assert np.array_equal(again.data, stored.data, equal_nan=True)
         assert butler.get_uri(ref).startswith("file://")
     assert "provenance of deepCoadd" in text and "made by coadd" in text
+
+
+def test_sources_published_as_hats_and_the_cone_search_is_right(finished):
+    state, text = finished
+    pytest.importorskip("hats")
+    from hats.io.validation import is_valid_catalog
+
+    from skybutler.catalogs.search import cone_search
+
+    done = state.publication
+    refs = list(state.b.query_datasets("src", collections=demo.BEST))
+    rows = [state.b.get(r, parameters={"columns": ["ra", "dec"]}) for r in refs]
+    assert done.total_rows == sum(t.num_rows for t in rows) and done.datasets_added == len(refs)
+    assert is_valid_catalog(done.path, strict=True)
+    ra0, dec0, radius = state.cone
+    ra = np.radians(np.concatenate([t["ra"].to_numpy() for t in rows]))
+    dec = np.radians(np.concatenate([t["dec"].to_numpy() for t in rows]))
+    h = np.sin((dec - np.radians(dec0)) / 2) ** 2 + \
+        np.cos(dec) * np.cos(np.radians(dec0)) * np.sin((ra - np.radians(ra0)) / 2) ** 2
+    expected = int((np.degrees(2 * np.arcsin(np.sqrt(h))) <= radius).sum())
+    assert cone_search(done.path, ra0, dec0, radius).num_rows == expected > 0
+    assert "cone_search(" in text

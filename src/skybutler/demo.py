@@ -89,6 +89,9 @@ class Demo:
     """The coadds the second half made stale (StaleProduct)."""
     incremental: Any = None
     """The quantum graph of the incremental run (what it kept and what it ran)."""
+    publication: Any = None
+    """The HATS publication of the best sources (a ``Publication``), and the cone searched there."""
+    cone: tuple[float, float, float] | None = None
 
     @property
     def b(self) -> Butler:
@@ -424,6 +427,33 @@ def show_provenance(demo: Demo) -> None:
     demo.table("where the outputs are (butler.get_uri)", ["dataset type", "URI"], rows)
 
 
+def publish_catalogs(demo: Demo) -> None:
+    """The best run's source catalogs published as HATS, and one cone search over them."""
+    import numpy as np
+
+    from .catalogs.search import cone_search
+
+    b = demo.b
+    dest = demo.root / "hats" / "src"
+    demo.code(f"butler.publish_catalog('src', {str(dest)!r}, collections={BEST!r})")
+    demo.publication = b.publish_catalog("src", dest, collections=BEST)
+    done = demo.publication
+    demo.say(f"  {done.total_rows} sources of {done.datasets_added} catalogs in {done.partitions} HEALPix "
+             f"partition(s) with a margin cache, in {done.seconds:.1f} s; registered as "
+             f"{done.ref.dataset_type.name} in {done.ref.run}")
+    ref = b.find_dataset("src", instrument=INSTRUMENT, visit=min(demo.glints), detector=4, collections=BEST)
+    sources = b.get(ref, parameters={"columns": ["ra", "dec"]})
+    demo.cone = (float(np.nanmedian(sources["ra"].to_numpy())), float(np.nanmedian(sources["dec"].to_numpy())), 0.02)
+    ra, dec, radius = demo.cone
+    demo.code(f"cone_search({str(dest)!r}, ra={ra:.4f}, dec={dec:.4f}, radius={radius})")
+    found = cone_search(dest, ra, dec, radius, columns=["ra", "dec", "flux"])
+    demo.table(f"sources within {radius * 3600:.0f} arcsec (from every visit that saw them)",
+               ["ra", "dec", "flux"],
+               [(f"{r['ra']:.5f}", f"{r['dec']:.5f}", f"{r['flux']:.1f}") for r in found.to_pylist()[:8]])
+    if found.num_rows > 8:
+        demo.say(f"  ... {found.num_rows} in all")
+
+
 def _data_id_text(data_id: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in data_id.items() if k != "instrument")
 
@@ -462,7 +492,7 @@ def summarize(demo: Demo) -> None:
 Step = Callable[[Demo], None]
 
 STEPS: list[Step] = [create_repository, simulate_night, ingest, make_calibrations, process, second_half, find_glints,
-                     spatial_and_metrics, show_provenance, summarize]
+                     spatial_and_metrics, show_provenance, publish_catalogs, summarize]
 """The demo, in order; each step may use what the earlier ones left in :class:`Demo`."""
 
 
