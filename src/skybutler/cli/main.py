@@ -141,7 +141,7 @@ class SkybutlerGroup(click.Group):
             return super().invoke(ctx)
         except click.UsageError as err:  # one line naming the option, with where to read more
             if err.ctx is not None:
-                err.message = f"{err.message.rstrip()} (see '{err.ctx.command_path} --help')"
+                err.message = f"{err.message.rstrip()} (see '{err.ctx.command_path} --help')".lstrip()
                 err.ctx = None
             raise
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
