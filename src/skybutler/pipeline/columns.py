@@ -64,9 +64,16 @@ def id_array(ids: Any, n: int) -> np.ndarray:
     return np.array([b"" if i is None else str(i).encode() for i in ids], dtype="S36")
 
 
-def _value(col: np.ndarray, row: int) -> Any:
-    v = col[row]
-    return v.item() if isinstance(v, np.generic) else v
+def _python_columns(values: list[np.ndarray]) -> list[list[Any]]:
+    """Columns as lists of Python values, converted once (a value at a time from numpy cost
+    most of the time of turning a big graph into nodes)."""
+    out = []
+    for col in values:
+        items = col.tolist()
+        if col.dtype == object:
+            items = [v.item() if isinstance(v, np.generic) else v for v in items]
+        out.append(items)
+    return out
 
 
 class DatasetColumns:
@@ -81,6 +88,7 @@ class DatasetColumns:
         self.producer = producer
         self._table: pa.Table | None = None
         self._rank: np.ndarray | None = None
+        self._lists: list[list[Any]] | None = None
 
     @classmethod
     def empty(cls, name: str, group: DimensionGroup) -> DatasetColumns:
@@ -105,7 +113,9 @@ class DatasetColumns:
                               np.concatenate([self.producer, other.producer]))
 
     def key(self, row: int) -> tuple:
-        return tuple(_value(c, row) for c in self.values)
+        if self._lists is None:
+            self._lists = _python_columns(self.values)
+        return tuple(c[row] for c in self._lists)
 
     def node(self, row: int) -> DatasetNode:
         ident = self.ids[row]
@@ -197,12 +207,15 @@ class TaskQuanta:
     links: dict[str, dict[str, Link]] = field(default_factory=lambda: {k: {} for k in KINDS})
     #: local index -> IDs of outputs already in the output RUN, removed before the quantum writes.
     clobber: dict[int, list[uuid.UUID]] = field(default_factory=dict)
+    _lists: list[list[Any]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return self.size
 
     def data_id(self, i: int) -> DataCoordinate:
-        return DataCoordinate.from_required(self.group, tuple(_value(c, i) for c in self.values))
+        if self._lists is None:
+            self._lists = _python_columns(self.values)
+        return DataCoordinate.from_required(self.group, tuple(c[i] for c in self._lists))
 
     def node(self, i: int, datasets: dict[str, DatasetColumns]) -> QuantumNode:
         parts = {kind: {k: [datasets[link.dataset].node(int(r)) for r in link.of(i)] for k, link in links.items()}
