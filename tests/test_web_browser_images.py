@@ -15,10 +15,9 @@ import pytest
 from rich.console import Console
 
 from server_helpers import running_server
-from web_browser import Site, browser, screenshot, sign_in  # noqa: F401 (fixtures)
+from web_browser import HOSTILE, Site, browser, screenshot, sign_in, web_site  # noqa: F401 (fixtures)
 
 pytest.importorskip("selenium")
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +43,7 @@ def _loaded(driver, element) -> bool:
     return driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", element)
 
 
+@pytest.mark.slow
 def test_glint_to_quicklook_to_raw_and_a_cutout(browser, demo_site):  # noqa: F811
     from selenium.webdriver.common.by import By
 
@@ -109,3 +109,35 @@ def test_glint_to_quicklook_to_raw_and_a_cutout(browser, demo_site):  # noqa: F8
     browser.get(f"{site.url}/sky?what=visit_detector_region")
     assert browser.find_elements(By.CSS_SELECTOR, "svg.skyzoom path.region")
     screenshot(browser, "sky-coverage")
+
+
+def test_keyboard_cutouts_and_hostile_headers(browser, web_site):  # noqa: F811
+    """On the small web repository: a cut-out search typed and submitted from the keyboard, its
+    pictures loaded; the image pages of a calexp with hostile header text run no script."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from conftest import visit_pointing
+
+    sign_in(browser, web_site, "bob")
+    browser.get(f"{web_site.url}/cutouts")
+    ra, dec = visit_pointing(2)
+    field = browser.find_element(By.ID, "cut-ra")
+    field.send_keys(f"{ra + 0.001}")
+    field.send_keys(Keys.TAB)
+    browser.switch_to.active_element.send_keys(f"{dec}")
+    assert browser.switch_to.active_element.get_attribute("id") == "cut-dec"
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    pictures = browser.find_elements(By.CSS_SELECTOR, "img.cutout")
+    assert len(pictures) == 2 and all(p.get_attribute("alt").startswith("Cut-out of calexp") for p in pictures)
+    deadline = time.monotonic() + 20
+    while not all(_loaded(browser, p) for p in pictures) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(_loaded(browser, p) for p in pictures)
+    hostile = web_site.ids["hostile-calexp"]
+    for path in (f"/datasets/{hostile}", f"/datasets/{hostile}/provenance", "/sky?what=dataset&dataset_type=calexp"):
+        browser.get(web_site.url + path)
+        assert browser.execute_script("return window.__pwned === undefined"), path
+    browser.get(f"{web_site.url}/datasets/{hostile}")
+    assert _loaded(browser, browser.find_element(By.ID, "quicklook"))
+    assert HOSTILE not in browser.page_source
