@@ -70,6 +70,10 @@ def test_get_prints_dicts_and_tables_and_writes_any_dataset_to_a_file(stocked, t
     assert pq.read_table(tmp_path / "src.parquet").to_pylist() == rows
     missing = run("get", repo, "metrics", "instrument=Cam", "visit=1", "detector=3", "-c", "run/a", code=1)
     assert missing.stderr.startswith("error: no metrics dataset with data ID instrument=Cam visit=1 detector=3")
+    # --rows: the first rows of a table only; refused, in one line, for what is not a table
+    assert json.loads(run("get", repo, "src", *DATA_ID, "-c", "run/a", "--json", "--rows", "1").stdout) == rows[:1]
+    assert run("get", repo, "metrics", *DATA_ID, "-c", "run/a", "--rows", "1", code=1).stderr.strip() == (
+        "error: --rows needs a table; metrics is a Dict")
 
 
 def with_cold_tier(butler: Butler, tmp_path) -> Butler:

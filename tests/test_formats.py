@@ -135,7 +135,7 @@ def test_shipped_names() -> None:
 def test_storage_class_attributes() -> None:
     assert get_storage_class("Dict").formatters == ("json", "yaml")
     assert get_storage_class("Dict").default_formatter == "json"
-    assert get_storage_class("Table").parameters == frozenset({"columns", "as"})
+    assert get_storage_class("Table").parameters == frozenset({"columns", "as", "rows"})
     assert get_storage_class("Image").parameters == frozenset({"bbox", "hdu", "wcs_key", "bin"})
     assert set(get_storage_class("Image").components) == {"header", "wcs", "data"}
     assert get_formatter("json").extension == ".json"
@@ -248,6 +248,27 @@ def test_table_column_subset(tmp_path: Path, read_as: str) -> None:
     assert names == ["band", "id"]
 
 
+@pytest.mark.parametrize("read_as", list(MAKERS))
+def test_table_first_rows(tmp_path: Path, read_as: str) -> None:
+    """``rows`` reads the first rows, across row groups, as pyarrow reads them whole."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "groups.parquet"
+    pq.write_table(pa.table({"id": list(range(11)), "band": list("grizygrizyg")}), path, row_group_size=3)
+    whole = pq.read_table(path)
+    for rows in (0, 2, 3, 5, 11, 50):
+        result = read(path, "parquet", rows=rows, **{"as": read_as})
+        assert len(result) == min(rows, 11)
+        got = pa.Table.from_pandas(result, preserve_index=False) if read_as == "pandas" else (
+            pa.Table.from_pydict({c: list(result[c]) for c in result.colnames}) if read_as == "astropy" else result)
+        assert got.column("id").to_pylist() == whole.column("id").to_pylist()[:rows]
+    assert read(path, "parquet", rows=4, columns=["band"]).column_names == ["band"]
+    for bad in (-1, 1.5, "3", True):
+        with pytest.raises(FormatterError, match="'rows'"):
+            read(path, "parquet", rows=bad)
+
+
 def test_table_schema_component(tmp_path: Path) -> None:
     path = write(tmp_path, make_arrow(), "parquet")
     schema = read(path, "parquet", component="schema")
@@ -288,8 +309,8 @@ def test_table_errors(tmp_path: Path) -> None:
         read(path, "parquet", columns="flux")
     with pytest.raises(FormatterError, match=r"'as' is 'numpy'"):
         read(path, "parquet", **{"as": "numpy"})
-    with pytest.raises(FormatterError, match=r"\['rows'\].*allowed"):
-        read(path, "parquet", rows=3)
+    with pytest.raises(FormatterError, match=r"\['limit'\].*allowed"):
+        read(path, "parquet", limit=3)
     with pytest.raises(FormatterError, match=r"component 'flux'.*schema"):
         read(path, "parquet", component="flux")
 

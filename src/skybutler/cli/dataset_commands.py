@@ -131,6 +131,8 @@ def put(repo: Path, dataset_type: str, file: Path, data_id: tuple[str, ...], run
               help="Write the dataset to this file, in its storage class's format (the one FILE's extension "
                    "names, if the storage class has it: .json or .yaml for a Dict).")
 @click.option("--json", "as_json", is_flag=True, help="Print a table's rows as a JSON list of objects.")
+@click.option("--rows", type=click.IntRange(min=0), metavar="N",
+              help="Only the first N rows of a table (read from the file's start, not the whole table).")
 @click.option("--yes", "-y", is_flag=True, help="Recompute a purged dataset without asking.")
 @click.option("--no-recompute", is_flag=True, help="Fail on a purged dataset instead of recomputing it.")
 @click.option("--on-drift", type=click.Choice(["refuse", "note"]), default="refuse", show_default=True,
@@ -138,7 +140,7 @@ def put(repo: Path, dataset_type: str, file: Path, data_id: tuple[str, ...], run
 @click.option("--verify-checksums/--no-verify-checksums", default=None,
               help="Check the file against its recorded checksum first (default: the repository's setting).")
 def get(repo: Path, dataset_type: str, data_id: tuple[str, ...], collections: tuple[str, ...], output: Path | None,
-        as_json: bool, yes: bool, no_recompute: bool, on_drift: str, verify_checksums: bool | None) -> None:
+        as_json: bool, rows: int | None, yes: bool, no_recompute: bool, on_drift: str, verify_checksums: bool | None) -> None:
     """Read the DATASET_TYPE dataset with data ID KEY=VALUE...: print a Dict as JSON or a
     table's rows, or write any dataset to a file with -o.
 
@@ -170,6 +172,10 @@ def get(repo: Path, dataset_type: str, data_id: tuple[str, ...], collections: tu
             confirm_recompute(butler, ref, yes)
             butler.on_wait = lambda message, seconds: None  # the expected wait was just shown: once is enough
         parameters = {"as": "arrow"} if output is None and "as" in storage_class.parameters else None
+        if rows is not None:
+            if "rows" not in storage_class.parameters:
+                fail(f"--rows needs a table; {dataset_type} is a {storage_class.name}")
+            parameters = {**(parameters or {}), "rows": rows}
         obj = butler.get(ref, parameters=parameters, verify_checksums=verify_checksums,
                          recompute=None if no_recompute else RecomputeOptions(on_drift=on_drift))  # type: ignore[arg-type]
     if state == COLD:
@@ -184,8 +190,7 @@ def get(repo: Path, dataset_type: str, data_id: tuple[str, ...], collections: tu
     elif storage_class.name == "Dict":
         print_json(obj)
     else:
-        rows = obj.to_pylist()
-        print_rows(rows, as_json=as_json, columns=obj.column_names, empty=f"{_describe(ref)} has no rows")
+        print_rows(obj.to_pylist(), as_json=as_json, columns=obj.column_names, empty=f"{_describe(ref)} has no rows")
 
 
 def _describe(ref: Any) -> str:

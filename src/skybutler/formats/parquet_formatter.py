@@ -2,7 +2,9 @@
 
 Parquet keeps each column in its own chunks with offsets in the footer, so
 ``pyarrow.parquet.ParquetFile`` on a seekable stream reads the footer and then only
-the requested columns' bytes — the same on a local file and an S3 object.
+the requested columns' bytes — the same on a local file and an S3 object.  The
+``rows`` parameter reads only the first rows (batch by batch, stopping there), so a
+preview of a large catalog costs what it shows.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ class ParquetFormatter(Formatter):
     name = "parquet"
     extension = ".parquet"
     components = frozenset({"schema"})
-    parameters = frozenset({"columns", "as"})
+    parameters = frozenset({"columns", "as", "rows"})
 
     def _write(self, obj: Any, stream: BinaryIO) -> None:
         try:
@@ -44,8 +46,21 @@ class ParquetFormatter(Formatter):
         columns = self._columns(parameters.get("columns"), schema.names)
         if component == "schema":
             return schema if columns is None else _select(schema, columns)
-        table = parquet_file.read(columns=columns, use_pandas_metadata=True)
+        rows = self._rows(parameters.get("rows"))
+        if rows is None:
+            table = parquet_file.read(columns=columns, use_pandas_metadata=True)
+        else:
+            table = _first_rows(parquet_file, columns, rows)
         return from_arrow(table, kind)
+
+    def _rows(self, requested: Any) -> int | None:
+        """Validate the ``rows`` parameter: how many rows to read from the start (None: all)."""
+        if requested is None:
+            return None
+        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 0:
+            raise FormatterError(f"Formatter {self.name!r}: read parameter 'rows' must be a whole number >= 0, "
+                                 f"got {requested!r}.")
+        return requested
 
     def _validate(self, stream: BinaryIO) -> None:
         """The footer parses and its schema converts to Arrow (the data pages are not read)."""
@@ -75,3 +90,19 @@ class ParquetFormatter(Formatter):
 def _select(schema: pa.Schema, columns: list[str]) -> pa.Schema:
     """The sub-schema holding ``columns`` in the requested order (metadata kept)."""
     return pa.schema([schema.field(name) for name in columns], metadata=schema.metadata)
+
+
+def _first_rows(parquet_file: pq.ParquetFile, columns: list[str] | None, rows: int) -> pa.Table:
+    """The first ``rows`` rows, reading batches only until there are enough."""
+    batches, have = [], 0
+    for batch in parquet_file.iter_batches(batch_size=max(min(rows, 65536), 1), columns=columns,
+                                           use_pandas_metadata=True):
+        if have >= rows:
+            break
+        batch = batch.slice(0, rows - have)
+        batches.append(batch)
+        have += batch.num_rows
+    if batches:
+        return pa.Table.from_batches(batches).replace_schema_metadata(parquet_file.schema_arrow.metadata)
+    return parquet_file.read(columns=columns, use_pandas_metadata=True).slice(0, 0)
+

@@ -29,6 +29,6 @@ TABLE = StorageClass(
     checker=check_table,
     extractor=extract_table_metadata,
     components={"schema": "the Arrow schema (column names and types), read from the file footer only"},
-    parameters=frozenset({"columns", "as"}),
+    parameters=frozenset({"columns", "as", "rows"}),
     metadata_fields={"n_rows": int, "n_columns": int, "columns": str},
 )

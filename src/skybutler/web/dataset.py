@@ -71,8 +71,7 @@ def catalog(butler: Butler, ref: DatasetRef) -> tuple[list[tuple[str, str]], lis
     if ref.dataset_type.storage_class != "Table":
         return None
     schema = butler.get(ref, component="schema")
-    table = butler.get(ref, parameters={"as": "arrow"})
-    first = table.slice(0, FIRST_ROWS).to_pylist()
+    first = butler.get(ref, parameters={"as": "arrow", "rows": FIRST_ROWS}).to_pylist()
     names = list(schema.names)
     return ([(f.name, str(f.type)) for f in schema], names, [[_text(row[n]) for n in names] for row in first])
 
