@@ -8,9 +8,10 @@ universe it was made with; opening one checks both.
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -18,7 +19,6 @@ from ..dimensions import DataCoordinate, DimensionUniverse
 from ..errors import (DatasetTypeError, SchemaVersionError, UniverseMismatchError)
 from ..models import CollectionType, DatasetRef, DatasetType, StoredArtifact
 from ..timespan import Timespan
-from .access_store import AccessStore
 from .calibration_store import CalibrationStore
 from .catalog_schema_store import CatalogSchemaStore
 from .collection_store import CollectionStore
@@ -30,6 +30,9 @@ from .dimension_store import DimensionRecordStore
 from .metadata_store import MetadataStore
 from .schema import SCHEMA_VERSION, RegistrySchema
 from .user_tables import UserTableStore
+
+if TYPE_CHECKING:
+    from .access_store import AccessStore
 
 
 class Registry:
@@ -47,8 +50,16 @@ class Registry:
         self.metadata = MetadataStore(db, self.schema)
         self.states = DatasetStateStore(db, self.schema)
         self.user_tables = UserTableStore(db, self.schema)
-        self.access = AccessStore(db, self.schema)
         self.catalog_schemas = CatalogSchemaStore(db, self.schema)
+
+    @functools.cached_property
+    def access(self) -> AccessStore:
+        """Tokens, users, rules and quotas of a served repository (made on first use: only the
+        server and its administration commands need them, and the start of every other command
+        does not pay for their tables)."""
+        from .access_store import AccessStore
+
+        return AccessStore(self.db, self.schema)
 
     # -- lifecycle ------------------------------------------------------------
 
