@@ -11,15 +11,16 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def running_server(root: Path, apps: list | None = None, **settings) -> Iterator[str]:
-    """Serve the repository at ``root`` on 127.0.0.1 (a free port) while the block runs; yields its URL
-    (and appends the application to ``apps``, for tests that look inside)."""
+def running_server(root: Path | None, apps: list | None = None, *, app=None, **settings) -> Iterator[str]:
+    """Serve the repository at ``root`` (or a ready-made ``app``) on 127.0.0.1 (a free port) while the
+    block runs; yields its URL (and appends the application to ``apps``, for tests that look inside)."""
     import uvicorn
 
     from skybutler.server.app import create_app
     from skybutler.server.state import ServerSettings
 
-    app = create_app(root, ServerSettings(**settings))
+    if app is None:
+        app = create_app(root, ServerSettings(**settings))
     if apps is not None:
         apps.append(app)
     sock = socket.socket(proto=socket.IPPROTO_TCP)  # so that asyncio sets TCP_NODELAY on connections, as in serve
@@ -39,4 +40,5 @@ def running_server(root: Path, apps: list | None = None, **settings) -> Iterator
         server.should_exit = True
         thread.join(10)
         sock.close()
-        app.state.skybutler.close()
+        if root is not None:
+            app.state.skybutler.close()

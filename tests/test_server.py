@@ -209,3 +209,52 @@ def test_a_repository_of_its_own_universe(tmp_path):
         assert [r["campaign"] for r in shown] == ["wide"]
     assert local.get("plan", campaign="deep", collections="u/ana/plans") == {"fields": 12}
     local.close()
+
+
+def test_several_repositories_from_one_config_file(butler, make_butler, tmp_path, monkeypatch):
+    """``skybutler serve --config FILE`` serves each repository the file names at the name it
+    gives, with the file's settings (options on the command line win); a bad file is one line."""
+    import uvicorn
+    from click.testing import CliRunner
+
+    from skybutler.cli.main import cli
+    from skybutler.server.config import ENV, ServeConfig
+    from skybutler.server.main import build
+
+    if butler.registry.db.dialect != "sqlite":
+        pytest.skip("the configuration is the server's own; run on SQLite")
+    other = make_butler("second")
+    other.register_dataset_type("notes", ["instrument"], "Dict")
+    tokens = {}
+    for repo in (butler, other):
+        access = Access(repo.registry.access)
+        access.grant("*", "*", "*", "read")
+        tokens[repo.root] = access.create_token("ana")
+    config = tmp_path / "serve.yaml"
+    config.write_text(f"repositories:\n  main: {butler.root}\n  second: {other.root.relative_to(tmp_path)}\n"
+                      "port: 8123\nuser_concurrency: 2\nquery_timeout: 30\n")
+    loaded = ServeConfig.load(config)
+    assert loaded.repositories == {"main": str(butler.root), "second": str(other.root)}
+    with running_server(None, app=build(loaded)) as url:
+        first = Butler(f"{url}/main", token=tokens[butler.root])
+        second = Butler(f"{url}/second", token=tokens[other.root])
+        assert "metrics" in {t.name for t in first.query_dataset_types()}
+        assert [t.name for t in second.query_dataset_types()] == ["notes"]
+    ran = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: ran.update(kwargs, app=app))
+    monkeypatch.delenv(ENV, raising=False)
+    result = CliRunner().invoke(cli, ["serve", "--config", str(config), "--port", "9000"])
+    assert result.exit_code == 0, result.output
+    assert ran["port"] == 9000 and ran["app"] == "skybutler.server.main:app"
+    handed = ServeConfig.from_env()
+    assert handed.repositories == loaded.repositories and handed.user_concurrency == 2
+    assert handed.settings().query_timeout == 30 and handed.port == 9000
+    for text, expected in [("repositories: {}\n", "repositories"), ("port: 80\n", "repositories"),
+                           (f"repositories: {{x: {tmp_path}}}\n", "is not a repository"),
+                           (f"repositories: {{main: {butler.root}}}\nportt: 1\n", "portt"),
+                           ("repositories: [\n", "is not YAML")]:
+        config.write_text(text)
+        result = CliRunner().invoke(cli, ["serve", "--config", str(config)])
+        assert result.exit_code == 1 and expected in result.output and "Traceback" not in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+    other.close()

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from skybutler import Butler
 from skybutler.access import Access
 from skybutler.cli.main import cli
-from skybutler.errors import QuotaExceededError, ServerError
+from skybutler.errors import QueryTimeoutError, QuotaExceededError, ServerError
 
 from conftest import S3_ENDPOINT
 from server_helpers import running_server
@@ -84,6 +84,41 @@ def test_concurrent_uploads_never_exceed_a_quota(butler, tokens):
             thread.join(60)
     assert sorted(outcomes) == ["refused"] * 5 + ["stored"] * 3
     assert access.usage("user", "pat")["datasets"] == 6
+
+
+def test_a_statement_past_its_time_limit_is_stopped(butler):
+    """The registry stops a statement that runs past the time limit (SQLite's progress handler,
+    PostgreSQL's statement_timeout) with QueryTimeoutError; the next one runs normally."""
+    import sqlalchemy as sa
+
+    count = sa.text("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200000000) "
+                    "SELECT count(*) FROM c")
+    db = butler.registry.db
+    start = time.monotonic()
+    with pytest.raises(QueryTimeoutError, match=r"longer than this server allows \(0.2 s\)"):
+        with db.time_limit(0.2), db.reading() as conn:
+            conn.execute(count).scalar()
+    assert time.monotonic() - start < 5
+    with db.reading() as conn:
+        assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+    assert butler.query_data_ids(["visit"]).count() == 6
+
+
+def test_query_timeout_through_the_server(butler, tokens):
+    """A query past the server's query_timeout ends with QueryTimeoutError at the client, whether
+    it is stopped before its answer begins or while it streams; other queries go on."""
+    if butler.registry.db.dialect != "sqlite":
+        pytest.skip("the server's handling is the same on every stack; the statement limit is tested on each")
+    _, token = tokens
+    butler.insert_records("detector", [{"instrument": "Cam", "id": d} for d in range(4, 3000)])
+    with running_server(butler.root, query_timeout=0.001) as url:
+        pat = Butler(url, token=token["pat"])
+        with pytest.raises(QueryTimeoutError):
+            sum(1 for _ in pat.query_data_ids(["visit", "detector"]))
+        with pytest.raises(QueryTimeoutError):
+            pat.query_data_ids(["visit", "detector"]).count()
+    with running_server(butler.root) as url:
+        assert Butler(url, token=token["pat"]).query_data_ids(["visit", "detector"]).count() == 6 * 3000
 
 
 def test_request_size_limit(butler, tokens):

@@ -383,7 +383,10 @@ def test_the_demo_prints_the_url_skybutler_serve_serves_the_web_view_at(web_site
     hint = web_view_hint(web_site.root, kept=True)
     assert f"skybutler serve {web_site.root}" in hint
     path = re.search(r"http://127\.0\.0\.1:8080(/\S+/)$", hint).group(1)
-    monkeypatch.setenv("SKYBUTLER_SERVE", str(web_site.root))
+    from skybutler.server.config import ENV, ServeConfig
+
+    served = ServeConfig(repositories={web_site.root.name: str(web_site.root)})  # as `skybutler serve REPO` makes it
+    monkeypatch.setenv(ENV, served.model_dump_json())
     outer = app()  # what `skybutler serve` runs
     try:
         with TestClient(outer, follow_redirects=False) as c:

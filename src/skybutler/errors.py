@@ -225,3 +225,7 @@ class QuotaExceededError(AccessError):
 
 class ServerError(SkybutlerError):
     """A server answered with an error no other skybutler error describes, or not at all."""
+
+
+class QueryTimeoutError(SkybutlerError):
+    """A query ran longer than the time a server allows it (``query_timeout``) and was stopped."""

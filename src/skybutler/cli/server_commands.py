@@ -28,7 +28,10 @@ def parse_duration(text: str | None) -> float | None:
 
 
 @click.command()
-@click.argument("repos", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("repos", nargs=-1, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="A YAML file naming the repositories (name: directory) and the settings below; "
+                   "options given here override it.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
@@ -41,24 +44,39 @@ def parse_duration(text: str | None) -> float | None:
               help="Hand out pre-signed URLs valid this many seconds for S3 datastores (0: stream downloads).")
 @click.option("--trust-header", metavar="NAME", help="Take the user's name from this request header, set by an "
               "authenticating proxy in front of the server (which must strip it from clients' requests).")
-def serve(repos: tuple[Path, ...], host: str, port: int, workers: int, max_request_mb: int,
-          user_concurrency: int, presign: int, trust_header: str | None) -> None:
-    """Serve REPOS over HTTP, each at http://HOST:PORT/<its directory name> (clients need a token)."""
-    import os
+@click.option("--query-timeout", default=600.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a query may run on the server before it is stopped with an error.")
+@click.pass_context
+def serve(ctx: click.Context, repos: tuple[Path, ...], config_file: Path | None, **options: object) -> None:
+    """Serve REPOS (or a --config file's) over HTTP, each at http://HOST:PORT/<its name> (clients need a token).
 
+    A repository given on the command line is named by its directory; a --config file names each
+    of its own, and its settings apply unless an option here gives another."""
     from ..extras import require
+    from ..server.config import ServeConfig
 
     uvicorn = require("uvicorn", "serving a repository (pip install skybutler[server])")
-    names = [repo.absolute().name for repo in repos]
-    if len(set(names)) != len(names):
-        fail("two repositories to serve have the same directory name")
-    os.environ["SKYBUTLER_SERVE"] = os.pathsep.join(str(repo.absolute()) for repo in repos)
-    os.environ["SKYBUTLER_SERVE_SETTINGS"] = f"{max_request_mb},{user_concurrency},{presign}"
-    os.environ["SKYBUTLER_TRUST_HEADER"] = trust_header or ""
-    info(f"serving {', '.join(f'http://{host}:{port}/{n}' for n in names)} (the web view: open "
-         f"{', '.join(f'http://{host}:{port}/{n}/' for n in names)} in a browser)")
-    uvicorn.run("skybutler.server.main:app", host=host, port=port, workers=workers, log_level="warning",
-                factory=True)
+    given = {name: value for name, value in options.items()
+             if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
+    if config_file is not None:
+        config = ServeConfig.load(config_file)
+        mounts = dict(config.repositories)
+    else:
+        config, mounts = None, {}
+    for repo in repos:
+        name = repo.absolute().name
+        if name in mounts:
+            fail(f"two repositories to serve have the name {name!r}")
+        mounts[name] = str(repo.absolute())
+    if not mounts:
+        fail("name the repositories to serve, or give a --config file that does")
+    base = {} if config is None else config.model_dump(exclude={"repositories"})
+    values = {**{k: v for k, v in options.items() if v is not None}, **base, **given, "repositories": mounts}
+    config = ServeConfig.checked(values, str(config_file or "serve"))
+    config.to_env()
+    info(f"serving {', '.join(f'http://{config.host}:{config.port}/{n}' for n in mounts)}")
+    uvicorn.run("skybutler.server.main:app", host=config.host, port=config.port, workers=config.workers,
+                log_level="warning", factory=True)
 
 
 @click.group()

@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.engine import Connection, Engine
 
-from ..errors import BackendError
+from ..errors import BackendError, QueryTimeoutError
 from .read_cache import ReadCache
 
 #: Seconds a SQLite writer waits for a lock before failing with a clear error.
@@ -169,6 +169,35 @@ class Database:
         #: the row counts those statistics describe (SQLite; read from sqlite_stat1 when needed).
         self._inserted: dict[str, int] = {}
         self._analyzed: dict[str, int] | None = None
+        #: time.monotonic() after which this database's statements are stopped (None: never); a
+        #: server sets it for the duration of one request's query (see ``time_limit``)
+        self.deadline: float | None = None
+        self._limit_seconds = 0.0
+        if self.dialect == "sqlite":
+            sa.event.listen(self.engine, "connect", self._sqlite_watch_deadline)
+        elif self.dialect == "postgresql":
+            sa.event.listen(self.engine, "before_cursor_execute", self._pg_statement_timeout)
+
+    @contextlib.contextmanager
+    def time_limit(self, seconds: float) -> Iterator[None]:
+        """Stop every statement still running ``seconds`` from now (``QueryTimeoutError``)."""
+        self.deadline, self._limit_seconds = time.monotonic() + seconds, seconds
+        try:
+            yield
+        finally:
+            self.deadline = None
+
+    def _sqlite_watch_deadline(self, dbapi_connection, _record) -> None:
+        # SQLite calls this every few thousand virtual-machine steps; non-zero interrupts the statement.
+        dbapi_connection.set_progress_handler(
+            lambda: 1 if self.deadline is not None and time.monotonic() > self.deadline else 0, 20_000)
+
+    def _pg_statement_timeout(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        # The server's own timer: what is left of the deadline, in milliseconds (0 lifts it).
+        wanted = 0 if self.deadline is None else max(1, int((self.deadline - time.monotonic()) * 1000))
+        if wanted or conn.info.get("statement_timeout"):
+            cursor.execute(f"SET statement_timeout = {wanted}")
+            conn.info["statement_timeout"] = wanted
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -277,6 +306,10 @@ class Database:
         try:
             yield
         except sa.exc.OperationalError as err:
+            if self.deadline is not None and time.monotonic() >= self.deadline - 0.01:
+                raise QueryTimeoutError(f"the query ran longer than this server allows ({self._limit_seconds:g} s) "
+                                        "and was stopped: narrow it (a where-clause, fewer collections) or "
+                                        "ask for fewer results") from None
             raise BackendError(f"{self.dialect} registry {operation} failed: {err.orig}") from err
         except sa.exc.InterfaceError as err:
             raise BackendError(f"{self.dialect} registry connection lost during {operation}: {err.orig}") from err

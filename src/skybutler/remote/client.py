@@ -63,18 +63,9 @@ def _raise_for(response: Any) -> None:
         name, message = None, response.text[:500] if response.is_closed else ""
     if not isinstance(message, str):
         message = json.dumps(message)[:2000]
-    kind = getattr(errors, name, None) if isinstance(name, str) else None
     if response.status_code == 401:
-        kind = errors.AuthenticationError
-    if not (isinstance(kind, type) and issubclass(kind, SkybutlerError)):
-        kind = errors.ServerError
-        message = f"server answered {response.status_code}: {message}"
-    try:
-        err = kind(message)
-    except TypeError:
-        err = errors.ServerError(message)
-    err.status = response.status_code
-    raise err
+        name = "AuthenticationError"
+    wire.raise_error(name, message, response.status_code)
 
 
 class RemoteTransport:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import QueryError, ServerError
 from . import wire
+from .wire import raise_error
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -58,6 +59,8 @@ class RemoteQueryResults:
                 if item["$end"] != count:
                     break
                 return
+            if "$error" in item:
+                raise_error(item["$error"], item.get("message", ""))
             count += 1
             yield convert(item)
         raise ServerError(f"the server's answer was cut short after {count} results")

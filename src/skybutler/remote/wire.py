@@ -117,3 +117,19 @@ def unpack(data: bytes) -> tuple[dict[str, Any], list[bytes]]:
         out.append(data[at:at + n])
         at += n
     return header, out
+
+
+def raise_error(name: Any, message: str, status: int | None = None) -> None:
+    """Raise the skybutler exception a server named (``ServerError`` for a name that is not one)."""
+    from .. import errors
+
+    kind = getattr(errors, name, None) if isinstance(name, str) else None
+    if not (isinstance(kind, type) and issubclass(kind, errors.SkybutlerError)):
+        kind = errors.ServerError
+        message = f"server answered {status}: {message}" if status is not None else message
+    try:
+        err = kind(message)
+    except TypeError:
+        err = errors.ServerError(message)
+    err.status = status
+    raise err

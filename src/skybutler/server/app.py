@@ -41,6 +41,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (errors.ArtifactExistsError, 409),
     (errors.CalibrationConflictError, 409),
     (errors.CollectionCycleError, 409),
+    (errors.QueryTimeoutError, 504),
     (errors.BackendError, 503),
     (errors.SkybutlerError, 422),
 ]

@@ -1,23 +1,23 @@
-"""The application ``skybutler serve`` runs in each uvicorn worker: every repository named
-in ``SKYBUTLER_SERVE`` mounted at ``/<its directory name>``."""
+"""The application ``skybutler serve`` runs in each uvicorn worker: every repository of the
+server's configuration (:class:`~skybutler.server.config.ServeConfig`, handed over in the
+``SKYBUTLER_SERVE_CONFIG`` environment variable) mounted at ``/<its name>``."""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 from fastapi import FastAPI
 
 from .app import create_app
-from .state import ServerSettings, trust_header
+from .config import ServeConfig
 
 
 def app() -> FastAPI:
-    max_mb, concurrency, presign = (int(x) for x in os.environ.get("SKYBUTLER_SERVE_SETTINGS", "256,4,0").split(","))
-    header = os.environ.get("SKYBUTLER_TRUST_HEADER")
-    settings = ServerSettings(max_request_bytes=max_mb * 1024 * 1024, user_concurrency=concurrency,
-                              presign_seconds=presign, identify=trust_header(header) if header else None)
+    return build(ServeConfig.from_env())
+
+
+def build(config: ServeConfig) -> FastAPI:
+    """One application serving every repository of ``config``."""
+    settings = config.settings()
     outer = FastAPI(title="skybutler repositories")
-    for root in os.environ["SKYBUTLER_SERVE"].split(os.pathsep):
-        outer.mount(f"/{Path(root).name}", create_app(root, settings))
+    for name, root in config.repositories.items():
+        outer.mount(f"/{name}", create_app(root, settings))
     return outer

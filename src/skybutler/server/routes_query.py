@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from ..access import User
 from ..butler import Butler
 from ..embargo import EmbargoCheck
+from ..errors import SkybutlerError
 from ..query.builder import QuerySpec
 from ..remote import wire
 from . import authz
@@ -46,14 +47,15 @@ class QueryRequest(BaseModel):
 @contextlib.contextmanager
 def user_query(request: Request, body: QueryRequest, user: User) -> Iterator[Any]:
     """The results of the request's query as the user may see them, with a butler and one
-    of the user's query slots held until the block ends."""
+    of the user's query slots held until the block ends; its statements are stopped once it has
+    run ``query_timeout`` seconds (streaming included), with a QueryTimeoutError."""
     state: ServerState = request.app.state.skybutler
     slot = state.user_slot(user.name)
     if not slot.acquire(timeout=state.settings.queue_timeout):
         raise TooManyRequests(f"user {user.name!r} has {state.settings.user_concurrency} queries running and "
                               f"this one waited {state.settings.queue_timeout:g} s for a turn")
     try:
-        with state.butler() as butler:
+        with state.butler() as butler, butler.registry.db.time_limit(state.settings.query_timeout):
             yield _results(butler, user, body)
     finally:
         slot.release()
@@ -99,7 +101,8 @@ _COLLECT_EVERY = 5
 
 def _json_lines(results: Any) -> Iterator[bytes]:
     """One JSON object a line (a ref, a data ID or a record), then ``{"$end": N}`` so that the
-    client can tell a complete answer from one cut short."""
+    client can tell a complete answer from one cut short (or ``{"$error": NAME, "message": ...}``
+    if the query fails once its answer has begun, e.g. by running out of time)."""
     from ..dimensions import DimensionRecord
     from ..models import DatasetRef
 
@@ -111,9 +114,13 @@ def _json_lines(results: Any) -> Iterator[bytes]:
         return wire.encode(item.mapping)
 
     count = 0
-    for batch in results._converted_batches():
-        count += len(batch)
-        yield "".join(json.dumps(line(item), separators=(",", ":")) + "\n" for item in batch).encode()
+    try:
+        for batch in results._converted_batches():
+            count += len(batch)
+            yield "".join(json.dumps(line(item), separators=(",", ":")) + "\n" for item in batch).encode()
+    except SkybutlerError as err:  # after the first line the status is sent: the error goes as a line
+        yield json.dumps({"$error": type(err).__name__, "message": str(err)}).encode() + b"\n"
+        return
     yield json.dumps({"$end": count}).encode() + b"\n"
 
 
