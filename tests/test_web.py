@@ -145,6 +145,7 @@ def test_collections_tree_counts_and_validity(web_site):
     # the chain nests its children, in order
     chain = text[text.index('data-name="demo/best"'):]
     assert "searches demo/run1 → Cam/calib" in chain
+    assert 'href="/search?collections=demo/best&amp;find_first=on">search it</a>' in chain
     assert chain.index('data-name="demo/run1"') < chain.index('data-name="Cam/calib"') < chain.index("</details>")
     assert "validity ranges of bias in Cam/calib" in text
     assert text.count("2025-01-01T00:00:00.000</td><td>2025-02-01T00:00:00.000") == 2
