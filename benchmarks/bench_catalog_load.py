@@ -12,9 +12,9 @@ the cost of the bookkeeping check alone).  Defaults: the issue's 10,000,000 rows
 2,000 datasets (``--quick``: 200,000 over 200).  Set ``TMPDIR=/dev/shm`` to keep the disk
 out of the figures.
 
-The synthetic catalog and the repository builder are shared with the publication
-benchmark (``bench_catalogs.py`` imports ``SOURCE_SCHEMA``, ``synthetic_sources`` and
-``build_repository``).
+The publication benchmark (``bench_catalogs.py``) loads its own repository's rows with
+``load_all`` (declaring a schema of its columns first), so the issue's figures for
+publication and loading come from one run on the same rows.
 """
 
 from __future__ import annotations
@@ -104,6 +104,32 @@ def bench_load(butler: Butler, db_url: str, collections: str = "bench/src") -> d
             "cpu_s": round(cpu, 2), "rows_per_s": round(summary.rows_loaded / wall), "rerun_s": round(again, 2)}
 
 
+def target_url(target: str, work: Path) -> str:
+    """The database URL of a target kind in directory ``work`` (PostgreSQL: SKYBUTLER_BENCH_POSTGRES_URL)."""
+    return {"sqlite": f"sqlite:///{work / 'load.db'}", "duckdb": f"duckdb:///{work / 'load.duckdb'}",
+            "postgresql": os.environ.get("SKYBUTLER_BENCH_POSTGRES_URL", "")}[target]
+
+
+def load_all(root: Path, schema: str | None, work: Path, *, dataset_type: str = "src",
+             collections: str = "bench/src", targets: tuple[str, ...] = ("sqlite", "duckdb")) -> dict[str, Any]:
+    """Load every ``dataset_type`` dataset of the repository at ``root`` into each target (a new
+    database in ``work``), first declaring ``schema`` (Felis YAML text) if given: figures per target."""
+    with Butler(root) as butler:
+        if schema is not None:
+            path = work / "load-schema.yaml"
+            path.write_text(schema)
+            butler.declare_catalog_schema(dataset_type, path)
+        figures = {}
+        for target in targets:
+            wall, cpu = time.perf_counter(), time.process_time()
+            summary = butler.load_catalog(dataset_type, target_url(target, work), collections=collections)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            figures[target] = {"rows": summary.rows_loaded, "datasets": summary.datasets_loaded,
+                               "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+                               "rows_per_s": round(summary.rows_loaded / wall)}
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -123,9 +149,7 @@ def main() -> None:
         print(f"built {datasets} datasets, {rows} rows in {built:.1f} s ({rows / built:,.0f} rows/s put, "
               "validated against the schema)", file=sys.stderr)
         for target in args.targets.split(","):
-            url = {"sqlite": f"sqlite:///{work / 'load.db'}", "duckdb": f"duckdb:///{work / 'load.duckdb'}",
-                   "postgresql": os.environ.get("SKYBUTLER_BENCH_POSTGRES_URL", "")}[target]
-            figures[target] = bench_load(butler, url)
+            figures[target] = bench_load(butler, target_url(target, work))
             print(f"{target}: {figures[target]}", file=sys.stderr)
         butler.close()
     finally:

@@ -42,6 +42,24 @@ import workload as w  # noqa: E402
 
 from skybutler import Butler  # noqa: E402
 
+#: The Felis schema of ``build``'s catalogs, declared before they are loaded into SQL databases.
+SRC_SCHEMA = """\
+name: bench
+"@id": "#bench"
+tables:
+- name: src
+  "@id": "#src"
+  primaryKey: "#src.source_id"
+  columns:
+  - {name: source_id, "@id": "#src.source_id", datatype: long, nullable: false}
+  - {name: ra, "@id": "#src.ra", datatype: double, nullable: false, "ivoa:unit": deg, "ivoa:ucd": "pos.eq.ra;meta.main"}
+  - {name: dec, "@id": "#src.dec", datatype: double, nullable: false, "ivoa:unit": deg, "ivoa:ucd": "pos.eq.dec;meta.main"}
+  - {name: psf_flux, "@id": "#src.psf_flux", datatype: double, "ivoa:unit": nJy}
+  - {name: psf_flux_err, "@id": "#src.psf_flux_err", datatype: double, "ivoa:unit": nJy}
+  - {name: visit, "@id": "#src.visit", datatype: int}
+  - {name: flags, "@id": "#src.flags", datatype: long}
+"""
+
 CENTRE = (15.0, 0.0)
 RADIUS = 0.5
 
@@ -119,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--quick", action="store_true", help="200,000 rows over 40 datasets, for a smoke run")
     parser.add_argument("--no-hats-import", action="store_true", help="skip the hats-import/lsdb comparison")
+    parser.add_argument("--no-load", action="store_true", help="skip loading the rows into SQLite and DuckDB")
     args = parser.parse_args(argv)
     rows, datasets = (200_000, 40) if args.quick else (args.rows, args.datasets)
     load_before = os.getloadavg()[0]
@@ -160,9 +179,14 @@ def main(argv: list[str] | None = None) -> int:
             catalog = lsdb.open_catalog(work / "theirs")
             lsdb_ms, frame = timed_ms(lambda: catalog.cone_search(*CENTRE, RADIUS * 3600).compute())
             assert sorted(frame["source_id"].tolist()) == ours_ids, "the two cone searches disagree"
+        loads = None
+        if not args.no_load:  # the same rows into SQLite and DuckDB (bench_catalog_load.py)
+            from bench_catalog_load import load_all
+
+            loads = in_child(lambda: load_all(work / "repo", SRC_SCHEMA, work, collections="survey/run1"))["result"]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    doc = {"benchmark": "bench_catalogs", "rows": rows, "datasets": datasets, **w.environment(),
+    doc = {"load": loads, "benchmark": "bench_catalogs", "rows": rows, "datasets": datasets, **w.environment(),
            "publish": ours, "cone_search_ms": ours_ms, "cone_rows": len(ours_ids), "hats_import": theirs,
            "lsdb_cone_search_ms": lsdb_ms, "baseline_rss_bytes": baseline, "build_seconds": built["seconds"],
            "tmpdir": tempfile.gettempdir(), "load_avg_1m_before": load_before,
@@ -178,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
               " MiB)")
     print(f"  cone r={RADIUS} deg: skybutler {ours_ms:.1f} ms" +
           (f", lsdb {lsdb_ms:.1f} ms" if lsdb_ms is not None else "") + f" ({len(ours_ids)} rows)")
+    for target, figures in (loads or {}).items():
+        print(f"  load-catalog {target:<7}{figures['rows_per_s']:>10,.0f} rows/s ({figures['wall_s']:.1f} s, "
+              f"CPU {figures['cpu_s']:.1f} s)")
     if args.json:
         args.json.write_text(json.dumps(doc, indent=2, default=str))
     return 0
