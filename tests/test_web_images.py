@@ -390,3 +390,21 @@ def test_quicklook_of_a_multi_extension_image_is_its_first_image(tmp_path):
         picture = np.asarray(Image.open(io.BytesIO(quicklook_png(butler, ref, "zscale", 128, None))))
     assert picture.shape == (4, 120)  # 600 / 5 = 120 columns: bin 5
     assert picture[:, :60].min() == 255 and picture[:, 60:].max() == 0
+
+
+def test_regions_of_many_datasets_at_once_are_their_facts(butler):
+    from astropy.io import fits as afits
+
+    butler.register_dataset_type("img", ["instrument", "detector"], "Image")
+    refs = []
+    for detector in range(3):
+        header = afits.Header({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": 10.0 + detector, "CRVAL2": -5.0,
+                               "CRPIX1": 5.5, "CRPIX2": 5.5, "CDELT1": -1e-3, "CDELT2": 1e-3})
+        refs.append(butler.put(afits.ImageHDU(np.zeros((10, 10), np.float32), header), "img", instrument="Cam",
+                               detector=detector, run="r"))
+    refs.append(butler.put(np.zeros((4, 4), np.float32), "img", instrument="Cam", detector=3, run="r"))  # no WCS
+    found = butler.registry.metadata.field_of_many([r.id for r in refs], "Image", "region")
+    assert set(found) == {r.id for r in refs[:3]}
+    for ref in refs[:3]:
+        assert found[ref.id] == butler.get_metadata(ref)["region"]
+    assert butler.registry.metadata.field_of_many([refs[0].id], "Image", "no_such_fact") == {}

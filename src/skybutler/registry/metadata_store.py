@@ -221,6 +221,22 @@ class MetadataStore:
                 out[name] = value
         return out
 
+    def field_of_many(self, ids: Sequence[uuid.UUID], storage_class: str, field: str) -> dict[uuid.UUID, Any]:
+        """One extracted fact (a footprint ``region``, say) of many datasets of one storage class,
+        a query per 500 IDs; datasets without it are left out."""
+        table = self.table(storage_class)
+        if table is None or field not in table.c:
+            return {}
+        out: dict[uuid.UUID, Any] = {}
+        with self.db.reading() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = list(ids[start:start + 500])
+                for dataset_id, value in conn.execute(sa.select(table.c.dataset_id, table.c[field]).where(
+                        table.c.dataset_id.in_(chunk))):
+                    if value is not None:
+                        out[dataset_id] = _from_db(value)
+        return out
+
     def metric_exists(self, name: str) -> bool:
         with self.db.reading() as conn:
             return conn.execute(sa.select(self.metric.c.name).where(self.metric.c.name == name).limit(1)).first() \

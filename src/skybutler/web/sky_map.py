@@ -312,18 +312,21 @@ def selected_regions(butler: Butler, user: User, kind: str, where: str = "", dat
         names = collections or [c.name for c in authz.visible_collections(user, butler.collections.query("*"))]
         path = authz.readable_path(butler, user, list(names))
         check = EmbargoCheck(butler, user) if user.embargoes else None
-        seen = set()
+        refs: dict[Any, Any] = {}
         for ref in butler.query_datasets(dataset_type, where=where, collections=path, find_first=False) if path else ():
-            if ref.id in seen or (check is not None and check.hidden_ref(ref)):
+            if ref.id in refs or (check is not None and check.hidden_ref(ref)):
                 continue
-            seen.add(ref.id)
-            if len(items) >= MAX_REGIONS:
+            if len(refs) >= MAX_REGIONS:
                 omitted += 1
                 continue
-            region = butler.get_metadata(ref).get("region")
-            if region is not None:
+            refs[ref.id] = ref
+        storage_class = butler.get_dataset_type(dataset_type).storage_class
+        regions = butler.registry.metadata.field_of_many(list(refs), storage_class, "region")
+        for ref in refs.values():
+            if ref.id in regions:
                 text = " ".join(f"{k}={v}" for k, v in ref.data_id.required.items() if k != "instrument")
-                items.append((f"{dataset_type} {text} ({ref.run})", f"{root}/datasets/{ref.id}", ref.run, region))
+                items.append((f"{dataset_type} {text} ({ref.run})", f"{root}/datasets/{ref.id}", ref.run,
+                              regions[ref.id]))
         return items, omitted
     for record in butler.query_dimension_records(kind, where=where):
         region = record["region"]
