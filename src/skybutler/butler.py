@@ -447,7 +447,7 @@ class Butler(QueryMethods, CatalogMethods):
         """
         ref = self._resolve(dataset_type, data_id, collections, timespan, kwargs, need_artifact=False)
         return read_dataset(self, ref, component=component, parameters=parameters, recompute=recompute,
-                            verify_checksums=verify_checksums)
+                            verify_checksums=verify_checksums, just_resolved=ref is not dataset_type)
 
     @_served
     def exists(self, dataset_type: str | DatasetRef, data_id: Mapping[str, Any] | None = None, *,

@@ -125,6 +125,11 @@ class FileNotStoredError(DatastoreError, LookupError):
     """A dataset's artifact is missing from the datastore."""
 
 
+class StaleArtifactError(FileNotStoredError):
+    """A path read through a record read before its dataset was purged, moved to the cold tier
+    or removed: what is there now may be another file, so the registry must be asked again."""
+
+
 class ChecksumMismatchError(DatastoreError):
     """An artifact's content no longer matches its recorded checksum."""
 

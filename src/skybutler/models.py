@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
 from pydantic_core import core_schema
 
 from .dimensions import DataCoordinate, DimensionGroup, DimensionUniverse
@@ -122,6 +122,23 @@ class StoredArtifact(BaseModel):
     formatter: str
     size: int
     checksum: str | None = None
+    #: When this record was read from the registry (``time.time_ns()``, taken before the read;
+    #: None: not known).  A file at its path whose inode last changed well before then is the
+    #: file it describes; one placed later may be another's (the dataset was purged, moved to
+    #: the cold tier or removed since), so a read of such a file asks the registry first.  Not
+    #: part of what the record says of the file: not serialised, and ignored by ``==``.
+    seen_ns: int | None = Field(default=None, exclude=True, repr=False)
+
+    def same_file(self, other: StoredArtifact | None) -> bool:
+        """Whether ``other`` records the same file (path, formatter, size and checksum)."""
+        return other is not None and (self.path, self.formatter, self.size, self.checksum) == \
+            (other.path, other.formatter, other.size, other.checksum)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StoredArtifact) and self.same_file(other)
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.formatter, self.size, self.checksum))
 
 
 class ArtifactBatch:
@@ -132,23 +149,25 @@ class ArtifactBatch:
     records' (path, formatter, size, checksum), and is dropped once it has run; each
     record becomes a :class:`StoredArtifact` when its ref asks."""
 
-    __slots__ = ("_lookup", "_ids", "_found")
+    __slots__ = ("_lookup", "_ids", "_found", "_seen_ns")
 
     def __init__(self, lookup: Callable[[Sequence[uuid.UUID]], dict[uuid.UUID, tuple]], ids: Sequence[uuid.UUID]):
         self._lookup: Callable[[Sequence[uuid.UUID]], dict[uuid.UUID, tuple]] | None = lookup
         self._ids: Sequence[uuid.UUID] | None = ids
         self._found: dict[uuid.UUID, tuple] | None = None
+        self._seen_ns = 0
 
     def get(self, dataset_id: uuid.UUID) -> StoredArtifact | None:
         """The artifact of one dataset of the batch (None if it has none: purged, say)."""
         if self._found is None:
+            self._seen_ns = time.time_ns()
             self._found = self._lookup(self._ids)
             self._lookup = self._ids = None
         row = self._found.get(dataset_id)
         if row is None:
             return None
         path, formatter, size, checksum = row
-        return StoredArtifact(path=path, formatter=formatter, size=size, checksum=checksum)
+        return StoredArtifact(path=path, formatter=formatter, size=size, checksum=checksum, seen_ns=self._seen_ns)
 
 
 class DatasetRef:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import DataIdError, FileNotStoredError, StorageClassError
+from .errors import DataIdError, FileNotStoredError, StaleArtifactError, StorageClassError
 from .formats import get_storage_class
 from .models import DatasetRef
 from .timespan import Timespan
@@ -17,8 +17,10 @@ if TYPE_CHECKING:
 
 
 def read_dataset(butler: Butler, ref: DatasetRef, *, component: str | None, parameters: Mapping[str, Any] | None,
-                 recompute: bool | RecomputeOptions | None, verify_checksums: bool | None) -> Any:
-    """Read ``ref`` (its artifact, if known, or the one the registry holds now) as ``Butler.get`` does."""
+                 recompute: bool | RecomputeOptions | None, verify_checksums: bool | None,
+                 just_resolved: bool = False) -> Any:
+    """Read ``ref`` (its artifact, if known, or the one the registry holds now) as ``Butler.get`` does
+    (``just_resolved``: the ref was looked up by this very get, so its record is current)."""
     sc = get_storage_class(ref.dataset_type.storage_class)
     if component is not None and component not in sc.components:
         raise StorageClassError(f"{sc.name} has no component {component!r}; components: "
@@ -31,15 +33,25 @@ def read_dataset(butler: Butler, ref: DatasetRef, *, component: str | None, para
     if butler._tracks_access:
         butler.retention.record_access(ref.id)
     check = butler.config.verify_checksums if verify_checksums is None else verify_checksums
-    if ref.artifact is not None:
+    artifact = ref.artifact
+    if artifact is not None:
+        datasets = butler.registry.datasets
+
+        def still_recorded() -> bool:
+            # Asked only when the file at the path may be newer than the ref's record of it:
+            # the dataset may have been purged, moved to the cold tier or removed since, and
+            # the file be a stranger's or one a killed writer left.
+            return artifact.same_file(datasets.artifacts([ref.id]).get(ref.id))
+
         try:
-            return butler.datastore.read(ref.artifact, component=component, parameters=parameters, check=check)
-        except FileNotStoredError:
-            # The ref may predate a move to the cold tier or a purge: ask the registry again.
-            current = butler.registry.datasets.artifacts([ref.id]).get(ref.id)
-            if current == ref.artifact:
-                raise
+            return butler.datastore.read(artifact, component=component, parameters=parameters, check=check,
+                                         confirm=None if just_resolved else still_recorded)
+        except FileNotStoredError as err:
+            # Gone, or not the file the registry records now: ask the registry again.
+            current = datasets.artifacts([ref.id]).get(ref.id)
             if current is not None:
+                if artifact.same_file(current) and not isinstance(err, StaleArtifactError):
+                    raise
                 return butler.datastore.read(current, component=component, parameters=parameters, check=check)
     from .retention.ondemand import RecomputeOptions
 

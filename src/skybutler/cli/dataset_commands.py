@@ -64,9 +64,12 @@ def read_file_table(path: Path, universe: DimensionUniverse,
               help="Dataset IDs: random, or derived from dataset type and data ID (same in every repository).")
 @click.option("--prefix", type=click.Path(file_okay=False, path_type=Path),
               help="Directory of relative paths in TABLE_FILE (default: the directory of TABLE_FILE).")
+@click.option("--skip-existing", is_flag=True,
+              help="Leave out files whose data ID already has a dataset in RUN (default: refuse them all).")
 @json_option
 def ingest_files(repo: Path, dataset_type: str, arguments: tuple[str, ...], run_option: str | None, transfer: str,
-                 formatter: str | None, id_mode: str, prefix: Path | None, as_json: bool) -> None:
+                 formatter: str | None, id_mode: str, prefix: Path | None, skip_existing: bool,
+                 as_json: bool) -> None:
     """Ingest the files listed in TABLE_FILE as DATASET_TYPE datasets into RUN.
 
     TABLE_FILE is a CSV with a 'file' column and one column per data-ID key, e.g.
@@ -90,7 +93,7 @@ def ingest_files(repo: Path, dataset_type: str, arguments: tuple[str, ...], run_
     with open_butler(repo) as butler:
         entries, ids = read_file_table(table_file, butler.universe, prefix or table_file.absolute().parent)
         refs = butler.ingest(dataset_type, entries, run=run, transfer=transfer, formatter=formatter,
-                             id_mode=id_mode, ids=ids)
+                             id_mode=id_mode, ids=ids, skip_existing=skip_existing)
     if not as_json:
         info(f"ingested {len(refs)} {dataset_type} dataset(s) into {run}")
     print_rows(ref_rows(refs), as_json=as_json)

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 
-from ..errors import ArtifactExistsError, ChecksumMismatchError, DatastoreError, FileNotStoredError, FormatterError
+from ..errors import (ArtifactExistsError, ChecksumMismatchError, DatastoreError, FileNotStoredError, FormatterError,
+                      StaleArtifactError)
 from ..formats import get_formatter
 from ..models import DatasetRef, StoredArtifact
 from ..faults import crash_point
@@ -45,6 +46,19 @@ T = TypeVar("T")
 #: write waits on the network.  Local files are written in order: creating many files in
 #: one directory from several threads is slower on a local file system, not faster.
 OBJECT_STORE_THREADS = 8
+
+#: How much earlier than a record was read a file's inode must have last changed for the file
+#: to be taken as the one the record describes without asking the registry: file times come
+#: from the kernel's coarse clock (a few ms behind) and some file systems keep whole seconds
+#: or another machine's clock; a file placed after a purge, a move to the cold tier or a
+#: removal always changed its inode after the record was read.
+RECORD_CLOCK_MARGIN_NS = 1_500_000_000
+
+
+def _older_than(stream: Any, seen_ns: int | None) -> bool:
+    """Whether the open local file's inode last changed (created, renamed, linked) more than
+    :data:`RECORD_CLOCK_MARGIN_NS` before ``seen_ns``."""
+    return seen_ns is not None and os.fstat(stream.fileno()).st_ctime_ns < seen_ns - RECORD_CLOCK_MARGIN_NS
 
 
 def _all_or_nothing(action, items: list, undo, threads: int = 1) -> list:
@@ -384,21 +398,25 @@ class FileDatastore:
     # -- reading --------------------------------------------------------------
 
     def read(self, artifact: StoredArtifact, component: str | None = None,
-             parameters: Mapping[str, Any] | None = None, check: bool = False) -> Any:
-        """Read a dataset (or a component, or a subset by read parameters)."""
+             parameters: Mapping[str, Any] | None = None, check: bool = False,
+             confirm: Callable[[], bool] | None = None) -> Any:
+        """Read a dataset (or a component, or a subset by read parameters).
+
+        With ``confirm``, a record read from the registry some time ago is not trusted
+        blindly: if the file at its path may have been placed after the record was read (on
+        a local disk: its inode changed less than :data:`RECORD_CLOCK_MARGIN_NS` before
+        ``artifact.seen_ns``; elsewhere: always), ``confirm()`` must say that the registry
+        still records it, else :class:`StaleArtifactError`, before anything is read."""
         formatter = get_formatter(artifact.formatter)
         full = self.full_path(artifact.path)
         try:
-            if check:
-                data = self._read_bytes(artifact.path)
-                if not verify(data, artifact.checksum):
-                    raise ChecksumMismatchError(f"{full} does not match its recorded checksum {artifact.checksum}")
-                return formatter.read(io.BytesIO(data), component=component, parameters=parameters)
-            if self.local and "://" not in artifact.path:
-                with open(full, "rb") as stream:
-                    return formatter.read(stream, component=component, parameters=parameters)
-            fs = fsspec_url_to_fs(artifact.path)[0] if "://" in artifact.path else self.fs
-            with fs.open(full, "rb") as stream:
+            with self._open_recorded(artifact, full, confirm) as stream:
+                if check:
+                    data = stream.read()
+                    if not verify(data, artifact.checksum):
+                        raise ChecksumMismatchError(f"{full} does not match its recorded checksum "
+                                                    f"{artifact.checksum}")
+                    return formatter.read(io.BytesIO(data), component=component, parameters=parameters)
                 return formatter.read(stream, component=component, parameters=parameters)
         except FileNotFoundError:
             raise FileNotStoredError(f"artifact {full} is missing from the datastore") from None
@@ -406,6 +424,26 @@ class FileDatastore:
             if type(err) is not FormatterError:
                 raise
             raise FormatterError(f"{self.uri(artifact)}: {err}") from err  # name the file that failed
+
+    def _open_recorded(self, artifact: StoredArtifact, full: str, confirm: Callable[[], bool] | None) -> Any:
+        """The open file of a record, checked as :meth:`read` says."""
+        if self.local and "://" not in artifact.path:
+            stream = open(full, "rb")
+            if confirm is not None and not _older_than(stream, artifact.seen_ns):
+                try:
+                    confirmed = confirm()
+                except BaseException:
+                    stream.close()
+                    raise
+                if not confirmed:
+                    stream.close()
+                    raise StaleArtifactError(f"{full} was placed after its record was read, and the "
+                                             "registry no longer records it")
+            return stream
+        if confirm is not None and not confirm():
+            raise StaleArtifactError(f"{full}: the registry no longer records this file")
+        fs = fsspec_url_to_fs(artifact.path)[0] if "://" in artifact.path else self.fs
+        return fs.open(full, "rb")
 
     def _locate(self, path: str) -> tuple[Any, str]:
         """The file system holding a stored path, and the path on it: a direct-ingested URI

@@ -177,6 +177,7 @@ class DatasetStore:
         params: dict[str, Any] = {"type_id": type_id, "cids": list(collection_ids)}
         for d in group.required:
             params[f"d_{d}"] = data_id[d]
+        seen_ns = time.time_ns()
         with self.db.reading() as conn:
             rows = conn.execute(self._find_statement(group), params).all()
         if not rows:
@@ -184,7 +185,7 @@ class DatasetStore:
         rank = {cid: i for i, cid in enumerate(collection_ids)}
         row = min(rows, key=lambda r: rank[r[0]])
         artifact = None if row[3] is None else StoredArtifact(path=row[3], formatter=row[4], size=row[5],
-                                                               checksum=row[6])
+                                                               checksum=row[6], seen_ns=seen_ns)
         return rank[row[0]], DatasetRef(row[1], dtype, data_id.subset(group), self.collections.name_of(row[2]),
                                              artifact)
 
@@ -216,7 +217,8 @@ class DatasetStore:
 
     def artifacts(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, StoredArtifact]:
         """The artifact records of these datasets (those that have one)."""
-        return {i: StoredArtifact(path=path, formatter=formatter, size=size, checksum=checksum)
+        seen_ns = time.time_ns()
+        return {i: StoredArtifact(path=path, formatter=formatter, size=size, checksum=checksum, seen_ns=seen_ns)
                 for i, (path, formatter, size, checksum) in self.artifact_rows(ids).items()}
 
     def artifact_rows(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[str, str, int, str | None]]:
