@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from skybutler import Butler
 from skybutler.cli.main import cli
-from skybutler.errors import (ChecksumMismatchError, DatasetTypeError, DatastoreError, InvalidFileError,
+from skybutler.errors import (ChecksumMismatchError, DatasetConflictError, DatasetTypeError, DatastoreError, InvalidFileError,
                               StorageClassError)
 from skybutler.ingest import ingest_raws
 from skybutler.instruments import simulate_night
@@ -135,6 +135,31 @@ def test_cli_ingest_files_names_the_broken_file(typed: Butler, tmp_path: Path) -
     (tmp_path / "table.csv").write_text("file,instrument,visit,detector\nbad.fits,Cam,1,0\n")
     cli_fails("ingest-files", typed.root, "calexp", tmp_path / "table.csv", "--run", "run/b",
               message=f"{tmp_path / 'bad.fits'}: Formatter 'fits': the primary header does not parse")
+
+
+@pytest.mark.parametrize("transfer", ["copy", "move"])
+def test_ingesting_a_data_id_the_run_already_holds_says_so(typed: Butler, tmp_path: Path, transfer: str) -> None:
+    """The refusal names the dataset that exists, not a stranger's file at its path, before any
+    file is placed; --skip-existing ingests the new ones only."""
+    for name in ("a.json", "b.json"):
+        (tmp_path / name).write_text('{"a": 1}')
+    typed.ingest("metrics", [(tmp_path / "a.json", DATA_ID)], run="run/a")
+    before = stored(typed)
+    entries = [(tmp_path / "a.json", DATA_ID), (tmp_path / "b.json", {**DATA_ID, "detector": 1})]
+    message = "a metrics dataset with data ID {'instrument': 'Cam', 'visit': 1, 'detector': 0} already exists in RUN 'run/a'"
+    with pytest.raises(DatasetConflictError, match=re.escape(message)):
+        typed.ingest("metrics", entries, run="run/a", transfer=transfer)
+    with pytest.raises(DatasetConflictError, match="the same metrics data ID is given twice"):
+        typed.ingest("metrics", [(tmp_path / "b.json", {**DATA_ID, "detector": 3})] * 2, run="run/a", transfer=transfer)
+    assert stored(typed) == before and (tmp_path / "a.json").exists() and (tmp_path / "b.json").exists()
+    (tmp_path / "table.csv").write_text("file,instrument,visit,detector\na.json,Cam,1,0\nb.json,Cam,1,1\n")
+    cli_fails("ingest-files", typed.root, "metrics", tmp_path / "table.csv", "--run", "run/a", "-t", transfer,
+              message=message)
+    result = CliRunner().invoke(cli, ["ingest-files", str(typed.root), "metrics", str(tmp_path / "table.csv"),
+                                      "--run", "run/a", "-t", transfer, "--skip-existing"])
+    assert result.exit_code == 0, result.output
+    assert typed.get("metrics", {**DATA_ID, "detector": 1}, collections="run/a") == {"a": 1}
+    assert verify(typed).consistent
 
 
 @pytest.fixture(scope="module")

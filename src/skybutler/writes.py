@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from .batching import gc_paused
 from .datastore.transfer import TRANSFER_MODES, ingest_files
 from .dimensions import DataCoordinate
-from .errors import (ArtifactExistsError, CollectionError, DatastoreError, RegistryError, SkybutlerError,
-                     StorageClassError)
+from .errors import (ArtifactExistsError, CollectionError, DatasetConflictError, DatastoreError, RegistryError,
+                     SkybutlerError, StorageClassError)
 from .faults import crash_point
 from .formats import get_formatter, get_storage_class
 from .formats.file_facts import ExaminedFile, file_facts, read_file
@@ -190,6 +190,11 @@ class Writes:
         return self.butler.registry.datasets.paths_in_use(paths) | (live & set(paths))
 
     def _stranger_file(self, err: ArtifactExistsError) -> DatastoreError:
+        root = self.butler.datastore.root.rstrip("/") + "/"
+        if err.path.startswith(root) and self.butler.registry.datasets.paths_in_use([err.path[len(root):]]):
+            return ArtifactExistsError(
+                f"{err}: a dataset of this repository is stored there (one with the same dataset type and data ID, "
+                "written meanwhile by another writer?); nothing was written", err.path)
         return ArtifactExistsError(
             f"{err}: no dataset of this repository is recorded there and no interrupted write of skybutler "
             f"left it; run 'skybutler verify {self.butler.root} --fix' to set it aside (into the quarantine), then "
@@ -250,10 +255,21 @@ class Writes:
         entries = [(p, DatasetRef(i, dtype, d, run))
                    for p, i, d in zip(paths, ids if ids is not None else self._new_ids(dtype, full, id_mode), full)]
         facts_of = [None] * len(entries) if examined is None else [e.facts for e in examined]
-        if skip_existing and self.butler.registry.collections.exists(run):
+        if len({r.data_id.required_values for _, r in entries}) < len(entries):
+            raise DatasetConflictError(f"the same {dtype.name} data ID is given twice for RUN {run!r}; "
+                                       "nothing was ingested")
+        if self.butler.registry.collections.exists(run):
             found = self.butler.registry.datasets.find_many(dtype, [r.data_id for _, r in entries], [run])
-            kept = [k for k, (_, r) in enumerate(entries) if r.data_id not in found]
-            entries, facts_of = [entries[k] for k in kept], [facts_of[k] for k in kept]
+            if skip_existing:
+                kept = [k for k, (_, r) in enumerate(entries) if r.data_id not in found]
+                entries, facts_of = [entries[k] for k in kept], [facts_of[k] for k in kept]
+            elif found:
+                # Said before any file is placed: the file would meet the existing dataset's at its path.
+                first = next(iter(found))
+                more = f" (and {len(found) - 1} more of the {len(entries)} given)" if len(found) > 1 else ""
+                raise DatasetConflictError(
+                    f"a {dtype.name} dataset with data ID {first.required} already exists in RUN {run!r}{more}; "
+                    "nothing was ingested (skip_existing=True, or --skip-existing, ingests only the new ones)")
         if not entries:
             return []
         schema = self.butler._declared.for_writing(dtype)
