@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from skybutler import Butler
+from skybutler.models import DatasetRef
 from skybutler.datastore.templates import DEFAULT_TEMPLATE, PathTemplate
 from skybutler.errors import (ChecksumMismatchError, CollectionError, DatasetConflictError,
                               DatastoreError, FileNotStoredError, FormatterError, InvalidFileError, SkybutlerError,
@@ -358,7 +359,13 @@ def test_ingest_of_an_empty_file_and_of_a_directory(butler, raws, tmp_path):
 
 def test_failed_ingest_undoes_every_file(butler, raws):
     local_only(butler)
-    butler.ingest("raw", [(raws[2], {**DATA_ID, "detector": 2})], transfer="copy", id_mode="deterministic")
+    existing = butler.ingest("raw", [(raws[2], {**DATA_ID, "detector": 2})], transfer="copy",
+                             id_mode="deterministic")[0]
+    # a stranger's file where the raw of detector 2 would go in RUN run/c
+    taken = butler.datastore.relative_path(DatasetRef(uuid.uuid4(), existing.dataset_type, existing.data_id, "run/c"),
+                                           get_formatter(existing.artifact.formatter).extension)
+    os.makedirs(os.path.dirname(butler.datastore.full_path(taken)))
+    Path(butler.datastore.full_path(taken)).write_text("a stranger's")
     before = stored_files(butler)
     batch = [(raws[0], {**DATA_ID, "detector": 0}), (raws[2], {**DATA_ID, "detector": 2})]
     for transfer in ("move", "copy", "hardlink", "symlink"):
@@ -371,6 +378,11 @@ def test_failed_ingest_undoes_every_file(butler, raws):
         assert not butler.collections.exists("run/b")
         # the datastore refuses the second file (its path is taken): the first is taken back out
         with pytest.raises(DatastoreError, match="refusing to overwrite"):
+            butler.ingest("raw", batch, transfer=transfer, run="run/c")
+        assert raws[0].exists() and raws[2].exists()
+        assert stored_files(butler) == before
+        # the data ID is in the RUN already: refused before any file is placed
+        with pytest.raises(DatasetConflictError, match="already exists in RUN 'run/a'"):
             butler.ingest("raw", batch, transfer=transfer)
         assert raws[0].exists() and raws[2].exists()
         assert stored_files(butler) == before
