@@ -330,6 +330,10 @@ def test_killed_publisher_leaves_old_or_new_publication_whole(tmp_path, step):
     butler = Butler(tmp_path / "repo")
     report = butler.publish_catalog("src", tmp_path / "pub", collections="r1")
     assert report.total_rows == 6 * ROWS
+    # the visible version is registered: at once, or by the next publication after a kill
+    runs = [c.name for c in butler.collections.query() if c.name.startswith("publications/")]
+    manifests = [butler.get(r) for r in butler.query_datasets("src_hats", collections=runs, find_first=False)]
+    assert max(m["rows"] for m in manifests) == 6 * ROWS
     assert not list(tmp_path.glob(".pub.publishing-*"))  # the killed publisher's leftovers are gone
     butler.close()
 

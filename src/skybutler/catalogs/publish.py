@@ -109,6 +109,11 @@ def publish_catalog(butler: Butler, dataset_type: str, destination: str | os.Pat
         if current is not None and current["dataset_type"] != dataset_type:
             raise SkybutlerError(f"{dest} holds the publication of {current['dataset_type']!r}, not of "
                                  f"{dataset_type!r}: choose another destination")
+        if current is not None and current.get("run") and not _registered(butler, current["run"]):
+            # made visible, then killed before its registration committed: register it now
+            _register(butler, Publication(dest, current["name"], 0, 0, current["total_rows"],
+                                          len(current["partitions"]), 0, 0, 0.0),
+                      current, current["datasets"], current["version"], current["run"], None, "", lambda: None)
         state = None if rebuild else current
         base = {**DEFAULTS, **{k: current[k] for k in DEFAULTS}} if current else dict(DEFAULTS)
         settings = {k: (given[k] if given[k] is not None else base[k]) for k in DEFAULTS}
@@ -158,8 +163,9 @@ def publish_catalog(butler: Butler, dataset_type: str, destination: str | os.Pat
         hats_files.write_collection_properties(staging, name, margin_name)
         datasets = sorted(published | {str(r.id) for r in new_refs})
         version = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        run = run or f"publications/{name}/{version}"
         pub.write_state({**settings, "datasets": datasets, "partitions": [list(p) for p in layout.partitions],
-                         "margin_partitions": [list(p) for p in margins.pixels],
+                         "margin_partitions": [list(p) for p in margins.pixels], "run": run,
                          "total_rows": hist.total_rows, "schema": _schema_text(schema), "version": version}, hist)
         report = Publication(dest, name, len(new_refs), new_hist.total_rows, hist.total_rows, len(layout), written,
                              len(margins.written), 0.0, datasets=len(datasets))
@@ -402,8 +408,19 @@ def _version() -> str:
 # -- registration -----------------------------------------------------------------
 
 
+def _registered(butler: Butler, run: str) -> bool:
+    """Whether the RUN a publication was to be registered in holds its manifest."""
+    from ..errors import MissingCollectionError
+
+    try:
+        butler.registry.collections.lookup(run)
+    except MissingCollectionError:
+        return False
+    return True
+
+
 def _register(butler: Butler, report: Publication, settings: dict[str, Any], datasets: list[str], version: str,
-              run: str | None, collections: Any, where: str, swap: Callable[[], None]) -> DatasetRef:
+              run: str, collections: Any, where: str, swap: Callable[[], None]) -> DatasetRef:
     """Record the publication as a ``<type>_hats`` dataset whose quantum read every published
     catalog, and make the new version visible inside that transaction: if the swap fails,
     nothing is registered."""
@@ -411,7 +428,6 @@ def _register(butler: Butler, report: Publication, settings: dict[str, Any], dat
 
     type_name = f"{settings['dataset_type']}_hats"
     butler.register_dataset_type(type_name, [], "Dict")
-    run = run or f"publications/{settings['name']}/{version}"
     manifest = {"path": str(report.path), "name": report.name, "version": version, "collections": collections,
                 "where": where, "rows": report.total_rows, "partitions": report.partitions,
                 "datasets": len(datasets), "datasets_added": report.datasets_added,
