@@ -98,3 +98,25 @@ def test_an_embargoed_first_match_falls_through(embargoed):
     assert pat.find_dataset("metrics", data_id, collections="run/a") is None
     with pytest.raises(DatasetNotFoundError):
         pat.get("metrics", data_id, collections="run/a")
+
+
+def test_each_release_is_in_the_audit_log(embargoed):
+    """As the clock passes each dataset's end of embargo, the server writes its release to the
+    audit log once (the other RUN's dataset is under no rule and never released)."""
+    local, url, tokens, refs, clock = embargoed
+    pat = Butler(url, token=tokens["pat"], collections="chain")
+
+    def released() -> list[list[str]]:
+        rows = [r for r in reversed(local.registry.access.audit_rows(1000)) if r[2] == "embargo-release"]
+        return [row[3].split(": ")[-1].split() for row in rows]
+
+    ends = [visit_end(v) + 80 * 3600 for v in (1, 2, 3)]
+    # the server writes releases at most every 60 s of its clock: the steps are further apart
+    for now, expected in [(0.0, []), (ends[0] - 100, []), (ends[0] + 100, [[str(refs[0].id)]]),
+                          (ends[1] + 100, [[str(refs[0].id)], [str(refs[1].id)]]),
+                          (ends[2] + 1000, [[str(refs[0].id)], [str(refs[1].id)], [str(refs[2].id)]])]:
+        clock[0] = now
+        pat.query_dataset_types()  # any request: the server writes what was released since
+        assert released() == expected, now
+    assert "rule 1 (metr* in run/*, 80 h): 1 metrics dataset(s) in run/a released" in \
+        [r for r in local.registry.access.audit_rows(1000) if r[2] == "embargo-release"][0][3]

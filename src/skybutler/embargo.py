@@ -60,3 +60,44 @@ class EmbargoCheck:
                 self._ends[key] = None if span is None or span.end is None else int(span.end.utc.unix * 1e9)
             return self._ends[key]
         return None
+
+
+def record_releases(butler: Any, now_ns: int) -> int:
+    """Write to the audit log every embargo release that happened since the last time this ran
+    (one entry per rule, RUN and dataset type, with the datasets' IDs and release times); returns
+    how many datasets were released.  A dataset's release is the instant its rule's hours after
+    the end of its observation have passed: that is when it becomes visible to everyone who may
+    read its RUN, with nothing copied."""
+    from .models import CollectionType
+
+    store = butler.registry.access
+    rules = store.embargo_rows()
+    if not rules:
+        return 0
+    since = store.releases_recorded_until()
+    runs = [c.name for c in butler.collections.query("*", [CollectionType.RUN])]
+    check = EmbargoCheck(butler, User("embargo", embargoes=tuple(rules), now_ns=now_ns))
+    entries, released = [], 0
+    for rule in rules:
+        in_runs = [r for r in runs if fnmatch.fnmatchcase(r, rule.collections)]
+        types = [t.name for t in butler.registry.dataset_types.all() if fnmatch.fnmatchcase(t.name, rule.dataset_types)]
+        if not in_runs or not types:
+            continue
+        for name in types:
+            groups: dict[str, list[tuple[int, str]]] = {}
+            for ref in butler.query_datasets(name, collections=in_runs, find_first=False):
+                end = check._observation_end(ref.data_id.mapping)
+                if end is None:
+                    continue  # no observation time: hidden while the rule exists, never released by it
+                at = end + int(rule.hours * 3600e9)
+                if at <= now_ns and (since is None or at > since):
+                    groups.setdefault(ref.run, []).append((at, str(ref.id)))
+            for run, items in sorted(groups.items()):
+                items.sort()
+                released += len(items)
+                entries.append(f"rule {rule.rule_id} ({rule.dataset_types} in {rule.collections}, {rule.hours:g} h): "
+                               f"{len(items)} {name} dataset(s) in {run} released between {items[0][0]} and "
+                               f"{items[-1][0]}: {' '.join(i for _, i in items)}")
+    if entries:
+        store.record_releases(entries, now_ns)
+    return released

@@ -94,7 +94,7 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     'add-user': ('server_commands', 'Add USER to a served repository (or change their groups and administrator flag).'),
     'embargo': ('server_commands', 'Embargo rules: datasets hidden from all but the data-rights groups until some hours after their exposure ends.'),
     'quota': ('server_commands', "Report the datasets and bytes in users' areas u/<user> (or a group's g/<group>) against their quotas; with --max-bytes/--max-datasets, set the quota of USER (or --group) first."),
-    'audit': ('server_commands', 'The latest entries of the access audit log: grants, tokens, users, embargoes, quotas.'),
+    'audit': ('server_commands', 'The latest entries of the access audit log: grants, tokens, users, embargoes and their releases, quotas.'),
     'declare-catalog-schema': ('catalog_commands', 'Declare the schema of catalog DATASET_TYPE from a Felis YAML file; later puts and ingests are checked against it.'),
     'catalog-schema': ('catalog_commands', 'Show the declared schema of catalog DATASET_TYPE: its columns (datatype, unit, UCD, description).'),
     'load-catalog': ('catalog_commands', "Load the rows of DATASET_TYPE's datasets into a table of the SQL database DB_URL (sqlite:///FILE, postgresql://..., duckdb:///FILE), made from the declared schema with a _healpix_29 column; datasets loaded before are skipped."),

@@ -231,8 +231,12 @@ def quota(repo: Path, user: str | None, group: str | None, max_bytes: int | None
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1), help="How many entries.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def audit(repo: Path, limit: int, as_json: bool) -> None:
-    """The latest entries of the access audit log: grants, tokens, users, embargoes, quotas."""
+    """The latest entries of the access audit log: grants, tokens, users, embargoes and their releases, quotas."""
+    from ..embargo import record_releases
+
     with open_butler(repo) as butler:
+        _access(butler)
+        record_releases(butler, time.time_ns())  # the releases up to now, if no server wrote them yet
         rows = [{"time": _when(t), "actor": actor, "action": action, "detail": detail}
                 for t, actor, action, detail in butler.registry.access.audit_rows(limit)]
         print_rows(rows, as_json=as_json, columns=["time", "actor", "action", "detail"])

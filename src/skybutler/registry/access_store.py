@@ -255,6 +255,23 @@ class AccessStore:
         with self.db.reading() as conn:
             return conn.execute(sa.select(sa.func.max(self.audit.c.entry_id))).scalar()
 
+    def releases_recorded_until(self) -> int | None:
+        """The time (POSIX ns) up to which embargo releases are in the audit log (None: none yet)."""
+        a = self.audit
+        rows = self._select(sa.select(a.c.detail).where(a.c.action == "embargo-sweep")
+                            .order_by(a.c.entry_id.desc()).limit(1))
+        return int(rows[0][0].split()[-1]) if rows else None
+
+    def record_releases(self, releases: Sequence[str], until_ns: int) -> None:
+        """Add one audit entry per release and the mark of how far they go, in one transaction."""
+        with self.db.transaction() as conn:
+            self._ensure(conn)
+            now = time.time_ns()
+            rows = [{"time_ns": now, "actor": "embargo", "action": "embargo-release", "detail": d} for d in releases]
+            rows.append({"time_ns": now, "actor": "embargo", "action": "embargo-sweep",
+                         "detail": f"releases recorded until {until_ns}"})
+            conn.execute(self.audit.insert(), rows)
+
     def audit_rows(self, limit: int = 100) -> list[tuple[int, str, str, str]]:
         a = self.audit
         rows = self._select(sa.select(a.c.time_ns, a.c.actor, a.c.action, a.c.detail)

@@ -77,6 +77,7 @@ def current_user(request: Request, credentials: HTTPAuthorizationCredentials | N
     """The authenticated caller (401 otherwise)."""
     state: ServerState = request.app.state.skybutler
     now = state.settings.clock()
+    state.record_releases(now)
     identify = state.settings.identify
     name = None if identify is None else identify(request.headers)
     if name is not None:

@@ -41,6 +41,9 @@ class ServerSettings:
     #: registry whether any changed (changes made in another process, such as the admin commands,
     #: apply within this time; 0: checked on every request)
     access_recheck_seconds: float = 1.0
+    #: how often (seconds of ``clock``) the server writes the embargo releases that happened
+    #: meanwhile to the audit log
+    release_record_seconds: float = 60.0
     #: the clock that token expiry and embargoes are judged by (POSIX seconds; tests freeze it)
     clock: Callable[[], float] = time.time
     #: another way to know the caller: a function of the request's headers returning a user name
@@ -70,6 +73,24 @@ class ServerState:
         self.access = Access(first.registry.access, recheck_seconds=self.settings.access_recheck_seconds)
         self._idle.put(first)
         self._slots: dict[str, threading.Semaphore] = {}
+        self._releases_lock = threading.Lock()
+        self._releases_recorded = -float("inf")
+
+    def record_releases(self, now: float) -> None:
+        """Write the embargo releases since the last time to the audit log, at most every
+        ``release_record_seconds`` (one request does it; the others do not wait for it)."""
+        if now - self._releases_recorded < self.settings.release_record_seconds:
+            return
+        if not self._releases_lock.acquire(blocking=False):
+            return
+        try:
+            from ..embargo import record_releases
+
+            with self.butler() as butler:
+                record_releases(butler, int(now * 1e9))
+            self._releases_recorded = now
+        finally:
+            self._releases_lock.release()
 
     @contextlib.contextmanager
     def butler(self) -> Iterator[Butler]:
