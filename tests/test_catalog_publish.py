@@ -20,9 +20,9 @@ import pytest
 from click.testing import CliRunner
 
 from skybutler import Butler
-from skybutler.catalogs.search import SearchError, box_search, cone_search, polygon_search
+from skybutler.catalogs.search import box_search, cone_search, polygon_search
 from skybutler.cli.main import cli
-from skybutler.errors import SkybutlerError
+from skybutler.errors import PublicationError, SearchError
 
 hats = pytest.importorskip("hats")
 from hats.io.validation import is_valid_catalog  # noqa: E402
@@ -245,7 +245,7 @@ def test_bad_search_regions_are_refused_precisely(published, call, message):
 
 
 def test_search_of_a_directory_that_is_not_a_catalog(tmp_path):
-    with pytest.raises(SkybutlerError, match="is not a HATS catalog"):
+    with pytest.raises(SearchError, match="is not a HATS catalog"):
         cone_search(tmp_path, 0, 0, 1)
 
 
@@ -293,12 +293,12 @@ def test_destination_holding_something_else_is_refused(tmp_path, published):
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
-    with pytest.raises(SkybutlerError, match="not a skybutler publication"):
+    with pytest.raises(PublicationError, match="not a skybutler publication"):
         butler.publish_catalog("src", other, collections="r1")
     assert os.listdir(other) == ["notes.txt"]
-    with pytest.raises(SkybutlerError, match="other settings"):
+    with pytest.raises(PublicationError, match="other settings"):
         butler.publish_catalog("src", published[1], collections="r1", margin_arcsec=5)
-    with pytest.raises(SkybutlerError, match="nothing to publish"):
+    with pytest.raises(PublicationError, match="nothing to publish"):
         butler.publish_catalog("src", tmp_path / "none", collections="r1", where="detector > 500")
     assert not (tmp_path / "none").exists()
 

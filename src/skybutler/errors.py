@@ -186,6 +186,16 @@ class CatalogLoadError(SkybutlerError):
     database, the table and the dataset)."""
 
 
+class PublicationError(SkybutlerError):
+    """A HATS publication cannot be made: its destination holds something else, its settings
+    differ from the publication's, or a catalog has rows without a valid position."""
+
+
+class SearchError(SkybutlerError, ValueError):
+    """A sky search's region is not a valid region (a radius of 0 or less, a latitude outside
+    +-90 degrees, a polygon that is not convex...), or its catalog is not a HATS catalog."""
+
+
 # -- queries ------------------------------------------------------------------
 
 

@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import SkybutlerError
+from ..errors import PublicationError, SearchError
 from .healpix import HEALPIX_COLUMN
 from .partitioning import Histogram
 
@@ -91,7 +91,7 @@ def read_partition(path: Path, columns: list[str] | None = None,
 def _renameat2_exchange(a: Path, b: Path) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if not hasattr(libc, "renameat2"):
-        raise SkybutlerError("replacing a publication atomically needs renameat2 (Linux): publish into a new "
+        raise PublicationError("replacing a publication atomically needs renameat2 (Linux): publish into a new "
                              "directory instead")
     at_fdcwd, rename_exchange = -100, 2
     if libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) != 0:
@@ -116,19 +116,19 @@ class PublicationDir:
         if not self.dest.exists():
             return None
         if not self.dest.is_dir():
-            raise SkybutlerError(f"publication destination {self.dest} is a file, not a directory")
+            raise PublicationError(f"publication destination {self.dest} is a file, not a directory")
         entries = sorted(os.listdir(self.dest))
         if not entries:
             return None
         if STATE_NAME not in entries:
             what = "another HATS catalog" if {"hats.properties", "collection.properties"} & set(entries) else \
                 f"{len(entries)} entries, e.g. {entries[0]!r}"
-            raise SkybutlerError(f"publication destination {self.dest} holds {what}, not a skybutler publication: "
+            raise PublicationError(f"publication destination {self.dest} holds {what}, not a skybutler publication: "
                                  "choose a new or empty directory")
         try:
             return json.loads((self.dest / STATE_NAME).read_text())
         except (OSError, ValueError) as err:
-            raise SkybutlerError(f"{self.dest / STATE_NAME} cannot be read: {err}") from None
+            raise PublicationError(f"{self.dest / STATE_NAME} cannot be read: {err}") from None
 
     def histogram(self, order: int) -> Histogram:
         path = self.dest / HISTOGRAM_NAME
@@ -150,7 +150,7 @@ class PublicationDir:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as err:
                 if err.errno in (errno.EAGAIN, errno.EACCES):
-                    raise SkybutlerError(f"another process is publishing into {self.dest}: try again when it "
+                    raise PublicationError(f"another process is publishing into {self.dest}: try again when it "
                                          "has finished") from None
                 raise
             for leftover in self.dest.parent.glob(f".{self.dest.name}.publishing-*"):
@@ -266,12 +266,12 @@ def catalog_info(path: str | os.PathLike[str]) -> tuple[Path, dict[str, str], li
         properties = _properties(root / "hats.properties")
         lines = (root / "partition_info.csv").read_text().split()
     except (OSError, KeyError) as err:
-        raise SkybutlerError(f"{path} is not a HATS catalog: {err}") from None
+        raise SearchError(f"{path} is not a HATS catalog: {err}") from None
     header = [h.strip() for h in lines[0].split(",")]
     try:
         at_order, at_pixel = header.index("Norder"), header.index("Npix")
     except ValueError:
-        raise SkybutlerError(f"{root / 'partition_info.csv'} has no Norder,Npix columns") from None
+        raise SearchError(f"{root / 'partition_info.csv'} has no Norder,Npix columns") from None
     pixels = [(int(row.split(",")[at_order]), int(row.split(",")[at_pixel])) for row in lines[1:] if row]
     return root, properties, pixels
 

@@ -95,9 +95,6 @@ class Layout:
     def __len__(self) -> int:
         return len(self.partitions)
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Layout) and self.partitions == other.partitions
-
     @property
     def highest_order(self) -> int:
         return max((o for o, _ in self.partitions), default=0)

@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import SkybutlerError
+from ..errors import PublicationError
 from ..extras import require
 from ..faults import crash_point
 from . import hats_files
@@ -93,13 +93,13 @@ def publish_catalog(butler: Butler, dataset_type: str, destination: str | os.Pat
     given = {"margin_arcsec": margin_arcsec, "max_rows": max_rows, "max_bytes": max_bytes, "ra_column": ra_column,
              "dec_column": dec_column}
     if margin_arcsec is not None and not (margin_arcsec > 0 and math.isfinite(margin_arcsec)):
-        raise SkybutlerError(f"the margin width must be a positive number of arcseconds, not {margin_arcsec}")
+        raise PublicationError(f"the margin width must be a positive number of arcseconds, not {margin_arcsec}")
     for key in ("max_rows", "max_bytes"):
         if given[key] is not None and given[key] < 1:
-            raise SkybutlerError(f"{key} must be positive, not {given[key]}")
+            raise PublicationError(f"{key} must be positive, not {given[key]}")
     dtype = butler.registry.dataset_types.get(dataset_type)[1]
     if dtype.storage_class not in ("Table", "ArrowAstropy", "ArrowTable", "DataFrame"):
-        raise SkybutlerError(f"{dataset_type!r} is a {dtype.storage_class} dataset type, not a catalog (Table)")
+        raise PublicationError(f"{dataset_type!r} is a {dtype.storage_class} dataset type, not a catalog (Table)")
     dest = Path(destination).absolute()
     refs = sorted(butler.query_datasets(dataset_type, where, collections=collections, bind=bind,
                                         find_first=True), key=lambda r: str(r.id))
@@ -107,7 +107,7 @@ def publish_catalog(butler: Butler, dataset_type: str, destination: str | os.Pat
     with pub.publishing() as staging:
         current = pub.state()  # refuses a destination that is not ours, even when rebuilding
         if current is not None and current["dataset_type"] != dataset_type:
-            raise SkybutlerError(f"{dest} holds the publication of {current['dataset_type']!r}, not of "
+            raise PublicationError(f"{dest} holds the publication of {current['dataset_type']!r}, not of "
                                  f"{dataset_type!r}: choose another destination")
         if current is not None and current.get("run") and not _registered(butler, current["run"]):
             # made visible, then killed before its registration committed: register it now
@@ -126,7 +126,7 @@ def publish_catalog(butler: Butler, dataset_type: str, destination: str | os.Pat
         if state is not None:
             differ = [k for k in SETTINGS if state.get(k) != settings[k]]
             if differ:
-                raise SkybutlerError(
+                raise PublicationError(
                     f"{dest} was published with other settings ({', '.join(f'{k}={state.get(k)!r}' for k in differ)}"
                     f"; now {', '.join(f'{k}={settings[k]!r}' for k in differ)}): publish with the same settings, "
                     "or rebuild it (rebuild=True, CLI --rebuild)")
@@ -143,11 +143,11 @@ def publish_catalog(butler: Butler, dataset_type: str, destination: str | os.Pat
         spill_dir.mkdir()
         spills, new_hist, schema = _gather(butler, new_refs, spill_dir, settings, progress)
         if state is not None and schema is not None and state.get("schema") != _schema_text(schema):
-            raise SkybutlerError(f"the new {dataset_type} datasets have other columns than the publication at "
+            raise PublicationError(f"the new {dataset_type} datasets have other columns than the publication at "
                                  f"{dest}: rebuild it (rebuild=True, CLI --rebuild)")
         schema = schema if schema is not None else _schema_from_text(state["schema"]) if state else None
         if schema is None:
-            raise SkybutlerError(f"no {dataset_type} datasets match the query: nothing to publish")
+            raise PublicationError(f"no {dataset_type} datasets match the query: nothing to publish")
         hist = old_hist + new_hist
         layout = Layout.of(hist, settings["max_rows"], settings["max_bytes"])
         main = staging / name
@@ -203,22 +203,22 @@ def _gather(butler: Butler, refs: list[DatasetRef], spill_dir: Path, settings: d
         where = f"{ref.dataset_type.name} {dict(ref.data_id.required)} ({ref.id})"
         for col in (ra_col, dec_col):
             if col not in table.column_names:
-                raise SkybutlerError(f"{where} has no column {col!r} (columns: {', '.join(table.column_names)}): "
+                raise PublicationError(f"{where} has no column {col!r} (columns: {', '.join(table.column_names)}): "
                                      "name the position columns with ra_column/dec_column (CLI --ra/--dec)")
         if HEALPIX_COLUMN in table.column_names:
-            raise SkybutlerError(f"{where} has a column {HEALPIX_COLUMN!r}, which publication adds itself")
+            raise PublicationError(f"{where} has a column {HEALPIX_COLUMN!r}, which publication adds itself")
         table = table.replace_schema_metadata(None)
         if schema is None:
             schema = _described(table.schema, declared)
         elif not table.schema.equals(schema, check_metadata=False):
-            raise SkybutlerError(f"{where} has other columns than the first dataset published: "
+            raise PublicationError(f"{where} has other columns than the first dataset published: "
                                  f"{_schema_difference(schema, table.schema)}")
         table = pa.Table.from_arrays(table.columns, schema=schema)
         ra = table[ra_col].to_numpy(zero_copy_only=False).astype(np.float64)
         dec = table[dec_col].to_numpy(zero_copy_only=False).astype(np.float64)
         bad = ~(np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90))
         if bad.any():
-            raise SkybutlerError(f"{where}: {int(bad.sum())} of {len(ra)} rows have no valid position "
+            raise PublicationError(f"{where}: {int(bad.sum())} of {len(ra)} rows have no valid position "
                                  f"({ra_col}/{dec_col} NaN, infinite or |dec| > 90), e.g. row {int(np.argmax(bad))}")
         index = healpix_index(ra % 360.0, dec)
         bytes_per_row = math.ceil(table.nbytes / table.num_rows) if table.num_rows else 0

@@ -23,15 +23,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..errors import SkybutlerError
+from ..errors import SearchError
 from . import hats_files
 from .healpix import HEALPIX_COLUMN, HEALPIX_ORDER
 
 __all__ = ["SearchError", "box_search", "cone_search", "polygon_search"]
-
-
-class SearchError(SkybutlerError, ValueError):
-    """A search region is not a valid region of the sky."""
 
 
 def _finite(name: str, value: Any) -> float:

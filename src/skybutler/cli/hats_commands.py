@@ -42,7 +42,7 @@ def publish_catalog(repo: Path, dataset_type: str, dest: Path, collections: tupl
         info(f"{dest}: nothing new to publish ({done.datasets} datasets, {done.total_rows} rows already there)")
         return
     info(f"published {done.datasets_added} datasets ({done.rows_added} rows) into {done.path}: {done.total_rows} "
-         f"rows in {done.partitions} partitions ({done.partitions_written} written, "
+         f"rows in {done.partitions} partition(s) ({done.partitions_written} written, "
          f"{done.margin_partitions_written} margins written) in {done.seconds:.1f} s; registered as "
          f"{done.ref.dataset_type.name} in {done.ref.run}")
 
