@@ -759,6 +759,19 @@ def test_cutouts_around_a_position_from_every_covering_image(images, tmp_path):
         np.testing.assert_array_equal(cut.data, full.data[y0:y1, x0:x1])
         cx, cy = astropy_wcs(cut.header).world_to_pixel(target)
         assert abs(cx - (x - x0)) < 1e-6 and abs(cy - (y - y0)) < 1e-6
+    pytest.importorskip("fastapi")
+    from server_helpers import running_server
+
+    from skybutler.access import Access
+
+    access = Access(butler.registry.access)
+    access.grant("*", "*", "*", "read")
+    with running_server(butler.root) as url:  # the same cut-outs through a server
+        remote = Butler(url, token=access.create_token("ana")).get_cutouts("calexp", ra, dec, 21, collections="run/a")
+    assert [r.id for r, _ in remote] == [r.id for r, _ in cutouts]
+    for (_, there), (_, here) in zip(remote, cutouts):
+        np.testing.assert_array_equal(there.data, here.data)
+        assert there.header["CRPIX1"] == here.header["CRPIX1"]
     butler.close()
     result = CliRunner().invoke(cli, ["cutouts", str(tmp_path / "repo"), "calexp", str(ra), str(dec), "--size", "21",
                                       "-c", "run/a", "-o", str(tmp_path / "cut"), "--json"])

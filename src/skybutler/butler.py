@@ -481,13 +481,13 @@ class Butler(QueryMethods, CatalogMethods):
         """The facts extracted from a dataset when it was stored, and its metrics."""
         return self.registry.metadata.get(ref.id, ref.dataset_type.storage_class)
 
-    @_served
     def get_cutouts(self, dataset_type: str, ra: float, dec: float, size: int, *,
                     collections: str | Sequence[str] | None = None, where: str = "",
                     bind: Mapping[str, Any] | None = None) -> list[tuple[DatasetRef, Any]]:
         """``size`` x ``size`` pixel cut-outs centred on ICRS (``ra``, ``dec``) degrees from every
         image of ``dataset_type`` whose footprint covers it (clipped at the image's edges), as
-        (ref, astropy ImageHDU) pairs; ``where`` narrows the images."""
+        (ref, astropy ImageHDU) pairs; ``where`` narrows the images.  Through a server, the
+        footprint query and each image's WCS and box are read there: only the boxes travel."""
         from .cutouts import get_cutouts
 
         return get_cutouts(self, dataset_type, ra, dec, size, collections=collections, where=where, bind=bind)
