@@ -155,14 +155,16 @@ REAL_HEADERS = {
     },
     # Suprime-Cam frame SUPA00535770, CCD nausicaa (a corrected image; WCS from the Subaru
     # toolkit). Its WCS is north up while the translator's rotation angle is the rotator's
-    # (INR-STR, 45 degrees): the sky angle is the WCS's (0) here, so this checks the positions
-    # and the parity, not the rotation.
+    # (INR-STR, 45 degrees): the parallactic angle of the pointing (the header's altitude and
+    # azimuth) turns it back, so this checks the rotation too.
     "SuprimeCam": {
-        "detector": 0, "centre": (1024.5, 2048.5), "sky_angle": 0.0,
+        "detector": 0, "centre": (1024.5, 2048.5),
         "wcs": {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRPIX1": 5321.0, "CRPIX2": -35.0,
                 "CRVAL1": 206.7403125, "CRVAL2": -10.73319167, "CD1_1": -5.611e-05, "CD1_2": 0.0,
                 "CD2_1": 0.0, "CD2_2": 5.611e-05},
-        "cards": {"RA2000": "13:46:57.675", "DEC2000": "-10:43:59.49", "INR-STR": 45.241},
+        "cards": {"RA2000": "13:46:57.675", "DEC2000": "-10:43:59.49", "INR-STR": 45.241, "DATE-OBS": "2007-04-23",
+                  "UT-STR": "08:02:27.204", "UT-END": "08:05:47.000", "MJD-STR": 54213.335036,
+                  "MJD-END": 54213.337348, "MJD": 54213.335036, "AZIMUTH": 132.649, "ALTITUDE": 46.971},
     },
 }
 
@@ -173,18 +175,50 @@ def test_detector_lands_where_a_real_headers_wcs_puts_it(name) -> None:
     astro-metadata-translator reads from a real header, the layout puts the detector's centre
     within 2 arcminutes of where that header's own WCS puts it (the detectors lie 0.25-0.9
     degrees from the boresight; a wrong orientation or flip moves them by several arcminutes)."""
+    from skybutler.instruments import metadata_from_header
+
     real = REAL_HEADERS[name]
     header = {**BUILDERS[name](real["detector"]), **real["cards"]}
     info = amt.ObservationInfo(header, filename=f"{name}.fits")
+    meta = metadata_from_header(header, f"{name}.fits")  # the sky angle ingest records
     camera = get_instrument(name)
-    angle = real.get("sky_angle", info.boresight_rotation_angle.deg)
-    ours = WCS(camera.wcs_header(real["detector"], info.tracking_radec.ra.deg, info.tracking_radec.dec.deg, angle))
+    ours = WCS(camera.wcs_header(real["detector"], info.tracking_radec.ra.deg, info.tracking_radec.dec.deg,
+                                 meta.sky_angle))
     det = camera.detector(real["detector"])
     mine = ours.pixel_to_world((det.nx - 1) / 2.0, (det.ny - 1) / 2.0)
     theirs = WCS(real["wcs"]).wcs_pix2world([real["centre"]], 1)[0]
     separation = mine.separation(SkyCoord(*theirs, unit="deg"))
     assert separation.arcmin < 2.0, separation.arcmin
     assert SkyCoord(*theirs, unit="deg").separation(info.tracking_radec).deg > (0.2 if name == "SuprimeCam" else 0.7)
+    # The detector's pixel +y points where the header's WCS points it (within a degree).
+    up = [real["centre"][0], real["centre"][1] + 200]
+    theirs_up = SkyCoord(*WCS(real["wcs"]).wcs_pix2world([up], 1)[0], unit="deg")
+    mine_up = ours.pixel_to_world((det.nx - 1) / 2.0, (det.ny - 1) / 2.0 + 200)
+    assert _angle_diff(mine.position_angle(mine_up).deg,
+                       SkyCoord(*theirs, unit="deg").position_angle(theirs_up).deg) < 1.0
+
+
+def test_suprimecam_regions_turn_with_the_rotator() -> None:
+    """Suprime-Cam's rotator angle (INR-STR) tracks the parallactic angle: a rotator a degree further
+    turns the recorded sky angle (from which every region is drawn) by a degree, and the sky angle
+    is the rotator angle plus the parallactic angle, whose oracle is astropy: the position angle
+    of the zenith seen from the target."""
+    from astropy.coordinates import AltAz, EarthLocation
+    from astropy.time import Time
+
+    from skybutler.instruments import metadata_from_header
+
+    cards = REAL_HEADERS["SuprimeCam"]["cards"]
+    base = metadata_from_header({**ch.suprimecam(detector=0), **cards}, "a.fits")
+    turned = metadata_from_header({**ch.suprimecam(detector=0), **cards, "INR-STR": cards["INR-STR"] + 1.0}, "b.fits")
+    assert _angle_diff(turned.sky_angle, base.sky_angle + 1.0) < 1e-9
+    site = get_instrument("SuprimeCam").location
+    where = EarthLocation.from_geodetic(site.longitude, site.latitude, site.height)
+    frame = AltAz(obstime=Time(cards["MJD-STR"], format="mjd", scale="utc"), location=where)
+    target = SkyCoord(alt=cards["ALTITUDE"], az=cards["AZIMUTH"], unit="deg", frame=frame)
+    zenith = SkyCoord(alt=90.0, az=0.0, unit="deg", frame=frame)
+    parallactic = target.icrs.position_angle(zenith.icrs).deg
+    assert _angle_diff(base.sky_angle, cards["INR-STR"] + parallactic) < 0.05
 
 
 def test_megacam_corners_are_where_its_header_map_puts_them() -> None:

@@ -407,7 +407,7 @@ def _from_info(info: Any, filename: str, detector: int, physical_filter: str) ->
             dark_time=dark_time if dark_time is not None else exposure_time,
             tracking_ra=None if radec is None else float(radec.icrs.ra.deg),
             tracking_dec=None if radec is None else float(radec.icrs.dec.deg),
-            sky_angle=_degrees(info.boresight_rotation_angle),
+            sky_angle=_sky_angle(info, radec, altaz),
             azimuth=None if altaz is None else float(altaz.az.to_value(u.deg)),
             zenith_angle=zenith,
             airmass=None if info.boresight_airmass is None else float(info.boresight_airmass),
@@ -416,6 +416,21 @@ def _from_info(info: Any, filename: str, detector: int, physical_filter: str) ->
         )
     except Exception as exc:
         raise RawHeaderError(filename, f"translated metadata are invalid: {exc}") from exc
+
+
+def _sky_angle(info: Any, radec: Any, altaz: Any) -> float | None:
+    """The sky position angle of the focal plane's +y: the translator's rotation angle, or for a camera
+    whose translator gives its rotator's angle, that plus the parallactic angle (see
+    :meth:`Instrument.sky_angle`)."""
+    rotation = _degrees(info.boresight_rotation_angle)
+    camera = get_instrument(info.instrument)
+    if rotation is None or camera.rotation == "sky":
+        return rotation
+    site = camera.location
+    return camera.sky_angle(rotation, None if altaz is None else float(altaz.alt.to_value(u.deg)),
+                            None if altaz is None else float(altaz.az.to_value(u.deg)),
+                            None if radec is None else float(radec.icrs.dec.deg),
+                            None if site is None else site.latitude)
 
 
 def _check_described(translator: Any, filename: str) -> None:

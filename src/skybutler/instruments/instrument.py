@@ -171,6 +171,10 @@ class Instrument(BaseModel):
     headers: HeaderRules | None = None  # a header translator of its own
     layout: Literal["measured", "approximate", "none"] = "measured"  # how good the detector offsets are
     flip_x: bool = False  # the focal plane's +x points east (not west) of its +y
+    # What the header translator's rotation angle is: the sky position angle of the focal plane's
+    # +y ("sky"), or the angle of the instrument rotator ("rotator", Suprime-Cam's INR-STR), which
+    # turns against the sky with the parallactic angle: the sky angle is the two added.
+    rotation: Literal["sky", "rotator"] = "sky"
     doc: str = ""  # where the description's facts come from
 
     @model_validator(mode="after")
@@ -258,6 +262,22 @@ class Instrument(BaseModel):
         }
 
     # -- geometry ---------------------------------------------------------------
+
+    def sky_angle(self, rotation: float, altitude: float | None, azimuth: float | None,
+                  dec: float | None, latitude: float | None) -> float | None:
+        """The sky position angle (degrees east of north) of the focal plane's +y for the header
+        translator's rotation angle: itself, or for a ``rotator`` camera the rotator angle plus the
+        parallactic angle of a pointing at ``altitude``/``azimuth`` (degrees, azimuth east of north)
+        and declination ``dec`` from a site at ``latitude``; None when one of those is unknown."""
+        if self.rotation == "sky":
+            return rotation
+        if None in (altitude, azimuth, dec, latitude):
+            return None
+        alt, az, dec_r, lat = (math.radians(v) for v in (altitude, azimuth, dec, latitude))
+        # The parallactic angle, from the pole-zenith-target triangle: negative east of the meridian.
+        q = -math.atan2(math.sin(az) * math.cos(lat) * math.cos(alt),
+                        math.sin(lat) - math.sin(dec_r) * math.sin(alt))
+        return (rotation + math.degrees(q)) % 360.0
 
     def wcs_header(
         self,
