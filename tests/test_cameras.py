@@ -493,3 +493,147 @@ def test_files_of_one_exposure_translate_as_each_alone(builder) -> None:
         assert meta.datetime_begin == info.datetime_begin and meta.day_obs == info.observing_day
         assert meta.obs_id == info.observation_id
     assert len(translation._EXPOSURES) == 1  # one exposure: its properties were translated once, then again
+
+
+# -- updating a stored camera description --------------------------------------------------------
+
+
+def _hsc_without_layout():
+    """HSC as a repository registered it before layouts were added: no offsets, ``layout: none``."""
+    from skybutler.instruments import Instrument
+
+    data = get_instrument("HSC").to_dict()
+    data["layout"] = "none"
+    data["detectors"] = [{**d, "offset_x": None, "offset_y": None} for d in data["detectors"]]
+    return Instrument.from_dict(data, source="old HSC")
+
+
+def test_register_instrument_update_gives_an_old_repository_the_layout(tmp_path) -> None:
+    """A repository whose HSC description has no layout (made before layouts were added) cannot
+    define regions; ``register-instrument --update`` replaces the description and records in
+    place, and visits then get the regions of every placed detector."""
+    from skybutler.ingest import define_visits
+    from skybutler.ingest.instruments import _stored_description
+
+    raws = tmp_path / "raws"
+    raws.mkdir()
+    write_raw(raws / "hsc.fits", ch.hsc())
+    repo = tmp_path / "repo"
+    with Butler.create(repo) as butler:
+        butler.register_instrument(_hsc_without_layout())
+        assert ingest_raws(butler, raws, processes=1).ok
+        assert define_visits(butler).defined == []  # no layout: skipped
+    runner = CliRunner()
+    result = runner.invoke(cli, ["register-instrument", str(repo), "HSC", "--update"])
+    assert result.exit_code == 0, result.output
+    assert "updated camera HSC" in result.output and "layout" in result.output and "detectors" in result.output
+    again = runner.invoke(cli, ["register-instrument", str(repo), "HSC", "--update"])
+    assert "nothing to update" in again.output
+    with Butler(repo) as butler:
+        assert _stored_description(butler, "HSC")["layout"] == "approximate"
+        assert define_visits(butler).defined == [("HSC", 904024)]
+        regions = [r for r in butler.registry.dimensions.fetch_all("visit_detector_region") if r["instrument"] == "HSC"]
+        assert len(regions) == sum(d.placed for d in get_instrument("HSC").detectors) == 112
+        assert butler.register_instrument("HSC") is False  # the stored description is now the shipped one
+
+
+def test_register_instrument_update_refuses_what_contradicts_the_repository(tmp_path) -> None:
+    """Removing a detector, moving a physical filter that exposures use to another band, or an
+    exposure bound below IDs in use: refused, naming each, and nothing changes; a filter that no
+    exposure uses may move band."""
+    from skybutler.ingest.instruments import _stored_description
+    from skybutler.instruments import Instrument
+
+    raws = tmp_path / "raws"
+    raws.mkdir()
+    write_raw(raws / "hsc.fits", ch.hsc())  # filter HSC-R2
+    repo = tmp_path / "repo"
+    with Butler.create(repo) as butler:
+        assert ingest_raws(butler, raws, processes=1).ok
+        before = _stored_description(butler, "HSC")
+        records = {e: butler.registry.dimensions.fetch_all(e) for e in ("instrument", "physical_filter", "detector")}
+    data = get_instrument("HSC").to_dict()
+    bad = {**data, "detectors": [d for d in data["detectors"] if d["id"] != 7],
+           "filters": {**data["filters"], "HSC-R2": "i"}, "exposure_max": 1000}
+    path = tmp_path / "hsc.yaml"
+    path.write_text(__import__("yaml").safe_dump(bad))
+    result = CliRunner().invoke(cli, ["register-instrument", str(repo), str(path), "--update"])
+    assert result.exit_code != 0
+    message = result.output.strip()
+    assert len(message.splitlines()) == 1 and "Traceback" not in message
+    for part in ("detector(s) 7 (1_45)", "HSC-R2 from band 'r' to 'i'", "1 exposure/visit record(s)",
+                 "exposure_max 1000 is not above exposure 904024", "nothing was changed"):
+        assert part in message, (part, message)
+    with Butler(repo) as butler:
+        assert _stored_description(butler, "HSC") == before
+        assert {e: butler.registry.dimensions.fetch_all(e) for e in records} == records
+        # A filter no exposure uses may move band.
+        moved = Instrument.from_dict({**data, "filters": {**data["filters"], "HSC-G": "r"}}, source="x")
+        assert butler.register_instrument(moved, update=True) is True
+        assert butler.get_record("physical_filter", instrument="HSC", name="HSC-G")["band"] == "r"
+
+
+def test_register_instrument_update_is_one_transaction(tmp_path, monkeypatch) -> None:
+    """A failure while the new description is stored leaves the records and description as they were."""
+    from skybutler.ingest.instruments import _stored_description
+
+    with Butler.create(tmp_path / "repo") as butler:
+        butler.register_instrument(_hsc_without_layout())
+        before = _stored_description(butler, "HSC")
+        detectors = butler.registry.dimensions.fetch_all("detector")
+
+        def failing_put(*args, **kwargs):
+            raise OSError("disk full")
+
+        monkeypatch.setattr(butler, "put", failing_put)
+        with pytest.raises(OSError, match="disk full"):
+            butler.register_instrument("HSC", update=True)
+        monkeypatch.undo()
+        assert _stored_description(butler, "HSC") == before
+        assert butler.registry.dimensions.fetch_all("detector") == detectors
+
+
+def test_a_rubin_camera_without_a_translator_names_obs_lsst(tmp_path) -> None:
+    """astro-metadata-translator alone translates no Rubin camera; skybutler translates LSSTCam,
+    LSSTComCam and LATISS itself. A header of another Rubin camera (a test stand) fails with a
+    message naming the package that translates it (obs_lsst), and the rest of the batch goes in."""
+    import astro_metadata_translator as amt
+
+    from skybutler.instruments.translators import OBS_LSST, rubin
+
+    if OBS_LSST:
+        pytest.skip("obs_lsst is installed: its translators read this header")
+    header = {**ch.lsstcam(), "INSTRUME": "LSST-TS8", "OBSID": "TS_C_20250531_000123"}
+    library_only = {cls for cls in amt.MetadataTranslator.translators.values()
+                    if not cls.__module__.startswith("skybutler.")}
+    assert not any(cls.can_translate(ch.lsstcam()) for cls in library_only)  # the library alone: none
+    assert {rubin.LsstCamTranslator, rubin.LsstComCamTranslator, rubin.LatissTranslator} <= set(
+        amt.MetadataTranslator.translators.values())
+    raws = tmp_path / "raws"
+    raws.mkdir()
+    write_raw(raws / "ts8.fits", header)
+    write_raw(raws / "lsstcam.fits", ch.lsstcam())
+    with Butler.create(tmp_path / "repo") as butler:
+        result = ingest_raws(butler, raws, processes=1)
+    assert len(result.refs) == 1
+    (failure,) = result.failures
+    assert failure.path.endswith("ts8.fits")
+    assert "'LSST-TS8'" in failure.reason and "obs_lsst" in failure.reason and "not on PyPI" in failure.reason
+
+
+def test_megaprime_corner_ccds_are_ingested_without_a_region_and_said_so(tmp_path) -> None:
+    """MegaCam's corner CCDs ccd36-ccd39 have no published position: their raws go in, their visit
+    has no region for them (one for each of the 36 placed CCDs), and define-visits says why."""
+    from skybutler.ingest import define_visits
+
+    raws = tmp_path / "raws"
+    raws.mkdir()
+    for ccd in (14, 37):
+        write_raw(raws / f"ccd{ccd}.fits", ch.megaprime(detector=ccd))
+    with Butler.create(tmp_path / "repo") as butler:
+        assert len(ingest_raws(butler, raws, processes=1).refs) == 2
+        result = define_visits(butler)
+        assert result.unplaced == {"MegaPrime": ["ccd36", "ccd37", "ccd38", "ccd39"]}
+        assert "ccd36, ccd37, ccd38, ccd39 have no published focal-plane position" in result.summary()
+        regions = {r["detector"] for r in butler.registry.dimensions.fetch_all("visit_detector_region")}
+        assert regions == set(range(36))

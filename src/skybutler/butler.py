@@ -231,12 +231,19 @@ class Butler(QueryMethods, CatalogMethods):
         return self.registry.dimensions.fetch_one(element, tuple(values[d] for d in el.identity))
 
     @_served
-    def register_instrument(self, camera: Any) -> bool:
+    def register_instrument(self, camera: Any, *, update: bool = False) -> bool:
         """Register a camera (an ``Instrument``, a YAML file, or a known camera's name): its
         instrument, band, physical-filter and detector records and its description; False if
-        it was registered already with the same description (a different one raises)."""
-        from .ingest.instruments import register_instrument
+        it was registered already with the same description (a different one raises).
 
+        ``update=True`` replaces the stored description and records of a registered camera
+        instead, in one transaction (True if anything changed); a change that contradicts what
+        the repository holds (a detector or filter removed, a used filter moved to another
+        band, an ID bound below IDs in use) raises ``ConflictingDefinitionError`` naming it."""
+        from .ingest.instruments import register_instrument, update_instrument
+
+        if update:
+            return bool(update_instrument(self, camera)[1])
         return register_instrument(self, camera)[1]
 
     @_served

@@ -9,7 +9,8 @@ from typing import Any
 import click
 import yaml
 
-from ..ingest import define_visits, ingest_raws, register_instrument, register_skymap, write_curated_calibrations
+from ..ingest import (define_visits, ingest_raws, register_instrument, register_skymap, update_instrument,
+                      write_curated_calibrations)
 from ..ingest.raws import IngestFailure
 from .helpers import (fail, info, jobs_option, open_butler, print_rows, progress_bar, read_text, repo_argument,
                       resolve_jobs)
@@ -51,9 +52,18 @@ def ingest_raws_command(repo: Path, files_or_dirs: tuple[Path, ...], transfer: s
 @click.command("register-instrument")
 @repo_argument
 @click.argument("camera")
-def register_instrument_command(repo: Path, camera: str) -> None:
+@click.option("--update", is_flag=True, help="Replace the stored description and records of a registered camera "
+                                              "(refused if it contradicts what the repository holds).")
+def register_instrument_command(repo: Path, camera: str, update: bool) -> None:
     """Register CAMERA in REPO: a YAML file describing a camera, or the name of one skybutler
     ships (HSC, SuprimeCam, DECam, MegaPrime, LSSTCam, LSSTComCam, LATISS, ...)."""
+    if update:
+        with open_butler(repo) as butler:
+            instrument, changed = update_instrument(butler, camera)
+        info(f"updated camera {instrument.name}: {', '.join(changed)} changed" if changed and changed != ["registered"]
+             else f"registered camera {instrument.name}" if changed else
+             f"camera {instrument.name} is already described so: nothing to update")
+        return
     with open_butler(repo) as butler:
         instrument, new = register_instrument(butler, camera)
     verb = "registered" if new else "already registered:"

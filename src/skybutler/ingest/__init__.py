@@ -11,7 +11,7 @@
 """
 
 from .calibrations import CuratedResult, read_curated_directory, write_curated_calibrations
-from .instruments import DESCRIPTION_TYPE, load_repository_instruments, register_instrument
+from .instruments import DESCRIPTION_TYPE, load_repository_instruments, register_instrument, update_instrument
 from .raws import RAW_DIMENSIONS, IngestFailure, IngestResult, find_raw_files, ingest_raws, raw_run, read_raw_metadata
 from .skymaps import RingsSkyMap, find_patches, find_tracts, load_skymap, register_skymap
 from .visits import VisitResult, define_visits
@@ -35,6 +35,7 @@ __all__ = [
     "read_curated_directory",
     "read_raw_metadata",
     "register_instrument",
+    "update_instrument",
     "register_skymap",
     "write_curated_calibrations",
 ]

@@ -6,7 +6,8 @@ A camera is registered once per repository, by :func:`register_instrument` (from
 Registration writes the camera's own dimension records (instrument, bands,
 physical filters, detectors) and stores the description itself as a
 ``camera_description`` dataset (``Dict``, dimension ``instrument``) in the RUN
-``<instrument>/instrument``, so the repository keeps the camera it was given: a
+``<instrument>/instrument`` (and, after each :func:`update_instrument`, the newer one in
+``<instrument>/instrument/v2``, ...), so the repository keeps the camera it was given: a
 later ingest, visit definition or another process reads the description from the
 repository (:func:`load_repository_instruments`), not from whatever the installed
 skybutler ships, and the description travels with an export.
@@ -19,9 +20,11 @@ from typing import Any
 
 from ..errors import ConflictingDefinitionError, DatasetConflictError
 from ..instruments import Instrument, UnknownInstrumentError, get_instrument
+from ..instruments.instrument import shipped_instrument
 from ..instruments import register_instrument as register_in_process
 
-__all__ = ["DESCRIPTION_TYPE", "description_run", "load_repository_instruments", "register_instrument"]
+__all__ = ["DESCRIPTION_TYPE", "description_run", "load_repository_instruments", "register_instrument",
+           "update_instrument"]
 
 #: The dataset type holding each registered camera's description.
 DESCRIPTION_TYPE = "camera_description"
@@ -32,14 +35,15 @@ def description_run(name: str) -> str:
     return f"{name}/instrument"
 
 
-def _as_instrument(camera: Instrument | str | Path) -> Instrument:
-    """A description from an object, a YAML file, or the name of a known camera."""
+def _as_instrument(camera: Instrument | str | Path, shipped: bool = False) -> Instrument:
+    """A description from an object, a YAML file, or the name of a known camera (``shipped``: the
+    description skybutler ships, not one this process took from a repository since)."""
     if isinstance(camera, Instrument):
         return camera
     path = Path(camera)
     if path.suffix.lower() in (".yaml", ".yml") or path.exists():
         return Instrument.from_yaml(path, register=False)
-    return get_instrument(str(camera))
+    return shipped_instrument(str(camera)) if shipped else get_instrument(str(camera))
 
 
 def register_instrument(butler, camera: Instrument | str | Path) -> tuple[Instrument, bool]:
@@ -61,7 +65,7 @@ def register_instrument(butler, camera: Instrument | str | Path) -> tuple[Instru
             changed = sorted(k for k in set(stored) | set(description) if stored.get(k) != description.get(k))
             raise ConflictingDefinitionError(
                 f"camera {instrument.name!r} is registered with a different description "
-                f"(differs in: {', '.join(changed)})")
+                f"(differs in: {', '.join(changed)}; to replace it: register-instrument --update)")
         register_in_process(instrument)
         return instrument, False
     records = instrument.dimension_records()
@@ -84,6 +88,85 @@ def register_instrument(butler, camera: Instrument | str | Path) -> tuple[Instru
         return register_instrument(butler, instrument)
     register_in_process(instrument)
     return instrument, True
+
+
+def update_instrument(butler, camera: Instrument | str | Path) -> tuple[Instrument, list[str]]:
+    """Replace the stored description of a registered camera, and its records, by ``camera``; returns
+    (the description, the fields that changed: empty if none did).  A camera not yet registered is
+    registered.
+
+    One transaction: the instrument, band, physical-filter and detector records are updated and
+    the description dataset replaced, or nothing is.  A change that would contradict what the
+    repository holds is refused (:class:`ConflictingDefinitionError`, naming each): a detector or
+    physical filter removed, a physical filter that exposures or visits use moved to another band,
+    ``visit_max``/``exposure_max`` below an ID in use.  Visits defined earlier keep their regions.
+    """
+    instrument = _as_instrument(camera, shipped=True)
+    stored = _stored_description(butler, instrument.name)
+    if stored is None:
+        instrument, _ = register_instrument(butler, instrument)
+        return instrument, ["registered"]
+    old = Instrument.from_dict(stored, source=f"{DESCRIPTION_TYPE} of {instrument.name}")
+    before, after = old.to_dict(), instrument.to_dict()
+    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    if not changed:
+        register_in_process(instrument)
+        return instrument, []
+    problems = _contradictions(butler, old, instrument)
+    if problems:
+        raise ConflictingDefinitionError(f"cannot update camera {instrument.name!r}: {'; '.join(problems)} "
+                                         "(nothing was changed)")
+    records = instrument.dimension_records()
+    version = len(_description_runs(butler, instrument.name)) + 1
+    with butler.transaction():
+        for element in ("instrument", "band", "physical_filter", "detector"):
+            for record in records[element]:
+                butler.sync_record(element, record, update=True)
+        butler.put(after, DESCRIPTION_TYPE, instrument=instrument.name,
+                   run=f"{description_run(instrument.name)}/v{version}")
+    register_in_process(instrument)
+    return instrument, changed
+
+
+def _description_runs(butler, name: str) -> list[str]:
+    """The RUNs holding camera ``name``'s descriptions, oldest first: the one registered, then one
+    per update (``<name>/instrument/v2``, ``v3``, ...; earlier descriptions are kept, as history)."""
+    first = description_run(name)
+    if not butler.collections.exists(first):
+        return []
+    prefix = f"{first}/v"
+    updates = [c.name for c in butler.collections.query(f"{prefix}*") if c.name[len(prefix):].isdigit()]
+    return [first, *sorted(updates, key=lambda n: int(n[len(prefix):]))]
+
+
+def _contradictions(butler, old: Instrument, new: Instrument) -> list[str]:
+    """What replacing ``old`` by ``new`` would contradict in the repository, one sentence each."""
+    problems = []
+    gone = sorted({d.id for d in old.detectors} - {d.id for d in new.detectors})
+    if gone:
+        names = ", ".join(f"{i} ({old.detector(i).full_name})" for i in gone)
+        problems.append(f"it removes detector(s) {names}, which the repository has records of")
+    dropped = sorted(set(old.filters) - set(new.filters))
+    if dropped:
+        problems.append(f"it removes physical filter(s) {', '.join(dropped)}, which the repository has records of")
+    moved = {f: (b, new.filters[f]) for f, b in old.filters.items() if f in new.filters and new.filters[f] != b}
+    in_use: dict[str, int] = {}
+    max_ids = {"exposure": 0, "visit": 0}
+    for element in ("exposure", "visit"):
+        for record in butler.registry.dimensions.fetch_all(element):
+            if record["instrument"] != old.name:
+                continue
+            max_ids[element] = max(max_ids[element], record[element])
+            if record["physical_filter"] in moved:
+                in_use[record["physical_filter"]] = in_use.get(record["physical_filter"], 0) + 1
+    for name, count in sorted(in_use.items()):
+        problems.append(f"it moves physical filter {name} from band {moved[name][0]!r} to {moved[name][1]!r}, "
+                        f"and {count} exposure/visit record(s) use it")
+    for element, bound in (("exposure", new.exposure_max), ("visit", new.visit_max)):
+        if max_ids[element] and max_ids[element] >= bound:
+            problems.append(f"its {element}_max {bound} is not above {element} {max_ids[element]}, "
+                            "which the repository holds")
+    return problems
 
 
 def load_repository_instruments(butler) -> list[Instrument]:
@@ -110,8 +193,8 @@ def load_repository_instruments(butler) -> list[Instrument]:
 def _stored_description(butler, name: str) -> dict[str, Any] | None:
     if not any(d.name == DESCRIPTION_TYPE for d in butler.query_dataset_types(DESCRIPTION_TYPE)):
         return None
-    run = description_run(name)
-    if not butler.collections.exists(run):
+    runs = _description_runs(butler, name)
+    if not runs:
         return None
-    ref = butler.find_dataset(DESCRIPTION_TYPE, instrument=name, collections=[run])
+    ref = butler.find_dataset(DESCRIPTION_TYPE, instrument=name, collections=runs[::-1])  # the newest
     return None if ref is None else dict(butler.get(ref))

@@ -39,10 +39,16 @@ class VisitResult:
     defined: list[tuple[str, int]] = field(default_factory=list)
     existing: list[tuple[str, int]] = field(default_factory=list)
     skipped: list[tuple[str, int, str]] = field(default_factory=list)  # (instrument, exposure, reason)
+    # camera -> its detectors without a known focal-plane position: no visit_detector_region
+    unplaced: dict[str, list[str]] = field(default_factory=dict)
 
     def summary(self) -> str:
         text = f"{len(self.defined)} visit(s) defined, {len(self.existing)} already defined"
-        return text + (f", {len(self.skipped)} exposure(s) skipped" if self.skipped else "")
+        text += f", {len(self.skipped)} exposure(s) skipped" if self.skipped else ""
+        for camera, names in sorted(self.unplaced.items()):
+            text += (f"; {camera} detector(s) {', '.join(names)} have no published focal-plane position: "
+                     "no region (their raws are ingested all the same)")
+        return text
 
 
 def tan_pixel_to_sky(wcs: dict[str, Any], x: float, y: float) -> tuple[float, float]:
@@ -132,6 +138,9 @@ def define_visits(butler, *, instrument: str | None = None, exposures: Iterable[
             result.skipped.append((*key, f"camera {camera.name} has no focal-plane layout in its description "
                                          "(detector offsets), so its sky regions cannot be computed"))
             continue
+        unplaced = [d.full_name for d in sorted(camera.detectors, key=lambda d: d.id) if not d.placed]
+        if unplaced:
+            result.unplaced[camera.name] = unplaced
         visit, per_detector = _visit_records(camera, exposure)
         visits.append(visit)
         definitions.append({"instrument": key[0], "exposure": key[1], "visit": key[1]})

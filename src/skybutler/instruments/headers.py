@@ -246,9 +246,25 @@ def translator_for(header: dict[str, Any], filename: str) -> type:
         instrument = header.get("INSTRUME", "<no INSTRUME keyword>")
         detail = "" if isinstance(exc, ValueError) else f" ({type(exc).__name__}: {exc})"
         raise UnknownRawInstrumentError(
-            filename, f"no header translator understands instrument {instrument!r}{detail}"
+            filename, f"no header translator understands instrument {instrument!r}{detail}{_rubin_hint(header)}"
         ) from exc
     return _offline_translator(found)
+
+
+#: Cards only Rubin's cameras (their test stands and simulated cameras too) write.
+_RUBIN_CARDS = ("RAFTBAY", "CCDSLOT", "CONTRLLR", "DAYOBS")
+
+
+def _rubin_hint(header: dict[str, Any]) -> str:
+    """For a Rubin camera skybutler has no translator of: where its translator is."""
+    from .translators import OBS_LSST
+
+    if OBS_LSST or not any(card in header for card in _RUBIN_CARDS):
+        return ""
+    return ("; it is a Rubin camera's header: skybutler translates LSSTCam, LSSTComCam and LATISS itself, and "
+            "Rubin's other cameras (test stands, simulated cameras) through the translators of Rubin's "
+            "obs_lsst package, which is not on PyPI: install the LSST Science Pipelines (which provide "
+            "lsst.obs.lsst) into this environment")
 
 
 # -- the optional library, loaded on first use ---------------------------------------------

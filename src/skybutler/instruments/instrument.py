@@ -64,6 +64,7 @@ __all__ = [
     "known_instruments",
     "register_instrument",
     "register_instrument_class",
+    "shipped_instrument",
 ]
 
 
@@ -339,6 +340,9 @@ class Instrument(BaseModel):
         """The YAML shape of this description (what :meth:`from_dict` reads back)."""
         data = self.model_dump(mode="json", exclude_none=True)
         data["class_name"] = self.python_class_name
+        for detector, entry in zip(self.detectors, data["detectors"]):
+            if not detector.placed:  # kept as null: left out, the offsets would default to the boresight
+                entry["offset_x"] = entry["offset_y"] = None
         return data
 
     @classmethod
@@ -406,6 +410,21 @@ def get_instrument(name: str) -> Instrument:
     except KeyError:
         known = ", ".join(known_instruments()) or "none"
         raise UnknownInstrumentError(f"unknown instrument {name!r} (known: {known})") from None
+
+
+def shipped_instrument(name: str) -> Instrument:
+    """skybutler's own description of camera ``name`` (its packaged YAML or class), whatever this
+    process has registered under that name since (a repository's older copy, say)."""
+    from . import simcam  # noqa: F401  (import registers SimCam)
+
+    if name in _CLASSES:
+        return _CLASSES[name]()
+    entry = _builtin_files().get(name)
+    if entry is None:
+        raise UnknownInstrumentError(f"skybutler ships no camera {name!r} (it ships: "
+                                     f"{', '.join(sorted({*_builtin_files(), *_CLASSES}))})")
+    data = yaml.load(entry.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return Instrument.from_dict(data, source=f"skybutler/instruments/cameras/{entry.name}")
 
 
 def known_instruments() -> list[str]:
