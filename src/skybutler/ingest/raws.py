@@ -168,7 +168,8 @@ def read_raw_metadata(path: str | Path, storage_class: str = RAW_STORAGE_CLASS,
         if not headers:
             return IngestFailure(str(path), f"formatter {formatter or kind.default_formatter!r} gives no FITS "
                                             "headers to translate")
-        return RawFile(metadata_from_header(_translation_header(headers), path), examined)
+        # Only the facts go on: the headers and WCSs are not needed again (nor pickled back from a worker).
+        return RawFile(metadata_from_header(_translation_header(headers), path), ExaminedFile(examined.facts))
     except RawHeaderError as err:
         return IngestFailure(str(path), err.reason)
     except MissingExtraError:
