@@ -498,6 +498,13 @@ def test_files_of_one_exposure_translate_as_each_alone(builder) -> None:
 # -- updating a stored camera description --------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _shipped_hsc_afterwards():
+    """Tests here register older HSC descriptions in this process: the next test gets skybutler's own."""
+    yield
+    instrument_module._INSTANCES["HSC"] = instrument_module.shipped_instrument("HSC")
+
+
 def _hsc_without_layout():
     """HSC as a repository registered it before layouts were added: no offsets, ``layout: none``."""
     from skybutler.instruments import Instrument
