@@ -196,7 +196,8 @@ class Database:
         # The server's own timer: what is left of the deadline, in milliseconds (0 lifts it).
         wanted = 0 if self.deadline is None else max(1, int((self.deadline - time.monotonic()) * 1000))
         if wanted or conn.info.get("statement_timeout"):
-            cursor.execute(f"SET statement_timeout = {wanted}")
+            # on a cursor of its own: the statement's cursor may be a server-side (named) one
+            conn.connection.dbapi_connection.execute(f"SET statement_timeout = {wanted}")
             conn.info["statement_timeout"] = wanted
 
     @contextlib.contextmanager
