@@ -120,3 +120,10 @@ def test_each_release_is_in_the_audit_log(embargoed):
         assert released() == expected, now
     assert "rule 1 (metr* in run/*, 80 h): 1 metrics dataset(s) in run/a released" in \
         [r for r in local.registry.access.audit_rows(1000) if r[2] == "embargo-release"][0][3]
+    from skybutler.embargo import record_releases
+
+    assert record_releases(local, int((ends[2] + 2000) * 1e9)) == 0  # nothing new: nothing written twice
+    store = local.registry.access
+    mark = store.releases_recorded_until()
+    assert not store.record_releases(["stale"], mark - 1, mark + 1)  # another server got there first
+    assert store.releases_recorded_until() == mark and len(released()) == 3

@@ -98,6 +98,6 @@ def record_releases(butler: Any, now_ns: int) -> int:
                 entries.append(f"rule {rule.rule_id} ({rule.dataset_types} in {rule.collections}, {rule.hours:g} h): "
                                f"{len(items)} {name} dataset(s) in {run} released between {items[0][0]} and "
                                f"{items[-1][0]}: {' '.join(i for _, i in items)}")
-    if entries:
-        store.record_releases(entries, now_ns)
+    if entries and not store.record_releases(entries, since, now_ns):
+        return 0  # another server process recorded them first
     return released

@@ -231,8 +231,9 @@ class AccessStore:
         return int(count), int(size)
 
     def lock_area(self, area: str) -> None:
-        """Hold, until the current write transaction ends, the right to write into a quota area:
-        two writes into one area then check its usage one after the other.  On SQLite the write
+        """Hold, until the current write transaction ends, the right to write into a quota area
+        (or to record embargo releases): two writes into one area then check its usage one after
+        the other.  On SQLite the write
         transaction already holds the database's only write lock (``BEGIN IMMEDIATE``); on
         PostgreSQL a transaction-scoped advisory lock keyed by the area's name is taken."""
         if self.db.dialect != "postgresql":
@@ -262,15 +263,20 @@ class AccessStore:
                             .order_by(a.c.entry_id.desc()).limit(1))
         return int(rows[0][0].split()[-1]) if rows else None
 
-    def record_releases(self, releases: Sequence[str], until_ns: int) -> None:
-        """Add one audit entry per release and the mark of how far they go, in one transaction."""
+    def record_releases(self, releases: Sequence[str], since_ns: int | None, until_ns: int) -> bool:
+        """Add one audit entry per release and the mark of how far they go, in one transaction,
+        if the mark is still ``since_ns`` (else another server recorded them meanwhile: False)."""
         with self.db.transaction() as conn:
             self._ensure(conn)
+            self.lock_area("embargo-releases")
+            if self.releases_recorded_until() != since_ns:
+                return False
             now = time.time_ns()
             rows = [{"time_ns": now, "actor": "embargo", "action": "embargo-release", "detail": d} for d in releases]
             rows.append({"time_ns": now, "actor": "embargo", "action": "embargo-sweep",
                          "detail": f"releases recorded until {until_ns}"})
             conn.execute(self.audit.insert(), rows)
+        return True
 
     def audit_rows(self, limit: int = 100) -> list[tuple[int, str, str, str]]:
         a = self.audit
