@@ -12,13 +12,14 @@ CPU-second (this process and the pool's workers; the steadier figure on a shared
 Usage: ``python benchmarks/bench_camera_ingest.py [--json FILE] [--files N]``.
 
 Each file carries a small TAN WCS, as raws do. Measured on the 2-core development host shared
-with seven other jobs (load average 8-9, TMPDIR=/dev/shm), 1,000 files, in one sitting: before
-ingest-raws read each file once (header parsed ~6 times, the file opened 3 times, the WCS built
-twice from the whole header, every file's exposure translated in full), sequential 27.0 s of CPU
-(37 files per CPU-second), pool of 2: 15.9 s in this process + 9.2 s in the workers; after,
-sequential 5.5 s of CPU (180 files per CPU-second), pool of 2: 0.7 s + 6.1 s in the workers (about
-half of which is the two workers importing astropy and the translators). What is left per file is
-astropy's: parsing the header cards (~40 us a card, most of it astropy's configuration lookups),
+with seven other jobs (load average ~5, TMPDIR=/dev/shm), 1,000 files, before and after in one
+sitting. Before ingest-raws read each file once (header parsed ~6 times, the file opened 3 times,
+the WCS built twice from the whole header, every file's exposure translated in full): sequential
+27.1 s of CPU (37 files per CPU-second; 13 files/s wall), pool of 2: 15.3 s in this process + 11.7 s
+in the workers (21 files/s wall). After: sequential 7.8 s of CPU (128 files per CPU-second; 72
+files/s wall), pool of 2: 1.0 s + 7.3 s in the workers (120 files per CPU-second, about a third of
+it the two workers importing astropy and the translators; 72 files/s wall). What is left per file
+is astropy's: parsing the header cards (~40 us a card, most of it astropy's configuration lookups),
 building the WCS (~2 ms even from its ~20 cards) and the footprint (~0.7 ms), and the translator's
 per-file work (its choice by header, the corrections lookup, detector and filter).
 """
