@@ -47,6 +47,7 @@ from ..errors import (
     SkybutlerError,
     TransferError,
 )
+from ..extras import require
 from ..formats import ExaminedFile, examine_file, get_formatter, get_storage_class
 from ..instruments import (
     Instrument,
@@ -252,6 +253,7 @@ def ingest_raws(butler, paths_or_dirs: Iterable[str | Path] | str | Path, *, tra
     ``progress`` receives one line per step, for a CLI.
     """
     start = time.perf_counter()
+    require("astro_metadata_translator", "reading raw headers")  # before any file is read
     say = progress or (lambda _msg: None)
     if isinstance(paths_or_dirs, (str, Path)):
         paths_or_dirs = [paths_or_dirs]
