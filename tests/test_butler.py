@@ -228,6 +228,9 @@ def test_a_ref_held_across_a_removal_never_reads_the_file_written_there_since(bu
     assert newer.artifact.path == put.artifact.path and newer.id != ref.id
     with pytest.raises(DatasetNotFoundError):
         butler.get(ref)
+    assert not butler.exists(ref)
+    with pytest.raises(DatasetNotFoundError):
+        butler.get_uri(ref)
     assert butler.get(newer) == {"new": 2}
 
 

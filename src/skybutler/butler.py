@@ -58,6 +58,11 @@ def _load_universe(name: str) -> DimensionUniverse:
                           f"{' '.join(str(err).split())}") from None
 
 
+def _unlocated(target: str | DatasetRef) -> str | DatasetRef:
+    """``target`` without the artifact location a ref may carry, so it is looked up afresh."""
+    return target.with_artifact(None) if isinstance(target, DatasetRef) else target
+
+
 class Butler(QueryMethods, CatalogMethods):
     """Read and write datasets of one repository.
 
@@ -459,9 +464,12 @@ class Butler(QueryMethods, CatalogMethods):
     @_served
     def exists(self, dataset_type: str | DatasetRef, data_id: Mapping[str, Any] | None = None, *,
                collections: str | Sequence[str] | None = None, **kwargs: Any) -> bool:
-        """Whether a dataset is registered and its artifact is present."""
+        """Whether a dataset is registered and its artifact is present.
+
+        A ref's own location is not trusted here: it may predate a removal or purge after
+        which another file took the same path, so the registry is asked again."""
         try:
-            ref = self._resolve(dataset_type, data_id, collections, None, kwargs)
+            ref = self._resolve(_unlocated(dataset_type), data_id, collections, None, kwargs)
         except DatasetNotFoundError:
             return False
         return self.datastore.exists(ref.artifact)
@@ -469,8 +477,9 @@ class Butler(QueryMethods, CatalogMethods):
     @_served
     def get_uri(self, dataset_type: str | DatasetRef, data_id: Mapping[str, Any] | None = None, *,
                 collections: str | Sequence[str] | None = None, **kwargs: Any) -> str:
-        """The URI of a dataset's artifact."""
-        return self.datastore.uri(self._resolve(dataset_type, data_id, collections, None, kwargs).artifact)
+        """The URI of a dataset's artifact, as the registry records it now."""
+        ref = self._resolve(_unlocated(dataset_type), data_id, collections, None, kwargs)
+        return self.datastore.uri(ref.artifact)
 
     # -- dataset facts --------------------------------------------------------
 
