@@ -12,7 +12,7 @@ import pytest
 from skybutler import Butler
 from skybutler.access import Access
 from skybutler.errors import (AuthenticationError, DatasetNotFoundError, MissingCollectionError, QueryError,
-                              ServerError)
+                              ServerError, SkybutlerError)
 
 from server_helpers import running_server
 
@@ -145,6 +145,12 @@ def test_errors_are_the_local_ones(served, tmp_path):
     assert httpx.get(f"{url}/openapi.json").json()["paths"]
     with pytest.raises(ServerError):
         Butler("http://127.0.0.1:9/none", token=token)
+    for name, call in [("publish_catalog", lambda: remote.publish_catalog("metrics", tmp_path / "pub")),
+                       ("load_catalog", lambda: remote.load_catalog("metrics", "sqlite:///x.db")),
+                       ("get_catalog_schema", lambda: remote.get_catalog_schema("metrics"))]:
+        with pytest.raises(SkybutlerError, match=f"{name} works on a repository opened locally"):
+            call()
+    assert not (tmp_path / "pub").exists()
 
 
 def test_ingest_and_remove_through_the_server(served, tmp_path):

@@ -37,7 +37,6 @@ from .timespan import Timespan
 from .writes import IdMode, Writes
 
 if TYPE_CHECKING:
-    from .catalogs.publish import Publication
     from .catalogs.schemas import CatalogSchema
     from .formats.file_facts import ExaminedFile
     from .provenance import Provenance
@@ -516,21 +515,6 @@ class Butler(QueryMethods, CatalogMethods):
         from .fact_backfill import extract_metadata
 
         return extract_metadata(self, dataset_types, collections=collections, where=where, replace=replace)
-
-    # -- catalog products -----------------------------------------------------
-
-    def publish_catalog(self, dataset_type: str, destination: str | Path, *,
-                        collections: str | Sequence[str] | None = None, where: str = "",
-                        bind: Mapping[str, Any] | None = None, **options: Any) -> Publication:
-        """Publish the ``dataset_type`` catalogs a query finds as a HATS catalog at ``destination``,
-        or add the ones not yet published to it; the new version appears atomically and is
-        registered as a ``<dataset_type>_hats`` dataset with its provenance.  ``options``:
-        ``name``, ``run``, ``margin_arcsec``, ``max_rows``, ``max_bytes``, ``ra_column``,
-        ``dec_column``, ``rebuild``, ``progress`` (see :func:`skybutler.catalogs.publish.publish_catalog`)."""
-        from .catalogs.publish import publish_catalog
-
-        return publish_catalog(self, dataset_type, destination, collections=self._search_path(collections),
-                               where=where, bind=bind, **options)
 
     # -- user tables ----------------------------------------------------------
 

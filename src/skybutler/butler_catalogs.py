@@ -1,8 +1,8 @@
-"""The catalog methods of the Butler: declared (Felis) schemas of catalog dataset types and
-loading catalogs into a user's SQL database.
+"""The catalog methods of the Butler: declared (Felis) schemas of catalog dataset types,
+publishing catalogs as HATS, and loading catalogs into a user's SQL database.
 
 :class:`CatalogMethods` is a base of :class:`~skybutler.Butler`; the rules live in
-``catalogs/`` (``declared.py``, ``sql_load.py``), the schema rows in the registry.  They
+``catalogs/`` (``declared.py``, ``publish.py``, ``sql_load.py``), the schema rows in the registry.  They
 work on a repository opened locally: a butler opened on a server URL refuses them by name.
 """
 
@@ -17,6 +17,7 @@ from .errors import SkybutlerError
 
 if TYPE_CHECKING:
     from .catalogs.declared import DeclaredSchemas
+    from .catalogs.publish import Publication
     from .catalogs.schemas import CatalogSchema
     from .catalogs.sql_load import LoadSummary
 
@@ -25,6 +26,7 @@ class CatalogMethods:
     """Declared catalog schemas and SQL loading (a base of :class:`~skybutler.Butler`)."""
 
     _remote: Any
+    _search_path: Callable[..., Any]
 
     def declare_catalog_schema(self, dataset_type: str, schema: str | Path | CatalogSchema, *,
                                table: str | None = None, new_version: bool = False) -> int:
@@ -61,6 +63,20 @@ class CatalogMethods:
 
         return load_catalog(self, dataset_type, db_url, collections=collections, where=where, bind=bind,
                             table=table, progress=progress)
+
+    def publish_catalog(self, dataset_type: str, destination: str | Path, *,
+                        collections: str | Sequence[str] | None = None, where: str = "",
+                        bind: Mapping[str, Any] | None = None, **options: Any) -> Publication:
+        """Publish the ``dataset_type`` catalogs a query finds as a HATS catalog at ``destination``,
+        or add the ones not yet published to it; the new version appears atomically and is
+        registered as a ``<dataset_type>_hats`` dataset with its provenance.  ``options``:
+        ``name``, ``run``, ``margin_arcsec``, ``max_rows``, ``max_bytes``, ``ra_column``,
+        ``dec_column``, ``rebuild``, ``progress`` (see :func:`skybutler.catalogs.publish.publish_catalog`)."""
+        self._local_only("publish_catalog")
+        from .catalogs.publish import publish_catalog
+
+        return publish_catalog(self, dataset_type, destination, collections=self._search_path(collections),
+                               where=where, bind=bind, **options)
 
     @functools.cached_property
     def _declared(self) -> DeclaredSchemas:
