@@ -197,7 +197,8 @@ def info(message: str, *, style: str | None = None, markup: bool = False) -> Non
 @contextlib.contextmanager
 def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
     """A rich progress bar on stderr (stdout stays clean for ``--json``); yields the
-    ``progress(done, total)`` callback that moves it.  Disabled: a callback that does nothing."""
+    ``progress(done, total)`` callback that moves it; in a pipe only its final state is printed,
+    and nothing if the step fails.  Disabled: a callback that does nothing."""
     if not enabled:
         yield lambda done, total: None
         return
@@ -206,7 +207,11 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[i
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("ETA"), TimeRemainingColumn(), console=stderr_console()) as bar:
         task = bar.add_task(description, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+        try:
+            yield lambda done, total: bar.update(task, completed=done, total=total)
+        except BaseException:
+            bar.live.transient = True  # a failed step leaves its error alone, not a stopped bar
+            raise
 
 
 def read_text(path: Path) -> str:
