@@ -156,7 +156,7 @@ class Writes:
             if self._undo is not None:
                 # Inside an enclosing transaction this attempt's rows stay until it rolls back, so a
                 # second attempt here would collide with them: the enclosing block decides.
-                raise self._stranger_file(err) from None
+                raise self._stranger_file(err, new_ids) from None
             # A file is at one of the paths: left by a writer that crashed before committing?  Settle
             # the journals of dead writers, then try once more, taking as ours a leftover holding these
             # very bytes that no dataset and no live writer claims.
@@ -164,7 +164,7 @@ class Writes:
             try:
                 return self._store(dtype, run, refs, objects, facts, adopt=True)
             except ArtifactExistsError as err:
-                raise self._stranger_file(err) from None
+                raise self._stranger_file(err, new_ids) from None
 
     def _store(self, dtype: DatasetType, run: str, refs: list[DatasetRef], objects: list[Any],
                facts: list[tuple[uuid.UUID, dict[str, Any]]], adopt: bool) -> list[DatasetRef]:
@@ -189,9 +189,12 @@ class Writes:
         live = {i.path for j in self.butler.datastore.journal.live() for i in j.intents} if self.butler.datastore.journal else set()
         return self.butler.registry.datasets.paths_in_use(paths) | (live & set(paths))
 
-    def _stranger_file(self, err: ArtifactExistsError) -> DatastoreError:
+    def _stranger_file(self, err: ArtifactExistsError, writing: Sequence[uuid.UUID]) -> DatastoreError:
+        """The error for a file in the way of ``writing`` (the IDs being written): another dataset's,
+        or a stranger's that only ``verify --fix`` may set aside."""
         root = self.butler.datastore.root.rstrip("/") + "/"
-        if err.path.startswith(root) and self.butler.registry.datasets.paths_in_use([err.path[len(root):]]):
+        inside = err.path.startswith(root)
+        if inside and self.butler.registry.datasets.paths_in_use([err.path[len(root):]], excluding=writing):
             return ArtifactExistsError(
                 f"{err}: a dataset of this repository is stored there (one with the same dataset type and data ID, "
                 "written meanwhile by another writer?); nothing was written", err.path)
@@ -290,7 +293,7 @@ class Writes:
             try:
                 return self._ingest_batch(dtype, run, entries, transfer, fmt, facts, check=examined is None)
             except ArtifactExistsError as err:
-                raise self._stranger_file(err) from None
+                raise self._stranger_file(err, [r.id for _, r in entries]) from None
 
     def _ingest_batch(self, dtype: DatasetType, run: str, entries: list[tuple[str | Path, DatasetRef]],
                       transfer: str, fmt: Any, facts: list[tuple[uuid.UUID, dict[str, Any]]], *,

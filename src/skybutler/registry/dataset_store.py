@@ -252,16 +252,18 @@ class DatasetStore:
                                                       checksum=row["checksum"])
                     for row in conn.execute(sa.select(loc)).mappings()}
 
-    def paths_in_use(self, paths: Iterable[str]) -> set[str]:
+    def paths_in_use(self, paths: Iterable[str], excluding: Iterable[uuid.UUID] = ()) -> set[str]:
         """Which of these artifact paths a committed dataset's artifact record holds (for recovery
-        after a crash: a file at a path nobody holds was never committed)."""
+        after a crash: a file at a path nobody holds was never committed); the records of the
+        datasets ``excluding`` (a write still in progress, seeing its own rows) do not count."""
         loc = self.schema.location
         paths = list(dict.fromkeys(paths))
+        own = set(excluding)
         found: set[str] = set()
         with self.db.reading() as conn:
             for start in range(0, len(paths), 500):
-                stmt = sa.select(loc.c.path).where(loc.c.path.in_(paths[start:start + 500]))
-                found.update(conn.execute(stmt).scalars())
+                stmt = sa.select(loc.c.path, loc.c.dataset_id).where(loc.c.path.in_(paths[start:start + 500]))
+                found.update(path for path, dataset_id in conn.execute(stmt) if dataset_id not in own)
         return found
 
     def refs_by_id(self, ids: Iterable[uuid.UUID]) -> list[DatasetRef]:
