@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import sys
@@ -67,33 +66,6 @@ RADIUS = 0.5
 def rss_bytes() -> int:
     pages = int(Path("/proc/self/statm").read_text().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE")
-
-
-def in_child(fn) -> dict[str, Any]:
-    """Run ``fn`` in a forked child: its result, wall and CPU seconds, and peak RSS (its own and
-    its largest child process's)."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read)
-        code = 0
-        try:
-            cpu, wall = time.process_time(), time.perf_counter()
-            result = fn()
-            out = {"result": result, "seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu,
-                   "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-                   "peak_child_rss_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}
-        except BaseException as err:  # reported to the parent, which raises
-            out, code = {"error": repr(err)}, 1
-        os.write(write, json.dumps(out, default=str).encode())
-        os._exit(code)
-    os.close(write)
-    with os.fdopen(read) as pipe:
-        out = json.loads(pipe.read() or "{}")
-    os.waitpid(pid, 0)
-    if "error" in out:
-        raise RuntimeError(f"child failed: {out['error']}")
-    return out
 
 
 def build(root: Path, rows: int, datasets: int) -> list[str]:
@@ -143,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="skybutler-bench-catalogs-"))
     try:
-        built = in_child(lambda: build(work / "repo", rows, datasets))
+        built = w.in_child(lambda: build(work / "repo", rows, datasets))
         files = built["result"]
         baseline = rss_bytes()
 
@@ -152,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                 done = butler.publish_catalog("src", work / "ours", collections="survey/run1")
             return {"rows": done.total_rows, "partitions": done.partitions}
 
-        ours = in_child(publish)
+        ours = w.in_child(publish)
         ours["rows_per_s"] = w.rate(ours["result"]["rows"], ours["seconds"])
 
         from skybutler.catalogs.search import cone_search
@@ -172,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                                          pixel_threshold=1_000_000))
                 return {"rows": rows}
 
-            theirs = in_child(hats_import)
+            theirs = w.in_child(hats_import)
             theirs["rows_per_s"] = w.rate(rows, theirs["seconds"])
             import lsdb
 
@@ -183,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_load:  # the same rows into SQLite and DuckDB (bench_catalog_load.py)
             from bench_catalog_load import load_all
 
-            loads = in_child(lambda: load_all(work / "repo", SRC_SCHEMA, work, collections="survey/run1"))["result"]
+            loads = w.in_child(lambda: load_all(work / "repo", SRC_SCHEMA, work, collections="survey/run1"))["result"]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     doc = {"load": loads, "benchmark": "bench_catalogs", "rows": rows, "datasets": datasets, **w.environment(),

@@ -18,11 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -43,27 +41,9 @@ def rss_bytes() -> int:
 
 
 def in_child(fn) -> dict[str, Any]:
-    """Run ``fn`` in a forked child: its result, wall and CPU seconds, and the child's peak RSS."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read)
-        code = 0
-        try:
-            cpu, wall = time.process_time(), time.perf_counter()
-            count = fn()
-            out = {"count": count, "seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu,
-                   "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
-        except BaseException as err:  # reported to the parent, which raises
-            out, code = {"error": repr(err)}, 1
-        os.write(write, json.dumps(out).encode())
-        os._exit(code)
-    os.close(write)
-    with os.fdopen(read) as pipe:
-        out = json.loads(pipe.read() or "{}")
-    os.waitpid(pid, 0)
-    if "error" in out:
-        raise RuntimeError(f"child failed: {out['error']}")
+    """:func:`workload.in_child`, its result a count of datasets and their rate."""
+    out = w.in_child(fn)
+    out["count"] = out.pop("result")
     out["rate_per_s"] = w.rate(out["count"], out["seconds"])
     return out
 

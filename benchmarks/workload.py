@@ -24,6 +24,7 @@ its exposure by a ``visit_definition`` record only, so the W1 "visit system" and
 from __future__ import annotations
 
 import datetime
+import json
 import math
 import os
 import platform
@@ -416,3 +417,30 @@ def file_system_of(path: Path) -> str:
     best = max((m for m in mounts if str(path.resolve()).startswith(m[0].rstrip("/") + "/") or m[0] == "/"),
                key=lambda m: len(m[0]), default=None)
     return best[1] if best else ""
+
+
+def in_child(fn) -> dict[str, Any]:
+    """Run ``fn`` in a forked child: its result, wall and CPU seconds, and peak RSS (its own and
+    its largest child process's)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        code = 0
+        try:
+            cpu, wall = time.process_time(), time.perf_counter()
+            result = fn()
+            out = {"result": result, "seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu,
+                   "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                   "peak_child_rss_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}
+        except BaseException as err:  # reported to the parent, which raises
+            out, code = {"error": repr(err)}, 1
+        os.write(write, json.dumps(out, default=str).encode())
+        os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        out = json.loads(pipe.read() or "{}")
+    os.waitpid(pid, 0)
+    if "error" in out:
+        raise RuntimeError(f"child failed: {out['error']}")
+    return out
