@@ -187,6 +187,19 @@ class Database:
         finally:
             self.deadline = None
 
+    @contextlib.contextmanager
+    def time_limit_paused(self) -> Iterator[None]:
+        """Stop the time limit's clock while the block runs: a server waiting for its client to
+        read what it sent does not spend the query's time (the time left carries on afterwards)."""
+        if self.deadline is None:
+            yield
+            return
+        left, self.deadline = self.deadline - time.monotonic(), None
+        try:
+            yield
+        finally:
+            self.deadline = time.monotonic() + left
+
     def _sqlite_watch_deadline(self, dbapi_connection, _record) -> None:
         # SQLite calls this every few thousand virtual-machine steps; non-zero interrupts the statement.
         dbapi_connection.set_progress_handler(

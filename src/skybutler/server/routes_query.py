@@ -47,8 +47,14 @@ class QueryRequest(BaseModel):
 @contextlib.contextmanager
 def user_query(request: Request, body: QueryRequest, user: User) -> Iterator[Any]:
     """The results of the request's query as the user may see them, with a butler and one
-    of the user's query slots held until the block ends; its statements are stopped once it has
-    run ``query_timeout`` seconds (streaming included), with a QueryTimeoutError."""
+    of the user's query slots held until the block ends; its statements are stopped once they
+    have run ``query_timeout`` seconds in all, with a QueryTimeoutError."""
+    with _user_query(request, body, user) as (_, results):
+        yield results
+
+
+@contextlib.contextmanager
+def _user_query(request: Request, body: QueryRequest, user: User) -> Iterator[tuple[Butler, Any]]:
     state: ServerState = request.app.state.skybutler
     slot = state.user_slot(user.name)
     if not slot.acquire(timeout=state.settings.queue_timeout):
@@ -56,7 +62,7 @@ def user_query(request: Request, body: QueryRequest, user: User) -> Iterator[Any
                               f"this one waited {state.settings.queue_timeout:g} s for a turn")
     try:
         with state.butler() as butler, butler.registry.db.time_limit(state.settings.query_timeout):
-            yield _results(butler, user, body)
+            yield butler, _results(butler, user, body)
     finally:
         slot.release()
 
@@ -85,9 +91,12 @@ def _results(butler: Butler, user: User, body: QueryRequest) -> Any:
 
 
 def stream_batches(request: Request, body: QueryRequest, user: User, lines: Any) -> Iterator[bytes]:
-    with user_query(request, body, user) as results:
+    """The answer's batches; the query's time limit counts the server's work only, not the time
+    a batch waits for the client to take it (a slow reader holds its own slot, not the clock)."""
+    with _user_query(request, body, user) as (butler, results):
         for number, batch in enumerate(lines(results), 1):
-            yield batch
+            with butler.registry.db.time_limit_paused():
+                yield batch
             if number % _COLLECT_EVERY == 0:
                 # Each batch of data IDs shares one class (their implied values are looked up
                 # together), which only the cyclic collector frees: collect now and then, so

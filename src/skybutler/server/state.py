@@ -32,8 +32,8 @@ class ServerSettings:
     #: queries one user may run at once; more wait in a queue (429 after ``queue_timeout`` s)
     user_concurrency: int = 4
     queue_timeout: float = 30.0
-    #: seconds a query may run on the server (its SQL and the sending of its results) before it is
-    #: stopped with a QueryTimeoutError
+    #: seconds a query's statements may run on the server (the time its answer waits for a slow
+    #: client to read it does not count) before it is stopped with a QueryTimeoutError
     query_timeout: float = 600.0
     #: hand out pre-signed URLs (S3 datastores) valid this many seconds; 0: stream through the server
     presign_seconds: int = 0
