@@ -100,6 +100,29 @@ def test_an_embargoed_first_match_falls_through(embargoed):
         pat.get("metrics", data_id, collections="run/a")
 
 
+def test_query_datasets_find_first_falls_through_an_embargoed_first_match(embargoed):
+    """query_datasets(find_first=True) over a chain answers, for a data ID whose first match is
+    hidden from the caller, with the next collection's dataset, like find_dataset; its count,
+    Arrow table and limit agree (expected datasets written out by hand)."""
+    local, url, tokens, refs, clock = embargoed
+    fallback = local.put({"v": "fallback"}, "metrics", instrument="Cam", visit=2, detector=0, run="other/run")
+    other = local.find_dataset("metrics", instrument="Cam", visit=1, detector=1, collections="other/run")
+    pat = Butler(url, token=tokens["pat"], collections="chain")
+    rita = Butler(url, token=tokens["rita"], collections="chain")
+    for now, pat_sees in [(0.0, {other.id, fallback.id}),
+                          (visit_end(2) + 80 * 3600, {refs[0].id, other.id, refs[1].id})]:
+        clock[0] = now
+        found = pat.query_datasets("metrics", find_first=True)
+        assert {r.id for r in found} == pat_sees
+        assert found.count() == len(pat_sees) and found.any()
+        assert {str(i) for i in found.to_arrow().column("dataset_id").to_pylist()} == {str(i) for i in pat_sees}
+        assert len(list(found.order_by("visit").limit(1, 1))) == 1
+        assert found.order_by("visit").limit(1, 1).to_arrow().num_rows == 1
+        assert {r.id for r in rita.query_datasets("metrics", find_first=True)} == {*(r.id for r in refs), other.id}
+    clock[0] = 0.0
+    assert list(pat.query_datasets("metrics", find_first=True, where="visit = 3")) == []
+
+
 def test_each_release_is_in_the_audit_log(embargoed):
     """As the clock passes each dataset's end of embargo, the server writes its release to the
     audit log once (the other RUN's dataset is under no rule and never released)."""

@@ -79,19 +79,92 @@ class _Filtered:
 
 
 class EmbargoedDatasets(_Filtered):
-    """Dataset results without the datasets hidden from the caller."""
+    """Dataset results without the datasets hidden from the caller; with ``fall_through`` (a
+    find-first search over several collections) a hidden first match gives way to the
+    dataset of the same data ID that the rest of the path holds, as if it did not exist."""
 
     def __init__(self, results: Any, check: EmbargoCheck, dataset_types: tuple[str, ...], limit: int | None,
-                 offset: int):
+                 offset: int, fall_through: FallThrough | None = None):
         super().__init__(results, limit, offset)
         self._check = check
         self._single = dataset_types[0] if len(dataset_types) == 1 else None
+        self._fall = fall_through
 
     def _keep(self, ref: Any) -> bool:
         return not self._check.hidden_ref(ref)
 
     def _keep_row(self, row: dict[str, Any]) -> bool:
         return not self._check.hidden(row.get("dataset_type", self._single), row["run"], row)
+
+    def _items(self) -> Iterator[Any]:
+        return self._window(ref for batch in self._inner._converted_batches() for ref in self._replaced(batch))
+
+    def _replaced(self, batch: list[Any]) -> Iterator[Any]:
+        """The batch's refs, each hidden one replaced by its fall-through (or dropped)."""
+        for ref in batch:
+            if not self._check.hidden_ref(ref):
+                yield ref
+            elif self._fall is not None:
+                found = self._fall.next_visible(ref.dataset_type.name, ref.data_id.mapping)
+                if found is not None:
+                    yield next(iter(found))
+
+    def arrow_batches(self) -> Iterator[pa.Table]:
+        if self._fall is None:
+            yield from super().arrow_batches()
+            return
+        skipped, taken = 0, 0
+        for table in self._inner.arrow_batches():
+            table = self._replaced_rows(table)
+            start = min(self._offset - skipped, table.num_rows)
+            skipped += start
+            stop = table.num_rows if self._limit is None else min(table.num_rows, start + self._limit - taken)
+            taken += stop - start
+            yield table.slice(start, stop - start)
+
+    def _replaced_rows(self, table: pa.Table) -> pa.Table:
+        """The table with each hidden row replaced by its fall-through's row (or dropped)."""
+        pieces, start = [], 0
+        for index, row in enumerate(table.to_pylist()):
+            if self._keep_row(row):
+                continue
+            pieces.append(table.slice(start, index - start))
+            start = index + 1
+            dataset_type = row.get("dataset_type", self._single)
+            found = self._fall.next_visible(dataset_type, row) if self._fall is not None else None
+            if found is not None:
+                other = found.to_arrow()
+                if "dataset_type" in table.column_names and "dataset_type" not in other.column_names:
+                    other = other.append_column("dataset_type", pa.array([dataset_type] * other.num_rows))
+                pieces.append(other.select(table.column_names).cast(table.schema))
+        if not pieces:
+            return table
+        pieces.append(table.slice(start))
+        return pa.concat_tables(pieces)
+
+
+class FallThrough:
+    """The find-first search of one data ID along a query's path with hidden datasets skipped:
+    one collection at a time, the query's where-clause and states kept (what ``find_dataset``
+    does for a single lookup)."""
+
+    def __init__(self, butler: Any, check: EmbargoCheck, spec: Any):
+        self._butler = butler
+        self._check = check
+        self._spec = spec
+
+    def next_visible(self, dataset_type: str, values: Any) -> Any:
+        """The results (one dataset) of the first collection of the path whose match of
+        ``dataset_type`` at this data ID the caller may see; None if no collection has one."""
+        group = self._butler.get_dataset_type(dataset_type).group(self._butler.universe)
+        data_id = {**self._spec.data_id, **{d: values[d] for d in group.required}}
+        for collection in self._spec.collections:
+            one = self._butler.query(self._spec.model_copy(update={
+                "collections": (collection,), "dataset_types": (dataset_type,), "data_id": data_id}))
+            ref = next(iter(one), None)
+            if ref is not None and not self._check.hidden_ref(ref):
+                return one
+        return None
 
 
 class EmbargoedDataIds(_Filtered):

@@ -31,7 +31,7 @@ from ..query.builder import QuerySpec
 from ..remote import wire
 from . import authz
 from .app import TooManyRequests, current_user
-from .embargoed import EmbargoedDataIds, EmbargoedDatasets, supported_keys
+from .embargoed import EmbargoedDataIds, EmbargoedDatasets, FallThrough, supported_keys
 from .state import ServerState
 
 router = APIRouter()
@@ -80,7 +80,8 @@ def _results(butler: Butler, user: User, body: QueryRequest) -> Any:
     results.streaming = True
     check = EmbargoCheck(butler, user)
     if user.embargoes and spec.kind == "datasets" and any(map(check.applies_to, spec.dataset_types)):
-        return EmbargoedDatasets(results, check, spec.dataset_types, body.limit, body.offset)
+        fall = FallThrough(butler, check, spec) if spec.find_first and len(spec.collections) > 1 else None
+        return EmbargoedDatasets(results, check, spec.dataset_types, body.limit, body.offset, fall)
     if user.embargoes and spec.kind == "data_ids" and any(map(check.applies_to, spec.datasets)):
         supported = [supported_keys(butler, check, spec, t) for t in spec.datasets if check.applies_to(t)]
         return EmbargoedDataIds(results, supported, body.limit, body.offset)
