@@ -60,6 +60,40 @@ def test_record_fields_follow_the_rubin_definitions() -> None:
     assert get_instrument("MegaPrime").detector(3).serial == "8261144"
 
 
+# -- serial numbers ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["DECam", "MegaPrime", "SuprimeCam"])
+def test_every_described_detector_has_a_distinct_serial(name) -> None:
+    serials = [d.serial for d in get_instrument(name).detectors if d.placed or name != "MegaPrime"]
+    assert all(serials) and len(set(serials)) == len(serials)
+
+
+@pytest.mark.parametrize(("name", "detector", "serial"), [
+    # The DETECTOR card of CCDNUM 25 (S1) in a 2012 raw header shipped as astro-metadata-translator's
+    # test data (tests/data/fitsheader-decam.yaml); the description took its serials from another
+    # raw (DECam_00200666, 2013), so the two agree only if the description is right.
+    ("DECam", 25, "S3-111_107419-8-3"),
+    # Suprime-Cam's DETECTOR (its translator's detector serial) is the CCD's call name since the
+    # 2008 CCD replacement: the names of the translator's own table, from the observatory's CCD page.
+    ("SuprimeCam", 0, "nausicaa"),
+    ("SuprimeCam", 9, "san"),
+])
+def test_serials_match_independent_sources(name, detector, serial) -> None:
+    assert get_instrument(name).detector(detector).serial == serial
+
+
+def test_suprimecam_serials_are_what_its_translator_reads_from_a_header() -> None:
+    """The translator reads DETECTOR as the serial; since 2008 it holds the call name that the
+    translator's own table gives each DET-ID."""
+    camera = get_instrument("SuprimeCam")
+    for det in camera.detectors:
+        header = ch.suprimecam(detector=det.id)
+        info = amt.ObservationInfo(header, filename="s.fits")
+        header["DETECTOR"] = info.detector_name
+        assert amt.ObservationInfo(header, filename="s.fits").detector_serial == det.serial
+
+
 # -- geometry ------------------------------------------------------------------------------
 
 RA, DEC, ANGLE = 150.0, 2.0, 30.0

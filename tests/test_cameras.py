@@ -319,6 +319,25 @@ def test_bad_raws_are_reported_and_the_rest_ingested(tmp_path, translator_withou
         metadata_from_header(ch.hsc(filt="HSC-Q"), "x.fits")
 
 
+def test_hsc_focus_ccds_ingest_and_an_unnumbered_ccd_is_refused_by_name(tmp_path) -> None:
+    """HSC's 8 focus CCDs (DET-ID 104-111, the translator's numbers) are described and ingest;
+    its 4 guide CCDs have no number in the translator (nor a published position), so a header
+    claiming DET-ID 112 is refused with the reason, and the rest of the night goes in."""
+    raws = tmp_path / "raws"
+    raws.mkdir()
+    for det in (50, 104, 111):
+        write_raw(raws / f"HSC-{det}.fits", ch.hsc(detector=det))
+    write_raw(raws / "HSC-112.fits", ch.hsc(detector=112))
+    with Butler.create(tmp_path / "repo") as butler:
+        result = ingest_raws(butler, raws, processes=1)
+        assert sorted(r.data_id["detector"] for r in result.refs) == [50, 104, 111]
+        assert [(Path(f.path).name, f.reason) for f in result.failures] == [
+            ("HSC-112.fits", "instrument 'HSC' has no detector 112")]
+        records = butler.query_dimension_records("detector", where="instrument = 'HSC'")
+        purposes = {r["detector"]: r["purpose"] for r in records}
+        assert purposes[104] == purposes[111] == "FOCUS" and purposes[50] == "SCIENCE"
+
+
 # -- no network ----------------------------------------------------------------------------------
 
 
