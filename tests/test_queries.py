@@ -214,7 +214,7 @@ def test_bounded_keys_seek_their_dimension_table_with_the_same_answer(repo, wher
     results = repo.query_datasets("metrics", collections="run/a", where=where)
     assert seeks_visits(results) == hinted
     assert sorted((r.data_id["visit"], r.data_id["detector"]) for r in results) == expected
-    monkeypatch.setattr(builder, "_seek_hints", lambda *args: [])
+    monkeypatch.setattr(builder, "seek_hints", lambda *args: [])
     monkeypatch.setattr(builder, "_cache_key", lambda spec: None)  # built afresh, not the remembered one
     plain = repo.query_datasets("metrics", collections="run/a", where=where)
     assert not seeks_visits(plain)

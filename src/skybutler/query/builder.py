@@ -21,9 +21,10 @@ from ..models import CollectionType, DatasetType
 from ..registry import Registry
 from . import calibrations
 from . import expression as ex
+from .binds import check_all_used, parse_with_binds
+from .index_hints import governor_hints, seek_hints
 from .joins import JoinBuilder
 from .metadata import dataset_field_operand, user_field_operand
-from .binds import check_all_used, parse_with_binds
 from .where import Operand, RegionFilter, WhereCompiler
 
 
@@ -418,7 +419,7 @@ def _join_dataset(registry: Registry, ctx: _Context, joins: JoinBuilder, dtype: 
     joins.add(tags, {d: tags.c[d] for d in group.required})
     joins.where += [tags.c.dataset_type_id == type_id,
                     tags.c.collection_id.in_(cids) if len(cids) != 1 else tags.c.collection_id == cids[0],
-                    *_governor_hints(registry, tags, group), *_seek_hints(registry, tags, group, tree)]
+                    *governor_hints(registry, tags, group), *seek_hints(registry, tags, group, tree)]
     kinds = {cid: kind for cid, kind in ctx.ids}
     if all(kinds[c] is CollectionType.RUN for c in cids):
         run_col = tags.c.collection_id
@@ -476,21 +477,6 @@ def _join_calibrations(registry: Registry, ctx: _Context, joins: JoinBuilder, dt
     return rank
 
 
-def _governor_hints(registry: Registry, tags: sa.FromClause, group: DimensionGroup) -> list[sa.ColumnElement]:
-    """``instrument IN (SELECT name FROM instrument)`` for each governor of a tags table: always
-    true (a foreign key), but it lets SQLite seek the tags index on (type, collection, instrument,
-    visit range) instead of skip-scanning every leading column when the query leaves the
-    instrument unconstrained (5 ms instead of 35 ms for 5,000 of 1,000,000 datasets)."""
-    out = []
-    for d in group.required:
-        element = registry.universe[d]
-        if element.requires or element.skypix is not None or d not in registry.schema.elements:
-            continue
-        table = registry.schema.elements[d]
-        out.append(tags.c[d].in_(sa.select(table.c[element.column_of(d)])))
-    return out
-
-
 def _fix_sole_values(registry: Registry, ctx: _Context, group: DimensionGroup) -> None:
     """Make a result dimension whose table holds one record (the repository's one
     instrument) a constant of the query, so that reading results as columns need not read
@@ -506,64 +492,6 @@ def _fix_sole_values(registry: Registry, ctx: _Context, group: DimensionGroup) -
             ctx.constants[d] = value
             table = registry.schema.elements[d]
             ctx.sole_keys[d] = table.c[registry.universe[d].column_of(d)]
-
-
-_FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "="}
-
-
-def _key_constraints(registry: Registry, tree: ex.Node | None) -> tuple[dict[str, list[tuple[str, int]]], set[str]]:
-    """The integer bounds (``visit > 100``) that the top-level AND terms put on dimension
-    keys, and every dimension those terms compare with literals (bounds, = or IN)."""
-    universe = registry.universe
-    bounds: dict[str, list[tuple[str, int]]] = {}
-    constrained: set[str] = set()
-
-    def key_of(node: ex.Node) -> str | None:
-        if not isinstance(node, ex.Identifier):
-            return None
-        head, _, tail = node.name.partition(".")
-        element = universe.elements.get(head)
-        if element is None or not element.is_dimension or element.key is None or tail not in ("", element.key.name):
-            return None
-        return head
-
-    terms = [tree] if tree is not None else []
-    while terms:
-        node = terms.pop()
-        if isinstance(node, ex.LogicalOp) and node.op == "AND":
-            terms.extend(node.operands)
-        elif isinstance(node, ex.BinaryOp) and node.op in _FLIPPED:
-            for key, literal, op in ((key_of(node.lhs), node.rhs, node.op), (key_of(node.rhs), node.lhs,
-                                                                              _FLIPPED[node.op])):
-                if key is not None and isinstance(literal, (ex.IntLiteral, ex.StringLiteral)):
-                    constrained.add(key)
-                    if op != "=" and isinstance(literal, ex.IntLiteral):
-                        bounds.setdefault(key, []).append((op, literal.value))
-        elif isinstance(node, ex.InList) and (key := key_of(node.lhs)) is not None:
-            constrained.add(key)
-    return bounds, constrained
-
-
-def _seek_hints(registry: Registry, tags: sa.FromClause, group: DimensionGroup, tree: ex.Node | None
-                ) -> list[sa.ColumnElement]:
-    """``visit IN (SELECT id FROM visit WHERE id > 100 AND id <= 300)`` for a dimension whose
-    key the where-clause bounds, when a later column of the tags index (type, collection,
-    instrument, visit, detector) is constrained too: always true (a foreign key), but SQLite
-    then seeks each visit and scans only the wanted detectors, where the bare range makes
-    it scan every detector of every visit in range (Q1: 20,000 index entries for 5,000
-    rows, 2.6 -> 1.8 ms).  Without a constraint after it, the range scan is the better plan
-    and is left alone."""
-    bounds, constrained = _key_constraints(registry, tree)
-    order = list(group.required)
-    out = []
-    for i, d in enumerate(order):
-        if d not in bounds or not constrained.intersection(order[i + 1:]) or d not in registry.schema.elements:
-            continue
-        element = registry.universe[d]
-        key = registry.schema.elements[d].c[element.column_of(d)]
-        ops = {"<": key.__lt__, "<=": key.__le__, ">": key.__gt__, ">=": key.__ge__}
-        out.append(tags.c[d].in_(sa.select(key).where(*[ops[op](value) for op, value in bounds[d]])))
-    return out
 
 
 def _first_per_data_id(stmt: sa.Select, rank: sa.ColumnElement, dims: list[str], labels: list[str]) -> sa.Select:
