@@ -244,3 +244,19 @@ class ServerError(SkybutlerError):
 
 class QueryTimeoutError(SkybutlerError):
     """A query ran longer than the time a server allows it (``query_timeout``) and was stopped."""
+
+
+class RecomputeError(SkybutlerError):
+    """A dataset cannot be recomputed; the message names the missing link of its provenance."""
+
+
+class SoftwareDriftError(RecomputeError):
+    """The installed task code is not the version that made the dataset (and drift is refused)."""
+
+
+class CalibrationChangedError(RecomputeError):
+    """A calibration a recorded quantum read was decertified or superseded since (and that is refused)."""
+
+
+class RecomputeVerificationError(RecomputeError):
+    """A recomputed dataset does not match the one that was purged."""

@@ -11,7 +11,7 @@ The steps, each finished before the next starts, so a failure leaves nothing hal
    quantum read is still the one certified for its observation time (else refuse, go on
    with the recorded one and record a note, or use the one certified today:
    ``on_calibration``), and the expected wait (recorded quantum run times plus the cold
-   tier's staging latency) is reported;
+   tier's staging latency) is reported (the checks themselves: :mod:`.recompute_checks`);
 3. stage the cold inputs back, then check every recorded config still validates;
 4. replay the quanta in order, in memory, with the same task class, recorded config and
    input dataset IDs (calibrations included); verify each re-created dataset: the same
@@ -48,41 +48,24 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..datastore.checksums import checksum, verify
-from ..errors import SkybutlerError
+from ..errors import (CalibrationChangedError, RecomputeError, RecomputeVerificationError, SkybutlerError,
+                      SoftwareDriftError)
 from ..faults import crash_point
 from ..formats import get_formatter, get_storage_class
 from ..models import StoredArtifact
-from ..pipeline.errors import PipelineError
-from ..pipeline.pipeline import make_config
 from ..pipeline.task import import_task
 from ..provenance.recompute import replay
-from ..provenance.software import code_hash, environment
 from ..registry.dataset_state_store import COLD, PURGED, DatasetState
 from ..registry.quantum_store import DatasetLink, QuantumRecord
 from .cold_tier import (RetentionJournal, WaitCallback, busy_notice, locks, log_wait, stage, staging_seconds,
                         write_hot)
+from .recompute_checks import calibration_changes, check_configs, dataset_label, drift, task_classes
 
 if TYPE_CHECKING:
     from ..butler import Butler
 
 DriftPolicy = Literal["refuse", "note"]
 CalibrationPolicy = Literal["refuse", "recorded", "today"]
-
-
-class RecomputeError(SkybutlerError):
-    """A dataset cannot be recomputed; the message names the missing link of its provenance."""
-
-
-class SoftwareDriftError(RecomputeError):
-    """The installed task code is not the version that made the dataset (and drift is refused)."""
-
-
-class CalibrationChangedError(RecomputeError):
-    """A calibration a recorded quantum read was decertified or superseded since (and that is refused)."""
-
-
-class RecomputeVerificationError(RecomputeError):
-    """A recomputed dataset does not match the one that was purged."""
 
 
 @dataclass
@@ -183,10 +166,6 @@ class RecomputeResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _label(dataset_type: str, data_id: Mapping[str, Any], dataset_id: uuid.UUID | None) -> str:
-    return f"{dataset_type}@{dict(data_id)} ({dataset_id})"
-
-
 class _Planner:
     """Walks provenance from targets to what is there; see step 1 of the module docstring."""
 
@@ -201,10 +180,10 @@ class _Planner:
     def label_of(self, dataset_id: uuid.UUID) -> str:
         refs = self.butler.registry.refs_by_id([dataset_id])
         if refs:
-            return _label(refs[0].dataset_type.name, refs[0].data_id.required, dataset_id)
+            return dataset_label(refs[0].dataset_type.name, refs[0].data_id.required, dataset_id)
         made = self.store.producers([dataset_id]).get(dataset_id)
         link = next((o for o in made.outputs if o.dataset_id == dataset_id), None) if made else None
-        return _label(link.dataset_type, link.data_id, dataset_id) if link else f"dataset {dataset_id}"
+        return dataset_label(link.dataset_type, link.data_id, dataset_id) if link else f"dataset {dataset_id}"
 
     def need(self, dataset_id: uuid.UUID, label: str, chain: tuple[str, ...]) -> None:
         if dataset_id in self._resolved:
@@ -240,7 +219,7 @@ class _Planner:
             return
         for link in quantum.inputs:
             kind = "calibration" if link.prerequisite else "input"
-            what = f"{_label(link.dataset_type, link.data_id, link.dataset_id)} ({kind} {link.connection!r} of " \
+            what = f"{dataset_label(link.dataset_type, link.data_id, link.dataset_id)} ({kind} {link.connection!r} of " \
                    f"task {quantum.task_label!r})"
             if link.dataset_id is None:
                 raise RecomputeError(f"cannot recompute {where}: {what} was recorded without a dataset ID")
@@ -251,85 +230,6 @@ class _Planner:
                   (*chain, label))
         self._done.add(quantum.quantum_id)
         self.estimate.quanta.append(quantum)
-
-
-def _task_classes(estimate: RecomputeEstimate) -> dict[uuid.UUID, type]:
-    out = {}
-    for q in estimate.quanta:
-        try:
-            out[q.quantum_id] = import_task(q.task_class, q.task_label)
-        except PipelineError as err:
-            made = ", ".join(estimate.labels.get(o.dataset_id, o.dataset_type) for o in q.outputs
-                             if o.dataset_id in estimate.needed)
-            raise RecomputeError(f"cannot recompute {made}: the task that made it, {q.task_label!r} "
-                                 f"({q.task_class}), can no longer be imported: {err}") from None
-    return out
-
-
-def _drift(butler: Butler, quantum: QuantumRecord, task_class: type) -> str | None:
-    """How the installed code of a task differs from what a quantum recorded, or None.
-
-    A quantum recorded with its task's code hash is compared by that hash (an edit to the
-    task's source is drift, with or without git; a pipeline YAML is not code).  An older
-    record, without one, falls back to the task package's version and git SHA."""
-    recorded = butler.provenance.store.environment_of(quantum.env_id) if quantum.env_id else None
-    if not recorded:
-        return None
-    identity = (recorded.get("tasks") or {}).get(quantum.task_label)
-    if identity and identity.get("code"):
-        now_hash = code_hash(task_class)
-        if identity["code"] == now_hash:
-            return None
-        return (f"task {quantum.task_label!r} ({quantum.task_class}) code changed: content hash "
-                f"{identity['code'][:12]} recorded, {now_hash[:12]} installed")
-    module = task_class.__module__
-    top = module.split(".", 1)[0]
-    now = environment((module,))
-
-    def version(env: Mapping[str, Any]) -> tuple[Any, Any]:
-        return env.get("packages", {}).get(top), env.get("git", {}).get(top)
-
-    (old_v, old_git), (new_v, new_git) = version(recorded), version(now)
-    if (old_v, old_git) == (new_v, new_git):
-        return None
-
-    def shown(v: Any, git: Any) -> str:
-        return f"{top} {v}" + (f" (git {git})" if git else "")
-
-    return (f"task {quantum.task_label!r} ({quantum.task_class}) ran with {shown(old_v, old_git)}; "
-            f"installed is {shown(new_v, new_git)}")
-
-
-def _calibration_changes(butler: Butler, quanta: Sequence[QuantumRecord]
-                         ) -> list[tuple[str, tuple[uuid.UUID, uuid.UUID, dict[uuid.UUID, str]]]]:
-    """Each calibration a quantum read that no CALIBRATION collection certifies any more for the
-    quantum's observation time: decertified, or superseded by what is certified there now; as a
-    sentence and as (quantum ID, recorded dataset ID, {dataset certified today: collection})."""
-    calib_collections = [c.name for c in butler.collections.query(types=["calibration"])]
-    out = []
-    for q in quanta:
-        when = {k: v for k, v in q.data_id.items() if k in ("instrument", "visit", "exposure")}
-        for link in q.inputs:
-            if not link.prerequisite or link.dataset_id is None:
-                continue
-            if not butler.get_dataset_type(link.dataset_type).is_calibration:
-                continue
-            today = {}
-            for name in calib_collections:
-                try:
-                    ref = butler.find_dataset(link.dataset_type, {**when, **link.data_id}, collections=[name])
-                except SkybutlerError:
-                    continue  # this collection does not hold the type
-                if ref is not None:
-                    today[ref.id] = name
-            if link.dataset_id in today:
-                continue
-            what = f"{_label(link.dataset_type, link.data_id, link.dataset_id)} read by task {q.task_label!r} " \
-                   f"quantum {q.data_id}"
-            out.append((f"{what} was superseded by {', '.join(f'{i} in {n!r}' for i, n in today.items())}" if today
-                        else f"{what} was decertified (nothing is certified for its observation time now)",
-                        (q.quantum_id, link.dataset_id, today)))
-    return out
 
 
 def estimate(butler: Butler, ids: Iterable[uuid.UUID]) -> RecomputeEstimate:
@@ -345,9 +245,9 @@ def estimate(butler: Butler, ids: Iterable[uuid.UUID]) -> RecomputeEstimate:
     est = planner.estimate
     est.states = planner.states
     est.staging_seconds = staging_seconds(butler, len(est.stage))
-    classes = _task_classes(est)
-    est.drift = [d for q in est.quanta if (d := _drift(butler, q, classes[q.quantum_id])) is not None]
-    changes = _calibration_changes(butler, est.quanta)
+    classes = task_classes(est)
+    est.drift = [d for q in est.quanta if (d := drift(butler, q, classes[q.quantum_id])) is not None]
+    changes = calibration_changes(butler, est.quanta)
     est.calibrations = [sentence for sentence, _ in changes]
     est.calibration_changes = [change for _, change in changes]
     return est
@@ -377,17 +277,6 @@ def use_today(est: RecomputeEstimate) -> None:
         if swaps or any(link.dataset_id in est.unverified for link in q.inputs):
             est.unverified.update(o.dataset_id for o in q.outputs if o.dataset_id is not None)
     est.needed = {i: replaced.get(q.quantum_id, q) for i, q in est.needed.items()}
-
-
-def _check_configs(butler: Butler, estimate: RecomputeEstimate, classes: Mapping[uuid.UUID, type]) -> None:
-    for q in estimate.quanta:
-        ref = butler.registry.refs_by_id([q.config_dataset_id])[0]
-        try:
-            make_config(q.task_label, classes[q.quantum_id], butler.get(ref))
-        except PipelineError as err:
-            raise RecomputeError(f"cannot recompute the outputs of task {q.task_label!r} quantum {q.data_id}: its "
-                                 f"recorded config ({q.config_dataset_id}) no longer validates against "
-                                 f"{q.task_class}: {err}") from None
 
 
 def _format(obj: Any, formatter_name: str) -> bytes:
@@ -553,8 +442,8 @@ def prepare(butler: Butler, ids: Iterable[uuid.UUID], options: RecomputeOptions,
         (on_wait or log_wait)(f"recomputing {len(est.needed)} dataset(s): {est.describe()}", est.expected_seconds)
     if est.stage:
         stage(butler, list(est.stage), on_wait=on_wait)
-    classes = _task_classes(est)
-    _check_configs(butler, est, classes)
+    classes = task_classes(est)
+    check_configs(butler, est, classes)
     used = "today's calibration used instead" if est.swaps else "recorded calibration used"
     return est, classes, [f"software drift: {d}" for d in est.drift] + \
         [f"{used}: {c}" for c in est.calibrations]
