@@ -23,6 +23,7 @@ from .. import errors
 from ..errors import DatasetNotFoundError, SkybutlerError
 from ..models import DatasetRef, DatasetType
 from . import wire
+from .batch import Batch, RemoteTransaction, is_write, refuse_read
 from .results import RemoteQueryResults, results_for
 
 if TYPE_CHECKING:
@@ -78,6 +79,8 @@ class RemoteTransport:
 
         self._butler = butler
         self.url = url.rstrip("/")
+        #: the writes of the ``transaction()`` block under way (None outside one)
+        self.batch: Batch | None = None
         token = token if token is not None else os.environ.get("SKYBUTLER_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         # Without TCP_NODELAY a request's body waits for the server to acknowledge its headers,
@@ -104,6 +107,8 @@ class RemoteTransport:
     def _send(self, method: str, path: str, **kwargs: Any) -> Any:
         import httpx
 
+        if self.batch is not None and is_write(method, path):
+            return self.batch.add(method, path, kwargs)
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as err:
@@ -168,6 +173,10 @@ class RemoteTransport:
             raise SkybutlerError("a catalog schema is declared on a repository opened locally, not over HTTP")
 
         get_storage_class(storage_class)
+        if self.batch is not None and name not in self._types:  # later writes of the block may use it
+            self._types[name] = DatasetType(name=name, dimensions=tuple(dimensions), storage_class=storage_class,
+                                            is_calibration=is_calibration)
+            self.batch.new_types.append(name)
         return self.post_json("dataset_types", {"name": name, "dimensions": list(dimensions),
                                            "storage_class": storage_class, "is_calibration": is_calibration})
 
@@ -210,6 +219,7 @@ class RemoteTransport:
     def query(self, spec: QuerySpec) -> RemoteQueryResults:
         from ..query import node_to_json, parse_expression
 
+        refuse_read(self, "a query")
         if spec.where and spec.tree is None:
             tree = parse_expression(spec.where)  # syntax errors are the user's, found here
             spec = spec.model_copy(update={"tree": None if tree is None else node_to_json(tree)})
@@ -230,6 +240,7 @@ class RemoteTransport:
     def find_dataset(self, dataset_type: str, data_id: Mapping[str, Any] | None = None, *,
                      collections: str | Sequence[str] | None = None, timespan: Any = None,
                      **kwargs: Any) -> DatasetRef | None:
+        refuse_read(self, "find_dataset")
         found = self.post_json("datasets/find", self._lookup(dataset_type, data_id, collections, timespan, kwargs))
         return None if found is None else self.ref_from_json(found)
 
@@ -238,6 +249,7 @@ class RemoteTransport:
             parameters: Mapping[str, Any] | None = None, component: str | None = None, **kwargs: Any) -> Any:
         from ..formats.wire_objects import decode_object
 
+        refuse_read(self, "get")
         kwargs.pop("recompute", None)
         kwargs.pop("verify_checksums", None)
         body = {**self._lookup(dataset_type, data_id, collections, timespan, kwargs),
@@ -247,10 +259,12 @@ class RemoteTransport:
 
     def exists(self, dataset_type: str | DatasetRef, data_id: Mapping[str, Any] | None = None, *,
                collections: str | Sequence[str] | None = None, **kwargs: Any) -> bool:
+        refuse_read(self, "exists")
         return self.post_json("datasets/exists", self._lookup(dataset_type, data_id, collections, None, kwargs))
 
     def get_uri(self, dataset_type: str | DatasetRef, data_id: Mapping[str, Any] | None = None, *,
                 collections: str | Sequence[str] | None = None, **kwargs: Any) -> str:
+        refuse_read(self, "get_uri")
         ref = dataset_type
         if not isinstance(ref, DatasetRef):
             ref = self.find_dataset(dataset_type, data_id, collections=collections, **kwargs)
@@ -259,10 +273,12 @@ class RemoteTransport:
         return self.get_json(f"datasets/{ref.id}/url")["url"]
 
     def get_metadata(self, ref: DatasetRef) -> dict[str, Any]:
+        refuse_read(self, "get_metadata")
         return wire.decode(self.post_json("datasets/metadata", {"id": str(ref.id)}))
 
     def download(self, ref: DatasetRef, start: int = 0, end: int | None = None) -> bytes:
         """Bytes ``[start, end)`` of a dataset's file (all of it by default)."""
+        refuse_read(self, "a download")
         headers = {} if start == 0 and end is None else {"Range": f"bytes={start}-{'' if end is None else end - 1}"}
         return self._send("GET", f"datasets/{ref.id}/file", headers=headers).content
 
@@ -289,11 +305,34 @@ class RemoteTransport:
             kind, data = encode_object(obj)
             described.append({"kind": kind, "data_id": wire.encode({**defaults, **data_id})})
             payloads.append(data)
-        body = wire.pack({"dataset_type": dataset_type, "run": self._run(run), "id_mode": id_mode,
-                          "items": described}, payloads)
-        refs = self._send("POST", "datasets/put", content=body,
+        header = {"dataset_type": dataset_type, "run": self._run(run), "id_mode": id_mode, "items": described}
+        pending = self._pending_refs(dataset_type, [wire.decode(d["data_id"]) for d in described], header)
+        refs = self._send("POST", "datasets/put", content=wire.pack(header, payloads),
                           headers={"Content-Type": "application/octet-stream"}).json()
-        return [self.ref_from_json(r) for r in refs]
+        return pending if pending is not None else [self.ref_from_json(r) for r in refs]
+
+    def _pending_refs(self, dataset_type: str, data_ids: list[dict[str, Any]],
+                      header: dict[str, Any]) -> list[DatasetRef] | None:
+        """Inside a transaction, the refs of a write that the server has not seen yet: their IDs
+        chosen here (recorded in ``header`` for the server, which checks them), their data IDs the
+        given values.  None outside a transaction."""
+        if self.batch is None:
+            return None
+        from ..dimensions import DataCoordinate
+        from ..models import deterministic_dataset_id, uuid7_batch
+
+        dtype = self.get_dataset_type(dataset_type)
+        group = dtype.group(self.universe)
+        coords = [DataCoordinate.standardize(group, {k: v for k, v in d.items() if k in group.names})
+                  for d in data_ids]
+        if header["id_mode"] == "deterministic":
+            ids = [deterministic_dataset_id(dataset_type, c) for c in coords]
+        elif header["id_mode"] == "random":
+            ids = uuid7_batch(len(coords))
+        else:
+            raise SkybutlerError(f"unknown id_mode {header['id_mode']!r}; use 'random' or 'deterministic'")
+        header["ids"] = [str(i) for i in ids]
+        return [DatasetRef(i, dtype, c, header["run"]) for i, c in zip(ids, coords)]
 
     def ingest(self, dataset_type: str, files: Iterable[tuple[str | Path, Mapping[str, Any]]], *,
                run: str | None = None, transfer: str = "copy", formatter: str | None = None,
@@ -306,7 +345,8 @@ class RemoteTransport:
             raise SkybutlerError(f"transfer {transfer!r} needs the server's file system; a remote butler "
                                  "uploads files (copy or move)")
         described, payloads, sources = [], [], []
-        for path, data_id in files:
+        files_given = list(files)
+        for path, data_id in files_given:
             path = Path(path)
             try:
                 payloads.append(path.read_bytes())
@@ -314,13 +354,25 @@ class RemoteTransport:
                 raise errors.TransferError(f"cannot read {path}: {err.strerror or err}") from None
             described.append({"name": path.name, "data_id": wire.encode(dict(data_id))})
             sources.append(path)
-        body = wire.pack({"dataset_type": dataset_type, "run": self._run(run), "formatter": formatter,
-                          "id_mode": id_mode, "skip_existing": skip_existing, "files": described}, payloads)
-        refs = [self.ref_from_json(r) for r in self._send(
-            "POST", "datasets/ingest", content=body, headers={"Content-Type": "application/octet-stream"}).json()]
+        header = {"dataset_type": dataset_type, "run": self._run(run), "formatter": formatter,
+                  "id_mode": id_mode, "skip_existing": skip_existing, "files": described}
+        if self.batch is not None and skip_existing:
+            raise SkybutlerError("ingest with skip_existing inside a transaction of a butler opened on a server "
+                                 "URL: which files it skips is known only when the block is applied")
+        pending = self._pending_refs(dataset_type, [dict(d) for _, d in files_given], header) \
+            if self.batch is not None else None
+        answer = self._send("POST", "datasets/ingest", content=wire.pack(header, payloads),
+                            headers={"Content-Type": "application/octet-stream"}).json()
+        refs = pending if pending is not None else [self.ref_from_json(r) for r in answer]
         if transfer == "move":
-            for path in sources:
-                path.unlink()
+            def unlink() -> None:
+                for path in sources:
+                    path.unlink()
+
+            if self.batch is not None:
+                self.batch.after_commit.append(unlink)
+            else:
+                unlink()
         return refs
 
     def remove(self, refs: Iterable[DatasetRef]) -> int:
@@ -329,9 +381,9 @@ class RemoteTransport:
     def remove_runs(self, names: Iterable[str]) -> int:
         return self.post_json("runs/remove", {"runs": list(names)})
 
-    def transaction(self) -> Any:
-        raise SkybutlerError("transactions spanning several calls are not available through a server; "
-                             "put_many and ingest are each one transaction")
+    def transaction(self) -> RemoteTransaction:
+        """Keep the block's writes and send them as one batch when it ends (see ``remote/batch.py``)."""
+        return RemoteTransaction(self)
 
     def recover(self) -> list[str]:
         return []  # the server settles its own journals

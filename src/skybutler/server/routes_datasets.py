@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -193,12 +194,41 @@ def _put(state: ServerState, user: User, header: dict[str, Any], payloads: list[
     if not isinstance(run, str) or not run:
         raise SkybutlerError("a put needs a RUN: give run= here or when opening the Butler")
     objects = [(decode_object(item["kind"], data), wire.decode(item["data_id"])) for item, data in zip(items, payloads)]
+    ids, check_ids = _client_ids(header, len(objects))
     with state.butler() as butler:
         authz.require(butler, user, run, "write", must_exist=False)
         with _within_quota(state, butler, run, sum(map(len, payloads)), len(payloads)):
             refs = butler.put_many(header["dataset_type"], objects, run=run,
-                                   id_mode=header.get("id_mode", "random"))
+                                   id_mode=header.get("id_mode", "random"), ids=ids)
+            check_ids(refs)
     return [wire.ref_to_json(ref) for ref in refs]
+
+
+def _client_ids(header: dict[str, Any], count: int) -> tuple[list[uuid.UUID] | None, Any]:
+    """The dataset IDs a client chose (a write inside its transaction): random ones are taken if
+    they are version-7 UUIDs, as the server makes them (so that no one claims the deterministic ID
+    of a dataset yet to come); deterministic ones are made here by their rule and must be the
+    client's.  Returns the IDs to write with and a check of the refs written."""
+    given = header.get("ids")
+    if given is None:
+        return None, lambda refs: None
+    try:
+        ids = [uuid.UUID(str(i)) for i in given]
+    except ValueError:
+        raise SkybutlerError("malformed request: a dataset ID is not a UUID") from None
+    if len(ids) != count:
+        raise SkybutlerError("malformed request: one dataset ID per item is needed")
+    if header.get("id_mode", "random") == "random":
+        if any(i.version != 7 for i in ids):
+            raise SkybutlerError("a client-chosen random dataset ID must be a version-7 UUID")
+        return ids, lambda refs: None
+
+    def check(refs: list[DatasetRef]) -> None:
+        if [r.id for r in refs] != ids:
+            raise SkybutlerError("the client's deterministic dataset IDs are not the server's: the data IDs "
+                                 "given differ from what the server made of them")
+
+    return None, check
 
 
 @router.post("/datasets/ingest", openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}}})
@@ -215,6 +245,7 @@ def _ingest(state: ServerState, user: User, header: dict[str, Any], payloads: li
     run = header.get("run")
     if len(files) != len(payloads) or not isinstance(run, str) or not run:
         raise SkybutlerError("malformed ingest request: one payload per file and a RUN are needed")
+    ids, check_ids = _client_ids(header, len(files))
     with state.butler() as butler:
         authz.require(butler, user, run, "write", must_exist=False)
         with uploaded_files(state.root / BOOKKEEPING_DIR / "uploads",
@@ -222,7 +253,9 @@ def _ingest(state: ServerState, user: User, header: dict[str, Any], payloads: li
                 _within_quota(state, butler, run, sum(map(len, payloads)), len(payloads)):
             refs = butler.ingest(header["dataset_type"], [(p, wire.decode(f["data_id"])) for p, f in zip(paths, files)],
                                  run=run, transfer="move", formatter=header.get("formatter"),
-                                 id_mode=header.get("id_mode", "random"), skip_existing=bool(header.get("skip_existing")))
+                                 id_mode=header.get("id_mode", "random"), ids=ids,
+                                 skip_existing=bool(header.get("skip_existing")))
+            check_ids(refs)
     return [wire.ref_to_json(ref) for ref in refs]
 
 

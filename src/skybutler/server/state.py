@@ -75,6 +75,7 @@ class ServerState:
         self._slots: dict[str, threading.Semaphore] = {}
         self._releases_lock = threading.Lock()
         self._releases_recorded = -float("inf")
+        self._held = threading.local()
 
     def record_releases(self, now: float) -> None:
         """Write the embargo releases since the last time to the audit log, at most every
@@ -96,7 +97,12 @@ class ServerState:
     def butler(self) -> Iterator[Butler]:
         """A butler for the duration of one request: an idle one, or a new one when all are lent
         (so that slow clients holding streams never make others wait); at most ``pool_size``
-        are kept once returned."""
+        are kept once returned.  Inside :meth:`holding` it is the held butler, so that the writes of
+        a batch, made by the routes' own code, share one transaction."""
+        held = getattr(self._held, "butler", None)
+        if held is not None:
+            yield held
+            return
         try:
             butler = self._idle.get_nowait()
         except queue.Empty:
@@ -108,6 +114,15 @@ class ServerState:
                 self._idle.put(butler)
             else:
                 butler.close()
+
+    @contextlib.contextmanager
+    def holding(self, butler: Butler) -> Iterator[None]:
+        """Lend ``butler`` to every :meth:`butler` call of this thread while the block runs."""
+        self._held.butler = butler
+        try:
+            yield
+        finally:
+            self._held.butler = None
 
     def user_slot(self, user: str) -> threading.Semaphore:
         """The semaphore bounding one user's concurrent queries."""

@@ -1,0 +1,100 @@
+"""The batch route: the writes of a remote ``butler.transaction()`` block, applied in one
+registry transaction -- all of them or none (see ``remote/batch.py`` for the client's side).
+
+The whole body (every object and file of the block) is received before anything is
+applied.  Each operation then runs through the very route function that serves it
+alone, so it is checked exactly as it would be on its own (write or admin rights on its
+collection, quotas, visibility of the datasets it names); the routes borrow the batch's
+butler (``ServerState.holding``), so they all write in its one transaction.  The first
+failure rolls everything back, files included, and is answered with its own status
+and the number of the operation that failed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ValidationError
+
+from ..access import User
+from ..errors import SkybutlerError
+from ..models import DatasetType
+from ..remote import wire
+from . import routes_datasets as datasets
+from . import routes_registry as registry
+from .app import current_user
+
+router = APIRouter()
+
+
+def _model(kind: type[BaseModel], body: Any) -> Any:
+    try:
+        return kind.model_validate(body)
+    except ValidationError as err:
+        raise SkybutlerError(f"malformed operation: {' '.join(str(err).split())[:300]}") from None
+
+
+def _apply_one(request: Request, user: User, op: dict[str, Any], payloads: list[bytes]) -> Any:
+    """One write of the batch, by the route that serves it alone."""
+    state = request.app.state.skybutler
+    method, path, body = op.get("method"), op.get("path"), op.get("json")
+    params = op.get("params") or {}
+    if (method, path) == ("POST", "datasets/put"):
+        return datasets._put(state, user, op.get("header") or {}, payloads)
+    if (method, path) == ("POST", "datasets/ingest"):
+        return datasets._ingest(state, user, op.get("header") or {}, payloads)
+    if method == "DELETE" and isinstance(path, str) and path.startswith("dataset_types/"):
+        return registry.remove_dataset_type(request, path.removeprefix("dataset_types/"), user)
+    if (method, path) == ("DELETE", "collections"):
+        return registry.remove_collection(request, str(params.get("name", "")), user)
+    routes = {
+        ("POST", "collections"): (registry.register_collection, registry.RegisterCollection),
+        ("PUT", "collections/chain"): (registry.set_chain, registry.Chain),
+        ("POST", "collections/associate"): (registry.associate, registry.Membership),
+        ("POST", "collections/disassociate"): (registry.disassociate, registry.Membership),
+        ("POST", "collections/certify"): (registry.certify, registry.Membership),
+        ("POST", "collections/decertify"): (registry.decertify, registry.Membership),
+        ("POST", "records"): (registry.insert_records, registry.Records),
+        ("POST", "records/sync"): (registry.sync_record, registry.Records),
+        ("POST", "datasets/remove"): (datasets.remove, datasets.Removal),
+        ("POST", "runs/remove"): (datasets.remove_runs, datasets.Removal),
+    }
+    if (method, path) == ("POST", "dataset_types"):
+        return registry.register_dataset_type(request, _model(DatasetType, body))
+    if (method, path) not in routes:
+        raise SkybutlerError(f"malformed batch: {str(method)[:10]} {str(path)[:80]!r} is not a write")
+    route, model = routes[(method, path)]
+    return route(request, _model(model, body), user)
+
+
+def _apply(request: Request, user: User, header: dict[str, Any], payloads: list[bytes]) -> list[Any]:
+    operations = header.get("operations")
+    if not isinstance(operations, list) or not all(isinstance(op, dict) for op in operations):
+        raise SkybutlerError("malformed batch: its header needs a list of operations")
+    counts = [op.get("payloads", 0) for op in operations]
+    if any(not isinstance(n, int) or n < 0 for n in counts) or sum(counts) != len(payloads):
+        raise SkybutlerError("malformed batch: the operations' payload counts do not add up")
+    state = request.app.state.skybutler
+    answers, at = [], 0
+    with state.butler() as butler, state.holding(butler), butler.transaction():
+        for number, (op, count) in enumerate(zip(operations, counts), 1):
+            try:
+                answers.append(_apply_one(request, user, op, payloads[at:at + count]))
+            except SkybutlerError as err:
+                err.args = (f"operation {number} of {len(operations)} ({op.get('method')} {op.get('path')}), "
+                            f"nothing of the transaction was written: {err}",)
+                raise
+            at += count
+    return answers
+
+
+@router.post("/batch", openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}}})
+async def batch(request: Request, user: User = Depends(current_user)) -> Any:
+    """Apply the writes of a remote transaction (a packed body: a header listing the operations,
+    each a write route's method, path and body, then the payloads of its puts and ingests) in one
+    transaction."""
+    from starlette.concurrency import run_in_threadpool
+
+    header, payloads = wire.unpack(await datasets._body(request))
+    return await run_in_threadpool(_apply, request, user, header, payloads)
