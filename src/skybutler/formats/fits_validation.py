@@ -13,27 +13,22 @@ from __future__ import annotations
 import bz2
 import gzip
 import tempfile
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from ..errors import FormatterError
+from .fits_cards import BLOCK, FitsHeader, read_header
 from .fits_io import BZIP2_MAGIC, GZIP_MAGIC, NOT_INHERITED, STRUCTURAL
 from .fits_wcs import CheckedHeader
-
-BLOCK = 2880
-"""FITS headers and data come in blocks of this many bytes."""
 
 SPOOL_BYTES = 64 << 20
 """Decompressed content up to this size is checked in memory, beyond it in a temporary file."""
 
 
-def walk_headers(stream: BinaryIO, name: str) -> tuple[list[Any], BinaryIO]:
+def walk_headers(stream: BinaryIO, name: str) -> tuple[list[FitsHeader], BinaryIO]:
     """Every HDU header of a (possibly gzip/bzip2-compressed) FITS stream, after checking that each
     parses and that the file holds the data each declares; also the plain stream they came from."""
-    from astropy.io import fits
-
     stream.seek(0)
     magic = stream.read(3)
     stream.seek(0)
@@ -48,9 +43,7 @@ def walk_headers(stream: BinaryIO, name: str) -> tuple[list[Any], BinaryIO]:
     while offset < length:
         stream.seek(offset)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # astropy's note of blank padding, handled below
-                header = fits.Header.fromfile(stream, padding=True)
+            header = read_header(stream)
         except (ValueError, OSError, EOFError) as err:
             stream.seek(offset)
             if headers and not stream.read().strip(b"\0 "):
@@ -109,7 +102,7 @@ class FitsCheck:
     """What checking a FITS file learnt: every HDU's header, and each checked image HDU's header
     (primary cards inherited) with its WCSs, by HDU index."""
 
-    headers: list[Any]
+    headers: list[FitsHeader]
     images: dict[int, CheckedHeader]
 
 
@@ -139,33 +132,31 @@ def every_image(headers: list[Any]) -> list[int]:
     return [i for i, h in enumerate(headers) if is_2d_image(h)]
 
 
-def _check_image(stream: BinaryIO, headers: list[Any], index: int, name: str) -> CheckedHeader:
+def _check_image(stream: BinaryIO, headers: list[FitsHeader], index: int, name: str) -> CheckedHeader:
     from .fits_io import open_fits
-    from .fits_wcs import build_wcs, wcs_keys, wcs_only
+    from .fits_wcs import build_wcs_of_cards, wcs_keys
 
     label = f"Formatter {name!r}: HDU {index} ({headers[index].get('EXTNAME', 'PRIMARY' if not index else '-')})"
-    compressed = headers[index].get("ZIMAGE") is True
-    if compressed:
+    header = headers[index]
+    if header.get("ZIMAGE") is True:
         stream.seek(0)
         with open_fits(stream) as hdus:
-            header = hdus[index].header.copy()
+            header = FitsHeader.from_astropy(hdus[index].header)  # the image's header, not the table's
             try:
                 hdus[index].data
             except Exception as exc:
                 raise FormatterError(f"{label}: its compressed tiles cannot be decoded: {exc}") from None
-    else:
-        header = headers[index]  # copied below only if cards are added to it
     if index and header.get("INHERIT") is True:
-        header = header.copy() if header is headers[index] else header
+        inherited: dict[str, Any] = {}
         for card in headers[0].cards:
             if card.keyword and not (STRUCTURAL.match(card.keyword) or NOT_INHERITED.match(card.keyword)) \
                     and card.keyword not in header and card.keyword not in ("COMMENT", "HISTORY"):
-                header[card.keyword] = card.value
+                inherited.setdefault(card.keyword, card)
+        header = header.with_cards(list(inherited.values()))
     built = {}
-    cards = wcs_only(header)
-    for key in wcs_keys(cards):
+    for key in wcs_keys(header):
         try:
-            built[key] = build_wcs(cards, key)
+            built[key] = build_wcs_of_cards(header, key)
         except FormatterError as exc:
             raise FormatterError(f"{label}: {exc}") from None
     return CheckedHeader(header, built)

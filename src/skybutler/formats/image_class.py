@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..dimensions import regions as sky
+from .fits_cards import FitsHeader
 from .fits_wcs import CheckedHeader
 from .footprints import Footprint, image_footprint
 from .storage_class import StorageClass
@@ -54,6 +55,9 @@ def _is_image_hdu(obj: Any) -> bool:
 
 
 def _is_header(obj: Any) -> bool:
+    """An astropy Header, or a header read block by block at ingest (:class:`.fits_cards.FitsHeader`)."""
+    if isinstance(obj, FitsHeader):
+        return True
     fits = _fits()
     return fits is not None and isinstance(obj, fits.Header)
 

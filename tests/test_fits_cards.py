@@ -1,0 +1,215 @@
+"""Headers read block by block (skybutler.formats.fits_cards) and WCSs built from templates
+(fits_wcs.build_wcs_of_cards), against astropy's own reading of the same bytes.
+
+Oracles: astropy's ``Header.fromstring`` card values, astropy's ``WCS`` built from the whole
+header and its ``all_pix2world``; the headers are the test cameras' (tests/camera_headers.py)
+with a WCS, written by astropy, and hostile cards and files written here byte by byte.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+
+import camera_headers as ch
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from skybutler.formats import fits_wcs
+from skybutler.formats.fits_cards import BLOCK, read_header
+from skybutler.formats.fits_wcs import build_wcs_of_cards
+
+CAMERAS = {"hsc": ch.hsc, "suprimecam": ch.suprimecam, "decam": ch.decam, "megaprime": ch.megaprime,
+           "sdss": ch.sdss, "lsstcam": ch.lsstcam, "lsstcomcam": ch.lsstcomcam, "latiss": ch.latiss}
+WCS_CARDS = {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": 150.1, "CRVAL2": 2.2, "CRPIX1": 32.5,
+             "CRPIX2": 30.5, "CD1_1": -4.7e-05, "CD1_2": 1.1e-06, "CD2_1": 1.3e-06, "CD2_2": 4.7e-05,
+             "RADESYS": "ICRS", "EQUINOX": 2000.0}
+
+
+def _astropy(data: bytes) -> fits.Header:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fits.Header.fromstring(data)
+
+
+def _same_cards(data: bytes) -> None:
+    """read_header gives astropy's keyword, value and value type for every card, first card wins."""
+    ours = read_header(io.BytesIO(data))
+    theirs = _astropy(data)
+    assert [c.keyword for c in ours.cards] == [c.keyword for c in theirs.cards]
+    for mine, card in zip(ours.cards, theirs.cards):
+        assert type(mine.value) is type(card.value) and mine.value == card.value, (card.image, mine.value)
+    for keyword in set(theirs) - {"COMMENT", "HISTORY", ""}:  # commentary: astropy gives all their cards
+        assert ours[keyword] == theirs[keyword] and type(ours[keyword]) is type(theirs[keyword])
+
+
+def _blocks(images: list[str], end: bool = True) -> bytes:
+    text = "".join(image.ljust(80)[:80] for image in images) + ("END".ljust(80) if end else "")
+    return text.ljust(-(-len(text) // BLOCK) * BLOCK).encode("ascii")
+
+
+@pytest.mark.parametrize("camera", sorted(CAMERAS))
+def test_every_test_camera_header_reads_as_astropy_reads_it(camera: str) -> None:
+    header = fits.Header()
+    for key, value in {**CAMERAS[camera](), **WCS_CARDS}.items():
+        header[key] = value
+    header.add_comment("a comment / with a slash")
+    header.add_history("reduced")
+    header["BLANKSTR"] = "   "
+    header["QUOTED"] = "it's 'quoted'"
+    _same_cards(fits.PrimaryHDU(np.zeros((4, 4), np.int16), header).header.tostring().encode())
+
+
+HOSTILE_CARDS = [
+    "INT     =                   42 / the answer", "NEG     =                  -17", "PLUS    =                  +17",
+    "ZEROS   =                  007", "BIG     = 123456789012345678901234567890", "NEGZERO =                 -0.0",
+    "REAL    =               1.5E+3", "DEXP    =               1.5D-3", "LOWEXP  =               1.5e-3",
+    "DOT     =                   1.", "LEAD    =                  .25", "FREEREAL=  3.25/no space",
+    "LOGT    =                    T", "LOGF    =                    F / false", "STR     = 'plain   '",
+    "EMPTY   = ''", "SPACES  = '    '", "LEADSP  = '  lead'", "QUOTES  = 'it''s'", "ENDQ    = 'abc'''",
+    "SLASH   = 'a/b' / c/d", "COLON   = '10:00:28.600'", "CPLX    = (1.5, -2.0)", "UNDEF   =                    / none",
+    "DP1     = 'NAXES: 2'", "DP1     = 'AXIS.1: 1'", "HIERARCH ESO DET CHIP = 'CCD 1' / hierarch",
+    "LONG    = 'a long string that goes on and on and on and on and on and on&'",
+    "CONTINUE  'and continues here'", "COMMENT   free text ' with = signs", "HISTORY done", "        blank keyword",
+    "DUP     =                    1", "DUP     =                    2", "lower   =                    3",
+]
+
+
+def test_hostile_cards_read_as_astropy_reads_them() -> None:
+    _same_cards(_blocks(HOSTILE_CARDS))
+    for image in HOSTILE_CARDS:  # alone, so each card's own path (fast or astropy's) is taken
+        if not image.startswith(("CONTINUE", "LONG")):
+            _same_cards(_blocks([image]))
+
+
+@pytest.mark.parametrize("cards, match", [
+    (["BAD     = what is this"], "'BAD' does not parse"),
+    (["BAD     = 1.5.5"], "'BAD' does not parse"),
+])
+def test_a_card_whose_value_is_in_no_format_is_named(cards: list[str], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        read_header(io.BytesIO(_blocks(cards)))
+
+
+def test_a_header_without_end_or_cut_short_fails_as_astropy_fails() -> None:
+    for data in (_blocks(["INT     =                    1"], end=False), _blocks(["A       = 1"] * 40)[:BLOCK + 100],
+                 b""):
+        with pytest.raises((ValueError, OSError, EOFError)):
+            _astropy_fromfile(data)
+        with pytest.raises((ValueError, OSError, EOFError)):
+            read_header(io.BytesIO(data))
+
+
+def _astropy_fromfile(data: bytes) -> fits.Header:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fits.Header.fromfile(io.BytesIO(data), padding=True)
+
+
+def test_non_ascii_and_odd_padding_go_to_astropy() -> None:
+    """Bytes outside printable ASCII, or text after END: read by astropy, as before."""
+    data = bytearray(_blocks(["STR     = 'cafe'", "INT     = 5"]))
+    data[14] = 0xE9  # the 'e' of cafe
+    ours, theirs = read_header(io.BytesIO(bytes(data))), _astropy_fromfile(bytes(data))
+    assert dict(ours) == dict(theirs)
+    junk = bytearray(_blocks(["INT     = 5"]))
+    junk[-10:] = b"XXXXXXXXXX"
+    assert dict(read_header(io.BytesIO(bytes(junk)))) == dict(_astropy_fromfile(bytes(junk)))
+
+
+def test_the_stream_is_left_at_the_data() -> None:
+    data = _blocks(["INT     = 5"] * 40) + b"\1" * BLOCK
+    stream = io.BytesIO(data)
+    read_header(stream)
+    assert stream.tell() == 2 * BLOCK
+
+
+# -- WCS templates -----------------------------------------------------------------------------
+
+POINTINGS = [(150.1, 2.2), (0.0, 0.0), (359.9999, -0.5), (12.0, 89.9999), (200.0, 90.0), (45.0, -90.0),
+             (300.0, -89.5), (180.0, 45.0)]
+
+
+def _header(ctype: str, crval: tuple[float, float], **extra: object) -> fits.Header:
+    header = fits.Header()
+    header["NAXIS"], header["NAXIS1"], header["NAXIS2"] = 2, 4000, 2000
+    for key, value in {**WCS_CARDS, "CTYPE1": f"RA---{ctype}", "CTYPE2": f"DEC--{ctype}", **extra}.items():
+        header[key] = value
+    header["CRVAL1"], header["CRVAL2"] = crval
+    return header
+
+
+def _ours(header: fits.Header) -> object:
+    return build_wcs_of_cards(read_header(io.BytesIO(header.tostring().encode())))
+
+
+def _pixels() -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.meshgrid(np.linspace(-0.5, 3999.5, 9), np.linspace(-0.5, 1999.5, 7))
+    return x.ravel(), y.ravel()
+
+
+def _separation_deg(ra1: np.ndarray, dec1: np.ndarray, ra2: np.ndarray, dec2: np.ndarray) -> np.ndarray:
+    """Great-circle distance (haversine: exact for tiny angles)."""
+    r1, d1, r2, d2 = map(np.radians, (ra1, dec1, ra2, dec2))
+    h = np.sin((d2 - d1) / 2) ** 2 + np.cos(d1) * np.cos(d2) * np.sin((r2 - r1) / 2) ** 2
+    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0, 1))))
+
+
+SIP = {"A_ORDER": 2, "B_ORDER": 2, "A_2_0": 1e-6, "A_0_2": -2e-6, "B_1_1": 3e-6, "A_1_1": 0.0, "B_2_0": 0.0,
+       "B_0_2": 1e-6}
+
+
+@pytest.mark.parametrize("ctype, extra", [("TAN", {}), ("SIN", {}), ("ZEA", {}), ("ARC", {}), ("STG", {}),
+                                          ("TAN-SIP", SIP), ("TPV", {"PV1_1": 1.0, "PV2_1": 1.0, "PV1_4": 1e-3})])
+def test_a_wcs_from_a_template_is_astropys_wcs_of_the_header(ctype: str, extra: dict) -> None:
+    fits_wcs._TEMPLATES.clear()
+    _ours(_header(ctype, (10.0, 20.0), **extra))  # the template
+    assert len(fits_wcs._TEMPLATES) == 1
+    x, y = _pixels()
+    for crval in POINTINGS:
+        header = _header(ctype, crval, **extra)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            oracle = WCS(header)
+        ours = _ours(header)
+        assert len(fits_wcs._TEMPLATES) == 1  # built from the template, not afresh
+        ra, dec = ours.all_pix2world(x, y, 0)
+        ra0, dec0 = oracle.all_pix2world(x, y, 0)
+        assert _separation_deg(ra, dec, ra0, dec0).max() < 1e-9, crval  # 3.6 micro-arcseconds
+        assert np.allclose(ours.wcs.crval, crval) and ours.wcs.lonpole == oracle.wcs.lonpole
+
+
+def test_a_template_is_not_shared_and_not_used_where_it_cannot_serve() -> None:
+    fits_wcs._TEMPLATES.clear()
+    first, second = _ours(_header("TAN", (10.0, 20.0))), _ours(_header("TAN", (11.0, 21.0)))
+    assert first.wcs.crval[0] == 10.0 and second.wcs.crval[0] == 11.0  # each its own copy
+    for header in (_header("CAR", (10.0, 20.0)), _header("TAN", (10.0, 20.0), LONPOLE=170.0),
+                   _header("NCP", (10.0, 20.0))):
+        fits_wcs._TEMPLATES.clear()
+        _ours(header)
+        assert not fits_wcs._TEMPLATES
+
+
+def test_a_bad_crval_fails_as_astropy_fails() -> None:
+    fits_wcs._TEMPLATES.clear()
+    _ours(_header("TAN", (10.0, 20.0)))
+    bad = _header("TAN", (10.0, 95.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            WCS(bad).all_pix2world([0.0], [0.0], 0)
+            oracle_error = None
+        except Exception as exc:
+            oracle_error = exc
+    try:
+        ours = _ours(bad)
+        ours.all_pix2world([0.0], [0.0], 0)
+        our_error = None
+    except Exception as exc:
+        our_error = exc
+    assert (oracle_error is None) == (our_error is None), (oracle_error, our_error)
+    if oracle_error is None:
+        assert math.isfinite(float(WCS(bad).wcs.crval[1]))
