@@ -199,6 +199,56 @@ def test_put(repo, writer, step):
     assert_recovered(repo, {})
 
 
+def _puts_in_transaction(root: Path) -> None:
+    with Butler(root, run="r") as butler, butler.transaction():
+        for n in range(N_FILES):
+            butler.put({"n": n}, "metrics", instrument="Cam", visit=1 + n // 4, detector=n % 4)
+
+
+#: Inside one transaction: the first put begins its journal, later ones append to it (the 3rd
+#: append, a file staged and published mid-block, a put's own rows in before the block commits),
+#: then the block's commit before its journal is settled.
+TRANSACTION_STEPS = ["journal-written", "journal-appended:3", "file-staged:4", "files-published:5",
+                     "registry-committed:2", "transaction-committed", None, None]
+PG_TRANSACTION_STEPS = ["journal-appended:3", "transaction-committed"]
+
+
+def _stored_count(root: Path) -> int:
+    with Butler(root, collections="r") as butler:
+        return butler.query_datasets("metrics").count()
+
+
+@pytest.mark.parametrize("repo, step", on_stacks(TRANSACTION_STEPS, PG_TRANSACTION_STEPS), indirect=["repo"])
+def test_puts_in_one_transaction(repo, step):
+    killed = run_killed(lambda: _puts_in_transaction(repo), step)
+    assert killed or step is None
+    assert_recovered(repo, {})
+    count = _stored_count(repo)
+    assert count in (0, N_FILES), "a transaction was kept in part"
+    if step is not None:  # a random kill may fall before or after the commit
+        assert count == (N_FILES if step == "transaction-committed" else 0)
+    if count == 0:  # the block again completes
+        _puts_in_transaction(repo)
+        assert _stored_count(repo) == N_FILES
+    assert_recovered(repo, {})
+
+
+def test_a_transaction_killed_in_the_middle_of_appending_to_its_journal(repo):
+    """A kill inside the write of an append leaves a torn last line: its intent never acted on,
+    the block's earlier puts (files published, rows not committed) are taken back out."""
+    assert run_killed(lambda: _puts_in_transaction(repo), "journal-appended:3")
+    (journal,) = (repo / ".skybutler" / "journal").iterdir()
+    data = journal.read_bytes()
+    last = data.rstrip(b"\n").rfind(b"\n") + 1
+    assert b'"kind": "put"' in data[last:]
+    journal.write_bytes(data[:last + (len(data) - last) // 2])  # the last intent cut in the middle
+    assert sum(1 for p in (repo / "datastore").rglob("*.json")) == 3  # the first 3 puts' files
+    assert_recovered(repo, {})
+    assert _stored_count(repo) == 0
+    _puts_in_transaction(repo)
+    assert _stored_count(repo) == N_FILES
+
+
 @pytest.mark.parametrize("repo", [s for s in STACKS if s != "sqlite"] or [pytest.param("postgres", marks=(
     pytest.mark.skip("needs SKYBUTLER_TEST_POSTGRES_URL")))], indirect=True)
 @pytest.mark.parametrize("step", ["files-published", None])

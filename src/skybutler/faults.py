@@ -5,6 +5,8 @@
 the first) it reaches ``<step>``.  Unset, a step costs one comparison.  The steps:
 
 - ``journal-written``: a batch's intents are in the write journal, no file touched yet
+- ``journal-appended``: a later write inside an enclosing ``butler.transaction()`` added its intents to the
+  transaction's journal, no file of it touched yet
 - ``file-staged``: one more file of a put batch (or of a staging or recompute write-back) is staged
   under its temporary name
 - ``file-placed``: one more ingested file is at its final path (moved, copied or linked), or one more
@@ -12,6 +14,8 @@ the first) it reaches ``<step>``.  Unset, a step costs one comparison.  The step
 - ``files-published``: a put batch's files are at their final paths, the registry not yet committed
 - ``registry-committed``: the registry transaction of a write (or a removal, purge, cold move,
   staging or write-back) committed, its journal not yet ended
+- ``transaction-committed``: an enclosing ``butler.transaction()`` committed, its writes' journal not yet
+  settled
 - ``file-quarantined``: ``verify --fix`` moved one more file into the quarantine
 - ``intent-settled``: recovery settled one more intent of a crashed writer's journal
 - ``catalog-rows-loaded``: a catalog load inserted one more dataset's rows (and bookkeeping row) into the

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .batching import gc_paused
+from .datastore.journal import JournalScope
 from .datastore.transfer import TRANSFER_MODES, ingest_files
 from .dimensions import DataCoordinate
 from .errors import (ArtifactExistsError, CollectionError, DatasetConflictError, DatastoreError, RegistryError,
@@ -38,6 +39,8 @@ class Writes:
         self._undo: list[Callable[[], Any]] | None = None
         self._after_commit: list[Callable[[], Any]] = []
         self._on_commit: list[Callable[[], Any]] = []
+        #: the write journal every put of the enclosing ``transaction()`` records its intents in
+        self._journal_scope: JournalScope | None = None
 
     def forget_runs(self, names: Iterable[str]) -> None:
         """Forget RUNs removed by this butler, so a later write registers them anew."""
@@ -54,6 +57,7 @@ class Writes:
             yield
             return
         self._undo, self._after_commit, self._on_commit = [], [], []
+        self._journal_scope = scope = self.butler.datastore.journal_scope()
         try:
             with self.butler.registry.transaction():
                 yield
@@ -63,12 +67,18 @@ class Writes:
             self._known_runs.clear()
             raise
         else:
+            crash_point("transaction-committed")
             for action in self._on_commit:  # the block's rows are committed: deletions may go ahead
                 action()
         finally:
             self._undo, after, self._after_commit, self._on_commit = None, self._after_commit, [], []
-            for settle in after:
-                settle()
+            self._journal_scope = None
+            try:
+                for settle in after:
+                    settle()
+            finally:
+                if scope is not None:  # every write of the block is settled: its journal goes
+                    scope.end()
 
     def when_committed(self, action: Callable[[], Any]) -> None:
         """Run ``action`` once the write it belongs to is committed: now, or when the enclosing
@@ -170,7 +180,7 @@ class Writes:
                facts: list[tuple[uuid.UUID, dict[str, Any]]], adopt: bool) -> list[DatasetRef]:
         """Stage, register and publish one batch; its journal entry ends once the write is final."""
         formatter = get_storage_class(dtype.storage_class).default_formatter
-        pending = self.butler.datastore.prepare_many(refs, objects, formatter)
+        pending = self.butler.datastore.prepare_many(refs, objects, formatter, scope=self._journal_scope)
         try:
             if adopt:
                 claimed = self._claimed_paths([p.artifact.path for p in pending])
@@ -178,7 +188,7 @@ class Writes:
                     p.adopt_identical = p.artifact.path not in claimed
             stored = self._commit(dtype, run, refs, pending, facts)
         except BaseException:
-            self.butler.datastore.settle(pending)
+            self.butler.datastore.settle(pending, failed=True)
             raise
         crash_point("registry-committed")
         self.when_settled(lambda: self.butler.datastore.settle(pending))

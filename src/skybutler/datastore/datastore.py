@@ -4,7 +4,8 @@ Writes never leave half-written files visible: on a local disk the bytes go to a
 temporary name and are linked into place without clobbering anything; on an
 object store a single PUT (or a completed multipart upload) is atomic by itself.
 The datastore knows nothing of the registry: the butler gives it refs and gets
-back :class:`StoredArtifact` records to save.
+back :class:`StoredArtifact` records to save.  This module places, removes and lists files;
+reading them is :mod:`skybutler.datastore.reading`.
 
 An ``s3://bucket/prefix`` root goes through s3fs, which takes everything from the
 standard AWS configuration, never from the repository config: credentials from
@@ -20,7 +21,6 @@ import functools
 import io
 import os
 import posixpath
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -28,15 +28,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-
-from ..errors import (ArtifactExistsError, ChecksumMismatchError, DatastoreError, FileNotStoredError, FormatterError,
-                      StaleArtifactError)
+from ..errors import ArtifactExistsError, DatastoreError
 from ..formats import get_formatter
 from ..models import DatasetRef, StoredArtifact
 from ..faults import crash_point
-from .checksums import algorithm_of, checksum, stream_checksum, verify
-from .journal import Intent, Journal, WriteJournal
+from .checksums import checksum
+from .journal import Intent, Journal, JournalScope, WriteJournal
 from .local_files import rename_no_replace, write_new_file
+from .reading import ArtifactReads, fsspec_url_to_fs
 from .templates import DEFAULT_TEMPLATE, PathTemplate, template_fields
 
 
@@ -46,20 +45,6 @@ T = TypeVar("T")
 #: write waits on the network.  Local files are written in order: creating many files in
 #: one directory from several threads is slower on a local file system, not faster.
 OBJECT_STORE_THREADS = 8
-
-#: How much earlier than a record was read a file's inode must have last changed for the file
-#: to be taken as the one the record describes without asking the registry: file times come
-#: from the kernel's coarse clock (a few ms behind) and some file systems keep whole seconds
-#: or another machine's clock; a file placed after a purge, a move to the cold tier or a
-#: removal always changed its inode after the record was read.
-RECORD_CLOCK_MARGIN_NS = 1_500_000_000
-
-
-def _older_than(stream: Any, seen_ns: int | None) -> bool:
-    """Whether the open local file's inode last changed (created, renamed, linked) more than
-    :data:`RECORD_CLOCK_MARGIN_NS` before ``seen_ns``."""
-    return seen_ns is not None and os.fstat(stream.fileno()).st_ctime_ns < seen_ns - RECORD_CLOCK_MARGIN_NS
-
 
 def _all_or_nothing(action, items: list, undo, threads: int = 1) -> list:
     """``action`` on every item (in threads if asked); if any fails, ``undo`` the results that
@@ -94,17 +79,21 @@ class PendingArtifact:
 
     ``digest`` is the xxh3 checksum of the bytes (whatever the repository records), by which a
     retry recognises the same bytes left at the final path by a crashed writer; ``journal`` is
-    the write-journal entry of the batch, ended by :meth:`FileDatastore.settle`.
+    the write-journal entry of the batch, ended by :meth:`FileDatastore.settle` (None when the
+    batch records its intent ``number`` in an enclosing transaction's :class:`JournalScope`).
     """
 
     def __init__(self, datastore: FileDatastore, artifact: StoredArtifact, staged: str | None, data: bytes | None,
-                 digest: str | None = None, journal: Journal | None = None):
+                 digest: str | None = None, journal: Journal | None = None,
+                 scope: JournalScope | None = None, number: int = 0):
         self.datastore = datastore
         self.artifact = artifact
         self._staged = staged
         self._data = data
         self.digest = digest
         self.journal = journal
+        self.scope = scope
+        self.number = number
         #: whether identical bytes already at the final path may be taken as this artifact
         self.adopt_identical = False
 
@@ -122,7 +111,7 @@ class PendingArtifact:
         self._staged = self._data = None
 
 
-class FileDatastore:
+class FileDatastore(ArtifactReads):
     """Stores dataset artifacts under a root URI through fsspec."""
 
     def __init__(self, root: str, templates: Mapping[str, str] | None = None, checksum: str | None = "xxh3",
@@ -203,9 +192,15 @@ class FileDatastore:
         """Format ``obj`` and stage its bytes; nothing is visible until ``commit``."""
         return self.prepare_many([ref], [obj], formatter_name)[0]
 
+    def journal_scope(self) -> JournalScope | None:
+        """A journal for every write of one enclosing transaction (None: no journal is kept)."""
+        return JournalScope(self.journal) if self.journal is not None else None
+
     def prepare_many(self, refs: Sequence[DatasetRef], objects: Sequence[Any],
-                     formatter_name: str) -> list[PendingArtifact]:
-        """Format every object and stage the bytes; on any failure nothing stays staged."""
+                     formatter_name: str, scope: JournalScope | None = None) -> list[PendingArtifact]:
+        """Format every object and stage the bytes; on any failure nothing stays staged.  The
+        intents go to ``scope``'s journal (an enclosing transaction's) if given, else to a journal
+        of the batch's own."""
         formatter = get_formatter(formatter_name)
         formatted = []
         for ref, obj in zip(refs, objects):
@@ -216,17 +211,21 @@ class FileDatastore:
                                       size=len(data), checksum=checksum(data, self.checksum_algorithm))
             digest = artifact.checksum if self.checksum_algorithm == "xxh3" else checksum(data, "xxh3")
             formatted.append((ref, artifact, data, digest))
-        token = uuid.uuid4().hex  # staged names: this batch's token and the item's number
-        staged_names = [f"{self.full_path(a.path)}.tmp-{token}-{n}" if self.local else None
-                        for n, (_, a, _, _) in enumerate(formatted)]
+        if self.journal is None:
+            scope = None
+        # staged names: the journal's token and the intent's number in it
+        token, first = (scope.token, scope.next_number) if scope is not None else (uuid.uuid4().hex, 0)
+        staged_names = [self.staged_name(a.path, token, first + n) for n, (_, a, _, _) in enumerate(formatted)]
+        intents = [Intent(str(ref.id), a.path, "put", staged=staged, checksum=digest)
+                   for (ref, a, _, digest), staged in zip(formatted, staged_names)]
         journal = None
-        if self.journal is not None:
-            journal = self.journal.begin([Intent(str(ref.id), a.path, "put", staged=staged, checksum=digest)
-                                          for (ref, a, _, digest), staged in zip(formatted, staged_names)],
-                                         token=token)
+        if scope is not None:
+            scope.record(intents)
+        elif self.journal is not None:
+            journal = self.journal.begin(intents, token=token)
         if not self.local:
-            return [PendingArtifact(self, artifact, None, data, digest, journal)
-                    for _, artifact, data, digest in formatted]
+            return [PendingArtifact(self, artifact, None, data, digest, journal, scope, first + n)
+                    for n, (_, artifact, data, digest) in enumerate(formatted)]
 
         def stage(number: int) -> PendingArtifact:
             _, artifact, data, digest = formatted[number]
@@ -237,13 +236,15 @@ class FileDatastore:
             except OSError as err:  # a full disk, a read-only or missing mount, permissions
                 raise DatastoreError(f"local datastore write of {self.full_path(artifact.path)} failed: "
                                      f"{err.strerror or err}") from err
-            return PendingArtifact(self, artifact, staged, None, digest, journal)
+            return PendingArtifact(self, artifact, staged, None, digest, journal, scope, first + number)
 
         try:
             return _all_or_nothing(stage, list(range(len(formatted))), PendingArtifact.abort)
         except BaseException:
             if journal is not None:
                 self.journal.end(journal)
+            if scope is not None:
+                scope.journal.void(range(first, first + len(formatted)))
             raise
 
     def journal_removal(self, artifacts: Mapping[uuid.UUID, StoredArtifact]) -> Journal | None:
@@ -269,14 +270,18 @@ class FileDatastore:
         if journal is not None:
             self.journal.end(journal)
 
-    def settle(self, pending: Sequence[PendingArtifact]) -> None:
+    def settle(self, pending: Sequence[PendingArtifact], failed: bool = False) -> None:
         """A batch is over (committed, or rolled back and its files removed): discard what is still
-        staged and end its journal entry."""
+        staged and end its journal entry.  Recorded in a transaction's journal, the batch leaves it
+        to the transaction; if it ``failed`` (its files gone), its intents are voided there."""
         journals = {id(p.journal): p.journal for p in pending if p.journal is not None}
         for p in pending:
             p.abort()
         for journal in journals.values():
             self.journal.end(journal)
+        shared = [p for p in pending if p.scope is not None and p.scope.journal is not None]
+        if failed and shared:
+            shared[0].scope.journal.void([p.number for p in shared])
 
     def publish_many(self, pending: Sequence[PendingArtifact]) -> list[StoredArtifact]:
         """Make staged artifacts visible; if one fails, the others are taken back."""
@@ -395,121 +400,6 @@ class FileDatastore:
         except FileNotFoundError:
             pass
 
-    # -- reading --------------------------------------------------------------
-
-    def read(self, artifact: StoredArtifact, component: str | None = None,
-             parameters: Mapping[str, Any] | None = None, check: bool = False,
-             confirm: Callable[[], bool] | None = None) -> Any:
-        """Read a dataset (or a component, or a subset by read parameters).
-
-        With ``confirm``, a record read from the registry some time ago is not trusted
-        blindly: if the file at its path may have been placed after the record was read (on
-        a local disk: its inode changed less than :data:`RECORD_CLOCK_MARGIN_NS` before
-        ``artifact.seen_ns``; elsewhere: always), ``confirm()`` must say that the registry
-        still records it, else :class:`StaleArtifactError`, before anything is read."""
-        formatter = get_formatter(artifact.formatter)
-        full = self.full_path(artifact.path)
-        try:
-            with self._open_recorded(artifact, full, confirm) as stream:
-                if check:
-                    data = stream.read()
-                    if not verify(data, artifact.checksum):
-                        raise ChecksumMismatchError(f"{full} does not match its recorded checksum "
-                                                    f"{artifact.checksum}")
-                    return formatter.read(io.BytesIO(data), component=component, parameters=parameters)
-                return formatter.read(stream, component=component, parameters=parameters)
-        except FileNotFoundError:
-            raise FileNotStoredError(f"artifact {full} is missing from the datastore") from None
-        except FormatterError as err:
-            if type(err) is not FormatterError:
-                raise
-            raise FormatterError(f"{self.uri(artifact)}: {err}") from err  # name the file that failed
-
-    def _open_recorded(self, artifact: StoredArtifact, full: str, confirm: Callable[[], bool] | None) -> Any:
-        """The open file of a record, checked as :meth:`read` says."""
-        if self.local and "://" not in artifact.path:
-            stream = open(full, "rb")
-            if confirm is not None and not _older_than(stream, artifact.seen_ns):
-                try:
-                    confirmed = confirm()
-                except BaseException:
-                    stream.close()
-                    raise
-                if not confirmed:
-                    stream.close()
-                    raise StaleArtifactError(f"{full} was placed after its record was read, and the "
-                                             "registry no longer records it")
-            return stream
-        if confirm is not None and not confirm():
-            raise StaleArtifactError(f"{full}: the registry no longer records this file")
-        fs = fsspec_url_to_fs(artifact.path)[0] if "://" in artifact.path else self.fs
-        return fs.open(full, "rb")
-
-    def _locate(self, path: str) -> tuple[Any, str]:
-        """The file system holding a stored path, and the path on it: a direct-ingested URI
-        (``file://`` in an S3 datastore, say) lives outside the datastore's own file system."""
-        if "://" in path:
-            return fsspec_url_to_fs(path)
-        return self.fs, self.full_path(path)
-
-    def _read_bytes(self, path: str) -> bytes:
-        if self.local and "://" not in path:
-            with open(self.full_path(path), "rb") as stream:
-                return stream.read()
-        fs, full = self._locate(path)
-        return fs.cat_file(full)
-
-    def checksum_matches(self, artifact: StoredArtifact) -> bool:
-        """Whether the artifact's file still hashes to its recorded checksum (read as a stream;
-        true when none was recorded).  FileNotStoredError if the file is gone."""
-        if artifact.checksum is None:
-            return True
-        fs, full = self._locate(artifact.path)
-        try:
-            opened = open(full, "rb") if self.local and "://" not in artifact.path else fs.open(full, "rb")
-            with opened as stream:
-                return stream_checksum(stream, algorithm_of(artifact.checksum)) == artifact.checksum
-        except FileNotFoundError:
-            raise FileNotStoredError(f"artifact {full} is missing from the datastore") from None
-
-    def exists(self, artifact: StoredArtifact) -> bool:
-        if self.local and "://" not in artifact.path:
-            return os.path.exists(self.full_path(artifact.path))
-        fs, full = self._locate(artifact.path)
-        return fs.exists(full)
-
-    def export_artifact(self, artifact: StoredArtifact, directory: Path, transfer: str = "copy",
-                        suffix: str | None = None) -> str:
-        """Place a copy (or link) of an artifact under ``directory``; returns its path there.
-        ``suffix`` replaces the file's extension (another butler may insist on its own)."""
-        if "://" in artifact.path or artifact.path.startswith("/"):
-            name = posixpath.basename(self.full_path(artifact.path))
-            relative = f"external/{uuid.uuid5(uuid.NAMESPACE_URL, artifact.path).hex[:12]}/{name}"
-        else:
-            relative = artifact.path
-        if suffix is not None:
-            relative = posixpath.splitext(relative)[0] + suffix
-        destination = directory / relative
-        source = self.full_path(artifact.path)
-
-        def place() -> None:
-            if transfer == "symlink" and self.local:
-                os.symlink(source, destination)
-            elif transfer == "hardlink" and self.local:
-                os.link(source, destination)
-            elif self.local and "://" not in artifact.path:
-                shutil.copyfile(source, destination)
-            else:
-                fs = fsspec_url_to_fs(artifact.path)[0] if "://" in artifact.path else self.fs
-                fs.get_file(source, str(destination))
-
-        try:  # most files go to a directory made for an earlier one: make it only when missing
-            place()
-        except FileNotFoundError:
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            place()
-        return relative
-
     # -- removal and listing --------------------------------------------------
 
     def remove(self, artifacts: Iterable[StoredArtifact]) -> list[str]:
@@ -549,43 +439,6 @@ class FileDatastore:
                     break
                 self._made_dirs.discard(directory)
                 directory = os.path.dirname(directory)
-
-    def size(self, artifact: StoredArtifact) -> int:
-        if self.local and "://" not in artifact.path:
-            return os.path.getsize(self.full_path(artifact.path))
-        fs, full = self._locate(artifact.path)  # a direct-ingested file may live on another file system
-        return fs.size(full)
-
-    def read_range(self, artifact: StoredArtifact, start: int = 0, end: int | None = None,
-                   chunk: int = 1 << 20) -> Iterator[bytes]:
-        """Bytes ``[start, end)`` of an artifact's file (to its end if ``end`` is None), in chunks:
-        a server's download without the whole file in memory."""
-        fs, full = (None, self.full_path(artifact.path)) if self.local and "://" not in artifact.path \
-            else self._locate(artifact.path)
-        try:
-            stream = open(full, "rb") if fs is None else fs.open(full, "rb")
-        except FileNotFoundError:
-            raise FileNotStoredError(f"artifact {full} is missing from the datastore") from None
-        with stream:
-            stream.seek(start)
-            left = None if end is None else end - start
-            while left is None or left > 0:
-                data = stream.read(chunk if left is None else min(chunk, left))
-                if not data:
-                    return
-                if left is not None:
-                    left -= len(data)
-                yield data
-
-    def presigned_url(self, artifact: StoredArtifact, seconds: int) -> str | None:
-        """A URL reading the artifact without credentials for ``seconds`` (object stores that can
-        sign one); None otherwise."""
-        if self.local or "://" in artifact.path:
-            return None
-        try:
-            return self.fs.sign(self.full_path(artifact.path), expiration=seconds)
-        except NotImplementedError:
-            return None
 
     def root_is(self, path: Path) -> bool:
         """Whether the datastore root is the given local directory."""
@@ -639,10 +492,3 @@ class FileDatastore:
             return time.time() - os.lstat(full).st_mtime
         modified = self.fs.modified(full)
         return time.time() - modified.timestamp()
-
-
-def fsspec_url_to_fs(url: str) -> tuple[Any, str]:
-    """fsspec's file system and path for a URL (fsspec imported here, when a URL needs it)."""
-    import fsspec
-
-    return fsspec.core.url_to_fs(url)

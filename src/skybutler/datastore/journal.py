@@ -13,7 +13,10 @@ its lock already held (an anonymous ``O_TMPFILE`` linked into place, where offer
 visible journal is complete and locked from its first instant.
 
 Lines after the intents add what is learnt file by file (the checksum of an ingested file is known
-once it is read), always before the action they describe.  A journal lives on the writer's host:
+once it is read), always before the action they describe.  The writes of one enclosing transaction
+share one journal (:class:`JournalScope`): each later write appends its intents, numbered on from
+the last, before touching a file, so a transaction of any number of writes holds one descriptor
+and one lock; the journal is settled once, after the block has committed or rolled back.  A journal lives on the writer's host:
 a file system that does not share ``flock`` between hosts must not hold one repository written
 from several hosts at once.
 """
@@ -76,7 +79,32 @@ class Journal:
         for key, value in fields.items():
             setattr(self.intents[number], key, value)
         if self.fd is not None:
-            os.write(self.fd, (json.dumps({"n": number, **fields}) + "\n").encode())
+            _write_all(self.fd, (json.dumps({"n": number, **fields}) + "\n").encode())
+
+    def append(self, intents: Sequence[Intent]) -> int:
+        """Record more intents (a later write of the same transaction), numbered on from the last;
+        returns the number of the first.  A failed write takes the journal back to its old end, so
+        no torn line is ever followed by another."""
+        first = len(self.intents)
+        if self.fd is not None:
+            end = os.fstat(self.fd).st_size
+            try:
+                _write_all(self.fd, "".join(json.dumps(vars(i)) + "\n" for i in intents).encode())
+            except BaseException:
+                os.ftruncate(self.fd, end)
+                raise
+        self.intents.extend(intents)
+        crash_point("journal-appended")
+        return first
+
+    def void(self, numbers: Sequence[int]) -> None:
+        """Intents whose write failed and whose files are gone again: a replay must not take a file
+        at their paths for theirs (it would be a stranger's, or another writer's)."""
+        if self.fd is not None and numbers:
+            _write_all(self.fd, "".join(json.dumps({"n": n, "staged": None, "checksum": None}) + "\n"
+                                        for n in numbers).encode())
+        for n in numbers:
+            self.intents[n].staged = self.intents[n].checksum = None
 
     def close(self) -> None:
         """The batch is settled: delete the journal, then let go of its lock."""
@@ -88,6 +116,38 @@ class Journal:
             pass
         os.close(self.fd)
         self.fd = None
+
+
+class JournalScope:
+    """The one journal that every write of an enclosing transaction records its intents in.
+
+    Begun by the transaction's first write that journals anything (so a block that writes no file
+    makes none), appended to by the later ones, ended by :meth:`end` once the block has committed
+    or rolled back and every write of it is settled.  Staged names carry its token."""
+
+    def __init__(self, journals: WriteJournal):
+        self.journals = journals
+        self.token = uuid.uuid4().hex
+        self.journal: Journal | None = None
+
+    @property
+    def next_number(self) -> int:
+        """The number the next intent recorded will get."""
+        return len(self.journal.intents) if self.journal is not None else 0
+
+    def record(self, intents: Sequence[Intent]) -> Journal:
+        """Record a write's intents (before it touches a file); returns the transaction's journal."""
+        if self.journal is None:
+            self.journal = self.journals.begin(intents, token=self.token)
+        else:
+            self.journal.append(intents)
+        return self.journal
+
+    def end(self) -> None:
+        """The transaction is settled: delete its journal and let go of the lock."""
+        if self.journal is not None:
+            self.journals.end(self.journal)
+            self.journal = None
 
 
 class WriteJournal:
@@ -206,7 +266,7 @@ def _write_locked(directory: str, token: str, final: str, data: bytes, durable: 
         fd = os.open(hidden, flags | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, data)
+        _write_all(fd, data)
         if durable:
             os.fsync(fd)
         if hidden is None:
@@ -221,6 +281,13 @@ def _write_locked(directory: str, token: str, final: str, data: bytes, durable: 
             _unlink(hidden)
         raise
     return fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` (a write to a file may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _link_anonymous(fd: int, directory: str, name: str) -> None:
