@@ -225,6 +225,21 @@ class RemoteTransport:
             spec = spec.model_copy(update={"tree": None if tree is None else node_to_json(tree)})
         return results_for(self, spec)
 
+    def query_calibrations(self, dataset_types: str | Sequence[str], dimensions: Iterable[str], where: str = "", *,
+                           datasets: Iterable[str] | str | None = None,
+                           collections: str | Sequence[str] | None = None, bind: Mapping[str, Any] | None = None,
+                           data_id: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+        from .results import calibration_results
+
+        refuse_read(self, "a query")
+        names = (dataset_types,) if isinstance(dataset_types, str) else tuple(dataset_types)
+        dims = tuple(dimensions)
+        body = {"dataset_types": list(names), "dimensions": list(dims), "where": where,
+                "datasets": [datasets] if isinstance(datasets, str) else list(datasets or ()),
+                "collections": self._butler._search_path(collections), "bind": wire.encode(dict(bind or {})),
+                "data_id": wire.encode({**self._butler.default_data_id, **(data_id or {}), **kwargs})}
+        return calibration_results(self, names, dims, self.post_json("query/calibrations", body))
+
     # -- datasets -------------------------------------------------------------------
 
     def _lookup(self, target: str | DatasetRef, data_id: Mapping[str, Any] | None,

@@ -115,3 +115,37 @@ class RemoteDimensionRecordQueryResults(RemoteQueryResults):
 def results_for(transport: RemoteTransport, spec: QuerySpec) -> RemoteQueryResults:
     kind = {"datasets": RemoteDatasetQueryResults, "records": RemoteDimensionRecordQueryResults}
     return kind.get(spec.kind, RemoteDataIdQueryResults)(transport, spec)
+
+
+class RemoteCalibrationResults:
+    """``query_calibrations`` answered by a server: the matches it sent, with the local results'
+    iteration and ``to_arrow``."""
+
+    def __init__(self, group: Any, names: tuple[str, ...], matches: list[Any]):
+        from ..query.calibrations import CalibrationQueryResults
+
+        self._local = CalibrationQueryResults(None, group, [], dict.fromkeys(names))  # type: ignore[arg-type]
+        self._local._matches = lambda: matches  # type: ignore[method-assign]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._local._matches())
+
+    def to_arrow(self) -> pa.Table:
+        return self._local.to_arrow()
+
+
+def calibration_results(transport: RemoteTransport, names: tuple[str, ...], dimensions: tuple[str, ...],
+                        answer: list[dict[str, Any]]) -> RemoteCalibrationResults:
+    """The server's answer to a calibration query as matches of refs, data IDs and validities."""
+    from ..dimensions import DataCoordinate
+    from ..query.calibrations import CalibrationMatch
+
+    group = transport.universe.group(dimensions)
+    matches = []
+    for item in answer:
+        values = wire.decode(item["data_id"])
+        matches.append(CalibrationMatch(
+            DataCoordinate(group, {n: values[n] for n in group.names if n in values}),
+            {n: None if r is None else transport.ref_from_json(r) for n, r in item["refs"].items()},
+            {n: wire.decode(v) for n, v in item["validity"].items()}))
+    return RemoteCalibrationResults(group, names, matches)

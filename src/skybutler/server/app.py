@@ -95,7 +95,8 @@ def is_api(request: Request) -> bool:
 def create_app(root: str | Path, settings: ServerSettings | None = None) -> FastAPI:
     """The application serving the repository at ``root``."""
     from .. import web
-    from . import routes_batch, routes_datasets, routes_provenance, routes_query, routes_registry
+    from . import (routes_batch, routes_calibrations, routes_datasets, routes_provenance, routes_query,
+                   routes_registry)
 
     state = ServerState(root, settings)
     app = FastAPI(title="skybutler", version="1",
@@ -129,7 +130,8 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
                 "universe_config": None if default else state.universe.config,
                 "user": user.name, "groups": list(user.groups), "admin": user.admin}
 
-    for module in (routes_registry, routes_query, routes_datasets, routes_provenance, routes_batch):
+    for module in (routes_registry, routes_query, routes_calibrations, routes_datasets, routes_provenance,
+                   routes_batch):
         app.include_router(module.router, prefix=API, dependencies=[Depends(current_user)])
     web.install(app)
     return app

@@ -55,6 +55,13 @@ def user_query(request: Request, body: QueryRequest, user: User) -> Iterator[Any
 
 @contextlib.contextmanager
 def _user_query(request: Request, body: QueryRequest, user: User) -> Iterator[tuple[Butler, Any]]:
+    with query_slot(request, user) as butler:
+        yield butler, _results(butler, user, body)
+
+
+@contextlib.contextmanager
+def query_slot(request: Request, user: User) -> Iterator[Butler]:
+    """A butler, with one of the user's query slots held and the query time limit running."""
     state: ServerState = request.app.state.skybutler
     slot = state.user_slot(user.name)
     if not slot.acquire(timeout=state.settings.queue_timeout):
@@ -62,7 +69,7 @@ def _user_query(request: Request, body: QueryRequest, user: User) -> Iterator[tu
                               f"this one waited {state.settings.queue_timeout:g} s for a turn")
     try:
         with state.butler() as butler, butler.registry.db.time_limit(state.settings.query_timeout):
-            yield butler, _results(butler, user, body)
+            yield butler
     finally:
         slot.release()
 

@@ -1,0 +1,74 @@
+"""query_calibrations through a server: the local answer for an administrator, the readable
+collections only for a user, an embargoed calibration replaced by the next visible one,
+and the CLI command on a URL (expected calibrations written out by hand, from the
+fixture's certification table)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from skybutler import Butler, Timespan
+from skybutler.access import Access
+from skybutler.cli.main import cli
+
+from server_helpers import running_server
+from test_calibrations import calib_repo, hour  # noqa: F401 -- the fixture, shared
+
+pytest.importorskip("fastapi")
+
+
+def _runs(results, name="bias"):
+    return {(m.data_id["exposure"], m.data_id["detector"]): m.refs[name] and m.refs[name].run.rsplit("/", 1)[-1]
+            for m in results}
+
+
+@pytest.fixture
+def served(calib_repo):  # noqa: F811
+    if calib_repo.registry.db.dialect != "sqlite":
+        pytest.skip("the server composes the local calibration query, itself tested on every stack")
+    access = Access(calib_repo.registry.access)
+    access.add_user("boss", admin=True)
+    access.add_user("pat")
+    for pattern in ("Cam/raw", "Cam/defaults", "Cam/calib", "Cam/calib/a", "Cam/calib/run/*"):
+        access.grant("user", "pat", pattern, "read")
+    tokens = {name: access.create_token(name) for name in ("boss", "pat")}
+    with running_server(calib_repo.root, clock=lambda: 0.0, access_recheck_seconds=0) as url:
+        yield calib_repo, url, tokens, access
+
+
+def test_query_calibrations_through_a_server(served):
+    local, url, tokens, access = served
+    boss = Butler(url, token=tokens["boss"], collections="Cam/defaults")
+    pat = Butler(url, token=tokens["pat"], collections="Cam/defaults")
+    args = (["bias", "flat"], ["exposure", "detector"])
+    everything = {(1, 0): "a1", (2, 0): "a2", (3, 0): "a2", (4, 0): None,
+                  (1, 1): "a3", (2, 1): "a3", (3, 1): "b2", (4, 1): None}
+    assert _runs(local.query_calibrations(*args, datasets="raw", collections="Cam/defaults")) == everything
+    remote = boss.query_calibrations(*args, datasets="raw")
+    assert _runs(remote) == everything
+    assert {m.data_id["exposure"] for m in remote if m.refs["flat"] is not None} == {1, 2, 3}
+    matches = {(m.data_id["exposure"], m.data_id["detector"]): m for m in remote}
+    assert matches[(3, 1)].validity["bias"] == Timespan(hour(3), None)
+    table = boss.query_calibrations("bias", ["exposure", "detector"], where="exposure = 3",
+                                    collections="Cam/calib").to_arrow()
+    assert table.column("bias_valid_from").to_pylist() == [hour(2).isot, hour(3).isot]
+    # pat may not read Cam/calib/b: its b2 (the only bias of detector 1 from hour 3) is not there for them
+    assert _runs(pat.query_calibrations(*args, datasets="raw")) == {**everything, (3, 1): None}
+    # under an embargo on a1's RUN, exposure 1 detector 0 takes b1 from the next collection of the chain
+    access.add_embargo("bias", "Cam/calib/run/a1", 1, ["nobody"])
+    access.grant("user", "pat", "Cam/calib/b", "read")
+    assert _runs(pat.query_calibrations(*args, datasets="raw")) == {**everything, (1, 0): "b1"}
+    assert _runs(boss.query_calibrations(*args, datasets="raw")) == everything
+
+
+def test_the_query_calibrations_command_on_a_url(served, monkeypatch):
+    local, url, tokens, access = served
+    monkeypatch.setenv("SKYBUTLER_TOKEN", tokens["pat"])
+    joined = CliRunner().invoke(cli, ["query-calibrations", url, "bias,flat", "exposure", "detector", "--datasets",
+                                      "raw", "-c", "Cam/defaults", "--where", "exposure < 3", "--json"])
+    assert joined.exit_code == 0, joined.output
+    rows = json.loads(joined.stdout)
+    assert len(rows) == 4 and all(r["bias_id"] and r["flat_id"] for r in rows)
