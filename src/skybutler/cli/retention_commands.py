@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import uuid
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ def retention() -> None:
 def retention_apply(repo: Path, dry_run: bool, now: str | None, force: bool, as_json: bool) -> None:
     """Apply the repository's retention policies: purge files or move them to the cold tier."""
     with open_butler(repo) as butler:
-        if not butler.config.retention.policies:
+        if butler.config is not None and not butler.config.retention.policies:  # a server says so itself
             fail(f"{repo} has no retention policies (add 'retention: policies:' to butler.yaml)")
         with progress_bar("applying retention", enabled=not dry_run) as progress:
             report = butler.retention.apply(now=now, dry_run=dry_run, force=force, progress=progress)
@@ -76,14 +75,7 @@ def retention_apply(repo: Path, dry_run: bool, now: str | None, force: bool, as_
 def retention_status(repo: Path, as_json: bool) -> None:
     """Datasets and bytes per dataset type and state (stored, cold, purged-recomputable, purged-lost)."""
     with open_butler(repo) as butler:
-        infos = butler.registry.states.infos()
-    count: Counter = Counter()
-    size: Counter = Counter()
-    for i in infos:
-        count[(i.dataset_type, i.state)] += 1
-        size[(i.dataset_type, i.state)] += i.size
-    rows = [{"dataset_type": t, "state": s, "datasets": n, "bytes": size[(t, s)]}
-            for (t, s), n in sorted(count.items())]
+        rows = butler.retention.status()
     print_rows(rows, as_json=as_json, empty="no datasets")
 
 

@@ -59,6 +59,19 @@ class Retention:
     def states(self, targets: Iterable[Target]) -> dict[uuid.UUID, str]:
         return {i: s.state for i, s in self.butler.registry.states.get([_id(t) for t in targets]).items()}
 
+    def status(self) -> list[dict[str, Any]]:
+        """Datasets and bytes per dataset type and state (stored, cold, purged-recomputable,
+        purged-lost), one row each, sorted."""
+        from collections import Counter
+
+        count: Counter = Counter()
+        size: Counter = Counter()
+        for i in self.butler.registry.states.infos():
+            count[(i.dataset_type, i.state)] += 1
+            size[(i.dataset_type, i.state)] += i.size
+        return [{"dataset_type": t, "state": s, "datasets": n, "bytes": size[(t, s)]}
+                for (t, s), n in sorted(count.items())]
+
     def record_access(self, dataset_id: uuid.UUID) -> None:
         """Note a read for ``after: last_access`` policies: at most one write per dataset a day."""
         now = time.time_ns()
