@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from skybutler.cli.main import cli
 from skybutler.dimensions import regions
 from skybutler.errors import SkybutlerError
-from skybutler.execution import run_pipeline
+from skybutler.execution import build_graph, run_pipeline
 from skybutler.pipeline import Pipeline
 from skybutler.pipeline.testing import CalibratedScaleTask, PatchCountTask, VisitSummaryTask
 
@@ -295,7 +295,36 @@ def test_an_incremental_run_with_nothing_new_runs_nothing_and_says_so(repo, tmp_
     assert result.exit_code == 0 and "3 succeeded" in result.output and "19 unchanged quanta kept" in result.output
     assert "2 quanta redone (inputs added: 2)" in result.output  # and one new
     result = CliRunner().invoke(cli, args[:-2] + ["--calibrations", "today"])
-    assert result.exit_code == 1 and "--calibrations and --software go with --incremental" in result.output
+    assert result.exit_code == 1 and "--calibrations, --software and --ignore-config go with --incremental" in result.output
+
+
+def test_an_incremental_run_can_ignore_a_changed_config(repo, tmp_path):
+    """A config change alone redoes its task's quanta, unless told to ignore configs (Python
+    ``config=False``, CLI ``--ignore-config``); an added input is still redone then."""
+    butler, _ = repo
+    today = pipeline(b_config={"fail_on": [{"visit": 99}]})
+    graph = build_graph(butler, today, INPUTS, "out", incremental=True)
+    assert len(graph) == 4 and graph.stale == {"b": 4}
+    report = run_pipeline(butler, today, INPUTS, "out", incremental=True, config=False)
+    assert report.total == 0 and "nothing to do" in report.describe()
+    with pytest.raises(SkybutlerError, match="config=False .* goes with incremental=True"):
+        build_graph(butler, today, INPUTS, "out", config=False)
+    from pipeline_helpers import TASKS, write_pipeline
+
+    tasks = {"a": f"{TASKS}.CalibratedScaleTask", "c": f"{TASKS}.PatchCountTask",
+             "b": {"class": f"{TASKS}.VisitSummaryTask", "config": {"fail_on": [{"visit": 99}]}}}
+    yaml_file = write_pipeline(tmp_path / "p.yaml", tasks)
+    args = ["run", yaml_file, "-b", str(butler.root), "-i", ",".join(INPUTS), "-o", "out", "--incremental",
+            "--no-progress", "--ignore-config"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0 and "nothing to do" in result.output, result.output
+    put(butler, [(2, 3)])
+    result = CliRunner().invoke(cli, args + ["--json"])
+    assert result.exit_code == 0, result.output
+    assert ran(butler, json.loads(result.output)["run"]) == \
+        {("a", (2, 3)), ("b", (2,))} | {("c", (p,)) for p in patch_overlaps([(2, 3)])}
+    result = CliRunner().invoke(cli, args[:-3] + ["--ignore-config"])
+    assert result.exit_code == 1 and "go with --incremental" in result.output
 
 
 def test_a_superseded_calibration_follows_the_users_choice(repo):

@@ -40,6 +40,9 @@ def graph_options(func: Any) -> Any:
                      "superseded since it ran stops the run, reads the recorded one, or is redone with today's."),
         click.option("--software", "check_software", is_flag=True,
                      help="With --incremental: changed task code (its content hash) also redoes a quantum."),
+        click.option("--ignore-config", is_flag=True,
+                     help="With --incremental: a changed task config alone does not redo a quantum (as "
+                          "'stale --ignore-config')."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -48,7 +51,8 @@ def graph_options(func: Any) -> Any:
 
 def _graph(repo: Path, pipeline: str | None, graph_file: Path | None, inputs: tuple[str, ...], output: str | None,
            output_run: str | None, where: str, skip_existing: bool, resume: bool, clobber: bool, butler: Any,
-           incremental: bool = False, calibrations: str = "refuse", check_software: bool = False) -> QuantumGraph:
+           incremental: bool = False, calibrations: str = "refuse", check_software: bool = False,
+           ignore_config: bool = False) -> QuantumGraph:
     if graph_file is not None:
         if pipeline is not None:
             fail("give a PIPELINE or --graph, not both")
@@ -61,11 +65,12 @@ def _graph(repo: Path, pipeline: str | None, graph_file: Path | None, inputs: tu
     collections = split_csv_option(inputs)
     if not collections:
         fail("give the input collections with -i")
-    if not incremental and (calibrations != "refuse" or check_software):
-        fail("--calibrations and --software go with --incremental")
+    if not incremental and (calibrations != "refuse" or check_software or ignore_config):
+        fail("--calibrations, --software and --ignore-config go with --incremental")
     return build_graph(butler, Pipeline.from_yaml(pipeline), collections, output, output_run=output_run,
                        where=where, resume=resume, skip_existing=skip_existing, clobber=clobber,
-                       incremental=incremental, calibrations=calibrations, software=check_software)
+                       incremental=incremental, calibrations=calibrations, software=check_software,
+                       config=not ignore_config)
 
 
 def show_graph(graph: QuantumGraph) -> None:
@@ -102,11 +107,11 @@ def _data_id_text(data_id: Any) -> str:
 @json_option
 def qgraph(pipeline: str, repo: Path, inputs: tuple[str, ...], output: str | None, output_run: str | None,
            where: str, skip_existing: bool, resume: bool, clobber: bool, incremental: bool, calibrations: str,
-           check_software: bool, save_to: Path | None, show: bool, as_json: bool) -> None:
+           check_software: bool, ignore_config: bool, save_to: Path | None, show: bool, as_json: bool) -> None:
     """Build the quantum graph of PIPELINE (a YAML file, FILE#subset selects labels) over the inputs."""
     with open_butler(repo) as butler:
         graph = _graph(repo, pipeline, None, inputs, output, output_run, where, skip_existing, resume, clobber,
-                       butler, incremental, calibrations, check_software)
+                       butler, incremental, calibrations, check_software, ignore_config)
     if save_to is not None:
         graph.save(save_to)
     if as_json:
@@ -135,15 +140,15 @@ def qgraph(pipeline: str, repo: Path, inputs: tuple[str, ...], output: str | Non
 @json_option
 def run(pipeline: str | None, repo: Path, inputs: tuple[str, ...], output: str | None, output_run: str | None,
         where: str, skip_existing: bool, resume: bool, clobber: bool, incremental: bool, calibrations: str,
-        check_software: bool, graph_file: Path | None, executor: str, jobs: int | None, dask_scheduler: str | None,
-        progress: bool, as_json: bool) -> None:
+        check_software: bool, ignore_config: bool, graph_file: Path | None, executor: str, jobs: int | None,
+        dask_scheduler: str | None, progress: bool, as_json: bool) -> None:
     """Run PIPELINE over the inputs into OUTPUT; failed quanta are listed and recorded, and
     the exit status is 1 if any quantum failed or was blocked."""
     if dask_scheduler and executor != "dask":
         fail("--dask-scheduler needs --executor dask")
     with open_butler(repo) as butler:
         graph = _graph(repo, pipeline, graph_file, inputs, output, output_run, where, skip_existing, resume,
-                       clobber, butler, incremental, calibrations, check_software)
+                       clobber, butler, incremental, calibrations, check_software, ignore_config)
         report = execute_graph(butler, graph, executor, resolve_jobs(jobs), dask_scheduler=dask_scheduler,
                                progress=progress and not as_json)
     if as_json:

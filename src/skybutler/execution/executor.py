@@ -71,10 +71,10 @@ def build_graph(butler: Butler, pipeline: Pipeline, inputs: Sequence[str], outpu
                 output_run: str | None = None, where: str = "", bind: Mapping[str, Any] | None = None,
                 data_id: Mapping[str, Any] | None = None, resume: bool = False, skip_existing: bool = False,
                 clobber: bool = False, incremental: bool = False, calibrations: CalibrationChoice = "refuse",
-                software: bool = False) -> QuantumGraph:
+                software: bool = False, config: bool = True) -> QuantumGraph:
     """The quantum graph of one execution: its RUN chosen, existing outputs skipped as asked;
-    ``incremental``: only what is new or stale in OUTPUT (``calibrations`` and ``software``:
-    see :mod:`.incremental`)."""
+    ``incremental``: only what is new or stale in OUTPUT (``calibrations``, ``software`` and
+    ``config=False``, a changed config alone redoing nothing: see :mod:`.incremental`)."""
     if incremental:
         if output is None or resume or skip_existing or output_run is not None:
             raise ExecutionError("an incremental run needs -o OUTPUT (the chain it brings up to date) and no "
@@ -84,7 +84,9 @@ def build_graph(butler: Butler, pipeline: Pipeline, inputs: Sequence[str], outpu
                                  f"{calibrations!r}")
         graph = QuantumGraphBuilder(butler, pipeline, inputs, plan_output_run(butler, output), output=output,
                                     where=where, bind=bind, data_id=data_id).build()
-        return incremental_graph(butler, graph, output, calibrations=calibrations, software=software)
+        return incremental_graph(butler, graph, output, calibrations=calibrations, software=software, config=config)
+    if not config:
+        raise ExecutionError("config=False (ignore changed configs) goes with incremental=True")
     run = plan_output_run(butler, output, output_run, resume)
     skip_in = []
     if skip_existing and output is not None and butler.collections.exists(output):
@@ -160,10 +162,10 @@ def run_pipeline(butler: Butler, pipeline: Pipeline, inputs: Sequence[str], outp
                  dask_scheduler: str | None = None, client: Any = None, resume: bool = False,
                  skip_existing: bool = False, clobber: bool = False, progress: bool = False,
                  incremental: bool = False, calibrations: CalibrationChoice = "refuse",
-                 software: bool = False) -> ExecutionReport:
+                 software: bool = False, config: bool = True) -> ExecutionReport:
     """Build the graph of ``pipeline`` over ``inputs`` and run it (see the module docstring)."""
     graph = build_graph(butler, pipeline, inputs, output, output_run=output_run, where=where, bind=bind,
                         data_id=data_id, resume=resume, skip_existing=skip_existing, clobber=clobber,
-                        incremental=incremental, calibrations=calibrations, software=software)
+                        incremental=incremental, calibrations=calibrations, software=software, config=config)
     return execute_graph(butler, graph, executor, jobs, dask_scheduler=dask_scheduler, client=client,
                          progress=progress)

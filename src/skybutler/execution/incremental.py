@@ -2,8 +2,8 @@
 
 Today's graph is built as for a full run; each quantum is then judged against the products
 the output chain shows (find-first) and the quanta recorded with them
-(:mod:`..provenance.staleness`).  A quantum whose recorded inputs, config (and, if asked,
-task code) equal today's is kept: it leaves the graph, and its products become existing
+(:mod:`..provenance.staleness`).  A quantum whose recorded inputs, config (unless told to
+ignore it, ``config=False``) and, if asked, task code equal today's is kept: it leaves the graph, and its products become existing
 inputs of what runs.  New quanta and changed ones run into a new RUN put in front of the
 chain, so the chain's find-first view is current and older products stay queryable in
 their RUNs.  A quantum whose calibration was superseded since it ran follows the user's
@@ -26,12 +26,13 @@ if TYPE_CHECKING:
 
 
 def incremental_graph(butler: Butler, graph: QuantumGraph, output: str, *, calibrations: CalibrationChoice = "refuse",
-                      software: bool = False) -> QuantumGraph:
+                      software: bool = False, config: bool = True) -> QuantumGraph:
     """``graph`` less the quanta that are current in the chain ``output``; notes say what was
-    kept, redone and why, and which products no quantum would make today."""
+    kept, redone and why, and which products no quantum would make today.  ``config=False``:
+    a changed task config alone does not redo a quantum (as ``stale(config=False)``)."""
     if not butler.collections.exists(output):
         return graph  # a first run: everything is new
-    result = assess(butler, graph, [output], software=software,
+    result = assess(butler, graph, [output], config=config, software=software,
                     calibrations="recorded" if calibrations == "recorded" else "today", where=graph.where)
     superseded = [d for d in result.decisions if d.calibrations]
     decertified = [o for o in result.orphans if o.reasons[0].startswith("calibration")]
