@@ -91,8 +91,10 @@ def test_removed_datasets_are_recomputed_and_registered_again(done):
     summary = find(done, "visitSummary", visit=1)
     original = done.get(summary)
     done.remove([summary])
-    result = done.retention.recompute([summary.id])
+    told = []
+    result = done.retention.recompute([summary.id], progress=lambda n, total: told.append((n, total)))
     assert result.ok and find(done, "visitSummary", visit=1).id == summary.id
+    assert told == [(0, 1), (1, 1)]
     assert done.get(summary) == original
     assert done.provenance.recompute(summary) == original  # present: read back
     done.retention.purge([summary])  # still registered: provenance.recompute restores it in place
@@ -263,6 +265,9 @@ def test_cli_recompute_in_bulk(done, executor):
                                       "-j", "2"])
     assert result.exit_code == 0, result.output
     assert "10 quanta replayed" in result.stdout and "(bit-identical)" in result.stdout
+    # Its progress bar, in a pipe: one plain line with the final count, on stderr.
+    (bar,) = [line for line in result.stderr.splitlines() if "replaying quanta" in line]
+    assert "10/10" in bar and "\x1b" not in result.stderr, result.stderr
     assert {r.id: done.get(r) for r in summaries + scaled} == originals
     assert set(done.retention.states(summaries + scaled).values()) == {"stored"}
 

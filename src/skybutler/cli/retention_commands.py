@@ -165,8 +165,9 @@ def recompute(repo: Path, datasets: tuple[str, ...], collections: tuple[str, ...
             return
         options = RecomputeOptions(store=not no_store, on_drift=on_drift,  # type: ignore[arg-type]
                                    on_calibration=on_calibration)  # type: ignore[arg-type]
-        report = butler.retention.recompute(ids, options, executor=executor, jobs=resolve_jobs(jobs),
-                                            dask_scheduler=dask_scheduler)
+        with progress_bar("replaying quanta", enabled=not as_json) as progress:
+            report = butler.retention.recompute(ids, options, executor=executor, jobs=resolve_jobs(jobs),
+                                                dask_scheduler=dask_scheduler, progress=progress)
     if as_json:
         print_json(report.to_dict())
     else:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -157,14 +157,16 @@ class _Inline(_Pool):
 
 def recompute_many(butler: Butler, ids: Iterable[uuid.UUID], options: RecomputeOptions | None = None,
                    executor: str = "inline", jobs: int = 2, on_wait: WaitCallback | None = None,
-                   dask_scheduler: str | None = None) -> RecomputeReport:
-    """Recompute datasets (and the purged inputs they need) on ``executor``; see the module docstring."""
+                   dask_scheduler: str | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> RecomputeReport:
+    """Recompute datasets (and the purged inputs they need) on ``executor``; see the module docstring.
+    ``progress(done, total)`` is told the quanta replayed (or failed or blocked) so far."""
     options = options or RecomputeOptions()
     if executor not in EXECUTORS:
         raise SkybutlerError(f"unknown executor {executor!r}; use {', '.join(EXECUTORS)}")
     start = time.perf_counter()
     if executor == "inline":
-        result = recompute(butler, ids, options, on_wait)
+        result = recompute(butler, ids, options, on_wait, progress)
         est = result.estimate
         report = RecomputeReport(est, executor, verified=result.verified, notes=result.notes)
         report.succeeded = [{"task": q.task_label, "data_id": q.data_id} for q in est.quanta]
@@ -194,6 +196,8 @@ def recompute_many(butler: Butler, ids: Iterable[uuid.UUID], options: RecomputeO
                 "unverified": [str(i) for i in needed if i in est.unverified]}
 
     runner = _Inline() if not quanta else (_Pool(jobs) if executor == "pool" else _Dask(jobs, dask_scheduler))
+    tell = progress or (lambda done, total: None)
+    tell(0, len(quanta))
     try:
         futures = {runner.submit(payload(n)): n for n in range(len(quanta)) if waiting[n] == 0}
         while futures:
@@ -220,6 +224,7 @@ def recompute_many(butler: Butler, ids: Iterable[uuid.UUID], options: RecomputeO
                             report.blocked.append({"task": quanta[child].task_label,
                                                    "data_id": quanta[child].data_id,
                                                    "error": f"blocked: task {q.task_label!r} {q.data_id} failed"})
+                tell(len(report.succeeded) + len(report.failed) + len(report.blocked), len(quanta))
     finally:
         runner.close()
     report.seconds = time.perf_counter() - start

@@ -112,10 +112,12 @@ class Retention:
 
     def recompute(self, targets: Iterable[Target], options: RecomputeOptions | None = None, *,
                   executor: str = "inline", jobs: int = 2, on_wait: WaitCallback | None = None,
-                  dask_scheduler: str | None = None) -> RecomputeReport:
-        """Recompute purged datasets (and purged inputs they need) as a graph of recorded quanta."""
+                  dask_scheduler: str | None = None,
+                  progress: Callable[[int, int | None], None] | None = None) -> RecomputeReport:
+        """Recompute purged datasets (and purged inputs they need) as a graph of recorded quanta;
+        ``progress(done, total)`` is told the quanta replayed so far."""
         return recompute_many(self.butler, [_id(t) for t in targets], options, executor, jobs,
-                              on_wait or self.butler.on_wait, dask_scheduler)
+                              on_wait or self.butler.on_wait, dask_scheduler, progress)
 
     def read_missing(self, ref: DatasetRef, options: RecomputeOptions | None, component: str | None,
                      parameters: Any) -> Any:

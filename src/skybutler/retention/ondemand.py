@@ -43,7 +43,7 @@ import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -319,10 +319,14 @@ def _verify(butler: Butler, dataset_id: uuid.UUID, label: str, obj: Any, data: b
 
 
 def replay_and_verify(butler: Butler, estimate: RecomputeEstimate, quanta: Sequence[QuantumRecord],
-                      classes: Mapping[uuid.UUID, type], result: RecomputeResult) -> None:
-    """Replay ``quanta`` in order (in memory) and verify what each re-creates, into ``result``."""
+                      classes: Mapping[uuid.UUID, type], result: RecomputeResult,
+                      progress: Callable[[int, int], None] | None = None) -> None:
+    """Replay ``quanta`` in order (in memory) and verify what each re-creates, into ``result``;
+    ``progress(done, total)`` is told the quanta replayed so far."""
     states = estimate.states
-    for q in quanta:
+    for done, q in enumerate(quanta):
+        if progress is not None:
+            progress(done, len(quanta))
         try:
             made = replay(butler, q, result.objects)
         except SkybutlerError as err:
@@ -346,6 +350,8 @@ def replay_and_verify(butler: Butler, estimate: RecomputeEstimate, quanta: Seque
                                                  classes[q.quantum_id]))
             result.objects[link.dataset_id] = obj
             result.data[link.dataset_id] = (formatter, data)
+    if progress is not None:
+        progress(len(quanta), len(quanta))
 
 
 def store_back(butler: Butler, estimate: RecomputeEstimate, result: RecomputeResult, ids: Iterable[uuid.UUID],
@@ -450,9 +456,10 @@ def prepare(butler: Butler, ids: Iterable[uuid.UUID], options: RecomputeOptions,
 
 
 def recompute(butler: Butler, ids: Iterable[uuid.UUID], options: RecomputeOptions | None = None,
-              on_wait: WaitCallback | None = None) -> RecomputeResult:
+              on_wait: WaitCallback | None = None,
+              progress: Callable[[int, int], None] | None = None) -> RecomputeResult:
     """Recompute datasets (and any purged inputs they need) in this process, all or nothing, holding
-    their locks; see the module docstring for the steps."""
+    their locks; see the module docstring for the steps.  ``progress(done, total)``: quanta replayed."""
     options = options or RecomputeOptions()
     start = time.perf_counter()
     ids = list(dict.fromkeys(ids))
@@ -467,7 +474,7 @@ def recompute(butler: Butler, ids: Iterable[uuid.UUID], options: RecomputeOption
                 continue  # more to lock than planned (an input purged meanwhile): plan again
             est, classes, notes = prepare(butler, ids, options, on_wait, est)
             result = RecomputeResult(est, notes=notes)
-            replay_and_verify(butler, est, est.quanta, classes, result)
+            replay_and_verify(butler, est, est.quanta, classes, result, progress)
             if options.store and est.needed:
                 store_back(butler, est, result, est.needed, recompute_note(notes))
             result.seconds = time.perf_counter() - start
