@@ -220,3 +220,51 @@ def test_an_s3_prefix_is_polled_and_raws_ingested_moved_out_and_failures_left(tm
                                       pipeline_file(tmp_path), "-i", RAWS, "-o", "proc"])
     assert result.exit_code == 1 and "cannot watch s3://no-such-bucket-skybutler/x" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.skipif(not S3_ENDPOINT, reason="needs an S3 endpoint (SKYBUTLER_TEST_S3_ENDPOINT)")
+def test_s3_objects_copied_in_are_remembered_across_restarts(tmp_path, raws):
+    """With transfer copy the objects stay in the store; a restarted watcher neither fetches nor
+    ingests them again (a state record in the repository), takes a new object, and forgets
+    one deleted from the store."""
+    import json
+
+    import fsspec
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    _MADE_NAMES.append(name)  # removed at the end of the session
+    prefix = f"{S3_BUCKET}/{name}/incoming"
+    fs = fsspec.filesystem("s3")
+    for path in raws[:2]:
+        fs.put_file(str(path), f"{prefix}/{path.name}")
+    root = tmp_path / "repo"
+    Butler.create(root).close()
+    pipeline = Pipeline.from_yaml(pipeline_file(tmp_path))
+
+    def start() -> tuple[Watcher, list[str]]:
+        watcher = Watcher(Butler(root), f"s3://{prefix}", pipeline, [RAWS], "proc", transfer="copy")
+        fetched: list[str] = []
+        fetch = watcher.remote.fetch
+        watcher.remote.fetch = lambda key: fetched.append(key) or fetch(key)
+        return watcher, fetched
+
+    first, fetched = start()
+    report = first.cycle()
+    assert len(fetched) == 2 and report.ingested == 2 and report.run.ok
+    first.butler.close()
+    fs.invalidate_cache()
+    assert len(fs.find(prefix)) == 2  # copied, not moved
+    second, fetched = start()  # a restart: nothing fetched, nothing ingested, nothing run
+    report = second.cycle()
+    assert fetched == [] and (report.ingested, report.already) == (0, 0) and report.run.total == 0
+    fs.put_file(str(raws[2]), f"{prefix}/{raws[2].name}")
+    report = second.cycle()
+    assert fetched == [f"{prefix}/{raws[2].name}"] and report.ingested == 1
+    fs.rm(f"{prefix}/{raws[0].name}")
+    second.cycle()
+    (record,) = (root / ".skybutler" / "watch-copied").glob("*.json")
+    assert sorted(json.loads(record.read_text())["objects"]) == sorted(f"{prefix}/{p.name}" for p in raws[1:3])
+    second.butler.close()
+    record.write_text("{not json")
+    with Butler(root) as butler, pytest.raises(SkybutlerError, match="cannot be read .* delete it"):
+        Watcher(butler, f"s3://{prefix}", pipeline, [RAWS], "proc", transfer="copy")

@@ -16,7 +16,8 @@ visits defined, and an incremental run brings the output chain up to date (``sky
   objects: it is listed each cycle, and each new raw object is fetched to a staging
   directory in the repository's bookkeeping directory, ingested from there, and deleted
   from the store once its ingest committed (``transfer='copy'`` keeps it, remembered by
-  its ETag; see :mod:`..datastore.remote_prefix`).
+  its ETag in a state file of the repository's bookkeeping directory, so a restart neither
+  fetches nor ingests it again; see :mod:`..datastore.remote_prefix`).
 - **Failures** are logged and the file left in place; it is tried again only once it changes.
 - **Restart** resumes: successful files have left the directory, raws have deterministic
   dataset IDs (a file ingested twice is "already ingested"), and the incremental run redoes
@@ -104,7 +105,9 @@ class Watcher:
             if transfer not in ("move", "copy"):
                 raise SkybutlerError(f"files under {directory} are fetched: their transfer is move (deleted from "
                                      f"the store once ingested) or copy (kept), not {transfer}")
-            self.remote = RemotePrefix(str(directory).rstrip("/"), Path(butler.root) / BOOKKEEPING_DIR / "watch")
+            bookkeeping = Path(butler.root) / BOOKKEEPING_DIR
+            self.remote = RemotePrefix(str(directory).rstrip("/"), bookkeeping / "watch",
+                                       bookkeeping / "watch-copied")
             self.directory: Path | str = self.remote.uri
         else:
             self.directory = Path(directory).absolute()
@@ -124,7 +127,7 @@ class Watcher:
         self._lock = RepositoryLock(butler.root, "watch")
         self._seen: dict[str, _Seen] = {}
         self._failed: dict[str, Any] = {}  # path or key -> its signature when it failed
-        self._done: dict[str, Any] = {}  # objects copied in (transfer 'copy'), by key -> signature
+        self._done: dict[str, Any] = {}  # objects ingested but not deleted (transfer 'move'), by key -> signature
         self._guard = threading.Lock()
         self._observer: Any = None
         self.stop_event = threading.Event()
@@ -215,8 +218,11 @@ class Watcher:
         remote = self.remote
         assert remote is not None
         out = []
-        for key, signature in sorted(remote.listing().items()):
-            if not _is_raw(key) or self._failed.get(key) == signature or self._done.get(key) == signature:
+        listing = remote.listing()
+        remote.copied.keep_only(listing)
+        for key, signature in sorted(listing.items()):
+            if not _is_raw(key) or self._failed.get(key) == signature or self._done.get(key) == signature \
+                    or remote.copied.has(key, signature):
                 continue
             try:
                 path = remote.fetch(key)
@@ -234,6 +240,7 @@ class Watcher:
         (transfer 'move') or remember them (copy); staged files that stayed are discarded."""
         remote = self.remote
         assert remote is not None
+        copied = {}
         for path, (key, signature) in staged.items():
             remote.discard(Path(path))
             if path in failed:
@@ -245,7 +252,8 @@ class Watcher:
                     self.say(f"ingested {remote.url(key)} but could not delete it ({err}): it stays")
                     self._done[key] = signature
             else:
-                self._done[key] = signature
+                copied[key] = signature
+        remote.copied.add(copied)
 
     def _settling(self) -> bool:
         """Whether some closed file waits only for its settle time (then look again sooner)."""
