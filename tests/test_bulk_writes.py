@@ -190,3 +190,61 @@ def test_export_and_import_stream_in_chunks_and_import_is_all_or_nothing(big: Bu
     other = make_butler("other")
     assert rt.import_datasets(other, tmp_path / "out") == len(data_ids())
     assert other.query_datasets("metrics", collections="r").count() == len(data_ids())
+
+
+def registry_dump(butler: Butler) -> dict[str, list]:
+    """Every row of every table of the registry, read by SQLAlchemy reflection (not through skybutler)."""
+    import sqlalchemy as sa
+
+    engine = butler.registry.db.engine
+    meta = sa.MetaData(schema=butler.registry.db.schema)
+    meta.reflect(bind=engine)
+    with engine.connect() as conn:
+        return {name: sorted(map(repr, conn.execute(sa.select(table)).all())) for name, table in meta.tables.items()}
+
+
+def datastore_files(butler: Butler) -> dict[str, bytes]:
+    """Every file of the datastore's tree (skybutler's bookkeeping aside) with its bytes."""
+    fs, root = butler.datastore.fs, butler.datastore.root
+    return {f: fs.cat_file(f) for f in (fs.find(root) if fs.exists(root) else []) if "/.skybutler/" not in f}
+
+
+def test_a_failure_half_way_through_a_many_chunk_import_leaves_registry_and_datastore_as_they_were(
+        big: Butler, make_butler, tmp_path, monkeypatch):
+    """Many chunks in one transaction: a failure while the third chunk's rows go in (files of two
+    chunks placed, their rows written, their undo held only by journals on disk) leaves every table
+    and every file of the target as before -- records, dataset types and RUNs of the export included."""
+    from skybutler import repository_transfer as rt
+    from skybutler.registry.registry import Registry
+
+    monkeypatch.setattr(rt, "CHUNK", 16)  # five chunks
+    big.put_many("metrics", [(payload(d), d) for d in data_ids()])
+    rt.export_datasets(big, big.query_datasets("metrics"), tmp_path / "out")
+    target = make_butler("target", run="mine")
+    target.insert_records("instrument", [{"name": "Other", "detector_max": 4}])
+    target.register_dataset_type("notes", ["instrument"], "Dict")
+    target.put({"a": 1}, "notes", instrument="Other")
+    before_rows, before_files = registry_dump(target), datastore_files(target)
+    calls = {"n": 0}
+    original = Registry.insert_datasets
+
+    def failing(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("injected failure in the third chunk")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Registry, "insert_datasets", failing)
+    spilled = []
+    monkeypatch.setattr(rt, "ingest_with_ids", lambda *a, _f=rt.ingest_with_ids, **k: spilled.append(k) or _f(*a, **k))
+    with pytest.raises(OSError, match="injected"):
+        rt.import_datasets(target, tmp_path / "out")
+    assert calls["n"] == 3 and all(k.get("spill") for k in spilled)
+    assert registry_dump(target) == before_rows
+    assert datastore_files(target) == before_files
+    assert not target.datastore.journal.has_entries()  # every chunk's journal settled
+    monkeypatch.setattr(Registry, "insert_datasets", original)
+    assert rt.import_datasets(target, tmp_path / "out") == len(data_ids())
+    got = {(r.data_id["visit"], r.data_id["detector"]): target.get(r)
+           for r in target.query_datasets("metrics", collections="r")}
+    assert got == {(d["visit"], d["detector"]): payload(d) for d in data_ids()}

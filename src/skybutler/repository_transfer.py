@@ -117,13 +117,15 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
     keys: dict[str, set[tuple]] = defaultdict(set)
     types: dict[str, dict[str, Any]] = {}
     runs: set[str] = set()
-    seen: set[uuid.UUID] = set()
+    seen: set[int] = set()  # the IDs written, as plain integers (a third of a UUID's memory)
     count = 0
     total = len(refs) if isinstance(refs, Sequence) else None
+    if hasattr(refs, "streaming"):  # a query's results: read batch by batch, never whole
+        refs.streaming = True
     with open(directory / DATASETS_FILE, "w") as out:
         for chunk in _chunks(refs, CHUNK):
-            chunk = [r for r in chunk if r.id not in seen]
-            seen.update(r.id for r in chunk)
+            chunk = [r for r in chunk if r.id.int not in seen]
+            seen.update(r.id.int for r in chunk)
             artifacts = butler.registry.datasets.artifacts(r.id for r in chunk)
             _collect_record_keys(butler, chunk, keys)
             lines = []
@@ -192,30 +194,21 @@ def import_datasets(butler: Butler, directory: str | Path, transfer: str = "copy
     else:
         records = _record_lines(directory / manifest["records_file"])
         chunks = _dataset_chunks(directory, manifest["datasets_file"])
-    first = next(chunks, [])
-    check_sources([(path, d["formatter"]) for path, d in first])  # before anything is registered
-    with butler.registry.transaction():
+    # One transaction around everything (records, types, RUNs and every chunk's datasets and
+    # files), so that a failure anywhere -- the last chunk included -- leaves the repository as it
+    # was.  Each chunk's placed files are then remembered by its journal on disk, not in memory.
+    count = done = 0
+    with butler.transaction():
         for element, rows in records:
             butler.registry.dimensions.insert(element, [_record_from_json(r) for r in rows], skip_existing=True)
         for spec in manifest["dataset_types"]:
-            dtype = DatasetType.model_validate(spec)
-            butler.registry.dataset_types.register(dtype)
+            butler.registry.dataset_types.register(DatasetType.model_validate(spec))
         for run in manifest["runs"]:
             butler.registry.collections.register(run, CollectionType.RUN)
-    second = next(chunks, None)
-    tell(0, total)
-    if second is None:
-        count = ingest_with_ids(butler, first, transfer, skip_existing)
-        tell(len(first), total)
-        return count
-    # Many chunks: one transaction around them all, so that a failure in the last one undoes
-    # the files and rows of the first ones too.
-    count = done = 0
-    with butler.transaction():
-        for n, chunk in enumerate(itertools.chain([first, second], chunks)):
-            if n:  # the first was checked above
-                check_sources([(path, d["formatter"]) for path, d in chunk])
-            count += ingest_with_ids(butler, chunk, transfer, skip_existing)
+        tell(0, total)
+        for chunk in chunks:
+            check_sources([(path, d["formatter"]) for path, d in chunk])
+            count += ingest_with_ids(butler, chunk, transfer, skip_existing, spill=True)
             done += len(chunk)
             tell(done, total)
     return count
@@ -235,8 +228,10 @@ def _dataset_chunks(directory: Path, name: str) -> Iterator[list[tuple[Path, dic
 
 
 def ingest_with_ids(butler: Butler, entries: list[tuple[Path, dict[str, Any]]], transfer: str,
-                    skip_existing: bool) -> int:
-    """Bring files in as datasets with given IDs, types, RUNs and data IDs (all or nothing)."""
+                    skip_existing: bool, spill: bool = False) -> int:
+    """Bring files in as datasets with given IDs, types, RUNs and data IDs (all or nothing).
+    ``spill``: inside an enclosing transaction, the batch's undo works from its journal on disk
+    (:meth:`IngestBatch.spill`), so many chunks waiting for one commit hold no per-file memory."""
     ids = [uuid.UUID(d["id"]) for _, d in entries]
     present = {r.id for r in butler.registry.datasets.refs_by_id(ids)}
     if present and not skip_existing:
@@ -286,7 +281,10 @@ def ingest_with_ids(butler: Butler, entries: list[tuple[Path, dict[str, Any]]], 
     crash_point("registry-committed")
     butler._writes._on_rollback(batch.undo)  # inside butler.transaction(): undone if it rolls back
     butler._writes.when_settled(batch.finish)  # after the commit: a copy-then-delete move deletes its sources
-    return len(batch.files)
+    placed_count = len(placed)
+    if spill:
+        batch.spill()
+    return placed_count
 
 
 def transfer_datasets(source: Butler, target: Butler, refs: Iterable[DatasetRef], transfer: str = "copy",

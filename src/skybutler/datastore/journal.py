@@ -106,6 +106,23 @@ class Journal:
         for n in numbers:
             self.intents[n].staged = self.intents[n].checksum = None
 
+    def reread(self) -> list[Intent]:
+        """The intents as the file on disk records them (notes applied): what a batch that let go
+        of its in-memory intents (:meth:`forget`) settles from."""
+        if self.fd is None:
+            return list(self.intents)
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))  # ours is write-only
+        try:
+            return _parse(self.path, fd).intents
+        finally:
+            os.close(fd)
+
+    def forget(self) -> None:
+        """Let go of the in-memory intents once no more notes will be written: the file keeps them,
+        so a long write's journals cost no memory while they wait to be settled."""
+        if self.fd is not None:
+            self.intents = []
+
     def close(self) -> None:
         """The batch is settled: delete the journal, then let go of its lock."""
         if self.fd is None:

@@ -24,6 +24,7 @@ from ..faults import crash_point
 from .checksums import checksum
 from .journal import Intent, Journal
 from .local_files import read_all, rename_no_replace, write_new_file
+from .rollback import settle_intent
 
 TRANSFER_MODES = ("copy", "move", "hardlink", "symlink", "direct", "auto")
 #: Threads that place the files of one batch at once into an object store, where each
@@ -80,15 +81,36 @@ class IngestBatch:
         self.datastore = datastore
         self.files = files
         self.journal = journal
+        self._on_disk = False  # the per-file records were let go of: the journal file says what to do
+
+    def spill(self) -> None:
+        """Let go of the per-file records of a placed batch that waits for an enclosing transaction:
+        its journal on disk names every file with what recognises it, and :meth:`undo` and
+        :meth:`finish` work from that.  So a long import's undo list costs no memory per file."""
+        if self.journal is None or self.journal.fd is None or self._on_disk:
+            return
+        self.files = []
+        self.journal.forget()
+        self._on_disk = True
 
     def finish(self) -> None:
         """After the registry commit: finish copy-then-delete moves, then drop the journal."""
+        if self._on_disk and self.journal is not None:
+            for intent in self.journal.reread():
+                if intent.kind == "move":  # a rename leaves nothing to do; a copy's source goes
+                    settle_intent(self.datastore, intent, committed=True, claimed=False)
         for f in self.files:
             f.finish()
         self._close()
 
     def undo(self) -> None:
         """After a failure: take every file back out (moved ones back in place), then drop the journal."""
+        if self._on_disk and self.journal is not None:
+            # Settled as a dead writer's uncommitted intents are: only a file the journal recognises
+            # as the one placed (inode, link target or checksum) is taken out.
+            for intent in reversed(self.journal.reread()):
+                settle_intent(self.datastore, intent, committed=False, claimed=False)
+            self._on_disk = False
         for f in reversed(self.files):
             f.undo()
         self.files = []  # nothing left to finish: a later finish() deletes no source
