@@ -150,3 +150,22 @@ def test_each_release_is_in_the_audit_log(embargoed):
     mark = store.releases_recorded_until()
     assert not store.record_releases(["stale"], mark - 1, mark + 1)  # another server got there first
     assert store.releases_recorded_until() == mark and len(released()) == 3
+
+
+def test_a_release_sweep_reads_only_the_datasets_released_since_the_last(embargoed, monkeypatch):
+    """The sweep selects by observation time in SQL: with fifteen covered datasets, a sweep when
+    only visit 1's has come out of embargo judges at most visit 1's and its neighbour's, not all."""
+    from skybutler.embargo import EmbargoCheck, record_releases
+
+    local, url, tokens, refs, clock = embargoed
+    local.put_many("metrics", [({"v": v}, {"instrument": "Cam", "visit": v, "detector": d})
+                               for v in (4, 5, 6) for d in range(4)], run="run/a")
+    judged = []
+    original = EmbargoCheck._observation_end
+    monkeypatch.setattr(EmbargoCheck, "_observation_end",
+                        lambda self, values: judged.append(values["visit"]) or original(self, values))
+    assert record_releases(local, int((visit_end(1) + 80 * 3600 + 100) * 1e9)) == 1
+    assert set(judged) <= {1, 2} and len(judged) <= 2
+    judged.clear()
+    assert record_releases(local, int((visit_end(6) + 80 * 3600 + 100) * 1e9)) == 14
+    assert sorted(set(judged)) == [2, 3, 4, 5, 6]

@@ -85,7 +85,7 @@ def record_releases(butler: Any, now_ns: int) -> int:
             continue
         for name in types:
             groups: dict[str, list[tuple[int, str]]] = {}
-            for ref in butler.query_datasets(name, collections=in_runs, find_first=False):
+            for ref in _ending_within(butler, name, in_runs, since, now_ns, int(rule.hours * 3600e9)):
                 end = check._observation_end(ref.data_id.mapping)
                 if end is None:
                     continue  # no observation time: hidden while the rule exists, never released by it
@@ -101,3 +101,28 @@ def record_releases(butler: Any, now_ns: int) -> int:
     if entries and not store.record_releases(entries, since, now_ns):
         return 0  # another server process recorded them first
     return released
+
+
+def _ending_within(butler: Any, dataset_type: str, runs: list[str], since: int | None, now_ns: int,
+                   hours_ns: int) -> Any:
+    """The datasets of ``dataset_type`` in ``runs`` whose observation ended so that their release
+    (the end plus ``hours_ns``) may fall in (``since``, ``now_ns``]: selected in SQL by their
+    exposure's, visit's or day's timespan (a second's margin each side; the caller judges each
+    exactly), so a sweep reads the datasets released since the last one, not every covered one.
+    Nothing for a type whose data IDs name no observation (never released while the rule exists)."""
+    from astropy.time import Time
+
+    from .timespan import Timespan
+
+    group = butler.get_dataset_type(dataset_type).group(butler.universe)
+    element = next((e for e in _TIMED if e in group.names), None)
+    if element is None:
+        return []
+
+    def at(ns: int) -> Time:
+        return Time(ns / 1e9, format="unix", scale="utc")
+
+    second = 1_000_000_000
+    window = Timespan(None if since is None else at(since - hours_ns - second), at(now_ns - hours_ns + second))
+    return butler.query_datasets(dataset_type, f"{element}.timespan OVERLAPS release_window", collections=runs,
+                                 find_first=False, bind={"release_window": window})
