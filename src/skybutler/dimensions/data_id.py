@@ -174,42 +174,63 @@ class DataCoordinate(Mapping[str, DataIdValue]):
             validate, serialization=core_schema.plain_serializer_function_ser_schema(lambda v: dict(v._values)))
 
 
-class _LazilyExpanded(DataCoordinate):
-    """A data ID whose implied values are looked up when first asked for: iterating it
-    yields what is known (the required values), and ``data_id["band"]`` finds the band.
-    The data IDs of one batch of results share one look-up (``_expand``).
+class RowShape:
+    """What the data IDs made from one batch of result rows share: the names of their
+    row's values, in order, and (for a group with implied dimensions) the batch's look-up
+    of the implied values (given a data ID, all its values), or None.
 
     Nothing here may refer back to the data IDs: a reference cycle through a batch would
     keep all of its data IDs (and refs) alive until a full collection of the cyclic
     garbage collector, which a long session of queries rarely triggers; with a class made
     per batch that held its batch, the query benchmark's memory grew from 190 to 330 MiB."""
 
-    __slots__ = ("_expand",)
+    __slots__ = ("names", "expand")
 
-    def __init__(self, group: DimensionGroup, values: dict[str, DataIdValue],
-                 expand: Callable[[DataCoordinate], Mapping[str, DataIdValue]]):
+    def __init__(self, names: tuple[str, ...],
+                 expand: Callable[[DataCoordinate], Mapping[str, DataIdValue]] | None = None):
+        self.names = names
+        self.expand = expand
+
+
+class FromRow(DataCoordinate):
+    """A data ID made from one result row (a tuple of values named by its :class:`RowShape`):
+    its dict of values is made the first time it is needed, so a query result of 30,000
+    data IDs costs a small object each, and only the data IDs a caller reads cost more.
+
+    The ``_values`` slot is left unset until then; reading it falls through to
+    ``__getattr__``, which fills it.  ``FromRow(group, row, shape)``; the values must be
+    valid for the group (they come from the registry's own columns)."""
+
+    __slots__ = ("_row", "_shape")
+
+    def __init__(self, group: DimensionGroup, row: tuple[DataIdValue, ...], shape: RowShape):
         self.group = group
-        self._values = values
-        self._hash = None
-        self._expand = expand
+        self._row = row
+        self._shape = shape
+
+    def __getattr__(self, name: str) -> Any:
+        # only for slots not yet filled: the values dict and the hash
+        if name == "_values":
+            values = self._values = dict(zip(self._shape.names, self._row))
+            return values
+        if name == "_hash":
+            return None
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __getitem__(self, name: str) -> DataIdValue:
         try:
             return self._values[name]
         except KeyError:
-            if name in self.group.implied:
-                return self._expand(self)[name]
+            expand = self._shape.expand
+            if expand is not None and name in self.group.implied:
+                return expand(self)[name]
             raise
 
     @property
     def has_full(self) -> bool:
-        return True
+        return self._shape.expand is not None or super().has_full
 
     def __reduce__(self) -> tuple[Any, ...]:
+        # a plain data ID: the shape's look-up holds a registry
         return DataCoordinate, (self.group, self.mapping)
 
-
-LazilyExpanded = _LazilyExpanded
-"""Data IDs made as ``LazilyExpanded(group, values, expand)`` find their implied values with
-``expand`` (given a data ID, all its values) on first use, so building them costs nothing
-more; ``expand`` must not refer to the data IDs it serves (see :class:`_LazilyExpanded`)."""

@@ -21,7 +21,6 @@ import sqlalchemy as sa
 
 from ..batching import gc_paused
 from ..dimensions import DataCoordinate, DimensionRecord
-from ..dimensions.data_id import LazilyExpanded
 from ..errors import BackendError, QueryError
 from ..models import ArtifactBatch, DatasetRef
 from ..registry import Registry
@@ -363,27 +362,24 @@ def _arrow_array(values: Sequence[Any], kind: pa.DataType | None) -> pa.Array:
     return pa.array(values, kind)
 
 
-def _lazy_implied(registry: Registry, group: Any) -> Callable[[Callable[[type], list[DataCoordinate]]], list[
-        DataCoordinate]] | None:
-    """For a group with implied dimensions: a function that builds one batch of result data
-    IDs (given a builder taking the class to make) whose implied values (band,
-    physical_filter, day_obs, ...) are looked up for the whole batch, with one query per
-    record type, the first time any of them is asked for; building costs nothing more."""
+def _implied_lookup(registry: Registry, group: Any, names: tuple[str, ...], columns: list[Sequence[Any]],
+                    n: int) -> Callable[[DataCoordinate], dict[str, Any]] | None:
+    """For a group with implied dimensions: the look-up that one batch of result data IDs
+    (made from ``columns``) shares, which finds the implied values (band,
+    physical_filter, day_obs, ...) of the whole batch, with one query per record type,
+    the first time any of them is asked for; building the data IDs costs nothing more.
+    It holds the batch's columns, never its data IDs (see :class:`~skybutler.dimensions.data_id.RowShape`)."""
     if not group.implied:
         return None
+    found: dict[tuple, Any] = {}
 
-    def make_batch(build: Callable[[Any, Any], list[DataCoordinate]]) -> list[DataCoordinate]:
-        found: dict[tuple, Any] = {}
+    def expand(data_id: DataCoordinate) -> Any:
+        if not found:  # the batch's plain data IDs, made again from its columns
+            for full in registry.dimensions.expand_many(columnar.data_ids(group, names, columns, n)):
+                found[full.required_values] = full.as_dict()
+        return found[data_id.required_values]
 
-        def expand(data_id: DataCoordinate) -> Any:
-            if not found:  # the batch's plain data IDs, made again from its columns (see LazilyExpanded)
-                for full in registry.dimensions.expand_many(build(DataCoordinate, columnar.NO_EXTRA)):
-                    found[full.required_values] = full.as_dict()
-            return found[data_id.required_values]
-
-        return build(LazilyExpanded, expand)
-
-    return make_batch
+    return expand
 
 
 class DataIdQueryResults(QueryResults):
@@ -394,13 +390,11 @@ class DataIdQueryResults(QueryResults):
         cols = self._built.columns
         names = tuple(group.required) + tuple(c for c in cols if c in group.implied)
         index = [cols.index(c) for c in names]
-        build = columnar.data_id_builder(names)
-        lazy = _lazy_implied(self._registry, group)
+        registry = self._registry
 
         def convert(columns: list[Sequence[Any]], n: int) -> list[DataCoordinate]:
-            if lazy is None:
-                return build(group, n, *[columns[i] for i in index])
-            return lazy(lambda cls, extra: build(group, n, *[columns[i] for i in index], DC=cls, EXTRA=extra))
+            values = [columns[i] for i in index]
+            return columnar.data_ids(group, names, values, n, _implied_lookup(registry, group, names, values, n))
 
         return convert
 
@@ -417,18 +411,16 @@ class DatasetQueryResults(QueryResults):
         i_type = cols.index("dataset_type_index") if "dataset_type_index" in cols else None
         name_of = self._registry.collections.name_of
         runs: dict[int, str] = {}
-        build = columnar.data_id_builder(tuple(group.required))
-        lazy = _lazy_implied(self._registry, group)
+        names = tuple(group.required)
+        registry = self._registry
         lookup = self._registry.datasets.artifact_rows
 
         def convert(columns: list[Sequence[Any]], n: int) -> list[DatasetRef]:
             run_ids = columns[i_run]
             for rid in set(run_ids).difference(runs):
                 runs[rid] = name_of(rid)
-            if lazy is None:
-                data_ids = build(group, n, *[columns[i] for i in index])
-            else:
-                data_ids = lazy(lambda cls, extra: build(group, n, *[columns[i] for i in index], DC=cls, EXTRA=extra))
+            values = [columns[i] for i in index]
+            data_ids = columnar.data_ids(group, names, values, n, _implied_lookup(registry, group, names, values, n))
             types = itertools.repeat(dtypes[0]) if i_type is None else map(dtypes.__getitem__, columns[i_type])
             # Column by column through C-level map loops: no Python frame per ref.  The
             # batch's artifacts are looked up together when the first is read.
