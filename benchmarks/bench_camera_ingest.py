@@ -9,7 +9,7 @@ registration, exposure records and the ``raw`` datasets.  One run with headers r
 this process, one with a process pool of 2.  Figures are files/s (wall) and files per
 CPU-second (this process and the pool's workers; the steadier figure on a shared machine).
 
-Usage: ``python benchmarks/bench_camera_ingest.py [--json FILE] [--files N]``.
+Usage: ``python benchmarks/bench_camera_ingest.py [--json FILE] [--files N] [--processes 1,2]``.
 
 Each file carries a small TAN WCS, as raws do. Measured on the 2-core development host shared
 with seven other jobs (load average ~5, TMPDIR=/dev/shm), 1,000 files, before and after in one
@@ -92,12 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="Write the results to this JSON file.")
     parser.add_argument("--files", type=int, default=2000, help="Number of raw files (default 2000).")
+    parser.add_argument("--processes", default="1,2",
+                        help="Comma-separated header-reading process counts, one run each (default 1,2; "
+                             "1 reads in this process).")
     args = parser.parse_args(argv)
+    runs = [int(n) for n in args.processes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="bench_camera_ingest_"))
     results = {}
     try:
         paths = write_files(work / "raws", args.files)
-        for label, processes in (("sequential", 1), ("process_pool_2", 2)):
+        for processes in runs:
+            label = "sequential" if processes == 1 else f"process_pool_{processes}"
             with Butler.create(work / f"repo_{label}") as butler:
                 start, cpu, workers = time.perf_counter(), time.process_time(), _children_cpu()
                 result = ingest_raws(butler, [work / "raws"], transfer="copy", processes=processes)
@@ -105,13 +110,15 @@ def main(argv: list[str] | None = None) -> int:
                 workers = _children_cpu() - workers
             assert not result.failures and len(result.refs) == len(paths), result.summary()
             results[label] = {"seconds": seconds, "cpu_seconds": cpu, "worker_cpu_seconds": workers,
-                              "files_per_s": len(paths) / seconds, "files_per_cpu_s": len(paths) / (cpu + workers)}
+                              "files_per_s": len(paths) / seconds, "files_per_cpu_s": len(paths) / (cpu + workers),
+                              "cpu_ms_per_file": 1e3 * (cpu + workers) / len(paths)}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"ingest_raws of {args.files} real-format FITS raws (HSC + LSSTCam headers), copy, headers read:")
     for label, r in results.items():
         print(f"  {label:15s} {r['files_per_s']:>7,.0f} files/s ({r['seconds']:.2f} s; "
-              f"{r['files_per_cpu_s']:,.0f} files per CPU-second, workers included)")
+              f"{r['files_per_cpu_s']:,.0f} files per CPU-second, {r['cpu_ms_per_file']:.2f} ms of CPU a file "
+              f"(this process {r['cpu_seconds']:.2f} s, workers {r['worker_cpu_seconds']:.2f} s))")
     print(f"1-minute load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (a shared machine: noisy)")
     if args.json:
         args.json.write_text(json.dumps({"benchmark": "bench_camera_ingest", "files": args.files, **results,

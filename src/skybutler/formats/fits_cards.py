@@ -29,11 +29,9 @@ _END_CARD = b"END" + b" " * (CARD - 3)
 _NOT_PRINTABLE = re.compile(rb"[^ -~]")
 _KEYWORD = re.compile(r"[A-Z0-9_-]+\Z")
 _COMMENTARY = frozenset({"", "COMMENT", "HISTORY"})
-_TAIL = r" *(?:/.*)?\Z"
-_STRING = re.compile(r" *'((?:[^']|'')*)'" + _TAIL)
-_LOGICAL = re.compile(r" *([TF])" + _TAIL)
-_INTEGER = re.compile(r" *([+-]?\d+)" + _TAIL)
-_REAL = re.compile(r" *([+-]?(?:\d+\.?\d*|\.\d+)(?:[ED][+-]?\d+)?)" + _TAIL)
+_VALUE = re.compile(r" *(?:'((?:[^']|'')*)'|([TF])|([+-]?\d+)|([+-]?(?:\d+\.?\d*|\.\d+)(?:[ED][+-]?\d+)?))"
+                    r" *(?:/.*)?\Z")
+"""A value in a plain format (string, logical, integer, real), then at most a comment."""
 _RECORD_VALUED = re.compile(r" *[A-Za-z_]\w*(?:\.\w+)* *:")
 """A string that may be a record-valued card's (``DP1 = 'AXIS.1: 1'``): astropy reads those."""
 
@@ -134,30 +132,17 @@ def _end_index(block: bytes) -> int:
 def _card(keyword: str, image: str) -> Card:
     if keyword in _COMMENTARY:
         return Card(keyword, image[8:].rstrip(), image)
-    if image[8:10] == "= " and _KEYWORD.match(keyword):
-        value = parse_value(image[10:])
-        if value is not _UNPARSED:
-            return Card(keyword, value, image)
+    if image[8:10] == "= " and (match := _VALUE.match(image, 10)) and _KEYWORD.match(keyword):
+        string, logical, integer, real = match.groups()
+        if integer is not None:
+            return Card(keyword, int(integer), image)
+        if real is not None:
+            return Card(keyword, float(real.replace("D", "E")), image)
+        if logical is not None:
+            return Card(keyword, logical == "T", image)
+        if not _RECORD_VALUED.match(string):
+            return Card(keyword, string.replace("''", "'").rstrip(), image)
     return _astropy_card(image)
-
-
-_UNPARSED = object()
-
-
-def parse_value(field: str) -> Any:
-    """The value of a card's value field (after ``= ``) in a plain format, else a marker for astropy."""
-    if match := _REAL.match(field):
-        number = match.group(1)
-        if _INTEGER.match(number):
-            return int(number)
-        return float(number.replace("D", "E"))
-    if match := _STRING.match(field):
-        if _RECORD_VALUED.match(match.group(1)):
-            return _UNPARSED
-        return match.group(1).replace("''", "'").rstrip()
-    if match := _LOGICAL.match(field):
-        return match.group(1) == "T"
-    return _UNPARSED
 
 
 def _astropy_card(image: str) -> Card:

@@ -12,6 +12,7 @@ comes from the plate cards.
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from collections import OrderedDict
@@ -76,18 +77,23 @@ def _key_pattern(key: str) -> re.Pattern[str]:
     return re.compile(rf"^({_PER_AXIS}|{_MATRIX}|{_GLOBAL}){suffix}$")
 
 
+_KEY_CARDS = {key: frozenset([f"{card}{axis}{key.strip()}" for card in ("CTYPE", "CRPIX", "CRVAL") for axis in (1, 2)]
+                              + (["CD1_1", "PC1_1", "CNPIX1"] if key == " " else []))
+              for key in ALT_KEYS}
+"""The cards whose presence says that a header has the WCS of each key."""
+
+
 def wcs_keys(header: Any) -> list[str]:
     """The WCS keys (blank for the primary, A..Z) with cards in ``header``."""
     present = set(header.keys())  # one pass over the cards: a lookup per name is slow on astropy's Header
-    keys = []
-    for key in ALT_KEYS:
-        suffix = key.strip()
-        names = [f"{card}{axis}{suffix}" for card in ("CTYPE", "CRPIX", "CRVAL") for axis in (1, 2)]
-        if key == " ":
-            names += ["CD1_1", "PC1_1", "CNPIX1"]
-        if not present.isdisjoint(names):
-            keys.append(key)
-    return keys
+    return [key for key, names in _KEY_CARDS.items() if not present.isdisjoint(names)]
+
+
+@functools.lru_cache(maxsize=4096)
+def is_wcs_keyword(keyword: str) -> bool:
+    """Whether a WCS may be built from cards of this keyword (:data:`_WCS_CARD`); raws repeat their
+    keywords, so the answer is remembered."""
+    return _WCS_CARD.match(keyword) is not None
 
 
 def check_key(header: Any, key: Any) -> str:
@@ -140,7 +146,7 @@ def build_wcs_of_cards(header: FitsHeader, key: str = " ") -> Any:
     with CRVAL set and wcslib's derived values (the celestial rotation, LONPOLE, LATPOLE) computed
     afresh by ``wcs.set()``: the same WCS astropy builds from the header, at a tenth of the cost.
     """
-    cards = [card for card in header.cards if _WCS_CARD.match(card.keyword)]
+    cards = [card for card in header.cards if is_wcs_keyword(card.keyword)]
     suffix = key.strip()
     crval_names = (f"CRVAL1{suffix}", f"CRVAL2{suffix}")
     crval = [header.get(name) for name in crval_names]
@@ -158,7 +164,7 @@ def build_wcs_of_cards(header: FitsHeader, key: str = " ") -> Any:
             pass
     from astropy.io import fits
 
-    wcs = build_wcs(fits.Header.fromstring(header.text(_WCS_CARD.match)), key)
+    wcs = build_wcs(fits.Header.fromstring(header.text(is_wcs_keyword)), key)
     if _templatable(wcs, cards, crval_names, suffix):
         _TEMPLATES[template_key] = wcs.deepcopy()
         if len(_TEMPLATES) > TEMPLATES_KEPT:

@@ -37,7 +37,7 @@ import astropy.units as u
 
 from ..extras import require
 from .errors import InstrumentError, RawHeaderError, UnknownInstrumentError, UnknownRawInstrumentError
-from .instrument import Instrument, get_instrument, instruments_with_header_rules
+from .instrument import Instrument, get_instrument, instruments_with_header_rules, registry_version
 from .metadata import ObservationMetadata
 
 __all__ = ["metadata_from_header", "read_all_observation_metadata", "read_observation_metadata",
@@ -237,18 +237,41 @@ def read_all_observation_metadata(path: str | Path) -> list[ObservationMetadata]
 
 
 def translator_for(header: dict[str, Any], filename: str) -> type:
-    """The translator class for a header (offline-safe), or :class:`UnknownRawInstrumentError`."""
+    """The translator class for a header (offline-safe), or :class:`UnknownRawInstrumentError`.
+
+    Choosing asks every translator whether it claims the header, and reads a few cards to
+    answer; the choice is remembered with the cards it read (through a recording header), so a
+    later header with the same values in those cards gets the same translator without asking,
+    until another camera is registered in this process."""
     amt = _library()
-    _described_translators()
+    if _CHOSEN.get("version") != registry_version():
+        _described_translators()
+        _CHOSEN.clear()
+        _CHOSEN["version"] = registry_version()
+    for reads, chosen in _CHOSEN.get("choices", ()):
+        if all(header.get(card, _ABSENT) == value for card, value in reads.items()):
+            return chosen
+    recorder = _ReadRecorder(header)
     try:
-        found = amt.MetadataTranslator.determine_translator(header, filename=filename)
+        found = amt.MetadataTranslator.determine_translator(recorder, filename=filename)
     except Exception as exc:  # ValueError if none matches; some translators' probes raise KeyError
         instrument = header.get("INSTRUME", "<no INSTRUME keyword>")
         detail = "" if isinstance(exc, ValueError) else f" ({type(exc).__name__}: {exc})"
         raise UnknownRawInstrumentError(
             filename, f"no header translator understands instrument {instrument!r}{detail}{_rubin_hint(header)}"
         ) from exc
-    return _offline_translator(found)
+    chosen = _offline_translator(found)
+    if not recorder.whole:
+        choices = _CHOSEN.setdefault("choices", [])
+        choices.insert(0, (recorder.read, chosen))
+        del choices[_CHOICES_KEPT:]
+    return chosen
+
+
+#: The translators chosen lately, with the cards each choice read; and the registry version they hold for.
+_CHOSEN: dict[str, Any] = {}
+#: Choices remembered (one or two per camera being ingested).
+_CHOICES_KEPT = 16
 
 
 #: Cards only Rubin's cameras (their test stands and simulated cameras too) write.

@@ -381,6 +381,7 @@ class Instrument(BaseModel):
 
 _CLASSES: dict[str, type[Instrument]] = {}
 _INSTANCES: dict[str, Instrument] = {}
+_VERSION = 0
 
 InstrumentT = TypeVar("InstrumentT", bound=type[Instrument])
 
@@ -390,16 +391,26 @@ def register_instrument_class(cls: InstrumentT) -> InstrumentT:
 
     Usable as a class decorator; the camera's name is taken from an instance.
     """
+    global _VERSION
     instance = cls()
     _CLASSES[instance.name] = cls
     _INSTANCES[instance.name] = instance
+    _VERSION += 1
     return cls
 
 
 def register_instrument(instrument: Instrument) -> Instrument:
     """Register an already-built instrument (e.g. one loaded from YAML) under its name."""
+    global _VERSION
     _INSTANCES[instrument.name] = instrument
+    _VERSION += 1
     return instrument
+
+
+def registry_version() -> int:
+    """A number that changes whenever this process registers an instrument, for caches of what
+    depends on the registered cameras (the header translator chosen for a header)."""
+    return _VERSION
 
 
 def get_instrument(name: str) -> Instrument:
@@ -466,6 +477,7 @@ _BUILTIN_FILES: dict[str, Any] | None = None
 
 def _ensure_builtins(name: str | None = None) -> None:
     """Register SimCam and the packaged YAML camera ``name`` (all of them if None), once."""
+    global _VERSION
     from . import simcam  # noqa: F401  (import registers SimCam)
 
     wanted = _builtin_files() if name is None else {name: _builtin_files()[name]} if name in _builtin_files() else {}
@@ -474,3 +486,4 @@ def _ensure_builtins(name: str | None = None) -> None:
             loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
             data = yaml.load(entry.read_text(), Loader=loader)
             _INSTANCES[cam_name] = Instrument.from_dict(data, source=f"skybutler/instruments/cameras/{entry.name}")
+            _VERSION += 1
