@@ -11,6 +11,7 @@ than a hemisphere gets a circle around its centre instead.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -66,8 +67,8 @@ def image_footprint(header: Any, n_x: int, n_y: int, key: str | None = None,
     except ValueError:
         return Footprint(problem=f"astropy knows no celestial frame for CTYPE {ctype!r}")
     name = frame.name
-    xs, ys = _border(n_x, n_y)
-    sky_points = _to_icrs(wcs, frame, np.append(xs, (n_x - 1) / 2.0), np.append(ys, (n_y - 1) / 2.0))
+    xs, ys = _border(int(n_x), int(n_y))
+    sky_points = _to_icrs(wcs, frame, xs, ys)
     if sky_points is None or not np.isfinite(sky_points[0][-1]) or not np.isfinite(sky_points[1][-1]):
         return Footprint(frame=name, problem="the image centre is outside the WCS projection")
     ra, dec = float(sky_points[0][-1]) % 360.0, float(sky_points[1][-1])
@@ -90,12 +91,17 @@ def _solar_frame(ctype: str) -> str:
             "HC": "heliocentric", "SO": "solar"}.get(ctype[:2].upper(), ctype[:4].lower())
 
 
+@functools.lru_cache(maxsize=256)
 def _border(n_x: int, n_y: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates along the outer edges of the pixels (0-based centres, edges at -0.5)."""
+    """Pixel coordinates along the outer edges of the pixels (0-based centres, edges at -0.5); with
+    the centre appended.  Remembered per image size (read-only: every raw of a camera has its size)."""
     t = np.linspace(0.0, 1.0, SAMPLES_PER_EDGE, endpoint=False)
     x0, x1, y0, y1 = -0.5, n_x - 0.5, -0.5, n_y - 0.5
-    xs = np.concatenate([x0 + t * (x1 - x0), np.full_like(t, x1), x1 - t * (x1 - x0), np.full_like(t, x0)])
-    ys = np.concatenate([np.full_like(t, y0), y0 + t * (y1 - y0), np.full_like(t, y1), y1 - t * (y1 - y0)])
+    xs = np.concatenate([x0 + t * (x1 - x0), np.full_like(t, x1), x1 - t * (x1 - x0), np.full_like(t, x0),
+                         [(n_x - 1) / 2.0]])
+    ys = np.concatenate([np.full_like(t, y0), y0 + t * (y1 - y0), np.full_like(t, y1), y1 - t * (y1 - y0),
+                         [(n_y - 1) / 2.0]])
+    xs.flags.writeable = ys.flags.writeable = False
     return xs, ys
 
 
@@ -140,7 +146,7 @@ def _region(ra: float, dec: float, border: tuple[np.ndarray, np.ndarray] | None)
     points = list(zip(border[0][finite].tolist(), border[1][finite].tolist()))
     if finite.all() and len(points) >= 3:
         try:
-            hull = sky.polygon(points)
+            hull = sky.polygon_of_arrays(border[0], border[1])
             if hull.contains(centre):
                 return hull
         except Exception:  # points not within one hemisphere: no convex hull
