@@ -2,7 +2,7 @@
 statement batch of a single put.
 
 Every stack runs these; on PostgreSQL a batch of ``bulk.COPY_MIN_ROWS`` datasets or more
-goes through ``COPY`` and a smaller one is sent as one pipeline inside a savepoint.  Whatever
+goes through ``COPY`` and a smaller one is sent as one statement inside a savepoint, in one pipeline.  Whatever
 the path, a failure half-way leaves the repository as it was, and a conflict caught inside
 ``butler.transaction()`` leaves the transaction usable.
 """
@@ -126,7 +126,7 @@ def test_bulk_ingest_failing_after_its_rows_leaves_nothing_and_keeps_the_sources
     assert big.get(refs[-1]) == payload(data_ids()[-1])
 
 
-def test_a_put_sends_its_rows_in_one_pipeline_and_a_big_batch_by_copy(big: Butler, monkeypatch, stack):
+def test_a_put_sends_its_rows_in_one_statement_and_a_big_batch_by_copy(big: Butler, monkeypatch, stack):
     if stack != "postgres":
         pytest.skip("statement batches are PostgreSQL's")
     import psycopg
@@ -137,7 +137,7 @@ def test_a_put_sends_its_rows_in_one_pipeline_and_a_big_batch_by_copy(big: Butle
 
         def spy(self, query, *args, _original=original, **kwargs):
             on = self.connection.info.pipeline_status != psycopg.pq.PipelineStatus.OFF
-            sent.append((str(query).split()[0].upper(), on))
+            sent.append((str(query), on))
             return _original(self, query, *args, **kwargs)
 
         monkeypatch.setattr(cls, name, spy)
@@ -146,12 +146,34 @@ def test_a_put_sends_its_rows_in_one_pipeline_and_a_big_batch_by_copy(big: Butle
     sent.clear()
     last = data_ids()[N_DETECTORS + 1]
     big.put(payload(last), "metrics", **last)
-    assert [s for s in sent if s[0] == "INSERT"] and all(on for _, on in sent), sent
-    assert len([s for s in sent if s[0] == "INSERT"]) == 4  # dataset, membership, location, facts
+    # savepoint, the rows of the four tables (dataset, membership, location, facts) in one
+    # statement, release: all in one pipeline (one round trip)
+    assert [q.split()[0].upper() for q, _ in sent] == ["SAVEPOINT", "WITH", "RELEASE"], sent
+    assert all(on for _, on in sent), sent
+    assert sent[1][0].count("INSERT INTO") == 4, sent
+    got = big.find_dataset("metrics", last)
+    assert got is not None and big.get(got) == payload(last)
     big.collections.register("other", "run")
     sent.clear()
     big.put_many("metrics", [(payload(d), d) for d in data_ids()], run="other")
-    assert [s for s, _ in sent if s in ("INSERT", "COPY")] == ["COPY"] * 4, sent
+    assert [q.split()[0].upper() for q, _ in sent if q.split()[0].upper() in ("INSERT", "WITH", "COPY")] == \
+        ["COPY"] * 4, sent
+
+
+def test_a_read_does_not_make_the_next_write_prepare_its_statements_anew(big: Butler, monkeypatch, stack):
+    """A read ends with COMMIT on PostgreSQL: psycopg forgets its prepared statements on ROLLBACK."""
+    if stack != "postgres":
+        pytest.skip("prepared statements are PostgreSQL's")
+    import psycopg
+
+    rollbacks = []
+    original = psycopg.Connection.rollback
+    monkeypatch.setattr(psycopg.Connection, "rollback",
+                        lambda self: (rollbacks.append(self.info.transaction_status), original(self))[1])
+    for d in data_ids()[:3]:
+        big.put(payload(d), "metrics", **d)
+        assert big.query_datasets("metrics").count() >= 1
+    assert psycopg.pq.TransactionStatus.INTRANS not in rollbacks, rollbacks
 
 
 def test_export_and_import_stream_in_chunks_and_import_is_all_or_nothing(big: Butler, make_butler, tmp_path,

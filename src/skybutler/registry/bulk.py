@@ -10,9 +10,11 @@ take as they are (UUIDs on SQLite) are converted by the caller with
 On PostgreSQL, each row of an ``executemany`` is still one statement for the server
 to bind and run; from :data:`COPY_MIN_ROWS` rows on, rows go through ``COPY FROM
 STDIN`` instead (psycopg 3 encodes them in C), several times cheaper for the
-server and the client alike.  Fewer rows (a single put) are sent in one
-:func:`pipeline`: every statement of the batch leaves in one network round trip
-instead of one each.
+server and the client alike.  Fewer rows (a single put) are gathered by
+:func:`guarded_batch` into one statement -- the rows of every table but the last in
+data-modifying ``WITH`` clauses -- and sent with its savepoint in one
+:func:`pipeline`: one network round trip, and one statement for the server to parse
+and the client to send, instead of one per table.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ import sqlalchemy as sa
 COPY_MIN_ROWS = 64
 #: The savepoint guarding a batch of inserts.
 _SAVEPOINT = "skybutler_rows"
+#: Most parameters one gathered statement takes (PostgreSQL's limit is 65,535); beyond,
+#: each table's rows go in a statement of their own.
+_MAX_PARAMETERS = 20_000
 
 
 def insert_statement(conn: sa.Connection, table: sa.Table, columns: Sequence[str]) -> str:
@@ -45,8 +50,13 @@ def uuid_to_db(conn: sa.Connection) -> Callable[[uuid.UUID], Any]:
 
 def insert_rows(conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple]) -> None:
     """Insert positional ``rows`` (values in the order of ``columns``): one ``executemany``, or on
-    PostgreSQL one ``COPY`` when there are many (outside a :func:`pipeline`)."""
+    PostgreSQL one ``COPY`` when there are many (outside a :func:`pipeline`); inside a small
+    :func:`guarded_batch` on PostgreSQL, the rows join the batch's one statement."""
     if not rows:
+        return
+    gathered = conn.info.get("gathered")
+    if gathered is not None:
+        gathered.append((table, columns, rows))
         return
     if conn.dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS and not conn.info.get("pipelined"):
         _copy_rows(conn, table, columns, rows)
@@ -54,18 +64,42 @@ def insert_rows(conn: sa.Connection, table: sa.Table, columns: Sequence[str], ro
     _execute(conn, insert_statement(conn, table, columns), rows)
 
 
-def _execute(conn: sa.Connection, sql: str, rows: Sequence[tuple] | None = None) -> None:
-    """Run ``sql`` (for each of ``rows``) on the driver's own cursor: SQLAlchemy's execution
-    machinery costs more than the database's work for a one-row insert."""
+def _execute(conn: sa.Connection, sql: str, rows: Sequence[tuple] | None = None, *,
+             parameters: Sequence[Any] | None = None) -> None:
+    """Run ``sql`` (with ``parameters``, or for each of ``rows``) on the driver's own cursor:
+    SQLAlchemy's execution machinery costs more than the database's work for a one-row insert."""
     with _as_sqlalchemy_errors(conn, sql):
         cursor = conn.connection.dbapi_connection.cursor()
         try:
             if rows is None:
-                cursor.execute(sql)
+                cursor.execute(sql) if parameters is None else cursor.execute(sql, parameters)
             else:
                 cursor.executemany(sql, rows)
         finally:
             cursor.close()
+
+
+def _insert_gathered(conn: sa.Connection, batches: Sequence[tuple[sa.Table, Sequence[str], Sequence[tuple]]]) -> None:
+    """Insert the rows of several tables (in order: a table's rows may reference an earlier
+    one's) in one PostgreSQL statement: every table but the last in a data-modifying ``WITH``
+    clause.  Foreign keys are checked at the end of the statement, when every row is in."""
+    if sum(len(columns) * len(rows) for _, columns, rows in batches) > _MAX_PARAMETERS:
+        for table, columns, rows in batches:
+            _execute(conn, insert_statement(conn, table, columns), rows)
+        return
+    quote = conn.dialect.identifier_preparer
+    inserts: list[str] = []
+    parameters: list[Any] = []
+    for table, columns, rows in batches:
+        row = f"({', '.join(['%s'] * len(columns))})"
+        inserts.append(f"INSERT INTO {quote.format_table(table)} ({', '.join(quote.quote(c) for c in columns)}) "
+                       f"VALUES {', '.join([row] * len(rows))}")
+        for values in rows:
+            parameters.extend(values)
+    sql = inserts[-1]
+    if len(inserts) > 1:
+        sql = "WITH " + ", ".join(f"rows_{n} AS ({insert})" for n, insert in enumerate(inserts[:-1])) + " " + sql
+    _execute(conn, sql, parameters=parameters)
 
 
 def _copy_rows(conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple]) -> None:
@@ -117,19 +151,35 @@ def _unchanged(value: uuid.UUID) -> uuid.UUID:
     return value
 
 
+def gathers(conn: sa.Connection, n_rows: int) -> bool:
+    """Whether :func:`guarded_batch` sends a batch of ``n_rows`` as one statement.  Its tables'
+    rows are then inserted in no set order: a duplicate dataset ID may be met first in any
+    table keyed by it."""
+    return conn.dialect.name == "postgresql" and n_rows < COPY_MIN_ROWS and "gathered" not in conn.info
+
+
 @contextlib.contextmanager
 def guarded_batch(conn: sa.Connection, n_rows: int) -> Iterator[None]:
     """A block inserting a batch of ``n_rows`` (datasets, say) inside a savepoint, so that a
     failure leaves the transaction as it was before the block and the caller can ask the
     database why it failed: PostgreSQL aborts a transaction on any error, and an
     ``executemany`` that fails at its 80th row has already inserted 79.  On PostgreSQL a batch
-    too small for ``COPY`` sends every statement (the savepoint's included) in one
-    :func:`pipeline`."""
-    pipelined = conn.dialect.name == "postgresql" and n_rows < COPY_MIN_ROWS
+    too small for ``COPY`` gathers the rows that :func:`insert_rows` is given in the block into
+    one statement, sent when the block ends, with the savepoint's, in one :func:`pipeline`."""
+    small = gathers(conn, n_rows)
     try:
-        with pipeline(conn) if pipelined else contextlib.nullcontext():
+        with pipeline(conn) if small else contextlib.nullcontext():
             _execute(conn, f"SAVEPOINT {_SAVEPOINT}")
-            yield
+            if small:
+                gathered = conn.info["gathered"] = []
+                try:
+                    yield
+                finally:
+                    del conn.info["gathered"]
+                if gathered:
+                    _insert_gathered(conn, gathered)
+            else:
+                yield
             _execute(conn, f"RELEASE SAVEPOINT {_SAVEPOINT}")
     except BaseException:
         # The savepoint is still there: a failure skips the rest of a pipeline, RELEASE included.

@@ -288,7 +288,13 @@ class Database:
             return
         with self._errors("read"), self.engine.connect() as conn:
             yield conn
-            conn.rollback()
+            if self.dialect == "postgresql":
+                # The same as a rollback for a read, but a ROLLBACK makes psycopg forget its
+                # prepared statements (one more round trip, DEALLOCATE ALL, and every insert
+                # of the next write prepared anew).
+                conn.commit()
+            else:
+                conn.rollback()
 
     def savepoint(self, conn: Connection) -> contextlib.AbstractContextManager:
         """Guard statements whose failure is caught and explained: PostgreSQL aborts the whole

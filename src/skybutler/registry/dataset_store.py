@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from ..dimensions import DataCoordinate, DimensionGroup
 from ..errors import (CollectionError, DatasetConflictError, MissingDatasetTypeError, RegistryError)
 from ..models import CollectionType, DatasetRef, DatasetType, StoredArtifact, uuid7_batch, uuid7_hex_batch
-from .bulk import failed_table, guarded_batch, insert_rows, insert_statement, uuid_to_db
+from .bulk import failed_table, gathers, guarded_batch, insert_rows, uuid_to_db
 from .collection_store import CollectionStore
 from .database import Database
 from .dataset_type_store import DatasetTypeStore
@@ -60,6 +60,7 @@ class DatasetStore:
             to_db = uuid_to_db(conn)
             db_ids = [to_db(i) for i in ids]
             step = "dataset"
+            gathered = gathers(conn, len(ids))
             try:
                 # The explanation below must see the database as it was before the batch; on
                 # PostgreSQL a small batch goes to the server in one round trip.
@@ -80,8 +81,10 @@ class DatasetStore:
             except sa.exc.IntegrityError as err:
                 table = failed_table(err)
                 if table is not None:  # known only once a pipeline has ended
+                    # In one gathered statement the other tables' rows (artifact, facts: keyed by
+                    # dataset ID) may meet a duplicate ID before the dataset table does.
                     step = ("dataset" if table == self.schema.dataset.name else
-                            "tags" if table == tags.name else "rest")
+                            "tags" if table == tags.name else "dataset" if gathered else "rest")
                 if step == "rest":
                     raise
                 raise self._explain_conflict(dtype, run, data_ids, ids, step) from err
@@ -109,19 +112,17 @@ class DatasetStore:
         total = 0
         iterator = iter(values)
         with self.db.transaction() as conn, _large_sqlite_cache(conn):
-            # Plain DBAPI executemany with positional rows: SQLAlchemy's per-row parameter
-            # processing would cost more than the database's own work here.
+            # Positional rows straight to the driver (COPY on PostgreSQL): SQLAlchemy's per-row
+            # parameter processing would cost more than the database's own work here.
             to_db = uuid_to_db(conn)
-            insert_dataset = insert_statement(conn, self.schema.dataset, _DATASET_COLUMNS)
-            insert_tags = insert_statement(conn, tags, [*_TAG_COLUMNS, *dims])
             while True:
                 chunk = [tuple(v) for _, v in zip(range(batch_size), iterator)]
                 if not chunk:
                     break
                 ids = (uuid7_hex_batch(len(chunk)) if conn.dialect.name == "sqlite"  # its stored form
                        else [to_db(i) for i in uuid7_batch(len(chunk))])
-                conn.exec_driver_sql(insert_dataset, [(i, type_id, run_id, now) for i in ids])
-                conn.exec_driver_sql(insert_tags, [(type_id, run_id, i, *v) for i, v in zip(ids, chunk)])
+                insert_rows(conn, self.schema.dataset, _DATASET_COLUMNS, [(i, type_id, run_id, now) for i in ids])
+                insert_rows(conn, tags, [*_TAG_COLUMNS, *dims], [(type_id, run_id, i, *v) for i, v in zip(ids, chunk)])
                 total += len(chunk)
             self.db.note_inserted(tags, total)
         return total
