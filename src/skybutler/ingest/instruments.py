@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConflictingDefinitionError, DatasetConflictError
+from ..errors import ConflictingDefinitionError, DatasetConflictError, DimensionRecordError
 from ..instruments import Instrument, UnknownInstrumentError, get_instrument
 from ..instruments.instrument import shipped_instrument
 from ..instruments import register_instrument as register_in_process
@@ -76,8 +76,7 @@ def register_instrument(butler, camera: Instrument | str | Path) -> tuple[Instru
     try:
         with butler.transaction():
             for element in ("instrument", "band", "physical_filter", "detector"):
-                for record in records[element]:
-                    butler.sync_record(element, record)
+                _sync_all(butler, element, records[element])
             butler.put(description, DESCRIPTION_TYPE, instrument=instrument.name,
                        run=description_run(instrument.name))
     except DatasetConflictError:
@@ -88,6 +87,16 @@ def register_instrument(butler, camera: Instrument | str | Path) -> tuple[Instru
         return register_instrument(butler, instrument)
     register_in_process(instrument)
     return instrument, True
+
+
+def _sync_all(butler, element: str, records: list[dict[str, Any]]) -> None:
+    """Sync an element's records: all inserted in one statement (a new camera's hundreds of detectors),
+    or, if some exist already, synced one by one (an identical one is kept, a different one refused)."""
+    try:
+        butler.insert_records(element, records)
+    except DimensionRecordError:  # the failed statement is undone alone (a savepoint); the transaction goes on
+        for record in records:
+            butler.sync_record(element, record)
 
 
 def update_instrument(butler, camera: Instrument | str | Path) -> tuple[Instrument, list[str]]:
