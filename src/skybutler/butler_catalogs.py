@@ -2,20 +2,24 @@
 publishing catalogs as HATS, and loading catalogs into a user's SQL database.
 
 :class:`CatalogMethods` is a base of :class:`~skybutler.Butler`; the rules live in
-``catalogs/`` (``declared.py``, ``publish.py``, ``sql_load.py``), the schema rows in the registry.  They
-work on a repository opened locally: a butler opened on a server URL refuses them by name.
+``catalogs/`` (``declared.py``, ``publish.py``, ``sql_load.py``), the schema rows in the registry.  The
+searches of a published catalog also work on a butler opened on a server URL (the server
+searches); the others work on a repository opened locally, and a remote butler refuses them by name.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import SkybutlerError
+from .errors import DatasetNotFoundError, PublicationError, SkybutlerError
+from .remote.served import served as _served
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from .catalogs.declared import DeclaredSchemas
     from .catalogs.publish import Publication
     from .catalogs.schemas import CatalogSchema
@@ -78,6 +82,51 @@ class CatalogMethods:
         return publish_catalog(self, dataset_type, destination, collections=self._search_path(collections),
                                where=where, bind=bind, **options)
 
+    def cone_search(self, dataset_type: str, ra: float, dec: float, radius: float, *,
+                    collections: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                    as_: str = "arrow") -> Any:
+        """Rows of the published HATS catalog of ``dataset_type`` (its ``<dataset_type>_hats``
+        publication, found first in ``collections``) within ``radius`` degrees of (``ra``, ``dec``),
+        as Arrow, astropy or pandas (``as_``); through a server, under the caller's rights."""
+        return self._searched(dataset_type, {"cone": [ra, dec, radius]}, collections, columns, as_)
+
+    def box_search(self, dataset_type: str, ra: Sequence[float], dec: Sequence[float], *,
+                   collections: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                   as_: str = "arrow") -> Any:
+        """Rows of the published catalog with RA in ``ra=(start, end)`` (eastwards) and Dec in
+        ``dec=(min, max)``, degrees (see :meth:`cone_search`)."""
+        return self._searched(dataset_type, {"box": [list(ra), list(dec)]}, collections, columns, as_)
+
+    def polygon_search(self, dataset_type: str, vertices: Sequence[Sequence[float]], *,
+                       collections: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                       as_: str = "arrow") -> Any:
+        """Rows of the published catalog inside the convex polygon with these (ra, dec) vertices
+        (see :meth:`cone_search`)."""
+        return self._searched(dataset_type, {"polygon": [list(v) for v in vertices]}, collections, columns, as_)
+
+    def _searched(self, dataset_type: str, shape: dict[str, Any], collections: Any, columns: Any, as_: str) -> Any:
+        from .formats.tables import TABLE_KINDS, from_arrow
+
+        if as_ not in TABLE_KINDS:
+            raise SkybutlerError(f"as_ must be one of {', '.join(TABLE_KINDS)}, not {as_!r}")
+        return from_arrow(self.search_catalog(dataset_type, shape, collections=collections,
+                                              columns=None if columns is None else list(columns)), as_)
+
+    @_served
+    def search_catalog(self, dataset_type: str, shape: dict[str, Any], *,
+                       collections: str | Sequence[str] | None = None,
+                       columns: Sequence[str] | None = None) -> pa.Table:
+        """The rows of a published catalog inside a region given as ``{"cone": [ra, dec, radius]}``,
+        ``{"box": [ra_range, dec_range]}`` or ``{"polygon": vertices}`` (what the three searches send)."""
+        import pyarrow as pa
+
+        name = f"{dataset_type}_hats"
+        ref = self.find_dataset(name, {}, collections=collections)
+        if ref is None:
+            raise DatasetNotFoundError(f"no publication of {dataset_type} (a {name} dataset) in collections "
+                                       f"{self._search_path(collections)}")
+        return pa.concat_tables(list(published_rows(self, ref, shape, columns)))
+
     @functools.cached_property
     def _declared(self) -> DeclaredSchemas:
         from .catalogs.declared import DeclaredSchemas
@@ -87,3 +136,16 @@ class CatalogMethods:
     def _local_only(self, name: str) -> None:
         if self._remote is not None:
             raise SkybutlerError(f"{name} works on a repository opened locally, not over HTTP")
+
+
+def published_rows(butler: Any, ref: Any, shape: dict[str, Any], columns: Sequence[str] | None) -> Iterator[pa.Table]:
+    """The rows inside ``shape`` of the HATS catalog a ``<type>_hats`` publication records, one
+    table per partition read.  Only a manifest that ``publish_catalog`` wrote is followed (its
+    recorded quantum says so): a Dict a user put under that type's name names no path to read."""
+    from .catalogs.search import region_of, search_parts
+
+    producer = butler.provenance.producer(ref)
+    if producer is None or producer.task_label != "publish_catalog":
+        raise PublicationError(f"dataset {ref.id} of {ref.dataset_type.name} was not written by publish_catalog: "
+                               "it names no published catalog")
+    return search_parts(butler.get(ref)["path"], region_of(shape), columns)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,6 +175,12 @@ def _search(path: str | os.PathLike[str], sky: SkyRegion, columns: Sequence[str]
 
     if as_ not in TABLE_KINDS:
         raise SearchError(f"as_ must be one of {', '.join(TABLE_KINDS)}, not {as_!r}")
+    return from_arrow(pa.concat_tables(list(search_parts(path, sky, columns))), as_)
+
+
+def search_parts(path: str | os.PathLike[str], sky: SkyRegion, columns: Sequence[str] | None) -> Iterator[pa.Table]:
+    """The rows of the catalog at ``path`` inside ``sky``, one table per partition read (a single
+    empty table of the wanted columns if none has any), so a server can send them as they come."""
     root, properties, pixels = hats_files.catalog_info(path)
     ra_col, dec_col = properties.get("hats_col_ra", "ra"), properties.get("hats_col_dec", "dec")
     highest = max((o for o, _ in pixels), default=0)
@@ -185,7 +191,7 @@ def _search(path: str | os.PathLike[str], sky: SkyRegion, columns: Sequence[str]
     ranges = _ranges(_dilated(sky.cover(level), level), shift)
     starts = np.array([lo for lo, _ in ranges], dtype=np.int64)
     wanted = None if columns is None else list(dict.fromkeys([*columns, ra_col, dec_col]))
-    parts = []
+    found = False
     for order, pixel in pixels:
         lo, hi = pixel << 2 * (HEALPIX_ORDER - order), (pixel + 1) << 2 * (HEALPIX_ORDER - order)
         first = max(int(np.searchsorted(starts, lo, side="right")) - 1, 0)
@@ -197,15 +203,32 @@ def _search(path: str | os.PathLike[str], sky: SkyRegion, columns: Sequence[str]
         if table.num_rows:
             lon = np.radians(table[ra_col].to_numpy(zero_copy_only=False).astype(np.float64))
             lat = np.radians(table[dec_col].to_numpy(zero_copy_only=False).astype(np.float64))
-            parts.append(table.filter(sky.region.contains(lon, lat)))
-    if parts:
-        result = pa.concat_tables(parts)
-    else:
+            table = table.filter(sky.region.contains(lon, lat))
+            if table.num_rows:
+                found = True
+                yield table if columns is None else table.select(list(columns))
+    if not found:
         schema = hats_files.catalog_schema(root)
-        result = schema.empty_table() if wanted is None else schema.empty_table().select(wanted)
-    if columns is not None:
-        result = result.select(list(columns))
-    return from_arrow(result, as_)
+        empty = schema.empty_table() if wanted is None else schema.empty_table().select(wanted)
+        yield empty if columns is None else empty.select(list(columns))
+
+
+def region_of(shape: dict[str, Any]) -> SkyRegion:
+    """The region a search names: ``{"cone": [ra, dec, radius]}``, ``{"box": [[ra0, ra1], [dec0, dec1]]}``
+    or ``{"polygon": [[ra, dec], ...]}`` (degrees) -- how a search travels to a server."""
+    if not isinstance(shape, dict) or len(shape) != 1:
+        raise SearchError("a search region is one of cone, box or polygon")
+    (kind, args), = shape.items()
+    try:
+        if kind == "cone":
+            return cone_region(*args)
+        if kind == "box":
+            return box_region(*args)
+        if kind == "polygon":
+            return polygon_region(args)
+    except TypeError:
+        raise SearchError(f"malformed {kind} search region {str(args)[:80]}") from None
+    raise SearchError(f"a search region is one of cone, box or polygon, not {str(kind)[:40]!r}")
 
 
 def _dilated(pixels: np.ndarray, level: int) -> np.ndarray:

@@ -240,6 +240,13 @@ class RemoteTransport:
                 "data_id": wire.encode({**self._butler.default_data_id, **(data_id or {}), **kwargs})}
         return calibration_results(self, names, dims, self.post_json("query/calibrations", body))
 
+    def search_catalog(self, dataset_type: str, shape: dict[str, Any], *,
+                       collections: str | Sequence[str] | None = None,
+                       columns: Sequence[str] | None = None) -> pa.Table:
+        refuse_read(self, "a catalog search")
+        return self.arrow("catalogs/search", {"dataset_type": dataset_type, "shape": shape, "columns": columns,
+                                              "collections": self._butler._search_path(collections)})
+
     # -- datasets -------------------------------------------------------------------
 
     def _lookup(self, target: str | DatasetRef, data_id: Mapping[str, Any] | None,

@@ -162,12 +162,13 @@ class Chunks(io.RawIOBase):
 
 def _arrow_stream(results: Any) -> Iterator[bytes]:
     chunks = Chunks()
-    writer = None
+    writer = schema = None
     for table in results.arrow_batches():
         if writer is None:
-            writer = pa.ipc.new_stream(pa.PythonFile(chunks, mode="w"), table.schema)
-        elif table.schema != writer.schema:
-            table = table.cast(writer.schema)
+            schema = table.schema
+            writer = pa.ipc.new_stream(pa.PythonFile(chunks, mode="w"), schema)
+        elif table.schema != schema:
+            table = table.cast(schema)
         writer.write_table(table)
         yield chunks.take()
     if writer is not None:

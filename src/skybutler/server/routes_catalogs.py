@@ -1,0 +1,41 @@
+"""Catalog searches through a server: cone, box and polygon searches of a published HATS
+catalog, found as its ``<type>_hats`` publication in the collections the caller may read
+(the same lookup as ``find_dataset``: invisible or embargoed publications do not exist for
+them), the rows sent as an Arrow IPC stream, one partition's rows at a time."""
+
+from __future__ import annotations
+
+import itertools
+from types import SimpleNamespace
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from ..access import User
+from ..butler_catalogs import published_rows
+from .app import current_user
+from .routes_datasets import Lookup, _resolved
+from .routes_query import ClosingStream, _arrow_stream, query_slot
+
+router = APIRouter()
+
+
+class Search(BaseModel):
+    dataset_type: str
+    shape: dict[str, Any]
+    collections: list[str]
+    columns: list[str] | None = None
+
+
+@router.post("/catalogs/search")
+def search(request: Request, body: Search, user: User = Depends(current_user)) -> StreamingResponse:
+    """The rows of the publication inside the region; a bad region, an unknown column or a
+    publication the caller may not see is answered before any row is sent."""
+    with query_slot(request, user) as butler:
+        lookup = Lookup(dataset_type=f"{body.dataset_type}_hats", collections=body.collections)
+        parts = published_rows(butler, _resolved(butler, user, lookup), body.shape, body.columns)
+        first = next(parts)
+    tables = SimpleNamespace(arrow_batches=lambda: itertools.chain([first], parts))
+    return ClosingStream(_arrow_stream(tables), media_type="application/vnd.apache.arrow.stream")

@@ -1,0 +1,71 @@
+"""Searches of a published HATS catalog through a server: the rows a brute-force scan finds,
+only for users who may read the publication's collection, and never from a manifest that
+publish_catalog did not write."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skybutler import Butler
+from skybutler.access import Access
+from skybutler.catalogs.search import box_search, polygon_search
+from skybutler.errors import DatasetNotFoundError, MissingCollectionError, PublicationError, SearchError, SkybutlerError
+
+from server_helpers import running_server
+from test_catalog_publish import _haversine, _ids, _make_repo
+
+pytest.importorskip("fastapi")
+pytest.importorskip("hats")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    import pyarrow as pa
+
+    root = tmp_path_factory.mktemp("served_catalogs")
+    local = _make_repo(root / "repo", n=3)
+    local.publish_catalog("src", root / "pub", collections="r1", run="pub/src", max_rows=1000)
+    rows = pa.concat_tables([local.get(r) for r in local.query_datasets("src", collections="r1")])
+    access = Access(local.registry.access)
+    access.add_user("pat")
+    access.add_user("rita")
+    access.grant("user", "pat", "pub/*", "read")
+    tokens = {name: access.create_token(name) for name in ("pat", "rita")}
+    with running_server(local.root) as url:
+        yield local, url, tokens, rows, root / "pub"
+    local.close()
+
+
+def test_searches_through_a_server_match_brute_force(served):
+    local, url, tokens, rows, pub = served
+    pat = Butler(url, token=tokens["pat"], collections="pub/src")
+    ra, dec = rows["ra"].to_numpy(), rows["dec"].to_numpy()
+    for c_ra, c_dec, radius in [(0, 0, 3), (10, 88, 5), (200, 10, 60)]:
+        got = pat.cone_search("src", c_ra, c_dec, radius)
+        assert _ids(got) == sorted(rows["id"].to_numpy()[_haversine(c_ra, c_dec, ra, dec) <= radius].tolist())
+        assert got.equals(local.cone_search("src", c_ra, c_dec, radius, collections="pub/src"))
+    assert pat.cone_search("src", 0, 0, 3, columns=["id"]).column_names == ["id"]
+    assert len(pat.cone_search("src", 0, 0, 3, as_="pandas")) == len(_ids(pat.cone_search("src", 0, 0, 3)))
+    assert pat.cone_search("src", 0, 0, 1e-6).num_rows == 0
+    assert _ids(pat.box_search("src", (350, 10), (-5, 5))) == _ids(box_search(pub, (350, 10), (-5, 5)))
+    triangle = [(10, 0), (40, 0), (25, 30)]
+    assert _ids(pat.polygon_search("src", triangle)) == _ids(polygon_search(pub, triangle)) != []
+    with pytest.raises(SearchError, match="radius"):
+        pat.cone_search("src", 0, 0, -1)
+    with pytest.raises(SkybutlerError, match="works on a repository opened locally"):
+        pat.publish_catalog("src", "/tmp/elsewhere", collections="r1")
+
+
+def test_a_publication_the_user_may_not_see_or_that_was_forged(served):
+    local, url, tokens, rows, pub = served
+    rita = Butler(url, token=tokens["rita"])
+    with pytest.raises(MissingCollectionError, match="no collection named 'pub/src'"):  # as if it did not exist
+        rita.cone_search("src", 0, 0, 3, collections="pub/src")
+    pat = Butler(url, token=tokens["pat"])
+    pat.collections.register("u/pat")
+    with pytest.raises(DatasetNotFoundError, match="src_hats dataset"):
+        pat.cone_search("src", 0, 0, 3, collections="u/pat")
+    pat.put({"path": str(pub)}, "src_hats", {}, run="u/pat/fake")  # a Dict under the publication's type name
+    with pytest.raises(PublicationError, match="not written by publish_catalog"):
+        pat.cone_search("src", 0, 0, 3, collections="u/pat/fake")
