@@ -133,3 +133,19 @@ def test_a_query_asked_again_is_not_built_again_until_a_commit(two_clients, monk
     assert first.query_datasets("metrics", collections="chain", where="detector = d", bind={"d": 1}).count() == 1
     assert first.query_datasets("metrics", collections="chain", where="detector = d", bind={"d": 0}).count() == 1
     assert len(built) == 6
+
+
+def test_a_query_asked_again_reuses_its_sql_text_and_sees_new_records(two_clients):
+    """The column-reading statement of a built query is compiled once, per limit and offset,
+    and sent again while nothing is committed; a commit (here another client's) builds anew."""
+    first, second = two_clients
+    ids = [(d["visit"], d["detector"]) for d in first.query_data_ids(["visit", "detector"], where="visit > 0")]
+    assert sorted(ids) == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    built = first.query_data_ids(["visit", "detector"], where="visit > 0")._built
+    assert len(built.compiled) == 1
+    again = first.query_data_ids(["visit", "detector"], where="visit > 0")
+    assert again._built is built and sorted((d["visit"], d["detector"]) for d in again) == sorted(ids)
+    assert len(list(again.limit(1, 1))) == 1 and len(list(again.limit(3))) == 3 and len(built.compiled) == 3
+    second.insert_records("visit", [{"instrument": "Cam", "id": 3, "physical_filter": "Cam-r", "day_obs": 20250101}])
+    assert sorted(d["visit"] for d in first.query_data_ids(["visit", "detector"], where="visit > 0")) == [
+        1, 1, 2, 2, 3, 3]

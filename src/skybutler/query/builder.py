@@ -87,6 +87,10 @@ class BuiltQuery:
     #: For a find-first search of CALIBRATION collections: (dataset type, a statement finding
     #: data IDs with two valid calibrations in their first collection, its partition labels).
     ambiguity: tuple[DatasetType, sa.Select, list[str]] | None = None
+    #: The column-reading statements of this query compiled to SQL text and parameters, by
+    #: (result kind, limit, offset): a built query is reused while nothing is committed
+    #: (the read cache), and so is its text (see ``QueryResults._columns_sqlite``).
+    compiled: dict[tuple, tuple[str, tuple]] = field(default_factory=dict, compare=False, repr=False)
 
     def certainly_empty(self) -> bool:
         """Whether something found before running SQL rules out every row (no datasets of

@@ -124,11 +124,9 @@ class QueryResults:
                        for i, part in built.parts]
         else:
             sources = [(self._statement(plain_ids=False), built.constants, built.sole_keys)]
-        selects = [columnar.aggregates(stmt, columns, types, constants, sole_keys)
-                   for stmt, constants, sole_keys in sources]
         try:
             with self._registry.db.reading() as conn:
-                rows = conn.execute(selects[0] if len(selects) == 1 else sa.union_all(*selects)).all()
+                rows = self._aggregate_rows(conn, sources, columns, types)
         except BackendError:  # e.g. a result too large for one SQLite value: read rows instead
             return None
         if len(sources) > 1:  # SQL promises no order of UNION ALL rows: each says whose it is
@@ -157,6 +155,27 @@ class QueryResults:
             return None
         out = {name: arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays) for name, arrays in pieces.items()}
         return out, sum(row[0] for row in rows)
+
+    def _aggregate_rows(self, conn: sa.Connection, sources: list[tuple[sa.Select, dict[str, Any], Any]],
+                        columns: list[str], types: dict[str, pa.DataType]) -> list[Sequence[Any]]:
+        """The rows of the column-reading statement over ``sources``.  Its SQL text and
+        parameters are kept on the built query and sent through the driver again when the
+        same query is asked again: building the aggregate and SQLAlchemy's execution of it
+        (its cache key, a compiled-statement look-up, result processing) are 0.3-0.4 ms,
+        a tenth of reading 5,000 data IDs.  A statement whose parameters need converting
+        by SQLAlchemy (none of the key types do) is executed by SQLAlchemy every time."""
+        key = (type(self), self._limit, self._offset)
+        known = self._built.compiled.get(key)
+        if known is None:
+            selects = [columnar.aggregates(stmt, columns, types, constants, sole_keys)
+                       for stmt, constants, sole_keys in sources]
+            select = selects[0] if len(selects) == 1 else sa.union_all(*selects)
+            compiled = select.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+            if compiled._bind_processors or compiled.positiontup is None:
+                return conn.execute(select).all()
+            values = compiled.construct_params()
+            known = self._built.compiled[key] = (compiled.string, tuple(values[k] for k in compiled.positiontup))
+        return conn.exec_driver_sql(*known).all()
 
     #: Read rows batch by batch from the database cursor (a server-side one on PostgreSQL)
     #: rather than whole columns: what a server streaming a large answer sets, so that the
