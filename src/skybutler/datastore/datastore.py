@@ -177,7 +177,12 @@ class FileDatastore(ArtifactReads):
             return fsspec_url_to_fs(path)[1]
         if path.startswith("/"):
             return path
-        return posixpath.join(self.root, path)
+        return self._root_slash + path
+
+    @functools.cached_property
+    def _root_slash(self) -> str:
+        """The root with one trailing slash: what a relative path is joined to (once per read)."""
+        return posixpath.join(self.root, "")
 
     def uri(self, artifact: StoredArtifact) -> str:
         """A URI for the artifact that a user or another program can open."""
