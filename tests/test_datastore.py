@@ -145,6 +145,23 @@ def test_checksums_are_recorded_and_verified(butler):
     assert butler.get(ref) == {"a": 2}  # an unchecked read trusts the file
 
 
+def test_files_around_the_small_file_bound_read_back_whole(butler):
+    """Small local files are read whole into memory, larger ones as streams: around the bound,
+    each reads back exactly what the file holds (the oracle: json of the file's own bytes)."""
+    from skybutler.datastore.reading import SMALL_FILE
+
+    pads = [0, SMALL_FILE - 12, SMALL_FILE - 11, SMALL_FILE - 10, 3 * SMALL_FILE]
+    refs = [butler.put({"pad": "x" * pad}, "metrics", instrument="Cam", visit=1 + n // 4, detector=n % 4)
+            for n, pad in enumerate(pads)]
+    sizes = [butler.datastore.size(r.artifact) for r in refs]
+    assert sizes[1:4] == [SMALL_FILE - 1, SMALL_FILE, SMALL_FILE + 1]
+    for ref in refs:
+        expected = json.loads(butler.datastore._read_bytes(ref.artifact.path))
+        assert butler.get(ref) == expected
+        assert butler.datastore.read(ref.artifact, check=True) == expected
+        assert butler.get("metrics", ref.data_id) == expected
+
+
 @pytest.mark.parametrize("algorithm, prefix", [("blake2b", "blake2b:"), (None, None)])
 def test_checksum_algorithm_is_configurable(make_butler, algorithm, prefix):
     from conftest import populate
