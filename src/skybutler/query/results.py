@@ -191,10 +191,13 @@ class QueryResults:
         if found is not None:
             arrays, n = found
             index = {c: i for i, c in enumerate(self._built.columns)}
+            # a column the query fixes is one value repeated (not a Python string made per row)
+            fixed = {} if self._built.parts else self._built.constants
             for start in range(0, n, _BATCH):
                 columns: list[Sequence[Any]] = [()] * len(self._built.columns)
                 for name, array in arrays.items():
-                    columns[index[name]] = _paused_gc(columnar.pylist, array.slice(start, _BATCH))
+                    columns[index[name]] = ([fixed[name]] * min(_BATCH, n - start) if name in fixed
+                                            else _paused_gc(columnar.pylist, array.slice(start, _BATCH)))
                 yield columns, min(_BATCH, n - start)
             return
         width = len(self._built.columns)
