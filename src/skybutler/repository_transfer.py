@@ -110,6 +110,9 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
     last, so a directory holding it holds a whole export.  Memory grows with the records
     and RUNs named, not with the datasets.  ``progress(done, total)`` is told each file
     copied (``total``: the number of refs when they are a sequence, else None)."""
+    if butler.registry is None:
+        raise SkybutlerError("an export reads the registry and the datastore directly: run it where the "
+                             "repository is, not through a server URL")
     directory = Path(directory)
     if (directory / MANIFEST).exists():
         raise SkybutlerError(f"{directory} already holds an export; choose an empty directory")

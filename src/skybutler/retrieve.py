@@ -55,6 +55,9 @@ def retrieve_artifacts(butler: Butler, refs: Iterable[DatasetRef], destination: 
     A dataset without a stored file (cold or purged) is refused, naming it, before anything is
     written; so is a file already at a destination path, unless ``overwrite``.
     """
+    if butler.registry is None:
+        raise SkybutlerError("retrieving artifacts copies files out of the datastore directly: on a butler opened "
+                             "on a server URL, read each dataset with get (or download it from get_uri)")
     refs = list({r.id: r for r in refs}.values())
     destination = Path(destination)
     if destination.exists() and not destination.is_dir():

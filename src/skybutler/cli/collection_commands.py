@@ -111,22 +111,22 @@ def _positions(texts: tuple[str, ...], length: int, parent: str) -> list[int]:
 def _removal_rows(butler: Butler, names: list[str], want_runs: bool) -> list[dict[str, Any]]:
     """What removing ``names`` would remove; refuses wrong types and collections still in
     chains that are not removed with them."""
-    registry = butler.registry
     rows = []
     for name in names:
-        kind = butler.collections.info(name).type
+        described = butler.collections.info(name)
+        kind = described.type
         if want_runs and kind is not CollectionType.RUN:
             fail(f"{name!r} is a {kind.value} collection, not a RUN; use remove-collections")
         if not want_runs and kind is CollectionType.RUN:
             fail(f"{name!r} is a RUN collection; use remove-runs (it deletes its datasets too)")
-        parents = [p for p in registry.collections.parents(name) if p not in names]
+        parents = [p for p in butler.collections.parents(name) if p not in names]
         if parents:
             fail(f"{name!r} is in chain(s) {', '.join(parents)}; remove it from them first")
         row: dict[str, Any] = {"name": name, "type": kind}
         if kind is CollectionType.CHAINED:
-            row["contents"] = f"{len(registry.collections.children(name))} child collection(s)"
+            row["contents"] = f"{len(described.children)} child collection(s)"
         else:
-            row["contents"] = f"{len(registry.datasets.ids_in_collection(name))} dataset(s)"
+            row["contents"] = f"{len(refs_in_collection(butler, name))} dataset(s)"
         rows.append(row)
     return rows
 
@@ -152,7 +152,7 @@ def _parents_first(butler: Butler, names: list[str]) -> list[str]:
     ordered: list[str] = []
     while pending:
         name = next(n for n in pending
-                    if not set(butler.registry.collections.parents(n)) & (set(pending) - {n}))
+                    if not set(butler.collections.parents(n)) & (set(pending) - {n}))
         ordered.append(name)
         pending.remove(name)
     return ordered

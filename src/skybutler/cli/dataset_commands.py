@@ -167,7 +167,7 @@ def get(repo: Path, dataset_type: str, data_id: tuple[str, ...], collections: tu
         ref = butler.find_dataset(dataset_type, parse_data_id(butler.universe, data_id), collections=search)
         if ref is None:
             fail(f"no {dataset_type} dataset with data ID {' '.join(data_id) or '(none)'} in {', '.join(search)}")
-        state = butler.retention.state(ref).state
+        state = butler.retention.states([ref]).get(ref.id, "stored")
         if state in PURGED:
             if no_recompute:
                 fail(f"{_describe(ref)} was purged ({state}); run without --no-recompute to re-create it from "

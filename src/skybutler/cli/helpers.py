@@ -47,9 +47,14 @@ repo_argument = click.argument("repo", type=RepoLocation())
 
 
 @contextlib.contextmanager
-def open_butler(repo: str | Path, **kwargs: Any) -> Iterator[Butler]:
+def open_butler(repo: str | Path, *, local_only: str | None = None, **kwargs: Any) -> Iterator[Butler]:
     """Open the repository at ``repo`` for one command and close it afterwards; what the open
-    settled from interrupted writes (files taken back out, moved files put back) is said on stderr."""
+    settled from interrupted writes (files taken back out, moved files put back) is said on stderr.
+    ``local_only`` names what the command does when it reads the registry and files directly: a
+    server URL is then refused, saying so."""
+    if local_only is not None and str(repo).startswith(("http://", "https://")):
+        fail(f"{local_only} reads the repository's database and files directly: run it on the server's "
+             "machine, with the repository's path")
     butler = Butler(repo, **kwargs)
     for line in butler.recovered:
         stderr_console().print(f"recovered an interrupted write: {escape(line)}", soft_wrap=True, highlight=False)
@@ -88,11 +93,17 @@ def expand_collections(butler: Butler, given: Sequence[str]) -> tuple[list[str],
 def refs_in_collection(butler: Butler, collection: str, dataset_type: str | None = None) -> list[DatasetRef]:
     """The datasets a RUN owns or a TAGGED/CALIBRATION collection holds (optionally of one type).
 
-    Goes through the registry until the facade offers a query for it.
+    Goes through the registry until the facade offers a query for it; through a server, a query
+    of every (or the one) dataset type in that collection.
     """
     registry = butler.registry
     if dataset_type is not None:
         butler.get_dataset_type(dataset_type)  # a clear error for an unknown name
+    if registry is None:
+        butler.collections.info(collection)  # missing (or invisible): the same error as locally
+        types = [dataset_type] if dataset_type is not None else [t.name for t in butler.query_dataset_types()]
+        return [ref for name in types for ref in butler.query_datasets(name, collections=[collection],
+                                                                       find_first=False)]
     return registry.refs_by_id(registry.datasets.ids_in_collection(collection, dataset_type))
 
 

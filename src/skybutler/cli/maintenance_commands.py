@@ -59,7 +59,7 @@ def import_command(repo: str, path: str, transfer: str) -> None:
     PATH is a skybutler export directory, or a Rubin butler export: a directory
     holding export.yaml, the export.yaml itself, or a Rubin zip.
     """
-    with open_butler(repo) as butler, progress_bar("importing datasets") as progress:
+    with open_butler(repo, local_only="import") as butler, progress_bar("importing datasets") as progress:
         n = import_datasets(butler, path, transfer, progress=progress)
     info(f"imported {n} datasets from {path}")
 
@@ -73,7 +73,7 @@ def import_command(repo: str, path: str, transfer: str) -> None:
 def transfer_command(source: str, target: str, dataset_types: tuple[str, ...], collections: tuple[str, ...],
                      where: str) -> None:
     """Copy datasets from repository SOURCE to TARGET (any stacks), IDs preserved."""
-    with open_butler(source) as src, open_butler(target) as dst:
+    with open_butler(source, local_only="transfer") as src, open_butler(target, local_only="transfer") as dst:
         n = transfer_datasets(src, dst, _refs(src, dataset_types, collections, where))
     info(f"transferred {n} datasets from {source} to {target}")
 
@@ -94,7 +94,7 @@ def verify_command(repo: str, sizes: bool, checksums: bool, fix: bool, yes: bool
     Nothing is ever deleted that skybutler cannot prove it wrote and abandoned: other files
     go to REPO/.skybutler/quarantine/<time>/ with a manifest of where each came from and why.
     """
-    with open_butler(repo) as butler:
+    with open_butler(repo, local_only="verify") as butler:
         with progress_bar("re-hashing", enabled=checksums) as progress:
             report = verify(butler, check_sizes=sizes, check_checksums=checksums, progress=progress)
         plan = plan_repair(report) if fix else []

@@ -363,6 +363,8 @@ class RemoteTransport:
         """Upload local files and ingest them on the server (the local files stay where they are)."""
         if ids is not None:
             raise SkybutlerError("ingest with explicit ids is not available through a remote butler")
+        if transfer == "auto":  # nothing of the client's is inside the server's datastore: a copy
+            transfer = "copy"
         if transfer not in ("copy", "move"):
             raise SkybutlerError(f"transfer {transfer!r} needs the server's file system; a remote butler "
                                  "uploads files (copy or move)")

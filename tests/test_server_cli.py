@@ -1,0 +1,61 @@
+"""Commands given a server URL where they take a repository path: the user-facing ones work
+through the server as on the path; those that read the database and files directly say so
+in one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from skybutler.access import Access
+from skybutler.cli.main import cli
+
+from server_helpers import running_server
+
+pytest.importorskip("fastapi")
+
+
+@pytest.fixture
+def served(butler, tmp_path, monkeypatch):
+    if butler.registry.db.dialect != "sqlite":
+        pytest.skip("the commands compose the remote butler's calls, tested on every stack")
+    butler.register_dataset_type("bias", ["instrument", "detector"], "Dict", is_calibration=True)
+    butler.put({"b": 0}, "bias", instrument="Cam", detector=0, run="calib/run")
+    butler.put({"v": 1}, "metrics", instrument="Cam", visit=1, detector=0, run="run/a")
+    access = Access(butler.registry.access)
+    access.add_user("boss", admin=True)
+    monkeypatch.setenv("SKYBUTLER_TOKEN", access.create_token("boss"))
+    with running_server(butler.root) as url:
+        yield butler, url
+
+
+def _run(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_commands_on_a_url(served, tmp_path):
+    local, url = served
+    assert json.loads(_run("get", url, "metrics", "instrument=Cam", "visit=1", "detector=0", "-c", "run/a")) == {"v": 1}
+    (tmp_path / "m.json").write_text('{"x": 2}')
+    (tmp_path / "files.csv").write_text("file,instrument,visit,detector\nm.json,Cam,2,0\n")
+    _run("ingest-files", url, "metrics", str(tmp_path / "files.csv"), "--run", "u/boss/in")  # transfer auto: a copy
+    assert local.get("metrics", instrument="Cam", visit=2, detector=0, collections="u/boss/in") == {"x": 2}
+    assert (tmp_path / "m.json").exists()
+    _run("certify-calibrations", url, "calib/run", "calib", "bias")
+    assert [ref.run for ref, _ in local.collections.validity("calib", "bias")] == ["calib/run"]
+    _run("register-collection", url, "tag", "--type", "tagged")
+    _run("collection-chain", url, "chain", "run/a", "tag")
+    removed = CliRunner().invoke(cli, ["remove-collections", url, "tag", "--yes"])
+    assert removed.exit_code == 1 and "is in chain(s) chain" in removed.stderr
+    _run("remove-collections", url, "chain", "tag", "--yes")
+    _run("remove-runs", url, "u/boss/in", "--yes")
+    assert {c.name for c in local.collections.query("*")} == {"run/a", "calib/run", "calib"}
+    for args, what in [(["verify", url], "verify"), (["export", url, str(tmp_path / "out"), "-c", "run/a"], "export"),
+                       (["retrieve-artifacts", url, str(tmp_path / "files"), "-c", "run/a"], "retrieving")]:
+        refused = CliRunner().invoke(cli, args)
+        assert refused.exit_code == 1 and what in refused.stderr and "Traceback" not in refused.output, args
+        assert len(refused.stderr.strip().splitlines()) == 1
