@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import re
 import warnings
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,63 +126,47 @@ def build_wcs(header: Any, key: str = " ", fobj: Any = None) -> Any:
             from exc
 
 
-TEMPLATE_PROJECTIONS = frozenset({"TAN", "TPV", "SIN", "ARC", "ZEA", "STG", "ZPN", "AZP", "SZP", "AIR"})
-"""Zenithal projections: their reference point is the native pole, so a WCS depends on CRVAL only
-through the celestial rotation that wcslib derives from it (with LONPOLE and LATPOLE left to it)."""
-
-TEMPLATES_KEPT = 1024
-"""WCSs kept as templates (one per detector of the cameras being ingested, say)."""
-
-_TEMPLATES: OrderedDict[tuple[str, tuple[str, ...]], Any] = OrderedDict()
+_NOT_PLAIN = re.compile(r"^((A|B|AP|BP)_|CPDIS|CQDIS|CPERR|CQERR|DP\d|DQ\d|D2IM|AXISCORR|PV\d|PS\d|WAT\d|CNPIX|PPO|"
+                        r"AMD[XY]|PLT|[XY]PIXELSZ)")
+"""Cards astropy's ``WCS`` reads itself rather than through wcslib (SIP, distortion records and
+lookup tables, SCAMP's PV, IRAF's and DSS's plate solutions): a header with any of them is built
+by ``WCS`` in full."""
 
 
 def build_wcs_of_cards(header: FitsHeader, key: str = " ") -> Any:
-    """The astropy WCS ``key`` of a header read block by block, built from its WCS cards alone.
+    """The astropy WCS ``key`` of a 2-D image's header read block by block, built from its WCS cards.
 
-    Building a WCS costs astropy ~1.5 ms, while the raws of one detector differ in their WCS cards
-    only by where the telescope pointed (CRVAL).  So a WCS of a zenithal projection is kept as a
-    template under its other cards, and a header that differs from it only in CRVAL gets a copy
-    with CRVAL set and wcslib's derived values (the celestial rotation, LONPOLE, LATPOLE) computed
-    afresh by ``wcs.set()``: the same WCS astropy builds from the header, at a tenth of the cost.
-    """
-    cards = [card for card in header.cards if is_wcs_keyword(card.keyword)]
-    suffix = key.strip()
-    crval_names = (f"CRVAL1{suffix}", f"CRVAL2{suffix}")
-    crval = [header.get(name) for name in crval_names]
-    template_key = (key, tuple(card.image for card in cards if card.keyword not in crval_names))
-    template = _TEMPLATES.get(template_key)
-    if template is not None and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in crval):
-        _TEMPLATES.move_to_end(template_key)
-        wcs = template.deepcopy()
-        try:
-            wcs.wcs.crval = crval
-            wcs.wcs.lonpole = wcs.wcs.latpole = float("nan")  # undefined: wcslib derives them from CRVAL
-            wcs.wcs.set()
-            return wcs
-        except Exception:  # astropy's own build says what is wrong
-            pass
+    astropy's ``WCS(header)`` takes ~1.2 ms, most of it turning the header into text and back and
+    looking for distortions; wcslib itself parses the cards in ~60 us.  So a plain WCS (none of
+    :data:`_NOT_PLAIN`'s cards, no SIP or table CTYPE) is parsed by wcslib (``Wcsprm``) into an
+    empty ``WCS`` and fixed and set as ``WCS`` does; any other is built by ``WCS`` in full.  Both
+    give the same WCS (tests/test_fits_cards.py compares them on every kind of WCS)."""
     from astropy.io import fits
 
-    wcs = build_wcs(fits.Header.fromstring(header.text(is_wcs_keyword)), key)
-    if _templatable(wcs, cards, crval_names, suffix):
-        _TEMPLATES[template_key] = wcs.deepcopy()
-        if len(_TEMPLATES) > TEMPLATES_KEPT:
-            _TEMPLATES.popitem(last=False)
-    return wcs
+    cards = [card for card in header.cards if is_wcs_keyword(card.keyword)]
+    text = "".join(card.image for card in cards)
+    ctypes = [str(card.value) for card in cards if card.keyword.startswith("CTYPE")]
+    naxes = (header.get("NAXIS1"), header.get("NAXIS2"))
+    plain = (header.get("NAXIS") == 2 and all(isinstance(n, int) and not isinstance(n, bool) for n in naxes)
+             and not any(_NOT_PLAIN.match(card.keyword) for card in cards)
+             and not any("-SIP" in ctype.upper() or "-TAB" in ctype.upper() for ctype in ctypes))
+    if plain:
+        from astropy.wcs import WCS, Wcsprm
 
-
-def _templatable(wcs: Any, cards: list[Any], crval_names: tuple[str, str], suffix: str) -> bool:
-    """Whether a WCS can serve other CRVALs: two celestial axes of a zenithal projection, in this
-    order, both CRVALs given, no LONPOLE/LATPOLE card and no keyword given twice."""
-    keywords = [card.keyword for card in cards]
-    if len(set(keywords)) != len(keywords) or not set(crval_names) <= set(keywords):
-        return False
-    if f"LONPOLE{suffix}" in keywords or f"LATPOLE{suffix}" in keywords:
-        return False
-    ctypes = [str(card.value) for card in cards if card.keyword in (f"CTYPE1{suffix}", f"CTYPE2{suffix}")]
-    prm = wcs.wcs  # the header's own CTYPEs are checked: astropy's fix turns NCP (which CRVAL shapes) into SIN
-    return (wcs.naxis == 2 and prm.lng == 0 and prm.lat == 1 and len(ctypes) == 2
-            and all(ctype[5:8].upper() in TEMPLATE_PROJECTIONS for ctype in ctypes))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                prm = Wcsprm(header=text.encode("ascii"), key=key, relax=True, warnings=False)
+                if prm.naxis == 2:
+                    wcs = WCS(naxis=2)
+                    wcs.wcs = prm
+                    wcs.fix()
+                    wcs.wcs.set()
+                    wcs.pixel_shape = naxes if any(naxes) else None
+                    return wcs
+        except Exception:  # astropy's own build says what is wrong
+            pass
+    return build_wcs(fits.Header.fromstring(text), key)
 
 
 def sliced_wcs(wcs: Any, box: tuple[int, int, int, int]) -> Any:
