@@ -221,6 +221,31 @@ def test_bounded_keys_seek_their_dimension_table_with_the_same_answer(repo, wher
     assert sorted((r.data_id["visit"], r.data_id["detector"]) for r in plain) == expected
 
 
+@pytest.mark.parametrize("order", [("visit", "dataset_id"), ("-visit", "-dataset_id"), ("-detector", "dataset_id"),
+                                   ("dataset_id",)])
+def test_keyset_pages_give_the_sorted_answer_once(repo, order):
+    """Pages of 5 read with ``after`` (the last row's key) join into the whole answer sorted in
+    Python by the same columns; a key that cannot be one is refused with the reason."""
+    def key(ref):
+        return [str(ref.id) if n.lstrip("-") == "dataset_id" else ref.data_id[n.lstrip("-")] for n in order]
+
+    everything = list(repo.query_datasets("metrics", collections="run/a", where="visit < 6"))
+    for name in reversed(order):  # a stable sort per column, last first: Python's own ordering
+        pick = (lambda r, n=name.lstrip("-"): str(r.id) if n == "dataset_id" else r.data_id[n])
+        everything = sorted(everything, key=pick, reverse=name.startswith("-"))
+    expected = [str(r.id) for r in everything]
+    results = repo.query_datasets("metrics", collections="run/a", where="visit < 6").order_by(*order)
+    seen, page = [], list(results.limit(5))
+    while page:
+        seen += [str(r.id) for r in page]
+        page = list(results.after(key(page[-1])).limit(5))
+    assert seen == expected and len(seen) > 10  # several pages
+    with pytest.raises(QueryError, match="ends with dataset_id"):
+        repo.query_datasets("metrics", collections="run/a").order_by("visit").after([1])
+    with pytest.raises(QueryError, match="not a value of column 'dataset_id'"):
+        results.after([1, "x"] if len(order) == 2 else ["x"])
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(visits=st.tuples(st.integers(-1, 14), st.integers(-1, 14)), ops=st.tuples(st.sampled_from([">", ">="]),
                                                                                st.sampled_from(["<", "<="])),
@@ -703,6 +728,18 @@ def test_cli_query_datasets_and_records(cli_repo, tmp_path):
     several = json.loads(cli_run("query-datasets", cli_repo, "metrics,summary", "-c", "b,a", "--json").stdout)
     assert sorted((r["dataset_type"], r["visit"], r["run"]) for r in several) == [
         ("metrics", 1, "a"), ("metrics", 2, "b"), ("summary", 1, "a")]
+
+
+def test_cli_query_datasets_pages_after_a_row(cli_repo):
+    every = json.loads(cli_run("query-datasets", cli_repo, "metrics", "-c", "b", "-c", "a", "--no-find-first",
+                               "--order-by", "-visit", "--order-by", "dataset_id", "--json").stdout)
+    last = every[0]
+    rest = json.loads(cli_run("query-datasets", cli_repo, "metrics", "-c", "b", "-c", "a", "--no-find-first",
+                              "--order-by", "-visit", "--order-by", "dataset_id",
+                              "--after", f"{last['visit']},{last['dataset_id']}", "--json").stdout)
+    assert rest == every[1:] and len(every) == 3
+    refused = cli_run("query-datasets", cli_repo, "metrics", "-c", "a", "--after", "1", code=1)
+    assert refused.stderr == "error: paging after a row needs an order that ends with dataset_id\n"
 
 
 def test_cli_query_errors(cli_repo):

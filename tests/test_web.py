@@ -200,6 +200,36 @@ def test_dataset_page_of_a_catalog(web_site):
     assert shown == [[str(v) for v in row.values()] for row in table.to_pylist()]
 
 
+def test_a_calexp_page_view_opens_its_file_once_for_the_page_and_once_for_the_quicklook(web_site, monkeypatch):
+    """The page reads the header (its cards); the quicklook reads the binned pixels, its shape
+    taken from the facts recorded at store time, not from a header read of its own."""
+    from astropy.io import fits
+
+    from skybutler.formats.formatter import Formatter
+    from skybutler.web import images
+
+    reads, opens, real_read, real_open = [], [], Formatter.read, fits.open
+
+    def counted_read(self, stream, component=None, parameters=None):
+        reads.append(component)
+        return real_read(self, stream, component, parameters)
+
+    def counted_open(*args, **kwargs):
+        opens.append(1)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(Formatter, "read", counted_read)
+    monkeypatch.setattr(fits, "open", counted_open)  # the server runs in this process
+    monkeypatch.setattr(images, "render_cache", lambda state: None)  # rendered afresh, not cached
+    c = client(web_site, "alice")
+    page = c.get(f"/datasets/{web_site.ids['calexp-2-1']}")
+    assert page.status_code == 200 and reads == ["header"] and len(opens) == 1
+    reads.clear(), opens.clear()
+    png = c.get(f"/datasets/{web_site.ids['calexp-2-1']}/quicklook.png", params={"stretch": "asinh", "size": "128"})
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    assert reads == ["data"] and len(opens) == 1
+
+
 def test_purged_dataset_page(web_site):
     c = client(web_site, "alice")
     text = c.get(f"/datasets/{web_site.ids['purged']}").text
@@ -271,21 +301,52 @@ def test_search_sorts_and_pages_through_the_results(web_site):
     assert [int(r["visit"]) for r in rows] == sorted((v for v, _ in CALEXPS_AFTER_1), reverse=True)
     assert {(int(r["visit"]), int(r["detector"])) for r in rows} == set(CALEXPS_AFTER_1)
     assert all(r["state"] == "stored" and r["run"] == "demo/run1" for r in rows)
-    # pages of two, by visit then detector, together give the whole answer once
-    seen, page = [], 1
+    # pages of two, by visit (then dataset ID), followed by their next links, give the whole
+    # answer once; the previous links lead back through the same pages
+    pages, text = [], _search(c, **query, order="visit", size="2").text
     while True:
-        text = _search(c, **query, order="visit", size="2", page=str(page)).text
-        seen += [(int(r["visit"]), int(r["detector"])) for r in _rows(text)]
-        if 'id="next-page"' not in text:
+        pages.append([(int(r["visit"]), int(r["detector"])) for r in _rows(text)])
+        assert re.search(r'id="total">5<', text)
+        assert f"rows {2 * len(pages) - 1}–{2 * len(pages) - 2 + len(pages[-1])} of" in text
+        link = re.search(r'id="next-page" href="([^"]+)"', text)
+        if link is None:
             break
-        page += 1
-    assert page == 3 and sorted(seen) == CALEXPS_AFTER_1 and [v for v, _ in seen] == sorted(v for v, _ in seen)
+        text = c.get(html.unescape(link.group(1))).text
+    seen = [row for page in pages for row in page]
+    assert len(pages) == 3 and sorted(seen) == CALEXPS_AFTER_1 and [v for v, _ in seen] == sorted(v for v, _ in seen)
+    back = []
+    while (link := re.search(r'id="prev-page" href="([^"]+)"', text)) is not None:
+        text = c.get(html.unescape(link.group(1))).text
+        back.append([(int(r["visit"]), int(r["detector"])) for r in _rows(text)])
+    assert back == pages[-2::-1] and "rows 1–2 of" in text
     # each result links to its dataset page
     first = _rows(_search(c, **query).text)[0]["dataset_id"]
     assert f'href="/datasets/{first}"' in _search(c, **query).text
     assert c.get(f"/datasets/{first}").status_code == 200
     # the sorted column says so to assistive technology
     assert 'aria-sort="descending"' in _search(c, **query, order="-visit").text
+
+
+def test_search_total_counts_only_what_the_user_may_see_and_caps(web_site, monkeypatch):
+    from skybutler.web import search
+
+    alice, bob = client(web_site, "alice"), client(web_site, "bob")
+    total = re.compile(r'id="total">([^<]+)<')
+    assert total.search(_search(alice, dataset_type="calexp").text).group(1) == "9"
+    assert total.search(_search(bob, dataset_type="calexp").text).group(1) == "7"  # no secret, no embargoed
+    monkeypatch.setattr(search, "COUNT_LIMIT", 4)  # the page server runs in this process
+    text = _search(alice, dataset_type="calexp", size="2").text
+    assert total.search(text).group(1) == "4+" and len(_rows(text)) == 2
+
+
+def test_search_page_keys_are_checked(web_site):
+    alice = client(web_site, "alice")
+    query = {"dataset_type": "calexp", "collections": "demo/run1", "order": "visit"}
+    for after in ('[2, "not-a-uuid"]', '["two", "00000000-0000-0000-0000-000000000000"]', "[1]"):
+        answer = _search(alice, **query, after=after)
+        assert answer.status_code == 422 and 'id="query-error"' in answer.text
+    # a malformed key is no key: the first page
+    assert _rows(_search(alice, **query, after="{not json").text) == _rows(_search(alice, **query).text)
 
 
 def test_search_explains_an_empty_answer(web_site):

@@ -38,6 +38,9 @@ def _where_options(func: F) -> F:
 
 def _output_options(func: F) -> F:
     func = click.option("--limit", type=click.IntRange(min=0), help="At most this many results.")(func)
+    func = click.option("--after", metavar="VALUE,...", default=None,
+                        help="Only the results after the row with these --order-by values (comma-separated; "
+                             "the order ends with dataset_id): the next page after that row.")(func)
     func = click.option("--order-by", "order_by", multiple=True, metavar="COLUMN",
                         help="Sort by a result column (repeatable; a leading '-' sorts descending).")(func)
     func = click.option("--parquet", type=click.Path(dir_okay=False, path_type=Path),
@@ -74,7 +77,8 @@ def _cell_text(value: Any) -> Any:
 
 
 def emit(results: Any, *, as_json: bool, as_csv: bool, parquet: Path | None, order_by: tuple[str, ...],
-         limit: int | None, empty: str, uri_butler: Any = None, state_butler: Any = None) -> None:
+         limit: int | None, empty: str, after: str | None = None, uri_butler: Any = None,
+         state_butler: Any = None) -> None:
     """Print (or write) a query's results in the chosen format; with ``uri_butler``, a
     dataset query's rows get a ``uri`` column (each file's URI, from that butler), with
     ``state_butler`` a ``state`` column (stored, cold, purged-recomputable, purged-lost)."""
@@ -82,6 +86,8 @@ def emit(results: Any, *, as_json: bool, as_csv: bool, parquet: Path | None, ord
         fail("choose one of --json, --csv and --parquet")
     if order_by:
         results = results.order_by(*order_by)
+    if after is not None:
+        results = results.after([_scalar(v.strip()) for v in after.split(",")])
     if limit is not None:
         results = results.limit(limit)
     table: pa.Table = results.to_arrow()
@@ -232,7 +238,7 @@ def query_calibrations(repo: Path, dataset_types: str, dimensions: tuple[str, ..
         found = butler.query_calibrations(split_csv_option((dataset_types,)), list(dimensions), where,
                                           bind=parse_binds(binds), datasets=split_csv_option(datasets) or None,
                                           collections=split_csv_option(collections))
-        emit(found, empty="no data IDs match", order_by=(), limit=None, **output)
+        emit(found, empty="no data IDs match", order_by=(), limit=None, after=None, **output)
 
 
 COMMANDS = (query_data_ids, query_datasets, query_dimension_records, query_calibrations)

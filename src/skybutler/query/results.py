@@ -12,6 +12,7 @@ see the rows first (such queries, and records queries, always read rows).
 from __future__ import annotations
 
 import itertools
+import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -34,15 +35,16 @@ class QueryResults:
     """Rows of one query; subclasses turn rows into data IDs, refs or records."""
 
     def __init__(self, registry: Registry, built: BuiltQuery, order: tuple[str, ...] = (),
-                 limit: int | None = None, offset: int = 0):
+                 limit: int | None = None, offset: int = 0, after: tuple[Any, ...] | None = None):
         self._registry = registry
         self._built = built
         self._order = order
         self._limit = limit
         self._offset = offset
+        self._after = after
 
     def _copy(self, **changes: Any) -> QueryResults:
-        args = {"order": self._order, "limit": self._limit, "offset": self._offset, **changes}
+        args = {"order": self._order, "limit": self._limit, "offset": self._offset, "after": self._after, **changes}
         return type(self)(self._registry, self._built, **args)
 
     def order_by(self, *names: str) -> QueryResults:
@@ -56,6 +58,35 @@ class QueryResults:
         """At most ``limit`` results, after skipping ``offset``."""
         return self._copy(limit=limit, offset=offset)
 
+    def after(self, key: Sequence[Any]) -> QueryResults:
+        """The results that follow ``key`` in this order: keyset paging.  ``key`` holds a value
+        of each order column (those of the last row of the previous page), and the order must
+        end with ``dataset_id`` so that a key names one row.  A page read this way costs the
+        same however deep it is (an offset makes the database walk every row before it), and
+        rows written meanwhile neither repeat nor drop one at a page boundary."""
+        if not self._order or self._order[-1].lstrip("-") != "dataset_id":
+            raise QueryError("paging after a row needs an order that ends with dataset_id")
+        if len(key) != len(self._order):
+            raise QueryError(f"a key after which to page needs {len(self._order)} values "
+                             f"({', '.join(self._order)}), not {len(key)}")
+        return self._copy(after=tuple(self._key_value(n.lstrip("-"), v) for n, v in zip(self._order, key)))
+
+    def _key_value(self, column: str, value: Any) -> Any:
+        """A keyset value as the column holds it (from JSON text: a dataset ID's string)."""
+        universe = self._registry.universe
+        try:
+            if column == "dataset_id":
+                return uuid.UUID(str(value))
+            if column in ("run_id", "collection_rank", "dataset_type_index") or (
+                    column in universe.elements and universe[column].key is not None
+                    and universe[column].key.type == "int"):
+                if isinstance(value, bool) or not isinstance(value, (int, str)):
+                    raise ValueError(value)
+                return int(value)
+            return str(value)
+        except ValueError:
+            raise QueryError(f"{value!r} is not a value of column {column!r}") from None
+
     # -- SQL ------------------------------------------------------------------
 
     #: Whether results may be read as whole columns (records need SQLAlchemy's own
@@ -68,6 +99,8 @@ class QueryResults:
             sub = stmt.subquery("q")
             keys = [sub.c[n.lstrip("-")].desc() if n.startswith("-") else sub.c[n] for n in self._order]
             stmt = sa.select(*sub.c).order_by(*keys)
+            if self._after is not None:
+                stmt = stmt.where(_following(sub, self._order, self._after))
         if with_limit and not self._built.region_filters and self._limit is not None:
             stmt = stmt.limit(self._limit).offset(self._offset or None)
         if plain_ids and "dataset_id" in self._built.columns:
@@ -518,7 +551,7 @@ class DimensionRecordQueryResults(QueryResults):
         self._element = element
 
     def _copy(self, **changes: Any) -> QueryResults:
-        args = {"order": self._order, "limit": self._limit, "offset": self._offset, **changes}
+        args = {"order": self._order, "limit": self._limit, "offset": self._offset, "after": self._after, **changes}
         return DimensionRecordQueryResults(self._registry, self._built, element=self._element, **args)
 
     def _decorate_arrow(self, table: pa.Table) -> pa.Table:
@@ -536,3 +569,15 @@ class DimensionRecordQueryResults(QueryResults):
 
 
 __all__ = ["DataIdQueryResults", "DatasetQueryResults", "DimensionRecordQueryResults", "DimensionRecord"]
+
+
+def _following(sub: sa.Subquery, order: tuple[str, ...], key: tuple[Any, ...]) -> sa.ColumnElement:
+    """Rows after ``key`` in ``order`` (a leading ``-`` descending): beyond it in the first
+    column, or equal there and beyond in the next, and so on."""
+    terms = []
+    for i, (name, value) in enumerate(zip(order, key)):
+        column = sub.c[name.lstrip("-")]
+        beyond = column < value if name.startswith("-") else column > value
+        equal = [sub.c[n.lstrip("-")] == v for n, v in zip(order[:i], key[:i])]
+        terms.append(sa.and_(*equal, beyond))
+    return sa.or_(*terms)

@@ -1,10 +1,11 @@
 """Query results of a remote butler: the same methods as a local butler's results
-(iteration, ``count``, ``any``, ``order_by``, ``limit``, ``to_arrow``, ``explain``),
+(iteration, ``count``, ``any``, ``order_by``, ``limit``, ``after``, ``to_arrow``, ``explain``),
 each one request to the server, whose answer is read as it streams in."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -23,21 +24,25 @@ class RemoteQueryResults:
     """The results of one query spec on a server."""
 
     def __init__(self, transport: RemoteTransport, spec: QuerySpec, order: tuple[str, ...] = (),
-                 limit: int | None = None, offset: int = 0):
+                 limit: int | None = None, offset: int = 0, after: tuple[Any, ...] | None = None):
         self._transport = transport
         self._spec = spec
         self._order = order
         self._limit = limit
         self._offset = offset
+        self._after = after
 
     def _body(self) -> dict[str, Any]:
         fields = self._spec.model_dump(mode="python")
         fields["bind"] = wire.encode(fields["bind"])
         fields["data_id"] = wire.encode(fields["data_id"])
-        return {"spec": fields, "order": list(self._order), "limit": self._limit, "offset": self._offset}
+        body = {"spec": fields, "order": list(self._order), "limit": self._limit, "offset": self._offset}
+        if self._after is not None:
+            body["after"] = [str(v) if isinstance(v, uuid.UUID) else v for v in self._after]
+        return body
 
     def _copy(self, **changes: Any) -> RemoteQueryResults:
-        args = {"order": self._order, "limit": self._limit, "offset": self._offset, **changes}
+        args = {"order": self._order, "limit": self._limit, "offset": self._offset, "after": self._after, **changes}
         return type(self)(self._transport, self._spec, **args)
 
     def order_by(self, *names: str) -> RemoteQueryResults:
@@ -49,6 +54,11 @@ class RemoteQueryResults:
         if limit < 0 or offset < 0:
             raise QueryError("limit and offset must not be negative")
         return self._copy(limit=limit, offset=offset)
+
+    def after(self, key: Any) -> RemoteQueryResults:
+        """The results that follow ``key`` in this order (keyset paging; the order ends with
+        ``dataset_id``): checked by the server, as a local butler checks it."""
+        return self._copy(after=tuple(key))
 
     def __iter__(self) -> Iterator[Any]:
         convert = self._converter()

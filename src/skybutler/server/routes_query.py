@@ -42,6 +42,7 @@ class QueryRequest(BaseModel):
     order: list[str] = []
     limit: int | None = None
     offset: int = 0
+    after: list[Any] | None = None  # keyset paging: the order columns' values of the row to follow
 
 
 @contextlib.contextmanager
@@ -84,6 +85,8 @@ def _results(butler: Butler, user: User, body: QueryRequest) -> Any:
     results = butler.query(spec)
     if body.order:
         results = results.order_by(*body.order)
+    if body.after is not None:
+        results = results.after(body.after)
     results.streaming = True
     check = EmbargoCheck(butler, user)
     if user.embargoes and spec.kind == "datasets" and any(map(check.applies_to, spec.dataset_types)):

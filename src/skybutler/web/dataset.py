@@ -96,6 +96,6 @@ def dataset(request: Request, dataset_id: str, user: User = Depends(page_user)) 
             "catalog": catalog(butler, ref) if stored else None,
             "stored": stored,
             "downloadable": artifact is not None and state_name in ("stored", "cold"),
-            "images": image_context(butler, ref, stored),
+            "images": image_context(ref, stored, metadata),
         }
     return render(request, DATASET_TEMPLATE, user=user, **page)

@@ -92,16 +92,27 @@ def quicklook_png(butler: Butler, ref: DatasetRef, stretch: str, size: int, cach
     cached = None if cache is None else cache.get(ref.id, key)
     if cached is not None:
         return cached
-    if ref.dataset_type.storage_class == "MultiExtensionImage":  # its first 2-D image, as the reader picks
-        header = next(h for h in butler.get(ref, component="headers") if h.get("NAXIS") == 2)
-    else:
-        header = butler.get(ref, component="header")
-    factor = bin_factor(int(header["NAXIS1"]), int(header["NAXIS2"]), size)
+    factor = bin_factor(*_shape(butler, ref), size)
     data = butler.get(ref, component="data", parameters={"bin": factor})
     png = png_bytes(data, stretch)
     if cache is not None:
         cache.put(ref.id, key, png)
     return png
+
+
+def _shape(butler: Butler, ref: DatasetRef) -> tuple[int, int]:
+    """An image's (n_x, n_y): for an Image, from the facts recorded when it was stored, so the
+    file is opened once, to read the binned pixels (its header is read then, not twice);
+    otherwise, or where no facts were recorded, from the header of the image the reader picks."""
+    if ref.dataset_type.storage_class == "Image":
+        facts = butler.get_metadata(ref)
+        n_x, n_y = facts.get("n_x"), facts.get("n_y")
+        if isinstance(n_x, int) and isinstance(n_y, int) and n_x > 0 and n_y > 0:
+            return n_x, n_y
+        header = butler.get(ref, component="header")
+    else:  # a MultiExtensionImage: its first 2-D image
+        header = next(h for h in butler.get(ref, component="headers") if h.get("NAXIS") == 2)
+    return int(header["NAXIS1"]), int(header["NAXIS2"])
 
 
 def cutout_types(butler: Butler) -> list[str]:
@@ -269,13 +280,13 @@ def cutouts_api(request: Request, ra: str = "", dec: str = "", size: str = "64",
                        for ref in found]}
 
 
-def image_context(butler: Butler, ref: DatasetRef, stored: bool) -> dict[str, Any]:
-    """What the dataset page's image block shows: quicklook choices and the WCS footprint map."""
+def image_context(ref: DatasetRef, stored: bool, facts: dict[str, Any]) -> dict[str, Any]:
+    """What the dataset page's image block shows: quicklook choices and the WCS footprint map,
+    from the dataset's recorded ``facts`` (its metadata: no file is read)."""
     from .sky_map import sky_map
 
     if not has_quicklook(ref):
         return {"quicklook": False, "footprint": None, "cutout": False}
-    facts = butler.get_metadata(ref)
     region = facts.get("region")
     footprint = None
     if region is not None:

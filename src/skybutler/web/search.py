@@ -3,6 +3,13 @@ as a sortable, paged table read a page at a time from the query, an explanation 
 nothing matches, the CLI's caret message when the clause is malformed, downloads of the
 whole result as CSV or Parquet (streamed), and the same query as Python and as a command.
 
+Pages are read by key, not by offset: the order is the user's column then ``dataset_id``,
+and the next page is the rows after the last one's key (``QueryResults.after``), the
+previous one the rows before the first one's (the order reversed), so a deep page costs
+what the first does and rows written meanwhile neither repeat nor vanish at a boundary.
+The total is counted up to :data:`COUNT_LIMIT` rows, read as the user may see them (so an
+embargoed dataset is not counted); past that the page says "N+" rather than read them all.
+
 The query runs exactly as the API's does (``server.routes_query.user_query``): only the
 collections the user may read, embargoed datasets taken out, within the user's query slots.
 """
@@ -33,6 +40,8 @@ NAV = [("Search", "/search")]
 #: Rows a page shows unless the request asks for another number (at most MAX_SIZE).
 PAGE_SIZE = 50
 MAX_SIZE = 1000
+#: The most rows the total counts; a larger answer is shown as "10,000+".
+COUNT_LIMIT = 10_000
 
 
 @dataclass
@@ -44,7 +53,9 @@ class Search:
     collections: tuple[str, ...] = ()
     find_first: bool = True
     order: str = ""
-    page: int = 1
+    after: list[Any] | None = None  # the key of the row this page follows
+    before: list[Any] | None = None  # the key of the row this page precedes
+    start: int = 1  # the number of this page's first row (for the reader)
     size: int = PAGE_SIZE
 
     @classmethod
@@ -54,32 +65,46 @@ class Search:
         return cls(dataset_type=q.get("dataset_type", "").strip(), where=q.get("where", ""),
                    collections=tuple(dict.fromkeys(names)),
                    find_first=q.get("find_first", "on" if "dataset_type" not in q else "") in ("on", "1", "true"),
-                   order=q.get("order", "").strip(), page=max(_int(q.get("page"), 1), 1),
-                   size=min(max(_int(q.get("size"), PAGE_SIZE), 1), MAX_SIZE))
+                   order=q.get("order", "").strip(), after=_key(q.get("after")), before=_key(q.get("before")),
+                   start=max(_int(q.get("start"), 1), 1), size=min(max(_int(q.get("size"), PAGE_SIZE), 1), MAX_SIZE))
 
     @property
     def ordered(self) -> bool:
         """Whether a find-first search applies: collections named, in the user's order."""
         return self.find_first and bool(self.collections)
 
-    def request(self, search_path: list[str], *, paged: bool) -> QueryRequest:
-        spec = {"kind": "datasets", "dataset_types": [self.dataset_type], "where": self.where,
+    @property
+    def keys(self) -> list[str]:
+        """The page order: the user's column, then ``dataset_id`` so that a key names one row."""
+        return [self.order, "dataset_id"] if self.order and self.order.lstrip("-") != "dataset_id" else \
+            [self.order or "dataset_id"]
+
+    def spec(self, search_path: list[str]) -> dict[str, Any]:
+        return {"kind": "datasets", "dataset_types": [self.dataset_type], "where": self.where,
                 "collections": list(self.collections) or search_path, "find_first": self.ordered}
-        order = [self.order] if self.order else []
+
+    def request(self, search_path: list[str], *, paged: bool) -> QueryRequest:
+        spec = self.spec(search_path)
         if not paged:
-            return QueryRequest(spec=spec, order=order)
-        # one row more than the page: whether there is a next page, without counting them all
-        return QueryRequest(spec=spec, order=order, limit=self.size + 1, offset=(self.page - 1) * self.size)
+            return QueryRequest(spec=spec, order=[self.order] if self.order else [])
+        # one row more than the page: whether another page follows, without counting them all
+        if self.before is not None:  # the previous page: the rows before, read in the reverse order
+            flipped = [k[1:] if k.startswith("-") else f"-{k}" for k in self.keys]
+            return QueryRequest(spec=spec, order=flipped, limit=self.size + 1, after=self.before)
+        return QueryRequest(spec=spec, order=self.keys, limit=self.size + 1, after=self.after)
+
+    def key_of(self, row: dict[str, Any]) -> str:
+        """A row's key, as the ``after``/``before`` parameter carries it."""
+        return json.dumps([row[k.lstrip("-")] for k in self.keys])
 
     def params(self, **changes: Any) -> str:
         """This search's query string, with ``changes``."""
         from urllib.parse import urlencode
 
         values = {"dataset_type": self.dataset_type, "where": self.where, "collections": ",".join(self.collections),
-                  "find_first": "on" if self.find_first else "", "order": self.order, "page": self.page,
-                  "size": self.size}
+                  "find_first": "on" if self.find_first else "", "order": self.order, "size": self.size}
         values.update(changes)
-        return urlencode({k: v for k, v in values.items() if v not in ("", None) and not (k == "page" and v == 1)
+        return urlencode({k: v for k, v in values.items() if v not in ("", None) and not (k == "start" and v == 1)
                           and not (k == "size" and v == PAGE_SIZE)})
 
     def python(self, url: str) -> str:
@@ -122,6 +147,15 @@ def at_hand(universe: Any) -> list[tuple[str, list[str]]]:
     return out
 
 
+def _key(text: str | None) -> list[Any] | None:
+    """A page key from the query string (a JSON list), or None when absent or malformed."""
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return value if isinstance(value, list) else None
+
+
 def _int(text: str | None, default: int) -> int:
     try:
         return int(text) if text is not None else default
@@ -140,19 +174,39 @@ def _cell(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (list, dict)) else "" if value is None else str(value)
 
 
+def _total(request: Request, user: User, search: Search, path: list[str]) -> str:
+    """How many rows the whole answer has, as the user may see them: counted up to
+    COUNT_LIMIT ("10,000+" past it), so that a huge answer costs a bounded read."""
+    body = QueryRequest(spec=search.spec(path), limit=COUNT_LIMIT + 1)
+    with user_query(request, body, user) as results:
+        n = sum(table.num_rows for table in results.arrow_batches())
+    return f"{COUNT_LIMIT:,}+" if n > COUNT_LIMIT else f"{n:,}"
+
+
 def _page(request: Request, user: User, search: Search) -> dict[str, Any]:
-    """The rows of the asked page (and whether more follow), or the explanation of an empty
-    answer."""
+    """The rows of the asked page (keys to the pages beside it) and the total, or the
+    explanation of an empty answer."""
     columns: list[str] = []
     rows: list[dict[str, Any]] = []
-    body = search.request(_search_path(request, user), paged=True)
+    path = _search_path(request, user)
+    body = search.request(path, paged=True)
+    first = search.after is None and search.before is None
     with user_query(request, body, user) as results:
         for table in results.arrow_batches():
             columns = columns or table.column_names
             rows += table.to_pylist()
-        explain = [] if rows or search.page > 1 else results.explain()
-    more = len(rows) > search.size
+        explain = [] if rows or not first else results.explain()
+    beyond = len(rows) > search.size  # another page lies beyond, in the direction read
     rows = rows[:search.size]
+    if search.before is not None:
+        rows.reverse()
+    start = 1 if first or (search.before is not None and not beyond) else search.start
+    older = bool(rows) and (beyond if search.before is not None else not first)
+    newer = bool(rows) and (beyond if search.before is None else True)
+    pager = {"start": start,
+             "prev": search.params(before=search.key_of(rows[0]), start=max(start - search.size, 1)) if older else None,
+             "next": search.params(after=search.key_of(rows[-1]), start=start + len(rows)) if newer else None}
+    total = _total(request, user, search, path) if rows else "0"
     if rows:
         state: ServerState = request.app.state.skybutler
         with state.butler() as butler:
@@ -162,8 +216,8 @@ def _page(request: Request, user: User, search: Search) -> dict[str, Any]:
         for row in rows:
             row["state"] = states.get(uuid.UUID(row["dataset_id"]), "stored")
         columns = columns + ["state"]
-    return {"columns": columns, "rows": [{k: _cell(v) for k, v in r.items()} for r in rows], "more": more,
-            "explain": explain}
+    return {"columns": columns, "rows": [{k: _cell(v) for k, v in r.items()} for r in rows], "pager": pager,
+            "total": total, "explain": explain}
 
 
 @router.get("/search", name="web_search")
