@@ -4,6 +4,8 @@ token and grant commands."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from click.testing import CliRunner
@@ -244,6 +246,25 @@ def test_provenance_under_the_same_rights(butler):
             bob.provenance.consumers(metric)
         with pytest.raises(PermissionDeniedError):
             bob.provenance.recompute(scaled)
+        # the tree: the same as local for boss; bob sees the quantum but not its input in run/a
+        here, there = butler.provenance.tree(scaled), boss.provenance.tree(scaled)
+        assert [(n.dataset_id, n.dataset_type, n.exists) for n in there.walk()] == \
+            [(n.dataset_id, n.dataset_type, n.exists) for n in here.walk()]
+        assert [n.dataset_id for n in here.walk()] == [scaled.id, metric.id]
+        assert boss.provenance.environment(there.quantum) == butler.provenance.environment(here.quantum)
+        bobs = bob.provenance.tree(scaled)
+        assert [n.dataset_id for n in bobs.walk()] == [scaled.id] and bobs.quantum.quantum_id == local.quantum_id
+        with pytest.raises(DatasetNotFoundError):
+            bob.provenance.tree(metric)
+        from click.testing import CliRunner
+
+        from skybutler.cli.main import cli
+
+        shown = CliRunner().invoke(cli, ["provenance", url, str(scaled.id), "--json"],
+                                   env={"SKYBUTLER_TOKEN": tokens["bob"]})
+        assert shown.exit_code == 0, shown.output
+        data = json.loads(shown.stdout)
+        assert data["tree"]["id"] == str(scaled.id) and data["tree"]["inputs"] == [] and data["used_by"] == []
 
 
 def test_trusted_identity_header(butler):

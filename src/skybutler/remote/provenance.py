@@ -7,6 +7,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from ..models import DatasetRef
+from ..provenance.provenance import ProvenanceNode
 from ..registry.quantum_store import DatasetLink, QuantumRecord
 from . import wire
 
@@ -28,6 +29,7 @@ def _record(values: dict[str, Any]) -> QuantumRecord:
 class RemoteProvenance:
     def __init__(self, transport: RemoteTransport):
         self._t = transport
+        self._environments: dict[str, Any] = {}
 
     def producer(self, ref: DatasetRef | uuid.UUID | str) -> QuantumRecord | None:
         """The quantum that wrote a dataset, or None (ingested, or put by hand)."""
@@ -46,6 +48,23 @@ class RemoteProvenance:
             raise SkybutlerError("a server stores what it recomputes: store=False is not available remotely")
         found = self._t.ref_from_json(self._t.post_json("provenance/recompute", {"id": _id(ref)}))
         return self._t.get(found)
+
+    def tree(self, ref: DatasetRef | uuid.UUID | str, max_depth: int = 50) -> ProvenanceNode:
+        """What made a dataset, recursively, as far as the caller may see it (a quantum whose RUN
+        they may not read, or an input they may not see, is left out)."""
+        found = self._t.post_json("provenance/tree", {"id": _id(ref), "max_depth": max_depth})
+        self._environments.update(wire.decode(found["environments"]))
+
+        def node(item: dict[str, Any]) -> ProvenanceNode:
+            return ProvenanceNode(uuid.UUID(item["dataset_id"]), item["dataset_type"], wire.decode(item["data_id"]),
+                                  None if item["quantum"] is None else _record(item["quantum"]),
+                                  [node(c) for c in item["inputs"]], item["exists"])
+
+        return node(found["tree"])
+
+    def environment(self, record: QuantumRecord) -> dict[str, Any] | None:
+        """The software versions a quantum of a ``tree`` answer ran with (None for others)."""
+        return self._environments.get(record.env_id) if record.env_id else None
 
     def __getattr__(self, name: str) -> Any:
         from ..errors import SkybutlerError

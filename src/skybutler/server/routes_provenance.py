@@ -68,3 +68,34 @@ def recompute(request: Request, body: Target, user: User = Depends(current_user)
         authz.require(butler, user, ref.run, "write")
         butler.provenance.recompute(ref)
         return wire.ref_to_json(ref)
+
+
+class TreeRequest(BaseModel):
+    id: str
+    max_depth: int = 50
+
+
+@router.post("/provenance/tree")
+def tree(request: Request, body: TreeRequest, user: User = Depends(current_user)) -> Any:
+    """What made a dataset, recursively, as the caller may see it: a quantum only if its RUN is
+    readable, an input only if the caller may see that dataset (as the web view's graph does);
+    with the software environment of every quantum shown."""
+    from ..web.provenance_graph import visible_ids
+
+    state: ServerState = request.app.state.skybutler
+    with state.butler() as butler:
+        ref = authz.visible_ref(butler, user, body.id)
+        root = butler.provenance.tree(ref, max_depth=max(1, min(body.max_depth, 50)))
+        visible = visible_ids(butler, user, [n.dataset_id for n in root.walk()]) | {ref.id}
+        environments: dict[str, Any] = {}
+
+        def node(item: Any) -> dict[str, Any]:
+            quantum = item.quantum if item.quantum is not None and user.may(item.quantum.run, "read") else None
+            if quantum is not None and quantum.env_id and quantum.env_id not in environments:
+                environments[quantum.env_id] = butler.provenance.environment(quantum)
+            return {"dataset_id": str(item.dataset_id), "dataset_type": item.dataset_type,
+                    "data_id": wire.encode(item.data_id), "exists": item.exists,
+                    "quantum": None if quantum is None else _record(butler, user, quantum),
+                    "inputs": [] if quantum is None else [node(c) for c in item.inputs if c.dataset_id in visible]}
+
+        return {"tree": node(root), "environments": wire.encode(environments)}
