@@ -223,3 +223,66 @@ def test_a_bad_wcs_fails_as_astropy_fails() -> None:
     header["CTYPE1"] = "RA---XYZ"
     with pytest.raises(FormatterError, match="astropy cannot parse the primary WCS"):
         _ours(header)
+
+
+# -- hostile raws at ingest --------------------------------------------------------------------
+
+
+def _raw_bytes(detector: int) -> bytes:
+    header = fits.Header()
+    for key, value in {**ch.hsc(detector=detector), **WCS_CARDS}.items():
+        if key not in ("SIMPLE", "BITPIX", "NAXIS"):
+            header[key] = value
+    header.add_comment("cafe au lait")
+    buffer = io.BytesIO()
+    fits.PrimaryHDU(np.zeros((8, 8), np.int16), header).writeto(buffer)
+    return buffer.getvalue()
+
+
+def _damaged(data: bytes, how: str) -> bytes:
+    end = data.index(b"END" + b" " * 77)
+    if how == "no END":  # the END card blanked, and the file cut after the header
+        return data[:end] + b" " * (BLOCK - end % BLOCK)
+    if how == "cut in the header":
+        return data[:end - 100]
+    if how == "unparsable card":
+        at = data.index(b"EXPTIME =")
+        return data[:at] + b"EXPTIME = thirty".ljust(80) + data[at + 80:]
+    raise AssertionError(how)
+
+
+HOSTILE_RAWS = {"no END": "primary header does not parse", "cut in the header": "primary header does not parse",
+                "unparsable card": "card 'EXPTIME' does not parse"}
+
+
+def test_hostile_raws_are_refused_by_name_and_the_others_go_in(tmp_path) -> None:
+    from skybutler import Butler
+    from skybutler.ingest import ingest_raws
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    good = [incoming / f"good_{d}.fits" for d in range(3)]
+    for detector, path in enumerate(good):
+        path.write_bytes(_raw_bytes(detector))
+    bad = {}
+    for detector, how in enumerate(HOSTILE_RAWS, start=10):
+        bad[how] = incoming / f"bad_{detector}.fits"
+        bad[how].write_bytes(_damaged(_raw_bytes(detector), how))
+    odd = incoming / "non_ascii.fits"  # a non-ASCII byte in a comment: astropy reads it as '?', and so do we
+    data = bytearray(_raw_bytes(20))
+    data[data.index(b"cafe") + 3] = 0xE9
+    odd.write_bytes(bytes(data))
+    with Butler.create(tmp_path / "repo") as butler:
+        result = ingest_raws(butler, incoming, transfer="copy", processes=1)
+        failures = {f.path: f.reason for f in result.failures}
+        assert set(failures) == {str(p) for p in bad.values()}, failures
+        for how, path in bad.items():
+            assert HOSTILE_RAWS[how] in failures[str(path)], (how, failures[str(path)])
+        assert sorted(ref.data_id["detector"] for ref in result.refs) == [0, 1, 2, 20]
+        before = butler.query_datasets("raw", collections="HSC/raw/all").count()
+        for how, path in bad.items():  # one call with a bad file among good ones: nothing goes in
+            with pytest.raises(Exception, match=f"{path.name}.*{HOSTILE_RAWS[how]}"):
+                butler.ingest("raw", [(good[0], {"instrument": "HSC", "exposure": 904024, "detector": 30}),
+                                      (path, {"instrument": "HSC", "exposure": 904024, "detector": 31})],
+                              run="HSC/raw/all", transfer="copy")
+        assert butler.query_datasets("raw", collections="HSC/raw/all").count() == before
