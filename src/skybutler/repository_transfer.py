@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from .butler import Butler
-from .datastore.transfer import check_sources, ingest_files
+from .datastore.transfer import ingest_files
 from .faults import crash_point
 from .dimensions import DataCoordinate, DimensionRecord
 from .dimensions import regions as sky
-from .errors import DatasetConflictError, SkybutlerError
+from .errors import DatasetConflictError, FormatterError, InvalidFileError, SkybutlerError
 from .formats import get_formatter, get_storage_class
-from .formats.file_facts import file_facts
+from .formats.file_facts import examine_file
 from .models import CollectionType, DatasetRef, DatasetType
 from .timespan import Timespan
 
@@ -210,7 +210,6 @@ def import_datasets(butler: Butler, directory: str | Path, transfer: str = "copy
             butler.registry.collections.register(run, CollectionType.RUN)
         tell(0, total)
         for chunk in chunks:
-            check_sources([(path, d["formatter"]) for path, d in chunk])
             count += ingest_with_ids(butler, chunk, transfer, skip_existing, spill=True)
             done += len(chunk)
             tell(done, total)
@@ -253,12 +252,24 @@ def ingest_with_ids(butler: Butler, entries: list[tuple[Path, dict[str, Any]]], 
         groups[(type_name, run)] = [(path, DatasetRef(i, dtype, data_id, run), formatter)
                                     for (path, i, _, formatter), data_id in zip(items, expanded)]
     facts: dict[tuple[str, str], list[tuple[uuid.UUID, dict[str, Any]]]] = {}
-    for key, items in groups.items():  # validated and their facts extracted before anything moves
+    failures: list[tuple[str, str]] = []
+    for key, items in groups.items():  # checked and their facts taken (one open each) before anything moves
         storage_class = get_storage_class(items[0][1].dataset_type.storage_class)
-        found = [(ref.id, file_facts(path, get_formatter(formatter), storage_class)) for path, ref, formatter in items]
-        facts[key] = [(i, f) for i, f in found if f is not None]
+        found = facts[key] = []
+        for path, ref, formatter in items:
+            try:
+                examined = examine_file(path, get_formatter(formatter), storage_class)
+            except InvalidFileError as err:
+                failures.extend(err.failures)
+            except FormatterError as err:
+                failures.append((str(path), str(err)))
+            else:
+                if examined.facts is not None:
+                    found.append((ref.id, examined.facts))
         if storage_class.metadata_fields:
             butler.registry.metadata.table(storage_class.name, storage_class.metadata_fields)
+    if failures:
+        raise InvalidFileError(failures)
     placed = [(path, ref) for items in groups.values() for path, ref, _ in items]
     formatters = [formatter for items in groups.values() for _, _, formatter in items]
     if not placed:
