@@ -270,3 +270,33 @@ def test_a_failure_half_way_through_a_many_chunk_import_leaves_registry_and_data
     got = {(r.data_id["visit"], r.data_id["detector"]): target.get(r)
            for r in target.query_datasets("metrics", collections="r")}
     assert got == {(d["visit"], d["detector"]): payload(d) for d in data_ids()}
+
+
+def test_a_failed_many_chunk_import_by_move_puts_every_moved_file_back(big: Butler, make_butler, tmp_path,
+                                                                        monkeypatch):
+    """The undo of spilled chunks works from their journals: files moved in by the first chunks go back
+    to the export, byte for byte, when a later chunk fails."""
+    from skybutler import repository_transfer as rt
+    from skybutler.registry.registry import Registry
+
+    if not big.datastore.local:
+        pytest.skip("a move into an object store is a copy whose source stays until the commit")
+    monkeypatch.setattr(rt, "CHUNK", 16)
+    big.put_many("metrics", [(payload(d), d) for d in data_ids()])
+    rt.export_datasets(big, big.query_datasets("metrics"), tmp_path / "out")
+    exported = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    target = make_butler("target")
+    calls = {"n": 0}
+    original = Registry.insert_datasets
+
+    def failing(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise OSError("injected failure in the fourth chunk")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Registry, "insert_datasets", failing)
+    with pytest.raises(OSError, match="injected"):
+        rt.import_datasets(target, tmp_path / "out", transfer="move")
+    assert {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()} == exported
+    assert datastore_files(target) == {}

@@ -82,6 +82,7 @@ class IngestBatch:
         self.files = files
         self.journal = journal
         self._on_disk = False  # the per-file records were let go of: the journal file says what to do
+        self._moves = False  # a spilled batch has moves to finish after the commit
 
     def spill(self) -> None:
         """Let go of the per-file records of a placed batch that waits for an enclosing transaction:
@@ -89,13 +90,14 @@ class IngestBatch:
         :meth:`finish` work from that.  So a long import's undo list costs no memory per file."""
         if self.journal is None or self.journal.fd is None or self._on_disk:
             return
+        self._moves = any(i.kind == "move" for i in self.journal.intents)
         self.files = []
         self.journal.forget()
         self._on_disk = True
 
     def finish(self) -> None:
         """After the registry commit: finish copy-then-delete moves, then drop the journal."""
-        if self._on_disk and self.journal is not None:
+        if self._on_disk and self._moves and self.journal is not None:
             for intent in self.journal.reread():
                 if intent.kind == "move":  # a rename leaves nothing to do; a copy's source goes
                     settle_intent(self.datastore, intent, committed=True, claimed=False)
@@ -287,13 +289,15 @@ def _place(source: str, final: str, transfer: str, data: bytes | None, staged: s
 
     An existing file at ``final`` is never replaced: copies and moves end in one no-clobber
     rename (no window between a check and the rename), links fail on their own."""
-    refusal = ArtifactExistsError(f"refusing to overwrite existing file {final}", final)
+    def refusal() -> ArtifactExistsError:  # made only when needed: most files meet no other
+        return ArtifactExistsError(f"refusing to overwrite existing file {final}", final)
+
     how = "placed"
     if transfer == "move" and _same_device(source, final):
         try:
             rename_no_replace(source, final)
         except FileExistsError:
-            raise refusal from None
+            raise refusal() from None
         return "moved"
     if transfer in ("copy", "move"):
         write_new_file(staged, data if data is not None else Path(source).read_bytes())
@@ -301,13 +305,13 @@ def _place(source: str, final: str, transfer: str, data: bytes | None, staged: s
             rename_no_replace(staged, final)
         except FileExistsError:
             os.unlink(staged)
-            raise refusal from None
+            raise refusal() from None
         how = "copied for a move" if transfer == "move" else how
     elif transfer in ("hardlink", "symlink"):
         try:
             (os.link if transfer == "hardlink" else os.symlink)(source, final)
         except FileExistsError:
-            raise refusal from None
+            raise refusal() from None
     else:
         raise TransferError(f"unknown transfer mode {transfer!r}; use one of {', '.join(TRANSFER_MODES)}")
     return how
