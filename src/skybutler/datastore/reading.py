@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import os
 import posixpath
-import shutil
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -23,6 +22,7 @@ from ..errors import ChecksumMismatchError, FileNotStoredError, FormatterError, 
 from ..formats import get_formatter
 from ..models import StoredArtifact
 from .checksums import algorithm_of, stream_checksum, verify
+from .local_files import copy_file
 
 #: How much earlier than a record was read a file's inode must have last changed for the file
 #: to be taken as the one the record describes without asking the registry: file times come
@@ -158,7 +158,7 @@ class ArtifactReads:
             relative = artifact.path
         if suffix is not None:
             relative = posixpath.splitext(relative)[0] + suffix
-        destination = directory / relative
+        destination = os.path.join(directory, relative)  # a plain string: pathlib costs more than the copy
         source = self.full_path(artifact.path)
 
         def place() -> None:
@@ -167,15 +167,15 @@ class ArtifactReads:
             elif transfer == "hardlink" and self.local:
                 os.link(source, destination)
             elif self.local and "://" not in artifact.path:
-                shutil.copyfile(source, destination)
+                copy_file(source, destination)
             else:
                 fs = fsspec_url_to_fs(artifact.path)[0] if "://" in artifact.path else self.fs
-                fs.get_file(source, str(destination))
+                fs.get_file(source, destination)
 
         try:  # most files go to a directory made for an earlier one: make it only when missing
             place()
         except FileNotFoundError:
-            destination.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(os.path.dirname(destination), exist_ok=True)
             place()
         return relative
 
