@@ -57,8 +57,15 @@ class JsonFormatter(Formatter):
     def _read(self, stream: BinaryIO, component: str | None, parameters: dict[str, Any]) -> Any:
         return json.loads(stream.read())
 
-    def _validate(self, stream: BinaryIO) -> None:
-        _want_mapping(json.loads(stream.read(), parse_constant=_no_constant, parse_float=_finite_float), "JSON")
+    def _validate(self, stream: BinaryIO) -> Any:
+        document = json.loads(stream.read(), parse_constant=_no_constant, parse_float=_finite_float)
+        _want_mapping(document, "JSON")
+        return document  # the whole object: what examine() would read again
+
+    def _examined(self, stream: BinaryIO, component: str | None, checked: Any) -> Any:
+        if component is not None:  # JSON has none: refused as read() refuses it
+            return super()._examined(stream, component, checked)
+        return checked  # the check parsed the whole document already
 
 
 #: libyaml's safe loader when installed (the same documents, about ten times faster), else PyYAML's.
