@@ -1,16 +1,19 @@
 """Export and import of many datasets: datasets per second and peak memory, each way.
 
-    python benchmarks/bench_export_import.py [--datasets N] [--json FILE] [--quick]
+    python benchmarks/bench_export_import.py [--datasets N[,N...]] [--json FILE] [--quick] [--keep DIR]
 
-A repository of N ``metrics`` datasets (W1's 10-float dicts over N/50 visits x 50
+For each N, a repository of N ``metrics`` datasets (W1's 10-float dicts over N/50 visits x 50
 detectors, with W1's dimension records) is built with ``put_many`` (not timed), exported
 whole to a directory (``export_datasets``, transfer ``copy``) and imported into a new
 repository (``import_datasets``, transfer ``copy``).  Export and import each run in a
 forked child, so each phase's peak resident memory is its own (the parent's memory at
-the fork is reported beside it as the baseline); "memory flat" means the peaks stay
-near the baseline as N grows tenfold.  Wall and CPU seconds are reported for each phase;
-set ``TMPDIR=/dev/shm`` to keep the disk out of the figures.  N defaults to 200,000
-(``--quick``: 5,000).
+the fork is reported beside it as the baseline).  Give two sizes a decade apart
+(``--datasets 20000,200000``, the default) to see whether memory is flat: the last lines
+compare each phase's peak at the largest size with its peak at the smallest.  Wall and
+CPU seconds are reported for each phase (on a shared machine the CPU figure is the steadier
+one); set ``TMPDIR=/dev/shm`` to keep the disk out of the figures.  ``--keep DIR`` keeps
+the built source repositories in DIR and reuses them on the next run (building 200,000
+datasets takes longer than exporting them).  ``--quick``: 5,000 datasets, for a smoke run.
 """
 
 from __future__ import annotations
@@ -55,22 +58,19 @@ def build(root: Path, scale: w.Scale) -> None:
         w.put_metrics(butler, scale, batch=20_000)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", type=int, default=200_000)
-    parser.add_argument("--json", type=Path, help="write the figures here")
-    parser.add_argument("--quick", action="store_true", help="5,000 datasets, for a smoke run")
-    args = parser.parse_args(argv)
-    n = 5_000 if args.quick else args.datasets
+def run_size(n: int, keep: Path | None) -> dict[str, Any]:
+    """Build (or reuse) a source of ``n`` datasets, export it and import it; the figures."""
     scale = w.Scale(n_visits=max(1, n // 50), n_detectors=50)
-    load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="skybutler-bench-export-"))
+    source = (keep / f"source-{scale.n_datasets}") if keep else work / "source"
     try:
-        built = in_child(lambda: build(work / "source", scale) or scale.n_datasets)  # keeps this process small
+        if not (source / "butler.yaml").exists():
+            shutil.rmtree(source, ignore_errors=True)
+            in_child(lambda: build(source, scale) or scale.n_datasets)  # keeps this process small
         baseline = rss_bytes()
 
         def export() -> int:
-            with Butler(work / "source", collections=[w.METRICS_RUN]) as butler:
+            with Butler(source, collections=[w.METRICS_RUN]) as butler:
                 return export_datasets(butler, butler.query_datasets(w.METRICS_TYPE), work / "export")
 
         def import_() -> int:
@@ -85,18 +85,45 @@ def main(argv: list[str] | None = None) -> int:
             assert butler.get(ref) == w.metrics_payload(scale.n_visits, 7)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    figures = {"export_per_s": exported["rate_per_s"], "import_per_s": imported["rate_per_s"]}
-    doc = {"benchmark": "bench_export_import", "datasets": scale.n_datasets, **w.environment(), **figures,
-           "targets": TARGETS, "targets_met": {k: figures[k] >= v for k, v in TARGETS.items()},
-           "export": exported, "import": imported, "baseline_rss_bytes": baseline, "build_seconds": built["seconds"],
+    return {"datasets": scale.n_datasets, "export_per_s": exported["rate_per_s"],
+            "import_per_s": imported["rate_per_s"], "export": exported, "import": imported,
+            "baseline_rss_bytes": baseline}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="20000,200000", help="one size or several, comma-separated")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--quick", action="store_true", help="5,000 datasets, for a smoke run")
+    parser.add_argument("--keep", type=Path, help="keep (and reuse) the built source repositories here")
+    args = parser.parse_args(argv)
+    sizes = [5_000] if args.quick else [int(n) for n in args.datasets.split(",")]
+    load_before = os.getloadavg()[0]
+    runs = []
+    for n in sizes:
+        fig = run_size(n, args.keep)
+        runs.append(fig)
+        print(f"export/import of {fig['datasets']:,} datasets (files in {tempfile.gettempdir()}; parent RSS at "
+              f"fork {fig['baseline_rss_bytes'] / 2**20:.0f} MiB; 1-minute load now {os.getloadavg()[0]:.1f} on "
+              f"{os.cpu_count()} CPUs)", flush=True)
+        for label in ("export", "import"):
+            f = fig[label]
+            print(f"  {label:7s} {f['rate_per_s']:>8,.0f} datasets/s  ({f['seconds']:.2f} s wall, {f['cpu_seconds']:.2f} s "
+                  f"CPU = {w.rate(f['count'], f['cpu_seconds']):,.0f} per CPU-second; peak RSS "
+                  f"{f['peak_rss_bytes'] / 2**20:.0f} MiB)", flush=True)
+    largest = runs[-1]
+    figures = {"export_per_s": largest["export_per_s"], "import_per_s": largest["import_per_s"]}
+    doc = {"benchmark": "bench_export_import", "datasets": largest["datasets"], **w.environment(), **figures,
+           "targets": TARGETS, "targets_met": {k: figures[k] >= v for k, v in TARGETS.items()}, "runs": runs,
            "tmpdir": tempfile.gettempdir(), "load_avg_1m_before": load_before, "load_avg_1m_after": os.getloadavg()[0]}
-    print(f"export/import of {scale.n_datasets:,} datasets (files in {tempfile.gettempdir()}; 1-minute load "
-          f"{load_before:.1f} -> {doc['load_avg_1m_after']:.1f} on {os.cpu_count()} CPUs; parent RSS at fork "
-          f"{baseline / 2**20:.0f} MiB)")
-    for label, fig in (("export", exported), ("import", imported)):
-        print(f"  {label:7s} {fig['rate_per_s']:>8,.0f} datasets/s  ({fig['seconds']:.2f} s wall, {fig['cpu_seconds']:.2f} s "
-              f"CPU = {w.rate(fig['count'], fig['cpu_seconds']):,.0f} per CPU-second; peak RSS "
-              f"{fig['peak_rss_bytes'] / 2**20:.0f} MiB)")
+    if len(runs) > 1:
+        smallest = runs[0]
+        doc["peak_rss_growth"] = {}
+        for label in ("export", "import"):
+            small, large = smallest[label]["peak_rss_bytes"], largest[label]["peak_rss_bytes"]
+            doc["peak_rss_growth"][label] = large / small
+            print(f"  {label} peak RSS at {largest['datasets']:,}: {large / 2**20:.0f} MiB, at {smallest['datasets']:,}: "
+                  f"{small / 2**20:.0f} MiB ({large / small:.2f}x)")
     if args.json:
         args.json.write_text(json.dumps(doc, indent=2, default=str))
     return 0
