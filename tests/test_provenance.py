@@ -72,6 +72,18 @@ def test_consumers_and_the_recursive_tree(done):
     assert leaf.dataset_type == "metrics" and leaf.quantum is None and leaf.exists
 
 
+def test_owners_are_the_type_and_run_that_refs_resolve_to(done):
+    """What the tree and the graph page ask of each dataset (exists? of which type, in which
+    RUN?) in one look-up, against the full refs as the oracle; an unknown ID is left out."""
+    import uuid
+
+    butler, _ = done
+    ids = [n.dataset_id for n in butler.provenance.tree(summary_ref(butler)).walk()] + [uuid.uuid4()]
+    owners = butler.registry.owners_by_id(ids)
+    assert owners == {r.id: (r.dataset_type.name, r.run) for r in butler.registry.refs_by_id(ids)}
+    assert len(owners) == len(set(ids)) - 1
+
+
 def test_provenance_outlives_a_purged_dataset(done):
     butler, report = done
     scaled = butler.find_dataset("metricsA", instrument="Cam", visit=1, detector=1, collections=report.run)

@@ -230,6 +230,31 @@ def test_a_calexp_page_view_opens_its_file_once_for_the_page_and_once_for_the_qu
     assert reads == ["data"] and len(opens) == 1
 
 
+def test_provenance_graph_shows_exactly_the_datasets_their_pages_show(web_site):
+    """The graph page's bulk check (type and RUN of every dataset at once) against the dataset
+    page's own rule, ID by ID, for a user who may see everything and one under an embargo
+    without the secret RUN."""
+    from skybutler import Butler
+    from skybutler.access import Access
+    from skybutler.errors import DatasetNotFoundError
+    from skybutler.server import authz
+    from skybutler.web.provenance_graph import visible_ids
+
+    ids = [uuid.UUID(i) for i in web_site.ids.values()] + [uuid.uuid4()]
+    with Butler(web_site.root) as butler:
+        for name in ("alice", "bob"):
+            user = Access(butler.registry.access).user(name)
+            expected = set()
+            for dataset_id in ids:
+                try:
+                    expected.add(authz.visible_ref(butler, user, dataset_id).id)
+                except DatasetNotFoundError:
+                    pass
+            assert visible_ids(butler, user, ids) == expected
+            hidden = {uuid.UUID(web_site.ids[k]) for k in ("secret", "embargoed")}
+            assert hidden <= expected if name == "alice" else not hidden & expected
+
+
 def test_purged_dataset_page(web_site):
     c = client(web_site, "alice")
     text = c.get(f"/datasets/{web_site.ids['purged']}").text

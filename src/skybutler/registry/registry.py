@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -166,6 +166,10 @@ class Registry:
 
     def refs_by_id(self, ids: Sequence[uuid.UUID]) -> list[DatasetRef]:
         return self.datasets.refs_by_id(ids)
+
+    def owners_by_id(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[str, str]]:
+        """(dataset type, RUN) of each known dataset ID; see :meth:`DatasetStore.owners`."""
+        return self.datasets.owners(ids)
 
 
 def read_meta(db: Database) -> dict[str, str]:

@@ -90,13 +90,20 @@ def data_id_text(data_id: Any) -> str:
 
 
 def visible_ids(butler: Butler, user: User, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
-    """Those of ``ids`` the user may see, as ``authz.visible_ref`` judges (checked in bulk: one
-    registry look-up, then the per-dataset rule only where the RUN is not readable)."""
+    """Those of ``ids`` the user may see, as ``authz.visible_ref`` judges (checked in bulk: the
+    type and RUN of every dataset in one look-up; whole refs, for the embargo rule and the
+    per-dataset rule, only of those an embargo may hide or whose RUN is not readable)."""
     wanted = list(dict.fromkeys(i for i in ids if i is not None))
-    refs = butler.registry.refs_by_id(wanted) if wanted else []
     check = EmbargoCheck(butler, user) if user.embargoes else None
-    out = set()
-    for ref in refs:
+    out, doubtful, readable = set(), [], {}
+    for dataset_id, (dataset_type, run) in (butler.registry.owners_by_id(wanted) if wanted else {}).items():
+        if run not in readable:
+            readable[run] = user.may(run, "read")
+        if (check is None or not check.applies_to(dataset_type)) and readable[run]:
+            out.add(dataset_id)
+        else:
+            doubtful.append(dataset_id)
+    for ref in butler.registry.refs_by_id(doubtful) if doubtful else []:
         if check is not None and check.hidden_ref(ref):
             continue
         if user.may(ref.run, "read"):
