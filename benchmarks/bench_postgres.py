@@ -43,30 +43,7 @@ TARGETS = {"put_many_per_s": 10_000.0, "ingest_copy_per_s": 10_000.0, "writers_8
 RUN = "bench/pg"
 
 
-class ServerCpu:
-    """CPU seconds of the PostgreSQL backends a butler's connections use (same host only)."""
-
-    def __init__(self, butler: Butler):
-        import sqlalchemy as sa
-
-        self.pids: set[int] = set()
-        engine = butler.registry.db.engine
-        sa.event.listen(engine, "checkout", lambda dbapi, *_: self.pids.add(dbapi.info.backend_pid))
-        engine.dispose()  # connections made before the listener was added are not known: start afresh
-
-    def seconds(self) -> float | None:
-        total = 0.0
-        tick = os.sysconf("SC_CLK_TCK")
-        for pid in self.pids:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                return None  # another host, or the backend ended
-            total += (int(fields[11]) + int(fields[12])) / tick
-        return total
-
-
-def timed(fn, server: ServerCpu | None = None) -> dict[str, Any]:
+def timed(fn, server: w.ServerCpu | None = None) -> dict[str, Any]:
     """Run ``fn`` once; wall and CPU seconds of this process and of the server's backends."""
     server_before = server.seconds() if server else None
     cpu, wall = time.process_time(), time.perf_counter()
@@ -92,7 +69,7 @@ def new_repo(work: Path, pg: str, scale: w.Scale, schemas: list[str]) -> Butler:
 def bench_put_many(work: Path, pg: str, scale: w.Scale, schemas: list[str]) -> dict[str, Any]:
     with new_repo(work, pg, scale, schemas) as butler:
         items = [(w.metrics_payload(d["visit"], d["detector"]), d) for d in w.metrics_data_ids(scale)]
-        server = ServerCpu(butler)
+        server = w.ServerCpu(butler)
         out = timed(lambda: len(butler.put_many(w.METRICS_TYPE, items, run=RUN)), server)
         assert butler.query_datasets(w.METRICS_TYPE).count() == len(items)
     return out
@@ -108,7 +85,7 @@ def bench_ingest(work: Path, pg: str, scale: w.Scale, schemas: list[str]) -> dic
         items.append((path, d))
     out = {}
     with new_repo(work, pg, scale, schemas) as butler:
-        server = ServerCpu(butler)
+        server = w.ServerCpu(butler)
         for mode in ("copy", "direct"):
             out[mode] = timed(lambda: len(butler.ingest(w.METRICS_TYPE, items, run=f"{RUN}/{mode}", transfer=mode)),
                               server)
@@ -117,7 +94,7 @@ def bench_ingest(work: Path, pg: str, scale: w.Scale, schemas: list[str]) -> dic
 
 def _writer(root: str, data_ids: list[dict[str, Any]], start: Any, finished: Any) -> None:
     butler = Butler(root, run=RUN)
-    server = ServerCpu(butler)
+    server = w.ServerCpu(butler)
     start.wait()  # every writer has imported and opened the repository
     cpu, began = time.process_time(), time.time()
     for data_id in data_ids:

@@ -42,7 +42,8 @@ database has to skip.  Q6 counts every ``dt10`` dataset, so it grows with the re
 are not checked.  ``--keep DIR`` builds the repository in DIR once and reuses it on
 later runs (for iterating on query code); ``--only`` times some of the queries.
 ``--registry postgresql://...`` puts the registry on a PostgreSQL server (in a schema of
-its own, dropped afterwards unless ``--keep``), to compare with SQLite.  The
+its own, dropped afterwards unless ``--keep``), to compare with SQLite; the CPU time of
+its server processes (when on this host) is reported beside the client's.  The
 repository is made under ``TMPDIR``, or /dev/shm with ``--tmpfs`` (keeping the disk out of
 the figures).  The build reports its wall and CPU time, datasets per second and the peak
 memory of the process.  Exit status 1 if a row count is wrong; targets are reported, not
@@ -223,12 +224,16 @@ def queries(butler: Butler, scale: workload.Scale) -> dict[str, dict[str, Callab
     }
 
 
-def time_query(fn: Callable[[], int], reps: int = REPS) -> tuple[float, int, list[float], list[float]]:
-    """Median wall milliseconds of ``reps`` runs after a warm-up, the row count, and each run's
+def time_query(fn: Callable[[], int], reps: int = REPS, server: workload.ServerCpu | None = None
+               ) -> tuple[float, int, list[float], list[float], float | None]:
+    """Median wall milliseconds of ``reps`` runs after a warm-up, the row count, each run's
     wall and CPU milliseconds (this process's CPU time: what other work on the machine
-    slows down less, so a better guide than wall time on a shared machine)."""
+    slows down less, so a better guide than wall time on a shared machine), and with a
+    PostgreSQL ``server`` on this host, its backends' mean CPU milliseconds per run (read
+    in clock ticks: a mean over the runs, not per run)."""
     rows = fn()
     times, cpu = [], []
+    server_before = server.seconds() if server else None
     for _ in range(reps):
         start, start_cpu = time.perf_counter(), time.process_time()
         count = fn()
@@ -236,7 +241,10 @@ def time_query(fn: Callable[[], int], reps: int = REPS) -> tuple[float, int, lis
         cpu.append((time.process_time() - start_cpu) * 1000)
         if count != rows:
             raise RuntimeError(f"row count changed between runs: {rows} then {count}")
-    return statistics.median(times), rows, times, cpu
+    server_after = server.seconds() if server else None
+    server_ms = (None if server_before is None or server_after is None
+                 else (server_after - server_before) * 1000 / reps)
+    return statistics.median(times), rows, times, cpu, server_ms
 
 
 # -- main -------------------------------------------------------------------------------
@@ -285,15 +293,18 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, Any] = {}
         failures = []
         with Butler(root) as butler:
+            server = workload.ServerCpu(butler) if butler.registry.db.dialect == "postgresql" else None
             for name, paths in queries(butler, scale).items():
                 if args.only and name not in args.only.split(","):
                     continue
                 entry: dict[str, Any] = {"expected_rows": want[name], "reference_ms": REFERENCE_MS[name],
                                          "target_ms": REFERENCE_MS[name] / 2}
                 for path, fn in paths.items():
-                    ms, rows, times, cpu = time_query(fn, args.reps)
+                    ms, rows, times, cpu, server_ms = time_query(fn, args.reps, server)
                     entry[path] = {"ms": ms, "cpu_ms": statistics.median(cpu), "rows": rows, "reps": args.reps,
                                    "stat": "median", "all_ms": times, "all_cpu_ms": cpu}
+                    if server_ms is not None:
+                        entry[path]["server_cpu_ms_mean"] = server_ms
                     if rows != want[name]:
                         failures.append(f"{name} {path}: {rows} rows, expected {want[name]}")
                 if "arrow" in entry:
@@ -302,9 +313,13 @@ def main(argv: list[str] | None = None) -> int:
                 report[f"{name}_ms"] = entry["objects"]["ms"]
                 if "arrow" in entry:
                     report[f"{name}_arrow_ms"] = entry["arrow"]["ms"]
-                line = f"{name}: {entry['objects']['ms']:8.2f} ms objects ({entry['objects']['cpu_ms']:.2f} cpu)"
+                def cpu_of(path: str) -> str:
+                    server_ms = entry[path].get("server_cpu_ms_mean")
+                    return f"{entry[path]['cpu_ms']:.2f} cpu" + ("" if server_ms is None else f" + {server_ms:.1f} server")
+
+                line = f"{name}: {entry['objects']['ms']:8.2f} ms objects ({cpu_of('objects')})"
                 if "arrow" in entry:
-                    line += f", {entry['arrow']['ms']:8.2f} ms arrow ({entry['arrow']['cpu_ms']:.2f} cpu)"
+                    line += f", {entry['arrow']['ms']:8.2f} ms arrow ({cpu_of('arrow')})"
                 line += f"  ({entry['objects']['rows']:,} rows; target <= {entry['target_ms']:g} ms"
                 line += f", arrow <= {entry['arrow_target_ms']:g} ms)" if "arrow" in entry else ")"
                 print(line)

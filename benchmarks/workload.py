@@ -444,3 +444,26 @@ def in_child(fn) -> dict[str, Any]:
     if "error" in out:
         raise RuntimeError(f"child failed: {out['error']}")
     return out
+
+
+class ServerCpu:
+    """CPU seconds of the PostgreSQL backends a butler's connections use (same host only)."""
+
+    def __init__(self, butler: Butler):
+        import sqlalchemy as sa
+
+        self.pids: set[int] = set()
+        engine = butler.registry.db.engine
+        sa.event.listen(engine, "checkout", lambda dbapi, *_: self.pids.add(dbapi.info.backend_pid))
+        engine.dispose()  # connections made before the listener was added are not known: start afresh
+
+    def seconds(self) -> float | None:
+        total = 0.0
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in self.pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                return None  # another host, or the backend ended
+            total += (int(fields[11]) + int(fields[12])) / tick
+        return total

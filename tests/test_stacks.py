@@ -77,6 +77,18 @@ def test_repositories_in_different_schemas_do_not_see_each_other(tmp_path: Path)
 
 
 @needs_postgres
+def test_statements_are_planned_for_their_own_parameters(tmp_path: Path):
+    """psycopg prepares a statement run five times; the server must not then switch to a generic
+    plan made without the values of a query's data-ID ranges."""
+    with Butler.create(tmp_path / "repo", registry=f"{POSTGRES_URL}?schema={_schema_name()}") as butler:
+        populate(butler)
+        for _ in range(12):  # past psycopg's prepare threshold and the server's generic-plan trials
+            assert len(butler.registry.dimensions.fetch_all("detector")) > 0
+        with butler.registry.db.reading() as conn:
+            assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
+
+
+@needs_postgres
 def test_a_second_registry_in_the_same_schema_is_refused(tmp_path: Path):
     schema = _schema_name()
     with Butler.create(tmp_path / "a", registry=f"{POSTGRES_URL}?schema={schema}"):

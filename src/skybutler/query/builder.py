@@ -153,7 +153,8 @@ class _Search:
                                                   tags.c.collection_id == collections.collection_id
                                                   ).limit(1).scalar_subquery().is_not(None)
             with registry.db.reading() as conn:
-                rows = conn.execute(sa.select(types.dataset_type_id, collections.collection_id).where(
+                rows = conn.execute(sa.select(types.dataset_type_id, collections.collection_id).select_from(
+                    registry.schema.dataset_type.join(registry.schema.collection, sa.true())).where(
                     types.dataset_type_id.in_(list(type_ids)), collections.collection_id.in_(candidates), held))
                 return frozenset((type_id, cid) for type_id, cid in rows)
 
