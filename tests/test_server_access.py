@@ -265,6 +265,14 @@ def test_provenance_under_the_same_rights(butler):
         assert shown.exit_code == 0, shown.output
         data = json.loads(shown.stdout)
         assert data["tree"]["id"] == str(scaled.id) and data["tree"]["inputs"] == [] and data["used_by"] == []
+        assert [q.quantum_id for q in boss.provenance.quanta()] == [q.quantum_id for q in butler.provenance.quanta()]
+        made = sorted(q.quantum_id for q in butler.provenance.quanta(task="a"))
+        seen = bob.provenance.quanta(task="a")
+        assert sorted(q.quantum_id for q in seen) == made and local.quantum_id in made
+        assert all(q.inputs == [] and q.outputs for q in seen)  # run/a's metrics are not bob's to see
+        listed = CliRunner().invoke(cli, ["quanta", url, "--json"], env={"SKYBUTLER_TOKEN": tokens["bob"]})
+        assert listed.exit_code == 0 and sorted(q["quantum"] for q in json.loads(listed.stdout)) == \
+            sorted(str(i) for i in made)
 
 
 def test_trusted_identity_header(butler):

@@ -62,6 +62,12 @@ class RemoteProvenance:
 
         return node(found["tree"])
 
+    def quanta(self, run: str | None = None, task: str | None = None, status: str | None = None
+               ) -> list[QuantumRecord]:
+        """Recorded quanta of the RUNs the caller may read (without their logs)."""
+        return [_record(r) for r in self._t.post_json("provenance/quanta", {"run": run, "task": task,
+                                                                             "status": status})]
+
     def environment(self, record: QuantumRecord) -> dict[str, Any] | None:
         """The software versions a quantum of a ``tree`` answer ran with (None for others)."""
         return self._environments.get(record.env_id) if record.env_id else None

@@ -99,3 +99,33 @@ def tree(request: Request, body: TreeRequest, user: User = Depends(current_user)
                     "inputs": [] if quantum is None else [node(c) for c in item.inputs if c.dataset_id in visible]}
 
         return {"tree": node(root), "environments": wire.encode(environments)}
+
+
+class QuantaRequest(BaseModel):
+    run: str | None = None
+    task: str | None = None
+    status: str | None = None
+
+
+@router.post("/provenance/quanta")
+def quanta(request: Request, body: QuantaRequest, user: User = Depends(current_user)) -> list[Any]:
+    """Recorded quanta of the RUNs the caller may read (filtered by RUN, task and status), their
+    links to datasets the caller may not see left out (looked up in bulk) and their logs too."""
+    from ..web.provenance_graph import visible_ids
+
+    state: ServerState = request.app.state.skybutler
+    with state.butler() as butler:
+        if body.run is not None:
+            authz.check_visible(butler, user, body.run)
+        records = [r for r in butler.provenance.quanta(run=body.run, task=body.task, status=body.status)
+                   if user.may(r.run, "read")]
+        visible = visible_ids(butler, user, [link.dataset_id for r in records for link in (*r.inputs, *r.outputs)])
+        out = []
+        for record in records:
+            values = dataclasses.asdict(record)
+            for side in ("inputs", "outputs"):
+                values[side] = [link for link, kept in zip(values[side], getattr(record, side))
+                                if kept.dataset_id is None or kept.dataset_id in visible]
+            values.pop("log", None)
+            out.append(wire.encode(values))
+        return out
