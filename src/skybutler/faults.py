@@ -12,6 +12,8 @@ the first) it reaches ``<step>``.  Unset, a step costs one comparison.  The step
 - ``file-placed``: one more ingested file is at its final path (moved, copied or linked), or one more
   file of a staging or recompute write-back
 - ``files-published``: a put batch's files are at their final paths, the registry not yet committed
+- ``copy-half-sent``: a PostgreSQL ``COPY`` of a bulk write (put_many, ingest) has been given half
+  its rows, the statement not yet ended
 - ``registry-committed``: the registry transaction of a write (or a removal, purge, cold move,
   staging or write-back) committed, its journal not yet ended
 - ``transaction-committed``: an enclosing ``butler.transaction()`` committed, its writes' journal not yet

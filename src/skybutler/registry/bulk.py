@@ -20,11 +20,14 @@ and the client to send, instead of one per table.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+
+from ..faults import crash_point
 
 #: From this many rows on, a PostgreSQL insert goes through COPY.
 COPY_MIN_ROWS = 64
@@ -110,7 +113,11 @@ def _copy_rows(conn: sa.Connection, table: sa.Table, columns: Sequence[str], row
     with _as_sqlalchemy_errors(conn, sql):
         with dbapi.cursor() as cursor, cursor.copy(sql) as copy:
             write = copy.write_row
-            for row in rows:
+            half = len(rows) // 2
+            for row in itertools.islice(rows, half):
+                write(row)
+            crash_point("copy-half-sent")
+            for row in itertools.islice(rows, half, None):
                 write(row)
 
 
