@@ -77,12 +77,16 @@ def run_size(n: int, keep: Path | None) -> dict[str, Any]:
             with Butler.create(work / "target") as butler:
                 return import_datasets(butler, work / "export")
 
+        def check() -> int:
+            with Butler(work / "target", collections=[w.METRICS_RUN]) as butler:
+                assert butler.query_datasets(w.METRICS_TYPE).count() == scale.n_datasets
+                ref = butler.find_dataset(w.METRICS_TYPE, instrument=w.INSTRUMENT, visit=scale.n_visits, detector=7)
+                assert butler.get(ref) == w.metrics_payload(scale.n_visits, 7)
+            return scale.n_datasets
+
         exported = in_child(export)
         imported = in_child(import_)
-        with Butler(work / "target", collections=[w.METRICS_RUN]) as butler:
-            assert butler.query_datasets(w.METRICS_TYPE).count() == scale.n_datasets
-            ref = butler.find_dataset(w.METRICS_TYPE, instrument=w.INSTRUMENT, visit=scale.n_visits, detector=7)
-            assert butler.get(ref) == w.metrics_payload(scale.n_visits, 7)
+        w.in_child(check)  # in a child too: the next size's forks start from the same small parent
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"datasets": scale.n_datasets, "export_per_s": exported["rate_per_s"],
