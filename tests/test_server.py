@@ -68,6 +68,13 @@ def test_same_answers_local_and_remote(served):
         local.query_datasets("metrics", "visit > 1000").explain() != []
     ordered = list(remote.query_data_ids(["visit", "detector"]).order_by("-visit", "detector").limit(3, 1))
     assert ordered == list(local.query_data_ids(["visit", "detector"]).order_by("-visit", "detector").limit(3, 1))
+    # keyset paging: the rows after a given row, checked by the server as locally
+    first = list(local.query_datasets("metrics").order_by("-visit", "dataset_id").limit(5))
+    key = [first[-1].data_id["visit"], first[-1].id]
+    assert _refs(remote.query_datasets("metrics").order_by("-visit", "dataset_id").after(key).limit(4)) == \
+        _refs(local.query_datasets("metrics").order_by("-visit", "dataset_id").after(key).limit(4)) != []
+    with pytest.raises(QueryError, match="ends with dataset_id"):
+        list(remote.query_datasets("metrics").order_by("visit").after([1]))
     # tables travel as Arrow
     sort = [("visit", "ascending"), ("detector", "ascending")]
     assert remote.query_datasets("metrics").to_arrow().sort_by(sort).equals(
