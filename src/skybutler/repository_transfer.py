@@ -5,11 +5,12 @@ An export directory holds ``export.json`` (dataset types, RUNs, the format versi
 the dimension records and the datasets (with their artifact paths) as JSON lines in
 ``export.records.jsonl`` and ``export.datasets.jsonl``, and the artifacts under the
 same relative paths they had in the source datastore.  Both directions stream: a
-chunk of datasets at a time, so memory does not grow with the datasets.  Import is
-all or nothing: records are synced, then the datasets are ingested chunk by chunk
-inside one transaction with their original IDs, so the same raw or product is never
-duplicated across repositories.  Exports of format 1 (everything in ``export.json``)
-are still read.
+chunk of datasets at a time (export keeps only an integer per ID written and the keys
+of the records to write).  Import is all or nothing: records, dataset types, RUNs and
+then the datasets, chunk by chunk with their original IDs, go in inside one transaction
+(so the same raw or product is never duplicated across repositories), and each chunk's
+placed files are remembered by its write journal on disk, not in memory, until the
+transaction ends.  Exports of format 1 (everything in ``export.json``) are still read.
 """
 
 from __future__ import annotations
