@@ -11,12 +11,9 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def running_server(root: Path | None, apps: list | None = None, *, app=None, send_buffer: int | None = None,
-                   **settings) -> Iterator[str]:
+def running_server(root: Path | None, apps: list | None = None, *, app=None, **settings) -> Iterator[str]:
     """Serve the repository at ``root`` (or a ready-made ``app``) on 127.0.0.1 (a free port) while the
-    block runs; yields its URL (and appends the application to ``apps``, for tests that look inside).
-    ``send_buffer`` shrinks the kernel's send buffer of its connections, so that a client that does
-    not read soon holds the server's answer up."""
+    block runs; yields its URL (and appends the application to ``apps``, for tests that look inside)."""
     import uvicorn
 
     from skybutler.server.app import create_app
@@ -27,8 +24,6 @@ def running_server(root: Path | None, apps: list | None = None, *, app=None, sen
     if apps is not None:
         apps.append(app)
     sock = socket.socket(proto=socket.IPPROTO_TCP)  # so that asyncio sets TCP_NODELAY on connections, as in serve
-    if send_buffer is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off", timeout_graceful_shutdown=2))

@@ -151,3 +151,23 @@ def test_a_forged_batch_is_refused_whole(served):
         assert answer.status_code == 422, answer.text
         assert wanted in answer.json()["message"]
     _nothing_of_pat(local)
+
+
+def test_the_writes_of_one_transaction_count_together_against_a_quota(served):
+    """Two puts that each fit the area's quota but together do not: the second is refused and
+    nothing of the transaction is written."""
+    from skybutler.errors import QuotaExceededError
+
+    local, url, token, rita = served
+    Access(local.registry.access).set_quota("user", "pat", max_datasets=3)
+    pat = Butler(url, token=token["pat"])
+    with pytest.raises(QuotaExceededError, match="operation 2 of 2 .*u/pat holds 2 datasets of its quota of 3; this write of 2"):
+        with pat.transaction():
+            for run in ("u/pat/a", "u/pat/b"):
+                pat.put_many("metrics", [({"i": i}, {"instrument": "Cam", "visit": 2, "detector": i})
+                                         for i in range(2)], run=run)
+    _nothing_of_pat(local)
+    with pat.transaction():
+        pat.put_many("metrics", [({"i": i}, {"instrument": "Cam", "visit": 2, "detector": i}) for i in range(3)],
+                     run="u/pat/a")
+    assert local.query_datasets("metrics", collections=["u/pat/a"]).count() == 3

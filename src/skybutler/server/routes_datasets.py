@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
-from ..access import User, quota_area
+from ..access import Access, User, quota_area
 from ..butler import Butler
 from ..config import BOOKKEEPING_DIR
 from ..datastore.uploads import uploaded_files
@@ -172,7 +172,8 @@ def _within_quota(state: ServerState, butler: Butler, run: str, new_bytes: int, 
         return
     with butler.transaction():
         butler.registry.access.lock_area("/".join(area))
-        state.access.check_quota(run, new_bytes, new_datasets)
+        # the usage is read in the write's own transaction: a batch's earlier writes count too
+        Access(butler.registry.access).check_quota(run, new_bytes, new_datasets)
         yield
 
 
