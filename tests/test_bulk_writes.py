@@ -160,22 +160,6 @@ def test_a_put_sends_its_rows_in_one_statement_and_a_big_batch_by_copy(big: Butl
         ["COPY"] * 4, sent
 
 
-def test_a_read_does_not_make_the_next_write_prepare_its_statements_anew(big: Butler, monkeypatch, stack):
-    """A read ends with COMMIT on PostgreSQL: psycopg forgets its prepared statements on ROLLBACK."""
-    if stack != "postgres":
-        pytest.skip("prepared statements are PostgreSQL's")
-    import psycopg
-
-    rollbacks = []
-    original = psycopg.Connection.rollback
-    monkeypatch.setattr(psycopg.Connection, "rollback",
-                        lambda self: (rollbacks.append(self.info.transaction_status), original(self))[1])
-    for d in data_ids()[:3]:
-        big.put(payload(d), "metrics", **d)
-        assert big.query_datasets("metrics").count() >= 1
-    assert psycopg.pq.TransactionStatus.INTRANS not in rollbacks, rollbacks
-
-
 def test_export_and_import_stream_in_chunks_and_import_is_all_or_nothing(big: Butler, make_butler, tmp_path,
                                                                           monkeypatch):
     from skybutler import repository_transfer as rt

@@ -65,11 +65,17 @@ def make_engine(url: str) -> tuple[Engine, str | None]:
         connect_args: dict = {}
         if "connect_timeout" not in url:  # libpq waits forever for a host that drops packets
             connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+        # No server-side prepared statements: psycopg prepares a statement run five times, and
+        # after five more runs the server may switch to a generic plan made without the values
+        # of a query's data-ID ranges or IN-lists (Q5 of bench_queries: 300 ms of server time
+        # instead of 20).  Unprepared, every statement is planned for its own parameters.
+        # (plan_cache_mode = force_custom_plan would do it too, but it also re-plans the
+        # foreign-key checks of every inserted row: three times the server's work in a COPY.)
+        connect_args["prepare_threshold"] = None
         password = os.environ.get("SKYBUTLER_DB_PASSWORD")
         if password and "@" in url and ":" not in urlsplit(url).netloc.split("@")[0]:
             connect_args["password"] = password
         engine = sa.create_engine(url, pool_size=5, max_overflow=10, connect_args=connect_args)
-        sa.event.listen(engine, "connect", _pg_on_connect)
         sa.event.listen(engine, "checkin", _pg_on_checkin)
         sa.event.listen(engine, "checkout", _pg_ping_if_idle)
         if schema:
@@ -124,17 +130,6 @@ def _begin_immediate(dbapi_connection) -> None:
     finally:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
         cursor.close()
-
-
-def _pg_on_connect(dbapi_connection, _record) -> None:
-    """Plan every statement for its own parameters.  psycopg prepares a statement run five
-    times, and after five more runs the server may switch to a generic plan made without
-    the parameters' values: for a query with a range or an IN-list of data-ID values, a plan
-    that read the whole membership table (Q5 of bench_queries: 300 ms of server time
-    instead of 20).  A custom plan costs a fraction of a millisecond to make."""
-    with dbapi_connection.cursor() as cursor:
-        cursor.execute("SET plan_cache_mode = force_custom_plan")
-    dbapi_connection.commit()
 
 
 def _pg_on_checkin(_dbapi_connection, record) -> None:
@@ -300,13 +295,7 @@ class Database:
             return
         with self._errors("read"), self.engine.connect() as conn:
             yield conn
-            if self.dialect == "postgresql":
-                # The same as a rollback for a read, but a ROLLBACK makes psycopg forget its
-                # prepared statements (one more round trip, DEALLOCATE ALL, and every insert
-                # of the next write prepared anew).
-                conn.commit()
-            else:
-                conn.rollback()
+            conn.rollback()
 
     def savepoint(self, conn: Connection) -> contextlib.AbstractContextManager:
         """Guard statements whose failure is caught and explained: PostgreSQL aborts the whole
