@@ -57,6 +57,7 @@ from ..instruments import (
     exposure_record,
     group_record,
     metadata_from_header,
+    offline,
 )
 from ..instruments import register_instrument as register_in_process
 from ..models import DatasetRef
@@ -193,17 +194,31 @@ def _read_all(paths: Sequence[Path], processes: int | None, instruments: Sequenc
               storage_class: str, formatter: str | None) -> list[RawFile | IngestFailure]:
     if processes is None:
         processes = 1 if len(paths) < POOL_THRESHOLD else min(os.cpu_count() or 1, 8)
-    read = functools.partial(read_raw_metadata, storage_class=storage_class, formatter=formatter)
+    read = functools.partial(_read_chunk, storage_class=storage_class, formatter=formatter)
     if processes <= 1 or len(paths) < 2:
-        return [read(p) for p in paths]
-    # The first file is read here: the libraries its reading imports (astropy's WCS and frames, the
-    # translators) and what it remembers (the translator chosen, the detector's WCS) are then
-    # inherited by forked workers, instead of each worker paying for them (~0.5 s of CPU each).
-    first = read(paths[0])
+        return read(paths)
+    _import_readers()
     # Chunks follow the file order, so a worker meets the files of one exposure together.
-    chunk = max(1, min(256, len(paths) // (processes * 4)))
+    size = max(1, min(256, len(paths) // (processes * 4)))
+    chunks = [paths[begin:begin + size] for begin in range(0, len(paths), size)]
     with process_pool(processes, initializer=_use_descriptions, initargs=(tuple(instruments),)) as pool:
-        return [first, *pool.map(read, paths[1:], chunksize=chunk)]
+        return [raw for chunk in pool.map(read, chunks) for raw in chunk]
+
+
+def _import_readers() -> None:
+    """Import here what reading a raw imports (astropy's WCS and frames, the sky geometry, the
+    translators), so that forked workers inherit it instead of each importing it (~0.5 s of CPU)."""
+    import astropy.coordinates  # noqa: F401
+    import astropy.wcs  # noqa: F401
+    import lsst.sphgeom  # noqa: F401
+
+    from ..instruments import translators  # noqa: F401
+
+
+def _read_chunk(paths: Sequence[Path], storage_class: str, formatter: str | None) -> list[RawFile | IngestFailure]:
+    """Files read one after the other, offline (entered once for all of them, not once a file)."""
+    with offline():
+        return [read_raw_metadata(p, storage_class, formatter) for p in paths]
 
 
 def _register_instruments(butler, names: Iterable[str], known: Sequence[Instrument],

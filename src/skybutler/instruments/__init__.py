@@ -15,7 +15,7 @@
 """
 
 from .errors import InstrumentError, RawHeaderError, UnknownInstrumentError, UnknownRawInstrumentError
-from .headers import metadata_from_header, read_all_observation_metadata, read_observation_metadata
+from .headers import metadata_from_header, offline, read_all_observation_metadata, read_observation_metadata
 from .instrument import (
     Detector,
     HeaderRules,
@@ -58,6 +58,7 @@ __all__ = [
     "SimCamTranslator",
     "Site",
     "builtin_camera_names",
+    "offline",
     "UnknownInstrumentError",
     "UnknownRawInstrumentError",
     "day_obs_record",

@@ -40,7 +40,7 @@ from .errors import InstrumentError, RawHeaderError, UnknownInstrumentError, Unk
 from .instrument import Instrument, get_instrument, instruments_with_header_rules, registry_version
 from .metadata import ObservationMetadata
 
-__all__ = ["metadata_from_header", "read_all_observation_metadata", "read_observation_metadata",
+__all__ = ["metadata_from_header", "offline", "read_all_observation_metadata", "read_observation_metadata",
            "translator_for"]
 
 #: Properties every raw file must yield; the others may be None (e.g. for a bias).
@@ -87,7 +87,7 @@ def metadata_from_header(header: Any, filename: str | Path = "<header>") -> Obse
     filename = str(filename)
     header = dict(header)
     amt = _library()
-    with _offline():
+    with offline():
         translator_class = translator_for(header, filename)
         _check_described(translator_class(header, filename=filename), filename)
         amt.fix_header(header, translator_class=translator_class, filename=filename)
@@ -97,12 +97,13 @@ def metadata_from_header(header: Any, filename: str | Path = "<header>") -> Obse
         if memo is not None and all(header.get(card, _ABSENT) == value for card, value in memo[0].items()):
             meta = memo[1].model_copy(update={"detector": own["detector_num"],
                                               "physical_filter": own["physical_filter"]})
-        else:
-            meta, reads = _translate(amt, translator_class, header, filename, own)
-            if key is not None and reads is not None:
-                _EXPOSURES[key] = (reads, meta)
-                if len(_EXPOSURES) > _EXPOSURES_KEPT:
-                    del _EXPOSURES[next(iter(_EXPOSURES))]
+            _check_against_instrument(meta, filename, times=False)  # the exposure's were checked
+            return meta
+        meta, reads = _translate(amt, translator_class, header, filename, own)
+        if key is not None and reads is not None:
+            _EXPOSURES[key] = (reads, meta)
+            if len(_EXPOSURES) > _EXPOSURES_KEPT:
+                del _EXPOSURES[next(iter(_EXPOSURES))]
     _check_against_instrument(meta, filename)
     return meta
 
@@ -229,7 +230,7 @@ def read_all_observation_metadata(path: str | Path) -> list[ObservationMetadata]
     primary = _read_header(path)
     translator_class = translator_for(primary, str(path))
     try:
-        with _offline():
+        with offline():
             headers = list(translator_class.determine_translatable_headers(str(path), primary))
     except Exception as exc:
         raise RawHeaderError(path, f"cannot read headers: {exc}") from exc
@@ -311,7 +312,7 @@ def _described_translators() -> None:
 
 
 @contextlib.contextmanager
-def _offline() -> Iterator[None]:
+def offline() -> Iterator[None]:
     """No download while translating: no site registry, no IERS tables (nested uses are free)."""
     global _OFFLINE_DEPTH
     if _OFFLINE_DEPTH:
@@ -488,9 +489,10 @@ def _check_described(translator: Any, filename: str) -> None:
         ) from None
 
 
-def _check_against_instrument(meta: ObservationMetadata, filename: str) -> None:
-    """The file's filter and detector must be in its camera's description."""
-    if meta.datetime_end < meta.datetime_begin:
+def _check_against_instrument(meta: ObservationMetadata, filename: str, times: bool = True) -> None:
+    """The file's filter and detector must be in its camera's description (and, with ``times``, its
+    exposure must end after it begins)."""
+    if times and meta.datetime_end < meta.datetime_begin:
         raise RawHeaderError(filename, "observation ends before it begins")
     instrument: Instrument = get_instrument(meta.instrument)
     try:
