@@ -22,6 +22,11 @@ it the two workers importing astropy and the translators; 72 files/s wall). What
 is astropy's: parsing the header cards (~40 us a card, most of it astropy's configuration lookups),
 building the WCS (~2 ms even from its ~20 cards) and the footprint (~0.7 ms), and the translator's
 per-file work (its choice by header, the corrections lookup, detector and filter).
+Then headers read block by block with plain cards parsed once, plain WCSs parsed by wcslib, the
+translator choice remembered, vectorised footprints, one-statement camera registration (see
+docs/architecture.md for where the time goes): in one sitting at load ~18, sequential 7.55 -> 2.64
+ms of CPU a file (132 -> 378 files per CPU-second), pool of 2: 8.50 -> 2.72 ms (118 -> 367); at load
+~9, 148 files/s sequential and 153 files/s with the pool of 2, wall.
 """
 
 from __future__ import annotations
