@@ -18,10 +18,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConflictingDefinitionError, DatasetConflictError, DimensionRecordError
+from ..errors import (
+    ConflictingDefinitionError,
+    DatasetConflictError,
+    DimensionRecordError,
+)
 from ..instruments import Instrument, UnknownInstrumentError, get_instrument
-from ..instruments.instrument import shipped_instrument
 from ..instruments import register_instrument as register_in_process
+from ..instruments.instrument import shipped_instrument
 
 __all__ = ["DESCRIPTION_TYPE", "description_run", "load_repository_instruments", "register_instrument",
            "update_instrument"]

@@ -36,8 +36,18 @@ from typing import Any
 import astropy.units as u
 
 from ..extras import require
-from .errors import InstrumentError, RawHeaderError, UnknownInstrumentError, UnknownRawInstrumentError
-from .instrument import Instrument, get_instrument, instruments_with_header_rules, registry_version
+from .errors import (
+    InstrumentError,
+    RawHeaderError,
+    UnknownInstrumentError,
+    UnknownRawInstrumentError,
+)
+from .instrument import (
+    Instrument,
+    get_instrument,
+    instruments_with_header_rules,
+    registry_version,
+)
 from .metadata import ObservationMetadata
 
 __all__ = ["metadata_from_header", "offline", "read_all_observation_metadata", "read_observation_metadata",
@@ -298,7 +308,7 @@ def _rubin_hint(header: dict[str, Any]) -> str:
 def _library() -> Any:
     """astro-metadata-translator, with skybutler's own translators registered in it."""
     amt = require("astro_metadata_translator", "reading raw headers")
-    from . import translators  # noqa: F401  (registers SimCam's and, without obs_lsst, Rubin's)
+    from . import translators
 
     return amt
 
