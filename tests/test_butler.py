@@ -484,23 +484,30 @@ import resource, sys
 from skybutler import Butler
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 with Butler(sys.argv[1]) as butler, butler.transaction():
-    for n in range(200):
-        butler.put({"n": n}, "metrics", instrument="Cam", visit=1 + n % 6, detector=n // 6 % 4, run=f"many/{n // 24}")
+    refs = [butler.put({"n": n}, "metrics", instrument="Cam", visit=1 + n % 6, detector=n // 6 % 4,
+                       run=f"many/{n // 24}") for n in range(200)]
+if sys.argv[2] == "remove":
+    with Butler(sys.argv[1]) as butler, butler.transaction():
+        for ref in refs[::2]:
+            butler.remove([ref])
 """
 
 
-def test_a_transaction_of_more_puts_than_open_files_allowed_is_written_whole(butler):
-    """Each put of a transaction once held its journal open until the block ended: 200 puts
-    under a limit of 64 open files failed with "Too many open files"."""
+@pytest.mark.parametrize("then", ["keep", "remove"])
+def test_a_transaction_of_more_writes_than_open_files_allowed_is_written_whole(butler, then):
+    """Each put (and removal) of a transaction once held its journal open until the block ended:
+    200 puts, or 100 removals, under a limit of 64 open files failed with "Too many open files"."""
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", _MANY_PUTS, str(butler.root)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", _MANY_PUTS, str(butler.root), then], capture_output=True,
+                          text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     runs = [f"many/{k}" for k in range(9)]
     got = {(r.run, r.data_id["visit"], r.data_id["detector"]): butler.get(r)["n"]
            for r in butler.query_datasets("metrics", collections=runs, find_first=False)}
-    assert got == {(f"many/{n // 24}", 1 + n % 6, n // 6 % 4): n for n in range(200)}
+    kept = range(200) if then == "keep" else range(1, 200, 2)
+    assert got == {(f"many/{n // 24}", 1 + n % 6, n // 6 % 4): n for n in kept}
     assert_consistent(butler)
     assert not any((butler.root / ".skybutler" / "journal").iterdir())
 

@@ -233,6 +233,29 @@ def test_puts_in_one_transaction(repo, step):
     assert_recovered(repo, {})
 
 
+def _removals_in_transaction(root: Path) -> None:
+    with Butler(root, collections="r") as butler:
+        refs = list(butler.query_datasets("metrics"))
+        with butler.transaction():
+            for ref in refs:
+                butler.remove([ref])
+
+
+@pytest.mark.parametrize("repo, step", on_stacks(["journal-appended:2", "transaction-committed", None],
+                                                 ["transaction-committed"]), indirect=["repo"])
+def test_removals_in_one_transaction(repo, step):
+    """Removals of one block share its journal too: killed before the commit every dataset
+    stays; killed after it (rows gone, files not yet), the next open deletes the files."""
+    _put_many(repo)
+    killed = run_killed(lambda: _removals_in_transaction(repo), step)
+    assert killed or step is None
+    assert_recovered(repo, {})
+    count = _stored_count(repo)
+    assert count in (0, N_FILES), "a transaction was kept in part"
+    if step is not None:
+        assert count == (0 if step == "transaction-committed" else N_FILES)
+
+
 def test_a_transaction_killed_in_the_middle_of_appending_to_its_journal(repo):
     """A kill inside the write of an append leaves a torn last line: its intent never acted on,
     the block's earlier puts (files published, rows not committed) are taken back out."""

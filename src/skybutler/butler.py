@@ -557,7 +557,7 @@ class Butler(QueryMethods, CatalogMethods):
         """Delete rows in one transaction, then the files once that is committed: at once, or, inside
         an enclosing ``transaction()``, when it commits (a rollback leaves rows and files as they were).
         The files are journaled first, so a crash after the commit is finished by the next open."""
-        journal = self.datastore.journal_removal(artifacts)
+        journal = self.datastore.journal_removal(artifacts, self._writes.journal_scope)
         try:
             with self.registry.transaction():
                 delete_rows()

@@ -80,6 +80,11 @@ class Writes:
                 if scope is not None:  # every write of the block is settled: its journal goes
                     scope.end()
 
+    @property
+    def journal_scope(self) -> JournalScope | None:
+        """The write journal of the enclosing ``transaction()`` (None outside one)."""
+        return self._journal_scope
+
     def when_committed(self, action: Callable[[], Any]) -> None:
         """Run ``action`` once the write it belongs to is committed: now, or when the enclosing
         ``transaction()`` commits (never if it rolls back).  A removal deletes its files this way,

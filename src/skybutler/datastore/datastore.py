@@ -252,13 +252,21 @@ class FileDatastore(ArtifactReads):
                 scope.journal.void(range(first, first + len(formatted)))
             raise
 
-    def journal_removal(self, artifacts: Mapping[uuid.UUID, StoredArtifact]) -> Journal | None:
+    def journal_removal(self, artifacts: Mapping[uuid.UUID, StoredArtifact],
+                        scope: JournalScope | None = None) -> Journal | None:
         """Record that these datasets' files are about to go (after their rows), so a removal killed
-        between its commit and its deletions is finished by the next open; ``end_journal`` after."""
+        between its commit and its deletions is finished by the next open; ``end_journal`` after.
+        With ``scope`` (an enclosing transaction's) the intents go to its journal, which the
+        transaction ends, and None is returned.  A removal whose rows stay (it failed, or its
+        transaction rolled back) needs no undo there: a replay keeps a file whose rows remain."""
         inside = [(i, a) for i, a in artifacts.items() if "://" not in a.path and not a.path.startswith("/")]
         if self.journal is None or not inside:
             return None
-        return self.journal.begin([Intent(str(i), a.path, "remove", checksum=a.checksum) for i, a in inside])
+        intents = [Intent(str(i), a.path, "remove", checksum=a.checksum) for i, a in inside]
+        if scope is not None:
+            scope.record(intents)
+            return None
+        return self.journal.begin(intents)
 
     def begin_journal(self, intents: Sequence[Intent], token: str, dataset_locks: bool = False) -> Journal | None:
         """Journal the intents of a write that is not a put or an ingest (staging, recompute
