@@ -275,10 +275,10 @@ class LazyQuanta(Sequence[QuantumNode]):
             for i in range(len(block)):
                 yield block.node(i, self.datasets)
 
-    def materialise(self) -> list[QuantumNode]:
-        """Every quantum as an object, one node per dataset shared by the quanta naming it
-        (an output and the inputs that read it are the same object), for code that edits
-        nodes in place."""
+    def materialise(self, keep: np.ndarray | None = None) -> list[QuantumNode]:
+        """Every quantum (or those ``keep`` marks) as an object, one node per dataset shared by
+        the quanta naming it (an output and the inputs that read it are the same object), for
+        code that edits nodes in place."""
         shared: dict[tuple[str, int], DatasetNode] = {}
 
         def node(key: str, row: int) -> DatasetNode:
@@ -290,6 +290,8 @@ class LazyQuanta(Sequence[QuantumNode]):
         out = []
         for block in self.tasks:
             for i in range(len(block)):
+                if keep is not None and not keep[block.start + i]:
+                    continue
                 parts = {kind: {k: [node(link.dataset, int(r)) for r in link.of(i)] for k, link in links.items()}
                          for kind, links in block.links.items()}
                 out.append(QuantumNode(block.start + i, block.label, block.data_id(i), parts["inputs"],

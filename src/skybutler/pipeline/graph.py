@@ -147,6 +147,8 @@ class QuantumGraph:
         which are renumbered in the same order.  Nodes are shared, so this graph is used up."""
         kept: list[QuantumNode] = []
         unchanged = Counter()
+        if isinstance(self.quanta, LazyQuanta):  # only the quanta that stay become objects
+            return self._without_columns(done)
         for q in self.materialise().quanta:
             existing = done.get(q.index)
             if existing is not None:
@@ -164,6 +166,30 @@ class QuantumGraph:
         return QuantumGraph(self.pipeline, self.dataset_types, kept, self.input_collections, self.output_run,
                             self.output, self.where, self.dropped, dict(self.skipped), self.created,
                             dict(unchanged))
+
+    def _without_columns(self, done: dict[int, dict[tuple[str, tuple], uuid.UUID]]) -> QuantumGraph:
+        """:meth:`without` for a columnar graph: the quanta that stay are made (sharing nodes),
+        and their inputs made by a quantum that leaves take its existing output's ID."""
+        assert isinstance(self.quanta, LazyQuanta)
+        keep = np.ones(len(self.quanta), dtype=bool)
+        keep[list(done)] = False
+        unchanged = Counter({block.label: int((~keep[block.start:block.start + len(block)]).sum())
+                             for block in self.quanta.tasks})
+        kept = self.quanta.materialise(keep)
+        for q in kept:  # first the inputs, while producers still have their old indices
+            for nodes in q.inputs.values():
+                for node in nodes:
+                    if node.producer is not None and node.producer in done:
+                        node.id = done[node.producer].get((node.dataset_type, node.data_id.required_values))
+                        node.producer = None
+        for new, q in enumerate(kept):
+            q.index = new
+            for nodes in q.outputs.values():
+                for node in nodes:
+                    node.producer = new
+        return QuantumGraph(self.pipeline, self.dataset_types, kept, self.input_collections, self.output_run,
+                            self.output, self.where, self.dropped, dict(self.skipped), self.created,
+                            {label: n for label, n in unchanged.items() if n})
 
     # -- files ----------------------------------------------------------------
 

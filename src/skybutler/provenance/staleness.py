@@ -13,7 +13,10 @@ It is decided set-based.  Today's inputs come from the graph builder (its handfu
 queries over the whole pipeline), the products from one find-first query per output
 type, and the recorded quanta with their inputs from two statements per 500 products
 (:meth:`QuantumStore.lineage`); the comparison is then set arithmetic on dataset IDs per
-quantum, in dependency order, so an upstream change reaches every product below it.
+quantum, in dependency order, so an upstream change reaches every product below it.  On a
+columnar graph the current quanta -- most of them -- are found on arrays, a task at a time
+(:mod:`.staleness_columns`), and only the others become quantum objects and are compared
+one by one, which names their reasons.
 """
 
 from __future__ import annotations
@@ -24,10 +27,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
+
 from ..errors import SkybutlerError
+from ..pipeline.columns import LazyQuanta
 from ..pipeline.graph import QuantumGraph, QuantumNode
 from ..registry.quantum_store import QuantumLineage
 from .software import code_hash, config_hash
+from .staleness_columns import ColumnarDecider
 
 if TYPE_CHECKING:
     from ..butler import Butler
@@ -131,6 +138,8 @@ class _Assessor:
         self.universe = butler.universe
         self.groups = {n: self.universe.group(d.dimensions) for n, d in graph.dataset_types.items()}
         self.products: dict[tuple[str, Key], uuid.UUID] = {}
+        #: Per output type, its products' data IDs as Arrow and their IDs, row for row.
+        self.product_tables: dict[str, tuple[Any, list[uuid.UUID]]] = {}
         self.runs: dict[uuid.UUID, str] = {}
 
     def load(self) -> None:
@@ -145,11 +154,14 @@ class _Assessor:
                     continue
                 dims = self.groups[conn.name].required
                 keys = zip(*[table.column(d).to_pylist() for d in dims])
+                ids = []
                 for key, ident, run in zip(keys, table.column("dataset_id").to_pylist(),
                                            table.column("run").to_pylist()):
                     dataset_id = uuid.UUID(ident)
                     self.products[(conn.name, key)] = dataset_id
                     self.runs[dataset_id] = run
+                    ids.append(dataset_id)
+                self.product_tables[conn.name] = (table.select(list(dims)), ids)
         self.made, self.quanta = self.butler.provenance.store.lineage(list(self.products.values()))
         self.today_code = {t.label: code_hash(t.task_class) for t in self.graph.pipeline.sorted_tasks()}
         self.today_config = {t.label: config_hash(t.config) for t in self.graph.pipeline.sorted_tasks()}
@@ -166,10 +178,30 @@ class _Assessor:
                 self.recorded_config[ref.id] = config_hash(self.butler.get(ref))
 
     def decide(self) -> list[Decision]:
+        quanta = self.graph.quanta
+        if isinstance(quanta, LazyQuanta):
+            return self._decide_columns(quanta)
         decisions: list[Decision] = []
-        for q in self.graph.quanta:
+        for q in quanta:
             decisions.append(self._decide(q, decisions))
         return decisions
+
+    def _decide_columns(self, quanta: LazyQuanta) -> list[Decision]:
+        """The current quanta found on columns (:mod:`.staleness_columns`); the others, one by one."""
+        decider = ColumnarDecider(self, quanta)
+        decisions: list[Decision | None] = [None] * len(quanta)
+        current = np.zeros(len(quanta), dtype=bool)
+        for block in quanta.tasks:
+            local, recorded = decider.current(block, current)
+            for i, r in zip(local.tolist(), recorded.tolist()):
+                decisions[block.start + i] = Decision(block.start + i, block.label, dict(block.data_id(i).required),
+                                                      "current", decider.recorded[r],
+                                                      products=decider.products_of(block, i))  # type: ignore[arg-type]
+            for index in range(block.start, block.start + len(block)):
+                if decisions[index] is None:
+                    decisions[index] = self._decide(quanta[index], decisions)  # type: ignore[arg-type]
+                current[index] = decisions[index].status == "current"  # type: ignore[union-attr]
+        return decisions  # type: ignore[return-value]
 
     def _key_of(self, dataset_type: str, data_id_json: str) -> Key:
         values = json.loads(data_id_json)
@@ -272,7 +304,8 @@ def assess(butler: Butler, graph: QuantumGraph, current: Sequence[str], *, confi
     the graph would make today are reported as orphans."""
     if calibrations not in CALIBRATION_CHOICES:
         raise SkybutlerError(f"calibrations must be one of {', '.join(CALIBRATION_CHOICES)}, not {calibrations!r}")
-    graph.materialise()  # decisions edit the quanta's nodes in place
+    if calibrations == "recorded":
+        graph.materialise()  # pointing quanta at their recorded calibrations edits the nodes in place
     assessor = _Assessor(butler, graph, current, config, software)
     assessor.load()
     recalibrated = _use_recorded_calibrations(assessor) if calibrations == "recorded" else 0
@@ -305,8 +338,13 @@ def _use_recorded_calibrations(assessor: _Assessor) -> int:
 
 def _orphans(assessor: _Assessor, result: Staleness, types: Sequence[str] | None, where: str) -> list[StaleProduct]:
     graph = assessor.graph
-    planned = {(n.dataset_type, n.data_id.required_values) for q in graph.quanta for nodes in q.outputs.values()
-               for n in nodes}
+    if isinstance(graph.quanta, LazyQuanta):  # the rows some quantum makes, without making the quanta
+        datasets = graph.quanta.datasets
+        planned = {(link.dataset, datasets[link.dataset].key(row)) for block in graph.quanta.tasks
+                   for link in block.links["outputs"].values() for row in link.rows.tolist()}
+    else:
+        planned = {(n.dataset_type, n.data_id.required_values) for q in graph.quanta for nodes in q.outputs.values()
+                   for n in nodes}
     producers = {c.name: t for t in graph.pipeline.sorted_tasks() for c in t.outputs.values()}
     wanted = list(types) if types is not None else list(producers)
     out = []

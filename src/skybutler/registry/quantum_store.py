@@ -269,7 +269,7 @@ class QuantumStore:
                 part = ids[start:start + chunk]
                 fresh: list[uuid.UUID] = []
                 for dataset_id, qid, run_id, label, cls, config_id, env_id in conn.execute(head.where(
-                        o.c.dataset_id.in_(part), q.c.status == "succeeded")):
+                        o.c.dataset_id.in_(part), q.c.status == "succeeded")).fetchall():
                     qid = as_uuid(qid)
                     made[as_uuid(dataset_id)] = qid
                     if qid not in quanta:
@@ -278,7 +278,7 @@ class QuantumStore:
                         fresh.append(qid)
                 for begin in range(0, len(fresh), chunk):
                     for qid, dataset_id, dtype, data_id, prereq in conn.execute(links.where(
-                            i.c.quantum_id.in_(fresh[begin:begin + chunk]))):
+                            i.c.quantum_id.in_(fresh[begin:begin + chunk]))).fetchall():  # not a row at a time
                         quanta[as_uuid(qid)].inputs.append((as_uuid(dataset_id), dtype, data_id, bool(prereq)))
         return made, quanta
 
