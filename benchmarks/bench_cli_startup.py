@@ -11,7 +11,8 @@ Children run with byte-code caching on (as from an installed package), whatever
 ``PYTHONDONTWRITEBYTECODE`` says here: otherwise every run recompiles skybutler's sources.
 Two floors are measured beside the commands: a bare interpreter, and one importing what a
 command that opens a repository cannot do without (SQLAlchemy, pydantic, PyYAML, click, rich).
-Which heavy libraries ``query-collections`` loads is printed too (none is the goal).
+Which heavy libraries ``query-collections`` loads is printed too (none is the goal), and which
+of the floor's, for a table, ``--json`` and ``--csv`` (rich only a table needs).
 
     python benchmarks/bench_cli_startup.py [--json FILE] [--reps N]
 """
@@ -32,6 +33,10 @@ from pathlib import Path
 
 #: Libraries a command that reads no dataset should not load.
 HEAVY = ("astropy", "pyarrow", "numpy", "pandas", "dask", "lsst.sphgeom", "lark", "fsspec", "sqlalchemy")
+
+#: Libraries of the floor, reported for each output shape of ``query-collections``: rich
+#: only a table needs; pydantic the data model still loads.
+LIGHT = ("pydantic", "rich", "yaml", "click", "sqlalchemy.orm")
 
 #: What a command that opens a repository needs anyway: the floor of its start-up.
 FLOOR_IMPORTS = "import sqlalchemy, sqlalchemy.dialects.sqlite, pydantic, yaml, click, rich.console, rich.table"
@@ -80,18 +85,22 @@ def main() -> None:
             "floor_sqlalchemy_pydantic_click_rich": time_command([], options.reps,
                                                                   python_args=("-c", FLOOR_IMPORTS)),
         }
-        probe = ("import sys\nfrom skybutler.cli.main import cli\ntry:\n"
-                 f"    cli(['query-collections', {str(repo)!r}])\nexcept SystemExit:\n    pass\n"
-                 f"print(sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)")
-        loaded = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True,
-                                env=child_env()).stderr.strip()
+        loaded = {}
+        for shape, extra in (("table", []), ("json", ["--json"]), ("csv", ["--csv"])):
+            probe = ("import sys\nfrom skybutler.cli.main import cli\ntry:\n"
+                     f"    cli(['query-collections', {str(repo)!r}, *{extra!r}])\nexcept SystemExit:\n    pass\n"
+                     f"print(sorted(m for m in {HEAVY + LIGHT!r} if m in sys.modules), file=sys.stderr)")
+            loaded[shape] = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
+                                           text=True, env=child_env()).stderr.strip()
     figures["query_collections_loads"] = loaded
     figures["python"] = sys.version.split()[0]
     figures["load_average_1min"] = round(os.getloadavg()[0], 2)
     for name in ("help", "query_collections", "floor_bare_python", "floor_sqlalchemy_pydantic_click_rich"):
         print(f"{name:<38} wall {figures[name]['wall_s']:.3f} s   cpu {figures[name]['cpu_s']:.3f} s  (median of "
               f"{options.reps})")
-    print(f"query-collections loads, of {', '.join(HEAVY)}: {loaded}")
+    print(f"query-collections loads, of {', '.join(HEAVY + LIGHT)}:")
+    for shape, names in loaded.items():
+        print(f"  as {shape:<6} {names}")
     print(f"load average (1 min): {figures['load_average_1min']}")
     if options.json:
         options.json.write_text(json.dumps(figures, indent=2) + "\n")

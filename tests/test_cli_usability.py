@@ -65,14 +65,16 @@ def test_the_cli_group_imports_no_heavy_library():
     assert "query-collections" in help_text and "List collections whose names match" in help_text
 
 
-#: Libraries a command that reads no dataset must not load (SQLAlchemy it needs).
+#: Libraries a command that reads no dataset must not load (SQLAlchemy it needs), nor rich
+#: when it prints no table (``--json``, ``--csv``).
 HEAVY_FOR_A_TRIVIAL_COMMAND = ("astropy", "pyarrow", "numpy", "pandas", "dask", "lsst.sphgeom", "lark", "erfa",
-                               "fsspec")
+                               "fsspec", "rich")
 
 
 def test_a_trivial_command_imports_no_heavy_library(tmp_path):
     """``query-collections`` on a small repository opens the butler and lists collections without
-    loading astropy, pyarrow, numpy, pandas, dask, sphgeom, the query parser or fsspec."""
+    loading astropy, pyarrow, numpy, pandas, dask, sphgeom, the query parser or fsspec; as JSON
+    or CSV, without rich either (only a table needs it)."""
     repo = tmp_path / "repo"
     with Butler.create(repo) as butler:
         butler.collections.register("run/a", "RUN")
@@ -86,6 +88,10 @@ def test_a_trivial_command_imports_no_heavy_library(tmp_path):
             f"print(sorted(m for m in {HEAVY_FOR_A_TRIVIAL_COMMAND!r} if m in sys.modules), file=sys.stderr)\n")
     done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert sorted(c["name"] for c in json.loads(done.stdout)) == ["run/a", "tagged/b"]
+    assert done.stderr.strip() == "[]"
+    done = subprocess.run([sys.executable, "-c", code.replace("'--json'", "'--csv'")], check=True,
+                          capture_output=True, text=True)
+    assert done.stdout.splitlines()[1:] == ["run/a,run,,", "tagged/b,tagged,,"]
     assert done.stderr.strip() == "[]"
 
 

@@ -8,18 +8,18 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from .. import Butler
 from ..dimensions import DimensionUniverse
 from ..errors import UnknownDimensionError
 from ..models import CollectionType, DatasetRef
 from ..timespan import to_time
+
+if TYPE_CHECKING:  # rich loads only when something is printed through it (``--json`` needs none)
+    from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,6 +57,8 @@ def open_butler(repo: str | Path, *, local_only: str | None = None, **kwargs: An
              "machine, with the repository's path")
     butler = Butler(repo, **kwargs)
     for line in butler.recovered:
+        from rich.markup import escape
+
         stderr_console().print(f"recovered an interrupted write: {escape(line)}", soft_wrap=True, highlight=False)
     try:
         yield butler
@@ -121,12 +123,16 @@ def stdout_console() -> Console:
     their full width, so a UUID or a long collection name stays whole on one line for
     ``grep`` and ``cut`` (``--json`` and ``--csv`` are the shapes meant for programs).
     """
+    from rich.console import Console
+
     if sys.stdout.isatty():
         return Console(file=sys.stdout, highlight=False)
     return Console(file=sys.stdout, highlight=False, width=PIPE_WIDTH)
 
 
 def stderr_console() -> Console:
+    from rich.console import Console
+
     return Console(file=sys.stderr, highlight=False)
 
 
@@ -175,6 +181,9 @@ def print_rows(rows: Sequence[Mapping[str, Any]], *, as_json: bool, columns: Seq
     if as_json:
         print_json([dict(r) for r in rows])
         return
+    from rich.markup import escape
+    from rich.table import Table
+
     if not rows:
         stdout_console().print(f"[dim]{escape(empty)}[/dim]")
         return
@@ -242,6 +251,8 @@ def read_text(path: Path) -> str:
 
 def report_error(message: str) -> None:
     """Print ``error: <message>`` in red on stderr."""
+    from rich.markup import escape
+
     stderr_console().print(f"[red]error: {escape(message)}[/red]", soft_wrap=True)
 
 
