@@ -523,3 +523,17 @@ def test_dataset_counts_match_the_collections_members(butler):
     assert {k: v for k, v in counts.items() if v} == expected
     assert expected[("run/a", "metrics")] == 4 and expected[("tagged", "metrics")] == 3
     assert expected[("calib", "flat")] == 2 and expected[("run/b", "metrics")] == 1
+
+
+def test_every_column_header_sorts_the_results_by_its_column(web_site):
+    c = client(web_site, "alice")
+    query = {"dataset_type": "calexp", "collections": "demo/run1"}
+    text = _search(c, **query).text
+    heads = re.findall(r"<th scope=\"col\"[^>]*>\s*<a href=\"([^\"]+)\">([^<]+)</a>", text)
+    assert len(heads) >= 4 and {"run", "state"}.isdisjoint(name for _, name in heads)
+    assert re.search(r'<th scope="col">run</th>', text)
+    for href, name in heads:
+        response = c.get(html.unescape(href))
+        assert response.status_code == 200, (name, re.findall(r"id=\"error-message\">(.*?)</pre>", response.text, re.S))
+        column = [r[name.strip()] for r in _rows(response.text)]
+        assert column and column == sorted(column, key=lambda v: (int(v) if v.isdigit() else v)), name
