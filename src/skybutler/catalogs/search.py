@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from ..errors import SearchError
 from . import hats_files
-from .healpix import HEALPIX_COLUMN, HEALPIX_ORDER
+from .healpix import HEALPIX_ORDER
 
 __all__ = ["SearchError", "box_search", "cone_search", "polygon_search"]
 

@@ -308,7 +308,7 @@ def _rubin_hint(header: dict[str, Any]) -> str:
 def _library() -> Any:
     """astro-metadata-translator, with skybutler's own translators registered in it."""
     amt = require("astro_metadata_translator", "reading raw headers")
-    from . import translators
+    from . import translators  # noqa: F401  (importing registers them with the library)
 
     return amt
 

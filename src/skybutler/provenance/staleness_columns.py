@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from ..pipeline.columns import lookup
 
 if TYPE_CHECKING:
     from ..pipeline.columns import DatasetColumns, LazyQuanta, TaskQuanta
-    from .staleness import Decision, _Assessor
+    from .staleness import _Assessor
 
 
 class _Codes:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,8 +211,6 @@ def _page(request: Request, user: User, search: Search) -> dict[str, Any]:
     if rows:
         state: ServerState = request.app.state.skybutler
         with state.butler() as butler:
-            import uuid
-
             states = butler.retention.states([uuid.UUID(r["dataset_id"]) for r in rows])
         for row in rows:
             row["state"] = states.get(uuid.UUID(row["dataset_id"]), "stored")
