@@ -215,6 +215,24 @@ def datastore_files(butler: Butler) -> dict[str, bytes]:
     return {f: fs.cat_file(f) for f in (fs.find(root) if fs.exists(root) else []) if "/.skybutler/" not in f}
 
 
+def _fail_insert_on_call(monkeypatch, n: int) -> dict[str, int]:
+    """Make the registry's n-th dataset insert (one import chunk's) fail with an OSError;
+    the returned dict counts the calls."""
+    from skybutler.registry.registry import Registry
+
+    calls = {"n": 0}
+    original = Registry.insert_datasets
+
+    def failing(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise OSError(f"injected failure in chunk {n}")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Registry, "insert_datasets", failing)
+    return calls
+
+
 def test_a_failure_half_way_through_a_many_chunk_import_leaves_registry_and_datastore_as_they_were(
         big: Butler, make_butler, tmp_path, monkeypatch):
     """Many chunks in one transaction: a failure while the third chunk's rows go in (files of two
@@ -231,16 +249,8 @@ def test_a_failure_half_way_through_a_many_chunk_import_leaves_registry_and_data
     target.register_dataset_type("notes", ["instrument"], "Dict")
     target.put({"a": 1}, "notes", instrument="Other")
     before_rows, before_files = registry_dump(target), datastore_files(target)
-    calls = {"n": 0}
     original = Registry.insert_datasets
-
-    def failing(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise OSError("injected failure in the third chunk")
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Registry, "insert_datasets", failing)
+    calls = _fail_insert_on_call(monkeypatch, 3)
     spilled = []
     monkeypatch.setattr(rt, "ingest_with_ids", lambda *a, _f=rt.ingest_with_ids, **k: spilled.append(k) or _f(*a, **k))
     with pytest.raises(OSError, match="injected"):
@@ -261,7 +271,6 @@ def test_a_failed_many_chunk_import_by_move_puts_every_moved_file_back(big: Butl
     """The undo of spilled chunks works from their journals: files moved in by the first chunks go back
     to the export, byte for byte, when a later chunk fails."""
     from skybutler import repository_transfer as rt
-    from skybutler.registry.registry import Registry
 
     if not big.datastore.local:
         pytest.skip("a move into an object store is a copy whose source stays until the commit")
@@ -270,16 +279,7 @@ def test_a_failed_many_chunk_import_by_move_puts_every_moved_file_back(big: Butl
     rt.export_datasets(big, big.query_datasets("metrics"), tmp_path / "out")
     exported = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
     target = make_butler("target")
-    calls = {"n": 0}
-    original = Registry.insert_datasets
-
-    def failing(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise OSError("injected failure in the fourth chunk")
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Registry, "insert_datasets", failing)
+    _fail_insert_on_call(monkeypatch, 4)
     with pytest.raises(OSError, match="injected"):
         rt.import_datasets(target, tmp_path / "out", transfer="move")
     assert {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()} == exported
