@@ -685,6 +685,44 @@ def check_datasets(butler: Butler, world: World, data) -> None:
         assert ref.run == world.datasets[str(ref.id)][2] and dict(ref.data_id.required) == {
             k: world.datasets[str(ref.id)][1][k] for k in keys}, label
     assert results.count() == len(expected), label
+    check_keyset_pages(world, results, expected, keys, data, label)
+
+
+def check_keyset_pages(world: World, results, expected: set, keys: tuple[str, ...], data, label: str) -> None:
+    """Pages read with ``after`` (each the last row's key) join into the whole answer, in the
+    order Python sorts it by the same columns: no row twice, none skipped.  Rows of one
+    dataset (certified over several validity ranges) follow their range, in the order of
+    ``dataset_id``; the key then holds the range too."""
+    column = data.draw(st.sampled_from([None, *keys]), label="page order")
+    descending = data.draw(st.booleans(), label="descending")
+    size = data.draw(st.integers(1, 4), label="page size")
+    id_descending = data.draw(st.booleans(), label="id descending")
+    order = ([] if column is None else [("-" if descending else "") + column]) + \
+        [("-" if id_descending else "") + "dataset_id"]
+    unbounded = (float("-inf"), float("inf"))
+    rows = sorted(expected, key=lambda r: (unbounded[0] if r[1] is None else r[1], unbounded[1] if r[2] is None
+                                           else r[2]), reverse=id_descending)
+    for name in reversed(order):  # a stable sort per column, the last first
+        field = name.lstrip("-")
+        rows.sort(key=(lambda r: r[0]) if field == "dataset_id" else (lambda r, f=field: world.datasets[r[0]][1][f]),
+                  reverse=name.startswith("-"))
+    ordered = results.order_by(*order)
+    timed = "validity_begin" in ordered._built.columns
+
+    def page_of(part) -> list[tuple]:
+        found = part.with_validity() if timed else [(ref, None) for ref in part]
+        return [(ref, span) for ref, span in found]
+
+    pages, page = [], page_of(ordered.limit(size))
+    while page and len(pages) <= len(rows):
+        pages += page
+        ref, span = page[-1]
+        key = [str(ref.id) if n.lstrip("-") == "dataset_id" else ref.data_id[n.lstrip("-")] for n in order]
+        if timed:
+            key += [None, None] if span is None else [span.begin, span.end]
+        page = page_of(ordered.after(key).limit(size))
+    got = [(str(ref.id), *(minutes(span) or (None, None))) for ref, span in pages]
+    assert got == rows, f"{label} pages of {size} by {order}: {got} != {rows}"
 
 
 def check_records(butler: Butler, world: World, data) -> None:

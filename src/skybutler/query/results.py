@@ -26,7 +26,7 @@ from ..errors import BackendError, QueryError
 from ..models import ArtifactBatch, DatasetRef
 from ..registry import Registry
 from ..dimensions import regions as sky
-from ..timespan import NS_MAX, NS_MIN, Timespan, ns_to_time
+from ..timespan import NS_MAX, NS_MIN, Timespan, ns_to_time, time_to_ns, to_time
 from . import calibrations, columnar
 from .builder import BuiltQuery
 
@@ -63,13 +63,26 @@ class QueryResults:
         of each order column (those of the last row of the previous page), and the order must
         end with ``dataset_id`` so that a key names one row.  A page read this way costs the
         same however deep it is (an offset makes the database walk every row before it), and
-        rows written meanwhile neither repeat nor drop one at a page boundary."""
+        rows written meanwhile neither repeat nor drop one at a page boundary.
+
+        A search of CALIBRATION collections may list one dataset once per validity range, so
+        its key ends with the row's validity too: its begin and end (TAI nanoseconds, ISO
+        text or astropy Times; None for unbounded), the order of rows of one dataset."""
         if not self._order or self._order[-1].lstrip("-") != "dataset_id":
             raise QueryError("paging after a row needs an order that ends with dataset_id")
-        if len(key) != len(self._order):
-            raise QueryError(f"a key after which to page needs {len(self._order)} values "
-                             f"({', '.join(self._order)}), not {len(key)}")
-        return self._copy(after=tuple(self._key_value(n.lstrip("-"), v) for n, v in zip(self._order, key)))
+        names = self._order + self._tie_breakers()
+        if len(key) != len(names):
+            raise QueryError(f"a key after which to page needs {len(names)} values "
+                             f"({', '.join(names)}), not {len(key)}")
+        return self._copy(after=tuple(self._key_value(n.lstrip("-"), v) for n, v in zip(names, key)))
+
+    def _tie_breakers(self) -> tuple[str, ...]:
+        """The columns ordering the rows of one dataset after ``dataset_id`` (with its direction):
+        the validity range, when the query lists certifications (one dataset, several ranges)."""
+        if "validity_begin" not in self._built.columns:
+            return ()
+        sign = "-" if self._order and self._order[-1].startswith("-") else ""
+        return (f"{sign}validity_begin", f"{sign}validity_end")
 
     def _key_value(self, column: str, value: Any) -> Any:
         """A keyset value as the column holds it (from JSON text: a dataset ID's string)."""
@@ -77,6 +90,12 @@ class QueryResults:
         try:
             if column == "dataset_id":
                 return uuid.UUID(str(value))
+            if column in ("validity_begin", "validity_end"):
+                if value is None:
+                    return NS_MIN if column == "validity_begin" else NS_MAX
+                if isinstance(value, int) and not isinstance(value, bool):
+                    return value
+                return time_to_ns(to_time(value))
             if column in ("run_id", "collection_rank", "dataset_type_index") or (
                     column in universe.elements and universe[column].key is not None
                     and universe[column].key.type == "int"):
@@ -97,10 +116,11 @@ class QueryResults:
         stmt = self._built.statement
         if self._order:
             sub = stmt.subquery("q")
-            keys = [sub.c[n.lstrip("-")].desc() if n.startswith("-") else sub.c[n] for n in self._order]
+            order = self._order + self._tie_breakers()
+            keys = [sub.c[n.lstrip("-")].desc() if n.startswith("-") else sub.c[n] for n in order]
             stmt = sa.select(*sub.c).order_by(*keys)
             if self._after is not None:
-                stmt = stmt.where(_following(sub, self._order, self._after))
+                stmt = stmt.where(_following(sub, order, self._after))
         if with_limit and not self._built.region_filters and self._limit is not None:
             stmt = stmt.limit(self._limit).offset(self._offset or None)
         if plain_ids and "dataset_id" in self._built.columns:
@@ -352,7 +372,7 @@ class QueryResults:
         for c in columns:
             if c in ("dataset_id",):
                 out[c] = pa.string()
-            elif c in ("run_id", "collection_rank", "dataset_type_index"):
+            elif c in ("run_id", "collection_rank", "dataset_type_index", "validity_begin", "validity_end"):
                 out[c] = pa.int64()
             elif c in universe.elements and universe[c].key is not None:
                 out[c] = pa.int64() if universe[c].key.type == "int" else pa.string()
@@ -409,6 +429,15 @@ def _paused_gc(function: Any, *args: Any) -> Any:
     only around fetching and converting, never while a caller's code runs between yields."""
     with gc_paused():
         return function(*args)
+
+
+def _exact_iso(ns: int) -> str:
+    """TAI nanoseconds as ISO text, to the millisecond unless the value has finer digits: a
+    validity bound read from a table is part of a keyset key and must come back exact."""
+    time = ns_to_time(ns)
+    if ns % 1_000_000:
+        time.precision = 9
+    return time.isot
 
 
 def _arrow_array(values: Sequence[Any], kind: pa.DataType | None) -> pa.Array:
@@ -528,7 +557,7 @@ class DatasetQueryResults(QueryResults):
         table = table.set_column(table.schema.get_field_index("run_id"), "run", run)
         for bound in ("validity_begin", "validity_end"):
             if bound in table.column_names:
-                values = [None if v is None or not NS_MIN < v < NS_MAX else ns_to_time(v).isot
+                values = [None if v is None or not NS_MIN < v < NS_MAX else _exact_iso(v)
                           for v in table.column(bound).to_pylist()]
                 table = table.set_column(table.column_names.index(bound), bound, pa.array(values, pa.string()))
         if "dataset_type_index" in table.column_names:

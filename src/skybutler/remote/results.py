@@ -38,7 +38,7 @@ class RemoteQueryResults:
         fields["data_id"] = wire.encode(fields["data_id"])
         body = {"spec": fields, "order": list(self._order), "limit": self._limit, "offset": self._offset}
         if self._after is not None:
-            body["after"] = [str(v) if isinstance(v, uuid.UUID) else v for v in self._after]
+            body["after"] = [_key_json(v) for v in self._after]
         return body
 
     def _copy(self, **changes: Any) -> RemoteQueryResults:
@@ -159,3 +159,15 @@ def calibration_results(transport: RemoteTransport, names: tuple[str, ...], dime
             {n: None if r is None else transport.ref_from_json(r) for n, r in item["refs"].items()},
             {n: wire.decode(v) for n, v in item["validity"].items()}))
     return RemoteCalibrationResults(group, names, matches)
+
+
+def _key_json(value: Any) -> Any:
+    """A keyset value as JSON carries it: a dataset ID as text, a time (a validity bound) as
+    its exact TAI nanoseconds."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if type(value).__module__.startswith("astropy.time"):
+        from ..timespan import time_to_ns
+
+        return time_to_ns(value)
+    return value

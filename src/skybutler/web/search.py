@@ -95,8 +95,10 @@ class Search:
         return QueryRequest(spec=spec, order=self.keys, limit=self.size + 1, after=self.after)
 
     def key_of(self, row: dict[str, Any]) -> str:
-        """A row's key, as the ``after``/``before`` parameter carries it."""
-        return json.dumps([row[k.lstrip("-")] for k in self.keys])
+        """A row's key, as the ``after``/``before`` parameter carries it (with the row's
+        validity range when the search lists certifications: one dataset may have several)."""
+        tie = [row[k] for k in ("validity_begin", "validity_end") if k in row]
+        return json.dumps([row[k.lstrip("-")] for k in self.keys] + tie)
 
     def params(self, **changes: Any) -> str:
         """This search's query string, with ``changes``."""
