@@ -169,3 +169,30 @@ def test_a_release_sweep_reads_only_the_datasets_released_since_the_last(embargo
     judged.clear()
     assert record_releases(local, int((visit_end(6) + 80 * 3600 + 100) * 1e9)) == 14
     assert sorted(set(judged)) == [2, 3, 4, 5, 6]
+
+
+def test_keyset_pages_of_a_find_first_search_with_a_fallen_through_match(embargoed):
+    """A find-first search whose hidden first match gives way to another collection's dataset
+    (another dataset ID, so another place in the order) pages by key into the whole answer,
+    sorted, each dataset once: the replacement is not where the hidden row was."""
+    local, url, tokens, refs, clock = embargoed
+    local.put({"v": "fallback"}, "metrics", instrument="Cam", visit=2, detector=0, run="other/run")
+    pat = Butler(url, token=tokens["pat"], collections="chain")
+    for order in (("dataset_id",), ("-dataset_id",), ("-visit", "dataset_id"), ("detector", "-dataset_id")):
+        results = pat.query_datasets("metrics", find_first=True).order_by(*order)
+        everything = list(results)
+        for name in reversed(order):
+            field = name.lstrip("-")
+            everything.sort(key=(lambda r: str(r.id)) if field == "dataset_id" else (lambda r, f=field: r.data_id[f]),
+                            reverse=name.startswith("-"))
+        assert [r.id for r in everything] == [r.id for r in results], order  # the whole answer is in order
+        for size in (1, 2):
+            seen, page = [], list(results.limit(size))
+            while page and len(seen) <= len(everything):
+                seen += page
+                last = page[-1]
+                page = list(results.after([str(last.id) if n.lstrip("-") == "dataset_id"
+                                           else last.data_id[n.lstrip("-")] for n in order]).limit(size))
+            assert [r.id for r in seen] == [r.id for r in everything], (order, size)
+            rows = results.limit(size).to_arrow().column("dataset_id").to_pylist()
+            assert rows == [str(r.id) for r in everything[:size]], (order, size)

@@ -9,6 +9,7 @@ that nothing can be learnt of what the caller may not see.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterator
 from typing import Any
@@ -97,7 +98,67 @@ class EmbargoedDatasets(_Filtered):
         return not self._check.hidden(row.get("dataset_type", self._single), row["run"], row)
 
     def _items(self) -> Iterator[Any]:
+        if self._resorted():
+            everything = [ref for batch in self._unkeyed()._converted_batches() for ref in self._replaced(batch)]
+            return self._window(iter(self._in_order(everything, self._ref_value)))
         return self._window(ref for batch in self._inner._converted_batches() for ref in self._replaced(batch))
+
+    def _resorted(self) -> bool:
+        """Whether the answer must be put in order here: an ordered find-first search with a
+        fall-through, whose replacements (other dataset IDs) do not stand where the hidden
+        rows stood.  Such an answer is read whole, sorted, and cut after the key (if any)."""
+        return self._fall is not None and bool(self._inner._order)
+
+    def _unkeyed(self) -> Any:
+        """The inner results without the key: a replacement may follow the key although the
+        hidden row it stands for came before it."""
+        inner = self._inner._copy(after=None)
+        inner.streaming = True
+        return inner
+
+    def _in_order(self, items: list[Any], value: Any) -> list[Any]:
+        """``items`` sorted by the order's columns (``value(item, column)``), those after the key only."""
+        order = self._inner._order
+        names = [n.lstrip("-") for n in order]
+        signs = [-1 if n.startswith("-") else 1 for n in order]
+
+        def compare(a: tuple, b: tuple) -> int:
+            for x, y, sign in zip(a, b, signs):
+                if x != y:
+                    return sign if x > y else -sign
+            return 0
+
+        keyed = [(tuple(value(item, n) for n in names), item) for item in items]
+        keyed.sort(key=functools.cmp_to_key(lambda a, b: compare(a[0], b[0])))
+        after = self._inner._after
+        if after is not None:
+            bound = tuple(self._key_value(n, v) for n, v in zip(names, after))
+            keyed = [(k, item) for k, item in keyed if compare(k, bound) > 0]
+        return [item for _, item in keyed]
+
+    def _key_value(self, column: str, value: Any) -> Any:
+        """A key's value as the sorted items hold it (a dataset ID as text, a RUN by name)."""
+        if column == "dataset_id":
+            return str(value)
+        if column == "run_id":
+            return self._fall.run_name(value)
+        return value
+
+    def _ref_value(self, ref: Any, column: str) -> Any:
+        if column == "dataset_id":
+            return str(ref.id)
+        if column == "run_id":
+            return ref.run
+        if column == "dataset_type_index":
+            return self._fall.type_index(ref.dataset_type.name)
+        return ref.data_id[column]
+
+    def _row_value(self, row: dict[str, Any], column: str) -> Any:
+        if column == "run_id":
+            return row["run"]
+        if column == "dataset_type_index":
+            return self._fall.type_index(row.get("dataset_type", self._single))
+        return row[column]
 
     def _replaced(self, batch: list[Any]) -> Iterator[Any]:
         """The batch's refs, each hidden one replaced by its fall-through (or dropped)."""
@@ -112,6 +173,13 @@ class EmbargoedDatasets(_Filtered):
     def arrow_batches(self) -> Iterator[pa.Table]:
         if self._fall is None:
             yield from super().arrow_batches()
+            return
+        if self._resorted():
+            tables = [self._replaced_rows(table) for table in self._unkeyed().arrow_batches()]
+            table = pa.concat_tables(tables)
+            rows = self._in_order(table.to_pylist(), self._row_value)
+            stop = None if self._limit is None else self._offset + self._limit
+            yield pa.Table.from_pylist(rows[self._offset:stop], schema=table.schema)
             return
         skipped, taken = 0, 0
         for table in self._inner.arrow_batches():
@@ -165,6 +233,13 @@ class FallThrough:
             if ref is not None and not self._check.hidden_ref(ref):
                 return one
         return None
+
+    def run_name(self, run_id: int) -> str:
+        return self._butler.registry.collections.name_of(run_id)
+
+    def type_index(self, dataset_type: str) -> int:
+        """A dataset type's place among the query's (its ``dataset_type_index``)."""
+        return list(dict.fromkeys(self._spec.dataset_types)).index(dataset_type)
 
 
 class EmbargoedDataIds(_Filtered):
