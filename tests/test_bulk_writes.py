@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from skybutler import Butler
-from skybutler.errors import DatasetConflictError
+from skybutler.errors import DataIdError, DatasetConflictError
 from skybutler.registry import bulk
 
 from conftest import populate
@@ -284,3 +284,25 @@ def test_a_failed_many_chunk_import_by_move_puts_every_moved_file_back(big: Butl
         rt.import_datasets(target, tmp_path / "out", transfer="move")
     assert {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()} == exported
     assert datastore_files(target) == {}
+
+
+def test_bulk_registration_refuses_a_missing_record_by_name_and_leaves_nothing(big: Butler):
+    """``insert_bulk`` checks the chunk's dimension records itself (SQLite's per-row foreign-key
+    checks are off for it): a record missing from a later chunk refuses the whole call, names
+    the record, leaves every earlier chunk out, and the checks are back on afterwards."""
+    dtype = big.get_dataset_type("metrics")
+    big.collections.register("bulk", "run")
+    before = snapshot(big)
+    good = [("Cam", v, d) for v in range(1, N_VISITS + 1) for d in range(N_DETECTORS)]
+    for bad, message in [(("Cam", N_VISITS + 1, 0), f"no visit record instrument='Cam', visit={N_VISITS + 1}"),
+                         (("Cam", 1, N_DETECTORS), f"no detector record instrument='Cam', detector={N_DETECTORS}"),
+                         (("Elsewhere", 1, 0), "no instrument record instrument='Elsewhere'")]:
+        with pytest.raises(DataIdError, match=f"^{message}: register it before metrics datasets"):
+            big.registry.datasets.insert_bulk(dtype, "bulk", [*good, bad], batch_size=N_DETECTORS)
+        assert snapshot(big) == before
+    # a put after the refused bulk call is still checked by the database's foreign keys
+    with big.registry.db.transaction() as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_keys" if big.registry.db.dialect == "sqlite"
+                                    else "SELECT 1").scalar() == 1
+    assert big.registry.datasets.insert_bulk(dtype, "bulk", good, batch_size=7) == len(good)
+    assert big.query_datasets("metrics", collections="bulk").count() == len(good)

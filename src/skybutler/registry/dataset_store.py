@@ -18,7 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..dimensions import DataCoordinate, DimensionGroup
-from ..errors import (CollectionError, DatasetConflictError, MissingDatasetTypeError, RegistryError)
+from ..errors import (CollectionError, DataIdError, DatasetConflictError, MissingDatasetTypeError,
+                      RegistryError)
 from ..models import CollectionType, DatasetRef, DatasetType, StoredArtifact, uuid7_batch, uuid7_hex_batch
 from .bulk import failed_table, gathers, guarded_batch, insert_rows, uuid_to_db
 from .collection_store import CollectionStore
@@ -99,26 +100,33 @@ class DatasetStore:
         The fast path for building large repositories (benchmarks, bulk registration of
         existing data): new time-ordered IDs, one ``executemany`` per ``batch_size`` rows
         per table, all in one transaction, and no :class:`DatasetRef` objects.  It checks
-        only what the database checks (foreign keys to the dimension records, one dataset
-        per type and data ID in the RUN).
+        what the database would: one dataset per type and data ID in the RUN (the database
+        itself), and that every data ID's dimension records exist -- for each chunk in one
+        statement per dimension over the chunk's distinct keys, before inserting it, rather
+        than by SQLite's per-row foreign-key look-ups, which are switched off for the
+        transaction.  A missing record refuses the whole call (:class:`DataIdError`, naming
+        it) and leaves the repository as it was.
         """
         type_id, dtype = self.types.get(dtype.name)
         run_id, kind = self.collections.lookup(run)
         if kind is not CollectionType.RUN:
             raise CollectionError(f"datasets can only be put into a RUN collection; {run!r} is {kind.value}")
-        tags = self.schema.tags_table(self.types.group(dtype))
-        dims = list(self.types.group(dtype).required)
+        group = self.types.group(dtype)
+        tags = self.schema.tags_table(group)
+        dims = list(group.required)
         now = time.time_ns()
         total = 0
         iterator = iter(values)
-        with self.db.transaction() as conn, _large_sqlite_cache(conn):
+        with self.db.transaction(caller_checks_references=True) as conn, _large_sqlite_cache(conn):
             # Positional rows straight to the driver (COPY on PostgreSQL): SQLAlchemy's per-row
             # parameter processing would cost more than the database's own work here.
             to_db = uuid_to_db(conn)
+            self._check_owner(conn, type_id, run_id, dtype.name, run)
             while True:
                 chunk = [tuple(v) for _, v in zip(range(batch_size), iterator)]
                 if not chunk:
                     break
+                self._check_dimension_records(conn, group, chunk, dtype.name)
                 ids = (uuid7_hex_batch(len(chunk)) if conn.dialect.name == "sqlite"  # its stored form
                        else [to_db(i) for i in uuid7_batch(len(chunk))])
                 insert_rows(conn, self.schema.dataset, _DATASET_COLUMNS, [(i, type_id, run_id, now) for i in ids])
@@ -126,6 +134,39 @@ class DatasetStore:
                 total += len(chunk)
             self.db.note_inserted(tags, total)
         return total
+
+    def _check_owner(self, conn: sa.Connection, type_id: int, run_id: int, type_name: str, run: str) -> None:
+        """Refuse a bulk insert whose dataset type or RUN was removed since it was looked up
+        (inside the inserting transaction: the foreign keys that would say so are not checked)."""
+        types, collections = self.schema.dataset_type.c, self.schema.collection.c
+        if conn.execute(sa.select(types.dataset_type_id).where(types.dataset_type_id == type_id)).first() is None:
+            raise MissingDatasetTypeError(f"dataset type {type_name!r} was removed")
+        if conn.execute(sa.select(collections.collection_id).where(collections.collection_id == run_id)).first() is None:
+            raise CollectionError(f"RUN {run!r} was removed")
+
+    def _check_dimension_records(self, conn: sa.Connection, group: DimensionGroup, rows: Sequence[tuple],
+                                 type_name: str) -> None:
+        """Raise :class:`DataIdError` naming a dimension record that ``rows`` (required data-ID
+        values in ``group.required`` order) refer to and that does not exist: per dimension,
+        one statement over the distinct keys of the rows (what the per-row foreign keys check)."""
+        universe, required = self.schema.universe, list(group.required)
+        for dim in required:
+            target = universe[dim]
+            if target.skypix is not None:
+                continue
+            table = self.schema.elements[dim]
+            positions = [required.index(d) for d in target.identity]
+            keys = list({tuple(row[p] for p in positions) for row in rows})
+            columns = [table.c[target.column_of(d)] for d in target.identity]
+            for start in range(0, len(keys), 500):
+                given = sa.values(*[sa.column(f"k{n}", c.type) for n, c in enumerate(columns)],
+                                  name="given").data(keys[start:start + 500]).cte("given")
+                match = sa.and_(*[c == given.c[f"k{n}"] for n, c in enumerate(columns)])
+                missing = conn.execute(sa.select(*given.c).where(~sa.exists().where(match)).limit(1)).first()
+                if missing is not None:
+                    record = ", ".join(f"{d}={v!r}" for d, v in zip(target.identity, missing))
+                    raise DataIdError(f"no {dim} record {record}: register it before {type_name} datasets "
+                                      "that refer to it")
 
     def add_artifacts(self, pairs: Sequence[tuple[uuid.UUID, StoredArtifact]]) -> None:
         if not pairs:

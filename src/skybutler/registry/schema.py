@@ -111,7 +111,8 @@ class RegistrySchema:
             sa.Column("id", sa.Uuid, primary_key=True),
             sa.Column("dataset_type_id", sa.Integer, sa.ForeignKey("dataset_type.dataset_type_id"), nullable=False),
             sa.Column("run_id", sa.Integer, sa.ForeignKey("collection.collection_id"), nullable=False, index=True),
-            sa.Column("ingest_time", sa.BigInteger, nullable=False))
+            sa.Column("ingest_time", sa.BigInteger, nullable=False),
+            sqlite_with_rowid=False)  # rows kept in their ID's B-tree: one B-tree fewer per dataset
         self.location = sa.Table(
             "dataset_location", md,
             sa.Column("dataset_id", sa.Uuid, sa.ForeignKey("dataset.id", ondelete="CASCADE"), primary_key=True),
@@ -169,12 +170,15 @@ class RegistrySchema:
                 sa.Column("dataset_id", sa.Uuid, sa.ForeignKey("dataset.id", ondelete="CASCADE"), nullable=False),
                 *self._group_columns(group),
                 *foreign_keys_to(self.universe, group.required),
-                sa.PrimaryKeyConstraint("collection_id", "dataset_type_id", *dims, name=f"{name}_pkey"),
-                sa.UniqueConstraint("collection_id", "dataset_id", name=f"{name}_member"),
-                sa.Index(f"{name}_dataset", "dataset_id"),
-                # Covers a query's dataset lookup (type, collections, data-ID ranges -> dataset
-                # IDs) without reading the table rows.
-                sa.Index(f"{name}_find", "dataset_type_id", "collection_id", *dims, "dataset_id"),
+                # The primary key is a query's dataset lookup (type, collections, data-ID ranges
+                # -> dataset IDs) and covers it: SQLite keeps the rows in it (WITHOUT ROWID),
+                # PostgreSQL carries the dataset ID in it (INCLUDE).  The member constraint,
+                # dataset ID first, serves look-ups and deletions by dataset ID.  Two B-trees per
+                # row instead of five: a bulk insert writes less than half as much.
+                sa.PrimaryKeyConstraint("dataset_type_id", "collection_id", *dims, name=f"{name}_pkey",
+                                        postgresql_include=["dataset_id"]),
+                sa.UniqueConstraint("dataset_id", "collection_id", name=f"{name}_member"),
+                sqlite_with_rowid=False,
                 extend_existing=True)
             self._tags[group] = table
         return table
