@@ -81,6 +81,14 @@ class Journal:
         if self.fd is not None:
             _write_all(self.fd, (json.dumps({"n": number, **fields}) + "\n").encode())
 
+    def note_many(self, notes: Sequence[tuple[int, dict]]) -> None:
+        """:meth:`note` for many intents in one write (before any of the actions they describe)."""
+        for number, fields in notes:
+            for key, value in fields.items():
+                setattr(self.intents[number], key, value)
+        if self.fd is not None and notes:
+            _write_all(self.fd, "".join(json.dumps({"n": n, **f}) + "\n" for n, f in notes).encode())
+
     def append(self, intents: Sequence[Intent]) -> int:
         """Record more intents (a later write of the same transaction), numbered on from the last;
         returns the number of the first.  A failed write takes the journal back to its old end, so

@@ -31,6 +31,10 @@ TRANSFER_MODES = ("copy", "move", "hardlink", "symlink", "direct", "auto")
 #: transfer waits on the network.  On a local disk files are placed in order: creating
 #: many files from several threads is slower there, not faster.
 OBJECT_STORE_THREADS = 8
+#: Files of a local batch read, and their checksums noted in the journal with one write, before
+#: they are placed: at most this many, and this many bytes held.
+NOTE_GROUP = 512
+NOTE_BYTES = 64 << 20
 #: Suffixes of compressed files: the suffix before them is kept too (``.fits.gz``).
 COMPRESSION_SUFFIXES = (".gz", ".bz2", ".fz", ".xz", ".z")
 
@@ -181,15 +185,14 @@ def ingest_files(datastore, entries: Sequence[tuple[str | Path, DatasetRef]], tr
         if datastore.journal is not None and intents else None
     batch = IngestBatch(datastore, [], journal)
 
-    def one(index: int) -> IngestedFile:
+    def one(index: int, read: tuple[int, bytes | None] | None = None) -> IngestedFile:
         source, relative, mode, number = plans[index]
         return ingest_file(datastore, source, relative, mode, formatters[index], journal=journal,
-                           intent=None if number is None else intents[number], number=number)
+                           intent=None if number is None else intents[number], number=number, read=read)
 
     try:
         if datastore.local or len(plans) < 2:
-            for index in range(len(plans)):
-                batch.files.append(one(index))
+            _place_in_groups(datastore, plans, journal, intents, batch, one)
             return batch
         with ThreadPoolExecutor(OBJECT_STORE_THREADS) as pool:
             futures = [pool.submit(one, index) for index in range(len(plans))]
@@ -207,16 +210,50 @@ def ingest_files(datastore, entries: Sequence[tuple[str | Path, DatasetRef]], tr
         raise
 
 
+def _place_in_groups(datastore, plans: list[tuple[str, str, str, int | None]], journal: Journal | None,
+                     intents: list[Intent], batch: IngestBatch, one) -> None:
+    """Place the files of a local batch in order, a group at a time: each group's files are read
+    (at most :data:`NOTE_GROUP` of them, :data:`NOTE_BYTES` in all) and their checksums noted in the
+    journal with one write, before the first of them is placed."""
+    pending: list[tuple[int, tuple[int, bytes | None]]] = []
+    held = 0
+
+    def flush() -> None:
+        if journal is not None:
+            journal.note_many([(plans[i][3], {"checksum": checksum(data, "xxh3")}) for i, (_, data) in pending
+                               if plans[i][3] is not None and data is not None])
+        for index, read in pending:
+            batch.files.append(one(index, read))
+        pending.clear()
+
+    for index, (source, relative, mode, _) in enumerate(plans):
+        read = _read_source(datastore, source, relative, mode)
+        pending.append((index, read))
+        held += read[0] if read[1] is not None else 0
+        if len(pending) >= NOTE_GROUP or held >= NOTE_BYTES:
+            flush()
+            held = 0
+    flush()
+
+
 def file_suffix(path: str | Path, default: str) -> str:
     """The suffix a stored copy of ``path`` keeps: ``.fits``, or ``.fits.gz`` for a compressed file
     (the compression suffix and the one before it); ``default`` if it has none."""
-    suffixes = Path(path).suffixes
+    suffixes = _suffixes(os.fspath(path))
     if not suffixes:
         return default
     if suffixes[-1].lower() in COMPRESSION_SUFFIXES and len(suffixes) > 1 and suffixes[-2][1:].isalnum() \
             and len(suffixes[-2]) <= 8:
         return "".join(suffixes[-2:])
     return suffixes[-1]
+
+
+def _suffixes(path: str) -> list[str]:
+    """What ``PurePath(path).suffixes`` says, without making a path object (one per ingested file)."""
+    name = path.rstrip("/").rpartition("/")[2]
+    if name.endswith(".") or "." not in name.lstrip("."):
+        return []
+    return ["." + s for s in name.lstrip(".").split(".")[1:]]
 
 
 def _mode(datastore, source: str, transfer: str) -> str:
@@ -238,23 +275,28 @@ def _identity(source: str) -> list[int]:
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
 
 
-def ingest_file(datastore, source: str | Path, relative_path: str, transfer: str, formatter: str, *,
-                journal: Journal | None = None, intent: Intent | None = None,
-                number: int | None = None) -> IngestedFile:
-    """Bring ``source`` in under ``relative_path`` with ``transfer`` (``direct`` records it where it
-    is); ``intent`` (number ``number`` of ``journal``) is told the file's checksum before the
-    file is placed."""
-    source = os.path.abspath(source)
-    transfer = _mode(datastore, source, transfer)
+def _read_source(datastore, source: str, relative_path: str, transfer: str) -> tuple[int, bytes | None]:
+    """The size of ``source`` and, when its checksum is kept or it is copied, its bytes."""
     copies = transfer == "copy" or not datastore.local or (transfer == "move" and not _same_device_as(
         datastore, source, relative_path))
-    size, data = _read_for_checksum(source, datastore.checksum_algorithm is not None or copies)
+    return _read_for_checksum(source, datastore.checksum_algorithm is not None or copies)
+
+
+def ingest_file(datastore, source: str | Path, relative_path: str, transfer: str, formatter: str, *,
+                journal: Journal | None = None, intent: Intent | None = None,
+                number: int | None = None, read: tuple[int, bytes | None] | None = None) -> IngestedFile:
+    """Bring ``source`` in under ``relative_path`` with ``transfer`` (``direct`` records it where it
+    is); ``intent`` (number ``number`` of ``journal``) is told the file's checksum before the
+    file is placed.  ``read``: the file's size and bytes, read (and their checksum noted) already."""
+    source = os.path.abspath(source)
+    transfer = _mode(datastore, source, transfer)
+    size, data = read if read is not None else _read_source(datastore, source, relative_path, transfer)
     digest = checksum(data, datastore.checksum_algorithm) if data is not None else None
     if transfer == "direct":
         inside = datastore.local and source.startswith(datastore.root.rstrip("/") + "/")
         path = os.path.relpath(source, datastore.root) if inside else f"file://{source}"
         return IngestedFile(StoredArtifact(path=path, formatter=formatter, size=size, checksum=digest), None, None)
-    if journal is not None and number is not None and data is not None:
+    if read is None and journal is not None and number is not None and data is not None:
         journal.note(number, checksum=checksum(data, "xxh3"))
     artifact = StoredArtifact(path=relative_path, formatter=formatter, size=size, checksum=digest)
     final = datastore.full_path(relative_path)
