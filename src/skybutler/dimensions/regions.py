@@ -7,6 +7,7 @@ envelope (HTM or HEALPix ranges) for coarse joins, then checks exact overlap.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Iterable, Sequence
 from types import ModuleType
@@ -87,8 +88,10 @@ def overlaps(a: Region, b: Region) -> bool:
     return not (a.relate(b) & sphgeom.DISJOINT)
 
 
+@functools.lru_cache(maxsize=64)
 def pixelization(system: str, level: int) -> sphgeom.Pixelization:
-    """The sky pixelization of a skypix dimension (``htm`` or ``healpix`` at ``level``)."""
+    """The sky pixelization of a skypix dimension (``htm`` or ``healpix`` at ``level``); made once
+    (a record's envelope is taken for every region inserted)."""
     if system == "htm":
         return sphgeom.HtmPixelization(level)
     if system == "healpix":

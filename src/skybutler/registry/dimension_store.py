@@ -18,6 +18,7 @@ from ..dimensions import DataCoordinate, DataIdValue, DimensionGroup, DimensionR
 from ..dimensions import regions as sky
 from ..errors import DataIdError, DimensionRecordError
 from ..timespan import Timespan
+from . import bulk
 from .database import Database
 from .schema import RegistrySchema
 
@@ -65,16 +66,20 @@ class DimensionRecordStore:
             values["timespan"] = None if b is None and e is None else Timespan.from_ns(b, e)
         return DimensionRecord(element, values)
 
-    def _overlap_rows(self, record: DimensionRecord) -> list[dict[str, Any]]:
+    def _overlap_rows(self, record: DimensionRecord) -> list[tuple]:
+        """The record's skypix overlap rows: its identity, then system, level and pixel index
+        (the column order of :meth:`_overlap_columns`)."""
         region = record.get("region")
         index = self.universe.spatial_index
         if region is None or index is None:
             return []
         system, level = self.universe[index].skypix
-        element = record.element
-        ident = {element.column_of(d): record[d] for d in element.identity}
-        return [{**ident, "skypix_system": system, "skypix_level": level, "skypix_index": pix}
-                for pix in sky.envelope(region, system, level)]
+        ident = tuple(record[d] for d in record.element.identity)
+        return [(*ident, system, level, pix) for pix in sky.envelope(region, system, level)]
+
+    def _overlap_columns(self, element_name: str) -> list[str]:
+        element = self.universe[element_name]
+        return [element.column_of(d) for d in element.identity] + ["skypix_system", "skypix_level", "skypix_index"]
 
     # -- writes ---------------------------------------------------------------
 
@@ -99,8 +104,10 @@ class DimensionRecordStore:
                     if not records:
                         return 0
                 try:
-                    with self.db.savepoint(conn):
-                        conn.execute(table.insert(), [self._to_row(r) for r in records])
+                    with self.db.savepoint(conn):  # positional rows through the driver: no per-row SQLAlchemy work
+                        columns = [c.name for c in table.columns]
+                        bulk.insert_rows(conn, table, columns,
+                                         [tuple(map(self._to_row(r).get, columns)) for r in records])
                     self.db.note_inserted(table, len(records))
                     break
                 except sa.exc.IntegrityError as err:
@@ -110,7 +117,7 @@ class DimensionRecordStore:
             if overlap is not None:
                 rows = [o for r in records for o in self._overlap_rows(r)]
                 if rows:
-                    conn.execute(overlap.insert(), rows)
+                    bulk.insert_rows(conn, overlap, self._overlap_columns(element_name), rows)
                     self.db.note_inserted(overlap, len(rows))
         return len(records)
 
