@@ -18,6 +18,8 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import operator
+import os
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -52,6 +54,7 @@ def records_for(butler: Butler, refs: list[DatasetRef]) -> dict[str, list[Dimens
     """Every dimension record the refs' data IDs depend on, element by element."""
     keys: dict[str, set[tuple]] = defaultdict(set)
     _collect_record_keys(butler, refs, keys)
+    _follow_implied(butler, keys)
     out: dict[str, list[DimensionRecord]] = {}
     for name in butler.universe.sorted(keys):
         records = butler.registry.dimensions.fetch_many(name, sorted(keys[name]))
@@ -61,24 +64,40 @@ def records_for(butler: Butler, refs: list[DatasetRef]) -> dict[str, list[Dimens
 
 
 def _collect_record_keys(butler: Butler, refs: Iterable[DatasetRef], keys: dict[str, set[tuple]]) -> None:
-    """Add to ``keys`` the identity of every record the refs' data IDs name (implied ones
-    included), expanding the data IDs of each dimension group as one batch."""
+    """Add to ``keys`` the identity of every record the refs' data IDs name by their required values
+    (no expansion: :func:`_follow_implied` then adds the records those imply)."""
     universe = butler.universe
-    by_group: dict[Any, list[DataCoordinate]] = defaultdict(list)
+    by_group: dict[Any, list[tuple]] = defaultdict(list)
     for ref in refs:
-        by_group[ref.data_id.group].append(ref.data_id)
-    for group, data_ids in by_group.items():
-        expanded = butler.registry.dimensions.expand_many(data_ids)
+        by_group[ref.data_id.group].append(ref.data_id.required_values)
+    for group, rows in by_group.items():
+        at = {d: i for i, d in enumerate(group.required)}
         for name in group.elements:
             identity = universe[name].identity
-            getters = [(d, d in group.names) for d in identity]
-            if not all(present for _, present in getters):
-                continue
-            found = keys[name]
-            for data_id in expanded:
-                values = tuple(data_id.get(d) for d in identity)
-                if None not in values:
-                    found.add(values)
+            if all(d in at for d in identity):
+                get = operator.itemgetter(*(at[d] for d in identity))
+                keys[name].update(map(get, rows) if len(identity) > 1 else ((v,) for v in map(get, rows)))
+
+
+def _follow_implied(butler: Butler, keys: dict[str, set[tuple]]) -> None:
+    """Add to ``keys`` the records implied by those it names, and theirs in turn (a visit's
+    physical filter and day, a filter's band): what expanding every data ID would have named.
+    Only records of elements that imply something are read, and none is kept."""
+    universe = butler.universe
+    done: dict[str, set[tuple]] = defaultdict(set)
+    todo = [name for name in keys if universe[name].implies]
+    while todo:
+        name = todo.pop()
+        new = sorted(keys[name] - done[name])
+        done[name].update(new)
+        for begin in range(0, len(new), CHUNK):
+            for record in butler.registry.dimensions.fetch_many(name, new[begin:begin + CHUNK]):
+                for dim in universe[name].implies:
+                    key = tuple(record[d] for d in universe[dim].identity)
+                    if None not in key and key not in keys[dim]:
+                        keys[dim].add(key)
+                        if universe[dim].implies and dim not in todo:
+                            todo.append(dim)
 
 
 def _record_to_json(record: DimensionRecord) -> dict[str, Any]:
@@ -149,6 +168,7 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
             if lines:
                 out.write("\n".join(lines) + "\n")
             count += len(chunk)
+    _follow_implied(butler, keys)
     with open(directory / RECORDS_FILE, "w") as out:
         for name in butler.universe.sorted(keys):
             identities = sorted(keys.pop(name))
@@ -194,7 +214,7 @@ def import_datasets(butler: Butler, directory: str | Path, transfer: str = "copy
     tell = progress or (lambda done, total: None)
     if version == 1:  # everything in export.json
         records: Iterable[tuple[str, list]] = manifest["records"].items()
-        chunks: Iterator[list] = iter([[(directory / d["path"], d) for d in manifest["datasets"]]])
+        chunks: Iterator[list] = iter([[(os.path.join(directory, d["path"]), d) for d in manifest["datasets"]]])
     else:
         records = _record_lines(directory / manifest["records_file"])
         chunks = _dataset_chunks(directory, manifest["datasets_file"])
@@ -224,13 +244,15 @@ def _record_lines(path: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
             yield item["element"], item["records"]
 
 
-def _dataset_chunks(directory: Path, name: str) -> Iterator[list[tuple[Path, dict[str, Any]]]]:
+def _dataset_chunks(directory: Path, name: str) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """The export's datasets a chunk at a time, each with its file's path (a plain string: one a dataset)."""
+    root = os.fspath(directory)
     with open(directory / name) as lines:
         for chunk in _chunks(lines, CHUNK):
-            yield [(directory / d["path"], d) for d in map(json.loads, chunk)]
+            yield [(os.path.join(root, d["path"]), d) for d in map(json.loads, chunk)]
 
 
-def ingest_with_ids(butler: Butler, entries: list[tuple[Path, dict[str, Any]]], transfer: str,
+def ingest_with_ids(butler: Butler, entries: list[tuple[str, dict[str, Any]]], transfer: str,
                     skip_existing: bool, spill: bool = False) -> int:
     """Bring files in as datasets with given IDs, types, RUNs and data IDs (all or nothing).
     ``spill``: inside an enclosing transaction, the batch's undo works from its journal on disk
@@ -239,14 +261,18 @@ def ingest_with_ids(butler: Butler, entries: list[tuple[Path, dict[str, Any]]], 
     present = {r.id for r in butler.registry.datasets.refs_by_id(ids)}
     if present and not skip_existing:
         raise DatasetConflictError(f"{len(present)} dataset(s) already exist, e.g. {next(iter(present))}")
-    given: dict[tuple[str, str], list[tuple[Path, uuid.UUID, DataCoordinate, str]]] = defaultdict(list)
+    given: dict[tuple[str, str], list[tuple[str, uuid.UUID, DataCoordinate, str]]] = defaultdict(list)
+    groups_of: dict[str, Any] = {}  # dataset type name -> its dimension group, looked up once
     for (path, d), dataset_id in zip(entries, ids):
         if dataset_id in present:
             continue
-        group = butler.get_dataset_type(d["type"]).group(butler.universe)
-        given[(d["type"], d["run"])].append((path, dataset_id, DataCoordinate.standardize(group, d["data_id"]),
+        type_name = d["type"]
+        group = groups_of.get(type_name)
+        if group is None:
+            group = groups_of[type_name] = butler.get_dataset_type(type_name).group(butler.universe)
+        given[(type_name, d["run"])].append((path, dataset_id, DataCoordinate.standardize(group, d["data_id"]),
                                              d["formatter"]))
-    groups: dict[tuple[str, str], list[tuple[Path, DatasetRef, str]]] = {}
+    groups: dict[tuple[str, str], list[tuple[str, DatasetRef, str]]] = {}
     for (type_name, run), items in given.items():  # each group's data IDs expanded as one batch
         dtype = butler.get_dataset_type(type_name)
         expanded = butler.registry.dimensions.expand_many([data_id for _, _, data_id, _ in items])
