@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -344,7 +345,8 @@ _OFFLINE_DEPTH = 0
 
 @functools.cache
 def _offline_translator(translator_class: type) -> type:
-    """``translator_class`` whose site comes from the camera description if its own lookup fails.
+    """``translator_class`` whose site comes from the camera description if its own lookup fails,
+    and whose constructor turns a file name into the library's URI once per file.
 
     Some translators look the observatory up in astropy's site registry, which is
     downloaded on first use; offline that raises, and the camera's description (or,
@@ -361,7 +363,29 @@ def _offline_translator(translator_class: type) -> type:
                 raise KeyError(f"no site in the header, and astropy's site registry is offline ({exc})") from exc
             return site
 
-    return type(f"Offline{translator_class.__name__}", (translator_class,), {"name": None, "to_location": to_location})
+    def __init__(self: Any, header: Any, filename: Any = None) -> None:
+        translator_class.__init__(self, header)
+        self.filename = None if filename is None else _file_uri(filename)
+
+    members: dict[str, Any] = {"name": None, "to_location": to_location}
+    if translator_class.__init__ is _library().MetadataTranslator.__init__:  # a constructor of its own is kept
+        members["__init__"] = __init__
+    return type(f"Offline{translator_class.__name__}", (translator_class,), members)
+
+
+def _file_uri(filename: Any) -> str:
+    """The file name a translator keeps (the library's absolute URI of it), made once per file: the
+    library makes it in every translator's constructor, three or four times a raw (~0.1 ms each).
+    A relative name depends on the working directory, so only absolute ones are remembered."""
+    name = str(filename)
+    return _absolute_uri(name) if os.path.isabs(name) else _absolute_uri.__wrapped__(name)
+
+
+@functools.lru_cache(maxsize=64)
+def _absolute_uri(name: str) -> str:
+    from lsst.resources import ResourcePath
+
+    return str(ResourcePath(name, forceAbsolute=True))
 
 
 def _described_site(translator: Any) -> Any:
