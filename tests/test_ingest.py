@@ -154,6 +154,53 @@ def test_process_pool_reads_the_same_headers(night2, tmp_path):
             dict(r) for r in b.registry.dimensions.fetch_all("exposure")]
 
 
+def _registry_content(butler: Butler) -> tuple:
+    """The raws (data ID, ID, facts with their regions' bytes) and the exposure records."""
+    refs = butler.registry.refs_by_id(butler.registry.datasets.ids_in_collection("SimCam/raw/all", "raw"))
+    facts = {r.data_id.required_values: (r.id, butler.get_metadata(r)) for r in refs}
+    for _, fact in facts.values():
+        fact["region"] = regions.encode(fact["region"])
+    exposures = sorted((dict(r) for r in butler.registry.dimensions.fetch_all("exposure")), key=lambda r: r["exposure"])
+    return facts, exposures
+
+
+def test_a_pool_stores_chunks_as_they_are_read(night1, tmp_path):
+    """Batches stored while the pool reads on: the same raws, facts, regions, exposure records and
+    failures (in file order) as one sequential batch; a data ID repeated in a later chunk is refused."""
+    raws = tmp_path / "raws"
+    shutil.copytree(night1, raws)
+    (raws / "SC_O_20260301_000002_corrupt.fits").write_bytes(b"SIMPLE  =   not FITS")
+    shutil.copy(raws / "SC_O_20260301_000001_R00_S00.fits", raws / "zz_copy.fits")  # after 54 others
+    with Butler.create(tmp_path / "a") as a, Butler.create(tmp_path / "b") as b:
+        sequential = ingest_raws(a, raws, processes=1)
+        streamed = ingest_raws(b, raws, processes=2, batch_size=5)
+        assert len(streamed.refs) == len(sequential.refs) == 54
+        assert [(Path(f.path).name, f.reason) for f in streamed.failures] == [
+            (Path(f.path).name, f.reason) for f in sequential.failures]
+        assert [Path(f.path).name for f in streamed.failures] == ["SC_O_20260301_000002_corrupt.fits",
+                                                                   "zz_copy.fits"]
+        assert _registry_content(a) == _registry_content(b)
+
+
+def test_a_failing_batch_stops_the_pool_and_keeps_the_batches_before(night1, tmp_path, monkeypatch):
+    from skybutler.ingest import raws as raw_ingest
+
+    calls = []
+    original = raw_ingest._ingest_batch
+
+    def fail_third(butler, run, batch, *args):
+        calls.append(len(batch))
+        if len(calls) == 3:
+            raise RuntimeError("simulated failure storing the third batch")
+        return original(butler, run, batch, *args)
+
+    monkeypatch.setattr(raw_ingest, "_ingest_batch", fail_third)
+    with Butler.create(tmp_path / "repo") as butler:
+        with pytest.raises(RuntimeError, match="third batch"):
+            ingest_raws(butler, night1, processes=2, batch_size=10)
+        assert len(raw_ids(butler)) == sum(calls[:2]) == 20
+
+
 def test_find_raw_files(night2, tmp_path):
     (tmp_path / "notes.txt").write_text("not a raw")
     listed = find_raw_files([night2, tmp_path, night2 / "SC_O_20260302_000001_R00_S00.fits"])

@@ -19,6 +19,10 @@ the GIL; in this process for small ones), translates it into
 4. stores the files with ``butler.ingest`` in batches, one call per batch, with
    deterministic dataset IDs: the same raw has the same ID in every repository.
 
+Steps 1-4 run chunk by chunk as the headers come in: while a pool reads the next
+files, this process registers and stores those read (an exposure's record is its
+first file's).
+
 A file that cannot be ingested (unreadable, unknown instrument, missing keys, a
 filter or detector the camera does not have, a data ID given by another file of
 the same batch) is reported in :attr:`IngestResult.failures` with its reason
@@ -34,7 +38,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,8 +79,8 @@ RAW_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fits.fz")
 RAW_STORAGE_CLASS = "Image"
 #: Below this many files headers are read in this process (a pool costs ~0.5 s to start).
 POOL_THRESHOLD = 200
-#: Files per ``butler.ingest`` call.
-BATCH_SIZE = 2000
+#: Files per ``butler.ingest`` call (each all or nothing); a pool's reading goes on while a batch is stored.
+BATCH_SIZE = 500
 
 
 @dataclass(frozen=True)
@@ -191,18 +195,27 @@ def _use_descriptions(instruments: Sequence[Instrument]) -> None:
 
 
 def _read_all(paths: Sequence[Path], processes: int | None, instruments: Sequence[Instrument],
-              storage_class: str, formatter: str | None) -> list[RawFile | IngestFailure]:
+              storage_class: str, formatter: str | None) -> Iterator[list[RawFile | IngestFailure]]:
+    """The files read, chunk by chunk in file order: in this process one chunk of them all, in a pool
+    each worker's chunk as soon as it and the chunks before it are read (so the caller stores one
+    while the workers read the next)."""
     if processes is None:
         processes = 1 if len(paths) < POOL_THRESHOLD else min(os.cpu_count() or 1, 8)
     read = functools.partial(_read_chunk, storage_class=storage_class, formatter=formatter)
     if processes <= 1 or len(paths) < 2:
-        return read(paths)
+        yield read(paths)
+        return
     _import_readers()
     # Chunks follow the file order, so a worker meets the files of one exposure together.
     size = max(1, min(256, len(paths) // (processes * 4)))
     chunks = [paths[begin:begin + size] for begin in range(0, len(paths), size)]
-    with process_pool(processes, initializer=_use_descriptions, initargs=(tuple(instruments),)) as pool:
-        return [raw for chunk in pool.map(read, chunks) for raw in chunk]
+    pool = process_pool(processes, initializer=_use_descriptions, initargs=(tuple(instruments),))
+    finished = False
+    try:
+        yield from pool.map(read, chunks)
+        finished = True
+    finally:  # the caller failed or stopped: the chunks not started are dropped, not read for nothing
+        pool.shutdown(wait=True, cancel_futures=not finished)
 
 
 def _import_readers() -> None:
@@ -221,12 +234,9 @@ def _read_chunk(paths: Sequence[Path], storage_class: str, formatter: str | None
         return [read_raw_metadata(p, storage_class, formatter) for p in paths]
 
 
-def _register_instruments(butler, names: Iterable[str], known: Sequence[Instrument],
-                          result: IngestResult) -> None:
-    """Register each camera met for the first time (and say so); those the repository
-    already describes are checked by their records' sync (a no-op when unchanged)."""
-    registered = {i.name for i in known}
-    for name in sorted(set(names) - registered):
+def _register_instruments(butler, names: Iterable[str], result: IngestResult) -> None:
+    """Register each camera met for the first time (and say so)."""
+    for name in sorted(names):
         instrument, new = register_instrument(butler, name)
         if new:
             result.registered.append(f"registered camera {name} on first use: {len(instrument.detectors)} detectors, "
@@ -235,8 +245,12 @@ def _register_instruments(butler, names: Iterable[str], known: Sequence[Instrume
 
 
 def _register_observations(butler, metas: Sequence[ObservationMetadata]) -> None:
-    """Insert the day_obs, group and exposure records that are new."""
-    per_exposure = {(m.instrument, m.exposure_id): m for m in metas}.values()
+    """Insert the day_obs, group and exposure records that are new (an exposure's record is that of
+    the first of its files, however the files are split into chunks)."""
+    first: dict[tuple, ObservationMetadata] = {}
+    for m in metas:
+        first.setdefault((m.instrument, m.exposure_id), m)
+    per_exposure = first.values()
     day_obs = {(m.instrument, m.day_obs): day_obs_record(m) for m in per_exposure}
     groups = {(m.instrument, m.group): group_record(m) for m in per_exposure}
     butler.insert_records("day_obs", day_obs.values(), skip_existing=True)
@@ -280,35 +294,60 @@ def ingest_raws(butler, paths_or_dirs: Iterable[str | Path] | str | Path, *, tra
     paths = find_raw_files(paths_or_dirs)
     known = load_repository_instruments(butler)
     say(f"reading the headers of {len(paths)} file(s)")
-    good: list[tuple[Path, RawFile]] = []
     seen: dict[tuple, Path] = {}
-    for path, raw in zip(paths, _read_all(paths, processes, known, _raw_storage_class(butler), None)):
+    registered = {i.name for i in known}
+    by_run: dict[str, list[tuple[Path, RawFile]]] = {}
+    done: dict[str, int] = {}
+    begin = 0
+    for chunk in _read_all(paths, processes, known, _raw_storage_class(butler), None):
+        good = _new_data_ids(paths[begin:begin + len(chunk)], chunk, seen, result)
+        begin += len(chunk)
+        if good:
+            _register_instruments(butler, {r.meta.instrument for _, r in good} - registered, result)
+            registered |= {r.meta.instrument for _, r in good}
+            _register_observations(butler, [r.meta for _, r in good])
+            _ensure_raw_type(butler)
+        for path, raw in good:
+            run_name = run or raw_run(raw.meta.instrument)
+            if run_name not in by_run:
+                result.runs.append(run_name)
+            pending = by_run.setdefault(run_name, [])
+            pending.append((path, raw))
+            if len(pending) >= batch_size:
+                _store(butler, run_name, by_run, done, transfer, result, say)
+    for run_name in by_run:
+        if by_run[run_name]:
+            _store(butler, run_name, by_run, done, transfer, result, say)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _new_data_ids(paths: Sequence[Path], chunk: Sequence[RawFile | IngestFailure], seen: dict[tuple, Path],
+                  result: IngestResult) -> list[tuple[Path, RawFile]]:
+    """The files of a chunk that were read and whose data ID no earlier file of this ingest has; the
+    others go to the failures."""
+    good = []
+    for path, raw in zip(paths, chunk):
         if isinstance(raw, IngestFailure):
             result.failures.append(raw)
             continue
-        meta = raw.meta
-        key = (meta.instrument, meta.exposure_id, meta.detector)
+        key = (raw.meta.instrument, raw.meta.exposure_id, raw.meta.detector)
         if key in seen:
             result.failures.append(IngestFailure(str(path), f"same data ID {dict(zip(RAW_DIMENSIONS, key))} as "
                                                             f"{seen[key]}"))
             continue
         seen[key] = path
         good.append((path, raw))
-    if good:
-        _register_instruments(butler, {r.meta.instrument for _, r in good}, known, result)
-        _register_observations(butler, [r.meta for _, r in good])
-        _ensure_raw_type(butler)
-    by_run: dict[str, list[tuple[Path, RawFile]]] = {}
-    for path, raw in good:
-        by_run.setdefault(run or raw_run(raw.meta.instrument), []).append((path, raw))
-    for run_name, items in by_run.items():
-        result.runs.append(run_name)
-        for begin in range(0, len(items), batch_size):
-            batch = items[begin:begin + batch_size]
-            _ingest_batch(butler, run_name, batch, transfer, result)
-            say(f"{run_name}: {min(begin + batch_size, len(items))}/{len(items)} file(s) processed")
-    result.seconds = time.perf_counter() - start
-    return result
+    return good
+
+
+def _store(butler, run: str, by_run: dict[str, list[tuple[Path, RawFile]]], done: dict[str, int],
+           transfer: str, result: IngestResult, say: Callable[[str], None]) -> None:
+    """Store the files of ``run`` read so far, as one batch."""
+    batch, by_run[run] = by_run[run], []
+    _ingest_batch(butler, run, batch, transfer, result)
+    done[run] = done.get(run, 0) + len(batch)
+    say(f"{run}: {done[run]} file(s) processed")
 
 
 def _ingest_batch(butler, run: str, batch: list[tuple[Path, RawFile]], transfer: str,
