@@ -67,6 +67,12 @@ class FitsHeader(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self._values)
 
+    def get(self, keyword: str, default: Any = None) -> Any:  # the dict's, not Mapping's (called per card)
+        return self._values.get(keyword, default)
+
+    def keys(self) -> Any:
+        return self._values.keys()
+
     def __repr__(self) -> str:
         return f"FitsHeader({len(self.cards)} cards)"
 
@@ -110,13 +116,26 @@ def read_header(stream: BinaryIO) -> FitsHeader:
         return _by_astropy(stream, start)
     text = data[:end].decode("ascii")
     cards = []
+    seen = _SEEN
     for offset in range(0, end, CARD):
         image = text[offset:offset + CARD]
-        keyword = image[:8].rstrip()
-        if keyword in ("CONTINUE", "END"):
-            return _by_astropy(stream, start)  # a long string (astropy joins its pieces), a malformed END
-        cards.append(_card(keyword, image))
+        card = seen.get(image)
+        if card is None:
+            keyword = image[:8].rstrip()
+            if keyword in ("CONTINUE", "END"):
+                return _by_astropy(stream, start)  # a long string (astropy joins its pieces), a malformed END
+            card = _card(keyword, image)
+            if len(seen) >= _SEEN_KEPT:
+                seen.clear()
+            seen[image] = card
+        cards.append(card)
     return FitsHeader(cards)
+
+
+#: Cards parsed lately, by their image: most cards of a camera's raws repeat from file to file, and a
+#: card's keyword and value depend on its 80 characters alone (its value is immutable).
+_SEEN: dict[str, Card] = {}
+_SEEN_KEPT = 50_000
 
 
 def _end_index(block: bytes) -> int:
