@@ -164,14 +164,15 @@ def _registry_content(butler: Butler) -> tuple:
     return facts, exposures
 
 
-def test_a_pool_stores_chunks_as_they_are_read(night1, tmp_path):
-    """Batches stored while the pool reads on: the same raws, facts, regions, exposure records and
-    failures (in file order) as one sequential batch; a data ID repeated in a later chunk is refused."""
+def test_a_pool_stores_chunks_as_they_are_read(night1, tmp_path, make_butler):
+    """Batches stored while the pool reads on (on every stack): the same raws, facts, regions, exposure
+    records and failures (in file order) as one sequential batch into SQLite; a data ID repeated in a
+    later chunk is refused."""
     raws = tmp_path / "raws"
     shutil.copytree(night1, raws)
     (raws / "SC_O_20260301_000002_corrupt.fits").write_bytes(b"SIMPLE  =   not FITS")
     shutil.copy(raws / "SC_O_20260301_000001_R00_S00.fits", raws / "zz_copy.fits")  # after 54 others
-    with Butler.create(tmp_path / "a") as a, Butler.create(tmp_path / "b") as b:
+    with Butler.create(tmp_path / "a") as a, make_butler("b") as b:
         sequential = ingest_raws(a, raws, processes=1)
         streamed = ingest_raws(b, raws, processes=2, batch_size=5)
         assert len(streamed.refs) == len(sequential.refs) == 54
