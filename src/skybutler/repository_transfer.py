@@ -11,6 +11,10 @@ then the datasets, chunk by chunk with their original IDs, go in inside one tran
 (so the same raw or product is never duplicated across repositories), and each chunk's
 placed files are remembered by its write journal on disk, not in memory, until the
 transaction ends.  Exports of format 1 (everything in ``export.json``) are still read.
+
+A butler opened on a server URL does the same: an export reads its files and records through
+the server (``copy_out.py``), and an import uploads the export for the server to import it in
+one transaction, with the user's rights and quotas checked (``server/routes_transfer.py``).
 """
 
 from __future__ import annotations
@@ -130,14 +134,13 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
     last, so a directory holding it holds a whole export.  Memory grows with the records
     and RUNs named, not with the datasets.  ``progress(done, total)`` is told each file
     copied (``total``: the number of refs when they are a sequence, else None)."""
-    if butler.registry is None:
-        raise SkybutlerError("an export reads the registry and the datastore directly: run it where the "
-                             "repository is, not through a server URL")
+    from .copy_out import source
+
+    files = source(butler)
     directory = Path(directory)
     if (directory / MANIFEST).exists():
         raise SkybutlerError(f"{directory} already holds an export; choose an empty directory")
     directory.mkdir(parents=True, exist_ok=True)
-    keys: dict[str, set[tuple]] = defaultdict(set)
     types: dict[str, dict[str, Any]] = {}
     runs: set[str] = set()
     seen: set[int] = set()  # the IDs written, as plain integers (a third of a UUID's memory)
@@ -149,14 +152,13 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
         for chunk in _chunks(refs, CHUNK):
             chunk = [r for r in chunk if r.id.int not in seen]
             seen.update(r.id.int for r in chunk)
-            artifacts = butler.registry.datasets.artifacts(r.id for r in chunk)
-            _collect_record_keys(butler, chunk, keys)
+            artifacts = files.artifacts(chunk, records=True)
             lines = []
             for ref in chunk:
                 artifact = artifacts.get(ref.id)
                 if artifact is None:
                     raise SkybutlerError(f"dataset {ref} has no stored artifact to export")
-                path = butler.datastore.export_artifact(artifact, directory, transfer)
+                path = files.place(ref, artifact, directory, transfer)
                 lines.append(json.dumps({"id": str(ref.id), "type": ref.dataset_type.name, "run": ref.run,
                                          "data_id": dict(ref.data_id.required), "path": path,
                                          "formatter": artifact.formatter}))
@@ -168,14 +170,9 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
             if lines:
                 out.write("\n".join(lines) + "\n")
             count += len(chunk)
-    _follow_implied(butler, keys)
     with open(directory / RECORDS_FILE, "w") as out:
-        for name in butler.universe.sorted(keys):
-            identities = sorted(keys.pop(name))
-            for begin in range(0, len(identities), CHUNK):
-                records = butler.registry.dimensions.fetch_many(name, identities[begin:begin + CHUNK])
-                if records:
-                    out.write(json.dumps({"element": name, "records": [_record_to_json(r) for r in records]}) + "\n")
+        for name, records in files.records():
+            out.write(json.dumps({"element": name, "records": [_record_to_json(r) for r in records]}) + "\n")
     manifest = {"format_version": FORMAT_VERSION, "universe": [butler.universe.name, butler.universe.version],
                 "dataset_types": list(types.values()), "runs": sorted(runs), "datasets": count,
                 "records_file": RECORDS_FILE, "datasets_file": DATASETS_FILE}
@@ -196,28 +193,16 @@ def import_datasets(butler: Butler, directory: str | Path, transfer: str = "copy
     the datasets of the export taken in so far, a chunk at a time (not for a Rubin export)."""
     from .interchange import import_rubin, is_rubin_export
 
+    if butler._remote is not None:  # the export is uploaded; the server imports it
+        return butler._remote.import_datasets(directory, transfer, skip_existing, progress)
     directory = Path(directory)
     if is_rubin_export(directory):
         return import_rubin(butler, directory, transfer, skip_existing)
-    try:
-        manifest = json.loads((directory / MANIFEST).read_text())
-    except (FileNotFoundError, NotADirectoryError):
-        raise SkybutlerError(f"{directory} holds no {MANIFEST} nor a Rubin export.yaml or zip index; is it an "
-                             "export?") from None
-    version = manifest.get("format_version")
-    if version not in (1, FORMAT_VERSION):
-        raise SkybutlerError(f"unsupported export format {version!r}")
-    if manifest["universe"] != [butler.universe.name, butler.universe.version]:
-        raise SkybutlerError(f"export was made with universe {manifest['universe']}, this repository has "
-                             f"{[butler.universe.name, butler.universe.version]}")
+    manifest = read_manifest(butler, directory)
+    version = manifest["format_version"]
     total = len(manifest["datasets"]) if version == 1 else manifest.get("datasets")
     tell = progress or (lambda done, total: None)
-    if version == 1:  # everything in export.json
-        records: Iterable[tuple[str, list]] = manifest["records"].items()
-        chunks: Iterator[list] = iter([[(os.path.join(directory, d["path"]), d) for d in manifest["datasets"]]])
-    else:
-        records = _record_lines(directory / manifest["records_file"])
-        chunks = _dataset_chunks(directory, manifest["datasets_file"])
+    records, chunks = export_contents(directory, manifest)
     # One transaction around everything (records, types, RUNs and every chunk's datasets and
     # files), so that a failure anywhere -- the last chunk included -- leaves the repository as it
     # was.  Each chunk's placed files are then remembered by its journal on disk, not in memory.
@@ -235,6 +220,47 @@ def import_datasets(butler: Butler, directory: str | Path, transfer: str = "copy
             done += len(chunk)
             tell(done, total)
     return count
+
+
+def read_manifest(butler: Butler, directory: Path) -> dict[str, Any]:
+    """The ``export.json`` of an export directory, checked against this repository's universe."""
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except (FileNotFoundError, NotADirectoryError):
+        raise SkybutlerError(f"{directory} holds no {MANIFEST} nor a Rubin export.yaml or zip index; is it an "
+                             "export?") from None
+    except (ValueError, OSError) as err:
+        raise SkybutlerError(f"{directory / MANIFEST} cannot be read: {err}") from None
+    if not isinstance(manifest, dict) or manifest.get("format_version") not in (1, FORMAT_VERSION):
+        version = manifest.get("format_version") if isinstance(manifest, dict) else None
+        raise SkybutlerError(f"unsupported export format {version!r}")
+    if manifest.get("universe") != [butler.universe.name, butler.universe.version]:
+        raise SkybutlerError(f"export was made with universe {manifest.get('universe')}, this repository has "
+                             f"{[butler.universe.name, butler.universe.version]}")
+    return manifest
+
+
+def export_contents(directory: Path, manifest: dict[str, Any]) -> tuple[Iterable[tuple[str, list]],
+                                                                         Iterator[list[tuple[str, dict]]]]:
+    """An export's records (element, rows) and its datasets ((file, entry) chunks), read as they
+    are used."""
+    if manifest["format_version"] == 1:  # everything in export.json
+        return (manifest["records"].items(),
+                iter([[(os.path.join(directory, d["path"]), d) for d in manifest["datasets"]]]))
+    return _record_lines(directory / manifest["records_file"]), _dataset_chunks(directory, manifest["datasets_file"])
+
+
+def export_files(butler: Butler, directory: Path) -> Iterator[tuple[str, str | Path]]:
+    """Every file of an export directory as (relative name, path): its manifest, records and
+    dataset lines, then each dataset's file (read from the dataset lines as they are sent)."""
+    manifest = read_manifest(butler, directory)
+    yield MANIFEST, directory / MANIFEST
+    if manifest["format_version"] == FORMAT_VERSION:
+        yield manifest["records_file"], directory / manifest["records_file"]
+        yield manifest["datasets_file"], directory / manifest["datasets_file"]
+    for chunk in export_contents(directory, manifest)[1]:
+        for path, entry in chunk:
+            yield entry["path"], path
 
 
 def _record_lines(path: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:

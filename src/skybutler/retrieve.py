@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from .errors import DatasetNotFoundError, SkybutlerError
 from .formats import get_formatter
+from .repository_transfer import CHUNK
 
 if TYPE_CHECKING:
     from .butler import Butler
@@ -55,14 +56,16 @@ def retrieve_artifacts(butler: Butler, refs: Iterable[DatasetRef], destination: 
     A dataset without a stored file (cold or purged) is refused, naming it, before anything is
     written; so is a file already at a destination path, unless ``overwrite``.
     """
-    if butler.registry is None:
-        raise SkybutlerError("retrieving artifacts copies files out of the datastore directly: on a butler opened "
-                             "on a server URL, read each dataset with get (or download it from get_uri)")
+    from .copy_out import source
+
+    files = source(butler)
     refs = list({r.id: r for r in refs}.values())
     destination = Path(destination)
     if destination.exists() and not destination.is_dir():
         raise SkybutlerError(f"{destination} is not a directory")
-    artifacts = butler.registry.datasets.artifacts(r.id for r in refs)
+    artifacts = {}
+    for begin in range(0, len(refs), CHUNK):
+        artifacts.update(files.artifacts(refs[begin:begin + CHUNK]))
     missing = [r for r in refs if r.id not in artifacts]
     if missing:
         states = butler.retention.states(r.id for r in missing)
@@ -112,7 +115,7 @@ def retrieve_artifacts(butler: Butler, refs: Iterable[DatasetRef], destination: 
     with tempfile.TemporaryDirectory(prefix=".skybutler-retrieve-", dir=destination) as tmp:
         staging = Path(tmp)
         for ref in refs:
-            relative = butler.datastore.export_artifact(artifacts[ref.id], staging)
+            relative = files.place(ref, artifacts[ref.id], staging)
             target = destination / places[ref.id]
             target.parent.mkdir(parents=True, exist_ok=True)
             (staging / relative).replace(target)

@@ -10,8 +10,8 @@ from ..interchange import export_rubin
 from ..registry.migrations import migrate as migrate_registry
 from ..repository_transfer import export_datasets, import_datasets, transfer_datasets
 from ..verify import plan_repair, repair, verify
-from .helpers import (confirm_or_refuse, info, json_option, open_butler, print_json, print_rows, progress_bar,
-                      split_csv_option)
+from .helpers import (RepoLocation, confirm_or_refuse, info, json_option, open_butler, print_json, print_rows,
+                      progress_bar, repo_argument, split_csv_option)
 
 TRANSFERS = click.Choice(["copy", "move", "hardlink", "symlink", "direct", "auto"])
 
@@ -26,7 +26,7 @@ def _refs(butler: Butler, dataset_types: tuple[str, ...], collections: tuple[str
 
 
 @click.command("export")
-@click.argument("repo")
+@repo_argument
 @click.argument("directory")
 @click.option("--dataset-type", "dataset_types", multiple=True, help="Types to export (default: all).")
 @click.option("--collections", "-c", multiple=True, help="Collections to export from (default: all RUN/TAGGED).")
@@ -37,7 +37,9 @@ def _refs(butler: Butler, dataset_types: tuple[str, ...], collections: tuple[str
               "zip when DIRECTORY ends in .zip.")
 def export_command(repo: str, directory: str, dataset_types: tuple[str, ...], collections: tuple[str, ...],
                    where: str, transfer: str, format_: str) -> None:
-    """Export datasets, their files and dimension records to DIRECTORY."""
+    """Export datasets, their files and dimension records to DIRECTORY.
+
+    From a server URL the files are downloaded (--transfer copy), only those you may see."""
     with open_butler(repo) as butler:
         refs = _refs(butler, dataset_types, collections, where)
         if format_ == "rubin":
@@ -49,7 +51,7 @@ def export_command(repo: str, directory: str, dataset_types: tuple[str, ...], co
 
 
 @click.command("import")
-@click.argument("repo")
+@repo_argument
 @click.argument("path")
 @click.option("--transfer", type=TRANSFERS, default="copy",
               help="How files come in (direct: used in place; a zip's files are always copied).")
@@ -57,23 +59,31 @@ def import_command(repo: str, path: str, transfer: str) -> None:
     """Import an export at PATH (dataset IDs preserved; existing ones skipped).
 
     PATH is a skybutler export directory, or a Rubin butler export: a directory
-    holding export.yaml, the export.yaml itself, or a Rubin zip.
+    holding export.yaml, the export.yaml itself, or a Rubin zip.  Into a server URL, a
+    skybutler export is uploaded and imported there in one transaction (your rights and
+    quotas checked).
     """
-    with open_butler(repo, local_only="import") as butler, progress_bar("importing datasets") as progress:
+    with open_butler(repo) as butler, progress_bar("importing datasets") as progress:
         n = import_datasets(butler, path, transfer, progress=progress)
     info(f"imported {n} datasets from {path}")
 
 
 @click.command("transfer")
-@click.argument("source")
-@click.argument("target")
+@click.argument("source", type=RepoLocation())
+@click.argument("target", type=RepoLocation())
 @click.option("--dataset-type", "dataset_types", multiple=True, help="Types to copy (default: all).")
 @click.option("--collections", "-c", multiple=True, help="Collections to copy from (default: all RUN/TAGGED).")
 @click.option("--where", default="", help="A where-clause selecting the datasets.")
 def transfer_command(source: str, target: str, dataset_types: tuple[str, ...], collections: tuple[str, ...],
                      where: str) -> None:
-    """Copy datasets from repository SOURCE to TARGET (any stacks), IDs preserved."""
-    with open_butler(source, local_only="transfer") as src, open_butler(target, local_only="transfer") as dst:
+    """Copy datasets from repository SOURCE to TARGET (any stacks), IDs preserved.
+
+    Either may be a server URL (the files are then downloaded, or uploaded); each side's token is
+    SKYBUTLER_SOURCE_TOKEN or SKYBUTLER_TARGET_TOKEN if set, else SKYBUTLER_TOKEN."""
+    import os
+
+    with open_butler(source, token=os.environ.get("SKYBUTLER_SOURCE_TOKEN")) as src, \
+            open_butler(target, token=os.environ.get("SKYBUTLER_TARGET_TOKEN")) as dst:
         n = transfer_datasets(src, dst, _refs(src, dataset_types, collections, where))
     info(f"transferred {n} datasets from {source} to {target}")
 

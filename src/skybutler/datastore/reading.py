@@ -151,13 +151,7 @@ class ArtifactReads:
                         suffix: str | None = None) -> str:
         """Place a copy (or link) of an artifact under ``directory``; returns its path there.
         ``suffix`` replaces the file's extension (another butler may insist on its own)."""
-        if "://" in artifact.path or artifact.path.startswith("/"):
-            name = posixpath.basename(self.full_path(artifact.path))
-            relative = f"external/{uuid.uuid5(uuid.NAMESPACE_URL, artifact.path).hex[:12]}/{name}"
-        else:
-            relative = artifact.path
-        if suffix is not None:
-            relative = posixpath.splitext(relative)[0] + suffix
+        relative = export_path(artifact.path, suffix)
         destination = os.path.join(directory, relative)  # a plain string: pathlib costs more than the copy
         source = self.full_path(artifact.path)
 
@@ -222,3 +216,18 @@ def fsspec_url_to_fs(url: str) -> tuple[Any, str]:
     import fsspec
 
     return fsspec.core.url_to_fs(url)
+
+
+def export_path(stored: str, suffix: str | None = None) -> str:
+    """Where an export (or any copy out) puts a stored file, relative to its directory: the
+    datastore's own path, or ``external/<hash>/<name>`` for a file ingested in place (an absolute
+    path or a URI); ``suffix`` replaces the extension.  The same for a butler opened on a server
+    URL, which downloads the files to these paths."""
+    if "://" in stored or stored.startswith("/"):
+        name = posixpath.basename(stored.rstrip("/"))
+        relative = f"external/{uuid.uuid5(uuid.NAMESPACE_URL, stored).hex[:12]}/{name}"
+    else:
+        relative = stored
+    if suffix is not None:
+        relative = posixpath.splitext(relative)[0] + suffix
+    return relative

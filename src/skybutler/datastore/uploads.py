@@ -1,5 +1,6 @@
-"""Files a remote client sent for ingest, kept in a scratch directory of the repository
-until the ingest has moved them in (or failed), then removed with whatever is left."""
+"""Files a remote client sent for ingest or import, kept in a scratch directory of the
+repository until the ingest or import has moved them in (or failed), then removed with
+whatever is left."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..errors import TransferError
 
@@ -32,3 +34,79 @@ def uploaded_files(directory: str | Path, files: Sequence[tuple[str, bytes]]) ->
         yield paths
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+class UploadedTree:
+    """A tree of files a client streams to the server (an export to import), written to disk as
+    the bytes arrive: no file is ever whole in memory.  :meth:`feed` takes the body's chunks in
+    order; the body is a sequence of frames (:func:`skybutler.remote.wire.frame_file`): a 4-byte
+    name length, the UTF-8 relative path, an 8-byte size and the bytes, ended by a zero name
+    length.  Paths must stay inside the tree (no ``..``, no absolute path, no file twice)."""
+
+    def __init__(self, directory: str | Path, limit: int):
+        os.makedirs(directory, exist_ok=True)
+        self.root = Path(tempfile.mkdtemp(prefix="import-", dir=directory))
+        #: each received file's relative path and size
+        self.sizes: dict[str, int] = {}
+        self._limit, self._total = limit, 0
+        self._buffer = b""
+        self._out: Any = None
+        self._left = 0
+        self.complete = False
+
+    def feed(self, chunk: bytes) -> None:
+        self._total += len(chunk)
+        if self._total > self._limit:
+            raise TransferError(f"the upload is above this server's limit of {self._limit} bytes")
+        self._buffer += chunk
+        while self._buffer:
+            if self.complete:
+                raise TransferError("malformed upload: bytes after its end")
+            if self._out is not None:
+                data, self._buffer = self._buffer[:self._left], self._buffer[self._left:]
+                self._out.write(data)
+                self._left -= len(data)
+                if self._left == 0:
+                    self._out.close()
+                    self._out = None
+                continue
+            if len(self._buffer) < 4:
+                return
+            length = int.from_bytes(self._buffer[:4], "big")
+            if length == 0:
+                self.complete, self._buffer = True, self._buffer[4:]
+                continue
+            if length > 4096:
+                raise TransferError("malformed upload: a file name longer than 4096 bytes")
+            if len(self._buffer) < 4 + length + 8:
+                return
+            name = self._buffer[4:4 + length].decode("utf-8", errors="replace")
+            size = int.from_bytes(self._buffer[4 + length:12 + length], "big")
+            self._buffer = self._buffer[12 + length:]
+            self._open(name, size)
+
+    def _open(self, name: str, size: int) -> None:
+        parts = name.split("/")
+        if (name.startswith("/") or "\\" in name or "\0" in name or name in self.sizes
+                or any(p in ("", ".", "..") for p in parts)):
+            raise TransferError(f"invalid uploaded file name {name[:100]!r}")
+        path = self.root.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.sizes[name] = size
+        self._out = open(path, "wb")
+        self._left = size
+        if size == 0:
+            self._out.close()
+            self._out = None
+
+    def finish(self) -> Path:
+        """The tree's directory, once the body ended where its last frame says."""
+        if not self.complete or self._out is not None or self._buffer:
+            raise TransferError("the upload was cut short")
+        return self.root
+
+    def remove(self) -> None:
+        """Delete the tree and whatever is left in it."""
+        if self._out is not None:
+            self._out.close()
+        shutil.rmtree(self.root, ignore_errors=True)

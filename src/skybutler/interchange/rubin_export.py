@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from ..butler import Butler
+from ..copy_out import source
 from ..dimensions import DimensionRecord
 from ..errors import SkybutlerError
 from ..models import CollectionType, DatasetRef
-from ..repository_transfer import records_for
+from ..repository_transfer import CHUNK, records_for
 from ..timespan import NS_MAX, NS_MIN, Timespan
 from . import rubin_yaml
 from .rubin_formats import export_formatter, export_storage_class, export_suffix
@@ -150,6 +151,9 @@ def export_rubin(butler: Butler, refs: Iterable[DatasetRef], destination: str | 
     refs = list({r.id: r for r in refs}.values())
     if destination.suffix == ".zip":
         return _write_zip(butler, refs, destination)
+    if butler._remote is not None:
+        raise SkybutlerError("a Rubin export directory is written from a repository opened by its path; from a "
+                             "server URL, write a Rubin zip (a destination ending in .zip) or a skybutler export")
     if (destination / EXPORT_NAME).exists():
         raise SkybutlerError(f"{destination} already holds an {EXPORT_NAME}; choose an empty directory")
     artifacts = butler.registry.datasets.artifacts(r.id for r in refs)
@@ -196,7 +200,10 @@ def _write_zip(butler: Butler, refs: list[DatasetRef], destination: Path) -> int
     butler's ``ingest_zip`` reads (dataset types, refs with data IDs, and each file's formatter)."""
     if destination.exists():
         raise SkybutlerError(f"{destination} already exists")
-    artifacts = butler.registry.datasets.artifacts(r.id for r in refs)
+    files = source(butler)
+    artifacts = {}
+    for begin in range(0, len(refs), CHUNK):
+        artifacts.update(files.artifacts(refs[begin:begin + CHUNK]))
     types: dict[str, Any] = {}
     compact: dict[str, Any] = {}
     artifact_map: dict[str, Any] = {}
@@ -214,8 +221,7 @@ def _write_zip(butler: Butler, refs: list[DatasetRef], destination: Path) -> int
                                           "parentStorageClass": None, "isCalibration": dtype.is_calibration})
             compact[str(ref.id)] = {"dataset_type_name": dtype.name, "run": ref.run,
                                     "data_id": dict(ref.data_id.required)}
-            relative = butler.datastore.export_artifact(artifact, Path(tmp), "copy",
-                                                        suffix=export_suffix(artifact.formatter))
+            relative = files.place(ref, artifact, Path(tmp), "copy", suffix=export_suffix(artifact.formatter))
             member = f"{ref.id}-{Path(relative).name}"
             archive.write(Path(tmp) / relative, member)
             artifact_map[member] = {"info": {"formatter": export_formatter(artifact.formatter, dtype.storage_class),

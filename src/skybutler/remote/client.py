@@ -304,6 +304,23 @@ class RemoteTransport:
         headers = {} if start == 0 and end is None else {"Range": f"bytes={start}-{'' if end is None else end - 1}"}
         return self._send("GET", f"datasets/{ref.id}/file", headers=headers).content
 
+    def download_chunks(self, ref: DatasetRef, url: str | None = None) -> Iterator[bytes]:
+        """A dataset's file in chunks, from the server's download route or from the pre-signed
+        ``url`` it handed out (which needs no token: the bearer is never sent elsewhere)."""
+        import httpx
+
+        refuse_read(self, "a download")
+        try:
+            if url is None:
+                stream = self.http.stream("GET", f"datasets/{ref.id}/file")
+            else:
+                stream = httpx.stream("GET", url, timeout=httpx.Timeout(TIMEOUT, connect=30.0))
+            with stream as response:
+                _raise_for(response)
+                yield from response.iter_bytes(1 << 20)
+        except httpx.HTTPError as err:
+            raise errors.ServerError(f"{self.url}: {err}") from None
+
     # -- writes -----------------------------------------------------------------------
 
     def _run(self, run: str | None) -> str:
@@ -398,6 +415,29 @@ class RemoteTransport:
             else:
                 unlink()
         return refs
+
+    def import_datasets(self, directory: str | Path, transfer: str = "copy", skip_existing: bool = True,
+                        progress: Any = None) -> int:
+        """Upload an export directory (its manifest, records, dataset lines and files, streamed a
+        chunk at a time) for the server to import in one transaction; returns the datasets imported."""
+        from ..interchange import is_rubin_export
+        from ..repository_transfer import export_files
+
+        directory = Path(directory)
+        if is_rubin_export(directory):
+            raise SkybutlerError("a Rubin export is imported into a repository opened by its path; to bring it to "
+                                 "a server, import it into a local repository, then transfer from there")
+        if transfer not in ("copy", "auto"):
+            raise SkybutlerError(f"transfer {transfer!r} needs the server's file system; an import into a server "
+                                 "uploads the files (copy)")
+        refuse_read(self, "an import")  # a transaction's batch could not hold a streamed upload
+        files = export_files(self._butler, directory)
+        answer = self._send("POST", "import", content=wire.frame_files(files),
+                            params={"skip_existing": skip_existing},
+                            headers={"Content-Type": "application/octet-stream"}).json()
+        if progress is not None:
+            progress(answer["datasets"], answer["datasets"])
+        return answer["imported"]
 
     def remove(self, refs: Iterable[DatasetRef]) -> int:
         return self.post_json("datasets/remove", {"ids": [str(r.id) for r in refs]})

@@ -9,8 +9,9 @@ nanoseconds, the registry's own unit, so nothing is rounded on the way.
 from __future__ import annotations
 
 import base64
+import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ..errors import SkybutlerError
@@ -119,6 +120,24 @@ def unpack(data: bytes) -> tuple[dict[str, Any], list[bytes]]:
     return header, out
 
 
+def frame_files(files: Iterable[tuple[str, str | os.PathLike[str]]], chunk: int = 1 << 20) -> Iterator[bytes]:
+    """A streamed request body holding files under relative names (an export to import), read a
+    chunk at a time: for each, its name's length (4 bytes), the name, its size (8 bytes) and its
+    bytes; a zero name length ends it (``datastore.uploads.UploadedTree`` reads it)."""
+    for name, path in files:
+        encoded = name.encode()
+        size = os.path.getsize(path)
+        yield len(encoded).to_bytes(4, "big") + encoded + size.to_bytes(8, "big")
+        with open(path, "rb") as stream:
+            sent = 0
+            while data := stream.read(min(chunk, size - sent)):
+                sent += len(data)
+                yield data
+        if sent != size:
+            raise SkybutlerError(f"{path} changed while it was sent")
+    yield (0).to_bytes(4, "big")
+
+
 def raise_error(name: Any, message: str, status: int | None = None) -> None:
     """Raise the skybutler exception a server named (``ServerError`` for a name that is not one)."""
     from .. import errors
@@ -129,7 +148,7 @@ def raise_error(name: Any, message: str, status: int | None = None) -> None:
         message = f"server answered {status}: {message}" if status is not None else message
     try:
         err = kind(message)
-    except TypeError:
+    except (TypeError, ValueError):  # an error made of more than a message (InvalidFileError's failures)
         err = errors.ServerError(message)
     err.status = status
     raise err

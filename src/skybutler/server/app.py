@@ -96,7 +96,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
     """The application serving the repository at ``root``."""
     from .. import web
     from . import (routes_batch, routes_calibrations, routes_catalogs, routes_datasets, routes_provenance,
-                   routes_query, routes_registry, routes_retention)
+                   routes_query, routes_registry, routes_retention, routes_transfer)
 
     state = ServerState(root, settings)
     app = FastAPI(title="skybutler", version="1",
@@ -131,7 +131,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
                 "user": user.name, "groups": list(user.groups), "admin": user.admin}
 
     for module in (routes_registry, routes_query, routes_calibrations, routes_datasets, routes_provenance,
-                   routes_batch, routes_retention, routes_catalogs):
+                   routes_batch, routes_retention, routes_catalogs, routes_transfer):
         app.include_router(module.router, prefix=API, dependencies=[Depends(current_user)])
     web.install(app)
     return app

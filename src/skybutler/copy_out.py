@@ -1,0 +1,142 @@
+"""Copying datasets' files and records out of a repository -- what export, retrieve-artifacts and
+transfer read -- the same way whether the butler was opened on a path or on a server's URL.
+
+:func:`source` gives a :class:`LocalSource` (the registry's artifact records, the datastore's
+copy or link, the records the data IDs name) or a :class:`RemoteSource`: the server answers
+each chunk of datasets with their artifact records and dimension records (refusing, as every
+route does, a dataset the user may not see), and each file is downloaded through the server's
+download route, or from the pre-signed URL the server hands out for an object store, straight
+to disk in chunks.  Memory holds one chunk of datasets and the dimension records named so
+far (a local export holds their keys), never a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .datastore.reading import export_path
+from .errors import SkybutlerError
+
+if TYPE_CHECKING:
+    from .butler import Butler
+    from .dimensions import DimensionRecord
+    from .models import DatasetRef, StoredArtifact
+
+#: How many records of one element are fetched at a time when an export writes them out.
+RECORD_CHUNK = 20_000
+
+
+def source(butler: Butler) -> LocalSource | RemoteSource:
+    """How files and records come out of ``butler``'s repository."""
+    return LocalSource(butler) if butler._remote is None else RemoteSource(butler)
+
+
+class LocalSource:
+    """The registry and the datastore, read directly."""
+
+    remote = False
+
+    def __init__(self, butler: Butler):
+        self._butler = butler
+        self._keys: dict[str, set[tuple]] = defaultdict(set)
+
+    def artifacts(self, refs: Sequence[DatasetRef], records: bool = False) -> dict[uuid.UUID, StoredArtifact]:
+        """The stored file of each ref that has one; with ``records``, the dimension records
+        their data IDs name are noted for :meth:`records`."""
+        from .repository_transfer import _collect_record_keys
+
+        if records:
+            _collect_record_keys(self._butler, refs, self._keys)
+        return self._butler.registry.datasets.artifacts(r.id for r in refs)
+
+    def place(self, ref: DatasetRef, artifact: StoredArtifact, directory: str | Path, transfer: str = "copy",
+              suffix: str | None = None) -> str:
+        """Copy (or link) the file under ``directory``; returns its path there."""
+        return self._butler.datastore.export_artifact(artifact, Path(directory), transfer, suffix=suffix)
+
+    def records(self) -> Iterator[tuple[str, list[DimensionRecord]]]:
+        """The records noted so far (and those they imply), element by element in dependency order,
+        a chunk at a time."""
+        from .repository_transfer import _follow_implied
+
+        _follow_implied(self._butler, self._keys)
+        fetch = self._butler.registry.dimensions.fetch_many
+        for name in self._butler.universe.sorted(self._keys):
+            identities = sorted(self._keys.pop(name))
+            for begin in range(0, len(identities), RECORD_CHUNK):
+                found = fetch(name, identities[begin:begin + RECORD_CHUNK])
+                if found:
+                    yield name, found
+
+
+class RemoteSource:
+    """A server's export route and its downloads."""
+
+    remote = True
+
+    def __init__(self, butler: Butler):
+        self._butler = butler
+        self._transport = butler._remote
+        self._urls: dict[uuid.UUID, str | None] = {}
+        self._records: dict[str, dict[tuple, DimensionRecord]] = defaultdict(dict)
+
+    def artifacts(self, refs: Sequence[DatasetRef], records: bool = False) -> dict[uuid.UUID, StoredArtifact]:
+        from .models import StoredArtifact
+
+        answer = self._transport.post_json("export", {"ids": [str(r.id) for r in refs], "records": records})
+        self._urls = {}
+        out = {}
+        for item in answer["artifacts"]:
+            key = uuid.UUID(item["id"])
+            out[key] = StoredArtifact(path=item["path"], formatter=item["formatter"], size=item["size"],
+                                      checksum=item.get("checksum"))
+            self._urls[key] = item.get("url")
+        if records:
+            from .dimensions import DimensionRecord
+            from .remote import wire
+
+            for name, rows in answer["records"].items():
+                element = self._butler.universe[name]
+                kept = self._records[name]
+                for row in rows:
+                    record = DimensionRecord(element, wire.decode(row))
+                    kept.setdefault(record.identity, record)
+        return out
+
+    def place(self, ref: DatasetRef, artifact: StoredArtifact, directory: str | Path, transfer: str = "copy",
+              suffix: str | None = None) -> str:
+        """Download the file to its export path under ``directory`` (a partial download never
+        stands under the final name)."""
+        if transfer != "copy":
+            raise SkybutlerError(f"transfer {transfer!r} links files of the server's file system; from a server "
+                                 "URL the files are downloaded (copy)")
+        relative = export_path(artifact.path, suffix)
+        target = os.path.join(directory, relative)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        partial = f"{target}.part-{uuid.uuid4().hex[:8]}"
+        try:
+            with open(partial, "wb") as out:
+                for chunk in self._transport.download_chunks(ref, self._urls.get(ref.id)):
+                    out.write(chunk)
+            if os.path.getsize(partial) != artifact.size:
+                raise SkybutlerError(f"the download of {ref} was cut short ({os.path.getsize(partial)} of "
+                                     f"{artifact.size} bytes)")
+            os.replace(partial, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
+            raise
+        return relative
+
+    def records(self) -> Iterator[tuple[str, list[DimensionRecord]]]:
+        for name in self._butler.universe.sorted(self._records):
+            rows = list(self._records.pop(name).values())
+            for begin in range(0, len(rows), RECORD_CHUNK):
+                yield name, rows[begin:begin + RECORD_CHUNK]
+

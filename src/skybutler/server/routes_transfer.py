@@ -1,0 +1,171 @@
+"""Export and import routes: what ``export``, ``retrieve-artifacts``, ``transfer`` and ``import``
+need from a butler opened on a server URL.
+
+``POST /export`` answers a chunk of dataset IDs (those of a query the user ran, so already
+only what they may see) with each dataset's file record -- its path as an export lays it out,
+never the server's own, and a pre-signed URL where the server hands them out -- and, if asked,
+the dimension records the data IDs name; a dataset the user may not see is missing (404), as
+everywhere.  The files themselves come through the download route (``remote/`` and
+``copy_out.py``).
+
+``POST /import`` takes an export directory streamed as framed files (``wire.frame_files``),
+written to a scratch directory as it arrives, then imports it in one transaction with the
+checks of a put or an ingest: write rights on every RUN of the export; no new dimension
+records unless the user is an administrator (inserting records is an administrator's right);
+each dataset ID of a permitted kind (below); the quota of every user or group area the
+datasets go to, with the areas locked until the commit.  Any failure rolls everything back.
+
+Which imported dataset IDs are taken: an import keeps the IDs the source gave (so the same
+dataset is never duplicated across repositories), so unlike a remote put -- whose random IDs
+must be version 7, as the server would make them -- a random version-4 ID (the Rubin butler's)
+is taken as well as a version-7 one: neither can ever equal a deterministic ID, which is
+version 5.  A version-5 ID must be the one skybutler's rule gives the dataset's type and data
+ID, so that nobody claims, under another data ID, the deterministic ID of a dataset yet to
+come.  Other versions are refused.  An ID already in the repository is skipped, as locally.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
+
+from ..access import Access, User, quota_area
+from ..butler import Butler
+from ..config import BOOKKEEPING_DIR
+from ..datastore.reading import export_path
+from ..datastore.uploads import UploadedTree
+from ..dimensions import DataCoordinate, DimensionRecord
+from ..errors import PermissionDeniedError, SkybutlerError
+from ..models import DatasetType, deterministic_dataset_id
+from ..remote import wire
+from ..repository_transfer import (CHUNK, _record_from_json, export_contents, import_datasets, read_manifest,
+                                   records_for)
+from . import authz
+from .app import current_user
+from .state import ServerState
+
+router = APIRouter()
+
+
+def _state(request: Request) -> ServerState:
+    return request.app.state.skybutler
+
+
+class ExportChunk(BaseModel):
+    ids: list[str]
+    records: bool = False
+
+
+@router.post("/export")
+def export(request: Request, body: ExportChunk, user: User = Depends(current_user)) -> dict[str, Any]:
+    """The file records (and optionally the dimension records) of up to one chunk of datasets."""
+    if len(body.ids) > CHUNK:
+        raise SkybutlerError(f"an export chunk holds at most {CHUNK} datasets, not {len(body.ids)}")
+    state = _state(request)
+    seconds = state.settings.presign_seconds
+    with state.butler() as butler:
+        refs = authz.visible_refs(butler, user, body.ids)
+        out = []
+        for ref in refs:
+            artifact = ref.artifact
+            if artifact is None:  # cold or purged: the caller says which it needed
+                continue
+            signed = butler.datastore.presigned_url(artifact, seconds) if seconds else None
+            out.append({"id": str(ref.id), "path": export_path(artifact.path), "formatter": artifact.formatter,
+                        "size": artifact.size, "checksum": artifact.checksum, "url": signed})
+        records = records_for(butler, refs) if body.records else {}
+    return {"artifacts": out,
+            "records": {name: [wire.encode(r) for r in rows] for name, rows in records.items()}}
+
+
+@router.post("/import", openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}}})
+async def import_export(request: Request, skip_existing: bool = True,
+                        user: User = Depends(current_user)) -> dict[str, int]:
+    """Import an export directory streamed as framed files, all or nothing."""
+    from starlette.concurrency import run_in_threadpool
+
+    state = _state(request)
+    tree = UploadedTree(state.root / BOOKKEEPING_DIR / "uploads", state.settings.max_request_bytes)
+    try:
+        async for chunk in request.stream():
+            tree.feed(chunk)
+        tree.finish()
+        return await run_in_threadpool(_import, state, user, tree, skip_existing)
+    finally:
+        tree.remove()
+
+
+def _import(state: ServerState, user: User, tree: UploadedTree, skip_existing: bool) -> dict[str, int]:
+    with state.butler() as butler, butler.transaction():
+        manifest = read_manifest(butler, tree.root)
+        if manifest["format_version"] != 1:
+            _require_uploaded(tree, manifest.get("records_file"), manifest.get("datasets_file"))
+        for run in manifest.get("runs", []):
+            authz.require(butler, user, run, "write", must_exist=False)
+        if not user.admin:
+            _refuse_new_records(butler, export_contents(tree.root, manifest)[0])
+        types = {spec["name"]: DatasetType.model_validate(spec) for spec in manifest["dataset_types"]}
+        usage: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+        total = 0
+        for chunk in export_contents(tree.root, manifest)[1]:
+            total += len(chunk)
+            ids = _checked_ids(butler, types, [entry for _, entry in chunk])
+            present = {r.id for r in butler.registry.refs_by_id(ids)}
+            _require_uploaded(tree, *(entry.get("path") for _, entry in chunk))
+            for (_, entry), dataset_id in zip(chunk, ids):
+                area = quota_area(entry["run"])
+                if area is not None and dataset_id not in present:
+                    usage[area][0] += tree.sizes.get(entry["path"], 0)
+                    usage[area][1] += 1
+        for area, (size, count) in sorted(usage.items()):
+            butler.registry.access.lock_area("/".join(area))
+            # the check reads the area of a RUN: any RUN of it will do
+            Access(butler.registry.access).check_quota(f"{'u' if area[0] == 'user' else 'g'}/{area[1]}/import",
+                                                       size, count)
+        imported = import_datasets(butler, tree.root, "move", skip_existing)
+    return {"imported": imported, "datasets": total}
+
+
+def _require_uploaded(tree: UploadedTree, *names: Any) -> None:
+    """Every file an export names must be one the client uploaded (so within the scratch tree):
+    an entry naming ``../`` or an absolute path would otherwise reach the server's own files."""
+    for name in names:
+        if not isinstance(name, str) or name not in tree.sizes:
+            raise SkybutlerError(f"malformed export: it names the file {str(name)[:100]!r}, which was not uploaded")
+
+
+def _refuse_new_records(butler: Butler, records: Any) -> None:
+    """PermissionDeniedError if the export brings a dimension record the repository lacks."""
+    for element, rows in records:
+        given = {DimensionRecord(butler.universe[element], _record_from_json(row)).identity for row in rows}
+        found = {r.identity for r in butler.registry.dimensions.fetch_many(element, sorted(given))}
+        missing = given - found
+        if missing:
+            raise PermissionDeniedError(f"only a repository administrator may insert dimension records: the export "
+                                        f"brings {len(missing)} {element} record(s) this repository lacks, e.g. "
+                                        f"{min(missing)}")
+
+
+def _checked_ids(butler: Butler, types: dict[str, DatasetType], entries: list[dict[str, Any]]) -> list[uuid.UUID]:
+    """The dataset IDs of an export's entries, each of a kind an import may bring (module doc)."""
+    out = []
+    for entry in entries:
+        try:
+            dataset_id = uuid.UUID(str(entry["id"]))
+            dtype = types[entry["type"]]
+        except (KeyError, ValueError, TypeError):
+            raise SkybutlerError(f"malformed export: dataset entry {str(entry)[:200]}") from None
+        if dataset_id.version == 5:
+            coordinate = DataCoordinate.standardize(dtype.group(butler.universe), entry["data_id"])
+            if deterministic_dataset_id(dtype.name, coordinate) != dataset_id:
+                raise SkybutlerError(f"dataset ID {dataset_id} is a deterministic (version 5) ID that is not the "
+                                     f"one {dtype.name} {dict(coordinate.required)} has in this repository")
+        elif dataset_id.version not in (4, 7):
+            raise SkybutlerError(f"dataset ID {dataset_id} is a version-{dataset_id.version} UUID; an import takes "
+                                 "random (version 4 or 7) and deterministic (version 5) IDs")
+        out.append(dataset_id)
+    return out

@@ -1,0 +1,263 @@
+"""export, import, transfer and retrieve-artifacts given a server URL: the same answers as on
+the repository's path, only what the user may see going out, and an import that goes in whole
+-- rights, records, IDs and quotas checked -- or not at all."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from skybutler import Butler
+from skybutler.access import Access
+from skybutler.cli.main import cli
+from skybutler.errors import DatasetNotFoundError, PermissionDeniedError, QuotaExceededError, SkybutlerError
+from skybutler.repository_transfer import export_datasets, import_datasets
+
+from conftest import populate
+from server_helpers import running_server
+
+pytest.importorskip("fastapi")
+
+
+@pytest.fixture
+def served(butler, make_butler, monkeypatch):
+    """A source repository (three metrics in run/a, one in other/run) served, with an admin
+    ``boss``, ``ana`` (reads other/*, writes her own area) and ``pat``, who reads
+    everything but is outside the embargo's group; and an empty target repository served too."""
+    butler.put_many("metrics", [({"v": v}, {"instrument": "Cam", "visit": v, "detector": 0}) for v in (1, 2, 3)],
+                    run="run/a")
+    butler.put({"v": 9}, "metrics", instrument="Cam", visit=1, detector=1, run="other/run")
+    target = make_butler("target")
+    tokens = {}
+    for repo in (butler, target):
+        access = Access(repo.registry.access)
+        access.add_user("boss", admin=True)
+        access.add_user("ana")
+        access.grant("user", "ana", "other/*", "read")
+        tokens[repo.root] = {name: access.create_token(name) for name in ("boss", "ana")}
+    access = Access(butler.registry.access)
+    access.add_user("pat")
+    access.grant("user", "pat", "*", "read")
+    access.add_embargo("metrics", "run/*", 80, ["rights"])
+    tokens[butler.root]["pat"] = access.create_token("pat")
+    monkeypatch.setenv("SKYBUTLER_TOKEN", tokens[butler.root]["boss"])
+    with running_server(butler.root, clock=lambda: 0.0) as url, running_server(target.root) as target_url:
+        yield butler, url, target, target_url, tokens
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> str:
+    result = CliRunner().invoke(cli, list(args), env=env)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def _tree(directory: Path) -> dict[str, str]:
+    """Every file below ``directory`` by relative path, with its content's hash (JSON lines sorted)."""
+    out = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        if path.suffix == ".jsonl":
+            data = b"\n".join(sorted(data.splitlines()))
+        out[str(path.relative_to(directory))] = hashlib.sha256(data).hexdigest()
+    return out
+
+
+def _runs(butler: Butler) -> list[str]:
+    return [c.name for c in butler.collections.query("*", ["run"])]
+
+
+def _contents(butler: Butler) -> list[tuple]:
+    return sorted((r.id, r.run, r.dataset_type.name, tuple(r.data_id.required.items()), json.dumps(butler.get(r)))
+                  for name in [t.name for t in butler.query_dataset_types()]
+                  for r in butler.query_datasets(name, collections=_runs(butler), find_first=False))
+
+
+def test_export_from_a_url_is_the_local_export(served, tmp_path):
+    local, url, *_ = served
+    _run("export", str(local.root), str(tmp_path / "here"), "-c", "run/a,other/run")
+    _run("export", url, str(tmp_path / "there"), "-c", "run/a,other/run")
+    assert _tree(tmp_path / "there") == _tree(tmp_path / "here")
+    assert len((tmp_path / "there" / "export.datasets.jsonl").read_text().splitlines()) == 4
+
+
+def test_import_into_a_url_is_the_local_import(served, tmp_path, make_butler):
+    local, _, target, target_url, tokens = served
+    export_datasets(local, local.query_datasets("metrics", collections=["run/a", "other/run"], find_first=False),
+                    tmp_path / "export")
+    env = {"SKYBUTLER_TOKEN": tokens[target.root]["boss"]}
+    assert "imported 4 datasets" in _run("import", target_url, str(tmp_path / "export"), env=env)
+    oracle = make_butler("oracle")
+    import_datasets(oracle, tmp_path / "export")
+    assert _contents(target) == _contents(oracle) == _contents(local)
+    assert "imported 0 datasets" in _run("import", target_url, str(tmp_path / "export"), env=env)  # IDs kept
+
+
+@pytest.mark.parametrize("sides", ["url-to-path", "path-to-url", "url-to-url"])
+def test_transfer_with_a_url_on_either_side(served, sides, make_butler):
+    local, url, target, target_url, tokens = served
+    if sides == "url-to-path":
+        receiver = make_butler("receiver")
+        _run("transfer", url, str(receiver.root), "-c", "run/a")
+    else:
+        receiver = target
+        env = {"SKYBUTLER_SOURCE_TOKEN": tokens[local.root]["boss"],
+               "SKYBUTLER_TARGET_TOKEN": tokens[target.root]["boss"]}
+        _run("transfer", str(local.root) if sides == "path-to-url" else url, target_url, "-c", "run/a", env=env)
+    assert _contents(receiver) == [c for c in _contents(local) if c[1] == "run/a"]
+
+
+def test_retrieve_artifacts_from_a_url_is_the_local_copy(served, tmp_path):
+    local, url, *_ = served
+    for where in ("here", "there"):
+        repo = str(local.root) if where == "here" else url
+        _run("retrieve-artifacts", repo, str(tmp_path / where), "-c", "run/a,other/run", "--find-all")
+        _run("retrieve-artifacts", repo, str(tmp_path / f"{where}-zip"), "-c", "run/a", "--zip")
+    assert _tree(tmp_path / "there") == _tree(tmp_path / "here") and len(_tree(tmp_path / "here")) == 4
+    assert [p.name for p in (tmp_path / "there-zip").iterdir()] == [p.name for p in (tmp_path / "here-zip").iterdir()]
+
+
+def test_only_what_the_user_may_see_goes_out(served, tmp_path):
+    """ana reads other/* only; pat reads everything but the embargo (frozen clock: still on) hides
+    run/a's metrics from him; a dataset ID they may not see is missing (404), not forbidden."""
+    local, url, _, _, tokens = served
+    hidden = local.query_datasets("metrics", collections="run/a")
+    for name in ("ana", "pat"):
+        who = Butler(url, token=tokens[local.root][name])
+        n = export_datasets(who, who.query_datasets("metrics", collections=_runs(who), find_first=False),
+                            tmp_path / name)
+        assert n == 1 and json.loads((tmp_path / name / "export.datasets.jsonl").read_text())["run"] == "other/run"
+        assert len(list((tmp_path / name).rglob("*.json"))) == 2  # export.json and other/run's one file
+        with pytest.raises(DatasetNotFoundError) as caught:
+            export_datasets(who, hidden, tmp_path / f"{uuid.uuid4()}")
+        assert caught.value.status == 404
+        with pytest.raises(DatasetNotFoundError):
+            who.retrieve_artifacts(hidden, tmp_path / "copies")
+    assert not (tmp_path / "copies").exists() or not any((tmp_path / "copies").rglob("*.json"))
+
+
+def _unchanged(target: Butler) -> None:
+    assert [c.name for c in target.collections.query("*")] == []
+    assert [t.name for t in target.query_dataset_types()] == []
+    datastore = Path(target.root) / "datastore"
+    assert not datastore.exists() or not any(p.is_file() for p in datastore.rglob("*"))
+
+
+def test_an_import_without_rights_writes_nothing(served, tmp_path):
+    local, _, target, target_url, tokens = served
+    export_datasets(local, local.query_datasets("metrics", collections="run/a"), tmp_path / "export")
+    boss = Butler(target_url, token=tokens[target.root]["boss"])
+    populate(boss)  # the records exist: what ana lacks is the right to write run/a
+    ana = Butler(target_url, token=tokens[target.root]["ana"])
+    with pytest.raises(PermissionDeniedError) as caught:
+        import_datasets(ana, tmp_path / "export")
+    assert caught.value.status == 403 and "run/a" in str(caught.value)
+    _unchanged(target)
+
+
+def test_an_import_bringing_records_needs_an_administrator(served, tmp_path):
+    local, _, target, target_url, tokens = served
+    _rename_runs(local, tmp_path / "export", "u/ana/copy")
+    ana = Butler(target_url, token=tokens[target.root]["ana"])
+    with pytest.raises(PermissionDeniedError, match="administrator may insert dimension records"):
+        import_datasets(ana, tmp_path / "export")
+    _unchanged(target)
+    assert target.get_record("instrument", name="Cam") is None
+
+
+def _rename_runs(local: Butler, directory: Path, run: str) -> None:
+    """An export of run/a's metrics whose datasets go to ``run`` instead."""
+    export_datasets(local, local.query_datasets("metrics", collections="run/a"), directory)
+    manifest = json.loads((directory / "export.json").read_text())
+    manifest["runs"] = [run]
+    (directory / "export.json").write_text(json.dumps(manifest))
+    lines = [json.loads(line) for line in (directory / "export.datasets.jsonl").open()]
+    (directory / "export.datasets.jsonl").write_text("".join(json.dumps({**d, "run": run}) + "\n" for d in lines))
+
+
+def test_an_import_over_quota_writes_nothing(served, tmp_path):
+    local, _, target, target_url, tokens = served
+    _rename_runs(local, tmp_path / "export", "u/ana/copy")
+    populate(Butler(target_url, token=tokens[target.root]["boss"]))
+    Access(target.registry.access).set_quota("user", "ana", max_datasets=2)
+    ana = Butler(target_url, token=tokens[target.root]["ana"])
+    with pytest.raises(QuotaExceededError) as caught:
+        import_datasets(ana, tmp_path / "export")
+    assert "u/ana" in str(caught.value)
+    _unchanged(target)
+    Access(target.registry.access).set_quota("user", "ana", max_datasets=3)
+    assert import_datasets(ana, tmp_path / "export") == 3
+
+
+def test_a_failure_mid_import_writes_nothing(served, tmp_path, monkeypatch):
+    """One dataset a chunk: the first two chunks are in (rows and files) when the third's file
+    turns out not to be what its formatter reads; everything goes back out."""
+    import skybutler.repository_transfer as transfer
+
+    local, _, target, target_url, tokens = served
+    export_datasets(local, local.query_datasets("metrics", collections="run/a"), tmp_path / "export")
+    last = json.loads((tmp_path / "export/export.datasets.jsonl").read_text().splitlines()[-1])
+    (tmp_path / "export" / last["path"]).write_text("not JSON {")
+    monkeypatch.setattr(transfer, "CHUNK", 1)
+    with pytest.raises(SkybutlerError):
+        import_datasets(Butler(target_url, token=tokens[target.root]["boss"]), tmp_path / "export")
+    _unchanged(target)
+    assert target.get_record("instrument", name="Cam") is None
+
+
+def test_hostile_imported_ids_are_refused(served, tmp_path):
+    """A deterministic (v5) ID that is not the one of its data ID, and a version-1 ID."""
+    local, _, target, target_url, tokens = served
+    boss = Butler(target_url, token=tokens[target.root]["boss"])
+    export_datasets(local, local.query_datasets("metrics", collections="run/a"), tmp_path / "export")
+    lines = (tmp_path / "export/export.datasets.jsonl").read_text().splitlines()
+    for bad, message in ((uuid.uuid5(uuid.NAMESPACE_URL, "x"), "deterministic"), (uuid.uuid1(), "version-1")):
+        entries = [json.loads(line) for line in lines]
+        entries[0]["id"] = str(bad)
+        (tmp_path / "export/export.datasets.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+        with pytest.raises(SkybutlerError, match=message):
+            import_datasets(boss, tmp_path / "export")
+        _unchanged(target)
+
+
+def test_an_export_from_an_object_store_downloads_from_presigned_urls(butler, tmp_path):
+    """With pre-signed URLs on, the export route hands one out per file and the client fetches the
+    file from the object store itself (no token sent there); the export is the local one."""
+    if butler.datastore.local:
+        pytest.skip("pre-signed URLs are made by an object-store datastore (the PostgreSQL+S3 stack)")
+    butler.put_many("metrics", [({"v": v}, {"instrument": "Cam", "visit": v, "detector": 0}) for v in (1, 2)])
+    access = Access(butler.registry.access)
+    access.add_user("boss", admin=True)
+    token = access.create_token("boss")
+    refs = butler.query_datasets("metrics", collections="run/a")
+    export_datasets(butler, refs, tmp_path / "here")
+    with running_server(butler.root, presign_seconds=60) as url:
+        remote = Butler(url, token=token)
+        answer = remote._remote.post_json("export", {"ids": [str(r.id) for r in refs]})
+        assert all("Signature" in item["url"] for item in answer["artifacts"])
+        export_datasets(remote, remote.query_datasets("metrics", collections="run/a"), tmp_path / "there")
+    assert _tree(tmp_path / "there") == _tree(tmp_path / "here")
+
+
+def test_an_upload_naming_files_outside_itself_is_refused(served, tmp_path):
+    """A dataset line naming a server file (``../``, absolute) or an upload framing one: refused
+    before anything is read or written, and the files stay where they are."""
+    from skybutler.remote import wire
+
+    local, _, target, target_url, tokens = served
+    export_datasets(local, local.query_datasets("metrics", collections="run/a"), tmp_path / "export")
+    boss = Butler(target_url, token=tokens[target.root]["boss"])
+    entries = [json.loads(line) for line in (tmp_path / "export/export.datasets.jsonl").open()]
+    entries[0]["path"] = "../../butler.yaml"
+    (tmp_path / "export/export.datasets.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    names = ["export.json", "export.records.jsonl", "export.datasets.jsonl"] + [e["path"] for e in entries[1:]]
+    for framed, message in (([(n, tmp_path / "export" / n) for n in names], "was not uploaded"),
+                            ([("../escape.json", tmp_path / "export/export.json")], "invalid uploaded file name")):
+        with pytest.raises(SkybutlerError, match=message):
+            boss._remote._send("POST", "import", content=wire.frame_files(framed))
+        _unchanged(target)
+    assert (Path(target.root) / "butler.yaml").exists() and not (Path(target.root).parent / "escape.json").exists()
