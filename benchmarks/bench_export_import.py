@@ -14,16 +14,24 @@ CPU seconds are reported for each phase (on a shared machine the CPU figure is t
 one); set ``TMPDIR=/dev/shm`` to keep the disk out of the figures.  ``--keep DIR`` keeps
 the built source repositories in DIR and reuses them on the next run (building 200,000
 datasets takes longer than exporting them).  ``--quick``: 5,000 datasets, for a smoke run.
+``--server``: also export from the source served by ``skybutler serve`` (its own process, on
+loopback) and import into a served new repository, with the client's and the server's peak
+RSS of each phase.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +59,77 @@ def in_child(fn) -> dict[str, Any]:
     return out
 
 
+def rss_kib(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+@contextlib.contextmanager
+def served(root: Path) -> Iterator[tuple[str, str, int]]:
+    """``root`` served by ``skybutler serve`` in its own process: (URL, an admin's token, its pid)."""
+    from skybutler.access import Access
+
+    with Butler(root) as admin:
+        access = Access(admin.registry.access)
+        access.add_user("bench", admin=True)
+        token = access.create_token("bench", note="bench_export_import")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    server = subprocess.Popen([sys.executable, "-m", "skybutler.cli", "serve", str(root), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/{root.name}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                Butler(url, token=token).close()
+                break
+            except Exception:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit(f"the server did not start: {server.stderr.read().decode()[-2000:]}")
+                time.sleep(0.2)
+        yield url, token, server.pid
+    finally:
+        server.terminate()
+        server.wait(20)
+
+
+def through_server(work: Path, source: Path, n: int) -> dict[str, Any]:
+    """Export from the served source and import into a served new repository (each phase's client
+    in a child; the server's peak RSS read from /proc before it stops)."""
+    out: dict[str, Any] = {}
+    with served(source) as (url, token, pid):
+        def export() -> int:
+            with Butler(url, token=token, collections=[w.METRICS_RUN]) as butler:
+                return export_datasets(butler, butler.query_datasets(w.METRICS_TYPE), work / "remote-export")
+
+        out["export"] = in_child(export)
+        out["export"]["server_peak_rss_bytes"] = rss_kib(pid, "VmHWM") * 1024
+        out["export"]["server_cpu_seconds"] = _cpu_seconds(pid)
+    Butler.create(work / "remote-target").close()
+    with served(work / "remote-target") as (url, token, pid):
+        def import_() -> int:
+            with Butler(url, token=token) as butler:
+                return import_datasets(butler, work / "remote-export")
+
+        out["import"] = in_child(import_)
+        out["import"]["server_peak_rss_bytes"] = rss_kib(pid, "VmHWM") * 1024
+        out["import"]["server_cpu_seconds"] = _cpu_seconds(pid)
+    assert out["export"]["count"] == out["import"]["count"] == n
+    return out
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a running process (and its waited-for children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def build(root: Path, scale: w.Scale) -> None:
     with Butler.create(root) as butler:
         w.register_dimensions(butler, scale)
@@ -58,7 +137,7 @@ def build(root: Path, scale: w.Scale) -> None:
         w.put_metrics(butler, scale, batch=20_000)
 
 
-def run_size(n: int, keep: Path | None) -> dict[str, Any]:
+def run_size(n: int, keep: Path | None, server: bool = False) -> dict[str, Any]:
     """Build (or reuse) a source of ``n`` datasets, export it and import it; the figures."""
     scale = w.Scale(n_visits=max(1, n // 50), n_detectors=50)
     work = Path(tempfile.mkdtemp(prefix="skybutler-bench-export-"))
@@ -87,11 +166,12 @@ def run_size(n: int, keep: Path | None) -> dict[str, Any]:
         exported = in_child(export)
         imported = in_child(import_)
         w.in_child(check)  # in a child too: the next size's forks start from the same small parent
+        remote = through_server(work, source, scale.n_datasets) if server else {}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"datasets": scale.n_datasets, "export_per_s": exported["rate_per_s"],
             "import_per_s": imported["rate_per_s"], "export": exported, "import": imported,
-            "baseline_rss_bytes": baseline}
+            "baseline_rss_bytes": baseline, **{f"server_{k}": v for k, v in remote.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,21 +180,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--quick", action="store_true", help="5,000 datasets, for a smoke run")
     parser.add_argument("--keep", type=Path, help="keep (and reuse) the built source repositories here")
+    parser.add_argument("--server", action="store_true", help="also export and import through a server")
     args = parser.parse_args(argv)
     sizes = [5_000] if args.quick else [int(n) for n in args.datasets.split(",")]
     load_before = os.getloadavg()[0]
     runs = []
     for n in sizes:
-        fig = run_size(n, args.keep)
+        fig = run_size(n, args.keep, args.server)
         runs.append(fig)
         print(f"export/import of {fig['datasets']:,} datasets (files in {tempfile.gettempdir()}; parent RSS at "
               f"fork {fig['baseline_rss_bytes'] / 2**20:.0f} MiB; 1-minute load now {os.getloadavg()[0]:.1f} on "
               f"{os.cpu_count()} CPUs)", flush=True)
-        for label in ("export", "import"):
+        for label in ("export", "import", "server_export", "server_import"):
+            if label not in fig:
+                continue
             f = fig[label]
-            print(f"  {label:7s} {f['rate_per_s']:>8,.0f} datasets/s  ({f['seconds']:.2f} s wall, {f['cpu_seconds']:.2f} s "
-                  f"CPU = {w.rate(f['count'], f['cpu_seconds']):,.0f} per CPU-second; peak RSS "
-                  f"{f['peak_rss_bytes'] / 2**20:.0f} MiB)", flush=True)
+            server = (f"; server {f['server_cpu_seconds']:.2f} s CPU, peak RSS "
+                      f"{f['server_peak_rss_bytes'] / 2**20:.0f} MiB") if "server_cpu_seconds" in f else ""
+            print(f"  {label:13s} {f['rate_per_s']:>8,.0f} datasets/s  ({f['seconds']:.2f} s wall, "
+                  f"{f['cpu_seconds']:.2f} s CPU = {w.rate(f['count'], f['cpu_seconds']):,.0f} per CPU-second; "
+                  f"peak RSS {f['peak_rss_bytes'] / 2**20:.0f} MiB{server})", flush=True)
     largest = runs[-1]
     figures = {"export_per_s": largest["export_per_s"], "import_per_s": largest["import_per_s"]}
     doc = {"benchmark": "bench_export_import", "datasets": largest["datasets"], **w.environment(), **figures,
@@ -123,9 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     if len(runs) > 1:
         smallest = runs[0]
         doc["peak_rss_growth"] = {}
-        for label in ("export", "import"):
+        for label in [k for k in ("export", "import", "server_export", "server_import") if k in largest]:
             small, large = smallest[label]["peak_rss_bytes"], largest[label]["peak_rss_bytes"]
             doc["peak_rss_growth"][label] = large / small
+            if "server_peak_rss_bytes" in largest[label]:
+                doc["peak_rss_growth"][f"{label}_server"] = (largest[label]["server_peak_rss_bytes"]
+                                                             / smallest[label]["server_peak_rss_bytes"])
             print(f"  {label} peak RSS at {largest['datasets']:,}: {large / 2**20:.0f} MiB, at {smallest['datasets']:,}: "
                   f"{small / 2**20:.0f} MiB ({large / small:.2f}x)")
     if args.json:
