@@ -57,12 +57,17 @@ def _run(*args: str, env: dict[str, str] | None = None) -> str:
 
 
 def _tree(directory: Path) -> dict[str, str]:
-    """Every file below ``directory`` by relative path, with its content's hash (JSON lines sorted)."""
+    """Every file below ``directory`` by relative path, with its content's hash (the lines of a
+    JSON-lines file, and each element's records, taken in sorted order: an order means nothing there)."""
     out = {}
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         data = path.read_bytes()
         if path.suffix == ".jsonl":
-            data = b"\n".join(sorted(data.splitlines()))
+            items = []
+            for line in data.splitlines():
+                item = json.loads(line)
+                items += [json.dumps([item["element"], r]) for r in item["records"]] if "records" in item else [line]
+            data = "\n".join(sorted(map(str, items))).encode()
         out[str(path.relative_to(directory))] = hashlib.sha256(data).hexdigest()
     return out
 
@@ -83,6 +88,10 @@ def test_export_from_a_url_is_the_local_export(served, tmp_path):
     _run("export", url, str(tmp_path / "there"), "-c", "run/a,other/run")
     assert _tree(tmp_path / "there") == _tree(tmp_path / "here")
     assert len((tmp_path / "there" / "export.datasets.jsonl").read_text().splitlines()) == 4
+    for where in ("here", "there"):  # and the Rubin butler's export.yaml
+        repo = str(local.root) if where == "here" else url
+        _run("export", repo, str(tmp_path / f"rubin-{where}"), "-c", "run/a,other/run", "--format", "rubin")
+    assert _tree(tmp_path / "rubin-there") == _tree(tmp_path / "rubin-here")
 
 
 def test_import_into_a_url_is_the_local_import(served, tmp_path, make_butler):
@@ -143,8 +152,9 @@ def test_only_what_the_user_may_see_goes_out(served, tmp_path):
 def _unchanged(target: Butler) -> None:
     assert [c.name for c in target.collections.query("*")] == []
     assert [t.name for t in target.query_dataset_types()] == []
-    datastore = Path(target.root) / "datastore"
-    assert not datastore.exists() or not any(p.is_file() for p in datastore.rglob("*"))
+    for place in ("datastore", ".skybutler/uploads"):  # no file placed, no upload left behind
+        directory = Path(target.root) / place
+        assert not directory.exists() or not any(p.is_file() for p in directory.rglob("*")), place
 
 
 def test_an_import_without_rights_writes_nothing(served, tmp_path):

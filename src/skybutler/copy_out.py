@@ -46,9 +46,11 @@ class LocalSource:
         self._butler = butler
         self._keys: dict[str, set[tuple]] = defaultdict(set)
 
-    def artifacts(self, refs: Sequence[DatasetRef], records: bool = False) -> dict[uuid.UUID, StoredArtifact]:
+    def artifacts(self, refs: Sequence[DatasetRef], records: bool = False,
+                  related: bool = False) -> dict[uuid.UUID, StoredArtifact]:
         """The stored file of each ref that has one; with ``records``, the dimension records
-        their data IDs name are noted for :meth:`records`."""
+        their data IDs name are noted for :meth:`records` (``related``: a server adds the records a
+        Rubin export adds, which a local caller adds itself)."""
         from .repository_transfer import _collect_record_keys
 
         if records:
@@ -86,10 +88,12 @@ class RemoteSource:
         self._urls: dict[uuid.UUID, str | None] = {}
         self._records: dict[str, dict[tuple, DimensionRecord]] = defaultdict(dict)
 
-    def artifacts(self, refs: Sequence[DatasetRef], records: bool = False) -> dict[uuid.UUID, StoredArtifact]:
+    def artifacts(self, refs: Sequence[DatasetRef], records: bool = False,
+                  related: bool = False) -> dict[uuid.UUID, StoredArtifact]:
         from .models import StoredArtifact
 
-        answer = self._transport.post_json("export", {"ids": [str(r.id) for r in refs], "records": records})
+        answer = self._transport.post_json("export", {"ids": [str(r.id) for r in refs], "records": records,
+                                                      "related": related})
         self._urls = {}
         out = {}
         for item in answer["artifacts"]:
@@ -136,7 +140,10 @@ class RemoteSource:
 
     def records(self) -> Iterator[tuple[str, list[DimensionRecord]]]:
         for name in self._butler.universe.sorted(self._records):
-            rows = list(self._records.pop(name).values())
+            kept = self._records.pop(name)
+            rows = [kept[identity] for identity in sorted(kept)]
+            if not rows:  # an element the server named with no records (a Rubin export lists it)
+                yield name, []
             for begin in range(0, len(rows), RECORD_CHUNK):
                 yield name, rows[begin:begin + RECORD_CHUNK]
 

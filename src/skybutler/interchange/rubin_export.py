@@ -25,7 +25,7 @@ from ..copy_out import source
 from ..dimensions import DimensionRecord
 from ..errors import SkybutlerError
 from ..models import CollectionType, DatasetRef
-from ..repository_transfer import CHUNK, records_for
+from ..repository_transfer import CHUNK
 from ..timespan import NS_MAX, NS_MIN, Timespan
 from . import rubin_yaml
 from .rubin_formats import export_formatter, export_storage_class, export_suffix
@@ -151,19 +151,25 @@ def export_rubin(butler: Butler, refs: Iterable[DatasetRef], destination: str | 
     refs = list({r.id: r for r in refs}.values())
     if destination.suffix == ".zip":
         return _write_zip(butler, refs, destination)
-    if butler._remote is not None:
-        raise SkybutlerError("a Rubin export directory is written from a repository opened by its path; from a "
-                             "server URL, write a Rubin zip (a destination ending in .zip) or a skybutler export")
     if (destination / EXPORT_NAME).exists():
         raise SkybutlerError(f"{destination} already holds an {EXPORT_NAME}; choose an empty directory")
-    artifacts = butler.registry.datasets.artifacts(r.id for r in refs)
+    files = source(butler)
+    artifacts = {}
+    for begin in range(0, len(refs), CHUNK):  # through a server, the records come with the artifacts
+        artifacts.update(files.artifacts(refs[begin:begin + CHUNK], records=True, related=True))
     missing = [r for r in refs if r.id not in artifacts]
     if missing:
         raise SkybutlerError(f"dataset {missing[0]} has no stored file to export")
+    gathered: dict[str, list[DimensionRecord]] = defaultdict(list)
+    for element, rows in files.records():
+        gathered[element].extend(rows)
+    if not files.remote:  # a server adds the related records itself (the registry is there)
+        gathered = _with_related(butler, gathered)
     data: list[dict[str, Any]] = []
-    for element, records in _with_related(butler, records_for(butler, refs)).items():
-        if element not in _NOT_EXPORTED:
-            data.append({"type": "dimension", "element": element, "records": [_rubin_record(r) for r in records]})
+    for element, records in gathered.items():
+        if element not in _NOT_EXPORTED:  # in identity order, however they were fetched
+            data.append({"type": "dimension", "element": element,
+                         "records": [_rubin_record(r) for r in sorted(records, key=lambda r: r.identity)]})
     blocks, associations = _collections(butler, collections, refs)
     data += blocks
     destination.mkdir(parents=True, exist_ok=True)
@@ -182,8 +188,7 @@ def export_rubin(butler: Butler, refs: Iterable[DatasetRef], destination: str | 
         records = []
         for ref in items:
             artifact = artifacts[ref.id]
-            path = butler.datastore.export_artifact(artifact, destination, transfer,
-                                                    suffix=export_suffix(artifact.formatter))
+            path = files.place(ref, artifact, destination, transfer, suffix=export_suffix(artifact.formatter))
             records.append({"dataset_id": [ref.id], "data_id": [dict(ref.data_id.required)], "path": path,
                             "formatter": export_formatter(artifact.formatter, dtype.storage_class)})
         data.append({"type": "dataset", "dataset_type": type_name, "run": run, "records": records})

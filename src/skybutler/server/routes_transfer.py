@@ -57,7 +57,10 @@ def _state(request: Request) -> ServerState:
 
 class ExportChunk(BaseModel):
     ids: list[str]
+    #: the dimension records the datasets' data IDs name too
     records: bool = False
+    #: and those a Rubin export adds (the visits' definitions and memberships, and what they name)
+    related: bool = False
 
 
 @router.post("/export")
@@ -78,6 +81,10 @@ def export(request: Request, body: ExportChunk, user: User = Depends(current_use
             out.append({"id": str(ref.id), "path": export_path(artifact.path), "formatter": artifact.formatter,
                         "size": artifact.size, "checksum": artifact.checksum, "url": signed})
         records = records_for(butler, refs) if body.records else {}
+        if body.related:
+            from ..interchange.rubin_export import _with_related
+
+            records = _with_related(butler, records)
     return {"artifacts": out,
             "records": {name: [wire.encode(r) for r in rows] for name, rows in records.items()}}
 
