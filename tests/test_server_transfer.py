@@ -271,3 +271,16 @@ def test_an_upload_naming_files_outside_itself_is_refused(served, tmp_path):
             boss._remote._send("POST", "import", content=wire.frame_files(framed))
         _unchanged(target)
     assert (Path(target.root) / "butler.yaml").exists() and not (Path(target.root).parent / "escape.json").exists()
+
+
+def test_a_dataset_line_naming_a_run_the_manifest_does_not_is_checked_too(served, tmp_path):
+    """The manifest lists only ana's own RUN, but one dataset line goes to run/a: refused (403)."""
+    local, _, target, target_url, tokens = served
+    _rename_runs(local, tmp_path / "export", "u/ana/copy")
+    lines = [json.loads(line) for line in (tmp_path / "export/export.datasets.jsonl").open()]
+    lines[-1]["run"] = "run/a"
+    (tmp_path / "export/export.datasets.jsonl").write_text("".join(json.dumps(d) + "\n" for d in lines))
+    populate(Butler(target_url, token=tokens[target.root]["boss"]))
+    with pytest.raises(PermissionDeniedError, match="run/a"):
+        import_datasets(Butler(target_url, token=tokens[target.root]["ana"]), tmp_path / "export")
+    _unchanged(target)

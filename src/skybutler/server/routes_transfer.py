@@ -111,16 +111,21 @@ def _import(state: ServerState, user: User, tree: UploadedTree, skip_existing: b
         manifest = read_manifest(butler, tree.root)
         if manifest["format_version"] != 1:
             _require_uploaded(tree, manifest.get("records_file"), manifest.get("datasets_file"))
-        for run in manifest.get("runs", []):
-            authz.require(butler, user, run, "write", must_exist=False)
+        writable: set[str] = set()
+        _require_writable(butler, user, writable, manifest.get("runs"))
         if not user.admin:
             _refuse_new_records(butler, export_contents(tree.root, manifest)[0])
-        types = {spec["name"]: DatasetType.model_validate(spec) for spec in manifest["dataset_types"]}
+        try:
+            types = {spec["name"]: DatasetType.model_validate(spec) for spec in manifest["dataset_types"]}
+        except (KeyError, TypeError, ValueError) as err:
+            raise SkybutlerError(f"malformed export: its dataset types: {' '.join(str(err).split())[:200]}") from None
         usage: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
         total = 0
         for chunk in export_contents(tree.root, manifest)[1]:
             total += len(chunk)
             ids = _checked_ids(butler, types, [entry for _, entry in chunk])
+            # a dataset line's RUN is checked as well as the manifest's: the import registers it
+            _require_writable(butler, user, writable, [entry.get("run") for _, entry in chunk])
             present = {r.id for r in butler.registry.refs_by_id(ids)}
             _require_uploaded(tree, *(entry.get("path") for _, entry in chunk))
             for (_, entry), dataset_id in zip(chunk, ids):
@@ -135,6 +140,16 @@ def _import(state: ServerState, user: User, tree: UploadedTree, skip_existing: b
                                                        size, count)
         imported = import_datasets(butler, tree.root, "move", skip_existing)
     return {"imported": imported, "datasets": total}
+
+
+def _require_writable(butler: Butler, user: User, checked: set[str], runs: Any) -> None:
+    """Refuse unless the user may write every RUN of ``runs`` (those in ``checked`` already passed)."""
+    if not isinstance(runs, list) or not all(isinstance(r, str) and r for r in runs):
+        raise SkybutlerError("malformed export: its RUNs are not a list of names")
+    for run in runs:
+        if run not in checked:
+            authz.require(butler, user, run, "write", must_exist=False)
+            checked.add(run)
 
 
 def _require_uploaded(tree: UploadedTree, *names: Any) -> None:
