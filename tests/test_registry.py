@@ -265,3 +265,32 @@ def test_sqlite_planner_statistics_follow_the_growth_of_queried_tables(make_butl
     assert described()[tags] == 3000
     refs = butler.query_datasets("metrics", collections="run/b", where="band = 'r'")
     assert refs.count() == len(list(refs)) == 30 * len([v for v in range(1, 41) if (v - 1) % 3 == 1])
+
+
+def test_the_implied_values_cache_stays_bounded(butler, monkeypatch):
+    """A long-running process expands data IDs of ever more records: the cache of their implied
+    values is emptied past its limit (and refilled), and every expansion stays right."""
+    from skybutler.dimensions import DataCoordinate
+    from skybutler.registry import dimension_store
+
+    monkeypatch.setattr(dimension_store, "_IMPLIED_LIMIT", 4, raising=False)
+    visits = range(100, 140)
+    butler.insert_records("visit", [{"instrument": "Cam", "id": v, "physical_filter": f"Cam-{'gri'[v % 3]}",
+                                     "day_obs": 20250101} for v in visits])
+    store = butler.registry.dimensions
+    group = butler.universe.group(["visit", "detector"])
+
+    def data_id(visit: int, detector: int) -> DataCoordinate:
+        values = {"instrument": "Cam", "visit": visit, "detector": detector}
+        return DataCoordinate.from_required(group, tuple(values[d] for d in group.required))
+
+    def cached() -> int:
+        return sum(map(len, store._implied_cache.values()))
+
+    for v in visits:
+        assert store.expand(data_id(v, 0))["band"] == "gri"[v % 3]
+        assert cached() <= 4 + 3  # the limit, and one data ID's records
+    batch = [data_id(v, d) for v in visits for d in range(2)]
+    assert [d["band"] for d in store.expand_many(batch)] == ["gri"[v % 3] for v in visits for _ in range(2)]
+    store.expand_many(batch[:2])  # the next batch starts by emptying what the last one left
+    assert cached() <= 4 + 3

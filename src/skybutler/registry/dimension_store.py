@@ -25,6 +25,12 @@ from .schema import RegistrySchema
 
 #: Times an insert with ``skip_existing`` looks again after another client inserted some of its records.
 _SKIP_EXISTING_ATTEMPTS = 3
+#: Records whose implied values are kept (all elements together): a long-running server
+#: reads records of ever more visits and patches, so the cache is emptied past this size
+#: (a few hundred bytes an entry: ~100 MB at most), and refilled a batch at a time.
+_IMPLIED_LIMIT = 200_000
+#: Expanded data IDs kept for put and ingest, emptied past this size likewise.
+_EXPANDED_LIMIT = 200_000
 
 class DimensionRecordStore:
     """Reads and writes the element tables of one registry."""
@@ -243,6 +249,7 @@ class DimensionRecordStore:
         cache = self._implied_cache.setdefault(element_name, {})
         found = cache.get(identity)
         if found is None:
+            self._trim_implied()
             element = self.universe[element_name]
             table = self.schema.elements[element_name]
             cond = [table.c[element.column_of(d)] == v for d, v in zip(element.identity, identity)]
@@ -262,7 +269,7 @@ class DimensionRecordStore:
             values = self._expanded_cache.get(key)
             if values is None:
                 values = self._expand(data_id)._values
-                if len(self._expanded_cache) > 200_000:
+                if len(self._expanded_cache) > _EXPANDED_LIMIT:
                     self._expanded_cache.clear()
                 self._expanded_cache[key] = values
             return DataCoordinate(group, values)
@@ -278,6 +285,7 @@ class DimensionRecordStore:
         if not data_ids:
             return []
         group = data_ids[0].group
+        self._trim_implied()  # before the batch's records are fetched: they stay until it is done
         plan = self._expansion_plan(group)
         for name, dims, _ in plan:
             if all(d in group.required for d in dims):
@@ -298,6 +306,13 @@ class DimensionRecordStore:
                 continue
             out.append(DataCoordinate(group, {n: values[n] for n in names if n in values}))
         return out
+
+    def _trim_implied(self) -> None:
+        """Empty the implied-values cache once it holds more than ``_IMPLIED_LIMIT`` records
+        (each element's dict is emptied in place: an expansion plan holds them)."""
+        if sum(map(len, self._implied_cache.values())) > _IMPLIED_LIMIT:
+            for cache in self._implied_cache.values():
+                cache.clear()
 
     def _expansion_plan(self, group: DimensionGroup) -> list[tuple[str, tuple[str, ...], dict]]:
         """(element, identity dimensions, its implied-values cache) for each record an expansion
