@@ -246,6 +246,41 @@ def test_keyset_pages_give_the_sorted_answer_once(repo, order):
         results.after([1, "x"] if len(order) == 2 else ["x"])
 
 
+@pytest.mark.parametrize("stack", STACKS)
+def test_datasets_sort_and_page_by_run_name(stack, tmp_path):
+    """``order_by("run")`` sorts datasets by their RUN's name (not its key, the order the RUNs
+    were registered in), byte by byte on every database ('run/b' before 'runA', which a
+    locale ignoring '/' would reverse), and pages by key with the name in the key."""
+    butler = Butler.create(tmp_path / "repo", **stack_locations(stack, tmp_path))
+    populate(butler, 2, 2)
+    butler.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+    for run in ("runA", "run/b", "run/a"):
+        butler.put_many("metrics", [({"v": v}, {"instrument": "Cam", "visit": v, "detector": d})
+                                    for v in (1, 2) for d in (0, 1)], run=run)
+    for order in (("run", "dataset_id"), ("-run", "-visit", "dataset_id")):
+        results = butler.query_datasets("metrics", collections=["runA", "run/b", "run/a"], find_first=False)
+        expected = list(results)
+        for name in reversed(order):
+            field = name.lstrip("-")
+            expected.sort(key=lambda r, f=field: r.run if f == "run" else str(r.id) if f == "dataset_id"
+                          else r.data_id[f], reverse=name.startswith("-"))
+        ordered = results.order_by(*order)
+        assert [r.id for r in ordered] == [r.id for r in expected], order
+        assert ordered.to_arrow().column("run").to_pylist() == [r.run for r in expected]
+        seen, page = [], list(ordered.limit(5))
+        while page:
+            seen += page
+            last = page[-1]
+            page = list(ordered.after([last.run if n.lstrip("-") == "run" else str(last.id) if
+                                       n.lstrip("-") == "dataset_id" else last.data_id[n.lstrip("-")]
+                                       for n in order]).limit(5))
+        assert [r.id for r in seen] == [r.id for r in expected], order
+    assert [r.run for r in expected][::4] == ["runA", "run/b", "run/a"]
+    with pytest.raises(QueryError, match="cannot order by 'run'"):
+        butler.query_data_ids(["visit"]).order_by("run")
+    butler.close()
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(visits=st.tuples(st.integers(-1, 14), st.integers(-1, 14)), ops=st.tuples(st.sampled_from([">", ">="]),
                                                                                st.sampled_from(["<", "<="])),

@@ -48,11 +48,16 @@ class QueryResults:
         return type(self)(self._registry, self._built, **args)
 
     def order_by(self, *names: str) -> QueryResults:
-        """Sort by result columns (dimension names); a leading ``-`` sorts descending."""
+        """Sort by result columns (dimension names, ``dataset_id``; ``run`` sorts datasets by
+        their RUN's name); a leading ``-`` sorts descending."""
         for name in names:
-            if name.lstrip("-") not in self._built.columns:
+            if name.lstrip("-") not in self._built.columns and not self._by_run_name(name):
                 raise QueryError(f"cannot order by {name.lstrip('-')!r}; columns: {', '.join(self._built.columns)}")
         return self._copy(order=tuple(names))
+
+    def _by_run_name(self, name: str) -> bool:
+        """Whether ``name`` is ``run``: the name of each dataset's RUN (held as its key, ``run_id``)."""
+        return name.lstrip("-") == "run" and "run_id" in self._built.columns
 
     def limit(self, limit: int, offset: int = 0) -> QueryResults:
         """At most ``limit`` results, after skipping ``offset``."""
@@ -90,6 +95,8 @@ class QueryResults:
         try:
             if column == "dataset_id":
                 return uuid.UUID(str(value))
+            if column == "run":
+                return str(value)
             if column in ("validity_begin", "validity_end"):
                 if value is None:
                     return NS_MIN if column == "validity_begin" else NS_MAX
@@ -117,10 +124,18 @@ class QueryResults:
         if self._order:
             sub = stmt.subquery("q")
             order = self._order + self._tie_breakers()
-            keys = [sub.c[n.lstrip("-")].desc() if n.startswith("-") else sub.c[n] for n in order]
-            stmt = sa.select(*sub.c).order_by(*keys)
+            columns = {n.lstrip("-"): sub.c[n.lstrip("-")] for n in order if not self._by_run_name(n)}
+            stmt = sa.select(*sub.c)
+            if any(map(self._by_run_name, order)):
+                names = self._registry.schema.collection.alias("run_names")
+                stmt = stmt.select_from(sub.join(names, names.c.collection_id == sub.c.run_id))
+                # byte order on every database (as SQLite sorts; PostgreSQL's locale may ignore '/')
+                columns["run"] = (sa.collate(names.c.name, "C") if self._registry.db.dialect == "postgresql"
+                                  else names.c.name)
+            keys = [columns[n.lstrip("-")].desc() if n.startswith("-") else columns[n] for n in order]
+            stmt = stmt.order_by(*keys)
             if self._after is not None:
-                stmt = stmt.where(_following(sub, order, self._after))
+                stmt = stmt.where(_following(columns, order, self._after))
         if with_limit and not self._built.region_filters and self._limit is not None:
             stmt = stmt.limit(self._limit).offset(self._offset or None)
         if plain_ids and "dataset_id" in self._built.columns:
@@ -600,13 +615,13 @@ class DimensionRecordQueryResults(QueryResults):
 __all__ = ["DataIdQueryResults", "DatasetQueryResults", "DimensionRecordQueryResults", "DimensionRecord"]
 
 
-def _following(sub: sa.Subquery, order: tuple[str, ...], key: tuple[Any, ...]) -> sa.ColumnElement:
-    """Rows after ``key`` in ``order`` (a leading ``-`` descending): beyond it in the first
-    column, or equal there and beyond in the next, and so on."""
+def _following(columns: dict[str, sa.ColumnElement], order: tuple[str, ...], key: tuple[Any, ...]) -> sa.ColumnElement:
+    """Rows after ``key`` in ``order`` (a leading ``-`` descending; ``columns`` by name): beyond
+    it in the first column, or equal there and beyond in the next, and so on."""
     terms = []
     for i, (name, value) in enumerate(zip(order, key)):
-        column = sub.c[name.lstrip("-")]
+        column = columns[name.lstrip("-")]
         beyond = column < value if name.startswith("-") else column > value
-        equal = [sub.c[n.lstrip("-")] == v for n, v in zip(order[:i], key[:i])]
+        equal = [columns[n.lstrip("-")] == v for n, v in zip(order[:i], key[:i])]
         terms.append(sa.and_(*equal, beyond))
     return sa.or_(*terms)

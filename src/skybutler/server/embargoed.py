@@ -147,7 +147,7 @@ class EmbargoedDatasets(_Filtered):
     def _ref_value(self, ref: Any, column: str) -> Any:
         if column == "dataset_id":
             return str(ref.id)
-        if column == "run_id":
+        if column in ("run_id", "run"):
             return ref.run
         if column == "dataset_type_index":
             return self._fall.type_index(ref.dataset_type.name)
