@@ -69,7 +69,6 @@ def test_the_second_half_makes_coadds_stale_and_the_incremental_run_redoes_exact
     assert state.later and state.stale, "the second half overlaps coadds of the first"
     with Butler(state.root) as butler:
         head = chain_head(butler)
-        redone = {q.data_id["patch"]: q for q in butler.provenance.quanta(run=head, task="coadd")}
         # Brute force: a coadd made from a visit of the second half is new or was stale; the
         # stale ones are exactly the first half's coadds that a second-half visit overlaps.
         for ref in butler.query_datasets("deepCoadd", collections=demo.BEST):

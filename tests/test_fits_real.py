@@ -10,7 +10,6 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -648,7 +647,6 @@ def test_bad_files_are_refused_at_ingest_and_nothing_changes(butler, tmp_path):
 
 
 def test_extract_metadata_backfills_stored_datasets(images, tmp_path):
-    import sqlalchemy as sa
     from click.testing import CliRunner
 
     from skybutler.cli.main import cli

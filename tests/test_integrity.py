@@ -558,7 +558,6 @@ def test_dataset_type_names_follow_the_rubin_rule(butler: Butler) -> None:
 def test_files_stored_under_the_old_rule_still_read(butler: Butler) -> None:
     """Paths are recorded in the registry: a file written where the old, folding rule put it
     (a RUN 'a b' in directory 'a_b') is still found, read and verified."""
-    import sqlalchemy as sa
 
     if not butler.datastore.local:
         pytest.skip("moves a local file to where the old rule put it")

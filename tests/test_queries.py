@@ -231,8 +231,9 @@ def test_keyset_pages_give_the_sorted_answer_once(repo, order):
 
     everything = list(repo.query_datasets("metrics", collections="run/a", where="visit < 6"))
     for name in reversed(order):  # a stable sort per column, last first: Python's own ordering
-        pick = (lambda r, n=name.lstrip("-"): str(r.id) if n == "dataset_id" else r.data_id[n])
-        everything = sorted(everything, key=pick, reverse=name.startswith("-"))
+        n = name.lstrip("-")
+        everything = sorted(everything, key=lambda r, n=n: str(r.id) if n == "dataset_id" else r.data_id[n],
+                            reverse=name.startswith("-"))
     expected = [str(r.id) for r in everything]
     results = repo.query_datasets("metrics", collections="run/a", where="visit < 6").order_by(*order)
     seen, page = [], list(results.limit(5))

@@ -197,7 +197,10 @@ def worlds(draw) -> World:
 def build(world: World, stack: str, root) -> Butler:
     """A real repository holding exactly the world's records, datasets and collections."""
     butler = Butler.create(root, **stack_locations(stack, root.parent))
-    span = (lambda s: None if s is None else Timespan(minute(s[0]), minute(s[1])))
+
+    def span(s: tuple[int, int] | None) -> Timespan | None:
+        return None if s is None else Timespan(minute(s[0]), minute(s[1]))
+
     for element, rows in world.records.items():
         converted = []
         for row in rows:
@@ -330,7 +333,10 @@ def atoms(draw, allowed: frozenset[str], n_bind: list[int]) -> Clause:
         return Clause("TRUE", {}, frozenset(), lambda row: True)
     name, values = draw(st.sampled_from(keys))
     elements = frozenset({name})
-    get = (lambda row: row["_values"][name])
+
+    def get(row: dict[str, Any]) -> Any:
+        return row["_values"][name]
+
     if kind == "range" and values[0] == 1:
         start, stop = draw(st.integers(0, 4)), draw(st.integers(0, 6))
         stride = draw(st.sampled_from([1, 1, 2, 3]))

@@ -4,7 +4,6 @@ publish_catalog did not write."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from skybutler import Butler
