@@ -47,7 +47,6 @@ from astropy.io import fits
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import camera_headers as ch  # noqa: E402
-
 from skybutler import Butler  # noqa: E402
 from skybutler.ingest import ingest_raws  # noqa: E402
 

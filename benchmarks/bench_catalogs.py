@@ -38,7 +38,6 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import workload as w  # noqa: E402
-
 from skybutler import Butler  # noqa: E402
 
 #: The Felis schema of ``build``'s catalogs, declared before they are loaded into SQL databases.

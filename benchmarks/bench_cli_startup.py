@@ -30,7 +30,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 #: Libraries a command that reads no dataset should not load.
 HEAVY = ("astropy", "pyarrow", "numpy", "pandas", "dask", "lsst.sphgeom", "lark", "fsspec", "sqlalchemy")
 

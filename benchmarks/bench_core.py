@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import workload as w
 from rich.console import Console
 from rich.table import Table
 
+import workload as w
 from skybutler import Butler
 
 TARGETS = {"puts_per_s": 1_000, "put_many_per_s": 10_000, "gets_per_s": 2_000}

@@ -32,10 +32,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import workload as w
-from bench_qgraph import pipeline, prepared_repo
 from rich.console import Console
 
+import workload as w
+from bench_qgraph import pipeline, prepared_repo
 from skybutler.dimensions import DataCoordinate
 from skybutler.execution import run_pipeline
 from skybutler.models import CollectionType, uuid7

@@ -31,7 +31,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import workload as w  # noqa: E402
-
 from skybutler import Butler  # noqa: E402
 
 MODES = ("copy", "direct", "symlink")

@@ -36,7 +36,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import workload as w  # noqa: E402
-
 from skybutler import Butler  # noqa: E402
 
 TARGETS = {"put_many_per_s": 10_000.0, "ingest_copy_per_s": 10_000.0, "writers_8_speedup": 3.0}

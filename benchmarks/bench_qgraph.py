@@ -36,9 +36,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import workload as w
 from rich.console import Console
 
+import workload as w
 from skybutler import Butler
 from skybutler.dimensions import DataCoordinate
 from skybutler.execution import execute_graph

@@ -66,8 +66,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lsst.sphgeom as sphgeom  # noqa: E402
-import workload  # noqa: E402
 
+import workload  # noqa: E402
 from skybutler import Butler  # noqa: E402
 from skybutler.dimensions import regions  # noqa: E402
 

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import workload as w
 from rich.console import Console
 
+import workload as w
 from skybutler import Butler
 from skybutler.retention import ColdTierConfig, RecomputeOptions
 from skybutler.retention.testing import calibrated_image_repo

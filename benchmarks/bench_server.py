@@ -40,7 +40,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import workload  # noqa: E402
-
 from skybutler import Butler  # noqa: E402
 
 Q1_WHERE = "visit > 100 AND visit <= 300 AND detector IN (1..25)"

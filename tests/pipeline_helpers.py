@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from astropy.time import Time
 
+from conftest import visit_pointing
 from skybutler import Butler
 from skybutler.dimensions import regions
 from skybutler.pipeline import Pipeline
 from skybutler.pipeline.testing import ScaleTask, VisitSummaryTask
-
-from conftest import visit_pointing
 
 VISITS = range(1, 7)
 DETECTORS = range(4)

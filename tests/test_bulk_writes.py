@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import populate
 from skybutler import Butler
 from skybutler.errors import DataIdError, DatasetConflictError
 from skybutler.registry import bulk
-
-from conftest import populate
 
 N_VISITS, N_DETECTORS = 5, 16  # 80 datasets: over the COPY threshold (and few objects for S3's mock)
 

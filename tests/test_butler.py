@@ -3,7 +3,6 @@ lookups, removal, failure paths, and the atomicity of puts."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -14,9 +13,19 @@ from astropy.wcs import WCS
 
 from skybutler import Butler, Timespan
 from skybutler.datastore import reading as reading_module
-from skybutler.errors import (BackendError, CollectionError, DataIdError, DatasetConflictError,
-                              DatasetNotFoundError, DatastoreError, FormatterError, MissingDatasetTypeError,
-                              SkybutlerError, StorageClassError, UnknownDimensionError)
+from skybutler.errors import (
+    BackendError,
+    CollectionError,
+    DataIdError,
+    DatasetConflictError,
+    DatasetNotFoundError,
+    DatastoreError,
+    FormatterError,
+    MissingDatasetTypeError,
+    SkybutlerError,
+    StorageClassError,
+    UnknownDimensionError,
+)
 from skybutler.formats import get_formatter
 from skybutler.verify import verify
 

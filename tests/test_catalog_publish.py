@@ -26,6 +26,7 @@ from skybutler.errors import PublicationError, SearchError
 
 hats = pytest.importorskip("hats")
 from hats.io.validation import is_valid_catalog  # noqa: E402
+
 lsdb = pytest.importorskip("lsdb")
 
 N_DATASETS = 12

@@ -14,11 +14,10 @@ import yaml
 from astropy.io import fits
 from click.testing import CliRunner, Result
 
+from conftest import populate
 from skybutler import Butler
 from skybutler.cli.main import add_command_modules, cli
 from skybutler.retention import ColdTierConfig
-
-from conftest import populate
 
 DATA_ID = ("instrument=Cam", "visit=1", "detector=2")
 

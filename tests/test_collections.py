@@ -8,8 +8,14 @@ import pytest
 from astropy.time import Time
 
 from skybutler import Timespan
-from skybutler.errors import (CalibrationConflictError, CollectionCycleError, CollectionError, DatasetConflictError,
-                              DatasetTypeError, MissingCollectionError)
+from skybutler.errors import (
+    CalibrationConflictError,
+    CollectionCycleError,
+    CollectionError,
+    DatasetConflictError,
+    DatasetTypeError,
+    MissingCollectionError,
+)
 from skybutler.models import CollectionType
 
 T0, T1, T2, T3, T4 = (Time(f"2025-0{m}-01T00:00:00", scale="tai") for m in range(1, 6))

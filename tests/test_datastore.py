@@ -11,12 +11,20 @@ from pathlib import Path
 import pytest
 
 from skybutler import Butler
-from skybutler.models import DatasetRef
 from skybutler.datastore.templates import DEFAULT_TEMPLATE, PathTemplate
-from skybutler.errors import (ChecksumMismatchError, CollectionError, DatasetConflictError,
-                              DatastoreError, FileNotStoredError, FormatterError, InvalidFileError, SkybutlerError,
-                              TransferError)
+from skybutler.errors import (
+    ChecksumMismatchError,
+    CollectionError,
+    DatasetConflictError,
+    DatastoreError,
+    FileNotStoredError,
+    FormatterError,
+    InvalidFileError,
+    SkybutlerError,
+    TransferError,
+)
 from skybutler.formats import get_formatter
+from skybutler.models import DatasetRef
 
 DATA_ID = {"instrument": "Cam", "visit": 1, "detector": 2}
 REGISTRY_FILES = ("butler.yaml", "registry.sqlite3")

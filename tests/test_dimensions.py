@@ -12,8 +12,13 @@ from hypothesis import strategies as st
 
 from skybutler import Butler, Timespan
 from skybutler.dimensions import DataCoordinate, DimensionRecord, DimensionUniverse, normalize_value, regions
-from skybutler.errors import (DataIdError, DimensionError, DimensionRecordError, UniverseMismatchError,
-                              UnknownDimensionError)
+from skybutler.errors import (
+    DataIdError,
+    DimensionError,
+    DimensionRecordError,
+    UniverseMismatchError,
+    UnknownDimensionError,
+)
 
 U = DimensionUniverse.default()
 

@@ -9,12 +9,11 @@ import os
 import pytest
 from click.testing import CliRunner
 
+from pipeline_helpers import DETECTORS, TASKS, VD, VISITS, put_metrics, two_tasks, write_pipeline
 from skybutler.cli.main import cli
 from skybutler.execution import build_graph, execute_graph, run_pipeline
 from skybutler.pipeline import ExecutionError, Input, Output, Pipeline, PipelineTask, QuantumGraphError
 from skybutler.pipeline.testing import ScaleTask
-
-from pipeline_helpers import DETECTORS, TASKS, VD, VISITS, two_tasks, put_metrics, write_pipeline
 
 N_A = len(VISITS) * len(DETECTORS)
 

@@ -31,11 +31,10 @@ import pytest
 import xxhash
 from click.testing import CliRunner
 
+from conftest import POSTGRES_URL, populate, stack_locations
 from skybutler import Butler
 from skybutler.cli.main import cli
 from skybutler.instruments import simulate_night
-
-from conftest import POSTGRES_URL, populate, stack_locations
 
 pytestmark = pytest.mark.slow
 

@@ -23,6 +23,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
+from pipeline_helpers import put_metrics
 from skybutler import Butler
 from skybutler.cli.main import cli
 from skybutler.cli.maintenance_commands import verify_command
@@ -34,8 +35,6 @@ from skybutler.pipeline.testing import ScaleTask, VisitSummaryTask
 from skybutler.retention import ColdTierConfig
 from skybutler.retention.cold_tier import cold_tier
 from skybutler.verify import plan_repair, repair, verify
-
-from pipeline_helpers import put_metrics
 
 COLLECTIONS = ["out", "run/a"]
 

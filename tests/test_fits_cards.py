@@ -11,13 +11,13 @@ from __future__ import annotations
 import io
 import warnings
 
-import camera_headers as ch
 import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 from astropy.wcs.utils import wcs_to_celestial_frame
 
+import camera_headers as ch
 from skybutler.errors import FormatterError
 from skybutler.formats.fits_cards import BLOCK, read_header
 from skybutler.formats.fits_wcs import build_wcs_of_cards

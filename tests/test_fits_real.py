@@ -759,7 +759,6 @@ def test_cutouts_around_a_position_from_every_covering_image(images, tmp_path):
         assert abs(cx - (x - x0)) < 1e-6 and abs(cy - (y - y0)) < 1e-6
     pytest.importorskip("fastapi")
     from server_helpers import running_server
-
     from skybutler.access import Access
 
     access = Access(butler.registry.access)

@@ -10,15 +10,14 @@ import pytest
 from astropy.time import Time
 from click.testing import CliRunner
 
+from conftest import STACKS, visit_pointing
+from pipeline_helpers import DETECTORS, add_bias, add_skymap
 from skybutler.cli.main import cli
 from skybutler.dimensions import regions
 from skybutler.errors import SkybutlerError
 from skybutler.execution import build_graph, run_pipeline
 from skybutler.pipeline import Pipeline
 from skybutler.pipeline.testing import CalibratedScaleTask, PatchCountTask, VisitSummaryTask
-
-from conftest import STACKS, visit_pointing
-from pipeline_helpers import DETECTORS, add_bias, add_skymap
 
 INPUTS = ["run/a", "calib"]
 #: Visits whose observation starts after the bias switch (see pipeline_helpers.add_bias).

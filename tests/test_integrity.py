@@ -16,16 +16,21 @@ import pytest
 from astropy.io import fits
 from click.testing import CliRunner
 
+from conftest import stack_locations
 from skybutler import Butler
 from skybutler.cli.main import cli
-from skybutler.errors import (ChecksumMismatchError, DatasetConflictError, DatasetTypeError, DatastoreError, InvalidFileError,
-                              StorageClassError)
+from skybutler.errors import (
+    ChecksumMismatchError,
+    DatasetConflictError,
+    DatasetTypeError,
+    DatastoreError,
+    InvalidFileError,
+    StorageClassError,
+)
 from skybutler.ingest import ingest_raws
 from skybutler.instruments import simulate_night
 from skybutler.repository_transfer import export_datasets, import_datasets
 from skybutler.verify import verify
-
-from conftest import stack_locations
 
 DATA_ID = {"instrument": "Cam", "visit": 1, "detector": 0}
 

@@ -13,14 +13,13 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from conftest import populate
 from skybutler import Butler
 from skybutler.cli.main import cli
 from skybutler.errors import SchemaVersionError, SkybutlerError
 from skybutler.registry.migrations import migrate
 from skybutler.repository_transfer import export_datasets, import_datasets, transfer_datasets
 from skybutler.verify import plan_repair, repair, verify
-
-from conftest import populate
 
 
 def _fill(butler: Butler, visits=range(1, 4), detectors=range(4)) -> list:

@@ -7,14 +7,21 @@ import json
 
 import pytest
 
+from pipeline_helpers import DETECTORS, TASKS, VD, VISITS, add_bias, add_skymap, put_metrics, two_tasks, write_pipeline
 from skybutler.errors import SkybutlerError
 from skybutler.execution import build_graph
-from skybutler.pipeline import (Input, Output, Pipeline, PipelineError, PipelineTask, QuantumGraph,
-                                QuantumGraphBuilder, QuantumGraphError, TaskConfig)
-from skybutler.pipeline.testing import (CalibratedScaleTask, PatchCountTask, ScaleTask, SplitTask, VisitSummaryTask)
-
-from pipeline_helpers import DETECTORS, TASKS, VD, VISITS, two_tasks, add_bias, add_skymap, put_metrics, write_pipeline
-
+from skybutler.pipeline import (
+    Input,
+    Output,
+    Pipeline,
+    PipelineError,
+    PipelineTask,
+    QuantumGraph,
+    QuantumGraphBuilder,
+    QuantumGraphError,
+    TaskConfig,
+)
+from skybutler.pipeline.testing import CalibratedScaleTask, PatchCountTask, ScaleTask, SplitTask, VisitSummaryTask
 
 
 @pytest.fixture

@@ -7,13 +7,12 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from pipeline_helpers import DETECTORS, add_bias, put_metrics
 from skybutler.cli.main import cli
 from skybutler.errors import SkybutlerError
 from skybutler.execution import run_pipeline
 from skybutler.pipeline import Pipeline
 from skybutler.pipeline.testing import CalibratedScaleTask, ScaleTask, VisitSummaryTask
-
-from pipeline_helpers import DETECTORS, add_bias, put_metrics
 
 
 @pytest.fixture

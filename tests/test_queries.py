@@ -19,13 +19,13 @@ import lsst.sphgeom as sphgeom
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 import sqlalchemy as sa
 from astropy.time import Time, TimeDelta
 from click.testing import CliRunner
-from conftest import STACKS, populate, stack_locations, visit_pointing
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from conftest import STACKS, populate, stack_locations, visit_pointing
 from skybutler import Butler, Timespan
 from skybutler.cli.main import cli
 from skybutler.dimensions import regions

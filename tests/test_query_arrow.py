@@ -8,11 +8,11 @@ import uuid
 
 import pyarrow as pa
 import pytest
+import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
-import sqlalchemy as sa
-from conftest import STACKS, populate, stack_locations
 
+from conftest import STACKS, populate, stack_locations
 from skybutler import Butler
 from skybutler.query import columnar
 from skybutler.query.results import QueryResults

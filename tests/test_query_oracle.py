@@ -26,10 +26,10 @@ from typing import Any
 import lsst.sphgeom as sphgeom
 import pytest
 from astropy.time import Time, TimeDelta
-from conftest import STACKS, stack_locations
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from conftest import STACKS, stack_locations
 from skybutler import Butler, Timespan
 from skybutler.errors import CalibrationLookupError, QueryError
 

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from skybutler.errors import QueryError
 from skybutler.query import (
     BinaryOp,
+    Bind,
     BoolLiteral,
     FloatLiteral,
-    Bind,
     FunctionCall,
     Glob,
     Identifier,

@@ -20,10 +20,10 @@ import lsst.sphgeom as sphgeom
 import pytest
 from astropy.coordinates import SkyCoord
 from astropy.time import Time, TimeDelta
-from conftest import STACKS, populate, stack_locations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import STACKS, populate, stack_locations
 from skybutler import Timespan
 from skybutler.dimensions import regions
 from skybutler.errors import QueryError

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import populate
 
+from conftest import populate
 from skybutler import Butler
 from skybutler.registry.collection_store import CollectionStore
 

@@ -10,16 +10,20 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from pipeline_helpers import DETECTORS, add_bias, put_metrics
 from skybutler import Butler
 from skybutler.cli.main import cli
 from skybutler.execution import run_pipeline
 from skybutler.pipeline import Pipeline
 from skybutler.pipeline.testing import ScaleTask, VisitSummaryTask
-from skybutler.retention import (ColdTierConfig, RecomputeError, RecomputeOptions, RecomputeVerificationError,
-                                 SoftwareDriftError)
+from skybutler.retention import (
+    ColdTierConfig,
+    RecomputeError,
+    RecomputeOptions,
+    RecomputeVerificationError,
+    SoftwareDriftError,
+)
 from skybutler.retention.testing import calibrated_image_repo
-
-from pipeline_helpers import DETECTORS, add_bias, put_metrics
 
 
 class NoisyScaleTask(ScaleTask):

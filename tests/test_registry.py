@@ -10,11 +10,16 @@ import uuid
 import pytest
 from pydantic import TypeAdapter
 
-from skybutler.errors import (ConflictingDefinitionError, DatasetConflictError, DimensionRecordError,
-                              MissingCollectionError, MissingDatasetTypeError, StorageClassError,
-                              UnknownDimensionError)
+from skybutler.errors import (
+    ConflictingDefinitionError,
+    DatasetConflictError,
+    DimensionRecordError,
+    MissingCollectionError,
+    MissingDatasetTypeError,
+    StorageClassError,
+    UnknownDimensionError,
+)
 from skybutler.models import DatasetRef, deterministic_dataset_id, uuid7, uuid7_batch, uuid7_hex_batch
-
 
 # -- dimension records ------------------------------------------------------------
 
@@ -232,7 +237,6 @@ def test_sqlite_planner_statistics_follow_the_growth_of_queried_tables(make_butl
     into a queried table, and refreshed each time the table doubles, so a small repository
     gets the plans a large analysed one gets (a join through visits, not a scan of datasets)."""
     from conftest import populate
-
     from skybutler.registry.database import STATS_MIN_ROWS
 
     if stack != "sqlite":

@@ -16,13 +16,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from conftest import populate
 from skybutler import Butler
 from skybutler.cli.main import cli
 from skybutler.errors import ArtifactExistsError, SkybutlerError
 from skybutler.models import DatasetRef
 from skybutler.verify import verify
-
-from conftest import populate
 
 DATA_ID = {"instrument": "Cam", "visit": 1, "detector": 2}
 

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from pipeline_helpers import DETECTORS, put_metrics
 from skybutler import Butler
 from skybutler.cli.main import cli
 from skybutler.errors import DatasetNotFoundError, SkybutlerError
@@ -17,8 +18,6 @@ from skybutler.execution import run_pipeline
 from skybutler.pipeline import Pipeline
 from skybutler.pipeline.testing import ScaleTask, VisitSummaryTask
 from skybutler.retention import ColdTierConfig, RetentionPolicy
-
-from pipeline_helpers import DETECTORS, put_metrics
 
 LATER = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=31)).isoformat()
 

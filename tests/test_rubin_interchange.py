@@ -322,7 +322,6 @@ def make_skybutler_repo(root: Path) -> Butler:
     """A skybutler repository made with skybutler alone: Dict, Table and Image datasets and a
     calibration, in RUN, TAGGED, CALIBRATION and CHAINED collections."""
     from conftest import populate
-
     from skybutler import Timespan
 
     b = Butler.create(root, run="u/ana/run", collections=["u/ana/run"])

@@ -9,12 +9,17 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from server_helpers import running_server
 from skybutler import Butler
 from skybutler.access import Access
-from skybutler.errors import (AuthenticationError, DatasetNotFoundError, MissingCollectionError, QueryError,
-                              ServerError, SkybutlerError)
-
-from server_helpers import running_server
+from skybutler.errors import (
+    AuthenticationError,
+    DatasetNotFoundError,
+    MissingCollectionError,
+    QueryError,
+    ServerError,
+    SkybutlerError,
+)
 
 pytest.importorskip("fastapi")
 
@@ -197,8 +202,9 @@ def test_a_repository_of_its_own_universe(tmp_path):
     """A repository made with a universe of its own (the shipped one renamed, with a ``campaign``
     dimension added) is served: a remote butler builds that universe from the server's description
     and writes, reads and queries by the new dimension."""
-    import yaml
     from importlib import resources
+
+    import yaml
 
     config = yaml.safe_load(resources.files("skybutler.dimensions").joinpath("default_universe.yaml").read_text())
     config["name"], config["version"] = "survey", 1

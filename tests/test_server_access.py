@@ -10,13 +10,11 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from server_helpers import running_server
 from skybutler import Butler
 from skybutler.access import Access
 from skybutler.cli.main import cli
-from skybutler.errors import (AuthenticationError, DatasetNotFoundError, MissingCollectionError,
-                              PermissionDeniedError)
-
-from server_helpers import running_server
+from skybutler.errors import AuthenticationError, DatasetNotFoundError, MissingCollectionError, PermissionDeniedError
 
 pytest.importorskip("fastapi")
 
@@ -214,11 +212,10 @@ def test_token_and_grant_commands(butler, tmp_path):
 
 def test_provenance_under_the_same_rights(butler):
     _sqlite_only(butler)
+    from pipeline_helpers import put_metrics
     from skybutler.execution import run_pipeline
     from skybutler.pipeline import Pipeline
     from skybutler.pipeline.testing import ScaleTask
-
-    from pipeline_helpers import put_metrics
 
     put_metrics(butler, visits=[1])
     pipeline = Pipeline()

@@ -11,11 +11,10 @@ import pytest
 from astropy.time import TimeDelta
 from click.testing import CliRunner
 
+from server_helpers import running_server
 from skybutler import Butler, Timespan
 from skybutler.access import Access
 from skybutler.cli.main import cli
-
-from server_helpers import running_server
 from test_calibrations import calib_repo, hour  # noqa: F401 -- the fixture, shared
 
 pytest.importorskip("fastapi")

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import pytest
 
+from server_helpers import running_server
 from skybutler import Butler
 from skybutler.access import Access
 from skybutler.catalogs.search import box_search, polygon_search
 from skybutler.errors import DatasetNotFoundError, MissingCollectionError, PublicationError, SearchError, SkybutlerError
-
-from server_helpers import running_server
 from test_catalog_publish import _haversine, _ids, _make_repo
 
 pytest.importorskip("fastapi")

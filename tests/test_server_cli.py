@@ -9,10 +9,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from server_helpers import running_server
 from skybutler.access import Access
 from skybutler.cli.main import cli
-
-from server_helpers import running_server
 
 pytest.importorskip("fastapi")
 

@@ -8,12 +8,11 @@ import httpx
 import pytest
 from astropy.time import Time, TimeDelta
 
+from server_helpers import running_server
 from skybutler import Butler
 from skybutler.access import Access
 from skybutler.errors import DatasetNotFoundError
 from skybutler.server.embargoed import NOTHING_VISIBLE
-
-from server_helpers import running_server
 
 pytest.importorskip("fastapi")
 

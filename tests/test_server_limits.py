@@ -11,13 +11,12 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from conftest import S3_ENDPOINT
+from server_helpers import running_server
 from skybutler import Butler
 from skybutler.access import Access
 from skybutler.cli.main import cli
 from skybutler.errors import QueryTimeoutError, QuotaExceededError, ServerError
-
-from conftest import S3_ENDPOINT
-from server_helpers import running_server
 
 pytest.importorskip("fastapi")
 

@@ -9,12 +9,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from server_helpers import running_server
 from skybutler import Butler
 from skybutler.access import Access
 from skybutler.cli.main import cli
 from skybutler.errors import PermissionDeniedError
-
-from server_helpers import running_server
 from test_retention import LATER, configure, done, ref  # noqa: F401 -- the fixture, shared
 
 pytest.importorskip("fastapi")

@@ -9,13 +9,12 @@ import uuid
 import httpx
 import pytest
 
+from server_helpers import running_server
 from skybutler import Butler
 from skybutler.access import Access
 from skybutler.errors import DatasetNotFoundError, MissingCollectionError, PermissionDeniedError, SkybutlerError
 from skybutler.models import deterministic_dataset_id
 from skybutler.remote import wire
-
-from server_helpers import running_server
 
 pytest.importorskip("fastapi")
 

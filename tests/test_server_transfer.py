@@ -12,14 +12,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from conftest import populate
+from server_helpers import running_server
 from skybutler import Butler
 from skybutler.access import Access
 from skybutler.cli.main import cli
 from skybutler.errors import DatasetNotFoundError, PermissionDeniedError, QuotaExceededError, SkybutlerError
 from skybutler.repository_transfer import export_datasets, import_datasets
-
-from conftest import populate
-from server_helpers import running_server
 
 pytest.importorskip("fastapi")
 

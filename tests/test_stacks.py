@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import POSTGRES_URL, S3_BUCKET, S3_ENDPOINT, _MADE_NAMES, populate
+from conftest import _MADE_NAMES, POSTGRES_URL, S3_BUCKET, S3_ENDPOINT, populate
 from skybutler import Butler
 from skybutler.config import RepoConfig
 from skybutler.errors import BackendError, ConfigError, DatasetConflictError, DatastoreError

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import _MADE_NAMES, S3_BUCKET, S3_ENDPOINT
+from pipeline_helpers import write_pipeline
 from skybutler import Butler
 from skybutler.errors import SkybutlerError
 from skybutler.ingest.watcher import Watcher, WatcherLockedError
 from skybutler.instruments import simulate_night
 from skybutler.pipeline import Pipeline
-
-from conftest import _MADE_NAMES, S3_BUCKET, S3_ENDPOINT
-from pipeline_helpers import write_pipeline
 
 TASKS = "skybutler.pipeline.testing"
 RAWS = "SimCam/raw/all"

@@ -17,9 +17,8 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("jinja2")
 
-from web_browser import HOSTILE, Site, web_site  # noqa: E402,F401 (fixture)
-
 from server_helpers import running_server  # noqa: E402
+from web_browser import HOSTILE, Site, web_site  # noqa: E402,F401 (fixture)
 
 
 def client(site: Site, user: str | None = None) -> httpx.Client:

@@ -23,12 +23,11 @@ from astropy.io import fits  # noqa: E402
 from astropy.wcs import WCS  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from conftest import visit_pointing  # noqa: E402
 from skybutler.cutouts import check_position  # noqa: E402
 from skybutler.datastore.render_cache import RenderCache  # noqa: E402
 from skybutler.errors import FormatterError, SkybutlerError  # noqa: E402
 from skybutler.formats.quicklook import bin_factor, binned_pixels, png_bytes, stretched  # noqa: E402
-
-from conftest import visit_pointing  # noqa: E402
 from web_browser import HOSTILE, Site, web_site  # noqa: E402,F401 (fixture)
 
 
@@ -287,14 +286,13 @@ def test_sky_map_pages_under_the_rules(web_site):
 @pytest.fixture
 def provenance_repo(tmp_path):
     """A pipeline run on SQLite (the graph is the provenance API's answer on every stack)."""
+    from conftest import populate
+    from pipeline_helpers import put_metrics
     from skybutler import Butler
     from skybutler.access import Access
     from skybutler.execution import run_pipeline
     from skybutler.pipeline import Pipeline
     from skybutler.pipeline.testing import ScaleTask, VisitSummaryTask
-
-    from conftest import populate
-    from pipeline_helpers import put_metrics
 
     butler = Butler.create(tmp_path / "repo")
     populate(butler)
@@ -374,10 +372,9 @@ def test_get_image_bin_on_the_command_line(butler, tmp_path):
 
 
 def test_quicklook_of_a_multi_extension_image_is_its_first_image(tmp_path):
+    from conftest import populate
     from skybutler import Butler
     from skybutler.web.images import quicklook_png
-
-    from conftest import populate
 
     with Butler.create(tmp_path / "repo") as butler:
         populate(butler)

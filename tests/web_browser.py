@@ -75,10 +75,9 @@ def build_repository(root: Path) -> Site:
     import pyarrow as pa
     from astropy.time import Time
 
+    from conftest import populate
     from skybutler import Butler
     from skybutler.access import Access
-
-    from conftest import populate
 
     ids: dict[str, str] = {}
     with Butler.create(root) as butler:

@@ -25,14 +25,13 @@ from .collections_manager import CollectionsManager
 from .config import BOOKKEEPING_DIR, CONFIG_NAME, DEFAULT_DATASTORE, RepoConfig
 from .datastore import FileDatastore
 from .dimensions import DataCoordinate, DimensionRecord, DimensionUniverse
-from .errors import (ConfigError, DatasetNotFoundError, DatasetTypeError, DataIdError, SkybutlerError,
-                     StorageClassError)
+from .errors import ConfigError, DataIdError, DatasetNotFoundError, DatasetTypeError, SkybutlerError, StorageClassError
 from .faults import crash_point
 from .formats import get_storage_class
 from .models import CollectionType, DatasetRef, DatasetType, StoredArtifact
 from .reads import observation_time, read_dataset
-from .remote.served import served as _served
 from .registry import Registry
+from .remote.served import served as _served
 from .timespan import Timespan
 from .writes import IdMode, Writes
 

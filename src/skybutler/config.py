@@ -20,8 +20,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from .datastore.checksums import ALGORITHMS
 from .datastore.templates import PathTemplate
 from .errors import ConfigError, DatastoreError, SkybutlerError
-from .retention.policy import RetentionConfig
 from .registry.database import url_holds_password
+from .retention.policy import RetentionConfig
 
 CONFIG_NAME = "butler.yaml"
 #: Where a new repository keeps its dataset files, relative to its root: a tree of their own,

@@ -32,10 +32,10 @@ from typing import Any
 
 from .butler import Butler
 from .datastore.transfer import ingest_files
-from .faults import crash_point
 from .dimensions import DataCoordinate, DimensionRecord
 from .dimensions import regions as sky
 from .errors import DatasetConflictError, FormatterError, InvalidFileError, SkybutlerError
+from .faults import crash_point
 from .formats import get_formatter, get_storage_class
 from .formats.file_facts import examine_file
 from .models import CollectionType, DatasetRef, DatasetType

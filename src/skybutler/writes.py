@@ -17,8 +17,15 @@ from .batching import gc_paused
 from .datastore.journal import JournalScope
 from .datastore.transfer import TRANSFER_MODES, ingest_files
 from .dimensions import DataCoordinate
-from .errors import (ArtifactExistsError, CollectionError, DatasetConflictError, DatastoreError, RegistryError,
-                     SkybutlerError, StorageClassError)
+from .errors import (
+    ArtifactExistsError,
+    CollectionError,
+    DatasetConflictError,
+    DatastoreError,
+    RegistryError,
+    SkybutlerError,
+    StorageClassError,
+)
 from .faults import crash_point
 from .formats import get_formatter, get_storage_class
 from .formats.file_facts import ExaminedFile, file_facts, read_file

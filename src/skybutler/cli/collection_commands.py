@@ -12,8 +12,18 @@ import click
 
 from .. import Butler, Timespan
 from ..models import CollectionType
-from .helpers import (COLLECTION_TYPES, TimeParam, confirm_or_refuse, fail, info, json_option, open_butler,
-                      print_rows, refs_in_collection, repo_argument)
+from .helpers import (
+    COLLECTION_TYPES,
+    TimeParam,
+    confirm_or_refuse,
+    fail,
+    info,
+    json_option,
+    open_butler,
+    print_rows,
+    refs_in_collection,
+    repo_argument,
+)
 
 if TYPE_CHECKING:
     from astropy.time import Time

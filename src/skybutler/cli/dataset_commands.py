@@ -13,8 +13,22 @@ import click
 
 from ..datastore.transfer import TRANSFER_MODES
 from ..dimensions import DimensionUniverse
-from .helpers import (DataIdTextError, coerce_value, fail, info, json_option, open_butler, parse_data_id,
-                      print_json, print_rows, read_text, ref_rows, repo_argument, split_csv_option, stderr_console)
+from .helpers import (
+    DataIdTextError,
+    coerce_value,
+    fail,
+    info,
+    json_option,
+    open_butler,
+    parse_data_id,
+    print_json,
+    print_rows,
+    read_text,
+    ref_rows,
+    repo_argument,
+    split_csv_option,
+    stderr_console,
+)
 
 data_id_argument = click.argument("data_id", nargs=-1, metavar="KEY=VALUE...")
 

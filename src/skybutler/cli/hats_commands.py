@@ -8,8 +8,7 @@ from typing import Any
 
 import click
 
-from .helpers import (fail, info, json_option, open_butler, print_rows, progress_bar, repo_argument,
-                      split_csv_option)
+from .helpers import fail, info, json_option, open_butler, print_rows, progress_bar, repo_argument, split_csv_option
 
 
 @click.command("publish-catalog")

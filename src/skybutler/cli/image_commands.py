@@ -8,8 +8,7 @@ from pathlib import Path
 import click
 
 from ..formats import get_formatter
-from .helpers import (fail, info, json_option, open_butler, parse_data_id, print_rows, repo_argument,
-                      split_csv_option)
+from .helpers import fail, info, json_option, open_butler, parse_data_id, print_rows, repo_argument, split_csv_option
 
 
 def _bbox(text: str | None) -> tuple[int, ...] | None:

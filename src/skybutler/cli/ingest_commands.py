@@ -9,11 +9,26 @@ from typing import Any
 import click
 import yaml
 
-from ..ingest import (define_visits, ingest_raws, register_instrument, register_skymap, update_instrument,
-                      write_curated_calibrations)
+from ..ingest import (
+    define_visits,
+    ingest_raws,
+    register_instrument,
+    register_skymap,
+    update_instrument,
+    write_curated_calibrations,
+)
 from ..ingest.raws import IngestFailure
-from .helpers import (fail, info, jobs_option, open_butler, print_rows, progress_bar, read_text, repo_argument,
-                      resolve_jobs)
+from .helpers import (
+    fail,
+    info,
+    jobs_option,
+    open_butler,
+    print_rows,
+    progress_bar,
+    read_text,
+    repo_argument,
+    resolve_jobs,
+)
 
 TRANSFERS = ("auto", "copy", "move", "symlink", "hardlink", "direct")
 

@@ -10,8 +10,18 @@ from ..interchange import export_rubin
 from ..registry.migrations import migrate as migrate_registry
 from ..repository_transfer import export_datasets, import_datasets, transfer_datasets
 from ..verify import plan_repair, repair, verify
-from .helpers import (RepoLocation, confirm_or_refuse, info, json_option, open_butler, print_json, print_rows,
-                      progress_bar, repo_argument, split_csv_option)
+from .helpers import (
+    RepoLocation,
+    confirm_or_refuse,
+    info,
+    json_option,
+    open_butler,
+    print_json,
+    print_rows,
+    progress_bar,
+    repo_argument,
+    split_csv_option,
+)
 
 TRANSFERS = click.Choice(["copy", "move", "hardlink", "symlink", "direct", "auto"])
 

@@ -14,8 +14,20 @@ from ..execution import EXECUTORS, build_graph, execute_graph
 from ..pipeline import Pipeline, QuantumGraph
 from ..provenance import ProvenanceNode
 from ..registry.quantum_store import QuantumRecord
-from .helpers import (fail, info, jobs_option, json_option, open_butler, parse_data_id, print_json, print_rows,
-                      repo_argument, resolve_jobs, split_csv_option, stdout_console)
+from .helpers import (
+    fail,
+    info,
+    jobs_option,
+    json_option,
+    open_butler,
+    parse_data_id,
+    print_json,
+    print_rows,
+    repo_argument,
+    resolve_jobs,
+    split_csv_option,
+    stdout_console,
+)
 
 MAX_SHOWN = 10
 

@@ -21,8 +21,18 @@ from typing import Any, TypeVar
 import click
 import pyarrow as pa
 
-from .helpers import (TimeParam, expand_collections, fail, info, open_butler, print_json, print_rows, repo_argument,
-                      split_csv_option, split_pairs)
+from .helpers import (
+    TimeParam,
+    expand_collections,
+    fail,
+    info,
+    open_butler,
+    print_json,
+    print_rows,
+    repo_argument,
+    split_csv_option,
+    split_pairs,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

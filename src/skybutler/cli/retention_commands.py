@@ -12,8 +12,22 @@ from rich.markup import escape
 
 from ..retention.executor import EXECUTORS
 from ..retention.ondemand import RecomputeOptions
-from .helpers import (expand_collections, fail, info, jobs_option, json_option, open_butler, parse_data_id, print_json,
-                      print_rows, progress_bar, repo_argument, resolve_jobs, split_csv_option, stderr_console)
+from .helpers import (
+    expand_collections,
+    fail,
+    info,
+    jobs_option,
+    json_option,
+    open_butler,
+    parse_data_id,
+    print_json,
+    print_rows,
+    progress_bar,
+    repo_argument,
+    resolve_jobs,
+    split_csv_option,
+    stderr_console,
+)
 
 
 def _bytes(n: int) -> str:

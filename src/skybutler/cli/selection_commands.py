@@ -14,8 +14,18 @@ from typing import Any
 
 import click
 
-from .helpers import (confirm_or_refuse, expand_collections, info, json_option, open_butler, print_json, print_rows,
-                      ref_rows, repo_argument, split_csv_option)
+from .helpers import (
+    confirm_or_refuse,
+    expand_collections,
+    info,
+    json_option,
+    open_butler,
+    print_json,
+    print_rows,
+    ref_rows,
+    repo_argument,
+    split_csv_option,
+)
 
 
 def _selection_options(func: Any) -> Any:

@@ -29,15 +29,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import ArtifactExistsError, DatastoreError
+from ..faults import crash_point
 from ..formats import get_formatter
 from ..models import DatasetRef, StoredArtifact
-from ..faults import crash_point
 from .checksums import checksum
 from .journal import Intent, Journal, JournalScope, WriteJournal
 from .local_files import rename_no_replace, write_new_file
 from .reading import ArtifactReads, fsspec_url_to_fs
 from .templates import DEFAULT_TEMPLATE, PathTemplate, template_fields
-
 
 T = TypeVar("T")
 

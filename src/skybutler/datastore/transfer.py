@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import ArtifactExistsError, FormatterError, InvalidFileError, TransferError
+from ..faults import crash_point
 from ..formats import get_formatter
 from ..models import DatasetRef, StoredArtifact
-from ..faults import crash_point
 from .checksums import checksum
 from .journal import Intent, Journal
 from .local_files import read_all, rename_no_replace, write_new_file

@@ -9,11 +9,10 @@ which are kept and checked against the records when the data ID is expanded).
 
 from __future__ import annotations
 
-
+import numbers
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import numbers
 from pydantic_core import core_schema
 
 from ..errors import DataIdError, UnknownDimensionError

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-
 from ..errors import DimensionRecordError
 from ..timespan import Timespan
 from .data_id import normalize_value

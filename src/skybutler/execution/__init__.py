@@ -2,8 +2,7 @@
 with failures recorded as provenance and runs that can be resumed."""
 
 from .backends import Backend, DaskBackend, InlineBackend, PoolBackend, WorkerDied
-from .executor import (EXECUTORS, build_graph, execute_graph, new_run_name, plan_output_run, prepare_run,
-                       run_pipeline)
+from .executor import EXECUTORS, build_graph, execute_graph, new_run_name, plan_output_run, prepare_run, run_pipeline
 from .scheduler import ExecutionReport
 
 __all__ = ["EXECUTORS", "Backend", "DaskBackend", "ExecutionReport", "InlineBackend", "PoolBackend", "WorkerDied",

@@ -27,8 +27,8 @@ from .fits_io import (
 from .fits_validation import FitsCheck, every_image, first_image, validate_fits
 from .fits_wcs import build_wcs, check_key, cutout_header, default_key, sliced_wcs
 from .formatter import Formatter
-from .quicklook import binned_pixels, check_bin
 from .image_class import check_image, check_multi_extension, image_parts
+from .quicklook import binned_pixels, check_bin
 
 BBox = tuple[int, int, int, int]
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 import platform
 import socket
-import inspect
 import subprocess
 import sys
 import types

@@ -24,8 +24,24 @@ from ..dimensions import regions as sky
 from ..errors import QueryError
 from ..timespan import Timespan
 from .expression import (
-    Bind, BoolLiteral, FloatLiteral, Glob, Identifier, InList, IntLiteral, Node, NullLiteral, RangeLiteral,
-    StringLiteral, TimeLiteral, TimespanExpr, TimespanLiteral, UuidLiteral, bind_names, identifiers, walk,
+    Bind,
+    BoolLiteral,
+    FloatLiteral,
+    Glob,
+    Identifier,
+    InList,
+    IntLiteral,
+    Node,
+    NullLiteral,
+    RangeLiteral,
+    StringLiteral,
+    TimeLiteral,
+    TimespanExpr,
+    TimespanLiteral,
+    UuidLiteral,
+    bind_names,
+    identifiers,
+    walk,
 )
 from .parser import make_timespan, parse_expression
 

@@ -17,9 +17,9 @@ bare cross product would answer with a different question.
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-
 from collections.abc import Callable, Iterable
+
+import sqlalchemy as sa
 
 from ..dimensions import DimensionUniverse
 from ..errors import QueryError

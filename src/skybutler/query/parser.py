@@ -21,9 +21,29 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from ..errors import QueryError
 from .expression import (
-    REGION_ARITY, BinaryOp, Bind, BoolLiteral, FloatLiteral, FunctionCall, Glob, Identifier, InList, IntLiteral,
-    LogicalOp, Node, Not, NullLiteral, Overlaps, RangeLiteral, RegionFunction, StringLiteral, TimeLiteral,
-    TimespanExpr, TimespanLiteral, UnaryOp, UuidLiteral,
+    REGION_ARITY,
+    BinaryOp,
+    Bind,
+    BoolLiteral,
+    FloatLiteral,
+    FunctionCall,
+    Glob,
+    Identifier,
+    InList,
+    IntLiteral,
+    LogicalOp,
+    Node,
+    Not,
+    NullLiteral,
+    Overlaps,
+    RangeLiteral,
+    RegionFunction,
+    StringLiteral,
+    TimeLiteral,
+    TimespanExpr,
+    TimespanLiteral,
+    UnaryOp,
+    UuidLiteral,
 )
 from .times import parse_time_literal
 

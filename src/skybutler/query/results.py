@@ -22,10 +22,10 @@ import sqlalchemy as sa
 
 from ..batching import gc_paused
 from ..dimensions import DataCoordinate, DimensionRecord
+from ..dimensions import regions as sky
 from ..errors import BackendError, QueryError
 from ..models import ArtifactBatch, DatasetRef
 from ..registry import Registry
-from ..dimensions import regions as sky
 from ..timespan import NS_MAX, NS_MIN, Timespan, ns_to_time, time_to_ns, to_time
 from . import calibrations, columnar
 from .builder import BuiltQuery

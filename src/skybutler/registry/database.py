@@ -13,15 +13,14 @@ import contextlib
 import os
 import random
 import sqlite3
-import time
 import threading
+import time
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.engine import Connection, Engine
 
 from ..errors import BackendError, QueryTimeoutError
 from .read_cache import ReadCache

@@ -18,15 +18,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..dimensions import DataCoordinate, DimensionGroup
-from ..errors import (CollectionError, DataIdError, DatasetConflictError, MissingDatasetTypeError,
-                      RegistryError)
+from ..errors import CollectionError, DataIdError, DatasetConflictError, MissingDatasetTypeError, RegistryError
 from ..models import CollectionType, DatasetRef, DatasetType, StoredArtifact, uuid7_batch, uuid7_hex_batch
 from .bulk import failed_table, gathers, guarded_batch, insert_rows, uuid_to_db
 from .collection_store import CollectionStore
 from .database import Database
 from .dataset_type_store import DatasetTypeStore
 from .schema import RegistrySchema
-
 
 _DATASET_COLUMNS = ("id", "dataset_type_id", "run_id", "ingest_time")
 _TAG_COLUMNS = ("dataset_type_id", "collection_id", "dataset_id")

@@ -22,7 +22,6 @@ from . import bulk
 from .database import Database
 from .schema import RegistrySchema
 
-
 #: Times an insert with ``skip_existing`` looks again after another client inserted some of its records.
 _SKIP_EXISTING_ATTEMPTS = 3
 #: Records whose implied values are kept (all elements together): a long-running server

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from ..dimensions import DataCoordinate, DimensionUniverse
-from ..errors import (DatasetTypeError, SchemaVersionError, UniverseMismatchError)
+from ..errors import DatasetTypeError, SchemaVersionError, UniverseMismatchError
 from ..models import CollectionType, DatasetRef, DatasetType, StoredArtifact
 from ..timespan import Timespan
 from .calibration_store import CalibrationStore

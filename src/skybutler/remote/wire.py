@@ -16,7 +16,6 @@ from typing import Any
 
 from ..errors import SkybutlerError
 
-
 _PLAIN = (bool, int, float, str)
 
 
@@ -26,8 +25,8 @@ def encode(value: Any) -> Any:
         return value
     if type(value) is dict and all(v is None or isinstance(v, _PLAIN) for v in value.values()):
         return value  # a data ID's values: nothing to convert
-    from astropy.time import Time
     import lsst.sphgeom as sphgeom
+    from astropy.time import Time
 
     from ..dimensions import DataCoordinate, DimensionRecord
     from ..timespan import Timespan, time_to_ns

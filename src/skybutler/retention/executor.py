@@ -23,8 +23,16 @@ from ..errors import SkybutlerError
 from ..pipeline.task import import_task
 from ..process_pools import process_pool
 from .cold_tier import WaitCallback, locks
-from .ondemand import (RecomputeEstimate, RecomputeOptions, RecomputeResult, prepare, recompute, recompute_note,
-                       replay_and_verify, store_back)
+from .ondemand import (
+    RecomputeEstimate,
+    RecomputeOptions,
+    RecomputeResult,
+    prepare,
+    recompute,
+    recompute_note,
+    replay_and_verify,
+    store_back,
+)
 
 if TYPE_CHECKING:
     from ..butler import Butler

@@ -48,8 +48,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..datastore.checksums import checksum, verify
-from ..errors import (CalibrationChangedError, RecomputeError, RecomputeVerificationError, SkybutlerError,
-                      SoftwareDriftError)
+from ..errors import (
+    CalibrationChangedError,
+    RecomputeError,
+    RecomputeVerificationError,
+    SkybutlerError,
+    SoftwareDriftError,
+)
 from ..faults import crash_point
 from ..formats import get_formatter, get_storage_class
 from ..models import StoredArtifact
@@ -57,8 +62,7 @@ from ..pipeline.task import import_task
 from ..provenance.recompute import replay
 from ..registry.dataset_state_store import COLD, PURGED, DatasetState
 from ..registry.quantum_store import DatasetLink, QuantumRecord
-from .cold_tier import (RetentionJournal, WaitCallback, busy_notice, locks, log_wait, stage, staging_seconds,
-                        write_hot)
+from .cold_tier import RetentionJournal, WaitCallback, busy_notice, locks, log_wait, stage, staging_seconds, write_hot
 from .recompute_checks import calibration_changes, check_configs, dataset_label, drift, task_classes
 
 if TYPE_CHECKING:

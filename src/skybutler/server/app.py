@@ -95,8 +95,17 @@ def is_api(request: Request) -> bool:
 def create_app(root: str | Path, settings: ServerSettings | None = None) -> FastAPI:
     """The application serving the repository at ``root``."""
     from .. import web
-    from . import (routes_batch, routes_calibrations, routes_catalogs, routes_datasets, routes_provenance,
-                   routes_query, routes_registry, routes_retention, routes_transfer)
+    from . import (
+        routes_batch,
+        routes_calibrations,
+        routes_catalogs,
+        routes_datasets,
+        routes_provenance,
+        routes_query,
+        routes_registry,
+        routes_retention,
+        routes_transfer,
+    )
 
     state = ServerState(root, settings)
     app = FastAPI(title="skybutler", version="1",

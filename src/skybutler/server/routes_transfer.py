@@ -42,8 +42,7 @@ from ..dimensions import DataCoordinate, DimensionRecord
 from ..errors import PermissionDeniedError, SkybutlerError
 from ..models import DatasetType, deterministic_dataset_id
 from ..remote import wire
-from ..repository_transfer import (CHUNK, _record_from_json, export_contents, import_datasets, read_manifest,
-                                   records_for)
+from ..repository_transfer import CHUNK, _record_from_json, export_contents, import_datasets, read_manifest, records_for
 from . import authz
 from .app import current_user
 from .state import ServerState

@@ -29,7 +29,7 @@ from starlette.responses import Response
 from ..access import User
 from ..errors import SkybutlerError
 from ..server.app import status_of
-from ..server.routes_query import ClosingStream, Chunks, QueryRequest, stream_batches, user_query
+from ..server.routes_query import Chunks, ClosingStream, QueryRequest, stream_batches, user_query
 from ..server.state import ServerState
 from .session import page_user
 from .templating import render, root
