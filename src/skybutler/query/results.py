@@ -12,7 +12,6 @@ see the rows first (such queries, and records queries, always read rows).
 from __future__ import annotations
 
 import itertools
-import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -26,8 +25,8 @@ from ..dimensions import regions as sky
 from ..errors import BackendError, QueryError
 from ..models import ArtifactBatch, DatasetRef
 from ..registry import Registry
-from ..timespan import NS_MAX, NS_MIN, Timespan, ns_to_time, time_to_ns, to_time
-from . import calibrations, columnar
+from ..timespan import NS_MAX, NS_MIN, Timespan, ns_to_time
+from . import calibrations, columnar, keyset
 from .builder import BuiltQuery
 
 
@@ -82,36 +81,10 @@ class QueryResults:
         return self._copy(after=tuple(self._key_value(n.lstrip("-"), v) for n, v in zip(names, key)))
 
     def _tie_breakers(self) -> tuple[str, ...]:
-        """The columns ordering the rows of one dataset after ``dataset_id`` (with its direction):
-        the validity range, when the query lists certifications (one dataset, several ranges)."""
-        if "validity_begin" not in self._built.columns:
-            return ()
-        sign = "-" if self._order and self._order[-1].startswith("-") else ""
-        return (f"{sign}validity_begin", f"{sign}validity_end")
+        return keyset.tie_breakers(self._built.columns, self._order)
 
     def _key_value(self, column: str, value: Any) -> Any:
-        """A keyset value as the column holds it (from JSON text: a dataset ID's string)."""
-        universe = self._registry.universe
-        try:
-            if column == "dataset_id":
-                return uuid.UUID(str(value))
-            if column == "run":
-                return str(value)
-            if column in ("validity_begin", "validity_end"):
-                if value is None:
-                    return NS_MIN if column == "validity_begin" else NS_MAX
-                if isinstance(value, int) and not isinstance(value, bool):
-                    return value
-                return time_to_ns(to_time(value))
-            if column in ("run_id", "collection_rank", "dataset_type_index") or (
-                    column in universe.elements and universe[column].key is not None
-                    and universe[column].key.type == "int"):
-                if isinstance(value, bool) or not isinstance(value, (int, str)):
-                    raise ValueError(value)
-                return int(value)
-            return str(value)
-        except ValueError:
-            raise QueryError(f"{value!r} is not a value of column {column!r}") from None
+        return keyset.key_value(self._registry.universe, column, value)
 
     # -- SQL ------------------------------------------------------------------
 
@@ -135,7 +108,7 @@ class QueryResults:
             keys = [columns[n.lstrip("-")].desc() if n.startswith("-") else columns[n] for n in order]
             stmt = stmt.order_by(*keys)
             if self._after is not None:
-                stmt = stmt.where(_following(columns, order, self._after))
+                stmt = stmt.where(keyset.following(columns, order, self._after))
         if with_limit and not self._built.region_filters and self._limit is not None:
             stmt = stmt.limit(self._limit).offset(self._offset or None)
         if plain_ids and "dataset_id" in self._built.columns:
@@ -613,15 +586,3 @@ class DimensionRecordQueryResults(QueryResults):
 
 
 __all__ = ["DataIdQueryResults", "DatasetQueryResults", "DimensionRecordQueryResults", "DimensionRecord"]
-
-
-def _following(columns: dict[str, sa.ColumnElement], order: tuple[str, ...], key: tuple[Any, ...]) -> sa.ColumnElement:
-    """Rows after ``key`` in ``order`` (a leading ``-`` descending; ``columns`` by name): beyond
-    it in the first column, or equal there and beyond in the next, and so on."""
-    terms = []
-    for i, (name, value) in enumerate(zip(order, key)):
-        column = columns[name.lstrip("-")]
-        beyond = column < value if name.startswith("-") else column > value
-        equal = [columns[n.lstrip("-")] == v for n, v in zip(order[:i], key[:i])]
-        terms.append(sa.and_(*equal, beyond))
-    return sa.or_(*terms)
