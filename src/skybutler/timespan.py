@@ -12,8 +12,6 @@ import functools
 import math
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_serializer, field_validator, model_validator
-
 from .errors import TimespanError
 
 if TYPE_CHECKING:
@@ -22,7 +20,6 @@ if TYPE_CHECKING:
 #: TAI nanoseconds bounds used for unbounded sides in the database.
 NS_MIN = -(2**62)
 NS_MAX = 2**62
-
 
 
 @functools.cache
@@ -73,37 +70,39 @@ def to_time(value: Any) -> Time:
                          "an astropy Time or an MJD number") from None
 
 
-class Timespan(BaseModel):
-    """A half-open interval ``[begin, end)``; ``None`` means unbounded on that side."""
+class Timespan:
+    """A half-open interval ``[begin, end)``; ``None`` means unbounded on that side.
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+    Immutable; each bound is an astropy ``Time`` (or None), whatever it was given as (see
+    :func:`to_time`).  A plain class rather than a pydantic model: every repository open
+    builds some, and pydantic alone takes longer to import than a trivial command may run.
+    """
 
-    # Typed Any for pydantic so that defining the class needs no astropy; ``_coerce`` makes
-    # each bound an astropy ``Time`` (or None) before it is stored.
-    begin: Any = None
-    end: Any = None
+    __slots__ = ("begin", "end")
 
-    def __init__(self, begin: Any = None, end: Any = None, **kwargs: Any):
+    begin: Time | None
+    end: Time | None
+
+    def __init__(self, begin: Any = None, end: Any = None):
         try:
-            super().__init__(begin=begin, end=end, **kwargs)
-        except ValidationError as err:
-            problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in err.errors())
-            raise TimespanError(f"invalid timespan ({begin!r}, {end!r}): {problems}") from None
+            b = None if begin is None else to_time(begin)
+            e = None if end is None else to_time(end)
+        except ValueError as err:
+            raise TimespanError(f"invalid timespan ({begin!r}, {end!r}): {err}") from None
+        if b is not None and e is not None and e < b:
+            raise TimespanError(f"invalid timespan ({begin!r}, {end!r}): timespan end {e.isot} is before its "
+                                f"begin {b.isot}")
+        object.__setattr__(self, "begin", b)
+        object.__setattr__(self, "end", e)
 
-    @field_validator("begin", "end", mode="before")
-    @classmethod
-    def _coerce(cls, value: Any) -> Time | None:
-        return None if value is None else to_time(value)
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"a Timespan is immutable; cannot set {name!r}")
 
-    @model_validator(mode="after")
-    def _ordered(self) -> Timespan:
-        if self.begin is not None and self.end is not None and self.end < self.begin:
-            raise ValueError(f"timespan end {self.end.isot} is before its begin {self.begin.isot}")
-        return self
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"a Timespan is immutable; cannot delete {name!r}")
 
-    @field_serializer("begin", "end")
-    def _serialize(self, value: Time | None) -> str | None:
-        return None if value is None else value.tai.isot
+    def __reduce__(self) -> tuple:
+        return Timespan, (self.begin, self.end)
 
     @classmethod
     def from_ns(cls, begin_ns: int | None, end_ns: int | None) -> Timespan:
