@@ -1,10 +1,14 @@
-"""Serializable models shared by the parts: dataset types, refs, collections, artifacts.
+"""Models shared by the parts: dataset types, refs, collections, artifacts.
 
-They are pydantic so that they cross an HTTP boundary unchanged.
+Plain (data)classes: every repository open makes some, and importing pydantic would
+take longer than a trivial command may run.  They still cross an HTTP boundary
+unchanged: pydantic (imported by the server and remote client only) validates and
+serialises standard dataclasses, and :class:`DatasetRef` says how to do it itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import operator
 import os
@@ -12,13 +16,13 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
-from pydantic_core import core_schema
+from typing import TYPE_CHECKING, Any
 
 from .dimensions import DataCoordinate, DimensionGroup, DimensionUniverse
 from .errors import DatasetTypeError
+
+if TYPE_CHECKING:
+    from pydantic import GetCoreSchemaHandler
 
 #: Namespace of deterministic (UUIDv5) dataset IDs: fixed forever, so every
 #: repository computes the same ID for the same raw.
@@ -82,13 +86,19 @@ class CollectionType(str, enum.Enum):
                 f"unknown collection type {value!r}; use one of {', '.join(t.value.lower() for t in cls)}") from None
 
 
-class CollectionInfo(BaseModel):
-    """What the registry knows of one collection."""
+@dataclasses.dataclass(slots=True)
+class CollectionInfo:
+    """What the registry knows of one collection (``type`` may be given by its name, ``children``
+    as any sequence: as they come from JSON)."""
 
     name: str
     type: CollectionType
     doc: str = ""
     children: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.type = CollectionType.parse(self.type)
+        self.children = tuple(self.children)
 
 
 DATASET_TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -104,24 +114,40 @@ def check_dataset_type_name(name: str) -> str:
     return name
 
 
-class DatasetType(BaseModel):
-    """A named kind of dataset: its dimensions and storage class."""
-
-    model_config = ConfigDict(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
+class DatasetType:
+    """A named kind of dataset: its dimensions and storage class.  Built from what a manifest
+    or a client sent too, so each field is checked (``dimensions`` may be any sequence)."""
 
     name: str
     dimensions: tuple[str, ...]
     storage_class: str
     is_calibration: bool = False
 
+    def __post_init__(self) -> None:
+        dims = self.dimensions
+        if isinstance(dims, str) or not isinstance(dims, Sequence) or not all(isinstance(d, str) for d in dims):
+            raise DatasetTypeError(f"dataset type {self.name!r}: dimensions must be a list of names, not {dims!r}")
+        object.__setattr__(self, "dimensions", tuple(dims))
+        for field, value, kind in (("name", self.name, str), ("storage_class", self.storage_class, str),
+                                   ("is_calibration", self.is_calibration, bool)):
+            if not isinstance(value, kind):
+                raise DatasetTypeError(f"dataset type {self.name!r}: {field} must be a {kind.__name__}, "
+                                       f"not {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-friendly values (what ``DatasetType(**d)`` reads back)."""
+        return {"name": self.name, "dimensions": list(self.dimensions), "storage_class": self.storage_class,
+                "is_calibration": self.is_calibration}
+
     def group(self, universe: DimensionUniverse) -> DimensionGroup:
         return universe.group(self.dimensions)
 
 
-class StoredArtifact(BaseModel):
-    """Where and how a dataset's file is stored: the datastore's record of it."""
-
-    model_config = ConfigDict(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class StoredArtifact:
+    """Where and how a dataset's file is stored: the datastore's record of it (made from
+    registry rows, so trusted as given)."""
 
     path: str
     formatter: str
@@ -131,8 +157,8 @@ class StoredArtifact(BaseModel):
     #: None: not known).  A file at its path whose inode last changed well before then is the
     #: file it describes; one placed later may be another's (the dataset was purged, moved to
     #: the cold tier or removed since), so a read of such a file asks the registry first.  Not
-    #: part of what the record says of the file: not serialised, and ignored by ``==``.
-    seen_ns: int | None = Field(default=None, exclude=True, repr=False)
+    #: part of what the record says of the file: ignored by ``==``.
+    seen_ns: int | None = dataclasses.field(default=None, repr=False)
 
     def same_file(self, other: StoredArtifact | None) -> bool:
         """Whether ``other`` records the same file (path, formatter, size and checksum)."""
@@ -237,7 +263,9 @@ class DatasetRef:
         return {"dataset_type": self.dataset_type.name, "run": self.run, "id": str(self.id), **dict(self.data_id)}
 
     @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        from pydantic_core import core_schema  # only a server or client model asks
+
         fields = core_schema.typed_dict_schema({
             "id": core_schema.typed_dict_field(handler.generate_schema(uuid.UUID)),
             "dataset_type": core_schema.typed_dict_field(handler.generate_schema(DatasetType)),

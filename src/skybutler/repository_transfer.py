@@ -163,7 +163,7 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
                                          "data_id": dict(ref.data_id.required), "path": path,
                                          "formatter": artifact.formatter}))
                 if ref.dataset_type.name not in types:
-                    types[ref.dataset_type.name] = ref.dataset_type.model_dump()
+                    types[ref.dataset_type.name] = ref.dataset_type.to_dict()
                 runs.add(ref.run)
                 if progress is not None:
                     progress(count + len(lines), total)
@@ -211,7 +211,7 @@ def import_datasets(butler: Butler, directory: str | Path, transfer: str = "copy
         for element, rows in records:
             butler.registry.dimensions.insert(element, [_record_from_json(r) for r in rows], skip_existing=True)
         for spec in manifest["dataset_types"]:
-            butler.registry.dataset_types.register(DatasetType.model_validate(spec))
+            butler.registry.dataset_types.register(DatasetType(**spec))
         for run in manifest["runs"]:
             butler.registry.collections.register(run, CollectionType.RUN)
         tell(0, total)

@@ -17,6 +17,7 @@ moto...), the endpoint from ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` (e.g
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import os
@@ -349,7 +350,7 @@ class FileDatastore(ArtifactReads):
                     ) from None
             algorithm = artifact.checksum.split(":", 1)[0] if artifact.checksum else self.checksum_algorithm
             crash_point("file-placed")
-            return artifact.model_copy(update={"size": len(existing), "checksum": checksum(existing, algorithm)})
+            return dataclasses.replace(artifact, size=len(existing), checksum=checksum(existing, algorithm))
         finally:
             if staged is not None:
                 self._discard(staged)

@@ -13,8 +13,6 @@ import numbers
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from pydantic_core import core_schema
-
 from ..errors import DataIdError, UnknownDimensionError
 from .universe import DimensionGroup, DimensionUniverse
 
@@ -159,7 +157,9 @@ class DataCoordinate(Mapping[str, DataIdValue]):
     # -- pydantic: serialise as a plain mapping -------------------------------
 
     @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema  # only a server or client model asks: opening a repository does not
+
         def validate(value: Any) -> DataCoordinate:
             if isinstance(value, DataCoordinate):
                 return value

@@ -199,7 +199,7 @@ class QuantumGraph:
         out = {
             "format": FORMAT, "version": 1, "created": self.created,
             "pipeline": self.pipeline.to_dict(),
-            "dataset_types": {n: d.model_dump() for n, d in self.dataset_types.items()},
+            "dataset_types": {n: d.to_dict() for n, d in self.dataset_types.items()},
             "task_dimensions": tasks,
             "input_collections": self.input_collections, "output": self.output, "output_run": self.output_run,
             "where": self.where, "dropped": self.dropped, "skipped": self.skipped,

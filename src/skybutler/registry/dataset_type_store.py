@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import sqlalchemy as sa
 
 from ..dimensions import DimensionGroup
@@ -46,7 +48,7 @@ class DatasetTypeStore:
         """Register a dataset type; False if already registered identically, error if differently.
         A new name must follow the naming rule (:func:`~skybutler.models.check_dataset_type_name`)."""
         group = self.group(dtype)  # validates the dimension names
-        dtype = dtype.model_copy(update={"dimensions": group.required})
+        dtype = dataclasses.replace(dtype, dimensions=group.required)
         existing = self.get_optional(dtype.name)
         if existing is not None:
             if existing[1] != dtype:

@@ -8,6 +8,7 @@ collections only.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterable, Sequence
 
@@ -109,6 +110,6 @@ def visible_collections(user: User, infos: Iterable) -> list:
         if not user.may(info.name, "read"):
             continue
         if info.children:
-            info = info.model_copy(update={"children": tuple(c for c in info.children if user.may(c, "read"))})
+            info = dataclasses.replace(info, children=tuple(c for c in info.children if user.may(c, "read")))
         out.append(info)
     return out

@@ -12,10 +12,11 @@ and the number of the operation that failed.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from ..access import User
 from ..errors import SkybutlerError
@@ -28,9 +29,15 @@ from .app import current_user
 router = APIRouter()
 
 
-def _model(kind: type[BaseModel], body: Any) -> Any:
+@functools.cache
+def _adapter(kind: type[Any]) -> TypeAdapter:
+    return TypeAdapter(kind)
+
+
+def _model(kind: type[Any], body: Any) -> Any:
+    """``body`` validated as a ``kind`` (a pydantic model or a dataclass of the data model)."""
     try:
-        return kind.model_validate(body)
+        return _adapter(kind).validate_python(body)
     except ValidationError as err:
         raise SkybutlerError(f"malformed operation: {' '.join(str(err).split())[:300]}") from None
 
