@@ -7,14 +7,14 @@ know "which dimensions identify a visit" or "what does a detector imply" asks he
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import UnknownDimensionError
 
@@ -22,30 +22,61 @@ FieldType = Literal["int", "float", "str", "bool"]
 PYTHON_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
 
 
-class KeySpec(BaseModel):
+@dataclass(frozen=True, slots=True)
+class KeySpec:
     """The key column of an element: the value users type in a data ID."""
-
-    model_config = ConfigDict(frozen=True)
 
     name: str
     type: Literal["int", "str"]
     length: int = 64
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or self.type not in ("int", "str") or type(self.length) is not int:
+            raise ValueError(f"key {self.name!r}: a key needs a name, a type (int or str) and an integer length, "
+                             f"not type={self.type!r}, length={self.length!r}")
 
-class DimensionElement(BaseModel):
-    """One element of the universe: a dimension (with a key) or a join element (without)."""
 
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True, slots=True)
+class DimensionElement:
+    """One element of the universe: a dimension (with a key) or a join element (without).
+    Built from the universe YAML: each field is checked, and ``key`` may be given as a
+    mapping, the name lists and ``skypix`` as any sequences."""
 
     name: str
     key: KeySpec | None = None
     requires: tuple[str, ...] = ()
     implies: tuple[str, ...] = ()
-    fields: dict[str, FieldType] = Field(default_factory=dict)
+    fields: dict[str, FieldType] = field(default_factory=dict)
     region: bool = False
     timespan: bool = False
     #: Sky-pixel dimensions are derived: their values are computed, never inserted.
     skypix: tuple[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        def fail(what: str) -> NoReturn:
+            raise ValueError(f"element {self.name!r}: {what}")
+
+        if not isinstance(self.name, str):
+            fail("its name must be a string")
+        if isinstance(self.key, Mapping):
+            object.__setattr__(self, "key", KeySpec(**self.key))
+        elif self.key is not None and not isinstance(self.key, KeySpec):
+            fail(f"key must be a mapping (name, type, length), not {self.key!r}")
+        for name in ("requires", "implies"):
+            names = getattr(self, name)
+            if isinstance(names, str) or not isinstance(names, Sequence) or not all(isinstance(n, str) for n in names):
+                fail(f"{name} must be a list of dimension names, not {names!r}")
+            object.__setattr__(self, name, tuple(names))
+        if not isinstance(self.fields, Mapping) or not all(
+                isinstance(k, str) and v in PYTHON_TYPES for k, v in self.fields.items()):
+            fail(f"fields must map names to one of {', '.join(PYTHON_TYPES)}, not {self.fields!r}")
+        if not isinstance(self.region, bool) or not isinstance(self.timespan, bool):
+            fail("region and timespan must be true or false")
+        if self.skypix is not None:
+            if not (isinstance(self.skypix, Sequence) and len(self.skypix) == 2 and isinstance(self.skypix[0], str)
+                    and type(self.skypix[1]) is int):
+                fail(f"skypix must be (system, level), not {self.skypix!r}")
+            object.__setattr__(self, "skypix", tuple(self.skypix))
 
     @property
     def is_dimension(self) -> bool:
