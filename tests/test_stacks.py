@@ -108,7 +108,7 @@ def test_a_second_registry_in_the_same_schema_is_refused(tmp_path: Path):
     "postgresql://db.example.org/survey?user=butler&password=s3cret",
 ])
 def test_a_password_in_the_config_is_refused(tmp_path: Path, url: str):
-    with pytest.raises(ValueError, match="password") as info:  # pydantic's ValidationError
+    with pytest.raises(ValueError, match="password") as info:  # a SettingsError
         RepoConfig(registry=url)
     assert "s3cret" not in str(info.value)  # the refusal does not echo the secret
 

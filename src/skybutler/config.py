@@ -8,20 +8,20 @@ registry URL may name an environment variable as ``${VAR}``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .datastore.checksums import ALGORITHMS
 from .datastore.templates import PathTemplate
 from .errors import ConfigError, DatastoreError, SkybutlerError
 from .registry.database import url_holds_password
 from .retention.policy import RetentionConfig
+from .settings import Settings, SettingsError, dotted
 
 CONFIG_NAME = "butler.yaml"
 #: Where a new repository keeps its dataset files, relative to its root: a tree of their own,
@@ -31,73 +31,66 @@ DEFAULT_DATASTORE = "datastore"
 BOOKKEEPING_DIR = ".skybutler"
 
 
-def _check_template(template: str) -> str:
-    """A path template must compile and keep every path it makes inside the datastore."""
-    try:
-        PathTemplate(template)
-    except DatastoreError as err:
-        raise ValueError(str(err)) from None
-    return template
+def _registry_url(url: str | None) -> None:
+    if url and url_holds_password(url):
+        raise ValueError("the registry URL holds a password; use PGPASSWORD, ~/.pgpass or SKYBUTLER_DB_PASSWORD")
+    if url is not None and not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
+        raise ValueError("a registry URL starts with sqlite:/// or postgresql:// "
+                         "(e.g. postgresql://HOST/DB?schema=NAME)")
 
 
-class RepoConfig(BaseModel):
-    """The settings of one repository; any other key is an error (a typo must not be ignored)."""
+def _checksum(algorithm: str | None) -> None:
+    if algorithm is not None and algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown checksum algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS)} or null")
 
-    # Validation errors must not echo a refused registry URL: it may hold a password.
-    model_config = ConfigDict(hide_input_in_errors=True, extra="forbid")
+
+def _templates(templates: dict[str, str]) -> None:
+    """Each path template must compile and keep every path it makes inside the datastore; the
+    default one must name the dataset type."""
+    problems = []
+    for name, template in templates.items():
+        try:
+            PathTemplate(template)
+        except DatastoreError as err:
+            problems.append(((name,), str(err)))
+    default = templates.get("default")
+    if not problems and default is not None and "dataset_type" not in PathTemplate(default).fields:
+        problems.append(((), (f"the default template {default!r} has no {{dataset_type}}: datasets of different "
+                              "types would share files")))
+    if problems:
+        raise SettingsError(problems)
+
+
+@dataclasses.dataclass(kw_only=True)
+class RepoConfig(Settings):
+    """The settings of one repository; any other key is an error (a typo must not be ignored).
+    No error message echoes a refused registry URL: it may hold a password."""
 
     #: Database URL; None means a SQLite file ``registry.sqlite3`` in the repository root.
-    registry: str | None = None
+    registry: str | None = dataclasses.field(default=None, metadata={"check": _registry_url})
     #: Datastore root URI; a relative local path is taken inside the repository root.  None
     #: means the repository root itself (repositories made before datastore files got a
     #: directory of their own); new repositories record ``datastore`` (``DEFAULT_DATASTORE``).
     datastore: str | None = None
     #: Path templates by dataset type name (``default`` for all others).
-    templates: dict[str, Annotated[str, AfterValidator(_check_template)]] = Field(default_factory=dict)
+    templates: dict[str, str] = dataclasses.field(default_factory=dict, metadata={"check": _templates})
     #: Artifact checksum algorithm (``xxh3``, ``blake2b``) or None to skip checksums.
-    checksum: str | None = "xxh3"
+    checksum: str | None = dataclasses.field(default="xxh3", metadata={"check": _checksum})
     #: Whether ``get`` checks every file against its recorded checksum by default (it reads
     #: the whole file then, even for a cut-out or a column subset).
     verify_checksums: bool = False
     #: Dimension universe: ``default`` or a path to a universe YAML file.
     universe: str = "default"
     #: Retention policies and the cold tier (see skybutler.retention.policy).
-    retention: RetentionConfig = Field(default_factory=RetentionConfig)
-
-    @field_validator("registry")
-    @classmethod
-    def _no_password(cls, url: str | None) -> str | None:
-        if url and url_holds_password(url):
-            raise ValueError("the registry URL holds a password; use PGPASSWORD, ~/.pgpass or SKYBUTLER_DB_PASSWORD")
-        if url is not None and not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
-            raise ValueError("a registry URL starts with sqlite:/// or postgresql:// "
-                             "(e.g. postgresql://HOST/DB?schema=NAME)")
-        return url
-
-    @field_validator("checksum")
-    @classmethod
-    def _known_checksum(cls, algorithm: str | None) -> str | None:
-        if algorithm is not None and algorithm not in ALGORITHMS:
-            raise ValueError(f"unknown checksum algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS)} or null")
-        return algorithm
-
-    @field_validator("templates")
-    @classmethod
-    def _default_names_the_type(cls, templates: dict[str, str]) -> dict[str, str]:
-        default = templates.get("default")
-        if default is not None and "dataset_type" not in PathTemplate(default).fields:
-            raise ValueError(f"the default template {default!r} has no {{dataset_type}}: datasets of different "
-                             "types would share files")
-        return templates
+    retention: RetentionConfig = dataclasses.field(default_factory=RetentionConfig)
 
     @classmethod
     def checked(cls, **settings: Any) -> RepoConfig:
         """Settings given in code (``Butler.create``), validated: ConfigError names each bad one."""
         try:
-            return cls(**settings)
-        except ValidationError as err:
-            raise ConfigError("invalid repository settings: " + "; ".join(
-                f"{_dotted(e['loc'])}: {_message(e)}" for e in err.errors())) from None
+            return cls.from_mapping(settings)
+        except SettingsError as err:
+            raise ConfigError(f"invalid repository settings: {err}") from None
 
     def registry_url(self, root: Path) -> str:
         url = self.registry or f"sqlite:///{root / 'registry.sqlite3'}"
@@ -111,7 +104,7 @@ class RepoConfig(BaseModel):
         return str(root / self.datastore)
 
     def save(self, root: Path) -> None:
-        (root / CONFIG_NAME).write_text(yaml.safe_dump(self.model_dump(exclude_defaults=True) or {}, sort_keys=False))
+        (root / CONFIG_NAME).write_text(yaml.safe_dump(self.to_dict(exclude_defaults=True) or {}, sort_keys=False))
 
     @classmethod
     def load(cls, root: Path) -> RepoConfig:
@@ -146,14 +139,13 @@ class RepoConfig(BaseModel):
         if data is None:
             data = {}
         if not isinstance(data, dict):
-            raise ConfigError(f"{path} line 1: must be a mapping of settings ({', '.join(cls.model_fields)}), "
+            raise ConfigError(f"{path} line 1: must be a mapping of settings ({', '.join(f.name for f in dataclasses.fields(cls))}), "
                               f"not a {type(data).__name__}")
         try:
-            return cls.model_validate(data)
-        except ValidationError as err:
-            problems = [f"{path} line {_line_of(root_node, e['loc'])}: {_dotted(e['loc'])}: {_message(e)}"
-                        for e in err.errors()]
-            raise ConfigError("; ".join(problems)) from None
+            return cls.from_mapping(data)
+        except SettingsError as err:
+            raise ConfigError("; ".join(f"{path} line {_line_of(root_node, loc)}: {dotted(loc)}: {message}"
+                                        for loc, message in err.problems)) from None
 
 
 def _duplicate_keys(node: Any, prefix: str = "") -> list[tuple[str, int, int]]:
@@ -173,20 +165,6 @@ def _duplicate_keys(node: Any, prefix: str = "") -> list[tuple[str, int, int]]:
         for number, item in enumerate(node.value):
             out += _duplicate_keys(item, f"{prefix}[{number}]")
     return out
-
-
-def _dotted(loc: tuple) -> str:
-    """A validation error's location as a key path: ``retention.policies[0].keep_days``."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _message(error: Mapping[str, Any]) -> str:
-    if error["type"] == "extra_forbidden":
-        return "unknown key (a typo?)"
-    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def _line_of(node: Any, loc: tuple) -> int:

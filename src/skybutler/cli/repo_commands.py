@@ -57,9 +57,9 @@ def resolved_config(root: Path) -> dict[str, Any]:
         "registry": strip_password(config.registry or config.registry_url(root)),
         "datastore": config.datastore_uri(root),
         "templates": {"default": DEFAULT_TEMPLATE, **config.templates},
-        **config.model_dump(mode="json", include={"checksum", "verify_checksums", "universe", "retention"}),
+        **{k: v for k, v in config.to_dict().items() if k in ("checksum", "verify_checksums", "universe", "retention")},
     }
-    return RepoConfig.checked(**resolved).model_dump(mode="json")  # the same keys, checked to load back
+    return RepoConfig.checked(**resolved).to_dict()  # the same keys, checked to load back
 
 
 @click.command("config-dump")

@@ -27,22 +27,22 @@ cold tier sleeps that long (so tests and demos see the wait a user would be told
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from ..settings import Settings, non_negative
 
 DAY_NS = 86_400 * 10**9
 
 
-class RetentionPolicy(BaseModel):
+@dataclasses.dataclass(kw_only=True)
+class RetentionPolicy(Settings):
     """Keep matching datasets for ``keep_days``, then purge them or move them to the cold tier."""
-
-    model_config = ConfigDict(extra="forbid")
 
     dataset_type: str = "*"
     collection: str = "*"
-    keep_days: float = Field(ge=0)
+    keep_days: float = dataclasses.field(metadata={"check": non_negative})
     after: Literal["created", "last_access"] = "created"
     action: Literal["purge", "cold"] = "purge"
 
@@ -58,22 +58,20 @@ class RetentionPolicy(BaseModel):
                 f"{self.after.replace('_', ' ')}")
 
 
-class ColdTierConfig(BaseModel):
+@dataclasses.dataclass(kw_only=True)
+class ColdTierConfig(Settings):
     """A second datastore location standing in for tape."""
-
-    model_config = ConfigDict(extra="forbid")
 
     uri: str
     #: Seconds a stage request waits before its bytes arrive (simulated with a sleep).
-    staging_latency: float = Field(default=0.0, ge=0)
+    staging_latency: float = dataclasses.field(default=0.0, metadata={"check": non_negative})
 
 
-class RetentionConfig(BaseModel):
+@dataclasses.dataclass(kw_only=True)
+class RetentionConfig(Settings):
     """The ``retention`` section of ``butler.yaml``."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    policies: list[RetentionPolicy] = Field(default_factory=list)
+    policies: list[RetentionPolicy] = dataclasses.field(default_factory=list)
     cold_tier: ColdTierConfig | None = None
 
     @property
