@@ -68,12 +68,13 @@ def test_the_cli_group_imports_no_heavy_library():
 #: Libraries a command that reads no dataset must not load (SQLAlchemy it needs), nor rich
 #: when it prints no table (``--json``, ``--csv``).
 HEAVY_FOR_A_TRIVIAL_COMMAND = ("astropy", "pyarrow", "numpy", "pandas", "dask", "lsst.sphgeom", "lark", "erfa",
-                               "fsspec", "rich")
+                               "fsspec", "rich", "pydantic", "pydantic_core")
 
 
 def test_a_trivial_command_imports_no_heavy_library(tmp_path):
     """``query-collections`` on a small repository opens the butler and lists collections without
-    loading astropy, pyarrow, numpy, pandas, dask, sphgeom, the query parser or fsspec; as JSON
+    loading astropy, pyarrow, numpy, pandas, dask, sphgeom, the query parser, fsspec or pydantic
+    (the data model is plain classes; only the server and remote client speak pydantic); as JSON
     or CSV, without rich either (only a table needs it)."""
     repo = tmp_path / "repo"
     with Butler.create(repo) as butler:
@@ -93,6 +94,9 @@ def test_a_trivial_command_imports_no_heavy_library(tmp_path):
                           capture_output=True, text=True)
     assert done.stdout.splitlines()[1:] == ["run/a,run,,", "tagged/b,tagged,,"]
     assert done.stderr.strip() == "[]"
+    table = subprocess.run([sys.executable, "-c", code.replace(", '--json'", "").replace("'rich'", "'dask'")],
+                           check=True, capture_output=True, text=True)  # a table prints through rich
+    assert "tagged/b" in table.stdout and table.stderr.strip() == "[]", table.stderr
 
 
 def test_the_command_index_matches_the_commands():
