@@ -75,6 +75,7 @@ class Registry:
             DatasetStateStore(db, schema)  # declares dataset_state
             if sa.inspect(conn).has_table("skybutler_meta", schema=db.schema):
                 raise SchemaVersionError(f"a registry already exists at {url}")
+            schema.declare_all()
             schema.metadata.create_all(conn)
             conn.execute(schema.meta.insert(), [
                 {"key": "schema_version", "value": str(SCHEMA_VERSION)},

@@ -11,6 +11,7 @@ queries join datasets to dimension tables directly.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import sqlalchemy as sa
 
@@ -70,23 +71,49 @@ def group_table_name(prefix: str, group: DimensionGroup) -> str:
     return name
 
 
+class TablesOnDemand(Mapping[str, sa.Table]):
+    """Tables by name, each declared by ``make`` the first time it is asked for: a command
+    pays only for the tables it touches (a dimension element's table takes about a
+    millisecond to declare, and a universe has dozens)."""
+
+    def __init__(self, names: Iterable[str], make: Callable[[str], sa.Table]):
+        self._names = tuple(names)
+        self._make = make
+        self._made: dict[str, sa.Table] = {}
+
+    def __getitem__(self, name: str) -> sa.Table:
+        table = self._made.get(name)
+        if table is None:
+            if name not in self._names:
+                raise KeyError(name)
+            table = self._made[name] = self._make(name)
+        return table
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 class RegistrySchema:
-    """All table objects of one registry, including the dynamic per-group ones."""
+    """All table objects of one registry, including the dynamic per-group ones.  Dimension
+    element tables (and their sky-pixel overlap tables) are declared on first use, each
+    after the tables its foreign keys point to; :meth:`declare_all` declares every one."""
 
     def __init__(self, universe: DimensionUniverse, schema: str | None = None):
         self.universe = universe
         self.metadata = sa.MetaData(schema=schema)
         md = self.metadata
         self.meta = self.meta_table(schema, md)
-        self.elements: dict[str, sa.Table] = {}
-        self.skypix_overlaps: dict[str, sa.Table] = {}
-        for element in universe.elements.values():
-            if element.skypix is not None:
-                continue
-            fks = foreign_keys_to(universe, element.requires + element.implies, element.column_of)
-            self.elements[element.name] = sa.Table(element.name, md, *element_columns(universe, element), *fks)
-            if element.region and universe.spatial_index:
-                self.skypix_overlaps[element.name] = self._overlap_table(element)
+        self.elements = TablesOnDemand((e.name for e in universe.elements.values() if e.skypix is None),
+                                       self._element_table)
+        self.skypix_overlaps = TablesOnDemand(
+            (name for name in self.elements if universe[name].region and universe.spatial_index),
+            self._overlap_table)
         self.collection = sa.Table(
             "collection", md,
             sa.Column("collection_id", sa.Integer, primary_key=True, autoincrement=True),
@@ -124,6 +151,23 @@ class RegistrySchema:
         self._calibs: dict[DimensionGroup, sa.Table] = {}
         self._aliases: dict[tuple[sa.Table, str], sa.Alias] = {}
 
+    def declare_all(self) -> None:
+        """Declare every element and overlap table (to create them all)."""
+        for tables in (self.elements, self.skypix_overlaps):
+            list(tables.values())
+
+    def _element_table(self, name: str) -> sa.Table:
+        element = self.universe[name]
+        dims = element.requires + element.implies
+        self._declare_dimensions(dims)
+        fks = foreign_keys_to(self.universe, dims, element.column_of)
+        return sa.Table(element.name, self.metadata, *element_columns(self.universe, element), *fks)
+
+    def _declare_dimensions(self, dims: Iterable[str]) -> None:
+        """Declare the tables of ``dims`` (those that have one), which foreign keys point to."""
+        for dim in dims:
+            self.elements.get(dim)  # None for a sky-pixel dimension, which has no table
+
     def alias(self, table: sa.Table, name: str) -> sa.Alias:
         """The alias ``name`` of ``table``, made once and shared by every query that uses it:
         an alias builds its column collection on first use, which costs about as much as
@@ -140,7 +184,9 @@ class RegistrySchema:
                         sa.Column("key", sa.String(64), primary_key=True),
                         sa.Column("value", sa.Text, nullable=False))
 
-    def _overlap_table(self, element: DimensionElement) -> sa.Table:
+    def _overlap_table(self, name: str) -> sa.Table:
+        element = self.universe[name]
+        self._declare_dimensions([name])  # the table its foreign key points to
         cols = [sa.Column(element.column_of(d), key_type(self.universe[d]), primary_key=True, autoincrement=False)
                 for d in element.identity]
         return sa.Table(
@@ -162,6 +208,7 @@ class RegistrySchema:
         if table is None:
             name = group_table_name("dataset_tags", group)
             dims = list(group.required)
+            self._declare_dimensions(dims)
             table = sa.Table(
                 name, self.metadata,
                 sa.Column("dataset_type_id", sa.Integer, sa.ForeignKey("dataset_type.dataset_type_id"), nullable=False),
@@ -188,6 +235,7 @@ class RegistrySchema:
         table = self._calibs.get(group)
         if table is None:
             name = group_table_name("dataset_calibs", group)
+            self._declare_dimensions(group.required)
             table = sa.Table(
                 name, self.metadata,
                 sa.Column("calib_id", sa.Integer, primary_key=True, autoincrement=True),
