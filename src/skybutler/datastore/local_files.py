@@ -8,9 +8,8 @@ close.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
+import functools
 import os
 
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -73,9 +72,12 @@ def rename_no_replace(source: str, destination: str) -> None:
     system offer it (Linux: ext4, xfs, btrfs, tmpfs...), which also closes the window
     between checking and renaming; elsewhere a check, then a plain rename.
     """
-    if _renameat2 is not None:
-        if _renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(destination), _RENAME_NOREPLACE) == 0:
+    renameat2 = _load_renameat2()
+    if renameat2 is not None:
+        if renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(destination), _RENAME_NOREPLACE) == 0:
             return
+        import ctypes
+
         code = ctypes.get_errno()
         if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):  # unsupported here: fall through
             raise OSError(code, os.strerror(code), source, None, destination)  # EEXIST: a FileExistsError
@@ -84,8 +86,14 @@ def rename_no_replace(source: str, destination: str) -> None:
     os.rename(source, destination)
 
 
+@functools.cache
 def _load_renameat2():
-    """The C library's ``renameat2``, or None where there is none."""
+    """The C library's ``renameat2``, or None where there is none.  Looked up on the first
+    rename, not on import: finding the C library runs ``ldconfig`` (about 8 ms), which a
+    command that writes nothing need not wait for."""
+    import ctypes
+    import ctypes.util
+
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
         function = libc.renameat2
@@ -98,4 +106,3 @@ def _load_renameat2():
 
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
-_renameat2 = _load_renameat2()
