@@ -7,18 +7,21 @@ image's header); the facts of a dataset type go in with one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .formats import get_formatter, get_storage_class
 
 if TYPE_CHECKING:
     from .butler import Butler
+    from .models import DatasetRef
 
 
 def extract_metadata(butler: Butler, dataset_types: str | Sequence[str], *,
-                     collections: str | Sequence[str] | None = None, where: str = "", replace: bool = False) -> int:
-    """See :meth:`Butler.extract_metadata`."""
+                     collections: str | Sequence[str] | None = None, where: str = "", replace: bool = False,
+                     keep: Callable[[list[DatasetRef]], list[DatasetRef]] | None = None) -> int:
+    """See :meth:`Butler.extract_metadata`; ``keep`` picks (or refuses) the matching datasets
+    first, for a server that answers under its caller's rights."""
     names = [dataset_types] if isinstance(dataset_types, str) else list(dataset_types)
     done = 0
     for name in names:
@@ -26,6 +29,8 @@ def extract_metadata(butler: Butler, dataset_types: str | Sequence[str], *,
         if not storage_class.metadata_fields:
             continue
         refs = list(butler.query_datasets(name, where=where, collections=collections, find_first=False))
+        if keep is not None:
+            refs = keep(refs)
         ids = list(dict.fromkeys(r.id for r in refs))
         if not replace:
             ids = sorted(butler.registry.metadata.ids_without_facts(storage_class.name, ids))

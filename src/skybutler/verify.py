@@ -86,6 +86,17 @@ class VerifyReport:
                                 "abandoned_by_skybutler": self.cold.leftovers}
         return out
 
+    @classmethod
+    def from_summary(cls, values: dict) -> VerifyReport:
+        """A report from its :meth:`summary` (as a server sends it)."""
+        fields = {k: values[k] for k in ("datasets", "files", "missing_files", "orphan_files", "size_mismatches",
+                                         "checksum_mismatches", "abandoned_files", "retention_leftovers",
+                                         "in_flight", "recovered", "damaged_journals")}
+        cold = values.get("cold_tier")
+        return cls(**fields, cold=None if cold is None else ColdAudit(
+            cold["copies"], cold["missing_copies"], cold["mismatches"], cold["orphan_files"],
+            cold["abandoned_by_skybutler"]))
+
 
 @dataclass(frozen=True)
 class RepairAction:
@@ -112,19 +123,14 @@ def verify(butler: Butler, check_sizes: bool = False, check_checksums: bool = Fa
     ``check_checksums`` re-hashes every file (reading it all) and names each whose content
     no longer matches its recorded checksum; ``progress(done, total)`` is told after each
     artifact, for a progress bar."""
+    if butler._remote is not None:
+        from .remote.maintenance import remote_verify
+
+        return remote_verify(butler._remote, check_sizes, check_checksums)
     report = VerifyReport(recovered=list(butler.recovered) + butler.recover())
     artifacts = butler.registry.datasets.all_artifacts()
-    report.datasets = len(artifacts)
+    _check_files(butler, artifacts, report, check_sizes, check_checksums, progress)
     inside = {a.path for a in artifacts.values() if "://" not in a.path and not a.path.startswith("/")}
-    for done, (dataset_id, artifact) in enumerate(artifacts.items(), 1):
-        if not butler.datastore.exists(artifact):
-            report.missing_files.append(f"{artifact.path} (dataset {dataset_id})")
-        elif check_sizes and butler.datastore.size(artifact) != artifact.size:
-            report.size_mismatches.append(artifact.path)
-        elif check_checksums and not butler.datastore.checksum_matches(artifact):
-            report.checksum_mismatches.append(f"{artifact.path} (dataset {dataset_id})")
-        if progress is not None:
-            progress(done, len(artifacts))
     if butler.datastore.journal is not None:
         report.damaged_journals = [f"{path}: {why}" for path, why in sorted(butler.datastore.journal.damaged.items())]
     live = butler.datastore.journal.live() if butler.datastore.journal is not None else []
@@ -154,6 +160,34 @@ def verify(butler: Butler, check_sizes: bool = False, check_checksums: bool = Fa
     return report
 
 
+def verify_datasets(butler: Butler, keep: Callable[[list], set], check_sizes: bool = False,
+                    check_checksums: bool = False) -> VerifyReport:
+    """The part of :func:`verify` about the datasets ``keep`` picks from the IDs of every stored
+    one: their files present (and of their size, and checksum).  Nothing else is looked at -- no
+    walk of the datastore's tree, whose files no dataset explains belong to nobody in particular
+    -- so that it suits a user who may see only some datasets (a server's non-administrator)."""
+    artifacts = butler.registry.datasets.all_artifacts()
+    kept = keep(list(artifacts))
+    report = VerifyReport()
+    _check_files(butler, {i: a for i, a in artifacts.items() if i in kept}, report, check_sizes, check_checksums)
+    return report
+
+
+def _check_files(butler: Butler, artifacts: dict, report: VerifyReport, check_sizes: bool, check_checksums: bool,
+                 progress: Callable[[int, int], None] | None = None) -> None:
+    """Each artifact's file there, and (if asked) of its recorded size and checksum."""
+    report.datasets = len(artifacts)
+    for done, (dataset_id, artifact) in enumerate(artifacts.items(), 1):
+        if not butler.datastore.exists(artifact):
+            report.missing_files.append(f"{artifact.path} (dataset {dataset_id})")
+        elif check_sizes and butler.datastore.size(artifact) != artifact.size:
+            report.size_mismatches.append(artifact.path)
+        elif check_checksums and not butler.datastore.checksum_matches(artifact):
+            report.checksum_mismatches.append(f"{artifact.path} (dataset {dataset_id})")
+        if progress is not None:
+            progress(done, len(artifacts))
+
+
 def plan_repair(report: VerifyReport) -> list[RepairAction]:
     """What ``repair`` would do about a report: delete abandoned staging files, quarantine orphans."""
     plan = [RepairAction("delete", p, "a staging file of skybutler's whose writer is gone")
@@ -169,7 +203,12 @@ def plan_repair(report: VerifyReport) -> list[RepairAction]:
 
 
 def repair(butler: Butler, plan: list[RepairAction]) -> RepairResult:
-    """Carry out a plan (after the user has seen it): nothing is deleted that is not skybutler's own."""
+    """Carry out a plan (after the user has seen it): nothing is deleted that is not skybutler's own.
+    Through a server, it carries out the steps of the plan that a fresh ``verify`` there plans too."""
+    if butler._remote is not None:
+        from .remote.maintenance import remote_repair
+
+        return remote_repair(butler._remote, plan)
     result = RepairResult()
     quarantine = Quarantine(str(butler.root / BOOKKEEPING_DIR / "quarantine"))
     for step in plan:

@@ -237,7 +237,8 @@ def report(message: str) -> None:
 @repo_argument
 @click.argument("dataset_types", nargs=-1, required=True, metavar="DATASET_TYPE...")
 @click.option("--collections", "-c", multiple=True,
-              help="Collections to search (repeatable or comma-separated; default: every RUN).")
+              help="Collections to search (repeatable or comma-separated; default: every RUN, through a server "
+                   "every RUN you may write).")
 @click.option("--where", "-w", default="", help="Only datasets matching this expression.")
 @click.option("--replace", is_flag=True, help="Extract again for datasets that already have facts.")
 @json_option
@@ -246,7 +247,8 @@ def extract_metadata(repo: Path, dataset_types: tuple[str, ...], collections: tu
     """Extract the queryable facts (shape, sky footprint, header keys...) of stored DATASET_TYPE
     datasets that have none, e.g. ones stored by an older skybutler."""
     with open_butler(repo) as butler:
-        searched = split_csv_option(collections) or [c.name for c in butler.collections.query(types=["run"])]
+        searched = split_csv_option(collections) or (  # through a server: every RUN the user may write
+            None if butler.registry is None else [c.name for c in butler.collections.query(types=["run"])])
         count = butler.extract_metadata(list(dataset_types), collections=searched, where=where, replace=replace)
     if as_json:
         print_json({"extracted": count})

@@ -439,6 +439,16 @@ class RemoteTransport:
             progress(answer["datasets"], answer["datasets"])
         return answer["imported"]
 
+    def extract_metadata(self, dataset_types: str | Sequence[str], *, collections: str | Sequence[str] | None = None,
+                         where: str = "", replace: bool = False) -> int:
+        """Have the server extract the facts of matching datasets, all in RUNs the caller may write
+        (no collections and no defaults: every RUN the caller may write)."""
+        names = [dataset_types] if isinstance(dataset_types, str) else list(dataset_types)
+        searched = None if collections is None and not self._butler.default_collections else \
+            self._butler._search_path(collections)
+        return self.post_json("datasets/extract_metadata", {"dataset_types": names, "collections": searched,
+                                                            "where": where, "replace": replace})
+
     def remove(self, refs: Iterable[DatasetRef]) -> int:
         return self.post_json("datasets/remove", {"ids": [str(r.id) for r in refs]})
 

@@ -100,6 +100,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         routes_calibrations,
         routes_catalogs,
         routes_datasets,
+        routes_maintenance,
         routes_provenance,
         routes_query,
         routes_registry,
@@ -140,7 +141,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
                 "user": user.name, "groups": list(user.groups), "admin": user.admin}
 
     for module in (routes_registry, routes_query, routes_calibrations, routes_datasets, routes_provenance,
-                   routes_batch, routes_retention, routes_catalogs, routes_transfer):
+                   routes_batch, routes_retention, routes_catalogs, routes_transfer, routes_maintenance):
         app.include_router(module.router, prefix=API, dependencies=[Depends(current_user)])
     web.install(app)
     return app
