@@ -98,3 +98,36 @@ def test_verify_fix_is_for_administrators(shared, monkeypatch):
     assert fixed.exit_code == 0, fixed.output
     assert json.loads(fixed.stdout)["quarantined"] == 1 and not stray.exists()
     assert verify(local).consistent
+
+
+def test_extract_metadata_through_a_server(shared, monkeypatch):
+    import numpy as np
+
+    local, url, tokens, _ = shared
+    local.register_dataset_type("calexp", ["instrument", "visit", "detector"], "Image")
+    refs = {v: local.put(np.zeros((4, 3), np.float32), "calexp", instrument="Cam", visit=v, detector=0, run=run)
+            for v, run in RUNS.items()}
+    Access(local.registry.access).add_embargo("calexp", "run/emb", 80, ["rights"])
+    table = local.registry.metadata.table("Image")
+    with local.registry.db.transaction() as conn:  # as if stored before their facts were extracted
+        conn.execute(table.delete())
+
+    def without_facts() -> set[int]:
+        missing = local.registry.metadata.ids_without_facts("Image", [r.id for r in refs.values()])
+        return {v for v, r in refs.items() if r.id in missing}
+
+    # no collections: every RUN alice may write (her own area), not public/run she may only read
+    done = _cli(tokens["alice"], monkeypatch, "extract-metadata", url, "calexp", "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout) == {"extracted": 1} and without_facts() == {1, 3, 4}
+    refused = _cli(tokens["alice"], monkeypatch, "extract-metadata", url, "calexp", "-c", "public/run")
+    assert refused.exit_code == 1 and "may not write to collection 'public/run'" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and without_facts() == {1, 3, 4}
+    # bob's area does not exist for alice; the embargoed dataset is not there for her: nothing to extract
+    missing = _cli(tokens["alice"], monkeypatch, "extract-metadata", url, "calexp", "-c", "u/bob/run")
+    assert missing.exit_code == 1 and "no collection named 'u/bob/run'" in missing.stderr
+    hidden = _cli(tokens["alice"], monkeypatch, "extract-metadata", url, "calexp", "-c", "run/emb", "--json")
+    assert hidden.exit_code == 0 and json.loads(hidden.stdout) == {"extracted": 0} and without_facts() == {1, 3, 4}
+    boss = Butler(url, token=tokens["boss"])
+    assert boss.extract_metadata("calexp", collections=["public/run", "run/emb"]) == 2 and without_facts() == {3}
+    assert local.get_metadata(refs[1])["n_x"] == 3
