@@ -11,6 +11,7 @@ from skybutler import Butler
 from skybutler.access import Access
 from skybutler.catalogs.search import box_search, polygon_search
 from skybutler.errors import DatasetNotFoundError, MissingCollectionError, PublicationError, SearchError, SkybutlerError
+from test_catalog_load import Target, catalog, expected_rows, repo  # noqa: F401 -- the fixture, shared
 from test_catalog_publish import _haversine, _ids, _make_repo
 
 pytest.importorskip("fastapi")
@@ -67,3 +68,38 @@ def test_a_publication_the_user_may_not_see_or_that_was_forged(served):
     pat.put({"path": str(pub)}, "src_hats", {}, run="u/pat/fake")  # a Dict under the publication's type name
     with pytest.raises(PublicationError, match="not written by publish_catalog"):
         pat.cone_search("src", 0, 0, 3, collections="u/pat/fake")
+
+
+def test_load_catalog_on_a_url_loads_what_the_user_may_see(repo, tmp_path, monkeypatch):  # noqa: F811
+    """load-catalog given a server URL: the rows of the datasets the user may see, read through
+    the server, loaded into the user's own database -- the rows pyarrow reads from the stored files."""
+    import json
+
+    from click.testing import CliRunner
+
+    from skybutler.cli.main import cli
+
+    repo.put(catalog(9, 12), "src", instrument="Cam", detector=1, run="u/bob/run")  # bob's: ahead of r1's in the chain
+    repo.collections.set_chain("all", ["u/bob/run", "r1"])
+    access = Access(repo.registry.access)
+    access.add_user("alice")
+    access.add_user("bob")
+    access.grant("*", "*", "r1", "read")
+    access.grant("*", "*", "all", "read")
+    tokens = {name: access.create_token(name) for name in ("alice", "bob")}
+    with running_server(repo.root) as url:
+        monkeypatch.setenv("SKYBUTLER_TOKEN", tokens["alice"])
+        target = Target("sqlite", tmp_path / "alice")
+        (tmp_path / "alice").mkdir()
+        done = CliRunner().invoke(cli, ["load-catalog", url, "src", target.url, "-c", "all"])
+        assert done.exit_code == 0, done.output
+        assert "loaded 215 rows of 5 dataset(s) into src" in done.output
+        assert target.rows() == expected_rows(repo)  # r1's detector 1: bob's is not there for alice
+        shown = CliRunner().invoke(cli, ["catalog-schema", url, "src", "--json"])
+        assert shown.exit_code == 0 and [c["name"] for c in json.loads(shown.stdout)][:3] == ["id", "ra", "dec"]
+        refused = CliRunner().invoke(cli, ["load-catalog", url, "src", target.url, "-c", "u/bob/run"])
+        assert refused.exit_code == 1 and "no collection named 'u/bob/run'" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+        bobs = Butler(url, token=tokens["bob"]).load_catalog("src", f"sqlite:///{tmp_path / 'bob.db'}",
+                                                              collections="all")
+        assert (bobs.datasets_loaded, bobs.rows_loaded) == (5, 215 - 41 + 12)  # his detector 1 instead of r1's

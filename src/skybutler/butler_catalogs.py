@@ -3,8 +3,9 @@ publishing catalogs as HATS, and loading catalogs into a user's SQL database.
 
 :class:`CatalogMethods` is a base of :class:`~skybutler.Butler`; the rules live in
 ``catalogs/`` (``declared.py``, ``publish.py``, ``sql_load.py``), the schema rows in the registry.  The
-searches of a published catalog also work on a butler opened on a server URL (the server
-searches); the others work on a repository opened locally, and a remote butler refuses them by name.
+searches of a published catalog, the declared schemas and loading into a SQL database also work
+on a butler opened on a server URL (the server searches; the rows to load are read through it);
+declaring and publishing work on a repository opened locally, and a remote butler refuses them by name.
 """
 
 from __future__ import annotations
@@ -45,12 +46,21 @@ class CatalogMethods:
 
     def get_catalog_schema(self, dataset_type: str, version: int | None = None) -> CatalogSchema | None:
         """The declared schema of a dataset type (the latest version, or ``version``); None if none."""
-        self._local_only("get_catalog_schema")
+        if self._remote is not None:
+            from .catalogs.schemas import schema_from_json
+
+            found = self._remote.get_json(f"catalogs/schemas/{dataset_type}",
+                                          **({} if version is None else {"version": version}))
+            return None if found is None else schema_from_json(found["felis"], found["table"], found["version"])
         return self._declared.get(dataset_type, version)
 
     def catalog_schema_versions(self, dataset_type: str) -> list[CatalogSchema]:
         """Every declared version of a dataset type's schema, oldest first."""
-        self._local_only("catalog_schema_versions")
+        if self._remote is not None:
+            from .catalogs.schemas import schema_from_json
+
+            return [schema_from_json(s["felis"], s["table"], s["version"])
+                    for s in self._remote.get_json(f"catalogs/schemas/{dataset_type}/versions")]
         return self._declared.versions(dataset_type)
 
     def load_catalog(self, dataset_type: str, db_url: str, *, collections: str | Sequence[str] | None = None,
@@ -61,8 +71,8 @@ class CatalogMethods:
         creating it from the declared schema with a ``_healpix_29`` index column (default name:
         the schema's table).  Idempotent: a dataset already loaded there is skipped, and each
         dataset's rows commit together with the record that it was loaded
-        (see :mod:`skybutler.catalogs.sql_load`)."""
-        self._local_only("load_catalog")
+        (see :mod:`skybutler.catalogs.sql_load`).  On a butler opened on a server URL the rows
+        are read through the server (the datasets the caller may see) and loaded here."""
         from .catalogs.sql_load import load_catalog
 
         return load_catalog(self, dataset_type, db_url, collections=collections, where=where, bind=bind,

@@ -1,4 +1,6 @@
-"""Catalog searches through a server: cone, box and polygon searches of a published HATS
+"""Catalog searches through a server, and declared catalog schemas (what ``load-catalog`` makes
+its table from: a dataset type's schema, like the type itself, is there for every user).
+The searches: cone, box and polygon searches of a published HATS
 catalog, found as its ``<type>_hats`` publication in the collections the caller may read
 (the same lookup as ``find_dataset``: invisible or embargoed publications do not exist for
 them), the rows sent as an Arrow IPC stream, one partition's rows at a time."""
@@ -39,3 +41,21 @@ def search(request: Request, body: Search, user: User = Depends(current_user)) -
         first = next(parts)
     tables = SimpleNamespace(arrow_batches=lambda: itertools.chain([first], parts))
     return ClosingStream(_arrow_stream(tables), media_type="application/vnd.apache.arrow.stream")
+
+
+def _schema(schema: Any) -> dict[str, Any]:
+    return {"felis": schema.felis, "table": schema.table, "version": schema.version}
+
+
+@router.get("/catalogs/schemas/{dataset_type}")
+def catalog_schema(request: Request, dataset_type: str, version: int | None = None) -> dict[str, Any] | None:
+    """The declared schema of a dataset type (the latest, or ``version``), or null."""
+    with request.app.state.skybutler.butler() as butler:
+        found = butler.get_catalog_schema(dataset_type, version)
+        return None if found is None else _schema(found)
+
+
+@router.get("/catalogs/schemas/{dataset_type}/versions")
+def catalog_schema_versions(request: Request, dataset_type: str) -> list[dict[str, Any]]:
+    with request.app.state.skybutler.butler() as butler:
+        return [_schema(s) for s in butler.catalog_schema_versions(dataset_type)]
