@@ -298,8 +298,7 @@ def stale(repo: Path, dataset_type: str, collections: tuple[str, ...], where: st
     if as_json:
         print_json([p.to_dict() for p in products])
         return
-    total = sum(1 for d in result.decisions for k in d.products if k[0] == dataset_type) + \
-        sum(1 for o in result.orphans if o.dataset_type == dataset_type)
+    total = result.total(dataset_type)
     print_rows([{"data ID": _data_id_text(p.data_id), "run": p.run, "why": "; ".join(p.reasons)} for p in products],
                as_json=False, empty="none")
     info(f"{len(products)} of {total} {dataset_type} products stale")

@@ -104,6 +104,11 @@ class Staleness:
         out["orphaned"] = len(self.orphans)
         return out
 
+    def total(self, dataset_type: str) -> int:
+        """How many ``dataset_type`` products were judged: those of today's quanta, and the orphans."""
+        return sum(1 for d in self.decisions for k in d.products if k[0] == dataset_type) + \
+            sum(1 for o in self.orphans if o.dataset_type == dataset_type)
+
     def products(self, dataset_type: str | None = None) -> list[StaleProduct]:
         """Stale products (of one type), those of stale quanta first, then the orphans."""
         out = []

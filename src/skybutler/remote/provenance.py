@@ -1,13 +1,17 @@
-"""``butler.provenance`` of a butler opened on a server URL: ``producer``, ``consumers``
-and ``recompute``, answered by the server under the caller's rights."""
+"""``butler.provenance`` of a butler opened on a server URL: ``producer``, ``consumers``,
+``tree``, ``quanta``, ``stale``/``staleness`` and ``recompute``, answered by the server under
+the caller's rights."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..models import DatasetRef
 from ..provenance.provenance import ProvenanceNode
+from ..provenance.staleness import StaleProduct
 from ..registry.quantum_store import DatasetLink, QuantumRecord
 from . import wire
 
@@ -24,6 +28,20 @@ def _record(values: dict[str, Any]) -> QuantumRecord:
     for side in ("inputs", "outputs"):
         values[side] = [DatasetLink(**link) for link in values[side]]
     return QuantumRecord(**values)
+
+
+@dataclass
+class StaleAnswer:
+    """What a server answers of ``staleness``: the stale products it may show, and the count judged."""
+
+    stale: list[StaleProduct]
+    totals: dict[str, int]
+
+    def products(self, dataset_type: str | None = None) -> list[StaleProduct]:
+        return [p for p in self.stale if dataset_type is None or p.dataset_type == dataset_type]
+
+    def total(self, dataset_type: str) -> int:
+        return self.totals.get(dataset_type, 0)
 
 
 class RemoteProvenance:
@@ -71,6 +89,28 @@ class RemoteProvenance:
     def environment(self, record: QuantumRecord) -> dict[str, Any] | None:
         """The software versions a quantum of a ``tree`` answer ran with (None for others)."""
         return self._environments.get(record.env_id) if record.env_id else None
+
+    def staleness(self, dataset_type: str, collections: str | Sequence[str], where: str = "", *,
+                  pipeline: Any = None, bind: Mapping[str, Any] | None = None, config: bool = True,
+                  software: bool = False) -> StaleAnswer:
+        """The server's verdict on the ``dataset_type`` products (with the pipeline recorded with
+        them: a pipeline of one's own names code to import, which a server does not take)."""
+        if pipeline is not None:
+            from ..errors import SkybutlerError
+
+            raise SkybutlerError("through a server, stale judges products by the pipeline recorded with them: "
+                                 "leave out the pipeline (--pipeline)")
+        found = self._t.post_json("provenance/staleness", {
+            "dataset_type": dataset_type, "collections": [collections] if isinstance(collections, str)
+            else list(collections), "where": where, "bind": wire.encode(dict(bind or {})), "config": config,
+            "software": software})
+        return StaleAnswer([StaleProduct(p["dataset_type"], wire.decode(p["data_id"]), uuid.UUID(p["id"]), p["run"],
+                                         p["task"], p["reasons"], p["added"], p["removed"])
+                            for p in found["products"]], {dataset_type: found["total"]})
+
+    def stale(self, dataset_type: str, collections: str | Sequence[str], where: str = "", **kwargs: Any
+              ) -> list[StaleProduct]:
+        return self.staleness(dataset_type, collections, where, **kwargs).products(dataset_type)
 
     def __getattr__(self, name: str) -> Any:
         from ..errors import SkybutlerError

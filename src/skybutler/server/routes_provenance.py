@@ -1,5 +1,5 @@
-"""Provenance routes: what made a dataset, what used it, and recompute requests, under the
-same rights as every read (a link to a dataset the caller may not see is left out)."""
+"""Provenance routes: what made a dataset, what used it, stale products, and recompute requests,
+under the same rights as every read (a link to a dataset the caller may not see is left out)."""
 
 from __future__ import annotations
 
@@ -129,3 +129,45 @@ def quanta(request: Request, body: QuantaRequest, user: User = Depends(current_u
             values.pop("log", None)
             out.append(wire.encode(values))
         return out
+
+
+class StalenessRequest(BaseModel):
+    dataset_type: str
+    collections: list[str]
+    where: str = ""
+    bind: dict[str, Any] = {}
+    config: bool = True
+    software: bool = False
+
+
+@router.post("/provenance/staleness")
+def staleness(request: Request, body: StalenessRequest, user: User = Depends(current_user)) -> dict[str, Any]:
+    """The stale ``dataset_type`` products of the collections (over the caller's readable path,
+    with the pipeline recorded with the products), and how many were judged.  An answer that
+    rests on a dataset an embargo hides from the caller is refused: its reasons would name it."""
+    from ..web.provenance_graph import visible_ids
+    from .routes_query import query_slot
+
+    with query_slot(request, user) as butler:
+        path = authz.readable_path(butler, user, body.collections)
+        bind = wire.decode(body.bind)
+        result = butler.provenance.staleness(body.dataset_type, path, body.where, bind=bind, config=body.config,
+                                             software=body.software)
+        if user.embargoes:
+            _refuse_if_embargoed(butler, user, result.graph.dataset_types, path)
+        products = result.products(body.dataset_type)
+        shown = visible_ids(butler, user, [p.dataset_id for p in products])
+        return {"products": [wire.encode(p.to_dict()) for p in products if p.dataset_id in shown],
+                "total": result.total(body.dataset_type)}
+
+
+def _refuse_if_embargoed(butler: Butler, user: User, dataset_types: Any, path: list[str]) -> None:
+    from ..embargo import EmbargoCheck
+    from ..errors import PermissionDeniedError
+
+    check = EmbargoCheck(butler, user)
+    for name in dataset_types:
+        if check.applies_to(name) and any(check.hidden_ref(ref) for ref in butler.query_datasets(
+                name, collections=path, find_first=False)):
+            raise PermissionDeniedError("these products are judged against datasets an embargo still hides from "
+                                        "you: ask again once it ends, or ask a user with the data rights")
