@@ -57,3 +57,75 @@ def test_stale_on_a_url(repo, monkeypatch):  # noqa: F811
         assert refused.stdout == ""
         allowed = _cli(tokens["rita"], monkeypatch, "stale", url, "visitSummary", "-c", "out", "--json")
         assert allowed.exit_code == 0 and json.loads(allowed.stdout) == json.loads(json.dumps(expected))
+
+
+@pytest.fixture
+def purged(butler):
+    """The scale -> visit-summary pipeline of test_recompute run into 'out' and into alice's
+    u/alice/out, visit 1's summary purged from both; yields (local, url, tokens, {where: ref}, originals)."""
+    from skybutler.execution import run_pipeline
+    from skybutler.pipeline import Pipeline
+    from skybutler.pipeline.testing import CalibratedScaleTask, VisitSummaryTask
+
+    from pipeline_helpers import add_bias, put_metrics
+
+    if butler.registry.db.dialect != "sqlite":
+        pytest.skip("the server calls the local recompute, itself tested on every stack")
+    put_metrics(butler, visits=[1, 2])
+    add_bias(butler)
+    p = Pipeline()
+    p.add_task("a", CalibratedScaleTask)
+    p.add_task("b", VisitSummaryTask)
+    summaries = {}
+    for out in ("out", "u/alice/out"):
+        assert run_pipeline(butler, p, ["run/a", "calib"], out).ok
+        summaries[out] = butler.find_dataset("visitSummary", instrument="Cam", visit=1, collections=out)
+    originals = {out: butler.get(ref) for out, ref in summaries.items()}
+    butler.retention.purge(list(summaries.values()))
+    access = Access(butler.registry.access)
+    for name in ("alice", "carol", "dora"):
+        access.add_user(name)
+    access.grant("user", "alice", "*", "read")
+    access.grant("user", "carol", "*", "read")
+    tokens = {name: access.create_token(name) for name in ("alice", "carol", "dora")}
+    with running_server(butler.root, access_recheck_seconds=0) as url:
+        yield butler, url, tokens, summaries, originals
+
+
+def test_recompute_on_a_url_writes_only_where_the_user_may(purged, monkeypatch):
+    local, url, tokens, summaries, originals = purged
+    theirs, own = summaries["out"], summaries["u/alice/out"]
+
+    def states() -> list[str]:
+        return [local.retention.states([r])[r.id] for r in (theirs, own)]
+
+    assert states() == ["purged-recomputable"] * 2
+    # carol may read 'out' but write nothing there; dora may not even see the dataset
+    refused = _cli(tokens["carol"], monkeypatch, "recompute", url, str(theirs.id))
+    assert refused.exit_code == 1 and f"may not write to collection {theirs.run!r}" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    for args in ([str(theirs.id)], [str(theirs.id), "--dry-run"]):
+        hidden = _cli(tokens["dora"], monkeypatch, "recompute", url, *args)
+        assert hidden.exit_code == 1 and f"no dataset with ID {theirs.id}" in hidden.stderr
+    refused = _cli(tokens["alice"], monkeypatch, "recompute", url, "visitSummary", "-c", "out", "--dry-run")
+    assert refused.exit_code == 1 and "may not write" in refused.stderr
+    assert states() == ["purged-recomputable"] * 2
+    # her own area: the estimate, then the recompute, bit-identical, within her quota
+    planned = _cli(tokens["alice"], monkeypatch, "recompute", url, "visitSummary", "-c", "u/alice/out",
+                   "--dry-run", "--json")
+    assert planned.exit_code == 0, planned.output
+    assert json.loads(planned.stdout)["targets"] == [str(own.id)]
+    assert json.loads(planned.stdout) == json.loads(json.dumps(local.retention.estimate([own]).to_dict()))
+    access = Access(local.registry.access)
+    size = local.retention.estimate([own]).states[own.id].artifact.size
+    used = access.usage("user", "alice")["bytes"]
+    access.set_quota("user", "alice", max_bytes=used + size - 1)
+    over = _cli(tokens["alice"], monkeypatch, "recompute", url, str(own.id))
+    assert over.exit_code == 1 and "quota" in over.stderr and states() == ["purged-recomputable"] * 2
+    access.set_quota("user", "alice", max_bytes=used + size)
+    done = _cli(tokens["alice"], monkeypatch, "recompute", url, str(own.id))
+    assert done.exit_code == 0, done.output
+    assert f"re-created dataset {own.id} (bit-identical)" in done.stdout
+    assert states() == ["purged-recomputable", "stored"] and local.get(own) == originals["u/alice/out"]
+    with pytest.raises(SkybutlerError, match="replays the quanta itself"):
+        Butler(url, token=tokens["alice"]).retention.recompute([own], executor="pool")

@@ -1,6 +1,7 @@
 """``butler.retention`` of a butler opened on a server URL: the states of datasets (any user,
-for the datasets they may see) and, for a repository administrator, applying the policies,
-purging, the cold tier and the per-type status, done by the server."""
+for the datasets they may see), recomputing purged datasets (its estimate too) into the RUNs
+the caller may write, and, for a repository administrator, applying the policies, purging,
+the cold tier and the per-type status, done by the server."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..models import DatasetRef
+from . import wire
 
 if TYPE_CHECKING:
     from ..retention.apply import RetentionReport
+    from ..retention.executor import RecomputeReport
+    from ..retention.ondemand import RecomputeEstimate, RecomputeOptions
     from .client import RemoteTransport
 
 
@@ -32,6 +36,22 @@ def _report(values: dict[str, Any]) -> RetentionReport:
     return RetentionReport(datetime.datetime.fromisoformat(values["now"]), values["dry_run"], values["force"],
                            [action(r) for r in values["actions"]], [action(r) for r in values["refused_actions"]],
                            [uuid.UUID(i) for i in values["lost"]])
+
+
+def _estimate(values: dict[str, Any]) -> RecomputeEstimate:
+    """A recompute estimate from the server's form of it (quanta without their logs)."""
+    from ..models import StoredArtifact
+    from ..retention.ondemand import RecomputeEstimate
+    from .provenance import _record
+
+    quanta = [_record(q) for q in values["quanta"]]
+    by_id = {str(q.quantum_id): q for q in quanta}
+    return RecomputeEstimate(
+        [uuid.UUID(i) for i in values["targets"]], quanta,
+        {uuid.UUID(i): by_id[q] for i, q in values["needed"].items()},
+        {uuid.UUID(i): StoredArtifact.model_validate(a) for i, a in values["stage"].items()},
+        values["staging_seconds"], values["drift"], values["calibrations"],
+        present=[uuid.UUID(i) for i in values["present"]], labels={uuid.UUID(i): v for i, v in values["labels"].items()})
 
 
 class RemoteRetention:
@@ -60,6 +80,33 @@ class RemoteRetention:
 
     def stage(self, targets: Iterable[DatasetRef | uuid.UUID | str], on_wait: Any = None) -> list[uuid.UUID]:
         return [uuid.UUID(i) for i in self._t.post_json("retention/stage", {"ids": _ids(targets)})]
+
+    def estimate(self, targets: Iterable[DatasetRef | uuid.UUID | str]) -> RecomputeEstimate:
+        """What recomputing these datasets would take (refused unless the caller may write every
+        RUN it would write into)."""
+        return _estimate(self._t.post_json("retention/estimate", {"ids": _ids(targets)}))
+
+    def recompute(self, targets: Iterable[DatasetRef | uuid.UUID | str], options: RecomputeOptions | None = None, *,
+                  executor: str = "inline", jobs: int = 2, on_wait: Any = None, dask_scheduler: str | None = None,
+                  progress: Any = None) -> RecomputeReport:
+        """Have the server recompute purged datasets (it replays the quanta itself, inline, and
+        stores what they re-create: ``store=False`` and other executors are not for a client)."""
+        from ..errors import SkybutlerError
+        from ..retention.executor import RecomputeReport
+
+        if executor != "inline" or dask_scheduler is not None:
+            raise SkybutlerError("a server replays the quanta itself: leave out the executor (--executor)")
+        if options is not None and not options.store:
+            raise SkybutlerError("a server stores what it recomputes: store=False (--no-store) is not available "
+                                 "through a server")
+        body: dict[str, Any] = {"ids": _ids(targets)}
+        if options is not None:
+            body.update(on_drift=options.on_drift, on_calibration=options.on_calibration)
+        done = self._t.post_json("retention/recompute", body)
+        return RecomputeReport(_estimate(done["estimate"]), done["executor"], wire.decode(done["succeeded"]),
+                               wire.decode(done["failed"]), wire.decode(done["blocked"]),
+                               {uuid.UUID(i): how for i, how in done["verified"].items()}, done["notes"],
+                               done["seconds"])
 
     def status(self) -> list[dict[str, Any]]:
         return self._t.get_json("retention/status")

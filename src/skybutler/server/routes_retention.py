@@ -1,17 +1,22 @@
-"""Retention administration through a server: applying the policies, purging, moving to and
-staging from the cold tier, and the per-type status.  Each acts on (or counts) datasets of
-every collection, so each is for a repository administrator only."""
+"""Retention through a server.  Administration -- applying the policies, purging, moving to and
+staging from the cold tier, the per-type status -- acts on (or counts) datasets of every
+collection, so it is for a repository administrator only.  Recomputing purged datasets (and
+its estimate) is for anyone who may write every RUN it would write into: the datasets named
+must be ones they may see, and re-created files count against their area's quota first."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
-from ..access import User
+from ..access import Access, User
 from ..errors import SkybutlerError
+from ..remote import wire
+from . import authz
 from .app import current_user
+from .routes_provenance import _record
 from .routes_registry import _admin
 
 router = APIRouter()
@@ -61,3 +66,74 @@ def status(request: Request, user: User = Depends(current_user)) -> list[dict[st
     _admin(user, "see the retention status of every dataset")
     with request.app.state.skybutler.butler() as butler:
         return butler.retention.status()
+
+
+class RecomputeRequest(BaseModel):
+    ids: list[str]
+    on_drift: Literal["refuse", "note"] = "refuse"
+    on_calibration: Literal["refuse", "recorded", "today"] = "refuse"
+
+
+def _planned(butler: Any, user: User, ids: list[str]) -> Any:
+    """The estimate of recomputing datasets the caller may see, refused (403) unless they may
+    write the RUN of every dataset it would re-create or stage back."""
+    refs = authz.visible_refs(butler, user, ids)
+    estimate = butler.retention.estimate(refs)
+    for run in sorted(_runs(butler, estimate)):
+        authz.require(butler, user, run, "write")
+    return estimate
+
+
+def _runs(butler: Any, estimate: Any) -> dict[str, int]:
+    """The RUNs a recompute writes into (those of the quanta replayed, which re-create purged
+    and removed datasets alike, and those of the cold datasets staged back), each with the
+    bytes it gets back: the recorded sizes of the purged files and of the cold copies."""
+    out = {q.run: 0 for q in estimate.quanta}
+    for dataset_id, quantum in estimate.needed.items():
+        state = estimate.states.get(dataset_id)
+        if state is not None and state.artifact is not None:
+            out[quantum.run] += state.artifact.size
+    staged = butler.registry.refs_by_id(sorted(estimate.stage)) if estimate.stage else []
+    for ref in staged:
+        out[ref.run] = out.get(ref.run, 0) + estimate.stage[ref.id].size
+    return out
+
+
+def _estimate_json(butler: Any, user: User, estimate: Any) -> dict[str, Any]:
+    return {"targets": [str(i) for i in estimate.targets], "present": [str(i) for i in estimate.present],
+            "quanta": [_record(butler, user, q) for q in estimate.quanta],
+            "needed": {str(i): str(q.quantum_id) for i, q in estimate.needed.items()},
+            "stage": {str(i): a.model_dump() for i, a in estimate.stage.items()},
+            "staging_seconds": estimate.staging_seconds, "drift": estimate.drift,
+            "calibrations": estimate.calibrations, "labels": {str(i): v for i, v in estimate.labels.items()}}
+
+
+@router.post("/retention/estimate")
+def estimate(request: Request, body: RecomputeRequest, user: User = Depends(current_user)) -> dict[str, Any]:
+    with request.app.state.skybutler.butler() as butler:
+        return _estimate_json(butler, user, _planned(butler, user, body.ids))
+
+
+@router.post("/retention/recompute")
+def recompute(request: Request, body: RecomputeRequest, user: User = Depends(current_user)) -> dict[str, Any]:
+    """Replay the recorded quanta here (inline), after the rights and the quota checks."""
+    from ..retention.ondemand import RecomputeOptions
+
+    with request.app.state.skybutler.butler() as butler:
+        planned = _planned(butler, user, body.ids)
+        _check_quotas(butler, planned)
+        options = RecomputeOptions(on_drift=body.on_drift, on_calibration=body.on_calibration)
+        report = butler.retention.recompute(planned.targets, options)
+        return {"estimate": _estimate_json(butler, user, report.estimate), "executor": report.executor,
+                "succeeded": wire.encode(report.succeeded), "failed": wire.encode(report.failed),
+                "blocked": wire.encode(report.blocked),
+                "verified": {str(i): how for i, how in report.verified.items()}, "notes": report.notes,
+                "seconds": report.seconds}
+
+
+def _check_quotas(butler: Any, planned: Any) -> None:
+    """Each RUN of a user's or group's area against its quota, for the bytes it gets back (checked
+    before the replay; the replay's own writes then take their transactions)."""
+    access = Access(butler.registry.access)
+    for run, size in sorted(_runs(butler, planned).items()):
+        access.check_quota(run, size, 0)
