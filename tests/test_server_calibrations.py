@@ -15,7 +15,7 @@ from server_helpers import running_server
 from skybutler import Butler, Timespan
 from skybutler.access import Access
 from skybutler.cli.main import cli
-from test_calibrations import calib_repo, hour  # noqa: F401 -- the fixture, shared
+from test_calibrations import SECOND, calib_repo, hour  # noqa: F401 -- the fixture, shared
 
 pytest.importorskip("fastapi")
 
@@ -103,3 +103,59 @@ def test_certifications_page_through_a_server_as_locally(served):
     assert len({row[1] for row in everything}) < len(everything) > 2  # some dataset has several ranges
     assert pages(local) == everything
     assert pages(boss) == everything
+
+
+def test_hidden_calibrations_fall_through_the_whole_chain(served):
+    """A user who may not see the first calibrations of the chain gets the next one they may see,
+    however many collections down: what the lookup gives on a repository holding only what they see
+    (written out by hand from the certification table, with c1 d0 [0h, 10h) in a third collection)."""
+    local, url, tokens, access = served
+    c1 = local.put({"name": "c1"}, "bias", instrument="Cam", detector=0, run="Cam/calib/run/c1")
+    local.collections.register("Cam/calib/c", "calibration")
+    local.collections.certify("Cam/calib/c", [c1], begin=hour(0), end=hour(10))
+    local.collections.set_chain("Cam/calib", ["Cam/calib/a", "Cam/calib/b", "Cam/calib/c"])
+    for pattern in ("Cam/calib/b", "Cam/calib/c"):
+        access.grant("user", "pat", pattern, "read")
+    for run in ("a1", "a2", "b1"):  # every bias of detector 0 but c1, hidden from pat
+        access.add_embargo("bias", f"Cam/calib/run/{run}", 1, ["nobody"])
+    pat = Butler(url, token=tokens["pat"], collections="Cam/defaults")
+    args = (["bias", "flat"], ["exposure", "detector"])
+    expected = {(1, 0): "c1", (2, 0): "c1", (3, 0): "c1", (4, 0): None,
+                (1, 1): "a3", (2, 1): "a3", (3, 1): "b2", (4, 1): None}
+    assert _runs(pat.query_calibrations(*args, datasets="raw")) == expected
+    for exposure in (1, 2, 3):
+        found = pat.find_dataset("bias", instrument="Cam", detector=0, exposure=exposure)
+        assert found is not None and found.run == "Cam/calib/run/c1"
+    boss = Butler(url, token=tokens["boss"], collections="Cam/defaults")
+    assert _runs(boss.query_calibrations(*args, datasets="raw"))[(1, 0)] == "a1"
+
+
+def test_a_hidden_calibration_makes_no_lookup_ambiguous(served):
+    """Exposure 5 straddles a1's end and a2's start: two biases of detector 0 are valid during it
+    in Cam/calib/a, an ambiguous lookup (an error naming both) for whoever sees both.  To a user
+    a1 is hidden from, Cam/calib/a holds only a2 valid then: their answer is a2, and the error
+    that would name a1 is not theirs to see."""
+    from skybutler.errors import CalibrationLookupError
+
+    local, url, tokens, access = served
+    local.insert_records("exposure", [{"instrument": "Cam", "id": 5, "physical_filter": "Cam-r", "day_obs": 20260301,
+                                       "group": "g", "timespan": Timespan(hour(2) - 10 * SECOND,
+                                                                          hour(2) + 20 * SECOND)}])
+    local.put({"e": 5}, "raw", instrument="Cam", exposure=5, detector=0, run="Cam/raw")
+    args = (["bias", "flat"], ["exposure", "detector"])
+    boss = Butler(url, token=tokens["boss"], collections="Cam/defaults")
+    with pytest.raises(CalibrationLookupError, match="2 calibrations are valid"):
+        list(boss.query_calibrations(*args, datasets="raw", where="exposure = 5"))
+    access.add_embargo("bias", "Cam/calib/run/a1", 1, ["nobody"])
+    pat = Butler(url, token=tokens["pat"], collections="Cam/defaults")
+    found = list(pat.query_calibrations(*args, datasets="raw", where="exposure = 5"))
+    assert _runs(found) == {(5, 0): "a2"} and found[0].validity["bias"] == Timespan(hour(2), None)
+    assert found[0].refs["flat"].run == "Cam/calib/run/flats"
+    assert _runs(pat.query_calibrations(*args, datasets="raw")) == {
+        (1, 0): None, (2, 0): "a2", (3, 0): "a2", (4, 0): None, (5, 0): "a2",
+        (1, 1): "a3", (2, 1): "a3", (3, 1): None, (4, 1): None}
+    # both hidden: Cam/calib/a holds nothing for pat then, and b1 of the next collection is the answer
+    access.add_embargo("bias", "Cam/calib/run/a2", 1, ["nobody"])
+    assert _runs(pat.query_calibrations(*args, datasets="raw", where="exposure = 5")) == {(5, 0): None}
+    access.grant("user", "pat", "Cam/calib/b", "read")
+    assert _runs(pat.query_calibrations(*args, datasets="raw", where="exposure = 5")) == {(5, 0): "b1"}
