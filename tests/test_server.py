@@ -158,11 +158,14 @@ def test_errors_are_the_local_ones(served, tmp_path):
     with pytest.raises(ServerError):
         Butler("http://127.0.0.1:9/none", token=token)
     for name, call in [("publish_catalog", lambda: remote.publish_catalog("metrics", tmp_path / "pub")),
-                       ("load_catalog", lambda: remote.load_catalog("metrics", "sqlite:///x.db")),
-                       ("get_catalog_schema", lambda: remote.get_catalog_schema("metrics"))]:
+                       ("declare_catalog_schema", lambda: remote.declare_catalog_schema("metrics", "x.yaml"))]:
         with pytest.raises(SkybutlerError, match=f"{name} works on a repository opened locally"):
             call()
     assert not (tmp_path / "pub").exists()
+    assert remote.get_catalog_schema("metrics") is None  # schemas and loading work through a server
+    with pytest.raises(SkybutlerError, match="'metrics' declares no schema"):
+        remote.load_catalog("metrics", f"sqlite:///{tmp_path / 'x.db'}")
+    assert not (tmp_path / "x.db").exists()
 
 
 def test_ingest_and_remove_through_the_server(served, tmp_path):
