@@ -1,6 +1,5 @@
-"""Commands given a server URL where they take a repository path: the user-facing ones work
-through the server as on the path; those that read the database and files directly say so
-in one line."""
+"""Commands given a server URL where they take a repository path work through the server as
+on the path (maintenance commands: tests/test_server_maintenance.py, test_server_pipelines.py)."""
 
 from __future__ import annotations
 
