@@ -49,7 +49,7 @@ def _estimate(values: dict[str, Any]) -> RecomputeEstimate:
     return RecomputeEstimate(
         [uuid.UUID(i) for i in values["targets"]], quanta,
         {uuid.UUID(i): by_id[q] for i, q in values["needed"].items()},
-        {uuid.UUID(i): StoredArtifact.model_validate(a) for i, a in values["stage"].items()},
+        {uuid.UUID(i): StoredArtifact(*a) for i, a in values["stage"].items()},
         values["staging_seconds"], values["drift"], values["calibrations"],
         present=[uuid.UUID(i) for i in values["present"]], labels={uuid.UUID(i): v for i, v in values["labels"].items()})
 

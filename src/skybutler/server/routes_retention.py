@@ -103,7 +103,7 @@ def _estimate_json(butler: Any, user: User, estimate: Any) -> dict[str, Any]:
     return {"targets": [str(i) for i in estimate.targets], "present": [str(i) for i in estimate.present],
             "quanta": [_record(butler, user, q) for q in estimate.quanta],
             "needed": {str(i): str(q.quantum_id) for i, q in estimate.needed.items()},
-            "stage": {str(i): a.model_dump() for i, a in estimate.stage.items()},
+            "stage": {str(i): [a.path, a.formatter, a.size, a.checksum] for i, a in estimate.stage.items()},
             "staging_seconds": estimate.staging_seconds, "drift": estimate.drift,
             "calibrations": estimate.calibrations, "labels": {str(i): v for i, v in estimate.labels.items()}}
 
