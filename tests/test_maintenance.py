@@ -178,7 +178,7 @@ def test_migrate_upgrades_an_older_schema_and_newer_is_refused(stack, make_butle
         Butler(root)
     result = CliRunner().invoke(cli, ["migrate", str(root)])
     assert result.exit_code == 0, result.output
-    assert "1 -> 4" in result.output
+    assert "1 -> 5" in result.output
     reopened = Butler(root)
     assert reopened.registry.metadata.metric_exists("anything") is False
     reopened.close()
@@ -203,7 +203,7 @@ def test_migrate_grows_a_release_repository_to_the_new_default_universe(tmp_path
         Butler(root)
     result = CliRunner().invoke(cli, ["migrate", str(root)])
     assert result.exit_code == 0, result.output
-    assert "3 -> 4" in result.output
+    assert "3 -> 5" in result.output
     with Butler(root, collections=["r"], run="r") as b:
         assert b.universe.version == 2
         exposure = b.get_record("exposure", instrument="Cam", exposure=7)
@@ -219,7 +219,7 @@ def test_migrate_grows_a_release_repository_to_the_new_default_universe(tmp_path
         assert b.query_data_ids(["exposure"], "exposure.can_see_sky = TRUE AND exposure.seq_start = 7").count() == 1
         assert b.query_data_ids(["visit", "visit_system"], "visit_system = 0").count() == 1
     again = CliRunner().invoke(cli, ["migrate", str(root)])
-    assert again.exit_code == 0 and "already at schema version 4" in again.output
+    assert again.exit_code == 0 and "already at schema version 5" in again.output
 
 
 def test_migrate_grows_the_universe_on_every_stack(make_butler):
@@ -247,7 +247,7 @@ def test_migrate_grows_the_universe_on_every_stack(make_butler):
     db.close()
     with pytest.raises(SchemaVersionError, match="skybutler migrate"):
         Butler(root)
-    assert migrate(url, butler.universe) == (3, 4)
+    assert migrate(url, butler.universe) == (3, 5)
     with Butler(root) as again:
         assert again.get_record("visit", instrument="Cam", visit=2)["exposure_time"] == 30.0
         assert again.get_record("visit", instrument="Cam", visit=2)["seq_num"] is None

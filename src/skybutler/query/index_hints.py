@@ -16,7 +16,8 @@ from . import expression as ex
 
 def governor_hints(registry: Registry, tags: sa.FromClause, group: DimensionGroup) -> list[sa.ColumnElement]:
     """``instrument IN (SELECT name FROM instrument)`` for each governor of a tags table: always
-    true (a foreign key), but it lets SQLite seek the tags index on (type, collection, instrument,
+    true (a foreign key: the tags table's own to ``instrument``, or its key to a ``visit`` or
+    ``detector``, whose row has one), but it lets SQLite seek the tags index on (type, collection, instrument,
     visit range) instead of skip-scanning every leading column when the query leaves the
     instrument unconstrained (5 ms instead of 35 ms for 5,000 of 1,000,000 datasets)."""
     out = []

@@ -72,11 +72,22 @@ def _grow_universe(conn: sa.Connection, schema: RegistrySchema, db: Database) ->
                  .values(value=str(universe.version)))
 
 
+def _add_dataset_type_key(conn: sa.Connection, schema: RegistrySchema, db: Database) -> None:
+    """Version 5: a unique index on ``dataset (id, dataset_type_id)``, which the one foreign key
+    from a dataset membership (``dataset_tags_*``, ``dataset_calibs_*``) to its dataset refers to.
+
+    Membership tables made before keep the keys they were made with (to ``dataset``,
+    ``dataset_type`` and every dimension): they check the same facts, one by one, and stay
+    correct; only tables made from now on get the fewer keys."""
+    next(i for i in schema.dataset.indexes if i.name == "dataset_id_type").create(conn, checkfirst=True)
+
+
 #: from-version -> the step that upgrades it to from-version + 1.
 STEPS: dict[int, Callable[[sa.Connection, RegistrySchema, Database], None]] = {
     1: _add_metric_table,
     2: _add_dataset_state_table,
     3: _grow_universe,
+    4: _add_dataset_type_key,
 }
 
 
