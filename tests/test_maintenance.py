@@ -218,6 +218,13 @@ def test_migrate_grows_a_release_repository_to_the_new_default_universe(tmp_path
         b.insert_records("exposure", [{**exposure, "exposure": 8, "obs_id": "CAM_8", "can_see_sky": True, "seq_start": 7}])
         assert b.query_data_ids(["exposure"], "exposure.can_see_sky = TRUE AND exposure.seq_start = 7").count() == 1
         assert b.query_data_ids(["visit", "visit_system"], "visit_system = 0").count() == 1
+        # A membership table made after the migration refers to its dataset by (id, type), the
+        # unique index the migration added; the old tables keep their keys and take writes.
+        b.register_dataset_type("per_visit", ["instrument", "visit"], "Dict")
+        b.put({"a": 1}, "per_visit", instrument="Cam", visit=7)
+        b.put({"n": 12}, "summary", instrument="Cam", visit=7, detector=1, run="r2")
+        assert b.get("per_visit", instrument="Cam", visit=7) == {"a": 1}
+        assert b.get("summary", instrument="Cam", visit=7, detector=1, collections="r2") == {"n": 12}
     again = CliRunner().invoke(cli, ["migrate", str(root)])
     assert again.exit_code == 0 and "already at schema version 5" in again.output
 
