@@ -31,10 +31,13 @@ SQLITE_BUSY_TIMEOUT_S = 30
 SQLITE_CACHE_KIB = 16 * 1024
 #: Seconds to wait for a PostgreSQL server to answer before failing (``?connect_timeout=N`` overrides).
 PG_CONNECT_TIMEOUT_S = 10
-#: Rows a client inserts into a queried SQLite table before it refreshes the table's planner
+#: Rows a client inserts into a queried table before it refreshes the table's planner
 #: statistics (and at least as many as the statistics describe: they are refreshed as the
 #: table doubles, so the work stays a small multiple of the inserts').
 STATS_MIN_ROWS = 1000
+#: Milliseconds a PostgreSQL client waits for a table's lock to refresh its statistics before
+#: leaving that to autovacuum.
+PG_ANALYZE_LOCK_WAIT_MS = 100
 #: Seconds a pooled PostgreSQL connection may sit idle before it is pinged when handed out.
 PG_PING_AFTER_IDLE_S = 2.0
 
@@ -174,7 +177,7 @@ class Database:
         #: Small lookups' answers, reused while nothing is committed (SQLite files only).
         self.read_cache = ReadCache(path if path and path != ":memory:" else None, lambda: self.in_transaction)
         #: Rows this client inserted into queried tables since their statistics were made, and
-        #: the row counts those statistics describe (SQLite; read from sqlite_stat1 when needed).
+        #: the row counts those statistics describe (read from sqlite_stat1 or pg_class when needed).
         self._inserted: dict[str, int] = {}
         self._analyzed: dict[str, int] | None = None
         #: time.monotonic() after which this database's statements are stopped (None: never); a
@@ -264,15 +267,19 @@ class Database:
         from the indexes alone, and for a join of datasets with visits and filters (``band =
         'r'``) it guessed a scan of every dataset with a visit look-up per row: 15 times
         slower than the plan the statistics lead to, and which plan won depended on whether a
-        repository had ever been analysed.  PostgreSQL's autovacuum keeps its own statistics."""
-        if self.dialect == "sqlite" and n > 0:
+        repository had ever been analysed.  PostgreSQL's autovacuum analyses a table only some
+        time (``autovacuum_naptime``, a minute) after a bulk load, and until then the planner
+        guesses the selectivity of every condition on it; so there too the loading client
+        analyses what it doubled, right after its commit."""
+        if n > 0:
             self._inserted[table.name] = self._inserted.get(table.name, 0) + n
 
     def _refresh_statistics(self) -> None:
         """Once a table has grown by ``STATS_MIN_ROWS`` rows and by as many as its statistics
         describe, ANALYZE it and every other table this client has doubled, in a transaction
         of its own after the inserting one committed.  An optimisation only: if the write
-        lock cannot be had, it is skipped."""
+        lock cannot be had (on PostgreSQL: at once, say while autovacuum analyses the table), it
+        is skipped."""
         if self._analyzed is None:
             self._analyzed = self._statistics_rows()
         if not any(n >= max(STATS_MIN_ROWS, self._analyzed.get(t, 0)) for t, n in self._inserted.items()):
@@ -284,6 +291,8 @@ class Database:
         try:
             with self.transaction() as conn:
                 quote = conn.dialect.identifier_preparer.quote
+                if self.dialect == "postgresql":
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {PG_ANALYZE_LOCK_WAIT_MS}")
                 for table in due:
                     conn.exec_driver_sql(f"ANALYZE {quote(table)}")
         except BackendError:
@@ -291,8 +300,14 @@ class Database:
         self._analyzed = self._statistics_rows()
 
     def _statistics_rows(self) -> dict[str, int]:
-        """The row count each table's statistics describe (the first number of sqlite_stat1's rows)."""
+        """The row count each table's statistics describe (the first number of sqlite_stat1's rows;
+        ``pg_class.reltuples`` on PostgreSQL, -1 for a table never analysed)."""
         with self.reading() as conn:
+            if self.dialect == "postgresql":
+                rows = conn.exec_driver_sql(
+                    "SELECT c.relname, c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE c.relkind = 'r' AND n.nspname = current_schema()").all()
+                return {table: max(0, int(n)) for table, n in rows}
             if conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").first() is None:
                 return {}
             out: dict[str, int] = {}
