@@ -26,6 +26,8 @@ def normalize_value(universe: DimensionUniverse, dimension: str, value: Any) -> 
     key = universe[dimension].key
     assert key is not None
     if key.type == "int":
+        if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:  # the common case, without an ABC check
+            return value
         # numbers.Integral covers numpy's integers without importing numpy (its bool_ is no Integral)
         if isinstance(value, numbers.Integral) and not isinstance(value, bool):
             if not _INT64_MIN <= value <= _INT64_MAX:  # keys are 64-bit integer columns

@@ -9,8 +9,8 @@ from typing import Any
 from .storage_class import StorageClass
 
 _SCALARS = (str, int, float, bool, type(None))
-#: Exact types that are certainly JSON scalars (subclasses, and floats, which may be NaN or
-#: infinite, go through the full check).
+#: Exact types that are certainly JSON scalars (subclasses go through the full check, and
+#: floats are checked for NaN and infinities where they are met).
 _SCALAR_TYPES = frozenset((str, int, bool, type(None)))
 
 
@@ -38,12 +38,20 @@ def _check_value(value: Any, path: str) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise TypeError(f"key {key!r} at {path or 'top level'} is not a string")
-            if type(item) not in _SCALAR_TYPES:  # scalars, the common case, need no recursion
+            kind = type(item)
+            if kind is float:  # scalars, the common case, need no recursion
+                if not math.isfinite(item):
+                    _check_value(item, f"{path}.{key}" if path else key)
+            elif kind not in _SCALAR_TYPES:
                 _check_value(item, f"{path}.{key}" if path else key)
         return
     if isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            if type(item) not in _SCALAR_TYPES:
+            kind = type(item)
+            if kind is float:
+                if not math.isfinite(item):
+                    _check_value(item, f"{path}[{index}]")
+            elif kind not in _SCALAR_TYPES:
                 _check_value(item, f"{path}[{index}]")
         return
     raise TypeError(f"value at {path or 'top level'} has type {type(value).__name__}, which is not JSON-compatible")
