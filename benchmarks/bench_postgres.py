@@ -14,6 +14,16 @@ holding the W1 records for the datasets written:
 - ``8 writers``: eight processes putting one dataset per call into one RUN, and the ratio
   to one writer.
 
+Single puts depend on the server's durability settings, which the output names.  The
+production setting is PostgreSQL's default, ``fsync=on`` and ``synchronous_commit=on`` with
+the data directory on a real disk: each COMMIT then waits for its WAL to reach the disk, so
+one writer spends most of a put waiting, and concurrent writers share those flushes (group
+commit): 8 writers gain more than the CPUs alone would give.  The CI server runs with
+``fsync=off`` on a tmpfs (a throwaway database): there a put waits on nothing but CPU, and on
+a 2-core machine 8 writers cannot go beyond about twice one writer.  To measure the
+production case, point ``SKYBUTLER_TEST_POSTGRES_URL`` at a cluster with default settings
+whose data directory is on disk.
+
 Every figure has wall-clock seconds, this process's (or the writers') CPU seconds and the
 CPU seconds of the PostgreSQL server processes that served them (read from ``/proc``, so
 only when the server runs on this host): on a shared machine the wall clock also counts
@@ -175,6 +185,25 @@ def bench_single_puts(work: Path, pg: str, scale: w.Scale, schemas: list[str], n
             "writers_8_speedup": eight["rate_per_s"] / one["rate_per_s"]}
 
 
+def server_settings(pg: str) -> dict[str, str]:
+    """The settings that decide what a COMMIT waits for, and the server's version."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(pg.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.connect() as conn:
+        out = {name: conn.exec_driver_sql(f"SHOW {name}").scalar_one()
+               for name in ("server_version", "fsync", "synchronous_commit", "wal_sync_method", "commit_delay")}
+    engine.dispose()
+    return out
+
+
+def durability(settings: dict[str, str]) -> str:
+    if settings["fsync"] == "on" and settings["synchronous_commit"] == "on":
+        return "durable commits (fsync=on, synchronous_commit=on: the production setting)"
+    return (f"commits not flushed (fsync={settings['fsync']}, synchronous_commit={settings['synchronous_commit']}: "
+            "a throwaway server's setting, not production's)")
+
+
 def drop_schemas(pg: str, schemas: list[str]) -> None:
     import sqlalchemy as sa
 
@@ -204,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("set SKYBUTLER_TEST_POSTGRES_URL (source .ci/services.sh) to a PostgreSQL database")
     n, n_puts = (2_000, 100) if args.quick else (args.datasets, args.puts)
     scale = w.Scale(n_visits=max(1, -(-n // 50)), n_detectors=50)
+    settings = server_settings(pg)
     load_before = os.getloadavg()[0]
     schemas: list[str] = []
     with tempfile.TemporaryDirectory(prefix="skybutler-bench-pg-") as tmp:
@@ -223,10 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"benchmark": "bench_postgres", "quick": args.quick, "datasets": scale.n_datasets, **w.environment(),
            **figures, "targets": TARGETS, "targets_met": {k: figures[k] >= v for k, v in TARGETS.items()},
            "timings": {"put_many": put_many, "ingest": ingest, "single_puts": singles},
-           "tmpdir": tempfile.gettempdir(), "load_avg_1m_before": load_before,
+           "server_settings": settings, "tmpdir": tempfile.gettempdir(), "load_avg_1m_before": load_before,
            "load_avg_1m_after": os.getloadavg()[0], "peak_rss_bytes": w.peak_rss_bytes()}
     print(f"PostgreSQL write paths ({scale.n_datasets:,} datasets; files in {tempfile.gettempdir()}; "
           f"1-minute load {load_before:.1f} -> {doc['load_avg_1m_after']:.1f} on {os.cpu_count()} CPUs)")
+    print(f"  server: PostgreSQL {settings['server_version']}, {durability(settings)}")
     print(line("put_many", put_many))
     print(line("ingest copy", ingest["copy"]))
     print(line("ingest direct", ingest["direct"]))
