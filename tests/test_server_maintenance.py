@@ -12,13 +12,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from server_helpers import running_server
 from skybutler import Butler
 from skybutler.access import Access
 from skybutler.cli.main import cli
 from skybutler.errors import PermissionDeniedError
 from skybutler.verify import verify
-
-from server_helpers import running_server
 
 pytest.importorskip("fastapi")
 

@@ -9,12 +9,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from server_helpers import running_server
 from skybutler import Butler
 from skybutler.access import Access
 from skybutler.cli.main import cli
 from skybutler.errors import SkybutlerError
-
-from server_helpers import running_server
 from test_incremental import pipeline, put, repo  # noqa: F401 -- the fixture, shared
 
 pytest.importorskip("fastapi")
@@ -63,11 +62,10 @@ def test_stale_on_a_url(repo, monkeypatch):  # noqa: F811
 def purged(butler):
     """The scale -> visit-summary pipeline of test_recompute run into 'out' and into alice's
     u/alice/out, visit 1's summary purged from both; yields (local, url, tokens, {where: ref}, originals)."""
+    from pipeline_helpers import add_bias, put_metrics
     from skybutler.execution import run_pipeline
     from skybutler.pipeline import Pipeline
     from skybutler.pipeline.testing import CalibratedScaleTask, VisitSummaryTask
-
-    from pipeline_helpers import add_bias, put_metrics
 
     if butler.registry.db.dialect != "sqlite":
         pytest.skip("the server calls the local recompute, itself tested on every stack")
