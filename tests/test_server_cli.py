@@ -52,3 +52,24 @@ def test_commands_on_a_url(served, tmp_path):
     _run("remove-collections", url, "chain", "tag", "--yes")
     _run("remove-runs", url, "u/boss/in", "--yes")
     assert {c.name for c in local.collections.query("*")} == {"run/a", "calib/run", "calib"}
+
+
+ADMINISTRATION = [
+    ["token", "create", "{url}", "bob"], ["token", "list", "{url}"], ["token", "revoke", "{url}", "abc"],
+    ["add-user", "{url}", "bob"], ["grant", "{url}", "read", "x/*", "--user", "bob"],
+    ["embargo", "list", "{url}"], ["embargo", "remove", "{url}", "1"], ["quota", "{url}"], ["audit", "{url}"],
+    ["config-dump", "{url}"], ["config-validate", "{url}"], ["migrate", "{url}"],
+]
+
+
+@pytest.mark.parametrize("command", ADMINISTRATION, ids=lambda c: " ".join(c[:2]).replace(" {url}", ""))
+def test_administration_of_the_repository_itself_refuses_a_url_in_one_line(command):
+    """Users, rules, the configuration and the schema are administered with the path on the server's
+    machine: given a URL, each command says so in one line, before any request is made (no server runs)."""
+    url = "http://127.0.0.1:9/repo"  # the discard port: nothing answers there
+    result = CliRunner().invoke(cli, [part.format(url=url) for part in command])
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "on the server's machine, with the repository's path" in lines[0], result.output
+    assert "bug in skybutler" not in result.output and result.exception is None or isinstance(result.exception,
+                                                                                             SystemExit)

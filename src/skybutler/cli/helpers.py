@@ -46,15 +46,21 @@ class RepoLocation(click.ParamType):
 repo_argument = click.argument("repo", type=RepoLocation())
 
 
+def refuse_url(repo: str | Path, what: str) -> None:
+    """Stop a command that administers the repository itself (its users, rules, configuration or
+    schema) when it is given a server's URL: that is done on the server's machine, with the path."""
+    if str(repo).startswith(("http://", "https://")):
+        fail(f"{what} is done on the server's machine, with the repository's path, not through a server URL")
+
+
 @contextlib.contextmanager
 def open_butler(repo: str | Path, *, local_only: str | None = None, **kwargs: Any) -> Iterator[Butler]:
     """Open the repository at ``repo`` for one command and close it afterwards; what the open
     settled from interrupted writes (files taken back out, moved files put back) is said on stderr.
-    ``local_only`` names what the command does when it reads the registry and files directly: a
-    server URL is then refused, saying so."""
-    if local_only is not None and str(repo).startswith(("http://", "https://")):
-        fail(f"{local_only} reads the repository's database and files directly: run it on the server's "
-             "machine, with the repository's path")
+    ``local_only`` names an administration a command does on the repository itself: a server
+    URL is then refused, saying so (``refuse_url``)."""
+    if local_only is not None:
+        refuse_url(repo, local_only)
     butler = Butler(repo, **kwargs)
     for line in butler.recovered:
         from rich.markup import escape

@@ -19,6 +19,7 @@ from .helpers import (
     print_json,
     print_rows,
     progress_bar,
+    refuse_url,
     repo_argument,
     split_csv_option,
 )
@@ -170,6 +171,7 @@ def migrate_command(repo: str) -> None:
 
     from ..butler import _load_universe
 
+    refuse_url(repo, "upgrading the registry schema")
     root = Path(repo).absolute()
     config = RepoConfig.load(root)
     old, new = migrate_registry(config.registry_url(root), _load_universe(config.universe))

@@ -14,7 +14,7 @@ from ..butler import _load_universe as load_universe
 from ..config import RepoConfig
 from ..datastore.templates import DEFAULT_TEMPLATE
 from ..timespan import Timespan
-from .helpers import fail, info, open_butler, print_json, read_text, repo_argument, report_error
+from .helpers import fail, info, open_butler, print_json, read_text, refuse_url, repo_argument, report_error
 
 
 @click.command()
@@ -70,6 +70,7 @@ def config_dump(repo: Path, as_json: bool) -> None:
 
     The output is itself a valid butler.yaml; the YAML form starts with comments naming
     the repository and its dimension universe."""
+    refuse_url(repo, "reading butler.yaml")
     config = resolved_config(repo)
     if as_json:
         print_json(config)
@@ -123,7 +124,7 @@ def insert_records(repo: Path, element: str, file: Path, skip_existing: bool) ->
 @repo_argument
 def config_validate(repo: Path) -> None:
     """Check REPO's configuration: butler.yaml, and each dataset type's storage class and path template."""
-    with open_butler(repo) as butler:
+    with open_butler(repo, local_only="checking butler.yaml") as butler:
         problems = butler.validate_config()
         count = len(butler.query_dataset_types())
     if problems:

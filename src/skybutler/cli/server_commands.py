@@ -9,6 +9,9 @@ import click
 
 from .helpers import fail, info, open_butler, print_rows, repo_argument
 
+#: What the commands here do, named when one is given a server URL instead of a path.
+ADMINISTRATION = "administering users, tokens, rules, embargoes and quotas"
+
 _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -94,7 +97,7 @@ def token() -> None:
 def token_create(repo: Path, user: str, expires: str | None, admin: bool, groups: tuple[str, ...],
                  note: str) -> None:
     """Create a token for USER (made if missing) and print it: it is shown only once."""
-    with open_butler(repo) as butler:
+    with open_butler(repo, local_only=ADMINISTRATION) as butler:
         access = _access(butler)
         if admin or groups:
             access.add_user(user, admin=admin, groups=groups)
@@ -107,7 +110,7 @@ def token_create(repo: Path, user: str, expires: str | None, admin: bool, groups
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def token_list(repo: Path, user: str | None, as_json: bool) -> None:
     """List tokens (never their secrets): id, user, created, expires, state."""
-    with open_butler(repo) as butler:
+    with open_butler(repo, local_only=ADMINISTRATION) as butler:
         now = time.time_ns()
         rows = [{"id": t.token_id, "user": t.user, "created": _when(t.created_ns), "expires": _when(t.expires_ns),
                  "state": "revoked" if t.revoked_ns else "expired" if t.expires_ns and t.expires_ns <= now
@@ -120,7 +123,7 @@ def token_list(repo: Path, user: str | None, as_json: bool) -> None:
 @click.argument("token_ids", nargs=-1, required=True)
 def token_revoke(repo: Path, token_ids: tuple[str, ...]) -> None:
     """Revoke tokens by id (as ``token list`` shows it) or by the token itself."""
-    with open_butler(repo) as butler:
+    with open_butler(repo, local_only=ADMINISTRATION) as butler:
         for token_id in token_ids:
             _access(butler).revoke_token(token_id)
         info(f"revoked {len(token_ids)} token(s)")
@@ -139,7 +142,7 @@ def grant(repo: Path, level: str, pattern: str, user: str | None, group: str | N
     chosen = [x for x in (user and ("user", user), group and ("group", group), everyone and ("*", "*")) if x]
     if len(chosen) != 1:
         fail("give exactly one of --user, --group or --everyone")
-    with open_butler(repo) as butler:
+    with open_butler(repo, local_only=ADMINISTRATION) as butler:
         _access(butler).grant(chosen[0][0], chosen[0][1], pattern, None if level == "none" else level)
         info(f"{'revoked' if level == 'none' else 'granted ' + level} on {pattern!r}")
 
@@ -151,7 +154,7 @@ def grant(repo: Path, level: str, pattern: str, user: str | None, group: str | N
 @click.option("--group", "groups", multiple=True, metavar="NAME", help="Add USER to this group (repeatable).")
 def add_user(repo: Path, user: str, admin: bool, groups: tuple[str, ...]) -> None:
     """Add USER to a served repository (or change their groups and administrator flag)."""
-    with open_butler(repo) as butler:
+    with open_butler(repo, local_only=ADMINISTRATION) as butler:
         _access(butler).add_user(user, admin=admin, groups=groups)
         info(f"user {user} {'(admin) ' if admin else ''}in groups {', '.join(groups) or 'none'}")
 
@@ -172,7 +175,7 @@ def embargo() -> None:
 @click.option("--group", "groups", multiple=True, metavar="NAME", help="A group with data rights (repeatable).")
 def embargo_add(repo: Path, dataset_types: str, collections: str, hours: float, groups: tuple[str, ...]) -> None:
     """Add an embargo rule."""
-    with open_butler(repo) as butler:
+    with open_butler(repo, local_only=ADMINISTRATION) as butler:
         _access(butler).add_embargo(dataset_types, collections, hours, groups)
         info(f"{dataset_types} in {collections}: hidden for {hours:g} h after each exposure except from "
              f"{', '.join(groups) or 'administrators'}")
@@ -183,7 +186,7 @@ def embargo_add(repo: Path, dataset_types: str, collections: str, hours: float, 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def embargo_list(repo: Path, as_json: bool) -> None:
     """List embargo rules."""
-    with open_butler(repo) as butler:
+    with open_butler(repo, local_only=ADMINISTRATION) as butler:
         rows = [{"id": e.rule_id, "dataset_types": e.dataset_types, "collections": e.collections, "hours": e.hours,
                  "groups": ",".join(e.groups)} for e in butler.registry.access.embargo_rows()]
         print_rows(rows, as_json=as_json, columns=["id", "dataset_types", "collections", "hours", "groups"])
@@ -194,7 +197,7 @@ def embargo_list(repo: Path, as_json: bool) -> None:
 @click.argument("rule_id", type=int)
 def embargo_remove(repo: Path, rule_id: int) -> None:
     """Remove embargo rule RULE_ID (its datasets become visible to their RUN's readers at once)."""
-    with open_butler(repo) as butler:
+    with open_butler(repo, local_only=ADMINISTRATION) as butler:
         if rule_id not in {e.rule_id for e in butler.registry.access.embargo_rows()}:
             fail(f"no embargo rule {rule_id}")
         butler.registry.access.remove_embargo("admin", rule_id)
@@ -214,7 +217,7 @@ def quota(repo: Path, user: str | None, group: str | None, max_bytes: int | None
     quotas; with --max-bytes/--max-datasets, set the quota of USER (or --group) first."""
     if user and group:
         fail("give a USER or a --group, not both")
-    with open_butler(repo) as butler:
+    with open_butler(repo, local_only=ADMINISTRATION) as butler:
         access = _access(butler)
         kind, name = ("group", group) if group else ("user", user)
         if max_bytes is not None or max_datasets is not None:
@@ -234,7 +237,7 @@ def audit(repo: Path, limit: int, as_json: bool) -> None:
     """The latest entries of the access audit log: grants, tokens, users, embargoes and their releases, quotas."""
     from ..embargo import record_releases
 
-    with open_butler(repo) as butler:
+    with open_butler(repo, local_only=ADMINISTRATION) as butler:
         _access(butler)
         record_releases(butler, time.time_ns())  # the releases up to now, if no server wrote them yet
         rows = [{"time": _when(t), "actor": actor, "action": action, "detail": detail}
@@ -245,8 +248,6 @@ def audit(repo: Path, limit: int, as_json: bool) -> None:
 def _access(butler):  # noqa: ANN001, ANN202 - a local repository's access rules
     from ..access import Access
 
-    if butler.registry is None:
-        fail("users, tokens and rules are administered on the server's machine, with the repository's path")
     return Access(butler.registry.access)
 
 
