@@ -59,15 +59,21 @@ ADMINISTRATION = [
     ["add-user", "{url}", "bob"], ["grant", "{url}", "read", "x/*", "--user", "bob"],
     ["embargo", "list", "{url}"], ["embargo", "remove", "{url}", "1"], ["quota", "{url}"], ["audit", "{url}"],
     ["config-dump", "{url}"], ["config-validate", "{url}"], ["migrate", "{url}"],
+    # not offered through a server yet: said so in one line, not an internal error
+    ["ingest-raws", "{url}", "{dir}", "--run", "u/bob/raw"], ["define-visits", "{url}"],
+    ["register-skymap", "{url}", "tiny"], ["write-curated-calibrations", "{url}", "{dir}"],
+    ["watch", "{url}", "{dir}", "--pipeline", "p.yaml", "-i", "raw", "-o", "u/bob/out"],
+    ["qgraph", "p.yaml", "-b", "{url}", "-i", "raw"], ["run", "p.yaml", "-b", "{url}", "-i", "raw", "-o", "u/bob/out"],
 ]
 
 
-@pytest.mark.parametrize("command", ADMINISTRATION, ids=lambda c: " ".join(c[:2]).replace(" {url}", ""))
-def test_administration_of_the_repository_itself_refuses_a_url_in_one_line(command):
+@pytest.mark.parametrize("command", ADMINISTRATION, ids=lambda c: c[0] if c[1].startswith("{") or c[0] in ("qgraph", "run") else " ".join(c[:2]))
+def test_administration_of_the_repository_itself_refuses_a_url_in_one_line(command, tmp_path):
     """Users, rules, the configuration and the schema are administered with the path on the server's
-    machine: given a URL, each command says so in one line, before any request is made (no server runs)."""
+    machine (raws, visits, sky maps and pipeline runs too, for now): given a URL, each command says so
+    in one line, before any request is made (no server runs)."""
     url = "http://127.0.0.1:9/repo"  # the discard port: nothing answers there
-    result = CliRunner().invoke(cli, [part.format(url=url) for part in command])
+    result = CliRunner().invoke(cli, [part.format(url=url, dir=tmp_path) for part in command])
     assert result.exit_code != 0
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "on the server's machine, with the repository's path" in lines[0], result.output

@@ -47,8 +47,9 @@ repo_argument = click.argument("repo", type=RepoLocation())
 
 
 def refuse_url(repo: str | Path, what: str) -> None:
-    """Stop a command that administers the repository itself (its users, rules, configuration or
-    schema) when it is given a server's URL: that is done on the server's machine, with the path."""
+    """Stop a command that works on the repository itself when it is given a server's URL: the
+    administration of users, rules, configuration and schema, and (not offered through a server
+    yet) raw ingestion, visits, sky maps and pipeline runs, are done on the server's machine."""
     if str(repo).startswith(("http://", "https://")):
         fail(f"{what} is done on the server's machine, with the repository's path, not through a server URL")
 
