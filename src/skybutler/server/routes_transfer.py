@@ -39,7 +39,7 @@ from ..config import BOOKKEEPING_DIR
 from ..datastore.reading import export_path
 from ..datastore.uploads import UploadedTree
 from ..dimensions import DataCoordinate, DimensionRecord
-from ..errors import PermissionDeniedError, SkybutlerError
+from ..errors import DatasetTypeError, PermissionDeniedError, SkybutlerError
 from ..models import DatasetType, deterministic_dataset_id
 from ..remote import wire
 from ..repository_transfer import CHUNK, _record_from_json, export_contents, import_datasets, read_manifest, records_for
@@ -115,8 +115,8 @@ def _import(state: ServerState, user: User, tree: UploadedTree, skip_existing: b
         if not user.admin:
             _refuse_new_records(butler, export_contents(tree.root, manifest)[0])
         try:
-            types = {spec["name"]: DatasetType.model_validate(spec) for spec in manifest["dataset_types"]}
-        except (KeyError, TypeError, ValueError) as err:
+            types = {spec["name"]: DatasetType(**spec) for spec in manifest["dataset_types"]}
+        except (KeyError, TypeError, ValueError, DatasetTypeError) as err:
             raise SkybutlerError(f"malformed export: its dataset types: {' '.join(str(err).split())[:200]}") from None
         usage: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
         total = 0
