@@ -22,21 +22,17 @@ RSS of each phase.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import serving  # noqa: E402
 import workload as w  # noqa: E402
 from skybutler import Butler  # noqa: E402
 from skybutler.repository_transfer import export_datasets, import_datasets  # noqa: E402
@@ -58,66 +54,26 @@ def in_child(fn) -> dict[str, Any]:
     return out
 
 
-def rss_kib(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-@contextlib.contextmanager
-def served(root: Path) -> Iterator[tuple[str, str, int]]:
-    """``root`` served by ``skybutler serve`` in its own process: (URL, an admin's token, its pid)."""
-    from skybutler.access import Access
-
-    with Butler(root) as admin:
-        access = Access(admin.registry.access)
-        access.add_user("bench", admin=True)
-        token = access.create_token("bench", note="bench_export_import")
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = subprocess.Popen([sys.executable, "-m", "skybutler.cli", "serve", str(root), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/{root.name}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                Butler(url, token=token).close()
-                break
-            except Exception:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit(f"the server did not start: {server.stderr.read().decode()[-2000:]}")
-                time.sleep(0.2)
-        yield url, token, server.pid
-    finally:
-        server.terminate()
-        server.wait(20)
-
-
 def through_server(work: Path, source: Path, n: int) -> dict[str, Any]:
     """Export from the served source and import into a served new repository (each phase's client
     in a child; the server's peak RSS read from /proc before it stops)."""
     out: dict[str, Any] = {}
-    with served(source) as (url, token, pid):
+    with serving.served(source, "bench_export_import") as (url, token, pid):
         def export() -> int:
             with Butler(url, token=token, collections=[w.METRICS_RUN]) as butler:
                 return export_datasets(butler, butler.query_datasets(w.METRICS_TYPE), work / "remote-export")
 
         out["export"] = in_child(export)
-        out["export"]["server_peak_rss_bytes"] = rss_kib(pid, "VmHWM") * 1024
+        out["export"]["server_peak_rss_bytes"] = serving.rss_kib(pid, "VmHWM") * 1024
         out["export"]["server_cpu_seconds"] = _cpu_seconds(pid)
     Butler.create(work / "remote-target").close()
-    with served(work / "remote-target") as (url, token, pid):
+    with serving.served(work / "remote-target", "bench_export_import") as (url, token, pid):
         def import_() -> int:
             with Butler(url, token=token) as butler:
                 return import_datasets(butler, work / "remote-export")
 
         out["import"] = in_child(import_)
-        out["import"]["server_peak_rss_bytes"] = rss_kib(pid, "VmHWM") * 1024
+        out["import"]["server_peak_rss_bytes"] = serving.rss_kib(pid, "VmHWM") * 1024
         out["import"]["server_cpu_seconds"] = _cpu_seconds(pid)
     assert out["export"]["count"] == out["import"]["count"] == n
     return out

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import serving  # noqa: E402
 import workload  # noqa: E402
 from skybutler import Butler  # noqa: E402
 
@@ -56,14 +55,6 @@ def build(root: Path, detectors: int) -> None:
              for v in range(1, 301) for d in range(26)]
     butler.put_many("metrics", items, run=RUN)
     butler.close()
-
-
-def rss_kib(pid: int | str, field: str) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def reset_peak(pid: int | str) -> None:
@@ -120,7 +111,8 @@ def q1_job(location: str, token: str | None, n: int, _client: int) -> int:
 def stream(url: str, token: str, server_pid: int) -> dict[str, Any]:
     butler = Butler(url, token=token)
     results = butler.query_data_ids(["visit", "detector"])
-    before = {"client_rss_mib": rss_kib("self", "VmRSS") / 1024, "server_rss_mib": rss_kib(server_pid, "VmRSS") / 1024}
+    before = {"client_rss_mib": serving.rss_kib("self", "VmRSS") / 1024,
+              "server_rss_mib": serving.rss_kib(server_pid, "VmRSS") / 1024}
     reset_peak("self")
     reset_peak(server_pid)
     start = time.perf_counter()
@@ -128,8 +120,8 @@ def stream(url: str, token: str, server_pid: int) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     return {"rows": rows, "seconds": round(seconds, 2), "rows_per_second": round(rows / seconds),
             **{k: round(v, 1) for k, v in before.items()},
-            "client_peak_rss_mib": round(rss_kib("self", "VmHWM") / 1024, 1),
-            "server_peak_rss_mib": round(rss_kib(server_pid, "VmHWM") / 1024, 1)}
+            "client_peak_rss_mib": round(serving.rss_kib("self", "VmHWM") / 1024, 1),
+            "server_peak_rss_mib": round(serving.rss_kib(server_pid, "VmHWM") / 1024, 1)}
 
 
 def main() -> int:
@@ -146,28 +138,7 @@ def main() -> int:
         start = time.perf_counter()
         build(root, detectors)
         print(f"built the repository in {time.perf_counter() - start:.1f} s")
-        from skybutler.access import Access
-
-        with Butler(root) as admin:
-            token = Access(admin.registry.access).create_token("bench", note="bench_server")
-            Access(admin.registry.access).add_user("bench", admin=True)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        sock.close()
-        server = subprocess.Popen([sys.executable, "-m", "skybutler.cli", "serve", str(root), "--port", str(port)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        url = f"http://127.0.0.1:{port}/repo"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    Butler(url, token=token).close()
-                    break
-                except Exception:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise SystemExit(f"the server did not start: {server.stderr.read().decode()[-2000:]}")
-                    time.sleep(0.2)
+        with serving.served(root, "bench_server") as (url, token, server_pid):
             figures: dict[str, Any] = {"q1": {}, "get": {}, "put": {}}
             local = str(root)
             if not args.stream_only:
@@ -182,11 +153,8 @@ def main() -> int:
                 for where, entry in entries.items():
                     print(f"{name:4s} {where:9s} {entry['per_second']:>9} /s  ({entry['operations']} in "
                           f"{entry['seconds']} s)")
-            figures["stream"] = stream(url, token, server.pid)
+            figures["stream"] = stream(url, token, server_pid)
             print("stream", json.dumps(figures["stream"]))
-        finally:
-            server.terminate()
-            server.wait(20)
     figures["environment"] = workload.environment()
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
