@@ -40,6 +40,7 @@ class DatasetStore:
         self.types = types
         self.collections = collections
         self._find_statements: dict[DimensionGroup, sa.Select] = {}
+        self._key_statements: dict[str, sa.Select] = {}
 
     # -- insertion ------------------------------------------------------------
 
@@ -146,25 +147,36 @@ class DatasetStore:
                                  type_name: str) -> None:
         """Raise :class:`DataIdError` naming a dimension record that ``rows`` (required data-ID
         values in ``group.required`` order) refer to and that does not exist: per dimension,
-        one statement over the distinct keys of the rows (what the per-row foreign keys check)."""
+        statements over the distinct keys of the rows, 500 at a time (what the per-row foreign
+        keys check)."""
         universe, required = self.schema.universe, list(group.required)
+        columns_of_rows = list(zip(*rows))  # in C: the distinct keys come from zips of columns
         for dim in required:
             target = universe[dim]
             if target.skypix is not None:
                 continue
-            table = self.schema.elements[dim]
-            positions = [required.index(d) for d in target.identity]
-            keys = list({tuple(row[p] for p in positions) for row in rows})
-            columns = [table.c[target.column_of(d)] for d in target.identity]
+            keys = list(set(zip(*[columns_of_rows[required.index(d)] for d in target.identity])))
+            statement, single = self._existing_keys_statement(dim), len(target.identity) == 1
             for start in range(0, len(keys), 500):
-                given = sa.values(*[sa.column(f"k{n}", c.type) for n, c in enumerate(columns)],
-                                  name="given").data(keys[start:start + 500]).cte("given")
-                match = sa.and_(*[c == given.c[f"k{n}"] for n, c in enumerate(columns)])
-                missing = conn.execute(sa.select(*given.c).where(~sa.exists().where(match)).limit(1)).first()
+                given = keys[start:start + 500]
+                found = set(map(tuple, conn.execute(statement, {"keys": [k[0] for k in given] if single else given})))
+                missing = next((k for k in given if k not in found), None)
                 if missing is not None:
                     record = ", ".join(f"{d}={v!r}" for d, v in zip(target.identity, missing))
                     raise DataIdError(f"no {dim} record {record}: register it before {type_name} datasets "
                                       "that refer to it")
+
+    def _existing_keys_statement(self, dim: str) -> sa.Select:
+        """Which of the given keys (``keys``: tuples of ``dim``'s identity) have a record: one
+        statement per dimension, built once (an expanding parameter, rendered per call)."""
+        stmt = self._key_statements.get(dim)
+        if stmt is None:
+            target, table = self.schema.universe[dim], self.schema.elements[dim]
+            columns = [table.c[target.column_of(d)] for d in target.identity]
+            key = sa.tuple_(*columns) if len(columns) > 1 else columns[0]
+            stmt = self._key_statements[dim] = sa.select(*columns).where(
+                key.in_(sa.bindparam("keys", expanding=True)))
+        return stmt
 
     def add_artifacts(self, pairs: Sequence[tuple[uuid.UUID, StoredArtifact]]) -> None:
         if not pairs:
