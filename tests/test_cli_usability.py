@@ -99,6 +99,20 @@ def test_a_trivial_command_imports_no_heavy_library(tmp_path):
     assert "tagged/b" in table.stdout and table.stderr.strip() == "[]", table.stderr
 
 
+def test_loading_a_command_pauses_the_collector_and_gives_it_back(tmp_path):
+    """A command's module (with SQLAlchemy and the rest) is imported without the cyclic garbage
+    collector walking it over and over, and frozen out of its reach; then the collector is as
+    it was (on, or off if the caller turned it off)."""
+    repo = tmp_path / "repo"
+    Butler.create(repo).close()
+    for before in ("gc.enable()", "gc.disable()"):
+        code = (f"import gc, sys\n{before}\nfrom skybutler.cli.main import cli\n"
+                "cli(['query-collections', sys.argv[1], '--json'], standalone_mode=False)\n"
+                "print(gc.isenabled(), gc.get_freeze_count() > 10_000, file=sys.stderr)\n")
+        done = subprocess.run([sys.executable, "-c", code, str(repo)], check=True, capture_output=True, text=True)
+        assert done.stderr.split() == [str(before == "gc.enable()"), "True"]
+
+
 def test_the_command_index_matches_the_commands():
     """The index ``--help`` reads (to import nothing) names every command of every module,
     with the help its docstring gives."""
