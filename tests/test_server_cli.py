@@ -54,28 +54,35 @@ def test_commands_on_a_url(served, tmp_path):
     assert {c.name for c in local.collections.query("*")} == {"run/a", "calib/run", "calib"}
 
 
-ADMINISTRATION = [
-    ["token", "create", "{url}", "bob"], ["token", "list", "{url}"], ["token", "revoke", "{url}", "abc"],
-    ["add-user", "{url}", "bob"], ["grant", "{url}", "read", "x/*", "--user", "bob"],
-    ["embargo", "list", "{url}"], ["embargo", "remove", "{url}", "1"], ["quota", "{url}"], ["audit", "{url}"],
-    ["config-dump", "{url}"], ["config-validate", "{url}"], ["migrate", "{url}"],
+#: Commands that stay on the server's machine, each with what its one-line refusal says.
+LOCAL_ONLY = [
+    (["config-dump", "{url}"], "config-dump prints butler.yaml, which names the server's own database and storage, "
+                               "so it runs on the server's machine with the repository's path"),
+    (["config-validate", "{url}"], "config-validate checks butler.yaml against the server's own database and "
+                                   "storage, so it runs on the server's machine with the repository's path"),
+    (["migrate", "{url}"], "migrate upgrades the registry's schema in place, so it runs on the server's machine "
+                           "with the repository's path (stop the server first)"),
+    (["serve", "{url}"], "serve opens repositories by their path on this machine; {url} is a server already"),
     # not offered through a server yet: said so in one line, not an internal error
-    ["ingest-raws", "{url}", "{dir}", "--run", "u/bob/raw"], ["define-visits", "{url}"],
-    ["register-skymap", "{url}", "tiny"], ["write-curated-calibrations", "{url}", "{dir}"],
-    ["watch", "{url}", "{dir}", "--pipeline", "p.yaml", "-i", "raw", "-o", "u/bob/out"],
-    ["qgraph", "p.yaml", "-b", "{url}", "-i", "raw"], ["run", "p.yaml", "-b", "{url}", "-i", "raw", "-o", "u/bob/out"],
+    *[(command, "is done on the server's machine, with the repository's path, not through a server URL") for command in (
+        ["ingest-raws", "{url}", "{dir}", "--run", "u/bob/raw"], ["define-visits", "{url}"],
+        ["register-skymap", "{url}", "tiny"], ["write-curated-calibrations", "{url}", "{dir}"],
+        ["watch", "{url}", "{dir}", "--pipeline", "p.yaml", "-i", "raw", "-o", "u/bob/out"],
+        ["qgraph", "p.yaml", "-b", "{url}", "-i", "raw"],
+        ["run", "p.yaml", "-b", "{url}", "-i", "raw", "-o", "u/bob/out"])],
 ]
 
 
-@pytest.mark.parametrize("command", ADMINISTRATION, ids=lambda c: c[0] if c[1].startswith("{") or c[0] in ("qgraph", "run") else " ".join(c[:2]))
-def test_administration_of_the_repository_itself_refuses_a_url_in_one_line(command, tmp_path):
-    """Users, rules, the configuration and the schema are administered with the path on the server's
-    machine (raws, visits, sky maps and pipeline runs too, for now): given a URL, each command says so
-    in one line, before any request is made (no server runs)."""
+@pytest.mark.parametrize(("command", "says"), LOCAL_ONLY, ids=lambda c: c[0] if isinstance(c, list) else "")
+def test_what_stays_on_the_server_machine_refuses_a_url_in_one_line(command, says, tmp_path):
+    """The configuration, the schema and serving itself are the server machine's (raws, visits, sky
+    maps and pipeline runs too, for now): given a URL, each command says why in one line, before any
+    request is made (no server runs).  The administration of users, rules, embargoes, quotas and
+    the audit log goes through a server: tests/test_server_admin.py."""
     url = "http://127.0.0.1:9/repo"  # the discard port: nothing answers there
     result = CliRunner().invoke(cli, [part.format(url=url, dir=tmp_path) for part in command])
     assert result.exit_code != 0
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and "on the server's machine, with the repository's path" in lines[0], result.output
+    assert len(lines) == 1 and says.format(url=url) in lines[0], result.output
     assert "bug in skybutler" not in result.output and result.exception is None or isinstance(result.exception,
                                                                                              SystemExit)

@@ -28,6 +28,7 @@ from .registry.access_store import AccessStore, EmbargoRow, TokenRow
 LEVELS = ("read", "write", "admin")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}")
 _TOKEN = re.compile(r"sbt_([0-9a-f]{16})\.([A-Za-z0-9_-]{20,100})")
+_TOKEN_ID = re.compile(r"(?:sbt_)?([0-9a-f]{16})(?:\.[A-Za-z0-9_-]{20,100})?")
 
 
 def check_name(kind: str, name: str) -> str:
@@ -35,6 +36,26 @@ def check_name(kind: str, name: str) -> str:
     if not isinstance(name, str) or _NAME.fullmatch(name) is None:
         raise AccessError(f"invalid {kind} name {name!r}: use letters, digits and _.@- (at most 128)")
     return name
+
+
+def check_pattern(what: str, pattern: str) -> str:
+    """A glob over collection or dataset type names in a rule: 1 to 512 printable characters
+    (a control character could forge a line of the audit log)."""
+    if not isinstance(pattern, str) or not 0 < len(pattern) <= 512:
+        raise AccessError(f"{what} must be a pattern of 1 to 512 characters")
+    if not pattern.isprintable():
+        raise AccessError(f"{what} {pattern!r} holds a control character")
+    return pattern
+
+
+def check_token_id(token_id: str) -> str:
+    """A token's id (16 hex digits), given as itself or as the whole token."""
+    found = _TOKEN_ID.fullmatch(token_id) if isinstance(token_id, str) else None
+    if found is None:
+        shown = token_id[:40] if isinstance(token_id, str) else token_id
+        raise AccessError(f"no token {shown!r}: give a token's id (16 hex digits, as token list shows it) "
+                          "or the token itself")
+    return found.group(1)
 
 
 def check_level(level: str) -> str:
@@ -131,6 +152,10 @@ class Access:
         self._checked = now
         return version
 
+    def forget(self) -> None:
+        """Drop what authentication learnt, so that a change just made applies to the next call."""
+        self._forget()
+
     def _forget(self, version: int | None = None) -> None:
         with self._lock:
             self._tokens.clear()
@@ -157,6 +182,10 @@ class Access:
                      actor: str = "admin", now: float | None = None) -> str:
         """A new token for ``user`` (made if missing), valid ``expires_in`` seconds (None: until
         revoked).  The token is shown once: only its hash is kept."""
+        if not isinstance(note, str) or len(note) > 1000 or not note.isprintable():
+            raise AccessError("a token's note is at most 1000 printable characters")
+        if expires_in is not None and not 0 < expires_in < 1e10:
+            raise AccessError(f"a token lasts a positive number of seconds, not {expires_in!r}")
         if self.store.user(check_name("user", user)) is None:
             self.add_user(user, actor=actor)
         token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
@@ -166,7 +195,7 @@ class Access:
         return f"sbt_{token_id}.{secret}"
 
     def revoke_token(self, token_id: str, *, actor: str = "admin") -> None:
-        token_id = token_id.removeprefix("sbt_").split(".", 1)[0]
+        token_id = check_token_id(token_id)
         if not self.store.revoke_token(actor, token_id):
             raise AccessError(f"no token {token_id!r}")
         self._forget()
@@ -174,8 +203,7 @@ class Access:
     def grant(self, kind: str, name: str, pattern: str, level: str | None, *, actor: str = "admin") -> None:
         """Give ``level`` on collections matching ``pattern`` to a user, a group or ``*``;
         ``level=None`` takes the grant away."""
-        if not pattern or len(pattern) > 512:
-            raise AccessError("a rule needs a collection pattern of 1 to 512 characters")
+        check_pattern("a rule's collection pattern", pattern)
         self.store.set_rule(actor, principal(kind, name), pattern, None if level is None else check_level(level))
         self._forget()
 
@@ -233,8 +261,10 @@ class Access:
                   actor: str = "admin") -> None:
         """Limit the bytes and/or datasets of a user's area ``u/<user>`` (kind ``user``) or a group's
         ``g/<group>`` (kind ``group``); None lifts that limit."""
+        if kind not in ("user", "group"):
+            raise AccessError(f"a quota is a user's or a group's, not a {kind!r}'s")
         for value in (max_bytes, max_datasets):
-            if value is not None and value < 0:
+            if value is not None and not (isinstance(value, int) and 0 <= value < 2**63):
                 raise AccessError(f"a quota is a number of bytes or datasets, not {value!r}")
         self.store.set_quota(actor, principal(kind, name), max_bytes, max_datasets)
 
@@ -269,6 +299,8 @@ class Access:
         day) ends; then they are visible to whoever may read their RUN, with nothing copied."""
         if not (0 < hours < 1e6):
             raise AccessError(f"an embargo lasts a positive number of hours, not {hours!r}")
+        check_pattern("an embargo's dataset type pattern", dataset_types)
+        check_pattern("an embargo's collection pattern", collections)
         self.store.add_embargo(actor, dataset_types, collections, float(hours),
                                [check_name("group", g) for g in groups])
         self._forget()

@@ -2,14 +2,14 @@
 
 A thin composition with no SQL and no file I/O of its own: opening and creating
 repositories, records, dataset types and removal here; the queries in
-``butler_queries.py``, catalog schemas and loading in ``butler_catalogs.py``; the order of operations of writes in ``writes.py``, of reads
+``butler_queries.py``, catalog schemas and loading in ``butler_catalogs.py``, provenance,
+retention and access in ``butler_parts.py``; the order of operations of writes in ``writes.py``, of reads
 in ``reads.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import shutil
 import uuid
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .butler_catalogs import CatalogMethods
+from .butler_parts import PartMethods
 from .butler_queries import QueryMethods
 from .collections_manager import CollectionsManager
 from .config import BOOKKEEPING_DIR, CONFIG_NAME, DEFAULT_DATASTORE, RepoConfig
@@ -38,8 +39,7 @@ from .writes import IdMode, Writes
 if TYPE_CHECKING:
     from .catalogs.schemas import CatalogSchema
     from .formats.file_facts import ExaminedFile
-    from .provenance import Provenance
-    from .retention import RecomputeOptions, Retention
+    from .retention import RecomputeOptions
 
 
 def _load_universe(name: str) -> DimensionUniverse:
@@ -61,7 +61,7 @@ def _unlocated(target: str | DatasetRef) -> str | DatasetRef:
     return target.with_artifact(None) if isinstance(target, DatasetRef) else target
 
 
-class Butler(QueryMethods, CatalogMethods):
+class Butler(QueryMethods, CatalogMethods, PartMethods):
     """Read and write datasets of one repository.
 
     ``root`` is a repository directory, or a server's URL (``http://host:port/repo``): then
@@ -185,28 +185,6 @@ class Butler(QueryMethods, CatalogMethods):
 
     def __repr__(self) -> str:
         return f"Butler({str(self.root)!r}, collections={self.default_collections}, run={self.run!r})"
-
-    @functools.cached_property
-    def provenance(self) -> Provenance:
-        """Lineage of pipeline outputs: ``producer(ref)``, ``consumers(ref)``, ``tree(ref)`` (made on first use)."""
-        if self._remote is not None:
-            from .remote.provenance import RemoteProvenance
-
-            return RemoteProvenance(self._remote)
-        from .provenance import Provenance
-
-        return Provenance(self)
-
-    @functools.cached_property
-    def retention(self) -> Retention:
-        """Dataset states, retention policies, the cold tier and recompute on demand (made on first use)."""
-        if self._remote is not None:
-            from .remote.retention import RemoteRetention
-
-            return RemoteRetention(self._remote)
-        from .retention.facade import Retention
-
-        return Retention(self)
 
     # -- dimension records ----------------------------------------------------
 

@@ -171,7 +171,8 @@ def migrate_command(repo: str) -> None:
 
     from ..butler import _load_universe
 
-    refuse_url(repo, "upgrading the registry schema")
+    refuse_url(repo, "migrate", why="migrate upgrades the registry's schema in place, so it runs on the server's "
+               "machine with the repository's path (stop the server first)")
     root = Path(repo).absolute()
     config = RepoConfig.load(root)
     old, new = migrate_registry(config.registry_url(root), _load_universe(config.universe))

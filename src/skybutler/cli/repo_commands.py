@@ -70,7 +70,8 @@ def config_dump(repo: Path, as_json: bool) -> None:
 
     The output is itself a valid butler.yaml; the YAML form starts with comments naming
     the repository and its dimension universe."""
-    refuse_url(repo, "reading butler.yaml")
+    refuse_url(repo, "config-dump", why="config-dump prints butler.yaml, which names the server's own database and "
+               "storage, so it runs on the server's machine with the repository's path")
     config = resolved_config(repo)
     if as_json:
         print_json(config)
@@ -124,7 +125,9 @@ def insert_records(repo: Path, element: str, file: Path, skip_existing: bool) ->
 @repo_argument
 def config_validate(repo: Path) -> None:
     """Check REPO's configuration: butler.yaml, and each dataset type's storage class and path template."""
-    with open_butler(repo, local_only="checking butler.yaml") as butler:
+    refuse_url(repo, "config-validate", why="config-validate checks butler.yaml against the server's own database and "
+               "storage, so it runs on the server's machine with the repository's path")
+    with open_butler(repo) as butler:
         problems = butler.validate_config()
         count = len(butler.query_dataset_types())
     if problems:

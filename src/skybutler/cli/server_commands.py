@@ -1,4 +1,6 @@
-"""Serving a repository: serve, and the administration of its users, tokens and rules."""
+"""Serving a repository: serve, and the administration of its users, tokens and rules
+(``butler.access``: on the repository's path, or through a server by an administrator --
+anyone there may see themselves, their own quota and their own tokens)."""
 
 from __future__ import annotations
 
@@ -7,10 +9,7 @@ from pathlib import Path
 
 import click
 
-from .helpers import fail, info, open_butler, print_rows, repo_argument
-
-#: What the commands here do, named when one is given a server URL instead of a path.
-ADMINISTRATION = "administering users, tokens, rules, embargoes and quotas"
+from .helpers import RepoLocation, fail, info, open_butler, print_rows, refuse_url, repo_argument
 
 _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -31,7 +30,7 @@ def parse_duration(text: str | None) -> float | None:
 
 
 @click.command()
-@click.argument("repos", nargs=-1, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("repos", nargs=-1, type=RepoLocation())
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="A YAML file naming the repositories (name: directory) and the settings below; "
                    "options given here override it.")
@@ -58,6 +57,11 @@ def serve(ctx: click.Context, repos: tuple[Path, ...], config_file: Path | None,
     from ..extras import require
     from ..server.config import ServeConfig
 
+    for repo in repos:
+        refuse_url(repo, "serve", why=f"serve opens repositories by their path on this machine; {repo} is a server "
+                   "already")
+        if not repo.is_dir():
+            fail(f"no repository directory {repo}")
     uvicorn = require("uvicorn", "serving a repository (pip install skybutler[server])")
     given = {name: value for name, value in options.items()
              if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
@@ -97,11 +101,10 @@ def token() -> None:
 def token_create(repo: Path, user: str, expires: str | None, admin: bool, groups: tuple[str, ...],
                  note: str) -> None:
     """Create a token for USER (made if missing) and print it: it is shown only once."""
-    with open_butler(repo, local_only=ADMINISTRATION) as butler:
-        access = _access(butler)
+    with open_butler(repo) as butler:
         if admin or groups:
-            access.add_user(user, admin=admin, groups=groups)
-        click.echo(access.create_token(user, expires_in=parse_duration(expires), note=note))
+            butler.access.add_user(user, admin=admin, groups=groups)
+        click.echo(butler.access.create_token(user, expires_in=parse_duration(expires), note=note))
 
 
 @token.command("list")
@@ -109,12 +112,12 @@ def token_create(repo: Path, user: str, expires: str | None, admin: bool, groups
 @click.option("--user", help="Only this user's tokens.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def token_list(repo: Path, user: str | None, as_json: bool) -> None:
-    """List tokens (never their secrets): id, user, created, expires, state."""
-    with open_butler(repo, local_only=ADMINISTRATION) as butler:
+    """List tokens (never their secrets): id, user, created, expires, state; through a server, a
+    user who is not an administrator sees their own."""
+    with open_butler(repo) as butler:
         now = time.time_ns()
         rows = [{"id": t.token_id, "user": t.user, "created": _when(t.created_ns), "expires": _when(t.expires_ns),
-                 "state": "revoked" if t.revoked_ns else "expired" if t.expires_ns and t.expires_ns <= now
-                 else "valid", "note": t.note} for t in butler.registry.access.token_rows(user)]
+                 "state": t.state(now), "note": t.note} for t in butler.access.tokens(user)]
         print_rows(rows, as_json=as_json, columns=["id", "user", "created", "expires", "state", "note"])
 
 
@@ -122,10 +125,11 @@ def token_list(repo: Path, user: str | None, as_json: bool) -> None:
 @repo_argument
 @click.argument("token_ids", nargs=-1, required=True)
 def token_revoke(repo: Path, token_ids: tuple[str, ...]) -> None:
-    """Revoke tokens by id (as ``token list`` shows it) or by the token itself."""
-    with open_butler(repo, local_only=ADMINISTRATION) as butler:
+    """Revoke tokens by id (as ``token list`` shows it) or by the token itself (through a server,
+    one's own, or anyone's for an administrator)."""
+    with open_butler(repo) as butler:
         for token_id in token_ids:
-            _access(butler).revoke_token(token_id)
+            butler.access.revoke_token(token_id)
         info(f"revoked {len(token_ids)} token(s)")
 
 
@@ -142,9 +146,20 @@ def grant(repo: Path, level: str, pattern: str, user: str | None, group: str | N
     chosen = [x for x in (user and ("user", user), group and ("group", group), everyone and ("*", "*")) if x]
     if len(chosen) != 1:
         fail("give exactly one of --user, --group or --everyone")
-    with open_butler(repo, local_only=ADMINISTRATION) as butler:
-        _access(butler).grant(chosen[0][0], chosen[0][1], pattern, None if level == "none" else level)
+    with open_butler(repo) as butler:
+        butler.access.grant(chosen[0][0], chosen[0][1], pattern, None if level == "none" else level)
         info(f"{'revoked' if level == 'none' else 'granted ' + level} on {pattern!r}")
+
+
+@click.command()
+@repo_argument
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def rules(repo: Path, as_json: bool) -> None:
+    """List the collection rules: who (user:NAME, group:NAME or * for everyone), on which
+    pattern, at which level."""
+    with open_butler(repo) as butler:
+        rows = [{"who": r.principal, "pattern": r.pattern, "level": r.level} for r in butler.access.rules()]
+    print_rows(rows, as_json=as_json, columns=["who", "pattern", "level"], empty="no rules")
 
 
 @click.command("add-user")
@@ -154,9 +169,46 @@ def grant(repo: Path, level: str, pattern: str, user: str | None, group: str | N
 @click.option("--group", "groups", multiple=True, metavar="NAME", help="Add USER to this group (repeatable).")
 def add_user(repo: Path, user: str, admin: bool, groups: tuple[str, ...]) -> None:
     """Add USER to a served repository (or change their groups and administrator flag)."""
-    with open_butler(repo, local_only=ADMINISTRATION) as butler:
-        _access(butler).add_user(user, admin=admin, groups=groups)
+    with open_butler(repo) as butler:
+        butler.access.add_user(user, admin=admin, groups=groups)
         info(f"user {user} {'(admin) ' if admin else ''}in groups {', '.join(groups) or 'none'}")
+
+
+@click.command("remove-from-group")
+@repo_argument
+@click.argument("user")
+@click.argument("group")
+def remove_from_group(repo: Path, user: str, group: str) -> None:
+    """Take USER out of GROUP (their other groups and administrator flag stay)."""
+    with open_butler(repo) as butler:
+        butler.access.remove_from_group(user, group)
+        info(f"user {user} is no longer in group {group}")
+
+
+@click.command()
+@repo_argument
+@click.argument("user", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def whoami(repo: Path, user: str | None, as_json: bool) -> None:
+    """Who you are in REPO (through a server, the owner of your token; on the path, the
+    administrator), your groups, and the collection and embargo rules that apply; or USER's."""
+    with open_butler(repo) as butler:
+        found = butler.access.whoami(user)
+    if as_json:
+        from dataclasses import asdict
+
+        from .helpers import print_json
+
+        print_json(asdict(found))
+        return
+    rights = " (administrator: every right)" if found.admin else f"; owns u/{found.user}"
+    info(f"{found.user}, groups: {', '.join(found.groups) or 'none'}{rights}")
+    if found.rules:
+        print_rows([{"who": r.principal, "pattern": r.pattern, "level": r.level} for r in found.rules],
+                   as_json=False, columns=["who", "pattern", "level"])
+    for e in found.embargoes:
+        info(f"embargo {e.rule_id}: {e.dataset_types} in {e.collections} hidden for {e.hours:g} h after each "
+             f"exposure (data rights: {', '.join(e.groups) or 'administrators'})")
 
 
 @click.group()
@@ -175,8 +227,8 @@ def embargo() -> None:
 @click.option("--group", "groups", multiple=True, metavar="NAME", help="A group with data rights (repeatable).")
 def embargo_add(repo: Path, dataset_types: str, collections: str, hours: float, groups: tuple[str, ...]) -> None:
     """Add an embargo rule."""
-    with open_butler(repo, local_only=ADMINISTRATION) as butler:
-        _access(butler).add_embargo(dataset_types, collections, hours, groups)
+    with open_butler(repo) as butler:
+        butler.access.add_embargo(dataset_types, collections, hours, groups)
         info(f"{dataset_types} in {collections}: hidden for {hours:g} h after each exposure except from "
              f"{', '.join(groups) or 'administrators'}")
 
@@ -186,9 +238,9 @@ def embargo_add(repo: Path, dataset_types: str, collections: str, hours: float, 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def embargo_list(repo: Path, as_json: bool) -> None:
     """List embargo rules."""
-    with open_butler(repo, local_only=ADMINISTRATION) as butler:
+    with open_butler(repo) as butler:
         rows = [{"id": e.rule_id, "dataset_types": e.dataset_types, "collections": e.collections, "hours": e.hours,
-                 "groups": ",".join(e.groups)} for e in butler.registry.access.embargo_rows()]
+                 "groups": ",".join(e.groups)} for e in butler.access.embargoes()]
         print_rows(rows, as_json=as_json, columns=["id", "dataset_types", "collections", "hours", "groups"])
 
 
@@ -197,10 +249,8 @@ def embargo_list(repo: Path, as_json: bool) -> None:
 @click.argument("rule_id", type=int)
 def embargo_remove(repo: Path, rule_id: int) -> None:
     """Remove embargo rule RULE_ID (its datasets become visible to their RUN's readers at once)."""
-    with open_butler(repo, local_only=ADMINISTRATION) as butler:
-        if rule_id not in {e.rule_id for e in butler.registry.access.embargo_rows()}:
-            fail(f"no embargo rule {rule_id}")
-        butler.registry.access.remove_embargo("admin", rule_id)
+    with open_butler(repo) as butler:
+        butler.access.remove_embargo(rule_id)
         info(f"removed embargo rule {rule_id}")
 
 
@@ -214,41 +264,30 @@ def embargo_remove(repo: Path, rule_id: int) -> None:
 def quota(repo: Path, user: str | None, group: str | None, max_bytes: int | None, max_datasets: int | None,
           as_json: bool) -> None:
     """Report the datasets and bytes in users' areas u/<user> (or a group's g/<group>) against their
-    quotas; with --max-bytes/--max-datasets, set the quota of USER (or --group) first."""
+    quotas; with --max-bytes/--max-datasets, set the quota of USER (or --group) first.  Through a
+    server, a user who is not an administrator sees their own area (and their groups')."""
     if user and group:
         fail("give a USER or a --group, not both")
-    with open_butler(repo, local_only=ADMINISTRATION) as butler:
-        access = _access(butler)
+    with open_butler(repo) as butler:
         kind, name = ("group", group) if group else ("user", user)
         if max_bytes is not None or max_datasets is not None:
             if name is None:
                 fail("setting a quota needs a USER or a --group")
-            access.set_quota(kind, name, max_bytes=max_bytes, max_datasets=max_datasets)
-        names = [name] if name else butler.registry.access.user_names()
-        rows = [{kind: n, **access.usage(kind, n)} for n in names]
+            butler.access.set_quota(kind, name, max_bytes=max_bytes, max_datasets=max_datasets)
+        rows = butler.access.usage(kind, name)
         print_rows(rows, as_json=as_json, columns=[kind, "datasets", "max_datasets", "bytes", "max_bytes"])
 
 
 @click.command()
 @repo_argument
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1), help="How many entries.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000), help="How many entries.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def audit(repo: Path, limit: int, as_json: bool) -> None:
     """The latest entries of the access audit log: grants, tokens, users, embargoes and their releases, quotas."""
-    from ..embargo import record_releases
-
-    with open_butler(repo, local_only=ADMINISTRATION) as butler:
-        _access(butler)
-        record_releases(butler, time.time_ns())  # the releases up to now, if no server wrote them yet
-        rows = [{"time": _when(t), "actor": actor, "action": action, "detail": detail}
-                for t, actor, action, detail in butler.registry.access.audit_rows(limit)]
+    with open_butler(repo) as butler:
+        rows = [{"time": _when(e.time_ns), "actor": e.actor, "action": e.action, "detail": e.detail}
+                for e in butler.access.audit(limit)]
         print_rows(rows, as_json=as_json, columns=["time", "actor", "action", "detail"])
-
-
-def _access(butler):  # noqa: ANN001, ANN202 - a local repository's access rules
-    from ..access import Access
-
-    return Access(butler.registry.access)
 
 
 def _when(ns: int | None) -> str:
@@ -257,4 +296,4 @@ def _when(ns: int | None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns / 1e9))
 
 
-COMMANDS = (serve, token, grant, add_user, embargo, quota, audit)
+COMMANDS = (serve, token, grant, rules, add_user, remove_from_group, whoami, embargo, quota, audit)

@@ -96,6 +96,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
     """The application serving the repository at ``root``."""
     from .. import web
     from . import (
+        routes_access,
         routes_batch,
         routes_calibrations,
         routes_catalogs,
@@ -141,7 +142,8 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
                 "user": user.name, "groups": list(user.groups), "admin": user.admin}
 
     for module in (routes_registry, routes_query, routes_calibrations, routes_datasets, routes_provenance,
-                   routes_batch, routes_retention, routes_catalogs, routes_transfer, routes_maintenance):
+                   routes_batch, routes_retention, routes_catalogs, routes_transfer, routes_maintenance,
+                   routes_access):
         app.include_router(module.router, prefix=API, dependencies=[Depends(current_user)])
     web.install(app)
     return app
