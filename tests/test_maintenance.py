@@ -40,6 +40,35 @@ def test_export_import_preserves_ids_and_contents(butler, make_butler, tmp_path)
     assert target.query_data_ids(["visit"], "visit.region OVERLAPS POINT(14.6, -53)").count() == 1
 
 
+def test_import_reads_each_file_once(butler, make_butler, tmp_path, monkeypatch):
+    """A file is checked from the bytes that are copied into the datastore, not opened twice
+    (test_integrity: a refused one still undoes the import)."""
+    import builtins
+    import os
+
+    refs = _fill(butler)
+    export_datasets(butler, refs, tmp_path / "e")
+    files = {str(p) for p in (tmp_path / "e").rglob("*.json") if p.name != "export.json"}
+    opened: list[str] = []
+    real_open, real_os_open = builtins.open, os.open
+
+    def counting_open(path, *args, **kwargs):
+        opened.append(os.path.abspath(path) if isinstance(path, (str, Path)) else path)
+        return real_open(path, *args, **kwargs)
+
+    def counting_os_open(path, *args, **kwargs):
+        opened.append(os.path.abspath(path))
+        return real_os_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(os, "open", counting_os_open)
+    target = make_butler("target", collections=["run/a"])
+    assert import_datasets(target, tmp_path / "e") == len(refs)
+    monkeypatch.undo()
+    assert sorted(p for p in opened if p in files) == sorted(files)
+    assert target.get("metrics", visit=2, detector=3) == {"v": 2, "d": 3}
+
+
 def test_export_and_import_tell_their_progress(butler, make_butler, tmp_path, monkeypatch):
     """Python: a callback told (done, total), rising to the whole; CLI in a pipe: stdout holds
     the sentence only, stderr one plain line of the finished bar."""

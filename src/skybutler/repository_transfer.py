@@ -305,31 +305,31 @@ def ingest_with_ids(butler: Butler, entries: list[tuple[str, dict[str, Any]]], t
         groups[(type_name, run)] = [(path, DatasetRef(i, dtype, data_id, run), formatter)
                                     for (path, i, _, formatter), data_id in zip(items, expanded)]
     facts: dict[tuple[str, str], list[tuple[uuid.UUID, dict[str, Any]]]] = {}
-    failures: list[tuple[str, str]] = []
-    for key, items in groups.items():  # checked and their facts taken (one open each) before anything moves
+    checks = []  # per file, in placing order: its group, its ref, and how to check it
+    for key, items in groups.items():
         storage_class = get_storage_class(items[0][1].dataset_type.storage_class)
-        found = facts[key] = []
-        for path, ref, formatter in items:
-            try:
-                examined = examine_file(path, get_formatter(formatter), storage_class)
-            except InvalidFileError as err:
-                failures.extend(err.failures)
-            except FormatterError as err:
-                failures.append((str(path), str(err)))
-            else:
-                if examined.facts is not None:
-                    found.append((ref.id, examined.facts))
+        facts[key] = []
+        checks.extend((key, path, ref, get_formatter(formatter), storage_class) for path, ref, formatter in items)
         if storage_class.metadata_fields:
             butler.registry.metadata.table(storage_class.name, storage_class.metadata_fields)
-    if failures:
-        raise InvalidFileError(failures)
+
+    def examine(index: int, data: bytes | None) -> None:
+        """Check one file (from the bytes read to copy it) and keep its facts for its row."""
+        key, path, ref, formatter, storage_class = checks[index]
+        try:
+            examined = examine_file(path, formatter, storage_class, data)
+        except FormatterError as err:
+            raise InvalidFileError([(str(path), str(err))]) from None
+        if examined.facts is not None:
+            facts[key].append((ref.id, examined.facts))
+
     placed = [(path, ref) for items in groups.values() for path, ref, _ in items]
     formatters = [formatter for items in groups.values() for _, _, formatter in items]
     if not placed:
         return 0
     batch = None
-    try:  # every file checked already, before any record was registered
-        batch = ingest_files(butler.datastore, placed, transfer, formatters, check=False)
+    try:  # each file is checked as it is copied (read once); a refused one undoes the batch
+        batch = ingest_files(butler.datastore, placed, transfer, formatters, check=False, examine=examine)
         with butler.registry.transaction():
             position = 0
             for (type_name, run), items in groups.items():

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -35,6 +35,9 @@ OBJECT_STORE_THREADS = 8
 #: they are placed: at most this many, and this many bytes held.
 NOTE_GROUP = 512
 NOTE_BYTES = 64 << 20
+#: Checks one file of a batch as it is placed: (its index in the batch, its bytes when they were read
+#: for the copy or checksum, else None); raises FormatterError or InvalidFileError to refuse it.
+Examine = Callable[[int, "bytes | None"], None]
 #: Suffixes of compressed files: the suffix before them is kept too (``.fits.gz``).
 COMPRESSION_SUFFIXES = (".gz", ".bz2", ".fz", ".xz", ".z")
 
@@ -151,13 +154,17 @@ def check_sources(sources: Sequence[tuple[str | Path, str]]) -> None:
 
 
 def ingest_files(datastore, entries: Sequence[tuple[str | Path, DatasetRef]], transfer: str,
-                 formatter: str | Sequence[str], extension: str = "", *, check: bool = True) -> IngestBatch:
+                 formatter: str | Sequence[str], extension: str = "", *, check: bool = True,
+                 examine: Examine | None = None) -> IngestBatch:
     """Bring many files in (see :func:`ingest_file`): ``entries`` are (source, dataset ref) pairs,
     a file's path in the datastore comes from its ref and suffix (``extension`` if it has none);
     ``formatter`` is one name for all or one per entry.
 
     Every file is checked by its formatter first (:func:`check_sources`; ``check=False`` when
-    the caller has).  Then the intents of the
+    the caller has), or by ``examine`` as it is placed: each file is then read
+    once, checked from the bytes that are copied, and a refused file stops the placing (the
+    files after it are still checked, so that every refusal is reported) and undoes the batch
+    (:class:`InvalidFileError`).  Then the intents of the
     whole batch go to the write journal (flushed to disk for a move) before the first file is
     placed, so a crash at any instant can be undone on the next open.  All or nothing: if one file
     fails, those already placed are undone and the error is raised.  The caller ends the returned
@@ -190,20 +197,32 @@ def ingest_files(datastore, entries: Sequence[tuple[str | Path, DatasetRef]], tr
         return ingest_file(datastore, source, relative, mode, formatters[index], journal=journal,
                            intent=None if number is None else intents[number], number=number, read=read)
 
+    def _checked_first(index: int) -> IngestedFile:
+        """Read the file, have ``examine`` check those bytes, note their checksum, then place them."""
+        source, relative, mode, number = plans[index]
+        read = _read_source(datastore, source, relative, mode)
+        _refuse(_examined(examine, [(index, read[1])], plans))
+        if journal is not None and number is not None and read[1] is not None:
+            journal.note(number, checksum=checksum(read[1], "xxh3"))
+        return one(index, read)
+
     try:
         if datastore.local or len(plans) < 2:
-            _place_in_groups(datastore, plans, journal, intents, batch, one)
+            _place_in_groups(datastore, plans, journal, batch, one, examine)
             return batch
         with ThreadPoolExecutor(OBJECT_STORE_THREADS) as pool:
-            futures = [pool.submit(one, index) for index in range(len(plans))]
-        error = None
+            futures = [pool.submit(one if examine is None else _checked_first, index) for index in range(len(plans))]
+        error, failures = None, []
         for future in futures:
             try:
                 batch.files.append(future.result())
+            except InvalidFileError as err:  # every refused file is named
+                failures.extend(err.failures)
             except BaseException as err:  # keep the first error, undo everything that succeeded
                 error = error or err
         if error is not None:
             raise error
+        _refuse(failures)
         return batch
     except BaseException:
         batch.undo()
@@ -211,29 +230,54 @@ def ingest_files(datastore, entries: Sequence[tuple[str | Path, DatasetRef]], tr
 
 
 def _place_in_groups(datastore, plans: list[tuple[str, str, str, int | None]], journal: Journal | None,
-                     intents: list[Intent], batch: IngestBatch, one) -> None:
+                     batch: IngestBatch, one, examine: Examine | None) -> None:
     """Place the files of a local batch in order, a group at a time: each group's files are read
-    (at most :data:`NOTE_GROUP` of them, :data:`NOTE_BYTES` in all) and their checksums noted in the
-    journal with one write, before the first of them is placed."""
+    (at most :data:`NOTE_GROUP` of them, :data:`NOTE_BYTES` in all), checked by ``examine``, and
+    their checksums noted in the journal with one write, before the first of them is placed.
+    After a refused file nothing more is placed; the rest are only checked."""
     pending: list[tuple[int, tuple[int, bytes | None]]] = []
+    failures: list[tuple[str, str]] = []
     held = 0
 
     def flush() -> None:
-        if journal is not None:
+        if journal is not None and not failures:
             journal.note_many([(plans[i][3], {"checksum": checksum(data, "xxh3")}) for i, (_, data) in pending
                                if plans[i][3] is not None and data is not None])
-        for index, read in pending:
+        for index, read in pending if not failures else ():
             batch.files.append(one(index, read))
         pending.clear()
 
     for index, (source, relative, mode, _) in enumerate(plans):
         read = _read_source(datastore, source, relative, mode)
+        if examine is not None:
+            failures.extend(_examined(examine, [(index, read[1])], plans))
+        if failures:
+            continue
         pending.append((index, read))
         held += read[0] if read[1] is not None else 0
         if len(pending) >= NOTE_GROUP or held >= NOTE_BYTES:
             flush()
             held = 0
     flush()
+    _refuse(failures)
+
+
+def _examined(examine: Examine, reads, plans: list[tuple[str, str, str, int | None]]) -> list[tuple[str, str]]:
+    """Run ``examine`` on each (index, bytes or None); the (file, reason) of each one it refused."""
+    failures: list[tuple[str, str]] = []
+    for index, data in reads:
+        try:
+            examine(index, data)
+        except InvalidFileError as err:
+            failures.extend(err.failures)
+        except FormatterError as err:
+            failures.append((plans[index][0], str(err)))
+    return failures
+
+
+def _refuse(failures: list[tuple[str, str]]) -> None:
+    if failures:
+        raise InvalidFileError(failures)
 
 
 def file_suffix(path: str | Path, default: str) -> str:

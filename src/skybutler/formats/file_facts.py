@@ -11,6 +11,7 @@ callers that check many files before ingesting them (``ingest-raws``).
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,18 +71,23 @@ def read_file(path: str | Path, formatter: Formatter) -> Any:
         raise TransferError(f"cannot ingest {path}: {err.strerror or err}") from None
 
 
-def examine_file(path: str | Path, formatter: Formatter, storage_class: StorageClass) -> ExaminedFile:
+def examine_file(path: str | Path, formatter: Formatter, storage_class: StorageClass,
+                 data: bytes | None = None) -> ExaminedFile:
     """Check the file at ``path`` with ``formatter`` and take ``storage_class``'s facts of it, in one
-    open.  Raises :class:`TransferError` for a missing file and ``FormatterError`` (the reason) for
-    one the formatter refuses."""
-    _check_regular(path)
+    open (none when ``data``, its bytes read already, is given: an import reads each file once).
+    Raises :class:`TransferError` for a missing file and ``FormatterError`` (the reason) for one the
+    formatter refuses."""
     component = storage_class.metadata_component if storage_class.metadata_fields else None
     if component not in formatter.components:
         component = None
-    try:
-        with open(path, "rb") as stream:
-            read, checked = formatter.examine(stream, component)
-    except OSError as exc:
-        raise TransferError(f"cannot ingest {path}: {exc.strerror or exc}") from exc
+    if data is not None:
+        read, checked = formatter.examine(io.BytesIO(data), component)
+    else:
+        _check_regular(path)
+        try:
+            with open(path, "rb") as stream:
+                read, checked = formatter.examine(stream, component)
+        except OSError as exc:
+            raise TransferError(f"cannot ingest {path}: {exc.strerror or exc}") from exc
     facts = _facts_of(read, storage_class) if storage_class.metadata_fields and read is not None else None
     return ExaminedFile(facts, checked)
