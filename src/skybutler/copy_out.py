@@ -60,7 +60,7 @@ class LocalSource:
     def place(self, ref: DatasetRef, artifact: StoredArtifact, directory: str | Path, transfer: str = "copy",
               suffix: str | None = None) -> str:
         """Copy (or link) the file under ``directory``; returns its path there."""
-        return self._butler.datastore.export_artifact(artifact, Path(directory), transfer, suffix=suffix)
+        return self._butler.datastore.export_artifact(artifact, directory, transfer, suffix=suffix)
 
     def records(self) -> Iterator[tuple[str, list[DimensionRecord]]]:
         """The records noted so far (and those they imply), element by element in dependency order,

@@ -147,7 +147,7 @@ class ArtifactReads:
         fs, full = self._locate(artifact.path)
         return fs.exists(full)
 
-    def export_artifact(self, artifact: StoredArtifact, directory: Path, transfer: str = "copy",
+    def export_artifact(self, artifact: StoredArtifact, directory: str | Path, transfer: str = "copy",
                         suffix: str | None = None) -> str:
         """Place a copy (or link) of an artifact under ``directory``; returns its path there.
         ``suffix`` replaces the file's extension (another butler may insist on its own)."""
