@@ -5,6 +5,7 @@ their own tokens; a repository administrator everything else."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,12 @@ from ..registry.access_store import EmbargoRow
 
 if TYPE_CHECKING:
     from .client import RemoteTransport
+
+
+def _number(value: float | None) -> float | str | None:
+    """A number for a JSON body: an infinite or NaN one (which JSON cannot hold) as its text, for
+    the server to refuse by name as a local butler does."""
+    return value if value is None or math.isfinite(value) else str(value)
 
 
 def _embargo(row: dict[str, Any]) -> EmbargoRow:
@@ -40,7 +47,8 @@ class RemoteAdministration:
         self._t.post_json("access/users/ungroup", {"name": name, "group": group})
 
     def create_token(self, user: str, *, expires_in: float | None = None, note: str = "") -> str:
-        return self._t.post_json("access/tokens", {"user": user, "expires_in": expires_in, "note": note})["token"]
+        return self._t.post_json("access/tokens", {"user": user, "expires_in": _number(expires_in),
+                                                   "note": note})["token"]
 
     def tokens(self, user: str | None = None) -> list[TokenInfo]:
         return [TokenInfo(**t) for t in self._t.get_json("access/tokens", **({} if user is None else {"user": user}))]
@@ -56,7 +64,7 @@ class RemoteAdministration:
 
     def add_embargo(self, dataset_types: str, collections: str, hours: float, groups: Iterable[str]) -> None:
         self._t.post_json("access/embargoes", {"dataset_types": dataset_types, "collections": collections,
-                                               "hours": hours, "groups": list(groups)})
+                                               "hours": _number(hours), "groups": list(groups)})
 
     def embargoes(self) -> list[EmbargoRow]:
         return [_embargo(e) for e in self._t.get_json("access/embargoes")]
