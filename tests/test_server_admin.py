@@ -213,7 +213,9 @@ def test_refusals_are_json_with_their_status(served):
                                                      "groups"}
     assert httpx.get(f"{api}/users", headers={}).status_code == 401
     # the actor of an audit entry is the caller: a body naming another is refused, not obeyed
-    assert httpx.post(f"{api}/users", json={"name": "eve", "actor": "ana"}, headers=boss).status_code == 422
+    forged = httpx.post(f"{api}/users", json={"name": "eve", "actor": "ana"}, headers=boss)
+    assert forged.status_code == 422 and forged.json() == {
+        "error": "SkybutlerError", "message": "malformed request: body.actor: Extra inputs are not permitted"}
     listed = httpx.get(f"{api}/tokens", headers=boss)
     assert listed.status_code == 200 and "argon2" not in listed.text and "secret" not in listed.text
     assert _audit(butler.registry.access) == before

@@ -6,7 +6,8 @@ trusted header; 401 without a valid one) and applies
 their collection rights (``authz.py``) before touching the repository.  skybutler's
 own errors become JSON ``{"error": <class name>, "message": ...}`` with the status
 that fits (404 missing or invisible, 403 forbidden, 409 conflict, 413 too large, 422
-bad input, 429 too many queries waiting), so the remote client raises the very
+bad input -- a body or parameter of the wrong shape too, naming the field -- 429 too many
+queries waiting), so the remote client raises the very
 exception a local butler would.  The web view (``skybutler.web``) is mounted at the
 root beside the API; its pages show the same errors as HTML.
 """
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -122,6 +125,15 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         from ..web.errors import error_page
 
         return error_page(request, err, status_of(err))
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request: Request, err: RequestValidationError) -> Any:
+        """A body or parameter of the wrong shape: the project's JSON error (the client raises a
+        SkybutlerError naming the field), not FastAPI's list of validation details."""
+        if not is_api(request):
+            return await request_validation_exception_handler(request, err)
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()[:5])
+        return error_response(errors.SkybutlerError(f"malformed request: {problems}"[:2000]))
 
     @app.middleware("http")
     async def limit_size(request: Request, call_next: Any) -> Any:
