@@ -267,6 +267,32 @@ def test_rubin_export_comes_in_whole(rubin, make_butler):
     assert import_rubin(ours, rubin["export"]) == 0
 
 
+def test_export_yaml_is_read_a_record_at_a_time_as_the_whole_document_reads(rubin, tmp_path):
+    """The streamed reading of the Rubin butler's export.yaml gives what loading the whole document
+    gives, block by block and record by record; broken YAML late in a block is one line as before."""
+    import io
+
+    from skybutler.errors import SkybutlerError
+    from skybutler.interchange import rubin_yaml
+
+    text = (rubin["export"] / "export.yaml").read_text()
+    whole = rubin_yaml.load(text)
+    streamed = rubin_yaml.load_streamed(io.StringIO(text))
+    blocks = []
+    for block in streamed["data"]:
+        if "records" in block:
+            records = block["records"]
+            assert not isinstance(records, list)  # an iterator: one record at a time
+            block = {**block, "records": list(records)}
+        blocks.append(block)
+    assert {k: v for k, v in streamed.items() if k != "data"} == {k: v for k, v in whole.items() if k != "data"}
+    assert blocks == whole["data"] and any(b.get("type") == "dataset" for b in blocks)
+    cut = text[:text.rindex("dataset_id:")] + "dataset_id: !uuid [unclosed\n"
+    with pytest.raises(SkybutlerError, match="not valid YAML"):
+        for block in rubin_yaml.load_streamed(io.StringIO(cut))["data"]:
+            list(block.get("records") or [])
+
+
 def _our_span(t: Time):
     from skybutler import Timespan
 

@@ -14,6 +14,7 @@ import json
 import uuid
 import zipfile
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,22 +102,23 @@ def read_rubin_export(path: str | Path, universe: DimensionUniverse) -> RubinExp
     file = path / EXPORT_NAME if path.is_dir() else path
     if not file.is_file():
         raise SkybutlerError(f"{path} is not a Rubin export: no {EXPORT_NAME}")
-    with file.open() as stream:
-        document = rubin_yaml.load(stream)
     out = RubinExport(source=str(file), root=file.parent)
-    if not isinstance(document, dict) or "data" not in document:
-        raise RubinImportError(str(file), ["not a Rubin export (no 'data' list)"])
-    _check_version(out, document.get("version"))
-    _check_universe(out, document.get("universe_namespace", UNIVERSE_NAMESPACE), document.get("universe_version", 0))
-    if out.problems:
-        raise RubinImportError(out.source, out.problems)
-    for number, block in enumerate(document["data"]):
-        kind = block.get("type") if isinstance(block, dict) else None
-        reader = _BLOCKS.get(kind)
-        if reader is None:
-            out.problems.append(f"block {number} of {file.name}: unknown block type {kind!r}")
-            continue
-        reader(out, block, universe)
+    with file.open() as stream:  # a record at a time: the parsed document is never held whole
+        document = rubin_yaml.load_streamed(stream)
+        if not isinstance(document, dict) or not isinstance(document.get("data"), (list, Iterator)):
+            raise RubinImportError(str(file), ["not a Rubin export (no 'data' list)"])
+        _check_version(out, document.get("version"))
+        _check_universe(out, document.get("universe_namespace", UNIVERSE_NAMESPACE),
+                        document.get("universe_version", 0))
+        if out.problems:
+            raise RubinImportError(out.source, out.problems)
+        for number, block in enumerate(document["data"]):
+            kind = block.get("type") if isinstance(block, dict) else None
+            reader = _BLOCKS.get(kind)
+            if reader is None:
+                out.problems.append(f"block {number} of {file.name}: unknown block type {kind!r}")
+                continue
+            reader(out, block, universe)
     _migrate(out, int(document.get("universe_version", 0)))
     _add_bands(out, universe)
     return out

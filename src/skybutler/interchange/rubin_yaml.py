@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from collections.abc import Iterator
 from typing import IO, Any, NamedTuple
 
 import lsst.sphgeom as sphgeom
@@ -22,6 +23,10 @@ import yaml
 from ..errors import SkybutlerError
 
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+try:  # libyaml's events, composed into nodes one item at a time by PyYAML's own Composer
+    from yaml.cyaml import CParser as _Parser
+except ImportError:  # pragma: no cover - PyYAML without libyaml
+    from yaml.parser import Parser as _Parser  # type: ignore[assignment]
 _SafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 TIME_TAG = "!butler_time/tai/iso"
@@ -151,6 +156,122 @@ def load(stream: IO[str] | str) -> Any:
         raise SkybutlerError(f"the export holds a YAML tag skybutler does not read: {err.problem}") from None
     except yaml.YAMLError as err:
         raise SkybutlerError(f"the export is not valid YAML: {err}") from None
+
+
+class _ItemLoader(_Parser, yaml.composer.Composer, yaml.constructor.SafeConstructor,  # type: ignore[misc]
+                  yaml.resolver.Resolver):
+    """The tags of :class:`RubinLoader`, with nodes composed (and objects built) one at a time
+    from the parser's events, so that a node is never the whole document."""
+
+    yaml_constructors = dict(RubinLoader.yaml_constructors)
+
+    def __init__(self, stream: IO[str]):
+        _Parser.__init__(self, stream)
+        yaml.composer.Composer.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
+
+    def value(self) -> Any:
+        """The next node, built into a Python object (its anchors forgotten after it)."""
+        data = self.construct_document(self.compose_node(None, None))
+        self.anchors = {}
+        return data
+
+    def key(self) -> Any | None:
+        """The next key of the mapping being read, or None (and the mapping's end taken) at its end."""
+        if self.check_event(yaml.MappingEndEvent):
+            self.get_event()
+            return None
+        return self.value()
+
+    def expect(self, kind: type, what: str) -> None:
+        if not self.check_event(kind):
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(None, None, f"expected {what}, found {type(event).__name__}",
+                                       event.start_mark)
+        self.get_event()
+
+
+def load_streamed(stream: IO[str]) -> Any:
+    """An ``export.yaml`` read a piece at a time: its top-level mapping with ``data`` an iterator of
+    its blocks when ``version`` comes before it, as the Rubin butler writes them (the fields after
+    ``data`` are then not read; otherwise ``data`` is read whole), and a block's ``records``, when other fields come before it as the Rubin
+    butler writes them, an iterator of its records.  Memory holds one record, not the document: a
+    block can list every dataset of a type and RUN.  Iterate the blocks in order; what a reader
+    leaves of a block's records is skipped.  Raises SkybutlerError as :func:`load` does."""
+    with _yaml_errors():
+        loader = _ItemLoader(stream)
+        loader.expect(yaml.StreamStartEvent, "a YAML stream")
+        if loader.check_event(yaml.StreamEndEvent):
+            return None
+        loader.expect(yaml.DocumentStartEvent, "a document")
+        if not loader.check_event(yaml.MappingStartEvent):
+            return loader.value()
+        loader.get_event()
+        header: dict[str, Any] = {}
+        while (key := loader.key()) is not None:
+            if key == "data" and "version" in header and loader.check_event(yaml.SequenceStartEvent):
+                loader.get_event()
+                header["data"] = _guarded(_blocks(loader))
+                break
+            header[key] = loader.value()
+        return header
+
+
+class _yaml_errors:
+    """YAML's errors as the one-line SkybutlerError :func:`load` raises."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, err, trace) -> None:
+        if isinstance(err, yaml.constructor.ConstructorError):
+            raise SkybutlerError(f"the export holds a YAML tag skybutler does not read: {err.problem}") from None
+        if isinstance(err, yaml.YAMLError):
+            raise SkybutlerError(f"the export is not valid YAML: {err}") from None
+
+
+def _guarded(items: Iterator[Any]) -> Iterator[Any]:
+    while True:
+        with _yaml_errors():
+            item = next(items, _END)
+        if item is _END:
+            return
+        yield item
+
+
+_END = object()
+
+
+def _blocks(loader: _ItemLoader) -> Iterator[Any]:
+    while not loader.check_event(yaml.SequenceEndEvent):
+        if not loader.check_event(yaml.MappingStartEvent):
+            yield loader.value()  # not a mapping: the reader says what is wrong
+            continue
+        loader.get_event()
+        block: dict[str, Any] = {}
+        records = None
+        while (key := loader.key()) is not None:
+            if records is not None:
+                raise SkybutlerError(f"field {key!r} of a {block.get('type')!r} block comes after its records; "
+                                     "skybutler reads the records last, where the Rubin butler writes them")
+            if key == "records" and block and loader.check_event(yaml.SequenceStartEvent):
+                loader.get_event()
+                block["records"] = records = _guarded(_records(loader))
+                yield block
+                for _ in records:  # what the reader left
+                    pass
+            else:
+                block[key] = loader.value()
+        if records is None:
+            yield block
+    loader.get_event()
+
+
+def _records(loader: _ItemLoader) -> Iterator[Any]:
+    while not loader.check_event(yaml.SequenceEndEvent):
+        yield loader.value()
+    loader.get_event()
 
 
 def dump(data: Any, stream: IO[str]) -> None:
