@@ -146,6 +146,13 @@ ACCEPTED = [
     ("glob(physical_filter, :p)", {"p": "*-r"}, {2, 5}),
     # a where-clause on a detector field
     ("detector.full_name = 'R00_S01' AND visit = 1", {}, {1}),
+    # times beyond those the registry stores compare as the Rubin butler's clipped ones do
+    ("visit.timespan.begin > T'1600-01-01'", {}, ALL),
+    ("visit.timespan.begin < T'9999-12-31T23:59:59'", {}, ALL),
+    ("visit.timespan.end > T'0001-01-01T00:00:00'", {}, ALL),
+    ("visit.timespan.begin > T'2300-01-01'", {}, set()),
+    ("visit.timespan OVERLAPS (T'1500-01-01', T'2500-01-01')", {}, ALL),
+    ("visit.timespan.begin < :t", {"t": Time("2999-01-01", scale="tai")}, ALL),
 ]
 
 
@@ -222,6 +229,14 @@ REFUSED = [
     ("ingest_date > T'2020-01-01'", {}, "'ingest_date' alone names a field of the query's dataset type", 1),
     ("visit.timespan OVERLAPS POINT(1, 2) AND visit = 1", {}, "OVERLAPS needs two regions", 16),
     ("visit = 1 OR visit.region OVERLAPS POINT(1, 2)", {}, "may only be combined .* by AND", 27),
+    # hostile values: a precise error, never an internal one
+    ("visit.region OVERLAPS visit.region", {}, "compares visit's region with itself", 14),
+    ("visit = 100000000000000000000", {}, "outside the 64-bit integer range", 9),
+    ("visit = -9223372036854775809", {}, "outside the 64-bit integer range", 9),
+    ("visit IN (1..100000000000000000000)", {}, "outside the 64-bit integer range", 11),
+    ("visit = :v", {"v": 2**64}, "outside the 64-bit integer range", 9),
+    ("visit.region OVERLAPS POLYGON(1, 2, 1, 2, 1, 2)", {}, r"POLYGON\(.*\) is not a region", 23),
+    ("visit.region OVERLAPS BOX(1, 2, 400, 400)", {}, r"BOX\(.*\) is not a region", 23),
 ]
 
 

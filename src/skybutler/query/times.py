@@ -17,11 +17,14 @@ timespan.  Instants are kept as canonical ISO strings on the TAI scale.
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 
 from astropy.time import Time
 from astropy.utils.exceptions import AstropyWarning
+
+from ..timespan import NS_MAX, NS_MIN, ns_to_time
 
 #: The shapes a value may take (the format is guessed from the first that matches).
 _SHAPES = (
@@ -33,12 +36,25 @@ _SHAPES = (
 _UTC_FORMATS = ("iso", "isot", "fits", "yday", "unix")
 
 
+@functools.cache
+def _stored_range() -> tuple[Time, Time]:
+    """The earliest and latest instants the registry stores (a second inside the values that
+    mean an unbounded side of a timespan)."""
+    return ns_to_time(NS_MIN + 10**9), ns_to_time(NS_MAX - 10**9)
+
+
 def canonical_time(t: Time) -> str:
-    """``t`` as a canonical ISO string on the TAI scale (nanoseconds, trailing zeros dropped)."""
+    """``t`` as a canonical ISO string on the TAI scale (nanoseconds, trailing zeros dropped).
+
+    A time before or after those the registry stores (about 1824 to 2116) is clipped to the
+    first or last of them, as the Rubin butler clips its times: it then compares with every
+    stored time, and with an unbounded side of a timespan, as the time itself would."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)
         warnings.filterwarnings("ignore", module="erfa")
+        earliest, latest = _stored_range()
         tai = t.tai
+        tai = (earliest if tai < earliest else latest if tai > latest else tai).copy()
         tai.precision = 9
         text = tai.to_value("isot")
     if "." in text:

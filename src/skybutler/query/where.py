@@ -25,6 +25,7 @@ from .joins import JoinBuilder
 from .parser import KNOWN_FUNCTIONS
 
 NUMERIC = ("int", "float")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 #: Fields of every dataset, usable bare when a query has one dataset type (see metadata.DATASET_FIELDS).
 _DATASET_FIELDS = ("dataset_id", "ingest_date", "run", "collection")
 #: Nodes that are conditions (true/false), never values to compare.
@@ -131,7 +132,7 @@ class WhereCompiler:
 
     def _operand(self, node: ex.Node) -> Operand:
         if isinstance(node, ex.IntLiteral):
-            return Operand("int", sa.literal(node.value))
+            return Operand("int", sa.literal(self._int64(node.value, node)))
         if isinstance(node, ex.FloatLiteral):
             return Operand("float", sa.literal(node.value))
         if isinstance(node, ex.StringLiteral):
@@ -179,6 +180,12 @@ class WhereCompiler:
             raise self.error("a range a..b may only appear inside IN (...)", node)
         raise self.error(f"{node.to_text()!r} cannot be used as a value here", node)
 
+    def _int64(self, value: int, node: ex.Node) -> int:
+        """``value``, which the databases hold only within the signed 64-bit range."""
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise self.error(f"the integer {value} is outside the 64-bit integer range the registry holds", node)
+        return value
+
     def _need(self, operand: Operand, kinds: tuple[str, ...], node: ex.Node) -> None:
         if operand.kind not in kinds:
             raise self.error(f"{node.to_text()!r} is {operand.kind}; expected {' or '.join(kinds)}", node)
@@ -215,13 +222,16 @@ class WhereCompiler:
         for arg, size in zip(node.args[2:], values[2:] if node.name in ("CIRCLE", "BOX") else []):
             if size < 0:
                 raise self.error(f"{node.name}() size {size} must not be negative", arg)
-        if node.name == "POINT":
-            return sky.tiny_circle(*values)
-        if node.name == "CIRCLE":
-            return sky.circle(*values)
-        if node.name == "BOX":
-            return sky.rectangle(*values)
-        return sky.polygon(list(zip(values[0::2], values[1::2])))
+        try:
+            if node.name == "POINT":
+                return sky.tiny_circle(*values)
+            if node.name == "CIRCLE":
+                return sky.circle(*values)
+            if node.name == "BOX":
+                return sky.rectangle(*values)
+            return sky.polygon(list(zip(values[0::2], values[1::2])))
+        except (ValueError, RuntimeError) as err:  # sphgeom's refusal of a degenerate shape
+            raise self.error(f"{node.to_text()} is not a region: {err}", node) from None
 
     def _timespan_expr(self, node: ex.TimespanExpr) -> Operand:
         """``(begin, end)`` of time expressions or NULL (unbounded)."""
@@ -376,7 +386,7 @@ class WhereCompiler:
         for item in node.items:
             if isinstance(item, ex.RangeLiteral):
                 self._need(lhs, ("int",), node.lhs)
-                cond = lhs.sql.between(item.start, item.stop)
+                cond = lhs.sql.between(self._int64(item.start, item), self._int64(item.stop, item))
                 if item.stride != 1:
                     cond = sa.and_(cond, (lhs.sql - item.start) % item.stride == 0)
                 parts.append(cond)
@@ -433,6 +443,10 @@ class WhereCompiler:
             pixels = sky.envelope(rhs.region, system, level)
             self.result.region_filters.append(RegionFilter(left_label, rhs.region))
             return self._in_pixels(lhs.element, system, level, pixels)
+        if rhs.element == lhs.element:
+            raise self.error(f"this OVERLAPS compares {lhs.element}'s region with itself, which is true of every "
+                             f"{lhs.element} with a region; compare it with another element's region or a "
+                             "constant one", node)
         right_label = self._region_column(rhs)
         self.result.region_filters.append(RegionFilter(left_label, right_label))
         return self._pixels_meet(lhs.element, rhs.element, system, level)
