@@ -15,6 +15,7 @@ from server_helpers import running_server
 from skybutler import Butler, Timespan
 from skybutler.access import Access
 from skybutler.cli.main import cli
+from skybutler.errors import TimespanError
 from test_calibrations import SECOND, calib_repo, hour  # noqa: F401 -- the fixture, shared
 
 pytest.importorskip("fastapi")
@@ -159,3 +160,43 @@ def test_a_hidden_calibration_makes_no_lookup_ambiguous(served):
     assert _runs(pat.query_calibrations(*args, datasets="raw", where="exposure = 5")) == {(5, 0): None}
     access.grant("user", "pat", "Cam/calib/b", "read")
     assert _runs(pat.query_calibrations(*args, datasets="raw", where="exposure = 5")) == {(5, 0): "b1"}
+
+
+@pytest.mark.parametrize("through", ["local", "server"])
+def test_a_lookup_at_an_instant_or_a_rubin_timespan_and_validities_alike(served, through):
+    """find_dataset and get take an astropy Time (an instant: the calibration whose validity
+    range holds it) or a Rubin butler Timespan as well as a skybutler Timespan; the results of
+    a calibration search give each certification's range by ``with_validity()``, locally and
+    through a server (expected answers from the fixture's certification table)."""
+    local, url, tokens, _ = served
+    butler = local if through == "local" else Butler(url, token=tokens["boss"])
+    find = butler.find_dataset
+    run = lambda ref: ref and ref.run.rsplit("/", 1)[-1]  # noqa: E731
+    assert run(find("bias", instrument="Cam", detector=0, collections="Cam/calib", timespan=hour(1))) == "a1"
+    assert run(find("bias", instrument="Cam", detector=0, collections="Cam/calib", timespan=hour(2))) == "a2"
+    assert run(find("bias", instrument="Cam", detector=1, collections="Cam/calib", timespan=hour(3))) == "b2"
+    assert run(find("bias", instrument="Cam", detector=1, collections="Cam/calib/b", timespan=hour(1))) is None
+    assert butler.get("bias", instrument="Cam", detector=0, collections="Cam/calib", timespan=hour(5)) == {
+        "name": "a2"}
+    daf_butler = pytest.importorskip("lsst.daf.butler")
+    assert run(find("bias", instrument="Cam", detector=1, collections="Cam/calib",
+                    timespan=daf_butler.Timespan(hour(1), hour(2)))) == "a3"
+    assert run(find("bias", instrument="Cam", detector=0, collections="Cam/calib",
+                    timespan=daf_butler.Timespan(hour(3), None))) == "a2"
+    with pytest.raises(TimespanError, match="empty"):
+        find("bias", instrument="Cam", detector=0, collections="Cam/calib", timespan=daf_butler.Timespan.makeEmpty())
+    with pytest.raises(TimespanError, match="str"):
+        find("bias", instrument="Cam", detector=0, collections="Cam/calib", timespan="soon")
+    listed = butler.query_datasets("bias", collections="Cam/calib/a", find_first=False)
+    assert sorted((run(ref), span) for ref, span in listed.with_validity()) == [
+        ("a1", Timespan(None, hour(2))), ("a2", Timespan(hour(2), None)), ("a3", Timespan(hour(0), hour(3)))]
+    flats = butler.query_datasets("flat", collections="Cam/calib/a", find_first=False)
+    assert sorted(flats.with_validity(), key=lambda pair: pair[0].data_id["detector"]) == [
+        (ref, Timespan(hour(0), hour(10))) for ref in sorted(flats, key=lambda ref: ref.data_id["detector"])]
+    found = butler.query_datasets("bias", collections="Cam/calib", timespan=hour(3))
+    assert sorted((run(ref), span) for ref, span in found.with_validity()) == [
+        ("a2", Timespan(hour(2), None)), ("b2", Timespan(hour(3), None))]
+    assert [(ref, span) for ref, span in butler.query_datasets(
+        "raw", collections="Cam/raw", where="exposure = 1 AND detector = 0").with_validity()] == [
+        (next(iter(butler.query_datasets("raw", collections="Cam/raw", where="exposure = 1 AND detector = 0"))),
+         None)]

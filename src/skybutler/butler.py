@@ -33,10 +33,12 @@ from .models import CollectionType, DatasetRef, DatasetType, StoredArtifact
 from .reads import observation_time, read_dataset
 from .registry import Registry
 from .remote.served import served as _served
-from .timespan import Timespan
+from .timespan import Timespan, as_timespan
 from .writes import IdMode, Writes
 
 if TYPE_CHECKING:
+    from astropy.time import Time
+
     from .catalogs.schemas import CatalogSchema
     from .formats.file_facts import ExaminedFile
     from .retention import RecomputeOptions
@@ -384,13 +386,16 @@ class Butler(QueryMethods, CatalogMethods, PartMethods):
 
     @_served
     def find_dataset(self, dataset_type: str, data_id: Mapping[str, Any] | None = None, *,
-                     collections: str | Sequence[str] | None = None, timespan: Timespan | None = None,
+                     collections: str | Sequence[str] | None = None, timespan: Timespan | Time | None = None,
                      **kwargs: Any) -> DatasetRef | None:
         """The first matching dataset in the search path (None if there is none); calibrations
         in CALIBRATION collections are matched by ``timespan``, or else by the timespan of the
-        exposure or visit the data ID names (``exposure=...`` for a bias of a detector)."""
+        exposure or visit the data ID names (``exposure=...`` for a bias of a detector).
+        ``timespan`` may be an astropy ``Time``: the calibration valid at that instant (see
+        :func:`~skybutler.timespan.as_timespan`, which also reads a Rubin ``Timespan``)."""
         dtype = self.get_dataset_type(dataset_type)
         group = dtype.group(self.universe)
+        timespan = as_timespan(timespan)
         if timespan is None and dtype.is_calibration:
             data_id, kwargs, timespan = observation_time(self, group, data_id, kwargs)
         coordinate = self._standardize(group, data_id, kwargs)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import QueryError
 from .remote.served import served as _served
-from .timespan import Timespan, time_to_ns
+from .timespan import Timespan, as_timespan
 
 if TYPE_CHECKING:
     from astropy.time import Time
@@ -25,16 +25,8 @@ if TYPE_CHECKING:
 
 def _span_ns(timespan: Timespan | Time | None) -> tuple[int, int] | None:
     """A query's time as integer TAI nanoseconds [begin, end); a time is an instant (begin == end)."""
-    if timespan is None:
-        return None
-    if isinstance(timespan, Timespan):
-        return timespan.to_ns()
-    from astropy.time import Time  # loaded by the time the caller made one
-
-    if not isinstance(timespan, Time):
-        raise QueryError(f"timespan must be a skybutler Timespan or an astropy Time, not {type(timespan).__name__}")
-    ns = time_to_ns(timespan)
-    return ns, ns
+    span = as_timespan(timespan)
+    return None if span is None else span.to_ns()
 
 
 class QueryMethods:

@@ -142,3 +142,26 @@ class Timespan:
         return f"Timespan({b}, {e})"
 
     __str__ = __repr__
+
+
+def as_timespan(value: Any) -> Timespan | None:
+    """The :class:`Timespan` a lookup's ``timespan=`` argument stands for.
+
+    A skybutler ``Timespan`` is itself; an astropy ``Time`` is the instant ``[t, t]``, which
+    a validity range overlaps when it holds ``t`` (``begin <= t < end``); a Rubin butler
+    ``Timespan`` (or anything with ``begin``/``end`` times, None for an unbounded side) is
+    read through those.  An empty Rubin timespan overlaps nothing and is refused, as is any
+    other value, by name."""
+    if value is None or isinstance(value, Timespan):
+        return value
+    if isinstance(value, _time_class()):
+        if not value.isscalar:
+            raise TimespanError("timespan= takes one time, not an array of times")
+        return Timespan(value, value)
+    is_empty = getattr(value, "isEmpty", None)
+    if callable(is_empty) and is_empty():
+        raise TimespanError("timespan= is an empty timespan, which overlaps no validity range")
+    if hasattr(value, "begin") and hasattr(value, "end"):
+        return Timespan(value.begin, value.end)
+    raise TimespanError(f"timespan= takes a skybutler Timespan, an astropy Time or a Rubin Timespan, not "
+                        f"{type(value).__name__}")

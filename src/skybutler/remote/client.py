@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .. import errors
 from ..errors import DatasetNotFoundError, SkybutlerError
 from ..models import DatasetRef, DatasetType
+from ..timespan import as_timespan
 from . import wire
 from .batch import Batch, RemoteTransaction, is_write, refuse_read
 from .results import RemoteQueryResults, results_for
@@ -257,7 +258,7 @@ class RemoteTransport:
         defaults = {k: v for k, v in self._butler.default_data_id.items() if k in group.names}
         given = {**defaults, **(data_id or {}), **kwargs}
         return {"dataset_type": target, "data_id": wire.encode(given),
-                "collections": self._butler._search_path(collections), "timespan": wire.encode(timespan)}
+                "collections": self._butler._search_path(collections), "timespan": wire.encode(as_timespan(timespan))}
 
     def find_dataset(self, dataset_type: str, data_id: Mapping[str, Any] | None = None, *,
                      collections: str | Sequence[str] | None = None, timespan: Any = None,

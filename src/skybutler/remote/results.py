@@ -113,6 +113,26 @@ class RemoteDatasetQueryResults(RemoteQueryResults):
     def _converter(self) -> Any:
         return self._transport.ref_from_json
 
+    def with_validity(self) -> list[tuple[Any, Any]]:
+        """Each result with the validity range it was found with in a CALIBRATION collection
+        (None when found in a RUN or TAGGED one), as a local butler's results give them: read
+        from the answer's table, whose bounds are exact TAI times."""
+        from astropy.time import Time
+
+        from ..timespan import Timespan
+
+        out = []
+        for row in self.to_arrow().to_pylist():
+            name = row.get("dataset_type") or self._spec.dataset_types[0]
+            names = self._transport.get_dataset_type(name).group(self._transport.universe).names
+            item = {"id": row["dataset_id"], "dataset_type": name, "run": row["run"],
+                    "data_id": {n: row[n] for n in names if row.get(n) is not None}}
+            begin, end = row.get("validity_begin"), row.get("validity_end")
+            span = None if begin is None and end is None else Timespan(
+                None if begin is None else Time(begin, scale="tai"), None if end is None else Time(end, scale="tai"))
+            out.append((self._transport.ref_from_json(item), span))
+        return out
+
 
 class RemoteDimensionRecordQueryResults(RemoteQueryResults):
     def _converter(self) -> Any:
