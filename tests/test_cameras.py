@@ -319,6 +319,30 @@ def test_bad_raws_are_reported_and_the_rest_ingested(tmp_path, translator_withou
         metadata_from_header(ch.hsc(filt="HSC-Q"), "x.fits")
 
 
+@pytest.mark.parametrize(("builder", "dropped", "prop"), [
+    (ch.decam, ("ZD",), "altaz_begin"),
+    (ch.decam, ("TELRA",), "tracking_radec"),
+    (ch.hsc, ("ALTITUDE",), "altaz_begin"),
+], ids=["decam-no-ZD", "decam-no-TELRA", "hsc-no-ALTITUDE"])
+def test_a_raw_missing_a_card_is_refused_naming_the_file_and_the_card(tmp_path, builder, dropped, prop) -> None:
+    """A science raw without a card its pointing is read from: the translator's own message says
+    only that the property could not be found; the refusal names the file, the property and the
+    card(s) the translator looked for and did not find."""
+    header = builder()
+    for card in dropped:
+        del header[card]
+    raws = tmp_path / "raws"
+    raws.mkdir()
+    write_raw(raws / "broken.fits", header)
+    with Butler.create(tmp_path / "repo") as butler:
+        result = ingest_raws(butler, raws, processes=1)
+        ((path, reason),) = [(Path(f.path).name, f.reason) for f in result.failures]
+        assert path == "broken.fits" and prop in reason and all(card in reason for card in dropped), reason
+        assert result.refs == []
+    with pytest.raises(RawHeaderError, match=rf"^broken\.fits: .*{prop}.*did not find: .*{dropped[0]}"):
+        metadata_from_header(header, "broken.fits")
+
+
 def test_hsc_focus_ccds_ingest_and_an_unnumbered_ccd_is_refused_by_name(tmp_path) -> None:
     """HSC's 8 focus CCDs (DET-ID 104-111, the translator's numbers) are described and ingest;
     its 4 guide CCDs have no number in the translator (nor a published position), so a header

@@ -224,7 +224,9 @@ def _translate(amt: Any, translator_class: type, header: dict[str, Any], filenam
         info = amt.ObservationInfo(recorder, filename=filename, translator_class=translator_class,
                                    required=required, subset=subset, quiet=True)
     except Exception as exc:  # the library wraps the real cause; report that
-        raise RawHeaderError(filename, _reason(exc)) from exc
+        reason = _reason(exc)
+        raise RawHeaderError(filename, reason + _missing_cards(translator_class, header, filename, exc, reason)) \
+            from exc
     if own is None:
         return _from_info(info, filename, info.detector_num, info.physical_filter), None
     meta = _from_info(info, filename, own["detector_num"], own["physical_filter"])
@@ -421,6 +423,24 @@ def _read_header(path: str | Path) -> dict[str, Any]:
     header.pop("COMMENT", None)
     header.pop("HISTORY", None)
     return header
+
+
+def _missing_cards(translator_class: type, header: dict[str, Any], filename: str, exc: BaseException,
+                   reason: str) -> str:
+    """The cards the property that failed looked for and did not find (those ``reason`` does
+    not name already), as `` (looked for and did not find: DATE-BEG, ZD)``: a translator often
+    says only that it could not determine the property.  Some are alternatives it tried first."""
+    outer = str(exc)
+    if "property '" not in outer:
+        return ""
+    prop = outer.split("property '")[1].split("'")[0]
+    probe = _ReadRecorder(header)
+    try:
+        getattr(translator_class(probe, filename=filename), f"to_{prop}")()
+    except Exception:  # the failure being explained
+        pass
+    missing = [str(card) for card, value in probe.read.items() if value is _ABSENT and str(card) not in reason]
+    return f" (looked for and did not find: {', '.join(missing)})" if missing else ""
 
 
 def _reason(exc: BaseException) -> str:
