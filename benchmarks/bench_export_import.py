@@ -16,8 +16,7 @@ the built source repositories in DIR and reuses them on the next run (building 2
 datasets takes longer than exporting them).  ``--quick``: 5,000 datasets, for a smoke run.
 ``--server``: also export from the source served by ``skybutler serve`` (its own process, on
 loopback) and import into a served new repository, with the client's and the server's peak
-RSS of each phase.  ``--rubin``: also write the source as a Rubin ``export.yaml`` (``export_rubin``,
-files symlinked) and import that (``import_rubin``, symlinked), each in a child, with its peak RSS.
+RSS of each phase.
 """
 
 from __future__ import annotations
@@ -36,11 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import serving  # noqa: E402
 import workload as w  # noqa: E402
 from skybutler import Butler  # noqa: E402
-from skybutler.interchange import export_rubin, import_rubin  # noqa: E402
 from skybutler.repository_transfer import export_datasets, import_datasets  # noqa: E402
 
 TARGETS = {"export_per_s": 5000.0, "import_per_s": 5000.0}
-LABELS = ("export", "import", "server_export", "server_import", "rubin_export", "rubin_import")
 
 
 def rss_bytes() -> int:
@@ -88,19 +85,6 @@ def _cpu_seconds(pid: int) -> float:
     return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def through_rubin(work: Path, source: Path) -> dict[str, Any]:
-    """Write the source as a Rubin export.yaml and import that into a new repository (files linked)."""
-    def export() -> int:
-        with Butler(source, collections=[w.METRICS_RUN]) as butler:
-            return export_rubin(butler, butler.query_datasets(w.METRICS_TYPE), work / "rubin", transfer="symlink")
-
-    def import_() -> int:
-        with Butler.create(work / "rubin-target") as butler:
-            return import_rubin(butler, work / "rubin", transfer="symlink")
-
-    return {"export": in_child(export), "import": in_child(import_)}
-
-
 def build(root: Path, scale: w.Scale) -> None:
     with Butler.create(root) as butler:
         w.register_dimensions(butler, scale)
@@ -108,7 +92,7 @@ def build(root: Path, scale: w.Scale) -> None:
         w.put_metrics(butler, scale, batch=20_000)
 
 
-def run_size(n: int, keep: Path | None, server: bool = False, rubin: bool = False) -> dict[str, Any]:
+def run_size(n: int, keep: Path | None, server: bool = False) -> dict[str, Any]:
     """Build (or reuse) a source of ``n`` datasets, export it and import it; the figures."""
     scale = w.Scale(n_visits=max(1, n // 50), n_detectors=50)
     work = Path(tempfile.mkdtemp(prefix="skybutler-bench-export-"))
@@ -138,13 +122,11 @@ def run_size(n: int, keep: Path | None, server: bool = False, rubin: bool = Fals
         imported = in_child(import_)
         w.in_child(check)  # in a child too: the next size's forks start from the same small parent
         remote = through_server(work, source, scale.n_datasets) if server else {}
-        rubin_figures = through_rubin(work, source) if rubin else {}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"datasets": scale.n_datasets, "export_per_s": exported["rate_per_s"],
             "import_per_s": imported["rate_per_s"], "export": exported, "import": imported,
-            "baseline_rss_bytes": baseline, **{f"server_{k}": v for k, v in remote.items()},
-            **{f"rubin_{k}": v for k, v in rubin_figures.items()}}
+            "baseline_rss_bytes": baseline, **{f"server_{k}": v for k, v in remote.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,18 +136,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="5,000 datasets, for a smoke run")
     parser.add_argument("--keep", type=Path, help="keep (and reuse) the built source repositories here")
     parser.add_argument("--server", action="store_true", help="also export and import through a server")
-    parser.add_argument("--rubin", action="store_true", help="also export and import a Rubin export.yaml")
     args = parser.parse_args(argv)
     sizes = [5_000] if args.quick else [int(n) for n in args.datasets.split(",")]
     load_before = os.getloadavg()[0]
     runs = []
     for n in sizes:
-        fig = run_size(n, args.keep, args.server, args.rubin)
+        fig = run_size(n, args.keep, args.server)
         runs.append(fig)
         print(f"export/import of {fig['datasets']:,} datasets (files in {tempfile.gettempdir()}; parent RSS at "
               f"fork {fig['baseline_rss_bytes'] / 2**20:.0f} MiB; 1-minute load now {os.getloadavg()[0]:.1f} on "
               f"{os.cpu_count()} CPUs)", flush=True)
-        for label in LABELS:
+        for label in ("export", "import", "server_export", "server_import"):
             if label not in fig:
                 continue
             f = fig[label]
@@ -182,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(runs) > 1:
         smallest = runs[0]
         doc["peak_rss_growth"] = {}
-        for label in [k for k in LABELS if k in largest]:
+        for label in [k for k in ("export", "import", "server_export", "server_import") if k in largest]:
             small, large = smallest[label]["peak_rss_bytes"], largest[label]["peak_rss_bytes"]
             doc["peak_rss_growth"][label] = large / small
             if "server_peak_rss_bytes" in largest[label]:
