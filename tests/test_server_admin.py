@@ -238,7 +238,7 @@ def test_a_revoked_or_demoted_administrator_stops_at_once(served):
     other = boss.access.create_token("deputy")
     third = Butler(url, token=other)
     third.access.add_user("ana", groups=["rights"])
-    boss.access.add_user("deputy")  # no --admin: demoted
+    boss.access.add_user("deputy", admin=False)  # --no-admin: demoted
     with pytest.raises(PermissionDeniedError):
         third.access.add_user("bob", admin=True)
     assert store.user("bob") == (False, ())
@@ -306,3 +306,21 @@ def test_odd_names_are_refused_alike_on_the_path_and_through_the_server(served, 
         errors.append(err)
     assert errors[0] == errors[1]
     assert (_audit(store), store.user_names(), store.rule_rows(), store.embargo_rows(), store.token_rows()) == before
+
+
+def test_changing_an_administrators_groups_keeps_them_an_administrator(make_butler):
+    """``add-user`` and ``token create`` without ``--admin``/``--no-admin`` leave an existing
+    user's administrator flag as it was: adding a group to an administrator does not demote them."""
+    butler = make_butler()
+    repo = str(butler.root)
+    store = butler.registry.access
+    cli_run("add-user", repo, "chief", "--admin")
+    assert store.user("chief") == (True, ())
+    _, out, _ = cli_run("add-user", repo, "chief", "--group", "rights")
+    assert store.user("chief") == (True, ("rights",)) and "chief (admin) in groups rights" in out
+    cli_run("token", "create", repo, "chief", "--group", "team")
+    assert store.user("chief") == (True, ("rights", "team"))
+    cli_run("add-user", repo, "chief", "--no-admin")
+    assert store.user("chief") == (False, ("rights", "team"))
+    cli_run("add-user", repo, "newcomer")
+    assert store.user("newcomer") == (False, ())

@@ -174,7 +174,9 @@ class Access:
 
     # -- administration ---------------------------------------------------------
 
-    def add_user(self, name: str, *, admin: bool = False, groups: Iterable[str] = (), actor: str = "admin") -> None:
+    def add_user(self, name: str, *, admin: bool | None = None, groups: Iterable[str] = (),
+                 actor: str = "admin") -> None:
+        """Add ``name`` or update them; ``admin=None`` keeps an existing user's flag."""
         self.store.add_user(actor, check_name("user", name), admin, [check_name("group", g) for g in groups])
         self._forget()
 

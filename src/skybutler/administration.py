@@ -113,8 +113,9 @@ class Administration:
     def users(self) -> list[str]:
         return self._store.user_names()
 
-    def add_user(self, name: str, *, admin: bool = False, groups: Iterable[str] = ()) -> None:
-        """Add ``name`` (or set their administrator flag) and add them to ``groups``."""
+    def add_user(self, name: str, *, admin: bool | None = None, groups: Iterable[str] = ()) -> None:
+        """Add ``name`` and add them to ``groups``; ``admin`` sets their administrator flag
+        (``None``: an existing user keeps theirs, a new one is not an administrator)."""
         self._access.add_user(name, admin=admin, groups=list(groups), actor=self._actor)
 
     def remove_from_group(self, name: str, group: str) -> None:

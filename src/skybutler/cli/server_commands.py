@@ -95,14 +95,15 @@ def token() -> None:
 @repo_argument
 @click.argument("user")
 @click.option("--expires", metavar="DURATION", help="Lifetime, e.g. 12h or 30d (default: until revoked).")
-@click.option("--admin", is_flag=True, help="Make USER an administrator of the repository.")
+@click.option("--admin/--no-admin", default=None,
+              help="Make USER an administrator of the repository, or no longer one (default: unchanged).")
 @click.option("--group", "groups", multiple=True, metavar="NAME", help="Add USER to this group (repeatable).")
 @click.option("--note", default="", help="What the token is for.")
-def token_create(repo: Path, user: str, expires: str | None, admin: bool, groups: tuple[str, ...],
+def token_create(repo: Path, user: str, expires: str | None, admin: bool | None, groups: tuple[str, ...],
                  note: str) -> None:
     """Create a token for USER (made if missing) and print it: it is shown only once."""
     with open_butler(repo) as butler:
-        if admin or groups:
+        if admin is not None or groups:
             butler.access.add_user(user, admin=admin, groups=groups)
         click.echo(butler.access.create_token(user, expires_in=parse_duration(expires), note=note))
 
@@ -165,13 +166,15 @@ def rules(repo: Path, as_json: bool) -> None:
 @click.command("add-user")
 @repo_argument
 @click.argument("user")
-@click.option("--admin", is_flag=True, help="Make USER an administrator of the repository.")
+@click.option("--admin/--no-admin", default=None,
+              help="Make USER an administrator of the repository, or no longer one (default: unchanged).")
 @click.option("--group", "groups", multiple=True, metavar="NAME", help="Add USER to this group (repeatable).")
-def add_user(repo: Path, user: str, admin: bool, groups: tuple[str, ...]) -> None:
+def add_user(repo: Path, user: str, admin: bool | None, groups: tuple[str, ...]) -> None:
     """Add USER to a served repository (or change their groups and administrator flag)."""
     with open_butler(repo) as butler:
         butler.access.add_user(user, admin=admin, groups=groups)
-        info(f"user {user} {'(admin) ' if admin else ''}in groups {', '.join(groups) or 'none'}")
+        now = butler.access.whoami(user)
+    info(f"user {user} {'(admin) ' if now.admin else ''}in groups {', '.join(now.groups) or 'none'}")
 
 
 @click.command("remove-from-group")

@@ -123,10 +123,13 @@ class AccessStore:
 
     # -- users and groups -----------------------------------------------------
 
-    def add_user(self, actor: str, name: str, admin: bool, groups: Sequence[str]) -> None:
+    def add_user(self, actor: str, name: str, admin: bool | None, groups: Sequence[str]) -> None:
+        """Add ``name`` or update them; ``admin=None`` keeps an existing user's flag (False if new)."""
         with self.db.transaction() as conn:
             self._ensure(conn)
-            exists = conn.execute(sa.select(self.users.c.name).where(self.users.c.name == name)).first()
+            exists = conn.execute(sa.select(self.users.c.admin).where(self.users.c.name == name)).first()
+            if admin is None:
+                admin = bool(exists[0]) if exists else False
             stmt = (self.users.update().where(self.users.c.name == name).values(admin=admin) if exists
                     else self.users.insert().values(name=name, admin=admin))
             self._write(actor, "user", f"{name} admin={admin} groups={','.join(groups)}", stmt,

@@ -40,7 +40,7 @@ class RemoteAdministration:
     def users(self) -> list[str]:
         return self._t.get_json("access/users")
 
-    def add_user(self, name: str, *, admin: bool = False, groups: Iterable[str] = ()) -> None:
+    def add_user(self, name: str, *, admin: bool | None = None, groups: Iterable[str] = ()) -> None:
         self._t.post_json("access/users", {"name": name, "admin": admin, "groups": list(groups)})
 
     def remove_from_group(self, name: str, group: str) -> None:

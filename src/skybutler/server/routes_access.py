@@ -44,7 +44,7 @@ class _Body(BaseModel):
 
 class NewUser(_Body):
     name: str
-    admin: bool = False
+    admin: bool | None = None  # None: an existing user keeps their flag
     groups: list[str] = []
 
 
