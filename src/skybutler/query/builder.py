@@ -431,7 +431,7 @@ def _join_dataset(registry: Registry, ctx: _Context, joins: JoinBuilder, dtype: 
     joins.add(tags, {d: tags.c[d] for d in group.required})
     joins.where += [tags.c.dataset_type_id == type_id,
                     tags.c.collection_id.in_(cids) if len(cids) != 1 else tags.c.collection_id == cids[0],
-                    *governor_hints(registry, tags, group), *seek_hints(registry, tags, group, tree)]
+                    *governor_hints(registry, tags, group, tree), *seek_hints(registry, tags, group, tree)]
     kinds = {cid: kind for cid, kind in ctx.ids}
     if all(kinds[c] is CollectionType.RUN for c in cids):
         run_col = tags.c.collection_id
