@@ -51,6 +51,17 @@ def test_tables_in_a_pipe_are_never_wrapped(butler):
     assert any(LONG_RUN in line and "run" in line for line in out.splitlines())
 
 
+
+def test_names_with_emoji_codes_print_as_typed(tmp_path):
+    """rich would print ``:cat:`` as an emoji: a name or doc holding one must come out as typed."""
+    repo = tmp_path / "repo"
+    Butler.create(repo).close()
+    assert "u/ana/:cat:" in run("register-collection", repo, "u/ana/:cat:", "--type", "run", "--doc",
+                                "see :warning: first").stdout
+    (row,) = [line for line in run("query-collections", repo).stdout.splitlines() if "u/ana" in line]
+    assert "u/ana/:cat:" in row and "see :warning: first" in row
+    assert ":cat:" in run("remove-runs", repo, "u/ana/:cat:", "--yes").stdout
+
 # -- start-up -----------------------------------------------------------------
 
 
@@ -68,14 +79,14 @@ def test_the_cli_group_imports_no_heavy_library():
 #: Libraries a command that reads no dataset must not load (SQLAlchemy it needs), nor rich
 #: when it prints no table (``--json``, ``--csv``).
 HEAVY_FOR_A_TRIVIAL_COMMAND = ("astropy", "pyarrow", "numpy", "pandas", "dask", "lsst.sphgeom", "lark", "erfa",
-                               "fsspec", "rich", "pydantic", "pydantic_core")
+                               "fsspec", "rich", "pydantic", "pydantic_core", "rich._emoji_codes")
 
 
 def test_a_trivial_command_imports_no_heavy_library(tmp_path):
     """``query-collections`` on a small repository opens the butler and lists collections without
     loading astropy, pyarrow, numpy, pandas, dask, sphgeom, the query parser, fsspec or pydantic
-    (the data model is plain classes; only the server and remote client speak pydantic); as JSON
-    or CSV, without rich either (only a table needs it)."""
+    (the data model is plain classes; only the server and remote client speak pydantic) nor rich's
+    table of emoji names; as JSON or CSV, without rich either (only a table needs it)."""
     repo = tmp_path / "repo"
     with Butler.create(repo) as butler:
         butler.collections.register("run/a", "RUN")

@@ -130,18 +130,20 @@ def stdout_console() -> Console:
     On a terminal, rich fits tables to its width; in a pipe or a file, tables come out at
     their full width, so a UUID or a long collection name stays whole on one line for
     ``grep`` and ``cut`` (``--json`` and ``--csv`` are the shapes meant for programs).
+    Emoji codes are left as typed: a collection named ``u/ana/:cat:`` prints as such (and the
+    console does not load rich's table of emoji names).
     """
     from rich.console import Console
 
     if sys.stdout.isatty():
-        return Console(file=sys.stdout, highlight=False)
-    return Console(file=sys.stdout, highlight=False, width=PIPE_WIDTH)
+        return Console(file=sys.stdout, highlight=False, emoji=False)
+    return Console(file=sys.stdout, highlight=False, emoji=False, width=PIPE_WIDTH)
 
 
 def stderr_console() -> Console:
     from rich.console import Console
 
-    return Console(file=sys.stderr, highlight=False)
+    return Console(file=sys.stderr, highlight=False, emoji=False)
 
 
 def json_option(func: F) -> F:
