@@ -79,7 +79,11 @@ def test_the_cli_group_imports_no_heavy_library():
 #: Libraries a command that reads no dataset must not load (SQLAlchemy it needs), nor rich
 #: when it prints no table (``--json``, ``--csv``).
 HEAVY_FOR_A_TRIVIAL_COMMAND = ("astropy", "pyarrow", "numpy", "pandas", "dask", "lsst.sphgeom", "lark", "erfa",
-                               "fsspec", "rich", "pydantic", "pydantic_core", "rich._emoji_codes")
+                               "fsspec", "rich", "pydantic", "pydantic_core", "rich._emoji_codes",
+                               # registry stores made on first use (see Registry)
+                               "skybutler.registry.dataset_state_store", "skybutler.registry.metadata_store",
+                               "skybutler.registry.user_tables", "skybutler.registry.catalog_schema_store",
+                               "skybutler.registry.access_store")
 
 
 def test_a_trivial_command_imports_no_heavy_library(tmp_path):

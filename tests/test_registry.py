@@ -306,3 +306,33 @@ def test_the_implied_values_cache_stays_bounded(butler, monkeypatch):
     assert [d["band"] for d in store.expand_many(batch)] == ["gri"[v % 3] for v in visits for _ in range(2)]
     store.expand_many(batch[:2])  # the next batch starts by emptying what the last one left
     assert cached() <= 4 + 3
+
+
+# -- stores made on first use -------------------------------------------------
+
+
+def test_stores_a_command_may_not_use_are_made_on_first_use_and_once(make_butler, monkeypatch):
+    """Opening a repository makes no store of dataset states, extracted facts, user tables,
+    catalog schemas or access rights, nor declares their tables (a command listing collections
+    does not pay for them); the first use makes each one once, even when threads ask at once;
+    a failed transaction resets the caches of those made."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from skybutler import Butler
+
+    root = make_butler().root
+    with Butler(root) as butler:
+        registry = butler.registry
+        on_demand = {"metadata", "states", "user_tables", "catalog_schemas", "access"}
+        assert not on_demand & set(vars(registry))
+        declared = {t.name for t in registry.schema.metadata.tables.values()}
+        assert not {"dataset_state", "dataset_metric", "catalog_schema"} & declared
+        with ThreadPoolExecutor(8) as pool:
+            made = list(pool.map(lambda _: registry.states, range(64)))
+        assert all(store is made[0] for store in made) and "dataset_state" in {
+            t.name for t in registry.schema.metadata.tables.values()}
+        refreshed = []
+        monkeypatch.setattr(registry.user_tables, "refresh", lambda: refreshed.append("user_tables"))
+        with pytest.raises(RuntimeError), registry.transaction():
+            raise RuntimeError("rolled back")
+        assert refreshed == ["user_tables"] and "metadata" not in vars(registry)

@@ -8,10 +8,10 @@ universe it was made with; opening one checks both.
 from __future__ import annotations
 
 import contextlib
-import functools
+import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import sqlalchemy as sa
 
@@ -20,43 +20,96 @@ from ..errors import DatasetTypeError, SchemaVersionError, UniverseMismatchError
 from ..models import CollectionType, DatasetRef, DatasetType, StoredArtifact
 from ..timespan import Timespan
 from .calibration_store import CalibrationStore
-from .catalog_schema_store import CatalogSchemaStore
 from .collection_store import CollectionStore
 from .database import Database
-from .dataset_state_store import DatasetStateStore
 from .dataset_store import DatasetStore
 from .dataset_type_store import DatasetTypeStore
 from .dimension_store import DimensionRecordStore
-from .metadata_store import MetadataStore
 from .schema import SCHEMA_VERSION, RegistrySchema
-from .user_tables import UserTableStore
 
 if TYPE_CHECKING:
     from .access_store import AccessStore
+    from .catalog_schema_store import CatalogSchemaStore
+    from .dataset_state_store import DatasetStateStore
+    from .metadata_store import MetadataStore
+    from .user_tables import UserTableStore
+
+T = TypeVar("T")
+
+#: The stores made on first use (see :class:`Registry`), whose caches a failed transaction resets.
+_STORES_ON_DEMAND = ("metadata", "user_tables", "catalog_schemas")
+
+
+class _OnDemand(Generic[T]):
+    """A registry's store made by ``make`` on first use, then kept as an attribute: made once even
+    when a server's threads ask for it at once (two would declare the same table twice)."""
+
+    def __init__(self, make: Callable[[Registry], T]):
+        self.make = make
+        self.__doc__ = make.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, registry: Registry | None, owner: type | None = None) -> T:
+        if registry is None:
+            return self  # type: ignore[return-value]
+        with registry._making:
+            if self.name not in registry.__dict__:
+                registry.__dict__[self.name] = self.make(registry)
+        return registry.__dict__[self.name]
 
 
 class Registry:
-    """Transactional access to one repository's registry database."""
+    """Transactional access to one repository's registry database.
+
+    The stores of dataset states, extracted facts, user tables, catalog schemas and access
+    rights are made (and their modules imported, their tables declared) on first use: a
+    command that lists collections or dataset types does not pay for them at start-up."""
 
     def __init__(self, db: Database, universe: DimensionUniverse):
         self.db = db
         self.universe = universe
+        self._making = threading.Lock()
         self.schema = RegistrySchema(universe, db.schema)
         self.dimensions = DimensionRecordStore(db, self.schema)
         self.collections = CollectionStore(db, self.schema)
         self.dataset_types = DatasetTypeStore(db, self.schema)
         self.datasets = DatasetStore(db, self.schema, self.dataset_types, self.collections)
         self.calibrations = CalibrationStore(db, self.schema, self.dataset_types, self.collections)
-        self.metadata = MetadataStore(db, self.schema)
-        self.states = DatasetStateStore(db, self.schema)
-        self.user_tables = UserTableStore(db, self.schema)
-        self.catalog_schemas = CatalogSchemaStore(db, self.schema)
 
-    @functools.cached_property
+    @_OnDemand
+    def metadata(self) -> MetadataStore:
+        """The facts extracted from stored files (shape, sky footprint, header keys...) and metrics."""
+        from .metadata_store import MetadataStore
+
+        return MetadataStore(self.db, self.schema)
+
+    @_OnDemand
+    def states(self) -> DatasetStateStore:
+        """Each dataset's retention state (stored, cold, purged) and last access."""
+        from .dataset_state_store import DatasetStateStore
+
+        return DatasetStateStore(self.db, self.schema)
+
+    @_OnDemand
+    def user_tables(self) -> UserTableStore:
+        """Tables users declare over dimensions."""
+        from .user_tables import UserTableStore
+
+        return UserTableStore(self.db, self.schema)
+
+    @_OnDemand
+    def catalog_schemas(self) -> CatalogSchemaStore:
+        """The declared schemas of catalog dataset types."""
+        from .catalog_schema_store import CatalogSchemaStore
+
+        return CatalogSchemaStore(self.db, self.schema)
+
+    @_OnDemand
     def access(self) -> AccessStore:
-        """Tokens, users, rules and quotas of a served repository (made on first use: only the
-        server and its administration commands need them, and the start of every other command
-        does not pay for their tables)."""
+        """Tokens, users, rules and quotas of a served repository (only the server and its
+        administration commands need them)."""
         from .access_store import AccessStore
 
         return AccessStore(self.db, self.schema)
@@ -66,6 +119,9 @@ class Registry:
     @classmethod
     def create(cls, url: str, universe: DimensionUniverse) -> Registry:
         """Create the schema in an empty database (or PostgreSQL schema) and open it."""
+        from .dataset_state_store import DatasetStateStore
+        from .metadata_store import MetadataStore
+
         db = Database(url)
         with db.transaction() as conn:
             if db.schema:
@@ -119,9 +175,9 @@ class Registry:
             self.collections.refresh()
             self.dataset_types.refresh()
             self.dimensions.clear_caches()
-            self.metadata.refresh()
-            self.user_tables.refresh()
-            self.catalog_schemas.refresh()
+            for name in _STORES_ON_DEMAND:
+                if name in self.__dict__:  # made: its caches may hold what was rolled back
+                    getattr(self, name).refresh()
             raise
 
     def insert_datasets(self, dtype: DatasetType, run: str, data_ids: Sequence[DataCoordinate],
