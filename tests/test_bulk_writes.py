@@ -145,18 +145,18 @@ def test_a_put_sends_its_rows_in_one_statement_and_a_big_batch_by_copy(big: Butl
     sent.clear()
     last = data_ids()[N_DETECTORS + 1]
     big.put(payload(last), "metrics", **last)
-    # savepoint, the rows of the four tables (dataset, membership, location, facts) in one
-    # statement, release: all in one pipeline (one round trip)
+    # savepoint, the rows of the five tables (dataset, membership, its count, location, facts)
+    # in one statement, release: all in one pipeline (one round trip)
     assert [q.split()[0].upper() for q, _ in sent] == ["SAVEPOINT", "WITH", "RELEASE"], sent
     assert all(on for _, on in sent), sent
-    assert sent[1][0].count("INSERT INTO") == 4, sent
+    assert sent[1][0].count("INSERT INTO") == 5, sent
     got = big.find_dataset("metrics", last)
     assert got is not None and big.get(got) == payload(last)
     big.collections.register("other", "run")
     sent.clear()
     big.put_many("metrics", [(payload(d), d) for d in data_ids()], run="other")
     assert [q.split()[0].upper() for q, _ in sent if q.split()[0].upper() in ("INSERT", "WITH", "COPY")] == \
-        ["COPY"] * 4, sent
+        ["COPY"] * 4 + ["INSERT"], sent  # and one count row
 
 
 def test_export_and_import_stream_in_chunks_and_import_is_all_or_nothing(big: Butler, make_butler, tmp_path,

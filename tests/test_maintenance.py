@@ -207,7 +207,7 @@ def test_migrate_upgrades_an_older_schema_and_newer_is_refused(stack, make_butle
         Butler(root)
     result = CliRunner().invoke(cli, ["migrate", str(root)])
     assert result.exit_code == 0, result.output
-    assert "1 -> 5" in result.output
+    assert "1 -> 6" in result.output
     reopened = Butler(root)
     assert reopened.registry.metadata.metric_exists("anything") is False
     reopened.close()
@@ -232,7 +232,7 @@ def test_migrate_grows_a_release_repository_to_the_new_default_universe(tmp_path
         Butler(root)
     result = CliRunner().invoke(cli, ["migrate", str(root)])
     assert result.exit_code == 0, result.output
-    assert "3 -> 5" in result.output
+    assert "3 -> 6" in result.output
     with Butler(root, collections=["r"], run="r") as b:
         assert b.universe.version == 2
         exposure = b.get_record("exposure", instrument="Cam", exposure=7)
@@ -255,7 +255,7 @@ def test_migrate_grows_a_release_repository_to_the_new_default_universe(tmp_path
         assert b.get("per_visit", instrument="Cam", visit=7) == {"a": 1}
         assert b.get("summary", instrument="Cam", visit=7, detector=1, collections="r2") == {"n": 12}
     again = CliRunner().invoke(cli, ["migrate", str(root)])
-    assert again.exit_code == 0 and "already at schema version 5" in again.output
+    assert again.exit_code == 0 and "already at schema version 6" in again.output
 
 
 def test_migrate_grows_the_universe_on_every_stack(make_butler):
@@ -283,7 +283,7 @@ def test_migrate_grows_the_universe_on_every_stack(make_butler):
     db.close()
     with pytest.raises(SchemaVersionError, match="skybutler migrate"):
         Butler(root)
-    assert migrate(url, butler.universe) == (3, 5)
+    assert migrate(url, butler.universe) == (3, 6)
     with Butler(root) as again:
         assert again.get_record("visit", instrument="Cam", visit=2)["exposure_time"] == 30.0
         assert again.get_record("visit", instrument="Cam", visit=2)["seq_num"] is None

@@ -91,6 +91,10 @@ class BuiltQuery:
     #: (result kind, limit, offset): a built query is reused while nothing is committed
     #: (the read cache), and so is its text (see ``QueryResults._columns_sqlite``).
     compiled: dict[tuple, tuple[str, tuple]] = field(default_factory=dict, compare=False, repr=False)
+    #: (dataset type ID, collection ID) whose maintained count (``dataset_count``) is this
+    #: query's count: every dataset of one type in the one searched RUN or TAGGED collection
+    #: that holds any, with nothing else asked (see :func:`_counted_pair`).
+    counted: tuple[int, int] | None = None
 
     def certainly_empty(self) -> bool:
         """Whether something found before running SQL rules out every row (no datasets of
@@ -372,9 +376,27 @@ def _build_one(registry: Registry, spec: QuerySpec, search: _Search, dataset_typ
         if window_rank is None and dtype is not None:
             unique_by.append("dataset_id")
     base = sa.select(sa.literal(1)).select_from(joins.select_from()).where(*joins.where)
+    counted = (_counted_pair(registry, ctx, spec, dtype, tree)
+               if dtype is not None and not compiled.region_filters and not multiplies else None)
     return BuiltQuery(stmt, output_group, labels, compiled.region_filters, [dtype] if dtype else [], ctx.doomed,
                       tree, compiled.terms, base, unique_by, ctx.constants, sole_keys=ctx.sole_keys,
-                      ambiguity=ambiguity)
+                      ambiguity=ambiguity, counted=counted)
+
+
+def _counted_pair(registry: Registry, ctx: _Context, spec: QuerySpec, dtype: DatasetType,
+                  tree: ex.Node | None) -> tuple[int, int] | None:
+    """The (dataset type ID, collection ID) whose maintained count is the count of this
+    datasets query, or None.  Only a plain total qualifies: no where-clause, data ID, other
+    dataset types, retention states or time; no CALIBRATION collection searched; and one
+    searched collection holding the type, so find-first or not, each of its membership rows
+    is one result (a membership's dimension records exist: its foreign keys say so)."""
+    if (tree is not None or spec.data_id or spec.datasets or spec.states is not None or spec.timespan is not None
+            or not set(spec.dimensions) <= set(dtype.dimensions) or calibrations.calibration_ids(dtype, ctx.ids)):
+        return None
+    cids = ctx.member_ids(dtype)
+    if len(cids) != 1:
+        return None
+    return registry.dataset_types.get(dtype.name)[0], cids[0]
 
 
 def _union_of_types(registry: Registry, spec: QuerySpec, search: _Search) -> BuiltQuery:

@@ -308,6 +308,9 @@ class QueryResults:
             return sum(1 for _ in self._rows())
         if self._empty():
             return 0
+        if self._built.counted is not None and self._after is None:
+            with self._registry.db.reading() as conn:
+                return self._registry.datasets.totals.total(conn, *self._built.counted)
         stmt = self._statement(plain_ids=False)
         if columnar.is_flat(stmt):
             counting = stmt.with_only_columns(sa.func.count(), maintain_column_froms=True)

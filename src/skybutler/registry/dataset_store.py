@@ -12,6 +12,7 @@ import contextlib
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from ..models import CollectionType, DatasetRef, DatasetType, StoredArtifact, uu
 from .bulk import failed_table, gathers, guarded_batch, insert_rows, uuid_to_db
 from .collection_store import CollectionStore
 from .database import Database
+from .dataset_counts import DatasetCounts
 from .dataset_type_store import DatasetTypeStore
 from .schema import RegistrySchema
 
@@ -41,6 +43,7 @@ class DatasetStore:
         self.collections = collections
         self._find_statements: dict[DimensionGroup, sa.Select] = {}
         self._key_statements: dict[str, sa.Select] = {}
+        self.totals = DatasetCounts(schema)
 
     # -- insertion ------------------------------------------------------------
 
@@ -72,6 +75,7 @@ class DatasetStore:
                                 [(type_id, run_id, i, *d.required_values) for i, d in zip(db_ids, data_ids)])
                     self.db.note_inserted(tags, len(db_ids))
                     step = "rest"
+                    self.totals.add(conn, {(type_id, run_id): len(db_ids)})
                     if artifacts:
                         insert_rows(conn, self.schema.location, _LOCATION_COLUMNS,
                                     [(i, a.path, a.formatter, a.size, a.checksum)
@@ -88,6 +92,7 @@ class DatasetStore:
                 if step == "rest":
                     raise
                 raise self._explain_conflict(dtype, run, data_ids, ids, step) from err
+            self.totals.maybe_fold(conn, [(type_id, run_id)])
         return [DatasetRef(i, dtype, d, run, a) for i, d, a in
                 zip(ids, data_ids, artifacts or [None] * len(ids))]
 
@@ -132,6 +137,8 @@ class DatasetStore:
                 insert_rows(conn, tags, [*_TAG_COLUMNS, *dims], [(type_id, run_id, i, *v) for i, v in zip(ids, chunk)])
                 total += len(chunk)
             self.db.note_inserted(tags, total)
+            self.totals.add(conn, {(type_id, run_id): total})
+            self.totals.maybe_fold(conn, [(type_id, run_id)], always=True)
         return total
 
     def _check_owner(self, conn: sa.Connection, type_id: int, run_id: int, type_name: str, run: str) -> None:
@@ -402,16 +409,24 @@ class DatasetStore:
     # -- removal and tagging --------------------------------------------------
 
     def delete(self, ids: Iterable[uuid.UUID]) -> None:
-        """Delete datasets (membership and artifact rows go with them, by cascade)."""
+        """Delete datasets (artifact and calibration rows go with them, by cascade; the RUN and
+        TAGGED memberships of every dataset type's table are deleted here, to count them)."""
         ids = list(ids)
         ds = self.schema.dataset
+        tags_tables = {self.schema.tags_table(self.types.group(d)) for d in self.types.all()}
+        removed: Counter[tuple[int, int]] = Counter()
         with self.db.transaction() as conn:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
                 conn.execute(self.schema.location.delete().where(self.schema.location.c.dataset_id.in_(chunk)))
-                for table in list(self.schema._tags.values()) + list(self.schema._calibs.values()):
+                for tags in tags_tables:
+                    removed.update(tuple(r) for r in conn.execute(tags.delete().where(tags.c.dataset_id.in_(chunk))
+                                                                  .returning(tags.c.dataset_type_id, tags.c.collection_id)))
+                for table in list(self.schema._calibs.values()):
                     conn.execute(table.delete().where(table.c.dataset_id.in_(chunk)))
                 conn.execute(ds.delete().where(ds.c.id.in_(chunk)))
+            self.totals.add(conn, {pair: -n for pair, n in removed.items()})
+            self.totals.maybe_fold(conn, removed)
 
     def associate(self, collection: str, refs: Sequence[DatasetRef]) -> None:
         """Add refs to a TAGGED collection; a different dataset with the same type+data ID there conflicts."""
@@ -445,6 +460,8 @@ class DatasetStore:
                 if rows:
                     conn.execute(tags.insert(), rows)
                     self.db.note_inserted(tags, len(rows))
+                    self.totals.add(conn, {(type_id, cid): len(rows)})
+                    self.totals.maybe_fold(conn, [(type_id, cid)])
 
     def disassociate(self, collection: str, refs: Sequence[DatasetRef]) -> None:
         cid, kind = self.collections.lookup(collection)
@@ -452,10 +469,12 @@ class DatasetStore:
             raise CollectionError(f"can only disassociate from a TAGGED collection; {collection!r} is {kind.value}")
         with self.db.transaction() as conn:
             for dtype_name, group_refs in _by_type(refs).items():
-                _, dtype = self.types.get(dtype_name)
+                type_id, dtype = self.types.get(dtype_name)
                 tags = self.schema.tags_table(self.types.group(dtype))
-                conn.execute(tags.delete().where(tags.c.collection_id == cid,
-                                                 tags.c.dataset_id.in_([r.id for r in group_refs])))
+                gone = conn.execute(tags.delete().where(tags.c.collection_id == cid, tags.c.dataset_type_id == type_id,
+                                                        tags.c.dataset_id.in_([r.id for r in group_refs]))).rowcount
+                self.totals.add(conn, {(type_id, cid): -gone})
+                self.totals.maybe_fold(conn, [(type_id, cid)])
 
 
 @contextlib.contextmanager

@@ -15,7 +15,9 @@ import sqlalchemy as sa
 from ..dimensions import DimensionUniverse
 from ..errors import SchemaVersionError
 from .database import Database
+from .dataset_counts import DatasetCounts
 from .dataset_state_store import DatasetStateStore
+from .dataset_type_store import DatasetTypeStore
 from .metadata_store import MetadataStore
 from .schema import SCHEMA_VERSION, RegistrySchema
 
@@ -82,12 +84,21 @@ def _add_dataset_type_key(conn: sa.Connection, schema: RegistrySchema, db: Datab
     next(i for i in schema.dataset.indexes if i.name == "dataset_id_type").create(conn, checkfirst=True)
 
 
+def _add_dataset_counts(conn: sa.Connection, schema: RegistrySchema, db: Database) -> None:
+    """Version 6: maintained counts of the datasets of each type in each RUN and TAGGED
+    collection (``dataset_count``), counted once from the membership tables."""
+    schema.dataset_count.create(conn, checkfirst=True)
+    types = DatasetTypeStore(db, schema)
+    DatasetCounts(schema).recount(conn, {schema.tags_table(types.group(d)) for d in types.all()})
+
+
 #: from-version -> the step that upgrades it to from-version + 1.
 STEPS: dict[int, Callable[[sa.Connection, RegistrySchema, Database], None]] = {
     1: _add_metric_table,
     2: _add_dataset_state_table,
     3: _grow_universe,
     4: _add_dataset_type_key,
+    5: _add_dataset_counts,
 }
 
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from ..dimensions import DimensionElement, DimensionGroup, DimensionUniverse
 
 #: Bumped whenever the static schema changes; see registry/migrations.py.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 NAME_LENGTH = 255
 
@@ -158,6 +158,19 @@ class RegistrySchema:
             sa.Column("formatter", sa.String(32), nullable=False),
             sa.Column("size", sa.BigInteger, nullable=False),
             sa.Column("checksum", sa.String(64), nullable=True))
+        # How many datasets of a type each RUN or TAGGED collection holds, as rows to be summed:
+        # each write adds a row of its change (no row is updated, so concurrent writers never
+        # wait for each other's), and rows of one pair are now and then folded into one.
+        self.dataset_count = sa.Table(
+            "dataset_count", md,
+            sa.Column("count_id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+                      autoincrement=True),
+            sa.Column("dataset_type_id", sa.Integer, sa.ForeignKey("dataset_type.dataset_type_id", ondelete="CASCADE"),
+                      nullable=False),
+            sa.Column("collection_id", sa.Integer, sa.ForeignKey("collection.collection_id", ondelete="CASCADE"),
+                      nullable=False),
+            sa.Column("n", sa.BigInteger, nullable=False),
+            sa.Index("dataset_count_pair", "dataset_type_id", "collection_id", "n"))
         self._tags: dict[DimensionGroup, sa.Table] = {}
         self._calibs: dict[DimensionGroup, sa.Table] = {}
         self._aliases: dict[tuple[sa.Table, str], sa.Alias] = {}
