@@ -17,7 +17,7 @@ from astropy.time import Time, TimeDelta
 from click.testing import CliRunner
 
 import camera_headers as ch
-from skybutler import Butler
+from skybutler import Butler, Timespan
 from skybutler.cli.main import cli
 from skybutler.errors import ConflictingDefinitionError
 from skybutler.ingest import ingest_raws
@@ -341,6 +341,51 @@ def test_a_raw_missing_a_card_is_refused_naming_the_file_and_the_card(tmp_path, 
         assert result.refs == []
     with pytest.raises(RawHeaderError, match=rf"^broken\.fits: .*{prop}.*did not find: .*{dropped[0]}"):
         metadata_from_header(header, "broken.fits")
+
+
+def test_a_real_shaped_decam_raw_ingests_as_the_translator_reads_it(tmp_path) -> None:
+    """A DECam raw as the archive serves it: tile-compressed (.fits.fz), the exposure's cards in
+    an empty primary HDU and a compressed extension for its CCD, a card whose value is the bare
+    word NaN, a long string continued (CONTINUE) and a long keyword (HIERARCH): it ingests with
+    what astro-metadata-translator reads from the merged headers (the oracle).  A file holding
+    two CCDs' extensions is refused by name (it went in as its first CCD, the other dropped
+    without a word): a raw file is ingested as one detector."""
+    from astro_metadata_translator import ObservationInfo
+    from astro_metadata_translator.file_helpers import read_basic_metadata_from_file
+
+    exposure = ch.decam(exposure=177764)
+    primary = fits.PrimaryHDU()
+    for key, value in exposure.items():
+        if key not in ("SIMPLE", "BITPIX", "NAXIS", "CCDNUM", "DETPOS"):
+            primary.header[key] = value
+    primary.header["OBS-LAT"], primary.header["OBS-LONG"] = -30.16606, 70.81489  # numbers, as in the archive's
+    primary.header["PROGRAM"] = "Large Scale Structure in COSMOS: A Calibration Field for DECam Extragalactic Surveys&"
+    with pytest.warns(fits.verify.VerifyWarning, match="HIERARCH"):
+        primary.header["TIME_RECORDED"] = "2024-03-01T03:02:33.540188"
+    primary.header.append(fits.Card.fromstring(f"{'LSKYPOW':8s}= {'NaN':>20s}"))
+    extensions = []
+    for ccd, name in ((25, "S1"), (1, "S29")):
+        ext = fits.CompImageHDU(np.zeros((16, 16), dtype=np.int16))
+        ext.header["CCDNUM"], ext.header["DETPOS"], ext.header["EXTNAME"] = ccd, name, name
+        extensions.append(ext)
+    raws = tmp_path / "raws"
+    raws.mkdir()
+    fits.HDUList([primary, extensions[0]]).writeto(raws / "DECam_00177764_S1.fits.fz", output_verify="ignore")
+    fits.HDUList([primary.copy(), *extensions]).writeto(raws / "two_ccds.fits.fz", output_verify="ignore")
+    with Butler.create(tmp_path / "repo") as butler:
+        result = ingest_raws(butler, raws, processes=1)
+        assert [(Path(f.path).name, f.reason) for f in result.failures] == [
+            ("two_ccds.fits.fz", "holds the images of several detectors (25 in HDU 1, 1 in HDU 2); a raw file is "
+                                 "ingested as one detector: split it into one file per detector")]
+        assert [r.data_id["detector"] for r in result.refs] == [25]
+        one = str(raws / "DECam_00177764_S1.fits.fz")
+        info = ObservationInfo(read_basic_metadata_from_file(one, -1), filename=one)
+        record = butler.get_record("exposure", instrument="DECam", exposure=177764)
+        assert (record["obs_id"], record["physical_filter"], record["day_obs"], record["exposure_time"]) == (
+            info.observation_id, info.physical_filter, info.observing_day, info.exposure_time.to_value("s"))
+        assert record["timespan"] == Timespan(info.datetime_begin, info.datetime_end)
+        assert record["tracking_ra"] == pytest.approx(info.tracking_radec.icrs.ra.deg, abs=1e-9)
+        assert record["science_program"] == info.science_program == exposure["PROPID"]
 
 
 def test_hsc_focus_ccds_ingest_and_an_unnumbered_ccd_is_refused_by_name(tmp_path) -> None:

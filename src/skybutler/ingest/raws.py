@@ -38,6 +38,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections import ChainMap
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,7 @@ from ..instruments import (
     offline,
 )
 from ..instruments import register_instrument as register_in_process
+from ..instruments.headers import ReadRecorder, translator_for
 from ..models import DatasetRef
 from ..process_pools import process_pool
 from .instruments import load_repository_instruments, register_instrument
@@ -145,6 +147,32 @@ class RawFile:
     examined: ExaminedFile
 
 
+def _another_detector(headers: Sequence[Any], detector: int, path: str | Path) -> int | None:
+    """For a file whose empty primary HDU is followed by several extensions (a DECam or MegaCam
+    exposure in one file): the detector of its last extension if it is not ``detector``
+    (extensions of one detector's amplifiers, as LSSTCam writes them, give the same one)."""
+    if len(headers) < 3 or headers[0].get("NAXIS", 0) != 0:
+        return None
+    primary, last = headers[0], ChainMap(headers[0], headers[-1])  # read through, not copied
+    try:
+        translator = translator_for(last, str(path))
+        cards = _DETECTOR_CARDS.get(translator)
+        if cards is None:
+            probe = ReadRecorder(dict(last))
+            translator(probe, filename=str(path)).to_detector_num()
+            cards = _DETECTOR_CARDS[translator] = tuple(probe.read)
+        if all(card in primary or card not in headers[-1] for card in cards):
+            return None  # the detector is the primary's, or the extension adds nothing it is read from
+        other = translator(last, filename=str(path)).to_detector_num()
+    except Exception:  # the last extension names no detector: nothing to compare
+        return None
+    return other if other != detector else None
+
+
+#: The cards each translator reads a detector number from (learnt from its first file).
+_DETECTOR_CARDS: dict[type, tuple[str, ...]] = {}
+
+
 def _translation_header(headers: Sequence[Any]) -> dict[str, Any]:
     """The cards a header translator reads: the primary header's, with the first extension's it
     lacks when the primary holds no data (a raw whose pixels are in HDU 1); commentary cards left out."""
@@ -174,8 +202,14 @@ def read_raw_metadata(path: str | Path, storage_class: str = RAW_STORAGE_CLASS,
         if not headers:
             return IngestFailure(str(path), f"formatter {formatter or kind.default_formatter!r} gives no FITS "
                                             "headers to translate")
+        meta = metadata_from_header(_translation_header(headers), path)
+        other = _another_detector(headers, meta.detector, path)
+        if other is not None:
+            return IngestFailure(str(path), f"holds the images of several detectors ({meta.detector} in HDU 1, "
+                                            f"{other} in HDU {len(headers) - 1}); a raw file is ingested as one "
+                                            "detector: split it into one file per detector")
         # Only the facts go on: the headers and WCSs are not needed again (nor pickled back from a worker).
-        return RawFile(metadata_from_header(_translation_header(headers), path), ExaminedFile(examined.facts))
+        return RawFile(meta, ExaminedFile(examined.facts))
     except RawHeaderError as err:
         return IngestFailure(str(path), err.reason)
     except MissingExtraError:

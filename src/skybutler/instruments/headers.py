@@ -130,7 +130,7 @@ _EXPOSURES_KEPT = 16
 _ABSENT = object()
 
 
-class _ReadRecorder(dict):
+class ReadRecorder(dict):
     """A header that notes every card a translator reads (its value, or that it is absent);
     reading it whole (iterating, copying) is noted as ``whole``: then nothing can be reused."""
 
@@ -210,7 +210,7 @@ def _translate(amt: Any, translator_class: type, header: dict[str, Any], filenam
 
     With ``own`` (the file's detector and filter, translated already) the exposure's properties
     are translated through a recording header; without, every property as one translation."""
-    recorder = _ReadRecorder(header) if own is not None else header
+    recorder = ReadRecorder(header) if own is not None else header
     required = set(_REQUIRED)
     try:
         if translator_class(recorder, filename=filename).to_observation_type() == "science":
@@ -265,7 +265,7 @@ def translator_for(header: dict[str, Any], filename: str) -> type:
     for reads, chosen in _CHOSEN.get("choices", ()):
         if all(header.get(card, _ABSENT) == value for card, value in reads.items()):
             return chosen
-    recorder = _ReadRecorder(header)
+    recorder = ReadRecorder(header)
     try:
         found = amt.MetadataTranslator.determine_translator(recorder, filename=filename)
     except Exception as exc:  # ValueError if none matches; some translators' probes raise KeyError
@@ -434,7 +434,7 @@ def _missing_cards(translator_class: type, header: dict[str, Any], filename: str
     if "property '" not in outer:
         return ""
     prop = outer.split("property '")[1].split("'")[0]
-    probe = _ReadRecorder(header)
+    probe = ReadRecorder(header)
     try:
         getattr(translator_class(probe, filename=filename), f"to_{prop}")()
     except Exception:  # the failure being explained
