@@ -52,7 +52,7 @@ def _report_failures(failures: list[IngestFailure], what: str) -> None:
 def ingest_raws_command(repo: Path, files_or_dirs: tuple[Path, ...], transfer: str, run: str | None,
                         jobs: int | None) -> None:
     """Ingest raw files (and the *.fits files under directories) into REPO as `raw` datasets."""
-    with open_butler(repo, local_only="ingesting raws") as butler:
+    with open_butler(repo) as butler:
         result = ingest_raws(butler, files_or_dirs, transfer=transfer, run=run, processes=jobs,
                              progress=lambda msg: info(msg, style="dim"))
     for line in result.registered:
@@ -92,7 +92,7 @@ def register_instrument_command(repo: Path, camera: str, update: bool) -> None:
 @click.option("--exposure", "exposures", type=int, multiple=True, help="Only this exposure (repeatable).")
 def define_visits_command(repo: Path, instrument: str | None, exposures: tuple[int, ...]) -> None:
     """Define one visit per science exposure not yet in one, with sky regions per visit and detector."""
-    with open_butler(repo, local_only="defining visits") as butler:
+    with open_butler(repo) as butler:
         result = define_visits(butler, instrument=instrument, exposures=exposures or None)
     for inst, exposure, reason in result.skipped:
         info(f"skipped {inst} exposure {exposure}: {reason}", style="yellow")
@@ -118,7 +118,7 @@ def register_skymap_command(repo: Path, name: str, config_file: Path | None, **o
         config.update(loaded)
     config.update({k: v for k, v in options.items() if v is not None})
     kind = config.pop("kind", "rings")
-    with open_butler(repo, local_only="registering a sky map") as butler, \
+    with open_butler(repo) as butler, \
             progress_bar(f"registering sky map {name}: patches") as progress:
         skymap, new = register_skymap(butler, name, kind, progress=progress, **config)
     verb = "registered" if new else "already registered:"

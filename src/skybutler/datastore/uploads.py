@@ -5,6 +5,7 @@ whatever is left."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -104,6 +105,16 @@ class UploadedTree:
         if not self.complete or self._out is not None or self._buffer:
             raise TransferError("the upload was cut short")
         return self.root
+
+    def read_json(self, name: str) -> Any:
+        """The JSON an uploaded file of the tree holds (a batch's header); TransferError if it is
+        missing or not JSON."""
+        if name not in self.sizes:
+            raise TransferError(f"malformed upload: it holds no {name}")
+        try:
+            return json.loads(self.root.joinpath(*name.split("/")).read_bytes())
+        except ValueError as err:
+            raise TransferError(f"malformed upload: {name} is not JSON ({err})") from None
 
     def remove(self) -> None:
         """Delete the tree and whatever is left in it."""

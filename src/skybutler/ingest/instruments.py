@@ -27,8 +27,8 @@ from ..instruments import Instrument, UnknownInstrumentError, get_instrument
 from ..instruments import register_instrument as register_in_process
 from ..instruments.instrument import shipped_instrument
 
-__all__ = ["DESCRIPTION_TYPE", "description_run", "load_repository_instruments", "register_instrument",
-           "update_instrument"]
+__all__ = ["DESCRIPTION_TYPE", "description_run", "instrument_names", "load_repository_instruments",
+           "register_instrument", "update_instrument"]
 
 #: The dataset type holding each registered camera's description.
 DESCRIPTION_TYPE = "camera_description"
@@ -59,6 +59,10 @@ def register_instrument(butler, camera: Instrument | str | Path) -> tuple[Instru
     (:class:`ConflictingDefinitionError`), and nothing is written.
     """
     instrument = _as_instrument(camera)
+    if butler._remote is not None:  # the server registers it, with this very function
+        from ..remote.ingest import register_camera
+
+        return register_camera(butler, instrument, update=False)
     description = instrument.to_dict()
     stored = _stored_description(butler, instrument.name)
     if stored is not None:
@@ -115,6 +119,10 @@ def update_instrument(butler, camera: Instrument | str | Path) -> tuple[Instrume
     ``visit_max``/``exposure_max`` below an ID in use.  Visits defined earlier keep their regions.
     """
     instrument = _as_instrument(camera, shipped=True)
+    if butler._remote is not None:  # the server updates it, with this very function
+        from ..remote.ingest import register_camera
+
+        return register_camera(butler, instrument, update=True)
     stored = _stored_description(butler, instrument.name)
     if stored is None:
         instrument, _ = register_instrument(butler, instrument)
@@ -186,8 +194,7 @@ def load_repository_instruments(butler) -> list[Instrument]:
     """The descriptions stored in the repository, registered in this process (they take
     precedence over skybutler's own of the same name)."""
     found = []
-    for record in butler.registry.dimensions.fetch_all("instrument"):
-        name = record["instrument"]
+    for name in sorted(instrument_names(butler)):
         stored = _stored_description(butler, name)
         if stored is None:
             continue
@@ -201,6 +208,13 @@ def load_repository_instruments(butler) -> list[Instrument]:
         else:
             found.append(register_in_process(described))
     return found
+
+
+def instrument_names(butler) -> set[str]:
+    """The names of the cameras the repository has records of (through a server: a query)."""
+    if butler._remote is not None:
+        return {r["instrument"] for r in butler.query_dimension_records("instrument")}
+    return {r["instrument"] for r in butler.registry.dimensions.fetch_all("instrument")}
 
 
 def _stored_description(butler, name: str) -> dict[str, Any] | None:

@@ -31,6 +31,10 @@ and skipped; the others go in.  A file already ingested is reported in
 command twice, or over a directory that grows every night, just works.  Each
 ``butler.ingest`` batch is all or nothing; if one fails as a whole, its files are
 retried one by one so a single bad file does not hold the rest back.
+
+On a butler opened on a server URL the headers are read here all the same, and each batch is
+uploaded instead (``remote/ingest.py``); the server reads the files again and writes their
+records, datasets and files in one transaction (:func:`store_raws`).
 """
 
 from __future__ import annotations
@@ -68,10 +72,10 @@ from ..instruments import register_instrument as register_in_process
 from ..instruments.headers import ReadRecorder, translator_for
 from ..models import DatasetRef
 from ..process_pools import process_pool
-from .instruments import load_repository_instruments, register_instrument
+from .instruments import instrument_names, load_repository_instruments, register_instrument
 
 __all__ = ["RAW_DIMENSIONS", "IngestFailure", "IngestResult", "RawFile", "find_raw_files", "ingest_raws",
-           "raw_run", "read_raw_metadata"]
+           "raw_run", "read_raw_metadata", "store_raws"]
 
 #: The dimensions of the ``raw`` dataset type.
 RAW_DIMENSIONS = ("instrument", "exposure", "detector")
@@ -324,12 +328,17 @@ def ingest_raws(butler, paths_or_dirs: Iterable[str | Path] | str | Path, *, tra
     say = progress or (lambda _msg: None)
     if isinstance(paths_or_dirs, (str, Path)):
         paths_or_dirs = [paths_or_dirs]
+    remote = butler._remote is not None
+    if remote:  # before any file is read: a transfer the server cannot do is refused at once
+        from ..remote.ingest import check_transfer
+
+        transfer = check_transfer(transfer)
     result = IngestResult()
     paths = find_raw_files(paths_or_dirs)
     known = load_repository_instruments(butler)
     say(f"reading the headers of {len(paths)} file(s)")
     seen: dict[tuple, Path] = {}
-    registered = {i.name for i in known}
+    registered = {i.name for i in known} | (instrument_names(butler) if remote else set())
     by_run: dict[str, list[tuple[Path, RawFile]]] = {}
     done: dict[str, int] = {}
     begin = 0
@@ -339,8 +348,9 @@ def ingest_raws(butler, paths_or_dirs: Iterable[str | Path] | str | Path, *, tra
         if good:
             _register_instruments(butler, {r.meta.instrument for _, r in good} - registered, result)
             registered |= {r.meta.instrument for _, r in good}
-            _register_observations(butler, [r.meta for _, r in good])
-            _ensure_raw_type(butler)
+            if not remote:  # a server writes these with each uploaded batch (store_raws)
+                _register_observations(butler, [r.meta for _, r in good])
+                _ensure_raw_type(butler)
         for path, raw in good:
             run_name = run or raw_run(raw.meta.instrument)
             if run_name not in by_run:
@@ -387,7 +397,13 @@ def _store(butler, run: str, by_run: dict[str, list[tuple[Path, RawFile]]], done
 def _ingest_batch(butler, run: str, batch: list[tuple[Path, RawFile]], transfer: str,
                   result: IngestResult) -> None:
     """Skip what is already there, then one ``butler.ingest`` call (the files' checks and facts
-    come from their one read, :class:`RawFile`); if it fails, the files are tried one by one."""
+    come from their one read, :class:`RawFile`); if it fails, the files are tried one by one.
+    Through a server the files are uploaded instead (``remote/ingest.py``)."""
+    if butler._remote is not None:
+        from ..remote.ingest import send_raws
+
+        send_raws(butler, run, batch, transfer, result)
+        return
     todo = _skip_existing(butler, run, batch, result)
     if not todo:
         return
@@ -449,3 +465,22 @@ def _skip_existing(butler, run: str, batch: list[tuple[Path, RawFile]],
         else:
             todo.append((path, raw))
     return todo
+
+
+def store_raws(butler, run: str, batch: list[tuple[Path, RawFile]], transfer: str,
+               check: Callable[[list[tuple[Path, RawFile]]], None] | None = None) -> IngestResult:
+    """One batch of files read on this side as one transaction: the exposure, day_obs and group
+    records the files need, then the raws themselves; the files already in ``run`` are skipped
+    (:attr:`IngestResult.already_ingested`), and ``check(todo)`` (a quota) may refuse the rest
+    before anything is written.  All or nothing: what a server does with an uploaded batch."""
+    _ensure_raw_type(butler)  # a new type's tables outside the transaction (see register_instrument)
+    result = IngestResult(runs=[run])
+    with butler.transaction():
+        _register_observations(butler, [r.meta for _, r in batch])  # before the skip: it expands data IDs
+        todo = _skip_existing(butler, run, batch, result)
+        if check is not None:
+            check(todo)
+        if todo:
+            result.refs += butler.ingest("raw", [(p, _data_id(r.meta)) for p, r in todo], run=run, transfer=transfer,
+                                         id_mode="deterministic", examined=[r.examined for _, r in todo])
+    return result

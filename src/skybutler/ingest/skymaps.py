@@ -200,6 +200,10 @@ def register_skymap(butler, name: str, kind: str = "rings", *, progress: Callabl
     total)`` is told the patch records inserted so far (tens of thousands take seconds),
     all in one transaction still.
     """
+    if butler._remote is not None:  # the server registers it, with this very function
+        from ..remote.ingest import register_skymap as register_remotely
+
+        return register_remotely(butler, name, kind, progress, config)
     skymap = make_skymap(name, kind, **config)
     existing = butler.get_record("skymap", name=name)
     if existing is not None:

@@ -107,6 +107,10 @@ def define_visits(butler, *, instrument: str | None = None, exposures: Iterable[
     ``where`` (a query expression on exposures, when the butler supports queries)
     further selects exposures.
     """
+    if butler._remote is not None:  # the server defines them, with this very function
+        from ..remote.ingest import define_visits as define_remotely
+
+        return define_remotely(butler, instrument, exposures, where, observation_types)
     records = butler.registry.dimensions.fetch_all("exposure")
     if instrument is not None:
         records = [r for r in records if r["instrument"] == instrument]

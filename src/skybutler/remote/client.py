@@ -101,6 +101,8 @@ class RemoteTransport:
                 raise errors.ServerError(f"{url} described its dimension universe {info.get('universe_name')!r} "
                                          f"in a way this client cannot read: {err}") from None
         self.user = info["user"]
+        #: the largest request body the server takes (uploads are split to stay under it)
+        self.max_request_bytes = int(info.get("max_request_bytes") or 256 * 1024 * 1024)
         self._types: dict[str, DatasetType] = {}
 
     # -- HTTP -----------------------------------------------------------------
@@ -455,6 +457,14 @@ class RemoteTransport:
 
     def remove_runs(self, names: Iterable[str]) -> int:
         return self.post_json("runs/remove", {"runs": list(names)})
+
+    def register_instrument(self, camera: Any, *, update: bool = False) -> bool:
+        """``Butler.register_instrument``: the server registers (or updates) the camera."""
+        from ..ingest.instruments import register_instrument, update_instrument
+
+        if update:
+            return bool(update_instrument(self._butler, camera)[1])
+        return register_instrument(self._butler, camera)[1]
 
     def transaction(self) -> RemoteTransaction:
         """Keep the block's writes and send them as one batch when it ends (see ``remote/batch.py``)."""

@@ -104,6 +104,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         routes_calibrations,
         routes_catalogs,
         routes_datasets,
+        routes_ingest,
         routes_maintenance,
         routes_provenance,
         routes_query,
@@ -151,11 +152,12 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         return {"universe": "default" if default else "config", "universe_name": state.universe.name,
                 "universe_version": state.universe.version,
                 "universe_config": None if default else state.universe.config,
-                "user": user.name, "groups": list(user.groups), "admin": user.admin}
+                "user": user.name, "groups": list(user.groups), "admin": user.admin,
+                "max_request_bytes": state.settings.max_request_bytes}
 
     for module in (routes_registry, routes_query, routes_calibrations, routes_datasets, routes_provenance,
                    routes_batch, routes_retention, routes_catalogs, routes_transfer, routes_maintenance,
-                   routes_access):
+                   routes_access, routes_ingest):
         app.include_router(module.router, prefix=API, dependencies=[Depends(current_user)])
     web.install(app)
     return app

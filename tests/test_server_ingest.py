@@ -1,0 +1,210 @@
+"""Raw ingestion, cameras, visits and sky maps through a server (a real uvicorn on loopback),
+each compared with the same work done by a local butler on a twin repository: the local path is
+the oracle (same records, same dataset IDs, same data IDs).  Hostile cases: a user who may not
+write, a corrupt file, over quota, over the request-size limit, a file name that climbs out."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from server_helpers import running_server
+from skybutler import Butler
+from skybutler.access import Access
+from skybutler.cli.main import cli
+from skybutler.errors import PermissionDeniedError, QuotaExceededError, SkybutlerError
+from skybutler.ingest import define_visits, ingest_raws, register_instrument, register_skymap
+from skybutler.instruments import simulate_night
+from skybutler.remote.ingest import upload_body
+
+pytest.importorskip("fastapi")
+
+NIGHT = 20260301
+SKYMAP = {"rings": 5, "patches": 3}
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory) -> Path:
+    """1 bias and 2 science exposures of SimCam's 9 detectors: 27 small files."""
+    out = tmp_path_factory.mktemp("night")
+    simulate_night(out, day_obs=NIGHT, n_science=2, n_bias=1, n_flat=0, bands=("g",), size=16)
+    return out
+
+
+@pytest.fixture
+def served(make_butler, tmp_path):
+    """A served repository (its local butler, URL and the tokens of an admin, a writer of the raw
+    RUN and a user with no grant) and an empty twin repository on the same stack."""
+    served_butler = make_butler("served")
+    access = Access(served_butler.registry.access)
+    access.add_user("boss", admin=True)
+    access.add_user("raw_writer")
+    access.grant("user", "raw_writer", "SimCam/raw/*", "write")
+    tokens = {name: access.create_token(name) for name in ("boss", "raw_writer", "nobody")}
+    with running_server(served_butler.root, max_request_bytes=64 * 1024) as url:
+        yield served_butler, url, tokens, make_butler("twin")
+
+
+def _snapshot(butler: Butler) -> dict:
+    """Everything raw ingest and visit definition write: records of the elements they touch, the
+    raws (ID, data ID, run) and the stored bytes of each."""
+    out: dict = {}
+    for element in ("instrument", "detector", "physical_filter", "day_obs", "group", "exposure", "visit",
+                    "visit_definition", "visit_detector_region"):
+        out[element] = sorted(json.dumps({k: str(v) for k, v in r.items()}, sort_keys=True)
+                              for r in butler.registry.dimensions.fetch_all(element))
+    refs = [] if not butler.query_dataset_types("raw") else butler.query_datasets(
+        "raw", collections=[c.name for c in butler.collections.query("*", ["run"])], find_first=False)
+    out["raws"] = sorted((str(r.id), str(dict(r.data_id.required)), r.run) for r in refs)
+    artifacts = butler.registry.datasets.artifacts([r.id for r in refs])
+    out["files"] = sorted((str(i), a.size, a.checksum) for i, a in artifacts.items())
+    return out
+
+
+def test_remote_ingest_matches_local_ingest(served, night):
+    """Camera registration, raw ingest (twice: the second is a no-op), visits: the same outcome
+    through the server as locally, down to the dataset IDs."""
+    local, url, tokens, twin = served
+    with Butler(url, token=tokens["boss"]) as remote:
+        camera, new = register_instrument(remote, "SimCam")
+        assert new and camera.name == "SimCam"
+        first = ingest_raws(remote, [night])  # auto: an upload (copy)
+        again = ingest_raws(remote, [night])
+        visits = define_visits(remote, instrument="SimCam")
+    assert first.ok and len(first.refs) == 27 and first.runs == ["SimCam/raw/all"]
+    assert again.ok and again.refs == [] and len(again.already_ingested) == 27
+    register_instrument(twin, "SimCam")
+    oracle = ingest_raws(twin, [night], transfer="copy")
+    oracle_visits = define_visits(twin, instrument="SimCam")
+    assert sorted(r.id for r in first.refs) == sorted(r.id for r in oracle.refs)
+    assert sorted(map(str, (r.data_id.mapping for r in first.refs))) == \
+        sorted(map(str, (r.data_id.mapping for r in oracle.refs)))
+    assert visits.defined == oracle_visits.defined and len(visits.defined) == 2
+    assert _snapshot(local) == _snapshot(twin)
+    assert all(p.exists() for p in night.iterdir())  # a copy leaves the files where they were
+
+
+def test_a_writer_of_the_raw_run_ingests_an_admin_registered_camera(served, night, tmp_path):
+    local, url, tokens, _ = served
+    with Butler(url, token=tokens["raw_writer"]) as remote:
+        with pytest.raises(PermissionDeniedError, match="administrator"):
+            register_instrument(remote, "SimCam")  # a camera's own records: an administrator's
+        with pytest.raises(PermissionDeniedError, match=r"administrator may register or update a camera \(SimCam\)"):
+            ingest_raws(remote, [night])  # registering it on first use: refused, nothing written
+        assert not local.registry.dimensions.fetch_all("exposure") and not local.query_dataset_types("raw")
+        with Butler(url, token=tokens["boss"]) as boss:
+            register_instrument(boss, "SimCam")
+        moved = tmp_path / "moved"
+        shutil.copytree(night, moved)
+        result = ingest_raws(remote, [moved], transfer="move")
+        assert result.ok and len(result.refs) == 27 and not list(moved.glob("*.fits"))
+        visits = define_visits(remote, instrument="SimCam")
+        assert len(visits.defined) == 2
+    assert len(local.registry.dimensions.fetch_all("exposure")) == 3
+
+
+def test_refused_requests_write_nothing(served, night, tmp_path):
+    """A user who may not write the RUN, a RUN over quota, a corrupt file, a file above the request
+    limit: refused with the right error, and the repository is left exactly as it was."""
+    local, url, tokens, _ = served
+    with Butler(url, token=tokens["boss"]) as boss:
+        register_instrument(boss, "SimCam")
+    before = _snapshot(local)
+    with Butler(url, token=tokens["nobody"]) as remote:
+        with pytest.raises(PermissionDeniedError, match="may not write to collection 'SimCam/raw/all'"):
+            ingest_raws(remote, [night])
+        with pytest.raises(PermissionDeniedError, match="may not define visits"):
+            define_visits(remote)
+        with pytest.raises(PermissionDeniedError):
+            register_skymap(remote, "tiny", **SKYMAP)
+        with pytest.raises(SkybutlerError, match="transfer 'direct'"):
+            ingest_raws(remote, [night], transfer="direct")
+    Access(local.registry.access).set_quota("user", "nobody", max_bytes=10_000)
+    with Butler(url, token=tokens["nobody"]) as remote:
+        with pytest.raises(QuotaExceededError):
+            ingest_raws(remote, [night], run="u/nobody/raw")
+    assert _snapshot(local) == before
+    # A corrupt (truncated) file is a failure naming it; the good ones go in.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    good = sorted(night.glob("*.fits"))[0]
+    shutil.copy(good, bad / good.name)
+    cut, other = sorted(night.glob("*.fits"))[1:3]
+    (bad / "cut.fits").write_bytes(cut.read_bytes()[:3000])  # cut short in its pixels
+    (bad / "big.fits").write_bytes(other.read_bytes() + b"\0" * (70 * 1024))  # a valid FITS, padded
+    with Butler(url, token=tokens["boss"]) as remote:
+        result = ingest_raws(remote, [bad])
+    reasons = {Path(f.path).name: f.reason for f in result.failures}
+    assert set(reasons) == {"cut.fits", "big.fits"} and len(result.refs) == 1, reasons
+    assert reasons["big.fits"].endswith("bytes: above the server's request-size limit of 65536 bytes")
+    assert reasons["cut.fits"].startswith("not a readable FITS file") and "truncated" in reasons["cut.fits"]
+
+
+def _post(url: str, token: str, run: str, body) -> httpx.Response:
+    return httpx.post(f"{url}/api/v1/raws/ingest", params={"run": run}, content=body,
+                      headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+
+def test_hostile_uploads_are_refused_and_write_nothing(served, night, tmp_path):
+    """What a client other than skybutler's might send: a file whose header says otherwise than the
+    data ID sent, a truncated file, a name that climbs out of the upload, a body above the limit."""
+    local, url, tokens, _ = served
+    with Butler(url, token=tokens["boss"]) as boss:
+        register_instrument(boss, "SimCam")
+    before = _snapshot(local)
+    token = tokens["boss"]
+    good = sorted(night.glob("*.fits"))[0]
+    data_id = {"instrument": "SimCam", "exposure": 1, "detector": 99}
+    answer = _post(url, token, "SimCam/raw/all", upload_body("SimCam/raw/all", [("0/a.fits", good, data_id)]))
+    assert answer.status_code == 422 and "its header gives data ID" in answer.json()["message"]
+    cut = tmp_path / "cut.fits"
+    cut.write_bytes(good.read_bytes()[:3000])
+    answer = _post(url, token, "SimCam/raw/all", upload_body("SimCam/raw/all", [("0/cut.fits", cut, data_id)]))
+    assert answer.status_code == 422 and answer.json()["message"].startswith("cut.fits: "), answer.text
+    answer = _post(url, token, "SimCam/raw/all", upload_body("SimCam/raw/all", [("../../x.fits", good, data_id)]))
+    assert answer.status_code == 422 and "invalid uploaded file name" in answer.json()["message"]
+    big = tmp_path / "big.fits"
+    big.write_bytes(b"\0" * (100 * 1024))
+    answer = _post(url, token, "SimCam/raw/all", upload_body("SimCam/raw/all", [("0/big.fits", big, data_id)]))
+    assert answer.status_code == 413
+    answer = _post(url, tokens["nobody"], "SimCam/raw/all", upload_body("SimCam/raw/all", [("0/a.fits", good,
+                                                                                             data_id)]))
+    assert answer.status_code == 403
+    assert _snapshot(local) == before
+    assert not list((local.root / ".skybutler" / "uploads").glob("*/*"))  # no scratch left
+
+
+def test_skymap_through_the_server_matches_a_local_one(served):
+    local, url, tokens, twin = served
+    seen = []
+    with Butler(url, token=tokens["boss"]) as remote:
+        skymap, new = register_skymap(remote, "tiny", progress=lambda done, total: seen.append((done, total)),
+                                      **SKYMAP)
+        again, new_again = register_skymap(remote, "tiny", **SKYMAP)
+        with pytest.raises(SkybutlerError, match="different configuration"):
+            register_skymap(remote, "tiny", rings=6, patches=3)
+    oracle, _ = register_skymap(twin, "tiny", **SKYMAP)
+    assert new and not new_again and skymap.hash == oracle.hash == again.hash and seen and seen[-1][0] == seen[-1][1]
+    for element in ("skymap", "tract", "patch"):
+        assert len(local.registry.dimensions.fetch_all(element)) == len(twin.registry.dimensions.fetch_all(element))
+
+
+def test_cli_on_a_url(served, night, monkeypatch):
+    local, url, tokens, twin = served
+    monkeypatch.setenv("SKYBUTLER_TOKEN", tokens["boss"])
+    runner = CliRunner()
+    for args in (["register-instrument", url, "SimCam"], ["ingest-raws", url, str(night)],
+                 ["define-visits", url, "--instrument", "SimCam"], ["register-skymap", url, "tiny", "--rings", "5",
+                                                                    "--patches", "3"]):
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 0, result.output
+    again = runner.invoke(cli, ["ingest-raws", url, str(night)])
+    assert "0 raw(s) ingested, 27 already ingested, 0 failed" in again.output
+    refused = runner.invoke(cli, ["ingest-raws", url, str(night), "--transfer", "symlink"])
+    assert refused.exit_code == 1 and len(refused.output.strip().splitlines()) == 1
+    assert "through a server raws are uploaded" in refused.output
