@@ -18,7 +18,13 @@ from skybutler import Butler
 from skybutler.access import Access
 from skybutler.cli.main import cli
 from skybutler.errors import PermissionDeniedError, QuotaExceededError, SkybutlerError
-from skybutler.ingest import define_visits, ingest_raws, register_instrument, register_skymap
+from skybutler.ingest import (
+    define_visits,
+    ingest_raws,
+    register_instrument,
+    register_skymap,
+    write_curated_calibrations,
+)
 from skybutler.instruments import simulate_night
 from skybutler.remote.ingest import upload_body
 
@@ -208,3 +214,44 @@ def test_cli_on_a_url(served, night, monkeypatch):
     refused = runner.invoke(cli, ["ingest-raws", url, str(night), "--transfer", "symlink"])
     assert refused.exit_code == 1 and len(refused.output.strip().splitlines()) == 1
     assert "through a server raws are uploaded" in refused.output
+
+
+def _curated(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+CURATED = {"bias/0/2026-01-01.yaml": "level: 1000.0\n", "bias/R00_S01/2026-01-01.yaml": "level: 1011.0\n",
+           "crosstalk/2026-01-01.yaml": "matrix: [[1.0, 0.001], [0.002, 1.0]]\n"}
+
+
+def test_curated_calibrations_through_the_server_match_local_ones(served, tmp_path):
+    """Ingested and certified as locally; a newer file then ends the validity of the one before it
+    for its detector only (a decertification of one data ID, in the same batch as the certification)."""
+    local, url, tokens, twin = served
+    curated = _curated(tmp_path / "curated", CURATED)
+    register_instrument(twin, "SimCam")
+    with Butler(url, token=tokens["boss"]) as remote:
+        register_instrument(remote, "SimCam")
+        results = [write_curated_calibrations(remote, curated)]
+        _curated(curated, {"bias/0/2026-03-01.yaml": "level: 1004.0\n"})
+        results.append(write_curated_calibrations(remote, curated))
+    with Butler(url, token=tokens["raw_writer"]) as remote:  # may not write SimCam/calib: each file says so
+        refused = write_curated_calibrations(remote, curated)
+    assert not refused.certified and {"may not write" in f.reason for f in refused.failures} == {True}
+    oracle = _curated(tmp_path / "oracle", CURATED)
+    expected = [write_curated_calibrations(twin, oracle)]
+    _curated(oracle, {"bias/0/2026-03-01.yaml": "level: 1004.0\n"})
+    expected.append(write_curated_calibrations(twin, oracle))
+    def shown(ref, span) -> tuple:  # curated calibrations have random IDs: compared by what they are
+        return ref.dataset_type.name, str(dict(ref.data_id.required)), ref.run, str(span)
+
+    for got, want in zip(results, expected):
+        assert [shown(r, s) for _, r, s in got.certified] == [shown(r, s) for _, r, s in want.certified]
+        assert not got.failures and got.summary() == want.summary()
+    for dataset_type in ("bias", "crosstalk"):
+        assert sorted(shown(r, s) for r, s in local.collections.validity("SimCam/calib", dataset_type)) == \
+            sorted(shown(r, s) for r, s in twin.collections.validity("SimCam/calib", dataset_type))
+    assert len(local.collections.validity("SimCam/calib", "bias")) == 3

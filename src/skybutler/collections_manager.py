@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .errors import CollectionError
@@ -74,9 +74,17 @@ class CollectionsManager:
             self._registry.calibrations.certify(name, list(refs), span)
 
     def decertify(self, name: str, dataset_type: str, begin: Any = None, end: Any = None, *,
-                  timespan: Timespan | None = None) -> int:
+                  timespan: Timespan | None = None, data_ids: Iterable[Mapping[str, Any]] | None = None) -> int:
+        """End the validity of ``dataset_type``'s calibrations over ``[begin, end)`` (ranges partly
+        inside are cut), of those data IDs only if ``data_ids`` is given; returns the ranges touched."""
         span = timespan if timespan is not None else Timespan(begin, end)
-        return self._registry.calibrations.decertify(name, dataset_type, span)
+        if data_ids is not None:
+            from .dimensions import DataCoordinate
+
+            group = self._registry.dataset_types.get(dataset_type)[1].group(self._registry.universe)
+            data_ids = [DataCoordinate.standardize(group, {k: v for k, v in dict(d).items() if k in group.names})
+                        for d in data_ids]
+        return self._registry.calibrations.decertify(name, dataset_type, span, data_ids=data_ids)
 
     def validity(self, name: str, dataset_type: str) -> list[tuple[DatasetRef, Timespan]]:
         return self._registry.calibrations.validity(name, dataset_type)

@@ -135,7 +135,7 @@ def write_curated_calibrations_command(repo: Path, directory: Path, collection: 
                                        instrument: str | None) -> None:
     """Ingest the curated calibration files of DIRECTORY (<type>/[<detector>/]<valid_start>.yaml) and
     certify each from its valid_start to the next file's."""
-    with open_butler(repo, local_only="writing curated calibrations") as butler:
+    with open_butler(repo) as butler:
         result = write_curated_calibrations(butler, directory, instrument=instrument, collection=collection)
     for path, ref, span in result.certified:
         info(f"certified {path} as {ref.dataset_type.name} {dict(ref.data_id.required)}, valid {span}")

@@ -35,6 +35,7 @@ from astropy.time import Time
 from ..errors import SkybutlerError
 from ..models import DatasetRef
 from ..timespan import Timespan, time_to_ns
+from .instruments import instrument_names
 from .raws import IngestFailure
 
 __all__ = ["CuratedCalibration", "CuratedResult", "read_curated_directory", "write_curated_calibrations"]
@@ -107,7 +108,7 @@ def read_curated_directory(directory: str | Path) -> tuple[list[CuratedCalibrati
 
 
 def _only_instrument(butler) -> str:
-    names = [r["instrument"] for r in butler.registry.dimensions.fetch_all("instrument")]
+    names = sorted(instrument_names(butler))
     if len(names) != 1:
         raise SkybutlerError(f"the repository has {len(names)} instruments ({', '.join(names) or 'none'}): "
                              "say which one the calibrations are for")
@@ -115,9 +116,8 @@ def _only_instrument(butler) -> str:
 
 
 def _detector_id(butler, instrument: str, text: str) -> int:
-    records = butler.registry.dimensions.fetch_all("detector")
-    for record in records:
-        if record["instrument"] == instrument and (str(record["detector"]) == text or record["full_name"] == text):
+    for record in butler.query_dimension_records("detector", instrument=instrument):
+        if str(record["detector"]) == text or record["full_name"] == text:
             return int(record["detector"])
     raise SkybutlerError(f"instrument {instrument!r} has no detector {text!r} (by id or full name)")
 
@@ -202,15 +202,14 @@ def _one_file(butler, item: CuratedCalibration, data_id: dict[str, Any], collect
 
 def _certify(butler, ref: DatasetRef, collection: str, span: Timespan, path: str, result: CuratedResult) -> None:
     """Certify ``ref`` over ``span``, adjusting its own earlier certification if that differs."""
-    registry = butler.registry
     mine = []
     if butler.collections.exists(collection):
         mine = [s for r, s in butler.collections.validity(collection, ref.dataset_type.name) if r.id == ref.id]
     if mine == [span]:
         result.unchanged.append(path)
         return
-    with registry.transaction():
+    with butler.transaction():  # through a server: one batch
         for old in mine:  # e.g. it was the latest (unbounded) and a newer file now ends it
-            registry.calibrations.decertify(collection, ref.dataset_type.name, old, data_ids=[ref.data_id])
+            butler.collections.decertify(collection, ref.dataset_type.name, timespan=old, data_ids=[ref.data_id])
         butler.collections.certify(collection, [ref], timespan=span)
     result.certified.append((path, ref, span))

@@ -71,11 +71,12 @@ class RemoteCollections:
                                                   "begin": wire.encode(span.begin), "end": wire.encode(span.end)})
 
     def decertify(self, name: str, dataset_type: str, begin: Any = None, end: Any = None, *,
-                  timespan: Timespan | None = None) -> int:
+                  timespan: Timespan | None = None, data_ids: Iterable[Any] | None = None) -> int:
         span = timespan if timespan is not None else Timespan(begin, end)
-        return self._t.post_json("collections/decertify", {"name": name, "ids": [], "dataset_type": dataset_type,
-                                                           "begin": wire.encode(span.begin),
-                                                           "end": wire.encode(span.end)})
+        return self._t.post_json("collections/decertify", {
+            "name": name, "ids": [], "dataset_type": dataset_type, "begin": wire.encode(span.begin),
+            "end": wire.encode(span.end), "data_ids": None if data_ids is None else [wire.encode(dict(d.items()))
+                                                                                     for d in data_ids]})
 
     def validity(self, name: str, dataset_type: str) -> list[tuple[DatasetRef, Timespan]]:
         return [(self._t.ref_from_json(ref), wire.decode(span))

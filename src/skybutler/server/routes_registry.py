@@ -125,6 +125,8 @@ class Membership(BaseModel):
     begin: Any = None
     end: Any = None
     dataset_type: str | None = None
+    #: a decertification of these data IDs only
+    data_ids: list[dict[str, Any]] | None = None
 
 
 @router.post("/collections/associate")
@@ -154,7 +156,7 @@ def decertify(request: Request, body: Membership, user: User = Depends(current_u
     with _state(request).butler() as butler:
         authz.require(butler, user, body.name, "write")
         return butler.collections.decertify(body.name, body.dataset_type or "", wire.decode(body.begin),
-                                            wire.decode(body.end))
+                                            wire.decode(body.end), data_ids=wire.decode(body.data_ids))
 
 
 @router.get("/collections/validity")
