@@ -487,6 +487,19 @@ def test_transaction_groups_puts_and_a_failure_undoes_rows_and_files(butler):
     butler.put({"d": 1}, "metrics", instrument="Cam", visit=2, detector=0, run="rolled-back")
 
 
+def test_a_rolled_back_transaction_that_made_the_facts_tables_leaves_them_makeable(images):
+    """The first image of a repository makes the tables of its facts (and of their sky pixels) inside
+    the transaction that stores it; when that transaction rolls back, the tables go with it, and
+    the next write makes them again (their definitions once held their indexes twice, and every
+    later image failed: "index dataset_metadata_skypix_begin already exists")."""
+    with pytest.raises(RuntimeError), images.transaction():
+        images.put(make_image_hdu(), "calexp", DATA_ID, run="first")
+        raise RuntimeError("stop")
+    ref = images.put(make_image_hdu(), "calexp", DATA_ID, run="first")
+    assert images.get(ref, component="header")["FILTER"] == "r"
+    assert images.get_metadata(ref)["exptime"] == 30.0
+
+
 #: A transaction of more puts than a process may hold open files: run with this soft limit.
 _MANY_PUTS = """
 import resource, sys

@@ -255,3 +255,42 @@ def test_curated_calibrations_through_the_server_match_local_ones(served, tmp_pa
         assert sorted(shown(r, s) for r, s in local.collections.validity("SimCam/calib", dataset_type)) == \
             sorted(shown(r, s) for r, s in twin.collections.validity("SimCam/calib", dataset_type))
     assert len(local.collections.validity("SimCam/calib", "bias")) == 3
+
+
+def test_a_batch_failing_on_the_server_half_way_leaves_nothing(served, night, monkeypatch):
+    """A disk error while the server places the third file of a batch: the batch's records, rows
+    and files already placed are all taken back; the client then sends the files one by one, as a
+    local ingest retries them, and only the bad one is reported."""
+    from skybutler.datastore import transfer
+    from skybutler.verify import verify
+
+    from skybutler.errors import ServerError, TransferError
+
+    local, url, tokens, _ = served
+    files = sorted(night.glob("*.fits"))
+    victim = files[2].name
+    original = transfer.ingest_file
+    error = [OSError]
+
+    def flaky(datastore, source, *args, **kwargs):
+        if Path(source).name == victim:
+            raise error[0](f"simulated disk error on {source}")
+        return original(datastore, source, *args, **kwargs)
+
+    with Butler(url, token=tokens["boss"]) as remote:
+        register_instrument(remote, "SimCam")
+        before = _snapshot(local)
+        monkeypatch.setattr(transfer, "ingest_file", flaky)
+        with pytest.raises(ServerError, match="500"):  # a fault the server did not foresee: the ingest stops
+            ingest_raws(remote, files[:9])
+        assert _snapshot(local) == before
+        error[0] = TransferError  # a disk error the datastore reports: that file fails, the others go in
+        alone = ingest_raws(remote, [files[2]])  # the batch of one file fails: nothing at all is written
+        assert [Path(f.path).name for f in alone.failures] == [victim] and not alone.refs
+        assert _snapshot(local) == before
+        result = ingest_raws(remote, files[:9])
+    assert [Path(f.path).name for f in result.failures] == [victim] and "simulated disk error" in \
+        result.failures[0].reason
+    assert len(result.refs) == 8 and len(_snapshot(local)["raws"]) == 8
+    report = verify(local)
+    assert report.consistent and report.files == 9, report  # 8 raws and the camera's description

@@ -55,7 +55,11 @@ class MetadataStore:
         self._skypix: sa.Table | None = None
 
     def refresh(self) -> None:
-        """Forget known tables: one created in a transaction that rolled back is gone again."""
+        """Forget known tables: one created in a transaction that rolled back is gone again.  Their
+        definitions leave the schema's metadata too: defined again over a stale one, a table would
+        carry its indexes twice, and its creation would fail ("index ... already exists")."""
+        for table in [*self._tables.values(), *([self._skypix] if self._skypix is not None else [])]:
+            self.schema.metadata.remove(table)
         self._tables.clear()
         self._skypix = None
 
