@@ -10,7 +10,8 @@ The timed section includes building the per-file (path, data ID) list.  Median o
 
 Extra (not in W1): SimCam raw FITS files through :func:`skybutler.ingest.ingest_raws`,
 which also reads every header and registers the exposure records; one run
-each with headers read in this process and in a process pool.
+each with headers read in this process, in a process pool, and through ``skybutler serve``
+(the files uploaded; the client's and the server's CPU reported).
 
 Usage: ``python benchmarks/bench_ingest.py [--json FILE] [--quick]``.
 """
@@ -105,7 +106,35 @@ def time_simcam_ingest(work: Path, n_science: int) -> dict[str, Any]:
             seconds = time.perf_counter() - start
         assert not result.failures and len(result.refs) == len(paths), result.summary()
         out[label] = {**w.summarize([seconds]), "rate_per_s": w.rate(len(paths), seconds)}
+    out["through_server"] = time_simcam_ingest_served(work, raws, len(paths))
     return out
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (from /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def time_simcam_ingest_served(work: Path, raws: Path, n_files: int) -> dict[str, Any]:
+    """The same night through ``skybutler serve`` (its own process): headers read by the client, the
+    files uploaded in batches and read again by the server; the client's and the server's CPU."""
+    from serving import served
+    from skybutler.ingest import ingest_raws, register_instrument
+
+    root = work / "simcam_served"
+    Butler.create(root).close()
+    with served(root, "bench_ingest") as (url, token, pid), Butler(url, token=token) as remote:
+        register_instrument(remote, "SimCam")
+        server_cpu, client_cpu = _cpu_seconds(pid), time.process_time()
+        start = time.perf_counter()
+        result = ingest_raws(remote, [raws], transfer="copy", processes=1)
+        seconds = time.perf_counter() - start
+        client_cpu, server_cpu = time.process_time() - client_cpu, _cpu_seconds(pid) - server_cpu
+    assert not result.failures and len(result.refs) == n_files, result.summary()
+    return {**w.summarize([seconds]), "rate_per_s": w.rate(n_files, seconds), "client_cpu_s": client_cpu,
+            "server_cpu_s": server_cpu}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = {f"ingest_{mode}_files_per_s": w1[mode]["rate_per_s"] for mode in MODES}
     figures["simcam_fits_ingest_files_per_s"] = simcam["sequential"]["rate_per_s"]
     figures["simcam_fits_ingest_pool_files_per_s"] = simcam["process_pool"]["rate_per_s"]
+    figures["simcam_fits_ingest_server_files_per_s"] = simcam["through_server"]["rate_per_s"]
     doc = {
         "benchmark": "bench_ingest",
         "workload": "W1 step 7" + (" (quick)" if args.quick else ""),
@@ -154,8 +184,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {mode:8s} {w1[mode]['rate_per_s']:>10,.0f} files/s  ({w1[mode]['seconds']:.3f} s; "
               f"{w1[mode]['rate_per_cpu_s']:,.0f} files per CPU-second){note}")
     print(f"SimCam FITS ingest_raws of {simcam['files']} files, copy, headers read (one run each):")
-    for label in ("sequential", "process_pool"):
-        print(f"  {label:12s} {simcam[label]['rate_per_s']:>8,.0f} files/s  ({simcam[label]['seconds']:.2f} s)")
+    for label in ("sequential", "process_pool", "through_server"):
+        print(f"  {label:14s} {simcam[label]['rate_per_s']:>8,.0f} files/s  ({simcam[label]['seconds']:.2f} s)")
+    served_run = simcam["through_server"]
+    print(f"  through a server: {served_run['client_cpu_s']:.2f} CPU-s in the client, {served_run['server_cpu_s']:.2f} "
+          "CPU-s in the server")
     print(f"peak RSS {doc['peak_rss_bytes'] / 2**20:.0f} MiB; 1-minute load average {doc['load_avg_1m_after']:.1f} "
           f"on {os.cpu_count()} CPUs")
     if args.json:

@@ -75,7 +75,7 @@ from ..process_pools import process_pool
 from .instruments import instrument_names, load_repository_instruments, register_instrument
 
 __all__ = ["RAW_DIMENSIONS", "IngestFailure", "IngestResult", "RawFile", "find_raw_files", "ingest_raws",
-           "raw_run", "read_raw_metadata", "store_raws"]
+           "raw_data_id", "raw_run", "read_raw_metadata", "read_raws", "store_raws"]
 
 #: The dimensions of the ``raw`` dataset type.
 RAW_DIMENSIONS = ("instrument", "exposure", "detector")
@@ -308,8 +308,15 @@ def _ensure_raw_type(butler) -> None:
         butler.register_dataset_type("raw", RAW_DIMENSIONS, RAW_STORAGE_CLASS)
 
 
-def _data_id(meta: ObservationMetadata) -> dict[str, Any]:
+def raw_data_id(meta: ObservationMetadata) -> dict[str, Any]:
+    """The data ID of a raw whose header gave ``meta``."""
     return {"instrument": meta.instrument, "exposure": meta.exposure_id, "detector": meta.detector}
+
+
+def read_raws(butler, paths: Sequence[Path]) -> list[RawFile | IngestFailure]:
+    """Files read here, one after the other, as ingest reads them into ``butler`` (a server reads an
+    uploaded batch so: the client's reading is checked, not trusted)."""
+    return _read_chunk(paths, _raw_storage_class(butler), None)
 
 
 def ingest_raws(butler, paths_or_dirs: Iterable[str | Path] | str | Path, *, transfer: str = "auto",
@@ -408,7 +415,7 @@ def _ingest_batch(butler, run: str, batch: list[tuple[Path, RawFile]], transfer:
     if not todo:
         return
     try:
-        result.refs += butler.ingest("raw", [(p, _data_id(r.meta)) for p, r in todo], run=run, transfer=transfer,
+        result.refs += butler.ingest("raw", [(p, raw_data_id(r.meta)) for p, r in todo], run=run, transfer=transfer,
                                      id_mode="deterministic", examined=[r.examined for _, r in todo])
         return
     except SkybutlerError:
@@ -416,7 +423,7 @@ def _ingest_batch(butler, run: str, batch: list[tuple[Path, RawFile]], transfer:
         todo = _skip_existing(butler, run, todo, result)
     for path, raw in todo:  # isolate the file(s) that broke the batch; the others go in
         try:
-            result.refs += butler.ingest("raw", [(path, _data_id(raw.meta))], run=run, transfer=transfer,
+            result.refs += butler.ingest("raw", [(path, raw_data_id(raw.meta))], run=run, transfer=transfer,
                                          id_mode="deterministic", examined=[raw.examined])
         except SkybutlerError as err:
             if not (isinstance(err, RACE_ERRORS) and _ingested_meanwhile(butler, run, path, raw, result)):
@@ -454,7 +461,7 @@ def _skip_existing(butler, run: str, batch: list[tuple[Path, RawFile]],
         return batch
     dtype = butler.get_dataset_type("raw")
     group = dtype.group(butler.universe)
-    coords = butler.registry.dimensions.expand_many([butler._standardize(group, _data_id(r.meta), {})
+    coords = butler.registry.dimensions.expand_many([butler._standardize(group, raw_data_id(r.meta), {})
                                                       for _, r in batch])
     found = butler.registry.datasets.find_many(dtype, coords, [run])
     todo = []
@@ -481,6 +488,6 @@ def store_raws(butler, run: str, batch: list[tuple[Path, RawFile]], transfer: st
         if check is not None:
             check(todo)
         if todo:
-            result.refs += butler.ingest("raw", [(p, _data_id(r.meta)) for p, r in todo], run=run, transfer=transfer,
+            result.refs += butler.ingest("raw", [(p, raw_data_id(r.meta)) for p, r in todo], run=run, transfer=transfer,
                                          id_mode="deterministic", examined=[r.examined for _, r in todo])
     return result

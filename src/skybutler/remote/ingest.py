@@ -124,10 +124,10 @@ def upload_body(run: str, files: Sequence[tuple[str, Path, dict[str, Any]]]) -> 
 def _send(butler: Butler, run: str, part: list[tuple[Path, RawFile]], transfer: str, result: IngestResult) -> None:
     """Upload one part; what the server stored goes to ``result`` (a moved file is deleted here once
     the server has committed it)."""
-    from ..ingest.raws import _data_id
+    from ..ingest.raws import raw_data_id
 
     transport = butler._remote
-    files = [(f"{number}/{path.name}", path, _data_id(raw.meta)) for number, (path, raw) in enumerate(part)]
+    files = [(f"{number}/{path.name}", path, raw_data_id(raw.meta)) for number, (path, raw) in enumerate(part)]
     answer = transport._send("POST", "raws/ingest", params={"run": run}, content=upload_body(run, files),
                              headers={"Content-Type": "application/octet-stream"}).json()
     by_name = {name: path for name, path, _ in files}

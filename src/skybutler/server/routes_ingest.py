@@ -90,18 +90,18 @@ def _require_write(state: ServerState, user: User, run: str) -> None:
 
 def _ingest_raws(state: ServerState, user: User, run: str, tree: UploadedTree) -> dict[str, Any]:
     from ..ingest.instruments import load_repository_instruments
-    from ..ingest.raws import IngestFailure, _data_id, _raw_storage_class, _read_chunk, store_raws
+    from ..ingest.raws import IngestFailure, raw_data_id, read_raws, store_raws
 
     files = _batch_files(tree, run)
     paths = [tree.root.joinpath(*f["name"].split("/")) for f in files]
     with state.butler() as butler:
         cameras = {i.name for i in load_repository_instruments(butler)}
         batch, names, seen = [], {}, set()
-        for given, path, raw in zip(files, paths, _read_chunk(paths, _raw_storage_class(butler), None)):
+        for given, path, raw in zip(files, paths, read_raws(butler, paths)):
             shown = given["name"].split("/", 1)[-1]
             if isinstance(raw, IngestFailure):
                 raise SkybutlerError(f"{shown}: {raw.reason}")
-            data_id = _data_id(raw.meta)
+            data_id = raw_data_id(raw.meta)
             if data_id != given["data_id"]:
                 raise SkybutlerError(f"{shown}: its header gives data ID {data_id}, not the {given['data_id']} sent")
             if raw.meta.instrument not in cameras:
