@@ -287,6 +287,11 @@ def test_export_yaml_is_read_a_record_at_a_time_as_the_whole_document_reads(rubi
         blocks.append(block)
     assert {k: v for k, v in streamed.items() if k != "data"} == {k: v for k, v in whole.items() if k != "data"}
     assert blocks == whole["data"] and any(b.get("type") == "dataset" for b in blocks)
+    # A dumper anchors an object written twice: a later record may name an earlier one's node.
+    aliased = ("version: 1.0.2\ndata:\n- type: dimension\n  element: day_obs\n  records:\n"
+               "  - {instrument: Cam, id: 1, timespan: &span {begin: 1}}\n  - {instrument: Cam, id: 2, timespan: *span}\n")
+    block = next(rubin_yaml.load_streamed(io.StringIO(aliased))["data"])
+    assert list(block["records"]) == rubin_yaml.load(aliased)["data"][0]["records"]
     cut = text[:text.rindex("dataset_id:")] + "dataset_id: !uuid [unclosed\n"
     with pytest.raises(SkybutlerError, match="not valid YAML"):
         for block in rubin_yaml.load_streamed(io.StringIO(cut))["data"]:

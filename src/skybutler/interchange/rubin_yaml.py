@@ -172,10 +172,9 @@ class _ItemLoader(_Parser, yaml.composer.Composer, yaml.constructor.SafeConstruc
         yaml.resolver.Resolver.__init__(self)
 
     def value(self) -> Any:
-        """The next node, built into a Python object (its anchors forgotten after it)."""
-        data = self.construct_document(self.compose_node(None, None))
-        self.anchors = {}
-        return data
+        """The next node, built into a Python object.  Its anchors are kept: a later record may
+        name an earlier one's node (a dumper anchors an object written twice)."""
+        return self.construct_document(self.compose_node(None, None))
 
     def key(self) -> Any | None:
         """The next key of the mapping being read, or None (and the mapping's end taken) at its end."""
