@@ -520,6 +520,11 @@ def test_user_tables(make_butler):
     with Butler(root) as reopened:
         assert visits(reopened.query_data_ids(["visit"], where="quality.seeing >= 1.0")) == [1, 5]
         assert [t.name for t in reopened.registry.user_tables.all()] == ["quality"]
+    # a repository just opened declares its dimension tables lazily: a new table's keys still resolve
+    with Butler(root) as reopened:
+        assert reopened.register_user_table("airmass", ["instrument", "visit"], {"value": float})
+        assert reopened.insert_user_rows("airmass", [{"instrument": "Cam", "visit": 2, "value": 1.2}]) == 1
+        assert visits(reopened.query_data_ids(["visit"], where="airmass.value > 1")) == [2]
 
 
 def test_bulk_registered_datasets_are_queryable(make_butler):

@@ -183,11 +183,11 @@ class RegistrySchema:
     def _element_table(self, name: str) -> sa.Table:
         element = self.universe[name]
         dims = element.requires + element.implies
-        self._declare_dimensions(dims)
+        self.declare_dimensions(dims)
         fks = foreign_keys_to(self.universe, dims, element.column_of)
         return sa.Table(element.name, self.metadata, *element_columns(self.universe, element), *fks)
 
-    def _declare_dimensions(self, dims: Iterable[str]) -> None:
+    def declare_dimensions(self, dims: Iterable[str]) -> None:
         """Declare the tables of ``dims`` (those that have one), which foreign keys point to."""
         for dim in dims:
             self.elements.get(dim)  # None for a sky-pixel dimension, which has no table
@@ -210,7 +210,7 @@ class RegistrySchema:
 
     def _overlap_table(self, name: str) -> sa.Table:
         element = self.universe[name]
-        self._declare_dimensions([name])  # the table its foreign key points to
+        self.declare_dimensions([name])  # the table its foreign key points to
         cols = [sa.Column(element.column_of(d), key_type(self.universe[d]), primary_key=True, autoincrement=False)
                 for d in element.identity]
         return sa.Table(
@@ -246,7 +246,7 @@ class RegistrySchema:
         if table is None:
             name = group_table_name("dataset_tags", group)
             dims = list(group.required)
-            self._declare_dimensions(dims)
+            self.declare_dimensions(dims)
             table = sa.Table(
                 name, self.metadata,
                 sa.Column("dataset_type_id", sa.Integer, nullable=False),
@@ -273,7 +273,7 @@ class RegistrySchema:
         table = self._calibs.get(group)
         if table is None:
             name = group_table_name("dataset_calibs", group)
-            self._declare_dimensions(group.required)
+            self.declare_dimensions(group.required)
             table = sa.Table(
                 name, self.metadata,
                 sa.Column("calib_id", sa.Integer, primary_key=True, autoincrement=True),

@@ -87,6 +87,7 @@ class UserTableStore:
 
     def _declare(self, name: str, group: DimensionGroup, columns: Mapping[str, str]) -> UserTable:
         dims = list(group.required)
+        self.schema.declare_dimensions(dims)  # the tables its foreign keys point to
         table = sa.Table(
             f"{TABLE_PREFIX}{name}", self.schema.metadata,
             *[sa.Column(d, key_type(self.universe[d]), primary_key=True, autoincrement=False) for d in dims],
