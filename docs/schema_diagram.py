@@ -31,8 +31,8 @@ SAMPLE_TYPE = ("bias", ("instrument", "detector"), "Image")
 SAMPLE_USER_TABLE = ("quality", ("instrument", "visit"), {"seeing": float})
 """A user table, so that one ``user_*`` table appears."""
 
-STATIC = ("skybutler_meta", "collection", "collection_chain", "dataset_type", "dataset", "dataset_location",
-          "dataset_metric")
+STATIC = ("skybutler_meta", "collection", "collection_chain", "dataset_type", "dataset_count", "dataset",
+          "dataset_location", "dataset_metric", "dataset_state")
 PROVENANCE = ("quantum", "quantum_input", "quantum_output", "quantum_environment")
 
 
@@ -50,6 +50,8 @@ def registry_tables() -> tuple[list[sa.Table], dict[str, str]]:
         user_name, user_dims, user_columns = SAMPLE_USER_TABLE
         butler.register_user_table(user_name, user_dims, user_columns)
         schema = butler.registry.schema
+        schema.declare_all()  # dimension tables are otherwise declared on first use
+        butler.registry.states  # declares dataset_state, otherwise made on first use too
         facts = {"universe": f"`{butler.universe.name}` version {butler.universe.version}",
                  "schema_version": str(SCHEMA_VERSION)}
         return list(schema.metadata.sorted_tables), facts

@@ -149,3 +149,14 @@ def test_every_code_block_runs_in_order(document, tmp_path, monkeypatch):
     assert ran["python"] > 0 and ran["bash"] > 0
     if document == "user-guide":
         assert checked >= 3  # the outputs the guide shows are checked, not only run
+
+
+def test_the_schema_diagram_is_current(tmp_path):
+    """docs/schema.md is what docs/schema_diagram.py draws from the code today: a schema change
+    that forgets to regenerate it (or breaks the generator) fails here."""
+    drawn = tmp_path / "schema.md"
+    done = subprocess.run([sys.executable, str(ROOT / "docs" / "schema_diagram.py"), str(drawn)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert drawn.read_text() == (ROOT / "docs" / "schema.md").read_text(), \
+        "docs/schema.md is stale: run python docs/schema_diagram.py"
