@@ -77,6 +77,9 @@ class Butler(QueryMethods, CatalogMethods, PartMethods):
     the expected wait of a recompute or of staging from the cold tier (default: a log warning).
     """
 
+    #: the bearer token of a butler opened on a server URL (handed to the workers of a pipeline run)
+    token: str | None = None
+
     def __init__(self, root: str | Path, collections: str | Sequence[str] | None = None, run: str | None = None,
                  data_id: Mapping[str, Any] | None = None, *, recompute: bool | RecomputeOptions = False,
                  on_wait: Callable[[str, float], None] | None = None, token: str | None = None,

@@ -122,7 +122,7 @@ def qgraph(pipeline: str, repo: Path, inputs: tuple[str, ...], output: str | Non
            where: str, skip_existing: bool, resume: bool, clobber: bool, incremental: bool, calibrations: str,
            check_software: bool, ignore_config: bool, save_to: Path | None, show: bool, as_json: bool) -> None:
     """Build the quantum graph of PIPELINE (a YAML file, FILE#subset selects labels) over the inputs."""
-    with open_butler(repo, local_only="building a quantum graph") as butler:
+    with open_butler(repo) as butler:
         graph = _graph(repo, pipeline, None, inputs, output, output_run, where, skip_existing, resume, clobber,
                        butler, incremental, calibrations, check_software, ignore_config)
     if save_to is not None:
@@ -159,7 +159,7 @@ def run(pipeline: str | None, repo: Path, inputs: tuple[str, ...], output: str |
     the exit status is 1 if any quantum failed or was blocked."""
     if dask_scheduler and executor != "dask":
         fail("--dask-scheduler needs --executor dask")
-    with open_butler(repo, local_only="running a pipeline") as butler:
+    with open_butler(repo) as butler:
         graph = _graph(repo, pipeline, graph_file, inputs, output, output_run, where, skip_existing, resume,
                        clobber, butler, incremental, calibrations, check_software, ignore_config)
         report = execute_graph(butler, graph, executor, resolve_jobs(jobs), dask_scheduler=dask_scheduler,

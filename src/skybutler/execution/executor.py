@@ -100,12 +100,31 @@ def build_graph(butler: Butler, pipeline: Pipeline, inputs: Sequence[str], outpu
 
 def prepare_run(butler: Butler, graph: QuantumGraph) -> dict[str, uuid.UUID]:
     """Register the output RUN, chain and dataset types, store (or check) every task's
-    config; returns the config dataset ID per task label."""
+    config; returns the config dataset ID per task label.  Configs already in the RUN are
+    compared first, so a refused resume writes nothing; the writes then go in one transaction
+    (through a server, one batch)."""
     store = butler.provenance.store
     store.ensure()
     run = graph.output_run
     tdefs = graph.pipeline.sorted_tasks()
-    with butler.transaction():  # a refused resume leaves no config file behind
+    ids: dict[str, uuid.UUID] = {}
+    missing = []
+    registered = {d.name for d in butler.query_dataset_types()} if butler.collections.exists(run) else set()
+    for tdef in tdefs:  # compare every stored config before writing anything
+        wanted = tdef.config.model_dump(mode="json")
+        ref = butler.find_dataset(tdef.config_dataset_type, {}, collections=[run]) \
+            if tdef.config_dataset_type in registered else None
+        if ref is None:
+            missing.append((tdef, wanted))
+            continue
+        stored = butler.get(ref)
+        if stored != wanted:
+            diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+            raise ExecutionError(
+                f"task {tdef.label!r}: config differs from the one stored in RUN {run!r} (field(s) "
+                f"{', '.join(diff)}); start a new run instead of resuming")
+        ids[tdef.label] = ref.id
+    with butler.transaction():
         for tdef in tdefs:
             for conn in tdef.outputs.values():
                 dtype = graph.dataset_types[conn.name]
@@ -121,21 +140,6 @@ def prepare_run(butler: Butler, graph: QuantumGraph) -> dict[str, uuid.UUID]:
             children = [run] + [c for c in old if c != run] + [c for c in graph.input_collections
                                                                if c not in known and c not in old]
             butler.collections.set_chain(graph.output, list(dict.fromkeys(children)))
-        ids: dict[str, uuid.UUID] = {}
-        missing = []
-        for tdef in tdefs:  # compare every stored config before writing any file
-            wanted = tdef.config.model_dump(mode="json")
-            ref = butler.find_dataset(tdef.config_dataset_type, {}, collections=[run])
-            if ref is None:
-                missing.append((tdef, wanted))
-                continue
-            stored = butler.get(ref)
-            if stored != wanted:
-                diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
-                raise ExecutionError(
-                    f"task {tdef.label!r}: config differs from the one stored in RUN {run!r} (field(s) "
-                    f"{', '.join(diff)}); start a new run instead of resuming")
-            ids[tdef.label] = ref.id
         for tdef, wanted in missing:
             ids[tdef.label] = butler.put(wanted, tdef.config_dataset_type, {}, run=run).id
     return ids
@@ -150,7 +154,7 @@ def execute_graph(butler: Butler, graph: QuantumGraph, executor: str = "inline",
         return ExecutionReport("", graph.output, 0, skipped=dict(graph.skipped), unchanged=dict(graph.unchanged),
                                notes=list(graph.notes))
     config_ids = prepare_run(butler, graph)
-    job = JobSpec.from_graph(str(butler.root), graph, config_ids)
+    job = JobSpec.from_graph(str(butler.root), graph, config_ids, butler.token)
     backend = make_backend(executor, jobs, dask_scheduler, client)
     reporter = ProgressReporter(len(graph), enabled=progress)
     return Scheduler(graph, job, backend, butler.provenance.store, reporter).run()

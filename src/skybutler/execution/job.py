@@ -11,7 +11,8 @@ from ..pipeline.graph import DatasetNode, QuantumGraph, QuantumNode
 
 @dataclass(frozen=True)
 class JobSpec:
-    """The repository, output RUN and tasks of one execution (sent once to each worker)."""
+    """The repository (a path or a server's URL), output RUN and tasks of one execution (sent
+    once to each worker)."""
 
     repo: str
     run: str
@@ -22,10 +23,13 @@ class JobSpec:
     config_ids: dict[str, str] = field(default_factory=dict)
     #: Lines of each quantum's log kept in its provenance record.
     log_lines: int = 200
+    #: The bearer token of a repository given as a server URL (the workers write as its user).
+    token: str | None = field(default=None, repr=False)
 
     @classmethod
-    def from_graph(cls, repo: str, graph: QuantumGraph, config_ids: dict[str, uuid.UUID]) -> JobSpec:
-        return cls(repo=repo, run=graph.output_run, input_collections=tuple(graph.input_collections),
+    def from_graph(cls, repo: str, graph: QuantumGraph, config_ids: dict[str, uuid.UUID],
+                   token: str | None = None) -> JobSpec:
+        return cls(repo=repo, token=token, run=graph.output_run, input_collections=tuple(graph.input_collections),
                    pipeline=graph.pipeline.to_dict(),
                    task_dimensions={t.label: tuple(t.dimensions) for t in graph.pipeline.sorted_tasks()},
                    dataset_types={n: tuple(d.dimensions) for n, d in graph.dataset_types.items()},

@@ -1,6 +1,10 @@
 """Running one quantum inside a worker: read the inputs, call the task, write the outputs
 and the provenance record in one registry transaction.
 
+The repository may be a server's URL: the worker's Butler is then a remote one, the inputs
+are read and the outputs written through its public API (the writes of one quantum sent as
+one batch, applied in one transaction on the server, as the caller's writes to the RUN).
+
 A worker process opens its own Butler once and keeps it (and the task instances) for
 every later quantum of the same job.  A failure is never raised to the scheduler: it is
 recorded (error, traceback, log excerpt) and reported back as a failed result, and no
@@ -24,7 +28,7 @@ from ..dimensions import DataCoordinate
 from ..errors import ArtifactExistsError, DatasetConflictError
 from ..models import DatasetRef
 from ..pipeline.pipeline import Pipeline
-from ..provenance import Provenance, environment, environment_id
+from ..provenance import environment, environment_id
 from ..provenance.software import hostname
 from ..registry.quantum_store import DatasetLink, QuantumRecord
 from .job import JobSpec
@@ -41,17 +45,17 @@ class WorkerState:
 
     def __init__(self, job: JobSpec):
         self.job = job
-        self.butler = Butler(job.repo, collections=[job.run, *job.input_collections])
+        self.butler = Butler(job.repo, collections=[job.run, *job.input_collections], token=job.token)
         self.universe = self.butler.universe
         self.pipeline = Pipeline.from_dict(job.pipeline)
         self.tasks = {label: self.pipeline[label].make_task() for label in self.pipeline.labels}
         self.groups = {n: self.universe.group(d) for n, d in job.dataset_types.items()}
         self.task_groups = {k: self.universe.group(d) for k, d in job.task_dimensions.items()}
-        self.provenance = Provenance(self.butler)
+        self.store = self.butler.provenance.store
         env = environment(tuple(self.pipeline[label].task_class.__module__ for label in self.pipeline.labels),
                           {label: self.pipeline[label] for label in self.pipeline.labels})
         self.env_id = environment_id(env)
-        self.provenance.store.add_environment(self.env_id, env)
+        self.store.add_environment(self.env_id, env)
 
 
 def state_for(job: JobSpec) -> WorkerState:
@@ -127,7 +131,7 @@ def run_quantum(job: JobSpec, payload: dict[str, Any]) -> dict[str, Any]:
         record.log = _log_text(capture, trace)
         record.status, record.end_ns, record.outputs = "failed", time.time_ns(), []
         try:
-            state.provenance.store.insert([record])
+            state.store.insert([record])
         except Exception as store_err:  # noqa: BLE001
             record.error += f" (and recording the failure failed: {store_err})"
         return {"index": payload["index"], "status": "failed", "quantum_id": str(record.quantum_id),
@@ -142,16 +146,26 @@ def _written_before(state: WorkerState, payload: dict[str, Any], err: Exception)
     provenance are committed together, so they being there means that attempt succeeded."""
     if not isinstance(err.__cause__ or err, DatasetConflictError) or payload["clobber"]:
         return False
-    registry = state.butler.registry
+    planned = _planned_outputs(state, payload)
+    return all(len(_find_in_run(state, dtype, data_ids)) == len(data_ids) for dtype, data_ids in planned.items())
+
+
+def _planned_outputs(state: WorkerState, payload: dict[str, Any]) -> dict[str, list[DataCoordinate]]:
+    by_type: dict[str, list[DataCoordinate]] = {}
     for entries in payload["outputs"].values():
-        by_type: dict[str, list[DataCoordinate]] = {}
         for dtype, values, _ in entries:
             by_type.setdefault(dtype, []).append(DataCoordinate.from_required(state.groups[dtype], tuple(values)))
-        for dtype, data_ids in by_type.items():
-            found = registry.datasets.find_many(state.butler.get_dataset_type(dtype), data_ids, [state.job.run])
-            if len(found) != len(data_ids):
-                return False
-    return True
+    return by_type
+
+
+def _find_in_run(state: WorkerState, dtype: str, data_ids: list[DataCoordinate]) -> dict[DataCoordinate, DatasetRef]:
+    """The datasets of these data IDs in the output RUN: one statement locally, one lookup each
+    through a server (only a quantum's own outputs and in-run inputs are looked up so)."""
+    butler = state.butler
+    if butler.registry is not None:
+        return butler.registry.datasets.find_many(butler.get_dataset_type(dtype), data_ids, [state.job.run])
+    found = {d: butler.find_dataset(dtype, dict(d.required), collections=[state.job.run]) for d in data_ids}
+    return {d: ref for d, ref in found.items() if ref is not None}
 
 
 def _config_id(job: JobSpec, label: str) -> uuid.UUID | None:
@@ -167,7 +181,6 @@ def _log_text(capture: _LogCapture, trace: str = "") -> str | None:
 def _resolve_inputs(state: WorkerState, payload: dict[str, Any], record: QuantumRecord
                     ) -> dict[str, list[DatasetRef]]:
     """Refs (with artifacts) of every input and prerequisite; a missing one fails the quantum."""
-    registry = state.butler.registry
     wanted: dict[str, list[tuple[str, DataCoordinate, str | None, bool]]] = {}
     by_type: dict[str, list[DataCoordinate]] = {}
     for kind in ("inputs", "prerequisites"):
@@ -179,11 +192,10 @@ def _resolve_inputs(state: WorkerState, payload: dict[str, Any], record: Quantum
                     by_type.setdefault(dtype, []).append(data_id)
     found: dict[tuple[str, tuple], uuid.UUID] = {}
     for dtype, data_ids in by_type.items():
-        for coord, ref in registry.datasets.find_many(state.butler.get_dataset_type(dtype), data_ids,
-                                                      [state.job.run]).items():
+        for coord, ref in _find_in_run(state, dtype, data_ids).items():
             found[(dtype, coord.required_values)] = ref.id
     ids = [uuid.UUID(i) if i else found.get((t, d.required_values)) for e in wanted.values() for t, d, i, _ in e]
-    artifacts = registry.datasets.artifacts([i for i in ids if i is not None])
+    artifacts = _artifacts(state, [i for i in ids if i is not None])
     out: dict[str, list[DatasetRef]] = {}
     missing = []
     it = iter(ids)
@@ -192,7 +204,7 @@ def _resolve_inputs(state: WorkerState, payload: dict[str, Any], record: Quantum
         for (dtype, data_id, _, prereq), ident in zip(entries, it):
             record.inputs.append(DatasetLink(ident, dtype, conn, dict(data_id.required), prereq))
             artifact = artifacts.get(ident) if ident is not None else None
-            if artifact is None:
+            if ident is None or (artifact is None and state.butler.registry is not None):
                 missing.append(f"{conn!r} ({dtype}@{dict(data_id.required)})")
                 continue
             refs.append(DatasetRef(ident, state.butler.get_dataset_type(dtype), data_id, state.job.run,
@@ -202,6 +214,15 @@ def _resolve_inputs(state: WorkerState, payload: dict[str, Any], record: Quantum
                              f"is missing from {state.job.run!r} and the input collections (not produced, "
                              "removed, or its file is gone)")
     return out
+
+
+def _artifacts(state: WorkerState, ids: list[uuid.UUID]) -> Mapping[uuid.UUID, Any]:
+    """Each input's stored artifact; through a server, which looks a dataset up itself when it
+    is read, none (a missing input fails the read, and so the quantum, all the same)."""
+    registry = state.butler.registry
+    if registry is None:
+        return dict.fromkeys(ids)
+    return registry.datasets.artifacts(ids)
 
 
 def _read_inputs(state: WorkerState, payload: dict[str, Any], refs: dict[str, list[DatasetRef]],
@@ -259,7 +280,9 @@ def _write(state: WorkerState, payload: dict[str, Any], items: dict[str, list[tu
     quantum, all in one butler transaction: rows and files appear together or not at all."""
     butler = state.butler
     if payload["clobber"]:  # first, as the new files take the old ones' paths
-        butler.remove(butler.registry.refs_by_id([uuid.UUID(i) for i in payload["clobber"]]))
+        clobbered = {uuid.UUID(i) for i in payload["clobber"]}
+        butler.remove([ref for dtype, data_ids in _planned_outputs(state, payload).items()
+                       for ref in _find_in_run(state, dtype, data_ids).values() if ref.id in clobbered])
     with butler.transaction():
         for dtype, entries in items.items():
             try:
@@ -272,4 +295,4 @@ def _write(state: WorkerState, payload: dict[str, Any], items: dict[str, list[tu
                                for r, (_, coord, conn) in zip(refs, entries)]
         record.status, record.end_ns = "succeeded", time.time_ns()
         record.log = _log_text(capture)
-        state.provenance.store.insert([record])
+        state.store.insert([record])

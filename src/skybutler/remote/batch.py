@@ -35,7 +35,7 @@ WRITES = {("POST", "collections"), ("PUT", "collections/chain"), ("POST", "colle
           ("POST", "collections/decertify"), ("DELETE", "collections"), ("POST", "records"),
           ("POST", "records/sync"), ("POST", "dataset_types"), ("DELETE", "dataset_types/"),
           ("POST", "datasets/remove"), ("POST", "runs/remove"), ("POST", "datasets/put"),
-          ("POST", "datasets/ingest")}
+          ("POST", "datasets/ingest"), ("POST", "provenance/record")}
 
 
 def is_write(method: str, path: str) -> bool:

@@ -49,6 +49,7 @@ def open_remote(butler: Butler, url: str, collections: str | Sequence[str] | Non
     butler.default_data_id = dict(data_id or {})
     butler.recompute, butler.on_wait, butler._tracks_access = False, None, False
     butler._remote = RemoteTransport(butler, url, token)
+    butler.token = butler._remote.token
     butler.universe = butler._remote.universe
     butler.collections = RemoteCollections(butler._remote)
     butler.recovered = []
@@ -82,7 +83,7 @@ class RemoteTransport:
         self.url = url.rstrip("/")
         #: the writes of the ``transaction()`` block under way (None outside one)
         self.batch: Batch | None = None
-        token = token if token is not None else os.environ.get("SKYBUTLER_TOKEN")
+        self.token = token = token if token is not None else os.environ.get("SKYBUTLER_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         # Without TCP_NODELAY a request's body waits for the server to acknowledge its headers,
         # which loopback TCP delays by 40 ms: every call would cost that.

@@ -4,6 +4,8 @@ the caller's rights."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,10 +46,34 @@ class StaleAnswer:
         return self.totals.get(dataset_type, 0)
 
 
+class RemoteQuantumStore:
+    """Where a pipeline run on this machine records its quanta: the server, as the caller's writes
+    to the output RUN (inside a transaction, one more write of its batch)."""
+
+    def __init__(self, transport: RemoteTransport):
+        self._t = transport
+
+    def ensure(self) -> None:
+        """Nothing to do: the server makes its provenance tables when first asked to record."""
+
+    def add_environment(self, env_id: str, description: dict[str, Any]) -> None:
+        self._t.post_json("provenance/environment", {"env_id": env_id, "description": description})
+
+    def insert(self, records: Sequence[QuantumRecord]) -> None:
+        if records:
+            self._t.post_json("provenance/record", {"records": [wire.encode(dataclasses.asdict(r))
+                                                                for r in records]})
+
+
 class RemoteProvenance:
     def __init__(self, transport: RemoteTransport):
         self._t = transport
         self._environments: dict[str, Any] = {}
+
+    @functools.cached_property
+    def store(self) -> RemoteQuantumStore:
+        """The recording side of provenance, for pipelines run through this butler."""
+        return RemoteQuantumStore(self._t)
 
     def producer(self, ref: DatasetRef | uuid.UUID | str) -> QuantumRecord | None:
         """The quantum that wrote a dataset, or None (ingested, or put by hand)."""

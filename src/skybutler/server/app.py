@@ -107,6 +107,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         routes_ingest,
         routes_maintenance,
         routes_provenance,
+        routes_quanta,
         routes_query,
         routes_registry,
         routes_retention,
@@ -156,8 +157,8 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
                 "max_request_bytes": state.settings.max_request_bytes}
 
     for module in (routes_registry, routes_query, routes_calibrations, routes_datasets, routes_provenance,
-                   routes_batch, routes_retention, routes_catalogs, routes_transfer, routes_maintenance,
-                   routes_access, routes_ingest):
+                   routes_quanta, routes_batch, routes_retention, routes_catalogs, routes_transfer,
+                   routes_maintenance, routes_access, routes_ingest):
         app.include_router(module.router, prefix=API, dependencies=[Depends(current_user)])
     web.install(app)
     return app

@@ -23,6 +23,7 @@ from ..errors import SkybutlerError
 from ..models import DatasetType
 from ..remote import wire
 from . import routes_datasets as datasets
+from . import routes_quanta as quanta
 from . import routes_registry as registry
 from .app import current_user
 
@@ -66,6 +67,7 @@ def _apply_one(request: Request, user: User, op: dict[str, Any], payloads: list[
         ("POST", "records/sync"): (registry.sync_record, registry.Records),
         ("POST", "datasets/remove"): (datasets.remove, datasets.Removal),
         ("POST", "runs/remove"): (datasets.remove_runs, datasets.Removal),
+        ("POST", "provenance/record"): (quanta.record_quanta, quanta.QuantumRecords),
     }
     if (method, path) == ("POST", "dataset_types"):
         return registry.register_dataset_type(request, _model(DatasetType, body))
