@@ -127,3 +127,49 @@ def test_recompute_on_a_url_writes_only_where_the_user_may(purged, monkeypatch):
     assert states() == ["purged-recomputable", "stored"] and local.get(own) == originals["u/alice/out"]
     with pytest.raises(SkybutlerError, match="replays the quanta itself"):
         Butler(url, token=tokens["alice"]).retention.recompute([own], executor="pool")
+
+
+def test_two_recomputes_at_once_cannot_both_pass_a_quota_only_one_fits(purged, monkeypatch):
+    """Each request's check and the room it holds are one transaction: with room for one of two
+    purged summaries, two recomputes that both reach the replay at the same moment (held there
+    until the other arrives, or for a few seconds) re-create one, and the other is refused."""
+    import threading
+
+    from skybutler.errors import QuotaExceededError
+    from skybutler.retention.facade import Retention
+
+    local, url, tokens, summaries, _ = purged
+    first = summaries["u/alice/out"]
+    second = local.find_dataset("visitSummary", instrument="Cam", visit=2, collections="u/alice/out")
+    local.retention.purge([second])
+    size = max(local.retention.estimate([r]).states[r.id].artifact.size for r in (first, second))
+    access = Access(local.registry.access)
+    used = access.usage("user", "alice")["bytes"]
+    access.set_quota("user", "alice", max_bytes=used + size)
+    meeting, replay = threading.Barrier(2), Retention.recompute
+
+    def held(self, *args, **kwargs):
+        try:
+            meeting.wait(timeout=3)
+        except threading.BrokenBarrierError:
+            pass
+        return replay(self, *args, **kwargs)
+
+    monkeypatch.setattr(Retention, "recompute", held)
+    answers: dict = {}
+
+    def ask(ref):
+        try:
+            answers[ref.id] = Butler(url, token=tokens["alice"]).retention.recompute([ref]).succeeded
+        except QuotaExceededError as err:
+            answers[ref.id] = str(err)
+
+    threads = [threading.Thread(target=ask, args=(ref,)) for ref in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    refused = [a for a in answers.values() if isinstance(a, str)]
+    assert len(answers) == 2 and len(refused) == 1 and "held by writes under way" in refused[0], answers
+    assert used < access.usage("user", "alice")["bytes"] <= used + size
+    assert access.store.reserved("u/alice", 0) == (0, 0)  # released when the write ended

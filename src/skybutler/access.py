@@ -11,6 +11,7 @@ nothing by itself: searching it searches only the children the user may read.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import hashlib
@@ -18,7 +19,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -279,20 +280,52 @@ class Access:
 
     def check_quota(self, run: str, new_bytes: int, new_datasets: int) -> None:
         """QuotaExceededError if writing this much into ``run`` would take its user's or group's
-        area over its quota (RUNs outside ``u/`` and ``g/`` have none).  Call it inside the write's
-        own transaction after :meth:`AccessStore.lock_area` of that transaction's registry, so that
-        no other write into the area can come between the check and the commit."""
+        area over its quota (RUNs outside ``u/`` and ``g/`` have none), the room other writes
+        hold (:meth:`reserving`) counted as used.  Call it inside the write's own transaction
+        after :meth:`AccessStore.lock_area` of that transaction's registry, so that no other
+        write into the area can come between the check and the commit."""
         area = quota_area(run)
         if area is None:
             return
         kind, name = area
         used = self.usage(kind, name)
         shown = f"{'u' if kind == 'user' else 'g'}/{name}"
+        held = dict(zip(("datasets", "bytes"), self.store.reserved(shown, time.time_ns())))
         for what, new in (("bytes", new_bytes), ("datasets", new_datasets)):
             limit = used[f"max_{what}"]
-            if limit is not None and used[what] + new > limit:
-                raise QuotaExceededError(f"{shown} holds {used[what]} {what} of its quota of {limit}; "
+            if limit is not None and used[what] + held[what] + new > limit:
+                writing = f" ({held[what]} more held by writes under way)" if held[what] else ""
+                raise QuotaExceededError(f"{shown} holds {used[what]} {what} of its quota of {limit}{writing}; "
                                          f"this write of {new} more is refused")
+
+    @contextlib.contextmanager
+    def reserving(self, sizes: Mapping[str, tuple[int, int]], seconds: float = 3600.0) -> Iterator[None]:
+        """Check and hold room for a write made in transactions of its own (a recompute), given as
+        (bytes, datasets) per RUN: the check and the reservation are one transaction with each
+        quota area locked, so two such writes cannot both pass a check only one of them fits;
+        every later check counts the room held until the block ends (or, for a server that died
+        in it, ``seconds`` later)."""
+        areas: dict[tuple[str, str], tuple[str, int, int]] = {}
+        for run, (size, count) in sizes.items():
+            area = quota_area(run)
+            if area is not None:
+                _, held_size, held_count = areas.get(area, (run, 0, 0))
+                areas[area] = (run, held_size + size, held_count + count)
+        if not areas:
+            yield
+            return
+        reservation, now = secrets.token_hex(16), time.time_ns()
+        with self.store.db.transaction():
+            for area in sorted(areas):
+                self.store.lock_area("/".join(area))  # the key every write into the area locks
+            for (kind, name), (run, size, count) in sorted(areas.items()):
+                self.check_quota(run, size, count)
+                self.store.reserve(reservation, f"{'u' if kind == 'user' else 'g'}/{name}", size, count, now,
+                                   now + int(seconds * 1e9))
+        try:
+            yield
+        finally:
+            self.store.release(reservation)
 
     def add_embargo(self, dataset_types: str, collections: str, hours: float, groups: Iterable[str], *,
                     actor: str = "admin") -> None:

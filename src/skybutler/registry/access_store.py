@@ -92,6 +92,16 @@ class AccessStore:
             sa.Column("detail", sa.Text, nullable=False))
         self._tables = [self.users, self.members, self.tokens, self.rules, self.embargoes, self.quotas, self.audit]
         self._exists: bool | None = None
+        # Room held in a quota area by a write made in transactions of its own (a recompute): made on
+        # first use, apart from the tables above (which repositories served before it already have).
+        self.reservations = sa.Table(
+            "access_quota_reservation", md,
+            sa.Column("reservation_id", sa.String(32), primary_key=True),
+            sa.Column("area", sa.String(140), primary_key=True),
+            sa.Column("bytes", sa.BigInteger, nullable=False),
+            sa.Column("datasets", sa.BigInteger, nullable=False),
+            sa.Column("expires_ns", sa.BigInteger, nullable=False))
+        self._reserving: bool | None = None
 
     # -- tables ---------------------------------------------------------------
 
@@ -232,6 +242,40 @@ class AccessStore:
         with self.db.reading() as conn:
             count, size = conn.execute(stmt).one()
         return int(count), int(size)
+
+    def _has_reservations(self) -> bool:
+        if not self._reserving:
+            with self.db.reading() as conn:
+                self._reserving = sa.inspect(conn).has_table(self.reservations.name, schema=self.users.schema)
+        return bool(self._reserving)
+
+    def reserved(self, area: str, now_ns: int) -> tuple[int, int]:
+        """(datasets, bytes) held in ``area`` by reservations that have not expired."""
+        if not self._has_reservations():
+            return 0, 0
+        r = self.reservations
+        stmt = (sa.select(sa.func.coalesce(sa.func.sum(r.c.datasets), 0), sa.func.coalesce(sa.func.sum(r.c.bytes), 0))
+                .where(r.c.area == area, r.c.expires_ns > now_ns))
+        with self.db.reading() as conn:
+            count, size = conn.execute(stmt).one()
+        return int(count), int(size)
+
+    def reserve(self, reservation_id: str, area: str, size: int, count: int, now_ns: int, expires_ns: int) -> None:
+        """Hold room in ``area`` (inside the caller's transaction, after :meth:`lock_area`); the
+        area's expired reservations (of a server that died mid-write) are dropped."""
+        r = self.reservations
+        with self.db.transaction() as conn:
+            if not self._has_reservations():
+                self.db.create_tables(conn, [r])
+                self._reserving = True
+            conn.execute(r.delete().where(r.c.area == area, r.c.expires_ns <= now_ns))
+            conn.execute(r.insert().values(reservation_id=reservation_id, area=area, bytes=size, datasets=count,
+                                           expires_ns=expires_ns))
+
+    def release(self, reservation_id: str) -> None:
+        if self._has_reservations():
+            with self.db.transaction() as conn:
+                conn.execute(self.reservations.delete().where(self.reservations.c.reservation_id == reservation_id))
 
     def lock_area(self, area: str) -> None:
         """Hold, until the current write transaction ends, the right to write into a quota area

@@ -61,12 +61,15 @@ def consumers(request: Request, body: Target, user: User = Depends(current_user)
 @router.post("/provenance/recompute")
 def recompute(request: Request, body: Target, user: User = Depends(current_user)) -> Any:
     """Re-create a purged dataset from its recorded quantum, stored back under its ID (needs
-    write access to its RUN)."""
+    write access to every RUN it writes, and room in their quotas)."""
+    from .routes_retention import _planned, within_quotas
+
     state: ServerState = request.app.state.skybutler
     with state.butler() as butler:
         ref = authz.visible_ref(butler, user, body.id)
         authz.require(butler, user, ref.run, "write")
-        butler.provenance.recompute(ref)
+        with within_quotas(butler, _planned(butler, user, [body.id])):
+            butler.provenance.recompute(ref)
         return wire.ref_to_json(ref)
 
 

@@ -121,9 +121,9 @@ def recompute(request: Request, body: RecomputeRequest, user: User = Depends(cur
 
     with request.app.state.skybutler.butler() as butler:
         planned = _planned(butler, user, body.ids)
-        _check_quotas(butler, planned)
         options = RecomputeOptions(on_drift=body.on_drift, on_calibration=body.on_calibration)
-        report = butler.retention.recompute(planned.targets, options)
+        with within_quotas(butler, planned):
+            report = butler.retention.recompute(planned.targets, options)
         return {"estimate": _estimate_json(butler, user, report.estimate), "executor": report.executor,
                 "succeeded": wire.encode(report.succeeded), "failed": wire.encode(report.failed),
                 "blocked": wire.encode(report.blocked),
@@ -131,9 +131,8 @@ def recompute(request: Request, body: RecomputeRequest, user: User = Depends(cur
                 "seconds": report.seconds}
 
 
-def _check_quotas(butler: Any, planned: Any) -> None:
-    """Each RUN of a user's or group's area against its quota, for the bytes it gets back (checked
-    before the replay; the replay's own writes then take their transactions)."""
-    access = Access(butler.registry.access)
-    for run, size in sorted(_runs(butler, planned).items()):
-        access.check_quota(run, size, 0)
+def within_quotas(butler: Any, planned: Any) -> Any:
+    """Room for the bytes each RUN of a user's or group's area gets back, checked and held in one
+    transaction before the replay (whose own writes then take their transactions): two
+    recomputes at once cannot both pass a check only one of them fits."""
+    return Access(butler.registry.access).reserving({run: (size, 0) for run, size in _runs(butler, planned).items()})
