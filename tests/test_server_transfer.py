@@ -17,7 +17,13 @@ from server_helpers import running_server
 from skybutler import Butler
 from skybutler.access import Access
 from skybutler.cli.main import cli
-from skybutler.errors import DatasetNotFoundError, PermissionDeniedError, QuotaExceededError, SkybutlerError
+from skybutler.errors import (
+    DatasetConflictError,
+    DatasetNotFoundError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    SkybutlerError,
+)
 from skybutler.repository_transfer import export_datasets, import_datasets
 
 pytest.importorskip("fastapi")
@@ -283,3 +289,31 @@ def test_a_dataset_line_naming_a_run_the_manifest_does_not_is_checked_too(served
     with pytest.raises(PermissionDeniedError, match="run/a"):
         import_datasets(Butler(target_url, token=tokens[target.root]["ana"]), tmp_path / "export")
     _unchanged(target)
+
+
+def test_an_imported_id_taken_by_a_dataset_the_user_may_not_see_is_refused_as_any_taken_id(served, tmp_path):
+    """Skipping it would reveal it (the count imported, one fewer); writing over it is never done.
+    The whole import is refused with the error an ID taken by another dataset gets, seen or not."""
+    local, _, target, target_url, tokens = served
+    boss = Butler(target_url, token=tokens[target.root]["boss"])
+    populate(boss)
+    boss.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+    hidden = target.put({"secret": 1}, "metrics", instrument="Cam", visit=5, detector=0, run="secret/run")
+    seen = target.put({"mine": 1}, "metrics", instrument="Cam", visit=5, detector=0, run="u/ana/other")
+    _rename_runs(local, tmp_path / "export", "u/ana/copy")
+    lines = (tmp_path / "export/export.datasets.jsonl").read_text().splitlines()
+    ana = Butler(target_url, token=tokens[target.root]["ana"])
+    before = _contents(target)
+    answers = []
+    for taken in (hidden.id, seen.id):
+        entries = [json.loads(line) for line in lines]
+        entries[0]["id"] = str(taken)
+        (tmp_path / "export/export.datasets.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+        with pytest.raises(DatasetConflictError) as caught:
+            import_datasets(ana, tmp_path / "export")
+        answers.append((caught.value.status, str(caught.value).replace(str(taken), "ID")))
+        assert _contents(target) == before and "u/ana/copy" not in _runs(target)
+    assert answers[0] == answers[1] and "nothing was imported" in answers[0][1]
+    (tmp_path / "export/export.datasets.jsonl").write_text("".join(line + "\n" for line in lines))
+    assert import_datasets(ana, tmp_path / "export") == 3
+    assert import_datasets(ana, tmp_path / "export") == 0  # her own datasets again: skipped

@@ -21,7 +21,10 @@ must be version 7, as the server would make them -- a random version-4 ID (the R
 is taken as well as a version-7 one: neither can ever equal a deterministic ID, which is
 version 5.  A version-5 ID must be the one skybutler's rule gives the dataset's type and data
 ID, so that nobody claims, under another data ID, the deterministic ID of a dataset yet to
-come.  Other versions are refused.  An ID already in the repository is skipped, as locally.
+come.  Other versions are refused.  An ID already in the repository is skipped, as locally,
+only where it holds this very dataset (type, RUN, data ID) and the user may see it; any other
+holder refuses the whole import with one error, the same whether the user may see that holder
+or not, so that neither the answer nor the count imported tells what they may not see.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from ..config import BOOKKEEPING_DIR
 from ..datastore.reading import export_path
 from ..datastore.uploads import UploadedTree
 from ..dimensions import DataCoordinate, DimensionRecord
-from ..errors import DatasetTypeError, PermissionDeniedError, SkybutlerError
+from ..errors import DatasetConflictError, DatasetNotFoundError, DatasetTypeError, PermissionDeniedError, SkybutlerError
 from ..models import DatasetType, deterministic_dataset_id
 from ..remote import wire
 from ..repository_transfer import CHUNK, _record_from_json, export_contents, import_datasets, read_manifest, records_for
@@ -125,7 +128,7 @@ def _import(state: ServerState, user: User, tree: UploadedTree, skip_existing: b
             ids = _checked_ids(butler, types, [entry for _, entry in chunk])
             # a dataset line's RUN is checked as well as the manifest's: the import registers it
             _require_writable(butler, user, writable, [entry.get("run") for _, entry in chunk])
-            present = {r.id for r in butler.registry.refs_by_id(ids)}
+            present = _present(butler, user, types, chunk, ids)
             _require_uploaded(tree, *(entry.get("path") for _, entry in chunk))
             for (_, entry), dataset_id in zip(chunk, ids):
                 area = quota_area(entry["run"])
@@ -169,6 +172,27 @@ def _refuse_new_records(butler: Butler, records: Any) -> None:
             raise PermissionDeniedError(f"only a repository administrator may insert dimension records: the export "
                                         f"brings {len(missing)} {element} record(s) this repository lacks, e.g. "
                                         f"{min(missing)}")
+
+
+def _present(butler: Butler, user: User, types: dict[str, DatasetType], chunk: list[tuple[str, dict[str, Any]]],
+             ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """The IDs of the chunk already in the repository, each holding the very dataset the export
+    describes where the user may see it; DatasetConflictError for any other (module doc)."""
+    found = {r.id: r for r in butler.registry.refs_by_id(ids)}
+    for (_, entry), dataset_id in zip(chunk, ids):
+        ref = found.get(dataset_id)
+        if ref is None:
+            continue
+        same = ref.run == entry["run"] and ref.dataset_type.name == entry["type"] and dict(ref.data_id.required) \
+            == dict(DataCoordinate.standardize(types[entry["type"]].group(butler.universe), entry["data_id"]).required)
+        try:
+            visible = same and bool(authz.visible_refs(butler, user, [dataset_id]))
+        except DatasetNotFoundError:
+            visible = False
+        if not visible:
+            raise DatasetConflictError(f"dataset ID {dataset_id} is taken in this repository, by another dataset or "
+                                       "by one you may not see: nothing was imported")
+    return set(found)
 
 
 def _checked_ids(butler: Butler, types: dict[str, DatasetType], entries: list[dict[str, Any]]) -> list[uuid.UUID]:
