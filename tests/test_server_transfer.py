@@ -151,6 +151,11 @@ def test_only_what_the_user_may_see_goes_out(served, tmp_path):
         assert caught.value.status == 404
         with pytest.raises(DatasetNotFoundError):
             who.retrieve_artifacts(hidden, tmp_path / "copies")
+        # the files route on its own: one hidden ID among visible ones, and not a byte goes out
+        visible = who.query_datasets("metrics", collections="other/run")
+        with pytest.raises(DatasetNotFoundError, match=f"no dataset with ID {next(iter(hidden)).id}"):
+            list(who._remote.stream_bytes("export/files", {"ids": [str(next(iter(visible)).id),
+                                                                 str(next(iter(hidden)).id)]}))
     assert not (tmp_path / "copies").exists() or not any((tmp_path / "copies").rglob("*.json"))
 
 

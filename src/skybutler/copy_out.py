@@ -4,9 +4,9 @@ transfer read -- the same way whether the butler was opened on a path or on a se
 :func:`source` gives a :class:`LocalSource` (the registry's artifact records, the datastore's
 copy or link, the records the data IDs name) or a :class:`RemoteSource`: the server answers
 each chunk of datasets with their artifact records and dimension records (refusing, as every
-route does, a dataset the user may not see), and each file is downloaded through the server's
-download route, or from the pre-signed URL the server hands out for an object store, straight
-to disk in chunks.  Memory holds one chunk of datasets and the dimension records named so
+route does, a dataset the user may not see), and the files come from the pre-signed URLs the
+server hands out for an object store, or else a chunk of them in one response of the server's
+``export/files`` route (one request per file cost a round trip each), straight to disk.  Memory holds one chunk of datasets and the dimension records named so
 far (a local export holds their keys), never a file.
 """
 
@@ -61,6 +61,11 @@ class LocalSource:
               suffix: str | None = None) -> str:
         """Copy (or link) the file under ``directory``; returns its path there."""
         return self._butler.datastore.export_artifact(artifact, directory, transfer, suffix=suffix)
+
+    def place_many(self, items: Sequence[tuple[DatasetRef, StoredArtifact]], directory: str | Path,
+                   transfer: str = "copy", suffix: str | None = None) -> list[str]:
+        """:meth:`place` of each (ref, artifact), in order."""
+        return [self.place(ref, artifact, directory, transfer, suffix) for ref, artifact in items]
 
     def records(self) -> Iterator[tuple[str, list[DimensionRecord]]]:
         """The records noted so far (and those they imply), element by element in dependency order,
@@ -117,26 +122,30 @@ class RemoteSource:
               suffix: str | None = None) -> str:
         """Download the file to its export path under ``directory`` (a partial download never
         stands under the final name)."""
-        if transfer != "copy":
-            raise SkybutlerError(f"transfer {transfer!r} links files of the server's file system; from a server "
-                                 "URL the files are downloaded (copy)")
-        relative = export_path(artifact.path, suffix)
-        target = os.path.join(directory, relative)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        partial = f"{target}.part-{uuid.uuid4().hex[:8]}"
-        try:
-            with open(partial, "wb") as out:
-                for chunk in self._transport.download_chunks(ref, self._urls.get(ref.id)):
-                    out.write(chunk)
-            if os.path.getsize(partial) != artifact.size:
-                raise SkybutlerError(f"the download of {ref} was cut short ({os.path.getsize(partial)} of "
-                                     f"{artifact.size} bytes)")
-            os.replace(partial, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(partial)
-            raise
-        return relative
+        _copy_only(transfer)
+        return _write(ref, artifact, directory, suffix,
+                      self._transport.download_chunks(ref, self._urls.get(ref.id)))
+
+    def place_many(self, items: Sequence[tuple[DatasetRef, StoredArtifact]], directory: str | Path,
+                   transfer: str = "copy", suffix: str | None = None) -> list[str]:
+        """Download the files: each from its pre-signed URL, the others a chunk of datasets at a
+        time in one response of the server's ``export/files`` route."""
+        _copy_only(transfer)
+        out = {ref.id: self.place(ref, artifact, directory, transfer, suffix)
+               for ref, artifact in items if self._urls.get(ref.id)}
+        from .repository_transfer import CHUNK
+
+        rest = [(ref, artifact) for ref, artifact in items if ref.id not in out]
+        for begin in range(0, len(rest), CHUNK):
+            wanted = {str(ref.id): (ref, artifact) for ref, artifact in rest[begin:begin + CHUNK]}
+            for name, pieces in _Frames(self._transport.stream_bytes("export/files", {"ids": list(wanted)})):
+                if name not in wanted:
+                    raise SkybutlerError(f"the server sent a file that was not asked for ({name[:40]!r})")
+                ref, artifact = wanted.pop(name)
+                out[ref.id] = _write(ref, artifact, directory, suffix, pieces)
+            if wanted:
+                raise SkybutlerError(f"the server's answer was cut short: {len(wanted)} file(s) did not come")
+        return [out[ref.id] for ref, _ in items]
 
     def records(self) -> Iterator[tuple[str, list[DimensionRecord]]]:
         for name in self._butler.universe.sorted(self._records):
@@ -147,3 +156,67 @@ class RemoteSource:
             for begin in range(0, len(rows), RECORD_CHUNK):
                 yield name, rows[begin:begin + RECORD_CHUNK]
 
+
+
+def _copy_only(transfer: str) -> None:
+    if transfer != "copy":
+        raise SkybutlerError(f"transfer {transfer!r} links files of the server's file system; from a server "
+                             "URL the files are downloaded (copy)")
+
+
+def _write(ref: DatasetRef, artifact: StoredArtifact, directory: str | Path, suffix: str | None,
+           chunks: Iterator[bytes]) -> str:
+    """A downloaded file at its export path under ``directory``, checked whole (a partial
+    download never stands under the final name); returns that path."""
+    relative = export_path(artifact.path, suffix)
+    target = os.path.join(directory, relative)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    partial = f"{target}.part-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(partial, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+        if os.path.getsize(partial) != artifact.size:
+            raise SkybutlerError(f"the download of {ref} was cut short ({os.path.getsize(partial)} of "
+                                 f"{artifact.size} bytes)")
+        os.replace(partial, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
+    return relative
+
+
+class _Frames:
+    """The files of an ``export/files`` response as they arrive: (dataset ID, its bytes in
+    pieces) each; the pieces of one file must be consumed before the next is asked for."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks = chunks
+        self._buffer, self._at = b"", 0
+
+    def _fill(self, size: int) -> None:
+        while len(self._buffer) - self._at < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                raise SkybutlerError("the server's answer was cut short in the middle of a file")
+            self._buffer, self._at = self._buffer[self._at:] + chunk, 0
+
+    def _take(self, size: int) -> bytes:
+        self._fill(size)
+        out = self._buffer[self._at:self._at + size]
+        self._at += size
+        return out
+
+    def _pieces(self, size: int) -> Iterator[bytes]:
+        while size:
+            self._fill(1)
+            piece = self._buffer[self._at:self._at + size]
+            self._at += len(piece)
+            size -= len(piece)
+            yield piece
+
+    def __iter__(self) -> Iterator[tuple[str, Iterator[bytes]]]:
+        while length := int.from_bytes(self._take(4), "big"):
+            name = self._take(length).decode(errors="replace")
+            yield name, self._pieces(int.from_bytes(self._take(8), "big"))

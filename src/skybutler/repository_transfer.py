@@ -153,12 +153,13 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
             chunk = [r for r in chunk if r.id.int not in seen]
             seen.update(r.id.int for r in chunk)
             artifacts = files.artifacts(chunk, records=True)
-            lines = []
             for ref in chunk:
-                artifact = artifacts.get(ref.id)
-                if artifact is None:
+                if ref.id not in artifacts:
                     raise SkybutlerError(f"dataset {ref} has no stored artifact to export")
-                path = files.place(ref, artifact, directory, transfer)
+            paths = files.place_many([(ref, artifacts[ref.id]) for ref in chunk], directory, transfer)
+            lines = []
+            for ref, path in zip(chunk, paths):
+                artifact = artifacts[ref.id]
                 lines.append(json.dumps({"id": str(ref.id), "type": ref.dataset_type.name, "run": ref.run,
                                          "data_id": dict(ref.data_id.required), "path": path,
                                          "formatter": artifact.formatter}))

@@ -114,8 +114,9 @@ def retrieve_artifacts(butler: Butler, refs: Iterable[DatasetRef], destination: 
     # file under a final name.
     with tempfile.TemporaryDirectory(prefix=".skybutler-retrieve-", dir=destination) as tmp:
         staging = Path(tmp)
-        for ref in refs:
-            relative = files.place(ref, artifacts[ref.id], staging)
+        placed = files.place_many([(ref, artifacts[ref.id]) for ref in refs], staging)
+        for number, ref in enumerate(refs):  # (``zip`` is an argument here)
+            relative = placed[number]
             target = destination / places[ref.id]
             target.parent.mkdir(parents=True, exist_ok=True)
             (staging / relative).replace(target)

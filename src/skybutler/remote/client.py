@@ -137,6 +137,10 @@ class RemoteTransport:
         except httpx.HTTPError as err:
             raise errors.ServerError(f"{self.url}: {err}") from None
 
+    def stream_bytes(self, path: str, body: Any) -> Iterator[bytes]:
+        with self._stream(path, body) as response:
+            yield from response.iter_bytes(1 << 20)
+
     def stream_lines(self, path: str, body: Any) -> Iterator[str]:
         with self._stream(path, body) as response:
             yield from response.iter_lines()

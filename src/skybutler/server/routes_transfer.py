@@ -5,8 +5,9 @@ need from a butler opened on a server URL.
 only what they may see) with each dataset's file record -- its path as an export lays it out,
 never the server's own, and a pre-signed URL where the server hands them out -- and, if asked,
 the dimension records the data IDs name; a dataset the user may not see is missing (404), as
-everywhere.  The files themselves come through the download route (``remote/`` and
-``copy_out.py``).
+everywhere.  The files themselves come from the pre-signed URLs, or many in one response from
+``POST /export/files`` (framed as ``wire.frame_files`` frames an upload, each named by its
+dataset ID), with the same checks as the download route (``copy_out.py``).
 
 ``POST /import`` takes an export directory streamed as framed files (``wire.frame_files``),
 written to a scratch directory as it arrives, then imports it in one transaction with the
@@ -31,9 +32,11 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from ..access import Access, User, quota_area
@@ -89,6 +92,35 @@ def export(request: Request, body: ExportChunk, user: User = Depends(current_use
             records = _with_related(butler, records)
     return {"artifacts": out,
             "records": {name: [wire.encode(r) for r in rows] for name, rows in records.items()}}
+
+
+class FilesRequest(BaseModel):
+    ids: list[str]
+
+
+@router.post("/export/files")
+def export_files(request: Request, body: FilesRequest, user: User = Depends(current_user)) -> StreamingResponse:
+    """The files of up to one chunk of datasets in one streamed response: per file, its dataset
+    ID's length (4 bytes), the ID, the file's size (8 bytes) and its bytes; a zero length ends it.
+    Every dataset is checked before the first byte goes out (one missing or hidden: 404)."""
+    if len(body.ids) > CHUNK:
+        raise SkybutlerError(f"a request for files names at most {CHUNK} datasets, not {len(body.ids)}")
+    with _state(request).butler() as butler:
+        refs = authz.visible_refs(butler, user, body.ids)
+        for ref in refs:
+            if ref.artifact is None:
+                raise DatasetNotFoundError(f"dataset {ref} has no stored file (cold or purged)")
+        datastore = butler.datastore
+        sizes = [datastore.size(ref.artifact) for ref in refs]
+
+    def frames() -> Iterator[bytes]:
+        for ref, size in zip(refs, sizes):
+            name = str(ref.id).encode()
+            yield len(name).to_bytes(4, "big") + name + size.to_bytes(8, "big")
+            yield from datastore.read_range(ref.artifact, 0, size)
+        yield (0).to_bytes(4, "big")
+
+    return StreamingResponse(frames(), media_type="application/octet-stream")
 
 
 @router.post("/import", openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}}})
