@@ -379,3 +379,18 @@ def test_any_parsed_expression_answers_or_says_why(repo, text):
             query()
         except QueryError as err:
             assert err.expression is not None or "bind parameter" in err.message
+
+
+def test_a_long_generated_or_answers_or_says_to_use_in(repo):
+    """A chain of thousands of ``visit = N`` (what a script writes for a list of data IDs) gives the
+    IN list's answer; a chain SQLite cannot nest (1,000+ conjunctions) is a QueryError naming the fix."""
+    chain = " OR ".join(f"visit = {v}" for v in range(1, 3001))
+    assert visits(repo, chain) == visits(repo, "visit IN (1..3000)") == {1, 2, 3, 4, 5, 6}
+    assert visits(repo, f"band = 'g' AND ({chain} OR visit.id = 2)") == visits(repo, "band = 'g'")
+    pairs = " OR ".join(f"(visit = {v} AND detector = {v % 4})" for v in range(1, 1201))
+    try:
+        found = {(d["visit"], d["detector"]) for d in repo.query_data_ids(["visit", "detector"], pairs)}
+    except QueryError as err:
+        assert "IN" in str(err) and repo.registry.db.dialect == "sqlite"
+    else:  # PostgreSQL nests deeper
+        assert found == {(v, v % 4) for v in range(1, 7)}

@@ -107,7 +107,8 @@ class WhereCompiler:
 
     def _condition(self, node: ex.Node, top: bool) -> sa.ColumnElement:
         if isinstance(node, ex.LogicalOp):
-            parts = [self._condition(o, top and node.op == "AND") for o in node.operands]
+            operands = node.operands if node.op == "AND" else _equalities_as_lists(node.operands)
+            parts = [self._condition(o, top and node.op == "AND") for o in operands]
             return sa.and_(*parts) if node.op == "AND" else sa.or_(*parts)
         if isinstance(node, ex.Not):
             return sa.not_(self._condition(node.operand, False))
@@ -490,3 +491,21 @@ def _bounds(op: Operand) -> tuple[Any, Any]:
 def _timespan_overlap(a: Operand, b: Operand) -> sa.ColumnElement:
     (b1, e1), (b2, e2) = _bounds(a), _bounds(b)
     return sa.and_(b1 < e2, b2 < e1)
+
+
+def _equalities_as_lists(operands: tuple[ex.Node, ...]) -> list[ex.Node]:
+    """The operands of an OR with ``x = 1 OR x = 2 OR ...`` (a column equal to an integer or
+    string literal) gathered into ``x IN (1, 2, ...)``: the same answer, and a generated chain of
+    thousands of values stays within SQLite's limit on an expression's depth (1,000)."""
+    lists: dict[str, list[ex.BinaryOp]] = {}
+    rest: list[ex.Node] = []
+    for operand in operands:
+        if (isinstance(operand, ex.BinaryOp) and operand.op == "=" and isinstance(operand.lhs, ex.Identifier)
+                and isinstance(operand.rhs, (ex.IntLiteral, ex.StringLiteral))):
+            lists.setdefault(operand.lhs.to_text(), []).append(operand)
+        else:
+            rest.append(operand)
+    gathered = [ex.InList(lhs=same[0].lhs, items=tuple(o.rhs for o in same), column=same[0].column)
+                if len(same) > 1 else same[0]
+                for same in lists.values()]
+    return gathered + rest

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
-from ..errors import BackendError, QueryTimeoutError
+from ..errors import BackendError, QueryError, QueryTimeoutError
 from .read_cache import ReadCache
 
 #: Seconds a SQLite writer waits for a lock before failing with a clear error.
@@ -361,6 +361,9 @@ class Database:
                 raise QueryTimeoutError(f"the query ran longer than this server allows ({self._limit_seconds:g} s) "
                                         "and was stopped: narrow it (a where-clause, fewer collections) or "
                                         "ask for fewer results") from None
+            if "Expression tree is too large" in str(err.orig):  # SQLite's depth limit of 1,000
+                raise QueryError("the where-clause nests too deep for SQLite (about 1,000 terms joined by "
+                                 "AND/OR): list values with IN, e.g. visit IN (1, 2, 3)") from None
             raise BackendError(f"{self.dialect} registry {operation} failed: {err.orig}") from err
         except sa.exc.InterfaceError as err:
             raise BackendError(f"{self.dialect} registry connection lost during {operation}: {err.orig}") from err
