@@ -280,3 +280,26 @@ def test_several_repositories_from_one_config_file(butler, make_butler, tmp_path
         assert result.exit_code == 1 and expected in result.output and "Traceback" not in result.output, result.output
         assert len(result.output.strip().splitlines()) == 1
     other.close()
+
+
+def test_a_fault_the_server_did_not_foresee_is_a_plain_500(make_butler):
+    """An exception no handler knows: the API answers JSON naming nothing of the server's insides,
+    a web page the error page, and both tell the client the connection closes (the server drops it)."""
+    from fastapi.testclient import TestClient
+
+    from skybutler.server.app import create_app
+
+    butler = make_butler()
+    app = create_app(butler.root)
+
+    def boom() -> None:
+        raise RuntimeError("secret detail of the server")
+
+    app.add_api_route("/api/v1/boom", boom)
+    app.add_api_route("/boom", boom)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        api, page = client.get("/api/v1/boom"), client.get("/boom")
+    assert api.status_code == page.status_code == 500
+    assert api.json()["error"] == "ServerError" and "internal error" in api.json()["message"]
+    assert "secret" not in api.text and "secret" not in page.text and "internal error" in page.text
+    assert api.headers["connection"] == page.headers["connection"] == "close"

@@ -128,6 +128,21 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
 
         return error_page(request, err, status_of(err))
 
+    @app.exception_handler(Exception)
+    async def unforeseen(request: Request, err: Exception) -> Any:
+        """A fault the server did not foresee: a JSON 500 that tells nothing of the server's
+        insides (the log has the traceback).  The server closes the connection after it, so the
+        answer says so: a client must not send its next request down that connection."""
+        failure = errors.ServerError("the server failed on this request (an internal error; its log has the details)")
+        if not is_api(request):
+            from ..web.errors import error_page
+
+            page = error_page(request, failure, 500)
+            page.headers["Connection"] = "close"
+            return page
+        return JSONResponse({"error": "ServerError", "message": str(failure)}, status_code=500,
+                            headers={"Connection": "close"})
+
     @app.exception_handler(RequestValidationError)
     async def malformed(request: Request, err: RequestValidationError) -> Any:
         """A body or parameter of the wrong shape: the project's JSON error (the client raises a
