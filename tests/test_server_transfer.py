@@ -318,7 +318,121 @@ def test_an_imported_id_taken_by_a_dataset_the_user_may_not_see_is_refused_as_an
             import_datasets(ana, tmp_path / "export")
         answers.append((caught.value.status, str(caught.value).replace(str(taken), "ID")))
         assert _contents(target) == before and "u/ana/copy" not in _runs(target)
-    assert answers[0] == answers[1] and "nothing was imported" in answers[0][1]
+    assert answers[0] == answers[1] and "nothing of this upload was imported" in answers[0][1]
     (tmp_path / "export/export.datasets.jsonl").write_text("".join(line + "\n" for line in lines))
     assert import_datasets(ana, tmp_path / "export") == 3
     assert import_datasets(ana, tmp_path / "export") == 0  # her own datasets again: skipped
+
+
+# -- an import bigger than the server's request-size limit: batches (remote/imports.py) --------
+
+LIMIT = 12_000  # bytes a request: the export below (24 files of ~1.5 kB and its records) takes several
+
+
+@pytest.fixture
+def batched(butler, make_butler, tmp_path, monkeypatch):
+    """An export of 24 metrics of about 1.5 kB each (two RUNs), a target repository served with a
+    request-size limit it takes several batches to get under, its admin's butler, and the sizes
+    (datasets per batch) of every import request sent."""
+    from skybutler.remote import imports
+
+    butler.put_many("metrics", [({"v": v, "d": d, "pad": "x" * 1500}, {"instrument": "Cam", "visit": v, "detector": d})
+                                for v in range(1, 7) for d in range(3)], run="run/a")
+    butler.put_many("metrics", [({"v": v, "pad": "y" * 1500}, {"instrument": "Cam", "visit": v, "detector": 3})
+                                for v in range(1, 7)], run="run/b")
+    export_datasets(butler, butler.query_datasets("metrics", collections=["run/a", "run/b"], find_first=False),
+                    tmp_path / "export")
+    target = make_butler("target")
+    access = Access(target.registry.access)
+    access.add_user("boss", admin=True)
+    token = access.create_token("boss")
+    sent: list[int] = []
+    upload = imports._Batch.upload
+
+    def counted(batch, manifest):
+        sent.append(len(batch.datasets))
+        return upload(batch, manifest)
+
+    monkeypatch.setattr(imports._Batch, "upload", counted)
+    with running_server(target.root, max_request_bytes=LIMIT) as url:
+            yield tmp_path / "export", target, Butler(url, token=token), sent, url
+
+
+def test_an_import_above_the_request_limit_goes_in_batches_and_equals_the_local_import(batched, make_butler):
+    export, target, boss, sent, _ = batched
+    told = []
+    assert import_datasets(boss, export, progress=lambda done, total: told.append((done, total))) == 24
+    assert len(sent) >= 4 and sum(sent) == 24 and told[-1] == (24, 24)
+    oracle = make_butler("oracle")
+    assert import_datasets(oracle, export) == 24
+    assert _contents(target) == _contents(oracle) and len(_contents(oracle)) == 24
+    assert import_datasets(boss, export) == 0  # every batch again: its IDs are there, skipped
+    assert _contents(target) == _contents(oracle)
+
+
+def test_a_file_above_the_request_limit_alone_refuses_the_import_naming_it(batched):
+    export, target, boss, sent, _ = batched
+    entry = json.loads((export / "export.datasets.jsonl").read_text().splitlines()[5])
+    (export / entry["path"]).write_text(json.dumps({"pad": "z" * LIMIT}))
+    with pytest.raises(SkybutlerError) as caught:
+        import_datasets(boss, export)
+    message = str(caught.value)
+    assert entry["path"] in message and f"limit of {LIMIT} bytes" in message and "\n" not in message
+    assert sent == []  # refused before anything was sent
+    _unchanged(target)
+
+
+def test_a_failed_batch_keeps_the_batches_before_it_and_the_same_import_resumes(batched, make_butler):
+    """Batch 3's first file is not what its formatter reads: batches 1-2 stay, batch 3 and after
+    are not in; the error says so; the same import, once the file is mended, ends where a local
+    import of the whole export does (the IDs already there skipped through the server)."""
+    export, target, boss, sent, _ = batched
+    from skybutler.remote import imports
+
+    plan = [len(b.datasets) for b in imports.batches(boss, export, LIMIT)[1]]
+    assert len(plan) >= 4
+    lines = (export / "export.datasets.jsonl").read_text().splitlines()
+    bad = json.loads(lines[plan[0] + plan[1]])
+    good = (export / bad["path"]).read_bytes()
+    (export / bad["path"]).write_bytes(b"not JSON {" + b" " * (len(good) - 10))  # the same size: the same plan
+    with pytest.raises(SkybutlerError) as caught:
+        import_datasets(boss, export)
+    message = str(caught.value)
+    assert f"batch 3 of {len(plan)}" in message and f"{plan[0] + plan[1]} datasets" in message
+    assert "run the same import again" in message
+    stayed = {c[0] for c in _contents(target)}
+    assert stayed == {uuid.UUID(json.loads(line)["id"]) for line in lines[:plan[0] + plan[1]]}
+    (export / bad["path"]).write_bytes(good)
+    assert import_datasets(boss, export) == 24 - plan[0] - plan[1]
+    oracle = make_butler("oracle")
+    import_datasets(oracle, export)
+    assert _contents(target) == _contents(oracle)
+
+
+def test_an_id_taken_in_a_later_batch_refuses_that_batch_alike_seen_or_not(batched):
+    """ana imports into her area; batch 2 brings an ID held by a dataset she may not see, then by
+    one of hers that is another dataset: the same 409 both times, batch 1 in, batch 2 not."""
+    from skybutler.remote import imports
+
+    export, target, boss, sent, url = batched
+    access = Access(target.registry.access)
+    access.add_user("ana")
+    ana = Butler(url, token=access.create_token("ana"))
+    populate(target)
+    target.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+    hidden = target.put({"secret": 1}, "metrics", instrument="Cam", visit=5, detector=0, run="secret/run")
+    seen = target.put({"mine": 1}, "metrics", instrument="Cam", visit=5, detector=0, run="u/ana/other")
+    manifest = json.loads((export / "export.json").read_text())
+    (export / "export.json").write_text(json.dumps({**manifest, "runs": ["u/ana/copy"]}))
+    entries = [{**json.loads(line), "run": "u/ana/copy"} for line in (export / "export.datasets.jsonl").open()]
+    plan = [len(b.datasets) for b in imports.batches(ana, export, LIMIT)[1]]
+    answers = []
+    for taken in (hidden.id, seen.id):
+        entries[plan[0]]["id"] = str(taken)
+        (export / "export.datasets.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+        with pytest.raises(DatasetConflictError) as caught:
+            import_datasets(ana, export)
+        answers.append((caught.value.status, str(caught.value).replace(str(taken), "ID")))
+        assert {r.id for r in target.query_datasets("metrics", collections="u/ana/copy")} == \
+            {uuid.UUID(e["id"]) for e in entries[:plan[0]]}
+    assert answers[0] == answers[1] and answers[0][0] == 409 and "batch 2 of" in answers[0][1]

@@ -13,8 +13,9 @@ placed files are remembered by its write journal on disk, not in memory, until t
 transaction ends.  Exports of format 1 (everything in ``export.json``) are still read.
 
 A butler opened on a server URL does the same: an export reads its files and records through
-the server (``copy_out.py``), and an import uploads the export for the server to import it in
-one transaction, with the user's rights and quotas checked (``server/routes_transfer.py``).
+the server (``copy_out.py``), and an import uploads the export in batches under the server's
+request-size limit (``remote/imports.py``), each imported in one transaction with the user's
+rights and quotas checked (``server/routes_transfer.py``).
 """
 
 from __future__ import annotations
@@ -249,19 +250,6 @@ def export_contents(directory: Path, manifest: dict[str, Any]) -> tuple[Iterable
         return (manifest["records"].items(),
                 iter([[(os.path.join(directory, d["path"]), d) for d in manifest["datasets"]]]))
     return _record_lines(directory / manifest["records_file"]), _dataset_chunks(directory, manifest["datasets_file"])
-
-
-def export_files(butler: Butler, directory: Path) -> Iterator[tuple[str, str | Path]]:
-    """Every file of an export directory as (relative name, path): its manifest, records and
-    dataset lines, then each dataset's file (read from the dataset lines as they are sent)."""
-    manifest = read_manifest(butler, directory)
-    yield MANIFEST, directory / MANIFEST
-    if manifest["format_version"] == FORMAT_VERSION:
-        yield manifest["records_file"], directory / manifest["records_file"]
-        yield manifest["datasets_file"], directory / manifest["datasets_file"]
-    for chunk in export_contents(directory, manifest)[1]:
-        for path, entry in chunk:
-            yield entry["path"], path
 
 
 def _record_lines(path: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:

@@ -426,10 +426,11 @@ class RemoteTransport:
 
     def import_datasets(self, directory: str | Path, transfer: str = "copy", skip_existing: bool = True,
                         progress: Any = None) -> int:
-        """Upload an export directory (its manifest, records, dataset lines and files, streamed a
-        chunk at a time) for the server to import in one transaction; returns the datasets imported."""
+        """Upload an export directory for the server to import, in batches each under its
+        request-size limit and each imported in one transaction (``remote/imports.py``); returns
+        the datasets imported."""
         from ..interchange import is_rubin_export
-        from ..repository_transfer import export_files
+        from .imports import send_import
 
         directory = Path(directory)
         if is_rubin_export(directory):
@@ -439,13 +440,7 @@ class RemoteTransport:
             raise SkybutlerError(f"transfer {transfer!r} needs the server's file system; an import into a server "
                                  "uploads the files (copy)")
         refuse_read(self, "an import")  # a transaction's batch could not hold a streamed upload
-        files = export_files(self._butler, directory)
-        answer = self._send("POST", "import", content=wire.frame_files(files),
-                            params={"skip_existing": skip_existing},
-                            headers={"Content-Type": "application/octet-stream"}).json()
-        if progress is not None:
-            progress(answer["datasets"], answer["datasets"])
-        return answer["imported"]
+        return send_import(self._butler, directory, skip_existing, progress)
 
     def extract_metadata(self, dataset_types: str | Sequence[str], *, collections: str | Sequence[str] | None = None,
                          where: str = "", replace: bool = False) -> int:

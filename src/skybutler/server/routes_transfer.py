@@ -15,6 +15,8 @@ checks of a put or an ingest: write rights on every RUN of the export; no new di
 records unless the user is an administrator (inserting records is an administrator's right);
 each dataset ID of a permitted kind (below); the quota of every user or group area the
 datasets go to, with the areas locked until the commit.  Any failure rolls everything back.
+An export bigger than the request-size limit comes as several such uploads, each a complete
+small export of its own (``remote/imports.py``).
 
 Which imported dataset IDs are taken: an import keeps the IDs the source gave (so the same
 dataset is never duplicated across repositories), so unlike a remote put -- whose random IDs
@@ -223,7 +225,7 @@ def _present(butler: Butler, user: User, types: dict[str, DatasetType], chunk: l
             visible = False
         if not visible:
             raise DatasetConflictError(f"dataset ID {dataset_id} is taken in this repository, by another dataset or "
-                                       "by one you may not see: nothing was imported")
+                                       "by one you may not see: nothing of this upload was imported")
     return set(found)
 
 
