@@ -195,3 +195,26 @@ def test_keyset_pages_of_a_find_first_search_with_a_fallen_through_match(embargo
             assert [r.id for r in seen] == [r.id for r in everything], (order, size)
             rows = results.limit(size).to_arrow().column("dataset_id").to_pylist()
             assert rows == [str(r.id) for r in everything[:size]], (order, size)
+
+
+def test_a_lookup_of_many_data_ids_answers_what_one_lookup_each_does(embargoed):
+    """``find_many`` (a pipeline run's in-run lookups) against ``find_dataset`` per data ID, along a
+    chain whose first RUN holds datasets hidden from pat: the search goes on past them, as per ID."""
+    from skybutler.dimensions import DataCoordinate
+
+    local, url, tokens, refs, clock = embargoed
+    local.put({"v": 20}, "metrics", instrument="Cam", visit=2, detector=0, run="other/run")
+    clock[0] = visit_end(1) + 80 * 3600  # visit 1 released, 2 and 3 still hidden from pat
+    group = local.get_dataset_type("metrics").group(local.universe)
+    wanted = [DataCoordinate.standardize(group, {"instrument": "Cam", "visit": v, "detector": d})
+              for v in (1, 2, 3, 4) for d in (0, 1)]
+    answers = []
+    for name in ("pat", "rita"):
+        who = Butler(url, token=tokens[name])
+        for collections in (["chain"], ["run/a"], ["other/run", "run/a"]):
+            found = who._remote.find_many("metrics", wanted, collections)
+            one_each = {d: who.find_dataset("metrics", dict(d.required), collections=collections) for d in wanted}
+            assert found == {d: ref for d, ref in one_each.items() if ref is not None}
+            answers.append(sorted((d["visit"], d["detector"], ref.run) for d, ref in found.items()))
+    assert answers[0] == [(1, 0, "run/a"), (1, 1, "other/run"), (2, 0, "other/run")]  # pat on the chain
+    assert answers[3] == [(1, 0, "run/a"), (1, 1, "other/run"), (2, 0, "run/a"), (3, 0, "run/a")]  # rita

@@ -159,13 +159,12 @@ def _planned_outputs(state: WorkerState, payload: dict[str, Any]) -> dict[str, l
 
 
 def _find_in_run(state: WorkerState, dtype: str, data_ids: list[DataCoordinate]) -> dict[DataCoordinate, DatasetRef]:
-    """The datasets of these data IDs in the output RUN: one statement locally, one lookup each
+    """The datasets of these data IDs in the output RUN: one statement locally, one request
     through a server (only a quantum's own outputs and in-run inputs are looked up so)."""
     butler = state.butler
     if butler.registry is not None:
         return butler.registry.datasets.find_many(butler.get_dataset_type(dtype), data_ids, [state.job.run])
-    found = {d: butler.find_dataset(dtype, dict(d.required), collections=[state.job.run]) for d in data_ids}
-    return {d: ref for d, ref in found.items() if ref is not None}
+    return butler._remote.find_many(dtype, data_ids, [state.job.run])
 
 
 def _config_id(job: JobSpec, label: str) -> uuid.UUID | None:

@@ -79,6 +79,47 @@ def find_dataset(request: Request, body: Lookup, user: User = Depends(current_us
         return None if ref is None else wire.ref_to_json(ref)
 
 
+class ManyLookup(BaseModel):
+    """Many data IDs (their required values) of one dataset type, searched in collections."""
+
+    dataset_type: str
+    data_ids: list[dict[str, Any]]
+    collections: list[str] = []
+
+
+#: data IDs a lookup of many takes at once
+MANY = 20_000
+
+
+@router.post("/datasets/find_many")
+def find_many(request: Request, body: ManyLookup, user: User = Depends(current_user)) -> list[Any]:
+    """What ``datasets/find`` answers for each data ID, in order, in one request and one statement
+    per chunk (a pipeline run looks up every in-run input and planned output so)."""
+    from ..dimensions import DataCoordinate
+
+    if len(body.data_ids) > MANY:
+        raise SkybutlerError(f"a lookup of many data IDs takes at most {MANY}, not {len(body.data_ids)}")
+    with _state(request).butler() as butler:
+        dtype = butler.get_dataset_type(body.dataset_type)
+        if dtype.is_calibration:
+            raise SkybutlerError(f"{dtype.name} is a calibration: look each data ID up with its time (find)")
+        path = authz.readable_path(butler, user, body.collections)
+        group = dtype.group(butler.universe)
+        coords = [DataCoordinate.standardize(group, wire.decode(d)) for d in body.data_ids]
+        check = EmbargoCheck(butler, user)
+        hiding = bool(user.embargoes) and check.applies_to(dtype.name)
+        found: dict[Any, DatasetRef] = {}
+        # as in _find: under an embargo, a hidden dataset is as if absent, so the search goes on
+        for step in ([[c] for c in path] if hiding else [path] if path else []):
+            todo = [c for c in coords if c not in found]
+            if not todo:
+                break
+            for coord, ref in butler.registry.datasets.find_many(dtype, todo, step).items():
+                if not (hiding and check.hidden_ref(ref)):
+                    found[coord] = ref
+        return [wire.ref_to_json(found[c]) if c in found else None for c in coords]
+
+
 @router.post("/datasets/get")
 def get(request: Request, body: Lookup, user: User = Depends(current_user)) -> Response:
     """The dataset (or its component, or the subset its parameters select), read here."""
