@@ -371,7 +371,7 @@ def test_an_import_above_the_request_limit_goes_in_batches_and_equals_the_local_
 
 
 def test_a_file_above_the_request_limit_alone_refuses_the_import_naming_it(batched):
-    export, target, boss, sent, _ = batched
+    export, target, boss, sent, url = batched
     entry = json.loads((export / "export.datasets.jsonl").read_text().splitlines()[5])
     (export / entry["path"]).write_text(json.dumps({"pad": "z" * LIMIT}))
     with pytest.raises(SkybutlerError) as caught:
@@ -379,6 +379,8 @@ def test_a_file_above_the_request_limit_alone_refuses_the_import_naming_it(batch
     message = str(caught.value)
     assert entry["path"] in message and f"limit of {LIMIT} bytes" in message and "\n" not in message
     assert sent == []  # refused before anything was sent
+    shown = CliRunner().invoke(cli, ["import", url, str(export)], env={"SKYBUTLER_TOKEN": boss._remote.token})
+    assert shown.exit_code == 1 and len(shown.stderr.strip().splitlines()) == 1 and entry["path"] in shown.stderr
     _unchanged(target)
 
 
@@ -400,6 +402,7 @@ def test_a_failed_batch_keeps_the_batches_before_it_and_the_same_import_resumes(
     message = str(caught.value)
     assert f"batch 3 of {len(plan)}" in message and f"{plan[0] + plan[1]} datasets" in message
     assert "run the same import again" in message
+    assert f": {bad['path']}: not a readable json file" in message and "uploads" not in message  # named as exported
     stayed = {c[0] for c in _contents(target)}
     assert stayed == {uuid.UUID(json.loads(line)["id"]) for line in lines[:plan[0] + plan[1]]}
     (export / bad["path"]).write_bytes(good)

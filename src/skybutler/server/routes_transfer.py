@@ -32,6 +32,7 @@ or not, so that neither the answer nor the count imported tells what they may no
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -47,7 +48,14 @@ from ..config import BOOKKEEPING_DIR
 from ..datastore.reading import export_path
 from ..datastore.uploads import UploadedTree
 from ..dimensions import DataCoordinate, DimensionRecord
-from ..errors import DatasetConflictError, DatasetNotFoundError, DatasetTypeError, PermissionDeniedError, SkybutlerError
+from ..errors import (
+    DatasetConflictError,
+    DatasetNotFoundError,
+    DatasetTypeError,
+    InvalidFileError,
+    PermissionDeniedError,
+    SkybutlerError,
+)
 from ..models import DatasetType, deterministic_dataset_id
 from ..remote import wire
 from ..repository_transfer import CHUNK, _record_from_json, export_contents, import_datasets, read_manifest, records_for
@@ -138,6 +146,9 @@ async def import_export(request: Request, skip_existing: bool = True,
             tree.feed(chunk)
         tree.finish()
         return await run_in_threadpool(_import, state, user, tree, skip_existing)
+    except InvalidFileError as err:  # each file named as the export names it, not by the server's scratch path
+        root = f"{tree.root}{os.sep}"
+        raise InvalidFileError([(path.removeprefix(root), why) for path, why in err.failures]) from None
     finally:
         tree.remove()
 
