@@ -63,16 +63,12 @@ LOCAL_ONLY = [
     (["migrate", "{url}"], "migrate upgrades the registry's schema in place, so it runs on the server's machine "
                            "with the repository's path (stop the server first)"),
     (["serve", "{url}"], "serve opens repositories by their path on this machine; {url} is a server already"),
-    # not offered through a server yet: said so in one line, not an internal error
-    *[(command, "is done on the server's machine, with the repository's path, not through a server URL") for command in (
-        ["watch", "{url}", "{dir}", "--pipeline", "p.yaml", "-i", "raw", "-o", "u/bob/out"],)],
 ]
 
 
 @pytest.mark.parametrize(("command", "says"), LOCAL_ONLY, ids=lambda c: c[0] if isinstance(c, list) else "")
 def test_what_stays_on_the_server_machine_refuses_a_url_in_one_line(command, says, tmp_path):
-    """The configuration, the schema and serving itself are the server machine's (watching a
-    directory too, for now): given a URL, each command says why in one line, before any
+    """The configuration, the schema and serving itself are the server machine's: given a URL, each command says why in one line, before any
     request is made (no server runs).  The administration of users, rules, embargoes, quotas and
     the audit log goes through a server: tests/test_server_admin.py."""
     url = "http://127.0.0.1:9/repo"  # the discard port: nothing answers there

@@ -194,7 +194,8 @@ def watch_command(repo: Path, directory: Path | str, pipeline: str, inputs: tupl
                   every: str, settle: str, transfer: str, executor: str, jobs: int | None, calibrations: str) -> None:
     """Watch DIRECTORY (or an S3 prefix, s3://bucket/incoming): ingest raw files as they land (complete
     ones only), define visits and run PIPELINE incrementally into OUTPUT; stop with Ctrl-C or SIGTERM,
-    restart to resume."""
+    restart to resume.  REPO may be a server's URL: the raws are uploaded (copy or move) and the
+    pipeline runs here, through the server, as `run` does."""
     import signal
 
     from ..ingest.watcher import Watcher
@@ -202,7 +203,7 @@ def watch_command(repo: Path, directory: Path | str, pipeline: str, inputs: tupl
     from .helpers import split_csv_option
 
     seconds, settle_seconds = parse_duration(every), parse_duration(settle)
-    with open_butler(repo, local_only="watching a directory for raws") as butler:
+    with open_butler(repo) as butler:
         watcher = Watcher(butler, directory, Pipeline.from_yaml(pipeline), split_csv_option(inputs), output,
                           where=where, every=seconds, settle=settle_seconds, transfer=transfer, executor=executor,
                           jobs=resolve_jobs(jobs), calibrations=calibrations, say=lambda line: click.echo(line))

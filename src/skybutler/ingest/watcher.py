@@ -24,6 +24,12 @@ visits defined, and an incremental run brings the output chain up to date (``sky
   nothing that is current.  A killed ingest or run is settled by the write journals on the
   next open of the repository.
 - **One watcher per repository**, held by a lock (:class:`..datastore.locks.RepositoryLock`).
+- **Through a server** (a butler opened on a URL) the raws are uploaded (transfer copy or move,
+  ``remote/ingest.py``), the server defines the visits, and the pipeline runs here, reading and
+  writing through the server as ``run`` does.  The lock is then one watcher per directory (in
+  the directory's ``.skybutler/locks``): the server's repository cannot be locked from here.
+  An object-store prefix is watched on the server's machine only (its staging and state live
+  in the repository's bookkeeping directory).
 - **Stop** with SIGINT or SIGTERM: the current step finishes, then the watcher exits.
 """
 
@@ -99,6 +105,15 @@ class Watcher:
                  say: Callable[[str], None] | None = None):
         self.butler = butler
         self.remote: RemotePrefix | None = None
+        served = butler._remote is not None
+        if served:
+            from ..remote.ingest import check_transfer
+
+            if "://" in str(directory):
+                raise SkybutlerError(f"watching {directory} through a server is not offered: its objects are staged "
+                                     "in the repository's bookkeeping directory; run the watcher on the server's "
+                                     "machine, or watch a local directory")
+            check_transfer(transfer)  # raws are uploaded: copy or move
         if "://" in str(directory):
             from ..datastore.remote_prefix import RemotePrefix
 
@@ -124,7 +139,8 @@ class Watcher:
         self.jobs = jobs
         self.calibrations = calibrations
         self._say = say or (lambda _msg: None)
-        self._lock = RepositoryLock(butler.root, "watch")
+        # through a server the repository cannot be locked from here: one watcher per directory instead
+        self._lock = RepositoryLock(self.directory if served else butler.root, "watch")
         self._seen: dict[str, _Seen] = {}
         self._failed: dict[str, Any] = {}  # path or key -> its signature when it failed
         self._done: dict[str, Any] = {}  # objects ingested but not deleted (transfer 'move'), by key -> signature
@@ -269,6 +285,9 @@ class Watcher:
              f"{self.directory}"
         holder = self._lock.acquire(me)
         if holder is not None:
+            if self.butler._remote is not None:
+                raise WatcherLockedError(f"another watcher already runs on {self.directory} ({holder}); stop it "
+                                         "first: one watcher per directory")
             raise WatcherLockedError(f"another watcher already runs on {self.butler.root} ({holder}); stop it "
                                      "first: one watcher per repository")
 
