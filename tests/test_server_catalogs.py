@@ -52,7 +52,7 @@ def test_searches_through_a_server_match_brute_force(served):
     assert _ids(pat.polygon_search("src", triangle)) == _ids(polygon_search(pub, triangle)) != []
     with pytest.raises(SearchError, match="radius"):
         pat.cone_search("src", 0, 0, -1)
-    with pytest.raises(SkybutlerError, match="works on a repository opened locally"):
+    with pytest.raises(SkybutlerError, match="runs on a repository opened by its path on the server's machine"):
         pat.publish_catalog("src", "/tmp/elsewhere", collections="r1")
 
 
@@ -103,3 +103,52 @@ def test_load_catalog_on_a_url_loads_what_the_user_may_see(repo, tmp_path, monke
         bobs = Butler(url, token=tokens["bob"]).load_catalog("src", f"sqlite:///{tmp_path / 'bob.db'}",
                                                               collections="all")
         assert (bobs.datasets_loaded, bobs.rows_loaded) == (5, 215 - 41 + 12)  # his detector 1 instead of r1's
+
+
+def test_declare_catalog_schema_on_a_url_matches_a_local_declaration(make_butler, tmp_path, monkeypatch):
+    """An administrator declares a schema through the server, with the same facade call and CLI
+    as locally (a twin repository is the oracle: the same stored schema and versions); a user who
+    is not one gets 403 and nothing is written, as does malformed Felis sent by hand."""
+    import httpx
+    from click.testing import CliRunner
+
+    from skybutler.cli.main import cli
+    from test_catalog_load import SCHEMA
+
+    served, twin = make_butler("served"), make_butler("twin")
+    for b in (served, twin):
+        b.register_dataset_type("src", ["instrument", "detector"], "Table")
+    (tmp_path / "survey.yaml").write_text(SCHEMA)
+    (tmp_path / "v2.yaml").write_text(SCHEMA.replace("PSF flux.", "Calibrated PSF flux."))
+    access = Access(served.registry.access)
+    access.add_user("boss", admin=True)
+    access.add_user("ana")
+    access.grant("user", "ana", "*", "write")
+    tokens = {name: access.create_token(name) for name in ("boss", "ana")}
+    runner = CliRunner()
+    with running_server(served.root, access_recheck_seconds=0) as url:
+        monkeypatch.setenv("SKYBUTLER_TOKEN", tokens["ana"])
+        refused = runner.invoke(cli, ["declare-catalog-schema", url, "src", str(tmp_path / "survey.yaml")])
+        assert refused.exit_code == 1 and len(refused.output.strip().splitlines()) == 1, refused.output
+        assert "only a repository administrator may declare the schema of 'src'" in refused.output
+        assert served.get_catalog_schema("src") is None and served.catalog_schema_versions("src") == []
+        with pytest.raises(SkybutlerError, match="only a repository administrator"):
+            Butler(url, token=tokens["ana"]).declare_catalog_schema("src", tmp_path / "survey.yaml")
+        forged = httpx.post(f"{url}/api/v1/catalogs/schemas/src", json={"felis": "{not json", "table": "x"},
+                            headers={"Authorization": f"Bearer {tokens['boss']}"})
+        assert forged.status_code == 422 and served.get_catalog_schema("src") is None
+
+        monkeypatch.setenv("SKYBUTLER_TOKEN", tokens["boss"])
+        for args in (["src", str(tmp_path / "survey.yaml")], ["src", str(tmp_path / "survey.yaml")],
+                     ["src", str(tmp_path / "v2.yaml"), "--new-version"]):
+            remote = runner.invoke(cli, ["declare-catalog-schema", url, *args])
+            local = runner.invoke(cli, ["declare-catalog-schema", str(twin.root), *args])
+            assert remote.exit_code == local.exit_code == 0, remote.output
+            assert remote.output == local.output
+        assert "already declares this schema (version 1)" in remote.output or "schema version 2" in remote.output
+        boss = Butler(url, token=tokens["boss"])
+        assert boss.declare_catalog_schema("src", tmp_path / "v2.yaml") == twin.declare_catalog_schema(
+            "src", tmp_path / "v2.yaml") == 2
+    assert [(s.version, s.table, s.felis) for s in served.catalog_schema_versions("src")] == \
+        [(s.version, s.table, s.felis) for s in twin.catalog_schema_versions("src")]
+    assert len(served.catalog_schema_versions("src")) == 2

@@ -63,6 +63,9 @@ LOCAL_ONLY = [
     (["migrate", "{url}"], "migrate upgrades the registry's schema in place, so it runs on the server's machine "
                            "with the repository's path (stop the server first)"),
     (["serve", "{url}"], "serve opens repositories by their path on this machine; {url} is a server already"),
+    (["publish-catalog", "{url}", "src", "{dir}/pub", "-c", "r1"],
+     "publish-catalog registers the HATS directory's path in the repository for the server's searches, so it runs "
+     "on the server's machine with the repository's path"),
 ]
 
 

@@ -4,8 +4,9 @@ publishing catalogs as HATS, and loading catalogs into a user's SQL database.
 :class:`CatalogMethods` is a base of :class:`~skybutler.Butler`; the rules live in
 ``catalogs/`` (``declared.py``, ``publish.py``, ``sql_load.py``), the schema rows in the registry.  The
 searches of a published catalog, the declared schemas and loading into a SQL database also work
-on a butler opened on a server URL (the server searches; the rows to load are read through it);
-declaring and publishing work on a repository opened locally, and a remote butler refuses them by name.
+on a butler opened on a server URL (the server searches; the rows to load are read through it),
+and so does declaring a schema (by an administrator); publishing works on a repository opened
+locally, and a remote butler refuses it by name.
 """
 
 from __future__ import annotations
@@ -40,8 +41,15 @@ class CatalogMethods:
 
         Every later put and ingest of the type is validated against it.  The same schema again
         changes nothing; a different one replaces the current version while the type has no
-        datasets, and otherwise needs ``new_version=True`` (a CatalogSchemaError says so)."""
-        self._local_only("declare_catalog_schema")
+        datasets, and otherwise needs ``new_version=True`` (a CatalogSchemaError says so).
+        Through a server the schema is read and validated here and declared by the server, for
+        an administrator only: a schema binds every user's puts of the type."""
+        if self._remote is not None:
+            from .catalogs.schemas import load_schema
+
+            declared = load_schema(schema, table)
+            return int(self._remote.post_json(f"catalogs/schemas/{dataset_type}", {
+                "felis": declared.felis, "table": declared.table, "new_version": new_version})["version"])
         return self._declared.declare(dataset_type, schema, table=table, new_version=new_version)
 
     def get_catalog_schema(self, dataset_type: str, version: int | None = None) -> CatalogSchema | None:
@@ -86,7 +94,10 @@ class CatalogMethods:
         registered as a ``<dataset_type>_hats`` dataset with its provenance.  ``options``:
         ``name``, ``run``, ``margin_arcsec``, ``max_rows``, ``max_bytes``, ``ra_column``,
         ``dec_column``, ``rebuild``, ``progress`` (see :func:`skybutler.catalogs.publish.publish_catalog`)."""
-        self._local_only("publish_catalog")
+        if self._remote is not None:
+            raise SkybutlerError("publish_catalog registers the HATS directory's path in the repository for the "
+                                 "server's searches, so it runs on a repository opened by its path on the server's "
+                                 "machine, not over HTTP")
         from .catalogs.publish import publish_catalog
 
         return publish_catalog(self, dataset_type, destination, collections=self._search_path(collections),
@@ -142,10 +153,6 @@ class CatalogMethods:
         from .catalogs.declared import DeclaredSchemas
 
         return DeclaredSchemas(self)
-
-    def _local_only(self, name: str) -> None:
-        if self._remote is not None:
-            raise SkybutlerError(f"{name} works on a repository opened locally, not over HTTP")
 
 
 def published_rows(butler: Any, ref: Any, shape: dict[str, Any], columns: Sequence[str] | None) -> Iterator[pa.Table]:

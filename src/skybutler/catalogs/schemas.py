@@ -153,11 +153,18 @@ def load_schema(source: str | Path | Any, table: str | None = None) -> CatalogSc
     return _from_model(_validated(datamodel, data, where), table, where)
 
 
-def schema_from_json(felis: str, table: str, version: int | None = None) -> CatalogSchema:
-    """The schema the registry stored (canonical Felis JSON and the table's name)."""
+def schema_from_json(felis: str, table: str, version: int | None = None, *,
+                     where: str = "the registry's stored schema") -> CatalogSchema:
+    """The schema the registry stored, or ``where`` else (canonical Felis JSON and the table's name)."""
     datamodel = require("felis.datamodel", "a declared catalog schema")
-    model = _validated(datamodel, json.loads(felis), "the registry's stored schema")
-    schema = _from_model(model, table, "the registry's stored schema")
+    try:
+        data = json.loads(felis)
+    except ValueError as err:
+        raise CatalogSchemaError(f"{where} is not Felis JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise CatalogSchemaError(f"{where} is not a Felis schema: a JSON object with 'name' and 'tables'")
+    model = _validated(datamodel, data, where)
+    schema = _from_model(model, table, where)
     return schema if version is None else schema.with_version(version)
 
 

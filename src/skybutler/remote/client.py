@@ -178,7 +178,8 @@ class RemoteTransport:
         from ..formats import get_storage_class
 
         if schema is not None:
-            raise SkybutlerError("a catalog schema is declared on a repository opened locally, not over HTTP")
+            raise SkybutlerError("through a server, register the type first, then declare its schema "
+                                 "(declare_catalog_schema; CLI: declare-catalog-schema)")
 
         get_storage_class(storage_class)
         if self.batch is not None and name not in self._types:  # later writes of the block may use it

@@ -1,5 +1,6 @@
 """Catalog searches through a server, and declared catalog schemas (what ``load-catalog`` makes
-its table from: a dataset type's schema, like the type itself, is there for every user).
+its table from: a dataset type's schema, like the type itself, is there for every user; an
+administrator declares one).
 The searches: cone, box and polygon searches of a published HATS
 catalog, found as its ``<type>_hats`` publication in the collections the caller may read
 (the same lookup as ``find_dataset``: invisible or embargoed publications do not exist for
@@ -17,6 +18,7 @@ from pydantic import BaseModel
 
 from ..access import User
 from ..butler_catalogs import published_rows
+from ..errors import PermissionDeniedError
 from .app import current_user
 from .routes_datasets import Lookup, _resolved
 from .routes_query import ClosingStream, _arrow_stream, query_slot
@@ -53,6 +55,27 @@ def catalog_schema(request: Request, dataset_type: str, version: int | None = No
     with request.app.state.skybutler.butler() as butler:
         found = butler.get_catalog_schema(dataset_type, version)
         return None if found is None else _schema(found)
+
+
+class Declaration(BaseModel):
+    felis: str
+    table: str
+    new_version: bool = False
+
+
+@router.post("/catalogs/schemas/{dataset_type}")
+def declare_catalog_schema(request: Request, dataset_type: str, body: Declaration,
+                           user: User = Depends(current_user)) -> dict[str, int]:
+    """Declare a dataset type's schema (Felis JSON, validated again here): an administrator only,
+    since a schema binds every user's later puts of the type; returns the version in force."""
+    from ..catalogs.schemas import schema_from_json
+
+    if not user.admin:
+        raise PermissionDeniedError(f"only a repository administrator may declare the schema of {dataset_type!r} "
+                                    "(it binds every user's puts of the type)")
+    schema = schema_from_json(body.felis, body.table, where="the schema sent")
+    with request.app.state.skybutler.butler() as butler:
+        return {"version": butler.declare_catalog_schema(dataset_type, schema, new_version=body.new_version)}
 
 
 @router.get("/catalogs/schemas/{dataset_type}/versions")
