@@ -44,18 +44,10 @@ from ..errors import PermissionDeniedError, SkybutlerError
 from ..remote import wire
 from . import authz
 from .app import RequestTooLarge, current_user
+from .routes_registry import _admin, _state
 from .state import ServerState
 
 router = APIRouter()
-
-
-def _state(request: Request) -> ServerState:
-    return request.app.state.skybutler
-
-
-def _admin(user: User, what: str) -> None:
-    if not user.admin:
-        raise PermissionDeniedError(f"only a repository administrator may {what}")
 
 
 # -- raws ---------------------------------------------------------------------------------------
