@@ -1,5 +1,5 @@
-"""Data-ID and dataset results read as whole columns (SQLite concatenates each column, numpy
-cuts it up) against the same results read row by row: the same refs, data IDs and tables
+"""Data-ID and dataset results read as whole columns (the database concatenates each column,
+numpy cuts it up) against the same results read row by row: the same refs, data IDs and tables
 (schema included), with the row path wherever the values are not as expected."""
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ QUERIES = {
 def both_ways(butler: Butler, make, monkeypatch) -> tuple:
     """(refs or data IDs, table) read as columns where that applies, then row by row."""
     out = [(list(make(butler)), make(butler).to_arrow())]
-    monkeypatch.setattr(QueryResults, "_columns_sqlite", lambda self: None)
+    monkeypatch.setattr(QueryResults, "_columns_whole", lambda self: None)
     out.append((list(make(butler)), make(butler).to_arrow()))
     monkeypatch.undo()
     return out[0], out[1]
@@ -103,12 +103,11 @@ def test_tables_have_their_types_even_when_empty(repo):
     assert ids.schema == pa.schema([("instrument", pa.string()), ("visit", pa.int64())])
 
 
-def test_sqlite_reads_whole_columns(repo, monkeypatch):
-    if repo.registry.db.dialect != "sqlite":
-        pytest.skip("columns are concatenated by SQLite")
+def test_whole_columns_are_read(repo, monkeypatch):
+    """On SQLite and on PostgreSQL alike: one statement of concatenated columns, no rows."""
     statements = []
-    real = QueryResults._columns_sqlite
-    monkeypatch.setattr(QueryResults, "_columns_sqlite",
+    real = QueryResults._columns_whole
+    monkeypatch.setattr(QueryResults, "_columns_whole",
                         lambda self: statements.append(1) or real(self))
     rows = []
     real_batches = QueryResults._batches
@@ -146,7 +145,7 @@ def test_unexpected_values_fall_back_to_rows(tmp_path):
         conn.execute(sa.text("INSERT INTO detector (instrument, id, full_name, purpose) "
                              "VALUES ('Cam', 'x,1', 'odd', 'SCIENCE')"))
     results = butler.query_data_ids(["detector"])
-    assert results._columns_sqlite() is None
+    assert results._columns_whole() is None
     assert sorted(str(d["detector"]) for d in results) == ["0", "1", "x,1"]
     butler.close()
 
@@ -160,7 +159,7 @@ def test_string_columns_keep_any_text(tmp_path, names, as_columns):
     butler.insert_records("instrument", [{"name": n, "detector_max": 2, "visit_max": 10} for n in names])
     butler.insert_records("detector", [{"instrument": n, "id": d} for n in names for d in (1, 2)])
     results = butler.query_data_ids(["detector"])
-    found = results._columns_sqlite()
+    found = results._columns_whole()
     assert (found is not None and found[1] == 2 * len(names)) if as_columns else found is None
     table = results.to_arrow()
     expected = sorted((n, d) for n in names for d in (1, 2))

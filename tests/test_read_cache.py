@@ -77,7 +77,7 @@ def test_a_sole_instrument_is_a_constant_until_another_is_added(two_clients):
     # built before the new instrument, run after: the statement reading the columns sees
     # that instrument is no longer alone, and the rows answer (never a mislabelled row)
     expected = [("Cam", 0), ("Cam", 1), ("Other", 1)]
-    assert built_before._columns_sqlite() is None
+    assert built_before._columns_whole() is None
     assert sorted((d["instrument"], d["detector"]) for d in built_before) == expected
     table = built_before.to_arrow()
     assert sorted(zip(table.column("instrument").to_pylist(), table.column("detector").to_pylist())) == expected

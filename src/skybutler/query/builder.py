@@ -89,7 +89,7 @@ class BuiltQuery:
     ambiguity: tuple[DatasetType, sa.Select, list[str]] | None = None
     #: The column-reading statements of this query compiled to SQL text and parameters, by
     #: (result kind, limit, offset): a built query is reused while nothing is committed
-    #: (the read cache), and so is its text (see ``QueryResults._columns_sqlite``).
+    #: (the read cache), and so is its text (see ``QueryResults._columns_whole``).
     compiled: dict[tuple, tuple[str, tuple]] = field(default_factory=dict, compare=False, repr=False)
     #: (dataset type ID, collection ID) whose maintained count (``dataset_count``) is this
     #: query's count: every dataset of one type in the one searched RUN or TAGGED collection

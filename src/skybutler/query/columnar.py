@@ -1,10 +1,11 @@
-"""Whole result columns: SQLite's concatenated aggregates in, Arrow arrays out, and
+"""Whole result columns: the database's concatenated aggregates in, Arrow arrays out, and
 Python objects built from those arrays a column at a time.
 
-:meth:`QueryResults._columns_sqlite <skybutler.query.results.QueryResults._columns_sqlite>`
-asks SQLite for one ``group_concat`` per result column (:func:`aggregates`); the
-functions here cut those values into Arrow arrays without a Python object per row,
-and build the data IDs and refs a caller iterates over with C-level loops.
+:meth:`QueryResults._columns_whole <skybutler.query.results.QueryResults._columns_whole>`
+asks the database for one concatenation per result column (:func:`aggregates`:
+``group_concat`` on SQLite, ``string_agg`` on PostgreSQL); the functions here cut
+those values into Arrow arrays without a Python object per row, and build the data
+IDs and refs a caller iterates over with C-level loops.
 """
 
 from __future__ import annotations
@@ -26,15 +27,16 @@ from ..dimensions.data_id import FromRow, RowShape
 #: A shared type instance: SQLAlchemy memoizes a type's part of the statement cache key
 #: on the instance, and works it out afresh (0.4 ms) for every new one.
 _BLOB = sa.LargeBinary()
+_TEXT = sa.Text()
 #: Joins a string column's values in ``group_concat``: the ASCII unit separator, which names
 #: do not hold (a value holding it sends the query down the row path).
 SEPARATOR = "\x1f"
 
 
 def aggregates(stmt: sa.Select, columns: list[str], types: dict[str, pa.DataType], constants: dict[str, Any],
-               sole_keys: dict[str, sa.ColumnElement]) -> sa.Select:
+               sole_keys: dict[str, sa.ColumnElement], dialect: str = "sqlite") -> sa.Select:
     """``SELECT count(*), <one value per column>, <one count per sole key>`` over the rows
-    of ``stmt``: a column's ``group_concat``, or its fixed value as a literal; then, for
+    of ``stmt``: a column's concatenation (:func:`_joined`), or its fixed value as a literal; then, for
     each constant that holds while a table has one key, how many other keys that table
     has (0, or the constant is wrong), read in the same snapshot as the rows.  Over the
     statement's own FROM and WHERE where nothing applies after them (no DISTINCT,
@@ -44,19 +46,36 @@ def aggregates(stmt: sa.Select, columns: list[str], types: dict[str, pa.DataType
     source = stmt.selected_columns if inner is None else inner.c
     parts: list[sa.ColumnElement] = [sa.func.count()]
     for name in columns:
-        if name in constants:
-            parts.append(sa.literal(constants[name]))
-        elif name == "dataset_id":
-            parts.append(sa.cast(sa.func.group_concat(source[name], ""), _BLOB))
-        elif pa.types.is_integer(types[name]):
-            parts.append(sa.func.group_concat(source[name]))
+        if name in constants:  # as text on PostgreSQL: another type's statement in a UNION may join the column
+            value = sa.literal(constants[name])
+            parts.append(sa.cast(value, _TEXT) if dialect == "postgresql" else value)
         else:
-            parts.append(sa.cast(sa.func.group_concat(source[name], SEPARATOR), _BLOB))
+            parts.append(_joined(source[name], "id" if name == "dataset_id" else
+                                 "int" if pa.types.is_integer(types[name]) else "str", dialect))
     for name, key in sole_keys.items():
         parts.append(sa.select(sa.func.count()).where(key != constants[name]).scalar_subquery())
     if inner is None:
         return stmt.with_only_columns(*parts, maintain_column_froms=True)
     return sa.select(*parts).select_from(inner)
+
+
+def _joined(column: sa.ColumnElement, kind: str, dialect: str) -> sa.ColumnElement:
+    """One column's values concatenated in row order: integers as comma-separated decimal
+    text, strings joined by ``SEPARATOR``, dataset IDs as 32 hex digits each (as SQLite
+    stores them; PostgreSQL joins its 16-byte binary forms and writes the whole as hex
+    once).  Every aggregate of one SELECT without a GROUP BY sees the same rows in the
+    same order, on both databases (PostgreSQL advances them all row by row in one node)."""
+    if dialect == "postgresql":
+        if kind == "id":
+            return sa.func.encode(sa.func.string_agg(sa.func.uuid_send(column), sa.literal_column("''::bytea")), "hex")
+        if kind == "int":
+            return sa.func.string_agg(sa.cast(column, _TEXT), ",")
+        return sa.func.string_agg(column, SEPARATOR)
+    if kind == "id":
+        return sa.cast(sa.func.group_concat(column, ""), _BLOB)
+    if kind == "int":
+        return sa.func.group_concat(column)
+    return sa.cast(sa.func.group_concat(column, SEPARATOR), _BLOB)
 
 
 def is_flat(stmt: sa.Select) -> bool:
@@ -105,15 +124,15 @@ def _uuid_text_slow(ids: pa.Array) -> pa.Array:
 
 
 def int_column(text: str | None, n: int) -> pa.Array:
-    """Integers from SQLite's comma-separated decimal text (``group_concat``)."""
+    """Integers from comma-separated decimal text (``group_concat``, ``string_agg``)."""
     values = np.fromstring(text or "", dtype=np.int64, sep=",")  # noqa: NPY201 - text mode is not deprecated
     if len(values) != n:
         raise ValueError(f"{len(values)} integers for {n} rows")
     return pa.array(values, pa.int64())
 
 
-def string_column(data: bytes | None, n: int) -> pa.Array:
-    """Strings from one blob of their UTF-8 bytes joined by ``SEPARATOR``.
+def string_column(data: bytes | str | None, n: int) -> pa.Array:
+    """Strings from one blob of their UTF-8 bytes (or one text) joined by ``SEPARATOR``.
 
     Dimension names are mostly of one width in a result (one instrument, bands of one
     letter): then the blob is an ``n x (width + 1)`` matrix whose last column is the
@@ -126,6 +145,8 @@ def string_column(data: bytes | None, n: int) -> pa.Array:
         return pa.array([], pa.string())
     if data is None:  # group_concat skips NULLs: every value was NULL
         raise ValueError(f"no text for {n} rows")
+    if isinstance(data, str):
+        data = data.encode()
     raw = np.frombuffer(data, dtype=np.uint8)
     separators = raw == ord(SEPARATOR)
     if np.count_nonzero(separators) != n - 1 or len(raw) - (n - 1) >= 2**31:
@@ -148,9 +169,11 @@ def string_column(data: bytes | None, n: int) -> pa.Array:
     return array
 
 
-def fixed_width_strings(data: bytes | None, n: int, width: int) -> pa.Array:
-    """``n`` strings of ``width`` ASCII characters each, from one blob."""
+def fixed_width_strings(data: bytes | str | None, n: int, width: int) -> pa.Array:
+    """``n`` strings of ``width`` ASCII characters each, from one blob (or one text)."""
     data = data or b""
+    if isinstance(data, str):
+        data = data.encode()
     if len(data) != n * width:
         raise ValueError(f"{len(data)} bytes for {n} values of {width}")
     offsets = np.arange(0, width * (n + 1), width, dtype=np.int32)
