@@ -144,6 +144,9 @@ ACCEPTED = [
     # GLOB on strings
     ("GLOB(visit.physical_filter, 'Cam-?') AND visit < 3", {}, {1, 2}),
     ("glob(physical_filter, :p)", {"p": "*-r"}, {2, 5}),
+    ("GLOB(physical_filter, 'cam-*')", {}, set()),  # case-sensitive, as the Rubin butler's
+    ("GLOB(physical_filter, 'Cam-[gr]')", {}, set()),  # brackets are themselves
+    ("GLOB(physical_filter, 'Cam-\\*') OR GLOB(physical_filter, '*_*')", {}, set()),  # escaped *; _ is itself
     # a where-clause on a detector field
     ("detector.full_name = 'R00_S01' AND visit = 1", {}, {1}),
     # times beyond those the registry stores compare as the Rubin butler's clipped ones do
@@ -207,6 +210,10 @@ REFUSED = [
     ("visit = 1..3", {}, "only appear inside IN", 9),
     ("1 < visit < 3", {}, "chained comparison '1 < visit < 3'.*write '1 < visit AND visit < 3'", 11),
     ("visit = 1 = 2", {}, "chained comparison", 11),
+    ("(visit = 1) = TRUE", {}, r"'visit = 1' is a condition \(true or false\), not a value to compare with TRUE by =; "
+     "write 'visit = 1'", 13),
+    ("(visit > 1) = (visit < 3)", {}, "'visit > 1' is a condition .* combine conditions with AND, OR and NOT", 13),
+    ("FALSE = (visit IN (1, 2))", {}, r"'visit IN \(1, 2\)' is a condition .* write 'NOT \(visit IN \(1, 2\)\)'", 7),
     ("frobnicate(visit) AND visit = 1", {}, "unknown function 'frobnicate'", 1),
     ("visit = :v", {}, r"bind parameter :v is not given", 9),
     ("visit = 1", {"v": 1}, "bind parameter 'v' given but not named", None),

@@ -21,6 +21,7 @@ from ..dimensions import regions as sky
 from ..errors import QueryError
 from ..timespan import NS_MAX, NS_MIN
 from . import expression as ex
+from .globs import glob_match
 from .joins import JoinBuilder
 from .parser import KNOWN_FUNCTIONS
 
@@ -30,6 +31,13 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _DATASET_FIELDS = ("dataset_id", "ingest_date", "run", "collection")
 #: Nodes that are conditions (true/false), never values to compare.
 _CONDITIONS = (ex.LogicalOp, ex.Not, ex.InList, ex.Overlaps, ex.Glob)
+
+
+def _is_condition(node: ex.Node) -> bool:
+    """Whether ``node`` is a condition (a comparison, IN, OVERLAPS, GLOB, AND/OR/NOT)."""
+    return isinstance(node, _CONDITIONS) or (isinstance(node, ex.BinaryOp) and node.op in ex.COMPARISON_OPS)
+
+
 _ARITHMETIC = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
                "/": lambda a, b: a / b, "%": lambda a, b: a % b}
 
@@ -345,15 +353,37 @@ class WhereCompiler:
         raise self.error(f"cannot compare {a.kind} with {b.kind} in {node.to_text()!r}", culprit)
 
     def _refuse_chain(self, node: ex.BinaryOp | ex.Overlaps) -> None:
-        """``a < b < c`` parses as ``(a < b) < c``: comparing a truth value means nothing."""
-        inner = node.lhs
-        if (isinstance(inner, ex.BinaryOp) and inner.op in ex.COMPARISON_OPS) or isinstance(inner, ex.Overlaps):
-            op = node.op if isinstance(node, ex.BinaryOp) else "OVERLAPS"
+        """A condition is true or false, never a value to compare: ``(visit = 1) = TRUE`` and
+        ``(a > 1) = (b < 2)`` are refused saying so; ``a < b < c`` parses as ``(a < b) < c``
+        and is refused as the chained comparison it was meant to be."""
+        inner = node.lhs if _is_condition(node.lhs) else node.rhs if _is_condition(node.rhs) else None
+        if inner is None:
+            return
+        op = node.op if isinstance(node, ex.BinaryOp) else "OVERLAPS"
+        other = node.rhs if inner is node.lhs else node.lhs
+        grouped = inner is node.rhs or self._closes_before(node)
+        if not grouped and isinstance(inner, ex.BinaryOp | ex.Overlaps) and not isinstance(other, ex.BoolLiteral) \
+                and not _is_condition(other):
             inner_op = inner.op if isinstance(inner, ex.BinaryOp) else "OVERLAPS"
-            middle, rhs = inner.rhs.to_text(), node.rhs.to_text()
+            middle, rhs = inner.rhs.to_text(), other.to_text()
             raise self.error(f"a chained comparison '{inner.lhs.to_text()} {inner_op} {middle} {op} {rhs}' compares "
                              f"the result of {inner.to_text()!r} (true or false) with {rhs}, which means "
                              f"nothing; write '{inner.to_text()} AND {middle} {op} {rhs}'", node)
+        condition = inner.to_text()
+        if isinstance(other, ex.BoolLiteral) and op in ("=", "!="):
+            keep = other.value == (op == "=")
+            hint = f"write '{condition}'" if keep else f"write 'NOT ({condition})'"
+        elif _is_condition(other):
+            hint = "combine conditions with AND, OR and NOT"
+        else:
+            hint = "compare values (names, literals, binds), not conditions"
+        raise self.error(f"'{condition}' is a condition (true or false), not a value to compare with "
+                         f"{other.to_text()} by {op}; {hint}", node)
+
+    def _closes_before(self, node: ex.Node) -> bool:
+        """Whether a ``)`` ends the text just before ``node``'s operator: ``(visit = 1) = TRUE``."""
+        column = getattr(node, "column", None)
+        return bool(column) and self.expression is not None and self.expression[:column - 1].rstrip().endswith(")")
 
     def _comparison(self, node: ex.BinaryOp) -> sa.ColumnElement:
         self._refuse_chain(node)
@@ -408,8 +438,7 @@ class WhereCompiler:
         self._need(operand, ("str",), node.operand)
         if not isinstance(node.pattern, ex.StringLiteral):
             raise self.error("GLOB needs a string pattern", node.pattern)
-        escaped = node.pattern.value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return operand.sql.like(escaped.replace("*", "%").replace("?", "_"), escape="\\")
+        return glob_match(operand.sql, node.pattern.value)
 
     def _overlaps(self, node: ex.Overlaps, top: bool) -> sa.ColumnElement:
         self._refuse_chain(node)
