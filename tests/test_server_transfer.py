@@ -406,7 +406,9 @@ def test_a_failed_batch_keeps_the_batches_before_it_and_the_same_import_resumes(
     stayed = {c[0] for c in _contents(target)}
     assert stayed == {uuid.UUID(json.loads(line)["id"]) for line in lines[:plan[0] + plan[1]]}
     (export / bad["path"]).write_bytes(good)
+    before = len(sent)
     assert import_datasets(boss, export) == 24 - plan[0] - plan[1]
+    assert sent[before:] == plan[2:]  # batches 1-2 are not sent again, records and files alike
     oracle = make_butler("oracle")
     import_datasets(oracle, export)
     assert _contents(target) == _contents(oracle)
@@ -439,3 +441,37 @@ def test_an_id_taken_in_a_later_batch_refuses_that_batch_alike_seen_or_not(batch
         assert {r.id for r in target.query_datasets("metrics", collections="u/ana/copy")} == \
             {uuid.UUID(e["id"]) for e in entries[:plan[0]]}
     assert answers[0] == answers[1] and answers[0][0] == 409 and "batch 2 of" in answers[0][1]
+
+
+def test_asking_what_an_import_would_find_tells_no_more_than_the_import(batched):
+    """``POST /import/present`` (a resumed import's question) judges as the import does: a RUN
+    the user may not write is 403; an ID held by a dataset they may not see, or by another
+    dataset of theirs, is the same 409; their own dataset, and records, are told as present."""
+    export, target, boss, sent, url = batched
+    access = Access(target.registry.access)
+    access.add_user("ana")
+    ana = Butler(url, token=access.create_token("ana"))
+    populate(target)
+    target.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+    hidden = target.put({"secret": 1}, "metrics", instrument="Cam", visit=5, detector=0, run="secret/run")
+    other = target.put({"mine": 1}, "metrics", instrument="Cam", visit=5, detector=0, run="u/ana/other")
+    mine = target.put({"mine": 2}, "metrics", instrument="Cam", visit=5, detector=1, run="u/ana/copy")
+    types = [target.get_dataset_type("metrics").to_dict()]
+
+    def ask(who, run, taken, data_id):
+        line = {"id": str(taken), "type": "metrics", "run": run, "data_id": data_id}
+        return who._remote.post_json("import/present", {"dataset_types": types, "datasets": [line], "records": [
+            {"element": "instrument", "identities": [["Cam"], ["Nope"]]}]})
+
+    with pytest.raises(PermissionDeniedError):
+        ask(ana, "secret/run", uuid.uuid4(), {"instrument": "Cam", "visit": 5, "detector": 0})
+    answers = []
+    for taken in (hidden.id, other.id):
+        with pytest.raises(DatasetConflictError) as caught:
+            ask(ana, "u/ana/copy", taken, {"instrument": "Cam", "visit": 5, "detector": 0})
+        answers.append((caught.value.status, str(caught.value).replace(str(taken), "ID")))
+    assert answers[0] == answers[1] and answers[0][0] == 409
+    assert ask(ana, "u/ana/copy", mine.id, {"instrument": "Cam", "visit": 5, "detector": 1}) == {
+        "datasets": [str(mine.id)], "records": [[0]]}
+    assert ask(ana, "u/ana/copy", uuid.uuid4(), {"instrument": "Cam", "visit": 5, "detector": 1}) == {
+        "datasets": [], "records": [[0]]}

@@ -70,9 +70,9 @@ def import_command(repo: str, path: str, transfer: str) -> None:
     """Import an export at PATH (dataset IDs preserved; existing ones skipped).
 
     PATH is a skybutler export directory, or a Rubin butler export: a directory
-    holding export.yaml, the export.yaml itself, or a Rubin zip.  Into a server URL, a
-    skybutler export is uploaded and imported there in one transaction (your rights and
-    quotas checked).
+    holding export.yaml, the export.yaml itself, or a Rubin zip.  Into a server URL, either
+    is uploaded in batches under the server's request-size limit, each imported in one
+    transaction (your rights and quotas checked); running it again resumes a cut import.
     """
     with open_butler(repo) as butler, progress_bar("importing datasets") as progress:
         n = import_datasets(butler, path, transfer, progress=progress)

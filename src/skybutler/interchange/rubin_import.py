@@ -17,6 +17,7 @@ import tempfile
 import uuid
 import zipfile
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -33,14 +34,14 @@ def import_rubin(butler: Butler, path: str | Path, transfer: str = "copy", skip_
     """Import a Rubin export (directory, export.yaml or zip) into ``butler``, keeping every
     dataset ID; returns how many datasets were imported (those already present are skipped)."""
     export = read_rubin_export(path, butler.universe)
-    formatters = _check_datasets(export)
+    formatters = check_datasets(export)
     if export.problems:
         raise RubinImportError(export.source, export.problems)
     present = {r.id for r in butler.registry.refs_by_id([d.id for d in export.datasets])}
     if present and not skip_existing:
         raise RubinImportError(export.source, [f"dataset {i} is already in the repository" for i in sorted(present)])
     if export.zip_path is None:
-        files = {d.path: _local_file(export, d) for d in export.datasets}
+        files = {d.path: local_file(export, d) for d in export.datasets}
         return _apply(butler, export, formatters, present, transfer, lambda d: files[d.path])
     if transfer not in ZIP_TRANSFERS:
         raise SkybutlerError(f"files inside a zip can only be copied in (transfer {transfer!r} was asked)")
@@ -55,7 +56,7 @@ def import_rubin(butler: Butler, path: str | Path, transfer: str = "copy", skip_
         return _apply(butler, export, formatters, present, mode, lambda d: Path(tmp) / d.path)
 
 
-def _check_datasets(export: RubinExport) -> dict[uuid.UUID, str]:
+def check_datasets(export: RubinExport) -> dict[uuid.UUID, str]:
     """Each dataset's skybutler formatter; an unmapped or pickled one, or a missing file, is a problem."""
     formatters: dict[uuid.UUID, str] = {}
     for dataset in export.datasets:
@@ -66,12 +67,12 @@ def _check_datasets(export: RubinExport) -> dict[uuid.UUID, str]:
             continue
         if dataset.dataset_type not in export.dataset_types:
             export.problems.append(f"{dataset.path}: dataset type {dataset.dataset_type} is not defined in the export")
-        if export.zip_path is None and not os.path.isfile(_local_file(export, dataset)):
+        if export.zip_path is None and not os.path.isfile(local_file(export, dataset)):
             export.problems.append(f"{dataset.path}: file missing from the export")
     return formatters
 
 
-def _local_file(export: RubinExport, dataset: RubinDataset) -> Path:
+def local_file(export: RubinExport, dataset: RubinDataset) -> Path:
     """Where a dataset's file is: relative to the export's directory, or an absolute file URI."""
     parts = urlsplit(dataset.path)
     if parts.scheme == "file":
@@ -89,43 +90,60 @@ def _apply(butler: Butler, export: RubinExport, formatters: dict[uuid.UUID, str]
         if dataset.id not in present:
             groups[(dataset.dataset_type, dataset.run, formatters[dataset.id])].append(dataset)
     refs: dict[uuid.UUID, DatasetRef] = {r.id: r for r in butler.registry.refs_by_id(list(present))}
-    kinds = {c["name"]: c["type"] for c in export.collections}
     with butler.transaction():
         for element in butler.universe.sorted(export.records):
             butler.insert_records(element, export.records[element], skip_existing=True)
         for collection in export.collections:
             butler.collections.register(collection["name"], CollectionType(collection["type"]),
                                         doc=collection["doc"])
-        used_formatter = {d.dataset_type: formatters.get(d.id) for d in export.datasets}
-        for name, spec in export.dataset_types.items():
-            storage_class = spec["storage_class"]
-            formatter = used_formatter.get(name)
-            if formatter is not None:
-                storage_class = import_storage_class(storage_class, formatter)
-            elif not _known_storage_class(storage_class):
-                continue  # a type with no datasets here and no skybutler counterpart is left out
-            butler.register_dataset_type(name, spec["dimensions"], storage_class,
+        for spec in dataset_type_specs(export, formatters):
+            butler.register_dataset_type(spec["name"], spec["dimensions"], spec["storage_class"],
                                          is_calibration=spec["is_calibration"])
         for (type_name, run, formatter), items in groups.items():
             for ref in butler.ingest(type_name, [(file_of(d), d.data_id) for d in items], run=run,
                                      transfer=transfer, formatter=formatter, ids=[d.id for d in items]):
                 refs[ref.id] = ref
-        for name, ids in export.tagged.items():
-            butler.collections.associate(name, [_ref(refs, i, name) for i in ids])
-        for name, ranges in export.certified.items():
-            done = _certified(butler, name, {refs[i].dataset_type.name for _, ids in ranges for i in ids if i in refs})
-            for span, ids in ranges:
-                todo = [_ref(refs, i, name) for i in ids if (i, span) not in done]
-                if todo:
-                    butler.collections.certify(name, todo, timespan=span)
-        for collection in export.collections:
-            if collection["type"] == "CHAINED":
-                missing = [c for c in collection["children"] if c not in kinds and not butler.collections.exists(c)]
-                if missing:
-                    raise SkybutlerError(f"chain {collection['name']} names collection(s) {', '.join(missing)} "
-                                         "that are neither in the export nor in the repository")
-                butler.collections.set_chain(collection["name"], collection["children"])
+        apply_memberships(butler, export, refs)
     return sum(len(items) for items in groups.values())
+
+
+def dataset_type_specs(export: RubinExport, formatters: dict[uuid.UUID, str]) -> list[dict[str, object]]:
+    """The export's dataset types as skybutler defines them (``DatasetType.to_dict``): each storage
+    class mapped by the formatter its datasets use; a type with no datasets here and no skybutler
+    counterpart is left out."""
+    used_formatter = {d.dataset_type: formatters.get(d.id) for d in export.datasets}
+    out = []
+    for name, spec in export.dataset_types.items():
+        storage_class = spec["storage_class"]
+        formatter = used_formatter.get(name)
+        if formatter is not None:
+            storage_class = import_storage_class(storage_class, formatter)
+        elif not _known_storage_class(storage_class):
+            continue
+        out.append({"name": name, "dimensions": list(spec["dimensions"]), "storage_class": storage_class,
+                    "is_calibration": spec["is_calibration"]})
+    return out
+
+
+def apply_memberships(butler: Butler, export: RubinExport, refs: Mapping[uuid.UUID, DatasetRef]) -> None:
+    """The export's TAGGED memberships, CALIBRATION validity ranges (those already held skipped) and
+    chains, once its datasets are in; ``refs`` holds every dataset the memberships name."""
+    kinds = {c["name"]: c["type"] for c in export.collections}
+    for name, ids in export.tagged.items():
+        butler.collections.associate(name, [_ref(refs, i, name) for i in ids])
+    for name, ranges in export.certified.items():
+        done = _certified(butler, name, {refs[i].dataset_type.name for _, ids in ranges for i in ids if i in refs})
+        for span, ids in ranges:
+            todo = [_ref(refs, i, name) for i in ids if (i, span) not in done]
+            if todo:
+                butler.collections.certify(name, todo, timespan=span)
+    for collection in export.collections:
+        if collection["type"] == "CHAINED":
+            missing = [c for c in collection["children"] if c not in kinds and not butler.collections.exists(c)]
+            if missing:
+                raise SkybutlerError(f"chain {collection['name']} names collection(s) {', '.join(missing)} "
+                                     "that are neither in the export nor in the repository")
+            butler.collections.set_chain(collection["name"], collection["children"])
 
 
 def _certified(butler: Butler, collection: str, type_names: set[str]) -> set[tuple[uuid.UUID, object]]:
@@ -135,7 +153,7 @@ def _certified(butler: Butler, collection: str, type_names: set[str]) -> set[tup
     return {(ref.id, span) for name in type_names for ref, span in butler.collections.validity(collection, name)}
 
 
-def _ref(refs: dict[uuid.UUID, DatasetRef], dataset_id: uuid.UUID, collection: str) -> DatasetRef:
+def _ref(refs: Mapping[uuid.UUID, DatasetRef], dataset_id: uuid.UUID, collection: str) -> DatasetRef:
     try:
         return refs[dataset_id]
     except KeyError:

@@ -445,15 +445,15 @@ class RemoteTransport:
         the datasets imported."""
         from ..interchange import is_rubin_export
         from .imports import send_import
+        from .rubin_imports import send_rubin_import
 
         directory = Path(directory)
-        if is_rubin_export(directory):
-            raise SkybutlerError("a Rubin export is imported into a repository opened by its path; to bring it to "
-                                 "a server, import it into a local repository, then transfer from there")
         if transfer not in ("copy", "auto"):
             raise SkybutlerError(f"transfer {transfer!r} needs the server's file system; an import into a server "
                                  "uploads the files (copy)")
         refuse_read(self, "an import")  # a transaction's batch could not hold a streamed upload
+        if is_rubin_export(directory):  # read here, sent as a skybutler export's batches (remote/rubin_imports.py)
+            return send_rubin_import(self._butler, directory, skip_existing, progress)
         return send_import(self._butler, directory, skip_existing, progress)
 
     def extract_metadata(self, dataset_types: str | Sequence[str], *, collections: str | Sequence[str] | None = None,

@@ -8,16 +8,20 @@ The server imports each batch in one transaction with the checks of ``POST /impo
 (``server/routes_transfer.py``): rights, records, ID kinds and conflicts, quotas.  So an import
 that fits in one request is all or nothing, as before; a bigger one is all or nothing per batch.
 When batch 3 of 5 fails, batches 1-2 stay: the error says so, and running the same import again
-resumes it, since the IDs already there are skipped (``skip_existing``, the default; their files
-are uploaded again and dropped).  Before anything is sent, every file is checked against the
-limit: one that cannot fit in a request even alone refuses the import, naming it.
+resumes it (``skip_existing``, the default): before each batch goes, the server is asked which of
+its datasets and records it holds (``POST /import/present``, judged as the import would judge
+them, so it tells a user nothing the import would not), and those are left out -- a batch already
+in is not sent again, nor are its files.  Before anything is sent, every file is checked against
+the limit: one that cannot fit in a request even alone refuses the import, naming it.
+A Rubin butler export goes in as such batches too (``remote/rubin_imports.py``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +61,11 @@ class _Batch:
         yield from wire.frame_files(self.files)
 
 
+#: an export's contents, read anew at each call: its records (element, rows as the records file
+#: holds them, in the order they go in) and its datasets (chunks of (file, dataset line) pairs)
+Contents = Callable[[], tuple[Iterable[tuple[str, list[Any]]], Iterable[list[tuple[str, dict[str, Any]]]]]]
+
+
 def batches(butler: Butler, directory: Path, limit: int) -> tuple[dict[str, Any], Iterator[_Batch]]:
     """The manifest every batch shares (with the export's count of datasets) and the batches of the export at ``directory`` (read as
     they are made); SkybutlerError naming a file or record that cannot fit in a request alone."""
@@ -66,6 +75,11 @@ def batches(butler: Butler, directory: Path, limit: int) -> tuple[dict[str, Any]
     shared = {"universe": manifest["universe"], "dataset_types": manifest["dataset_types"],
               "runs": manifest["runs"]}
     total = len(manifest["datasets"]) if manifest["format_version"] == 1 else manifest.get("datasets")
+    return {**shared, "datasets": total}, plan(shared, lambda: export_contents(directory, manifest), limit)
+
+
+def plan(shared: dict[str, Any], contents: Contents, limit: int) -> Iterator[_Batch]:
+    """The batches of an export (``shared``: its universe, dataset types and RUNs), read as they are made."""
     # the manifest as sent (its counts at most 20 digits), the three frames' names and the end mark
     fixed = (len(json.dumps({**shared, "format_version": 2, "datasets": 10 ** 20, "records_file": RECORDS,
                              "datasets_file": DATASETS}).encode())
@@ -75,7 +89,7 @@ def batches(butler: Butler, directory: Path, limit: int) -> tuple[dict[str, Any]
                              f"request-size limit of {limit} bytes: nothing was imported")
 
     def made() -> Iterator[_Batch]:
-        records, chunks = export_contents(directory, manifest)
+        records, chunks = contents()
         batch = _Batch(fixed)
         for element, rows in records:
             for line in _record_lines(element, rows, limit - fixed):
@@ -106,7 +120,7 @@ def batches(butler: Butler, directory: Path, limit: int) -> tuple[dict[str, Any]
                 batch.size += need
         yield batch  # the last (or only, for an export of nothing: its types and RUNs still go in)
 
-    return {**shared, "datasets": total}, made()
+    return made()
 
 
 def _record_lines(element: str, rows: list[Any], room: int) -> Iterator[str]:
@@ -126,27 +140,87 @@ def _record_lines(element: str, rows: list[Any], room: int) -> Iterator[str]:
 
 def send_import(butler: Butler, directory: Path, skip_existing: bool, progress: Any) -> int:
     """Import the export at ``directory`` into the server in batches (module doc); returns the
-    datasets imported.  Every batch is planned (and every file checked) before the first is sent."""
+    datasets imported."""
+    from ..repository_transfer import export_contents, read_manifest
+
+    manifest = read_manifest(butler, directory)
+    shared = {"universe": manifest["universe"], "dataset_types": manifest["dataset_types"],
+              "runs": manifest["runs"]}
+    total = len(manifest["datasets"]) if manifest["format_version"] == 1 else manifest.get("datasets")
+    return send_batches(butler, shared, lambda: export_contents(directory, manifest), total, skip_existing,
+                        progress)
+
+
+def send_batches(butler: Butler, shared: dict[str, Any], contents: Contents, total: int | None,
+                 skip_existing: bool, progress: Any) -> int:
+    """Send an export's batches (module doc); returns the datasets imported.  Every batch is
+    planned (and every file checked) before the first is sent.  With ``skip_existing``, the
+    server is first asked which of a batch's datasets it holds (``POST /import/present``, with
+    the checks of the import itself): those are left out, files and all, and a batch left with
+    nothing to bring is not sent -- so a rerun after a failure sends again only what is missing.
+    The questions stop at the first batch of which the server holds nothing (where a resumed
+    import had stopped; a new import asks once): after it, the server's own skipping suffices."""
     transport = butler._remote
     limit = transport.max_request_bytes
-    count = sum(1 for _ in batches(butler, directory, limit)[1])  # a first read: memory holds one batch
-    shared, made = batches(butler, directory, limit)
-    total = shared.pop("datasets")
-    imported = done = 0
-    for number, batch in enumerate(made, 1):
+    count = sum(1 for _ in plan(shared, contents, limit))  # a first read: memory holds one batch
+    imported = done = sent = 0
+    asking = skip_existing  # until a batch of which the server holds nothing: a resumed import's frontier
+    for number, batch in enumerate(plan(shared, contents, limit), 1):
+        size = len(batch.datasets)
         try:
-            answer = transport._send("POST", "import", content=batch.upload(shared),
-                                     params={"skip_existing": skip_existing},
-                                     headers={"Content-Type": "application/octet-stream"}).json()
+            if asking and (batch.datasets or batch.records):
+                asking = _leave_out_present(butler, shared, batch)
+            if batch.datasets or batch.records or (number == count and not sent):
+                answer = transport._send("POST", "import", content=batch.upload(shared),
+                                         params={"skip_existing": skip_existing},
+                                         headers={"Content-Type": "application/octet-stream"}).json()
+                imported += answer["imported"]
+                sent += 1
         except SkybutlerError as err:
             if number == 1:
                 raise
             raise _resumable(err, number, count, done) from None
-        imported += answer["imported"]
-        done += answer["datasets"]
+        done += size
         if progress is not None:
             progress(done, total)
     return imported
+
+
+def _leave_out_present(butler: Butler, shared: dict[str, Any], batch: _Batch) -> bool:
+    """Drop from ``batch`` the datasets and records the server already holds (an import would skip
+    them); whether it held any."""
+    from ..dimensions import DimensionRecord
+    from ..repository_transfer import _record_from_json
+
+    entries = [json.loads(line) for line in batch.datasets]
+    lines = [json.loads(line) for line in batch.records]
+    try:
+        keys = [{"element": line["element"], "identities": [
+            list(DimensionRecord.validate(butler.universe, line["element"], _record_from_json(row)).identity)
+            for row in line["records"]]} for line in lines]
+    except (KeyError, TypeError, ValueError) as err:
+        raise SkybutlerError(f"malformed export: its records ({' '.join(str(err).split())[:200]})") from None
+    answer = butler._remote.post_json("import/present", {
+        "dataset_types": shared["dataset_types"], "records": keys,
+        "datasets": [{k: e.get(k) for k in ("id", "type", "run", "data_id")} for e in entries]})
+    present = set(answer["datasets"])
+    kept = [i for i, e in enumerate(entries) if _canonical(e.get("id")) not in present]
+    batch.datasets = [batch.datasets[i] for i in kept]
+    batch.files = [batch.files[i] for i in kept]
+    batch.records = []
+    for line, held in zip(lines, answer["records"]):
+        there = set(held)
+        rows = [row for i, row in enumerate(line["records"]) if i not in there]
+        if rows:
+            batch.records.append(json.dumps({"element": line["element"], "records": rows}) + "\n")
+    return bool(present or any(answer["records"]))
+
+
+def _canonical(text: Any) -> str:
+    try:
+        return str(uuid.UUID(str(text)))
+    except ValueError:
+        return str(text)
 
 
 def _resumable(err: SkybutlerError, number: int, count: int, done: int) -> SkybutlerError:

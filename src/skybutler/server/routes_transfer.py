@@ -16,7 +16,8 @@ records unless the user is an administrator (inserting records is an administrat
 each dataset ID of a permitted kind (below); the quota of every user or group area the
 datasets go to, with the areas locked until the commit.  Any failure rolls everything back.
 An export bigger than the request-size limit comes as several such uploads, each a complete
-small export of its own (``remote/imports.py``).
+small export of its own (``remote/imports.py``); ``POST /import/present`` tells a resumed
+import which of a batch's datasets and records are already in, so it need not send them again.
 
 Which imported dataset IDs are taken: an import keeps the IDs the source gave (so the same
 dataset is never duplicated across repositories), so unlike a remote put -- whose random IDs
@@ -153,6 +154,53 @@ async def import_export(request: Request, skip_existing: bool = True,
         tree.remove()
 
 
+class RecordKeys(BaseModel):
+    element: str
+    #: each record's identity (its values of the element's identifying dimensions, in order)
+    identities: list[list[Any]]
+
+
+class PresentQuery(BaseModel):
+    #: the dataset types of the export (as its manifest lists them)
+    dataset_types: list[dict[str, Any]] = []
+    #: dataset lines of an export (their ``id``, ``type``, ``run`` and ``data_id``)
+    datasets: list[dict[str, Any]] = []
+    #: the records of an export's lines of records, by identity
+    records: list[RecordKeys] = []
+
+
+@router.post("/import/present")
+def import_present(request: Request, body: PresentQuery, user: User = Depends(current_user)) -> dict[str, Any]:
+    """What of an export the repository already holds: its datasets, as an import of them would
+    judge it (the same rights -- write on their RUNs --, the same ID checks, and the same 409 for
+    an ID held by another dataset or by one the user may not see), and, per line of records, the
+    positions of the records there (records are no one's secret).  So a resumed import leaves out
+    what is in without uploading it again, and learns nothing the import itself would not tell."""
+    state = _state(request)
+    with state.butler() as butler:
+        types = _types(body.dataset_types)
+        _require_writable(butler, user, set(), [entry.get("run") for entry in body.datasets])
+        ids = _checked_ids(butler, types, body.datasets)
+        present = _present(butler, user, types, [("", entry) for entry in body.datasets], ids)
+        held = []
+        for line in body.records:
+            element = butler.universe[line.element] if line.element in butler.universe else None
+            keys = [tuple(i) for i in line.identities]
+            if element is None or any(len(k) != len(element.identity) for k in keys):
+                raise SkybutlerError(f"malformed query: records of {line.element[:100]!r} by identity")
+            found = {r.identity for r in butler.registry.dimensions.fetch_many(line.element, sorted(set(keys)))}
+            held.append([i for i, key in enumerate(keys) if key in found])
+    return {"datasets": sorted(str(i) for i in present), "records": held}
+
+
+def _types(specs: Any) -> dict[str, DatasetType]:
+    """An export's dataset types by name."""
+    try:
+        return {spec["name"]: DatasetType(**spec) for spec in specs}
+    except (KeyError, TypeError, ValueError, DatasetTypeError) as err:
+        raise SkybutlerError(f"malformed export: its dataset types: {' '.join(str(err).split())[:200]}") from None
+
+
 def _import(state: ServerState, user: User, tree: UploadedTree, skip_existing: bool) -> dict[str, int]:
     with state.butler() as butler, butler.transaction():
         manifest = read_manifest(butler, tree.root)
@@ -162,10 +210,7 @@ def _import(state: ServerState, user: User, tree: UploadedTree, skip_existing: b
         _require_writable(butler, user, writable, manifest.get("runs"))
         if not user.admin:
             _refuse_new_records(butler, export_contents(tree.root, manifest)[0])
-        try:
-            types = {spec["name"]: DatasetType(**spec) for spec in manifest["dataset_types"]}
-        except (KeyError, TypeError, ValueError, DatasetTypeError) as err:
-            raise SkybutlerError(f"malformed export: its dataset types: {' '.join(str(err).split())[:200]}") from None
+        types = _types(manifest["dataset_types"])
         usage: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
         total = 0
         for chunk in export_contents(tree.root, manifest)[1]:
