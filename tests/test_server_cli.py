@@ -63,19 +63,16 @@ LOCAL_ONLY = [
     (["migrate", "{url}"], "migrate upgrades the registry's schema in place, so it runs on the server's machine "
                            "with the repository's path (stop the server first)"),
     (["serve", "{url}"], "serve opens repositories by their path on this machine; {url} is a server already"),
-    (["publish-catalog", "{url}", "src", "{dir}/pub", "-c", "r1"],
-     "publish-catalog registers the HATS directory's path in the repository for the server's searches, so it runs "
-     "on the server's machine with the repository's path"),
 ]
 
 
 @pytest.mark.parametrize(("command", "says"), LOCAL_ONLY, ids=lambda c: c[0] if isinstance(c, list) else "")
-def test_what_stays_on_the_server_machine_refuses_a_url_in_one_line(command, says, tmp_path):
+def test_what_stays_on_the_server_machine_refuses_a_url_in_one_line(command, says):
     """The configuration, the schema and serving itself are the server machine's: given a URL, each command says why in one line, before any
     request is made (no server runs).  The administration of users, rules, embargoes, quotas and
     the audit log goes through a server: tests/test_server_admin.py."""
     url = "http://127.0.0.1:9/repo"  # the discard port: nothing answers there
-    result = CliRunner().invoke(cli, [part.format(url=url, dir=tmp_path) for part in command])
+    result = CliRunner().invoke(cli, [part.format(url=url) for part in command])
     assert result.exit_code != 0
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and says.format(url=url) in lines[0], result.output

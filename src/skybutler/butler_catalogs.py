@@ -5,8 +5,8 @@ publishing catalogs as HATS, and loading catalogs into a user's SQL database.
 ``catalogs/`` (``declared.py``, ``publish.py``, ``sql_load.py``), the schema rows in the registry.  The
 searches of a published catalog, the declared schemas and loading into a SQL database also work
 on a butler opened on a server URL (the server searches; the rows to load are read through it),
-and so does declaring a schema (by an administrator); publishing works on a repository opened
-locally, and a remote butler refuses it by name.
+and so do declaring a schema (by an administrator) and publishing (the server builds the
+publication in its repository from the datasets the caller may see; ``remote/catalogs.py``).
 """
 
 from __future__ import annotations
@@ -93,11 +93,17 @@ class CatalogMethods:
         or add the ones not yet published to it; the new version appears atomically and is
         registered as a ``<dataset_type>_hats`` dataset with its provenance.  ``options``:
         ``name``, ``run``, ``margin_arcsec``, ``max_rows``, ``max_bytes``, ``ra_column``,
-        ``dec_column``, ``rebuild``, ``progress`` (see :func:`skybutler.catalogs.publish.publish_catalog`)."""
+        ``dec_column``, ``rebuild``, ``progress`` (see :func:`skybutler.catalogs.publish.publish_catalog`).
+
+        On a butler opened on a server URL, ``destination`` is the publication's name: the server
+        builds it in its repository from the datasets the caller may see and registers it in
+        ``publications/<name>/<UTC time>``, which the caller must be allowed to write (see
+        ``server/routes_catalogs.py``); the report's ``path`` is then that name."""
         if self._remote is not None:
-            raise SkybutlerError("publish_catalog registers the HATS directory's path in the repository for the "
-                                 "server's searches, so it runs on a repository opened by its path on the server's "
-                                 "machine, not over HTTP")
+            from .remote.catalogs import publish_catalog as publish_through
+
+            return publish_through(self, dataset_type, str(destination), collections=self._search_path(collections),
+                                   where=where, bind=bind, **options)
         from .catalogs.publish import publish_catalog
 
         return publish_catalog(self, dataset_type, destination, collections=self._search_path(collections),
@@ -165,4 +171,5 @@ def published_rows(butler: Any, ref: Any, shape: dict[str, Any], columns: Sequen
     if producer is None or producer.task_label != "publish_catalog":
         raise PublicationError(f"dataset {ref.id} of {ref.dataset_type.name} was not written by publish_catalog: "
                                "it names no published catalog")
-    return search_parts(butler.get(ref)["path"], region_of(shape), columns)
+    path = Path(butler.get(ref)["path"])  # relative: inside the repository (see publish._recorded_path)
+    return search_parts(path if path.is_absolute() else Path(butler.root) / path, region_of(shape), columns)

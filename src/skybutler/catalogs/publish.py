@@ -84,11 +84,18 @@ def publish_catalog(butler: Butler, dataset_type: str, destination: str | os.Pat
                     bind: Mapping[str, Any] | None = None, name: str | None = None, run: str | None = None,
                     margin_arcsec: float | None = None, max_rows: int | None = None, max_bytes: int | None = None,
                     ra_column: str | None = None, dec_column: str | None = None, rebuild: bool = False,
-                    progress: Callable[[int, int], None] | None = None) -> Publication:
+                    progress: Callable[[int, int], None] | None = None, refs: Sequence[DatasetRef] | None = None,
+                    admit: Callable[[list[str]], None] | None = None) -> Publication:
     """Publish (or update) the HATS catalog of ``dataset_type`` at ``destination``; see the module doc.
     Settings not given are the publication's own (a new one: :data:`DEFAULTS`); giving one that
-    differs from the publication's needs ``rebuild``."""
+    differs from the publication's needs ``rebuild``.
+
+    A server publishing for a user passes ``refs``, the datasets of the query that user may see
+    (``collections`` and ``where`` are then only recorded), and ``admit``, called under the
+    publication's lock with the IDs an update would keep (it raises to refuse them)."""
     require("hats", "publishing a HATS catalog")
+    if name is not None and (name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name):
+        raise PublicationError(f"a catalog's name is one directory name (no /, not . or ..), not {name!r}")
     started = time.perf_counter()
     given = {"margin_arcsec": margin_arcsec, "max_rows": max_rows, "max_bytes": max_bytes, "ra_column": ra_column,
              "dec_column": dec_column}
@@ -101,8 +108,9 @@ def publish_catalog(butler: Butler, dataset_type: str, destination: str | os.Pat
     if dtype.storage_class not in ("Table", "ArrowAstropy", "ArrowTable", "DataFrame"):
         raise PublicationError(f"{dataset_type!r} is a {dtype.storage_class} dataset type, not a catalog (Table)")
     dest = Path(destination).absolute()
-    refs = sorted(butler.query_datasets(dataset_type, where, collections=collections, bind=bind,
-                                        find_first=True), key=lambda r: str(r.id))
+    if refs is None:
+        refs = butler.query_datasets(dataset_type, where, collections=collections, bind=bind, find_first=True)
+    refs = sorted(refs, key=lambda r: str(r.id))
     pub = hats_files.PublicationDir(dest)
     with pub.publishing() as staging:
         current = pub.state()  # refuses a destination that is not ours, even when rebuilding
@@ -131,6 +139,8 @@ def publish_catalog(butler: Butler, dataset_type: str, destination: str | os.Pat
                     f"; now {', '.join(f'{k}={settings[k]!r}' for k in differ)}): publish with the same settings, "
                     "or rebuild it (rebuild=True, CLI --rebuild)")
         published = set(state["datasets"]) if state else set()
+        if admit is not None and published:
+            admit(sorted(published))
         new_refs = [r for r in refs if str(r.id) not in published]
         if state is not None and not new_refs:
             return Publication(dest, name, 0, 0, state["total_rows"], len(state["partitions"]), 0, 0,
@@ -162,7 +172,7 @@ def publish_catalog(butler: Butler, dataset_type: str, destination: str | os.Pat
         _write_metadata(main, staging / margin_name, name, margin_name, layout, margins, settings, hist)
         hats_files.write_collection_properties(staging, name, margin_name)
         datasets = sorted(published | {str(r.id) for r in new_refs})
-        version = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        version = version_now()
         run = run or f"publications/{name}/{version}"
         pub.write_state({**settings, "datasets": datasets, "partitions": [list(p) for p in layout.partitions],
                          "margin_partitions": [list(p) for p in margins.pixels], "run": run,
@@ -396,6 +406,11 @@ def _write_metadata(main: Path, margin_dir: Path, name: str, margin_name: str, l
         "hats_order": max((o for o, _ in margins.pixels), default=0)}, margins.pixels)
 
 
+def version_now() -> str:
+    """A new version's name: the UTC time, to the microsecond (``publications/<name>/<version>``)."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -419,6 +434,16 @@ def _registered(butler: Butler, run: str) -> bool:
     return True
 
 
+def _recorded_path(butler: Butler, path: Path) -> str:
+    """The publication's directory as its manifest records it: relative to the repository's root
+    when inside it (where a server publishes: a client reading the manifest learns no server path,
+    and the repository may move), else absolute."""
+    try:
+        return str(path.relative_to(Path(butler.root).absolute()))
+    except ValueError:
+        return str(path)
+
+
 def _register(butler: Butler, report: Publication, settings: dict[str, Any], datasets: list[str], version: str,
               run: str, collections: Any, where: str, swap: Callable[[], None]) -> DatasetRef:
     """Record the publication as a ``<type>_hats`` dataset whose quantum read every published
@@ -428,7 +453,7 @@ def _register(butler: Butler, report: Publication, settings: dict[str, Any], dat
 
     type_name = f"{settings['dataset_type']}_hats"
     butler.register_dataset_type(type_name, [], "Dict")
-    manifest = {"path": str(report.path), "name": report.name, "version": version, "collections": collections,
+    manifest = {"path": _recorded_path(butler, report.path), "name": report.name, "version": version, "collections": collections,
                 "where": where, "rows": report.total_rows, "partitions": report.partitions,
                 "datasets": len(datasets), "datasets_added": report.datasets_added,
                 **{k: settings[k] for k in ("dataset_type", "margin_arcsec", "max_rows", "max_bytes")}}

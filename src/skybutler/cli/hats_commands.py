@@ -15,14 +15,9 @@ from .helpers import (
     open_butler,
     print_rows,
     progress_bar,
-    refuse_url,
     repo_argument,
     split_csv_option,
 )
-
-#: Why a publication is made on the server's machine (the facade's refusal says the same).
-PUBLISH_STAYS = ("publish-catalog registers the HATS directory's path in the repository for the server's searches, "
-                 "so it runs on the server's machine with the repository's path")
 
 
 @click.command("publish-catalog")
@@ -47,8 +42,8 @@ def publish_catalog(repo: Path, dataset_type: str, dest: Path, collections: tupl
                     no_progress: bool, **options: Any) -> None:
     """Publish the DATASET_TYPE catalogs matching --where as a HATS catalog at DEST, or add the
     ones not yet published to the catalog already there.  Settings not given are the
-    publication's own."""
-    refuse_url(repo, "publish-catalog", why=PUBLISH_STAYS)
+    publication's own.  Given a server's URL, DEST is the publication's name: the server writes
+    it in its repository, from the datasets you may see."""
     with open_butler(repo) as butler, progress_bar("reading catalogs", enabled=not no_progress) as progress:
         done = butler.publish_catalog(dataset_type, dest, collections=split_csv_option(collections), where=where,
                                       progress=progress, **options)

@@ -48,8 +48,8 @@ repo_argument = click.argument("repo", type=RepoLocation())
 
 def refuse_url(repo: str | Path, what: str, *, why: str | None = None) -> None:
     """Stop a command that works on the repository itself when it is given a server's URL, in one
-    line: ``why`` it stays on the server's machine (serve, migrate, config-dump, config-validate,
-    publish-catalog), or, by default, that ``what`` is done there."""
+    line: ``why`` it stays on the server's machine (serve, migrate, config-dump, config-validate),
+    or, by default, that ``what`` is done there."""
     if str(repo).startswith(("http://", "https://")):
         fail(why or f"{what} is done on the server's machine, with the repository's path, not through a server URL")
 

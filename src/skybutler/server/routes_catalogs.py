@@ -1,14 +1,31 @@
-"""Catalog searches through a server, and declared catalog schemas (what ``load-catalog`` makes
-its table from: a dataset type's schema, like the type itself, is there for every user; an
-administrator declares one).
+"""Catalog searches and publications through a server, and declared catalog schemas (what
+``load-catalog`` makes its table from: a dataset type's schema, like the type itself, is there
+for every user; an administrator declares one).
+
 The searches: cone, box and polygon searches of a published HATS
 catalog, found as its ``<type>_hats`` publication in the collections the caller may read
 (the same lookup as ``find_dataset``: invisible or embargoed publications do not exist for
-them), the rows sent as an Arrow IPC stream, one partition's rows at a time."""
+them), the rows sent as an Arrow IPC stream, one partition's rows at a time.
+
+A publication: the client names it (one directory name, :data:`PUBLICATION_NAME`) and the
+server writes it in a directory of its own repository, ``.skybutler/publications/<name>``,
+never one a client chooses.  It is made of the datasets of the caller's query that they may
+see (their readable path, embargoes applied as in every query) and registered in the RUN
+``publications/<name>/<UTC time>`` (a ``run`` given must lie there too), which the caller must
+be allowed to write: every version of a name is registered under ``publications/<name>``, so
+who may read a publication is decided in one place, and an administrator lets users publish by
+granting ``write`` on ``publications/*`` (or ``publications/<name>/*``).  An update keeps the
+datasets already published only if the caller may see every one of them (else 403: rebuild it,
+or choose another name).  The name, the RUN and the rights are checked before anything is
+written; then the work runs in a thread of its own and its progress streams as JSON lines."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import re
+from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,10 +35,14 @@ from pydantic import BaseModel
 
 from ..access import User
 from ..butler_catalogs import published_rows
-from ..errors import PermissionDeniedError
+from ..config import BOOKKEEPING_DIR
+from ..errors import DatasetNotFoundError, PermissionDeniedError, PublicationError, SkybutlerError
+from ..remote import wire
+from . import authz
 from .app import current_user
 from .routes_datasets import Lookup, _resolved
-from .routes_query import ClosingStream, _arrow_stream, query_slot
+from .routes_ingest import _streamed
+from .routes_query import ClosingStream, QueryRequest, _arrow_stream, _results, query_slot
 
 router = APIRouter()
 
@@ -82,3 +103,98 @@ def declare_catalog_schema(request: Request, dataset_type: str, body: Declaratio
 def catalog_schema_versions(request: Request, dataset_type: str) -> list[dict[str, Any]]:
     with request.app.state.skybutler.butler() as butler:
         return [_schema(s) for s in butler.catalog_schema_versions(dataset_type)]
+
+
+#: A publication's name through a server: one directory name, not hidden, of printable ASCII.
+PUBLICATION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+#: Where a server writes the publications it makes, under its repository's root.
+PUBLICATIONS_DIR = Path(BOOKKEEPING_DIR) / "publications"
+
+
+class Publish(BaseModel):
+    dataset_type: str
+    destination: str
+    query: QueryRequest
+    name: str | None = None
+    run: str | None = None
+    margin_arcsec: float | None = None
+    max_rows: int | None = None
+    max_bytes: int | None = None
+    ra_column: str | None = None
+    dec_column: str | None = None
+    rebuild: bool = False
+
+
+@router.post("/catalogs/publish")
+def publish(request: Request, body: Publish, user: User = Depends(current_user)) -> StreamingResponse:
+    """Publish the datasets of the query the caller may see as the HATS catalog ``destination``
+    (see the module doc); streams ``{"progress": [done, total]}`` lines, then ``{"result": ...}``
+    (the publication's summary) or ``{"error": ..., "message": ...}``."""
+    from ..catalogs.publish import version_now
+
+    name = _publication_name(body.destination)
+    if body.name is not None and body.name != name:
+        raise PublicationError(f"through a server a publication's catalog is named as the publication itself "
+                               f"({name!r}), not {body.name[:80]!r}: leave name out")
+    run = body.run or f"publications/{name}/{version_now()}"
+    if not run.startswith(f"publications/{name}/") or run == f"publications/{name}/":
+        raise PublicationError(f"through a server the publication {name!r} is registered in a RUN under "
+                               f"publications/{name}/ (where every version of it is), not in {run[:200]!r}")
+    spec = {**body.query.spec, "kind": "datasets", "dataset_types": [body.dataset_type], "find_first": True}
+    query = QueryRequest(spec=spec)
+    with query_slot(request, user) as butler:
+        authz.require(butler, user, run, "write", must_exist=False)
+        results = _results(butler, user, query)
+        refs = [ref for batch in results._converted_batches() for ref in batch]
+    state = request.app.state.skybutler
+    options = body.model_dump(include={"margin_arcsec", "max_rows", "max_bytes", "ra_column", "dec_column",
+                                       "rebuild"})
+    dest = state.root / PUBLICATIONS_DIR / name
+
+    def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
+        try:
+            with state.butler() as butler:
+                done = butler.publish_catalog(body.dataset_type, dest, collections=list(spec.get("collections") or ()),
+                                              where=str(spec.get("where") or ""), name=name, run=run,
+                                              progress=progress, refs=refs, admit=_admitted(butler, user, name),
+                                              **options)
+        except SkybutlerError as err:
+            raise _unplaced(err, dest, state.root, name) from None
+        except OSError as err:
+            raise PublicationError(f"the server could not write the publication {name!r}: "
+                                   f"{err.strerror or type(err).__name__}") from None
+        # not the path: the server's own (the client knows the publication by its name)
+        summary = {f.name: getattr(done, f.name) for f in dataclasses.fields(done) if f.name not in ("path", "ref")}
+        return {**summary, "ref": None if done.ref is None else wire.ref_to_json(done.ref)}
+
+    return StreamingResponse(_streamed(work), media_type="application/x-ndjson")
+
+
+def _publication_name(text: str) -> str:
+    if PUBLICATION_NAME.fullmatch(text) is None:
+        raise PublicationError(f"a publication through a server is named by one directory name of letters, digits "
+                               f"and _.- (not starting with . or -, at most 128), not {text[:80]!r}: the server "
+                               "chooses where it is written")
+    return text
+
+
+def _unplaced(err: SkybutlerError, dest: Path, root: Path, name: str) -> SkybutlerError:
+    """The error with the server's paths taken out of its message: the publication by its name."""
+    message = str(err).replace(str(dest), f"the publication {name!r}").replace(str(root), "the repository")
+    try:
+        return type(err)(message)
+    except (TypeError, ValueError):  # an error made of more than a message
+        return SkybutlerError(message)
+
+
+def _admitted(butler: Any, user: User, name: str) -> Callable[[list[str]], None]:
+    """The check that an update may keep what the publication holds: every dataset, visible to the caller."""
+    def admit(ids: list[str]) -> None:
+        try:
+            authz.visible_refs(butler, user, ids)
+        except DatasetNotFoundError:
+            raise PermissionDeniedError(f"the publication {name!r} holds datasets you may not see (or that were "
+                                        "removed since): rebuild it from those you may see (rebuild=True, CLI "
+                                        "--rebuild) or publish under another name") from None
+
+    return admit
