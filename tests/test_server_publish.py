@@ -226,3 +226,41 @@ def test_embargoed_datasets_stay_out_of_a_publication_for_those_who_may_not_see_
     assert _contents(tree).keys() == kept.keys() and all(_contents(tree)[k].equals(kept[k]) for k in kept)
     rebuilt = pat.publish_catalog("src", "ritas", rebuild=True)
     assert _published(served, rebuilt) == expected_his and rebuilt.total_rows == 2 * ROWS
+
+
+def test_the_server_answers_others_while_it_publishes(make_butler, monkeypatch):
+    """A publication runs beside the server's other work: while one is held half-way (gathering),
+    other requests are answered, and a second publication of the same name is refused, naming
+    the publication (not the server's directory); the first then completes."""
+    import threading
+
+    from skybutler.catalogs import publish
+
+    served = _repo(make_butler, "served", 2)
+    tokens = _tokens(served, {"ana": []}, [("ana", "r1", "read"), ("ana", "publications/*", "write")])
+    entered, release = threading.Event(), threading.Event()
+    gather = publish._gather
+
+    def held(*args, **kwargs):
+        entered.set()
+        assert release.wait(60)
+        return gather(*args, **kwargs)
+
+    monkeypatch.setattr(publish, "_gather", held)
+    with running_server(served.root) as url:
+        ana = Butler(url, token=tokens["ana"], collections="r1")
+        done = []
+        first = threading.Thread(target=lambda: done.append(ana.publish_catalog("src", "deep")))
+        first.start()
+        try:
+            assert entered.wait(60)
+            other = Butler(url, token=tokens["ana"], collections="r1")
+            assert other.query_datasets("src").count() == 2  # answered while the publication waits
+            with pytest.raises(PublicationError, match="another process is publishing into the publication 'deep'") \
+                    as refused:
+                other.publish_catalog("src", "deep")
+            assert str(Path(served.root)) not in str(refused.value)
+        finally:
+            release.set()
+            first.join(60)
+        assert done and done[0].total_rows == 2 * ROWS
