@@ -108,14 +108,14 @@ def metadata_from_header(header: Any, filename: str | Path = "<header>") -> Obse
         if memo is not None and all(header.get(card, _ABSENT) == value for card, value in memo[0].items()):
             meta = memo[1].model_copy(update={"detector": own["detector_num"],
                                               "physical_filter": own["physical_filter"]})
-            _check_against_instrument(meta, filename, times=False)  # the exposure's were checked
+            _check_against_instrument(meta, filename, False, translator_class, header)  # times checked
             return meta
         meta, reads = _translate(amt, translator_class, header, filename, own)
         if key is not None and reads is not None:
             _EXPOSURES[key] = (reads, meta)
             if len(_EXPOSURES) > _EXPOSURES_KEPT:
                 del _EXPOSURES[next(iter(_EXPOSURES))]
-    _check_against_instrument(meta, filename)
+    _check_against_instrument(meta, filename, True, translator_class, header)
     return meta
 
 
@@ -434,13 +434,18 @@ def _missing_cards(translator_class: type, header: dict[str, Any], filename: str
     if "property '" not in outer:
         return ""
     prop = outer.split("property '")[1].split("'")[0]
+    missing = [card for card in _absent_cards(translator_class, header, filename, prop) if card not in reason]
+    return f" (looked for and did not find: {', '.join(missing)})" if missing else ""
+
+
+def _absent_cards(translator_class: type, header: dict[str, Any], filename: str, prop: str) -> list[str]:
+    """The cards the translator looked for, and did not find, while translating ``prop``."""
     probe = ReadRecorder(header)
     try:
         getattr(translator_class(probe, filename=filename), f"to_{prop}")()
-    except Exception:  # the failure being explained
+    except Exception:  # the failure being explained, if any
         pass
-    missing = [str(card) for card, value in probe.read.items() if value is _ABSENT and str(card) not in reason]
-    return f" (looked for and did not find: {', '.join(missing)})" if missing else ""
+    return [str(card) for card, value in probe.read.items() if value is _ABSENT]
 
 
 def _reason(exc: BaseException) -> str:
@@ -543,14 +548,27 @@ def _check_described(translator: Any, filename: str) -> None:
         ) from None
 
 
-def _check_against_instrument(meta: ObservationMetadata, filename: str, times: bool = True) -> None:
+def _check_against_instrument(meta: ObservationMetadata, filename: str, times: bool = True,
+                              translator_class: type | None = None, header: dict[str, Any] | None = None) -> None:
     """The file's filter and detector must be in its camera's description (and, with ``times``, its
-    exposure must end after it begins)."""
+    exposure must end after it begins).  An unknown detector the translator made up because the
+    header lacks the card it reads the detector from (MegaPrime's ``ccd99`` for a primary header
+    without EXTNAME) is refused naming that card."""
     if times and meta.datetime_end < meta.datetime_begin:
         raise RawHeaderError(filename, "observation ends before it begins")
     instrument: Instrument = get_instrument(meta.instrument)
     try:
         instrument.band_of(meta.physical_filter)
-        instrument.detector(meta.detector)
     except InstrumentError as exc:
         raise RawHeaderError(filename, str(exc)) from exc
+    try:
+        instrument.detector(meta.detector)
+    except InstrumentError as exc:
+        message = str(exc)
+        absent = [] if header is None or translator_class is None else _absent_cards(
+            translator_class, header, filename, "detector_num")
+        if absent:
+            message += (f": the header has no {', '.join(absent)}, the card(s) its translator reads the detector "
+                        f"from, and {meta.detector} is the translator's stand-in (a raw file is one detector's "
+                        "image, with that detector's header)")
+        raise RawHeaderError(filename, message) from exc

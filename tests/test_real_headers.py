@@ -1,0 +1,114 @@
+"""Headers of real observations (tests/data/translator_headers: astro-metadata-translator's
+own test data) go through raw ingest: each either ingests with the exposure and detector
+records the translator's ObservationInfo gives (the oracle), or is refused with a message
+naming what is missing, and nothing of it lands."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+amt = pytest.importorskip("astro_metadata_translator")
+from astro_metadata_translator.tests import read_test_file  # noqa: E402
+
+from skybutler import Butler, Timespan  # noqa: E402
+from skybutler.ingest import ingest_raws  # noqa: E402
+
+HEADERS = Path(__file__).parent / "data" / "translator_headers"
+#: Cards describing the HDU's structure, not the observation: the written file gets its own.
+_STRUCTURE = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "BZERO", "BSCALE", "BLANK"}
+
+
+def header_of(name: str) -> dict:
+    return dict(read_test_file(name, dir=str(HEADERS)))
+
+
+def write_raw(path: Path, header: dict, extension: dict | None = None) -> Path:
+    """A small raw file with ``header`` in its primary HDU (with the pixels, or before an image
+    extension holding ``extension``'s cards)."""
+    pixels = np.zeros((8, 8), dtype=np.int16)
+    primary = fits.PrimaryHDU(None if extension else pixels)
+    for key, value in header.items():
+        if key not in _STRUCTURE:
+            primary.header[key] = value
+    hdus = [primary]
+    if extension:
+        hdus.append(fits.ImageHDU(pixels, fits.Header(list(extension.items()))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        fits.HDUList(hdus).writeto(path, output_verify="silentfix")
+    return path
+
+
+def translated(path: Path, header: dict):
+    """The oracle: the translator's own reading of the header."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return amt.ObservationInfo(header, filename=str(path), pedantic=False)
+
+
+def assert_records_are_the_translators(butler: Butler, info) -> None:
+    record = butler.get_record("exposure", instrument=info.instrument, id=info.exposure_id)
+    assert record is not None
+    assert (record["obs_id"], record["physical_filter"], record["day_obs"], record["observation_type"],
+            record["science_program"], record["target_name"]) == (
+        info.observation_id, info.physical_filter, info.observing_day, info.observation_type,
+        info.science_program, info.object)
+    assert record["exposure_time"] == pytest.approx(info.exposure_time.to_value("s"))
+    assert record["timespan"] == Timespan(info.datetime_begin, info.datetime_end)
+    if info.tracking_radec is not None:
+        assert record["tracking_ra"] == pytest.approx(info.tracking_radec.icrs.ra.deg, abs=1e-9)
+        assert record["tracking_dec"] == pytest.approx(info.tracking_radec.icrs.dec.deg, abs=1e-9)
+    if info.altaz_begin is not None:
+        assert record["azimuth"] == pytest.approx(info.altaz_begin.az.deg, abs=1e-9)
+    detector = butler.get_record("detector", instrument=info.instrument, id=info.detector_num)
+    assert detector["full_name"] == info.detector_unique_name
+
+
+INGESTED = ["fitsheader-hsc.yaml", "fitsheader-suprimecam-CORR40535770.yaml", "fitsheader-decam.yaml",
+            "fitsheader-decam-0160496.yaml", "fitsheader-sdss-fpC-006377-g4-0399.yaml"]
+
+
+def test_every_shipped_header_is_covered():
+    assert sorted(p.name for p in HEADERS.glob("*.yaml")) == sorted([*INGESTED, "fitsheader-megaprime.yaml"])
+
+
+@pytest.mark.parametrize("name", INGESTED)
+def test_a_real_header_ingests_as_the_translator_reads_it(tmp_path, name):
+    header = header_of(name)
+    raw = write_raw(tmp_path / "raw.fits", header)
+    with Butler.create(tmp_path / "repo") as butler:
+        result = ingest_raws(butler, [raw], processes=1)
+        assert result.failures == [] and len(result.refs) == 1
+        info = translated(raw, dict(fits.getheader(raw)))
+        (ref,) = result.refs
+        assert (ref.data_id["instrument"], ref.data_id["exposure"], ref.data_id["detector"]) == (
+            info.instrument, info.exposure_id, info.detector_num)
+        assert_records_are_the_translators(butler, info)
+
+
+def test_a_primary_header_without_its_ccd_is_refused_naming_the_card(tmp_path):
+    """MegaPrime's translator reads the detector from the CCD extension's EXTNAME (ccdNN); the
+    shipped header is a primary HDU's, without it, and the translator makes up ccd99."""
+    raw = write_raw(tmp_path / "megaprime.fits", header_of("fitsheader-megaprime.yaml"))
+    with Butler.create(tmp_path / "repo") as butler:
+        result = ingest_raws(butler, [raw], processes=1)
+        ((path, reason),) = [(Path(f.path).name, f.reason) for f in result.failures]
+        assert path == "megaprime.fits" and reason.startswith("instrument 'MegaPrime' has no detector 99: the "
+                                                              "header has no EXTNAME"), reason
+        assert result.refs == [] and butler.get_record("exposure", instrument="MegaPrime", id=1038843) is None
+
+
+def test_the_megaprime_header_with_its_ccd_extension_ingests(tmp_path):
+    """The same primary header before the extension of one CCD (EXTNAME ccd14), as a raw of
+    one detector is written: it ingests as detector 14 with the translator's records."""
+    header = header_of("fitsheader-megaprime.yaml")
+    raw = write_raw(tmp_path / "megaprime-14.fits", header, extension={"EXTNAME": "ccd14", "INHERIT": True})
+    with Butler.create(tmp_path / "repo") as butler:
+        result = ingest_raws(butler, [raw], processes=1)
+        assert result.failures == [] and [r.data_id["detector"] for r in result.refs] == [14]
+        assert_records_are_the_translators(butler, translated(raw, {**header, "EXTNAME": "ccd14"}))
