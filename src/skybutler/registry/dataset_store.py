@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import time
 import uuid
 from collections import Counter
@@ -21,7 +22,7 @@ import sqlalchemy as sa
 from ..dimensions import DataCoordinate, DimensionGroup
 from ..errors import CollectionError, DataIdError, DatasetConflictError, MissingDatasetTypeError, RegistryError
 from ..models import CollectionType, DatasetRef, DatasetType, StoredArtifact, uuid7_batch, uuid7_hex_batch
-from .bulk import failed_table, gathers, guarded_batch, insert_rows, uuid_to_db
+from .bulk import failed_table, gathers, guarded_batch, insert_keyed, insert_rows, insert_streamed, uuid_to_db
 from .collection_store import CollectionStore
 from .database import Database
 from .dataset_counts import DatasetCounts
@@ -133,8 +134,8 @@ class DatasetStore:
                 self._check_dimension_records(conn, group, chunk, dtype.name)
                 ids = (uuid7_hex_batch(len(chunk)) if conn.dialect.name == "sqlite"  # its stored form
                        else [to_db(i) for i in uuid7_batch(len(chunk))])
-                insert_rows(conn, self.schema.dataset, _DATASET_COLUMNS, [(i, type_id, run_id, now) for i in ids])
-                insert_rows(conn, tags, [*_TAG_COLUMNS, *dims], [(type_id, run_id, i, *v) for i, v in zip(ids, chunk)])
+                insert_keyed(conn, self.schema.dataset, _DATASET_COLUMNS, ids, (type_id, run_id, now))
+                insert_streamed(conn, tags, [*_TAG_COLUMNS, *dims], ((type_id, run_id, i, *v) for i, v in zip(ids, chunk)))
                 total += len(chunk)
             self.db.note_inserted(tags, total)
             self.totals.add(conn, {(type_id, run_id): total})
@@ -157,12 +158,17 @@ class DatasetStore:
         statements over the distinct keys of the rows, 500 at a time (what the per-row foreign
         keys check)."""
         universe, required = self.schema.universe, list(group.required)
-        columns_of_rows = list(zip(*rows))  # in C: the distinct keys come from zips of columns
+        # Columns as lists of references and distinct keys from zips of them, in C; no tuple
+        # per row is kept (a list of them sets off the garbage collector's passes).
+        columns: dict[str, list] = {}
         for dim in required:
             target = universe[dim]
             if target.skypix is not None:
                 continue
-            keys = list(set(zip(*[columns_of_rows[required.index(d)] for d in target.identity])))
+            for d in target.identity:
+                if d not in columns:
+                    columns[d] = list(map(operator.itemgetter(required.index(d)), rows))
+            keys = list(set(zip(*[columns[d] for d in target.identity])))
             statement, single = self._existing_keys_statement(dim), len(target.identity) == 1
             for start in range(0, len(keys), 500):
                 given = keys[start:start + 500]
