@@ -17,6 +17,10 @@ peak memory; the parent's at the fork is the baseline):
   hats-import's; both must return the same rows.
 
 N defaults to 10,000,000 over D = 2,000 datasets (``--quick``: 200,000 over 40).
+
+``--server``: also publish through ``skybutler serve`` (its own process, on loopback) -- the
+server gathers and writes, the client waits for the summary -- with the client's and the
+server's CPU seconds, and the same cone search through the server (the same rows).
 """
 
 from __future__ import annotations
@@ -101,6 +105,29 @@ def timed_ms(fn, reps: int = 5) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
+def through_server(root: Path, expected_ids: list[int]) -> dict[str, Any]:
+    """Publish the same datasets through a server (a client in a child; the server's CPU from /proc)
+    and run the same cone search through it."""
+    import serving
+
+    with serving.served(root, "bench_catalogs") as (url, token, pid):
+        before = serving.cpu_seconds(pid)
+
+        def publish() -> dict[str, Any]:
+            with Butler(url, token=token) as butler:
+                done = butler.publish_catalog("src", "bench", collections="survey/run1")
+            return {"rows": done.total_rows, "run": done.ref.run}
+
+        out = w.in_child(publish)
+        out["server_cpu_seconds"] = serving.cpu_seconds(pid) - before
+        out["rows_per_s"] = w.rate(out["result"]["rows"], out["seconds"])
+        with Butler(url, token=token) as butler:
+            out["cone_search_ms"], found = timed_ms(
+                lambda: butler.cone_search("src", *CENTRE, RADIUS, collections=out["result"]["run"]))
+    assert sorted(found["source_id"].to_pylist()) == expected_ids, "the search through the server disagrees"
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -109,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="200,000 rows over 40 datasets, for a smoke run")
     parser.add_argument("--no-hats-import", action="store_true", help="skip the hats-import/lsdb comparison")
     parser.add_argument("--no-load", action="store_true", help="skip loading the rows into SQLite and DuckDB")
+    parser.add_argument("--server", action="store_true", help="also publish and search through a server")
     args = parser.parse_args(argv)
     rows, datasets = (200_000, 40) if args.quick else (args.rows, args.datasets)
     load_before = os.getloadavg()[0]
@@ -150,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             catalog = lsdb.open_catalog(work / "theirs")
             lsdb_ms, frame = timed_ms(lambda: catalog.cone_search(*CENTRE, RADIUS * 3600).compute())
             assert sorted(frame["source_id"].tolist()) == ours_ids, "the two cone searches disagree"
+        remote = through_server(work / "repo", ours_ids) if args.server else None
         loads = None
         if not args.no_load:  # the same rows into SQLite and DuckDB (bench_catalog_load.py)
             from bench_catalog_load import load_all
@@ -158,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     doc = {"load": loads, "benchmark": "bench_catalogs", "rows": rows, "datasets": datasets, **w.environment(),
-           "publish": ours, "cone_search_ms": ours_ms, "cone_rows": len(ours_ids), "hats_import": theirs,
+           "publish": ours, "publish_through_server": remote, "cone_search_ms": ours_ms, "cone_rows": len(ours_ids), "hats_import": theirs,
            "lsdb_cone_search_ms": lsdb_ms, "baseline_rss_bytes": baseline, "build_seconds": built["seconds"],
            "tmpdir": tempfile.gettempdir(), "load_avg_1m_before": load_before,
            "load_avg_1m_after": os.getloadavg()[0]}
@@ -171,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  hats-import        {theirs['rows_per_s']:>10,.0f} rows/s ({theirs['seconds']:.1f} s, peak RSS driver "
               f"{theirs['peak_rss_bytes'] / 2**20:.0f} MiB, largest worker {theirs['peak_child_rss_bytes'] / 2**20:.0f}"
               " MiB)")
+    if remote is not None:
+        print(f"  through a server   {remote['rows_per_s']:>10,.0f} rows/s ({remote['seconds']:.1f} s; CPU: server "
+              f"{remote['server_cpu_seconds']:.1f} s, client {remote['cpu_seconds']:.1f} s; local publish CPU "
+              f"{ours['cpu_seconds']:.1f} s); cone search {remote['cone_search_ms']:.1f} ms")
     print(f"  cone r={RADIUS} deg: skybutler {ours_ms:.1f} ms" +
           (f", lsdb {lsdb_ms:.1f} ms" if lsdb_ms is not None else "") + f" ({len(ours_ids)} rows)")
     for target, figures in (loads or {}).items():
