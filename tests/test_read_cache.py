@@ -149,3 +149,74 @@ def test_a_query_asked_again_reuses_its_sql_text_and_sees_new_records(two_client
     second.insert_records("visit", [{"instrument": "Cam", "id": 3, "physical_filter": "Cam-r", "day_obs": 20250101}])
     assert sorted(d["visit"] for d in first.query_data_ids(["visit", "detector"], where="visit > 0")) == [
         1, 1, 2, 2, 3, 3]
+
+
+@pytest.fixture
+def two_postgres_clients(tmp_path):
+    """Two butlers on one PostgreSQL repository (the stack's server): metrics in run/a, chain -> [run/a]."""
+    from conftest import POSTGRES_URL, stack_locations
+
+    if not POSTGRES_URL:
+        pytest.skip("needs SKYBUTLER_TEST_POSTGRES_URL")
+    first = Butler.create(tmp_path / "repo", **stack_locations("postgres", tmp_path))
+    populate(first, 2, 2)
+    for name in ("metrics", "other"):
+        first.register_dataset_type(name, ["instrument", "visit", "detector"], "Dict")
+    first.put({"v": 1}, "metrics", instrument="Cam", visit=1, detector=0, run="run/a")
+    first.collections.register("chain", "chained")
+    first.collections.set_chain("chain", ["run/a"])
+    second = Butler(tmp_path / "repo")
+    yield first, second
+    first.close()
+    second.close()
+
+
+def test_postgres_reuses_a_built_query_while_its_lookups_answer_as_before(two_postgres_clients, monkeypatch):
+    """PostgreSQL cannot say whether anything was committed: a built query is reused while the
+    lookups it was built from (the chain's children, which collections hold the type) answer
+    the same, run again each time; another client's commits are seen all the same."""
+    from skybutler.query import builder
+
+    first, second = two_postgres_clients
+    built = []
+    real = builder._build
+    monkeypatch.setattr(builder, "_build", lambda registry, spec: built.append(spec.where) or real(registry, spec))
+    for _ in range(3):
+        assert runs_found(first) == ["run/a"]
+    assert len(built) == 1
+    second.put({"v": 2}, "metrics", instrument="Cam", visit=2, detector=1, run="run/a")  # no lookup changes
+    assert runs_found(first) == ["run/a", "run/a"] and len(built) == 1
+    second.put({"v": 3}, "metrics", instrument="Cam", visit=1, detector=0, run="run/b")
+    second.collections.set_chain("chain", ["run/b", "run/a"])  # the chain's children change
+    assert runs_found(first) == ["run/a", "run/a", "run/b"] and len(built) == 2
+    # which collections hold a type: none of the chain's held 'other', now run/b does
+    assert first.query_datasets("other", collections="chain").count() == 0
+    second.put({"v": 4}, "other", instrument="Cam", visit=1, detector=1, run="run/b")
+    assert [r.run for r in first.query_datasets("other", collections="chain")] == ["run/b"]
+    assert len(built) == 4  # 'other' built while no collection held it, and again once run/b did
+
+
+def test_postgres_reuses_data_id_queries_and_sees_new_records(two_postgres_clients, monkeypatch):
+    from skybutler.query import builder
+
+    first, second = two_postgres_clients
+    built = []
+    real = builder._build
+    monkeypatch.setattr(builder, "_build", lambda registry, spec: built.append(spec.where) or real(registry, spec))
+
+    def visits() -> list[int]:
+        return sorted(d["visit"] for d in first.query_data_ids(["visit", "detector"], where="visit > 0 AND band = 'g'"))
+
+    assert visits() == [1, 1]
+    second.insert_records("visit", [{"instrument": "Cam", "id": 4, "physical_filter": "Cam-g", "day_obs": 20250101}])
+    assert visits() == [1, 1, 4, 4] and len(built) == 1  # no lookup behind it: built once
+    table = first.query_data_ids(["visit", "detector"], where="visit > 0 AND band = 'g'").to_arrow()
+    assert sorted(table.column("visit").to_pylist()) == [1, 1, 4, 4] and len(built) == 1
+    # a where-clause naming what the database defines (a dataset's facts) is built every time
+    for _ in range(2):
+        first.query_datasets("metrics", collections="chain", where="metrics.ingest_date > T'2000-01-01'").count()
+    assert len(built) == 3
+    # nor inside a transaction
+    with first.registry.transaction():
+        visits()
+    assert len(built) == 4

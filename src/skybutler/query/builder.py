@@ -256,11 +256,24 @@ def build(registry: Registry, spec: QuerySpec) -> BuiltQuery:
     so it is not built again.  Building is a third of the time of a count or a small
     query (0.5 ms of SQLAlchemy constructs), and a reused statement also keeps the cache
     keys SQLAlchemy worked out for it.  Only specs whose values are all hashable (no
-    regions, lists or times in ``bind``) are remembered."""
+    regions, lists or times in ``bind``) are remembered.
+
+    On PostgreSQL, which cannot say cheaply whether anything was committed, a built query
+    is reused while the lookups it was built from (a chain's children, which collections
+    hold the queried types) answer as they did, run again each time
+    (:meth:`~skybutler.registry.read_cache.ReadCache.checked`); only queries whose
+    where-clause names nothing but dimensions and their fields, which the universe
+    defines (not dataset facts or user tables, whose definitions live in the database)."""
     key = _cache_key(spec)
     if key is None:
         return _build(registry, spec)
-    return registry.db.read_cache.get(key, lambda: _build(registry, spec))
+    return registry.db.read_cache.checked(key, lambda: _build(registry, spec), registry.name_tables(),
+                                          keep=lambda built: _names_dimensions_only(registry, built.tree))
+
+
+def _names_dimensions_only(registry: Registry, tree: ex.Node | None) -> bool:
+    elements = registry.universe.elements
+    return all(name.split(".", 1)[0] in elements for name in ex.identifiers(tree))
 
 
 def _cache_key(spec: QuerySpec) -> tuple | None:

@@ -175,7 +175,8 @@ class Database:
         self._local = threading.local()
         path = self.engine.url.database if self.dialect == "sqlite" else None
         #: Small lookups' answers, reused while nothing is committed (SQLite files only).
-        self.read_cache = ReadCache(path if path and path != ":memory:" else None, lambda: self.in_transaction)
+        self.read_cache = ReadCache(path if path and path != ":memory:" else None, lambda: self.in_transaction,
+                                    lambda: getattr(self._local, "opened", 0))
         #: Rows this client inserted into queried tables since their statistics were made, and
         #: the row counts those statistics describe (read from sqlite_stat1 or pg_class when needed).
         self._inserted: dict[str, int] = {}
@@ -234,6 +235,7 @@ class Database:
         switch its checks only outside a transaction: a nested call keeps them on, and they
         are on again before the connection goes back to the pool."""
         current = getattr(self._local, "conn", None)
+        self._local.opened = getattr(self._local, "opened", 0) + 1
         if current is not None:
             yield current
             return
@@ -320,6 +322,7 @@ class Database:
     def reading(self) -> Iterator[Connection]:
         """A connection for reads (the open transaction's, if there is one)."""
         current = getattr(self._local, "conn", None)
+        self._local.opened = getattr(self._local, "opened", 0) + 1
         if current is not None:
             yield current
             return

@@ -78,6 +78,12 @@ class Registry:
         self.datasets = DatasetStore(db, self.schema, self.dataset_types, self.collections)
         self.calibrations = CalibrationStore(db, self.schema, self.dataset_types, self.collections)
 
+    def name_tables(self) -> tuple[Any, ...]:
+        """The in-memory tables of collection and dataset type names as they are now: each is
+        replaced when re-read (never changed in place), so what was made from them can tell
+        by identity whether they were re-read since (see ``ReadCache.checked``)."""
+        return (self.collections._by_name, self.dataset_types._by_name)
+
     @_OnDemand
     def metadata(self) -> MetadataStore:
         """The facts extracted from stored files (shape, sky footprint, header keys...) and metrics."""
