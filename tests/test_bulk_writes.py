@@ -305,3 +305,31 @@ def test_bulk_registration_refuses_a_missing_record_by_name_and_leaves_nothing(b
                                     else "SELECT 1").scalar() == 1
     assert big.registry.datasets.insert_bulk(dtype, "bulk", good, batch_size=7) == len(good)
     assert big.query_datasets("metrics", collections="bulk").count() == len(good)
+
+
+def test_bulk_registration_rows_agree_and_a_later_chunk_conflict_leaves_nothing(big: Butler):
+    """``insert_bulk`` writes the dataset rows of a chunk in one statement (SQLite) or a COPY
+    and its membership rows apart: every membership row has its own dataset row, of its type
+    and RUN, each chunk's IDs in increasing order; values given as lists work as tuples; a data ID
+    given again in a later chunk refuses the whole call, earlier chunks included."""
+    big.register_dataset_type("other", ["instrument", "visit", "detector"], "Dict")
+    for run in ("spare", "bulk", "bulk2"):  # no RUN's number the same as a type's
+        big.collections.register(run, "run")
+    good = [["Cam", v, d] for v in range(1, N_VISITS + 1) for d in range(N_DETECTORS)]
+    datasets = big.registry.datasets
+    assert datasets.insert_bulk(big.get_dataset_type("metrics"), "bulk", good, batch_size=7) == len(good)
+    assert datasets.insert_bulk(big.get_dataset_type("other"), "bulk2", iter(good[:9]), batch_size=4) == 9
+    refs = {name: list(big.query_datasets(name, collections=["bulk", "bulk2"])) for name in ("metrics", "other")}
+    assert sorted((r.data_id["visit"], r.data_id["detector"]) for r in refs["metrics"]) == [(v, d) for _, v, d in good]
+    assert sorted((r.data_id["visit"], r.data_id["detector"]) for r in refs["other"]) == [(v, d) for _, v, d in good[:9]]
+    owners = datasets.owners(r.id for rs in refs.values() for r in rs)
+    assert owners == {**{r.id: ("metrics", "bulk") for r in refs["metrics"]}, **{r.id: ("other", "bulk2") for r in refs["other"]}}
+    by_key = {(r.data_id["visit"], r.data_id["detector"]): r.id for r in refs["metrics"]}
+    ids = [by_key[v, d] for _, v, d in good]
+    assert len(set(ids)) == len(ids)  # and each chunk's in increasing order (appended to every index)
+    assert all(ids[i:i + 7] == sorted(ids[i:i + 7]) for i in range(0, len(ids), 7))
+    before = snapshot(big)
+    with pytest.raises(Exception, match="(?i)unique|duplicate"):
+        datasets.insert_bulk(big.get_dataset_type("other"), "bulk", [*good, good[3]], batch_size=7)
+    assert snapshot(big) == before
+    assert big.query_datasets("other", collections="bulk").count() == 0
