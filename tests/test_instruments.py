@@ -323,6 +323,40 @@ def test_missing_or_contradictory_keys(night: dict, tmp_path: Path, changes: dic
         read_observation_metadata(path)
 
 
+def test_an_exposure_is_identified_once_and_a_file_contradicting_it_is_still_refused(night: dict, monkeypatch) -> None:
+    """The later files of an exposure take its translation over, its identity included: SimCam's
+    EXPID is checked against DATE-OBS (an astropy time, ~1 ms) once an exposure, not once a file.
+    The oracle for each file is its translation alone; a file whose EXPID, SEQNUM or DATE-OBS
+    differs from its exposure's is translated and checked anew, and refused."""
+    from skybutler.instruments import headers as translation
+    from skybutler.instruments.translators.simcam import SimCamTranslator
+
+    calls = []
+    identify = SimCamTranslator.to_exposure_id
+
+    def counted(self):
+        calls.append(1)
+        return identify(self)
+
+    spec = _science(night)[1]
+    headers = [dict(fits.getheader(_path(night, spec, d))) for d in range(9)]
+    alone = []
+    for header in headers:
+        translation._EXPOSURES.clear()
+        alone.append(metadata_from_header(header, "f.fits"))
+    translation._EXPOSURES.clear()
+    monkeypatch.setattr(SimCamTranslator, "to_exposure_id", counted)
+    together = [metadata_from_header(header, "f.fits") for header in headers]
+    assert together == alone
+    assert len(calls) <= 3  # the first file's translation; none for the 8 others
+    later = {key: value for key, value in headers[4].items()  # its end is then begin + EXPTIME
+             if key not in ("DATE-END", "MJD-END")}
+    for changes, reason in (({"SEQNUM": 99}, "EXPID .* contradicts SEQNUM 99"),
+                            ({"DATE-OBS": "2026-03-03T01:00:00.000"}, "contradicts the observing night")):
+        with pytest.raises(RawHeaderError, match=f"late.fits: .*{reason}"):
+            metadata_from_header({**later, **changes}, "late.fits")
+
+
 def test_real_camera_header_translates_through_the_same_path() -> None:
     """An HSC-style header needs no skybutler code: the library's translator handles it."""
     header = {

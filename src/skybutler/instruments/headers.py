@@ -89,10 +89,10 @@ _OPTIONAL = {
 def metadata_from_header(header: Any, filename: str | Path = "<header>") -> ObservationMetadata:
     """Translate an already-read header (any dict-like) into :class:`ObservationMetadata`.
 
-    The properties of the exposure (times, pointing, observing day, ...) are the same in
-    every file of it, and are most of the cost: they are translated once per exposure, and a
-    later file of the same exposure whose header holds the same values in every card that
-    translation read (recorded as it ran) takes them over; only its own detector and filter
+    The properties of the exposure (its identity, times, pointing, observing day, ...) are the
+    same in every file of it, and are most of the cost: they are translated once per exposure, and
+    a later file whose header holds the same values in every card that translation read (recorded
+    as it ran, the exposure's identity included) takes them over; only its own detector and filter
     are translated.  Any difference in those cards and the file is translated in full.
     """
     filename = str(filename)
@@ -102,32 +102,44 @@ def metadata_from_header(header: Any, filename: str | Path = "<header>") -> Obse
         translator_class = translator_for(header, filename)
         _check_described(translator_class(header, filename=filename), filename)
         amt.fix_header(header, translator_class=translator_class, filename=filename)
-        own = _own_properties(translator_class, header, filename)
-        key = None if own is None else (translator_class, own["instrument"], own["exposure_id"])
-        memo = _EXPOSURES.get(key) if key is not None else None
-        if memo is not None and all(header.get(card, _ABSENT) == value for card, value in memo[0].items()):
-            meta = memo[1].model_copy(update={"detector": own["detector_num"],
-                                              "physical_filter": own["physical_filter"]})
+        memo = _same_exposure(translator_class, header)
+        own = _own_properties(translator_class, header, filename, _PER_FILE)
+        if memo is not None and own is not None:
+            meta = memo.model_copy(update={"detector": own["detector_num"], "physical_filter": own["physical_filter"]})
             _check_against_instrument(meta, filename, False, translator_class, header)  # times checked
             return meta
+        recorder = ReadRecorder(header)
+        exposure = _own_properties(translator_class, recorder, filename, _OWN_EXPOSURE)
+        own = None if own is None or exposure is None else {**own, **exposure}
         meta, reads = _translate(amt, translator_class, header, filename, own)
-        if key is not None and reads is not None:
-            _EXPOSURES[key] = (reads, meta)
+        if own is not None and reads is not None and not recorder.whole:
+            _EXPOSURES.pop(key := (translator_class, own["instrument"], own["exposure_id"]), None)
+            _EXPOSURES[key] = ({**recorder.read, **reads}, meta)  # the latest last
             if len(_EXPOSURES) > _EXPOSURES_KEPT:
                 del _EXPOSURES[next(iter(_EXPOSURES))]
     _check_against_instrument(meta, filename, True, translator_class, header)
     return meta
 
 
-#: A raw file's own properties: the rest are its exposure's, the same in every file of it.
-_OWN = ("instrument", "exposure_id", "detector_num", "physical_filter")
-#: Of those, the ones that differ between the files of one exposure.
-_PER_FILE = {"detector_num", "physical_filter"}
-#: (translator, instrument, exposure) -> (the cards its translation read, with their values; the result).
+#: A raw file's own properties: those that differ between the files of one exposure.
+_PER_FILE = ("detector_num", "physical_filter")
+#: The properties that say which exposure a file is of.
+_OWN_EXPOSURE = ("instrument", "exposure_id")
+#: (translator, instrument, exposure) -> (the cards its translation read, identity included, with
+#: their values; the result), the exposure translated latest last.
 _EXPOSURES: dict[tuple, tuple[dict[str, Any], ObservationMetadata]] = {}
 #: Exposures remembered (files come exposure by exposure; a few are enough).
 _EXPOSURES_KEPT = 16
 _ABSENT = object()
+
+
+def _same_exposure(translator_class: type, header: dict[str, Any]) -> ObservationMetadata | None:
+    """The translation of a remembered exposure whose every card read has the same value in ``header``
+    (the latest first: a file is most often of the exposure of the file before it)."""
+    for (chosen, _, _), (reads, meta) in reversed(_EXPOSURES.items()):
+        if chosen is translator_class and all(header.get(card, _ABSENT) == value for card, value in reads.items()):
+            return meta
+    return None
 
 
 class ReadRecorder(dict):
@@ -195,11 +207,13 @@ class ReadRecorder(dict):
         self._whole("__delitem__")(key)
 
 
-def _own_properties(translator_class: type, header: dict[str, Any], filename: str) -> dict[str, Any] | None:
-    """The file's own properties, or None if one cannot be translated (the full translation says why)."""
+def _own_properties(translator_class: type, header: dict[str, Any], filename: str,
+                    names: tuple[str, ...]) -> dict[str, Any] | None:
+    """The properties ``names`` of a file, or None if one cannot be translated (the full translation
+    says why)."""
     translator = translator_class(header, filename=filename)
     try:
-        return {name: getattr(translator, f"to_{name}")() for name in _OWN}
+        return {name: getattr(translator, f"to_{name}")() for name in names}
     except Exception:
         return None
 
@@ -219,7 +233,7 @@ def _translate(amt: Any, translator_class: type, header: dict[str, Any], filenam
         pass  # a bad observation type is reported, with its reason, by ObservationInfo below
     subset = _REQUIRED | _OPTIONAL
     if own is not None:
-        required, subset = required - _PER_FILE, subset - _PER_FILE
+        required, subset = required - set(_PER_FILE), subset - set(_PER_FILE)
     try:
         info = amt.ObservationInfo(recorder, filename=filename, translator_class=translator_class,
                                    required=required, subset=subset, quiet=True)
@@ -261,6 +275,7 @@ def translator_for(header: dict[str, Any], filename: str) -> type:
     if _CHOSEN.get("version") != registry_version():
         _described_translators()
         _CHOSEN.clear()
+        _EXPOSURES.clear()  # a translation may use a camera's description (its rotator, its site)
         _CHOSEN["version"] = registry_version()
     for reads, chosen in _CHOSEN.get("choices", ()):
         if all(header.get(card, _ABSENT) == value for card, value in reads.items()):
@@ -348,7 +363,8 @@ _OFFLINE_DEPTH = 0
 @functools.cache
 def _offline_translator(translator_class: type) -> type:
     """``translator_class`` whose site comes from the camera description if its own lookup fails,
-    and whose constructor turns a file name into the library's URI once per file.
+    and whose file name becomes the library's URI only when it is read (to name the file in a
+    warning: most raws never need it, and the library makes it in every constructor, ~40 us each).
 
     Some translators look the observatory up in astropy's site registry, which is
     downloaded on first use; offline that raises, and the camera's description (or,
@@ -367,17 +383,24 @@ def _offline_translator(translator_class: type) -> type:
 
     def __init__(self: Any, header: Any, filename: Any = None) -> None:
         translator_class.__init__(self, header)
-        self.filename = None if filename is None else _file_uri(filename)
+        self.filename = filename
+
+    def uri(self: Any) -> str | None:
+        name = self.__dict__.get("_file_name")
+        return None if name is None else _file_uri(name)
+
+    def set_name(self: Any, name: Any) -> None:
+        self.__dict__["_file_name"] = name
 
     members: dict[str, Any] = {"name": None, "to_location": to_location}
     if translator_class.__init__ is _library().MetadataTranslator.__init__:  # a constructor of its own is kept
         members["__init__"] = __init__
+        members["filename"] = property(uri, set_name)  # made when read (to name the file in a warning)
     return type(f"Offline{translator_class.__name__}", (translator_class,), members)
 
 
 def _file_uri(filename: Any) -> str:
-    """The file name a translator keeps (the library's absolute URI of it), made once per file: the
-    library makes it in every translator's constructor, three or four times a raw (~0.1 ms each).
+    """The file name a translator keeps (the library's absolute URI of it), made once per file.
     A relative name depends on the working directory, so only absolute ones are remembered."""
     name = str(filename)
     return _absolute_uri(name) if os.path.isabs(name) else _absolute_uri.__wrapped__(name)
