@@ -289,9 +289,9 @@ def _register_observations(butler, metas: Sequence[ObservationMetadata]) -> None
     for m in metas:
         first.setdefault((m.instrument, m.exposure_id), m)
     per_exposure = first.values()
-    day_obs = {(m.instrument, m.day_obs): day_obs_record(m) for m in per_exposure}
+    nights = {(m.instrument, m.day_obs): m for m in per_exposure}  # a night's record made once (astropy times)
     groups = {(m.instrument, m.group): group_record(m) for m in per_exposure}
-    butler.insert_records("day_obs", day_obs.values(), skip_existing=True)
+    butler.insert_records("day_obs", [day_obs_record(m) for m in nights.values()], skip_existing=True)
     butler.insert_records("group", groups.values(), skip_existing=True)
     butler.insert_records("exposure", [exposure_record(m) for m in per_exposure], skip_existing=True)
 
