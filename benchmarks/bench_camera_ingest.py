@@ -2,14 +2,24 @@
 
 The files (written beforehand, not timed) carry the headers of tests/camera_headers.py:
 1,000 HSC files (10 exposures x 100 detectors) and 1,000 LSSTCam files (exposures of
-its 189 science detectors), each with a small 64x64 image.  Each run ingests all of them with
+its 189 science detectors), each with a small 64x64 image; with ``--camera simcam``, a
+simulated SimCam night of about as many files instead (9 detectors an exposure, so each
+exposure's translation is shared by 9 files, not 100-189; biases and flats among them).  Each run ingests all of them with
 :func:`skybutler.ingest.ingest_raws` into a new repository (transfer ``copy``): header
 reading and translation through astro-metadata-translator, first-use camera
 registration, exposure records and the ``raw`` datasets.  One run with headers read in
 this process, one with a process pool of 2.  Figures are files/s (wall) and files per
 CPU-second (this process and the pool's workers; the steadier figure on a shared machine).
 
-Usage: ``python benchmarks/bench_camera_ingest.py [--json FILE] [--files N] [--processes 1,2]``.
+Then one more sequential run with the functions ingest spends its time in wrapped by timers
+(:data:`STAGES`), which says where the time goes a file: header walk, WCS check, facts (the
+footprint), translation, camera registration, exposure records, the check for raws already
+there, file transfer (copy and checksum) and registry rows; CPU and wall each.  On Linux the
+time this process waited for a CPU (``/proc/self/schedstat``) is reported too: wall minus that
+wait is what the run would take with a CPU of its own (the host is shared).
+
+Usage: ``python benchmarks/bench_camera_ingest.py [--json FILE] [--files N] [--processes 1,2]
+[--camera real|simcam]``.
 
 Each file carries a small TAN WCS, as raws do. Measured on the 2-core development host shared
 with seven other jobs (load average ~5, TMPDIR=/dev/shm), 1,000 files, before and after in one
@@ -38,6 +48,9 @@ say nothing; the >= 1,000 files/s target with a pool of 2 is unmeasured on a qui
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import importlib
 import json
 import os
 import resource
@@ -45,7 +58,9 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
@@ -54,7 +69,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import camera_headers as ch  # noqa: E402
 from skybutler import Butler  # noqa: E402
-from skybutler.ingest import ingest_raws  # noqa: E402
+from skybutler.ingest import find_raw_files, ingest_raws  # noqa: E402
+
+#: Where a sequential ingest spends its time: (label, ``module:attribute``); the calls are disjoint
+#: but for those of ``butler.ingest``, whose own line is what the two after it leave.
+STAGES = (
+    ("header walk", "skybutler.formats.fits_validation:walk_headers"),
+    ("WCS check", "skybutler.formats.fits_validation:_check_image"),
+    ("facts (footprint)", "skybutler.formats.file_facts:_facts_of"),
+    ("translation", "skybutler.ingest.raws:metadata_from_header"),
+    ("camera registration", "skybutler.ingest.raws:_register_instruments"),
+    ("exposure records", "skybutler.ingest.raws:_register_observations"),
+    ("raws already there?", "skybutler.ingest.raws:_skip_existing"),
+    ("butler.ingest, rest", "skybutler.writes:Writes.ingest"),
+    ("file transfer", "skybutler.writes:ingest_files"),
+    ("registry rows", "skybutler.registry.registry:Registry.insert_datasets"),
+)
+#: The stages whose time is counted in another's too (that one's line shows what is left).
+INSIDE = {"file transfer": "butler.ingest, rest", "registry rows": "butler.ingest, rest"}
 
 
 def write_files(directory: Path, n_files: int) -> list[Path]:
@@ -92,6 +124,75 @@ def _wcs_cards(i: int) -> dict[str, float | str]:
             "RADESYS": "ICRS", "EQUINOX": 2000.0}
 
 
+def write_simcam(directory: Path, n_files: int) -> list[Path]:
+    """A SimCam night of about ``n_files`` raws (9 a science exposure, 2 biases, 2 flats per band)."""
+    from skybutler.instruments import simulate_night
+
+    simulate_night(directory, n_science=max(1, (n_files - 36) // 9), n_bias=2, n_flat=2, bands=("g", "r"), size=64)
+    return find_raw_files([directory])
+
+
+def _run_queue_wait() -> float | None:
+    """Seconds this process has waited for a CPU so far (Linux), or None."""
+    try:
+        with open("/proc/self/schedstat") as stat:
+            return int(stat.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def _timed_stages(totals: dict[str, list[float]]) -> Iterator[None]:
+    """Each function of :data:`STAGES` wrapped to add its CPU and wall seconds to ``totals``."""
+    restore: list[Callable[[], None]] = []
+    for label, target in STAGES:
+        module, _, path = target.partition(":")
+        owner: Any = importlib.import_module(module)
+        *parents, name = path.split(".")
+        for parent in parents:
+            owner = getattr(owner, parent)
+        original = getattr(owner, name)
+        setattr(owner, name, _timer(original, totals.setdefault(label, [0.0, 0.0])))
+        restore.append(functools.partial(setattr, owner, name, original))
+    try:
+        yield
+    finally:
+        for undo in restore:
+            undo()
+
+
+def _timer(function: Callable[..., Any], total: list[float]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        cpu, wall = time.process_time(), time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            total[0] += time.process_time() - cpu
+            total[1] += time.perf_counter() - wall
+    return timed
+
+
+def ingest_once(work: Path, label: str, raws: Path, n_files: int, processes: int,
+                stages: dict[str, list[float]] | None = None) -> dict[str, Any]:
+    """One ingest of every file into a new repository: wall, CPU of this process and of the workers,
+    this process's wait for a CPU, the load; with ``stages``, the time of each stage added there."""
+    with Butler.create(work / f"repo_{label}") as butler:
+        load = os.getloadavg()[0]
+        waited = _run_queue_wait()
+        start, cpu, workers = time.perf_counter(), time.process_time(), _children_cpu()
+        with _timed_stages(stages) if stages is not None else contextlib.nullcontext():
+            result = ingest_raws(butler, [raws], transfer="copy", processes=processes)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        workers = _children_cpu() - workers
+        waited = None if waited is None else _run_queue_wait() - waited
+    assert not result.failures and len(result.refs) == n_files, result.summary()
+    return {"processes": processes, "seconds": seconds, "cpu_seconds": cpu, "worker_cpu_seconds": workers,
+            "files_per_s": n_files / seconds, "files_per_cpu_s": n_files / (cpu + workers),
+            "cpu_ms_per_file": 1e3 * (cpu + workers) / n_files, "waited_for_cpu_s": waited,
+            "load_avg_1m": [load, os.getloadavg()[0]]}
+
+
 def _children_cpu() -> float:
     """CPU seconds of this process's finished children (a process pool's workers, once shut down)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -105,34 +206,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", default="1,2",
                         help="Comma-separated header-reading process counts, one run each (default 1,2; "
                              "1 reads in this process).")
+    parser.add_argument("--camera", choices=("real", "simcam"), default="real",
+                        help="real: HSC and LSSTCam headers (default); simcam: a simulated SimCam night.")
     args = parser.parse_args(argv)
     runs = [int(n) for n in args.processes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="bench_camera_ingest_"))
-    results = {}
+    results: dict[str, Any] = {}
+    stages: dict[str, list[float]] = {}
     try:
-        paths = write_files(work / "raws", args.files)
+        raws = work / "raws"
+        paths = write_files(raws, args.files) if args.camera == "real" else write_simcam(raws, args.files)
         for processes in runs:
             label = "sequential" if processes == 1 else f"process_pool_{processes}"
-            with Butler.create(work / f"repo_{label}") as butler:
-                start, cpu, workers = time.perf_counter(), time.process_time(), _children_cpu()
-                result = ingest_raws(butler, [work / "raws"], transfer="copy", processes=processes)
-                seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-                workers = _children_cpu() - workers
-            assert not result.failures and len(result.refs) == len(paths), result.summary()
-            results[label] = {"seconds": seconds, "cpu_seconds": cpu, "worker_cpu_seconds": workers,
-                              "files_per_s": len(paths) / seconds, "files_per_cpu_s": len(paths) / (cpu + workers),
-                              "cpu_ms_per_file": 1e3 * (cpu + workers) / len(paths)}
+            results[label] = ingest_once(work, label, raws, len(paths), processes)
+        breakdown = ingest_once(work, "stages", raws, len(paths), 1, stages)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"ingest_raws of {args.files} real-format FITS raws (HSC + LSSTCam headers), copy, headers read:")
+    n = len(paths)
+    print(f"ingest_raws of {n} {'SimCam' if args.camera == 'simcam' else 'real-format (HSC + LSSTCam)'} FITS raws, "
+          "copy, headers read:")
     for label, r in results.items():
+        waited = "" if r["waited_for_cpu_s"] is None else f", this process waited {r['waited_for_cpu_s']:.2f} s for a CPU"
         print(f"  {label:15s} {r['files_per_s']:>7,.0f} files/s ({r['seconds']:.2f} s; "
               f"{r['files_per_cpu_s']:,.0f} files per CPU-second, {r['cpu_ms_per_file']:.2f} ms of CPU a file "
-              f"(this process {r['cpu_seconds']:.2f} s, workers {r['worker_cpu_seconds']:.2f} s))")
+              f"(this process {r['cpu_seconds']:.2f} s, workers {r['worker_cpu_seconds']:.2f} s){waited}; "
+              f"load {r['load_avg_1m'][0]:.1f}-{r['load_avg_1m'][1]:.1f})")
+    print(f"where the time goes, sequential (ms a file, CPU / wall; {breakdown['cpu_ms_per_file']:.2f} ms of CPU in all):")
+    own = {label: list(times) for label, times in stages.items()}
+    for label, outer in INSIDE.items():
+        own[outer] = [own[outer][0] - stages[label][0], own[outer][1] - stages[label][1]]
+    for label, (cpu, wall) in own.items():
+        print(f"  {label:22s} {1e3 * cpu / n:6.3f} / {1e3 * wall / n:6.3f}")
+    rest = (breakdown["cpu_seconds"] - sum(t[0] for t in own.values()), breakdown["seconds"] - sum(t[1] for t in own.values()))
+    print(f"  {'the rest':22s} {1e3 * rest[0] / n:6.3f} / {1e3 * rest[1] / n:6.3f}   (finding and opening the "
+          "files, the formatter's and the pool's bookkeeping)")
     print(f"1-minute load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (a shared machine: noisy)")
     if args.json:
-        args.json.write_text(json.dumps({"benchmark": "bench_camera_ingest", "files": args.files, **results,
-                                         "load_avg_1m": os.getloadavg()[0]}, indent=2))
+        args.json.write_text(json.dumps({
+            "benchmark": "bench_camera_ingest", "camera": args.camera, "files": n, **results,
+            "stages_ms_per_file": {label: {"cpu": 1e3 * cpu / n, "wall": 1e3 * wall / n}
+                                   for label, (cpu, wall) in own.items()},
+            "stages_run": breakdown, "load_avg_1m": os.getloadavg()[0]}, indent=2))
     return 0
 
 
