@@ -170,3 +170,41 @@ def test_the_writes_of_one_transaction_count_together_against_a_quota(served):
         pat.put_many("metrics", [({"i": i}, {"instrument": "Cam", "visit": 2, "detector": i}) for i in range(3)],
                      run="u/pat/a")
     assert local.query_datasets("metrics", collections=["u/pat/a"]).count() == 3
+
+
+def test_writes_the_server_applies_at_once_are_refused_inside_a_transaction(served, make_butler):
+    """An access change (or another write the server applies at once) has no place in a batch:
+    a local ``transaction()`` undoes it with the block, so a remote block refuses it, naming the
+    call, and sends nothing of the block; outside a block it is made as before."""
+    local, url, token, rita = served
+    twin = make_butler("twin")  # the local meaning: a failed block takes its grant back with it
+    with pytest.raises(ZeroDivisionError):
+        with twin.transaction():
+            twin.collections.register("shared/x", "tagged")
+            twin.access.grant("user", "pat", "shared/*", "write")
+            1 / 0
+    assert twin.access.rules() == [] and not twin.collections.exists("shared/x")
+
+    Access(local.registry.access).add_user("boss", admin=True)
+    boss = Butler(url, token=Access(local.registry.access).create_token("boss"))
+    rules = boss.access.rules()
+    sent: list[str] = []
+    boss._remote.http.event_hooks["request"].append(lambda request: sent.append(request.url.path))
+    calls = {"access.grant": lambda: boss.access.grant("user", "pat", "shared/*", "write"),
+             "access.add_user": lambda: boss.access.add_user("zed"),
+             "access.create_token": lambda: boss.access.create_token("pat"),
+             "access.set_quota": lambda: boss.access.set_quota("user", "pat", max_bytes=10),
+             "access.add_embargo": lambda: boss.access.add_embargo("metrics", "*", 1, []),
+             "extract_metadata": lambda: boss.extract_metadata("metrics", collections="run/a")}
+    for name, call in calls.items():
+        with pytest.raises(SkybutlerError) as caught:
+            with boss.transaction():
+                boss.collections.register("shared/x", "tagged")
+                call()
+        assert str(caught.value).startswith(f"{name} inside a transaction of a butler opened on a server URL")
+        assert "before the block or after it" in str(caught.value)
+    assert not [p for p in sent if not p.endswith(("/dataset_types/metrics", "/collections/info"))]
+    assert boss.access.rules() == rules and "zed" not in boss.access.users()
+    assert not local.collections.exists("shared/x")
+    boss.access.grant("user", "pat", "shared/*", "write")  # outside a block: at once, as before
+    assert len(boss.access.rules()) == len(rules) + 1

@@ -105,10 +105,12 @@ class AccessStore:
 
     # -- tables ---------------------------------------------------------------
 
-    def _ensure(self, conn: sa.Connection) -> None:
+    def _ensure(self, conn: sa.Connection, joined: bool) -> None:
+        """Create the tables on first use.  Made inside an enclosing transaction (``joined``), they
+        may yet be rolled back with it: then they are not taken as there until looked for again."""
         if not self._exists:
             self.db.create_tables(conn, self._tables)
-            self._exists = True
+            self._exists = None if joined else True
 
     def _present(self) -> bool:
         if not self._exists:
@@ -124,8 +126,9 @@ class AccessStore:
 
     def _write(self, actor: str, action: str, detail: str, *statements: Any) -> None:
         """Run ``statements`` and record them in the audit log, in one transaction."""
+        joined = self.db.in_transaction
         with self.db.transaction() as conn:
-            self._ensure(conn)
+            self._ensure(conn, joined)
             for stmt in statements:
                 conn.execute(stmt)
             conn.execute(self.audit.insert().values(time_ns=time.time_ns(), actor=actor, action=action,
@@ -135,8 +138,9 @@ class AccessStore:
 
     def add_user(self, actor: str, name: str, admin: bool | None, groups: Sequence[str]) -> None:
         """Add ``name`` or update them; ``admin=None`` keeps an existing user's flag (False if new)."""
+        joined = self.db.in_transaction
         with self.db.transaction() as conn:
-            self._ensure(conn)
+            self._ensure(conn, joined)
             exists = conn.execute(sa.select(self.users.c.admin).where(self.users.c.name == name)).first()
             if admin is None:
                 admin = bool(exists[0]) if exists else False
@@ -313,8 +317,9 @@ class AccessStore:
     def record_releases(self, releases: Sequence[str], since_ns: int | None, until_ns: int) -> bool:
         """Add one audit entry per release and the mark of how far they go, in one transaction,
         if the mark is still ``since_ns`` (else another server recorded them meanwhile: False)."""
+        joined = self.db.in_transaction
         with self.db.transaction() as conn:
-            self._ensure(conn)
+            self._ensure(conn, joined)
             self.lock_area("embargo-releases")
             if self.releases_recorded_until() != since_ns:
                 return False

@@ -14,7 +14,9 @@ ones as the server would make them, deterministic ones by the same rule; the ser
 checks both) and whose data IDs are the values given; a call answering a count or a
 flag (``collections.register``, ``remove``) answers None.  Dataset reads (queries,
 ``get``, ``find_dataset``, ``exists``, downloads) are refused with a
-:class:`~skybutler.errors.SkybutlerError`: they could not see the block's own writes.
+:class:`~skybutler.errors.SkybutlerError`: they could not see the block's own writes.  So are
+the writes the server applies at once (``IMMEDIATE``: access changes, cameras, visits, ...),
+which a local transaction would undo with the block and a batch could not.
 Lookups of definitions (dataset types, collections, dimension records) still go to the
 server and show the repository as it was before the block.
 """
@@ -38,8 +40,34 @@ WRITES = {("POST", "collections"), ("PUT", "collections/chain"), ("POST", "colle
           ("POST", "datasets/ingest"), ("POST", "provenance/record")}
 
 
+#: Writes the server applies at once, which have no place in a batch, by the call that sends
+#: them: refused inside a transaction, since the block could not undo them as a local
+#: ``transaction()`` undoes them (an access change made in a block that then failed would stay).
+IMMEDIATE = {"access/users": "access.add_user", "access/users/ungroup": "access.remove_from_group",
+             "access/tokens": "access.create_token", "access/tokens/revoke": "access.revoke_token",
+             "access/rules": "access.grant", "access/embargoes": "access.add_embargo",
+             "access/embargoes/remove": "access.remove_embargo", "access/quotas": "access.set_quota",
+             "instruments": "register_instrument", "visits/define": "define_visits", "skymaps": "register_skymap",
+             "raws/ingest": "ingest_raws", "datasets/extract_metadata": "extract_metadata",
+             "retention/apply": "retention.apply", "retention/purge": "retention.purge",
+             "retention/move_to_cold": "retention.move_to_cold", "retention/stage": "retention.stage",
+             "retention/recompute": "retention.recompute", "provenance/recompute": "provenance.recompute",
+             "verify/repair": "repair"}
+
+
 def is_write(method: str, path: str) -> bool:
     return (method, path) in WRITES or (method == "DELETE" and path.startswith("dataset_types/"))
+
+
+def refuse_immediate(transport: RemoteTransport, method: str, path: str) -> None:
+    """Inside a remote transaction, refuse a write the server would apply at once (``IMMEDIATE``)."""
+    if transport.batch is None or method == "GET":
+        return
+    name = IMMEDIATE.get(path) or ("declare_catalog_schema" if path.startswith("catalogs/schemas/") else None)
+    if name is not None:
+        raise SkybutlerError(f"{name} inside a transaction of a butler opened on a server URL: the server applies "
+                             "it at once, so it could not be undone with the block's other writes; call it "
+                             "before the block or after it")
 
 
 class Deferred:

@@ -24,7 +24,7 @@ from ..errors import DatasetNotFoundError, SkybutlerError
 from ..models import DatasetRef, DatasetType
 from ..timespan import as_timespan
 from . import wire
-from .batch import Batch, RemoteTransaction, is_write, refuse_read
+from .batch import Batch, RemoteTransaction, is_write, refuse_immediate, refuse_read
 from .results import RemoteQueryResults, results_for
 
 if TYPE_CHECKING:
@@ -113,6 +113,7 @@ class RemoteTransport:
 
         if self.batch is not None and is_write(method, path):
             return self.batch.add(method, path, kwargs)
+        refuse_immediate(self, method, path)
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as err:
@@ -130,6 +131,7 @@ class RemoteTransport:
     def _stream(self, path: str, body: Any) -> Iterator[Any]:
         import httpx
 
+        refuse_immediate(self, "POST", path)
         try:
             with self.http.stream("POST", path, json=body) as response:
                 _raise_for(response)
