@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 #: TAI nanoseconds bounds used for unbounded sides in the database.
 NS_MIN = -(2**62)
 NS_MAX = 2**62
+#: A bound of a timespan read from the registry whose ``Time`` is not made yet.
+_UNMADE = object()
 
 
 @functools.cache
@@ -76,12 +78,12 @@ class Timespan:
     Immutable; each bound is an astropy ``Time`` (or None), whatever it was given as (see
     :func:`to_time`).  A plain class rather than a pydantic model: every repository open
     builds some, and pydantic alone takes longer to import than a trivial command may run.
+    One read from the registry (:meth:`from_ns`) keeps its integer bounds and makes its
+    ``Time`` bounds only when they are asked for: an astropy time costs about half a
+    millisecond to make, and an import or export of many records only moves the integers.
     """
 
-    __slots__ = ("begin", "end")
-
-    begin: Time | None
-    end: Time | None
+    __slots__ = ("_begin", "_end", "_ns")
 
     def __init__(self, begin: Any = None, end: Any = None):
         try:
@@ -92,8 +94,21 @@ class Timespan:
         if b is not None and e is not None and e < b:
             raise TimespanError(f"invalid timespan ({begin!r}, {end!r}): timespan end {e.isot} is before its "
                                 f"begin {b.isot}")
-        object.__setattr__(self, "begin", b)
-        object.__setattr__(self, "end", e)
+        object.__setattr__(self, "_begin", b)
+        object.__setattr__(self, "_end", e)
+        object.__setattr__(self, "_ns", None)
+
+    @property
+    def begin(self) -> Time | None:
+        if self._begin is _UNMADE:
+            object.__setattr__(self, "_begin", None if self._ns[0] <= NS_MIN else ns_to_time(self._ns[0]))
+        return self._begin
+
+    @property
+    def end(self) -> Time | None:
+        if self._end is _UNMADE:
+            object.__setattr__(self, "_end", None if self._ns[1] >= NS_MAX else ns_to_time(self._ns[1]))
+        return self._end
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"a Timespan is immutable; cannot set {name!r}")
@@ -102,21 +117,33 @@ class Timespan:
         raise AttributeError(f"a Timespan is immutable; cannot delete {name!r}")
 
     def __reduce__(self) -> tuple:
-        return Timespan, (self.begin, self.end)
+        return Timespan.from_ns, self.to_ns()
 
     @classmethod
     def from_ns(cls, begin_ns: int | None, end_ns: int | None) -> Timespan:
-        """Build from stored integer bounds (the ``NS_MIN``/``NS_MAX`` sentinels mean unbounded)."""
-        begin = None if begin_ns is None or begin_ns <= NS_MIN else ns_to_time(begin_ns)
-        end = None if end_ns is None or end_ns >= NS_MAX else ns_to_time(end_ns)
-        return cls(begin, end)
+        """Build from stored integer bounds (the ``NS_MIN``/``NS_MAX`` sentinels, or None, mean
+        unbounded); the ``Time`` bounds are made when first asked for."""
+        for bound in (begin_ns, end_ns):
+            if bound is not None and (not hasattr(bound, "__index__") or isinstance(bound, bool)):
+                raise TimespanError(f"invalid timespan bounds ({begin_ns!r}, {end_ns!r}): integer nanoseconds "
+                                    "expected")
+        begin = NS_MIN if begin_ns is None or begin_ns <= NS_MIN else int(begin_ns)
+        end = NS_MAX if end_ns is None or end_ns >= NS_MAX else int(end_ns)
+        if end < begin:
+            raise TimespanError(f"invalid timespan ({ns_to_time(begin).isot}, {ns_to_time(end).isot}): timespan "
+                                "end is before its begin")
+        span = object.__new__(cls)
+        object.__setattr__(span, "_begin", _UNMADE)
+        object.__setattr__(span, "_end", _UNMADE)
+        object.__setattr__(span, "_ns", (begin, end))
+        return span
 
     def to_ns(self) -> tuple[int, int]:
         """The bounds as integer TAI nanoseconds, with sentinels for unbounded sides."""
-        return (
-            NS_MIN if self.begin is None else time_to_ns(self.begin),
-            NS_MAX if self.end is None else time_to_ns(self.end),
-        )
+        if self._ns is None:
+            object.__setattr__(self, "_ns", (NS_MIN if self._begin is None else time_to_ns(self._begin),
+                                             NS_MAX if self._end is None else time_to_ns(self._end)))
+        return self._ns
 
     def overlaps(self, other: Timespan) -> bool:
         """Whether the two half-open intervals share any instant."""
