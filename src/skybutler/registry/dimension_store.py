@@ -8,8 +8,9 @@ database once per new visit, not once per dataset.
 
 from __future__ import annotations
 
+import functools
 import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 from ..dimensions import DataCoordinate, DataIdValue, DimensionGroup, DimensionRecord, DimensionUniverse
 from ..dimensions import regions as sky
 from ..errors import DataIdError, DimensionRecordError
-from ..timespan import Timespan
+from ..timespan import NS_MAX, NS_MIN, Timespan
 from . import bulk
 from .database import Database
 from .schema import RegistrySchema
@@ -30,6 +31,8 @@ _SKIP_EXISTING_ATTEMPTS = 3
 _IMPLIED_LIMIT = 200_000
 #: Expanded data IDs kept for put and ingest, emptied past this size likewise.
 _EXPANDED_LIMIT = 200_000
+#: Identities looked up by one statement.
+_IDENTITY_CHUNK = 500
 
 class DimensionRecordStore:
     """Reads and writes the element tables of one registry."""
@@ -45,17 +48,28 @@ class DimensionRecordStore:
 
     # -- conversion between records and rows ----------------------------------
 
-    def _to_row(self, record: DimensionRecord) -> dict[str, Any]:
-        element = record.element
-        row: dict[str, Any] = {}
-        for name, value in record.items():
-            if name == "region":
-                row["region"] = sky.encode(value)
-            elif name == "timespan":
-                row["timespan_begin"], row["timespan_end"] = (None, None) if value is None else value.to_ns()
-            else:
-                row[element.column_of(name)] = value
-        return row
+    def _row_tuples(self, element_name: str, records: Sequence[DimensionRecord]) -> list[tuple]:
+        """Records as positional rows in the order of the element table's columns: the region
+        encoded, the timespan split into its nanosecond bounds (an import writes a record for
+        every dataset, so the column plan is made once, not a dictionary per record)."""
+        element = self.universe[element_name]
+        columns = [c.name for c in self.schema.elements[element_name].columns]
+        key_of = {element.column_of(d): d for d in element.identity + element.implies}
+        keys = [key_of.get(c, c) for c in columns]
+        region_at = columns.index("region") if element.region else None
+        span_at = columns.index("timespan_begin") if element.timespan else None
+        out = []
+        for record in records:
+            values = record.to_dict()
+            row = [values.get(k) for k in keys]
+            if region_at is not None and row[region_at] is not None:
+                row[region_at] = sky.encode(row[region_at])
+            if span_at is not None:
+                span = values.get("timespan")
+                if span is not None:
+                    row[span_at], row[span_at + 1] = span.to_ns()
+            out.append(tuple(row))
+        return out
 
     def from_row(self, element_name: str, row: Mapping[str, Any]) -> DimensionRecord:
         element = self.universe[element_name]
@@ -71,16 +85,24 @@ class DimensionRecordStore:
             values["timespan"] = None if b is None and e is None else Timespan.from_ns(b, e)
         return DimensionRecord(element, values)
 
-    def _overlap_rows(self, record: DimensionRecord) -> list[tuple]:
-        """The record's skypix overlap rows: its identity, then system, level and pixel index
-        (the column order of :meth:`_overlap_columns`)."""
-        region = record.get("region")
+    def _overlap_rows(self, records: Sequence[DimensionRecord]) -> list[tuple]:
+        """The records' skypix overlap rows: each one's identity, then system, level and pixel
+        index (the column order of :meth:`_overlap_columns`)."""
         index = self.universe.spatial_index
-        if region is None or index is None:
+        if index is None or not records:
             return []
         system, level = self.universe[index].skypix
-        ident = tuple(record[d] for d in record.element.identity)
-        return [(*ident, system, level, pix) for pix in sky.envelope(region, system, level)]
+        envelope = sky.pixelization(system, level).envelope
+        identity = records[0].element.identity
+        out: list[tuple] = []
+        for record in records:
+            region = record.get("region")
+            if region is None:
+                continue
+            ident = tuple(record[d] for d in identity)
+            for begin, end in envelope(region):
+                out.extend([(*ident, system, level, pix) for pix in range(begin, end)])
+        return out
 
     def _overlap_columns(self, element_name: str) -> list[str]:
         element = self.universe[element_name]
@@ -110,9 +132,8 @@ class DimensionRecordStore:
                         return 0
                 try:
                     with self.db.savepoint(conn):  # positional rows through the driver: no per-row SQLAlchemy work
-                        columns = [c.name for c in table.columns]
-                        bulk.insert_rows(conn, table, columns,
-                                         [tuple(map(self._to_row(r).get, columns)) for r in records])
+                        bulk.insert_rows(conn, table, [c.name for c in table.columns],
+                                         self._row_tuples(element_name, records))
                     self.db.note_inserted(table, len(records))
                     break
                 except sa.exc.IntegrityError as err:
@@ -120,7 +141,7 @@ class DimensionRecordStore:
                         raise self._explain_integrity(element_name, records, err) from err
             overlap = self.schema.skypix_overlaps.get(element_name)
             if overlap is not None:
-                rows = [o for r in records for o in self._overlap_rows(r)]
+                rows = self._overlap_rows(records)
                 if rows:
                     bulk.insert_rows(conn, overlap, self._overlap_columns(element_name), rows)
                     self.db.note_inserted(overlap, len(rows))
@@ -188,16 +209,36 @@ class DimensionRecordStore:
         element = self.universe[element_name]
         table = self.schema.elements[element_name]
         cols = [table.c[element.column_of(d)] for d in element.identity]
-        found: set[tuple] = set()
         with self.db.reading() as conn:
-            for start in range(0, len(identities), 500):
-                chunk = identities[start:start + 500]
-                if len(cols) == 1:
-                    cond = cols[0].in_([i[0] for i in chunk])
-                else:
-                    cond = sa.tuple_(*cols).in_(chunk)
-                found.update(tuple(r) for r in conn.execute(sa.select(*cols).where(cond)))
-        return found
+            return set(self._rows_by_identity(conn, element_name, cols, identities))
+
+    def _rows_by_identity(self, conn: sa.Connection, element_name: str, columns: Sequence[sa.Column],
+                          identities: Sequence[tuple]) -> Iterator[tuple]:
+        """``columns`` of the element's rows whose identity is one of ``identities``, as tuples, a
+        chunk of :data:`_IDENTITY_CHUNK` identities per statement sent straight to the driver (its
+        text made once per chunk size): SQLAlchemy's expansion of an IN list of a few hundred
+        values, compiled anew for each statement, cost more than the database's work.  Boolean
+        columns come back as booleans, as SQLAlchemy would give them."""
+        identities = list(dict.fromkeys(identities))  # a join yields a row once per identity given
+        if not identities:
+            return
+        element = self.universe[element_name]
+        table = self.schema.elements[element_name]
+        keys = [table.c[element.column_of(d)] for d in element.identity]
+        booleans = [i for i, c in enumerate(columns) if isinstance(c.type, sa.Boolean)]
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            for start in range(0, len(identities), _IDENTITY_CHUNK):
+                chunk = identities[start:start + _IDENTITY_CHUNK]
+                cursor.execute(_select_in_sql(conn.dialect, table, tuple(c.name for c in columns),
+                                              tuple(k.name for k in keys), len(chunk)),
+                               [v for identity in chunk for v in identity])
+                rows = cursor.fetchall()
+                if booleans:
+                    rows = [_with_booleans(row, booleans) for row in rows]
+                yield from map(tuple, rows)
+        finally:
+            cursor.close()
 
     def fetch_one(self, element_name: str, identity: tuple) -> DimensionRecord | None:
         element = self.universe[element_name]
@@ -209,15 +250,38 @@ class DimensionRecordStore:
 
     def fetch_many(self, element_name: str, identities: list[tuple]) -> list[DimensionRecord]:
         """Records of one element by identity (in chunks; missing ones are left out)."""
+        table = self.schema.elements[element_name]
+        names = [c.name for c in table.columns]
+        with self.db.reading() as conn:
+            rows = list(self._rows_by_identity(conn, element_name, list(table.columns), identities))
+        return [self.from_row(element_name, dict(zip(names, row))) for row in rows]
+
+    def export_rows(self, element_name: str, identities: list[tuple]) -> list[dict[str, Any]]:
+        """Records of one element by identity as plain values in a record's key order (what
+        :meth:`fetch_many` gives), except the region, left as its encoded bytes, and the timespan,
+        as its stored (begin, end) nanoseconds with the unbounded sentinels, or None: what an
+        export writes, without building records (a timespan's astropy times cost more than
+        the rest of its row)."""
         element = self.universe[element_name]
         table = self.schema.elements[element_name]
-        cols = [table.c[element.column_of(d)] for d in element.identity]
-        out: list[DimensionRecord] = []
+        names = [c.name for c in table.columns]
+        at = {name: i for i, name in enumerate(names)}
+        plain = [(dim, at[element.column_of(dim)]) for dim in element.identity + element.implies]
+        plain += [(name, at[name]) for name in element.fields]
+        if element.region:
+            plain.append(("region", at["region"]))
+        span = (at["timespan_begin"], at["timespan_end"]) if element.timespan else None
         with self.db.reading() as conn:
-            for start in range(0, len(identities), 500):
-                chunk = identities[start:start + 500]
-                cond = cols[0].in_([i[0] for i in chunk]) if len(cols) == 1 else sa.tuple_(*cols).in_(chunk)
-                out += [self.from_row(element_name, r) for r in conn.execute(sa.select(table).where(cond)).mappings()]
+            rows = list(self._rows_by_identity(conn, element_name, list(table.columns), identities))
+        out = []
+        for row in rows:
+            values = {name: row[i] for name, i in plain}
+            if span is not None:
+                begin, end = row[span[0]], row[span[1]]
+                values["timespan"] = None if begin is None and end is None else (
+                    NS_MIN if begin is None or begin <= NS_MIN else begin,
+                    NS_MAX if end is None or end >= NS_MAX else end)
+            out.append(values)
         return out
 
     def sole_key(self, element_name: str) -> DataIdValue | None:
@@ -344,11 +408,8 @@ class DimensionRecordStore:
         implied = [table.c[d] for d in element.implies]
         width = len(keys)
         with self.db.reading() as conn:
-            for start in range(0, len(missing), 500):
-                chunk = missing[start:start + 500]
-                cond = keys[0].in_([i[0] for i in chunk]) if width == 1 else sa.tuple_(*keys).in_(chunk)
-                for row in conn.execute(sa.select(*keys, *implied).where(cond)):
-                    cache[tuple(row[:width])] = dict(zip(element.implies, row[width:]))
+            for row in self._rows_by_identity(conn, element_name, keys + implied, missing):
+                cache[row[:width]] = dict(zip(element.implies, row[width:]))
 
     def _expand(self, data_id: DataCoordinate) -> DataCoordinate:
         values = dict(data_id)
@@ -381,6 +442,39 @@ class DimensionRecordStore:
                                           f"but {dim}={values[dim]!r} was given")
                     values[dim] = value
         return DataCoordinate(group, {n: values[n] for n in group.names if n in values})
+
+
+@functools.lru_cache(maxsize=256)
+def _select_in_sql(dialect: sa.Dialect, table: sa.Table, columns: tuple[str, ...], keys: tuple[str, ...],
+                   count: int) -> str:
+    """``SELECT columns FROM table WHERE keys IN (count positional identities)`` in the driver's
+    style.  A key of several columns is a list of rows on PostgreSQL, which looks each up in the
+    primary key; SQLite scans the whole table for a row value ``IN (VALUES ...)`` (a chunk of a
+    200,000-record element cost 0.1 s), so there the identities are a VALUES table that leads a
+    join, each probing the primary key."""
+    quote = dialect.identifier_preparer
+    marker = "?" if dialect.paramstyle == "qmark" else "%s"
+    selected = ", ".join(f"t.{quote.quote(c)}" for c in columns)
+    table_name = quote.format_table(table)
+    if len(keys) == 1:
+        return f"SELECT {selected} FROM {table_name} AS t WHERE t.{quote.quote(keys[0])} IN ({', '.join([marker] * count)})"
+    one = f"({', '.join([marker] * len(keys))})"
+    if not dialect.tuple_in_values:
+        return (f"SELECT {selected} FROM {table_name} AS t WHERE ({', '.join(f't.{quote.quote(k)}' for k in keys)}) "
+                f"IN ({', '.join([one] * count)})")
+    names = [f"k{i}" for i in range(len(keys))]
+    joined = " AND ".join(f"t.{quote.quote(k)} = k.{n}" for k, n in zip(keys, names))
+    return (f"WITH k({', '.join(names)}) AS (VALUES {', '.join([one] * count)}) "
+            f"SELECT {selected} FROM k CROSS JOIN {table_name} AS t WHERE {joined}")
+
+
+def _with_booleans(row: Sequence[Any], at: list[int]) -> list[Any]:
+    """A driver's row with the values at ``at`` as booleans (SQLite gives 0 and 1)."""
+    out = list(row)
+    for i in at:
+        if out[i] is not None:
+            out[i] = bool(out[i])
+    return out
 
 
 def _key_function(dims: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple]:
