@@ -16,9 +16,9 @@ import contextlib
 import os
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .datastore.reading import export_path
 from .errors import SkybutlerError
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 #: How many records of one element are fetched at a time when an export writes them out.
 RECORD_CHUNK = 20_000
+#: Most record identities an export remembers having written (see :class:`Written`).
+WRITTEN_LIMIT = 100_000
 
 
 def source(butler: Butler) -> LocalSource | RemoteSource:
@@ -45,6 +47,7 @@ class LocalSource:
     def __init__(self, butler: Butler):
         self._butler = butler
         self._keys: dict[str, set[tuple]] = defaultdict(set)
+        self._written = Written()
 
     def artifacts(self, refs: Sequence[DatasetRef], records: bool = False,
                   related: bool = False) -> dict[uuid.UUID, StoredArtifact]:
@@ -70,12 +73,28 @@ class LocalSource:
     def records(self) -> Iterator[tuple[str, list[DimensionRecord]]]:
         """The records noted so far (and those they imply), element by element in dependency order,
         a chunk at a time."""
+        return self._noted(self._butler.registry.dimensions.fetch_many)
+
+    def record_rows(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """:meth:`records` as plain rows (the region encoded, the timespan in nanoseconds: see
+        :meth:`DimensionRecordStore.export_rows`), for an export that writes them out a chunk of
+        datasets at a time: records given by an earlier call are left out (as far as
+        :class:`Written` remembers them)."""
+        return self._noted(self._butler.registry.dimensions.export_rows, self._written)
+
+    def _noted(self, fetch: Callable[[str, list[tuple]], list],
+               written: Written | None = None) -> Iterator[tuple[str, list]]:
         from .repository_transfer import _follow_implied
 
+        if written is not None:
+            written.drop_from(self._keys)
         _follow_implied(self._butler, self._keys)
-        fetch = self._butler.registry.dimensions.fetch_many
+        if written is not None:
+            written.drop_from(self._keys)  # implied records written already
         for name in self._butler.universe.sorted(self._keys):
             identities = sorted(self._keys.pop(name))
+            if written is not None:
+                written.add(name, identities)
             for begin in range(0, len(identities), RECORD_CHUNK):
                 found = fetch(name, identities[begin:begin + RECORD_CHUNK])
                 if found:
@@ -92,6 +111,7 @@ class RemoteSource:
         self._transport = butler._remote
         self._urls: dict[uuid.UUID, str | None] = {}
         self._records: dict[str, dict[tuple, DimensionRecord]] = defaultdict(dict)
+        self._written = Written()
 
     def artifacts(self, refs: Sequence[DatasetRef], records: bool = False,
                   related: bool = False) -> dict[uuid.UUID, StoredArtifact]:
@@ -156,6 +176,56 @@ class RemoteSource:
             for begin in range(0, len(rows), RECORD_CHUNK):
                 yield name, rows[begin:begin + RECORD_CHUNK]
 
+    def record_rows(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """:meth:`records` as plain rows, as :meth:`LocalSource.record_rows` gives them."""
+        from .dimensions import regions as sky
+
+        for name, records in self.records():
+            records = self._written.new(name, records)
+            if not records:
+                continue
+            rows = []
+            for record in records:
+                row = record.to_dict()
+                if "region" in row:
+                    row["region"] = sky.encode(row["region"])
+                if row.get("timespan") is not None:
+                    row["timespan"] = row["timespan"].to_ns()
+                rows.append(row)
+            yield name, rows
+
+
+
+class Written:
+    """The identities of the records an export has written, element by element, so that one
+    named by many chunks of datasets (an instrument, a visit) is written once.  It remembers at
+    most :data:`WRITTEN_LIMIT` and then forgets them all: such a record may be written again
+    (an import skips a record it has), and memory stays flat however large the export."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, set[tuple]] = defaultdict(set)
+        self._count = 0
+
+    def drop_from(self, keys: dict[str, set[tuple]]) -> None:
+        """Take the identities written already out of ``keys``."""
+        for name, identities in keys.items():
+            if self._keys.get(name):
+                identities -= self._keys[name]
+
+    def add(self, name: str, identities: Sequence[tuple]) -> None:
+        if self._count + len(identities) > WRITTEN_LIMIT:
+            self._keys.clear()
+            self._count = 0
+        if len(identities) <= WRITTEN_LIMIT:
+            self._keys[name].update(identities)
+            self._count += len(identities)
+
+    def new(self, name: str, records: list[DimensionRecord]) -> list[DimensionRecord]:
+        """The records not written yet, now noted as written."""
+        known = self._keys.get(name, ())
+        fresh = [r for r in records if r.identity not in known]
+        self.add(name, [r.identity for r in fresh])
+        return fresh
 
 
 def _copy_only(transfer: str) -> None:

@@ -87,7 +87,7 @@ def _collect_record_keys(butler: Butler, refs: Iterable[DatasetRef], keys: dict[
 def _follow_implied(butler: Butler, keys: dict[str, set[tuple]]) -> None:
     """Add to ``keys`` the records implied by those it names, and theirs in turn (a visit's
     physical filter and day, a filter's band): what expanding every data ID would have named.
-    Only records of elements that imply something are read, and none is kept."""
+    Only records of elements that imply something are read, as plain rows, and none is kept."""
     universe = butler.universe
     done: dict[str, set[tuple]] = defaultdict(set)
     todo = [name for name in keys if universe[name].implies]
@@ -96,7 +96,7 @@ def _follow_implied(butler: Butler, keys: dict[str, set[tuple]]) -> None:
         new = sorted(keys[name] - done[name])
         done[name].update(new)
         for begin in range(0, len(new), CHUNK):
-            for record in butler.registry.dimensions.fetch_many(name, new[begin:begin + CHUNK]):
+            for record in butler.registry.dimensions.export_rows(name, new[begin:begin + CHUNK]):
                 for dim in universe[name].implies:
                     key = tuple(record[d] for d in universe[dim].identity)
                     if None not in key and key not in keys[dim]:
@@ -105,15 +105,13 @@ def _follow_implied(butler: Butler, keys: dict[str, set[tuple]]) -> None:
                             todo.append(dim)
 
 
-def _record_to_json(record: DimensionRecord) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in record.items():
-        if key == "region":
-            value = None if value is None else base64.b64encode(sky.encode(value)).decode()
-        elif key == "timespan":
-            value = None if value is None else list(value.to_ns())
-        out[key] = value
-    return out
+def _row_to_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A record's plain row (:meth:`DimensionRecordStore.export_rows`) as written to an export:
+    its encoded region in base64."""
+    region = row.get("region")
+    if region is not None:
+        row["region"] = base64.b64encode(region).decode()
+    return row
 
 
 def _record_from_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -130,10 +128,12 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
     """Write ``refs`` (files and everything needed to import them) to ``directory``.
 
     Streamed: refs are taken :data:`CHUNK` at a time, each chunk's files copied and its
-    datasets written as lines of ``export.datasets.jsonl``, then the records they need as
-    lines of ``export.records.jsonl``; ``export.json`` (types, RUNs, the format) is written
-    last, so a directory holding it holds a whole export.  Memory grows with the records
-    and RUNs named, not with the datasets.  ``progress(done, total)`` is told each file
+    datasets written as lines of ``export.datasets.jsonl``, then the records they need that
+    were not written for an earlier chunk as lines of ``export.records.jsonl`` (each line's
+    records after those they depend on); ``export.json`` (types, RUNs, the format) is written
+    last, so a directory holding it holds a whole export.  Memory holds a chunk, the IDs
+    taken (16 bytes each) and a bounded set of the records written (:class:`copy_out.Written`),
+    so it stays flat with the number of datasets.  ``progress(done, total)`` is told each file
     copied (``total``: the number of refs when they are a sequence, else None)."""
     from .copy_out import source
 
@@ -144,15 +144,14 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
     directory.mkdir(parents=True, exist_ok=True)
     types: dict[str, dict[str, Any]] = {}
     runs: set[str] = set()
-    seen: set[int] = set()  # the IDs written, as plain integers (a third of a UUID's memory)
+    seen = _TakenIds()
     count = 0
     total = len(refs) if isinstance(refs, Sequence) else None
     if hasattr(refs, "streaming"):  # a query's results: read batch by batch, never whole
         refs.streaming = True
-    with open(directory / DATASETS_FILE, "w") as out:
+    with open(directory / DATASETS_FILE, "w") as out, open(directory / RECORDS_FILE, "w") as records_out:
         for chunk in _chunks(refs, CHUNK):
-            chunk = [r for r in chunk if r.id.int not in seen]
-            seen.update(r.id.int for r in chunk)
+            chunk = seen.new(chunk)
             artifacts = files.artifacts(chunk, records=True)
             for ref in chunk:
                 if ref.id not in artifacts:
@@ -172,14 +171,43 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
             if lines:
                 out.write("\n".join(lines) + "\n")
             count += len(chunk)
-    with open(directory / RECORDS_FILE, "w") as out:
-        for name, records in files.records():
-            out.write(json.dumps({"element": name, "records": [_record_to_json(r) for r in records]}) + "\n")
+            for name, rows in files.record_rows():
+                records_out.write(json.dumps({"element": name, "records": [_row_to_json(r) for r in rows]}) + "\n")
     manifest = {"format_version": FORMAT_VERSION, "universe": [butler.universe.name, butler.universe.version],
                 "dataset_types": list(types.values()), "runs": sorted(runs), "datasets": count,
                 "records_file": RECORDS_FILE, "datasets_file": DATASETS_FILE}
     (directory / MANIFEST).write_text(json.dumps(manifest))
     return count
+
+
+class _TakenIds:
+    """The IDs of the datasets an export has taken, exactly, in a sorted array of 16 bytes each
+    (a set of UUIDs costs about 100 bytes an entry): a dataset given twice is written once."""
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self._np = np
+        self._sorted = np.empty(0, dtype="S16")
+
+    def new(self, refs: list[DatasetRef]) -> list[DatasetRef]:
+        """The refs not taken before (the first of each ID), now taken."""
+        np = self._np
+        first: dict[uuid.UUID, DatasetRef] = {}
+        for ref in refs:
+            first.setdefault(ref.id, ref)
+        fresh = list(first.values())
+        if not fresh:
+            return fresh
+        keys = np.array([ref.id.bytes for ref in fresh], dtype="S16")
+        if len(self._sorted):
+            at = np.minimum(np.searchsorted(self._sorted, keys), len(self._sorted) - 1)
+            taken = self._sorted[at] == keys
+            if taken.any():
+                fresh = [ref for ref, old in zip(fresh, taken.tolist()) if not old]
+                keys = keys[~taken]
+        self._sorted = np.sort(np.concatenate([self._sorted, keys]))
+        return fresh
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
