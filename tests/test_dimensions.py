@@ -90,6 +90,30 @@ def test_timespans_are_half_open():
         Timespan(a.end, a.begin)
 
 
+def test_a_timespan_from_stored_bounds_makes_its_times_when_asked():
+    """From integer bounds: the same times, equality, hash, text and pickle as one made from times;
+    a reversed or non-integer pair is refused by name."""
+    import pickle
+
+    from skybutler.errors import SkybutlerError
+    from skybutler.timespan import NS_MAX, NS_MIN
+
+    a = Timespan("2025-01-01T00:00:00", "2025-01-02T00:00:00")
+    lazy = Timespan.from_ns(*a.to_ns())
+    assert lazy.to_ns() == a.to_ns() and hash(lazy) == hash(a) and repr(lazy) == repr(a)
+    assert lazy.begin.tai.isot == a.begin.tai.isot and lazy.end.tai.isot == a.end.tai.isot
+    assert pickle.loads(pickle.dumps(lazy)) == a and pickle.loads(pickle.dumps(a)) == a
+    half = Timespan.from_ns(a.to_ns()[0], None)
+    assert half.end is None and half.to_ns() == (a.to_ns()[0], NS_MAX)
+    assert Timespan.from_ns(NS_MIN, NS_MAX).begin is None and Timespan.from_ns(None, None) == Timespan(None, None)
+    with pytest.raises(SkybutlerError, match="before its begin"):
+        Timespan.from_ns(a.to_ns()[1], a.to_ns()[0])
+    with pytest.raises(SkybutlerError, match="integer nanoseconds"):
+        Timespan.from_ns("1", 2)
+    with pytest.raises(AttributeError, match="immutable"):
+        lazy.begin = None
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.integers(-(2**61), 2**61))
 def test_time_nanoseconds_round_trip_exactly(ns):
