@@ -78,3 +78,55 @@ def test_what_stays_on_the_server_machine_refuses_a_url_in_one_line(command, say
     assert len(lines) == 1 and says.format(url=url) in lines[0], result.output
     assert "bug in skybutler" not in result.output and result.exception is None or isinstance(result.exception,
                                                                                              SystemExit)
+
+
+def test_serve_with_several_workers_as_a_user_starts_it(butler, tmp_path):
+    """``skybutler serve REPO --port P --workers 2`` as a person runs it (uvicorn's own worker
+    processes on loopback): both workers start, every fresh client sees a write made through
+    another at once (no restart: the registry is the one state), and SIGTERM stops it cleanly."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from skybutler import Butler
+
+    access = Access(butler.registry.access)
+    access.add_user("boss", admin=True)
+    token = access.create_token("boss")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = open(tmp_path / "serve.log", "ab")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.Popen([sys.executable, "-m", "skybutler.cli", "serve", str(butler.root), "--port", str(port),
+                             "--workers", "2"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/{butler.root.name}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{url}/api/v1/info", headers={"Authorization": f"Bearer {token}"}).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "serve.log").read_text()
+            time.sleep(0.3)
+        children = {int(p) for p in open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()}
+        assert len(children) >= 2  # the workers, each a process of its own
+        writer = Butler(url, token=token)
+        for n in range(6):
+            writer.collections.register(f"seen/{n}", "tagged")
+            for _ in range(3):  # fresh connections, answered by whichever worker accepts them
+                with Butler(url, token=token) as reader:
+                    assert reader.collections.exists(f"seen/{n}")
+        assert httpx.get(f"{url}/api/v1/info").status_code == 401  # no token, no answer
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+        log.close()
+    assert code == 0, (tmp_path / "serve.log").read_text()
