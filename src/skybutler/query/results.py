@@ -257,7 +257,7 @@ class QueryResults:
         if self._empty():
             return
         filters = self._built.region_filters
-        with self._registry.db.reading() as conn:
+        with self._registry.db.reading(cursor=self.streaming) as conn:
             statement = self._statement()
             if self.streaming:
                 statement = statement.execution_options(stream_results=True, max_row_buffer=_BATCH)

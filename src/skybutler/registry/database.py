@@ -319,14 +319,22 @@ class Database:
             return out
 
     @contextlib.contextmanager
-    def reading(self) -> Iterator[Connection]:
-        """A connection for reads (the open transaction's, if there is one)."""
+    def reading(self, *, cursor: bool = False) -> Iterator[Connection]:
+        """A connection for reads (the open transaction's, if there is one).
+
+        On PostgreSQL its statements run in autocommit mode, each on its own: at the READ
+        COMMITTED level every statement sees what was committed when it began, in a
+        transaction or not, so a read transaction adds nothing but its BEGIN and ROLLBACK,
+        two round trips that made a small query's one into three.  ``cursor`` keeps the
+        transaction, for a server-side cursor (a streamed result), which lives in one."""
         current = getattr(self._local, "conn", None)
         self._local.opened = getattr(self._local, "opened", 0) + 1
         if current is not None:
             yield current
             return
         with self._errors("read"), self.engine.connect() as conn:
+            if self.dialect == "postgresql" and not cursor:
+                conn.execution_options(isolation_level="AUTOCOMMIT")  # undone when it goes back to the pool
             yield conn
             conn.rollback()
 
