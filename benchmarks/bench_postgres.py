@@ -1,6 +1,7 @@
 """PostgreSQL write paths: put_many, ingest, single puts, and 8 concurrent writers.
 
-    python benchmarks/bench_postgres.py [--json FILE] [--quick] [--datasets N]
+    python benchmarks/bench_postgres.py [--json FILE] [--quick] [--datasets N] [--puts N]
+    python benchmarks/bench_postgres.py --writers-only [--rounds N] [--json FILE]   # the writers' scaling alone
 
 Needs ``SKYBUTLER_TEST_POSTGRES_URL`` (``.ci/services.sh`` provides one); files go to a
 temporary directory (set ``TMPDIR=/dev/shm`` to keep the disk out of the figures).
@@ -12,7 +13,9 @@ holding the W1 records for the datasets written:
 - ``single puts``: one dataset per ``put``, one writer process, and the SQL statements a put
   sends (all of them go to the server in one pipeline, plus its COMMIT);
 - ``8 writers``: eight processes putting one dataset per call into one RUN, and the ratio
-  to one writer.  Every writer process puts once before the clock starts: a process's first
+  to one writer (``--writers-only`` takes this figure alone, ``--rounds N`` times in turn
+  with one writer, and reports each round's ratio and their median: on a shared machine
+  one round's ratio swings with what else runs).  Every writer process puts once before the clock starts: a process's first
   put imports the formatters (numpy, pyarrow: about a second of CPU), which would otherwise
   be counted eight times against the eight writers and once against the one.
 
@@ -175,7 +178,9 @@ def statements_per_put(butler: Butler, data_id: dict[str, Any]) -> dict[str, int
     return seen
 
 
-def bench_single_puts(work: Path, pg: str, scale: w.Scale, schemas: list[str], n_puts: int) -> dict[str, Any]:
+def bench_single_puts(work: Path, pg: str, scale: w.Scale, schemas: list[str], n_puts: int,
+                      rounds: int = 1) -> dict[str, Any]:
+    """One writer's ``n_puts`` single puts, then eight writers' ``4 * n_puts``, ``rounds`` times."""
     ids = list(w.metrics_data_ids(scale))
     with new_repo(work, pg, scale, schemas) as butler:
         root = butler.root
@@ -183,12 +188,18 @@ def bench_single_puts(work: Path, pg: str, scale: w.Scale, schemas: list[str], n
         butler.put_many(w.METRICS_TYPE, [(w.metrics_payload(d["visit"], d["detector"]), d) for d in warm], run=RUN)
         per_put = statements_per_put(butler, ids[51])
     rest = [d for n, d in enumerate(ids) if n not in (0, 1, 50, 51)]
-    one = time_writers(root, rest[:n_puts], 1)
-    eight = time_writers(root, rest[n_puts:5 * n_puts], 8)
+    taken = []
+    for r in range(rounds):
+        mine = rest[5 * n_puts * r:5 * n_puts * (r + 1)]
+        one = time_writers(root, mine[:n_puts], 1)
+        eight = time_writers(root, mine[n_puts:], 8)
+        taken.append({"writers_1": one, "writers_8": eight, "writers_8_speedup": eight["rate_per_s"] / one["rate_per_s"]})
     with Butler(root, collections=[RUN]) as butler:
-        assert butler.query_datasets(w.METRICS_TYPE).count() == 4 + 5 * n_puts, "a dataset was lost or duplicated"
-    return {"per_put": per_put, "writers_1": one, "writers_8": eight,
-            "writers_8_speedup": eight["rate_per_s"] / one["rate_per_s"]}
+        assert butler.query_datasets(w.METRICS_TYPE).count() == 4 + 5 * n_puts * rounds, \
+            "a dataset was lost or duplicated"
+    middle = sorted(taken, key=lambda t: t["writers_8_speedup"])[(rounds - 1) // 2]  # the median round (lower)
+    return {"per_put": per_put, **middle, "rounds": taken,
+            "writers_8_speedup_each_round": [t["writers_8_speedup"] for t in taken]}
 
 
 def server_settings(pg: str) -> dict[str, str]:
@@ -233,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2,000 datasets and 100 puts, for a smoke run")
     parser.add_argument("--datasets", type=int, default=20_000, help="datasets for put_many and ingest")
     parser.add_argument("--puts", type=int, default=400, help="single puts of one writer (8 writers put 4x as many)")
+    parser.add_argument("--writers-only", action="store_true",
+                        help="only the single puts of one writer and of eight, and their ratio (no put_many, ingest)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="take the writers' figures this many times in turn; the median round is reported")
     args = parser.parse_args(argv)
     pg = os.environ.get("SKYBUTLER_TEST_POSTGRES_URL")
     if not pg:
@@ -245,33 +260,39 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="skybutler-bench-pg-") as tmp:
         work = Path(tmp)
         try:
-            put_many = bench_put_many(work, pg, scale, schemas)
-            ingest = bench_ingest(work, pg, scale, schemas)
-            singles = bench_single_puts(work, pg, w.Scale(n_visits=max(2, -(-(4 + 5 * n_puts) // 50))), schemas,
-                                        n_puts)
+            put_many = None if args.writers_only else bench_put_many(work, pg, scale, schemas)
+            ingest = None if args.writers_only else bench_ingest(work, pg, scale, schemas)
+            puts_scale = w.Scale(n_visits=max(2, -(-(4 + 5 * n_puts * args.rounds) // 50)))
+            singles = bench_single_puts(work, pg, puts_scale, schemas, n_puts, args.rounds)
         finally:
             drop_schemas(pg, schemas)
-    figures = {"put_many_per_s": put_many["rate_per_s"], "ingest_copy_per_s": ingest["copy"]["rate_per_s"],
-               "ingest_direct_per_s": ingest["direct"]["rate_per_s"],
-               "puts_per_s_1_writer": singles["writers_1"]["rate_per_s"],
+    figures = {"puts_per_s_1_writer": singles["writers_1"]["rate_per_s"],
                "puts_per_s_8_writers": singles["writers_8"]["rate_per_s"],
                "writers_8_speedup": singles["writers_8_speedup"]}
-    doc = {"benchmark": "bench_postgres", "quick": args.quick, "datasets": scale.n_datasets, **w.environment(),
-           **figures, "targets": TARGETS, "targets_met": {k: figures[k] >= v for k, v in TARGETS.items()},
+    if put_many is not None and ingest is not None:
+        figures.update({"put_many_per_s": put_many["rate_per_s"], "ingest_copy_per_s": ingest["copy"]["rate_per_s"],
+                        "ingest_direct_per_s": ingest["direct"]["rate_per_s"]})
+    doc = {"benchmark": "bench_postgres", "quick": args.quick, "writers_only": args.writers_only,
+           "datasets": scale.n_datasets, **w.environment(), **figures, "targets": TARGETS,
+           "targets_met": {k: figures[k] >= v for k, v in TARGETS.items() if k in figures},
            "timings": {"put_many": put_many, "ingest": ingest, "single_puts": singles},
            "server_settings": settings, "tmpdir": tempfile.gettempdir(), "load_avg_1m_before": load_before,
            "load_avg_1m_after": os.getloadavg()[0], "peak_rss_bytes": w.peak_rss_bytes()}
     print(f"PostgreSQL write paths ({scale.n_datasets:,} datasets; files in {tempfile.gettempdir()}; "
           f"1-minute load {load_before:.1f} -> {doc['load_avg_1m_after']:.1f} on {os.cpu_count()} CPUs)")
     print(f"  server: PostgreSQL {settings['server_version']}, {durability(settings)}")
-    print(line("put_many", put_many))
-    print(line("ingest copy", ingest["copy"]))
-    print(line("ingest direct", ingest["direct"]))
+    if put_many is not None and ingest is not None:
+        print(line("put_many", put_many))
+        print(line("ingest copy", ingest["copy"]))
+        print(line("ingest direct", ingest["direct"]))
     print(line("puts, 1 writer", singles["writers_1"]))
     print(line("puts, 8 writers", singles["writers_8"]))
     per_put = singles["per_put"]
     print(f"  8 writers / 1 writer: {singles['writers_8_speedup']:.2f}x; one put sends {per_put['statements']} "
           f"statements ({per_put['pipelined']} of them in one pipeline) and {per_put['commits']} COMMIT")
+    if args.rounds > 1:
+        print("  ratio of each round: " + ", ".join(f"{r:.2f}x" for r in singles["writers_8_speedup_each_round"])
+              + " (the median round is the one above)")
     if args.json:
         args.json.write_text(json.dumps(doc, indent=2, default=str))
     return 0
