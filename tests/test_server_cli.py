@@ -8,6 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from conftest import populate
 from server_helpers import running_server
 from skybutler.access import Access
 from skybutler.cli.main import cli
@@ -52,6 +53,55 @@ def test_commands_on_a_url(served, tmp_path):
     _run("remove-collections", url, "chain", "tag", "--yes")
     _run("remove-runs", url, "u/boss/in", "--yes")
     assert {c.name for c in local.collections.query("*")} == {"run/a", "calib/run", "calib"}
+
+
+#: Reading commands whose output on a URL must be their output on the repository's path.
+READS = [["query-collections", "{repo}"], ["query-dataset-types", "{repo}"],
+         ["query-data-ids", "{repo}", "visit", "detector", "-w", "visit = 1"],
+         ["query-dimension-records", "{repo}", "detector"],
+         ["query-datasets", "{repo}", "metrics", "-c", "run/a"]]
+
+
+def test_reading_commands_on_a_url_print_what_they_print_on_the_path(served):
+    local, url = served
+    for command in READS:
+        here = _run(*[part.format(repo=str(local.root)) for part in command])
+        there = _run(*[part.format(repo=url) for part in command])
+        assert there == here and here.strip(), command
+
+
+def test_writing_commands_on_a_url_change_the_repository_as_on_the_path(served, tmp_path, make_butler):
+    """put, register-/remove-dataset-type, insert-records, associate, disassociate and
+    prune-datasets given a URL: the served repository ends as a twin given its path does."""
+    local, url = served
+    twin = make_butler("twin")
+    populate(twin)
+    twin.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+    twin.register_dataset_type("bias", ["instrument", "detector"], "Dict", is_calibration=True)
+    (tmp_path / "obj.json").write_text('{"w": 7}')
+    (tmp_path / "detectors.yaml").write_text("- {instrument: Cam, id: 40, full_name: D40}\n")
+    steps = [["put", "{repo}", "metrics", str(tmp_path / "obj.json"), "instrument=Cam", "visit=3", "detector=1",
+              "--run", "u/boss/w", "--id-mode", "deterministic"],
+             ["register-dataset-type", "{repo}", "notes", "instrument", "-s", "Dict"],
+             ["remove-dataset-type", "{repo}", "notes"],
+             ["insert-records", "{repo}", "detector", str(tmp_path / "detectors.yaml")],
+             ["associate", "{repo}", "u/boss/tag", "--dataset-type", "metrics", "-c", "run/a,u/boss/w"],
+             ["disassociate", "{repo}", "u/boss/tag", "--dataset-type", "metrics", "-c", "run/a"],
+             ["prune-datasets", "{repo}", "u/boss/w", "--datasets", "metrics", "--yes"]]
+    twin.put({"v": 1}, "metrics", instrument="Cam", visit=1, detector=0, run="run/a")
+    for step in steps:
+        _run(*[part.format(repo=url) for part in step])
+        _run(*[part.format(repo=str(twin.root)) for part in step])
+
+    def state(butler):
+        collections = sorted((c.name, c.type.value) for c in butler.collections.query("u/boss/*"))
+        tagged = sorted(str(r.data_id.required) for r in butler.query_datasets("metrics", collections="u/boss/tag"))
+        return (collections, tagged, sorted(t.name for t in butler.query_dataset_types()),
+                sorted(r["full_name"] or "" for r in butler.query_dimension_records("detector")),
+                butler.query_datasets("metrics", collections="u/boss/w", find_first=False).count())
+
+    assert state(local) == state(twin)
+    assert state(local)[1] == [] and "D40" in state(local)[3]
 
 
 #: Commands that stay on the server's machine, each with what its one-line refusal says.
