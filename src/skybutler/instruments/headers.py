@@ -108,13 +108,10 @@ def metadata_from_header(header: Any, filename: str | Path = "<header>") -> Obse
             meta = memo.model_copy(update={"detector": own["detector_num"], "physical_filter": own["physical_filter"]})
             _check_against_instrument(meta, filename, False, translator_class, header)  # times checked
             return meta
-        recorder = ReadRecorder(header)
-        exposure = _own_properties(translator_class, recorder, filename, _OWN_EXPOSURE)
-        own = None if own is None or exposure is None else {**own, **exposure}
         meta, reads = _translate(amt, translator_class, header, filename, own)
-        if own is not None and reads is not None and not recorder.whole:
-            _EXPOSURES.pop(key := (translator_class, own["instrument"], own["exposure_id"]), None)
-            _EXPOSURES[key] = ({**recorder.read, **reads}, meta)  # the latest last
+        if reads is not None:  # they include the cards the exposure's identity was read from
+            _EXPOSURES.pop(key := (translator_class, meta.instrument, meta.exposure_id), None)
+            _EXPOSURES[key] = (reads, meta)  # the latest last
             if len(_EXPOSURES) > _EXPOSURES_KEPT:
                 del _EXPOSURES[next(iter(_EXPOSURES))]
     _check_against_instrument(meta, filename, True, translator_class, header)
@@ -123,8 +120,6 @@ def metadata_from_header(header: Any, filename: str | Path = "<header>") -> Obse
 
 #: A raw file's own properties: those that differ between the files of one exposure.
 _PER_FILE = ("detector_num", "physical_filter")
-#: The properties that say which exposure a file is of.
-_OWN_EXPOSURE = ("instrument", "exposure_id")
 #: (translator, instrument, exposure) -> (the cards its translation read, identity included, with
 #: their values; the result), the exposure translated latest last.
 _EXPOSURES: dict[tuple, tuple[dict[str, Any], ObservationMetadata]] = {}
