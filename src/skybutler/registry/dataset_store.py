@@ -103,8 +103,10 @@ class DatasetStore:
         required data-ID values (in the order of the type's required dimensions); returns how many.
 
         The fast path for building large repositories (benchmarks, bulk registration of
-        existing data): new time-ordered IDs, one ``executemany`` per ``batch_size`` rows
-        per table, all in one transaction, and no :class:`DatasetRef` objects.  It checks
+        existing data): new time-ordered IDs, per ``batch_size`` rows one statement for the
+        dataset rows (``json_each`` on SQLite, ``COPY`` on PostgreSQL) and one streamed
+        ``executemany`` (``COPY``) for the memberships, all in one transaction, and no
+        :class:`DatasetRef` objects.  It checks
         what the database would: one dataset per type and data ID in the RUN (the database
         itself), and that every data ID's dimension records exist -- for each chunk in one
         statement per dimension over the chunk's distinct keys, before inserting it, rather
