@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from ..errors import CollectionCycleError, CollectionError, MissingCollectionError
 from ..models import CollectionInfo, CollectionType
+from . import definitions_mark
 from .database import Database
 from .schema import RegistrySchema
 
@@ -146,6 +147,7 @@ class CollectionStore:
             raise CollectionError(f"collection {name!r} is in chain(s) {', '.join(parents)}; remove it from them first")
         with self.db.transaction() as conn:
             conn.execute(self.schema.collection.delete().where(self.schema.collection.c.collection_id == cid))
+            definitions_mark.move(self.db, self.schema, conn)
         self.refresh()
 
     def query(self, pattern: str = "*", types: Iterable[CollectionType | str] | None = None,

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from ..dimensions import DimensionGroup
 from ..errors import ConflictingDefinitionError, MissingDatasetTypeError
 from ..models import DatasetType, check_dataset_type_name
+from . import definitions_mark
 from .database import Database
 from .schema import RegistrySchema
 
@@ -102,6 +103,7 @@ class DatasetTypeStore:
         type_id, _ = self.get(name)
         with self.db.transaction() as conn:
             conn.execute(self.schema.dataset_type.delete().where(self.schema.dataset_type.c.dataset_type_id == type_id))
+            definitions_mark.move(self.db, self.schema, conn)
         self.refresh()
 
 

@@ -19,6 +19,7 @@ from ..dimensions import DataCoordinate, DimensionUniverse
 from ..errors import DatasetTypeError, SchemaVersionError, UniverseMismatchError
 from ..models import CollectionType, DatasetRef, DatasetType, StoredArtifact
 from ..timespan import Timespan
+from . import definitions_mark
 from .calibration_store import CalibrationStore
 from .collection_store import CollectionStore
 from .database import Database
@@ -77,6 +78,17 @@ class Registry:
         self.dataset_types = DatasetTypeStore(db, self.schema)
         self.datasets = DatasetStore(db, self.schema, self.dataset_types, self.collections)
         self.calibrations = CalibrationStore(db, self.schema, self.dataset_types, self.collections)
+        #: the definitions mark the stores above were last read at (unknown until first asked)
+        self._definitions_seen: object = object()
+
+    def follow_removals(self) -> None:
+        """Re-read the collections and dataset types if one was removed since the last call
+        (by any process: ``definitions_mark``); a long-lived process calls it before each request."""
+        mark = definitions_mark.current(self.db, self.schema)
+        if mark != self._definitions_seen:
+            self.collections.refresh()
+            self.dataset_types.refresh()
+            self._definitions_seen = mark
 
     def name_tables(self) -> tuple[Any, ...]:
         """The in-memory tables of collection and dataset type names as they are now: each is

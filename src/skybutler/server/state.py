@@ -108,6 +108,7 @@ class ServerState:
         except queue.Empty:
             butler = Butler(self.root)
         try:
+            butler.registry.follow_removals()  # a collection or dataset type another process removed
             yield butler
         finally:
             if self._idle.qsize() < self.settings.pool_size:
