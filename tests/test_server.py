@@ -157,8 +157,8 @@ def test_errors_are_the_local_ones(served, tmp_path):
     assert httpx.get(f"{url}/openapi.json").json()["paths"]
     with pytest.raises(ServerError):
         Butler("http://127.0.0.1:9/none", token=token)
-    with pytest.raises(SkybutlerError, match="publish_catalog registers the HATS directory's path .* not over HTTP"):
-        remote.publish_catalog("metrics", tmp_path / "pub")  # declaring a schema: tests/test_server_catalogs.py
+    with pytest.raises(SkybutlerError, match="a publication through a server is named by one directory name"):
+        remote.publish_catalog("metrics", tmp_path / "pub")  # publishing, declaring: tests/test_server_catalogs.py
     assert not (tmp_path / "pub").exists()
     assert remote.get_catalog_schema("metrics") is None  # schemas and loading work through a server
     with pytest.raises(SkybutlerError, match="'metrics' declares no schema"):
@@ -301,3 +301,29 @@ def test_a_fault_the_server_did_not_foresee_is_a_plain_500(make_butler):
     assert api.json()["error"] == "ServerError" and "internal error" in api.json()["message"]
     assert "secret" not in api.text and "secret" not in page.text and "internal error" in page.text
     assert api.headers["connection"] == page.headers["connection"] == "close"
+
+
+def test_a_definition_removed_through_one_server_is_gone_from_another(butler):
+    """Two servers of one repository (as two worker processes are: each its own butlers and
+    their remembered definitions): a dataset type and a collection removed and made anew, of
+    another kind, through one are seen anew through the other at its next request -- no restart."""
+    access = Access(butler.registry.access)
+    access.add_user("boss", admin=True)
+    token = access.create_token("boss")
+    butler.register_dataset_type("notes", ["instrument", "visit"], "Dict")
+    with running_server(butler.root) as one, running_server(butler.root) as two:
+        first, second = Butler(one, token=token), Butler(two, token=token)
+        second.put({"n": 1}, "notes", instrument="Cam", visit=1, run="u/boss/notes")
+        second.collections.register("u/boss/c", "tagged")
+        first.remove_runs(["u/boss/notes"])
+        first.remove_dataset_type("notes")
+        first.register_dataset_type("notes", ["instrument"], "Dict")
+        first.collections.remove("u/boss/c")
+        with pytest.raises(MissingCollectionError):
+            Butler(two, token=token).collections.info("u/boss/c")
+        first.collections.register("u/boss/c", "run")
+        fresh = Butler(two, token=token)  # a new client: the server's view is what is tested
+        assert fresh.get_dataset_type("notes").dimensions == ("instrument",)
+        assert fresh.collections.info("u/boss/c").type.value == "RUN"
+        ref = fresh.put({"n": 2}, "notes", instrument="Cam", run="u/boss/c")
+        assert first.get(ref) == {"n": 2} and dict(ref.data_id.required) == {"instrument": "Cam"}

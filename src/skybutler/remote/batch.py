@@ -52,7 +52,7 @@ IMMEDIATE = {"access/users": "access.add_user", "access/users/ungroup": "access.
              "retention/apply": "retention.apply", "retention/purge": "retention.purge",
              "retention/move_to_cold": "retention.move_to_cold", "retention/stage": "retention.stage",
              "retention/recompute": "retention.recompute", "provenance/recompute": "provenance.recompute",
-             "verify/repair": "repair"}
+             "verify/repair": "repair", "catalogs/publish": "publish_catalog"}
 
 
 def is_write(method: str, path: str) -> bool:
