@@ -306,12 +306,13 @@ def test_a_fault_the_server_did_not_foresee_is_a_plain_500(make_butler):
 def test_a_definition_removed_through_one_server_is_gone_from_another(butler):
     """Two servers of one repository (as two worker processes are: each its own butlers and
     their remembered definitions): a dataset type and a collection removed and made anew, of
-    another kind, through one are seen anew through the other at its next request -- no restart."""
+    another kind, through one are seen anew through the other at its next request (its
+    ``definitions_recheck_seconds`` 0; by default within a second) -- no restart."""
     access = Access(butler.registry.access)
     access.add_user("boss", admin=True)
     token = access.create_token("boss")
     butler.register_dataset_type("notes", ["instrument", "visit"], "Dict")
-    with running_server(butler.root) as one, running_server(butler.root) as two:
+    with running_server(butler.root) as one, running_server(butler.root, definitions_recheck_seconds=0) as two:
         first, second = Butler(one, token=token), Butler(two, token=token)
         second.put({"n": 1}, "notes", instrument="Cam", visit=1, run="u/boss/notes")
         second.collections.register("u/boss/c", "tagged")

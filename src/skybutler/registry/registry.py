@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -80,10 +81,16 @@ class Registry:
         self.calibrations = CalibrationStore(db, self.schema, self.dataset_types, self.collections)
         #: the definitions mark the stores above were last read at (unknown until first asked)
         self._definitions_seen: object = object()
+        self._definitions_looked = -float("inf")
 
-    def follow_removals(self) -> None:
-        """Re-read the collections and dataset types if one was removed since the last call
-        (by any process: ``definitions_mark``); a long-lived process calls it before each request."""
+    def follow_removals(self, every: float = 0.0) -> None:
+        """Re-read the collections and dataset types if one was removed (by any process:
+        ``definitions_mark``) since the last look, which is taken at most once in ``every``
+        seconds; a long-lived process calls it before each request."""
+        now = time.monotonic()
+        if now - self._definitions_looked < every:
+            return
+        self._definitions_looked = now
         mark = definitions_mark.current(self.db, self.schema)
         if mark != self._definitions_seen:
             self.collections.refresh()

@@ -41,6 +41,9 @@ class ServerSettings:
     #: registry whether any changed (changes made in another process, such as the admin commands,
     #: apply within this time; 0: checked on every request)
     access_recheck_seconds: float = 1.0
+    #: seconds for which a pooled butler trusts the collections and dataset types it knows before
+    #: asking whether another process removed one (``Registry.follow_removals``; 0: every request)
+    definitions_recheck_seconds: float = 1.0
     #: how often (seconds of ``clock``) the server writes the embargo releases that happened
     #: meanwhile to the audit log
     release_record_seconds: float = 60.0
@@ -108,7 +111,8 @@ class ServerState:
         except queue.Empty:
             butler = Butler(self.root)
         try:
-            butler.registry.follow_removals()  # a collection or dataset type another process removed
+            # a collection or dataset type another process removed
+            butler.registry.follow_removals(self.settings.definitions_recheck_seconds)
             yield butler
         finally:
             if self._idle.qsize() < self.settings.pool_size:
