@@ -242,7 +242,7 @@ def test_config_validate(make_butler):
 #: user guide's "Command-line conventions" lists the same table).
 SHORT_OPTIONS = {"-b": "--butler", "-c": "--collections", "-d": "--where", "-w": "--where", "-g": "--graph",
                  "-h": "--help", "-i": "--input", "-j": "--processes", "-o": "--output", "-s": "--storage-class",
-                 "-t": "--transfer", "-y": "--yes"}
+                 "-t": "--transfer", "-v": "--verbose", "-y": "--yes"}
 
 
 def every_command(group: click.Group, prefix: str = "") -> dict[str, click.Command]:
@@ -295,7 +295,8 @@ def test_a_usage_error_is_one_line_naming_the_option(butler):
     result = run("certify-calibrations", butler.root, "run/a", "c", "bias", "--begin-date", "nope", code=2)
     assert result.stderr.startswith("Error: Invalid value for '--begin-date'") and "'nope' is not an ISO time" in \
         result.stderr and "(see 'cli certify-calibrations --help')" in result.stderr
-    for args in (("query-datasets", butler.root, "metrics", "--limit", "-3"), ("query-datasets", butler.root),
+    for args in (("query-datasets", butler.root, "metrics", "--limit", "many"),
+                 ("query-datasets", butler.root, "metrics", "--offset", "-1"),
                  ("collection-chain", butler.root, "c", "a", "--mode", "sideways"), ("nosuch",)):
         stderr = run(*args, code=2).stderr
         assert len(stderr.strip().splitlines()) == 1 and stderr.startswith("Error: "), stderr

@@ -33,29 +33,33 @@ collection_type_choice = click.Choice(COLLECTION_TYPES, case_sensitive=False)
 
 @click.command("query-collections")
 @repo_argument
-@click.argument("pattern", default="*")
-@click.option("--type", "types", type=collection_type_choice, multiple=True,
+@click.argument("patterns", nargs=-1)
+@click.option("--type", "--collection-type", "types", type=collection_type_choice, multiple=True,
               help="Only collections of this type (repeatable).")
 @click.option("--flatten", is_flag=True, help="Also list the collections each matching chain searches, in order.")
+@click.option("--chains", type=click.Choice(["table", "flatten"], case_sensitive=False), default="table",
+              help="The Rubin butler's spelling: table lists each chain with its children, flatten as --flatten.")
 @json_option
 @click.option("--csv", "as_csv", is_flag=True,
               help="Print CSV (a header line, then one row each; children separated by spaces).")
-def query_collections(repo: Path, pattern: str, types: tuple[str, ...], flatten: bool, as_json: bool,
-                      as_csv: bool) -> None:
-    """List collections whose names match the glob PATTERN (default: all)."""
+def query_collections(repo: Path, patterns: tuple[str, ...], types: tuple[str, ...], flatten: bool, chains: str,
+                      as_json: bool, as_csv: bool) -> None:
+    """List collections whose names match the glob PATTERNS (default: all)."""
     if as_json and as_csv:
         fail("choose one of --json and --csv")
     with open_butler(repo) as butler:
-        found = butler.collections.query(pattern, types or None, flatten_chains=flatten)
-    rows = [{"name": c.name, "type": c.type, "children": list(c.children), "doc": c.doc} for c in found]
+        found = {c.name: c for pattern in patterns or ("*",)
+                 for c in butler.collections.query(pattern, types or None,
+                                                   flatten_chains=flatten or chains.lower() == "flatten")}
+    rows = [{"name": c.name, "type": c.type, "children": list(c.children), "doc": c.doc} for c in found.values()]
     if as_csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(["name", "type", "children", "doc"])
-        for c in found:
+        for c in found.values():
             writer.writerow([c.name, c.type.value.lower(), " ".join(c.children), c.doc])
         return
     print_rows(rows, as_json=as_json, columns=["name", "type", "children", "doc"],
-               empty=f"no collections match {pattern!r}")
+               empty=f"no collections match {' '.join(patterns) or '*'!r}")
 
 
 @click.command("register-collection")

@@ -265,6 +265,13 @@ def report_error(message: str) -> None:
     stderr_console().print(f"[red]error: {escape(message)}[/red]", soft_wrap=True)
 
 
+def report_warning(message: str) -> None:
+    """Print ``warning: <message>`` in yellow on stderr (the output itself goes on)."""
+    from rich.markup import escape
+
+    stderr_console().print(f"[yellow]warning: {escape(message)}[/yellow]", soft_wrap=True)
+
+
 def fail(message: str) -> NoReturn:
     """Report an error found by the CLI itself and exit with status 1."""
     report_error(message)

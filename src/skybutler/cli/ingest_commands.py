@@ -18,6 +18,7 @@ from ..ingest import (
     write_curated_calibrations,
 )
 from ..ingest.raws import IngestFailure
+from ..instruments.instrument import camera_name
 from .helpers import (
     fail,
     info,
@@ -47,7 +48,7 @@ def _report_failures(failures: list[IngestFailure], what: str) -> None:
 @click.argument("files_or_dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--transfer", "-t", type=click.Choice(TRANSFERS), default="auto", show_default=True,
               help="How files come in: auto is direct for files already inside the datastore, copy otherwise.")
-@click.option("--run", default=None, help="RUN collection (default: <instrument>/raw/all).")
+@click.option("--run", "--output-run", "run", default=None, help="RUN collection (default: <instrument>/raw/all).")
 @jobs_option("Processes reading headers; a small batch is read in this process")
 def ingest_raws_command(repo: Path, files_or_dirs: tuple[Path, ...], transfer: str, run: str | None,
                         jobs: int | None) -> None:
@@ -66,12 +67,18 @@ def ingest_raws_command(repo: Path, files_or_dirs: tuple[Path, ...], transfer: s
 
 @click.command("register-instrument")
 @repo_argument
-@click.argument("camera")
+@click.argument("cameras", nargs=-1, required=True)
 @click.option("--update", is_flag=True, help="Replace the stored description and records of a registered camera "
                                               "(refused if it contradicts what the repository holds).")
-def register_instrument_command(repo: Path, camera: str, update: bool) -> None:
-    """Register CAMERA in REPO: a YAML file describing a camera, or the name of one skybutler
-    ships (HSC, SuprimeCam, DECam, MegaPrime, LSSTCam, LSSTComCam, LATISS, ...)."""
+def register_instrument_command(repo: Path, cameras: tuple[str, ...], update: bool) -> None:
+    """Register CAMERAS in REPO: each a YAML file describing a camera, the name of one skybutler
+    ships (HSC, SuprimeCam, DECam, MegaPrime, LSSTCam, LSSTComCam, LATISS, ...), or the Rubin
+    butler's instrument class of one (lsst.obs.subaru.HyperSuprimeCam, ...)."""
+    for camera in cameras:
+        _register_one(repo, camera, update)
+
+
+def _register_one(repo: Path, camera: str, update: bool) -> None:
     if update:
         with open_butler(repo) as butler:
             instrument, changed = update_instrument(butler, camera)
@@ -88,12 +95,22 @@ def register_instrument_command(repo: Path, camera: str, update: bool) -> None:
 
 @click.command("define-visits")
 @repo_argument
-@click.option("--instrument", default=None, help="Only exposures of this instrument.")
+@click.argument("camera", required=False)
+@click.option("--instrument", default=None, help="Only exposures of this instrument (or give it as CAMERA).")
 @click.option("--exposure", "exposures", type=int, multiple=True, help="Only this exposure (repeatable).")
-def define_visits_command(repo: Path, instrument: str | None, exposures: tuple[int, ...]) -> None:
-    """Define one visit per science exposure not yet in one, with sky regions per visit and detector."""
+@click.option("--where", "-w", default=None, help="Only the exposures this where-clause selects.")
+def define_visits_command(repo: Path, camera: str | None, instrument: str | None, exposures: tuple[int, ...],
+                          where: str | None) -> None:
+    """Define one visit per science exposure not yet in one, with sky regions per visit and detector.
+
+    CAMERA (optional, as the Rubin butler's INSTRUMENT argument: a name or its instrument class)
+    limits it to that camera's exposures, as --instrument does."""
+    if camera is not None:
+        if instrument is not None and camera_name(camera) != instrument:
+            fail(f"CAMERA {camera} and --instrument {instrument} disagree: give one")
+        instrument = camera_name(camera)
     with open_butler(repo) as butler:
-        result = define_visits(butler, instrument=instrument, exposures=exposures or None)
+        result = define_visits(butler, instrument=instrument, exposures=exposures or None, where=where)
     for inst, exposure, reason in result.skipped:
         info(f"skipped {inst} exposure {exposure}: {reason}", style="yellow")
     info(result.summary())

@@ -30,6 +30,7 @@ from .helpers import (
     print_json,
     print_rows,
     repo_argument,
+    report_warning,
     split_csv_option,
     split_pairs,
 )
@@ -47,12 +48,17 @@ def _where_options(func: F) -> F:
 
 
 def _output_options(func: F) -> F:
-    func = click.option("--limit", type=click.IntRange(min=0), help="At most this many results.")(func)
+    func = click.option("--offset", type=click.IntRange(min=0), default=0,
+                        help="Skip this many results first (with --limit).")(func)
+    func = click.option("--limit", type=int,
+                        help="At most this many results; 0 means no limit, and -N (the Rubin butler's cap) at most "
+                             "N with a warning when there were more.")(func)
     func = click.option("--after", metavar="VALUE,...", default=None,
                         help="Only the results after the row with these --order-by values (comma-separated; "
                              "the order ends with dataset_id): the next page after that row.")(func)
     func = click.option("--order-by", "order_by", multiple=True, metavar="COLUMN",
-                        help="Sort by a result column (repeatable; a leading '-' sorts descending).")(func)
+                        help="Sort by result columns (repeatable or comma-separated; a leading '-' sorts "
+                             "descending).")(func)
     func = click.option("--parquet", type=click.Path(dir_okay=False, path_type=Path),
                         help="Write the results to this Parquet file instead of printing them.")(func)
     func = click.option("--csv", "as_csv", is_flag=True, help="Print CSV (a header line, then one row each).")(func)
@@ -88,19 +94,29 @@ def _cell_text(value: Any) -> Any:
 
 def emit(results: Any, *, as_json: bool, as_csv: bool, parquet: Path | None, order_by: tuple[str, ...],
          limit: int | None, empty: str, after: str | None = None, uri_butler: Any = None,
-         state_butler: Any = None) -> None:
+         state_butler: Any = None, offset: int = 0) -> None:
     """Print (or write) a query's results in the chosen format; with ``uri_butler``, a
     dataset query's rows get a ``uri`` column (each file's URI, from that butler), with
-    ``state_butler`` a ``state`` column (stored, cold, purged-recomputable, purged-lost)."""
+    ``state_butler`` a ``state`` column (stored, cold, purged-recomputable, purged-lost).
+
+    ``limit`` as the Rubin butler's: 0 or None is no limit, -N at most N with a warning on
+    stderr when there were more."""
     if sum((as_json, as_csv, parquet is not None)) > 1:
         fail("choose one of --json, --csv and --parquet")
+    if offset and not limit:
+        fail("--offset skips results before a --limit: give --limit too")
+    order_by = tuple(split_csv_option(order_by))
     if order_by:
         results = results.order_by(*order_by)
     if after is not None:
         results = results.after([_scalar(v.strip()) for v in after.split(",")])
-    if limit is not None:
-        results = results.limit(limit)
+    cap = -limit if limit is not None and limit < 0 else None
+    if limit:
+        results = results.limit(cap + 1 if cap is not None else limit, offset)
     table: pa.Table = results.to_arrow()
+    if cap is not None and table.num_rows > cap:
+        table = table.slice(0, cap)
+        report_warning(f"more than {cap} results: showing the first {cap} (--limit 0 shows them all)")
     if state_butler is not None:
         ids = [uuid.UUID(str(i)) for i in table.column("dataset_id").to_pylist()]
         states = state_butler.retention.states(set(ids))
@@ -158,7 +174,7 @@ def query_data_ids(repo: Path, dimensions: tuple[str, ...], where: str, binds: t
 
 @click.command("query-datasets")
 @repo_argument
-@click.argument("dataset_types")
+@click.argument("dataset_types", nargs=-1)
 @_where_options
 @click.option("--collections", "-c", multiple=True,
               help="Collections to search, in order (repeatable or comma-separated); default: every RUN "
@@ -173,28 +189,64 @@ def query_data_ids(repo: Path, dimensions: tuple[str, ...], where: str, binds: t
               help="Only datasets in these retention states (repeatable or comma-separated): stored, cold, "
                    "purged-recomputable, purged-lost, or purged (both purged states).")
 @_output_options
-def query_datasets(repo: Path, dataset_types: str, where: str, binds: tuple[str, ...], collections: tuple[str, ...],
-                   find_first: bool, valid_at: Any, show_uri: bool, states: tuple[str, ...], **output: Any) -> None:
-    """List the datasets of DATASET_TYPES (one type, or several with the same dimensions,
-    comma-separated) in the collections that match a where-clause, with each one's state
-    (stored, cold, purged-recomputable, purged-lost).  Calibrations found in CALIBRATION
-    collections come with their validity range.
+def query_datasets(repo: Path, dataset_types: tuple[str, ...], where: str, binds: tuple[str, ...],
+                   collections: tuple[str, ...], find_first: bool, valid_at: Any, show_uri: bool,
+                   states: tuple[str, ...], **output: Any) -> None:
+    """List the datasets of DATASET_TYPES in the collections that match a where-clause, with
+    each one's state (stored, cold, purged-recomputable, purged-lost).  Calibrations found in
+    CALIBRATION collections come with their validity range.
+
+    DATASET_TYPES are names or globs ('calexp*'), several or comma-separated; none means every
+    registered type.  Types of the same dimensions share one table; types of different
+    dimensions get a table each (--json, --csv and --parquet need types of one dimension set).
 
     A collection given with -c may be a glob ('u/ana/*'); the collections it matches are
     searched in name order, every match of each (a glob gives no order to find first in).
     """
-    types = split_csv_option((dataset_types,))
     wanted = parse_states(states)
     with open_butler(repo) as butler:
+        groups = dataset_type_groups(butler, split_csv_option(dataset_types))
+        if not groups:
+            info("no dataset types are registered")
+            return
+        if len(groups) > 1 and (output["as_json"] or output["as_csv"] or output["parquet"] is not None):
+            fail(f"the dataset types {', '.join(t for g in groups for t in g)} have different dimensions: "
+                 "--json, --csv and --parquet take types of one dimension set (query them one at a time)")
         search, ordered = expand_collections(butler, split_csv_option(collections))
         if find_first and not ordered:
             raise click.BadParameter("needs --collections naming each collection, in the order to search them "
                                      "(a glob or none gives no order)", param_hint="--find-first")
-        found = butler.query_datasets(types, where, bind=parse_binds(binds),
-                                      find_first=find_first is not False and ordered, collections=search,
-                                      timespan=valid_at, states=wanted)
-        emit(found, empty=f"no {' or '.join(types)} datasets match", uri_butler=butler if show_uri else None,
-             state_butler=butler, **output)
+        for types in groups:
+            if len(groups) > 1:
+                info(", ".join(types), style="bold")
+            found = butler.query_datasets(types, where, bind=parse_binds(binds),
+                                          find_first=find_first is not False and ordered, collections=search,
+                                          timespan=valid_at, states=wanted)
+            emit(found, empty=f"no {' or '.join(types)} datasets match", uri_butler=butler if show_uri else None,
+                 state_butler=butler, **output)
+
+
+def dataset_type_groups(butler: Any, given: list[str]) -> list[list[str]]:
+    """Dataset type names from the command line, globs expanded (none given: every registered
+    type), grouped by dimensions in the order given.  A glob matching nothing is an error naming it;
+    a plain name is kept as it is (the query says if it is not registered)."""
+    names: list[str] = []
+    for pattern in given or ["*"]:
+        if any(c in pattern for c in "*?["):
+            matched = sorted(t.name for t in butler.query_dataset_types(pattern))
+            if not matched and given:
+                fail(f"no dataset type matches {pattern!r}")
+            names += matched
+        else:
+            names.append(pattern)
+    groups: dict[Any, list[str]] = {}
+    for name in dict.fromkeys(names):
+        try:
+            key: Any = tuple(butler.get_dataset_type(name).dimensions)
+        except Exception:  # unregistered: its own group, refused with the query's message
+            key = name
+        groups.setdefault(key, []).append(name)
+    return list(groups.values())
 
 
 def parse_states(values: tuple[str, ...]) -> list[str] | None:

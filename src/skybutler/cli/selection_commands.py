@@ -1,7 +1,8 @@
 """Commands that select datasets with a query and act on them, in the Rubin butler's
 spelling: associate, disassociate, prune-datasets, retrieve-artifacts.
 
-Each takes the dataset types (``--dataset-type``/``-t``, repeatable or comma-separated),
+Each takes the dataset types (``--dataset-type``, repeatable or comma-separated; not ``-d``,
+which is ``--where`` in every skybutler command, as in pipetask),
 the collections to search (``--collections``/``-c``) and a where-clause (``--where``/``-w``),
 finds the datasets with :meth:`skybutler.Butler.query_datasets`, and hands the refs to one
 butler call.
@@ -17,6 +18,7 @@ import click
 from .helpers import (
     confirm_or_refuse,
     expand_collections,
+    fail,
     info,
     json_option,
     open_butler,
@@ -24,8 +26,13 @@ from .helpers import (
     print_rows,
     ref_rows,
     repo_argument,
+    report_warning,
     split_csv_option,
 )
+from .query_commands import dataset_type_groups
+
+#: The Rubin butler's transfer modes for retrieve-artifacts.
+RUBIN_TRANSFERS = ("auto", "link", "symlink", "hardlink", "copy", "move", "relsymlink", "direct")
 
 
 def _selection_options(func: Any) -> Any:
@@ -107,38 +114,69 @@ def prune_datasets(repo: Path, collections: tuple[str, ...], dataset_types: tupl
 @repo_argument
 @click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--dataset-type", "dataset_types", multiple=True,
-              help="Dataset types to retrieve (repeatable or comma-separated; default: every type).")
+              help="Dataset types or globs to retrieve (repeatable or comma-separated; default: every type).")
 @click.option("--collections", "-c", multiple=True,
               help="Collections to search, in order (repeatable or comma-separated, globs allowed; default: every "
                    "RUN).")
 @click.option("--where", "-w", default="", help="A where-clause selecting the datasets.")
-@click.option("--find-all", is_flag=True, help="Every match in the collections, not only the first per data ID.")
-@click.option("--no-preserve-path", "flat", is_flag=True,
-              help="Put the files side by side in DESTINATION instead of in directories by RUN and type.")
-@click.option("--clobber", is_flag=True, help="Replace files already at the destination paths.")
-@click.option("--zip", "as_zip", is_flag=True,
+@click.option("--find-first/--no-find-first", default=None,
+              help="Only the first collection's dataset per data ID (the default with --collections), or every "
+                   "match.")
+@click.option("--find-all", is_flag=True, help="Every match in the collections (as --no-find-first).")
+@click.option("--limit", type=int,
+              help="At most this many datasets; 0 means no limit, -N at most N with a warning when there were more.")
+@click.option("--order-by", "order_by", multiple=True, metavar="COLUMN",
+              help="Take the datasets in this order (with --limit): result columns, comma-separated or repeated; "
+                   "a leading '-' sorts descending.")
+@click.option("--transfer", "-t", type=click.Choice(RUBIN_TRANSFERS, case_sensitive=False), default="auto",
+              help="How the files get there: auto and copy copy them (the other Rubin modes are refused by name).")
+@click.option("--preserve-path/--no-preserve-path", default=True,
+              help="Files in directories by RUN and type (default), or side by side in DESTINATION.")
+@click.option("--clobber/--no-clobber", default=False, help="Replace files already at the destination paths.")
+@click.option("--zip/--no-zip", "as_zip", default=False,
               help="Write one zip into DESTINATION (files and an index; 'skybutler import' and the Rubin butler "
                    "read it).")
+@click.option("--verbose", "-v", is_flag=True, help="Print the path of each file written.")
 @json_option
 def retrieve_artifacts(repo: Path, destination: Path, dataset_types: tuple[str, ...], collections: tuple[str, ...],
-                       where: str, find_all: bool, flat: bool, clobber: bool, as_zip: bool, as_json: bool) -> None:
+                       where: str, find_first: bool | None, find_all: bool, limit: int | None,
+                       order_by: tuple[str, ...], transfer: str, preserve_path: bool, clobber: bool, as_zip: bool,
+                       verbose: bool, as_json: bool) -> None:
     """Copy the files of the selected datasets into DESTINATION, as RUN/TYPE/TYPE_KEY=VALUE_....EXT,
-    or into one zip (--zip)."""
+    or into one zip (--zip).  The options are the Rubin butler's."""
+    if transfer.lower() not in ("auto", "copy"):
+        fail(f"--transfer {transfer}: retrieve-artifacts copies the files (auto or copy); the retrieved files "
+             "must not depend on the repository's")
     with open_butler(repo) as butler:
         search, ordered = expand_collections(butler, split_csv_option(collections))
-        types = split_csv_option(dataset_types) or [t.name for t in butler.query_dataset_types("*")]
+        if find_first and not ordered:
+            raise click.BadParameter("needs --collections naming each collection, in the order to search them "
+                                     "(a glob or none gives no order)", param_hint="--find-first")
+        first = ordered and not find_all and find_first is not False
+        types = [t for group in dataset_type_groups(butler, split_csv_option(dataset_types)) for t in group]
         refs: list[Any] = []
         for dataset_type in types:
-            refs.extend(butler.query_datasets(dataset_type, where, collections=search,
-                                              find_first=ordered and not find_all))
+            found = butler.query_datasets(dataset_type, where, collections=search, find_first=first)
+            if split_csv_option(order_by):
+                found = found.order_by(*split_csv_option(order_by))
+            refs.extend(found.limit(abs(limit) + 1) if limit else found)
+        if limit and len(refs) > abs(limit):
+            if limit < 0:
+                report_warning(f"more than {-limit} datasets match: retrieving the first {-limit} "
+                               "(--limit 0 retrieves them all)")
+            refs = refs[:abs(limit)]
         if not refs:
             info("no datasets match: nothing retrieved")
             return
-        written = butler.retrieve_artifacts(refs, destination, preserve_path=not flat, overwrite=clobber,
+        written = butler.retrieve_artifacts(refs, destination, preserve_path=preserve_path, overwrite=clobber,
                                             zip=as_zip)
     if as_json:
         print_json([str(p) for p in written])
-    elif as_zip:
+        return
+    if verbose:
+        for path in written:
+            info(str(path))
+    if as_zip:
         info(f"wrote {len(refs)} dataset(s) into the zip {written[0]}")
     else:
         info(f"copied {len(written)} file(s) into {destination}")

@@ -25,7 +25,7 @@ from ..errors import (
 )
 from ..instruments import Instrument, UnknownInstrumentError, get_instrument
 from ..instruments import register_instrument as register_in_process
-from ..instruments.instrument import shipped_instrument
+from ..instruments.instrument import camera_name, shipped_instrument
 
 __all__ = ["DESCRIPTION_TYPE", "description_run", "instrument_names", "load_repository_instruments",
            "register_instrument", "update_instrument"]
@@ -47,7 +47,8 @@ def _as_instrument(camera: Instrument | str | Path, shipped: bool = False) -> In
     path = Path(camera)
     if path.suffix.lower() in (".yaml", ".yml") or path.exists():
         return Instrument.from_yaml(path, register=False)
-    return shipped_instrument(str(camera)) if shipped else get_instrument(str(camera))
+    name = camera_name(str(camera))
+    return shipped_instrument(name) if shipped else get_instrument(name)
 
 
 def register_instrument(butler, camera: Instrument | str | Path) -> tuple[Instrument, bool]:

@@ -413,6 +413,23 @@ def registry_version() -> int:
     return _VERSION
 
 
+#: The Rubin butler's instrument classes (``butler register-instrument REPO CLASS``) of the
+#: cameras skybutler ships, so that its commands work unchanged.
+RUBIN_INSTRUMENT_CLASSES = {
+    "lsst.obs.subaru.HyperSuprimeCam": "HSC",
+    "lsst.obs.decam.DarkEnergyCamera": "DECam",
+    "lsst.obs.cfht.MegaPrime": "MegaPrime",
+    "lsst.obs.lsst.LsstCam": "LSSTCam",
+    "lsst.obs.lsst.LsstComCam": "LSSTComCam",
+    "lsst.obs.lsst.Latiss": "LATISS",
+}
+
+
+def camera_name(name: str) -> str:
+    """A camera's skybutler name, given that name or the Rubin butler's instrument class of it."""
+    return RUBIN_INSTRUMENT_CLASSES.get(name, name)
+
+
 def get_instrument(name: str) -> Instrument:
     """The registered instrument of this name (raises :class:`UnknownInstrumentError`)."""
     _ensure_builtins(name)

@@ -1,0 +1,207 @@
+"""The Rubin butler's command-line habits work on skybutler's commands with the same
+spelling and meaning: query-datasets with several types or globs (or none), --limit as a
+cap (0: none, -N: N with a warning), --offset, comma-separated --order-by;
+query-collections with several patterns, --collection-type and --chains; retrieve-artifacts
+with --find-first/--no-find-first, -t/--transfer, --limit, --preserve-path/--no-preserve-path,
+--clobber/--no-clobber, --zip/--no-zip, -v; register-instrument with the Rubin instrument
+classes; define-visits with the instrument as an argument; ingest-raws --output-run.
+
+Where the Rubin butler is installed, its own ``butler`` command, run on a repository it made,
+is the oracle: the same command line on the imported twin lists the same datasets.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from conftest import populate
+from skybutler import Butler
+from skybutler.cli.main import cli
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def run(*args: object, code: int = 0) -> Result:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == code, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert "Traceback" not in result.output
+    return result
+
+
+def ids(text: str) -> list[str]:
+    return UUID.findall(text)
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    """Visits 1-6 (detectors 0-3) of Cam; metrics (visit, detector) for visits 1-3 x detectors
+    0-1 in run/a, nightly (visit) for visits 1-2 in run/a; run/b tagged, chained."""
+    root = tmp_path / "repo"
+    with Butler.create(root) as butler:
+        populate(butler)
+        butler.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+        butler.register_dataset_type("nightly", ["instrument", "visit"], "Dict")
+        butler.put_many("metrics", [({"v": v, "d": d}, {"instrument": "Cam", "visit": v, "detector": d})
+                                    for v in (1, 2, 3) for d in (0, 1)], run="run/a")
+        butler.put_many("nightly", [({"v": v}, {"instrument": "Cam", "visit": v}) for v in (1, 2)], run="run/a")
+        butler.collections.register("tagged/b", "tagged")
+        butler.collections.register("chain", "chained")
+        butler.collections.set_chain("chain", ["tagged/b", "run/a"])
+    return root
+
+
+def metric_pairs(text: str) -> list[tuple[int, int]]:
+    """(visit, detector) of each row of a --csv query-datasets of metrics, in order."""
+    lines = text.strip().splitlines()
+    header = lines[0].split(",")
+    v, d = header.index("visit"), header.index("detector")
+    return [(int(r.split(",")[v]), int(r.split(",")[d])) for r in lines[1:]]
+
+
+def test_query_datasets_takes_several_types_globs_or_none(repo):
+    both = run("query-datasets", repo, "metrics", "nightly", "-c", "run/a").stdout
+    assert len(ids(both)) == 8 and "metrics" in both and "nightly" in both  # a table per dimension set
+    assert len(ids(run("query-datasets", repo, "met*", "-c", "run/a").stdout)) == 6
+    assert len(ids(run("query-datasets", repo, "-c", "run/a").stdout)) == 8
+    assert "no dataset type matches 'zz*'" in run("query-datasets", repo, "zz*", "-c", "run/a", code=1).stderr
+    refused = run("query-datasets", repo, "metrics", "nightly", "-c", "run/a", "--json", code=1).stderr
+    assert "have different dimensions" in refused
+
+
+def test_limit_zero_is_no_limit_and_a_negative_limit_a_cap_with_a_warning(repo):
+    assert len(ids(run("query-datasets", repo, "metrics", "-c", "run/a", "--limit", "0").stdout)) == 6
+    capped = run("query-datasets", repo, "metrics", "-c", "run/a", "--limit", "-4")
+    assert len(ids(capped.stdout)) == 4 and "warning: more than 4 results" in capped.stderr
+    whole = run("query-datasets", repo, "metrics", "-c", "run/a", "--limit", "-6")
+    assert len(ids(whole.stdout)) == 6 and "warning" not in whole.stderr
+    assert len(ids(run("query-datasets", repo, "metrics", "-c", "run/a", "--limit", "4").stdout)) == 4
+
+
+def test_order_by_comma_separated_and_offset(repo):
+    out = run("query-datasets", repo, "metrics", "-c", "run/a", "--order-by", "visit,-detector", "--csv").stdout
+    assert metric_pairs(out) == [(1, 1), (1, 0), (2, 1), (2, 0), (3, 1), (3, 0)]
+    page = run("query-datasets", repo, "metrics", "-c", "run/a", "--order-by", "-visit,detector", "--limit", "2",
+               "--offset", "1", "--csv").stdout
+    assert metric_pairs(page) == [(3, 1), (2, 0)]
+    rows = run("query-data-ids", repo, "visit", "--order-by", "-visit", "--limit", "2", "--offset", "1",
+               "--csv").stdout.split()
+    assert rows[1:] == ["Cam,5", "Cam,4"]
+    records = run("query-dimension-records", repo, "detector", "--order-by", "id", "--limit", "1",
+                  "--offset", "2", "--json").stdout
+    assert '"id": 2' in records and '"id": 3' not in records and '"id": 1' not in records
+    assert "--offset skips results before a --limit" in run("query-data-ids", repo, "visit", "--offset", "1",
+                                                             code=1).stderr
+
+
+def test_query_collections_takes_rubin_options(repo):
+    listed = run("query-collections", repo, "run/*", "tagged/*", "--csv").stdout.splitlines()
+    assert [r.split(",")[0] for r in listed[1:]] == ["run/a", "tagged/b"]
+    runs = run("query-collections", repo, "--collection-type", "RUN", "--collection-type", "tagged", "--csv").stdout
+    assert [r.split(",")[0] for r in runs.splitlines()[1:]] == ["run/a", "tagged/b"]
+    flat = run("query-collections", repo, "chain", "--chains", "flatten", "--csv").stdout
+    assert [r.split(",")[0] for r in flat.splitlines()[1:]] == ["chain", "tagged/b", "run/a"]
+    assert "'tree' is not one of" in run("query-collections", repo, "--chains", "tree", code=2).stderr
+
+
+def test_retrieve_artifacts_takes_rubin_options(repo, tmp_path):
+    dest = tmp_path / "dest"
+    out = run("retrieve-artifacts", repo, dest, "--dataset-type", "met*", "-c", "chain", "--no-find-first",
+              "-t", "copy", "--limit", "-2", "--order-by", "visit,detector", "--no-preserve-path", "--no-zip", "-v")
+    written = sorted(p.name for p in dest.iterdir())
+    assert len(written) == 2 and "warning: more than 2 datasets match" in out.stderr
+    assert all(name in out.stdout for name in written) and "visit=1_detector=0" in written[0]
+    again = run("retrieve-artifacts", repo, dest, "--dataset-type", "metrics", "-c", "run/a", "--limit", "2",
+                "--order-by", "visit,detector", "--no-preserve-path", "--clobber")
+    assert "copied 2 file(s)" in again.stdout
+    nested = run("retrieve-artifacts", repo, tmp_path / "nested", "--dataset-type", "nightly", "--preserve-path")
+    assert "copied 2 file(s)" in nested.stdout and (tmp_path / "nested" / "run" / "a" / "nightly").is_dir()
+    refused = run("retrieve-artifacts", repo, tmp_path / "x", "--dataset-type", "metrics", "-t", "symlink", code=1)
+    assert "--transfer symlink: retrieve-artifacts copies the files" in refused.stderr and not (tmp_path / "x").exists()
+    zipped = run("retrieve-artifacts", repo, tmp_path / "z", "--dataset-type", "nightly", "--zip").stdout
+    assert "wrote 2 dataset(s) into the zip" in zipped
+
+
+def test_register_instrument_takes_the_rubin_instrument_classes(tmp_path):
+    from skybutler.cli.main import cli as skybutler
+
+    root = tmp_path / "repo"
+    Butler.create(root).close()
+    result = CliRunner().invoke(skybutler, ["register-instrument", str(root), "lsst.obs.subaru.HyperSuprimeCam",
+                                            "lsst.obs.decam.DarkEnergyCamera"])
+    assert result.exit_code == 0, result.output
+    assert "registered camera HSC" in result.stdout and "registered camera DECam" in result.stdout
+    with Butler(root) as butler:
+        assert {r["instrument"] for r in butler.query_dimension_records("instrument")} == {"HSC", "DECam"}
+    unknown = CliRunner().invoke(skybutler, ["register-instrument", str(root), "lsst.obs.nowhere.Cam"])
+    assert unknown.exit_code == 1 and "unknown instrument 'lsst.obs.nowhere.Cam'" in unknown.stderr
+
+
+def test_ingest_raws_output_run_and_define_visits_with_the_instrument_argument(tmp_path):
+    import camera_headers as ch
+    from test_cameras import write_raw
+
+    raws = tmp_path / "raws"
+    raws.mkdir()
+    for det in (50, 51):
+        write_raw(raws / f"hsc-{det}.fits", ch.hsc(detector=det))
+    root = tmp_path / "repo"
+    Butler.create(root).close()
+    run("ingest-raws", root, raws, "--output-run", "HSC/raw/night1", "-j", "1")
+    with Butler(root) as butler:
+        assert len(list(butler.query_datasets("raw", collections="HSC/raw/night1"))) == 2
+    assert "1 visit" in run("define-visits", root, "lsst.obs.subaru.HyperSuprimeCam").stdout
+    refused = run("define-visits", root, "HSC", "--instrument", "DECam", code=1).stderr
+    assert "CAMERA HSC and --instrument DECam disagree" in refused
+
+
+# -- the Rubin butler's own command as the oracle --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rubin_pair(tmp_path_factory):
+    pytest.importorskip("lsst.daf.butler")
+    from skybutler.interchange import import_rubin
+    from test_rubin_interchange import make_rubin_repo
+
+    base = tmp_path_factory.mktemp("rubin_cli")
+    theirs = make_rubin_repo(base / "repo")
+    refs = list({r.id: r for r in theirs.registry.queryDatasets(..., collections=...)}.values())
+    (base / "export").mkdir()
+    with theirs.export(directory=str(base / "export"), format="yaml", transfer="copy") as export:
+        export.saveDatasets(refs)
+        for name in ("Cam/best", "Cam/calib", "Cam/defaults"):
+            export.saveCollection(name)
+    with Butler.create(base / "sky") as ours:
+        import_rubin(ours, base / "export")
+    return base / "repo", base / "sky"
+
+
+RUBIN_COMMAND_LINES = [
+    ["query-datasets", "{repo}", "summary", "cat", "--collections", "Cam/run1", "--where", "instrument = 'Cam'"],
+    ["query-datasets", "{repo}", "summ*", "--collections", "Cam/run1", "--where",
+     "instrument = 'Cam' AND visit = 2 AND detector IN (0, 2)"],
+    ["query-datasets", "{repo}", "summary", "--collections", "Cam/run1", "--limit", "0"],
+    ["query-datasets", "{repo}", "summary", "--collections", "Cam/run1", "--order-by", "visit,-detector",
+     "--limit", "2"],
+    ["query-datasets", "{repo}", "summary", "--collections", "Cam/run1", "--limit", "-3"],
+    ["query-datasets", "{repo}", "bias", "--collections", "Cam/calib", "--no-find-first"],
+]
+
+
+@pytest.mark.parametrize("line", RUBIN_COMMAND_LINES, ids=[" ".join(c[2:]) for c in RUBIN_COMMAND_LINES])
+def test_the_rubin_command_line_lists_the_same_datasets(rubin_pair, line):
+    from lsst.daf.butler.cli.butler import cli as rubin_cli
+
+    rubin_repo, our_repo = rubin_pair
+    theirs = CliRunner().invoke(rubin_cli, [a.format(repo=rubin_repo) for a in line])
+    assert theirs.exit_code == 0, theirs.output
+    mine = run(*[a.format(repo=our_repo) for a in line]).stdout
+    ordered = "--order-by" in line
+    assert (ids(mine) if ordered else sorted(ids(mine))) == (ids(theirs.output) if ordered else
+                                                             sorted(ids(theirs.output)))
+    assert all(uuid.UUID(i) for i in ids(mine)) and ids(mine)
