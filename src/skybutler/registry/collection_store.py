@@ -26,6 +26,7 @@ class CollectionStore:
         self.db = db
         self.schema = schema
         self._by_name: dict[str, tuple[int, CollectionType]] | None = None
+        self._children: sa.Select | None = None
 
     def _cache(self) -> dict[str, tuple[int, CollectionType]]:
         if self._by_name is None:
@@ -92,10 +93,12 @@ class CollectionStore:
         return tuple(self.name_of(i) for i in self.db.read_cache.get(("chain", cid), lambda: self._child_ids(cid)))
 
     def _child_ids(self, parent_id: int) -> tuple[int, ...]:
-        c = self.schema.collection_chain
+        if self._children is None:  # one statement, reused: SQLAlchemy then neither builds nor keys it again
+            c = self.schema.collection_chain
+            self._children = sa.select(c.c.child_id).where(c.c.parent_id == sa.bindparam("parent")).order_by(
+                c.c.position)
         with self.db.reading() as conn:
-            return tuple(conn.execute(sa.select(c.c.child_id).where(c.c.parent_id == parent_id)
-                                      .order_by(c.c.position)).scalars())
+            return tuple(conn.execute(self._children, {"parent": parent_id}).scalars())
 
     def set_chain(self, parent: str, children: Sequence[str]) -> None:
         """Define a CHAINED collection's ordered children (creating it if needed); refuses cycles."""

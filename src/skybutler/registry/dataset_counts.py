@@ -35,6 +35,7 @@ class DatasetCounts:
     def __init__(self, schema) -> None:
         self.table: sa.Table = schema.dataset_count
         self._writes = 0
+        self._total: sa.Select | None = None
 
     def add(self, conn: sa.Connection, changes: Mapping[tuple[int, int], int]) -> None:
         """Record ``changes`` ((dataset type ID, collection ID) -> datasets added, or removed if
@@ -62,9 +63,11 @@ class DatasetCounts:
 
     def total(self, conn: sa.Connection, type_id: int, cid: int) -> int:
         """How many datasets of the type the collection holds."""
-        t = self.table
-        return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(t.c.n), 0)).where(
-            t.c.dataset_type_id == type_id, t.c.collection_id == cid)).scalar_one())
+        if self._total is None:  # one statement, reused: SQLAlchemy then neither builds nor keys it again
+            t = self.table
+            self._total = sa.select(sa.func.coalesce(sa.func.sum(t.c.n), 0)).where(
+                t.c.dataset_type_id == sa.bindparam("type_id"), t.c.collection_id == sa.bindparam("cid"))
+        return int(conn.execute(self._total, {"type_id": type_id, "cid": cid}).scalar_one())
 
     def recount(self, conn: sa.Connection, tags_tables: Iterable[sa.Table]) -> None:
         """Set every pair's count from the membership rows themselves (what a migration to
