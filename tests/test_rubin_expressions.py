@@ -250,6 +250,28 @@ def test_find_first_applies_dataset_fields_after_the_search(rubin, ours):
     assert len(theirs) == 6 and mine == theirs - tagged and len(tagged) == 2
 
 
+def test_a_dataset_in_two_searched_collections_is_listed_once(rubin, ours):
+    """A documented difference: without find-first the Rubin butler lists a dataset once per
+    collection searched that holds it (a RUN and a TAGGED collection of it: twice)."""
+    where = "instrument = 'Cam' AND visit = 1"
+    theirs = [r.id for r in rubin["butler"].query_datasets("summary", collections=BEST_FIRST, where=where,
+                                                           find_first=False, explain=False)]
+    mine = [r.id for r in ours.query_datasets("summary", where, collections=BEST_FIRST, find_first=False)]
+    assert len(theirs) == 5 and sorted(mine) == sorted(set(theirs)) and len(mine) == 3
+
+
+def test_an_open_ended_validity_ends_after_2100(rubin, ours):
+    """A documented difference: the Rubin butler stores times from 1970 to 2100 TAI, an unbounded
+    side as those limits, and clips later literals to 2100, so to it an open-ended validity range
+    does not end after T'2100-01-01'; skybutler stores times to about 2116 and says it does."""
+    where = "instrument = 'Cam' AND bias.timespan.end > T'2100-01-01'"
+    theirs = {r.id for r in rubin["butler"].query_datasets("bias", collections="Cam/calib", where=where,
+                                                           find_first=False, explain=False)}
+    mine = {r.id for r in ours.query_datasets("bias", where, collections="Cam/calib", find_first=False)}
+    open_ended = {ref.id for ref, span in ours.collections.validity("Cam/calib", "bias") if span.end is None}
+    assert theirs == set() and mine == open_ended and len(mine) == 2
+
+
 @pytest.mark.parametrize("where", ["(visit = 1) = TRUE", "(visit = 1) != FALSE", "NOT (visit = 1) = FALSE"])
 def test_a_condition_compared_with_a_boolean_is_refused_by_both(rubin, ours, where):
     with pytest.raises(daf_butler.InvalidQueryError):
