@@ -14,7 +14,13 @@ from server_helpers import running_server
 from skybutler import Butler
 from skybutler.access import Access
 from skybutler.cli.main import cli
-from skybutler.errors import AuthenticationError, DatasetNotFoundError, MissingCollectionError, PermissionDeniedError
+from skybutler.errors import (
+    AuthenticationError,
+    DatasetNotFoundError,
+    MissingCollectionError,
+    PermissionDeniedError,
+    SkybutlerError,
+)
 
 pytest.importorskip("fastapi")
 
@@ -330,3 +336,57 @@ def test_hostile_requests(shared):
                           "tree": None}})
     assert bad_spec.status_code == 422 and "column" in bad_spec.json()["message"]
     assert sorted(c.name for c in local.collections.query("*")) == sorted(before)
+
+
+ODD_NAMES = ["u/alice/\x00nul", "u/alice/new\nline", "u/alice/" + "x" * 5000, "../../etc/passwd", "u/alice/\u202eevil",
+             "", " ", "u/alice/*", "u/alice/a%2F..%2F..", "\\\\server\\share"]
+
+
+@pytest.mark.parametrize("name", ODD_NAMES, ids=range(len(ODD_NAMES)))
+def test_odd_characters_in_every_name_are_a_clear_error_and_nothing_is_written(shared, name):
+    """A collection, RUN, dataset type, user, group, rule pattern or dimension element named with
+    a control character, a path, a glob, a huge or an empty name: a 4xx with a JSON error (never a
+    500 nor a traceback), and nothing written -- except where the name is a fine one: a collection
+    of one's own area whose name holds odd but printable characters (its files stay under the
+    datastore), or an administrator's rule over such a pattern."""
+    local, url, tokens, refs = shared
+    Access(local.registry.access).add_user("root", admin=True)
+    root = Butler(url, token=Access(local.registry.access).create_token("root"))
+    alice = Butler(url, token=tokens["alice"])
+
+    def state():
+        return (sorted((c.name, c.type.value) for c in local.collections.query("*")),
+                sorted(t.name for t in local.query_dataset_types()), sorted(local.access.users()),
+                local.access.rules(), local.query_dimension_records("instrument").count())
+
+    before = state()
+    calls = [lambda: alice.collections.register(name, "tagged"),
+             lambda: alice.put({"x": 1}, "metrics", instrument="Cam", visit=1, detector=0, run=name),
+             lambda: root.register_dataset_type(name, ["instrument"], "Dict"),
+             lambda: root.access.add_user(name),
+             lambda: root.access.add_user("alice", groups=[name]),
+             lambda: root.access.grant("user", "alice", name, "read"),
+             lambda: root.insert_records(name, [{"name": "X"}]),
+             lambda: alice.query_datasets(name, collections="public/run").count()]
+    written = 0
+    for call in calls:
+        try:
+            call()
+            written += 1
+        except SkybutlerError as err:
+            status = getattr(err, "status", None)
+            assert status is None or 400 <= status < 500, (name, status, str(err)[:200])
+            assert "Traceback" not in str(err)
+    after = state()
+    control = any(c < " " or c == "\x7f" for c in name)
+    if control or len(name) > 255:  # control characters and huge names: refused everywhere
+        assert after == before, name
+    elif after != before:  # only a collection of alice's own area, and a rule over the pattern, may have come
+        added = set(after[0]) - set(before[0])
+        assert after[1:3] == before[1:3] and after[4] == before[4], name
+        assert all(n.startswith("u/alice/") for n, _ in added), (name, added)
+        # an administrator's rule may name any pattern of printable characters (names, not paths)
+        assert {r.pattern for r in after[3]} - {r.pattern for r in before[3]} <= {name}
+        for run in [n for n, kind in added if kind == "RUN"]:
+            for ref in local.query_datasets("metrics", collections=run):
+                assert "/../" not in local.get_uri(ref)

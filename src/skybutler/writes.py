@@ -30,6 +30,7 @@ from .faults import crash_point
 from .formats import get_formatter, get_storage_class
 from .formats.file_facts import ExaminedFile, file_facts, read_file
 from .models import CollectionType, DatasetRef, DatasetType, deterministic_dataset_id, uuid7_batch
+from .registry.collection_store import check_name as check_collection_name
 
 if TYPE_CHECKING:
     from .butler import Butler
@@ -119,7 +120,7 @@ class Writes:
         run = run or self.butler.run
         if not run:
             raise SkybutlerError("no RUN collection given: pass run= here or when opening the Butler")
-        return run
+        return check_collection_name(run)  # before any file is written under it
 
     def _ensure_run(self, run: str) -> None:
         """Register the RUN inside the caller's transaction, so a failed write does not leave it behind."""

@@ -16,7 +16,18 @@ from ..errors import CollectionCycleError, CollectionError, MissingCollectionErr
 from ..models import CollectionInfo, CollectionType
 from . import definitions_mark
 from .database import Database
-from .schema import RegistrySchema
+from .schema import NAME_LENGTH, RegistrySchema
+
+
+def check_name(name: str) -> str:
+    """``name`` if a collection may be so named: 1 to ``NAME_LENGTH`` characters, no control
+    characters (a NUL, a newline) and no spaces at either end; CollectionError saying so otherwise."""
+    if not isinstance(name, str) or not name or name.strip() != name or len(name) > NAME_LENGTH \
+            or any(c < " " or c == "\x7f" for c in name):
+        shown = repr(name[:100]) + ("..." if isinstance(name, str) and len(name) > 100 else "")
+        raise CollectionError(f"invalid collection name {shown}: a name is 1 to {NAME_LENGTH} characters, with no "
+                              "control characters (tabs, newlines) and no spaces at either end")
+    return name
 
 
 class CollectionStore:
@@ -69,8 +80,7 @@ class CollectionStore:
     def register(self, name: str, kind: CollectionType | str, doc: str = "") -> bool:
         """Create a collection; returns False if it exists with the same type (idempotent)."""
         kind = CollectionType.parse(kind)
-        if not name or name.strip() != name:
-            raise CollectionError(f"invalid collection name {name!r}")
+        check_name(name)
         found = self._cache().get(name)
         if found is not None:
             if found[1] is not kind:
