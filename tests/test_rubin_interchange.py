@@ -304,6 +304,22 @@ def _our_span(t: Time):
     return Timespan(t, t + 1 * units.s)
 
 
+def test_a_whole_rubin_repository_comes_in_as_its_export(rubin, make_butler):
+    """``skybutler import REPO RUBIN_REPO``: the Rubin butler exports it (files linked, not
+    copied) and the export comes in; the Rubin repository keeps every file.  A transfer that
+    would take the Rubin datastore's files away is refused and nothing lands."""
+    source = rubin["export"].parent / "repo"
+    ours = make_butler("whole")
+    refused = CliRunner().invoke(cli, ["import", str(ours.root), str(source), "--transfer", "move"])
+    assert refused.exit_code == 1 and "files of a Rubin repository are copied in" in refused.stderr
+    assert ours.query_dataset_types("*") == []
+    result = CliRunner().invoke(cli, ["import", str(ours.root), str(source)])
+    assert result.exit_code == 0, result.output
+    assert f"imported {len(rubin['refs'])} datasets" in result.stdout
+    assert_same_repository(rubin["butler"], ours)
+    assert all(Path(rubin["butler"].getURI(r).ospath).is_file() for r in rubin["refs"])
+
+
 def test_rubin_zip_comes_in_with_its_records(rubin, make_butler):
     ours = make_butler("sky")
     assert import_rubin(ours, rubin["zip"]) == len(rubin["refs"])

@@ -218,16 +218,19 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 def import_datasets(butler: Butler, directory: str | Path, transfer: str = "copy",
                     skip_existing: bool = True, progress: Progress | None = None) -> int:
-    """Import an export directory, or a Rubin butler export (directory, export.yaml or zip);
-    datasets already present with the same ID are skipped.  ``progress(done, total)`` is told
+    """Import an export directory, a Rubin butler export (directory, export.yaml or zip) or a
+    whole Rubin butler repository; datasets already present with the same ID are skipped.  ``progress(done, total)`` is told
     the datasets of the export taken in so far, a chunk at a time (not for a Rubin export)."""
     from .interchange import import_rubin, is_rubin_export
+    from .interchange.rubin_repository import import_rubin_repository, is_rubin_repository
 
     if butler._remote is not None:  # the export is uploaded; the server imports it
         return butler._remote.import_datasets(directory, transfer, skip_existing, progress)
     directory = Path(directory)
     if is_rubin_export(directory):
         return import_rubin(butler, directory, transfer, skip_existing)
+    if is_rubin_repository(directory):
+        return import_rubin_repository(butler, directory, transfer, skip_existing)
     manifest = read_manifest(butler, directory)
     version = manifest["format_version"]
     total = len(manifest["datasets"]) if version == 1 else manifest.get("datasets")

@@ -1,0 +1,67 @@
+"""A whole Rubin butler repository (its butler.yaml, registry and datastore) comes in as its
+export would: the Rubin butler, when installed, exports every dataset and collection into a
+scratch directory with symbolic links to the files, and that export is imported (the files
+copied in, as from any export).  Without the Rubin butler the repository's registry cannot be
+read, and the message says what to run instead."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import SkybutlerError
+
+__all__ = ["export_rubin_repository", "import_rubin_repository", "is_rubin_repository"]
+
+
+def is_rubin_repository(path: str | Path) -> bool:
+    """Whether ``path`` is a Rubin butler repository: a directory whose butler.yaml configures
+    the Rubin butler's datastore or registry classes."""
+    config = Path(path) / "butler.yaml"
+    if not config.is_file():
+        return False
+    try:
+        data = yaml.safe_load(config.read_text())
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and "lsst.daf.butler" in yaml.safe_dump(
+        {k: data.get(k) for k in ("datastore", "registry")})
+
+
+def export_rubin_repository(path: str | Path, scratch: Path) -> Path:
+    """Export every dataset and non-RUN collection of the Rubin repository at ``path`` into
+    ``scratch`` (files as symbolic links) with the Rubin butler; returns the export directory."""
+    try:
+        from lsst.daf.butler import Butler as RubinButler
+        from lsst.daf.butler import CollectionType
+    except ImportError:
+        raise SkybutlerError(f"{path} is a Rubin butler repository; reading its registry needs the Rubin butler "
+                             "(pip install lsst-daf-butler), or export it there first: butler export-datasets "
+                             "or Butler.export, then import that export") from None
+    rubin: Any = RubinButler.from_config(str(path))
+    try:
+        refs = list({r.id: r for r in rubin.registry.queryDatasets(..., collections=...)}.values())
+        kept = [c for c in rubin.registry.queryCollections(...)
+                if rubin.registry.getCollectionType(c) is not CollectionType.RUN]
+        with rubin.export(directory=str(scratch), format="yaml", transfer="symlink") as export:
+            export.saveDatasets(refs)
+            for name in kept:
+                export.saveCollection(name)
+    finally:
+        rubin.close()
+    return scratch
+
+
+def import_rubin_repository(butler: Any, path: str | Path, transfer: str, skip_existing: bool) -> int:
+    """Import the whole Rubin repository at ``path`` (see the module docstring)."""
+    from .rubin_import import import_rubin
+
+    if transfer not in ("copy", "auto"):
+        raise SkybutlerError(f"files of a Rubin repository are copied in (transfer {transfer!r} was asked): its "
+                             "datastore stays the Rubin butler's")
+    with tempfile.TemporaryDirectory(prefix=".rubin-repository-") as tmp:
+        export = export_rubin_repository(path, Path(tmp))
+        return import_rubin(butler, export, "copy", skip_existing)
