@@ -28,6 +28,11 @@ def _finite_float(text: str) -> float:
     return value
 
 
+#: Made once: ``json.loads`` with hooks builds a decoder for every call, a sizeable share of
+#: checking a small file (an import checks every file it brings in).
+_STRICT_JSON = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
+
+
 def _want_mapping(value: Any, what: str) -> None:
     if not isinstance(value, dict):
         raise ValueError(f"the {what} document holds a {type(value).__name__}, not a mapping")
@@ -58,7 +63,9 @@ class JsonFormatter(Formatter):
         return json.loads(stream.read())
 
     def _validate(self, stream: BinaryIO) -> Any:
-        document = json.loads(stream.read(), parse_constant=_no_constant, parse_float=_finite_float)
+        data = stream.read()  # decoded as json.loads decodes bytes, then parsed by the one strict decoder
+        text = data.decode(json.detect_encoding(data), "surrogatepass") if isinstance(data, bytes) else data
+        document = _STRICT_JSON.decode(text)
         _want_mapping(document, "JSON")
         return document  # the whole object: what examine() would read again
 

@@ -100,8 +100,7 @@ class DimensionRecordStore:
             if region is None:
                 continue
             ident = tuple(record[d] for d in identity)
-            for begin, end in envelope(region):
-                out.extend([(*ident, system, level, pix) for pix in range(begin, end)])
+            out += [(*ident, system, level, pix) for begin, end in envelope(region) for pix in range(begin, end)]
         return out
 
     def _overlap_columns(self, element_name: str) -> list[str]:
