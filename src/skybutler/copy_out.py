@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 #: How many records of one element are fetched at a time when an export writes them out.
 RECORD_CHUNK = 20_000
 #: Most record identities an export remembers having written (see :class:`Written`).
-WRITTEN_LIMIT = 100_000
+WRITTEN_LIMIT = 50_000
 
 
 def source(butler: Butler) -> LocalSource | RemoteSource:
@@ -199,7 +199,7 @@ class RemoteSource:
 class Written:
     """The identities of the records an export has written, element by element, so that one
     named by many chunks of datasets (an instrument, a visit) is written once.  It remembers at
-    most :data:`WRITTEN_LIMIT` and then forgets them all: such a record may be written again
+    most :data:`WRITTEN_LIMIT`, forgetting the largest elements' first: such a record may be written again
     (an import skips a record it has), and memory stays flat however large the export."""
 
     def __init__(self) -> None:
@@ -213,10 +213,13 @@ class Written:
                 identities -= self._keys[name]
 
     def add(self, name: str, identities: Sequence[tuple]) -> None:
-        if self._count + len(identities) > WRITTEN_LIMIT:
-            self._keys.clear()
-            self._count = 0
-        if len(identities) <= WRITTEN_LIMIT:
+        # Past the limit the largest elements are forgotten first: theirs are the records named by
+        # few datasets (one per dataset, in the workload), the small ones are named again and again.
+        for largest in sorted(self._keys, key=lambda n: len(self._keys[n]), reverse=True):
+            if self._count + len(identities) <= WRITTEN_LIMIT:
+                break
+            self._count -= len(self._keys.pop(largest))
+        if self._count + len(identities) <= WRITTEN_LIMIT:
             self._keys[name].update(identities)
             self._count += len(identities)
 
