@@ -105,6 +105,18 @@ def _follow_implied(butler: Butler, keys: dict[str, set[tuple]]) -> None:
                             todo.append(dim)
 
 
+def _record_to_json(record: DimensionRecord) -> dict[str, Any]:
+    """A record as written to an export (what :func:`_row_to_json` writes from its plain row)."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if key == "region":
+            value = None if value is None else base64.b64encode(sky.encode(value)).decode()
+        elif key == "timespan":
+            value = None if value is None else list(value.to_ns())
+        out[key] = value
+    return out
+
+
 def _row_to_json(row: dict[str, Any]) -> dict[str, Any]:
     """A record's plain row (:meth:`DimensionRecordStore.export_rows`) as written to an export:
     its encoded region in base64."""
