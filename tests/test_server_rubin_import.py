@@ -226,3 +226,13 @@ def test_a_broken_rubin_export_is_refused_on_the_client_before_anything_is_sent(
         import_datasets(boss, tmp_path / "export")
     assert any("a pickled dataset is refused" in p for p in caught.value.problems)
     assert counting.sent == [] and repo.collections.query("*") == []
+
+
+def test_a_whole_rubin_repository_through_a_server_is_its_export(rubin, target):  # noqa: F811
+    """The Rubin repository's directory itself: the Rubin butler exports it on the client and
+    that export is uploaded, as an export given directly would be."""
+    repo, url, token = target
+    boss = Butler(url, token=token)
+    assert import_datasets(boss, rubin["export"].parent / "repo") == len(rubin["refs"])
+    assert_same_repository(rubin["butler"], repo)
+

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -446,6 +447,7 @@ class RemoteTransport:
         request-size limit and each imported in one transaction (``remote/imports.py``); returns
         the datasets imported."""
         from ..interchange import is_rubin_export
+        from ..interchange.rubin_repository import export_rubin_repository, is_rubin_repository
         from .imports import send_import
         from .rubin_imports import send_rubin_import
 
@@ -456,6 +458,10 @@ class RemoteTransport:
         refuse_read(self, "an import")  # a transaction's batch could not hold a streamed upload
         if is_rubin_export(directory):  # read here, sent as a skybutler export's batches (remote/rubin_imports.py)
             return send_rubin_import(self._butler, directory, skip_existing, progress)
+        if is_rubin_repository(directory):  # exported here by the Rubin butler, then sent as that export
+            with tempfile.TemporaryDirectory(prefix=".rubin-repository-") as tmp:
+                export = export_rubin_repository(directory, Path(tmp))
+                return send_rubin_import(self._butler, export, skip_existing, progress)
         return send_import(self._butler, directory, skip_existing, progress)
 
     def extract_metadata(self, dataset_types: str | Sequence[str], *, collections: str | Sequence[str] | None = None,
