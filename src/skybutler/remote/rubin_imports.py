@@ -105,7 +105,6 @@ def _records(butler: Butler, export: RubinExport) -> list[tuple[str, list[Any]]]
             for element in universe.sorted(export.records) if export.records[element]]
 
 
-
 def _memberships(butler: Butler, export: RubinExport) -> None:
     """Step 3 of the module doc; a dataset a membership names that the export lacks is left to
     the server to find (a missing or hidden one refuses the step, as a get would answer)."""
