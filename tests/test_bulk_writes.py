@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import populate
+from conftest import populate, stack_locations
 from skybutler import Butler
 from skybutler.errors import DataIdError, DatasetConflictError
 from skybutler.registry import bulk
@@ -29,6 +29,17 @@ def big(make_butler) -> Butler:
     populate(b, n_visits=N_VISITS, n_detectors=N_DETECTORS)
     b.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
     return b
+
+
+@pytest.fixture
+def big_local(stack, tmp_path) -> Butler:
+    """``big`` with its files on local disk whatever the registry (PostgreSQL's bulk path with staged files)."""
+    b = Butler.create(tmp_path / "local", run="r", collections=["r"],
+                      **{**stack_locations(stack, tmp_path), "datastore": None})
+    populate(b, n_visits=N_VISITS, n_detectors=N_DETECTORS)
+    b.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+    yield b
+    b.close()
 
 
 def data_ids(visits=range(1, N_VISITS + 1)) -> list[dict]:
@@ -333,3 +344,105 @@ def test_bulk_registration_rows_agree_and_a_later_chunk_conflict_leaves_nothing(
         datasets.insert_bulk(big.get_dataset_type("other"), "bulk", [*good, good[3]], batch_size=7)
     assert snapshot(big) == before
     assert big.query_datasets("other", collections="bulk").count() == 0
+
+
+# -- a large put_many prepares its files in a thread while its rows go in -------------------
+
+
+def test_bulk_put_many_equals_a_loop_of_single_puts(big_local: Butler, make_butler):
+    """The oracle: the same datasets put one by one into a twin repository give the same IDs
+    (deterministic), paths, sizes, checksums, facts and file bytes."""
+    from skybutler.datastore import staging
+
+    assert len(data_ids()) >= staging.BACKGROUND_MIN_FILES
+    twin = make_butler("twin", run="r", collections=["r"])
+    populate(twin, n_visits=N_VISITS, n_detectors=N_DETECTORS)
+    twin.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+    for d in data_ids():
+        twin.put(payload(d), "metrics", d, id_mode="deterministic")
+    big_local.put_many("metrics", [(payload(d), d) for d in data_ids()], id_mode="deterministic")
+
+    def stored(butler: Butler) -> dict:
+        refs = list(butler.query_datasets("metrics"))
+        artifacts = butler.registry.datasets.artifacts([r.id for r in refs])
+        root = butler.datastore.root.rstrip("/") + "/"
+        return {(r.id, r.data_id["visit"], r.data_id["detector"]):
+                (artifacts[r.id], butler.datastore.fs.cat_file(root + artifacts[r.id].path)) for r in refs}
+
+    ours, theirs = stored(big_local), stored(twin)
+    assert len(ours) == len(data_ids()) and ours == theirs
+    assert big_local.query_datasets("metrics", where="metrics.n_keys = 3").count() == len(data_ids())
+
+
+def _fail_file_write_at(monkeypatch, n: int) -> list[str]:
+    """Make the n-th staged file's write fail (a full disk); returns the names of the threads that wrote."""
+    from skybutler.datastore import datastore as ds
+
+    threads: list[str] = []
+    original = ds.write_new_file
+
+    def failing(path, data):
+        import threading
+
+        threads.append(threading.current_thread().name)
+        if len(threads) == n:
+            raise OSError(28, "No space left on device")
+        return original(path, data)
+
+    monkeypatch.setattr(ds, "write_new_file", failing)
+    return threads
+
+
+def test_bulk_put_many_with_a_file_failing_half_way_leaves_nothing(big_local: Butler, monkeypatch):
+    """A file of a large batch fails to stage (in the preparing thread, while the rows go in): no
+    row, no file, no staged leftover and no journal stays; the batch then goes in whole."""
+    from skybutler.errors import DatastoreError
+
+    before = snapshot(big_local)
+    threads = _fail_file_write_at(monkeypatch, len(data_ids()) // 2)
+    with pytest.raises(DatastoreError, match="No space left on device"):
+        big_local.put_many("metrics", [(payload(d), d) for d in data_ids()])
+    assert snapshot(big_local) == before
+    assert set(threads) == {"skybutler-prepare"}, threads
+    assert not big_local.datastore.journal.has_entries()
+    assert not list(Path(big_local.datastore.root).rglob("*.tmp-*")), "a staged file was left behind"
+    monkeypatch.undo()
+    assert len(big_local.put_many("metrics", [(payload(d), d) for d in data_ids()])) == len(data_ids())
+    assert snapshot(big_local) != before
+
+
+def test_bulk_put_many_with_an_object_failing_to_format_half_way_leaves_nothing(big_local: Butler, monkeypatch):
+    """The formatter fails on one object of a large batch (after the dataset rows went in): nothing stays."""
+    from skybutler.errors import FormatterError
+    from skybutler.formats import get_formatter
+
+    json_formatter = get_formatter("json")
+    original = json_formatter._write
+
+    def failing(obj, stream):
+        if obj.get("label") == "v3d5":
+            stream.write(b'{"label": ')
+            raise RuntimeError("cannot encode this one")
+        return original(obj, stream)
+
+    before = snapshot(big_local)
+    monkeypatch.setattr(json_formatter, "_write", failing)
+    with pytest.raises(FormatterError, match="cannot encode this one"):
+        big_local.put_many("metrics", [(payload(d), d) for d in data_ids()])
+    assert snapshot(big_local) == before
+    assert not big_local.datastore.journal.has_entries()
+
+
+def test_bulk_put_many_in_a_transaction_rolled_back_leaves_nothing(big_local: Butler, monkeypatch):
+    """Two large batches in one enclosing transaction share its journal; a failure after both
+    takes both out, files included."""
+    before = snapshot(big_local)
+    with pytest.raises(RuntimeError, match="changed my mind"):
+        with big_local.transaction():
+            big_local.put_many("metrics", [(payload(d), d) for d in data_ids()])
+            big_local.put_many("metrics", [(payload(d), d) for d in data_ids()], run="second")
+            assert [big_local.query_datasets("metrics", collections=c).count() for c in ("r", "second")] == \
+                [len(data_ids())] * 2
+            raise RuntimeError("changed my mind")
+    assert snapshot(big_local) == before
+    assert not big_local.datastore.journal.has_entries()

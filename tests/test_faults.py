@@ -129,7 +129,10 @@ def repo(template, tmp_path, request) -> Path:
     stack = getattr(request, "param", "sqlite")
     if stack == "sqlite":
         return Path(shutil.copytree(template, tmp_path / "repo"))
-    with Butler.create(tmp_path / "repo", **stack_locations(stack, tmp_path)) as butler:
+    locations = stack_locations(stack, tmp_path)
+    if stack == "postgres-local":  # PostgreSQL with the files on local disk (staged, then renamed)
+        locations["datastore"] = None
+    with Butler.create(tmp_path / "repo", **locations) as butler:
         populate(butler)
         butler.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
         butler.collections.register("r", "run")
@@ -195,6 +198,38 @@ def test_put(repo, writer, step):
         butler.put_many("metrics", [({"n": n}, {"instrument": "Cam", "visit": 1 + n // 4, "detector": n % 4})
                                     for n in range(N_FILES) if (1 + n // 4, n % 4) not in have])
         assert butler.query_datasets("metrics").count() == N_FILES
+    assert_recovered(repo, {})
+
+
+#: A put_many large enough to be formatted and staged in a thread while its rows go in: killed
+#: with its journal written, a file staged by the thread (the rows going in meanwhile), half its
+#: membership rows sent by COPY, its files published, its rows committed.
+BACKGROUND_STEPS = ["journal-written", "file-staged:4", "copy-half-sent:2", "files-published", "registry-committed",
+                    None, None]
+
+
+@pytest.mark.parametrize("repo, step", [
+    pytest.param(stack, step, id=f"{stack}-{step}")
+    for stack in ["sqlite"] + (["postgres-local"] if POSTGRES_URL else [])
+    for step in BACKGROUND_STEPS if stack != "sqlite" or not (step or "").startswith("copy")], indirect=["repo"])
+def test_put_many_prepared_in_background(repo, step, monkeypatch):
+    from skybutler.datastore import staging
+    from skybutler.registry import bulk
+
+    def work() -> None:
+        monkeypatch.setattr(staging, "BACKGROUND_MIN_FILES", 2)
+        monkeypatch.setattr(bulk, "COPY_MIN_ROWS", 2)
+        _put_many(repo)
+
+    killed = run_killed(work, step)
+    assert killed or step is None, f"the writer never reached {step}"
+    assert_recovered(repo, {})
+    assert _stored_count(repo) in (0, N_FILES), "a put_many was kept in part"
+    with Butler(repo, run="r", collections="r") as butler:
+        if butler.query_datasets("metrics").count() == 0:  # the batch again completes
+            work()
+        assert butler.query_datasets("metrics").count() == N_FILES
+        assert {butler.get(r)["n"] for r in butler.query_datasets("metrics")} == set(range(N_FILES))
     assert_recovered(repo, {})
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .batching import gc_paused
 from .datastore.journal import JournalScope
+from .datastore.staging import BackgroundPreparation
 from .datastore.transfer import TRANSFER_MODES, ingest_files
 from .dimensions import DataCoordinate
 from .errors import (
@@ -191,20 +192,25 @@ class Writes:
 
     def _store(self, dtype: DatasetType, run: str, refs: list[DatasetRef], objects: list[Any],
                facts: list[tuple[uuid.UUID, dict[str, Any]]], adopt: bool) -> list[DatasetRef]:
-        """Stage, register and publish one batch; its journal entry ends once the write is final."""
+        """Stage, register and publish one batch; its journal entry ends once the write is final.
+        A large batch is formatted and staged in a thread while its first rows are inserted."""
         formatter = get_storage_class(dtype.storage_class).default_formatter
-        pending = self.butler.datastore.prepare_many(refs, objects, formatter, scope=self._journal_scope)
+        datastore, scope = self.butler.datastore, self._journal_scope
+        preparation = None if adopt else datastore.prepare_in_background(refs, objects, formatter, scope=scope)
+        pending = [] if preparation is not None else datastore.prepare_many(refs, objects, formatter, scope=scope)
         try:
             if adopt:
                 claimed = self._claimed_paths([p.artifact.path for p in pending])
                 for p in pending:
                     p.adopt_identical = p.artifact.path not in claimed
-            stored = self._commit(dtype, run, refs, pending, facts)
+            stored = self._commit(dtype, run, refs, preparation.pending if preparation else lambda: pending,
+                                  facts, preparation)
+            pending = preparation.pending() if preparation else pending
         except BaseException:
-            self.butler.datastore.settle(pending, failed=True)
+            datastore.settle(preparation.stop() if preparation else pending, failed=True)
             raise
         crash_point("registry-committed")
-        self.when_settled(lambda: self.butler.datastore.settle(pending))
+        self.when_settled(lambda: datastore.settle(pending))
         return stored
 
     def _claimed_paths(self, paths: Sequence[str]) -> set[str]:
@@ -226,8 +232,11 @@ class Writes:
             f"left it; run 'skybutler verify {self.butler.root} --fix' to set it aside (into the quarantine), then "
             "write again", err.path)
 
-    def _commit(self, dtype: DatasetType, run: str, refs: list[DatasetRef], pending: list,
-                facts: list[tuple[uuid.UUID, dict[str, Any]]]) -> list[DatasetRef]:
+    def _commit(self, dtype: DatasetType, run: str, refs: list[DatasetRef], pending: Callable[[], Sequence[Any]],
+                facts: list[tuple[uuid.UUID, dict[str, Any]]],
+                preparation: BackgroundPreparation | None) -> list[DatasetRef]:
+        """Insert the batch's rows and publish its files in one registry transaction; ``pending()``
+        gives the staged artifacts (waiting for a ``preparation`` still formatting them)."""
         published = []
         storage_class = get_storage_class(dtype.storage_class)
         if storage_class.metadata_fields:
@@ -238,9 +247,11 @@ class Writes:
             with self.butler.registry.transaction():
                 self._ensure_run(run)
                 stored = self.butler.registry.insert_datasets(
-                    dtype, run, [r.data_id for r in refs], [r.id for r in refs], [p.artifact for p in pending],
+                    dtype, run, [r.data_id for r in refs], [r.id for r in refs], lambda: [p.artifact for p in pending()],
                     storage_class.name, storage_class.metadata_fields, facts)
-                published = self.butler.datastore.publish_many(pending)
+                if preparation is not None:
+                    preparation.wait()  # every file staged
+                published = self.butler.datastore.publish_many(pending())
                 crash_point("files-published")
             self._known_runs.add(run)
             self._on_rollback(lambda: self.butler.datastore.remove(published))

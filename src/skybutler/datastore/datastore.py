@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import io
 import os
 import posixpath
 import time
@@ -33,10 +32,12 @@ from ..errors import ArtifactExistsError, DatastoreError
 from ..faults import crash_point
 from ..formats import get_formatter
 from ..models import DatasetRef, StoredArtifact
+from . import staging as background
 from .checksums import checksum
 from .journal import Intent, Journal, JournalScope, WriteJournal
 from .local_files import rename_no_replace, write_new_file
 from .reading import ArtifactReads, fsspec_url_to_fs
+from .staging import BackgroundPreparation
 from .templates import DEFAULT_TEMPLATE, PathTemplate, template_fields
 
 T = TypeVar("T")
@@ -85,7 +86,7 @@ class PendingArtifact:
 
     def __init__(self, datastore: FileDatastore, artifact: StoredArtifact, staged: str | None, data: bytes | None,
                  digest: str | None = None, journal: Journal | None = None,
-                 scope: JournalScope | None = None, number: int = 0):
+                 scope: JournalScope | None = None, number: int = 0, stage_name: str | None = None):
         self.datastore = datastore
         self.artifact = artifact
         self._staged = staged
@@ -94,6 +95,9 @@ class PendingArtifact:
         self.journal = journal
         self.scope = scope
         self.number = number
+        #: the temporary name the journal records for the bytes (local datastores), staged there by
+        #: :meth:`FileDatastore.prepare_many`
+        self.stage_name = stage_name
         #: whether identical bytes already at the final path may be taken as this artifact
         self.adopt_identical = False
 
@@ -206,15 +210,39 @@ class FileDatastore(ArtifactReads):
         """Format every object and stage the bytes; on any failure nothing stays staged.  The
         intents go to ``scope``'s journal (an enclosing transaction's) if given, else to a journal
         of the batch's own."""
+        pending = self._format_and_journal(refs, objects, formatter_name, scope)
+        if not self.local:
+            return pending
+        try:
+            _all_or_nothing(self._stage, pending, PendingArtifact.abort)
+        except BaseException:
+            self._forget_batch(pending)
+            raise
+        return pending
+
+    def prepare_in_background(self, refs: Sequence[DatasetRef], objects: Sequence[Any], formatter_name: str,
+                              scope: JournalScope | None = None) -> BackgroundPreparation | None:
+        """:meth:`prepare_many` in a thread, while the caller inserts the batch's rows (see
+        :mod:`.staging`); None where it would not pay (an object store, a small batch).  Its
+        ``pending()`` are the artifacts, to :meth:`publish_many` after its ``wait()``; a failed batch
+        is ended by :meth:`settle` of what its ``stop()`` returns."""
+        if not self.local or len(refs) < background.BACKGROUND_MIN_FILES:
+            return None
+        return BackgroundPreparation(lambda: self._format_and_journal(refs, objects, formatter_name, scope),
+                                     self._stage)
+
+    def _format_and_journal(self, refs: Sequence[DatasetRef], objects: Sequence[Any], formatter_name: str,
+                            scope: JournalScope | None) -> list[PendingArtifact]:
+        """Format every object and record the batch's intents (the staged names included) in the
+        journal, before any file is touched."""
         formatter = get_formatter(formatter_name)
+        to_bytes, extension, algorithm = formatter.to_bytes, formatter.extension, self.checksum_algorithm
         formatted = []
         for ref, obj in zip(refs, objects):
-            buffer = io.BytesIO()
-            formatter.write(obj, buffer)
-            data = buffer.getvalue()
-            artifact = StoredArtifact(path=self.relative_path(ref, formatter.extension), formatter=formatter_name,
-                                      size=len(data), checksum=checksum(data, self.checksum_algorithm))
-            digest = artifact.checksum if self.checksum_algorithm == "xxh3" else checksum(data, "xxh3")
+            data = to_bytes(obj)
+            artifact = StoredArtifact(path=self.relative_path(ref, extension), formatter=formatter_name,
+                                      size=len(data), checksum=checksum(data, algorithm))
+            digest = artifact.checksum if algorithm == "xxh3" else checksum(data, "xxh3")
             formatted.append((ref, artifact, data, digest))
         if self.journal is None:
             scope = None
@@ -228,29 +256,29 @@ class FileDatastore(ArtifactReads):
             scope.record(intents)
         elif self.journal is not None:
             journal = self.journal.begin(intents, token=token)
-        if not self.local:
-            return [PendingArtifact(self, artifact, None, data, digest, journal, scope, first + n)
-                    for n, (_, artifact, data, digest) in enumerate(formatted)]
+        return [PendingArtifact(self, artifact, None, data, digest, journal, scope, first + n, stage_name=staged)
+                for n, ((_, artifact, data, digest), staged) in enumerate(zip(formatted, staged_names))]
 
-        def stage(number: int) -> PendingArtifact:
-            _, artifact, data, digest = formatted[number]
-            staged = staged_names[number]
-            try:
-                self.in_directory_of(staged, lambda: write_new_file(staged, data))
-                crash_point("file-staged")
-            except OSError as err:  # a full disk, a read-only or missing mount, permissions
-                raise DatastoreError(f"local datastore write of {self.full_path(artifact.path)} failed: "
-                                     f"{err.strerror or err}") from err
-            return PendingArtifact(self, artifact, staged, None, digest, journal, scope, first + number)
-
+    def _stage(self, pending: PendingArtifact) -> PendingArtifact:
+        """Write a pending artifact's bytes under its staged name (the journal names it)."""
+        staged, data = pending.stage_name, pending._data
         try:
-            return _all_or_nothing(stage, list(range(len(formatted))), PendingArtifact.abort)
-        except BaseException:
-            if journal is not None:
-                self.journal.end(journal)
-            if scope is not None:
-                scope.journal.void(range(first, first + len(formatted)))
-            raise
+            self.in_directory_of(staged, lambda: write_new_file(staged, data))
+        except OSError as err:  # a full disk, a read-only or missing mount, permissions
+            raise DatastoreError(f"local datastore write of {self.full_path(pending.artifact.path)} failed: "
+                                 f"{err.strerror or err}") from err
+        pending._staged, pending._data = staged, None
+        crash_point("file-staged")
+        return pending
+
+    def _forget_batch(self, pending: Sequence[PendingArtifact]) -> None:
+        """A batch failed before any registry work and its files are gone: end its journal entry."""
+        if not pending:
+            return
+        if pending[0].journal is not None:
+            self.journal.end(pending[0].journal)
+        if pending[0].scope is not None and pending[0].scope.journal is not None:
+            pending[0].scope.journal.void([p.number for p in pending])
 
     def journal_removal(self, artifacts: Mapping[uuid.UUID, StoredArtifact],
                         scope: JournalScope | None = None) -> Journal | None:
@@ -298,6 +326,7 @@ class FileDatastore(ArtifactReads):
 
     def publish_many(self, pending: Sequence[PendingArtifact]) -> list[StoredArtifact]:
         """Make staged artifacts visible; if one fails, the others are taken back."""
+
         def publish(p: PendingArtifact) -> StoredArtifact:
             p.commit()
             return p.artifact

@@ -8,6 +8,7 @@ every formatter reports problems the same way.
 
 from __future__ import annotations
 
+import io
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, BinaryIO, ClassVar
@@ -34,10 +35,26 @@ class Formatter(ABC):
         except SkybutlerError:
             raise
         except Exception as exc:
-            raise FormatterError(
-                f"Formatter {self.name!r} could not write an object of type "
-                f"{type(obj).__module__}.{type(obj).__qualname__}: {exc}"
-            ) from exc
+            raise self._write_error(obj, exc) from exc
+
+    def to_bytes(self, obj: Any) -> bytes:
+        """The bytes ``write`` would write for ``obj`` (what a put stages: small objects, many at once)."""
+        try:
+            return self._to_bytes(obj)
+        except SkybutlerError:
+            raise
+        except Exception as exc:
+            raise self._write_error(obj, exc) from exc
+
+    def _write_error(self, obj: Any, exc: Exception) -> FormatterError:
+        return FormatterError(f"Formatter {self.name!r} could not write an object of type "
+                              f"{type(obj).__module__}.{type(obj).__qualname__}: {exc}")
+
+    def _to_bytes(self, obj: Any) -> bytes:
+        """Format-specific serialisation to bytes; a format that makes bytes directly overrides this."""
+        buffer = io.BytesIO()
+        self._write(obj, buffer)
+        return buffer.getvalue()
 
     def read(
         self,

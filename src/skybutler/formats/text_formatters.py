@@ -16,6 +16,10 @@ import yaml
 
 from .formatter import Formatter
 
+#: One encoder for every JSON write: ``json.dumps`` with options builds a new one per call,
+#: which costs more than encoding a small document.
+_encode_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+
 
 def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON value")
@@ -57,7 +61,7 @@ class JsonFormatter(Formatter):
     extension = ".json"
 
     def _write(self, obj: Any, stream: BinaryIO) -> None:
-        stream.write(json.dumps(obj, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+        stream.write(_encode_json(obj).encode("utf-8"))
 
     def _read(self, stream: BinaryIO, component: str | None, parameters: dict[str, Any]) -> Any:
         return json.loads(stream.read())

@@ -49,10 +49,12 @@ class DatasetStore:
     # -- insertion ------------------------------------------------------------
 
     def insert(self, dtype: DatasetType, run: str, data_ids: Sequence[DataCoordinate], ids: Sequence[uuid.UUID],
-               artifacts: Sequence[StoredArtifact | None] | None = None,
+               artifacts: Sequence[StoredArtifact | None] | Callable[[], Sequence[StoredArtifact | None]] | None = None,
                also: Callable[[], None] | None = None) -> list[DatasetRef]:
         """Insert datasets of one type into a RUN, with their artifact records, in one transaction;
-        ``also`` inserts more rows of the same batch (their facts) in the same statement batch."""
+        ``also`` inserts more rows of the same batch (their facts) in the same statement batch.
+        ``artifacts`` may be a callable, called after the dataset and membership rows are inserted
+        (and given to the database): the caller may still be making them meanwhile."""
         type_id, dtype = self.types.get(dtype.name)
         run_id, kind = self.collections.lookup(run)
         if kind is not CollectionType.RUN:
@@ -77,6 +79,8 @@ class DatasetStore:
                     self.db.note_inserted(tags, len(db_ids))
                     step = "rest"
                     self.totals.add(conn, {(type_id, run_id): len(db_ids)})
+                    if callable(artifacts):
+                        artifacts = artifacts()
                     if artifacts:
                         insert_rows(conn, self.schema.location, _LOCATION_COLUMNS,
                                     [(i, a.path, a.formatter, a.size, a.checksum)

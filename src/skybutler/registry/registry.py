@@ -206,11 +206,13 @@ class Registry:
             raise
 
     def insert_datasets(self, dtype: DatasetType, run: str, data_ids: Sequence[DataCoordinate],
-                        ids: Sequence[uuid.UUID], artifacts: Sequence[StoredArtifact | None],
+                        ids: Sequence[uuid.UUID],
+                        artifacts: Sequence[StoredArtifact | None] | Callable[[], Sequence[StoredArtifact | None]],
                         storage_class: str, fields: Mapping[str, type],
                         facts: Sequence[tuple[uuid.UUID, Mapping[str, Any]]]) -> list[DatasetRef]:
         """Insert datasets with their artifact records and extracted facts: one statement batch
-        (on PostgreSQL, one round trip for a few datasets and ``COPY`` for many)."""
+        (on PostgreSQL, one round trip for a few datasets and ``COPY`` for many).  ``artifacts``
+        may be a callable, called once the dataset rows are in (the files are still being formatted)."""
         return self.datasets.insert(dtype, run, data_ids, ids, artifacts,
                                     also=lambda: self.metadata.insert(storage_class, fields, facts))
 
