@@ -29,7 +29,7 @@ from .errors import (
 )
 from .faults import crash_point
 from .formats import get_formatter, get_storage_class
-from .formats.file_facts import ExaminedFile, file_facts, read_file
+from .formats.file_facts import ExaminedFile, examine_files, read_file
 from .models import CollectionType, DatasetRef, DatasetType, deterministic_dataset_id, uuid7_batch
 from .registry.collection_store import check_name as check_collection_name
 
@@ -315,30 +315,29 @@ class Writes:
 
             for path, _ in entries:
                 conform(read_file(path, fmt), schema, f"file {path}")
-        if examined is None:
-            facts_of = [file_facts(p, fmt, storage_class) for p, _ in entries]  # refuses unreadable files
+        if examined is None:  # each file checked by its formatter and its facts taken in one read
+            facts_of = [e.facts for e in examine_files([p for p, _ in entries], fmt, storage_class)]
         facts = [(r.id, f) for (_, r), f in zip(entries, facts_of) if f is not None]
         if storage_class.metadata_fields:
             self.butler.registry.metadata.table(storage_class.name, storage_class.metadata_fields)  # see _commit
         try:
-            return self._ingest_batch(dtype, run, entries, transfer, fmt, facts, check=examined is None)
+            return self._ingest_batch(dtype, run, entries, transfer, fmt, facts)
         except ArtifactExistsError:
             self.butler.recover()  # a crashed writer's leftover at one of the paths goes, then one more try
             try:
-                return self._ingest_batch(dtype, run, entries, transfer, fmt, facts, check=examined is None)
+                return self._ingest_batch(dtype, run, entries, transfer, fmt, facts)
             except ArtifactExistsError as err:
                 raise self._stranger_file(err, [r.id for _, r in entries]) from None
 
     def _ingest_batch(self, dtype: DatasetType, run: str, entries: list[tuple[str | Path, DatasetRef]],
-                      transfer: str, fmt: Any, facts: list[tuple[uuid.UUID, dict[str, Any]]], *,
-                      check: bool = True) -> list[DatasetRef]:
-        """Place one batch of files, register them with their facts; the journal entry ends once final.
-        ``check=False``: the caller had the formatter check every file (:func:`examine_file`)."""
+                      transfer: str, fmt: Any, facts: list[tuple[uuid.UUID, dict[str, Any]]]) -> list[DatasetRef]:
+        """Place one batch of files (each checked by its formatter already), register them with their
+        facts; the journal entry ends once final."""
         storage_class = get_storage_class(dtype.storage_class)
         batch = None
         try:
             batch = ingest_files(self.butler.datastore, entries, transfer, fmt.name, fmt.extension,
-                                 check=check)  # undoes itself on failure
+                                 check=False)  # undoes itself on failure
             with self.butler.registry.transaction():
                 self._ensure_run(run)
                 stored = self.butler.registry.insert_datasets(

@@ -6,18 +6,19 @@ Whether a file is accepted is its formatter's ``validate`` (run on every file by
 ingest and import); a file accepted whose facts cannot be extracted goes in without
 facts, which ``extract-metadata`` can fill in later.  :func:`examine_file` does both
 in one open of the file (for FITS, one walk of its headers, each WCS built once), for
-callers that check many files before ingesting them (``ingest-raws``).
+every ingest (:func:`examine_files`) and ``ingest-raws``.
 """
 
 from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import SkybutlerError, TransferError
+from ..errors import FormatterError, InvalidFileError, SkybutlerError, TransferError
 from .formatter import Formatter
 
 if TYPE_CHECKING:
@@ -44,22 +45,6 @@ def _facts_of(component: Any, storage_class: StorageClass) -> dict[str, Any] | N
         return storage_class.extract_metadata(component)
     except (SkybutlerError, ValueError, TypeError, KeyError):
         return None
-
-
-def file_facts(path: str | Path, formatter: Formatter, storage_class: StorageClass) -> dict[str, Any] | None:
-    """``storage_class``'s facts of the file at ``path``, or None if there are none."""
-    _check_regular(path)
-    if not storage_class.metadata_fields:
-        return None
-    component = storage_class.metadata_component
-    if component not in formatter.components:
-        component = None
-    try:
-        with open(path, "rb") as stream:
-            component = formatter.read(stream, component=component)
-    except (OSError, SkybutlerError, ValueError, TypeError, KeyError):
-        return None
-    return _facts_of(component, storage_class)
 
 
 def read_file(path: str | Path, formatter: Formatter) -> Any:
@@ -91,3 +76,31 @@ def examine_file(path: str | Path, formatter: Formatter, storage_class: StorageC
             raise TransferError(f"cannot ingest {path}: {exc.strerror or exc}") from exc
     facts = _facts_of(read, storage_class) if storage_class.metadata_fields and read is not None else None
     return ExaminedFile(facts, checked)
+
+
+def examine_files(paths: Sequence[str | Path], formatter: Formatter,
+                  storage_class: StorageClass) -> list[ExaminedFile]:
+    """:func:`examine_file` for every file of an ingest, before any is placed: each file opened and
+    parsed once for its check and its facts.  Raises :class:`InvalidFileError` naming every file the
+    formatter refuses, or :class:`TransferError` for the first missing one."""
+    examined, failures = [], []
+    for path in paths:
+        try:
+            if storage_class.metadata_fields:
+                examined.append(examine_file(path, formatter, storage_class))
+            else:  # no facts to take: the check alone (examining would read the whole object)
+                examined.append(ExaminedFile(None, _validate(path, formatter)))
+        except FormatterError as err:
+            failures.append((str(path), str(err)))
+    if failures:
+        raise InvalidFileError(failures)
+    return examined
+
+
+def _validate(path: str | Path, formatter: Formatter) -> Any:
+    _check_regular(path)
+    try:
+        with open(path, "rb") as stream:
+            return formatter.validate(stream)
+    except OSError as exc:
+        raise TransferError(f"cannot ingest {path}: {exc.strerror or exc}") from exc
