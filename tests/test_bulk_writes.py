@@ -475,3 +475,43 @@ def test_bulk_ingest_parses_each_file_once_and_records_its_facts(big: Butler, tm
         big.ingest("metrics", [(bad[0], data_ids()[0]), *items[1:-1], (bad[1], data_ids()[-1])], run="other")
     assert [f for f, _ in caught.value.failures] == [str(p) for p in bad]
     assert snapshot(big) == before
+
+
+@pytest.mark.parametrize("transfer", ["copy", "move"])
+def test_bulk_ingest_with_a_file_failing_half_way_leaves_nothing_and_keeps_the_sources(
+        big_local: Butler, tmp_path: Path, monkeypatch, transfer):
+    """A large ingest places its files in a thread while its rows go in; a file failing half-way
+    there leaves no row, no file and no journal, and every source where it was, with its bytes."""
+    from skybutler.datastore import transfer as tr
+    from skybutler.errors import TransferError
+
+    items = []
+    for d in data_ids():
+        path = tmp_path / "in" / f"m_{d['visit']}_{d['detector']}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(payload(d)))
+        items.append((path, d))
+    sources = {p: p.read_bytes() for p, _ in items}
+    before = snapshot(big_local)
+    threads: list[str] = []
+    original = tr.rename_no_replace
+
+    def failing(source, destination):
+        import threading
+
+        threads.append(threading.current_thread().name)
+        if len(threads) == len(items) // 2:
+            raise OSError(28, "No space left on device")
+        return original(source, destination)
+
+    monkeypatch.setattr(tr, "rename_no_replace", failing)
+    with pytest.raises((TransferError, OSError), match="No space left on device"):
+        big_local.ingest("metrics", items, transfer=transfer)
+    assert set(threads) == {"skybutler-place"}, threads
+    assert snapshot(big_local) == before
+    assert {p: p.read_bytes() for p, _ in items if p.exists()} == sources, "a source file was lost or changed"
+    assert not big_local.datastore.journal.has_entries()
+    monkeypatch.undo()
+    refs = big_local.ingest("metrics", items, transfer=transfer)
+    assert {(r.data_id["visit"], r.data_id["detector"]): big_local.get(r) for r in refs} == {
+        (d["visit"], d["detector"]): payload(d) for d in data_ids()}

@@ -233,6 +233,37 @@ def test_put_many_prepared_in_background(repo, step, monkeypatch):
     assert_recovered(repo, {})
 
 
+#: An ingest large enough to place its files in a thread while its rows go in.
+BACKGROUND_INGEST_STEPS = ["journal-written", "file-placed:3", "copy-half-sent:2", "registry-committed", None]
+
+
+@pytest.mark.parametrize("repo, step", [
+    pytest.param(stack, step, id=f"{stack}-{step}")
+    for stack in ["sqlite"] + (["postgres-local"] if POSTGRES_URL else [])
+    for step in BACKGROUND_INGEST_STEPS if stack != "sqlite" or not (step or "").startswith("copy")],
+    indirect=["repo"])
+@pytest.mark.parametrize("transfer", ["copy", "move"])
+def test_ingest_placed_in_background(repo, tmp_path, transfer, step, monkeypatch):
+    from skybutler.datastore import staging
+    from skybutler.registry import bulk
+
+    sources = json_sources(tmp_path / "incoming")
+    table = tmp_path / "incoming" / "table.csv"
+
+    def work() -> None:
+        monkeypatch.setattr(staging, "BACKGROUND_MIN_FILES", 2)
+        monkeypatch.setattr(bulk, "COPY_MIN_ROWS", 2)
+        cli_main("ingest-files", repo, "metrics", "r", table, "--transfer", transfer)()
+
+    killed = run_killed(work, step)
+    assert killed or step is None, f"the writer never reached {step}"
+    assert_recovered(repo, sources)
+    assert _stored_count(repo) in (0, N_FILES), "an ingest was kept in part"
+    CliRunner().invoke(cli, ["ingest-files", str(repo), "metrics", "r", str(table), "--transfer", transfer])
+    assert_recovered(repo, sources)
+    assert _stored_count(repo) == N_FILES
+
+
 def _puts_in_transaction(root: Path) -> None:
     with Butler(root, run="r") as butler, butler.transaction():
         for n in range(N_FILES):

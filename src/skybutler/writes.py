@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .batching import gc_paused
+from .datastore import staging
 from .datastore.journal import JournalScope
-from .datastore.staging import BackgroundPreparation
-from .datastore.transfer import TRANSFER_MODES, ingest_files
+from .datastore.staging import BackgroundPreparation, InBackground
+from .datastore.transfer import TRANSFER_MODES, IngestBatch, ingest_files
 from .dimensions import DataCoordinate
 from .errors import (
     ArtifactExistsError,
@@ -334,17 +335,28 @@ class Writes:
         """Place one batch of files (each checked by its formatter already), register them with their
         facts; the journal entry ends once final."""
         storage_class = get_storage_class(dtype.storage_class)
-        batch = None
+        batch = placing = None
+
+        def place() -> IngestBatch:  # undoes itself on failure
+            return ingest_files(self.butler.datastore, entries, transfer, fmt.name, fmt.extension, check=False)
+
         try:
-            batch = ingest_files(self.butler.datastore, entries, transfer, fmt.name, fmt.extension,
-                                 check=False)  # undoes itself on failure
+            if len(entries) >= staging.BACKGROUND_MIN_FILES:  # placed while the first rows go in
+                placing = InBackground(place)
+                artifacts: Any = lambda: [d.artifact for d in placing.result().files]  # noqa: E731
+            else:
+                batch = place()
+                artifacts = [d.artifact for d in batch.files]
             with self.butler.registry.transaction():
                 self._ensure_run(run)
                 stored = self.butler.registry.insert_datasets(
                     dtype, run, [r.data_id for _, r in entries], [r.id for _, r in entries],
-                    [d.artifact for d in batch.files], storage_class.name, storage_class.metadata_fields, facts)
+                    artifacts, storage_class.name, storage_class.metadata_fields, facts)
+                batch = placing.result() if placing is not None else batch  # every file placed before the commit
             self._known_runs.add(run)
         except BaseException as err:
+            if placing is not None:
+                batch = placing.outcome()  # None if placing failed: it undid itself
             if batch is not None:
                 batch.undo()
             self._raise_if_run_vanished(run, err)

@@ -1,4 +1,4 @@
-"""Preparing a put batch's files in a thread while its rows go to the registry.
+"""Preparing a put batch's files (or placing an ingest's) in a thread while its rows go to the registry.
 
 A ``put_many`` of small datasets spends about as long serialising its objects and creating
 their staged files as the database spends inserting the batch's rows (on PostgreSQL,
@@ -10,14 +10,18 @@ their collection memberships); the caller takes the artifacts (:meth:`pending`) 
 location rows, and publishes the files only after :meth:`wait`, inside its registry
 transaction, so a failure of either half fails the whole batch and leaves nothing behind.
 The journal is written before the first file is staged, as in the caller's thread, so a
-crash at any moment is undone by recovery as it always was.
+crash at any moment is undone by recovery as it always was.  An ingest places its files in
+:class:`InBackground` the same way: the location rows take their artifacts from its result,
+and the registry commits only after every file is placed.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 #: Fewer datasets than this are prepared in the caller's thread: starting a thread costs more
 #: than the overlap gains for a handful of files.
@@ -71,3 +75,32 @@ class BackgroundPreparation:
         self._stopped = True
         self._thread.join()
         return self._pending or []
+
+
+class InBackground(Generic[T]):
+    """Runs ``work()`` in a thread of its own; :meth:`result` waits for it."""
+
+    def __init__(self, work: Callable[[], T]):
+        self._work = work
+        self._result: T | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="skybutler-place", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = self._work()
+        except BaseException as err:  # raised in the caller's thread by result()
+            self._error = err
+
+    def result(self) -> T:
+        """What ``work()`` returned, once it has; raises what it raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result  # type: ignore[return-value]
+
+    def outcome(self) -> T | None:
+        """What ``work()`` returned, or None if it failed (once it has ended either way)."""
+        self._thread.join()
+        return self._result

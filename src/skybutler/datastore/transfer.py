@@ -11,6 +11,7 @@ source is deleted only after the registry has committed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Sequence
@@ -392,6 +393,10 @@ def _place(source: str, final: str, transfer: str, data: bytes | None, staged: s
         except FileExistsError:
             os.unlink(staged)
             raise refusal() from None
+        except BaseException:  # an I/O error: the staged copy must not outlive the batch
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staged)
+            raise
         how = "copied for a move" if transfer == "move" else how
     elif transfer in ("hardlink", "symlink"):
         try:
