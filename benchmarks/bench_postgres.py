@@ -2,6 +2,7 @@
 
     python benchmarks/bench_postgres.py [--json FILE] [--quick] [--datasets N] [--puts N]
     python benchmarks/bench_postgres.py --writers-only [--rounds N] [--json FILE]   # the writers' scaling alone
+    python benchmarks/bench_postgres.py --bulk-only [--datasets N] [--json FILE]    # put_many and ingest alone
 
 Needs ``SKYBUTLER_TEST_POSTGRES_URL`` (``.ci/services.sh`` provides one); files go to a
 temporary directory (set ``TMPDIR=/dev/shm`` to keep the disk out of the figures).
@@ -68,6 +69,7 @@ def timed(fn, server: w.ServerCpu | None = None) -> dict[str, Any]:
         out["server_cpu_seconds"] = server_after - server_before
     out["rate_per_s"] = w.rate(count, out["seconds"])
     out["rate_per_cpu_s"] = w.rate(count, out["cpu_seconds"] + out.get("server_cpu_seconds", 0.0))
+    out["cpu_seconds_per_10k"] = (out["cpu_seconds"] + out.get("server_cpu_seconds", 0.0)) * 10_000 / max(count, 1)
     return out
 
 
@@ -235,7 +237,9 @@ def line(label: str, figure: dict[str, Any]) -> str:
     server = figure.get("server_cpu_seconds")
     return (f"  {label:22s} {figure['rate_per_s']:>9,.0f}/s  ({figure['count']:,} in {figure['seconds']:.2f} s wall; "
             f"CPU {figure['cpu_seconds']:.2f} s client" + (f" + {server:.2f} s server" if server is not None else "")
-            + f" = {figure['rate_per_cpu_s']:,.0f} per CPU-second)")
+            + f" = {figure['rate_per_cpu_s']:,.0f} per CPU-second"
+            + (f", {figure['cpu_seconds_per_10k']:.2f} CPU-s per 10k" if "cpu_seconds_per_10k" in figure else "")
+            + ")")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,9 +250,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--puts", type=int, default=400, help="single puts of one writer (8 writers put 4x as many)")
     parser.add_argument("--writers-only", action="store_true",
                         help="only the single puts of one writer and of eight, and their ratio (no put_many, ingest)")
+    parser.add_argument("--bulk-only", action="store_true",
+                        help="only put_many and ingest (no single puts): the bulk paths' figures alone")
     parser.add_argument("--rounds", type=int, default=1,
                         help="take the writers' figures this many times in turn; the median round is reported")
     args = parser.parse_args(argv)
+    if args.writers_only and args.bulk_only:
+        parser.error("--writers-only and --bulk-only leave nothing to measure together")
     pg = os.environ.get("SKYBUTLER_TEST_POSTGRES_URL")
     if not pg:
         parser.error("set SKYBUTLER_TEST_POSTGRES_URL (source .ci/services.sh) to a PostgreSQL database")
@@ -263,16 +271,18 @@ def main(argv: list[str] | None = None) -> int:
             put_many = None if args.writers_only else bench_put_many(work, pg, scale, schemas)
             ingest = None if args.writers_only else bench_ingest(work, pg, scale, schemas)
             puts_scale = w.Scale(n_visits=max(2, -(-(4 + 5 * n_puts * args.rounds) // 50)))
-            singles = bench_single_puts(work, pg, puts_scale, schemas, n_puts, args.rounds)
+            singles = None if args.bulk_only else bench_single_puts(work, pg, puts_scale, schemas, n_puts,
+                                                                     args.rounds)
         finally:
             drop_schemas(pg, schemas)
-    figures = {"puts_per_s_1_writer": singles["writers_1"]["rate_per_s"],
-               "puts_per_s_8_writers": singles["writers_8"]["rate_per_s"],
-               "writers_8_speedup": singles["writers_8_speedup"]}
+    figures = {} if singles is None else {"puts_per_s_1_writer": singles["writers_1"]["rate_per_s"],
+                                          "puts_per_s_8_writers": singles["writers_8"]["rate_per_s"],
+                                          "writers_8_speedup": singles["writers_8_speedup"]}
     if put_many is not None and ingest is not None:
         figures.update({"put_many_per_s": put_many["rate_per_s"], "ingest_copy_per_s": ingest["copy"]["rate_per_s"],
                         "ingest_direct_per_s": ingest["direct"]["rate_per_s"]})
     doc = {"benchmark": "bench_postgres", "quick": args.quick, "writers_only": args.writers_only,
+           "bulk_only": args.bulk_only,
            "datasets": scale.n_datasets, **w.environment(), **figures, "targets": TARGETS,
            "targets_met": {k: figures[k] >= v for k, v in TARGETS.items() if k in figures},
            "timings": {"put_many": put_many, "ingest": ingest, "single_puts": singles},
@@ -285,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
         print(line("put_many", put_many))
         print(line("ingest copy", ingest["copy"]))
         print(line("ingest direct", ingest["direct"]))
+    if singles is None:
+        if args.json:
+            args.json.write_text(json.dumps(doc, indent=2, default=str))
+        return 0
     print(line("puts, 1 writer", singles["writers_1"]))
     print(line("puts, 8 writers", singles["writers_8"]))
     per_put = singles["per_put"]
