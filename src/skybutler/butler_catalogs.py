@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import DatasetNotFoundError, PublicationError, SkybutlerError
+from .errors import DatasetNotFoundError, MissingDatasetTypeError, PublicationError, SkybutlerError
 from .remote.served import served as _served
 
 if TYPE_CHECKING:
@@ -132,10 +132,12 @@ class CatalogMethods:
         return self._searched(dataset_type, {"polygon": [list(v) for v in vertices]}, collections, columns, as_)
 
     def _searched(self, dataset_type: str, shape: dict[str, Any], collections: Any, columns: Any, as_: str) -> Any:
+        from .catalogs.search import region_of
         from .formats.tables import TABLE_KINDS, from_arrow
 
         if as_ not in TABLE_KINDS:
             raise SkybutlerError(f"as_ must be one of {', '.join(TABLE_KINDS)}, not {as_!r}")
+        region_of(shape)  # a bad region is refused here, before the publication is looked for or a request made
         return from_arrow(self.search_catalog(dataset_type, shape, collections=collections,
                                               columns=None if columns is None else list(columns)), as_)
 
@@ -148,10 +150,12 @@ class CatalogMethods:
         import pyarrow as pa
 
         name = f"{dataset_type}_hats"
-        ref = self.find_dataset(name, {}, collections=collections)
+        try:
+            ref = self.find_dataset(name, {}, collections=collections)
+        except MissingDatasetTypeError:  # nothing was ever published: no publication here either
+            ref = None
         if ref is None:
-            raise DatasetNotFoundError(f"no publication of {dataset_type} (a {name} dataset) in collections "
-                                       f"{self._search_path(collections)}")
+            raise no_publication(dataset_type, self._search_path(collections))
         return pa.concat_tables(list(published_rows(self, ref, shape, columns)))
 
     @functools.cached_property
@@ -159,6 +163,12 @@ class CatalogMethods:
         from .catalogs.declared import DeclaredSchemas
 
         return DeclaredSchemas(self)
+
+
+def no_publication(dataset_type: str, collections: Sequence[str]) -> DatasetNotFoundError:
+    """The error for a search whose publication is not in the collections (the same through a server)."""
+    return DatasetNotFoundError(f"no publication of {dataset_type} (a {dataset_type}_hats dataset) in collections "
+                                f"{list(collections)}")
 
 
 def published_rows(butler: Any, ref: Any, shape: dict[str, Any], columns: Sequence[str] | None) -> Iterator[pa.Table]:

@@ -34,13 +34,19 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from ..access import User
-from ..butler_catalogs import published_rows
+from ..butler_catalogs import no_publication, published_rows
 from ..config import BOOKKEEPING_DIR
-from ..errors import DatasetNotFoundError, PermissionDeniedError, PublicationError, SkybutlerError
+from ..errors import (
+    DatasetNotFoundError,
+    MissingDatasetTypeError,
+    PermissionDeniedError,
+    PublicationError,
+    SkybutlerError,
+)
 from ..remote import wire
 from . import authz
 from .app import current_user
-from .routes_datasets import Lookup, _resolved
+from .routes_datasets import Lookup, _find
 from .routes_ingest import _streamed
 from .routes_query import ClosingStream, QueryRequest, _arrow_stream, _results, query_slot
 
@@ -60,7 +66,13 @@ def search(request: Request, body: Search, user: User = Depends(current_user)) -
     publication the caller may not see is answered before any row is sent."""
     with query_slot(request, user) as butler:
         lookup = Lookup(dataset_type=f"{body.dataset_type}_hats", collections=body.collections)
-        parts = published_rows(butler, _resolved(butler, user, lookup), body.shape, body.columns)
+        try:
+            ref = _find(butler, user, lookup)
+        except MissingDatasetTypeError:  # nothing was ever published: answered as locally
+            ref = None
+        if ref is None:
+            raise no_publication(body.dataset_type, body.collections)
+        parts = published_rows(butler, ref, body.shape, body.columns)
         first = next(parts)
     tables = SimpleNamespace(arrow_batches=lambda: itertools.chain([first], parts))
     return ClosingStream(_arrow_stream(tables), media_type="application/vnd.apache.arrow.stream")
