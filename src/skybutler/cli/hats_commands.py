@@ -1,5 +1,6 @@
 """HATS catalogs: publish-catalog (a catalog dataset type as HATS) and cone-, box- and
-polygon-search over a published catalog."""
+polygon-search over a published catalog -- a dataset type's publication found by the butler in
+a repository or through a server, or a publication's directory read as it is."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import click
 
 from .helpers import (
+    RepoLocation,
     fail,
     info,
     json_option,
@@ -92,47 +94,73 @@ def _pair(text: str, what: str) -> tuple[float, float]:
     return values  # type: ignore[return-value]
 
 
+def _search_arguments(func: Any) -> Any:
+    """SOURCE [DATASET_TYPE] and --collections: a repository or server URL with the catalog
+    dataset type whose publication to search, or a published catalog's directory alone."""
+    func = click.option("--collections", "-c", multiple=True,
+                        help="With DATASET_TYPE: the collections to find its publication in, in order "
+                             "(repeatable or comma-separated).")(func)
+    func = click.argument("dataset_type", required=False)(func)
+    return click.argument("source", metavar="REPO_OR_URL DATASET_TYPE | CATALOG", type=RepoLocation())(func)
+
+
+def _search(kind: str, source: str | Path, dataset_type: str | None, collections: tuple[str, ...],
+            args: tuple[Any, ...], columns: tuple[str, ...]) -> Any:
+    """The rows of a ``kind`` search (cone, box, polygon) as an Arrow table: through the butler
+    (``Butler.cone_search`` and co., the same call on a repository and on a server URL, under
+    the caller's rights there) when DATASET_TYPE is given, else read from the directory SOURCE."""
+    wanted = split_csv_option(columns) or None
+    if dataset_type is None:
+        if isinstance(source, str):
+            fail(f"{source} is a server: name the catalog dataset type whose publication to search "
+                 "(REPO_OR_URL DATASET_TYPE -c COLLECTIONS)")
+        if collections:
+            fail("--collections goes with REPO_OR_URL DATASET_TYPE; a catalog directory is searched as it is")
+        from ..catalogs import search
+
+        return getattr(search, f"{kind}_search")(source, *args, columns=wanted)
+    if not collections:
+        fail(f"name the collections holding the publication of {dataset_type} with --collections/-c")
+    with open_butler(source) as butler:
+        return getattr(butler, f"{kind}_search")(dataset_type, *args, collections=split_csv_option(collections),
+                                                 columns=wanted)
+
+
 @click.command("cone-search")
-@click.argument("catalog", type=click.Path(path_type=Path))
+@_search_arguments
 @click.option("--ra", type=float, required=True, help="Right ascension of the centre (degrees).")
 @click.option("--dec", type=float, required=True, help="Declination of the centre (degrees).")
 @click.option("--radius", type=float, required=True, help="Radius (degrees).")
 @_output_options
-def cone_search(catalog: Path, ra: float, dec: float, radius: float, columns: tuple[str, ...], output: Path | None,
-                as_json: bool) -> None:
-    """Print the rows of the HATS CATALOG within --radius of (--ra, --dec)."""
-    from ..catalogs.search import cone_search as search
-
-    _emit(search(catalog, ra, dec, radius, columns=split_csv_option(columns) or None), output, as_json)
+def cone_search(source: str | Path, dataset_type: str | None, collections: tuple[str, ...], ra: float, dec: float,
+                radius: float, columns: tuple[str, ...], output: Path | None, as_json: bool) -> None:
+    """Print the rows of a published catalog within --radius of (--ra, --dec): DATASET_TYPE's publication in a repository or through a server, or the HATS CATALOG directory."""
+    _emit(_search("cone", source, dataset_type, collections, (ra, dec, radius), columns), output, as_json)
 
 
 @click.command("box-search")
-@click.argument("catalog", type=click.Path(path_type=Path))
+@_search_arguments
 @click.option("--ra", "ra_range", required=True, metavar="START,END",
               help="RA from START eastwards to END (degrees; 350,10 crosses RA 0).")
 @click.option("--dec", "dec_range", required=True, metavar="MIN,MAX", help="Declination range (degrees).")
 @_output_options
-def box_search(catalog: Path, ra_range: str, dec_range: str, columns: tuple[str, ...], output: Path | None,
-               as_json: bool) -> None:
-    """Print the rows of the HATS CATALOG inside an RA/Dec box."""
-    from ..catalogs.search import box_search as search
-
-    _emit(search(catalog, _pair(ra_range, "--ra"), _pair(dec_range, "--dec"),
-                 columns=split_csv_option(columns) or None), output, as_json)
+def box_search(source: str | Path, dataset_type: str | None, collections: tuple[str, ...], ra_range: str,
+               dec_range: str, columns: tuple[str, ...], output: Path | None, as_json: bool) -> None:
+    """Print the rows of a published catalog inside an RA/Dec box (see cone-search for what is searched)."""
+    box = (_pair(ra_range, "--ra"), _pair(dec_range, "--dec"))
+    _emit(_search("box", source, dataset_type, collections, box, columns), output, as_json)
 
 
 @click.command("polygon-search")
-@click.argument("catalog", type=click.Path(path_type=Path))
+@_search_arguments
 @click.option("--vertex", "vertices", multiple=True, required=True, metavar="RA,DEC",
               help="A corner of the convex polygon (degrees); repeat, in order around it.")
 @_output_options
-def polygon_search(catalog: Path, vertices: tuple[str, ...], columns: tuple[str, ...], output: Path | None,
-                   as_json: bool) -> None:
-    """Print the rows of the HATS CATALOG inside a convex polygon (great-circle edges)."""
-    from ..catalogs.search import polygon_search as search
-
-    _emit(search(catalog, [_pair(v, "--vertex") for v in vertices], columns=split_csv_option(columns) or None),
-          output, as_json)
+def polygon_search(source: str | Path, dataset_type: str | None, collections: tuple[str, ...],
+                   vertices: tuple[str, ...], columns: tuple[str, ...], output: Path | None, as_json: bool) -> None:
+    """Print the rows of a published catalog inside a convex polygon with great-circle edges (see cone-search for what is searched)."""
+    corners = ([_pair(v, "--vertex") for v in vertices],)
+    _emit(_search("polygon", source, dataset_type, collections, corners, columns), output, as_json)
 
 
 COMMANDS = (publish_catalog, cone_search, box_search, polygon_search)

@@ -106,9 +106,9 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     'load-catalog': ('catalog_commands', "Load the rows of DATASET_TYPE's datasets into a table of the SQL database DB_URL (sqlite:///FILE, postgresql://..., duckdb:///FILE), made from the declared schema with a _healpix_29 column; datasets loaded before are skipped."),
     'retrieve-artifacts': ('selection_commands', 'Copy the files of the selected datasets into DESTINATION, as RUN/TYPE/TYPE_KEY=VALUE_....EXT, or into one zip (--zip).'),
     'publish-catalog': ('hats_commands', 'Publish the DATASET_TYPE catalogs matching --where as a HATS catalog at DEST, or add the ones not yet published to the catalog already there.'),
-    'cone-search': ('hats_commands', 'Print the rows of the HATS CATALOG within --radius of (--ra, --dec).'),
-    'box-search': ('hats_commands', 'Print the rows of the HATS CATALOG inside an RA/Dec box.'),
-    'polygon-search': ('hats_commands', 'Print the rows of the HATS CATALOG inside a convex polygon (great-circle edges).'),
+    'cone-search': ('hats_commands', "Print the rows of a published catalog within --radius of (--ra, --dec): DATASET_TYPE's publication in a repository or through a server, or the HATS CATALOG directory."),
+    'box-search': ('hats_commands', 'Print the rows of a published catalog inside an RA/Dec box (see cone-search for what is searched).'),
+    'polygon-search': ('hats_commands', 'Print the rows of a published catalog inside a convex polygon with great-circle edges (see cone-search for what is searched).'),
 }
 
 
