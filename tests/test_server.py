@@ -328,3 +328,26 @@ def test_a_definition_removed_through_one_server_is_gone_from_another(butler):
         assert fresh.collections.info("u/boss/c").type.value == "RUN"
         ref = fresh.put({"n": 2}, "notes", instrument="Cam", run="u/boss/c")
         assert first.get(ref) == {"n": 2} and dict(ref.data_id.required) == {"instrument": "Cam"}
+
+
+def test_an_error_names_no_path_of_the_servers(butler):
+    """A file gone from the server's disk: the client's 404 names it as the datastore lays it out,
+    never where the server keeps it (its repository, its datastore root)."""
+    import os
+
+    access = Access(butler.registry.access)
+    access.add_user("boss", admin=True)
+    with running_server(butler.root) as url:
+        boss = Butler(url, token=access.create_token("boss"))
+        ref = boss.put({"x": 1}, "metrics", instrument="Cam", visit=1, detector=0, run="u/boss/r")
+        uri = butler.get_uri(ref)
+        if not uri.startswith("file://"):
+            butler.datastore.fs.rm(uri) if hasattr(butler.datastore, "fs") else pytest.skip("a local file to remove")
+        else:
+            os.unlink(uri.removeprefix("file://"))
+        with pytest.raises(SkybutlerError) as caught:
+            boss.get(ref)
+        message = str(caught.value)
+        assert caught.value.status == 404 and "u~/boss~/r/metrics" in message
+        for private in (str(butler.root), butler.datastore.root, butler.datastore.root_uri):
+            assert private not in message, (private, message)

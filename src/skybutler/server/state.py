@@ -74,6 +74,9 @@ class ServerState:
         self.universe = first.universe
         self.universe_source = first.config.universe
         self.access = Access(first.registry.access, recheck_seconds=self.settings.access_recheck_seconds)
+        #: where the server keeps things, longest first: an error message names none of them to a client
+        self.private_paths = sorted({str(p).rstrip("/") for p in (first.datastore.root_uri, first.datastore.root,
+                                                                  self.root) if p}, key=len, reverse=True)
         self._idle.put(first)
         self._slots: dict[str, threading.Semaphore] = {}
         self._releases_lock = threading.Lock()
