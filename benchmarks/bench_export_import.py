@@ -65,7 +65,7 @@ def through_server(work: Path, source: Path, n: int) -> dict[str, Any]:
 
         out["export"] = in_child(export)
         out["export"]["server_peak_rss_bytes"] = serving.rss_kib(pid, "VmHWM") * 1024
-        out["export"]["server_cpu_seconds"] = _cpu_seconds(pid)
+        out["export"]["server_cpu_seconds"] = serving.cpu_seconds(pid)
     Butler.create(work / "remote-target").close()
     with serving.served(work / "remote-target", "bench_export_import") as (url, token, pid):
         def import_() -> int:
@@ -74,15 +74,9 @@ def through_server(work: Path, source: Path, n: int) -> dict[str, Any]:
 
         out["import"] = in_child(import_)
         out["import"]["server_peak_rss_bytes"] = serving.rss_kib(pid, "VmHWM") * 1024
-        out["import"]["server_cpu_seconds"] = _cpu_seconds(pid)
+        out["import"]["server_cpu_seconds"] = serving.cpu_seconds(pid)
     assert out["export"]["count"] == out["import"]["count"] == n
     return out
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User and system CPU seconds of a running process (and its waited-for children)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def build(root: Path, scale: w.Scale) -> None:

@@ -110,28 +110,21 @@ def time_simcam_ingest(work: Path, n_science: int) -> dict[str, Any]:
     return out
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (from /proc)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def time_simcam_ingest_served(work: Path, raws: Path, n_files: int) -> dict[str, Any]:
     """The same night through ``skybutler serve`` (its own process): headers read by the client, the
     files uploaded in batches and read again by the server; the client's and the server's CPU."""
-    from serving import served
+    from serving import cpu_seconds, served
     from skybutler.ingest import ingest_raws, register_instrument
 
     root = work / "simcam_served"
     Butler.create(root).close()
     with served(root, "bench_ingest") as (url, token, pid), Butler(url, token=token) as remote:
         register_instrument(remote, "SimCam")
-        server_cpu, client_cpu = _cpu_seconds(pid), time.process_time()
+        server_cpu, client_cpu = cpu_seconds(pid), time.process_time()
         start = time.perf_counter()
         result = ingest_raws(remote, [raws], transfer="copy", processes=1)
         seconds = time.perf_counter() - start
-        client_cpu, server_cpu = time.process_time() - client_cpu, _cpu_seconds(pid) - server_cpu
+        client_cpu, server_cpu = time.process_time() - client_cpu, cpu_seconds(pid) - server_cpu
     assert not result.failures and len(result.refs) == n_files, result.summary()
     return {**w.summarize([seconds]), "rate_per_s": w.rate(n_files, seconds), "client_cpu_s": client_cpu,
             "server_cpu_s": server_cpu}
