@@ -12,6 +12,7 @@ from pydantic import TypeAdapter
 
 from skybutler.errors import (
     ConflictingDefinitionError,
+    DataIdError,
     DatasetConflictError,
     DimensionRecordError,
     MissingCollectionError,
@@ -71,6 +72,74 @@ def test_sync_of_a_spatial_record_with_a_float_field(butler):
     assert butler.sync_record("visit", rec) is False
     with pytest.raises(DimensionRecordError, match="exposure_time"):
         butler.sync_record("visit", {**rec, "exposure_time": 31.0})
+
+
+def _overlap_pixels(butler, element):
+    """Sky pixels stored for each record of ``element``: identity tuple -> set of pixel indices."""
+    import sqlalchemy as sa
+
+    table = butler.registry.schema.skypix_overlaps[element]
+    identity = [c for c in table.columns.keys() if not c.startswith("skypix_")]
+    out: dict[tuple, set[int]] = {}
+    with butler.registry.db.transaction() as conn:
+        for row in conn.execute(sa.select(table)).mappings():
+            out.setdefault(tuple(row[c] for c in identity), set()).add(row["skypix_index"])
+    return out
+
+
+def _detector_regions(n_visits=6, n_detectors=4, size=0.6):
+    from conftest import visit_pointing
+    from skybutler.dimensions import regions
+
+    return [{"instrument": "Cam", "visit": v, "detector": d,
+             "region": regions.rectangle(visit_pointing(v)[0] + (d - 1.5) * size, visit_pointing(v)[1], size, size)}
+            for v in range(1, n_visits + 1) for d in range(n_detectors)]
+
+
+def test_spatial_records_index_the_sky_pixels_they_touch(butler):
+    """Each region's stored HTM pixels (the coarse spatial index) hold every pixel of a grid of
+    points inside it (located one by one, not through an envelope), and only pixels that touch it."""
+    import lsst.sphgeom as sphgeom
+
+    rows = _detector_regions()
+    assert butler.insert_records("visit_detector_region", rows) == len(rows)
+    stored = _overlap_pixels(butler, "visit_detector_region")
+    assert len(stored) == len(rows)
+    pixelization = sphgeom.HtmPixelization(7)
+    for row in rows:
+        pixels = stored[("Cam", row["visit"], row["detector"])]
+        region = row["region"]
+        corners = [sphgeom.LonLat(v) for v in region.getVertices()]
+        lons = [c.getLon().asDegrees() for c in corners]
+        lats = [c.getLat().asDegrees() for c in corners]
+        inside = [sphgeom.UnitVector3d(sphgeom.LonLat.fromDegrees(lon, lat))
+                  for i in range(1, 20) for j in range(1, 20)
+                  for lon in [min(lons) + (max(lons) - min(lons)) * i / 20]
+                  for lat in [min(lats) + (max(lats) - min(lats)) * j / 20]]
+        inside = [p for p in inside if region.contains(p)]
+        assert len(inside) > 100
+        assert {pixelization.index(p) for p in inside} <= pixels
+        assert all(not pixelization.pixel(p).relate(region) & sphgeom.DISJOINT for p in pixels)
+
+
+@pytest.mark.parametrize("bad", [{"region": "not a region"}, {"detector": "3"}, {"nope": 1}])
+def test_a_bad_spatial_record_refuses_the_whole_call(butler, bad):
+    rows = _detector_regions()
+    rows[-2] = {**rows[-2], **bad}
+    with pytest.raises((DimensionRecordError, DataIdError)):
+        butler.insert_records("visit_detector_region", rows)
+    assert butler.registry.dimensions.fetch_all("visit_detector_region") == []
+    assert _overlap_pixels(butler, "visit_detector_region") == {}
+
+
+def test_a_duplicate_spatial_record_leaves_no_sky_pixels_behind(butler):
+    rows = _detector_regions()
+    butler.insert_records("visit_detector_region", rows[:3])
+    before = _overlap_pixels(butler, "visit_detector_region")
+    with pytest.raises(DimensionRecordError, match="already exist"):
+        butler.insert_records("visit_detector_region", rows)
+    assert len(butler.registry.dimensions.fetch_all("visit_detector_region")) == 3
+    assert _overlap_pixels(butler, "visit_detector_region") == before
 
 
 # -- dataset types ----------------------------------------------------------------

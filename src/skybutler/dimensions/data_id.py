@@ -18,7 +18,7 @@ from .universe import DimensionGroup, DimensionUniverse
 
 DataIdValue = int | str
 
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def normalize_value(universe: DimensionUniverse, dimension: str, value: Any) -> DataIdValue:
@@ -26,11 +26,11 @@ def normalize_value(universe: DimensionUniverse, dimension: str, value: Any) -> 
     key = universe[dimension].key
     assert key is not None
     if key.type == "int":
-        if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:  # the common case, without an ABC check
+        if type(value) is int and INT64_MIN <= value <= INT64_MAX:  # the common case, without an ABC check
             return value
         # numbers.Integral covers numpy's integers without importing numpy (its bool_ is no Integral)
         if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-            if not _INT64_MIN <= value <= _INT64_MAX:  # keys are 64-bit integer columns
+            if not INT64_MIN <= value <= INT64_MAX:  # keys are 64-bit integer columns
                 raise DataIdError(f"{dimension} value {value} does not fit in a 64-bit integer")
             return int(value)
         raise DataIdError(f"{dimension} must be an integer, got {value!r} ({type(value).__name__})")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..errors import DimensionRecordError
 from ..timespan import Timespan
-from .data_id import normalize_value
+from .data_id import INT64_MAX, INT64_MIN, normalize_value
 from .universe import PYTHON_TYPES, DimensionElement, DimensionUniverse
 
 
@@ -28,45 +28,62 @@ class DimensionRecord(Mapping[str, Any]):
     @classmethod
     def validate(cls, universe: DimensionUniverse, element_name: str, row: Mapping[str, Any]) -> DimensionRecord:
         """Check a user-given row; the element's key may be given as its key name (``id``) or its name."""
+        return cls.validate_many(universe, element_name, [row])[0]
+
+    @classmethod
+    def validate_many(cls, universe: DimensionUniverse, element_name: str,
+                      rows: Iterable[Mapping[str, Any]]) -> list[DimensionRecord]:
+        """Check user-given rows of one element (as :meth:`validate` does each); what every row
+        needs to know of the element (its keys' types, fields, region and timespan) is looked
+        up once, since a visit's definition inserts a record per detector."""
         element = universe[element_name]
         if element.skypix is not None:
             raise DimensionRecordError(f"{element.name} is a sky-pixel dimension; its records are computed, not inserted")
-        row = dict(row)
-        if element.key is not None and element.key.name in row and element.key.name != element.name:
-            row.setdefault(element.name, row.pop(element.key.name))
-        values: dict[str, Any] = {}
-        for dim in element.identity:
-            if dim not in row:
-                raise DimensionRecordError(f"{element.name} record {row} is missing {dim!r}")
-            values[dim] = normalize_value(universe, dim, row.pop(dim))
-        for dim in element.implies:
-            value = row.pop(dim, None)
-            if value is None:
-                raise DimensionRecordError(f"{element.name} record {values} is missing implied dimension {dim!r}")
-            values[dim] = normalize_value(universe, dim, value)
-        for name, type_name in element.fields.items():
-            value = row.pop(name, None)
-            if value is not None:
-                value = _coerce_field(element, name, PYTHON_TYPES[type_name], value)
-            values[name] = value
-        if element.region:
-            region = row.pop("region", None)
-            if region is not None and not _is_region(region):
-                raise DimensionRecordError(f"{element.name}.region must be an lsst.sphgeom Region, got {type(region).__name__}")
-            values["region"] = region
-        if element.timespan:
-            span = row.pop("timespan", None)
-            if span is not None and not isinstance(span, Timespan):
-                if isinstance(span, (tuple, list)) and len(span) == 2:
-                    span = Timespan(*span)
-                else:
-                    raise DimensionRecordError(f"{element.name}.timespan must be a Timespan, got {span!r}")
-            values["timespan"] = span
-        if row:
-            raise DimensionRecordError(
-                f"{element.name} has no field(s) {', '.join(sorted(row))}; "
-                f"fields are {', '.join(list(element.identity) + list(element.implies) + list(element.fields)) or 'none'}")
-        return cls(element, values)
+        alias = element.key.name if element.key is not None and element.key.name != element.name else None
+        keys = [(dim, _key_check(universe, dim)) for dim in element.identity]
+        implied = [(dim, _key_check(universe, dim)) for dim in element.implies]
+        fields = [(name, PYTHON_TYPES[type_name]) for name, type_name in element.fields.items()]
+        region_type = _region_type() if element.region else None
+        out = []
+        for row in rows:
+            row = dict(row)
+            if alias is not None and alias in row:
+                row.setdefault(element.name, row.pop(alias))
+            values: dict[str, Any] = {}
+            for dim, check in keys:
+                if dim not in row:
+                    raise DimensionRecordError(f"{element.name} record {row} is missing {dim!r}")
+                values[dim] = check(row.pop(dim))
+            for dim, check in implied:
+                value = row.pop(dim, None)
+                if value is None:
+                    raise DimensionRecordError(f"{element.name} record {values} is missing implied dimension {dim!r}")
+                values[dim] = check(value)
+            for name, kind in fields:
+                value = row.pop(name, None)
+                if value is not None and type(value) is not kind:  # the exact type needs no coercion
+                    value = _coerce_field(element, name, kind, value)
+                values[name] = value
+            if region_type is not None:
+                region = row.pop("region", None)
+                if region is not None and not isinstance(region, region_type):
+                    raise DimensionRecordError(
+                        f"{element.name}.region must be an lsst.sphgeom Region, got {type(region).__name__}")
+                values["region"] = region
+            if element.timespan:
+                span = row.pop("timespan", None)
+                if span is not None and not isinstance(span, Timespan):
+                    if isinstance(span, (tuple, list)) and len(span) == 2:
+                        span = Timespan(*span)
+                    else:
+                        raise DimensionRecordError(f"{element.name}.timespan must be a Timespan, got {span!r}")
+                values["timespan"] = span
+            if row:
+                raise DimensionRecordError(
+                    f"{element.name} has no field(s) {', '.join(sorted(row))}; fields are "
+                    f"{', '.join(list(element.identity) + list(element.implies) + list(element.fields)) or 'none'}")
+            out.append(cls(element, values))
+        return out
 
     @property
     def identity(self) -> tuple:
@@ -93,6 +110,11 @@ class DimensionRecord(Mapping[str, Any]):
     def to_dict(self) -> dict[str, Any]:
         return dict(self._values)
 
+    def values_of(self, keys: Sequence[str]) -> list[Any]:
+        """The values of ``keys`` in their order (None for a key the record lacks): a table row."""
+        get = self._values.get
+        return [get(k) for k in keys]
+
 
 def _coerce_field(element: DimensionElement, name: str, kind: type, value: Any) -> Any:
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -116,8 +138,29 @@ def _comparable(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _is_region(value: Any) -> bool:
-    """Whether ``value`` is an lsst.sphgeom Region (imported here: only spatial records need it)."""
+def _key_check(universe: DimensionUniverse, dimension: str) -> Callable[[Any], Any]:
+    """Checks and normalises one dimension's values as :func:`normalize_value` does, with the
+    common case (a plain ``int`` in range, a short enough ``str``) tested inline."""
+    key = universe[dimension].key
+    assert key is not None
+
+    if key.type == "int":
+        def check(value: Any) -> Any:
+            if type(value) is int and INT64_MIN <= value <= INT64_MAX:
+                return value
+            return normalize_value(universe, dimension, value)
+    else:
+        length = key.length
+
+        def check(value: Any) -> Any:
+            if type(value) is str and len(value) <= length:
+                return value
+            return normalize_value(universe, dimension, value)
+    return check
+
+
+def _region_type() -> type:
+    """lsst.sphgeom's Region (imported here: only spatial records need it)."""
     import lsst.sphgeom as sphgeom
 
-    return isinstance(value, sphgeom.Region)
+    return sphgeom.Region

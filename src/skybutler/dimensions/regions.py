@@ -102,7 +102,7 @@ def pixelization(system: str, level: int) -> sphgeom.Pixelization:
 def envelope(region: Region, system: str, level: int) -> list[int]:
     """Sky pixel indices that may overlap ``region`` (a superset: the coarse index)."""
     out: list[int] = []
-    for begin, end in pixelization(system, level).envelope(region):
+    for begin, end in pixelization(system, level).envelope(region).ranges():
         out.extend(range(begin, end))
     return out
 

@@ -59,15 +59,15 @@ class DimensionRecordStore:
         region_at = columns.index("region") if element.region else None
         span_at = columns.index("timespan_begin") if element.timespan else None
         out = []
+        if span_at is not None:  # the record's timespan, at the place of its begin column
+            keys[span_at] = "timespan"
         for record in records:
-            values = record.to_dict()
-            row = [values.get(k) for k in keys]
+            row = record.values_of(keys)
             if region_at is not None and row[region_at] is not None:
                 row[region_at] = sky.encode(row[region_at])
             if span_at is not None:
-                span = values.get("timespan")
-                if span is not None:
-                    row[span_at], row[span_at + 1] = span.to_ns()
+                span = row[span_at]
+                row[span_at], row[span_at + 1] = (None, None) if span is None else span.to_ns()
             out.append(tuple(row))
         return out
 
@@ -93,14 +93,14 @@ class DimensionRecordStore:
             return []
         system, level = self.universe[index].skypix
         envelope = sky.pixelization(system, level).envelope
-        identity = records[0].element.identity
         out: list[tuple] = []
         for record in records:
-            region = record.get("region")
+            region = record["region"]
             if region is None:
                 continue
-            ident = tuple(record[d] for d in identity)
-            out += [(*ident, system, level, pix) for begin, end in envelope(region) for pix in range(begin, end)]
+            prefix = (*record.identity, system, level)
+            # ranges(): a list at once, where iterating the RangeSet cost half as much as the envelope
+            out += [(*prefix, pix) for begin, end in envelope(region).ranges() for pix in range(begin, end)]
         return out
 
     def _overlap_columns(self, element_name: str) -> list[str]:
@@ -117,8 +117,12 @@ class DimensionRecordStore:
         transaction, and looked up again if another client inserts some of them meanwhile
         (PostgreSQL lets two transactions both find a record missing), so two identical
         inserts at once both succeed."""
-        records = [r if isinstance(r, DimensionRecord) else DimensionRecord.validate(self.universe, element_name, r)
-                   for r in rows]
+        rows = list(rows)
+        if all(type(r) is not DimensionRecord for r in rows):  # a user's rows: validated together
+            records = DimensionRecord.validate_many(self.universe, element_name, rows)
+        else:
+            records = [r if isinstance(r, DimensionRecord) else DimensionRecord.validate(self.universe, element_name, r)
+                       for r in rows]
         if not records:
             return 0
         table = self.schema.elements[element_name]
