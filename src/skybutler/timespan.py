@@ -39,15 +39,22 @@ def _time_class() -> type[Time]:
     return Time
 
 
+@functools.cache
+def _epoch_jd() -> tuple[float, float]:
+    """The two parts of the epoch's Julian date (each read of ``Time.jd1`` makes an array)."""
+    epoch = _epoch()
+    return float(epoch.jd1), float(epoch.jd2)
+
+
 def time_to_ns(t: Time) -> int:
     """Convert an astropy ``Time`` to integer TAI nanoseconds since 1970-01-01 TAI."""
-    tai = t.tai
-    epoch = _epoch()
+    tai = t if t.scale == "tai" else t.tai  # (``.tai`` of a TAI time is a copy of it)
+    epoch_jd1, epoch_jd2 = _epoch_jd()
     # Keep astropy's two parts apart: their sum as one float (~2e4 days) holds only ~0.1 us.
     # The whole-day difference is exact; the fractional one is below a few days.
-    whole = float(tai.jd1 - epoch.jd1)
+    whole = float(tai.jd1) - epoch_jd1
     days = math.floor(whole)
-    fraction = (whole - days) + float(tai.jd2 - epoch.jd2)
+    fraction = (whole - days) + (float(tai.jd2) - epoch_jd2)
     return int(days) * 86_400_000_000_000 + int(round(fraction * 86_400e9))
 
 
