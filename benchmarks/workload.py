@@ -24,6 +24,7 @@ its exposure by a ``visit_definition`` record only, so the W1 "visit system" and
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import math
 import os
@@ -153,12 +154,32 @@ def detector_full_name(detector: int) -> str:
 
 def detector_region(visit: int, detector: int, scale: Scale) -> regions.Region:
     """The detector's rectangle: its cell of the grid tiling the visit's field."""
+    return visit_detector_regions(visit, scale)[detector]
+
+
+@functools.lru_cache(maxsize=4)
+def visit_detector_regions(visit: int, scale: Scale) -> tuple[regions.Region, ...]:
+    """Every detector's rectangle of a visit (a cell of the grid tiling its field), their
+    vertices' unit vectors computed by numpy at once: a build makes half a million, and
+    making each vertex through ``LonLat`` cost more CPU than inserting the records."""
+    import lsst.sphgeom as sphgeom
+    import numpy as np
+
     ra0, dec0 = pointing(visit)
     width, height = FIELD_DEG / scale.grid_columns, FIELD_DEG / scale.grid_rows
-    col, row = detector % scale.grid_columns, detector // scale.grid_columns
+    detectors = np.arange(scale.n_detectors)
+    col, row = detectors % scale.grid_columns, detectors // scale.grid_columns
     dec = dec0 + (row - (scale.grid_rows - 1) / 2) * height
-    ra = ra0 + (col - (scale.grid_columns - 1) / 2) * width / max(math.cos(math.radians(dec)), 1e-6)
-    return regions.rectangle(ra, dec, width, height)
+    cos_dec = np.maximum(np.cos(np.radians(dec)), 1e-6)
+    ra = ra0 + (col - (scale.grid_columns - 1) / 2) * width / cos_dec
+    # the corners of regions.rectangle(ra, dec, width, height), as (detector, corner) arrays
+    corners = ((-1, -1), (1, -1), (1, 1), (-1, 1))
+    lon = np.radians(np.stack([ra + dx * width / 2 / cos_dec for dx, _ in corners], axis=1))
+    lat = np.radians(np.stack([dec + dy * height / 2 for _, dy in corners], axis=1))
+    cos_lat = np.cos(lat)
+    xyz = np.stack([cos_lat * np.cos(lon), cos_lat * np.sin(lon), np.sin(lat)], axis=2).tolist()
+    vector, hull = sphgeom.UnitVector3d, sphgeom.ConvexPolygon.convexHull
+    return tuple(hull([vector(*v) for v in cell]) for cell in xyz)
 
 
 # -- records ----------------------------------------------------------------------------
