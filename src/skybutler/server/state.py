@@ -50,9 +50,9 @@ class ServerSettings:
     #: the clock that token expiry and embargoes are judged by (POSIX seconds; tests freeze it)
     clock: Callable[[], float] = time.time
     #: another way to know the caller: a function of the request's headers returning a user name
-    #: (one the repository knows) or None to fall back to bearer tokens.  ``trust_header(name)``
-    #: trusts a header an upstream identity proxy sets; a site verifying OIDC/JWT tokens passes
-    #: its own function here.
+    #: (one the repository knows) or None to fall back to bearer tokens; raising AuthenticationError
+    #: refuses the request (401).  ``trust_header(name)`` trusts a header an upstream identity proxy
+    #: sets; a site verifying OIDC/JWT tokens passes its own function here.
     identify: Callable[[Mapping[str, str]], str | None] | None = None
 
 
