@@ -91,17 +91,22 @@ class RemoteTransport:
         transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
         self.http = httpx.Client(base_url=f"{self.url}/api/v1/", headers=headers, transport=transport,
                                  timeout=httpx.Timeout(TIMEOUT, connect=30.0))
-        info = self.get_json("info")
-        if info["universe"] == "default":
-            self.universe = DimensionUniverse.default()
-        else:  # the repository's own universe, as the server describes it
-            try:
-                self.universe = DimensionUniverse.from_config(info["universe_config"])
-            except (KeyError, TypeError, ValueError) as err:
-                if isinstance(err, SkybutlerError):
-                    raise
-                raise errors.ServerError(f"{url} described its dimension universe {info.get('universe_name')!r} "
-                                         f"in a way this client cannot read: {err}") from None
+        try:  # a refused token (or any failure to open) leaves no connection behind
+            info = self.get_json("info")
+            if info["universe"] == "default":
+                self.universe = DimensionUniverse.default()
+            else:  # the repository's own universe, as the server describes it
+                try:
+                    self.universe = DimensionUniverse.from_config(info["universe_config"])
+                except (KeyError, TypeError, ValueError) as err:
+                    if isinstance(err, SkybutlerError):
+                        raise
+                    raise errors.ServerError(f"{url} described its dimension universe "
+                                             f"{info.get('universe_name')!r} in a way this client cannot read: "
+                                             f"{err}") from None
+        except BaseException:
+            self.http.close()
+            raise
         self.user = info["user"]
         #: the largest request body the server takes (uploads are split to stay under it)
         self.max_request_bytes = int(info.get("max_request_bytes") or 256 * 1024 * 1024)
