@@ -105,8 +105,9 @@ def _follow_implied(butler: Butler, keys: dict[str, set[tuple]]) -> None:
                             todo.append(dim)
 
 
-def _record_to_json(record: DimensionRecord) -> dict[str, Any]:
-    """A record as written to an export (what :func:`_row_to_json` writes from its plain row)."""
+def record_to_json(record: DimensionRecord) -> dict[str, Any]:
+    """A record as an export's records file holds it (what :func:`_row_to_json` writes from its
+    plain row; the Rubin import through a server sends its records so)."""
     out: dict[str, Any] = {}
     for key, value in record.items():
         if key == "region":

@@ -20,7 +20,6 @@ in (not uploaded again) and validity ranges already held are skipped.
 
 from __future__ import annotations
 
-import base64
 import os
 import tempfile
 import uuid
@@ -30,10 +29,9 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from ..dimensions import DataCoordinate, DimensionRecord
-from ..dimensions import regions as sky
 from ..errors import SkybutlerError
 from ..models import CollectionType, DatasetRef
-from ..repository_transfer import CHUNK
+from ..repository_transfer import CHUNK, record_to_json
 from .imports import send_batches
 
 if TYPE_CHECKING:
@@ -103,19 +101,8 @@ def _records(butler: Butler, export: RubinExport) -> list[tuple[str, list[Any]]]
     """The export's dimension records as the records file of a skybutler export holds them, in
     the order they go in."""
     universe = butler.universe
-    return [(element, [_as_json(DimensionRecord.validate(universe, element, row)) for row in export.records[element]])
+    return [(element, [record_to_json(DimensionRecord.validate(universe, element, row)) for row in export.records[element]])
             for element in universe.sorted(export.records) if export.records[element]]
-
-
-def _as_json(record: DimensionRecord) -> dict[str, Any]:
-    """A record as an export's records file holds it (``repository_transfer._record_from_json``
-    reads it back): its region encoded in base64, its timespan as two TAI nanosecond bounds."""
-    out = dict(record.items())
-    if out.get("region") is not None:
-        out["region"] = base64.b64encode(sky.encode(out["region"])).decode()
-    if out.get("timespan") is not None:
-        out["timespan"] = list(out["timespan"].to_ns())
-    return out
 
 
 def _memberships(butler: Butler, export: RubinExport) -> None:
