@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from server_helpers import running_server
-from web_browser import HOSTILE, Site, browser, screenshot, sign_in, web_site  # noqa: F401 (fixtures)
+from web_browser import HOSTILE, Site, browser, screenshot, sign_in, wait_for, web_site  # noqa: F401 (fixtures)
 
 pytest.importorskip("selenium")
 
@@ -46,6 +46,7 @@ def _loaded(driver, element) -> bool:
 @pytest.mark.slow
 def test_glint_to_quicklook_to_raw_and_a_cutout(browser, demo_site):  # noqa: F811
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     site, truth = demo_site
     sign_in(browser, site, "ana")
@@ -71,7 +72,7 @@ def test_glint_to_quicklook_to_raw_and_a_cutout(browser, demo_site):  # noqa: F8
 
     # the provenance graph, followed to the raw
     browser.find_element(By.ID, "provenance-link").click()
-    graph = browser.find_element(By.ID, "provenance-graph")
+    graph = wait_for(browser, "#provenance-graph")
     tasks = {e.get_attribute("aria-label").split(",")[0] for e in graph.find_elements(By.CSS_SELECTOR, "g.quantum")}
     assert {"task calibrate", "task isr"} <= tasks
     screenshot(browser, "provenance-graph")
@@ -80,16 +81,16 @@ def test_glint_to_quicklook_to_raw_and_a_cutout(browser, demo_site):  # noqa: F8
     assert len(science) == 1
     browser.execute_script("arguments[0].scrollIntoView({block: 'center', inline: 'center'})", science[0])
     science[0].click()
-    assert "Provenance of raw" in browser.find_element(By.CSS_SELECTOR, "h1").text
+    WebDriverWait(browser, 20).until(lambda d: "Provenance of raw" in d.find_element(By.CSS_SELECTOR, "h1").text)
     browser.find_element(By.LINK_TEXT, "dataset page").click()
-    assert browser.find_element(By.CSS_SELECTOR, "h1 .name").text == "raw"
+    assert wait_for(browser, "h1 .name").text == "raw"
     assert _loaded(browser, browser.find_element(By.ID, "quicklook"))
     screenshot(browser, "raw-quicklook")
 
     # a cut-out at the calexp's centre: every image covering it, each picture loaded
     browser.get(calexp_url)
     browser.find_element(By.ID, "cutout-link").click()
-    count = browser.find_element(By.ID, "cutout-count").text
+    count = wait_for(browser, "#cutout-count").text
     pictures = browser.find_elements(By.CSS_SELECTOR, "img.cutout")
     assert pictures and count.startswith(f"{len(pictures)} image(s)")
     deadline = time.monotonic() + 30
@@ -103,7 +104,7 @@ def test_glint_to_quicklook_to_raw_and_a_cutout(browser, demo_site):  # noqa: F8
     box.clear()
     box.send_keys("45")
     browser.find_element(By.CSS_SELECTOR, "#cutout-form button[type=submit]").click()
-    assert "No stored image you may see covers" in browser.find_element(By.ID, "cutout-none").text
+    assert "No stored image you may see covers" in wait_for(browser, "#cutout-none").text
 
     # where the night's detectors lie
     browser.get(f"{site.url}/sky?what=visit_detector_region")
