@@ -166,16 +166,10 @@ def test_ingest_raws_output_run_and_define_visits_with_the_instrument_argument(t
 def rubin_pair(tmp_path_factory):
     pytest.importorskip("lsst.daf.butler")
     from skybutler.interchange import import_rubin
-    from test_rubin_interchange import make_rubin_repo
+    from test_rubin_interchange import make_rubin_export
 
     base = tmp_path_factory.mktemp("rubin_cli")
-    theirs = make_rubin_repo(base / "repo")
-    refs = list({r.id: r for r in theirs.registry.queryDatasets(..., collections=...)}.values())
-    (base / "export").mkdir()
-    with theirs.export(directory=str(base / "export"), format="yaml", transfer="copy") as export:
-        export.saveDatasets(refs)
-        for name in ("Cam/best", "Cam/calib", "Cam/defaults"):
-            export.saveCollection(name)
+    make_rubin_export(base)
     with Butler.create(base / "sky") as ours:
         import_rubin(ours, base / "export")
     return base / "repo", base / "sky"

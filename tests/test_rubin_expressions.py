@@ -29,19 +29,13 @@ from skybutler import Butler  # noqa: E402
 from skybutler.errors import QueryError  # noqa: E402
 from skybutler.interchange import import_rubin  # noqa: E402
 from skybutler.query.globs import glob_match  # noqa: E402
-from test_rubin_interchange import make_rubin_repo  # noqa: E402
+from test_rubin_interchange import make_rubin_export  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def rubin(tmp_path_factory):
     base = tmp_path_factory.mktemp("rubin_expr")
-    theirs = make_rubin_repo(base / "repo")
-    refs = list({r.id: r for r in theirs.registry.queryDatasets(..., collections=...)}.values())
-    (base / "export").mkdir()
-    with theirs.export(directory=str(base / "export"), format="yaml", transfer="copy") as export:
-        export.saveDatasets(refs)
-        for name in ("Cam/best", "Cam/calib", "Cam/defaults"):
-            export.saveCollection(name)
+    theirs, refs = make_rubin_export(base)
     return {"butler": theirs, "export": base / "export", "summary": sorted(
         r.id for r in refs if r.datasetType.name == "summary")}
 

@@ -131,10 +131,10 @@ def make_rubin_repo(root: Path):
     return b
 
 
-@pytest.fixture(scope="module")
-def rubin(tmp_path_factory):
-    """The Rubin repository, its export.yaml directory and its zip."""
-    base = tmp_path_factory.mktemp("rubin")
+def make_rubin_export(base: Path):
+    """The Rubin repository of :func:`make_rubin_repo` in ``base/repo`` and its export.yaml
+    directory ``base/export`` (every dataset, and the collections a user searches); returns
+    the Rubin butler and the exported refs."""
     b = make_rubin_repo(base / "repo")
     refs = list({r.id: r for r in b.registry.queryDatasets(..., collections=...)}.values())
     (base / "export").mkdir()
@@ -142,6 +142,14 @@ def rubin(tmp_path_factory):
         export.saveDatasets(refs)
         for name in ("Cam/best", "Cam/calib", "Cam/defaults"):
             export.saveCollection(name)
+    return b, refs
+
+
+@pytest.fixture(scope="module")
+def rubin(tmp_path_factory):
+    """The Rubin repository, its export.yaml directory and its zip."""
+    base = tmp_path_factory.mktemp("rubin")
+    b, refs = make_rubin_export(base)
     zips = {}
     for name, zipped in (("zip", [r.expanded(b.registry.expandDataId(r.dataId)) for r in refs]), ("bare_zip", refs)):
         (base / name).mkdir()  # `butler retrieve-artifacts --zip` writes the records; bare refs write none
