@@ -25,6 +25,7 @@ from .binds import check_all_used, parse_with_binds
 from .index_hints import governor_hints, seek_hints
 from .joins import JoinBuilder
 from .metadata import dataset_field_operand, user_field_operand
+from .relations import spatial_join, stated_relations
 from .where import Operand, RegionFilter, WhereCompiler
 
 
@@ -362,11 +363,11 @@ def _build_one(registry: Registry, spec: QuerySpec, search: _Search, dataset_typ
     if spec.with_implied:
         for d in output_group.implied:
             joins.ensure(d, available)
-    spatial = _spatial_join(joins, where_sql, group)
+    spatial = spatial_join(joins, where_sql, group)
     # The join rule, after everything that may bring in a dimension (the where-clause, the
     # data ID, dataset types and their facts): each one is related to the others.
     joins.join_relationships()
-    joins.check_related(lambda: spatial + _stated_relations(universe, tree))
+    joins.check_related(lambda: spatial + stated_relations(universe, tree))
     if spec.kind != "records":
         _fix_sole_values(registry, ctx, output_group)
     conditions = [compiled.condition, *joins.where]
@@ -579,40 +580,3 @@ def _require_dataset(registry: Registry, ctx: _Context, joins: JoinBuilder, dtyp
     cond = [tags.c.dataset_type_id == type_id, tags.c.collection_id.in_(cids)]
     cond += [tags.c[d] == joins.ensure(d) for d in group.required]
     joins.where.append(sa.exists(sa.select(sa.literal(1)).select_from(tags).where(*cond)))
-
-
-def _spatial_join(joins: JoinBuilder, where: WhereCompiler, group: DimensionGroup) -> list[tuple[str, ...]]:
-    """Relate an observation family (visit/detector) to a sky-map family (tract/patch)
-    by region overlap when both are in the query but no expression relates them; returns
-    the dimensions it relates."""
-    names = set(group.names)
-    obs = "visit_detector_region" if {"visit", "detector"} <= names else ("visit" if "visit" in names else None)
-    sky_map = "patch" if "patch" in names else ("tract" if "tract" in names else None)
-    if obs is None or sky_map is None:
-        return []
-    related = [joins.universe[obs].identity + joins.universe[sky_map].identity]
-    if any(f.left == f"region_{obs}" and f.right == f"region_{sky_map}" for f in where.result.region_filters):
-        return related
-    lhs = Operand("region", sql=joins.join_element(obs).c.region, element=obs)
-    rhs = Operand("region", sql=joins.join_element(sky_map).c.region, element=sky_map)
-    joins.where.append(where.region_overlap(lhs, rhs))
-    return related
-
-
-def _stated_relations(universe: Any, tree: ex.Node | None) -> list[tuple[str, ...]]:
-    """The dimensions that a comparison or OVERLAPS of the where-clause relates: those of the
-    elements named on its two sides (``visit.region OVERLAPS tract.region``,
-    ``exposure.timespan OVERLAPS visit.timespan``), for the join rule's check."""
-    out: list[tuple[str, ...]] = []
-    for node in ex.walk(tree):
-        if not isinstance(node, (ex.BinaryOp, ex.Overlaps)) or isinstance(node, ex.BinaryOp) and node.op not in (
-                "=", "!=", "<", "<=", ">", ">="):
-            continue
-        sides = []
-        for side in (node.lhs, node.rhs):
-            heads = {n.split(".", 1)[0] for n in ex.identifiers(side)}
-            sides.append([d for h in heads if h in universe.elements for d in universe[h].identity])
-        if sides[0] and sides[1]:
-            out.append(tuple(sides[0] + sides[1]))
-    return out
-
