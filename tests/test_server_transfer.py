@@ -414,19 +414,26 @@ def test_a_failed_batch_keeps_the_batches_before_it_and_the_same_import_resumes(
     assert _contents(target) == _contents(oracle)
 
 
-def test_an_id_taken_in_a_later_batch_refuses_that_batch_alike_seen_or_not(batched):
-    """ana imports into her area; batch 2 brings an ID held by a dataset she may not see, then by
-    one of hers that is another dataset: the same 409 both times, batch 1 in, batch 2 not."""
-    from skybutler.remote import imports
-
-    export, target, boss, sent, url = batched
+def _ana_beside_a_hidden_and_an_own_dataset(target, url):
+    """User ana on the server, a metrics dataset she may not see (secret/run) and one of hers
+    (u/ana/other) with the same data ID; returns her remote butler and the two refs."""
     access = Access(target.registry.access)
     access.add_user("ana")
     ana = Butler(url, token=access.create_token("ana"))
     populate(target)
     target.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
     hidden = target.put({"secret": 1}, "metrics", instrument="Cam", visit=5, detector=0, run="secret/run")
-    seen = target.put({"mine": 1}, "metrics", instrument="Cam", visit=5, detector=0, run="u/ana/other")
+    own = target.put({"mine": 1}, "metrics", instrument="Cam", visit=5, detector=0, run="u/ana/other")
+    return ana, hidden, own
+
+
+def test_an_id_taken_in_a_later_batch_refuses_that_batch_alike_seen_or_not(batched):
+    """ana imports into her area; batch 2 brings an ID held by a dataset she may not see, then by
+    one of hers that is another dataset: the same 409 both times, batch 1 in, batch 2 not."""
+    from skybutler.remote import imports
+
+    export, target, boss, sent, url = batched
+    ana, hidden, seen = _ana_beside_a_hidden_and_an_own_dataset(target, url)
     manifest = json.loads((export / "export.json").read_text())
     (export / "export.json").write_text(json.dumps({**manifest, "runs": ["u/ana/copy"]}))
     entries = [{**json.loads(line), "run": "u/ana/copy"} for line in (export / "export.datasets.jsonl").open()]
@@ -448,13 +455,7 @@ def test_asking_what_an_import_would_find_tells_no_more_than_the_import(batched)
     the user may not write is 403; an ID held by a dataset they may not see, or by another
     dataset of theirs, is the same 409; their own dataset, and records, are told as present."""
     export, target, boss, sent, url = batched
-    access = Access(target.registry.access)
-    access.add_user("ana")
-    ana = Butler(url, token=access.create_token("ana"))
-    populate(target)
-    target.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
-    hidden = target.put({"secret": 1}, "metrics", instrument="Cam", visit=5, detector=0, run="secret/run")
-    other = target.put({"mine": 1}, "metrics", instrument="Cam", visit=5, detector=0, run="u/ana/other")
+    ana, hidden, other = _ana_beside_a_hidden_and_an_own_dataset(target, url)
     mine = target.put({"mine": 2}, "metrics", instrument="Cam", visit=5, detector=1, run="u/ana/copy")
     types = [target.get_dataset_type("metrics").to_dict()]
 
