@@ -74,7 +74,7 @@ INGESTED = ["fitsheader-hsc.yaml", "fitsheader-suprimecam-CORR40535770.yaml", "f
 
 
 def test_every_shipped_header_is_covered():
-    assert sorted(p.name for p in HEADERS.glob("*.yaml")) == sorted([*INGESTED, "fitsheader-megaprime.yaml"])
+    assert sorted(p.name for p in HEADERS.glob("*.yaml")) == sorted([*INGESTED, *RUBIN, "fitsheader-megaprime.yaml"])
 
 
 @pytest.mark.parametrize("name", INGESTED)
@@ -112,3 +112,70 @@ def test_the_megaprime_header_with_its_ccd_extension_ingests(tmp_path):
         result = ingest_raws(butler, [raw], processes=1)
         assert result.failures == [] and [r.data_id["detector"] for r in result.refs] == [14]
         assert_records_are_the_translators(butler, translated(raw, {**header, "EXTNAME": "ccd14"}))
+
+
+# -- Rubin's cameras: real headers in files written as the camera writes them ----------------
+
+#: Rubin headers (trimmed from obs_lsst's test headers) and what Rubin's own translators make of
+#: them: obs_lsst's published values (its tests/test_translator.py for MC_C_20190319_000001), and
+#: otherwise the header's cards themselves (the pointing is RASTART/DECSTART, the one tracked).
+RUBIN = {
+    "fitsheader-lsstcam-MC_C_20190319_000001_R10_S02.yaml": dict(
+        instrument="LSSTCam", exposure=3019031900001, detector=29, day_obs=20190319, observation_type="bias",
+        tracking=None),
+    "fitsheader-lsstcam-MC_O_20250415_000060_R01_S01.yaml": dict(
+        instrument="LSSTCam", exposure=2025041500060, detector=1, day_obs=20250415, observation_type="acq",
+        tracking=(127.50084038794044, -44.200057330111896)),
+    "fitsheader-lsstcomcam-CC_O_20241108_000266_R22_S00.yaml": dict(
+        instrument="LSSTComCam", exposure=2024110800266, detector=0, day_obs=20241108, observation_type="science",
+        tracking=(53.312407782266014, -27.994761670941685)),
+}
+
+
+def write_rubin_raw(path: Path, header: dict) -> Path:
+    """A raw as Rubin's cameras write one detector: the header in an empty primary HDU, then
+    one RICE tile-compressed image extension per amplifier (INHERIT = T)."""
+    rng = np.random.default_rng(7)
+    amps = [fits.CompImageHDU(rng.integers(20000, 30000, (40, 52), dtype=np.int32), compression_type="RICE_1",
+                              name=f"Segment{n:02d}") for n in (10, 11, 12)]
+    for amp in amps:
+        amp.header["INHERIT"] = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)  # "STUTTER ROWS" becomes a HIERARCH card
+        primary = fits.PrimaryHDU()
+        for key, value in header.items():
+            if key not in _STRUCTURE:
+                primary.header[key] = value
+        fits.HDUList([primary, *amps]).writeto(path)
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(RUBIN))
+def test_a_real_rubin_header_ingests_as_rubins_translators_read_it(tmp_path, name):
+    from skybutler.instruments.translators import OBS_LSST
+
+    if OBS_LSST:
+        pytest.skip("obs_lsst's translators are in use")
+    expected = RUBIN[name]
+    header = header_of(name)
+    raw = write_rubin_raw(tmp_path / "raw.fits", header)
+    with Butler.create(tmp_path / "repo") as butler:
+        result = ingest_raws(butler, [raw], processes=1)
+        assert result.failures == [] and len(result.refs) == 1
+        (ref,) = result.refs
+        assert (ref.data_id["instrument"], ref.data_id["exposure"], ref.data_id["detector"]) == (
+            expected["instrument"], expected["exposure"], expected["detector"])
+        record = butler.get_record("exposure", instrument=expected["instrument"], id=expected["exposure"])
+        assert (record["obs_id"], record["day_obs"], record["observation_type"]) == (
+            header["OBSID"], expected["day_obs"], expected["observation_type"])
+        assert record["exposure_time"] == header["EXPTIME"]
+        if expected["tracking"] is None:
+            assert (record["tracking_ra"], record["tracking_dec"]) == (None, None)
+        else:
+            assert (record["tracking_ra"], record["tracking_dec"]) == pytest.approx(expected["tracking"], abs=1e-9)
+        # An amplifier's pixels, cut out, are astropy's reading of the same bytes, sliced.
+        with fits.open(raw) as hdus:
+            truth = hdus["Segment11"].data[5:30, 3:41]
+        box = butler.get("raw", ref.data_id, collections=f"{expected['instrument']}/raw/all",
+                         parameters={"hdu": "Segment11", "bbox": (3, 5, 41, 30)})
+        np.testing.assert_array_equal(box.data, truth)

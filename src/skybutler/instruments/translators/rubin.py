@@ -11,9 +11,12 @@ service): every file carries ``INSTRUME``, ``OBSID`` (``MC_O_20250101_000123``),
 ``PRESSURE`` (hPa) and ``HUMIDITY`` (%).
 
 Rules (those Rubin uses): the exposure ID is ``DAYOBS * 100000 + SEQNUM``; an
-exposure taken by a controller other than ``O`` adds the controller's index
-(``OCHPS``) times 10**13, so it never collides with an observatory exposure; the
-observing day begins at 12:00 TAI; the physical filter of LATISS is
+exposure taken by a controller other than ``O`` adds 1000 years to DAYOBS per step of
+the controller's index (``OCHPS``: ``C`` adds 1000, so ``MC_C_20190319_000001`` is
+3019031900001), so it never collides with an observatory exposure; the pointing is
+``RASTART`` / ``DECSTART`` (``RA`` / ``DEC`` is the requested one, off by up to a
+fraction of a degree), and there is none for a bias, dark or flat, nor when
+``TRACKSYS`` is ``LOCAL``; the observing day begins at 12:00 TAI; the physical filter of LATISS is
 ``<filter>~<grating>``; detectors are numbered as in the camera descriptions
 (``lsstcam.yaml``: science rafts R01..R43 in order, nine sensors each, then the
 corner rafts' guider and wavefront sensors).
@@ -45,6 +48,8 @@ class _RubinTranslator(FitsTranslator):
     """What the three cameras' headers share."""
 
     supported_instrument: str = ""
+    #: The INSTRUME values of the camera's files, lower case (ComCam's files say ``ComCam``).
+    instrument_names: frozenset[str] = frozenset()
     _const_map = {"boresight_rotation_coord": "sky", "observing_day_offset": _ROLLOVER}
     _trivial_map: dict[str, str | list[str] | tuple[Any, ...]] = {
         "observation_id": "OBSID",
@@ -63,7 +68,8 @@ class _RubinTranslator(FitsTranslator):
 
     @classmethod
     def can_translate(cls, header: Mapping[str, Any], filename: str | None = None) -> bool:
-        return str(header.get("INSTRUME", "")).strip().lower() == cls.supported_instrument.lower()
+        name = str(header.get("INSTRUME", "")).strip().lower()
+        return name == cls.supported_instrument.lower() or name in cls.instrument_names
 
     @cache_translation
     def to_instrument(self) -> str:
@@ -123,7 +129,7 @@ class _RubinTranslator(FitsTranslator):
         if index < 0:
             raise ValueError(f"CONTRLLR {controller!r} is not one of {', '.join(_CONTROLLERS)}")
         self._used_these_cards("SEQNUM")
-        return index * 10**13 + self.to_observing_day() * 100_000 + seq_num
+        return (index * 1000_00_00 + self.to_observing_day()) * 100_000 + seq_num
 
     @cache_translation
     def to_visit_id(self) -> int:
@@ -189,15 +195,23 @@ class _RubinTranslator(FitsTranslator):
     def to_detector_exposure_id(self) -> int:
         return self.to_exposure_id() * 1000 + self.to_detector_num()
 
+    def _on_sky(self) -> bool:
+        """Whether the exposure looked at the sky: not a bias, dark or flat, nor tracking LOCAL."""
+        if self.is_key_ok("TRACKSYS") and str(self._header["TRACKSYS"]).strip().lower() == "local":
+            self._used_these_cards("TRACKSYS")
+            return False
+        return self.to_observation_type() not in ("bias", "dark", "flat")
+
     @cache_translation
     def to_tracking_radec(self) -> Any:
-        if not self.are_keys_ok(["RA", "DEC"]):
+        pairs = tuple(p for p in (("RASTART", "DECSTART"), ("RA", "DEC")) if self.are_keys_ok(list(p)))
+        if not pairs or not self._on_sky():
             return None
-        return tracking_from_degree_headers(self, ("RADESYS",), (("RA", "DEC"),))
+        return tracking_from_degree_headers(self, ("RADESYS",), pairs)
 
     @cache_translation
     def to_altaz_begin(self) -> Any:
-        if not self.are_keys_ok(["ELSTART", "AZSTART"]):
+        if not self.are_keys_ok(["ELSTART", "AZSTART"]) or self.to_observation_type() in ("bias", "dark"):
             return None
         return altaz_from_degree_headers(self, (("ELSTART", "AZSTART"),), self.to_datetime_begin())
 
@@ -229,6 +243,7 @@ class LsstComCamTranslator(_RubinTranslator):
 
     name = "LSSTComCam"
     supported_instrument = "LSSTComCam"
+    instrument_names = frozenset({"comcam"})
 
     @cache_translation
     def to_detector_group(self) -> str:
