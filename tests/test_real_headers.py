@@ -122,13 +122,17 @@ def test_the_megaprime_header_with_its_ccd_extension_ingests(tmp_path):
 RUBIN = {
     "fitsheader-lsstcam-MC_C_20190319_000001_R10_S02.yaml": dict(
         instrument="LSSTCam", exposure=3019031900001, detector=29, day_obs=20190319, observation_type="bias",
-        tracking=None),
+        physical_filter=None, tracking=None),
     "fitsheader-lsstcam-MC_O_20250415_000060_R01_S01.yaml": dict(
         instrument="LSSTCam", exposure=2025041500060, detector=1, day_obs=20250415, observation_type="acq",
-        tracking=(127.50084038794044, -44.200057330111896)),
+        physical_filter="i_39", tracking=(127.50084038794044, -44.200057330111896)),
     "fitsheader-lsstcomcam-CC_O_20241108_000266_R22_S00.yaml": dict(
         instrument="LSSTComCam", exposure=2024110800266, detector=0, day_obs=20241108, observation_type="science",
-        tracking=(53.312407782266014, -27.994761670941685)),
+        physical_filter="g_01", tracking=(53.312407782266014, -27.994761670941685)),
+    # The grating wheel's empty slot is "empty_1": the physical filter names it "empty".
+    "fitsheader-latiss-AT_O_20240624_000169_R00_S00.yaml": dict(
+        instrument="LATISS", exposure=2024062400169, detector=0, day_obs=20240624, observation_type="dark",
+        physical_filter="SDSSr_65mm~empty", tracking=None),
 }
 
 
@@ -169,6 +173,8 @@ def test_a_real_rubin_header_ingests_as_rubins_translators_read_it(tmp_path, nam
         assert (record["obs_id"], record["day_obs"], record["observation_type"]) == (
             header["OBSID"], expected["day_obs"], expected["observation_type"])
         assert record["exposure_time"] == header["EXPTIME"]
+        if expected["physical_filter"] is not None:
+            assert record["physical_filter"] == expected["physical_filter"]
         if expected["tracking"] is None:
             assert (record["tracking_ra"], record["tracking_dec"]) == (None, None)
         else:

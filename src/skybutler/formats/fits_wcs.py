@@ -83,9 +83,11 @@ _KEY_CARDS = {key: frozenset([f"{card}{axis}{key.strip()}" for card in ("CTYPE",
 
 
 def wcs_keys(header: Any) -> list[str]:
-    """The WCS keys (blank for the primary, A..Z) with cards in ``header``."""
+    """The WCS keys (blank for the primary, A..Z) with cards of a value in ``header`` (Rubin's raws
+    carry ``CTYPE1 =`` and the like with no value: no WCS)."""
     present = set(header.keys())  # one pass over the cards: a lookup per name is slow on astropy's Header
-    return [key for key, names in _KEY_CARDS.items() if not present.isdisjoint(names)]
+    return [key for key, names in _KEY_CARDS.items()
+            if any(header.get(name) is not None for name in present.intersection(names))]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -116,6 +118,11 @@ def build_wcs(header: Any, key: str = " ", fobj: Any = None) -> Any:
     """The astropy WCS of ``key`` in ``header`` (``fobj``: the HDUList, for distortion lookup tables)."""
     from astropy.wcs import WCS
 
+    blank = {card.keyword for card in header.cards if is_wcs_keyword(card.keyword) and _no_value(card.value)}
+    if blank:  # a WCS card without a value (``CRVAL1 =``) is no card: astropy's WCS would fail on it
+        header = header.copy()
+        for keyword in blank:
+            header.remove(keyword, ignore_missing=True, remove_all=True)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -124,6 +131,10 @@ def build_wcs(header: Any, key: str = " ", fobj: Any = None) -> Any:
         label = "primary WCS" if key == " " else f"WCS {key!r}"
         raise FormatterError(f"astropy cannot parse the {label}: {str(exc).strip() or type(exc).__name__}") \
             from exc
+
+
+def _no_value(value: Any) -> bool:
+    return value is None or type(value).__name__ == "Undefined"  # astropy's UNDEFINED
 
 
 _NOT_PLAIN = re.compile(r"^((A|B|AP|BP)_|CPDIS|CQDIS|CPERR|CQERR|DP\d|DQ\d|D2IM|AXISCORR|PV\d|PS\d|WAT\d|CNPIX|PPO|"
@@ -143,7 +154,7 @@ def build_wcs_of_cards(header: FitsHeader, key: str = " ") -> Any:
     give the same WCS (tests/test_fits_cards.py compares them on every kind of WCS)."""
     from astropy.io import fits
 
-    cards = [card for card in header.cards if is_wcs_keyword(card.keyword)]
+    cards = [card for card in header.cards if is_wcs_keyword(card.keyword) and not _no_value(card.value)]
     text = "".join(card.image for card in cards)
     ctypes = [str(card.value) for card in cards if card.keyword.startswith("CTYPE")]
     naxes = (header.get("NAXIS1"), header.get("NAXIS2"))

@@ -17,7 +17,8 @@ the controller's index (``OCHPS``: ``C`` adds 1000, so ``MC_C_20190319_000001`` 
 ``RASTART`` / ``DECSTART`` (``RA`` / ``DEC`` is the requested one, off by up to a
 fraction of a degree), and there is none for a bias, dark or flat, nor when
 ``TRACKSYS`` is ``LOCAL``; the observing day begins at 12:00 TAI; the physical filter of LATISS is
-``<filter>~<grating>``; detectors are numbered as in the camera descriptions
+``<filter>~<grating>``, an empty slot (``empty_1``) named ``empty``; detectors are
+numbered as in the camera descriptions
 (``lsstcam.yaml``: science rafts R01..R43 in order, nine sensors each, then the
 corner rafts' guider and wavefront sensors).
 """
@@ -25,6 +26,7 @@ corner rafts' guider and wavefront sensors).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,6 +44,15 @@ _ROLLOVER = TimeDelta(12 * 3600.0, format="sec", scale="tai")
 _CONTROLLERS = "OCHPS"
 _SITE = EarthLocation.from_geodetic(-70.749417 * u.deg, -30.244639 * u.deg, 2663.0 * u.m)
 _IMAGE_TYPES = {"object": "science", "skyexp": "science", "zero": "bias"}
+
+
+def _slot(value: Any) -> str:
+    """A filter or grating wheel's card as its physical filter part: an empty slot (``empty``,
+    ``empty_1``, ``NONE``, blank) is ``empty``, as Rubin names it."""
+    text = str(value).strip()
+    if not text or text.upper() in ("NONE", "UNKNOWN") or re.fullmatch(r"empty_?\d*", text, re.IGNORECASE):
+        return "empty"
+    return text
 
 
 class _RubinTranslator(FitsTranslator):
@@ -155,8 +166,7 @@ class _RubinTranslator(FitsTranslator):
         if not self.is_key_ok("FILTER"):
             return "empty"
         self._used_these_cards("FILTER")
-        value = str(self._header["FILTER"]).strip()
-        return value if value and value.upper() not in ("NONE", "UNKNOWN") else "empty"
+        return _slot(self._header["FILTER"])
 
     @cache_translation
     def to_detector_group(self) -> str:
@@ -266,7 +276,8 @@ class LatissTranslator(_RubinTranslator):
 
     @cache_translation
     def to_physical_filter(self) -> str:
-        grating = str(self._header.get("GRATING", "empty")).strip() or "empty"
+        grating = "empty"
         if self.is_key_ok("GRATING"):
             self._used_these_cards("GRATING")
+            grating = _slot(self._header["GRATING"])
         return f"{super().to_physical_filter()}~{grating}"
