@@ -22,7 +22,7 @@ from ..registry import Registry
 from . import calibrations
 from . import expression as ex
 from .binds import check_all_used, parse_with_binds
-from .index_hints import governor_hints, seek_hints
+from .index_hints import governor_hints, seek_hints, without_hinted_bounds
 from .joins import JoinBuilder
 from .metadata import dataset_field_operand, user_field_operand
 from .relations import spatial_join, stated_relations
@@ -213,6 +213,8 @@ class _Context:
         #: Whether one dataset may come back from two searched collections (a TAGGED one and
         #: its RUN) without find-first, so rows must be made distinct.
         self.repeats = False
+        #: The seek hints on the membership table (``index_hints.seek_hints``).
+        self.seeks: list[sa.ColumnElement] = []
 
     def member_ids(self, dtype: DatasetType) -> list[int]:
         return self.search.member_ids(dtype)
@@ -370,7 +372,8 @@ def _build_one(registry: Registry, spec: QuerySpec, search: _Search, dataset_typ
     joins.check_related(lambda: spatial + stated_relations(universe, tree))
     if spec.kind != "records":
         _fix_sole_values(registry, ctx, output_group)
-    conditions = [compiled.condition, *joins.where]
+    condition = without_hinted_bounds(registry, tree, compiled.terms, ctx.seeks)
+    conditions = [compiled.condition if condition is None else condition, *joins.where]
     dim_cols = list(output_group.required) + (list(output_group.implied) if spec.with_implied else [])
     if spec.kind != "records":
         select_cols += [(d, joins.sources[d]) for d in dim_cols]
@@ -476,9 +479,10 @@ def _join_dataset(registry: Registry, ctx: _Context, joins: JoinBuilder, dtype: 
         ctx.doomed.append(f"no {dtype.name} datasets in collections {ctx.path}")
     tags = registry.schema.alias(registry.schema.tags_table(group), "ds_tags")
     joins.add(tags, {d: tags.c[d] for d in group.required})
+    ctx.seeks = seek_hints(registry, tags, group, tree)
     joins.where += [tags.c.dataset_type_id == type_id,
                     tags.c.collection_id.in_(cids) if len(cids) != 1 else tags.c.collection_id == cids[0],
-                    *governor_hints(registry, tags, group, tree), *seek_hints(registry, tags, group, tree)]
+                    *governor_hints(registry, tags, group, tree), *ctx.seeks]
     kinds = {cid: kind for cid, kind in ctx.ids}
     if all(kinds[c] is CollectionType.RUN for c in cids):
         run_col = tags.c.collection_id

@@ -15,6 +15,7 @@ time: Q1 3.5 ms with both hints, 2.9 with the governor's alone, 4.3-8.2 with non
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.sql import visitors
 
 from ..dimensions import DimensionGroup
 from ..registry import Registry
@@ -101,3 +102,33 @@ def seek_hints(registry: Registry, tags: sa.FromClause, group: DimensionGroup, t
         ops = {"<": key.__lt__, "<=": key.__le__, ">": key.__gt__, ">=": key.__ge__}
         out.append(tags.c[d].in_(sa.select(key).where(*[ops[op](value) for op, value in bounds[d]])))
     return out
+
+
+def without_hinted_bounds(registry: Registry, tree: ex.Node | None, terms: list[tuple[str, sa.ColumnElement]],
+                          hints: list[sa.ColumnElement]) -> sa.ColumnElement | None:
+    """The where-clause's condition (its top-level ``terms``, as compiled from ``tree``) without
+    the bare bounds on a membership-table column that a seek hint bounds already: the hint
+    ``ds_tags.visit IN (SELECT id FROM visit WHERE id > 100 AND id <= 300)`` implies
+    ``ds_tags.visit > 100`` and ``ds_tags.visit <= 300``, and while those stay SQLite may plan
+    the range with a skip scan of the index's leading columns instead of the seeks (the
+    standard workload at 20,000 datasets: Q1's count 0.80 ms, 0.39 without them).  A bound
+    is dropped only when it compares the hinted column itself (not a joined visit table's
+    key) with a literal; None when nothing is dropped."""
+    hinted = {id(hint.left) for hint in hints}
+    if not hinted or tree is None:
+        return None
+    operands = tree.operands if isinstance(tree, ex.LogicalOp) and tree.op == "AND" else (tree,)
+    if len(operands) != len(terms):
+        return None
+    kept = [sql for operand, (_, sql) in zip(operands, terms)
+            if not (isinstance(operand, ex.BinaryOp) and operand.op in ("<", "<=", ">", ">=")
+                    and _key_constraints(registry, operand)[0] and _sole_column(sql) in hinted)]
+    if len(kept) == len(terms):
+        return None
+    return kept[0] if len(kept) == 1 else sa.and_(*kept) if kept else sa.true()
+
+
+def _sole_column(sql: sa.ColumnElement) -> int | None:
+    """The identity of the one column ``sql`` reads, or None if it reads several or none."""
+    columns = {id(e) for e in visitors.iterate(sql) if isinstance(e, sa.ColumnClause)}
+    return columns.pop() if len(columns) == 1 else None
