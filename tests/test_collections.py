@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from astropy.time import Time
 
-from skybutler import Timespan
+from skybutler import Butler, Timespan
 from skybutler.errors import (
     CalibrationConflictError,
     CollectionCycleError,
@@ -295,3 +295,26 @@ def test_decertify_splits_and_truncates_ranges(calib):
     assert butler.collections.validity("calib", "bias") == []
     # the datasets are untouched in their RUN
     assert n_in(butler, "calib/run/old") == 1
+
+
+def test_a_new_chain_whose_children_fail_to_go_in_is_not_left_empty(butler, monkeypatch):
+    """A chain is created with its children in one transaction: a failure (or a kill) in between
+    leaves no empty CHAINED collection behind, in this butler or in the next."""
+    butler.collections.register("run/a", "run")
+    store = butler.registry.collections
+    lookup = store.lookup
+
+    def failing(name):
+        if name == "best":
+            raise RuntimeError("the process dies here")
+        return lookup(name)
+
+    monkeypatch.setattr(store, "lookup", failing)
+    with pytest.raises(RuntimeError, match="dies here"):
+        butler.collections.set_chain("best", ["run/a"])
+    monkeypatch.setattr(store, "lookup", lookup)
+    assert not butler.collections.exists("best")
+    with Butler(butler.root) as again:
+        assert not again.collections.exists("best")
+    butler.collections.set_chain("best", ["run/a"])
+    assert butler.collections.get_chain("best") == ("run/a",)

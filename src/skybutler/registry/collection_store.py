@@ -116,10 +116,10 @@ class CollectionStore:
         for child in children:  # validate before creating the parent, so a refusal changes nothing
             if child == parent or parent in self.flatten([child], keep_chains=True):  # flatten checks it exists
                 raise CollectionCycleError(f"chain {parent!r} -> {child!r} would contain itself")
-        self.register(parent, CollectionType.CHAINED)
-        cid, _ = self.lookup(parent)
         c = self.schema.collection_chain
-        with self.db.transaction() as conn:
+        with self.db.transaction() as conn:  # a new chain and its children in one: never left empty
+            self.register(parent, CollectionType.CHAINED)
+            cid, _ = self.lookup(parent)
             conn.execute(c.delete().where(c.c.parent_id == cid))
             if children:
                 conn.execute(c.insert(), [{"parent_id": cid, "position": i, "child_id": self.lookup(ch)[0]}
