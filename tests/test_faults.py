@@ -11,8 +11,11 @@ Then, whatever the instant:
   lacks its file and no file lacks its row;
 - no user file was lost: every source file is in its place with its bytes, or a registered
   dataset holds those bytes;
-- nothing was put in the quarantine: a crash of skybutler's own writes is settled from the
-  write journal, never left for a person to sort out.
+- nothing of skybutler's was put in the quarantine: a crash of skybutler's own writes is settled
+  from the write journal, never left for a person to sort out; and nothing of the user's was
+  deleted: a file of theirs planted in the datastore's tree (named like a dataset's file) is in
+  its place or in the quarantine, with its bytes;
+- no temporary file or scratch directory of skybutler's is left once the repository is repaired.
 """
 
 from __future__ import annotations
@@ -50,10 +53,10 @@ def _digest(data: bytes) -> str:
     return xxhash.xxh3_64_hexdigest(data)
 
 
-def run_killed(work: Callable[[], object], step: str | None) -> bool:
-    """Run ``work`` in a forked child killed at ``step``, or after a random delay when ``step`` is
-    None; True if the child was killed, False if it finished first."""
-    delay = SEEDS.uniform(0.0, 0.4)
+def run_killed(work: Callable[[], object], step: str | None, delay: float | None = None) -> bool:
+    """Run ``work`` in a forked child killed at ``step``, or when ``step`` is None after ``delay``
+    seconds (a random delay if not given); True if the child was killed, False if it finished first."""
+    delay = SEEDS.uniform(0.0, 0.4) if delay is None else delay
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         code = 0
@@ -87,6 +90,30 @@ def cli_main(*args: object) -> Callable[[], None]:
     return lambda: cli.main([str(a) for a in args], prog_name="skybutler", standalone_mode=True)
 
 
+#: The user's file planted in each repository's datastore tree (by :func:`plant_user_file`), by repository.
+PLANTED: dict[Path, tuple[str, bytes]] = {}
+
+
+def plant_user_file(root: Path) -> None:
+    """Put a file of the user's in the datastore's tree, where a dataset's file could be: no dataset
+    explains it, so a repair may set it aside (quarantine) but never delete it."""
+    path, data = "r/metrics/Cam/notes_of_the_night.json", b'{"note": "my own file, put here by hand"}'
+    with Butler(root) as butler:
+        full = butler.datastore.full_path(path)
+        butler.datastore.fs.makedirs(os.path.dirname(full), exist_ok=True)
+        butler.datastore.fs.pipe_file(full, data)
+    PLANTED[Path(root)] = (path, data)
+
+
+def skybutler_leftovers(root: Path) -> list[str]:
+    """Temporary files and scratch directories of skybutler's in the repository (its datastore too)."""
+    with Butler(root) as butler:
+        found = [p for p in butler.datastore.walk() if ".tmp-" in p]
+    found += [str(p) for p in Path(root).rglob("*") if ".tmp-" in p.name or p.name.startswith(
+        (".rubin-zip-", ".rubin-repository-", "import-", "upload-")) or ".publishing-" in p.name]
+    return found
+
+
 def assert_recovered(root: Path, sources: dict[Path, bytes]) -> None:
     """The checks every case ends with (see the module doc)."""
     with Butler(root):
@@ -104,10 +131,23 @@ def assert_recovered(root: Path, sources: dict[Path, bytes]) -> None:
     for path, data in sources.items():
         in_place = path.exists() and path.read_bytes() == data
         assert in_place or _digest(data) in stored, f"user file {path} was lost"
-    quarantine = root / ".skybutler" / "quarantine"
-    assert not quarantine.exists() or not any(quarantine.iterdir()), "a crash left files for the quarantine"
+    quarantined = {}
+    for manifest in (root / ".skybutler" / "quarantine").glob("*/manifest.jsonl"):
+        for line in manifest.read_text().splitlines():
+            entry = json.loads(line)
+            quarantined[entry["original"]] = (manifest.parent / entry["quarantined_as"]).read_bytes()
+    planted: set[str] = set()
+    if Path(root) in PLANTED:
+        path, data = PLANTED[Path(root)]
+        with Butler(root) as butler:
+            full, uri = butler.datastore.full_path(path), butler.datastore.uri_of_path(path)
+            in_place = butler.datastore.fs.exists(full) and butler.datastore.fs.cat_file(full) == data
+        assert in_place or quarantined.get(uri) == data, f"the user's file {full} was deleted"
+        planted = {uri}
+    assert set(quarantined) <= planted, f"a crash left files for the quarantine: {set(quarantined) - planted}"
     journal = root / ".skybutler" / "journal"
     assert not journal.exists() or not any(journal.iterdir())
+    assert not skybutler_leftovers(root), skybutler_leftovers(root)
 
 
 # -- repositories and inputs ------------------------------------------------------------
@@ -128,7 +168,9 @@ def template(tmp_path_factory) -> Path:
 def repo(template, tmp_path, request) -> Path:
     stack = getattr(request, "param", "sqlite")
     if stack == "sqlite":
-        return Path(shutil.copytree(template, tmp_path / "repo"))
+        root = Path(shutil.copytree(template, tmp_path / "repo"))
+        plant_user_file(root)
+        return root
     locations = stack_locations(stack, tmp_path)
     if stack == "postgres-local":  # PostgreSQL with the files on local disk (staged, then renamed)
         locations["datastore"] = None
@@ -136,7 +178,8 @@ def repo(template, tmp_path, request) -> Path:
         populate(butler)
         butler.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
         butler.collections.register("r", "run")
-        return butler.root
+    plant_user_file(butler.root)
+    return butler.root
 
 
 @pytest.fixture(scope="module")
@@ -330,7 +373,8 @@ def test_a_transaction_killed_in_the_middle_of_appending_to_its_journal(repo):
     last = data.rstrip(b"\n").rfind(b"\n") + 1
     assert b'"kind": "put"' in data[last:]
     journal.write_bytes(data[:last + (len(data) - last) // 2])  # the last intent cut in the middle
-    assert sum(1 for p in (repo / "datastore").rglob("*.json")) == 3  # the first 3 puts' files
+    planted = repo / "datastore" / PLANTED[repo][0]
+    assert sum(1 for p in (repo / "datastore").rglob("*.json") if p != planted) == 3  # the first 3 puts' files
     assert_recovered(repo, {})
     assert _stored_count(repo) == 0
     _puts_in_transaction(repo)
