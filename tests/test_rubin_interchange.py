@@ -275,6 +275,21 @@ def test_rubin_export_comes_in_whole(rubin, make_butler):
     assert import_rubin(ours, rubin["export"]) == 0
 
 
+def test_a_found_datasets_data_id_has_its_implied_values_as_the_rubin_butlers(rubin, make_butler):
+    """``find_dataset`` (and so ``get``'s lookup) answers with the whole data ID, band, physical
+    filter and day_obs of a visit's dataset included, as the Rubin butler's ``find_dataset`` does."""
+    ours = make_butler("sky")
+    import_rubin(ours, rubin["export"])
+    for ref in rubin["refs"]:
+        theirs = rubin["butler"].find_dataset(ref.datasetType.name, ref.dataId.required, collections=ref.run)
+        mine = ours.find_dataset(ref.datasetType.name, dict(ref.dataId.required), collections=ref.run)
+        assert mine.id == theirs.id
+        assert mine.data_id.mapping == dict(theirs.dataId.mapping), ref.datasetType.name
+    summary = ours.find_dataset("summary", instrument="Cam", visit=2, detector=1, collections="Cam/run1")
+    assert (summary.data_id["band"], summary.data_id["physical_filter"], summary.data_id["day_obs"]) == (
+        "g", "Cam-g", 20240101)
+
+
 def test_export_yaml_is_read_a_record_at_a_time_as_the_whole_document_reads(rubin, tmp_path):
     """The streamed reading of the Rubin butler's export.yaml gives what loading the whole document
     gives, block by block and record by record; broken YAML late in a block is one line as before."""
@@ -326,6 +341,21 @@ def test_a_whole_rubin_repository_comes_in_as_its_export(rubin, make_butler):
     assert f"imported {len(rubin['refs'])} datasets" in result.stdout
     assert_same_repository(rubin["butler"], ours)
     assert all(Path(rubin["butler"].getURI(r).ospath).is_file() for r in rubin["refs"])
+
+
+def test_opening_a_rubin_repository_in_place_says_to_import_it(rubin):
+    """A Rubin repository is not opened as a skybutler one (its butler.yaml configures the Rubin
+    butler's classes): the error says what it is and what to run, and the repository is untouched."""
+    from skybutler.errors import ConfigError
+
+    source = rubin["export"].parent / "repo"
+    before = sorted((p, p.stat().st_mtime_ns) for p in source.rglob("*"))
+    with pytest.raises(ConfigError, match=r"is a Rubin butler \(lsst-daf-butler\) repository, which skybutler does "
+                                          r"not open in place: import it .*'skybutler import REPO "):
+        Butler(source)
+    result = CliRunner().invoke(cli, ["query-datasets", str(source), "summary"])
+    assert result.exit_code == 1 and "is a Rubin butler (lsst-daf-butler) repository" in result.stderr
+    assert sorted((p, p.stat().st_mtime_ns) for p in source.rglob("*")) == before
 
 
 def test_rubin_zip_comes_in_with_its_records(rubin, make_butler):

@@ -26,6 +26,7 @@ from .collections_manager import CollectionsManager
 from .config import BOOKKEEPING_DIR, CONFIG_NAME, DEFAULT_DATASTORE, RepoConfig
 from .datastore import FileDatastore
 from .dimensions import DataCoordinate, DimensionRecord, DimensionUniverse
+from .dimensions.data_id import lazily_expanded
 from .errors import ConfigError, DataIdError, DatasetNotFoundError, DatasetTypeError, SkybutlerError, StorageClassError
 from .faults import crash_point
 from .formats import get_storage_class
@@ -404,7 +405,12 @@ class Butler(QueryMethods, CatalogMethods, PartMethods):
         coordinate = self._standardize(group, data_id, kwargs)
         if any(name in coordinate for name in group.implied):
             coordinate = self.registry.dimensions.expand(coordinate)
-        return self.registry.find_dataset(dtype, coordinate, self._search_path(collections), timespan)
+        ref = self.registry.find_dataset(dtype, coordinate, self._search_path(collections), timespan)
+        if ref is None or not group.implied:
+            return ref
+        # Its data ID carries the implied values (band, day_obs, ...) as the Rubin butler's does.
+        return DatasetRef(ref.id, ref.dataset_type, lazily_expanded(ref.data_id, self.registry.dimensions.expand),
+                          ref.run, ref.artifact)
 
     def _resolve(self, target: str | DatasetRef, data_id: Mapping[str, Any] | None,
                  collections: str | Sequence[str] | None, timespan: Timespan | None,

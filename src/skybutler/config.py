@@ -141,6 +141,10 @@ class RepoConfig(Settings):
         if not isinstance(data, dict):
             raise ConfigError(f"{path} line 1: must be a mapping of settings ({', '.join(f.name for f in dataclasses.fields(cls))}), "
                               f"not a {type(data).__name__}")
+        if _is_rubin_config(data):
+            raise ConfigError(f"{path.parent} is a Rubin butler (lsst-daf-butler) repository, which skybutler "
+                              "does not open in place: import it into a skybutler repository with "
+                              f"'skybutler import REPO {path.parent}' (needs lsst-daf-butler installed)")
         try:
             return cls.from_mapping(data)
         except SettingsError as err:
@@ -182,3 +186,10 @@ def _line_of(node: Any, loc: tuple) -> int:
         else:
             break
     return line
+
+
+def _is_rubin_config(data: dict[str, Any]) -> bool:
+    """Whether a butler.yaml is the Rubin butler's: its datastore or registry is a mapping naming
+    lsst.daf.butler classes or its ``<butlerRoot>`` placeholder."""
+    return any(isinstance(data.get(key), dict) and ("lsst.daf.butler" in str(data[key]) or "<butlerRoot>" in str(data[key]))
+               for key in ("datastore", "registry"))

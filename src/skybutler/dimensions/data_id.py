@@ -235,3 +235,12 @@ class FromRow(DataCoordinate):
         # a plain data ID: the shape's look-up holds a registry
         return DataCoordinate, (self.group, self.mapping)
 
+
+def lazily_expanded(data_id: DataCoordinate,
+                    expand: Callable[[DataCoordinate], Mapping[str, DataIdValue]]) -> DataCoordinate:
+    """``data_id`` with its implied values (``band`` of a ``visit``'s) looked up by ``expand`` the
+    first time one is read, as a query's data IDs have them; unchanged when it has them all."""
+    if data_id.has_full:
+        return data_id
+    return FromRow(data_id.group, tuple(data_id.as_dict().values()),
+                   RowShape(tuple(data_id.as_dict()), expand))
