@@ -365,7 +365,8 @@ def test_cli_calibration_queries(calib_repo):
 def test_the_validity_range_as_a_where_clause_field(calib_repo):
     """``bias.timespan`` (the Rubin spelling) is each certification's validity range: listed,
     compared and OVERLAPS-tested; a find-first search judges candidates by it before ranking,
-    like a ``timespan`` given with the query; NULL for a bias found in its RUN."""
+    like a ``timespan`` given with the query; unbounded for a bias found in its RUN (as the
+    Rubin butler has it: such a search finds it whatever the time)."""
     b = calib_repo
 
     def listed(where: str, **bind) -> list[str]:
@@ -380,12 +381,13 @@ def test_the_validity_range_as_a_where_clause_field(calib_repo):
     # find-first with the time in the where-clause: the same answer as timespan=
     found = b.query_datasets("bias", collections="Cam/calib", where="bias.timespan OVERLAPS t", bind={"t": hour(1)})
     assert names(found) == names(b.query_datasets("bias", collections="Cam/calib", timespan=hour(1))) == ["a1", "a3"]
-    # found in its RUN, a bias has no validity range: NULL, so neither OVERLAPS nor NOT OVERLAPS holds
+    # found in its RUN, a bias is valid always: every time overlaps it, and it is never NULL
     run = "Cam/calib/run/a1"
-    for where in ("bias.timespan OVERLAPS t", "NOT bias.timespan OVERLAPS t"):
-        assert b.query_datasets("bias", collections=run, where=where, bind={"t": hour(1)}).count() == 0
+    for where, n in (("bias.timespan OVERLAPS t", 1), ("NOT bias.timespan OVERLAPS t", 0),
+                     ("bias.timespan = NULL OR t = NULL", 0), ("bias.timespan.end > t", 1)):
+        assert b.query_datasets("bias", collections=run, where=where, bind={"t": hour(1)}).count() == n, where
     assert names(b.query_datasets("bias", collections=[run, "Cam/calib/b"], find_first=False,
-                                  where="bias.timespan OVERLAPS t", bind={"t": hour(1)})) == ["b1"]
+                                  where="bias.timespan OVERLAPS t", bind={"t": hour(1)})) == ["a1", "b1"]
     with pytest.raises(QueryError, match=r"bias.timespan is the validity range .* query_datasets\('bias'"):
         b.query_data_ids(["detector"], where="bias.timespan OVERLAPS t", bind={"t": hour(1)}, datasets="bias",
                          collections="Cam/calib")

@@ -658,8 +658,8 @@ def check_datasets(butler: Butler, world: World, data) -> None:
         data_id = world.datasets[ds][1]
         if at is not None and not ((b is None or b <= at) and (e is None or at < e)):
             continue
-        if validity is not None and not (certified and validity_overlaps(b, e, *validity)):
-            continue  # a dataset found in a RUN has no validity range: NULL, which no OVERLAPS passes
+        if validity is not None and not validity_overlaps(b, e, *validity):
+            continue  # a dataset found in a RUN is valid always (as the Rubin butler has it): unbounded
         for row in rows:
             if all(data_id[k] == row["_values"][k] for k in keys) and (
                     not calib_searched or valid_during(world, row, dims, b, e)):

@@ -19,6 +19,7 @@ from ..dimensions import DimensionGroup, normalize_value
 from ..errors import DimensionError, QueryError
 from ..models import CollectionType, DatasetType
 from ..registry import Registry
+from ..timespan import NS_MAX, NS_MIN
 from . import calibrations
 from . import expression as ex
 from .binds import check_all_used, parse_with_binds
@@ -197,7 +198,7 @@ class _Context:
         #: And the collection each of those rows was found in.
         self.row_collection_id: sa.ColumnElement | None = None
         #: The validity range (begin, end) of each row of a calibration type searched in
-        #: CALIBRATION collections (NULL for a row found in a RUN or TAGGED one): ``<type>.timespan``.
+        #: CALIBRATION collections (unbounded for a row found in a RUN or TAGGED one): ``<type>.timespan``.
         self.row_validity: tuple[sa.ColumnElement, sa.ColumnElement] | None = None
         #: Whether the where-clause constrains that validity (then a find-first search has a time).
         self.validity_used = False
@@ -247,16 +248,16 @@ class _Context:
 
     def validity(self, type_name: str, column: int | None) -> Operand:
         """``<type>.timespan``: the validity range of each row of the queried calibration type,
-        as the Rubin butler's query language has it; NULL for a dataset found in a RUN or
-        TAGGED collection (or a query that searches no CALIBRATION collection).  A find-first
+        as the Rubin butler's query language has it; unbounded for a dataset found in a RUN or
+        TAGGED collection (or a query that searches no CALIBRATION collection), which such a
+        search finds whatever the time.  A find-first
         search judges every candidate by it before ranking, as a ``timespan`` given with the
         query does: ``bias.timespan OVERLAPS T'2024-01-11'`` finds the bias valid then."""
         if type_name != self.queried:
             raise QueryError(f"{type_name}.timespan is the validity range of each {type_name} the query "
                              f"returns: use it in query_datasets({type_name!r}, ...)", self.spec.where, column)
         if self.row_validity is None:
-            unknown = sa.cast(sa.null(), sa.BigInteger)
-            return Operand("timespan", span=(unknown, unknown))
+            return Operand("timespan", span=(sa.literal(NS_MIN, sa.BigInteger), sa.literal(NS_MAX, sa.BigInteger)))
         self.validity_used = True
         return Operand("timespan", span=self.row_validity)
 
@@ -519,9 +520,7 @@ def _join_calibrations(registry: Registry, ctx: _Context, joins: JoinBuilder, dt
     joins.from_clause = joins.from_clause.join(ds, ds.c.id == member.c.dataset_id)
     select_cols += [("dataset_id", member.c.dataset_id), ("run_id", ds.c.run_id),
                     ("validity_begin", member.c.validity_begin), ("validity_end", member.c.validity_end)]
-    certified = member.c.collection_id.in_(calib_ids)
-    ctx.row_validity = (sa.case((certified, member.c.validity_begin), else_=sa.null()),
-                        sa.case((certified, member.c.validity_end), else_=sa.null()))
+    ctx.row_validity = (member.c.validity_begin, member.c.validity_end)  # unbounded for a RUN/TAGGED row
     if not spec.find_first:
         ctx.row_dataset_id, ctx.row_collection_id = member.c.dataset_id, member.c.collection_id
         # One certification may sit in two collections (or a dataset in its RUN and a TAGGED one).
