@@ -151,6 +151,22 @@ DATA_ID_CASES = [
     (D, "glob(detector.full_name, 'R%')", {}),
     (D, "NOT glob(detector.full_name, '*1')", {}),
     (D, "glob(detector.full_name, :p)", {"p": "R0*"}),
+    # a key named alone: the one element of the query whose key it is (Rubin counts keys as fields)
+    (D, "id = 1", {}),
+    (D, "id IN (0, 2) AND name = 'Cam'", {}),
+    (["tract"], "id = 7", {}),
+    (["band"], "name = 'r'", {}),
+    (["day_obs"], "id = 20240101", {}),
+    (["day_obs"], "timespan.begin < T'2024-01-02T04:30:00'", {}),
+    # a timespan compared with NULL: whether the record has one
+    (V, "visit.timespan = NULL", {}),
+    (V, "visit.timespan != NULL", {}),
+    (E, "NULL = exposure.timespan OR exposure.id = 2", {}),
+    # a Rubin Timespan bound, open or closed
+    (V, "visit.timespan OVERLAPS :t", {"t": daf_butler.Timespan(Time("2024-01-02T04:00:10", scale="tai"), None)}),
+    (V, "visit.timespan OVERLAPS :t", {"t": daf_butler.Timespan(None, None)}),
+    (V, "visit.timespan OVERLAPS :t", {"t": daf_butler.Timespan(Time("2024-01-02T04:00:40", scale="tai"),
+                                                                 Time("2024-01-02T05:00:01", scale="tai"))}),
 ]
 
 
@@ -185,6 +201,18 @@ DATASET_CASES = [
     ("summary", C, "instrument = 'Cam' AND exposure.obs_id = 'CAM_2'", True, {}),
     ("summary", C, "instrument = 'Cam' AND tract = 7 AND skymap = 'sky'", True, {}),
     ("summary", C, "instrument = 'Cam' AND summary.dataset_id = :i", True, {"i": "first summary"}),
+    # <type>.timespan outside CALIBRATION collections: unbounded, never NULL
+    ("bias", ["Cam/calib/run"], "instrument = 'Cam' AND bias.timespan OVERLAPS T'2024-03-01'", False, {}),
+    ("bias", ["Cam/calib/run"], "instrument = 'Cam' AND bias.timespan = NULL", False, {}),
+    ("bias", ["Cam/calib/run", "Cam/calib"], "instrument = 'Cam' AND bias.timespan.begin < T'2023-06-01'", True, {}),
+    ("bias", ["Cam/calib/run", "Cam/calib"], "instrument = 'Cam' AND bias.timespan.end > T'2099-01-01'", False, {}),
+    ("bias", ["Cam/calib"], "instrument = 'Cam' AND bias.timespan != NULL", False, {}),
+    ("summary", C, "instrument = 'Cam' AND summary.timespan OVERLAPS T'2024-03-01'", False, {}),
+    # bare timespan: the dataset type's, when no element of the query has one
+    ("bias", ["Cam/calib"], "instrument = 'Cam' AND timespan OVERLAPS T'2024-03-01'", False, {}),
+    ("bias", ["Cam/calib"], "instrument = 'Cam' AND timespan.begin < T'2023-06-01'", False, {}),
+    ("bias", ["Cam/calib"], "instrument = 'Cam' AND bias.timespan OVERLAPS :t", False,
+     {"t": daf_butler.Timespan(Time("2023-06-01", scale="tai"), None)}),
 ]
 
 
@@ -264,6 +292,32 @@ def test_an_open_ended_validity_ends_after_2100(rubin, ours):
     mine = {r.id for r in ours.query_datasets("bias", where, collections="Cam/calib", find_first=False)}
     open_ended = {ref.id for ref, span in ours.collections.validity("Cam/calib", "bias") if span.end is None}
     assert theirs == set() and mine == open_ended and len(mine) == 2
+
+
+# (dimensions, where, bind, what skybutler says): refused by both; skybutler names the problem
+BOTH_REFUSE = [
+    (V, "name = 'CAM_1'", {}, "'name' is a field of several elements of this query; write one of .*visit.name"),
+    (V, "id = 1", {}, "write one of day_obs.id, visit.id"),
+    (V, "NULL = NULL", {}, "compares NULL with NULL"),
+    (E, "exposure.timespan.begin > T'2024-01-02T04:30:00/local'", {}, "scale 'local' cannot be compared"),
+    (E, "exposure.timespan.begin > :t", {"t": Time("2024-01-02T04:30:00", scale="local")}, "scale 'local'"),
+]
+
+
+@pytest.mark.parametrize(("dims", "where", "bind", "message"), BOTH_REFUSE, ids=[c[1] for c in BOTH_REFUSE])
+def test_what_both_refuse_skybutler_refuses_by_name(rubin, ours, dims, where, bind, message):
+    with pytest.raises(Exception):  # noqa: B017 -- the Rubin butler raises InvalidQueryError or astropy's errors
+        _rubin_data_ids(rubin["butler"], dims, where, bind)
+    with pytest.raises(QueryError, match=message):
+        ours.query_data_ids(dims, where, bind=bind).count()
+
+
+def test_bare_timespan_of_a_dataset_and_an_element_is_ambiguous_to_both(rubin, ours):
+    where = "instrument = 'Cam' AND timespan OVERLAPS T'2024-03-01'"
+    with pytest.raises(daf_butler.InvalidQueryError, match="Ambiguous identifier 'timespan'"):
+        rubin["butler"].query_datasets("summary", collections=C, where=where, explain=False)
+    with pytest.raises(QueryError, match="'timespan' is a field of .* and of the query's dataset type"):
+        ours.query_datasets("summary", where, collections=C).count()
 
 
 @pytest.mark.parametrize("where", ["(visit = 1) = TRUE", "(visit = 1) != FALSE", "NOT (visit = 1) = FALSE"])

@@ -1,7 +1,8 @@
 """Bind parameters: values given beside a where-clause, named ``:name`` or ``name`` in it.
 
 Values of every type a user holds are accepted: numbers, strings, booleans, None,
-astropy ``Time`` and ``datetime`` (UTC), :class:`~skybutler.Timespan`, ``uuid.UUID``,
+astropy ``Time`` and ``datetime`` (UTC), :class:`~skybutler.Timespan` (or the Rubin
+butler's), ``uuid.UUID``,
 sky regions (``lsst.sphgeom`` regions, ``LonLat`` and astropy ``SkyCoord`` points), and
 lists, tuples, sets or ranges of scalars for ``x IN (name)``.  A ``:name`` that is not
 given, and a given bind that the expression never names, are errors naming it.
@@ -210,12 +211,19 @@ def literal_from_value(value: Any, name: str, column: int | None = None) -> Node
     if isinstance(value, Time):
         if not value.isscalar:
             raise QueryError(f"bind {name!r} is an array of times; use one time", column=column)
+        if value.scale == "local":
+            raise QueryError(f"bind {name!r} is a time on scale 'local', which cannot be compared with the "
+                             "registry's TAI times", column=column)
         return TimeLiteral(value=value, column=column)
     if isinstance(value, datetime.datetime):
         if value.tzinfo is not None:
             value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
         return TimeLiteral(value=Time(value, scale="utc"), column=column)
     if isinstance(value, Timespan):
+        return TimespanLiteral(begin=value.begin, end=value.end, column=column)
+    if callable(getattr(value, "isEmpty", None)) and hasattr(value, "begin") and hasattr(value, "end"):
+        if value.isEmpty():  # a Rubin butler Timespan: its bounds are astropy Times or None
+            raise QueryError(f"bind {name!r} is an empty timespan, which overlaps nothing", column=column)
         return TimespanLiteral(begin=value.begin, end=value.end, column=column)
     if isinstance(value, uuid.UUID):
         return UuidLiteral(value=str(value), column=column)

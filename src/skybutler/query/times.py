@@ -22,6 +22,7 @@ import re
 import warnings
 
 from astropy.time import Time
+from astropy.time.core import ScaleValueError
 from astropy.utils.exceptions import AstropyWarning
 
 from ..timespan import NS_MAX, NS_MIN, ns_to_time
@@ -103,6 +104,9 @@ def parse_one_time(content: str) -> str:
             warnings.filterwarnings("ignore", module="erfa")
             t = Time(float(value) if shape == "mjd" else value, format=fmt, scale=scale)
             return canonical_time(t)
+    except ScaleValueError:  # 'local': a clock with no relation to TAI
+        raise ValueError(f"{content!r}: a time on scale {scale!r} cannot be compared with the registry's "
+                         "TAI times; give tai, utc, tt or another scale astropy converts") from None
     except (ValueError, TypeError, OverflowError):
         raise ValueError(f"{value!r} is not a time in format {fmt!r}") from None
 

@@ -275,9 +275,20 @@ class WhereCompiler:
                     raise self.error(f"sky-pixel dimension {name} cannot be constrained in a where-clause yet", node)
                 return Operand(self.universe[name].key.type, self.joins.ensure(name))
             owner = self._owner_of_field(node)
+            validity = self._dataset_timespan(node, quiet=owner is not None) if name == "timespan" else None
+            if owner is not None and validity is not None:
+                raise self.error(f"'timespan' is a field of {owner} and of the query's dataset type; write "
+                                 f"{owner}.timespan or <dataset_type>.timespan", node)
             if owner is not None:
                 return self._element_field(owner, name, node)
+            if validity is not None:
+                return validity
             raise self.error(f"unknown name {name!r}: not a dimension, an element field or a bind parameter", node)
+        if head == "timespan" and tail in ("begin", "end") and head not in self.universe.elements:
+            whole = self._name(ex.Identifier(name=head, column=node.column))  # timespan.begin, as Rubin reads it
+            if whole.kind != "timespan" or whole.span is None:
+                raise self.error(f"{head} is not a timespan, so it has no .{tail}", node)
+            return Operand("time", whole.span[0] if tail == "begin" else whole.span[1])
         if head in self.universe.elements:
             return self._element_field(head, tail, node)
         if self.dataset_field is not None:
@@ -286,14 +297,28 @@ class WhereCompiler:
                 return found
         raise self.error(f"unknown name {name!r}: {head!r} is neither a dimension element, a user table nor a dataset type", node)
 
+    def _dataset_timespan(self, node: ex.Identifier, quiet: bool) -> Operand | None:
+        """Bare ``timespan`` as the validity range of the query's one dataset type (None if
+        the query has none; ``quiet`` keeps the reason to itself)."""
+        if self.dataset_field is None:
+            return None
+        try:
+            return self.dataset_field(None, node.name, node.column)
+        except QueryError:
+            if quiet:
+                return None
+            raise
+
     def _owner_of_field(self, node: ex.Identifier) -> str | None:
         """The one element of the query's dimensions with a field named like ``node``
-        (``exposure_time`` for ``visit.exposure_time`` in a visit query), as in the Rubin
-        butler; None if there is none, an error naming them if there are several."""
+        (``exposure_time`` for ``visit.exposure_time`` in a visit query; a key name too:
+        ``id`` for ``detector.id`` in a detector query), as in the Rubin butler; None if
+        there is none, an error naming them if there are several."""
         dims = set(self.joins.sources)
         owners = sorted(e.name for e in self.universe.elements.values()
                         if e.skypix is None and set(e.identity) <= dims
-                        and (node.name in e.fields or (node.name == "region" and e.region)
+                        and (node.name in e.fields or (e.key is not None and node.name == e.key.name)
+                             or (node.name == "region" and e.region)
                              or (node.name == "timespan" and e.timespan)))
         if len(owners) > 1:
             raise self.error(f"{node.name!r} is a field of several elements of this query; write one of "
@@ -388,6 +413,13 @@ class WhereCompiler:
     def _comparison(self, node: ex.BinaryOp) -> sa.ColumnElement:
         self._refuse_chain(node)
         lhs, rhs = self._operand(node.lhs), self._operand(node.rhs)
+        if lhs.kind == rhs.kind == "null":
+            raise self.error(f"{node.to_text()!r} compares NULL with NULL, which tests nothing; compare a "
+                             "name with NULL: x = NULL", node)
+        if {lhs.kind, rhs.kind} == {"timespan", "null"} and node.op in ("=", "!="):
+            # A timespan is NULL as a whole: its stored begin is then NULL too.
+            begin = (lhs if lhs.kind == "timespan" else rhs).span[0]  # type: ignore[index]
+            return begin.is_(None) if node.op == "=" else begin.is_not(None)
         if "timespan" in (lhs.kind, rhs.kind) and {lhs.kind, rhs.kind} <= {"timespan", "time"}:
             return self._timespan_order(lhs, rhs, node)
         self._comparable(lhs, rhs, node)
