@@ -213,6 +213,10 @@ DATASET_CASES = [
     ("bias", ["Cam/calib"], "instrument = 'Cam' AND timespan.begin < T'2023-06-01'", False, {}),
     ("bias", ["Cam/calib"], "instrument = 'Cam' AND bias.timespan OVERLAPS :t", False,
      {"t": daf_butler.Timespan(Time("2023-06-01", scale="tai"), None)}),
+    # collection wildcards, which need find_first=False
+    ("summary", ["Cam/*"], "instrument = 'Cam' AND visit = 1", False, {}),
+    ("summary", ..., "instrument = 'Cam' AND visit = 1", False, {}),
+    ("summary", ["Cam/r?n1", "Cam/best"], "instrument = 'Cam' AND visit = 2", False, {}),
 ]
 
 
@@ -318,6 +322,17 @@ def test_bare_timespan_of_a_dataset_and_an_element_is_ambiguous_to_both(rubin, o
         rubin["butler"].query_datasets("summary", collections=C, where=where, explain=False)
     with pytest.raises(QueryError, match="'timespan' is a field of .* and of the query's dataset type"):
         ours.query_datasets("summary", where, collections=C).count()
+
+
+@pytest.mark.parametrize("collections", [["Cam/*"], ..., "Cam/run?"])
+def test_collection_wildcards_with_find_first_are_refused_by_both(rubin, ours, collections):
+    where = "instrument = 'Cam'"
+    with pytest.raises(daf_butler.InvalidQueryError, match="wildcards"):
+        rubin["butler"].query_datasets("summary", collections=collections, where=where, explain=False)
+    with pytest.raises(QueryError, match="collection wildcards .* need find_first=False"):
+        ours.query_datasets("summary", where, collections=collections)
+    with pytest.raises(QueryError, match="no collection matches 'Nope/\\*'"):
+        ours.query_datasets("summary", where, collections="Nope/*", find_first=False)
 
 
 @pytest.mark.parametrize("where", ["(visit = 1) = TRUE", "(visit = 1) != FALSE", "NOT (visit = 1) = FALSE"])

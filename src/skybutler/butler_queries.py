@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from .query.results import DataIdQueryResults, DatasetQueryResults, DimensionRecordQueryResults
 
 
+#: The characters that make a collection name a glob pattern.
+_GLOB = frozenset("*?[")
+
+
 def _span_ns(timespan: Timespan | Time | None) -> tuple[int, int] | None:
     """A query's time as integer TAI nanoseconds [begin, end); a time is an instant (begin == end)."""
     span = as_timespan(timespan)
@@ -73,12 +77,33 @@ class QueryMethods:
         types = (dataset_type,) if isinstance(dataset_type, str) else tuple(dataset_type)
         if not types:
             raise QueryError("query_datasets needs at least one dataset type")
+        collections = self._expand_wildcards(collections, find_first)
         spec = self._query_spec(kind="datasets", dataset_types=types, where=where, bind=dict(bind or {}),
                                 collections=collections, find_first=find_first, timespan=_span_ns(timespan),
                                 data_id={**(data_id or {}), **kwargs},
                                 states=None if states is None else tuple([states] if isinstance(states, str)
                                                                          else states))
         return self.query(spec)
+
+    def _expand_wildcards(self, collections: Any, find_first: bool) -> Any:
+        """Collections with each glob (``Cam/*``) or ``...`` (every collection) replaced by the
+        collections it matches, as the Rubin butler allows without find-first; with it they are
+        refused, since a search order would be made up."""
+        items = [collections] if isinstance(collections, str) or collections is ... else collections
+        if items is None or not any(c is ... or not _GLOB.isdisjoint(c) for c in items):
+            return collections
+        if find_first:
+            raise QueryError(f"collection wildcards ({', '.join('...' if c is ... else repr(c) for c in items)}) "
+                             "need find_first=False: a find-first search follows an order the user gives")
+        names: list[str] = []
+        for item in items:
+            if item is not ... and _GLOB.isdisjoint(item):
+                names.append(item)
+            else:
+                names += sorted(c.name for c in self.collections.query("*" if item is ... else item))
+        if not names:
+            raise QueryError(f"no collection matches {', '.join('...' if c is ... else repr(c) for c in items)}")
+        return list(dict.fromkeys(names))
 
     @_served
     def query_calibrations(self, dataset_types: str | Sequence[str], dimensions: Iterable[str], where: str = "", *,
