@@ -343,6 +343,26 @@ def test_a_whole_rubin_repository_comes_in_as_its_export(rubin, make_butler):
     assert all(Path(rubin["butler"].getURI(r).ospath).is_file() for r in rubin["refs"])
 
 
+def test_a_whole_rubin_repository_with_an_empty_run_in_a_chain_comes_in(tmp_path, make_butler):
+    """A RUN without datasets comes in with the whole repository when a chain names it (it used to be
+    left out, and the chain refused), and so does an empty TAGGED collection: collections, their
+    types and chains are the Rubin butler's."""
+    b = make_rubin_repo(tmp_path / "repo")
+    b.registry.registerRun("empty/run")
+    b.registry.registerCollection("empty/tagged", daf_butler.CollectionType.TAGGED)
+    b.registry.registerCollection("outer", daf_butler.CollectionType.CHAINED)
+    b.registry.setCollectionChain("outer", ["empty/tagged", "Cam/defaults", "empty/run"])
+    ours = make_butler("whole")
+    assert import_datasets(ours, tmp_path / "repo") == len({r.id for r in b.registry.queryDatasets(..., collections=...)})
+    for name in b.registry.queryCollections(...):
+        kind = b.registry.getCollectionType(name)
+        assert ours.collections.exists(name) and ours.collections.info(name).type.name == kind.name, name
+        if kind is daf_butler.CollectionType.CHAINED:
+            assert list(ours.collections.get_chain(name)) == list(b.registry.getCollectionChain(name))
+    assert ours.query_datasets("summary", collections="empty/run", find_first=False).count() == 0
+    assert_same_repository(b, ours)
+
+
 def test_opening_a_rubin_repository_in_place_says_to_import_it(rubin):
     """A Rubin repository is not opened as a skybutler one (its butler.yaml configures the Rubin
     butler's classes): the error says what it is and what to run, and the repository is untouched."""

@@ -32,7 +32,7 @@ def is_rubin_repository(path: str | Path) -> bool:
 
 
 def export_rubin_repository(path: str | Path, scratch: Path) -> Path:
-    """Export every dataset and non-RUN collection of the Rubin repository at ``path`` into
+    """Export every dataset and collection of the Rubin repository at ``path`` into
     ``scratch`` (files as symbolic links) with the Rubin butler; returns the export directory."""
     try:
         from lsst.daf.butler import Butler as RubinButler
@@ -44,8 +44,10 @@ def export_rubin_repository(path: str | Path, scratch: Path) -> Path:
     rubin: Any = RubinButler.from_config(str(path))
     try:
         refs = list({r.id: r for r in rubin.registry.queryDatasets(..., collections=...)}.values())
-        kept = [c for c in rubin.registry.queryCollections(...)
-                if rubin.registry.getCollectionType(c) is not CollectionType.RUN]
+        collections = list(rubin.registry.queryCollections(...))
+        # A RUN with datasets comes with them; an empty one (a chain may name it) only by itself.
+        runs = {r.run for r in refs}
+        kept = [c for c in collections if c not in runs or rubin.registry.getCollectionType(c) is not CollectionType.RUN]
         with rubin.export(directory=str(scratch), format="yaml", transfer="symlink") as export:
             export.saveDatasets(refs)
             for name in kept:
