@@ -343,11 +343,21 @@ def test_a_whole_rubin_repository_comes_in_as_its_export(rubin, make_butler):
     assert all(Path(rubin["butler"].getURI(r).ospath).is_file() for r in rubin["refs"])
 
 
-def test_a_whole_rubin_repository_with_an_empty_run_in_a_chain_comes_in(tmp_path, make_butler):
+def test_a_whole_rubin_repository_with_an_empty_run_and_a_file_outside_it_comes_in(tmp_path, make_butler):
     """A RUN without datasets comes in with the whole repository when a chain names it (it used to be
     left out, and the chain refused), and so does an empty TAGGED collection: collections, their
-    types and chains are the Rubin butler's."""
+    types and chains are the Rubin butler's.  A file ingested with transfer "direct" (outside the
+    Rubin datastore, as raws often are) comes in too, with the content the Rubin butler reads."""
+    import yaml
+
     b = make_rubin_repo(tmp_path / "repo")
+    outside = tmp_path / "raw area é"
+    outside.mkdir()
+    (outside / "summary 1.yaml").write_text(yaml.safe_dump({"direct": 1}))
+    b.registry.registerRun("ingested")
+    direct = daf_butler.DatasetRef(b.registry.getDatasetType("summary"), {"instrument": "Cam", "visit": 1, "detector": 0},
+                                   run="ingested")
+    b.ingest(daf_butler.FileDataset(path=str(outside / "summary 1.yaml"), refs=[direct]), transfer="direct")
     b.registry.registerRun("empty/run")
     b.registry.registerCollection("empty/tagged", daf_butler.CollectionType.TAGGED)
     b.registry.registerCollection("outer", daf_butler.CollectionType.CHAINED)
@@ -361,6 +371,8 @@ def test_a_whole_rubin_repository_with_an_empty_run_in_a_chain_comes_in(tmp_path
             assert list(ours.collections.get_chain(name)) == list(b.registry.getCollectionChain(name))
     assert ours.query_datasets("summary", collections="empty/run", find_first=False).count() == 0
     assert_same_repository(b, ours)
+    assert ours.get("summary", instrument="Cam", visit=1, detector=0, collections="ingested") == b.get(direct) \
+        == {"direct": 1}
 
 
 def test_opening_a_rubin_repository_in_place_says_to_import_it(rubin):

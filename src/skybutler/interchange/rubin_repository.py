@@ -43,7 +43,9 @@ def export_rubin_repository(path: str | Path, scratch: Path) -> Path:
                              "or Butler.export, then import that export") from None
     rubin: Any = RubinButler.from_config(str(path))
     try:
-        refs = list({r.id: r for r in rubin.registry.queryDatasets(..., collections=...)}.values())
+        # Expanded (with their records): a file outside the datastore (ingested with transfer
+        # "direct") gets its path in the export from the file template, which may name records.
+        refs = list({r.id: r for r in rubin.registry.queryDatasets(..., collections=...).expanded()}.values())
         collections = list(rubin.registry.queryCollections(...))
         # A RUN with datasets comes with them; an empty one (a chain may name it) only by itself.
         runs = {r.run for r in refs}
