@@ -12,7 +12,8 @@ holding the W1 records for the datasets written:
 - ``put_many``: N ``metrics`` datasets (10-float dicts) in one call, one transaction;
 - ``ingest``: N pre-written JSON files in one ``ingest`` call, transfer ``copy`` and ``direct``;
 - ``single puts``: one dataset per ``put``, one writer process, and the SQL statements a put
-  sends (all of them go to the server in one pipeline, plus its COMMIT);
+  sends (all of them go to the server in one pipeline, its BEGIN included, then its COMMIT:
+  two round trips);
 - ``8 writers``: eight processes putting one dataset per call into one RUN, and the ratio
   to one writer (``--writers-only`` takes this figure alone, ``--rounds N`` times in turn
   with one writer, and reports each round's ratio and their median: on a shared machine
@@ -150,10 +151,18 @@ def time_writers(root: Path, data_ids: list[dict[str, Any]], n_proc: int) -> dic
 
 def statements_per_put(butler: Butler, data_id: dict[str, Any]) -> dict[str, int]:
     """What one put (after a first put of its RUN) sends to the server: statements, how many of
-    them went in a pipeline (one round trip for all), and COMMITs.  Counted at psycopg's cursor."""
+    them went in a pipeline, and COMMITs, counted at psycopg's cursor; and round trips, the times
+    the client waited for the server's answer (a Sync or a simple Query in libpq's protocol trace)."""
     import psycopg
+    import sqlalchemy as sa
 
-    seen = {"statements": 0, "pipelined": 0, "commits": 0}
+    seen = {"statements": 0, "pipelined": 0, "commits": 0, "round_trips": 0}
+    trace = tempfile.TemporaryFile("w+")
+    traced: list[Any] = []
+
+    def on_checkout(dbapi, *_):
+        dbapi.pgconn.trace(trace.fileno())
+        traced.append(dbapi)
     originals = {name: getattr(psycopg.Cursor, name) for name in ("execute", "executemany", "copy")}
     commit = psycopg.Connection.commit
 
@@ -172,11 +181,19 @@ def statements_per_put(butler: Butler, data_id: dict[str, Any]) -> dict[str, int
         for name, original in originals.items():
             setattr(psycopg.Cursor, name, spy(original))
         psycopg.Connection.commit = counted_commit
+        sa.event.listen(butler.registry.db.engine, "checkout", on_checkout)
         butler.put(w.metrics_payload(data_id["visit"], data_id["detector"]), w.METRICS_TYPE, run=RUN, **data_id)
     finally:
         for name, original in originals.items():
             setattr(psycopg.Cursor, name, original)
         psycopg.Connection.commit = commit
+        sa.event.remove(butler.registry.db.engine, "checkout", on_checkout)
+        for dbapi in traced:
+            dbapi.pgconn.untrace()
+    with trace:
+        trace.seek(0)
+        seen["round_trips"] = sum(line.split("\t")[1:2] == ["F"] and line.split("\t")[3:4] in (["Sync"], ["Query"])
+                                  for line in trace)
     return seen
 
 
@@ -303,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     print(line("puts, 8 writers", singles["writers_8"]))
     per_put = singles["per_put"]
     print(f"  8 writers / 1 writer: {singles['writers_8_speedup']:.2f}x; one put sends {per_put['statements']} "
-          f"statements ({per_put['pipelined']} of them in one pipeline) and {per_put['commits']} COMMIT")
+          f"statements ({per_put['pipelined']} of them in one pipeline) and {per_put['commits']} COMMIT, "
+          f"in {per_put['round_trips']} round trips")
     if args.rounds > 1:
         print("  ratio of each round: " + ", ".join(f"{r:.2f}x" for r in singles["writers_8_speedup_each_round"])
               + " (the median round is the one above)")

@@ -156,11 +156,11 @@ def test_a_put_sends_its_rows_in_one_statement_and_a_big_batch_by_copy(big: Butl
     sent.clear()
     last = data_ids()[N_DETECTORS + 1]
     big.put(payload(last), "metrics", **last)
-    # savepoint, the rows of the five tables (dataset, membership, its count, location, facts)
-    # in one statement, release: all in one pipeline (one round trip)
-    assert [q.split()[0].upper() for q, _ in sent] == ["SAVEPOINT", "WITH", "RELEASE"], sent
+    # the transaction's BEGIN, a savepoint, the rows of the five tables (dataset, membership, its
+    # count, location, facts) in one statement, release: all in one pipeline (one round trip)
+    assert [q.split()[0].upper() for q, _ in sent] == ["BEGIN", "SAVEPOINT", "WITH", "RELEASE"], sent
     assert all(on for _, on in sent), sent
-    assert sent[1][0].count("INSERT INTO") == 5, sent
+    assert sent[2][0].count("INSERT INTO") == 5, sent
     got = big.find_dataset("metrics", last)
     assert got is not None and big.get(got) == payload(last)
     big.collections.register("other", "run")
@@ -168,6 +168,73 @@ def test_a_put_sends_its_rows_in_one_statement_and_a_big_batch_by_copy(big: Butl
     big.put_many("metrics", [(payload(d), d) for d in data_ids()], run="other")
     assert [q.split()[0].upper() for q, _ in sent if q.split()[0].upper() in ("INSERT", "WITH", "COPY")] == \
         ["COPY", "COPY", "INSERT", "COPY", "COPY"], sent  # the membership's count: one row
+
+
+def round_trips(butler: Butler, action) -> list[str]:
+    """The statements the client sent before each wait for the server while ``action`` ran
+    (first words, joined by +), read from libpq's own protocol trace: a ``Sync`` (the end of a
+    pipeline, or of one extended-protocol statement) or a simple ``Query`` ends a round trip.
+    Only the first line of a statement's text is looked at (the trace does not escape newlines)."""
+    import tempfile
+
+    import sqlalchemy as sa
+
+    traced = []
+
+    def trace(dbapi, *_):
+        dbapi.pgconn.trace(out.fileno())
+        traced.append(dbapi)
+
+    with tempfile.TemporaryFile("w+") as out:
+        sa.event.listen(butler.registry.db.engine, "checkout", trace)
+        try:
+            action()
+        finally:
+            sa.event.remove(butler.registry.db.engine, "checkout", trace)
+            for dbapi in traced:
+                dbapi.pgconn.untrace()
+        out.seek(0)
+        sent = [line.split("\t") for line in out.read().splitlines()]
+    ends, statements = [], []
+    for fields in sent:  # timestamp, F (from the client) or B, length, message, its fields
+        if len(fields) > 3 and fields[1] == "F":
+            if fields[3] in ("Parse", "Query"):  # Parse: "" "text..." (unnamed); Query: "text..."
+                text = fields[4].strip().removeprefix('"" ' if fields[3] == "Parse" else "")
+                statements.append(text.lstrip('"').split()[0].rstrip('";').upper())
+            if fields[3] in ("Sync", "Query"):
+                ends.append("+".join(statements))
+                statements = []
+    return ends
+
+
+def test_a_single_put_is_two_round_trips_its_statements_and_its_commit(big: Butler, stack):
+    if stack != "postgres":
+        pytest.skip("round trips are PostgreSQL's")
+    warm = [data_ids()[0], data_ids()[1], data_ids()[N_DETECTORS]]
+    big.put_many("metrics", [(payload(d), d) for d in warm])  # the RUN registered, records cached
+    last = data_ids()[N_DETECTORS + 1]
+    # one pipeline (BEGIN, SAVEPOINT, the rows, RELEASE), the file placed, then the COMMIT: psycopg's
+    # own BEGIN would be a round trip of its own before the pipeline
+    assert round_trips(big, lambda: big.put(payload(last), "metrics", **last)) == \
+        ["BEGIN+SAVEPOINT+WITH+RELEASE", "COMMIT"]
+    assert big.get("metrics", last) == payload(last)
+    with pytest.raises(DatasetConflictError):  # a failed pipeline that began its transaction
+        big.put(payload(last), "metrics", **last)
+    # the connection went back to the pool out of autocommit mode (a next transaction not starting
+    # with a pipeline is one transaction); a conflict inside butler.transaction() leaves it usable
+    pooled = big.registry.db.engine.raw_connection()
+    try:
+        assert pooled.driver_connection.autocommit is False
+    finally:
+        pooled.close()
+    with big.transaction():
+        big.put(payload(data_ids()[2]), "metrics", **data_ids()[2])
+        with pytest.raises(DatasetConflictError):
+            big.put(payload(last), "metrics", **last)
+        big.put(payload(data_ids()[3]), "metrics", **data_ids()[3])
+    assert "BEGIN" not in "+".join(round_trips(big, lambda: big.query_datasets("metrics").count()))
+    assert {(r.data_id["visit"], r.data_id["detector"]) for r in big.query_datasets("metrics")} == \
+        {(d["visit"], d["detector"]) for d in [*warm, last, data_ids()[2], data_ids()[3]]}
 
 
 def test_export_and_import_stream_in_chunks_and_import_is_all_or_nothing(big: Butler, make_butler, tmp_path,

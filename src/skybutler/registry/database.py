@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
 from ..errors import BackendError, QueryError, QueryTimeoutError
+from .bulk import end_pipelined_begin
 from .read_cache import ReadCache
 
 #: Seconds a SQLite writer waits for a lock before failing with a clear error.
@@ -136,8 +137,12 @@ def _begin_immediate(dbapi_connection) -> None:
         cursor.close()
 
 
-def _pg_on_checkin(_dbapi_connection, record) -> None:
+def _pg_on_checkin(dbapi_connection, record) -> None:
     record.info["idle_since"] = time.monotonic()
+    try:
+        end_pipelined_begin(dbapi_connection, record.info)
+    except Exception:  # never back to the pool in autocommit mode
+        record.invalidate()
 
 
 def _pg_ping_if_idle(dbapi_connection, record, _proxy) -> None:
@@ -249,6 +254,11 @@ class Database:
             finally:
                 self._local.conn = None
                 conn.info["write"] = False
+                if self.dialect == "postgresql" and not conn.invalidated:
+                    try:
+                        end_pipelined_begin(conn.connection.dbapi_connection, conn.connection.info)
+                    except Exception:  # never back to the pool in autocommit mode
+                        conn.invalidate()
                 if unchecked:
                     conn.info["unchecked_references"] = False
                     try:
