@@ -18,6 +18,7 @@ import lsst.sphgeom as sphgeom
 import sqlalchemy as sa
 
 from ..dimensions import regions as sky
+from ..dimensions.data_id import INT64_MAX, INT64_MIN
 from ..errors import QueryError
 from ..timespan import NS_MAX, NS_MIN
 from . import expression as ex
@@ -26,7 +27,6 @@ from .joins import JoinBuilder
 from .parser import KNOWN_FUNCTIONS
 
 NUMERIC = ("int", "float")
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 #: Fields of every dataset, usable bare when a query has one dataset type (see metadata.DATASET_FIELDS).
 _DATASET_FIELDS = ("dataset_id", "ingest_date", "run", "collection")
 #: Nodes that are conditions (true/false), never values to compare.
