@@ -107,10 +107,6 @@ def envelope(region: Region, system: str, level: int) -> list[int]:
     return out
 
 
-def pixel_region(system: str, level: int, index: int) -> Region:
-    return pixelization(system, level).pixel(index)
-
-
 def vertices_of(region: Region) -> Sequence[tuple[float, float]]:
     """(ra, dec) degrees of a convex polygon's vertices (for display and export)."""
     return [(sphgeom.LonLat(v).getLon().asDegrees(), sphgeom.LonLat(v).getLat().asDegrees())

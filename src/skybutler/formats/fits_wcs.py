@@ -53,15 +53,6 @@ alternates, SIP, TPV, distortion records and tables, IRAF's and the DSS plate ca
 lengths), matched by prefix, so generously."""
 
 
-def wcs_only(header: Any) -> Any:
-    """A header of the cards of ``header`` that a WCS can be built from: astropy's WCS turns its
-    whole header into text and back three times, so a raw's hundreds of other cards are most of
-    the cost of building it."""
-    from astropy.io import fits
-
-    return fits.Header([card for card in header.cards if _WCS_CARD.match(card.keyword)])
-
-
 @dataclass(frozen=True)
 class CheckedHeader:
     """An image HDU's header (with the primary cards it inherits) and the WCS of each of its keys,

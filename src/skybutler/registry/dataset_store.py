@@ -197,14 +197,6 @@ class DatasetStore:
                 key.in_(sa.bindparam("keys", expanding=True)))
         return stmt
 
-    def add_artifacts(self, pairs: Sequence[tuple[uuid.UUID, StoredArtifact]]) -> None:
-        if not pairs:
-            return
-        with self.db.transaction() as conn:
-            to_db = uuid_to_db(conn)
-            insert_rows(conn, self.schema.location, _LOCATION_COLUMNS,
-                        [(to_db(i), a.path, a.formatter, a.size, a.checksum) for i, a in pairs])
-
     def _explain_conflict(self, dtype: DatasetType, run: str, data_ids: Sequence[DataCoordinate],
                           ids: Sequence[uuid.UUID], step: str) -> Exception:
         existing = self.find_many(dtype, data_ids, [run]) if step == "tags" else {}
