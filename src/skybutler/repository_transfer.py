@@ -362,7 +362,7 @@ def ingest_with_ids(butler: Butler, entries: list[tuple[str, dict[str, Any]]], t
         return 0
     batch = None
     try:  # each file is checked as it is copied (read once); a refused one undoes the batch
-        batch = ingest_files(butler.datastore, placed, transfer, formatters, check=False, examine=examine)
+        batch = ingest_files(butler.datastore, placed, transfer, formatters, examine=examine)
         with butler.registry.transaction():
             position = 0
             for (type_name, run), items in groups.items():

@@ -338,7 +338,7 @@ class Writes:
         batch = placing = None
 
         def place() -> IngestBatch:  # undoes itself on failure
-            return ingest_files(self.butler.datastore, entries, transfer, fmt.name, fmt.extension, check=False)
+            return ingest_files(self.butler.datastore, entries, transfer, fmt.name, fmt.extension)
 
         try:
             if len(entries) >= staging.BACKGROUND_MIN_FILES:  # placed while the first rows go in

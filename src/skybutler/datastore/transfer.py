@@ -20,7 +20,6 @@ from pathlib import Path
 
 from ..errors import ArtifactExistsError, FormatterError, InvalidFileError, TransferError
 from ..faults import crash_point
-from ..formats import get_formatter
 from ..models import DatasetRef, StoredArtifact
 from .checksums import checksum
 from .journal import Intent, Journal
@@ -132,37 +131,15 @@ class IngestBatch:
             self.journal = None
 
 
-def check_sources(sources: Sequence[tuple[str | Path, str]]) -> None:
-    """Ask each (file, formatter name)'s formatter whether it can read the file, before any is placed.
-
-    Cheap by design (a FITS header walk, a Parquet footer, a JSON/YAML parse); raises
-    :class:`InvalidFileError` naming every refused file and its reason.
-    """
-    failures: list[tuple[str, str]] = []
-    for source, formatter_name in sources:
-        formatter = get_formatter(formatter_name)
-        try:
-            with open(source, "rb") as stream:
-                formatter.validate(stream)
-        except FormatterError as err:
-            failures.append((str(source), str(err)))
-        except FileNotFoundError:
-            raise TransferError(f"cannot ingest {source}: no such file") from None
-        except OSError as err:  # a directory, no permission
-            raise TransferError(f"cannot ingest {source}: {err.strerror or err}") from err
-    if failures:
-        raise InvalidFileError(failures)
-
-
 def ingest_files(datastore, entries: Sequence[tuple[str | Path, DatasetRef]], transfer: str,
-                 formatter: str | Sequence[str], extension: str = "", *, check: bool = True,
+                 formatter: str | Sequence[str], extension: str = "", *,
                  examine: Examine | None = None) -> IngestBatch:
     """Bring many files in (see :func:`ingest_file`): ``entries`` are (source, dataset ref) pairs,
     a file's path in the datastore comes from its ref and suffix (``extension`` if it has none);
     ``formatter`` is one name for all or one per entry.
 
-    Every file is checked by its formatter first (:func:`check_sources`; ``check=False`` when
-    the caller has), or by ``examine`` as it is placed: each file is then read
+    Every file has been checked by its formatter already (``formats.file_facts.examine_files``),
+    or is checked by ``examine`` as it is placed: each file is then read
     once, checked from the bytes that are copied, and a refused file stops the placing (the
     files after it are still checked, so that every refusal is reported) and undoes the batch
     (:class:`InvalidFileError`).  Then the intents of the
@@ -172,8 +149,6 @@ def ingest_files(datastore, entries: Sequence[tuple[str | Path, DatasetRef]], tr
     batch with ``finish()`` after its registry commit, or ``undo()``.
     """
     formatters = [formatter] * len(entries) if isinstance(formatter, str) else list(formatter)
-    if check:
-        check_sources([(source, f) for (source, _), f in zip(entries, formatters)])
     token = uuid.uuid4().hex
     plans: list[tuple[str, str, str, int | None]] = []  # source, relative path, mode, intent number
     intents: list[Intent] = []
