@@ -11,13 +11,9 @@ the publication's name.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from .. import errors
-from . import wire
 
 if TYPE_CHECKING:
     from ..butler import Butler
@@ -37,16 +33,8 @@ def publish_catalog(butler: Butler, dataset_type: str, destination: str, *, coll
     body = {"dataset_type": dataset_type, "destination": destination, "query": transport.query(spec)._body(),
             "name": name, "run": run, "margin_arcsec": margin_arcsec, "max_rows": max_rows, "max_bytes": max_bytes,
             "ra_column": ra_column, "dec_column": dec_column, "rebuild": rebuild}
-    for line in transport.stream_lines("catalogs/publish", body):
-        item = json.loads(line)
-        if "progress" in item:
-            if progress is not None:
-                progress(*item["progress"])
-        elif "error" in item:
-            wire.raise_error(item["error"], item["message"])
-        elif "result" in item:
-            return _publication(butler, destination, item["result"])
-    raise errors.ServerError(f"{transport.url}: the server's answer to a publication was cut short")
+    return _publication(butler, destination, transport.stream_result("catalogs/publish", body, progress,
+                                                                     "a publication"))
 
 
 def _publication(butler: Butler, destination: str, summary: dict[str, Any]) -> Publication:

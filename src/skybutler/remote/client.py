@@ -16,7 +16,7 @@ import os
 import socket
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -152,6 +152,21 @@ class RemoteTransport:
     def stream_lines(self, path: str, body: Any) -> Iterator[str]:
         with self._stream(path, body) as response:
             yield from response.iter_lines()
+
+    def stream_result(self, path: str, body: Any, progress: Callable[[int, int], None] | None, what: str) -> Any:
+        """The result of a long call whose answer streams as JSON lines (``routes_ingest._streamed``:
+        progress lines, then the result or an error): the progress is told to ``progress``, an error
+        is raised as the server named it, and an answer cut short is a ServerError naming ``what``."""
+        for line in self.stream_lines(path, body):
+            item = json.loads(line)
+            if "progress" in item:
+                if progress is not None:
+                    progress(*item["progress"])
+            elif "error" in item:
+                wire.raise_error(item["error"], item["message"])
+            elif "result" in item:
+                return item["result"]
+        raise errors.ServerError(f"{self.url}: the server's answer to {what} was cut short")
 
     def arrow(self, path: str, body: Any) -> pa.Table:
         import pyarrow as pa

@@ -170,14 +170,8 @@ def register_skymap(butler: Butler, name: str, kind: str, progress: Any, config:
     """Have the server register a sky map, its progress told to ``progress`` as it goes."""
     from ..ingest.skymaps import make_skymap
 
-    for line in butler._remote.stream_lines("skymaps", {"name": name, "kind": kind, "config": wire.encode(config)}):
-        item = json.loads(line)
-        if "progress" in item and progress is not None:
-            progress(*item["progress"])
-        elif "error" in item:
-            wire.raise_error(item["error"], item["message"])
-        elif "result" in item:
-            settings = dict(item["result"]["config"])
-            settings.pop("name", None)
-            return make_skymap(name, **settings), bool(item["result"]["new"])
-    raise errors.ServerError(f"{butler._remote.url}: the server's answer to a sky-map registration was cut short")
+    result = butler._remote.stream_result("skymaps", {"name": name, "kind": kind, "config": wire.encode(config)},
+                                          progress, "a sky-map registration")
+    settings = dict(result["config"])
+    settings.pop("name", None)
+    return make_skymap(name, **settings), bool(result["new"])
