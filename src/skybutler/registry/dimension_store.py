@@ -129,7 +129,7 @@ class DimensionRecordStore:
         with self.db.transaction() as conn:
             for attempt in range(_SKIP_EXISTING_ATTEMPTS if skip_existing else 1):
                 if skip_existing:
-                    existing = self._existing_identities(element_name, [r.identity for r in records])
+                    existing = self.existing_identities(element_name, [r.identity for r in records])
                     records = [r for r in records if r.identity not in existing]
                     if not records:
                         return 0
@@ -191,7 +191,7 @@ class DimensionRecordStore:
 
     def _explain_integrity(self, element_name: str, records: list[DimensionRecord], err: Exception) -> Exception:
         element = self.universe[element_name]
-        existing = self._existing_identities(element_name, [r.identity for r in records])
+        existing = self.existing_identities(element_name, [r.identity for r in records])
         if existing:
             shown = ", ".join(str(dict(zip(element.identity, i))) for i in sorted(existing)[:5])
             return DimensionRecordError(f"{element_name} record(s) already exist: {shown}")
@@ -199,7 +199,7 @@ class DimensionRecordStore:
         for dep in element.requires + element.implies:
             dep_ident = self.universe[dep].identity
             keys = {tuple(r[d] for d in dep_ident) for r in records}
-            found = self._existing_identities(dep, list(keys))
+            found = self.existing_identities(dep, list(keys))
             missing += [f"{dep} {dict(zip(dep_ident, k))}" for k in sorted(keys - found)]
         if missing:
             return DimensionRecordError(
@@ -208,7 +208,9 @@ class DimensionRecordStore:
 
     # -- reads ----------------------------------------------------------------
 
-    def _existing_identities(self, element_name: str, identities: list[tuple]) -> set[tuple]:
+    def existing_identities(self, element_name: str, identities: list[tuple]) -> set[tuple]:
+        """Those of ``identities`` that the element's table holds (its key columns alone read,
+        no records built)."""
         element = self.universe[element_name]
         table = self.schema.elements[element_name]
         cols = [table.c[element.column_of(d)] for d in element.identity]
