@@ -69,13 +69,20 @@ Contents = Callable[[], tuple[Iterable[tuple[str, list[Any]]], Iterable[list[tup
 def batches(butler: Butler, directory: Path, limit: int) -> tuple[dict[str, Any], Iterator[_Batch]]:
     """The manifest every batch shares (with the export's count of datasets) and the batches of the export at ``directory`` (read as
     they are made); SkybutlerError naming a file or record that cannot fit in a request alone."""
+    shared, total, contents = _export(butler, directory)
+    return {**shared, "datasets": total}, plan(shared, contents, limit)
+
+
+def _export(butler: Butler, directory: Path) -> tuple[dict[str, Any], int | None, Contents]:
+    """The export at ``directory``: what every batch of it shares (its universe, dataset types and
+    RUNs), its count of datasets (None if it does not say) and its contents."""
     from ..repository_transfer import export_contents, read_manifest
 
     manifest = read_manifest(butler, directory)
     shared = {"universe": manifest["universe"], "dataset_types": manifest["dataset_types"],
               "runs": manifest["runs"]}
     total = len(manifest["datasets"]) if manifest["format_version"] == 1 else manifest.get("datasets")
-    return {**shared, "datasets": total}, plan(shared, lambda: export_contents(directory, manifest), limit)
+    return shared, total, lambda: export_contents(directory, manifest)
 
 
 def plan(shared: dict[str, Any], contents: Contents, limit: int) -> Iterator[_Batch]:
@@ -141,14 +148,8 @@ def _record_lines(element: str, rows: list[Any], room: int) -> Iterator[str]:
 def send_import(butler: Butler, directory: Path, skip_existing: bool, progress: Any) -> int:
     """Import the export at ``directory`` into the server in batches (module doc); returns the
     datasets imported."""
-    from ..repository_transfer import export_contents, read_manifest
-
-    manifest = read_manifest(butler, directory)
-    shared = {"universe": manifest["universe"], "dataset_types": manifest["dataset_types"],
-              "runs": manifest["runs"]}
-    total = len(manifest["datasets"]) if manifest["format_version"] == 1 else manifest.get("datasets")
-    return send_batches(butler, shared, lambda: export_contents(directory, manifest), total, skip_existing,
-                        progress)
+    shared, total, contents = _export(butler, directory)
+    return send_batches(butler, shared, contents, total, skip_existing, progress)
 
 
 def send_batches(butler: Butler, shared: dict[str, Any], contents: Contents, total: int | None,
