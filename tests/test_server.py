@@ -351,3 +351,30 @@ def test_an_error_names_no_path_of_the_servers(butler):
         assert caught.value.status == 404 and "u~/boss~/r/metrics" in message
         for private in (str(butler.root), butler.datastore.root, butler.datastore.root_uri):
             assert private not in message, (private, message)
+
+
+def test_a_streamed_answer_names_no_path_of_the_servers(butler):
+    """A long call whose answer streams (a sky-map registration, a publication) has sent its status
+    before its work fails, so no exception handler sees the error: its error line names no path of
+    the server's either, for a skybutler error and an unforeseen one alike."""
+    import json
+
+    from skybutler.server.routes_ingest import streamed
+    from skybutler.server.state import ServerState
+
+    state = ServerState(butler.root)
+    root = str(state.root)
+    try:
+        for error in (SkybutlerError(f"cannot write {root}/.skybutler/part"), OSError(f"no room under {root}")):
+
+            def work(progress, error=error):
+                progress(1, 2)
+                raise error
+
+            lines = [json.loads(line) for line in streamed(work, state)]
+            assert lines[0] == {"progress": [1, 2]} and set(lines[-1]) == {"error", "message"}, lines
+            assert root not in lines[-1]["message"], lines[-1]
+            assert (".skybutler/part" if isinstance(error, SkybutlerError) else "no room under <repository>") \
+                in lines[-1]["message"], lines[-1]
+    finally:
+        state.close()

@@ -123,10 +123,8 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
     @app.exception_handler(errors.SkybutlerError)
     async def skybutler_error(request: Request, err: errors.SkybutlerError) -> Any:
         if is_api(request):
-            message = str(err)
-            for path in state.private_paths:  # a file is named as the datastore lays it out, not where it is
-                message = message.replace(f"{path}/", "").replace(path, "<repository>")
-            return JSONResponse({"error": type(err).__name__, "message": message}, status_code=status_of(err))
+            return JSONResponse({"error": type(err).__name__, "message": state.public_message(str(err))},
+                                status_code=status_of(err))
         from ..web.errors import error_page
 
         return error_page(request, err, status_of(err))

@@ -47,7 +47,7 @@ from ..remote import wire
 from . import authz
 from .app import current_user
 from .routes_datasets import Lookup, _find
-from .routes_ingest import _streamed
+from .routes_ingest import streamed
 from .routes_query import ClosingStream, QueryRequest, _arrow_stream, _results, query_slot
 
 router = APIRouter()
@@ -179,7 +179,7 @@ def publish(request: Request, body: Publish, user: User = Depends(current_user))
         summary = {f.name: getattr(done, f.name) for f in dataclasses.fields(done) if f.name not in ("path", "ref")}
         return {**summary, "ref": None if done.ref is None else wire.ref_to_json(done.ref)}
 
-    return StreamingResponse(_streamed(work), media_type="application/x-ndjson")
+    return StreamingResponse(streamed(work, state), media_type="application/x-ndjson")
 
 
 def _publication_name(text: str) -> str:

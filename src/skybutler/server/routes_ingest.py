@@ -213,20 +213,23 @@ def register_skymap(request: Request, body: SkyMapRequest, user: User = Depends(
             skymap, new = register(butler, body.name, body.kind, progress=progress, **body.config)
         return {"config": skymap.config(), "new": new}
 
-    return StreamingResponse(_streamed(work), media_type="application/x-ndjson")
+    return StreamingResponse(streamed(work, state), media_type="application/x-ndjson")
 
 
-def _streamed(work: Callable[[Callable[[int, int], None]], dict[str, Any]]) -> Iterator[str]:
-    """JSON lines of ``work``'s progress while it runs in a thread of its own, then of its outcome."""
+def streamed(work: Callable[[Callable[[int, int], None]], dict[str, Any]], state: ServerState) -> Iterator[str]:
+    """JSON lines of ``work``'s progress while it runs in a thread of its own, then of its outcome;
+    an error's message names no path of the server's (``state.public_message``), as every other
+    answer's (the status is sent before the work ends, so no exception handler sees the error)."""
     lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
 
     def run() -> None:
         try:
             lines.put({"result": work(lambda done, total: lines.put({"progress": [done, total]}))})
         except SkybutlerError as err:
-            lines.put({"error": type(err).__name__, "message": str(err)})
+            lines.put({"error": type(err).__name__, "message": state.public_message(str(err))})
         except Exception as err:  # noqa: BLE001 -- the client is told; the stream must end
-            lines.put({"error": "ServerError", "message": f"internal error ({type(err).__name__}: {err})"})
+            lines.put({"error": "ServerError",
+                       "message": state.public_message(f"internal error ({type(err).__name__}: {err})")})
         finally:
             lines.put(None)
 

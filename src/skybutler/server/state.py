@@ -83,6 +83,13 @@ class ServerState:
         self._releases_recorded = -float("inf")
         self._held = threading.local()
 
+    def public_message(self, message: str) -> str:
+        """``message`` with the server's own paths taken out, as a client is told it: a file named as
+        the datastore lays it out, the repository's or datastore's root as ``<repository>``."""
+        for path in self.private_paths:
+            message = message.replace(f"{path}/", "").replace(path, "<repository>")
+        return message
+
     def record_releases(self, now: float) -> None:
         """Write the embargo releases since the last time to the audit log, at most every
         ``release_record_seconds`` (one request does it; the others do not wait for it)."""
