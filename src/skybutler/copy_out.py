@@ -178,22 +178,12 @@ class RemoteSource:
 
     def record_rows(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         """:meth:`records` as plain rows, as :meth:`LocalSource.record_rows` gives them."""
-        from .dimensions import regions as sky
+        from .repository_transfer import record_row
 
         for name, records in self.records():
             records = self._written.new(name, records)
-            if not records:
-                continue
-            rows = []
-            for record in records:
-                row = record.to_dict()
-                if "region" in row:
-                    row["region"] = sky.encode(row["region"])
-                if row.get("timespan") is not None:
-                    row["timespan"] = row["timespan"].to_ns()
-                rows.append(row)
-            yield name, rows
-
+            if records:
+                yield name, [record_row(r) for r in records]
 
 
 class Written:

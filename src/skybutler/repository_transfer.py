@@ -106,16 +106,20 @@ def _follow_implied(butler: Butler, keys: dict[str, set[tuple]]) -> None:
 
 
 def record_to_json(record: DimensionRecord) -> dict[str, Any]:
-    """A record as an export's records file holds it (what :func:`_row_to_json` writes from its
-    plain row; the Rubin import through a server sends its records so)."""
-    out: dict[str, Any] = {}
-    for key, value in record.items():
-        if key == "region":
-            value = None if value is None else base64.b64encode(sky.encode(value)).decode()
-        elif key == "timespan":
-            value = None if value is None else list(value.to_ns())
-        out[key] = value
-    return out
+    """A record as an export's records file holds it (the Rubin import through a server sends its
+    records so)."""
+    return _row_to_json(record_row(record))
+
+
+def record_row(record: DimensionRecord) -> dict[str, Any]:
+    """A record as the plain row :meth:`DimensionRecordStore.export_rows` gives: its region
+    encoded, its timespan as its nanosecond bounds."""
+    row = record.to_dict()
+    if row.get("region") is not None:
+        row["region"] = sky.encode(row["region"])
+    if row.get("timespan") is not None:
+        row["timespan"] = row["timespan"].to_ns()
+    return row
 
 
 def _row_to_json(row: dict[str, Any]) -> dict[str, Any]:
