@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .batching import gc_paused
-from .datastore import staging
 from .datastore.journal import JournalScope
-from .datastore.staging import BackgroundPreparation, InBackground
+from .datastore.staging import BACKGROUND_MIN_FILES, BackgroundPreparation, InBackground
 from .datastore.transfer import TRANSFER_MODES, IngestBatch, ingest_files
 from .dimensions import DataCoordinate
 from .errors import (
@@ -341,7 +340,7 @@ class Writes:
             return ingest_files(self.butler.datastore, entries, transfer, fmt.name, fmt.extension)
 
         try:
-            if len(entries) >= staging.BACKGROUND_MIN_FILES:  # placed while the first rows go in
+            if len(entries) >= BACKGROUND_MIN_FILES:  # placed while the first rows go in
                 placing = InBackground(place)
                 artifacts: Any = lambda: [d.artifact for d in placing.result().files]  # noqa: E731
             else:

@@ -32,12 +32,11 @@ from ..errors import ArtifactExistsError, DatastoreError
 from ..faults import crash_point
 from ..formats import get_formatter
 from ..models import DatasetRef, StoredArtifact
-from . import staging as background
 from .checksums import checksum
 from .journal import Intent, Journal, JournalScope, WriteJournal
 from .local_files import rename_no_replace, write_new_file
 from .reading import ArtifactReads, fsspec_url_to_fs
-from .staging import BackgroundPreparation
+from .staging import BACKGROUND_MIN_FILES, BackgroundPreparation
 from .templates import DEFAULT_TEMPLATE, PathTemplate, template_fields
 
 T = TypeVar("T")
@@ -226,7 +225,7 @@ class FileDatastore(ArtifactReads):
         :mod:`.staging`); None where it would not pay (an object store, a small batch).  Its
         ``pending()`` are the artifacts, to :meth:`publish_many` after its ``wait()``; a failed batch
         is ended by :meth:`settle` of what its ``stop()`` returns."""
-        if not self.local or len(refs) < background.BACKGROUND_MIN_FILES:
+        if not self.local or len(refs) < BACKGROUND_MIN_FILES:
             return None
         return BackgroundPreparation(lambda: self._format_and_journal(refs, objects, formatter_name, scope),
                                      self._stage)
