@@ -203,6 +203,7 @@ class Written:
                 identities -= self._keys[name]
 
     def add(self, name: str, identities: Sequence[tuple]) -> None:
+        """Note ``identities`` of element ``name`` as written, within :data:`WRITTEN_LIMIT`."""
         # Past the limit the largest elements are forgotten first: theirs are the records named by
         # few datasets (one per dataset, in the workload), the small ones are named again and again.
         for largest in sorted(self._keys, key=lambda n: len(self._keys[n]), reverse=True):

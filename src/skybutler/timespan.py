@@ -107,12 +107,14 @@ class Timespan:
 
     @property
     def begin(self) -> Time | None:
+        """The first instant inside (None: unbounded), made from the stored bounds when first read."""
         if self._begin is _UNMADE:
             object.__setattr__(self, "_begin", None if self._ns[0] <= NS_MIN else ns_to_time(self._ns[0]))
         return self._begin
 
     @property
     def end(self) -> Time | None:
+        """The first instant after it (None: unbounded), made from the stored bounds when first read."""
         if self._end is _UNMADE:
             object.__setattr__(self, "_end", None if self._ns[1] >= NS_MAX else ns_to_time(self._ns[1]))
         return self._end

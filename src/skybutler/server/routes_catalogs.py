@@ -124,6 +124,9 @@ PUBLICATIONS_DIR = Path(BOOKKEEPING_DIR) / "publications"
 
 
 class Publish(BaseModel):
+    """A publication through a server: the query the caller's datasets come from, its name
+    (``destination``) and the settings of ``Butler.publish_catalog``."""
+
     dataset_type: str
     destination: str
     query: QueryRequest

@@ -155,12 +155,16 @@ async def import_export(request: Request, skip_existing: bool = True,
 
 
 class RecordKeys(BaseModel):
+    """The records of one line of an export's records file, by identity."""
+
     element: str
     #: each record's identity (its values of the element's identifying dimensions, in order)
     identities: list[list[Any]]
 
 
 class PresentQuery(BaseModel):
+    """What of a batch of an export a resumed import asks the repository about."""
+
     #: the dataset types of the export (as its manifest lists them)
     dataset_types: list[dict[str, Any]] = []
     #: dataset lines of an export (their ``id``, ``type``, ``run`` and ``data_id``)
