@@ -583,9 +583,3 @@ class Butler(QueryMethods, CatalogMethods, PartMethods):
         self._remove_rows_then_files(artifacts, delete_rows)
         self._writes.forget_runs(names)
         return len(ids)
-
-    @_served
-    def destroy(self) -> None:
-        """Delete the whole repository directory (tests and demos)."""
-        self.close()
-        shutil.rmtree(self.root)
