@@ -197,8 +197,9 @@ def _leave_out_present(butler: Butler, shared: dict[str, Any], batch: _Batch) ->
     lines = [json.loads(line) for line in batch.records]
     try:
         keys = [{"element": line["element"], "identities": [
-            list(DimensionRecord.validate(butler.universe, line["element"], _record_from_json(row)).identity)
-            for row in line["records"]]} for line in lines]
+            list(record.identity) for record in DimensionRecord.validate_many(
+                butler.universe, line["element"], [_record_from_json(row) for row in line["records"]])]}
+            for line in lines]
     except (KeyError, TypeError, ValueError) as err:
         raise SkybutlerError(f"malformed export: its records ({' '.join(str(err).split())[:200]})") from None
     answer = butler._remote.post_json("import/present", {

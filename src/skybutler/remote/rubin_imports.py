@@ -101,7 +101,7 @@ def _records(butler: Butler, export: RubinExport) -> list[tuple[str, list[Any]]]
     """The export's dimension records as the records file of a skybutler export holds them, in
     the order they go in."""
     universe = butler.universe
-    return [(element, [record_to_json(DimensionRecord.validate(universe, element, row)) for row in export.records[element]])
+    return [(element, [record_to_json(r) for r in DimensionRecord.validate_many(universe, element, export.records[element])])
             for element in universe.sorted(export.records) if export.records[element]]
 
 
