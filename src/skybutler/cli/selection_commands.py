@@ -154,11 +154,12 @@ def retrieve_artifacts(repo: Path, destination: Path, dataset_types: tuple[str, 
                                      "(a glob or none gives no order)", param_hint="--find-first")
         first = ordered and not find_all and find_first is not False
         types = [t for group in dataset_type_groups(butler, split_csv_option(dataset_types)) for t in group]
+        order = split_csv_option(order_by)
         refs: list[Any] = []
         for dataset_type in types:
             found = butler.query_datasets(dataset_type, where, collections=search, find_first=first)
-            if split_csv_option(order_by):
-                found = found.order_by(*split_csv_option(order_by))
+            if order:
+                found = found.order_by(*order)
             refs.extend(found.limit(abs(limit) + 1) if limit else found)
         if limit and len(refs) > abs(limit):
             if limit < 0:
