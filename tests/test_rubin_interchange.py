@@ -375,6 +375,28 @@ def test_a_whole_rubin_repository_with_an_empty_run_and_a_file_outside_it_comes_
         == {"direct": 1}
 
 
+def test_a_whole_rubin_repository_of_an_unread_universe_is_refused_by_its_name(tmp_path, make_butler):
+    """A Rubin repository of universe 5 (before day_obs and group were dimensions), made by the Rubin
+    butler: refused whole, the error naming the repository (not the scratch export) and the version."""
+    from lsst.daf.butler import DimensionConfig
+
+    config = Path(daf_butler.__file__).parent / "configs" / "old_dimensions" / "daf_butler_universe5.yaml"
+    RubinButler.makeRepo(str(tmp_path / "repo"), dimensionConfig=DimensionConfig(str(config)))
+    b = RubinButler.from_config(str(tmp_path / "repo"), writeable=True)
+    b.registry.insertDimensionData("instrument", {"name": "Cam", "visit_max": 10, "exposure_max": 10,
+                                                  "detector_max": 4, "class_name": "x.Cam"})
+    b.registry.registerDatasetType(daf_butler.DatasetType("cfg", ["instrument"], "StructuredDataDict",
+                                                          universe=b.dimensions))
+    b.registry.registerRun("r")
+    b.put({"a": 1}, "cfg", instrument="Cam", run="r")
+    ours = make_butler("sky")
+    with pytest.raises(RubinImportError, match=rf"cannot import the Rubin repository {tmp_path / 'repo'} \(1 problem"
+                                               r"\(s\), nothing was imported\): dimension universe daf_butler version 5 "
+                                               r"is not supported"):
+        import_datasets(ours, tmp_path / "repo")
+    assert ours.query_dataset_types("*") == [] and ours.query_dimension_records("instrument").count() == 0
+
+
 def test_opening_a_rubin_repository_in_place_says_to_import_it(rubin):
     """A Rubin repository is not opened as a skybutler one (its butler.yaml configures the Rubin
     butler's classes): the error says what it is and what to run, and the repository is untouched."""

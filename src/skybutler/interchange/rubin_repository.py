@@ -62,10 +62,14 @@ def export_rubin_repository(path: str | Path, scratch: Path) -> Path:
 def import_rubin_repository(butler: Any, path: str | Path, transfer: str, skip_existing: bool) -> int:
     """Import the whole Rubin repository at ``path`` (see the module docstring)."""
     from .rubin_import import import_rubin
+    from .rubin_read import RubinImportError
 
     if transfer not in ("copy", "auto"):
         raise SkybutlerError(f"files of a Rubin repository are copied in (transfer {transfer!r} was asked): its "
                              "datastore stays the Rubin butler's")
     with tempfile.TemporaryDirectory(prefix=".rubin-repository-") as tmp:
         export = export_rubin_repository(path, Path(tmp))
-        return import_rubin(butler, export, "copy", skip_existing)
+        try:
+            return import_rubin(butler, export, "copy", skip_existing)
+        except RubinImportError as err:  # named as the user named it, not by the scratch export
+            raise RubinImportError(f"the Rubin repository {path}", err.problems) from None
