@@ -134,6 +134,26 @@ def test_a_template_field_the_dataset_lacks_fails_cleanly(make_butler):
     assert n_datasets(b) == 0
 
 
+def test_a_direct_ingest_asks_no_template(make_butler, tmp_path):
+    """A file ingested with transfer direct stays where it is, so the dataset type's template is
+    not asked for a path: one naming a field the dataset lacks stops a copy, not a direct ingest."""
+    from conftest import populate
+
+    b = make_butler(run="run/a", templates={"metrics": "{run}/{exposure}/{data_id}"})
+    populate(b)
+    b.register_dataset_type("metrics", ["visit", "detector"], "Dict")
+    sources = []
+    for detector in (1, 2):
+        sources.append(tmp_path / f"m{detector}.json")
+        sources[-1].write_text(json.dumps({"d": detector}))
+    with pytest.raises(DatastoreError, match="needs 'exposure'"):
+        b.ingest("metrics", [(sources[0], {**DATA_ID, "detector": 1})], transfer="copy")
+    assert n_datasets(b) == 0 and stored_files(b) == set()
+    refs = b.ingest("metrics", [(s, {**DATA_ID, "detector": d}) for s, d in zip(sources, (1, 2))], transfer="direct")
+    assert [r.artifact.path for r in refs] == [f"file://{s}" for s in sources]
+    assert [b.get(r) for r in refs] == [{"d": 1}, {"d": 2}] and stored_files(b) == set()
+
+
 # -- checksums -----------------------------------------------------------------------
 
 

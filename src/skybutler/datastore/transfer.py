@@ -155,10 +155,10 @@ def ingest_files(datastore, entries: Sequence[tuple[str | Path, DatasetRef]], tr
     for source, ref in entries:
         source = os.path.abspath(source)
         mode = _mode(datastore, source, transfer)
-        relative = datastore.relative_path(ref, file_suffix(source, extension))
-        if mode == "direct":
-            plans.append((source, relative, mode, None))
+        if mode == "direct":  # recorded where it is: the datastore's template names no path for it
+            plans.append((source, "", mode, None))
             continue
+        relative = datastore.relative_path(ref, file_suffix(source, extension))
         final = datastore.full_path(relative)
         identity = _identity(source) if mode in ("move", "hardlink") else None
         staged = f"{final}.tmp-{token}-{len(intents)}" if datastore.local and mode in ("copy", "move") else None
