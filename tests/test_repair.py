@@ -308,3 +308,35 @@ def test_a_damaged_journal_never_stops_the_repository_opening_and_is_kept(tmp_pa
     assert damaged.read_bytes() == content
     damaged.unlink()
     _cli("verify", root)
+
+
+def test_the_next_open_removes_only_the_scratch_directories_of_dead_processes(tmp_path):
+    """Files brought in to be ingested wait in held scratch directories of the repository: one
+    whose process was killed goes with the next open, one a live process holds stays, and so
+    does anything there that skybutler did not make."""
+    from skybutler.datastore.uploads import held_directory, release_directory
+
+    Butler.create(tmp_path / "repo").close()
+    uploads = tmp_path / "repo" / ".skybutler" / "uploads"
+    pid = os.fork()
+    if pid == 0:  # a process that makes its scratch directory and is killed in the middle of its work
+        dead, _ = held_directory(uploads, "zip-")
+        (dead / "member.fits").write_bytes(b"a copy of a zip's member")
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.waitpid(pid, 0)
+    (dead,) = [p for p in uploads.glob("zip-*") if p.suffix != ".held"]
+    live, held = held_directory(uploads, "import-")  # this process at work in it
+    (live / "export.json").write_text("{}")
+    unheld_old, unheld_young = uploads / "import-old", uploads / "upload-young"
+    for made in (unheld_old, unheld_young):  # a process killed as it made one, long ago and just now
+        made.mkdir()
+    os.utime(unheld_old, (1e9, 1e9))
+    mine = uploads / "notes"
+    mine.write_text("not skybutler's")
+    with Butler(tmp_path / "repo") as butler:
+        assert sorted(butler.recovered) == sorted(f"removed the scratch directory {p} of a process that died"
+                                                  for p in (dead, unheld_old))
+    assert not dead.exists() and not Path(f"{dead}.held").exists() and not unheld_old.exists()
+    assert (live / "export.json").exists() and unheld_young.exists() and mine.read_text() == "not skybutler's"
+    release_directory(live, held)
+    assert not live.exists() and not Path(f"{live}.held").exists()

@@ -436,7 +436,7 @@ def test_bare_rubin_zip_comes_in_with_records_already_there(rubin, make_butler):
     refs = list(ours.query_datasets("summary", collections="Cam/run1"))
     assert {r.id for r in refs} == {r.id for r in rubin["refs"] if r.datasetType.name == "summary"}
     assert ours.get("summary", instrument="Cam", visit=1, detector=2, collections="Cam/run1")["detector"] == 2
-    assert not list(ours.root.glob(".rubin-zip-*"))  # the scratch extraction is gone
+    assert not list(ours.root.glob(".skybutler/uploads/*"))  # the scratch extraction is gone
 
 
 @pytest.mark.parametrize("transfer", ["direct", "symlink"])

@@ -29,6 +29,8 @@ CONFIG_NAME = "butler.yaml"
 DEFAULT_DATASTORE = "datastore"
 #: Where the repository keeps its own bookkeeping (write journal, quarantine), relative to its root.
 BOOKKEEPING_DIR = ".skybutler"
+#: Where a server writes the publications it makes, relative to its repository's root.
+PUBLICATIONS_DIR = f"{BOOKKEEPING_DIR}/publications"
 
 
 def _registry_url(url: str | None) -> None:

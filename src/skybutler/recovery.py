@@ -24,7 +24,9 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from .config import BOOKKEEPING_DIR, PUBLICATIONS_DIR
 from .datastore.rollback import settle_intent
+from .datastore.uploads import remove_abandoned
 from .faults import crash_point
 
 if TYPE_CHECKING:
@@ -37,8 +39,9 @@ def recover(butler: Butler) -> list[str]:
     """Settle every abandoned journal; returns what was done (one line per action)."""
     journal = butler.datastore.journal
     if journal is None or not journal.has_entries():
-        return []
+        return _remove_scratch(butler)
     done: list[str] = []
+    unsettled = 0
     live_paths = {i.path for j in journal.live() for i in j.intents}
     for record in journal.abandoned():
         ids = [uuid.UUID(i.dataset_id) for i in record.intents]
@@ -48,15 +51,33 @@ def recover(butler: Butler) -> list[str]:
         with _dataset_locks(butler, ids, record.header.get("dataset_locks", False)) as held:
             if not held:
                 journal.release(record)
+                unsettled += 1
                 continue
             settled = _settle(butler, journal, record, ids, live_paths, done)
         if not settled:
+            unsettled += 1
             continue
         journal.end(record)
         done.append(f"settled the interrupted write of {len(record.intents)} file(s) (pid "
                     f"{record.header.get('pid')}) recorded in {os.path.basename(record.path)}")
+    if not unsettled:  # a journal left for later may yet move files back into a scratch directory
+        done += _remove_scratch(butler)
     for line in done:
         log.info("%s", line)
+    return done
+
+
+def _remove_scratch(butler: Butler) -> list[str]:
+    """Remove the scratch directories (uploads, a zip's members) and the unfinished versions of a
+    server's publications of processes that died."""
+    done = [f"removed the scratch directory {path} of a process that died"
+            for path in remove_abandoned(butler.root / BOOKKEEPING_DIR / "uploads")]
+    publications = butler.root / PUBLICATIONS_DIR
+    if publications.is_dir():
+        from .catalogs.hats_files import remove_abandoned_versions
+
+        done += [f"removed the unfinished publication {path} of a publisher that died"
+                 for path in remove_abandoned_versions(publications)]
     return done
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .butler import Butler
+from .config import BOOKKEEPING_DIR
 from .datastore.transfer import ingest_files
 from .dimensions import DataCoordinate, DimensionRecord
 from .dimensions import regions as sky
@@ -393,10 +394,15 @@ def ingest_with_ids(butler: Butler, entries: list[tuple[str, dict[str, Any]]], t
 
 def transfer_datasets(source: Butler, target: Butler, refs: Iterable[DatasetRef], transfer: str = "copy",
                       skip_existing: bool = True) -> int:
-    """Copy datasets straight from one repository to another (any stacks), IDs preserved."""
+    """Copy datasets straight from one repository to another (any stacks), IDs preserved.  The
+    export between them waits in a held scratch directory of a local target, so a process killed
+    meanwhile leaves its copies to the target's next open, not in the system's temporary space."""
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="skybutler-transfer-") as tmp:
+    from .datastore.uploads import scratch_directory
+
+    with (scratch_directory(target.root / BOOKKEEPING_DIR / "uploads", "transfer-") if target._remote is None
+          else tempfile.TemporaryDirectory(prefix="skybutler-transfer-")) as tmp:
         export_datasets(source, refs, tmp, transfer="copy")
         return import_datasets(target, tmp, transfer="copy" if transfer == "auto" else transfer,
                                skip_existing=skip_existing)

@@ -15,7 +15,9 @@ A new version is written in a hidden sibling (``.DEST.publishing-<token>``), unt
 partitions hard-linked from the current one, and made visible in one step: a rename when
 ``DEST`` does not exist, else an atomic exchange of the two directories (Linux
 ``renameat2(RENAME_EXCHANGE)``), after which the old version is deleted.  A publisher holds
-``flock`` on ``.DEST.lock``; a sibling left by a killed publisher is deleted by the next one.
+``flock`` on ``.DEST.lock``; a sibling left by a killed publisher is deleted by the next one,
+or, for the publications a server makes in its repository, by the next open of the repository
+(:func:`remove_abandoned_versions`).
 """
 
 from __future__ import annotations
@@ -201,6 +203,28 @@ class PublicationDir:
         else:
             os.rename(self.staging, self.dest)
         self.staging = None
+
+
+def remove_abandoned_versions(directory: Path) -> list[str]:
+    """Delete the hidden versions killed publishers left in ``directory``: those of each publication
+    whose lock no live publisher holds (the next publisher would delete them too); returns them."""
+    removed: list[str] = []
+    for lock in directory.glob(".*.lock"):
+        leftovers = list(directory.glob(f"{lock.name[:-len('.lock')]}.publishing-*"))
+        if not leftovers:
+            continue
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # a publisher at work
+                continue
+            for leftover in leftovers:
+                shutil.rmtree(leftover, ignore_errors=True)
+                removed.append(str(leftover))
+        finally:
+            os.close(fd)
+    return removed
 
 
 def write_catalog_metadata(catalog_dir: Path, properties: dict[str, Any], pixels: list[tuple[int, int]]) -> None:

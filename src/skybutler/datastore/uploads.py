@@ -1,27 +1,107 @@
-"""Files a remote client sent for ingest or import, kept in a scratch directory of the
-repository until the ingest or import has moved them in (or failed), then removed with
-whatever is left."""
+"""Files brought into a repository to be ingested -- sent by a remote client for an ingest or an
+import, extracted from a zip, or exported from another repository -- kept in a scratch directory of the repository until they have
+been moved in (or the write failed), then removed with whatever is left.
+
+Each scratch directory is held: its process holds an exclusive ``flock`` on ``<directory>.held``
+beside it while it uses it, and the kernel drops the lock when the process dies, even by
+``kill -9``.  So a directory whose lock can be taken is a dead process's, and the next open of
+the repository removes it (:func:`remove_abandoned`, run by :mod:`skybutler.recovery` once the
+journals of dead writers are settled: a killed move-ingest's files are back in it by then).  What
+a scratch directory holds is only ever a copy (the client, or the zip, keeps the original).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import TransferError
 
+#: The prefixes of the scratch directories made here: an upload, an import's tree, a zip's members,
+#: the export a transfer between repositories goes through.
+SCRATCH_PREFIXES = ("upload-", "import-", "zip-", "transfer-")
+#: A scratch directory without its lock file this old (seconds) was left by a process killed as it
+#: made (or removed) it; a younger one may be a live process's, about to take its lock.
+UNHELD_AGE = 60.0
+
+
+def held_directory(directory: str | Path, prefix: str) -> tuple[Path, int]:
+    """A new scratch directory inside ``directory``, and the descriptor of the lock its process now
+    holds (give both to :func:`release_directory` when done)."""
+    os.makedirs(directory, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=directory))
+    fd = os.open(f"{path}.held", os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return path, fd
+
+
+def release_directory(path: Path, fd: int) -> None:
+    """Remove a scratch directory of :func:`held_directory` with whatever is left in it."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(f"{path}.held")
+    shutil.rmtree(path, ignore_errors=True)
+    os.close(fd)
+
+
+@contextlib.contextmanager
+def scratch_directory(directory: str | Path, prefix: str) -> Iterator[Path]:
+    """A held scratch directory inside ``directory`` while the block runs."""
+    path, fd = held_directory(directory, prefix)
+    try:
+        yield path
+    finally:
+        release_directory(path, fd)
+
+
+def remove_abandoned(directory: str | Path) -> list[str]:
+    """Remove the scratch directories inside ``directory`` whose processes died (see the module doc);
+    returns the paths removed."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    removed = []
+    for name in names:
+        path = os.path.join(directory, name)
+        if not name.startswith(SCRATCH_PREFIXES) or name.endswith(".held"):
+            continue
+        try:
+            fd: int | None = os.open(f"{path}.held", os.O_RDWR)
+        except FileNotFoundError:
+            try:
+                if time.time() - os.stat(path).st_mtime < UNHELD_AGE:
+                    continue
+            except FileNotFoundError:
+                continue
+            fd = None
+        try:
+            if fd is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # its process is at work
+                    continue
+                os.unlink(f"{path}.held")
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        finally:
+            if fd is not None:
+                os.close(fd)
+    return removed
+
 
 @contextlib.contextmanager
 def uploaded_files(directory: str | Path, files: Sequence[tuple[str, bytes]]) -> Iterator[list[Path]]:
     """``(name, bytes)`` written as files (under their base names, so their extension tells the
     format) in a new directory inside ``directory``; removed when the block ends."""
-    os.makedirs(directory, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="upload-", dir=directory))
+    scratch, held = held_directory(directory, "upload-")
     try:
         paths = []
         for number, (name, data) in enumerate(files):
@@ -34,7 +114,7 @@ def uploaded_files(directory: str | Path, files: Sequence[tuple[str, bytes]]) ->
             paths.append(path)
         yield paths
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        release_directory(scratch, held)
 
 
 class UploadedTree:
@@ -45,8 +125,7 @@ class UploadedTree:
     length.  Paths must stay inside the tree (no ``..``, no absolute path, no file twice)."""
 
     def __init__(self, directory: str | Path, limit: int):
-        os.makedirs(directory, exist_ok=True)
-        self.root = Path(tempfile.mkdtemp(prefix="import-", dir=directory))
+        self.root, self._held = held_directory(directory, "import-")
         #: each received file's relative path and size
         self.sizes: dict[str, int] = {}
         self._limit, self._total = limit, 0
@@ -120,4 +199,4 @@ class UploadedTree:
         """Delete the tree and whatever is left in it."""
         if self._out is not None:
             self._out.close()
-        shutil.rmtree(self.root, ignore_errors=True)
+        release_directory(self.root, self._held)

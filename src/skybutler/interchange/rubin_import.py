@@ -13,7 +13,6 @@ back out, so the repository is as it was.
 from __future__ import annotations
 
 import os
-import tempfile
 import uuid
 import zipfile
 from collections import defaultdict
@@ -22,6 +21,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ..butler import Butler
+from ..config import BOOKKEEPING_DIR
+from ..datastore.uploads import scratch_directory
 from ..errors import SkybutlerError
 from ..models import CollectionType, DatasetRef
 from .rubin_formats import UnmappedFormatError, import_formatter, import_storage_class
@@ -45,8 +46,8 @@ def import_rubin(butler: Butler, path: str | Path, transfer: str = "copy", skip_
         return _apply(butler, export, formatters, present, transfer, lambda d: files[d.path])
     if transfer not in ZIP_TRANSFERS:
         raise SkybutlerError(f"files inside a zip can only be copied in (transfer {transfer!r} was asked)")
-    scratch = butler.root if butler.datastore.local else None
-    with tempfile.TemporaryDirectory(prefix=".rubin-zip-", dir=scratch) as tmp:
+    # A held scratch directory of the repository: a process killed here leaves it to the next open.
+    with scratch_directory(butler.root / BOOKKEEPING_DIR / "uploads", "zip-") as tmp:
         with zipfile.ZipFile(export.zip_path) as archive:
             wanted = {d.path for d in export.datasets if d.id not in present}
             for member in wanted:

@@ -35,7 +35,7 @@ from pydantic import BaseModel
 
 from ..access import User
 from ..butler_catalogs import no_publication, published_rows
-from ..config import BOOKKEEPING_DIR
+from ..config import PUBLICATIONS_DIR
 from ..errors import (
     DatasetNotFoundError,
     MissingDatasetTypeError,
@@ -119,8 +119,6 @@ def catalog_schema_versions(request: Request, dataset_type: str) -> list[dict[st
 
 #: A publication's name through a server: one directory name, not hidden, of printable ASCII.
 PUBLICATION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-#: Where a server writes the publications it makes, under its repository's root.
-PUBLICATIONS_DIR = Path(BOOKKEEPING_DIR) / "publications"
 
 
 class Publish(BaseModel):
