@@ -110,7 +110,7 @@ def skybutler_leftovers(root: Path) -> list[str]:
     with Butler(root) as butler:
         found = [p for p in butler.datastore.walk() if ".tmp-" in p]
     found += [str(p) for p in Path(root).rglob("*") if ".tmp-" in p.name or p.name.startswith(
-        (".rubin-zip-", ".rubin-repository-", "import-", "upload-")) or ".publishing-" in p.name]
+        (".rubin-zip-", ".rubin-repository-", "import-", "upload-", "zip-", "transfer-")) or ".publishing-" in p.name]
     return found
 
 
@@ -496,9 +496,19 @@ def test_import(repo, exported, tmp_path, transfer, step):
 def test_transfer(repo, template, exported, tmp_path, step):
     source = Path(shutil.copytree(template, tmp_path / "source"))  # an SQLite repository, into either stack
     assert CliRunner().invoke(cli, ["import", str(source), str(exported)]).exit_code == 0
-    run_killed(cli_main("transfer", source, repo), step)
+    system_temp = tmp_path / "system-temp"
+    system_temp.mkdir()
+
+    def work() -> None:
+        import tempfile
+
+        tempfile.tempdir = str(system_temp)  # in the forked child only
+        cli_main("transfer", source, repo)()
+
+    run_killed(work, step)
     assert_recovered(repo, {})
     assert_recovered(source, {})
+    assert not any(system_temp.iterdir()), "a killed transfer left its copies in the system's temporary space"
 
 
 # -- verify --fix itself -------------------------------------------------------------------
