@@ -340,3 +340,23 @@ def test_the_next_open_removes_only_the_scratch_directories_of_dead_processes(tm
     assert (live / "export.json").exists() and unheld_young.exists() and mine.read_text() == "not skybutler's"
     release_directory(live, held)
     assert not live.exists() and not Path(f"{live}.held").exists()
+
+
+def test_the_next_open_removes_an_unfinished_publication_only_when_no_publisher_holds_it(tmp_path):
+    """A server's publications live in its repository: the hidden version a killed publisher left
+    goes with the next open, never one a live publisher is writing (it holds the lock)."""
+    import fcntl
+
+    Butler.create(tmp_path / "repo").close()
+    publications = tmp_path / "repo" / ".skybutler" / "publications"
+    (publications / "deep").mkdir(parents=True)
+    unfinished = publications / ".deep.publishing-0123"
+    (unfinished / "dataset").mkdir(parents=True)
+    fd = os.open(publications / ".deep.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a publisher at work
+    with Butler(tmp_path / "repo") as butler:
+        assert not butler.recovered and unfinished.exists()
+    os.close(fd)  # ... killed
+    with Butler(tmp_path / "repo") as butler:
+        assert butler.recovered == [f"removed the unfinished publication {unfinished} of a publisher that died"]
+    assert not unfinished.exists() and (publications / "deep").exists()
