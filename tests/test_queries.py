@@ -447,6 +447,30 @@ def test_circle_overlaps_visit_detector_regions(repo):
         assert pairs(repo.query_data_ids(["visit", "detector"], where=where)) == want
 
 
+@pytest.mark.parametrize("extra, keep", [
+    ("visit <= 3 AND detector IN (0, 1)", lambda v, d: v <= 3 and d in (0, 1)),
+    ("band = 'g'", lambda v, d: "gri"[(v - 1) % 3] == "g"),
+    ("visit.exposure_time > 20 OR detector = 0", lambda v, d: v % 10 != 0 or d == 0),
+])
+def test_a_region_query_reads_the_regions_table_for_its_keys(repo, extra, keep):
+    """Visits and detectors by their regions take their keys from the regions' table (the
+    records exist: foreign keys), joining the visit or detector table only for what it
+    alone holds (a band, an exposure time): the same answer as a brute-force test."""
+    hits = 0
+    for ra, dec in [visit_pointing(v) for v in (1, 4, 8, 11)]:
+        circle = regions.circle(ra, dec, 1.0)
+        want = sorted((v, d) for v in range(1, N_VISITS + 1) for d in range(N_DETECTORS)
+                      if not detector_region(v, d).relate(circle) & sphgeom.DISJOINT and keep(v, d))
+        results = repo.query_data_ids(["visit", "detector"],
+                                      where=f"visit_detector_region.region OVERLAPS CIRCLE({ra!r}, {dec!r}, 1.0) "
+                                            f"AND ({extra})")
+        assert pairs(results) == want and results.count() == len(want)
+        statement = str(results._built.statement)
+        assert " e_detector" not in statement and (" e_visit " in statement) == ("visit <=" not in extra)
+        hits += len(want)
+    assert hits > 1
+
+
 def test_patches_overlapping_a_visit(repo):
     for visit in (3, 4):
         visit_region = regions.rectangle(*visit_pointing(visit), 3.5, 3.5)

@@ -342,6 +342,9 @@ def _build_one(registry: Registry, spec: QuerySpec, search: _Search, dataset_typ
     if spec.kind == "records":
         table = joins.join_element(spec.element)
         select_cols += [(c.name, c) for c in table.c]
+    if dtype is None and spec.kind != "records":
+        for name in _covering_elements(registry, tree, output_group):
+            joins.join_element(name)
     # Most specific first: detector's and visit's tables source the instrument themselves,
     # so it needs no table of its own.
     for d in reversed(output_group.required):
@@ -410,6 +413,28 @@ def _build_one(registry: Registry, spec: QuerySpec, search: _Search, dataset_typ
     return BuiltQuery(stmt, output_group, labels, compiled.region_filters, [dtype] if dtype else [], ctx.doomed,
                       tree, compiled.terms, base, unique_by, ctx.constants, sole_keys=ctx.sole_keys,
                       ambiguity=ambiguity, counted=counted)
+
+
+def _covering_elements(registry: Registry, tree: ex.Node | None, group: DimensionGroup) -> list[str]:
+    """Elements whose own table the where-clause reads (a field, region or timespan of it)
+    and whose identity holds every required dimension of the result: the visit-detector
+    regions of a query for visits and detectors.  Joined first, such a table sources those
+    dimensions itself, so their own tables are not joined (their records exist: foreign
+    keys) unless the query reads them too.  Each joined table costs PostgreSQL planning
+    time: Q4 of bench_queries planned in 0.6 ms with the visit and detector tables, 0.13
+    ms without."""
+    universe, required = registry.universe, set(group.required)
+    out = []
+    for name in sorted(ex.identifiers(tree)):
+        head, _, rest = name.partition(".")
+        element = universe.elements.get(head)
+        if element is None or element.skypix is not None or not required or not required <= set(element.identity):
+            continue
+        part = rest.split(".", 1)[0]
+        if (part in element.fields or (part == "region" and element.region)
+                or (part == "timespan" and element.timespan)) and head not in out:
+            out.append(head)
+    return out
 
 
 def _counted_pair(registry: Registry, ctx: _Context, spec: QuerySpec, dtype: DatasetType,
