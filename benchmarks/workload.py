@@ -477,8 +477,13 @@ class ServerCpu:
         engine = butler.registry.db.engine
         sa.event.listen(engine, "checkout", lambda dbapi, *_: self.pids.add(dbapi.info.backend_pid))
         engine.dispose()  # connections made before the listener was added are not known: start afresh
+        #: the read cache's watcher keeps a connection of its own, out of the pool
+        self._watcher = butler.registry.db.read_cache.watcher
 
     def seconds(self) -> float | None:
+        watcher_pid = getattr(self._watcher, "backend_pid", lambda: None)()
+        if watcher_pid is not None:
+            self.pids.add(watcher_pid)
         total = 0.0
         tick = os.sysconf("SC_CLK_TCK")
         for pid in self.pids:

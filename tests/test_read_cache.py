@@ -98,9 +98,10 @@ def test_a_forked_child_opens_its_own_watcher_and_forgets_the_parents_answers(tw
 
     def child(queue):
         cache = first.registry.db.read_cache
-        inherited = cache._watcher  # the parent's SQLite connection: not to be used here
+        inherited = cache.watcher.connection  # the parent's SQLite connection: not to be used here
         answer = runs_found(first)
-        queue.put((answer, inherited is not None and cache._watcher is not None and cache._watcher is not inherited))
+        own = cache.watcher.connection
+        queue.put((answer, inherited is not None and own is not None and own is not inherited))
 
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
@@ -220,3 +221,100 @@ def test_postgres_reuses_data_id_queries_and_sees_new_records(two_postgres_clien
     with first.registry.transaction():
         visits()
     assert len(built) == 4
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def two_clients_on(request, tmp_path):
+    """Two butlers on one repository of either stack: metrics in run/a, chain -> [run/a]."""
+    from conftest import POSTGRES_URL, stack_locations
+
+    if request.param == "postgres" and not POSTGRES_URL:
+        pytest.skip("needs SKYBUTLER_TEST_POSTGRES_URL")
+    first = Butler.create(tmp_path / "repo", **stack_locations(request.param, tmp_path))
+    populate(first, 2, 2)
+    first.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+    first.put({"v": 1}, "metrics", instrument="Cam", visit=1, detector=0, run="run/a")
+    first.collections.register("chain", "chained")
+    first.collections.set_chain("chain", ["run/a"])
+    second = Butler(tmp_path / "repo")
+    yield first, second
+    first.close()
+    second.close()
+
+
+class _Sent:
+    """The statements a butler sends through its pool (but SQLite's BEGIN), and the marks its watcher reads."""
+
+    def __init__(self, butler: Butler, monkeypatch):
+        import sqlalchemy as sa
+
+        self.statements: list[str] = []
+        self.marks: list[object] = []
+        sa.event.listen(butler.registry.db.engine, "before_cursor_execute",
+                        lambda conn, cursor, statement, *_: statement == "BEGIN" or self.statements.append(statement))
+        watcher = butler.registry.db.read_cache.watcher
+        real = watcher.mark
+        monkeypatch.setattr(watcher, "mark", lambda: self.marks.append(real()) or self.marks[-1])
+
+    def during(self, call) -> tuple[object, list[str], list[object]]:
+        self.statements.clear()
+        self.marks.clear()
+        return call(), list(self.statements), list(self.marks)
+
+
+def test_a_query_asked_again_sends_only_its_own_statement_while_nothing_is_committed(two_clients_on, monkeypatch):
+    """The chain's children and which collections hold the type are not asked again: one
+    statement per query, and a maintained count none, while the watcher's mark stays the
+    same; another client's commit is seen at once.  (A PostgreSQL mark moves with any
+    commit to the shared server: calls that saw it move may ask again, the others may not.)"""
+    first, second = two_clients_on
+    sent = _Sent(first, monkeypatch)
+    quiet = 0
+    last_mark = None
+    for _ in range(20):
+        runs, statements, marks = sent.during(lambda: runs_found(first))
+        assert runs == ["run/a"]
+        count, count_statements, count_marks = sent.during(
+            lambda: first.query_datasets("metrics", collections="chain").count())
+        assert count == 1
+        if marks and set(marks + count_marks) == {last_mark}:  # nothing committed meanwhile
+            quiet += 1
+            assert len(statements) == 1 and "collection_chain" not in statements[0], statements
+            assert count_statements == []
+        last_mark = (count_marks or marks or [None])[-1]
+    assert quiet > 0
+    second.put({"v": 2}, "metrics", instrument="Cam", visit=2, detector=1, run="run/b")
+    assert first.query_datasets("metrics", collections="chain").count() == 1
+    second.collections.set_chain("chain", ["run/b", "run/a"])
+    assert runs_found(first) == ["run/a", "run/b"]
+    assert first.query_datasets("metrics", collections="chain", find_first=False).count() == 2
+    second.put({"v": 3}, "metrics", instrument="Cam", visit=1, detector=1, run="run/b")
+    assert first.query_datasets("metrics", collections="chain", find_first=False).count() == 3
+    assert runs_found(first) == ["run/a", "run/b", "run/b"]
+
+
+def test_postgres_mark_moves_with_another_connections_commit_only(two_postgres_clients):
+    first, second = two_postgres_clients
+    watcher = first.registry.db.read_cache.watcher
+    before = watcher.mark()
+    assert runs_found(first) == ["run/a"]  # reads only
+    second.put({"v": 2}, "metrics", instrument="Cam", visit=2, detector=1, run="run/a")
+    after = watcher.mark()
+    assert after is not None and after != before
+
+
+def test_postgres_watcher_that_lost_its_server_connection_answers_nothing_then_connects_again(
+        two_postgres_clients):
+    """A watcher whose server process ended remembers nothing for that call (every lookup
+    runs) and connects anew on the next: answers stay right throughout."""
+    first, second = two_postgres_clients
+    assert runs_found(first) == ["run/a"]
+    watcher = first.registry.db.read_cache.watcher
+    pid = watcher.backend_pid()
+    with second.registry.db.reading() as conn:
+        conn.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+    second.put({"v": 2}, "metrics", instrument="Cam", visit=2, detector=1, run="run/b")
+    second.collections.set_chain("chain", ["run/b", "run/a"])
+    assert runs_found(first) == ["run/a", "run/b"]
+    assert watcher.mark() is not None and watcher.backend_pid() not in (None, pid)
+    assert runs_found(first) == ["run/a", "run/b"]

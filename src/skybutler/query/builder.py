@@ -273,17 +273,19 @@ def build(registry: Registry, spec: QuerySpec) -> BuiltQuery:
     keys SQLAlchemy worked out for it.  Only specs whose values are all hashable (no
     regions, lists or times in ``bind``) are remembered.
 
-    On PostgreSQL, which cannot say cheaply whether anything was committed, a built query
-    is reused while the lookups it was built from (a chain's children, which collections
-    hold the queried types) answer as they did, run again each time
-    (:meth:`~skybutler.registry.read_cache.ReadCache.checked`); only queries whose
+    On PostgreSQL, whose mark of commits moves with every database of the server, a built
+    query is reused while the lookups it was built from (a chain's children, which
+    collections hold the queried types) answer as they did, asked again once the mark has
+    moved (:meth:`~skybutler.registry.read_cache.ReadCache.checked`); only queries whose
     where-clause names nothing but dimensions and their fields, which the universe
-    defines (not dataset facts or user tables, whose definitions live in the database)."""
+    defines (not dataset facts or user tables, whose definitions live in the database).
+    The lookups of one build answer for one moment: the mark is read once."""
     key = _cache_key(spec)
-    if key is None:
-        return _build(registry, spec)
-    return registry.db.read_cache.checked(key, lambda: _build(registry, spec), registry.name_tables(),
-                                          keep=lambda built: _names_dimensions_only(registry, built.tree))
+    with registry.db.read_cache.pinned():
+        if key is None:
+            return _build(registry, spec)
+        return registry.db.read_cache.checked(key, lambda: _build(registry, spec), registry.name_tables(),
+                                              keep=lambda built: _names_dimensions_only(registry, built.tree))
 
 
 def _names_dimensions_only(registry: Registry, tree: ex.Node | None) -> bool:

@@ -313,8 +313,12 @@ class QueryResults:
         if self._empty():
             return 0
         if self._built.counted is not None and self._after is None:
-            with self._registry.db.reading() as conn:
-                return self._registry.datasets.totals.total(conn, *self._built.counted)
+            def total() -> int:
+                with self._registry.db.reading() as conn:
+                    return self._registry.datasets.totals.total(conn, *self._built.counted)
+
+            # a sum of a few maintained rows, remembered like a lookup while nothing is committed
+            return self._registry.db.read_cache.get(("dataset-count", *self._built.counted), total)
         stmt = self._statement(plain_ids=False)
         if columnar.is_flat(stmt):
             counting = stmt.with_only_columns(sa.func.count(), maintain_column_froms=True)

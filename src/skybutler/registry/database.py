@@ -24,6 +24,7 @@ from sqlalchemy.exc import ArgumentError
 
 from ..errors import BackendError, QueryError, QueryTimeoutError
 from .bulk import end_pipelined_begin
+from .commit_watch import PostgresWatcher, SqliteWatcher
 from .read_cache import ReadCache
 
 #: Seconds a SQLite writer waits for a lock before failing with a clear error.
@@ -179,9 +180,13 @@ class Database:
         self.dialect = self.engine.dialect.name
         self._local = threading.local()
         path = self.engine.url.database if self.dialect == "sqlite" else None
-        #: Small lookups' answers, reused while nothing is committed (SQLite files only).
-        self.read_cache = ReadCache(path if path and path != ":memory:" else None, lambda: self.in_transaction,
-                                    lambda: getattr(self._local, "opened", 0))
+        watcher: SqliteWatcher | PostgresWatcher | None = None
+        if path and path != ":memory:":
+            watcher = SqliteWatcher(path)
+        elif self.dialect == "postgresql":
+            watcher = PostgresWatcher(self._watch_connection)
+        #: Small lookups' answers, reused while nothing is committed (not for an in-memory database).
+        self.read_cache = ReadCache(watcher, lambda: self.in_transaction, lambda: getattr(self._local, "opened", 0))
         #: Rows this client inserted into queried tables since their statistics were made, and
         #: the row counts those statistics describe (read from sqlite_stat1 or pg_class when needed).
         self._inserted: dict[str, int] = {}
@@ -194,6 +199,15 @@ class Database:
             sa.event.listen(self.engine, "connect", self._sqlite_watch_deadline)
         elif self.dialect == "postgresql":
             sa.event.listen(self.engine, "before_cursor_execute", self._pg_statement_timeout)
+
+    def _watch_connection(self):
+        """A driver connection of the engine's own making (its password, search path and
+        timeouts), out of the pool for good and in autocommit: the read cache's watcher."""
+        proxied = self.engine.raw_connection()
+        proxied.detach()
+        connection = proxied.dbapi_connection
+        connection.autocommit = True
+        return connection
 
     @contextlib.contextmanager
     def time_limit(self, seconds: float) -> Iterator[None]:

@@ -292,11 +292,13 @@ class DimensionRecordStore:
     def sole_key(self, element_name: str) -> DataIdValue | None:
         """The key of the only record of a dimension that requires no other (the repository's
         one instrument), or None: several records or none, or no cheap way to know (the
-        read cache is inactive: PostgreSQL, a transaction).  Queries make such a dimension a
-        constant of their results."""
+        read cache is inactive: an in-memory database, a transaction; or its mark moves with
+        other databases' commits, on PostgreSQL, where asking would make every query of data
+        IDs depend on a lookup, asked again whenever the server's mark moved).  Queries make
+        such a dimension a constant of their results."""
         element = self.universe[element_name]
         if (element.requires or element.key is None or element.skypix is not None
-                or element_name not in self.schema.elements or not self.db.read_cache.active()):
+                or element_name not in self.schema.elements or not self.db.read_cache.private()):
             return None
         column = self.schema.elements[element_name].c[element.column_of(element_name)]
 
