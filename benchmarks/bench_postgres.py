@@ -161,8 +161,10 @@ def statements_per_put(butler: Butler, data_id: dict[str, Any]) -> dict[str, int
     traced: list[Any] = []
 
     def on_checkout(dbapi, *_):
-        dbapi.pgconn.trace(trace.fileno())
-        traced.append(dbapi)
+        if dbapi not in traced:  # a second trace() would drop what the first one buffered
+            dbapi.pgconn.trace(trace.fileno())
+            traced.append(dbapi)
+
     originals = {name: getattr(psycopg.Cursor, name) for name in ("execute", "executemany", "copy")}
     commit = psycopg.Connection.commit
 
@@ -192,8 +194,8 @@ def statements_per_put(butler: Butler, data_id: dict[str, Any]) -> dict[str, int
             dbapi.pgconn.untrace()
     with trace:
         trace.seek(0)
-        seen["round_trips"] = sum(line.split("\t")[1:2] == ["F"] and line.split("\t")[3:4] in (["Sync"], ["Query"])
-                                  for line in trace)
+        messages = [line.rstrip("\n").split("\t")[1:4] for line in trace]  # F (client) or B, length, type
+        seen["round_trips"] = sum(m[0] == "F" and m[2] in ("Sync", "Query") for m in messages if len(m) == 3)
     return seen
 
 

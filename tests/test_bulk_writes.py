@@ -182,8 +182,9 @@ def round_trips(butler: Butler, action) -> list[str]:
     traced = []
 
     def trace(dbapi, *_):
-        dbapi.pgconn.trace(out.fileno())
-        traced.append(dbapi)
+        if dbapi not in traced:  # a second trace() would drop what the first one buffered
+            dbapi.pgconn.trace(out.fileno())
+            traced.append(dbapi)
 
     with tempfile.TemporaryFile("w+") as out:
         sa.event.listen(butler.registry.db.engine, "checkout", trace)
