@@ -151,6 +151,7 @@ DATA_ID_CASES = [
     (D, "glob(detector.full_name, 'R%')", {}),
     (D, "NOT glob(detector.full_name, '*1')", {}),
     (D, "glob(detector.full_name, :p)", {"p": "R0*"}),
+    (V, "NOT (NOT visit.region OVERLAPS POINT(10.5, 0.5))", {}),
     # a key named alone: the one element of the query whose key it is (Rubin counts keys as fields)
     (D, "id = 1", {}),
     (D, "id IN (0, 2) AND name = 'Cam'", {}),
@@ -305,6 +306,8 @@ BOTH_REFUSE = [
     (V, "NULL = NULL", {}, "compares NULL with NULL"),
     (E, "exposure.timespan.begin > T'2024-01-02T04:30:00/local'", {}, "scale 'local' cannot be compared"),
     (E, "exposure.timespan.begin > :t", {"t": Time("2024-01-02T04:30:00", scale="local")}, "scale 'local'"),
+    (E, "exposure.azimuth % 2.0 = 0.5", {}, "% takes integers; 'exposure.azimuth' is float"),
+    (E, "exposure.seq_num % 1.5 = 0.5", {}, "% takes integers; '1.5' is float"),
 ]
 
 
@@ -417,3 +420,54 @@ def test_random_expressions_agree_with_the_rubin_butler(rubin, ours, where):
     theirs = {tuple(sorted(d.required.items())) for d in found}
     mine = {tuple(sorted(dict(d).items())) for d in ours.query_data_ids(VD, where, **data_id)}
     assert mine == theirs, where
+
+
+# -- the Rubin butler's order_by=, limit= and explain= -----------------------------------------
+
+SHAPES = [  # total orders, so that both butlers have one answer
+    {"order_by": ["-visit", "detector"]},
+    {"order_by": ["visit", "-detector"]},
+    {"order_by": ["-detector", "visit"], "limit": 4},
+    {"order_by": "-visit", "limit": 0},
+    {"order_by": ["detector", "-visit"], "limit": -2},
+    {"order_by": ["visit", "detector"], "limit": None, "explain": False},
+    # fields of an element the rows identify
+    {"order_by": ["-visit.name", "detector"]},
+    {"order_by": ["visit.timespan.begin", "-detector"], "limit": 3},
+    {"order_by": ["-visit.exposure_time", "visit.seq_num", "-detector"]},
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_order_by_and_limit_as_the_rubin_butler_takes_them(rubin, ours, shape, caplog):
+    where = "instrument = 'Cam'"
+    theirs = [(r.dataId["visit"], r.dataId["detector"], r.id) for r in rubin["butler"].query_datasets(
+        "summary", collections=C, where=where, **{"explain": False, **shape})]
+    with caplog.at_level("WARNING", logger="skybutler.query"):
+        mine = [(r.data_id["visit"], r.data_id["detector"], r.id)
+                for r in ours.query_datasets("summary", where, collections=C, **shape)]
+    assert mine == theirs
+    assert ("requested limit of 2" in caplog.text) == (shape.get("limit") == -2)
+    ids = [(d["visit"], d["detector"]) for d in ours.query_data_ids(VD, where, **shape)]
+    with rubin["butler"].query() as query:
+        rubin_ids = query.data_ids(VD).where(where)
+        rubin_ids = rubin_ids.order_by(*([shape["order_by"]] if isinstance(shape["order_by"], str)
+                                         else shape["order_by"]))
+        if shape.get("limit") not in (None, 0):
+            rubin_ids = rubin_ids.limit(abs(shape["limit"]))
+        expected = [] if shape.get("limit") == 0 else [(d["visit"], d["detector"]) for d in rubin_ids]
+    assert ids == expected
+
+
+@pytest.mark.parametrize("order_by", ["-visit", ["visit.exposure_time", "-visit"], "-visit.id", "visit.timespan.end",
+                                      ["-seq_num", "visit"]], ids=str)
+def test_records_order_by_fields_as_the_rubin_butler_names_them(rubin, ours, order_by):
+    theirs = [r.id for r in rubin["butler"].query_dimension_records("visit", where="instrument = 'Cam'",
+                                                                     order_by=order_by, explain=False)]
+    mine = [r["visit"] for r in ours.query_dimension_records("visit", "instrument = 'Cam'", order_by=order_by)]
+    assert mine == theirs and len(mine) == 2
+
+
+def test_with_dimension_records_is_refused_by_name(ours):
+    with pytest.raises(QueryError, match="with_dimension_records= .* is not taken"):
+        ours.query_data_ids(VD, "instrument = 'Cam'", with_dimension_records=True)

@@ -8,6 +8,7 @@ registry, default collections and data ID, and nothing else.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,24 @@ def _span_ns(timespan: Timespan | Time | None) -> tuple[int, int] | None:
     return None if span is None else span.to_ns()
 
 
+def _shaped(results: Any, order_by: str | Sequence[str] | None, limit: int | None, what: str) -> Any:
+    """``results`` ordered and limited as the Rubin butler's query methods take it: ``order_by``
+    a name or names (``-`` for descending), ``limit`` at most that many (0: none), a negative
+    one at most ``-limit`` with a warning logged when there are more, None no limit.  Its
+    ``explain`` is taken and does nothing: an empty answer is an empty result here, and
+    ``results.explain()`` says why."""
+    if order_by is not None:
+        results = results.order_by(*([order_by] if isinstance(order_by, str) else order_by))
+    if limit is None:
+        return results
+    if limit >= 0:
+        return results.limit(limit)
+    if results.limit(-limit + 1).count() > -limit:
+        logging.getLogger("skybutler.query").warning("More %s are available than the requested limit of %d.",
+                                                     what, -limit)
+    return results.limit(-limit)
+
+
 class QueryMethods:
     """Queries of data IDs, datasets, dimension records and calibrations (a base of ``Butler``)."""
 
@@ -45,25 +64,31 @@ class QueryMethods:
         if collections is not None or fields.get("kind") == "datasets" or fields.get("datasets"):
             collections = self._search_path(collections)
         data_id = {**self.default_data_id, **(fields.pop("data_id", None) or {})}
+        if "with_dimension_records" in data_id:
+            raise QueryError("with_dimension_records= (the Rubin butler's) is not taken: results carry their implied "
+                             "values (band, physical_filter, ...); read records with query_dimension_records")
         return QuerySpec(collections=tuple(collections or ()), data_id=data_id,
                          **{k: v for k, v in fields.items() if v is not None})
 
     def query_data_ids(self, dimensions: Iterable[str] | str, where: str = "", *, bind: Mapping[str, Any] | None = None,
                        datasets: Iterable[str] | str | None = None, collections: str | Sequence[str] | None = None,
                        data_id: Mapping[str, Any] | None = None, with_implied: bool = False,
+                       order_by: str | Sequence[str] | None = None, limit: int | None = None, explain: bool = False,
                        **kwargs: Any) -> DataIdQueryResults:
-        """Data IDs of ``dimensions`` matching a where-clause (and having ``datasets`` in ``collections``)."""
+        """Data IDs of ``dimensions`` matching a where-clause (and having ``datasets`` in ``collections``).
+        ``order_by``, ``limit`` and ``explain`` are the Rubin butler's (see :func:`_shaped`)."""
         dims = (dimensions,) if isinstance(dimensions, str) else tuple(dimensions)
         spec = self._query_spec(kind="data_ids", dimensions=dims, where=where, bind=dict(bind or {}),
                                 datasets=(datasets,) if isinstance(datasets, str) else tuple(datasets or ()),
                                 collections=collections, data_id={**(data_id or {}), **kwargs},
                                 with_implied=with_implied)
-        return self.query(spec)
+        return _shaped(self.query(spec), order_by, limit, "data IDs")
 
     def query_datasets(self, dataset_type: str | Sequence[str], where: str = "", *,
                        collections: str | Sequence[str] | None = None, find_first: bool = True,
                        bind: Mapping[str, Any] | None = None, data_id: Mapping[str, Any] | None = None,
                        states: str | Iterable[str] | None = None, timespan: Timespan | Time | None = None,
+                       order_by: str | Sequence[str] | None = None, limit: int | None = None, explain: bool = False,
                        **kwargs: Any) -> DatasetQueryResults:
         """References to datasets of one type, or of several types with the same dimensions,
         in ``collections`` matching a where-clause; with ``find_first`` only the first
@@ -73,7 +98,8 @@ class QueryMethods:
 
         A calibration type in CALIBRATION collections: without ``find_first`` every
         certification is listed (``with_validity()`` gives each one's range); with it, the
-        one valid at ``timespan``, or during the exposure or visit the query names."""
+        one valid at ``timespan``, or during the exposure or visit the query names.
+        ``order_by``, ``limit`` and ``explain`` are the Rubin butler's (see :func:`_shaped`)."""
         types = (dataset_type,) if isinstance(dataset_type, str) else tuple(dataset_type)
         if not types:
             raise QueryError("query_datasets needs at least one dataset type")
@@ -83,7 +109,7 @@ class QueryMethods:
                                 data_id={**(data_id or {}), **kwargs},
                                 states=None if states is None else tuple([states] if isinstance(states, str)
                                                                          else states))
-        return self.query(spec)
+        return _shaped(self.query(spec), order_by, limit, "datasets")
 
     def _expand_wildcards(self, collections: Any, find_first: bool) -> Any:
         """Collections with each glob (``Cam/*``) or ``...`` (every collection) replaced by the
@@ -132,11 +158,13 @@ class QueryMethods:
 
     def query_dimension_records(self, element: str, where: str = "", *, bind: Mapping[str, Any] | None = None,
                                 data_id: Mapping[str, Any] | None = None,
-                                **kwargs: Any) -> DimensionRecordQueryResults:
-        """Records of one dimension element matching a where-clause."""
+                                order_by: str | Sequence[str] | None = None, limit: int | None = None,
+                                explain: bool = False, **kwargs: Any) -> DimensionRecordQueryResults:
+        """Records of one dimension element matching a where-clause.  ``order_by``, ``limit``
+        and ``explain`` are the Rubin butler's (see :func:`_shaped`)."""
         spec = self._query_spec(kind="records", element=element, where=where, bind=dict(bind or {}),
                                 data_id={**(data_id or {}), **kwargs})
-        return self.query(spec)
+        return _shaped(self.query(spec), order_by, limit, "records")
 
     @_served
     def query(self, spec: QuerySpec) -> DataIdQueryResults | DatasetQueryResults | DimensionRecordQueryResults:

@@ -26,7 +26,7 @@ from ..errors import BackendError, QueryError
 from ..models import ArtifactBatch, DatasetRef
 from ..registry import Registry
 from ..timespan import NS_MAX, NS_MIN, Timespan, ns_to_time
-from . import calibrations, columnar, keyset
+from . import calibrations, columnar, keyset, ordering
 from .builder import BuiltQuery
 
 
@@ -48,10 +48,13 @@ class QueryResults:
 
     def order_by(self, *names: str) -> QueryResults:
         """Sort by result columns (dimension names, ``dataset_id``; ``run`` sorts datasets by
-        their RUN's name); a leading ``-`` sorts descending."""
+        their RUN's name) or fields of the elements they identify (``visit.exposure_time``,
+        ``visit.timespan.begin``); a leading ``-`` sorts descending."""
         for name in names:
-            if name.lstrip("-") not in self._built.columns and not self._by_run_name(name):
-                raise QueryError(f"cannot order by {name.lstrip('-')!r}; columns: {', '.join(self._built.columns)}")
+            if name.lstrip("-") not in self._built.columns and not self._by_run_name(name) and \
+                    ordering.element_field(self._registry.universe, self._built.columns, name) is None:
+                raise QueryError(f"cannot order by {name.lstrip('-')!r}; columns: {', '.join(self._built.columns)}, "
+                                 "or <element>.<field> of an element they identify")
         return self._copy(order=tuple(names))
 
     def _by_run_name(self, name: str) -> bool:
@@ -97,11 +100,14 @@ class QueryResults:
         if self._order:
             sub = stmt.subquery("q")
             order = self._order + self._tie_breakers()
-            columns = {n.lstrip("-"): sub.c[n.lstrip("-")] for n in order if not self._by_run_name(n)}
-            stmt = sa.select(*sub.c)
+            joined, columns = ordering.join_fields(self._registry.schema, self._registry.universe, sub,
+                                                   [n for n in order if n.lstrip("-") not in sub.c])
+            columns.update({n.lstrip("-"): sub.c[n.lstrip("-")] for n in order
+                            if not self._by_run_name(n) and n.lstrip("-") in sub.c})
+            stmt = sa.select(*sub.c).select_from(joined)
             if any(map(self._by_run_name, order)):
                 names = self._registry.schema.collection.alias("run_names")
-                stmt = stmt.select_from(sub.join(names, names.c.collection_id == sub.c.run_id))
+                stmt = stmt.select_from(joined.join(names, names.c.collection_id == sub.c.run_id))
                 # byte order on every database (as SQLite sorts; PostgreSQL's locale may ignore '/')
                 columns["run"] = (sa.collate(names.c.name, "C") if self._registry.db.dialect == "postgresql"
                                   else names.c.name)
@@ -581,6 +587,23 @@ class DimensionRecordQueryResults(QueryResults):
     def _copy(self, **changes: Any) -> QueryResults:
         args = {"order": self._order, "limit": self._limit, "offset": self._offset, "after": self._after, **changes}
         return DimensionRecordQueryResults(self._registry, self._built, element=self._element, **args)
+
+    def order_by(self, *names: str) -> QueryResults:
+        """Sort by the element's fields; as in the Rubin butler, a field may be qualified by the
+        element (``visit.exposure_time``), the element's name is its key (``-visit``), and
+        ``timespan.begin`` / ``.end`` are the timespan's bounds."""
+        return super().order_by(*(self._field_column(n) for n in names))
+
+    def _field_column(self, name: str) -> str:
+        sign, field = ("-", name[1:]) if name.startswith("-") else ("", name)
+        element = self._registry.universe[self._element]
+        if field.startswith(f"{element.name}."):
+            field = field[len(element.name) + 1:]
+        if field == element.name and element.key is not None:
+            field = element.key.name
+        if field in ("timespan.begin", "timespan.end"):
+            field = "timespan_" + field.rpartition(".")[2]
+        return sign + field
 
     def _decorate_arrow(self, table: pa.Table) -> pa.Table:
         names = table.column_names

@@ -119,6 +119,8 @@ class WhereCompiler:
             parts = [self._condition(o, top and node.op == "AND") for o in operands]
             return sa.and_(*parts) if node.op == "AND" else sa.or_(*parts)
         if isinstance(node, ex.Not):
+            if isinstance(node.operand, ex.Not):  # NOT NOT a is a, wherever a may stand
+                return self._condition(node.operand.operand, top)
             return sa.not_(self._condition(node.operand, False))
         if isinstance(node, ex.BoolLiteral):
             return sa.true() if node.value else sa.false()
@@ -181,6 +183,9 @@ class WhereCompiler:
             lhs, rhs = self._operand(node.lhs), self._operand(node.rhs)
             self._need(lhs, NUMERIC, node.lhs)
             self._need(rhs, NUMERIC, node.rhs)
+            if node.op == "%" and "float" in (lhs.kind, rhs.kind):  # SQLite would truncate to integers first
+                culprit = node.lhs if lhs.kind == "float" else node.rhs
+                raise self.error(f"% takes integers; {culprit.to_text()!r} is float", culprit)
             kind = "float" if "float" in (lhs.kind, rhs.kind) or node.op == "/" else "int"
             return Operand(kind, _ARITHMETIC[node.op](lhs.sql, rhs.sql))
         if isinstance(node, ex.Identifier):

@@ -1,0 +1,53 @@
+"""Ordering a result by a field of a dimension element it does not select.
+
+As in the Rubin butler, ``order_by("visit.exposure_time")`` or ``"-exposure.timespan.begin"``
+sorts data IDs or datasets by a field of an element whose identifying dimensions the result
+holds: the element's table is joined to the result on them, for the ordering alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+from ..dimensions import DimensionUniverse
+from ..registry.schema import RegistrySchema
+
+
+def element_field(universe: DimensionUniverse, columns: Sequence[str], name: str) -> tuple[str, str] | None:
+    """(element, column of its table) that ``name`` (``visit.exposure_time``,
+    ``visit.timespan.end``) orders by, when the result's ``columns`` identify that element's
+    record; None otherwise."""
+    head, _, field = name.lstrip("-").partition(".")
+    if not field or head not in universe.elements:
+        return None
+    element = universe[head]
+    if element.skypix is not None or not set(element.identity) <= set(columns):
+        return None
+    if field in ("timespan.begin", "timespan.end") and element.timespan:
+        return head, "timespan_" + field.rpartition(".")[2]
+    if field in element.fields or (element.key is not None and field == element.key.name):
+        return head, field
+    return None
+
+
+def join_fields(schema: RegistrySchema, universe: DimensionUniverse, result: sa.Subquery,
+                names: Sequence[str]) -> tuple[sa.FromClause, dict[str, sa.ColumnElement]]:
+    """``result`` joined to the tables of the elements ``names`` order by, and each name's column."""
+    joined: sa.FromClause = result
+    tables: dict[str, sa.FromClause] = {}
+    out: dict[str, sa.ColumnElement] = {}
+    for name in names:
+        found = element_field(universe, list(result.c.keys()), name)
+        if found is None:
+            continue
+        head, column = found
+        if head not in tables:
+            element = universe[head]
+            table = schema.alias(schema.elements[head], f"order_{head}")
+            joined = joined.join(table, sa.and_(*[table.c[element.column_of(d)] == result.c[d]
+                                                  for d in element.identity]))
+            tables[head] = table
+        out[name.lstrip("-")] = tables[head].c[column]
+    return joined, out
