@@ -184,6 +184,10 @@ RUBIN_COMMAND_LINES = [
      "--limit", "2"],
     ["query-datasets", "{repo}", "summary", "--collections", "Cam/run1", "--limit", "-3"],
     ["query-datasets", "{repo}", "bias", "--collections", "Cam/calib", "--no-find-first"],
+    ["query-datasets", "{repo}", "summary", "--collections", "Cam/run1", "--where", "instrument = 'Cam'",
+     "--order-by", "-visit.name,detector"],
+    ["query-datasets", "{repo}", "summary", "--collections", "Cam/run1", "--where", "instrument = 'Cam'",
+     "--order-by", "-detector", "--order-by", "visit.timespan.begin"],
 ]
 
 
@@ -199,3 +203,45 @@ def test_the_rubin_command_line_lists_the_same_datasets(rubin_pair, line):
     assert (ids(mine) if ordered else sorted(ids(mine))) == (ids(theirs.output) if ordered else
                                                              sorted(ids(theirs.output)))
     assert all(uuid.UUID(i) for i in ids(mine)) and ids(mine)
+
+
+def _rows(output: str) -> list[list[str]]:
+    """The data rows of a table either butler prints (rules, borders and the header left out)."""
+    rows = [[c for c in re.split(r"[\s│┃]+", line) if c] for line in output.splitlines()]
+    return [r for r in rows if r and not set("".join(r)) <= set("-─━┏┓┗┛┡┩└┘┳┻╇┴┬") and r[0] == "Cam"]
+
+
+# command lines whose rows (instrument first, then the keys) both butlers print alike
+RUBIN_TABLE_LINES = [
+    (["query-data-ids", "{repo}", "visit", "detector", "--datasets", "summ*", "--collections", "Cam/*", "--where",
+      "instrument = 'Cam' AND detector = 1"], 2),
+    (["query-data-ids", "{repo}", "visit", "--where", "instrument = 'Cam'", "--order-by", "-visit.name"], 2),
+    (["query-dimension-records", "{repo}", "detector", "--where", "instrument = 'Cam'", "--order-by", "-detector"], 3),
+    (["query-dimension-records", "{repo}", "visit", "--where", "instrument = 'Cam'", "--order-by",
+      "-visit.exposure_time,-visit", "--no-check"], 2),
+]
+
+
+@pytest.mark.parametrize(("line", "n"), RUBIN_TABLE_LINES, ids=[" ".join(c[0][2:]) for c in RUBIN_TABLE_LINES])
+def test_the_rubin_command_line_lists_the_same_rows(rubin_pair, line, n):
+    from lsst.daf.butler.cli.butler import cli as rubin_cli
+
+    rubin_repo, our_repo = rubin_pair
+    theirs = CliRunner().invoke(rubin_cli, [a.format(repo=rubin_repo) for a in line])
+    assert theirs.exit_code == 0, theirs.output
+    mine = run(*[a.format(repo=our_repo) for a in line]).stdout
+    if "--order-by" in line:  # instrument and the ordered key lead both tables
+        assert [r[:2] for r in _rows(mine)] == [r[:2] for r in _rows(theirs.output)] and len(_rows(mine)) == n
+    else:  # the Rubin butler prints detector before visit
+        assert sorted(sorted(r[:3]) for r in _rows(mine)) == sorted(sorted(r[:3]) for r in _rows(theirs.output))
+        assert len(_rows(mine)) == n
+
+
+def test_query_collections_takes_comma_separated_patterns(rubin_pair):
+    from lsst.daf.butler.cli.butler import cli as rubin_cli
+
+    rubin_repo, our_repo = rubin_pair
+    theirs = CliRunner().invoke(rubin_cli, ["query-collections", str(rubin_repo), "Cam/run1,Cam/best"])
+    mine = run("query-collections", our_repo, "Cam/run1,Cam/best", "--json").stdout
+    assert sorted(c["name"] for c in __import__("json").loads(mine)) == ["Cam/best", "Cam/run1"]
+    assert "Cam/best" in theirs.output and "Cam/run1" in theirs.output

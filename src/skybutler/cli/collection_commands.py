@@ -23,6 +23,7 @@ from .helpers import (
     print_rows,
     refs_in_collection,
     repo_argument,
+    split_csv_option,
 )
 
 if TYPE_CHECKING:
@@ -44,11 +45,11 @@ collection_type_choice = click.Choice(COLLECTION_TYPES, case_sensitive=False)
               help="Print CSV (a header line, then one row each; children separated by spaces).")
 def query_collections(repo: Path, patterns: tuple[str, ...], types: tuple[str, ...], flatten: bool, chains: str,
                       as_json: bool, as_csv: bool) -> None:
-    """List collections whose names match the glob PATTERNS (default: all)."""
+    """List collections whose names match the glob PATTERNS (default: all; several, or comma-separated)."""
     if as_json and as_csv:
         fail("choose one of --json and --csv")
     with open_butler(repo) as butler:
-        found = {c.name: c for pattern in patterns or ("*",)
+        found = {c.name: c for pattern in split_csv_option(patterns) or ("*",)
                  for c in butler.collections.query(pattern, types or None,
                                                    flatten_chains=flatten or chains.lower() == "flatten")}
     rows = [{"name": c.name, "type": c.type, "children": list(c.children), "doc": c.doc} for c in found.values()]

@@ -158,13 +158,15 @@ def emit(results: Any, *, as_json: bool, as_csv: bool, parquet: Path | None, ord
               help="Collections to search for --datasets (repeatable or comma-separated, globs allowed; default: "
                    "every RUN).")
 @click.option("--datasets", multiple=True,
-              help="Only data IDs with a dataset of this type in the collections (repeatable).")
+              help="Only data IDs with a dataset of this type in the collections (repeatable or comma-separated; "
+                   "globs allowed).")
 @_output_options
 def query_data_ids(repo: Path, dimensions: tuple[str, ...], where: str, binds: tuple[str, ...],
                    collections: tuple[str, ...], datasets: tuple[str, ...], **output: Any) -> None:
     """List the data IDs of DIMENSIONS (e.g. visit detector) that match a where-clause."""
     with open_butler(repo) as butler:
-        types = split_csv_option(datasets)
+        types = [t for group in dataset_type_groups(butler, split_csv_option(datasets)) for t in group] \
+            if datasets else []
         # Having a dataset anywhere needs no search order: no -c means every RUN, and globs are fine.
         search = expand_collections(butler, split_csv_option(collections))[0] if types else None
         found = butler.query_data_ids(list(dimensions), where, bind=parse_binds(binds), datasets=types or None,
@@ -271,7 +273,10 @@ def parse_states(values: tuple[str, ...]) -> list[str] | None:
 @click.argument("element")
 @_where_options
 @_output_options
-def query_dimension_records(repo: Path, element: str, where: str, binds: tuple[str, ...], **output: Any) -> None:
+@click.option("--no-check", "no_check", is_flag=True, hidden=True,
+              help="The Rubin butler's; it has no effect there either.")
+def query_dimension_records(repo: Path, element: str, where: str, binds: tuple[str, ...], no_check: bool,
+                            **output: Any) -> None:
     """List the records of a dimension ELEMENT (e.g. visit) that match a where-clause."""
     with open_butler(repo) as butler:
         found = butler.query_dimension_records(element, where, bind=parse_binds(binds))
