@@ -38,7 +38,15 @@ collection of the chain holding ``dt10`` has a maintained count (``registry/data
 which the query reads instead of the rows.
 
     python benchmarks/bench_queries.py [--json FILE] [--quick] [--scale N] [--registry URL] [--keep DIR]
-                                       [--reps N] [--only q1,q3] [--build-in-process]
+                                       [--reps N] [--only q1,q3] [--build-in-process] [--rubin]
+
+``--rubin`` also times Q1-Q6 on the Rubin butler (``lsst-daf-butler``) over the same records
+and datasets, and prints each query's ratio by CPU and by wall time (medians): its
+repository gets the dimension records through a Rubin export of a small seed repository
+(as ``compare_rubin.py`` does) and the visit-detector regions and datasets through its
+registry (``insertDimensionData``, ``insertDatasets``: about 30 minutes at 1M on this
+machine; with ``--keep DIR`` it is kept in ``DIR-rubin`` and reused).  Both are timed in
+fresh processes; Q5 is two ``query_datasets`` calls on both.
 
 ``--quick`` is a 10x smaller repository (10 detectors) for CI smoke runs; its targets
 are not checked.  ``--keep DIR`` builds the repository in DIR once and reuses it on
@@ -76,6 +84,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lsst.sphgeom as sphgeom  # noqa: E402
 
+import compare_rubin  # noqa: E402
 import workload  # noqa: E402
 from skybutler import Butler  # noqa: E402
 from skybutler.dimensions import regions  # noqa: E402
@@ -281,6 +290,108 @@ def time_query(fn: Callable[[], int], reps: int = REPS, server: workload.ServerC
     return statistics.median(times), rows, times, cpu, server_ms
 
 
+# -- the Rubin butler on the same records ----------------------------------------------
+
+
+def build_rubin(root: Path, scale: workload.Scale) -> None:
+    """The Rubin repository of the same records and datasets: the records through a Rubin export
+    of a seed repository (see ``compare_rubin.build_rubin``), the visit-detector regions (not
+    exported) and the datasets through the Rubin registry, the collections as here."""
+    from lsst.daf.butler import Butler as RubinButler
+    from lsst.daf.butler import CollectionType, DatasetType
+
+    from skybutler.interchange.rubin_export import export_rubin
+
+    work = Path(str(root) + "-seed")
+    shutil.rmtree(work, ignore_errors=True)
+    seed = Butler.create(work / "seed", run=compare_rubin.SEED_RUN)
+    workload.register_dimensions(seed, scale)
+    seed.register_dataset_type(compare_rubin.SEED_TYPE, workload.METRICS_DIMENSIONS, "Dict")
+    ids = {(v, 0) for v in range(1, scale.n_visits + 1)} | {(1, d) for d in range(scale.n_detectors)}
+    refs = seed.put_many(compare_rubin.SEED_TYPE, [({"v": v}, {"instrument": workload.INSTRUMENT, "visit": v,
+                                                                "detector": d}) for v, d in sorted(ids)])
+    export_rubin(seed, refs, work / "export")
+    regions = [{"instrument": workload.INSTRUMENT, "visit": v, "detector": d, "region": region}
+               for v in range(1, scale.n_visits + 1) for d, region in enumerate(workload.visit_detector_regions(v, scale))]
+    seed.close()
+    RubinButler.makeRepo(str(root))
+    rubin = RubinButler.from_config(str(root), writeable=True)
+    try:
+        rubin.import_(directory=str(work / "export"), filename=str(work / "export" / "export.yaml"), transfer="copy")
+        rubin.registry.insertDimensionData(REGIONS, *regions, skip_existing=True)
+        for run in RUNS:
+            rubin.registry.registerRun(run)
+        rubin.registry.registerCollection(CHAIN, CollectionType.CHAINED)
+        rubin.registry.setCollectionChain(CHAIN, list(reversed(RUNS)))
+        data_ids = list(workload.metrics_data_ids(scale))
+        for i in range(N_TYPES):
+            rubin.registry.registerDatasetType(DatasetType(type_name(i), workload.METRICS_DIMENSIONS,
+                                                           compare_rubin.RUBIN_STORAGE_CLASS, universe=rubin.dimensions))
+            rubin.registry.insertDatasets(type_name(i), data_ids, run=run_of(i))
+    finally:
+        rubin.close()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def time_rubin(root: Path, scale: workload.Scale, reps: int, only: str | None) -> dict[str, Any]:
+    """Q1-Q6 on the Rubin butler, in this (fresh) process: rows, wall and CPU milliseconds of each run."""
+    from lsst.daf.butler import Butler as RubinButler
+
+    butler = RubinButler.from_config(str(root), collections=[CHAIN])  # its defaults infer the one instrument
+    ra, dec = q4_point(scale)
+
+    def datasets(i: int, where: str) -> int:
+        return len(butler.query_datasets(type_name(i), collections=CHAIN, where=where, limit=None, explain=False))
+
+    def data_ids(where: str) -> int:
+        return len(butler.query_data_ids(["visit", "detector"], where=where, limit=None, explain=False))
+
+    def count(i: int) -> int:
+        with butler.query() as query:
+            return query.datasets(type_name(i), collections=[CHAIN]).count(exact=True)
+
+    queries = {
+        "q1": lambda: datasets(0, Q1_WHERE),
+        "q2": lambda: datasets(0, f"band = 'r' AND {FIRST_VISITS}"),
+        "q3": lambda: data_ids(f"visit.exposure_time > 20 AND band IN ('g', 'i') AND {FIRST_VISITS}"),
+        "q4": lambda: data_ids(f"visit_detector_region.region OVERLAPS POINT({ra!r}, {dec!r}) AND {FIRST_VISITS}"),
+        "q5": lambda: datasets(15, Q1_WHERE) + datasets(3, Q1_WHERE),
+        "q6": lambda: count(10),
+    }
+    out = {}
+    for name, fn in queries.items():
+        if only and name not in only.split(","):
+            continue
+        ms, rows, times, cpu, _ = time_query(fn, reps)
+        out[name] = {"ms": ms, "cpu_ms": statistics.median(cpu), "rows": rows, "all_ms": times, "all_cpu_ms": cpu}
+    return out
+
+
+def compare_with_rubin(root: Path, args: argparse.Namespace, results: dict[str, Any], want: dict[str, int],
+                       failures: list[str]) -> dict[str, Any]:
+    """Build the Rubin repository (unless kept) and time it, each in a child process; print the ratios."""
+    me = [sys.executable, str(Path(__file__).resolve()), "--scale", str(args.scale), "--reps", str(args.reps)]
+    me += (["--quick"] if args.quick else []) + (["--only", args.only] if args.only else [])
+    out: dict[str, Any] = {"root": str(root)}
+    if not (root / "butler.yaml").exists():
+        start = time.perf_counter()
+        subprocess.run(me + ["--rubin-child", "build", str(root)], check=True)
+        out["build_s"] = time.perf_counter() - start
+    done = subprocess.run(me + ["--rubin-child", "queries", str(root)], check=True, capture_output=True, text=True)
+    out["queries"] = json.loads(done.stdout.splitlines()[-1])
+    out["ratios"] = {}
+    print("Rubin butler, same records (median of runs; ratio = Rubin / skybutler, objects path):")
+    for name, rubin in out["queries"].items():
+        sky = results[name]["objects"]
+        if rubin["rows"] != want[name]:
+            failures.append(f"{name} Rubin: {rubin['rows']} rows, expected {want[name]}")
+        ratio = {"cpu": rubin["cpu_ms"] / sky["cpu_ms"], "wall": rubin["ms"] / sky["ms"]}
+        out["ratios"][name] = ratio
+        print(f"{name}: Rubin {rubin['ms']:8.2f} ms ({rubin['cpu_ms']:.2f} cpu)  ratio {ratio['cpu']:5.1f}x by CPU, "
+              f"{ratio['wall']:5.1f}x by wall  ({rubin['rows']:,} rows)")
+    return out
+
+
 # -- main -------------------------------------------------------------------------------
 
 
@@ -297,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated queries to time (default all), e.g. q1,q3")
     parser.add_argument("--build-in-process", action="store_true",
                         help="time the queries in the process that built the repository (not a fresh one)")
+    parser.add_argument("--rubin", action="store_true", help="time the same queries on the Rubin butler too")
+    parser.add_argument("--rubin-child", nargs=2, metavar=("WHAT", "ROOT"), help=argparse.SUPPRESS)
     parser.add_argument("--build-into", type=Path, help=argparse.SUPPRESS)  # the child process's work
     parser.add_argument("--build-report", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--build-registry", help=argparse.SUPPRESS)
@@ -304,6 +417,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     scale = workload.Scale(n_visits=500 * args.scale, n_detectors=10 if args.quick else 100)
+    if args.rubin_child:  # "build" or "queries" of the Rubin repository at ROOT
+        what, rubin_root = args.rubin_child[0], Path(args.rubin_child[1])
+        if what == "build":
+            build_rubin(rubin_root, scale)
+        else:
+            print(json.dumps(time_rubin(rubin_root, scale, args.reps, args.only)))
+        return 0
     if args.build_into is not None:  # the child process of build_in_child
         built = {**build(args.build_into, scale, args.build_registry), "pid": os.getpid()}
         args.build_report.write_text(json.dumps(built))
@@ -382,6 +502,9 @@ def main(argv: list[str] | None = None) -> int:
                           f"{entry['arrow_one_call']['ms']:8.2f} ms arrow as one call with both dataset types")
         report["queries"] = results
         report["peak_rss_bytes"] = workload.peak_rss_bytes()
+        if args.rubin:
+            rubin_root = Path(str(root) + "-rubin") if args.keep is not None else root.parent / "rubin"
+            report["rubin"] = compare_with_rubin(rubin_root, args, results, want, failures)
         report["failures"] = failures
         print(f"db size {report['db_size_bytes'] / 2**20:.0f} MiB; peak RSS of the querying process {report['peak_rss_bytes'] / 2**20:.0f} MiB")
         for failure in failures:
