@@ -1,8 +1,9 @@
-"""Ordering a result by a field of a dimension element it does not select.
+"""Orders named as the Rubin butler names them.
 
-As in the Rubin butler, ``order_by("visit.exposure_time")`` or ``"-exposure.timespan.begin"``
-sorts data IDs or datasets by a field of an element whose identifying dimensions the result
-holds: the element's table is joined to the result on them, for the ordering alone.
+``order_by("visit.exposure_time")`` or ``"-exposure.timespan.begin"`` sorts data IDs or
+datasets by a field of an element whose identifying dimensions the result holds: the
+element's table is joined to the result on them, for the ordering alone.  Records of an
+element take its fields qualified or not, and its name for its key (``-visit``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from ..dimensions import DimensionUniverse
+from ..dimensions.universe import DimensionElement
 from ..registry.schema import RegistrySchema
 
 
@@ -51,3 +53,16 @@ def join_fields(schema: RegistrySchema, universe: DimensionUniverse, result: sa.
             tables[head] = table
         out[name.lstrip("-")] = tables[head].c[column]
     return joined, out
+
+
+def record_column(element: DimensionElement, name: str) -> str:
+    """The column of ``element``'s records that ``name`` orders by: ``visit.exposure_time`` is
+    ``exposure_time``, ``visit`` the key ``id``, ``timespan.begin`` ``timespan_begin``."""
+    sign, field = ("-", name[1:]) if name.startswith("-") else ("", name)
+    if field.startswith(f"{element.name}."):
+        field = field[len(element.name) + 1:]
+    if field == element.name and element.key is not None:
+        field = element.key.name
+    if field in ("timespan.begin", "timespan.end"):
+        field = "timespan_" + field.rpartition(".")[2]
+    return sign + field

@@ -589,21 +589,10 @@ class DimensionRecordQueryResults(QueryResults):
         return DimensionRecordQueryResults(self._registry, self._built, element=self._element, **args)
 
     def order_by(self, *names: str) -> QueryResults:
-        """Sort by the element's fields; as in the Rubin butler, a field may be qualified by the
-        element (``visit.exposure_time``), the element's name is its key (``-visit``), and
-        ``timespan.begin`` / ``.end`` are the timespan's bounds."""
-        return super().order_by(*(self._field_column(n) for n in names))
-
-    def _field_column(self, name: str) -> str:
-        sign, field = ("-", name[1:]) if name.startswith("-") else ("", name)
+        """Sort by the element's fields, named as the Rubin butler names them (see
+        :func:`.ordering.record_column`)."""
         element = self._registry.universe[self._element]
-        if field.startswith(f"{element.name}."):
-            field = field[len(element.name) + 1:]
-        if field == element.name and element.key is not None:
-            field = element.key.name
-        if field in ("timespan.begin", "timespan.end"):
-            field = "timespan_" + field.rpartition(".")[2]
-        return sign + field
+        return super().order_by(*(ordering.record_column(element, n) for n in names))
 
     def _decorate_arrow(self, table: pa.Table) -> pa.Table:
         names = table.column_names
