@@ -2,7 +2,8 @@
 
 A thin composition with no SQL and no file I/O of its own: opening and creating
 repositories, records, dataset types and removal here; the queries in
-``butler_queries.py``, catalog schemas and loading in ``butler_catalogs.py``, provenance,
+``butler_queries.py``, catalog schemas and loading in ``butler_catalogs.py``, raws, cameras, visits
+and sky maps in ``butler_ingest.py``, provenance,
 retention and access in ``butler_parts.py``; the order of operations of writes in ``writes.py``, of reads
 in ``reads.py``.
 """
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .butler_catalogs import CatalogMethods
+from .butler_ingest import IngestMethods
 from .butler_parts import PartMethods
 from .butler_queries import QueryMethods
 from .collections_manager import CollectionsManager
@@ -64,7 +66,7 @@ def _unlocated(target: str | DatasetRef) -> str | DatasetRef:
     return target.with_artifact(None) if isinstance(target, DatasetRef) else target
 
 
-class Butler(QueryMethods, CatalogMethods, PartMethods):
+class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods):
     """Read and write datasets of one repository.
 
     ``root`` is a repository directory, or a server's URL (``http://host:port/repo``): then
@@ -217,7 +219,6 @@ class Butler(QueryMethods, CatalogMethods, PartMethods):
             raise DataIdError(f"{element} record lookup needs {', '.join(missing)}")
         return self.registry.dimensions.fetch_one(element, tuple(values[d] for d in el.identity))
 
-    @_served
     def register_instrument(self, camera: Any, *, update: bool = False) -> bool:
         """Register a camera (an ``Instrument``, a YAML file, or a known camera's name): its
         instrument, band, physical-filter and detector records and its description; False if
@@ -231,7 +232,7 @@ class Butler(QueryMethods, CatalogMethods, PartMethods):
 
         if update:
             return bool(update_instrument(self, camera)[1])
-        return register_instrument(self, camera)[1]
+        return bool(register_instrument(self, camera)[1])
 
     @_served
     def expand_data_id(self, dimensions: Iterable[str], data_id: Mapping[str, Any] | None = None,

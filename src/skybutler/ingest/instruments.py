@@ -28,7 +28,7 @@ from ..instruments import register_instrument as register_in_process
 from ..instruments.instrument import camera_name, shipped_instrument
 
 __all__ = ["DESCRIPTION_TYPE", "description_run", "instrument_names", "load_repository_instruments",
-           "register_instrument", "update_instrument"]
+           "register_camera", "register_instrument", "update_camera", "update_instrument"]
 
 #: The dataset type holding each registered camera's description.
 DESCRIPTION_TYPE = "camera_description"
@@ -57,13 +57,14 @@ def register_instrument(butler, camera: Instrument | str | Path) -> tuple[Instru
     ``camera`` is an :class:`Instrument`, a YAML file describing one, or the name of a
     camera skybutler knows.  Registering the same description again is a no-op;
     a different description of a camera already registered is refused
-    (:class:`ConflictingDefinitionError`), and nothing is written.
+    (:class:`ConflictingDefinitionError`), and nothing is written.  Through ``Butler`` (through a
+    server, the server registers it, with :func:`register_camera`).
     """
-    instrument = _as_instrument(camera)
-    if butler._remote is not None:  # the server registers it, with this very function
-        from ..remote.ingest import register_camera
+    return butler._register_camera(_as_instrument(camera), False)
 
-        return register_camera(butler, instrument, update=False)
+
+def register_camera(butler, instrument: Instrument) -> tuple[Instrument, bool]:
+    """:func:`register_instrument` in the repository ``butler`` opened itself."""
     description = instrument.to_dict()
     stored = _stored_description(butler, instrument.name)
     if stored is not None:
@@ -93,7 +94,7 @@ def register_instrument(butler, camera: Instrument | str | Path) -> tuple[Instru
         # one's writes are rolled back, and the description it stored is compared as above.
         if _stored_description(butler, instrument.name) is None:
             raise
-        return register_instrument(butler, instrument)
+        return register_camera(butler, instrument)
     register_in_process(instrument)
     return instrument, True
 
@@ -118,15 +119,16 @@ def update_instrument(butler, camera: Instrument | str | Path) -> tuple[Instrume
     repository holds is refused (:class:`ConflictingDefinitionError`, naming each): a detector or
     physical filter removed, a physical filter that exposures or visits use moved to another band,
     ``visit_max``/``exposure_max`` below an ID in use.  Visits defined earlier keep their regions.
+    Through ``Butler``, as :func:`register_instrument`.
     """
-    instrument = _as_instrument(camera, shipped=True)
-    if butler._remote is not None:  # the server updates it, with this very function
-        from ..remote.ingest import register_camera
+    return butler._register_camera(_as_instrument(camera, shipped=True), True)
 
-        return register_camera(butler, instrument, update=True)
+
+def update_camera(butler, instrument: Instrument) -> tuple[Instrument, list[str]]:
+    """:func:`update_instrument` in the repository ``butler`` opened itself."""
     stored = _stored_description(butler, instrument.name)
     if stored is None:
-        instrument, _ = register_instrument(butler, instrument)
+        instrument, _ = register_camera(butler, instrument)
         return instrument, ["registered"]
     old = Instrument.from_dict(stored, source=f"{DESCRIPTION_TYPE} of {instrument.name}")
     before, after = old.to_dict(), instrument.to_dict()
@@ -212,10 +214,8 @@ def load_repository_instruments(butler) -> list[Instrument]:
 
 
 def instrument_names(butler) -> set[str]:
-    """The names of the cameras the repository has records of (through a server: a query)."""
-    if butler._remote is not None:
-        return {r["instrument"] for r in butler.query_dimension_records("instrument")}
-    return {r["instrument"] for r in butler.registry.dimensions.fetch_all("instrument")}
+    """The names of the cameras the repository has records of."""
+    return {r["instrument"] for r in butler.query_dimension_records("instrument")}
 
 
 def _stored_description(butler, name: str) -> dict[str, Any] | None:

@@ -75,7 +75,8 @@ from ..process_pools import process_pool
 from .instruments import instrument_names, load_repository_instruments, register_instrument
 
 __all__ = ["RAW_DIMENSIONS", "IngestFailure", "IngestResult", "RawFile", "find_raw_files", "ingest_raws",
-           "raw_data_id", "raw_run", "read_raw_metadata", "read_raws", "store_raws"]
+           "raw_data_id", "raw_run", "read_and_store_raws", "read_raw_metadata",
+           "read_raws", "store_raws"]
 
 #: The dimensions of the ``raw`` dataset type.
 RAW_DIMENSIONS = ("instrument", "exposure", "detector")
@@ -328,24 +329,35 @@ def ingest_raws(butler, paths_or_dirs: Iterable[str | Path] | str | Path, *, tra
     copy), copy, move, symlink, hardlink, direct.  ``run`` defaults to
     ``<instrument>/raw/all`` per instrument.  ``processes`` sets the header-reading
     pool (None: sequential for small batches, one per CPU for big ones; 1: never a pool).
-    ``progress`` receives one line per step, for a CLI.
+    ``progress`` receives one line per step, for a CLI.  Through ``Butler.ingest_raws`` (through a
+    server, each batch read here is uploaded: :func:`read_and_store_raws` with ``upload``).
     """
+    return butler.ingest_raws(paths_or_dirs, transfer=transfer, run=run, processes=processes,
+                              batch_size=batch_size, progress=progress)
+
+
+#: Stores one batch of files read here elsewhere (uploads it): (run, batch, transfer, result).
+Upload = Callable[[str, list[tuple[Path, RawFile]], str, IngestResult], None]
+
+
+def read_and_store_raws(butler, paths_or_dirs: Iterable[str | Path] | str | Path, *, transfer: str = "auto",
+                        run: str | None = None, processes: int | None = None, batch_size: int | None = None,
+                        progress: Callable[[str], None] | None = None, upload: Upload | None = None) -> IngestResult:
+    """:func:`ingest_raws`: the files' headers read here, each batch stored in the repository ``butler``
+    opened itself, or handed to ``upload`` (which writes the records each batch needs with it)."""
     start = time.perf_counter()
     require("astro_metadata_translator", "reading raw headers")  # before any file is read
     say = progress or (lambda _msg: None)
     if isinstance(paths_or_dirs, (str, Path)):
         paths_or_dirs = [paths_or_dirs]
-    remote = butler._remote is not None
-    if remote:  # before any file is read: a transfer the server cannot do is refused at once
-        from ..remote.ingest import check_transfer
-
-        transfer = check_transfer(transfer)
+    batch_size = batch_size or BATCH_SIZE
+    uploading = upload is not None
     result = IngestResult()
     paths = find_raw_files(paths_or_dirs)
     known = load_repository_instruments(butler)
     say(f"reading the headers of {len(paths)} file(s)")
     seen: dict[tuple, Path] = {}
-    registered = {i.name for i in known} | (instrument_names(butler) if remote else set())
+    registered = {i.name for i in known} | (instrument_names(butler) if uploading else set())
     by_run: dict[str, list[tuple[Path, RawFile]]] = {}
     done: dict[str, int] = {}
     begin = 0
@@ -355,7 +367,7 @@ def ingest_raws(butler, paths_or_dirs: Iterable[str | Path] | str | Path, *, tra
         if good:
             _register_instruments(butler, {r.meta.instrument for _, r in good} - registered, result)
             registered |= {r.meta.instrument for _, r in good}
-            if not remote:  # a server writes these with each uploaded batch (store_raws)
+            if not uploading:  # a server writes these with each uploaded batch (store_raws)
                 _register_observations(butler, [r.meta for _, r in good])
                 _ensure_raw_type(butler)
         for path, raw in good:
@@ -365,10 +377,10 @@ def ingest_raws(butler, paths_or_dirs: Iterable[str | Path] | str | Path, *, tra
             pending = by_run.setdefault(run_name, [])
             pending.append((path, raw))
             if len(pending) >= batch_size:
-                _store(butler, run_name, by_run, done, transfer, result, say)
+                _store(butler, run_name, by_run, done, transfer, result, say, upload)
     for run_name in by_run:
         if by_run[run_name]:
-            _store(butler, run_name, by_run, done, transfer, result, say)
+            _store(butler, run_name, by_run, done, transfer, result, say, upload)
     result.seconds = time.perf_counter() - start
     return result
 
@@ -393,10 +405,13 @@ def _new_data_ids(paths: Sequence[Path], chunk: Sequence[RawFile | IngestFailure
 
 
 def _store(butler, run: str, by_run: dict[str, list[tuple[Path, RawFile]]], done: dict[str, int],
-           transfer: str, result: IngestResult, say: Callable[[str], None]) -> None:
-    """Store the files of ``run`` read so far, as one batch."""
+           transfer: str, result: IngestResult, say: Callable[[str], None], upload: Upload | None) -> None:
+    """Store the files of ``run`` read so far, as one batch (or ``upload`` it)."""
     batch, by_run[run] = by_run[run], []
-    _ingest_batch(butler, run, batch, transfer, result)
+    if upload is not None:
+        upload(run, batch, transfer, result)
+    else:
+        _ingest_batch(butler, run, batch, transfer, result)
     done[run] = done.get(run, 0) + len(batch)
     say(f"{run}: {done[run]} file(s) processed")
 
@@ -404,13 +419,7 @@ def _store(butler, run: str, by_run: dict[str, list[tuple[Path, RawFile]]], done
 def _ingest_batch(butler, run: str, batch: list[tuple[Path, RawFile]], transfer: str,
                   result: IngestResult) -> None:
     """Skip what is already there, then one ``butler.ingest`` call (the files' checks and facts
-    come from their one read, :class:`RawFile`); if it fails, the files are tried one by one.
-    Through a server the files are uploaded instead (``remote/ingest.py``)."""
-    if butler._remote is not None:
-        from ..remote.ingest import send_raws
-
-        send_raws(butler, run, batch, transfer, result)
-        return
+    come from their one read, :class:`RawFile`); if it fails, the files are tried one by one."""
     todo = _skip_existing(butler, run, batch, result)
     if not todo:
         return

@@ -32,7 +32,8 @@ import lsst.sphgeom as sphgeom
 
 from ..errors import SkybutlerError
 
-__all__ = ["SKYMAP_RUN", "RingsSkyMap", "find_patches", "find_tracts", "load_skymap", "register_skymap"]
+__all__ = ["SKYMAP_RUN", "RingsSkyMap", "find_patches", "find_tracts", "load_skymap", "register_skymap",
+           "write_skymap"]
 
 #: The RUN holding every sky map's ``skyMap`` configuration dataset.
 SKYMAP_RUN = "skymaps"
@@ -198,12 +199,15 @@ def register_skymap(butler, name: str, kind: str = "rings", *, progress: Callabl
     Returns (sky map, whether it was new).  Registering the same geometry again is a
     no-op; a different geometry under an existing name is an error.  ``progress(done,
     total)`` is told the patch records inserted so far (tens of thousands take seconds),
-    all in one transaction still.
+    all in one transaction still.  Through ``Butler.register_skymap`` (through a server, the
+    server registers it, with :func:`write_skymap`).
     """
-    if butler._remote is not None:  # the server registers it, with this very function
-        from ..remote.ingest import register_skymap as register_remotely
+    return butler.register_skymap(name, kind, progress=progress, **config)
 
-        return register_remotely(butler, name, kind, progress, config)
+
+def write_skymap(butler, name: str, kind: str = "rings", *, progress: Callable[[int, int], None] | None = None,
+                 **config: Any) -> tuple[RingsSkyMap, bool]:
+    """:func:`register_skymap` in the repository ``butler`` opened itself."""
     skymap = make_skymap(name, kind, **config)
     existing = butler.get_record("skymap", name=name)
     if existing is not None:

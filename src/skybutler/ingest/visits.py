@@ -26,7 +26,7 @@ from ..dimensions import regions as sky
 from ..instruments import Instrument, get_instrument
 from .instruments import load_repository_instruments
 
-__all__ = ["VisitResult", "define_visits", "detector_corners", "tan_pixel_to_sky"]
+__all__ = ["VisitResult", "define_visits", "detector_corners", "make_visits", "tan_pixel_to_sky"]
 
 #: Observation types that become visits.
 VISIT_OBSERVATION_TYPES = ("science",)
@@ -105,12 +105,16 @@ def define_visits(butler, *, instrument: str | None = None, exposures: Iterable[
 
     ``instrument`` limits it to one camera; ``exposures`` to these exposure IDs;
     ``where`` (a query expression on exposures, when the butler supports queries)
-    further selects exposures.
+    further selects exposures.  Through ``Butler.define_visits`` (through a server, the server
+    defines them, with :func:`make_visits`).
     """
-    if butler._remote is not None:  # the server defines them, with this very function
-        from ..remote.ingest import define_visits as define_remotely
+    return butler.define_visits(instrument=instrument, exposures=exposures, where=where,
+                                observation_types=observation_types)
 
-        return define_remotely(butler, instrument, exposures, where, observation_types)
+
+def make_visits(butler, *, instrument: str | None = None, exposures: Iterable[int] | None = None,
+                where: str | None = None, observation_types: Sequence[str] = VISIT_OBSERVATION_TYPES) -> VisitResult:
+    """:func:`define_visits` in the repository ``butler`` opened itself."""
     records = butler.registry.dimensions.fetch_all("exposure")
     if instrument is not None:
         records = [r for r in records if r["instrument"] == instrument]

@@ -106,14 +106,11 @@ class Watcher:
         self.butler = butler
         self.remote: RemotePrefix | None = None
         served = butler._remote is not None
-        if served:
-            from ..remote.ingest import check_transfer
-
-            if "://" in str(directory):
-                raise SkybutlerError(f"watching {directory} through a server is not offered: its objects are staged "
-                                     "in the repository's bookkeeping directory; run the watcher on the server's "
-                                     "machine, or watch a local directory")
-            check_transfer(transfer)  # raws are uploaded: copy or move
+        if served and "://" in str(directory):
+            raise SkybutlerError(f"watching {directory} through a server is not offered: its objects are staged "
+                                 "in the repository's bookkeeping directory; run the watcher on the server's "
+                                 "machine, or watch a local directory")
+        butler._raw_transfer(transfer)  # through a server raws are uploaded: copy or move, refused here if not
         if "://" in str(directory):
             from ..datastore.remote_prefix import RemotePrefix
 

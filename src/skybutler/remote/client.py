@@ -26,6 +26,7 @@ from ..models import DatasetRef, DatasetType
 from ..timespan import as_timespan
 from . import wire
 from .batch import Batch, RemoteTransaction, is_write, refuse_immediate, refuse_read
+from .ingest import IngestCalls
 from .results import RemoteQueryResults, results_for
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def _raise_for(response: Any) -> None:
     wire.raise_error(name, message, response.status_code)
 
 
-class RemoteTransport:
+class RemoteTransport(IngestCalls):
     """HTTP calls to one served repository for one butler."""
 
     def __init__(self, butler: Butler, url: str, token: str | None):
@@ -499,14 +500,6 @@ class RemoteTransport:
 
     def remove_runs(self, names: Iterable[str]) -> int:
         return self.post_json("runs/remove", {"runs": list(names)})
-
-    def register_instrument(self, camera: Any, *, update: bool = False) -> bool:
-        """``Butler.register_instrument``: the server registers (or updates) the camera."""
-        from ..ingest.instruments import register_instrument, update_instrument
-
-        if update:
-            return bool(update_instrument(self._butler, camera)[1])
-        return register_instrument(self._butler, camera)[1]
 
     def transaction(self) -> RemoteTransaction:
         """Keep the block's writes and send them as one batch when it ends (see ``remote/batch.py``)."""

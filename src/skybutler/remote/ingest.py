@@ -140,6 +140,44 @@ def _send(butler: Butler, run: str, part: list[tuple[Path, RawFile]], transfer: 
             path.unlink(missing_ok=True)
 
 
+# -- the transport's ingest calls: what ``Butler``'s ingest methods send to the server -------------
+
+
+class IngestCalls:
+    """The ingest methods of :class:`~skybutler.remote.client.RemoteTransport` (a base of it): the
+    same names and arguments as the ``Butler`` methods marked ``@served`` that send them here."""
+
+    _butler: Butler
+
+    def ingest_raws(self, paths_or_dirs: Any, *, transfer: str = "auto", **options: Any) -> IngestResult:
+        """``Butler.ingest_raws``: the headers are read here, by the code a local ingest runs, and each
+        batch is uploaded; a transfer the server cannot do is refused before any file is read."""
+        from ..ingest.raws import read_and_store_raws
+
+        butler = self._butler
+        return read_and_store_raws(butler, paths_or_dirs, transfer=check_transfer(transfer),
+                                   upload=lambda run, batch, how, result: send_raws(butler, run, batch, how, result),
+                                   **options)
+
+    def _raw_transfer(self, transfer: str) -> str:
+        """``Butler._raw_transfer``: the transfer an upload does (see :func:`check_transfer`)."""
+        return check_transfer(transfer)
+
+    def _register_camera(self, instrument: Any, update: bool) -> tuple[Any, Any]:
+        return register_camera(self._butler, instrument, update)
+
+    def define_visits(self, *, instrument: str | None = None, exposures: Any = None, where: str | None = None,
+                      observation_types: Sequence[str] | None = None) -> Any:
+        from ..ingest.visits import VISIT_OBSERVATION_TYPES
+
+        return define_visits(self._butler, instrument, exposures, where,
+                             VISIT_OBSERVATION_TYPES if observation_types is None else observation_types)
+
+    def register_skymap(self, name: str, kind: str = "rings", *, progress: Any = None,
+                        **config: Any) -> tuple[Any, bool]:
+        return register_skymap(self._butler, name, kind, progress, config)
+
+
 # -- cameras, visits, sky maps: run by the server (``server/routes_ingest.py``) ----------------
 
 
