@@ -51,6 +51,7 @@ from lsst.sphgeom import ConvexPolygon, LonLat, UnitVector3d  # noqa: E402
 
 from skybutler import Butler  # noqa: E402
 from skybutler.cli.main import cli  # noqa: E402
+from skybutler.errors import FormatterError  # noqa: E402
 from skybutler.interchange import RubinImportError, export_rubin, import_rubin  # noqa: E402
 from skybutler.repository_transfer import import_datasets  # noqa: E402
 
@@ -621,7 +622,7 @@ def test_unknown_export_version_is_refused_whole(broken_export, tmp_path):
     assert _repository_state(ours) == before
 
 
-def test_unmapped_pickled_and_missing_files_are_each_named_and_nothing_lands(broken_export, tmp_path):
+def test_a_missing_file_is_named_and_nothing_lands_and_unread_formats_are_kept_unread(broken_export, tmp_path):
     import pickle
 
     ours = Butler.create(tmp_path / "sky")
@@ -651,15 +652,19 @@ def test_unmapped_pickled_and_missing_files_are_each_named_and_nothing_lands(bro
     (broken_export / summary_paths[1]).unlink()
     with pytest.raises(RubinImportError) as caught:
         import_rubin(ours, broken_export)
-    problems = caught.value.problems
-    assert len(problems) == 3, problems
-    assert any(p.startswith(f"{summary_paths[0]}: formatter lsst.pipe.base.formatters.pexConfig.PexConfigFormatter "
-                            "has no skybutler mapping") for p in problems)
-    assert any(p.startswith(f"{cat_path}: a pickled dataset is refused") for p in problems)
-    assert f"{summary_paths[1]}: file missing from the export" in problems
+    # The pickle and the config are kept without a reader, not refused: only the missing file is a problem.
+    assert caught.value.problems == [f"{summary_paths[1]}: file missing from the export"]
     assert "nothing was imported" in str(caught.value)
     assert not marker.exists()
     assert _repository_state(ours) == before
+    (broken_export / summary_paths[1]).write_text("{}")
+    import_rubin(ours, broken_export)
+    assert not marker.exists()  # kept byte for byte, never unpickled
+    (pickled,) = [r for r in ours.query_datasets("cat", collections=["Cam/run1"])
+                  if _our_bytes(ours, r) == (broken_export / cat_path).read_bytes()]
+    with pytest.raises(FormatterError, match="written by the Rubin formatter PickleFormatter"):
+        ours.get(pickled)
+    assert not marker.exists()
 
 
 def test_a_failure_while_landing_leaves_the_repository_as_it_was(rubin, tmp_path):

@@ -272,7 +272,7 @@ class Writes:
         dtype = self.butler.get_dataset_type(dataset_type)
         storage_class = get_storage_class(dtype.storage_class)
         fmt = get_formatter(formatter or storage_class.default_formatter)
-        if fmt.name not in storage_class.formatters:  # it could not give back this storage class's object
+        if not storage_class.holds(fmt.name):  # it could not give back this storage class's object
             raise StorageClassError(f"formatter {fmt.name!r} does not read {storage_class.name} datasets "
                                     f"({dataset_type}); use one of {', '.join(storage_class.formatters)}")
         group = dtype.group(self.butler.universe)

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 _formatters: dict[str, Formatter] = {}
 _storage_classes: dict[str, StorageClass] = {}
 _builtins_loaded = False
+#: The prefix of formatters and storage classes made on lookup for files kept from a Rubin repository
+#: (``rubin_outputs.KEPT_PREFIX``, named here so a lookup does not import that module).
+_KEPT_PREFIX = "rubin:"
 
 
 def _load_builtins() -> None:
@@ -34,13 +37,26 @@ def _load_builtins() -> None:
     from .image_class import IMAGE, MULTI_EXTENSION_IMAGE
     from .parquet_formatter import ParquetFormatter
     from .rubin_names import rubin_storage_classes
+    from .rubin_outputs import (
+        ASTROPY_TABLE,
+        KEPT_FILE,
+        LOG_RECORDS,
+        SCALARS,
+        EcsvFormatter,
+        JsonValueFormatter,
+        KeptFormatter,
+        LogRecordsFormatter,
+    )
     from .table_class import TABLE
     from .text_formatters import JsonFormatter, YamlFormatter
 
     for formatter_class in (JsonFormatter, YamlFormatter, ParquetFormatter, FitsFormatter,
                             MultiExtensionFitsFormatter, FitsTableFormatter):
         register_formatter(formatter_class())
-    for storage_class in (DICT, TABLE, IMAGE, MULTI_EXTENSION_IMAGE, FITS_TABLE, *rubin_storage_classes()):
+    for formatter in (EcsvFormatter(), JsonValueFormatter(), LogRecordsFormatter(), KeptFormatter(KEPT_FILE)):
+        register_formatter(formatter)
+    for storage_class in (DICT, TABLE, IMAGE, MULTI_EXTENSION_IMAGE, FITS_TABLE, *rubin_storage_classes(),
+                          ASTROPY_TABLE, LOG_RECORDS, *SCALARS):
         register_storage_class(storage_class)
 
 
@@ -76,6 +92,10 @@ def get_storage_class(name: str) -> StorageClass:
     try:
         return _storage_classes[name]
     except (KeyError, TypeError):
+        if isinstance(name, str) and name.startswith(_KEPT_PREFIX):  # kept from a Rubin repository
+            from .rubin_outputs import kept_storage_class
+
+            return _storage_classes.setdefault(name, kept_storage_class(name))
         raise StorageClassError(
             f"Unknown storage class {name!r}; known storage classes: {list(storage_class_names())}."
         ) from None
@@ -87,6 +107,10 @@ def get_formatter(name: str) -> Formatter:
     try:
         return _formatters[name]
     except (KeyError, TypeError):
+        if isinstance(name, str) and name.startswith(_KEPT_PREFIX):  # a file kept from a Rubin repository
+            from .rubin_outputs import KeptFormatter
+
+            return _formatters.setdefault(name, KeptFormatter(name))
         raise FormatterError(f"Unknown formatter {name!r}; known formatters: {list(formatter_names())}.") from None
 
 

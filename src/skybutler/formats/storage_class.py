@@ -24,6 +24,9 @@ METADATA_TYPES: tuple[type, ...] = (int, float, str, bool, Region)
 """The Python types a metadata field may be declared with (a Region is a sky footprint, queryable
 with ``<dataset_type>.<field> OVERLAPS POINT(ra, dec)``)."""
 
+KEPT_PREFIX = "rubin:"
+"""Prefix of the formatters (and storage classes) of files kept unread from a Rubin repository."""
+
 Checker = Callable[[Any], Any]
 """Validates an object and returns it (possibly normalised); raises TypeError or ValueError."""
 
@@ -80,6 +83,11 @@ class StorageClass:
         object.__setattr__(self, "components", MappingProxyType(dict(self.components)))
         object.__setattr__(self, "parameters", frozenset(self.parameters))
         object.__setattr__(self, "metadata_fields", MappingProxyType(dict(self.metadata_fields)))
+
+    def holds(self, formatter: str) -> bool:
+        """Whether files of ``formatter`` can be datasets of this class: its own formatters', and a file
+        kept unread from a Rubin repository (a Rubin dataset type may hold files of several formatters)."""
+        return formatter in self.formatters or formatter.startswith(KEPT_PREFIX)
 
     def check(self, obj: Any) -> Any:
         """Validate ``obj`` for writing and return it (possibly normalised).

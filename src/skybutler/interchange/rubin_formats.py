@@ -1,10 +1,11 @@
 """Rubin formatter classes and storage classes, and the skybutler formatters they map to.
 
 A Rubin export names, for every file, the Python class that wrote it.  Files that
-skybutler's formatters read byte for byte (YAML, JSON, Parquet, single-image and
-exposure FITS, raw FITS) map to those formatters; a pickled dataset is refused,
-never unpickled (unpickling runs arbitrary code); any other class has no mapping
-and is refused by name.
+skybutler's formatters read byte for byte (YAML and JSON mappings, JSON scalars, Parquet,
+ECSV, task logs, single-image and exposure FITS, raw FITS) map to those formatters; any
+other file (a pex_config ``Config``, ``Packages``, a pickle, ...) is *kept*: it comes in
+byte for byte under a ``rubin:`` formatter that never parses it (a pickle is never
+unpickled), and reading it says which Rubin formatter wrote it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import re
 from ..errors import SkybutlerError
 from ..formats import get_storage_class
 from ..formats.rubin_names import RUBIN_STORAGE_CLASSES, base_storage_class
-
-PICKLE_FORMATTERS = frozenset({"lsst.daf.butler.formatters.pickle.PickleFormatter"})
+from ..formats.rubin_outputs import KEPT_PREFIX, kept_formatter_name
 
 #: Rubin formatter class -> skybutler formatter name.
 IMPORT_FORMATTERS: dict[str, str] = {
@@ -25,13 +25,19 @@ IMPORT_FORMATTERS: dict[str, str] = {
     "lsst.obs.base.formatters.fitsExposure.FitsImageFormatter": "fits",
     "lsst.obs.base.formatters.fitsExposure.FitsExposureFormatter": "fits",
     "lsst.obs.base.formatters.fitsExposure.FitsMaskedImageFormatter": "fits",
+    "lsst.daf.butler.formatters.astropyTable.AstropyTableFormatter": "ecsv",
+    "lsst.daf.butler.formatters.logs.ButlerLogRecordsFormatter": "rubin-log",
 }
+#: Formatters whose files are read only as the storage classes that hold them: a JSON or YAML
+#: file holds a mapping only when its Rubin storage class is one (``StructuredDataDict``,
+#: ``TaskMetadata``), and a JSON scalar (``int``) has classes of its own.
+_DOCUMENT_FORMATTERS = frozenset({"json", "yaml"})
 #: The raw formatters of the Rubin obs packages (``lsst.obs.subaru.rawFormatter.HyperSuprimeCamRawFormatter``)
 #: all write or read plain FITS raws.
 _RAW_FORMATTER = re.compile(r"^lsst\.obs\.[\w.]+\.\w*RawFormatter$")
 
 #: skybutler formatter -> the skybutler storage class a dataset type gets when its Rubin one is unknown here.
-_DEFAULT_CLASS = {"yaml": "Dict", "json": "Dict", "parquet": "Table", "fits": "Image"}
+_DEFAULT_CLASS = {"parquet": "Table", "fits": "Image", "ecsv": "AstropyTable", "rubin-log": "ButlerLogRecords"}
 
 #: skybutler storage class -> the Rubin storage class a dataset type gets on export.
 _EXPORT_CLASS = {"Dict": "StructuredDataDict", "Table": "ArrowAstropy", "Image": "ImageF"}
@@ -44,32 +50,45 @@ _EXPORT_FORMATTERS = {
 
 
 class UnmappedFormatError(SkybutlerError):
-    """A Rubin dataset whose file skybutler cannot read (no mapping, or pickled)."""
+    """A skybutler dataset with no Rubin counterpart to export it as."""
 
 
-def import_formatter(rubin_formatter: str) -> str:
-    """The skybutler formatter for files written by ``rubin_formatter``; UnmappedFormatError otherwise."""
-    if rubin_formatter in PICKLE_FORMATTERS or rubin_formatter.endswith(".PickleFormatter"):
-        raise UnmappedFormatError("a pickled dataset is refused (reading a pickle runs arbitrary code); "
-                                  "convert it to another format with the Rubin butler first")
+def import_formatter(rubin_formatter: str, rubin_class: str) -> str:
+    """The skybutler formatter for files of storage class ``rubin_class`` written by
+    ``rubin_formatter``: a reading one, else (``is_kept``) the one that keeps the file unread."""
     mapped = IMPORT_FORMATTERS.get(rubin_formatter)
     if mapped is None and _RAW_FORMATTER.match(rubin_formatter):
         mapped = "fits"
-    if mapped is None:
-        raise UnmappedFormatError(f"formatter {rubin_formatter} has no skybutler mapping (mapped: "
-                                  f"{', '.join(sorted(IMPORT_FORMATTERS))} and lsst.obs.*RawFormatter)")
-    return mapped
+    if mapped in _DOCUMENT_FORMATTERS:
+        held = _known_class(rubin_class)
+        if held is not None and mapped not in held.formatters:
+            mapped = "json-value" if mapped == "json" and "json-value" in held.formatters else None
+        elif held is None:
+            mapped = None
+    return kept_formatter_name(rubin_formatter or "unknown") if mapped is None else mapped
+
+
+def is_kept(formatter: str) -> bool:
+    """Whether ``formatter`` (from :func:`import_formatter`) keeps its files without reading them."""
+    return formatter.startswith(KEPT_PREFIX)
+
+
+def _known_class(name: str):
+    try:
+        return None if name.startswith(KEPT_PREFIX) else get_storage_class(name)
+    except SkybutlerError:
+        return None
 
 
 def import_storage_class(rubin_class: str, formatter: str) -> str:
     """The storage class a Rubin dataset type gets here: its own name when skybutler knows it
     (directly or as a Rubin name) and it can hold files of ``formatter``, else the default class
-    for ``formatter``."""
-    try:
-        if formatter in get_storage_class(rubin_class).formatters:
-            return rubin_class
-    except SkybutlerError:
-        pass
+    for ``formatter``; a kept file's type is ``rubin:<its Rubin class>``."""
+    if is_kept(formatter):
+        return KEPT_PREFIX + rubin_class
+    held = _known_class(rubin_class)
+    if held is not None and formatter in held.formatters:
+        return rubin_class
     return _DEFAULT_CLASS[formatter]
 
 

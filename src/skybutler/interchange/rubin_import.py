@@ -12,6 +12,7 @@ back out, so the repository is as it was.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 import zipfile
@@ -25,10 +26,11 @@ from ..config import BOOKKEEPING_DIR
 from ..datastore.uploads import scratch_directory
 from ..errors import SkybutlerError
 from ..models import CollectionType, DatasetRef
-from .rubin_formats import UnmappedFormatError, import_formatter, import_storage_class
+from .rubin_formats import import_formatter, import_storage_class, is_kept
 from .rubin_read import RubinDataset, RubinExport, RubinImportError, read_rubin_export
 
 ZIP_TRANSFERS = ("copy", "move", "auto")
+_log = logging.getLogger(__name__)
 
 
 def import_rubin(butler: Butler, path: str | Path, transfer: str = "copy", skip_existing: bool = True) -> int:
@@ -38,6 +40,7 @@ def import_rubin(butler: Butler, path: str | Path, transfer: str = "copy", skip_
     formatters = check_datasets(export)
     if export.problems:
         raise RubinImportError(export.source, export.problems)
+    report_kept(export, formatters)
     present = {r.id for r in butler.registry.refs_by_id([d.id for d in export.datasets])}
     if present and not skip_existing:
         raise RubinImportError(export.source, [f"dataset {i} is already in the repository" for i in sorted(present)])
@@ -58,19 +61,35 @@ def import_rubin(butler: Butler, path: str | Path, transfer: str = "copy", skip_
 
 
 def check_datasets(export: RubinExport) -> dict[uuid.UUID, str]:
-    """Each dataset's skybutler formatter; an unmapped or pickled one, or a missing file, is a problem."""
+    """Each dataset's skybutler formatter (one that keeps the file unread when none reads it); a
+    dataset of an undefined type, or a missing file, is a problem."""
     formatters: dict[uuid.UUID, str] = {}
     for dataset in export.datasets:
-        try:
-            formatters[dataset.id] = import_formatter(dataset.formatter)
-        except UnmappedFormatError as err:
-            export.problems.append(f"{dataset.path}: {err}")
-            continue
-        if dataset.dataset_type not in export.dataset_types:
+        spec = export.dataset_types.get(dataset.dataset_type)
+        if spec is None:
             export.problems.append(f"{dataset.path}: dataset type {dataset.dataset_type} is not defined in the export")
+            continue
+        formatters[dataset.id] = import_formatter(dataset.formatter, str(spec["storage_class"]))
         if export.zip_path is None and not os.path.isfile(local_file(export, dataset)):
             export.problems.append(f"{dataset.path}: file missing from the export")
     return formatters
+
+
+def kept_without_reader(export: RubinExport, formatters: Mapping[uuid.UUID, str]) -> dict[tuple[str, str], int]:
+    """How many datasets of each (dataset type, Rubin formatter) come in kept without a reader."""
+    kept: dict[tuple[str, str], int] = defaultdict(int)
+    for dataset in export.datasets:
+        if is_kept(formatters.get(dataset.id, "")):
+            kept[(dataset.dataset_type, dataset.formatter)] += 1
+    return dict(kept)
+
+
+def report_kept(export: RubinExport, formatters: Mapping[uuid.UUID, str]) -> None:
+    """Say (as a warning) which datasets the up-front check found are kept without a reader."""
+    kept = kept_without_reader(export, formatters)
+    if kept:
+        _log.warning("%s: kept without a reader (files placed as they are, read with Butler.get_uri): %s",
+                     export.source, "; ".join(f"{n} {t} ({f or 'no formatter named'})" for (t, f), n in kept.items()))
 
 
 def local_file(export: RubinExport, dataset: RubinDataset) -> Path:
@@ -112,7 +131,11 @@ def dataset_type_specs(export: RubinExport, formatters: dict[uuid.UUID, str]) ->
     """The export's dataset types as skybutler defines them (``DatasetType.to_dict``): each storage
     class mapped by the formatter its datasets use; a type with no datasets here and no skybutler
     counterpart is left out."""
-    used_formatter = {d.dataset_type: formatters.get(d.id) for d in export.datasets}
+    used_formatter: dict[str, str] = {}
+    for dataset in export.datasets:  # a formatter that reads the files wins over one that keeps them unread
+        formatter = formatters.get(dataset.id)
+        if formatter is not None and (dataset.dataset_type not in used_formatter or not is_kept(formatter)):
+            used_formatter[dataset.dataset_type] = formatter
     out = []
     for name, spec in export.dataset_types.items():
         storage_class = spec["storage_class"]

@@ -270,7 +270,7 @@ class DatasetStore:
                 stmt = (sa.select(tags.c.collection_id, tags.c.dataset_id, self.schema.dataset.c.run_id, *cols)
                         .join(self.schema.dataset, self.schema.dataset.c.id == tags.c.dataset_id)
                         .where(tags.c.dataset_type_id == type_id, tags.c.collection_id.in_(cids),
-                               sa.tuple_(*cols).in_(chunk) if len(cols) > 1 else cols[0].in_([k[0] for k in chunk])))
+                               _key_in(cols, chunk)))
                 for row in conn.execute(stmt):
                     key = tuple(row[3:])
                     if key not in best or rank[row[0]] < best[key][0]:
@@ -504,3 +504,11 @@ def _by_type(refs: Iterable[DatasetRef]) -> dict[str, list[DatasetRef]]:
 
 
 __all__ = ["DatasetStore", "MissingDatasetTypeError"]
+
+
+def _key_in(cols: list[Any], keys: list[tuple]) -> Any:
+    """The condition that a row's data ID (its ``cols``) is one of ``keys``; a dataset type without
+    dimensions has one data ID, the empty one, which every row of it has."""
+    if not cols:
+        return sa.true()
+    return sa.tuple_(*cols).in_(keys) if len(cols) > 1 else cols[0].in_([k[0] for k in keys])

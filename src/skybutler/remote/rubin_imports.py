@@ -41,13 +41,14 @@ if TYPE_CHECKING:
 
 def send_rubin_import(butler: Butler, path: Path, skip_existing: bool, progress: Any) -> int:
     """Import the Rubin export at ``path`` into the server (module doc); returns the datasets imported."""
-    from ..interchange.rubin_import import check_datasets, dataset_type_specs
+    from ..interchange.rubin_import import check_datasets, dataset_type_specs, report_kept
     from ..interchange.rubin_read import RubinImportError, read_rubin_export
 
     export = read_rubin_export(path, butler.universe)
     formatters = check_datasets(export)
     if export.problems:
         raise RubinImportError(export.source, export.problems)
+    report_kept(export, formatters)
     specs = dataset_type_specs(export, formatters)
     runs = sorted({d.run for d in export.datasets} | {c["name"] for c in export.collections if c["type"] == "RUN"})
     shared = {"universe": [butler.universe.name, butler.universe.version], "dataset_types": specs, "runs": runs}
