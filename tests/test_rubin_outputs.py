@@ -140,19 +140,25 @@ def test_a_pipeline_output_repository_comes_in_every_dataset(outputs, make_butle
     assert import_datasets(ours, outputs[source], transfer="copy") == 0  # again: nothing new
 
 
-def test_a_json_scalar_of_a_mapping_class_is_kept_up_front(outputs, tmp_path, make_butler):
-    """A JSON file whose Rubin storage class skybutler holds neither as a mapping nor as a scalar
-    (``StructuredDataList``) is kept by the up-front check, not refused while files are placed."""
+def test_json_of_a_class_unknown_here_is_read_when_a_mapping_and_kept_otherwise(outputs, tmp_path, make_butler):
+    """A JSON file whose Rubin storage class skybutler does not know is looked at by the up-front
+    check: a mapping (``MetricMeasurementBundle``) is read as a ``Dict``, anything else
+    (``StructuredDataList`` holding ``7``) is kept, never refused while files are placed."""
     import shutil
 
     export = tmp_path / "export"
     shutil.copytree(outputs["export"], export)
     text = (export / "export.yaml").read_text()
-    assert "storage_class: int" in text
-    (export / "export.yaml").write_text(text.replace("storage_class: int", "storage_class: StructuredDataList"))
+    assert "storage_class: int" in text and "storage_class: TaskMetadata" in text
+    (export / "export.yaml").write_text(text.replace("storage_class: int", "storage_class: StructuredDataList")
+                                        .replace("storage_class: TaskMetadata",
+                                                 "storage_class: MetricMeasurementBundle"))
     ours = make_butler("sky")
     assert import_rubin(ours, export) == len(outputs["refs"])
     (ref,) = ours.query_datasets("nStars", collections="Cam/pipeline/run", where="visit = 1")
     assert ref.dataset_type.storage_class == "rubin:StructuredDataList"
     with pytest.raises(FormatterError, match="JsonFormatter"):
         ours.get(ref)
+    (metadata,) = ours.query_datasets("isr_metadata", collections="Cam/pipeline/run", where="visit = 2")
+    assert metadata.dataset_type.storage_class == "Dict"
+    assert ours.get(metadata)["metadata"]["isr"]["scalars"] == {"visit": 2}

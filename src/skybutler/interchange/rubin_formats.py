@@ -10,10 +10,12 @@ unpickled), and reading it says which Rubin formatter wrote it.
 
 from __future__ import annotations
 
+import io
 import re
+from collections.abc import Callable
 
 from ..errors import SkybutlerError
-from ..formats import get_storage_class
+from ..formats import get_formatter, get_storage_class
 from ..formats.rubin_names import RUBIN_STORAGE_CLASSES, base_storage_class
 from ..formats.rubin_outputs import KEPT_PREFIX, kept_formatter_name
 
@@ -37,7 +39,7 @@ _DOCUMENT_FORMATTERS = frozenset({"json", "yaml"})
 _RAW_FORMATTER = re.compile(r"^lsst\.obs\.[\w.]+\.\w*RawFormatter$")
 
 #: skybutler formatter -> the skybutler storage class a dataset type gets when its Rubin one is unknown here.
-_DEFAULT_CLASS = {"parquet": "Table", "fits": "Image", "ecsv": "AstropyTable", "rubin-log": "ButlerLogRecords"}
+_DEFAULT_CLASS = {"json": "Dict", "yaml": "Dict", "parquet": "Table", "fits": "Image", "ecsv": "AstropyTable", "rubin-log": "ButlerLogRecords"}
 
 #: skybutler storage class -> the Rubin storage class a dataset type gets on export.
 _EXPORT_CLASS = {"Dict": "StructuredDataDict", "Table": "ArrowAstropy", "Image": "ImageF"}
@@ -53,9 +55,11 @@ class UnmappedFormatError(SkybutlerError):
     """A skybutler dataset with no Rubin counterpart to export it as."""
 
 
-def import_formatter(rubin_formatter: str, rubin_class: str) -> str:
+def import_formatter(rubin_formatter: str, rubin_class: str, contents: Callable[[], bytes] | None = None) -> str:
     """The skybutler formatter for files of storage class ``rubin_class`` written by
-    ``rubin_formatter``: a reading one, else (``is_kept``) the one that keeps the file unread."""
+    ``rubin_formatter``: a reading one, else (``is_kept``) the one that keeps the file unread.  A JSON
+    or YAML file of a class unknown here is read as a ``Dict`` when it holds a mapping (its
+    ``contents`` are checked), and kept otherwise."""
     mapped = IMPORT_FORMATTERS.get(rubin_formatter)
     if mapped is None and _RAW_FORMATTER.match(rubin_formatter):
         mapped = "fits"
@@ -63,9 +67,20 @@ def import_formatter(rubin_formatter: str, rubin_class: str) -> str:
         held = _known_class(rubin_class)
         if held is not None and mapped not in held.formatters:
             mapped = "json-value" if mapped == "json" and "json-value" in held.formatters else None
-        elif held is None:
+        elif held is None and not _holds_mapping(mapped, contents):
             mapped = None
     return kept_formatter_name(rubin_formatter or "unknown") if mapped is None else mapped
+
+
+def _holds_mapping(formatter: str, contents: Callable[[], bytes] | None) -> bool:
+    """Whether the file (its ``contents``) is a document ``formatter`` reads as a ``Dict``."""
+    if contents is None:
+        return False
+    try:
+        get_formatter(formatter).validate(io.BytesIO(contents()))
+    except (SkybutlerError, OSError, KeyError):
+        return False
+    return True
 
 
 def is_kept(formatter: str) -> bool:

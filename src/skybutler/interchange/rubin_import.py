@@ -64,15 +64,30 @@ def check_datasets(export: RubinExport) -> dict[uuid.UUID, str]:
     """Each dataset's skybutler formatter (one that keeps the file unread when none reads it); a
     dataset of an undefined type, or a missing file, is a problem."""
     formatters: dict[uuid.UUID, str] = {}
-    for dataset in export.datasets:
-        spec = export.dataset_types.get(dataset.dataset_type)
-        if spec is None:
-            export.problems.append(f"{dataset.path}: dataset type {dataset.dataset_type} is not defined in the export")
-            continue
-        formatters[dataset.id] = import_formatter(dataset.formatter, str(spec["storage_class"]))
-        if export.zip_path is None and not os.path.isfile(local_file(export, dataset)):
-            export.problems.append(f"{dataset.path}: file missing from the export")
+    archive = zipfile.ZipFile(export.zip_path) if export.zip_path is not None else None
+    try:
+        for dataset in export.datasets:
+            spec = export.dataset_types.get(dataset.dataset_type)
+            if spec is None:
+                export.problems.append(f"{dataset.path}: dataset type {dataset.dataset_type} is not defined in the "
+                                       "export")
+                continue
+            if archive is None and not os.path.isfile(local_file(export, dataset)):
+                export.problems.append(f"{dataset.path}: file missing from the export")
+                continue
+            formatters[dataset.id] = import_formatter(dataset.formatter, str(spec["storage_class"]),
+                                                      _contents(export, dataset, archive))
+    finally:
+        if archive is not None:
+            archive.close()
     return formatters
+
+
+def _contents(export: RubinExport, dataset: RubinDataset, archive: zipfile.ZipFile | None):
+    """What reads a dataset's file when its formatter needs to look at it."""
+    if archive is not None:
+        return lambda: archive.read(dataset.path)
+    return lambda: local_file(export, dataset).read_bytes()
 
 
 def kept_without_reader(export: RubinExport, formatters: Mapping[uuid.UUID, str]) -> dict[tuple[str, str], int]:
