@@ -113,6 +113,50 @@ def test_export_writes_records_chunk_by_chunk_each_dataset_once(butler, make_but
             sorted(map(repr, butler.registry.dimensions.fetch_all(element)))
 
 
+def test_export_holds_one_chunk_of_refs_and_reads_with_a_small_cache(butler, tmp_path, monkeypatch):
+    """A streamed export keeps no chunk of refs while it reads the next one (what it holds does not
+    grow with the export), and its reads of a SQLite registry keep a small page cache, restored after.
+    Oracles: weak references to the refs as the stream hands them out; SQLite's own ``cache_size``."""
+    import gc
+    import weakref
+
+    import skybutler.repository_transfer as transfer
+    from skybutler.models import DatasetRef
+    from skybutler.registry import database
+
+    class Tracked(DatasetRef):  # weakly referenceable
+        pass
+
+    monkeypatch.setattr(transfer, "CHUNK", 5)
+    refs = _fill(butler, visits=range(1, 6))  # 20 refs: four chunks
+    alive: weakref.WeakSet = weakref.WeakSet()
+    most = 0
+
+    def stream():
+        nonlocal most
+        for ref in refs:
+            gc.collect()
+            most = max(most, len(alive))
+            copy = Tracked(ref.id, ref.dataset_type, ref.data_id, ref.run)
+            alive.add(copy)
+            yield copy
+
+    def cache_kib() -> int | None:
+        if butler.registry.db.dialect != "sqlite":
+            return None
+        with butler.registry.db.reading() as conn:
+            return -conn.exec_driver_sql("PRAGMA cache_size").scalar()
+
+    sizes: list[int] = []
+    real = butler.registry.datasets.artifacts
+    monkeypatch.setattr(butler.registry.datasets, "artifacts", lambda ids: sizes.append(cache_kib()) or real(ids))
+    assert export_datasets(butler, stream(), tmp_path / "e") == len(refs)
+    assert most <= 5  # the refs of the chunk being read, not also the last one's
+    if butler.registry.db.dialect == "sqlite":
+        assert sizes == [database.SQLITE_SMALL_CACHE_KIB] * 4
+        assert cache_kib() == database.SQLITE_CACHE_KIB
+
+
 def test_import_reads_each_file_once(butler, make_butler, tmp_path, monkeypatch):
     """A file is checked from the bytes that are copied into the datastore, not opened twice
     (test_integrity: a refused one still undoes the import)."""

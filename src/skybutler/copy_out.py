@@ -60,6 +60,10 @@ class LocalSource:
             _collect_record_keys(self._butler, refs, self._keys)
         return self._butler.registry.datasets.artifacts(r.id for r in refs)
 
+    def reading_once(self) -> contextlib.AbstractContextManager:
+        """Around a pass that reads each row once (an export): the database keeps a small cache."""
+        return self._butler.registry.db.small_cache()
+
     def place(self, ref: DatasetRef, artifact: StoredArtifact, directory: str | Path, transfer: str = "copy",
               suffix: str | None = None) -> str:
         """Copy (or link) the file under ``directory``; returns its path there."""
@@ -112,6 +116,10 @@ class RemoteSource:
         self._urls: dict[uuid.UUID, str | None] = {}
         self._records: dict[str, dict[tuple, DimensionRecord]] = defaultdict(dict)
         self._written = Written()
+
+    def reading_once(self) -> contextlib.AbstractContextManager:
+        """As :meth:`LocalSource.reading_once`; the server's database is its own affair."""
+        return contextlib.nullcontext()
 
     def artifacts(self, refs: Sequence[DatasetRef], records: bool = False,
                   related: bool = False) -> dict[uuid.UUID, StoredArtifact]:

@@ -151,7 +151,8 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
     records after those they depend on); ``export.json`` (types, RUNs, the format) is written
     last, so a directory holding it holds a whole export.  Memory holds a chunk, the IDs
     taken (16 bytes each) and a bounded set of the records written (:class:`copy_out.Written`),
-    so it stays flat with the number of datasets.  ``progress(done, total)`` is told each file
+    and the registry's reads keep a small SQLite cache (each row is read once), so it stays flat
+    with the number of datasets.  ``progress(done, total)`` is told each file
     copied (``total``: the number of refs when they are a sequence, else None)."""
     from .copy_out import source
 
@@ -167,35 +168,45 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
     total = len(refs) if isinstance(refs, Sequence) else None
     if hasattr(refs, "streaming"):  # a query's results: read batch by batch, never whole
         refs.streaming = True
-    with open(directory / DATASETS_FILE, "w") as out, open(directory / RECORDS_FILE, "w") as records_out:
+    with open(directory / DATASETS_FILE, "w") as out, open(directory / RECORDS_FILE, "w") as records_out, \
+            files.reading_once():
         for chunk in _chunks(refs, CHUNK):
-            chunk = seen.new(chunk)
-            artifacts = files.artifacts(chunk, records=True)
-            for ref in chunk:
-                if ref.id not in artifacts:
-                    raise SkybutlerError(f"dataset {ref} has no stored artifact to export")
-            paths = files.place_many([(ref, artifacts[ref.id]) for ref in chunk], directory, transfer)
-            lines = []
-            for ref, path in zip(chunk, paths):
-                artifact = artifacts[ref.id]
-                lines.append(json.dumps({"id": str(ref.id), "type": ref.dataset_type.name, "run": ref.run,
-                                         "data_id": dict(ref.data_id.required), "path": path,
-                                         "formatter": artifact.formatter}))
-                if ref.dataset_type.name not in types:
-                    types[ref.dataset_type.name] = ref.dataset_type.to_dict()
-                runs.add(ref.run)
-                if progress is not None:
-                    progress(count + len(lines), total)
-            if lines:
-                out.write("\n".join(lines) + "\n")
-            count += len(chunk)
-            for name, rows in files.record_rows():
-                records_out.write(json.dumps({"element": name, "records": [_row_to_json(r) for r in rows]}) + "\n")
+            count += _export_chunk(files, seen.new(chunk), directory, transfer, out, records_out, types, runs,
+                                   progress and (lambda done, base=count: progress(base + done, total)))
+            del chunk  # not held while the next chunk is read
     manifest = {"format_version": FORMAT_VERSION, "universe": [butler.universe.name, butler.universe.version],
                 "dataset_types": list(types.values()), "runs": sorted(runs), "datasets": count,
                 "records_file": RECORDS_FILE, "datasets_file": DATASETS_FILE}
     (directory / MANIFEST).write_text(json.dumps(manifest))
     return count
+
+
+def _export_chunk(files: Any, chunk: list[DatasetRef], directory: Path, transfer: str, out: Any, records_out: Any,
+                  types: dict[str, dict[str, Any]], runs: set[str], progress: Callable[[int], None] | None) -> int:
+    """Copy one chunk's files, write its datasets' lines and then the records they need that were
+    not written before; returns how many datasets it wrote.  Its own function, so that nothing
+    of a chunk (refs, artifact records, lines) is still held while the next one is read."""
+    artifacts = files.artifacts(chunk, records=True)
+    for ref in chunk:
+        if ref.id not in artifacts:
+            raise SkybutlerError(f"dataset {ref} has no stored artifact to export")
+    paths = files.place_many([(ref, artifacts[ref.id]) for ref in chunk], directory, transfer)
+    lines = []
+    for ref, path in zip(chunk, paths):
+        artifact = artifacts[ref.id]
+        lines.append(json.dumps({"id": str(ref.id), "type": ref.dataset_type.name, "run": ref.run,
+                                 "data_id": dict(ref.data_id.required), "path": path,
+                                 "formatter": artifact.formatter}))
+        if ref.dataset_type.name not in types:
+            types[ref.dataset_type.name] = ref.dataset_type.to_dict()
+        runs.add(ref.run)
+        if progress is not None:
+            progress(len(lines))
+    if lines:
+        out.write("\n".join(lines) + "\n")
+    for name, rows in files.record_rows():
+        records_out.write(json.dumps({"element": name, "records": [_row_to_json(r) for r in rows]}) + "\n")
+    return len(chunk)
 
 
 class _TakenIds:
@@ -229,9 +240,10 @@ class _TakenIds:
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """``items`` in lists of ``size``; a list given out is not held here while the next is read."""
     iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
+    for first in iterator:
+        yield [first, *itertools.islice(iterator, size - 1)]
 
 
 def import_datasets(butler: Butler, directory: str | Path, transfer: str = "copy",

@@ -31,6 +31,8 @@ from .read_cache import ReadCache
 SQLITE_BUSY_TIMEOUT_S = 30
 #: Most KiB of database pages a SQLite connection keeps in memory.
 SQLITE_CACHE_KIB = 16 * 1024
+#: Most KiB of pages a SQLite connection keeps while this thread reads under :meth:`Database.small_cache`.
+SQLITE_SMALL_CACHE_KIB = 2 * 1024
 #: Seconds to wait for a PostgreSQL server to answer before failing (``?connect_timeout=N`` overrides).
 PG_CONNECT_TIMEOUT_S = 10
 #: Rows a client inserts into a queried table before it refreshes the table's planner
@@ -359,8 +361,29 @@ class Database:
         with self._errors("read"), self.engine.connect() as conn:
             if self.dialect == "postgresql" and not cursor:
                 conn.execution_options(isolation_level="AUTOCOMMIT")  # undone when it goes back to the pool
-            yield conn
-            conn.rollback()
+            small = self.dialect == "sqlite" and getattr(self._local, "small_cache", False)
+            if small:  # lowering the cache's size frees its pages beyond it
+                conn.connection.dbapi_connection.execute(f"PRAGMA cache_size=-{SQLITE_SMALL_CACHE_KIB}")
+            try:
+                yield conn
+                conn.rollback()
+            finally:
+                if small:
+                    with contextlib.suppress(Exception):  # a connection lost on the way is not restored
+                        conn.connection.dbapi_connection.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+
+    @contextlib.contextmanager
+    def small_cache(self) -> Iterator[None]:
+        """Reads of this thread keep at most :data:`SQLITE_SMALL_CACHE_KIB` of pages per SQLite
+        connection (instead of :data:`SQLITE_CACHE_KIB`): for a pass over many rows each read once
+        (an export), whose pages would fill every pooled connection's cache for nothing, so that
+        its memory does not grow with the repository."""
+        before = getattr(self._local, "small_cache", False)
+        self._local.small_cache = True
+        try:
+            yield
+        finally:
+            self._local.small_cache = before
 
     def savepoint(self, conn: Connection) -> contextlib.AbstractContextManager:
         """Guard statements whose failure is caught and explained: PostgreSQL aborts the whole
