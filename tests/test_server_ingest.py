@@ -116,6 +116,18 @@ def test_a_writer_of_the_raw_run_ingests_an_admin_registered_camera(served, nigh
     assert len(local.registry.dimensions.fetch_all("exposure")) == 3
 
 
+def test_a_camera_registered_through_a_server_keeps_its_own_class_here(served):
+    """The server keeps SimCam's description; this process keeps SimCam itself (a class with
+    header checks of its own), not a plain description of it, when the two describe the same."""
+    from skybutler.instruments import get_instrument
+    from skybutler.instruments.simcam import SimCam
+
+    _, url, tokens, _ = served
+    with Butler(url, token=tokens["boss"]) as boss:
+        kept, new = register_instrument(boss, "SimCam")
+    assert new and type(kept) is SimCam and type(get_instrument("SimCam")) is SimCam
+
+
 def test_refused_requests_write_nothing(served, night, tmp_path):
     """A user who may not write the RUN, a RUN over quota, a corrupt file, a file above the request
     limit: refused with the right error, and the repository is left exactly as it was."""

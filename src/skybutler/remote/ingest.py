@@ -188,7 +188,12 @@ def register_camera(butler: Butler, instrument: Any, update: bool) -> tuple[Any,
     from ..instruments import register_instrument as register_in_process
 
     answer = butler._remote.post_json("instruments", {"description": instrument.to_dict(), "update": update})
-    kept = register_in_process(Instrument.from_dict(answer["description"], source=f"{butler._remote.url}"))
+    kept = Instrument.from_dict(answer["description"], source=f"{butler._remote.url}")
+    # The same description as the caller's camera: keep the caller's object, which may be a
+    # class of its own (SimCam's header checks) that a description alone does not carry.
+    if kept.to_dict() == instrument.to_dict():
+        kept = instrument
+    register_in_process(kept)
     return kept, (answer["changed"] if update else answer["new"])
 
 
