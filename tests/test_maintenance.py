@@ -209,6 +209,27 @@ def test_export_and_import_tell_their_progress(butler, make_butler, tmp_path, mo
     assert "importing datasets" in result.stderr and "12/12" in result.stderr
 
 
+def test_cli_export_streams_its_queries_and_checks_them_first(butler, make_butler, tmp_path, monkeypatch):
+    """The command hands the export its queries to read batch by batch (not a list of every ref),
+    with their number for the progress bar; a where-clause it cannot read writes nothing."""
+    import skybutler.cli.maintenance_commands as commands
+
+    refs = _fill(butler)
+    given = []
+    real = commands.export_datasets
+    monkeypatch.setattr(commands, "export_datasets", lambda b, r, *a, **k: given.append(r) or real(b, r, *a, **k))
+    result = CliRunner().invoke(cli, ["export", str(butler.root), str(tmp_path / "cli")])
+    assert result.exit_code == 0 and "12/12" in result.stderr
+    (stream,) = given
+    assert not isinstance(stream, list) and len(stream) == len(refs)
+    assert all(q.streaming for q in stream.queries)
+    other = make_butler("other")
+    assert import_datasets(other, tmp_path / "cli") == len(refs)
+    assert {r.id for r in other.query_datasets("metrics", collections=["run/a"])} == {r.id for r in refs}
+    result = CliRunner().invoke(cli, ["export", str(butler.root), str(tmp_path / "bad"), "--where", "visit >"])
+    assert result.exit_code != 0 and not (tmp_path / "bad").exists()
+
+
 def test_export_refuses_non_empty_target_and_import_checks_manifest(butler, tmp_path):
     _fill(butler)
     export_datasets(butler, butler.query_datasets("metrics"), tmp_path / "e")

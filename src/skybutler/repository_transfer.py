@@ -27,7 +27,7 @@ import operator
 import os
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sized
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +153,7 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
     taken (16 bytes each) and a bounded set of the records written (:class:`copy_out.Written`),
     and the registry's reads keep a small SQLite cache (each row is read once), so it stays flat
     with the number of datasets.  ``progress(done, total)`` is told each file
-    copied (``total``: the number of refs when they are a sequence, else None)."""
+    copied (``total``: the number of refs when they have one, else None)."""
     from .copy_out import source
 
     files = source(butler)
@@ -165,7 +165,7 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
     runs: set[str] = set()
     seen = _TakenIds()
     count = 0
-    total = len(refs) if isinstance(refs, Sequence) else None
+    total = len(refs) if isinstance(refs, Sized) else None
     if hasattr(refs, "streaming"):  # a query's results: read batch by batch, never whole
         refs.streaming = True
     with open(directory / DATASETS_FILE, "w") as out, open(directory / RECORDS_FILE, "w") as records_out, \

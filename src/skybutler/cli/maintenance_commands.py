@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+
 import click
 
 from ..butler import Butler
 from ..config import RepoConfig
 from ..interchange import export_rubin
+from ..models import DatasetRef
 from ..registry.migrations import migrate as migrate_registry
 from ..repository_transfer import export_datasets, import_datasets, transfer_datasets
 from ..verify import plan_repair, repair, verify
@@ -27,13 +31,25 @@ from .helpers import (
 TRANSFERS = click.Choice(["copy", "move", "hardlink", "symlink", "direct", "auto"])
 
 
-def _refs(butler: Butler, dataset_types: tuple[str, ...], collections: tuple[str, ...], where: str) -> list:
-    types = list(dataset_types) or [d.name for d in butler.query_dataset_types()]
-    cols = split_csv_option(collections) or [c.name for c in butler.collections.query(types=["run", "tagged"])]
-    refs = []
-    for name in types:
-        refs += list(butler.query_datasets(name, where, collections=cols, find_first=False))
-    return refs
+class _Refs:
+    """The datasets an export or transfer names: every type's query is built (its where-clause
+    checked) and counted before anything is written, then read batch by batch as the export
+    takes them, so that memory does not grow with the number of datasets."""
+
+    def __init__(self, butler: Butler, dataset_types: tuple[str, ...], collections: tuple[str, ...], where: str):
+        types = list(dataset_types) or [d.name for d in butler.query_dataset_types()]
+        cols = split_csv_option(collections) or [c.name for c in butler.collections.query(types=["run", "tagged"])]
+        self.queries = [butler.query_datasets(name, where, collections=cols, find_first=False) for name in types]
+        for results in self.queries:
+            if hasattr(results, "streaming"):  # a local query: rows read by a cursor, never whole
+                results.streaming = True
+        self.total = sum(results.count() for results in self.queries)
+
+    def __len__(self) -> int:  # the progress bar's total
+        return self.total
+
+    def __iter__(self) -> Iterator[DatasetRef]:
+        return itertools.chain.from_iterable(self.queries)
 
 
 @click.command("export")
@@ -52,7 +68,7 @@ def export_command(repo: str, directory: str, dataset_types: tuple[str, ...], co
 
     From a server URL the files are downloaded (--transfer copy), only those you may see."""
     with open_butler(repo) as butler:
-        refs = _refs(butler, dataset_types, collections, where)
+        refs = _Refs(butler, dataset_types, collections, where)
         if format_ == "rubin":
             n = export_rubin(butler, refs, directory, collections=split_csv_option(collections), transfer=transfer)
         else:
@@ -95,7 +111,7 @@ def transfer_command(source: str, target: str, dataset_types: tuple[str, ...], c
 
     with open_butler(source, token=os.environ.get("SKYBUTLER_SOURCE_TOKEN")) as src, \
             open_butler(target, token=os.environ.get("SKYBUTLER_TARGET_TOKEN")) as dst:
-        n = transfer_datasets(src, dst, _refs(src, dataset_types, collections, where))
+        n = transfer_datasets(src, dst, _Refs(src, dataset_types, collections, where))
     info(f"transferred {n} datasets from {source} to {target}")
 
 
