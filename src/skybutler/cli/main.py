@@ -54,7 +54,7 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     'register-dataset-type': ('dataset_type_commands', 'Register dataset type NAME over DIMENSIONS with a storage class.'),
     'query-dataset-types': ('dataset_type_commands', 'List dataset types whose names match the glob PATTERN (default: all).'),
     'remove-dataset-type': ('dataset_type_commands', 'Remove the dataset types NAMES, which must have no datasets left.'),
-    'query-collections': ('collection_commands', 'List collections whose names match the glob PATTERNS (default: all).'),
+    'query-collections': ('collection_commands', 'List collections whose names match the glob PATTERNS (default: all; several, or comma-separated).'),
     'register-collection': ('collection_commands', 'Create collection NAME of the given type.'),
     'collection-chain': ('collection_commands', 'Define or change the CHAINED collection PARENT (created if missing).'),
     'remove-runs': ('collection_commands', 'Delete RUN collections NAMES with all their datasets and files.'),
