@@ -90,3 +90,25 @@ def test_cli_register_skymap(registered, tmp_path):
     assert result.exit_code == 1 and "different configuration" in result.stderr
     result = runner.invoke(cli, ["register-skymap", repo, "bad", "--config", str(config), "--tract-overlap", "-1"])
     assert result.exit_code == 1 and "must not be negative" in result.stderr
+
+
+def test_a_registration_failing_after_its_put_leaves_no_file(tmp_path, monkeypatch):
+    """The sky map's configuration file goes with the registration's rows: a block that fails
+    after the put (here the put itself, once its file is written) leaves neither behind."""
+    from skybutler.verify import verify
+
+    real_put = Butler.put
+
+    def put_then_fail(self, *args, **kwargs):
+        real_put(self, *args, **kwargs)
+        raise RuntimeError("failed after the put")
+
+    with Butler.create(tmp_path / "repo") as butler:
+        monkeypatch.setattr(Butler, "put", put_then_fail)
+        with pytest.raises(RuntimeError, match="after the put"):
+            register_skymap(butler, "small", **SMALL)
+        monkeypatch.setattr(Butler, "put", real_put)
+        assert butler.get_record("skymap", name="small") is None
+        assert not [p for p in (tmp_path / "repo").rglob("*skyMap*") if p.is_file()]
+        report = verify(butler)
+    assert report.consistent, report

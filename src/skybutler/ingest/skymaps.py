@@ -217,7 +217,7 @@ def write_skymap(butler, name: str, kind: str = "rings", *, progress: Callable[[
         return skymap, False
     records = skymap.records()
     patches = records["patch"]
-    with butler.registry.transaction():
+    with butler.transaction():  # the put's file goes with the rows if the block fails or is killed
         butler.insert_records("skymap", records["skymap"])
         butler.insert_records("tract", records["tract"])
         for start in range(0, len(patches), _PATCHES_PER_STEP):
