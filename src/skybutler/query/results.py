@@ -12,7 +12,6 @@ see the rows first (such queries, and records queries, always read rows).
 from __future__ import annotations
 
 import itertools
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -175,58 +174,11 @@ class QueryResults:
             sources = [(self._statement(plain_ids=False), built.constants, built.sole_keys)]
         try:
             with self._registry.db.reading() as conn:
-                rows = self._aggregate_rows(conn, sources, columns, types)
+                rows = columnar.aggregate_rows(conn, sources, columns, types, self._built.compiled,
+                                               (type(self), self._limit, self._offset))
         except BackendError:  # e.g. a result too large for one value: read rows instead
             return None
-        if len(sources) > 1:  # SQL promises no order of UNION ALL rows: each says whose it is
-            position = 1 + columns.index("dataset_type_index")
-            by_index = {source[1]["dataset_type_index"]: source for source in sources}
-            sources = [by_index[int(row[position])] for row in rows]
-        pieces: dict[str, list[pa.Array]] = {name: [] for name in columns}
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error")  # numpy warns of text it cannot parse
-                for row, (_, constants, _) in zip(rows, sources):
-                    n, values = row[0], iter(row[1:])
-                    if any(other_keys for other_keys in row[1 + len(columns):]):
-                        return None  # a sole key has company now: the rows say which row has which
-                    for name in columns:
-                        value = next(values)
-                        if name in constants:  # its value, not the column's (text on PostgreSQL)
-                            pieces[name].append(pa.repeat(pa.scalar(constants[name], types[name]), n))
-                        elif name == "dataset_id":
-                            pieces[name].append(columnar.fixed_width_strings(value, n, 32))
-                        elif pa.types.is_integer(types[name]):
-                            pieces[name].append(columnar.int_column(value, n))
-                        else:
-                            pieces[name].append(columnar.string_column(value, n))
-        except (ValueError, DeprecationWarning):
-            return None
-        out = {name: arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays) for name, arrays in pieces.items()}
-        return out, sum(row[0] for row in rows)
-
-    def _aggregate_rows(self, conn: sa.Connection, sources: list[tuple[sa.Select, dict[str, Any], Any]],
-                        columns: list[str], types: dict[str, pa.DataType]) -> list[Sequence[Any]]:
-        """The rows of the column-reading statement over ``sources``.  Its SQL text and
-        parameters are kept on the built query and sent through the driver again when the
-        same query is asked again: building the aggregate and SQLAlchemy's execution of it
-        (its cache key, a compiled-statement look-up, result processing) are 0.3-0.4 ms,
-        a tenth of reading 5,000 data IDs.  A statement whose parameters need converting
-        by SQLAlchemy (none of the key types do) is executed by SQLAlchemy every time."""
-        key = (type(self), self._limit, self._offset)
-        known = self._built.compiled.get(key)
-        if known is None:
-            selects = [columnar.aggregates(stmt, columns, types, constants, sole_keys, conn.dialect.name)
-                       for stmt, constants, sole_keys in sources]
-            select = selects[0] if len(selects) == 1 else sa.union_all(*selects)
-            compiled = select.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-            if compiled._bind_processors:
-                return conn.execute(select).all()
-            values = compiled.construct_params()
-            # positional parameters (SQLite's qmark) as a tuple, named ones (psycopg's pyformat) as a dict
-            params = values if compiled.positiontup is None else tuple(values[k] for k in compiled.positiontup)
-            known = self._built.compiled[key] = (compiled.string, params)
-        return conn.exec_driver_sql(*known).all()
+        return columnar.whole_columns(rows, sources, columns, types)
 
     #: Read rows batch by batch from the database cursor (a server-side one on PostgreSQL)
     #: rather than whole columns: what a server streaming a large answer sets, so that the
