@@ -16,6 +16,8 @@ the first) it reaches ``<step>``.  Unset, a step costs one comparison.  The step
   its rows, the statement not yet ended
 - ``registry-committed``: the registry transaction of a write (or a removal, purge, cold move,
   staging or write-back) committed, its journal not yet ended
+- ``sql-committed``: an outermost registry transaction (of any write, or of an open that writes)
+  committed: killing a registry-only command at its n-th commit tells whether it is one transaction
 - ``transaction-committed``: an enclosing ``butler.transaction()`` committed, its writes' journal not yet
   settled
 - ``file-quarantined``: ``verify --fix`` moved one more file into the quarantine

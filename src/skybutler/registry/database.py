@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
 from ..errors import BackendError, QueryError, QueryTimeoutError
+from ..faults import crash_point
 from .bulk import end_pipelined_begin
 from .commit_watch import PostgresWatcher, SqliteWatcher
 from .read_cache import ReadCache
@@ -282,6 +283,7 @@ class Database:
                     except sqlite3.Error:  # never back to the pool unchecked
                         conn.invalidate()
                         raise
+        crash_point("sql-committed")
         if self._inserted:
             self._refresh_statistics()
 
