@@ -181,26 +181,42 @@ class Access:
         self.store.add_user(actor, check_name("user", name), admin, [check_name("group", g) for g in groups])
         self._forget()
 
-    def create_token(self, user: str, *, expires_in: float | None = None, note: str = "",
-                     actor: str = "admin", now: float | None = None) -> str:
-        """A new token for ``user`` (made if missing), valid ``expires_in`` seconds (None: until
-        revoked).  The token is shown once: only its hash is kept."""
+    def create_token(self, user: str, *, admin: bool | None = None, groups: Iterable[str] = (),
+                     expires_in: float | None = None, note: str = "", actor: str = "admin",
+                     now: float | None = None) -> str:
+        """A new token for ``user`` (made if missing; ``admin`` and ``groups`` as :meth:`add_user`
+        takes them), valid ``expires_in`` seconds (None: until revoked), in one transaction: a
+        token is never made without its user's change, nor a user without the token.  The token
+        is shown once: only its hash is kept."""
         if not isinstance(note, str) or len(note) > 1000 or not note.isprintable():
             raise AccessError("a token's note is at most 1000 printable characters")
         if expires_in is not None and not 0 < expires_in < 1e10:
             raise AccessError(f"a token lasts a positive number of seconds, not {expires_in!r}")
-        if self.store.user(check_name("user", user)) is None:
-            self.add_user(user, actor=actor)
+        user, groups = check_name("user", user), [check_name("group", g) for g in groups]
         token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         created = time.time_ns() if now is None else int(now * 1e9)
         expires = None if expires_in is None else created + int(expires_in * 1e9)
-        self.store.add_token(actor, TokenRow(token_id, user, _hasher().hash(secret), created, expires, None, note))
+        row = TokenRow(token_id, user, _hasher().hash(secret), created, expires, None, note)
+        with self.store.db.transaction():
+            if admin is not None or groups or self.store.user(user) is None:
+                self.store.add_user(actor, user, admin, groups)
+            self.store.add_token(actor, row)
+        self._forget()
         return f"sbt_{token_id}.{secret}"
 
     def revoke_token(self, token_id: str, *, actor: str = "admin") -> None:
-        token_id = check_token_id(token_id)
-        if not self.store.revoke_token(actor, token_id):
-            raise AccessError(f"no token {token_id!r}")
+        self.revoke_tokens([token_id], actor=actor)
+
+    def revoke_tokens(self, token_ids: Iterable[str], *, actor: str = "admin") -> None:
+        """Revoke every token of ``token_ids`` (ids or tokens) in one transaction, or none: an
+        unknown one is refused (naming it) before any is revoked."""
+        ids = list(dict.fromkeys(check_token_id(t) for t in token_ids))
+        with self.store.db.transaction():
+            for token_id in ids:
+                if self.store.token(token_id) is None:
+                    raise AccessError(f"no token {token_id!r}")
+            for token_id in ids:
+                self.store.revoke_token(actor, token_id)
         self._forget()
 
     def grant(self, kind: str, name: str, pattern: str, level: str | None, *, actor: str = "admin") -> None:

@@ -127,9 +127,12 @@ class Administration:
 
     # -- tokens -----------------------------------------------------------------
 
-    def create_token(self, user: str, *, expires_in: float | None = None, note: str = "") -> str:
-        """A new token for ``user`` (made if missing), shown this once: only its hash is kept."""
-        return self._access.create_token(user, expires_in=expires_in, note=note, actor=self._actor)
+    def create_token(self, user: str, *, admin: bool | None = None, groups: Iterable[str] = (),
+                     expires_in: float | None = None, note: str = "") -> str:
+        """A new token for ``user`` (made if missing, ``admin`` and ``groups`` set as by
+        :meth:`add_user`, in the token's transaction), shown this once: only its hash is kept."""
+        return self._access.create_token(user, admin=admin, groups=list(groups), expires_in=expires_in, note=note,
+                                         actor=self._actor)
 
     def tokens(self, user: str | None = None) -> list[TokenInfo]:
         """Tokens (of ``user``), oldest first."""
@@ -140,7 +143,11 @@ class Administration:
 
     def revoke_token(self, token_id: str) -> None:
         """Revoke a token by its id (as ``tokens`` lists it) or by the token itself."""
-        self._access.revoke_token(token_id, actor=self._actor)
+        self.revoke_tokens([token_id])
+
+    def revoke_tokens(self, token_ids: Iterable[str]) -> None:
+        """Revoke tokens (ids or tokens) all at once, or none if one is unknown."""
+        self._access.revoke_tokens(token_ids, actor=self._actor)
 
     # -- rules ------------------------------------------------------------------
 

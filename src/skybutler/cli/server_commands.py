@@ -103,9 +103,8 @@ def token_create(repo: Path, user: str, expires: str | None, admin: bool | None,
                  note: str) -> None:
     """Create a token for USER (made if missing) and print it: it is shown only once."""
     with open_butler(repo) as butler:
-        if admin is not None or groups:
-            butler.access.add_user(user, admin=admin, groups=groups)
-        click.echo(butler.access.create_token(user, expires_in=parse_duration(expires), note=note))
+        click.echo(butler.access.create_token(user, admin=admin, groups=groups, expires_in=parse_duration(expires),
+                                              note=note))
 
 
 @token.command("list")
@@ -127,10 +126,9 @@ def token_list(repo: Path, user: str | None, as_json: bool) -> None:
 @click.argument("token_ids", nargs=-1, required=True)
 def token_revoke(repo: Path, token_ids: tuple[str, ...]) -> None:
     """Revoke tokens by id (as ``token list`` shows it) or by the token itself (through a server,
-    one's own, or anyone's for an administrator)."""
+    one's own, or anyone's for an administrator): all of them, or none if one is unknown."""
     with open_butler(repo) as butler:
-        for token_id in token_ids:
-            butler.access.revoke_token(token_id)
+        butler.access.revoke_tokens(token_ids)
         info(f"revoked {len(token_ids)} token(s)")
 
 

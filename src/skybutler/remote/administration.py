@@ -46,15 +46,25 @@ class RemoteAdministration:
     def remove_from_group(self, name: str, group: str) -> None:
         self._t.post_json("access/users/ungroup", {"name": name, "group": group})
 
-    def create_token(self, user: str, *, expires_in: float | None = None, note: str = "") -> str:
-        return self._t.post_json("access/tokens", {"user": user, "expires_in": _number(expires_in),
-                                                   "note": note})["token"]
+    def create_token(self, user: str, *, admin: bool | None = None, groups: Iterable[str] = (),
+                     expires_in: float | None = None, note: str = "") -> str:
+        body: dict[str, Any] = {"user": user, "expires_in": _number(expires_in), "note": note}
+        if admin is not None or groups:  # a server of an earlier release knows neither
+            body.update(admin=admin, groups=list(groups))
+        return self._t.post_json("access/tokens", body)["token"]
 
     def tokens(self, user: str | None = None) -> list[TokenInfo]:
         return [TokenInfo(**t) for t in self._t.get_json("access/tokens", **({} if user is None else {"user": user}))]
 
     def revoke_token(self, token_id: str) -> None:
         self._t.post_json("access/tokens/revoke", {"token_id": token_id})
+
+    def revoke_tokens(self, token_ids: Iterable[str]) -> None:
+        ids = list(token_ids)
+        if len(ids) == 1:
+            self.revoke_token(ids[0])
+        else:
+            self._t.post_json("access/tokens/revoke", {"token_ids": ids})
 
     def grant(self, kind: str, name: str, pattern: str, level: str | None) -> None:
         self._t.post_json("access/rules", {"kind": kind, "name": name, "pattern": pattern, "level": level})

@@ -55,12 +55,17 @@ class Membership(_Body):
 
 class NewToken(_Body):
     user: str
+    admin: bool | None = None
+    groups: list[str] = []
     expires_in: float | None = None
     note: str = ""
 
 
 class TokenId(_Body):
-    token_id: str
+    """One token (``token_id``) or several, revoked together (``token_ids``)."""
+
+    token_id: str | None = None
+    token_ids: list[str] = []
 
 
 class NewRule(_Body):
@@ -126,14 +131,18 @@ def tokens(request: Request, user: str | None = None, caller: User = Depends(cur
 
 @router.post("/access/tokens/revoke")
 def revoke_token(request: Request, body: TokenId, caller: User = Depends(current_user)) -> None:
-    """Revoke a token: one's own; anyone's, for an administrator (another's is "no token")."""
+    """Revoke tokens: one's own; anyone's, for an administrator (another's is "no token"); all
+    of them or none."""
+    given = ([body.token_id] if body.token_id is not None else []) + body.token_ids
+    if not given:
+        raise AccessError("name the tokens to revoke")
     if not caller.admin:
-        token_id = check_token_id(body.token_id)
-        row = request.app.state.skybutler.access.store.token(token_id)
-        if row is None or row.user != caller.name:
-            raise AccessError(f"no token {token_id!r}")
+        for token_id in map(check_token_id, given):
+            row = request.app.state.skybutler.access.store.token(token_id)
+            if row is None or row.user != caller.name:
+                raise AccessError(f"no token {token_id!r}")
     with _administration(request, caller) as admin:
-        admin.revoke_token(body.token_id)
+        admin.revoke_tokens(given)
 
 
 # -- administrators ------------------------------------------------------------------
@@ -165,7 +174,8 @@ def create_token(request: Request, body: NewToken, caller: User = Depends(curren
     """A new token, answered this once (only its hash is kept)."""
     _admin(caller, "create tokens")
     with _administration(request, caller) as admin:
-        return {"token": admin.create_token(body.user, expires_in=body.expires_in, note=body.note)}
+        return {"token": admin.create_token(body.user, admin=body.admin, groups=body.groups,
+                                            expires_in=body.expires_in, note=body.note)}
 
 
 @router.get("/access/rules")
