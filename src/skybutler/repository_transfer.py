@@ -5,12 +5,13 @@ An export directory holds ``export.json`` (dataset types, RUNs, the format versi
 the dimension records and the datasets (with their artifact paths) as JSON lines in
 ``export.records.jsonl`` and ``export.datasets.jsonl``, and the artifacts under the
 same relative paths they had in the source datastore.  Both directions stream: a
-chunk of datasets at a time (export keeps only an integer per ID written and the keys
-of the records to write).  Import is all or nothing: records, dataset types, RUNs and
-then the datasets, chunk by chunk with their original IDs, go in inside one transaction
-(so the same raw or product is never duplicated across repositories), and each chunk's
-placed files are remembered by its write journal on disk, not in memory, until the
-transaction ends.  Exports of format 1 (everything in ``export.json``) are still read.
+chunk of datasets at a time (export remembers the IDs written -- past 4 MiB of them in an
+unnamed file in its directory -- and a bounded set of the records written).  Import is all or
+nothing: records, dataset types, RUNs and then the datasets, chunk by chunk with their original
+IDs, go in inside one transaction (so the same raw or product is never duplicated across
+repositories), and each chunk's placed files are remembered by its write journal on disk, not
+in memory, until the transaction ends.  Exports of format 1 (everything in ``export.json``)
+are still read.
 
 A butler opened on a server URL does the same: an export reads its files and records through
 the server (``copy_out.py``), and an import uploads the export in batches under the server's
@@ -149,12 +150,14 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
     datasets written as lines of ``export.datasets.jsonl``, then the records they need that
     were not written for an earlier chunk as lines of ``export.records.jsonl`` (each line's
     records after those they depend on); ``export.json`` (types, RUNs, the format) is written
-    last, so a directory holding it holds a whole export.  Memory holds a chunk, the IDs
-    taken (16 bytes each) and a bounded set of the records written (:class:`copy_out.Written`),
-    and the registry's reads keep a small SQLite cache (each row is read once), so it stays flat
-    with the number of datasets.  ``progress(done, total)`` is told each file
-    copied (``total``: the number of refs when they have one, else None)."""
+    last, so a directory holding it holds a whole export.  Memory holds a chunk, at most 4 MiB of
+    the IDs taken (:class:`taken_ids.TakenIds`, exact: a dataset given twice, in one query or two,
+    is written once; the rest in an unnamed file in ``directory``), a bounded set of the records
+    written (:class:`copy_out.Written`), and the registry's reads keep a small SQLite cache (each
+    row is read once), so it stays flat with the number of datasets.  ``progress(done, total)``
+    is told each file copied (``total``: the number of refs when they have one, else None)."""
     from .copy_out import source
+    from .taken_ids import TakenIds
 
     files = source(butler)
     directory = Path(directory)
@@ -163,13 +166,12 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
     directory.mkdir(parents=True, exist_ok=True)
     types: dict[str, dict[str, Any]] = {}
     runs: set[str] = set()
-    seen = _TakenIds()
     count = 0
     total = len(refs) if isinstance(refs, Sized) else None
     if hasattr(refs, "streaming"):  # a query's results: read batch by batch, never whole
         refs.streaming = True
     with open(directory / DATASETS_FILE, "w") as out, open(directory / RECORDS_FILE, "w") as records_out, \
-            files.reading_once():
+            files.reading_once(), TakenIds(directory) as seen:
         for chunk in _chunks(refs, CHUNK):
             count += _export_chunk(files, seen.new(chunk), directory, transfer, out, records_out, types, runs,
                                    progress and (lambda done, base=count: progress(base + done, total)))
@@ -207,36 +209,6 @@ def _export_chunk(files: Any, chunk: list[DatasetRef], directory: Path, transfer
     for name, rows in files.record_rows():
         records_out.write(json.dumps({"element": name, "records": [_row_to_json(r) for r in rows]}) + "\n")
     return len(chunk)
-
-
-class _TakenIds:
-    """The IDs of the datasets an export has taken, exactly, in a sorted array of 16 bytes each
-    (a set of UUIDs costs about 100 bytes an entry): a dataset given twice is written once."""
-
-    def __init__(self) -> None:
-        import numpy as np
-
-        self._np = np
-        self._sorted = np.empty(0, dtype="S16")
-
-    def new(self, refs: list[DatasetRef]) -> list[DatasetRef]:
-        """The refs not taken before (the first of each ID), now taken."""
-        np = self._np
-        first: dict[uuid.UUID, DatasetRef] = {}
-        for ref in refs:
-            first.setdefault(ref.id, ref)
-        fresh = list(first.values())
-        if not fresh:
-            return fresh
-        keys = np.array([ref.id.bytes for ref in fresh], dtype="S16")
-        if len(self._sorted):
-            at = np.minimum(np.searchsorted(self._sorted, keys), len(self._sorted) - 1)
-            taken = self._sorted[at] == keys
-            if taken.any():
-                fresh = [ref for ref, old in zip(fresh, taken.tolist()) if not old]
-                keys = keys[~taken]
-        self._sorted = np.sort(np.concatenate([self._sorted, keys]))
-        return fresh
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
