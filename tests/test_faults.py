@@ -110,7 +110,7 @@ def skybutler_leftovers(root: Path) -> list[str]:
     with Butler(root) as butler:
         found = [p for p in butler.datastore.walk() if ".tmp-" in p]
     found += [str(p) for p in Path(root).rglob("*") if ".tmp-" in p.name or p.name.startswith(
-        (".rubin-zip-", ".rubin-repository-", "import-", "upload-", "zip-", "transfer-")) or ".publishing-" in p.name]
+        (".rubin-zip-", ".rubin-repository-", "rubin-repository-", "import-", "upload-", "zip-", "transfer-")) or ".publishing-" in p.name]
     return found
 
 

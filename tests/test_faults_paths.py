@@ -268,7 +268,8 @@ def rubin_export(tmp_path_factory) -> dict[str, Path]:
 RUBIN_CASES = [("export", transfer, point) for transfer in ("copy", "move")
                for point in ["journal-written", "file-placed:3", "registry-committed", 0.5]] + \
     [(kind, "copy", point) for kind in ("zip", "repository")
-     for point in ["journal-written", "file-placed:3", "registry-committed", 0.5]]
+     for point in ["journal-written", "file-placed:3", "registry-committed", 0.5]] + \
+    [("repository", "copy", point) for point in (0.15, 0.3)]  # while the Rubin butler exports it
 
 
 @pytest.mark.parametrize("kind, transfer, point", RUBIN_CASES)
@@ -288,11 +289,21 @@ def test_a_killed_rubin_import(rubin_export, tmp_path, kind, transfer, point):
     took = time.monotonic() - started
     Butler.create(tmp_path / "repo").close()
     plant_user_file(tmp_path / "repo")
+    system_temp = tmp_path / "system-temp"
+    system_temp.mkdir()
+
+    def work() -> None:
+        import tempfile
+
+        tempfile.tempdir = str(system_temp)  # in the forked child only
+        cli_main(*args)()
+
     if isinstance(point, str):
-        assert run_killed(cli_main(*args), point), f"the import never reached {point}"
+        assert run_killed(work, point), f"the import never reached {point}"
     else:
-        run_killed(cli_main(*args), None, delay=took * point)
+        run_killed(work, None, delay=took * point)
     assert_recovered(tmp_path / "repo", sources)
+    assert not any(system_temp.iterdir()), "a killed import left its scratch in the system's temporary space"
     if fingerprint(tmp_path / "repo") != fingerprint(tmp_path / "twin"):
         _invoke(*args)
     assert fingerprint(tmp_path / "repo") == fingerprint(tmp_path / "twin")

@@ -26,8 +26,8 @@ from typing import Any
 from ..errors import TransferError
 
 #: The prefixes of the scratch directories made here: an upload, an import's tree, a zip's members,
-#: the export a transfer between repositories goes through.
-SCRATCH_PREFIXES = ("upload-", "import-", "zip-", "transfer-")
+#: the export a transfer between repositories goes through, a Rubin repository's export.
+SCRATCH_PREFIXES = ("upload-", "import-", "zip-", "transfer-", "rubin-repository-")
 #: A scratch directory without its lock file this old (seconds) was left by a process killed as it
 #: made (or removed) it; a younger one may be a live process's, about to take its lock.
 UNHELD_AGE = 60.0

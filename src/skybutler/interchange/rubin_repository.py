@@ -1,17 +1,19 @@
 """A whole Rubin butler repository (its butler.yaml, registry and datastore) comes in as its
 export would: the Rubin butler, when installed, exports every dataset and collection into a
-scratch directory with symbolic links to the files, and that export is imported (the files
-copied in, as from any export).  Without the Rubin butler the repository's registry cannot be
+held scratch directory of the repository (``datastore/uploads.py``: a process killed meanwhile
+leaves it to the next open) with symbolic links to the files, and that export is imported (the
+files copied in, as from any export).  Without the Rubin butler the repository's registry cannot be
 read, and the message says what to run instead."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..config import BOOKKEEPING_DIR
+from ..datastore.uploads import scratch_directory
 from ..errors import SkybutlerError
 
 __all__ = ["export_rubin_repository", "import_rubin_repository", "is_rubin_repository"]
@@ -67,8 +69,8 @@ def import_rubin_repository(butler: Any, path: str | Path, transfer: str, skip_e
     if transfer not in ("copy", "auto"):
         raise SkybutlerError(f"files of a Rubin repository are copied in (transfer {transfer!r} was asked): its "
                              "datastore stays the Rubin butler's")
-    with tempfile.TemporaryDirectory(prefix=".rubin-repository-") as tmp:
-        export = export_rubin_repository(path, Path(tmp))
+    with scratch_directory(butler.root / BOOKKEEPING_DIR / "uploads", "rubin-repository-") as tmp:
+        export = export_rubin_repository(path, tmp)
         try:
             return import_rubin(butler, export, "copy", skip_existing)
         except RubinImportError as err:  # named as the user named it, not by the scratch export
