@@ -2,7 +2,8 @@
 statement batch of a single put.
 
 Every stack runs these; on PostgreSQL a batch of ``bulk.COPY_MIN_ROWS`` datasets or more
-goes through ``COPY`` and a smaller one is sent as one statement inside a savepoint, in one pipeline.  Whatever
+goes through ``COPY`` and a smaller one is sent as one statement in one pipeline (inside a savepoint, or
+with its BEGIN and COMMIT when it is a transaction of its own).  Whatever
 the path, a failure half-way leaves the repository as it was, and a conflict caught inside
 ``butler.transaction()`` leaves the transaction usable.
 """
@@ -156,11 +157,11 @@ def test_a_put_sends_its_rows_in_one_statement_and_a_big_batch_by_copy(big: Butl
     sent.clear()
     last = data_ids()[N_DETECTORS + 1]
     big.put(payload(last), "metrics", **last)
-    # the transaction's BEGIN, a savepoint, the rows of the five tables (dataset, membership, its
-    # count, location, facts) in one statement, release: all in one pipeline (one round trip)
-    assert [q.split()[0].upper() for q, _ in sent] == ["BEGIN", "SAVEPOINT", "WITH", "RELEASE"], sent
+    # the transaction's BEGIN, the rows of the five tables (dataset, membership, its count, location,
+    # facts) in one statement, the COMMIT: all in one pipeline (one round trip), no savepoint
+    assert [q.split()[0].upper() for q, _ in sent] == ["BEGIN", "WITH", "COMMIT"], sent
     assert all(on for _, on in sent), sent
-    assert sent[2][0].count("INSERT INTO") == 5, sent
+    assert sent[1][0].count("INSERT INTO") == 5, sent
     got = big.find_dataset("metrics", last)
     assert got is not None and big.get(got) == payload(last)
     big.collections.register("other", "run")
@@ -208,34 +209,55 @@ def round_trips(butler: Butler, action) -> list[str]:
     return ends
 
 
-def test_a_single_put_is_two_round_trips_its_statements_and_its_commit(big: Butler, stack):
+def test_a_single_put_is_one_round_trip_its_begin_rows_and_commit(big: Butler, stack):
     if stack != "postgres":
         pytest.skip("round trips are PostgreSQL's")
     warm = [data_ids()[0], data_ids()[1], data_ids()[N_DETECTORS]]
     big.put_many("metrics", [(payload(d), d) for d in warm])  # the RUN registered, records cached
     last = data_ids()[N_DETECTORS + 1]
-    # one pipeline (BEGIN, SAVEPOINT, the rows, RELEASE), the file placed, then the COMMIT: psycopg's
-    # own BEGIN would be a round trip of its own before the pipeline
-    assert round_trips(big, lambda: big.put(payload(last), "metrics", **last)) == \
-        ["BEGIN+SAVEPOINT+WITH+RELEASE", "COMMIT"]
+    # the file placed first, then one pipeline: BEGIN, the rows, COMMIT (psycopg's own BEGIN would be
+    # a round trip of its own before the pipeline, and a COMMIT after the pipeline another)
+    assert round_trips(big, lambda: big.put(payload(last), "metrics", **last)) == ["BEGIN+WITH+COMMIT"]
     assert big.get("metrics", last) == payload(last)
-    with pytest.raises(DatasetConflictError):  # a failed pipeline that began its transaction
+    before = snapshot(big)
+    with pytest.raises(DatasetConflictError, match="already exists in RUN 'r'"):  # its file is in the way
         big.put(payload(last), "metrics", **last)
+    assert snapshot(big) == before
+    # the rows conflict after the file is placed (the same deterministic ID in another RUN, at
+    # another path): the transaction is rolled back and the file taken back out
+    big.put(payload(last), "metrics", **last, run="fixed", id_mode="deterministic")
+    big.put(payload(warm[0]), "metrics", **warm[0], run="fixed-too")  # a RUN this butler has written to
+    before = snapshot(big)
+
+    def conflicting():
+        with pytest.raises(DatasetConflictError, match="already exists .in another RUN"):
+            big.put(payload(last), "metrics", **last, run="fixed-too", id_mode="deterministic")
+
+    # the explanation reads the database once the transaction is rolled back
+    trips = round_trips(big, conflicting)
+    assert trips[:2] == ["BEGIN+WITH+COMMIT", "ROLLBACK"] and set(trips[2:]) == {"SELECT"}, trips
+    assert snapshot(big) == before
     # the connection went back to the pool out of autocommit mode (a next transaction not starting
-    # with a pipeline is one transaction); a conflict inside butler.transaction() leaves it usable
+    # with a pipeline is one transaction); inside butler.transaction() a put commits nothing, and a
+    # conflict there leaves the transaction usable
     pooled = big.registry.db.engine.raw_connection()
     try:
         assert pooled.driver_connection.autocommit is False
     finally:
         pooled.close()
-    with big.transaction():
-        big.put(payload(data_ids()[2]), "metrics", **data_ids()[2])
-        with pytest.raises(DatasetConflictError):
-            big.put(payload(last), "metrics", **last)
-        big.put(payload(data_ids()[3]), "metrics", **data_ids()[3])
+
+    def block():
+        with big.transaction():
+            big.put(payload(data_ids()[2]), "metrics", **data_ids()[2])
+            with pytest.raises(DatasetConflictError):
+                big.put(payload(last), "metrics", **last)
+            big.put(payload(data_ids()[3]), "metrics", **data_ids()[3])
+
+    trips = round_trips(big, block)
+    assert trips[-1] == "COMMIT" and "COMMIT" not in "+".join(trips[:-1]), trips
     assert "BEGIN" not in "+".join(round_trips(big, lambda: big.query_datasets("metrics").count()))
-    assert {(r.data_id["visit"], r.data_id["detector"]) for r in big.query_datasets("metrics")} == \
-        {(d["visit"], d["detector"]) for d in [*warm, last, data_ids()[2], data_ids()[3]]}
+    assert {(r.data_id["visit"], r.data_id["detector"]) for r in big.query_datasets("metrics", collections="r")} \
+        == {(d["visit"], d["detector"]) for d in [*warm, last, data_ids()[2], data_ids()[3]]}
 
 
 def test_export_and_import_stream_in_chunks_and_import_is_all_or_nothing(big: Butler, make_butler, tmp_path,

@@ -203,8 +203,11 @@ class Writes:
                 claimed = self._claimed_paths([p.artifact.path for p in pending])
                 for p in pending:
                     p.adopt_identical = p.artifact.path not in claimed
-            stored = self._commit(dtype, run, refs, preparation.pending if preparation else lambda: pending,
-                                  facts, preparation)
+            if not adopt and preparation is None and self._commits_with_rows(run, len(refs)):
+                stored = self._publish_then_commit(dtype, run, refs, pending, facts)
+            else:
+                stored = self._commit(dtype, run, refs, preparation.pending if preparation else lambda: pending,
+                                      facts, preparation)
             pending = preparation.pending() if preparation else pending
         except BaseException:
             datastore.settle(preparation.stop() if preparation else pending, failed=True)
@@ -212,6 +215,34 @@ class Writes:
         crash_point("registry-committed")
         self.when_settled(lambda: datastore.settle(pending))
         return stored
+
+    def _commits_with_rows(self, run: str, n: int) -> bool:
+        """Whether a put of ``n`` datasets into ``run`` goes as :meth:`_publish_then_commit`: a
+        write of its own (no enclosing transaction) into a known RUN, whose rows the registry sends
+        with their COMMIT in one round trip (PostgreSQL, a small batch)."""
+        return self._undo is None and run in self._known_runs and self.butler.registry.commits_with_rows(n)
+
+    def _publish_then_commit(self, dtype: DatasetType, run: str, refs: list[DatasetRef], pending: Sequence[Any],
+                             facts: list[tuple[uuid.UUID, dict[str, Any]]]) -> list[DatasetRef]:
+        """Publish the staged files, then insert the rows and commit in one round trip.
+
+        The commit must follow the files, and here it leaves with the rows, so the files go first.
+        A file at a path (another dataset's, as a conflicting put meets it) is refused before any
+        row is sent, and the caller's retry takes the rows-first way of :meth:`_commit`, which
+        explains a conflict; a conflict the rows meet takes this put's files back out."""
+        storage_class = get_storage_class(dtype.storage_class)
+        if storage_class.metadata_fields:
+            self.butler.registry.metadata.table(storage_class.name, storage_class.metadata_fields)  # see _commit
+        published = self.butler.datastore.publish_many(pending)
+        crash_point("files-published")
+        try:
+            return self.butler.registry.insert_datasets(
+                dtype, run, [r.data_id for r in refs], [r.id for r in refs], published,
+                storage_class.name, storage_class.metadata_fields, facts)
+        except BaseException as err:
+            self.butler.datastore.remove(published)
+            self._raise_if_run_vanished(run, err)
+            raise
 
     def _claimed_paths(self, paths: Sequence[str]) -> set[str]:
         """Which of these artifact paths a registered dataset or another live writer holds."""

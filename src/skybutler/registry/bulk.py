@@ -203,6 +203,15 @@ def _idle() -> Any:
     return TransactionStatus.IDLE
 
 
+#: Marks a connection whose transaction commits in its pipeline (see ``Database.transaction``).
+COMMIT_IN_PIPELINE = "skybutler_commit_in_pipeline"
+
+
+def run_in_pipeline(conn: sa.Connection, sql: str, parameters: Sequence[Any] | None = None) -> None:
+    """Send a statement whose result is not read (inside a :func:`pipeline`, with the others)."""
+    _execute(conn, sql, parameters=parameters)
+
+
 #: Marks a pooled connection put in autocommit mode by :func:`_begin_in_pipeline`.
 PIPELINED_BEGIN = "skybutler_pipelined_begin"
 
@@ -251,8 +260,19 @@ def guarded_batch(conn: sa.Connection, n_rows: int) -> Iterator[None]:
     database why it failed: PostgreSQL aborts a transaction on any error, and an
     ``executemany`` that fails at its 80th row has already inserted 79.  On PostgreSQL a batch
     too small for ``COPY`` gathers the rows that :func:`insert_rows` is given in the block into
-    one statement, sent when the block ends, with the savepoint's, in one :func:`pipeline`."""
+    one statement, sent when the block ends, with the savepoint's, in one :func:`pipeline`.
+    In a transaction of its own that commits in its pipeline (``Database.transaction(one_trip=
+    True)``) the batch needs no savepoint: a failure rolls the whole transaction back."""
     small = gathers(conn, n_rows)
+    if small and conn.info.get(COMMIT_IN_PIPELINE):
+        gathered = conn.info["gathered"] = []
+        try:
+            yield
+        finally:
+            del conn.info["gathered"]
+        if gathered:
+            _insert_gathered(conn, gathered)
+        return
     try:
         with pipeline(conn) if small else contextlib.nullcontext():
             _execute(conn, f"SAVEPOINT {_SAVEPOINT}")

@@ -24,7 +24,7 @@ from sqlalchemy.exc import ArgumentError
 
 from ..errors import BackendError, QueryError, QueryTimeoutError
 from ..faults import crash_point
-from .bulk import end_pipelined_begin
+from .bulk import COMMIT_IN_PIPELINE, COPY_MIN_ROWS, end_pipelined_begin, pipeline, run_in_pipeline
 from .commit_watch import PostgresWatcher, SqliteWatcher
 from .read_cache import ReadCache
 
@@ -247,15 +247,27 @@ class Database:
             conn.connection.dbapi_connection.execute(f"SET statement_timeout = {wanted}")
             conn.info["statement_timeout"] = wanted
 
+    def one_trip(self, n_rows: int) -> bool:
+        """Whether a write of ``n_rows`` rows per table, opening its own transaction now, goes to
+        the server in one round trip with its BEGIN and COMMIT (:meth:`transaction` with
+        ``one_trip``): on PostgreSQL, a batch too small for ``COPY`` with no transaction open."""
+        return self.dialect == "postgresql" and not self.in_transaction and n_rows < COPY_MIN_ROWS
+
     @contextlib.contextmanager
-    def transaction(self, *, caller_checks_references: bool = False) -> Iterator[Connection]:
+    def transaction(self, *, caller_checks_references: bool = False, one_trip: bool = False) -> Iterator[Connection]:
         """A write transaction; nested calls join the outer one (all or nothing).
 
         ``caller_checks_references``: the caller checks every foreign key of the rows it
         inserts itself, set-based, inside the transaction (a bulk insert), so SQLite need
         not look up each row's references (a quarter of a bulk insert's time).  SQLite can
         switch its checks only outside a transaction: a nested call keeps them on, and they
-        are on again before the connection goes back to the pool."""
+        are on again before the connection goes back to the pool.
+
+        ``one_trip`` (where :meth:`one_trip` says so): the block's statements go to the server
+        in one pipeline with the transaction's BEGIN and its COMMIT, and their answers come back
+        together when the block ends -- one round trip.  The block must not read what its
+        statements return, and its errors (a unique violation) are raised when it ends, the
+        transaction rolled back; a small :func:`~.bulk.guarded_batch` inside needs no savepoint."""
         current = getattr(self._local, "conn", None)
         self._local.opened = getattr(self._local, "opened", 0) + 1
         if current is not None:
@@ -267,7 +279,16 @@ class Database:
             try:
                 with conn.begin():
                     self._local.conn = conn
-                    yield conn
+                    if one_trip:
+                        with pipeline(conn):
+                            conn.info[COMMIT_IN_PIPELINE] = True
+                            try:
+                                yield conn
+                            finally:
+                                del conn.info[COMMIT_IN_PIPELINE]
+                            run_in_pipeline(conn, "COMMIT")  # sent with the rest; SQLAlchemy's commit then has nothing to do
+                    else:
+                        yield conn
             finally:
                 self._local.conn = None
                 conn.info["write"] = False

@@ -62,42 +62,46 @@ class DatasetStore:
         group = self.types.group(dtype)
         tags = self.schema.tags_table(group)
         now = time.time_ns()
-        with self.db.transaction() as conn:
-            to_db = uuid_to_db(conn)
-            db_ids = [to_db(i) for i in ids]
-            step = "dataset"
-            gathered = gathers(conn, len(ids))
-            try:
-                # The explanation below must see the database as it was before the batch; on
-                # PostgreSQL a small batch goes to the server in one round trip.
-                with guarded_batch(conn, len(ids)):
-                    insert_rows(conn, self.schema.dataset, _DATASET_COLUMNS,
-                                [(i, type_id, run_id, now) for i in db_ids])
-                    step = "tags"
-                    insert_rows(conn, tags, [*_TAG_COLUMNS, *group.required],
-                                [(type_id, run_id, i, *d.required_values) for i, d in zip(db_ids, data_ids)])
-                    self.db.note_inserted(tags, len(db_ids))
-                    step = "rest"
-                    self.totals.add(conn, {(type_id, run_id): len(db_ids)})
-                    if callable(artifacts):
-                        artifacts = artifacts()
-                    if artifacts:
-                        insert_rows(conn, self.schema.location, _LOCATION_COLUMNS,
-                                    [(i, a.path, a.formatter, a.size, a.checksum)
-                                     for i, a in zip(db_ids, artifacts) if a is not None])
-                    if also is not None:
-                        also()
-            except sa.exc.IntegrityError as err:
-                table = failed_table(err)
-                if table is not None:  # known only once a pipeline has ended
-                    # In one gathered statement the other tables' rows (artifact, facts: keyed by
-                    # dataset ID) may meet a duplicate ID before the dataset table does.
-                    step = ("dataset" if table == self.schema.dataset.name else
-                            "tags" if table == tags.name else "dataset" if gathered else "rest")
-                if step == "rest":
-                    raise
-                raise self._explain_conflict(dtype, run, data_ids, ids, step) from err
-            self.totals.maybe_fold(conn, [(type_id, run_id)])
+        # A put of its own on PostgreSQL: its BEGIN, rows and COMMIT in one round trip, without
+        # a savepoint; its conflict is raised when the transaction ends, rolled back.
+        one_trip = self.db.one_trip(len(ids))
+        step = "dataset"
+        try:
+            with self.db.transaction(one_trip=one_trip) as conn:
+                to_db = uuid_to_db(conn)
+                db_ids = [to_db(i) for i in ids]
+                gathered = gathers(conn, len(ids))
+                try:
+                    # The explanation below must see the database as it was before the batch; on
+                    # PostgreSQL a small batch goes to the server in one round trip.
+                    with guarded_batch(conn, len(ids)):
+                        insert_rows(conn, self.schema.dataset, _DATASET_COLUMNS,
+                                    [(i, type_id, run_id, now) for i in db_ids])
+                        step = "tags"
+                        insert_rows(conn, tags, [*_TAG_COLUMNS, *group.required],
+                                    [(type_id, run_id, i, *d.required_values) for i, d in zip(db_ids, data_ids)])
+                        self.db.note_inserted(tags, len(db_ids))
+                        step = "rest"
+                        self.totals.add(conn, {(type_id, run_id): len(db_ids)})
+                        if callable(artifacts):
+                            artifacts = artifacts()
+                        if artifacts:
+                            insert_rows(conn, self.schema.location, _LOCATION_COLUMNS,
+                                        [(i, a.path, a.formatter, a.size, a.checksum)
+                                         for i, a in zip(db_ids, artifacts) if a is not None])
+                        if also is not None:
+                            also()
+                except sa.exc.IntegrityError as err:
+                    explained = self._conflict(err, dtype, run, data_ids, ids, tags, step, gathered)
+                    if explained is None:
+                        raise
+                    raise explained from err
+                self.totals.maybe_fold(conn, [(type_id, run_id)])
+        except sa.exc.IntegrityError as err:
+            explained = self._conflict(err, dtype, run, data_ids, ids, tags, "rest", True) if one_trip else None
+            if explained is None:
+                raise
+            raise explained from err
         return [DatasetRef(i, dtype, d, run, a) for i, d, a in
                 zip(ids, data_ids, artifacts or [None] * len(ids))]
 
@@ -196,6 +200,20 @@ class DatasetStore:
             stmt = self._key_statements[dim] = sa.select(*columns).where(
                 key.in_(sa.bindparam("keys", expanding=True)))
         return stmt
+
+    def _conflict(self, err: sa.exc.IntegrityError, dtype: DatasetType, run: str, data_ids: Sequence[DataCoordinate],
+                  ids: Sequence[uuid.UUID], tags: sa.Table, step: str, gathered: bool) -> Exception | None:
+        """The error to raise for an insert that failed at ``step`` (the table the server names
+        decides, once known): a conflict explained, or None to raise ``err`` as it is."""
+        table = failed_table(err)
+        if table is not None:  # known only once a pipeline has ended
+            # In one gathered statement the other tables' rows (artifact, facts: keyed by
+            # dataset ID) may meet a duplicate ID before the dataset table does.
+            step = ("dataset" if table == self.schema.dataset.name else
+                    "tags" if table == tags.name else "dataset" if gathered else "rest")
+        if step == "rest":
+            return None
+        return self._explain_conflict(dtype, run, data_ids, ids, step)
 
     def _explain_conflict(self, dtype: DatasetType, run: str, data_ids: Sequence[DataCoordinate],
                           ids: Sequence[uuid.UUID], step: str) -> Exception:

@@ -197,13 +197,23 @@ class Registry:
             with self.db.transaction():
                 yield
         except BaseException:
-            self.collections.refresh()
-            self.dataset_types.refresh()
-            self.dimensions.clear_caches()
-            for name in _STORES_ON_DEMAND:
-                if name in self.__dict__:  # made: its caches may hold what was rolled back
-                    getattr(self, name).refresh()
+            self._refresh_caches()
             raise
+
+    def _refresh_caches(self) -> None:
+        """Forget what the caches hold after a failed transaction: it may have been rolled back."""
+        self.collections.refresh()
+        self.dataset_types.refresh()
+        self.dimensions.clear_caches()
+        for name in _STORES_ON_DEMAND:
+            if name in self.__dict__:  # made: its caches may hold what was rolled back
+                getattr(self, name).refresh()
+
+    def commits_with_rows(self, n_datasets: int) -> bool:
+        """Whether :meth:`insert_datasets` of ``n_datasets`` called now, outside a transaction,
+        sends its COMMIT with its rows, in one round trip (PostgreSQL, a batch too small for
+        ``COPY``): whatever must be in place before the commit (the files) must be so before."""
+        return self.db.one_trip(n_datasets)
 
     def insert_datasets(self, dtype: DatasetType, run: str, data_ids: Sequence[DataCoordinate],
                         ids: Sequence[uuid.UUID],
@@ -213,8 +223,14 @@ class Registry:
         """Insert datasets with their artifact records and extracted facts: one statement batch
         (on PostgreSQL, one round trip for a few datasets and ``COPY`` for many).  ``artifacts``
         may be a callable, called once the dataset rows are in (the files are still being formatted)."""
-        return self.datasets.insert(dtype, run, data_ids, ids, artifacts,
-                                    also=lambda: self.metadata.insert(storage_class, fields, facts))
+        own = not self.db.in_transaction
+        try:
+            return self.datasets.insert(dtype, run, data_ids, ids, artifacts,
+                                        also=lambda: self.metadata.insert(storage_class, fields, facts))
+        except BaseException:
+            if own:  # a transaction of its own, as in :meth:`transaction`
+                self._refresh_caches()
+            raise
 
     # -- dataset lookup through a search path ---------------------------------
 
