@@ -279,14 +279,15 @@ def apply(butler: Butler, report: RetentionReport, progress: Progress | None = N
                                 busy_notice(butler.on_wait, "staging or re-creating datasets to purge")):
             _purge(butler, report, purged)
     tell(total, total)
-    if report.lost:
-        butler.registry.states.set_lost(report.lost, f"an input was force-purged on {report.now.isoformat()}")
     return report
 
 
 def _purge(butler: Butler, report: RetentionReport, purged: list[RetentionAction]) -> None:
     """Purge (rows first, then files), holding the datasets' locks; one purged meanwhile by
-    another process is left as it is (its state row keeps what its file was)."""
+    another process is left as it is (its state row keeps what its file was).  The datasets a
+    forced purge makes impossible to recompute (``report.lost``) are marked in the purge's own
+    transaction: a process killed after it never leaves them recomputable, which no later
+    ``apply`` would correct."""
     ids = [a.dataset_id for a in purged]
     hot = butler.registry.datasets.artifacts(ids)
     states = butler.registry.states.get(ids)
@@ -313,7 +314,10 @@ def _purge(butler: Butler, report: RetentionReport, purged: list[RetentionAction
         elif artifact.path in cold_paths:
             journal.cold_copy(dataset_id, artifact)
     with journal:
-        butler.registry.states.set_purged(items)
+        with butler.registry.transaction():
+            butler.registry.states.set_purged(items)
+            if report.lost:
+                butler.registry.states.set_lost(report.lost, f"an input was force-purged on {report.now.isoformat()}")
         crash_point("registry-committed")
         failed = butler.datastore.remove(hot.values())
         if tier is not None:
