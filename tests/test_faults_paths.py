@@ -1,6 +1,8 @@
 """Fault injection on the write paths test_faults.py leaves out: the commands that change only the
 registry (sky maps, instruments, visits, certification, chains, tags, users), the removals, the
 curated calibrations, a pipeline run writing its outputs, and the migration of an old repository.
+The access changes are in test_faults_access.py, writes through a server and decertification in
+test_faults_served.py, ``retention apply`` in test_faults_retention_apply.py.
 
 Each case kills the command with SIGKILL (``test_faults.run_killed``) at a named step or at a
 fraction of the time an uninterrupted run of it takes, then asks what test_faults asks of every
