@@ -34,6 +34,10 @@ from ..faults import crash_point
 COPY_MIN_ROWS = 64
 #: The savepoint guarding a batch of inserts.
 _SAVEPOINT = "skybutler_rows"
+#: The text of gathered statements by their shape (tables, columns, rows per table): a put of one
+#: dataset type sends the same text each time, and quoting its names cost as much as sending it.
+_GATHERED: dict[tuple, str] = {}
+_GATHERED_KEPT = 256
 #: Most parameters one gathered statement takes (PostgreSQL's limit is 65,535); beyond,
 #: each table's rows go in a statement of their own.
 _MAX_PARAMETERS = 20_000
@@ -121,19 +125,22 @@ def _insert_gathered(conn: sa.Connection, batches: Sequence[tuple[sa.Table, Sequ
         for table, columns, rows in batches:
             _execute(conn, insert_statement(conn, table, columns), rows)
         return
-    quote = conn.dialect.identifier_preparer
-    inserts: list[str] = []
-    parameters: list[Any] = []
-    for table, columns, rows in batches:
-        row = f"({', '.join(['%s'] * len(columns))})"
-        inserts.append(f"INSERT INTO {quote.format_table(table)} ({', '.join(quote.quote(c) for c in columns)}) "
-                       f"VALUES {', '.join([row] * len(rows))}")
-        for values in rows:
-            parameters.extend(values)
-    sql = inserts[-1]
-    if len(inserts) > 1:
-        sql = "WITH " + ", ".join(f"rows_{n} AS ({insert})" for n, insert in enumerate(inserts[:-1])) + " " + sql
-    _execute(conn, sql, parameters=parameters)
+    shape = tuple((table, tuple(columns), len(rows)) for table, columns, rows in batches)
+    sql = _GATHERED.get(shape)
+    if sql is None:
+        quote = conn.dialect.identifier_preparer
+        inserts = []
+        for table, columns, rows in batches:
+            row = f"({', '.join(['%s'] * len(columns))})"
+            inserts.append(f"INSERT INTO {quote.format_table(table)} ({', '.join(quote.quote(c) for c in columns)}) "
+                           f"VALUES {', '.join([row] * len(rows))}")
+        sql = inserts[-1]
+        if len(inserts) > 1:
+            sql = "WITH " + ", ".join(f"rows_{n} AS ({insert})" for n, insert in enumerate(inserts[:-1])) + " " + sql
+        if len(_GATHERED) >= _GATHERED_KEPT:
+            _GATHERED.clear()
+        _GATHERED[shape] = sql
+    _execute(conn, sql, parameters=[value for _, _, rows in batches for values in rows for value in values])
 
 
 def _copy_rows(conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple]) -> None:
