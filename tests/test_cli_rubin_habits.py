@@ -165,14 +165,24 @@ def test_ingest_raws_output_run_and_define_visits_with_the_instrument_argument(t
 @pytest.fixture(scope="module")
 def rubin_pair(tmp_path_factory):
     pytest.importorskip("lsst.daf.butler")
+    from rubin_repos import make_rubin_export
     from skybutler.interchange import import_rubin
-    from test_rubin_interchange import make_rubin_export
 
     base = tmp_path_factory.mktemp("rubin_cli")
     make_rubin_export(base)
     with Butler.create(base / "sky") as ours:
         import_rubin(ours, base / "export")
     return base / "repo", base / "sky"
+
+
+def both_outputs(rubin_pair, line: list[str]) -> tuple[str, str]:
+    """Our output and the Rubin butler's of one command line, ``{repo}`` naming each one's repository."""
+    from lsst.daf.butler.cli.butler import cli as rubin_cli
+
+    rubin_repo, our_repo = rubin_pair
+    theirs = CliRunner().invoke(rubin_cli, [a.format(repo=rubin_repo) for a in line])
+    assert theirs.exit_code == 0, theirs.output
+    return run(*[a.format(repo=our_repo) for a in line]).stdout, theirs.output
 
 
 RUBIN_COMMAND_LINES = [
@@ -193,15 +203,10 @@ RUBIN_COMMAND_LINES = [
 
 @pytest.mark.parametrize("line", RUBIN_COMMAND_LINES, ids=[" ".join(c[2:]) for c in RUBIN_COMMAND_LINES])
 def test_the_rubin_command_line_lists_the_same_datasets(rubin_pair, line):
-    from lsst.daf.butler.cli.butler import cli as rubin_cli
-
-    rubin_repo, our_repo = rubin_pair
-    theirs = CliRunner().invoke(rubin_cli, [a.format(repo=rubin_repo) for a in line])
-    assert theirs.exit_code == 0, theirs.output
-    mine = run(*[a.format(repo=our_repo) for a in line]).stdout
+    mine, theirs = both_outputs(rubin_pair, line)
     ordered = "--order-by" in line
-    assert (ids(mine) if ordered else sorted(ids(mine))) == (ids(theirs.output) if ordered else
-                                                             sorted(ids(theirs.output)))
+    assert (ids(mine) if ordered else sorted(ids(mine))) == (ids(theirs) if ordered else
+                                                             sorted(ids(theirs)))
     assert all(uuid.UUID(i) for i in ids(mine)) and ids(mine)
 
 
@@ -224,16 +229,11 @@ RUBIN_TABLE_LINES = [
 
 @pytest.mark.parametrize(("line", "n"), RUBIN_TABLE_LINES, ids=[" ".join(c[0][2:]) for c in RUBIN_TABLE_LINES])
 def test_the_rubin_command_line_lists_the_same_rows(rubin_pair, line, n):
-    from lsst.daf.butler.cli.butler import cli as rubin_cli
-
-    rubin_repo, our_repo = rubin_pair
-    theirs = CliRunner().invoke(rubin_cli, [a.format(repo=rubin_repo) for a in line])
-    assert theirs.exit_code == 0, theirs.output
-    mine = run(*[a.format(repo=our_repo) for a in line]).stdout
+    mine, theirs = both_outputs(rubin_pair, line)
     if "--order-by" in line:  # instrument and the ordered key lead both tables
-        assert [r[:2] for r in _rows(mine)] == [r[:2] for r in _rows(theirs.output)] and len(_rows(mine)) == n
+        assert [r[:2] for r in _rows(mine)] == [r[:2] for r in _rows(theirs)] and len(_rows(mine)) == n
     else:  # the Rubin butler prints detector before visit
-        assert sorted(sorted(r[:3]) for r in _rows(mine)) == sorted(sorted(r[:3]) for r in _rows(theirs.output))
+        assert sorted(sorted(r[:3]) for r in _rows(mine)) == sorted(sorted(r[:3]) for r in _rows(theirs))
         assert len(_rows(mine)) == n
 
 

@@ -256,7 +256,7 @@ def rubin_export(tmp_path_factory) -> dict[str, Path]:
     pytest.importorskip("lsst.daf.butler", reason="the Rubin butler (pip install 'skybutler[rubin-test]')")
     import glob
 
-    from test_rubin_interchange import make_rubin_export
+    from rubin_repos import make_rubin_export
 
     base = tmp_path_factory.mktemp("rubin")
     butler, refs = make_rubin_export(base)

@@ -14,19 +14,29 @@ from skybutler.registry.collection_store import CollectionStore
 
 
 @pytest.fixture
-def two_clients(tmp_path):
-    """Two butlers on one SQLite repository: metrics in run/a, chain -> [run/a]."""
-    root = tmp_path / "repo"
-    first = Butler.create(root)
+def two_clients(request, tmp_path):
+    """Two butlers on one repository: metrics in run/a, chain -> [run/a].  SQLite unless a
+    test asks for a stack (``on_postgres``, ``on_both``)."""
+    from conftest import POSTGRES_URL, stack_locations
+
+    stack = getattr(request, "param", "sqlite")
+    if stack == "postgres" and not POSTGRES_URL:
+        pytest.skip("needs SKYBUTLER_TEST_POSTGRES_URL")
+    first = Butler.create(tmp_path / "repo", **stack_locations(stack, tmp_path))
     populate(first, 2, 2)
     first.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
     first.put({"v": 1}, "metrics", instrument="Cam", visit=1, detector=0, run="run/a")
     first.collections.register("chain", "chained")
     first.collections.set_chain("chain", ["run/a"])
-    second = Butler(root)
+    second = Butler(tmp_path / "repo")
     yield first, second
     first.close()
     second.close()
+
+
+#: The two clients on the stack's PostgreSQL server, or on either stack.
+on_postgres = pytest.mark.parametrize("two_clients", ["postgres"], indirect=True)
+on_both = pytest.mark.parametrize("two_clients", ["sqlite", "postgres"], indirect=True)
 
 
 def runs_found(butler: Butler) -> list[str]:
@@ -152,33 +162,15 @@ def test_a_query_asked_again_reuses_its_sql_text_and_sees_new_records(two_client
         1, 1, 2, 2, 3, 3]
 
 
-@pytest.fixture
-def two_postgres_clients(tmp_path):
-    """Two butlers on one PostgreSQL repository (the stack's server): metrics in run/a, chain -> [run/a]."""
-    from conftest import POSTGRES_URL, stack_locations
-
-    if not POSTGRES_URL:
-        pytest.skip("needs SKYBUTLER_TEST_POSTGRES_URL")
-    first = Butler.create(tmp_path / "repo", **stack_locations("postgres", tmp_path))
-    populate(first, 2, 2)
-    for name in ("metrics", "other"):
-        first.register_dataset_type(name, ["instrument", "visit", "detector"], "Dict")
-    first.put({"v": 1}, "metrics", instrument="Cam", visit=1, detector=0, run="run/a")
-    first.collections.register("chain", "chained")
-    first.collections.set_chain("chain", ["run/a"])
-    second = Butler(tmp_path / "repo")
-    yield first, second
-    first.close()
-    second.close()
-
-
-def test_postgres_reuses_a_built_query_while_its_lookups_answer_as_before(two_postgres_clients, monkeypatch):
+@on_postgres
+def test_postgres_reuses_a_built_query_while_its_lookups_answer_as_before(two_clients, monkeypatch):
     """PostgreSQL cannot say whether anything was committed: a built query is reused while the
     lookups it was built from (the chain's children, which collections hold the type) answer
     the same, run again each time; another client's commits are seen all the same."""
     from skybutler.query import builder
 
-    first, second = two_postgres_clients
+    first, second = two_clients
+    first.register_dataset_type("other", ["instrument", "visit", "detector"], "Dict")
     built = []
     real = builder._build
     monkeypatch.setattr(builder, "_build", lambda registry, spec: built.append(spec.where) or real(registry, spec))
@@ -197,10 +189,11 @@ def test_postgres_reuses_a_built_query_while_its_lookups_answer_as_before(two_po
     assert len(built) == 4  # 'other' built while no collection held it, and again once run/b did
 
 
-def test_postgres_reuses_data_id_queries_and_sees_new_records(two_postgres_clients, monkeypatch):
+@on_postgres
+def test_postgres_reuses_data_id_queries_and_sees_new_records(two_clients, monkeypatch):
     from skybutler.query import builder
 
-    first, second = two_postgres_clients
+    first, second = two_clients
     built = []
     real = builder._build
     monkeypatch.setattr(builder, "_build", lambda registry, spec: built.append(spec.where) or real(registry, spec))
@@ -223,25 +216,6 @@ def test_postgres_reuses_data_id_queries_and_sees_new_records(two_postgres_clien
     assert len(built) == 4
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def two_clients_on(request, tmp_path):
-    """Two butlers on one repository of either stack: metrics in run/a, chain -> [run/a]."""
-    from conftest import POSTGRES_URL, stack_locations
-
-    if request.param == "postgres" and not POSTGRES_URL:
-        pytest.skip("needs SKYBUTLER_TEST_POSTGRES_URL")
-    first = Butler.create(tmp_path / "repo", **stack_locations(request.param, tmp_path))
-    populate(first, 2, 2)
-    first.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
-    first.put({"v": 1}, "metrics", instrument="Cam", visit=1, detector=0, run="run/a")
-    first.collections.register("chain", "chained")
-    first.collections.set_chain("chain", ["run/a"])
-    second = Butler(tmp_path / "repo")
-    yield first, second
-    first.close()
-    second.close()
-
-
 class _Sent:
     """The statements a butler sends through its pool (but SQLite's BEGIN), and the marks its watcher reads."""
 
@@ -262,12 +236,13 @@ class _Sent:
         return call(), list(self.statements), list(self.marks)
 
 
-def test_a_query_asked_again_sends_only_its_own_statement_while_nothing_is_committed(two_clients_on, monkeypatch):
+@on_both
+def test_a_query_asked_again_sends_only_its_own_statement_while_nothing_is_committed(two_clients, monkeypatch):
     """The chain's children and which collections hold the type are not asked again: one
     statement per query, and a maintained count none, while the watcher's mark stays the
     same; another client's commit is seen at once.  (A PostgreSQL mark moves with any
     commit to the shared server: calls that saw it move may ask again, the others may not.)"""
-    first, second = two_clients_on
+    first, second = two_clients
     sent = _Sent(first, monkeypatch)
     quiet = 0
     last_mark = None
@@ -293,8 +268,9 @@ def test_a_query_asked_again_sends_only_its_own_statement_while_nothing_is_commi
     assert runs_found(first) == ["run/a", "run/b", "run/b"]
 
 
-def test_postgres_mark_moves_with_another_connections_commit_only(two_postgres_clients):
-    first, second = two_postgres_clients
+@on_postgres
+def test_postgres_mark_moves_with_another_connections_commit_only(two_clients):
+    first, second = two_clients
     watcher = first.registry.db.read_cache.watcher
     before = watcher.mark()
     assert runs_found(first) == ["run/a"]  # reads only
@@ -303,11 +279,12 @@ def test_postgres_mark_moves_with_another_connections_commit_only(two_postgres_c
     assert after is not None and after != before
 
 
+@on_postgres
 def test_postgres_watcher_that_lost_its_server_connection_answers_nothing_then_connects_again(
-        two_postgres_clients):
+        two_clients):
     """A watcher whose server process ended remembers nothing for that call (every lookup
     runs) and connects anew on the next: answers stay right throughout."""
-    first, second = two_postgres_clients
+    first, second = two_clients
     assert runs_found(first) == ["run/a"]
     watcher = first.registry.db.read_cache.watcher
     pid = watcher.backend_pid()

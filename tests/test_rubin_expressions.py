@@ -26,11 +26,11 @@ from hypothesis import HealthCheck, given, reject, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from conftest import POSTGRES_URL, STACKS, stack_locations  # noqa: E402
+from rubin_repos import make_rubin_export  # noqa: E402
 from skybutler import Butler  # noqa: E402
 from skybutler.errors import QueryError  # noqa: E402
 from skybutler.interchange import import_rubin  # noqa: E402
 from skybutler.query.globs import glob_match  # noqa: E402
-from test_rubin_interchange import make_rubin_export  # noqa: E402
 
 
 @pytest.fixture(scope="module")

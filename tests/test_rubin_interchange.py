@@ -47,8 +47,8 @@ import numpy as np  # noqa: E402
 from astropy.table import Table  # noqa: E402
 from astropy.time import Time  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
-from lsst.sphgeom import ConvexPolygon, LonLat, UnitVector3d  # noqa: E402
 
+from rubin_repos import T0, make_rubin_export, make_rubin_repo, region_at, timespan_of  # noqa: E402
 from skybutler import Butler  # noqa: E402
 from skybutler.cli.main import cli  # noqa: E402
 from skybutler.errors import FormatterError  # noqa: E402
@@ -56,94 +56,7 @@ from skybutler.interchange import RubinImportError, export_rubin, import_rubin  
 from skybutler.repository_transfer import import_datasets  # noqa: E402
 
 RubinButler = daf_butler.Butler
-T0 = Time("2024-01-02T03:00:00.123456789", scale="tai", precision=9)
 SUMMARY_WHERE = "band = 'r' AND detector IN (0..1)"
-
-
-def _poly(ra: float) -> ConvexPolygon:
-    return ConvexPolygon([UnitVector3d(LonLat.fromDegrees(ra + a, d)) for a, d in ((0, 0), (1, 0), (1, 1), (0, 1))])
-
-
-def _span(begin: Time, seconds: float):
-    return daf_butler.Timespan(begin, begin + seconds * units.s)
-
-
-def make_rubin_repo(root: Path):
-    """A small Rubin repository: an instrument with detectors, exposures, visits in a visit
-    system, a sky map, and datasets of three storage classes in RUN, TAGGED, CALIBRATION and
-    CHAINED collections."""
-    RubinButler.makeRepo(str(root))
-    b = RubinButler.from_config(str(root), writeable=True)
-    reg = b.registry
-    reg.insertDimensionData("instrument", {"name": "Cam", "visit_max": 1000, "exposure_max": 1000,
-                                           "detector_max": 4, "class_name": "x.Cam", "visit_system": 0})
-    reg.insertDimensionData("physical_filter", {"instrument": "Cam", "name": "Cam-r", "band": "r"},
-                            {"instrument": "Cam", "name": "Cam-g", "band": "g"})
-    reg.insertDimensionData("detector", *[{"instrument": "Cam", "id": i, "full_name": f"R0{i}", "name_in_raft": f"S{i}",
-                                           "raft": "R0", "purpose": "SCIENCE"} for i in range(3)])
-    reg.insertDimensionData("day_obs", {"instrument": "Cam", "id": 20240101,
-                                        "timespan": _span(Time("2024-01-01T12:00", scale="tai"), 86400)})
-    reg.insertDimensionData("group", {"instrument": "Cam", "name": "g1"}, {"instrument": "Cam", "name": "g2"})
-    reg.insertDimensionData("visit_system", {"instrument": "Cam", "id": 0, "name": "one-to-one"})
-    for n, (band, ra) in enumerate((("r", 10.0), ("g", 20.0)), start=1):
-        span = _span(T0 + n * units.hour, 30.0)
-        reg.insertDimensionData("exposure", {
-            "instrument": "Cam", "id": n, "obs_id": f"CAM_{n}", "physical_filter": f"Cam-{band}", "group": f"g{n}",
-            "day_obs": 20240101, "timespan": span, "exposure_time": 30.0, "can_see_sky": n == 1, "seq_num": n,
-            "seq_start": n, "seq_end": n, "has_simulated": False, "observation_type": "science", "azimuth": 12.5 * n,
-            "observation_reason": "survey", "tracking_ra": ra, "tracking_dec": 0.5})
-        reg.insertDimensionData("visit", {"instrument": "Cam", "id": n, "name": f"CAM_{n}",
-                                          "physical_filter": f"Cam-{band}", "day_obs": 20240101, "timespan": span,
-                                          "region": _poly(ra), "seq_num": n, "exposure_time": 30.0, "azimuth": 1.5})
-        reg.insertDimensionData("visit_definition", {"instrument": "Cam", "exposure": n, "visit": n})
-        reg.insertDimensionData("visit_system_membership", {"instrument": "Cam", "visit": n, "visit_system": 0})
-        reg.insertDimensionData("visit_detector_region", *[{"instrument": "Cam", "visit": n, "detector": i,
-                                                            "region": _poly(ra + 0.2 * i)} for i in range(3)])
-    reg.insertDimensionData("skymap", {"name": "sky", "hash": b"\x01\x02" * 20, "tract_max": 10,
-                                       "patch_nx_max": 3, "patch_ny_max": 3})
-    reg.insertDimensionData("tract", {"skymap": "sky", "id": 7, "region": _poly(10.0)})
-    reg.insertDimensionData("patch", *[{"skymap": "sky", "tract": 7, "id": p, "cell_x": p, "cell_y": 0,
-                                        "region": _poly(10.0 + 0.3 * p)} for p in range(2)])
-    u = b.dimensions
-    reg.registerDatasetType(daf_butler.DatasetType("summary", ["instrument", "visit", "detector"],
-                                                   "StructuredDataDict", universe=u))
-    reg.registerDatasetType(daf_butler.DatasetType("cat", ["instrument", "visit"], "ArrowAstropy", universe=u))
-    reg.registerDatasetType(daf_butler.DatasetType("bias", ["instrument", "detector"], "StructuredDataDict",
-                                                   universe=u, isCalibration=True))
-    reg.registerDatasetType(daf_butler.DatasetType("deepSummary", ["skymap", "tract", "patch", "band"],
-                                                   "StructuredDataDict", universe=u))
-    for run in ("Cam/run1", "Cam/calib/run"):
-        reg.registerRun(run)
-    refs = [b.put({"visit": v, "detector": d, "values": [v * 0.5, d]}, "summary", instrument="Cam", visit=v,
-                  detector=d, run="Cam/run1") for v in (1, 2) for d in range(3)]
-    refs += [b.put(Table({"x": np.arange(4.0) + v, "id": np.arange(4)}), "cat", instrument="Cam", visit=v,
-                   run="Cam/run1") for v in (1, 2)]
-    refs += [b.put({"patch": p}, "deepSummary", skymap="sky", tract=7, patch=p, band="r", run="Cam/run1")
-             for p in range(2)]
-    bias = [b.put({"bias": d}, "bias", instrument="Cam", detector=d, run="Cam/calib/run") for d in range(3)]
-    reg.registerCollection("Cam/calib", daf_butler.CollectionType.CALIBRATION)
-    reg.certify("Cam/calib", bias[:2], daf_butler.Timespan(Time("2024-01-01", scale="tai"), None))
-    reg.certify("Cam/calib", bias[2:], daf_butler.Timespan(Time("2023-01-01", scale="tai"),
-                                                           Time("2024-06-01", scale="tai")))
-    reg.registerCollection("Cam/best", daf_butler.CollectionType.TAGGED)
-    reg.associate("Cam/best", refs[:2])
-    reg.registerCollection("Cam/defaults", daf_butler.CollectionType.CHAINED)
-    reg.setCollectionChain("Cam/defaults", ["Cam/best", "Cam/run1", "Cam/calib"])
-    return b
-
-
-def make_rubin_export(base: Path):
-    """The Rubin repository of :func:`make_rubin_repo` in ``base/repo`` and its export.yaml
-    directory ``base/export`` (every dataset, and the collections a user searches); returns
-    the Rubin butler and the exported refs."""
-    b = make_rubin_repo(base / "repo")
-    refs = list({r.id: r for r in b.registry.queryDatasets(..., collections=...)}.values())
-    (base / "export").mkdir()
-    with b.export(directory=str(base / "export"), format="yaml", transfer="copy") as export:
-        export.saveDatasets(refs)
-        for name in ("Cam/best", "Cam/calib", "Cam/defaults"):
-            export.saveCollection(name)
-    return b, refs
 
 
 @pytest.fixture(scope="module")
@@ -708,7 +621,7 @@ def test_our_rubin_yaml_reads_as_the_rubin_butler_reads_it():
     from skybutler.interchange.rubin_yaml import RubinTimespan, TaiTime
 
     regions = [sphgeom.Circle(sphgeom.UnitVector3d(sphgeom.LonLat.fromDegrees(10, 20)), sphgeom.Angle(0.01)),
-               sphgeom.Box.fromDegrees(1, 2, 3, 4), _poly(33.0)]
+               sphgeom.Box.fromDegrees(1, 2, 3, 4), region_at(33.0)]
     ns = 1_704_164_430_123_456_789
     value = {"id": uuid.UUID("01a23c9a-b48e-70f7-a9bd-fdc40ee1e698"), "t": TaiTime(ns),
              "span": RubinTimespan(ns, None), "regions": regions}
@@ -797,7 +710,7 @@ def make_old_universe_repo(root: Path, version: int):
     refs = []
     for n, kind in enumerate(("science", "dark", "cbp"), start=1):
         exposure = {"instrument": "Cam", "id": n, "obs_id": f"C{n}", "physical_filter": "Cam-r", "group": "g",
-                    "day_obs": 20240101, "timespan": _span(T0 + n * units.minute, 30.0), "exposure_time": 30.0,
+                    "day_obs": 20240101, "timespan": timespan_of(T0 + n * units.minute, 30.0), "exposure_time": 30.0,
                     "observation_type": kind, "seq_num": n}
         if version >= 7:
             exposure["can_see_sky"] = kind == "cbp"  # its own value, unlike any the migration would give

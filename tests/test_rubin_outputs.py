@@ -24,10 +24,11 @@ from astropy.table import Table  # noqa: E402
 from lsst.daf.butler.logging import ButlerLogRecords  # noqa: E402
 from lsst.utils.packages import Packages  # noqa: E402
 
+from rubin_repos import make_rubin_repo, write_rubin_export  # noqa: E402
 from skybutler.errors import FormatterError, SkybutlerError  # noqa: E402
 from skybutler.interchange import import_rubin  # noqa: E402
 from skybutler.repository_transfer import import_datasets  # noqa: E402
-from test_rubin_interchange import _our_bytes, make_rubin_repo  # noqa: E402
+from test_rubin_interchange import _our_bytes  # noqa: E402
 
 PEX_CONFIG = "lsst.pipe.base.formatters.pexConfig.PexConfigFormatter"
 #: Dataset type -> Rubin storage class of the pipeline outputs the fixture writes.
@@ -79,12 +80,8 @@ def make_outputs_repo(base: Path):
     with sqlite3.connect(base / "repo" / "gen3.sqlite3") as db:
         assert db.execute("UPDATE file_datastore_records SET formatter = ? WHERE path LIKE '%isr_config%'",
                           (PEX_CONFIG,)).rowcount == 1
-    b = daf_butler.Butler.from_config(str(base / "repo"))  # no cached record of the stand-in formatter
-    refs = list({r.id: r for r in b.registry.queryDatasets(..., collections=...)}.values())
-    (base / "export").mkdir()
-    with b.export(directory=str(base / "export"), format="yaml", transfer="copy") as export:
-        export.saveDatasets(refs)
-    return b, refs
+    # a butler opened anew: no cached record of the stand-in formatter
+    return write_rubin_export(daf_butler.Butler.from_config(str(base / "repo")), base)
 
 
 @pytest.fixture(scope="module")
