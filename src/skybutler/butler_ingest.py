@@ -44,6 +44,13 @@ class IngestMethods:
         return transfer
 
     @_served
+    def _watch_scope(self, directory: str) -> str:
+        """What one watcher of ``directory`` holds to itself, and where its lock lives: here the
+        ``"repository"``; through a server, whose repository cannot be locked from here, the
+        watched ``"directory"`` (and an object-store prefix is refused there)."""
+        return "repository"
+
+    @_served
     def _register_camera(self, instrument: Instrument, update: bool) -> tuple[Instrument, Any]:
         """Register (or ``update``) a camera; see :func:`skybutler.ingest.register_instrument`."""
         from .ingest.instruments import register_camera, update_camera

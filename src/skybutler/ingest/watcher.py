@@ -105,11 +105,9 @@ class Watcher:
                  say: Callable[[str], None] | None = None):
         self.butler = butler
         self.remote: RemotePrefix | None = None
-        served = butler._remote is not None
-        if served and "://" in str(directory):
-            raise SkybutlerError(f"watching {directory} through a server is not offered: its objects are staged "
-                                 "in the repository's bookkeeping directory; run the watcher on the server's "
-                                 "machine, or watch a local directory")
+        #: What one watcher holds to itself: the "repository", or through a server the "directory"
+        #: (a prefix it cannot watch is refused here, before anything else).
+        self.scope = butler._watch_scope(str(directory))
         butler._raw_transfer(transfer)  # through a server raws are uploaded: copy or move, refused here if not
         if "://" in str(directory):
             from ..datastore.remote_prefix import RemotePrefix
@@ -136,8 +134,7 @@ class Watcher:
         self.jobs = jobs
         self.calibrations = calibrations
         self._say = say or (lambda _msg: None)
-        # through a server the repository cannot be locked from here: one watcher per directory instead
-        self._lock = RepositoryLock(self.directory if served else butler.root, "watch")
+        self._lock = RepositoryLock(butler.root if self.scope == "repository" else self.directory, "watch")
         self._seen: dict[str, _Seen] = {}
         self._failed: dict[str, Any] = {}  # path or key -> its signature when it failed
         self._done: dict[str, Any] = {}  # objects ingested but not deleted (transfer 'move'), by key -> signature
@@ -282,11 +279,9 @@ class Watcher:
              f"{self.directory}"
         holder = self._lock.acquire(me)
         if holder is not None:
-            if self.butler._remote is not None:
-                raise WatcherLockedError(f"another watcher already runs on {self.directory} ({holder}); stop it "
-                                         "first: one watcher per directory")
-            raise WatcherLockedError(f"another watcher already runs on {self.butler.root} ({holder}); stop it "
-                                     "first: one watcher per repository")
+            where = self.butler.root if self.scope == "repository" else self.directory
+            raise WatcherLockedError(f"another watcher already runs on {where} ({holder}); stop it "
+                                     f"first: one watcher per {self.scope}")
 
     def run(self) -> None:
         """Watch until :attr:`stop_event` is set (by SIGINT/SIGTERM in the CLI)."""

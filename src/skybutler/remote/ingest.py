@@ -163,6 +163,15 @@ class IngestCalls:
         """``Butler._raw_transfer``: the transfer an upload does (see :func:`check_transfer`)."""
         return check_transfer(transfer)
 
+    def _watch_scope(self, directory: str) -> str:
+        """``Butler._watch_scope``: one watcher per directory; an object-store prefix is refused (its
+        objects are staged in the repository's bookkeeping directory, on the server's machine)."""
+        if "://" in directory:
+            raise SkybutlerError(f"watching {directory} through a server is not offered: its objects are staged "
+                                 "in the repository's bookkeeping directory; run the watcher on the server's "
+                                 "machine, or watch a local directory")
+        return "directory"
+
     def _register_camera(self, instrument: Any, update: bool) -> tuple[Any, Any]:
         return register_camera(self._butler, instrument, update)
 
