@@ -100,7 +100,9 @@ class PoolBackend(Backend):
 
     def _new_pool(self) -> None:
         if self.start_method == "forkserver":
-            multiprocessing.get_context("forkserver").set_forkserver_preload(["skybutler.execution.quantum_runner"])
+            # the workers' code, and the module of the butler each opens, imported once by the server
+            multiprocessing.get_context("forkserver").set_forkserver_preload(
+                ["skybutler.execution.quantum_runner", self.job.opener.__module__])
         self.pool = process_pool(self.jobs, self.start_method, _init_worker, (self.job,))
 
     def submit(self, index: int, payload: dict[str, Any]) -> None:

@@ -154,7 +154,7 @@ def execute_graph(butler: Butler, graph: QuantumGraph, executor: str = "inline",
         return ExecutionReport("", graph.output, 0, skipped=dict(graph.skipped), unchanged=dict(graph.unchanged),
                                notes=list(graph.notes))
     config_ids = prepare_run(butler, graph)
-    job = JobSpec.from_graph(str(butler.root), graph, config_ids, butler.token)
+    job = JobSpec.from_graph(butler, graph, config_ids)
     backend = make_backend(executor, jobs, dask_scheduler, client)
     reporter = ProgressReporter(len(graph), enabled=progress)
     return Scheduler(graph, job, backend, butler.provenance.store, reporter).run()

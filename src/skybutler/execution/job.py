@@ -1,8 +1,9 @@
-"""What every worker needs to run quanta of one graph, as plain picklable data."""
+"""What every worker needs to run quanta of one graph, as picklable data (and a class, by its name)."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,9 @@ class JobSpec:
     pipeline: dict[str, Any]
     task_dimensions: dict[str, tuple[str, ...]]
     dataset_types: dict[str, tuple[str, ...]]
+    #: What a worker opens its own butler with, ``opener(repo, collections=..., token=...)``: the
+    #: class of the butler that made the job (pickled by its name), so that this part need not import it.
+    opener: Callable[..., Any] = field(repr=False)
     config_ids: dict[str, str] = field(default_factory=dict)
     #: Lines of each quantum's log kept in its provenance record.
     log_lines: int = 200
@@ -27,9 +31,10 @@ class JobSpec:
     token: str | None = field(default=None, repr=False)
 
     @classmethod
-    def from_graph(cls, repo: str, graph: QuantumGraph, config_ids: dict[str, uuid.UUID],
-                   token: str | None = None) -> JobSpec:
-        return cls(repo=repo, token=token, run=graph.output_run, input_collections=tuple(graph.input_collections),
+    def from_graph(cls, butler: Any, graph: QuantumGraph, config_ids: dict[str, uuid.UUID]) -> JobSpec:
+        """The job of running ``graph`` with workers opening ``butler``'s repository as it did."""
+        return cls(repo=str(butler.root), token=butler.token, opener=type(butler), run=graph.output_run,
+                   input_collections=tuple(graph.input_collections),
                    pipeline=graph.pipeline.to_dict(),
                    task_dimensions={t.label: tuple(t.dimensions) for t in graph.pipeline.sorted_tasks()},
                    dataset_types={n: tuple(d.dimensions) for n, d in graph.dataset_types.items()},

@@ -23,7 +23,6 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from ..butler import Butler
 from ..dimensions import DataCoordinate
 from ..errors import ArtifactExistsError, DatasetConflictError
 from ..models import DatasetRef
@@ -45,7 +44,7 @@ class WorkerState:
 
     def __init__(self, job: JobSpec):
         self.job = job
-        self.butler = Butler(job.repo, collections=[job.run, *job.input_collections], token=job.token)
+        self.butler = job.opener(job.repo, collections=[job.run, *job.input_collections], token=job.token)
         self.universe = self.butler.universe
         self.pipeline = Pipeline.from_dict(job.pipeline)
         self.tasks = {label: self.pipeline[label].make_task() for label in self.pipeline.labels}
@@ -161,10 +160,7 @@ def _planned_outputs(state: WorkerState, payload: dict[str, Any]) -> dict[str, l
 def _find_in_run(state: WorkerState, dtype: str, data_ids: list[DataCoordinate]) -> dict[DataCoordinate, DatasetRef]:
     """The datasets of these data IDs in the output RUN: one statement locally, one request
     through a server (only a quantum's own outputs and in-run inputs are looked up so)."""
-    butler = state.butler
-    if butler.registry is not None:
-        return butler.registry.datasets.find_many(butler.get_dataset_type(dtype), data_ids, [state.job.run])
-    return butler._remote.find_many(dtype, data_ids, [state.job.run])
+    return state.butler._find_many(dtype, data_ids, [state.job.run])
 
 
 def _config_id(job: JobSpec, label: str) -> uuid.UUID | None:

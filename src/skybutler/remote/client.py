@@ -299,9 +299,9 @@ class RemoteTransport(IngestCalls):
         found = self.post_json("datasets/find", self._lookup(dataset_type, data_id, collections, timespan, kwargs))
         return None if found is None else self.ref_from_json(found)
 
-    def find_many(self, dataset_type: str, data_ids: Sequence[Any], collections: Sequence[str]) -> dict[Any, DatasetRef]:
-        """The datasets of many data IDs (coordinates) of one type, found first in ``collections``:
-        one request per 20,000, where ``find_dataset`` takes one each."""
+    def _find_many(self, dataset_type: str, data_ids: Sequence[Any], collections: Sequence[str]) -> dict[Any, DatasetRef]:
+        """``Butler._find_many``: the datasets of many data IDs (coordinates) of one type, found
+        first in ``collections``: one request per 20,000, where ``find_dataset`` takes one each."""
         refuse_read(self, "find_many")
         out: dict[Any, DatasetRef] = {}
         for begin in range(0, len(data_ids), 20_000):
