@@ -36,7 +36,7 @@ from rich.console import Console
 import workload as w
 from skybutler import Butler
 from skybutler.retention import ColdTierConfig, RecomputeOptions
-from skybutler.retention.testing import calibrated_image_repo
+from skybutler.retention.testing import add_calibrated_images
 
 TARGETS = {"recompute_overhead_pct": 10.0}
 console = Console(stderr=True, highlight=False)
@@ -47,8 +47,10 @@ def _find(butler: Butler, dataset_type: str) -> Any:
 
 
 def measure(workdir: Path, size: int, repeats: int, latency: float) -> dict[str, Any]:
-    calibrated_image_repo(workdir / "warmup", size=size, detectors=1)[0].close()  # imports, caches
-    butler, report = calibrated_image_repo(workdir / "repo", size=size, detectors=1)
+    with Butler.create(workdir / "warmup") as warmup:  # imports, caches
+        add_calibrated_images(warmup, size=size, detectors=1)
+    butler = Butler.create(workdir / "repo")
+    report = add_calibrated_images(butler, size=size, detectors=1)
     assert report.ok
     calexp = _find(butler, "calexp")
     recorded = butler.provenance.producer(calexp).seconds

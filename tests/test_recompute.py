@@ -23,7 +23,7 @@ from skybutler.retention import (
     RecomputeVerificationError,
     SoftwareDriftError,
 )
-from skybutler.retention.testing import calibrated_image_repo
+from skybutler.retention.testing import add_calibrated_images
 
 
 class NoisyScaleTask(ScaleTask):
@@ -309,7 +309,8 @@ def test_cli_recompute_reports_drift_and_bad_targets(done):
 
 
 def test_calibrated_images_are_recomputed_bit_identically(tmp_path):
-    butler, report = calibrated_image_repo(tmp_path / "repo", size=256, detectors=2)
+    butler = Butler.create(tmp_path / "repo")
+    report = add_calibrated_images(butler, size=256, detectors=2)
     assert report.ok
     calexps = [butler.find_dataset("calexp", instrument="Cam", exposure=1, detector=d, collections="out")
                for d in range(2)]

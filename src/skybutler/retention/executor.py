@@ -69,12 +69,10 @@ _BUTLERS: dict[str, Butler] = {}
 
 def replay_one(payload: dict[str, Any]) -> dict[str, Any]:
     """Worker side: replay one recorded quantum, verify and store what it re-creates."""
-    from ..butler import Butler
-
     try:
         butler = _BUTLERS.get(payload["repo"])
-        if butler is None:
-            butler = _BUTLERS[payload["repo"]] = Butler(payload["repo"])
+        if butler is None:  # opened with the class of the butler that asked (see ``recompute_many``)
+            butler = _BUTLERS[payload["repo"]] = payload["opener"](payload["repo"])
         quantum = butler.provenance.store.get([uuid.UUID(payload["quantum_id"])])[0]
         swaps = {uuid.UUID(k): uuid.UUID(v) for k, v in payload.get("swaps", {}).items()}
         if swaps:  # replayed with today's calibration (on_calibration='today')
@@ -198,7 +196,7 @@ def recompute_many(butler: Butler, ids: Iterable[uuid.UUID], options: RecomputeO
     def payload(n: int) -> dict[str, Any]:
         q = quanta[n]
         needed = [o.dataset_id for o in q.outputs if o.dataset_id in est.needed]
-        return {"repo": str(butler.root), "quantum_id": str(q.quantum_id), "needed": [str(i) for i in needed],
+        return {"repo": str(butler.root), "opener": type(butler), "quantum_id": str(q.quantum_id), "needed": [str(i) for i in needed],
                 "labels": {str(i): est.labels.get(i, "") for i in needed}, "note": note,
                 "swaps": {str(k): str(v) for k, v in est.swaps.get(q.quantum_id, {}).items()},
                 "unverified": [str(i) for i in needed if i in est.unverified]}

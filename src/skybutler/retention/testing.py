@@ -1,6 +1,6 @@
 """A small repository of calibrated images for retention tests and the recompute benchmark.
 
-:func:`calibrated_image_repo` writes synthetic ISR-processed detector images (sky,
+:func:`add_calibrated_images` writes synthetic ISR-processed detector images (sky,
 noise and stars from a fixed seed, a TAN WCS) as ``postISRCCD`` and runs the demo
 ``CalibrateTask`` on them, so ``calexp`` (Image) and ``src`` (Table) are real pipeline
 products with recorded provenance -- the "processed images" of walkthrough step 8.
@@ -8,17 +8,19 @@ products with recorded provenance -- the "processed images" of walkthrough step 
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import ConfigDict
 
-from ..butler import Butler
 from ..demo_tasks.calibrate import calibrate
 from ..demo_tasks.config import CalibrateConfig
 from ..pipeline import Input, Output, PipelineTask, TaskConfig
 from ..timespan import Timespan
+
+if TYPE_CHECKING:
+    from ..butler import Butler
+    from ..execution import ExecutionReport
 
 EXPOSURE_DETECTOR = ("instrument", "exposure", "detector")
 
@@ -63,17 +65,15 @@ def synthetic_exposure(size: int, seed: int, n_stars: int = 60) -> Any:
     return fits.ImageHDU(image, header)
 
 
-def calibrated_image_repo(root: str | Path, size: int = 512, detectors: int = 2, **butler_kwargs: Any
-                          ) -> tuple[Butler, Any]:
-    """A new repository at ``root`` with one exposure of ``detectors`` synthetic postISRCCD images
+def add_calibrated_images(butler: Butler, size: int = 512, detectors: int = 2) -> ExecutionReport:
+    """Fill a new repository with one exposure of ``detectors`` synthetic postISRCCD images
     calibrated by the demo CalibrateTask into ``calexp`` and ``src`` (collection ``out``);
-    returns the butler and the execution report."""
+    returns the execution report."""
     from astropy.time import Time
 
     from ..execution import run_pipeline
     from ..pipeline import Pipeline
 
-    butler = Butler.create(root, **butler_kwargs)
     butler.insert_records("instrument", [{"name": "Cam", "detector_max": detectors, "visit_max": 100}])
     butler.insert_records("band", [{"name": "r"}])
     butler.insert_records("physical_filter", [{"instrument": "Cam", "name": "Cam-r", "band": "r"}])
@@ -91,5 +91,4 @@ def calibrated_image_repo(root: str | Path, size: int = 512, detectors: int = 2,
                     run="isr")
     pipeline = Pipeline()
     pipeline.add_task("calibrate", CalibrateImageTask)
-    report = run_pipeline(butler, pipeline, ["isr"], "out")
-    return butler, report
+    return run_pipeline(butler, pipeline, ["isr"], "out")
