@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "skybutler"
-PARTS = ("ingest", "registry", "datastore", "query", "pipeline", "formats", "instruments", "dimensions")
+PARTS = ("ingest", "registry", "datastore", "query", "pipeline", "formats", "instruments", "dimensions",
+         "execution", "retention", "interchange", "provenance", "catalogs")
 FORBIDDEN = ("skybutler.remote", "skybutler.server", "skybutler.cli", "skybutler.web", "skybutler.butler")
 
 

@@ -18,9 +18,8 @@ import zipfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..butler import Butler
 from ..copy_out import source
 from ..dimensions import DimensionRecord
 from ..errors import SkybutlerError
@@ -31,6 +30,9 @@ from . import rubin_yaml
 from .rubin_formats import export_formatter, export_storage_class, export_suffix
 from .rubin_read import EXPORT_NAME, ZIP_INDEX
 from .rubin_yaml import RubinTimespan, TaiTime
+
+if TYPE_CHECKING:
+    from ..butler import Butler
 
 FORMAT_VERSION = "1.0.2"
 UNIVERSE = ("daf_butler", 8)

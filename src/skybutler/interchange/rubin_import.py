@@ -19,15 +19,18 @@ import zipfile
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from ..butler import Butler
 from ..config import BOOKKEEPING_DIR
 from ..datastore.uploads import scratch_directory
 from ..errors import SkybutlerError
 from ..models import CollectionType, DatasetRef
 from .rubin_formats import import_formatter, import_storage_class, is_kept
 from .rubin_read import RubinDataset, RubinExport, RubinImportError, read_rubin_export
+
+if TYPE_CHECKING:
+    from ..butler import Butler
 
 ZIP_TRANSFERS = ("copy", "move", "auto")
 _log = logging.getLogger(__name__)
