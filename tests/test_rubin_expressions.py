@@ -469,11 +469,6 @@ def test_records_order_by_fields_as_the_rubin_butler_names_them(rubin, ours, ord
     assert mine == theirs and len(mine) == 2
 
 
-def test_with_dimension_records_is_refused_by_name(ours):
-    with pytest.raises(QueryError, match="with_dimension_records= .* is not taken"):
-        ours.query_data_ids(VD, "instrument = 'Cam'", with_dimension_records=True)
-
-
 # -- random expressions over exposures and datasets: times, binds, NULL, strings, arithmetic -----
 
 _TIMES = ["T'2024-01-02T04:00:00.123456789/tai'", "T'2024-01-02T04:00:30.123456789/tai'", "T'2024-01-02T04:30:00'",

@@ -34,14 +34,17 @@ def _span_ns(timespan: Timespan | Time | None) -> tuple[int, int] | None:
     return None if span is None else span.to_ns()
 
 
-def _shaped(results: Any, order_by: str | Sequence[str] | None, limit: int | None, what: str) -> Any:
+def _shaped(results: Any, order_by: str | Sequence[str] | None, limit: int | None, what: str,
+            with_dimension_records: bool = False) -> Any:
     """``results`` ordered and limited as the Rubin butler's query methods take it: ``order_by``
     a name or names (``-`` for descending), ``limit`` at most that many (0: none), a negative
-    one at most ``-limit`` with a warning logged when there are more, None no limit.  Its
-    ``explain`` is taken and does nothing: an empty answer is an empty result here, and
-    ``results.explain()`` says why."""
+    one at most ``-limit`` with a warning logged when there are more, None no limit; with
+    ``with_dimension_records`` each data ID holds its records.  Its ``explain`` is taken and
+    does nothing: an empty answer is an empty result here, and ``results.explain()`` says why."""
     if order_by is not None:
         results = results.order_by(*([order_by] if isinstance(order_by, str) else order_by))
+    if with_dimension_records:
+        results = results.with_dimension_records()
     if limit is None:
         return results
     if limit >= 0:
@@ -50,6 +53,13 @@ def _shaped(results: Any, order_by: str | Sequence[str] | None, limit: int | Non
         logging.getLogger("skybutler.query").warning("More %s are available than the requested limit of %d.",
                                                      what, -limit)
     return results.limit(-limit)
+
+
+def _orders_by_dimension(order_by: str | Sequence[str] | None) -> bool:
+    """Whether ``order_by`` names a bare dimension (``band``, ``-physical_filter``): one the
+    results only imply is then made a column of the query, so that it can be ordered by."""
+    names = [order_by] if isinstance(order_by, str) else list(order_by or ())
+    return any("." not in n.lstrip("-") and n.lstrip("-") not in ("run", "dataset_id", "ingest_date") for n in names)
 
 
 class QueryMethods:
@@ -65,8 +75,8 @@ class QueryMethods:
             collections = self._search_path(collections)
         data_id = {**self.default_data_id, **(fields.pop("data_id", None) or {})}
         if "with_dimension_records" in data_id:
-            raise QueryError("with_dimension_records= (the Rubin butler's) is not taken: results carry their implied "
-                             "values (band, physical_filter, ...); read records with query_dimension_records")
+            raise QueryError("with_dimension_records= is taken by query_data_ids and query_datasets; "
+                             "query_dimension_records gives records already")
         return QuerySpec(collections=tuple(collections or ()), data_id=data_id,
                          **{k: v for k, v in fields.items() if v is not None})
 
@@ -74,22 +84,23 @@ class QueryMethods:
                        datasets: Iterable[str] | str | None = None, collections: str | Sequence[str] | None = None,
                        data_id: Mapping[str, Any] | None = None, with_implied: bool = False,
                        order_by: str | Sequence[str] | None = None, limit: int | None = None, explain: bool = False,
-                       **kwargs: Any) -> DataIdQueryResults:
+                       with_dimension_records: bool = False, **kwargs: Any) -> DataIdQueryResults:
         """Data IDs of ``dimensions`` matching a where-clause (and having ``datasets`` in ``collections``).
-        ``order_by``, ``limit`` and ``explain`` are the Rubin butler's (see :func:`_shaped`)."""
+        ``order_by``, ``limit``, ``explain`` and ``with_dimension_records`` are the Rubin
+        butler's (see :func:`_shaped`)."""
         dims = (dimensions,) if isinstance(dimensions, str) else tuple(dimensions)
         spec = self._query_spec(kind="data_ids", dimensions=dims, where=where, bind=dict(bind or {}),
                                 datasets=(datasets,) if isinstance(datasets, str) else tuple(datasets or ()),
                                 collections=collections, data_id={**(data_id or {}), **kwargs},
-                                with_implied=with_implied)
-        return _shaped(self.query(spec), order_by, limit, "data IDs")
+                                with_implied=with_implied or _orders_by_dimension(order_by))
+        return _shaped(self.query(spec), order_by, limit, "data IDs", with_dimension_records)
 
     def query_datasets(self, dataset_type: str | Sequence[str], where: str = "", *,
                        collections: str | Sequence[str] | None = None, find_first: bool = True,
                        bind: Mapping[str, Any] | None = None, data_id: Mapping[str, Any] | None = None,
                        states: str | Iterable[str] | None = None, timespan: Timespan | Time | None = None,
                        order_by: str | Sequence[str] | None = None, limit: int | None = None, explain: bool = False,
-                       **kwargs: Any) -> DatasetQueryResults:
+                       with_dimension_records: bool = False, **kwargs: Any) -> DatasetQueryResults:
         """References to datasets of one type, or of several types with the same dimensions,
         in ``collections`` matching a where-clause; with ``find_first`` only the first
         collection's dataset per data ID (for each type).  ``states`` keeps only datasets in
@@ -99,17 +110,19 @@ class QueryMethods:
         A calibration type in CALIBRATION collections: without ``find_first`` every
         certification is listed (``with_validity()`` gives each one's range); with it, the
         one valid at ``timespan``, or during the exposure or visit the query names.
-        ``order_by``, ``limit`` and ``explain`` are the Rubin butler's (see :func:`_shaped`)."""
+        ``order_by`` (dimensions, element fields, and the dataset's ``ingest_date``, ``run``,
+        ``<type>.timespan.begin``), ``limit``, ``explain`` and ``with_dimension_records`` are
+        the Rubin butler's (see :func:`_shaped`)."""
         types = (dataset_type,) if isinstance(dataset_type, str) else tuple(dataset_type)
         if not types:
             raise QueryError("query_datasets needs at least one dataset type")
         collections = self._expand_wildcards(collections, find_first)
         spec = self._query_spec(kind="datasets", dataset_types=types, where=where, bind=dict(bind or {}),
                                 collections=collections, find_first=find_first, timespan=_span_ns(timespan),
-                                data_id={**(data_id or {}), **kwargs},
+                                data_id={**(data_id or {}), **kwargs}, with_implied=_orders_by_dimension(order_by),
                                 states=None if states is None else tuple([states] if isinstance(states, str)
                                                                          else states))
-        return _shaped(self.query(spec), order_by, limit, "datasets")
+        return _shaped(self.query(spec), order_by, limit, "datasets", with_dimension_records)
 
     def _expand_wildcards(self, collections: Any, find_first: bool) -> Any:
         """Collections with each glob (``Cam/*``) or ``...`` (every collection) replaced by the

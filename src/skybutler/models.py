@@ -258,6 +258,10 @@ class DatasetRef:
     def with_artifact(self, artifact: StoredArtifact | ArtifactBatch | None) -> DatasetRef:
         return DatasetRef(self._id, self._dataset_type, self._data_id, self._run, artifact)
 
+    def with_data_id(self, data_id: DataCoordinate) -> DatasetRef:
+        """A copy whose data ID is ``data_id`` (the same one, holding more: implied values, records)."""
+        return DatasetRef(self._id, self._dataset_type, data_id, self._run, self._artifact)
+
     def summary(self) -> dict[str, Any]:
         """A flat, JSON-friendly description for tables and ``--json`` output."""
         return {"dataset_type": self.dataset_type.name, "run": self.run, "id": str(self.id), **dict(self.data_id)}

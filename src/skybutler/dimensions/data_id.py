@@ -126,6 +126,10 @@ class DataCoordinate(Mapping[str, DataIdValue]):
             merged[name] = value
         return DataCoordinate(self.group, {n: merged[n] for n in self.group.names if n in merged})
 
+    def has_records(self) -> bool:
+        """Whether this data ID holds its elements' records (see :class:`DataCoordinateWithRecords`)."""
+        return False
+
     def subset(self, group: DimensionGroup) -> DataCoordinate:
         """The values of a smaller group (all of whose required dimensions are known here)."""
         return DataCoordinate(group, {n: self._values[n] for n in group.names if n in self._values})
@@ -173,6 +177,25 @@ class DataCoordinate(Mapping[str, DataIdValue]):
 
         return core_schema.no_info_plain_validator_function(
             validate, serialization=core_schema.plain_serializer_function_ser_schema(lambda v: dict(v._values)))
+
+
+class DataCoordinateWithRecords(DataCoordinate):
+    """A data ID holding every value and the record of each element it identifies, as the
+    Rubin butler's ``with_dimension_records=True`` gives them: ``data_id.records["visit"]``
+    is the visit's :class:`~skybutler.dimensions.DimensionRecord` (``.exposure_time``)."""
+
+    __slots__ = ("records",)
+
+    def __init__(self, group: DimensionGroup, values: dict[str, DataIdValue], records: Mapping[str, Any]):
+        super().__init__(group, values)
+        self.records = records
+
+    def has_records(self) -> bool:
+        """True: the records of every element of the group are here (None for one not stored)."""
+        return True
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return DataCoordinateWithRecords, (self.group, dict(self._values), dict(self.records))
 
 
 class RowShape:

@@ -92,6 +92,21 @@ class DimensionRecord(Mapping[str, Any]):
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
 
+    def __getattr__(self, name: str) -> Any:
+        """A value as an attribute, as the Rubin butler's records give them: ``record.exposure_time``,
+        ``record.timespan``, ``record.id`` (the key, by its key name) and ``record.instrument``."""
+        if name.startswith("_") or name == "element":  # slots not yet set (unpickling)
+            raise AttributeError(name)
+        values = self._values
+        if name in values:
+            return values[name]
+        element = self.element
+        if element.key is not None and name == element.key.name and element.name in values:
+            return values[element.name]
+        if name in element.fields or (name == "region" and element.region) or (name == "timespan" and element.timespan):
+            return None
+        raise AttributeError(f"a {element.name} record has no field {name!r}")
+
     def __iter__(self):
         return iter(self._values)
 

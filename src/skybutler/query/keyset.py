@@ -30,6 +30,8 @@ def tie_breakers(columns: list[str], order: tuple[str, ...]) -> tuple[str, ...]:
 def key_value(universe: Any, column: str, value: Any) -> Any:
     """A key's value as the column holds it (from JSON text: a dataset ID's string; a
     validity bound as TAI nanoseconds, ISO text or a time, None for unbounded)."""
+    if column == "ingest_date":  # no result column holds it: a caller has no key to give
+        raise QueryError("paging after a row is not offered in an order by ingest_date")
     try:
         if column == "dataset_id":
             return uuid.UUID(str(value))

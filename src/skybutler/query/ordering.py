@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from ..dimensions import DimensionUniverse
 from ..dimensions.universe import DimensionElement
+from ..errors import QueryError
 from ..registry.schema import RegistrySchema
 
 
@@ -53,6 +54,27 @@ def join_fields(schema: RegistrySchema, universe: DimensionUniverse, result: sa.
             tables[head] = table
         out[name.lstrip("-")] = tables[head].c[column]
     return joined, out
+
+
+#: The fields of every dataset a query's datasets can be ordered by, after ``<dataset type>.``.
+_DATASET_ORDERS = ("ingest_date", "run", "dataset_id", "collection", "timespan.begin", "timespan.end")
+
+
+def dataset_field(name: str, dataset_types: set[str], columns: Sequence[str]) -> str | None:
+    """The result column (or ``run``, ``ingest_date``) that ``name`` orders datasets by:
+    ``<type>.ingest_date`` is ``ingest_date``, ``<type>.timespan.begin`` the validity range's
+    ``validity_begin``, or None (no order) when the query lists no validity ranges: outside
+    CALIBRATION collections every dataset's range is unbounded.  Other names are unchanged."""
+    sign, body = ("-", name[1:]) if name.startswith("-") else ("", name)
+    head, _, field = body.partition(".")
+    if head in dataset_types and field in _DATASET_ORDERS:
+        body = field
+    if body in ("timespan.begin", "timespan.end"):
+        return sign + "validity_" + body.rpartition(".")[2] if "validity_begin" in columns else None
+    if body == "collection":
+        raise QueryError(f"datasets cannot be ordered by {name.lstrip('-')!r} here (each is listed once, "
+                         "not once per collection holding it): order them by run")
+    return sign + body
 
 
 def record_column(element: DimensionElement, name: str) -> str:

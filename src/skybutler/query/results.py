@@ -33,17 +33,28 @@ class QueryResults:
     """Rows of one query; subclasses turn rows into data IDs, refs or records."""
 
     def __init__(self, registry: Registry, built: BuiltQuery, order: tuple[str, ...] = (),
-                 limit: int | None = None, offset: int = 0, after: tuple[Any, ...] | None = None):
+                 limit: int | None = None, offset: int = 0, after: tuple[Any, ...] | None = None,
+                 records: bool = False):
         self._registry = registry
         self._built = built
         self._order = order
         self._limit = limit
         self._offset = offset
         self._after = after
+        self._records = records
 
     def _copy(self, **changes: Any) -> QueryResults:
-        args = {"order": self._order, "limit": self._limit, "offset": self._offset, "after": self._after, **changes}
+        args = {"order": self._order, "limit": self._limit, "offset": self._offset, "after": self._after,
+                "records": self._records, **changes}
         return type(self)(self._registry, self._built, **args)
+
+    def with_dimension_records(self) -> QueryResults:
+        """The same results, each data ID (a ref's too) holding the record of every element
+        it identifies, as the Rubin butler's ``with_dimension_records()``:
+        ``data_id.records["visit"].exposure_time``.  Looked up a batch at a time."""
+        if isinstance(self, DimensionRecordQueryResults):
+            raise QueryError("records are already what a records query gives")
+        return self._copy(records=True)
 
     def order_by(self, *names: str) -> QueryResults:
         """Sort by result columns (dimension names, ``dataset_id``; ``run`` sorts datasets by
@@ -51,6 +62,7 @@ class QueryResults:
         ``visit.timespan.begin``); a leading ``-`` sorts descending."""
         for name in names:
             if name.lstrip("-") not in self._built.columns and not self._by_run_name(name) and \
+                    not (name.lstrip("-") == "ingest_date" and "dataset_id" in self._built.columns) and \
                     ordering.element_field(self._registry.universe, self._built.columns, name) is None:
                 raise QueryError(f"cannot order by {name.lstrip('-')!r}; columns: {', '.join(self._built.columns)}, "
                                  "or <element>.<field> of an element they identify")
@@ -103,13 +115,17 @@ class QueryResults:
                                                    [n for n in order if n.lstrip("-") not in sub.c])
             columns.update({n.lstrip("-"): sub.c[n.lstrip("-")] for n in order
                             if not self._by_run_name(n) and n.lstrip("-") in sub.c})
-            stmt = sa.select(*sub.c).select_from(joined)
             if any(map(self._by_run_name, order)):
                 names = self._registry.schema.collection.alias("run_names")
-                stmt = stmt.select_from(joined.join(names, names.c.collection_id == sub.c.run_id))
+                joined = joined.join(names, names.c.collection_id == sub.c.run_id)
                 # byte order on every database (as SQLite sorts; PostgreSQL's locale may ignore '/')
                 columns["run"] = (sa.collate(names.c.name, "C") if self._registry.db.dialect == "postgresql"
                                   else names.c.name)
+            if any(n.lstrip("-") == "ingest_date" for n in order):
+                stored = self._registry.schema.dataset.alias("order_ingest")
+                joined = joined.join(stored, stored.c.id == sub.c.dataset_id)
+                columns["ingest_date"] = stored.c.ingest_time
+            stmt = sa.select(*sub.c).select_from(joined)
             keys = [columns[n.lstrip("-")].desc() if n.startswith("-") else columns[n] for n in order]
             stmt = stmt.order_by(*keys)
             if self._after is not None:
@@ -262,7 +278,17 @@ class QueryResults:
     def _converted_batches(self) -> Iterator[list[Any]]:
         convert = self._converter()
         for columns, n in self._column_batches():
-            yield _paused_gc(convert, columns, n)
+            batch = _paused_gc(convert, columns, n)
+            yield self._with_records(batch) if self._records and batch else batch
+
+    def _with_records(self, batch: list[Any]) -> list[Any]:
+        """``batch`` (data IDs or refs of one group) with each data ID holding its records."""
+        refs = isinstance(batch[0], DatasetRef)
+        data_ids = [r.data_id for r in batch] if refs else batch
+        with_records = self._registry.dimensions.with_records(data_ids)
+        if not refs:
+            return with_records
+        return [r.with_data_id(d) for r, d in zip(batch, with_records)]
 
     def count(self) -> int:
         """How many results (SQL count unless an exact region test must see the rows)."""
@@ -471,6 +497,15 @@ class DatasetQueryResults(QueryResults):
 
         return convert
 
+    def order_by(self, *names: str) -> QueryResults:
+        """Sort as :meth:`QueryResults.order_by` does, and also by a dataset field as the Rubin
+        butler names it, bare or after the dataset type's name: ``ingest_date``, ``run``,
+        ``dataset_id``, ``<type>.timespan.begin`` / ``.end`` (the validity range; unbounded,
+        so no order, outside CALIBRATION collections)."""
+        types = {t.name for t in self._built.dataset_types}
+        return super().order_by(*filter(None, (ordering.dataset_field(n, types, self._built.columns)
+                                               for n in names)))
+
     def with_validity(self) -> list[tuple[DatasetRef, Timespan | None]]:
         """Each result with the validity range it was found with in a CALIBRATION collection
         (None when found in a RUN or TAGGED one, or the query searched no CALIBRATION collection)."""
@@ -537,7 +572,8 @@ class DimensionRecordQueryResults(QueryResults):
         self._element = element
 
     def _copy(self, **changes: Any) -> QueryResults:
-        args = {"order": self._order, "limit": self._limit, "offset": self._offset, "after": self._after, **changes}
+        args = {"order": self._order, "limit": self._limit, "offset": self._offset, "after": self._after,
+                "records": self._records, **changes}
         return DimensionRecordQueryResults(self._registry, self._built, element=self._element, **args)
 
     def order_by(self, *names: str) -> QueryResults:

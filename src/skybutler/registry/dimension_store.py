@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from ..dimensions import DataCoordinate, DataIdValue, DimensionGroup, DimensionRecord, DimensionUniverse
 from ..dimensions import regions as sky
+from ..dimensions.data_id import DataCoordinateWithRecords
 from ..errors import DataIdError, DimensionRecordError
 from ..timespan import NS_MAX, NS_MIN, Timespan
 from . import bulk
@@ -260,6 +261,23 @@ class DimensionRecordStore:
         with self.db.reading() as conn:
             rows = list(self._rows_by_identity(conn, element_name, list(table.columns), identities))
         return [self.from_row(element_name, dict(zip(names, row))) for row in rows]
+
+    def with_records(self, data_ids: Sequence[DataCoordinate]) -> list[DataCoordinate]:
+        """Data IDs of one group holding every value and the record of each element of the
+        group (as the Rubin butler's ``with_dimension_records=True``): one query per element
+        for the whole batch."""
+        if not data_ids:
+            return []
+        group = data_ids[0].group
+        full = self.expand_many(list(data_ids))
+        found: dict[str, dict[tuple, DimensionRecord]] = {}
+        for name in group.elements:
+            identity = self.universe[name].identity
+            wanted = list({tuple(d[k] for k in identity) for d in full})
+            found[name] = {r.identity: r for r in self.fetch_many(name, wanted)}
+        return [DataCoordinateWithRecords(group, d.as_dict(), {
+            name: found[name].get(tuple(d[k] for k in self.universe[name].identity)) for name in group.elements})
+            for d in full]
 
     def export_rows(self, element_name: str, identities: list[tuple]) -> list[dict[str, Any]]:
         """Records of one element by identity as plain values in a record's key order (what

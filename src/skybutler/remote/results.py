@@ -49,6 +49,11 @@ class RemoteQueryResults:
         """Sort by result columns (dimension names); a leading ``-`` sorts descending."""
         return self._copy(order=tuple(names))
 
+    def with_dimension_records(self) -> RemoteQueryResults:
+        """Not through a server yet: its answers carry data IDs, not records."""
+        raise QueryError("with_dimension_records is not offered through a server yet: read the records with "
+                         "query_dimension_records")
+
     def limit(self, limit: int, offset: int = 0) -> RemoteQueryResults:
         """At most ``limit`` results, after skipping ``offset``."""
         if limit < 0 or offset < 0:
