@@ -105,7 +105,7 @@ def test_query_collections_takes_rubin_options(repo):
     assert [r.split(",")[0] for r in runs.splitlines()[1:]] == ["run/a", "tagged/b"]
     flat = run("query-collections", repo, "chain", "--chains", "flatten", "--csv").stdout
     assert [r.split(",")[0] for r in flat.splitlines()[1:]] == ["chain", "tagged/b", "run/a"]
-    assert "'tree' is not one of" in run("query-collections", repo, "--chains", "tree", code=2).stderr
+    assert "'forest' is not one of" in run("query-collections", repo, "--chains", "forest", code=2).stderr
 
 
 def test_retrieve_artifacts_takes_rubin_options(repo, tmp_path):
@@ -245,3 +245,80 @@ def test_query_collections_takes_comma_separated_patterns(rubin_pair):
     mine = run("query-collections", our_repo, "Cam/run1,Cam/best", "--json").stdout
     assert sorted(c["name"] for c in __import__("json").loads(mine)) == ["Cam/best", "Cam/run1"]
     assert "Cam/best" in theirs.output and "Cam/run1" in theirs.output
+
+
+@pytest.fixture(scope="module")
+def rubin_chains(tmp_path_factory):
+    """A Rubin repository with chains of chains (Cam/outer holds Cam/defaults, which holds
+    Cam/calib; Cam/also holds Cam/run1, which Cam/defaults holds too), and its skybutler twin."""
+    daf_butler = pytest.importorskip("lsst.daf.butler")
+    from skybutler.interchange import import_rubin
+    from test_rubin_interchange import make_rubin_repo
+
+    base = tmp_path_factory.mktemp("rubin_chains")
+    theirs = make_rubin_repo(base / "repo")
+    chains = {"Cam/outer": ["Cam/defaults", "Cam/calib/run"], "Cam/also": ["Cam/run1"], "Cam/empty": []}
+    for name, children in chains.items():
+        theirs.registry.registerCollection(name, daf_butler.CollectionType.CHAINED)
+        theirs.registry.setCollectionChain(name, children)
+    (base / "export").mkdir()
+    with theirs.export(directory=str(base / "export"), format="yaml", transfer="copy") as export:
+        export.saveDatasets(theirs.registry.queryDatasets(..., collections=...))
+        for name in ("Cam/best", "Cam/calib", "Cam/defaults", *chains):
+            export.saveCollection(name)
+    with Butler.create(base / "sky") as ours:
+        import_rubin(ours, base / "export")
+    return base / "repo", base / "sky"
+
+
+def _rubin_tree(output: str) -> list[tuple[int, str, str]]:
+    """(depth, name, type) of each row of the Rubin butler's tree (two spaces of indent a level)."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("---")) + 1
+    rows = [re.fullmatch(r"( *)(\S+)\s+(\S+)\s*", line) for line in lines[start:] if line.strip()]
+    return [(len(m[1]) // 2, m[2], m[3].lower()) for m in rows]
+
+
+@pytest.mark.parametrize("args", [[], ["Cam/outer"], ["Cam/run1,Cam/calib"], ["--collection-type", "CHAINED"],
+                                  ["Cam/*", "--collection-type", "RUN"]], ids=str)
+@pytest.mark.parametrize("chains", ["tree", "inverse-tree"])
+def test_query_collections_tree_is_the_rubin_butlers(rubin_chains, args, chains):
+    from lsst.daf.butler.cli.butler import cli as rubin_cli
+
+    rubin_repo, our_repo = rubin_chains
+    theirs = CliRunner().invoke(rubin_cli, ["query-collections", str(rubin_repo), *args, "--chains", chains])
+    assert theirs.exit_code == 0, theirs.output
+    expected = _rubin_tree(theirs.output)
+    assert any(depth == 2 for depth, _, _ in expected) or args  # chains of chains are walked
+    csv_rows = run("query-collections", our_repo, *args, "--chains", chains, "--csv").stdout.splitlines()
+    assert csv_rows[0] == "name,type,depth"
+    assert [(int(d), n, t) for n, t, d in (r.split(",") for r in csv_rows[1:])] == expected
+    table = run("query-collections", our_repo, *args, "--chains", chains).stdout
+    shown = [(len(m[1]) // 2, m[2], m[3]) for m in re.finditer(r"│ ( *)(\S+)\s+│ (\S+)\s+│", table)]
+    assert shown == expected
+
+
+@pytest.mark.parametrize("chains", ["table", "inverse-table"])
+def test_query_collections_chain_tables_are_the_rubin_butlers(rubin_chains, chains):
+    """The Rubin butler prints a chain's children (or a collection's parents) one a line; skybutler
+    lists them in one cell: the same names, in the same order."""
+    import json
+
+    from lsst.daf.butler.cli.butler import cli as rubin_cli
+
+    rubin_repo, our_repo = rubin_chains
+    theirs = CliRunner().invoke(rubin_cli, ["query-collections", str(rubin_repo), "--chains", chains])
+    assert theirs.exit_code == 0, theirs.output
+    lines = theirs.output.splitlines()
+    expected: dict[str, list[str]] = {}
+    for line in lines[next(i for i, x in enumerate(lines) if x.startswith("---")) + 1:]:
+        cells = line.split()
+        if len(cells) >= 2:
+            name = cells[0]
+            expected[name] = cells[2:]
+        elif cells:
+            expected[name].append(cells[0])
+    column = "parents" if chains == "inverse-table" else "children"
+    mine = {c["name"]: c[column] for c in json.loads(run("query-collections", our_repo, "--chains", chains,
+                                                         "--json").stdout)}
+    assert mine == expected and any(len(v) > 1 for v in expected.values())

@@ -38,8 +38,11 @@ collection_type_choice = click.Choice(COLLECTION_TYPES, case_sensitive=False)
 @click.option("--type", "--collection-type", "types", type=collection_type_choice, multiple=True,
               help="Only collections of this type (repeatable).")
 @click.option("--flatten", is_flag=True, help="Also list the collections each matching chain searches, in order.")
-@click.option("--chains", type=click.Choice(["table", "flatten"], case_sensitive=False), default="table",
-              help="The Rubin butler's spelling: table lists each chain with its children, flatten as --flatten.")
+@click.option("--chains", type=click.Choice(["table", "inverse-table", "tree", "inverse-tree", "flatten"],
+                                           case_sensitive=False), default="table",
+              help="As the Rubin butler's: table lists each chain with its children, inverse-table each "
+                   "collection with the chains holding it, tree each chain's children (and theirs) indented "
+                   "below it, inverse-tree each collection's parent chains (and theirs), flatten as --flatten.")
 @json_option
 @click.option("--csv", "as_csv", is_flag=True,
               help="Print CSV (a header line, then one row each; children separated by spaces).")
@@ -48,10 +51,29 @@ def query_collections(repo: Path, patterns: tuple[str, ...], types: tuple[str, .
     """List collections whose names match the glob PATTERNS (default: all; several, or comma-separated)."""
     if as_json and as_csv:
         fail("choose one of --json and --csv")
+    chains = chains.lower()
     with open_butler(repo) as butler:
         found = {c.name: c for pattern in split_csv_option(patterns) or ("*",)
                  for c in butler.collections.query(pattern, types or None,
-                                                   flatten_chains=flatten or chains.lower() == "flatten")}
+                                                   flatten_chains=flatten or chains == "flatten")}
+        every = {c.name: c for c in butler.collections.query("*")} if chains.startswith(("inverse", "tree")) else {}
+    parents: dict[str, list[str]] = {}
+    for chain in every.values():
+        for child in chain.children:
+            parents.setdefault(child, []).append(chain.name)
+    if chains.endswith("tree"):
+        _print_tree(sorted(found), every, parents, inverse=chains == "inverse-tree", as_json=as_json, as_csv=as_csv)
+        return
+    if chains == "inverse-table":
+        rows = [{"name": c.name, "type": c.type, "parents": sorted(parents.get(c.name, ())), "doc": c.doc}
+                for c in found.values()]
+        if as_csv:
+            _write_csv(["name", "type", "parents", "doc"],
+                       [[r["name"], r["type"].value.lower(), " ".join(r["parents"]), r["doc"]] for r in rows])
+        else:
+            print_rows(rows, as_json=as_json, columns=["name", "type", "parents", "doc"],
+                       empty=f"no collections match {' '.join(patterns) or '*'!r}")
+        return
     rows = [{"name": c.name, "type": c.type, "children": list(c.children), "doc": c.doc} for c in found.values()]
     if as_csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
@@ -61,6 +83,35 @@ def query_collections(repo: Path, patterns: tuple[str, ...], types: tuple[str, .
         return
     print_rows(rows, as_json=as_json, columns=["name", "type", "children", "doc"],
                empty=f"no collections match {' '.join(patterns) or '*'!r}")
+
+
+def _write_csv(header: list[str], rows: list[list[Any]]) -> None:
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+
+
+def _print_tree(names: list[str], every: dict[str, Any], parents: dict[str, list[str]], *, inverse: bool,
+                as_json: bool, as_csv: bool) -> None:
+    """The Rubin butler's ``--chains tree``: each collection, then, indented two spaces a level,
+    the children of a chain in search order (and theirs); ``inverse-tree``: the chains holding
+    it, by name (and theirs).  JSON and CSV give each row's ``depth`` instead of the indent."""
+    rows: list[dict[str, Any]] = []
+
+    def add(name: str, depth: int) -> None:
+        rows.append({"name": name, "type": every[name].type.value.lower(), "depth": depth})
+        for other in sorted(parents.get(name, ())) if inverse else every[name].children:
+            add(other, depth + 1)
+
+    for name in names:
+        add(name, 0)
+    if as_csv:
+        _write_csv(["name", "type", "depth"], [[r["name"], r["type"], r["depth"]] for r in rows])
+    elif as_json:
+        print_rows(rows, as_json=True)
+    else:
+        print_rows([{"name": "  " * r["depth"] + r["name"], "type": r["type"]} for r in rows], as_json=False,
+                   columns=["name", "type"], empty="no collections match")
 
 
 @click.command("register-collection")
