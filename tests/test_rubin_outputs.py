@@ -159,3 +159,83 @@ def test_json_of_a_class_unknown_here_is_read_when_a_mapping_and_kept_otherwise(
     (metadata,) = ours.query_datasets("isr_metadata", collections="Cam/pipeline/run", where="visit = 2")
     assert metadata.dataset_type.storage_class == "Dict"
     assert ours.get(metadata)["metadata"]["isr"]["scalars"] == {"visit": 2}
+
+
+@pytest.fixture
+def pex_config_formatter(monkeypatch):
+    """The Rubin butler imports a dataset only if its formatter class imports; PexConfigFormatter
+    lives in lsst.pipe.base (not installed here): a stand-in class of that name lets the import
+    proceed, and the config file is compared byte for byte."""
+    import sys
+    import types
+
+    try:
+        import lsst.pipe.base.formatters.pexConfig  # noqa: F401
+        return
+    except ImportError:
+        pass
+    names = ["lsst.pipe", "lsst.pipe.base", "lsst.pipe.base.formatters", "lsst.pipe.base.formatters.pexConfig"]
+    for name in names:
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    stand_in = type("PexConfigFormatter", (PyFileFormatter,), {"__module__": names[-1]})
+    sys.modules[names[-1]].PexConfigFormatter = stand_in
+    for parent, child in zip(names, names[1:]):
+        setattr(sys.modules[parent], child.rsplit(".", 1)[1], sys.modules[child])
+    import lsst
+
+    monkeypatch.setattr(lsst, "pipe", sys.modules["lsst.pipe"], raising=False)
+
+
+@pytest.mark.parametrize("form", ["directory", "zip"])
+def test_kept_files_go_back_to_the_rubin_butler_with_their_formatter_and_class(outputs, make_butler, tmp_path,
+                                                                                pex_config_formatter, form):
+    """A file kept from a Rubin repository (a config, ``Packages``) exported by skybutler goes into
+    the Rubin butler under its first formatter and storage class, byte for byte, and the Rubin
+    butler reads it as it read the original."""
+    from skybutler.interchange import export_rubin
+
+    rubin = outputs["butler"]
+    ours = make_butler("sky")
+    import_rubin(ours, outputs["export"])
+    refs = list(ours.query_datasets(["packages", "isr_config"], collections="Cam/pipeline/run"))
+    destination = tmp_path / ("back.zip" if form == "zip" else "back")
+    assert export_rubin(ours, refs, destination) == 2
+    daf_butler.Butler.makeRepo(str(tmp_path / "rubin"))
+    theirs = daf_butler.Butler.from_config(str(tmp_path / "rubin"), writeable=True)
+    if form == "zip":
+        for name in KEPT:
+            theirs.registry.registerDatasetType(rubin.registry.getDatasetType(name))
+        theirs.ingest_zip(str(destination))
+    else:
+        theirs.import_(directory=str(destination), filename=str(destination / "export.yaml"), transfer="copy")
+    for name in KEPT:
+        (original,) = rubin.registry.queryDatasets(name, collections="Cam/pipeline/run")
+        (back,) = theirs.registry.queryDatasets(name, collections="Cam/pipeline/run")
+        assert back.id == original.id and back.datasetType == original.datasetType, name
+        (copied,) = theirs.retrieveArtifacts([back], str(tmp_path / "out" / name) + "/", transfer="copy",
+                                             preserve_path=False)
+        assert copied.read() == rubin.getURI(original).read(), name  # out of the zip too
+        formatters = {theirs._datastore.getStoredItemsInfo(back)[0].formatter,
+                      rubin._datastore.getStoredItemsInfo(original)[0].formatter}
+        assert len(formatters) == 1 and KEPT[name] in formatters.pop(), name
+    assert theirs.get("packages", collections="Cam/pipeline/run") == rubin.get("packages",
+                                                                               collections="Cam/pipeline/run")
+
+
+def test_a_kept_file_of_a_formatter_not_known_here_is_refused_by_name(outputs, make_butler, tmp_path):
+    import shutil
+
+    from skybutler.interchange import export_rubin
+
+    export = tmp_path / "export"
+    shutil.copytree(outputs["export"], export)
+    text = (export / "export.yaml").read_text()
+    (export / "export.yaml").write_text(text.replace("lsst.daf.butler.formatters.packages.PackagesFormatter",
+                                                     "lsst.example.formats.OddFormatter"))
+    ours = make_butler("sky")
+    import_rubin(ours, export)
+    refs = list(ours.query_datasets("packages", collections="Cam/pipeline/run"))
+    with pytest.raises(SkybutlerError, match="'rubin:OddFormatter' cannot go back to the Rubin butler: its "
+                                             "formatter's module was not recorded"):
+        export_rubin(ours, refs, tmp_path / "back")
+    assert not (tmp_path / "back" / "export.yaml").exists()

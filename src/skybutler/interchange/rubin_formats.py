@@ -44,6 +44,18 @@ _DEFAULT_CLASS = {"json": "Dict", "yaml": "Dict", "parquet": "Table", "fits": "I
 #: skybutler storage class -> the Rubin storage class a dataset type gets on export.
 _EXPORT_CLASS = {"Dict": "StructuredDataDict", "Table": "ArrowAstropy", "Image": "ImageF"}
 
+#: Rubin formatter classes whose files skybutler keeps unread: a kept file records its class's
+#: name only (``rubin:PackagesFormatter``), and goes back under the class's full name.
+_KEPT_FORMATTERS = (
+    "lsst.pipe.base.formatters.pexConfig.PexConfigFormatter",
+    "lsst.daf.butler.formatters.packages.PackagesFormatter",
+    "lsst.daf.butler.formatters.pickle.PickleFormatter",
+    "lsst.daf.butler.formatters.matplotlib.MatplotlibFormatter",
+    "lsst.obs.base.formatters.fitsGeneric.FitsGenericFormatter",
+    *IMPORT_FORMATTERS,
+)
+_KEPT_FULL_NAMES = {kept_formatter_name(name): name for name in _KEPT_FORMATTERS}
+
 _EXPORT_FORMATTERS = {
     "yaml": "lsst.daf.butler.formatters.yaml.YamlFormatter",
     "json": "lsst.daf.butler.formatters.json.JsonFormatter",
@@ -108,7 +120,10 @@ def import_storage_class(rubin_class: str, formatter: str) -> str:
 
 
 def export_storage_class(storage_class: str) -> str:
-    """The Rubin storage class of a skybutler dataset type (a Rubin name is kept)."""
+    """The Rubin storage class of a skybutler dataset type (a Rubin name is kept, and so is
+    the class of a kept file: ``rubin:Packages`` is ``Packages``)."""
+    if storage_class.startswith(KEPT_PREFIX):
+        return storage_class[len(KEPT_PREFIX):]
     if storage_class in RUBIN_STORAGE_CLASSES:
         return storage_class
     base = base_storage_class(storage_class)
@@ -127,7 +142,15 @@ def export_suffix(formatter: str) -> str | None:
 
 
 def export_formatter(formatter: str, storage_class: str) -> str:
-    """The Rubin formatter class for a file skybutler wrote with ``formatter``."""
+    """The Rubin formatter class for a file skybutler wrote with ``formatter``, or kept from a
+    Rubin repository (the class that wrote it, when its module is known here)."""
+    if is_kept(formatter):
+        try:
+            return _KEPT_FULL_NAMES[formatter]
+        except KeyError:
+            raise UnmappedFormatError(f"a file kept under {formatter!r} cannot go back to the Rubin butler: "
+                                      "its formatter's module was not recorded (only "
+                                      f"{', '.join(sorted(_KEPT_FULL_NAMES))} are known)") from None
     if formatter == "fits":
         rubin_class = export_storage_class(storage_class)
         kind = "FitsExposureFormatter" if rubin_class.startswith("Exposure") else "FitsImageFormatter"
