@@ -111,13 +111,16 @@ def test_a_pipeline_output_repository_comes_in_every_dataset(outputs, make_butle
     kept = [r for r in caplog.records if "kept without a reader" in r.getMessage()]
     assert len(kept) == 1  # the up-front check names what is kept, by type and Rubin formatter
     assert f"1 isr_config ({PEX_CONFIG})" in kept[0].getMessage()
-    assert "1 packages (lsst.daf.butler.formatters.packages.PackagesFormatter)" in kept[0].getMessage()
+    assert "packages" not in kept[0].getMessage()  # kept byte for byte, but read
     for ref in refs:
         (mine,) = ours.registry.refs_by_id([ref.id])
         name = ref.datasetType.name
         assert mine.run == ref.run and dict(mine.data_id.required) == dict(ref.dataId.required), name
         assert _our_bytes(ours, mine) == rubin.getURI(ref).read(), name
-        if name in KEPT:
+        if name == "packages":  # kept, and read as the Rubin butler reads it
+            assert mine.dataset_type.storage_class == "rubin:Packages"
+            assert ours.get(mine) == dict(rubin.get(ref)) == {"numpy": "2.0", "astropy": "6.1"}
+        elif name in KEPT:
             assert mine.dataset_type.storage_class == f"rubin:{OUTPUTS[name]}"
             with pytest.raises(FormatterError, match=f"written by the Rubin formatter {KEPT[name]}, which skybutler "
                                                      "has no reader for"):
@@ -239,3 +242,24 @@ def test_a_kept_file_of_a_formatter_not_known_here_is_refused_by_name(outputs, m
                                              "formatter's module was not recorded"):
         export_rubin(ours, refs, tmp_path / "back")
     assert not (tmp_path / "back" / "export.yaml").exists()
+
+
+def test_packages_in_each_of_its_rubin_forms_are_read_without_importing_or_unpickling():
+    """The Rubin butler writes ``Packages`` as tagged YAML, JSON or a pickle (lsst.utils decides by
+    extension): the first two read as the Rubin butler reads them, a pickle is refused by name."""
+    import io
+
+    from skybutler.formats import get_formatter
+
+    packages = Packages({"numpy": "2.0", "lsst_distrib": "w.2024.50", "python": "3.11.9"})
+    reader = get_formatter("rubin:PackagesFormatter")
+    for form in ("yaml", "json"):
+        mine = reader.read(io.BytesIO(packages.toBytes(form)))
+        assert mine == dict(Packages.fromBytes(packages.toBytes(form), form)), form
+    with pytest.raises(FormatterError, match="it is a pickle, which skybutler never unpickles"):
+        reader.read(io.BytesIO(packages.toBytes("pickle")))
+    with pytest.raises(FormatterError, match="holds a mapping of package names to versions"):
+        reader.read(io.BytesIO(b"!<lsst.utils.packages.Packages>\n- numpy\n"))
+    with pytest.raises(FormatterError, match="could not read"):
+        reader.read(io.BytesIO(b"!!python/object/apply:os.system ['true']\n: :"))
+    assert reader.read(io.BytesIO(b"!!python/object/apply:os.system\nnumpy: '2.0'\n")) == {"numpy": "2.0"}

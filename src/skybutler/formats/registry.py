@@ -108,9 +108,9 @@ def get_formatter(name: str) -> Formatter:
         return _formatters[name]
     except (KeyError, TypeError):
         if isinstance(name, str) and name.startswith(_KEPT_PREFIX):  # a file kept from a Rubin repository
-            from .rubin_outputs import KeptFormatter
+            from .rubin_outputs import KEPT_READERS, KeptFormatter
 
-            return _formatters.setdefault(name, KeptFormatter(name))
+            return _formatters.setdefault(name, KEPT_READERS.get(name, KeptFormatter)(name))
         raise FormatterError(f"Unknown formatter {name!r}; known formatters: {list(formatter_names())}.") from None
 
 

@@ -11,6 +11,7 @@ is at ``Butler.get_uri``).  A kept file is never parsed: a pickle is never unpic
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from typing import Any, BinaryIO
@@ -102,6 +103,58 @@ class KeptFormatter(Formatter):
 
     def _validate(self, stream: BinaryIO) -> None:
         return None  # any bytes are kept
+
+
+class KeptPackagesFormatter(KeptFormatter):
+    """A Rubin ``Packages`` file (the software versions of a pipeline run), kept byte for byte and
+    read as a dict of package name to version.  Its YAML form carries a Python tag
+    (``!<lsst.utils.packages.Packages>``), which is read as a plain mapping: no class is
+    imported or built.  Its JSON form is read as JSON; its pickle form is never unpickled."""
+
+    def _read(self, stream: BinaryIO, component: str | None, parameters: dict[str, Any]) -> Any:
+        data = stream.read()
+        if data[:1] == b"\x80":
+            raise ValueError("it is a pickle, which skybutler never unpickles; the file is kept as it came "
+                             "(Butler.get_uri gives it)")
+        if data.lstrip()[:1] == b"{":
+            found = json.loads(data)
+        else:
+            import yaml
+
+            found = yaml.load(data, Loader=_tagged_mapping_loader())  # noqa: S506 -- a safe loader, tags read as data
+        if not isinstance(found, dict) or not all(isinstance(k, str) for k in found):
+            raise ValueError("a Packages file holds a mapping of package names to versions; this one does not")
+        return {k: v if isinstance(v, str) else str(v) for k, v in found.items()}
+
+
+@functools.cache
+def _tagged_mapping_loader() -> type:
+    """A YAML safe loader that reads any application tag (``!<lsst.utils.packages.Packages>``,
+    ``!!python/...``) as the plain mapping, list or scalar it tags."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    # Only YAML's own tags keep their constructors: a package imported in this process may have
+    # registered one for its class on the safe loader (lsst.utils does for Packages).
+    Loader.yaml_constructors = {tag: construct for tag, construct in yaml.SafeLoader.yaml_constructors.items()
+                                if tag is None or tag.startswith("tag:yaml.org,2002:")}
+    Loader.yaml_multi_constructors = {}
+
+    def plain(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            return loader.construct_mapping(node, deep=True)
+        if isinstance(node, yaml.SequenceNode):
+            return loader.construct_sequence(node, deep=True)
+        return loader.construct_scalar(node)
+
+    Loader.add_multi_constructor("", plain)
+    return Loader
+
+
+#: Kept formatters (by recorded name) whose files are read all the same, and their readers.
+KEPT_READERS = {"rubin:PackagesFormatter": KeptPackagesFormatter}
 
 
 def kept_formatter_name(rubin_formatter: str) -> str:

@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 from ..config import BOOKKEEPING_DIR
 from ..datastore.uploads import scratch_directory
 from ..errors import SkybutlerError
+from ..formats.rubin_outputs import KEPT_READERS
 from ..models import CollectionType, DatasetRef
 from .rubin_formats import import_formatter, import_storage_class, is_kept
 from .rubin_read import RubinDataset, RubinExport, RubinImportError, read_rubin_export
@@ -97,7 +98,7 @@ def kept_without_reader(export: RubinExport, formatters: Mapping[uuid.UUID, str]
     """How many datasets of each (dataset type, Rubin formatter) come in kept without a reader."""
     kept: dict[tuple[str, str], int] = defaultdict(int)
     for dataset in export.datasets:
-        if is_kept(formatters.get(dataset.id, "")):
+        if is_kept(formatters.get(dataset.id, "")) and formatters[dataset.id] not in KEPT_READERS:
             kept[(dataset.dataset_type, dataset.formatter)] += 1
     return dict(kept)
 
