@@ -214,6 +214,11 @@ def test_remove_dataset_type(butler):
     assert result.stderr.strip() == ("error: dataset type 'metrics' still has 2 dataset(s), in RUN(s) run/b; "
                                      "remove them first")
     assert "dataset type 'nope' is not registered" in run("remove-dataset-type", repo, "nope", code=1).stderr
+    # one refused removes none: not the unused type named before it
+    assert "'metrics' still has 2" in run("remove-dataset-type", repo, "unused", "metrics", code=1).stderr
+    assert "'nope' is not registered" in run("remove-dataset-type", repo, "unused", "nope", code=1).stderr
+    with Butler(repo) as b:
+        assert sorted(t.name for t in b.query_dataset_types()) == ["metrics", "unused"]
     assert run("remove-dataset-type", repo, "unused").stdout.strip() == "removed dataset type unused"
     with Butler(repo) as b:
         assert sorted(t.name for t in b.query_dataset_types()) == ["metrics"]

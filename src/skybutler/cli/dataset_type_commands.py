@@ -48,11 +48,13 @@ def query_dataset_types(repo: Path, pattern: str, as_json: bool) -> None:
 @repo_argument
 @click.argument("names", nargs=-1, required=True)
 def remove_dataset_type(repo: Path, names: tuple[str, ...]) -> None:
-    """Remove the dataset types NAMES, which must have no datasets left."""
-    with open_butler(repo) as butler:
+    """Remove the dataset types NAMES, which must have no datasets left: all of them, or none
+    if one is refused."""
+    with open_butler(repo) as butler, butler.transaction():
         for name in names:
             butler.remove_dataset_type(name)
-            info(f"removed dataset type {name}")
+    for name in names:
+        info(f"removed dataset type {name}")
 
 
 COMMANDS = (register_dataset_type, query_dataset_types, remove_dataset_type)
