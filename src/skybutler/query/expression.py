@@ -23,8 +23,6 @@ from .times import canonical_time
 P_OR, P_AND, P_NOT, P_CMP, P_ADD, P_MUL, P_UNARY, P_ATOM = range(1, 9)
 
 COMPARISON_OPS = ("=", "!=", "<", "<=", ">", ">=")
-ARITHMETIC_OPS = ("+", "-", "*", "/", "%")
-LOGICAL_OPS = ("AND", "OR")
 _OP_PRECEDENCE = {"OR": P_OR, "AND": P_AND, "+": P_ADD, "-": P_ADD, "*": P_MUL, "/": P_MUL, "%": P_MUL}
 _OP_PRECEDENCE.update({op: P_CMP for op in COMPARISON_OPS})
 
