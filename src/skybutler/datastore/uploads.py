@@ -120,7 +120,7 @@ def uploaded_files(directory: str | Path, files: Sequence[tuple[str, bytes]]) ->
 class UploadedTree:
     """A tree of files a client streams to the server (an export to import), written to disk as
     the bytes arrive: no file is ever whole in memory.  :meth:`feed` takes the body's chunks in
-    order; the body is a sequence of frames (:func:`skybutler.remote.wire.frame_file`): a 4-byte
+    order; the body is a sequence of frames (:func:`skybutler.remote.wire.frame_files`): a 4-byte
     name length, the UTF-8 relative path, an 8-byte size and the bytes, ended by a zero name
     length.  Paths must stay inside the tree (no ``..``, no absolute path, no file twice)."""
 

@@ -155,7 +155,7 @@ class RemoteTransport(IngestCalls):
             yield from response.iter_lines()
 
     def stream_result(self, path: str, body: Any, progress: Callable[[int, int], None] | None, what: str) -> Any:
-        """The result of a long call whose answer streams as JSON lines (``routes_ingest._streamed``:
+        """The result of a long call whose answer streams as JSON lines (``routes_ingest.streamed``:
         progress lines, then the result or an error): the progress is told to ``progress``, an error
         is raised as the server named it, and an answer cut short is a ServerError naming ``what``."""
         for line in self.stream_lines(path, body):
