@@ -99,6 +99,12 @@ def _raws(raws_dir: Path) -> Callable[[Path], None]:
     return setup
 
 
+def _two_tagged(root: Path) -> None:
+    _tagged(root)
+    _invoke("associate", root, "also", "--dataset-type", "metrics", "-c", "r", "-w", "visit = 1")
+    _invoke("collection-chain", root, "both", "best", "also")
+
+
 def _unused_types(root: Path) -> None:
     with Butler(root) as butler:
         for name in ("notes", "flags"):
@@ -124,6 +130,8 @@ WRITES: dict[str, tuple[Callable[..., Callable[[Path], None] | None], list[str]]
     "remove-runs": (lambda d: _metrics, ["remove-runs", "{repo}", "r", "--yes"]),
     "remove-collections": (lambda d: _tagged, ["remove-collections", "{repo}", "best", "--yes"]),
     "add-user": (lambda d: None, ["add-user", "{repo}", "ana", "--group", "survey"]),
+    "remove-collections-three": (lambda d: _two_tagged, ["remove-collections", "{repo}", "best", "also", "both",
+                                                        "--yes"]),
     "remove-dataset-type": (lambda d: _unused_types, ["remove-dataset-type", "{repo}", "notes", "flags"]),
 }
 

@@ -229,14 +229,17 @@ def _parents_first(butler: Butler, names: list[str]) -> list[str]:
 @click.argument("names", nargs=-1, required=True)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def remove_collections(repo: Path, names: tuple[str, ...], yes: bool) -> None:
-    """Remove TAGGED, CHAINED or CALIBRATION collections NAMES (their datasets stay in their RUNs)."""
+    """Remove TAGGED, CHAINED or CALIBRATION collections NAMES (their datasets stay in their RUNs):
+    all of them in one transaction."""
     unique = list(dict.fromkeys(names))
     with open_butler(repo) as butler:
         rows = _removal_rows(butler, unique, want_runs=False)
         print_rows(rows, as_json=False, title="collections to remove (datasets stay in their RUNs)")
         confirm_or_refuse(f"Remove these {len(unique)} collection(s)?", yes)
-        for name in _parents_first(butler, unique):
-            butler.collections.remove(name)
+        ordered = _parents_first(butler, unique)
+        with butler.transaction():
+            for name in ordered:
+                butler.collections.remove(name)
     info(f"removed {len(unique)} collection(s)")
 
 
