@@ -12,7 +12,7 @@ holding the W1 records for the datasets written:
 - ``put_many``: N ``metrics`` datasets (10-float dicts) in one call, one transaction;
 - ``ingest``: N pre-written JSON files in one ``ingest`` call, transfer ``copy`` and ``direct``;
 - ``single puts``: one dataset per ``put``, one writer process, and the SQL statements a put
-  sends (its file placed first, all of them go to the server in one pipeline, its BEGIN and
+  sends (its file placed first, all of them go to the server as one query, its BEGIN and
   COMMIT included: one round trip);
 - ``8 writers``: eight processes putting one dataset per call into one RUN, and the ratio
   to one writer (``--writers-only`` takes this figure alone, ``--rounds N`` times in turn
@@ -151,13 +151,13 @@ def time_writers(root: Path, data_ids: list[dict[str, Any]], n_proc: int) -> dic
 
 def statements_per_put(butler: Butler, data_id: dict[str, Any]) -> dict[str, int]:
     """What one put (after a first put of its RUN) sends to the server: statements, how many of
-    them went in a pipeline, and COMMITs (in the pipeline or psycopg's own), counted at psycopg's
-    cursor; and round trips, the times
+    them went in a pipeline or together in one query, and COMMITs (sent with the rows or psycopg's
+    own), counted at psycopg's cursor; and round trips, the times
     the client waited for the server's answer (a Sync or a simple Query in libpq's protocol trace)."""
     import psycopg
     import sqlalchemy as sa
 
-    seen = {"statements": 0, "pipelined": 0, "commits": 0, "round_trips": 0}
+    seen = {"statements": 0, "pipelined": 0, "together": 0, "commits": 0, "round_trips": 0}
     trace = tempfile.TemporaryFile("w+")
     traced: list[Any] = []
 
@@ -171,9 +171,11 @@ def statements_per_put(butler: Butler, data_id: dict[str, Any]) -> dict[str, int
 
     def spy(original):
         def counted(self, query, *args, **kwargs):
-            seen["statements"] += 1
+            parts = str(query).split("; ")  # statements sent together as one query (none has "; " in its text)
+            seen["statements"] += len(parts)
+            seen["together"] += len(parts) if len(parts) > 1 else 0
             seen["pipelined"] += self.connection.info.pipeline_status != psycopg.pq.PipelineStatus.OFF
-            seen["commits"] += str(query).lstrip().upper().startswith("COMMIT")
+            seen["commits"] += sum(p.lstrip().upper().startswith("COMMIT") for p in parts)
             return original(self, query, *args, **kwargs)
         return counted
 
@@ -324,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     print(line("puts, 8 writers", singles["writers_8"]))
     per_put = singles["per_put"]
     print(f"  8 writers / 1 writer: {singles['writers_8_speedup']:.2f}x; one put sends {per_put['statements']} "
-          f"statements ({per_put['pipelined']} of them in one pipeline), {per_put['commits']} of them a COMMIT, "
+          f"statements ({per_put['pipelined']} of them in a pipeline, {per_put['together']} in one query), "
+          f"{per_put['commits']} of them a COMMIT, "
           f"in {per_put['round_trips']} round trips")
     if args.rounds > 1:
         print("  ratio of each round: " + ", ".join(f"{r:.2f}x" for r in singles["writers_8_speedup_each_round"])

@@ -105,7 +105,14 @@ def insert_keyed(conn: sa.Connection, table: sa.Table, columns: Sequence[str], k
 def _execute(conn: sa.Connection, sql: str, rows: Iterable[tuple] | None = None, *,
              parameters: Sequence[Any] | None = None) -> None:
     """Run ``sql`` (with ``parameters``, or for each of ``rows``) on the driver's own cursor:
-    SQLAlchemy's execution machinery costs more than the database's work for a one-row insert."""
+    SQLAlchemy's execution machinery costs more than the database's work for a one-row insert.
+    Inside :func:`held_until_commit` a statement is held, to be sent with the others."""
+    held = conn.info.get(HELD)
+    if held is not None:
+        if rows is None:
+            held.append((sql, parameters or ()))
+            return
+        send_held(conn)
     with _as_sqlalchemy_errors(conn, sql):
         cursor = conn.connection.dbapi_connection.cursor()
         try:
@@ -210,12 +217,53 @@ def _idle() -> Any:
     return TransactionStatus.IDLE
 
 
-#: Marks a connection whose transaction commits in its pipeline (see ``Database.transaction``).
-COMMIT_IN_PIPELINE = "skybutler_commit_in_pipeline"
+#: The statements a :func:`held_until_commit` transaction holds until its end, in ``conn.info``.
+HELD = "skybutler_held_statements"
 
 
-def run_in_pipeline(conn: sa.Connection, sql: str, parameters: Sequence[Any] | None = None) -> None:
-    """Send a statement whose result is not read (inside a :func:`pipeline`, with the others)."""
+@contextlib.contextmanager
+def held_until_commit(conn: sa.Connection) -> Iterator[None]:
+    """A PostgreSQL transaction whose statements (:func:`insert_rows`, :func:`execute_unread`) are
+    held and sent, with its BEGIN and COMMIT, as one query when the block ends: one round trip,
+    one message, and the driver's work once instead of per statement (a pipeline's messages,
+    polls and answers cost a single put more client CPU than its rows).  The values are bound
+    by the driver on the client (``ClientCursor``), as the simple query protocol takes
+    several statements only without parameters.  The block must not read what its statements
+    return; a statement run some other way inside (through SQLAlchemy) first sends those held.
+    Errors (a unique violation) are raised when the block ends, the transaction aborted for
+    the caller's rollback; a block that fails before its end has sent nothing."""
+    dbapi = conn.connection.dbapi_connection
+    begin = _begin_in_pipeline(conn)
+    conn.info[HELD] = [] if begin is None else [(begin, ())]
+    try:
+        yield
+        conn.info[HELD].append(("COMMIT", ()))
+        send_held(conn)
+    finally:
+        conn.info.pop(HELD, None)
+        if begin is not None and dbapi.info.transaction_status == _idle():
+            # committed, or nothing sent: no statement may run in autocommit mode
+            with contextlib.suppress(Exception):  # else the pool discards the connection (see database.py)
+                end_pipelined_begin(dbapi, conn.connection.info)
+
+
+def send_held(conn: sa.Connection) -> None:
+    """Send the statements a :func:`held_until_commit` transaction holds, as one query (none: nothing)."""
+    held = conn.info.get(HELD)
+    if not held:
+        return
+    sql = "; ".join(statement for statement, _ in held)
+    parameters = [value for _, values in held for value in values]
+    held.clear()
+    from psycopg import ClientCursor
+
+    with _as_sqlalchemy_errors(conn, sql), ClientCursor(conn.connection.dbapi_connection) as cursor:
+        cursor.execute(sql, parameters or None)
+
+
+def execute_unread(conn: sa.Connection, sql: str, parameters: Sequence[Any] | None = None) -> None:
+    """Run a statement whose answer is not read: inside :func:`held_until_commit` it is held and sent with
+    the others, inside a :func:`pipeline` with the pipeline's."""
     _execute(conn, sql, parameters=parameters)
 
 
@@ -268,10 +316,10 @@ def guarded_batch(conn: sa.Connection, n_rows: int) -> Iterator[None]:
     ``executemany`` that fails at its 80th row has already inserted 79.  On PostgreSQL a batch
     too small for ``COPY`` gathers the rows that :func:`insert_rows` is given in the block into
     one statement, sent when the block ends, with the savepoint's, in one :func:`pipeline`.
-    In a transaction of its own that commits in its pipeline (``Database.transaction(one_trip=
-    True)``) the batch needs no savepoint: a failure rolls the whole transaction back."""
+    In a :func:`held_until_commit` transaction the batch needs no savepoint: a failure rolls the whole
+    transaction back."""
     small = gathers(conn, n_rows)
-    if small and conn.info.get(COMMIT_IN_PIPELINE):
+    if small and conn.info.get(HELD) is not None:
         gathered = conn.info["gathered"] = []
         try:
             yield

@@ -24,7 +24,7 @@ from sqlalchemy.exc import ArgumentError
 
 from ..errors import BackendError, QueryError, QueryTimeoutError
 from ..faults import crash_point
-from .bulk import COMMIT_IN_PIPELINE, COPY_MIN_ROWS, end_pipelined_begin, pipeline, run_in_pipeline
+from .bulk import COPY_MIN_ROWS, end_pipelined_begin, held_until_commit, send_held
 from .commit_watch import PostgresWatcher, SqliteWatcher
 from .read_cache import ReadCache
 
@@ -240,6 +240,7 @@ class Database:
             lambda: 1 if self.deadline is not None and time.monotonic() > self.deadline else 0, 20_000)
 
     def _pg_statement_timeout(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        send_held(conn)  # a one-trip transaction's statements go first, in their order
         # The server's own timer: what is left of the deadline, in milliseconds (0 lifts it).
         wanted = 0 if self.deadline is None else max(1, int((self.deadline - time.monotonic()) * 1000))
         if wanted or conn.info.get("statement_timeout"):
@@ -264,10 +265,10 @@ class Database:
         are on again before the connection goes back to the pool.
 
         ``one_trip`` (where :meth:`one_trip` says so): the block's statements go to the server
-        in one pipeline with the transaction's BEGIN and its COMMIT, and their answers come back
-        together when the block ends -- one round trip.  The block must not read what its
-        statements return, and its errors (a unique violation) are raised when it ends, the
-        transaction rolled back; a small :func:`~.bulk.guarded_batch` inside needs no savepoint."""
+        as one query with the transaction's BEGIN and its COMMIT when the block ends -- one
+        round trip (:func:`~.bulk.held_until_commit`).  The block must not read what its statements
+        return, and its errors (a unique violation) are raised when it ends, the transaction
+        rolled back; a small :func:`~.bulk.guarded_batch` inside needs no savepoint."""
         current = getattr(self._local, "conn", None)
         self._local.opened = getattr(self._local, "opened", 0) + 1
         if current is not None:
@@ -279,14 +280,9 @@ class Database:
             try:
                 with conn.begin():
                     self._local.conn = conn
-                    if one_trip:
-                        with pipeline(conn):
-                            conn.info[COMMIT_IN_PIPELINE] = True
-                            try:
-                                yield conn
-                            finally:
-                                del conn.info[COMMIT_IN_PIPELINE]
-                            run_in_pipeline(conn, "COMMIT")  # sent with the rest; SQLAlchemy's commit then has nothing to do
+                    if one_trip:  # its COMMIT sent with the rest: SQLAlchemy's commit has nothing to do
+                        with held_until_commit(conn):
+                            yield conn
                     else:
                         yield conn
             finally:

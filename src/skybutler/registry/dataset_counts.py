@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 
 import sqlalchemy as sa
 
-from .bulk import insert_rows, run_in_pipeline
+from .bulk import execute_unread, insert_rows
 
 #: A write folds its pairs' rows into one once in this many writes of a process.
 FOLD_EVERY = 64
@@ -56,11 +56,11 @@ class DatasetCounts:
     def fold(self, conn: sa.Connection, type_id: int, cid: int) -> None:
         """Replace the rows of one pair by their sum: the sum of exactly the rows deleted.  On
         PostgreSQL one statement whose answer is not read, so that it goes with the others of a
-        pipeline (a put's, committed in one round trip)."""
+        put committed in one round trip."""
         t = self.table
         if conn.dialect.name == "postgresql":
             table = conn.dialect.identifier_preparer.format_table(t)
-            run_in_pipeline(conn, f"WITH removed AS (DELETE FROM {table} WHERE dataset_type_id = %s AND "
+            execute_unread(conn, f"WITH removed AS (DELETE FROM {table} WHERE dataset_type_id = %s AND "
                                   f"collection_id = %s RETURNING n) INSERT INTO {table} ({', '.join(_COLUMNS)}) "
                                   "SELECT %s, %s, sum(n) FROM removed HAVING coalesce(sum(n), 0) <> 0",
                             (type_id, cid, type_id, cid))
