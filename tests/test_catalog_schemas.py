@@ -244,3 +244,19 @@ def test_schema_needs_a_table_type_and_a_chosen_table(butler, schema_file, tmp_p
     assert butler.register_dataset_type("obj", ["instrument"], "Table", schema=two, schema_table="obj")
     assert butler.get_catalog_schema("obj").names == ["oid"]
     assert butler.get_catalog_schema("cfg") is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", ["sql-committed:1", "sql-committed:2"])
+def test_a_type_registered_with_its_schema_is_killed_whole_or_not_at_all(butler, schema_file, step):
+    """register-dataset-type --schema killed after a registry commit leaves the type with its
+    schema or neither: never a catalog type that takes any table."""
+    from test_faults import cli_main, run_killed
+
+    root = butler.root
+    butler.close()
+    run_killed(cli_main("register-dataset-type", root, "deep", "instrument", "detector", "-s", "Table",
+                        "--schema", schema_file), step)
+    with Butler(root) as reopened:
+        if "deep" in {t.name for t in reopened.query_dataset_types()}:
+            assert len(reopened.catalog_schema_versions("deep")) == 1, f"killed at {step}: a type without its schema"

@@ -274,24 +274,21 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods):
 
         ``schema`` (a Felis YAML file, for a ``Table`` type) declares the columns its tables hold
         (``schema_table`` picks the table of a schema with several); see :meth:`declare_catalog_schema`.
-        A schema that is not valid Felis is refused before the type is registered."""
+        A schema that is not valid Felis is refused before the type is registered; the type and
+        its schema are one transaction (a process killed between them leaves neither)."""
         get_storage_class(storage_class)
         declared = None
         if schema is not None:
             from .catalogs.schemas import load_schema
 
             declared = load_schema(schema, schema_table)
-        new = self.registry.dataset_types.register(DatasetType(
-            name=name, dimensions=tuple(dimensions), storage_class=storage_class, is_calibration=is_calibration))
-        if declared is not None:
-            version = self._declared.get(name)
-            try:
+        with self.registry.transaction():
+            new = self.registry.dataset_types.register(DatasetType(
+                name=name, dimensions=tuple(dimensions), storage_class=storage_class, is_calibration=is_calibration))
+            if declared is not None:
+                version = self._declared.get(name)
                 self._declared.declare(name, declared)
-            except BaseException:
-                if new:  # all or nothing: the type goes again with its refused schema
-                    self.registry.dataset_types.remove(name)
-                raise
-            new = new or version is None or not version.same_definition(declared)
+                new = new or version is None or not version.same_definition(declared)
         return new
 
     @_served
