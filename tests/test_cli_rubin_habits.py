@@ -252,8 +252,8 @@ def rubin_chains(tmp_path_factory):
     """A Rubin repository with chains of chains (Cam/outer holds Cam/defaults, which holds
     Cam/calib; Cam/also holds Cam/run1, which Cam/defaults holds too), and its skybutler twin."""
     daf_butler = pytest.importorskip("lsst.daf.butler")
+    from rubin_repos import make_rubin_repo
     from skybutler.interchange import import_rubin
-    from test_rubin_interchange import make_rubin_repo
 
     base = tmp_path_factory.mktemp("rubin_chains")
     theirs = make_rubin_repo(base / "repo")

@@ -14,10 +14,11 @@ import pytest
 daf_butler = pytest.importorskip("lsst.daf.butler", reason="the Rubin butler is the oracle of these tests")
 
 from conftest import STACKS, stack_locations  # noqa: E402
+from rubin_repos import make_rubin_export  # noqa: E402
 from skybutler import Butler  # noqa: E402
 from skybutler.errors import QueryError  # noqa: E402
 from skybutler.interchange import import_rubin  # noqa: E402
-from test_rubin_interchange import _our_record, _rubin_record, make_rubin_export  # noqa: E402
+from test_rubin_interchange import _our_record, _rubin_record  # noqa: E402
 
 #: (visit, detector, run) of the ``scrambled`` datasets, in the order both butlers put them.
 PUTS = [(2, 1, "Cam/late"), (1, 2, "Cam/early"), (2, 0, "Cam/early"), (1, 0, "Cam/late"), (1, 1, "Cam/early"),
