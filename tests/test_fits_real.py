@@ -868,3 +868,31 @@ def test_ingest_builds_each_wcs_from_its_cards_alone_as_astropy_does_from_the_wh
         assert_same_sky(world(checked.wcs[key], xs.ravel(), ys.ravel()),
                         world(astropy_wcs(header, key), xs.ravel(), ys.ravel()))
     assert examined.facts == get_storage_class("Image").extract_metadata(make_image(header))
+
+
+def test_each_hdus_data_size_is_the_standards(tmp_path: Path) -> None:
+    """FITS section 4.4.1: PCOUNT and GCOUNT size the data of extensions and of random groups
+    (whose NAXIS1 is 0), and mean nothing in a primary array.  astropy counts them there too: a
+    primary with such stray cards and extensions after it is refused, naming them (astropy would
+    not find the extensions); alone, its data are its NAXISn's, as astropy reads them."""
+    from skybutler.formats.fits_validation import walk_headers
+
+    groups = fits.GroupData(np.arange(12, dtype=np.float32).reshape(3, 1, 2, 2), parnames=["u", "v"],
+                            pardata=[np.ones(3), np.zeros(3)], bitpix=-32)
+    table = fits.BinTableHDU.from_columns([fits.Column("x", "E", array=np.arange(3.0))], name="T")
+    path = tmp_path / "groups.fits"
+    fits.HDUList([fits.GroupsHDU(groups), table]).writeto(path)
+    with open(path, "rb") as stream:
+        headers, _ = walk_headers(stream, path.name)
+    with fits.open(path) as hdus:
+        assert [h.get("EXTNAME") for h in headers] == [h.header.get("EXTNAME") for h in hdus] == [None, "T"]
+
+    primary = fits.PrimaryHDU(np.arange(20, dtype=np.int16).reshape(4, 5))
+    primary.header["PCOUNT"], primary.header["GCOUNT"] = 1000, 3  # stray cards of a merged header
+    alone, followed = tmp_path / "alone.fits", tmp_path / "followed.fits"
+    primary.writeto(alone)
+    fits.HDUList([primary, table]).writeto(followed)
+    with open(alone, "rb") as stream:
+        assert len(walk_headers(stream, alone.name)[0]) == 1
+    with open(followed, "rb") as stream, pytest.raises(FormatterError, match="PCOUNT/GCOUNT.*not random groups"):
+        walk_headers(stream, followed.name)

@@ -69,8 +69,9 @@ def assert_records_are_the_translators(butler: Butler, info) -> None:
     assert detector["full_name"] == info.detector_unique_name
 
 
-INGESTED = ["fitsheader-hsc.yaml", "fitsheader-suprimecam-CORR40535770.yaml", "fitsheader-decam.yaml",
-            "fitsheader-decam-0160496.yaml", "fitsheader-sdss-fpC-006377-g4-0399.yaml"]
+INGESTED = ["fitsheader-hsc.yaml", "fitsheader-hsc-HSCA04090107.yaml", "fitsheader-suprimecam-CORR40535770.yaml",
+            "fitsheader-decam.yaml", "fitsheader-decam-0160496.yaml", "fitsheader-decam-raw_dec050441_25.yaml",
+            "fitsheader-sdss-fpC-006377-g4-0399.yaml"]
 
 
 def test_every_shipped_header_is_covered():
@@ -89,6 +90,52 @@ def test_a_real_header_ingests_as_the_translator_reads_it(tmp_path, name):
         assert (ref.data_id["instrument"], ref.data_id["exposure"], ref.data_id["detector"]) == (
             info.instrument, info.exposure_id, info.detector_num)
         assert_records_are_the_translators(butler, info)
+
+
+def test_a_merged_header_written_as_one_primary_hdu_keeps_its_data_size(tmp_path):
+    """The DECam raw header is its primary's cards merged with its tile-compressed CCD's (XTENSION,
+    PCOUNT = the heap size, ...).  Written as one primary HDU those cards mean nothing (FITS
+    section 4.4.1.1): its data are NAXIS1 x NAXIS2, as astropy reads them, not a missing heap."""
+    raw = write_raw(tmp_path / "raw.fits", header_of("fitsheader-decam-raw_dec050441_25.yaml"))
+    assert fits.getheader(raw)["PCOUNT"] == 6336669
+    with Butler.create(tmp_path / "repo") as butler:
+        result = ingest_raws(butler, [raw], processes=1)
+        assert result.failures == []
+        (ref,) = result.refs
+        np.testing.assert_array_equal(butler.get(ref).data, fits.getdata(raw))
+
+
+def test_the_decam_raw_header_in_a_file_as_decam_writes_it(tmp_path):
+    """The same header split as the camera writes it: the primary's cards in a primary HDU without
+    data, the CCD's in a RICE tile-compressed extension of unsigned 16-bit pixels (BZERO 32768).
+    It ingests as the translator reads the merged header; the pixels and a cut-out are astropy's."""
+    header = header_of("fitsheader-decam-raw_dec050441_25.yaml")
+    keys = list(header)
+    split = keys.index("XTENSION")
+    primary = fits.PrimaryHDU()
+    for key in keys[:split]:
+        if key not in _STRUCTURE:
+            primary.header[key] = header[key]
+    pixels = np.random.default_rng(5).integers(0, 65535, (40, 30)).astype(np.uint16)
+    ccd = fits.CompImageHDU(pixels, compression_type="RICE_1")
+    for key in keys[split:]:
+        if not (key in _STRUCTURE or key in ("XTENSION", "PCOUNT", "GCOUNT", "TFIELDS", "CHECKSUM", "DATASUM")
+                or key.startswith(("Z", "TTYPE", "TFORM"))):
+            ccd.header[key] = header[key]
+    raw = tmp_path / "dec050441.fits.fz"
+    fits.HDUList([primary, ccd]).writeto(raw)
+    with Butler.create(tmp_path / "repo") as butler:
+        result = ingest_raws(butler, [raw], processes=1)
+        assert result.failures == []
+        (ref,) = result.refs
+        info = translated(raw, header)
+        assert (ref.data_id["exposure"], ref.data_id["detector"]) == (info.exposure_id, info.detector_num)
+        assert_records_are_the_translators(butler, info)
+        with fits.open(raw) as hdus:
+            truth = hdus[1].data.copy()
+        assert butler.get(ref).data.dtype == np.uint16
+        np.testing.assert_array_equal(butler.get(ref).data, truth)
+        np.testing.assert_array_equal(butler.get(ref, parameters={"bbox": (3, 5, 21, 33)}).data, truth[5:33, 3:21])
 
 
 def test_a_primary_header_without_its_ccd_is_refused_naming_the_card(tmp_path):

@@ -56,7 +56,21 @@ def walk_headers(stream: BinaryIO, name: str) -> tuple[list[FitsHeader], BinaryI
                                  f"{data_end}, but the file has {length} bytes")
         headers.append(header)
         offset = -(-data_end // BLOCK) * BLOCK
+        if len(headers) == 1 and offset < length and _stray_group_cards(header):
+            stream.seek(offset)
+            if stream.read(BLOCK).strip(b"\0 "):  # an extension follows, which astropy would not find
+                raise FormatterError(
+                    f"Formatter {name!r}: the primary HDU has PCOUNT/GCOUNT cards but is not random groups "
+                    "(GROUPS = T): astropy reads them as part of its data size and would not find the "
+                    "extensions after it; remove them")
     return headers, stream
+
+
+def _stray_group_cards(header: Any) -> bool:
+    """Whether a primary header that is not random groups carries PCOUNT/GCOUNT of another value than
+    the standard's (0 and 1)."""
+    return not (header.get("GROUPS") is True and int(header.get("NAXIS1", 0)) == 0) and (
+        int(header.get("PCOUNT", 0)) != 0 or int(header.get("GCOUNT", 1)) != 1)
 
 
 def _decompressed_copy(source: Any, kind: str, name: str) -> BinaryIO:
@@ -75,14 +89,21 @@ def _decompressed_copy(source: Any, kind: str, name: str) -> BinaryIO:
 
 def data_bytes(header: Any) -> int:
     """The size in bytes of the data an HDU's header declares (FITS standard, section 4.4.1),
-    without the padding to 2880-byte blocks."""
+    without the padding to 2880-byte blocks.
+
+    PCOUNT and GCOUNT count only in extensions and random groups: in a primary array they mean
+    nothing (a raw header merged from a primary and a compressed extension, written back as one
+    primary HDU, carries the extension's heap size in PCOUNT; its data are still NAXIS1 x NAXIS2)."""
     naxis = int(header.get("NAXIS", 0))
     if naxis == 0:
         return 0
+    groups = "SIMPLE" in header and header.get("GROUPS") is True and int(header.get("NAXIS1", 0)) == 0
     pixels = 1
-    for axis in range(1, naxis + 1):
+    for axis in range(2 if groups else 1, naxis + 1):
         pixels *= int(header.get(f"NAXIS{axis}", 0))
     bits = abs(int(header.get("BITPIX", 8)))
+    if "SIMPLE" in header and not groups:
+        return bits // 8 * pixels
     return bits // 8 * int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + pixels)
 
 
