@@ -303,6 +303,21 @@ def test_unknown_instrument_error(night: dict, tmp_path: Path) -> None:
         read_observation_metadata(path)
 
 
+def test_a_camera_no_translator_knows_is_named_with_what_to_do(tmp_path: Path) -> None:
+    """A header of a camera skybutler cannot read (a Gemini one): the refusal names the camera, the
+    cameras skybutler reads, and how to describe another one."""
+    from astropy.io import fits
+
+    path = tmp_path / "N20200101S0001.fits"
+    fits.PrimaryHDU(np.zeros((4, 4), np.int16), fits.Header(
+        {"INSTRUME": "GMOS-N", "TELESCOP": "Gemini-North", "DATE-OBS": "2020-01-01"})).writeto(path)
+    with pytest.raises(UnknownRawInstrumentError, match="N20200101S0001.fits.*'GMOS-N'") as caught:
+        read_observation_metadata(path)
+    message = str(caught.value)
+    assert "reads the raws of DECam, HSC" in message and "SuprimeCam" in message
+    assert "'headers:' section" in message and "skybutler register-instrument REPO FILE" in message
+
+
 @pytest.mark.parametrize(
     ("changes", "reason"),
     [

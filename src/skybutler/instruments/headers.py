@@ -282,7 +282,7 @@ def translator_for(header: dict[str, Any], filename: str) -> type:
         instrument = header.get("INSTRUME", "<no INSTRUME keyword>")
         detail = "" if isinstance(exc, ValueError) else f" ({type(exc).__name__}: {exc})"
         raise UnknownRawInstrumentError(
-            filename, f"no header translator understands instrument {instrument!r}{detail}{_rubin_hint(header)}"
+            filename, f"no header translator understands instrument {instrument!r}{detail}{_what_to_do(header)}"
         ) from exc
     chosen = _offline_translator(found)
     if not recorder.whole:
@@ -302,12 +302,18 @@ _CHOICES_KEPT = 16
 _RUBIN_CARDS = ("RAFTBAY", "CCDSLOT", "CONTRLLR", "DAYOBS")
 
 
-def _rubin_hint(header: dict[str, Any]) -> str:
-    """For a Rubin camera skybutler has no translator of: where its translator is."""
+def _what_to_do(header: dict[str, Any]) -> str:
+    """For a camera no translator knows: where a Rubin camera's translator is, and how to describe any
+    other camera so that its raws can be read."""
+    from .instrument import builtin_camera_names
     from .translators import OBS_LSST
 
     if OBS_LSST or not any(card in header for card in _RUBIN_CARDS):
-        return ""
+        return (f"; skybutler reads the raws of {', '.join(builtin_camera_names())} and of every camera "
+                "registered with a 'headers:' section in its description (the cards that identify its files "
+                "and hold its exposure, detector, filter, ...): describe the camera in a YAML file and run "
+                "'skybutler register-instrument REPO FILE' (or Butler.register_instrument), as the user "
+                "guide's 'A camera of one's own' shows")
     return ("; it is a Rubin camera's header: skybutler translates LSSTCam, LSSTComCam and LATISS itself, and "
             "Rubin's other cameras (test stands, simulated cameras) through the translators of Rubin's "
             "obs_lsst package, which is not on PyPI: install the LSST Science Pipelines (which provide "
