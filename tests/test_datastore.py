@@ -391,7 +391,7 @@ def test_ingest_of_an_empty_file_and_of_a_directory(butler, raws, tmp_path):
     empty = tmp_path / "incoming" / "empty.json"
     empty.write_bytes(b"")
     before = stored_files(butler)
-    # an empty file is no JSON document: refused before anything is placed, named with its reason
+    # an empty file is no JSON document: refused, named with its reason, and nothing stays placed
     with pytest.raises(InvalidFileError, match=r"empty\.json: not a readable json file: Expecting value"):
         ingest_one(butler, empty, "copy")
     assert stored_files(butler) == before and empty.exists()
@@ -400,6 +400,54 @@ def test_ingest_of_an_empty_file_and_of_a_directory(butler, raws, tmp_path):
                               (tmp_path / "incoming", {**DATA_ID, "detector": 2})], transfer="copy")
     assert stored_files(butler) == before
     assert not butler.collections.exists("run/a")
+
+
+def test_each_ingested_file_is_opened_once(butler, raws, monkeypatch):
+    """The bytes read to copy a file, or for its checksum, are the ones its formatter checks and takes
+    facts from: one open per file (the check and the checksum used to open it twice)."""
+    opened: list[str] = []
+    real_open, real_os_open = open, os.open
+    sources = {str(p) for p in raws}
+
+    def counting_open(file, *args, **kwargs):
+        if str(file) in sources:
+            opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    def counting_os_open(path, *args, **kwargs):
+        if str(path) in sources:
+            opened.append(str(path))
+        return real_os_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    monkeypatch.setattr(os, "open", counting_os_open)
+    for n, transfer in enumerate(("direct", "copy")):
+        opened.clear()
+        refs = butler.ingest("raw", [(p, {**DATA_ID, "detector": d}) for d, p in enumerate(raws)],
+                             transfer=transfer, run=f"run/once{n}")
+        assert sorted(opened) == sorted(sources), transfer
+        assert [butler.get(r) for r in refs] == [{"det": d} for d in range(3)]
+
+
+def test_a_bad_file_among_many_is_named_and_nothing_lands(butler, tmp_path, monkeypatch):
+    """Where files are placed while the rows go in (a big batch), a refused file (and a FIFO, which
+    must not hang the read) still undoes the whole batch, every refusal named."""
+    monkeypatch.setattr("skybutler.writes.BACKGROUND_MIN_FILES", 4)
+    butler.register_dataset_type("raw", ["visit", "detector"], "Dict")
+    ids = [{**DATA_ID, "visit": v, "detector": d} for v in (1, 2) for d in range(4)]
+    files = [write_json(tmp_path / "many" / f"raw_{n}.json", {"n": n}) for n in range(len(ids))]
+    files[2].write_text("{not json")
+    files[6].write_text("[1, 2]")
+    fifo = tmp_path / "many" / "fifo.json"
+    os.mkfifo(fifo)
+    before = stored_files(butler)
+    for transfer in ("copy", "direct"):
+        with pytest.raises(InvalidFileError) as caught:
+            butler.ingest("raw", list(zip(files, ids)), transfer=transfer, run="run/many")
+        assert sorted(Path(path).name for path, _ in caught.value.failures) == ["raw_2.json", "raw_6.json"]
+        with pytest.raises(TransferError, match="fifo.json: not a regular file"):
+            butler.ingest("raw", [(files[0], ids[0]), (fifo, ids[1])], transfer=transfer, run="run/many")
+        assert stored_files(butler) == before and not butler.collections.exists("run/many")
 
 
 def test_failed_ingest_undoes_every_file(butler, raws):

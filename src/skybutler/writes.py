@@ -29,7 +29,7 @@ from .errors import (
 )
 from .faults import crash_point
 from .formats import get_formatter, get_storage_class
-from .formats.file_facts import ExaminedFile, examine_files, read_file
+from .formats.file_facts import ExaminedFile, check_file, read_file
 from .models import CollectionType, DatasetRef, DatasetType, deterministic_dataset_id, uuid7_batch
 from .registry.collection_store import check_name as check_collection_name
 
@@ -346,29 +346,41 @@ class Writes:
 
             for path, _ in entries:
                 conform(read_file(path, fmt), schema, f"file {path}")
-        if examined is None:  # each file checked by its formatter and its facts taken in one read
-            facts_of = [e.facts for e in examine_files([p for p, _ in entries], fmt, storage_class)]
         facts = [(r.id, f) for (_, r), f in zip(entries, facts_of) if f is not None]
         if storage_class.metadata_fields:
             self.butler.registry.metadata.table(storage_class.name, storage_class.metadata_fields)  # see _commit
+        check = examined is None  # each file checked by its formatter as it is placed (see _ingest_batch)
         try:
-            return self._ingest_batch(dtype, run, entries, transfer, fmt, facts)
+            return self._ingest_batch(dtype, run, entries, transfer, fmt, facts, check)
         except ArtifactExistsError:
             self.butler.recover()  # a crashed writer's leftover at one of the paths goes, then one more try
             try:
-                return self._ingest_batch(dtype, run, entries, transfer, fmt, facts)
+                return self._ingest_batch(dtype, run, entries, transfer, fmt, facts, check)
             except ArtifactExistsError as err:
                 raise self._stranger_file(err, [r.id for _, r in entries]) from None
 
     def _ingest_batch(self, dtype: DatasetType, run: str, entries: list[tuple[str | Path, DatasetRef]],
-                      transfer: str, fmt: Any, facts: list[tuple[uuid.UUID, dict[str, Any]]]) -> list[DatasetRef]:
-        """Place one batch of files (each checked by its formatter already), register them with their
-        facts; the journal entry ends once final."""
+                      transfer: str, fmt: Any, facts: list[tuple[uuid.UUID, dict[str, Any]]],
+                      check: bool) -> list[DatasetRef]:
+        """Place one batch of files, register them with their facts; the journal entry ends once final.
+
+        With ``check`` each file is checked by its formatter, and its facts taken, from the bytes read
+        to copy it or for its checksum (one read of each file, not two): a refused file undoes the
+        batch and every refusal is named (:class:`InvalidFileError`); the facts are complete when
+        the registry writes them, after the last file is placed.  Without, they were checked already."""
         storage_class = get_storage_class(dtype.storage_class)
         batch = placing = None
+        facts = list(facts)
+
+        def examine(index: int, data: bytes | None) -> None:
+            path, ref = entries[index]
+            found = check_file(path, fmt, storage_class, data).facts
+            if found is not None:
+                facts.append((ref.id, found))
 
         def place() -> IngestBatch:  # undoes itself on failure
-            return ingest_files(self.butler.datastore, entries, transfer, fmt.name, fmt.extension)
+            return ingest_files(self.butler.datastore, entries, transfer, fmt.name, fmt.extension,
+                                examine=examine if check else None)
 
         try:
             if len(entries) >= BACKGROUND_MIN_FILES:  # placed while the first rows go in

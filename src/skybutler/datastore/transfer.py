@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -138,7 +139,7 @@ def ingest_files(datastore, entries: Sequence[tuple[str | Path, DatasetRef]], tr
     a file's path in the datastore comes from its ref and suffix (``extension`` if it has none);
     ``formatter`` is one name for all or one per entry.
 
-    Every file has been checked by its formatter already (``formats.file_facts.examine_files``),
+    Every file has been checked by its formatter already (``formats.file_facts.examine_file``),
     or is checked by ``examine`` as it is placed: each file is then read
     once, checked from the bytes that are copied, and a refused file stops the placing (the
     files after it are still checked, so that every refusal is reported) and undoes the batch
@@ -384,16 +385,19 @@ def _place(source: str, final: str, transfer: str, data: bytes | None, staged: s
 
 
 def _read_for_checksum(source: str, read: bool) -> tuple[int, bytes | None]:
-    """The size of ``source`` and, if ``read``, its bytes (one open, one stat)."""
+    """The size of ``source`` and, if ``read``, its bytes (one open, one stat).  Only a regular file
+    is taken (opened without blocking: a FIFO must not hang the ingest)."""
     try:
-        fd = os.open(source, os.O_RDONLY)
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise TransferError(f"cannot ingest {source}: no such file") from None
     except OSError as err:
         raise TransferError(f"cannot ingest {source}: {err.strerror or err}") from err
     try:
-        size = os.fstat(fd).st_size
-        return size, read_all(fd, size) if read else None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise TransferError(f"cannot ingest {source}: not a regular file")
+        return st.st_size, read_all(fd, st.st_size) if read else None
     except OSError as err:  # a directory, an unreadable device
         raise TransferError(f"cannot ingest {source}: {err.strerror or err}") from err
     finally:

@@ -6,19 +6,19 @@ Whether a file is accepted is its formatter's ``validate`` (run on every file by
 ingest and import); a file accepted whose facts cannot be extracted goes in without
 facts, which ``extract-metadata`` can fill in later.  :func:`examine_file` does both
 in one open of the file (for FITS, one walk of its headers, each WCS built once), for
-every ingest (:func:`examine_files`) and ``ingest-raws``.
+``ingest-raws`` and imports; an ingest checks each file from the bytes read to copy it or
+for its checksum (:func:`check_file`), so that one read serves both.
 """
 
 from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import FormatterError, InvalidFileError, SkybutlerError, TransferError
+from ..errors import SkybutlerError, TransferError
 from .formatter import Formatter
 
 if TYPE_CHECKING:
@@ -78,23 +78,17 @@ def examine_file(path: str | Path, formatter: Formatter, storage_class: StorageC
     return ExaminedFile(facts, checked)
 
 
-def examine_files(paths: Sequence[str | Path], formatter: Formatter,
-                  storage_class: StorageClass) -> list[ExaminedFile]:
-    """:func:`examine_file` for every file of an ingest, before any is placed: each file opened and
-    parsed once for its check and its facts.  Raises :class:`InvalidFileError` naming every file the
-    formatter refuses, or :class:`TransferError` for the first missing one."""
-    examined, failures = [], []
-    for path in paths:
-        try:
-            if storage_class.metadata_fields:
-                examined.append(examine_file(path, formatter, storage_class))
-            else:  # no facts to take: the check alone (examining would read the whole object)
-                examined.append(ExaminedFile(None, _validate(path, formatter)))
-        except FormatterError as err:
-            failures.append((str(path), str(err)))
-    if failures:
-        raise InvalidFileError(failures)
-    return examined
+def check_file(path: str | Path, formatter: Formatter, storage_class: StorageClass,
+               data: bytes | None = None) -> ExaminedFile:
+    """One file's check at ingest: its facts when the storage class keeps some, else the formatter's
+    check alone (examining would read the whole object); from ``data``, its bytes read already (to
+    be copied, or for their checksum), else from the file (one open).  Raises
+    :class:`TransferError` for a missing file and ``FormatterError`` for one the formatter refuses."""
+    if storage_class.metadata_fields:
+        return examine_file(path, formatter, storage_class, data)
+    if data is not None:
+        return ExaminedFile(None, formatter.validate(io.BytesIO(data)))
+    return ExaminedFile(None, _validate(path, formatter))
 
 
 def _validate(path: str | Path, formatter: Formatter) -> Any:
