@@ -320,6 +320,20 @@ def test_ingest_move(butler, raws):
     assert butler.get(ref) == {"det": 0}
 
 
+def test_a_move_of_a_symbolic_link_stores_the_file_it_points_to(butler, raws, tmp_path):
+    """The link goes, the file it points to stays where it is, and the repository holds a copy of
+    it: renamed into the datastore, the link left the repository's file outside it."""
+    local_only(butler)
+    link = tmp_path / "incoming" / "link to raw_0.json"
+    link.symlink_to(raws[0])
+    ref = ingest_one(butler, link, "move")
+    stored = Path(butler.datastore.full_path(ref.artifact.path))
+    assert not os.path.lexists(link) and raws[0].exists()
+    assert not stored.is_symlink() and stored.read_bytes() == raws[0].read_bytes()
+    assert butler.get(ref) == {"det": 0}
+    assert butler.datastore.read(ref.artifact, check=True) == {"det": 0}
+
+
 def test_ingest_hardlink(butler, raws):
     local_only(butler)
     ref = ingest_one(butler, raws[0], "hardlink")

@@ -298,8 +298,8 @@ def _identity(source: str) -> list[int]:
 
 def _read_source(datastore, source: str, relative_path: str, transfer: str) -> tuple[int, bytes | None]:
     """The size of ``source`` and, when its checksum is kept or it is copied, its bytes."""
-    copies = transfer == "copy" or not datastore.local or (transfer == "move" and not _same_device_as(
-        datastore, source, relative_path))
+    copies = transfer == "copy" or not datastore.local or (transfer == "move" and (
+        os.path.islink(source) or not _same_device_as(datastore, source, relative_path)))
     return _read_for_checksum(source, datastore.checksum_algorithm is not None or copies)
 
 
@@ -348,7 +348,9 @@ def ingest_file(datastore, source: str | Path, relative_path: str, transfer: str
 
 def _place(source: str, final: str, transfer: str, data: bytes | None, staged: str) -> str:
     """Put ``source`` at the local path ``final`` by ``transfer``; says how: moved (renamed), copied
-    for a move (the source is deleted after the commit), or placed.
+    for a move (the source is deleted after the commit), or placed.  A move of a symbolic link copies
+    the file it points to (the link goes after the commit, the file it pointed to stays): renamed,
+    the link would leave the repository's file outside it.
 
     An existing file at ``final`` is never replaced: copies and moves end in one no-clobber
     rename (no window between a check and the rename), links fail on their own."""
@@ -356,7 +358,7 @@ def _place(source: str, final: str, transfer: str, data: bytes | None, staged: s
         return ArtifactExistsError(f"refusing to overwrite existing file {final}", final)
 
     how = "placed"
-    if transfer == "move" and _same_device(source, final):
+    if transfer == "move" and not os.path.islink(source) and _same_device(source, final):
         try:
             rename_no_replace(source, final)
         except FileExistsError:
