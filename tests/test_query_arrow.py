@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from conftest import STACKS, populate, stack_locations
 from skybutler import Butler
+from skybutler.models import DatasetRef
 from skybutler.query import columnar
 from skybutler.query.results import QueryResults
 
@@ -74,9 +75,9 @@ def both_ways(butler: Butler, make, monkeypatch) -> tuple:
 def test_columns_and_rows_agree(repo, name, monkeypatch):
     (objects, table), (objects_sa, table_sa) = both_ways(repo, QUERIES[name], monkeypatch)
     assert objects and table.num_rows or name in ("empty", "doomed", "no data IDs", "a string with a quote")
-    key = (lambda o: str(o.id)) if objects and hasattr(objects[0], "id") else repr
+    key = (lambda o: str(o.id)) if objects and isinstance(objects[0], DatasetRef) else repr
     assert sorted(objects, key=key) == sorted(objects_sa, key=key)
-    if objects and hasattr(objects[0], "id"):  # refs compare by ID: check every field
+    if objects and isinstance(objects[0], DatasetRef):  # refs compare by ID: check every field
         assert sorted((r.id, r.run, r.data_id.required, r.dataset_type.name) for r in objects) == sorted(
             (r.id, r.run, r.data_id.required, r.dataset_type.name) for r in objects_sa)
         assert all(type(r.id) is uuid.UUID for r in objects)
