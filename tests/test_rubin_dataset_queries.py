@@ -135,3 +135,63 @@ def test_data_ids_with_dimension_records_and_rubin_attribute_access(rubin, ours)
         mine[0].records["detector"].nope
     plain = next(iter(ours.query_data_ids(["exposure", "detector"], "detector = 1")))
     assert not plain.has_records()
+
+
+# -- Rubin users' habits in a session: collections second, data IDs by alternate keys ---------------
+
+@pytest.mark.parametrize("collections,kwargs", [
+    ("Cam/run1", {"where": "instrument = 'Cam' AND visit = 2"}),
+    (["Cam/best", "Cam/run1"], {}),
+    ("Cam/r*", {"find_first": False, "where": "detector = 1", "instrument": "Cam"}),
+    ("Cam/run1", {"data_id": {"instrument": "Cam", "visit": 1}}),
+], ids=str)
+def test_query_datasets_takes_the_collections_second_as_the_rubin_butler(rubin, ours, collections, kwargs):
+    theirs = sorted(r.id for r in rubin["butler"].query_datasets("summary", collections, **kwargs))
+    mine = sorted(r.id for r in ours.query_datasets("summary", collections, **kwargs))
+    assert mine == theirs and mine
+
+
+def test_query_datasets_second_argument_is_still_a_where_clause(rubin, ours):
+    theirs = sorted(r.id for r in rubin["butler"].query_datasets("summary", "Cam/run1",
+                                                                 where="instrument = 'Cam' AND visit = 2"))
+    assert sorted(r.id for r in ours.query_datasets("summary", "visit = 2", collections="Cam/run1")) == theirs
+    with pytest.raises(QueryError, match="collections given twice"):
+        ours.query_datasets("summary", "Cam/run1", where="visit = 2", collections="Cam/run1")
+
+
+@pytest.mark.parametrize("data_id", [
+    {"instrument": "Cam", "visit": "CAM_2", "detector": "R01"},
+    {"instrument": "Cam", "visit": 1, "detector": "R02"},
+    {"instrument": "Cam", "day_obs": 20240101, "seq_num": 2, "detector": 1},
+    {"dataId": {"instrument": "Cam", "visit": 1}, "detector": 2},
+    {"dataId": {"instrument": "Cam", "visit": "CAM_1", "detector": 0}},
+], ids=str)
+def test_get_takes_data_ids_as_the_rubin_butler(rubin, ours, data_id):
+    theirs = rubin["butler"].get("summary", collections="Cam/run1", **data_id)
+    assert ours.get("summary", collections="Cam/run1", **data_id) == theirs
+    spelled = {"data_id" if k == "dataId" else k: v for k, v in data_id.items()}  # its find_dataset's spelling
+    assert ours.find_dataset("summary", collections="Cam/run1", **data_id).id == \
+        rubin["butler"].find_dataset("summary", collections="Cam/run1", **spelled).id
+
+
+@pytest.mark.parametrize("data_id", [
+    {"instrument": "Cam", "detector": 0, "exposure": "CAM_1"},
+    {"instrument": "Cam", "detector": "R02", "exposure": "CAM_2"},
+    {"instrument": "Cam", "detector": "R01", "visit": "CAM_2"},
+], ids=str)
+def test_a_calibration_is_found_for_an_exposure_named_as_the_rubin_butler_names_it(rubin, ours, data_id):
+    theirs = rubin["butler"].get("bias", collections="Cam/calib", **data_id)
+    assert ours.get("bias", collections="Cam/calib", **data_id) == theirs
+
+
+def test_a_data_id_naming_no_record_says_so(rubin, ours):
+    from skybutler.errors import DataIdError
+
+    with pytest.raises(Exception):  # noqa: B017 -- the Rubin butler refuses it too, with its own error
+        rubin["butler"].get("summary", collections="Cam/run1", instrument="Cam", day_obs=20240101, seq_num=7,
+                            detector=1)
+    with pytest.raises(DataIdError, match=r"names no instrument and visit and detector \(looked up by "
+                                          r"visit.seq_num = :field_seq_num\)"):
+        ours.get("summary", collections="Cam/run1", instrument="Cam", day_obs=20240101, seq_num=7, detector=1)
+    with pytest.raises(DataIdError, match="detector must be an integer"):  # no such field: the first error
+        ours.get("summary", collections="Cam/run1", instrument="Cam", visit=1, detector=1.5)

@@ -29,7 +29,15 @@ from .config import BOOKKEEPING_DIR, CONFIG_NAME, DEFAULT_DATASTORE, RepoConfig
 from .datastore import FileDatastore
 from .dimensions import DataCoordinate, DimensionRecord, DimensionUniverse
 from .dimensions.data_id import lazily_expanded
-from .errors import ConfigError, DataIdError, DatasetNotFoundError, DatasetTypeError, SkybutlerError, StorageClassError
+from .errors import (
+    ConfigError,
+    DataIdError,
+    DatasetNotFoundError,
+    DatasetTypeError,
+    SkybutlerError,
+    StorageClassError,
+    UnknownDimensionError,
+)
 from .faults import crash_point
 from .formats import get_storage_class
 from .models import CollectionType, DatasetRef, DatasetType, StoredArtifact
@@ -245,11 +253,24 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods):
         defaults = {k: v for k, v in self.default_data_id.items() if k in group.names}
         try:
             return DataCoordinate.standardize(group, defaults, data_id, kwargs)
-        except DataIdError:
-            filled = self._fill_governors(group, {**defaults, **(data_id or {}), **kwargs})
-            if filled is None:
-                raise
-            return DataCoordinate.standardize(group, filled)
+        except (DataIdError, UnknownDimensionError) as first:
+            refused: DataIdError | UnknownDimensionError = first
+            given = {**defaults, **(data_id or {}), **kwargs}
+            filled = self._fill_governors(group, given)
+            if filled is not None:
+                try:
+                    return DataCoordinate.standardize(group, filled)
+                except (DataIdError, UnknownDimensionError) as again:
+                    given, refused = filled, again
+        from .data_id_lookup import look_up  # the Rubin butler's alternate keys and record fields
+
+        try:
+            found = look_up(self, group, given)
+        except DataIdError as missing:
+            raise DataIdError(f"{refused}; looked up as the Rubin butler would: {missing}") from None
+        if found is None:
+            raise refused
+        return DataCoordinate.standardize(group, found)
 
     def _fill_governors(self, group, given: dict[str, Any]) -> dict[str, Any] | None:
         """Fill a missing instrument/skymap when the repository has exactly one of them."""
@@ -398,6 +419,8 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods):
         dtype = self.get_dataset_type(dataset_type)
         group = dtype.group(self.universe)
         timespan = as_timespan(timespan)
+        if "dataId" in kwargs:  # the Rubin butler's spelling
+            data_id = {**(data_id or {}), **kwargs.pop("dataId")}
         if timespan is None and dtype.is_calibration:
             data_id, kwargs, timespan = observation_time(self, group, data_id, kwargs)
         coordinate = self._standardize(group, data_id, kwargs)

@@ -95,7 +95,8 @@ class QueryMethods:
                                 with_implied=with_implied or _orders_by_dimension(order_by))
         return _shaped(self.query(spec), order_by, limit, "data IDs", with_dimension_records)
 
-    def query_datasets(self, dataset_type: str | Sequence[str], where: str = "", *,
+    def query_datasets(self, dataset_type: str | Sequence[str], where_or_collections: Any = "", /, *,
+                       where: str | None = None,
                        collections: str | Sequence[str] | None = None, find_first: bool = True,
                        bind: Mapping[str, Any] | None = None, data_id: Mapping[str, Any] | None = None,
                        states: str | Iterable[str] | None = None, timespan: Timespan | Time | None = None,
@@ -107,6 +108,10 @@ class QueryMethods:
         these retention states (stored, cold, purged-recomputable, purged-lost); by default
         every registered dataset is returned.
 
+        The second argument is the where-clause, or, in the Rubin butler's order, the
+        collections: a list of them, ``...``, a string that names a collection (or is a glob
+        matching some), or any string when ``where=`` is given too.
+
         A calibration type in CALIBRATION collections: without ``find_first`` every
         certification is listed (``with_validity()`` gives each one's range); with it, the
         one valid at ``timespan``, or during the exposure or visit the query names.
@@ -116,6 +121,7 @@ class QueryMethods:
         types = (dataset_type,) if isinstance(dataset_type, str) else tuple(dataset_type)
         if not types:
             raise QueryError("query_datasets needs at least one dataset type")
+        where, collections = self._where_and_collections(where_or_collections, where, collections)
         collections = self._expand_wildcards(collections, find_first)
         spec = self._query_spec(kind="datasets", dataset_types=types, where=where, bind=dict(bind or {}),
                                 collections=collections, find_first=find_first, timespan=_span_ns(timespan),
@@ -123,6 +129,24 @@ class QueryMethods:
                                 states=None if states is None else tuple([states] if isinstance(states, str)
                                                                          else states))
         return _shaped(self.query(spec), order_by, limit, "datasets", with_dimension_records)
+
+    def _where_and_collections(self, second: Any, where: str | None, collections: Any) -> tuple[str, Any]:
+        """The where-clause and collections of a ``query_datasets`` whose second positional
+        argument is either (see its docstring): skybutler's order puts the where-clause there,
+        the Rubin butler's the collections."""
+        if second is None or (isinstance(second, str) and not second):
+            return where or "", collections
+        if isinstance(second, str) and where is None and not self._names_collections(second):
+            return second, collections
+        if collections is not None:
+            raise QueryError(f"collections given twice: {second!r} and collections={collections!r}")
+        return where or "", second
+
+    def _names_collections(self, text: str) -> bool:
+        """Whether ``text`` is the name of a collection, or a glob that matches one."""
+        if _GLOB.isdisjoint(text):
+            return self.collections.exists(text)
+        return bool(self.collections.query(text))
 
     def _expand_wildcards(self, collections: Any, find_first: bool) -> Any:
         """Collections with each glob (``Cam/*``) or ``...`` (every collection) replaced by the

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .data_id_lookup import ALTERNATE_KEYS
 from .errors import DataIdError, FileNotStoredError, StaleArtifactError, StorageClassError
 from .formats import get_storage_class
 from .models import DatasetRef
@@ -72,7 +73,13 @@ def observation_time(butler: Butler, group: Any, data_id: Mapping[str, Any] | No
         identity = {d: given.get(d) for d in el.requires}
         if any(v is None for v in identity.values()):
             identity = dict(butler._fill_governors(butler.universe.group(el.requires), identity) or identity)
-        record = butler.get_record(element, **{**identity, element: given[element]})
+        value = given[element]
+        if isinstance(value, str) and element in ALTERNATE_KEYS:  # exposure="AT_O_20240101_000001", its obs_id
+            found = list(butler.query_dimension_records(element, f"{element}.{ALTERNATE_KEYS[element]} = :key",
+                                                        bind={"key": value}, data_id=identity).limit(2))
+            record = found[0] if len(found) == 1 else None
+        else:
+            record = butler.get_record(element, **{**identity, element: value})
         if record is None:
             raise DataIdError(f"no {element} {given[element]!r} of {identity}: cannot tell which calibration "
                               "was valid during it")
