@@ -119,9 +119,12 @@ def _referenced_dimensions(registry: Registry, tree: ex.Node | None) -> set[str]
     universe = registry.universe
     out: set[str] = set()
     for name in ex.identifiers(tree):
-        head = name.split(".", 1)[0]
+        head, _, rest = name.partition(".")
         if head in universe.elements:
             element = universe[head]
+            field = rest.split(".", 1)[0]
+            if field in element.requires + element.implies:  # visit.day_obs is day_obs, as Rubin reads it
+                element = universe[field]
             out.update(element.identity if element.skypix is None else ())
         elif "." in name and (user := registry.user_tables.get(head)) is not None:
             out.update(user.dimensions)

@@ -353,7 +353,8 @@ class WhereCompiler:
         if element.key is not None and field_name in (element.key.name, element.name):
             return Operand(element.key.type, self.joins.ensure(element_name))
         if field_name in element.requires + element.implies:
-            self.joins.join_element(element_name)
+            # ``visit.day_obs`` is the query's day_obs, as the Rubin butler reads it: it does not
+            # bring visits into the query (an exposure query keeps the exposures without one)
             return Operand(self.universe[field_name].key.type, self.joins.ensure(field_name))
         if element.skypix is not None:
             raise self.error(f"sky-pixel dimension {element_name} has no fields", node)
