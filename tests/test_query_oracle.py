@@ -338,7 +338,8 @@ def atoms(draw, allowed: frozenset[str], n_bind: list[int]) -> Clause:
         return row["_values"][name]
 
     if kind == "range" and values[0] == 1:
-        start, stop = draw(st.integers(0, 4)), draw(st.integers(0, 6))
+        start = draw(st.integers(0, 4))
+        stop = draw(st.integers(start, 6))  # a range that ends before it starts is refused, as Rubin's is
         stride = draw(st.sampled_from([1, 1, 2, 3]))
         text = f"{start}..{stop}" + (f":{stride}" if stride != 1 else "")
         extra = draw(st.lists(st.sampled_from(values), max_size=2))

@@ -156,6 +156,8 @@ class WhereCompiler:
             return Operand("time", sa.literal(node.ns))
         if isinstance(node, ex.TimespanLiteral):
             begin, end = node.timespan.to_ns()
+            if begin == end:  # (t, t) is the instant t, as the Rubin butler pads it: [t, t + 1 ns)
+                end += 1
             return Operand("timespan", span=(sa.literal(begin), sa.literal(end)))
         if isinstance(node, ex.UuidLiteral):
             import uuid
@@ -455,6 +457,10 @@ class WhereCompiler:
         for item in node.items:
             if isinstance(item, ex.RangeLiteral):
                 self._need(lhs, ("int",), node.lhs)
+                if item.stop < item.start - 1:  # refused as the Rubin butler refuses it (5..4 is empty to both)
+                    raise self.error(f"range {item.to_text()} ends before it starts; write "
+                                     f"{ex.RangeLiteral(start=item.stop, stop=item.start, stride=item.stride).to_text()}",
+                                     item)
                 cond = lhs.sql.between(self._int64(item.start, item), self._int64(item.stop, item))
                 if item.stride != 1:
                     cond = sa.and_(cond, (lhs.sql - item.start) % item.stride == 0)
