@@ -104,7 +104,9 @@ def test_query_collections_takes_rubin_options(repo):
     runs = run("query-collections", repo, "--collection-type", "RUN", "--collection-type", "tagged", "--csv").stdout
     assert [r.split(",")[0] for r in runs.splitlines()[1:]] == ["run/a", "tagged/b"]
     flat = run("query-collections", repo, "chain", "--chains", "flatten", "--csv").stdout
-    assert [r.split(",")[0] for r in flat.splitlines()[1:]] == ["chain", "tagged/b", "run/a"]
+    assert [r.split(",")[0] for r in flat.splitlines()[1:]] == ["tagged/b", "run/a"]  # as the Rubin command
+    own = run("query-collections", repo, "chain", "--flatten", "--csv").stdout
+    assert [r.split(",")[0] for r in own.splitlines()[1:]] == ["chain", "tagged/b", "run/a"]
     assert "'forest' is not one of" in run("query-collections", repo, "--chains", "forest", code=2).stderr
 
 
@@ -322,3 +324,20 @@ def test_query_collections_chain_tables_are_the_rubin_butlers(rubin_chains, chai
     mine = {c["name"]: c[column] for c in json.loads(run("query-collections", our_repo, "--chains", chains,
                                                          "--json").stdout)}
     assert mine == expected and any(len(v) > 1 for v in expected.values())
+
+
+@pytest.mark.parametrize("args", [["Cam/outer"], ["Cam/defaults", "Cam/run1"], ["Cam/also,Cam/best"], []], ids=str)
+def test_query_collections_chains_flatten_is_the_rubin_commands(rubin_chains, args):
+    from lsst.daf.butler.cli.butler import cli as rubin_cli
+
+    rubin_repo, our_repo = rubin_chains
+    theirs = CliRunner().invoke(rubin_cli, ["query-collections", str(rubin_repo), *args, "--chains", "flatten"])
+    assert theirs.exit_code == 0, theirs.output
+    expected = [(d, n, t) for d, n, t in _rubin_tree(theirs.output)]
+    mine = [tuple(r.split(",")[:2]) for r in run("query-collections", our_repo, *args, "--chains", "flatten",
+                                                  "--csv").stdout.splitlines()[1:]]
+    assert all(d == 0 for d, _, _ in expected) and expected
+    if len(args) == 1 and "," not in args[0]:  # one chain: its search order
+        assert mine == [(n, t) for _, n, t in expected]
+    else:
+        assert sorted(mine) == sorted((n, t) for _, n, t in expected)

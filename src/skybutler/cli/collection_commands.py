@@ -42,7 +42,8 @@ collection_type_choice = click.Choice(COLLECTION_TYPES, case_sensitive=False)
                                            case_sensitive=False), default="table",
               help="As the Rubin butler's: table lists each chain with its children, inverse-table each "
                    "collection with the chains holding it, tree each chain's children (and theirs) indented "
-                   "below it, inverse-tree each collection's parent chains (and theirs), flatten as --flatten.")
+                   "below it, inverse-tree each collection's parent chains (and theirs), flatten what the "
+                   "matching chains search, in order, without the chains (--flatten lists them too).")
 @json_option
 @click.option("--csv", "as_csv", is_flag=True,
               help="Print CSV (a header line, then one row each; children separated by spaces).")
@@ -61,6 +62,8 @@ def query_collections(repo: Path, patterns: tuple[str, ...], types: tuple[str, .
     for chain in every.values():
         for child in chain.children:
             parents.setdefault(child, []).append(chain.name)
+    if chains == "flatten" and not flatten:  # as the Rubin command: what the chains search, not the chains
+        found = {name: c for name, c in found.items() if c.type is not CollectionType.CHAINED}
     if chains.endswith("tree"):
         _print_tree(sorted(found), every, parents, inverse=chains == "inverse-tree", as_json=as_json, as_csv=as_csv)
         return
