@@ -217,15 +217,21 @@ def test_postgres_reuses_data_id_queries_and_sees_new_records(two_clients, monke
 
 
 class _Sent:
-    """The statements a butler sends through its pool (but SQLite's BEGIN), and the marks its watcher reads."""
+    """The statements a butler sends through its pool (but SQLite's BEGIN) and its threads' read
+    connections, and the marks its watcher reads."""
 
     def __init__(self, butler: Butler, monkeypatch):
         import sqlalchemy as sa
+
+        from skybutler.registry.driver_reads import DriverReader
 
         self.statements: list[str] = []
         self.marks: list[object] = []
         sa.event.listen(butler.registry.db.engine, "before_cursor_execute",
                         lambda conn, cursor, statement, *_: statement == "BEGIN" or self.statements.append(statement))
+        execute = DriverReader.execute
+        monkeypatch.setattr(DriverReader, "execute",
+                            lambda reader, sql, *args: self.statements.append(sql) or execute(reader, sql, *args))
         watcher = butler.registry.db.read_cache.watcher
         real = watcher.mark
         monkeypatch.setattr(watcher, "mark", lambda: self.marks.append(real()) or self.marks[-1])
@@ -240,7 +246,8 @@ class _Sent:
 def test_a_query_asked_again_sends_only_its_own_statement_while_nothing_is_committed(two_clients, monkeypatch):
     """The chain's children and which collections hold the type are not asked again: one
     statement per query, and a maintained count none, while the watcher's mark stays the
-    same; another client's commit is seen at once.  (A PostgreSQL mark moves with any
+    same, and a count reads the mark once (its query checked and its count found together);
+another client's commit is seen at once.  (A PostgreSQL mark moves with any
     commit to the shared server: calls that saw it move may ask again, the others may not.)"""
     first, second = two_clients
     sent = _Sent(first, monkeypatch)
@@ -256,6 +263,8 @@ def test_a_query_asked_again_sends_only_its_own_statement_while_nothing_is_commi
             quiet += 1
             assert len(statements) == 1 and "collection_chain" not in statements[0], statements
             assert count_statements == []
+            # the count's query is checked and its count found for one reading of the mark
+            assert len(count_marks) == 1, count_marks
         last_mark = (count_marks or marks or [None])[-1]
     assert quiet > 0
     second.put({"v": 2}, "metrics", instrument="Cam", visit=2, detector=1, run="run/b")

@@ -211,13 +211,16 @@ class QueryMethods:
         # The query machinery (pyarrow, lark, sphgeom) loads with the first query, not with the
         # Butler: a command that lists collections never pays for it.
         from .query.builder import build as build_query
+        from .query.builder import build_checked_later
         from .query.results import DataIdQueryResults, DatasetQueryResults, DimensionRecordQueryResults
 
-        built = build_query(self.registry, spec)
-        if spec.kind == "datasets":
-            if spec.states is not None:
-                built = self.registry.states.filter_query(built, spec.states)
+        if spec.kind == "datasets" and spec.states is not None:
+            built = self.registry.states.filter_query(build_query(self.registry, spec), spec.states)
             return DatasetQueryResults(self.registry, built)
+        # a remembered query is checked when it is run (one reading of the read cache's mark)
+        built, recheck = build_checked_later(self.registry, spec)
+        if spec.kind == "datasets":
+            return DatasetQueryResults(self.registry, built, recheck=recheck)
         if spec.kind == "records":
-            return DimensionRecordQueryResults(self.registry, built, element=spec.element or "")
-        return DataIdQueryResults(self.registry, built)
+            return DimensionRecordQueryResults(self.registry, built, element=spec.element or "", recheck=recheck)
+        return DataIdQueryResults(self.registry, built, recheck=recheck)

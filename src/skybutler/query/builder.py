@@ -8,6 +8,7 @@ a window function that keeps the first collection's dataset per data ID.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,10 +91,11 @@ class BuiltQuery:
     #: For a find-first search of CALIBRATION collections: (dataset type, a statement finding
     #: data IDs with two valid calibrations in their first collection, its partition labels).
     ambiguity: tuple[DatasetType, sa.Select, list[str]] | None = None
-    #: The column-reading statements of this query compiled to SQL text and parameters, by
-    #: (result kind, limit, offset): a built query is reused while nothing is committed
-    #: (the read cache), and so is its text (see ``QueryResults._columns_whole``).
-    compiled: dict[tuple, tuple[str, tuple]] = field(default_factory=dict, compare=False, repr=False)
+    #: This query's statements (reading columns or rows) compiled to SQL text and parameters,
+    #: by (result kind, limit, offset[, "rows"]); None for one SQLAlchemy must run itself: a
+    #: built query is reused while nothing is committed (the read cache), and so is its text
+    #: (see ``columnar.kept_text``).
+    compiled: dict[tuple, Any] = field(default_factory=dict, compare=False, repr=False)
     #: (dataset type ID, collection ID) whose maintained count (``dataset_count``) is this
     #: query's count: every dataset of one type in the one searched RUN or TAGGED collection
     #: that holds any, with nothing else asked (see :func:`_counted_pair`).
@@ -229,12 +231,31 @@ def build(registry: Registry, spec: QuerySpec) -> BuiltQuery:
     where-clause names nothing but dimensions and their fields, which the universe
     defines (not dataset facts or user tables, whose definitions live in the database).
     The lookups of one build answer for one moment: the mark is read once."""
-    key = _cache_key(spec)
+    return _build_keyed(registry, spec, _cache_key(spec))
+
+
+def _build_keyed(registry: Registry, spec: QuerySpec, key: tuple | None) -> BuiltQuery:
     with registry.db.read_cache.pinned():
         if key is None:
             return _build(registry, spec)
         return registry.db.read_cache.checked(key, lambda: _build(registry, spec), registry.name_tables(),
                                               keep=lambda built: _names_dimensions_only(registry, built.tree))
+
+
+def build_checked_later(registry: Registry, spec: QuerySpec) -> tuple[BuiltQuery, Callable[[], BuiltQuery] | None]:
+    """The query as :func:`build` would give it, and how to check it when it is run: a query
+    remembered in the read cache is handed out unchecked, with :func:`build` to call (which
+    checks it, or builds it anew) before the database is read for it (see
+    ``QueryResults._built``); None when it was built or checked here.  So a query asked and
+    counted at once (a maintained count, remembered too) reads the watcher's mark once, when
+    it is counted, rather than once when asked and again when counted: on PostgreSQL each
+    read is a round trip.  A query is then checked against the database as it is when run."""
+    key = _cache_key(spec)
+    found = None if key is None else registry.db.read_cache.remembered(key, registry.name_tables())
+    if found is None:
+        return _build_keyed(registry, spec, key), None
+    built, to_check = found
+    return built, (lambda: _build_keyed(registry, spec, key)) if to_check else None
 
 
 def _names_dimensions_only(registry: Registry, tree: ex.Node | None) -> bool:

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from ..dimensions import DataCoordinate, DimensionGroup
 from ..dimensions.data_id import FromRow, RowShape
+from ..registry.database import Database
 
 #: A shared type instance: SQLAlchemy memoizes a type's part of the statement cache key
 #: on the instance, and works it out afresh (0.4 ms) for every new one.
@@ -94,28 +95,57 @@ def is_flat(stmt: sa.Select) -> bool:
 Source = tuple[sa.Select, dict[str, Any], dict[str, sa.ColumnElement]]
 
 
-def aggregate_rows(conn: sa.Connection, sources: list[Source], columns: list[str], types: dict[str, pa.DataType],
-                   compiled: dict[tuple, tuple[str, Any]], key: tuple) -> list[Sequence[Any]]:
+def aggregate_rows(db: Database, sources: list[Source], columns: list[str], types: dict[str, pa.DataType],
+                   compiled: dict[tuple, Any], key: tuple) -> list[Sequence[Any]]:
     """The rows of the column-reading statement over ``sources`` (:func:`aggregates` of each,
-    joined by UNION ALL).  Its SQL text and parameters are kept in ``compiled`` (the built
-    query's, under ``key``) and sent through the driver again when the same query is asked
-    again: building the aggregate and SQLAlchemy's execution of it (its cache key, a
-    compiled-statement look-up, result processing) are 0.3-0.4 ms, a tenth of reading
-    5,000 data IDs.  A statement whose parameters need converting by SQLAlchemy (none of
-    the key types do) is executed by SQLAlchemy every time."""
-    known = compiled.get(key)
-    if known is None:
-        selects = [aggregates(stmt, columns, types, constants, sole_keys, conn.dialect.name)
+    joined by UNION ALL), its text kept in ``compiled`` (the built query's, under ``key``) and
+    sent to the driver when the same query is asked again (:func:`kept_text`): building the
+    aggregate and SQLAlchemy's execution of it (its cache key, a compiled-statement look-up,
+    result processing) are 0.3-0.4 ms, a tenth of reading 5,000 data IDs."""
+    def select() -> sa.Select:
+        selects = [aggregates(stmt, columns, types, constants, sole_keys, db.dialect)
                    for stmt, constants, sole_keys in sources]
-        select = selects[0] if len(selects) == 1 else sa.union_all(*selects)
-        done = select.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-        if done._bind_processors:
-            return conn.execute(select).all()
-        values = done.construct_params()
-        # positional parameters (SQLite's qmark) as a tuple, named ones (psycopg's pyformat) as a dict
-        params = values if done.positiontup is None else tuple(values[k] for k in done.positiontup)
-        known = compiled[key] = (done.string, params)
-    return conn.exec_driver_sql(*known).all()
+        return selects[0] if len(selects) == 1 else sa.union_all(*selects)
+
+    text = kept_text(db, compiled, key, select, plain_results=False)
+    if text is None:
+        with db.reading() as conn:
+            return conn.execute(select()).all()
+    with db.driver_read(*text) as result:
+        return result.fetchall()
+
+
+def kept_text(db: Database, compiled: dict[tuple, Any], key: tuple, statement: Callable[[], sa.Select],
+              plain_results: bool = True) -> tuple[str, Any] | None:
+    """The SQL text and parameters of ``statement()``, kept in ``compiled`` (a built query's) by
+    ``key``, for :meth:`Database.driver_read` to send when the same query is asked again (a
+    built query is reused while nothing is committed: the read cache).  None the first time
+    (compiling anew costs more than SQLAlchemy's own cache, and a query not reused runs once),
+    and for a statement whose parameters, or (``plain_results``) result columns, SQLAlchemy
+    must convert: it runs those itself.  Result columns of integer, text and bytes types come
+    from the driver as SQLAlchemy gives them."""
+    found = compiled.get(key, _UNSEEN)
+    if found is _UNSEEN:
+        compiled[key] = _SEEN_ONCE
+        return None
+    if found is _SEEN_ONCE:
+        select = statement()
+        done = select.compile(dialect=db.engine.dialect, compile_kwargs={"render_postcompile": True})
+        plain = not plain_results or all(type(c.type) in _PLAIN_TYPES for c in select.selected_columns)
+        if done._bind_processors or not plain:
+            found = None
+        else:
+            values = done.construct_params()
+            # positional parameters (SQLite's qmark) as a tuple, named ones (psycopg's pyformat) as a dict
+            found = (done.string, values if done.positiontup is None else tuple(values[k] for k in done.positiontup))
+        compiled[key] = found
+    return found
+
+
+#: A statement not run yet, and one run once, in a built query's ``compiled``.
+_UNSEEN, _SEEN_ONCE = object(), object()
+#: Column types whose values the driver returns as SQLAlchemy would (no result processing).
+_PLAIN_TYPES = frozenset({sa.Integer, sa.BigInteger, sa.SmallInteger, sa.String, sa.Text, sa.LargeBinary})
 
 
 def whole_columns(rows: list[Sequence[Any]], sources: list[Source], columns: list[str],

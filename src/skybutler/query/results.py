@@ -11,6 +11,7 @@ see the rows first (such queries, and records queries, always read rows).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -34,19 +35,29 @@ class QueryResults:
 
     def __init__(self, registry: Registry, built: BuiltQuery, order: tuple[str, ...] = (),
                  limit: int | None = None, offset: int = 0, after: tuple[Any, ...] | None = None,
-                 records: bool = False):
+                 records: bool = False, recheck: Callable[[], BuiltQuery] | None = None):
         self._registry = registry
-        self._built = built
+        self._given = built
+        #: Checks ``built`` (a query remembered by the read cache, handed out unchecked) or builds
+        #: it anew, when first needed (see ``builder.build_checked_later``); None once checked.
+        self._recheck = recheck
         self._order = order
         self._limit = limit
         self._offset = offset
         self._after = after
         self._records = records
 
+    @property
+    def _built(self) -> BuiltQuery:
+        """The query, checked against the database the first time it is needed."""
+        if self._recheck is not None:
+            self._given, self._recheck = self._recheck(), None
+        return self._given
+
     def _copy(self, **changes: Any) -> QueryResults:
         args = {"order": self._order, "limit": self._limit, "offset": self._offset, "after": self._after,
-                "records": self._records, **changes}
-        return type(self)(self._registry, self._built, **args)
+                "records": self._records, "recheck": self._recheck, **changes}
+        return type(self)(self._registry, self._given, **args)
 
     def with_dimension_records(self) -> QueryResults:
         """The same results, each data ID (a ref's too) holding the record of every element
@@ -189,9 +200,8 @@ class QueryResults:
         else:
             sources = [(self._statement(plain_ids=False), built.constants, built.sole_keys)]
         try:
-            with self._registry.db.reading() as conn:
-                rows = columnar.aggregate_rows(conn, sources, columns, types, self._built.compiled,
-                                               (type(self), self._limit, self._offset))
+            rows = columnar.aggregate_rows(self._registry.db, sources, columns, types, self._built.compiled,
+                                           (type(self), self._limit, self._offset))
         except BackendError:  # e.g. a result too large for one value: read rows instead
             return None
         return columnar.whole_columns(rows, sources, columns, types)
@@ -223,19 +233,21 @@ class QueryResults:
         for rows in self._batches():
             yield (list(zip(*rows)) if rows else [()] * width), len(rows)
 
-    def _rows(self) -> Iterator[sa.Row]:
+    def _rows(self) -> Iterator[Sequence[Any]]:
         return itertools.chain.from_iterable(self._batches())
 
-    def _batches(self) -> Iterator[list[sa.Row]]:
-        """The result rows through SQLAlchemy, in lists of up to ``_BATCH``."""
+    def _batches(self) -> Iterator[list[Sequence[Any]]]:
+        """The result rows, in lists of up to ``_BATCH``: a query without an order or a page key
+        asked again as SQL text sent to the driver (:func:`columnar.kept_text`), others through
+        SQLAlchemy."""
         if self._empty():
             return
         filters = self._built.region_filters
-        with self._registry.db.reading(cursor=self.streaming) as conn:
-            statement = self._statement()
-            if self.streaming:
-                statement = statement.execution_options(stream_results=True, max_row_buffer=_BATCH)
-            result = conn.execute(statement)
+        db = self._registry.db
+        text = (None if self.streaming or self._order or self._after is not None
+                else columnar.kept_text(db, self._built.compiled, (type(self), "rows", self._limit, self._offset),
+                                        self._statement))
+        with self._executed() if text is None else db.driver_read(*text) as result:
             # One driver call and one C-level conversion per batch.
             batches = iter(lambda: _paused_gc(result.fetchmany, _BATCH), [])
             if not filters:
@@ -245,16 +257,25 @@ class QueryResults:
             while chunk := list(itertools.islice(passed, _BATCH)):
                 yield chunk
 
-    def _filtered(self, batches: Iterator[list[sa.Row]]) -> Iterator[sa.Row]:
+    @contextlib.contextmanager
+    def _executed(self) -> Iterator[sa.CursorResult]:
+        """The statement's result through SQLAlchemy (a server-side cursor when streaming)."""
+        with self._registry.db.reading(cursor=self.streaming) as conn:
+            statement = self._statement()
+            if self.streaming:
+                statement = statement.execution_options(stream_results=True, max_row_buffer=_BATCH)
+            yield conn.execute(statement)
+
+    def _filtered(self, batches: Iterator[list[Sequence[Any]]]) -> Iterator[Sequence[Any]]:
         """Rows passing the exact region tests, de-duplicated, after the offset, up to the limit."""
-        filters = self._built.region_filters
+        position = {name: i for i, name in enumerate(self._built.columns)}
+        filters = [f.on_rows(position) for f in self._built.region_filters]
         skipped = taken = 0
         unique = self._built.unique_by
         key_index = [self._built.columns.index(k) for k in unique] if unique else None
         seen: set[tuple] = set()
         for row in itertools.chain.from_iterable(batches):
-            mapping = row._mapping
-            if all(f(mapping) for f in filters):
+            if all(f(row) for f in filters):
                 if key_index is not None:
                     key = tuple(row[i] for i in key_index)
                     if key in seen:
@@ -291,7 +312,13 @@ class QueryResults:
         return [r.with_data_id(d) for r, d in zip(batch, with_records)]
 
     def count(self) -> int:
-        """How many results (SQL count unless an exact region test must see the rows)."""
+        """How many results (SQL count unless an exact region test must see the rows).  The
+        query's own lookups and a remembered count answer for one reading of the read cache's
+        mark."""
+        with self._registry.db.read_cache.pinned():
+            return self._count()
+
+    def _count(self) -> int:
         if self._built.region_filters or self._limit is not None:
             return sum(1 for _ in self._rows())
         if self._empty():
@@ -521,7 +548,7 @@ class DatasetQueryResults(QueryResults):
         name_of = self._registry.collections.name_of
         out = []
         for row in self._rows():
-            m = row._mapping
+            m = dict(zip(cols, row))
             dtype = dtypes[m["dataset_type_index"]] if "dataset_type_index" in cols else dtypes[0]
             data_id = DataCoordinate.from_required(group, tuple(m[d] for d in group.required))
             ref = DatasetRef(columnar.uuids([m["dataset_id"]])[0], dtype,
@@ -573,8 +600,8 @@ class DimensionRecordQueryResults(QueryResults):
 
     def _copy(self, **changes: Any) -> QueryResults:
         args = {"order": self._order, "limit": self._limit, "offset": self._offset, "after": self._after,
-                "records": self._records, **changes}
-        return DimensionRecordQueryResults(self._registry, self._built, element=self._element, **args)
+                "records": self._records, "recheck": self._recheck, **changes}
+        return DimensionRecordQueryResults(self._registry, self._given, element=self._element, **args)
 
     def order_by(self, *names: str) -> QueryResults:
         """Sort by the element's fields, named as the Rubin butler names them (see

@@ -10,7 +10,7 @@ rows afterwards, so it may only be AND-ed with the rest of the expression.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,17 +60,23 @@ class Operand:
 
 @dataclass
 class RegionFilter:
-    """An exact overlap test run on result rows: region columns by label, or a constant."""
+    """An exact overlap test run on result rows: region columns by label, or a constant
+    (a row with no region fails it)."""
 
     left: str
     right: str | sphgeom.Region
 
-    def __call__(self, row: Mapping[str, Any]) -> bool:
-        a = sky.decode(row[self.left])
-        b = self.right if isinstance(self.right, sphgeom.Region) else sky.decode(row[self.right])
-        if a is None or b is None:
-            return False
-        return sky.overlaps(a, b)
+    def on_rows(self, position: Mapping[str, int]) -> Callable[[Sequence[Any]], bool]:
+        """The test of a row given as a sequence, its columns at ``position`` by label."""
+        left = position[self.left]
+        right = self.right if isinstance(self.right, sphgeom.Region) else position[self.right]
+
+        def test(row: Sequence[Any]) -> bool:
+            a = sky.decode(row[left])
+            b = right if isinstance(right, sphgeom.Region) else sky.decode(row[right])
+            return a is not None and b is not None and sky.overlaps(a, b)
+
+        return test
 
 
 @dataclass

@@ -15,7 +15,9 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import sqlalchemy as sa
@@ -26,6 +28,7 @@ from ..errors import BackendError, QueryError, QueryTimeoutError
 from ..faults import crash_point
 from .bulk import COPY_MIN_ROWS, end_pipelined_begin, held_until_commit, send_held
 from .commit_watch import PostgresWatcher, SqliteWatcher
+from .driver_reads import DriverReader
 from .read_cache import ReadCache
 
 #: Seconds a SQLite writer waits for a lock before failing with a clear error.
@@ -198,6 +201,10 @@ class Database:
         #: server sets it for the duration of one request's query (see ``time_limit``)
         self.deadline: float | None = None
         self._limit_seconds = 0.0
+        #: Each thread's connection for reads of compiled SQL text (PostgreSQL; ``driver_read``).
+        self._readers: weakref.WeakSet[DriverReader] = weakref.WeakSet()
+        #: Connections of those a forked child inherited: never used nor closed here.
+        self._inherited_readers: list[Any] = []
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", self._sqlite_watch_deadline)
         elif self.dialect == "postgresql":
@@ -239,10 +246,13 @@ class Database:
         dbapi_connection.set_progress_handler(
             lambda: 1 if self.deadline is not None and time.monotonic() > self.deadline else 0, 20_000)
 
+    def _timeout_ms(self) -> int:
+        """What is left of the deadline, in milliseconds, for the server's own timer (0: none)."""
+        return 0 if self.deadline is None else max(1, int((self.deadline - time.monotonic()) * 1000))
+
     def _pg_statement_timeout(self, conn, cursor, statement, parameters, context, executemany) -> None:
         send_held(conn)  # a one-trip transaction's statements go first, in their order
-        # The server's own timer: what is left of the deadline, in milliseconds (0 lifts it).
-        wanted = 0 if self.deadline is None else max(1, int((self.deadline - time.monotonic()) * 1000))
+        wanted = self._timeout_ms()
         if wanted or conn.info.get("statement_timeout"):
             # on a cursor of its own: the statement's cursor may be a server-side (named) one
             conn.connection.dbapi_connection.execute(f"SET statement_timeout = {wanted}")
@@ -392,6 +402,32 @@ class Database:
                         conn.connection.dbapi_connection.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
 
     @contextlib.contextmanager
+    def driver_read(self, sql: str, params: Mapping[str, Any] | Sequence[Any]) -> Iterator[Any]:
+        """The result of SQL text compiled earlier (its rows read by ``fetchmany``/``fetchall``),
+        sent to the driver as it is: on PostgreSQL on this thread's own autocommit connection
+        (see :mod:`.driver_reads`), inside this thread's transaction on the transaction's
+        connection, on SQLite on a pooled one."""
+        if self.dialect != "postgresql" or self.in_transaction:
+            with self.reading() as conn:
+                yield conn.exec_driver_sql(sql, params)
+            return
+        self._local.opened = getattr(self._local, "opened", 0) + 1
+        reader = getattr(self._local, "reader", None)
+        if reader is None or reader.pid != os.getpid():
+            if reader is not None:  # a forked child: the parent's connection stays the parent's
+                reader.close()
+            reader = self._local.reader = DriverReader(self._watch_connection, self._inherited_readers)
+            self._readers.add(reader)
+        import psycopg  # (PostgreSQL only)
+
+        with self._errors("read"):
+            try:
+                cursor = reader.execute(sql, params, self._timeout_ms())
+            except psycopg.Error as err:  # as SQLAlchemy raises it, for _errors to explain
+                raise sa.exc.DBAPIError.instance(sql, params, err, psycopg.Error) from err
+            yield cursor
+
+    @contextlib.contextmanager
     def small_cache(self) -> Iterator[None]:
         """Reads of this thread keep at most :data:`SQLITE_SMALL_CACHE_KIB` of pages per SQLite
         connection (instead of :data:`SQLITE_CACHE_KIB`): for a pass over many rows each read once
@@ -447,6 +483,8 @@ class Database:
 
     def close(self) -> None:
         self.read_cache.close()
+        for reader in list(self._readers):
+            reader.close()
         self.engine.dispose()
 
 

@@ -160,6 +160,24 @@ class ReadCache:
                         self._checked.popitem(last=False)
             return value
 
+    def remembered(self, key: Hashable, state: tuple) -> tuple[Any, bool] | None:
+        """What :meth:`checked` remembers for ``key`` (made from the same ``state``), without
+        reading the mark nor asking its lookups again, and whether :meth:`checked` would check
+        it (False: it is reused as it is, having needed no lookup); None if nothing.  Only for
+        a caller that passes it through :meth:`checked` before the database is read for it: a
+        query built when asked for but checked when run, so that running it (a count from the
+        cache) reads the mark once, not once to check the query and once more for the count."""
+        if not self.active() or getattr(self._local, "recorder", None) is not None:
+            return None
+        with self._lock:
+            if not self.watcher.shared:
+                found = self._answers.get(key, _MISSING)
+                return None if found is _MISSING else (found, True)
+            entry = self._checked.get(key)
+        if entry is None or len(entry[2]) != len(state) or not all(a is b for a, b in zip(entry[2], state)):
+            return None
+        return entry[0], bool(entry[1])
+
     def close(self) -> None:
         with self._lock:
             self._checked.clear()

@@ -1,0 +1,172 @@
+"""Queries read through each thread's own PostgreSQL connection (``registry/driver_reads.py``):
+another client's commits are seen at once, a transaction sees its own rows, a connection the
+server ended is replaced, threads never share one, and a forked child leaves its parent's alone."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+
+import pytest
+
+from conftest import STACKS, populate, stack_locations, visit_pointing
+from skybutler import Butler
+from skybutler.dimensions import regions
+
+#: Visit 1's pointing: the where-clause of a query whose rows pass an exact region test (read as rows).
+POINT = "visit.region OVERLAPS POINT({}, {})".format(*visit_pointing(1))
+
+
+@pytest.fixture(params=STACKS)
+def two_clients(request, tmp_path):
+    """Two butlers on one repository of each stack, with the small camera's records."""
+    first = Butler.create(tmp_path / "repo", **stack_locations(request.param, tmp_path))
+    populate(first, 2, 2)
+    second = Butler(tmp_path / "repo")
+    yield first, second
+    first.close()
+    second.close()
+
+
+@pytest.fixture
+def two_postgres_clients(two_clients):
+    if two_clients[0].registry.db.dialect != "postgresql":
+        pytest.skip("PostgreSQL's read connections")
+    return two_clients
+
+
+def visits_at_point(butler: Butler) -> list[int]:
+    return sorted({d["visit"] for d in butler.query_data_ids(["visit"], where=POINT)})
+
+
+def visits(butler: Butler) -> list[int]:
+    return sorted(d["visit"] for d in butler.query_data_ids(["visit"], where="visit > 0"))
+
+
+def read_twice(butler: Butler) -> None:
+    """Run both queries twice: a statement's kept text is sent by the driver from its second run on."""
+    for _ in range(2):
+        assert visits_at_point(butler) == [1] and visits(butler) == [1, 2]
+
+
+def new_visit(visit: int) -> dict:
+    """A visit record pointing where visit 1 points."""
+    return {"instrument": "Cam", "id": visit, "physical_filter": "Cam-g", "day_obs": 20250101,
+            "region": regions.rectangle(*visit_pointing(1), 3.5, 3.5)}
+
+
+def reader_pid(butler: Butler) -> int:
+    """The server process of this thread's read connection."""
+    return butler.registry.db._local.reader.connection.info.backend_pid
+
+
+def test_another_clients_records_are_seen_at_once(two_clients):
+    first, second = two_clients
+    read_twice(first)
+    second.insert_records("visit", [new_visit(5)])
+    assert visits_at_point(first) == [1, 5] and visits(first) == [1, 2, 5]
+
+
+def test_a_transaction_reads_its_own_rows_and_a_rollback_leaves_nothing(two_clients):
+    first, second = two_clients
+    read_twice(first)
+    # results made before the transaction and run before it: run again inside, their kept
+    # text goes to the transaction's connection, which sees its uncommitted rows
+    at_point = first.query_data_ids(["visit"], where=POINT)
+    every = first.query_data_ids(["visit"], where="visit > 0")
+    assert sorted(d["visit"] for d in at_point) == [1] and sorted(d["visit"] for d in every) == [1, 2]
+    with pytest.raises(RuntimeError, match="roll it back"):
+        with first.registry.transaction():
+            first.insert_records("visit", [new_visit(6)])
+            assert sorted(d["visit"] for d in at_point) == [1, 6]
+            assert sorted(d["visit"] for d in every) == [1, 2, 6]
+            assert visits_at_point(first) == [1, 6] and visits(first) == [1, 2, 6]
+            assert visits_at_point(second) == [1]  # not committed: nobody else sees it
+            raise RuntimeError("roll it back")
+    assert visits_at_point(first) == [1] and visits(first) == [1, 2]
+    assert sorted(d["visit"] for d in at_point) == [1]
+
+
+def test_postgres_read_connection_ended_by_the_server_is_replaced(two_postgres_clients):
+    first, second = two_postgres_clients
+    read_twice(first)
+    pid = reader_pid(first)
+    with second.registry.db.reading() as conn:
+        conn.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+    second.insert_records("visit", [new_visit(7)])
+    assert visits_at_point(first) == [1, 7] and visits(first) == [1, 2, 7]
+    assert reader_pid(first) != pid
+
+
+def test_postgres_threads_read_on_connections_of_their_own_closed_when_they_end(two_postgres_clients):
+    first, second = two_postgres_clients
+    pids: list[int] = []
+    answers: list[list[int]] = []
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(20):
+                answers.append(visits_at_point(first))
+            pids.append(reader_pid(first))
+        except BaseException as err:  # reported by the main thread
+            failures.append(err)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not failures and len(answers) == 80 and all(a == [1] for a in answers)
+    assert len(set(pids)) == 4 and reader_pid_or_none(first) not in pids
+    del threads
+    gc.collect()
+    with second.registry.db.reading() as conn:  # each ended thread's connection was closed
+        deadline = time.monotonic() + 10
+        while conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%(p)s)", {"p": pids}).scalar() and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert conn.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%(p)s)",
+                                    {"p": pids}).scalar() == 0
+
+
+def reader_pid_or_none(butler: Butler) -> int | None:
+    reader = getattr(butler.registry.db._local, "reader", None)
+    return None if reader is None or reader.connection is None else reader.connection.info.backend_pid
+
+
+def test_postgres_forked_child_reads_on_its_own_connection_and_leaves_the_parents(two_postgres_clients):
+    import multiprocessing
+
+    first, second = two_postgres_clients
+    read_twice(first)
+    pid = reader_pid(first)
+    second.insert_records("visit", [new_visit(8)])
+
+    def child(queue):
+        answer = visits_at_point(first)
+        queue.put((answer, reader_pid(first)))
+        first.close()  # closing the registry in the child must not end the parent's session
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    process = context.Process(target=child, args=(queue,))
+    process.start()
+    found, child_pid = queue.get(timeout=60)
+    process.join(60)
+    assert found == [1, 8] and child_pid != pid and process.exitcode == 0
+    assert visits_at_point(first) == [1, 8] and reader_pid(first) == pid  # still the parent's own session
+
+
+def test_postgres_read_past_its_time_limit_is_stopped_and_the_next_one_runs(two_postgres_clients):
+    from skybutler.errors import QueryTimeoutError
+
+    first, _ = two_postgres_clients
+    db = first.registry.db
+    with pytest.raises(QueryTimeoutError, match=r"longer than this server allows \(0.2 s\)"):
+        with db.time_limit(0.2), db.driver_read("SELECT pg_sleep(2)", {}) as result:
+            result.fetchall()
+    with db.driver_read("SELECT pg_sleep(0.5), 1", {}) as result:  # the limit is lifted again
+        assert result.fetchall() == [("", 1)]
