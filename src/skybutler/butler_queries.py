@@ -55,15 +55,16 @@ def _shaped(results: Any, order_by: str | Sequence[str] | None, limit: int | Non
     return results.limit(-limit)
 
 
-def _orders_by_dimension(order_by: str | Sequence[str] | None) -> bool:
-    """Whether ``order_by`` names a bare dimension (``band``, ``-physical_filter``): one the
-    results only imply is then made a column of the query, so that it can be ordered by."""
-    names = [order_by] if isinstance(order_by, str) else list(order_by or ())
-    return any("." not in n.lstrip("-") and n.lstrip("-") not in ("run", "dataset_id", "ingest_date") for n in names)
-
-
 class QueryMethods:
     """Queries of data IDs, datasets, dimension records and calibrations (a base of ``Butler``)."""
+
+    def _orders_by_implied(self, order_by: str | Sequence[str] | None) -> bool:
+        """Whether ``order_by`` names a dimension that elements imply (``band``, ``-day_obs``):
+        the implied dimensions are then made columns of the query, so that it can be ordered
+        by one the results only imply (ordering by ``visit`` joins nothing more)."""
+        names = [order_by] if isinstance(order_by, str) else list(order_by or ())
+        implied = {d for element in self.universe.elements.values() for d in element.implies}
+        return any(n.lstrip("-") in implied for n in names)
 
     def _query_spec(self, **fields: Any) -> QuerySpec:
         # The query machinery (pyarrow, lark, sphgeom) loads with the first query, not with the
@@ -92,7 +93,7 @@ class QueryMethods:
         spec = self._query_spec(kind="data_ids", dimensions=dims, where=where, bind=dict(bind or {}),
                                 datasets=(datasets,) if isinstance(datasets, str) else tuple(datasets or ()),
                                 collections=collections, data_id={**(data_id or {}), **kwargs},
-                                with_implied=with_implied or _orders_by_dimension(order_by))
+                                with_implied=with_implied or self._orders_by_implied(order_by))
         return _shaped(self.query(spec), order_by, limit, "data IDs", with_dimension_records)
 
     def query_datasets(self, dataset_type: str | Sequence[str], where_or_collections: Any = "", /, *,
@@ -125,7 +126,7 @@ class QueryMethods:
         collections = self._expand_wildcards(collections, find_first)
         spec = self._query_spec(kind="datasets", dataset_types=types, where=where, bind=dict(bind or {}),
                                 collections=collections, find_first=find_first, timespan=_span_ns(timespan),
-                                data_id={**(data_id or {}), **kwargs}, with_implied=_orders_by_dimension(order_by),
+                                data_id={**(data_id or {}), **kwargs}, with_implied=self._orders_by_implied(order_by),
                                 states=None if states is None else tuple([states] if isinstance(states, str)
                                                                          else states))
         return _shaped(self.query(spec), order_by, limit, "datasets", with_dimension_records)
