@@ -14,7 +14,8 @@ server and the client alike.  Fewer rows (a single put) are gathered by
 :func:`guarded_batch` into one statement -- the rows of every table but the last in
 data-modifying ``WITH`` clauses -- and sent with its savepoint in one
 :func:`pipeline`: one network round trip, and one statement for the server to parse
-and the client to send, instead of one per table.
+and the client to send, instead of one per table.  A put that is its own transaction
+sends that statement with its BEGIN and COMMIT as one query (:func:`held_until_commit`).
 """
 
 from __future__ import annotations
@@ -191,13 +192,14 @@ def pipeline(conn: sa.Connection) -> Iterator[None]:
 
 
 def _begin_in_pipeline(conn: sa.Connection) -> str | None:
-    """The BEGIN to send as the pipeline's first statement, when the pipeline opens the transaction.
+    """The BEGIN to send as the first statement of a pipeline (or of :func:`held_until_commit`'s
+    query), when it opens the transaction.
 
     psycopg opens a transaction at a connection's first statement with a BEGIN of its own, and in
     a pipeline it sends that BEGIN with a Sync and waits for its answer: a round trip more than the
-    pipeline's own (three per single put instead of two, with the COMMIT).  So the connection goes
-    to autocommit mode, in which psycopg begins nothing, and the pipeline starts with the same
-    BEGIN: the server is in a transaction block until the COMMIT or ROLLBACK as before.  The
+    pipeline's own.  So the connection goes to autocommit mode, in which psycopg begins nothing,
+    and the pipeline starts with the same BEGIN: the server is in a transaction block until the
+    COMMIT or ROLLBACK as before.  The
     connection leaves autocommit mode again when the transaction ends (:func:`end_pipelined_begin`),
     at the latest when it goes back to the pool."""
     dbapi = conn.connection.dbapi_connection
