@@ -27,9 +27,10 @@ from .binds import check_all_used, parse_with_binds
 from .index_hints import governor_hints, seek_hints, without_hinted_bounds
 from .joins import JoinBuilder
 from .metadata import dataset_field_operand, user_field_operand
+from .region_tests import RegionFilter
 from .relations import spatial_join, stated_relations
 from .search import CollectionSearch
-from .where import Operand, RegionFilter, WhereCompiler
+from .where import Operand, WhereCompiler
 
 
 class QuerySpec(BaseModel):

@@ -26,7 +26,7 @@ from ..errors import BackendError, QueryError
 from ..models import ArtifactBatch, DatasetRef
 from ..registry import Registry
 from ..timespan import NS_MAX, NS_MIN, Timespan, ns_to_time
-from . import calibrations, columnar, keyset, ordering
+from . import calibrations, columnar, keyset, ordering, region_tests
 from .builder import BuiltQuery
 
 
@@ -253,7 +253,9 @@ class QueryResults:
             if not filters:
                 yield from batches
                 return
-            passed = self._filtered(batches)
+            built = self._built
+            passed = region_tests.passing(itertools.chain.from_iterable(batches), built.region_filters, built.columns,
+                                   built.unique_by, self._offset, self._limit)
             while chunk := list(itertools.islice(passed, _BATCH)):
                 yield chunk
 
@@ -265,29 +267,6 @@ class QueryResults:
             if self.streaming:
                 statement = statement.execution_options(stream_results=True, max_row_buffer=_BATCH)
             yield conn.execute(statement)
-
-    def _filtered(self, batches: Iterator[list[Sequence[Any]]]) -> Iterator[Sequence[Any]]:
-        """Rows passing the exact region tests, de-duplicated, after the offset, up to the limit."""
-        position = {name: i for i, name in enumerate(self._built.columns)}
-        filters = [f.on_rows(position) for f in self._built.region_filters]
-        skipped = taken = 0
-        unique = self._built.unique_by
-        key_index = [self._built.columns.index(k) for k in unique] if unique else None
-        seen: set[tuple] = set()
-        for row in itertools.chain.from_iterable(batches):
-            if all(f(row) for f in filters):
-                if key_index is not None:
-                    key = tuple(row[i] for i in key_index)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                if skipped < self._offset:
-                    skipped += 1
-                    continue
-                yield row
-                taken += 1
-                if self._limit is not None and taken >= self._limit:
-                    return
 
     # -- public ---------------------------------------------------------------
 

@@ -10,7 +10,7 @@ rows afterwards, so it may only be AND-ed with the rest of the expression.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from . import expression as ex
 from .globs import glob_match
 from .joins import JoinBuilder
 from .parser import KNOWN_FUNCTIONS
+from .region_tests import RegionFilter
 
 NUMERIC = ("int", "float")
 #: Fields of every dataset, usable bare when a query has one dataset type (see metadata.DATASET_FIELDS).
@@ -56,27 +57,6 @@ class Operand:
     #: For a dataset's region fact: the coarse SQL test "may overlap this constant region"
     #: (its ``element`` labels the region column; it has no sky-pixel overlap table).
     coarse: Callable[[sphgeom.Region], sa.ColumnElement] | None = None
-
-
-@dataclass
-class RegionFilter:
-    """An exact overlap test run on result rows: region columns by label, or a constant
-    (a row with no region fails it)."""
-
-    left: str
-    right: str | sphgeom.Region
-
-    def on_rows(self, position: Mapping[str, int]) -> Callable[[Sequence[Any]], bool]:
-        """The test of a row given as a sequence, its columns at ``position`` by label."""
-        left = position[self.left]
-        right = self.right if isinstance(self.right, sphgeom.Region) else position[self.right]
-
-        def test(row: Sequence[Any]) -> bool:
-            a = sky.decode(row[left])
-            b = right if isinstance(right, sphgeom.Region) else sky.decode(row[right])
-            return a is not None and b is not None and sky.overlaps(a, b)
-
-        return test
 
 
 @dataclass
