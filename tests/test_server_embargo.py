@@ -212,7 +212,7 @@ def test_a_lookup_of_many_data_ids_answers_what_one_lookup_each_does(embargoed):
     for name in ("pat", "rita"):
         who = Butler(url, token=tokens[name])
         for collections in (["chain"], ["run/a"], ["other/run", "run/a"]):
-            found = who._remote.find_many("metrics", wanted, collections)
+            found = who._find_many("metrics", wanted, collections)
             one_each = {d: who.find_dataset("metrics", dict(d.required), collections=collections) for d in wanted}
             assert found == {d: ref for d, ref in one_each.items() if ref is not None}
             answers.append(sorted((d["visit"], d["detector"], ref.run) for d, ref in found.items()))
