@@ -224,6 +224,8 @@ def repair(butler: Butler, plan: list[RepairAction]) -> RepairResult:
             cold_tier(butler).remove([step.path])
             result.deleted += 1
         elif step.action == "quarantine":
+            if _claimed_now(butler, step.path):  # a writer placed it after the plan was made: its own
+                continue
             try:
                 quarantine.take(butler.datastore, step.path, step.reason)
             except FileNotFoundError:
@@ -231,3 +233,13 @@ def repair(butler: Butler, plan: list[RepairAction]) -> RepairResult:
             result.quarantined += 1
     result.quarantine = quarantine.directory if result.quarantined else None
     return result
+
+
+def _claimed_now(butler: Butler, path: str) -> bool:
+    """Whether a live writer's journal names ``path`` or a dataset is recorded there by now: the
+    proof that a file is nobody's, taken again just before it is set aside (a put places its file
+    before its rows commit, so a plan made a moment earlier may list a live writer's file)."""
+    journal = butler.datastore.journal
+    if journal is not None and any(i.path == path for j in journal.live() for i in j.intents):
+        return True
+    return bool(butler.registry.datasets.paths_in_use([path]))

@@ -22,7 +22,6 @@ from .errors import (
     ArtifactExistsError,
     CollectionError,
     DatasetConflictError,
-    DatastoreError,
     RegistryError,
     SkybutlerError,
     StorageClassError,
@@ -246,18 +245,27 @@ class Writes:
 
     def _claimed_paths(self, paths: Sequence[str]) -> set[str]:
         """Which of these artifact paths a registered dataset or another live writer holds."""
-        live = {i.path for j in self.butler.datastore.journal.live() for i in j.intents} if self.butler.datastore.journal else set()
-        return self.butler.registry.datasets.paths_in_use(paths) | (live & set(paths))
+        return self.butler.registry.datasets.paths_in_use(paths) | self._live_paths(paths)
 
-    def _stranger_file(self, err: ArtifactExistsError, writing: Sequence[uuid.UUID]) -> DatastoreError:
+    def _live_paths(self, paths: Sequence[str]) -> set[str]:
+        """Which of these artifact paths the journal of another writer still at work names."""
+        journal = self.butler.datastore.journal
+        return {i.path for j in journal.live() for i in j.intents} & set(paths) if journal else set()
+
+    def _stranger_file(self, err: ArtifactExistsError, writing: Sequence[uuid.UUID]) -> SkybutlerError:
         """The error for a file in the way of ``writing`` (the IDs being written): another dataset's,
-        or a stranger's that only ``verify --fix`` may set aside."""
+        a live writer's (its journal names the path: a put of the same data ID that has placed its
+        file and not yet committed its rows), or a stranger's that only ``verify --fix`` may set aside."""
         root = self.butler.datastore.root.rstrip("/") + "/"
         inside = err.path.startswith(root)
         if inside and self.butler.registry.datasets.paths_in_use([err.path[len(root):]], excluding=writing):
             return ArtifactExistsError(
                 f"{err}: a dataset of this repository is stored there (one with the same dataset type and data ID, "
                 "written meanwhile by another writer?); nothing was written", err.path)
+        if inside and self._live_paths([err.path[len(root):]]):
+            return DatasetConflictError(
+                f"{err}: another writer is storing a dataset there now (the same dataset type and data ID in the "
+                "same RUN); nothing was written")
         return ArtifactExistsError(
             f"{err}: no dataset of this repository is recorded there and no interrupted write of skybutler "
             f"left it; run 'skybutler verify {self.butler.root} --fix' to set it aside (into the quarantine), then "
