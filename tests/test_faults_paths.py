@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -232,7 +233,12 @@ def _run_pipeline(root: Path) -> None:
     pipeline.add_task("b", VisitSummaryTask)
     with Butler(root) as butler:
         resume = butler.collections.exists("out")
-        assert run_pipeline(butler, pipeline, ["r"], "out", resume=resume).ok
+        report = run_pipeline(butler, pipeline, ["r"], "out", resume=resume)
+        if not report.ok:  # each failed quantum's error and recorded log (its traceback), not a truncated repr
+            logs = {str(r.quantum_id): r.log for r in butler.provenance.store.get(
+                uuid.UUID(f["quantum_id"]) for f in report.failed if f["quantum_id"])}
+            pytest.fail(f"{report.describe()}\n" + "\n".join(
+                f"{f['error']}\n{logs.get(f['quantum_id']) or ''}" for f in report.failed), pytrace=False)
 
 
 def _outputs(root: Path) -> dict:
