@@ -341,3 +341,18 @@ def test_query_collections_chains_flatten_is_the_rubin_commands(rubin_chains, ar
         assert mine == [(n, t) for _, n, t in expected]
     else:
         assert sorted(mine) == sorted((n, t) for _, n, t in expected)
+
+
+@pytest.mark.parametrize("globs", [["summ*", "cat"], ["summ*,cat"], ["*Summ*", "b*", "-v"], []], ids=str)
+def test_query_dataset_types_takes_several_globs_and_verbose(rubin_pair, globs):
+    """The Rubin butler's -v rows (name, dimensions with the implied ones, storage class) hold
+    ours: the same names and storage classes, our dimensions among theirs."""
+    import json
+
+    mine, theirs = both_outputs(rubin_pair, ["query-dataset-types", "{repo}", *globs, "-v"])
+    expected = {m[1]: (set(re.findall(r"'(\w+)'", m[2])), m[3])
+                for m in re.finditer(r"^(\w+)\s+\[(.*)\]\s+(\w+)\s*$", theirs, re.M)}
+    names = run("query-dataset-types", rubin_pair[1], *globs, "--json").stdout
+    listed = {t["name"]: (set(t["dimensions"]), t["storage_class"]) for t in json.loads(names)}
+    assert sorted(listed) == sorted(expected) and expected and all(n in mine for n in expected)
+    assert all(listed[n][1] == expected[n][1] and listed[n][0] <= expected[n][0] for n in expected)

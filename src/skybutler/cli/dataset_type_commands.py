@@ -33,15 +33,18 @@ def register_dataset_type(repo: Path, name: str, dimensions: tuple[str, ...], st
 
 @click.command("query-dataset-types")
 @repo_argument
-@click.argument("pattern", default="*")
+@click.argument("patterns", nargs=-1)
+@click.option("--verbose", "-v", is_flag=True,
+              help="Accepted as the Rubin butler's: dimensions and storage class are always shown.")
 @json_option
-def query_dataset_types(repo: Path, pattern: str, as_json: bool) -> None:
-    """List dataset types whose names match the glob PATTERN (default: all)."""
+def query_dataset_types(repo: Path, patterns: tuple[str, ...], verbose: bool, as_json: bool) -> None:
+    """List dataset types whose names match any glob of PATTERNS (default: all)."""
+    globs = [g for p in patterns for g in p.split(",") if g] or ["*"]
     with open_butler(repo) as butler:
-        types = butler.query_dataset_types(pattern)
+        types = {t.name: t for g in globs for t in butler.query_dataset_types(g)}
     rows = [{"name": t.name, "dimensions": list(t.dimensions), "storage_class": t.storage_class,
-             "is_calibration": t.is_calibration} for t in sorted(types, key=lambda t: t.name)]
-    print_rows(rows, as_json=as_json, empty=f"no dataset types match {pattern!r}")
+             "is_calibration": t.is_calibration} for t in sorted(types.values(), key=lambda t: t.name)]
+    print_rows(rows, as_json=as_json, empty=f"no dataset types match {', '.join(globs)}")
 
 
 @click.command("remove-dataset-type")

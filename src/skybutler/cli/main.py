@@ -52,7 +52,7 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     'config-validate': ('repo_commands', "Check REPO's configuration: butler.yaml, and each dataset type's storage class and path template."),
     'insert-records': ('repo_commands', 'Insert dimension records of ELEMENT from FILE (a YAML or JSON list of mappings).'),
     'register-dataset-type': ('dataset_type_commands', 'Register dataset type NAME over DIMENSIONS with a storage class.'),
-    'query-dataset-types': ('dataset_type_commands', 'List dataset types whose names match the glob PATTERN (default: all).'),
+    'query-dataset-types': ('dataset_type_commands', 'List dataset types whose names match any glob of PATTERNS (default: all).'),
     'remove-dataset-type': ('dataset_type_commands', 'Remove the dataset types NAMES, which must have no datasets left.'),
     'query-collections': ('collection_commands', 'List collections whose names match the glob PATTERNS (default: all; several, or comma-separated).'),
     'register-collection': ('collection_commands', 'Create collection NAME of the given type.'),
