@@ -89,5 +89,7 @@ def observation_time(butler: Butler, group: Any, data_id: Mapping[str, Any] | No
         for mapping in (data_id, kwargs):
             for name in (element, *[d for d in ("visit", "exposure") if d not in group.names]):
                 mapping.pop(name, None)
+        # The calibration's dimensions the exposure implies (a flat's physical_filter), as Rubin's get fills them.
+        data_id.update({d: record[d] for d in group.names if d not in given and d in record.element.implies})
         return data_id, kwargs, record["timespan"]
     return data_id, kwargs, None

@@ -1,0 +1,213 @@
+"""Calibrations of a Rubin repository, compared with the Rubin butler (lsst-daf-butler) as the
+oracle: several certifications overlapping in time across CALIBRATION collections chained as
+Rubin's ``Cam/calib``, adjoining and unbounded validity ranges, a range split by decertify, and
+calibrations of detector or physical_filter+detector.  After import skybutler finds, queries and
+exports them as the Rubin butler does."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import astropy.units as units
+import pytest
+from astropy.time import Time
+
+from rubin_repos import T0, RubinButler, daf_butler
+from skybutler import Butler, Timespan
+from skybutler.interchange import export_rubin, import_rubin
+
+DM1, DM2, CHAIN = "Cam/calib/DM-1", "Cam/calib/DM-2", "Cam/calib"
+SPLIT = (T0 + 30 * units.min, T0 + 90 * units.min)  # decertified from detector 2's second bias
+BOUNDARY = Time("2024-01-02T00:00:00", scale="tai")  # where detector 0..2's first bias ends, the second begins
+
+
+def _tai(text: str) -> Time:
+    return Time(text, scale="tai")
+
+
+def make_rubin_calib_repo(root: Path):
+    """Exposures 1..3 an hour apart from T0; bias (detector) and flat (physical_filter+detector)
+    certified in two CALIBRATION collections behind the chain ``Cam/calib``."""
+    RubinButler.makeRepo(str(root))
+    b = RubinButler.from_config(str(root), writeable=True)
+    reg = b.registry
+    reg.insertDimensionData("instrument", {"name": "Cam", "visit_max": 100, "exposure_max": 100,
+                                           "detector_max": 4, "class_name": "x.Cam", "visit_system": 0})
+    reg.insertDimensionData("physical_filter", {"instrument": "Cam", "name": "Cam-r", "band": "r"},
+                            {"instrument": "Cam", "name": "Cam-g", "band": "g"})
+    reg.insertDimensionData("detector", *[{"instrument": "Cam", "id": i, "full_name": f"R0{i}", "raft": "R0",
+                                           "name_in_raft": f"S{i}", "purpose": "SCIENCE"} for i in range(3)])
+    reg.insertDimensionData("day_obs", {"instrument": "Cam", "id": 20240102})
+    for n in (1, 2, 3):
+        reg.insertDimensionData("group", {"instrument": "Cam", "name": f"g{n}"})
+        begin = T0 + (n - 1) * units.hour
+        reg.insertDimensionData("exposure", {
+            "instrument": "Cam", "id": n, "obs_id": f"CAM_{n}", "physical_filter": "Cam-r" if n < 3 else "Cam-g",
+            "group": f"g{n}", "day_obs": 20240102, "seq_num": n, "exposure_time": 30.0,
+            "timespan": daf_butler.Timespan(begin, begin + 30 * units.s), "observation_type": "science"})
+    u = b.dimensions
+    reg.registerDatasetType(daf_butler.DatasetType("bias", ["instrument", "detector"], "StructuredDataDict",
+                                                   universe=u, isCalibration=True))
+    reg.registerDatasetType(daf_butler.DatasetType("flat", ["instrument", "detector", "physical_filter"],
+                                                   "StructuredDataDict", universe=u, isCalibration=True))
+    refs = {}
+    for run in ("Cam/calib/run1", "Cam/calib/run2", "Cam/calib/run3"):
+        reg.registerRun(run)
+        refs[run, "bias"] = [b.put({"bias": d, "run": run}, "bias", instrument="Cam", detector=d, run=run)
+                             for d in range(3)]
+        refs[run, "flat"] = [b.put({"flat": d, "f": f, "run": run}, "flat", instrument="Cam", detector=d,
+                                   physical_filter=f, run=run) for d in range(3) for f in ("Cam-r", "Cam-g")]
+    for name in (DM1, DM2):
+        reg.registerCollection(name, daf_butler.CollectionType.CALIBRATION)
+    # DM-1: adjoining ranges (end == next begin), the second unbounded, then split by decertify.
+    reg.certify(DM1, refs["Cam/calib/run1", "bias"], daf_butler.Timespan(_tai("2023-01-01"), BOUNDARY))
+    reg.certify(DM1, refs["Cam/calib/run2", "bias"], daf_butler.Timespan(BOUNDARY, None))
+    reg.decertify(DM1, "bias", daf_butler.Timespan(*SPLIT), dataIds=[{"instrument": "Cam", "detector": 2}])
+    reg.certify(DM1, refs["Cam/calib/run1", "flat"], daf_butler.Timespan(None, None))
+    # DM-2: newer biases of detectors 0 and 1 only, from 90 minutes after T0, overlapping DM-1's.
+    reg.certify(DM2, refs["Cam/calib/run3", "bias"][:2], daf_butler.Timespan(T0 + 90 * units.min, None))
+    reg.certify(DM2, refs["Cam/calib/run3", "flat"][:2], daf_butler.Timespan(None, T0 + 90 * units.min))
+    reg.registerCollection(CHAIN, daf_butler.CollectionType.CHAINED)
+    reg.setCollectionChain(CHAIN, [DM2, DM1])
+    return b
+
+
+@pytest.fixture(scope="module")
+def rubin(tmp_path_factory):
+    base = tmp_path_factory.mktemp("rubincal")
+    b = make_rubin_calib_repo(base / "repo")
+    refs = list({r.id: r for r in b.registry.queryDatasets(..., collections=...)}.values())
+    (base / "export").mkdir()
+    with b.export(directory=str(base / "export"), format="yaml", transfer="copy") as export:
+        for element in ("day_obs", "group", "exposure"):  # the exposures whose times select calibrations
+            export.saveDimensionData(element, b.registry.queryDimensionRecords(element))
+        export.saveDatasets(refs)
+        for name in (DM1, DM2, CHAIN):
+            export.saveCollection(name)
+    return {"butler": b, "export": base / "export", "refs": refs}
+
+
+@pytest.fixture
+def ours(rubin, make_butler) -> Butler:
+    b = make_butler("sky")
+    import_rubin(b, rubin["export"])
+    return b
+
+
+# Instants probing every boundary: before, at and after each range's ends (half-open).
+INSTANTS = [_tai("2022-06-01"), BOUNDARY - 1 * units.ns, BOUNDARY, BOUNDARY + 1 * units.s,
+            T0, SPLIT[0] - 1 * units.ns, SPLIT[0], SPLIT[1] - 1 * units.ns, SPLIT[1], T0 + 2 * units.hour]
+
+
+def _spans():
+    for t in INSTANTS:
+        yield t, t + 1 * units.ns  # (practically) an instant
+    yield SPLIT[0] - 1 * units.s, SPLIT[1] + 1 * units.s  # straddles the gap
+
+
+def _rubin_find(b, name, data_id, collections, span):
+    try:
+        return b.find_dataset(name, data_id, collections=collections, timespan=daf_butler.Timespan(*span))
+    except Exception as err:  # an ambiguous lookup: several ranges overlap the timespan
+        return type(err).__name__
+
+
+def _our_find(b, name, data_id, collections, span):
+    try:
+        return b.find_dataset(name, data_id, collections=collections, timespan=Timespan(*span))
+    except Exception as err:
+        return type(err).__name__
+
+
+@pytest.mark.parametrize("collections", [DM1, DM2, CHAIN])
+def test_find_dataset_by_timespan_answers_as_the_rubin_butler(rubin, ours, collections):
+    theirs_b = rubin["butler"]
+    data_ids = [{"instrument": "Cam", "detector": d} for d in range(3)]
+    data_ids += [{"instrument": "Cam", "detector": d, "physical_filter": f} for d in range(3) for f in ("Cam-r",)]
+    for data_id, span in itertools.product(data_ids, _spans()):
+        name = "flat" if "physical_filter" in data_id else "bias"
+        theirs = _rubin_find(theirs_b, name, data_id, collections, span)
+        mine = _our_find(ours, name, data_id, collections, span)
+        theirs = getattr(theirs, "id", theirs)
+        mine = getattr(mine, "id", mine)
+        assert (mine is None) == (theirs is None), (name, data_id, span, mine, theirs)
+        if not isinstance(theirs, str) and theirs is not None:
+            assert mine == theirs, (name, data_id, span)
+        elif isinstance(theirs, str):
+            assert isinstance(mine, str), (name, data_id, span, mine, theirs)
+
+
+@pytest.mark.parametrize("exposure", [1, 2, 3])
+def test_get_by_an_exposures_data_id_finds_the_calibration_valid_then(rubin, ours, exposure):
+    """The validity is matched against the exposure's timespan; a flat's physical_filter comes
+    from the exposure too."""
+    theirs_b = rubin["butler"]
+    for name, detector in itertools.product(("bias", "flat"), range(3)):
+        data_id = {"instrument": "Cam", "exposure": exposure, "detector": detector}
+        try:
+            theirs = theirs_b.get(name, data_id, collections=CHAIN)
+        except Exception as err:
+            theirs = type(err).__name__
+        try:
+            mine = ours.get(name, data_id, collections=CHAIN)
+        except Exception as err:
+            mine = type(err).__name__
+        assert isinstance(mine, str) == isinstance(theirs, str), (name, data_id, mine, theirs)
+        if not isinstance(theirs, str):
+            assert mine == theirs, (name, data_id)
+
+
+WINDOWS = [(T0 - 1 * units.hour, T0 + 1 * units.min), (SPLIT[0], SPLIT[1]), (SPLIT[1] - 1 * units.s, None),
+           (BOUNDARY - 1 * units.s, BOUNDARY), (BOUNDARY, BOUNDARY + 1 * units.s)]
+
+
+@pytest.mark.parametrize("window", WINDOWS, ids=range(len(WINDOWS)))
+@pytest.mark.parametrize("collections", [DM1, CHAIN])
+def test_query_with_a_timespan_overlaps_where_answers_as_the_rubin_butler(rubin, ours, window, collections):
+    theirs_b = rubin["butler"]
+    begin, end = window
+    where = "bias.timespan OVERLAPS :t"
+    for find_first in (False, True):
+        try:
+            theirs = {r.id for r in theirs_b.query_datasets(
+                "bias", collections=collections, where=where, bind={"t": daf_butler.Timespan(begin, end)},
+                find_first=find_first, explain=False)}
+        except Exception as err:
+            theirs = type(err).__name__
+        try:
+            mine = {r.id for r in ours.query_datasets("bias", where, collections=collections,
+                                                      bind={"t": Timespan(begin, end)}, find_first=find_first)}
+        except Exception as err:
+            mine = type(err).__name__
+        assert mine == theirs or (isinstance(theirs, str) and isinstance(mine, str)), (find_first, mine, theirs)
+
+
+def _associations(b, name, collection):
+    return {(a.ref.id, (None if a.timespan.begin is None else a.timespan.nsec[0],
+                        None if a.timespan.end is None else a.timespan.nsec[1]))
+            for a in b.registry.queryDatasetAssociations(name, collections=collection)}
+
+
+def test_certifications_come_in_and_go_back_out_as_they_were(rubin, ours, tmp_path):
+    for collection, name in itertools.product((DM1, DM2), ("bias", "flat")):
+        theirs = _associations(rubin["butler"], name, collection)
+        mine = {(ref.id, tuple(None if side is None else ns for side, ns in zip((s.begin, s.end), s.to_ns())))
+                for ref, s in ours.collections.validity(collection, name)}
+        assert mine == theirs and mine, (collection, name)
+    assert tuple(ours.collections.get_chain(CHAIN)) == (DM2, DM1)
+    runs = ["Cam/calib/run1", "Cam/calib/run2", "Cam/calib/run3"]
+    refs = [r for name in ("bias", "flat") for r in ours.query_datasets(name, collections=runs, find_first=False)]
+    export_rubin(ours, refs, tmp_path / "out", collections=[DM1, DM2, CHAIN])
+    RubinButler.makeRepo(str(tmp_path / "back"))
+    back = RubinButler.from_config(str(tmp_path / "back"), writeable=True)
+    back.import_(directory=str(tmp_path / "out"), filename=str(tmp_path / "out" / "export.yaml"), transfer="copy")
+    for collection, name in itertools.product((DM1, DM2), ("bias", "flat")):
+        assert _associations(back, name, collection) == _associations(rubin["butler"], name, collection)
+    assert tuple(back.registry.getCollectionChain(CHAIN)) == (DM2, DM1)
+    for t in INSTANTS:
+        span = daf_butler.Timespan(t, t + 1 * units.ns)
+        for d in range(3):
+            theirs = _rubin_find(rubin["butler"], "bias", {"instrument": "Cam", "detector": d}, CHAIN, (t, t + 1 * units.ns))
+            again = _rubin_find(back, "bias", {"instrument": "Cam", "detector": d}, CHAIN, (t, t + 1 * units.ns))
+            assert getattr(again, "id", again) == getattr(theirs, "id", theirs), (t, d, span)
