@@ -156,7 +156,9 @@ def test_register_dataset_type_failures(repo):
     fails("register-dataset-type", repo, "x", "visit", "-s", "NoSuchClass", message="Unknown storage class")
     fails("register-dataset-type", repo, "metrics", "instrument", "-s", "Dict", message="metrics")
     fails("register-dataset-type", repo, "x", "nosuchdim", "-s", "Dict", message="nosuchdim")
-    run("register-dataset-type", repo, "x", "visit", code=2)  # --storage-class is required
+    # without --storage-class the first argument after the name is the storage class (as the Rubin butler's)
+    fails("register-dataset-type", repo, "x", "visit", message="Unknown storage class 'visit'")
+    run("register-dataset-type", repo, "x", code=2)  # no storage class at all
 
 
 # -- collections --------------------------------------------------------------

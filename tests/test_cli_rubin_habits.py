@@ -343,16 +343,44 @@ def test_query_collections_chains_flatten_is_the_rubin_commands(rubin_chains, ar
         assert sorted(mine) == sorted((n, t) for _, n, t in expected)
 
 
+def _verbose_types(theirs: str) -> dict[str, tuple[set[str], str]]:
+    """Name: (dimensions, implied ones included; storage class) of each row the Rubin butler's
+    ``query-dataset-types -v`` prints."""
+    return {m[1]: (set(re.findall(r"'(\w+)'", m[2])), m[3])
+            for m in re.finditer(r"^(\w+)\s+\[(.*)\]\s+(\w+)\s*$", theirs, re.M)}
+
+
+def _our_types(repo: Path, *globs: str) -> dict[str, tuple[set[str], str]]:
+    import json
+
+    listed = json.loads(run("query-dataset-types", repo, *globs, "--json").stdout)
+    return {t["name"]: (set(t["dimensions"]), t["storage_class"]) for t in listed}
+
+
 @pytest.mark.parametrize("globs", [["summ*", "cat"], ["summ*,cat"], ["*Summ*", "b*", "-v"], []], ids=str)
 def test_query_dataset_types_takes_several_globs_and_verbose(rubin_pair, globs):
     """The Rubin butler's -v rows (name, dimensions with the implied ones, storage class) hold
     ours: the same names and storage classes, our dimensions among theirs."""
-    import json
-
     mine, theirs = both_outputs(rubin_pair, ["query-dataset-types", "{repo}", *globs, "-v"])
-    expected = {m[1]: (set(re.findall(r"'(\w+)'", m[2])), m[3])
-                for m in re.finditer(r"^(\w+)\s+\[(.*)\]\s+(\w+)\s*$", theirs, re.M)}
-    names = run("query-dataset-types", rubin_pair[1], *globs, "--json").stdout
-    listed = {t["name"]: (set(t["dimensions"]), t["storage_class"]) for t in json.loads(names)}
+    expected, listed = _verbose_types(theirs), _our_types(rubin_pair[1], *globs)
     assert sorted(listed) == sorted(expected) and expected and all(n in mine for n in expected)
     assert all(listed[n][1] == expected[n][1] and listed[n][0] <= expected[n][0] for n in expected)
+
+
+def test_register_dataset_type_takes_the_storage_class_as_an_argument(rubin_pair):
+    from lsst.daf.butler.cli.butler import cli as rubin_cli
+
+    line = ["register-dataset-type", "{repo}", "calibSummary", "StructuredDataDict", "instrument", "detector",
+            "--is-calibration"]
+    both_outputs(rubin_pair, line)
+    both_outputs(rubin_pair, ["register-dataset-type", "{repo}", "plainDict", "StructuredDataDict"])
+    _, theirs = both_outputs(rubin_pair, ["query-dataset-types", "{repo}", "calibSummary,plainDict", "-v"])
+    assert _our_types(rubin_pair[1], "calibSummary,plainDict") == {"calibSummary": ({"instrument", "detector"},
+                                                                                    "StructuredDataDict"),
+                                                                   "plainDict": (set(), "StructuredDataDict")}
+    assert _verbose_types(theirs)["calibSummary"] == ({"instrument", "detector"}, "StructuredDataDict")
+    with Butler(rubin_pair[1]) as ours:
+        assert [t.is_calibration for t in ours.query_dataset_types("calibSummary")] == [True]
+    refused = run("register-dataset-type", rubin_pair[1], "noClass", code=2).stderr
+    assert "no storage class: give NAME STORAGE_CLASS" in refused
+    assert CliRunner().invoke(rubin_cli, ["register-dataset-type", str(rubin_pair[0]), "noClass"]).exit_code == 2

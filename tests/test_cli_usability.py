@@ -306,7 +306,8 @@ def test_a_usage_error_is_one_line_naming_the_option(butler):
         stderr = run(*args, code=2).stderr
         assert len(stderr.strip().splitlines()) == 1 and stderr.startswith("Error: "), stderr
     missing = run("register-dataset-type", butler.root, "t", code=2).stderr
-    assert missing.strip() == "Error: Missing option '--storage-class' / '-s'. (see 'cli register-dataset-type --help')"
+    assert missing.strip() == ("Error: no storage class: give NAME STORAGE_CLASS [DIMENSIONS]... or --storage-class "
+                               "(see 'cli register-dataset-type --help')")
 
 
 def test_query_collections_csv(butler):

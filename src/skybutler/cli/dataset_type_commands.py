@@ -12,16 +12,24 @@ from .helpers import info, json_option, open_butler, print_rows, repo_argument
 @click.command("register-dataset-type")
 @repo_argument
 @click.argument("name")
-@click.argument("dimensions", nargs=-1)
-@click.option("--storage-class", "-s", required=True, help="Storage class name (Dict, Table, Image, ...).")
-@click.option("--calibration", is_flag=True,
+@click.argument("dimensions", nargs=-1, metavar="[STORAGE_CLASS] [DIMENSIONS]...")
+@click.option("--storage-class", "-s",
+              help="Storage class name (Dict, Table, Image, ...); without it the first argument after NAME "
+                   "is the storage class, as the Rubin butler takes it.")
+@click.option("--calibration/--no-calibration", "--is-calibration/--no-is-calibration", default=False,
               help="Datasets of this type are calibrations (certified with validity ranges).")
 @click.option("--schema", type=click.Path(dir_okay=False, path_type=Path),
               help="A Felis YAML file declaring the columns of a Table type (see declare-catalog-schema).")
 @click.option("--schema-table", help="The table of the --schema file this type holds (when it declares several).")
-def register_dataset_type(repo: Path, name: str, dimensions: tuple[str, ...], storage_class: str,
+def register_dataset_type(repo: Path, name: str, dimensions: tuple[str, ...], storage_class: str | None,
                           calibration: bool, schema: Path | None, schema_table: str | None) -> None:
-    """Register dataset type NAME over DIMENSIONS with a storage class."""
+    """Register dataset type NAME over DIMENSIONS with a storage class (-s, or STORAGE_CLASS
+    before the dimensions as the Rubin butler takes it)."""
+    if storage_class is None:
+        if not dimensions:
+            raise click.UsageError("no storage class: give NAME STORAGE_CLASS [DIMENSIONS]... or --storage-class")
+        storage_class, *rest = dimensions
+        dimensions = tuple(rest)
     with open_butler(repo) as butler:
         new = butler.register_dataset_type(name, dimensions, storage_class, is_calibration=calibration,
                                            schema=schema, schema_table=schema_table)

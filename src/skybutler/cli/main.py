@@ -51,7 +51,7 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     'config-dump': ('repo_commands', "Print REPO's butler.yaml resolved with defaults (registry URL without password)."),
     'config-validate': ('repo_commands', "Check REPO's configuration: butler.yaml, and each dataset type's storage class and path template."),
     'insert-records': ('repo_commands', 'Insert dimension records of ELEMENT from FILE (a YAML or JSON list of mappings).'),
-    'register-dataset-type': ('dataset_type_commands', 'Register dataset type NAME over DIMENSIONS with a storage class.'),
+    'register-dataset-type': ('dataset_type_commands', 'Register dataset type NAME over DIMENSIONS with a storage class (-s, or STORAGE_CLASS before the dimensions as the Rubin butler takes it).'),
     'query-dataset-types': ('dataset_type_commands', 'List dataset types whose names match any glob of PATTERNS (default: all).'),
     'remove-dataset-type': ('dataset_type_commands', 'Remove the dataset types NAMES, which must have no datasets left.'),
     'query-collections': ('collection_commands', 'List collections whose names match the glob PATTERNS (default: all; several, or comma-separated).'),
