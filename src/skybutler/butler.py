@@ -1,11 +1,11 @@
 """The Butler: one facade over the registry, the datastore and the formats.
 
 A thin composition with no SQL and no file I/O of its own: opening and creating
-repositories, records, dataset types and removal here; the queries in
-``butler_queries.py``, catalog schemas and loading in ``butler_catalogs.py``, raws, cameras, visits
-and sky maps in ``butler_ingest.py``, provenance,
-retention and access in ``butler_parts.py``; the order of operations of writes in ``writes.py``, of reads
-in ``reads.py``.
+repositories, dataset types, writes, reads and removal here; dimension records and data IDs
+in ``butler_records.py``, the queries in ``butler_queries.py``, catalog schemas and loading in
+``butler_catalogs.py``, raws, cameras, visits and sky maps in ``butler_ingest.py``, provenance,
+retention and access in ``butler_parts.py``; the order of operations of writes in ``writes.py``,
+of reads in ``reads.py``.
 """
 
 from __future__ import annotations
@@ -24,19 +24,18 @@ from .butler_catalogs import CatalogMethods
 from .butler_ingest import IngestMethods
 from .butler_parts import PartMethods
 from .butler_queries import QueryMethods
+from .butler_records import RecordMethods
 from .collections_manager import CollectionsManager
 from .config import BOOKKEEPING_DIR, CONFIG_NAME, DEFAULT_DATASTORE, RepoConfig
 from .datastore import FileDatastore
-from .dimensions import DataCoordinate, DimensionRecord, DimensionUniverse
+from .dimensions import DimensionUniverse
 from .dimensions.data_id import lazily_expanded
 from .errors import (
     ConfigError,
-    DataIdError,
     DatasetNotFoundError,
     DatasetTypeError,
     SkybutlerError,
     StorageClassError,
-    UnknownDimensionError,
 )
 from .faults import crash_point
 from .formats import get_storage_class
@@ -74,7 +73,7 @@ def _unlocated(target: str | DatasetRef) -> str | DatasetRef:
     return target.with_artifact(None) if isinstance(target, DatasetRef) else target
 
 
-class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods):
+class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMethods):
     """Read and write datasets of one repository.
 
     ``root`` is a repository directory, or a server's URL (``http://host:port/repo``): then
@@ -201,89 +200,6 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods):
 
     def __repr__(self) -> str:
         return f"Butler({str(self.root)!r}, collections={self.default_collections}, run={self.run!r})"
-
-    # -- dimension records ----------------------------------------------------
-
-    @_served
-    def insert_records(self, element: str, records: Iterable[Mapping[str, Any]], *,
-                       skip_existing: bool = False) -> int:
-        """Insert dimension records of one element in one transaction; returns how many were new."""
-        return self.registry.dimensions.insert(element, records, skip_existing=skip_existing)
-
-    @_served
-    def sync_record(self, element: str, record: Mapping[str, Any], *, update: bool = False) -> bool:
-        """Insert a record unless an identical one exists; a different one raises (or is replaced)."""
-        return self.registry.dimensions.sync(element, record, update=update)
-
-    @_served
-    def get_record(self, element: str, **identity: Any) -> DimensionRecord | None:
-        """One dimension record by its identifying values (e.g. ``instrument=..., visit=42``)."""
-        el = self.universe[element]
-        if el.key is not None and el.key.name in identity:
-            identity[element] = identity.pop(el.key.name)
-        values = {**{k: v for k, v in self.default_data_id.items() if k in el.identity}, **identity}
-        missing = [d for d in el.identity if d not in values]
-        if missing:
-            raise DataIdError(f"{element} record lookup needs {', '.join(missing)}")
-        return self.registry.dimensions.fetch_one(element, tuple(values[d] for d in el.identity))
-
-    def register_instrument(self, camera: Any, *, update: bool = False) -> bool:
-        """Register a camera (an ``Instrument``, a YAML file, or a known camera's name): its
-        instrument, band, physical-filter and detector records and its description; False if
-        it was registered already with the same description (a different one raises).
-
-        ``update=True`` replaces the stored description and records of a registered camera
-        instead, in one transaction (True if anything changed); a change that contradicts what
-        the repository holds (a detector or filter removed, a used filter moved to another
-        band, an ID bound below IDs in use) raises ``ConflictingDefinitionError`` naming it."""
-        from .ingest.instruments import register_instrument, update_instrument
-
-        if update:
-            return bool(update_instrument(self, camera)[1])
-        return bool(register_instrument(self, camera)[1])
-
-    @_served
-    def expand_data_id(self, dimensions: Iterable[str], data_id: Mapping[str, Any] | None = None,
-                       **kwargs: Any) -> DataCoordinate:
-        """Validate a data ID for ``dimensions`` and fill in its implied values from the records."""
-        group = self.universe.group(dimensions)
-        return self.registry.dimensions.expand(self._standardize(group, data_id, kwargs))
-
-    def _standardize(self, group, data_id: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> DataCoordinate:
-        defaults = {k: v for k, v in self.default_data_id.items() if k in group.names}
-        try:
-            return DataCoordinate.standardize(group, defaults, data_id, kwargs)
-        except (DataIdError, UnknownDimensionError) as first:
-            refused: DataIdError | UnknownDimensionError = first
-            given = {**defaults, **(data_id or {}), **kwargs}
-            filled = self._fill_governors(group, given)
-            if filled is not None:
-                try:
-                    return DataCoordinate.standardize(group, filled)
-                except (DataIdError, UnknownDimensionError) as again:
-                    given, refused = filled, again
-        from .data_id_lookup import look_up  # the Rubin butler's alternate keys and record fields
-
-        try:
-            found = look_up(self, group, given)
-        except DataIdError as missing:
-            raise DataIdError(f"{refused}; looked up as the Rubin butler would: {missing}") from None
-        if found is None:
-            raise refused
-        return DataCoordinate.standardize(group, found)
-
-    def _fill_governors(self, group, given: dict[str, Any]) -> dict[str, Any] | None:
-        """Fill a missing instrument/skymap when the repository has exactly one of them."""
-        out = dict(given)
-        for dim in group.required:
-            element = self.universe[dim]
-            if dim in out or element.requires:
-                continue
-            records = self.registry.dimensions.fetch_all(dim)
-            if len(records) != 1:
-                return None
-            out[dim] = records[0][dim]
-        return out
 
     # -- dataset types --------------------------------------------------------
 
