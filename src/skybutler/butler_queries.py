@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
     from .query.builder import QuerySpec
     from .query.calibrations import CalibrationQueryResults
-    from .query.results import DataIdQueryResults, DatasetQueryResults, DimensionRecordQueryResults
+    from .query.dataset_results import DatasetQueryResults
+    from .query.results import DataIdQueryResults, DimensionRecordQueryResults
 
 
 #: The characters that make a collection name a glob pattern.
@@ -184,7 +185,7 @@ class QueryMethods:
                                        data_id=data_id, **kwargs)
         from .query.builder import build as build_query
         from .query.calibrations import CalibrationQueryResults
-        from .query.results import DatasetQueryResults
+        from .query.dataset_results import DatasetQueryResults
 
         per_type = {}
         for name in names:
@@ -213,7 +214,8 @@ class QueryMethods:
         # Butler: a command that lists collections never pays for it.
         from .query.builder import build as build_query
         from .query.builder import build_checked_later
-        from .query.results import DataIdQueryResults, DatasetQueryResults, DimensionRecordQueryResults
+        from .query.dataset_results import DatasetQueryResults
+        from .query.results import DataIdQueryResults, DimensionRecordQueryResults
 
         if spec.kind == "datasets" and spec.states is not None:
             built = self.registry.states.filter_query(build_query(self.registry, spec), spec.states)
