@@ -15,6 +15,7 @@ from astropy.time import Time
 
 from rubin_repos import T0, RubinButler, daf_butler
 from skybutler import Butler, Timespan
+from skybutler.errors import DatasetTypeError
 from skybutler.interchange import export_rubin, import_rubin
 
 DM1, DM2, CHAIN = "Cam/calib/DM-1", "Cam/calib/DM-2", "Cam/calib"
@@ -211,3 +212,97 @@ def test_certifications_come_in_and_go_back_out_as_they_were(rubin, ours, tmp_pa
             theirs = _rubin_find(rubin["butler"], "bias", {"instrument": "Cam", "detector": d}, CHAIN, (t, t + 1 * units.ns))
             again = _rubin_find(back, "bias", {"instrument": "Cam", "detector": d}, CHAIN, (t, t + 1 * units.ns))
             assert getattr(again, "id", again) == getattr(theirs, "id", theirs), (t, d, span)
+
+
+def _compare(theirs_call, mine_call):
+    try:
+        theirs = {r.id for r in theirs_call()}
+    except Exception as err:
+        theirs = type(err).__name__
+    try:
+        mine = {r.id for r in mine_call()}
+    except Exception as err:
+        mine = f"{type(err).__name__}: {err}"
+    assert mine == theirs or (isinstance(theirs, str) and isinstance(mine, str)), (mine, theirs)
+    return theirs
+
+
+@pytest.mark.parametrize("where", ["exposure = 2", "exposure = 1 AND detector = 2", "exposure IN (1, 3)",
+                                   "bias.timespan OVERLAPS (T'2024-01-02T03:40:00', T'2024-01-02T04:40:00')",
+                                   "bias.timespan OVERLAPS T'2024-01-02T00:00:00'",
+                                   "bias.timespan.begin < T'2024-01-02T00:00:00'"])
+@pytest.mark.parametrize("find_first", [False, True])
+def test_query_of_calibrations_by_exposure_or_time_literal_answers_as_the_rubin_butler(rubin, ours, where,
+                                                                                     find_first):
+    """Naming an exposure in the where-clause joins the calibrations valid during it.  With
+    find-first and two exposures whose calibrations differ, the Rubin butler refuses the query
+    as ambiguous; skybutler answers for each exposure (a deliberate difference, in the guide)."""
+    theirs_b = rubin["butler"]
+    if find_first and where == "exposure IN (1, 3)":
+        per_exposure = set().union(*({r.id for r in theirs_b.query_datasets(
+            "bias", collections=CHAIN, where=f"exposure = {e}", instrument="Cam", explain=False)} for e in (1, 3)))
+        assert {r.id for r in ours.query_datasets("bias", where, collections=CHAIN, instrument="Cam")} == per_exposure
+        with pytest.raises(daf_butler.CalibrationLookupError):
+            theirs_b.query_datasets("bias", collections=CHAIN, where=where, instrument="Cam")
+        return
+    if where == "exposure IN (1, 3)":  # detector 2's split bias: a row per range, once in the Rubin butler
+        assert len(list(ours.query_datasets("bias", where, collections=CHAIN, instrument="Cam", find_first=False))) \
+            == len(list(theirs_b.query_datasets("bias", collections=CHAIN, where=where, instrument="Cam",
+                                                find_first=False))) + 1
+    _compare(lambda: theirs_b.query_datasets("bias", collections=CHAIN, where=where, instrument="Cam",
+                                             find_first=find_first, explain=False),
+             lambda: ours.query_datasets("bias", where, collections=CHAIN, instrument="Cam", find_first=find_first))
+
+
+def test_find_dataset_of_a_calibration_without_a_time(rubin, ours):
+    """A calibration looked up in CALIBRATION collections with no time: the Rubin butler skips
+    those collections (and finds nothing); skybutler asks for a timespan (a deliberate
+    difference, in the guide).  A RUN in the search path is searched as by the Rubin butler."""
+    data_id = {"instrument": "Cam", "detector": 2}
+    for collections in (DM1, DM2, CHAIN):
+        assert rubin["butler"].find_dataset("bias", data_id, collections=collections) is None
+        with pytest.raises(DatasetTypeError, match="give a timespan"):
+            ours.find_dataset("bias", data_id, collections=collections)
+    for collections in (["Cam/calib/run1", DM1], [DM1, "Cam/calib/run1"]):
+        theirs = rubin["butler"].find_dataset("bias", data_id, collections=collections)
+        assert ours.find_dataset("bias", data_id, collections=collections).id == theirs.id
+
+
+def test_certify_and_decertify_cut_ranges_as_the_rubin_butler(ours, tmp_path):
+    """The same certifications and decertifications in both butlers leave the same ranges:
+    half-open ranges that adjoin (end == next begin) are accepted, a decertified middle splits
+    a range in two, and an overlapping certification is refused with nothing changed."""
+    theirs = make_rubin_calib_repo(tmp_path / "rubin")
+    reg, ops = theirs.registry, "Cam/calib/ops"
+    reg.registerCollection(ops, daf_butler.CollectionType.CALIBRATION)
+    by_run = {run: sorted(reg.queryDatasets("bias", collections=run), key=lambda r: r.dataId["detector"])
+              for run in ("Cam/calib/run1", "Cam/calib/run2", "Cam/calib/run3")}
+    mine = {run: [ours.find_dataset("bias", instrument="Cam", detector=r.dataId["detector"], collections=run)
+                  for r in refs] for run, refs in by_run.items()}
+    hour = T0 + 1 * units.hour
+    steps = [("certify", "Cam/calib/run1", slice(None), (_tai("2023-01-01"), BOUNDARY)),
+             ("certify", "Cam/calib/run2", slice(None), (BOUNDARY, None)),
+             ("decertify", 1, None, (T0, hour)),
+             ("decertify", None, None, (BOUNDARY - 1 * units.hour, BOUNDARY + 1 * units.hour)),
+             ("certify", "Cam/calib/run3", slice(1, 2), (T0, hour)),  # fills the gap, adjoining both sides
+             ("certify", "Cam/calib/run3", slice(0, 1), (T0, hour))]  # overlaps detector 0's range: refused
+    for kind, what, part, (begin, end) in steps:
+        if kind == "certify":
+            outcomes = []
+            for call in (lambda: reg.certify(ops, by_run[what][part], daf_butler.Timespan(begin, end)),
+                         lambda: ours.collections.certify(ops, mine[what][part], timespan=Timespan(begin, end))):
+                try:
+                    call()
+                    outcomes.append("ok")
+                except Exception:
+                    outcomes.append("refused")
+            assert outcomes[0] == outcomes[1], (kind, what, outcomes)
+        else:
+            ids = None if what is None else [{"instrument": "Cam", "detector": what}]
+            reg.decertify(ops, "bias", daf_butler.Timespan(begin, end), dataIds=ids)
+            ours.collections.decertify(ops, "bias", timespan=Timespan(begin, end), data_ids=ids)
+        rubin_keys = {r.id: (r.run, r.dataId["detector"]) for refs in by_run.values() for r in refs}
+        our_keys = {r.id: (r.run, r.data_id["detector"]) for refs in mine.values() for r in refs}
+        assert {(our_keys[ref.id], tuple(None if side is None else ns for side, ns in zip((s.begin, s.end), s.to_ns())))
+                for ref, s in ours.collections.validity(ops, "bias")} == \
+            {(rubin_keys[i], span) for i, span in _associations(theirs, "bias", ops)}, kind
