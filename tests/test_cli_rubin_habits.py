@@ -384,3 +384,47 @@ def test_register_dataset_type_takes_the_storage_class_as_an_argument(rubin_pair
     refused = run("register-dataset-type", rubin_pair[1], "noClass", code=2).stderr
     assert "no storage class: give NAME STORAGE_CLASS" in refused
     assert CliRunner().invoke(rubin_cli, ["register-dataset-type", str(rubin_pair[0]), "noClass"]).exit_code == 2
+
+
+@pytest.fixture
+def fresh_rubin_pair(tmp_path):
+    """A Rubin repository and its skybutler twin that a test may change."""
+    pytest.importorskip("lsst.daf.butler")
+    from rubin_repos import make_rubin_export
+    from skybutler.interchange import import_rubin
+
+    make_rubin_export(tmp_path)
+    with Butler.create(tmp_path / "sky") as ours:
+        import_rubin(ours, tmp_path / "export")
+    return tmp_path / "repo", tmp_path / "sky"
+
+
+def _chains_and_ids(pair, which: int) -> tuple[dict[str, list[str]], list[str]]:
+    """Each chain's children and the sorted dataset IDs of one side of ``pair`` (0: Rubin's)."""
+    from lsst.daf.butler import Butler as RubinButler
+    from lsst.daf.butler import CollectionType
+
+    if which == 0:
+        with RubinButler.from_config(str(pair[0])) as b:
+            chains = {c.name: list(c.children) for c in b.collections.query_info("*", CollectionType.CHAINED)}
+            return chains, sorted({str(r.id) for r in b.registry.queryDatasets(..., collections=...)})
+    with Butler(pair[1]) as b:
+        chains = {c.name: list(b.collections.get_chain(c.name)) for c in b.collections.query("*", ["chained"])}
+        return chains, sorted(set(ids(run("query-datasets", pair[1], "-c", "*", "--no-find-first", "--limit",
+                                          "0").stdout)))
+
+
+def test_remove_runs_takes_a_glob_no_confirm_and_force_as_the_rubin_command(fresh_rubin_pair):
+    from lsst.daf.butler.cli.butler import cli as rubin_cli
+
+    rubin_repo, our_repo = fresh_rubin_pair
+    before = _chains_and_ids(fresh_rubin_pair, 1)
+    assert before == _chains_and_ids(fresh_rubin_pair, 0) and "Cam/run1" in before[0]["Cam/defaults"]
+    refused = CliRunner().invoke(rubin_cli, ["remove-runs", str(rubin_repo), "Cam/r*", "--no-confirm"])
+    assert refused.exit_code == 1 and "must be unlinked" in refused.output
+    assert "is in chain(s) Cam/defaults" in run("remove-runs", our_repo, "Cam/r*", "--no-confirm", code=1).stderr
+    assert _chains_and_ids(fresh_rubin_pair, 1) == before
+    both_outputs(fresh_rubin_pair, ["remove-runs", "{repo}", "Cam/r*", "--no-confirm", "--force"])
+    after = _chains_and_ids(fresh_rubin_pair, 1)
+    assert after == _chains_and_ids(fresh_rubin_pair, 0) and after != before
+    assert "Cam/run1" not in after[0]["Cam/defaults"] and len(after[1]) == 3  # the biases are left

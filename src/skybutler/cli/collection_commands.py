@@ -14,6 +14,7 @@ from .. import Butler, Timespan
 from ..models import CollectionType
 from .helpers import (
     COLLECTION_TYPES,
+    GLOB_CHARACTERS,
     TimeParam,
     confirm_or_refuse,
     fail,
@@ -177,9 +178,10 @@ def _positions(texts: tuple[str, ...], length: int, parent: str) -> list[int]:
     return positions
 
 
-def _removal_rows(butler: Butler, names: list[str], want_runs: bool) -> list[dict[str, Any]]:
-    """What removing ``names`` would remove; refuses wrong types and collections still in
-    chains that are not removed with them."""
+def _removal_rows(butler: Butler, names: list[str], want_runs: bool,
+                  unlink: bool = False) -> list[dict[str, Any]]:
+    """What removing ``names`` would remove; refuses wrong types and, unless ``unlink``,
+    collections still in chains that are not removed with them."""
     rows = []
     for name in names:
         described = butler.collections.info(name)
@@ -189,29 +191,54 @@ def _removal_rows(butler: Butler, names: list[str], want_runs: bool) -> list[dic
         if not want_runs and kind is CollectionType.RUN:
             fail(f"{name!r} is a RUN collection; use remove-runs (it deletes its datasets too)")
         parents = [p for p in butler.collections.parents(name) if p not in names]
-        if parents:
-            fail(f"{name!r} is in chain(s) {', '.join(parents)}; remove it from them first")
+        if parents and not unlink:
+            fail(f"{name!r} is in chain(s) {', '.join(parents)}; remove it from them first"
+                 + (" (or pass --force)" if want_runs else ""))
         row: dict[str, Any] = {"name": name, "type": kind}
         if kind is CollectionType.CHAINED:
             row["contents"] = f"{len(described.children)} child collection(s)"
         else:
             row["contents"] = f"{len(refs_in_collection(butler, name))} dataset(s)"
+        if want_runs:
+            row["unlinked from"] = ", ".join(parents)
         rows.append(row)
     return rows
+
+
+def _run_names(butler: Butler, given: tuple[str, ...]) -> list[str]:
+    """The RUN collections named, each glob (as the Rubin butler's ``remove-runs`` takes one)
+    replaced by the RUNs it matches; a glob matching none is an error."""
+    names: list[str] = []
+    for item in given:
+        if GLOB_CHARACTERS.isdisjoint(item):
+            names.append(item)
+            continue
+        matched = sorted(c.name for c in butler.collections.query(item, ["run"]))
+        if not matched:
+            fail(f"no RUN collection matches {item!r}")
+        names += matched
+    return list(dict.fromkeys(names))
 
 
 @click.command("remove-runs")
 @repo_argument
 @click.argument("names", nargs=-1, required=True)
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-def remove_runs(repo: Path, names: tuple[str, ...], yes: bool) -> None:
-    """Delete RUN collections NAMES with all their datasets and files."""
-    unique = list(dict.fromkeys(names))
+@click.option("--yes", "-y", "--no-confirm", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True,
+              help="Take the RUNs out of the chains holding them (also done when confirmed at the prompt).")
+def remove_runs(repo: Path, names: tuple[str, ...], yes: bool, force: bool) -> None:
+    """Delete RUN collections NAMES (or globs) with all their datasets and files."""
     with open_butler(repo) as butler:
-        rows = _removal_rows(butler, unique, want_runs=True)
+        unique = _run_names(butler, names)
+        rows = _removal_rows(butler, unique, want_runs=True, unlink=force or not yes)
         print_rows(rows, as_json=False, title="RUN collections to remove, with their datasets and files")
         confirm_or_refuse(f"Remove these {len(unique)} RUN(s) and every dataset in them?", yes)
-        removed = butler.remove_runs(unique)
+        parents = dict.fromkeys(p for name in unique for p in butler.collections.parents(name))
+        with butler.transaction():
+            for parent in parents:
+                butler.collections.set_chain(parent, [c for c in butler.collections.get_chain(parent)
+                                                      if c not in unique])
+            removed = butler.remove_runs(unique)
     info(f"removed {len(unique)} RUN collection(s) and {removed} dataset(s)")
 
 

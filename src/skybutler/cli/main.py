@@ -57,7 +57,7 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     'query-collections': ('collection_commands', 'List collections whose names match the glob PATTERNS (default: all; several, or comma-separated).'),
     'register-collection': ('collection_commands', 'Create collection NAME of the given type.'),
     'collection-chain': ('collection_commands', 'Define or change the CHAINED collection PARENT (created if missing).'),
-    'remove-runs': ('collection_commands', 'Delete RUN collections NAMES with all their datasets and files.'),
+    'remove-runs': ('collection_commands', 'Delete RUN collections NAMES (or globs) with all their datasets and files.'),
     'remove-collections': ('collection_commands', 'Remove TAGGED, CHAINED or CALIBRATION collections NAMES (their datasets stay in their RUNs).'),
     'certify-calibrations': ('collection_commands', 'Certify every DATASET_TYPE dataset of FROM_RUN into TO_CALIB_COLLECTION over [begin, end).'),
     'ingest-files': ('dataset_commands', 'Ingest the files listed in TABLE_FILE as DATASET_TYPE datasets into RUN.'),
