@@ -428,3 +428,25 @@ def test_remove_runs_takes_a_glob_no_confirm_and_force_as_the_rubin_command(fres
     after = _chains_and_ids(fresh_rubin_pair, 1)
     assert after == _chains_and_ids(fresh_rubin_pair, 0) and after != before
     assert "Cam/run1" not in after[0]["Cam/defaults"] and len(after[1]) == 3  # the biases are left
+
+
+@pytest.mark.parametrize("types", [["--dataset-type", "summ*"], ["--dataset-type", "cat,summary"]], ids=str)
+def test_transfer_datasets_is_the_rubin_commands(rubin_pair, tmp_path, types):
+    from lsst.daf.butler import Butler as RubinButler
+    from lsst.daf.butler.cli.butler import cli as rubin_cli
+
+    RubinButler.makeRepo(str(tmp_path / "theirs"))
+    Butler.create(tmp_path / "ours").close()
+    line = ["transfer-datasets", "{repo}", "{dest}", *types, "--collections", "Cam/run1", "--where",
+            "instrument = 'Cam' AND visit = 1", "--register-dataset-types", "--transfer-dimensions"]
+    theirs = CliRunner().invoke(rubin_cli, [a.format(repo=rubin_pair[0], dest=tmp_path / "theirs") for a in line])
+    assert theirs.exit_code == 0, theirs.output
+    run(*[a.format(repo=rubin_pair[1], dest=tmp_path / "ours") for a in line])
+    with RubinButler.from_config(str(tmp_path / "theirs")) as b:
+        expected = sorted(str(r.id) for r in b.registry.queryDatasets(..., collections=...))
+    with Butler(tmp_path / "ours") as ours:
+        mine = sorted(str(r.id) for t in ours.query_dataset_types() for r in ours.query_datasets(t.name, collections="*",
+                                                                                               find_first=False))
+    assert mine == expected and len(expected) == (3 if "summ*" in types else 4)
+    assert "no dataset type matches 'zz*'" in run("transfer-datasets", rubin_pair[1], tmp_path / "ours",
+                                                  "--dataset-type", "zz*", code=1).stderr

@@ -75,6 +75,7 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     'export': ('maintenance_commands', 'Export datasets, their files and dimension records to DIRECTORY.'),
     'import': ('maintenance_commands', 'Import an export at PATH (dataset IDs preserved; existing ones skipped).'),
     'transfer': ('maintenance_commands', 'Copy datasets from repository SOURCE to TARGET (any stacks), IDs preserved.'),
+    'transfer-datasets': ('maintenance_commands', 'Copy datasets from repository SOURCE to TARGET (any stacks), IDs preserved.'),
     'verify': ('maintenance_commands', 'Report registry rows without files and files without rows (and, with --checksums, files whose content changed); exit 1 while any remain.'),
     'migrate': ('maintenance_commands', "Upgrade an older repository's registry schema to this skybutler's version."),
     'qgraph': ('pipeline_commands', 'Build the quantum graph of PIPELINE (a YAML file, FILE#subset selects labels) over the inputs.'),

@@ -15,8 +15,10 @@ from ..registry.migrations import migrate as migrate_registry
 from ..repository_transfer import export_datasets, import_datasets, transfer_datasets
 from ..verify import plan_repair, repair, verify
 from .helpers import (
+    GLOB_CHARACTERS,
     RepoLocation,
     confirm_or_refuse,
+    fail,
     info,
     json_option,
     open_butler,
@@ -31,13 +33,28 @@ from .helpers import (
 TRANSFERS = click.Choice(["copy", "move", "hardlink", "symlink", "direct", "auto"])
 
 
+def _type_names(butler: Butler, given: list[str]) -> list[str]:
+    """The dataset types named, each glob (``'calexp*'``, as the Rubin butler takes them)
+    replaced by the types it matches; none given means every type."""
+    names: list[str] = []
+    for item in given or ["*"]:
+        if GLOB_CHARACTERS.isdisjoint(item):
+            names.append(item)
+            continue
+        matched = sorted(d.name for d in butler.query_dataset_types(item))
+        if not matched and given:
+            fail(f"no dataset type matches {item!r}")
+        names += matched
+    return list(dict.fromkeys(names))
+
+
 class _Refs:
     """The datasets an export or transfer names: every type's query is built (its where-clause
     checked) and counted before anything is written, then read batch by batch as the export
     takes them, so that memory does not grow with the number of datasets."""
 
     def __init__(self, butler: Butler, dataset_types: tuple[str, ...], collections: tuple[str, ...], where: str):
-        types = list(dataset_types) or [d.name for d in butler.query_dataset_types()]
+        types = _type_names(butler, split_csv_option(dataset_types))
         cols = split_csv_option(collections) or [c.name for c in butler.collections.query(types=["run", "tagged"])]
         self.queries = [butler.query_datasets(name, where, collections=cols, find_first=False) for name in types]
         for results in self.queries:
@@ -98,11 +115,16 @@ def import_command(repo: str, path: str, transfer: str) -> None:
 @click.command("transfer")
 @click.argument("source", type=RepoLocation())
 @click.argument("target", type=RepoLocation())
-@click.option("--dataset-type", "dataset_types", multiple=True, help="Types to copy (default: all).")
+@click.option("--dataset-type", "dataset_types", multiple=True,
+              help="Types or globs to copy (repeatable or comma-separated; default: all).")
 @click.option("--collections", "-c", multiple=True, help="Collections to copy from (default: all RUN/TAGGED).")
 @click.option("--where", default="", help="A where-clause selecting the datasets.")
+@click.option("--register-dataset-types", is_flag=True,
+              help="Accepted as the Rubin butler's: TARGET always gets the dataset types it lacks.")
+@click.option("--transfer-dimensions", is_flag=True,
+              help="Accepted as the Rubin butler's: TARGET always gets the dimension records it lacks.")
 def transfer_command(source: str, target: str, dataset_types: tuple[str, ...], collections: tuple[str, ...],
-                     where: str) -> None:
+                     where: str, register_dataset_types: bool, transfer_dimensions: bool) -> None:
     """Copy datasets from repository SOURCE to TARGET (any stacks), IDs preserved.
 
     Either may be a server URL (the files are then downloaded, or uploaded); each side's token is
@@ -113,6 +135,11 @@ def transfer_command(source: str, target: str, dataset_types: tuple[str, ...], c
             open_butler(target, token=os.environ.get("SKYBUTLER_TARGET_TOKEN")) as dst:
         n = transfer_datasets(src, dst, _Refs(src, dataset_types, collections, where))
     info(f"transferred {n} datasets from {source} to {target}")
+
+
+#: ``transfer`` under the Rubin butler's name for it.
+transfer_datasets_command = click.Command("transfer-datasets", callback=transfer_command.callback,
+                                          params=transfer_command.params, help=transfer_command.help)
 
 
 @click.command("verify")
@@ -195,4 +222,5 @@ def migrate_command(repo: str) -> None:
     info(f"schema version {old} -> {new}" if old != new else f"already at schema version {new}")
 
 
-COMMANDS = (export_command, import_command, transfer_command, verify_command, migrate_command)
+COMMANDS = (export_command, import_command, transfer_command, transfer_datasets_command, verify_command,
+            migrate_command)
