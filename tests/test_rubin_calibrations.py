@@ -306,3 +306,23 @@ def test_certify_and_decertify_cut_ranges_as_the_rubin_butler(ours, tmp_path):
         assert {(our_keys[ref.id], tuple(None if side is None else ns for side, ns in zip((s.begin, s.end), s.to_ns())))
                 for ref, s in ours.collections.validity(ops, "bias")} == \
             {(rubin_keys[i], span) for i, span in _associations(theirs, "bias", ops)}, kind
+
+
+def test_a_whole_rubin_repository_brings_its_calibrations_and_exposures(rubin, make_butler):
+    """``skybutler import REPO RUBIN_REPO`` of a repository with calibrations: every range and
+    the chain come in, and so do the exposures whose times select a calibration."""
+    from click.testing import CliRunner
+
+    from skybutler.cli.main import cli
+
+    ours = make_butler("whole")
+    result = CliRunner().invoke(cli, ["import", str(ours.root), str(rubin["export"].parent / "repo")])
+    assert result.exit_code == 0, result.output
+    for collection, name in itertools.product((DM1, DM2), ("bias", "flat")):
+        mine = {(ref.id, tuple(None if side is None else ns for side, ns in zip((s.begin, s.end), s.to_ns())))
+                for ref, s in ours.collections.validity(collection, name)}
+        assert mine == _associations(rubin["butler"], name, collection)
+    assert tuple(ours.collections.get_chain(CHAIN)) == (DM2, DM1)
+    for exposure, detector in itertools.product((1, 2, 3), range(3)):
+        data_id = {"instrument": "Cam", "exposure": exposure, "detector": detector}
+        assert ours.get("flat", data_id, collections=CHAIN) == rubin["butler"].get("flat", data_id, collections=CHAIN)

@@ -34,7 +34,7 @@ def is_rubin_repository(path: str | Path) -> bool:
 
 
 def export_rubin_repository(path: str | Path, scratch: Path) -> Path:
-    """Export every dataset and collection of the Rubin repository at ``path`` into
+    """Export every dimension record, dataset and collection of the Rubin repository at ``path`` into
     ``scratch`` (files as symbolic links) with the Rubin butler; returns the export directory."""
     try:
         from lsst.daf.butler import Butler as RubinButler
@@ -53,6 +53,11 @@ def export_rubin_repository(path: str | Path, scratch: Path) -> Path:
         runs = {r.run for r in refs}
         kept = [c for c in collections if c not in runs or rubin.registry.getCollectionType(c) is not CollectionType.RUN]
         with rubin.export(directory=str(scratch), format="yaml", transfer="symlink") as export:
+            # Every record, not only those of the datasets' data IDs: an exposure with no dataset
+            # still selects, by its time, the calibration valid during it.
+            for element in rubin.dimensions.getStaticElements():
+                if element.has_own_table:
+                    export.saveDimensionData(element, rubin.registry.queryDimensionRecords(element.name))
             export.saveDatasets(refs)
             for name in kept:
                 export.saveCollection(name)
