@@ -450,3 +450,23 @@ def test_transfer_datasets_is_the_rubin_commands(rubin_pair, tmp_path, types):
     assert mine == expected and len(expected) == (3 if "summ*" in types else 4)
     assert "no dataset type matches 'zz*'" in run("transfer-datasets", rubin_pair[1], tmp_path / "ours",
                                                   "--dataset-type", "zz*", code=1).stderr
+
+
+def test_ingest_files_takes_data_id_values_shared_by_every_file(fresh_rubin_pair, tmp_path):
+    from lsst.daf.butler import Butler as RubinButler
+
+    for v, d in ((1, 0), (2, 1)):
+        (tmp_path / f"s{v}{d}.yaml").write_text(f'{{"v": {v}, "d": {d}}}')
+    (tmp_path / "files.csv").write_text("file,visit,detector\ns10.yaml,1,0\ns21.yaml,2,1\n")
+    both_outputs(fresh_rubin_pair, ["ingest-files", "{repo}", "summary", "Cam/ingested", str(tmp_path / "files.csv"),
+                                    "--data-id", "instrument=Cam", "-t", "copy", "--prefix", str(tmp_path)])
+    with RubinButler.from_config(str(fresh_rubin_pair[0])) as b:
+        expected = sorted((r.dataId["visit"], r.dataId["detector"])
+                          for r in b.registry.queryDatasets("summary", collections="Cam/ingested"))
+    with Butler(fresh_rubin_pair[1]) as ours:
+        refs = list(ours.query_datasets("summary", collections="Cam/ingested"))
+        assert sorted((r.data_id["visit"], r.data_id["detector"]) for r in refs) == expected == [(1, 0), (2, 1)]
+        assert sorted(ours.get(r)["v"] for r in refs) == [1, 2]
+    refused = run("ingest-files", fresh_rubin_pair[1], "summary", tmp_path / "files.csv", "--run", "Cam/more",
+                  "--data-id", "instrument=Cam,visit=1", code=1).stderr
+    assert "--data-id gives visit, which" in refused

@@ -80,10 +80,13 @@ def read_file_table(path: Path, universe: DimensionUniverse,
               help="Directory of relative paths in TABLE_FILE (default: the directory of TABLE_FILE).")
 @click.option("--skip-existing", is_flag=True,
               help="Leave out files whose data ID already has a dataset in RUN (default: refuse them all).")
+@click.option("--data-id", "fixed", multiple=True, metavar="KEY=VALUE",
+              help="A data-ID value shared by every file, not a column of TABLE_FILE (repeatable or "
+                   "comma-separated), as the Rubin butler's --data-id.")
 @json_option
 def ingest_files(repo: Path, dataset_type: str, arguments: tuple[str, ...], run_option: str | None, transfer: str,
                  formatter: str | None, id_mode: str, prefix: Path | None, skip_existing: bool,
-                 as_json: bool) -> None:
+                 fixed: tuple[str, ...], as_json: bool) -> None:
     """Ingest the files listed in TABLE_FILE as DATASET_TYPE datasets into RUN.
 
     TABLE_FILE is a CSV with a 'file' column and one column per data-ID key, e.g.
@@ -106,6 +109,11 @@ def ingest_files(repo: Path, dataset_type: str, arguments: tuple[str, ...], run_
         raise click.BadParameter(f"file {table!r} does not exist", param_hint="TABLE_FILE")
     with open_butler(repo) as butler:
         entries, ids = read_file_table(table_file, butler.universe, prefix or table_file.absolute().parent)
+        shared = parse_data_id(butler.universe, split_csv_option(fixed))
+        both = sorted(shared.keys() & entries[0][1].keys())
+        if both:
+            fail(f"--data-id gives {', '.join(both)}, which {table} has as column(s) too")
+        entries = [(file, {**shared, **data_id}) for file, data_id in entries]
         refs = butler.ingest(dataset_type, entries, run=run, transfer=transfer, formatter=formatter,
                              id_mode=id_mode, ids=ids, skip_existing=skip_existing)
     if not as_json:
