@@ -170,3 +170,39 @@ def test_postgres_read_past_its_time_limit_is_stopped_and_the_next_one_runs(two_
             result.fetchall()
     with db.driver_read("SELECT pg_sleep(0.5), 1", {}) as result:  # the limit is lifted again
         assert result.fetchall() == [("", 1)]
+
+
+def prepared_statements(butler: Butler) -> list[tuple[str, int, int]]:
+    """The statements this thread's read connection holds prepared: text, generic and custom plans."""
+    return butler.registry.db._local.reader.connection.execute(
+        "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements").fetchall()
+
+
+def test_postgres_repeated_read_is_prepared_and_planned_for_its_own_parameters_each_run(two_postgres_clients):
+    first, second = two_postgres_clients
+    for _ in range(12):  # the server would choose a generic plan from the sixth run on by itself
+        assert visits_at_point(first) == [1]
+    second.insert_records("visit", [new_visit(9)])
+    assert visits_at_point(first) == [1, 9]  # the prepared statement sees another client's commit
+    spatial = [(g, c) for text, g, c in prepared_statements(first) if "skypix" in text]
+    assert len(spatial) == 1 and spatial[0][0] == 0 and spatial[0][1] >= 10
+
+
+def test_postgres_prepared_read_whose_columns_another_client_altered_is_sent_again(two_postgres_clients):
+    first, second = two_postgres_clients
+    with second.registry.db.transaction() as conn:
+        conn.exec_driver_sql("CREATE TABLE reads_altered (x integer)")
+        conn.exec_driver_sql("INSERT INTO reads_altered VALUES (1)")
+    db = first.registry.db
+
+    def read() -> list:
+        with db.driver_read("SELECT x FROM reads_altered", {}) as result:
+            return result.fetchall()
+
+    for _ in range(4):  # prepared from its third run
+        assert read() == [(1,)]
+    assert any("reads_altered" in text for text, _, _ in prepared_statements(first))
+    with second.registry.db.transaction() as conn:
+        conn.exec_driver_sql("ALTER TABLE reads_altered ALTER COLUMN x TYPE text")
+    assert read() == [("1",)]
+    assert read() == [("1",)]
