@@ -470,3 +470,22 @@ def test_ingest_files_takes_data_id_values_shared_by_every_file(fresh_rubin_pair
     refused = run("ingest-files", fresh_rubin_pair[1], "summary", tmp_path / "files.csv", "--run", "Cam/more",
                   "--data-id", "instrument=Cam,visit=1", code=1).stderr
     assert "--data-id gives visit, which" in refused
+
+
+def test_collection_chain_takes_comma_separated_children_flatten_and_doc(fresh_rubin_pair):
+    from lsst.daf.butler import Butler as RubinButler
+
+    for line in (["collection-chain", "{repo}", "Cam/outer", "Cam/defaults,Cam/calib/run", "--doc", "searched"],
+                 ["collection-chain", "{repo}", "Cam/flat", "Cam/outer", "--flatten"],
+                 ["collection-chain", "{repo}", "Cam/flat", "Cam/outer", "--mode", "prepend", "--flatten"],
+                 ["collection-chain", "{repo}", "Cam/outer", "Cam/calib/run,Cam/defaults", "--mode", "remove"]):
+        both_outputs(fresh_rubin_pair, line)
+    chains = _chains_and_ids(fresh_rubin_pair, 1)[0]
+    assert chains == _chains_and_ids(fresh_rubin_pair, 0)[0]
+    assert chains["Cam/flat"] == ["Cam/best", "Cam/run1", "Cam/calib", "Cam/calib/run"]
+    with RubinButler.from_config(str(fresh_rubin_pair[0])) as b, Butler(fresh_rubin_pair[1]) as ours:
+        assert ours.collections.query("Cam/outer")[0].doc == b.registry.getCollectionDocumentation("Cam/outer") != ""
+    assert "no collection named 'nosuch'" in run("collection-chain", fresh_rubin_pair[1], "Cam/new", "Cam/best,nosuch",
+                                                 "--doc", "x", code=1).stderr
+    with Butler(fresh_rubin_pair[1]) as ours:
+        assert not ours.collections.exists("Cam/new")

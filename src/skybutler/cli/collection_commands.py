@@ -140,15 +140,27 @@ def register_collection(repo: Path, name: str, kind: str, doc: str) -> None:
               help="redefine: CHILDREN become the whole chain; prepend: put them first; extend: append them at "
                    "the end (children already in the chain move); remove: take CHILDREN out; pop: take out the "
                    "children at the positions CHILDREN (integers, from 0; default 0).")
-def collection_chain(repo: Path, parent: str, children: tuple[str, ...], mode: str) -> None:
-    """Define or change the CHAINED collection PARENT (created if missing)."""
+@click.option("--flatten/--no-flatten", default=False,
+              help="Put in, or take out, the collections each chained child searches instead of the child.")
+@click.option("--doc", default="", help="Documentation of PARENT if this command creates it.")
+def collection_chain(repo: Path, parent: str, children: tuple[str, ...], mode: str, flatten: bool,
+                     doc: str) -> None:
+    """Define or change the CHAINED collection PARENT (created if missing); CHILDREN may be
+    comma-separated, as the Rubin butler takes them."""
+    children = tuple(split_csv_option(children))
     if not children and mode != "pop":
         raise click.BadParameter(f"--mode {mode} needs at least one child collection", param_hint="CHILDREN")
     with open_butler(repo) as butler:
-        if mode == "redefine":
-            butler.collections.set_chain(parent, children)
-        elif mode in ("extend", "prepend"):
-            butler.collections.extend_chain(parent, children, prepend=mode == "prepend")
+        if flatten and mode != "pop":
+            children = tuple(butler.collections.flatten(children))
+        if mode in ("redefine", "extend", "prepend"):
+            with butler.transaction():  # a chain refused is not left created
+                if doc and not butler.collections.exists(parent):
+                    butler.collections.register(parent, CollectionType.CHAINED, doc=doc)
+                if mode == "redefine":
+                    butler.collections.set_chain(parent, children)
+                else:
+                    butler.collections.extend_chain(parent, children, prepend=mode == "prepend")
         else:
             chain = list(butler.collections.get_chain(parent))
             if mode == "remove":

@@ -56,7 +56,7 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     'remove-dataset-type': ('dataset_type_commands', 'Remove the dataset types NAMES, which must have no datasets left: all of them, or none if one is refused.'),
     'query-collections': ('collection_commands', 'List collections whose names match the glob PATTERNS (default: all; several, or comma-separated).'),
     'register-collection': ('collection_commands', 'Create collection NAME of the given type.'),
-    'collection-chain': ('collection_commands', 'Define or change the CHAINED collection PARENT (created if missing).'),
+    'collection-chain': ('collection_commands', 'Define or change the CHAINED collection PARENT (created if missing); CHILDREN may be comma-separated, as the Rubin butler takes them.'),
     'remove-runs': ('collection_commands', 'Delete RUN collections NAMES (or globs) with all their datasets and files.'),
     'remove-collections': ('collection_commands', 'Remove TAGGED, CHAINED or CALIBRATION collections NAMES (their datasets stay in their RUNs): all of them in one transaction.'),
     'certify-calibrations': ('collection_commands', 'Certify every DATASET_TYPE dataset of FROM_RUN into TO_CALIB_COLLECTION over [begin, end).'),
