@@ -326,3 +326,21 @@ def test_a_whole_rubin_repository_brings_its_calibrations_and_exposures(rubin, m
     for exposure, detector in itertools.product((1, 2, 3), range(3)):
         data_id = {"instrument": "Cam", "exposure": exposure, "detector": detector}
         assert ours.get("flat", data_id, collections=CHAIN) == rubin["butler"].get("flat", data_id, collections=CHAIN)
+
+
+def test_exporting_the_calib_chain_alone_takes_its_collections_to_the_rubin_butler(rubin, ours, tmp_path):
+    """``skybutler export --format rubin -c Cam/calib``, the chain only: its CALIBRATION children
+    go too (before it), so the Rubin butler imports the chain with every certification."""
+    from click.testing import CliRunner
+
+    from skybutler.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["export", str(ours.root), str(tmp_path / "out"), "--format", "rubin",
+                                      "-c", CHAIN])
+    assert result.exit_code == 0, result.output
+    RubinButler.makeRepo(str(tmp_path / "back"))
+    back = RubinButler.from_config(str(tmp_path / "back"), writeable=True)
+    back.import_(directory=str(tmp_path / "out"), filename=str(tmp_path / "out" / "export.yaml"), transfer="copy")
+    assert tuple(back.registry.getCollectionChain(CHAIN)) == (DM2, DM1)
+    for collection, name in itertools.product((DM1, DM2), ("bias", "flat")):
+        assert _associations(back, name, collection) == _associations(rubin["butler"], name, collection)

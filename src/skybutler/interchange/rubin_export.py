@@ -107,6 +107,24 @@ def _span(span: Timespan) -> RubinTimespan:
     return RubinTimespan(*_bounds(span))
 
 
+def _with_children(butler: Butler, names: Sequence[str]) -> list[str]:
+    """``names`` with every CHAINED collection's children (recursively) before it: the Rubin
+    butler's import defines a chain only from collections already there."""
+    out: list[str] = []
+
+    def add(name: str) -> None:
+        if name in out:
+            return
+        if butler.collections.info(name).type is CollectionType.CHAINED:
+            for child in butler.collections.get_chain(name):
+                add(child)
+        out.append(name)
+
+    for name in names:
+        add(name)
+    return out
+
+
 def _collections(butler: Butler, names: Sequence[str], refs: list[DatasetRef]) -> tuple[list[dict], list[dict]]:
     """Collection blocks (RUNs of the refs first, then the named ones) and association blocks."""
     ids = {r.id for r in refs}
@@ -118,13 +136,15 @@ def _collections(butler: Butler, names: Sequence[str], refs: list[DatasetRef]) -
                        "timespan_begin": None, "timespan_end": None})
     associations: list[dict[str, Any]] = []
     seen = set(runs)
-    for name in names:
+    for name in _with_children(butler, names):
         if name in seen:
             continue
         seen.add(name)
         kind = butler.collections.info(name).type
         block: dict[str, Any] = {"type": "collection", "collection_type": kind.value, "name": name}
-        if kind is CollectionType.CHAINED:
+        if kind is CollectionType.RUN:
+            block.update(host=None, timespan_begin=None, timespan_end=None)
+        elif kind is CollectionType.CHAINED:
             block["children"] = list(butler.collections.get_chain(name))
         elif kind is CollectionType.TAGGED:
             members = [r.id for t in types for r in butler.query_datasets(t, collections=name, find_first=False)
