@@ -344,3 +344,28 @@ def test_exporting_the_calib_chain_alone_takes_its_collections_to_the_rubin_butl
     assert tuple(back.registry.getCollectionChain(CHAIN)) == (DM2, DM1)
     for collection, name in itertools.product((DM1, DM2), ("bias", "flat")):
         assert _associations(back, name, collection) == _associations(rubin["butler"], name, collection)
+
+
+def test_through_a_server_calibrations_are_found_as_the_rubin_butler_finds_them(rubin, ours):
+    """A remote butler's get by an exposure's data ID and find_dataset by time, on the imported repository."""
+    pytest.importorskip("fastapi")
+    from server_helpers import running_server
+
+    if ours.registry.db.dialect != "sqlite":
+        pytest.skip("the server composes the local lookups, themselves tested on every stack")
+    from skybutler.access import Access
+
+    access = Access(ours.registry.access)
+    access.add_user("boss", admin=True)
+    token = access.create_token("boss")
+    with running_server(ours.root, access_recheck_seconds=0) as url:
+        remote = Butler(url, token=token)
+        for exposure, detector in itertools.product((1, 2, 3), range(3)):
+            data_id = {"instrument": "Cam", "exposure": exposure, "detector": detector}
+            assert remote.get("flat", data_id, collections=CHAIN) == \
+                rubin["butler"].get("flat", data_id, collections=CHAIN)
+        for t, d in itertools.product(INSTANTS, range(3)):
+            span = (t, t + 1 * units.ns)
+            theirs = _rubin_find(rubin["butler"], "bias", {"instrument": "Cam", "detector": d}, CHAIN, span)
+            mine = _our_find(remote, "bias", {"instrument": "Cam", "detector": d}, CHAIN, span)
+            assert getattr(mine, "id", mine) == getattr(theirs, "id", theirs), (t, d)
