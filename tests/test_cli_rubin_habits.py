@@ -489,3 +489,18 @@ def test_collection_chain_takes_comma_separated_children_flatten_and_doc(fresh_r
                                                  "--doc", "x", code=1).stderr
     with Butler(fresh_rubin_pair[1]) as ours:
         assert not ours.collections.exists("Cam/new")
+
+
+def test_prune_datasets_takes_purge_and_quiet_as_the_rubin_command(fresh_rubin_pair):
+    before = _chains_and_ids(fresh_rubin_pair, 1)
+    for line in (["prune-datasets", "{repo}", "Cam/run1", "--datasets", "summary", "--where",
+                  "instrument = 'Cam' AND visit = 1", "--purge", "Cam/run1", "--no-confirm"],
+                 ["prune-datasets", "{repo}", "--datasets", "cat", "--purge", "Cam/run1", "--quiet"]):
+        mine, _ = both_outputs(fresh_rubin_pair, line)
+    after = _chains_and_ids(fresh_rubin_pair, 1)
+    assert after == _chains_and_ids(fresh_rubin_pair, 0) and len(before[1]) - len(after[1]) == 5 and mine == ""
+    for option, says in ((["--unstore"], "--unstore is not taken"), (["--disassociate", "Cam/best"], "disassociate"),
+                         (["--quiet", "--dry-run"], "cannot go with --dry-run"), ([], "(or --purge RUN)")):
+        refused = run("prune-datasets", fresh_rubin_pair[1], "--datasets", "summary", *option, code=2).stderr
+        assert says in refused
+    assert _chains_and_ids(fresh_rubin_pair, 1) == after

@@ -91,7 +91,7 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     'recompute': ('retention_commands', 'Re-create purged datasets from their recorded provenance (and the purged inputs they need).'),
     'associate': ('selection_commands', 'Add the selected datasets to the TAGGED COLLECTION (created if missing).'),
     'disassociate': ('selection_commands', 'Remove the selected datasets from the TAGGED collection TAG (they stay in their RUNs).'),
-    'prune-datasets': ('selection_commands', 'Delete the selected datasets of COLLECTIONS, with their files (from every collection).'),
+    'prune-datasets': ('selection_commands', 'Delete the selected datasets of COLLECTIONS (or of --purge RUN), with their files (from every collection).'),
     'serve': ('server_commands', "Serve REPOS (or a --config file's) over HTTP, each at http://HOST:PORT/<its name> (clients need a token)."),
     'token': ('server_commands', 'Create, list and revoke the bearer tokens of a served repository.'),
     'grant': ('server_commands', 'Grant LEVEL (read, write, admin; none takes a grant away) on collections matching the glob PATTERN to a user, a group or everyone.'),

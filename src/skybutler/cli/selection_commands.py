@@ -86,28 +86,50 @@ def disassociate(repo: Path, tag: str, dataset_types: tuple[str, ...], collectio
 
 @click.command("prune-datasets")
 @repo_argument
-@click.argument("collections", nargs=-1, required=True)
+@click.argument("collections", nargs=-1)
 @click.option("--datasets", "dataset_types", multiple=True, required=True,
               help="Dataset types to prune (repeatable or comma-separated).")
 @click.option("--where", "-w", default="", help="A where-clause selecting the datasets.")
 @click.option("--find-all", is_flag=True, help="Every match in COLLECTIONS, not only the first per data ID.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
 @click.option("--yes", "-y", "--no-confirm", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--purge", metavar="RUN",
+              help="As the Rubin butler's: the collection to prune when no COLLECTIONS are given (pruning always "
+                   "deletes the datasets with their files).")
+@click.option("--quiet", is_flag=True, help="Print nothing and do not ask (as the Rubin butler's; not with --dry-run).")
+@click.option("--unstore", is_flag=True, hidden=True)
+@click.option("--disassociate", multiple=True, hidden=True)
 def prune_datasets(repo: Path, collections: tuple[str, ...], dataset_types: tuple[str, ...], where: str,
-                   find_all: bool, dry_run: bool, yes: bool) -> None:
-    """Delete the selected datasets of COLLECTIONS, with their files (from every collection)."""
+                   find_all: bool, dry_run: bool, yes: bool, purge: str | None, quiet: bool, unstore: bool,
+                   disassociate: tuple[str, ...]) -> None:
+    """Delete the selected datasets of COLLECTIONS (or of --purge RUN), with their files (from every
+    collection)."""
+    if unstore:
+        raise click.UsageError("--unstore is not taken: skybutler keeps no dataset without its file (pruning "
+                               "deletes both, as the Rubin butler's --purge)")
+    if disassociate:
+        raise click.UsageError("--disassociate is not taken: use 'skybutler disassociate REPO TAG' (the datasets "
+                               "stay in their RUNs)")
+    if quiet and dry_run:
+        raise click.UsageError("--quiet prints nothing, so it cannot go with --dry-run")
+    collections = collections or ((purge,) if purge else ())
+    if not collections:
+        raise click.UsageError("Missing argument 'COLLECTIONS...' (or --purge RUN)")
     with open_butler(repo) as butler:
         refs = _select(butler, dataset_types, collections, where, find_first=not find_all)
         if not refs:
-            info("no datasets match: nothing to prune")
+            if not quiet:
+                info("no datasets match: nothing to prune")
             return
-        print_rows(ref_rows(refs), as_json=False, title="datasets to delete, with their files")
+        if not quiet:
+            print_rows(ref_rows(refs), as_json=False, title="datasets to delete, with their files")
         if dry_run:
             info(f"dry run: {len(refs)} dataset(s) would be deleted")
             return
-        confirm_or_refuse(f"Delete these {len(refs)} dataset(s) and their files?", yes)
+        confirm_or_refuse(f"Delete these {len(refs)} dataset(s) and their files?", yes or quiet)
         removed = butler.remove(refs)
-    info(f"deleted {removed} dataset(s) and their files")
+    if not quiet:
+        info(f"deleted {removed} dataset(s) and their files")
 
 
 @click.command("retrieve-artifacts")
