@@ -504,3 +504,18 @@ def test_prune_datasets_takes_purge_and_quiet_as_the_rubin_command(fresh_rubin_p
         refused = run("prune-datasets", fresh_rubin_pair[1], "--datasets", "summary", *option, code=2).stderr
         assert says in refused
     assert _chains_and_ids(fresh_rubin_pair, 1) == after
+
+
+@pytest.mark.parametrize("find_first", ["--find-first", "--no-find-first"])
+def test_associate_takes_find_first_or_not_as_the_rubin_command(fresh_rubin_pair, find_first):
+    from lsst.daf.butler import Butler as RubinButler
+    from lsst.daf.butler import CollectionType
+
+    with RubinButler.from_config(str(fresh_rubin_pair[0]), writeable=True) as b:
+        b.registry.registerCollection("Cam/picked", CollectionType.TAGGED)
+    both_outputs(fresh_rubin_pair, ["associate", "{repo}", "Cam/picked", "--dataset-type", "summary", "--collections",
+                                    "Cam/best,Cam/run1", "--where", "instrument = 'Cam' AND visit = 1", find_first])
+    with RubinButler.from_config(str(fresh_rubin_pair[0])) as b:
+        expected = sorted(str(r.id) for r in b.registry.queryDatasets("summary", collections="Cam/picked"))
+    assert sorted(ids(run("query-datasets", fresh_rubin_pair[1], "summary", "-c", "Cam/picked").stdout)) == expected
+    assert len(expected) == 3

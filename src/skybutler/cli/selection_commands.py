@@ -61,7 +61,8 @@ def _select(butler: Any, dataset_types: tuple[str, ...], collections: tuple[str,
 @repo_argument
 @click.argument("collection")
 @_selection_options
-@click.option("--find-first", is_flag=True, help="Only the first collection's dataset per data ID.")
+@click.option("--find-first/--no-find-first", default=False,
+              help="Only the first collection's dataset per data ID, or (the default) every match.")
 def associate(repo: Path, collection: str, dataset_types: tuple[str, ...], collections: tuple[str, ...], where: str,
               find_first: bool) -> None:
     """Add the selected datasets to the TAGGED COLLECTION (created if missing)."""
