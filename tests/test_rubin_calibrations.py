@@ -369,3 +369,25 @@ def test_through_a_server_calibrations_are_found_as_the_rubin_butler_finds_them(
             theirs = _rubin_find(rubin["butler"], "bias", {"instrument": "Cam", "detector": d}, CHAIN, span)
             mine = _our_find(remote, "bias", {"instrument": "Cam", "detector": d}, CHAIN, span)
             assert getattr(mine, "id", mine) == getattr(theirs, "id", theirs), (t, d)
+
+
+def test_a_timespan_given_wins_over_the_exposure_of_the_data_id(rubin, ours):
+    """get('bias', {exposure, detector}, timespan=...): the Rubin butler looks up the bias valid
+    during the timespan given, not the exposure's; so does skybutler (which also takes a flat's
+    physical_filter from the exposure, where the Rubin butler fails on it)."""
+    answered = 0
+    for t, detector in itertools.product(INSTANTS, range(3)):
+        data_id = {"instrument": "Cam", "exposure": 3, "detector": detector}
+        try:
+            theirs = rubin["butler"].get("bias", data_id, collections=CHAIN, timespan=daf_butler.Timespan(t, t + 1 * units.ns))
+        except Exception as err:
+            theirs = type(err).__name__
+        try:
+            mine = ours.get("bias", data_id, collections=CHAIN, timespan=Timespan(t, t + 1 * units.ns))
+        except Exception as err:
+            mine = type(err).__name__
+        assert mine == theirs or (isinstance(mine, str) and isinstance(theirs, str)), (t, detector, mine, theirs)
+        answered += not isinstance(theirs, str)
+        flat = ours.find_dataset("flat", data_id, collections=CHAIN, timespan=Timespan(t, t + 1 * units.ns))
+        assert flat is None or flat.data_id["physical_filter"] == "Cam-g"
+    assert answered > len(INSTANTS)

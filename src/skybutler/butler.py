@@ -337,8 +337,9 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
         timespan = as_timespan(timespan)
         if "dataId" in kwargs:  # the Rubin butler's spelling
             data_id = {**(data_id or {}), **kwargs.pop("dataId")}
-        if timespan is None and dtype.is_calibration:
-            data_id, kwargs, timespan = observation_time(self, group, data_id, kwargs)
+        if dtype.is_calibration:  # a timespan given wins over the exposure's (as in the Rubin butler)
+            data_id, kwargs, observed = observation_time(self, group, data_id, kwargs, need_time=timespan is None)
+            timespan = observed if timespan is None else timespan
         coordinate = self._standardize(group, data_id, kwargs)
         if any(name in coordinate for name in group.implied):
             coordinate = self.registry.dimensions.expand(coordinate)

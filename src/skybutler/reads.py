@@ -60,10 +60,11 @@ def read_dataset(butler: Butler, ref: DatasetRef, *, component: str | None, para
     return butler.retention.read_missing(ref, options, component, parameters)
 
 
-def observation_time(butler: Butler, group: Any, data_id: Mapping[str, Any] | None, kwargs: Mapping[str, Any]
-                     ) -> tuple[dict[str, Any], dict[str, Any], Timespan | None]:
+def observation_time(butler: Butler, group: Any, data_id: Mapping[str, Any] | None, kwargs: Mapping[str, Any],
+                     need_time: bool = True) -> tuple[dict[str, Any], dict[str, Any], Timespan | None]:
     """The timespan of the exposure or visit a calibration's data ID names (outside the
-    calibration's own dimensions), and the data ID without it."""
+    calibration's own dimensions), and the data ID without it (``need_time`` False: a
+    timespan is given, and an exposure without one is no error)."""
     data_id, kwargs = dict(data_id or {}), dict(kwargs)
     given = {**butler.default_data_id, **data_id, **kwargs}
     for element in ("exposure", "visit"):
@@ -83,7 +84,7 @@ def observation_time(butler: Butler, group: Any, data_id: Mapping[str, Any] | No
         if record is None:
             raise DataIdError(f"no {element} {given[element]!r} of {identity}: cannot tell which calibration "
                               "was valid during it")
-        if record["timespan"] is None:
+        if record["timespan"] is None and need_time:
             raise DataIdError(f"{element} {given[element]!r} has no timespan: cannot tell which calibration "
                               "was valid during it; give timespan=")
         for mapping in (data_id, kwargs):
