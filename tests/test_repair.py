@@ -342,6 +342,33 @@ def test_the_next_open_removes_only_the_scratch_directories_of_dead_processes(tm
     assert not live.exists() and not Path(f"{live}.held").exists()
 
 
+def test_a_process_killed_removing_its_scratch_directory_leaves_what_the_next_open_removes(tmp_path):
+    """A scratch directory goes before its lock file: a process killed between the two leaves a
+    lock file alone, which the next open removes once no process holds it (a live process's,
+    whose directory is already gone, stays)."""
+    import shutil
+
+    from skybutler.datastore.uploads import held_directory, release_directory
+
+    Butler.create(tmp_path / "repo").close()
+    uploads = tmp_path / "repo" / ".skybutler" / "uploads"
+    pid = os.fork()
+    if pid == 0:  # killed after removing its directory, before its lock file
+        dead, _ = held_directory(uploads, "transfer-")
+        (dead / "export.json").write_text("{}")
+        shutil.rmtree(dead)
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.waitpid(pid, 0)
+    (dead_lock,) = uploads.glob("transfer-*.held")
+    live, held = held_directory(uploads, "upload-")
+    shutil.rmtree(live)  # this process between removing its directory and its lock file
+    with Butler(tmp_path / "repo"):
+        pass
+    assert not dead_lock.exists() and Path(f"{live}.held").exists()
+    release_directory(live, held)
+    assert list(uploads.iterdir()) == []
+
+
 def test_the_next_open_removes_an_unfinished_publication_only_when_no_publisher_holds_it(tmp_path):
     """A server's publications live in its repository: the hidden version a killed publisher left
     goes with the next open, never one a live publisher is writing (it holds the lock)."""

@@ -44,10 +44,12 @@ def held_directory(directory: str | Path, prefix: str) -> tuple[Path, int]:
 
 
 def release_directory(path: Path, fd: int) -> None:
-    """Remove a scratch directory of :func:`held_directory` with whatever is left in it."""
+    """Remove a scratch directory of :func:`held_directory` with whatever is left in it: the
+    directory first, its lock file last, so that a process killed on the way leaves what the
+    next open removes (a held directory, or a lock file alone), never an unheld directory."""
+    shutil.rmtree(path, ignore_errors=True)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(f"{path}.held")
-    shutil.rmtree(path, ignore_errors=True)
     os.close(fd)
 
 
@@ -71,7 +73,10 @@ def remove_abandoned(directory: str | Path) -> list[str]:
     removed = []
     for name in names:
         path = os.path.join(directory, name)
-        if not name.startswith(SCRATCH_PREFIXES) or name.endswith(".held"):
+        if not name.startswith(SCRATCH_PREFIXES):
+            continue
+        if name.endswith(".held"):  # a lock file alone is no scratch: removed, not reported
+            _remove_lone_lock(path)
             continue
         try:
             fd: int | None = os.open(f"{path}.held", os.O_RDWR)
@@ -95,6 +100,28 @@ def remove_abandoned(directory: str | Path) -> list[str]:
             if fd is not None:
                 os.close(fd)
     return removed
+
+
+def _remove_lone_lock(lock: str) -> bool:
+    """Remove the lock file of a scratch directory already removed, once no process holds it
+    (its process was killed between removing the directory and the lock file)."""
+    if os.path.exists(lock[: -len(".held")]):
+        return False
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # its process is removing the directory now
+            return False
+        if os.path.exists(lock[: -len(".held")]):
+            return False
+        os.unlink(lock)
+        return True
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
