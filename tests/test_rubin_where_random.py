@@ -23,7 +23,7 @@ daf_butler = pytest.importorskip("lsst.daf.butler", reason="the Rubin butler is 
 
 from astropy import units  # noqa: E402
 from astropy.time import Time  # noqa: E402
-from hypothesis import HealthCheck, event, given, settings  # noqa: E402
+from hypothesis import HealthCheck, assume, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.control import currently_in_test_context  # noqa: E402
 from lsst.sphgeom import ConvexPolygon, LonLat, UnitVector3d  # noqa: E402
@@ -397,9 +397,13 @@ def test_random_visit_detector_expressions_agree_with_the_rubin_butler(rubin, ou
 
 
 @pytest.mark.slow
-@_settings(500)
-@given(where=_join(st.one_of(*_VISIT_ATOMS, *_DETECTOR_ATOMS), max_leaves=6))
+@_settings(300)
+@given(where=_join(st.one_of(*_VISIT_ATOMS, *_DETECTOR_ATOMS), max_leaves=4))
 def test_many_random_visit_detector_expressions_agree_with_the_rubin_butler(rubin, ours, where):
+    # The Rubin butler's SQL for a NOT over AND/OR grows with each NOT above it: one clause of 8
+    # leaves with many NOTs took it past 20 GiB (the machine's OOM killer ended the test worker).
+    # Clauses stay at the default tests' size (4 leaves), with at most three NOTs.
+    assume(where.upper().count("NOT") <= 3)
     bind = _binds_of(where)
     _judge(lambda: rubin_data_ids(rubin["butler"], VD, where, bind),
            lambda data_id: our_data_ids(ours, VD, where, bind, data_id), where)
