@@ -349,3 +349,24 @@ def test_a_real_rubin_header_ingests_as_rubins_translators_read_it(tmp_path, nam
         box = butler.get("raw", ref.data_id, collections=f"{expected['instrument']}/raw/all",
                          parameters={"hdu": "Segment11", "bbox": (3, 5, 41, 30)})
         np.testing.assert_array_equal(box.data, truth)
+
+
+# -- Mislabelled, truncated and corrupt raws ------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "stored"), [("HSCA90402450.txt", ".fits"), ("HSCA90402450.txt.gz", ".fits.gz"),
+                                              ("HSCA90402450.fit", ".fit"), ("HSCA90402450.fits.gz", ".fits.gz")])
+def test_a_raw_named_as_another_format_is_stored_under_the_fits_suffix(tmp_path, name, stored):
+    """A FITS raw is read by its content, whatever its name; its copy in the datastore is named as
+    a FITS file (a FITS suffix of its own is kept, and a compression suffix after it)."""
+    import gzip
+
+    raw = write_raw(tmp_path / "raw.fits", header_of("fitsheader-hsc.yaml"))
+    named = tmp_path / name
+    named.write_bytes(gzip.compress(raw.read_bytes()) if name.endswith(".gz") else raw.read_bytes())
+    with Butler.create(tmp_path / "repo") as butler:
+        result = ingest_raws(butler, [named], processes=1)
+        assert result.failures == []
+        (ref,) = result.refs
+        assert str(butler.get_uri(ref)).endswith(f"/raw_HSC_904024_50{stored}")
+        np.testing.assert_array_equal(butler.get(ref).data, fits.getdata(raw))

@@ -388,7 +388,7 @@ class Writes:
 
         def place() -> IngestBatch:  # undoes itself on failure
             return ingest_files(self.butler.datastore, entries, transfer, fmt.name, fmt.extension,
-                                examine=examine if check else None)
+                                examine=examine if check else None, also_named=fmt.also_named)
 
         try:
             if len(entries) >= BACKGROUND_MIN_FILES:  # placed while the first rows go in

@@ -134,9 +134,10 @@ class IngestBatch:
 
 def ingest_files(datastore, entries: Sequence[tuple[str | Path, DatasetRef]], transfer: str,
                  formatter: str | Sequence[str], extension: str = "", *,
-                 examine: Examine | None = None) -> IngestBatch:
+                 examine: Examine | None = None, also_named: Sequence[str] = ()) -> IngestBatch:
     """Bring many files in (see :func:`ingest_file`): ``entries`` are (source, dataset ref) pairs,
-    a file's path in the datastore comes from its ref and suffix (``extension`` if it has none);
+    a file's path in the datastore comes from its ref and suffix (``extension`` if it has none, or one
+    neither it nor ``also_named`` is: see :func:`file_suffix`);
     ``formatter`` is one name for all or one per entry.
 
     Every file has been checked by its formatter already (``formats.file_facts.examine_file``),
@@ -159,7 +160,7 @@ def ingest_files(datastore, entries: Sequence[tuple[str | Path, DatasetRef]], tr
         if mode == "direct":  # recorded where it is: the datastore's template names no path for it
             plans.append((source, "", mode, None))
             continue
-        relative = datastore.relative_path(ref, file_suffix(source, extension))
+        relative = datastore.relative_path(ref, file_suffix(source, extension, also_named))
         final = datastore.full_path(relative)
         identity = _identity(source) if mode in ("move", "hardlink") else None
         staged = f"{final}.tmp-{token}-{len(intents)}" if datastore.local and mode in ("copy", "move") else None
@@ -257,16 +258,24 @@ def _refuse(failures: list[tuple[str, str]]) -> None:
         raise InvalidFileError(failures)
 
 
-def file_suffix(path: str | Path, default: str) -> str:
+def file_suffix(path: str | Path, default: str, also: Sequence[str] = ()) -> str:
     """The suffix a stored copy of ``path`` keeps: ``.fits``, or ``.fits.gz`` for a compressed file
-    (the compression suffix and the one before it); ``default`` if it has none."""
+    (the compression suffix and the one before it); ``default`` if it has none.  With ``default``
+    given (its format's extension), a suffix that is neither it nor one of ``also`` (the format's
+    other names) gives way to it: a FITS file named ``raw.txt`` is stored as ``.fits``, ``raw.txt.gz``
+    and ``raw.gz`` as ``.fits.gz``."""
     suffixes = _suffixes(os.fspath(path))
     if not suffixes:
         return default
+    kept = suffixes[-1:]
     if suffixes[-1].lower() in COMPRESSION_SUFFIXES and len(suffixes) > 1 and suffixes[-2][1:].isalnum() \
             and len(suffixes[-2]) <= 8:
-        return "".join(suffixes[-2:])
-    return suffixes[-1]
+        kept = suffixes[-2:]
+    if not default or kept[0].lower() in (default, *also):
+        return "".join(kept)
+    if kept[0].lower() in COMPRESSION_SUFFIXES:  # raw.gz: a compressed file of the format
+        return default + kept[0]
+    return default + "".join(kept[1:])
 
 
 def _suffixes(path: str) -> list[str]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import FormatterError
 from .fits_io import (
+    FITS_SUFFIXES,
     image_hdu,
     merged_header,
     normalise_hdu_key,
@@ -38,6 +39,7 @@ class FitsFormatter(Formatter):
 
     name = "fits"
     extension = ".fits"
+    also_named = FITS_SUFFIXES
     components = frozenset({"header", "wcs", "data"})
     parameters = frozenset({"bbox", "hdu", "wcs_key", "bin"})
 
@@ -72,6 +74,7 @@ class MultiExtensionFitsFormatter(Formatter):
 
     name = "fits-mef"
     extension = ".fits"
+    also_named = FITS_SUFFIXES
     components = frozenset({"headers", "header", "wcs", "data"})
     parameters = frozenset({"bbox", "hdu", "wcs_key", "bin"})
 

@@ -21,6 +21,8 @@ from typing import Any, BinaryIO
 from ..errors import FormatterError
 
 GZIP_MAGIC = b"\x1f\x8b"
+#: Extensions FITS files carry besides ``.fits`` (``.fz``: fpack's tile-compressed files).
+FITS_SUFFIXES = (".fit", ".fts", ".fz")
 BZIP2_MAGIC = b"BZh"
 
 STRUCTURAL = re.compile(

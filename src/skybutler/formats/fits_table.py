@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 from ..errors import FormatterError
-from .fits_io import normalise_hdu_key, open_fits, table_hdu
+from .fits_io import FITS_SUFFIXES, normalise_hdu_key, open_fits, table_hdu
 from .fits_validation import validate_fits
 from .formatter import Formatter
 from .storage_class import StorageClass
@@ -25,6 +25,7 @@ class FitsTableFormatter(Formatter):
 
     name = "fits-table"
     extension = ".fits"
+    also_named = FITS_SUFFIXES
     components = frozenset({"header", "columns"})
     parameters = frozenset({"columns", "as", "hdu"})
 

@@ -23,6 +23,9 @@ class Formatter(ABC):
     """Short name used in configuration and the registry, e.g. ``"json"``."""
     extension: ClassVar[str]
     """File-name extension including the dot, e.g. ``".json"``."""
+    also_named: ClassVar[tuple[str, ...]] = ()
+    """Other extensions files of this format carry (``.fit``): an ingested file keeps its own suffix
+    if it is one of these or ``extension``, and otherwise gets ``extension``."""
     components: ClassVar[frozenset[str]] = frozenset()
     """Components ``read`` can return instead of the whole object."""
     parameters: ClassVar[frozenset[str]] = frozenset()

@@ -88,6 +88,7 @@ class YamlFormatter(Formatter):
 
     name = "yaml"
     extension = ".yaml"
+    also_named = (".yml",)
 
     def _write(self, obj: Any, stream: BinaryIO) -> None:
         text = yaml.safe_dump(obj, sort_keys=False, allow_unicode=True, default_flow_style=False)
