@@ -308,3 +308,81 @@ def test_postgres_watcher_that_lost_its_server_connection_answers_nothing_then_c
     assert runs_found(first) == ["run/a", "run/b"]
     assert watcher.mark() is not None and watcher.backend_pid() not in (None, pid)
     assert runs_found(first) == ["run/a", "run/b"]
+
+
+def counted(butler: Butler) -> int:
+    """``metrics`` in the chain: a maintained count, remembered while nothing is committed."""
+    return butler.query_datasets("metrics", collections="chain").count()
+
+
+@on_both
+def test_a_remembered_count_is_never_stale_after_another_connections_commit(two_clients, monkeypatch):
+    """Each of many commits by another client is counted by the very next call, while the
+    calls between commits are answered from the cache (no statement: the count is remembered)."""
+    first, second = two_clients
+    sent = _Sent(first, monkeypatch)
+    from_cache = 0
+
+    def count_thrice(expected: int) -> None:
+        nonlocal from_cache
+        for _ in range(3):
+            count, statements, _ = sent.during(lambda: counted(first))
+            assert count == expected
+            from_cache += not statements
+
+    count_thrice(1)
+    for i in range(20):  # 40 commits, each followed at once by counts
+        ref = second.put({"v": i}, "metrics", instrument="Cam", visit=2, detector=1, run="run/a")
+        count_thrice(2)
+        second.remove([ref])
+        count_thrice(1)
+    assert from_cache > 0  # the cache answered (on a shared server, when no other database committed)
+
+
+@on_postgres
+def test_a_postgres_commit_that_leaves_the_running_list_without_moving_xmax_is_seen(two_clients):
+    """A transaction older than the latest one to end (still running when the count was
+    remembered) commits: the snapshot's xmax stays, its list of running transactions does not."""
+    first, second = two_clients
+    third = Butler(first.root)
+    try:
+        for _ in range(3):  # (another database's commit on a shared server may move xmax anyway)
+            with second.transaction():
+                older = second.put({"v": 2}, "metrics", instrument="Cam", visit=2, detector=1, run="run/a")
+                later = third.put({"v": 3}, "metrics", instrument="Cam", visit=1, detector=1, run="run/a")  # ended
+                assert counted(first) == counted(first) == 2  # remembered while ``older`` runs
+            assert counted(first) == 3
+            second.remove([older, later])
+            assert counted(first) == 1
+    finally:
+        third.close()
+
+
+@on_postgres
+def test_postgres_mark_is_a_prepared_statement_run_through_libpq(two_clients, monkeypatch):
+    """The watcher's mark skips psycopg's cursors: each read is the Bind, Execute and Sync of
+    a statement prepared once on its connection (no Parse, no simple Query), one round trip."""
+    import tempfile
+
+    import psycopg
+
+    first, second = two_clients
+    watcher = first.registry.db.read_cache.watcher
+    assert watcher.mark() is not None
+    for cls in (psycopg.Connection, psycopg.Cursor, psycopg.ClientCursor):
+        monkeypatch.setattr(cls, "execute", lambda *a, **k: pytest.fail("a mark went through psycopg's execute"))
+    pgconn = watcher.connection.pgconn
+    with tempfile.TemporaryFile("w+") as out:
+        pgconn.trace(out.fileno())
+        try:
+            marks = [watcher.mark() for _ in range(3)]
+        finally:
+            pgconn.untrace()
+        out.seek(0)
+        sent = [f[3] for f in (line.split("\t") for line in out.read().splitlines()) if len(f) > 3 and f[1] == "F"]
+    assert all(isinstance(m, bytes) for m in marks)
+    assert "Parse" not in sent and "Query" not in sent and sent.count("Sync") == 3 and sent.count("Execute") == 3, sent
+    monkeypatch.undo()
+    before = watcher.mark()
+    second.put({"v": 2}, "metrics", instrument="Cam", visit=2, detector=1, run="run/a")
+    assert watcher.mark() != before
