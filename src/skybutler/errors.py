@@ -211,8 +211,24 @@ class QueryError(SkybutlerError, ValueError):
     def _render(self) -> str:
         if self.expression is None or self.column is None:
             return self.message
-        caret = " " * max(self.column - 1, 0) + "^"
-        return f"{self.message} (column {self.column})\n  {self.expression}\n  {caret}"
+        shown, at = _window(self.expression, self.column - 1)
+        caret = " " * max(at, 0) + "^"
+        return f"{self.message} (column {self.column})\n  {shown}\n  {caret}"
+
+
+#: Characters of a long expression shown either side of an error's column.
+_SHOWN = 60
+
+
+def _window(text: str, at: int) -> tuple[str, int]:
+    """``text`` cut to the part around index ``at`` (a message quoting a megabyte-long
+    where-clause whole would be a megabyte long), and ``at``'s index in that part."""
+    if len(text) <= 4 * _SHOWN:
+        return text, at
+    start = max(0, at - _SHOWN)
+    end = min(len(text), at + _SHOWN)
+    head = "..." if start else ""
+    return head + text[start:end] + ("..." if end < len(text) else ""), at - start + len(head)
 
 
 # -- installation ---------------------------------------------------------------

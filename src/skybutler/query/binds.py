@@ -44,6 +44,7 @@ from .expression import (
     identifiers,
     walk,
 )
+from .limits import check_string, check_tree
 from .parser import make_timespan, parse_expression
 
 
@@ -92,11 +93,14 @@ def parse_with_binds(where: str, bind: Mapping[str, Any], tree: Node | None = No
     its bind values in: the tree, and the sky-region binds (kept aside for the compiler).
     Errors point into the expression."""
     tree = parse_expression(where) if tree is None else tree
-    if not bind and not _names(where)[0]:
-        return tree, {}
     try:
+        if not bind and not _names(where)[0]:
+            check_tree(tree)
+            return tree, {}
         plain, regions = split_binds(tree, bind)
-        return resolve_binds(tree, plain), regions
+        resolved = resolve_binds(tree, plain)
+        check_tree(resolved)
+        return resolved, regions
     except QueryError as err:
         raise _in_expression(err, where) from None
 
@@ -112,14 +116,15 @@ def check_all_used(where: str, bind: Mapping[str, Any]) -> None:
     unused = sorted(set(bind) - used)
     if unused:
         raise QueryError(f"bind parameter{'s' if len(unused) > 1 else ''} {', '.join(map(repr, unused))} "
-                         f"given but not named in the expression {where!r}")
+                         f"given but not named in the expression {where if len(where) <= 200 else where[:200] + '...'!r}")
 
 
 def _in_expression(err: QueryError, where: str) -> QueryError:
     if err.expression is not None:
         return err
     if err.column is None:
-        return QueryError(f"{err.message} in {where!r}")
+        shown = where if len(where) <= 200 else where[:200] + f"... ({len(where):,} characters)"
+        return QueryError(f"{err.message} in {shown!r}")
     return QueryError(err.message, where, err.column)
 
 
@@ -207,6 +212,7 @@ def literal_from_value(value: Any, name: str, column: int | None = None) -> Node
             raise QueryError(f"bind {name!r} is {value}, but only finite numbers are supported", column=column)
         return FloatLiteral(value=float(value), column=column)
     if isinstance(value, str):
+        check_string(value, name, column)
         return StringLiteral(value=value, column=column)
     if isinstance(value, Time):
         if not value.isscalar:

@@ -45,6 +45,7 @@ from .expression import (
     UnaryOp,
     UuidLiteral,
 )
+from .limits import MAX_DIGITS, MAX_DEPTH, check_text
 from .times import parse_time_literal
 
 GRAMMAR = r"""
@@ -139,7 +140,11 @@ def parse_expression(text: str | None) -> Node | None:
 
 @lru_cache(maxsize=512)
 def _parse_cached(text: str) -> Node:
-    shown = re.sub(r"[\r\n\t]", " ", text)
+    shown = re.sub(r"[\r\n\t]", " ", text).encode("utf-8", "replace").decode()
+    try:
+        check_text(text)
+    except QueryError as err:
+        raise QueryError(err.message, shown if err.column else None, err.column) from None
     try:
         tree = _parser().parse(text)
     except UnexpectedInput as err:
@@ -150,7 +155,8 @@ def _parse_cached(text: str) -> Node:
     except QueryError as err:
         raise QueryError(err.message, shown, err.column) from None
     except RecursionError:
-        raise QueryError("the expression is nested too deeply", shown, 1) from None
+        raise QueryError(f"the where-clause nests more than {MAX_DEPTH} levels deep (parentheses, NOT, AND/OR, "
+                         "IN and arithmetic each add one)", shown, 1) from None
 
 
 def _column(err: UnexpectedInput, text: str) -> int:
@@ -223,6 +229,16 @@ def _message(err: UnexpectedInput, text: str) -> str:
     return "the expression ends too early"
 
 
+def _integer(digits: str, column: int | None) -> int:
+    """The integer written ``digits`` (a sign allowed); one too long for the registry's 64-bit
+    integers is refused before Python converts it (which refuses 4,300 digits or more)."""
+    if len(digits.lstrip("-").lstrip("0")) > MAX_DIGITS:
+        shown = digits if len(digits) <= 40 else f"{digits[:20]}...({len(digits)} digits)"
+        raise QueryError(f"the integer {shown} is outside the 64-bit integer range the registry holds",
+                         column=column)
+    return int(digits)
+
+
 def _col(item: Tree | Token) -> int | None:
     if isinstance(item, Token):
         return item.start_pos + 1 if item.start_pos is not None else None
@@ -254,7 +270,7 @@ class _Builder:
         token = tree.children[-1]
         col = _col(tree.children[0])
         if re.fullmatch(r"\d+", token):
-            return IntLiteral(value=sign * int(token), column=col)
+            return IntLiteral(value=sign * _integer(token, col), column=col)
         value = float(token)
         if value == float("inf"):
             raise QueryError(f"the number {token} is too large", column=col)
@@ -284,7 +300,8 @@ class _Builder:
         token = tree.children[0]
         match = re.fullmatch(r"(-?\d+)\s*\.\.\s*(-?\d+)(?:\s*:\s*(\d+))?", token)
         assert match is not None
-        start, stop, stride = int(match[1]), int(match[2]), int(match[3] or 1)
+        start, stop = _integer(match[1], _col(token)), _integer(match[2], _col(token))
+        stride = _integer(match[3] or "1", _col(token))
         return RangeLiteral(start=start, stop=stop, stride=stride, column=_col(token))
 
     def _ident(self, tree: Tree) -> Node:

@@ -26,6 +26,7 @@ from .globs import glob_match
 from .joins import JoinBuilder
 from .parser import KNOWN_FUNCTIONS
 from .region_tests import RegionFilter
+from .value_lists import in_values
 
 NUMERIC = ("int", "float")
 #: Fields of every dataset, usable bare when a query has one dataset type (see metadata.DATASET_FIELDS).
@@ -449,7 +450,7 @@ class WhereCompiler:
                                      item)
                 cond = lhs.sql.between(self._int64(item.start, item), self._int64(item.stop, item))
                 if item.stride != 1:
-                    cond = sa.and_(cond, (lhs.sql - item.start) % item.stride == 0)
+                    cond = sa.and_(cond, (lhs.sql - item.start) % self._int64(item.stride, item) == 0)
                 parts.append(cond)
                 continue
             value = self._operand(item)
@@ -459,7 +460,10 @@ class WhereCompiler:
             else:
                 parts.append(lhs.sql == value.sql)
         if scalars:
-            parts.insert(0, lhs.sql.in_(scalars) if len(scalars) > 1 else lhs.sql == scalars[0])
+            kind = lhs.kind
+            if kind in NUMERIC and (kind == "float" or any(isinstance(v, float) for v in scalars)):
+                kind, scalars = "float", [float(v) for v in scalars]
+            parts.insert(0, in_values(lhs.sql, scalars, "int" if kind == "time" else kind))
         cond = sa.or_(*parts) if len(parts) > 1 else parts[0]
         return sa.not_(cond) if node.negated else cond
 

@@ -1,0 +1,92 @@
+"""Where-clauses at the limits of size and shape: each is answered as a brute-force reading
+of the inserted records answers it, or refused by a QueryError naming the problem (never a
+database's error, Python's ValueError or OverflowError, nor a message quoting a megabyte)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from skybutler.errors import QueryError
+from skybutler.query import expression as ex
+from skybutler.query.builder import QuerySpec
+from skybutler.query.limits import MAX_DEPTH, MAX_LIST_VALUES
+
+VISITS = range(1, 7)  # conftest.populate: visits 1..6, exposure time 30 s, filters g, r, i in turn
+
+
+def visits(butler, where: str, bind=None) -> set[int]:
+    return {d["visit"] for d in butler.query_data_ids(["visit"], where=where, bind=bind or {}, instrument="Cam")}
+
+
+def test_long_in_lists_are_answered_on_every_stack(butler):
+    """Lists past PostgreSQL's 65,535 parameters (and SQLite's 32,766) go as one parameter."""
+    wanted = list(range(3, 100_003, 2))  # visits 3 and 5 among 50,000 values
+    assert visits(butler, "visit IN (:v)", {"v": wanted}) == {3, 5}
+    assert visits(butler, "visit NOT IN (:v)", {"v": wanted}) == {1, 2, 4, 6}
+    assert visits(butler, "visit IN (:v)", {"v": list(range(-99_998, 1)) + [6]}) == {6}
+    names = [f"other{i}" for i in range(70_000)] + ["science"]
+    assert visits(butler, "visit.observation_type IN (:n)", {"n": names}) == set(VISITS)
+    assert visits(butler, "visit.observation_type NOT IN (:n)", {"n": names}) == set()
+    seconds = [i + 0.5 for i in range(1000)] + [30]
+    assert visits(butler, "visit.exposure_time IN (:s)", {"s": seconds}) == set(VISITS)
+    text = "visit IN (" + ", ".join(str(v) for v in range(2, 3000, 2)) + ")"
+    assert visits(butler, text) == {2, 4, 6}
+    assert visits(butler, "NOT " + text) == {1, 3, 5}
+
+
+def test_too_many_list_values_are_refused(butler):
+    with pytest.raises(QueryError, match=f"IN lists hold more than {MAX_LIST_VALUES:,} values"):
+        visits(butler, "visit IN (:v) OR visit IN (:w)", {"v": list(range(MAX_LIST_VALUES)), "w": [1, 2]})
+
+
+def test_nesting_is_limited_to_49_levels(butler):
+    assert visits(butler, "(" * MAX_DEPTH + "visit = 2" + ")" * MAX_DEPTH) == {2}
+    with pytest.raises(QueryError, match="nests parentheses more than 49 levels deep") as caught:
+        visits(butler, "(" * 1000 + "visit = 2" + ")" * 1000)
+    assert caught.value.column == 50 and len(str(caught.value)) < 500
+    assert visits(butler, "NOT " * 48 + "visit = 2") == {2}
+    for deep in ("NOT " * 50 + "visit = 2", "visit = " + "-" * 60 + "2", "visit = " + " + ".join(["1"] * 60)):
+        with pytest.raises(QueryError, match="nests more than 49 levels deep"):
+            visits(butler, deep)
+
+
+def test_a_deep_tree_sent_as_json_is_refused_as_text_is(butler):
+    """A remote client sends the parsed tree; one built by hand is held to the same limit."""
+    node: ex.Node = ex.BinaryOp(op="=", lhs=ex.Identifier(name="visit"), rhs=ex.IntLiteral(value=2))
+    for _ in range(60):
+        node = ex.Not(operand=node)
+    spec = QuerySpec(kind="data_ids", dimensions=("visit",), where="visit = 2", tree=ex.node_to_json(node),
+                     data_id={"instrument": "Cam"})
+    with pytest.raises(QueryError, match="nests more than 49 levels deep"):
+        list(butler.query(spec))
+    deep = '{"kind":"not","operand":' * 5000 + '{"kind":"int","value":1}' + "}" * 5000
+    with pytest.raises(QueryError, match="malformed query tree"):
+        list(butler.query(spec.model_copy(update={"tree": deep})))
+    json.loads(ex.node_to_json(node))  # the refused tree itself was well formed
+
+
+@pytest.mark.parametrize("where, bind, message", [
+    ("visit = " + "9" * 5000, {}, r"the integer 9{20}\.\.\.\(5000 digits\) is outside the 64-bit"),
+    ("visit IN (1..10:" + "9" * 19 + ")", {}, "the integer 9{19} is outside the 64-bit"),
+    ("visit IN (:r)", {"r": range(1, 10, 2**64)}, "outside the 64-bit"),
+    ("visit.observation_type = 'sci\x00ence'", {}, "holds a NUL character"),
+    ("visit.observation_type = :t", {"t": "sci\x00ence"}, "bind 't' holds a NUL character"),
+    ("visit.observation_type = 'a\ud800b'", {}, "holds a lone surrogate"),
+    ("visit.observation_type IN (:t)", {"t": ["science", "a\udfffb"]}, "bind 't' holds a lone surrogate"),
+])
+def test_values_no_database_holds_are_refused_by_name(butler, where, bind, message):
+    with pytest.raises(QueryError, match=message) as caught:
+        visits(butler, where, bind)
+    str(caught.value).encode("utf-8")  # printable, even when the clause was not
+
+
+def test_a_long_clause_is_quoted_around_its_error_only(butler):
+    where = "visit.observation_type = '" + "x" * 1_000_000 + "' AND visit.nothing = 1"
+    with pytest.raises(QueryError, match="visit has no field 'nothing'") as caught:
+        visits(butler, where)
+    assert len(str(caught.value)) < 1000 and "^" in str(caught.value)
+    assert visits(butler, "visit.observation_type != '" + "é" * 1_000_000 + "'") == set(VISITS)
+    with pytest.raises(QueryError, match="characters long; at most"):
+        visits(butler, "visit.observation_type = '" + "x" * 3_000_000 + "'")
