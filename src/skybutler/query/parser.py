@@ -45,7 +45,7 @@ from .expression import (
     UnaryOp,
     UuidLiteral,
 )
-from .limits import MAX_DIGITS, MAX_DEPTH, check_text
+from .limits import MAX_DEPTH, MAX_DIGITS, check_text
 from .times import parse_time_literal
 
 GRAMMAR = r"""
