@@ -60,6 +60,16 @@ def test_collections_of_all_four_types(butler):
     assert butler.collections.exists("r1") and not butler.collections.exists("r2")
 
 
+def test_a_collections_doc_is_kept_and_shown_by_info_and_query(butler):
+    butler.collections.register("r1", doc="raw night 1")
+    butler.collections.register("ch1", "chained", doc="the defaults")
+    butler.collections.set_chain("ch1", ["r1"])
+    assert butler.collections.register("r1", doc="another") is False  # an existing collection keeps its doc
+    assert (butler.collections.info("r1").doc, butler.collections.info("ch1").doc) == ("raw night 1", "the defaults")
+    flattened = {c.name: c.doc for c in butler.collections.query("ch1", flatten_chains=True)}
+    assert flattened == {"ch1": "the defaults", "r1": "raw night 1"}
+
+
 def test_collection_registration_failures(butler):
     butler.collections.register("t1", "tagged")
     with pytest.raises(CollectionError, match="'t1' exists with type TAGGED, not RUN"):

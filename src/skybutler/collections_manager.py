@@ -24,7 +24,7 @@ class CollectionsManager:
     def info(self, name: str) -> CollectionInfo:
         _, kind = self._registry.collections.lookup(name)
         children = self._registry.collections.children(name) if kind is CollectionType.CHAINED else ()
-        return CollectionInfo(name=name, type=kind, children=children)
+        return CollectionInfo(name=name, type=kind, doc=self._registry.collections.doc(name), children=children)
 
     def exists(self, name: str) -> bool:
         return self._registry.collections.exists(name)

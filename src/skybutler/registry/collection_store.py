@@ -77,6 +77,13 @@ class CollectionStore:
                 return name
         raise MissingCollectionError(f"no collection with id {collection_id}")
 
+    def doc(self, name: str) -> str:
+        """The documentation string a collection was registered with ("" if none)."""
+        cid, _ = self.lookup(name)
+        t = self.schema.collection
+        with self.db.reading() as conn:
+            return conn.execute(sa.select(t.c.doc).where(t.c.collection_id == cid)).scalar() or ""
+
     def register(self, name: str, kind: CollectionType | str, doc: str = "") -> bool:
         """Create a collection; returns False if it exists with the same type (idempotent)."""
         kind = CollectionType.parse(kind)
@@ -172,6 +179,7 @@ class CollectionStore:
         with self.db.reading() as conn:
             # Sorted here, not in SQL: PostgreSQL would sort by the database's collation.
             rows = sorted(conn.execute(sa.select(t.c.name, t.c.type, t.c.doc)).all())
+        docs = {name: doc or "" for name, _, doc in rows}
         out: list[CollectionInfo] = []
         listed: set[str] = set()  # each collection once, also when a flattened chain listed it already
         for name, kind, doc in rows:
@@ -184,6 +192,6 @@ class CollectionStore:
             if flatten_chains and children:
                 for child in self.flatten(children):
                     if child not in listed:
-                        out.append(CollectionInfo(name=child, type=self.lookup(child)[1]))
+                        out.append(CollectionInfo(name=child, type=self.lookup(child)[1], doc=docs.get(child, "")))
                         listed.add(child)
         return out
