@@ -164,17 +164,21 @@ def test_ingest_raws_output_run_and_define_visits_with_the_instrument_argument(t
 # -- the Rubin butler's own command as the oracle --------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def rubin_pair(tmp_path_factory):
+def imported_rubin_pair(base: Path) -> tuple[Path, Path]:
+    """The Rubin repository of ``rubin_repos`` under ``base`` and its skybutler import."""
     pytest.importorskip("lsst.daf.butler")
     from rubin_repos import make_rubin_export
     from skybutler.interchange import import_rubin
 
-    base = tmp_path_factory.mktemp("rubin_cli")
     make_rubin_export(base)
     with Butler.create(base / "sky") as ours:
         import_rubin(ours, base / "export")
     return base / "repo", base / "sky"
+
+
+@pytest.fixture(scope="module")
+def rubin_pair(tmp_path_factory):
+    return imported_rubin_pair(tmp_path_factory.mktemp("rubin_cli"))
 
 
 def both_outputs(rubin_pair, line: list[str]) -> tuple[str, str]:
@@ -389,14 +393,7 @@ def test_register_dataset_type_takes_the_storage_class_as_an_argument(rubin_pair
 @pytest.fixture
 def fresh_rubin_pair(tmp_path):
     """A Rubin repository and its skybutler twin that a test may change."""
-    pytest.importorskip("lsst.daf.butler")
-    from rubin_repos import make_rubin_export
-    from skybutler.interchange import import_rubin
-
-    make_rubin_export(tmp_path)
-    with Butler.create(tmp_path / "sky") as ours:
-        import_rubin(ours, tmp_path / "export")
-    return tmp_path / "repo", tmp_path / "sky"
+    return imported_rubin_pair(tmp_path)
 
 
 def _chains_and_ids(pair, which: int) -> tuple[dict[str, list[str]], list[str]]:

@@ -247,7 +247,7 @@ def test_config_validate(make_butler):
 #: user guide's "Command-line conventions" lists the same table).
 SHORT_OPTIONS = {"-b": "--butler", "-c": "--collections", "-d": "--where", "-w": "--where", "-g": "--graph",
                  "-h": "--help", "-i": "--input", "-j": "--processes", "-o": "--output", "-s": "--storage-class",
-                 "-t": "--transfer", "-v": "--verbose", "-y": "--yes"}
+                 "-t": "--transfer", "-v": "--verbose", "-y": "--yes", "-@": "--options-file"}
 
 
 def every_command(group: click.Group, prefix: str = "") -> dict[str, click.Command]:

@@ -8,6 +8,9 @@ that defines ``COMMANDS`` (a sequence of click commands), append its name to
 :data:`COMMAND_MODULES` and add each command to :data:`COMMAND_INDEX`
 (``tests/test_cli_usability.py`` checks that the index and the modules agree).
 
+Every command takes ``-@ FILE`` (default options from a YAML file, see
+:mod:`.options_file`), as the Rubin butler's commands do.
+
 Errors a user can cause (:class:`~skybutler.errors.SkybutlerError`) are reported
 here once, as ``error: <message>`` on stderr with exit status 1; so are the system's
 refusals (``OSError``) and, naming their type, errors nobody foresaw.  ``skybutler --debug CMD``
@@ -205,8 +208,12 @@ def cli() -> None:
 
 def load_command_module(group: click.Group, name: str) -> None:
     """Add the ``COMMANDS`` of topic module ``name`` to ``group``."""
+    from .options_file import add_options_file
+
     module = importlib.import_module(f"{__package__}.{name}")
     for command in module.COMMANDS:
+        if not isinstance(command, click.Group):
+            add_options_file(command)
         group.add_command(command)
 
 
