@@ -8,9 +8,10 @@ the usual AWS_* variables) puts that stack's datastore on S3.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,20 @@ def butler(make_butler) -> Butler:
     populate(b)
     b.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
     return b
+
+
+@contextlib.contextmanager
+def two_clients_on(stack: str, tmp_path: Path,
+                   prepare: Callable[[Butler], None] | None = None) -> Iterator[tuple[Butler, Butler]]:
+    """Two butlers on one new repository on ``stack`` with the small camera's records (two visits,
+    two detectors): the one that made it, ``prepare``-d before the other opens, and that other."""
+    first = Butler.create(tmp_path / "repo", **stack_locations(stack, tmp_path))
+    populate(first, 2, 2)
+    if prepare is not None:
+        prepare(first)
+    second = Butler(tmp_path / "repo")
+    try:
+        yield first, second
+    finally:
+        first.close()
+        second.close()

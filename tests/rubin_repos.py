@@ -11,18 +11,24 @@ import numpy as np
 import pytest
 from astropy.table import Table
 from astropy.time import Time
-from lsst.sphgeom import ConvexPolygon, LonLat, UnitVector3d
 
 daf_butler = pytest.importorskip("lsst.daf.butler", reason="the Rubin butler (pip install 'skybutler[rubin-test]') "
                                  "is the oracle of these tests")
+
+from lsst.sphgeom import ConvexPolygon, LonLat, UnitVector3d  # noqa: E402
+
+from conftest import stack_locations  # noqa: E402
+from skybutler import Butler  # noqa: E402
+from skybutler.interchange import import_rubin  # noqa: E402
 
 RubinButler = daf_butler.Butler
 T0 = Time("2024-01-02T03:00:00.123456789", scale="tai", precision=9)
 
 
-def region_at(ra: float) -> ConvexPolygon:
-    """A one-degree square with its corner at (``ra``, 0)."""
-    return ConvexPolygon([UnitVector3d(LonLat.fromDegrees(ra + a, d)) for a, d in ((0, 0), (1, 0), (1, 1), (0, 1))])
+def region_at(ra: float, dec: float = 0.0, size: float = 1.0) -> ConvexPolygon:
+    """A square of ``size`` degrees with its corner at (``ra``, ``dec``)."""
+    return ConvexPolygon([UnitVector3d(LonLat.fromDegrees(ra + a, dec + d))
+                          for a, d in ((0, 0), (size, 0), (size, size), (0, size))])
 
 
 def timespan_of(begin: Time, seconds: float):
@@ -101,14 +107,25 @@ def make_rubin_export(base: Path):
     return write_rubin_export(make_rubin_repo(base / "repo"), base, ("Cam/best", "Cam/calib", "Cam/defaults"))
 
 
-def write_rubin_export(b, base: Path, collections: tuple[str, ...] = ()):
+def write_rubin_export(b, base: Path, collections: tuple[str, ...] = (), elements: tuple[str, ...] = ()):
     """Export every dataset of the Rubin butler ``b`` (each once, whatever collections hold
-    it), and the ``collections`` named, to the export.yaml directory ``base/export`` with the
+    it), the ``collections`` named, and every record of the dimension ``elements`` named (beyond
+    those the datasets' data IDs bring), to the export.yaml directory ``base/export`` with the
     Rubin butler's own export; returns ``b`` and the exported refs."""
     refs = list({r.id: r for r in b.registry.queryDatasets(..., collections=...)}.values())
     (base / "export").mkdir()
     with b.export(directory=str(base / "export"), format="yaml", transfer="copy") as export:
         export.saveDatasets(refs)
+        for element in elements:
+            export.saveDimensionData(element, b.registry.queryDimensionRecords(element))
         for name in collections:
             export.saveCollection(name)
     return b, refs
+
+
+def imported(export: Path, stack: str, tmp: Path) -> Butler:
+    """A new skybutler repository in ``tmp`` on ``stack`` holding the Rubin export ``export``
+    (imported with :func:`skybutler.interchange.import_rubin`); the caller closes it."""
+    butler = Butler.create(tmp / "repo", **stack_locations(stack, tmp))
+    import_rubin(butler, export)
+    return butler

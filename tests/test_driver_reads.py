@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import STACKS, populate, stack_locations, visit_pointing
+from conftest import STACKS, two_clients_on, visit_pointing
 from skybutler import Butler
 from skybutler.dimensions import regions
 
@@ -21,12 +21,8 @@ POINT = "visit.region OVERLAPS POINT({}, {})".format(*visit_pointing(1))
 @pytest.fixture(params=STACKS)
 def two_clients(request, tmp_path):
     """Two butlers on one repository of each stack, with the small camera's records."""
-    first = Butler.create(tmp_path / "repo", **stack_locations(request.param, tmp_path))
-    populate(first, 2, 2)
-    second = Butler(tmp_path / "repo")
-    yield first, second
-    first.close()
-    second.close()
+    with two_clients_on(request.param, tmp_path) as clients:
+        yield clients
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import populate
+from conftest import POSTGRES_URL, two_clients_on
 from skybutler import Butler
 from skybutler.registry.collection_store import CollectionStore
 
@@ -17,21 +17,18 @@ from skybutler.registry.collection_store import CollectionStore
 def two_clients(request, tmp_path):
     """Two butlers on one repository: metrics in run/a, chain -> [run/a].  SQLite unless a
     test asks for a stack (``on_postgres``, ``on_both``)."""
-    from conftest import POSTGRES_URL, stack_locations
-
     stack = getattr(request, "param", "sqlite")
     if stack == "postgres" and not POSTGRES_URL:
         pytest.skip("needs SKYBUTLER_TEST_POSTGRES_URL")
-    first = Butler.create(tmp_path / "repo", **stack_locations(stack, tmp_path))
-    populate(first, 2, 2)
+    with two_clients_on(stack, tmp_path, prepare=_metrics_in_a_chain) as clients:
+        yield clients
+
+
+def _metrics_in_a_chain(first: Butler) -> None:
     first.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
     first.put({"v": 1}, "metrics", instrument="Cam", visit=1, detector=0, run="run/a")
     first.collections.register("chain", "chained")
     first.collections.set_chain("chain", ["run/a"])
-    second = Butler(tmp_path / "repo")
-    yield first, second
-    first.close()
-    second.close()
 
 
 #: The two clients on the stack's PostgreSQL server, or on either stack.

@@ -13,7 +13,7 @@ import astropy.units as units
 import pytest
 from astropy.time import Time
 
-from rubin_repos import T0, RubinButler, daf_butler
+from rubin_repos import T0, RubinButler, daf_butler, write_rubin_export
 from skybutler import Butler, Timespan
 from skybutler.errors import DatasetTypeError
 from skybutler.interchange import export_rubin, import_rubin
@@ -77,15 +77,9 @@ def make_rubin_calib_repo(root: Path):
 @pytest.fixture(scope="module")
 def rubin(tmp_path_factory):
     base = tmp_path_factory.mktemp("rubincal")
-    b = make_rubin_calib_repo(base / "repo")
-    refs = list({r.id: r for r in b.registry.queryDatasets(..., collections=...)}.values())
-    (base / "export").mkdir()
-    with b.export(directory=str(base / "export"), format="yaml", transfer="copy") as export:
-        for element in ("day_obs", "group", "exposure"):  # the exposures whose times select calibrations
-            export.saveDimensionData(element, b.registry.queryDimensionRecords(element))
-        export.saveDatasets(refs)
-        for name in (DM1, DM2, CHAIN):
-            export.saveCollection(name)
+    # the exposures too: their times select calibrations
+    b, refs = write_rubin_export(make_rubin_calib_repo(base / "repo"), base, (DM1, DM2, CHAIN),
+                                 elements=("day_obs", "group", "exposure"))
     return {"butler": b, "export": base / "export", "refs": refs}
 
 

@@ -13,11 +13,9 @@ import pytest
 
 daf_butler = pytest.importorskip("lsst.daf.butler", reason="the Rubin butler is the oracle of these tests")
 
-from conftest import STACKS, stack_locations  # noqa: E402
-from rubin_repos import make_rubin_export  # noqa: E402
-from skybutler import Butler  # noqa: E402
+from conftest import STACKS  # noqa: E402
+from rubin_repos import imported, make_rubin_export  # noqa: E402
 from skybutler.errors import QueryError  # noqa: E402
-from skybutler.interchange import import_rubin  # noqa: E402
 from test_rubin_interchange import _our_record, _rubin_record  # noqa: E402
 
 #: (visit, detector, run) of the ``scrambled`` datasets, in the order both butlers put them.
@@ -41,9 +39,7 @@ def rubin(tmp_path_factory):
 
 @pytest.fixture(scope="module", params=STACKS)
 def ours(request, rubin, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp(f"rubin_dsq_{request.param}")
-    butler = Butler.create(tmp / "repo", **stack_locations(request.param, tmp))
-    import_rubin(butler, rubin["export"])
+    butler = imported(rubin["export"], request.param, tmp_path_factory.mktemp(f"rubin_dsq_{request.param}"))
     butler.register_dataset_type("scrambled", ["instrument", "visit", "detector"], "Dict")
     for visit, detector, run in PUTS:
         butler.put({"v": visit}, "scrambled", instrument="Cam", visit=visit, detector=detector, run=run)

@@ -25,11 +25,9 @@ from astropy.time import Time  # noqa: E402
 from hypothesis import HealthCheck, given, reject, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from conftest import POSTGRES_URL, STACKS, stack_locations  # noqa: E402
-from rubin_repos import make_rubin_export  # noqa: E402
-from skybutler import Butler  # noqa: E402
+from conftest import POSTGRES_URL, STACKS  # noqa: E402
+from rubin_repos import imported, make_rubin_export  # noqa: E402
 from skybutler.errors import QueryError  # noqa: E402
-from skybutler.interchange import import_rubin  # noqa: E402
 from skybutler.query.globs import glob_match  # noqa: E402
 
 
@@ -43,9 +41,7 @@ def rubin(tmp_path_factory):
 
 @pytest.fixture(scope="module", params=STACKS)
 def ours(request, rubin, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp(f"rubin_expr_{request.param}")
-    butler = Butler.create(tmp / "repo", **stack_locations(request.param, tmp))
-    import_rubin(butler, rubin["export"])
+    butler = imported(rubin["export"], request.param, tmp_path_factory.mktemp(f"rubin_expr_{request.param}"))
     yield butler
     butler.close()
 

@@ -26,14 +26,11 @@ from astropy.time import Time  # noqa: E402
 from hypothesis import HealthCheck, assume, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.control import currently_in_test_context  # noqa: E402
-from lsst.sphgeom import ConvexPolygon, LonLat, UnitVector3d  # noqa: E402
 
-from conftest import STACKS, stack_locations  # noqa: E402
-from skybutler import Butler  # noqa: E402
+from conftest import STACKS  # noqa: E402
+from rubin_repos import RubinButler, imported, region_at, write_rubin_export  # noqa: E402
 from skybutler.errors import QueryError  # noqa: E402
-from skybutler.interchange import import_rubin  # noqa: E402
 
-RubinButler = daf_butler.Butler
 INST, SKYMAP = "LSSTCam", "lsst_cells_v1"
 DAYS = (20250101, 20250102)
 FILTERS = {"r_57": "r", "g_6": "g", "i_39": "i", "empty~holo4_003": "white"}
@@ -41,11 +38,6 @@ SCIENCE_FILTERS = ["r_57", "g_6", "i_39", "r_57"]
 TARGETS = ["ECDFS", "LVK_S250830bp", None, "ECDFS"]
 PROGRAMS = ["BLOCK-102", "13162", "BLOCK-102", None]
 REASONS = ["survey", "sitcom-1043", None, "survey"]
-
-
-def _poly(ra: float, dec: float, size: float = 1.0) -> ConvexPolygon:
-    return ConvexPolygon([UnitVector3d(LonLat.fromDegrees(ra + a, dec + d))
-                          for a, d in ((0, 0), (size, 0), (size, size), (0, size))])
 
 
 def _day_start(day: int) -> Time:
@@ -98,7 +90,7 @@ def make_field_repo(root):
                 continue
             reg.insertDimensionData("visit", {
                 "instrument": INST, "id": exp_id, "name": f"MC_O_{day}_{seq:06d}",
-                "physical_filter": SCIENCE_FILTERS[k], "day_obs": day, "timespan": span, "region": _poly(ra, dec),
+                "physical_filter": SCIENCE_FILTERS[k], "day_obs": day, "timespan": span, "region": region_at(ra, dec),
                 "seq_num": seq, "exposure_time": [15.0, 30.0, 29.5, 30.0][k], "target_name": TARGETS[k],
                 "observation_reason": REASONS[k], "science_program": PROGRAMS[k], "azimuth": -12.5 + 10 * seq,
                 "zenith_angle": 20.0 + seq})
@@ -107,14 +99,14 @@ def make_field_repo(root):
                                                                 "visit_system": 0})
             reg.insertDimensionData("visit_detector_region", *[{
                 "instrument": INST, "visit": exp_id, "detector": d,
-                "region": _poly(ra + 0.25 * (d % 4), dec + 0.25 * (d // 4), 0.25)} for d in range(12)])
+                "region": region_at(ra + 0.25 * (d % 4), dec + 0.25 * (d // 4), 0.25)} for d in range(12)])
     reg.insertDimensionData("skymap", {"name": SKYMAP, "hash": b"\x03\x04" * 20, "tract_max": 20000,
                                        "patch_nx_max": 2, "patch_ny_max": 2})
-    reg.insertDimensionData("tract", {"skymap": SKYMAP, "id": 10321, "region": _poly(9.0, -31.0, 11.0)},
-                            {"skymap": SKYMAP, "id": 10322, "region": _poly(20.5, -31.0, 10.0)})
+    reg.insertDimensionData("tract", {"skymap": SKYMAP, "id": 10321, "region": region_at(9.0, -31.0, 11.0)},
+                            {"skymap": SKYMAP, "id": 10322, "region": region_at(20.5, -31.0, 10.0)})
     reg.insertDimensionData("patch", *[{
         "skymap": SKYMAP, "tract": t, "id": p, "cell_x": p % 2, "cell_y": p // 2,
-        "region": _poly(x0 + 5.5 * (p % 2), -31.0 + 5.5 * (p // 2), 5.5)}
+        "region": region_at(x0 + 5.5 * (p % 2), -31.0 + 5.5 * (p // 2), 5.5)}
         for t, x0 in ((10321, 9.0), (10322, 20.5)) for p in range(4)])
     u = b.dimensions
     reg.registerDatasetType(daf_butler.DatasetType("raw", ["instrument", "exposure", "detector"],
@@ -151,25 +143,15 @@ def make_field_repo(root):
 @pytest.fixture(scope="module")
 def rubin(tmp_path_factory):
     base = tmp_path_factory.mktemp("rubin_field")
-    b = make_field_repo(base / "repo")
-    refs = list({r.id: r for r in b.registry.queryDatasets(..., collections=...)}.values())
-    (base / "export").mkdir()
-    with b.export(directory=str(base / "export"), format="yaml", transfer="copy") as export:
-        export.saveDatasets(refs)
-        for element in ("exposure", "visit", "detector", "day_obs", "physical_filter", "tract", "patch",
-                        "visit_definition", "visit_detector_region", "group", "visit_system",
-                        "visit_system_membership"):
-            export.saveDimensionData(element, b.registry.queryDimensionRecords(element))
-        for name in ("u/a/best", "u/a/chain", "u/a/chain2"):
-            export.saveCollection(name)
+    b, _ = write_rubin_export(make_field_repo(base / "repo"), base, ("u/a/best", "u/a/chain", "u/a/chain2"), elements=(
+        "exposure", "visit", "detector", "day_obs", "physical_filter", "tract", "patch", "visit_definition",
+        "visit_detector_region", "group", "visit_system", "visit_system_membership"))
     return {"butler": b, "export": base / "export"}
 
 
 @pytest.fixture(scope="module", params=STACKS)
 def ours(request, rubin, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp(f"rubin_field_{request.param}")
-    butler = Butler.create(tmp / "repo", **stack_locations(request.param, tmp))
-    import_rubin(butler, rubin["export"])
+    butler = imported(rubin["export"], request.param, tmp_path_factory.mktemp(f"rubin_field_{request.param}"))
     yield butler
     butler.close()
 
