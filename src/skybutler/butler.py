@@ -43,6 +43,7 @@ from .models import CollectionType, DatasetRef, DatasetType, StoredArtifact
 from .reads import observation_time, read_dataset
 from .registry import Registry
 from .remote.served import served as _served
+from .rubin_registry import RubinRegistry
 from .timespan import Timespan, as_timespan
 from .writes import IdMode, Writes
 
@@ -99,14 +100,17 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
             from .remote.client import open_remote
 
             open_remote(self, root, collections, run, data_id, token)
+            self.registry = RubinRegistry(self)
             return
         self.root = Path(root).absolute()
         self.config = RepoConfig.load(self.root)
         self.universe = _load_universe(self.config.universe)
-        self.registry = _registry or Registry.open(self.config.registry_url(self.root), self.universe)
+        parts = _registry or Registry.open(self.config.registry_url(self.root), self.universe)
+        #: the Rubin registry's calls; any other name is the SQL registry's (``registry.datasets``)
+        self.registry = RubinRegistry(self, parts)
         self.datastore = FileDatastore(self.config.datastore_uri(self.root), self.config.templates,
                                        self.config.checksum, journal=str(self.root / BOOKKEEPING_DIR / "journal"))
-        self.collections = CollectionsManager(self.registry)
+        self.collections = CollectionsManager(parts)
         self.default_collections = [collections] if isinstance(collections, str) else list(collections or [])
         self.run = run
         self.default_data_id = dict(data_id or {})
@@ -344,11 +348,24 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
         if any(name in coordinate for name in group.implied):
             coordinate = self.registry.dimensions.expand(coordinate)
         ref = self.registry.find_dataset(dtype, coordinate, self._search_path(collections), timespan)
-        if ref is None or not group.implied:
+        return None if ref is None else self._with_implied(ref)
+
+    def _with_implied(self, ref: DatasetRef) -> DatasetRef:
+        """``ref`` whose data ID carries the implied values (band, day_obs, ...) as the Rubin butler's does."""
+        if not ref.data_id.group.implied:
             return ref
-        # Its data ID carries the implied values (band, day_obs, ...) as the Rubin butler's does.
         return DatasetRef(ref.id, ref.dataset_type, lazily_expanded(ref.data_id, self.registry.dimensions.expand),
                           ref.run, ref.artifact)
+
+    @_served
+    def get_dataset(self, id: uuid.UUID | str) -> DatasetRef | None:
+        """The dataset with this ID (a UUID or its text), or None if the repository has none."""
+        try:
+            key = id if isinstance(id, uuid.UUID) else uuid.UUID(str(id))
+        except ValueError:
+            return None
+        found = self.registry.refs_by_id([key])
+        return self._with_implied(found[0]) if found else None
 
     @_served
     def _find_many(self, dataset_type: str, data_ids: Sequence[Any], collections: Sequence[str]) -> dict[Any, DatasetRef]:

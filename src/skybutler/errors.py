@@ -231,6 +231,10 @@ def _window(text: str, at: int) -> tuple[str, int]:
     return head + text[start:end] + ("..." if end < len(text) else ""), at - start + len(head)
 
 
+class NotOfferedError(SkybutlerError, NotImplementedError):
+    """A Rubin butler call or argument skybutler does not offer; the message names what to use instead."""
+
+
 # -- installation ---------------------------------------------------------------
 
 

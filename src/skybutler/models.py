@@ -229,6 +229,8 @@ class DatasetRef:
     dataset_type = property(operator.attrgetter("_dataset_type"), doc="The dataset's type.")
     data_id = property(operator.attrgetter("_data_id"), doc="The dataset's data ID.")
     run = property(operator.attrgetter("_run"), doc="The RUN collection the dataset was written to.")
+    dataId = property(operator.attrgetter("_data_id"), doc="``data_id``, by the Rubin butler's name.")
+    datasetType = property(operator.attrgetter("_dataset_type"), doc="``dataset_type``, by the Rubin butler's name.")
 
     @property
     def artifact(self) -> StoredArtifact | None:

@@ -105,14 +105,14 @@ def refs_in_collection(butler: Butler, collection: str, dataset_type: str | None
     Goes through the registry until the facade offers a query for it; through a server, a query
     of every (or the one) dataset type in that collection.
     """
-    registry = butler.registry
     if dataset_type is not None:
         butler.get_dataset_type(dataset_type)  # a clear error for an unknown name
-    if registry is None:
+    if butler._remote is not None:
         butler.collections.info(collection)  # missing (or invisible): the same error as locally
         types = [dataset_type] if dataset_type is not None else [t.name for t in butler.query_dataset_types()]
         return [ref for name in types for ref in butler.query_datasets(name, collections=[collection],
                                                                        find_first=False)]
+    registry = butler.registry
     return registry.refs_by_id(registry.datasets.ids_in_collection(collection, dataset_type))
 
 

@@ -299,6 +299,14 @@ class RemoteTransport(IngestCalls):
         found = self.post_json("datasets/find", self._lookup(dataset_type, data_id, collections, timespan, kwargs))
         return None if found is None else self.ref_from_json(found)
 
+    def get_dataset(self, id: uuid.UUID | str) -> DatasetRef | None:
+        refuse_read(self, "get_dataset")
+        try:
+            found = self.post_json("datasets/find", {"id": str(id)})
+        except DatasetNotFoundError:  # an ID the repository lacks (or hides from this user), or not an ID
+            return None
+        return None if found is None else self.ref_from_json(found)
+
     def _find_many(self, dataset_type: str, data_ids: Sequence[Any], collections: Sequence[str]) -> dict[Any, DatasetRef]:
         """``Butler._find_many``: the datasets of many data IDs (coordinates) of one type, found
         first in ``collections``: one request per 20,000, where ``find_dataset`` takes one each."""

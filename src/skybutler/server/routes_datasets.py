@@ -76,6 +76,8 @@ def _resolved(butler: Butler, user: User, body: Lookup) -> DatasetRef:
 def find_dataset(request: Request, body: Lookup, user: User = Depends(current_user)) -> Any:
     with _state(request).butler() as butler:
         ref = _find(butler, user, body)
+        if ref is not None and body.id is not None:  # by ID (get_dataset): with implied values, as found by data ID
+            ref = butler._with_implied(ref)
         return None if ref is None else wire.ref_to_json(ref)
 
 
