@@ -305,3 +305,31 @@ def test_what_is_not_offered_is_refused_by_name(pair):
             reg.datasets
     assert reg.defaults.collections == tuple(ours.default_collections)
     assert CollectionType.parse("run") is reg.getCollectionType("Cam/run1")
+
+
+@pytest.mark.parametrize("args,kwargs", [
+    ((...,), {}), (("Cam/*",), {"include_parents": True}), (("Cam/defaults",), {"flatten_chains": True}),
+    (("Cam/defaults",), {"flatten_chains": True, "include_chains": True, "include_parents": True}),
+    ((["Cam/c*", "Cam/best"],), {"collection_types": ["RUN", "CALIBRATION"]}),
+])
+def test_collections_query_info_and_get_info_as_the_rubin_butlers(pair, args, kwargs):
+    rubin, ours, _ = pair
+    theirs_kwargs = dict(kwargs, include_doc=True)
+    if "collection_types" in kwargs:
+        theirs_kwargs["collection_types"] = {daf_butler.CollectionType[t] for t in kwargs["collection_types"]}
+
+    def facts(infos):
+        out = sorted((i.name, i.type.name, tuple(i.children), i.doc or "",
+                      None if i.parents is None else sorted(i.parents)) for i in infos)
+        assert out
+        return out
+
+    assert facts(ours.collections.query_info(*args, **kwargs)) == facts(
+        rubin.collections.query_info(*args, **theirs_kwargs))
+    for name in ("Cam/defaults", "Cam/run1", "Cam/calib"):
+        assert facts([ours.collections.get_info(name, include_parents=True)]) == facts(
+            [rubin.collections.get_info(name, include_parents=True)])
+    with pytest.raises(MissingCollectionError):
+        ours.collections.get_info("Cam/none")
+    with pytest.raises(NotOfferedError, match="butler.query_datasets"):
+        ours.collections.query_info("Cam/*", include_summary=True)

@@ -8,10 +8,11 @@ from typing import Any
 from .errors import CollectionError
 from .models import CollectionInfo, CollectionType, DatasetRef
 from .registry import Registry
+from .rubin_registry import RubinCollectionCalls
 from .timespan import Timespan
 
 
-class CollectionsManager:
+class CollectionsManager(RubinCollectionCalls):
     """The collection operations of a butler, over its registry."""
 
     def __init__(self, registry: Registry):

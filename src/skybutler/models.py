@@ -95,10 +95,14 @@ class CollectionInfo:
     type: CollectionType
     doc: str = ""
     children: tuple[str, ...] = ()
+    #: the CHAINED collections holding it, when asked for (``collections.get_info(..., include_parents=True)``)
+    parents: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         self.type = CollectionType.parse(self.type)
         self.children = tuple(self.children)
+        if self.parents is not None:
+            self.parents = frozenset(self.parents)
 
 
 DATASET_TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")

@@ -1,5 +1,6 @@
 """``butler.registry``: the Rubin butler's registry calls (``queryDatasets``, ``queryDataIds``,
-``registerRun``, ``certify``, ...) answered by skybutler's public Butler methods.
+``registerRun``, ``certify``, ...) answered by skybutler's public Butler methods; and the Rubin
+spellings ``butler.collections.query_info`` / ``get_info``.
 
 Notebooks and scripts written for the Rubin butler use these camelCase names; each here is a
 translation of its arguments onto one public method of :class:`~skybutler.Butler`, nothing
@@ -16,14 +17,15 @@ opened on a server URL does not have.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import glob
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import MissingCollectionError, NotOfferedError, QueryError
-from .models import CollectionType, DatasetRef, DatasetType
+from .models import CollectionInfo, CollectionType, DatasetRef, DatasetType
 from .timespan import Timespan, as_timespan
 
 if TYPE_CHECKING:
@@ -100,6 +102,50 @@ def _patterns(expression: Any) -> list[str | re.Pattern[str]]:
 
 def _matches(name: str, patterns: Sequence[str | re.Pattern[str]]) -> bool:
     return any(p.fullmatch(name) if isinstance(p, re.Pattern) else fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+class RubinCollectionCalls:
+    """The Rubin butler's ``butler.collections.query_info`` and ``get_info``, over the
+    ``query``, ``info``, ``flatten`` and ``parents`` of skybutler's ``butler.collections``
+    (a base of its local and remote kinds)."""
+
+    query: Callable[..., list[CollectionInfo]]
+    info: Callable[[str], CollectionInfo]
+    flatten: Callable[[Iterable[str]], list[str]]
+    parents: Callable[[str], list[str]]
+
+    def query_info(self, expression: Any = ..., collection_types: Any = None, flatten_chains: bool = False,
+                   include_chains: bool | None = None, include_parents: bool = False,
+                   include_summary: bool = False, include_doc: bool = False,
+                   summary_datasets: Any = None) -> list[CollectionInfo]:
+        """The collections matching ``expression`` (``...``, names, globs, regular expressions)
+        of ``collection_types``; with ``flatten_chains`` the chains' children too, the chains
+        themselves only with ``include_chains``; each with its documentation."""
+        if include_summary or summary_datasets is not None:
+            raise _refuse("collections.query_info(include_summary=True)",
+                          "butler.query_datasets(dataset_type, collections=[name], find_first=False).any()")
+        wanted = _collection_types(collection_types)
+        keep_chains = (not flatten_chains) if include_chains is None else include_chains
+        everything = {info.name: info for info in self.query("*")}
+        patterns = _patterns(expression)
+        found: dict[str, CollectionInfo] = {}
+        for info in everything.values():
+            if not _matches(info.name, patterns):
+                continue
+            if info.type is not CollectionType.CHAINED or keep_chains:
+                found.setdefault(info.name, info)
+            if info.type is CollectionType.CHAINED and flatten_chains:
+                found.update((child, everything[child]) for child in self.flatten([info.name]) if child not in found)
+        out = [info for info in found.values() if info.type in wanted]
+        if include_parents:
+            out = [dataclasses.replace(info, parents=frozenset(self.parents(info.name))) for info in out]
+        return out
+
+    def get_info(self, name: str, include_parents: bool = False, include_summary: bool = False) -> CollectionInfo:
+        """One collection's type, documentation, children (and, when asked, parents)."""
+        info = self.info(name)  # a missing name is refused here
+        found = self.query_info(glob.escape(name), include_parents=include_parents, include_summary=include_summary)
+        return next((i for i in found if i.name == name), info)
 
 
 class RubinResults:
@@ -277,21 +323,8 @@ class RubinRegistry:
         if datasetType is not None:
             raise _refuse("queryCollections(datasetType=...)",
                           "butler.query_datasets(dataset_type, collections=[name], find_first=False).any()")
-        wanted = _collection_types(collectionTypes)
-        keep_chains = (not flattenChains) if includeChains is None else includeChains
-        found: dict[str, None] = {}
-        for info in self._butler.collections.query("*", flatten_chains=False):
-            if not _matches(info.name, _patterns(expression)):
-                continue
-            if info.type is CollectionType.CHAINED and flattenChains:
-                if keep_chains and info.type in wanted:
-                    found[info.name] = None
-                for child in self._butler.collections.flatten([info.name]):
-                    if self._butler.collections.info(child).type in wanted:
-                        found[child] = None
-            elif info.type in wanted and (keep_chains or info.type is not CollectionType.CHAINED):
-                found[info.name] = None
-        return list(found)
+        return [info.name for info in self._butler.collections.query_info(expression, collectionTypes, flattenChains,
+                                                                          includeChains)]
 
     def queryDatasetTypes(self, expression: Any = ..., *, missing: list[str] | None = None) -> list[DatasetType]:
         patterns = _patterns(expression)
@@ -363,9 +396,7 @@ class RubinRegistry:
         return set(self._butler.collections.parents(collection))
 
     def getCollectionDocumentation(self, collection: str) -> str | None:
-        self._existing(collection)
-        found = [c for c in self._butler.collections.query(glob.escape(collection)) if c.name == collection]
-        return found[0].doc or None
+        return self._butler.collections.get_info(collection).doc or None
 
     def registerRun(self, name: str, doc: str | None = None) -> bool:
         return self._butler.collections.register(name, CollectionType.RUN, doc or "")

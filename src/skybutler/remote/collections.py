@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..models import CollectionInfo, CollectionType, DatasetRef
+from ..rubin_registry import RubinCollectionCalls
 from ..timespan import Timespan
 from . import wire
 
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from .client import RemoteTransport
 
 
-class RemoteCollections:
+class RemoteCollections(RubinCollectionCalls):
     """Collection operations through a server, under the caller's rights there."""
 
     def __init__(self, transport: RemoteTransport):
