@@ -193,10 +193,19 @@ def test_collections_dataset_types_and_look_ups_as_the_rubin_registrys(pair):
     assert found.dataId["band"] == "g"
     assert mine.findDataset("summary", visit=2, detector=1, instrument="Cam", collections="Cam/best") is None
     assert theirs.findDataset("summary", visit=2, detector=1, instrument="Cam", collections="Cam/best") is None
-    expanded = mine.expandDataId(instrument="Cam", visit=1)
-    assert (expanded["band"], expanded["physical_filter"]) == (
-        theirs.expandDataId(instrument="Cam", visit=1)["band"], theirs.expandDataId(instrument="Cam", visit=1)[
-            "physical_filter"]) == ("r", "Cam-r")
+    fields = {"physical_filter": "band", "visit": "name", "exposure": "obs_id", "detector": "full_name",
+              "day_obs": "id", "instrument": "visit_max"}
+    for data_id, elements in (({"instrument": "Cam", "visit": 1}, ("physical_filter", "visit", "day_obs", "instrument")),
+                              ({"instrument": "Cam", "exposure": 2, "detector": 1},
+                               ("physical_filter", "exposure", "detector", "day_obs"))):
+        expanded, oracle = mine.expandDataId(data_id), theirs.expandDataId(data_id)
+        assert (expanded["band"], expanded["physical_filter"]) == (oracle["band"], oracle["physical_filter"])
+        for element in elements:
+            field = fields[element]
+            assert getattr(expanded.records[element], field) == getattr(oracle.records[element], field)
+        span = expanded.records["visit" if "visit" in data_id else "exposure"].timespan
+        assert span.to_ns() == as_timespan(oracle.records["visit" if "visit" in data_id else "exposure"].timespan
+                                           ).to_ns()
 
 
 def test_dataset_associations_and_calibration_ranges_as_the_rubin_registrys(pair):

@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .dimensions.data_id import DataCoordinateWithRecords
 from .errors import MissingCollectionError, NotOfferedError, QueryError
 from .models import CollectionInfo, CollectionType, DatasetRef, DatasetType
 from .timespan import Timespan, as_timespan
@@ -444,7 +445,8 @@ class RubinRegistry:
 
     def expandDataId(self, dataId: Mapping[str, Any] | None = None, *, dimensions: Any = None,
                      records: Any = None, withDefaults: bool = True, **kwargs: Any) -> DataCoordinate:
-        """``butler.expand_data_id``; without ``dimensions``, those the data ID's keys name."""
+        """``butler.expand_data_id`` with the record of each element of the data ID's group
+        (``.records["visit"]``); without ``dimensions``, those the data ID's keys name."""
         if records is not None:
             raise _refuse("expandDataId(records=...)", "butler.expand_data_id (the records are read)")
         given = {**(dataId or {}), **kwargs}
@@ -452,7 +454,10 @@ class RubinRegistry:
         if dimensions is None:
             dimensions = [k for k in given if k in universe.elements and universe[k].key is not None]
         dims = [dimensions] if isinstance(dimensions, str) else list(getattr(dimensions, "names", dimensions))
-        return self._butler.expand_data_id(dims, given)
+        full = self._butler.expand_data_id(dims, given)
+        records = {name: self._butler.get_record(name, **{k: full[k] for k in universe[name].identity})
+                   for name in full.group.elements}
+        return DataCoordinateWithRecords(full.group, full.as_dict(), records)
 
     def insertDimensionData(self, element: Any, *data: Any, conform: bool = True, replace: bool = False,
                             skip_existing: bool = False) -> None:
