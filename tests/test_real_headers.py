@@ -5,6 +5,7 @@ naming what is missing, and nothing of it lands."""
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -19,8 +20,10 @@ from skybutler import Butler, Timespan  # noqa: E402
 from skybutler.ingest import ingest_raws  # noqa: E402
 
 HEADERS = Path(__file__).parent / "data" / "translator_headers"
-#: Cards describing the HDU's structure, not the observation: the written file gets its own.
-_STRUCTURE = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "BZERO", "BSCALE", "BLANK"}
+#: Cards describing the HDU's structure, not the observation: the written file gets its own (a
+#: header's CHECKSUM and DATASUM are of the real file's bytes).
+_STRUCTURE = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "BZERO", "BSCALE", "BLANK",
+              "CHECKSUM", "DATASUM"}
 
 
 def header_of(name: str) -> dict:
@@ -134,7 +137,7 @@ INGESTED = ["fitsheader-hsc.yaml", "fitsheader-hsc-HSCA04090107.yaml", "fitshead
 REFUSED = {
     "fitsheader-decam-calexp-0412037_10.yaml": "instrument 'DECam' has no physical filter 'g' (known: ",
     "fitsheader-megaprime-calexp-849375-14.yaml": "instrument 'MegaPrime' has no physical filter 'r' (known: ",
-    "bad-megaprime.yaml": "cannot determine observation_type: OBSTYPE",
+    "bad-megaprime.yaml": "cannot determine exposure_time: Could not find EXPTIME in header",
 }
 
 
@@ -153,6 +156,20 @@ def test_a_real_header_skybutler_cannot_take_is_refused_with_its_reason(tmp_path
         ((path, reason),) = [(f.path, f.reason) for f in result.failures]
         assert path == str(raw) and reason.startswith(REFUSED[name]), reason
         assert result.refs == [] and repository_state(butler) == before
+
+
+def test_a_refused_header_gives_the_same_reason_in_every_process(tmp_path):
+    """bad-megaprime lacks the cards of two required properties: the reason names the first in name
+    order, whatever the process's string hashing (which orders a plain set)."""
+    import subprocess
+    import sys
+
+    raw = write_raw(tmp_path / "raw.fits", header_of("bad-megaprime.yaml"))
+    code = ("import sys; from skybutler.instruments import RawHeaderError, read_observation_metadata\n"
+            "try: read_observation_metadata(sys.argv[1])\nexcept RawHeaderError as e: print(e.reason)")
+    reasons = {subprocess.run([sys.executable, "-c", code, str(raw)], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)}
+    assert reasons == {REFUSED["bad-megaprime.yaml"] + "\n"}
 
 
 def repository_state(butler: Butler) -> tuple:
@@ -370,3 +387,4 @@ def test_a_raw_named_as_another_format_is_stored_under_the_fits_suffix(tmp_path,
         (ref,) = result.refs
         assert str(butler.get_uri(ref)).endswith(f"/raw_HSC_904024_50{stored}")
         np.testing.assert_array_equal(butler.get(ref).data, fits.getdata(raw))
+

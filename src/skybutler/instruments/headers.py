@@ -86,6 +86,15 @@ _OPTIONAL = {
 }
 
 
+class _InOrder(set):
+    """A set of property names that iterates in name order.  ObservationInfo translates its subset
+    in the subset's iteration order and reports the first required property it cannot; a plain set's
+    order changes from process to process (string hashing), and so would a header's reason."""
+
+    def __iter__(self) -> Any:
+        return iter(sorted(set.__iter__(self)))
+
+
 def metadata_from_header(header: Any, filename: str | Path = "<header>") -> ObservationMetadata:
     """Translate an already-read header (any dict-like) into :class:`ObservationMetadata`.
 
@@ -231,7 +240,7 @@ def _translate(amt: Any, translator_class: type, header: dict[str, Any], filenam
         required, subset = required - set(_PER_FILE), subset - set(_PER_FILE)
     try:
         info = amt.ObservationInfo(recorder, filename=filename, translator_class=translator_class,
-                                   required=required, subset=subset, quiet=True)
+                                   required=required, subset=_InOrder(subset), quiet=True)
     except Exception as exc:  # the library wraps the real cause; report that
         reason = _reason(exc)
         raise RawHeaderError(filename, reason + _missing_cards(translator_class, header, filename, exc, reason)) \
