@@ -477,6 +477,49 @@ def validate(path: Path, formatter: str = "fits") -> None:
         get_formatter(formatter).validate(stream)
 
 
+
+@pytest.mark.parametrize(("formatter", "storage_class"), [("fits", "Image"), ("fits-mef", "MultiExtensionImage"),
+                                                          ("fits-table", "FitsTable")])
+def test_checksum_cards_read_with_an_object_are_not_written_with_it(tmp_path: Path, formatter: str,
+                                                                  storage_class: str) -> None:
+    """An object read from a file with checksums, its pixels changed, is written without the old
+    CHECKSUM/DATASUM (they describe other bytes): the file passes the check its ingest makes."""
+    source = tmp_path / "source.fits"
+    table = Table({"flux": [1.0, 2.0]})
+    (fits.HDUList([fits.PrimaryHDU(), fits.table_to_hdu(table)]) if formatter == "fits-table"
+     else make_raw(2)).writeto(source, checksum=True)
+    with fits.open(source) as hdus:
+        if formatter == "fits-table":
+            obj = Table.read(hdus[1])
+            obj.meta["DATASUM"] = hdus[1].header["DATASUM"]
+            obj["flux"] *= 2
+        else:
+            hdus.readall()
+            obj = fits.HDUList([hdu.copy() for hdu in hdus]) if formatter == "fits-mef" else hdus[1].copy()
+            for hdu in obj if formatter == "fits-mef" else [obj]:
+                if hdu.data is not None and hdu.is_image:
+                    hdu.data = hdu.data + 1
+    path = tmp_path / "written.fits"
+    with open(path, "wb") as stream:
+        get_formatter(formatter).write(get_storage_class(storage_class).check(obj), stream)
+    validate(path, formatter)
+    with fits.open(path) as hdus:
+        assert not any("DATASUM" in hdu.header or "CHECKSUM" in hdu.header for hdu in hdus)
+
+
+def test_a_datasum_card_must_match_the_data(tmp_path: Path) -> None:
+    """The FITS checksum convention: each HDU's data, summed, match its DATASUM (astropy's own sum)."""
+    path = tmp_path / "summed.fits"
+    make_raw(2).writeto(path, checksum=True)
+    validate(path, "fits-mef")
+    with fits.open(path) as hdus:
+        at = hdus[2]._data_offset + 11
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(FormatterError, match=r"the data of HDU 2 do not match its DATASUM card \(\d+; they sum to"):
+        validate(path, "fits-mef")
+
 def test_validation_refuses_bad_files(tmp_path: Path) -> None:
     good = write_file(tmp_path / "good.fits", make_image(tan()))
     validate(good)

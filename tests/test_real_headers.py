@@ -388,3 +388,106 @@ def test_a_raw_named_as_another_format_is_stored_under_the_fits_suffix(tmp_path,
         assert str(butler.get_uri(ref)).endswith(f"/raw_HSC_904024_50{stored}")
         np.testing.assert_array_equal(butler.get(ref).data, fits.getdata(raw))
 
+
+def write_decam_fz(path: Path, header: dict, checksum: bool = True) -> Path:
+    """The DECam raw header as the camera writes it (see above), fpacked, with the CHECKSUM and
+    DATASUM cards DECam's files carry."""
+    keys = list(header)
+    split = keys.index("XTENSION")
+    primary = fits.PrimaryHDU()
+    for key in keys[:split]:
+        if key not in _STRUCTURE:
+            primary.header[key] = header[key]
+    pixels = np.random.default_rng(5).integers(0, 65535, (40, 30)).astype(np.uint16)
+    ccd = fits.CompImageHDU(pixels, compression_type="RICE_1")
+    for key in keys[split:]:
+        if not (key in _STRUCTURE or key in ("XTENSION", "PCOUNT", "GCOUNT", "TFIELDS")
+                or key.startswith(("Z", "TTYPE", "TFORM"))):
+            ccd.header[key] = header[key]
+    fits.HDUList([primary, ccd]).writeto(path, checksum=checksum)
+    return path
+
+
+def _flip_byte(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0x5A]) + data[at + 1:]
+
+
+def hostile_raws(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """Broken copies of real raws, and the start of (or a phrase in) each one's reason."""
+    hsc = write_raw(tmp_path / "hsc.fits", header_of("fitsheader-hsc.yaml"))
+    with fits.open(hsc) as hdus:  # written again with its checksums, as Subaru's archive gives them
+        hdus.writeto(tmp_path / "hsc-sum.fits", checksum=True)
+    hsc_sum = (tmp_path / "hsc-sum.fits").read_bytes()
+    decam_path = write_decam_fz(tmp_path / "decam.fits.fz", header_of("fitsheader-decam-raw_dec050441_25.yaml"))
+    decam = decam_path.read_bytes()
+    with fits.open(decam_path, disable_image_compression=True) as hdus:
+        tiles = hdus[1]._data_offset + hdus[1].header["NAXIS1"] * hdus[1].header["NAXIS2"]  # the heap
+    rubin = tmp_path / "rubin.fits"
+    with fits.open(write_rubin_raw(rubin, header_of("fitsheader-lsstcam-MC_O_20250415_000060_R01_S01.yaml"))) as hdus:
+        hdus.writeto(tmp_path / "rubin-sum.fits", checksum=True)
+    rubin_sum = (tmp_path / "rubin-sum.fits").read_bytes()
+    with fits.open(tmp_path / "rubin-sum.fits") as hdus:
+        last = hdus[-1]._data_offset  # the compressed tiles of the last amplifier
+    date_card = hsc_sum.index(b"DATE-OBS=")
+    cases = {
+        "empty.fits": (b"", "Formatter 'fits': the file is empty."),
+        "notes.fits": (b"observing notes\n" * 20, "Formatter 'fits': the primary header does not parse"),
+        "hsc-truncated.fits": (hsc_sum[:-2880], "Formatter 'fits': truncated: HDU 0 declares data up to byte"),
+        "hsc-header-cut.fits": (hsc_sum[:2000], "Formatter 'fits': the primary header does not parse"),
+        "hsc-garbled-card.fits": (hsc_sum[:date_card + 11] + b"\x00\xff\x01" + hsc_sum[date_card + 14:],
+                                  "card 'DATE-OBS' does not parse"),
+        "hsc-pixel-flipped.fits": (_flip_byte(hsc_sum, len(hsc_sum) - 2880 + 7),
+                                   "Formatter 'fits': the data of HDU 0 do not match its DATASUM card"),
+        "decam-truncated.fits.fz": (decam[:tiles + 50], "Formatter 'fits': truncated: HDU 1 declares data"),
+        "decam-tile-flipped.fits.fz": (_flip_byte(decam, tiles + 100),
+                                       "Formatter 'fits': the data of HDU 1 do not match its DATASUM card"),
+        "rubin-amp-flipped.fits": (_flip_byte(rubin_sum, last + 40),
+                                   "Formatter 'fits': the data of HDU 3 do not match its DATASUM card"),
+        "rubin-half.fits": (rubin_sum[:len(rubin_sum) // 2], "Formatter 'fits': "),
+        "decam.txt.gz": (decam[:100], "Formatter 'fits': the primary header does not parse"),
+    }
+    made = {}
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name, (content, reason) in cases.items():
+        (broken / name).write_bytes(content)
+        made[name] = (broken / name, reason)
+    return made
+
+
+@pytest.mark.parametrize("transfer", ["copy", "move"])
+def test_broken_real_raws_are_refused_naming_file_and_reason_and_the_repository_is_as_it_was(tmp_path, transfer):
+    """Truncated, garbled and bit-flipped copies of real raws (the checksum a camera writes catches a
+    flipped pixel or compressed tile of any HDU), and files of other content named as FITS: each is
+    refused with its name and reason, stays where it was, and the repository is exactly as it was."""
+    cases = hostile_raws(tmp_path)
+    with Butler.create(tmp_path / "repo") as butler:
+        before = repository_state(butler)
+        result = ingest_raws(butler, [path for path, _ in cases.values()], transfer=transfer, processes=1)
+        assert result.refs == []
+        reasons = {Path(f.path).name: f.reason for f in result.failures}
+        assert sorted(reasons) == sorted(cases)
+        for name, (path, reason) in cases.items():
+            assert reason in reasons[name], (name, reasons[name])
+            assert path.exists()
+        assert repository_state(butler) == before
+
+
+def test_the_unbroken_copies_ingest_and_their_checksums_are_kept(tmp_path):
+    """The same raws unbroken, with their checksums, ingest (so the refusals above are the damage's);
+    the datastore's copy is the file byte for byte and still passes astropy's checksum check."""
+    hsc = write_raw(tmp_path / "hsc.fits", header_of("fitsheader-hsc.yaml"))
+    with fits.open(hsc) as hdus:
+        hdus.writeto(tmp_path / "good" / "hsc.fits" if (tmp_path / "good").mkdir() is None else None, checksum=True)
+    decam = write_decam_fz(tmp_path / "good" / "decam.fits.fz", header_of("fitsheader-decam-raw_dec050441_25.yaml"))
+    with Butler.create(tmp_path / "repo") as butler:
+        result = ingest_raws(butler, [tmp_path / "good"], processes=1)
+        assert result.failures == [] and len(result.refs) == 2
+        for ref in result.refs:
+            stored = Path(str(butler.get_uri(ref)).removeprefix("file://"))
+            source = decam if ref.data_id["instrument"] == "DECam" else tmp_path / "good" / "hsc.fits"
+            assert stored.read_bytes() == source.read_bytes()
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # astropy warns of a checksum that does not match
+                with fits.open(stored, checksum=True) as hdus:
+                    [hdu.data for hdu in hdus]

@@ -88,7 +88,8 @@ class MultiExtensionFitsFormatter(Formatter):
         hdus = list(obj)
         if not isinstance(hdus[0], fits.PrimaryHDU):
             hdus.insert(0, fits.PrimaryHDU())
-        fits.HDUList(hdus).writeto(stream, output_verify="silentfix")
+        # CHECKSUM/DATASUM cards the HDUs were read with describe other bytes: not written (as by ``fits``).
+        fits.HDUList(hdus).writeto(stream, output_verify="silentfix", checksum="remove")
 
     def _read(self, stream: BinaryIO, component: str | None, parameters: dict[str, Any]) -> Any:
         key = normalise_hdu_key(parameters["hdu"]) if "hdu" in parameters else None

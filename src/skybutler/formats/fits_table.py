@@ -36,7 +36,7 @@ class FitsTableFormatter(Formatter):
             table = obj if is_astropy_table(obj) else from_arrow(to_arrow(obj), "astropy")
         except TypeError as exc:
             raise FormatterError(f"Formatter {self.name!r} cannot write this object: {exc}") from exc
-        fits.HDUList([fits.PrimaryHDU(), fits.table_to_hdu(table)]).writeto(stream)
+        fits.HDUList([fits.PrimaryHDU(), fits.table_to_hdu(table)]).writeto(stream, checksum="remove")
 
     def _read(self, stream: BinaryIO, component: str | None, parameters: dict[str, Any]) -> Any:
         from astropy.table import Table

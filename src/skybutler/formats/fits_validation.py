@@ -5,7 +5,9 @@ all the data each header declares (a truncated copy is refused), and the HDUs th
 storage class needs are there (a 2-D image, a table).  A gzip or bzip2 file is
 decompressed first, which also checks its CRC; an image's WCSs must parse in
 astropy; a tile-compressed image's tiles must decode.  Pixels of plain files are
-never read.
+never decoded; the data of an HDU with a DATASUM card (the FITS checksum convention, written by
+cameras and archives) are summed as read and must match it, so corrupt pixels or compressed tiles
+of any HDU are refused (~2 ms of CPU for 15 MB).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from .fits_wcs import CheckedHeader
 
 SPOOL_BYTES = 64 << 20
 """Decompressed content up to this size is checked in memory, beyond it in a temporary file."""
+SUM_CHUNK = 16 << 20
+"""Data are summed for their DATASUM in reads of this many bytes."""
 
 
 def walk_headers(stream: BinaryIO, name: str) -> tuple[list[FitsHeader], BinaryIO]:
@@ -54,6 +58,8 @@ def walk_headers(stream: BinaryIO, name: str) -> tuple[list[FitsHeader], BinaryI
         if data_end > length:
             raise FormatterError(f"Formatter {name!r}: truncated: HDU {len(headers)} declares data up to byte "
                                  f"{data_end}, but the file has {length} bytes")
+        if "DATASUM" in header:
+            _check_datasum(stream, header, data_end, len(headers), name)
         headers.append(header)
         offset = -(-data_end // BLOCK) * BLOCK
         if len(headers) == 1 and offset < length and _stray_group_cards(header):
@@ -64,6 +70,38 @@ def walk_headers(stream: BinaryIO, name: str) -> tuple[list[FitsHeader], BinaryI
                     "(GROUPS = T): astropy reads them as part of its data size and would not find the "
                     "extensions after it; remove them")
     return headers, stream
+
+
+def _check_datasum(stream: BinaryIO, header: Any, data_end: int, index: int, name: str) -> None:
+    """The HDU's data (up to ``data_end``; its zero fill adds nothing) summed as the FITS checksum
+    convention sums them (32-bit big-endian words, ones' complement) must be its DATASUM card's value."""
+    import numpy as np
+
+    try:
+        expected = int(str(header["DATASUM"]).strip())
+    except ValueError:
+        return  # blank or not a number: no checksum to check
+    size = data_bytes(header)
+    if not size:
+        return
+    stream.seek(data_end - size)
+    total, pending, remaining = 0, b"", size
+    while remaining:
+        chunk = stream.read(min(remaining, SUM_CHUNK))
+        if not chunk:
+            break
+        remaining -= len(chunk)
+        chunk = pending + chunk
+        whole = len(chunk) - len(chunk) % 4 if remaining else len(chunk) + (-len(chunk)) % 4
+        chunk = chunk.ljust(whole, b"\0")
+        pending = chunk[whole:]
+        total += int(np.frombuffer(chunk[:whole], dtype=">u4").sum(dtype=np.uint64))
+    while total >> 32:
+        total = (total & 0xFFFFFFFF) + (total >> 32)
+    if total != expected:
+        raise FormatterError(f"Formatter {name!r}: the data of HDU {index} do not match its DATASUM card "
+                             f"({expected}; they sum to {total}): the file is corrupt, or its data were "
+                             "changed without their checksum")
 
 
 def _stray_group_cards(header: Any) -> bool:
