@@ -491,3 +491,56 @@ def test_the_unbroken_copies_ingest_and_their_checksums_are_kept(tmp_path):
                 warnings.simplefilter("error")  # astropy warns of a checksum that does not match
                 with fits.open(stored, checksum=True) as hdus:
                     [hdu.data for hdu in hdus]
+
+
+def test_real_raws_through_the_command_line_are_found_by_their_translated_metadata(tmp_path):
+    """A night's worth of real raws (every camera above, DECam's fpacked) through ``skybutler
+    ingest-raws``: each is found by a where-clause on the values the translator gives it (day_obs,
+    exposure, physical_filter, detector) and by none other's, and ``define-visits`` defines a visit
+    for each science exposure of a camera with a layout and skips SDSS's, which has none."""
+    from click.testing import CliRunner
+
+    from skybutler.cli.main import cli
+
+    raws = tmp_path / "raws"
+    raws.mkdir()
+    files = {name: write_raw(raws / f"{name}.fits", header_of(name)) for name in INGESTED
+             if name != "fitsheader-decam-raw_dec050441_25.yaml"}
+    files["dec050441"] = write_decam_fz(raws / "dec050441.fits.fz", header_of("fitsheader-decam-raw_dec050441_25.yaml"))
+    files["megaprime-14"] = write_raw(raws / "megaprime-14.fits", header_of("fitsheader-megaprime.yaml"),
+                                      extension={"EXTNAME": "ccd14", "INHERIT": True})
+    infos = {}
+    for name, path in files.items():
+        with fits.open(path) as hdus:
+            header = dict(hdus[0].header) | {k: v for k, v in hdus[-1].header.items() if k not in hdus[0].header}
+        infos[name] = translated(path, header)
+    repo = tmp_path / "repo"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["create", str(repo)]).exit_code == 0
+    out = runner.invoke(cli, ["ingest-raws", str(repo), str(raws), "-j", "1"])
+    assert out.exit_code == 0, out.output
+    with Butler(repo) as butler:
+        refs = list(butler.query_datasets("raw", collections=..., find_first=False))
+        assert len(refs) == len(files)
+        for name, info in infos.items():
+            where = (f"instrument = '{info.instrument}' AND exposure = {info.exposure_id} AND detector = "
+                     f"{info.detector_num} AND day_obs = {info.observing_day} AND physical_filter = "
+                     f"'{info.physical_filter}'")
+            (ref,) = list(butler.query_datasets("raw", where, collections=..., find_first=False))
+            assert (ref.data_id["exposure"], ref.data_id["detector"]) == (info.exposure_id, info.detector_num), name
+            other = butler.query_datasets("raw", f"instrument = '{info.instrument}' AND day_obs = {info.observing_day}"
+                                          f" AND exposure != {info.exposure_id}", collections=..., find_first=False)
+            assert all(r.data_id["exposure"] != info.exposure_id for r in other)
+    out = runner.invoke(cli, ["define-visits", str(repo)])
+    assert out.exit_code == 0, out.output
+    with Butler(repo) as butler:
+        science = {(i.instrument, i.exposure_id) for i in infos.values() if i.observation_type == "science"}
+        with_layout = {(i, e) for i, e in science if i != "Imager on SDSS 2.5m"}
+        visits = {(i, e) for i, e in science if butler.get_record("visit", instrument=i, id=e) is not None}
+        assert visits == with_layout and len(visits) >= 5
+        assert "Imager on SDSS 2.5m" in out.output and "no focal-plane layout" in out.output
+        for info in infos.values():
+            if (info.instrument, info.exposure_id) in visits:
+                region = butler.get_record("visit_detector_region", instrument=info.instrument,
+                                           visit=info.exposure_id, detector=info.detector_num)
+                assert region is not None and region["region"] is not None
