@@ -72,6 +72,21 @@ def _copy(source: Path, where: Path) -> Path:
     return Path(shutil.copytree(source, where))
 
 
+@pytest.fixture(scope="module")
+def uninterrupted() -> Callable[[tuple, Callable[[], tuple]], tuple]:
+    """The oracle of a write, made once per module and test process: ``uninterrupted(key, make)``
+    is ``make()`` (what the write leaves uninterrupted in a twin repository, and how long it took)
+    the first time ``key`` is asked for, the same tuple after.  Every kill point of a write
+    compares with the same uninterrupted run, which is made again only for another write."""
+    made: dict[tuple, tuple] = {}
+
+    def get(key: tuple, make: Callable[[], tuple]) -> tuple:
+        if key not in made:
+            made[key] = make()
+        return made[key]
+    return get
+
+
 # -- the writes: (setup of the repository, the command's arguments after its REPO) -----------------
 
 
@@ -183,8 +198,8 @@ def _fresh(stack: str, template: Path, where: Path) -> Path:  # noqa: F811
 
 
 @pytest.mark.parametrize("stack, name, fraction", CASES)
-def test_a_killed_command_is_retried_into_the_uninterrupted_result(template, raws, curated, tmp_path, stack,  # noqa: F811
-                                                                    name, fraction):
+def test_a_killed_command_is_retried_into_the_uninterrupted_result(template, raws, curated, uninterrupted, tmp_path,  # noqa: F811
+                                                                    stack, name, fraction):
     make_setup, command = WRITES[name]
     setup = make_setup({"raws": raws})
     sources = {p: p.read_bytes() for p in curated.rglob("*") if p.is_file()}
@@ -192,13 +207,16 @@ def test_a_killed_command_is_retried_into_the_uninterrupted_result(template, raw
     def args(root: Path) -> list[str]:
         return [a.format(repo=root, curated=curated) for a in command]
 
-    twin = _fresh(stack, template, tmp_path / "twin")
-    if setup is not None:
-        setup(twin)
-    started = time.monotonic()
-    _invoke(*args(twin))
-    took = time.monotonic() - started
-    expected = fingerprint(twin)
+    def run_twin() -> tuple:
+        twin = _fresh(stack, template, tmp_path / "twin")
+        if setup is not None:
+            setup(twin)
+        started = time.monotonic()
+        _invoke(*args(twin))
+        took = time.monotonic() - started
+        return fingerprint(twin), took
+
+    expected, took = uninterrupted((stack, name), run_twin)
 
     repo = _fresh(stack, template, tmp_path / "repo")
     if setup is not None:
@@ -253,12 +271,17 @@ PIPELINE_POINTS = ["journal-written:2", "files-published:3", "registry-committed
 
 
 @pytest.mark.parametrize("point", PIPELINE_POINTS)
-def test_a_killed_pipeline_run_resumes_into_the_uninterrupted_outputs(template, tmp_path, point):  # noqa: F811
-    twin = _copy(template, tmp_path / "twin")
-    _metrics(twin)
-    started = time.monotonic()
-    _run_pipeline(twin)
-    took = time.monotonic() - started
+def test_a_killed_pipeline_run_resumes_into_the_uninterrupted_outputs(template, uninterrupted, tmp_path,  # noqa: F811
+                                                                       point):
+    def run_twin() -> tuple:
+        twin = _copy(template, tmp_path / "twin")
+        _metrics(twin)
+        started = time.monotonic()
+        _run_pipeline(twin)
+        took = time.monotonic() - started
+        return _outputs(twin), took
+
+    expected, took = uninterrupted(("pipeline",), run_twin)
     repo = _copy(template, tmp_path / "repo")
     _metrics(repo)
     plant_user_file(repo)
@@ -268,7 +291,7 @@ def test_a_killed_pipeline_run_resumes_into_the_uninterrupted_outputs(template, 
         run_killed(lambda: _run_pipeline(repo), None, delay=took * point)
     assert_recovered(repo, {})
     _run_pipeline(repo)
-    assert _outputs(repo) == _outputs(twin) and len(_outputs(twin)) == 10
+    assert _outputs(repo) == expected and len(expected) == 10
     assert_recovered(repo, {})
 
 
@@ -299,7 +322,7 @@ RUBIN_CASES = [("export", transfer, point) for transfer in ("copy", "move")
 
 
 @pytest.mark.parametrize("kind, transfer, point", RUBIN_CASES)
-def test_a_killed_rubin_import(rubin_export, tmp_path, kind, transfer, point):
+def test_a_killed_rubin_import(rubin_export, uninterrupted, tmp_path, kind, transfer, point):
     if kind == "export":
         source = Path(shutil.copytree(rubin_export["export"], tmp_path / "export"))
     elif kind == "zip":
@@ -309,10 +332,14 @@ def test_a_killed_rubin_import(rubin_export, tmp_path, kind, transfer, point):
     sources = {p: p.read_bytes() for p in ([source] if kind == "zip" else source.rglob("*"))
                if p.is_file() and p.name != "export.yaml" and "sqlite" not in p.name}
     args = ["import", tmp_path / "repo", source, "--transfer", transfer]
-    Butler.create(tmp_path / "twin").close()
-    started = time.monotonic()
-    _invoke("import", tmp_path / "twin", rubin_export[kind], "--transfer", "copy")
-    took = time.monotonic() - started
+    def run_twin() -> tuple:
+        Butler.create(tmp_path / "twin").close()
+        started = time.monotonic()
+        _invoke("import", tmp_path / "twin", rubin_export[kind], "--transfer", "copy")
+        took = time.monotonic() - started
+        return fingerprint(tmp_path / "twin"), took
+
+    expected, took = uninterrupted(("rubin-import", kind), run_twin)
     Butler.create(tmp_path / "repo").close()
     plant_user_file(tmp_path / "repo")
     system_temp = tmp_path / "system-temp"
@@ -330,9 +357,9 @@ def test_a_killed_rubin_import(rubin_export, tmp_path, kind, transfer, point):
         run_killed(work, None, delay=took * point)
     assert_recovered(tmp_path / "repo", sources)
     assert not any(system_temp.iterdir()), "a killed import left its scratch in the system's temporary space"
-    if fingerprint(tmp_path / "repo") != fingerprint(tmp_path / "twin"):
+    if fingerprint(tmp_path / "repo") != expected:
         _invoke(*args)
-    assert fingerprint(tmp_path / "repo") == fingerprint(tmp_path / "twin")
+    assert fingerprint(tmp_path / "repo") == expected
     assert_recovered(tmp_path / "repo", sources)
 
 
@@ -340,21 +367,28 @@ def test_a_killed_rubin_import(rubin_export, tmp_path, kind, transfer, point):
 
 
 @pytest.mark.parametrize("fraction", FRACTIONS)
-def test_a_killed_migration_is_finished_by_migrating_again(tmp_path, fraction):
+def test_a_killed_migration_is_finished_by_migrating_again(uninterrupted, tmp_path, fraction):
     import tarfile
 
-    for name in ("twin", "repo"):
+    def unpack(name: str) -> Path:
         with tarfile.open(Path(__file__).parent / "data" / "schema3_repo.tar.gz") as tar:
             tar.extractall(tmp_path / name, filter="data")
-    twin, repo = tmp_path / "twin" / "repo", tmp_path / "repo" / "repo"
-    started = time.monotonic()
-    _invoke("migrate", twin)
-    took = time.monotonic() - started
+        return tmp_path / name / "repo"
+
+    def run_twin() -> tuple:
+        twin = unpack("twin")
+        started = time.monotonic()
+        _invoke("migrate", twin)
+        took = time.monotonic() - started
+        return fingerprint(twin), took
+
+    expected, took = uninterrupted(("migrate",), run_twin)
+    repo = unpack("repo")
     run_killed(cli_main("migrate", repo), None, delay=took * fraction)
     _invoke("migrate", repo)
     plant_user_file(repo)
     assert_recovered(repo, {})
-    assert fingerprint(repo) == fingerprint(twin)
+    assert fingerprint(repo) == expected
     with Butler(repo, collections="r") as butler:
         assert {r.data_id["detector"]: butler.get(r)["n"] for r in butler.query_datasets("summary")} == {0: 10, 1: 11}
 
@@ -421,12 +455,16 @@ IMPORT_STEPS = ["journal-written", "file-placed:2", "registry-committed", "journ
 
 
 @pytest.mark.parametrize("step", IMPORT_STEPS)
-def test_an_import_through_a_killed_server_resumes(template, export_dir, tmp_path, step):  # noqa: F811
+def test_an_import_through_a_killed_server_resumes(template, export_dir, uninterrupted, tmp_path, step):  # noqa: F811
     from server_helpers import running_server
     from skybutler.repository_transfer import import_datasets
 
-    twin = _copy(template, tmp_path / "twin")
-    _invoke("import", twin, export_dir)
+    def run_twin() -> tuple:
+        twin = _copy(template, tmp_path / "twin")
+        _invoke("import", twin, export_dir)
+        return fingerprint(twin)[:5], 0.0
+
+    expected, _ = uninterrupted(("import",), run_twin)
     repo = _copy(template, tmp_path / "repo")
     token = _admin_token(repo)
     plant_user_file(repo)
@@ -441,7 +479,7 @@ def test_an_import_through_a_killed_server_resumes(template, export_dir, tmp_pat
     assert_recovered(repo, sources)
     with running_server(repo, max_request_bytes=1500) as url:
         import_datasets(Butler(url, token=token), export)  # resumed: what is in is not sent again
-    assert fingerprint(repo)[:5] == fingerprint(twin)[:5]
+    assert fingerprint(repo)[:5] == expected
     assert_recovered(repo, sources)
     assert {p: p.read_bytes() for p in export.rglob("*") if p.is_file()} == sources
 
