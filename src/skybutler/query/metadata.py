@@ -16,7 +16,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from astropy.time import Time
-from astropy.utils import iers
 
 from ..errors import QueryError
 from ..models import DatasetType
@@ -44,6 +43,8 @@ DATASET_FIELDS = ("dataset_id", "ingest_date", "run", "collection")
 @lru_cache(maxsize=1)
 def _leap_seconds() -> list[tuple[int, int]]:
     """(UTC instant as Unix ns, TAI - UTC in ns from then on), newest first."""
+    from astropy.utils import iers  # on first use: it imports astropy.table, FITS and pandas
+
     table = iers.LeapSeconds.auto_open()
     out = []
     for row in table:

@@ -24,12 +24,12 @@ from ..models import DatasetRef
 from ..registry.dataset_state_store import COLD, PURGED, DatasetState
 from . import apply as _apply
 from .cold_tier import WaitCallback, move_to_cold, stage
-from .executor import RecomputeReport, recompute_many
-from .ondemand import RecomputeEstimate, RecomputeOptions, estimate, read_recomputed, recompute
 from .policy import DAY_NS
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # recompute (and the pipeline code it replays with) is imported on first use
     from ..butler import Butler
+    from .executor import RecomputeReport
+    from .ondemand import RecomputeEstimate, RecomputeOptions
 
 Target = DatasetRef | uuid.UUID | str
 
@@ -108,6 +108,8 @@ class Retention:
 
     def estimate(self, targets: Iterable[Target]) -> RecomputeEstimate:
         """What recomputing these datasets would take: quanta, staging, expected wait, drift."""
+        from .ondemand import estimate
+
         return estimate(self.butler, [_id(t) for t in targets])
 
     def recompute(self, targets: Iterable[Target], options: RecomputeOptions | None = None, *,
@@ -116,6 +118,8 @@ class Retention:
                   progress: Callable[[int, int | None], None] | None = None) -> RecomputeReport:
         """Recompute purged datasets (and purged inputs they need) as a graph of recorded quanta;
         ``progress(done, total)`` is told the quanta replayed so far."""
+        from .executor import recompute_many
+
         return recompute_many(self.butler, [_id(t) for t in targets], options, executor, jobs,
                               on_wait or self.butler.on_wait, dask_scheduler, progress)
 
@@ -135,6 +139,8 @@ class Retention:
         if options is None:
             raise DatasetNotFoundError(f"dataset {ref} {what}; pass recompute=True (or open the Butler with "
                                        "recompute=True) to re-create it from its provenance")
+        from .ondemand import read_recomputed, recompute
+
         result = recompute(butler, [ref.id], options, butler.on_wait)
         if result.stored or ref.id not in result.objects:  # stored by this call, or by another process
             return self._read_stored(ref, component, parameters)
