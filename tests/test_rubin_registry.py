@@ -342,3 +342,36 @@ def test_collections_query_info_and_get_info_as_the_rubin_butlers(pair, args, kw
         ours.collections.get_info("Cam/none")
     with pytest.raises(NotOfferedError, match="butler.query_datasets"):
         ours.collections.query_info("Cam/*", include_summary=True)
+
+
+def test_refused_registry_writes_leave_the_repository_as_it_was(pair):
+    """Each refusal is the Rubin butler's kind of error, and nothing is created or removed."""
+    rubin, ours, kind = pair
+    reg = ours.registry
+    before = sorted(reg.queryCollections()), [d.name for d in reg.queryDatasetTypes()]
+    refusals = [
+        (lambda r: r.setCollectionChain(f"w{kind}/none", ["Cam/run1"]), MissingCollectionError, "MissingCollectionError"),
+        (lambda r: r.certify(f"w{kind}/none", [], daf_butler.Timespan(None, None)), MissingCollectionError,
+         "MissingCollectionError"),
+        (lambda r: r.setCollectionChain("Cam/defaults", ["Cam/none"]), MissingCollectionError,
+         "MissingCollectionError"),
+        (lambda r: r.getCollectionType("Cam/none"), MissingCollectionError, "MissingCollectionError"),
+    ]
+    for call, ours_error, rubin_error in refusals:
+        with pytest.raises(ours_error):
+            call(reg)
+        try:
+            list(call(rubin.registry) or ())
+        except Exception as theirs:
+            assert type(theirs).__name__ == rubin_error
+        else:
+            raise AssertionError(f"the Rubin butler took {rubin_error}'s call")
+    unknown = reg.queryDatasets("nothing", collections="Cam/run1")
+    assert not unknown.any() and list(unknown) == list(rubin.registry.queryDatasets("nothing", collections="Cam/run1"))
+    assert "'nothing' is not registered" in " ".join(unknown.explain_no_results())
+    with pytest.raises(DatasetTypeError, match="still has"):
+        reg.removeDatasetType("summary")
+    with pytest.raises(Exception, match="remove_runs"):
+        reg.removeCollection("Cam/run1")
+    assert (sorted(reg.queryCollections()), [d.name for d in reg.queryDatasetTypes()]) == before
+    assert list(reg.getCollectionChain("Cam/defaults")) == list(rubin.registry.getCollectionChain("Cam/defaults"))

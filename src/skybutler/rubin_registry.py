@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .dimensions.data_id import DataCoordinateWithRecords
-from .errors import MissingCollectionError, NotOfferedError, QueryError
+from .errors import MissingCollectionError, MissingDatasetTypeError, NotOfferedError, QueryError
 from .models import CollectionInfo, CollectionType, DatasetRef, DatasetType
 from .timespan import Timespan, as_timespan
 
@@ -155,9 +155,10 @@ class RubinResults:
     ``any``, ``order_by``, ``limit``, ``expanded`` (each data ID with its records); for data
     IDs also ``subset``.  ``parts`` are skybutler results (one per dataset type)."""
 
-    def __init__(self, parts: Sequence[Any], what: str):
+    def __init__(self, parts: Sequence[Any], what: str, doomed: Sequence[str] = ()):
         self._parts = list(parts)
         self._what = what
+        self._doomed = list(doomed)
 
     def __iter__(self) -> Iterator[Any]:
         for part in self._parts:
@@ -170,7 +171,7 @@ class RubinResults:
         return any(part.any() for part in self._parts)
 
     def explain_no_results(self, execute: bool = True) -> list[str]:
-        return [line for part in self._parts for line in part.explain()]
+        return self._doomed + [line for part in self._parts for line in part.explain()]
 
     def _each(self, method: str, *args: Any) -> RubinResults:
         return RubinResults([getattr(part, method)(*args) for part in self._parts], self._what)
@@ -291,13 +292,17 @@ class RubinRegistry:
                       dataId: Mapping[str, Any] | None = None, where: str = "", findFirst: bool = False,
                       bind: Mapping[str, Any] | None = None, check: bool = True, components: Any = None,
                       **kwargs: Any) -> RubinResults:
-        """``butler.query_datasets`` of each matching dataset type (``...``, a glob, a regular
-        expression or a list); ``findFirst`` is False by default, as in the Rubin registry."""
+        """``butler.query_datasets`` of each matching dataset type (``...``, a glob or a list;
+        an unknown name: no datasets, ``explain_no_results`` says why); ``findFirst`` is False
+        by default, as in the Rubin registry."""
         if dimensions is not None:
             raise _refuse("queryDatasets(dimensions=...)", "a where-clause naming those dimensions")
         if components:
             raise _refuse("queryDatasets(components=True)", "butler.get(ref, component=...)")
-        names = self._dataset_type_names(datasetType)
+        try:
+            names = self._dataset_type_names(datasetType)
+        except MissingDatasetTypeError as missing:  # no datasets, as the Rubin registry answers
+            return RubinResults([], "datasets", [str(missing)])
         parts = [self._butler.query_datasets(name, collections=collections, where=where, find_first=findFirst,
                                              bind=bind, data_id=dataId, **kwargs) for name in names]
         return RubinResults(parts, "datasets")
