@@ -383,3 +383,29 @@ def test_postgres_mark_is_a_prepared_statement_run_through_libpq(two_clients, mo
     before = watcher.mark()
     second.put({"v": 2}, "metrics", instrument="Cam", visit=2, detector=1, run="run/a")
     assert watcher.mark() != before
+
+
+@on_postgres
+def test_postgres_mark_refused_or_interrupted_drops_its_connection_and_the_next_reads_again(two_clients):
+    """The server refusing the mark's statement gives no mark (nothing remembered for that
+    call); an interruption while waiting for the answer (Ctrl-C) goes to the caller; either
+    way the next call reads the mark on a new connection, and answers stay right."""
+    first, second = two_clients
+    watcher = first.registry.db.read_cache.watcher
+    assert watcher.mark() is not None and runs_found(first) == ["run/a"]
+    pid = watcher.backend_pid()
+    watcher.connection.execute("DEALLOCATE skybutler_commit_mark")  # as if the server had forgotten it
+    assert watcher.mark() is None and watcher.connection is None
+    assert watcher.mark() is not None and watcher.backend_pid() != pid
+
+    class Interrupted:
+        def poll(self, *_):
+            raise KeyboardInterrupt
+
+    watcher._poll = Interrupted()
+    with pytest.raises(KeyboardInterrupt):
+        watcher.mark()
+    assert watcher.connection is None  # its answer still to come: not to be read as the next one's
+    second.put({"v": 2}, "metrics", instrument="Cam", visit=2, detector=1, run="run/b")
+    second.collections.set_chain("chain", ["run/b", "run/a"])
+    assert runs_found(first) == ["run/a", "run/b"] and watcher.mark() is not None
