@@ -311,6 +311,19 @@ def gathers(conn: sa.Connection, n_rows: int) -> bool:
 
 
 @contextlib.contextmanager
+def _gathering(conn: sa.Connection) -> Iterator[None]:
+    """A block whose rows given to :func:`insert_rows` are gathered, then inserted in one
+    statement when the block ends without an error."""
+    gathered = conn.info["gathered"] = []
+    try:
+        yield
+    finally:
+        del conn.info["gathered"]
+    if gathered:
+        _insert_gathered(conn, gathered)
+
+
+@contextlib.contextmanager
 def guarded_batch(conn: sa.Connection, n_rows: int) -> Iterator[None]:
     """A block inserting a batch of ``n_rows`` (datasets, say) inside a savepoint, so that a
     failure leaves the transaction as it was before the block and the caller can ask the
@@ -322,26 +335,13 @@ def guarded_batch(conn: sa.Connection, n_rows: int) -> Iterator[None]:
     transaction back."""
     small = gathers(conn, n_rows)
     if small and conn.info.get(HELD) is not None:
-        gathered = conn.info["gathered"] = []
-        try:
+        with _gathering(conn):
             yield
-        finally:
-            del conn.info["gathered"]
-        if gathered:
-            _insert_gathered(conn, gathered)
         return
     try:
         with pipeline(conn) if small else contextlib.nullcontext():
             _execute(conn, f"SAVEPOINT {_SAVEPOINT}")
-            if small:
-                gathered = conn.info["gathered"] = []
-                try:
-                    yield
-                finally:
-                    del conn.info["gathered"]
-                if gathered:
-                    _insert_gathered(conn, gathered)
-            else:
+            with _gathering(conn) if small else contextlib.nullcontext():
                 yield
             _execute(conn, f"RELEASE SAVEPOINT {_SAVEPOINT}")
     except BaseException:
