@@ -294,12 +294,12 @@ def test_cli(repo, tmp_path):
 def test_datasets_a_concurrent_loader_committed_are_skipped(repo, target, monkeypatch):
     """A loader that read the bookkeeping before another committed: its group is refused on the
     bookkeeping key, then each dataset is tried alone and skipped; no row goes in twice."""
-    from skybutler.catalogs import sql_target
+    from skybutler.registry import catalog_target
 
     repo.put(catalog(8, 20), "src", instrument="Cam", detector=8)
     repo.load_catalog("src", target.url, collections="r1", where="detector != 8")
-    monkeypatch.setattr(sql_target.SQLAlchemyTarget, "loaded", lambda self, table: set())
-    monkeypatch.setattr(sql_target.DuckDBTarget, "loaded", lambda self, table: set())
+    monkeypatch.setattr(catalog_target.SQLAlchemyTarget, "loaded", lambda self, table: set())
+    monkeypatch.setattr(catalog_target.DuckDBTarget, "loaded", lambda self, table: set())
     summary = repo.load_catalog("src", target.url, collections="r1")
     assert (summary.datasets_loaded, summary.datasets_skipped, summary.rows_loaded) == (1, 5, 20)
     assert target.rows() == expected_rows(repo)

@@ -1,13 +1,18 @@
-"""Data flows one way: edges (cli, server, web, remote) -> facade (butler) -> parts -> data model.
+"""The borders between skybutler's parts, checked on the source.
 
+Data flows one way: edges (cli, server, web, remote) -> facade (butler) -> parts -> data model.
 Every module of the parts listed below is parsed, and each import it makes at run time (imports
 under ``if TYPE_CHECKING:`` are type hints only) must not name an edge or the facade module: a part
 that needs to know whether its butler is served through HTTP has reached up.
+
+No SQL outside ``registry/`` and ``query/``: no other module imports (or ``require``-s) a SQL
+driver or SQLAlchemy, or holds a string that is a SQL statement.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -77,3 +82,63 @@ def test_the_check_sees_relative_and_absolute_imports() -> None:
               "    from .. import cli\n")
     names = [n for _, n in _runtime_imports(ast.parse(source), "skybutler.ingest.raws", False)]
     assert names == ["typing", "skybutler.remote.ingest", "skybutler.server.app", "skybutler", "skybutler.cli"]
+
+
+SQL_HOMES = ("registry", "query")
+SQL_LIBRARIES = ("sqlalchemy", "duckdb", "psycopg", "psycopg2", "sqlite3")
+#: A string opening as a SQL statement does, in capitals as skybutler writes SQL (an HTTP method's
+#: name, "DELETE", alone is not one).
+SQL_STATEMENT = re.compile(r"\s*(SELECT\b|INSERT\s+INTO|UPDATE\s+\S+\s+SET|DELETE\s+FROM|(CREATE|DROP|ALTER)\s+"
+                           r"(TABLE|INDEX|SCHEMA|VIEW)|BEGIN\b|COMMIT\b|ROLLBACK\b|SAVEPOINT\b|RELEASE\s+SAVEPOINT|"
+                           r"COPY\s|PRAGMA\s|VACUUM\b)")
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    bodies = (n.body for n in ast.walk(tree)
+              if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)))
+    return {id(body[0].value) for body in bodies
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)}
+
+
+def _sql_spoken(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, what) of each SQL library imported or required (under TYPE_CHECKING too), and
+    each string (or f-string's opening) that is a SQL statement, docstrings aside."""
+    found: list[tuple[int, str]] = []
+    docstrings = _docstrings(tree)
+
+    def library(name: str) -> bool:
+        return name.split(".")[0] in SQL_LIBRARIES
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, f"imports {a.name}") for a in node.names if library(a.name))
+        elif isinstance(node, ast.ImportFrom) and not node.level and library(node.module or ""):
+            found.append((node.lineno, f"imports {node.module}"))
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in (
+                "require", "import_module") and node.args and isinstance(node.args[0], ast.Constant) \
+                and library(str(node.args[0].value)):
+            found.append((node.lineno, f"requires {node.args[0].value}"))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings \
+                and SQL_STATEMENT.match(node.value):
+            found.append((node.lineno, f"says {node.value[:40]!r}"))
+    return sorted(found)
+
+
+def test_no_sql_outside_registry_and_query() -> None:
+    offences = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE)
+        if relative.parts[0] in SQL_HOMES:
+            continue
+        offences += [f"{relative}:{line} {what}" for line, what in _sql_spoken(ast.parse(path.read_text(), str(path)))]
+    assert offences == []
+
+
+def test_the_sql_check_sees_drivers_and_statements() -> None:
+    source = ('"""SELECT in a docstring is prose."""\n'
+              "import sqlalchemy as sa\nfrom psycopg import sql\n"
+              "def f(conn, table):\n    duckdb = require('duckdb', 'x')\n"
+              "    conn.execute(f'INSERT INTO {table} VALUES (?)')\n    conn.execute('BEGIN')\n"
+              "    send('DELETE', '/collections/x')\n    return 'Selected rows', 'begin'\n")
+    assert [line for line, _ in _sql_spoken(ast.parse(source))] == [2, 3, 5, 6, 7]
+

@@ -7,7 +7,7 @@ still fit the table; a nullable column added since is NULL in its rows), given t
 whose UCDs mark the main position), and loaded with their bookkeeping rows: a dataset's
 rows and its bookkeeping row are always in the same transaction, which holds one large
 dataset or several small ones (up to ``GROUP_ROWS`` rows), so that a commit's cost is
-shared (see ``sql_target.py``).
+shared (see ``registry/catalog_target.py``, which speaks the database's SQL).
 
 So a load is idempotent and safe to interrupt: a re-run loads only the datasets whose
 bookkeeping row is missing, and a load killed at any instant has committed each
@@ -26,8 +26,8 @@ import pyarrow as pa
 
 from ..errors import CatalogSchemaError
 from ..faults import crash_point
+from ..registry.catalog_target import Loaded, open_target
 from .healpix import HEALPIX_COLUMN, healpix_index
-from .sql_target import Loaded, open_target
 from .validation import conform
 
 if TYPE_CHECKING:

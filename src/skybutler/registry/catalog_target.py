@@ -1,9 +1,9 @@
 """A user's SQL database as the target of a catalog load: SQLite, PostgreSQL or DuckDB.
 
-This is the one place outside ``registry/`` and ``query/`` that speaks SQL, and it never
-touches a repository's registry: the database is the user's own, named by a URL they
+It is here, in ``registry/``, because SQL lives in ``registry/`` and ``query/`` only, but it
+never touches a repository's registry: the database is the user's own, named by a URL they
 give (``sqlite:///file.db``, ``postgresql://user@host/db[?schema=ns]``,
-``duckdb:///file.duckdb``).  Each target
+``duckdb:///file.duckdb``), and ``catalogs/sql_load.py`` decides what goes into it.  Each target
 
 - creates the catalog's table from the declared schema: Felis builds the SQLAlchemy
   table (column types and lengths per dialect, nullability, primary key, descriptions as
@@ -30,14 +30,16 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from ..catalogs.healpix import HEALPIX_COLUMN
 from ..errors import CatalogLoadError
 from ..extras import require
-from .healpix import HEALPIX_COLUMN
-from .schemas import CatalogSchema
+
+if TYPE_CHECKING:
+    from ..catalogs.schemas import CatalogSchema
 
 __all__ = ["BOOKKEEPING_TABLE", "Loaded", "Target", "open_target"]
 
