@@ -53,7 +53,11 @@ are not checked.  ``--keep DIR`` builds the repository in DIR once and reuses it
 later runs (for iterating on query code); ``--only`` times some of the queries.
 ``--registry postgresql://...`` puts the registry on a PostgreSQL server (in a schema of
 its own, dropped afterwards unless ``--keep``), to compare with SQLite; the CPU time of
-its server processes (when on this host) is reported beside the client's.  The
+its server processes (when on this host) is reported beside the client's.  The URL says how
+to reach the server: ``postgresql://USER@127.0.0.1:PORT/DB`` by TCP, or
+``postgresql://USER@/DB?host=/socket/dir&port=PORT`` by a local server's Unix socket, a round
+trip 5-6 us shorter (Q6, one round trip and a little Python, is 2.5x SQLite's over TCP and
+2.2x over the socket; see docs/architecture.md).  The
 repository is made under ``TMPDIR``, or /dev/shm with ``--tmpfs`` (keeping the disk out of
 the figures).  The build runs in a child process of its own, which reports its wall and
 CPU time, the dataset insertion's datasets per second, the whole build's (the repository,
@@ -402,8 +406,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=int, default=1,
                         help="N times the visits: --scale 10 is 5,000 visits, 10,000,000 datasets (default 1)")
     parser.add_argument("--keep", type=Path, help="build the repository here (reused if it exists) and keep it")
-    parser.add_argument("--registry", help="a PostgreSQL registry URL (postgresql://...): the repository's tables go "
-                                           "to a new schema there, dropped afterwards unless --keep")
+    parser.add_argument("--registry", help="a PostgreSQL registry URL (postgresql://...; a local server's Unix "
+                                           "socket: postgresql://USER@/DB?host=/socket/dir&port=PORT): the "
+                                           "repository's tables go to a new schema there, dropped afterwards "
+                                           "unless --keep")
     parser.add_argument("--reps", type=int, default=REPS, help=f"timed runs per query (default {REPS})")
     parser.add_argument("--only", help="comma-separated queries to time (default all), e.g. q1,q3")
     parser.add_argument("--build-in-process", action="store_true",
