@@ -135,7 +135,8 @@ def assert_recovered(root: Path, sources: dict[Path, bytes]) -> None:
     for manifest in (root / ".skybutler" / "quarantine").glob("*/manifest.jsonl"):
         for line in manifest.read_text().splitlines():
             entry = json.loads(line)
-            quarantined[entry["original"]] = (manifest.parent / entry["quarantined_as"]).read_bytes()
+            if not entry.get("put_back"):  # put back: a killed repair's move, undone
+                quarantined[entry["original"]] = (manifest.parent / entry["quarantined_as"]).read_bytes()
     planted: set[str] = set()
     if Path(root) in PLANTED:
         path, data = PLANTED[Path(root)]
@@ -514,28 +515,44 @@ def test_transfer(repo, template, exported, tmp_path, step):
 # -- verify --fix itself -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("step", ["file-quarantined:2", None, None])
-def test_verify_fix(repo, step):
-    _put_many(repo)
-    with Butler(repo) as butler:
-        store = Path(butler.datastore.root)
-    strays = {}
-    for n in range(4):
-        path = store / "r" / f"stray{n}.txt"
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(f"stray {n}")
-        strays[path] = path.read_bytes()
-    run_killed(cli_main("verify", repo, "--fix", "--yes"), step)
-    runner = CliRunner()
-    assert runner.invoke(cli, ["verify", str(repo), "--fix", "--yes"]).exit_code == 0
-    assert runner.invoke(cli, ["verify", str(repo)]).exit_code == 0
-    # every stray is in the quarantine, under a manifest line saying where it came from
-    quarantined = {}
-    for manifest in (repo / ".skybutler" / "quarantine").glob("*/manifest.jsonl"):
+def quarantined_files(root: Path) -> dict[str, list[bytes]]:
+    """The files in the quarantine, by the URI each came from (every copy of it)."""
+    found: dict[str, list[bytes]] = {}
+    for manifest in (root / ".skybutler" / "quarantine").glob("*/manifest.jsonl"):
         for line in manifest.read_text().splitlines():
             entry = json.loads(line)
             kept = manifest.parent / entry["quarantined_as"]
-            if kept.exists():
-                quarantined[entry["original"]] = kept.read_bytes()
-    for path, data in strays.items():
-        assert quarantined.get(f"file://{path}") == data, f"{path} was lost"
+            if kept.exists() and not entry.get("put_back"):
+                found.setdefault(entry["original"], []).append(kept.read_bytes())
+    return found
+
+
+#: On an object store a quarantine move is a copy and then a delete: killed between the two, and after.
+VERIFY_FIX_CASES = on_stacks(["file-quarantined:2", None, None], ["quarantine-copied:2", "file-quarantined:2"])
+
+
+@pytest.mark.parametrize("repo, step", VERIFY_FIX_CASES, indirect=["repo"])
+def test_verify_fix(repo, step):
+    _put_many(repo)
+    strays = {}
+    with Butler(repo) as butler:
+        fs = butler.datastore.fs
+        for n in range(4):
+            path = f"r/stray{n}.txt"
+            fs.makedirs(os.path.dirname(butler.datastore.full_path(path)), exist_ok=True)
+            fs.pipe_file(butler.datastore.full_path(path), f"stray {n}".encode())
+            strays[butler.datastore.uri_of_path(path)] = (path, f"stray {n}".encode())
+    run_killed(cli_main("verify", repo, "--fix", "--yes"), step)
+    with Butler(repo) as butler:  # the open settles a killed repair: each stray in one place, whole
+        quarantined = quarantined_files(repo)
+        for uri, (path, data) in strays.items():
+            full = butler.datastore.full_path(path)
+            copies = quarantined.get(uri, []) + ([fs.cat_file(full)] if fs.exists(full) else [])
+            assert copies == [data], f"{uri} is not in exactly one place, whole: {len(copies)} copies"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["verify", str(repo), "--fix", "--yes"]).exit_code == 0
+    assert runner.invoke(cli, ["verify", str(repo)]).exit_code == 0
+    # every stray is in the quarantine, once, under a manifest line saying where it came from
+    quarantined = quarantined_files(repo)
+    for uri, (_, data) in strays.items():
+        assert quarantined.get(uri) == [data], f"{uri} was lost or copied twice"

@@ -20,6 +20,8 @@ the first) it reaches ``<step>``.  Unset, a step costs one comparison.  The step
   committed: killing a registry-only command at its n-th commit tells whether it is one transaction
 - ``transaction-committed``: an enclosing ``butler.transaction()`` committed, its writes' journal not yet
   settled
+- ``quarantine-copied``: ``verify --fix`` copied one more file into the quarantine (an object store's, or
+  one on another device), its original not yet deleted
 - ``file-quarantined``: ``verify --fix`` moved one more file into the quarantine
 - ``intent-settled``: recovery settled one more intent of a crashed writer's journal
 - ``catalog-rows-loaded``: a catalog load inserted one more dataset's rows (and bookkeeping row) into the

@@ -1,8 +1,8 @@
 """Crash recovery: replay the write journals of writers that died.
 
 Every write that places or deletes files in the datastore (put, put_many, ingest in every
-transfer mode, import, removal, and the retention writes: staging, recompute write-back, cold
-move, purge) first records its intents in the write journal and holds the journal's lock until
+transfer mode, import, removal, the retention writes: staging, recompute write-back, cold
+move, purge; and a repair's quarantine move) first records its intents in the write journal and holds the journal's lock until
 its registry transaction is over (see :mod:`skybutler.datastore.journal`).  A journal whose
 lock can be taken is a dead writer's.  For each of its intents this module asks the registry
 whether the dataset was committed at that path, and whether another dataset or a live writer
@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from .config import BOOKKEEPING_DIR, PUBLICATIONS_DIR
+from .datastore.quarantine import settle_move
 from .datastore.rollback import settle_intent
 from .datastore.uploads import remove_abandoned
 from .faults import crash_point
@@ -109,6 +110,8 @@ def _settle(butler: Butler, journal, record, ids: list[uuid.UUID], live_paths: s
         for dataset_id, intent, is_committed in zip(ids, record.intents, committed):
             if intent.kind == "cold-copy":
                 done += settle_cold_copy(butler, intent, states.get(dataset_id))
+            elif intent.kind == "quarantine":  # a repair's move (``source``: where it was going)
+                done += settle_move(butler.datastore, intent.path, intent.source)
             else:
                 done += settle_intent(butler.datastore, intent, is_committed, intent.path in claimed)
             crash_point("intent-settled")  # settling again is harmless: what is done is done

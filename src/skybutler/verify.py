@@ -25,11 +25,13 @@ recorded checksum, was left by a killed retention write: repair deletes it, not 
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .butler import Butler
 from .config import BOOKKEEPING_DIR, CONFIG_NAME
+from .datastore.journal import Intent
 from .datastore.quarantine import Quarantine
 from .errors import SkybutlerError
 from .retention.cold_tier import ColdAudit, audit, cold_tier, restore_leftovers
@@ -224,21 +226,38 @@ def repair(butler: Butler, plan: list[RepairAction]) -> RepairResult:
             cold_tier(butler).remove([step.path])
             result.deleted += 1
         elif step.action == "quarantine":
-            if _claimed_now(butler, step.path):  # a writer placed it after the plan was made: its own
-                continue
-            try:
-                quarantine.take(butler.datastore, step.path, step.reason)
-            except FileNotFoundError:
-                continue
-            result.quarantined += 1
+            result.quarantined += _quarantine(butler, quarantine, step)
     result.quarantine = quarantine.directory if result.quarantined else None
     return result
+
+
+def _quarantine(butler: Butler, quarantine: Quarantine, step: RepairAction) -> int:
+    """Move one file into the quarantine unless it is claimed by now; 1 if it was moved.
+
+    The move is journaled first and the proof taken after: a writer adopting a leftover of its
+    own bytes journals its intent before it looks for other writers' (``Writes._claimed_paths``),
+    so of the two, one sees the other -- the writer leaves the file, or the repair does.  A repair
+    killed half-way (an object store's copy made, its original not yet deleted) is settled by the
+    next open: the original stays (``quarantine.settle_move``)."""
+    intent = Intent(str(uuid.UUID(int=0)), step.path, "quarantine", source=quarantine.target(step.path))
+    journal = butler.datastore.begin_journal([intent], token=uuid.uuid4().hex)
+    try:
+        if _claimed_now(butler, step.path):  # a writer placed or adopted it after the plan was made: its own
+            return 0
+        try:
+            quarantine.take(butler.datastore, step.path, step.reason)
+        except FileNotFoundError:
+            return 0
+        return 1
+    finally:
+        butler.datastore.end_journal(journal)
 
 
 def _claimed_now(butler: Butler, path: str) -> bool:
     """Whether a live writer's journal names ``path`` or a dataset is recorded there by now: the
     proof that a file is nobody's, taken again just before it is set aside (a put places its file
-    before its rows commit, so a plan made a moment earlier may list a live writer's file)."""
+    before its rows commit, so a plan made a moment earlier may list a live writer's file; a put
+    retried with ``adopt_leftovers`` may take a leftover of its bytes as its own)."""
     journal = butler.datastore.journal
     if journal is not None and any(i.path == path for j in journal.live() for i in j.intents):
         return True

@@ -179,7 +179,7 @@ class Writes:
             if self._undo is not None:
                 # Inside an enclosing transaction this attempt's rows stay until it rolls back, so a
                 # second attempt here would collide with them: the enclosing block decides.
-                raise self._stranger_file(err, new_ids) from None
+                raise self._stranger_file(err, refs) from None
             # A file is at one of the paths: left by a writer that crashed before committing?  Settle
             # the journals of dead writers, then try once more, taking as ours a leftover holding these
             # very bytes that no dataset and no live writer claims.
@@ -187,7 +187,7 @@ class Writes:
             try:
                 return self._store(dtype, run, refs, objects, facts, adopt=True)
             except ArtifactExistsError as err:
-                raise self._stranger_file(err, new_ids) from None
+                raise self._stranger_file(err, refs) from None
 
     def _store(self, dtype: DatasetType, run: str, refs: list[DatasetRef], objects: list[Any],
                facts: list[tuple[uuid.UUID, dict[str, Any]]], adopt: bool) -> list[DatasetRef]:
@@ -247,29 +247,50 @@ class Writes:
         """Which of these artifact paths a registered dataset or another live writer holds."""
         return self.butler.registry.datasets.paths_in_use(paths) | self._live_paths(paths)
 
-    def _live_paths(self, paths: Sequence[str]) -> set[str]:
-        """Which of these artifact paths the journal of another writer still at work names."""
+    def _live_paths(self, paths: Sequence[str], kinds: Callable[[str], bool] = lambda kind: True) -> set[str]:
+        """Which of these artifact paths the journal of another writer still at work names (of its
+        intents whose kind ``kinds`` takes: a repair's quarantine move, say, or any other)."""
         journal = self.butler.datastore.journal
-        return {i.path for j in journal.live() for i in j.intents} & set(paths) if journal else set()
+        if journal is None:
+            return set()
+        return {i.path for j in journal.live() for i in j.intents if kinds(i.kind)} & set(paths)
 
-    def _stranger_file(self, err: ArtifactExistsError, writing: Sequence[uuid.UUID]) -> SkybutlerError:
-        """The error for a file in the way of ``writing`` (the IDs being written): another dataset's,
-        a live writer's (its journal names the path: a put of the same data ID that has placed its
-        file and not yet committed its rows), or a stranger's that only ``verify --fix`` may set aside."""
+    def _stranger_file(self, err: ArtifactExistsError, writing: Sequence[DatasetRef],
+                       extension: str | None = None) -> SkybutlerError:
+        """The error for a file in the way of ``writing`` (the refs being written; ``extension``: of
+        their files, when not their storage class's default): another dataset's; a live writer's
+        (its journal names the path: a put of the same data ID that has placed its file and not yet
+        committed its rows), named by the data ID; one a running ``verify --fix`` is setting aside;
+        or a stranger's that only ``verify --fix`` may set aside."""
         root = self.butler.datastore.root.rstrip("/") + "/"
-        inside = err.path.startswith(root)
-        if inside and self.butler.registry.datasets.paths_in_use([err.path[len(root):]], excluding=writing):
+        path = err.path[len(root):] if err.path.startswith(root) else None
+        if path is not None and self.butler.registry.datasets.paths_in_use([path], excluding=[r.id for r in writing]):
             return ArtifactExistsError(
                 f"{err}: a dataset of this repository is stored there (one with the same dataset type and data ID, "
                 "written meanwhile by another writer?); nothing was written", err.path)
-        if inside and self._live_paths([err.path[len(root):]]):
-            return DatasetConflictError(
-                f"{err}: another writer is storing a dataset there now (the same dataset type and data ID in the "
-                "same RUN); nothing was written")
+        if path is not None and self._live_paths([path], lambda kind: kind != "quarantine"):
+            ref = self._ref_at(path, writing, extension)
+            what = f"the {ref.dataset_type.name} dataset with data ID {ref.data_id.required} in RUN {ref.run!r}" \
+                if ref is not None else "a dataset with the same dataset type and data ID in the same RUN"
+            return DatasetConflictError(f"{err}: another writer is storing {what} there now; nothing was written")
+        if path is not None and self._live_paths([path]):
+            return ArtifactExistsError(
+                f"{err}: no dataset of this repository is recorded there, and a running 'verify --fix' is setting "
+                "the file aside (into the quarantine) now; nothing was written: write again once it is done", err.path)
         return ArtifactExistsError(
             f"{err}: no dataset of this repository is recorded there and no interrupted write of skybutler "
             f"left it; run 'skybutler verify {self.butler.root} --fix' to set it aside (into the quarantine), then "
             "write again", err.path)
+
+    def _ref_at(self, path: str, refs: Sequence[DatasetRef], extension: str | None) -> DatasetRef | None:
+        """Which of ``refs`` is stored at ``path`` (None if none is)."""
+        for ref in refs:
+            ext = extension
+            if ext is None:
+                ext = get_formatter(get_storage_class(ref.dataset_type.storage_class).default_formatter).extension
+            if self.butler.datastore.relative_path(ref, ext) == path:
+                return ref
+        return None
 
     def _commit(self, dtype: DatasetType, run: str, refs: list[DatasetRef], pending: Callable[[], Sequence[Any]],
                 facts: list[tuple[uuid.UUID, dict[str, Any]]],
@@ -365,7 +386,7 @@ class Writes:
             try:
                 return self._ingest_batch(dtype, run, entries, transfer, fmt, facts, check)
             except ArtifactExistsError as err:
-                raise self._stranger_file(err, [r.id for _, r in entries]) from None
+                raise self._stranger_file(err, [r for _, r in entries], fmt.extension) from None
 
     def _ingest_batch(self, dtype: DatasetType, run: str, entries: list[tuple[str | Path, DatasetRef]],
                       transfer: str, fmt: Any, facts: list[tuple[uuid.UUID, dict[str, Any]]],

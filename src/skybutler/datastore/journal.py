@@ -47,11 +47,12 @@ class Intent:
     #: the artifact path (relative to the datastore root)
     path: str
     #: put, copy, move, hardlink, symlink; remove (a file about to be deleted after its rows);
-    #: restore (staging or recompute write-back); cold-copy (a file in the cold tier)
+    #: restore (staging or recompute write-back); cold-copy (a file in the cold tier);
+    #: quarantine (a repair's move of a file no dataset claims, ``source`` being where it goes)
     kind: str
     #: the full path of the temporary file the bytes are staged in (local datastores)
     staged: str | None = None
-    #: the absolute path of an ingested file
+    #: the absolute path of an ingested file (of a quarantine move: where the file goes)
     source: str | None = None
     #: the xxh3 checksum of the bytes placed (a put, a copy), once known
     checksum: str | None = None
