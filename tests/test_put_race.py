@@ -64,7 +64,7 @@ def two_writers(store, tmp_path):
 
 
 def test_a_put_meeting_a_live_writers_file_is_a_conflict_and_repair_leaves_that_file(two_writers, stack,
-                                                                                    monkeypatch):
+                                                                                    monkeypatch, tmp_path):
     a, b = two_writers
     paused, release = threading.Event(), threading.Event()
     writer_a: list[threading.Thread] = []
@@ -91,6 +91,11 @@ def test_a_put_meeting_a_live_writers_file_is_a_conflict_and_repair_leaves_that_
         assert "'visit': 1" in str(caught.value) and "'detector': 1" in str(caught.value)  # names the data ID
         if stack != "sqlite":
             assert not release.is_set()  # told while A is still half-way
+            source = tmp_path / "by_c.json"  # an ingest of the same data ID is told the same
+            source.write_text('{"by": "c"}')
+            with pytest.raises(DatasetConflictError, match="'detector': 1"):
+                b.ingest("metrics", [(source, DATA_ID)], transfer="copy")
+            assert source.read_text() == '{"by": "c"}'
             # verify sees A's file in flight; a repair planned a moment earlier (before A's journal
             # was there) that lists it as an orphan leaves it alone
             report = verify(b)

@@ -255,13 +255,11 @@ class Writes:
             return set()
         return {i.path for j in journal.live() for i in j.intents if kinds(i.kind)} & set(paths)
 
-    def _stranger_file(self, err: ArtifactExistsError, writing: Sequence[DatasetRef],
-                       extension: str | None = None) -> SkybutlerError:
-        """The error for a file in the way of ``writing`` (the refs being written; ``extension``: of
-        their files, when not their storage class's default): another dataset's; a live writer's
-        (its journal names the path: a put of the same data ID that has placed its file and not yet
-        committed its rows), named by the data ID; one a running ``verify --fix`` is setting aside;
-        or a stranger's that only ``verify --fix`` may set aside."""
+    def _stranger_file(self, err: ArtifactExistsError, writing: Sequence[DatasetRef]) -> SkybutlerError:
+        """The error for a file in the way of ``writing`` (the refs being written): another dataset's;
+        a live writer's (its journal names the path: a put of the same data ID that has placed its
+        file and not yet committed its rows), named by the data ID; one a running ``verify --fix`` is
+        setting aside; or a stranger's that only ``verify --fix`` may set aside."""
         root = self.butler.datastore.root.rstrip("/") + "/"
         path = err.path[len(root):] if err.path.startswith(root) else None
         if path is not None and self.butler.registry.datasets.paths_in_use([path], excluding=[r.id for r in writing]):
@@ -269,7 +267,7 @@ class Writes:
                 f"{err}: a dataset of this repository is stored there (one with the same dataset type and data ID, "
                 "written meanwhile by another writer?); nothing was written", err.path)
         if path is not None and self._live_paths([path], lambda kind: kind != "quarantine"):
-            ref = self._ref_at(path, writing, extension)
+            ref = self._ref_at(path, writing)
             what = f"the {ref.dataset_type.name} dataset with data ID {ref.data_id.required} in RUN {ref.run!r}" \
                 if ref is not None else "a dataset with the same dataset type and data ID in the same RUN"
             return DatasetConflictError(f"{err}: another writer is storing {what} there now; nothing was written")
@@ -282,13 +280,11 @@ class Writes:
             f"left it; run 'skybutler verify {self.butler.root} --fix' to set it aside (into the quarantine), then "
             "write again", err.path)
 
-    def _ref_at(self, path: str, refs: Sequence[DatasetRef], extension: str | None) -> DatasetRef | None:
-        """Which of ``refs`` is stored at ``path`` (None if none is)."""
+    def _ref_at(self, path: str, refs: Sequence[DatasetRef]) -> DatasetRef | None:
+        """Which of ``refs`` is stored at ``path``, whatever its file's suffix (None if none is)."""
         for ref in refs:
-            ext = extension
-            if ext is None:
-                ext = get_formatter(get_storage_class(ref.dataset_type.storage_class).default_formatter).extension
-            if self.butler.datastore.relative_path(ref, ext) == path:
+            base = self.butler.datastore.relative_path(ref, "")
+            if path.startswith(base) and path[len(base):len(base) + 1] in ("", "."):
                 return ref
         return None
 
@@ -386,7 +382,7 @@ class Writes:
             try:
                 return self._ingest_batch(dtype, run, entries, transfer, fmt, facts, check)
             except ArtifactExistsError as err:
-                raise self._stranger_file(err, [r for _, r in entries], fmt.extension) from None
+                raise self._stranger_file(err, [r for _, r in entries]) from None
 
     def _ingest_batch(self, dtype: DatasetType, run: str, entries: list[tuple[str | Path, DatasetRef]],
                       transfer: str, fmt: Any, facts: list[tuple[uuid.UUID, dict[str, Any]]],
