@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from skybutler.errors import QueryError
 from skybutler.query import expression as ex
 from skybutler.query.builder import QuerySpec
-from skybutler.query.limits import MAX_DEPTH, MAX_LIST_VALUES
+from skybutler.query.limits import MAX_DEPTH, MAX_LIST_VALUES, MAX_OPERATORS
 
 VISITS = range(1, 7)  # conftest.populate: visits 1..6, exposure time 30 s, filters g, r, i in turn
 
@@ -46,20 +48,20 @@ def test_nesting_is_limited_to_49_levels(butler):
     with pytest.raises(QueryError, match="nests parentheses more than 49 levels deep") as caught:
         visits(butler, "(" * 1000 + "visit = 2" + ")" * 1000)
     assert caught.value.column == 50 and len(str(caught.value)) < 500
-    assert visits(butler, "NOT " * 48 + "visit = 2") == {2}
-    for deep in ("NOT " * 50 + "visit = 2", "visit = " + "-" * 60 + "2", "visit = " + " + ".join(["1"] * 60)):
-        with pytest.raises(QueryError, match="nests more than 49 levels deep"):
+    assert visits(butler, "NOT " * MAX_OPERATORS + "visit = 2") == {1, 3, 4, 5, 6}
+    for deep in ("NOT " * 100 + "visit = 2", "visit = " + "-" * 102 + "2", "visit = " + " + ".join(["1"] * 101)):
+        with pytest.raises(QueryError, match="nests more than 99 operators"):
             visits(butler, deep)
 
 
 def test_a_deep_tree_sent_as_json_is_refused_as_text_is(butler):
     """A remote client sends the parsed tree; one built by hand is held to the same limit."""
     node: ex.Node = ex.BinaryOp(op="=", lhs=ex.Identifier(name="visit"), rhs=ex.IntLiteral(value=2))
-    for _ in range(60):
+    for _ in range(MAX_OPERATORS + 1):
         node = ex.Not(operand=node)
     spec = QuerySpec(kind="data_ids", dimensions=("visit",), where="visit = 2", tree=ex.node_to_json(node),
                      data_id={"instrument": "Cam"})
-    with pytest.raises(QueryError, match="nests more than 49 levels deep"):
+    with pytest.raises(QueryError, match="nests more than 99 operators"):
         list(butler.query(spec))
     deep = '{"kind":"not","operand":' * 5000 + '{"kind":"int","value":1}' + "}" * 5000
     with pytest.raises(QueryError, match="malformed query tree"):
@@ -90,3 +92,78 @@ def test_a_long_clause_is_quoted_around_its_error_only(butler):
     assert visits(butler, "visit.observation_type != '" + "é" * 1_000_000 + "'") == set(VISITS)
     with pytest.raises(QueryError, match="characters long; at most"):
         visits(butler, "visit.observation_type = '" + "x" * 3_000_000 + "'")
+
+
+#: Conditions on the six visits of conftest.populate, with what each says of a visit number.
+LEAVES = [(f"visit > {k}", lambda v, k=k: v > k) for k in range(0, 7)] + \
+         [(f"visit = {k}", lambda v, k=k: v == k) for k in range(1, 7)] + \
+         [("visit.exposure_time > 20", lambda v: True), ("visit.exposure_time < 20", lambda v: False),
+          ("physical_filter = 'Cam-r'", lambda v: v % 3 == 2), ("visit IN (1..6:2)", lambda v: v % 2 == 1)]
+
+
+@st.composite
+def nested_clauses(draw, depth: int):
+    """A clause nesting ``depth`` parenthesized groups, each ANDed or ORed with a condition on
+    either side, with or without a NOT before it; and its meaning as a Python function."""
+    text, meaning = draw(st.sampled_from(LEAVES))
+    for _ in range(depth):
+        other, means = draw(st.sampled_from(LEAVES))
+        op = draw(st.sampled_from(["AND", "OR"]))
+        negated = draw(st.booleans())
+        inner, inner_means = (f"NOT {text}", (lambda m: lambda v: not m(v))(meaning)) if negated else (text, meaning)
+        both = (lambda a, b: lambda v: a(v) and b(v)) if op == "AND" else (lambda a, b: lambda v: a(v) or b(v))
+        if draw(st.booleans()):
+            text, meaning = f"({inner} {op} {other})", both(inner_means, means)
+        else:
+            text, meaning = f"({other} {op} {inner})", both(means, inner_means)
+    if draw(st.booleans()):
+        text, meaning = f"NOT {text}", (lambda m: lambda v: not m(v))(meaning)
+    return text, meaning
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@given(clause=nested_clauses(MAX_DEPTH - 1))  # and a leaf's IN (...): 49 levels of parentheses
+def test_clauses_nested_49_deep_are_answered(butler, clause):
+    """Each NOT goes down to the conditions and the deepest groups come first, so that
+    SQLite's parser (a stack of 100 entries) reads the 49 levels the language allows."""
+    text, meaning = clause
+    assert visits(butler, text) == {v for v in VISITS if meaning(v)}, text
+
+
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(clause=st.integers(1, MAX_DEPTH - 1).flatmap(nested_clauses))
+def test_clauses_nested_at_any_depth_are_answered(butler, clause):
+    text, meaning = clause
+    assert visits(butler, text) == {v for v in VISITS if meaning(v)}, text
+
+
+def test_arithmetic_too_deep_for_sqlite_is_refused_by_name(butler, stack):
+    where = "visit = " + "(1 - " * 40 + "1" + ")" * 40  # 1 - (1 - (1 - ...)) = 1
+    if stack == "sqlite":
+        with pytest.raises(QueryError, match="too deeply for SQLite's parser"):
+            visits(butler, where)
+    else:
+        assert visits(butler, where) == {1}
+
+
+@pytest.mark.parametrize("where, message", [
+    ("visit.id; DROP TABLE visit = 1", "found the character ';'"),
+    ('"visit" = 1', "strings are written in single quotes"),
+    ("visit.select = 1", "visit has no field 'select'"),
+    ("visit.observation_type = 'x'' OR 1=1 --'", "'' is not an escape"),
+    ("vïsit = 1", "found the character 'ï'"),
+    ("visit = 1 -- comment", "unknown name 'comment'"),  # 1 - (-comment): no comments in the language
+])
+def test_names_that_look_like_sql_are_refused_by_name(butler, where, message):
+    with pytest.raises(QueryError, match=message):
+        visits(butler, where)
+
+
+def test_strings_that_look_like_sql_are_values(butler):
+    for text in ("x; DROP TABLE visit; --", "science\u202e", "sci%ence", "sci_nce", "\U0001f52d"):
+        assert visits(butler, "visit.observation_type = :t", {"t": text}) == set()
+        assert visits(butler, "visit.observation_type != :t", {"t": text}) == set(VISITS)
+    assert visits(butler, "visit.observation_type = 'science' AND visit.exposure_time > 1e308") == set()
+    with pytest.raises(QueryError, match="too large"):
+        visits(butler, "visit.exposure_time > 1e309")

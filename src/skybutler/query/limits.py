@@ -4,8 +4,9 @@ A where-clause may come from anyone a served repository answers, so what it cost
 bounded before the work starts, and whatever is refused must be refused in words naming
 the problem (never a database's own error, a hang or an exhausted memory):
 
-* its nesting: at most ``MAX_DEPTH`` levels of parentheses, NOT, AND/OR and arithmetic
-  (a tree sent by a remote client is held to the same);
+* its nesting: at most ``MAX_DEPTH`` levels of parentheses, and at most ``MAX_OPERATORS``
+  operators (NOT, AND/OR, arithmetic, functions) nested in one another -- two a level of
+  ``(a AND NOT (b AND NOT (...)))`` -- which a tree sent by a remote client is held to too;
 * its length: at most ``MAX_TEXT`` characters (parsing costs ~4 s of CPU a megabyte);
 * the values of its IN lists, bind lists included: at most ``MAX_LIST_VALUES`` in all;
 * its integers: within the 64-bit range the registry holds (checked when compiled);
@@ -19,8 +20,10 @@ import re
 from ..errors import QueryError
 from . import expression as ex
 
-#: Levels of nesting a where-clause may have (50 is refused).
+#: Levels of parentheses a where-clause may nest (50 is refused).
 MAX_DEPTH = 49
+#: Operators a where-clause may nest in one another.
+MAX_OPERATORS = 2 * MAX_DEPTH + 1
 #: Characters a where-clause may have.
 MAX_TEXT = 2_000_000
 #: Values all the IN lists of a where-clause may hold together, bind lists included.
@@ -29,8 +32,8 @@ MAX_LIST_VALUES = 100_000
 #: refused when compiled, as out of range, and Python refuses to convert 4,300 digits or more).
 MAX_DIGITS = 1000
 
-_NESTING = (ex.LogicalOp, ex.Not, ex.UnaryOp, ex.BinaryOp, ex.InList, ex.Overlaps, ex.TimespanExpr,
-            ex.RegionFunction, ex.FunctionCall, ex.Glob)
+_NESTING = (ex.LogicalOp, ex.Not, ex.UnaryOp, ex.BinaryOp, ex.TimespanExpr, ex.RegionFunction, ex.FunctionCall,
+            ex.Glob)
 
 
 def check_text(text: str) -> None:
@@ -69,7 +72,7 @@ def check_string(value: str, name: str | None, column: int | None = None) -> Non
 
 
 def check_tree(tree: ex.Node | None, expression: str | None = None) -> None:
-    """Refuse a tree nesting more than ``MAX_DEPTH`` levels or listing more than
+    """Refuse a tree nesting more than ``MAX_OPERATORS`` operators or listing more than
     ``MAX_LIST_VALUES`` IN values (iteratively: the tree may be a hostile client's)."""
     if tree is None:
         return
@@ -77,11 +80,10 @@ def check_tree(tree: ex.Node | None, expression: str | None = None) -> None:
     stack: list[tuple[ex.Node, int]] = [(tree, 0)]
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, _NESTING):
+        if isinstance(node, _NESTING) and not (isinstance(node, ex.BinaryOp) and node.op in ex.COMPARISON_OPS):
             depth += 1
-            if depth > MAX_DEPTH:
-                raise QueryError(f"the where-clause nests more than {MAX_DEPTH} levels deep (parentheses, NOT, "
-                                 "AND/OR, IN and arithmetic each add one)", expression, node.column)
+            if depth > MAX_OPERATORS:
+                raise QueryError(too_deep(), expression, node.column)
         if isinstance(node, ex.InList):
             values += len(node.items)
             if values > MAX_LIST_VALUES:
@@ -90,3 +92,9 @@ def check_tree(tree: ex.Node | None, expression: str | None = None) -> None:
         if isinstance(node, ex.StringLiteral):
             check_string(node.value, None, node.column)
         stack.extend((child, depth) for child in node.children())
+
+
+def too_deep() -> str:
+    """The message refusing a where-clause that nests too many operators."""
+    return (f"the where-clause nests more than {MAX_OPERATORS} operators (NOT, AND/OR, arithmetic, functions) "
+            "in one another")

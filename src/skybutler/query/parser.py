@@ -45,7 +45,7 @@ from .expression import (
     UnaryOp,
     UuidLiteral,
 )
-from .limits import MAX_DEPTH, MAX_DIGITS, check_text
+from .limits import MAX_DIGITS, check_text, too_deep
 from .times import parse_time_literal
 
 GRAMMAR = r"""
@@ -155,8 +155,7 @@ def _parse_cached(text: str) -> Node:
     except QueryError as err:
         raise QueryError(err.message, shown, err.column) from None
     except RecursionError:
-        raise QueryError(f"the where-clause nests more than {MAX_DEPTH} levels deep (parentheses, NOT, AND/OR, "
-                         "IN and arithmetic each add one)", shown, 1) from None
+        raise QueryError(too_deep(), shown, 1) from None
 
 
 def _column(err: UnexpectedInput, text: str) -> int:

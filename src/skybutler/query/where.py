@@ -10,7 +10,7 @@ rows afterwards, so it may only be AND-ed with the rest of the expression.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,12 +103,21 @@ class WhereCompiler:
     def _condition(self, node: ex.Node, top: bool) -> sa.ColumnElement:
         if isinstance(node, ex.LogicalOp):
             operands = node.operands if node.op == "AND" else _equalities_as_lists(node.operands)
-            parts = [self._condition(o, top and node.op == "AND") for o in operands]
+            parts = [self._condition(o, top and node.op == "AND") for o in _deepest_first(operands)]
             return sa.and_(*parts) if node.op == "AND" else sa.or_(*parts)
         if isinstance(node, ex.Not):
-            if isinstance(node.operand, ex.Not):  # NOT NOT a is a, wherever a may stand
-                return self._condition(node.operand.operand, top)
-            return sa.not_(self._condition(node.operand, False))
+            inner = node.operand
+            if isinstance(inner, ex.Not):  # NOT NOT a is a, wherever a may stand
+                return self._condition(inner.operand, top)
+            # NOT goes down to the conditions it negates (De Morgan's laws hold in SQL's three-valued
+            # logic), so that a NOT before each of many nested groups adds no depth to the SQL.
+            if isinstance(inner, ex.LogicalOp):
+                flipped = ex.LogicalOp(op="OR" if inner.op == "AND" else "AND", column=inner.column,
+                                       operands=tuple(ex.Not(operand=o, column=o.column) for o in inner.operands))
+                return self._condition(flipped, False)
+            if isinstance(inner, ex.InList):
+                return self._condition(inner.model_copy(update={"negated": not inner.negated}), False)
+            return sa.not_(self._condition(inner, False))
         if isinstance(node, ex.BoolLiteral):
             return sa.true() if node.value else sa.false()
         if isinstance(node, ex.BinaryOp) and node.op in ("=", "!=", "<", "<=", ">", ">="):
@@ -554,6 +563,28 @@ def _bounds(op: Operand) -> tuple[Any, Any]:
 def _timespan_overlap(a: Operand, b: Operand) -> sa.ColumnElement:
     (b1, e1), (b2, e2) = _bounds(a), _bounds(b)
     return sa.and_(b1 < e2, b2 < e1)
+
+
+#: Nesting from which the operands of AND/OR are put deepest first.
+_DEEP = 8
+
+
+def _depth(node: ex.Node) -> int:
+    """Levels of AND/OR groups in ``node`` (the tree is at most ``limits.MAX_DEPTH`` deep)."""
+    below = max((_depth(child) for child in node.children()), default=0)
+    return below + 1 if isinstance(node, ex.LogicalOp) else below
+
+
+def _deepest_first(operands: Sequence[ex.Node]) -> list[ex.Node]:
+    """``operands`` with deeply nested ones first (the same condition: AND and OR commute).
+
+    SQLite's parser keeps each group still open on a stack of 100 entries: ``a AND (b OR (c
+    AND (...)))`` overflows it from about 16 levels, while ``(((...) AND c) OR b) AND a``, whose
+    groups close as they are read, takes 90."""
+    depths = [_depth(o) for o in operands]
+    if max(depths) < _DEEP:
+        return list(operands)
+    return [o for _, o in sorted(zip(depths, operands), key=lambda pair: -pair[0])]
 
 
 def _equalities_as_lists(operands: tuple[ex.Node, ...]) -> list[ex.Node]:
