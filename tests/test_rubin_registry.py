@@ -80,15 +80,17 @@ def test_query_datasets_finds_what_the_rubin_registry_finds(pair, args, kwargs):
 
 
 def test_dataset_query_results_count_expand_and_split_by_type(pair):
-    rubin, ours, kind = pair
+    rubin, ours, _ = pair
     args, kwargs = (["summary", "cat"],), {"collections": "Cam/run1", "where": "visit = 2", "instrument": "Cam"}
     mine, theirs = ours.registry.queryDatasets(*args, **kwargs), rubin.registry.queryDatasets(*args, **kwargs)
     assert mine.count() == theirs.count() == 4 and mine.any()
     assert [(next(iter(p)).datasetType.name, p.count()) for p in mine.byParentDatasetType()] == [
         (p.parentDatasetType.name, p.count()) for p in theirs.byParentDatasetType()]
-    if kind == "local":  # the records of data IDs do not come through a server yet
-        expanded = {str(r.id): r.dataId.records["visit"].name for r in mine.expanded()}
-        assert expanded == {str(r.id): r.dataId.records["visit"].name for r in theirs.expanded()}
+    expanded = {str(r.id): (r.dataId.records["visit"].name, r.dataId.records["physical_filter"].band,
+                            r.dataId.records["visit"].timespan.to_ns()) for r in mine.expanded()}
+    assert expanded == {str(r.id): (r.dataId.records["visit"].name, r.dataId.records["physical_filter"].band,
+                                    as_timespan(r.dataId.records["visit"].timespan).to_ns())
+                        for r in theirs.expanded()}
     with mine.materialize() as again:
         assert _refs(again) == _refs(theirs)
     assert not ours.registry.queryDatasets("summary", collections="Cam/run1", where="visit = 3",
@@ -113,7 +115,7 @@ def test_query_data_ids_gives_the_rubin_registrys_data_ids(pair, args, kwargs):
 
 
 def test_data_ids_expanded_and_subset_as_the_rubin_registrys(pair):
-    rubin, ours, kind = pair
+    rubin, ours, _ = pair
     mine = ours.registry.queryDataIds(["visit", "detector"], instrument="Cam")
     theirs = rubin.registry.queryDataIds(["visit", "detector"], instrument="Cam")
 
@@ -121,11 +123,8 @@ def test_data_ids_expanded_and_subset_as_the_rubin_registrys(pair):
         return sorted((d["visit"], d["detector"], d["band"], d.records["visit"].name,
                        d.records["detector"].full_name, d.records["physical_filter"].band) for d in data_ids)
 
-    if kind == "local":
-        assert facts(mine.expanded()) == facts(theirs.expanded())
-    else:  # the records of data IDs do not come through a server yet
-        with pytest.raises(QueryError, match="with_dimension_records is not offered through a server"):
-            list(mine.expanded())
+    assert facts(mine.expanded()) == facts(theirs.expanded())
+    assert facts(mine.expanded().order_by("visit").limit(2)) == facts(theirs.expanded().order_by("visit").limit(2))
     assert _ids(mine.subset(["visit"], unique=True)) == _ids(theirs.subset(["visit"], unique=True)) == [
         (("instrument", "Cam"), ("visit", 1)), (("instrument", "Cam"), ("visit", 2))]
     assert mine.subset("visit", unique=True).count() == 2
@@ -375,3 +374,23 @@ def test_refused_registry_writes_leave_the_repository_as_it_was(pair):
         reg.removeCollection("Cam/run1")
     assert (sorted(reg.queryCollections()), [d.name for d in reg.queryDatasetTypes()]) == before
     assert list(reg.getCollectionChain("Cam/defaults")) == list(rubin.registry.getCollectionChain("Cam/defaults"))
+
+
+def test_records_of_query_results_through_a_server_are_the_local_ones(repos):
+    """``with_dimension_records=True`` through a server: every record of every element, sent with
+    each data ID (a ref's too), equal to a local butler's."""
+    _, local, url, token = repos
+    remote = Butler(url, token=token)
+
+    def records(results):
+        out = sorted((tuple(sorted(d.mapping.items())), name, None if r is None else tuple(sorted(dict(r).items(),
+                                                                                                   key=str)))
+                     for d in (getattr(x, "data_id", x) for x in results) for name, r in d.records.items())
+        assert out and any(r is not None for *_, r in out)
+        return out
+
+    for kind in ("query_data_ids", "query_datasets"):
+        args = (["visit", "detector"],) if kind == "query_data_ids" else ("summary", "Cam/defaults")
+        mine = getattr(local, kind)(*args, instrument="Cam", with_dimension_records=True)
+        theirs = getattr(remote, kind)(*args, instrument="Cam", with_dimension_records=True)
+        assert records(theirs) == records(mine), kind

@@ -81,6 +81,21 @@ def ref_to_json(ref: Any) -> dict[str, Any]:
     return {"id": str(ref.id), "dataset_type": ref.dataset_type.name, "run": ref.run, "data_id": ref.data_id.mapping}
 
 
+def records_to_json(data_id: Any) -> dict[str, Any]:
+    """The records a data ID holds (``with_dimension_records``), by element, as JSON."""
+    return {name: None if record is None else encode(record) for name, record in data_id.records.items()}
+
+
+def with_records(data_id: Any, records: Mapping[str, Any], universe: Any) -> Any:
+    """``data_id`` holding the records :func:`records_to_json` sent."""
+    from ..dimensions import DimensionRecord
+    from ..dimensions.data_id import DataCoordinateWithRecords
+
+    held = {name: None if values is None else DimensionRecord(universe[name], decode(values))
+            for name, values in records.items()}
+    return DataCoordinateWithRecords(data_id.group, data_id.as_dict(), held)
+
+
 def ref_from_json(item: Mapping[str, Any], dataset_type: Any, universe: Any) -> Any:
     """A :class:`~skybutler.models.DatasetRef` from :func:`ref_to_json` output."""
     from ..dimensions import DataCoordinate

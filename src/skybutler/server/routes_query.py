@@ -43,6 +43,7 @@ class QueryRequest(BaseModel):
     limit: int | None = None
     offset: int = 0
     after: list[Any] | None = None  # keyset paging: the order columns' values of the row to follow
+    records: bool = False  # each data ID (a ref's too) with its records: with_dimension_records()
 
 
 @contextlib.contextmanager
@@ -87,6 +88,8 @@ def _results(butler: Butler, user: User, body: QueryRequest) -> Any:
         results = results.order_by(*body.order)
     if body.after is not None:
         results = results.after(body.after)
+    if body.records:
+        results = results.with_dimension_records()
     results.streaming = True
     check = EmbargoCheck(butler, user)
     if user.embargoes and spec.kind == "datasets" and any(map(check.applies_to, spec.dataset_types)):
@@ -128,10 +131,16 @@ def _json_lines(results: Any) -> Iterator[bytes]:
 
     def line(item: Any) -> Any:
         if isinstance(item, DatasetRef):
-            return wire.ref_to_json(item)
+            out = wire.ref_to_json(item)
+            if item.data_id.has_records():
+                out["records"] = wire.records_to_json(item.data_id)
+            return out
         if isinstance(item, DimensionRecord):
             return wire.encode(item)
-        return wire.encode(item.mapping)
+        out = wire.encode(item.mapping)
+        if item.has_records():  # beside the values: no dimension is named so
+            out = {**out, "$records": wire.records_to_json(item)}
+        return out
 
     count = 0
     try:
