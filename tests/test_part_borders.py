@@ -142,3 +142,41 @@ def test_the_sql_check_sees_drivers_and_statements() -> None:
               "    send('DELETE', '/collections/x')\n    return 'Selected rows', 'begin'\n")
     assert [line for line, _ in _sql_spoken(ast.parse(source))] == [2, 3, 5, 6, 7]
 
+
+#: Modules that take a butler and decide nothing of its own state: they ask the facade (``served_by``,
+#: ``scratch_directory``, ``settle_placed_files``) instead of reading its private attributes.
+FACADE_CLIENTS = ("verify.py", "copy_out.py", "repository_transfer.py")
+
+
+def _facade_private_names() -> set[str]:
+    """The one-underscore names the facade (``butler*.py``) defines: its methods and ``self._x`` attributes."""
+    names = set()
+    for path in PACKAGE.glob("butler*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+                names.add(node.attr)
+    return {n for n in names if n.startswith("_") and not n.startswith("__")}
+
+
+def _private_reads(tree: ast.AST, private: set[str]) -> list[tuple[int, str]]:
+    """(line, expression) of each ``x._name`` (``x`` not ``self``) naming one of ``private``."""
+    return [(node.lineno, ast.unparse(node)) for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and node.attr in private
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))]
+
+
+@pytest.mark.parametrize("module", FACADE_CLIENTS)
+def test_facade_clients_read_no_private_facade_attribute(module: str) -> None:
+    private = _facade_private_names()
+    assert {"_remote", "_writes"} <= private
+    path = PACKAGE / module
+    assert _private_reads(ast.parse(path.read_text(), str(path)), private) == []
+
+
+def test_the_private_read_check_sees_attributes_of_any_object() -> None:
+    source = ("def f(butler, target):\n    self._remote = 1\n    if butler._remote is None:\n"
+              "        target._writes.when_settled(g)\n    return butler.served_by, other._own\n")
+    assert _private_reads(ast.parse(source), {"_remote", "_writes"}) == [(3, "butler._remote"),
+                                                                         (4, "target._writes")]

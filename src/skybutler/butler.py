@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
     from .catalogs.schemas import CatalogSchema
     from .formats.file_facts import ExaminedFile
+    from .remote.client import RemoteTransport
     from .retention import RecomputeOptions
 
 
@@ -204,6 +205,31 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
 
     def __repr__(self) -> str:
         return f"Butler({str(self.root)!r}, collections={self.default_collections}, run={self.run!r})"
+
+    # -- where work is done ---------------------------------------------------
+
+    @property
+    def served_by(self) -> RemoteTransport | None:
+        """The server a butler opened on a server URL sends its calls to (None for a local
+        repository): the functions taking a butler (verify, export, import) hand it their work."""
+        return self._remote
+
+    def scratch_directory(self, prefix: str) -> contextlib.AbstractContextManager:
+        """A directory for files on their way into this repository while the block runs: held
+        under the repository's bookkeeping directory (a process killed meanwhile leaves it to the
+        next open, not in the system's temporary space), or in the system's temporary space for a
+        served repository (its files are uploaded)."""
+        from .datastore.uploads import scratch_or_temporary
+
+        return scratch_or_temporary(None if self._remote is not None else self.root / BOOKKEEPING_DIR / "uploads",
+                                    prefix)
+
+    def settle_placed_files(self, undo: Callable[[], Any], finish: Callable[[], Any]) -> None:
+        """Files a write placed and registered (outside ``put``, ``ingest``): undone by ``undo``
+        if an enclosing ``transaction()`` rolls back, ``finish``-ed (a move's sources deleted,
+        the journal entry ended) once the write is final."""
+        self._writes._on_rollback(undo)
+        self._writes.when_settled(finish)
 
     # -- dataset types --------------------------------------------------------
 

@@ -36,7 +36,7 @@ WRITTEN_LIMIT = 50_000
 
 def source(butler: Butler) -> LocalSource | RemoteSource:
     """How files and records come out of ``butler``'s repository."""
-    return LocalSource(butler) if butler._remote is None else RemoteSource(butler)
+    return LocalSource(butler) if butler.served_by is None else RemoteSource(butler)
 
 
 class LocalSource:
@@ -112,7 +112,7 @@ class RemoteSource:
 
     def __init__(self, butler: Butler):
         self._butler = butler
-        self._transport = butler._remote
+        self._transport = butler.served_by
         self._urls: dict[uuid.UUID, str | None] = {}
         self._records: dict[str, dict[tuple, DimensionRecord]] = defaultdict(dict)
         self._written = Written()

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from .butler import Butler
-from .config import BOOKKEEPING_DIR
 from .datastore.transfer import ingest_files
 from .dimensions import DataCoordinate, DimensionRecord
 from .dimensions import regions as sky
@@ -226,8 +225,8 @@ def import_datasets(butler: Butler, directory: str | Path, transfer: str = "copy
     from .interchange import import_rubin, is_rubin_export
     from .interchange.rubin_repository import import_rubin_repository, is_rubin_repository
 
-    if butler._remote is not None:  # the export is uploaded; the server imports it
-        return butler._remote.import_datasets(directory, transfer, skip_existing, progress)
+    if butler.served_by is not None:  # the export is uploaded; the server imports it
+        return butler.served_by.import_datasets(directory, transfer, skip_existing, progress)
     directory = Path(directory)
     if is_rubin_export(directory):
         return import_rubin(butler, directory, transfer, skip_existing)
@@ -368,8 +367,7 @@ def ingest_with_ids(butler: Butler, entries: list[tuple[str, dict[str, Any]]], t
             batch.undo()
         raise
     crash_point("registry-committed")
-    butler._writes._on_rollback(batch.undo)  # inside butler.transaction(): undone if it rolls back
-    butler._writes.when_settled(batch.finish)  # after the commit: a copy-then-delete move deletes its sources
+    butler.settle_placed_files(batch.undo, batch.finish)  # a copy-then-delete move deletes its sources once final
     placed_count = len(placed)
     if spill:
         batch.spill()
@@ -381,12 +379,7 @@ def transfer_datasets(source: Butler, target: Butler, refs: Iterable[DatasetRef]
     """Copy datasets straight from one repository to another (any stacks), IDs preserved.  The
     export between them waits in a held scratch directory of a local target, so a process killed
     meanwhile leaves its copies to the target's next open, not in the system's temporary space."""
-    import tempfile
-
-    from .datastore.uploads import scratch_directory
-
-    with (scratch_directory(target.root / BOOKKEEPING_DIR / "uploads", "transfer-") if target._remote is None
-          else tempfile.TemporaryDirectory(prefix="skybutler-transfer-")) as tmp:
+    with target.scratch_directory("transfer-") as tmp:
         export_datasets(source, refs, tmp, transfer="copy")
         return import_datasets(target, tmp, transfer="copy" if transfer == "auto" else transfer,
                                skip_existing=skip_existing)

@@ -125,10 +125,10 @@ def verify(butler: Butler, check_sizes: bool = False, check_checksums: bool = Fa
     ``check_checksums`` re-hashes every file (reading it all) and names each whose content
     no longer matches its recorded checksum; ``progress(done, total)`` is told after each
     artifact, for a progress bar."""
-    if butler._remote is not None:
+    if butler.served_by is not None:
         from .remote.maintenance import remote_verify
 
-        return remote_verify(butler._remote, check_sizes, check_checksums)
+        return remote_verify(butler.served_by, check_sizes, check_checksums)
     report = VerifyReport(recovered=list(butler.recovered) + butler.recover())
     artifacts = butler.registry.datasets.all_artifacts()
     _check_files(butler, artifacts, report, check_sizes, check_checksums, progress)
@@ -207,10 +207,10 @@ def plan_repair(report: VerifyReport) -> list[RepairAction]:
 def repair(butler: Butler, plan: list[RepairAction]) -> RepairResult:
     """Carry out a plan (after the user has seen it): nothing is deleted that is not skybutler's own.
     Through a server, it carries out the steps of the plan that a fresh ``verify`` there plans too."""
-    if butler._remote is not None:
+    if butler.served_by is not None:
         from .remote.maintenance import remote_repair
 
-        return remote_repair(butler._remote, plan)
+        return remote_repair(butler.served_by, plan)
     result = RepairResult()
     quarantine = Quarantine(str(butler.root / BOOKKEEPING_DIR / "quarantine"))
     for step in plan:

@@ -63,6 +63,14 @@ def scratch_directory(directory: str | Path, prefix: str) -> Iterator[Path]:
         release_directory(path, fd)
 
 
+def scratch_or_temporary(directory: str | Path | None, prefix: str) -> contextlib.AbstractContextManager:
+    """A :func:`scratch_directory` inside ``directory``, or where there is none (a repository
+    served elsewhere, whose files are uploaded) a directory in the system's temporary space."""
+    if directory is None:
+        return tempfile.TemporaryDirectory(prefix=f"skybutler-{prefix}")
+    return scratch_directory(directory, prefix)
+
+
 def remove_abandoned(directory: str | Path) -> list[str]:
     """Remove the scratch directories inside ``directory`` whose processes died (see the module doc);
     returns the paths removed."""
