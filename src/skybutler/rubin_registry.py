@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fnmatch
-import glob
 import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -75,7 +74,7 @@ _GLOB = frozenset("*?[")
 
 
 def _refuse(what: str, instead: str) -> NotOfferedError:
-    return NotOfferedError(f"{what} is not offered by skybutler's butler.registry; use {instead}")
+    return NotOfferedError(f"{what} is not offered by skybutler; use {instead}")
 
 
 def _name_of(value: Any) -> str:
@@ -145,9 +144,11 @@ class RubinCollectionCalls:
 
     def get_info(self, name: str, include_parents: bool = False, include_summary: bool = False) -> CollectionInfo:
         """One collection's type, documentation, children (and, when asked, parents)."""
-        info = self.info(name)  # a missing name is refused here
-        found = self.query_info(glob.escape(name), include_parents=include_parents, include_summary=include_summary)
-        return next((i for i in found if i.name == name), info)
+        if include_summary:
+            raise _refuse("collections.get_info(include_summary=True)",
+                          "butler.query_datasets(dataset_type, collections=[name], find_first=False).any()")
+        info = self.info(name)
+        return dataclasses.replace(info, parents=frozenset(self.parents(name))) if include_parents else info
 
 
 class RubinResults:
