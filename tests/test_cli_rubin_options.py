@@ -65,3 +65,47 @@ def test_an_options_file_with_an_unknown_option_or_no_section_is_refused(rubin_p
     assert theirs.exit_code == 2 and "Error reading overrides file" in theirs.output and says in theirs.output
     mine = run("query-datasets", rubin_pair[1], "summary", "-@", path, code=2).stderr
     assert "Error reading overrides file" in mine and says in mine
+
+
+def _rubin_types_table(output: str) -> dict[str, list[str]]:
+    """Each collection's dataset types in the Rubin butler's ``query-collections -t`` table (a
+    row per type, the name and type only on the first)."""
+    lines = output.splitlines()
+    held: dict[str, list[str]] = {}
+    for line in lines[next(i for i, x in enumerate(lines) if x.startswith("---")) + 1:]:
+        cells = line.split()
+        if len(cells) >= 2:
+            name = cells[0]
+            held[name] = cells[2:]
+        elif cells:
+            held[name].append(cells[0])
+    return held
+
+
+@pytest.mark.parametrize("args", [["--chains", "no-children"], ["Cam/defaults", "--chains", "flatten"],
+                                  ["--chains", "no-children", "--exclude-dataset-types", "c*,deep*"],
+                                  ["Cam/*", "--chains", "no-children", "--exclude-dataset-types", "bias",
+                                   "--collection-type", "RUN"]], ids=str)
+def test_query_collections_shows_the_dataset_types_the_rubin_command_shows(rubin_pair, args):
+    import json
+
+    theirs = _rubin("query-collections", rubin_pair[0], *args, "-t")
+    assert theirs.exit_code == 0, theirs.output
+    expected = _rubin_types_table(theirs.output)
+    mine = json.loads(run("query-collections", rubin_pair[1], *args, "--show-dataset-types", "--json").stdout)
+    assert {c["name"]: c["dataset_types"] for c in mine} == expected and any(len(v) > 1 for v in expected.values())
+    assert "dataset_types" not in run("query-collections", rubin_pair[1], *args, "--json").stdout
+
+
+@pytest.mark.parametrize("collections", [["Cam/run1"], ["Cam/calib"], ["Cam/best"], ["Cam/defaults"],
+                                         ["Cam/calib/run,Cam/best"], ["Cam/c*"], ["Cam/best", "Cam/calib"]], ids=str)
+def test_query_dataset_types_in_collections_is_the_rubin_commands(rubin_pair, collections):
+    import json
+
+    line = ["query-dataset-types", "{repo}"] + [a for c in collections for a in ("--collections", c)]
+    _, theirs = both_outputs(rubin_pair, line)
+    lines = theirs.splitlines()
+    expected = sorted(x.strip() for x in lines[next(i for i, x in enumerate(lines) if x.startswith("---")) + 1:])
+    mine = [t["name"] for t in json.loads(run(*[a.format(repo=rubin_pair[1]) for a in line], "--json").stdout)]
+    assert mine == expected and expected
+    assert len(expected) < 4 or collections == ["Cam/defaults"]  # the collections narrow the list

@@ -60,6 +60,21 @@ def test_collections_of_all_four_types(butler):
     assert butler.collections.exists("r1") and not butler.collections.exists("r2")
 
 
+def test_dataset_types_lists_the_types_each_collection_holds_now(butler):
+    butler.register_dataset_type("nightly", ["instrument", "visit"], "Dict")
+    first = put_metric(butler, 1, "r1")
+    butler.put({"n": 1}, "nightly", instrument="Cam", visit=1, run="r2")
+    butler.collections.associate("t1", [first])
+    butler.collections.set_chain("ch1", ["t1", "r2"])
+    butler.collections.register("empty")
+    assert butler.collections.dataset_types(["r1", "r2", "t1", "ch1", "empty"]) == {
+        "r1": ["metrics"], "r2": ["nightly"], "t1": ["metrics"], "ch1": ["metrics", "nightly"], "empty": []}
+    butler.collections.disassociate("t1", [first])
+    assert butler.collections.dataset_types("ch1") == {"ch1": ["nightly"]}
+    with pytest.raises(MissingCollectionError):
+        butler.collections.dataset_types("nosuch")
+
+
 def test_a_collections_doc_is_kept_and_shown_by_info_and_query(butler):
     butler.collections.register("r1", doc="raw night 1")
     butler.collections.register("ch1", "chained", doc="the defaults")

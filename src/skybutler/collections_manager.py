@@ -27,6 +27,15 @@ class CollectionsManager(RubinCollectionCalls):
         children = self._registry.collections.children(name) if kind is CollectionType.CHAINED else ()
         return CollectionInfo(name=name, type=kind, doc=self._registry.collections.doc(name), children=children)
 
+    def dataset_types(self, names: str | Iterable[str]) -> dict[str, list[str]]:
+        """The sorted names of the dataset types each collection holds datasets of now; for a
+        chain, those of the collections it searches (as the Rubin butler's collection summary,
+        which also keeps a type whose datasets were all removed)."""
+        names = [names] if isinstance(names, str) else list(names)
+        searched = {name: self._registry.collections.flatten([name]) for name in names}
+        held = self._registry.datasets.types_in({leaf for leaves in searched.values() for leaf in leaves})
+        return {name: sorted(set().union(*(held[leaf] for leaf in leaves))) for name, leaves in searched.items()}
+
     def exists(self, name: str) -> bool:
         return self._registry.collections.exists(name)
 

@@ -4,6 +4,7 @@ remove-runs, remove-collections, certify-calibrations."""
 from __future__ import annotations
 
 import csv
+import fnmatch
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,17 +40,24 @@ collection_type_choice = click.Choice(COLLECTION_TYPES, case_sensitive=False)
 @click.option("--type", "--collection-type", "types", type=collection_type_choice, multiple=True,
               help="Only collections of this type (repeatable).")
 @click.option("--flatten", is_flag=True, help="Also list the collections each matching chain searches, in order.")
-@click.option("--chains", type=click.Choice(["table", "inverse-table", "tree", "inverse-tree", "flatten"],
-                                           case_sensitive=False), default="table",
+@click.option("--chains", type=click.Choice(["table", "inverse-table", "tree", "inverse-tree", "flatten",
+                                            "no-children"], case_sensitive=False), default="table",
               help="As the Rubin butler's: table lists each chain with its children, inverse-table each "
                    "collection with the chains holding it, tree each chain's children (and theirs) indented "
                    "below it, inverse-tree each collection's parent chains (and theirs), flatten what the "
-                   "matching chains search, in order, without the chains (--flatten lists them too).")
+                   "matching chains search, in order, without the chains (--flatten lists them too), "
+                   "no-children the matching collections alone.")
+@click.option("-t", "--show-dataset-types", is_flag=True,
+              help="Also list the dataset types each collection holds datasets of (a chain: those of what it "
+                   "searches).")
+@click.option("--exclude-dataset-types", multiple=True, metavar="GLOBS",
+              help="Leave these dataset types (globs, comma-separated or repeated) out of --show-dataset-types.")
 @json_option
 @click.option("--csv", "as_csv", is_flag=True,
               help="Print CSV (a header line, then one row each; children separated by spaces).")
 def query_collections(repo: Path, patterns: tuple[str, ...], types: tuple[str, ...], flatten: bool, chains: str,
-                      as_json: bool, as_csv: bool) -> None:
+                      show_dataset_types: bool, exclude_dataset_types: tuple[str, ...], as_json: bool,
+                      as_csv: bool) -> None:
     """List collections whose names match the glob PATTERNS (default: all; several, or comma-separated)."""
     if as_json and as_csv:
         fail("choose one of --json and --csv")
@@ -59,6 +67,11 @@ def query_collections(repo: Path, patterns: tuple[str, ...], types: tuple[str, .
                  for c in butler.collections.query(pattern, types or None,
                                                    flatten_chains=flatten or chains == "flatten")}
         every = {c.name: c for c in butler.collections.query("*")} if chains.startswith(("inverse", "tree")) else {}
+        held: dict[str, list[str]] | None = None
+        if show_dataset_types:
+            excluded = split_csv_option(exclude_dataset_types)
+            held = {name: [t for t in listed if not any(fnmatch.fnmatchcase(t, g) for g in excluded)]
+                    for name, listed in butler.collections.dataset_types([*found, *every]).items()}
     parents: dict[str, list[str]] = {}
     for chain in every.values():
         for child in chain.children:
@@ -66,27 +79,33 @@ def query_collections(repo: Path, patterns: tuple[str, ...], types: tuple[str, .
     if chains == "flatten" and not flatten:  # as the Rubin command: what the chains search, not the chains
         found = {name: c for name, c in found.items() if c.type is not CollectionType.CHAINED}
     if chains.endswith("tree"):
-        _print_tree(sorted(found), every, parents, inverse=chains == "inverse-tree", as_json=as_json, as_csv=as_csv)
+        _print_tree(sorted(found), every, parents, held, inverse=chains == "inverse-tree", as_json=as_json,
+                    as_csv=as_csv)
         return
-    if chains == "inverse-table":
-        rows = [{"name": c.name, "type": c.type, "parents": sorted(parents.get(c.name, ())), "doc": c.doc}
-                for c in found.values()]
-        if as_csv:
-            _write_csv(["name", "type", "parents", "doc"],
-                       [[r["name"], r["type"].value.lower(), " ".join(r["parents"]), r["doc"]] for r in rows])
-        else:
-            print_rows(rows, as_json=as_json, columns=["name", "type", "parents", "doc"],
-                       empty=f"no collections match {' '.join(patterns) or '*'!r}")
-        return
-    rows = [{"name": c.name, "type": c.type, "children": list(c.children), "doc": c.doc} for c in found.values()]
+    related = {"inverse-table": "parents", "no-children": None}.get(chains, "children")
+    rows = []
+    for c in found.values():
+        row: dict[str, Any] = {"name": c.name, "type": c.type}
+        if related:
+            row[related] = sorted(parents.get(c.name, ())) if related == "parents" else list(c.children)
+        row["doc"] = c.doc
+        if held is not None:
+            row["dataset_types"] = held[c.name]
+        rows.append(row)
+    columns = list(rows[0]) if rows else None
     if as_csv:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(["name", "type", "children", "doc"])
-        for c in found.values():
-            writer.writerow([c.name, c.type.value.lower(), " ".join(c.children), c.doc])
+        header = columns or ["name", "type", *([related] if related else []), "doc",
+                             *(["dataset_types"] if held is not None else [])]
+        _write_csv(header, [[_csv_cell(r[k]) for k in header] for r in rows])
         return
-    print_rows(rows, as_json=as_json, columns=["name", "type", "children", "doc"],
-               empty=f"no collections match {' '.join(patterns) or '*'!r}")
+    print_rows(rows, as_json=as_json, columns=columns, empty=f"no collections match {' '.join(patterns) or '*'!r}")
+
+
+def _csv_cell(value: Any) -> str:
+    """A CSV cell: a collection type in lower case, a list as its items separated by spaces."""
+    if isinstance(value, CollectionType):
+        return value.value.lower()
+    return " ".join(value) if isinstance(value, list) else str(value)
 
 
 def _write_csv(header: list[str], rows: list[list[Any]]) -> None:
@@ -95,27 +114,30 @@ def _write_csv(header: list[str], rows: list[list[Any]]) -> None:
     writer.writerows(rows)
 
 
-def _print_tree(names: list[str], every: dict[str, Any], parents: dict[str, list[str]], *, inverse: bool,
-                as_json: bool, as_csv: bool) -> None:
+def _print_tree(names: list[str], every: dict[str, Any], parents: dict[str, list[str]],
+                held: dict[str, list[str]] | None, *, inverse: bool, as_json: bool, as_csv: bool) -> None:
     """The Rubin butler's ``--chains tree``: each collection, then, indented two spaces a level,
     the children of a chain in search order (and theirs); ``inverse-tree``: the chains holding
-    it, by name (and theirs).  JSON and CSV give each row's ``depth`` instead of the indent."""
+    it, by name (and theirs).  JSON and CSV give each row's ``depth`` instead of the indent;
+    ``held`` adds each row's dataset types."""
     rows: list[dict[str, Any]] = []
 
     def add(name: str, depth: int) -> None:
-        rows.append({"name": name, "type": every[name].type.value.lower(), "depth": depth})
+        rows.append({"name": name, "type": every[name].type.value.lower(), "depth": depth,
+                     **({"dataset_types": held[name]} if held is not None else {})})
         for other in sorted(parents.get(name, ())) if inverse else every[name].children:
             add(other, depth + 1)
 
     for name in names:
         add(name, 0)
+    header = ["name", "type", "depth", *(["dataset_types"] if held is not None else [])]
     if as_csv:
-        _write_csv(["name", "type", "depth"], [[r["name"], r["type"], r["depth"]] for r in rows])
+        _write_csv(header, [[_csv_cell(r[k]) for k in header] for r in rows])
     elif as_json:
         print_rows(rows, as_json=True)
     else:
-        print_rows([{"name": "  " * r["depth"] + r["name"], "type": r["type"]} for r in rows], as_json=False,
-                   columns=["name", "type"], empty="no collections match")
+        print_rows([{**r, "name": "  " * r["depth"] + r["name"]} for r in rows], as_json=False,
+                   columns=[k for k in header if k != "depth"], empty="no collections match")
 
 
 @click.command("register-collection")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .helpers import info, json_option, open_butler, print_rows, repo_argument
+from .helpers import expand_collections, info, json_option, open_butler, print_rows, repo_argument, split_csv_option
 
 
 @click.command("register-dataset-type")
@@ -44,12 +44,20 @@ def register_dataset_type(repo: Path, name: str, dimensions: tuple[str, ...], st
 @click.argument("patterns", nargs=-1)
 @click.option("--verbose", "-v", is_flag=True,
               help="Accepted as the Rubin butler's: dimensions and storage class are always shown.")
+@click.option("--collections", "-c", multiple=True, metavar="COLLECTIONS",
+              help="Only the types with datasets in these collections (globs, comma-separated or repeated; "
+                   "a chain: in what it searches).")
 @json_option
-def query_dataset_types(repo: Path, patterns: tuple[str, ...], verbose: bool, as_json: bool) -> None:
+def query_dataset_types(repo: Path, patterns: tuple[str, ...], verbose: bool, collections: tuple[str, ...],
+                        as_json: bool) -> None:
     """List dataset types whose names match any glob of PATTERNS (default: all)."""
     globs = [g for p in patterns for g in p.split(",") if g] or ["*"]
     with open_butler(repo) as butler:
         types = {t.name: t for g in globs for t in butler.query_dataset_types(g)}
+        if collections:
+            names, _ = expand_collections(butler, split_csv_option(collections))
+            held = set().union(*butler.collections.dataset_types(names).values())
+            types = {name: t for name, t in types.items() if name in held}
     rows = [{"name": t.name, "dimensions": list(t.dimensions), "storage_class": t.storage_class,
              "is_calibration": t.is_calibration} for t in sorted(types.values(), key=lambda t: t.name)]
     print_rows(rows, as_json=as_json, empty=f"no dataset types match {', '.join(globs)}")

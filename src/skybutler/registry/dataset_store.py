@@ -410,6 +410,24 @@ class DatasetStore:
                     table.c.collection_id == cid, table.c.dataset_type_id == type_id)).scalars().all()
         return out
 
+    def types_in(self, collections: Iterable[str]) -> dict[str, set[str]]:
+        """The names of the dataset types each RUN, TAGGED or CALIBRATION collection holds
+        datasets of now: one DISTINCT query per dataset table, over the collections' rows only."""
+        ids = {self.collections.lookup(name)[0]: name for name in collections}
+        out: dict[str, set[str]] = {name: set() for name in ids.values()}
+        dtypes = self.types.all()
+        if not ids or not dtypes:
+            return out
+        tables = {self.schema.tags_table(self.types.group(d)) for d in dtypes}
+        tables |= {self.schema.calibs_table(self.types.group(d)) for d in dtypes if d.is_calibration}
+        with self.db.reading() as conn:
+            for table in tables:
+                stmt = sa.select(table.c.collection_id, table.c.dataset_type_id).distinct().where(
+                    table.c.collection_id.in_(list(ids)))
+                for cid, type_id in conn.execute(stmt):
+                    out[ids[cid]].add(self.types.name_of(type_id).name)
+        return out
+
     def counts(self) -> dict[tuple[str, str], int]:
         """How many datasets of each type every collection holds: (collection, dataset type) ->
         count, for RUN, TAGGED and CALIBRATION collections alike (a calibration certified over

@@ -36,6 +36,13 @@ class RemoteCollections(RubinCollectionCalls):
             return False
         return True
 
+    def dataset_types(self, names: str | Iterable[str]) -> dict[str, list[str]]:
+        """Not offered through a server (a type could reveal embargoed datasets)."""
+        from ..errors import SkybutlerError
+
+        raise SkybutlerError("the dataset types of a collection are not listed through a server: open the "
+                             "repository by its path, or query the datasets of each type")
+
     def set_chain(self, name: str, children: Sequence[str]) -> None:
         self._t._send("PUT", "collections/chain", json={"name": name, "children": list(children)})
 
