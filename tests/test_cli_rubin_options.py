@@ -109,3 +109,49 @@ def test_query_dataset_types_in_collections_is_the_rubin_commands(rubin_pair, co
     mine = [t["name"] for t in json.loads(run(*[a.format(repo=rubin_pair[1]) for a in line], "--json").stdout)]
     assert mine == expected and expected
     assert len(expected) < 4 or collections == ["Cam/defaults"]  # the collections narrow the list
+
+
+@pytest.mark.parametrize("search_all", [[], ["--search-all-inputs"]], ids=["first-child", "search-all-inputs"])
+def test_certify_calibrations_from_a_chain_is_the_rubin_commands(fresh_rubin_pair, search_all):
+    """A chain (a TAGGED collection with the bias of detector 0, then the RUN of all three):
+    its first child alone, or with --search-all-inputs all the chain finds first."""
+    from lsst.daf.butler import Butler as RubinButler
+    from lsst.daf.butler import CollectionType as RubinType
+
+    from skybutler import Butler
+
+    with RubinButler.from_config(str(fresh_rubin_pair[0]), writeable=True) as b:
+        b.registry.registerCollection("Cam/bias-tag", RubinType.TAGGED)
+        b.registry.associate("Cam/bias-tag", [b.find_dataset("bias", instrument="Cam", detector=0,
+                                                             collections="Cam/calib/run")])
+        b.registry.registerCollection("Cam/bias-chain", RubinType.CHAINED)
+        b.registry.setCollectionChain("Cam/bias-chain", ["Cam/bias-tag", "Cam/calib/run"])
+    with Butler(fresh_rubin_pair[1]) as ours:
+        ours.collections.associate("Cam/bias-tag", [ours.find_dataset("bias", instrument="Cam", detector=0,
+                                                                      collections="Cam/calib/run")])
+        ours.collections.set_chain("Cam/bias-chain", ["Cam/bias-tag", "Cam/calib/run"])
+    both_outputs(fresh_rubin_pair, ["certify-calibrations", "{repo}", "Cam/bias-chain", "Cam/new", "bias",
+                                    "--begin-date", "2025-01-01T00:00:00", *search_all])
+    with RubinButler.from_config(str(fresh_rubin_pair[0])) as b:
+        expected = sorted(str(r.id) for r in b.registry.queryDatasets("bias", collections="Cam/new", findFirst=False))
+    with Butler(fresh_rubin_pair[1]) as ours:
+        certified = ours.collections.validity("Cam/new", "bias")
+    assert sorted(str(ref.id) for ref, _ in certified) == expected and len(expected) == (3 if search_all else 1)
+    assert all(span.begin.isot.startswith("2025-01-01") and span.end is None for _, span in certified)
+
+
+def test_certify_calibrations_from_a_calibration_collection_is_the_rubin_commands(fresh_rubin_pair):
+    from lsst.daf.butler import Butler as RubinButler
+
+    from skybutler import Butler
+
+    both_outputs(fresh_rubin_pair, ["certify-calibrations", "{repo}", "Cam/calib", "Cam/again", "bias"])
+    with RubinButler.from_config(str(fresh_rubin_pair[0])) as b:
+        expected = sorted(str(r.id) for r in b.registry.queryDatasets("bias", collections="Cam/again",
+                                                                      findFirst=False))
+    with Butler(fresh_rubin_pair[1]) as ours:
+        assert sorted(str(ref.id) for ref, _ in ours.collections.validity("Cam/again", "bias")) == expected
+    assert len(expected) == 3
+    refused = run("certify-calibrations", fresh_rubin_pair[1], "Cam/defaults", "Cam/x", "bias",
+                  "--search-all-inputs", code=1).stderr
+    assert "searches the CALIBRATION collection(s) Cam/calib" in refused

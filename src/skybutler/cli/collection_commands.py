@@ -316,20 +316,40 @@ def remove_collections(repo: Path, names: tuple[str, ...], yes: bool) -> None:
               help="Start of validity, ISO time (TAI); omit for unbounded.")
 @click.option("--end-date", "--end", "end", type=TimeParam(),
               help="End of validity (exclusive), ISO time (TAI); omit for unbounded.")
+@click.option("--search-all-inputs", is_flag=True,
+              help="A CHAINED FROM_RUN: certify the first of each data ID in everything the chain searches, "
+                   "not only in its first child (as the Rubin butler's).")
 def certify_calibrations(repo: Path, from_run: str, to_calib_collection: str, dataset_type: str,
-                         begin: Time | None, end: Time | None) -> None:
-    """Certify every DATASET_TYPE dataset of FROM_RUN into TO_CALIB_COLLECTION over [begin, end)."""
+                         begin: Time | None, end: Time | None, search_all_inputs: bool) -> None:
+    """Certify every DATASET_TYPE dataset of FROM_RUN into TO_CALIB_COLLECTION over [begin, end).
+
+    FROM_RUN may be a RUN, TAGGED or CALIBRATION collection, or a chain: its first child (what
+    that child finds first, if a chain), or with --search-all-inputs what the whole chain finds
+    first."""
     try:
         span = Timespan(begin, end)
     except ValueError:
         raise click.BadParameter("--end-date is before --begin-date", param_hint="--end-date") from None
     with open_butler(repo) as butler:
-        kind = butler.collections.info(from_run).type
-        if kind not in (CollectionType.RUN, CollectionType.TAGGED):
-            fail(f"{from_run!r} is a {kind.value} collection; certify from a RUN (or TAGGED) collection")
-        refs = refs_in_collection(butler, from_run, dataset_type)
+        described = butler.collections.info(from_run)
+        source = from_run
+        if described.type is CollectionType.CHAINED and not search_all_inputs:
+            if not described.children:
+                fail(f"chain {from_run!r} is empty: nothing to certify")
+            source = described.children[0]
+            described = butler.collections.info(source)
+        if described.type is CollectionType.CHAINED:
+            calibrations = [c for c in butler.collections.flatten(source)
+                            if butler.collections.info(c).type is CollectionType.CALIBRATION]
+            if calibrations:
+                fail(f"chain {source!r} searches the CALIBRATION collection(s) {', '.join(calibrations)}, where "
+                     "which dataset comes first depends on a time: certify from that collection itself, or from "
+                     "a chain of RUN and TAGGED collections")
+            refs = list(butler.query_datasets(dataset_type, collections=source, find_first=True))
+        else:
+            refs = refs_in_collection(butler, source, dataset_type)
         if not refs:
-            fail(f"no {dataset_type} datasets in {from_run!r}: nothing to certify")
+            fail(f"no {dataset_type} datasets in {source!r}: nothing to certify")
         butler.collections.certify(to_calib_collection, refs, timespan=span)
     begin_text = "the beginning of time" if begin is None else f"{begin.tai.isot} TAI"
     end_text = "with no end" if end is None else f"until {end.tai.isot} TAI"
