@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from skybutler.errors import DatasetConflictError
 from test_cli_rubin_habits import both_outputs, ids, imported_rubin_pair, run
 
 
@@ -155,3 +156,43 @@ def test_certify_calibrations_from_a_calibration_collection_is_the_rubin_command
     refused = run("certify-calibrations", fresh_rubin_pair[1], "Cam/defaults", "Cam/x", "bias",
                   "--search-all-inputs", code=1).stderr
     assert "searches the CALIBRATION collection(s) Cam/calib" in refused
+
+
+@pytest.mark.parametrize("mode", ["DATAID_TYPE", "dataid_type_run", "unique"])
+def test_ingest_files_id_generation_mode_makes_the_rubin_butlers_ids(fresh_rubin_pair, tmp_path, mode):
+    from lsst.daf.butler import Butler as RubinButler
+
+    from skybutler import Butler
+
+    for v, d in ((1, 0), (2, 1)):
+        (tmp_path / f"s{v}{d}.yaml").write_text(f'{{"v": {v}, "d": {d}}}')
+    (tmp_path / "files.csv").write_text("file,visit,detector\ns10.yaml,1,0\ns21.yaml,2,1\n")
+    both_outputs(fresh_rubin_pair, ["ingest-files", "{repo}", "summary", "Cam/ingested", str(tmp_path / "files.csv"),
+                                    "--data-id", "instrument=Cam", "-t", "copy", "--prefix", str(tmp_path),
+                                    "--id-generation-mode", mode])
+    with RubinButler.from_config(str(fresh_rubin_pair[0])) as b:
+        theirs = sorted(str(r.id) for r in b.registry.queryDatasets("summary", collections="Cam/ingested"))
+    with Butler(fresh_rubin_pair[1]) as ours:
+        mine = sorted(str(r.id) for r in ours.query_datasets("summary", collections="Cam/ingested"))
+    assert len(mine) == len(theirs) == 2
+    assert (mine == theirs) is (mode != "unique")
+
+
+@pytest.mark.parametrize("mode", ["dataid_type", "dataid_type_run"])
+def test_a_put_with_a_rubin_id_mode_gets_the_id_the_rubin_butler_makes(butler, mode):
+    daf_butler = pytest.importorskip("lsst.daf.butler")
+
+    ref = butler.put({"v": 1}, "metrics", instrument="Cam", visit=2, detector=1, run="u/x", id_mode=mode)
+    universe = daf_butler.DimensionUniverse()
+    rubin_type = daf_butler.DatasetType("metrics", ["instrument", "visit", "detector"], "StructuredDataDict",
+                                        universe=universe)
+    data_id = daf_butler.DataCoordinate.standardize(instrument="Cam", visit=2, detector=1, universe=universe)
+    expected = daf_butler.DatasetIdFactory().makeDatasetId("u/x", rubin_type, data_id,
+                                                           daf_butler.DatasetIdGenEnum[mode.upper()])
+    assert ref.id == expected
+    if mode == "dataid_type":  # the same ID in another RUN: refused, as by the Rubin butler
+        with pytest.raises(DatasetConflictError, match=f"dataset ID {ref.id} already exists"):
+            butler.put({"v": 1}, "metrics", instrument="Cam", visit=2, detector=1, run="u/y", id_mode=mode)
+    else:  # the RUN is part of the ID
+        again = butler.put({"v": 1}, "metrics", instrument="Cam", visit=2, detector=1, run="u/y", id_mode=mode)
+        assert again.id != ref.id and again.id.version == 5

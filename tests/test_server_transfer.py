@@ -244,6 +244,25 @@ def test_hostile_imported_ids_are_refused(served, tmp_path):
         _unchanged(target)
 
 
+@pytest.mark.parametrize("mode", ["dataid_type", "dataid_type_run"])
+def test_an_import_takes_the_rubin_butlers_reproducible_ids(served, tmp_path, mode):
+    """A version-5 ID made by the Rubin butler's DATAID_TYPE(_RUN) rule for its data ID is taken."""
+    from skybutler.models import reproducible_dataset_id
+
+    local, _, target, target_url, tokens = served
+    boss = Butler(target_url, token=tokens[target.root]["boss"])
+    refs = list(local.query_datasets("metrics", collections="run/a"))
+    export_datasets(local, refs, tmp_path / "export")
+    lines = (tmp_path / "export/export.datasets.jsonl").read_text().splitlines()
+    entries = [json.loads(line) for line in lines]
+    first = next(r for r in refs if str(r.id) == entries[0]["id"])
+    rubin_id = reproducible_dataset_id(mode, "metrics", first.data_id, first.run)
+    entries[0]["id"] = str(rubin_id)
+    (tmp_path / "export/export.datasets.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    import_datasets(boss, tmp_path / "export")
+    assert rubin_id in {r.id for r in target.query_datasets("metrics", collections="run/a")}
+
+
 def test_an_export_from_an_object_store_downloads_from_presigned_urls(butler, tmp_path):
     """With pre-signed URLs on, the export route hands one out per file and the client fetches the
     file from the object store itself (no token sent there); the export is the local one."""

@@ -67,6 +67,27 @@ def deterministic_dataset_id(dataset_type: str, data_id: DataCoordinate) -> uuid
     return uuid.uuid5(DATASET_ID_NAMESPACE, f"{dataset_type}|{key}")
 
 
+RUBIN_ID_NAMESPACE = uuid.UUID("840b31d9-05cd-5161-b2c8-00d32b280d0f")
+"""The namespace of the Rubin butler's reproducible dataset IDs (``uuid5(NAMESPACE_DNS, "lsst.org")``)."""
+
+#: The ways a dataset ID is made from what it identifies, by ``id_mode``: skybutler's own rule,
+#: and the Rubin butler's DATAID_TYPE and DATAID_TYPE_RUN (so both butlers give a dataset one ID).
+REPRODUCIBLE_ID_MODES = ("deterministic", "dataid_type", "dataid_type_run")
+
+
+def reproducible_dataset_id(id_mode: str, dataset_type: str, data_id: DataCoordinate, run: str) -> uuid.UUID:
+    """The UUIDv5 ``id_mode`` (one of :data:`REPRODUCIBLE_ID_MODES`) gives a dataset: for the
+    Rubin butler's modes, of the text ``dataset_type=T[,run=R],k1=v1,...`` (the required data-ID
+    values in key order) in :data:`RUBIN_ID_NAMESPACE`, as the Rubin butler makes it."""
+    if id_mode == "deterministic":
+        return deterministic_dataset_id(dataset_type, data_id)
+    if id_mode not in REPRODUCIBLE_ID_MODES:
+        raise ValueError(f"unknown id_mode {id_mode!r}")
+    items = [("dataset_type", dataset_type), *([("run", run)] if id_mode == "dataid_type_run" else [])]
+    items += sorted((k, str(v)) for k, v in data_id.required.items())
+    return uuid.uuid5(RUBIN_ID_NAMESPACE, ",".join(f"{k}={v}" for k, v in items))
+
+
 class CollectionType(str, enum.Enum):
     """The four kinds of collection."""
 

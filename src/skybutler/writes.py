@@ -29,13 +29,13 @@ from .errors import (
 from .faults import crash_point
 from .formats import get_formatter, get_storage_class
 from .formats.file_facts import ExaminedFile, check_file, read_file
-from .models import CollectionType, DatasetRef, DatasetType, deterministic_dataset_id, uuid7_batch
+from .models import REPRODUCIBLE_ID_MODES, CollectionType, DatasetRef, DatasetType, reproducible_dataset_id, uuid7_batch
 from .registry.collection_store import check_name as check_collection_name
 
 if TYPE_CHECKING:
     from .butler import Butler
 
-IdMode = Literal["random", "deterministic"]
+IdMode = Literal["random", "deterministic", "dataid_type", "dataid_type_run"]
 
 
 class Writes:
@@ -135,11 +135,13 @@ class Writes:
             raise CollectionError(f"RUN {run!r} was removed by another client after this butler last wrote to "
                                   f"it; nothing was written (write again to create the RUN anew)") from err
 
-    def _new_ids(self, dtype: DatasetType, data_ids: Sequence[DataCoordinate], id_mode: IdMode) -> list[uuid.UUID]:
-        if id_mode == "deterministic":
-            return [deterministic_dataset_id(dtype.name, d) for d in data_ids]
+    def _new_ids(self, dtype: DatasetType, data_ids: Sequence[DataCoordinate], id_mode: IdMode,
+                 run: str) -> list[uuid.UUID]:
+        if id_mode in REPRODUCIBLE_ID_MODES:
+            return [reproducible_dataset_id(id_mode, dtype.name, d, run) for d in data_ids]
         if id_mode != "random":
-            raise SkybutlerError(f"unknown id_mode {id_mode!r}; use 'random' or 'deterministic'")
+            raise SkybutlerError(f"unknown id_mode {id_mode!r}; use 'random' or one of "
+                                 f"{', '.join(REPRODUCIBLE_ID_MODES)}")
         return uuid7_batch(len(data_ids))
 
     @gc_paused()
@@ -170,7 +172,7 @@ class Writes:
         if not objects:
             return []
         full = self.butler.registry.dimensions.expand_many(coordinates)
-        new_ids = list(ids) if ids is not None else self._new_ids(dtype, full, id_mode)
+        new_ids = list(ids) if ids is not None else self._new_ids(dtype, full, id_mode, run)
         refs = [DatasetRef(i, dtype, d, run) for i, d in zip(new_ids, full)]
         facts = [(ref.id, storage_class.extract_metadata(obj)) for ref, obj in zip(refs, objects)]
         try:
@@ -345,8 +347,8 @@ class Writes:
         if examined is not None and len(examined) != len(paths):
             raise SkybutlerError(f"ingest got {len(examined)} examined files for {len(paths)} files")
         full = self.butler.registry.dimensions.expand_many(coordinates)
-        entries = [(p, DatasetRef(i, dtype, d, run))
-                   for p, i, d in zip(paths, ids if ids is not None else self._new_ids(dtype, full, id_mode), full)]
+        new_ids = ids if ids is not None else self._new_ids(dtype, full, id_mode, run)
+        entries = [(p, DatasetRef(i, dtype, d, run)) for p, i, d in zip(paths, new_ids, full)]
         facts_of = [None] * len(entries) if examined is None else [e.facts for e in examined]
         if len({r.data_id.required_values for _, r in entries}) < len(entries):
             raise DatasetConflictError(f"the same {dtype.name} data ID is given twice for RUN {run!r}; "

@@ -13,6 +13,7 @@ import click
 
 from ..datastore.transfer import TRANSFER_MODES
 from ..dimensions import DimensionUniverse
+from ..models import REPRODUCIBLE_ID_MODES
 from .helpers import (
     DataIdTextError,
     coerce_value,
@@ -31,6 +32,9 @@ from .helpers import (
 )
 
 data_id_argument = click.argument("data_id", nargs=-1, metavar="KEY=VALUE...")
+
+#: What --id-mode takes: random IDs, or one of the rules that make them from what they identify.
+ID_MODES = ["random", *REPRODUCIBLE_ID_MODES]
 
 
 def read_file_table(path: Path, universe: DimensionUniverse,
@@ -74,8 +78,14 @@ def read_file_table(path: Path, universe: DimensionUniverse,
 @click.option("--transfer", "-t", type=click.Choice(TRANSFER_MODES), default="auto", show_default=True,
               help="How files enter the datastore (auto: direct if already inside it, else copy).")
 @click.option("--formatter", metavar="NAME", help="Formatter that reads the files (default: the storage class's).")
-@click.option("--id-mode", type=click.Choice(["random", "deterministic"]), default="random", show_default=True,
-              help="Dataset IDs: random, or derived from dataset type and data ID (same in every repository).")
+@click.option("--id-mode", type=click.Choice(ID_MODES), default="random", show_default=True,
+              help="Dataset IDs: random, or derived from dataset type and data ID (same in every repository): "
+                   "skybutler's rule (deterministic), or the Rubin butler's (dataid_type, dataid_type_run: with "
+                   "the RUN too).")
+@click.option("--id-generation-mode", type=click.Choice(["unique", "dataid_type", "dataid_type_run"],
+                                                        case_sensitive=False),
+              help="The Rubin butler's spelling: unique is --id-mode random, the others the same IDs as the "
+                   "Rubin butler makes.")
 @click.option("--prefix", type=click.Path(file_okay=False, path_type=Path),
               help="Directory of relative paths in TABLE_FILE (default: the directory of TABLE_FILE).")
 @click.option("--skip-existing", is_flag=True,
@@ -85,8 +95,8 @@ def read_file_table(path: Path, universe: DimensionUniverse,
                    "comma-separated), as the Rubin butler's --data-id.")
 @json_option
 def ingest_files(repo: Path, dataset_type: str, arguments: tuple[str, ...], run_option: str | None, transfer: str,
-                 formatter: str | None, id_mode: str, prefix: Path | None, skip_existing: bool,
-                 fixed: tuple[str, ...], as_json: bool) -> None:
+                 formatter: str | None, id_mode: str, id_generation_mode: str | None, prefix: Path | None,
+                 skip_existing: bool, fixed: tuple[str, ...], as_json: bool) -> None:
     """Ingest the files listed in TABLE_FILE as DATASET_TYPE datasets into RUN.
 
     TABLE_FILE is a CSV with a 'file' column and one column per data-ID key, e.g.
@@ -104,6 +114,11 @@ def ingest_files(repo: Path, dataset_type: str, arguments: tuple[str, ...], run_
         raise click.UsageError("Missing option '--run' (the RUN collection to ingest into)")
     else:
         raise click.UsageError(f"expected one TABLE_FILE, got {len(arguments)} argument(s) after DATASET_TYPE")
+    if id_generation_mode is not None:
+        chosen = {"unique": "random"}.get(id_generation_mode.lower(), id_generation_mode.lower())
+        if id_mode not in ("random", chosen):
+            raise click.UsageError(f"--id-mode {id_mode} and --id-generation-mode {id_generation_mode} disagree")
+        id_mode = chosen
     table_file = Path(table)
     if not table_file.is_file():
         raise click.BadParameter(f"file {table!r} does not exist", param_hint="TABLE_FILE")
@@ -127,7 +142,8 @@ def ingest_files(repo: Path, dataset_type: str, arguments: tuple[str, ...], run_
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="FILE.json")
 @data_id_argument
 @click.option("--run", required=True, help="RUN collection to write into (created if missing).")
-@click.option("--id-mode", type=click.Choice(["random", "deterministic"]), default="random", show_default=True)
+@click.option("--id-mode", type=click.Choice(ID_MODES), default="random", show_default=True,
+              help="Dataset ID: random, or derived from dataset type and data ID (see ingest-files --help).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the stored dataset as one JSON object (dataset_type, run, id and data-ID values).")
 def put(repo: Path, dataset_type: str, file: Path, data_id: tuple[str, ...], run: str, id_mode: str,

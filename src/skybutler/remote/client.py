@@ -412,18 +412,19 @@ class RemoteTransport(IngestCalls):
         if self.batch is None:
             return None
         from ..dimensions import DataCoordinate
-        from ..models import deterministic_dataset_id, uuid7_batch
+        from ..models import REPRODUCIBLE_ID_MODES, reproducible_dataset_id, uuid7_batch
 
         dtype = self.get_dataset_type(dataset_type)
         group = dtype.group(self.universe)
         coords = [DataCoordinate.standardize(group, {k: v for k, v in d.items() if k in group.names})
                   for d in data_ids]
-        if header["id_mode"] == "deterministic":
-            ids = [deterministic_dataset_id(dataset_type, c) for c in coords]
+        if header["id_mode"] in REPRODUCIBLE_ID_MODES:
+            ids = [reproducible_dataset_id(header["id_mode"], dataset_type, c, header["run"]) for c in coords]
         elif header["id_mode"] == "random":
             ids = uuid7_batch(len(coords))
         else:
-            raise SkybutlerError(f"unknown id_mode {header['id_mode']!r}; use 'random' or 'deterministic'")
+            raise SkybutlerError(f"unknown id_mode {header['id_mode']!r}; use 'random' or one of "
+                                 f"{', '.join(REPRODUCIBLE_ID_MODES)}")
         header["ids"] = [str(i) for i in ids]
         return [DatasetRef(i, dtype, c, header["run"]) for i, c in zip(ids, coords)]
 

@@ -23,9 +23,9 @@ Which imported dataset IDs are taken: an import keeps the IDs the source gave (s
 dataset is never duplicated across repositories), so unlike a remote put -- whose random IDs
 must be version 7, as the server would make them -- a random version-4 ID (the Rubin butler's)
 is taken as well as a version-7 one: neither can ever equal a deterministic ID, which is
-version 5.  A version-5 ID must be the one skybutler's rule gives the dataset's type and data
-ID, so that nobody claims, under another data ID, the deterministic ID of a dataset yet to
-come.  Other versions are refused.  An ID already in the repository is skipped, as locally,
+version 5.  A version-5 ID must be the one a rule gives the dataset's type and data ID (and
+RUN): skybutler's, or the Rubin butler's DATAID_TYPE or DATAID_TYPE_RUN, so that nobody
+claims, under another data ID, the deterministic ID of a dataset yet to come.  Other versions are refused.  An ID already in the repository is skipped, as locally,
 only where it holds this very dataset (type, RUN, data ID) and the user may see it; any other
 holder refuses the whole import with one error, the same whether the user may see that holder
 or not, so that neither the answer nor the count imported tells what they may not see.
@@ -57,7 +57,7 @@ from ..errors import (
     PermissionDeniedError,
     SkybutlerError,
 )
-from ..models import DatasetType, deterministic_dataset_id
+from ..models import REPRODUCIBLE_ID_MODES, DatasetType, reproducible_dataset_id
 from ..remote import wire
 from ..repository_transfer import CHUNK, _record_from_json, export_contents, import_datasets, read_manifest, records_for
 from . import authz
@@ -300,7 +300,8 @@ def _checked_ids(butler: Butler, types: dict[str, DatasetType], entries: list[di
             raise SkybutlerError(f"malformed export: dataset entry {str(entry)[:200]}") from None
         if dataset_id.version == 5:
             coordinate = DataCoordinate.standardize(dtype.group(butler.universe), entry["data_id"])
-            if deterministic_dataset_id(dtype.name, coordinate) != dataset_id:
+            if all(reproducible_dataset_id(mode, dtype.name, coordinate, str(entry.get("run"))) != dataset_id
+                   for mode in REPRODUCIBLE_ID_MODES):
                 raise SkybutlerError(f"dataset ID {dataset_id} is a deterministic (version 5) ID that is not the "
                                      f"one {dtype.name} {dict(coordinate.required)} has in this repository")
         elif dataset_id.version not in (4, 7):
