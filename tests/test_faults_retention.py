@@ -14,15 +14,18 @@ import io
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from conftest import populate
 from pipeline_helpers import put_metrics
 from skybutler import Butler
 from skybutler.cli.main import cli
@@ -92,14 +95,36 @@ CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.fixture
-def repo(butler, tmp_path):
-    """scale (a) -> visit summary (b) over visits 1 and 2, with a cold tier; the originals by ID."""
+def _run_pipeline(butler: Butler) -> None:
+    """scale (a) -> visit summary (b) over visits 1 and 2, into RUN out."""
     put_metrics(butler, visits=[1, 2])
     p = Pipeline()
     p.add_task("a", ScaleTask)
     p.add_task("b", VisitSummaryTask)
     assert run_pipeline(butler, p, ["run/a"], "out").ok
+
+
+@pytest.fixture(scope="module")
+def sqlite_template(tmp_path_factory) -> Path:
+    """``repo``'s repository on SQLite before its cold tier, made once per module: each test
+    takes a copy (the conftest ``butler`` repository with the pipeline run)."""
+    root = tmp_path_factory.mktemp("retention_template") / "repo"
+    with Butler.create(root, run="run/a", collections=["run/a"]) as butler:
+        populate(butler)
+        butler.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+        _run_pipeline(butler)
+    return root
+
+
+@pytest.fixture
+def repo(request, stack, tmp_path):
+    """scale (a) -> visit summary (b) over visits 1 and 2, with a cold tier; the originals by ID."""
+    if stack == "sqlite":
+        root = Path(shutil.copytree(request.getfixturevalue("sqlite_template"), tmp_path / "repo"))
+        butler = Butler(root, run="run/a", collections=["run/a"])
+    else:
+        butler = request.getfixturevalue("butler")
+        _run_pipeline(butler)
     butler.config.retention.cold_tier = ColdTierConfig(uri=str(tmp_path / "tape"), staging_latency=0.2)
     butler.config.save(butler.root)
     butler.close()

@@ -26,7 +26,7 @@ from skybutler import Butler
 from skybutler.cli.main import cli
 from skybutler.retention import RetentionPolicy
 from test_faults import cli_main, run_killed
-from test_faults_retention import COLLECTIONS, _repair, repo  # noqa: F401 -- repo: the fixture
+from test_faults_retention import COLLECTIONS, _repair, repo, sqlite_template  # noqa: F401 -- repo's fixtures
 
 pytestmark = pytest.mark.slow
 
