@@ -19,7 +19,8 @@ every cold dataset's copy is there and intact, and cold files no dataset points 
 repair deletes those skybutler provably abandoned (a killed move, staging or purge) and leaves
 the others for a person (reported, so ``verify`` stays inconsistent).  Likewise a hot file at
 the recorded path of a purged dataset, or of a cold one whose cold copy is there, with the
-recorded checksum, was left by a killed retention write: repair deletes it, not quarantines it.
+recorded checksum, was left by a killed retention write: repair deletes it, not quarantines it
+(holding the dataset's lock, so no staging or write-back adopts it meanwhile).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from .config import BOOKKEEPING_DIR, CONFIG_NAME
 from .datastore.journal import Intent
 from .datastore.quarantine import Quarantine
 from .errors import SkybutlerError
-from .retention.cold_tier import ColdAudit, audit, cold_tier, restore_leftovers
+from .retention.cold_tier import ColdAudit, audit, cold_tier, leftover_owners, locks, restore_leftovers
 
 #: Files at the repository root that belong to the repository itself, not to datasets (they share
 #: the datastore's root in repositories made before the datastore had a directory of its own).
@@ -219,9 +220,7 @@ def repair(butler: Butler, plan: list[RepairAction]) -> RepairResult:
                 raise SkybutlerError(f"refusing to delete {step.path}: not a skybutler staging file")
             result.deleted += butler.datastore.remove_paths([step.path])
         elif step.action == "delete-leftover":
-            if restore_leftovers(butler, [step.path]) != [step.path]:  # the proof, taken again
-                raise SkybutlerError(f"refusing to delete {step.path}: no longer a purged or cold dataset's file")
-            result.deleted += butler.datastore.remove_paths([step.path])
+            result.deleted += _delete_leftover(butler, step.path)
         elif step.action == "delete-cold":
             cold_tier(butler).remove([step.path])
             result.deleted += 1
@@ -229,6 +228,22 @@ def repair(butler: Butler, plan: list[RepairAction]) -> RepairResult:
             result.quarantined += _quarantine(butler, quarantine, step)
     result.quarantine = quarantine.directory if result.quarantined else None
     return result
+
+
+def _delete_leftover(butler: Butler, path: str) -> int:
+    """Delete a purged or cold dataset's hot file a killed retention write left; 1 if deleted.
+
+    The proof is taken again holding the dataset's lock, as every staging, cold move and
+    recompute write-back holds it: one of those at work now could adopt the file (it has the
+    recorded checksum) and make the dataset hot again, so the repair leaves the file for a later
+    run rather than wait; and once the repair holds the lock, none adopts it before it is gone."""
+    owner = leftover_owners(butler, [path]).get(path)
+    if owner is None:
+        raise SkybutlerError(f"refusing to delete {path}: not a purged or cold dataset's file")
+    with locks(butler).try_hold([owner]) as held:
+        if not held or path not in leftover_owners(butler, [path]):  # the proof, taken again under the lock
+            return 0
+        return butler.datastore.remove_paths([path])
 
 
 def _quarantine(butler: Butler, quarantine: Quarantine, step: RepairAction) -> int:

@@ -384,13 +384,19 @@ def restore_leftovers(butler: Butler, paths: Iterable[str]) -> list[str]:
     recompute write-back left: each is at the recorded path of a purged dataset, or of a cold
     one whose cold copy is there, and has the recorded checksum -- so its content is what a
     purge meant to delete, or is kept in the cold tier.  Deleting them loses nothing."""
+    return sorted(leftover_owners(butler, paths))
+
+
+def leftover_owners(butler: Butler, paths: Iterable[str]) -> dict[str, uuid.UUID]:
+    """:func:`restore_leftovers`, each with the ID of the dataset whose recorded path it is (whose
+    lock a deletion holds: a staging or write-back adopts such a file)."""
     wanted = set(paths)
     if not wanted:
-        return []
+        return {}
     states = butler.registry.states.in_states([COLD, *PURGED])
     tier = cold_tier(butler) if butler.config.retention.cold_tier is not None else None
-    out = []
-    for state in states.values():
+    out = {}
+    for dataset_id, state in states.items():
         artifact = state.artifact
         if artifact is None or artifact.path not in wanted or artifact.checksum is None:
             continue
@@ -398,10 +404,10 @@ def restore_leftovers(butler: Butler, paths: Iterable[str]) -> list[str]:
             continue  # the hot file may be the only copy left: not ours to delete
         try:
             if butler.datastore.checksum_matches(artifact):
-                out.append(artifact.path)
+                out[artifact.path] = dataset_id
         except (OSError, SkybutlerError):  # gone meanwhile, or unreadable
             continue
-    return sorted(out)
+    return out
 
 
 def staging_seconds(butler: Butler, n_cold: int) -> float:

@@ -1,0 +1,65 @@
+"""``verify --fix`` racing a retention writer over a hot file a killed retention write left.
+
+Such a file (at the recorded path of a cold dataset, with the recorded checksum) is one repair
+deletes, and one a staging adopts as the dataset's restored file: the two must not both take it
+-- a staging that adopted it, then the repair deleting it, leaves a hot dataset without its file.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from skybutler import Butler
+from skybutler.retention import ColdTierConfig
+from skybutler.verify import plan_repair, repair, verify
+
+
+def test_repair_never_deletes_a_leftover_that_a_staging_adopts_meanwhile(make_butler, tmp_path):
+    from conftest import populate
+
+    first = make_butler(run="r", collections=["r"])
+    populate(first, n_visits=1, n_detectors=2)
+    first.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+    ref = first.put({"n": 1}, "metrics", instrument="Cam", visit=1, detector=1)
+    first.config.retention.cold_tier = ColdTierConfig(uri=str(tmp_path / "tape"), staging_latency=0.0)
+    first.config.save(first.root)
+    fixer, stager = Butler(first.root, collections=["r"]), Butler(first.root, collections=["r"])
+    try:
+        path = fixer.registry.datasets.artifacts([ref.id])[ref.id].path
+        data = fixer.datastore._read_bytes(path)
+        fixer.retention.move_to_cold([ref])
+        full = fixer.datastore.full_path(path)  # a killed cold move's leftover: the very bytes, hot
+        fixer.datastore.fs.makedirs(os.path.dirname(full), exist_ok=True)
+        fixer.datastore.fs.pipe_file(full, data)
+        plan = plan_repair(verify(fixer))
+        assert [(s.action, s.path) for s in plan] == [("delete-leftover", path)]
+
+        paused, release = threading.Event(), threading.Event()
+        remove_paths = fixer.datastore.remove_paths
+
+        def stalled(paths):  # the repair stops just before it deletes, its proof taken
+            paused.set()
+            release.wait(30)
+            return remove_paths(paths)
+
+        fixer.datastore.remove_paths = stalled
+        results: list[object] = []
+        repairing = threading.Thread(target=lambda: results.append(repair(fixer, plan)))
+        repairing.start()
+        staging = threading.Thread(target=lambda: stager.retention.stage([ref]))
+        try:
+            assert paused.wait(30)
+            staging.start()
+            staging.join(2.0)  # a staging adopting the file finishes now; one waiting for the repair does not
+        finally:
+            release.set()
+            repairing.join(30)
+            if staging.is_alive() or not staging.ident:
+                staging.join(30)
+        assert stager.retention.state(ref).state == "stored"
+        assert stager.get(ref) == {"n": 1}  # the dataset is hot with its file
+        assert verify(stager).consistent
+    finally:
+        stager.close()
+        fixer.close()
