@@ -1,7 +1,8 @@
 """Queries against small real repositories: data IDs, datasets and records under where-clauses,
 find-first through chains, calibrations by time, spatial overlaps checked against a
-brute-force lsst.sphgeom test, dataset metadata and metrics, user tables, result forms,
-explanations, errors with their column, and the query CLI.
+brute-force lsst.sphgeom test, dataset metadata, result forms,
+explanations and errors with their column (the join rule is in test_query_joins.py, metrics
+and user tables in test_query_user_columns.py, the query commands in test_cli_queries.py).
 
 Most tests read one module-scoped repository (``repo``), built once per stack; the last
 test checks that none of the queries changed a row of it.
@@ -9,27 +10,22 @@ test checks that none of the queries changed a row of it.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import re
-from pathlib import Path
 
 import lsst.sphgeom as sphgeom
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 from astropy.time import Time, TimeDelta
-from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import STACKS, populate, stack_locations, visit_pointing
 from skybutler import Butler, Timespan
-from skybutler.cli.main import cli
 from skybutler.dimensions import regions
-from skybutler.errors import MissingCollectionError, QueryError, RegistryError
+from skybutler.errors import MissingCollectionError, QueryError
 from skybutler.models import DatasetRef
 
 N_VISITS, N_DETECTORS = 12, 4
@@ -512,74 +508,6 @@ def test_metadata_queries(repo):
         "n_rows"] == 1500
 
 
-def test_metrics_attached_later(make_butler):
-    butler = make_butler()
-    populate(butler)
-    butler.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
-    refs = butler.put_many("metrics", [({"a": d}, {"instrument": "Cam", "visit": 1, "detector": d})
-                                       for d in range(4)], run="run")
-    with pytest.raises(QueryError, match="no metadata field or metric 'scatter'"):
-        butler.query_datasets("metrics", where="metrics.scatter > 1", collections="run")
-    for ref, scatter in zip(refs, (0.5, 2.5, 1.5, None)):
-        butler.set_metrics(ref, scatter=scatter)
-    butler.set_metrics(refs[0], scatter=3.0)  # replaces
-    high = sorted(r.data_id["detector"] for r in butler.query_datasets("metrics", where="metrics.scatter > 1",
-                                                                        collections="run"))
-    assert high == [0, 1, 2]
-    # detector 3's metric is NULL; data IDs without a dataset have none either
-    assert [d["detector"] for d in butler.query_data_ids(["visit", "detector"], collections="run",
-                                                         where="visit = 1 AND metrics.scatter = NULL")] == [3]
-    assert butler.query_data_ids(["visit", "detector"], where="metrics.scatter = NULL", collections="run").count() \
-        == 6 * 4 - 3
-    assert butler.get_metadata(refs[1]) == {"n_keys": 1, "scatter": 2.5}
-
-
-def test_user_tables(make_butler):
-    butler = make_butler()
-    populate(butler)
-    assert butler.register_user_table("quality", ["instrument", "visit"], {"seeing": float, "good": bool,
-                                                                            "note": "str"})
-    assert not butler.register_user_table("quality", ["visit"], {"seeing": float, "good": bool, "note": str})
-    assert butler.insert_user_rows("quality", [{"instrument": "Cam", "visit": v, "seeing": 0.5 + 0.1 * v,
-                                                "good": v % 2 == 0} for v in range(1, 6)]) == 5
-    assert visits(butler.query_data_ids(["visit"], where="quality.seeing < 0.85")) == [1, 2, 3]
-    assert pairs(butler.query_data_ids(["visit", "detector"], where="quality.good AND detector = 1")) == [
-        (2, 1), (4, 1)]
-    # a data ID without a row matches no comparison (visit 6 has none)
-    assert visits(butler.query_data_ids(["visit"], where="NOT (quality.seeing < 0.85)")) == [4, 5]
-    assert sorted(d["detector"] for d in butler.query_data_ids(["detector"], where="quality.seeing > 0.95")) == [
-        0, 1, 2, 3]
-    assert butler.query_dimension_records("visit", where="quality.seeing >= 1.0").count() == 1
-    with pytest.raises(QueryError, match="no column 'sky'") as err:
-        butler.query_data_ids(["visit"], where="visit > 1 AND quality.sky < 1")
-    assert err.value.column == 15
-    with pytest.raises(QueryError, match="cannot compare float with str"):
-        butler.query_data_ids(["visit"], where="quality.seeing = 'x'")
-    with pytest.raises(RegistryError, match="already exists"):
-        butler.insert_user_rows("quality", [{"instrument": "Cam", "visit": 1, "seeing": 2.0}])
-    with pytest.raises(RegistryError):
-        butler.insert_user_rows("quality", [{"instrument": "Cam", "visit": 99, "seeing": 2.0}])
-    with pytest.raises(RegistryError, match="no column"):
-        butler.insert_user_rows("quality", [{"instrument": "Cam", "visit": 1, "sky": 2.0}])
-    assert butler.insert_user_rows("quality", [{"instrument": "Cam", "visit": 1, "seeing": 2.0}], replace=True) == 1
-    for name, dims, cols in [("quality", ["visit"], {"seeing": int}), ("visit", ["visit"], {"a": int}),
-                             ("q2", ["visit"], {"visit": int}), ("bad name", ["visit"], {"a": int}),
-                             ("q3", ["visit"], {"a": list}), ("q4", ["nope"], {"a": int})]:
-        with pytest.raises(RegistryError):
-            butler.register_user_table(name, dims, cols)
-    # the table list survives reopening the repository
-    root = butler.root
-    butler.close()
-    with Butler(root) as reopened:
-        assert visits(reopened.query_data_ids(["visit"], where="quality.seeing >= 1.0")) == [1, 5]
-        assert [t.name for t in reopened.registry.user_tables.all()] == ["quality"]
-    # a repository just opened declares its dimension tables lazily: a new table's keys still resolve
-    with Butler(root) as reopened:
-        assert reopened.register_user_table("airmass", ["instrument", "visit"], {"value": float})
-        assert reopened.insert_user_rows("airmass", [{"instrument": "Cam", "visit": 2, "value": 1.2}]) == 1
-        assert visits(reopened.query_data_ids(["visit"], where="airmass.value > 1")) == [2]
-
-
 def test_bulk_registered_datasets_are_queryable(make_butler):
     butler = make_butler()
     populate(butler)
@@ -659,72 +587,6 @@ def test_explain_names_the_reason(repo):
     assert reasons == ["the where-clause terms together exclude every row (each alone matches some)"]
 
 
-# -- the join rule -----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module", params=STACKS)
-def night(request, tmp_path_factory):
-    """One night of Cam: exposures 1, 2, 3 (4 detectors each, a raw each); visit 3 is
-    defined from exposure 3 alone, visit 12 from exposures 1 and 2; a sky map."""
-    tmp = tmp_path_factory.mktemp(f"night_{request.param}")
-    butler = Butler.create(tmp / "repo", **stack_locations(request.param, tmp))
-    populate(butler, n_visits=12, n_detectors=4)
-    butler.insert_records("group", [{"instrument": "Cam", "name": "g1"}])
-    butler.insert_records("exposure", [
-        {"instrument": "Cam", "id": e, "physical_filter": "Cam-i", "day_obs": 20250101, "group": "g1",
-         "exposure_time": 10.0 * e} for e in (1, 2, 3)])
-    butler.insert_records("visit_definition", [{"instrument": "Cam", "exposure": e, "visit": v}
-                                               for e, v in ((3, 3), (1, 12), (2, 12))])
-    butler.insert_records("skymap", [{"name": "sm"}])
-    butler.insert_records("tract", [{"skymap": "sm", "id": 0, "region": regions.rectangle(0, 0, 10, 10)}])
-    butler.register_dataset_type("raw", ["instrument", "exposure", "detector"], "Dict")
-    butler.put_many("raw", [({"e": e}, {"instrument": "Cam", "exposure": e, "detector": d})
-                            for e in (1, 2, 3) for d in range(4)], run="raw")
-    yield butler
-    butler.close()
-
-
-def exposures(results) -> list[int]:
-    return sorted(d["exposure"] for d in results)
-
-
-def test_a_dimension_named_anywhere_is_joined_through_its_relationship_table(night):
-    """The issue's case: visit 3 is made of exposure 3 only, so a query naming the visit in
-    the where-clause, a bind or the data ID answers for exposure 3 alone."""
-    assert exposures(night.query_data_ids(["exposure"], where="visit = 3")) == [3]
-    assert exposures(night.query_data_ids(["exposure"], where="visit = v", bind={"v": 3})) == [3]
-    assert exposures(night.query_data_ids(["exposure"], data_id={"visit": 3})) == [3]
-    assert exposures(night.query_data_ids(["exposure"], visit=12)) == [1, 2]
-    assert night.query_data_ids(["exposure", "detector"], where="visit = 3").count() == 4
-    raws = list(night.query_datasets("raw", collections="raw", where="visit = 3"))
-    assert len(raws) == 4 and {r.data_id["exposure"] for r in raws} == {3}
-    assert night.query_datasets("raw", collections="raw", where="visit IN (3, 12)").count() == 12
-    assert night.query_datasets("raw", collections="raw", where="visit.exposure_time > 20 AND visit < 10").count() == 4
-    assert exposures(night.query_dimension_records("exposure", where="visit = 12")) == [1, 2]
-    # and the other way round: visits through the exposures' fields
-    assert visits(night.query_data_ids(["visit"], where="exposure.exposure_time > 15")) == [3, 12]
-    assert visits(night.query_data_ids(["visit"], where="exposure = 2 OR visit = 3")) == [3, 12]
-    # requested together, as before
-    assert sorted((d["exposure"], d["visit"]) for d in night.query_data_ids(["exposure", "visit"])) == [
-        (1, 12), (2, 12), (3, 3)]
-
-
-def test_unrelated_dimensions_are_refused_by_name(night):
-    with pytest.raises(QueryError, match="exposure and tract are unrelated"):
-        night.query_data_ids(["exposure"], where="tract = 0")
-    with pytest.raises(QueryError, match="unrelated"):
-        night.query_datasets("raw", collections="raw", data_id={"skymap": "sm", "tract": 0})
-    # a dimension that requires nothing goes with anything: every band of each tract
-    assert night.query_data_ids(["tract", "band"]).count() == 3
-    # a visit and a tract are related by their regions (and visit 3's is far from tract 0)
-    assert night.query_data_ids(["visit", "tract"]).count() == len(
-        [v for v in range(1, 13) if regions.rectangle(*visit_pointing(v), 3.5, 3.5).overlaps(
-            regions.rectangle(0, 0, 10, 10))])
-    # a relation the where-clause states
-    assert night.query_data_ids(["exposure", "visit"], where="exposure.exposure_time > visit.exposure_time "
-                                "OR exposure = 1").count() >= 1
-
-
 # -- errors --------------------------------------------------------------------------------------
 
 
@@ -763,86 +625,6 @@ def test_binds_given_but_not_used_are_named(repo):
     with pytest.raises(QueryError, match="unknown name 'vv'") as caught:
         repo.query_data_ids(["visit"], where="visit = vv", bind={"v": 1})
     assert caught.value.column == 9
-
-
-# -- the query CLI ----------------------------------------------------------------------------------
-
-
-def cli_run(*args: object, code: int = 0):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == code, f"{result.stdout}\n{result.stderr}"
-    assert "Traceback" not in result.output
-    return result
-
-
-@pytest.fixture(scope="module")
-def cli_repo(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("cli") / "repo"
-    with Butler.create(root) as butler:
-        populate(butler)
-        butler.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
-        butler.put_many("metrics", [({"a": 1}, {"instrument": "Cam", "visit": v, "detector": 0}) for v in (1, 2)],
-                        run="a")
-        butler.put_many("metrics", [({"a": 2}, {"instrument": "Cam", "visit": 2, "detector": 0})], run="b")
-        butler.register_dataset_type("summary", ["instrument", "visit", "detector"], "Dict")
-        butler.put({"s": 1}, "summary", instrument="Cam", visit=1, detector=0, run="a")
-    return root
-
-
-def test_cli_query_data_ids(cli_repo):
-    rows = json.loads(cli_run("query-data-ids", cli_repo, "visit", "--where", "visit IN (vs)", "--bind", "vs=1,3",
-                              "--json").stdout)
-    assert rows == [{"instrument": "Cam", "visit": 1}, {"instrument": "Cam", "visit": 3}]
-    table = cli_run("query-data-ids", cli_repo, "visit", "detector", "--where", "visit = v AND detector < 2",
-                    "--bind", "v=2").stdout
-    assert "instrument" in table and "│ 2 " in table
-    csv_text = cli_run("query-data-ids", cli_repo, "visit", "detector", "--where", "visit = 2",
-                       "--order-by", "-detector", "--limit", "2", "--csv").stdout
-    assert csv_text.splitlines() == ["instrument,visit,detector", "Cam,2,3", "Cam,2,2"]
-    with_data = json.loads(cli_run("query-data-ids", cli_repo, "visit", "detector", "--datasets", "metrics",
-                                   "--collections", "b", "--json").stdout)
-    assert with_data == [{"instrument": "Cam", "visit": 2, "detector": 0}]
-    assert "no data IDs match" in cli_run("query-data-ids", cli_repo, "visit", "--where", "visit > 99").stdout
-
-
-def test_cli_query_datasets_and_records(cli_repo, tmp_path):
-    first = json.loads(cli_run("query-datasets", cli_repo, "metrics", "-c", "b,a", "--json").stdout)
-    assert sorted((r["visit"], r["run"]) for r in first) == [(1, "a"), (2, "b")]
-    every = json.loads(cli_run("query-datasets", cli_repo, "metrics", "-c", "b", "-c", "a", "--no-find-first",
-                               "--json").stdout)
-    assert sorted((r["visit"], r["run"]) for r in every) == [(1, "a"), (2, "a"), (2, "b")]
-    out = tmp_path / "refs.parquet"
-    assert "wrote 2 row(s)" in cli_run("query-datasets", cli_repo, "metrics", "-c", "b,a", "--parquet", out).stdout
-    assert sorted(pq.read_table(out).column("visit").to_pylist()) == [1, 2]
-    records = json.loads(cli_run("query-dimension-records", cli_repo, "visit", "--where", "band = 'r'",
-                                 "--json").stdout)
-    assert [r["id"] for r in records] == [2, 5] and len(records[0]["region"]) == 4
-    assert "[[" not in cli_run("query-dimension-records", cli_repo, "visit", "-w", "visit = 2").stdout  # summarised
-    assert cli_run("query-dimension-records", cli_repo, "detector", "--csv").stdout.count("\n") == 5
-    several = json.loads(cli_run("query-datasets", cli_repo, "metrics,summary", "-c", "b,a", "--json").stdout)
-    assert sorted((r["dataset_type"], r["visit"], r["run"]) for r in several) == [
-        ("metrics", 1, "a"), ("metrics", 2, "b"), ("summary", 1, "a")]
-
-
-def test_cli_query_datasets_pages_after_a_row(cli_repo):
-    every = json.loads(cli_run("query-datasets", cli_repo, "metrics", "-c", "b", "-c", "a", "--no-find-first",
-                               "--order-by", "-visit", "--order-by", "dataset_id", "--json").stdout)
-    last = every[0]
-    rest = json.loads(cli_run("query-datasets", cli_repo, "metrics", "-c", "b", "-c", "a", "--no-find-first",
-                              "--order-by", "-visit", "--order-by", "dataset_id",
-                              "--after", f"{last['visit']},{last['dataset_id']}", "--json").stdout)
-    assert rest == every[1:] and len(every) == 3
-    refused = cli_run("query-datasets", cli_repo, "metrics", "-c", "a", "--after", "1", code=1)
-    assert refused.stderr == "error: paging after a row needs an order that ends with dataset_id\n"
-
-
-def test_cli_query_errors(cli_repo):
-    failed = cli_run("query-data-ids", cli_repo, "visit", "--where", "visit = 'abc'", code=1)
-    assert failed.stderr.startswith("error: cannot compare int with str") and "          ^" in failed.stderr
-    assert "no collection named 'nope'" in cli_run("query-datasets", cli_repo, "metrics", "-c", "nope",
-                                                   code=1).stderr
-    assert "choose one of" in cli_run("query-data-ids", cli_repo, "visit", "--json", "--csv", code=1).stderr
-    cli_run("query-data-ids", cli_repo, "visit", "--bind", "novalue", code=2)
 
 
 # -- last: nothing above changed the shared repository --------------------------------------------
