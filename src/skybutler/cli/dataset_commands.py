@@ -272,7 +272,7 @@ def extract_metadata(repo: Path, dataset_types: tuple[str, ...], collections: tu
     datasets that have none, e.g. ones stored by an older skybutler."""
     with open_butler(repo) as butler:
         searched = split_csv_option(collections) or (  # through a server: every RUN the user may write
-            None if butler._remote is not None else [c.name for c in butler.collections.query(types=["run"])])
+            None if butler.served_by is not None else [c.name for c in butler.collections.query(types=["run"])])
         count = butler.extract_metadata(list(dataset_types), collections=searched, where=where, replace=replace)
     if as_json:
         print_json({"extracted": count})

@@ -107,7 +107,7 @@ def refs_in_collection(butler: Butler, collection: str, dataset_type: str | None
     """
     if dataset_type is not None:
         butler.get_dataset_type(dataset_type)  # a clear error for an unknown name
-    if butler._remote is not None:
+    if butler.served_by is not None:
         butler.collections.info(collection)  # missing (or invisible): the same error as locally
         types = [dataset_type] if dataset_type is not None else [t.name for t in butler.query_dataset_types()]
         return [ref for name in types for ref in butler.query_datasets(name, collections=[collection],

@@ -159,7 +159,7 @@ def verify_command(repo: str, sizes: bool, checksums: bool, fix: bool, yes: bool
     go to REPO/.skybutler/quarantine/<time>/ with a manifest of where each came from and why.
     """
     with open_butler(repo) as butler:
-        if fix and butler._remote is not None:
+        if fix and butler.served_by is not None:
             repair(butler, [])  # an empty repair: the server refuses it (403) unless the user is an administrator
         with progress_bar("re-hashing", enabled=checksums) as progress:
             report = verify(butler, check_sizes=sizes, check_checksums=checksums, progress=progress)

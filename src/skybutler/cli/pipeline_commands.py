@@ -188,7 +188,7 @@ def _resolve(butler: Any, target: str, pairs: tuple[str, ...], collections: tupl
     if dataset_id is not None:
         if pairs:
             fail("give either a dataset ID or a dataset type with KEY=VALUE pairs")
-        found = butler.registry.refs_by_id([dataset_id]) if butler._remote is None else []
+        found = butler.registry.refs_by_id([dataset_id]) if butler.served_by is None else []
         return found[0] if found else dataset_id  # a server looks the ID up itself
     data_id = parse_data_id(butler.universe, pairs)
     ref = butler.find_dataset(target, data_id, collections=split_csv_option(collections) or None)

@@ -124,7 +124,7 @@ def emit(results: Any, *, as_json: bool, as_csv: bool, parquet: Path | None, ord
     if uri_butler is not None:
         ids = [str(i) for i in table.column("dataset_id").to_pylist()]
         refs = ({str(ref.id): ref for ref in uri_butler.registry.refs_by_id([uuid.UUID(i) for i in set(ids)])}
-                if uri_butler._remote is None else {str(ref.id): ref for ref in results})  # a server's
+                if uri_butler.served_by is None else {str(ref.id): ref for ref in results})  # a server's
         uris = [uri_butler.get_uri(refs[i]) for i in ids]
         table = table.append_column("uri", pa.array(uris, pa.string()))
     if parquet is not None:

@@ -199,7 +199,7 @@ def _resolve_inputs(state: WorkerState, payload: dict[str, Any], record: Quantum
         for (dtype, data_id, _, prereq), ident in zip(entries, it):
             record.inputs.append(DatasetLink(ident, dtype, conn, dict(data_id.required), prereq))
             artifact = artifacts.get(ident) if ident is not None else None
-            if ident is None or (artifact is None and state.butler._remote is None):
+            if ident is None or (artifact is None and state.butler.served_by is None):
                 missing.append(f"{conn!r} ({dtype}@{dict(data_id.required)})")
                 continue
             refs.append(DatasetRef(ident, state.butler.get_dataset_type(dtype), data_id, state.job.run,
@@ -214,7 +214,7 @@ def _resolve_inputs(state: WorkerState, payload: dict[str, Any], record: Quantum
 def _artifacts(state: WorkerState, ids: list[uuid.UUID]) -> Mapping[uuid.UUID, Any]:
     """Each input's stored artifact; through a server, which looks a dataset up itself when it
     is read, none (a missing input fails the read, and so the quantum, all the same)."""
-    if state.butler._remote is not None:
+    if state.butler.served_by is not None:
         return dict.fromkeys(ids)
     return state.butler.registry.datasets.artifacts(ids)
 
