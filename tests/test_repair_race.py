@@ -63,3 +63,29 @@ def test_repair_never_deletes_a_leftover_that_a_staging_adopts_meanwhile(make_bu
     finally:
         stager.close()
         fixer.close()
+
+
+def test_a_cold_copy_planned_for_deletion_is_kept_once_its_dataset_moved_to_the_cold_tier(make_butler, tmp_path):
+    """A copy in the cold tier of a hot dataset (a killed cold move's) is one repair deletes; if the
+    dataset moves to the cold tier after the plan was shown (and the move takes that copy as its
+    own, deleting the hot file), the copy is the dataset's only one: the repair must keep it."""
+    from conftest import populate
+
+    butler = make_butler(run="r", collections=["r"])
+    populate(butler, n_visits=1, n_detectors=2)
+    butler.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+    ref = butler.put({"n": 1}, "metrics", instrument="Cam", visit=1, detector=1)
+    butler.config.retention.cold_tier = ColdTierConfig(uri=str(tmp_path / "tape"), staging_latency=0.0)
+    butler.config.save(butler.root)
+    with Butler(butler.root, collections=["r"]) as fixer:
+        path = fixer.registry.datasets.artifacts([ref.id])[ref.id].path
+        tape = tmp_path / "tape" / path  # a killed cold move's copy: the very bytes, in the cold tier
+        tape.parent.mkdir(parents=True, exist_ok=True)
+        tape.write_bytes(fixer.datastore._read_bytes(path))
+        plan = plan_repair(verify(fixer))
+        assert [(s.action, s.path) for s in plan] == [("delete-cold", path)]
+        fixer.retention.move_to_cold([ref])  # meanwhile (the plan waits for a person's yes)
+        repair(fixer, plan)
+        assert fixer.retention.state(ref).state == "cold"
+        assert fixer.get(ref) == {"n": 1}  # staged back from its cold copy
+        assert verify(fixer).consistent

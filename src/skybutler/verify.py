@@ -35,7 +35,17 @@ from .config import BOOKKEEPING_DIR, CONFIG_NAME
 from .datastore.journal import Intent
 from .datastore.quarantine import Quarantine
 from .errors import SkybutlerError
-from .retention.cold_tier import ColdAudit, audit, cold_tier, leftover_owners, locks, restore_leftovers
+from .retention.cold_tier import (
+    ColdAudit,
+    audit,
+    cold_tier,
+    leftover_owners,
+    locks,
+    recorded_owners,
+    restore_leftovers,
+    staging_copy,
+    still_cold_leftover,
+)
 
 #: Files at the repository root that belong to the repository itself, not to datasets (they share
 #: the datastore's root in repositories made before the datastore had a directory of its own).
@@ -214,6 +224,7 @@ def repair(butler: Butler, plan: list[RepairAction]) -> RepairResult:
         return remote_repair(butler.served_by, plan)
     result = RepairResult()
     quarantine = Quarantine(str(butler.root / BOOKKEEPING_DIR / "quarantine"))
+    owners: dict[str, uuid.UUID] | None = None  # of the cold copies to delete, found once
     for step in plan:
         if step.action == "delete":
             if not TEMPORARY_NAME.search(step.path):  # the one proof that makes deletion safe
@@ -222,7 +233,11 @@ def repair(butler: Butler, plan: list[RepairAction]) -> RepairResult:
         elif step.action == "delete-leftover":
             result.deleted += _delete_leftover(butler, step.path)
         elif step.action == "delete-cold":
-            cold_tier(butler).remove([step.path])
+            if not staging_copy(step.path):
+                owners = recorded_owners(butler) if owners is None else owners
+                result.deleted += _delete_cold(butler, step.path, owners.get(step.path))
+                continue
+            cold_tier(butler).remove([step.path])  # a killed copy's staging name, an hour old
             result.deleted += 1
         elif step.action == "quarantine":
             result.quarantined += _quarantine(butler, quarantine, step)
@@ -244,6 +259,20 @@ def _delete_leftover(butler: Butler, path: str) -> int:
         if not held or path not in leftover_owners(butler, [path]):  # the proof, taken again under the lock
             return 0
         return butler.datastore.remove_paths([path])
+
+
+def _delete_cold(butler: Butler, path: str, owner: uuid.UUID | None) -> int:
+    """Delete a copy in the cold tier of a hot or purged dataset's file (a killed cold move's, or a
+    staging's); 1 if deleted.  Taken again holding the dataset's lock (every cold move holds it):
+    a dataset moved to the cold tier since the plan was made may have taken that copy as its
+    only one.  A copy whose dataset is busy, or no longer provably a leftover, stays."""
+    if owner is None:
+        return 0
+    with locks(butler).try_hold([owner]) as held:
+        if not held or not still_cold_leftover(butler, path, owner):
+            return 0
+        cold_tier(butler).remove([path])
+        return 1
 
 
 def _quarantine(butler: Butler, quarantine: Quarantine, step: RepairAction) -> int:

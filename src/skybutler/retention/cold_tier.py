@@ -379,6 +379,39 @@ def audit(butler: Butler, hot: Mapping[uuid.UUID, StoredArtifact], check_sizes: 
     return report
 
 
+def staging_copy(path: str) -> bool:
+    """Whether a cold-tier path is a copy's temporary name (``<path>.tmp-<token>``)."""
+    return bool(_STAGING_NAME.search(path))
+
+
+def recorded_owners(butler: Butler) -> dict[str, uuid.UUID]:
+    """The dataset each recorded path (hot, or of a purged dataset) is the file of: whose copies in
+    the cold tier :func:`audit` takes for leftovers, and whose lock guards their deletion."""
+    owners = {a.path: i for i, a in butler.registry.datasets.all_artifacts().items()}
+    owners.update({s.artifact.path: i for i, s in butler.registry.states.in_states(list(PURGED)).items()
+                   if s.artifact is not None and s.artifact.path})
+    return owners
+
+
+def still_cold_leftover(butler: Butler, path: str, owner: uuid.UUID) -> bool:
+    """Whether the cold-tier file at ``path`` is still a copy of dataset ``owner``'s recorded file
+    (hot, or purged) with its checksum, and no cold dataset's copy: the proof of :func:`audit`,
+    taken again (holding ``owner``'s lock) just before the file is deleted -- a cold move of the
+    dataset since the plan was made takes such a copy as its own."""
+    state = butler.registry.states.get([owner]).get(owner)
+    if state is None or state.state == COLD:
+        return False
+    artifact = state.artifact if state.state in PURGED else butler.registry.datasets.artifacts([owner]).get(owner)
+    if artifact is None or artifact.path != path or artifact.checksum is None:
+        return False
+    if any(s.artifact is not None and s.artifact.path == path for s in butler.registry.states.in_states([COLD]).values()):
+        return False
+    try:
+        return verify(cold_tier(butler).read(path), artifact.checksum)
+    except (OSError, SkybutlerError):  # gone meanwhile, or unreadable
+        return False
+
+
 def restore_leftovers(butler: Butler, paths: Iterable[str]) -> list[str]:
     """Which of these hot files (no row points to them) a killed purge, cold move, staging or
     recompute write-back left: each is at the recorded path of a purged dataset, or of a cold
