@@ -167,3 +167,23 @@ def test_strings_that_look_like_sql_are_values(butler):
     assert visits(butler, "visit.observation_type = 'science' AND visit.exposure_time > 1e308") == set()
     with pytest.raises(QueryError, match="too large"):
         visits(butler, "visit.exposure_time > 1e309")
+
+
+def test_many_conditions_are_answered_or_refused_by_name(butler, stack):
+    """An OR of many ``name = value`` is an IN list, whatever its length; other conditions are
+    limited to 10,000 (before any SQL: PostgreSQL would need a parameter each, past its
+    65,535 in all, and SQLite nests a chain of them past its 1,000 levels)."""
+    equalities = " OR ".join(f"visit = :b{i}" for i in range(70_000))
+    assert visits(butler, equalities, {f"b{i}": i for i in range(70_000)}) == set(VISITS)
+    with pytest.raises(QueryError, match="more than 10,000 conditions"):
+        visits(butler, " OR ".join(f"visit.exposure_time > :b{i}" for i in range(12_000)),
+               {f"b{i}": i + 0.5 for i in range(12_000)})
+    with pytest.raises(QueryError, match="more than 100,000 values"):
+        visits(butler, " OR ".join(f"visit = {i}" for i in range(1000)) + " OR visit IN (:v)",
+               {"v": list(range(100_000))})
+    chain = " OR ".join(f"visit.exposure_time > {i}.5" for i in range(20, 2020))
+    if stack == "sqlite":
+        with pytest.raises(QueryError, match="nests too deep for SQLite"):
+            visits(butler, chain)
+    else:
+        assert visits(butler, chain) == set(VISITS)

@@ -8,7 +8,8 @@ the problem (never a database's own error, a hang or an exhausted memory):
   operators (NOT, AND/OR, arithmetic, functions) nested in one another -- two a level of
   ``(a AND NOT (b AND NOT (...)))`` -- which a tree sent by a remote client is held to too;
 * its length: at most ``MAX_TEXT`` characters (parsing costs ~4 s of CPU a megabyte);
-* the values of its IN lists, bind lists included: at most ``MAX_LIST_VALUES`` in all;
+* the values of its IN lists, bind lists included: at most ``MAX_LIST_VALUES`` in all, and
+  at most ``MAX_CONDITIONS`` other conditions (each costs parameters and planning);
 * its integers: within the 64-bit range the registry holds (checked when compiled);
 * its strings: text the databases can hold, without NUL characters or lone surrogates.
 """
@@ -26,8 +27,11 @@ MAX_DEPTH = 49
 MAX_OPERATORS = 2 * MAX_DEPTH + 1
 #: Characters a where-clause may have.
 MAX_TEXT = 2_000_000
-#: Values all the IN lists of a where-clause may hold together, bind lists included.
+#: Values all the IN lists of a where-clause may hold together, bind lists included (and
+#: ``name = literal`` conditions, which an OR gathers into a list).
 MAX_LIST_VALUES = 100_000
+#: Other conditions (comparisons, IN lists, OVERLAPS, GLOB) a where-clause may hold.
+MAX_CONDITIONS = 10_000
 #: Digits of the longest integer literal parsed (the registry holds 19; a longer one that parses is
 #: refused when compiled, as out of range, and Python refuses to convert 4,300 digits or more).
 MAX_DIGITS = 1000
@@ -72,11 +76,12 @@ def check_string(value: str, name: str | None, column: int | None = None) -> Non
 
 
 def check_tree(tree: ex.Node | None, expression: str | None = None) -> None:
-    """Refuse a tree nesting more than ``MAX_OPERATORS`` operators or listing more than
-    ``MAX_LIST_VALUES`` IN values (iteratively: the tree may be a hostile client's)."""
+    """Refuse a tree nesting more than ``MAX_OPERATORS`` operators, listing more than
+    ``MAX_LIST_VALUES`` values or holding more than ``MAX_CONDITIONS`` other conditions
+    (iteratively: the tree may be a hostile client's)."""
     if tree is None:
         return
-    values = 0
+    values = conditions = 0
     stack: list[tuple[ex.Node, int]] = [(tree, 0)]
     while stack:
         node, depth = stack.pop()
@@ -84,11 +89,21 @@ def check_tree(tree: ex.Node | None, expression: str | None = None) -> None:
             depth += 1
             if depth > MAX_OPERATORS:
                 raise QueryError(too_deep(), expression, node.column)
+        if isinstance(node, ex.BinaryOp) and node.op == "=" and isinstance(node.lhs, ex.Identifier) and isinstance(
+                node.rhs, (ex.IntLiteral, ex.StringLiteral)):
+            values += 1
+        elif isinstance(node, (ex.InList, ex.Overlaps, ex.Glob)) or (
+                isinstance(node, ex.BinaryOp) and node.op in ex.COMPARISON_OPS):
+            conditions += 1
+            if conditions > MAX_CONDITIONS:
+                raise QueryError(f"the where-clause holds more than {MAX_CONDITIONS:,} conditions; list values "
+                                 "with IN, e.g. visit IN (1, 2, 3), or select by a range a..b", expression,
+                                 node.column)
         if isinstance(node, ex.InList):
             values += len(node.items)
-            if values > MAX_LIST_VALUES:
-                raise QueryError(f"the where-clause's IN lists hold more than {MAX_LIST_VALUES:,} values; "
-                                 "select fewer, or by a range a..b or a field", expression, node.column)
+        if values > MAX_LIST_VALUES:
+            raise QueryError(f"the where-clause's IN lists hold more than {MAX_LIST_VALUES:,} values; "
+                             "select fewer, or by a range a..b or a field", expression, node.column)
         if isinstance(node, ex.StringLiteral):
             check_string(node.value, None, node.column)
         stack.extend((child, depth) for child in node.children())

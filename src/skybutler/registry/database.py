@@ -478,6 +478,9 @@ class Database:
             if "Expression tree is too large" in str(err.orig):  # SQLite's depth limit of 1,000
                 raise QueryError("the where-clause nests too deep for SQLite (about 1,000 terms joined by "
                                  "AND/OR): list values with IN, e.g. visit IN (1, 2, 3)") from None
+            if "number of parameters must be between" in str(err.orig):  # PostgreSQL's 65,535
+                raise QueryError("the query needs more than the 65,535 values PostgreSQL takes in one statement: "
+                                 "list values with IN, e.g. visit IN (1, 2, 3)") from None
             if "parser stack overflow" in str(err.orig):  # SQLite parses ~30 levels of nested arithmetic
                 raise QueryError("the where-clause nests its groups too deeply for SQLite's parser: write "
                                  "nested arithmetic or conditions with fewer parentheses") from None
