@@ -196,3 +196,30 @@ def test_a_put_with_a_rubin_id_mode_gets_the_id_the_rubin_butler_makes(butler, m
     else:  # the RUN is part of the ID
         again = butler.put({"v": 1}, "metrics", instrument="Cam", visit=2, detector=1, run="u/y", id_mode=mode)
         assert again.id != ref.id and again.id.version == 5
+
+
+def test_remove_collections_takes_a_glob_no_confirm_and_remove_from_parents(fresh_rubin_pair):
+    from test_cli_rubin_habits import _chains_and_ids
+
+    def collections(which: int) -> list[str]:
+        from lsst.daf.butler import Butler as RubinButler
+
+        from skybutler import Butler
+
+        if which == 0:
+            with RubinButler.from_config(str(fresh_rubin_pair[0])) as b:
+                return sorted(c.name for c in b.collections.query_info("*"))
+        with Butler(fresh_rubin_pair[1]) as b:
+            return sorted(c.name for c in b.collections.query("*"))
+
+    before = collections(1)
+    refused = _rubin("remove-collections", fresh_rubin_pair[0], "Cam/b*", "--no-confirm")
+    assert refused.exit_code != 0  # the Rubin butler fails on a foreign key of the chain
+    assert "is in chain(s) Cam/defaults" in run("remove-collections", fresh_rubin_pair[1], "Cam/b*", "--no-confirm",
+                                                code=1).stderr
+    assert collections(1) == collections(0) == before
+    both_outputs(fresh_rubin_pair, ["remove-collections", "{repo}", "Cam/b*", "--no-confirm", "--remove-from-parents"])
+    assert collections(1) == collections(0) == [n for n in before if n != "Cam/best"]
+    assert _chains_and_ids(fresh_rubin_pair, 1) == _chains_and_ids(fresh_rubin_pair, 0)
+    both_outputs(fresh_rubin_pair, ["remove-collections", "{repo}", "Cam/*", "--no-confirm", "--remove-from-parents"])
+    assert collections(1) == collections(0) == ["Cam/calib/run", "Cam/run1"]  # the RUNs are left

@@ -233,23 +233,25 @@ def _removal_rows(butler: Butler, names: list[str], want_runs: bool,
             row["contents"] = f"{len(described.children)} child collection(s)"
         else:
             row["contents"] = f"{len(refs_in_collection(butler, name))} dataset(s)"
-        if want_runs:
+        if want_runs or unlink:
             row["unlinked from"] = ", ".join(parents)
         rows.append(row)
     return rows
 
 
-def _run_names(butler: Butler, given: tuple[str, ...]) -> list[str]:
-    """The RUN collections named, each glob (as the Rubin butler's ``remove-runs`` takes one)
-    replaced by the RUNs it matches; a glob matching none is an error."""
+def _run_names(butler: Butler, given: tuple[str, ...], *, runs: bool = True) -> list[str]:
+    """The RUN collections named (or, not ``runs``, the other kinds), each glob (as the Rubin
+    butler's ``remove-runs`` and ``remove-collections`` take one) replaced by the collections of
+    those kinds it matches; a glob matching none is an error."""
+    kinds = ["run"] if runs else ["tagged", "chained", "calibration"]
     names: list[str] = []
     for item in given:
         if GLOB_CHARACTERS.isdisjoint(item):
             names.append(item)
             continue
-        matched = sorted(c.name for c in butler.collections.query(item, ["run"]))
+        matched = sorted(c.name for c in butler.collections.query(item, kinds))
         if not matched:
-            fail(f"no RUN collection matches {item!r}")
+            fail(f"no {'RUN' if runs else 'TAGGED, CHAINED or CALIBRATION'} collection matches {item!r}")
         names += matched
     return list(dict.fromkeys(names))
 
@@ -291,17 +293,25 @@ def _parents_first(butler: Butler, names: list[str]) -> list[str]:
 @click.command("remove-collections")
 @repo_argument
 @click.argument("names", nargs=-1, required=True)
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-def remove_collections(repo: Path, names: tuple[str, ...], yes: bool) -> None:
+@click.option("--yes", "-y", "--no-confirm", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--remove-from-parents", is_flag=True,
+              help="Take the collections out of the chains holding them (as the Rubin butler's); otherwise a "
+                   "collection still in a chain is refused.")
+def remove_collections(repo: Path, names: tuple[str, ...], yes: bool, remove_from_parents: bool) -> None:
     """Remove TAGGED, CHAINED or CALIBRATION collections NAMES (their datasets stay in their RUNs):
-    all of them in one transaction."""
-    unique = list(dict.fromkeys(names))
+    all of them in one transaction.  A glob (``'u/ana/*'``) names the collections of those
+    types it matches, leaving RUNs alone."""
     with open_butler(repo) as butler:
-        rows = _removal_rows(butler, unique, want_runs=False)
+        unique = _run_names(butler, names, runs=False)
+        rows = _removal_rows(butler, unique, want_runs=False, unlink=remove_from_parents)
         print_rows(rows, as_json=False, title="collections to remove (datasets stay in their RUNs)")
         confirm_or_refuse(f"Remove these {len(unique)} collection(s)?", yes)
         ordered = _parents_first(butler, unique)
+        parents = dict.fromkeys(p for name in unique for p in butler.collections.parents(name) if p not in unique)
         with butler.transaction():
+            for parent in parents:
+                butler.collections.set_chain(parent, [c for c in butler.collections.get_chain(parent)
+                                                      if c not in unique])
             for name in ordered:
                 butler.collections.remove(name)
     info(f"removed {len(unique)} collection(s)")
