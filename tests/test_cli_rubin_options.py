@@ -223,3 +223,24 @@ def test_remove_collections_takes_a_glob_no_confirm_and_remove_from_parents(fres
     assert _chains_and_ids(fresh_rubin_pair, 1) == _chains_and_ids(fresh_rubin_pair, 0)
     both_outputs(fresh_rubin_pair, ["remove-collections", "{repo}", "Cam/*", "--no-confirm", "--remove-from-parents"])
     assert collections(1) == collections(0) == ["Cam/calib/run", "Cam/run1"]  # the RUNs are left
+
+
+def test_the_rubin_commands_skybutler_does_elsewhere_name_what_to_type(rubin_pair, tmp_path):
+    """ingest-zip and export-calibs are refused naming the command that does it; the advice for
+    export-calibs gives the Rubin butler the calibrations with their validity ranges."""
+    from lsst.daf.butler import Butler as RubinButler
+
+    for command, advice in (("ingest-zip", "skybutler import REPO ZIP"), ("export-calibs", "--format rubin")):
+        assert _rubin(command, "--help").exit_code == 0  # a command of the Rubin butler's
+        refused = run(command, rubin_pair[1], tmp_path / "x", code=2).stderr
+        assert f"skybutler has no {command} command" in refused and advice in refused
+    run("export", rubin_pair[1], tmp_path / "calibs", "-c", "Cam/calib", "--format", "rubin")
+    RubinButler.makeRepo(str(tmp_path / "theirs"))
+    with RubinButler.from_config(str(tmp_path / "theirs"), writeable=True) as b:
+        b.import_(directory=str(tmp_path / "calibs"), filename=str(tmp_path / "calibs/export.yaml"), transfer="copy")
+        imported = {(r.id, r.dataId["detector"]) for r in b.registry.queryDatasets("bias", collections="Cam/calib",
+                                                                                    findFirst=False)}
+    with RubinButler.from_config(str(rubin_pair[0])) as b:
+        original = {(r.id, r.dataId["detector"]) for r in b.registry.queryDatasets("bias", collections="Cam/calib",
+                                                                                    findFirst=False)}
+    assert imported == original and len(original) == 3

@@ -116,6 +116,14 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
 }
 
 
+#: The Rubin butler's commands that skybutler does in another one: what to type instead.
+RUBIN_COMMANDS_ELSEWHERE: dict[str, str] = {
+    "ingest-zip": "skybutler import REPO ZIP takes the Rubin butler's zips (retrieve-artifacts --zip)",
+    "export-calibs": "skybutler export REPO DIRECTORY -c COLLECTIONS --format rubin writes the CALIBRATION "
+                     "collections named with their validity ranges (and the RUNs of their datasets' files)",
+}
+
+
 def _report_error(message: str) -> None:
     from .helpers import report_error  # rich and the butler load only when there is an error to show
 
@@ -152,6 +160,12 @@ class SkybutlerGroup(click.Group):
             with _importing_without_gc():
                 load_command_module(self, COMMAND_INDEX[cmd_name][0])
         return self.commands.get(cmd_name)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                            list[str]]:
+        if args and args[0] in RUBIN_COMMANDS_ELSEWHERE and args[0] not in COMMAND_INDEX:
+            ctx.fail(f"skybutler has no {args[0]} command: {RUBIN_COMMANDS_ELSEWHERE[args[0]]}")
+        return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The command list of ``--help``, from the index (no command module is imported)."""
