@@ -311,3 +311,10 @@ class DatasetRef:
                 lambda ref, serialize: serialize({"id": ref.id, "dataset_type": ref.dataset_type,
                                                   "data_id": ref.data_id, "run": ref.run}),
                 schema=fields))
+
+
+def dataset_id_of(target: DatasetRef | uuid.UUID | str) -> uuid.UUID:
+    """The dataset ID a caller named: a ref's, a UUID, or its text (ValueError if not a UUID)."""
+    if isinstance(target, DatasetRef):
+        return target.id
+    return target if isinstance(target, uuid.UUID) else uuid.UUID(str(target))

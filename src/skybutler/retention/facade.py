@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DatasetNotFoundError
-from ..models import DatasetRef
+from ..models import DatasetRef, dataset_id_of
 from ..registry.dataset_state_store import COLD, PURGED, DatasetState
 from . import apply as _apply
 from .cold_tier import WaitCallback, move_to_cold, stage
@@ -34,12 +34,6 @@ if TYPE_CHECKING:  # recompute (and the pipeline code it replays with) is import
 Target = DatasetRef | uuid.UUID | str
 
 
-def _id(target: Target) -> uuid.UUID:
-    if isinstance(target, DatasetRef):
-        return target.id
-    return target if isinstance(target, uuid.UUID) else uuid.UUID(str(target))
-
-
 class Retention:
     """Retention and recompute for one butler (made on first use of ``butler.retention``)."""
 
@@ -50,14 +44,14 @@ class Retention:
     # -- states ---------------------------------------------------------------
 
     def state(self, target: Target) -> DatasetState:
-        dataset_id = _id(target)
+        dataset_id = dataset_id_of(target)
         found = self.butler.registry.states.get([dataset_id]).get(dataset_id)
         if found is None:
             raise DatasetNotFoundError(f"dataset {dataset_id} is not registered in this repository")
         return found
 
     def states(self, targets: Iterable[Target]) -> dict[uuid.UUID, str]:
-        return {i: s.state for i, s in self.butler.registry.states.get([_id(t) for t in targets]).items()}
+        return {i: s.state for i, s in self.butler.registry.states.get([dataset_id_of(t) for t in targets]).items()}
 
     def status(self) -> list[dict[str, Any]]:
         """Datasets and bytes per dataset type and state (stored, cold, purged-recomputable,
@@ -93,16 +87,16 @@ class Retention:
               ) -> _apply.RetentionReport:
         """Purge these datasets' files, keeping everything else; one that could not be recomputed
         is refused (listed in ``report.refused``) unless ``force``."""
-        report = _apply.plan(self.butler, force=force, only=[_id(t) for t in targets], action="purge")
+        report = _apply.plan(self.butler, force=force, only=[dataset_id_of(t) for t in targets], action="purge")
         return report if dry_run else _apply.apply(self.butler, report)
 
     def move_to_cold(self, targets: Iterable[Target]) -> tuple[list[uuid.UUID], int]:
         """Move these datasets' files to the cold tier; returns (moved IDs, bytes moved)."""
-        return move_to_cold(self.butler, [_id(t) for t in targets])
+        return move_to_cold(self.butler, [dataset_id_of(t) for t in targets])
 
     def stage(self, targets: Iterable[Target], on_wait: WaitCallback | None = None) -> list[uuid.UUID]:
         """Bring cold datasets back to the hot datastore (telling ``on_wait`` the expected wait)."""
-        return list(stage(self.butler, [_id(t) for t in targets], on_wait or self.butler.on_wait))
+        return list(stage(self.butler, [dataset_id_of(t) for t in targets], on_wait or self.butler.on_wait))
 
     # -- recompute ------------------------------------------------------------
 
@@ -110,7 +104,7 @@ class Retention:
         """What recomputing these datasets would take: quanta, staging, expected wait, drift."""
         from .ondemand import estimate
 
-        return estimate(self.butler, [_id(t) for t in targets])
+        return estimate(self.butler, [dataset_id_of(t) for t in targets])
 
     def recompute(self, targets: Iterable[Target], options: RecomputeOptions | None = None, *,
                   executor: str = "inline", jobs: int = 2, on_wait: WaitCallback | None = None,
@@ -120,7 +114,7 @@ class Retention:
         ``progress(done, total)`` is told the quanta replayed so far."""
         from .executor import recompute_many
 
-        return recompute_many(self.butler, [_id(t) for t in targets], options, executor, jobs,
+        return recompute_many(self.butler, [dataset_id_of(t) for t in targets], options, executor, jobs,
                               on_wait or self.butler.on_wait, dask_scheduler, progress)
 
     def read_missing(self, ref: DatasetRef, options: RecomputeOptions | None, component: str | None,
