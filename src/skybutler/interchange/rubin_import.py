@@ -32,6 +32,7 @@ from .rubin_read import RubinDataset, RubinExport, RubinImportError, read_rubin_
 
 if TYPE_CHECKING:
     from ..butler import Butler
+    from ..dimensions import DimensionUniverse
 
 ZIP_TRANSFERS = ("copy", "move", "auto")
 _log = logging.getLogger(__name__)
@@ -40,11 +41,7 @@ _log = logging.getLogger(__name__)
 def import_rubin(butler: Butler, path: str | Path, transfer: str = "copy", skip_existing: bool = True) -> int:
     """Import a Rubin export (directory, export.yaml or zip) into ``butler``, keeping every
     dataset ID; returns how many datasets were imported (those already present are skipped)."""
-    export = read_rubin_export(path, butler.universe)
-    formatters = check_datasets(export)
-    if export.problems:
-        raise RubinImportError(export.source, export.problems)
-    report_kept(export, formatters)
+    export, formatters = read_checked(path, butler.universe)
     present = {r.id for r in butler.registry.refs_by_id([d.id for d in export.datasets])}
     if present and not skip_existing:
         raise RubinImportError(export.source, [f"dataset {i} is already in the repository" for i in sorted(present)])
@@ -62,6 +59,18 @@ def import_rubin(butler: Butler, path: str | Path, transfer: str = "copy", skip_
         # The extracted copies are ours: moving them in is a rename on the same disk.
         mode = "move" if butler.datastore.local and len(wanted) == len(export.datasets) - len(present) else "copy"
         return _apply(butler, export, formatters, present, mode, lambda d: Path(tmp) / d.path)
+
+
+def read_checked(path: str | Path, universe: DimensionUniverse) -> tuple[RubinExport, dict[uuid.UUID, str]]:
+    """The Rubin export at ``path`` read and checked whole, with each dataset's formatter (see
+    :func:`check_datasets`): RubinImportError naming every problem, before anything is written
+    here or sent to a server; which datasets are kept without a reader is said as a warning."""
+    export = read_rubin_export(path, universe)
+    formatters = check_datasets(export)
+    if export.problems:
+        raise RubinImportError(export.source, export.problems)
+    report_kept(export, formatters)
+    return export, formatters
 
 
 def check_datasets(export: RubinExport) -> dict[uuid.UUID, str]:

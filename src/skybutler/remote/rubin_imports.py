@@ -1,7 +1,7 @@
 """A Rubin butler export (``export.yaml`` directory or zip) imported into a server.
 
 The export is read and checked on the client exactly as a local import reads it
-(``interchange/rubin_read.py`` and ``rubin_import.check_datasets``): every problem is
+(``interchange/rubin_read.py`` and ``rubin_import.read_checked``): every problem is
 reported, item by item, before anything is sent.  It then goes in in three steps, each
 through a route that already checks the user's rights:
 
@@ -41,14 +41,9 @@ if TYPE_CHECKING:
 
 def send_rubin_import(butler: Butler, path: Path, skip_existing: bool, progress: Any) -> int:
     """Import the Rubin export at ``path`` into the server (module doc); returns the datasets imported."""
-    from ..interchange.rubin_import import check_datasets, dataset_type_specs, report_kept
-    from ..interchange.rubin_read import RubinImportError, read_rubin_export
+    from ..interchange.rubin_import import dataset_type_specs, read_checked
 
-    export = read_rubin_export(path, butler.universe)
-    formatters = check_datasets(export)
-    if export.problems:
-        raise RubinImportError(export.source, export.problems)
-    report_kept(export, formatters)
+    export, formatters = read_checked(path, butler.universe)
     specs = dataset_type_specs(export, formatters)
     runs = sorted({d.run for d in export.datasets} | {c["name"] for c in export.collections if c["type"] == "RUN"})
     shared = {"universe": [butler.universe.name, butler.universe.version], "dataset_types": specs, "runs": runs}
