@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,6 +134,34 @@ def butler(make_butler) -> Butler:
     populate(b)
     b.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
     return b
+
+
+def template_repository(tmp_path_factory, build: Callable[[Butler], Any]) -> tuple[Path, Any]:
+    """The ``butler`` fixture's repository on SQLite after ``build``, made once (for a module-scoped
+    fixture), with what ``build`` returned.  Checked to hold no absolute path, so a copy is whole."""
+    root = tmp_path_factory.mktemp("template") / "repo"
+    with Butler.create(root, run="run/a", collections=["run/a"]) as butler:
+        populate(butler)
+        butler.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+        made = build(butler)
+    needle = os.fsencode(root.parent)
+    assert not [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
+    return root, made
+
+
+def built_repository(request, stack: str, template: str, build: Callable[[Butler], Any]) -> tuple[Butler, Any]:
+    """The ``butler`` fixture's repository after ``build``, with what ``build`` returned.  On SQLite, a
+    copy of the module-scoped ``template`` fixture's (see template_repository), so each test still
+    has its own repository but the pipeline runs once per module; on other stacks, built afresh.
+    (``stack`` is the caller's fixture: a parametrized fixture must be asked for by name.)"""
+    if stack != "sqlite":
+        butler = request.getfixturevalue("butler")
+        return butler, build(butler)
+    root, made = request.getfixturevalue(template)
+    copy = shutil.copytree(root, request.getfixturevalue("tmp_path") / "repo")
+    butler = Butler(copy, run="run/a", collections=["run/a"])
+    request.addfinalizer(butler.close)
+    return butler, made
 
 
 @contextlib.contextmanager

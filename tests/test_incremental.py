@@ -10,7 +10,7 @@ import pytest
 from astropy.time import Time
 from click.testing import CliRunner
 
-from conftest import STACKS, visit_pointing
+from conftest import STACKS, built_repository, template_repository, visit_pointing
 from pipeline_helpers import DETECTORS, add_bias, add_skymap
 from skybutler.cli.main import cli
 from skybutler.dimensions import regions
@@ -86,15 +86,26 @@ def stack(request) -> str:
     return request.param
 
 
-@pytest.fixture
-def repo(butler):
+def _run(butler):
+    """Bias, skymap and metrics of visits 1-4 but (2, 3), run into 'out'; those (visit, detector)s."""
     add_bias(butler)
     add_skymap(butler)
     before = {(v, d) for v in (1, 2, 3, 4) for d in DETECTORS} - {(2, 3)}
     put(butler, sorted(before))
     report = run_pipeline(butler, pipeline(), INPUTS, "out")
     assert report.ok
-    return butler, before
+    return frozenset(before)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    return template_repository(tmp_path_factory, _run)
+
+
+@pytest.fixture
+def repo(request, stack):
+    """The ``butler`` repository after _run: its own copy of the module's on SQLite."""
+    return built_repository(request, stack, "template", _run)
 
 
 def keys_of(products):

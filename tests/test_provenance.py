@@ -7,6 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from conftest import built_repository, template_repository
 from pipeline_helpers import DETECTORS, add_bias, put_metrics
 from skybutler.cli.main import cli
 from skybutler.errors import SkybutlerError
@@ -15,15 +16,24 @@ from skybutler.pipeline import Pipeline
 from skybutler.pipeline.testing import CalibratedScaleTask, ScaleTask, VisitSummaryTask
 
 
-@pytest.fixture
-def done(butler):
-    """A repository after one run of scale -> visit summary over visits 1 and 2 (one quantum failing)."""
+def _run(butler):
+    """One run of scale -> visit summary over visits 1 and 2 (one quantum failing); its report."""
     put_metrics(butler)
     p = Pipeline()
     p.add_task("a", ScaleTask, {"fail_on": [{"visit": 2, "detector": 3}]})
     p.add_task("b", VisitSummaryTask)
-    report = run_pipeline(butler, p, ["run/a"], "out", where="visit <= 2")
-    return butler, report
+    return run_pipeline(butler, p, ["run/a"], "out", where="visit <= 2")
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    return template_repository(tmp_path_factory, _run)
+
+
+@pytest.fixture
+def done(request, stack):
+    """The ``butler`` repository after _run, and its report: its own copy of the module's on SQLite."""
+    return built_repository(request, stack, "template", _run)
 
 
 def summary_ref(butler, visit: int = 1):

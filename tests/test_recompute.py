@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from conftest import built_repository, template_repository
 from pipeline_helpers import DETECTORS, add_bias, put_metrics
 from skybutler import Butler
 from skybutler.cli.main import cli
@@ -33,8 +34,7 @@ class NoisyScaleTask(ScaleTask):
     recompute_tolerance = {"rtol": 1e-3}
 
 
-@pytest.fixture
-def done(butler):
+def _run(butler: Butler) -> None:
     """scale (a, reading a bias calibration) -> visit summary (b) over visits 1 and 2, into 'out'."""
     put_metrics(butler, visits=[1, 2])
     add_bias(butler)
@@ -44,7 +44,17 @@ def done(butler):
     p.add_task("a", CalibratedScaleTask)
     p.add_task("b", VisitSummaryTask)
     assert run_pipeline(butler, p, ["run/a", "calib"], "out").ok
-    return butler
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    return template_repository(tmp_path_factory, _run)
+
+
+@pytest.fixture
+def done(request, stack):
+    """The ``butler`` repository after _run: its own copy of the module's on SQLite."""
+    return built_repository(request, stack, "template", _run)[0]
 
 
 def find(butler, dataset_type, **data_id):

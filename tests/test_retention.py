@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from conftest import built_repository, template_repository
 from pipeline_helpers import DETECTORS, put_metrics
 from skybutler import Butler
 from skybutler.cli.main import cli
@@ -32,8 +33,7 @@ def configure(butler: Butler, policies=(), cold: dict | None = None, **kwargs) -
     return Butler(butler.root, collections=["out", "run/a"], **kwargs)
 
 
-@pytest.fixture
-def done(butler):
+def _run(butler: Butler) -> None:
     """scale (a) -> visit summary (b) over visits 1 and 2, into 'out'."""
     put_metrics(butler, visits=[1, 2])
     p = Pipeline()
@@ -41,7 +41,17 @@ def done(butler):
     p.add_task("b", VisitSummaryTask)
     report = run_pipeline(butler, p, ["run/a"], "out")
     assert report.ok
-    return butler
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    return template_repository(tmp_path_factory, _run)
+
+
+@pytest.fixture
+def done(request, stack):
+    """The ``butler`` repository after _run: its own copy of the module's on SQLite."""
+    return built_repository(request, stack, "template", _run)[0]
 
 
 def ref(butler, dataset_type, **data_id):
