@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
@@ -84,9 +85,91 @@ def current_user(request: Request, credentials: HTTPAuthorizationCredentials | N
     identify = state.settings.identify
     name = None if identify is None else identify(request.headers)
     if name is not None:
+        if request.method not in SAFE_METHODS and cross_origin(request):
+            raise errors.PermissionDeniedError("a change requested by another site's page is refused")
         return state.access.user(name, int(now * 1e9))
-    token = credentials.credentials if credentials is not None else request.cookies.get(COOKIE)
-    return state.access.authenticate(token, now=now)
+    if credentials is not None:
+        return state.access.authenticate(credentials.credentials, now=now)
+    user = state.access.authenticate(request.cookies.get(COOKIE), now=now)
+    if request.method not in SAFE_METHODS and not same_origin(request):
+        raise errors.PermissionDeniedError("the login cookie authenticates a change only from this server's own "
+                                           "pages; send the bearer token instead")
+    return user
+
+
+#: Methods that change nothing: the login cookie authenticates them from anywhere (SameSite=Strict
+#: keeps other sites' links from sending it anyway).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def cross_origin(request: Request) -> bool:
+    """Whether a browser says the request comes from another origin's page (another site, or
+    another port or subdomain of this one: SameSite cookies are sent to those).  The browser's
+    ``Sec-Fetch-Site`` decides where it is given; otherwise an ``Origin`` whose host differs
+    from the one the request was sent to (directly or through a proxy)."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    hosts = {request.headers.get("host"), request.headers.get("x-forwarded-host")}
+    return urlsplit(origin).netloc not in hosts - {None}
+
+
+def same_origin(request: Request) -> bool:
+    """Whether a browser vouches that the request comes from this server's own pages (a request
+    that names no origin at all is not vouched for: a client without a browser sends its token)."""
+    said = request.headers.get("sec-fetch-site") is not None or request.headers.get("origin") is not None
+    return said and not cross_origin(request)
+
+
+class BodyLimit:
+    """Refuse a request body above the server's limit with a 413 naming it, before it is read: at
+    once from its ``Content-Length``, or -- a chunked body, which announces no length -- as soon
+    as the bytes read pass the limit (the route is then told the client went away, and its
+    answer is dropped).  Other clients' requests go on as before."""
+
+    def __init__(self, app: Any, limit: Any):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit: int = self.limit()
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length", b"").decode("latin-1")
+        if length and (not length.isdigit() or int(length) > limit):
+            await error_response(RequestTooLarge(f"the request body ({length[:40]} bytes) is above this "
+                                                 f"server's limit of {limit} bytes"))(scope, receive, send)
+            return
+        seen, refused = 0, False
+
+        async def counted() -> Any:
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    refused = True
+                    await error_response(RequestTooLarge(
+                        f"the request body (more than {limit} bytes, sent in chunks) is above this server's "
+                        f"limit of {limit} bytes"))(scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def unless_refused(message: Any) -> None:
+            if not refused:
+                await send(message)
+
+        try:
+            await self.app(scope, counted, unless_refused)
+        except Exception:
+            if not refused:
+                raise  # otherwise the route failing on the cut-off body: answered already
 
 
 def is_api(request: Request) -> bool:
@@ -153,14 +236,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()[:5])
         return error_response(errors.SkybutlerError(f"malformed request: {problems}"[:2000]))
 
-    @app.middleware("http")
-    async def limit_size(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        limit = state.settings.max_request_bytes
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            return error_response(RequestTooLarge(f"the request body ({length} bytes) is above this server's "
-                                                  f"limit of {limit} bytes"))
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=lambda: state.settings.max_request_bytes)
 
     @app.get(f"{API}/info")
     def info(user: User = Depends(current_user)) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from fastapi.security import HTTPAuthorizationCredentials
 from starlette.responses import RedirectResponse, Response
 
 from ..access import User
-from ..errors import AuthenticationError
-from ..server.app import COOKIE, _bearer, current_user
+from ..errors import AuthenticationError, PermissionDeniedError
+from ..server.app import COOKIE, _bearer, cross_origin, current_user
 from ..server.state import ServerState
 from .templating import render, root
 
@@ -51,6 +51,13 @@ def _trusted_name(request: Request) -> str | None:
     return None if identify is None else identify(request.headers)
 
 
+def _refuse_other_sites(request: Request) -> None:
+    """Another site's page may neither sign a browser in (to an account of the attacker's
+    choosing) nor out."""
+    if cross_origin(request):
+        raise PermissionDeniedError("signing in or out from another site's page is refused")
+
+
 @router.get("/login", name="web_login")
 def login_page(request: Request, next: str | None = None) -> Response:  # noqa: A002 -- the query name
     return render(request, "login.html", next=_safe_next(request, next), trusted=_trusted_name(request), error=None)
@@ -58,6 +65,7 @@ def login_page(request: Request, next: str | None = None) -> Response:  # noqa: 
 
 @router.post("/login")
 async def login(request: Request) -> Response:
+    _refuse_other_sites(request)
     body = await request.body()
     form = parse_qs(body[:_MAX_FORM].decode("utf-8", "replace"))
     token = (form.get("token") or [""])[0].strip()
@@ -77,6 +85,7 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout", name="web_logout")
 def logout(request: Request) -> Response:
+    _refuse_other_sites(request)
     response = RedirectResponse(f"{root(request)}/login", status_code=303)
     response.delete_cookie(COOKIE, path=root(request) + "/", httponly=True, samesite="strict")
     return response

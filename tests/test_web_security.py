@@ -1,0 +1,179 @@
+"""The served repository against hostile browsers and clients, on a real uvicorn server:
+another origin's page may not use a signed-in browser's cookie to change anything (nor sign it
+in or out), and a request body above the server's limit is refused with a 413 naming the limit
+even when sent in chunks (no Content-Length), the server answering others meanwhile."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("jinja2")
+
+from server_helpers import running_server  # noqa: E402
+from web_browser import build_repository  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    site = build_repository(tmp_path_factory.mktemp("websec") / "repo")
+    with running_server(site.root, max_request_bytes=20_000) as url:
+        site.url = url
+        yield site
+
+
+def signed_in(site, user: str = "alice") -> httpx.Client:
+    c = httpx.Client(base_url=site.url, timeout=30)
+    assert c.post("/login", data={"token": site.tokens[user], "next": "/"}).status_code == 303
+    return c
+
+
+def _put_body(run: str) -> bytes:
+    """What ``Butler.put`` sends for one metrics dataset: bytes a page could send as text/plain."""
+    from skybutler.formats.wire_objects import encode_object
+    from skybutler.remote import wire
+
+    kind, data = encode_object({"n": 1})
+    header = {"dataset_type": "metrics", "run": run, "id_mode": "random",
+              "items": [{"kind": kind, "data_id": wire.encode({"instrument": "Cam", "visit": 1, "detector": 0})}]}
+    return wire.pack(header, [data])
+
+
+def _runs(site) -> set[str]:
+    from skybutler import Butler
+
+    with Butler(site.root) as butler:
+        return {c.name for c in butler.collections.query("u/alice/*")}
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "http://127.0.0.1:9", "Content-Type": "text/plain"},  # another port: same site, other origin
+    {"Sec-Fetch-Site": "same-site", "Origin": "http://127.0.0.1:9", "Content-Type": "text/plain"},
+    {"Sec-Fetch-Site": "cross-site", "Content-Type": "text/plain"},
+    {"Content-Type": "application/octet-stream"},  # no origin at all: not vouched for by a browser
+])
+def test_a_cookie_does_not_authenticate_a_change_from_another_origin(site, headers):
+    c = signed_in(site)
+    before = _runs(site)
+    answer = c.post("/api/v1/datasets/put", content=_put_body("u/alice/csrf"), headers=headers)
+    assert answer.status_code == 403 and answer.json()["error"] == "PermissionDeniedError"
+    assert "bearer token" in answer.json()["message"]
+    assert _runs(site) == before  # nothing written
+    # reading with the cookie still works from anywhere (links, the web view's own pages)
+    assert c.get("/api/v1/dataset_types", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200
+
+
+def test_the_servers_own_pages_and_bearer_clients_may_still_change_things(site):
+    c = signed_in(site)
+    own = c.post("/api/v1/datasets/put", content=_put_body("u/alice/own"),
+                 headers={"Origin": site.url, "Sec-Fetch-Site": "same-origin",
+                          "Content-Type": "application/octet-stream"})
+    assert own.status_code == 200, own.text
+    bearer = httpx.post(f"{site.url}/api/v1/datasets/put", content=_put_body("u/alice/bearer"),
+                        headers={"Authorization": f"Bearer {site.tokens['alice']}",
+                                 "Content-Type": "application/octet-stream"})
+    assert bearer.status_code == 200, bearer.text
+    assert {"u/alice/own", "u/alice/bearer"} <= _runs(site)
+
+
+def test_another_site_may_not_sign_a_browser_in_or_out(site):
+    c = httpx.Client(base_url=site.url)
+    forced = c.post("/login", data={"token": site.tokens["bob"], "next": "/"},
+                    headers={"Origin": "http://127.0.0.1:9"})
+    assert forced.status_code == 403 and "set-cookie" not in forced.headers
+    alice = signed_in(site)
+    out = alice.post("/logout", headers={"Sec-Fetch-Site": "same-site"})
+    assert out.status_code == 403 and "set-cookie" not in out.headers
+    assert alice.get("/collections").status_code == 200  # still signed in
+
+
+def test_trusted_header_changes_from_another_origin_are_refused(site):
+    from skybutler.server.app import create_app
+    from skybutler.server.state import ServerSettings, trust_header
+
+    app = create_app(site.root, ServerSettings(identify=trust_header("X-Forwarded-User")))
+    with running_server(None, app=app) as url:
+        sent = {"X-Forwarded-User": "alice", "Content-Type": "text/plain"}
+        foreign = httpx.post(f"{url}/api/v1/datasets/put", content=_put_body("u/alice/proxied"),
+                             headers={**sent, "Origin": "http://evil.example"})
+        assert foreign.status_code == 403
+        assert "u/alice/proxied" not in _runs(site)
+        # a client behind the proxy (no browser, no Origin) goes on working
+        plain = httpx.post(f"{url}/api/v1/datasets/put", content=_put_body("u/alice/proxied"),
+                           headers={**sent, "Content-Type": "application/octet-stream"})
+        assert plain.status_code == 200, plain.text
+    app.state.skybutler.close()
+
+
+def _chunks(n: int):
+    yield b'{"name": "u/alice/'
+    for _ in range(n):
+        yield b"x" * 1000
+    yield b'", "type": "RUN"}'
+
+
+@pytest.mark.parametrize("path", ["/api/v1/collections", "/api/v1/datasets/put", "/login"])
+def test_a_chunked_body_above_the_limit_is_refused_and_others_are_served(site, path):
+    bearer = {"Authorization": f"Bearer {site.tokens['alice']}", "Content-Type": "application/json"}
+    answer = httpx.post(site.url + path, content=_chunks(200), headers=bearer)  # 200 kB, no Content-Length
+    assert answer.status_code == 413, answer.text
+    assert answer.json()["error"] == "RequestTooLarge" and "limit of 20000 bytes" in answer.json()["message"]
+    sized = httpx.post(site.url + path, content=b"x" * 30_000, headers=bearer)
+    assert sized.status_code == 413 and "limit of 20000 bytes" in sized.json()["message"]
+    # a small chunked body is read as before, and other users are served
+    small = httpx.post(f"{site.url}/api/v1/collections/query", content=iter([b'{"pattern": "demo/*"}']),
+                       headers=bearer)
+    assert small.status_code == 200, small.text
+    assert signed_in(site, "bob").get("/collections").status_code == 200
+
+
+# -- tokens -----------------------------------------------------------------------
+
+
+def test_a_refused_token_costs_one_secret_check_whether_its_id_exists_or_not(site, monkeypatch):
+    """The time of a refusal does not tell which token ids exist: an unknown or revoked id has
+    its secret checked (against a decoy hash) as a known one has."""
+    import skybutler.access as access_module
+    from skybutler.access import Access
+    from skybutler.errors import AuthenticationError
+
+    checked = []
+    real = access_module._hasher
+
+    class Counting:
+        def __init__(self):
+            self.inner = real()
+
+        def verify(self, hashed, secret):
+            checked.append(secret)
+            return self.inner.verify(hashed, secret)
+
+        def hash(self, secret):
+            return self.inner.hash(secret)
+
+    from skybutler import Butler
+
+    with Butler(site.root) as butler:
+        access = Access(butler.registry.access)
+        revoked = access.create_token("bob")
+        access.revoke_token(revoked)
+        monkeypatch.setattr(access_module, "_hasher", Counting)
+        known = site.tokens["alice"]
+        for token in (known[:-4] + "AAAA", "sbt_0123456789abcdef." + "A" * 43, revoked):
+            checked.clear()
+            with pytest.raises(AuthenticationError) as refused:
+                access.authenticate(token)
+            assert len(checked) == 1, token
+            assert token.split(".")[1] not in str(refused.value)
+
+
+def test_a_token_given_where_an_id_is_wanted_is_never_echoed(site):
+    """Revoking with a mistyped whole token (a trailing newline) names its id, not its secret."""
+    token = site.tokens["alice"]
+    answer = httpx.post(f"{site.url}/api/v1/access/tokens/revoke", json={"token_id": token + "\n"},
+                        headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 422
+    secret = token.split(".")[1]
+    assert secret[:8] not in answer.text and token.split(".")[0] in answer.text
+    assert httpx.get(f"{site.url}/api/v1/info", headers={"Authorization": f"Bearer {token}"}).status_code == 200
