@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fnmatch
+import functools
 import hashlib
 import re
 import secrets
@@ -53,7 +54,9 @@ def check_token_id(token_id: str) -> str:
     """A token's id (16 hex digits), given as itself or as the whole token."""
     found = _TOKEN_ID.fullmatch(token_id) if isinstance(token_id, str) else None
     if found is None:
-        shown = token_id[:40] if isinstance(token_id, str) else token_id
+        # at most what could be an id: a token's secret (after its '.') is never echoed
+        shown = re.sub(r"(?<=[0-9a-f]{16})\..*", ".<secret>", token_id[:40], flags=re.S) \
+            if isinstance(token_id, str) else token_id
         raise AccessError(f"no token {shown!r}: give a token's id (16 hex digits, as token list shows it) "
                           "or the token itself")
     return found.group(1)
@@ -90,6 +93,12 @@ def _hasher():
     # The secrets are 256 random bits, so a hash need not be slow to resist guessing:
     # OWASP's smallest argon2id setting, which keeps a cold check well under 100 ms.
     return argon2.PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+
+
+@functools.cache
+def _decoy_hash() -> str:
+    """The hash an unknown token's secret is checked against: of a secret no token has."""
+    return _hasher().hash(secrets.token_urlsafe(32) + "!")
 
 
 @dataclass(frozen=True)
@@ -241,14 +250,16 @@ class Access:
         row = self._tokens.get(digest)
         if row is None:
             row = self.store.token(match.group(1))
-            if row is None or row.revoked_ns is not None:
-                raise refused
             from argon2.exceptions import InvalidHashError, VerificationError
 
+            # the secret is checked even for an unknown or revoked id (against a hash it cannot
+            # match), so that the time of a refusal does not tell which ids exist
             try:
-                _hasher().verify(row.secret_hash, match.group(2))
+                _hasher().verify(_decoy_hash() if row is None else row.secret_hash, match.group(2))
             except (VerificationError, InvalidHashError):
                 raise refused from None
+            if row is None or row.revoked_ns is not None:
+                raise refused
             self._keep(self._tokens, digest, row, version)
         if row.expires_ns is not None and now_ns >= row.expires_ns:
             raise refused
