@@ -177,3 +177,28 @@ def test_a_token_given_where_an_id_is_wanted_is_never_echoed(site):
     secret = token.split(".")[1]
     assert secret[:8] not in answer.text and token.split(".")[0] in answer.text
     assert httpx.get(f"{site.url}/api/v1/info", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+# -- error messages -----------------------------------------------------------------
+
+
+def test_a_pages_error_names_no_path_of_the_server(site):
+    """A damaged file's error, on the dataset page, its quicklook and a cut-out: the message the
+    API gives (the file named as the datastore lays it out), never the server's directories."""
+    import uuid
+    from urllib.parse import urlparse
+
+    from skybutler import Butler
+
+    with Butler(site.root) as butler:
+        ref = butler.registry.refs_by_id([uuid.UUID(site.ids["calexp-3-1"])])[0]
+        path = urlparse(butler.get_uri(ref)).path
+    with open(path, "wb") as damaged:
+        damaged.write(b"not a FITS file")
+    c = signed_in(site)
+    api = c.get(f"/api/v1/datasets/{ref.id}/quicklook.png")
+    assert api.status_code == 422 and "calexp_Cam_3_1.fits" in api.json()["message"]
+    for page in (f"/datasets/{ref.id}", f"/datasets/{ref.id}/quicklook.png", f"/cutouts/{ref.id}.png?ra=1&dec=1"):
+        answer = c.get(page)
+        assert answer.status_code == 422 and "calexp_Cam_3_1.fits" in answer.text, page
+        assert str(site.root) not in answer.text and str(site.root.parent) not in answer.text, page

@@ -1,5 +1,6 @@
-"""skybutler errors raised while making a page, shown as an HTML page with the status the
-API would give (an unauthenticated browser is sent to the login page instead)."""
+"""skybutler errors raised while making a page, shown as an HTML page with the status and the
+message the API would give (the server's own paths taken out); an unauthenticated browser is
+sent to the login page instead."""
 
 from __future__ import annotations
 
@@ -15,5 +16,7 @@ def error_page(request: Request, err: SkybutlerError, status: int) -> Response:
         from .session import login_redirect
 
         return login_redirect(request)
-    return render(request, "error.html", status_code=status, status=status, kind=type(err).__name__, message=str(err),
+    # the server's own paths are taken out, as the API's errors have them
+    message = request.app.state.skybutler.public_message(str(err))
+    return render(request, "error.html", status_code=status, status=status, kind=type(err).__name__, message=message,
                   user=getattr(request.state, "user", None))
