@@ -61,46 +61,73 @@ def _verb(level: str) -> str:
 def visible_ref(butler: Butler, user: User, dataset_id: uuid.UUID | str) -> DatasetRef:
     """A dataset by ID, if its RUN is readable to the user and no embargo hides it from them;
     the missing-dataset error otherwise."""
+    return visible_refs(butler, user, [dataset_id])[0]
+
+
+def _key(given: uuid.UUID | str) -> uuid.UUID:
     try:
-        key = dataset_id if isinstance(dataset_id, uuid.UUID) else uuid.UUID(str(dataset_id))
+        return given if isinstance(given, uuid.UUID) else uuid.UUID(str(given))
     except ValueError:
-        raise DatasetNotFoundError(f"no dataset with ID {str(dataset_id)[:64]!r}") from None
-    refs = butler.registry.refs_by_id([key])
-    hidden = bool(refs) and bool(user.embargoes) and EmbargoCheck(butler, user).hidden_ref(refs[0])
-    if not refs or hidden or not (user.may(refs[0].run, "read") or _held_where_readable(butler, user, refs[0])):
-        raise DatasetNotFoundError(f"no dataset with ID {key}")
-    return refs[0]
+        raise DatasetNotFoundError(f"no dataset with ID {str(given)[:64]!r}") from None
 
 
-def _held_where_readable(butler: Butler, user: User, ref: DatasetRef) -> bool:
-    """Whether a TAGGED or CALIBRATION collection the user may read holds the dataset (what a
-    query of that collection showed them, they may read by ID)."""
-    for info in butler.collections.query("*", [CollectionType.TAGGED, CollectionType.CALIBRATION]):
-        if user.may(info.name, "read") and ref.id in butler.registry.datasets.ids_in_collection(
-                info.name, ref.dataset_type.name):
-            return True
-    return False
+def _visible(butler: Butler, user: User, keys: Iterable[uuid.UUID]) -> dict[uuid.UUID, DatasetRef]:
+    """The datasets of ``keys`` the user may see, by ID, judged together: one look-up of the IDs
+    (each once, however often given) and, for datasets of RUNs the user may not read, one of
+    what each readable TAGGED or CALIBRATION collection holds of each of their dataset types --
+    so a request naming an ID many thousand times costs no more than naming it once."""
+    found = {r.id: r for r in butler.registry.refs_by_id(list(dict.fromkeys(keys)))}
+    check = EmbargoCheck(butler, user) if user.embargoes else None
+    held = _HeldWhereReadable(butler, user)
+    return {key: ref for key, ref in found.items()
+            if not (check is not None and check.hidden_ref(ref)) and (user.may(ref.run, "read") or held(ref))}
+
+
+class _HeldWhereReadable:
+    """Whether a TAGGED or CALIBRATION collection the user may read holds a dataset (what a query
+    of that collection showed them, they may read by ID); each collection's members of a dataset
+    type are read once."""
+
+    def __init__(self, butler: Butler, user: User):
+        self.butler, self.user = butler, user
+        self.collections: list[str] | None = None
+        self.members: dict[tuple[str, str], set[uuid.UUID]] = {}
+
+    def __call__(self, ref: DatasetRef) -> bool:
+        if self.collections is None:
+            self.collections = [info.name for info in self.butler.collections.query(
+                "*", [CollectionType.TAGGED, CollectionType.CALIBRATION]) if self.user.may(info.name, "read")]
+        for name in self.collections:
+            key = (name, ref.dataset_type.name)
+            if key not in self.members:
+                self.members[key] = set(self.butler.registry.datasets.ids_in_collection(*key))
+            if ref.id in self.members[key]:
+                return True
+        return False
 
 
 def visible_refs(butler: Butler, user: User, ids: Iterable[uuid.UUID | str]) -> list[DatasetRef]:
     """Datasets by ID (looked up together), each as :func:`visible_ref` judges it: the
     missing-dataset error for the first the user may not see."""
+    keys = [_key(given) for given in ids]
+    seen = _visible(butler, user, keys)
+    for key in keys:
+        if key not in seen:
+            raise DatasetNotFoundError(f"no dataset with ID {key}")
+    return [seen[key] for key in keys]
+
+
+def visible_subset(butler: Butler, user: User, ids: Iterable[uuid.UUID | str]) -> list[DatasetRef]:
+    """The datasets of ``ids`` the user may see, in the order given, the others (and IDs that
+    are not IDs) left out."""
     keys = []
     for given in ids:
         try:
-            keys.append(given if isinstance(given, uuid.UUID) else uuid.UUID(str(given)))
-        except ValueError:
-            raise DatasetNotFoundError(f"no dataset with ID {str(given)[:64]!r}") from None
-    found = {r.id: r for r in butler.registry.refs_by_id(keys)}
-    check = EmbargoCheck(butler, user) if user.embargoes else None
-    out = []
-    for key in keys:
-        ref = found.get(key)
-        if ref is None or (check is not None and check.hidden_ref(ref)) or not (
-                user.may(ref.run, "read") or _held_where_readable(butler, user, ref)):
-            raise DatasetNotFoundError(f"no dataset with ID {key}")
-        out.append(ref)
-    return out
+            keys.append(_key(given))
+        except DatasetNotFoundError:
+            pass
+    seen = _visible(butler, user, keys)
+    return [seen[key] for key in keys if key in seen]
 
 
 def visible_collections(user: User, infos: Iterable) -> list:

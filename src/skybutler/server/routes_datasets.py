@@ -321,18 +321,8 @@ def remove(request: Request, body: Removal, user: User = Depends(current_user)) 
 def states(request: Request, body: Removal, user: User = Depends(current_user)) -> dict[str, str]:
     """The retention state of each dataset by ID (those the caller may not see are left out)."""
     with _state(request).butler() as butler:
-        visible = [ref.id for ref in _visible_only(butler, user, body.ids)]
+        visible = [ref.id for ref in authz.visible_subset(butler, user, body.ids)]
         return {str(k): v for k, v in butler.retention.states(visible).items()}
-
-
-def _visible_only(butler: Butler, user: User, ids: list[str]) -> list[DatasetRef]:
-    out = []
-    for dataset_id in ids:
-        try:
-            out.append(authz.visible_ref(butler, user, dataset_id))
-        except DatasetNotFoundError:
-            pass
-    return out
 
 
 @router.post("/runs/remove")
