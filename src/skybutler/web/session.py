@@ -34,7 +34,9 @@ def page_user(request: Request, credentials: HTTPAuthorizationCredentials | None
 def _safe_next(request: Request, target: str | None) -> str:
     """Where to go after signing in: a path of this repository's web view, never elsewhere."""
     prefix = root(request)
-    if target and target.startswith(prefix + "/") and not target.startswith("//") and "\\" not in target:
+    # browsers drop tabs and newlines from a URL ("/\t/evil.example" becomes "//evil.example")
+    if target and target.startswith(prefix + "/") and not target.startswith("//") and "\\" not in target \
+            and target.isprintable() and not any(c.isspace() for c in target):
         return target
     return prefix + "/"
 
