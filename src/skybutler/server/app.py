@@ -2,10 +2,11 @@
 
 ``create_app(root)`` builds it; ``skybutler serve`` runs it under uvicorn.  Every
 route takes the caller from their bearer token (or the web view's login cookie, or a
-trusted header; 401 without a valid one) and applies
+trusted header; 401 without a valid one -- and 403 for a change the cookie or header would
+authenticate that another origin's page asked for) and applies
 their collection rights (``authz.py``) before touching the repository.  skybutler's
 own errors become JSON ``{"error": <class name>, "message": ...}`` with the status
-that fits (404 missing or invisible, 403 forbidden, 409 conflict, 413 too large, 422
+that fits (404 missing or invisible, 403 forbidden, 409 conflict, 413 too large (chunked or not), 422
 bad input -- a body or parameter of the wrong shape too, naming the field -- 429 too many
 queries waiting), so the remote client raises the very
 exception a local butler would.  The web view (``skybutler.web``) is mounted at the

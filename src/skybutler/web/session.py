@@ -1,6 +1,7 @@
 """Signing a browser in and out: the login page takes the user's token (the one the API's
 clients send as a bearer token) and keeps it in an HttpOnly, SameSite=Strict cookie that
-``server.app.current_user`` accepts like the bearer header; behind an identifying proxy
+``server.app.current_user`` accepts like the bearer header (for a change, only from this
+server's own pages); behind an identifying proxy
 (``skybutler serve --trust-header``) the header alone signs the user in."""
 
 from __future__ import annotations
