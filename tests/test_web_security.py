@@ -12,7 +12,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("jinja2")
 
 from server_helpers import running_server  # noqa: E402
-from web_browser import build_repository  # noqa: E402
+from web_browser import browser, build_repository  # noqa: E402,F401 (fixture)
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +257,49 @@ def test_sign_in_never_leads_to_another_site(site, target):
         assert links == ["/"], links
     answer = httpx.post(f"{site.url}/login", data={"token": site.tokens["bob"], "next": target})
     assert answer.status_code == 303 and answer.headers["location"] == "/"
+
+
+# -- a real browser -------------------------------------------------------------------
+
+
+def test_a_page_on_another_port_cannot_write_with_a_signed_in_browser(site, browser):
+    """Headless Chromium signed in as alice opens a page served from another port of the same
+    host (same site, so the SameSite=Strict cookie is sent) whose script posts a put into
+    ``u/alice/forged`` as a no-cors text/plain fetch: the server refuses it, nothing is written."""
+    import base64
+    import http.server
+    import threading
+    import time
+
+    from web_browser import sign_in
+
+    body = base64.b64encode(_put_body("u/alice/forged")).decode()
+    attack = f"""<!DOCTYPE html><html><body><script>
+    var bytes = Uint8Array.from(atob("{body}"), function (c) {{ return c.charCodeAt(0); }});
+    fetch("{site.url}/api/v1/datasets/put", {{method: "POST", mode: "no-cors", credentials: "include",
+          headers: {{"Content-Type": "text/plain"}}, body: bytes}})
+      .then(function () {{ document.title = "sent"; }}, function () {{ document.title = "failed"; }});
+    </script></body></html>""".encode()
+
+    class Attacker(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(attack)
+
+        def log_message(self, *args):
+            pass
+
+    other = http.server.HTTPServer(("127.0.0.1", 0), Attacker)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        sign_in(browser, site, "alice")
+        browser.get(f"http://127.0.0.1:{other.server_port}/")
+        deadline = time.monotonic() + 20
+        while browser.title not in ("sent", "failed") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert browser.title == "sent"  # the request went out (no-cors: its answer is opaque)
+    finally:
+        other.shutdown()
+    assert "u/alice/forged" not in _runs(site)
