@@ -244,3 +244,17 @@ def test_the_rubin_commands_skybutler_does_elsewhere_name_what_to_type(rubin_pai
         original = {(r.id, r.dataId["detector"]) for r in b.registry.queryDatasets("bias", collections="Cam/calib",
                                                                                     findFirst=False)}
     assert imported == original and len(original) == 3
+
+
+@pytest.mark.parametrize(("line", "n"), [
+    (["query-dimension-records", "{repo}", "visit", "--datasets", "cat", "--collections", "Cam/best,Cam/run1"], 2),
+    (["query-dimension-records", "{repo}", "visit", "--datasets", "summary", "--collections", "Cam/best"], 1),
+    (["query-dimension-records", "{repo}", "detector", "--datasets", "summ*", "--collections", "Cam/best"], 2),
+    (["query-dimension-records", "{repo}", "detector", "--datasets", "bias", "--collections", "Cam/calib/run",
+      "--where", "instrument = 'Cam' AND detector > 0"], 2),
+], ids=lambda v: " ".join(v[2:]) if isinstance(v, list) else str(v))
+def test_query_dimension_records_with_datasets_lists_the_rubin_commands_records(rubin_pair, line, n):
+    from test_cli_rubin_habits import _rows
+
+    mine, theirs = both_outputs(rubin_pair, line)
+    assert sorted(r[:2] for r in _rows(mine)) == sorted(r[:2] for r in _rows(theirs)) and len(_rows(theirs)) == n

@@ -197,12 +197,16 @@ class QueryMethods:
 
     def query_dimension_records(self, element: str, where: str = "", *, bind: Mapping[str, Any] | None = None,
                                 data_id: Mapping[str, Any] | None = None,
+                                datasets: Iterable[str] | str | None = None,
+                                collections: str | Sequence[str] | None = None,
                                 order_by: str | Sequence[str] | None = None, limit: int | None = None,
                                 explain: bool = False, **kwargs: Any) -> DimensionRecordQueryResults:
-        """Records of one dimension element matching a where-clause.  ``order_by``, ``limit``
-        and ``explain`` are the Rubin butler's (see :func:`_shaped`)."""
+        """Records of one dimension element matching a where-clause (and, as in
+        :meth:`query_data_ids`, related to ``datasets`` in ``collections``).  ``order_by``,
+        ``limit`` and ``explain`` are the Rubin butler's (see :func:`_shaped`)."""
         spec = self._query_spec(kind="records", element=element, where=where, bind=dict(bind or {}),
-                                data_id={**(data_id or {}), **kwargs})
+                                datasets=(datasets,) if isinstance(datasets, str) else tuple(datasets or ()),
+                                collections=collections, data_id={**(data_id or {}), **kwargs})
         return _shaped(self.query(spec), order_by, limit, "records")
 
     @_served

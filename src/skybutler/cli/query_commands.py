@@ -273,13 +273,24 @@ def parse_states(values: tuple[str, ...]) -> list[str] | None:
 @click.argument("element")
 @_where_options
 @_output_options
+@click.option("--collections", "-c", multiple=True,
+              help="Collections to search for --datasets (repeatable or comma-separated, globs allowed; default: "
+                   "every RUN).")
+@click.option("--datasets", multiple=True,
+              help="Only records related to a dataset of this type in the collections (repeatable or "
+                   "comma-separated; globs allowed), as in query-data-ids.")
 @click.option("--no-check", "no_check", is_flag=True, hidden=True,
               help="The Rubin butler's; it has no effect there either.")
-def query_dimension_records(repo: Path, element: str, where: str, binds: tuple[str, ...], no_check: bool,
+def query_dimension_records(repo: Path, element: str, where: str, binds: tuple[str, ...],
+                            collections: tuple[str, ...], datasets: tuple[str, ...], no_check: bool,
                             **output: Any) -> None:
     """List the records of a dimension ELEMENT (e.g. visit) that match a where-clause."""
     with open_butler(repo) as butler:
-        found = butler.query_dimension_records(element, where, bind=parse_binds(binds))
+        types = [t for group in dataset_type_groups(butler, split_csv_option(datasets)) for t in group] \
+            if datasets else []
+        search = expand_collections(butler, split_csv_option(collections))[0] if types else None
+        found = butler.query_dimension_records(element, where, bind=parse_binds(binds), datasets=types or None,
+                                               collections=search)
         emit(found, empty=f"no {element} records match", **output)
 
 
