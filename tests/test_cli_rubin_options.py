@@ -258,3 +258,22 @@ def test_query_dimension_records_with_datasets_lists_the_rubin_commands_records(
 
     mine, theirs = both_outputs(rubin_pair, line)
     assert sorted(r[:2] for r in _rows(mine)) == sorted(r[:2] for r in _rows(theirs)) and len(_rows(theirs)) == n
+
+
+def test_log_level_is_taken_as_the_rubin_butler_takes_it(rubin_pair):
+    import logging
+
+    for level, code in (("nope", 2), ("DEBUG", 0), ("skybutler.retention=verbose", 0)):
+        assert _rubin("--log-level", level, "query-collections", rubin_pair[0]).exit_code == code
+    loggers = {name: logging.getLogger(name).level for name in ("skybutler", "skybutler.retention")}
+    handlers = list(logging.getLogger().handlers)
+    try:
+        run("--log-level", "DEBUG", "--log-level", "skybutler.retention=VERBOSE", "query-collections", rubin_pair[1])
+        assert logging.getLogger("skybutler.query").getEffectiveLevel() == logging.DEBUG
+        assert logging.getLogger("skybutler.retention").getEffectiveLevel() == 15
+    finally:
+        for name, level in loggers.items():
+            logging.getLogger(name).setLevel(level)
+        logging.getLogger().handlers[:] = handlers  # the handler on the runner's stderr goes
+    assert "the level is one of CRITICAL" in run("--log-level", "nope", "query-collections", rubin_pair[1],
+                                                 code=2).stderr
