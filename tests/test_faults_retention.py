@@ -14,18 +14,16 @@ import io
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import populate
+from conftest import built_repository, template_repository
 from pipeline_helpers import put_metrics
 from skybutler import Butler
 from skybutler.cli.main import cli
@@ -105,26 +103,15 @@ def _run_pipeline(butler: Butler) -> None:
 
 
 @pytest.fixture(scope="module")
-def sqlite_template(tmp_path_factory) -> Path:
-    """``repo``'s repository on SQLite before its cold tier, made once per module: each test
-    takes a copy (the conftest ``butler`` repository with the pipeline run)."""
-    root = tmp_path_factory.mktemp("retention_template") / "repo"
-    with Butler.create(root, run="run/a", collections=["run/a"]) as butler:
-        populate(butler)
-        butler.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
-        _run_pipeline(butler)
-    return root
+def sqlite_template(tmp_path_factory):
+    """``repo``'s repository on SQLite before its cold tier, made once per module."""
+    return template_repository(tmp_path_factory, _run_pipeline)
 
 
 @pytest.fixture
 def repo(request, stack, tmp_path):
     """scale (a) -> visit summary (b) over visits 1 and 2, with a cold tier; the originals by ID."""
-    if stack == "sqlite":
-        root = Path(shutil.copytree(request.getfixturevalue("sqlite_template"), tmp_path / "repo"))
-        butler = Butler(root, run="run/a", collections=["run/a"])
-    else:
-        butler = request.getfixturevalue("butler")
-        _run_pipeline(butler)
+    butler, _ = built_repository(request, stack, "sqlite_template", _run_pipeline)
     butler.config.retention.cold_tier = ColdTierConfig(uri=str(tmp_path / "tape"), staging_latency=0.2)
     butler.config.save(butler.root)
     butler.close()
