@@ -277,3 +277,23 @@ def test_log_level_is_taken_as_the_rubin_butler_takes_it(rubin_pair):
         logging.getLogger().handlers[:] = handlers  # the handler on the runner's stderr goes
     assert "the level is one of CRITICAL" in run("--log-level", "nope", "query-collections", rubin_pair[1],
                                                  code=2).stderr
+
+
+@pytest.mark.parametrize("command", ["remove-runs", "remove-collections"])
+def test_confirm_asks_as_the_rubin_commands_does_and_a_refusal_changes_nothing(fresh_rubin_pair, command):
+    """--confirm (the last of --no-confirm --confirm wins) asks: the Rubin command told no, and
+    skybutler with nobody to answer, leave every collection."""
+    from lsst.daf.butler.cli.butler import cli as rubin_cli
+
+    from test_cli_rubin_habits import _chains_and_ids
+
+    before = _chains_and_ids(fresh_rubin_pair, 1)
+    names, unlink = ("Cam/run1", "--force") if command == "remove-runs" else ("Cam/best", "--remove-from-parents")
+    theirs = CliRunner().invoke(rubin_cli, [command, str(fresh_rubin_pair[0]), names, "--no-confirm", "--confirm",
+                                            unlink], input="n\n")
+    assert "Continue?" in theirs.output and "Aborted" in theirs.output, theirs.output
+    refused = run(command, fresh_rubin_pair[1], names, "--no-confirm", "--confirm", unlink, code=1).stderr
+    assert "nothing was changed" in refused and "--no-confirm" in refused
+    assert _chains_and_ids(fresh_rubin_pair, 1) == _chains_and_ids(fresh_rubin_pair, 0) == before
+    run(command, fresh_rubin_pair[1], names, "--confirm", "--no-confirm", unlink)
+    assert _chains_and_ids(fresh_rubin_pair, 1) != before

@@ -259,7 +259,8 @@ def _run_names(butler: Butler, given: tuple[str, ...], *, runs: bool = True) -> 
 @click.command("remove-runs")
 @repo_argument
 @click.argument("names", nargs=-1, required=True)
-@click.option("--yes", "-y", "--no-confirm", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--yes/--confirm", "-y", "--no-confirm", default=False,
+              help="Do not ask for confirmation (--confirm, the default, asks, as the Rubin butler's).")
 @click.option("--force", is_flag=True,
               help="Take the RUNs out of the chains holding them (also done when confirmed at the prompt).")
 def remove_runs(repo: Path, names: tuple[str, ...], yes: bool, force: bool) -> None:
@@ -293,7 +294,8 @@ def _parents_first(butler: Butler, names: list[str]) -> list[str]:
 @click.command("remove-collections")
 @repo_argument
 @click.argument("names", nargs=-1, required=True)
-@click.option("--yes", "-y", "--no-confirm", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--yes/--confirm", "-y", "--no-confirm", default=False,
+              help="Do not ask for confirmation (--confirm, the default, asks, as the Rubin butler's).")
 @click.option("--remove-from-parents", is_flag=True,
               help="Take the collections out of the chains holding them (as the Rubin butler's); otherwise a "
                    "collection still in a chain is refused.")

@@ -283,7 +283,7 @@ def confirm_or_refuse(question: str, yes: bool) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        fail("not an interactive terminal: nothing was changed; pass --yes to confirm")
+        fail("not an interactive terminal: nothing was changed; pass --yes (--no-confirm) to confirm")
     if not click.confirm(question, default=False):
         fail("cancelled: nothing was changed")
 
