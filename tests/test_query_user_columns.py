@@ -4,11 +4,11 @@ tables keyed by dimensions (registered, filled, refused when wrong, kept across 
 from __future__ import annotations
 
 import pytest
+from query_repository import pairs, visits
 
 from conftest import populate
 from skybutler import Butler
 from skybutler.errors import QueryError, RegistryError
-from test_queries import pairs, visits
 
 
 def test_metrics_attached_later(make_butler):
