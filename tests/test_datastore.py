@@ -576,3 +576,27 @@ def test_removals_prune_empty_directories_and_writers_make_them_again(butler):
     ref = other.put({"x": 2}, "metrics", {**DATA_ID, "detector": 1})  # made anew, in pruned directories
     assert other.get(ref) == {"x": 2} and butler.get(kept) == {"k": 1}
     other.close()
+
+
+def test_a_writer_makes_its_journal_directory_again_if_it_went(butler):
+    """The journal directory is made once per client, not per write: a client whose directory was
+    removed meanwhile (by hand, say) makes it again, and its journal is named and locked as before."""
+    local_only(butler)
+    import shutil
+    import socket
+
+    from skybutler.datastore.journal import Intent, WriteJournal
+
+    writer = butler.datastore.journal
+    butler.put({"x": 1}, "metrics", DATA_ID)  # made by the first write
+    shutil.rmtree(writer.directory)
+    journal = writer.begin([Intent(str(uuid.uuid4()), "a/path.json", "put")])
+    try:
+        other = WriteJournal(writer.directory)  # another client sees it named, with its writer's header
+        (live,) = other.live()
+        assert live.path == journal.path and live.header["host"] == socket.gethostname()
+    finally:
+        writer.end(journal)
+    assert not writer.has_entries()
+    ref = butler.put({"x": 2}, "metrics", {**DATA_ID, "detector": 1})
+    assert butler.get(ref) == {"x": 2}

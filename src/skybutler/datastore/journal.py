@@ -24,6 +24,7 @@ from several hosts at once.
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import socket
@@ -182,6 +183,7 @@ class WriteJournal:
     def __init__(self, directory: str):
         self.directory = directory
         self._own: set[str] = set()  # journal paths this process holds open
+        self._made = False  # the directory was made (or found) by this process: no makedirs per write
         #: journals of dead writers that cannot be read, by path: why (left for a person, see ``verify``)
         self.damaged: dict[str, str] = {}
 
@@ -191,22 +193,32 @@ class WriteJournal:
         file) and hold the journal's lock; ``end`` the returned journal once the batch is settled.
         ``token`` names the journal (the batch's staged files carry it too).  ``dataset_locks``: the
         writer holds its datasets' locks (a retention write), and so must whoever replays it."""
-        os.makedirs(self.directory, exist_ok=True)
         token = token or uuid.uuid4().hex
         final = os.path.join(self.directory, f"{token}.json")
-        header = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
+        header = {"pid": os.getpid(), "host": _host(), "time": time.time()}
         if dataset_locks:
             header["dataset_locks"] = True
         lines = [json.dumps(header)] + [json.dumps(vars(i)) for i in intents]
         data = ("\n".join(lines) + "\n").encode()
+        if not self._made:
+            os.makedirs(self.directory, exist_ok=True)
+            self._made = True
         try:
-            fd = _write_locked(self.directory, token, final, data, durable, anonymous=True)
+            fd = self._write_locked(token, final, data, durable, anonymous=True)
         except OSError:  # no anonymous files here (or no /proc to name one by): a hidden name instead
-            fd = _write_locked(self.directory, token, final, data, durable, anonymous=False)
+            fd = self._write_locked(token, final, data, durable, anonymous=False)
         journal = Journal(final, list(intents), header, fd)
         self._own.add(final)
         crash_point("journal-written")
         return journal
+
+    def _write_locked(self, token: str, final: str, data: bytes, durable: bool, anonymous: bool) -> int:
+        """:func:`_write_locked`, making the directory again if it went since this process made it."""
+        try:
+            return _write_locked(self.directory, token, final, data, durable, anonymous)
+        except FileNotFoundError:
+            os.makedirs(self.directory, exist_ok=True)
+            return _write_locked(self.directory, token, final, data, durable, anonymous)
 
     def end(self, journal: Journal) -> None:
         """The batch is settled: delete its journal and let go of the lock."""
@@ -317,13 +329,18 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _link_anonymous(fd: int, directory: str, name: str) -> None:
-    """Give an ``O_TMPFILE`` file a name: ``linkat`` of its ``/proc/self/fd`` entry, following it
-    (a directory descriptor makes Python call ``linkat`` with ``AT_SYMLINK_FOLLOW``)."""
-    dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    try:
-        os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd, follow_symlinks=True)
-    finally:
-        os.close(dir_fd)
+    """Give an ``O_TMPFILE`` file a name: ``linkat`` of its ``/proc/self/fd`` entry, following it.
+    A directory descriptor makes Python call ``linkat`` with ``AT_SYMLINK_FOLLOW`` (``link`` would
+    link the symbolic link itself); both paths are absolute, so the kernel ignores the descriptor,
+    and the file's own descriptor serves: no directory is opened and closed per journal."""
+    os.link(f"/proc/self/fd/{fd}", os.path.join(os.path.abspath(directory), name), dst_dir_fd=fd,
+            follow_symlinks=True)
+
+
+@functools.cache
+def _host() -> str:
+    """This host's name, for the journals' headers (asked once per process, not per write)."""
+    return socket.gethostname()
 
 
 def _take(path: str) -> Journal | None:
