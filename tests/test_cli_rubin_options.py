@@ -297,3 +297,38 @@ def test_confirm_asks_as_the_rubin_commands_does_and_a_refusal_changes_nothing(f
     assert _chains_and_ids(fresh_rubin_pair, 1) == _chains_and_ids(fresh_rubin_pair, 0) == before
     run(command, fresh_rubin_pair[1], names, "--confirm", "--no-confirm", unlink)
     assert _chains_and_ids(fresh_rubin_pair, 1) != before
+
+
+def test_log_file_label_long_log_and_no_log_tty_are_taken_as_the_rubin_butler_takes_them(rubin_pair, tmp_path):
+    """The same options before a query with a --limit it exceeds: each butler writes the
+    warning to its JSON and text log files with the label, long lines with the time, and
+    nothing to the terminal with --no-log-tty; the handlers are gone after the command."""
+    import datetime
+    import json
+    import logging
+    import subprocess
+    import sys
+
+    def rubin_process(*args: object) -> subprocess.CompletedProcess:  # its logging is set once a process
+        return subprocess.run([str(Path(sys.executable).with_name("butler")), *map(str, args)], capture_output=True,
+                              text=True, check=False)
+
+    handlers = list(logging.getLogger().handlers)
+    records = {}
+    for which, invoke in ((0, rubin_process), (1, lambda *a: run(*a))):
+        base = tmp_path / str(which)
+        line = ["--log-file", f"{base}.json,{base}.log", "--log-label", "job=j1", "--long-log", "--no-log-tty",
+                "query-datasets", rubin_pair[which], "summary", "--collections", "Cam/run1", "--limit", "-1"]
+        result = invoke(*line)
+        assert getattr(result, "returncode", 0) == getattr(result, "exit_code", 0) == 0
+        records[which] = [json.loads(text) for text in Path(f"{base}.json").read_text().splitlines()]
+        words = Path(f"{base}.log").read_text().split()
+        assert words[0] == "WARNING" and words[1].startswith(f"{datetime.date.today().year}-") and "T" in words[1]
+        assert "limit" in " ".join(words) and logging.getLogger().handlers == handlers
+    assert "showing the first 1" in result.stderr  # skybutler's own warning stays on the terminal
+    assert "limit" not in rubin_process(*line[:7], rubin_pair[0], *line[8:]).stderr  # the Rubin butler's does not
+    (rubin,), (mine,) = records[0], records[1]
+    assert set(rubin) >= set(mine) and mine["MDC"] == rubin["MDC"] == {"JOB": "j1"}
+    assert mine["levelname"] == rubin["levelname"] == "WARNING" and "limit of 1" in rubin["message"]
+    assert "the first 1" in mine["message"]
+    assert "is not KEY=VALUE" in run("--log-label", "nope", "query-collections", rubin_pair[1], code=2).stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -266,10 +267,18 @@ def report_error(message: str) -> None:
 
 
 def report_warning(message: str) -> None:
-    """Print ``warning: <message>`` in yellow on stderr (the output itself goes on)."""
+    """Print ``warning: <message>`` in yellow on stderr (the output itself goes on), and log it
+    on ``skybutler.cli`` for a ``--log-file`` (the terminal has it already: see log_options)."""
     from rich.markup import escape
 
     stderr_console().print(f"[yellow]warning: {escape(message)}[/yellow]", soft_wrap=True)
+    logging.getLogger(CLI_LOGGER).warning("%s", message)
+
+
+#: The logger of the warnings the CLI prints itself; its own NullHandler keeps Python's last-resort
+#: handler from printing them a second time when no logging option is given.
+CLI_LOGGER = "skybutler.cli"
+logging.getLogger(CLI_LOGGER).addHandler(logging.NullHandler())
 
 
 def fail(message: str) -> NoReturn:

@@ -29,6 +29,7 @@ from typing import Any
 import click
 
 from ..errors import SkybutlerError
+from .log_options import configure_logging, log_options
 
 #: Topic modules of this package, each with a ``COMMANDS`` sequence.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -209,39 +210,18 @@ def _debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
         ctx.meta[DEBUG] = True
 
 
-#: The levels ``--log-level`` takes (the Rubin butler's, VERBOSE and TRACE among them).
-LOG_LEVELS = {"CRITICAL": 50, "ERROR": 40, "WARNING": 30, "INFO": 20, "VERBOSE": 15, "DEBUG": 10, "TRACE": 5}
-
-
-def _log_levels(_ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> None:
-    """Set the level of skybutler's loggers (``LEVEL``), of one (``skybutler.retention=DEBUG``)
-    or of the root logger (``.=DEBUG``), as the Rubin butler's ``--log-level`` does for its own."""
-    import logging
-    import sys
-
-    for value in values:
-        name, _, level = value.rpartition("=")
-        if level.upper() not in LOG_LEVELS:
-            raise click.BadParameter(f"{value!r}: the level is one of {', '.join(LOG_LEVELS)}", param=param)
-        logger = logging.getLogger(None if name == "." else name or "skybutler")
-        logger.setLevel(LOG_LEVELS[level.upper()])
-        if not logging.getLogger().handlers:
-            logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-
-
 @click.group(cls=SkybutlerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="skybutler")
 @click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_debug,
               help="Show the traceback of any error (for a bug report) instead of one line.")
-@click.option("--log-level", multiple=True, expose_value=False, callback=_log_levels,
-              metavar="LEVEL|COMPONENT=LEVEL",
-              help="Log at this level (repeatable): skybutler's loggers, one by name (skybutler.retention=DEBUG), "
-                   f"or the root logger (.=LEVEL); levels {'|'.join(LOG_LEVELS)}.")
-def cli() -> None:
+@log_options
+@click.pass_context
+def cli(ctx: click.Context, **logging_options: Any) -> None:
     """skybutler: manage a data butler repository from the shell.
 
     Every command takes the repository directory (REPO) first.
     """
+    configure_logging(ctx, **logging_options)
 
 
 def load_command_module(group: click.Group, name: str) -> None:
