@@ -165,6 +165,64 @@ DATA_ID_CASES = [
     (V, "visit.timespan OVERLAPS :t", {"t": daf_butler.Timespan(None, None)}),
     (V, "visit.timespan OVERLAPS :t", {"t": daf_butler.Timespan(Time("2024-01-02T04:00:40", scale="tai"),
                                                                  Time("2024-01-02T05:00:01", scale="tai"))}),
+    # a division by zero is NULL: no row, on PostgreSQL too (which would fail)
+    (V, "visit.seq_num / 0 = 1", {}),
+    (V, "NOT visit.seq_num / 0 = 1", {}),
+    (V, "visit % (visit - 1) = 0", {}),
+    (V, "visit.exposure_time / 0.0 > 1", {}),
+    (V, "visit / :z = 1", {"z": 0}),
+    (V, "(0 - visit) % 2 = -1", {}),
+    (V, "visit % -2 = 1", {}),
+    # layout: empty, newlines, tabs, keywords in any case
+    (V, "", {}),
+    (V, "\n visit = 1\n", {}),
+    (V, "visit = 1\nOR\tvisit = 2", {}),
+    (V, "visit in (1) oR visit = 2 aNd NoT band = 'r'", {}),
+    (V, "visit.region overlaps point(20.5, 0.5)", {}),
+    # numbers: trailing point, exponents, signs, unary minus on a column
+    (V, "visit = 1.", {}),
+    (V, "visit = 10E-1", {}),
+    (V, "visit > .5e1", {}),
+    (V, "visit > - -1", {}),
+    (V, "visit - -1 = 2", {}),
+    (V, "visit + 1 * 2 = 3 OR visit - 1 - 1 = 0", {}),
+    (V, "visit = 0.99999999999999999999", {}),
+    # ranges with spaces, negative starts, one value; binds in IN lists, bare or with a colon
+    (D, "detector IN (0 .. 2 : 2)", {}),
+    (D, "detector IN (-2..1)", {}),
+    (D, "detector IN (2..2, 0)", {}),
+    (V, "visit IN (v)", {"v": 2}),
+    (V, "visit IN (1, v)", {"v": 2}),
+    (V, "visit IN (:a, :b)", {"a": 1, "b": 2}),
+    (V, "visit NOT IN (:a)", {"a": [1]}),
+    (V, "visit.name = n", {"n": "CAM_1"}),
+    (V, "visit = :v", {"v": 1.0}),
+    (V, "visit.exposure_time = :v", {"v": 30}),
+    # strings: case-sensitive, compared byte by byte on both databases
+    (V, "instrument = 'cam' OR band = 'G'", {}),
+    (V, "visit.name = ''", {}),
+    (V, "visit.name > 'cam'", {}),
+    (V, "visit.name < 'CAM_1a'", {}),
+    (V, "visit.name < 'CAM 2' OR physical_filter < 'Cam_'", {}),
+    # SQL's three-valued logic with NULL fields
+    (V, "NOT visit.target_name = 'x'", {}),
+    (V, "visit.target_name NOT IN ('x', NULL)", {}),
+    (V, "NOT (visit.zenith_angle > 1 AND visit = 1)", {}),
+    (E, "NOT exposure.target_name = NULL", {}),
+    # dimensions as elements' fields and names
+    (V, "instrument.name = 'Cam' AND band.name = 'g'", {}),
+    (V, "physical_filter.band = 'g'", {}),
+    (V, "physical_filter = 'Cam-r' AND band = 'g'", {}),
+    (V, "visit.seq_num = visit.id AND visit.seq_num < visit.exposure_time", {}),
+    (VD, "detector.id + 1 = visit.id", {}),
+    (V, "visit = 1 OR 1 = 1", {}),
+    (V, "'a' = 'b'", {}),
+    # the scale each time format implies, told apart by the 37 s of TAI - UTC and 32.184 s of TT - TAI
+    *[(V, f"visit.timespan.begin < T'{t}'", {}) for t in (
+        "2024-01-02T03:59:40", "2024:002:03:59:40", "fits/2024-01-02T03:59:40", "iso/2024-01-02 03:59:40",
+        "2024-01-02T03:59:40+00:00", "unix/1704167980.000", "unix_tai/1704167980.000", "60311.16643519",
+        "jd/2460311.66643519", "gps/1388203161.000", "cxcsec/820555220.000", "decimalyear/2024.0031869814",
+        "jyear/2024.0018258676", "byear/2024.0036147694", "2024-01-02T04:00:20/tt", "2024-01-02T03:59:40/ut1")],
 ]
 
 
@@ -262,6 +320,25 @@ def test_what_skybutler_answers_beyond_the_rubin_butler(rubin, ours, dims, where
     assert {(dims[0], d[dims[0]]) for d in ours.query_data_ids(dims, where, instrument="Cam")} == expected
 
 
+def test_integer_overflow_is_answered_on_sqlite_and_refused_on_postgresql(rubin, ours):
+    """A documented difference: SQLite (and the Rubin butler on it) computes past the 64-bit
+    integers in floating point; PostgreSQL cannot, so skybutler there refuses by name."""
+    where = "visit * 4611686018427387904 > 0"
+    found, data_id = _rubin_data_ids(rubin["butler"], V, where, {})
+    if ours.registry.db.dialect == "sqlite":
+        assert {d["visit"] for d in ours.query_data_ids(V, where, **data_id)} == {d["visit"] for d in found} == {1, 2}
+    else:
+        with pytest.raises(QueryError, match="leaves the 64-bit integer range"):
+            ours.query_data_ids(V, where, **data_id).count()
+
+
+def test_a_float_beyond_the_doubles_is_refused(rubin, ours):
+    """A documented difference: the Rubin butler reads 1e400 as infinity; skybutler refuses it."""
+    assert {d["visit"] for d in _rubin_data_ids(rubin["butler"], V, "visit < 1e400", {})[0]} == {1, 2}
+    with pytest.raises(QueryError, match="the number 1e400 is too large"):
+        ours.query_data_ids(V, "visit < 1e400").count()
+
+
 def test_find_first_applies_dataset_fields_after_the_search(rubin, ours):
     """A documented difference: a find-first search with a condition on a dataset field keeps
     the datasets first found that satisfy it; the Rubin butler applies the condition first and
@@ -305,6 +382,27 @@ BOTH_REFUSE = [
     (E, "exposure.timespan.begin > :t", {"t": Time("2024-01-02T04:30:00", scale="local")}, "scale 'local'"),
     (E, "exposure.azimuth % 2.0 = 0.5", {}, "% takes integers; 'exposure.azimuth' is float"),
     (E, "exposure.seq_num % 1.5 = 0.5", {}, "% takes integers; '1.5' is float"),
+    (V, "VISIT = 1", {}, "unknown name 'VISIT'"),
+    (V, "Visit.Id = 1", {}, "'Visit' is neither a dimension element"),
+    (V, "visit = '1'", {}, "cannot compare int with str"),
+    (V, "visit = :v", {"v": "1"}, "cannot compare int with str"),
+    (V, "visit.day_obs = '20240101'", {}, "cannot compare int with str"),
+    (V, "instrument = 1", {}, "cannot compare str with int"),
+    (V, "visit IN (1, 'a')", {}, "cannot compare int with str"),
+    (V, "visit.timespan.begin > '2024-01-01'", {}, "cannot compare time with str"),
+    (V, "visit.timespan.begin > 60311.0", {}, "cannot compare time with float"),
+    (V, "band = \"g\"", {}, "strings are written in single quotes"),
+    (V, "visit IN ()", {}, "expected a value"),
+    (V, "visit IN (1,)", {}, "expected a value"),
+    (V, "visit", {}, "'visit' is not a condition"),
+    (V, "visit.band = 'r'", {}, "visit has no field 'band'"),
+    (V, "POINT() = 1", {}, "POINT.. takes 2 arguments"),
+    (D, "detector IN (0..5:0)", {}, "not part of the query language"),
+    (V, "visit < 9223372036854775808", {}, "outside the 64-bit integer range"),
+    (V, "visit.timespan.begin > T'60311'", {}, "an MJD needs a decimal point"),
+    (V, "visit.timespan.begin > T'2024-01-02T04:30:00Z'", {}, "drop the 'Z'"),
+    (V, "visit.timespan.begin > T'2024-01-02T04:30:00+01:00'", {}, "is not a time"),
+    (V, "visit.timespan.begin > T'2460311.6875/jd'", {}, "cannot read time"),
 ]
 
 

@@ -44,6 +44,13 @@ _ARITHMETIC = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, 
                "/": lambda a, b: a / b, "%": lambda a, b: a % b}
 
 
+def _no_zero(divisor: Operand) -> sa.ColumnElement:
+    """``divisor`` as SQL that is NULL where it is zero: a division by zero is NULL (no row
+    matches), as SQLite and the Rubin butler answer it, where PostgreSQL would fail."""
+    value = divisor.sql if isinstance(divisor.sql, sa.ColumnElement) else sa.literal(divisor.sql)
+    return sa.func.nullif(value, 0, type_=sa.Float() if divisor.kind == "float" else sa.BigInteger())
+
+
 @dataclass
 class Operand:
     """A compiled operand: its type, and its SQL expression or constant value."""
@@ -185,7 +192,8 @@ class WhereCompiler:
                 culprit = node.lhs if lhs.kind == "float" else node.rhs
                 raise self.error(f"% takes integers; {culprit.to_text()!r} is float", culprit)
             kind = "float" if "float" in (lhs.kind, rhs.kind) or node.op == "/" else "int"
-            return Operand(kind, _ARITHMETIC[node.op](lhs.sql, rhs.sql))
+            divisor = _no_zero(rhs) if node.op in ("/", "%") else rhs.sql
+            return Operand(kind, _ARITHMETIC[node.op](lhs.sql, divisor))
         if isinstance(node, ex.Identifier):
             return self._name(node)
         if isinstance(node, ex.RangeLiteral):

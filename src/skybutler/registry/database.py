@@ -485,6 +485,11 @@ class Database:
                 raise QueryError("the where-clause nests its groups too deeply for SQLite's parser: write "
                                  "nested arithmetic or conditions with fewer parentheses") from None
             raise BackendError(f"{self.dialect} registry {operation} failed: {err.orig}") from err
+        except sa.exc.DataError as err:
+            if "out of range" in str(err.orig):  # PostgreSQL's integers overflow where SQLite's turn float
+                raise QueryError("the where-clause's arithmetic leaves the 64-bit integer range PostgreSQL "
+                                 "computes in: write a factor as a float (2.0) to compute in floating point") from None
+            raise BackendError(f"{self.dialect} registry {operation} failed: {err.orig}") from err
         except sa.exc.InterfaceError as err:
             raise BackendError(f"{self.dialect} registry connection lost during {operation}: {err.orig}") from err
 
