@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 import test_rubin_where_random as field
-from test_rubin_where_random import _judge, our_data_ids, rubin_data_ids
+from rubin_field import _judge, our_data_ids, rubin_data_ids
 
 #: The Rubin-made repository of the random comparison, and its import on every stack.
 rubin, ours = field.rubin, field.ours
