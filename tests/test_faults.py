@@ -431,19 +431,6 @@ def test_ingest_files_other_stack(repo, tmp_path, transfer, step):
     assert_recovered(repo, sources)
 
 
-@pytest.mark.skipif(not os.access("/dev/shm", os.W_OK), reason="needs a second file system (/dev/shm)")
-@pytest.mark.parametrize("step", INGEST_STEPS)
-def test_move_across_file_systems_copies_then_deletes_after_commit(repo, step):
-    incoming = Path(f"/dev/shm/skybutler-faults-{os.getpid()}-{SEEDS.randrange(1 << 30)}")
-    try:
-        sources = json_sources(incoming)
-        run_killed(cli_main("ingest-files", repo, "metrics", "r", incoming / "table.csv", "--transfer", "move"),
-                   step)
-        assert_recovered(repo, sources)
-    finally:
-        shutil.rmtree(incoming, ignore_errors=True)
-
-
 RAW_STEPS = ["journal-written", "file-placed:4", "registry-committed", None]
 
 
