@@ -25,6 +25,7 @@ from .butler_ingest import IngestMethods
 from .butler_parts import PartMethods
 from .butler_queries import QueryMethods
 from .butler_records import RecordMethods
+from .butler_rubin import RubinButlerCalls
 from .collections_manager import CollectionsManager
 from .config import BOOKKEEPING_DIR, CONFIG_NAME, DEFAULT_DATASTORE, RepoConfig
 from .datastore import FileDatastore
@@ -75,7 +76,7 @@ def _unlocated(target: str | DatasetRef) -> str | DatasetRef:
     return target.with_artifact(None) if isinstance(target, DatasetRef) else target
 
 
-class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMethods):
+class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMethods, RubinButlerCalls):
     """Read and write datasets of one repository.
 
     ``root`` is a repository directory, or a server's URL (``http://host:port/repo``): then
@@ -112,6 +113,7 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
         self.datastore = FileDatastore(self.config.datastore_uri(self.root), self.config.templates,
                                        self.config.checksum, journal=str(self.root / BOOKKEEPING_DIR / "journal"))
         self.collections = CollectionsManager(parts)
+        self.collections.owner = self
         self.default_collections = [collections] if isinstance(collections, str) else list(collections or [])
         self.run = run
         self.default_data_id = dict(data_id or {})
@@ -440,8 +442,9 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
 
     @_served
     def exists(self, dataset_type: str | DatasetRef, data_id: Mapping[str, Any] | None = None, *,
-               collections: str | Sequence[str] | None = None, **kwargs: Any) -> bool:
-        """Whether a dataset is registered and its artifact is present.
+               collections: str | Sequence[str] | None = None, full_check: bool = True, **kwargs: Any) -> bool:
+        """Whether a dataset is registered and its artifact is present (``full_check``, the Rubin
+        butler's, is taken: the file is always looked for).
 
         A ref's own location is not trusted here: it may predate a removal or purge after
         which another file took the same path, so the registry is asked again."""

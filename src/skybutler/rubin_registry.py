@@ -112,6 +112,14 @@ class RubinCollectionCalls:
 
     query: Callable[..., list[CollectionInfo]]
     info: Callable[[str], CollectionInfo]
+    #: the butler whose default collections ``defaults`` gives (set by the butler that made this)
+    owner: Any = None
+
+    @property
+    def defaults(self) -> tuple[str, ...]:
+        """The butler's default collections, as the Rubin butler's ``collections.defaults``."""
+        return () if self.owner is None else tuple(self.owner.default_collections)
+
     flatten: Callable[[Iterable[str]], list[str]]
     parents: Callable[[str], list[str]]
 

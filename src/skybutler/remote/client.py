@@ -54,6 +54,7 @@ def open_remote(butler: Butler, url: str, collections: str | Sequence[str] | Non
     butler.token = butler._remote.token
     butler.universe = butler._remote.universe
     butler.collections = RemoteCollections(butler._remote)
+    butler.collections.owner = butler
     butler.recovered = []
 
 
@@ -334,7 +335,7 @@ class RemoteTransport(IngestCalls):
         return decode_object(response.headers["X-Skybutler-Object"], response.content)
 
     def exists(self, dataset_type: str | DatasetRef, data_id: Mapping[str, Any] | None = None, *,
-               collections: str | Sequence[str] | None = None, **kwargs: Any) -> bool:
+               collections: str | Sequence[str] | None = None, full_check: bool = True, **kwargs: Any) -> bool:
         refuse_read(self, "exists")
         return self.post_json("datasets/exists", self._lookup(dataset_type, data_id, collections, None, kwargs))
 

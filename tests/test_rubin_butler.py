@@ -1,0 +1,217 @@
+"""The Rubin Butler's own calls (``getURI``, ``getDeferred``, ``stored``, ``pruneDatasets``,
+``removeRuns``, ``clone``, ...) compared with the Rubin butler (the oracle) on the same
+Rubin-made repository imported into skybutler, locally and through a server; what is not
+offered is refused by name with what to use instead."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from rubin_repos import daf_butler, make_rubin_repo
+from server_helpers import running_server
+from skybutler import Butler
+from skybutler.access import Access
+from skybutler.butler_rubin import _INSTEAD
+from skybutler.errors import ConfigError, MissingCollectionError, NotOfferedError, SkybutlerError
+from skybutler.repository_transfer import import_datasets
+
+pytest.importorskip("fastapi")
+
+
+@pytest.fixture(scope="module")
+def repos(tmp_path_factory):
+    """The Rubin butler on its repository, and skybutler's import of it (SQLite), served too."""
+    base = tmp_path_factory.mktemp("rubinbutler")
+    rubin = make_rubin_repo(base / "repo")
+    ours = Butler.create(base / "ours")
+    import_datasets(ours, base / "repo")
+    access = Access(ours.registry.access)
+    access.add_user("boss", admin=True)
+    token = access.create_token("boss")
+    with running_server(ours.root) as url:
+        yield rubin, ours, url, token
+    ours.close()
+
+
+@pytest.fixture(params=["local", "served"])
+def pair(request, repos):
+    """(the Rubin butler, skybutler's butler: local or through the server, its kind)."""
+    rubin, ours, url, token = repos
+    yield rubin, ours if request.param == "local" else Butler(url, token=token), request.param
+
+
+def _ids(refs) -> list[str]:
+    found = sorted(str(r.id) for r in refs)
+    assert found, "a comparison of empty answers proves nothing"
+    return found
+
+
+LOOK_UPS = [("summary", {"instrument": "Cam", "visit": 2, "detector": 1}, "Cam/defaults"),
+            ("cat", {"instrument": "Cam", "visit": 1}, ["Cam/run1"]),
+            ("deepSummary", {"skymap": "sky", "tract": 7, "patch": 1, "band": "r"}, "Cam/run1")]
+
+
+@pytest.mark.parametrize("dataset_type,data_id,collections", LOOK_UPS)
+def test_uris_of_the_same_datasets_as_the_rubin_butlers(pair, dataset_type, data_id, collections):
+    rubin, ours, kind = pair
+    theirs = rubin.getURI(dataset_type, data_id, collections=collections)
+    mine = ours.getURI(dataset_type, data_id, collections=collections)
+    assert mine.geturl() == str(mine) and mine.basename() == mine.path.rsplit("/", 1)[-1]
+    if kind == "local":
+        assert mine.scheme == theirs.scheme == "file" and os.path.isfile(mine.ospath)
+    else:  # the server's URL of the file, as the Rubin butler's client gives one
+        assert mine.scheme == "http"
+        with pytest.raises(ValueError, match="not a local file"):
+            mine.ospath
+    primary, components = ours.getURIs(dataset_type, dataId=data_id, collections=collections)
+    assert (primary, components) == (mine, dict(rubin.getURIs(dataset_type, data_id, collections=collections)[1]))
+    ref = ours.find_dataset(dataset_type, data_id, collections=collections)
+    assert ref.id == rubin.find_dataset(dataset_type, data_id, collections=collections).id
+    assert ours.getURI(ref) == mine == ours.get_uri(ref)
+
+
+def test_many_uris_and_missing_datasets_as_the_rubin_butlers(pair):
+    rubin, ours, kind = pair
+    theirs = list(rubin.registry.queryDatasets(..., collections="Cam/run1"))
+    mine = list(ours.registry.queryDatasets(..., collections="Cam/run1"))
+    uris = ours.get_many_uris(mine)
+    assert _ids(uris) == _ids(rubin.get_many_uris(theirs)) and all(u.componentURIs == {} for u in uris.values())
+    assert {u.primaryURI.scheme for u in uris.values()} == {"file" if kind == "local" else "http"}
+    assert all(os.path.isfile(u.primaryURI.ospath) for u in uris.values() if kind == "local")
+    for butler in (rubin, ours):
+        with pytest.raises(LookupError):
+            butler.getURI("summary", instrument="Cam", visit=9, detector=0, collections="Cam/run1")
+    with pytest.raises(NotOfferedError, match="skybutler names a file when it writes it"):
+        ours.getURI("summary", instrument="Cam", visit=9, detector=0, collections="Cam/run1", predict=True)
+
+
+@pytest.mark.parametrize("dataset_type,data_id,collections", LOOK_UPS)
+def test_deferred_reads_give_what_the_rubin_butler_gives(pair, dataset_type, data_id, collections):
+    rubin, ours, _ = pair
+    mine, theirs = (b.getDeferred(dataset_type, data_id, collections=collections) for b in (ours, rubin))
+    assert mine.ref.id == theirs.ref.id and dict(mine.dataId.required) == dict(theirs.dataId.required)
+    got, expected = mine.get(), theirs.get()
+    if dataset_type == "cat":  # a pyarrow table here, an astropy one there
+        assert got.to_pydict() == {c: list(expected[c]) for c in expected.colnames}
+        assert mine.get(parameters={"columns": ["x"]}).to_pydict() == {
+            "x": list(theirs.get(parameters={"columns": ["x"]})["x"])}
+    else:
+        assert got == expected == ours.getDeferred(mine.ref).get()
+    for butler in (rubin, ours):
+        with pytest.raises(LookupError):
+            butler.getDeferred("summary", instrument="Cam", visit=9, detector=0, collections="Cam/run1")
+
+
+def test_existence_checks_as_the_rubin_butlers(pair):
+    rubin, ours, _ = pair
+    theirs = list(rubin.registry.queryDatasets(..., collections=...))
+    mine = {r.id: r for r in ours.registry.queryDatasets(..., collections=...)}
+    assert _ids(mine.values()) == sorted(set(_ids(theirs)))  # there once per collection holding it
+    for ref in theirs:
+        assert ours.stored(mine[ref.id]) is rubin.stored(ref) is True
+        assert ours.exists(mine[ref.id], full_check=False) is bool(rubin.exists(ref, full_check=False)) is True
+    assert {r.id: v for r, v in ours.stored_many(mine.values()).items()} == {
+        r.id: v for r, v in rubin.stored_many(theirs).items()}
+    for butler in (rubin, ours):
+        assert not butler.exists("summary", instrument="Cam", visit=9, detector=0, collections="Cam/run1")
+
+
+@pytest.mark.parametrize("collections,kwargs", [
+    ("Cam/run1", {}), ("Cam/run1", {"name": ["s*", "cat"]}), (["Cam/best", "Cam/run1"], {"find_first": False}),
+    ("Cam/run1", {"where": "visit = 2", "instrument": "Cam", "name": "s*"}), ("Cam/run1", {"limit": 3}),
+])
+def test_query_all_datasets_and_datasets_by_id_as_the_rubin_butlers(pair, collections, kwargs):
+    rubin, ours, _ = pair
+    theirs = rubin.query_all_datasets(collections, **kwargs)
+    mine = ours.query_all_datasets(collections, **kwargs)
+    # without find-first the Rubin butler lists a dataset once per collection holding it, skybutler once
+    assert len(mine) == (len(theirs) if kwargs.get("find_first", True) else len({r.id for r in theirs}))
+    if "limit" not in kwargs:  # which three the Rubin butler gives is its own order
+        assert _ids(mine) == sorted(set(_ids(theirs)))
+    wanted = [r.id for r in theirs] + [uuid.uuid4()]
+    assert _ids(ours.get_many_datasets(wanted)) == _ids(rubin.get_many_datasets(wanted))
+
+
+def test_defaults_clone_and_configuration_as_the_rubin_butlers(pair):
+    rubin, ours, kind = pair
+    assert ours.collections.defaults == tuple(rubin.collections.defaults) == ()
+    assert ours.run is rubin.run is None
+    theirs, mine = (b.clone(collections=["Cam/defaults"], run="Cam/run1") for b in (rubin, ours))
+    assert mine.collections.defaults == tuple(theirs.collections.defaults) == ("Cam/defaults",)
+    assert mine.run == theirs.run == "Cam/run1"
+    assert mine.get("summary", instrument="Cam", visit=1, detector=2) == theirs.get(
+        "summary", instrument="Cam", visit=1, detector=2)
+    assert ours.clone().collections.defaults == ()
+    mine.close()
+    assert ours.dimensions is ours.universe
+    assert set(rubin.dimensions.getStaticElements().names) <= set(ours.dimensions.elements)
+    if kind == "served":  # the configuration is the server's to check
+        with pytest.raises(SkybutlerError, match="validate_config is not available through a server"):
+            ours.validateConfiguration()
+        return
+    assert ours.validateConfiguration() is rubin.validateConfiguration() is None
+    assert ours.validateConfiguration(datasetTypeNames=["summary"], ignore=["cat"]) is None
+
+
+def test_prune_and_remove_runs_leave_both_repositories_alike(pair):
+    """The same writes and removals on both (under names of this client's own), then both read alike."""
+    rubin, ours, kind = pair
+    run, other, tag, chain = f"p{kind}/run", f"p{kind}/other", f"p{kind}/tag", f"p{kind}/chain"
+    for butler in (rubin, ours):
+        reg = butler.registry
+        for name in (run, other):
+            reg.registerRun(name)
+        refs = [butler.put({"d": d}, "summary", instrument="Cam", visit=1, detector=d, run=run) for d in range(3)]
+        butler.put({"d": 0}, "summary", instrument="Cam", visit=2, detector=0, run=other)
+        reg.registerCollection(tag)
+        reg.associate(tag, refs)
+        reg.registerCollection(chain, daf_butler.CollectionType.CHAINED)
+        reg.setCollectionChain(chain, [run, other, tag])
+        for bad in ({"purge": True}, {"purge": True, "unstore": True, "disassociate": False}, {"tags": [run]}):
+            with pytest.raises(TypeError):
+                butler.pruneDatasets(refs, **bad)
+        butler.pruneDatasets(refs[:1], tags=[tag])
+        butler.pruneDatasets(refs[1:2], purge=True, unstore=True)
+        with pytest.raises(TypeError, match="not RUN"):
+            butler.removeRuns([tag])
+        butler.removeRuns([other], unlink_from_chains=True)
+
+    def state(butler):
+        return (sorted(r.dataId["detector"] for r in butler.registry.queryDatasets("summary", collections=tag)),
+                sorted(r.dataId["detector"] for r in butler.registry.queryDatasets("summary", collections=run)),
+                list(butler.registry.getCollectionChain(chain)))
+
+    assert state(ours) == state(rubin) == ([2], [0, 2], [run, tag])
+    for butler in (rubin, ours):
+        with pytest.raises(MissingCollectionError if butler is ours else daf_butler.MissingCollectionError):
+            butler.registry.getCollectionType(other)
+
+
+def test_what_is_not_offered_is_refused_by_name(pair):
+    _, ours, _ = pair
+    for name, instead in _INSTEAD.items():
+        assert hasattr(ours, name) and hasattr(Butler, name)
+        with pytest.raises(NotOfferedError, match=f"Butler.{name} is not offered by skybutler; use ") as refused:
+            getattr(ours, name)("anything")
+        assert instead in str(refused.value)
+    ref = next(iter(ours.registry.queryDatasets("summary", collections="Cam/run1")))
+    with pytest.raises(NotOfferedError, match="retention.purge"):
+        ours.pruneDatasets([ref], unstore=True)
+    with pytest.raises(NotOfferedError, match="storageClass"):
+        ours.getDeferred(ref, storageClass="dict")
+    assert ours.stored(ref)
+
+
+def test_validate_configuration_raises_on_problems_of_the_types_named(tmp_path):
+    """A template two datasets would share a file under: an error naming the type, unless it is
+    not among ``datasetTypeNames`` or is ignored."""
+    with Butler.create(tmp_path / "repo", templates={"vague": "{run}/{dataset_type}"}) as butler:
+        butler.register_dataset_type("vague", ["instrument", "visit"], "Dict")
+        butler.register_dataset_type("fine", ["instrument", "visit"], "Dict")
+        with pytest.raises(ConfigError, match="not valid: path template .* of vague does not name"):
+            butler.validateConfiguration()
+        assert butler.validateConfiguration(datasetTypeNames=["fine"]) is None
+        assert butler.validateConfiguration(ignore=["vague"]) is None
