@@ -108,7 +108,7 @@ def test_chains_are_flattened_depth_first_without_duplicates(butler):
     assert butler.collections.get_chain("outer") == ("r1", "inner", "r2", "r3")
     assert butler.collections.flatten("outer") == ["r1", "tag", "r2", "r3"]
     assert butler.collections.flatten(["r3", "outer"]) == ["r3", "r1", "tag", "r2"]
-    butler.collections.extend_chain("outer", ["r3"])  # prepend moves it to the front
+    butler.collections.extend_chain("outer", ["r3"], prepend=True)  # prepend moves it to the front
     assert butler.collections.get_chain("outer") == ("r3", "r1", "inner", "r2")
     butler.collections.extend_chain("outer", ["tag"], prepend=False)
     assert butler.collections.get_chain("outer") == ("r3", "r1", "inner", "r2", "tag")

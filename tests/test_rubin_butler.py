@@ -215,3 +215,35 @@ def test_validate_configuration_raises_on_problems_of_the_types_named(tmp_path):
             butler.validateConfiguration()
         assert butler.validateConfiguration(datasetTypeNames=["fine"]) is None
         assert butler.validateConfiguration(ignore=["vague"]) is None
+
+
+def test_chain_edits_and_default_collections_as_the_rubin_butlers(pair):
+    """extend_chain appends, prepend_chain puts first, remove_from_chain takes out, and
+    redefine_chain replaces, on both; the same refusals; ``butler.collections`` is the sequence of
+    the default collections."""
+    rubin, ours, kind = pair
+    runs, chain = [f"c{kind}/{n}" for n in "abc"], f"c{kind}/chain"
+    steps = [("redefine_chain", runs[:1]), ("extend_chain", runs[1:]), ("extend_chain", runs[0]),
+             ("prepend_chain", [runs[2]]), ("remove_from_chain", [runs[1]])]
+    seen: dict[str, list] = {"rubin": [], "ours": []}
+    for who, butler in (("rubin", rubin), ("ours", ours)):
+        for run in runs:
+            butler.collections.register(run)
+        butler.collections.register(chain, daf_butler.CollectionType.CHAINED)
+        for method, children in steps:
+            getattr(butler.collections, method)(chain, children)
+            seen[who].append(tuple(butler.collections.get_info(chain).children))
+        for call in (lambda c: c.remove_from_chain(chain, [f"c{kind}/none"]),
+                     lambda c: c.prepend_chain(f"c{kind}/none", [runs[0]]),
+                     lambda c: c.redefine_chain(chain, [f"c{kind}/none"])):
+            with pytest.raises(MissingCollectionError if butler is ours else daf_butler.MissingCollectionError):
+                call(butler.collections)
+        with pytest.raises(Exception, match="not (a )?CHAINED|not a chained"):
+            butler.collections.prepend_chain(runs[0], [runs[1]])
+        assert butler.collections.get_info(chain).children == seen[who][-1]
+    assert seen["ours"] == seen["rubin"] and seen["ours"][-1] == (runs[2], runs[0])
+    theirs, mine = (b.clone(collections=[chain, "Cam/run1"]) for b in (rubin, ours))
+    assert (len(mine.collections), list(mine.collections), mine.collections[0]) == (
+        len(theirs.collections), list(theirs.collections), theirs.collections[0])
+    assert len(ours.collections) == len(rubin.collections) == 0
+    mine.close()

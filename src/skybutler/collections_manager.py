@@ -46,11 +46,6 @@ class CollectionsManager(RubinCollectionCalls):
     def get_chain(self, name: str) -> tuple[str, ...]:
         return self._registry.collections.children(name)
 
-    def extend_chain(self, name: str, children: Sequence[str], *, prepend: bool = True) -> None:
-        """Add children to a chain, in front (the new "current best") or at the end."""
-        current = list(self.get_chain(name)) if self.exists(name) else []
-        current = [c for c in current if c not in children]
-        self.set_chain(name, list(children) + current if prepend else current + list(children))
 
     def parents(self, name: str) -> list[str]:
         """The CHAINED collections that list ``name`` as a child."""

@@ -97,9 +97,12 @@ class CollectionType(str, enum.Enum):
     CALIBRATION = "CALIBRATION"
 
     @classmethod
-    def parse(cls, value: str | CollectionType) -> CollectionType:
+    def parse(cls, value: str | CollectionType | Any) -> CollectionType:
+        """A collection type from its name (any case), a member, or the Rubin butler's enum member."""
         from .errors import CollectionError
 
+        if isinstance(value, enum.Enum) and not isinstance(value, CollectionType):
+            value = value.name  # the Rubin butler's CollectionType.CHAINED
         try:
             return value if isinstance(value, CollectionType) else cls(str(value).upper())
         except ValueError:

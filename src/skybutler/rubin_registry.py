@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .dimensions.data_id import DataCoordinateWithRecords
-from .errors import MissingCollectionError, MissingDatasetTypeError, NotOfferedError, QueryError
+from .errors import CollectionError, MissingCollectionError, MissingDatasetTypeError, NotOfferedError, QueryError
 from .models import CollectionInfo, CollectionType, DatasetRef, DatasetType
 from .timespan import Timespan, as_timespan
 
@@ -106,9 +106,11 @@ def _matches(name: str, patterns: Sequence[str | re.Pattern[str]]) -> bool:
 
 
 class RubinCollectionCalls:
-    """The Rubin butler's ``butler.collections.query_info`` and ``get_info``, over the
-    ``query``, ``info``, ``flatten`` and ``parents`` of skybutler's ``butler.collections``
-    (a base of its local and remote kinds)."""
+    """The Rubin butler's ``butler.collections`` calls (``query_info``, ``get_info``,
+    ``extend_chain``, ``prepend_chain``, ``redefine_chain``, ``remove_from_chain``,
+    ``defaults``, and the sequence of default collections), over the ``query``, ``info``,
+    ``set_chain`` and ``parents`` of skybutler's ``butler.collections`` (a base of its local
+    and remote kinds)."""
 
     query: Callable[..., list[CollectionInfo]]
     info: Callable[[str], CollectionInfo]
@@ -149,6 +151,47 @@ class RubinCollectionCalls:
         if include_parents:
             out = [dataclasses.replace(info, parents=frozenset(self.parents(info.name))) for info in out]
         return out
+
+    set_chain: Callable[[str, Sequence[str]], None]
+    get_chain: Callable[[str], tuple[str, ...]]
+    exists: Callable[[str], bool]
+
+    def __len__(self) -> int:
+        return len(self.defaults)
+
+    def __getitem__(self, index: int) -> str:
+        """The default collections, as the Rubin butler's ``butler.collections`` is a sequence of them."""
+        return self.defaults[index]
+
+    def extend_chain(self, name: str, children: str | Sequence[str], *, prepend: bool = False) -> None:
+        """Add children at the end of a chain (the Rubin butler's order), or in front with
+        ``prepend`` (the new "current best"); a child already there moves.  A missing chain is made."""
+        children = [children] if isinstance(children, str) else list(children)
+        current = [c for c in (self.get_chain(name) if self.exists(name) else ()) if c not in children]
+        self.set_chain(name, children + current if prepend else current + children)
+
+    def prepend_chain(self, name: str, children: str | Sequence[str]) -> None:
+        """Put children first in an existing CHAINED collection (a child already there moves)."""
+        self._chained(name)
+        self.extend_chain(name, children, prepend=True)
+
+    def redefine_chain(self, name: str, children: str | Sequence[str]) -> None:
+        """Make ``children`` the whole search path of an existing CHAINED collection."""
+        self._chained(name)
+        self.set_chain(name, [children] if isinstance(children, str) else list(children))
+
+    def remove_from_chain(self, name: str, children: str | Sequence[str]) -> None:
+        """Take existing collections out of an existing CHAINED collection's search path."""
+        children = [children] if isinstance(children, str) else list(children)
+        self._chained(name)
+        for child in children:
+            self.info(child)  # an unknown name: MissingCollectionError, as in the Rubin butler
+        self.set_chain(name, [c for c in self.get_chain(name) if c not in children])
+
+    def _chained(self, name: str) -> None:
+        kind = self.info(name).type
+        if kind is not CollectionType.CHAINED:
+            raise CollectionError(f"collection {name!r} is a {kind.value} collection, not CHAINED")
 
     def get_info(self, name: str, include_parents: bool = False, include_summary: bool = False) -> CollectionInfo:
         """One collection's type, documentation, children (and, when asked, parents)."""

@@ -49,10 +49,6 @@ class RemoteCollections(RubinCollectionCalls):
     def get_chain(self, name: str) -> tuple[str, ...]:
         return self.info(name).children
 
-    def extend_chain(self, name: str, children: Sequence[str], *, prepend: bool = True) -> None:
-        current = list(self.get_chain(name)) if self.exists(name) else []
-        current = [c for c in current if c not in children]
-        self.set_chain(name, list(children) + current if prepend else current + list(children))
 
     def parents(self, name: str) -> list[str]:
         return self._t.get_json("collections/parents", name=name)
