@@ -168,20 +168,45 @@ def test_postgres_read_past_its_time_limit_is_stopped_and_the_next_one_runs(two_
         assert result.fetchall() == [("", 1)]
 
 
-def prepared_statements(butler: Butler) -> list[tuple[str, int, int]]:
-    """The statements this thread's read connection holds prepared: text, generic and custom plans."""
+def prepared_statements(butler: Butler) -> list[tuple[str, list[str], int, int]]:
+    """The statements this thread's read connection holds prepared: text, parameter types, generic
+    and custom plans (a statement without parameters runs on its one plan, counted as generic)."""
     return butler.registry.db._local.reader.connection.execute(
-        "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements").fetchall()
+        "SELECT statement, parameter_types::text[], generic_plans, custom_plans FROM pg_prepared_statements").fetchall()
 
 
-def test_postgres_repeated_read_is_prepared_and_planned_for_its_own_parameters_each_run(two_postgres_clients):
+def test_postgres_repeated_read_is_prepared_with_its_values_and_planned_once(two_postgres_clients):
     first, second = two_postgres_clients
-    for _ in range(12):  # the server would choose a generic plan from the sixth run on by itself
+    for _ in range(12):  # run by SQLAlchemy, then sent by the driver: twice as it is, then prepared
         assert visits_at_point(first) == [1]
+    spatial = [entry for entry in prepared_statements(first) if "skypix" in entry[0]]
+    # its values are in its text (no parameter): planned once, when prepared, for those values,
+    # and its nine runs since on that plan (with a parameter, the server plans each run anew)
+    assert len(spatial) == 1 and spatial[0][1] == [] and "$1" not in spatial[0][0]
+    assert spatial[0][2:] == (9, 0)
     second.insert_records("visit", [new_visit(9)])
-    assert visits_at_point(first) == [1, 9]  # the prepared statement sees another client's commit
-    spatial = [(g, c) for text, g, c in prepared_statements(first) if "skypix" in text]
-    assert len(spatial) == 1 and spatial[0][0] == 0 and spatial[0][1] >= 10
+    assert visits_at_point(first) == [1, 9]  # a statement kept prepared sees another client's commit
+
+
+def test_postgres_read_values_are_written_into_its_text_once_as_psycopg_quotes_them(two_postgres_clients,
+                                                                                     monkeypatch):
+    import psycopg
+
+    db = two_postgres_clients[0].registry.db
+    sql = "SELECT %(s)s::TEXT, %(b)s::BYTEA, %(f)s::FLOAT, %(n)s::INTEGER, %(i)s::BIGINT, '100%%', 7 %% 4"
+    params = {"s": "it's a \\ 100% 'quote'", "b": b"\x00'\\", "f": 0.1 + 0.2, "n": None, "i": -2**40}
+    merged = []
+    mogrify = psycopg.ClientCursor.mogrify
+    monkeypatch.setattr(psycopg.ClientCursor, "mogrify", lambda cur, *a: merged.append(a) or mogrify(cur, *a))
+    for _ in range(4):  # prepared from its third run
+        with db.driver_read(sql, params) as result:
+            assert result.fetchall() == [(params["s"], params["b"], 0.1 + 0.2, None, -2**40, "100%", 3)]
+    assert len(merged) == 1  # merged once for the kept parameters
+    with db.driver_read(sql, dict(params)) as result:  # other parameters, though equal: merged again
+        assert result.fetchone()[0] == params["s"]
+    assert len(merged) == 2
+    # the same text: one statement prepared at the third of its five runs, without parameters
+    assert [entry[1:] for entry in prepared_statements(two_postgres_clients[0]) if "100%" in entry[0]] == [([], 3, 0)]
 
 
 def test_postgres_prepared_read_whose_columns_another_client_altered_is_sent_again(two_postgres_clients):
@@ -197,7 +222,7 @@ def test_postgres_prepared_read_whose_columns_another_client_altered_is_sent_aga
 
     for _ in range(4):  # prepared from its third run
         assert read() == [(1,)]
-    assert any("reads_altered" in text for text, _, _ in prepared_statements(first))
+    assert any("reads_altered" in text for text, *_ in prepared_statements(first))
     with second.registry.db.transaction() as conn:
         conn.exec_driver_sql("ALTER TABLE reads_altered ALTER COLUMN x TYPE text")
     assert read() == [("1",)]

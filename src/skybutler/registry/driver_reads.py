@@ -17,11 +17,16 @@ read is the driver's execute and fetch and nothing else.
   sent again once: a read changes nothing, so sending it twice is safe.
 - A forked child never uses nor closes its parent's connection (closing it would end the
   parent's session): it opens its own.
-- A statement sent a third time is prepared on the server (psycopg's ``prepare_threshold``),
-  which spares the server parsing and analysing its text at each run (0.04 of Q4's 0.25 ms of
-  server CPU), and the connection plans every run for its own parameters
-  (``plan_cache_mode = force_custom_plan``): never a generic plan, which for data-ID ranges
-  can read whole tables.  The pool's connections prepare nothing (see ``database.py``): a
+- Each statement is sent with its values written into its text as literals (psycopg's own
+  quoting, ``ClientCursor.mogrify``; merged once per kept statement and remembered), not as
+  parameters.  A statement sent a third time is prepared on the server (psycopg's
+  ``prepare_threshold``); having no parameters, its plan is made once, for its own values,
+  and kept: the server neither parses nor plans it again (Q4 of ``bench_queries.py``: 0.10-0.14
+  ms of planning a run, more than the client's other work on the query).  A plan kept with
+  parameters would be either made anew at every run (``force_custom_plan``) or a generic plan
+  made without their values, which for data-ID ranges can read whole tables.  The server
+  makes a kept plan again when a table it reads changes (its statistics after an ANALYZE, its
+  columns, its indexes).  The pool's connections prepare nothing (see ``database.py``): a
   COPY's foreign-key checks would be planned again for every row.
 - A prepared statement whose result's columns changed type (a table altered by another
   client) is refused by the server; the connection's prepared statements are then dropped
@@ -31,11 +36,14 @@ read is the driver's execute and fetch and nothing else.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 #: Runs of a statement's text before psycopg prepares it: a read made once is not kept on the server.
 PREPARE_AFTER = 2
+#: Statements whose merged text a connection remembers (the least recently used go first).
+MERGED_KEPT = 256
 #: SQLSTATE of "cached plan must not change result type" (feature_not_supported).
 _PLAN_RESULT_CHANGED = "0A000"
 
@@ -51,6 +59,8 @@ class DriverReader:
         self.connection: Any = None
         #: The connection's statement_timeout (ms; 0: none), set only when it must change.
         self._timeout_ms = 0
+        #: (text, id of its parameters) -> (the parameters, the text with their values written in)
+        self._merged: OrderedDict[tuple[str, int], tuple[Any, str]] = OrderedDict()
 
     def execute(self, sql: str, params: Mapping[str, Any] | Sequence[Any], timeout_ms: int) -> Any:
         """A driver cursor holding the statement's rows (fetched to this process already)."""
@@ -62,7 +72,7 @@ class DriverReader:
                 if timeout_ms != self._timeout_ms:
                     connection.execute(f"SET statement_timeout = {int(timeout_ms)}")
                     self._timeout_ms = timeout_ms
-                return connection.execute(sql, params)
+                return connection.execute(self._merge(sql, params))
             except connection.Error as err:
                 if attempt:
                     raise
@@ -74,10 +84,27 @@ class DriverReader:
                 self.close()  # the server ended this session: connect again and send the read again
         raise AssertionError("unreachable")
 
+    def _merge(self, sql: str, params: Mapping[str, Any] | Sequence[Any]) -> str:
+        """``sql`` with the values of ``params`` written in as literals, as psycopg quotes them
+        on this connection (its encoding).  Remembered for the very same ``params`` object
+        (kept with a built query, never changed): merging 1,000 values costs 2 ms.  Sent
+        without parameters, the text is taken as it is (a ``%`` in it is no placeholder)."""
+        key = (sql, id(params))
+        found = self._merged.get(key)
+        if found is not None and found[0] is params:  # (held here, so its id is not another's)
+            self._merged.move_to_end(key)
+            return found[1]
+        import psycopg  # (PostgreSQL only)
+
+        merged = psycopg.ClientCursor(self.connection).mogrify(sql, params)
+        self._merged[key] = (params, merged)
+        if len(self._merged) > MERGED_KEPT:
+            self._merged.popitem(last=False)
+        return merged
+
     def _open(self) -> Any:
-        """A new connection that prepares repeated statements and plans each run for its parameters."""
+        """A new connection that prepares repeated statements (their plans kept: see the module)."""
         connection = self._connect()
-        connection.execute("SET plan_cache_mode = force_custom_plan")
         connection.prepare_threshold = PREPARE_AFTER
         return connection
 
