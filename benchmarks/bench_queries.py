@@ -56,8 +56,8 @@ its own, dropped afterwards unless ``--keep``), to compare with SQLite; the CPU 
 its server processes (when on this host) is reported beside the client's.  The URL says how
 to reach the server: ``postgresql://USER@127.0.0.1:PORT/DB`` by TCP, or
 ``postgresql://USER@/DB?host=/socket/dir&port=PORT`` by a local server's Unix socket, a round
-trip 5-6 us shorter (Q6, one round trip and a little Python, is 2.5x SQLite's over TCP and
-2.2x over the socket; see docs/architecture.md).  The
+trip 5-6 us shorter (Q6, one round trip and a little Python, is 1.5-1.6x SQLite's over TCP
+on a quiet machine, Q4 about 1.0x; see docs/architecture.md).  The
 repository is made under ``TMPDIR``, or /dev/shm with ``--tmpfs`` (keeping the disk out of
 the figures).  The build runs in a child process of its own, which reports its wall and
 CPU time, the dataset insertion's datasets per second, the whole build's (the repository,
