@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 
     from .catalogs.schemas import CatalogSchema
     from .formats.file_facts import ExaminedFile
+    from .registry.writer_presence import WriterPresence
     from .remote.client import RemoteTransport
     from .retention import RecomputeOptions
 
@@ -98,6 +99,8 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
                  on_wait: Callable[[str, float], None] | None = None, token: str | None = None,
                  _registry: Registry | None = None):
         self._remote = None
+        #: this client's writer lock on a shared (PostgreSQL) registry, seen by the other hosts' repairs
+        self.writers: WriterPresence | None = None
         if isinstance(root, str) and root.startswith(("http://", "https://")):
             from .remote.client import open_remote
 
@@ -112,6 +115,11 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
         self.registry = RubinRegistry(self, parts)
         self.datastore = FileDatastore(self.config.datastore_uri(self.root), self.config.templates,
                                        self.config.checksum, journal=str(self.root / BOOKKEEPING_DIR / "journal"))
+        if parts.db.dialect == "postgresql" and self.datastore.journal is not None:
+            from .registry.writer_presence import WriterPresence
+
+            self.writers = WriterPresence(parts.db, self.datastore.journal.directory)
+            self.datastore.journal.before_write = self.writers.announce
         self.collections = CollectionsManager(parts)
         self.collections.owner = self
         self.default_collections = [collections] if isinstance(collections, str) else list(collections or [])
@@ -197,6 +205,8 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
 
     @_served
     def close(self) -> None:
+        if self.writers is not None:
+            self.writers.close()
         self.registry.close()
 
     def __enter__(self) -> Butler:

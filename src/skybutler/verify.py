@@ -80,6 +80,9 @@ class VerifyReport:
     cold: ColdAudit | None = None
     #: write journals of dead writers that cannot be read: never replayed nor deleted (a person decides)
     damaged_journals: list[str] = field(default_factory=list)
+    #: clients of a shared registry writing from other hosts: while there is one, every file no row
+    #: explains may be one of its writes in flight, so it is listed in ``in_flight`` and left alone
+    foreign_writers: list[str] = field(default_factory=list)
 
     @property
     def consistent(self) -> bool:
@@ -92,7 +95,8 @@ class VerifyReport:
                 "missing_files": self.missing_files, "orphan_files": self.orphan_files,
                 "size_mismatches": self.size_mismatches, "checksum_mismatches": self.checksum_mismatches,
                 "abandoned_files": self.abandoned_files, "retention_leftovers": self.retention_leftovers,
-                "in_flight": self.in_flight, "recovered": self.recovered, "damaged_journals": self.damaged_journals}
+                "in_flight": self.in_flight, "recovered": self.recovered, "damaged_journals": self.damaged_journals,
+                "foreign_writers": self.foreign_writers}
         if self.cold is not None:
             out["cold_tier"] = {"copies": self.cold.copies, "missing_copies": self.cold.missing,
                                 "mismatches": self.cold.mismatches, "orphan_files": self.cold.orphans,
@@ -106,6 +110,7 @@ class VerifyReport:
                                          "checksum_mismatches", "abandoned_files", "retention_leftovers",
                                          "in_flight", "recovered", "damaged_journals")}
         cold = values.get("cold_tier")
+        fields["foreign_writers"] = values.get("foreign_writers", [])
         return cls(**fields, cold=None if cold is None else ColdAudit(
             cold["copies"], cold["missing_copies"], cold["mismatches"], cold["orphan_files"],
             cold["abandoned_by_skybutler"]))
@@ -165,12 +170,25 @@ def verify(butler: Butler, check_sizes: bool = False, check_checksums: bool = Fa
             (report.abandoned_files if old else report.in_flight).append(path)
         else:
             report.orphan_files.append(path)
+    report.foreign_writers = _foreign_writers(butler)
+    if report.foreign_writers:  # each unexplained file may be another host's write in flight: left alone
+        report.in_flight += report.orphan_files + report.abandoned_files
+        report.orphan_files, report.abandoned_files = [], []
     if report.orphan_files:
         report.retention_leftovers = restore_leftovers(butler, report.orphan_files)
         report.orphan_files = [p for p in report.orphan_files if p not in set(report.retention_leftovers)]
     if butler.config.retention.cold_tier is not None:
         report.cold = audit(butler, artifacts, check_sizes, check_checksums, ABANDONED_AGE)
+        if report.foreign_writers:  # a cold move on another host writes its copies before its rows
+            report.in_flight += report.cold.orphans
+            report.cold.orphans, report.cold.leftovers = [], []
     return report
+
+
+def _foreign_writers(butler: Butler) -> list[str]:
+    """The clients writing this repository from other hosts (a shared registry tells; see
+    ``registry.writer_presence``): their journals are on their hosts, out of this one's sight."""
+    return butler.writers.others() if butler.writers is not None else []
 
 
 def verify_datasets(butler: Butler, keep: Callable[[list], set], check_sizes: bool = False,
@@ -226,6 +244,8 @@ def repair(butler: Butler, plan: list[RepairAction]) -> RepairResult:
     quarantine = Quarantine(str(butler.root / BOOKKEEPING_DIR / "quarantine"))
     owners: dict[str, uuid.UUID] | None = None  # of the cold copies to delete, found once
     for step in plan:
+        if _foreign_writers(butler):  # the proof taken again: a writer on another host began since the plan
+            continue
         if step.action == "delete":
             if not TEMPORARY_NAME.search(step.path):  # the one proof that makes deletion safe
                 raise SkybutlerError(f"refusing to delete {step.path}: not a skybutler staging file")
@@ -304,5 +324,7 @@ def _claimed_now(butler: Butler, path: str) -> bool:
     retried with ``adopt_leftovers`` may take a leftover of its bytes as its own)."""
     journal = butler.datastore.journal
     if journal is not None and any(i.path == path for j in journal.live() for i in j.intents):
+        return True
+    if _foreign_writers(butler):
         return True
     return bool(butler.registry.datasets.paths_in_use([path]))

@@ -17,8 +17,9 @@ once it is read), always before the action they describe.  The writes of one enc
 share one journal (:class:`JournalScope`): each later write appends its intents, numbered on from
 the last, before touching a file, so a transaction of any number of writes holds one descriptor
 and one lock; the journal is settled once, after the block has committed or rolled back.  A journal lives on the writer's host:
-a file system that does not share ``flock`` between hosts must not hold one repository written
-from several hosts at once.
+a file system that does not share ``flock`` between hosts must not hold one repository directory
+written from several hosts at once.  Hosts with a repository directory each, sharing a PostgreSQL
+registry, see each other's writers through it (:mod:`skybutler.registry.writer_presence`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ..faults import crash_point
@@ -186,6 +187,9 @@ class WriteJournal:
         self._made = False  # the directory was made (or found) by this process: no makedirs per write
         #: journals of dead writers that cannot be read, by path: why (left for a person, see ``verify``)
         self.damaged: dict[str, str] = {}
+        #: called before every journal is begun, so before any file is placed: a client of a shared
+        #: registry makes itself known to the other hosts there (``registry.writer_presence``)
+        self.before_write: Callable[[], None] | None = None
 
     def begin(self, intents: Sequence[Intent], token: str | None = None, durable: bool = False,
               dataset_locks: bool = False) -> Journal:
@@ -193,6 +197,8 @@ class WriteJournal:
         file) and hold the journal's lock; ``end`` the returned journal once the batch is settled.
         ``token`` names the journal (the batch's staged files carry it too).  ``dataset_locks``: the
         writer holds its datasets' locks (a retention write), and so must whoever replays it."""
+        if self.before_write is not None:
+            self.before_write()
         token = token or uuid.uuid4().hex
         final = os.path.join(self.directory, f"{token}.json")
         header = {"pid": os.getpid(), "host": _host(), "time": time.time()}
