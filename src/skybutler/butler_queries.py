@@ -59,6 +59,8 @@ def _shaped(results: Any, order_by: str | Sequence[str] | None, limit: int | Non
 class QueryMethods:
     """Queries of data IDs, datasets, dimension records and calibrations (a base of ``Butler``)."""
 
+    _remote: Any
+
     def _orders_by_implied(self, order_by: str | Sequence[str] | None) -> bool:
         """Whether ``order_by`` names a dimension that elements imply (``band``, ``-day_obs``):
         the implied dimensions are then made columns of the query, so that it can be ordered
@@ -209,11 +211,20 @@ class QueryMethods:
                                 collections=collections, data_id={**(data_id or {}), **kwargs})
         return _shaped(self.query(spec), order_by, limit, "records")
 
-    @_served
-    def query(self, spec: QuerySpec) -> DataIdQueryResults | DatasetQueryResults | DimensionRecordQueryResults:
+    def query(self, spec: QuerySpec | None = None) -> Any:
         """Run the query a :class:`~skybutler.query.builder.QuerySpec` describes: what
         ``query_data_ids``, ``query_datasets`` and ``query_dimension_records`` build, and
-        what a remote client sends its server."""
+        what a remote client sends its server.  Without a spec, the Rubin butler's query
+        context: ``with butler.query() as q: q.datasets(...).where(...)`` (see ``rubin_query.py``)."""
+        if spec is None:
+            from .rubin_query import rubin_query
+
+            return rubin_query(self)
+        return self._run_spec(spec)
+
+    def _run_spec(self, spec: QuerySpec) -> DataIdQueryResults | DatasetQueryResults | DimensionRecordQueryResults:
+        if self._remote is not None:  # the server runs it (its transport's ``query``)
+            return self._remote.query(spec)
         # The query machinery (pyarrow, lark, sphgeom) loads with the first query, not with the
         # Butler: a command that lists collections never pays for it.
         from .query.builder import build as build_query
