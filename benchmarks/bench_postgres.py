@@ -1,7 +1,7 @@
 """PostgreSQL write paths: put_many, ingest, single puts, and 8 concurrent writers.
 
     python benchmarks/bench_postgres.py [--json FILE] [--quick] [--datasets N] [--puts N]
-    python benchmarks/bench_postgres.py --writers-only [--rounds N] [--json FILE]   # the writers' scaling alone
+    python benchmarks/bench_postgres.py --writers-only [--rounds N] [--same-session] [--json FILE]  # writers alone
     python benchmarks/bench_postgres.py --bulk-only [--datasets N] [--json FILE]    # put_many and ingest alone
 
 Needs ``SKYBUTLER_TEST_POSTGRES_URL`` (``.ci/services.sh`` provides one); files go to a
@@ -29,7 +29,25 @@ commit): 8 writers gain more than the CPUs alone would give.  The CI server runs
 ``fsync=off`` on a tmpfs (a throwaway database): there a put waits on nothing but CPU, and on
 a 2-core machine 8 writers cannot go beyond about twice one writer.  To measure the
 production case, point ``SKYBUTLER_TEST_POSTGRES_URL`` at a cluster with default settings
-whose data directory is on disk.
+whose data directory is on disk::
+
+    eval "$(benchmarks/durable_postgres.sh start)"   # a throwaway durable cluster in /var/tmp
+    python benchmarks/bench_postgres.py --writers-only --rounds 5
+    benchmarks/durable_postgres.sh stop
+
+Each writer process starts a session of its own (``setsid``), as separately started jobs
+are.  Where the kernel shares the CPUs between sessions before processes
+(``sched_autogroup``, on by default in many Linux kernels), writers left in this
+process's session (``--same-session``) share one session's CPU however many they are:
+against the server's session they get at most half the cores, and on a machine busy with
+other sessions' work a 1/N share, the same share one writer gets, so their ratio measures
+the scheduler, not the butler.  (On such a busy machine eight sessions in turn take eight
+shares from the other work where one writer takes one: there too the ratio is more the
+machine's than the butler's, and the split below says how much.)  For each count of writers the output splits a writer's
+wall time per put (from ``/proc/PID/schedstat``, of the writer and of the server
+backends it uses) into CPU, time runnable but waiting for a CPU, and the rest, blocked:
+waiting on a WAL flush, a lock or I/O.  Contention between writers shows as blocked time
+growing with the writers; a machine short of CPU, as waiting for a CPU.
 
 Every figure has wall-clock seconds, this process's (or the writers') CPU seconds and the
 CPU seconds of the PostgreSQL server processes that served them (read from ``/proc``, so
@@ -109,26 +127,61 @@ def bench_ingest(work: Path, pg: str, scale: w.Scale, schemas: list[str]) -> dic
     return out
 
 
-def _writer(root: str, data_ids: list[dict[str, Any]], start: Any, finished: Any) -> None:
+def scheduled(pids: list[int]) -> tuple[float, float] | None:
+    """Seconds ``pids`` have run on a CPU and waited, runnable, for one (``/proc/PID/schedstat``);
+    None where the kernel keeps no such figures or a process is not on this host."""
+    run = wait = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/schedstat").read_text().split()
+        except OSError:
+            return None
+        run, wait = run + int(fields[0]), wait + int(fields[1])
+    return run / 1e9, wait / 1e9
+
+
+def autogroups() -> bool:
+    """Whether the kernel shares the CPUs between sessions before processes (``sched_autogroup``)."""
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+def _writer(root: str, data_ids: list[dict[str, Any]], start: Any, finished: Any, own_session: bool) -> None:
+    if own_session:  # a scheduling group of its own, as a separately started job has (see the docstring)
+        os.setsid()
     butler = Butler(root, run=RUN)
     server = w.ServerCpu(butler)
     first, *rest = data_ids  # a first put, untimed, imports what a put needs (formatters, numpy)
     butler.put(w.metrics_payload(first["visit"], first["detector"]), w.METRICS_TYPE, **first)
     start.wait()  # every writer has imported, opened the repository and put once
+    server.seconds()  # the backends this writer uses, its read cache's watcher included
+    backends = sorted(server.pids)
     cpu, began, served = time.process_time(), time.time(), server.seconds()
+    sched = scheduled([os.getpid()]), scheduled(backends)
     for data_id in rest:
         butler.put(w.metrics_payload(data_id["visit"], data_id["detector"]), w.METRICS_TYPE, **data_id)
-    finished.put((began, time.time(), time.process_time() - cpu,
-                  None if served is None else server.seconds() - served, len(rest)))
+    ended = time.time()
+    sched_after = scheduled([os.getpid()]), scheduled(backends)
+    split = None
+    if None not in sched + sched_after and set(server.pids) == set(backends):
+        (c0, s0), (c1, s1) = sched, sched_after
+        split = {"client_cpu": c1[0] - c0[0], "client_waiting_for_cpu": c1[1] - c0[1],
+                 "server_cpu": s1[0] - s0[0], "server_waiting_for_cpu": s1[1] - s0[1]}
+        split["blocked"] = ended - began - sum(split.values())
+    finished.put((began, ended, time.process_time() - cpu,
+                  None if served is None else server.seconds() - served, len(rest), split))
     butler.close()
 
 
-def time_writers(root: Path, data_ids: list[dict[str, Any]], n_proc: int) -> dict[str, Any]:
+def time_writers(root: Path, data_ids: list[dict[str, Any]], n_proc: int, own_session: bool = True) -> dict[str, Any]:
     """``n_proc`` processes put ``data_ids`` between them, one put per call."""
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(n_proc + 1)
     finished = ctx.Queue()
-    procs = [ctx.Process(target=_writer, args=(str(root), data_ids[i::n_proc], start, finished))
+    procs = [ctx.Process(target=_writer, args=(str(root), data_ids[i::n_proc], start, finished, own_session),
+                         daemon=True)  # ended with this process: in a session of their own no ^C reaches them
              for i in range(n_proc)]
     for p in procs:
         p.start()
@@ -140,10 +193,12 @@ def time_writers(root: Path, data_ids: list[dict[str, Any]], n_proc: int) -> dic
             raise RuntimeError(f"a writer process failed with exit code {p.exitcode}")
     seconds = max(r[1] for r in reports) - min(r[0] for r in reports)
     count = sum(r[4] for r in reports)
-    out = {"count": count, "processes": n_proc, "seconds": seconds,
+    out = {"count": count, "processes": n_proc, "own_sessions": own_session, "seconds": seconds,
            "cpu_seconds": sum(r[2] for r in reports)}
     if all(r[3] is not None for r in reports):
         out["server_cpu_seconds"] = sum(r[3] for r in reports)
+    if all(r[5] is not None for r in reports):  # where each writer's wall time per put went
+        out["per_put_ms"] = {key: sum(r[5][key] for r in reports) * 1000 / count for key in reports[0][5]}
     out["rate_per_s"] = w.rate(count, seconds)
     out["rate_per_cpu_s"] = w.rate(count, out["cpu_seconds"] + out.get("server_cpu_seconds", 0.0))
     return out
@@ -204,7 +259,7 @@ def statements_per_put(butler: Butler, data_id: dict[str, Any]) -> dict[str, int
 
 
 def bench_single_puts(work: Path, pg: str, scale: w.Scale, schemas: list[str], n_puts: int,
-                      rounds: int = 1) -> dict[str, Any]:
+                      rounds: int = 1, own_sessions: bool = True) -> dict[str, Any]:
     """One writer's ``n_puts`` single puts, then eight writers' ``4 * n_puts``, ``rounds`` times."""
     ids = list(w.metrics_data_ids(scale))
     with new_repo(work, pg, scale, schemas) as butler:
@@ -216,8 +271,8 @@ def bench_single_puts(work: Path, pg: str, scale: w.Scale, schemas: list[str], n
     taken = []
     for r in range(rounds):
         mine = rest[5 * n_puts * r:5 * n_puts * (r + 1)]
-        one = time_writers(root, mine[:n_puts], 1)
-        eight = time_writers(root, mine[n_puts:], 8)
+        one = time_writers(root, mine[:n_puts], 1, own_sessions)
+        eight = time_writers(root, mine[n_puts:], 8, own_sessions)
         taken.append({"writers_1": one, "writers_8": eight, "writers_8_speedup": eight["rate_per_s"] / one["rate_per_s"]})
     with Butler(root, collections=[RUN]) as butler:
         assert butler.query_datasets(w.METRICS_TYPE).count() == 4 + 5 * n_puts * rounds, \
@@ -265,6 +320,13 @@ def line(label: str, figure: dict[str, Any]) -> str:
             + ")")
 
 
+def split_line(n: int, ms: dict[str, float]) -> str:
+    """Where a writer's wall time per put went: CPU, waiting for a CPU, and blocked (WAL flush, locks, I/O)."""
+    return (f"  a put of {n} writer{'s' if n > 1 else ''}, ms: {ms['client_cpu']:.2f} client CPU + {ms['server_cpu']:.2f} "
+            f"server CPU, {ms['client_waiting_for_cpu']:.2f} + {ms['server_waiting_for_cpu']:.2f} waiting for a CPU, "
+            f"{ms['blocked']:.2f} the rest: blocked (WAL flush, locks, I/O) less client and server overlapping")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write the figures here")
@@ -277,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="only put_many and ingest (no single puts): the bulk paths' figures alone")
     parser.add_argument("--rounds", type=int, default=1,
                         help="take the writers' figures this many times in turn; the median round is reported")
+    parser.add_argument("--same-session", action="store_true",
+                        help="leave the writer processes in this process's session (one scheduling group "
+                             "for all of them where the kernel groups by session; see above)")
     args = parser.parse_args(argv)
     if args.writers_only and args.bulk_only:
         parser.error("--writers-only and --bulk-only leave nothing to measure together")
@@ -295,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             ingest = None if args.writers_only else bench_ingest(work, pg, scale, schemas)
             puts_scale = w.Scale(n_visits=max(2, -(-(4 + 5 * n_puts * args.rounds) // 50)))
             singles = None if args.bulk_only else bench_single_puts(work, pg, puts_scale, schemas, n_puts,
-                                                                     args.rounds)
+                                                                     args.rounds, not args.same_session)
         finally:
             drop_schemas(pg, schemas)
     figures = {} if singles is None else {"puts_per_s_1_writer": singles["writers_1"]["rate_per_s"],
@@ -309,11 +374,14 @@ def main(argv: list[str] | None = None) -> int:
            "datasets": scale.n_datasets, **w.environment(), **figures, "targets": TARGETS,
            "targets_met": {k: figures[k] >= v for k, v in TARGETS.items() if k in figures},
            "timings": {"put_many": put_many, "ingest": ingest, "single_puts": singles},
-           "server_settings": settings, "tmpdir": tempfile.gettempdir(), "load_avg_1m_before": load_before,
+           "server_settings": settings, "sched_autogroup": autogroups(), "tmpdir": tempfile.gettempdir(), "load_avg_1m_before": load_before,
            "load_avg_1m_after": os.getloadavg()[0], "peak_rss_bytes": w.peak_rss_bytes()}
     print(f"PostgreSQL write paths ({scale.n_datasets:,} datasets; files in {tempfile.gettempdir()}; "
           f"1-minute load {load_before:.1f} -> {doc['load_avg_1m_after']:.1f} on {os.cpu_count()} CPUs)")
     print(f"  server: PostgreSQL {settings['server_version']}, {durability(settings)}")
+    if singles is not None:
+        print(f"  writer processes: {'in this session' if args.same_session else 'each in a session of its own'}"
+              + ("; the kernel shares the CPUs between sessions first (sched_autogroup)" if autogroups() else ""))
     if put_many is not None and ingest is not None:
         print(line("put_many", put_many))
         print(line("ingest copy", ingest["copy"]))
@@ -324,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(line("puts, 1 writer", singles["writers_1"]))
     print(line("puts, 8 writers", singles["writers_8"]))
+    for n in (1, 8):
+        if "per_put_ms" in singles[f"writers_{n}"]:
+            print(split_line(n, singles[f"writers_{n}"]["per_put_ms"]))
     per_put = singles["per_put"]
     print(f"  8 writers / 1 writer: {singles['writers_8_speedup']:.2f}x; one put sends {per_put['statements']} "
           f"statements ({per_put['pipelined']} of them in a pipeline, {per_put['together']} in one query), "
