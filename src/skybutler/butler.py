@@ -285,13 +285,16 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
         self.registry.dataset_types.remove(name)
 
     @_served
-    def validate_config(self) -> list[str]:
+    def validate_config(self, dataset_types: Iterable[str] | None = None) -> list[str]:
         """Problems of this repository's configuration that only show when a dataset is
-        written: a dataset type whose storage class skybutler does not know, or whose path
-        template would give two of its datasets one file.  ``butler.yaml`` itself was
-        checked when the repository was opened."""
+        written: a dataset type (of ``dataset_types`` if given) whose storage class skybutler
+        does not know, or whose path template would give two of its datasets one file.
+        ``butler.yaml`` itself was checked when the repository was opened."""
         problems = []
+        chosen = None if dataset_types is None else set(dataset_types)
         for dtype in sorted(self.registry.dataset_types.all(), key=lambda d: d.name):
+            if chosen is not None and dtype.name not in chosen:
+                continue
             try:
                 get_storage_class(dtype.storage_class)
             except StorageClassError as err:

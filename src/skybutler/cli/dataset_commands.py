@@ -30,6 +30,7 @@ from .helpers import (
     split_csv_option,
     stderr_console,
 )
+from .rubin_refusals import REFUSED_TRANSFERS, checked_transfer
 
 data_id_argument = click.argument("data_id", nargs=-1, metavar="KEY=VALUE...")
 
@@ -75,7 +76,8 @@ def read_file_table(path: Path, universe: DimensionUniverse,
 @click.argument("dataset_type")
 @click.argument("arguments", nargs=-1, metavar="TABLE_FILE")
 @click.option("--run", "run_option", metavar="RUN", help="RUN collection to ingest into (created if missing).")
-@click.option("--transfer", "-t", type=click.Choice(TRANSFER_MODES), default="auto", show_default=True,
+@click.option("--transfer", "-t", type=click.Choice((*TRANSFER_MODES, *REFUSED_TRANSFERS)), default="auto",
+              show_default=True, callback=checked_transfer,
               help="How files enter the datastore (auto: direct if already inside it, else copy).")
 @click.option("--formatter", metavar="NAME", help="Formatter that reads the files (default: the storage class's).")
 @click.option("--id-mode", type=click.Choice(ID_MODES), default="random", show_default=True,
@@ -93,6 +95,8 @@ def read_file_table(path: Path, universe: DimensionUniverse,
 @click.option("--data-id", "fixed", multiple=True, metavar="KEY=VALUE",
               help="A data-ID value shared by every file, not a column of TABLE_FILE (repeatable or "
                    "comma-separated), as the Rubin butler's --data-id.")
+@click.option("--track-file-attrs", is_flag=True, expose_value=False,
+              help="Accepted as the Rubin butler's: every file's size and checksum are recorded.")
 @json_option
 def ingest_files(repo: Path, dataset_type: str, arguments: tuple[str, ...], run_option: str | None, transfer: str,
                  formatter: str | None, id_mode: str, id_generation_mode: str | None, prefix: Path | None,

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # rich loads only when something is printed through it (``--j
     from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 #: Collection type names as typed on the command line.
 COLLECTION_TYPES = tuple(t.value.lower() for t in CollectionType)
@@ -224,12 +225,18 @@ def info(message: str, *, style: str | None = None, markup: bool = False) -> Non
     stdout_console().print(message, soft_wrap=True, style=style, markup=markup, highlight=False)
 
 
+#: ``ctx.meta`` key set by ``skybutler --progress/--no-progress``.
+PROGRESS = "skybutler.progress"
+
+
 @contextlib.contextmanager
 def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
     """A rich progress bar on stderr (stdout stays clean for ``--json``); yields the
     ``progress(done, total)`` callback that moves it; in a pipe only its final state is printed,
-    and nothing if the step fails.  Disabled: a callback that does nothing."""
-    if not enabled:
+    and nothing if the step fails.  Disabled (or ``skybutler --no-progress``): a callback that
+    does nothing."""
+    ctx = click.get_current_context(silent=True)
+    if not enabled or (ctx is not None and ctx.meta.get(PROGRESS) is False):
         yield lambda done, total: None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -279,6 +286,16 @@ def report_warning(message: str) -> None:
 #: handler from printing them a second time when no logging option is given.
 CLI_LOGGER = "skybutler.cli"
 logging.getLogger(CLI_LOGGER).addHandler(logging.NullHandler())
+
+
+def capped(refs: list[T], limit: int) -> list[T]:
+    """The Rubin butler's ``--limit``: 0 keeps every dataset, N the first N, -N the first N with
+    a warning when there were more."""
+    if limit and len(refs) > abs(limit):
+        if limit < 0:
+            report_warning(f"more than {-limit} datasets match: taking the first {-limit} (--limit 0 takes them all)")
+        refs = refs[:abs(limit)]
+    return refs
 
 
 def fail(message: str) -> NoReturn:

@@ -205,6 +205,13 @@ class SkybutlerGroup(click.Group):
 DEBUG = "skybutler.debug"
 
 
+def _progress(ctx: click.Context, _param: click.Parameter, value: bool | None) -> None:
+    if value is not None:
+        from .helpers import PROGRESS
+
+        ctx.meta[PROGRESS] = value
+
+
 def _debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if value:
         ctx.meta[DEBUG] = True
@@ -214,6 +221,8 @@ def _debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
 @click.version_option(package_name="skybutler")
 @click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_debug,
               help="Show the traceback of any error (for a bug report) instead of one line.")
+@click.option("--progress/--no-progress", default=None, expose_value=False, callback=_progress,
+              help="Show progress bars on stderr (the default) or not, as the Rubin butler's option.")
 @log_options
 @click.pass_context
 def cli(ctx: click.Context, **logging_options: Any) -> None:
@@ -227,12 +236,22 @@ def cli(ctx: click.Context, **logging_options: Any) -> None:
 def load_command_module(group: click.Group, name: str) -> None:
     """Add the ``COMMANDS`` of topic module ``name`` to ``group``."""
     from .options_file import add_options_file
+    from .rubin_refusals import add_refusals
 
     module = importlib.import_module(f"{__package__}.{name}")
     for command in module.COMMANDS:
-        if not isinstance(command, click.Group):
-            add_options_file(command)
+        for each in _with_subcommands(command):
+            add_options_file(each)
+        add_refusals(command)
         group.add_command(command)
+
+
+def _with_subcommands(command: click.Command) -> list[click.Command]:
+    """``command`` if it is not a group, else its subcommands (and theirs): the commands that
+    take ``-@``, each reading the section of its own name."""
+    if not isinstance(command, click.Group):
+        return [command]
+    return [each for sub in command.commands.values() for each in _with_subcommands(sub)]
 
 
 def add_command_modules(group: click.Group, modules: tuple[str, ...] = COMMAND_MODULES) -> None:

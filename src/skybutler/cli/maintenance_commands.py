@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import click
 
@@ -17,7 +17,9 @@ from ..verify import plan_repair, repair, verify
 from .helpers import (
     GLOB_CHARACTERS,
     RepoLocation,
+    capped,
     confirm_or_refuse,
+    expand_collections,
     fail,
     info,
     json_option,
@@ -29,6 +31,7 @@ from .helpers import (
     repo_argument,
     split_csv_option,
 )
+from .rubin_refusals import RUBIN_TRANSFER_CHOICES, checked_transfer
 
 TRANSFERS = click.Choice(["copy", "move", "hardlink", "symlink", "direct", "auto"])
 
@@ -51,16 +54,33 @@ def _type_names(butler: Butler, given: list[str]) -> list[str]:
 class _Refs:
     """The datasets an export or transfer names: every type's query is built (its where-clause
     checked) and counted before anything is written, then read batch by batch as the export
-    takes them, so that memory does not grow with the number of datasets."""
+    takes them, so that memory does not grow with the number of datasets.
 
-    def __init__(self, butler: Butler, dataset_types: tuple[str, ...], collections: tuple[str, ...], where: str):
+    ``find_first``, ``order`` and ``limit`` are the Rubin butler's (``limit`` 0: all, -N: at
+    most N with a warning when there were more); a limited selection is read at once."""
+
+    def __init__(self, butler: Butler, dataset_types: tuple[str, ...], collections: tuple[str, ...], where: str,
+                 find_first: bool = False, order: tuple[str, ...] = (), limit: int = 0):
         types = _type_names(butler, split_csv_option(dataset_types))
-        cols = split_csv_option(collections) or [c.name for c in butler.collections.query(types=["run", "tagged"])]
-        self.queries = [butler.query_datasets(name, where, collections=cols, find_first=False) for name in types]
-        for results in self.queries:
+        cols, ordered = expand_collections(butler, split_csv_option(collections)) if collections else ([], False)
+        if find_first and not ordered:
+            raise click.BadParameter("needs --collections naming each collection, in the order to search them "
+                                     "(a glob or none gives no order)", param_hint="--find-first")
+        cols = cols or [c.name for c in butler.collections.query(types=["run", "tagged"])]
+        self.queries: list[Iterable[DatasetRef]] = []
+        for name in types:
+            results = butler.query_datasets(name, where, collections=cols, find_first=find_first)
+            if split_csv_option(order):
+                results = results.order_by(*split_csv_option(order))
             if hasattr(results, "streaming"):  # a local query: rows read by a cursor, never whole
                 results.streaming = True
-        self.total = sum(results.count() for results in self.queries)
+            self.queries.append(results)
+        if limit:
+            self.queries = [capped(list(itertools.islice(itertools.chain.from_iterable(self.queries),
+                                                         abs(limit) + 1)), limit)]
+            self.total = len(self.queries[0])
+        else:
+            self.total = sum(results.count() for results in self.queries)
 
     def __len__(self) -> int:  # the progress bar's total
         return self.total
@@ -97,9 +117,14 @@ def export_command(repo: str, directory: str, dataset_types: tuple[str, ...], co
 @click.command("import")
 @repo_argument
 @click.argument("path")
-@click.option("--transfer", type=TRANSFERS, default="copy",
+@click.option("--transfer", "-t", type=click.Choice(["copy", "move", "hardlink", "symlink", "direct", "auto", "link",
+                                                     "relsymlink"]), default="copy", callback=checked_transfer,
               help="How files come in (direct: used in place; a zip's files are always copied).")
-def import_command(repo: str, path: str, transfer: str) -> None:
+@click.option("--export-file", metavar="FILE",
+              help="The Rubin export file in directory PATH (default: export.yaml), as the Rubin butler's option.")
+@click.option("--track-file-attrs", is_flag=True, expose_value=False,
+              help="Accepted as the Rubin butler's: every file's size and checksum are recorded.")
+def import_command(repo: str, path: str, transfer: str, export_file: str | None) -> None:
     """Import an export at PATH (dataset IDs preserved; existing ones skipped).
 
     PATH is a skybutler export directory, or a Rubin butler export: a directory
@@ -107,34 +132,77 @@ def import_command(repo: str, path: str, transfer: str) -> None:
     is uploaded in batches under the server's request-size limit, each imported in one
     transaction (your rights and quotas checked); running it again resumes a cut import.
     """
+    if export_file:
+        path = _export_file_in(path, export_file)
     with open_butler(repo) as butler, progress_bar("importing datasets") as progress:
         n = import_datasets(butler, path, transfer, progress=progress)
     info(f"imported {n} datasets from {path}")
 
 
+def _export_file_in(directory: str, name: str) -> str:
+    """The path of ``--export-file`` NAME: as given if absolute or present here, else in
+    ``directory``, as the Rubin butler finds it; the datasets' files are found beside it, so it
+    must be in ``directory``."""
+    from pathlib import Path
+
+    given = Path(name)
+    found = given if given.is_absolute() or given.exists() else Path(directory) / name
+    if found.absolute().parent != Path(directory).absolute():
+        raise click.BadParameter(f"{name} is not in {directory}: skybutler finds the exported files beside the "
+                                 "export file, so put it in the export directory", param_hint="--export-file")
+    return str(found)
+
+
 @click.command("transfer")
 @click.argument("source", type=RepoLocation())
 @click.argument("target", type=RepoLocation())
-@click.option("--dataset-type", "dataset_types", multiple=True,
+@click.option("--dataset-type", "-d", "dataset_types", multiple=True,
               help="Types or globs to copy (repeatable or comma-separated; default: all).")
 @click.option("--collections", "-c", multiple=True, help="Collections to copy from (default: all RUN/TAGGED).")
 @click.option("--where", default="", help="A where-clause selecting the datasets.")
+@click.option("--find-first/--no-find-first", default=False,
+              help="Only the first collection's dataset per data ID (--collections in order), or every match.")
+@click.option("--limit", type=int, default=0, show_default=True,
+              help="At most this many datasets; 0 means no limit, -N at most N with a warning when there were "
+                   "more (the Rubin butler's default is -20000).")
+@click.option("--order-by", "order_by", multiple=True, metavar="COLUMN",
+              help="Take the datasets in this order (with --limit): result columns, comma-separated or repeated; "
+                   "a leading '-' sorts descending.")
+@click.option("--transfer", "-t", type=click.Choice(RUBIN_TRANSFER_CHOICES, case_sensitive=False), default="auto",
+              help="auto and copy copy the files (the other Rubin modes are refused by name).")
 @click.option("--register-dataset-types", is_flag=True,
               help="Accepted as the Rubin butler's: TARGET always gets the dataset types it lacks.")
 @click.option("--transfer-dimensions", is_flag=True,
               help="Accepted as the Rubin butler's: TARGET always gets the dimension records it lacks.")
+@click.option("--dry-run/--no-dry-run", default=False, help="Only count the datasets TARGET would get.")
 def transfer_command(source: str, target: str, dataset_types: tuple[str, ...], collections: tuple[str, ...],
-                     where: str, register_dataset_types: bool, transfer_dimensions: bool) -> None:
+                     where: str, find_first: bool, limit: int, order_by: tuple[str, ...], transfer: str,
+                     register_dataset_types: bool, transfer_dimensions: bool, dry_run: bool) -> None:
     """Copy datasets from repository SOURCE to TARGET (any stacks), IDs preserved.
 
     Either may be a server URL (the files are then downloaded, or uploaded); each side's token is
     SKYBUTLER_SOURCE_TOKEN or SKYBUTLER_TARGET_TOKEN if set, else SKYBUTLER_TOKEN."""
     import os
 
+    if transfer.lower() not in ("auto", "copy"):
+        raise click.BadParameter(f"{transfer}: TARGET gets its own copy of each file (auto or copy), so that it "
+                                 "never depends on SOURCE's files", param_hint="--transfer")
     with open_butler(source, token=os.environ.get("SKYBUTLER_SOURCE_TOKEN")) as src, \
             open_butler(target, token=os.environ.get("SKYBUTLER_TARGET_TOKEN")) as dst:
-        n = transfer_datasets(src, dst, _Refs(src, dataset_types, collections, where))
+        refs = _Refs(src, dataset_types, collections, where, find_first, order_by, limit)
+        if dry_run:
+            info(f"dry run: {_new_to(dst, list(refs))} dataset(s) would be transferred from {source} to {target} "
+                 "(nothing changed)")
+            return
+        n = transfer_datasets(src, dst, refs)
     info(f"transferred {n} datasets from {source} to {target}")
+
+
+def _new_to(target: Butler, refs: list[DatasetRef]) -> int:
+    """How many of ``refs`` ``target`` lacks (by dataset ID)."""
+    if target.served_by is not None:
+        return sum(target.get_dataset(ref.id) is None for ref in refs)
+    return len(refs) - len(target.registry.refs_by_id([ref.id for ref in refs]))
 
 
 #: ``transfer`` under the Rubin butler's name for it.

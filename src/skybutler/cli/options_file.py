@@ -9,7 +9,8 @@ the leading dashes (``collections``, ``order-by``, ``c``), or an argument by its
       collections: [u/ana/current]
       order-by: visit,detector
 
-Values given on the command line win; an option the command does not have, or a file
+A subcommand of a group (``retention apply``, ``token create``, ...) reads its section inside
+its group's (``retention: {apply: {...}}``).  Values given on the command line win; an option the command does not have, or a file
 without a section for the command, is refused by name (exit status 2), as the Rubin
 command refuses it.  A single value for an option taking several is taken as a list of one
 (the Rubin command refuses it).
@@ -25,17 +26,26 @@ import click
 OPTION_NAME = "options_file"
 
 
-def _parameter_for(command: click.Command, key: str) -> click.Parameter:
+def _parameter_for(command: click.Command, key: str, where: str) -> click.Parameter:
     """The parameter of ``command`` spelled ``key`` (an option without its dashes, or an
     argument's name)."""
     for param in command.params:
         if key in (opt.lstrip("-") for opt in param.opts):
             return param
-    raise ValueError(f"{key!r} is not a valid option for {command.name}")
+    raise ValueError(f"{key!r} is not a valid option for {where}")
 
 
-def _read_presets(path: str, command: click.Command) -> dict[str, Any]:
-    """The default values ``path`` gives ``command``, keyed by parameter name."""
+def _command_names(ctx: click.Context) -> list[str]:
+    """The names leading from the top command to this one: ``['retention', 'apply']``."""
+    names = []
+    while ctx.parent is not None:
+        names.append(str(ctx.info_name))
+        ctx = ctx.parent
+    return names[::-1] or [str(ctx.command.name)]
+
+
+def _read_presets(path: str, command: click.Command, names: list[str]) -> dict[str, Any]:
+    """The default values ``path`` gives ``command`` (reached by ``names``), keyed by parameter name."""
     import yaml
 
     from .helpers import read_text
@@ -44,14 +54,17 @@ def _read_presets(path: str, command: click.Command) -> dict[str, Any]:
         loaded = yaml.safe_load(read_text(Path(path)))
     except yaml.YAMLError as err:
         raise ValueError(f"not YAML: {' '.join(str(err).split())}") from None
-    if not isinstance(loaded, dict) or command.name not in loaded:
-        raise ValueError(f"no section {command.name!r} (the file maps command names to their options)")
-    section = loaded[command.name]
-    if not isinstance(section, dict):
-        raise ValueError(f"section {command.name!r} is not a mapping of option names to values")
+    section = loaded
+    for depth, name in enumerate(names, 1):
+        where = " ".join(names[:depth])
+        if not isinstance(section, dict) or name not in section:
+            raise ValueError(f"no section {where!r} (the file maps command names to their options)")
+        section = section[name]
+        if not isinstance(section, dict):
+            raise ValueError(f"section {where!r} is not a mapping of option names to values")
     presets: dict[str, Any] = {}
     for key, value in section.items():
-        param = _parameter_for(command, str(key))
+        param = _parameter_for(command, str(key), " ".join(names))
         takes_many = getattr(param, "multiple", False) or param.nargs == -1
         if takes_many and not isinstance(value, list):
             value = [value]
@@ -63,7 +76,7 @@ def _apply(ctx: click.Context, param: click.Parameter, value: str | None) -> Non
     if not value:
         return
     try:
-        presets = _read_presets(value, ctx.command)
+        presets = _read_presets(value, ctx.command, _command_names(ctx))
     except (ValueError, click.ClickException) as err:
         message = err.format_message() if isinstance(err, click.ClickException) else str(err)
         raise click.BadOptionUsage(OPTION_NAME, f"Error reading overrides file {value}: {message}", ctx) from None

@@ -1,8 +1,8 @@
 """Commands that select datasets with a query and act on them, in the Rubin butler's
 spelling: associate, disassociate, prune-datasets, retrieve-artifacts.
 
-Each takes the dataset types (``--dataset-type``, repeatable or comma-separated; not ``-d``,
-which is ``--where`` in every skybutler command, as in pipetask),
+Each takes the dataset types (``--dataset-type``/``-d``, repeatable or comma-separated, as the
+Rubin butler's commands take them; in skybutler's pipetask-like commands ``-d`` is ``--where``),
 the collections to search (``--collections``/``-c``) and a where-clause (``--where``/``-w``),
 finds the datasets with :meth:`skybutler.Butler.query_datasets`, and hands the refs to one
 butler call.
@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from .helpers import (
+    capped,
     confirm_or_refuse,
     expand_collections,
     fail,
@@ -26,7 +27,6 @@ from .helpers import (
     print_rows,
     ref_rows,
     repo_argument,
-    report_warning,
     split_csv_option,
 )
 from .query_commands import dataset_type_groups
@@ -39,22 +39,24 @@ def _selection_options(func: Any) -> Any:
     func = click.option("--where", "-w", default="", help="A where-clause selecting the datasets.")(func)
     func = click.option("--collections", "-c", multiple=True, required=True,
                         help="Collections to search, in order (repeatable or comma-separated).")(func)
-    return click.option("--dataset-type", "dataset_types", multiple=True, required=True,
+    return click.option("--dataset-type", "-d", "dataset_types", multiple=True, required=True,
                         help="Dataset types to select (repeatable or comma-separated).")(func)
 
 
 def _select(butler: Any, dataset_types: tuple[str, ...], collections: tuple[str, ...], where: str,
-            find_first: bool, every_match: str = "--find-all") -> list[Any]:
+            find_first: bool, every_match: str = "--find-all", limit: int = 0) -> list[Any]:
     """The datasets of the types in the collections (globs allowed) matching ``where``; a
-    find-first selection needs collections in an order, which a glob matching several lacks."""
+    find-first selection needs collections in an order, which a glob matching several lacks.
+    ``limit`` is the Rubin butler's (see :func:`.helpers.capped`)."""
     search, ordered = expand_collections(butler, split_csv_option(collections))
     if find_first and not ordered:
         raise click.UsageError("a glob matching several collections gives no order to take the first match per "
                                f"data ID in: name the collections in order, or take every match ({every_match})")
     refs: list[Any] = []
     for dataset_type in split_csv_option(dataset_types):
-        refs.extend(butler.query_datasets(dataset_type, where, collections=search, find_first=find_first))
-    return refs
+        found = butler.query_datasets(dataset_type, where, collections=search, find_first=find_first)
+        refs.extend(found.limit(abs(limit) + 1) if limit else found)
+    return capped(refs, limit)
 
 
 @click.command("associate")
@@ -63,11 +65,15 @@ def _select(butler: Any, dataset_types: tuple[str, ...], collections: tuple[str,
 @_selection_options
 @click.option("--find-first/--no-find-first", default=False,
               help="Only the first collection's dataset per data ID, or (the default) every match.")
+@click.option("--limit", type=int, default=0,
+              help="At most this many datasets; 0 (the default) means no limit, -N at most N with a warning when "
+                   "there were more.")
 def associate(repo: Path, collection: str, dataset_types: tuple[str, ...], collections: tuple[str, ...], where: str,
-              find_first: bool) -> None:
+              find_first: bool, limit: int) -> None:
     """Add the selected datasets to the TAGGED COLLECTION (created if missing)."""
     with open_butler(repo) as butler:
-        refs = _select(butler, dataset_types, collections, where, find_first, every_match="without --find-first")
+        refs = _select(butler, dataset_types, collections, where, find_first, every_match="without --find-first",
+                       limit=limit)
         butler.collections.associate(collection, refs)
     info(f"associated {len(refs)} dataset(s) with {collection}")
 
@@ -137,7 +143,7 @@ def prune_datasets(repo: Path, collections: tuple[str, ...], dataset_types: tupl
 @click.command("retrieve-artifacts")
 @repo_argument
 @click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--dataset-type", "dataset_types", multiple=True,
+@click.option("--dataset-type", "-d", "dataset_types", multiple=True,
               help="Dataset types or globs to retrieve (repeatable or comma-separated; default: every type).")
 @click.option("--collections", "-c", multiple=True,
               help="Collections to search, in order (repeatable or comma-separated, globs allowed; default: every "
@@ -185,11 +191,7 @@ def retrieve_artifacts(repo: Path, destination: Path, dataset_types: tuple[str, 
             if order:
                 found = found.order_by(*order)
             refs.extend(found.limit(abs(limit) + 1) if limit else found)
-        if limit and len(refs) > abs(limit):
-            if limit < 0:
-                report_warning(f"more than {-limit} datasets match: retrieving the first {-limit} "
-                               "(--limit 0 retrieves them all)")
-            refs = refs[:abs(limit)]
+        refs = capped(refs, limit or 0)
         if not refs:
             info("no datasets match: nothing retrieved")
             return

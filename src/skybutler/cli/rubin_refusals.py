@@ -1,0 +1,100 @@
+"""The Rubin butler's command-line options that have no meaning in skybutler, in one place:
+each is taken by the parser (so a Rubin user's command line is not misread) and refused by
+name, saying why and what to type instead (exit status 2, nothing changed).
+
+``tests/test_cli_rubin_refusals.py`` walks the Rubin ``butler`` command and fails on any of its
+options that skybutler's same command neither accepts nor refuses here, so that a new Rubin
+release's options are noticed.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import click
+
+
+class Refusal(NamedTuple):
+    """A Rubin option's spellings, whether it takes a value, and why skybutler refuses it."""
+
+    spellings: tuple[str, ...]
+    takes_value: bool
+    why: str
+
+
+#: Each command's refused Rubin options.
+REFUSED: dict[str, tuple[Refusal, ...]] = {
+    "config-dump": (
+        Refusal(("-p", "--searchpath"), True,
+                "skybutler reads REPO/butler.yaml alone, with built-in defaults, never a search path of config "
+                "files: 'skybutler config-dump REPO' shows what the repository uses"),
+    ),
+    "create": (
+        Refusal(("--dimension-config",), True,
+                "skybutler repositories use a universe it ships ('universe:' in butler.yaml); to make a repository "
+                "with another universe, use --seed-config FILE holding 'universe: NAME'"),
+        Refusal(("--standalone",), False,
+                "butler.yaml names the values it changes and takes built-in defaults for the rest; "
+                "'skybutler config-dump REPO' prints every value resolved"),
+        Refusal(("--override",), False,
+                "a --seed-config file always overrides the defaults of the keys it names (nothing else can)"),
+        Refusal(("-f", "--outfile"), True,
+                "a repository's configuration is REPO/butler.yaml and nowhere else; write a copy with "
+                "'skybutler config-dump REPO --file FILE'"),
+    ),
+    "import": (
+        Refusal(("-s", "--skip-dimensions"), True,
+                "the import inserts only the dimension records REPO lacks (those it has cost nothing); leave the "
+                "option out"),
+        Refusal(("--no-track-file-attrs",), False,
+                "skybutler records every stored file's size and checksum (verify and get rely on them); a "
+                "repository made with 'skybutler create --checksum none' records no checksum"),
+    ),
+    "ingest-files": (
+        Refusal(("--no-track-file-attrs",), False,
+                "skybutler records every stored file's size and checksum (verify and get rely on them); a "
+                "repository made with 'skybutler create --checksum none' records no checksum"),
+    ),
+    "transfer-datasets": (
+        Refusal(("--no-transfer-dimensions",), False,
+                "TARGET gets the dimension records it lacks and only those (the ones it has cost nothing); "
+                "leave the option out"),
+    ),
+}
+
+
+#: The Rubin butler's transfer modes skybutler's datastore does not make, with what to use.
+REFUSED_TRANSFERS = {
+    "link": "use hardlink (or symlink, across file systems): skybutler records which of the two it made, so "
+            "that an undone ingest removes exactly that",
+    "relsymlink": "use symlink: skybutler's symbolic links hold the file's absolute path, so that they still "
+                  "resolve when the repository is opened from another directory",
+}
+
+#: The transfer modes ``-t``/``--transfer`` takes: skybutler's and the Rubin butler's.
+RUBIN_TRANSFER_CHOICES = ("auto", "link", "symlink", "hardlink", "copy", "move", "relsymlink", "direct")
+
+
+def checked_transfer(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A ``--transfer`` callback: the mode, a Rubin one skybutler does not make refused by name."""
+    if value in REFUSED_TRANSFERS:
+        raise click.BadParameter(f"{value} is the Rubin butler's and not taken: {REFUSED_TRANSFERS[value]}", ctx,
+                                 param)
+    return value
+
+
+def _refuse(why: str):  # noqa: ANN202 - a click callback
+    def callback(ctx: click.Context, param: click.Parameter, value: object) -> None:
+        if value:
+            raise click.UsageError(f"{param.opts[0]} is the Rubin butler's and not taken: {why}", ctx)
+    return callback
+
+
+def add_refusals(command: click.Command) -> None:
+    """Give ``command`` a hidden option for each Rubin option it refuses (once)."""
+    taken = {opt for param in command.params for opt in param.opts + getattr(param, "secondary_opts", [])}
+    for number, refusal in enumerate(REFUSED.get(str(command.name), ())):
+        if taken.isdisjoint(refusal.spellings):
+            command.params.append(click.Option(
+                [*refusal.spellings, f"rubin_refused_{number}"], is_flag=not refusal.takes_value, hidden=True,
+                expose_value=False, callback=_refuse(refusal.why)))
