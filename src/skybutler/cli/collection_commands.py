@@ -47,7 +47,7 @@ collection_type_choice = click.Choice(COLLECTION_TYPES, case_sensitive=False)
                    "below it, inverse-tree each collection's parent chains (and theirs), flatten what the "
                    "matching chains search, in order, without the chains (--flatten lists them too), "
                    "no-children the matching collections alone.")
-@click.option("--show-dataset-types", "-t", is_flag=True,
+@click.option("--show-dataset-types", is_flag=True,
               help="Also list the dataset types each collection holds datasets of (a chain: those of what it "
                    "searches).")
 @click.option("--exclude-dataset-types", multiple=True, metavar="GLOBS",

@@ -156,7 +156,7 @@ def _export_file_in(directory: str, name: str) -> str:
 @click.command("transfer")
 @click.argument("source", type=RepoLocation())
 @click.argument("target", type=RepoLocation())
-@click.option("--dataset-type", "-d", "dataset_types", multiple=True,
+@click.option("--dataset-type", "dataset_types", multiple=True,
               help="Types or globs to copy (repeatable or comma-separated; default: all).")
 @click.option("--collections", "-c", multiple=True, help="Collections to copy from (default: all RUN/TAGGED).")
 @click.option("--where", default="", help="A where-clause selecting the datasets.")

@@ -107,7 +107,7 @@ def config_subset(config: dict[str, Any], subset: str) -> Any:
 @click.command("config-dump")
 @repo_argument
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
-@click.option("--subset", "-s", metavar="KEY", help="Only this part: keys joined by '.' (or by the character KEY "
+@click.option("--subset", metavar="KEY", help="Only this part: keys joined by '.' (or by the character KEY "
               "starts with, as the Rubin butler's '.templates.default').")
 @click.option("--file", "out", type=click.File("w"), default="-", metavar="FILE",
               help="Write to FILE instead of stdout.")
@@ -175,9 +175,9 @@ def insert_records(repo: Path, element: str, file: Path, skip_existing: bool) ->
 @click.command("config-validate")
 @repo_argument
 @click.option("--quiet", "-q", is_flag=True, help="Do not report each problem, only how many (exit status 1).")
-@click.option("--dataset-type", "-d", "dataset_types", multiple=True, metavar="GLOB",
+@click.option("--dataset-type", "dataset_types", multiple=True, metavar="GLOB",
               help="Check only these dataset types (globs, repeatable or comma-separated).")
-@click.option("--ignore", "-i", multiple=True, metavar="GLOB",
+@click.option("--ignore", multiple=True, metavar="GLOB",
               help="Leave these dataset types out (globs, repeatable or comma-separated).")
 def config_validate(repo: Path, quiet: bool, dataset_types: tuple[str, ...], ignore: tuple[str, ...]) -> None:
     """Check REPO's configuration: butler.yaml, and each dataset type's storage class and path template."""

@@ -22,9 +22,22 @@ class Refusal(NamedTuple):
     why: str
 
 
+def _short(letter: str, long: str, convention: str) -> Refusal:
+    """The Rubin butler's short spelling ``-letter`` of ``long``, which in every skybutler
+    command means ``convention`` (one short option, one meaning: see the user guide)."""
+    return Refusal((f"-{letter}",), True, f"here -{letter} is {convention} in every command; spell it {long}")
+
+
 #: Each command's refused Rubin options.
 REFUSED: dict[str, tuple[Refusal, ...]] = {
+    "associate": (_short("d", "--dataset-type", "--where (as pipetask -d)"),),
+    "retrieve-artifacts": (_short("d", "--dataset-type", "--where (as pipetask -d)"),),
+    "query-collections": (Refusal(("-t",), False, "here -t is --transfer in every command; spell it "
+                                                   "--show-dataset-types"),),
+    "config-validate": (_short("d", "--dataset-type", "--where (as pipetask -d)"),
+                        _short("i", "--ignore", "--input (as pipetask -i)")),
     "config-dump": (
+        _short("s", "--subset", "--storage-class"),
         Refusal(("-p", "--searchpath"), True,
                 "skybutler reads REPO/butler.yaml alone, with built-in defaults, never a search path of config "
                 "files: 'skybutler config-dump REPO' shows what the repository uses"),
@@ -56,6 +69,7 @@ REFUSED: dict[str, tuple[Refusal, ...]] = {
                 "repository made with 'skybutler create --checksum none' records no checksum"),
     ),
     "transfer-datasets": (
+        _short("d", "--dataset-type", "--where (as pipetask -d)"),
         Refusal(("--no-transfer-dimensions",), False,
                 "TARGET gets the dimension records it lacks and only those (the ones it has cost nothing); "
                 "leave the option out"),
@@ -90,11 +104,20 @@ def _refuse(why: str):  # noqa: ANN202 - a click callback
     return callback
 
 
+#: The name of each refusal's hidden option starts with this.
+REFUSAL_PREFIX = "rubin_refused_"
+
+
+def is_refusal(param: click.Parameter) -> bool:
+    """Whether ``param`` is a refused Rubin option (not one skybutler takes)."""
+    return str(param.name).startswith(REFUSAL_PREFIX)
+
+
 def add_refusals(command: click.Command) -> None:
     """Give ``command`` a hidden option for each Rubin option it refuses (once)."""
     taken = {opt for param in command.params for opt in param.opts + getattr(param, "secondary_opts", [])}
     for number, refusal in enumerate(REFUSED.get(str(command.name), ())):
         if taken.isdisjoint(refusal.spellings):
             command.params.append(click.Option(
-                [*refusal.spellings, f"rubin_refused_{number}"], is_flag=not refusal.takes_value, hidden=True,
+                [*refusal.spellings, f"{REFUSAL_PREFIX}{number}"], is_flag=not refusal.takes_value, hidden=True,
                 expose_value=False, callback=_refuse(refusal.why)))

@@ -1,8 +1,8 @@
 """Commands that select datasets with a query and act on them, in the Rubin butler's
 spelling: associate, disassociate, prune-datasets, retrieve-artifacts.
 
-Each takes the dataset types (``--dataset-type``/``-d``, repeatable or comma-separated, as the
-Rubin butler's commands take them; in skybutler's pipetask-like commands ``-d`` is ``--where``),
+Each takes the dataset types (``--dataset-type``, repeatable or comma-separated; the Rubin
+butler's ``-d`` for it is refused by name, ``-d`` being ``--where`` in every skybutler command),
 the collections to search (``--collections``/``-c``) and a where-clause (``--where``/``-w``),
 finds the datasets with :meth:`skybutler.Butler.query_datasets`, and hands the refs to one
 butler call.
@@ -39,7 +39,7 @@ def _selection_options(func: Any) -> Any:
     func = click.option("--where", "-w", default="", help="A where-clause selecting the datasets.")(func)
     func = click.option("--collections", "-c", multiple=True, required=True,
                         help="Collections to search, in order (repeatable or comma-separated).")(func)
-    return click.option("--dataset-type", "-d", "dataset_types", multiple=True, required=True,
+    return click.option("--dataset-type", "dataset_types", multiple=True, required=True,
                         help="Dataset types to select (repeatable or comma-separated).")(func)
 
 
@@ -143,7 +143,7 @@ def prune_datasets(repo: Path, collections: tuple[str, ...], dataset_types: tupl
 @click.command("retrieve-artifacts")
 @repo_argument
 @click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--dataset-type", "-d", "dataset_types", multiple=True,
+@click.option("--dataset-type", "dataset_types", multiple=True,
               help="Dataset types or globs to retrieve (repeatable or comma-separated; default: every type).")
 @click.option("--collections", "-c", multiple=True,
               help="Collections to search, in order (repeatable or comma-separated, globs allowed; default: every "
