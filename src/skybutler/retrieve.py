@@ -79,12 +79,10 @@ def retrieve_artifacts(butler: Butler, refs: Iterable[DatasetRef], destination: 
         from .interchange.rubin_export import export_rubin
 
         target = destination / zip_name(refs)
-        if target.exists():
-            if not overwrite:
-                raise SkybutlerError(f"{target} already exists; replace it with overwrite=True (--clobber on the "
-                                     "command line)")
-            target.unlink()
-        export_rubin(butler, refs, target)
+        if target.exists() and not overwrite:
+            raise SkybutlerError(f"{target} already exists; replace it with overwrite=True (--clobber on the "
+                                 "command line)")
+        export_rubin(butler, refs, target, overwrite=overwrite)  # the old zip replaced once the new one is whole
         return [target]
     placed = {r.id: _place(r, artifacts[r.id], preserve_path) for r in refs}
     if preserve_path:

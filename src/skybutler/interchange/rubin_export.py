@@ -13,7 +13,9 @@ written as ``StructuredDataDict``, ``ArrowAstropy`` and ``ImageF``.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
+import uuid
 import zipfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -33,6 +35,7 @@ from .rubin_yaml import RubinTimespan, TaiTime
 
 if TYPE_CHECKING:
     from ..butler import Butler
+    from ..copy_out import LocalSource, RemoteSource
 
 FORMAT_VERSION = "1.0.2"
 UNIVERSE = ("daf_butler", 8)
@@ -165,14 +168,15 @@ def _collections(butler: Butler, names: Sequence[str], refs: list[DatasetRef]) -
 
 
 def export_rubin(butler: Butler, refs: Iterable[DatasetRef], destination: str | Path, *,
-                 collections: Sequence[str] = (), transfer: str = "copy") -> int:
+                 collections: Sequence[str] = (), transfer: str = "copy", overwrite: bool = False) -> int:
     """Write ``refs`` as a Rubin export: a directory (export.yaml and files) or, for a
-    destination ending in ``.zip``, a Rubin zip.  ``collections`` adds TAGGED, CALIBRATION
+    destination ending in ``.zip``, a Rubin zip (one already there is replaced, in one step once
+    the new one is whole, only if ``overwrite``).  ``collections`` adds TAGGED, CALIBRATION
     and CHAINED collections with the refs' memberships.  Returns the number of datasets."""
     destination = Path(destination)
     refs = list({r.id: r for r in refs}.values())
     if destination.suffix == ".zip":
-        return _write_zip(butler, refs, destination)
+        return _write_zip(butler, refs, destination, overwrite)
     if (destination / EXPORT_NAME).exists():
         raise SkybutlerError(f"{destination} already holds an {EXPORT_NAME}; choose an empty directory")
     files = source(butler)
@@ -222,21 +226,37 @@ def export_rubin(butler: Butler, refs: Iterable[DatasetRef], destination: str | 
     return len(refs)
 
 
-def _write_zip(butler: Butler, refs: list[DatasetRef], destination: Path) -> int:
+def _write_zip(butler: Butler, refs: list[DatasetRef], destination: Path, overwrite: bool = False) -> int:
     """A Rubin zip: each file once, named ``<dataset ID>-<file name>``, and the index the Rubin
-    butler's ``ingest_zip`` reads (dataset types, refs with data IDs, and each file's formatter)."""
-    if destination.exists():
+    butler's ``ingest_zip`` reads (dataset types, refs with data IDs, and each file's formatter).
+
+    Written under a hidden name of its own (never a name a person's file may have) and renamed
+    over ``destination`` once whole: a writer killed meanwhile leaves the old zip, if any, as it was."""
+    if destination.exists() and not overwrite:
         raise SkybutlerError(f"{destination} already exists")
     files = source(butler)
     artifacts = {}
     for begin in range(0, len(refs), CHUNK):
         artifacts.update(files.artifacts(refs[begin:begin + CHUNK]))
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.parent / f".{destination.name}.{uuid.uuid4().hex[:12]}.partial"
+    try:
+        _write_zip_members(butler, files, refs, artifacts, partial)
+        os.replace(partial, destination)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return len(refs)
+
+
+def _write_zip_members(butler: Butler, files: LocalSource | RemoteSource, refs: list[DatasetRef], artifacts: dict,
+                       partial: Path) -> None:
+    """The files and the index of a Rubin zip, written to ``partial`` (a new file)."""
     types: dict[str, Any] = {}
     compact: dict[str, Any] = {}
     artifact_map: dict[str, Any] = {}
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".rubin-zip-", dir=destination.parent) as tmp, \
-            zipfile.ZipFile(destination.with_suffix(".zip.tmp"), "w", zipfile.ZIP_DEFLATED) as archive:
+    with tempfile.TemporaryDirectory(prefix=".rubin-zip-", dir=partial.parent) as tmp, \
+            zipfile.ZipFile(partial, "x", zipfile.ZIP_DEFLATED) as archive:
         for ref in refs:
             artifact = artifacts.get(ref.id)
             if artifact is None:
@@ -261,5 +281,3 @@ def _write_zip(butler: Butler, refs: list[DatasetRef], destination: Path) -> int
                           "dimension_records": None},
                  "artifact_map": artifact_map}
         archive.writestr(ZIP_INDEX, json.dumps(index))
-    destination.with_suffix(".zip.tmp").rename(destination)
-    return len(refs)
