@@ -15,7 +15,14 @@ from server_helpers import running_server
 from skybutler import Butler
 from skybutler.access import Access
 from skybutler.butler_rubin import _INSTEAD
-from skybutler.errors import ConfigError, MissingCollectionError, NotOfferedError, SkybutlerError
+from skybutler.errors import (
+    ConfigError,
+    DatasetTypeError,
+    MissingCollectionError,
+    NotOfferedError,
+    SkybutlerError,
+    StorageClassError,
+)
 from skybutler.repository_transfer import import_datasets
 
 pytest.importorskip("fastapi")
@@ -247,3 +254,27 @@ def test_chain_edits_and_default_collections_as_the_rubin_butlers(pair):
         len(theirs.collections), list(theirs.collections), theirs.collections[0])
     assert len(ours.collections) == len(rubin.collections) == 0
     mine.close()
+
+
+def test_components_by_dataset_type_name_and_component_ref_as_the_rubin_butlers(pair):
+    """``get("cat.schema", ...)``, ``get(ref.makeComponentRef("schema"))`` and a deferred
+    component read the parent's file; a component the storage class lacks is refused by both."""
+    rubin, ours, _ = pair
+    data_id = {"instrument": "Cam", "visit": 1}
+    theirs = list(rubin.get("cat.schema", data_id, collections="Cam/run1").schema.colnames)
+    assert ours.get("cat.schema", data_id, collections="Cam/run1").names == theirs == ["x", "id"]
+    ref = ours.find_dataset("cat", data_id, collections="Cam/run1")
+    part = ref.makeComponentRef("schema")
+    rubin_part = rubin.find_dataset("cat", data_id, collections="Cam/run1").makeComponentRef("schema")
+    assert (part.id, part.datasetType.name, part.datasetType.component()) == (
+        rubin_part.id, rubin_part.datasetType.name, rubin_part.datasetType.component())
+    assert part.makeCompositeRef().datasetType == ref.datasetType and part.datasetType.isComponent()
+    assert ours.get(part).names == ours.getDeferred(part).get().names == theirs
+    with pytest.raises(StorageClassError, match="has no component 'wcs'; components: none"):
+        ours.get("summary.wcs", instrument="Cam", visit=1, detector=0, collections="Cam/run1")
+    with pytest.raises(daf_butler.UnknownComponentError):
+        rubin.get("summary.wcs", instrument="Cam", visit=1, detector=0, collections="Cam/run1")
+    with pytest.raises(StorageClassError, match="no component 'wcs'; components: schema"):
+        ref.makeComponentRef("wcs")
+    with pytest.raises(DatasetTypeError, match="a component's type is not registered"):
+        ours.register_dataset_type("cat.extra", ["instrument", "visit"], "Dict")

@@ -40,7 +40,7 @@ from .errors import (
 )
 from .faults import crash_point
 from .formats import get_storage_class
-from .models import CollectionType, DatasetRef, DatasetType, StoredArtifact
+from .models import CollectionType, DatasetRef, DatasetType, StoredArtifact, split_component
 from .reads import observation_time, read_dataset
 from .registry import Registry
 from .remote.served import served as _served
@@ -442,13 +442,15 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
         """Read a dataset by type + data ID (searched in ``collections``) or by reference.
 
         ``parameters`` read a subset where the format allows (``columns``, ``bbox``);
-        ``component`` reads a part (``header``, ``wcs``).  A cold dataset is staged back
+        ``component`` reads a part (``header``, ``wcs``), as does a component's dataset type
+        (``"calexp.wcs"``) or ref (``ref.makeComponentRef("wcs")``), the Rubin butler's spellings.  A cold dataset is staged back
         first; a purged one is recomputed from its provenance if ``recompute`` (default:
         the butler's) says so, else :class:`DatasetNotFoundError` says it was purged.
         ``verify_checksums`` (default: ``verify_checksums`` of ``butler.yaml``, off) reads the
         whole file and checks it against its recorded checksum first:
         :class:`ChecksumMismatchError` if it was changed since it was stored.
         """
+        dataset_type, component = split_component(dataset_type, component)
         ref = self._resolve(dataset_type, data_id, collections, timespan, kwargs, need_artifact=False)
         return read_dataset(self, ref, component=component, parameters=parameters, recompute=recompute,
                             verify_checksums=verify_checksums, just_resolved=ref is not dataset_type)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .dimensions import DataCoordinate, DimensionGroup, DimensionUniverse
-from .errors import DatasetTypeError
+from .errors import DatasetTypeError, StorageClassError
 
 if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler
@@ -171,6 +171,33 @@ class DatasetType:
     def group(self, universe: DimensionUniverse) -> DimensionGroup:
         return universe.group(self.dimensions)
 
+    # A component's dataset type (``calexp.wcs``), as the Rubin butler makes it: never registered,
+    # read with ``butler.get`` from its parent's file (see :func:`split_component`).
+
+    def makeComponentDatasetType(self, component: str) -> DatasetType:
+        """The dataset type of one component of this type's storage class (``calexp.wcs``)."""
+        from .formats import get_storage_class
+
+        components = get_storage_class(self.storage_class).components
+        if self.component() is not None or component not in components:
+            raise StorageClassError(f"dataset type {self.name!r} ({self.storage_class}) has no component "
+                                    f"{component!r}; components: {', '.join(components) or 'none'}")
+        return dataclasses.replace(self, name=f"{self.name}.{component}")
+
+    def makeCompositeDatasetType(self) -> DatasetType:
+        """The parent type of a component's type (itself for a parent)."""
+        return dataclasses.replace(self, name=self.nameAndComponent()[0])
+
+    def nameAndComponent(self) -> tuple[str, str | None]:
+        parent, _, component = self.name.partition(".")
+        return parent, component or None
+
+    def component(self) -> str | None:
+        return self.nameAndComponent()[1]
+
+    def isComponent(self) -> bool:
+        return self.component() is not None
+
 
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)
 class StoredArtifact:
@@ -285,6 +312,16 @@ class DatasetRef:
         known = None if self._artifact.__class__ is ArtifactBatch else self._artifact  # no look-up to pickle
         return DatasetRef, (self._id, self._dataset_type, self._data_id, self._run, known)
 
+    def makeComponentRef(self, component: str) -> DatasetRef:
+        """This dataset's ``component`` (``butler.get`` of it reads that part), as the Rubin butler's."""
+        return DatasetRef(self._id, self._dataset_type.makeComponentDatasetType(component), self._data_id, self._run,
+                          self._artifact)
+
+    def makeCompositeRef(self) -> DatasetRef:
+        """The dataset a component ref is part of (itself for a dataset)."""
+        return DatasetRef(self._id, self._dataset_type.makeCompositeDatasetType(), self._data_id, self._run,
+                          self._artifact)
+
     def with_artifact(self, artifact: StoredArtifact | ArtifactBatch | None) -> DatasetRef:
         return DatasetRef(self._id, self._dataset_type, self._data_id, self._run, artifact)
 
@@ -321,3 +358,15 @@ def dataset_id_of(target: DatasetRef | uuid.UUID | str) -> uuid.UUID:
     if isinstance(target, DatasetRef):
         return target.id
     return target if isinstance(target, uuid.UUID) else uuid.UUID(str(target))
+
+
+def split_component(target: str | DatasetRef, component: str | None) -> tuple[str | DatasetRef, str | None]:
+    """A component named in the dataset type (``"calexp.wcs"``, or a ref of ``makeComponentRef``)
+    as the parent (its name or ref) and the component's name; anything else as given."""
+    name = target.dataset_type.name if isinstance(target, DatasetRef) else target
+    if not isinstance(name, str) or "." not in name:
+        return target, component
+    parent, _, named = name.partition(".")
+    if component is not None and component != named:
+        raise DatasetTypeError(f"{name!r} names the component {named!r}, and component={component!r} another")
+    return (target.makeCompositeRef() if isinstance(target, DatasetRef) else parent), named

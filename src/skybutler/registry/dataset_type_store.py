@@ -7,7 +7,7 @@ import dataclasses
 import sqlalchemy as sa
 
 from ..dimensions import DimensionGroup
-from ..errors import ConflictingDefinitionError, MissingDatasetTypeError
+from ..errors import ConflictingDefinitionError, DatasetTypeError, MissingDatasetTypeError
 from ..models import DatasetType, check_dataset_type_name
 from . import definitions_mark
 from .database import Database
@@ -58,6 +58,10 @@ class DatasetTypeStore:
                     f"cannot register it again as {_describe(dtype)}")
             return False
         check_dataset_type_name(dtype.name)  # only new names: a repository's existing types keep working
+        if "." in dtype.name:
+            raise DatasetTypeError(f"{dtype.name!r} names a component of {dtype.name.partition('.')[0]!r}: a "
+                                   "component's type is not registered (as in the Rubin butler); read it with "
+                                   f"butler.get({dtype.name!r}, ...) or butler.get(ref, component=...)")
         with self.db.transaction() as conn:
             self.db.create_tables(conn, self._tables_for(dtype))
             try:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..errors import DatasetNotFoundError, SkybutlerError
-from ..models import DatasetRef, DatasetType
+from ..models import DatasetRef, DatasetType, split_component
 from ..timespan import as_timespan
 from . import wire
 from .batch import Batch, RemoteTransaction, is_write, refuse_immediate, refuse_read
@@ -327,6 +327,7 @@ class RemoteTransport(IngestCalls):
         from ..formats.wire_objects import decode_object
 
         refuse_read(self, "get")
+        dataset_type, component = split_component(dataset_type, component)
         kwargs.pop("recompute", None)
         kwargs.pop("verify_checksums", None)
         body = {**self._lookup(dataset_type, data_id, collections, timespan, kwargs),
