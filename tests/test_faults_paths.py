@@ -184,6 +184,9 @@ if POSTGRES_URL:
     CASES += [pytest.param("postgres", name, point, id=f"postgres-{name}-{point}")
               for name in ("certify-calibrations", "collection-chain", "prune-datasets", "remove-runs")
               for point in [0.4, *(["registry-committed"] if name in ("prune-datasets", "remove-runs") else [])]]
+    # a removal of tagged and chained collections killed after its first commit (one transaction)
+    CASES += [pytest.param("postgres", "remove-collections-three", "sql-committed:1",
+                           id="postgres-remove-collections-three-sql-committed:1")]
 
 
 def _fresh(stack: str, template: Path, where: Path) -> Path:  # noqa: F811

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from conftest import _MADE_NAMES, S3_BUCKET, S3_ENDPOINT
+from conftest import _MADE_NAMES, POSTGRES_URL, S3_BUCKET, S3_ENDPOINT, stack_locations
 from skybutler import Butler
 from skybutler.ingest.watcher import Watcher
 from skybutler.pipeline import Pipeline
@@ -34,7 +34,8 @@ def _cycle(root: Path, prefix: str, pipeline: str) -> None:
 #: Killed between the ingest's commit and the deletions of the objects (the state a loss or a duplicate would come
 #: from); a kill while placing the files is the ingest-raws move sweep of test_faults.py (~20 s more here).
 @pytest.mark.parametrize("step", ["registry-committed"])
-def test_a_watch_cycle_killed_loses_no_object_and_ingests_each_once(tmp_path, raws, step):  # noqa: F811
+@pytest.mark.parametrize("stack", ["sqlite"] + (["postgres"] if POSTGRES_URL else []))
+def test_a_watch_cycle_killed_loses_no_object_and_ingests_each_once(tmp_path, raws, stack, step):  # noqa: F811
     import fsspec
 
     name = f"t_{uuid.uuid4().hex[:12]}"
@@ -46,7 +47,7 @@ def test_a_watch_cycle_killed_loses_no_object_and_ingests_each_once(tmp_path, ra
         fs.put_file(str(path), f"{prefix}/{path.name}")
         objects[f"{prefix}/{path.name}"] = xxhash.xxh3_64_hexdigest(path.read_bytes())
     root = tmp_path / "repo"
-    Butler.create(root).close()
+    Butler.create(root, **stack_locations(stack, tmp_path)).close()  # on PostgreSQL + S3: into the object store
     pipeline = pipeline_file(tmp_path)
     assert run_killed(lambda: _cycle(root, prefix, pipeline), step)
     assert_recovered(root, {})
