@@ -20,6 +20,7 @@ from sqlalchemy.sql import visitors
 from ..dimensions import DimensionGroup
 from ..registry import Registry
 from . import expression as ex
+from .chains import chain
 
 
 def governor_hints(registry: Registry, tags: sa.FromClause, group: DimensionGroup, tree: ex.Node | None
@@ -125,7 +126,7 @@ def without_hinted_bounds(registry: Registry, tree: ex.Node | None, terms: list[
                     and _key_constraints(registry, operand)[0] and _sole_column(sql) in hinted)]
     if len(kept) == len(terms):
         return None
-    return kept[0] if len(kept) == 1 else sa.and_(*kept) if kept else sa.true()
+    return chain("AND", kept) if kept else sa.true()
 
 
 def _sole_column(sql: sa.ColumnElement) -> int | None:

@@ -21,6 +21,7 @@ from ..dimensions.data_id import INT64_MAX, INT64_MIN
 from ..errors import QueryError
 from ..timespan import NS_MAX, NS_MIN
 from . import expression as ex
+from .chains import chain
 from .globs import glob_match
 from .joins import JoinBuilder
 from .parser import KNOWN_FUNCTIONS
@@ -100,14 +101,14 @@ class WhereCompiler(RegionTerms):
         for operand in operands:
             self.result.terms.append((operand.to_text(), self._condition(operand, top=True)))
         parts = [sql for _, sql in self.result.terms]
-        self.result.condition = parts[0] if len(parts) == 1 else sa.and_(*parts)
+        self.result.condition = chain("AND", parts)
         return self.result
 
     def _condition(self, node: ex.Node, top: bool) -> sa.ColumnElement:
         if isinstance(node, ex.LogicalOp):
             operands = node.operands if node.op == "AND" else _equalities_as_lists(node.operands)
             parts = [self._condition(o, top and node.op == "AND") for o in _deepest_first(operands)]
-            return sa.and_(*parts) if node.op == "AND" else sa.or_(*parts)
+            return chain(node.op, parts)
         if isinstance(node, ex.Not):
             inner = node.operand
             if isinstance(inner, ex.Not):  # NOT NOT a is a, wherever a may stand
@@ -434,7 +435,7 @@ class WhereCompiler(RegionTerms):
             if kind in NUMERIC and (kind == "float" or any(isinstance(v, float) for v in scalars)):
                 kind, scalars = "float", [float(v) for v in scalars]
             parts.insert(0, in_values(lhs.sql, scalars, "int" if kind == "time" else kind))
-        cond = sa.or_(*parts) if len(parts) > 1 else parts[0]
+        cond = chain("OR", parts)
         return sa.not_(cond) if node.negated else cond
 
     def _glob(self, node: ex.Glob) -> sa.ColumnElement:

@@ -476,8 +476,9 @@ class Database:
                                         "and was stopped: narrow it (a where-clause, fewer collections) or "
                                         "ask for fewer results") from None
             if "Expression tree is too large" in str(err.orig):  # SQLite's depth limit of 1,000
-                raise QueryError("the where-clause nests too deep for SQLite (about 1,000 terms joined by "
-                                 "AND/OR): list values with IN, e.g. visit IN (1, 2, 3)") from None
+                raise QueryError("the where-clause nests too deep for SQLite (its expression tree is limited to "
+                                 "1,000 levels): nest fewer groups, or list values with IN, e.g. "
+                                 "visit IN (1, 2, 3)") from None
             if "number of parameters must be between" in str(err.orig):  # PostgreSQL's 65,535
                 raise QueryError("the query needs more than the 65,535 values PostgreSQL takes in one statement: "
                                  "list values with IN, e.g. visit IN (1, 2, 3)") from None
