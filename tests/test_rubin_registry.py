@@ -18,6 +18,7 @@ from skybutler.access import Access
 from skybutler.errors import DatasetTypeError, MissingCollectionError, NotOfferedError, QueryError
 from skybutler.models import CollectionType
 from skybutler.repository_transfer import import_datasets
+from skybutler.rubin_registry import _INSTEAD, _PROPERTIES
 from skybutler.timespan import as_timespan
 
 pytest.importorskip("fastapi")
@@ -304,8 +305,18 @@ def test_what_is_not_offered_is_refused_by_name(pair):
         reg.queryDatasets(re.compile("s.*"), collections="Cam/run1")
     with pytest.raises(daf_butler.registry.DatasetTypeExpressionError, match="Regular expressions"):
         rubin.registry.queryDatasets(re.compile("s.*"), collections="Cam/run1")
-    with pytest.raises(AttributeError, match="getCollectionSummary is not offered by skybutler; use "):
-        reg.getCollectionSummary("Cam/run1")
+    for name, instead in _INSTEAD.items():
+        if name == "dimensions":  # a local butler's is its SQL registry's store
+            continue
+        assert hasattr(type(reg), name), name
+        with pytest.raises(NotOfferedError, match=f"butler.registry.{name} is not offered by skybutler; use ") as no:
+            getattr(reg, name)("Cam/run1") if name not in _PROPERTIES else getattr(reg, name)
+        assert instead in str(no.value)
+    if kind == "served":
+        with pytest.raises(NotOfferedError, match="use butler.universe"):
+            reg.dimensions
+    with reg.caching_context(), rubin.registry.caching_context():
+        assert reg.getCollectionType("Cam/run1").name == rubin.registry.getCollectionType("Cam/run1").name
     with pytest.raises(AttributeError, match="no 'queryEverything'"):
         reg.queryEverything
     if kind == "served":  # a server's client has no SQL registry behind the adapter

@@ -49,7 +49,11 @@ _INSTEAD = {
     "obsCoreTableManager": "nothing (skybutler keeps no ObsCore table)",
     "dimensions": "butler.universe",
     "isWriteable": "a write: a read-only token is refused by the server",
+    "refresh_collection_summaries": "nothing: skybutler keeps no collection summaries",
 }
+
+#: Of those, the ones the Rubin registry has as properties (read, not called).
+_PROPERTIES = ("storageClasses", "obsCoreTableManager")
 
 
 class DatasetAssociation(NamedTuple):
@@ -313,10 +317,15 @@ class RubinRegistry:
     def __getattr__(self, name: str) -> Any:
         parts = self.__dict__.get("_parts")
         if name.startswith("__") or parts is None or not hasattr(parts, name):
-            if name in _INSTEAD:
-                raise AttributeError(f"butler.registry.{name} is not offered by skybutler; use {_INSTEAD[name]}")
+            if name in _INSTEAD:  # ``dimensions`` through a server (a local one is the SQL registry's)
+                raise _refuse(f"butler.registry.{name}", _INSTEAD[name])
             raise AttributeError(f"butler.registry has no {name!r}")
         return getattr(parts, name)
+
+    @contextlib.contextmanager
+    def caching_context(self) -> Iterator[None]:
+        """The block itself: skybutler reads the registry afresh on every call, so there is no cache to hold."""
+        yield
 
     @property
     def defaults(self) -> RegistryDefaults:
@@ -524,6 +533,22 @@ class RubinRegistry:
 
     def syncDimensionData(self, element: Any, row: Any, conform: bool = True, update: bool = False) -> bool:
         return self._butler.sync_record(_name_of(element), _record_dict(row), update=update)
+
+
+def _refusal(name: str, instead: str) -> Any:
+    """A Rubin registry call skybutler does not offer: there by name (``hasattr`` answers), and
+    calling it (or, for a property, reading it) raises NotOfferedError naming what to use."""
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise _refuse(f"butler.registry.{name}", instead)
+
+    refused.__name__ = refused.__qualname__ = name
+    refused.__doc__ = f"Not offered by skybutler: use {instead}."
+    return property(refused) if name in _PROPERTIES else staticmethod(refused)
+
+
+for _name, _instead in _INSTEAD.items():
+    if _name != "dimensions":  # a local butler's ``registry.dimensions`` is its SQL registry's store
+        setattr(RubinRegistry, _name, _refusal(_name, _instead))
 
 
 def _record_dict(record: Mapping[str, Any] | DimensionRecord | Any) -> dict[str, Any]:
