@@ -26,6 +26,7 @@ recorded checksum, was left by a killed retention write: repair deletes it, not 
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +57,9 @@ TEMPORARY_NAME = re.compile(r"\.tmp-([0-9a-f]{32})(?:-\d+)?$")
 #: A temporary file no journal covers is taken as abandoned once it is this old (seconds): no
 #: writer keeps a staged file for an hour; younger ones may belong to a writer still at work.
 ABANDONED_AGE = 3600.0
+#: A repair asks again whether a client on another host writes at most this often (seconds): a
+#: question costs a round trip, and a plan may hold thousands of steps.
+FOREIGN_RECHECK_S = 1.0
 
 
 @dataclass
@@ -243,9 +247,12 @@ def repair(butler: Butler, plan: list[RepairAction]) -> RepairResult:
     result = RepairResult()
     quarantine = Quarantine(str(butler.root / BOOKKEEPING_DIR / "quarantine"))
     owners: dict[str, uuid.UUID] | None = None  # of the cold copies to delete, found once
+    checked = -FOREIGN_RECHECK_S
     for step in plan:
-        if _foreign_writers(butler):  # the proof taken again: a writer on another host began since the plan
-            continue
+        if time.monotonic() - checked >= FOREIGN_RECHECK_S:  # the proof taken again as the repair goes
+            if _foreign_writers(butler):  # a writer on another host began since the plan: its files may be there
+                break
+            checked = time.monotonic()
         if step.action == "delete":
             if not TEMPORARY_NAME.search(step.path):  # the one proof that makes deletion safe
                 raise SkybutlerError(f"refusing to delete {step.path}: not a skybutler staging file")
@@ -324,7 +331,5 @@ def _claimed_now(butler: Butler, path: str) -> bool:
     retried with ``adopt_leftovers`` may take a leftover of its bytes as its own)."""
     journal = butler.datastore.journal
     if journal is not None and any(i.path == path for j in journal.live() for i in j.intents):
-        return True
-    if _foreign_writers(butler):
         return True
     return bool(butler.registry.datasets.paths_in_use([path]))
