@@ -5,9 +5,9 @@ relates are refused by name."""
 from __future__ import annotations
 
 import pytest
-from query_repository import visits
 
 from conftest import STACKS, populate, stack_locations, visit_pointing
+from query_repository import visits
 from skybutler import Butler
 from skybutler.dimensions import regions
 from skybutler.errors import QueryError

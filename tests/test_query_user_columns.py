@@ -4,9 +4,9 @@ tables keyed by dimensions (registered, filled, refused when wrong, kept across 
 from __future__ import annotations
 
 import pytest
-from query_repository import pairs, visits
 
 from conftest import populate
+from query_repository import pairs, visits
 from skybutler import Butler
 from skybutler.errors import QueryError, RegistryError
 
