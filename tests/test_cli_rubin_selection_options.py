@@ -1,7 +1,8 @@
 """The Rubin butler's selection and repository options, each run through the Rubin ``butler``
 command on a Rubin repository (the oracle) and through ``skybutler`` on its import:
 transfer-datasets --find-first/--limit/--order-by/--dry-run/-t, associate -d/--limit, import
---export-file, config-validate -q/-d/-i, config-dump --subset/--file, create --seed-config.
+--export-file, ingest-files -t link/relsymlink, config-validate -q/--dataset-type/--ignore,
+config-dump --subset/--file, create --seed-config.
 The repositories and helpers are those of ``test_cli_rubin_habits``."""
 
 from __future__ import annotations
@@ -112,9 +113,6 @@ def test_import_export_file_names_the_export_in_the_directory(rubin_pair, tmp_pa
     shutil.copy(export / "mine.yaml", elsewhere)
     refused = run("import", tmp_path / "ours", export, "--export-file", elsewhere, code=2).stderr
     assert "is not in" in refused and "beside the export file" in refused
-    for mode in ("link", "relsymlink"):
-        refused = run("import", tmp_path / "ours", export, "-t", mode, code=2).stderr
-        assert f"{mode} is the Rubin butler's and not taken" in refused
 
 
 def test_config_validate_takes_quiet_dataset_types_and_ignore(rubin_pair):
@@ -152,3 +150,33 @@ def test_create_seed_config_takes_the_rubin_spelling(tmp_path):
     seed.write_text("registry:\n  db: sqlite:///x.db\nfrobnicate: 1\n")
     refused = run("create", tmp_path / "bad", "--seed-config", seed, code=1).stderr
     assert "skybutler has no setting frobnicate" in refused and not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("mode", ["relsymlink", "link"])
+def test_ingest_files_links_as_the_rubin_command(tmp_path, mode):
+    import os
+    from pathlib import Path
+
+    from lsst.daf.butler import Butler as RubinButler
+
+    pair = imported_rubin_pair(tmp_path)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "s10.yaml").write_text('{"v": 1, "d": 0}')
+    (tmp_path / "files.csv").write_text("file,visit,detector\ns10.yaml,1,0\n")
+    line = ["summary", "Cam/linked", tmp_path / "files.csv", "--data-id", "instrument=Cam", "-t", mode,
+            "--prefix", tmp_path / "in"]
+    _rubin("ingest-files", pair[0], *line)
+    run("ingest-files", pair[1], *line)
+    with RubinButler.from_config(str(pair[0])) as b:
+        (ref,) = b.registry.queryDatasets("summary", collections="Cam/linked")
+        theirs = Path(b.getURI(ref).ospath)
+    with Butler(pair[1]) as ours:
+        (mine,) = ours.query_datasets("summary", collections="Cam/linked")
+        path = Path(ours.datastore.full_path(mine.artifact.path))
+        assert ours.get(mine) == {"v": 1, "d": 0}
+    assert path.is_symlink() == theirs.is_symlink() == (mode == "relsymlink")
+    if mode == "relsymlink":
+        assert path.resolve() == theirs.resolve() == (tmp_path / "in" / "s10.yaml").resolve()
+        assert not os.readlink(path).startswith("/") and not os.readlink(theirs).startswith("/")
+    else:
+        assert os.stat(path).st_ino == os.stat(theirs).st_ino == os.stat(tmp_path / "in" / "s10.yaml").st_ino

@@ -350,6 +350,21 @@ def test_ingest_symlink(butler, raws):
     assert butler.get(ref) == {"det": 0}
 
 
+def test_ingest_relsymlink_links_by_a_relative_path(butler, raws):
+    local_only(butler)
+    ref = ingest_one(butler, raws[0], "relsymlink")
+    stored = Path(butler.datastore.full_path(ref.artifact.path))
+    assert stored.is_symlink() and not os.readlink(stored).startswith("/")
+    assert stored.resolve() == raws[0].resolve() and butler.get(ref) == {"det": 0}
+
+
+def test_ingest_link_is_a_hard_link_on_the_same_device(butler, raws):
+    local_only(butler)
+    ref = ingest_one(butler, raws[0], "link")
+    stored = Path(butler.datastore.full_path(ref.artifact.path))
+    assert not stored.is_symlink() and os.stat(stored).st_ino == os.stat(raws[0]).st_ino
+
+
 def test_ingest_direct_leaves_the_file_in_place(butler, raws):
     ref = ingest_one(butler, raws[0], "direct")
     assert ref.artifact.path == f"file://{raws[0]}"

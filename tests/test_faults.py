@@ -45,7 +45,7 @@ N_FILES = 6
 #: Step boundaries every placing write passes; ``None`` stands for a kill after a random delay.
 PUT_STEPS = ["journal-written", "file-staged:2", "files-published", "registry-committed:2", None, None]
 INGEST_STEPS = ["journal-written", "file-placed:3", "registry-committed", None]
-TRANSFERS = ["copy", "move", "hardlink", "symlink", "direct", "auto"]
+TRANSFERS = ["copy", "move", "hardlink", "symlink", "relsymlink", "link", "direct", "auto"]
 SEEDS = random.Random(13)
 
 

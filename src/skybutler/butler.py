@@ -347,7 +347,7 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
                id_mode: IdMode = "random", ids: Sequence[uuid.UUID | str] | None = None,
                skip_existing: bool = False, examined: Sequence[ExaminedFile] | None = None) -> list[DatasetRef]:
         """Register existing files as datasets, moving them in by ``transfer`` (copy, move,
-        hardlink, symlink, direct); all or nothing.
+        hardlink, symlink, relsymlink, link, direct); all or nothing.
 
         ``ids`` keeps given dataset IDs, one per file in order (e.g. the IDs another
         repository gave them, so the same dataset is never duplicated); otherwise IDs

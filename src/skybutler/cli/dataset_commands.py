@@ -30,7 +30,6 @@ from .helpers import (
     split_csv_option,
     stderr_console,
 )
-from .rubin_refusals import REFUSED_TRANSFERS, checked_transfer
 
 data_id_argument = click.argument("data_id", nargs=-1, metavar="KEY=VALUE...")
 
@@ -76,9 +75,9 @@ def read_file_table(path: Path, universe: DimensionUniverse,
 @click.argument("dataset_type")
 @click.argument("arguments", nargs=-1, metavar="TABLE_FILE")
 @click.option("--run", "run_option", metavar="RUN", help="RUN collection to ingest into (created if missing).")
-@click.option("--transfer", "-t", type=click.Choice((*TRANSFER_MODES, *REFUSED_TRANSFERS)), default="auto",
-              show_default=True, callback=checked_transfer,
-              help="How files enter the datastore (auto: direct if already inside it, else copy).")
+@click.option("--transfer", "-t", type=click.Choice(TRANSFER_MODES), default="auto", show_default=True,
+              help="How files enter the datastore (auto: direct if already inside it, else copy; link: a hard "
+                   "link, or a symbolic one across devices; relsymlink: a relative symbolic link).")
 @click.option("--formatter", metavar="NAME", help="Formatter that reads the files (default: the storage class's).")
 @click.option("--id-mode", type=click.Choice(ID_MODES), default="random", show_default=True,
               help="Dataset IDs: random, or derived from dataset type and data ID (same in every repository): "

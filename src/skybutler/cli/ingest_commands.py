@@ -31,7 +31,7 @@ from .helpers import (
     resolve_jobs,
 )
 
-TRANSFERS = ("auto", "copy", "move", "symlink", "hardlink", "direct")
+TRANSFERS = ("auto", "copy", "move", "symlink", "hardlink", "relsymlink", "link", "direct")
 
 
 def _report_failures(failures: list[IngestFailure], what: str) -> None:

@@ -9,6 +9,7 @@ import click
 
 from ..butler import Butler
 from ..config import RepoConfig
+from ..datastore.transfer import TRANSFER_MODES
 from ..interchange import export_rubin
 from ..models import DatasetRef
 from ..registry.migrations import migrate as migrate_registry
@@ -31,9 +32,9 @@ from .helpers import (
     repo_argument,
     split_csv_option,
 )
-from .rubin_refusals import RUBIN_TRANSFER_CHOICES, checked_transfer
+from .rubin_refusals import RUBIN_TRANSFER_CHOICES
 
-TRANSFERS = click.Choice(["copy", "move", "hardlink", "symlink", "direct", "auto"])
+TRANSFERS = click.Choice(TRANSFER_MODES)
 
 
 def _type_names(butler: Butler, given: list[str]) -> list[str]:
@@ -117,8 +118,7 @@ def export_command(repo: str, directory: str, dataset_types: tuple[str, ...], co
 @click.command("import")
 @repo_argument
 @click.argument("path")
-@click.option("--transfer", "-t", type=click.Choice(["copy", "move", "hardlink", "symlink", "direct", "auto", "link",
-                                                     "relsymlink"]), default="copy", callback=checked_transfer,
+@click.option("--transfer", "-t", type=TRANSFERS, default="copy",
               help="How files come in (direct: used in place; a zip's files are always copied).")
 @click.option("--export-file", metavar="FILE",
               help="The Rubin export file in directory PATH (default: export.yaml), as the Rubin butler's option.")

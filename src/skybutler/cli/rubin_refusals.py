@@ -77,24 +77,9 @@ REFUSED: dict[str, tuple[Refusal, ...]] = {
 }
 
 
-#: The Rubin butler's transfer modes skybutler's datastore does not make, with what to use.
-REFUSED_TRANSFERS = {
-    "link": "use hardlink (or symlink, across file systems): skybutler records which of the two it made, so "
-            "that an undone ingest removes exactly that",
-    "relsymlink": "use symlink: skybutler's symbolic links hold the file's absolute path, so that they still "
-                  "resolve when the repository is opened from another directory",
-}
-
-#: The transfer modes ``-t``/``--transfer`` takes: skybutler's and the Rubin butler's.
+#: The Rubin butler's transfer modes (``retrieve-artifacts`` and ``transfer-datasets`` refuse all
+#: but auto and copy: the files they write must not depend on the repository's).
 RUBIN_TRANSFER_CHOICES = ("auto", "link", "symlink", "hardlink", "copy", "move", "relsymlink", "direct")
-
-
-def checked_transfer(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    """A ``--transfer`` callback: the mode, a Rubin one skybutler does not make refused by name."""
-    if value in REFUSED_TRANSFERS:
-        raise click.BadParameter(f"{value} is the Rubin butler's and not taken: {REFUSED_TRANSFERS[value]}", ctx,
-                                 param)
-    return value
 
 
 def _refuse(why: str):  # noqa: ANN202 - a click callback

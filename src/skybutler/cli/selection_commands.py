@@ -30,9 +30,7 @@ from .helpers import (
     split_csv_option,
 )
 from .query_commands import dataset_type_groups
-
-#: The Rubin butler's transfer modes for retrieve-artifacts.
-RUBIN_TRANSFERS = ("auto", "link", "symlink", "hardlink", "copy", "move", "relsymlink", "direct")
+from .rubin_refusals import RUBIN_TRANSFER_CHOICES
 
 
 def _selection_options(func: Any) -> Any:
@@ -158,7 +156,7 @@ def prune_datasets(repo: Path, collections: tuple[str, ...], dataset_types: tupl
 @click.option("--order-by", "order_by", multiple=True, metavar="COLUMN",
               help="Take the datasets in this order (with --limit): result columns, comma-separated or repeated; "
                    "a leading '-' sorts descending.")
-@click.option("--transfer", "-t", type=click.Choice(RUBIN_TRANSFERS, case_sensitive=False), default="auto",
+@click.option("--transfer", "-t", type=click.Choice(RUBIN_TRANSFER_CHOICES, case_sensitive=False), default="auto",
               help="How the files get there: auto and copy copy them (the other Rubin modes are refused by name).")
 @click.option("--preserve-path/--no-preserve-path", default=True,
               help="Files in directories by RUN and type (default), or side by side in DESTINATION.")

@@ -48,7 +48,7 @@ class Intent:
     dataset_id: str
     #: the artifact path (relative to the datastore root)
     path: str
-    #: put, copy, move, hardlink, symlink; remove (a file about to be deleted after its rows);
+    #: put, copy, move, hardlink, symlink, relsymlink; remove (a file about to be deleted after its rows);
     #: restore (staging or recompute write-back); cold-copy (a file in the cold tier);
     #: quarantine (a repair's move of a file no dataset claims, ``source`` being where it goes)
     kind: str

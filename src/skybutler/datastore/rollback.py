@@ -4,7 +4,7 @@ The registry side (which intents were committed, which paths a dataset or a live
 is decided by :mod:`skybutler.recovery`; here the files are put right, and only files this
 intent proves to be its own are touched: its staged name (unique to the batch), and at the
 final path a file recognised by the journal -- the very inode of a moved or linked user's file,
-a symlink to the recorded source, or the recorded checksum of a copy or a put.  Anything else
+a symlink to the recorded source (absolute, or relative to the link), or the recorded checksum of a copy or a put.  Anything else
 at the final path is left for ``verify`` (which quarantines it, never deletes it).
 """
 
@@ -67,6 +67,9 @@ def _is_ours(datastore, intent: Intent, final: str) -> bool:
             return False
     if intent.kind == "symlink":
         return os.path.islink(final) and os.readlink(final) == intent.source
+    if intent.kind == "relsymlink":
+        return os.path.islink(final) and os.path.normpath(
+            os.path.join(os.path.dirname(final), os.readlink(final))) == os.path.normpath(intent.source or "")
     try:
         st = os.lstat(final)
     except FileNotFoundError:

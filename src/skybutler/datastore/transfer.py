@@ -27,7 +27,10 @@ from .journal import Intent, Journal
 from .local_files import read_all, rename_no_replace, write_new_file
 from .rollback import settle_intent
 
-TRANSFER_MODES = ("copy", "move", "hardlink", "symlink", "direct", "auto")
+#: ``link`` is a hard link, or a symbolic one where the file is on another device than the
+#: datastore; ``relsymlink`` a symbolic link holding the path relative to the link (the Rubin
+#: butler's modes: the repository and the files may then move together).
+TRANSFER_MODES = ("copy", "move", "hardlink", "symlink", "relsymlink", "link", "direct", "auto")
 #: Threads that place the files of one batch at once into an object store, where each
 #: transfer waits on the network.  On a local disk files are placed in order: creating
 #: many files from several threads is slower there, not faster.
@@ -287,7 +290,10 @@ def _suffixes(path: str) -> list[str]:
 
 
 def _mode(datastore, source: str, transfer: str) -> str:
-    """The transfer a file gets: ``auto`` is direct for a file already inside the datastore root, else copy."""
+    """The transfer a file gets: ``auto`` is direct for a file already inside the datastore root, else copy;
+    ``link`` a hard link on the datastore's device, else a symbolic link."""
+    if transfer == "link":
+        return "hardlink" if datastore.local and _same_device_as(datastore, source, "") else "symlink"
     if transfer not in ("auto", "direct"):
         return transfer
     inside = datastore.local and source.startswith(datastore.root.rstrip("/") + "/")
@@ -385,9 +391,10 @@ def _place(source: str, final: str, transfer: str, data: bytes | None, staged: s
                 os.unlink(staged)
             raise
         how = "copied for a move" if transfer == "move" else how
-    elif transfer in ("hardlink", "symlink"):
+    elif transfer in ("hardlink", "symlink", "relsymlink"):
+        target = os.path.relpath(source, os.path.dirname(final)) if transfer == "relsymlink" else source
         try:
-            (os.link if transfer == "hardlink" else os.symlink)(source, final)
+            (os.link if transfer == "hardlink" else os.symlink)(target, final)
         except FileExistsError:
             raise refusal() from None
     else:
