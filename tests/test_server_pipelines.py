@@ -14,7 +14,7 @@ from skybutler import Butler
 from skybutler.access import Access
 from skybutler.cli.main import cli
 from skybutler.errors import SkybutlerError
-from test_incremental import pipeline, put, repo  # noqa: F401 -- the fixture, shared
+from test_incremental import pipeline, put, repo, template  # noqa: F401 -- the fixtures, shared
 
 pytest.importorskip("fastapi")
 

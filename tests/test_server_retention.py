@@ -14,7 +14,7 @@ from skybutler import Butler
 from skybutler.access import Access
 from skybutler.cli.main import cli
 from skybutler.errors import PermissionDeniedError
-from test_retention import LATER, configure, done, ref  # noqa: F401 -- the fixture, shared
+from test_retention import LATER, configure, done, ref, template  # noqa: F401 -- the fixtures, shared
 
 pytest.importorskip("fastapi")
 
