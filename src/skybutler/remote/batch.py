@@ -137,6 +137,22 @@ class Batch:
         return Deferred()
 
 
+def chunks(items: list[Any], size: int) -> list[list[Any]]:
+    """``items`` in consecutive lists of at most ``size`` (one, empty, for no items)."""
+    return [items[i:i + size] for i in range(0, len(items), size)] or [[]]
+
+
+def write_in_chunks(transport: RemoteTransport, path: str, bodies: list[dict[str, Any]]) -> list[Any]:
+    """A write too long for one request (more IDs than the server's ``max_ids``), as one request
+    per body applied in one transaction -- all or none, as one request would be: sent as a batch,
+    or joining the block's batch inside a transaction.  Each body's answer (None inside a block)."""
+    if len(bodies) == 1 or transport.batch is not None:
+        return [transport.post_json(path, body) for body in bodies]
+    operations = [{"method": "POST", "path": path, "json": body} for body in bodies]
+    return transport._send("POST", "batch", content=wire.pack({"operations": operations}, []),
+                           headers={"Content-Type": "application/octet-stream"}).json()
+
+
 def refuse_read(transport: RemoteTransport, name: str) -> None:
     """Refuse a dataset read inside a remote transaction, saying why."""
     if transport.batch is not None:

@@ -112,6 +112,8 @@ class RemoteTransport(IngestCalls):
         self.user = info["user"]
         #: the largest request body the server takes (uploads are split to stay under it)
         self.max_request_bytes = int(info.get("max_request_bytes") or 256 * 1024 * 1024)
+        #: the most dataset IDs one request may list (longer calls are split to stay under it)
+        self.max_ids = int(info.get("max_ids") or wire.MAX_IDS)
         self._types: dict[str, DatasetType] = {}
 
     # -- HTTP -----------------------------------------------------------------
@@ -507,7 +509,11 @@ class RemoteTransport(IngestCalls):
                                                             "where": where, "replace": replace})
 
     def remove(self, refs: Iterable[DatasetRef]) -> int:
-        return self.post_json("datasets/remove", {"ids": [str(r.id) for r in refs]})
+        from .batch import chunks, write_in_chunks
+
+        parts = chunks([str(r.id) for r in refs], self.max_ids)
+        counts = write_in_chunks(self, "datasets/remove", [{"ids": part} for part in parts])
+        return None if self.batch is not None else sum(counts)
 
     def remove_runs(self, names: Iterable[str]) -> int:
         return self.post_json("runs/remove", {"runs": list(names)})

@@ -10,6 +10,7 @@ from ..models import CollectionInfo, CollectionType, DatasetRef
 from ..rubin_registry import RubinCollectionCalls
 from ..timespan import Timespan
 from . import wire
+from .batch import chunks, write_in_chunks
 
 if TYPE_CHECKING:
     from .client import RemoteTransport
@@ -62,17 +63,22 @@ class RemoteCollections(RubinCollectionCalls):
                 "types": None if types is None else [CollectionType.parse(t).value for t in types]}
         return [CollectionInfo(**c) for c in self._t.post_json("collections/query", body)]
 
+    def _write(self, path: str, refs: Iterable[DatasetRef], body: dict[str, Any]) -> None:
+        """A write naming datasets, in one transaction however many (``batch.write_in_chunks``)."""
+        write_in_chunks(self._t, path, [{**body, "ids": part}
+                                        for part in chunks([str(r.id) for r in refs], self._t.max_ids)])
+
     def associate(self, name: str, refs: Iterable[DatasetRef]) -> None:
-        self._t.post_json("collections/associate", {"name": name, "ids": [str(r.id) for r in refs]})
+        self._write("collections/associate", refs, {"name": name})
 
     def disassociate(self, name: str, refs: Iterable[DatasetRef]) -> None:
-        self._t.post_json("collections/disassociate", {"name": name, "ids": [str(r.id) for r in refs]})
+        self._write("collections/disassociate", refs, {"name": name})
 
     def certify(self, name: str, refs: Iterable[DatasetRef], begin: Any = None, end: Any = None, *,
                 timespan: Timespan | None = None) -> None:
         span = timespan if timespan is not None else Timespan(begin, end)
-        self._t.post_json("collections/certify", {"name": name, "ids": [str(r.id) for r in refs],
-                                                  "begin": wire.encode(span.begin), "end": wire.encode(span.end)})
+        self._write("collections/certify", refs, {"name": name, "begin": wire.encode(span.begin),
+                                                  "end": wire.encode(span.end)})
 
     def decertify(self, name: str, dataset_type: str, begin: Any = None, end: Any = None, *,
                   timespan: Timespan | None = None, data_ids: Iterable[Any] | None = None) -> int:

@@ -32,6 +32,22 @@ def _record(values: dict[str, Any]) -> QuantumRecord:
     return QuantumRecord(**values)
 
 
+def _by_ids_named(records: Sequence[QuantumRecord], limit: int) -> list[list[QuantumRecord]]:
+    """The records in consecutive parts each naming at most ``limit`` dataset IDs (a record naming
+    more is a part of its own, which the server refuses by name)."""
+    parts: list[list[QuantumRecord]] = [[]]
+    named = 0
+    for record in records:
+        count = sum(i is not None for i in (record.config_dataset_id,
+                                            *(link.dataset_id for link in (*record.inputs, *record.outputs))))
+        if parts[-1] and (named + count > limit or len(parts[-1]) >= limit):
+            parts.append([])
+            named = 0
+        parts[-1].append(record)
+        named += count
+    return parts
+
+
 @dataclass
 class StaleAnswer:
     """What a server answers of ``staleness``: the stale products it may show, and the count judged."""
@@ -60,9 +76,12 @@ class RemoteQuantumStore:
         self._t.post_json("provenance/environment", {"env_id": env_id, "description": description})
 
     def insert(self, records: Sequence[QuantumRecord]) -> None:
+        from .batch import write_in_chunks
+
         if records:
-            self._t.post_json("provenance/record", {"records": [wire.encode(dataclasses.asdict(r))
-                                                                for r in records]})
+            write_in_chunks(self._t, "provenance/record", [{"records": [wire.encode(dataclasses.asdict(r))
+                                                                        for r in part]}
+                                                           for part in _by_ids_named(records, self._t.max_ids)])
 
 
 class RemoteProvenance:

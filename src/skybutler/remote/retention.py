@@ -60,8 +60,10 @@ class RemoteRetention:
 
     def states(self, targets: Iterable[DatasetRef | uuid.UUID | str]) -> dict[uuid.UUID, str]:
         """The state (stored, cold, purged-recomputable, purged-lost) of each dataset the caller may see."""
-        found = self._t.post_json("datasets/states", {"ids": _ids(targets)})
-        return {uuid.UUID(k): v for k, v in found.items()}
+        from .batch import chunks
+
+        return {uuid.UUID(k): v for part in chunks(_ids(targets), self._t.max_ids)
+                for k, v in self._t.post_json("datasets/states", {"ids": part}).items()}
 
     def apply(self, now: str | datetime.datetime | None = None, dry_run: bool = False, force: bool = False,
               progress: Any = None) -> RetentionReport:

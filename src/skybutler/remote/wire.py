@@ -18,6 +18,12 @@ from ..errors import SkybutlerError
 
 _PLAIN = (bool, int, float, str)
 
+#: The most dataset IDs (or other names) one request may list.  The server refuses a longer list
+#: with a 413 naming the field and this number, before looking anything up (a hostile client could
+#: otherwise make it judge millions); a remote butler splits a longer call into requests under it
+#: (``/info`` says the server's number as ``max_ids``).
+MAX_IDS = 20_000
+
 
 def encode(value: Any) -> Any:
     """A JSON-ready form of ``value`` (nested mappings and sequences included)."""

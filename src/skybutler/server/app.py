@@ -6,7 +6,8 @@ trusted header; 401 without a valid one -- and 403 for a change the cookie or he
 authenticate that another origin's page asked for) and applies
 their collection rights (``authz.py``) before touching the repository.  skybutler's
 own errors become JSON ``{"error": <class name>, "message": ...}`` with the status
-that fits (404 missing or invisible, 403 forbidden, 409 conflict, 413 too large (chunked or not), 422
+that fits (404 missing or invisible, 403 forbidden, 409 conflict, 413 too large (chunked or not, or a
+list of more than ``MAX_IDS`` IDs), 422
 bad input -- a body or parameter of the wrong shape too, naming the field -- 429 too many
 queries waiting), so the remote client raises the very
 exception a local butler would.  The web view (``skybutler.web``) is mounted at the
@@ -16,7 +17,7 @@ root beside the API; its pages show the same errors as HTML.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Request
@@ -24,9 +25,11 @@ from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import Field
 
 from .. import errors
 from ..access import User
+from ..remote.wire import MAX_IDS
 from .state import ServerSettings, ServerState
 
 API = "/api/v1"
@@ -58,6 +61,22 @@ class TooManyRequests(errors.SkybutlerError):
 
 class RequestTooLarge(errors.SkybutlerError):
     """A request body above the server's limit."""
+
+
+#: A request's list of dataset IDs (or names): at most ``MAX_IDS`` of them (413 otherwise).
+Ids = Annotated[list[str], Field(max_length=MAX_IDS)]
+
+
+def too_long(problems: list[Any]) -> RequestTooLarge | None:
+    """The 413 for a list above its limit among pydantic's ``problems`` (None if there is none)."""
+    for problem in problems:
+        if problem.get("type") == "too_long":
+            field = ".".join(str(p) for p in problem["loc"] if p != "body")
+            context = problem.get("ctx") or {}
+            return RequestTooLarge(f"{field} lists {context.get('actual_length')} items; a request lists at most "
+                                   f"{context.get('max_length')} (the server's max_ids): send them in several "
+                                   "requests (a remote butler does so itself)")
+    return None
 
 
 def status_of(err: Exception) -> int:
@@ -234,6 +253,9 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         SkybutlerError naming the field), not FastAPI's list of validation details."""
         if not is_api(request):
             return await request_validation_exception_handler(request, err)
+        refused = too_long(err.errors())
+        if refused is not None:
+            return error_response(refused)
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()[:5])
         return error_response(errors.SkybutlerError(f"malformed request: {problems}"[:2000]))
 
@@ -247,7 +269,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
                 "universe_version": state.universe.version,
                 "universe_config": None if default else state.universe.config,
                 "user": user.name, "groups": list(user.groups), "admin": user.admin,
-                "max_request_bytes": state.settings.max_request_bytes}
+                "max_request_bytes": state.settings.max_request_bytes, "max_ids": MAX_IDS}
 
     for module in (routes_registry, routes_query, routes_calibrations, routes_datasets, routes_provenance,
                    routes_quanta, routes_batch, routes_retention, routes_catalogs, routes_transfer,

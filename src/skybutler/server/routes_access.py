@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from ..access import User, check_token_id
 from ..administration import Administration
 from ..errors import AccessError
-from .app import current_user
+from .app import Ids, current_user
 from .routes_registry import _admin
 
 router = APIRouter()
@@ -65,7 +65,7 @@ class TokenId(_Body):
     """One token (``token_id``) or several, revoked together (``token_ids``)."""
 
     token_id: str | None = None
-    token_ids: list[str] = []
+    token_ids: Ids = []
 
 
 class NewRule(_Body):

@@ -25,7 +25,7 @@ from ..remote import wire
 from . import routes_datasets as datasets
 from . import routes_quanta as quanta
 from . import routes_registry as registry
-from .app import current_user
+from .app import current_user, too_long
 
 router = APIRouter()
 
@@ -40,6 +40,9 @@ def _model(kind: type[Any], body: Any) -> Any:
     try:
         return _adapter(kind).validate_python(body)
     except ValidationError as err:
+        refused = too_long(err.errors())
+        if refused is not None:  # a list above the limit: 413, as the route alone answers
+            raise refused from None
         raise SkybutlerError(f"malformed operation: {' '.join(str(err).split())[:300]}") from None
 
 

@@ -23,7 +23,7 @@ from ..formats.wire_objects import decode_object, encode_object
 from ..models import DatasetRef
 from ..remote import wire
 from . import authz
-from .app import RequestTooLarge, current_user
+from .app import Ids, RequestTooLarge, current_user
 from .state import ServerState
 
 router = APIRouter()
@@ -304,8 +304,8 @@ def _ingest(state: ServerState, user: User, header: dict[str, Any], payloads: li
 
 
 class Removal(BaseModel):
-    ids: list[str] = []
-    runs: list[str] = []
+    ids: Ids = []
+    runs: Ids = []
 
 
 @router.post("/datasets/remove")

@@ -6,25 +6,26 @@ environments the records name."""
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from ..access import User
 from ..errors import SkybutlerError
 from ..provenance.software import environment_id
 from ..registry.quantum_store import STATUSES, QuantumRecord
 from ..remote import wire
+from ..remote.wire import MAX_IDS
 from . import authz
-from .app import current_user
+from .app import RequestTooLarge, current_user
 from .state import ServerState
 
 router = APIRouter()
 
 
 class QuantumRecords(BaseModel):
-    records: list[dict[str, Any]]
+    records: Annotated[list[dict[str, Any]], Field(max_length=MAX_IDS)]
 
 
 class Environment(BaseModel):
@@ -53,16 +54,18 @@ def record_quanta(request: Request, body: QuantumRecords, user: User = Depends(c
     may see (a hidden one answers as a missing one), every output one of the quantum's own RUN."""
     state: ServerState = request.app.state.skybutler
     records = [_parse(values) for values in body.records]
+    named = [i for r in records for i in (r.config_dataset_id, *(link.dataset_id for link in (*r.inputs, *r.outputs)))
+             if i is not None]
+    if len(named) > MAX_IDS:
+        raise RequestTooLarge(f"these quantum records name {len(named)} dataset IDs; a request names at most "
+                              f"{MAX_IDS} (the server's max_ids): send the records in several requests (a remote "
+                              "butler does so itself)")
     with state.butler() as butler:
         for run in dict.fromkeys(r.run for r in records):
             authz.require(butler, user, run, "write")
-        named = [i for r in records for i in (r.config_dataset_id, *(link.dataset_id for link in r.inputs))
-                 if i is not None]
-        authz.visible_refs(butler, user, named)
+        seen = {ref.id: ref for ref in authz.visible_refs(butler, user, named)}  # all judged at once
         for record in records:
-            outputs = authz.visible_refs(butler, user, [link.dataset_id for link in record.outputs
-                                                        if link.dataset_id is not None])
-            for ref in outputs:
+            for ref in (seen[link.dataset_id] for link in record.outputs if link.dataset_id is not None):
                 if ref.run != record.run:
                     raise SkybutlerError(f"output {ref.id} of a quantum of RUN {record.run!r} is a dataset of "
                                          f"another RUN")

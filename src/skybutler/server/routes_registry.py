@@ -12,7 +12,7 @@ from ..errors import PermissionDeniedError
 from ..models import CollectionInfo, DatasetType
 from ..remote import wire
 from . import authz
-from .app import current_user
+from .app import Ids, current_user
 from .state import ServerState
 
 router = APIRouter()
@@ -121,7 +121,7 @@ def set_chain(request: Request, body: Chain, user: User = Depends(current_user))
 
 class Membership(BaseModel):
     name: str
-    ids: list[str]
+    ids: Ids
     begin: Any = None
     end: Any = None
     dataset_type: str | None = None

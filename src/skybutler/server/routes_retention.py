@@ -15,7 +15,7 @@ from ..access import Access, User
 from ..errors import SkybutlerError
 from ..remote import wire
 from . import authz
-from .app import current_user
+from .app import Ids, current_user
 from .routes_provenance import _record
 from .routes_registry import _admin
 
@@ -23,7 +23,7 @@ router = APIRouter()
 
 
 class RetentionRequest(BaseModel):
-    ids: list[str] = []
+    ids: Ids = []
     now: str | None = None
     dry_run: bool = False
     force: bool = False
@@ -69,7 +69,7 @@ def status(request: Request, user: User = Depends(current_user)) -> list[dict[st
 
 
 class RecomputeRequest(BaseModel):
-    ids: list[str]
+    ids: Ids
     on_drift: Literal["refuse", "note"] = "refuse"
     on_calibration: Literal["refuse", "recorded", "today"] = "refuse"
 

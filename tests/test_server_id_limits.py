@@ -1,0 +1,136 @@
+"""The limit on the IDs one request may list (``wire.MAX_IDS``): the server refuses a longer list
+with a 413 naming the field and the limit, leaving the repository as it was, while a remote
+butler splits a longer call itself (writes still all or none)."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+
+from server_helpers import running_server
+from skybutler import Butler
+from skybutler.access import Access
+from skybutler.errors import DatasetNotFoundError
+from skybutler.models import CollectionType
+from skybutler.remote import wire
+from skybutler.remote.wire import MAX_IDS
+from skybutler.repository_transfer import CHUNK
+
+pytest.importorskip("fastapi")
+
+
+@pytest.fixture
+def served(butler):
+    """Five datasets alice may write, one in a RUN she may not read, and a server."""
+    if butler.registry.db.dialect != "sqlite":
+        pytest.skip("the server's own checks, the same on every stack: run on SQLite")
+    refs = [butler.put({"i": i}, "metrics", instrument="Cam", visit=1, detector=i, run="u/alice/run")
+            for i in range(4)]
+    hidden = butler.put({"i": 9}, "metrics", instrument="Cam", visit=2, detector=0, run="u/bob/run")
+    access = Access(butler.registry.access)
+    access.add_user("alice")
+    access.add_user("bob")
+    token = access.create_token("alice")
+    with running_server(butler.root) as url:
+        yield butler, url, token, refs, hidden
+
+
+def _too_many(known: uuid.UUID) -> list[str]:
+    return [str(uuid.uuid4()) for _ in range(MAX_IDS)] + [str(known)]
+
+
+ROUTES = [
+    ("datasets/remove", lambda ids: {"ids": ids}, "ids"),
+    ("runs/remove", lambda ids: {"runs": ids}, "runs"),
+    ("datasets/states", lambda ids: {"ids": ids}, "ids"),
+    ("collections/associate", lambda ids: {"name": "tagged", "ids": ids}, "ids"),
+    ("collections/certify", lambda ids: {"name": "calib", "ids": ids}, "ids"),
+    ("retention/purge", lambda ids: {"ids": ids}, "ids"),
+    ("retention/estimate", lambda ids: {"ids": ids}, "ids"),
+    ("export", lambda ids: {"ids": ids}, "ids"),
+    ("export/files", lambda ids: {"ids": ids}, "ids"),
+    ("access/tokens/revoke", lambda ids: {"token_ids": ids}, "token_ids"),
+]
+
+
+def test_a_list_above_the_limit_is_refused_by_name(served):
+    butler, url, token, refs, _ = served
+    with httpx.Client(base_url=f"{url}/api/v1/", headers={"Authorization": f"Bearer {token}"}) as http:
+        assert http.get("info").json()["max_ids"] == MAX_IDS
+        assert CHUNK <= MAX_IDS  # a remote export's chunks fit
+        for path, body, field in ROUTES:
+            answer = http.post(path, json=body(_too_many(refs[0].id)))
+            assert answer.status_code == 413, (path, answer.text[:300])
+            assert answer.json() == {"error": "RequestTooLarge", "message": (
+                f"{field} lists {MAX_IDS + 1} items; a request lists at most {MAX_IDS} (the server's max_ids): "
+                "send them in several requests (a remote butler does so itself)")}
+        # the same inside a batch, and a batch of operations each under the limit is taken
+        op = {"method": "POST", "path": "datasets/remove", "json": {"ids": _too_many(refs[0].id)}}
+        answer = http.post("batch", content=wire.pack({"operations": [op]}, []))
+        assert answer.status_code == 413 and "ids lists 20001 items" in answer.json()["message"]
+        # quantum records naming more IDs than the limit
+        link = {"dataset_id": str(refs[0].id), "dataset_type": "metrics", "connection": "c", "data_id": {}}
+        record = {"quantum_id": str(uuid.uuid4()), "run": "u/alice/run", "task_label": "t", "task_class": "T",
+                  "data_id": {}, "status": "succeeded", "inputs": [link] * 1000, "outputs": []}
+        answer = http.post("provenance/record", json={"records": [record] * 21})
+        assert answer.status_code == 413, answer.text[:300]
+        assert answer.json()["message"].startswith("these quantum records name 21000 dataset IDs; a request "
+                                                    f"names at most {MAX_IDS}")
+        # exactly the limit is taken
+        answer = http.post("datasets/states", json={"ids": _too_many(refs[0].id)[1:]})
+        assert answer.status_code == 200 and list(answer.json()) == [str(refs[0].id)]
+    assert [r.id for r in butler.query_datasets("metrics", collections=["u/alice/run"])] == [r.id for r in refs]
+
+
+def test_a_remote_butler_splits_long_calls(served, monkeypatch):
+    """50,000 IDs in one call of the Python API work (split under the server's limit); writes
+    split in chunks are still one transaction: a hidden dataset in the last chunk leaves all as
+    they were."""
+    butler, url, token, refs, hidden = served
+    alice = Butler(url, token=token)
+    try:
+        many = [uuid.uuid4() for _ in range(50_000)] + [refs[1].id]
+        assert alice.retention.states(many) == {refs[1].id: "stored"}
+        transport = alice._remote
+        sent: list[str] = []
+        send = transport._send
+        monkeypatch.setattr(transport, "_send", lambda method, path, **kw: sent.append(path) or send(method, path, **kw))
+        monkeypatch.setattr(transport, "max_ids", 2)
+        assert alice.retention.states(refs) == {r.id: "stored" for r in refs}
+        assert sent == ["datasets/states"] * 2
+        alice.collections.register("u/alice/tagged", CollectionType.TAGGED)
+        sent.clear()
+        alice.collections.associate("u/alice/tagged", refs[:3])
+        assert sent == ["batch"]  # three IDs, two operations, one transaction
+        assert {r.id for r in alice.query_datasets("metrics", collections=["u/alice/tagged"])} == \
+            {r.id for r in refs[:3]}
+        with pytest.raises(DatasetNotFoundError, match=f"no dataset with ID {hidden.id}"):
+            alice.remove([*refs, hidden])  # the hidden one is in the third chunk
+        assert butler.query_datasets("metrics", collections=["u/alice/run"]).count() == 4
+        with alice.transaction():  # inside a block the chunks join its batch
+            alice.remove(refs[:3])
+        assert butler.query_datasets("metrics", collections=["u/alice/run"]).count() == 1
+        sent.clear()
+        assert alice.remove(refs[3:]) == 1 and sent == ["datasets/remove"]
+    finally:
+        alice.close()
+
+
+def test_quantum_records_are_split_by_the_ids_they_name():
+    """Brute force: every part names at most the limit (but a record alone), in order."""
+    from skybutler.registry.quantum_store import DatasetLink, QuantumRecord
+    from skybutler.remote.provenance import _by_ids_named
+
+    def record(n: int) -> QuantumRecord:
+        links = [DatasetLink(uuid.uuid4(), "t", "c", {}) for _ in range(n)]
+        return QuantumRecord(uuid.uuid4(), "run", "label", "Task", {}, "succeeded", inputs=links)
+
+    records = [record(n) for n in (0, 3, 2, 7, 1, 0, 0, 4, 4)]
+    for limit in (1, 2, 4, 5, 8, 100):
+        parts = _by_ids_named(records, limit)
+        assert [r for part in parts for r in part] == records
+        for part in parts:
+            named = sum(len(r.inputs) for r in part)
+            assert len(part) <= limit and (named <= limit or len(part) == 1)
