@@ -1,8 +1,8 @@
 """Fault injection on copying datasets out into a person's directory (``retrieve-artifacts``, as
-files or one zip, replacing what is there with ``--clobber``): killed after a few files, every
-file at the destination is the person's old one or the new one, whole -- none deleted, none
-half-written under its final name, no file of theirs under a name skybutler uses for its
-temporary copy overwritten.
+files or one zip, replacing what is there with ``--clobber``; ``export``): killed after a few
+files, every file at the destination is the person's old one or the new one, whole -- none
+deleted, none half-written under its final name, no file of theirs under a name skybutler uses
+for its temporary copy overwritten -- and an export killed so is finished by running it again.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ def repo(template, tmp_path) -> Path:  # noqa: F811
     return root
 
 
-def _killed(repo: Path, out: Path, owner: type, name: str, *extra: str) -> bool:
-    """The retrieve in a forked child that SIGKILLs itself at the 3rd call of ``owner.name``
-    (before it acts); True if it was killed there."""
+def _killed(repo: Path, out: Path, owner: type | object, name: str, *extra: str,
+            args: list[str] | None = None) -> bool:
+    """The retrieve (or ``args``) in a forked child that SIGKILLs itself at the 3rd call of
+    ``owner.name`` (before it acts); True if it was killed there."""
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         original, calls = getattr(owner, name), [0]
@@ -45,7 +46,7 @@ def _killed(repo: Path, out: Path, owner: type, name: str, *extra: str) -> bool:
 
         setattr(owner, name, hooked)
         try:
-            cli.main(_args(repo, out, *extra), prog_name="skybutler", standalone_mode=True)
+            cli.main(args or _args(repo, out, *extra), prog_name="skybutler", standalone_mode=True)
         finally:
             os._exit(0)
     _, status = os.waitpid(pid, 0)
@@ -95,3 +96,32 @@ def test_a_killed_retrieve_leaves_each_file_old_or_new_and_whole(repo, tmp_path)
     assert set(after) == set(new)
     assert all(after[p] in (b"old", new[p]) for p in new), "a file half-written or lost"
     assert sum(after[p] == new[p] for p in new) == 2  # killed before its 3rd replacement
+
+
+def test_a_killed_export_is_finished_by_exporting_again(repo, tmp_path):
+    from skybutler import Butler
+    from skybutler.datastore import reading
+
+    out = tmp_path / "out"
+    assert _killed(repo, out, reading, "copy_file", args=["export", str(repo), str(out)])
+    assert not (out / "export.json").exists()
+    again = CliRunner().invoke(cli, ["export", str(repo), str(out)])  # the files of the first run are taken
+    assert again.exit_code == 0, again.output
+    target = tmp_path / "target"
+    Butler.create(target).close()
+    assert CliRunner().invoke(cli, ["import", str(target), str(out)]).exit_code == 0
+    with Butler(target, collections="r") as butler:
+        assert sorted(butler.get(r)["n"] for r in butler.query_datasets("metrics")) == list(range(6))
+
+
+def test_an_export_never_replaces_a_persons_file(repo, tmp_path):
+    out = tmp_path / "out"
+    assert CliRunner().invoke(cli, ["export", str(repo), str(out)]).exit_code == 0
+    (exported,) = [p for p in out.rglob("*_1_2.json")]
+    fresh = tmp_path / "fresh"
+    mine = fresh / exported.relative_to(out)
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"a person's own file")
+    result = CliRunner().invoke(cli, ["export", str(repo), str(fresh)])
+    assert result.exit_code != 0 and f"{mine} is already there" in result.output, result.output
+    assert mine.read_bytes() == b"a person's own file"

@@ -10,6 +10,7 @@ ranges for downloads, copies out of the repository and presigned URLs.  Mixed in
 
 from __future__ import annotations
 
+import filecmp
 import io
 import os
 import posixpath
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import ChecksumMismatchError, FileNotStoredError, FormatterError, StaleArtifactError
+from ..errors import ChecksumMismatchError, DatastoreError, FileNotStoredError, FormatterError, StaleArtifactError
 from ..formats import get_formatter
 from ..models import StoredArtifact
 from .checksums import algorithm_of, stream_checksum, verify
@@ -167,10 +168,15 @@ class ArtifactReads:
                 fs.get_file(source, destination)
 
         try:  # most files go to a directory made for an earlier one: make it only when missing
-            place()
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(destination), exist_ok=True)
-            place()
+            try:
+                place()
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(destination), exist_ok=True)
+                place()
+        except FileExistsError:  # never replaced: taken only if it is this very file (an export run again)
+            if not _same_content(source, destination, transfer):
+                raise DatastoreError(f"{destination} is already there, and is not {artifact.path}: export into an "
+                                     "empty directory (nothing there was changed)") from None
         return relative
 
     def size(self, artifact: StoredArtifact) -> int:
@@ -231,3 +237,12 @@ def export_path(stored: str, suffix: str | None = None) -> str:
     if suffix is not None:
         relative = posixpath.splitext(relative)[0] + suffix
     return relative
+
+
+def _same_content(source: str, destination: str, transfer: str) -> bool:
+    """Whether the file at ``destination`` is the one an export would place there from ``source``:
+    a link to it, or a copy with its bytes (an export killed and run again finds its earlier files)."""
+    if transfer in ("symlink", "hardlink"):
+        return os.path.exists(destination) and os.path.samefile(source, destination)
+    return os.path.isfile(destination) and not os.path.islink(destination) and filecmp.cmp(source, destination,
+                                                                                          shallow=False)
