@@ -17,6 +17,7 @@ from skybutler.access import Access
 from skybutler.butler_rubin import _INSTEAD
 from skybutler.errors import (
     ConfigError,
+    DataIdError,
     DatasetTypeError,
     MissingCollectionError,
     NotOfferedError,
@@ -278,3 +279,37 @@ def test_components_by_dataset_type_name_and_component_ref_as_the_rubin_butlers(
         ref.makeComponentRef("wcs")
     with pytest.raises(DatasetTypeError, match="a component's type is not registered"):
         ours.register_dataset_type("cat.extra", ["instrument", "visit"], "Dict")
+
+
+def test_butler_keywords_dataset_type_objects_and_put_of_a_ref_as_the_rubin_butlers(repos, tmp_path):
+    """``Butler(repo, writeable=True, instrument=...)``, a dataset type object for ``get`` and
+    ``put``, and ``put(obj, ref)`` re-storing a removed dataset under its own ID, on both."""
+    rubin, local, url, token = repos
+    for ours in (Butler(local.root, writeable=True, instrument="Cam"), Butler(url, token=token, instrument="Cam")):
+        assert ours.default_data_id == {"instrument": "Cam"}
+        kind = "local" if ours.served_by is None else "served"
+        run = f"r{kind}/put"
+        done = {}
+        for who, butler, dtype in (("rubin", rubin, rubin.get_dataset_type("summary")),
+                                   ("ours", ours, ours.get_dataset_type("summary"))):
+            butler.collections.register(run)
+            ref = butler.put({"v": 1}, dtype, visit=1, detector=0, run=run, instrument="Cam")
+            butler.pruneDatasets([ref], purge=True, unstore=True)
+            assert not butler.exists(ref)
+            if who == "ours" and kind == "served":  # the server makes the IDs of what its clients write
+                with pytest.raises(NotOfferedError, match="through a server"):
+                    butler.put({"v": 2}, ref)
+                again = butler.put({"v": 2}, ref.dataset_type, ref.data_id, run=ref.run)
+                done[who] = (True, again.run, butler.get(again), butler.get(dtype, visit=1, detector=0,
+                                                                            instrument="Cam", collections=run))
+                continue
+            again = butler.put({"v": 2}, ref)
+            done[who] = (again.id == ref.id, again.run, butler.get(again), butler.get(dtype, visit=1, detector=0,
+                                                                                         instrument="Cam",
+                                                                                         collections=run))
+        assert done["ours"] == done["rubin"] == (True, run, {"v": 2}, {"v": 2})
+        with pytest.raises(SkybutlerError, match="its data ID and RUN are the ref's"):
+            ours.put({"v": 3}, again, run="elsewhere")
+        ours.close()
+    with pytest.raises(DataIdError, match="'colections' is not a dimension"):
+        Butler(local.root, colections=["Cam/run1"])

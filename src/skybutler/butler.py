@@ -33,8 +33,10 @@ from .dimensions import DimensionUniverse
 from .dimensions.data_id import lazily_expanded
 from .errors import (
     ConfigError,
+    DataIdError,
     DatasetNotFoundError,
     DatasetTypeError,
+    NotOfferedError,
     SkybutlerError,
     StorageClassError,
 )
@@ -85,7 +87,10 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
     environment variable), under the rights its owner has there.
 
     ``collections`` is the default search path for reads, ``run`` the default RUN
-    for writes, ``data_id`` default data-ID values (e.g. ``{"instrument": "SimCam"}``).
+    for writes, ``data_id`` default data-ID values (e.g. ``{"instrument": "SimCam"}``, or as
+    keywords, ``instrument="SimCam"``, the Rubin butler's way).  The Rubin butler's
+    ``writeable`` and ``inferDefaults`` are taken and change nothing: what a butler may
+    write is its repository's and its token's to say.
     ``recompute`` (True or a :class:`~skybutler.retention.RecomputeOptions`) lets ``get``
     re-create purged datasets from their provenance; ``on_wait(message, seconds)`` is told
     the expected wait of a recompute or of staging from the cold tier (default: a log warning).
@@ -97,8 +102,11 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
     def __init__(self, root: str | Path, collections: str | Sequence[str] | None = None, run: str | None = None,
                  data_id: Mapping[str, Any] | None = None, *, recompute: bool | RecomputeOptions = False,
                  on_wait: Callable[[str, float], None] | None = None, token: str | None = None,
-                 _registry: Registry | None = None):
+                 writeable: bool | None = None, inferDefaults: bool = True, _registry: Registry | None = None,
+                 **data_id_values: Any):
         self._remote = None
+        if data_id_values:  # the Rubin butler's Butler(repo, instrument="Cam"); writeable is the rights' to say
+            data_id = {**(data_id or {}), **data_id_values}
         #: this client's writer lock on a shared (PostgreSQL) registry, seen by the other hosts' repairs
         self.writers: WriterPresence | None = None
         if isinstance(root, str) and root.startswith(("http://", "https://")):
@@ -106,6 +114,7 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
 
             open_remote(self, root, collections, run, data_id, token)
             self.registry = RubinRegistry(self)
+            self._check_default_data_id()
             return
         self.root = Path(root).absolute()
         self.config = RepoConfig.load(self.root)
@@ -125,12 +134,25 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
         self.default_collections = [collections] if isinstance(collections, str) else list(collections or [])
         self.run = run
         self.default_data_id = dict(data_id or {})
+        try:
+            self._check_default_data_id()
+        except DataIdError:
+            self.registry.close()
+            raise
         self._writes = Writes(self)
         self.recompute = recompute
         self.on_wait = on_wait
         self._tracks_access = self.config.retention.tracks_access
         #: what this open settled from the journals of interrupted writes (see ``recover``)
         self.recovered = self.recover()
+
+    def _check_default_data_id(self) -> None:
+        """A default data-ID key that is no dimension (a typo, or a keyword ``Butler`` does not take) is refused."""
+        unknown = sorted(k for k in self.default_data_id if k not in self.universe.elements)
+        if unknown:
+            raise DataIdError(f"Butler({str(self.root)!r}, ...): {', '.join(map(repr, unknown))} "
+                              f"{'is not a dimension' if len(unknown) == 1 else 'are not dimensions'}: a default "
+                              "data-ID value is given as a dimension's name (instrument='Cam')")
 
     @_served
     def recover(self) -> list[str]:
@@ -325,10 +347,24 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
         """
         return self._writes.transaction()
 
-    def put(self, obj: Any, dataset_type: str, data_id: Mapping[str, Any] | None = None, *, run: str | None = None,
-            id_mode: IdMode = "random", **kwargs: Any) -> DatasetRef:
-        """Store one dataset; the file and the registry rows appear together or not at all."""
-        return self.put_many(dataset_type, [(obj, {**(data_id or {}), **kwargs})], run=run, id_mode=id_mode)[0]
+    def put(self, obj: Any, dataset_type: str | DatasetType | DatasetRef, data_id: Mapping[str, Any] | None = None, *,
+            run: str | None = None, id_mode: IdMode = "random", **kwargs: Any) -> DatasetRef:
+        """Store one dataset; the file and the registry rows appear together or not at all.
+        ``dataset_type`` may be a ref, as in the Rubin butler: the dataset is stored under its ID,
+        data ID and RUN (e.g. one removed before, or another repository's)."""
+        if isinstance(dataset_type, DatasetRef):
+            ref = dataset_type
+            if data_id or kwargs or run not in (None, ref.run):
+                raise SkybutlerError(f"put of the ref {ref}: its data ID and RUN are the ref's; give no data ID, "
+                                     "keywords or other run=")
+            if self._remote is not None:  # a server makes the IDs of what its clients write
+                raise NotOfferedError("put(obj, ref) through a server is not offered by skybutler; use "
+                                      "butler.put(obj, ref.dataset_type, ref.data_id, run=ref.run), which gives a "
+                                      "new dataset ID")
+            return self.put_many(ref.dataset_type.name, [(obj, dict(ref.data_id.required))], run=ref.run,
+                                 ids=[ref.id])[0]
+        name = dataset_type if isinstance(dataset_type, str) else dataset_type.name  # a DatasetType (ours or Rubin's)
+        return self.put_many(name, [(obj, {**(data_id or {}), **kwargs})], run=run, id_mode=id_mode)[0]
 
     @_served
     def put_many(self, dataset_type: str, items: Iterable[tuple[Any, Mapping[str, Any]]], *,

@@ -362,7 +362,10 @@ def dataset_id_of(target: DatasetRef | uuid.UUID | str) -> uuid.UUID:
 
 def split_component(target: str | DatasetRef, component: str | None) -> tuple[str | DatasetRef, str | None]:
     """A component named in the dataset type (``"calexp.wcs"``, or a ref of ``makeComponentRef``)
-    as the parent (its name or ref) and the component's name; anything else as given."""
+    as the parent (its name or ref) and the component's name; a dataset type object as its
+    name; anything else as given."""
+    if not isinstance(target, (str, DatasetRef)) and hasattr(target, "name"):
+        target = target.name  # a dataset type (skybutler's or the Rubin butler's)
     name = target.dataset_type.name if isinstance(target, DatasetRef) else target
     if not isinstance(name, str) or "." not in name:
         return target, component
