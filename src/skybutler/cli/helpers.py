@@ -18,6 +18,7 @@ from ..dimensions import DimensionUniverse
 from ..errors import UnknownDimensionError
 from ..models import CollectionType, DatasetRef
 from ..timespan import to_time
+from .log_options import CLI_LOGGER
 
 if TYPE_CHECKING:  # rich loads only when something is printed through it (``--json`` needs none)
     from rich.console import Console
@@ -282,10 +283,6 @@ def report_warning(message: str) -> None:
     logging.getLogger(CLI_LOGGER).warning("%s", message)
 
 
-#: The logger of the warnings the CLI prints itself; its own NullHandler keeps Python's last-resort
-#: handler from printing them a second time when no logging option is given.
-CLI_LOGGER = "skybutler.cli"
-logging.getLogger(CLI_LOGGER).addHandler(logging.NullHandler())
 
 
 def capped(refs: list[T], limit: int) -> list[T]:

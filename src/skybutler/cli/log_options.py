@@ -16,7 +16,12 @@ from typing import Any
 
 import click
 
-from .helpers import CLI_LOGGER
+#: The logger of the warnings the CLI prints itself (``helpers.report_warning``); its own
+#: NullHandler keeps Python's last-resort handler from printing them a second time when no
+#: logging option is given.  Defined here, not in ``helpers``, so that the command group loads
+#: no butler (nor SQLAlchemy) before a command needs one.
+CLI_LOGGER = "skybutler.cli"
+logging.getLogger(CLI_LOGGER).addHandler(logging.NullHandler())
 
 #: The levels ``--log-level`` takes (the Rubin butler's, VERBOSE and TRACE among them).
 LOG_LEVELS = {"CRITICAL": 50, "ERROR": 40, "WARNING": 30, "INFO": 20, "VERBOSE": 15, "DEBUG": 10, "TRACE": 5}
