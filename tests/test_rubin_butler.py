@@ -5,10 +5,12 @@ offered is refused by name with what to use instead."""
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 
 import pytest
+import yaml
 
 from rubin_repos import daf_butler, make_rubin_repo
 from server_helpers import running_server
@@ -313,3 +315,20 @@ def test_butler_keywords_dataset_type_objects_and_put_of_a_ref_as_the_rubin_butl
         ours.close()
     with pytest.raises(DataIdError, match="'colections' is not a dimension"):
         Butler(local.root, colections=["Cam/run1"])
+
+
+def test_retrieve_artifacts_copies_what_the_rubin_butler_copies(pair, tmp_path):
+    """The same datasets' files land in the destination (named in each butler's own layout) and
+    read back as the datasets."""
+    rubin, ours, kind = pair
+    theirs = rubin.retrieveArtifacts(list(rubin.registry.queryDatasets("summary", collections="Cam/run1")),
+                                     str(tmp_path / "theirs") + "/", preserve_path=False)
+    mine = ours.retrieveArtifacts(list(ours.registry.queryDatasets("summary", collections="Cam/run1")),
+                                  tmp_path / "mine", transfer="copy", preserve_path=False)
+    assert len(mine) == len(theirs) == 6 and {u.scheme for u in mine} == {"file"}
+    assert all(u.ospath.startswith(str(tmp_path / "mine")) and os.path.isfile(u.ospath) for u in mine)
+
+    def contents(paths):
+        return sorted(json.dumps(yaml.safe_load(open(p)), sort_keys=True) for p in paths)
+
+    assert contents(u.ospath for u in mine) == contents(u.ospath for u in theirs)
