@@ -48,6 +48,7 @@ from .registry import Registry
 from .remote.served import served as _served
 from .rubin_registry import RubinRegistry
 from .timespan import Timespan, as_timespan
+from .shared_files import unshared
 from .writes import IdMode, Writes
 
 if TYPE_CHECKING:
@@ -599,7 +600,8 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
 
         def delete_files() -> None:
             crash_point("registry-committed")
-            self.datastore.remove(artifacts.values())
+            # A file other datasets share (one detector each) goes with the last of them.
+            self.datastore.remove(unshared(self.registry, artifacts.values()))
 
         self._writes.when_committed(delete_files)
         self._writes.when_settled(lambda: self.datastore.end_journal(journal))

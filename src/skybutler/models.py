@@ -199,6 +199,10 @@ class DatasetType:
         return self.component() is not None
 
 
+#: The formatter prefix of a dataset that is one HDU of a file shared with other datasets.
+SHARED_HDU_PREFIX = "fits-hdu:"
+
+
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)
 class StoredArtifact:
     """Where and how a dataset's file is stored: the datastore's record of it (made from
@@ -214,6 +218,15 @@ class StoredArtifact:
     #: the cold tier or removed since), so a read of such a file asks the registry first.  Not
     #: part of what the record says of the file: ignored by ``==``.
     seen_ns: int | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def shared_hdu(self) -> int | None:
+        """The HDU this record reads of a whole-exposure file other datasets share (a detector of a
+        DECam or MegaPrime raw, formatter ``fits-hdu:<n>``); None: the file is this dataset's alone."""
+        if not self.formatter.startswith(SHARED_HDU_PREFIX):
+            return None
+        number = self.formatter[len(SHARED_HDU_PREFIX):]
+        return int(number) if number.isdigit() else None
 
     def same_file(self, other: StoredArtifact | None) -> bool:
         """Whether ``other`` records the same file (path, formatter, size and checksum)."""

@@ -31,6 +31,7 @@ from .formats import get_formatter, get_storage_class
 from .formats.file_facts import ExaminedFile, check_file, read_file
 from .models import REPRODUCIBLE_ID_MODES, CollectionType, DatasetRef, DatasetType, reproducible_dataset_id, uuid7_batch
 from .registry.collection_store import check_name as check_collection_name
+from .shared_files import plan_shared_ingest, shared_artifacts
 
 if TYPE_CHECKING:
     from .butler import Butler
@@ -350,6 +351,7 @@ class Writes:
         new_ids = ids if ids is not None else self._new_ids(dtype, full, id_mode, run)
         entries = [(p, DatasetRef(i, dtype, d, run)) for p, i, d in zip(paths, new_ids, full)]
         facts_of = [None] * len(entries) if examined is None else [e.facts for e in examined]
+        hdus = [None] * len(entries) if examined is None else [e.hdu for e in examined]
         if len({r.data_id.required_values for _, r in entries}) < len(entries):
             raise DatasetConflictError(f"the same {dtype.name} data ID is given twice for RUN {run!r}; "
                                        "nothing was ingested")
@@ -358,6 +360,7 @@ class Writes:
             if skip_existing:
                 kept = [k for k, (_, r) in enumerate(entries) if r.data_id not in found]
                 entries, facts_of = [entries[k] for k in kept], [facts_of[k] for k in kept]
+                hdus = [hdus[k] for k in kept]
             elif found:
                 # Said before any file is placed: the file would meet the existing dataset's at its path.
                 first = next(iter(found))
@@ -378,18 +381,20 @@ class Writes:
             self.butler.registry.metadata.table(storage_class.name, storage_class.metadata_fields)  # see _commit
         check = examined is None  # each file checked by its formatter as it is placed (see _ingest_batch)
         try:
-            return self._ingest_batch(dtype, run, entries, transfer, fmt, facts, check)
+            return self._ingest_batch(dtype, run, entries, transfer, fmt, facts, check, hdus)
         except ArtifactExistsError:
             self.butler.recover()  # a crashed writer's leftover at one of the paths goes, then one more try
             try:
-                return self._ingest_batch(dtype, run, entries, transfer, fmt, facts, check)
+                return self._ingest_batch(dtype, run, entries, transfer, fmt, facts, check, hdus)
             except ArtifactExistsError as err:
                 raise self._stranger_file(err, [r for _, r in entries]) from None
 
     def _ingest_batch(self, dtype: DatasetType, run: str, entries: list[tuple[str | Path, DatasetRef]],
                       transfer: str, fmt: Any, facts: list[tuple[uuid.UUID, dict[str, Any]]],
-                      check: bool) -> list[DatasetRef]:
+                      check: bool, hdus: Sequence[int | None]) -> list[DatasetRef]:
         """Place one batch of files, register them with their facts; the journal entry ends once final.
+        A file several entries give, each as one of its HDUs (``hdus``), is placed once and shared
+        (:mod:`skybutler.shared_files`).
 
         With ``check`` each file is checked by its formatter, and its facts taken, from the bytes read
         to copy it or for its checksum (one read of each file, not two): a refused file undoes the
@@ -398,24 +403,26 @@ class Writes:
         storage_class = get_storage_class(dtype.storage_class)
         batch = placing = None
         facts = list(facts)
+        placed, owner, names = plan_shared_ingest(entries, hdus, fmt.name)
 
         def examine(index: int, data: bytes | None) -> None:
-            path, ref = entries[index]
+            path, ref = placed[index]
             found = check_file(path, fmt, storage_class, data).facts
             if found is not None:
                 facts.append((ref.id, found))
 
         def place() -> IngestBatch:  # undoes itself on failure
-            return ingest_files(self.butler.datastore, entries, transfer, fmt.name, fmt.extension,
+            return ingest_files(self.butler.datastore, placed, transfer, fmt.name, fmt.extension,
                                 examine=examine if check else None, also_named=fmt.also_named)
 
         try:
             if len(entries) >= BACKGROUND_MIN_FILES:  # placed while the first rows go in
                 placing = InBackground(place)
-                artifacts: Any = lambda: [d.artifact for d in placing.result().files]  # noqa: E731
+                artifacts: Any = lambda: shared_artifacts([d.artifact for d in placing.result().files],  # noqa: E731
+                                                          owner, names)
             else:
                 batch = place()
-                artifacts = [d.artifact for d in batch.files]
+                artifacts = shared_artifacts([d.artifact for d in batch.files], owner, names)
             with self.butler.registry.transaction():
                 self._ensure_run(run)
                 stored = self.butler.registry.insert_datasets(

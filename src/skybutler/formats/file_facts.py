@@ -32,15 +32,18 @@ class ExaminedFile:
 
     facts: dict[str, Any] | None
     checked: Any = None
+    #: The image HDU the dataset is, of a multi-extension file other datasets of the same ingest
+    #: share (one detector of a DECam exposure); None: the file is the dataset's alone.
+    hdu: int | None = None
 
 
-def _check_regular(path: str | Path) -> None:
+def check_regular(path: str | Path) -> None:
     if not os.path.isfile(path):
         reason = "not a regular file" if os.path.exists(path) else "no such file"
         raise TransferError(f"cannot ingest {path}: {reason}")
 
 
-def _facts_of(component: Any, storage_class: StorageClass) -> dict[str, Any] | None:
+def facts_of(component: Any, storage_class: StorageClass) -> dict[str, Any] | None:
     try:
         return storage_class.extract_metadata(component)
     except (SkybutlerError, ValueError, TypeError, KeyError):
@@ -68,13 +71,13 @@ def examine_file(path: str | Path, formatter: Formatter, storage_class: StorageC
     if data is not None:
         read, checked = formatter.examine(io.BytesIO(data), component)
     else:
-        _check_regular(path)
+        check_regular(path)
         try:
             with open(path, "rb") as stream:
                 read, checked = formatter.examine(stream, component)
         except OSError as exc:
             raise TransferError(f"cannot ingest {path}: {exc.strerror or exc}") from exc
-    facts = _facts_of(read, storage_class) if storage_class.metadata_fields and read is not None else None
+    facts = facts_of(read, storage_class) if storage_class.metadata_fields and read is not None else None
     return ExaminedFile(facts, checked)
 
 
@@ -92,7 +95,7 @@ def check_file(path: str | Path, formatter: Formatter, storage_class: StorageCla
 
 
 def _validate(path: str | Path, formatter: Formatter) -> Any:
-    _check_regular(path)
+    check_regular(path)
     try:
         with open(path, "rb") as stream:
             return formatter.validate(stream)

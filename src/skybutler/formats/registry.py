@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import FormatterError, StorageClassError
+from ..models import SHARED_HDU_PREFIX
 from .formatter import Formatter
 
 if TYPE_CHECKING:
@@ -21,6 +22,8 @@ _builtins_loaded = False
 #: The prefix of formatters and storage classes made on lookup for files kept from a Rubin repository
 #: (``rubin_outputs.KEPT_PREFIX``, named here so a lookup does not import that module).
 _KEPT_PREFIX = "rubin:"
+#: The prefix of the formatters of one HDU of a shared multi-extension file (``fits_hdu.FitsHduFormatter``).
+_HDU_PREFIX = SHARED_HDU_PREFIX
 
 
 def _load_builtins() -> None:
@@ -111,6 +114,10 @@ def get_formatter(name: str) -> Formatter:
             from .rubin_outputs import KEPT_READERS, KeptFormatter
 
             return _formatters.setdefault(name, KEPT_READERS.get(name, KeptFormatter)(name))
+        if isinstance(name, str) and name.startswith(_HDU_PREFIX) and name[len(_HDU_PREFIX):].isdigit():
+            from .fits_hdu import FitsHduFormatter
+
+            return _formatters.setdefault(name, FitsHduFormatter(int(name[len(_HDU_PREFIX):])))
         raise FormatterError(f"Unknown formatter {name!r}; known formatters: {list(formatter_names())}.") from None
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..dimensions.regions import Region
 from ..errors import StorageClassError
+from ..models import SHARED_HDU_PREFIX
 
 MetadataValue = int | float | str | bool | Region | None
 """A value a metadata extractor may produce."""
@@ -26,6 +27,8 @@ with ``<dataset_type>.<field> OVERLAPS POINT(ra, dec)``)."""
 
 KEPT_PREFIX = "rubin:"
 """Prefix of the formatters (and storage classes) of files kept unread from a Rubin repository."""
+HDU_PREFIX = SHARED_HDU_PREFIX
+"""Prefix of the formatters of one HDU of a shared multi-extension file (:mod:`.fits_hdu`)."""
 
 Checker = Callable[[Any], Any]
 """Validates an object and returns it (possibly normalised); raises TypeError or ValueError."""
@@ -85,9 +88,11 @@ class StorageClass:
         object.__setattr__(self, "metadata_fields", MappingProxyType(dict(self.metadata_fields)))
 
     def holds(self, formatter: str) -> bool:
-        """Whether files of ``formatter`` can be datasets of this class: its own formatters', and a file
-        kept unread from a Rubin repository (a Rubin dataset type may hold files of several formatters)."""
-        return formatter in self.formatters or formatter.startswith(KEPT_PREFIX)
+        """Whether files of ``formatter`` can be datasets of this class: its own formatters', a file
+        kept unread from a Rubin repository (a Rubin dataset type may hold files of several formatters),
+        and for a class written as ``fits``, one image HDU of a shared multi-extension file."""
+        return formatter in self.formatters or formatter.startswith(KEPT_PREFIX) or (
+            formatter.startswith(HDU_PREFIX) and "fits" in self.formatters)
 
     def check(self, obj: Any) -> Any:
         """Validate ``obj`` for writing and return it (possibly normalised).

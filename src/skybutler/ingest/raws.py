@@ -40,6 +40,7 @@ records, datasets and files in one transaction (:func:`store_raws`).
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import time
 from collections import ChainMap
@@ -73,6 +74,7 @@ from ..instruments.headers import ReadRecorder, translator_for
 from ..models import DatasetRef
 from ..process_pools import process_pool
 from .instruments import instrument_names, load_repository_instruments, register_instrument
+from .raw_extensions import read_detectors
 
 __all__ = ["RAW_DIMENSIONS", "IngestFailure", "IngestResult", "RawFile", "find_raw_files", "ingest_raws",
            "raw_data_id", "raw_run", "read_and_store_raws", "read_raw_metadata",
@@ -150,6 +152,10 @@ class RawFile:
 
     meta: ObservationMetadata
     examined: ExaminedFile
+    #: A whole-exposure file (one image extension per detector, as DECam and MegaPrime write):
+    #: each detector's own, its ``examined.hdu`` its HDU (:mod:`.raw_extensions`); () for a raw
+    #: file of one detector.
+    detectors: tuple[RawFile, ...] = ()
 
 
 def _another_detector(headers: Sequence[Any], detector: int, path: str | Path) -> int | None:
@@ -208,11 +214,9 @@ def read_raw_metadata(path: str | Path, storage_class: str = RAW_STORAGE_CLASS,
             return IngestFailure(str(path), f"formatter {formatter or kind.default_formatter!r} gives no FITS "
                                             "headers to translate")
         meta = metadata_from_header(_translation_header(headers), path)
-        other = _another_detector(headers, meta.detector, path)
-        if other is not None:
-            return IngestFailure(str(path), f"holds the images of several detectors ({meta.detector} in HDU 1, "
-                                            f"{other} in HDU {len(headers) - 1}); a raw file is ingested as one "
-                                            "detector: split it into one file per detector")
+        if _another_detector(headers, meta.detector, path) is not None:  # a whole exposure in one file
+            detectors = tuple(RawFile(m, e) for m, e in read_detectors(path, headers, storage_class))
+            return RawFile(detectors[0].meta, detectors[0].examined, detectors)
         # Only the facts go on: the headers and WCSs are not needed again (nor pickled back from a worker).
         return RawFile(meta, ExaminedFile(examined.facts))
     except RawHeaderError as err:
@@ -362,7 +366,7 @@ def read_and_store_raws(butler, paths_or_dirs: Iterable[str | Path] | str | Path
     done: dict[str, int] = {}
     begin = 0
     for chunk in _read_all(paths, processes, known, _raw_storage_class(butler), None):
-        good = _new_data_ids(paths[begin:begin + len(chunk)], chunk, seen, result)
+        good = _new_data_ids(paths[begin:begin + len(chunk)], chunk, seen, result, uploading)
         begin += len(chunk)
         if good:
             _register_instruments(butler, {r.meta.instrument for _, r in good} - registered, result)
@@ -370,12 +374,12 @@ def read_and_store_raws(butler, paths_or_dirs: Iterable[str | Path] | str | Path
             if not uploading:  # a server writes these with each uploaded batch (store_raws)
                 _register_observations(butler, [r.meta for _, r in good])
                 _ensure_raw_type(butler)
-        for path, raw in good:
-            run_name = run or raw_run(raw.meta.instrument)
+        for path, raws in _by_file(good):  # a file's detectors go in one batch: its file is placed once
+            run_name = run or raw_run(raws[0].meta.instrument)
             if run_name not in by_run:
                 result.runs.append(run_name)
             pending = by_run.setdefault(run_name, [])
-            pending.append((path, raw))
+            pending.extend((path, raw) for raw in raws)
             if len(pending) >= batch_size:
                 _store(butler, run_name, by_run, done, transfer, result, say, upload)
     for run_name in by_run:
@@ -386,22 +390,36 @@ def read_and_store_raws(butler, paths_or_dirs: Iterable[str | Path] | str | Path
 
 
 def _new_data_ids(paths: Sequence[Path], chunk: Sequence[RawFile | IngestFailure], seen: dict[tuple, Path],
-                  result: IngestResult) -> list[tuple[Path, RawFile]]:
-    """The files of a chunk that were read and whose data ID no earlier file of this ingest has; the
-    others go to the failures."""
+                  result: IngestResult, uploading: bool = False) -> list[tuple[Path, RawFile]]:
+    """The raws of a chunk's files that were read and whose data IDs no earlier file of this ingest
+    has (a whole-exposure file gives one per detector, in a row); the others go to the failures."""
     good = []
     for path, raw in zip(paths, chunk):
         if isinstance(raw, IngestFailure):
             result.failures.append(raw)
             continue
-        key = (raw.meta.instrument, raw.meta.exposure_id, raw.meta.detector)
-        if key in seen:
-            result.failures.append(IngestFailure(str(path), f"same data ID {dict(zip(RAW_DIMENSIONS, key))} as "
-                                                            f"{seen[key]}"))
+        if raw.detectors and uploading:
+            result.failures.append(IngestFailure(str(path), f"holds {len(raw.detectors)} detectors (one per image "
+                "extension): a whole-exposure file is not ingested through a server; ingest it into the "
+                "repository itself, or split it into one file per detector"))
             continue
-        seen[key] = path
-        good.append((path, raw))
+        members = raw.detectors or (raw,)
+        keys = [(m.meta.instrument, m.meta.exposure_id, m.meta.detector) for m in members]
+        taken = next((key for key in keys if key in seen), None)
+        if taken is not None:
+            result.failures.append(IngestFailure(str(path), f"same data ID {dict(zip(RAW_DIMENSIONS, taken))} as "
+                                                            f"{seen[taken]}"))
+            continue
+        for key, member in zip(keys, members):
+            seen[key] = path
+            good.append((path, member))
     return good
+
+
+def _by_file(raws: Iterable[tuple[Path, RawFile]]) -> Iterator[tuple[Path, list[RawFile]]]:
+    """Raws grouped by their file (a whole-exposure file's detectors come in a row)."""
+    for path, group in itertools.groupby(raws, key=lambda item: item[0]):
+        yield path, [raw for _, raw in group]
 
 
 def _store(butler, run: str, by_run: dict[str, list[tuple[Path, RawFile]]], done: dict[str, int],
@@ -420,7 +438,7 @@ def _ingest_batch(butler, run: str, batch: list[tuple[Path, RawFile]], transfer:
                   result: IngestResult) -> None:
     """Skip what is already there, then one ``butler.ingest`` call (the files' checks and facts
     come from their one read, :class:`RawFile`); if it fails, the files are tried one by one."""
-    todo = _skip_existing(butler, run, batch, result)
+    todo = _whole_files(batch, _skip_existing(butler, run, batch, result), result)
     if not todo:
         return
     try:
@@ -429,14 +447,30 @@ def _ingest_batch(butler, run: str, batch: list[tuple[Path, RawFile]], transfer:
         return
     except SkybutlerError:
         # Another ingest of the same files may have got there first: those are already ingested.
-        todo = _skip_existing(butler, run, todo, result)
-    for path, raw in todo:  # isolate the file(s) that broke the batch; the others go in
+        todo = _whole_files(todo, _skip_existing(butler, run, todo, result), result)
+    for path, raws in _by_file(todo):  # isolate the file(s) that broke the batch; the others go in
         try:
-            result.refs += butler.ingest("raw", [(path, raw_data_id(raw.meta))], run=run, transfer=transfer,
-                                         id_mode="deterministic", examined=[raw.examined])
+            result.refs += butler.ingest("raw", [(path, raw_data_id(raw.meta)) for raw in raws], run=run,
+                                         transfer=transfer, id_mode="deterministic",
+                                         examined=[raw.examined for raw in raws])
         except SkybutlerError as err:
-            if not (isinstance(err, RACE_ERRORS) and _ingested_meanwhile(butler, run, path, raw, result)):
+            if not (isinstance(err, RACE_ERRORS) and _ingested_meanwhile(butler, run, path, raws, result)):
                 result.failures.append(IngestFailure(str(path), str(err)))
+
+
+def _whole_files(batch: list[tuple[Path, RawFile]], todo: list[tuple[Path, RawFile]],
+                 result: IngestResult) -> list[tuple[Path, RawFile]]:
+    """``todo`` less the detectors of a whole-exposure file some of whose detectors are already
+    ingested (its stored file is theirs: another copy of it cannot be placed beside), which fail."""
+    left = {(str(p), r.meta.detector) for p, r in todo}
+    partial = {str(p) for p, r in batch if r.examined.hdu is not None} & \
+        {str(p) for p, r in batch if (str(p), r.meta.detector) not in left} & {str(p) for p, _ in todo}
+    for path in sorted(partial):
+        missing = sorted(r.meta.detector for p, r in todo if str(p) == path)
+        result.failures.append(IngestFailure(path, f"detector(s) {missing} of this whole-exposure file are not "
+            "ingested, its other detectors are, and share its stored file: remove those and ingest the file again "
+            "to add them"))
+    return [(p, r) for p, r in todo if str(p) not in partial]
 
 
 #: Errors a concurrent ingest of the same raw causes: its file is placed (the path is taken) or
@@ -446,15 +480,18 @@ RACE_ERRORS = (DatastoreError, DatasetConflictError)
 RACE_WAIT = 10.0
 
 
-def _ingested_meanwhile(butler, run: str, path: Path, raw: RawFile, result: IngestResult) -> bool:
-    """After a conflict: whether another ingest has committed this raw (then it is already ingested).
+def _ingested_meanwhile(butler, run: str, path: Path, raws: list[RawFile], result: IngestResult) -> bool:
+    """After a conflict: whether another ingest has committed the raws of this file (then they are
+    already ingested).
 
-    The other ingest places its file before it commits its row, so the row is waited for a
+    The other ingest places its file before it commits its rows, so the rows are waited for a
     little while (up to :data:`RACE_WAIT`)."""
     deadline = time.monotonic() + RACE_WAIT
     delay = 0.05
     while True:
-        if not _skip_existing(butler, run, [(path, raw)], result):
+        found = IngestResult()
+        if not _skip_existing(butler, run, [(path, raw) for raw in raws], found):
+            result.already_ingested += found.already_ingested
             return True
         if time.monotonic() + delay > deadline:
             return False

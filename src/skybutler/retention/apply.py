@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SkybutlerError
 from ..faults import crash_point
 from ..models import StoredArtifact
+from ..shared_files import refuse_shared
 from ..registry.dataset_state_store import COLD, PURGED, PURGED_LOST, PURGED_RECOMPUTABLE, STORED, DatasetInfo
 from ..registry.quantum_store import QuantumRecord
 from .cold_tier import RetentionJournal, busy_notice, cold_tier, is_external, locks, move_to_cold
@@ -290,6 +291,7 @@ def _purge(butler: Butler, report: RetentionReport, purged: list[RetentionAction
     ``apply`` would correct."""
     ids = [a.dataset_id for a in purged]
     hot = butler.registry.datasets.artifacts(ids)
+    refuse_shared(hot, "purging")
     states = butler.registry.states.get(ids)
     when = report.now.isoformat(timespec="seconds")
     items: list[tuple[uuid.UUID, str, StoredArtifact, str | None]] = []

@@ -39,6 +39,7 @@ from ..datastore.locks import DatasetLocks
 from ..errors import ChecksumMismatchError, DatastoreError, SkybutlerError
 from ..faults import crash_point
 from ..models import StoredArtifact
+from ..shared_files import refuse_shared
 from ..registry.dataset_state_store import COLD, PURGED, DatasetState
 from .policy import ColdTierConfig
 
@@ -262,6 +263,7 @@ def move_to_cold(butler: Butler, ids: Sequence[uuid.UUID], progress: Callable[[i
     tier = cold_tier(butler)
     with locks(butler).hold(ids, busy_notice(butler.on_wait, "staging or re-creating these datasets")):
         artifacts = butler.registry.datasets.artifacts(ids)
+        refuse_shared(artifacts, "moving to the cold tier")
         todo = [(i, artifacts[i]) for i in ids if i in artifacts and not is_external(artifacts[i])]
         journal = RetentionJournal(butler, tier)
         staged = [journal.cold_copy(i, a) for i, a in todo]

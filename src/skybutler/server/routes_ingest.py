@@ -93,6 +93,9 @@ def _ingest_raws(state: ServerState, user: User, run: str, tree: UploadedTree) -
             shown = given["name"].split("/", 1)[-1]
             if isinstance(raw, IngestFailure):
                 raise SkybutlerError(f"{shown}: {raw.reason}")
+            if raw.detectors:
+                raise SkybutlerError(f"{shown}: holds {len(raw.detectors)} detectors (one per image extension): a "
+                                     "whole-exposure file is not ingested through a server")
             data_id = raw_data_id(raw.meta)
             if data_id != given["data_id"]:
                 raise SkybutlerError(f"{shown}: its header gives data ID {data_id}, not the {given['data_id']} sent")
