@@ -248,8 +248,8 @@ def test_a_real_shaped_decam_raw_ingests_as_the_translator_reads_it(tmp_path) ->
     an empty primary HDU and a compressed extension for its CCD, a card whose value is the bare
     word NaN, a long string continued (CONTINUE) and a long keyword (HIERARCH): it ingests with
     what astro-metadata-translator reads from the merged headers (the oracle).  A file holding
-    two CCDs' extensions is refused by name (it went in as its first CCD, the other dropped
-    without a word): a raw file is ingested as one detector."""
+    two CCDs' extensions is a whole exposure: one raw per CCD, sharing the file (see
+    test_multi_ccd.py)."""
     from astro_metadata_translator import ObservationInfo
     from astro_metadata_translator.file_helpers import read_basic_metadata_from_file
 
@@ -275,8 +275,8 @@ def test_a_real_shaped_decam_raw_ingests_as_the_translator_reads_it(tmp_path) ->
     with Butler.create(tmp_path / "repo") as butler:
         result = ingest_raws(butler, raws, processes=1)
         assert [(Path(f.path).name, f.reason) for f in result.failures] == [
-            ("two_ccds.fits.fz", "holds the images of several detectors (25 in HDU 1, 1 in HDU 2); a raw file is "
-                                 "ingested as one detector: split it into one file per detector")]
+            ("two_ccds.fits.fz", "same data ID {'instrument': 'DECam', 'exposure': 177764, 'detector': 25} as "
+                                 f"{raws / 'DECam_00177764_S1.fits.fz'}")]
         assert [r.data_id["detector"] for r in result.refs] == [25]
         one = str(raws / "DECam_00177764_S1.fits.fz")
         info = ObservationInfo(read_basic_metadata_from_file(one, -1), filename=one)
@@ -286,6 +286,10 @@ def test_a_real_shaped_decam_raw_ingests_as_the_translator_reads_it(tmp_path) ->
         assert record["timespan"] == Timespan(info.datetime_begin, info.datetime_end)
         assert record["tracking_ra"] == pytest.approx(info.tracking_radec.icrs.ra.deg, abs=1e-9)
         assert record["science_program"] == info.science_program == exposure["PROPID"]
+    with Butler.create(tmp_path / "other") as butler:
+        both = ingest_raws(butler, [raws / "two_ccds.fits.fz"], processes=1)
+        assert both.failures == [] and [(r.data_id["detector"], r.artifact.formatter) for r in both.refs] == [
+            (25, "fits-hdu:1"), (1, "fits-hdu:2")]
 
 
 def test_hsc_focus_ccds_ingest_and_an_unnumbered_ccd_is_refused_by_name(tmp_path) -> None:

@@ -41,6 +41,7 @@ from .faults import crash_point
 from .formats import get_formatter, get_storage_class
 from .formats.file_facts import examine_file
 from .models import CollectionType, DatasetRef, DatasetType
+from .shared_files import refuse_shared
 from .timespan import Timespan
 
 #: Told how far a long step is: (done, total or None).
@@ -191,6 +192,7 @@ def _export_chunk(files: Any, chunk: list[DatasetRef], directory: Path, transfer
     for ref in chunk:
         if ref.id not in artifacts:
             raise SkybutlerError(f"dataset {ref} has no stored artifact to export")
+    refuse_shared({ref: artifacts[ref.id] for ref in chunk}, "exporting (or transferring)")
     paths = files.place_many([(ref, artifacts[ref.id]) for ref in chunk], directory, transfer)
     lines = []
     for ref, path in zip(chunk, paths):

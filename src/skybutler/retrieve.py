@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from .errors import DatasetNotFoundError, SkybutlerError
 from .formats import get_formatter
 from .repository_transfer import CHUNK
+from .shared_files import refuse_shared
 
 if TYPE_CHECKING:
     from .butler import Butler
@@ -75,6 +76,7 @@ def retrieve_artifacts(butler: Butler, refs: Iterable[DatasetRef], destination: 
             f"({states.get(first.id, '?')}); "
             "stage cold ones or recompute purged ones first (skybutler get, skybutler recompute), or leave them "
             "out with a where-clause or --states stored")
+    refuse_shared({r: artifacts[r.id] for r in refs}, "retrieving artifacts")
     if zip:
         from .interchange.rubin_export import export_rubin
 

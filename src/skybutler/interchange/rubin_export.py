@@ -26,6 +26,7 @@ from ..copy_out import source
 from ..dimensions import DimensionRecord
 from ..errors import SkybutlerError
 from ..models import CollectionType, DatasetRef
+from ..shared_files import refuse_shared
 from ..repository_transfer import CHUNK
 from ..timespan import NS_MAX, NS_MIN, Timespan
 from . import rubin_yaml
@@ -186,6 +187,7 @@ def export_rubin(butler: Butler, refs: Iterable[DatasetRef], destination: str | 
     missing = [r for r in refs if r.id not in artifacts]
     if missing:
         raise SkybutlerError(f"dataset {missing[0]} has no stored file to export")
+    refuse_shared({r: artifacts[r.id] for r in refs}, "a Rubin export")
     gathered: dict[str, list[DimensionRecord]] = defaultdict(list)
     for element, rows in files.records():
         gathered[element].extend(rows)
@@ -238,6 +240,7 @@ def _write_zip(butler: Butler, refs: list[DatasetRef], destination: Path, overwr
     artifacts = {}
     for begin in range(0, len(refs), CHUNK):
         artifacts.update(files.artifacts(refs[begin:begin + CHUNK]))
+    refuse_shared({r: artifacts[r.id] for r in refs if r.id in artifacts}, "a Rubin export")
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.parent / f".{destination.name}.{uuid.uuid4().hex[:12]}.partial"
     try:
