@@ -39,11 +39,13 @@ def _copy_cards(target: fits.Header, cards: dict, compressed: bool = False) -> N
 
 
 def decam_exposure(path: Path, ccds: dict[int, tuple[str, str]] | None = None, *, guide: bool = True,
-                   compressed: bool = True) -> Path:
+                   compressed: bool = True, exposure: int | None = None) -> Path:
     """A DECam exposure (the real raw dec050441: its primary cards, CCD 25's cards made each CCD's)
     with one RICE-compressed (or plain) extension per CCD, and a guide CCD (CCDNUM 63, which
-    astro-metadata-translator leaves out) unless ``guide`` is False."""
+    astro-metadata-translator leaves out) unless ``guide`` is False; ``exposure``: another EXPNUM."""
     header = _header("fitsheader-decam-raw_dec050441_25.yaml")
+    if exposure is not None:
+        header.update({"EXPNUM": exposure, "OBSID": f"ct4m{exposure}"})
     keys = list(header)
     split = keys.index("XTENSION")
     primary = fits.PrimaryHDU()

@@ -305,3 +305,27 @@ def test_a_batch_failing_on_the_server_half_way_leaves_nothing(served, night, mo
     assert len(result.refs) == 8 and len(_snapshot(local)["raws"]) == 8
     report = verify(local)
     assert report.consistent and report.files == 9, report  # 8 raws and the camera's description
+
+
+def test_a_whole_exposure_file_is_refused_through_a_server_and_nothing_is_written(served, tmp_path):
+    """One file holding several CCDs (MegaPrime) would be several raws sharing it: the client says so
+    for that file, and the server refuses such an upload by name (a client other than skybutler's)."""
+    pytest.importorskip("astro_metadata_translator")
+    from multi_ccd_files import megaprime_exposure
+
+    local, url, tokens, _ = served
+    raw = megaprime_exposure(tmp_path / "1038843o.fits")
+    with Butler(url, token=tokens["boss"]) as boss:
+        register_instrument(boss, "MegaPrime")
+        before = _snapshot(local)
+        result = ingest_raws(boss, [raw])
+    assert result.refs == [] and [(f.path, f.reason) for f in result.failures] == [(str(raw), (
+        "holds 3 detectors (one per image extension): a whole-exposure file is not ingested through a server; "
+        "ingest it into the repository itself, or split it into one file per detector"))]
+    data_id = {"instrument": "MegaPrime", "exposure": 1038843, "detector": 0}
+    answer = _post(url, tokens["boss"], "MegaPrime/raw/all",
+                   upload_body("MegaPrime/raw/all", [("0/1038843o.fits", raw, data_id)]))
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["message"] == ("1038843o.fits: holds 3 detectors (one per image extension): a "
+                                        "whole-exposure file is not ingested through a server")
+    assert _snapshot(local) == before

@@ -19,6 +19,10 @@ the GIL; in this process for small ones), translates it into
 4. stores the files with ``butler.ingest`` in batches, one call per batch, with
    deterministic dataset IDs: the same raw has the same ID in every repository.
 
+A whole-exposure file (DECam, MegaPrime: one image extension per detector) is one raw per
+detector, all sharing the file, each read from its own HDU (:mod:`.raw_extensions`,
+:mod:`skybutler.shared_files`); its detectors always go into one batch, so it is placed once.
+
 Steps 1-4 run chunk by chunk as the headers come in: while a pool reads the next
 files, this process registers and stores those read (an exposure's record is its
 first file's).
@@ -200,7 +204,8 @@ def _translation_header(headers: Sequence[Any]) -> dict[str, Any]:
 
 def read_raw_metadata(path: str | Path, storage_class: str = RAW_STORAGE_CLASS,
                       formatter: str | None = None) -> RawFile | IngestFailure:
-    """One raw file, read once (see :class:`RawFile`), or an :class:`IngestFailure` saying why not.
+    """One raw file, read once (see :class:`RawFile`; a whole-exposure file's image extensions are
+    checked in a second open, :attr:`RawFile.detectors`), or an :class:`IngestFailure` saying why not.
 
     Its formatter (``formatter``, default: ``storage_class``'s) checks it and takes its facts while
     walking its headers; the same headers are translated.  Never raises for a bad file, so it can
@@ -430,7 +435,7 @@ def _store(butler, run: str, by_run: dict[str, list[tuple[Path, RawFile]]], done
         upload(run, batch, transfer, result)
     else:
         _ingest_batch(butler, run, batch, transfer, result)
-    done[run] = done.get(run, 0) + len(batch)
+    done[run] = done.get(run, 0) + len({path for path, _ in batch})  # a whole exposure is one file
     say(f"{run}: {done[run]} file(s) processed")
 
 
