@@ -237,7 +237,7 @@ def test_provenance_graph_shows_exactly_the_datasets_their_pages_show(web_site):
     from skybutler.access import Access
     from skybutler.errors import DatasetNotFoundError
     from skybutler.server import authz
-    from skybutler.web.provenance_graph import visible_ids
+    from skybutler.server.authz import visible_ids
 
     ids = [uuid.UUID(i) for i in web_site.ids.values()] + [uuid.uuid4()]
     with Butler(web_site.root) as butler:

@@ -117,6 +117,26 @@ def visible_refs(butler: Butler, user: User, ids: Iterable[uuid.UUID | str]) -> 
     return [seen[key] for key in keys]
 
 
+def visible_ids(butler: Butler, user: User, ids: Iterable[uuid.UUID | None]) -> set[uuid.UUID]:
+    """Those of ``ids`` (None skipped) the user may see, as :func:`visible_ref` judges, all judged
+    at once: the type and RUN of every dataset in one look-up, and whole refs in one more only of
+    those an embargo may hide or whose RUN is not readable.  An ID the user may not see and one
+    that does not exist are equally absent."""
+    wanted = list(dict.fromkeys(i for i in ids if i is not None))
+    if not wanted:
+        return set()
+    check = EmbargoCheck(butler, user) if user.embargoes else None
+    out, doubtful, readable = set(), [], {}
+    for dataset_id, (dataset_type, run) in butler.registry.owners_by_id(wanted).items():
+        if run not in readable:
+            readable[run] = user.may(run, "read")
+        if readable[run] and (check is None or not check.applies_to(dataset_type)):
+            out.add(dataset_id)
+        else:
+            doubtful.append(dataset_id)
+    return out | set(_visible(butler, user, doubtful)) if doubtful else out
+
+
 def visible_subset(butler: Butler, user: User, ids: Iterable[uuid.UUID | str]) -> list[DatasetRef]:
     """The datasets of ``ids`` the user may see, in the order given, the others (and IDs that
     are not IDs) left out."""

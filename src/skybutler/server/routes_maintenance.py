@@ -44,12 +44,11 @@ class RepairRequest(BaseModel):
 def verify_route(request: Request, body: VerifyRequest, user: User = Depends(current_user)) -> dict[str, Any]:
     """The ``verify --json`` report: of the whole repository for an administrator, of the
     datasets the caller may see for anyone else."""
-    from ..web.provenance_graph import visible_ids
 
     with query_slot(request, user) as butler:
         if user.admin:
             return verify(butler, check_sizes=body.sizes, check_checksums=body.checksums).summary()
-        return verify_datasets(butler, lambda ids: visible_ids(butler, user, ids), check_sizes=body.sizes,
+        return verify_datasets(butler, lambda ids: authz.visible_ids(butler, user, ids), check_sizes=body.sizes,
                                check_checksums=body.checksums).summary()
 
 
@@ -92,9 +91,8 @@ def extract_metadata(request: Request, body: ExtractRequest, user: User = Depend
 
 def _writable(butler: Any, user: User, refs: list) -> list:
     """The refs the user may see, refused (403) if one of them is in a RUN they may not write."""
-    from ..web.provenance_graph import visible_ids
 
-    visible = visible_ids(butler, user, [r.id for r in refs])
+    visible = authz.visible_ids(butler, user, [r.id for r in refs])
     kept = [r for r in refs if r.id in visible]
     for ref in kept:
         if not user.may(ref.run, "write"):

@@ -1,9 +1,12 @@
 """Provenance routes: what made a dataset, what used it, stale products, and recompute requests,
-under the same rights as every read (a link to a dataset the caller may not see is left out)."""
+under the same rights as every read (a link to a dataset the caller may not see is left out,
+the links of an answer judged all at once by ``authz.visible_ids``).  A dataset the caller may
+not see answers exactly as an ID that does not exist."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -11,7 +14,6 @@ from pydantic import BaseModel
 
 from ..access import User
 from ..butler import Butler
-from ..errors import DatasetNotFoundError
 from ..remote import wire
 from . import authz
 from .app import current_user
@@ -24,20 +26,19 @@ class Target(BaseModel):
     id: str
 
 
-def _visible(butler: Butler, user: User, dataset_id: Any) -> bool:
-    try:
-        authz.visible_ref(butler, user, dataset_id)
-    except DatasetNotFoundError:
-        return False
-    return True
+def linked_ids(records: Iterable[Any]) -> list[Any]:
+    """Every dataset ID the quanta's links name (to judge them all at once)."""
+    return [link.dataset_id for r in records for link in (*r.inputs, *r.outputs)]
 
 
-def _record(butler: Butler, user: User, record: Any) -> dict[str, Any]:
+def _record(record: Any, visible: set[Any]) -> dict[str, Any]:
+    """A quantum record as the caller may see it: links only to the ``visible`` datasets (judged
+    together by ``authz.visible_ids``), and no log (a task's log may name what they may not see)."""
     out = dataclasses.asdict(record)
     for side in ("inputs", "outputs"):
         out[side] = [link for link, kept in zip(out[side], getattr(record, side))
-                     if kept.dataset_id is None or _visible(butler, user, kept.dataset_id)]
-    out.pop("log", None)  # a task's log may name what the caller may not see
+                     if kept.dataset_id is None or kept.dataset_id in visible]
+    out.pop("log", None)
     return wire.encode(out)
 
 
@@ -47,7 +48,9 @@ def producer(request: Request, body: Target, user: User = Depends(current_user))
     with state.butler() as butler:
         ref = authz.visible_ref(butler, user, body.id)
         record = butler.provenance.producer(ref)
-        return None if record is None or not user.may(record.run, "read") else _record(butler, user, record)
+        if record is None or not user.may(record.run, "read"):
+            return None
+        return _record(record, authz.visible_ids(butler, user, linked_ids([record])))
 
 
 @router.post("/provenance/consumers")
@@ -55,7 +58,9 @@ def consumers(request: Request, body: Target, user: User = Depends(current_user)
     state: ServerState = request.app.state.skybutler
     with state.butler() as butler:
         ref = authz.visible_ref(butler, user, body.id)
-        return [_record(butler, user, r) for r in butler.provenance.consumers(ref) if user.may(r.run, "read")]
+        records = [r for r in butler.provenance.consumers(ref) if user.may(r.run, "read")]
+        visible = authz.visible_ids(butler, user, linked_ids(records))
+        return [_record(r, visible) for r in records]
 
 
 @router.post("/provenance/recompute")
@@ -83,13 +88,12 @@ def tree(request: Request, body: TreeRequest, user: User = Depends(current_user)
     """What made a dataset, recursively, as the caller may see it: a quantum only if its RUN is
     readable, an input only if the caller may see that dataset (as the web view's graph does);
     with the software environment of every quantum shown."""
-    from ..web.provenance_graph import visible_ids
-
     state: ServerState = request.app.state.skybutler
     with state.butler() as butler:
         ref = authz.visible_ref(butler, user, body.id)
         root = butler.provenance.tree(ref, max_depth=max(1, min(body.max_depth, 50)))
-        visible = visible_ids(butler, user, [n.dataset_id for n in root.walk()]) | {ref.id}
+        quanta = [n.quantum for n in root.walk() if n.quantum is not None and user.may(n.quantum.run, "read")]
+        visible = authz.visible_ids(butler, user, [n.dataset_id for n in root.walk()] + linked_ids(quanta)) | {ref.id}
         environments: dict[str, Any] = {}
 
         def node(item: Any) -> dict[str, Any]:
@@ -98,7 +102,7 @@ def tree(request: Request, body: TreeRequest, user: User = Depends(current_user)
                 environments[quantum.env_id] = butler.provenance.environment(quantum)
             return {"dataset_id": str(item.dataset_id), "dataset_type": item.dataset_type,
                     "data_id": wire.encode(item.data_id), "exists": item.exists,
-                    "quantum": None if quantum is None else _record(butler, user, quantum),
+                    "quantum": None if quantum is None else _record(quantum, visible),
                     "inputs": [] if quantum is None else [node(c) for c in item.inputs if c.dataset_id in visible]}
 
         return {"tree": node(root), "environments": wire.encode(environments)}
@@ -114,24 +118,14 @@ class QuantaRequest(BaseModel):
 def quanta(request: Request, body: QuantaRequest, user: User = Depends(current_user)) -> list[Any]:
     """Recorded quanta of the RUNs the caller may read (filtered by RUN, task and status), their
     links to datasets the caller may not see left out (looked up in bulk) and their logs too."""
-    from ..web.provenance_graph import visible_ids
-
     state: ServerState = request.app.state.skybutler
     with state.butler() as butler:
         if body.run is not None:
             authz.check_visible(butler, user, body.run)
         records = [r for r in butler.provenance.quanta(run=body.run, task=body.task, status=body.status)
                    if user.may(r.run, "read")]
-        visible = visible_ids(butler, user, [link.dataset_id for r in records for link in (*r.inputs, *r.outputs)])
-        out = []
-        for record in records:
-            values = dataclasses.asdict(record)
-            for side in ("inputs", "outputs"):
-                values[side] = [link for link, kept in zip(values[side], getattr(record, side))
-                                if kept.dataset_id is None or kept.dataset_id in visible]
-            values.pop("log", None)
-            out.append(wire.encode(values))
-        return out
+        visible = authz.visible_ids(butler, user, linked_ids(records))
+        return [_record(r, visible) for r in records]
 
 
 class StalenessRequest(BaseModel):
@@ -148,7 +142,6 @@ def staleness(request: Request, body: StalenessRequest, user: User = Depends(cur
     """The stale ``dataset_type`` products of the collections (over the caller's readable path,
     with the pipeline recorded with the products), and how many were judged.  An answer that
     rests on a dataset an embargo hides from the caller is refused: its reasons would name it."""
-    from ..web.provenance_graph import visible_ids
     from .routes_query import query_slot
 
     with query_slot(request, user) as butler:
@@ -159,7 +152,7 @@ def staleness(request: Request, body: StalenessRequest, user: User = Depends(cur
         if user.embargoes:
             _refuse_if_embargoed(butler, user, result.graph.dataset_types, path)
         products = result.products(body.dataset_type)
-        shown = visible_ids(butler, user, [p.dataset_id for p in products])
+        shown = authz.visible_ids(butler, user, [p.dataset_id for p in products])
         return {"products": [wire.encode(p.to_dict()) for p in products if p.dataset_id in shown],
                 "total": result.total(body.dataset_type)}
 

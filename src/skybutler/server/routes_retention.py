@@ -16,7 +16,7 @@ from ..errors import SkybutlerError
 from ..remote import wire
 from . import authz
 from .app import Ids, current_user
-from .routes_provenance import _record
+from .routes_provenance import _record, linked_ids
 from .routes_registry import _admin
 
 router = APIRouter()
@@ -100,8 +100,9 @@ def _runs(butler: Any, estimate: Any) -> dict[str, int]:
 
 
 def _estimate_json(butler: Any, user: User, estimate: Any) -> dict[str, Any]:
+    visible = authz.visible_ids(butler, user, linked_ids(estimate.quanta))
     return {"targets": [str(i) for i in estimate.targets], "present": [str(i) for i in estimate.present],
-            "quanta": [_record(butler, user, q) for q in estimate.quanta],
+            "quanta": [_record(q, visible) for q in estimate.quanta],
             "needed": {str(i): str(q.quantum_id) for i, q in estimate.needed.items()},
             "stage": {str(i): [a.path, a.formatter, a.size, a.checksum] for i, a in estimate.stage.items()},
             "staging_seconds": estimate.staging_seconds, "drift": estimate.drift,

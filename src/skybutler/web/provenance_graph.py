@@ -15,7 +15,6 @@ lists the same nodes for keyboard and screen-reader use.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +23,6 @@ from starlette.responses import Response
 
 from ..access import User
 from ..butler import Butler
-from ..embargo import EmbargoCheck
 from ..models import DatasetRef
 from ..server import authz
 from ..server.state import ServerState
@@ -89,34 +87,6 @@ def data_id_text(data_id: Any) -> str:
     return " ".join(f"{k}={v}" for k, v in dict(data_id).items() if k != "instrument")
 
 
-def visible_ids(butler: Butler, user: User, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
-    """Those of ``ids`` the user may see, as ``authz.visible_ref`` judges (checked in bulk: the
-    type and RUN of every dataset in one look-up; whole refs, for the embargo rule and the
-    per-dataset rule, only of those an embargo may hide or whose RUN is not readable)."""
-    wanted = list(dict.fromkeys(i for i in ids if i is not None))
-    check = EmbargoCheck(butler, user) if user.embargoes else None
-    out, doubtful, readable = set(), [], {}
-    for dataset_id, (dataset_type, run) in (butler.registry.owners_by_id(wanted) if wanted else {}).items():
-        if run not in readable:
-            readable[run] = user.may(run, "read")
-        if (check is None or not check.applies_to(dataset_type)) and readable[run]:
-            out.add(dataset_id)
-        else:
-            doubtful.append(dataset_id)
-    for ref in butler.registry.refs_by_id(doubtful) if doubtful else []:
-        if check is not None and check.hidden_ref(ref):
-            continue
-        if user.may(ref.run, "read"):
-            out.add(ref.id)
-            continue
-        try:
-            authz.visible_ref(butler, user, ref.id)
-        except Exception:  # DatasetNotFoundError: not for this user
-            continue
-        out.add(ref.id)
-    return out
-
-
 def _dataset_node(dataset_id: uuid.UUID, dataset_type: str, data_id: Any, exists: bool = True) -> Node:
     return Node(key=f"d:{dataset_id}", kind="dataset", label=dataset_type, detail=data_id_text(data_id),
                 dataset_id=dataset_id, exists=exists)
@@ -137,7 +107,7 @@ def build_graph(butler: Butler, user: User, ref: DatasetRef) -> Graph:
         known += [link.dataset_id for link in q.outputs]
     producers = [n.quantum for n in tree.walk() if n.quantum is not None]
     known += [q.config_dataset_id for q in producers + consumers]
-    visible = visible_ids(butler, user, known)
+    visible = authz.visible_ids(butler, user, known)
     visible.add(ref.id)
 
     focus = _dataset_node(ref.id, ref.dataset_type.name, ref.data_id.required)
