@@ -332,3 +332,15 @@ def test_retrieve_artifacts_copies_what_the_rubin_butler_copies(pair, tmp_path):
         return sorted(json.dumps(yaml.safe_load(open(p)), sort_keys=True) for p in paths)
 
     assert contents(u.ospath for u in mine) == contents(u.ospath for u in theirs)
+
+
+def test_ingest_of_rubin_file_datasets_is_refused_by_name(pair, tmp_path):
+    rubin, ours, _ = pair
+    ref = next(iter(rubin.registry.queryDatasets("summary", collections="Cam/run1")))
+    path = tmp_path / "file.yaml"
+    path.write_text("a: 1\n")
+    for call in (lambda: ours.ingest(daf_butler.FileDataset(str(path), [ref]), transfer="copy"),
+                 lambda: ours.ingest(daf_butler.FileDataset(str(path), [ref]), daf_butler.FileDataset(str(path), [ref]))):
+        with pytest.raises(NotOfferedError, match=r"ingest\(FileDataset, ...\) is not offered by skybutler; use "
+                                                  r"butler.ingest\(dataset_type_name, \[\(path, data_id\)"):
+            call()

@@ -25,7 +25,7 @@ from .butler_ingest import IngestMethods
 from .butler_parts import PartMethods
 from .butler_queries import QueryMethods
 from .butler_records import RecordMethods
-from .butler_rubin import RubinButlerCalls
+from .butler_rubin import RubinButlerCalls, check_default_data_id, no_file_datasets
 from .collections_manager import CollectionsManager
 from .config import BOOKKEEPING_DIR, CONFIG_NAME, DEFAULT_DATASTORE, RepoConfig
 from .datastore import FileDatastore
@@ -36,7 +36,6 @@ from .errors import (
     DataIdError,
     DatasetNotFoundError,
     DatasetTypeError,
-    NotOfferedError,
     SkybutlerError,
     StorageClassError,
 )
@@ -115,7 +114,7 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
 
             open_remote(self, root, collections, run, data_id, token)
             self.registry = RubinRegistry(self)
-            self._check_default_data_id()
+            check_default_data_id(self)
             return
         self.root = Path(root).absolute()
         self.config = RepoConfig.load(self.root)
@@ -136,7 +135,7 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
         self.run = run
         self.default_data_id = dict(data_id or {})
         try:
-            self._check_default_data_id()
+            check_default_data_id(self)
         except DataIdError:
             self.registry.close()
             raise
@@ -146,14 +145,6 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
         self._tracks_access = self.config.retention.tracks_access
         #: what this open settled from the journals of interrupted writes (see ``recover``)
         self.recovered = self.recover()
-
-    def _check_default_data_id(self) -> None:
-        """A default data-ID key that is no dimension (a typo, or a keyword ``Butler`` does not take) is refused."""
-        unknown = sorted(k for k in self.default_data_id if k not in self.universe.elements)
-        if unknown:
-            raise DataIdError(f"Butler({str(self.root)!r}, ...): {', '.join(map(repr, unknown))} "
-                              f"{'is not a dimension' if len(unknown) == 1 else 'are not dimensions'}: a default "
-                              "data-ID value is given as a dimension's name (instrument='Cam')")
 
     @_served
     def recover(self) -> list[str]:
@@ -354,16 +345,7 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
         ``dataset_type`` may be a ref, as in the Rubin butler: the dataset is stored under its ID,
         data ID and RUN (e.g. one removed before, or another repository's)."""
         if isinstance(dataset_type, DatasetRef):
-            ref = dataset_type
-            if data_id or kwargs or run not in (None, ref.run):
-                raise SkybutlerError(f"put of the ref {ref}: its data ID and RUN are the ref's; give no data ID, "
-                                     "keywords or other run=")
-            if self._remote is not None:  # a server makes the IDs of what its clients write
-                raise NotOfferedError("put(obj, ref) through a server is not offered by skybutler; use "
-                                      "butler.put(obj, ref.dataset_type, ref.data_id, run=ref.run), which gives a "
-                                      "new dataset ID")
-            return self.put_many(ref.dataset_type.name, [(obj, dict(ref.data_id.required))], run=ref.run,
-                                 ids=[ref.id])[0]
+            return self._put_of_ref(obj, dataset_type, data_id, run, kwargs)
         name = dataset_type if isinstance(dataset_type, str) else dataset_type.name  # a DatasetType (ours or Rubin's)
         return self.put_many(name, [(obj, {**(data_id or {}), **kwargs})], run=run, id_mode=id_mode)[0]
 
@@ -378,6 +360,7 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
         return self._writes.put_many(dataset_type, items, run=run, id_mode=id_mode, ids=ids,
                                      adopt_leftovers=adopt_leftovers)
 
+    @no_file_datasets
     @_served
     def ingest(self, dataset_type: str, files: Iterable[tuple[str | Path, Mapping[str, Any]]], *,
                run: str | None = None, transfer: str = "copy", formatter: str | None = None,

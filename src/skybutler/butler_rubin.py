@@ -11,13 +11,14 @@ a method that raises :class:`~skybutler.errors.NotOfferedError` naming what to u
 from __future__ import annotations
 
 import fnmatch
+import functools
 import logging
 import re
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .errors import ConfigError, DatasetNotFoundError, NotOfferedError
+from .errors import ConfigError, DataIdError, DatasetNotFoundError, NotOfferedError, SkybutlerError
 from .models import CollectionType, DatasetRef
 
 if TYPE_CHECKING:
@@ -268,6 +269,18 @@ class RubinButlerCalls:
                                         overwrite=overwrite)
         return [DatasetURI(p.absolute().as_uri()) for p in paths]
 
+    def _put_of_ref(self: Any, obj: Any, ref: DatasetRef, data_id: Any, run: str | None,
+                    kwargs: Mapping[str, Any]) -> DatasetRef:
+        """``put(obj, ref)``: the dataset stored under the ref's ID, data ID and RUN."""
+        if data_id or kwargs or run not in (None, ref.run):
+            raise SkybutlerError(f"put of the ref {ref}: its data ID and RUN are the ref's; give no data ID, "
+                                 "keywords or other run=")
+        if self._remote is not None:  # a server makes the IDs of what its clients write
+            raise _refused("put(obj, ref) through a server", "butler.put(obj, ref.dataset_type, ref.data_id, "
+                           "run=ref.run), which gives a new dataset ID")
+        return self.put_many(ref.dataset_type.name, [(obj, dict(ref.data_id.required))], run=ref.run,
+                             ids=[ref.id])[0]
+
     # -- removing ----------------------------------------------------------------
 
     def pruneDatasets(self: Any, refs: Iterable[DatasetRef], *, disassociate: bool = True, unstore: bool = False,
@@ -327,6 +340,27 @@ class RubinButlerCalls:
 
 for _name, _instead in _INSTEAD.items():
     setattr(RubinButlerCalls, _name, _refusal(_name, _instead))
+
+
+def check_default_data_id(butler: Butler) -> None:
+    """A default data-ID key that is no dimension (a typo, or a keyword ``Butler`` does not take) is refused."""
+    unknown = sorted(k for k in butler.default_data_id if k not in butler.universe.elements)
+    if unknown:
+        raise DataIdError(f"Butler({str(butler.root)!r}, ...): {', '.join(map(repr, unknown))} "
+                          f"{'is not a dimension' if len(unknown) == 1 else 'are not dimensions'}: a default "
+                          "data-ID value is given as a dimension's name (instrument='Cam')")
+
+
+def no_file_datasets(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``ingest`` refusing the Rubin butler's ``ingest(*FileDataset)`` by name, before its arguments are read."""
+    @functools.wraps(method)
+    def call(self: Any, dataset_type: Any, *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(dataset_type, str):
+            raise _refused("ingest(FileDataset, ...)", "butler.ingest(dataset_type_name, [(path, data_id), ...], "
+                           "run=..., transfer=..., ids=[...]) (ids= keeps the refs' dataset IDs)")
+        return method(self, dataset_type, *args, **kwargs)
+
+    return call
 
 
 def _about(problem: str, dataset_type: str) -> bool:
