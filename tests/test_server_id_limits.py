@@ -52,6 +52,7 @@ ROUTES = [
     ("export", lambda ids: {"ids": ids}, "ids"),
     ("export/files", lambda ids: {"ids": ids}, "ids"),
     ("access/tokens/revoke", lambda ids: {"token_ids": ids}, "token_ids"),
+    ("import/present", lambda ids: {"datasets": [{"id": i} for i in ids]}, "datasets"),
 ]
 
 
@@ -134,3 +135,17 @@ def test_quantum_records_are_split_by_the_ids_they_name():
         for part in parts:
             named = sum(len(r.inputs) for r in part)
             assert len(part) <= limit and (named <= limit or len(part) == 1)
+
+
+def test_an_import_is_sent_in_batches_of_at_most_max_ids_datasets(tmp_path):
+    """So that a resumed import's question (``import/present``) about a batch fits the limit."""
+    from skybutler.remote.imports import plan
+
+    files = []
+    for i in range(5):
+        (tmp_path / f"{i}.json").write_text("{}")
+        files.append((str(tmp_path / f"{i}.json"), {"id": str(uuid.uuid4()), "path": f"{i}.json"}))
+    shared = {"dataset_types": [], "runs": []}
+    for most, sizes in ((2, [2, 2, 1]), (5, [5]), (MAX_IDS, [5])):
+        batches = list(plan(shared, lambda: ([], [files]), 1 << 20, most))
+        assert [len(b.datasets) for b in batches] == sizes

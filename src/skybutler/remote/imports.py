@@ -85,8 +85,9 @@ def _export(butler: Butler, directory: Path) -> tuple[dict[str, Any], int | None
     return shared, total, lambda: export_contents(directory, manifest)
 
 
-def plan(shared: dict[str, Any], contents: Contents, limit: int) -> Iterator[_Batch]:
-    """The batches of an export (``shared``: its universe, dataset types and RUNs), read as they are made."""
+def plan(shared: dict[str, Any], contents: Contents, limit: int, most: int = wire.MAX_IDS) -> Iterator[_Batch]:
+    """The batches of an export (``shared``: its universe, dataset types and RUNs), read as they are made,
+    each within ``limit`` bytes and ``most`` datasets (what one ``import/present`` question may list)."""
     # the manifest as sent (its counts at most 20 digits), the three frames' names and the end mark
     fixed = (len(json.dumps({**shared, "format_version": 2, "datasets": 10 ** 20, "records_file": RECORDS,
                              "datasets_file": DATASETS}).encode())
@@ -119,7 +120,7 @@ def plan(shared: dict[str, Any], contents: Contents, limit: int) -> Iterator[_Ba
                 if fixed + need > limit:
                     raise SkybutlerError(f"{path} ({size} bytes) cannot fit in one request within the server's "
                                          f"limit of {limit} bytes: nothing was imported")
-                if batch.size + need > limit:
+                if batch.size + need > limit or len(batch.datasets) >= most:
                     yield batch
                     batch = _Batch(fixed)
                 batch.datasets.append(line)
@@ -163,10 +164,10 @@ def send_batches(butler: Butler, shared: dict[str, Any], contents: Contents, tot
     import had stopped; a new import asks once): after it, the server's own skipping suffices."""
     transport = butler._remote
     limit = transport.max_request_bytes
-    count = sum(1 for _ in plan(shared, contents, limit))  # a first read: memory holds one batch
+    count = sum(1 for _ in plan(shared, contents, limit, transport.max_ids))  # a first read: one batch in memory
     imported = done = sent = 0
     asking = skip_existing  # until a batch of which the server holds nothing: a resumed import's frontier
-    for number, batch in enumerate(plan(shared, contents, limit), 1):
+    for number, batch in enumerate(plan(shared, contents, limit, transport.max_ids), 1):
         size = len(batch.datasets)
         try:
             if asking and (batch.datasets or batch.records):

@@ -37,11 +37,11 @@ import os
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ..access import Access, User, quota_area
 from ..butler import Butler
@@ -59,6 +59,7 @@ from ..errors import (
 )
 from ..models import REPRODUCIBLE_ID_MODES, DatasetType, reproducible_dataset_id
 from ..remote import wire
+from ..remote.wire import MAX_IDS
 from ..repository_transfer import _record_from_json, export_contents, import_datasets, read_manifest, records_for
 from . import authz
 from .app import Ids, current_user
@@ -163,8 +164,8 @@ class PresentQuery(BaseModel):
 
     #: the dataset types of the export (as its manifest lists them)
     dataset_types: list[dict[str, Any]] = []
-    #: dataset lines of an export (their ``id``, ``type``, ``run`` and ``data_id``)
-    datasets: list[dict[str, Any]] = []
+    #: dataset lines of an export (their ``id``, ``type``, ``run`` and ``data_id``), at most ``MAX_IDS``
+    datasets: Annotated[list[dict[str, Any]], Field(max_length=MAX_IDS)] = []
     #: the records of an export's lines of records, by identity
     records: list[RecordKeys] = []
 
