@@ -10,6 +10,13 @@ ms of CPU a raw; removal: seconds to remove all raws (for shared files one look-
 still held).
 
 Usage: ``python benchmarks/bench_multi_ccd.py [--json FILE] [--exposures N]``.
+
+Measured on the shared 2-core host (load 14-18), 3 exposures of 62 CCDs (186 raws), one sitting:
+whole-exposure files first took 124.7 ms of CPU a raw (23.2 s CPU, 92.6 s wall) against 20.4 ms
+for the split files: checking each tile-compressed CCD reopened the file and parsed again every
+header before it (~1,900 header parses a file).  With the file opened once for all its CCDs
+(``fits_validation._Opened``): 14.4 ms a raw (2.7 s CPU, 12.5 s wall) against 21.5 ms split;
+removing all 186 raws 0.09 s (shared) against 0.05 s (split).
 """
 
 from __future__ import annotations
