@@ -149,3 +149,25 @@ def test_an_import_is_sent_in_batches_of_at_most_max_ids_datasets(tmp_path):
     for most, sizes in ((2, [2, 2, 1]), (5, [5]), (MAX_IDS, [5])):
         batches = list(plan(shared, lambda: ([], [files]), 1 << 20, most))
         assert [len(b.datasets) for b in batches] == sizes
+
+
+def test_every_list_of_ids_a_route_takes_is_capped(tmp_path):
+    """Walked from the application's routes, so that a new route listing IDs cannot leave out the
+    cap: every body field named like a list of IDs is declared with ``max_length`` <= MAX_IDS."""
+    from skybutler.server.app import create_app
+    from test_server_routes_audit import _routes
+
+    Butler.create(tmp_path / "repo").close()
+    app = create_app(tmp_path / "repo")
+    try:
+        fields = {}
+        for route in _routes(app.routes):
+            for param in getattr(getattr(route, "dependant", None), "body_params", []):
+                for name, info in getattr(param.field_info.annotation, "model_fields", {}).items():
+                    listed = name in ("ids", "runs") or name.endswith("_ids") and name != "data_ids"
+                    if listed and "list" in str(info.annotation):
+                        fields[(route.path, name)] = [m.max_length for m in info.metadata if hasattr(m, "max_length")]
+        assert len(fields) >= 15 and ('/api/v1/access/tokens/revoke', 'token_ids') in fields
+        assert {key: caps for key, caps in fields.items() if not caps or caps[0] > MAX_IDS} == {}
+    finally:
+        app.state.skybutler.close()
