@@ -99,6 +99,23 @@ def test_export_from_a_url_is_the_local_export(served, tmp_path):
     assert _tree(tmp_path / "rubin-there") == _tree(tmp_path / "rubin-here")
 
 
+def test_an_export_from_a_url_never_replaces_a_file_and_finishes_a_killed_one(served, tmp_path):
+    _, url, *_ = served
+    out = tmp_path / "out"
+    _run("export", url, str(out), "-c", "run/a")
+    whole = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    (out / "export.json").unlink()  # as an export killed after placing its files leaves it
+    _run("export", url, str(out), "-c", "run/a")  # its own files, already there, are taken
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == whole
+    mine = tmp_path / "fresh" / next(out.rglob("*_1_0.json")).relative_to(out)
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"a person's own file")
+    result = CliRunner().invoke(cli, ["export", url, str(tmp_path / "fresh"), "-c", "run/a"])
+    assert result.exit_code != 0 and f"{mine} is already there" in result.output, result.output
+    assert mine.read_bytes() == b"a person's own file"
+    assert not [p for p in (tmp_path / "fresh").rglob(".*") if p.is_file()], "a partial download left behind"
+
+
 def test_import_into_a_url_is_the_local_import(served, tmp_path, make_butler):
     local, _, target, target_url, tokens = served
     export_datasets(local, local.query_datasets("metrics", collections=["run/a", "other/run"], find_first=False),

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .datastore.local_files import place_new_file
 from .datastore.reading import export_path
 from .errors import SkybutlerError
 
@@ -243,15 +244,19 @@ def _write(ref: DatasetRef, artifact: StoredArtifact, directory: str | Path, suf
     relative = export_path(artifact.path, suffix)
     target = os.path.join(directory, relative)
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    partial = f"{target}.part-{uuid.uuid4().hex[:8]}"
+    head, name = os.path.split(target)
+    partial = os.path.join(head, f".{name}.{uuid.uuid4().hex}.download")  # hidden, and made new: none of theirs
     try:
-        with open(partial, "wb") as out:
+        with open(partial, "xb") as out:
             for chunk in chunks:
                 out.write(chunk)
         if os.path.getsize(partial) != artifact.size:
             raise SkybutlerError(f"the download of {ref} was cut short ({os.path.getsize(partial)} of "
                                  f"{artifact.size} bytes)")
-        os.replace(partial, target)
+        place_new_file(partial, target)
+    except FileExistsError:  # never replaced: taken only if it holds these very bytes (an export run again)
+        raise SkybutlerError(f"{target} is already there, and is not {artifact.path}: export into an empty "
+                             "directory (nothing there was changed)") from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(partial)

@@ -9,8 +9,11 @@ close.
 from __future__ import annotations
 
 import errno
+import filecmp
 import functools
 import os
+import uuid
+from typing import Any
 
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
@@ -63,6 +66,39 @@ def copy_file(source: str, destination: str) -> None:
         os.close(dst)
     finally:
         os.close(src)
+
+
+def download_new_file(fs: Any, source: str, destination: str) -> None:
+    """Download ``source`` from the fsspec file system ``fs`` to ``destination`` as
+    :func:`place_new_file` places it: fetched under a hidden scratch name of its own in the same
+    directory (made new first, so fsspec overwrites nothing but it).  FileNotFoundError when the
+    directory is missing."""
+    directory, name = os.path.split(destination)
+    scratch = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.download")
+    os.close(os.open(scratch, _NEW_FILE_FLAGS, 0o666))
+    try:
+        fs.get_file(source, scratch)
+    except BaseException:
+        os.unlink(scratch)
+        raise
+    place_new_file(scratch, destination)
+
+
+def place_new_file(scratch: str, destination: str) -> None:
+    """Move the complete file ``scratch`` to ``destination`` without ever replacing a file there:
+    renamed only if nothing is there, atomically (:func:`rename_no_replace`), so a person's file
+    placed at any moment is never overwritten.  A regular file already there with the very same
+    bytes is taken (a copy out killed and run again); any other is FileExistsError, left as it
+    was.  ``scratch`` is gone afterwards, whatever happened."""
+    try:
+        rename_no_replace(scratch, destination)
+    except FileExistsError:
+        if not (os.path.isfile(destination) and not os.path.islink(destination)
+                and filecmp.cmp(scratch, destination, shallow=False)):
+            raise
+    finally:
+        if os.path.lexists(scratch):
+            os.unlink(scratch)
 
 
 def rename_no_replace(source: str, destination: str) -> None:

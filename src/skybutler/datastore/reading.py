@@ -23,7 +23,7 @@ from ..errors import ChecksumMismatchError, DatastoreError, FileNotStoredError, 
 from ..formats import get_formatter
 from ..models import StoredArtifact
 from .checksums import algorithm_of, stream_checksum, verify
-from .local_files import copy_file
+from .local_files import copy_file, download_new_file
 
 #: How much earlier than a record was read a file's inode must have last changed for the file
 #: to be taken as the one the record describes without asking the registry: file times come
@@ -156,16 +156,20 @@ class ArtifactReads:
         destination = os.path.join(directory, relative)  # a plain string: pathlib costs more than the copy
         source = self.full_path(artifact.path)
 
+        # a file of another file system (an object store) is downloaded, and compared with one already there
+        downloaded = not (transfer in ("symlink", "hardlink") and self.local) and not (
+            self.local and "://" not in artifact.path)
+
         def place() -> None:
-            if transfer == "symlink" and self.local:
+            if downloaded:
+                download_new_file(fsspec_url_to_fs(artifact.path)[0] if "://" in artifact.path else self.fs,
+                                  source, destination)
+            elif transfer == "symlink":
                 os.symlink(source, destination)
-            elif transfer == "hardlink" and self.local:
+            elif transfer == "hardlink":
                 os.link(source, destination)
-            elif self.local and "://" not in artifact.path:
-                copy_file(source, destination)
             else:
-                fs = fsspec_url_to_fs(artifact.path)[0] if "://" in artifact.path else self.fs
-                fs.get_file(source, destination)
+                copy_file(source, destination)
 
         try:  # most files go to a directory made for an earlier one: make it only when missing
             try:
@@ -174,7 +178,7 @@ class ArtifactReads:
                 os.makedirs(os.path.dirname(destination), exist_ok=True)
                 place()
         except FileExistsError:  # never replaced: taken only if it is this very file (an export run again)
-            if not _same_content(source, destination, transfer):
+            if downloaded or not _same_content(source, destination, transfer):
                 raise DatastoreError(f"{destination} is already there, and is not {artifact.path}: export into an "
                                      "empty directory (nothing there was changed)") from None
         return relative
