@@ -53,6 +53,7 @@ ROUTES = [
     ("export/files", lambda ids: {"ids": ids}, "ids"),
     ("access/tokens/revoke", lambda ids: {"token_ids": ids}, "token_ids"),
     ("import/present", lambda ids: {"datasets": [{"id": i} for i in ids]}, "datasets"),
+    ("datasets/find_many", lambda ids: {"dataset_type": "metrics", "data_ids": [{"i": i} for i in ids]}, "data_ids"),
 ]
 
 

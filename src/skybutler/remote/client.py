@@ -312,11 +312,11 @@ class RemoteTransport(IngestCalls):
 
     def _find_many(self, dataset_type: str, data_ids: Sequence[Any], collections: Sequence[str]) -> dict[Any, DatasetRef]:
         """``Butler._find_many``: the datasets of many data IDs (coordinates) of one type, found
-        first in ``collections``: one request per 20,000, where ``find_dataset`` takes one each."""
+        first in ``collections``: one request per ``max_ids``, where ``find_dataset`` takes one each."""
         refuse_read(self, "find_many")
         out: dict[Any, DatasetRef] = {}
-        for begin in range(0, len(data_ids), 20_000):
-            chunk = data_ids[begin:begin + 20_000]
+        for begin in range(0, len(data_ids), self.max_ids):
+            chunk = data_ids[begin:begin + self.max_ids]
             answer = self.post_json("datasets/find_many", {
                 "dataset_type": dataset_type, "data_ids": [wire.encode(dict(d.required)) for d in chunk],
                 "collections": list(collections)})

@@ -7,11 +7,11 @@ import contextlib
 import re
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ..access import Access, User, quota_area
 from ..butler import Butler
@@ -22,6 +22,7 @@ from ..errors import DatasetNotFoundError, SkybutlerError
 from ..formats.wire_objects import decode_object, encode_object
 from ..models import DatasetRef
 from ..remote import wire
+from ..remote.wire import MAX_IDS
 from . import authz
 from .app import Ids, RequestTooLarge, current_user
 from .state import ServerState
@@ -85,12 +86,9 @@ class ManyLookup(BaseModel):
     """Many data IDs (their required values) of one dataset type, searched in collections."""
 
     dataset_type: str
-    data_ids: list[dict[str, Any]]
+    #: at most ``MAX_IDS`` of them (413 otherwise), as a list of dataset IDs
+    data_ids: Annotated[list[dict[str, Any]], Field(max_length=MAX_IDS)]
     collections: list[str] = []
-
-
-#: data IDs a lookup of many takes at once
-MANY = 20_000
 
 
 @router.post("/datasets/find_many")
@@ -99,8 +97,6 @@ def find_many(request: Request, body: ManyLookup, user: User = Depends(current_u
     per chunk (a pipeline run looks up every in-run input and planned output so)."""
     from ..dimensions import DataCoordinate
 
-    if len(body.data_ids) > MANY:
-        raise SkybutlerError(f"a lookup of many data IDs takes at most {MANY}, not {len(body.data_ids)}")
     with _state(request).butler() as butler:
         dtype = butler.get_dataset_type(body.dataset_type)
         if dtype.is_calibration:
