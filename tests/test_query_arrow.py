@@ -9,7 +9,7 @@ import uuid
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import STACKS, populate, stack_locations
@@ -182,6 +182,21 @@ def test_string_columns_decode_what_sqlite_joined(values):
                 columnar.string_column(data, wrong)
     with pytest.raises(ValueError):  # every value NULL: group_concat gives NULL
         columnar.string_column(None, len(values))
+
+
+@settings(deadline=None)  # a loaded machine may be slow at the first example
+@given(st.lists(st.integers(-2**63, 2**63 - 1)))
+def test_integer_columns_decode_what_postgresql_joined(values):
+    """PostgreSQL's joined 8-byte big-endian integers (int8send) give back the integers,
+    checked here with Python's own encoding; a length that is not 8 bytes a row is refused."""
+    data = b"".join(v.to_bytes(8, "big", signed=True) for v in values)
+    assert columnar.binary_int_column(data or None, len(values)).to_pylist() == values
+    for wrong in (len(values) + 1, len(values) - 1):
+        if wrong >= 0:
+            with pytest.raises(ValueError):
+                columnar.binary_int_column(data, wrong)
+    with pytest.raises(ValueError):
+        columnar.binary_int_column(data + b"\0", len(values))
 
 
 def test_uuid_text_from_hex_digits():

@@ -31,6 +31,8 @@ from ..registry.database import Database
 #: on the instance, and works it out afresh (0.4 ms) for every new one.
 _BLOB = sa.LargeBinary()
 _TEXT = sa.Text()
+_BIGINT = sa.BigInteger()
+_EMPTY_BYTEA = sa.literal_column("''::bytea")
 #: Joins a string column's values in ``group_concat``: the ASCII unit separator, which names
 #: do not hold (a value holding it sends the query down the row path).
 SEPARATOR = "\x1f"
@@ -49,12 +51,11 @@ def aggregates(stmt: sa.Select, columns: list[str], types: dict[str, pa.DataType
     source = stmt.selected_columns if inner is None else inner.c
     parts: list[sa.ColumnElement] = [sa.func.count()]
     for name in columns:
-        if name in constants:  # as text on PostgreSQL: another type's statement in a UNION may join the column
-            value = sa.literal(constants[name])
-            parts.append(sa.cast(value, _TEXT) if dialect == "postgresql" else value)
+        kind = "id" if name == "dataset_id" else "int" if pa.types.is_integer(types[name]) else "str"
+        if name in constants:
+            parts.append(_constant(constants[name], kind, dialect))
         else:
-            parts.append(_joined(source[name], "id" if name == "dataset_id" else
-                                 "int" if pa.types.is_integer(types[name]) else "str", dialect))
+            parts.append(_joined(source[name], kind, dialect))
     for name, key in sole_keys.items():
         parts.append(sa.select(sa.func.count()).where(key != constants[name]).scalar_subquery())
     if inner is None:
@@ -63,22 +64,35 @@ def aggregates(stmt: sa.Select, columns: list[str], types: dict[str, pa.DataType
 
 
 def _joined(column: sa.ColumnElement, kind: str, dialect: str) -> sa.ColumnElement:
-    """One column's values concatenated in row order: integers as comma-separated decimal
-    text, strings joined by ``SEPARATOR``, dataset IDs as 32 hex digits each (as SQLite
-    stores them; PostgreSQL joins its 16-byte binary forms and writes the whole as hex
-    once).  Every aggregate of one SELECT without a GROUP BY sees the same rows in the
-    same order, on both databases (PostgreSQL advances them all row by row in one node)."""
+    """One column's values concatenated in row order: strings joined by ``SEPARATOR``,
+    dataset IDs as 32 hex digits each (as SQLite stores them; PostgreSQL joins its 16-byte
+    binary forms and writes the whole as hex once), integers as comma-separated decimal
+    text on SQLite and on PostgreSQL as their 8-byte big-endian forms (``int8send``) joined
+    into one bytea, read in binary: less work for the server than decimal text, and for
+    the client a numpy view instead of parsing (3 us against 200 for 5,000).  Every
+    aggregate of one SELECT without a GROUP BY sees the same rows in the same order, on
+    both databases (PostgreSQL advances them all row by row in one node)."""
     if dialect == "postgresql":
         if kind == "id":
-            return sa.func.encode(sa.func.string_agg(sa.func.uuid_send(column), sa.literal_column("''::bytea")), "hex")
+            return sa.func.encode(sa.func.string_agg(sa.func.uuid_send(column), _EMPTY_BYTEA), "hex")
         if kind == "int":
-            return sa.func.string_agg(sa.cast(column, _TEXT), ",")
+            return sa.func.string_agg(sa.func.int8send(sa.cast(column, _BIGINT)), _EMPTY_BYTEA)
         return sa.func.string_agg(column, SEPARATOR)
     if kind == "id":
         return sa.cast(sa.func.group_concat(column, ""), _BLOB)
     if kind == "int":
         return sa.func.group_concat(column)
     return sa.cast(sa.func.group_concat(column, SEPARATOR), _BLOB)
+
+
+def _constant(value: Any, kind: str, dialect: str) -> sa.ColumnElement:
+    """A fixed column's value, on PostgreSQL in the form and type its aggregate would have
+    (another type's statement in a UNION may aggregate the column)."""
+    if dialect != "postgresql":
+        return sa.literal(value)
+    if kind == "int":
+        return sa.func.int8send(sa.cast(sa.literal(value), _BIGINT))
+    return sa.cast(sa.literal(value), _TEXT)
 
 
 def is_flat(stmt: sa.Select) -> bool:
@@ -111,7 +125,7 @@ def aggregate_rows(db: Database, sources: list[Source], columns: list[str], type
     if text is None:
         with db.reading() as conn:
             return conn.execute(select()).all()
-    with db.driver_read(*text) as result:
+    with db.driver_read(*text, binary=True) as result:  # (bytea not written as hex text)
         return result.fetchall()
 
 
@@ -149,15 +163,17 @@ _PLAIN_TYPES = frozenset({sa.Integer, sa.BigInteger, sa.SmallInteger, sa.String,
 
 
 def whole_columns(rows: list[Sequence[Any]], sources: list[Source], columns: list[str],
-                  types: dict[str, pa.DataType]) -> tuple[dict[str, pa.Array], int] | None:
+                  types: dict[str, pa.DataType], dialect: str = "sqlite") -> tuple[dict[str, pa.Array], int] | None:
     """The Arrow columns and row count of the :func:`aggregate_rows` of ``sources``; None
     where a value is not as expected (a NULL the aggregates skipped, a string holding the
     separator, malformed text) or a sole key has company, so that the caller reads rows."""
     if len(sources) > 1:  # SQL promises no order of UNION ALL rows: each says whose it is
         position = 1 + columns.index("dataset_type_index")
         by_index = {source[1]["dataset_type_index"]: source for source in sources}
-        sources = [by_index[int(row[position])] for row in rows]
+        sources = [by_index[int.from_bytes(row[position], "big", signed=True) if dialect == "postgresql"
+                            else int(row[position])] for row in rows]
     pieces: dict[str, list[pa.Array]] = {name: [] for name in columns}
+    binary = dialect == "postgresql"  # integers in their binary forms (see _joined)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # numpy warns of text it cannot parse
@@ -172,7 +188,7 @@ def whole_columns(rows: list[Sequence[Any]], sources: list[Source], columns: lis
                     elif name == "dataset_id":
                         pieces[name].append(fixed_width_strings(value, n, 32))
                     elif pa.types.is_integer(types[name]):
-                        pieces[name].append(int_column(value, n))
+                        pieces[name].append(binary_int_column(value, n) if binary else int_column(value, n))
                     else:
                         pieces[name].append(string_column(value, n))
     except (ValueError, DeprecationWarning):
@@ -223,6 +239,14 @@ def int_column(text: str | None, n: int) -> pa.Array:
     if len(values) != n:
         raise ValueError(f"{len(values)} integers for {n} rows")
     return pa.array(values, pa.int64())
+
+
+def binary_int_column(data: bytes | None, n: int) -> pa.Array:
+    """Integers from their 8-byte big-endian forms joined into one value (``int8send``)."""
+    data = data or b""
+    if len(data) != 8 * n:
+        raise ValueError(f"{len(data)} bytes for {n} integers")
+    return pa.array(np.frombuffer(data, dtype=">i8").astype(np.int64), pa.int64())
 
 
 def string_column(data: bytes | str | None, n: int) -> pa.Array:

@@ -403,11 +403,12 @@ class Database:
                         conn.connection.dbapi_connection.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
 
     @contextlib.contextmanager
-    def driver_read(self, sql: str, params: Mapping[str, Any] | Sequence[Any]) -> Iterator[Any]:
+    def driver_read(self, sql: str, params: Mapping[str, Any] | Sequence[Any], binary: bool = False) -> Iterator[Any]:
         """The result of SQL text compiled earlier (its rows read by ``fetchmany``/``fetchall``),
         sent to the driver as it is: on PostgreSQL on this thread's own autocommit connection
-        (see :mod:`.driver_reads`), inside this thread's transaction on the transaction's
-        connection, on SQLite on a pooled one."""
+        (see :mod:`.driver_reads`; with ``binary``, its values sent in their binary forms: a
+        bytea is not written as hex text), inside this thread's transaction on the
+        transaction's connection, on SQLite on a pooled one."""
         if self.dialect != "postgresql" or self.in_transaction:
             with self.reading() as conn:
                 yield conn.exec_driver_sql(sql, params)
@@ -423,7 +424,7 @@ class Database:
 
         with self._errors("read"):
             try:
-                cursor = reader.execute(sql, params, self._timeout_ms())
+                cursor = reader.execute(sql, params, self._timeout_ms(), binary)
             except psycopg.Error as err:  # as SQLAlchemy raises it, for _errors to explain
                 raise sa.exc.DBAPIError.instance(sql, params, err, psycopg.Error) from err
             yield cursor

@@ -62,8 +62,10 @@ class DriverReader:
         #: (text, id of its parameters) -> (the parameters, the text with their values written in)
         self._merged: OrderedDict[tuple[str, int], tuple[Any, str]] = OrderedDict()
 
-    def execute(self, sql: str, params: Mapping[str, Any] | Sequence[Any], timeout_ms: int) -> Any:
-        """A driver cursor holding the statement's rows (fetched to this process already)."""
+    def execute(self, sql: str, params: Mapping[str, Any] | Sequence[Any], timeout_ms: int,
+                binary: bool = False) -> Any:
+        """A driver cursor holding the statement's rows (fetched to this process already), in
+        PostgreSQL's binary format if ``binary`` (the same Python values)."""
         for attempt in range(2):
             if self.connection is None:
                 self.connection, self._timeout_ms = self._open(), 0
@@ -72,7 +74,7 @@ class DriverReader:
                 if timeout_ms != self._timeout_ms:
                     connection.execute(f"SET statement_timeout = {int(timeout_ms)}")
                     self._timeout_ms = timeout_ms
-                return connection.execute(self._merge(sql, params))
+                return connection.execute(self._merge(sql, params), binary=binary)
             except connection.Error as err:
                 if attempt:
                     raise
