@@ -306,18 +306,28 @@ def test_dimension_records_agree_with_the_rubin_butler(rubin, ours, element, whe
 
 # What the Rubin butler refuses and skybutler answers (documented in the user guide).
 SKYBUTLER_ANSWERS = [
-    (E, "exposure.can_see_sky = TRUE", "Unrecognized identifier 'TRUE'", {("exposure", 1)}),
-    (V, "visit.exposure_time * 2 > 59.9", "do not agree", {("visit", 1), ("visit", 2)}),
-    (V, "visit.timespan OVERLAPS day_obs.timespan", "not necessary", {("visit", 1), ("visit", 2)}),
+    (E, "exposure.can_see_sky = TRUE", {}, "Unrecognized identifier 'TRUE'", {("exposure", 1)}),
+    (V, "visit.exposure_time * 2 > 59.9", {}, "do not agree", {("visit", 1), ("visit", 2)}),
+    (V, "visit.timespan OVERLAPS day_obs.timespan", {}, "not necessary", {("visit", 1), ("visit", 2)}),
+    (V, "visit.exposure_time IN (:xs)", {"xs": [29.5, 30]}, "Mismatched types", {("visit", 1), ("visit", 2)}),
+    (V, "visit.timespan.begin > T' 2024-01-01 /tai'", {}, "Failed to parse", {("visit", 1), ("visit", 2)}),
 ]
 
 
-@pytest.mark.parametrize(("dims", "where", "rubin_says", "expected"), SKYBUTLER_ANSWERS,
-                         ids=[w for _, w, _, _ in SKYBUTLER_ANSWERS])
-def test_what_skybutler_answers_beyond_the_rubin_butler(rubin, ours, dims, where, rubin_says, expected):
+@pytest.mark.parametrize(("dims", "where", "bind", "rubin_says", "expected"), SKYBUTLER_ANSWERS,
+                         ids=[w for _, w, _, _, _ in SKYBUTLER_ANSWERS])
+def test_what_skybutler_answers_beyond_the_rubin_butler(rubin, ours, dims, where, bind, rubin_says, expected):
     with pytest.raises(daf_butler.InvalidQueryError, match=rubin_says):
-        _rubin_data_ids(rubin["butler"], dims, where, {})
-    assert {(dims[0], d[dims[0]]) for d in ours.query_data_ids(dims, where, instrument="Cam")} == expected
+        _rubin_data_ids(rubin["butler"], dims, where, bind)
+    assert {(dims[0], d[dims[0]]) for d in ours.query_data_ids(dims, where, bind=bind, instrument="Cam")} == expected
+
+
+def test_a_boolean_bind_compared_with_a_number_is_refused(rubin, ours):
+    """The Rubin butler reads True as 1 (a Python bool is an int); skybutler refuses by name."""
+    theirs, _ = _rubin_data_ids(rubin["butler"], V, "visit = :n", {"n": True})
+    assert [d["visit"] for d in theirs] == [1]
+    with pytest.raises(QueryError, match="cannot compare int with bool"):
+        ours.query_data_ids(V, "visit = :n", bind={"n": True}, instrument="Cam")
 
 
 def test_integer_overflow_is_answered_on_sqlite_and_refused_on_postgresql(rubin, ours):
