@@ -117,6 +117,13 @@ _OPERATORS = {"OR", "AND", "COMP_OP", "OVERLAPS", "IN", "NOT", "PLUS", "MINUS", 
 KNOWN_FUNCTIONS = ("POINT", "CIRCLE", "BOX", "POLYGON", "REGION", "GLOB", "UUID")
 #: What may stand for a number in CIRCLE/BOX/POLYGON: numbers, names, binds, arithmetic.
 _NUMBER_FORMS = (IntLiteral, FloatLiteral, Identifier, Bind, NullLiteral, BoolLiteral, BinaryOp, UnaryOp)
+#: SQL words users try, and what to write instead.
+_SQL_WORDS = {
+    "IS": "write x = NULL or x != NULL",
+    "BETWEEN": "write a <= x AND x <= b, or x IN (a..b) for integers",
+    "LIKE": "write GLOB(x, 'pattern'), with * and ? as wildcards",
+    "ILIKE": "write GLOB(x, 'pattern'), with * and ? as wildcards (GLOB is case-sensitive)",
+}
 _CONSTANTS = {"NULL": NullLiteral, "TRUE": BoolLiteral, "FALSE": BoolLiteral}
 
 
@@ -203,6 +210,8 @@ def _describe(err: UnexpectedInput, text: str) -> tuple[str, int]:
             return "'<>' is not an operator; write != for 'not equal'", start
         if err.token == "=" and text[start - 1 : start] == "=":
             return "'==' is not an operator; write a single = for equality", start
+        if err.token.type == "NAME" and err.token.upper() in _SQL_WORDS:
+            return f"{err.token.upper()} is not in the query language; {_SQL_WORDS[err.token.upper()]}", column
         if err.token.type in ("NAME", "BIND") and re.search(r"\bIN$", before, re.IGNORECASE):
             return f"the list after IN needs parentheses: IN ({err.token})", column
     return _message(err, text), column
