@@ -238,8 +238,9 @@ def test_chain_edits_and_default_collections_as_the_rubin_butlers(pair):
     seen: dict[str, list] = {"rubin": [], "ours": []}
     for who, butler in (("rubin", rubin), ("ours", ours)):
         for run in runs:
-            butler.collections.register(run)
+            assert butler.collections.register(run, doc=None) is True  # None: the Rubin butler's default
         butler.collections.register(chain, daf_butler.CollectionType.CHAINED)
+        assert butler.collections.get_info(runs[0]).doc in ("", None)
         for method, children in steps:
             getattr(butler.collections, method)(chain, children)
             seen[who].append(tuple(butler.collections.get_info(chain).children))

@@ -46,8 +46,8 @@ from .reads import observation_time, read_dataset
 from .registry import Registry
 from .remote.served import served as _served
 from .rubin_registry import RubinRegistry
-from .timespan import Timespan, as_timespan
 from .shared_files import unshared
+from .timespan import Timespan, as_timespan
 from .writes import IdMode, Writes
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ class CollectionsManager(RubinCollectionCalls):
     def __init__(self, registry: Registry):
         self._registry = registry
 
-    def register(self, name: str, type: CollectionType | str = CollectionType.RUN, doc: str = "") -> bool:
+    def register(self, name: str, type: CollectionType | str = CollectionType.RUN, doc: str | None = "") -> bool:
         """Create a collection (``run``, ``tagged``, ``chained``, ``calibration``); False if it exists."""
         return self._registry.collections.register(name, type, doc)
 

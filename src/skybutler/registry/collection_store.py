@@ -84,10 +84,12 @@ class CollectionStore:
         with self.db.reading() as conn:
             return conn.execute(sa.select(t.c.doc).where(t.c.collection_id == cid)).scalar() or ""
 
-    def register(self, name: str, kind: CollectionType | str, doc: str = "") -> bool:
-        """Create a collection; returns False if it exists with the same type (idempotent)."""
+    def register(self, name: str, kind: CollectionType | str, doc: str | None = "") -> bool:
+        """Create a collection; returns False if it exists with the same type (idempotent).
+        ``doc`` None (the Rubin butler's default) is no documentation."""
         kind = CollectionType.parse(kind)
         check_name(name)
+        doc = doc or ""
         found = self._cache().get(name)
         if found is not None:
             if found[1] is not kind:
@@ -99,6 +101,8 @@ class CollectionStore:
                     conn.execute(self.schema.collection.insert().values(name=name, type=kind.value, doc=doc))
             except sa.exc.IntegrityError:
                 self.refresh()
+                if name not in self._cache():  # not another writer's insert of the same name: a real refusal
+                    raise
                 return self.register(name, kind, doc)
         self.refresh()
         return True

@@ -22,8 +22,9 @@ class RemoteCollections(RubinCollectionCalls):
     def __init__(self, transport: RemoteTransport):
         self._t = transport
 
-    def register(self, name: str, type: CollectionType | str = CollectionType.RUN, doc: str = "") -> bool:
-        return self._t.post_json("collections", {"name": name, "type": CollectionType.parse(type).value, "doc": doc})
+    def register(self, name: str, type: CollectionType | str = CollectionType.RUN, doc: str | None = "") -> bool:
+        return self._t.post_json("collections", {"name": name, "type": CollectionType.parse(type).value,
+                                                 "doc": doc or ""})
 
     def info(self, name: str) -> CollectionInfo:
         return CollectionInfo(**self._t.get_json("collections/info", name=name))
