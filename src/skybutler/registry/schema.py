@@ -10,7 +10,9 @@ queries join datasets to dimension tables directly.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import sqlalchemy as sa
@@ -85,9 +87,10 @@ class TablesOnDemand(Mapping[str, sa.Table]):
     pays only for the tables it touches (a dimension element's table takes about a
     millisecond to declare, and a universe has dozens)."""
 
-    def __init__(self, names: Iterable[str], make: Callable[[str], sa.Table]):
+    def __init__(self, names: Iterable[str], make: Callable[[str], sa.Table], lock: threading.RLock):
         self._names = tuple(names)
         self._make = make
+        self._lock = lock
         self._made: dict[str, sa.Table] = {}
 
     def __getitem__(self, name: str) -> sa.Table:
@@ -95,7 +98,10 @@ class TablesOnDemand(Mapping[str, sa.Table]):
         if table is None:
             if name not in self._names:
                 raise KeyError(name)
-            table = self._made[name] = self._make(name)
+            with self._lock:  # declared once, even when two threads ask at once
+                table = self._made.get(name)
+                if table is None:
+                    table = self._made[name] = self._make(name)
         return table
 
     def __contains__(self, name: object) -> bool:
@@ -108,21 +114,40 @@ class TablesOnDemand(Mapping[str, sa.Table]):
         return len(self._names)
 
 
-class RegistrySchema:
-    """All table objects of one registry, including the dynamic per-group ones.  Dimension
-    element tables (and their sky-pixel overlap tables) are declared on first use, each
-    after the tables its foreign keys point to; :meth:`declare_all` declares every one."""
+def meta_table(schema: str | None, metadata: sa.MetaData | None = None) -> sa.Table:
+    """Key/value facts about the repository: schema version, universe name and version."""
+    return sa.Table("skybutler_meta", metadata or sa.MetaData(schema=schema),
+                    sa.Column("key", sa.String(64), primary_key=True),
+                    sa.Column("value", sa.Text, nullable=False))
+
+
+#: The static tables, lent to every RegistrySchema by these attribute names.
+_STATIC = ("meta", "collection", "collection_chain", "dataset_type", "dataset", "location", "dataset_count")
+
+
+@functools.lru_cache(maxsize=8)  # a handful of (universe, database schema) pairs per process at a time
+def shared_tables(universe: DimensionUniverse, schema: str | None) -> SharedTables:
+    """The tables of ``universe`` in database schema ``schema``, declared once per process."""
+    return SharedTables(universe, schema)
+
+
+class SharedTables:
+    """The tables every registry of one universe in one database schema declares alike: the
+    static ones, the dimension element tables and their sky-pixel overlap tables, and the
+    dynamic per-group tags and calibs tables.  Element and overlap tables are declared on first
+    use, each after the tables its foreign keys point to; nothing here is changed once declared."""
 
     def __init__(self, universe: DimensionUniverse, schema: str | None = None):
         self.universe = universe
         self.metadata = sa.MetaData(schema=schema)
         md = self.metadata
-        self.meta = self.meta_table(schema, md)
+        self._lock = threading.RLock()
+        self.meta = meta_table(schema, md)
         self.elements = TablesOnDemand((e.name for e in universe.elements.values() if e.skypix is None),
-                                       self._element_table)
+                                       self._element_table, self._lock)
         self.skypix_overlaps = TablesOnDemand(
             (name for name in self.elements if universe[name].region and universe.spatial_index),
-            self._overlap_table)
+            self._overlap_table, self._lock)
         self.collection = sa.Table(
             "collection", md,
             sa.Column("collection_id", sa.Integer, primary_key=True, autoincrement=True),
@@ -175,11 +200,6 @@ class RegistrySchema:
         self._calibs: dict[DimensionGroup, sa.Table] = {}
         self._aliases: dict[tuple[sa.Table, str], sa.Alias] = {}
 
-    def declare_all(self) -> None:
-        """Declare every element and overlap table (to create them all)."""
-        for tables in (self.elements, self.skypix_overlaps):
-            list(tables.values())
-
     def _element_table(self, name: str) -> sa.Table:
         element = self.universe[name]
         dims = element.requires + element.implies
@@ -198,15 +218,9 @@ class RegistrySchema:
         compiling the query."""
         found = self._aliases.get((table, name))
         if found is None:
-            found = self._aliases[(table, name)] = table.alias(name)
+            with self._lock:
+                found = self._aliases.setdefault((table, name), table.alias(name))
         return found
-
-    @staticmethod
-    def meta_table(schema: str | None, metadata: sa.MetaData | None = None) -> sa.Table:
-        """Key/value facts about the repository: schema version, universe name and version."""
-        return sa.Table("skybutler_meta", metadata or sa.MetaData(schema=schema),
-                        sa.Column("key", sa.String(64), primary_key=True),
-                        sa.Column("value", sa.Text, nullable=False))
 
     def _overlap_table(self, name: str) -> sa.Table:
         element = self.universe[name]
@@ -243,49 +257,145 @@ class RegistrySchema:
     def tags_table(self, group: DimensionGroup) -> sa.Table:
         """RUN/TAGGED membership of datasets whose type has these dimensions."""
         table = self._tags.get(group)
-        if table is None:
-            name = group_table_name("dataset_tags", group)
-            dims = list(group.required)
-            self.declare_dimensions(dims)
-            table = sa.Table(
-                name, self.metadata,
-                sa.Column("dataset_type_id", sa.Integer, nullable=False),
-                sa.Column("collection_id", sa.Integer, sa.ForeignKey("collection.collection_id", ondelete="CASCADE"),
-                          nullable=False),
-                sa.Column("dataset_id", sa.Uuid, nullable=False),
-                *self._group_columns(group),
-                *self._membership_keys(group),
-                # The primary key is a query's dataset lookup (type, collections, data-ID ranges
-                # -> dataset IDs) and covers it: SQLite keeps the rows in it (WITHOUT ROWID),
-                # PostgreSQL carries the dataset ID in it (INCLUDE).  The member constraint,
-                # dataset ID first, serves look-ups and deletions by dataset ID.  Two B-trees per
-                # row instead of five: a bulk insert writes less than half as much.
-                sa.PrimaryKeyConstraint("dataset_type_id", "collection_id", *dims, name=f"{name}_pkey",
-                                        postgresql_include=["dataset_id"]),
-                sa.UniqueConstraint("dataset_id", "collection_id", name=f"{name}_member"),
-                sqlite_with_rowid=False,
-                extend_existing=True)
-            self._tags[group] = table
+        if table is not None:
+            return table
+        with self._lock:
+            table = self._tags.get(group)
+            return self._declare_tags(group) if table is None else table
+
+    def _declare_tags(self, group: DimensionGroup) -> sa.Table:
+        name = group_table_name("dataset_tags", group)
+        dims = list(group.required)
+        self.declare_dimensions(dims)
+        table = sa.Table(
+            name, self.metadata,
+            sa.Column("dataset_type_id", sa.Integer, nullable=False),
+            sa.Column("collection_id", sa.Integer, sa.ForeignKey("collection.collection_id", ondelete="CASCADE"),
+                      nullable=False),
+            sa.Column("dataset_id", sa.Uuid, nullable=False),
+            *self._group_columns(group),
+            *self._membership_keys(group),
+            # The primary key is a query's dataset lookup (type, collections, data-ID ranges
+            # -> dataset IDs) and covers it: SQLite keeps the rows in it (WITHOUT ROWID),
+            # PostgreSQL carries the dataset ID in it (INCLUDE).  The member constraint,
+            # dataset ID first, serves look-ups and deletions by dataset ID.  Two B-trees per
+            # row instead of five: a bulk insert writes less than half as much.
+            sa.PrimaryKeyConstraint("dataset_type_id", "collection_id", *dims, name=f"{name}_pkey",
+                                    postgresql_include=["dataset_id"]),
+            sa.UniqueConstraint("dataset_id", "collection_id", name=f"{name}_member"),
+            sqlite_with_rowid=False,
+            extend_existing=True)
+        self._tags[group] = table
         return table
 
     def calibs_table(self, group: DimensionGroup) -> sa.Table:
         """CALIBRATION membership, with a validity range per (dataset, collection)."""
         table = self._calibs.get(group)
+        if table is not None:
+            return table
+        with self._lock:
+            table = self._calibs.get(group)
+            return self._declare_calibs(group) if table is None else table
+
+    def _declare_calibs(self, group: DimensionGroup) -> sa.Table:
+        name = group_table_name("dataset_calibs", group)
+        self.declare_dimensions(group.required)
+        table = sa.Table(
+            name, self.metadata,
+            sa.Column("calib_id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("dataset_type_id", sa.Integer, nullable=False),
+            sa.Column("collection_id", sa.Integer, sa.ForeignKey("collection.collection_id", ondelete="CASCADE"),
+                      nullable=False),
+            sa.Column("dataset_id", sa.Uuid, nullable=False, index=True),
+            *self._group_columns(group),
+            sa.Column("validity_begin", sa.BigInteger, nullable=False),
+            sa.Column("validity_end", sa.BigInteger, nullable=False),
+            *self._membership_keys(group),
+            sa.Index(f"{name}_lookup", "collection_id", "dataset_type_id", *group.required),
+            extend_existing=True)
+        self._calibs[group] = table
+        return table
+
+
+class _Lent(Mapping[str, sa.Table]):
+    """A :class:`TablesOnDemand` of shared tables, each lent by ``lend`` as it is handed out."""
+
+    def __init__(self, tables: TablesOnDemand, lend: Callable[[sa.Table], sa.Table]):
+        self._tables = tables
+        self._lend = lend
+
+    def __getitem__(self, name: str) -> sa.Table:
+        return self._lend(self._tables[name])
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tables
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tables)
+
+    def __len__(self) -> int:
+        return len(self._tables)
+
+
+class RegistrySchema:
+    """All table objects of one registry.  Its own MetaData holds the tables its stores declare
+    (and may reflect again or drop: extracted facts, user tables...), and is lent the tables of
+    :class:`SharedTables`, declared once per process for the universe and database schema: an
+    open of a repository no longer declares them again (three quarters of an open's CPU).  A
+    lent table is the shared object itself, so nothing may change one (add a column, an index)."""
+
+    meta: sa.Table
+    collection: sa.Table
+    collection_chain: sa.Table
+    dataset_type: sa.Table
+    dataset: sa.Table
+    location: sa.Table
+    dataset_count: sa.Table
+
+    meta_table = staticmethod(meta_table)
+
+    def __init__(self, universe: DimensionUniverse, schema: str | None = None):
+        self.universe = universe
+        self.metadata = sa.MetaData(schema=schema)
+        self._shared = shared = shared_tables(universe, schema)
+        for name in _STATIC:
+            setattr(self, name, self._lend(getattr(shared, name)))
+        self.elements = _Lent(shared.elements, self._lend)
+        self.skypix_overlaps = _Lent(shared.skypix_overlaps, self._lend)
+        #: the calibs tables this registry asked for (others of the process may not exist in its database)
+        self._calibs: dict[DimensionGroup, sa.Table] = {}
+
+    def _lend(self, table: sa.Table) -> sa.Table:
+        """``table`` put in this registry's MetaData, with the tables its foreign keys point to:
+        a store's table declared there finds them by name, and ``create_all`` makes them all."""
+        if table.key not in self.metadata.tables:
+            # MetaData has no public call to hold a table made in another MetaData.
+            self.metadata._add_table(table.name, table.schema, table)
+            for key in table.foreign_keys:
+                self._lend(key.column.table)
+        return table
+
+    def declare_all(self) -> None:
+        """Declare every element and overlap table (to create them all)."""
+        for tables in (self.elements, self.skypix_overlaps):
+            list(tables.values())
+
+    def declare_dimensions(self, dims: Iterable[str]) -> None:
+        """Declare the tables of ``dims`` (those that have one), which foreign keys point to."""
+        for dim in dims:
+            self.elements.get(dim)  # None for a sky-pixel dimension, which has no table
+
+    def alias(self, table: sa.Table, name: str) -> sa.Alias:
+        """The alias ``name`` of ``table``, made once per process and shared (see SharedTables.alias)."""
+        return self._shared.alias(table, name)
+
+    def tags_table(self, group: DimensionGroup) -> sa.Table:
+        """RUN/TAGGED membership of datasets whose type has these dimensions."""
+        return self._lend(self._shared.tags_table(group))
+
+    def calibs_table(self, group: DimensionGroup) -> sa.Table:
+        """CALIBRATION membership, with a validity range per (dataset, collection)."""
+        table = self._calibs.get(group)
         if table is None:
-            name = group_table_name("dataset_calibs", group)
-            self.declare_dimensions(group.required)
-            table = sa.Table(
-                name, self.metadata,
-                sa.Column("calib_id", sa.Integer, primary_key=True, autoincrement=True),
-                sa.Column("dataset_type_id", sa.Integer, nullable=False),
-                sa.Column("collection_id", sa.Integer, sa.ForeignKey("collection.collection_id", ondelete="CASCADE"),
-                          nullable=False),
-                sa.Column("dataset_id", sa.Uuid, nullable=False, index=True),
-                *self._group_columns(group),
-                sa.Column("validity_begin", sa.BigInteger, nullable=False),
-                sa.Column("validity_end", sa.BigInteger, nullable=False),
-                *self._membership_keys(group),
-                sa.Index(f"{name}_lookup", "collection_id", "dataset_type_id", *group.required),
-                extend_existing=True)
-            self._calibs[group] = table
+            table = self._calibs[group] = self._lend(self._shared.calibs_table(group))
         return table
