@@ -253,6 +253,9 @@ def test_chain_edits_and_default_collections_as_the_rubin_butlers(pair):
             butler.collections.prepend_chain(runs[0], [runs[1]])
         assert butler.collections.get_info(chain).children == seen[who][-1]
     assert seen["ours"] == seen["rubin"] and seen["ours"][-1] == (runs[2], runs[0])
+    with pytest.raises(NotOfferedError, match=r"use butler.collections.remove\(name\)"):
+        ours.collections.x_remove(chain)
+    assert ours.collections.get_info(chain).children == seen["ours"][-1]
     theirs, mine = (b.clone(collections=[chain, "Cam/run1"]) for b in (rubin, ours))
     assert (len(mine.collections), list(mine.collections), mine.collections[0]) == (
         len(theirs.collections), list(theirs.collections), theirs.collections[0])

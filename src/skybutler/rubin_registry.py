@@ -192,6 +192,11 @@ class RubinCollectionCalls:
             self.info(child)  # an unknown name: MissingCollectionError, as in the Rubin butler
         self.set_chain(name, [c for c in self.get_chain(name) if c not in children])
 
+    def x_remove(self, name: str) -> None:
+        """Not offered: the Rubin butler's experimental removal of any kind of collection."""
+        raise _refuse("butler.collections.x_remove", "butler.collections.remove(name) for a TAGGED, CHAINED or "
+                      "CALIBRATION collection, butler.remove_runs([name]) for a RUN and its datasets")
+
     def _chained(self, name: str) -> None:
         kind = self.info(name).type
         if kind is not CollectionType.CHAINED:
