@@ -8,9 +8,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from astropy.io import fits
-
 from astro_metadata_translator.tests import read_test_file
+from astropy.io import fits
 
 HEADERS = Path(__file__).parent / "data" / "translator_headers"
 #: Cards of an HDU's structure and checksums: each written HDU gets its own.

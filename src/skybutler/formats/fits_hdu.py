@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import FormatterError, TransferError
+from .file_facts import ExaminedFile, check_regular, facts_of
 from .fits_formatter import read_image
 from .fits_io import FITS_SUFFIXES, image_hdu, open_fits
 from .fits_validation import FitsCheck, validate_fits
-from .file_facts import ExaminedFile, check_regular, facts_of
 from .formatter import Formatter
 from .storage_class import HDU_PREFIX
 

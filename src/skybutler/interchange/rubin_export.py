@@ -26,8 +26,8 @@ from ..copy_out import source
 from ..dimensions import DimensionRecord
 from ..errors import SkybutlerError
 from ..models import CollectionType, DatasetRef
-from ..shared_files import refuse_shared
 from ..repository_transfer import CHUNK
+from ..shared_files import refuse_shared
 from ..timespan import NS_MAX, NS_MIN, Timespan
 from . import rubin_yaml
 from .rubin_formats import export_formatter, export_storage_class, export_suffix

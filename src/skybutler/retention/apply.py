@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SkybutlerError
 from ..faults import crash_point
 from ..models import StoredArtifact
-from ..shared_files import refuse_shared
 from ..registry.dataset_state_store import COLD, PURGED, PURGED_LOST, PURGED_RECOMPUTABLE, STORED, DatasetInfo
 from ..registry.quantum_store import QuantumRecord
+from ..shared_files import refuse_shared
 from .cold_tier import RetentionJournal, busy_notice, cold_tier, is_external, locks, move_to_cold
 from .policy import DAY_NS
 

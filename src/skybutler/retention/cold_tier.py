@@ -39,8 +39,8 @@ from ..datastore.locks import DatasetLocks
 from ..errors import ChecksumMismatchError, DatastoreError, SkybutlerError
 from ..faults import crash_point
 from ..models import StoredArtifact
-from ..shared_files import refuse_shared
 from ..registry.dataset_state_store import COLD, PURGED, DatasetState
+from ..shared_files import refuse_shared
 from .policy import ColdTierConfig
 
 if TYPE_CHECKING:
