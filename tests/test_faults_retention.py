@@ -173,8 +173,19 @@ def _forked(code: str, *args: object) -> int:
     return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
+def _spawned(code: str, *args: object) -> int:
+    """Run the script ``code`` with ``args`` in a new interpreter; its exit status, or minus the
+    signal that ended it (a failing child's traceback is in the test's captured stderr)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, timeout=300, check=False)
+    return child.returncode
+
+
 def _run_child(butler: Butler, hook: str, operation: str, ids) -> int:
-    code = _forked(CHILD, butler.root, hook, operation, *ids)
+    # A process pool's child starts in a new interpreter: forked, it would inherit the test
+    # process's multiprocessing forkserver, which it cannot wait for (ECHILD when the pool starts).
+    run = _spawned if operation == "recompute-pool" else _forked
+    code = run(CHILD, butler.root, hook, operation, *ids)
     assert code in (0, -9), f"the child failed on its own (exit {code}): see its traceback in the captured stderr"
     return code
 
