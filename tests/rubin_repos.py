@@ -4,6 +4,8 @@ module skips the importing test where the Rubin butler is not installed."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import astropy.units as units
@@ -129,3 +131,24 @@ def imported(export: Path, stack: str, tmp: Path) -> Butler:
     butler = Butler.create(tmp / "repo", **stack_locations(stack, tmp))
     import_rubin(butler, export)
     return butler
+
+
+@contextlib.contextmanager
+def served_import_of_rubin_repo(base: Path) -> Iterator[tuple]:
+    """The Rubin butler on a repository ``make_rubin_repo`` makes under ``base``, skybutler's import
+    of it (SQLite) and that served on loopback: (the Rubin butler, ours, the URL, an admin's token)."""
+    from server_helpers import running_server
+    from skybutler.access import Access
+    from skybutler.repository_transfer import import_datasets
+
+    rubin = make_rubin_repo(base / "repo")
+    ours = Butler.create(base / "ours")
+    try:
+        import_datasets(ours, base / "repo")
+        access = Access(ours.registry.access)
+        access.add_user("boss", admin=True)
+        token = access.create_token("boss")
+        with running_server(ours.root) as url:
+            yield rubin, ours, url, token
+    finally:
+        ours.close()

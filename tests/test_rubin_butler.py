@@ -12,10 +12,8 @@ import uuid
 import pytest
 import yaml
 
-from rubin_repos import daf_butler, make_rubin_repo
-from server_helpers import running_server
+from rubin_repos import daf_butler, served_import_of_rubin_repo
 from skybutler import Butler
-from skybutler.access import Access
 from skybutler.butler_rubin import _INSTEAD
 from skybutler.errors import (
     ConfigError,
@@ -26,7 +24,6 @@ from skybutler.errors import (
     SkybutlerError,
     StorageClassError,
 )
-from skybutler.repository_transfer import import_datasets
 
 pytest.importorskip("fastapi")
 
@@ -34,16 +31,8 @@ pytest.importorskip("fastapi")
 @pytest.fixture(scope="module")
 def repos(tmp_path_factory):
     """The Rubin butler on its repository, and skybutler's import of it (SQLite), served too."""
-    base = tmp_path_factory.mktemp("rubinbutler")
-    rubin = make_rubin_repo(base / "repo")
-    ours = Butler.create(base / "ours")
-    import_datasets(ours, base / "repo")
-    access = Access(ours.registry.access)
-    access.add_user("boss", admin=True)
-    token = access.create_token("boss")
-    with running_server(ours.root) as url:
-        yield rubin, ours, url, token
-    ours.close()
+    with served_import_of_rubin_repo(tmp_path_factory.mktemp("rubinbutler")) as found:
+        yield found
 
 
 @pytest.fixture(params=["local", "served"])

@@ -8,12 +8,9 @@ import re
 
 import pytest
 
-from rubin_repos import make_rubin_repo
-from server_helpers import running_server
+from rubin_repos import served_import_of_rubin_repo
 from skybutler import Butler
-from skybutler.access import Access
 from skybutler.errors import NotOfferedError
-from skybutler.repository_transfer import import_datasets
 
 pytest.importorskip("fastapi")
 
@@ -21,16 +18,8 @@ pytest.importorskip("fastapi")
 @pytest.fixture(scope="module")
 def repos(tmp_path_factory):
     """The Rubin butler on its repository, and skybutler's import of it (SQLite), served too."""
-    base = tmp_path_factory.mktemp("rubinquery")
-    rubin = make_rubin_repo(base / "repo")
-    ours = Butler.create(base / "ours")
-    import_datasets(ours, base / "repo")
-    access = Access(ours.registry.access)
-    access.add_user("boss", admin=True)
-    token = access.create_token("boss")
-    with running_server(ours.root) as url:
-        yield rubin, ours, url, token
-    ours.close()
+    with served_import_of_rubin_repo(tmp_path_factory.mktemp("rubinquery")) as found:
+        yield found
 
 
 @pytest.fixture(params=["local", "served"])

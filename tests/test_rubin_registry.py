@@ -11,13 +11,10 @@ import uuid
 import pytest
 from astropy.time import Time
 
-from rubin_repos import daf_butler, make_rubin_repo
-from server_helpers import running_server
+from rubin_repos import daf_butler, served_import_of_rubin_repo
 from skybutler import Butler
-from skybutler.access import Access
 from skybutler.errors import DatasetTypeError, MissingCollectionError, NotOfferedError, QueryError
 from skybutler.models import CollectionType
-from skybutler.repository_transfer import import_datasets
 from skybutler.rubin_registry import _INSTEAD, _PROPERTIES
 from skybutler.timespan import as_timespan
 
@@ -27,16 +24,8 @@ pytest.importorskip("fastapi")
 @pytest.fixture(scope="module")
 def repos(tmp_path_factory):
     """The Rubin butler on its repository, and skybutler's import of it (SQLite), served too."""
-    base = tmp_path_factory.mktemp("rubinreg")
-    rubin = make_rubin_repo(base / "repo")
-    ours = Butler.create(base / "ours")
-    import_datasets(ours, base / "repo")
-    access = Access(ours.registry.access)
-    access.add_user("boss", admin=True)
-    token = access.create_token("boss")
-    with running_server(ours.root) as url:
-        yield rubin, ours, url, token
-    ours.close()
+    with served_import_of_rubin_repo(tmp_path_factory.mktemp("rubinreg")) as found:
+        yield found
 
 
 @pytest.fixture(params=["local", "served"])
