@@ -94,7 +94,10 @@ def test_search_from_the_form_to_a_dataset_page(browser, web_site):
                                                           "select, form.search textarea"):
         assert browser.find_elements(By.CSS_SELECTOR, f"label[for='{control.get_attribute('id')}']")
     browser.find_element(By.CSS_SELECTOR, "button[data-copy='snippet-cli']").click()
-    assert browser.find_element(By.CSS_SELECTOR, "button[data-copy='snippet-cli']").text == "Copied"
+    from selenium.webdriver.support.ui import WebDriverWait  # the page's script answers the click a moment later
+
+    WebDriverWait(browser, 10).until(
+        lambda b: b.find_element(By.CSS_SELECTOR, "button[data-copy='snippet-cli']").text == "Copied")
     browser.find_element(By.CSS_SELECTOR, "#results tbody tr a").click()
     assert wait_for(browser, "#storage-class").text == "Image"
 
