@@ -1,11 +1,11 @@
 """The Butler: one facade over the registry, the datastore and the formats.
 
 A thin composition with no SQL and no file I/O of its own: opening and creating
-repositories, dataset types, writes, reads and removal here; dimension records and data IDs
-in ``butler_records.py``, the queries in ``butler_queries.py``, catalog schemas and loading in
-``butler_catalogs.py``, raws, cameras, visits and sky maps in ``butler_ingest.py``, provenance,
-retention and access in ``butler_parts.py``; the order of operations of writes in ``writes.py``,
-of reads in ``reads.py``.
+repositories, writes, reads and removal here; dataset types in ``butler_dataset_types.py``,
+dimension records and data IDs in ``butler_records.py``, the queries in ``butler_queries.py``,
+catalog schemas and loading in ``butler_catalogs.py``, raws, cameras, visits and sky maps in
+``butler_ingest.py``, provenance, retention and access in ``butler_parts.py``; the order of
+operations of writes in ``writes.py``, of reads in ``reads.py``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .butler_catalogs import CatalogMethods
+from .butler_dataset_types import DatasetTypeMethods
 from .butler_ingest import IngestMethods
 from .butler_parts import PartMethods
 from .butler_queries import QueryMethods
@@ -35,12 +36,9 @@ from .errors import (
     ConfigError,
     DataIdError,
     DatasetNotFoundError,
-    DatasetTypeError,
     SkybutlerError,
-    StorageClassError,
 )
 from .faults import crash_point
-from .formats import get_storage_class
 from .models import CollectionType, DatasetRef, DatasetType, StoredArtifact, split_component
 from .reads import observation_time, read_dataset
 from .registry import Registry
@@ -53,7 +51,6 @@ from .writes import IdMode, Writes
 if TYPE_CHECKING:
     from astropy.time import Time
 
-    from .catalogs.schemas import CatalogSchema
     from .formats.file_facts import ExaminedFile
     from .registry.writer_presence import WriterPresence
     from .remote.client import RemoteTransport
@@ -79,7 +76,8 @@ def _unlocated(target: str | DatasetRef) -> str | DatasetRef:
     return target.with_artifact(None) if isinstance(target, DatasetRef) else target
 
 
-class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMethods, RubinButlerCalls):
+class Butler(DatasetTypeMethods, QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMethods,
+             RubinButlerCalls):
     """Read and write datasets of one repository.
 
     ``root`` is a repository directory, or a server's URL (``http://host:port/repo``): then
@@ -256,77 +254,6 @@ class Butler(QueryMethods, CatalogMethods, IngestMethods, PartMethods, RecordMet
         the journal entry ended) once the write is final."""
         self._writes._on_rollback(undo)
         self._writes.when_settled(finish)
-
-    # -- dataset types --------------------------------------------------------
-
-    @_served
-    def register_dataset_type(self, name: str, dimensions: Iterable[str], storage_class: str, *,
-                              is_calibration: bool = False, schema: str | Path | CatalogSchema | None = None,
-                              schema_table: str | None = None) -> bool:
-        """Register a dataset type; False if it already exists identically, an error if differently.
-
-        ``schema`` (a Felis YAML file, for a ``Table`` type) declares the columns its tables hold
-        (``schema_table`` picks the table of a schema with several); see :meth:`declare_catalog_schema`.
-        A schema that is not valid Felis is refused before the type is registered; the type and
-        its schema are one transaction (a process killed between them leaves neither)."""
-        get_storage_class(storage_class)
-        declared = None
-        if schema is not None:
-            from .catalogs.schemas import load_schema
-
-            declared = load_schema(schema, schema_table)
-        with self.registry.transaction():
-            new = self.registry.dataset_types.register(DatasetType(
-                name=name, dimensions=tuple(dimensions), storage_class=storage_class, is_calibration=is_calibration))
-            if declared is not None:
-                version = self._declared.get(name)
-                self._declared.declare(name, declared)
-                new = new or version is None or not version.same_definition(declared)
-        return new
-
-    @_served
-    def remove_dataset_type(self, name: str) -> None:
-        """Remove a dataset type that has no datasets (remove those first, e.g. with ``remove``);
-        an error names how many remain and in which RUNs."""
-        self.get_dataset_type(name)  # a clear error for an unknown name
-        runs = [c.name for c in self.collections.query("*", [CollectionType.RUN])]
-        if runs:
-            remaining = self.query_datasets(name, collections=runs, find_first=False)
-            if remaining.any():
-                in_runs = sorted({ref.run for ref in remaining})
-                raise DatasetTypeError(f"dataset type {name!r} still has {remaining.count()} dataset(s), in RUN(s) "
-                                       f"{', '.join(in_runs)}; remove them first")
-        self.registry.dataset_types.remove(name)
-
-    @_served
-    def validate_config(self, dataset_types: Iterable[str] | None = None) -> list[str]:
-        """Problems of this repository's configuration that only show when a dataset is
-        written: a dataset type (of ``dataset_types`` if given) whose storage class skybutler
-        does not know, or whose path template would give two of its datasets one file.
-        ``butler.yaml`` itself was checked when the repository was opened."""
-        problems = []
-        chosen = None if dataset_types is None else set(dataset_types)
-        for dtype in sorted(self.registry.dataset_types.all(), key=lambda d: d.name):
-            if chosen is not None and dtype.name not in chosen:
-                continue
-            try:
-                get_storage_class(dtype.storage_class)
-            except StorageClassError as err:
-                problems.append(f"dataset type {dtype.name}: {err}")
-            problem = self.datastore.template_problem(dtype.name, self.universe.group(dtype.dimensions).required)
-            if problem:
-                problems.append(problem)
-        return problems
-
-    @_served
-    def get_dataset_type(self, name: str) -> DatasetType:
-        return self.registry.dataset_types.get(name)[1]
-
-    @_served
-    def query_dataset_types(self, pattern: str = "*") -> list[DatasetType]:
-        import fnmatch
-
-        return [d for d in self.registry.dataset_types.all() if fnmatch.fnmatchcase(d.name, pattern)]
 
     # -- writing --------------------------------------------------------------
 
