@@ -291,7 +291,10 @@ def test_a_page_on_another_port_cannot_write_with_a_signed_in_browser(site, brow
         def log_message(self, *args):
             pass
 
-    other = http.server.HTTPServer(("127.0.0.1", 0), Attacker)
+    # Threaded: Chromium also opens a speculative connection it sends nothing on; a one-thread
+    # server would sit reading it (and shutdown() wait) until Chromium drops it a minute later.
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
+    other.block_on_close = False
     threading.Thread(target=other.serve_forever, daemon=True).start()
     try:
         sign_in(browser, site, "alice")
@@ -302,4 +305,5 @@ def test_a_page_on_another_port_cannot_write_with_a_signed_in_browser(site, brow
         assert browser.title == "sent"  # the request went out (no-cors: its answer is opaque)
     finally:
         other.shutdown()
+        other.server_close()
     assert "u/alice/forged" not in _runs(site)
