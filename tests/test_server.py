@@ -154,7 +154,7 @@ def test_errors_are_the_local_ones(served, tmp_path):
                      "tree": '{"bogus": 1}', "where": "x"}}
     answer = httpx.post(f"{url}/api/v1/query/rows", json=spec, headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 422 and "malformed query tree" in answer.json()["message"]
-    assert httpx.get(f"{url}/openapi.json").json()["paths"]
+    assert httpx.get(f"{url}/api/v1/openapi.json", headers={"Authorization": f"Bearer {token}"}).json()["paths"]
     with pytest.raises(ServerError):
         Butler("http://127.0.0.1:9/none", token=token)
     with pytest.raises(SkybutlerError, match="a publication through a server is named by one directory name"):
@@ -268,7 +268,9 @@ def test_several_repositories_from_one_config_file(butler, make_butler, tmp_path
     assert ran["port"] == 9000 and ran["app"] == "skybutler.server.main:app"
     handed = ServeConfig.from_env()
     assert handed.repositories == loaded.repositories and handed.user_concurrency == 2
-    assert handed.settings().query_timeout == 30 and handed.port == 9000
+    assert handed.settings().query_timeout == 30 and handed.port == 9000 and not handed.settings().api_docs
+    assert CliRunner().invoke(cli, ["serve", "--config", str(config), "--api-docs"]).exit_code == 0
+    assert ServeConfig.from_env().settings().api_docs  # the interactive API page, off unless asked for
     for text, expected in [("repositories: {}\n", "repositories"), ("port: 80\n", "repositories"),
                            (f"repositories: {{x: {tmp_path}}}\n", "is not a repository"),
                            (f"repositories: {{main: {butler.root}}}\nportt: 1\n", "portt"),

@@ -48,6 +48,8 @@ def parse_duration(text: str | None) -> float | None:
               "authenticating proxy in front of the server (which must strip it from clients' requests).")
 @click.option("--query-timeout", default=600.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Seconds a query may run on the server before it is stopped with an error.")
+@click.option("--api-docs/--no-api-docs", default=None, help="Serve the interactive API page /docs to signed-in "
+              "users (off by default: it loads Swagger UI's JavaScript from cdn.jsdelivr.net).")
 @click.pass_context
 def serve(ctx: click.Context, repos: tuple[Path, ...], config_file: Path | None, **options: object) -> None:
     """Serve REPOS (or a --config file's) over HTTP, each at http://HOST:PORT/<its name> (clients need a token).

@@ -202,6 +202,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
     """The application serving the repository at ``root``."""
     from .. import web
     from . import (
+        api_docs,
         routes_access,
         routes_batch,
         routes_calibrations,
@@ -218,7 +219,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
     )
 
     state = ServerState(root, settings)
-    app = FastAPI(title="skybutler", version="1",
+    app = FastAPI(title="skybutler", version="1", openapi_url=None, docs_url=None, redoc_url=None,
                   description="A skybutler repository: dataset types, collections, dimension records, "
                               "queries, reads and writes, under per-collection access rules.")
     app.state.skybutler = state
@@ -275,5 +276,6 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
                    routes_quanta, routes_batch, routes_retention, routes_catalogs, routes_transfer,
                    routes_maintenance, routes_access, routes_ingest):
         app.include_router(module.router, prefix=API, dependencies=[Depends(current_user)])
+    api_docs.install(app, API, state.settings.api_docs)
     web.install(app)
     return app

@@ -10,6 +10,7 @@ given on the command line or in a YAML file (``skybutler serve --config FILE``):
     max_request_mb: 256
     user_concurrency: 4
     query_timeout: 600     # seconds a query may run on the server
+    api_docs: false        # true: the interactive API page /docs (its scripts come from a CDN)
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class ServeConfig(BaseModel):
     trust_header: str | None = None
     access_recheck_seconds: float = Field(1.0, ge=0)
     query_timeout: float = Field(600.0, gt=0)
+    api_docs: bool = False
 
     @field_validator("repositories")
     @classmethod
@@ -88,7 +90,8 @@ class ServeConfig(BaseModel):
         return ServerSettings(max_request_bytes=self.max_request_mb * 1024 * 1024,
                               user_concurrency=self.user_concurrency, presign_seconds=self.presign,
                               identify=trust_header(self.trust_header) if self.trust_header else None,
-                              access_recheck_seconds=self.access_recheck_seconds, query_timeout=self.query_timeout)
+                              access_recheck_seconds=self.access_recheck_seconds, query_timeout=self.query_timeout,
+                              api_docs=self.api_docs)
 
     def to_env(self) -> None:
         os.environ[ENV] = self.model_dump_json()

@@ -54,6 +54,9 @@ class ServerSettings:
     #: refuses the request (401).  ``trust_header(name)`` trusts a header an upstream identity proxy
     #: sets; a site verifying OIDC/JWT tokens passes its own function here.
     identify: Callable[[Mapping[str, str]], str | None] | None = None
+    #: serve the interactive API page ``/docs`` (Swagger UI, loaded from a third-party CDN) to
+    #: signed-in users; off by default (``server/api_docs.py`` says why)
+    api_docs: bool = False
 
 
 def trust_header(name: str) -> Callable[[Mapping[str, str]], str | None]:

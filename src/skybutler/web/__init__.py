@@ -87,5 +87,6 @@ def install(app: Any) -> None:
         response = await call_next(request)
         if not is_api(request):
             response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - start) * 1000:.1f}"
-            response.headers.update(SECURITY_HEADERS)
+            for name, value in SECURITY_HEADERS.items():  # a page may set its own policy (server/api_docs.py)
+                response.headers.setdefault(name, value)
         return response
