@@ -60,6 +60,15 @@ class CollectionStore:
                 raise MissingCollectionError(f"no collection named {name!r}")
         return found
 
+    def id_of_kind(self, name: str, wanted: CollectionType, doing: str) -> int:
+        """The id of collection ``name``, which must be of kind ``wanted``: otherwise a
+        CollectionError saying what was being done (``doing``, e.g. "can only associate into")
+        and what kind the collection is."""
+        cid, kind = self.lookup(name)
+        if kind is not wanted:
+            raise CollectionError(f"{doing} a {wanted.value} collection; {name!r} is {kind.value}")
+        return cid
+
     def exists(self, name: str) -> bool:
         try:
             self.lookup(name)

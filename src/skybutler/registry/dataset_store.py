@@ -56,9 +56,7 @@ class DatasetStore:
         ``artifacts`` may be a callable, called after the dataset and membership rows are inserted
         (and given to the database): the caller may still be making them meanwhile."""
         type_id, dtype = self.types.get(dtype.name)
-        run_id, kind = self.collections.lookup(run)
-        if kind is not CollectionType.RUN:
-            raise CollectionError(f"datasets can only be put into a RUN collection; {run!r} is {kind.value}")
+        run_id = self.collections.id_of_kind(run, CollectionType.RUN, "datasets can only be put into")
         group = self.types.group(dtype)
         tags = self.schema.tags_table(group)
         now = time.time_ns()
@@ -123,9 +121,7 @@ class DatasetStore:
         it) and leaves the repository as it was.
         """
         type_id, dtype = self.types.get(dtype.name)
-        run_id, kind = self.collections.lookup(run)
-        if kind is not CollectionType.RUN:
-            raise CollectionError(f"datasets can only be put into a RUN collection; {run!r} is {kind.value}")
+        run_id = self.collections.id_of_kind(run, CollectionType.RUN, "datasets can only be put into")
         group = self.types.group(dtype)
         tags = self.schema.tags_table(group)
         dims = list(group.required)
@@ -470,9 +466,7 @@ class DatasetStore:
 
     def associate(self, collection: str, refs: Sequence[DatasetRef]) -> None:
         """Add refs to a TAGGED collection; a different dataset with the same type+data ID there conflicts."""
-        cid, kind = self.collections.lookup(collection)
-        if kind is not CollectionType.TAGGED:
-            raise CollectionError(f"can only associate into a TAGGED collection; {collection!r} is {kind.value}")
+        cid = self.collections.id_of_kind(collection, CollectionType.TAGGED, "can only associate into")
         with self.db.transaction() as conn:
             for dtype_name, group_refs in _by_type(refs).items():
                 type_id, dtype = self.types.get(dtype_name)
@@ -504,9 +498,7 @@ class DatasetStore:
                     self.totals.maybe_fold(conn, [(type_id, cid)])
 
     def disassociate(self, collection: str, refs: Sequence[DatasetRef]) -> None:
-        cid, kind = self.collections.lookup(collection)
-        if kind is not CollectionType.TAGGED:
-            raise CollectionError(f"can only disassociate from a TAGGED collection; {collection!r} is {kind.value}")
+        cid = self.collections.id_of_kind(collection, CollectionType.TAGGED, "can only disassociate from")
         with self.db.transaction() as conn:
             for dtype_name, group_refs in _by_type(refs).items():
                 type_id, dtype = self.types.get(dtype_name)
