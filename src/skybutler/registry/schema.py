@@ -257,11 +257,15 @@ class SharedTables:
     def tags_table(self, group: DimensionGroup) -> sa.Table:
         """RUN/TAGGED membership of datasets whose type has these dimensions."""
         table = self._tags.get(group)
-        if table is not None:
-            return table
+        return table if table is not None else self._declared_once(self._tags, group, self._declare_tags)
+
+    def _declared_once(self, tables: dict[DimensionGroup, sa.Table], group: DimensionGroup,
+                       declare: Callable[[DimensionGroup], sa.Table]) -> sa.Table:
+        """``group``'s table in ``tables``, or, if it is not there yet, ``declare``-d under the lock
+        (once, even when two threads ask at once)."""
         with self._lock:
-            table = self._tags.get(group)
-            return self._declare_tags(group) if table is None else table
+            table = tables.get(group)
+            return declare(group) if table is None else table
 
     def _declare_tags(self, group: DimensionGroup) -> sa.Table:
         name = group_table_name("dataset_tags", group)
@@ -291,11 +295,7 @@ class SharedTables:
     def calibs_table(self, group: DimensionGroup) -> sa.Table:
         """CALIBRATION membership, with a validity range per (dataset, collection)."""
         table = self._calibs.get(group)
-        if table is not None:
-            return table
-        with self._lock:
-            table = self._calibs.get(group)
-            return self._declare_calibs(group) if table is None else table
+        return table if table is not None else self._declared_once(self._calibs, group, self._declare_calibs)
 
     def _declare_calibs(self, group: DimensionGroup) -> sa.Table:
         name = group_table_name("dataset_calibs", group)
