@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ..faults import crash_point
+from .local_files import unlink_if_present
 
 #: A hidden journal older than this (seconds) belongs to a writer killed while writing it: no file
 #: was touched yet, since the journal is complete before the first file action.
@@ -322,7 +323,7 @@ def _write_locked(directory: str, token: str, final: str, data: bytes, durable: 
     except BaseException:
         os.close(fd)
         if hidden is not None:
-            _unlink(hidden)
+            unlink_if_present(hidden)
         raise
     return fd
 
@@ -419,7 +420,7 @@ def _remove_stale_partial(path: str) -> None:
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        _unlink(path)
+        unlink_if_present(path)
     except OSError:  # held by its writer, or not ours to delete
         pass
     finally:
@@ -432,10 +433,3 @@ def _fsync_directory(directory: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -101,6 +101,15 @@ def place_new_file(scratch: str, destination: str) -> None:
             os.unlink(scratch)
 
 
+def unlink_if_present(path: str) -> bool:
+    """Delete the file ``path``; whether there was one to delete (a missing file is no error)."""
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
 def rename_no_replace(source: str, destination: str) -> None:
     """Rename ``source`` to ``destination`` unless ``destination`` exists (FileExistsError).
 

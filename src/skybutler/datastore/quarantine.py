@@ -23,7 +23,7 @@ import time
 import uuid
 
 from ..faults import crash_point
-from .local_files import rename_no_replace
+from .local_files import rename_no_replace, unlink_if_present
 
 
 class Quarantine:
@@ -89,7 +89,7 @@ def settle_move(datastore, path: str, target: str) -> list[str]:
     except FileNotFoundError:
         return []
     done = []
-    if _unlink(copying(target)):
+    if unlink_if_present(copying(target)):
         done.append(f"removed {copying(target)}, an unfinished copy into the quarantine")
     try:
         with open(target, "rb") as stream:
@@ -109,11 +109,3 @@ def settle_move(datastore, path: str, target: str) -> list[str]:
     done.append(f"left {source} in place and removed its copy {target}: its move into the quarantine was "
                 "killed half-way")
     return done
-
-
-def _unlink(path: str) -> bool:
-    try:
-        os.unlink(path)
-        return True
-    except FileNotFoundError:
-        return False

@@ -15,7 +15,7 @@ import shutil
 
 from .checksums import verify
 from .journal import Intent
-from .local_files import rename_no_replace
+from .local_files import rename_no_replace, unlink_if_present
 
 
 def settle_intent(datastore, intent: Intent, committed: bool, claimed: bool) -> list[str]:
@@ -29,7 +29,7 @@ def settle_intent(datastore, intent: Intent, committed: bool, claimed: bool) -> 
     else of ours (recognised by its recorded checksum) is deleted.
     """
     done = []
-    if intent.staged and _unlink(intent.staged):
+    if intent.staged and unlink_if_present(intent.staged):
         done.append(f"removed staging file {intent.staged}")
     if committed:
         if intent.kind == "move" and _finish_move(datastore, intent):
@@ -128,11 +128,3 @@ def _put_back(datastore, final: str, source: str) -> None:
         rename_no_replace(staged, source)
         os.unlink(final)
     datastore.prune_empty_dirs([os.path.dirname(final)])
-
-
-def _unlink(path: str) -> bool:
-    try:
-        os.unlink(path)
-        return True
-    except FileNotFoundError:
-        return False
