@@ -46,10 +46,8 @@ class FitsFormatter(Formatter):
     def _write(self, obj: Any, stream: BinaryIO) -> None:
         from astropy.io import fits
 
-        try:
+        with self._refusing(TypeError, ValueError):
             check_image(obj)
-        except (TypeError, ValueError) as exc:
-            raise FormatterError(f"Formatter {self.name!r} cannot write this object: {exc}") from exc
         data, header = image_parts(obj)
         hdu = fits.PrimaryHDU(data=data, header=without_structural(header))
         fits.HDUList([hdu]).writeto(stream, output_verify="silentfix")
@@ -81,10 +79,8 @@ class MultiExtensionFitsFormatter(Formatter):
     def _write(self, obj: Any, stream: BinaryIO) -> None:
         from astropy.io import fits
 
-        try:
+        with self._refusing(TypeError, ValueError):
             check_multi_extension(obj)
-        except (TypeError, ValueError) as exc:
-            raise FormatterError(f"Formatter {self.name!r} cannot write this object: {exc}") from exc
         hdus = list(obj)
         if not isinstance(hdus[0], fits.PrimaryHDU):
             hdus.insert(0, fits.PrimaryHDU())

@@ -32,10 +32,8 @@ class FitsTableFormatter(Formatter):
     def _write(self, obj: Any, stream: BinaryIO) -> None:
         from astropy.io import fits
 
-        try:
+        with self._refusing(TypeError):
             table = obj if is_astropy_table(obj) else from_arrow(to_arrow(obj), "astropy")
-        except TypeError as exc:
-            raise FormatterError(f"Formatter {self.name!r} cannot write this object: {exc}") from exc
         fits.HDUList([fits.PrimaryHDU(), fits.table_to_hdu(table)]).writeto(stream, checksum="remove")
 
     def _read(self, stream: BinaryIO, component: str | None, parameters: dict[str, Any]) -> Any:

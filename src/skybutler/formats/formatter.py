@@ -8,9 +8,10 @@ every formatter reports problems the same way.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO, ClassVar
 
 from ..errors import FormatterError, SkybutlerError
@@ -52,6 +53,15 @@ class Formatter(ABC):
     def _write_error(self, obj: Any, exc: Exception) -> FormatterError:
         return FormatterError(f"Formatter {self.name!r} could not write an object of type "
                               f"{type(obj).__module__}.{type(obj).__qualname__}: {exc}")
+
+    @contextlib.contextmanager
+    def _refusing(self, *errors: type[Exception]) -> Iterator[None]:
+        """Around a ``_write``'s look at its object: one of ``errors`` raised inside says the object is
+        not one this format writes, a FormatterError "cannot write this object" giving the reason."""
+        try:
+            yield
+        except errors as exc:
+            raise FormatterError(f"Formatter {self.name!r} cannot write this object: {exc}") from exc
 
     def _to_bytes(self, obj: Any) -> bytes:
         """Format-specific serialisation to bytes; a format that makes bytes directly overrides this."""

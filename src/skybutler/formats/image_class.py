@@ -24,6 +24,9 @@ from .storage_class import StorageClass
 HEADER_KEYS: dict[str, str] = {"exptime": "EXPTIME", "filter": "FILTER", "obstype": "OBSTYPE"}
 """Metadata field -> FITS header keyword copied into the dataset metadata when present."""
 
+HEADER_FIELDS: dict[str, type] = {"exptime": float, "filter": str, "obstype": str}
+"""The types of the ``HEADER_KEYS`` fields."""
+
 FOOTPRINT_FIELDS: dict[str, type] = {
     "ra_center": float,
     "dec_center": float,
@@ -184,8 +187,7 @@ IMAGE = StorageClass(
         "data": "the pixel array (numpy.ndarray)",
     },
     parameters=frozenset({"bbox", "hdu", "wcs_key", "bin"}),
-    metadata_fields={"n_x": int, "n_y": int, "dtype": str, **FOOTPRINT_FIELDS,
-                     "exptime": float, "filter": str, "obstype": str},
+    metadata_fields={"n_x": int, "n_y": int, "dtype": str, **FOOTPRINT_FIELDS, **HEADER_FIELDS},
     metadata_component="header",
 )
 
@@ -203,7 +205,6 @@ MULTI_EXTENSION_IMAGE = StorageClass(
         "data": "one image HDU's pixels (parameter hdu)",
     },
     parameters=frozenset({"hdu", "bbox", "wcs_key", "bin"}),
-    metadata_fields={"n_hdus": int, "n_images": int, **FOOTPRINT_FIELDS,
-                     "exptime": float, "filter": str, "obstype": str},
+    metadata_fields={"n_hdus": int, "n_images": int, **FOOTPRINT_FIELDS, **HEADER_FIELDS},
     metadata_component="headers",
 )

@@ -29,10 +29,8 @@ class ParquetFormatter(Formatter):
     parameters = frozenset({"columns", "as", "rows"})
 
     def _write(self, obj: Any, stream: BinaryIO) -> None:
-        try:
+        with self._refusing(TypeError):
             table = to_arrow(obj)
-        except TypeError as exc:
-            raise FormatterError(f"Formatter {self.name!r} cannot write this object: {exc}") from exc
         pq.write_table(table, stream)
 
     def _read(self, stream: BinaryIO, component: str | None, parameters: dict[str, Any]) -> Any:
