@@ -103,10 +103,10 @@ def test_provenance_links_are_those_each_dataset_page_shows(site, monkeypatch):
     for name in ("refs_by_id", "owners_by_id"):
         original = getattr(registry, name)
 
-        def counted(self, ids, _original=original, **kwargs):
+        def counted(self, ids, *args, _original=original, **kwargs):
             ids = list(ids)
             lookups.append(len(ids))
-            return _original(self, ids, **kwargs)
+            return _original(self, ids, *args, **kwargs)
 
         monkeypatch.setattr(registry, name, counted)
     user = Access(butler.registry.access).user("bob")

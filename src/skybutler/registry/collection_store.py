@@ -50,6 +50,11 @@ class CollectionStore:
     def refresh(self) -> None:
         self._by_name = None
 
+    def listing(self) -> dict[str, tuple[int, CollectionType]]:
+        """(id, type) of every collection by name, read afresh (one statement)."""
+        self.refresh()
+        return dict(self._cache())
+
     def lookup(self, name: str) -> tuple[int, CollectionType]:
         """(id, type) of a collection; re-reads once in case another client added it."""
         found = self._cache().get(name)

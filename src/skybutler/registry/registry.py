@@ -264,12 +264,15 @@ class Registry:
                         best = (rank, ref.with_artifact(artifact))
         return None if best is None else best[1]
 
-    def refs_by_id(self, ids: Sequence[uuid.UUID]) -> list[DatasetRef]:
-        return self.datasets.refs_by_id(ids)
+    def refs_by_id(self, ids: Sequence[uuid.UUID], readable: tuple[Sequence[int], Sequence[int]] | None = None
+                   ) -> list[DatasetRef]:
+        return self.datasets.refs_by_id(ids, readable)
 
-    def owners_by_id(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[str, str]]:
-        """(dataset type, RUN) of each known dataset ID; see :meth:`DatasetStore.owners`."""
-        return self.datasets.owners(ids)
+    def owners_by_id(self, ids: Iterable[uuid.UUID], readable: tuple[Sequence[int], Sequence[int]] | None = None
+                     ) -> dict[uuid.UUID, tuple[str, str]]:
+        """(dataset type, RUN) of each known dataset ID (only those of the ``readable`` RUNs or held
+        by its collections, judged in the same statement); see :meth:`DatasetStore.owners`."""
+        return self.datasets.owners(ids, readable)
 
 
 def read_meta(db: Database) -> dict[str, str]:

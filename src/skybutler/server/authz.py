@@ -71,39 +71,31 @@ def _key(given: uuid.UUID | str) -> uuid.UUID:
         raise DatasetNotFoundError(f"no dataset with ID {str(given)[:64]!r}") from None
 
 
+def readable(butler: Butler, user: User) -> tuple[list[int], list[int]] | None:
+    """(IDs of the RUNs, IDs of the TAGGED and CALIBRATION collections) the user may read, for the
+    registry to judge datasets by in the statement that looks them up; None for an administrator
+    (every collection).  One statement (the collections, read afresh), whatever IDs follow."""
+    if user.admin:
+        return None
+    runs, holders = [], []
+    for name, (collection_id, kind) in butler.registry.collections.listing().items():
+        if kind is not CollectionType.CHAINED and user.may(name, "read"):
+            (runs if kind is CollectionType.RUN else holders).append(collection_id)
+    return runs, holders
+
+
 def _visible(butler: Butler, user: User, keys: Iterable[uuid.UUID]) -> dict[uuid.UUID, DatasetRef]:
-    """The datasets of ``keys`` the user may see, by ID, judged together: one look-up of the IDs
-    (each once, however often given) and, for datasets of RUNs the user may not read, one of
-    what each readable TAGGED or CALIBRATION collection holds of each of their dataset types --
-    so a request naming an ID many thousand times costs no more than naming it once."""
-    found = {r.id: r for r in butler.registry.refs_by_id(list(dict.fromkeys(keys)))}
+    """The datasets of ``keys`` the user may see, by ID, judged together: those of RUNs the user
+    may read or held by a TAGGED or CALIBRATION collection they may read (what a query of it
+    showed them, they may read by ID), in the very statements that look the IDs up (each once,
+    however often given) -- so a dataset hidden from the user costs what an ID that does not
+    exist costs: the same statements, no more -- less those an embargo hides."""
+    keys = list(dict.fromkeys(keys))
+    if not keys:
+        return {}
+    found = butler.registry.refs_by_id(keys, readable(butler, user))
     check = EmbargoCheck(butler, user) if user.embargoes else None
-    held = _HeldWhereReadable(butler, user)
-    return {key: ref for key, ref in found.items()
-            if not (check is not None and check.hidden_ref(ref)) and (user.may(ref.run, "read") or held(ref))}
-
-
-class _HeldWhereReadable:
-    """Whether a TAGGED or CALIBRATION collection the user may read holds a dataset (what a query
-    of that collection showed them, they may read by ID); each collection's members of a dataset
-    type are read once."""
-
-    def __init__(self, butler: Butler, user: User):
-        self.butler, self.user = butler, user
-        self.collections: list[str] | None = None
-        self.members: dict[tuple[str, str], set[uuid.UUID]] = {}
-
-    def __call__(self, ref: DatasetRef) -> bool:
-        if self.collections is None:
-            self.collections = [info.name for info in self.butler.collections.query(
-                "*", [CollectionType.TAGGED, CollectionType.CALIBRATION]) if self.user.may(info.name, "read")]
-        for name in self.collections:
-            key = (name, ref.dataset_type.name)
-            if key not in self.members:
-                self.members[key] = set(self.butler.registry.datasets.ids_in_collection(*key))
-            if ref.id in self.members[key]:
-                return True
-        return False
+    return {ref.id: ref for ref in found if check is None or not check.hidden_ref(ref)}
 
 
 def visible_refs(butler: Butler, user: User, ids: Iterable[uuid.UUID | str]) -> list[DatasetRef]:
@@ -119,22 +111,21 @@ def visible_refs(butler: Butler, user: User, ids: Iterable[uuid.UUID | str]) -> 
 
 def visible_ids(butler: Butler, user: User, ids: Iterable[uuid.UUID | None]) -> set[uuid.UUID]:
     """Those of ``ids`` (None skipped) the user may see, as :func:`visible_ref` judges, all judged
-    at once: the type and RUN of every dataset in one look-up, and whole refs in one more only of
-    those an embargo may hide or whose RUN is not readable.  An ID the user may not see and one
-    that does not exist are equally absent."""
+    at once: the type and RUN of every dataset the user's rights let them see in one look-up (the
+    rights judged in it), and whole refs in one more only of those an embargo may hide.  An ID the
+    user may not see and one that does not exist are equally absent, and cost the same."""
     wanted = list(dict.fromkeys(i for i in ids if i is not None))
     if not wanted:
         return set()
     check = EmbargoCheck(butler, user) if user.embargoes else None
-    out, doubtful, readable = set(), [], {}
-    for dataset_id, (dataset_type, run) in butler.registry.owners_by_id(wanted).items():
-        if run not in readable:
-            readable[run] = user.may(run, "read")
-        if readable[run] and (check is None or not check.applies_to(dataset_type)):
+    out, doubtful = set(), []
+    for dataset_id, (dataset_type, _) in butler.registry.owners_by_id(wanted, readable(butler, user)).items():
+        if check is None or not check.applies_to(dataset_type):
             out.add(dataset_id)
         else:
             doubtful.append(dataset_id)
-    return out | set(_visible(butler, user, doubtful)) if doubtful else out
+    return out | {ref.id for ref in butler.registry.refs_by_id(doubtful) if not check.hidden_ref(ref)} \
+        if doubtful else out
 
 
 def visible_subset(butler: Butler, user: User, ids: Iterable[uuid.UUID | str]) -> list[DatasetRef]:
