@@ -17,6 +17,7 @@ from .helpers import (
     COLLECTION_TYPES,
     GLOB_CHARACTERS,
     TimeParam,
+    confirm_option,
     confirm_or_refuse,
     fail,
     info,
@@ -259,8 +260,7 @@ def _run_names(butler: Butler, given: tuple[str, ...], *, runs: bool = True) -> 
 @click.command("remove-runs")
 @repo_argument
 @click.argument("names", nargs=-1, required=True)
-@click.option("--yes/--confirm", "-y", "--no-confirm", default=False,
-              help="Do not ask for confirmation (--confirm, the default, asks, as the Rubin butler's).")
+@confirm_option
 @click.option("--force", is_flag=True,
               help="Take the RUNs out of the chains holding them (also done when confirmed at the prompt).")
 def remove_runs(repo: Path, names: tuple[str, ...], yes: bool, force: bool) -> None:
@@ -294,8 +294,7 @@ def _parents_first(butler: Butler, names: list[str]) -> list[str]:
 @click.command("remove-collections")
 @repo_argument
 @click.argument("names", nargs=-1, required=True)
-@click.option("--yes/--confirm", "-y", "--no-confirm", default=False,
-              help="Do not ask for confirmation (--confirm, the default, asks, as the Rubin butler's).")
+@confirm_option
 @click.option("--remove-from-parents", is_flag=True,
               help="Take the collections out of the chains holding them (as the Rubin butler's); otherwise a "
                    "collection still in a chain is refused.")

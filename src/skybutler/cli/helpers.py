@@ -301,6 +301,13 @@ def fail(message: str) -> NoReturn:
     raise click.exceptions.Exit(1)
 
 
+def confirm_option(func: F) -> F:
+    """``--yes/--confirm`` (``-y``, ``--no-confirm``) of the commands that ask before deleting, as
+    the Rubin butler spells it; its value goes to :func:`confirm_or_refuse`."""
+    return click.option("--yes/--confirm", "-y", "--no-confirm", default=False,
+                        help="Do not ask for confirmation (--confirm, the default, asks, as the Rubin butler's).")(func)
+
+
 def confirm_or_refuse(question: str, yes: bool) -> None:
     """Go on if ``yes``; otherwise ask on a terminal, and refuse when nobody can answer."""
     if yes:

@@ -17,6 +17,7 @@ import click
 
 from .helpers import (
     capped,
+    confirm_option,
     confirm_or_refuse,
     expand_collections,
     fail,
@@ -97,8 +98,7 @@ def disassociate(repo: Path, tag: str, dataset_types: tuple[str, ...], collectio
 @click.option("--where", "-w", default="", help="A where-clause selecting the datasets.")
 @click.option("--find-all", is_flag=True, help="Every match in COLLECTIONS, not only the first per data ID.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
-@click.option("--yes/--confirm", "-y", "--no-confirm", default=False,
-              help="Do not ask for confirmation (--confirm, the default, asks, as the Rubin butler's).")
+@confirm_option
 @click.option("--purge", metavar="RUN",
               help="As the Rubin butler's: the collection to prune when no COLLECTIONS are given (pruning always "
                    "deletes the datasets with their files).")
