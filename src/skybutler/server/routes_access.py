@@ -32,7 +32,11 @@ router = APIRouter()
 
 
 @contextlib.contextmanager
-def _administration(request: Request, user: User) -> Iterator[Administration]:
+def _administration(request: Request, user: User, admin_only: str | None = None) -> Iterator[Administration]:
+    """The administration, acting as the caller ``user``; with ``admin_only`` (what is being done,
+    for the 403), for an administrator only, refused before the repository is opened."""
+    if admin_only is not None:
+        _admin(user, admin_only)
     state = request.app.state.skybutler
     with state.butler() as butler:
         yield Administration(butler, state.access, user, state.settings.clock)
@@ -150,79 +154,68 @@ def revoke_token(request: Request, body: TokenId, caller: User = Depends(current
 
 @router.get("/access/users")
 def users(request: Request, caller: User = Depends(current_user)) -> list[str]:
-    _admin(caller, "list the users")
-    with _administration(request, caller) as admin:
+    with _administration(request, caller, "list the users") as admin:
         return admin.users()
 
 
 @router.post("/access/users")
 def add_user(request: Request, body: NewUser, caller: User = Depends(current_user)) -> None:
-    _admin(caller, "add users or change their groups")
-    with _administration(request, caller) as admin:
+    with _administration(request, caller, "add users or change their groups") as admin:
         admin.add_user(body.name, admin=body.admin, groups=body.groups)
 
 
 @router.post("/access/users/ungroup")
 def remove_from_group(request: Request, body: Membership, caller: User = Depends(current_user)) -> None:
-    _admin(caller, "change users' groups")
-    with _administration(request, caller) as admin:
+    with _administration(request, caller, "change users' groups") as admin:
         admin.remove_from_group(body.name, body.group)
 
 
 @router.post("/access/tokens")
 def create_token(request: Request, body: NewToken, caller: User = Depends(current_user)) -> dict[str, str]:
     """A new token, answered this once (only its hash is kept)."""
-    _admin(caller, "create tokens")
-    with _administration(request, caller) as admin:
+    with _administration(request, caller, "create tokens") as admin:
         return {"token": admin.create_token(body.user, admin=body.admin, groups=body.groups,
                                             expires_in=body.expires_in, note=body.note)}
 
 
 @router.get("/access/rules")
 def rules(request: Request, caller: User = Depends(current_user)) -> list[dict[str, str]]:
-    _admin(caller, "list the collection rules")
-    with _administration(request, caller) as admin:
+    with _administration(request, caller, "list the collection rules") as admin:
         return [dataclasses.asdict(r) for r in admin.rules()]
 
 
 @router.post("/access/rules")
 def grant(request: Request, body: NewRule, caller: User = Depends(current_user)) -> None:
-    _admin(caller, "grant or revoke access to collections")
-    with _administration(request, caller) as admin:
+    with _administration(request, caller, "grant or revoke access to collections") as admin:
         admin.grant(body.kind, body.name, body.pattern, body.level)
 
 
 @router.get("/access/embargoes")
 def embargoes(request: Request, caller: User = Depends(current_user)) -> list[dict[str, Any]]:
-    _admin(caller, "list the embargo rules")
-    with _administration(request, caller) as admin:
+    with _administration(request, caller, "list the embargo rules") as admin:
         return [dataclasses.asdict(e) for e in admin.embargoes()]
 
 
 @router.post("/access/embargoes")
 def add_embargo(request: Request, body: NewEmbargo, caller: User = Depends(current_user)) -> None:
-    _admin(caller, "add embargo rules")
-    with _administration(request, caller) as admin:
+    with _administration(request, caller, "add embargo rules") as admin:
         admin.add_embargo(body.dataset_types, body.collections, body.hours, body.groups)
 
 
 @router.post("/access/embargoes/remove")
 def remove_embargo(request: Request, body: RuleId, caller: User = Depends(current_user)) -> None:
-    _admin(caller, "remove embargo rules")
-    with _administration(request, caller) as admin:
+    with _administration(request, caller, "remove embargo rules") as admin:
         admin.remove_embargo(body.rule_id)
 
 
 @router.post("/access/quotas")
 def set_quota(request: Request, body: NewQuota, caller: User = Depends(current_user)) -> None:
-    _admin(caller, "set quotas")
-    with _administration(request, caller) as admin:
+    with _administration(request, caller, "set quotas") as admin:
         admin.set_quota(body.kind, body.name, max_bytes=body.max_bytes, max_datasets=body.max_datasets)
 
 
 @router.get("/access/audit")
 def audit(request: Request, limit: int = 50, caller: User = Depends(current_user)) -> list[dict[str, Any]]:
-    _admin(caller, "read the audit log")
-    with _administration(request, caller) as admin:
+    with _administration(request, caller, "read the audit log") as admin:
         return [dataclasses.asdict(e) for e in admin.audit(limit)]
 
