@@ -77,6 +77,16 @@ class _RubinTranslator(FitsTranslator):
         "relative_humidity": ("HUMIDITY", {"default": math.nan, "minimum": 0.0, "maximum": 100.0}),
     }
 
+    def _text(self, card: str, default: str | None = None) -> str:
+        """The card's value as stripped text, marked used; ``default`` where the header lacks it
+        (none: a missing card is an error naming it)."""
+        if not self.is_key_ok(card):
+            if default is None:
+                raise KeyError(f"missing header keyword {card}")
+            return default
+        self._used_these_cards(card)
+        return str(self._header[card]).strip()
+
     @classmethod
     def can_translate(cls, header: Mapping[str, Any], filename: str | None = None) -> bool:
         name = str(header.get("INSTRUME", "")).strip().lower()
@@ -132,10 +142,7 @@ class _RubinTranslator(FitsTranslator):
         seq_num = int(self._header["SEQNUM"])
         if not 0 <= seq_num < 100_000:
             raise ValueError(f"SEQNUM {seq_num} is not in [0, 100000)")
-        controller = "O"
-        if self.is_key_ok("CONTRLLR"):
-            self._used_these_cards("CONTRLLR")
-            controller = str(self._header["CONTRLLR"]).strip() or "O"
+        controller = self._text("CONTRLLR", "O") or "O"
         index = _CONTROLLERS.find(controller)
         if index < 0:
             raise ValueError(f"CONTRLLR {controller!r} is not one of {', '.join(_CONTROLLERS)}")
@@ -155,32 +162,20 @@ class _RubinTranslator(FitsTranslator):
 
     @cache_translation
     def to_observation_type(self) -> str:
-        if not self.is_key_ok("IMGTYPE"):
-            raise KeyError("missing header keyword IMGTYPE")
-        value = str(self._header["IMGTYPE"]).strip().lower()
-        self._used_these_cards("IMGTYPE")
+        value = self._text("IMGTYPE").lower()
         return _IMAGE_TYPES.get(value, value)
 
     @cache_translation
     def to_physical_filter(self) -> str:
-        if not self.is_key_ok("FILTER"):
-            return "empty"
-        self._used_these_cards("FILTER")
-        return _slot(self._header["FILTER"])
+        return _slot(self._text("FILTER", "empty"))
 
     @cache_translation
     def to_detector_group(self) -> str:
-        if not self.is_key_ok("RAFTBAY"):
-            raise KeyError("missing header keyword RAFTBAY")
-        self._used_these_cards("RAFTBAY")
-        return str(self._header["RAFTBAY"]).strip()
+        return self._text("RAFTBAY")
 
     @cache_translation
     def to_detector_name(self) -> str:
-        if not self.is_key_ok("CCDSLOT"):
-            raise KeyError("missing header keyword CCDSLOT")
-        self._used_these_cards("CCDSLOT")
-        return str(self._header["CCDSLOT"]).strip()
+        return self._text("CCDSLOT")
 
     @cache_translation
     def to_detector_unique_name(self) -> str:
@@ -196,10 +191,7 @@ class _RubinTranslator(FitsTranslator):
 
     @cache_translation
     def to_detector_serial(self) -> str:
-        if not self.is_key_ok("LSST_NUM"):
-            return "unknown"
-        self._used_these_cards("LSST_NUM")
-        return str(self._header["LSST_NUM"]).strip()
+        return self._text("LSST_NUM", "unknown")
 
     @cache_translation
     def to_detector_exposure_id(self) -> int:
@@ -276,8 +268,4 @@ class LatissTranslator(_RubinTranslator):
 
     @cache_translation
     def to_physical_filter(self) -> str:
-        grating = "empty"
-        if self.is_key_ok("GRATING"):
-            self._used_these_cards("GRATING")
-            grating = _slot(self._header["GRATING"])
-        return f"{super().to_physical_filter()}~{grating}"
+        return f"{super().to_physical_filter()}~{_slot(self._text('GRATING', 'empty'))}"
