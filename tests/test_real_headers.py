@@ -244,20 +244,7 @@ def test_the_decam_raw_header_in_a_file_as_decam_writes_it(tmp_path):
     data, the CCD's in a RICE tile-compressed extension of unsigned 16-bit pixels (BZERO 32768).
     It ingests as the translator reads the merged header; the pixels and a cut-out are astropy's."""
     header = header_of("fitsheader-decam-raw_dec050441_25.yaml")
-    keys = list(header)
-    split = keys.index("XTENSION")
-    primary = fits.PrimaryHDU()
-    for key in keys[:split]:
-        if key not in _STRUCTURE:
-            primary.header[key] = header[key]
-    pixels = np.random.default_rng(5).integers(0, 65535, (40, 30)).astype(np.uint16)
-    ccd = fits.CompImageHDU(pixels, compression_type="RICE_1")
-    for key in keys[split:]:
-        if not (key in _STRUCTURE or key in ("XTENSION", "PCOUNT", "GCOUNT", "TFIELDS", "CHECKSUM", "DATASUM")
-                or key.startswith(("Z", "TTYPE", "TFORM"))):
-            ccd.header[key] = header[key]
-    raw = tmp_path / "dec050441.fits.fz"
-    fits.HDUList([primary, ccd]).writeto(raw)
+    raw = write_decam_fz(tmp_path / "dec050441.fits.fz", header, checksum=False)
     with Butler.create(tmp_path / "repo") as butler:
         result = ingest_raws(butler, [raw], processes=1)
         assert result.failures == []
@@ -390,8 +377,9 @@ def test_a_raw_named_as_another_format_is_stored_under_the_fits_suffix(tmp_path,
 
 
 def write_decam_fz(path: Path, header: dict, checksum: bool = True) -> Path:
-    """The DECam raw header as the camera writes it (see above), fpacked, with the CHECKSUM and
-    DATASUM cards DECam's files carry."""
+    """The DECam raw header as the camera writes it: the primary's cards in a primary HDU without
+    data, the CCD's in a RICE tile-compressed extension of unsigned 16-bit pixels; with the
+    CHECKSUM and DATASUM cards DECam's files carry (of the bytes written) unless not ``checksum``."""
     keys = list(header)
     split = keys.index("XTENSION")
     primary = fits.PrimaryHDU()
