@@ -277,6 +277,22 @@ def rubin_chains(tmp_path_factory):
     return base / "repo", base / "sky"
 
 
+def rubin_collection_lists(output: str) -> dict[str, list[str]]:
+    """Each collection's list (its children, parents or dataset types) in a table of the Rubin
+    butler's ``query-collections`` (``--chains table``/``inverse-table``, ``-t``): a row per item,
+    the collection's name and type only on its first."""
+    lines = output.splitlines()
+    held: dict[str, list[str]] = {}
+    for line in lines[next(i for i, x in enumerate(lines) if x.startswith("---")) + 1:]:
+        cells = line.split()
+        if len(cells) >= 2:
+            name = cells[0]
+            held[name] = cells[2:]
+        elif cells:
+            held[name].append(cells[0])
+    return held
+
+
 def _rubin_tree(output: str) -> list[tuple[int, str, str]]:
     """(depth, name, type) of each row of the Rubin butler's tree (two spaces of indent a level)."""
     lines = output.splitlines()
@@ -315,15 +331,7 @@ def test_query_collections_chain_tables_are_the_rubin_butlers(rubin_chains, chai
     rubin_repo, our_repo = rubin_chains
     theirs = CliRunner().invoke(rubin_cli, ["query-collections", str(rubin_repo), "--chains", chains])
     assert theirs.exit_code == 0, theirs.output
-    lines = theirs.output.splitlines()
-    expected: dict[str, list[str]] = {}
-    for line in lines[next(i for i, x in enumerate(lines) if x.startswith("---")) + 1:]:
-        cells = line.split()
-        if len(cells) >= 2:
-            name = cells[0]
-            expected[name] = cells[2:]
-        elif cells:
-            expected[name].append(cells[0])
+    expected = rubin_collection_lists(theirs.output)
     column = "parents" if chains == "inverse-table" else "children"
     mine = {c["name"]: c[column] for c in json.loads(run("query-collections", our_repo, "--chains", chains,
                                                          "--json").stdout)}

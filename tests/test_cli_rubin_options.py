@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from skybutler.errors import DatasetConflictError
-from test_cli_rubin_habits import both_outputs, ids, imported_rubin_pair, run
+from test_cli_rubin_habits import both_outputs, ids, imported_rubin_pair, rubin_collection_lists, run
 
 
 @pytest.fixture(scope="module")
@@ -68,21 +68,6 @@ def test_an_options_file_with_an_unknown_option_or_no_section_is_refused(rubin_p
     assert "Error reading overrides file" in mine and says in mine
 
 
-def _rubin_types_table(output: str) -> dict[str, list[str]]:
-    """Each collection's dataset types in the Rubin butler's ``query-collections -t`` table (a
-    row per type, the name and type only on the first)."""
-    lines = output.splitlines()
-    held: dict[str, list[str]] = {}
-    for line in lines[next(i for i, x in enumerate(lines) if x.startswith("---")) + 1:]:
-        cells = line.split()
-        if len(cells) >= 2:
-            name = cells[0]
-            held[name] = cells[2:]
-        elif cells:
-            held[name].append(cells[0])
-    return held
-
-
 @pytest.mark.parametrize("args", [["--chains", "no-children"], ["Cam/defaults", "--chains", "flatten"],
                                   ["--chains", "no-children", "--exclude-dataset-types", "c*,deep*"],
                                   ["Cam/*", "--chains", "no-children", "--exclude-dataset-types", "bias",
@@ -92,7 +77,7 @@ def test_query_collections_shows_the_dataset_types_the_rubin_command_shows(rubin
 
     theirs = _rubin("query-collections", rubin_pair[0], *args, "-t")
     assert theirs.exit_code == 0, theirs.output
-    expected = _rubin_types_table(theirs.output)
+    expected = rubin_collection_lists(theirs.output)
     mine = json.loads(run("query-collections", rubin_pair[1], *args, "--show-dataset-types", "--json").stdout)
     assert {c["name"]: c["dataset_types"] for c in mine} == expected and any(len(v) > 1 for v in expected.values())
     assert "dataset_types" not in run("query-collections", rubin_pair[1], *args, "--json").stdout
