@@ -8,8 +8,9 @@ from astropy.time import Time
 from conftest import visit_pointing
 from skybutler import Butler
 from skybutler.dimensions import regions
+from skybutler.execution import run_pipeline
 from skybutler.pipeline import Pipeline
-from skybutler.pipeline.testing import ScaleTask, VisitSummaryTask
+from skybutler.pipeline.testing import CalibratedScaleTask, ScaleTask, VisitSummaryTask
 
 VISITS = range(1, 7)
 DETECTORS = range(4)
@@ -70,3 +71,32 @@ def two_tasks(**config) -> Pipeline:
     p.add_task("a", ScaleTask, config or None)
     p.add_task("b", VisitSummaryTask)
     return p
+
+
+def run_scale_and_summary(butler: Butler, calibrated: bool = False) -> None:
+    """scale (a) -> visit summary (b) over visits 1 and 2 of run/a, into RUN 'out'; ``calibrated``:
+    a scaling that also reads a bias calibration (add_bias) from 'calib'."""
+    put_metrics(butler, visits=[1, 2])
+    inputs = ["run/a"]
+    if calibrated:
+        add_bias(butler)
+        inputs.append("calib")
+    p = Pipeline()
+    p.add_task("a", CalibratedScaleTask if calibrated else ScaleTask)
+    p.add_task("b", VisitSummaryTask)
+    assert run_pipeline(butler, p, inputs, "out").ok
+
+
+class NoisyScaleTask(ScaleTask):
+    """ScaleTask declared non-deterministic: a recomputed result is checked by its facts within a tolerance."""
+
+    deterministic = False
+    recompute_tolerance = {"rtol": 1e-3}
+
+
+def run_noisy_scale(butler: Butler) -> None:
+    """NoisyScaleTask over visit 1 of run/a, into RUN 'out'."""
+    put_metrics(butler, visits=[1])
+    p = Pipeline()
+    p.add_task("a", NoisyScaleTask)
+    assert run_pipeline(butler, p, ["run/a"], "out").ok

@@ -25,15 +25,12 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import built_repository, template_repository
-from pipeline_helpers import put_metrics
+from pipeline_helpers import run_noisy_scale, run_scale_and_summary
 from skybutler import Butler
 from skybutler.cli.main import cli
 from skybutler.cli.maintenance_commands import verify_command
 from skybutler.errors import SkybutlerError
-from skybutler.execution import run_pipeline
 from skybutler.formats import get_formatter
-from skybutler.pipeline import Pipeline
-from skybutler.pipeline.testing import ScaleTask, VisitSummaryTask
 from skybutler.retention import ColdTierConfig
 from skybutler.retention.cold_tier import cold_tier
 from skybutler.verify import plan_repair, repair, verify
@@ -94,25 +91,16 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _run_pipeline(butler: Butler) -> None:
-    """scale (a) -> visit summary (b) over visits 1 and 2, into RUN out."""
-    put_metrics(butler, visits=[1, 2])
-    p = Pipeline()
-    p.add_task("a", ScaleTask)
-    p.add_task("b", VisitSummaryTask)
-    assert run_pipeline(butler, p, ["run/a"], "out").ok
-
-
 @pytest.fixture(scope="module")
 def sqlite_template(tmp_path_factory):
     """``repo``'s repository on SQLite before its cold tier, made once per module."""
-    return template_repository(tmp_path_factory, _run_pipeline)
+    return template_repository(tmp_path_factory, run_scale_and_summary)
 
 
 @pytest.fixture
 def repo(request, stack, tmp_path):
     """scale (a) -> visit summary (b) over visits 1 and 2, with a cold tier; the originals by ID."""
-    butler, _ = built_repository(request, stack, "sqlite_template", _run_pipeline)
+    butler, _ = built_repository(request, stack, "sqlite_template", run_scale_and_summary)
     butler.config.retention.cold_tier = ColdTierConfig(uri=str(tmp_path / "tape"), staging_latency=0.2)
     butler.config.save(butler.root)
     butler.close()
@@ -122,6 +110,19 @@ def repo(request, stack, tmp_path):
     butler.originals = {r.id: butler.get(r) for r in refs}
     butler.targets = refs
     return butler
+
+
+def _inputs(butler: Butler) -> list:
+    """The pipeline's inputs: the metrics of RUN run/a."""
+    return butler.registry.refs_by_id([r.id for r in butler.query_datasets("metrics", collections="run/a")])
+
+
+def _watched_inputs(repo: Butler) -> list:
+    """The pipeline's inputs, added to what ``_check`` reads back (``repo.targets``) with their values."""
+    raws = _inputs(repo)
+    repo.originals.update({r.id: repo.get(r) for r in raws})
+    repo.targets += raws
+    return raws
 
 
 #: On PostgreSQL + S3 each retention write path runs at a representative few kill points (every one
@@ -240,10 +241,8 @@ COLD_HOOKS = ["after:tier:write:1", "after:tier:write:3", "before:states:set_col
 @pytest.mark.slow
 @pytest.mark.parametrize("hook", COLD_HOOKS)
 def test_cold_move_killed(repo, hook):
-    raws = [r.id for r in repo.query_datasets("metrics", collections="run/a")]
-    repo.originals.update({r.id: repo.get(r) for r in repo.registry.refs_by_id(raws)})
-    repo.targets += repo.registry.refs_by_id(raws)
-    assert _run_child(repo, hook, "cold", raws) == -9
+    raws = _watched_inputs(repo)
+    assert _run_child(repo, hook, "cold", [r.id for r in raws]) == -9
     _check(repo, fix_first=True)
 
 
@@ -254,9 +253,7 @@ STAGE_HOOKS = ["after:datastore:write_or_adopt:1", "after:datastore:write_or_ado
 @pytest.mark.slow
 @pytest.mark.parametrize("hook", STAGE_HOOKS)
 def test_staging_killed(repo, hook):
-    raws = repo.registry.refs_by_id([r.id for r in repo.query_datasets("metrics", collections="run/a")])
-    repo.originals.update({r.id: repo.get(r) for r in raws})
-    repo.targets += raws
+    raws = _watched_inputs(repo)
     repo.retention.move_to_cold(raws)
     assert _run_child(repo, hook, "stage", [r.id for r in raws]) == -9
     _check(repo, fix_first=True)
@@ -278,9 +275,7 @@ def test_recompute_write_back_killed(repo, hook, operation):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(4))
 def test_recompute_through_cold_inputs_killed_at_random(repo, seed):
-    raws = repo.registry.refs_by_id([r.id for r in repo.query_datasets("metrics", collections="run/a")])
-    repo.originals.update({r.id: repo.get(r) for r in raws})
-    repo.targets += raws
+    raws = _watched_inputs(repo)
     repo.retention.purge(repo.targets[:len(repo.targets) - len(raws)])
     repo.retention.move_to_cold(raws)
     delay = random.Random(seed).uniform(0.05, 1.5)  # staging takes 0.2 s, the replays about as long
@@ -366,7 +361,7 @@ def test_two_readers_of_one_dataset_both_get_it_and_it_is_made_once(repo, kind):
 
 
 def test_verify_covers_the_cold_tier(repo):
-    raws = repo.registry.refs_by_id([r.id for r in repo.query_datasets("metrics", collections="run/a")])
+    raws = _inputs(repo)
     repo.retention.move_to_cold(raws)
     report = verify(repo)
     assert report.consistent and report.cold.copies == len(raws)
@@ -384,7 +379,7 @@ def test_verify_covers_the_cold_tier(repo):
 
 
 def test_verify_fix_removes_only_cold_files_skybutler_abandoned(repo):
-    raws = repo.registry.refs_by_id([r.id for r in repo.query_datasets("metrics", collections="run/a")])
+    raws = _inputs(repo)
     repo.retention.move_to_cold(raws[:1])
     tier = cold_tier(repo)
     hot = raws[1].artifact  # a killed move copied it, then died before recording the copy
@@ -403,18 +398,8 @@ def test_verify_fix_removes_only_cold_files_skybutler_abandoned(repo):
     assert after.cold.copies == 1 and not after.cold.missing
 
 
-class NoisyScaleTask(ScaleTask):
-    """ScaleTask declared non-deterministic: a result is checked by its facts within a tolerance."""
-
-    deterministic = False
-    recompute_tolerance = {"rtol": 1e-3}
-
-
 def test_a_nondeterministic_leftover_is_adopted_only_within_the_tolerance(butler):
-    put_metrics(butler, visits=[1])
-    p = Pipeline()
-    p.add_task("a", NoisyScaleTask)
-    assert run_pipeline(butler, p, ["run/a"], "out").ok
+    run_noisy_scale(butler)
     first, second = (butler.find_dataset("metricsA", instrument="Cam", visit=1, detector=d, collections="out")
                      for d in (0, 1))
     butler.retention.purge([first, second])
@@ -492,9 +477,7 @@ RESTORE_HOOKS = ["before:datastore:_publish:1", "after:datastore:write_or_adopt:
 @pytest.mark.slow
 @pytest.mark.parametrize("hook", RESTORE_HOOKS)
 def test_a_killed_staging_is_settled_by_the_next_open(repo, hook):
-    raws = repo.registry.refs_by_id([r.id for r in repo.query_datasets("metrics", collections="run/a")])
-    repo.originals.update({r.id: repo.get(r) for r in raws})
-    repo.targets += raws
+    raws = _watched_inputs(repo)
     repo.retention.move_to_cold(raws)
     assert _run_child(repo, hook, "stage", [r.id for r in raws]) == -9
     _settled_by_the_open(repo)
@@ -514,10 +497,7 @@ def test_a_killed_write_back_is_settled_by_the_next_open(repo, hook):
 def test_a_killed_nondeterministic_write_back_leaves_nothing_for_the_quarantine(butler):
     """A non-deterministic task's result has other bytes than the purged file: only the journal
     can tell that a file left at its path is skybutler's."""
-    put_metrics(butler, visits=[1])
-    p = Pipeline()
-    p.add_task("a", NoisyScaleTask)
-    assert run_pipeline(butler, p, ["run/a"], "out").ok
+    run_noisy_scale(butler)
     refs = list(butler.query_datasets("metricsA", collections="out"))
     butler.retention.purge(refs)
     root = butler.root

@@ -11,12 +11,12 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from conftest import built_repository, template_repository
-from pipeline_helpers import DETECTORS, add_bias, put_metrics
+from pipeline_helpers import DETECTORS, run_noisy_scale, run_scale_and_summary
 from skybutler import Butler
 from skybutler.cli.main import cli
 from skybutler.execution import run_pipeline
 from skybutler.pipeline import Pipeline
-from skybutler.pipeline.testing import ScaleTask, VisitSummaryTask
+from skybutler.pipeline.testing import VisitSummaryTask
 from skybutler.retention import (
     ColdTierConfig,
     RecomputeError,
@@ -27,23 +27,9 @@ from skybutler.retention import (
 from skybutler.retention.testing import add_calibrated_images
 
 
-class NoisyScaleTask(ScaleTask):
-    """ScaleTask declared non-deterministic: verified by its metadata within a tolerance."""
-
-    deterministic = False
-    recompute_tolerance = {"rtol": 1e-3}
-
-
 def _run(butler: Butler) -> None:
     """scale (a, reading a bias calibration) -> visit summary (b) over visits 1 and 2, into 'out'."""
-    put_metrics(butler, visits=[1, 2])
-    add_bias(butler)
-    from skybutler.pipeline.testing import CalibratedScaleTask
-
-    p = Pipeline()
-    p.add_task("a", CalibratedScaleTask)
-    p.add_task("b", VisitSummaryTask)
-    assert run_pipeline(butler, p, ["run/a", "calib"], "out").ok
+    run_scale_and_summary(butler, calibrated=True)
 
 
 @pytest.fixture(scope="module")
@@ -236,10 +222,7 @@ def test_verification_catches_a_changed_result(done, monkeypatch):
 
 
 def test_a_nondeterministic_task_is_checked_within_its_tolerance(butler):
-    put_metrics(butler, visits=[1])
-    p = Pipeline()
-    p.add_task("a", NoisyScaleTask)
-    assert run_pipeline(butler, p, ["run/a"], "out").ok
+    run_noisy_scale(butler)
     scaled = find(butler, "metricsA", visit=1, detector=0)
     original = butler.get(scaled)
     butler.retention.purge([scaled])

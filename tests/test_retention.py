@@ -11,13 +11,10 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from conftest import built_repository, template_repository
-from pipeline_helpers import DETECTORS, put_metrics
+from pipeline_helpers import DETECTORS, run_scale_and_summary
 from skybutler import Butler
 from skybutler.cli.main import cli
 from skybutler.errors import DatasetNotFoundError, SkybutlerError
-from skybutler.execution import run_pipeline
-from skybutler.pipeline import Pipeline
-from skybutler.pipeline.testing import ScaleTask, VisitSummaryTask
 from skybutler.retention import ColdTierConfig, RetentionPolicy
 
 LATER = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=31)).isoformat()
@@ -33,25 +30,15 @@ def configure(butler: Butler, policies=(), cold: dict | None = None, **kwargs) -
     return Butler(butler.root, collections=["out", "run/a"], **kwargs)
 
 
-def _run(butler: Butler) -> None:
-    """scale (a) -> visit summary (b) over visits 1 and 2, into 'out'."""
-    put_metrics(butler, visits=[1, 2])
-    p = Pipeline()
-    p.add_task("a", ScaleTask)
-    p.add_task("b", VisitSummaryTask)
-    report = run_pipeline(butler, p, ["run/a"], "out")
-    assert report.ok
-
-
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
-    return template_repository(tmp_path_factory, _run)
+    return template_repository(tmp_path_factory, run_scale_and_summary)
 
 
 @pytest.fixture
 def done(request, stack):
-    """The ``butler`` repository after _run: its own copy of the module's on SQLite."""
-    return built_repository(request, stack, "template", _run)[0]
+    """The ``butler`` repository after run_scale_and_summary: its own copy of the module's on SQLite."""
+    return built_repository(request, stack, "template", run_scale_and_summary)[0]
 
 
 def ref(butler, dataset_type, **data_id):
