@@ -337,3 +337,45 @@ def test_ingest_of_rubin_file_datasets_is_refused_by_name(pair, tmp_path):
         with pytest.raises(NotOfferedError, match=r"ingest\(FileDataset, ...\) is not offered by skybutler; use "
                                                   r"butler.ingest\(dataset_type_name, \[\(path, data_id\)"):
             call()
+
+
+@pytest.mark.parametrize("where", ["visit = 2", "visit = 3"])
+def test_a_query_answer_is_true_when_the_rubin_butlers_list_is_and_len_says_what_to_use(pair, where):
+    """The Rubin butler's query methods give lists; skybutler's results are read as iterated:
+    ``if refs:`` answers as the list would, ``len()`` and indexing are refused naming the way."""
+    rubin, ours, _ = pair
+    calls = [("query_datasets", ("summary",), {"collections": "Cam/run1"}),
+             ("query_data_ids", (["visit"],), {}),
+             ("query_dimension_records", ("visit",), {})]
+    for method, args, kwargs in calls:
+        theirs = getattr(rubin, method)(*args, where=where, instrument="Cam", explain=False, **kwargs)
+        mine = getattr(ours, method)(*args, where=where, instrument="Cam", **kwargs)
+        assert bool(mine) is bool(theirs) is (where == "visit = 2")
+        assert len(list(mine)) == mine.count() == len(theirs)  # list() takes the refused len() as "unknown"
+        with pytest.raises(TypeError, match=r"use \.count\(\) for how many, or list\(\.\.\.\)"):
+            len(mine)
+        with pytest.raises(TypeError, match=r"cannot be indexed: use list\(\.\.\.\)\[i\]"):
+            mine[0]
+
+
+@pytest.mark.parametrize("element", ["visit", "detector", "visit_detector_region", "day_obs"])
+def test_a_records_data_id_definition_and_dict_as_the_rubin_butlers(pair, element):
+    rubin, ours, _ = pair
+    theirs = {frozenset(r.dataId.required.items()): r for r in rubin.query_dimension_records(element, instrument="Cam")}
+    mine = {frozenset(r.dataId.items()): r for r in ours.query_dimension_records(element, instrument="Cam")}
+    assert mine.keys() == theirs.keys() and mine
+    for key, record in mine.items():
+        rubin_record = theirs[key]
+        assert record.dataId == dict(rubin_record.dataId.required)
+        assert record.definition.name == rubin_record.definition.name == element
+        for split in (False, True):
+            ours_dict, their_dict = record.toDict(splitTimespan=split), rubin_record.toDict(splitTimespan=split)
+            assert set(ours_dict) - set(their_dict) <= {"observation_type"}  # skybutler's own visit field
+            for name, value in their_dict.items():
+                if name.startswith("datetime_"):
+                    assert (value is None and ours_dict[name] is None) or abs((value - ours_dict[name]).sec) < 1e-6
+                elif name == "timespan":
+                    assert (value.begin, value.end) == (ours_dict[name].begin, ours_dict[name].end)
+                elif name != "region":
+                    assert ours_dict[name] == value, name
+        assert ours.get_record(element, **record.dataId) == record

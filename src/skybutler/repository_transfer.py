@@ -167,7 +167,10 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
     types: dict[str, dict[str, Any]] = {}
     runs: set[str] = set()
     count = 0
-    total = len(refs) if isinstance(refs, Sized) else None
+    try:  # a query's results have no len(): they are read as they are iterated
+        total: int | None = len(refs) if isinstance(refs, Sized) else None
+    except TypeError:
+        total = None
     if hasattr(refs, "streaming"):  # a query's results: read batch by batch, never whole
         refs.streaming = True
     with open(directory / DATASETS_FILE, "w") as out, open(directory / RECORDS_FILE, "w") as records_out, \

@@ -125,6 +125,35 @@ class DimensionRecord(Mapping[str, Any]):
     def to_dict(self) -> dict[str, Any]:
         return dict(self._values)
 
+    # -- the Rubin butler's record names -----------------------------------------
+
+    @property
+    def dataId(self) -> dict[str, Any]:  # noqa: N802 - the Rubin butler's name
+        """The values identifying the record (its element's required dimensions), as the Rubin
+        butler's ``record.dataId``: a data ID to pass on (``butler.get(..., dataId=record.dataId)``)."""
+        return {d: self._values[d] for d in self.element.identity}
+
+    @property
+    def definition(self) -> DimensionElement:
+        """The record's element (``record.definition.name``), as the Rubin butler names it."""
+        return self.element
+
+    def toDict(self, splitTimespan: bool = False) -> dict[str, Any]:  # noqa: N802, N803 - the Rubin names
+        """The record as the Rubin butler's ``toDict`` gives it: the element's own key under its key
+        name (``id``, ``name``), and with ``splitTimespan`` the timespan as ``datetime_begin`` and
+        ``datetime_end`` (astropy Times; None for an unbounded side)."""
+        key = self.element.key
+        out: dict[str, Any] = {}
+        for name, value in self._values.items():
+            if key is not None and name == self.element.name:
+                out[key.name] = value
+            elif name == "timespan" and splitTimespan:
+                out["datetime_begin"] = None if value is None else value.begin
+                out["datetime_end"] = None if value is None else value.end
+            else:
+                out[name] = value
+        return out
+
     def values_of(self, keys: Sequence[str]) -> list[Any]:
         """The values of ``keys`` in their order (None for a key the record lacks): a table row."""
         get = self._values.get

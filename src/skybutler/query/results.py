@@ -29,9 +29,10 @@ from ..registry import Registry
 from ..timespan import NS_MAX, NS_MIN, ns_to_time
 from . import calibrations, columnar, keyset, ordering, region_tests
 from .builder import BuiltQuery
+from .list_habits import ListHabits
 
 
-class QueryResults:
+class QueryResults(ListHabits):
     """Rows of one query; subclasses turn rows into data IDs, refs or records."""
 
     def __init__(self, registry: Registry, built: BuiltQuery, order: tuple[str, ...] = (),

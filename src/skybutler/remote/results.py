@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import QueryError, ServerError
+from ..query.list_habits import ListHabits
 from . import wire
 from .wire import raise_error
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from .client import RemoteTransport
 
 
-class RemoteQueryResults:
+class RemoteQueryResults(ListHabits):
     """The results of one query spec on a server."""
 
     def __init__(self, transport: RemoteTransport, spec: QuerySpec, order: tuple[str, ...] = (),
