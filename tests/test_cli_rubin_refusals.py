@@ -17,6 +17,20 @@ from test_cli_rubin_habits import run
 pytest.importorskip("lsst.daf.butler")
 
 
+#: The options of obs_base's commands (lsst/obs_base python/lsst/obs/base/cli/cmd/commands.py, and
+#: pipe_base's register-instrument): the Rubin science stack is not on PyPI, so they are written here.
+OBS_BASE = {
+    "ingest-raws": {"--regex", "-c", "--config", "-C", "--config-file", "--output-run", "-t", "--transfer", "-j",
+                    "--processes", "--ingest-task", "--track-file-attrs", "--no-track-file-attrs", "--fail-fast",
+                    "--update-records", "--no-update-records", "--skip-existing", "--no-skip-existing",
+                    "--search-indexes", "--no-search-indexes", "-@", "--options-file"},
+    "define-visits": {"-C", "--config-file", "--collections", "--where", "--update-records", "--no-update-records",
+                      "--incremental", "--no-incremental", "-@", "--options-file"},
+    "write-curated-calibrations": {"--collection", "--label", "--prefix", "-@", "--options-file"},
+    "register-instrument": {"--update"},
+}
+
+
 def _spellings(command: click.Command) -> set[str]:
     return {o for p in command.params if isinstance(p, click.Option) for o in p.opts + p.secondary_opts}
 
@@ -44,10 +58,17 @@ def test_every_rubin_option_is_taken_or_refused_by_name():
     assert unknown == [], "Rubin options neither taken nor refused (see skybutler/cli/rubin_refusals.py)"
 
 
+def test_every_obs_base_option_is_taken_or_refused_by_name():
+    ctx = click.Context(cli)
+    unknown = [f"{name} {o}" for name, theirs in OBS_BASE.items()
+               for o in sorted(theirs - _spellings(cli.get_command(ctx, name)))]
+    assert unknown == [], "obs_base options neither taken nor refused (see skybutler/cli/rubin_refusals.py)"
+
+
 def test_every_refusal_is_of_an_option_the_rubin_butler_has():
     rubin = _rubin_commands()
     for name, refusals in REFUSED.items():
-        theirs = _spellings(rubin[name])
+        theirs = _spellings(rubin[name]) if name in rubin else OBS_BASE[name]
         for refusal in refusals:
             assert set(refusal.spellings) <= theirs, (name, refusal.spellings)
 
@@ -96,3 +117,19 @@ def test_a_group_subcommand_reads_its_section_of_an_options_file(tmp_path):
     options.write_text("retention:\n  status:\n    bogus: 1\n")
     assert "'bogus' is not a valid option for retention status" in run("retention", "status", root, "-@", options,
                                                                        code=2).stderr
+
+
+def test_obs_base_flags_asking_what_skybutler_does_anyway_are_taken(tmp_path):
+    """ingest-raws and define-visits take obs_base's flags whose request is skybutler's only way;
+    write-curated-calibrations given a camera, as obs_base's INSTRUMENT, says what it takes instead."""
+    root = tmp_path / "repo"
+    Butler.create(root).close()
+    raws = tmp_path / "raws"
+    raws.mkdir()
+    taken = run("ingest-raws", root, raws, "--skip-existing", "--no-search-indexes", "--track-file-attrs",
+                "--no-update-records").stdout
+    assert "0 raw(s) ingested" in taken
+    defined = run("define-visits", root, "HSC", "--collections", "HSC/calib", "--incremental", "--no-update-records")
+    assert "--collections is not needed" in defined.stdout and "0 visit(s) defined" in defined.stdout
+    refused = " ".join(run("write-curated-calibrations", root, "lsst.obs.subaru.HyperSuprimeCam", code=2).stderr.split())
+    assert "is a camera, as the Rubin command's INSTRUMENT argument" in refused and "--instrument HSC" in refused

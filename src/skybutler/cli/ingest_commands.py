@@ -18,7 +18,7 @@ from ..ingest import (
     write_curated_calibrations,
 )
 from ..ingest.raws import IngestFailure
-from ..instruments.instrument import camera_name
+from ..instruments.instrument import camera_name, known_instruments
 from .helpers import (
     fail,
     info,
@@ -99,12 +99,18 @@ def _register_one(repo: Path, camera: str, update: bool) -> None:
 @click.option("--instrument", default=None, help="Only exposures of this instrument (or give it as CAMERA).")
 @click.option("--exposure", "exposures", type=int, multiple=True, help="Only this exposure (repeatable).")
 @click.option("--where", "-w", default=None, help="Only the exposures this where-clause selects.")
+@click.option("--collections", multiple=True, hidden=True,
+              help="The Rubin command's collections holding the camera geometry; skybutler reads the camera's "
+                   "stored description (a note says so).")
 def define_visits_command(repo: Path, camera: str | None, instrument: str | None, exposures: tuple[int, ...],
-                          where: str | None) -> None:
+                          where: str | None, collections: tuple[str, ...]) -> None:
     """Define one visit per science exposure not yet in one, with sky regions per visit and detector.
 
     CAMERA (optional, as the Rubin butler's INSTRUMENT argument: a name or its instrument class)
     limits it to that camera's exposures, as --instrument does."""
+    if collections:
+        info("note: --collections is not needed: the detectors' positions come from each camera's stored "
+             "description (the RUN <camera>/instrument), whatever collections are named", style="dim")
     if camera is not None:
         if instrument is not None and camera_name(camera) != instrument:
             fail(f"CAMERA {camera} and --instrument {instrument} disagree: give one")
@@ -143,9 +149,23 @@ def register_skymap_command(repo: Path, name: str, config_file: Path | None, **o
          f"{skymap.patches}x{skymap.patches} patches)")
 
 
+def _curated_directory(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    """DIRECTORY, which must exist; one that does not but names a camera is the Rubin command's
+    INSTRUMENT argument, and the error says what skybutler takes instead."""
+    if value.is_dir():
+        return value
+    if not value.exists() and camera_name(str(value)) in known_instruments():
+        raise click.BadParameter(
+            f"{value} is a camera, as the Rubin command's INSTRUMENT argument; skybutler ships no curated "
+            f"calibrations: give the DIRECTORY of your curated calibration files, and --instrument "
+            f"{camera_name(str(value))}", ctx, param)
+    raise click.BadParameter(f"directory {value} does not exist" if not value.exists() else
+                             f"{value} is not a directory", ctx, param)
+
+
 @click.command("write-curated-calibrations")
 @repo_argument
-@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("directory", type=click.Path(path_type=Path), callback=_curated_directory)
 @click.option("--collection", default=None, help="CALIBRATION collection (default: <instrument>/calib).")
 @click.option("--instrument", default=None, help="Instrument (default: the repository's only one).")
 def write_curated_calibrations_command(repo: Path, directory: Path, collection: str | None,

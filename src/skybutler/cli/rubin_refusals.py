@@ -28,6 +28,12 @@ def _short(letter: str, long: str, convention: str) -> Refusal:
     return Refusal((f"-{letter}",), True, f"here -{letter} is {convention} in every command; spell it {long}")
 
 
+_RAW_TASK = ("the Rubin RawIngestTask's configuration has no counterpart: skybutler reads each header with its "
+             "camera's translator and stored description (register-instrument); --run, --transfer and -j are "
+             "its options")
+_NO_UPDATE = ("records once written are kept: to change a camera's description (and the visits defined after), "
+              "use 'skybutler register-instrument REPO CAMERA --update'")
+
 #: Each command's refused Rubin options.
 REFUSED: dict[str, tuple[Refusal, ...]] = {
     "associate": (_short("d", "--dataset-type", "--where (as pipetask -d)"),),
@@ -74,6 +80,44 @@ REFUSED: dict[str, tuple[Refusal, ...]] = {
                 "TARGET gets the dimension records it lacks and only those (the ones it has cost nothing); "
                 "leave the option out"),
     ),
+    # obs_base's commands (the Rubin science stack's, not on PyPI: tests/test_cli_rubin_refusals.py
+    # holds their options)
+    "ingest-raws": (
+        Refusal(("--regex",), True,
+                "skybutler takes the files named and the *.fits, *.fit, *.fits.gz and *.fits.fz files under the "
+                "directories named; name other files one by one (a shell glob)"),
+        Refusal(("-c", "--config"), True, _RAW_TASK),
+        Refusal(("-C", "--config-file"), True, _RAW_TASK),
+        Refusal(("--ingest-task",), True, _RAW_TASK),
+        Refusal(("--no-track-file-attrs",), False,
+                "skybutler records every stored file's size and checksum (verify and get rely on them); a "
+                "repository made with 'skybutler create --checksum none' records no checksum"),
+        Refusal(("--fail-fast",), False,
+                "every file that can go in does, and each one that cannot is listed with its reason (exit "
+                "status 1) and stays where it was"),
+        Refusal(("--update-records",), False, _NO_UPDATE),
+        Refusal(("--no-skip-existing",), False,
+                "a raw already ingested (the same file, the same deterministic dataset ID) is listed as such, "
+                "never an error"),
+        Refusal(("--search-indexes",), False, "skybutler reads each file's header; it reads no index files"),
+    ),
+    "define-visits": (
+        Refusal(("-C", "--config-file"), True,
+                "skybutler defines one visit per science exposure, with no task configuration; --exposure and "
+                "--where choose the exposures"),
+        Refusal(("--update-records",), False, _NO_UPDATE),
+    ),
+    "write-curated-calibrations": tuple(
+        Refusal((spelling,), True,
+                "skybutler ingests a DIRECTORY of curated calibration files into RUNs "
+                "<collection>/curated/<valid start>; --collection names the CALIBRATION collection")
+        for spelling in ("--label", "--prefix")),
+}
+
+#: Rubin flags skybutler takes and needs nothing for: what each asks for is what it always does.
+TAKEN: dict[str, tuple[str, ...]] = {
+    "ingest-raws": ("--track-file-attrs", "--skip-existing", "--no-update-records", "--no-search-indexes"),
+    "define-visits": ("--no-update-records", "--incremental", "--no-incremental"),
 }
 
 
@@ -99,8 +143,13 @@ def is_refusal(param: click.Parameter) -> bool:
 
 
 def add_refusals(command: click.Command) -> None:
-    """Give ``command`` a hidden option for each Rubin option it refuses (once)."""
+    """Give ``command`` a hidden option for each Rubin option it refuses (once), and a hidden flag
+    doing nothing for each it takes as a no-op."""
     taken = {opt for param in command.params for opt in param.opts + getattr(param, "secondary_opts", [])}
+    for number, spelling in enumerate(TAKEN.get(str(command.name), ())):
+        if spelling not in taken:
+            command.params.append(click.Option([spelling, f"rubin_taken_{number}"], is_flag=True, hidden=True,
+                                               expose_value=False))
     for number, refusal in enumerate(REFUSED.get(str(command.name), ())):
         if taken.isdisjoint(refusal.spellings):
             command.params.append(click.Option(
