@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from conftest import S3_ENDPOINT
 from skybutler.cli.main import cli
+from skybutler.datastore.copy_scratch import copy_out_into
 from skybutler.datastore.local_files import download_new_file
 
 
@@ -74,15 +75,15 @@ def test_a_download_cut_short_leaves_nothing_under_the_final_name(tmp_path):
     def cut() -> None:
         raise ConnectionError("the connection dropped")
 
-    with pytest.raises(ConnectionError):
-        download_new_file(_Fetching(cut), "bucket/key", str(tmp_path / "f.json"))
+    with pytest.raises(ConnectionError), copy_out_into(tmp_path) as journal:
+        download_new_file(_Fetching(cut), "bucket/key", str(tmp_path / "f.json"), journal)
     assert os.listdir(tmp_path) == []
 
 
 def test_a_file_placed_during_the_download_is_kept(tmp_path):
     target = tmp_path / "f.json"
-    with pytest.raises(FileExistsError):
-        download_new_file(_Fetching(lambda: target.write_bytes(b"theirs")), "bucket/key", str(target))
+    with pytest.raises(FileExistsError), copy_out_into(tmp_path) as journal:
+        download_new_file(_Fetching(lambda: target.write_bytes(b"theirs")), "bucket/key", str(target), journal)
     assert target.read_bytes() == b"theirs" and os.listdir(tmp_path) == ["f.json"]
 
 
@@ -91,5 +92,6 @@ def test_a_downloaded_file_already_there_is_taken(tmp_path):
     fs.pipe_file("/bucket/key", b"the bytes")
     target = tmp_path / "f.json"
     target.write_bytes(b"the bytes")
-    download_new_file(fs, "/bucket/key", str(target))
+    with copy_out_into(tmp_path) as journal:
+        download_new_file(fs, "/bucket/key", str(target), journal)
     assert target.read_bytes() == b"the bytes" and os.listdir(tmp_path) == ["f.json"]

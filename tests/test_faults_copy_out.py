@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from skybutler import retrieve
 from skybutler.cli.main import cli
 from test_faults import _put_many, template  # noqa: F401 -- template, the fixture, shared
 
@@ -91,7 +92,7 @@ def test_a_killed_retrieve_leaves_each_file_old_or_new_and_whole(repo, tmp_path)
     new = {p: p.read_bytes() for p in out.rglob("*.json")}
     for p in new:
         p.write_bytes(b"old")
-    assert _killed(repo, out, Path, "replace")
+    assert _killed(repo, out, retrieve, "replace_file")
     after = {p: p.read_bytes() for p in out.rglob("*.json") if ".skybutler-retrieve-" not in str(p)}
     assert set(after) == set(new)
     assert all(after[p] in (b"old", new[p]) for p in new), "a file half-written or lost"

@@ -20,12 +20,13 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .datastore.local_files import place_new_file
+from .datastore.local_files import make_directories, write_chunks_new_file
 from .datastore.reading import export_path
 from .errors import SkybutlerError
 
 if TYPE_CHECKING:
     from .butler import Butler
+    from .datastore.copy_scratch import ScratchJournal
     from .dimensions import DimensionRecord
     from .models import DatasetRef, StoredArtifact
 
@@ -65,15 +66,16 @@ class LocalSource:
         """Around a pass that reads each row once (an export): the database keeps a small cache."""
         return self._butler.registry.db.small_cache()
 
-    def place(self, ref: DatasetRef, artifact: StoredArtifact, directory: str | Path, transfer: str = "copy",
-              suffix: str | None = None) -> str:
-        """Copy (or link) the file under ``directory``; returns its path there."""
-        return self._butler.datastore.export_artifact(artifact, directory, transfer, suffix=suffix)
+    def place(self, ref: DatasetRef, artifact: StoredArtifact, directory: str | Path, journal: ScratchJournal,
+              transfer: str = "copy", suffix: str | None = None) -> str:
+        """Copy (or link) the file under ``directory`` (a copy through a scratch file ``journal``
+        records); returns its path there."""
+        return self._butler.datastore.export_artifact(artifact, directory, journal, transfer, suffix=suffix)
 
     def place_many(self, items: Sequence[tuple[DatasetRef, StoredArtifact]], directory: str | Path,
-                   transfer: str = "copy", suffix: str | None = None) -> list[str]:
+                   journal: ScratchJournal, transfer: str = "copy", suffix: str | None = None) -> list[str]:
         """:meth:`place` of each (ref, artifact), in order."""
-        return [self.place(ref, artifact, directory, transfer, suffix) for ref, artifact in items]
+        return [self.place(ref, artifact, directory, journal, transfer, suffix) for ref, artifact in items]
 
     def records(self) -> Iterator[tuple[str, list[DimensionRecord]]]:
         """The records noted so far (and those they imply), element by element in dependency order,
@@ -147,20 +149,20 @@ class RemoteSource:
                     kept.setdefault(record.identity, record)
         return out
 
-    def place(self, ref: DatasetRef, artifact: StoredArtifact, directory: str | Path, transfer: str = "copy",
-              suffix: str | None = None) -> str:
-        """Download the file to its export path under ``directory`` (a partial download never
-        stands under the final name)."""
+    def place(self, ref: DatasetRef, artifact: StoredArtifact, directory: str | Path, journal: ScratchJournal,
+              transfer: str = "copy", suffix: str | None = None) -> str:
+        """Download the file to its export path under ``directory`` (through a scratch file
+        ``journal`` records: a partial download never stands under the final name)."""
         _copy_only(transfer)
-        return _write(ref, artifact, directory, suffix,
+        return _write(ref, artifact, directory, suffix, journal,
                       self._transport.download_chunks(ref, self._urls.get(ref.id)))
 
     def place_many(self, items: Sequence[tuple[DatasetRef, StoredArtifact]], directory: str | Path,
-                   transfer: str = "copy", suffix: str | None = None) -> list[str]:
+                   journal: ScratchJournal, transfer: str = "copy", suffix: str | None = None) -> list[str]:
         """Download the files: each from its pre-signed URL, the others a chunk of datasets at a
         time in one response of the server's ``export/files`` route."""
         _copy_only(transfer)
-        out = {ref.id: self.place(ref, artifact, directory, transfer, suffix)
+        out = {ref.id: self.place(ref, artifact, directory, journal, transfer, suffix)
                for ref, artifact in items if self._urls.get(ref.id)}
         from .repository_transfer import CHUNK
 
@@ -171,7 +173,7 @@ class RemoteSource:
                 if name not in wanted:
                     raise SkybutlerError(f"the server sent a file that was not asked for ({name[:40]!r})")
                 ref, artifact = wanted.pop(name)
-                out[ref.id] = _write(ref, artifact, directory, suffix, pieces)
+                out[ref.id] = _write(ref, artifact, directory, suffix, journal, pieces)
             if wanted:
                 raise SkybutlerError(f"the server's answer was cut short: {len(wanted)} file(s) did not come")
         return [out[ref.id] for ref, _ in items]
@@ -238,29 +240,17 @@ def _copy_only(transfer: str) -> None:
 
 
 def _write(ref: DatasetRef, artifact: StoredArtifact, directory: str | Path, suffix: str | None,
-           chunks: Iterator[bytes]) -> str:
+           journal: ScratchJournal, chunks: Iterator[bytes]) -> str:
     """A downloaded file at its export path under ``directory``, checked whole (a partial
     download never stands under the final name); returns that path."""
     relative = export_path(artifact.path, suffix)
     target = os.path.join(directory, relative)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    head, name = os.path.split(target)
-    partial = os.path.join(head, f".{name}.{uuid.uuid4().hex}.download")  # hidden, and made new: none of theirs
     try:
-        with open(partial, "xb") as out:
-            for chunk in chunks:
-                out.write(chunk)
-        if os.path.getsize(partial) != artifact.size:
-            raise SkybutlerError(f"the download of {ref} was cut short ({os.path.getsize(partial)} of "
-                                 f"{artifact.size} bytes)")
-        place_new_file(partial, target)
+        make_directories(os.path.dirname(target))
+        write_chunks_new_file(chunks, target, artifact.size, journal, str(ref))
     except FileExistsError:  # never replaced: taken only if it holds these very bytes (an export run again)
         raise SkybutlerError(f"{target} is already there, and is not {artifact.path}: export into an empty "
                              "directory (nothing there was changed)") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(partial)
-        raise
     return relative
 
 

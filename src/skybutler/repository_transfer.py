@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .butler import Butler
+from .datastore.copy_scratch import ScratchJournal, copy_out_into
 from .datastore.transfer import ingest_files
 from .dimensions import DataCoordinate, DimensionRecord
 from .dimensions import regions as sky
@@ -174,10 +175,10 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
     if hasattr(refs, "streaming"):  # a query's results: read batch by batch, never whole
         refs.streaming = True
     with open(directory / DATASETS_FILE, "w") as out, open(directory / RECORDS_FILE, "w") as records_out, \
-            files.reading_once(), TakenIds(directory) as seen:
+            files.reading_once(), TakenIds(directory) as seen, copy_out_into(directory) as journal:
         for chunk in _chunks(refs, CHUNK):
-            count += _export_chunk(files, seen.new(chunk), directory, transfer, out, records_out, types, runs,
-                                   progress and (lambda done, base=count: progress(base + done, total)))
+            count += _export_chunk(files, seen.new(chunk), directory, journal, transfer, out, records_out, types,
+                                   runs, progress and (lambda done, base=count: progress(base + done, total)))
             del chunk  # not held while the next chunk is read
     manifest = {"format_version": FORMAT_VERSION, "universe": [butler.universe.name, butler.universe.version],
                 "dataset_types": list(types.values()), "runs": sorted(runs), "datasets": count,
@@ -186,8 +187,9 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
     return count
 
 
-def _export_chunk(files: Any, chunk: list[DatasetRef], directory: Path, transfer: str, out: Any, records_out: Any,
-                  types: dict[str, dict[str, Any]], runs: set[str], progress: Callable[[int], None] | None) -> int:
+def _export_chunk(files: Any, chunk: list[DatasetRef], directory: Path, journal: ScratchJournal, transfer: str,
+                  out: Any, records_out: Any, types: dict[str, dict[str, Any]], runs: set[str],
+                  progress: Callable[[int], None] | None) -> int:
     """Copy one chunk's files, write its datasets' lines and then the records they need that were
     not written before; returns how many datasets it wrote.  Its own function, so that nothing
     of a chunk (refs, artifact records, lines) is still held while the next one is read."""
@@ -196,7 +198,7 @@ def _export_chunk(files: Any, chunk: list[DatasetRef], directory: Path, transfer
         if ref.id not in artifacts:
             raise SkybutlerError(f"dataset {ref} has no stored artifact to export")
     refuse_shared({ref: artifacts[ref.id] for ref in chunk}, "exporting (or transferring)")
-    paths = files.place_many([(ref, artifacts[ref.id]) for ref in chunk], directory, transfer)
+    paths = files.place_many([(ref, artifacts[ref.id]) for ref in chunk], directory, journal, transfer)
     lines = []
     for ref, path in zip(chunk, paths):
         artifact = artifacts[ref.id]

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import posixpath
 import re
-import tempfile
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .datastore.copy_scratch import copy_out_into
+from .datastore.local_files import replace_file
 from .errors import DatasetNotFoundError, SkybutlerError
 from .formats import get_formatter
 from .repository_transfer import CHUNK
@@ -109,17 +110,15 @@ def retrieve_artifacts(butler: Butler, refs: Iterable[DatasetRef], destination: 
             raise SkybutlerError(f"{destination / present[0]} already exists ({len(present)} file(s) in the way); "
                                  "replace them with overwrite=True (--clobber on the command line)")
     written = []
-    destination.mkdir(parents=True, exist_ok=True)
     # Copied into a hidden directory first, then renamed: a copy cut short leaves no half-written
-    # file under a final name.
-    with tempfile.TemporaryDirectory(prefix=".skybutler-retrieve-", dir=destination) as tmp:
-        staging = Path(tmp)
-        placed = files.place_many([(ref, artifacts[ref.id]) for ref in refs], staging)
+    # file under a final name, and the journal of the copy out proves the directory its own (the next
+    # copy out into ``destination`` removes it if this one is killed).
+    with copy_out_into(destination) as journal:
+        staging = journal.new_directory(destination, ".skybutler-retrieve-")
+        placed = files.place_many([(ref, artifacts[ref.id]) for ref in refs], staging, journal)
         for number, ref in enumerate(refs):  # (``zip`` is an argument here)
-            relative = placed[number]
             target = destination / places[ref.id]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            (staging / relative).replace(target)
+            replace_file(staging / placed[number], target)
             written.append(target)
     return written
 

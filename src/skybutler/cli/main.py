@@ -81,6 +81,7 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     'transfer': ('maintenance_commands', 'Copy datasets from repository SOURCE to TARGET (any stacks), IDs preserved.'),
     'transfer-datasets': ('maintenance_commands', 'Copy datasets from repository SOURCE to TARGET (any stacks), IDs preserved.'),
     'verify': ('maintenance_commands', 'Report registry rows without files and files without rows (and, with --checksums, files whose content changed); exit 1 while any remain.'),
+    'clean-copy-out': ('maintenance_commands', 'Remove the scratch files killed copy outs (export, retrieve-artifacts) left in DIRECTORY.'),
     'migrate': ('maintenance_commands', "Upgrade an older repository's registry schema to this skybutler's version."),
     'qgraph': ('pipeline_commands', 'Build the quantum graph of PIPELINE (a YAML file, FILE#subset selects labels) over the inputs.'),
     'run': ('pipeline_commands', 'Run PIPELINE over the inputs into OUTPUT; failed quanta are listed and recorded, and the exit status is 1 if any quantum failed or was blocked.'),

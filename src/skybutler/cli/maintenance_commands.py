@@ -9,6 +9,7 @@ import click
 
 from ..butler import Butler
 from ..config import RepoConfig
+from ..datastore.copy_scratch import remove_abandoned
 from ..datastore.transfer import TRANSFER_MODES
 from ..interchange import export_rubin
 from ..models import DatasetRef
@@ -274,6 +275,19 @@ def _print_report(report) -> None:
          + (f" ({len(report.in_flight)} file(s) of writers at work)" if report.in_flight else ""))
 
 
+@click.command("clean-copy-out")
+@click.argument("directory", type=click.Path(file_okay=False))
+def clean_copy_out_command(directory: str) -> None:
+    """Remove the scratch files killed copy outs (export, retrieve-artifacts) left in DIRECTORY.
+
+    Exactly those their journals prove they made: a person's file is never touched, whatever its
+    name, nor a copy out's still running.  The next copy out into DIRECTORY does the same by itself."""
+    removed = remove_abandoned(directory)
+    for path in removed:
+        click.echo(f"removed {path}")
+    info(f"removed {len(removed)} scratch file(s) or director(ies) of killed copy outs from {directory}")
+
+
 @click.command("migrate")
 @click.argument("repo")
 def migrate_command(repo: str) -> None:
@@ -291,4 +305,4 @@ def migrate_command(repo: str) -> None:
 
 
 COMMANDS = (export_command, import_command, transfer_command, transfer_datasets_command, verify_command,
-            migrate_command)
+            clean_copy_out_command, migrate_command)

@@ -12,8 +12,14 @@ import errno
 import filecmp
 import functools
 import os
-import uuid
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DatastoreError
+from ..faults import crash_point
+
+if TYPE_CHECKING:
+    from .copy_scratch import ScratchJournal
 
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
@@ -44,44 +50,82 @@ def write_new_file(path: str, data: bytes) -> None:
     os.close(fd)
 
 
-def copy_file(source: str, destination: str) -> None:
-    """Copy ``source`` to the new file ``destination`` (it must not exist) in the kernel
-    (``sendfile``), whatever the size; on failure nothing is left behind.  Spares
-    ``shutil.copyfile``'s same-file checks and file objects: an export copies many small files."""
+def copy_file(source: str, destination: str, journal: ScratchJournal) -> None:
+    """Copy ``source`` to the new file ``destination`` in the kernel (``sendfile``), whatever the
+    size, as :func:`place_new_file` places it: written under a hidden scratch name of its own
+    (journaled in ``journal``, so that a copy killed meanwhile leaves nothing the next copy out
+    does not remove), never half under the final name.  Spares ``shutil.copyfile``'s same-file
+    checks and file objects: an export copies many small files.  FileNotFoundError when the
+    directory is missing."""
     src = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         size = os.fstat(src).st_size
-        dst = os.open(destination, _NEW_FILE_FLAGS, 0o666)
+        partial = journal.new_file(destination)
         try:
-            sent = 0
-            while sent < size:
-                done = os.sendfile(dst, src, sent, size - sent)
-                if done == 0:  # the source shrank meanwhile
-                    break
-                sent += done
+            dst = os.open(partial, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+            try:
+                sent = 0
+                while sent < size:
+                    done = os.sendfile(dst, src, sent, size - sent)
+                    if done == 0:  # the source shrank meanwhile
+                        break
+                    sent += done
+            finally:
+                os.close(dst)
+            crash_point("scratch-filled")
         except BaseException:
-            os.close(dst)
-            os.unlink(destination)
+            os.unlink(partial)
             raise
-        os.close(dst)
+        place_new_file(partial, destination)
     finally:
         os.close(src)
 
 
-def download_new_file(fs: Any, source: str, destination: str) -> None:
+def download_new_file(fs: Any, source: str, destination: str, journal: ScratchJournal) -> None:
     """Download ``source`` from the fsspec file system ``fs`` to ``destination`` as
     :func:`place_new_file` places it: fetched under a hidden scratch name of its own in the same
-    directory (made new first, so fsspec overwrites nothing but it).  FileNotFoundError when the
-    directory is missing."""
-    directory, name = os.path.split(destination)
-    scratch = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.download")
-    os.close(os.open(scratch, _NEW_FILE_FLAGS, 0o666))
+    directory (made new and journaled in ``journal`` first, so fsspec overwrites nothing but it).
+    FileNotFoundError when the directory is missing."""
+    partial = journal.new_file(destination)
     try:
-        fs.get_file(source, scratch)
+        fs.get_file(source, partial)
+        crash_point("scratch-filled")
     except BaseException:
-        os.unlink(scratch)
+        os.unlink(partial)
         raise
-    place_new_file(scratch, destination)
+    place_new_file(partial, destination)
+
+
+def write_chunks_new_file(chunks: Iterable[bytes], destination: str, size: int, journal: ScratchJournal,
+                          what: str) -> None:
+    """``chunks`` (the ``size`` bytes of ``what``, a download) written to the new file
+    ``destination`` as :func:`download_new_file` writes it; DatastoreError naming ``what`` if
+    another number of bytes came (nothing is placed)."""
+    partial = journal.new_file(destination)
+    try:
+        with open(partial, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+                crash_point("scratch-filled")
+            written = out.tell()
+        if written != size:
+            raise DatastoreError(f"the download of {what} was cut short ({written} of {size} bytes)")
+    except BaseException:
+        os.unlink(partial)
+        raise
+    place_new_file(partial, destination)
+
+
+def make_directories(path: str) -> None:
+    """The directory ``path`` and its missing parents (none made if it is there)."""
+    os.makedirs(path, exist_ok=True)
+
+
+def replace_file(source: str | os.PathLike, destination: str | os.PathLike) -> None:
+    """Move ``source`` to ``destination`` in one rename, replacing a file there (making its
+    directory if missing): the old file or the new one stands there, whole, at every moment."""
+    os.makedirs(os.path.dirname(destination), exist_ok=True)
+    os.replace(source, destination)
 
 
 def place_new_file(scratch: str, destination: str) -> None:

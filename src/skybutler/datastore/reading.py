@@ -10,20 +10,22 @@ ranges for downloads, copies out of the repository and presigned URLs.  Mixed in
 
 from __future__ import annotations
 
-import filecmp
 import io
 import os
 import posixpath
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ChecksumMismatchError, DatastoreError, FileNotStoredError, FormatterError, StaleArtifactError
 from ..formats import get_formatter
 from ..models import StoredArtifact
 from .checksums import algorithm_of, stream_checksum, verify
 from .local_files import copy_file, download_new_file
+
+if TYPE_CHECKING:
+    from .copy_scratch import ScratchJournal
 
 #: How much earlier than a record was read a file's inode must have last changed for the file
 #: to be taken as the one the record describes without asking the registry: file times come
@@ -148,28 +150,29 @@ class ArtifactReads:
         fs, full = self._locate(artifact.path)
         return fs.exists(full)
 
-    def export_artifact(self, artifact: StoredArtifact, directory: str | Path, transfer: str = "copy",
-                        suffix: str | None = None) -> str:
+    def export_artifact(self, artifact: StoredArtifact, directory: str | Path, journal: ScratchJournal,
+                        transfer: str = "copy", suffix: str | None = None) -> str:
         """Place a copy (or link) of an artifact under ``directory``; returns its path there.
-        ``suffix`` replaces the file's extension (another butler may insist on its own)."""
+        ``suffix`` replaces the file's extension (another butler may insist on its own).  A copy
+        is written under a scratch name ``journal`` records, then renamed into place."""
         relative = export_path(artifact.path, suffix)
         destination = os.path.join(directory, relative)  # a plain string: pathlib costs more than the copy
         source = self.full_path(artifact.path)
 
         # a file of another file system (an object store) is downloaded, and compared with one already there
-        downloaded = not (transfer in ("symlink", "hardlink") and self.local) and not (
-            self.local and "://" not in artifact.path)
+        linked = transfer in ("symlink", "hardlink") and self.local
+        downloaded = not linked and not (self.local and "://" not in artifact.path)
 
         def place() -> None:
             if downloaded:
                 download_new_file(fsspec_url_to_fs(artifact.path)[0] if "://" in artifact.path else self.fs,
-                                  source, destination)
+                                  source, destination, journal)
+            elif not linked:
+                copy_file(source, destination, journal)
             elif transfer == "symlink":
                 os.symlink(source, destination)
-            elif transfer == "hardlink":
-                os.link(source, destination)
             else:
-                copy_file(source, destination)
+                os.link(source, destination)
 
         try:  # most files go to a directory made for an earlier one: make it only when missing
             try:
@@ -177,8 +180,9 @@ class ArtifactReads:
             except FileNotFoundError:
                 os.makedirs(os.path.dirname(destination), exist_ok=True)
                 place()
-        except FileExistsError:  # never replaced: taken only if it is this very file (an export run again)
-            if downloaded or not _same_content(source, destination, transfer):
+        except FileExistsError:  # never replaced: a copy is taken only if it has these very bytes (an export
+            # run again: see place_new_file), a link only if it is to this very file
+            if not (linked and os.path.exists(destination) and os.path.samefile(source, destination)):
                 raise DatastoreError(f"{destination} is already there, and is not {artifact.path}: export into an "
                                      "empty directory (nothing there was changed)") from None
         return relative
@@ -242,11 +246,3 @@ def export_path(stored: str, suffix: str | None = None) -> str:
         relative = posixpath.splitext(relative)[0] + suffix
     return relative
 
-
-def _same_content(source: str, destination: str, transfer: str) -> bool:
-    """Whether the file at ``destination`` is the one an export would place there from ``source``:
-    a link to it, or a copy with its bytes (an export killed and run again finds its earlier files)."""
-    if transfer in ("symlink", "hardlink"):
-        return os.path.exists(destination) and os.path.samefile(source, destination)
-    return os.path.isfile(destination) and not os.path.islink(destination) and filecmp.cmp(source, destination,
-                                                                                          shallow=False)

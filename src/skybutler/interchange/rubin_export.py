@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-import uuid
 import zipfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..copy_out import source
+from ..datastore.copy_scratch import ScratchJournal, copy_out_into
 from ..dimensions import DimensionRecord
 from ..errors import SkybutlerError
 from ..models import CollectionType, DatasetRef
@@ -200,10 +199,23 @@ def export_rubin(butler: Butler, refs: Iterable[DatasetRef], destination: str | 
                          "records": [_rubin_record(r) for r in sorted(records, key=lambda r: r.identity)]})
     blocks, associations = _collections(butler, collections, refs)
     data += blocks
-    destination.mkdir(parents=True, exist_ok=True)
     by_group: dict[tuple[str, str], list[DatasetRef]] = defaultdict(list)
     for ref in refs:
         by_group[(ref.dataset_type.name, ref.run)].append(ref)
+    with copy_out_into(destination) as journal:
+        _place_groups(butler, files, by_group, artifacts, destination, journal, transfer, data)
+    data += associations
+    document = {"description": "Butler Data Repository Export", "version": FORMAT_VERSION,
+                "universe_version": UNIVERSE[1], "universe_namespace": UNIVERSE[0], "data": data}
+    with (destination / EXPORT_NAME).open("w") as stream:
+        rubin_yaml.dump(document, stream)
+    return len(refs)
+
+
+def _place_groups(butler: Butler, files: LocalSource | RemoteSource, by_group: dict[tuple[str, str], list[DatasetRef]],
+                  artifacts: dict, destination: Path, journal: ScratchJournal, transfer: str,
+                  data: list[dict[str, Any]]) -> None:
+    """Each (dataset type, RUN)'s files placed in ``destination``, and its blocks added to ``data``."""
     typed: set[str] = set()
     for (type_name, run), items in by_group.items():
         dtype = items[0].dataset_type
@@ -216,16 +228,11 @@ def export_rubin(butler: Butler, refs: Iterable[DatasetRef], destination: str | 
         records = []
         for ref in items:
             artifact = artifacts[ref.id]
-            path = files.place(ref, artifact, destination, transfer, suffix=export_suffix(artifact.formatter))
+            path = files.place(ref, artifact, destination, journal, transfer,
+                               suffix=export_suffix(artifact.formatter))
             records.append({"dataset_id": [ref.id], "data_id": [dict(ref.data_id.required)], "path": path,
                             "formatter": export_formatter(artifact.formatter, dtype.storage_class)})
         data.append({"type": "dataset", "dataset_type": type_name, "run": run, "records": records})
-    data += associations
-    document = {"description": "Butler Data Repository Export", "version": FORMAT_VERSION,
-                "universe_version": UNIVERSE[1], "universe_namespace": UNIVERSE[0], "data": data}
-    with (destination / EXPORT_NAME).open("w") as stream:
-        rubin_yaml.dump(document, stream)
-    return len(refs)
 
 
 def _write_zip(butler: Butler, refs: list[DatasetRef], destination: Path, overwrite: bool = False) -> int:
@@ -241,25 +248,22 @@ def _write_zip(butler: Butler, refs: list[DatasetRef], destination: Path, overwr
     for begin in range(0, len(refs), CHUNK):
         artifacts.update(files.artifacts(refs[begin:begin + CHUNK]))
     refuse_shared({r: artifacts[r.id] for r in refs if r.id in artifacts}, "a Rubin export")
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.parent / f".{destination.name}.{uuid.uuid4().hex[:12]}.partial"
-    try:
-        _write_zip_members(butler, files, refs, artifacts, partial)
-        os.replace(partial, destination)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    with copy_out_into(destination.parent) as journal:
+        partial = Path(journal.new_file(str(destination), ".partial"))
+        _write_zip_members(butler, files, refs, artifacts, partial, journal)
+        os.replace(partial, destination)  # (the journal removes the partial zip of a failure)
     return len(refs)
 
 
 def _write_zip_members(butler: Butler, files: LocalSource | RemoteSource, refs: list[DatasetRef], artifacts: dict,
-                       partial: Path) -> None:
-    """The files and the index of a Rubin zip, written to ``partial`` (a new file)."""
+                       partial: Path, journal: ScratchJournal) -> None:
+    """The files and the index of a Rubin zip, written to ``partial`` (a new, empty scratch file of
+    ``journal``), each file copied out into a scratch directory of the journal first."""
     types: dict[str, Any] = {}
     compact: dict[str, Any] = {}
     artifact_map: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix=".rubin-zip-", dir=partial.parent) as tmp, \
-            zipfile.ZipFile(partial, "x", zipfile.ZIP_DEFLATED) as archive:
+    tmp = journal.new_directory(partial.parent, ".rubin-zip-")
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
         for ref in refs:
             artifact = artifacts.get(ref.id)
             if artifact is None:
@@ -271,9 +275,9 @@ def _write_zip_members(butler: Butler, files: LocalSource | RemoteSource, refs: 
                                           "parentStorageClass": None, "isCalibration": dtype.is_calibration})
             compact[str(ref.id)] = {"dataset_type_name": dtype.name, "run": ref.run,
                                     "data_id": dict(ref.data_id.required)}
-            relative = files.place(ref, artifact, Path(tmp), "copy", suffix=export_suffix(artifact.formatter))
+            relative = files.place(ref, artifact, tmp, journal, "copy", suffix=export_suffix(artifact.formatter))
             member = f"{ref.id}-{Path(relative).name}"
-            archive.write(Path(tmp) / relative, member)
+            archive.write(tmp / relative, member)
             artifact_map[member] = {"info": {"formatter": export_formatter(artifact.formatter, dtype.storage_class),
                                              "path": relative, "storage_class": storage_class, "component": None,
                                              "checksum": None, "file_size": artifact.size},
