@@ -30,6 +30,10 @@ the first) it reaches ``<step>``.  Unset, a step costs one comparison.  The step
 - ``publication-partition``: a HATS publication wrote one more partition into its hidden new version
 - ``publication-staged``: a HATS publication's new version is complete on disk, not yet visible
 - ``publication-swapped``: the new version is visible, the old one not yet deleted
+- ``scratch-journaled``: a copy out into a person's directory (export, retrieve-artifacts) journaled one
+  more scratch file or directory, not yet made
+- ``scratch-made``: it made one more (empty) and journaled its inode
+- ``scratch-filled``: one more scratch file holds its bytes (a download in pieces: one more piece)
 """
 
 from __future__ import annotations
