@@ -343,3 +343,39 @@ def test_a_new_chain_whose_children_fail_to_go_in_is_not_left_empty(butler, monk
         assert not again.collections.exists("best")
     butler.collections.set_chain("best", ["run/a"])
     assert butler.collections.get_chain("best") == ("run/a",)
+
+
+def test_a_collections_datasets_and_counts_agree_with_queries(calib):
+    """What the CLI and the web view list a collection's contents by (``refs_in_collection``,
+    ``dataset_counts`` of the registry) against a query of each type in each collection, for
+    RUN, TAGGED and CALIBRATION collections; a bias certified over two ranges counts once."""
+    butler, refs = calib
+    metrics = [put_metric(butler, d, "r1", detector=d) for d in range(3)]
+    butler.collections.associate("t1", metrics[:2] + [refs["old"]])
+    butler.collections.certify("calib", [refs["old"], refs["d2"]], T0, T1)
+    butler.collections.certify("calib", [refs["old"]], T2, T3)
+    butler.collections.register("empty")
+    counts = butler.registry.dataset_counts()
+    for info in butler.collections.query("*"):
+        listed = butler.registry.refs_in_collection(info.name)
+        assert all(ref.artifact is not None for ref in listed)
+        for dtype in ("metrics", "bias"):
+            queried = {r.id for r in butler.query_datasets(dtype, collections=[info.name], find_first=False)}
+            of_type = [r.id for r in butler.registry.refs_in_collection(info.name, dtype)]
+            assert sorted(of_type) == sorted(queried) == sorted(r.id for r in listed if r.dataset_type.name == dtype)
+            assert counts.get((info.name, dtype), 0) == len(queried), (info.name, dtype)
+    assert counts[("calib", "bias")] == 2 and counts[("t1", "metrics")] == 2
+    with pytest.raises(MissingCollectionError):
+        butler.registry.refs_in_collection("nosuch")
+
+
+def test_facts_of_many_are_each_datasets_own(butler):
+    """``facts_of_many`` (the web view's footprints) against each dataset's own facts; a field
+    the storage class does not extract, or a storage class with no datasets, gives none."""
+    refs = butler.put_many("metrics", [({f"k{i}": i for i in range(d + 1)}, {"instrument": "Cam", "visit": 1,
+                                                                            "detector": d}) for d in range(3)])
+    ids = [r.id for r in refs]
+    found = butler.registry.facts_of_many(ids, "Dict", "n_keys")
+    assert found == {r.id: butler.get_metadata(r)["n_keys"] for r in refs} and sorted(found.values()) == [1, 2, 3]
+    assert butler.registry.facts_of_many(ids, "Dict", "no_such_fact") == {}
+    assert butler.registry.facts_of_many(ids, "Image", "region") == {}

@@ -482,9 +482,11 @@ def summarize(demo: Demo) -> None:
     """Every collection and what it holds."""
     b = demo.b
     rows = []
+    held: dict[str, int] = {}
+    for (collection, _), n in b.registry.dataset_counts().items():
+        held[collection] = held.get(collection, 0) + n
     for info in sorted(b.collections.query(), key=lambda c: c.name):
-        contents = (" -> ".join(info.children) if info.children
-                    else f"{len(b.registry.datasets.ids_in_collection(info.name))} dataset(s)")
+        contents = " -> ".join(info.children) if info.children else f"{held.get(info.name, 0)} dataset(s)"
         rows.append((info.name, info.type.value, contents))
     demo.table("collections in the repository", ["name", "type", "holds"], rows)
 

@@ -105,8 +105,8 @@ def expand_collections(butler: Butler, given: Sequence[str]) -> tuple[list[str],
 def refs_in_collection(butler: Butler, collection: str, dataset_type: str | None = None) -> list[DatasetRef]:
     """The datasets a RUN owns or a TAGGED/CALIBRATION collection holds (optionally of one type).
 
-    Goes through the registry until the facade offers a query for it; through a server, a query
-    of every (or the one) dataset type in that collection.
+    Asked of the registry (``Registry.refs_in_collection``) until the facade offers a query for
+    it; through a server, a query of every (or the one) dataset type in that collection.
     """
     if dataset_type is not None:
         butler.get_dataset_type(dataset_type)  # a clear error for an unknown name
@@ -115,8 +115,7 @@ def refs_in_collection(butler: Butler, collection: str, dataset_type: str | None
         types = [dataset_type] if dataset_type is not None else [t.name for t in butler.query_dataset_types()]
         return [ref for name in types for ref in butler.query_datasets(name, collections=[collection],
                                                                        find_first=False)]
-    registry = butler.registry
-    return registry.refs_by_id(registry.datasets.ids_in_collection(collection, dataset_type))
+    return butler.registry.refs_in_collection(collection, dataset_type)
 
 
 # -- output -------------------------------------------------------------------

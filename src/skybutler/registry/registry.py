@@ -274,6 +274,21 @@ class Registry:
         by its collections, judged in the same statement); see :meth:`DatasetStore.owners`."""
         return self.datasets.owners(ids, readable)
 
+    def refs_in_collection(self, collection: str, dataset_type: str | None = None) -> list[DatasetRef]:
+        """The datasets a RUN owns or a TAGGED/CALIBRATION collection holds (of ``dataset_type``
+        only, if given), with their artifacts; an unknown collection or type raises."""
+        return self.datasets.refs_by_id(self.datasets.ids_in_collection(collection, dataset_type))
+
+    def dataset_counts(self) -> dict[tuple[str, str], int]:
+        """(collection, dataset type) -> how many datasets of that type the collection holds, for
+        every RUN, TAGGED and CALIBRATION collection; see :meth:`DatasetStore.counts`."""
+        return self.datasets.counts()
+
+    def facts_of_many(self, ids: Sequence[uuid.UUID], storage_class: str, field: str) -> dict[uuid.UUID, Any]:
+        """One extracted fact (a footprint ``region``, say) of many datasets of one storage class;
+        datasets without it are left out (see :meth:`MetadataStore.field_of_many`)."""
+        return self.metadata.field_of_many(ids, storage_class, field)
+
 
 def read_meta(db: Database) -> dict[str, str]:
     """The skybutler_meta key/values, or {} if the database holds no registry."""

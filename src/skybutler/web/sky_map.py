@@ -321,7 +321,7 @@ def selected_regions(butler: Butler, user: User, kind: str, where: str = "", dat
                 continue
             refs[ref.id] = ref
         storage_class = butler.get_dataset_type(dataset_type).storage_class
-        regions = butler.registry.metadata.field_of_many(list(refs), storage_class, "region")
+        regions = butler.registry.facts_of_many(list(refs), storage_class, "region")
         for ref in refs.values():
             if ref.id in regions:
                 text = " ".join(f"{k}={v}" for k, v in ref.data_id.required.items() if k != "instrument")

@@ -62,12 +62,11 @@ def _visible_counts(butler: Butler, user: User, infos: dict[str, CollectionInfo]
     taken out, counted one by one only where an embargo rule names the type)."""
     check = EmbargoCheck(butler, user) if user.embargoes else None
     out: dict[str, dict[str, int]] = {}
-    for (collection, dtype), n in butler.registry.datasets.counts().items():
+    for (collection, dtype), n in butler.registry.dataset_counts().items():
         if collection not in infos or n == 0:
             continue
         if check is not None and check.applies_to(dtype):
-            refs = butler.registry.refs_by_id(butler.registry.datasets.ids_in_collection(collection, dtype))
-            n = sum(1 for ref in refs if not check.hidden_ref(ref))
+            n = sum(1 for ref in butler.registry.refs_in_collection(collection, dtype) if not check.hidden_ref(ref))
         if n:
             out.setdefault(collection, {})[dtype] = n
     return out
