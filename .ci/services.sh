@@ -9,7 +9,9 @@
 # run as root), a database 'skybutler_test', and moto's S3 server on another free
 # loopback port with a bucket 'skybutler-test'.  Nothing is installed here except
 # PostgreSQL itself, from Debian packages, when no server binaries are found.
-# stop: stops both and deletes DIR.  Safe to call twice or after a failed start.
+# stop: stops both and deletes DIR.  Safe to call twice or after a failed start.  Since both
+# are deleted, env.sh tells the tests so (SKYBUTLER_TEST_THROWAWAY_SERVERS=1): they skip
+# dropping their PostgreSQL schemas and S3 prefixes at the end of the session.
 set -euo pipefail
 
 cmd=${1:?usage: services.sh start|stop DIR [MOTO_SERVER]}
@@ -110,6 +112,7 @@ export AWS_ACCESS_KEY_ID=testing
 export AWS_SECRET_ACCESS_KEY=testing
 export AWS_DEFAULT_REGION=us-east-1
 export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$s3_port
+export SKYBUTLER_TEST_THROWAWAY_SERVERS=1
 EOF
     log "ready: source $dir/env.sh"
 }
