@@ -22,10 +22,13 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import AccessError, AuthenticationError, QuotaExceededError
 from .registry.access_store import AccessStore, EmbargoRow, TokenRow
+
+if TYPE_CHECKING:
+    from .butler import Butler
 
 LEVELS = ("read", "write", "admin")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}")
@@ -149,6 +152,12 @@ class Access:
         self._checked = -float("inf")  # time.monotonic() of the last look-up
         self._tokens: dict[str, TokenRow] = {}  # sha256 of a verified token -> its row
         self._users: dict[str, User] = {}
+
+    @classmethod
+    def of(cls, butler: Butler, *, recheck_seconds: float = 0.0) -> Access:
+        """The access of ``butler``'s repository over that butler's own registry, so that a quota
+        check and its lock (:meth:`check_quota_locked`) are in that butler's transaction."""
+        return cls(butler.registry.access, recheck_seconds=recheck_seconds)
 
     def _current(self) -> int | None:
         """Forget what was cached if the access tables changed since (in any process); returns
@@ -308,9 +317,9 @@ class Access:
     def check_quota(self, run: str, new_bytes: int, new_datasets: int) -> None:
         """QuotaExceededError if writing this much into ``run`` would take its user's or group's
         area over its quota (RUNs outside ``u/`` and ``g/`` have none), the room other writes
-        hold (:meth:`reserving`) counted as used.  Call it inside the write's own transaction
-        after :meth:`AccessStore.lock_area` of that transaction's registry, so that no other
-        write into the area can come between the check and the commit."""
+        hold (:meth:`reserving`) counted as used.  A write calls :meth:`check_quota_locked`,
+        which locks the area first, so that no other write into it comes between the check and
+        the commit."""
         area = quota_area(run)
         if area is None:
             return
@@ -324,6 +333,17 @@ class Access:
                 writing = f" ({held[what]} more held by writes under way)" if held[what] else ""
                 raise QuotaExceededError(f"{shown} holds {used[what]} {what} of its quota of {limit}{writing}; "
                                          f"this write of {new} more is refused")
+
+    def check_quota_locked(self, run: str, new_bytes: int, new_datasets: int) -> None:
+        """:meth:`check_quota` with ``run``'s quota area locked until the current write transaction
+        ends: called inside the write's own transaction, no other write into the area comes
+        between the check and the commit (two uploads at once cannot both pass a check only one
+        of them fits)."""
+        area = quota_area(run)
+        if area is None:
+            return
+        self.store.lock_area("/".join(area))
+        self.check_quota(run, new_bytes, new_datasets)
 
     @contextlib.contextmanager
     def reserving(self, sizes: Mapping[str, tuple[int, int]], seconds: float = 3600.0) -> Iterator[None]:

@@ -87,7 +87,7 @@ class Administration:
     def __init__(self, butler: Butler, access: Access | None = None, caller: User | None = None,
                  clock: Callable[[], float] = time.time):
         self._butler = butler
-        self._access = access if access is not None else Access(butler.registry.access)
+        self._access = access if access is not None else Access.of(butler)
         self._store = self._access.store
         self._caller = caller
         self._actor = caller.name if caller is not None else LOCAL_ACTOR

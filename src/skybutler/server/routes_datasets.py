@@ -205,14 +205,12 @@ async def _body(request: Request) -> bytes:
 def _within_quota(state: ServerState, butler: Butler, run: str, new_bytes: int, new_datasets: int) -> Iterator[None]:
     """The quota check and the write in one transaction, the area locked: two uploads at once
     cannot both pass a check that only one of them fits."""
-    area = quota_area(run)
-    if area is None:
+    if quota_area(run) is None:
         yield
         return
     with butler.transaction():
-        butler.registry.access.lock_area("/".join(area))
         # the usage is read in the write's own transaction: a batch's earlier writes count too
-        Access(butler.registry.access).check_quota(run, new_bytes, new_datasets)
+        Access.of(butler).check_quota_locked(run, new_bytes, new_datasets)
         yield
 
 

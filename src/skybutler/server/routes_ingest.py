@@ -134,12 +134,10 @@ def _quota_check(butler: Butler, run: str, tree: UploadedTree, names: dict[str, 
     """The check of the files still to store against ``run``'s area quota, the area locked until
     the commit (so two uploads at once cannot both pass a check only one fits)."""
     def check(todo: list[tuple[Path, Any]]) -> None:
-        area = quota_area(run)
-        if area is None or not todo:
+        if quota_area(run) is None or not todo:
             return
-        butler.registry.access.lock_area("/".join(area))
         size = sum(tree.sizes[names[str(path)]] for path, _ in todo)
-        Access(butler.registry.access).check_quota(run, size, len(todo))
+        Access.of(butler).check_quota_locked(run, size, len(todo))
 
     return check
 

@@ -136,4 +136,4 @@ def within_quotas(butler: Any, planned: Any) -> Any:
     """Room for the bytes each RUN of a user's or group's area gets back, checked and held in one
     transaction before the replay (whose own writes then take their transactions): two
     recomputes at once cannot both pass a check only one of them fits."""
-    return Access(butler.registry.access).reserving({run: (size, 0) for run, size in _runs(butler, planned).items()})
+    return Access.of(butler).reserving({run: (size, 0) for run, size in _runs(butler, planned).items()})

@@ -226,11 +226,10 @@ def _import(state: ServerState, user: User, tree: UploadedTree, skip_existing: b
                 if area is not None and dataset_id not in present:
                     usage[area][0] += tree.sizes.get(entry["path"], 0)
                     usage[area][1] += 1
+        quota = Access.of(butler)
         for area, (size, count) in sorted(usage.items()):
-            butler.registry.access.lock_area("/".join(area))
             # the check reads the area of a RUN: any RUN of it will do
-            Access(butler.registry.access).check_quota(f"{'u' if area[0] == 'user' else 'g'}/{area[1]}/import",
-                                                       size, count)
+            quota.check_quota_locked(f"{'u' if area[0] == 'user' else 'g'}/{area[1]}/import", size, count)
         imported = import_datasets(butler, tree.root, "move", skip_existing)
     return {"imported": imported, "datasets": total}
 

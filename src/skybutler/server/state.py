@@ -76,7 +76,7 @@ class ServerState:
         first = Butler(self.root)
         self.universe = first.universe
         self.universe_source = first.config.universe
-        self.access = Access(first.registry.access, recheck_seconds=self.settings.access_recheck_seconds)
+        self.access = Access.of(first, recheck_seconds=self.settings.access_recheck_seconds)
         #: where the server keeps things, longest first: an error message names none of them to a client
         self.private_paths = sorted({str(p).rstrip("/") for p in (first.datastore.root_uri, first.datastore.root,
                                                                   self.root) if p}, key=len, reverse=True)
