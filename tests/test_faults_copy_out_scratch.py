@@ -187,3 +187,50 @@ def test_a_running_copy_outs_scratch_is_left_alone(tmp_path):
         with copy_scratch.copy_out_into(tmp_path):
             assert os.path.exists(partial)
     assert os.listdir(tmp_path) == []  # each removed its own scratch and journal when done
+
+
+def _journal(root: Path, *entries: dict, token: str = "a" * 32) -> Path:
+    """A journal of a dead copy out (no process holds it) with these entries after its header."""
+    path = root / f"{copy_scratch.JOURNAL_PREFIX}{token}{copy_scratch.JOURNAL_SUFFIX}"
+    header = {"skybutler": copy_scratch.MARK, "version": 1, "token": token, "pid": 1, "host": "h"}
+    path.write_text("".join(json.dumps(e) + "\n" for e in (header, *entries)))
+    return path
+
+
+def _made(root: Path, relative: str) -> list[dict]:
+    info = os.lstat(root / relative)
+    return [{"intent": relative, "kind": "file"}, {"made": relative, "dev": info.st_dev, "ino": info.st_ino}]
+
+
+def test_only_the_proven_scratch_of_a_dead_journal_is_removed(tmp_path):
+    root = tmp_path / "out"
+    (root / "sub").mkdir(parents=True)
+    ours = root / "sub" / f".f.json.{HEX}.download"
+    ours.write_bytes(b"half")
+    empty = root / f".g.json.{'1' * 32}.download"
+    empty.write_bytes(b"")
+    outside = tmp_path / ".outside"
+    outside.write_bytes(b"a file outside the directory copied into")
+    visible = root / "visible.json"
+    visible.write_bytes(b"a file under a name skybutler never gives its scratch")
+    linked = root / f".l.json.{HEX}.download"
+    linked.symlink_to(visible)
+    journal = _journal(root, *_made(root, f"sub/{ours.name}"), {"intent": empty.name, "kind": "file"},
+                       *_made(root, "../.outside"), *_made(root, str(outside)), *_made(root, visible.name),
+                       *_made(root, linked.name), {"made": ["not", "a", "path"]}, "not an entry",
+                       {"intent": f".h.{HEX}", "kind": "file"}, {"made": f".h.{HEX}", "dev": "x", "ino": None})
+    assert sorted(copy_scratch.remove_abandoned(root)) == sorted([str(ours), str(empty)])
+    assert not journal.exists()
+    assert outside.read_bytes().startswith(b"a file outside") and visible.exists() and linked.is_symlink()
+
+
+def test_a_journal_not_skybutlers_is_left_alone(tmp_path):
+    mine = tmp_path / f".f.json.{HEX}.download"
+    mine.write_bytes(b"")
+    token = "b" * 32
+    forged = _journal(tmp_path, {"intent": mine.name, "kind": "file"}, token=token)
+    forged.write_text(forged.read_text().replace(copy_scratch.MARK, "something else"))
+    wrong_token = _journal(tmp_path, {"intent": mine.name, "kind": "file"}, token="c" * 32)
+    wrong_token.write_text(wrong_token.read_text().replace("c" * 32, "d" * 32, 1))
+    assert copy_scratch.remove_abandoned(tmp_path) == []
+    assert mine.exists() and forged.exists() and wrong_token.exists()

@@ -45,6 +45,9 @@ from pathlib import Path
 
 from ..faults import crash_point
 
+#: A text as a JSON string (the journal's lines are written without building dicts: many a second).
+_quoted = json.encoder.encode_basestring_ascii
+
 #: A journal's name: ``.skybutler-copy-out.<32 hex digits>.journal`` in the root.
 JOURNAL_PREFIX, JOURNAL_SUFFIX = ".skybutler-copy-out.", ".journal"
 #: The first field of a journal's first line, naming what wrote it.
@@ -60,6 +63,11 @@ class ScratchJournal:
 
     def __init__(self, root: str | Path):
         self.root = os.path.abspath(root)
+        #: How a path inside the root begins, as the caller spells the root and absolute.
+        self._prefixes = tuple({os.path.join(str(root), ""), os.path.join(self.root, "")})
+        #: The scratch journaled and not yet known gone, by path (few at a time): its kind, and its
+        #: (device, inode) once made.
+        self._outstanding: dict[str, tuple[str, tuple[int, int] | None]] = {}
         remove_abandoned(self.root)
         self.token = uuid.uuid4().hex
         self.path = os.path.join(self.root, f"{JOURNAL_PREFIX}{self.token}{JOURNAL_SUFFIX}")
@@ -68,7 +76,7 @@ class ScratchJournal:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             header = {"skybutler": MARK, "version": 1, "token": self.token, "pid": os.getpid(),
                       "host": socket.gethostname(), "boot_id": _boot_id(), "started": time.time()}
-            self._append(header)
+            os.write(self._fd, (json.dumps(header) + "\n").encode())
             os.fsync(self._fd)
             _fsync_directory(self.root)
         except BaseException:
@@ -79,31 +87,49 @@ class ScratchJournal:
     def new_file(self, destination: str, suffix: str = ".download") -> str:
         """A new, empty scratch file beside ``destination`` (``.<name>.<hex>.download``), journaled;
         returns its path.  FileNotFoundError if the directory is missing."""
-        head, name = os.path.split(destination)
-        path = os.path.join(head, f".{name}.{uuid.uuid4().hex}{suffix}")
-        relative = self._intent(path, "file")
-        fd = os.open(path, _FLAGS, 0o666)
-        try:
-            self._made(relative, os.fstat(fd))
-        finally:
-            os.close(fd)
+        path, fd = self.open_new_file(destination, suffix)
+        os.close(fd)
         return path
+
+    def open_new_file(self, destination: str, suffix: str = ".download") -> tuple[str, int]:
+        """:meth:`new_file`, and a descriptor of it open for writing (close it)."""
+        head, name = os.path.split(destination)
+        path = os.path.join(head, f".{name}.{os.urandom(16).hex()}{suffix}")
+        relative = self._intent(path, "file")
+        try:
+            fd = os.open(path, _FLAGS, 0o666)
+        except OSError:  # its directory is missing: nothing made
+            self.gone(path)
+            raise
+        try:
+            self._made(path, relative, "file", os.fstat(fd))
+        except BaseException:
+            os.close(fd)
+            raise
+        return path, fd
 
     def new_directory(self, parent: str | Path, prefix: str) -> Path:
         """A new, empty scratch directory inside ``parent`` (``<prefix><hex>``, the prefix starting
         with a dot), journaled."""
-        path = os.path.join(parent, f"{prefix}{uuid.uuid4().hex}")
+        path = os.path.join(parent, f"{prefix}{os.urandom(16).hex()}")
         relative = self._intent(path, "directory")
         os.mkdir(path, 0o700)
-        self._made(relative, os.lstat(path))
+        self._made(path, relative, "directory", os.lstat(path))
         return Path(path)
+
+    def gone(self, path: str) -> None:
+        """Note that the scratch ``path`` is no more (moved into place, or removed)."""
+        self._outstanding.pop(path, None)
 
     def close(self) -> None:
         """Remove what scratch of this copy out is left (one that failed), then the journal."""
         if self._fd < 0:
             return
         try:
-            _settle(self.root, self.path, self._fd)
+            for path, (kind, inode) in reversed(self._outstanding.items()):
+                _remove_proven(path, kind, inode)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
         finally:
             os.close(self._fd)
             self._fd = -1
@@ -115,19 +141,20 @@ class ScratchJournal:
         self.close()
 
     def _intent(self, path: str, kind: str) -> str:
-        relative = os.path.relpath(path, self.root)
+        relative = next((path[len(p):] for p in self._prefixes if path.startswith(p)), None)
+        if relative is None or os.path.normpath(relative) != relative or relative.startswith(".."):
+            relative = os.path.relpath(path, self.root)
         if relative.startswith(".." + os.sep) or relative == ".." or not os.path.basename(path).startswith("."):
             raise ValueError(f"scratch {path} is not a hidden name inside {self.root}")
-        self._append({"intent": relative, "kind": kind})
+        self._outstanding[path] = (kind, None)
+        os.write(self._fd, f'{{"intent": {_quoted(relative)}, "kind": "{kind}"}}\n'.encode())
         crash_point("scratch-journaled")
         return relative
 
-    def _made(self, relative: str, info: os.stat_result) -> None:
-        self._append({"made": relative, "dev": info.st_dev, "ino": info.st_ino})
+    def _made(self, path: str, relative: str, kind: str, info: os.stat_result) -> None:
+        self._outstanding[path] = (kind, (info.st_dev, info.st_ino))
+        os.write(self._fd, f'{{"made": {_quoted(relative)}, "dev": {info.st_dev}, "ino": {info.st_ino}}}\n'.encode())
         crash_point("scratch-made")
-
-    def _append(self, entry: dict) -> None:
-        os.write(self._fd, (json.dumps(entry) + "\n").encode())
 
 
 @contextlib.contextmanager
@@ -174,7 +201,7 @@ def _writer_dead(fd: int) -> bool:
     except OSError as err:
         if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
             raise
-    header = _header(_lines(fd))  # no flock on this file system: the process's identity decides
+    header = _header(next(_entries(fd), None))  # no flock on this file system: the process's identity decides
     if header is None or header.get("host") != socket.gethostname():
         return False
     return header.get("boot_id") != _boot_id() or not _alive(int(header.get("pid", 0)))
@@ -191,23 +218,34 @@ def _still_named(fd: int, path: str) -> bool:
 
 def _settle(root: str, path: str, fd: int) -> list[str]:
     """Remove the scratch the held journal ``path`` (open as ``fd``) proves made and still there,
-    then the journal, if it is one of skybutler's (else nothing is touched)."""
-    lines = _lines(fd)
-    header = _header(lines)
+    then the journal, if it is one of skybutler's (else nothing is touched).  Read as a stream: a
+    file's intent and its inode are adjacent lines, so memory holds the few intents not yet made."""
+    entries = _entries(fd)
+    header = _header(next(entries, None))
     if header is None or not path.endswith(f"{JOURNAL_PREFIX}{header['token']}{JOURNAL_SUFFIX}"):
         return []
-    made: dict[str, tuple[str, int, int] | None] = {}
-    kinds: dict[str, str] = {}
-    for entry in lines[1:]:
-        if isinstance(entry, dict) and isinstance(entry.get("intent"), str):
-            kinds[entry["intent"]] = "directory" if entry.get("kind") == "directory" else "file"
-            made.setdefault(entry["intent"], None)
-        elif isinstance(entry, dict) and entry.get("made") in kinds:
-            made[entry["made"]] = (kinds[entry["made"]], int(entry["dev"]), int(entry["ino"]))
     removed = []
-    for relative in reversed(list(made)):
+    intents: dict[str, str] = {}  # journaled, not yet made: their kind
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        relative, made = entry.get("intent"), entry.get("made")
+        if isinstance(relative, str):
+            intents[relative] = "directory" if entry.get("kind") == "directory" else "file"
+            continue
+        if not isinstance(made, str) or made not in intents:
+            continue
+        kind = intents.pop(made)
+        try:
+            inode = (int(entry["dev"]), int(entry["ino"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+        scratch = _inside(root, made)
+        if scratch is not None and _remove_proven(scratch, kind, inode):
+            removed.append(scratch)
+    for relative, kind in reversed(intents.items()):
         scratch = _inside(root, relative)
-        if scratch is not None and _remove_proven(scratch, kinds[relative], made[relative]):
+        if scratch is not None and _remove_proven(scratch, kind, None):
             removed.append(scratch)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
@@ -223,7 +261,7 @@ def _inside(root: str, relative: str) -> str | None:
     return os.path.join(root, relative)
 
 
-def _remove_proven(path: str, kind: str, inode: tuple[str, int, int] | None) -> bool:
+def _remove_proven(path: str, kind: str, inode: tuple[int, int] | None) -> bool:
     """Remove ``path`` if it is the scratch made (the recorded inode), or, recorded as an intent
     only, an empty file or directory of that kind.  True if removed."""
     try:
@@ -233,7 +271,7 @@ def _remove_proven(path: str, kind: str, inode: tuple[str, int, int] | None) -> 
     is_file, is_directory = stat.S_ISREG(info.st_mode), stat.S_ISDIR(info.st_mode)
     if not (is_file if kind == "file" else is_directory):
         return False
-    if inode is not None and (info.st_dev, info.st_ino) != inode[1:]:
+    if inode is not None and (info.st_dev, info.st_ino) != inode:
         return False
     try:
         if is_file and (inode is not None or info.st_size == 0):
@@ -249,25 +287,26 @@ def _remove_proven(path: str, kind: str, inode: tuple[str, int, int] | None) -> 
     return True
 
 
-def _lines(fd: int) -> list:
-    """The journal's entries, read from its start; a line that is not JSON is None."""
-    chunks = []
-    offset = 0
+def _entries(fd: int) -> Iterator[object]:
+    """The journal's lines from its start, each parsed (None if it is not JSON)."""
+    offset, rest = 0, b""
     while chunk := os.pread(fd, 1 << 20, offset):
-        chunks.append(chunk)
         offset += len(chunk)
-    out = []
-    for line in b"".join(chunks).splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            out.append(None)
-    return out
+        *lines, rest = (rest + chunk).split(b"\n")
+        yield from map(_parsed, lines)
+    if rest:
+        yield _parsed(rest)
 
 
-def _header(lines: list) -> dict | None:
+def _parsed(line: bytes) -> object:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
+def _header(header: object) -> dict | None:
     """A journal's first line, if it names skybutler's copy out and a token; else None."""
-    header = lines[0] if lines else None
     if not isinstance(header, dict) or header.get("skybutler") != MARK:
         return None
     token = header.get("token")

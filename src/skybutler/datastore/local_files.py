@@ -60,9 +60,8 @@ def copy_file(source: str, destination: str, journal: ScratchJournal) -> None:
     src = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         size = os.fstat(src).st_size
-        partial = journal.new_file(destination)
+        partial, dst = journal.open_new_file(destination)
         try:
-            dst = os.open(partial, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
             try:
                 sent = 0
                 while sent < size:
@@ -74,9 +73,9 @@ def copy_file(source: str, destination: str, journal: ScratchJournal) -> None:
                 os.close(dst)
             crash_point("scratch-filled")
         except BaseException:
-            os.unlink(partial)
+            _remove_scratch(partial, journal)
             raise
-        place_new_file(partial, destination)
+        _place_scratch(partial, destination, journal)
     finally:
         os.close(src)
 
@@ -91,9 +90,9 @@ def download_new_file(fs: Any, source: str, destination: str, journal: ScratchJo
         fs.get_file(source, partial)
         crash_point("scratch-filled")
     except BaseException:
-        os.unlink(partial)
+        _remove_scratch(partial, journal)
         raise
-    place_new_file(partial, destination)
+    _place_scratch(partial, destination, journal)
 
 
 def write_chunks_new_file(chunks: Iterable[bytes], destination: str, size: int, journal: ScratchJournal,
@@ -101,9 +100,9 @@ def write_chunks_new_file(chunks: Iterable[bytes], destination: str, size: int, 
     """``chunks`` (the ``size`` bytes of ``what``, a download) written to the new file
     ``destination`` as :func:`download_new_file` writes it; DatastoreError naming ``what`` if
     another number of bytes came (nothing is placed)."""
-    partial = journal.new_file(destination)
+    partial, fd = journal.open_new_file(destination)
     try:
-        with open(partial, "wb") as out:
+        with open(fd, "wb") as out:
             for chunk in chunks:
                 out.write(chunk)
                 crash_point("scratch-filled")
@@ -111,9 +110,23 @@ def write_chunks_new_file(chunks: Iterable[bytes], destination: str, size: int, 
         if written != size:
             raise DatastoreError(f"the download of {what} was cut short ({written} of {size} bytes)")
     except BaseException:
-        os.unlink(partial)
+        _remove_scratch(partial, journal)
         raise
-    place_new_file(partial, destination)
+    _place_scratch(partial, destination, journal)
+
+
+def _place_scratch(partial: str, destination: str, journal: ScratchJournal) -> None:
+    """:func:`place_new_file`, and ``journal`` told the scratch is gone."""
+    try:
+        place_new_file(partial, destination)
+    finally:
+        journal.gone(partial)
+
+
+def _remove_scratch(partial: str, journal: ScratchJournal) -> None:
+    """Remove a scratch file of ``journal`` (a copy that failed), and tell the journal."""
+    os.unlink(partial)
+    journal.gone(partial)
 
 
 def make_directories(path: str) -> None:
@@ -136,13 +149,14 @@ def place_new_file(scratch: str, destination: str) -> None:
     was.  ``scratch`` is gone afterwards, whatever happened."""
     try:
         rename_no_replace(scratch, destination)
-    except FileExistsError:
-        if not (os.path.isfile(destination) and not os.path.islink(destination)
-                and filecmp.cmp(scratch, destination, shallow=False)):
-            raise
-    finally:
-        if os.path.lexists(scratch):
-            os.unlink(scratch)
+    except BaseException as err:
+        try:
+            if not (isinstance(err, FileExistsError) and os.path.isfile(destination)
+                    and not os.path.islink(destination) and filecmp.cmp(scratch, destination, shallow=False)):
+                raise
+        finally:
+            if os.path.lexists(scratch):
+                os.unlink(scratch)
 
 
 def unlink_if_present(path: str) -> bool:
