@@ -173,3 +173,24 @@ def test_two_recomputes_at_once_cannot_both_pass_a_quota_only_one_fits(purged, m
     assert len(answers) == 2 and len(refused) == 1 and "held by writes under way" in refused[0], answers
     assert used < access.usage("user", "alice")["bytes"] <= used + size
     assert access.store.reserved("u/alice", 0) == (0, 0)  # released when the write ended
+
+
+def test_an_estimate_and_a_recompute_sent_in_parts(purged, monkeypatch):
+    """Past the server's max_ids (one here) an estimate and a recompute go as their parts in one
+    request each, joined back by the server into the one call: the local estimate, one replay."""
+    local, url, tokens, summaries, originals = purged
+    own = summaries["u/alice/out"]
+    second = local.find_dataset("visitSummary", instrument="Cam", visit=2, collections="u/alice/out")
+    local.retention.purge([second])
+    alice = Butler(url, token=tokens["alice"])
+    transport = alice._remote
+    sent: list[str] = []
+    send = transport._send
+    monkeypatch.setattr(transport, "_send", lambda method, path, **kw: sent.append(path) or send(method, path, **kw))
+    monkeypatch.setattr(transport, "max_ids", 1)
+    planned = alice.retention.estimate([own, second])
+    assert planned.to_dict() == local.retention.estimate([own, second]).to_dict()
+    report = alice.retention.recompute([own, second])
+    assert sorted(report.verified) == sorted([own.id, second.id]) and sent == ["batch", "batch"]
+    assert local.retention.states([own, second]) == {own.id: "stored", second.id: "stored"}
+    assert local.get(own) == originals["u/alice/out"]

@@ -81,3 +81,22 @@ def test_retention_commands_on_a_url(served, monkeypatch):
     refused = runner.invoke(cli, ["retention", "status", url])
     assert refused.exit_code == 1 and "only a repository administrator" in refused.stderr
     assert "Traceback" not in refused.output
+
+
+def test_a_call_sent_in_parts_is_joined_into_one(served, monkeypatch):
+    """Past the server's max_ids (two here) a retention call goes as its parts in one request, which
+    the server joins back into the one call: the cold tier moves and stages all at once."""
+    local, url, tokens = served
+    boss = Butler(url, token=tokens["boss"])
+    raws = [ref(local, "metrics", visit=1, detector=d) for d in range(3)]
+    transport = boss._remote
+    sent: list[str] = []
+    send = transport._send
+    monkeypatch.setattr(transport, "_send", lambda method, path, **kw: sent.append(path) or send(method, path, **kw))
+    monkeypatch.setattr(transport, "max_ids", 2)
+    moved, size = boss.retention.move_to_cold(raws)
+    assert moved == [r.id for r in raws] and size > 0
+    assert set(local.retention.states(raws).values()) == {"cold"}
+    assert boss.retention.stage(raws) == [r.id for r in raws]
+    assert set(local.retention.states(raws).values()) == {"stored"}
+    assert sent == ["batch", "batch"]

@@ -153,6 +153,20 @@ def write_in_chunks(transport: RemoteTransport, path: str, bodies: list[dict[str
                            headers={"Content-Type": "application/octet-stream"}).json()
 
 
+def call_in_parts(transport: RemoteTransport, path: str, body: dict[str, Any], ids: list[str]) -> Any:
+    """The answer of a call naming ``ids`` (a retention call): one request, or, past the server's
+    ``max_ids``, its parts (``body`` with one chunk of IDs each) in one ``POST /batch`` that the
+    server joins back into the one call -- one plan and one transaction, as atomic as the local
+    call, where separate requests would leave the first parts done when a later one failed."""
+    refuse_immediate(transport, "POST", path)
+    if len(ids) <= transport.max_ids:
+        return transport.post_json(path, {**body, "ids": ids})
+    operations = [{"method": "POST", "path": path, "json": {**body, "ids": part}}
+                  for part in chunks(ids, transport.max_ids)]
+    return transport._send("POST", "batch", content=wire.pack({"operations": operations}, []),
+                           headers={"Content-Type": "application/octet-stream"}).json()[0]
+
+
 def refuse_read(transport: RemoteTransport, name: str) -> None:
     """Refuse a dataset read inside a remote transaction, saying why."""
     if transport.batch is not None:

@@ -1,7 +1,9 @@
 """``butler.retention`` of a butler opened on a server URL: the states of datasets (any user,
 for the datasets they may see), recomputing purged datasets (its estimate too) into the RUNs
 the caller may write, and, for a repository administrator, applying the policies, purging,
-the cold tier and the per-type status, done by the server."""
+the cold tier and the per-type status, done by the server.  A call naming more datasets than
+one request may list goes as its parts in one request, which the server joins back into the
+one call (``batch.call_in_parts``): as atomic as the local call."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..models import DatasetRef
 from . import wire
+from .batch import call_in_parts
 
 if TYPE_CHECKING:
     from ..retention.apply import RetentionReport
@@ -73,20 +76,19 @@ class RemoteRetention:
 
     def purge(self, targets: Iterable[DatasetRef | uuid.UUID | str], force: bool = False,
               dry_run: bool = False) -> RetentionReport:
-        return _report(self._t.post_json("retention/purge", {"ids": _ids(targets), "force": force,
-                                                             "dry_run": dry_run}))
+        return _report(call_in_parts(self._t, "retention/purge", {"force": force, "dry_run": dry_run}, _ids(targets)))
 
     def move_to_cold(self, targets: Iterable[DatasetRef | uuid.UUID | str]) -> tuple[list[uuid.UUID], int]:
-        found = self._t.post_json("retention/move_to_cold", {"ids": _ids(targets)})
+        found = call_in_parts(self._t, "retention/move_to_cold", {}, _ids(targets))
         return [uuid.UUID(i) for i in found["moved"]], found["bytes"]
 
     def stage(self, targets: Iterable[DatasetRef | uuid.UUID | str], on_wait: Any = None) -> list[uuid.UUID]:
-        return [uuid.UUID(i) for i in self._t.post_json("retention/stage", {"ids": _ids(targets)})]
+        return [uuid.UUID(i) for i in call_in_parts(self._t, "retention/stage", {}, _ids(targets))]
 
     def estimate(self, targets: Iterable[DatasetRef | uuid.UUID | str]) -> RecomputeEstimate:
         """What recomputing these datasets would take (refused unless the caller may write every
         RUN it would write into)."""
-        return _estimate(self._t.post_json("retention/estimate", {"ids": _ids(targets)}))
+        return _estimate(call_in_parts(self._t, "retention/estimate", {}, _ids(targets)))
 
     def recompute(self, targets: Iterable[DatasetRef | uuid.UUID | str], options: RecomputeOptions | None = None, *,
                   executor: str = "inline", jobs: int = 2, on_wait: Any = None, dask_scheduler: str | None = None,
@@ -101,10 +103,8 @@ class RemoteRetention:
         if options is not None and not options.store:
             raise SkybutlerError("a server stores what it recomputes: store=False (--no-store) is not available "
                                  "through a server")
-        body: dict[str, Any] = {"ids": _ids(targets)}
-        if options is not None:
-            body.update(on_drift=options.on_drift, on_calibration=options.on_calibration)
-        done = self._t.post_json("retention/recompute", body)
+        body = {} if options is None else {"on_drift": options.on_drift, "on_calibration": options.on_calibration}
+        done = call_in_parts(self._t, "retention/recompute", body, _ids(targets))
         return RecomputeReport(_estimate(done["estimate"]), done["executor"], wire.decode(done["succeeded"]),
                                wire.decode(done["failed"]), wire.decode(done["blocked"]),
                                {uuid.UUID(i): how for i, how in done["verified"].items()}, done["notes"],

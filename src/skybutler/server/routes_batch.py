@@ -8,6 +8,10 @@ collection, quotas, visibility of the datasets it names); the routes borrow the 
 butler (``ServerState.holding``), so they all write in its one transaction.  The first
 failure rolls everything back, files included, and is answered with its own status
 and the number of the operation that failed.
+
+The same route takes the parts of one retention call (purge, cold tier, estimate, recompute)
+naming more datasets than one request may list: it joins them back into the one call
+(``JOINED``), which commits on its own -- so they come alone, never with other writes.
 """
 
 from __future__ import annotations
@@ -80,6 +84,35 @@ def _apply_one(request: Request, user: User, op: dict[str, Any], payloads: list[
     return route(request, _model(model, body), user)
 
 
+#: Retention calls a remote butler sends in parts when they name more datasets than one request
+#: may (``remote/batch.call_in_parts``): a batch of the parts of one of them is joined back into it.
+JOINED = ("retention/purge", "retention/move_to_cold", "retention/stage", "retention/estimate",
+          "retention/recompute")
+
+
+def _joined(request: Request, user: User, operations: list[dict[str, Any]], payloads: int) -> Any:
+    """The answer of one retention call sent as parts, each listing at most ``MAX_IDS`` IDs and
+    otherwise alike: their IDs, in order, in one body given to the route once -- the very call,
+    with its checks, one plan and one registry transaction, as atomic as it is locally.  Not
+    with other operations: retention commits on its own, so it could not join a transaction."""
+    from . import routes_retention as retention
+
+    paths = {(op.get("method"), op.get("path")) for op in operations}
+    if len(paths) != 1 or payloads:
+        raise SkybutlerError("malformed batch: the parts of a retention call (POST retention/...) are sent alone, "
+                             "all of one call -- retention is applied at once and joins no transaction")
+    path = operations[0]["path"]
+    route, model = {"retention/purge": (retention.purge, retention.RetentionRequest),
+                    "retention/move_to_cold": (retention.move_to_cold, retention.RetentionRequest),
+                    "retention/stage": (retention.stage, retention.RetentionRequest),
+                    "retention/estimate": (retention.estimate, retention.RecomputeRequest),
+                    "retention/recompute": (retention.recompute, retention.RecomputeRequest)}[path]
+    parts = [_model(model, op.get("json")) for op in operations]
+    if operations[0].get("method") != "POST" or len({p.model_dump_json(exclude={"ids"}) for p in parts}) != 1:
+        raise SkybutlerError(f"malformed batch: the parts of one {path} call differ in more than their IDs")
+    return route(request, parts[0].model_copy(update={"ids": [i for part in parts for i in part.ids]}), user)
+
+
 def _apply(request: Request, user: User, header: dict[str, Any], payloads: list[bytes]) -> list[Any]:
     operations = header.get("operations")
     if not isinstance(operations, list) or not all(isinstance(op, dict) for op in operations):
@@ -87,6 +120,8 @@ def _apply(request: Request, user: User, header: dict[str, Any], payloads: list[
     counts = [op.get("payloads", 0) for op in operations]
     if any(not isinstance(n, int) or n < 0 for n in counts) or sum(counts) != len(payloads):
         raise SkybutlerError("malformed batch: the operations' payload counts do not add up")
+    if any(op.get("path") in JOINED for op in operations):
+        return [_joined(request, user, operations, len(payloads))]
     state = request.app.state.skybutler
     answers, at = [], 0
     with state.butler() as butler, state.holding(butler), butler.transaction():
