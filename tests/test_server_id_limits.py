@@ -201,7 +201,8 @@ def test_every_list_of_ids_a_route_takes_is_capped(tmp_path):
 @pytest.mark.slow  # a purge of 20,001 datasets: ~5 s alone, 15 s on a loaded machine
 def test_a_retention_call_past_the_limit_is_one_call(butler):
     """Purging MAX_IDS + 1 datasets through a server: sent as parts in one request, joined back by
-    the server into one purge -- all or none, as locally: an unknown ID among them purges nothing.
+    the server into one purge -- all or none, as locally: an unknown ID among them purges nothing;
+    then removing them (a batch of two operations, one transaction).
     (Datasets without files, inserted in bulk: the registry's rows are what a purge judges.)"""
     from skybutler.dimensions import DataCoordinate
     from skybutler.errors import SkybutlerError
@@ -217,8 +218,8 @@ def test_a_retention_call_past_the_limit_is_one_call(butler):
     dtype = butler.get_dataset_type("flag")
     group = dtype.group(butler.universe)
     ids = [uuid.uuid4() for _ in range(n)]
-    butler.registry.datasets.insert(dtype, "bulk", [DataCoordinate.from_required(group, ("Big", d)) for d in range(n)],
-                                    ids)
+    refs = butler.registry.datasets.insert(dtype, "bulk", [DataCoordinate.from_required(group, ("Big", d))
+                                                           for d in range(n)], ids)
     access = Access(butler.registry.access)
     access.add_user("boss", admin=True)
     with running_server(butler.root) as url:
@@ -233,7 +234,9 @@ def test_a_retention_call_past_the_limit_is_one_call(butler):
             report = boss.retention.purge(ids, force=True)
             assert [a.dataset_id for a in report.purged] == ids and not report.dry_run
             assert set(butler.retention.states(ids).values()) == {"purged-lost"}
-            assert sent == ["batch"] * 2  # one request each, of two parts
+            assert boss.remove(refs) == n  # and removed, as one batch of two operations
+            assert sent == ["batch"] * 3  # one request each, of two parts
+            assert butler.retention.states(ids) == {}
         finally:
             boss.close()
 
