@@ -26,7 +26,6 @@ server's CPU seconds, and the same cone search through the server (the same rows
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -209,8 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     for target, figures in (loads or {}).items():
         print(f"  load-catalog {target:<7}{figures['rows_per_s']:>10,.0f} rows/s ({figures['wall_s']:.1f} s, "
               f"CPU {figures['cpu_s']:.1f} s)")
-    if args.json:
-        args.json.write_text(json.dumps(doc, indent=2, default=str))
+    w.save_json(doc, args.json)
     return 0
 
 

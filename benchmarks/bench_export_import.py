@@ -31,7 +31,6 @@ target.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -183,8 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                                                              / smallest[label]["server_peak_rss_bytes"])
             print(f"  {label} peak RSS at {largest['datasets']:,}: {large / 2**20:.0f} MiB, at {smallest['datasets']:,}: "
                   f"{small / 2**20:.0f} MiB ({large / small:.2f}x)")
-    if args.json:
-        args.json.write_text(json.dumps(doc, indent=2, default=str))
+    w.save_json(doc, args.json)
     return 0
 
 

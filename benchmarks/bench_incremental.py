@@ -22,8 +22,6 @@ Then:
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import shutil
 import sys
 import tempfile
@@ -142,19 +140,14 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     out = {
-        "benchmark": "incremental", "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "scale": scale.as_dict(), "quick": args.quick, **w.environment(),
+        **w.stamp("incremental"), "scale": scale.as_dict(), "quick": args.quick, **w.environment(),
         "quanta": len(graph), "graph_build_seconds": round(build_seconds, 3),
         "record_provenance_seconds": round(record_seconds, 3),
         "staleness_ms": round(assess_seconds * 1000, 1), "staleness_one_change_ms": round(changed_seconds * 1000, 1),
         "noop_incremental_run_seconds": round(noop_seconds, 3), "counts": counts, "counts_one_change": counts2,
         "cpu_seconds": CPU, "peak_rss_bytes": w.peak_rss_bytes(), "ok": ok,
     }
-    text = json.dumps(out, indent=2)
-    if args.json:
-        args.json.write_text(text)
-    else:
-        print(text)
+    w.save_json(out, args.json, echo=True)
     return 0 if ok else 1
 
 

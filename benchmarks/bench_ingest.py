@@ -184,8 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {label:14s} {run['rate_per_s']:>8,.0f} files/s  ({run['seconds']:.2f} s; {cpu})")
     print(f"peak RSS {doc['peak_rss_bytes'] / 2**20:.0f} MiB; 1-minute load average {doc['load_avg_1m_after']:.1f} "
           f"on {os.cpu_count()} CPUs")
-    if args.json:
-        args.json.write_text(json.dumps(doc, indent=2, default=str))
+    w.save_json(doc, args.json)
     return 0
 
 

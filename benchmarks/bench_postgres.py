@@ -387,8 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line("ingest copy", ingest["copy"]))
         print(line("ingest direct", ingest["direct"]))
     if singles is None:
-        if args.json:
-            args.json.write_text(json.dumps(doc, indent=2, default=str))
+        w.save_json(doc, args.json)
         return 0
     print(line("puts, 1 writer", singles["writers_1"]))
     print(line("puts, 8 writers", singles["writers_8"]))
@@ -403,8 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds > 1:
         print("  ratio of each round: " + ", ".join(f"{r:.2f}x" for r in singles["writers_8_speedup_each_round"])
               + " (the median round is the one above)")
-    if args.json:
-        args.json.write_text(json.dumps(doc, indent=2, default=str))
+    w.save_json(doc, args.json)
     return 0
 
 

@@ -26,8 +26,6 @@ Under ``TMPDIR`` (``TMPDIR=/dev/shm`` keeps the disk out of the figures).
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import shutil
 import subprocess
 import sys
@@ -202,8 +200,7 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     result = {
-        "benchmark": "qgraph", "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "scale": scale.as_dict(), "quick": args.quick, **w.environment(),
+        **w.stamp("qgraph"), "scale": scale.as_dict(), "quick": args.quick, **w.environment(),
         "timings": {k: v for k, v in {**graph, **pool}.items() if k != "ok"},
         "qgraph_seconds": graph["qgraph"]["seconds"], "qgraph_cpu_seconds": graph["qgraph"]["cpu_seconds"],
         "quanta": graph["qgraph"]["quanta"],
@@ -211,11 +208,7 @@ def main() -> int:
         "pool_ms_per_quantum_steady": pool["pool"]["ms_per_quantum_steady"],
         "targets": TARGETS, "peak_rss_bytes": w.peak_rss_bytes(),
     }
-    text = json.dumps(result, indent=2)
-    if args.json:
-        args.json.write_text(text)
-    else:
-        print(text)
+    w.save_json(result, args.json, echo=True)
     ok = graph["ok"] and pool["ok"]
     if not ok:
         console.print("[red]wrong quanta count or failed quanta[/red]")
@@ -239,17 +232,12 @@ def main_large(args: argparse.Namespace) -> int:
                   f"{graph['qgraph_save']['seconds']:.1f} s ({graph['qgraph_save']['bytes'] / 2**20:.0f} MiB), load "
                   f"{graph['qgraph_load']['seconds']:.1f} s")
     result = {
-        "benchmark": "qgraph-large", "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "scale": scale.as_dict(), **w.environment(), "tmpdir": tempfile.gettempdir(),
+        **w.stamp("qgraph-large"), "scale": scale.as_dict(), **w.environment(), "tmpdir": tempfile.gettempdir(),
         "timings": {k: v for k, v in graph.items() if k != "ok"},
         "qgraph_seconds": q["seconds"], "qgraph_cpu_seconds": q["cpu_seconds"], "quanta": q["quanta"],
         "targets": LARGE_TARGETS, "peak_rss_bytes": peak,
     }
-    text = json.dumps(result, indent=2)
-    if args.json:
-        args.json.write_text(text)
-    else:
-        print(text)
+    w.save_json(result, args.json, echo=True)
     if not graph["ok"]:
         console.print("[red]wrong quanta count[/red]")
     return 0 if graph["ok"] else 1

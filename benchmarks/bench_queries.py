@@ -515,8 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"db size {report['db_size_bytes'] / 2**20:.0f} MiB; peak RSS of the querying process {report['peak_rss_bytes'] / 2**20:.0f} MiB")
         for failure in failures:
             print(f"WRONG ROW COUNT: {failure}", file=sys.stderr)
-        if args.json:
-            args.json.write_text(json.dumps(report, indent=2, default=str))
+        workload.save_json(report, args.json)
         return 1 if failures else 0
     finally:
         if registry and args.keep is None and (root / "butler.yaml").exists():

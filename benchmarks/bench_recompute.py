@@ -20,8 +20,6 @@ recorded reference.  Exit status 1 if a recomputed image is not bit-identical.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import shutil
 import statistics
 import sys
@@ -108,17 +106,12 @@ def main() -> int:
                   f"(median of {args.repeats}): overhead {m['recompute_overhead_pct']:+.1f} %; with "
                   f"{args.latency} s staging: {m['recompute_with_staging_overhead_pct']:+.1f} % plus staging")
     result = {
-        "benchmark": "recompute", "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        **w.environment(), "timings": m,
+        **w.stamp("recompute"), **w.environment(), "timings": m,
         "recompute_overhead_pct": round(m["recompute_overhead_pct"], 2),
         "recompute_with_staging_overhead_pct": round(m["recompute_with_staging_overhead_pct"], 2),
         "targets": TARGETS, "peak_rss_bytes": w.peak_rss_bytes(),
     }
-    text = json.dumps(result, indent=2)
-    if args.json:
-        args.json.write_text(text)
-    else:
-        print(text)
+    w.save_json(result, args.json, echo=True)
     if not m["bit_identical"]:
         console.print("[red]a recomputed image differs from the original[/red]")
         return 1

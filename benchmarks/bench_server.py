@@ -156,8 +156,7 @@ def main() -> int:
             figures["stream"] = stream(url, token, server_pid)
             print("stream", json.dumps(figures["stream"]))
     figures["environment"] = workload.environment()
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+    workload.save_json(figures, args.json)
     return 0
 
 

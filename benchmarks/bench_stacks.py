@@ -13,7 +13,6 @@ time for the whole group.  The query is W1's Q1 over the datasets written.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import statistics
@@ -125,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"8 writers {figures['puts_per_s_8_writers']:8,.0f}   gets/s {figures['gets_per_s']:8,.0f}   "
                   f"query {figures['query_ms']:6.1f} ms ({figures['query_rows']:,} rows)")
     results["peak_rss_bytes"] = w.peak_rss_bytes()
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2, default=str))
+    w.save_json(results, args.json)
     return 0
 
 

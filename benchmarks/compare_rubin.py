@@ -262,8 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                   "on every figure (CPU time holds on a loaded machine; wall time needs a quiet one)")
         for failure in failures:
             print(f"WRONG ROW COUNT: {failure}", file=sys.stderr)
-        if args.json:
-            args.json.write_text(json.dumps(report, indent=2, default=str))
+        w.save_json(report, args.json)
         return 1 if failures else 0
     finally:
         if args.keep is None:

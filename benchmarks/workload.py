@@ -13,8 +13,8 @@ it on ``sys.path``) and ``import workload``.  The pieces are:
 - :func:`metrics_payload`, :func:`metrics_data_ids`, :func:`register_metrics`,
   :func:`put_metrics` -- the ``metrics`` datasets.
 - :func:`expected_rows` -- the row counts the W1 queries must return at a scale.
-- Reporting helpers (:func:`summarize`, :func:`peak_rss_bytes`,
-  :func:`environment`) so every script writes the same JSON shape.
+- Reporting helpers (:func:`summarize`, :func:`peak_rss_bytes`, :func:`environment`,
+  :func:`stamp`, :func:`save_json`) so every script writes the same JSON shape.
 
 Our dimension universe has no ``visit_system`` element: a visit is defined from
 its exposure by a ``visit_definition`` record only, so the W1 "visit system" and
@@ -367,6 +367,20 @@ def peak_rss_bytes() -> int:
     """Peak resident set size of this process so far (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
+
+
+def stamp(name: str) -> dict[str, Any]:
+    """The head of a benchmark's JSON document: its name and when it ran (UTC)."""
+    return {"benchmark": name, "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+
+
+def save_json(doc: dict[str, Any], path: Path | None, echo: bool = False) -> None:
+    """Write a benchmark's JSON document to ``path`` (its ``--json``); without one, print it if ``echo``."""
+    text = json.dumps(doc, indent=2, default=str)
+    if path is not None:
+        path.write_text(text)
+    elif echo:
+        print(text)
 
 
 def environment() -> dict[str, Any]:
