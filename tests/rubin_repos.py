@@ -4,7 +4,6 @@ module skips the importing test where the Rubin butler is not installed."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,19 +37,27 @@ def timespan_of(begin: Time, seconds: float):
     return daf_butler.Timespan(begin, begin + seconds * units.s)
 
 
-def make_rubin_repo(root: Path):
-    """A small Rubin repository: an instrument with detectors, exposures, visits in a visit
-    system, a sky map, and datasets of three storage classes in RUN, TAGGED, CALIBRATION and
-    CHAINED collections."""
+def new_rubin_cam_repo(root: Path, max_id: int = 1000):
+    """A new Rubin repository at ``root`` (its writeable butler) holding the instrument Cam (visit
+    and exposure IDs below ``max_id``), its filters Cam-r and Cam-g and its detectors 0..2."""
     RubinButler.makeRepo(str(root))
     b = RubinButler.from_config(str(root), writeable=True)
     reg = b.registry
-    reg.insertDimensionData("instrument", {"name": "Cam", "visit_max": 1000, "exposure_max": 1000,
+    reg.insertDimensionData("instrument", {"name": "Cam", "visit_max": max_id, "exposure_max": max_id,
                                            "detector_max": 4, "class_name": "x.Cam", "visit_system": 0})
     reg.insertDimensionData("physical_filter", {"instrument": "Cam", "name": "Cam-r", "band": "r"},
                             {"instrument": "Cam", "name": "Cam-g", "band": "g"})
     reg.insertDimensionData("detector", *[{"instrument": "Cam", "id": i, "full_name": f"R0{i}", "name_in_raft": f"S{i}",
                                            "raft": "R0", "purpose": "SCIENCE"} for i in range(3)])
+    return b
+
+
+def make_rubin_repo(root: Path):
+    """A small Rubin repository: an instrument with detectors, exposures, visits in a visit
+    system, a sky map, and datasets of three storage classes in RUN, TAGGED, CALIBRATION and
+    CHAINED collections."""
+    b = new_rubin_cam_repo(root)
+    reg = b.registry
     reg.insertDimensionData("day_obs", {"instrument": "Cam", "id": 20240101,
                                         "timespan": timespan_of(Time("2024-01-01T12:00", scale="tai"), 86400)})
     reg.insertDimensionData("group", {"instrument": "Cam", "name": "g1"}, {"instrument": "Cam", "name": "g2"})
@@ -133,14 +140,18 @@ def imported(export: Path, stack: str, tmp: Path) -> Butler:
     return butler
 
 
-@contextlib.contextmanager
-def served_import_of_rubin_repo(base: Path) -> Iterator[tuple]:
-    """The Rubin butler on a repository ``make_rubin_repo`` makes under ``base``, skybutler's import
-    of it (SQLite) and that served on loopback: (the Rubin butler, ours, the URL, an admin's token)."""
+# The fixtures of the Rubin butler, registry and query comparisons (a test module imports them).
+
+
+@pytest.fixture(scope="module")
+def repos(tmp_path_factory) -> Iterator[tuple]:
+    """The Rubin butler on a repository ``make_rubin_repo`` makes, skybutler's import of it (SQLite)
+    and that served on loopback: (the Rubin butler, ours, the URL, an admin's token)."""
     from server_helpers import running_server
     from skybutler.access import Access
     from skybutler.repository_transfer import import_datasets
 
+    base = tmp_path_factory.mktemp("rubin_served")
     rubin = make_rubin_repo(base / "repo")
     ours = Butler.create(base / "ours")
     try:
@@ -152,3 +163,10 @@ def served_import_of_rubin_repo(base: Path) -> Iterator[tuple]:
             yield rubin, ours, url, token
     finally:
         ours.close()
+
+
+@pytest.fixture(params=["local", "served"])
+def pair(request, repos):
+    """(the Rubin butler, skybutler's butler: local or through the server, its kind)."""
+    rubin, ours, url, token = repos
+    yield rubin, ours if request.param == "local" else Butler(url, token=token), request.param

@@ -12,7 +12,7 @@ import uuid
 import pytest
 import yaml
 
-from rubin_repos import daf_butler, served_import_of_rubin_repo
+from rubin_repos import daf_butler, pair, repos  # noqa: F401 (fixtures)
 from skybutler import Butler
 from skybutler.butler_rubin import _INSTEAD
 from skybutler.errors import (
@@ -26,20 +26,6 @@ from skybutler.errors import (
 )
 
 pytest.importorskip("fastapi")
-
-
-@pytest.fixture(scope="module")
-def repos(tmp_path_factory):
-    """The Rubin butler on its repository, and skybutler's import of it (SQLite), served too."""
-    with served_import_of_rubin_repo(tmp_path_factory.mktemp("rubinbutler")) as found:
-        yield found
-
-
-@pytest.fixture(params=["local", "served"])
-def pair(request, repos):
-    """(the Rubin butler, skybutler's butler: local or through the server, its kind)."""
-    rubin, ours, url, token = repos
-    yield rubin, ours if request.param == "local" else Butler(url, token=token), request.param
 
 
 def _ids(refs) -> list[str]:

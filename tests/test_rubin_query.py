@@ -8,24 +8,10 @@ import re
 
 import pytest
 
-from rubin_repos import served_import_of_rubin_repo
-from skybutler import Butler
+from rubin_repos import pair, repos  # noqa: F401 (fixtures)
 from skybutler.errors import NotOfferedError
 
 pytest.importorskip("fastapi")
-
-
-@pytest.fixture(scope="module")
-def repos(tmp_path_factory):
-    """The Rubin butler on its repository, and skybutler's import of it (SQLite), served too."""
-    with served_import_of_rubin_repo(tmp_path_factory.mktemp("rubinquery")) as found:
-        yield found
-
-
-@pytest.fixture(params=["local", "served"])
-def pair(request, repos):
-    rubin, ours, url, token = repos
-    yield rubin, ours if request.param == "local" else Butler(url, token=token)
 
 
 def _facts(results) -> list[tuple]:
@@ -58,7 +44,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", range(len(CASES)))
 def test_query_context_answers_as_the_rubin_butlers(pair, case):
-    rubin, ours = pair
+    rubin, ours, _ = pair
     build, ordered = CASES[case]
     with rubin.query() as theirs_q, ours.query() as mine_q:
         theirs, mine = build(theirs_q), build(mine_q)
@@ -70,7 +56,7 @@ def test_query_context_answers_as_the_rubin_butlers(pair, case):
 
 
 def test_records_nothing_found_and_refusals(pair):
-    rubin, ours = pair
+    rubin, ours, _ = pair
     with ours.query() as q, rubin.query() as rq:
         mine = list(q.datasets("summary", "Cam/run1").where(instrument="Cam").with_dimension_records())
         theirs = list(rq.datasets("summary", "Cam/run1").where(instrument="Cam").with_dimension_records())

@@ -11,7 +11,7 @@ import uuid
 import pytest
 from astropy.time import Time
 
-from rubin_repos import daf_butler, served_import_of_rubin_repo
+from rubin_repos import daf_butler, pair, repos  # noqa: F401 (fixtures)
 from skybutler import Butler
 from skybutler.errors import DatasetTypeError, MissingCollectionError, NotOfferedError, QueryError
 from skybutler.models import CollectionType
@@ -19,20 +19,6 @@ from skybutler.rubin_registry import _INSTEAD, _PROPERTIES
 from skybutler.timespan import as_timespan
 
 pytest.importorskip("fastapi")
-
-
-@pytest.fixture(scope="module")
-def repos(tmp_path_factory):
-    """The Rubin butler on its repository, and skybutler's import of it (SQLite), served too."""
-    with served_import_of_rubin_repo(tmp_path_factory.mktemp("rubinreg")) as found:
-        yield found
-
-
-@pytest.fixture(params=["local", "served"])
-def pair(request, repos):
-    """(the Rubin butler, skybutler's butler: local or through the server)."""
-    rubin, ours, url, token = repos
-    yield rubin, ours if request.param == "local" else Butler(url, token=token), request.param
 
 
 def _refs(results) -> list[tuple]:
