@@ -13,7 +13,7 @@ import astropy.units as units
 import pytest
 from astropy.time import Time
 
-from rubin_repos import T0, RubinButler, daf_butler, write_rubin_export
+from rubin_repos import T0, RubinButler, daf_butler, new_rubin_cam_repo, write_rubin_export
 from skybutler import Butler, Timespan
 from skybutler.errors import DatasetTypeError
 from skybutler.interchange import export_rubin, import_rubin
@@ -30,15 +30,8 @@ def _tai(text: str) -> Time:
 def make_rubin_calib_repo(root: Path):
     """Exposures 1..3 an hour apart from T0; bias (detector) and flat (physical_filter+detector)
     certified in two CALIBRATION collections behind the chain ``Cam/calib``."""
-    RubinButler.makeRepo(str(root))
-    b = RubinButler.from_config(str(root), writeable=True)
+    b = new_rubin_cam_repo(root, max_id=100)
     reg = b.registry
-    reg.insertDimensionData("instrument", {"name": "Cam", "visit_max": 100, "exposure_max": 100,
-                                           "detector_max": 4, "class_name": "x.Cam", "visit_system": 0})
-    reg.insertDimensionData("physical_filter", {"instrument": "Cam", "name": "Cam-r", "band": "r"},
-                            {"instrument": "Cam", "name": "Cam-g", "band": "g"})
-    reg.insertDimensionData("detector", *[{"instrument": "Cam", "id": i, "full_name": f"R0{i}", "raft": "R0",
-                                           "name_in_raft": f"S{i}", "purpose": "SCIENCE"} for i in range(3)])
     reg.insertDimensionData("day_obs", {"instrument": "Cam", "id": 20240102})
     for n in (1, 2, 3):
         reg.insertDimensionData("group", {"instrument": "Cam", "name": f"g{n}"})
