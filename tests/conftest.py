@@ -169,6 +169,20 @@ def built_repository(request, stack: str, template: str, build: Callable[[Butler
     return butler, made
 
 
+def in_forked_child(child: Callable[[], Any], timeout: float = 60) -> tuple[Any, int | None]:
+    """What ``child()`` returns when run in a forked process (sent back through a queue), and the
+    child's exit code: for checking what a fork inherits from this process."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    process = context.Process(target=lambda: queue.put(child()))
+    process.start()
+    answer = queue.get(timeout=timeout)
+    process.join(timeout)
+    return answer, process.exitcode
+
+
 @contextlib.contextmanager
 def two_clients_on(stack: str, tmp_path: Path,
                    prepare: Callable[[Butler], None] | None = None) -> Iterator[tuple[Butler, Butler]]:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import STACKS, two_clients_on, visit_pointing
+from conftest import STACKS, in_forked_child, two_clients_on, visit_pointing
 from skybutler import Butler
 from skybutler.dimensions import regions
 
@@ -134,25 +134,18 @@ def reader_pid_or_none(butler: Butler) -> int | None:
 
 
 def test_postgres_forked_child_reads_on_its_own_connection_and_leaves_the_parents(two_postgres_clients):
-    import multiprocessing
-
     first, second = two_postgres_clients
     read_twice(first)
     pid = reader_pid(first)
     second.insert_records("visit", [new_visit(8)])
 
-    def child(queue):
-        answer = visits_at_point(first)
-        queue.put((answer, reader_pid(first)))
+    def child():
+        answer = visits_at_point(first), reader_pid(first)
         first.close()  # closing the registry in the child must not end the parent's session
+        return answer
 
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    process = context.Process(target=child, args=(queue,))
-    process.start()
-    found, child_pid = queue.get(timeout=60)
-    process.join(60)
-    assert found == [1, 8] and child_pid != pid and process.exitcode == 0
+    (found, child_pid), exitcode = in_forked_child(child)
+    assert found == [1, 8] and child_pid != pid and exitcode == 0
     assert visits_at_point(first) == [1, 8] and reader_pid(first) == pid  # still the parent's own session
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import POSTGRES_URL, two_clients_on
+from conftest import POSTGRES_URL, in_forked_child, two_clients_on
 from skybutler import Butler
 from skybutler.registry.collection_store import CollectionStore
 
@@ -96,27 +96,20 @@ def test_a_sole_instrument_is_a_constant_until_another_is_added(two_clients):
 
 
 def test_a_forked_child_opens_its_own_watcher_and_forgets_the_parents_answers(two_clients):
-    import multiprocessing
-
     first, second = two_clients
     assert runs_found(first) == ["run/a"]  # remembered in the parent
     second.put({"v": 5}, "metrics", instrument="Cam", visit=2, detector=1, run="run/e")
     second.collections.set_chain("chain", ["run/e", "run/a"])
 
-    def child(queue):
+    def child():
         cache = first.registry.db.read_cache
         inherited = cache.watcher.connection  # the parent's SQLite connection: not to be used here
         answer = runs_found(first)
         own = cache.watcher.connection
-        queue.put((answer, inherited is not None and own is not None and own is not inherited))
+        return answer, inherited is not None and own is not None and own is not inherited
 
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    process = context.Process(target=child, args=(queue,))
-    process.start()
-    found, own_watcher = queue.get(timeout=60)
-    process.join(60)
-    assert found == ["run/a", "run/e"] and own_watcher and process.exitcode == 0
+    (found, own_watcher), exitcode = in_forked_child(child)
+    assert found == ["run/a", "run/e"] and own_watcher and exitcode == 0
 
 
 def test_a_query_asked_again_is_not_built_again_until_a_commit(two_clients, monkeypatch):
