@@ -107,7 +107,10 @@ SLEEPY_TASK = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_pool_executor_workers_die_with_their_killed_parent(butler, tmp_path):
+@pytest.mark.parametrize("executor", ["pool", "dask"])
+def test_executor_workers_die_with_their_killed_parent(butler, tmp_path, executor):
+    if executor == "dask":
+        pytest.importorskip("distributed")
     put_metrics(butler)
     (tmp_path / "sleepy_tasks.py").write_text(SLEEPY_TASK)
     _kill_parent_and_check(tmp_path, f"""
@@ -117,21 +120,5 @@ def test_pool_executor_workers_die_with_their_killed_parent(butler, tmp_path):
         from sleepy_tasks import SleepyTask
         pipeline = Pipeline()
         pipeline.add_task("a", SleepyTask)
-        run_pipeline(Butler({str(butler.root)!r}), pipeline, ["run/a"], "out", executor="pool", jobs=2)
-    """, workers=2)
-
-
-@pytest.mark.slow
-def test_dask_executor_workers_die_with_their_killed_parent(butler, tmp_path):
-    pytest.importorskip("distributed")
-    put_metrics(butler)
-    (tmp_path / "sleepy_tasks.py").write_text(SLEEPY_TASK)
-    _kill_parent_and_check(tmp_path, f"""
-        from skybutler import Butler
-        from skybutler.execution import run_pipeline
-        from skybutler.pipeline import Pipeline
-        from sleepy_tasks import SleepyTask
-        pipeline = Pipeline()
-        pipeline.add_task("a", SleepyTask)
-        run_pipeline(Butler({str(butler.root)!r}), pipeline, ["run/a"], "out", executor="dask", jobs=2)
+        run_pipeline(Butler({str(butler.root)!r}), pipeline, ["run/a"], "out", executor={executor!r}, jobs=2)
     """, workers=2)
