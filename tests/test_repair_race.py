@@ -10,21 +10,27 @@ from __future__ import annotations
 import os
 import threading
 
+from conftest import populate
 from skybutler import Butler
 from skybutler.retention import ColdTierConfig
 from skybutler.verify import plan_repair, repair, verify
 
 
-def test_repair_never_deletes_a_leftover_that_a_staging_adopts_meanwhile(make_butler, tmp_path):
-    from conftest import populate
+def _one_dataset_and_a_cold_tier(make_butler, tmp_path):
+    """A repository of one metrics dataset ({"n": 1}) in RUN r with a cold tier at tmp_path/tape
+    (no staging latency): its root and the dataset's ref."""
+    butler = make_butler(run="r", collections=["r"])
+    populate(butler, n_visits=1, n_detectors=2)
+    butler.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
+    ref = butler.put({"n": 1}, "metrics", instrument="Cam", visit=1, detector=1)
+    butler.config.retention.cold_tier = ColdTierConfig(uri=str(tmp_path / "tape"), staging_latency=0.0)
+    butler.config.save(butler.root)
+    return butler.root, ref
 
-    first = make_butler(run="r", collections=["r"])
-    populate(first, n_visits=1, n_detectors=2)
-    first.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
-    ref = first.put({"n": 1}, "metrics", instrument="Cam", visit=1, detector=1)
-    first.config.retention.cold_tier = ColdTierConfig(uri=str(tmp_path / "tape"), staging_latency=0.0)
-    first.config.save(first.root)
-    fixer, stager = Butler(first.root, collections=["r"]), Butler(first.root, collections=["r"])
+
+def test_repair_never_deletes_a_leftover_that_a_staging_adopts_meanwhile(make_butler, tmp_path):
+    root, ref = _one_dataset_and_a_cold_tier(make_butler, tmp_path)
+    fixer, stager = Butler(root, collections=["r"]), Butler(root, collections=["r"])
     try:
         path = fixer.registry.datasets.artifacts([ref.id])[ref.id].path
         data = fixer.datastore._read_bytes(path)
@@ -69,15 +75,8 @@ def test_a_cold_copy_planned_for_deletion_is_kept_once_its_dataset_moved_to_the_
     """A copy in the cold tier of a hot dataset (a killed cold move's) is one repair deletes; if the
     dataset moves to the cold tier after the plan was shown (and the move takes that copy as its
     own, deleting the hot file), the copy is the dataset's only one: the repair must keep it."""
-    from conftest import populate
-
-    butler = make_butler(run="r", collections=["r"])
-    populate(butler, n_visits=1, n_detectors=2)
-    butler.register_dataset_type("metrics", ["instrument", "visit", "detector"], "Dict")
-    ref = butler.put({"n": 1}, "metrics", instrument="Cam", visit=1, detector=1)
-    butler.config.retention.cold_tier = ColdTierConfig(uri=str(tmp_path / "tape"), staging_latency=0.0)
-    butler.config.save(butler.root)
-    with Butler(butler.root, collections=["r"]) as fixer:
+    root, ref = _one_dataset_and_a_cold_tier(make_butler, tmp_path)
+    with Butler(root, collections=["r"]) as fixer:
         path = fixer.registry.datasets.artifacts([ref.id])[ref.id].path
         tape = tmp_path / "tape" / path  # a killed cold move's copy: the very bytes, in the cold tier
         tape.parent.mkdir(parents=True, exist_ok=True)
