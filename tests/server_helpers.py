@@ -1,4 +1,5 @@
-"""A real uvicorn server on loopback for the server tests: a free port, a thread, and a stop."""
+"""For the server tests: a real uvicorn server on loopback (a free port, a thread, and a stop),
+and the per-ID visibility rule as an oracle."""
 
 from __future__ import annotations
 
@@ -42,3 +43,18 @@ def running_server(root: Path | None, apps: list | None = None, *, app=None, **s
         sock.close()
         if root is not None:
             app.state.skybutler.close()
+
+
+def visible_one_by_one(butler, user, ids) -> set:
+    """The IDs among ``ids`` that ``user`` may see, asked of ``authz.visible_ref`` one at a time
+    (the oracle of the answers about many IDs at once)."""
+    from skybutler.errors import DatasetNotFoundError
+    from skybutler.server import authz
+
+    seen = set()
+    for dataset_id in ids:
+        try:
+            seen.add(authz.visible_ref(butler, user, dataset_id).id)
+        except DatasetNotFoundError:
+            pass
+    return seen
