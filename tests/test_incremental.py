@@ -22,6 +22,18 @@ from skybutler.pipeline.testing import CalibratedScaleTask, PatchCountTask, Visi
 INPUTS = ["run/a", "calib"]
 #: Visits whose observation starts after the bias switch (see pipeline_helpers.add_bias).
 LATE = {4, 5, 6}
+#: The bias switch: where the late bias's validity begins.
+SWITCH = Time("2025-01-02T00:05:00", scale="tai")
+
+
+def supersede_bias(butler, detectors=DETECTORS) -> list:
+    """Decertify every bias from SWITCH on and certify a newer one (level 3) of ``detectors`` in
+    its place; the newer biases' refs."""
+    butler.collections.decertify("calib", "bias", SWITCH, None)
+    newer = butler.put_many("bias", [({"level": 3}, {"instrument": "Cam", "detector": d}) for d in detectors],
+                            run="calib/newer")
+    butler.collections.certify("calib", newer, SWITCH, None)
+    return newer
 
 
 def pipeline(b_config=None, **config) -> Pipeline:
@@ -147,17 +159,13 @@ def test_added_and_removed_inputs_match_the_brute_force_input_sets(repo):
 
 def test_a_superseded_calibration_makes_its_products_and_everything_below_stale(repo):
     butler, before = repo
-    switch = Time("2025-01-02T00:05:00", scale="tai")
-    butler.collections.decertify("calib", "bias", switch, None)
-    newer = butler.put_many("bias", [({"level": 3}, {"instrument": "Cam", "detector": d}) for d in DETECTORS],
-                            run="calib/newer")
-    butler.collections.certify("calib", newer, switch, None)
+    supersede_bias(butler)
     found = all_stale(butler)
     assert keys_of(found) == expected_stale(before, before, recalibrated=LATE)
     scaled = [p for p in found if p.dataset_type == "metricsA"]
     assert all("calibration bias@{detector: " in p.reasons[0] and "superseded" in p.reasons[0] for p in scaled)
     # decertified with nothing in its place: the products cannot be made today
-    butler.collections.decertify("calib", "bias", switch, None)
+    butler.collections.decertify("calib", "bias", SWITCH, None)
     orphans = butler.provenance.stale("metricsA", ["out"])
     assert {p.data_id["visit"] for p in orphans} == {4}
     assert all("calibration decertified or missing: no bias" in p.reasons[0] for p in orphans)
@@ -188,10 +196,7 @@ def test_stale_lists_the_products_of_exactly_the_quanta_an_incremental_run_redoe
     butler, before = repo
     put(butler, [(2, 3)])
     butler.remove([butler.find_dataset("metrics", instrument="Cam", visit=3, detector=1, collections="run/a")])
-    switch = Time("2025-01-02T00:05:00", scale="tai")
-    butler.collections.decertify("calib", "bias", switch, None)
-    newer = butler.put_many("bias", [({"level": 3}, {"instrument": "Cam", "detector": 1})], run="calib/newer")
-    butler.collections.certify("calib", newer, switch, None)
+    supersede_bias(butler, [1])
     today = pipeline(b_config={"fail_on": [{"visit": 99}]})  # a config change that changes no output
     old_products = set(view(butler, "out"))
     listed = keys_of(all_stale(butler, pipeline=today))
@@ -244,10 +249,7 @@ def test_decisions_on_columns_equal_the_per_quantum_ones(repo, monkeypatch):
     gone = butler.find_dataset("metrics", instrument="Cam", visit=1, detector=2, collections="run/a")
     butler.remove([gone])
     put(butler, [(1, 2)])  # the same data ID, another dataset: replaced
-    switch = Time("2025-01-02T00:05:00", scale="tai")
-    butler.collections.decertify("calib", "bias", switch, None)
-    newer = butler.put_many("bias", [({"level": 3}, {"instrument": "Cam", "detector": 1})], run="calib/newer")
-    butler.collections.certify("calib", newer, switch, None)
+    supersede_bias(butler, [1])
     for today, kwargs in [(pipeline(), {}), (pipeline(b_config={"fail_on": [{"visit": 99}]}), {}),
                           (pipeline(b_config={"fail_on": [{"visit": 99}]}), {"config": False})]:
         columns, objects = decisions_of(butler, today, **kwargs)
@@ -395,11 +397,7 @@ def test_an_incremental_run_can_ignore_a_changed_config(repo, tmp_path):
 def test_a_superseded_calibration_follows_the_users_choice(repo):
     butler, before = repo
     chain = butler.collections.get_chain("out")
-    switch = Time("2025-01-02T00:05:00", scale="tai")
-    butler.collections.decertify("calib", "bias", switch, None)
-    newer = butler.put_many("bias", [({"level": 3}, {"instrument": "Cam", "detector": d}) for d in DETECTORS],
-                            run="calib/newer")
-    butler.collections.certify("calib", newer, switch, None)
+    supersede_bias(butler)
     with pytest.raises(SkybutlerError, match=r"4 quanta read a calibration that was decertified or superseded .*"
                                              r"calibration bias@\{detector: 0\} superseded.*--calibrations"):
         run_pipeline(butler, pipeline(), INPUTS, "out", incremental=True)
@@ -421,11 +419,7 @@ def test_a_recompute_whose_calibration_changed_says_so_and_follows_the_choice(re
     ref = butler.find_dataset("metricsA", instrument="Cam", visit=4, detector=2, collections="out")
     original = butler.get(ref)
     butler.retention.purge([ref])
-    switch = Time("2025-01-02T00:05:00", scale="tai")
-    butler.collections.decertify("calib", "bias", switch, None)
-    newer = butler.put_many("bias", [({"level": 3}, {"instrument": "Cam", "detector": d}) for d in DETECTORS],
-                            run="calib/newer")
-    butler.collections.certify("calib", newer, switch, None)
+    newer = supersede_bias(butler)
     with pytest.raises(CalibrationChangedError, match=r"bias@\{'instrument': 'Cam', 'detector': 2\}.* was "
                                                       r"superseded by .* in 'calib'.*on_calibration='recorded'"):
         butler.get(ref, recompute=True)
@@ -455,7 +449,7 @@ def test_a_recompute_whose_calibration_changed_says_so_and_follows_the_choice(re
     # Decertified with nothing in its place: refused by default and for today's (nothing to use),
     # recreated with the recorded one when asked.
     butler.retention.purge([ref])
-    butler.collections.decertify("calib", "bias", switch, None)
+    butler.collections.decertify("calib", "bias", SWITCH, None)
     result = CliRunner().invoke(cli, ["recompute", str(butler.root), str(ref.id)])
     assert result.exit_code == 1 and "was decertified (nothing is certified" in result.output
     result = CliRunner().invoke(cli, ["recompute", str(butler.root), str(ref.id), "--calibrations", "today"])
