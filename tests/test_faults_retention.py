@@ -246,6 +246,13 @@ def test_cold_move_killed(repo, hook):
     _check(repo, fix_first=True)
 
 
+def _kill_a_staging(repo: Butler, hook: str) -> None:
+    """The pipeline's inputs (watched) moved to the cold tier, then their staging killed at ``hook``."""
+    raws = _watched_inputs(repo)
+    repo.retention.move_to_cold(raws)
+    assert _run_child(repo, hook, "stage", [r.id for r in raws]) == -9
+
+
 STAGE_HOOKS = ["after:datastore:write_or_adopt:1", "after:datastore:write_or_adopt:2",
                "before:states:set_stored:1", "after:states:set_stored:1", "part:tier:remove:1"]
 
@@ -253,9 +260,7 @@ STAGE_HOOKS = ["after:datastore:write_or_adopt:1", "after:datastore:write_or_ado
 @pytest.mark.slow
 @pytest.mark.parametrize("hook", STAGE_HOOKS)
 def test_staging_killed(repo, hook):
-    raws = _watched_inputs(repo)
-    repo.retention.move_to_cold(raws)
-    assert _run_child(repo, hook, "stage", [r.id for r in raws]) == -9
+    _kill_a_staging(repo, hook)
     _check(repo, fix_first=True)
 
 
@@ -477,9 +482,7 @@ RESTORE_HOOKS = ["before:datastore:_publish:1", "after:datastore:write_or_adopt:
 @pytest.mark.slow
 @pytest.mark.parametrize("hook", RESTORE_HOOKS)
 def test_a_killed_staging_is_settled_by_the_next_open(repo, hook):
-    raws = _watched_inputs(repo)
-    repo.retention.move_to_cold(raws)
-    assert _run_child(repo, hook, "stage", [r.id for r in raws]) == -9
+    _kill_a_staging(repo, hook)
     _settled_by_the_open(repo)
     _check(repo)
 
