@@ -79,6 +79,23 @@ def open_butler(repo: str | Path, *, local_only: str | None = None, **kwargs: An
 GLOB_CHARACTERS = frozenset("*?[")
 
 
+def dataset_type_names(butler: Any, given: list[str]) -> list[str]:
+    """The dataset types named on the command line, each glob (``'calexp*'``, as the Rubin butler
+    takes them) replaced by the types it matches, each once; none given means every type.  A glob
+    matching nothing is an error naming it; a plain name is kept as it is (the caller's query says
+    if it is not registered)."""
+    names: list[str] = []
+    for item in given or ["*"]:
+        if GLOB_CHARACTERS.isdisjoint(item):
+            names.append(item)
+            continue
+        matched = sorted(d.name for d in butler.query_dataset_types(item))
+        if not matched and given:
+            fail(f"no dataset type matches {item!r}")
+        names += matched
+    return list(dict.fromkeys(names))
+
+
 def expand_collections(butler: Butler, given: Sequence[str]) -> tuple[list[str], bool]:
     """Collections given on the command line, each glob (``u/ana/*``) replaced by the collections
     it matches in name order; none given means every RUN (each dataset is in exactly one).

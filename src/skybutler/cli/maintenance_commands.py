@@ -17,12 +17,11 @@ from ..registry.migrations import migrate as migrate_registry
 from ..repository_transfer import export_datasets, import_datasets, transfer_datasets
 from ..verify import plan_repair, repair, verify
 from .helpers import (
-    GLOB_CHARACTERS,
     RepoLocation,
     capped,
     confirm_or_refuse,
+    dataset_type_names,
     expand_collections,
-    fail,
     info,
     json_option,
     open_butler,
@@ -38,21 +37,6 @@ from .rubin_refusals import RUBIN_TRANSFER_CHOICES
 TRANSFERS = click.Choice(TRANSFER_MODES)
 
 
-def _type_names(butler: Butler, given: list[str]) -> list[str]:
-    """The dataset types named, each glob (``'calexp*'``, as the Rubin butler takes them)
-    replaced by the types it matches; none given means every type."""
-    names: list[str] = []
-    for item in given or ["*"]:
-        if GLOB_CHARACTERS.isdisjoint(item):
-            names.append(item)
-            continue
-        matched = sorted(d.name for d in butler.query_dataset_types(item))
-        if not matched and given:
-            fail(f"no dataset type matches {item!r}")
-        names += matched
-    return list(dict.fromkeys(names))
-
-
 class _Refs:
     """The datasets an export or transfer names: every type's query is built (its where-clause
     checked) and counted before anything is written, then read batch by batch as the export
@@ -63,7 +47,7 @@ class _Refs:
 
     def __init__(self, butler: Butler, dataset_types: tuple[str, ...], collections: tuple[str, ...], where: str,
                  find_first: bool = False, order: tuple[str, ...] = (), limit: int = 0):
-        types = _type_names(butler, split_csv_option(dataset_types))
+        types = dataset_type_names(butler, split_csv_option(dataset_types))
         cols, ordered = expand_collections(butler, split_csv_option(collections)) if collections else ([], False)
         if find_first and not ordered:
             raise click.BadParameter("needs --collections naming each collection, in the order to search them "

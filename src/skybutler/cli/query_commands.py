@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from .helpers import (
     TimeParam,
+    dataset_type_names,
     expand_collections,
     fail,
     info,
@@ -229,20 +230,10 @@ def query_datasets(repo: Path, dataset_types: tuple[str, ...], where: str, binds
 
 
 def dataset_type_groups(butler: Any, given: list[str]) -> list[list[str]]:
-    """Dataset type names from the command line, globs expanded (none given: every registered
-    type), grouped by dimensions in the order given.  A glob matching nothing is an error naming it;
-    a plain name is kept as it is (the query says if it is not registered)."""
-    names: list[str] = []
-    for pattern in given or ["*"]:
-        if any(c in pattern for c in "*?["):
-            matched = sorted(t.name for t in butler.query_dataset_types(pattern))
-            if not matched and given:
-                fail(f"no dataset type matches {pattern!r}")
-            names += matched
-        else:
-            names.append(pattern)
+    """Dataset type names from the command line (see :func:`~.helpers.dataset_type_names`),
+    grouped by dimensions in the order given."""
     groups: dict[Any, list[str]] = {}
-    for name in dict.fromkeys(names):
+    for name in dataset_type_names(butler, given):
         try:
             key: Any = tuple(butler.get_dataset_type(name).dimensions)
         except Exception:  # unregistered: its own group, refused with the query's message
