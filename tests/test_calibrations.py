@@ -360,6 +360,8 @@ def test_cli_calibration_queries(calib_repo):
     assert len(rows) == 4 and all(r["bias_id"] and r["flat_id"] for r in rows)
     refused = runner.invoke(cli, ["query-datasets", root, "bias", "-c", "Cam/calib"])
     assert refused.exit_code == 1 and "give a timespan" in refused.stderr and "Traceback" not in refused.output
+    said = " ".join(refused.stderr.split())  # the command's own spellings of the ways out
+    assert "--valid-at" in said and "--no-find-first, the Rubin command's default" in said
 
 
 def test_the_validity_range_as_a_where_clause_field(calib_repo):

@@ -129,8 +129,9 @@ def require_time(dtype: DatasetType, calib_names: list[str], element: str | None
     if element is None and timespan is None:
         raise QueryError(
             f"{dtype.name} is searched in CALIBRATION collection(s) {', '.join(calib_names)} with find_first: "
-            "give a timespan, or name an exposure or visit in the query (the calibration valid during it), "
-            "or pass find_first=False to list every certified one with its validity range")
+            "give a timespan (query-datasets --valid-at), or name an exposure or visit in the query (the "
+            "calibration valid during it), or pass find_first=False (--no-find-first, the Rubin command's "
+            "default) to list every certified one with its validity range")
 
 
 @dataclass(frozen=True)
