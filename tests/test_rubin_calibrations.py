@@ -331,6 +331,11 @@ def test_exporting_the_calib_chain_alone_takes_its_collections_to_the_rubin_butl
     assert tuple(back.registry.getCollectionChain(CHAIN)) == (DM2, DM1)
     for collection, name in itertools.product((DM1, DM2), ("bias", "flat")):
         assert _associations(back, name, collection) == _associations(rubin["butler"], name, collection)
+    # skybutler's own format keeps RUNs only, and says which named collections it leaves out
+    own = CliRunner().invoke(cli, ["export", str(ours.root), str(tmp_path / "own"), "-c", CHAIN])
+    assert own.exit_code == 0, own.output
+    said = " ".join(own.stderr.split())
+    assert f"{CHAIN} (CHAINED)" in said and "--format rubin writes them too" in said
 
 
 def test_through_a_server_calibrations_are_found_as_the_rubin_butler_finds_them(rubin, ours):

@@ -30,6 +30,7 @@ from .helpers import (
     progress_bar,
     refuse_url,
     repo_argument,
+    report_warning,
     split_csv_option,
 )
 from .rubin_refusals import RUBIN_TRANSFER_CHOICES
@@ -95,6 +96,12 @@ def export_command(repo: str, directory: str, dataset_types: tuple[str, ...], co
         if format_ == "rubin":
             n = export_rubin(butler, refs, directory, collections=split_csv_option(collections), transfer=transfer)
         else:
+            left_out = [f"{c.name} ({c.type.name})" for name in split_csv_option(collections)
+                        for c in butler.collections.query(name) if c.type.name != "RUN"]
+            if left_out:
+                report_warning(f"this format keeps each dataset's RUN only: {', '.join(left_out)} (memberships, "
+                               "validity ranges, chains) are not exported; --format rubin writes them too, and "
+                               "skybutler import reads it back")
             with progress_bar("exporting datasets") as progress:
                 n = export_datasets(butler, refs, directory, transfer, progress=progress)
     info(f"exported {n} datasets to {directory}")
