@@ -200,6 +200,15 @@ class Registry:
             self._refresh_caches()
             raise
 
+    def time_limit(self, seconds: float) -> contextlib.AbstractContextManager[None]:
+        """Stop every statement still running ``seconds`` from now (``QueryTimeoutError``): a
+        server's limit on one query."""
+        return self.db.time_limit(seconds)
+
+    def time_limit_paused(self) -> contextlib.AbstractContextManager[None]:
+        """Stop the time limit's clock while the block runs (a server waiting for its client)."""
+        return self.db.time_limit_paused()
+
     def _refresh_caches(self) -> None:
         """Forget what the caches hold after a failed transaction: it may have been rolled back."""
         self.collections.refresh()
@@ -264,9 +273,26 @@ class Registry:
                         best = (rank, ref.with_artifact(artifact))
         return None if best is None else best[1]
 
+    def find_many(self, dtype: DatasetType, data_ids: Sequence[DataCoordinate], collections: Sequence[str]
+                  ) -> dict[DataCoordinate, DatasetRef]:
+        """The first dataset of each data ID in ``collections`` (RUN and TAGGED, chains already
+        flattened), one statement per chunk; see :meth:`DatasetStore.find_many`."""
+        return self.datasets.find_many(dtype, data_ids, collections)
+
     def refs_by_id(self, ids: Sequence[uuid.UUID], readable: tuple[Sequence[int], Sequence[int]] | None = None
                    ) -> list[DatasetRef]:
         return self.datasets.refs_by_id(ids, readable)
+
+    def readable_ids(self, may_read: Callable[[str], bool]) -> tuple[list[int], list[int]]:
+        """(IDs of the RUNs, IDs of the TAGGED and CALIBRATION collections) whose names ``may_read``
+        admits: the ``readable`` of :meth:`refs_by_id` and :meth:`owners_by_id`, from the
+        collections read afresh (one statement)."""
+        runs: list[int] = []
+        holders: list[int] = []
+        for name, (collection_id, kind) in self.collections.listing().items():
+            if kind is not CollectionType.CHAINED and may_read(name):
+                (runs if kind is CollectionType.RUN else holders).append(collection_id)
+        return runs, holders
 
     def owners_by_id(self, ids: Iterable[uuid.UUID], readable: tuple[Sequence[int], Sequence[int]] | None = None
                      ) -> dict[uuid.UUID, tuple[str, str]]:
@@ -278,6 +304,11 @@ class Registry:
         """The datasets a RUN owns or a TAGGED/CALIBRATION collection holds (of ``dataset_type``
         only, if given), with their artifacts; an unknown collection or type raises."""
         return self.datasets.refs_by_id(self.datasets.ids_in_collection(collection, dataset_type))
+
+    def existing_identities(self, element: str, identities: list[tuple]) -> set[tuple]:
+        """Those of ``identities`` (tuples of the element's identifying values) that ``element``'s
+        records hold; see :meth:`DimensionRecordStore.existing_identities`."""
+        return self.dimensions.existing_identities(element, identities)
 
     def dataset_counts(self) -> dict[tuple[str, str], int]:
         """(collection, dataset type) -> how many datasets of that type the collection holds, for

@@ -37,7 +37,7 @@ def readable_path(butler: Butler, user: User, collections: Sequence[str]) -> lis
     out: list[str] = []
     for name in collections:
         check_visible(butler, user, name)
-        for leaf in butler.registry.collections.flatten([name]):
+        for leaf in butler.collections.flatten(name):
             if leaf not in out and user.may(leaf, "read"):
                 out.append(leaf)
     return out
@@ -49,7 +49,7 @@ def require(butler: Butler, user: User, name: str, level: str, *, must_exist: bo
     (403) where it may be made (a put into a new RUN)."""
     if user.may(name, level):
         return
-    if user.may(name, "read") and butler.registry.collections.exists(name) or not must_exist:
+    if user.may(name, "read") and butler.collections.exists(name) or not must_exist:
         raise PermissionDeniedError(f"user {user.name!r} may not {_verb(level)} collection {name!r}")
     raise _missing(name)
 
@@ -77,11 +77,7 @@ def readable(butler: Butler, user: User) -> tuple[list[int], list[int]] | None:
     (every collection).  One statement (the collections, read afresh), whatever IDs follow."""
     if user.admin:
         return None
-    runs, holders = [], []
-    for name, (collection_id, kind) in butler.registry.collections.listing().items():
-        if kind is not CollectionType.CHAINED and user.may(name, "read"):
-            (runs if kind is CollectionType.RUN else holders).append(collection_id)
-    return runs, holders
+    return butler.registry.readable_ids(lambda name: user.may(name, "read"))
 
 
 def _visible(butler: Butler, user: User, keys: Iterable[uuid.UUID]) -> dict[uuid.UUID, DatasetRef]:

@@ -112,7 +112,7 @@ def find_many(request: Request, body: ManyLookup, user: User = Depends(current_u
             todo = [c for c in coords if c not in found]
             if not todo:
                 break
-            for coord, ref in butler.registry.datasets.find_many(dtype, todo, step).items():
+            for coord, ref in butler.registry.find_many(dtype, todo, step).items():
                 if not (hiding and check.hidden_ref(ref)):
                     found[coord] = ref
         return [wire.ref_to_json(found[c]) if c in found else None for c in coords]

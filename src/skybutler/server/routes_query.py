@@ -70,7 +70,7 @@ def query_slot(request: Request, user: User) -> Iterator[Butler]:
         raise TooManyRequests(f"user {user.name!r} has {state.settings.user_concurrency} queries running and "
                               f"this one waited {state.settings.queue_timeout:g} s for a turn")
     try:
-        with state.butler() as butler, butler.registry.db.time_limit(state.settings.query_timeout):
+        with state.butler() as butler, butler.registry.time_limit(state.settings.query_timeout):
             yield butler
     finally:
         slot.release()
@@ -109,7 +109,7 @@ def stream_batches(request: Request, body: QueryRequest, user: User, lines: Any)
     a batch waits for the client to take it (a slow reader holds its own slot, not the clock)."""
     with _user_query(request, body, user) as (butler, results):
         for number, batch in enumerate(lines(results), 1):
-            with butler.registry.db.time_limit_paused():
+            with butler.registry.time_limit_paused():
                 yield batch
             if number % _COLLECT_EVERY == 0:
                 # Each batch of data IDs shares one class (their implied values are looked up

@@ -189,7 +189,7 @@ def import_present(request: Request, body: PresentQuery, user: User = Depends(cu
             keys = [tuple(i) for i in line.identities]
             if element is None or any(len(k) != len(element.identity) for k in keys):
                 raise SkybutlerError(f"malformed query: records of {line.element[:100]!r} by identity")
-            found = butler.registry.dimensions.existing_identities(line.element, sorted(set(keys)))
+            found = butler.registry.existing_identities(line.element, sorted(set(keys)))
             held.append([i for i, key in enumerate(keys) if key in found])
     return {"datasets": sorted(str(i) for i in present), "records": held}
 
@@ -256,7 +256,7 @@ def _refuse_new_records(butler: Butler, records: Any) -> None:
     """PermissionDeniedError if the export brings a dimension record the repository lacks."""
     for element, rows in records:
         given = {DimensionRecord(butler.universe[element], _record_from_json(row)).identity for row in rows}
-        found = butler.registry.dimensions.existing_identities(element, sorted(given))
+        found = butler.registry.existing_identities(element, sorted(given))
         missing = given - found
         if missing:
             raise PermissionDeniedError(f"only a repository administrator may insert dimension records: the export "
