@@ -113,7 +113,7 @@ def _sweep(tmp_path: Path, kind: str, source: str, steps: list[str], clean: bool
         after = _visible(out)
         assert all(after[name] == data for name, data in planted_visible(out, planted).items())
         for name, data in after.items():  # no half file under a final name
-            if name == "notes.txt" or name.endswith(".jsonl"):  # an export's line files, whole with export.json
+            if name == "notes.txt":
                 continue
             assert _same(data, whole[name]), f"{name} half-written at {step}"
         if clean:
@@ -177,6 +177,17 @@ def test_a_killed_copy_out_from_a_server_is_cleaned_by_the_next(local_repo, tmp_
         monkeypatch.setenv("SKYBUTLER_TOKEN", access.create_token("boss"))
     with running_server(repo) as url:
         _sweep(tmp_path, kind, url, FEW_STEPS)
+
+
+@pytest.mark.parametrize("name", ["export.datasets.jsonl", "export.records.jsonl"])
+def test_an_export_never_replaces_a_persons_file_under_its_own_names(local_repo, tmp_path, name):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).write_bytes(b"a person's own file")
+    result = CliRunner().invoke(cli, ["export", str(local_repo), str(out)])
+    assert result.exit_code != 0 and f"{out / name} is already there" in result.output, result.output
+    assert (out / name).read_bytes() == b"a person's own file" and not (out / "export.json").exists()
+    assert [p for p in out.rglob(".*")] == [], "scratch left"
 
 
 def test_a_running_copy_outs_scratch_is_left_alone(tmp_path):

@@ -34,6 +34,7 @@ from typing import Any
 
 from .butler import Butler
 from .datastore.copy_scratch import ScratchJournal, copy_out_into
+from .datastore.local_files import new_text_file
 from .datastore.transfer import ingest_files
 from .dimensions import DataCoordinate, DimensionRecord
 from .dimensions import regions as sky
@@ -174,16 +175,26 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
         total = None
     if hasattr(refs, "streaming"):  # a query's results: read batch by batch, never whole
         refs.streaming = True
-    with open(directory / DATASETS_FILE, "w") as out, open(directory / RECORDS_FILE, "w") as records_out, \
-            files.reading_once(), TakenIds(directory) as seen, copy_out_into(directory) as journal:
-        for chunk in _chunks(refs, CHUNK):
-            count += _export_chunk(files, seen.new(chunk), directory, journal, transfer, out, records_out, types,
-                                   runs, progress and (lambda done, base=count: progress(base + done, total)))
-            del chunk  # not held while the next chunk is read
-    manifest = {"format_version": FORMAT_VERSION, "universe": [butler.universe.name, butler.universe.version],
-                "dataset_types": list(types.values()), "runs": sorted(runs), "datasets": count,
-                "records_file": RECORDS_FILE, "datasets_file": DATASETS_FILE}
-    (directory / MANIFEST).write_text(json.dumps(manifest))
+    # Every file is written under a scratch name and placed when whole, never over a file already
+    # there (the line files once all are written, export.json last).
+    try:
+        with copy_out_into(directory) as journal:
+            with new_text_file(directory / DATASETS_FILE, journal) as out, \
+                    new_text_file(directory / RECORDS_FILE, journal) as records_out, \
+                    files.reading_once(), TakenIds(directory) as seen:
+                for chunk in _chunks(refs, CHUNK):
+                    count += _export_chunk(files, seen.new(chunk), directory, journal, transfer, out, records_out,
+                                           types, runs,
+                                           progress and (lambda done, base=count: progress(base + done, total)))
+                    del chunk  # not held while the next chunk is read
+            manifest = {"format_version": FORMAT_VERSION, "universe": [butler.universe.name, butler.universe.version],
+                        "dataset_types": list(types.values()), "runs": sorted(runs), "datasets": count,
+                        "records_file": RECORDS_FILE, "datasets_file": DATASETS_FILE}
+            with new_text_file(directory / MANIFEST, journal) as stream:
+                stream.write(json.dumps(manifest))
+    except FileExistsError as err:
+        raise SkybutlerError(f"{err.filename} is already there, and is not this export's: export into an empty "
+                             "directory (nothing there was changed)") from None
     return count
 
 

@@ -8,12 +8,13 @@ close.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import filecmp
 import functools
 import os
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import DatastoreError
 from ..faults import crash_point
@@ -113,6 +114,25 @@ def write_chunks_new_file(chunks: Iterable[bytes], destination: str, size: int, 
         _remove_scratch(partial, journal)
         raise
     _place_scratch(partial, destination, journal)
+
+
+@contextlib.contextmanager
+def new_text_file(destination: str | os.PathLike, journal: ScratchJournal) -> Iterator[TextIO]:
+    """A text stream written under a scratch name of ``journal`` and placed at ``destination`` when
+    the block ends without error, as :func:`place_new_file` places it (never replacing a file: the
+    same bytes there are taken, other bytes are FileExistsError naming ``destination``)."""
+    destination = os.fspath(destination)
+    partial, fd = journal.open_new_file(destination)
+    try:
+        with open(fd, "w") as stream:
+            yield stream
+    except BaseException:
+        _remove_scratch(partial, journal)
+        raise
+    try:
+        _place_scratch(partial, destination, journal)
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), destination) from None
 
 
 def _place_scratch(partial: str, destination: str, journal: ScratchJournal) -> None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..copy_out import source
 from ..datastore.copy_scratch import ScratchJournal, copy_out_into
+from ..datastore.local_files import new_text_file
 from ..dimensions import DimensionRecord
 from ..errors import SkybutlerError
 from ..models import CollectionType, DatasetRef
@@ -204,11 +205,15 @@ def export_rubin(butler: Butler, refs: Iterable[DatasetRef], destination: str | 
         by_group[(ref.dataset_type.name, ref.run)].append(ref)
     with copy_out_into(destination) as journal:
         _place_groups(butler, files, by_group, artifacts, destination, journal, transfer, data)
-    data += associations
-    document = {"description": "Butler Data Repository Export", "version": FORMAT_VERSION,
-                "universe_version": UNIVERSE[1], "universe_namespace": UNIVERSE[0], "data": data}
-    with (destination / EXPORT_NAME).open("w") as stream:
-        rubin_yaml.dump(document, stream)
+        data += associations
+        document = {"description": "Butler Data Repository Export", "version": FORMAT_VERSION,
+                    "universe_version": UNIVERSE[1], "universe_namespace": UNIVERSE[0], "data": data}
+        try:  # placed whole, never over a file there
+            with new_text_file(destination / EXPORT_NAME, journal) as stream:
+                rubin_yaml.dump(document, stream)
+        except FileExistsError:
+            raise SkybutlerError(f"{destination / EXPORT_NAME} is already there, and is not this export's: "
+                                 "choose an empty directory (nothing there was changed)") from None
     return len(refs)
 
 
