@@ -164,19 +164,59 @@ def test_postgres_read_past_its_time_limit_is_stopped_and_the_next_one_runs(two_
 def prepared_statements(butler: Butler) -> list[tuple[str, list[str], int, int]]:
     """The statements this thread's read connection holds prepared: text, parameter types, generic
     and custom plans (a statement without parameters runs on its one plan, counted as generic)."""
-    return butler.registry.db._local.reader.connection.execute(
-        "SELECT statement, parameter_types::text[], generic_plans, custom_plans FROM pg_prepared_statements").fetchall()
+    reader = getattr(butler.registry.db._local, "reader", None)
+    if reader is None or reader.connection is None:
+        return []
+    return reader.connection.execute(
+        "SELECT statement, parameter_types::text[], generic_plans, custom_plans FROM pg_prepared_statements",
+        prepare=False).fetchall()
 
 
-def test_postgres_repeated_read_is_prepared_with_its_values_and_planned_once(two_postgres_clients):
+def test_a_query_asked_again_sends_what_sqlalchemy_sent_the_first_time_and_compiles_nothing(two_clients,
+                                                                                             monkeypatch):
+    import sqlalchemy as sa
+
+    first, _ = two_clients
+    db = first.registry.db
+    sent: list[tuple] = []
+
+    def record(conn, cursor, statement, parameters, *_):
+        sent.append((statement, parameters))
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    asked = [first.query_data_ids(["visit"], where=POINT), first.query_data_ids(["visit"], where="visit > 0")]
+    assert [sorted(d["visit"] for d in result) for result in asked] == [[1], [1, 2]]
+    sa.event.remove(db.engine, "before_cursor_execute", record)
+    # rows (the region test) and whole columns: each keeps the text and values it was run with
+    kept = [text for result in asked for text in result._built.compiled.values()]
+    assert len(kept) == 2 and all(text is not None and text in sent for text in kept)
+    compiles, reads = [], []
+    compile, driver_read = sa.sql.elements.CompilerElement.compile, type(db).driver_read
+    monkeypatch.setattr(sa.sql.elements.CompilerElement, "compile",
+                        lambda *a, **k: compiles.append(a) or compile(*a, **k))
+    monkeypatch.setattr(type(db), "driver_read", lambda self, sql, params, binary=False:
+                        reads.append((sql, params)) or driver_read(self, sql, params, binary))
+    assert [sorted(d["visit"] for d in result) for result in asked] == [[1], [1, 2]]
+    assert reads == kept and not compiles
+
+
+def test_postgres_query_asked_again_is_prepared_at_its_second_ask_with_its_values_and_planned_once(
+        two_postgres_clients):
     first, second = two_postgres_clients
-    for _ in range(12):  # run by SQLAlchemy, then sent by the driver: twice as it is, then prepared
-        assert visits_at_point(first) == [1]
-    spatial = [entry for entry in prepared_statements(first) if "skypix" in entry[0]]
+    spatial = lambda: [entry for entry in prepared_statements(first) if "skypix" in entry[0]]  # noqa: E731
+    assert visits_at_point(first) == [1]  # asked once: run by SQLAlchemy
+    assert visits(first) == [1, 2] and visits(first) == [1, 2]  # another query, asked again
+    for visit in range(2, 6):  # queries asked once each
+        assert [d["visit"] for d in first.query_data_ids(["visit"], where=f"visit = {visit}")] == [2][:visit == 2]
+    assert len(prepared_statements(first)) == 1 and spatial() == []  # only the one asked again is prepared
+    assert visits_at_point(first) == [1]  # asked again: prepared by the driver at this run
     # its values are in its text (no parameter): planned once, when prepared, for those values,
-    # and its nine runs since on that plan (with a parameter, the server plans each run anew)
-    assert len(spatial) == 1 and spatial[0][1] == [] and "$1" not in spatial[0][0]
-    assert spatial[0][2:] == (9, 0)
+    # and run on that plan (with a parameter, the server plans each run anew)
+    assert len(spatial()) == 1 and spatial()[0][1] == [] and "$1" not in spatial()[0][0]
+    assert spatial()[0][2:] == (1, 0)
+    for _ in range(10):
+        assert visits_at_point(first) == [1]
+    assert spatial()[0][2:] == (11, 0)
     second.insert_records("visit", [new_visit(9)])
     assert visits_at_point(first) == [1, 9]  # a statement kept prepared sees another client's commit
 
@@ -191,15 +231,15 @@ def test_postgres_read_values_are_written_into_its_text_once_as_psycopg_quotes_t
     merged = []
     mogrify = psycopg.ClientCursor.mogrify
     monkeypatch.setattr(psycopg.ClientCursor, "mogrify", lambda cur, *a: merged.append(a) or mogrify(cur, *a))
-    for _ in range(4):  # prepared from its third run
+    for _ in range(4):  # prepared at its first run
         with db.driver_read(sql, params) as result:
             assert result.fetchall() == [(params["s"], params["b"], 0.1 + 0.2, None, -2**40, "100%", 3)]
     assert len(merged) == 1  # merged once for the kept parameters
     with db.driver_read(sql, dict(params)) as result:  # other parameters, though equal: merged again
         assert result.fetchone()[0] == params["s"]
     assert len(merged) == 2
-    # the same text: one statement prepared at the third of its five runs, without parameters
-    assert [entry[1:] for entry in prepared_statements(two_postgres_clients[0]) if "100%" in entry[0]] == [([], 3, 0)]
+    # the same text: one statement prepared at the first of its five runs, without parameters
+    assert [entry[1:] for entry in prepared_statements(two_postgres_clients[0]) if "100%" in entry[0]] == [([], 5, 0)]
 
 
 def test_postgres_prepared_read_whose_columns_another_client_altered_is_sent_again(two_postgres_clients):
@@ -213,7 +253,7 @@ def test_postgres_prepared_read_whose_columns_another_client_altered_is_sent_aga
         with db.driver_read("SELECT x FROM reads_altered", {}) as result:
             return result.fetchall()
 
-    for _ in range(4):  # prepared from its third run
+    for _ in range(4):  # prepared at its first run
         assert read() == [(1,)]
     assert any("reads_altered" in text for text, *_ in prepared_statements(first))
     with second.registry.db.transaction() as conn:

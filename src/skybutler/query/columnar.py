@@ -112,52 +112,54 @@ Source = tuple[sa.Select, dict[str, Any], dict[str, sa.ColumnElement]]
 def aggregate_rows(db: Database, sources: list[Source], columns: list[str], types: dict[str, pa.DataType],
                    compiled: dict[tuple, Any], key: tuple) -> list[Sequence[Any]]:
     """The rows of the column-reading statement over ``sources`` (:func:`aggregates` of each,
-    joined by UNION ALL), its text kept in ``compiled`` (the built query's, under ``key``) and
-    sent to the driver when the same query is asked again (:func:`kept_text`): building the
-    aggregate and SQLAlchemy's execution of it (its cache key, a compiled-statement look-up,
-    result processing) are 0.3-0.4 ms, a tenth of reading 5,000 data IDs."""
-    def select() -> sa.Select:
+    joined by UNION ALL), run by SQLAlchemy the first time and its text kept in ``compiled``
+    (the built query's, under ``key``: :func:`keep_text`), then sent to the driver when the
+    same query is asked again (:func:`kept_text`): building the aggregate and SQLAlchemy's
+    execution of it (its cache key, a compiled-statement look-up, result processing) are
+    0.3-0.4 ms, a tenth of reading 5,000 data IDs."""
+    text = kept_text(compiled, key)
+    if text is None:
         selects = [aggregates(stmt, columns, types, constants, sole_keys, db.dialect)
                    for stmt, constants, sole_keys in sources]
-        return selects[0] if len(selects) == 1 else sa.union_all(*selects)
-
-    text = kept_text(db, compiled, key, select, plain_results=False)
-    if text is None:
         with db.reading() as conn:
-            return conn.execute(select()).all()
+            result = conn.execute(selects[0] if len(selects) == 1 else sa.union_all(*selects))
+            keep_text(compiled, key, result, plain_results=False)
+            return result.all()
     with db.driver_read(*text, binary=True) as result:  # (bytea not written as hex text)
         return result.fetchall()
 
 
-def kept_text(db: Database, compiled: dict[tuple, Any], key: tuple, statement: Callable[[], sa.Select],
-              plain_results: bool = True) -> tuple[str, Any] | None:
-    """The SQL text and parameters of ``statement()``, kept in ``compiled`` (a built query's) by
-    ``key``, for :meth:`Database.driver_read` to send when the same query is asked again (a
-    built query is reused while nothing is committed: the read cache).  None the first time
-    (compiling anew costs more than SQLAlchemy's own cache, and a query not reused runs once),
-    and for a statement whose parameters, or (``plain_results``) result columns, SQLAlchemy
-    must convert: it runs those itself.  Result columns of integer, text and bytes types come
-    from the driver as SQLAlchemy gives them."""
-    found = compiled.get(key, _UNSEEN)
-    if found is _UNSEEN:
-        compiled[key] = _SEEN_ONCE
-        return None
-    if found is _SEEN_ONCE:
-        select = statement()
-        done = select.compile(dialect=db.engine.dialect, compile_kwargs={"render_postcompile": True})
-        plain = not plain_results or all(type(c.type) in _PLAIN_TYPES for c in select.selected_columns)
-        if done._bind_processors or not plain:
-            found = None
-        else:
-            values = done.construct_params()
-            # positional parameters (SQLite's qmark) as a tuple, named ones (psycopg's pyformat) as a dict
-            found = (done.string, values if done.positiontup is None else tuple(values[k] for k in done.positiontup))
-        compiled[key] = found
-    return found
+def kept_text(compiled: dict[tuple, Any], key: tuple) -> tuple[str, Any] | None:
+    """The SQL text and parameters kept in ``compiled`` (a built query's) by ``key``
+    (:func:`keep_text`), for :meth:`Database.driver_read` to send now that the same query is
+    asked again (a built query is reused while nothing is committed: the read cache); None
+    if the statement has not run yet or SQLAlchemy must run it (see :func:`keep_text`)."""
+    return compiled.get(key)
 
 
-#: A statement not run yet, and one run once, in a built query's ``compiled``.
-_UNSEEN, _SEEN_ONCE = object(), object()
+def keep_text(compiled: dict[tuple, Any], key: tuple, result: sa.CursorResult, plain_results: bool = True) -> None:
+    """Keep in ``compiled``, by ``key``, the SQL text and parameters SQLAlchemy has just sent
+    for ``result`` (its execution context's: the statement it compiled or found in its cache,
+    its expanding IN-lists written out), or None for a statement whose parameters, or
+    (``plain_results``) result columns, SQLAlchemy must convert: it runs those itself.
+    Result columns of integer, text and bytes types come from the driver as SQLAlchemy gives
+    them.  Taken from the first run, not compiled again at the second (0.7-1.3 ms for Q4 of
+    ``bench_queries.py``, more than the whole query): a query asked again runs as it will
+    from then on (on PostgreSQL prepared at that run: ``registry/driver_reads.py``)."""
+    if key in compiled:
+        return
+    context = result.context
+    done = context.compiled
+    statement = getattr(done, "statement", None)
+    plain = not plain_results or (statement is not None and all(
+        type(c.type) in _PLAIN_TYPES for c in statement.selected_columns))
+    if done is None or done._bind_processors or not plain or len(context.parameters) != 1:
+        compiled[key] = None
+    else:
+        # positional parameters (SQLite's qmark) as a tuple, named ones (psycopg's pyformat) as a dict
+        compiled[key] = (context.statement, context.parameters[0])
+
+
 #: Column types whose values the driver returns as SQLAlchemy would (no result processing).
 _PLAIN_TYPES = frozenset({sa.Integer, sa.BigInteger, sa.SmallInteger, sa.String, sa.Text, sa.LargeBinary})
 

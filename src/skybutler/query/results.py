@@ -241,16 +241,16 @@ class QueryResults(ListHabits):
 
     def _batches(self) -> Iterator[list[Sequence[Any]]]:
         """The result rows, in lists of up to ``_BATCH``: a query without an order or a page key
-        asked again as SQL text sent to the driver (:func:`columnar.kept_text`), others through
-        SQLAlchemy."""
+        asked again as the SQL text SQLAlchemy sent the first time, now sent to the driver
+        (:func:`columnar.kept_text`), others through SQLAlchemy."""
         if self._empty():
             return
         filters = self._built.region_filters
         db = self._registry.db
-        text = (None if self.streaming or self._order or self._after is not None
-                else columnar.kept_text(db, self._built.compiled, (type(self), "rows", self._limit, self._offset),
-                                        self._statement))
-        with self._executed() if text is None else db.driver_read(*text) as result:
+        key = (None if self.streaming or self._order or self._after is not None
+               else (type(self), "rows", self._limit, self._offset))
+        text = None if key is None else columnar.kept_text(self._built.compiled, key)
+        with self._executed(key) if text is None else db.driver_read(*text) as result:
             # One driver call and one C-level conversion per batch.
             batches = iter(lambda: _paused_gc(result.fetchmany, _BATCH), [])
             if not filters:
@@ -263,13 +263,17 @@ class QueryResults(ListHabits):
                 yield chunk
 
     @contextlib.contextmanager
-    def _executed(self) -> Iterator[sa.CursorResult]:
-        """The statement's result through SQLAlchemy (a server-side cursor when streaming)."""
+    def _executed(self, key: tuple | None = None) -> Iterator[sa.CursorResult]:
+        """The statement's result through SQLAlchemy (a server-side cursor when streaming), its
+        text kept by ``key`` for the next time (:func:`columnar.keep_text`)."""
         with self._registry.db.reading(cursor=self.streaming) as conn:
             statement = self._statement()
             if self.streaming:
                 statement = statement.execution_options(stream_results=True, max_row_buffer=_BATCH)
-            yield conn.execute(statement)
+            result = conn.execute(statement)
+            if key is not None:
+                columnar.keep_text(self._built.compiled, key, result)
+            yield result
 
     # -- public ---------------------------------------------------------------
 

@@ -19,10 +19,18 @@ read is the driver's execute and fetch and nothing else.
   parent's session): it opens its own.
 - Each statement is sent with its values written into its text as literals (psycopg's own
   quoting, ``ClientCursor.mogrify``; merged once per kept statement and remembered), not as
-  parameters.  A statement sent a third time is prepared on the server (psycopg's
-  ``prepare_threshold``); having no parameters, its plan is made once, for its own values,
-  and kept: the server neither parses nor plans it again (Q4 of ``bench_queries.py``: 0.10-0.14
-  ms of planning a run, more than the client's other work on the query).  A plan kept with
+  parameters.  Every statement sent here is of a query asked again (its first ask ran through
+  SQLAlchemy, which is where its text was kept), so it is prepared on the server at its first
+  run here (psycopg's ``prepare_threshold`` of 0): a query asked once prepares nothing, and one
+  asked again runs at its next ask on the plan made at this one.  Having no parameters, its
+  plan is made once, for its own values, and kept: the server neither parses nor plans it
+  again (Q4 of ``bench_queries.py``: 0.10-0.14 ms of planning a run, more than the client's
+  other work on the query).  psycopg keeps at most ``prepared_max`` (100) statements a
+  connection, dropping the least recently used from the server.  Outside pipeline mode
+  psycopg prepares in a round trip of its own before the run's; sending both in one (a
+  pipeline, or ``PREPARE ...; EXECUTE ...`` as one query) cost more than that round trip over
+  a local connection (Q4: a first run 0.38 ms prepared by psycopg, 0.47-0.48 either way in one
+  trip, 0.36 unprepared).  A plan kept with
   parameters would be either made anew at every run (``force_custom_plan``) or a generic plan
   made without their values, which for data-ID ranges can read whole tables.  The server
   makes a kept plan again when a table it reads changes (its statistics after an ANALYZE, its
@@ -30,7 +38,7 @@ read is the driver's execute and fetch and nothing else.
   COPY's foreign-key checks would be planned again for every row.
 - A prepared statement whose result's columns changed type (a table altered by another
   client) is refused by the server; the connection's prepared statements are then dropped
-  and the read sent again once, unprepared.
+  and the read sent again once (prepared anew, for the table as it is now).
 """
 
 from __future__ import annotations
@@ -40,8 +48,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-#: Runs of a statement's text before psycopg prepares it: a read made once is not kept on the server.
-PREPARE_AFTER = 2
 #: Statements whose merged text a connection remembers (the least recently used go first).
 MERGED_KEPT = 256
 #: SQLSTATE of "cached plan must not change result type" (feature_not_supported).
@@ -72,14 +78,15 @@ class DriverReader:
             connection = self.connection
             try:
                 if timeout_ms != self._timeout_ms:
-                    connection.execute(f"SET statement_timeout = {int(timeout_ms)}")
+                    connection.execute(f"SET statement_timeout = {int(timeout_ms)}", prepare=False)
                     self._timeout_ms = timeout_ms
                 return connection.execute(self._merge(sql, params), binary=binary)
             except connection.Error as err:
                 if attempt:
                     raise
                 if getattr(err, "sqlstate", None) == _PLAN_RESULT_CHANGED and not connection.broken:
-                    connection.execute("DEALLOCATE ALL")  # psycopg forgets its prepared statements too
+                    # psycopg forgets its prepared statements too
+                    connection.execute("DEALLOCATE ALL", prepare=False)
                     continue
                 if not connection.broken:
                     raise
@@ -105,9 +112,9 @@ class DriverReader:
         return merged
 
     def _open(self) -> Any:
-        """A new connection that prepares repeated statements (their plans kept: see the module)."""
+        """A new connection that prepares each read at its first run (its plan kept: see the module)."""
         connection = self._connect()
-        connection.prepare_threshold = PREPARE_AFTER
+        connection.prepare_threshold = 0
         return connection
 
     def close(self) -> None:
