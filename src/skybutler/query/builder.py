@@ -92,10 +92,10 @@ class BuiltQuery:
     #: For a find-first search of CALIBRATION collections: (dataset type, a statement finding
     #: data IDs with two valid calibrations in their first collection, its partition labels).
     ambiguity: tuple[DatasetType, sa.Select, list[str]] | None = None
-    #: This query's statements (reading columns or rows) compiled to SQL text and parameters,
-    #: by (result kind, limit, offset[, "rows"]); None for one SQLAlchemy must run itself: a
-    #: built query is reused while nothing is committed (the read cache), and so is its text
-    #: (see ``columnar.kept_text``).
+    #: This query's statements (reading columns or rows) as the SQL text and parameters
+    #: SQLAlchemy sent at their first run, by (result kind, limit, offset[, "rows"]); None for
+    #: one SQLAlchemy must run itself: a built query is reused while nothing is committed (the
+    #: read cache), and so is its text (see ``columnar.keep_text``).
     compiled: dict[tuple, Any] = field(default_factory=dict, compare=False, repr=False)
     #: (dataset type ID, collection ID) whose maintained count (``dataset_count``) is this
     #: query's count: every dataset of one type in the one searched RUN or TAGGED collection

@@ -1,7 +1,7 @@
 """Reads of SQL text compiled once, sent by each thread on a PostgreSQL connection of its own.
 
-A query asked again runs the same statement: its SQL text and parameters are kept with the
-built query (``query.columnar.kept_text``).  Run through SQLAlchemy, each run still costs a
+A query asked again runs the same statement: its SQL text and parameters, as SQLAlchemy sent
+them at its first ask, are kept with the built query (``query.columnar.keep_text``).  Run through SQLAlchemy, each run still costs a
 pool checkout and return, switching the connection to autocommit and back, the statement's
 cache key and the wrapping of its result: 0.2-0.3 ms of client CPU, more than the server's
 work for a small query (Q4 of ``bench_queries.py``: 8 data IDs by a sky position).  Here each
