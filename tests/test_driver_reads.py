@@ -260,3 +260,31 @@ def test_postgres_prepared_read_whose_columns_another_client_altered_is_sent_aga
         conn.exec_driver_sql("ALTER TABLE reads_altered ALTER COLUMN x TYPE text")
     assert read() == [("1",)]
     assert read() == [("1",)]
+
+
+def test_postgres_statement_is_prepared_in_the_round_trip_of_its_first_run(two_postgres_clients, tmp_path):
+    """Its Parse goes with the run's Bind and Execute (a pipeline): its answer is not waited for first."""
+    import psycopg
+
+    first, _ = two_postgres_clients
+    assert visits(first) == [1, 2] and visits(first) == [1, 2]  # (this thread's read connection opened)
+    assert visits_at_point(first) == [1]  # asked once: run by SQLAlchemy
+    pgconn = first.registry.db._local.reader.connection.pgconn
+    with open(tmp_path / "trace", "w") as trace:
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            assert visits_at_point(first) == [1]  # asked again: prepared at this run
+            assert visits_at_point(first) == [1]  # run on that statement
+        finally:
+            pgconn.untrace()
+    trips: list[list[str]] = []  # the messages sent before each answer
+    sending = False
+    lines = (tmp_path / "trace").read_text().splitlines()
+    for direction, _, kind, *_ in (line.split("\t") for line in lines if line[:2] in ("F\t", "B\t")):
+        if direction == "F" and kind != "Flush":
+            if not sending:
+                trips.append([])
+            trips[-1].append(kind)
+        sending = direction == "F"
+    assert trips == [["Parse", "Bind", "Describe", "Execute", "Sync"], ["Bind", "Describe", "Execute", "Sync"]]

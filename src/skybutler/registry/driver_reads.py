@@ -27,10 +27,14 @@ read is the driver's execute and fetch and nothing else.
   again (Q4 of ``bench_queries.py``: 0.10-0.14 ms of planning a run, more than the client's
   other work on the query).  psycopg keeps at most ``prepared_max`` (100) statements a
   connection, dropping the least recently used from the server.  Outside pipeline mode
-  psycopg prepares in a round trip of its own before the run's; sending both in one (a
-  pipeline, or ``PREPARE ...; EXECUTE ...`` as one query) cost more than that round trip over
-  a local connection (Q4: a first run 0.38 ms prepared by psycopg, 0.47-0.48 either way in one
-  trip, 0.36 unprepared).  A plan kept with
+  psycopg sends the statement's Parse and waits for its answer before the run's Bind and
+  Execute: a round trip more.  The first run is sent in pipeline mode instead, all in one
+  round trip, for 0.05 ms more of psycopg's Python: over a network a round trip costs more,
+  and so it does on a busy machine, where every wait is a sleep and a wake-up; over a local
+  connection with the machine less busy two trips were quicker (Q4 of ``bench_queries.py``,
+  its first run on the 1M repository's server, medians of 1,500 on this 2-core machine:
+  load 11, 0.38 ms in two trips against 0.48 in one; load 14, 1.84 against 0.89; unprepared
+  0.36-0.53).  A plan kept with
   parameters would be either made anew at every run (``force_custom_plan``) or a generic plan
   made without their values, which for data-ID ranges can read whole tables.  The server
   makes a kept plan again when a table it reads changes (its statistics after an ANALYZE, its
@@ -67,6 +71,8 @@ class DriverReader:
         self._timeout_ms = 0
         #: (text, id of its parameters) -> (the parameters, the text with their values written in)
         self._merged: OrderedDict[tuple[str, int], tuple[Any, str]] = OrderedDict()
+        #: The merged texts prepared on this connection, least recently run first (as psycopg keeps them).
+        self._prepared: OrderedDict[str, None] = OrderedDict()
 
     def execute(self, sql: str, params: Mapping[str, Any] | Sequence[Any], timeout_ms: int,
                 binary: bool = False) -> Any:
@@ -75,23 +81,38 @@ class DriverReader:
         for attempt in range(2):
             if self.connection is None:
                 self.connection, self._timeout_ms = self._open(), 0
+                self._prepared.clear()
             connection = self.connection
             try:
                 if timeout_ms != self._timeout_ms:
                     connection.execute(f"SET statement_timeout = {int(timeout_ms)}", prepare=False)
                     self._timeout_ms = timeout_ms
-                return connection.execute(self._merge(sql, params), binary=binary)
+                return self._run(connection, self._merge(sql, params), binary)
             except connection.Error as err:
                 if attempt:
                     raise
                 if getattr(err, "sqlstate", None) == _PLAN_RESULT_CHANGED and not connection.broken:
-                    # psycopg forgets its prepared statements too
-                    connection.execute("DEALLOCATE ALL", prepare=False)
+                    connection.execute("DEALLOCATE ALL", prepare=False)  # psycopg forgets them too
+                    self._prepared.clear()
                     continue
                 if not connection.broken:
                     raise
                 self.close()  # the server ended this session: connect again and send the read again
         raise AssertionError("unreachable")
+
+    def _run(self, connection: Any, text: str, binary: bool) -> Any:
+        """``text`` run on its prepared statement, prepared at this run if it is its first here:
+        in pipeline mode, so that the statement's Parse goes with the run's Bind and Execute in
+        one round trip (outside it psycopg waits for the Parse's answer first)."""
+        if text in self._prepared:
+            self._prepared.move_to_end(text)
+            return connection.execute(text, binary=binary)
+        with connection.pipeline():
+            cursor = connection.execute(text, binary=binary)
+        self._prepared[text] = None
+        if len(self._prepared) > connection.prepared_max:
+            self._prepared.popitem(last=False)
+        return cursor
 
     def _merge(self, sql: str, params: Mapping[str, Any] | Sequence[Any]) -> str:
         """``sql`` with the values of ``params`` written in as literals, as psycopg quotes them
