@@ -273,6 +273,14 @@ class Registry:
                         best = (rank, ref.with_artifact(artifact))
         return None if best is None else best[1]
 
+    def collection_type(self, name: str) -> CollectionType:
+        """The type of collection ``name``; :class:`MissingCollectionError` if there is none."""
+        return self.collections.lookup(name)[1]
+
+    def collection_name(self, collection_id: int) -> str:
+        """The name of the collection with this ID (a query row's ``run_id``, say)."""
+        return self.collections.name_of(collection_id)
+
     def find_many(self, dtype: DatasetType, data_ids: Sequence[DataCoordinate], collections: Sequence[str]
                   ) -> dict[DataCoordinate, DatasetRef]:
         """The first dataset of each data ID in ``collections`` (RUN and TAGGED, chains already

@@ -27,7 +27,7 @@ def check_visible(butler: Butler, user: User, name: str) -> CollectionType:
     """The type of a collection the user may read; the missing-collection error otherwise."""
     if not user.may(name, "read"):
         raise _missing(name)
-    return butler.registry.collections.lookup(name)[1]
+    return butler.registry.collection_type(name)
 
 
 def readable_path(butler: Butler, user: User, collections: Sequence[str]) -> list[str]:

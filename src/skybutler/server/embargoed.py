@@ -235,7 +235,7 @@ class FallThrough:
         return None
 
     def run_name(self, run_id: int) -> str:
-        return self._butler.registry.collections.name_of(run_id)
+        return self._butler.registry.collection_name(run_id)
 
     def type_index(self, dataset_type: str) -> int:
         """A dataset type's place among the query's (its ``dataset_type_index``)."""
