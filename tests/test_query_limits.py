@@ -206,3 +206,19 @@ def test_long_chains_of_conditions_are_answered_on_every_stack(butler):
     ranges = ", ".join(f"{i}..{i + 1}:2" for i in range(10, 2410, 2))  # 1,200 ranges, none holding 1..6
     assert visits(butler, f"visit IN ({ranges}, 2..6:4)") == {2, 6}
     assert visits(butler, f"visit NOT IN ({ranges}, 2..6:4)") == {1, 3, 4, 5}
+
+
+def test_a_results_len_holds_the_rows_it_counted_for_the_next_loop(butler):
+    """``len()`` and indexing read the rows and hold them, as the Rubin butler's list, until the
+    next loop takes them: a put after ``len()`` changes neither the indexing nor that loop, while
+    the loop after it, ``count()`` and a new query see it."""
+    butler.put({"v": 1}, "metrics", visit=1, detector=0)
+    results = butler.query_datasets("metrics")
+    assert len(results) == 1
+    butler.put({"v": 2}, "metrics", visit=2, detector=0)
+    assert results[0].data_id["visit"] == 1 and len(results) == 1 and results.count() == 2
+    assert [r.data_id["visit"] for r in results] == [1]  # the rows len() counted
+    assert sorted(r.data_id["visit"] for r in results) == [1, 2]  # read anew
+    assert len(list(results)) == 2 and len(list(results)) == 2  # list() never keeps a stale hold
+    butler.put({"v": 3}, "metrics", visit=3, detector=0)
+    assert len(list(results)) == 3 and len(butler.query_datasets("metrics")) == 3

@@ -159,6 +159,7 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
     row is read once), so it stays flat with the number of datasets.  ``progress(done, total)``
     is told each file copied (``total``: the number of refs when they have one, else None)."""
     from .copy_out import source
+    from .query.list_habits import ListHabits
     from .taken_ids import TakenIds
 
     files = source(butler)
@@ -169,11 +170,9 @@ def export_datasets(butler: Butler, refs: Iterable[DatasetRef], directory: str |
     types: dict[str, dict[str, Any]] = {}
     runs: set[str] = set()
     count = 0
-    try:  # a query's results have no len(): they are read as they are iterated
-        total: int | None = len(refs) if isinstance(refs, Sized) else None
-    except TypeError:
-        total = None
-    if hasattr(refs, "streaming"):  # a query's results: read batch by batch, never whole
+    # a query's results are read batch by batch, never whole (their len() would read them all)
+    total = len(refs) if isinstance(refs, Sized) and not isinstance(refs, ListHabits) else None
+    if hasattr(refs, "streaming"):
         refs.streaming = True
     # Every file is written under a scratch name and placed when whole, never over a file already
     # there (the line files once all are written, export.json last).

@@ -277,7 +277,7 @@ class QueryResults(ListHabits):
 
     # -- public ---------------------------------------------------------------
 
-    def __iter__(self) -> Iterator[Any]:
+    def _stream(self) -> Iterator[Any]:
         # Chained lists: no Python frame per result (a generator's yield costs as much as
         # building a data ID).
         return itertools.chain.from_iterable(self._converted_batches())

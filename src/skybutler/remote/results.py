@@ -70,7 +70,7 @@ class RemoteQueryResults(ListHabits):
         ``dataset_id``): checked by the server, as a local butler checks it."""
         return self._copy(after=tuple(key))
 
-    def __iter__(self) -> Iterator[Any]:
+    def _stream(self) -> Iterator[Any]:
         convert = self._converter()
         count = 0
         for line in self._transport.stream_lines("query/rows", self._body()):
