@@ -50,7 +50,11 @@ def test_cli_query_data_ids(cli_repo):
     with_data = json.loads(cli_run("query-data-ids", cli_repo, "visit", "detector", "--datasets", "metrics",
                                    "--collections", "b", "--json").stdout)
     assert with_data == [{"instrument": "Cam", "visit": 2, "detector": 0}]
-    assert "no data IDs match" in cli_run("query-data-ids", cli_repo, "visit", "--where", "visit > 99").stdout
+    said = " ".join(cli_run("query-data-ids", cli_repo, "visit", "--where", "visit > 99").stdout.split())
+    assert "no data IDs match; the where-clause term 'visit > 99' excludes every row" in said  # and why, as Rubin's
+    said = " ".join(cli_run("query-datasets", cli_repo, "summary", "-c", "b", "--where", "visit = 1").stdout.split())
+    assert "no summary datasets match; no summary datasets in collections ['b']" in said
+    assert json.loads(cli_run("query-data-ids", cli_repo, "visit", "--where", "visit > 99", "--json").stdout) == []
 
 
 def test_cli_query_datasets_and_records(cli_repo, tmp_path):

@@ -145,6 +145,8 @@ def emit(results: Any, *, as_json: bool, as_csv: bool, parquet: Path | None, ord
         print_json(rows)
         return
     rows = [{k: (f"region ({len(v)} vertices)" if isinstance(v, list) else v) for k, v in row.items()} for row in rows]
+    if not rows and not offset:  # why, as the Rubin command says it ("Possible reasons for empty result")
+        empty = "; ".join([empty, *results.explain()])
     print_rows(rows, as_json=False, columns=table.column_names, empty=empty)
 
 
