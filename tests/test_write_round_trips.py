@@ -39,12 +39,20 @@ def test_a_put_sends_its_rows_in_one_statement_and_a_big_batch_by_copy(big: Butl
     last = data_ids()[N_DETECTORS + 1]
     big.put(payload(last), "metrics", **last)
     # the transaction's BEGIN, the rows of the five tables (dataset, membership, its count, location,
-    # facts) in one statement, the COMMIT: sent as one query (one round trip), no savepoint
+    # facts) in one statement, the COMMIT: sent as one query (one round trip), no savepoint; the
+    # statement prepared on the session by the first single put, and run by name
     assert len(sent) == 1, sent
-    assert [q.split()[0].upper() for q in sent[0][0].split("; ")] == ["BEGIN", "WITH", "COMMIT"], sent
-    assert sent[0][0].count("INSERT INTO") == 5, sent
+    assert [q.split()[0].upper() for q in sent[0][0].split("; ")] == ["BEGIN", "PREPARE", "EXECUTE", "COMMIT"], sent
+    assert sent[0][0].split("; ")[1].count("INSERT INTO") == 5, sent
     got = big.find_dataset("metrics", last)
     assert got is not None and big.get(got) == payload(last)
+    sent.clear()
+    again = data_ids()[N_DETECTORS + 2]
+    big.put(payload(again), "metrics", **again)  # prepared already: the rows alone, by the statement's name
+    writes = [q for q, _ in sent if not q.startswith("SELECT")]  # (its detector's record looked up first)
+    assert len(writes) == 1 and [q.split()[0].upper() for q in writes[0].split("; ")] == ["BEGIN", "EXECUTE", "COMMIT"]
+    assert "INSERT" not in writes[0], writes
+    assert big.get("metrics", again) == payload(again)
     big.collections.register("other", "run")
     sent.clear()
     big.put_many("metrics", [(payload(d), d) for d in data_ids()], run="other")
@@ -98,8 +106,9 @@ def test_a_single_put_is_one_round_trip_its_begin_rows_and_commit(big: Butler, s
     big.put_many("metrics", [(payload(d), d) for d in warm])  # the RUN registered, records cached
     last = data_ids()[N_DETECTORS + 1]
     # the file placed first, then one query: BEGIN, the rows, COMMIT (psycopg's own BEGIN would be a
-    # round trip of its own before the rows, and a COMMIT after them another)
-    assert round_trips(big, lambda: big.put(payload(last), "metrics", **last)) == ["BEGIN+WITH+COMMIT"]
+    # round trip of its own before the rows, and a COMMIT after them another); the rows' statement is
+    # prepared on the session with the first single put and run by name (see the test above)
+    assert round_trips(big, lambda: big.put(payload(last), "metrics", **last)) == ["BEGIN+PREPARE+EXECUTE+COMMIT"]
     assert big.get("metrics", last) == payload(last)
     before = snapshot(big)
     with pytest.raises(DatasetConflictError, match="already exists in RUN 'r'"):  # its file is in the way
@@ -116,9 +125,21 @@ def test_a_single_put_is_one_round_trip_its_begin_rows_and_commit(big: Butler, s
             big.put(payload(last), "metrics", **last, run="fixed-too", id_mode="deterministic")
 
     # the explanation reads the database once the transaction is rolled back
+    # (the statement prepared with this put if the connection is new to the pool: the read cache's
+    # watcher keeps for itself a pooled connection it finds idle)
     trips = round_trips(big, conflicting)
-    assert trips[:2] == ["BEGIN+WITH+COMMIT", "ROLLBACK"] and set(trips[2:]) == {"SELECT"}, trips
+    assert trips[0] in ("BEGIN+EXECUTE+COMMIT", "BEGIN+PREPARE+EXECUTE+COMMIT"), trips
+    assert trips[1] == "ROLLBACK" and set(trips[2:]) == {"SELECT"}, trips
     assert snapshot(big) == before
+    # a new connection's first single put fails after its PREPARE ran (a PREPARE is not rolled back):
+    # the next put asks the server once whether the statement is there, and runs it by name
+    big.registry.db.engine.dispose()
+    trips = [t for t in round_trips(big, conflicting) if t != "SELECT"]  # (caches read again after the last failure)
+    assert trips == ["BEGIN+PREPARE+EXECUTE+COMMIT", "ROLLBACK"], trips
+    assert snapshot(big) == before
+    trips = round_trips(big, lambda: big.put(payload(warm[1]), "metrics", **warm[1], run="fixed-too"))
+    assert trips[-1] == "BEGIN+EXECUTE+COMMIT" and set(trips[:-1]) == {"SELECT"}, trips  # (caches read again)
+    assert big.get("metrics", warm[1], collections="fixed-too") == payload(warm[1])
     # the connection went back to the pool out of autocommit mode (a next transaction not starting
     # with a pipeline is one transaction); inside butler.transaction() a put commits nothing, and a
     # conflict there leaves the transaction usable

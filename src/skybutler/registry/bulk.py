@@ -15,12 +15,15 @@ server and the client alike.  Fewer rows (a single put) are gathered by
 data-modifying ``WITH`` clauses -- and sent with its savepoint in one
 :func:`pipeline`: one network round trip, and one statement for the server to parse
 and the client to send, instead of one per table.  A put that is its own transaction
-sends that statement with its BEGIN and COMMIT as one query (:func:`held_until_commit`).
+sends that statement with its BEGIN and COMMIT as one query (:func:`held_until_commit`),
+a single put's statement prepared on the session once and run by name (:func:`_prepared`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import itertools
 import json
 import uuid
@@ -148,7 +151,50 @@ def _insert_gathered(conn: sa.Connection, batches: Sequence[tuple[sa.Table, Sequ
         if len(_GATHERED) >= _GATHERED_KEPT:
             _GATHERED.clear()
         _GATHERED[shape] = sql
-    _execute(conn, sql, parameters=[value for _, _, rows in batches for values in rows for value in values])
+    parameters = [value for _, _, rows in batches for values in rows for value in values]
+    if conn.info.get(HELD) is not None and all(len(rows) == 1 for _, _, rows in batches):
+        sql = _prepared(conn, sql, len(parameters))
+    _execute(conn, sql, parameters=parameters)
+
+
+#: The statements prepared on a pooled PostgreSQL connection's session, by name: True once a query
+#: that prepared or ran it succeeded, False while that is not known (such a query failed: its
+#: PREPARE may have run before the failure, or the statement was gone).  Kept in the pool's record
+#: of the driver connection, which SQLAlchemy empties when the connection is replaced.
+_PREPARED = "skybutler_prepared"
+#: The names the held query of a :func:`held_until_commit` transaction prepares or runs.
+_PREPARING = "skybutler_preparing"
+
+
+def _prepared(conn: sa.Connection, sql: str, n_parameters: int) -> str:
+    """The statement of a single put, held for its one-trip transaction, as an ``EXECUTE`` of
+    ``sql`` prepared on the connection's session (a ``PREPARE`` held before it the first time).
+
+    The server then neither parses nor plans the five-table insert again for each put (0.07-0.09
+    ms of the 0.35-0.4 ms of server CPU a put cost; a plan of VALUES has nothing to choose, so
+    the generic plan the server may keep is as good as a custom one).  A PREPARE is not undone by a rollback, so
+    after a failed query that held one, whether it ran is asked of the server
+    (``pg_prepared_statements``) before the name is used again.  The name is made from the
+    text, so a session never holds two texts under one name."""
+    name = _statement_name(sql)
+    prepared = conn.connection.info.setdefault(_PREPARED, {})
+    known = prepared.get(name)
+    if known is False:  # a query preparing or running it failed: is it there?
+        with _as_sqlalchemy_errors(conn, "pg_prepared_statements"):
+            known = conn.connection.dbapi_connection.execute(
+                "SELECT count(*) > 0 FROM pg_prepared_statements WHERE name = %s", [name]).fetchone()[0] or None
+    if known is None:
+        numbered = iter(range(1, n_parameters + 1))
+        conn.info[HELD].append((f"PREPARE {name} AS " + "".join(
+            part if n == 0 else f"${next(numbered)}{part}" for n, part in enumerate(sql.split("%s"))), ()))
+    prepared[name] = False  # until the query succeeds
+    conn.info.setdefault(_PREPARING, []).append(name)
+    return f"EXECUTE {name} ({', '.join(['%s'] * n_parameters)})"
+
+
+@functools.lru_cache(maxsize=_GATHERED_KEPT)
+def _statement_name(sql: str) -> str:
+    return "skybutler_put_" + hashlib.blake2b(sql.encode(), digest_size=12).hexdigest()
 
 
 def _copy_rows(conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple]) -> None:
@@ -243,6 +289,7 @@ def held_until_commit(conn: sa.Connection) -> Iterator[None]:
         send_held(conn)
     finally:
         conn.info.pop(HELD, None)
+        conn.info.pop(_PREPARING, None)  # a failed query: whether its statement is there stays unknown
         if begin is not None and dbapi.info.transaction_status == _idle():
             # committed, or nothing sent: no statement may run in autocommit mode
             with contextlib.suppress(Exception):  # else the pool discards the connection (see database.py)
@@ -261,6 +308,8 @@ def send_held(conn: sa.Connection) -> None:
 
     with _as_sqlalchemy_errors(conn, sql), ClientCursor(conn.connection.dbapi_connection) as cursor:
         cursor.execute(sql, parameters or None)
+    for name in conn.info.pop(_PREPARING, ()):  # the query preparing or running them succeeded
+        conn.connection.info[_PREPARED][name] = True
 
 
 def execute_unread(conn: sa.Connection, sql: str, parameters: Sequence[Any] | None = None) -> None:

@@ -81,7 +81,8 @@ def make_engine(url: str) -> tuple[Engine, str | None]:
         # instead of 20).  Unprepared, every statement is planned for its own parameters.
         # (plan_cache_mode = force_custom_plan would do it too, but it also re-plans the
         # foreign-key checks of every inserted row: three times the server's work in a COPY.)
-        # The read-only connections of driver_reads.py do prepare, their values in their text.
+        # The read-only connections of driver_reads.py do prepare, their values in their text;
+        # and a single put's insert, which has no plan to choose, is prepared by name (bulk.py).
         connect_args["prepare_threshold"] = None
         password = os.environ.get("SKYBUTLER_DB_PASSWORD")
         if password and "@" in url and ":" not in urlsplit(url).netloc.split("@")[0]:
