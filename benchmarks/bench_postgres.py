@@ -47,7 +47,13 @@ machine's than the butler's, and the split below says how much.)  For each count
 wall time per put (from ``/proc/PID/schedstat``, of the writer and of the server
 backends it uses) into CPU, time runnable but waiting for a CPU, and the rest, blocked:
 waiting on a WAL flush, a lock or I/O.  Contention between writers shows as blocked time
-growing with the writers; a machine short of CPU, as waiting for a CPU.
+growing with the writers; a machine short of CPU, as waiting for a CPU.  The CPU time of a put
+(client and server, ``cpu_ms_per_put_*``) bounds the ratio where a put waits on nothing but
+CPU: eight writers can do at most the machine's CPUs times one writer's CPU time per put over
+eight writers' (``writers_8_cpu_ceiling``), the number of CPUs less what eight writers spend
+more per put (each runs colder: sixteen processes take turns on the CPUs at every round trip);
+on a 2-core machine about 1.4-1.6x, never 3x.  One writer waiting on a WAL flush leaves the
+CPUs idle meanwhile, and eight writers can pass the bound by that share.
 
 Every figure has wall-clock seconds, this process's (or the writers') CPU seconds and the
 CPU seconds of the PostgreSQL server processes that served them (read from ``/proc``, so
@@ -264,8 +270,11 @@ def bench_single_puts(work: Path, pg: str, scale: w.Scale, schemas: list[str], n
     ids = list(w.metrics_data_ids(scale))
     with new_repo(work, pg, scale, schemas) as butler:
         root = butler.root
-        warm = [ids[0], ids[1], ids[50]]  # the RUN registered, and the visit and detector of ids[51] cached
+        # the RUN registered, the visit and detector of ids[51] cached, and a single put's statement
+        # prepared on the connection (as it is for every put of a writer but its first)
+        warm = [ids[0], ids[50]]
         butler.put_many(w.METRICS_TYPE, [(w.metrics_payload(d["visit"], d["detector"]), d) for d in warm], run=RUN)
+        butler.put(w.metrics_payload(ids[1]["visit"], ids[1]["detector"]), w.METRICS_TYPE, run=RUN, **ids[1])
         per_put = statements_per_put(butler, ids[51])
     rest = [d for n, d in enumerate(ids) if n not in (0, 1, 50, 51)]
     taken = []
@@ -273,13 +282,34 @@ def bench_single_puts(work: Path, pg: str, scale: w.Scale, schemas: list[str], n
         mine = rest[5 * n_puts * r:5 * n_puts * (r + 1)]
         one = time_writers(root, mine[:n_puts], 1, own_sessions)
         eight = time_writers(root, mine[n_puts:], 8, own_sessions)
-        taken.append({"writers_1": one, "writers_8": eight, "writers_8_speedup": eight["rate_per_s"] / one["rate_per_s"]})
+        taken.append({"writers_1": one, "writers_8": eight, "writers_8_speedup": eight["rate_per_s"] / one["rate_per_s"],
+                      "writers_8_cpu_ceiling": cpu_ceiling(one, eight)})
     with Butler(root, collections=[RUN]) as butler:
         assert butler.query_datasets(w.METRICS_TYPE).count() == 4 + 5 * n_puts * rounds, \
             "a dataset was lost or duplicated"
     middle = sorted(taken, key=lambda t: t["writers_8_speedup"])[(rounds - 1) // 2]  # the median round (lower)
     return {"per_put": per_put, **middle, "rounds": taken,
             "writers_8_speedup_each_round": [t["writers_8_speedup"] for t in taken]}
+
+
+def cpu_ms_per_put(figure: dict[str, Any]) -> dict[str, float] | None:
+    """CPU milliseconds a put took in the writers (``process_time``) and in their server backends."""
+    if "server_cpu_seconds" not in figure:
+        return None
+    return {"client": figure["cpu_seconds"] * 1000 / figure["count"],
+            "server": figure["server_cpu_seconds"] * 1000 / figure["count"]}
+
+
+def cpu_ceiling(one: dict[str, Any], eight: dict[str, Any]) -> float | None:
+    """The most eight writers can do over one on this machine's CPUs when a put waits on nothing
+    but CPU: its CPUs times the CPU time (client and server) of one writer's put, over that of a
+    put of eight writers.  From CPU times alone, so the same on a busy machine; one writer that
+    also waits (a WAL flush on a disk) leaves the CPUs idle meanwhile, and eight can pass this
+    by that share."""
+    cpu_1, cpu_8 = cpu_ms_per_put(one), cpu_ms_per_put(eight)
+    if cpu_1 is None or cpu_8 is None:
+        return None
+    return len(os.sched_getaffinity(0)) * (cpu_1["client"] + cpu_1["server"]) / (cpu_8["client"] + cpu_8["server"])
 
 
 def server_settings(pg: str) -> dict[str, str]:
@@ -365,7 +395,10 @@ def main(argv: list[str] | None = None) -> int:
             drop_schemas(pg, schemas)
     figures = {} if singles is None else {"puts_per_s_1_writer": singles["writers_1"]["rate_per_s"],
                                           "puts_per_s_8_writers": singles["writers_8"]["rate_per_s"],
-                                          "writers_8_speedup": singles["writers_8_speedup"]}
+                                          "writers_8_speedup": singles["writers_8_speedup"],
+                                          "writers_8_cpu_ceiling": singles["writers_8_cpu_ceiling"],
+                                          "cpu_ms_per_put_1_writer": cpu_ms_per_put(singles["writers_1"]),
+                                          "cpu_ms_per_put_8_writers": cpu_ms_per_put(singles["writers_8"])}
     if put_many is not None and ingest is not None:
         figures.update({"put_many_per_s": put_many["rate_per_s"], "ingest_copy_per_s": ingest["copy"]["rate_per_s"],
                         "ingest_direct_per_s": ingest["direct"]["rate_per_s"]})
@@ -399,6 +432,12 @@ def main(argv: list[str] | None = None) -> int:
           f"statements ({per_put['pipelined']} of them in a pipeline, {per_put['together']} in one query), "
           f"{per_put['commits']} of them a COMMIT, "
           f"in {per_put['round_trips']} round trips")
+    one, eight = (cpu_ms_per_put(singles[f"writers_{n}"]) for n in (1, 8))
+    if one is not None and eight is not None:
+        print(f"  CPU per put, ms: 1 writer {one['client']:.3f} client + {one['server']:.3f} server, 8 writers "
+              f"{eight['client']:.3f} + {eight['server']:.3f}: the CPUs allow 8 writers at most "
+              f"{singles['writers_8_cpu_ceiling']:.2f}x one writer where a put waits on nothing but CPU "
+              "(CPUs x one writer's CPU per put / 8 writers' CPU per put)")
     if args.rounds > 1:
         print("  ratio of each round: " + ", ".join(f"{r:.2f}x" for r in singles["writers_8_speedup_each_round"])
               + " (the median round is the one above)")
