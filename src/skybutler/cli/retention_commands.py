@@ -209,9 +209,11 @@ def tell_wait_stderr(message: str, seconds: float) -> None:
 
 
 def confirm_recompute(butler: Any, ref: Any, yes: bool) -> None:
-    """Before reading a purged dataset: show what recomputing it takes and ask (unless ``yes``)."""
-    state = butler.retention.state(ref)
-    if state.state not in ("purged-recomputable", "purged-lost") and butler.registry.datasets.artifacts([ref.id]):
+    """Before reading a purged dataset: show what recomputing it takes and ask (unless ``yes``);
+    nothing is asked if it was recomputed or restored since it was found purged."""
+    from ..registry.dataset_state_store import PURGED
+
+    if butler.retention.state(ref).state not in PURGED:
         return
     est = butler.retention.estimate([ref])
     tell_wait_stderr(f"{ref} was purged; recomputing it: {est.describe()}", est.expected_seconds)
