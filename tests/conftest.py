@@ -34,6 +34,20 @@ if S3_ENDPOINT:  # botocore (and so s3fs) reads the endpoint of S3 from this sta
 _MADE_NAMES: list[str] = []
 
 
+def run_cli(*args: object, code: int = 0, input: str | None = None) -> Any:
+    """Run the ``skybutler`` command line in this process (click's CliRunner: stdout is not a
+    terminal, as in a pipe) with ``args``; checks its exit status is ``code`` and that it printed no
+    traceback.  Its click Result, stdout and stderr kept apart."""
+    from click.testing import CliRunner
+
+    from skybutler.cli.main import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args], input=input)
+    assert result.exit_code == code, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert "Traceback" not in result.output
+    return result
+
+
 def stack_locations(stack: str, tmp_path: Path) -> dict[str, str | None]:
     """Registry URL and datastore URI for a new repository on ``stack``."""
     if stack == "sqlite":

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner, Result
+from click.testing import Result
 
+from conftest import run_cli as run
 from skybutler import Butler, Timespan
 from skybutler.cli.main import cli
 from skybutler.cli.repo_commands import strip_password
@@ -17,14 +18,6 @@ from skybutler.cli.repo_commands import strip_password
 COMMANDS = ["create", "register-dataset-type", "query-dataset-types", "query-collections", "collection-chain",
             "register-collection", "remove-runs", "remove-collections", "certify-calibrations", "ingest-files",
             "insert-records", "put", "get", "config-dump"]
-
-
-def run(*args: object, code: int = 0, input: str | None = None) -> Result:
-    """Invoke the CLI and check its exit status (stdout and stderr are kept apart)."""
-    result = CliRunner().invoke(cli, [str(a) for a in args], input=input)
-    assert result.exit_code == code, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert "Traceback" not in result.output
-    return result
 
 
 def run_json(*args: object) -> object:

@@ -9,18 +9,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 
 from conftest import populate
+from conftest import run_cli as cli_run
 from skybutler import Butler
-from skybutler.cli.main import cli
-
-
-def cli_run(*args: object, code: int = 0):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == code, f"{result.stdout}\n{result.stderr}"
-    assert "Traceback" not in result.output
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -12,21 +12,14 @@ import pyarrow as pa
 import pytest
 import yaml
 from astropy.io import fits
-from click.testing import CliRunner, Result
 
 from conftest import populate
+from conftest import run_cli as run
 from skybutler import Butler
-from skybutler.cli.main import add_command_modules, cli
+from skybutler.cli.main import add_command_modules
 from skybutler.retention import ColdTierConfig
 
 DATA_ID = ("instrument=Cam", "visit=1", "detector=2")
-
-
-def run(*args: object, code: int = 0) -> Result:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == code, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert "Traceback" not in result.output
-    return result
 
 
 @pytest.fixture

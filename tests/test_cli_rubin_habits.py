@@ -17,20 +17,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from conftest import populate
+from conftest import run_cli as run
 from skybutler import Butler
-from skybutler.cli.main import cli
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-def run(*args: object, code: int = 0) -> Result:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == code, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert "Traceback" not in result.output
-    return result
 
 
 def ids(text: str) -> list[str]:

@@ -11,21 +11,14 @@ import sys
 from pathlib import Path
 
 import click
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
+from conftest import run_cli as run
 from skybutler import Butler
 from skybutler.cli.main import COMMAND_INDEX, add_command_modules, cli
 from skybutler.cli.rubin_refusals import is_refusal
 
 LONG_RUN = "u/someone/a-very-long-collection-name-for-the-nightly-reprocessing/20261203T171800Z"
-
-
-def run(*args: object, code: int = 0) -> Result:
-    """Invoke the CLI (CliRunner's stdout is not a terminal, like a pipe) and check its status."""
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == code, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert "Traceback" not in result.output
-    return result
 
 
 def put_metrics(repo: Path, run_name: str, *visits: int) -> list[str]:
