@@ -317,6 +317,14 @@ def fail(message: str) -> NoReturn:
     raise click.exceptions.Exit(1)
 
 
+def selection_order_option(func: F) -> F:
+    """``--order-by`` of the commands that copy a selection of datasets (transfer, retrieve-artifacts):
+    the order the datasets are taken in, with ``--limit``."""
+    return click.option("--order-by", "order_by", multiple=True, metavar="COLUMN",
+                        help="Take the datasets in this order (with --limit): result columns, comma-separated or "
+                             "repeated; a leading '-' sorts descending.")(func)
+
+
 def confirm_option(func: F) -> F:
     """``--yes/--confirm`` (``-y``, ``--no-confirm``) of the commands that ask before deleting, as
     the Rubin butler spells it; its value goes to :func:`confirm_or_refuse`."""

@@ -31,6 +31,7 @@ from .helpers import (
     refuse_url,
     repo_argument,
     report_warning,
+    selection_order_option,
     split_csv_option,
 )
 from .rubin_refusals import RUBIN_TRANSFER_CHOICES
@@ -157,9 +158,7 @@ def _export_file_in(directory: str, name: str) -> str:
 @click.option("--limit", type=int, default=0, show_default=True,
               help="At most this many datasets; 0 means no limit, -N at most N with a warning when there were "
                    "more (the Rubin butler's default is -20000).")
-@click.option("--order-by", "order_by", multiple=True, metavar="COLUMN",
-              help="Take the datasets in this order (with --limit): result columns, comma-separated or repeated; "
-                   "a leading '-' sorts descending.")
+@selection_order_option
 @click.option("--transfer", "-t", type=click.Choice(RUBIN_TRANSFER_CHOICES, case_sensitive=False), default="auto",
               help="auto and copy copy the files (the other Rubin modes are refused by name).")
 @click.option("--register-dataset-types", is_flag=True,

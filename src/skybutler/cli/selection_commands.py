@@ -28,6 +28,7 @@ from .helpers import (
     print_rows,
     ref_rows,
     repo_argument,
+    selection_order_option,
     split_csv_option,
 )
 from .query_commands import dataset_type_groups
@@ -153,9 +154,7 @@ def prune_datasets(repo: Path, collections: tuple[str, ...], dataset_types: tupl
 @click.option("--find-all", is_flag=True, help="Every match in the collections (as --no-find-first).")
 @click.option("--limit", type=int,
               help="At most this many datasets; 0 means no limit, -N at most N with a warning when there were more.")
-@click.option("--order-by", "order_by", multiple=True, metavar="COLUMN",
-              help="Take the datasets in this order (with --limit): result columns, comma-separated or repeated; "
-                   "a leading '-' sorts descending.")
+@selection_order_option
 @click.option("--transfer", "-t", type=click.Choice(RUBIN_TRANSFER_CHOICES, case_sensitive=False), default="auto",
               help="How the files get there: auto and copy copy them (the other Rubin modes are refused by name).")
 @click.option("--preserve-path/--no-preserve-path", default=True,
