@@ -338,7 +338,7 @@ def test_ingest_files_failures(repo, tmp_path):
     with fresh(repo) as b:  # all or nothing: m1 was not left behind, nor the new RUN
         assert not b.collections.exists("ingested")
     bad = tmp_path / "bad.csv"
-    bad.write_text("path,visit\nx.json,1\n")
+    bad.write_text("visit,path\n1,x.json\n")  # a first column of another name is the files unless a data-ID key
     fails("ingest-files", repo, "metrics", bad, "--run", "ingested", message="has no 'file' column")
     bad.write_text("file,instrument,visit,detector\nx.json,Cam,one,2\n")
     fails("ingest-files", repo, "metrics", bad, "--run", "ingested", message="line 2: visit must be an integer")

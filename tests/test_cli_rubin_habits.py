@@ -450,12 +450,13 @@ def test_transfer_datasets_is_the_rubin_commands(rubin_pair, tmp_path, types):
                                                   "--dataset-type", "zz*", code=1).stderr
 
 
-def test_ingest_files_takes_data_id_values_shared_by_every_file(fresh_rubin_pair, tmp_path):
+@pytest.mark.parametrize("file_column", ["file", "Files"])  # the Rubin command's files are its first column
+def test_ingest_files_takes_data_id_values_shared_by_every_file(fresh_rubin_pair, tmp_path, file_column):
     from lsst.daf.butler import Butler as RubinButler
 
     for v, d in ((1, 0), (2, 1)):
         (tmp_path / f"s{v}{d}.yaml").write_text(f'{{"v": {v}, "d": {d}}}')
-    (tmp_path / "files.csv").write_text("file,visit,detector\ns10.yaml,1,0\ns21.yaml,2,1\n")
+    (tmp_path / "files.csv").write_text(f"{file_column},visit,detector\ns10.yaml,1,0\ns21.yaml,2,1\n")
     both_outputs(fresh_rubin_pair, ["ingest-files", "{repo}", "summary", "Cam/ingested", str(tmp_path / "files.csv"),
                                     "--data-id", "instrument=Cam", "-t", "copy", "--prefix", str(tmp_path)])
     with RubinButler.from_config(str(fresh_rubin_pair[0])) as b:

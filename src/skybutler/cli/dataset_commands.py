@@ -39,14 +39,18 @@ ID_MODES = ["random", *REPRODUCIBLE_ID_MODES]
 
 def read_file_table(path: Path, universe: DimensionUniverse,
                     prefix: Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[uuid.UUID] | None]:
-    """The (file, data ID) pairs of an ingest table: a CSV with a ``file`` column, one column
-    per data-ID key and optionally an ``id`` column of dataset IDs to keep; relative file
-    paths are taken from ``prefix``.  Returns the pairs and the IDs (None without the column)."""
+    """The (file, data ID) pairs of an ingest table: a CSV with a ``file`` column (or, as the
+    Rubin command reads its tables, a first column of another name that is not a data-ID key),
+    one column per data-ID key and optionally an ``id`` column of dataset IDs to keep; relative
+    file paths are taken from ``prefix``.  Returns the pairs and the IDs (None without the column)."""
     with io.StringIO(read_text(path), newline="") as stream:
         reader = csv.DictReader(stream)
         columns = [c.strip() for c in reader.fieldnames or []]
-        if "file" not in columns:
-            fail(f"{path} has no 'file' column (columns: {', '.join(columns) or 'none'})")
+        file_column = "file" if "file" in columns else (
+            columns[0] if columns and columns[0] != "id" and columns[0] not in universe.elements else None)
+        if file_column is None:
+            fail(f"{path} has no 'file' column (columns: {', '.join(columns) or 'none'}); name the column of "
+                 "files 'file', or put it first")
         entries = []
         ids: list[uuid.UUID] | None = [] if "id" in columns else None
         for line, row in enumerate(reader, start=2):
@@ -54,7 +58,7 @@ def read_file_table(path: Path, universe: DimensionUniverse,
             empty = [k for k, v in row.items() if not v]
             if empty:
                 fail(f"{path} line {line}: empty value for {', '.join(empty)}")
-            file = Path(row.pop("file"))
+            file = Path(row.pop(file_column))
             if ids is not None:
                 try:
                     ids.append(uuid.UUID(row.pop("id")))
