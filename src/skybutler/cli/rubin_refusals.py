@@ -34,6 +34,10 @@ _RAW_TASK = ("the Rubin RawIngestTask's configuration has no counterpart: skybut
 _NO_UPDATE = ("records once written are kept: to change a camera's description (and the visits defined after), "
               "use 'skybutler register-instrument REPO CAMERA --update'")
 
+_NO_TRACK_FILE_ATTRS = Refusal(("--no-track-file-attrs",), False,
+                              "skybutler records every stored file's size and checksum (verify and get rely on "
+                              "them); a repository made with 'skybutler create --checksum none' records no checksum")
+
 #: Each command's refused Rubin options.
 REFUSED: dict[str, tuple[Refusal, ...]] = {
     "associate": (_short("d", "--dataset-type", "--where (as pipetask -d)"),),
@@ -65,14 +69,10 @@ REFUSED: dict[str, tuple[Refusal, ...]] = {
         Refusal(("-s", "--skip-dimensions"), True,
                 "the import inserts only the dimension records REPO lacks (those it has cost nothing); leave the "
                 "option out"),
-        Refusal(("--no-track-file-attrs",), False,
-                "skybutler records every stored file's size and checksum (verify and get rely on them); a "
-                "repository made with 'skybutler create --checksum none' records no checksum"),
+        _NO_TRACK_FILE_ATTRS,
     ),
     "ingest-files": (
-        Refusal(("--no-track-file-attrs",), False,
-                "skybutler records every stored file's size and checksum (verify and get rely on them); a "
-                "repository made with 'skybutler create --checksum none' records no checksum"),
+        _NO_TRACK_FILE_ATTRS,
     ),
     "transfer-datasets": (
         _short("d", "--dataset-type", "--where (as pipetask -d)"),
@@ -89,9 +89,7 @@ REFUSED: dict[str, tuple[Refusal, ...]] = {
         Refusal(("-c", "--config"), True, _RAW_TASK),
         Refusal(("-C", "--config-file"), True, _RAW_TASK),
         Refusal(("--ingest-task",), True, _RAW_TASK),
-        Refusal(("--no-track-file-attrs",), False,
-                "skybutler records every stored file's size and checksum (verify and get rely on them); a "
-                "repository made with 'skybutler create --checksum none' records no checksum"),
+        _NO_TRACK_FILE_ATTRS,
         Refusal(("--fail-fast",), False,
                 "every file that can go in does, and each one that cannot is listed with its reason (exit "
                 "status 1) and stays where it was"),
