@@ -37,8 +37,10 @@ def statements() -> Iterator[list[str]]:
 
 @pytest.fixture
 def served(butler):
-    """Alice's dataset, two of Bob's -- one of them tagged in a collection Alice may read -- and a
-    server whose caches of rights and definitions do not expire during the test."""
+    """Alice's dataset, two of Bob's -- one of them tagged in a collection Alice may read -- one in
+    run/a, and a server whose caches of rights and definitions do not expire during the test.
+    Alice may read one RUN of three, Carol two ("u/*"): the registry is told the RUNs Alice may
+    read, and those Carol may not."""
     if butler.registry.db.dialect != "sqlite":
         pytest.skip("the server's judging, the same statements on every stack: run on SQLite")
     mine = butler.put({"i": 1}, "metrics", instrument="Cam", visit=1, detector=1, run="u/alice/run")
@@ -49,10 +51,13 @@ def served(butler):
     access = Access(butler.registry.access)
     access.add_user("alice")
     access.grant("user", "alice", "shared/*", "read")
-    token = access.create_token("alice")
+    access.add_user("carol")
+    access.grant("user", "carol", "u/*", "read")
+    tokens = {name: access.create_token(name) for name in ("alice", "carol")}
+    elsewhere = butler.put({"i": 3}, "metrics", instrument="Cam", visit=3, detector=1, run="run/a")
     with running_server(butler.root, access_recheck_seconds=3600, definitions_recheck_seconds=3600,
                         release_record_seconds=3600) as url:
-        yield url, token, mine, hidden, shown
+        yield url, tokens, mine, hidden, shown, elsewhere
 
 
 ASKS = {
@@ -66,9 +71,14 @@ ASKS = {
 }
 
 
-def test_a_hidden_dataset_costs_what_a_missing_one_costs(served):
-    url, token, mine, hidden, shown = served
-    with httpx.Client(base_url=f"{url}/api/v1/", headers={"Authorization": f"Bearer {token}"}) as http:
+@pytest.mark.parametrize("who", ["alice", "carol"])
+def test_a_hidden_dataset_costs_what_a_missing_one_costs(served, who):
+    url, tokens, mine, hidden, shown, elsewhere = served
+    every = sorted(str(r.id) for r in (mine, hidden, shown, elsewhere))
+    visible = {mine.id, shown.id} | ({hidden.id} if who == "carol" else set())
+    if who == "carol":  # she may read Bob's RUN, not run/a
+        hidden, shown = elsewhere, hidden
+    with httpx.Client(base_url=f"{url}/api/v1/", headers={"Authorization": f"Bearer {tokens[who]}"}) as http:
         for name, ask in ASKS.items():
             ask(http, uuid.uuid4())  # the first request of a kind fills the butler's caches
             costs, answers = {}, {}
@@ -79,10 +89,12 @@ def test_a_hidden_dataset_costs_what_a_missing_one_costs(served):
                 answers[label] = (answer.status_code, answer.text.replace(str(dataset_id), "<id>"))
             assert answers["hidden"] == answers["missing"], name
             assert costs["hidden"] == costs["missing"], name
-            if name != "remove":  # a read of a dataset Alice may see does more: the count is of real work
+            if name != "remove":  # a read of a dataset the user may see does more: the count is of real work
                 assert answers["shown"][0] == 200 and len(costs["shown"]) > len(costs["missing"]), name
-        assert http.post("datasets/states", json={"ids": [str(mine.id), str(hidden.id), str(shown.id)]}).json() \
-            == {str(mine.id): "stored", str(shown.id): "stored"}
+        # the RUNs are written into the look-up (no bound variable each): those read, or those not
+        look_up = next(s for s in costs["missing"] if s.startswith("SELECT dataset.id"))
+        assert ("dataset.run_id NOT IN (" in look_up) == (who == "carol") and "dataset.run_id IN (?" not in look_up
+        assert set(http.post("datasets/states", json={"ids": every}).json()) == {str(i) for i in visible}
 
 
 def test_provenance_links_are_judged_in_the_look_up(served, butler):
@@ -90,8 +102,8 @@ def test_provenance_links_are_judged_in_the_look_up(served, butler):
     same statements; a tagged one shown."""
     from skybutler.server import authz
 
-    url, token, mine, hidden, shown = served
-    user = Access(butler.registry.access).authenticate(token)
+    url, tokens, mine, hidden, shown, _ = served
+    user = Access(butler.registry.access).authenticate(tokens["alice"])
     assert authz.visible_ids(butler, user, [mine.id, hidden.id, shown.id, None]) == {mine.id, shown.id}
     authz.visible_ids(butler, user, [uuid.uuid4()])
     with statements() as hidden_cost:

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -32,6 +32,15 @@ from .schema import RegistrySchema
 _DATASET_COLUMNS = ("id", "dataset_type_id", "run_id", "ingest_time")
 _TAG_COLUMNS = ("dataset_type_id", "collection_id", "dataset_id")
 _LOCATION_COLUMNS = ("dataset_id", "path", "formatter", "size", "checksum")
+
+
+class Readable(NamedTuple):
+    """The datasets a reader may see: those of the RUNs ``runs`` (with ``except_runs``, of every RUN
+    but those) and those the TAGGED or CALIBRATION collections ``holders`` hold (by collection ID)."""
+
+    runs: Sequence[int]
+    holders: Sequence[int]
+    except_runs: bool = False
 
 
 class DatasetStore:
@@ -343,7 +352,7 @@ class DatasetStore:
                 found.update(path for path, dataset_id in conn.execute(stmt) if dataset_id not in own)
         return found
 
-    def owners(self, ids: Iterable[uuid.UUID], readable: tuple[Sequence[int], Sequence[int]] | None = None
+    def owners(self, ids: Iterable[uuid.UUID], readable: Readable | None = None
                ) -> dict[uuid.UUID, tuple[str, str]]:
         """The dataset type and RUN of each known dataset ID (unknown IDs are left out): one
         statement per 500 IDs on the dataset table alone, for callers that need only whether a
@@ -353,7 +362,7 @@ class DatasetStore:
         costs exactly what an unknown ID costs (a server's caller cannot tell them apart by time)."""
         ids = list(dict.fromkeys(ids))
         ds = self.schema.dataset
-        where = self._readable(*readable) if readable is not None else sa.true()
+        where = self._readable(readable) if readable is not None else sa.true()
         out: dict[uuid.UUID, tuple[str, str]] = {}
         with self.db.reading() as conn:
             for start in range(0, len(ids), 500):
@@ -362,20 +371,27 @@ class DatasetStore:
                     out[dataset_id] = (self.types.name_of(type_id).name, self.collections.name_of(run_id))
         return out
 
-    def _readable(self, runs: Sequence[int], holders: Sequence[int]) -> sa.ColumnElement[bool]:
-        """A condition on the dataset table: its RUN is one of ``runs`` or one of the TAGGED or
-        CALIBRATION collections ``holders`` holds it (any dataset type's membership table)."""
+    def _readable(self, readable: Readable) -> sa.ColumnElement[bool]:
+        """A condition on the dataset table: its RUN is readable or one of the TAGGED or CALIBRATION
+        collections ``readable.holders`` holds it (any dataset type's membership table).  The
+        collection IDs are written into the statement (integers: no bound variable each, however
+        many collections a repository has)."""
         ds = self.schema.dataset
+
+        def among(column: Any, ids: Sequence[int]) -> sa.ColumnElement[bool]:
+            return column.in_(sa.bindparam(None, list(ids), expanding=True, literal_execute=True))
+
         held = []
-        if holders:
+        if readable.holders:
             dtypes = self.types.all()
             tables = {self.schema.tags_table(self.types.group(d)) for d in dtypes}
             tables |= {self.schema.calibs_table(self.types.group(d)) for d in dtypes if d.is_calibration}
-            held = [sa.exists().where(t.c.dataset_id == ds.c.id, t.c.collection_id.in_(holders))
+            held = [sa.exists().where(t.c.dataset_id == ds.c.id, among(t.c.collection_id, readable.holders))
                     for t in sorted(tables, key=lambda t: t.name)]
-        return sa.or_(ds.c.run_id.in_(runs), *held)
+        runs = among(ds.c.run_id, readable.runs)
+        return sa.or_(sa.not_(runs) if readable.except_runs else runs, *held)
 
-    def refs_by_id(self, ids: Iterable[uuid.UUID], readable: tuple[Sequence[int], Sequence[int]] | None = None
+    def refs_by_id(self, ids: Iterable[uuid.UUID], readable: Readable | None = None
                    ) -> list[DatasetRef]:
         """Resolve dataset IDs to refs (with artifacts); unknown IDs are left out, and so are those
         ``readable`` leaves out (see :meth:`owners`), in the same first statement.
@@ -385,7 +401,7 @@ class DatasetStore:
         """
         ids = list(ids)
         ds = self.schema.dataset
-        where = self._readable(*readable) if readable is not None else sa.true()
+        where = self._readable(readable) if readable is not None else sa.true()
         by_type: dict[int, list[uuid.UUID]] = {}
         with self.db.reading() as conn:
             for start in range(0, len(ids), 500):

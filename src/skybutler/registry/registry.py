@@ -24,7 +24,7 @@ from . import definitions_mark
 from .calibration_store import CalibrationStore
 from .collection_store import CollectionStore
 from .database import Database
-from .dataset_store import DatasetStore
+from .dataset_store import DatasetStore, Readable
 from .dataset_type_store import DatasetTypeStore
 from .dimension_store import DimensionRecordStore
 from .schema import SCHEMA_VERSION, RegistrySchema
@@ -287,22 +287,28 @@ class Registry:
         flattened), one statement per chunk; see :meth:`DatasetStore.find_many`."""
         return self.datasets.find_many(dtype, data_ids, collections)
 
-    def refs_by_id(self, ids: Sequence[uuid.UUID], readable: tuple[Sequence[int], Sequence[int]] | None = None
-                   ) -> list[DatasetRef]:
+    def refs_by_id(self, ids: Sequence[uuid.UUID], readable: Readable | None = None) -> list[DatasetRef]:
         return self.datasets.refs_by_id(ids, readable)
 
-    def readable_ids(self, may_read: Callable[[str], bool]) -> tuple[list[int], list[int]]:
-        """(IDs of the RUNs, IDs of the TAGGED and CALIBRATION collections) whose names ``may_read``
-        admits: the ``readable`` of :meth:`refs_by_id` and :meth:`owners_by_id`, from the
-        collections read afresh (one statement)."""
-        runs: list[int] = []
+    def readable_ids(self, may_read: Callable[[str], bool]) -> Readable | None:
+        """The collections whose names ``may_read`` admits, as the ``readable`` of :meth:`refs_by_id`
+        and :meth:`owners_by_id`: the admitted RUNs (or, when fewer, every RUN but the others) and
+        the admitted TAGGED and CALIBRATION collections; None when every RUN is admitted (so is
+        every dataset).  From the collections read afresh (one statement)."""
+        runs: dict[bool, list[int]] = {True: [], False: []}
         holders: list[int] = []
         for name, (collection_id, kind) in self.collections.listing().items():
-            if kind is not CollectionType.CHAINED and may_read(name):
-                (runs if kind is CollectionType.RUN else holders).append(collection_id)
-        return runs, holders
+            if kind is CollectionType.RUN:
+                runs[may_read(name)].append(collection_id)
+            elif kind is not CollectionType.CHAINED and may_read(name):
+                holders.append(collection_id)
+        if not runs[False]:
+            return None
+        if len(runs[False]) < len(runs[True]):
+            return Readable(runs[False], holders, except_runs=True)
+        return Readable(runs[True], holders)
 
-    def owners_by_id(self, ids: Iterable[uuid.UUID], readable: tuple[Sequence[int], Sequence[int]] | None = None
+    def owners_by_id(self, ids: Iterable[uuid.UUID], readable: Readable | None = None
                      ) -> dict[uuid.UUID, tuple[str, str]]:
         """(dataset type, RUN) of each known dataset ID (only those of the ``readable`` RUNs or held
         by its collections, judged in the same statement); see :meth:`DatasetStore.owners`."""

@@ -17,6 +17,7 @@ from ..butler import Butler
 from ..embargo import EmbargoCheck
 from ..errors import DatasetNotFoundError, MissingCollectionError, PermissionDeniedError
 from ..models import CollectionType, DatasetRef
+from ..registry.registry import Readable
 
 
 def _missing(name: str) -> MissingCollectionError:
@@ -71,10 +72,10 @@ def _key(given: uuid.UUID | str) -> uuid.UUID:
         raise DatasetNotFoundError(f"no dataset with ID {str(given)[:64]!r}") from None
 
 
-def readable(butler: Butler, user: User) -> tuple[list[int], list[int]] | None:
-    """(IDs of the RUNs, IDs of the TAGGED and CALIBRATION collections) the user may read, for the
+def readable(butler: Butler, user: User) -> Readable | None:
+    """The collections whose datasets the user may read (``Registry.readable_ids``), for the
     registry to judge datasets by in the statement that looks them up; None for an administrator
-    (every collection).  One statement (the collections, read afresh), whatever IDs follow."""
+    or a user who may read every RUN.  One statement at most, whatever IDs follow."""
     if user.admin:
         return None
     return butler.registry.readable_ids(lambda name: user.may(name, "read"))
