@@ -53,7 +53,8 @@ CPU: eight writers can do at most the machine's CPUs times one writer's CPU time
 eight writers' (``writers_8_cpu_ceiling``), the number of CPUs less what eight writers spend
 more per put (each runs colder: sixteen processes take turns on the CPUs at every round trip);
 on a 2-core machine about 1.4-1.6x, never 3x.  One writer waiting on a WAL flush leaves the
-CPUs idle meanwhile, and eight writers can pass the bound by that share.
+CPUs idle meanwhile, and eight writers can pass the bound by that share; on a machine busy with
+other work, eight sessions also take more of the CPUs than one (above), and pass it by more.
 
 Every figure has wall-clock seconds, this process's (or the writers') CPU seconds and the
 CPU seconds of the PostgreSQL server processes that served them (read from ``/proc``, so
@@ -436,8 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     if one is not None and eight is not None:
         print(f"  CPU per put, ms: 1 writer {one['client']:.3f} client + {one['server']:.3f} server, 8 writers "
               f"{eight['client']:.3f} + {eight['server']:.3f}: the CPUs allow 8 writers at most "
-              f"{singles['writers_8_cpu_ceiling']:.2f}x one writer where a put waits on nothing but CPU "
-              "(CPUs x one writer's CPU per put / 8 writers' CPU per put)")
+              f"{singles['writers_8_cpu_ceiling']:.2f}x one writer on a machine doing nothing else, where a put "
+              "waits on nothing but CPU (CPUs x one writer's CPU per put / 8 writers' CPU per put)")
     if args.rounds > 1:
         print("  ratio of each round: " + ", ".join(f"{r:.2f}x" for r in singles["writers_8_speedup_each_round"])
               + " (the median round is the one above)")
