@@ -245,3 +245,23 @@ def test_a_journal_not_skybutlers_is_left_alone(tmp_path):
     wrong_token.write_text(wrong_token.read_text().replace("c" * 32, "d" * 32, 1))
     assert copy_scratch.remove_abandoned(tmp_path) == []
     assert mine.exists() and forged.exists() and wrong_token.exists()
+
+
+@pytest.mark.parametrize("step", ["scratch-journaled:1", "scratch-made:1", "scratch-filled:1"])
+def test_a_killed_get_to_a_file_keeps_the_old_file_whole(local_repo, tmp_path, step):
+    """``get -o FILE`` replaces FILE (as ``cp`` would) in one rename once the new one is whole."""
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "m.json"
+    args = ["get", str(local_repo), "metrics", "instrument=Cam", "visit=1", "detector=0", "-c", "r", "-o", str(target)]
+    _run(args)
+    new = target.read_bytes()
+    target.write_bytes(b"the person's older file")
+    planted = {out / f".m.json.{HEX}.download": b"named like a scratch download"}
+    for path, data in planted.items():
+        path.write_bytes(data)
+    assert run_killed(_in_child(args), step)
+    assert target.read_bytes() == b"the person's older file"
+    _run(args)
+    assert target.read_bytes() == new
+    assert {p: p.read_bytes() for p in planted} == planted and _scratch(out, planted) == []

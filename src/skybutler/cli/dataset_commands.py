@@ -196,6 +196,7 @@ def get(repo: Path, dataset_type: str, data_id: tuple[str, ...], collections: tu
     provenance after the expected wait is shown and confirmed (--yes).  What was staged or
     recomputed, and any wait, is said on stderr; stdout holds only the dataset.
     """
+    from ..datastore.local_files import write_output
     from ..formats import get_formatter, get_storage_class
     from ..registry.dataset_state_store import COLD, PURGED
     from ..retention.ondemand import RecomputeOptions
@@ -232,8 +233,7 @@ def get(repo: Path, dataset_type: str, data_id: tuple[str, ...], collections: tu
         report(f"recomputed {_describe(ref)} from its provenance")
     if output is not None:
         formatter = _formatter_for(storage_class, output)
-        with open(output, "wb") as stream:
-            formatter.write(obj, stream)
+        write_output(output, lambda stream: formatter.write(obj, stream))
         report(f"wrote {_describe(ref)} ({storage_class.name}, {formatter.name}) to {output}")
     elif storage_class.name == "Dict":
         print_json(obj)

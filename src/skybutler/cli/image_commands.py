@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from ..datastore.copy_scratch import ScratchJournal
+from ..datastore.local_files import write_output
 from ..formats import get_formatter
 from .helpers import fail, info, json_option, open_butler, parse_data_id, print_rows, repo_argument, split_csv_option
 
@@ -52,8 +54,7 @@ def get_image(repo: Path, dataset_type: str, data_id: tuple[str, ...], collectio
     if header_only:
         click.echo(found.tostring(sep="\n").rstrip())
         return
-    with open(output, "wb") as stream:
-        get_formatter("fits").write(found, stream)
+    write_output(output, lambda stream: get_formatter("fits").write(found, stream))
     shape = found.shape if bin_ is not None else found.data.shape
     info(f"wrote {shape[1]}x{shape[0]} pixels to {output}")
 
@@ -84,11 +85,12 @@ def cutouts(repo: Path, dataset_type: str, ra: float, dec: float, size: int, col
     except OSError as err:
         fail(f"cannot create {output_dir}: {err.strerror or err}")
     rows = []
-    for ref, hdu in found:
-        name = "_".join([dataset_type, *[str(ref.data_id[d]) for d in ref.data_id.group.required]]) + ".fits"
-        with open(output_dir / name, "wb") as stream:
-            get_formatter("fits").write(hdu, stream)
-        rows.append({**ref.summary(), "file": str(output_dir / name), "shape": f"{hdu.data.shape[1]}x{hdu.data.shape[0]}"})
+    with ScratchJournal(output_dir) as journal:  # each file replaced whole (see write_replacing)
+        for ref, hdu in found:
+            name = "_".join([dataset_type, *[str(ref.data_id[d]) for d in ref.data_id.group.required]]) + ".fits"
+            write_output(output_dir / name, lambda stream, hdu=hdu: get_formatter("fits").write(hdu, stream), journal)
+            rows.append({**ref.summary(), "file": str(output_dir / name),
+                         "shape": f"{hdu.data.shape[1]}x{hdu.data.shape[0]}"})
     if not as_json:
         info(f"{len(rows)} cut-out(s) around ({ra}, {dec}) written to {output_dir}")
     print_rows(rows, as_json=as_json)

@@ -13,8 +13,8 @@ import errno
 import filecmp
 import functools
 import os
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TextIO
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from ..errors import DatastoreError
 from ..faults import crash_point
@@ -133,6 +133,40 @@ def new_text_file(destination: str | os.PathLike, journal: ScratchJournal) -> It
         _place_scratch(partial, destination, journal)
     except FileExistsError:
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), destination) from None
+
+
+def write_replacing(destination: str | os.PathLike, write: Callable[[BinaryIO], object],
+                    journal: ScratchJournal) -> None:
+    """``write(stream)``'s bytes at ``destination``, written under a scratch name of ``journal`` and
+    renamed over whatever is there once whole: the old file or the new one stands there, whole,
+    at every moment (an output a person named, which replaces the one there as ``cp`` would)."""
+    destination = os.fspath(destination)
+    partial, fd = journal.open_new_file(destination)
+    try:
+        with open(fd, "wb") as stream:
+            write(stream)
+        crash_point("scratch-filled")
+        os.replace(partial, destination)
+    except BaseException:
+        _remove_scratch(partial, journal)
+        raise
+    journal.gone(partial)
+
+
+def write_output(destination: str | os.PathLike, write: Callable[[BinaryIO], object],
+                 journal: ScratchJournal | None = None) -> None:
+    """:func:`write_replacing` (with a journal of its own in ``destination``'s directory unless
+    given one there); FileNotFoundError naming ``destination`` if its directory is missing."""
+    if journal is not None:
+        write_replacing(destination, write, journal)
+        return
+    from .copy_scratch import ScratchJournal
+
+    directory = os.path.dirname(os.path.abspath(destination))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), os.fspath(destination))
+    with ScratchJournal(directory) as own:
+        write_replacing(destination, write, own)
 
 
 def _place_scratch(partial: str, destination: str, journal: ScratchJournal) -> None:
