@@ -33,8 +33,8 @@ read is the driver's execute and fetch and nothing else.
   and so it does on a busy machine, where every wait is a sleep and a wake-up; over a local
   connection with the machine less busy two trips were quicker (Q4 of ``bench_queries.py``,
   its first run on the 1M repository's server, medians of 1,500 on this 2-core machine:
-  load 11, 0.38 ms in two trips against 0.48 in one; load 14, 1.84 against 0.89; unprepared
-  0.36-0.53).  A plan kept with
+  load 10-11, 0.38-0.40 ms in two trips against 0.48 in one; load 14, 1.84 against 0.89;
+  unprepared 0.36-0.53).  A plan kept with
   parameters would be either made anew at every run (``force_custom_plan``) or a generic plan
   made without their values, which for data-ID ranges can read whole tables.  The server
   makes a kept plan again when a table it reads changes (its statistics after an ANALYZE, its
