@@ -317,3 +317,22 @@ def test_log_file_label_long_log_and_no_log_tty_are_taken_as_the_rubin_butler_ta
     assert mine["levelname"] == rubin["levelname"] == "WARNING" and "limit of 1" in rubin["message"]
     assert "the first 1" in mine["message"]
     assert "is not KEY=VALUE" in run("--log-label", "nope", "query-collections", rubin_pair[1], code=2).stderr
+
+
+def test_remove_dataset_type_takes_globs_as_the_rubin_command(fresh_rubin_pair):
+    from lsst.daf.butler import Butler as RubinButler
+
+    from skybutler import Butler
+
+    for name in ("tmpA", "tmpB", "keep"):
+        both_outputs(fresh_rubin_pair, ["register-dataset-type", "{repo}", name, "StructuredDataDict", "instrument"])
+    both_outputs(fresh_rubin_pair, ["remove-dataset-type", "{repo}", "tmp*"])
+    with RubinButler.from_config(str(fresh_rubin_pair[0])) as b:
+        theirs = sorted(t.name for t in b.registry.queryDatasetTypes(...))
+    with Butler(fresh_rubin_pair[1]) as ours:
+        mine = sorted(t.name for t in ours.query_dataset_types("*"))
+    assert "keep" in mine and not {"tmpA", "tmpB"} & set(mine)
+    assert set(theirs) <= set(mine)  # skybutler also has the import's camera descriptions, if any
+    assert "no dataset type matches 'zz*'" in run("remove-dataset-type", fresh_rubin_pair[1], "zz*", code=1).stderr
+    refused = run("remove-dataset-type", fresh_rubin_pair[1], "summ*", code=1).stderr
+    assert "'summary' still has" in refused

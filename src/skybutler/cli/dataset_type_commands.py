@@ -6,7 +6,17 @@ from pathlib import Path
 
 import click
 
-from .helpers import expand_collections, info, json_option, open_butler, print_rows, repo_argument, split_csv_option
+from .helpers import (
+    GLOB_CHARACTERS,
+    expand_collections,
+    fail,
+    info,
+    json_option,
+    open_butler,
+    print_rows,
+    repo_argument,
+    split_csv_option,
+)
 
 
 @click.command("register-dataset-type")
@@ -67,9 +77,19 @@ def query_dataset_types(repo: Path, patterns: tuple[str, ...], verbose: bool, co
 @repo_argument
 @click.argument("names", nargs=-1, required=True)
 def remove_dataset_type(repo: Path, names: tuple[str, ...]) -> None:
-    """Remove the dataset types NAMES, which must have no datasets left: all of them, or none
-    if one is refused."""
+    """Remove the dataset types NAMES (or globs, 'calexp*', as the Rubin command takes them), which
+    must have no datasets left: all of them, or none if one is refused."""
     with open_butler(repo) as butler, butler.transaction():
+        expanded: list[str] = []
+        for name in names:
+            if GLOB_CHARACTERS.isdisjoint(name):
+                expanded.append(name)
+                continue
+            matched = sorted(t.name for t in butler.query_dataset_types(name))
+            if not matched:
+                fail(f"no dataset type matches {name!r}")
+            expanded += matched
+        names = tuple(dict.fromkeys(expanded))
         for name in names:
             butler.remove_dataset_type(name)
     for name in names:
