@@ -131,6 +131,15 @@ def test_defaults_clone_and_configuration_as_the_rubin_butlers(pair):
         "summary", instrument="Cam", visit=1, detector=2)
     assert ours.clone().collections.defaults == ()
     mine.close()
+    # a RUN and no collections: the RUN is searched, and a clone's new RUN too, as the Rubin butler's
+    theirs, mine = (b.clone(run="Cam/run1") for b in (rubin, ours))
+    assert mine.collections.defaults == tuple(theirs.collections.defaults) == ("Cam/run1",)
+    assert mine.get("summary", instrument="Cam", visit=1, detector=2) == theirs.get(
+        "summary", instrument="Cam", visit=1, detector=2)
+    assert mine.clone(run="u/other").collections.defaults == tuple(
+        theirs.clone(run="u/other").collections.defaults) == ("u/other",)
+    assert mine.clone(collections=["Cam/defaults"]).collections.defaults == ("Cam/defaults",)
+    mine.close()
     assert ours.dimensions is ours.universe
     assert set(rubin.dimensions.getStaticElements().names) <= set(ours.dimensions.elements)
     if kind == "served":  # the configuration is the server's to check

@@ -103,6 +103,11 @@ class Butler(DatasetTypeMethods, QueryMethods, CatalogMethods, IngestMethods, Pa
                  writeable: bool | None = None, inferDefaults: bool = True, _registry: Registry | None = None,
                  **data_id_values: Any):
         self._remote = None
+        #: no collections given but a RUN: the RUN is the default collection, as in the Rubin butler (and in
+        #: a clone of this butler that gives no collections either)
+        self._collections_given = collections is not None
+        if collections is None and run is not None:
+            collections = [run]
         if data_id_values:  # the Rubin butler's Butler(repo, instrument="Cam"); writeable is the rights' to say
             data_id = {**(data_id or {}), **data_id_values}
         #: this client's writer lock on a shared (PostgreSQL) registry, seen by the other hosts' repairs

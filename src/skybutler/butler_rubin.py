@@ -136,6 +136,7 @@ class RubinButlerCalls:
 
     universe: DimensionUniverse
     default_collections: list[str]
+    _collections_given: bool
     default_data_id: dict[str, Any]
     run: str | None
     root: Any
@@ -165,8 +166,10 @@ class RubinButlerCalls:
               dataId: Any = ...) -> Butler:
         """A new butler on the same repository with other defaults (``...``: this one's)."""
         cls = type(self)
+        if collections is ...:  # none given: a new RUN is the default collection, as in the Rubin butler
+            collections = self.default_collections if self._collections_given else None
         return cls(self.root,  # type: ignore[call-arg]
-                   self.default_collections if collections is ... else collections,
+                   collections,
                    self.run if run is ... else run,
                    self.default_data_id if dataId is ... else dataId,
                    recompute=self.recompute, on_wait=self.on_wait, token=self.token)
