@@ -68,14 +68,16 @@ def _output_options(func: Any) -> Any:
 
 def _emit(table: Any, output: Path | None, as_json: bool) -> None:
     if output is not None:
+        from ..datastore.local_files import write_output
+
         if output.suffix == ".parquet":
             import pyarrow.parquet as pq
 
-            pq.write_table(table, output)
+            write_output(output, lambda stream: pq.write_table(table, stream))
         elif output.suffix == ".csv":
             import pyarrow.csv as pcsv
 
-            pcsv.write_csv(table, output)
+            write_output(output, lambda stream: pcsv.write_csv(table, stream))
         else:
             fail(f"--output must end in .parquet or .csv, not {output.name!r}")
         info(f"wrote {table.num_rows} rows to {output}")
