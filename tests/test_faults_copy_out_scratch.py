@@ -265,3 +265,32 @@ def test_a_killed_get_to_a_file_keeps_the_old_file_whole(local_repo, tmp_path, s
     _run(args)
     assert target.read_bytes() == new
     assert {p: p.read_bytes() for p in planted} == planted and _scratch(out, planted) == []
+
+
+@pytest.mark.parametrize("writer, removed", [("dead", True), ("alive", False), ("other host", False),
+                                             ("rebooted", True)])
+def test_without_flock_the_writers_identity_decides(tmp_path, monkeypatch, writer, removed):
+    """Where the file system refuses ``flock`` (ENOLCK), a journal's writer is dead if it ran on this
+    host and either in an earlier boot or as a process that is gone."""
+    import errno
+    import socket
+
+    def refused(fd, operation):
+        raise OSError(errno.ENOLCK, "no locks here")
+
+    ours = tmp_path / f".f.json.{HEX}.download"
+    ours.write_bytes(b"half")
+    gone = os.fork()
+    if gone == 0:
+        os._exit(0)
+    os.waitpid(gone, 0)
+    journal = _journal(tmp_path, *_made(tmp_path, ours.name))
+    header = {"skybutler": copy_scratch.MARK, "version": 1, "token": "a" * 32,
+              "pid": os.getpid() if writer == "alive" else gone,
+              "host": "elsewhere" if writer == "other host" else socket.gethostname(),
+              "boot_id": "an earlier boot" if writer == "rebooted" else copy_scratch._boot_id()}
+    lines = journal.read_text().splitlines()
+    journal.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    monkeypatch.setattr(copy_scratch.fcntl, "flock", refused)
+    assert copy_scratch.remove_abandoned(tmp_path) == ([str(ours)] if removed else [])
+    assert ours.exists() != removed and journal.exists() != removed
