@@ -57,7 +57,7 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     'insert-records': ('repo_commands', 'Insert dimension records of ELEMENT from FILE (a YAML or JSON list of mappings).'),
     'register-dataset-type': ('dataset_type_commands', 'Register dataset type NAME over DIMENSIONS with a storage class (-s, or STORAGE_CLASS before the dimensions as the Rubin butler takes it).'),
     'query-dataset-types': ('dataset_type_commands', 'List dataset types whose names match any glob of PATTERNS (default: all).'),
-    'remove-dataset-type': ('dataset_type_commands', 'Remove the dataset types NAMES, which must have no datasets left: all of them, or none if one is refused.'),
+    'remove-dataset-type': ('dataset_type_commands', "Remove the dataset types NAMES (or globs, 'calexp*', as the Rubin command takes them), which must have no datasets left: all of them, or none if one is refused."),
     'query-collections': ('collection_commands', 'List collections whose names match the glob PATTERNS (default: all; several, or comma-separated).'),
     'register-collection': ('collection_commands', 'Create collection NAME of the given type.'),
     'collection-chain': ('collection_commands', 'Define or change the CHAINED collection PARENT (created if missing); CHILDREN may be comma-separated, as the Rubin butler takes them.'),
