@@ -336,3 +336,21 @@ def test_remove_dataset_type_takes_globs_as_the_rubin_command(fresh_rubin_pair):
     assert "no dataset type matches 'zz*'" in run("remove-dataset-type", fresh_rubin_pair[1], "zz*", code=1).stderr
     refused = run("remove-dataset-type", fresh_rubin_pair[1], "summ*", code=1).stderr
     assert "'summary' still has" in refused
+
+
+def test_associate_and_prune_datasets_take_dataset_type_globs_as_the_rubin_command(fresh_rubin_pair):
+    from lsst.daf.butler import Butler as RubinButler
+
+    from skybutler import Butler
+
+    both_outputs(fresh_rubin_pair, ["associate", "{repo}", "Cam/picked", "--dataset-type", "summ*", "--collections",
+                                    "Cam/run1", "--where", "instrument = 'Cam' AND visit = 2"])
+    both_outputs(fresh_rubin_pair, ["prune-datasets", "{repo}", "Cam/run1", "--purge", "Cam/run1", "--datasets",
+                                    "summ*", "--where", "instrument = 'Cam' AND detector = 0", "--no-confirm"])
+    with RubinButler.from_config(str(fresh_rubin_pair[0])) as b:
+        theirs = [sorted(str(r.id) for r in b.registry.queryDatasets("summary", collections=c)) for c in
+                  ("Cam/picked", "Cam/run1")]
+    with Butler(fresh_rubin_pair[1]) as ours:
+        mine = [sorted(str(r.id) for r in ours.query_datasets("summary", collections=c)) for c in
+                ("Cam/picked", "Cam/run1")]
+    assert mine == theirs and len(mine[0]) == 2 and len(mine[1]) == 4  # visit 2's detectors 1, 2; detector 0 pruned

@@ -40,12 +40,12 @@ def _selection_options(func: Any) -> Any:
     func = click.option("--collections", "-c", multiple=True, required=True,
                         help="Collections to search, in order (repeatable or comma-separated).")(func)
     return click.option("--dataset-type", "dataset_types", multiple=True, required=True,
-                        help="Dataset types to select (repeatable or comma-separated).")(func)
+                        help="Dataset types or globs to select (repeatable or comma-separated).")(func)
 
 
 def _select(butler: Any, dataset_types: tuple[str, ...], collections: tuple[str, ...], where: str,
             find_first: bool, every_match: str = "--find-all", limit: int = 0) -> list[Any]:
-    """The datasets of the types in the collections (globs allowed) matching ``where``; a
+    """The datasets of the types (globs allowed) in the collections (globs allowed) matching ``where``; a
     find-first selection needs collections in an order, which a glob matching several lacks.
     ``limit`` is the Rubin butler's (see :func:`.helpers.capped`)."""
     search, ordered = expand_collections(butler, split_csv_option(collections))
@@ -53,9 +53,10 @@ def _select(butler: Any, dataset_types: tuple[str, ...], collections: tuple[str,
         raise click.UsageError("a glob matching several collections gives no order to take the first match per "
                                f"data ID in: name the collections in order, or take every match ({every_match})")
     refs: list[Any] = []
-    for dataset_type in split_csv_option(dataset_types):
-        found = butler.query_datasets(dataset_type, where, collections=search, find_first=find_first)
-        refs.extend(found.limit(abs(limit) + 1) if limit else found)
+    for group in dataset_type_groups(butler, split_csv_option(dataset_types)):  # globs, as the Rubin -d takes
+        for dataset_type in group:
+            found = butler.query_datasets(dataset_type, where, collections=search, find_first=find_first)
+            refs.extend(found.limit(abs(limit) + 1) if limit else found)
     return capped(refs, limit)
 
 
@@ -95,7 +96,7 @@ def disassociate(repo: Path, tag: str, dataset_types: tuple[str, ...], collectio
 @repo_argument
 @click.argument("collections", nargs=-1)
 @click.option("--datasets", "dataset_types", multiple=True, required=True,
-              help="Dataset types to prune (repeatable or comma-separated).")
+              help="Dataset types or globs to prune (repeatable or comma-separated).")
 @click.option("--where", "-w", default="", help="A where-clause selecting the datasets.")
 @click.option("--find-all", is_flag=True, help="Every match in COLLECTIONS, not only the first per data ID.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
