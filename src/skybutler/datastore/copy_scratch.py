@@ -1,5 +1,5 @@
-"""The scratch files and directories a copy out (export, retrieve-artifacts, a Rubin export or zip)
-makes in a person's directory, journaled so that those of a killed copy out are removed later --
+"""The scratch files and directories a copy out (export, retrieve-artifacts, a Rubin export or zip,
+an output a person names with ``-o``) makes in a person's directory, journaled so that those of a killed copy out are removed later --
 and nothing else ever is.
 
 A copy out writes each file under a hidden scratch name beside its final one and renames it into
@@ -14,12 +14,13 @@ new (``O_EXCL``, ``mkdir``), then appends its device and inode as *made*.
 
 :func:`remove_abandoned` -- run by every copy out into the same root before it starts, and by
 ``skybutler clean-copy-out DIR`` -- takes each journal whose lock is free (its writer is dead;
-where the file system has no ``flock``, the same host and boot and no such process) and removes
+where the file system has no ``flock``: written on this host, in an earlier boot or by a process
+that is gone) and removes
 exactly the scratch that journal proves its writer made: a path of the journal, hidden, inside the
 root, whose file (or directory) is the very inode recorded as *made*; or, recorded only as an
 intent (killed between ``open`` and the next append), a regular file still empty or an empty
 directory.  A person's file is never removed, whatever its name: one named like a scratch file
-but not in a live-less journal, or at a journaled path but another inode, is not the scratch that
+but in no dead writer's journal, or at a journaled path but another inode, is not the scratch that
 was made.  A scratch directory proved so (a retrieve's staging directory, a zip's work directory)
 is removed with what is in it: only its copy out puts files there.  Then the journal goes.
 
