@@ -24,6 +24,7 @@ from server_helpers import running_server
 from skybutler import Butler
 from skybutler.cli.main import cli
 from skybutler.datastore import copy_scratch
+from skybutler.retrieve import zip_name as retrieve_zip_name
 from test_faults import N_FILES, run_killed
 
 pytestmark = pytest.mark.slow
@@ -294,3 +295,26 @@ def test_without_flock_the_writers_identity_decides(tmp_path, monkeypatch, write
     monkeypatch.setattr(copy_scratch.fcntl, "flock", refused)
     assert copy_scratch.remove_abandoned(tmp_path) == ([str(ours)] if removed else [])
     assert ours.exists() != removed and journal.exists() != removed
+
+
+def test_a_zip_that_came_meanwhile_is_never_replaced(local_repo, tmp_path, monkeypatch):
+    """Without overwrite, a zip put at the zip's name while it was being written is kept, and the
+    new one refused by name (it was replaced, in the window between the check and the rename)."""
+    from skybutler.errors import SkybutlerError
+    from skybutler.interchange import rubin_export
+
+    out = tmp_path / "out"
+    written = rubin_export._write_zip_members
+
+    def then_theirs(*args):
+        written(*args)
+        (out / zip_name).write_bytes(b"a person's zip, put there meanwhile")
+
+    monkeypatch.setattr(rubin_export, "_write_zip_members", then_theirs)
+    with Butler(local_repo) as butler:
+        refs = list(butler.query_datasets("metrics", collections="r"))
+        zip_name = retrieve_zip_name(refs)
+        with pytest.raises(SkybutlerError, match="already exists"):
+            butler.retrieve_artifacts(refs, out, zip=True)
+    assert (out / zip_name).read_bytes() == b"a person's zip, put there meanwhile"
+    assert [p.name for p in out.iterdir()] == [zip_name], "scratch left"

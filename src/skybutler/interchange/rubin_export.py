@@ -13,7 +13,6 @@ written as ``StructuredDataDict``, ``ArrowAstropy`` and ``ImageF``.
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..copy_out import source
 from ..datastore.copy_scratch import ScratchJournal, copy_out_into
-from ..datastore.local_files import new_text_file
+from ..datastore.local_files import new_text_file, place_new_file, replace_file
 from ..dimensions import DimensionRecord
 from ..errors import SkybutlerError
 from ..models import CollectionType, DatasetRef
@@ -256,7 +255,14 @@ def _write_zip(butler: Butler, refs: list[DatasetRef], destination: Path, overwr
     with copy_out_into(destination.parent) as journal:
         partial = Path(journal.new_file(str(destination), ".partial"))
         _write_zip_members(butler, files, refs, artifacts, partial, journal)
-        os.replace(partial, destination)  # (the journal removes the partial zip of a failure)
+        # (the journal removes the partial zip of a failure)
+        if overwrite:
+            replace_file(partial, destination)
+        else:  # never over a zip that came meanwhile
+            try:
+                place_new_file(str(partial), str(destination))
+            except FileExistsError:
+                raise SkybutlerError(f"{destination} already exists") from None
     return len(refs)
 
 
