@@ -358,8 +358,13 @@ def test_cli_calibration_queries(calib_repo):
     assert joined.exit_code == 0, joined.output
     rows = json.loads(joined.stdout)
     assert len(rows) == 4 and all(r["bias_id"] and r["flat_id"] for r in rows)
-    refused = runner.invoke(cli, ["query-datasets", root, "bias", "-c", "Cam/calib"])
+    refused = runner.invoke(cli, ["query-datasets", root, "bias", "-c", "Cam/calib", "--find-first"])
     assert refused.exit_code == 1 and "give a timespan" in refused.stderr and "Traceback" not in refused.output
+    # find-first by default, no time: every certification, as with --no-find-first (the Rubin command's default)
+    listed = runner.invoke(cli, ["query-datasets", root, "bias", "-c", "Cam/calib", "--json"])
+    assert listed.exit_code == 0 and "every certification is listed" in " ".join(listed.stderr.split())
+    every = runner.invoke(cli, ["query-datasets", root, "bias", "-c", "Cam/calib", "--no-find-first", "--json"])
+    assert json.loads(listed.stdout) == json.loads(every.stdout) != []
     said = " ".join(refused.stderr.split())  # the command's own spellings of the ways out
     assert "--valid-at" in said and "--no-find-first, the Rubin command's default" in said
 

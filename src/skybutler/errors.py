@@ -231,6 +231,11 @@ def _window(text: str, at: int) -> tuple[str, int]:
     return head + text[start:end] + ("..." if end < len(text) else ""), at - start + len(head)
 
 
+class CalibrationTimeError(QueryError):
+    """A find-first search of CALIBRATION collections was given no time (a timespan, or an exposure
+    or visit in the query) to find the calibration valid then."""
+
+
 class NotOfferedError(SkybutlerError, NotImplementedError):
     """A Rubin butler call or argument skybutler does not offer; the message names what to use instead."""
 

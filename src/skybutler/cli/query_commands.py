@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import click
 import pyarrow as pa
 
+from ..errors import CalibrationTimeError
 from .helpers import (
     TimeParam,
     dataset_type_names,
@@ -224,11 +225,22 @@ def query_datasets(repo: Path, dataset_types: tuple[str, ...], where: str, binds
         for types in groups:
             if len(groups) > 1:
                 info(", ".join(types), style="bold")
-            found = butler.query_datasets(types, where, bind=parse_binds(binds),
-                                          find_first=find_first is not False and ordered, collections=search,
-                                          timespan=valid_at, states=wanted)
-            emit(found, empty=f"no {' or '.join(types)} datasets match", uri_butler=butler if show_uri else None,
-                 state_butler=butler, **output)
+            def show(first: bool, types: list[str] = types) -> None:
+                emit(butler.query_datasets(types, where, bind=parse_binds(binds), find_first=first,
+                                           collections=search, timespan=valid_at, states=wanted),
+                     empty=f"no {' or '.join(types)} datasets match", uri_butler=butler if show_uri else None,
+                     state_butler=butler, **output)
+
+            try:
+                show(find_first is not False and ordered)
+            except CalibrationTimeError:
+                if find_first is not None:  # asked for: the error says what to give
+                    raise
+                # find-first by default, with no time to find the calibration valid then: every
+                # certification, as the Rubin command lists them by default
+                report_warning(f"{', '.join(types)}: no time given (--valid-at, or an exposure or visit in "
+                               "--where) to find the calibration valid then: every certification is listed")
+                show(False)
 
 
 def dataset_type_groups(butler: Any, given: list[str]) -> list[list[str]]:

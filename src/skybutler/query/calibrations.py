@@ -25,7 +25,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from ..dimensions import DataCoordinate, DimensionGroup
-from ..errors import CalibrationLookupError, QueryError
+from ..errors import CalibrationLookupError, CalibrationTimeError
 from ..models import CollectionType, DatasetRef, DatasetType
 from ..registry import Registry
 from ..timespan import NS_MAX, NS_MIN, Timespan
@@ -127,7 +127,7 @@ def raise_if_ambiguous(registry: Registry, dtype: DatasetType, check: sa.Select,
 def require_time(dtype: DatasetType, calib_names: list[str], element: str | None,
                  timespan: tuple[int, int] | None) -> None:
     if element is None and timespan is None:
-        raise QueryError(
+        raise CalibrationTimeError(
             f"{dtype.name} is searched in CALIBRATION collection(s) {', '.join(calib_names)} with find_first: "
             "give a timespan (query-datasets --valid-at), or name an exposure or visit in the query (the "
             "calibration valid during it), or pass find_first=False (--no-find-first, the Rubin command's "
